@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs everything the demo and the tests need on a fresh Debian machine.
+# Every step is skipped when its tool is already there, so repeated runs are fast.
+#   scripts/setup.sh          Rust toolchain pieces, wasm tools, redis-server, npm packages
+#   scripts/setup.sh --rust   only what the native Rust demo needs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+if ! command -v cargo >/dev/null; then
+  log "cargo not found: install Rust with rustup first"; exit 1
+fi
+if [ "${1:-}" = "--rust" ]; then exit 0; fi
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+# wasm-bindgen-cli must be exactly the version of the wasm-bindgen crate in Cargo.lock.
+wb_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
+if [ -z "$wb_version" ]; then log "no wasm-bindgen in Cargo.lock"; exit 1; fi
+if ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $wb_version"; then
+  log "installing wasm-bindgen-cli $wb_version"
+  cargo install --force wasm-bindgen-cli --version "$wb_version"
+fi
+if ! command -v wasm-pack >/dev/null; then
+  log "installing wasm-pack"
+  cargo install wasm-pack
+fi
+
+if ! command -v redis-server >/dev/null; then
+  log "installing redis-server"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq redis-server >/dev/null
+  # The tests start their own servers; the packaged service is not needed.
+  (service redis-server stop || true) >/dev/null 2>&1
+fi
+
+# npm packages for the JS tests and benchmarks, from the committed package-lock.json.
+if [ -f package-lock.json ]; then
+  stamp=node_modules/.package-lock.json
+  if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
+    log "installing npm packages"
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+fi

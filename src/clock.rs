@@ -1,0 +1,164 @@
+//! Time, the one platform seam of the core.
+//!
+//! Expiry and latency need a monotonic clock. `std::time::Instant` panics on
+//! `wasm32-unknown-unknown`, so [`Clock::system`] reads `Instant` natively and
+//! the host's `performance.now()` on wasm32. Tests, and users testing their own
+//! code, swap in a [`ManualClock`] and move time by hand: no test ever sleeps.
+//!
+//! This module never does I/O and never blocks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Nanoseconds since the clock's origin.
+pub(crate) type Nanos = u64;
+
+/// The time source of a store. Cheap to clone.
+///
+/// ```
+/// use pepperpy_caching::{Clock, ManualClock};
+/// let clock = ManualClock::new();
+/// let store_clock: Clock = clock.clone().into();
+/// # let _ = store_clock;
+/// clock.advance(std::time::Duration::from_secs(5));
+/// assert_eq!(clock.elapsed(), std::time::Duration::from_secs(5));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Clock {
+    manual: Option<Arc<ManualState>>,
+}
+
+impl Clock {
+    /// The platform's monotonic clock: `Instant` natively, `performance.now()` on wasm32.
+    pub fn system() -> Self {
+        Clock { manual: None }
+    }
+
+    /// The current time in nanoseconds since this clock's origin.
+    #[inline]
+    pub(crate) fn now(&self) -> Nanos {
+        match &self.manual {
+            None => system_now(),
+            Some(state) => state.read(),
+        }
+    }
+}
+
+/// A clock that moves only when told to, for tests.
+///
+/// Clones share the same time. Hand one clone to the store (through
+/// `MemoryStore::builder(..).clock(..)`) and keep another to call
+/// [`advance`](ManualClock::advance).
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock {
+    state: Arc<ManualState>,
+}
+
+#[derive(Debug, Default)]
+struct ManualState {
+    nanos: AtomicU64,
+    step: AtomicU64,
+}
+
+impl ManualState {
+    fn read(&self) -> Nanos {
+        let step = self.step.load(Ordering::Relaxed);
+        if step == 0 { self.nanos.load(Ordering::Acquire) } else { self.nanos.fetch_add(step, Ordering::AcqRel) }
+    }
+}
+
+impl ManualClock {
+    /// A clock standing at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.state.nanos.fetch_add(duration_nanos(by), Ordering::AcqRel);
+    }
+
+    /// Makes every reading of the clock move it forward by `step` afterwards,
+    /// so code that times itself sees time pass. `Duration::ZERO` turns it off.
+    pub fn set_auto_advance(&self, step: Duration) {
+        self.state.step.store(duration_nanos(step), Ordering::Relaxed);
+    }
+
+    /// How far the clock has moved since it was made.
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.state.nanos.load(Ordering::Acquire))
+    }
+}
+
+impl From<ManualClock> for Clock {
+    fn from(clock: ManualClock) -> Self {
+        Clock { manual: Some(clock.state) }
+    }
+}
+
+/// A duration in nanoseconds, saturating at `u64::MAX` (about 584 years).
+#[inline]
+pub(crate) fn duration_nanos(d: Duration) -> Nanos {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn system_now() -> Nanos {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    duration_nanos(ORIGIN.get_or_init(Instant::now).elapsed())
+}
+
+#[cfg(target_arch = "wasm32")]
+fn system_now() -> Nanos {
+    use wasm_bindgen::prelude::wasm_bindgen;
+    #[wasm_bindgen]
+    extern "C" {
+        // Present in Node, Deno, browsers and Cloudflare Workers. In Workers it
+        // advances only across I/O, which is the platform's own rule.
+        #[wasm_bindgen(js_namespace = performance, js_name = now)]
+        fn performance_now() -> f64;
+    }
+    let ms = performance_now();
+    if ms.is_finite() && ms > 0.0 { (ms * 1e6) as Nanos } else { 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let manual = ManualClock::new();
+        let clock: Clock = manual.clone().into();
+        assert_eq!(clock.now(), 0);
+        manual.advance(Duration::from_millis(3));
+        assert_eq!(clock.now(), 3_000_000);
+        assert_eq!(clock.now(), 3_000_000);
+    }
+
+    #[test]
+    fn auto_advance_moves_on_each_reading() {
+        let manual = ManualClock::new();
+        manual.set_auto_advance(Duration::from_nanos(10));
+        let clock: Clock = manual.clone().into();
+        assert_eq!(clock.now(), 0);
+        assert_eq!(clock.now(), 10);
+        assert_eq!(manual.elapsed(), Duration::from_nanos(20));
+    }
+
+    #[test]
+    fn system_clock_is_monotonic() {
+        let clock = Clock::system();
+        let a = clock.now();
+        let b = clock.now();
+        assert!(b >= a);
+    }
+
+    #[test]
+    fn huge_durations_saturate() {
+        assert_eq!(duration_nanos(Duration::MAX), u64::MAX);
+    }
+}

@@ -1,0 +1,92 @@
+//! The one error type of the crate.
+//!
+//! Every fallible call returns [`CacheError`]. Its variants are the kinds a
+//! caller can act on: fix the key, fix the pattern, fix the configuration, fix
+//! the value, or retry (backend). The JS package maps each variant to its own
+//! `Error` subclass (`CacheKeyError`, `CachePolicyError`, ...), so the same
+//! distinction survives the language boundary.
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = CacheError> = std::result::Result<T, E>;
+
+/// Longest text of a rejected key or pattern repeated inside an error message.
+const SHOWN_CHARS: usize = 64;
+
+/// What went wrong. Match on the variant; the message names the offending value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// The key is empty or longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes
+    /// (`CacheKeyError` in JS).
+    #[error("invalid cache key {key}: {reason}")]
+    Key {
+        /// The key as given, shortened and quoted for display.
+        key: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The glob pattern is longer than [`MAX_PATTERN_LEN`](crate::MAX_PATTERN_LEN)
+    /// bytes (`CachePatternError` in JS).
+    #[error("invalid pattern {pattern}: {reason}")]
+    Pattern {
+        /// The pattern as given, shortened and quoted for display.
+        pattern: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A policy or an entry's options make no sense: a capacity of zero, a
+    /// TTL that is zero, negative or not finite (`CachePolicyError` in JS).
+    #[error("invalid policy: {0}")]
+    Policy(String),
+    /// A value or its metadata cannot be stored or read back in the store's
+    /// format (`CacheSerializationError` in JS).
+    #[error("serialization failed: {0}")]
+    Serialization(String),
+    /// The storage backend failed: unreachable, timed out, refused the command
+    /// (`CacheBackendError` in JS). Usually worth retrying.
+    #[error("backend error: {message}")]
+    Backend {
+        /// What the store was doing and what went wrong.
+        message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
+}
+
+impl CacheError {
+    pub(crate) fn key(key: &str, reason: impl Into<String>) -> Self {
+        CacheError::Key { key: shown(key), reason: reason.into() }
+    }
+
+    pub(crate) fn pattern(pattern: &str, reason: impl Into<String>) -> Self {
+        CacheError::Pattern { pattern: shown(pattern), reason: reason.into() }
+    }
+}
+
+/// Quotes a user-supplied string for an error message, cutting it at
+/// [`SHOWN_CHARS`] characters so a megabyte key does not make a megabyte message.
+fn shown(text: &str) -> String {
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(SHOWN_CHARS).collect();
+    if chars.next().is_some() { format!("{head:?}... ({} bytes)", text.len()) } else { format!("{head:?}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_shortened_in_messages() {
+        let err = CacheError::key(&"k".repeat(10_000), "too long");
+        let text = err.to_string();
+        assert!(text.len() < 200, "{text}");
+        assert!(text.contains("10000 bytes"), "{text}");
+    }
+
+    #[test]
+    fn short_values_are_quoted_whole() {
+        let err = CacheError::pattern("a[b", "whatever");
+        assert_eq!(err.to_string(), "invalid pattern \"a[b\": whatever");
+    }
+}

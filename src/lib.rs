@@ -1,0 +1,60 @@
+//! # pepperpy-caching
+//!
+//! One cache API for two worlds: in memory (natively, or compiled to
+//! WebAssembly for Node, Deno and Cloudflare Workers) and in Redis, so a
+//! service can grow from one process to many by changing the store it builds.
+//!
+//! - **Stores** implement the async [`CacheStore`] trait:
+//!   [`MemoryStore`](stores::MemoryStore), and `RedisStore` with the `redis`
+//!   feature.
+//! - **Policies**: [`LruPolicy`](policies::LruPolicy) (capacity, least recently
+//!   used evicted) and [`TtlPolicy`](policies::TtlPolicy) (every entry expires;
+//!   optional capacity, soonest-to-expire evicted).
+//! - **Metrics**: hits, misses, sets, deletes, evictions, expirations, hit
+//!   ratio and average `get` latency, the same [`CacheStats`] for every store.
+//! - **Pattern invalidation** with Redis glob syntax ([`Pattern`]), matched
+//!   exactly as Redis matches, in bounded time.
+//! - **Metadata** per entry ([`Metadata`], a JSON object).
+//! - **Typed errors**: one [`CacheError`] enum.
+//!
+//! ```
+//! use pepperpy_caching::{CacheStore, SetOptions, stores::MemoryStore, policies::LruPolicy};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> pepperpy_caching::Result<()> {
+//! let store = MemoryStore::new(LruPolicy::new(2)?);
+//! store.set("user:1", 10, SetOptions::new()).await?;
+//! store.set("user:2", 20, SetOptions::new().ttl(Duration::from_secs(60))).await?;
+//! store.set("post:1", 30, SetOptions::new()).await?; // evicts user:1, the least recently used
+//! assert_eq!(store.get("user:1").await?, None);
+//! assert_eq!(store.invalidate("user:*").await?, 1);
+//! assert_eq!(store.stats().evictions, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Cargo features
+//!
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `redis` | `stores::RedisStore` (native targets only, tokio) |
+//!
+//! The crate compiles to `wasm32-unknown-unknown`, where it also exports the
+//! JS bindings used by the npm package.
+#![warn(missing_docs)]
+
+mod clock;
+mod errors;
+pub mod metrics;
+mod pattern;
+pub mod policies;
+mod store;
+pub mod stores;
+
+pub use clock::{Clock, ManualClock};
+pub use errors::{CacheError, Result};
+pub use metrics::CacheStats;
+pub use pattern::{MAX_PATTERN_LEN, Pattern, escape_pattern};
+pub use policies::{LruPolicy, Policy, TtlPolicy};
+pub use store::{CacheStore, MAX_KEY_LEN, Metadata, SetOptions};
+pub use stores::MemoryStore;

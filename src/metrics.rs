@@ -1,0 +1,193 @@
+//! The counters every store keeps and the [`CacheStats`] they report.
+//!
+//! One shape for all stores, so a dashboard does not care which backend is
+//! behind it. [`Counters`] is the plain version for a store that already holds
+//! a lock (or lives on one thread, as in wasm); [`SharedCounters`] is the
+//! lock-free version for stores used from many tasks at once.
+//!
+//! Latency is sampled: one `get` in [`LATENCY_SAMPLE_EVERY`] is timed. Reading
+//! a clock costs about as much as a whole in-memory `get`, so timing every call
+//! would halve throughput to feed one average.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::clock::Nanos;
+
+/// One `get` in this many is timed for [`CacheStats::avg_get_latency`]: the
+/// first, then every 32nd.
+pub const LATENCY_SAMPLE_EVERY: u64 = 32;
+
+/// A snapshot of a store's counters since it was made or since `reset_stats`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// `get` calls that found a live entry.
+    pub hits: u64,
+    /// `get` calls that found nothing, or only an expired entry.
+    pub misses: u64,
+    /// Successful `set` calls.
+    pub sets: u64,
+    /// Live entries removed on request: by `delete`, `invalidate` or `clear`.
+    pub deletes: u64,
+    /// Live entries removed to make room under the policy's `max_size`.
+    pub evictions: u64,
+    /// Entries removed because their TTL had passed.
+    pub expirations: u64,
+    /// `hits / (hits + misses)`, or 0 before the first `get`.
+    pub hit_ratio: f64,
+    /// Mean time of the sampled `get` calls (see [`LATENCY_SAMPLE_EVERY`]).
+    pub avg_get_latency: Duration,
+}
+
+impl CacheStats {
+    fn from_raw(raw: [u64; 8]) -> Self {
+        let [hits, misses, sets, deletes, evictions, expirations, latency_ns, samples] = raw;
+        let gets = hits + misses;
+        CacheStats {
+            hits,
+            misses,
+            sets,
+            deletes,
+            evictions,
+            expirations,
+            hit_ratio: if gets == 0 { 0.0 } else { hits as f64 / gets as f64 },
+            avg_get_latency: Duration::from_nanos(latency_ns.checked_div(samples).unwrap_or(0)),
+        }
+    }
+}
+
+/// Counters for a store that is already behind a lock or on one thread.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Counters {
+    pub hits: u64,
+    pub misses: u64,
+    pub sets: u64,
+    pub deletes: u64,
+    pub evictions: u64,
+    pub expirations: u64,
+    latency_ns: u64,
+    samples: u64,
+}
+
+impl Counters {
+    /// Whether the next `get` should be timed.
+    #[inline]
+    pub fn sample_next_get(&self) -> bool {
+        (self.hits + self.misses) % LATENCY_SAMPLE_EVERY == 0
+    }
+
+    pub fn record_latency(&mut self, elapsed: Nanos) {
+        self.latency_ns = self.latency_ns.saturating_add(elapsed);
+        self.samples += 1;
+    }
+
+    pub fn snapshot(&self) -> CacheStats {
+        CacheStats::from_raw([
+            self.hits,
+            self.misses,
+            self.sets,
+            self.deletes,
+            self.evictions,
+            self.expirations,
+            self.latency_ns,
+            self.samples,
+        ])
+    }
+}
+
+/// Lock-free counters for a store shared between tasks.
+#[derive(Debug, Default)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct SharedCounters {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub sets: AtomicU64,
+    pub deletes: AtomicU64,
+    pub evictions: AtomicU64,
+    pub expirations: AtomicU64,
+    latency_ns: AtomicU64,
+    samples: AtomicU64,
+}
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl SharedCounters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Whether the next `get` should be timed.
+    pub fn sample_next_get(&self) -> bool {
+        (self.hits.load(Ordering::Relaxed) + self.misses.load(Ordering::Relaxed)) % LATENCY_SAMPLE_EVERY == 0
+    }
+
+    pub fn record_latency(&self, elapsed: Nanos) {
+        self.latency_ns.fetch_add(elapsed, Ordering::Relaxed);
+        self.samples.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> CacheStats {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CacheStats::from_raw([
+            read(&self.hits),
+            read(&self.misses),
+            read(&self.sets),
+            read(&self.deletes),
+            read(&self.evictions),
+            read(&self.expirations),
+            read(&self.latency_ns),
+            read(&self.samples),
+        ])
+    }
+
+    pub fn reset(&self) {
+        for c in [
+            &self.hits,
+            &self.misses,
+            &self.sets,
+            &self.deletes,
+            &self.evictions,
+            &self.expirations,
+            &self.latency_ns,
+            &self.samples,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_and_average() {
+        let mut c = Counters { hits: 3, misses: 1, ..Counters::default() };
+        c.record_latency(100);
+        c.record_latency(300);
+        let s = c.snapshot();
+        assert_eq!(s.hit_ratio, 0.75);
+        assert_eq!(s.avg_get_latency, Duration::from_nanos(200));
+    }
+
+    #[test]
+    fn empty_counters_report_zero_not_nan() {
+        let s = Counters::default().snapshot();
+        assert_eq!(s.hit_ratio, 0.0);
+        assert_eq!(s.avg_get_latency, Duration::ZERO);
+        assert_eq!(SharedCounters::default().snapshot(), s);
+    }
+
+    #[test]
+    fn shared_counters_match_plain_ones() {
+        let shared = SharedCounters::default();
+        SharedCounters::add(&shared.hits, 2);
+        SharedCounters::add(&shared.misses, 2);
+        shared.record_latency(50);
+        let s = shared.snapshot();
+        assert_eq!((s.hits, s.misses, s.hit_ratio), (2, 2, 0.5));
+        assert_eq!(s.avg_get_latency, Duration::from_nanos(50));
+        shared.reset();
+        assert_eq!(shared.snapshot(), CacheStats::default());
+    }
+}

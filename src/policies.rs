@@ -1,0 +1,238 @@
+//! Which entries a store keeps: [`LruPolicy`] and [`TtlPolicy`].
+//!
+//! A policy is plain configuration, validated when it is made: a capacity of
+//! zero or a TTL that is zero, negative or not finite is a
+//! [`CacheError::Policy`], never a panic later. The stores carry the policies
+//! out (see `stores::MemoryStore` for the data structures and their costs).
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use crate::errors::{CacheError, Result};
+
+/// Least recently used: at most `max_size` entries; when a new key arrives at
+/// capacity the entry used longest ago goes.
+///
+/// ```
+/// use pepperpy_caching::policies::LruPolicy;
+/// use std::time::Duration;
+/// let policy = LruPolicy::new(1_000)?
+///     .with_default_ttl(Duration::from_secs(60))?
+///     .refresh_on_get(true);
+/// assert_eq!(policy.max_size(), 1_000);
+/// assert!(LruPolicy::new(0).is_err());
+/// # Ok::<(), pepperpy_caching::CacheError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LruPolicy {
+    max_size: NonZeroUsize,
+    default_ttl: Option<Duration>,
+    refresh_on_get: bool,
+}
+
+impl LruPolicy {
+    /// At most `max_size` entries, no default TTL, `get` refreshes recency.
+    ///
+    /// # Errors
+    /// [`CacheError::Policy`] when `max_size` is 0.
+    pub fn new(max_size: usize) -> Result<Self> {
+        Ok(LruPolicy { max_size: max_size_from(max_size)?, default_ttl: None, refresh_on_get: true })
+    }
+
+    /// Entries set without their own TTL expire after `ttl`.
+    ///
+    /// # Errors
+    /// [`CacheError::Policy`] when `ttl` is zero.
+    pub fn with_default_ttl(mut self, ttl: Duration) -> Result<Self> {
+        self.default_ttl = Some(check_ttl(ttl)?);
+        Ok(self)
+    }
+
+    /// Whether a `get` hit makes the entry the most recently used (default
+    /// `true`). With `false`, only `set` does, and reads never reorder.
+    pub fn refresh_on_get(mut self, refresh: bool) -> Self {
+        self.refresh_on_get = refresh;
+        self
+    }
+
+    /// The capacity.
+    pub fn max_size(&self) -> usize {
+        self.max_size.get()
+    }
+
+    /// The TTL of entries set without one.
+    pub fn default_ttl(&self) -> Option<Duration> {
+        self.default_ttl
+    }
+
+    /// Whether `get` refreshes recency.
+    pub fn refreshes_on_get(&self) -> bool {
+        self.refresh_on_get
+    }
+}
+
+/// Time to live: every entry expires `ttl` after it was set, unless `set` gives
+/// its own TTL. With a `max_size`, a new key at capacity evicts the entry
+/// closest to expiry (Redis's `volatile-ttl`).
+///
+/// ```
+/// use pepperpy_caching::policies::TtlPolicy;
+/// use std::time::Duration;
+/// let policy = TtlPolicy::new(Duration::from_secs(30))?.with_max_size(500)?;
+/// assert_eq!(policy.max_size(), Some(500));
+/// assert!(TtlPolicy::new(Duration::ZERO).is_err());
+/// assert!(TtlPolicy::from_secs_f64(f64::NAN).is_err());
+/// # Ok::<(), pepperpy_caching::CacheError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TtlPolicy {
+    ttl: Duration,
+    max_size: Option<NonZeroUsize>,
+}
+
+impl TtlPolicy {
+    /// Entries live for `ttl`; no capacity limit.
+    ///
+    /// # Errors
+    /// [`CacheError::Policy`] when `ttl` is zero.
+    pub fn new(ttl: Duration) -> Result<Self> {
+        Ok(TtlPolicy { ttl: check_ttl(ttl)?, max_size: None })
+    }
+
+    /// Entries live for `secs` seconds.
+    ///
+    /// # Errors
+    /// [`CacheError::Policy`] when `secs` is zero, negative, NaN or infinite.
+    pub fn from_secs_f64(secs: f64) -> Result<Self> {
+        Self::new(ttl_from_secs_f64(secs)?)
+    }
+
+    /// At most `max_size` entries.
+    ///
+    /// # Errors
+    /// [`CacheError::Policy`] when `max_size` is 0.
+    pub fn with_max_size(mut self, max_size: usize) -> Result<Self> {
+        self.max_size = Some(max_size_from(max_size)?);
+        Ok(self)
+    }
+
+    /// The TTL of entries set without one.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The capacity, if there is one.
+    pub fn max_size(&self) -> Option<usize> {
+        self.max_size.map(NonZeroUsize::get)
+    }
+}
+
+/// Either policy; what a store is built with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Policy {
+    /// See [`LruPolicy`].
+    Lru(LruPolicy),
+    /// See [`TtlPolicy`].
+    Ttl(TtlPolicy),
+}
+
+impl Policy {
+    /// The capacity, if there is one.
+    pub fn max_size(&self) -> Option<usize> {
+        match self {
+            Policy::Lru(p) => Some(p.max_size()),
+            Policy::Ttl(p) => p.max_size(),
+        }
+    }
+
+    /// The TTL given to entries set without one.
+    pub fn default_ttl(&self) -> Option<Duration> {
+        match self {
+            Policy::Lru(p) => p.default_ttl(),
+            Policy::Ttl(p) => Some(p.ttl()),
+        }
+    }
+}
+
+impl From<LruPolicy> for Policy {
+    fn from(p: LruPolicy) -> Self {
+        Policy::Lru(p)
+    }
+}
+
+impl From<TtlPolicy> for Policy {
+    fn from(p: TtlPolicy) -> Self {
+        Policy::Ttl(p)
+    }
+}
+
+/// Converts a TTL in seconds, as JS and config files give it, to a `Duration`.
+///
+/// ```
+/// use pepperpy_caching::policies::ttl_from_secs_f64;
+/// assert_eq!(ttl_from_secs_f64(1.5)?, std::time::Duration::from_millis(1500));
+/// assert!(ttl_from_secs_f64(-5.0).is_err());
+/// assert!(ttl_from_secs_f64(f64::INFINITY).is_err());
+/// # Ok::<(), pepperpy_caching::CacheError>(())
+/// ```
+///
+/// # Errors
+/// [`CacheError::Policy`] when `secs` is zero, negative, NaN, infinite, or
+/// too large for a `Duration`.
+pub fn ttl_from_secs_f64(secs: f64) -> Result<Duration> {
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(CacheError::Policy(format!("ttl must be a positive, finite number of seconds, got {secs}")));
+    }
+    let ttl = Duration::try_from_secs_f64(secs)
+        .map_err(|_| CacheError::Policy(format!("ttl of {secs} seconds is too large")))?;
+    check_ttl(ttl)
+}
+
+/// Rejects a zero TTL (which would make an entry expire before it could be read).
+pub(crate) fn check_ttl(ttl: Duration) -> Result<Duration> {
+    if ttl.is_zero() {
+        return Err(CacheError::Policy(format!("ttl must be greater than zero, got {ttl:?}")));
+    }
+    Ok(ttl)
+}
+
+fn max_size_from(max_size: usize) -> Result<NonZeroUsize> {
+    NonZeroUsize::new(max_size).ok_or_else(|| CacheError::Policy("max_size must be at least 1, got 0".to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_policy_error<T: std::fmt::Debug>(r: Result<T>) -> bool {
+        matches!(r, Err(CacheError::Policy(_)))
+    }
+
+    #[test]
+    fn nonsense_is_a_policy_error() {
+        assert!(is_policy_error(LruPolicy::new(0)));
+        assert!(is_policy_error(LruPolicy::new(1).unwrap().with_default_ttl(Duration::ZERO)));
+        assert!(is_policy_error(TtlPolicy::new(Duration::ZERO)));
+        assert!(is_policy_error(TtlPolicy::new(Duration::from_secs(1)).unwrap().with_max_size(0)));
+        for secs in [0.0, -0.0, -5.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300, 1e-12] {
+            assert!(is_policy_error(ttl_from_secs_f64(secs)), "{secs}");
+        }
+    }
+
+    #[test]
+    fn messages_name_the_value() {
+        let err = ttl_from_secs_f64(-5.0).unwrap_err().to_string();
+        assert!(err.contains("-5"), "{err}");
+        let err = LruPolicy::new(0).unwrap_err().to_string();
+        assert!(err.contains("got 0"), "{err}");
+    }
+
+    #[test]
+    fn defaults() {
+        let lru = LruPolicy::new(3).unwrap();
+        assert_eq!((lru.max_size(), lru.default_ttl(), lru.refreshes_on_get()), (3, None, true));
+        let ttl: Policy = TtlPolicy::new(Duration::from_secs(2)).unwrap().into();
+        assert_eq!((ttl.max_size(), ttl.default_ttl()), (None, Some(Duration::from_secs(2))));
+    }
+}

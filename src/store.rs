@@ -1,0 +1,164 @@
+//! The [`CacheStore`] trait every backend implements, and what its calls take.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::errors::{CacheError, Result};
+use crate::metrics::CacheStats;
+
+/// The longest key accepted, in bytes of UTF-8.
+pub const MAX_KEY_LEN: usize = 8 * 1024;
+
+/// Free-form data stored beside a value: a JSON object (`serde_json`'s map).
+///
+/// ```
+/// use pepperpy_caching::Metadata;
+/// let meta: Metadata = serde_json::json!({ "version": 1, "author": "user" })
+///     .as_object().cloned().unwrap();
+/// assert_eq!(meta["version"], 1);
+/// ```
+pub type Metadata = serde_json::Map<String, serde_json::Value>;
+
+/// How to store one entry.
+///
+/// ```
+/// use pepperpy_caching::SetOptions;
+/// use std::time::Duration;
+/// let options = SetOptions::new().ttl(Duration::from_secs(60));
+/// assert_eq!(options.ttl, Some(Duration::from_secs(60)));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SetOptions {
+    /// How long the entry lives; `None` takes the policy's default (if any).
+    pub ttl: Option<Duration>,
+    /// Metadata stored with the entry; `None` stores none.
+    pub metadata: Option<Metadata>,
+}
+
+impl SetOptions {
+    /// No TTL of its own, no metadata.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The entry expires after `ttl` (which must not be zero).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The entry carries `metadata`.
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+}
+
+/// The async interface every store implements, so application code can be
+/// generic over the backend and move from memory to Redis unchanged.
+///
+/// Keys are non-empty UTF-8 strings of at most [`MAX_KEY_LEN`] bytes; anything
+/// else is [`CacheError::Key`]. Patterns use Redis glob syntax (see
+/// [`Pattern`](crate::Pattern)). A call that fails on bad input changes
+/// nothing: no entry, no counter.
+///
+/// ```
+/// use pepperpy_caching::{CacheStore, SetOptions, Result};
+///
+/// async fn remember_user<S: CacheStore<String>>(store: &S, id: u32) -> Result<Option<String>> {
+///     let key = format!("user:{id}");
+///     store.set(&key, format!("user #{id}"), SetOptions::new()).await?;
+///     store.get(&key).await
+/// }
+/// ```
+pub trait CacheStore<V>: Send + Sync {
+    /// The live value under `key`, or `None` (a miss, also for an expired entry).
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<V>>> + Send;
+
+    /// Stores `value` under `key`, replacing any previous entry and its metadata.
+    fn set(&self, key: &str, value: V, options: SetOptions) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes `key`; whether a live entry was there.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Whether a live entry is under `key`. Counts neither hit nor miss and
+    /// does not refresh recency.
+    fn contains(&self, key: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The metadata of the live entry under `key`: `None` when there is no such
+    /// entry, an empty map when it has none.
+    fn get_metadata(&self, key: &str) -> impl Future<Output = Result<Option<Metadata>>> + Send;
+
+    /// Merges `metadata` into the entry's metadata (top-level keys replaced,
+    /// like `dict.update` or `Object.assign`); value and TTL untouched.
+    /// Whether a live entry was there.
+    fn update_metadata(&self, key: &str, metadata: Metadata) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Removes every live entry whose key matches the glob `pattern`; how many.
+    fn invalidate(&self, pattern: &str) -> impl Future<Output = Result<usize>> + Send;
+
+    /// The keys of live entries, all or those matching `pattern`, in no
+    /// promised order.
+    fn keys(&self, pattern: Option<&str>) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// How many live entries there are.
+    fn size(&self) -> impl Future<Output = Result<usize>> + Send;
+
+    /// Removes every entry.
+    fn clear(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// The counters so far.
+    fn stats(&self) -> CacheStats;
+
+    /// Sets every counter back to zero.
+    fn reset_stats(&self);
+}
+
+/// Checks a key against the rules every store shares.
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(CacheError::key(key, "a key must not be empty"));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(CacheError::key(
+            key,
+            format!("{} bytes is longer than the limit of {MAX_KEY_LEN} bytes", key.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// The TTL an entry gets: its own, else the policy's default. A zero TTL of
+/// its own is an error.
+pub(crate) fn effective_ttl(own: Option<Duration>, default: Option<Duration>) -> Result<Option<Duration>> {
+    match own {
+        Some(ttl) => crate::policies::check_ttl(ttl).map(Some),
+        None => Ok(default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_rules() {
+        assert!(check_key("k").is_ok());
+        assert!(check_key(&"k".repeat(MAX_KEY_LEN)).is_ok());
+        assert!(matches!(check_key(""), Err(CacheError::Key { .. })));
+        assert!(matches!(check_key(&"k".repeat(MAX_KEY_LEN + 1)), Err(CacheError::Key { .. })));
+        // Every other UTF-8 string is a key, glob characters and newlines included.
+        assert!(check_key("a*b?[c]\\ \n é 😀").is_ok());
+    }
+
+    #[test]
+    fn own_ttl_wins_and_zero_is_rejected() {
+        let s = Duration::from_secs(1);
+        let m = Duration::from_secs(60);
+        assert_eq!(effective_ttl(Some(s), Some(m)).unwrap(), Some(s));
+        assert_eq!(effective_ttl(None, Some(m)).unwrap(), Some(m));
+        assert_eq!(effective_ttl(None, None).unwrap(), None);
+        assert!(matches!(effective_ttl(Some(Duration::ZERO), None), Err(CacheError::Policy(_))));
+    }
+}
