@@ -74,7 +74,7 @@ impl Counters {
     /// Whether the next `get` should be timed.
     #[inline]
     pub fn sample_next_get(&self) -> bool {
-        (self.hits + self.misses) % LATENCY_SAMPLE_EVERY == 0
+        (self.hits + self.misses).is_multiple_of(LATENCY_SAMPLE_EVERY)
     }
 
     pub fn record_latency(&mut self, elapsed: Nanos) {
@@ -118,7 +118,7 @@ impl SharedCounters {
 
     /// Whether the next `get` should be timed.
     pub fn sample_next_get(&self) -> bool {
-        (self.hits.load(Ordering::Relaxed) + self.misses.load(Ordering::Relaxed)) % LATENCY_SAMPLE_EVERY == 0
+        (self.hits.load(Ordering::Relaxed) + self.misses.load(Ordering::Relaxed)).is_multiple_of(LATENCY_SAMPLE_EVERY)
     }
 
     pub fn record_latency(&self, elapsed: Nanos) {

@@ -294,3 +294,23 @@ impl<V: Clone> Engine<V> {
         }
     }
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+impl<V> Engine<V> {
+    /// Entries held, expired or not.
+    pub fn raw_len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Panics unless the internal invariants hold: the capacity bound (counting
+    /// expired entries too) and the expiry index mirroring the entries exactly.
+    pub fn validate(&self) {
+        assert!(self.entries.len() <= self.max_size, "{} entries > max {}", self.entries.len(), self.max_size);
+        let expected: BTreeSet<(Nanos, Arc<str>)> = self
+            .entries
+            .iter()
+            .filter_map(|(key, entry)| entry.expires_at.map(|at| (at, Arc::clone(key))))
+            .collect();
+        assert_eq!(self.expiries, expected, "expiry index out of step with the entries");
+    }
+}

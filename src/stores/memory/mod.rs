@@ -1,6 +1,9 @@
 //! [`MemoryStore`]: entries in this process's memory.
 
 mod engine;
+// proptest is a native dev-dependency.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod model_tests;
 
 pub(crate) use engine::Engine;
 

@@ -1,0 +1,356 @@
+//! Model-based tests: the engine against a deliberately naive reference.
+//!
+//! The model keeps entries in a `Vec` in recency order and purges expired
+//! entries eagerly at every step; the engine does everything lazily and in
+//! O(1)/O(log n). Random operation sequences must give identical answers, and
+//! the engine's invariants (capacity bound, expiry index) are checked after
+//! every step.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::Engine;
+use crate::clock::ManualClock;
+use crate::metrics::CacheStats;
+use crate::pattern::Pattern;
+use crate::policies::{LruPolicy, Policy, TtlPolicy};
+use crate::store::{Metadata, SetOptions};
+
+const KEYS: &[&str] = &["a", "b", "ab", "user:1", "user:2", "user:10", "post:1", "x*y", "é", "a b\nc"];
+const PATTERNS: &[&str] =
+    &["*", "a*", "user:*", "user:?", "user:[12]", "user:[^1]*", "*:1", "x\\*y", "x*y", "?", "??", "[a-b]*", "nomatch"];
+
+#[derive(Clone, Debug)]
+enum Op {
+    Set { key: usize, value: u32, ttl_secs: Option<u64>, meta: Option<u8> },
+    Get(usize),
+    Delete(usize),
+    Contains(usize),
+    GetMetadata(usize),
+    UpdateMetadata(usize, u8),
+    Invalidate(usize),
+    Keys(Option<usize>),
+    Len,
+    Clear,
+    Advance(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let key = 0..KEYS.len();
+    prop_oneof![
+        6 => (key.clone(), any::<u32>(), proptest::option::of(1u64..6), proptest::option::of(0u8..4))
+            .prop_map(|(key, value, ttl_secs, meta)| Op::Set { key, value, ttl_secs, meta }),
+        6 => key.clone().prop_map(Op::Get),
+        2 => key.clone().prop_map(Op::Delete),
+        2 => key.clone().prop_map(Op::Contains),
+        1 => key.clone().prop_map(Op::GetMetadata),
+        1 => (key.clone(), 0u8..4).prop_map(|(k, m)| Op::UpdateMetadata(k, m)),
+        1 => (0..PATTERNS.len()).prop_map(Op::Invalidate),
+        1 => proptest::option::of(0..PATTERNS.len()).prop_map(Op::Keys),
+        1 => Just(Op::Len),
+        1 => Just(Op::Clear),
+        3 => (0u64..4).prop_map(Op::Advance),
+    ]
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    prop_oneof![
+        (1usize..6, proptest::option::of(1u64..6), any::<bool>()).prop_map(|(max, ttl, refresh)| {
+            let mut p = LruPolicy::new(max).unwrap().refresh_on_get(refresh);
+            if let Some(ttl) = ttl {
+                p = p.with_default_ttl(Duration::from_secs(ttl)).unwrap();
+            }
+            Policy::Lru(p)
+        }),
+        (1u64..6, proptest::option::of(1usize..6)).prop_map(|(ttl, max)| {
+            let mut p = TtlPolicy::new(Duration::from_secs(ttl)).unwrap();
+            if let Some(max) = max {
+                p = p.with_max_size(max).unwrap();
+            }
+            Policy::Ttl(p)
+        }),
+    ]
+}
+
+fn meta(n: u8) -> Metadata {
+    json!({ format!("field{}", n % 2): n, "n": n }).as_object().cloned().unwrap()
+}
+
+#[derive(Clone, Debug)]
+struct ModelEntry {
+    key: String,
+    value: u32,
+    expires_at: Option<u64>,
+    meta: Option<Metadata>,
+}
+
+/// The reference: a `Vec` in recency order (last = most recent), eager expiry.
+struct Model {
+    entries: Vec<ModelEntry>,
+    now: u64,
+    max: usize,
+    default_ttl: Option<u64>,
+    lru: bool,
+    refresh_on_get: bool,
+    stats: CacheStats,
+}
+
+impl Model {
+    fn new(policy: &Policy) -> Self {
+        let (lru, refresh_on_get) = match policy {
+            Policy::Lru(p) => (true, p.refreshes_on_get()),
+            Policy::Ttl(_) => (false, false),
+        };
+        Model {
+            entries: Vec::new(),
+            now: 0,
+            max: policy.max_size().unwrap_or(usize::MAX),
+            default_ttl: policy.default_ttl().map(|d| d.as_secs() * 1_000_000_000),
+            lru,
+            refresh_on_get,
+            stats: CacheStats::default(),
+        }
+    }
+
+    fn purge(&mut self) {
+        let now = self.now;
+        let before = self.entries.len();
+        self.entries.retain(|e| e.expires_at.is_none_or(|at| at > now));
+        self.stats.expirations += (before - self.entries.len()) as u64;
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        self.entries.iter().position(|e| e.key == key)
+    }
+
+    fn touch(&mut self, i: usize) -> usize {
+        let e = self.entries.remove(i);
+        self.entries.push(e);
+        self.entries.len() - 1
+    }
+}
+
+fn secs(n: u64) -> u64 {
+    n * 1_000_000_000
+}
+
+/// What each operation answered, comparable between engine and model.
+#[derive(Debug, PartialEq)]
+enum Answer {
+    Unit,
+    Value(Option<u32>),
+    Bool(bool),
+    Meta(Option<Metadata>),
+    Count(usize),
+    Keys(Vec<String>),
+}
+
+fn apply_model(m: &mut Model, op: &Op) -> Answer {
+    m.purge();
+    match op {
+        Op::Set { key, value, ttl_secs, meta: md } => {
+            let ttl = ttl_secs.map(secs).or(m.default_ttl);
+            let entry = ModelEntry {
+                key: KEYS[*key].to_string(),
+                value: *value,
+                expires_at: ttl.map(|t| m.now + t),
+                meta: md.map(meta),
+            };
+            if let Some(i) = m.position(KEYS[*key]) {
+                m.entries.remove(i);
+            } else if m.entries.len() >= m.max {
+                let victim = if m.lru {
+                    0
+                } else {
+                    (0..m.entries.len())
+                        .min_by(|&a, &b| {
+                            let (ea, eb) = (&m.entries[a], &m.entries[b]);
+                            (ea.expires_at, &ea.key).cmp(&(eb.expires_at, &eb.key))
+                        })
+                        .unwrap()
+                };
+                m.entries.remove(victim);
+                m.stats.evictions += 1;
+            }
+            m.entries.push(entry);
+            m.stats.sets += 1;
+            Answer::Unit
+        }
+        Op::Get(key) => match m.position(KEYS[*key]) {
+            Some(i) => {
+                m.stats.hits += 1;
+                let i = if m.refresh_on_get { m.touch(i) } else { i };
+                Answer::Value(Some(m.entries[i].value))
+            }
+            None => {
+                m.stats.misses += 1;
+                Answer::Value(None)
+            }
+        },
+        Op::Delete(key) => match m.position(KEYS[*key]) {
+            Some(i) => {
+                m.entries.remove(i);
+                m.stats.deletes += 1;
+                Answer::Bool(true)
+            }
+            None => Answer::Bool(false),
+        },
+        Op::Contains(key) => Answer::Bool(m.position(KEYS[*key]).is_some()),
+        Op::GetMetadata(key) => {
+            Answer::Meta(m.position(KEYS[*key]).map(|i| m.entries[i].meta.clone().unwrap_or_default()))
+        }
+        Op::UpdateMetadata(key, n) => match m.position(KEYS[*key]) {
+            Some(i) => {
+                m.entries[i].meta.get_or_insert_default().extend(meta(*n));
+                Answer::Bool(true)
+            }
+            None => Answer::Bool(false),
+        },
+        Op::Invalidate(p) => {
+            let pattern = Pattern::new(PATTERNS[*p]).unwrap();
+            let before = m.entries.len();
+            m.entries.retain(|e| !pattern.matches(&e.key));
+            let removed = before - m.entries.len();
+            m.stats.deletes += removed as u64;
+            Answer::Count(removed)
+        }
+        Op::Keys(p) => {
+            let pattern = p.map(|p| Pattern::new(PATTERNS[p]).unwrap());
+            Answer::Keys(
+                m.entries
+                    .iter()
+                    .rev()
+                    .filter(|e| pattern.as_ref().is_none_or(|p| p.matches(&e.key)))
+                    .map(|e| e.key.clone())
+                    .collect(),
+            )
+        }
+        Op::Len => Answer::Count(m.entries.len()),
+        Op::Clear => {
+            m.stats.deletes += m.entries.len() as u64;
+            m.entries.clear();
+            Answer::Unit
+        }
+        Op::Advance(n) => {
+            m.now += secs(*n);
+            m.purge();
+            Answer::Unit
+        }
+    }
+}
+
+fn apply_engine(e: &mut Engine<u32>, clock: &ManualClock, op: &Op) -> Answer {
+    match op {
+        Op::Set { key, value, ttl_secs, meta: md } => {
+            let mut options = SetOptions::new();
+            if let Some(t) = ttl_secs {
+                options = options.ttl(Duration::from_secs(*t));
+            }
+            if let Some(n) = md {
+                options = options.metadata(meta(*n));
+            }
+            e.set(KEYS[*key], *value, options).unwrap();
+            Answer::Unit
+        }
+        Op::Get(key) => Answer::Value(e.get(KEYS[*key]).unwrap()),
+        Op::Delete(key) => Answer::Bool(e.delete(KEYS[*key]).unwrap()),
+        Op::Contains(key) => Answer::Bool(e.contains(KEYS[*key]).unwrap()),
+        Op::GetMetadata(key) => Answer::Meta(e.get_metadata(KEYS[*key]).unwrap()),
+        Op::UpdateMetadata(key, n) => Answer::Bool(e.update_metadata(KEYS[*key], meta(*n)).unwrap()),
+        Op::Invalidate(p) => Answer::Count(e.invalidate(PATTERNS[*p]).unwrap()),
+        Op::Keys(p) => Answer::Keys(e.keys(p.map(|p| PATTERNS[p])).unwrap()),
+        Op::Len => Answer::Count(e.len()),
+        Op::Clear => {
+            e.clear();
+            Answer::Unit
+        }
+        Op::Advance(n) => {
+            clock.advance(Duration::from_secs(*n));
+            Answer::Unit
+        }
+    }
+}
+
+fn check_sequence(policy: Policy, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let clock = ManualClock::new();
+    let mut engine = Engine::<u32>::new(policy.clone(), clock.clone().into());
+    let mut model = Model::new(&policy);
+    for (step, op) in ops.iter().enumerate() {
+        let expected = apply_model(&mut model, op);
+        let got = apply_engine(&mut engine, &clock, op);
+        prop_assert_eq!(&got, &expected, "step {} {:?}", step, op);
+        engine.validate();
+        prop_assert!(engine.raw_len() <= model.max);
+        let (s, x) = (engine.counters.snapshot(), &model.stats);
+        prop_assert_eq!(
+            (s.hits, s.misses, s.sets, s.deletes, s.evictions),
+            (x.hits, x.misses, x.sets, x.deletes, x.evictions),
+            "counters after step {} {:?}",
+            step,
+            op
+        );
+        // The engine reclaims lazily, so it may lag; never lead.
+        prop_assert!(s.expirations <= x.expirations);
+        if matches!(op, Op::Len | Op::Keys(_) | Op::Clear) {
+            prop_assert_eq!(s.expirations, x.expirations, "after a full purge, step {}", step);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn engine_matches_the_model(policy in policy(), ops in proptest::collection::vec(op(), 1..60)) {
+        check_sequence(policy, ops)?;
+    }
+}
+
+#[test]
+fn expired_entries_are_reclaimed_by_writes_without_reads() {
+    let clock = ManualClock::new();
+    let policy = LruPolicy::new(100_000).unwrap();
+    let mut engine = Engine::<u32>::new(policy.into(), clock.clone().into());
+    for i in 0..1_000 {
+        engine.set(&format!("k{i}"), i, SetOptions::new().ttl(Duration::from_secs(1))).unwrap();
+    }
+    clock.advance(Duration::from_secs(2));
+    // Overwrites of one unrelated key: no read ever touches the expired entries.
+    let writes = 1_000 / super::engine::RECLAIM_PER_WRITE;
+    for i in 0..writes {
+        engine.set("other", i as u32, SetOptions::new()).unwrap();
+    }
+    assert_eq!(engine.raw_len(), 1, "every expired entry reclaimed by the writes");
+    assert_eq!(engine.counters.expirations, 1_000);
+    engine.validate();
+}
+
+#[test]
+fn a_full_store_reclaims_an_expired_entry_before_evicting_a_live_one() {
+    let clock = ManualClock::new();
+    let mut engine = Engine::<u32>::new(LruPolicy::new(2).unwrap().into(), clock.clone().into());
+    engine.set("live", 1, SetOptions::new()).unwrap();
+    engine.set("short", 2, SetOptions::new().ttl(Duration::from_secs(1))).unwrap();
+    clock.advance(Duration::from_secs(1));
+    engine.set("new", 3, SetOptions::new()).unwrap();
+    assert_eq!(engine.get("live").unwrap(), Some(1));
+    assert_eq!(engine.counters.evictions, 0);
+    assert_eq!(engine.counters.expirations, 1);
+}
+
+#[test]
+fn latency_is_sampled_with_the_injected_clock() {
+    let clock = ManualClock::new();
+    clock.set_auto_advance(Duration::from_micros(3));
+    let mut engine = Engine::<u32>::new(LruPolicy::new(4).unwrap().into(), clock.clone().into());
+    for _ in 0..(2 * crate::metrics::LATENCY_SAMPLE_EVERY) {
+        engine.get("k").unwrap();
+    }
+    let stats = engine.counters.snapshot();
+    // Each sampled get reads the clock twice: 3 µs apart.
+    assert_eq!(stats.avg_get_latency, Duration::from_micros(3));
+    assert_eq!(stats.misses, 2 * crate::metrics::LATENCY_SAMPLE_EVERY);
+}
