@@ -38,7 +38,10 @@ async fn tour<S: CacheStore<String>>(store: &S) -> Result<()> {
     let options = SetOptions::new().metadata(meta(serde_json::json!({ "version": 1, "author": "user" })));
     store.set("doc:1", "contents".into(), options).await?;
     store.update_metadata("doc:1", meta(serde_json::json!({ "version": 2 }))).await?;
-    println!("   doc:1 metadata -> {}", serde_json::Value::Object(store.get_metadata("doc:1").await?.unwrap_or_default()));
+    println!(
+        "   doc:1 metadata -> {}",
+        serde_json::Value::Object(store.get_metadata("doc:1").await?.unwrap_or_default())
+    );
 
     println!("-- Pattern invalidation");
     println!("   keys before          -> {:?}", sorted(store.keys(None).await?));
