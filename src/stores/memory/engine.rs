@@ -254,7 +254,15 @@ impl<V: Clone> Engine<V> {
     }
 
     /// Removes up to `limit` expired entries, soonest-expired first; how many.
+    #[inline]
     fn reclaim_expired(&mut self, now: Nanos, limit: usize) -> usize {
+        if self.expiries.is_empty() {
+            return 0;
+        }
+        self.reclaim_expired_slow(now, limit)
+    }
+
+    fn reclaim_expired_slow(&mut self, now: Nanos, limit: usize) -> usize {
         let mut reclaimed = 0;
         while reclaimed < limit {
             match self.expiries.first() {
@@ -306,11 +314,8 @@ impl<V> Engine<V> {
     /// expired entries too) and the expiry index mirroring the entries exactly.
     pub fn validate(&self) {
         assert!(self.entries.len() <= self.max_size, "{} entries > max {}", self.entries.len(), self.max_size);
-        let expected: BTreeSet<(Nanos, Arc<str>)> = self
-            .entries
-            .iter()
-            .filter_map(|(key, entry)| entry.expires_at.map(|at| (at, Arc::clone(key))))
-            .collect();
+        let expected: BTreeSet<(Nanos, Arc<str>)> =
+            self.entries.iter().filter_map(|(key, entry)| entry.expires_at.map(|at| (at, Arc::clone(key)))).collect();
         assert_eq!(self.expiries, expected, "expiry index out of step with the entries");
     }
 }
