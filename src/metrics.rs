@@ -82,6 +82,18 @@ impl Counters {
         self.samples += 1;
     }
 
+    /// Adds `other`'s counts to these, to total the shards of a store.
+    pub fn add(&mut self, other: &Counters) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.sets += other.sets;
+        self.deletes += other.deletes;
+        self.evictions += other.evictions;
+        self.expirations += other.expirations;
+        self.latency_ns += other.latency_ns;
+        self.samples += other.samples;
+    }
+
     pub fn snapshot(&self) -> CacheStats {
         CacheStats::from_raw([
             self.hits,

@@ -127,12 +127,21 @@ impl Bench for Quick {
     }
 }
 
-const CACHES: &[&str] =
-    &["pepperpy MemoryStore (LRU)", "Mutex<lru::LruCache>", "moka::sync::Cache", "quick_cache::sync::Cache"];
+const OURS: &str = "pepperpy MemoryStore (LRU)";
+const CACHES: &[&str] = &[
+    OURS,
+    "pepperpy MemoryStore (LRU, 8 shards)",
+    "Mutex<lru::LruCache>",
+    "moka::sync::Cache",
+    "quick_cache::sync::Cache",
+];
 
 fn make(name: &str, capacity: usize) -> Arc<dyn Bench> {
     match name {
         "pepperpy MemoryStore (LRU)" => Arc::new(Ours(MemoryStore::new(LruPolicy::new(capacity).unwrap()))),
+        "pepperpy MemoryStore (LRU, 8 shards)" => {
+            Arc::new(Ours(MemoryStore::builder(LruPolicy::new(capacity).unwrap()).shards(8).build()))
+        }
         "pepperpy MemoryStore (TTL, max_size)" => Arc::new(Ours(MemoryStore::new(
             TtlPolicy::new(std::time::Duration::from_secs(3600)).unwrap().with_max_size(capacity).unwrap(),
         ))),
@@ -207,6 +216,7 @@ fn main() {
     ];
 
     let mut report = serde_json::Map::new();
+    report.insert("ours".into(), OURS.into());
     report.insert("capacity".into(), capacity.into());
     report.insert("key_space".into(), key_space.into());
     report.insert("trace_len".into(), trace_len.into());
@@ -239,7 +249,7 @@ fn main() {
         let ours = results[0].1;
         for (cache_name, med, lo, hi, ratio) in &results {
             println!(
-                "  {cache_name:28} {:>8.2} M ops/s  [{:.2}-{:.2}]  hit ratio {ratio:.3}  ours/this {:.2}x",
+                "  {cache_name:38} {:>8.2} M ops/s  [{:.2}-{:.2}]  hit ratio {ratio:.3}  ours/this {:.2}x",
                 med / 1e6,
                 lo / 1e6,
                 hi / 1e6,

@@ -50,7 +50,6 @@ impl<V> Entry<V> {
 pub(crate) struct Engine<V> {
     entries: LruCache<Arc<str>, Entry<V>>,
     expiries: BTreeSet<(Nanos, Arc<str>)>,
-    policy: Policy,
     max_size: usize,
     default_ttl: Option<std::time::Duration>,
     evict_lru: bool,
@@ -70,7 +69,6 @@ impl<V: Clone> Engine<V> {
             expiries: BTreeSet::new(),
             max_size: policy.max_size().unwrap_or(usize::MAX),
             default_ttl: policy.default_ttl(),
-            policy,
             evict_lru,
             refresh_on_get,
             clock,
@@ -78,8 +76,9 @@ impl<V: Clone> Engine<V> {
         }
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    /// Narrows the capacity, for one shard of a sharded store.
+    pub fn limit_max_size(&mut self, max_size: usize) {
+        self.max_size = self.max_size.min(max_size.max(1));
     }
 
     /// The time, read only when some entry could have expired.

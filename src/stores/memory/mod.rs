@@ -8,11 +8,13 @@ mod model_tests;
 pub(crate) use engine::Engine;
 
 use std::future::{Ready, ready};
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::clock::Clock;
 use crate::errors::Result;
 use crate::metrics::{CacheStats, Counters};
+use crate::pattern::Pattern;
 use crate::policies::Policy;
 use crate::store::{CacheStore, Metadata, SetOptions};
 
@@ -45,14 +47,22 @@ use crate::store::{CacheStore, Metadata, SetOptions};
 /// # Ok(()) }
 /// ```
 pub struct MemoryStore<V> {
-    engine: Mutex<Engine<V>>,
+    shards: Box<[Shard<V>]>,
+    hasher: lru::DefaultHasher,
+    policy: Policy,
 }
+
+/// One engine on its own cache lines, so two threads working on neighbouring
+/// shards do not slow each other down through false sharing.
+#[repr(align(128))]
+struct Shard<V>(Mutex<Engine<V>>);
 
 /// Options for a [`MemoryStore`] beyond its policy.
 #[must_use]
 pub struct MemoryStoreBuilder<V> {
     policy: Policy,
     clock: Clock,
+    shards: usize,
     _value: std::marker::PhantomData<fn() -> V>,
 }
 
@@ -64,9 +74,40 @@ impl<V: Clone + Send + 'static> MemoryStoreBuilder<V> {
         self
     }
 
+    /// Splits the store into `shards` independent parts (rounded up to a power
+    /// of two, at most one per unit of `max_size`), each with its own lock and
+    /// an equal share of the capacity. Threads working on different keys then
+    /// rarely wait for each other, at a price: the policy is applied per shard,
+    /// so LRU evicts the least recently used entry *of its shard*, not of the
+    /// whole store (as sharded caches such as quick_cache and moka do).
+    ///
+    /// The default, 1, keeps exact LRU order and suits single-threaded use
+    /// and most services; more shards pay off when many threads hammer one store.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = shards.max(1);
+        self
+    }
+
     /// Builds the store.
     pub fn build(self) -> MemoryStore<V> {
-        MemoryStore { engine: Mutex::new(Engine::new(self.policy, self.clock)) }
+        let max_size = self.policy.max_size();
+        let mut count = self.shards.next_power_of_two();
+        if let Some(max) = max_size {
+            while count > 1 && count > max {
+                count /= 2;
+            }
+        }
+        let shards = (0..count)
+            .map(|i| {
+                let mut engine = Engine::new(self.policy.clone(), self.clock.clone());
+                if let Some(max) = max_size {
+                    // Spread the remainder over the first shards: the total is exactly max.
+                    engine.limit_max_size(max / count + usize::from(i < max % count));
+                }
+                Shard(Mutex::new(engine))
+            })
+            .collect();
+        MemoryStore { shards, hasher: lru::DefaultHasher::default(), policy: self.policy }
     }
 }
 
@@ -77,14 +118,19 @@ impl<V: Clone + Send + 'static> MemoryStore<V> {
         Self::builder(policy).build()
     }
 
-    /// A builder, for a custom clock.
+    /// A builder, for a custom clock or sharding.
     pub fn builder(policy: impl Into<Policy>) -> MemoryStoreBuilder<V> {
-        MemoryStoreBuilder { policy: policy.into(), clock: Clock::system(), _value: std::marker::PhantomData }
+        MemoryStoreBuilder {
+            policy: policy.into(),
+            clock: Clock::system(),
+            shards: 1,
+            _value: std::marker::PhantomData,
+        }
     }
 
     /// How many live entries there are (expired ones are reclaimed first).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.shards.iter().map(|s| lock(s).len()).sum()
     }
 
     /// Whether there are no live entries.
@@ -94,19 +140,44 @@ impl<V: Clone + Send + 'static> MemoryStore<V> {
 
     /// The most entries the policy allows, if it sets a limit.
     pub fn capacity(&self) -> Option<usize> {
-        self.lock().policy().max_size()
+        self.policy.max_size()
     }
 
     /// The policy the store was built with.
-    pub fn policy(&self) -> Policy {
-        self.lock().policy().clone()
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
-    fn lock(&self) -> MutexGuard<'_, Engine<V>> {
-        // The engine keeps its invariants across a panic in a value's `clone`
-        // (the only foreign code it runs), so a poisoned lock is still usable.
-        self.engine.lock().unwrap_or_else(PoisonError::into_inner)
+    /// How many shards the store has (see [`MemoryStoreBuilder::shards`]).
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
     }
+
+    /// The engine that owns `key`.
+    #[inline]
+    fn shard(&self, key: &str) -> MutexGuard<'_, Engine<V>> {
+        if self.shards.len() == 1 {
+            return lock(&self.shards[0]);
+        }
+        let hash = self.hasher.hash_one(key) as usize;
+        lock(&self.shards[hash & (self.shards.len() - 1)])
+    }
+
+    /// Sums what `f` reports for every shard.
+    fn fold<T>(&self, init: T, mut f: impl FnMut(T, &mut Engine<V>) -> Result<T>) -> Result<T> {
+        let mut acc = init;
+        for shard in self.shards.iter() {
+            acc = f(acc, &mut lock(shard))?;
+        }
+        Ok(acc)
+    }
+}
+
+#[inline]
+fn lock<V>(shard: &Shard<V>) -> MutexGuard<'_, Engine<V>> {
+    // The engine keeps its invariants across a panic in a value's `clone`
+    // (the only foreign code it runs), so a poisoned lock is still usable.
+    shard.0.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl<V> std::fmt::Debug for MemoryStore<V> {
@@ -120,35 +191,45 @@ impl<V> std::fmt::Debug for MemoryStore<V> {
 #[allow(refining_impl_trait)]
 impl<V: Clone + Send + 'static> CacheStore<V> for MemoryStore<V> {
     fn get(&self, key: &str) -> Ready<Result<Option<V>>> {
-        ready(self.lock().get(key))
+        ready(self.shard(key).get(key))
     }
 
     fn set(&self, key: &str, value: V, options: SetOptions) -> Ready<Result<()>> {
-        ready(self.lock().set(key, value, options))
+        ready(self.shard(key).set(key, value, options))
     }
 
     fn delete(&self, key: &str) -> Ready<Result<bool>> {
-        ready(self.lock().delete(key))
+        ready(self.shard(key).delete(key))
     }
 
     fn contains(&self, key: &str) -> Ready<Result<bool>> {
-        ready(self.lock().contains(key))
+        ready(self.shard(key).contains(key))
     }
 
     fn get_metadata(&self, key: &str) -> Ready<Result<Option<Metadata>>> {
-        ready(self.lock().get_metadata(key))
+        ready(self.shard(key).get_metadata(key))
     }
 
     fn update_metadata(&self, key: &str, metadata: Metadata) -> Ready<Result<bool>> {
-        ready(self.lock().update_metadata(key, metadata))
+        ready(self.shard(key).update_metadata(key, metadata))
     }
 
     fn invalidate(&self, pattern: &str) -> Ready<Result<usize>> {
-        ready(self.lock().invalidate(pattern))
+        // Validate once up front, so a bad pattern fails before any shard changes.
+        if let Err(e) = Pattern::new(pattern) {
+            return ready(Err(e));
+        }
+        ready(self.fold(0, |n, engine| Ok(n + engine.invalidate(pattern)?)))
     }
 
     fn keys(&self, pattern: Option<&str>) -> Ready<Result<Vec<String>>> {
-        ready(self.lock().keys(pattern))
+        if let Some(Err(e)) = pattern.map(Pattern::new) {
+            return ready(Err(e));
+        }
+        ready(self.fold(Vec::new(), |mut keys, engine| {
+            keys.extend(engine.keys(pattern)?);
+            Ok(keys)
+        }))
     }
 
     fn size(&self) -> Ready<Result<usize>> {
@@ -156,15 +237,23 @@ impl<V: Clone + Send + 'static> CacheStore<V> for MemoryStore<V> {
     }
 
     fn clear(&self) -> Ready<Result<()>> {
-        self.lock().clear();
-        ready(Ok(()))
+        ready(self.fold((), |(), engine| {
+            engine.clear();
+            Ok(())
+        }))
     }
 
     fn stats(&self) -> CacheStats {
-        self.lock().counters.snapshot()
+        let mut total = Counters::default();
+        for shard in self.shards.iter() {
+            total.add(&lock(shard).counters);
+        }
+        total.snapshot()
     }
 
     fn reset_stats(&self) {
-        self.lock().counters = Counters::default();
+        for shard in self.shards.iter() {
+            lock(shard).counters = Counters::default();
+        }
     }
 }

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Writes bench/REPORT.md and the charts in bench/charts/ from bench/results/*.json.
+
+Each results file is one suite ("native", "js", "redis"), written by that
+suite's runner in the same run, with throughput rows
+{workload, cache, ops_per_sec, min, max} and the name of our entry under "ours".
+"""
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+CHARTS = os.path.join(HERE, "charts")
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=20).stdout.strip()
+    except Exception:
+        return ""
+
+
+def machine():
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    except OSError:
+        pass
+    return [
+        ("date", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("cpu", f"{cpu} ({os.cpu_count()} cores)"),
+        ("os", f"{platform.system()} {platform.release()}"),
+        ("rustc", sh("rustc --version")),
+        ("node", sh("node --version")),
+        ("redis-server", sh("redis-server --version").split(" sha=")[0]),
+    ]
+
+
+def load(name):
+    path = os.path.join(RESULTS, f"{name}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def fmt_ops(x):
+    return f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x / 1e3:.1f} k"
+
+
+def throughput_table(suite, extra_cols=()):
+    ours = suite["ours"]
+    out = []
+    workloads = []
+    for row in suite["throughput"]:
+        if row["workload"] not in workloads:
+            workloads.append(row["workload"])
+    for w in workloads:
+        rows = [r for r in suite["throughput"] if r["workload"] == w]
+        mine = next((r for r in rows if r["cache"] == ours), None)
+        out.append(f"\n**{w}**\n")
+        head = "| cache | ops/s (median) | spread (min-max) |" + "".join(f" {c} |" for c, _ in extra_cols) + " ours / this |"
+        out.append(head)
+        out.append("|" + " --- |" * (head.count("|") - 1))
+        for r in rows:
+            ratio = f"{mine['ops_per_sec'] / r['ops_per_sec']:.2f}x" if mine else "-"
+            extras = "".join(f" {fn(r)} |" for _, fn in extra_cols)
+            name = f"**{r['cache']}**" if r["cache"] == ours else r["cache"]
+            out.append(f"| {name} | {fmt_ops(r['ops_per_sec'])} | {fmt_ops(r['min'])} - {fmt_ops(r['max'])} |{extras} {ratio} |")
+    return out
+
+
+def ratio_chart(suite, filename, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ours = suite["ours"]
+    workloads = []
+    for row in suite["throughput"]:
+        if row["workload"] not in workloads:
+            workloads.append(row["workload"])
+    peers = []
+    for row in suite["throughput"]:
+        if row["cache"] != ours and row["cache"] not in peers:
+            peers.append(row["cache"])
+    fig, ax = plt.subplots(figsize=(10, 0.9 + 0.55 * len(workloads) * max(1, len(peers)) / 2))
+    height = 0.8 / max(1, len(peers))
+    for i, peer in enumerate(peers):
+        ys, xs = [], []
+        for j, w in enumerate(workloads):
+            mine = next((r for r in suite["throughput"] if r["workload"] == w and r["cache"] == ours), None)
+            theirs = next((r for r in suite["throughput"] if r["workload"] == w and r["cache"] == peer), None)
+            if mine and theirs:
+                ys.append(j + i * height)
+                xs.append(mine["ops_per_sec"] / theirs["ops_per_sec"])
+        bars = ax.barh(ys, xs, height=height, label=f"vs {peer}")
+        for y, x in zip(ys, xs):
+            ax.text(x, y, f" {x:.2f}x", va="center", fontsize=7)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_yticks([j + height * (len(peers) - 1) / 2 for j in range(len(workloads))])
+    ax.set_yticklabels(workloads, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"throughput of {ours} / throughput of peer (right of 1 = we are faster)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    os.makedirs(CHARTS, exist_ok=True)
+    fig.savefig(os.path.join(CHARTS, filename), dpi=110)
+    plt.close(fig)
+
+
+def hit_ratio_chart(native):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for curve in native["hit_ratio_curve"]:
+        xs = [p["size"] for p in curve["points"]]
+        ys = [p["hit_ratio"] for p in curve["points"]]
+        ax.plot(xs, ys, marker="o", label=curve["cache"])
+    ax.set_xscale("log")
+    ax.set_xlabel(f"cache size (entries, of {native['key_space']} keys)")
+    ax.set_ylabel("hit ratio")
+    ax.set_title("Hit ratio against cache size, Zipf(0.99), cache-aside")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(CHARTS, exist_ok=True)
+    fig.savefig(os.path.join(CHARTS, "hit_ratio.png"), dpi=110)
+    plt.close(fig)
+
+
+def main():
+    lines = ["# Benchmark report", "", "Written by `bash scripts/bench.sh`; every figure below comes from one run on this machine.", ""]
+    lines += ["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in machine()]
+    charts = True
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        charts = False
+        print("matplotlib missing: report without charts", file=sys.stderr)
+
+    native = load("native")
+    if native:
+        lines += ["", "## Native Rust", ""]
+        lines.append(
+            f"Zipf(0.99) over {native['key_space']:,} keys, capacity {native['capacity']:,}, "
+            f"{native['trace_len']:,} operations per run after a warm-up pass; median of {native['repeats']} runs. "
+            "Every cache runs the same trace; ours has its metrics on."
+        )
+        lines += throughput_table(native, [("hit ratio", lambda r: f"{r['hit_ratio']:.3f}")])
+        lines += ["", "**Hit ratio against cache size** (cache-aside on a Zipf trace)", ""]
+        sizes = [p["size"] for p in native["hit_ratio_curve"][0]["points"]]
+        lines.append("| cache |" + "".join(f" {s:,} |" for s in sizes))
+        lines.append("|" + " --- |" * (len(sizes) + 1))
+        for c in native["hit_ratio_curve"]:
+            lines.append(f"| {c['cache']} |" + "".join(f" {p['hit_ratio']:.3f} |" for p in c["points"]))
+        if charts:
+            ratio_chart(native, "native_ratio.png", "Native: pepperpy MemoryStore against each peer")
+            hit_ratio_chart(native)
+            lines += ["", "![native ratios](charts/native_ratio.png)", "", "![hit ratio](charts/hit_ratio.png)"]
+
+    for name, title in (("js", "JS in Node"), ("redis", "Redis")):
+        suite = load(name)
+        if not suite:
+            continue
+        lines += ["", f"## {title}", "", suite.get("description", "")]
+        lines += throughput_table(suite)
+        for extra in suite.get("extra_markdown", []):
+            lines.append(extra)
+        if charts:
+            ratio_chart(suite, f"{name}_ratio.png", f"{title}: ours against each peer")
+            lines += ["", f"![{name} ratios](charts/{name}_ratio.png)"]
+
+    with open(os.path.join(HERE, "REPORT.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("wrote bench/REPORT.md")
+
+
+if __name__ == "__main__":
+    main()
