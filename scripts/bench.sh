@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the three benchmark suites (native Rust, JS in Node, Redis), each
+# measuring pepperpy-caching against its peers in the same run, then writes
+# bench/REPORT.md and the charts in bench/charts/.
+#   scripts/bench.sh           full size (several minutes)
+#   scripts/bench.sh --quick   tiny sizes, to check that the benches still run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+quick=""
+[ "${1:-}" = "--quick" ] && quick="--quick"
+
+bash scripts/setup.sh
+mkdir -p bench/results
+results=bench/results
+[ -n "$quick" ] && results=$(mktemp -d)
+
+echo "== native"
+cargo run --quiet --release --manifest-path bench/native/Cargo.toml -- $quick --out "$results/native.json"
+
+[ -n "$quick" ] && exit 0
+
+if ! python3 -c "import matplotlib" 2>/dev/null; then
+  echo "[bench] installing matplotlib for the charts" >&2
+  python3 -m pip install --quiet matplotlib
+fi
+python3 bench/report.py
