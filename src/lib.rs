@@ -5,10 +5,9 @@
 //! service can grow from one process to many by changing the store it builds.
 //!
 //! - **Stores** implement the async [`CacheStore`] trait:
-//!   [`MemoryStore`](stores::MemoryStore), and `RedisStore` with the `redis`
-//!   feature.
-//! - **Policies**: [`LruPolicy`](policies::LruPolicy) (capacity, least recently
-//!   used evicted) and [`TtlPolicy`](policies::TtlPolicy) (every entry expires;
+//!   [`MemoryStore`], and `RedisStore` with the `redis` feature.
+//! - **Policies**: [`LruPolicy`] (capacity, least recently
+//!   used evicted) and [`TtlPolicy`] (every entry expires;
 //!   optional capacity, soonest-to-expire evicted).
 //! - **Metrics**: hits, misses, sets, deletes, evictions, expirations, hit
 //!   ratio and average `get` latency, the same [`CacheStats`] for every store.

@@ -1,8 +1,8 @@
 //! The counters every store keeps and the [`CacheStats`] they report.
 //!
 //! One shape for all stores, so a dashboard does not care which backend is
-//! behind it. [`Counters`] is the plain version for a store that already holds
-//! a lock (or lives on one thread, as in wasm); [`SharedCounters`] is the
+//! behind it. `Counters` is the plain version for a store that already holds
+//! a lock (or lives on one thread, as in wasm); `SharedCounters` is the
 //! lock-free version for stores used from many tasks at once.
 //!
 //! Latency is sampled: one `get` in [`LATENCY_SAMPLE_EVERY`] is timed. Reading

@@ -127,7 +127,8 @@ fn nonsense_policies_are_policy_errors() {
 #[test]
 fn keys_at_the_limit_and_of_any_characters_are_accepted() {
     let store = MemoryStore::new(LruPolicy::new(8).unwrap());
-    for key in ["k".repeat(MAX_KEY_LEN), "a*b?[c]\\".into(), " spaced key ".into(), "line\nbreak".into(), "日本😀".into()]
+    for key in
+        ["k".repeat(MAX_KEY_LEN), "a*b?[c]\\".into(), " spaced key ".into(), "line\nbreak".into(), "日本😀".into()]
     {
         store.set(&key, key.clone(), SetOptions::new()).into_inner().unwrap();
         assert_eq!(store.get(&key).into_inner().unwrap(), Some(key.clone()));

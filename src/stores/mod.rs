@@ -4,3 +4,8 @@
 pub(crate) mod memory;
 
 pub use memory::{MemoryStore, MemoryStoreBuilder};
+
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+mod redis;
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+pub use self::redis::{RedisStore, RedisStoreBuilder};

@@ -1,0 +1,593 @@
+//! [`RedisStore`]: entries in Redis, shared by every process that uses the
+//! same prefix. Native only, behind the `redis` feature.
+//!
+//! This module owns the mapping from the [`CacheStore`] calls to Redis
+//! commands. It never blocks a thread, never waits longer than its timeouts
+//! and never panics: every failure of the server, the network or the
+//! connection is a [`CacheError::Backend`] carrying the cause.
+//!
+//! The user-facing design (storage format, policies, patterns, counters,
+//! connection) is documented on [`RedisStore`].
+
+mod format;
+mod keyspace;
+mod scripts;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::errors::{CacheError, Result};
+use crate::metrics::{CacheStats, SharedCounters};
+use crate::pattern::Pattern;
+use crate::policies::Policy;
+use crate::store::{CacheStore, Metadata, SetOptions, check_key, effective_ttl};
+
+use keyspace::Keyspace;
+use scripts::Scripts;
+
+/// Keys per SCAN page and per delete.
+const BATCH: usize = 1000;
+/// How often `update_metadata` retries when the entry keeps changing under it.
+const UPDATE_ATTEMPTS: usize = 32;
+/// Longest TTL sent to Redis, in ms (about 31,700 years): longer ones would
+/// overflow Redis's expiry time and are the same as this in practice.
+const MAX_TTL_MS: u128 = 1_000_000_000_000_000;
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A cache in Redis, shared by every process that uses the same prefix.
+///
+/// Share one store between tasks behind an `Arc`; it holds one multiplexed
+/// connection that every call uses concurrently.
+///
+/// ```no_run
+/// use pepperpy_caching::{CacheStore, SetOptions, stores::RedisStore, policies::LruPolicy};
+/// use std::time::Duration;
+///
+/// # #[tokio::main]
+/// # async fn main() -> pepperpy_caching::Result<()> {
+/// let store: RedisStore<String> = RedisStore::builder("redis://localhost:6379/0")
+///     .prefix("myapp:")
+///     .policy(LruPolicy::new(10_000)?)
+///     .build()
+///     .await?;
+/// store.set("session:1", "alice".to_string(), SetOptions::new().ttl(Duration::from_secs(60))).await?;
+/// assert_eq!(store.get("session:1").await?.as_deref(), Some("alice"));
+/// assert_eq!(store.invalidate("session:*").await?, 1);
+/// # Ok(()) }
+/// ```
+///
+/// # Storage format
+///
+/// Each entry is one Redis string at `prefix + key` holding a JSON document,
+/// so any language can read it:
+///
+/// ```text
+/// {"v":<the value as JSON>}                  an entry without metadata
+/// {"v":<the value as JSON>,"m":{...}}        with metadata (a JSON object)
+/// ```
+///
+/// The entry's TTL is the key's Redis TTL, so value and metadata are written
+/// together (`SET key doc PX ttl`, one command) and expire together. Without a
+/// capacity a `get` is one `GET` and a `set` one `SET`; with one, each is one
+/// script call (below): one round trip either way. `update_metadata` reads
+/// the document, merges the metadata, and writes it back with a Lua
+/// compare-and-set that keeps the TTL (`SET ... KEEPTTL`) and retries if the
+/// entry changed in between; the value's JSON text is copied, never re-encoded.
+/// A value that cannot be encoded is [`CacheError::Serialization`] and nothing
+/// is written; a document that does not decode as `V` is the same error.
+///
+/// # Policies
+///
+/// Without a policy (the default) the store keeps whatever Redis keeps: no
+/// capacity, and TTLs only where `set` gives one. With
+/// [`TtlPolicy`](crate::TtlPolicy) and no `max_size`, entries set without a TTL
+/// get the policy's.
+///
+/// A policy with a `max_size` ([`LruPolicy`](crate::LruPolicy), or `TtlPolicy`
+/// with a capacity) caps the number of entries under the prefix, shared by
+/// every process using it. Two sorted sets, at `prefix + "\xff" + "lru"` and
+/// `prefix + "\xff" + "expiry"` (names no UTF-8 key can collide with), index
+/// the entries:
+///
+/// - *recency* (LRU only): entry key -> a counter, one more than the highest so
+///   far each time the entry is set or read, so the lowest score is the least
+///   recently used. A counter, not the clock, so two writes in the same
+///   microsecond still have an order.
+/// - *expiry*: entry key -> when its TTL runs out (ms, Redis `TIME`), for the
+///   entries that have one.
+///
+/// Each `set` runs one Lua script (atomic, one round trip) that does what the
+/// memory store does: reclaim up to 8 entries whose TTL has passed, then, for a
+/// new key at capacity, reclaim one more expired entry or else evict the
+/// lowest member of the index (least recently used under LRU, soonest to
+/// expire under TTL), then write the entry and its index members. Under LRU a
+/// `get` is one script too (`GET` plus moving the entry to the top); a miss
+/// drops the member of an entry Redis has expired. `delete`, `invalidate` and
+/// `clear` remove index members with their entries. Everything is O(log n)
+/// per entry touched.
+///
+/// All processes sharing a prefix must use the same policy. An entry removed
+/// behind the store's back (a manual `DEL`, Redis `maxmemory` eviction) keeps
+/// its index member until it is reclaimed or reaches the bottom of the index,
+/// and until then counts against the capacity.
+///
+/// # Patterns, `keys`, `size`, `clear`
+///
+/// These walk the prefix with `SCAN ... MATCH <escaped prefix><pattern> COUNT
+/// 1000` and delete with `UNLINK` (or the delete script) a page at a time,
+/// never `KEYS`, so a large keyspace never blocks Redis for long. Every
+/// metacharacter of the prefix is escaped, and every key SCAN returns is
+/// checked again against the prefix and the pattern by the crate's own matcher,
+/// so a pattern never reaches keys outside the prefix whatever either
+/// contains. Patterns with more than four `*` are not sent to Redis (its
+/// matcher backtracks on them, see CVE-2022-36021): the walk fetches the whole
+/// prefix and matches here. `size` and `keys` cost a walk
+/// over the prefix. Keys of a store whose prefix is a prefix of another
+/// store's (`"a"` and `"ab"`) overlap; give stores disjoint prefixes.
+///
+/// # Counters
+///
+/// [`CacheStats`] counts this instance's calls, as for the memory store:
+/// hits, misses, sets, deletes (by `delete`, `invalidate` and `clear`) and
+/// evictions caused by this instance's `set`s. Redis expires keys by itself,
+/// so `expirations` counts only the expired entries this instance's scripts
+/// reclaim from a bounded store's indexes, and stays 0 without a `max_size`.
+/// A call that fails counts nothing. `avg_get_latency` is the round trip of
+/// sampled `get`s, as in [`metrics`](crate::metrics).
+///
+/// # Connection
+///
+/// One multiplexed connection (redis-rs `ConnectionManager`) shared by all
+/// calls, reconnecting by itself after a failure. `rediss://` URLs use TLS
+/// (rustls, webpki roots); a password and database go in the URL
+/// (`redis://:password@host:6379/2`). Each round trip fails with
+/// [`CacheError::Backend`] after at most the connect timeout plus the response
+/// timeout; while the server is unreachable calls fail, and the next call after
+/// it is back reconnects. Needs a tokio runtime with time and I/O enabled, and
+/// Redis 6.0 or later. For Redis Cluster, put a `{hash tag}` in the prefix so a
+/// store's keys share one slot.
+pub struct RedisStore<V> {
+    conn: ConnectionManager,
+    /// `host:port`, for messages (never the URL: it may hold a password).
+    addr: String,
+    space: Keyspace,
+    scripts: Scripts,
+    policy: Option<Policy>,
+    default_ttl: Option<Duration>,
+    /// `Some((max_size, lru))` when a policy caps the entries.
+    bound: Option<(usize, bool)>,
+    /// Whether `get` runs the LRU script.
+    refresh_on_get: bool,
+    /// The most one round trip may take.
+    round_trip_timeout: Duration,
+    counters: SharedCounters,
+    _value: PhantomData<fn() -> V>,
+}
+
+/// How to connect a [`RedisStore`]: made by [`RedisStore::builder`].
+#[must_use]
+pub struct RedisStoreBuilder<V> {
+    url: String,
+    prefix: String,
+    policy: Option<Policy>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    _value: PhantomData<fn() -> V>,
+}
+
+impl<V> RedisStoreBuilder<V>
+where
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Every Redis key this store touches starts with `prefix` (default: none).
+    /// Stores with different prefixes never see each other's entries, unless
+    /// one prefix starts with the other.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The policy: [`LruPolicy`](crate::LruPolicy) or
+    /// [`TtlPolicy`](crate::TtlPolicy) (default: none, no capacity and no
+    /// default TTL).
+    pub fn policy(mut self, policy: impl Into<Policy>) -> Self {
+        self.policy = Some(policy.into());
+        self
+    }
+
+    /// How long connecting may take, TLS and authentication included
+    /// (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long Redis may take to answer one command (default 1 s).
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Connects and checks that Redis answers (`PING`).
+    ///
+    /// # Errors
+    /// [`CacheError::Policy`] for a zero timeout; [`CacheError::Backend`] for a
+    /// malformed URL, no tokio runtime, or a server that cannot be reached,
+    /// refuses the credentials or does not answer within the connect timeout
+    /// plus the response timeout.
+    pub async fn build(self) -> Result<RedisStore<V>> {
+        for (name, value) in [("connect_timeout", self.connect_timeout), ("response_timeout", self.response_timeout)] {
+            if value.is_zero() {
+                return Err(CacheError::Policy(format!("{name} must be greater than zero, got {value:?}")));
+            }
+        }
+        let client =
+            redis::Client::open(self.url.as_str()).map_err(|e| backend("the Redis URL is invalid".into(), e))?;
+        let addr = client.get_connection_info().addr().to_string();
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(CacheError::Backend {
+                message: "RedisStore must be built inside a tokio runtime".into(),
+                source: None,
+            });
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout))
+            // Few, short retries: a call waits for a reconnection at most its
+            // own timeout, and the next call starts a new one anyway.
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let round_trip_timeout = self.connect_timeout + self.response_timeout;
+        let connect = async {
+            let mut conn = ConnectionManager::new_with_config(client, config).await?;
+            redis::cmd("PING").query_async::<redis::Value>(&mut conn).await?;
+            Ok::<_, redis::RedisError>(conn)
+        };
+        let conn = match tokio::time::timeout(round_trip_timeout, connect).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(backend(format!("cannot connect to Redis at {addr}"), e)),
+            Err(elapsed) => {
+                return Err(CacheError::Backend {
+                    message: format!("Redis at {addr} did not answer within {round_trip_timeout:?}"),
+                    source: Some(Box::new(elapsed)),
+                });
+            }
+        };
+
+        let policy = self.policy;
+        let bound = policy.as_ref().and_then(|p| p.max_size().map(|max| (max, matches!(p, Policy::Lru(_)))));
+        let refresh_on_get = matches!(&policy, Some(Policy::Lru(p)) if p.refreshes_on_get());
+        Ok(RedisStore {
+            conn,
+            addr,
+            space: Keyspace::new(&self.prefix),
+            scripts: Scripts::new(),
+            default_ttl: policy.as_ref().and_then(Policy::default_ttl),
+            policy,
+            bound,
+            refresh_on_get,
+            round_trip_timeout,
+            counters: SharedCounters::default(),
+            _value: PhantomData,
+        })
+    }
+}
+
+impl<V> RedisStore<V>
+where
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// A builder for a store on the Redis at `url` (`redis://` or `rediss://`,
+    /// with an optional `:password@` or `user:password@` and `/db`).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder<V> {
+        RedisStoreBuilder {
+            url: url.into(),
+            prefix: String::new(),
+            policy: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            _value: PhantomData,
+        }
+    }
+
+    /// The prefix of every key of this store.
+    pub fn prefix(&self) -> &str {
+        self.space.prefix()
+    }
+
+    /// The policy the store was built with, if any.
+    pub fn policy(&self) -> Option<&Policy> {
+        self.policy.as_ref()
+    }
+
+    /// Runs one round trip under the timeout, turning every failure into
+    /// [`CacheError::Backend`] that says what was being done.
+    async fn round_trip<T>(&self, what: &str, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
+        match tokio::time::timeout(self.round_trip_timeout, call).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => Err(backend(format!("{what} on Redis at {} failed", self.addr), e)),
+            Err(elapsed) => Err(CacheError::Backend {
+                message: format!("{what} on Redis at {}: no reply within {:?}", self.addr, self.round_trip_timeout),
+                source: Some(Box::new(elapsed)),
+            }),
+        }
+    }
+
+    async fn read(&self, what: &str, full: &str) -> Result<Option<Vec<u8>>> {
+        let mut conn = self.conn.clone();
+        self.round_trip(what, redis::cmd("GET").arg(full).query_async(&mut conn)).await
+    }
+
+    /// Deletes a page of entries (Redis keys); how many existed.
+    async fn unlink(&self, what: &str, full_keys: &[&[u8]]) -> Result<usize> {
+        if full_keys.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn.clone();
+        let removed: usize = if self.bound.is_some() {
+            let mut call = self.scripts.delete_bounded.key(&self.space.recency);
+            call.key(&self.space.expiry);
+            for key in full_keys {
+                call.key(*key);
+            }
+            self.round_trip(what, call.invoke_async(&mut conn)).await?
+        } else {
+            self.round_trip(what, redis::cmd("UNLINK").arg(full_keys).query_async(&mut conn)).await?
+        };
+        Ok(removed)
+    }
+
+    /// Walks the entries matching `pattern` (all when `None`) a SCAN page at a
+    /// time; with `delete`, deletes each page and returns how many existed,
+    /// otherwise collects the user keys into `found`.
+    async fn walk(
+        &self,
+        what: &str,
+        pattern: Option<&Pattern>,
+        delete: bool,
+        found: &mut HashSet<String>,
+    ) -> Result<usize> {
+        let scan_match = self.space.scan_match(pattern);
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let (next, page): (u64, Vec<Vec<u8>>) = self
+                .round_trip(
+                    what,
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&scan_match)
+                        .arg("COUNT")
+                        .arg(BATCH)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            if delete {
+                let mine: Vec<&[u8]> =
+                    page.iter().filter(|raw| self.space.user_key(raw, pattern).is_some()).map(Vec::as_slice).collect();
+                for chunk in mine.chunks(BATCH) {
+                    removed += self.unlink(what, chunk).await?;
+                }
+            } else {
+                found.extend(page.iter().filter_map(|raw| self.space.user_key(raw, pattern)).map(str::to_owned));
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(removed);
+            }
+        }
+    }
+}
+
+/// The TTL in whole milliseconds for Redis: rounded up (a TTL is never
+/// shortened to 0), capped at [`MAX_TTL_MS`].
+fn ttl_millis(ttl: Duration) -> u64 {
+    let ms = ttl.as_nanos().div_ceil(1_000_000).min(MAX_TTL_MS);
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+fn backend(message: String, e: redis::RedisError) -> CacheError {
+    let message = format!("{message}: {e}");
+    CacheError::Backend { message, source: Some(Box::new(e)) }
+}
+
+impl<V> std::fmt::Debug for RedisStore<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("addr", &self.addr)
+            .field("prefix", &self.space.prefix())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V> CacheStore<V> for RedisStore<V>
+where
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    async fn get(&self, key: &str) -> Result<Option<V>> {
+        check_key(key)?;
+        let started = self.counters.sample_next_get().then(Instant::now);
+        let full = self.space.entry(key);
+        let mut conn = self.conn.clone();
+        let (stored, expired) = if self.refresh_on_get {
+            let reply: redis::Value = self
+                .round_trip(
+                    "get",
+                    self.scripts
+                        .get_lru
+                        .key(&full)
+                        .key(&self.space.recency)
+                        .key(&self.space.expiry)
+                        .invoke_async(&mut conn),
+                )
+                .await?;
+            match reply {
+                redis::Value::BulkString(bytes) => (Some(bytes), 0),
+                redis::Value::Int(n) => (None, n.unsigned_abs()),
+                redis::Value::Nil => (None, 0),
+                other => {
+                    return Err(CacheError::Backend {
+                        message: format!("get on Redis at {}: unexpected reply {other:?}", self.addr),
+                        source: None,
+                    });
+                }
+            }
+        } else {
+            (self.read("get", &full).await?, 0)
+        };
+        let value = stored.map(|bytes| format::decode_value(key, &bytes)).transpose()?;
+        let counter = if value.is_some() { &self.counters.hits } else { &self.counters.misses };
+        SharedCounters::add(counter, 1);
+        SharedCounters::add(&self.counters.expirations, expired);
+        if let Some(started) = started {
+            self.counters.record_latency(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        }
+        Ok(value)
+    }
+
+    async fn set(&self, key: &str, value: V, options: SetOptions) -> Result<()> {
+        check_key(key)?;
+        let ttl = effective_ttl(options.ttl, self.default_ttl)?.map(ttl_millis);
+        let stored = format::encode(&value, options.metadata.as_ref())?;
+        drop(value);
+        let full = self.space.entry(key);
+        let mut conn = self.conn.clone();
+        if let Some((max_size, lru)) = self.bound {
+            let (expired, evicted): (u64, u64) = self
+                .round_trip(
+                    "set",
+                    self.scripts
+                        .set_bounded
+                        .key(&full)
+                        .key(&self.space.recency)
+                        .key(&self.space.expiry)
+                        .arg(stored)
+                        .arg(ttl.unwrap_or(0))
+                        .arg(max_size)
+                        .arg(if lru { "1" } else { "0" })
+                        .invoke_async(&mut conn),
+                )
+                .await?;
+            SharedCounters::add(&self.counters.expirations, expired);
+            SharedCounters::add(&self.counters.evictions, evicted);
+        } else {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(&full).arg(stored);
+            if let Some(ms) = ttl {
+                cmd.arg("PX").arg(ms);
+            }
+            self.round_trip("set", cmd.query_async::<()>(&mut conn)).await?;
+        }
+        SharedCounters::add(&self.counters.sets, 1);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        let full = self.space.entry(key);
+        let existed = self.unlink("delete", &[full.as_bytes()]).await? > 0;
+        SharedCounters::add(&self.counters.deletes, u64::from(existed));
+        Ok(existed)
+    }
+
+    async fn contains(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        let full = self.space.entry(key);
+        let mut conn = self.conn.clone();
+        self.round_trip("contains", redis::cmd("EXISTS").arg(&full).query_async(&mut conn)).await
+    }
+
+    async fn get_metadata(&self, key: &str) -> Result<Option<Metadata>> {
+        check_key(key)?;
+        let full = self.space.entry(key);
+        let stored = self.read("get_metadata", &full).await?;
+        stored.map(|bytes| format::decode_metadata(key, &bytes)).transpose()
+    }
+
+    async fn update_metadata(&self, key: &str, metadata: Metadata) -> Result<bool> {
+        check_key(key)?;
+        let full = self.space.entry(key);
+        let mut conn = self.conn.clone();
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Some(current) = self.read("update_metadata", &full).await? else {
+                return Ok(false);
+            };
+            let updated = format::merge_metadata(key, &current, metadata.clone())?;
+            let written: bool = self
+                .round_trip(
+                    "update_metadata",
+                    self.scripts.replace_if_unchanged.key(&full).arg(current).arg(updated).invoke_async(&mut conn),
+                )
+                .await?;
+            if written {
+                return Ok(true);
+            }
+        }
+        Err(CacheError::Backend {
+            message: format!(
+                "update_metadata on Redis at {}: the entry changed under every one of {UPDATE_ATTEMPTS} attempts",
+                self.addr
+            ),
+            source: None,
+        })
+    }
+
+    async fn invalidate(&self, pattern: &str) -> Result<usize> {
+        let pattern = Pattern::new(pattern)?;
+        let removed = self.walk("invalidate", Some(&pattern), true, &mut HashSet::new()).await?;
+        SharedCounters::add(&self.counters.deletes, removed as u64);
+        Ok(removed)
+    }
+
+    async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
+        let pattern = pattern.map(Pattern::new).transpose()?;
+        let mut found = HashSet::new();
+        self.walk("keys", pattern.as_ref(), false, &mut found).await?;
+        Ok(found.into_iter().collect())
+    }
+
+    async fn size(&self) -> Result<usize> {
+        let mut found = HashSet::new();
+        self.walk("size", None, false, &mut found).await?;
+        Ok(found.len())
+    }
+
+    async fn clear(&self) -> Result<()> {
+        let removed = self.walk("clear", None, true, &mut HashSet::new()).await?;
+        SharedCounters::add(&self.counters.deletes, removed as u64);
+        Ok(())
+    }
+
+    fn stats(&self) -> CacheStats {
+        self.counters.snapshot()
+    }
+
+    fn reset_stats(&self) {
+        self.counters.reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_round_up_to_whole_milliseconds() {
+        assert_eq!(ttl_millis(Duration::from_nanos(1)), 1);
+        assert_eq!(ttl_millis(Duration::from_millis(250)), 250);
+        assert_eq!(ttl_millis(Duration::from_micros(250_001)), 251);
+        assert_eq!(ttl_millis(Duration::MAX), MAX_TTL_MS as u64);
+    }
+}

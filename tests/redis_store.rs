@@ -1,0 +1,258 @@
+//! What only RedisStore has: the stored format, serialization errors, prefix
+//! isolation on a shared server, a capacity shared between instances, many
+//! SCAN pages, and 64 concurrent tasks on one store.
+#![cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::RedisServer;
+use pepperpy_caching::{CacheError, CacheStore, LruPolicy, Metadata, Policy, SetOptions, stores::RedisStore};
+use redis::aio::MultiplexedConnection;
+
+async fn store<V>(server: &RedisServer, prefix: &str, policy: Option<Policy>) -> RedisStore<V>
+where
+    V: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let mut builder = RedisStore::builder(server.url()).prefix(prefix);
+    if let Some(policy) = policy {
+        builder = builder.policy(policy);
+    }
+    builder.build().await.unwrap()
+}
+
+async fn raw(server: &RedisServer) -> MultiplexedConnection {
+    redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+async fn raw_get(conn: &mut MultiplexedConnection, key: &str) -> Option<String> {
+    redis::cmd("GET").arg(key).query_async(conn).await.unwrap()
+}
+
+fn meta(json: serde_json::Value) -> Metadata {
+    json.as_object().cloned().unwrap()
+}
+
+fn sorted(mut keys: Vec<String>) -> Vec<String> {
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn stored_format_is_documented_json_with_redis_ttl() {
+    let server = RedisServer::start();
+    let mut conn = raw(&server).await;
+    let store: RedisStore<serde_json::Value> = store(&server, "fmt:", None).await;
+    store.set("plain", serde_json::json!({"b": [1, 2], "a": "x"}), SetOptions::new()).await.unwrap();
+    assert_eq!(raw_get(&mut conn, "fmt:plain").await.as_deref(), Some(r#"{"v":{"a":"x","b":[1,2]}}"#));
+    let ttl: i64 = redis::cmd("PTTL").arg("fmt:plain").query_async(&mut conn).await.unwrap();
+    assert_eq!(ttl, -1, "no TTL, no expiry");
+
+    let m = meta(serde_json::json!({"v": 1}));
+    store.set("meta", serde_json::json!(3), SetOptions::new().ttl(Duration::from_secs(100)).metadata(m)).await.unwrap();
+    assert_eq!(raw_get(&mut conn, "fmt:meta").await.as_deref(), Some(r#"{"v":3,"m":{"v":1}}"#));
+    let ttl: i64 = redis::cmd("PTTL").arg("fmt:meta").query_async(&mut conn).await.unwrap();
+    assert!((90_000..=100_000).contains(&ttl), "{ttl}");
+
+    // Written by another program: the value text is kept byte for byte by update_metadata.
+    let foreign = r#"{"m":{"a":1},  "v":{"z":1e400,"big":123456789012345678901234567890}}"#;
+    redis::cmd("SET").arg("fmt:foreign").arg(foreign).arg("PX").arg(100_000).exec_async(&mut conn).await.unwrap();
+    assert!(store.update_metadata("foreign", meta(serde_json::json!({"b": 2}))).await.unwrap());
+    let after = raw_get(&mut conn, "fmt:foreign").await.unwrap();
+    assert_eq!(after, r#"{"v":{"z":1e400,"big":123456789012345678901234567890},"m":{"a":1,"b":2}}"#);
+    let ttl: i64 = redis::cmd("PTTL").arg("fmt:foreign").query_async(&mut conn).await.unwrap();
+    assert!(ttl > 90_000, "update_metadata keeps the TTL: {ttl}");
+}
+
+#[tokio::test]
+async fn serialization_errors_write_nothing_and_never_panic() {
+    let server = RedisServer::start();
+    let mut conn = raw(&server).await;
+    // JSON object keys must be strings: a map keyed by tuples cannot be encoded.
+    let maps: RedisStore<HashMap<(u8, u8), u8>> = store(&server, "ser:", None).await;
+    let r = maps.set("m", HashMap::from([((1, 2), 3)]), SetOptions::new()).await;
+    assert!(matches!(r, Err(CacheError::Serialization(_))), "{r:?}");
+    assert_eq!(maps.size().await.unwrap(), 0, "nothing written");
+    assert_eq!(maps.stats().sets, 0);
+
+    let numbers: RedisStore<u32> = store(&server, "ser:", None).await;
+    let strings: RedisStore<String> = store(&server, "ser:", None).await;
+    strings.set("text", "not a number".into(), SetOptions::new()).await.unwrap();
+    let r = numbers.get("text").await;
+    assert!(matches!(r, Err(CacheError::Serialization(_))), "{r:?}");
+    redis::cmd("SET").arg("ser:garbage").arg(b"\xff\x00 not json").exec_async(&mut conn).await.unwrap();
+    for r in [numbers.get("garbage").await.map(|_| ()), numbers.get_metadata("garbage").await.map(|_| ())] {
+        assert!(matches!(r, Err(CacheError::Serialization(_))), "{r:?}");
+    }
+    let r = numbers.update_metadata("garbage", Metadata::new()).await;
+    assert!(matches!(r, Err(CacheError::Serialization(_))), "{r:?}");
+    // A key of another Redis type is a backend error.
+    redis::cmd("HSET").arg("ser:hash").arg("f").arg("v").exec_async(&mut conn).await.unwrap();
+    assert!(matches!(strings.get("hash").await, Err(CacheError::Backend { .. })));
+    assert!(strings.delete("garbage").await.unwrap(), "a bad entry can still be deleted");
+}
+
+#[tokio::test]
+async fn prefixes_isolate_stores_whatever_they_contain() {
+    let server = RedisServer::start();
+    let mut conn = raw(&server).await;
+    let prefixes = ["a*[", "\\", "app:", "b?]:", "c\\*:", "[^x]", "日本:"];
+    let mut stores = Vec::new();
+    for (i, prefix) in prefixes.iter().enumerate() {
+        let policy = (i % 2 == 0).then(|| LruPolicy::new(100).unwrap().into());
+        stores.push(store::<String>(&server, prefix, policy).await);
+    }
+    let keys = ["1", "*", "[", "x]", "\\", "k y"];
+    for s in &stores {
+        for k in keys {
+            s.set(k, format!("{}{k}", s.prefix()), SetOptions::new()).await.unwrap();
+        }
+    }
+    // Neighbours that a sloppy pattern would catch: the prefixes themselves, and near misses.
+    let neighbours = ["a*[", "a*", "aX[1", "a*X", "\\", "app", "apq:1", "b?]", "bX]:1", "c\\", "[^x", "x", "日本"];
+    for n in neighbours {
+        redis::cmd("SET").arg(n).arg("neighbour").exec_async(&mut conn).await.unwrap();
+    }
+
+    for s in &stores {
+        assert_eq!(sorted(s.keys(None).await.unwrap()), sorted(keys.iter().map(|k| k.to_string()).collect()));
+        for k in keys {
+            assert_eq!(s.get(k).await.unwrap(), Some(format!("{}{k}", s.prefix())));
+        }
+    }
+    // invalidate("*") and clear remove only their own store's entries.
+    assert_eq!(stores[0].invalidate("*").await.unwrap(), keys.len());
+    stores[1].clear().await.unwrap();
+    assert_eq!(stores[2].invalidate("[^1]*").await.unwrap(), keys.len() - 1);
+    assert_eq!(stores[3].invalidate("\\**").await.unwrap(), 1);
+    for (i, s) in stores.iter().enumerate() {
+        let expected = match i {
+            0 | 1 => 0,
+            2 => 1,
+            3 => keys.len() - 1,
+            _ => keys.len(),
+        };
+        assert_eq!(s.size().await.unwrap(), expected, "store {i} ({:?})", s.prefix());
+    }
+    for n in neighbours {
+        assert_eq!(raw_get(&mut conn, n).await.as_deref(), Some("neighbour"), "{n:?} was touched");
+    }
+    for s in &stores {
+        s.clear().await.unwrap();
+    }
+    let left: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    let left: Vec<String> = left.into_iter().filter_map(|k| String::from_utf8(k).ok()).collect();
+    assert_eq!(sorted(left), sorted(neighbours.iter().map(|n| n.to_string()).collect()));
+}
+
+#[tokio::test]
+async fn capacity_is_shared_by_every_instance_on_a_prefix() {
+    let server = RedisServer::start();
+    let a: RedisStore<String> = store(&server, "shared:", Some(LruPolicy::new(3).unwrap().into())).await;
+    let b: RedisStore<String> = store(&server, "shared:", Some(LruPolicy::new(3).unwrap().into())).await;
+    a.set("1", "1".into(), SetOptions::new()).await.unwrap();
+    a.set("2", "2".into(), SetOptions::new()).await.unwrap();
+    b.set("3", "3".into(), SetOptions::new()).await.unwrap();
+    assert_eq!(b.get("1").await.unwrap().as_deref(), Some("1"), "b refreshes a's entry");
+    b.set("4", "4".into(), SetOptions::new()).await.unwrap();
+    assert_eq!(sorted(a.keys(None).await.unwrap()), ["1", "3", "4"]);
+    assert_eq!((a.stats().evictions, b.stats().evictions), (0, 1), "counted by the instance that evicted");
+    assert_eq!((a.stats().sets, b.stats().sets), (2, 2), "counters are per instance");
+}
+
+#[tokio::test]
+async fn many_scan_pages() {
+    let server = RedisServer::start();
+    for policy in [None, Some(LruPolicy::new(5_000).unwrap().into())] {
+        let s: RedisStore<u32> = store(&server, "pages:", policy).await;
+        let mut conn = raw(&server).await;
+        let mut pipe = redis::pipe();
+        for i in 0..2_500u32 {
+            pipe.set(format!("pages:{i}"), format!(r#"{{"v":{i}}}"#)).ignore();
+        }
+        pipe.exec_async(&mut conn).await.unwrap();
+        for i in 0..10u32 {
+            s.set(&format!("x{i}"), i, SetOptions::new()).await.unwrap();
+        }
+        assert_eq!(s.size().await.unwrap(), 2_510);
+        assert_eq!(s.keys(Some("1??")).await.unwrap().len(), 100);
+        assert_eq!(s.invalidate("[0-9]*").await.unwrap(), 2_500);
+        assert_eq!(s.invalidate("*").await.unwrap(), 10);
+        assert_eq!(s.size().await.unwrap(), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_tasks_share_one_store() {
+    let server = RedisServer::start();
+    for (prefix, policy, max) in
+        [("conc:", None, usize::MAX), ("conc-lru:", Some(LruPolicy::new(40).unwrap().into()), 40)]
+    {
+        let s: Arc<RedisStore<String>> = Arc::new(store(&server, prefix, policy).await);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut tasks = Vec::new();
+        for task in 0..64u64 {
+            let s = Arc::clone(&s);
+            tasks.push(tokio::spawn(async move {
+                let mut rng = task.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let mut next = move || {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng
+                };
+                let (mut ops, mut hits) = (0u64, 0u64);
+                while ops < 300 && Instant::now() < deadline {
+                    let key = format!("k{}", next() % 100);
+                    match next() % 10 {
+                        0..=3 => {
+                            let m = meta(serde_json::json!({ "by": task }));
+                            s.set(&key, format!("{key}|{task}|{ops}"), SetOptions::new().metadata(m)).await.unwrap();
+                        }
+                        4..=6 => {
+                            if let Some(v) = s.get(&key).await.unwrap() {
+                                assert!(v.starts_with(&format!("{key}|")), "{key} returned {v}");
+                                hits += 1;
+                            }
+                        }
+                        7 => {
+                            s.delete(&key).await.unwrap();
+                        }
+                        8 => {
+                            if s.update_metadata(&key, meta(serde_json::json!({ "seen": task }))).await.unwrap() {
+                                // The entry may be replaced or deleted in between: only check a live one.
+                                if let Some(m) = s.get_metadata(&key).await.unwrap() {
+                                    assert!(m.contains_key("by") || m.contains_key("seen"), "{m:?}");
+                                }
+                            }
+                        }
+                        _ => {
+                            s.invalidate(&format!("{key}?")).await.unwrap();
+                        }
+                    }
+                    ops += 1;
+                }
+                (ops, hits)
+            }));
+        }
+        let (mut ops, mut hits) = (0, 0);
+        for t in tasks {
+            let (o, h) = t.await.unwrap();
+            ops += o;
+            hits += h;
+        }
+        assert!(ops >= 64 * 50, "only {ops} operations ran");
+        assert!(hits > 0, "no get ever found a value");
+        let size = s.size().await.unwrap();
+        assert!(size <= max, "{size} entries under a capacity of {max}");
+        for key in s.keys(None).await.unwrap() {
+            let v = s.get(&key).await.unwrap().unwrap();
+            assert!(v.starts_with(&format!("{key}|")), "{key} -> {v}");
+        }
+        let stats = s.stats();
+        assert_eq!(stats.hits, hits + s.keys(None).await.unwrap().len() as u64);
+    }
+}
