@@ -2,7 +2,8 @@
 //! invalidation and stats.
 //!
 //! ```text
-//! cargo run --example demo
+//! cargo run --example demo                                           # in memory
+//! cargo run --example demo --features redis -- redis://127.0.0.1:6379/0
 //! ```
 
 #![cfg_attr(target_arch = "wasm32", allow(dead_code, unused_imports))]
@@ -75,6 +76,26 @@ fn main() {}
 #[cfg(not(target_arch = "wasm32"))]
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
-    println!("MemoryStore");
-    tour(&MemoryStore::new(LruPolicy::new(3)?)).await
+    match std::env::args().nth(1) {
+        #[cfg(feature = "redis")]
+        Some(url) => {
+            println!("RedisStore at {url} (prefix \"pepperpy-demo:\")");
+            let store = pepperpy_caching::stores::RedisStore::<String>::builder(&url)
+                .prefix("pepperpy-demo:")
+                .policy(LruPolicy::new(3)?)
+                .build()
+                .await?;
+            store.clear().await?;
+            tour(&store).await
+        }
+        #[cfg(not(feature = "redis"))]
+        Some(_) => {
+            eprintln!("built without the `redis` feature: cargo run --example demo --features redis -- URL");
+            std::process::exit(2);
+        }
+        None => {
+            println!("MemoryStore (give a redis:// URL to use Redis instead)");
+            tour(&MemoryStore::new(LruPolicy::new(3)?)).await
+        }
+    }
 }
