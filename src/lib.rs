@@ -49,6 +49,8 @@ mod pattern;
 pub mod policies;
 mod store;
 pub mod stores;
+#[cfg(target_arch = "wasm32")]
+mod wasm;
 
 pub use clock::{Clock, ManualClock};
 pub use errors::{CacheError, Result};

@@ -1,3 +1,4 @@
+#![cfg(not(target_arch = "wasm32"))]
 //! The behavioural suite every store must pass, written once and run against
 //! each backend: MemoryStore always, RedisStore (on a real redis-server) with
 //! the `redis` feature.

@@ -87,7 +87,14 @@ impl<V: Clone> Engine<V> {
         if self.expiries.is_empty() { 0 } else { self.clock.now() }
     }
 
+    #[inline]
     pub fn get(&mut self, key: &str) -> Result<Option<V>> {
+        self.get_with(key, V::clone)
+    }
+
+    /// `get`, handing the live value to `read` instead of cloning it.
+    #[inline]
+    pub fn get_with<R>(&mut self, key: &str, read: impl FnOnce(&V) -> R) -> Result<Option<R>> {
         check_key(key)?;
         let started = self.counters.sample_next_get().then(|| self.clock.now());
         let found = if self.refresh_on_get { self.entries.get(key) } else { self.entries.peek(key) };
@@ -95,7 +102,7 @@ impl<V: Clone> Engine<V> {
             None => (None, false),
             Some(entry) => match entry.expires_at {
                 Some(at) if at <= started.unwrap_or_else(|| self.clock.now()) => (None, true),
-                _ => (Some(entry.value.clone()), false),
+                _ => (Some(read(&entry.value)), false),
             },
         };
         if expired {

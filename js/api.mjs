@@ -1,0 +1,412 @@
+// The JavaScript face of pepperpy-caching: option objects, Promises, Error
+// classes and key type checks, over the wasm bindings in src/wasm.
+//
+// This file is the one implementation for every runtime. It is a factory
+// over the wasm-bindgen glue, so each entry point (node.cjs, node.mjs,
+// deno.mjs, workerd.mjs, web.mjs) instantiates the module the way its runtime
+// allows and then calls `bind`. scripts/build-js.sh also emits it as
+// CommonJS (api.cjs) by rewriting the single `export` below; keep it the only
+// import/export statement in the file.
+//
+// Rules about keys, TTLs, capacities and patterns live in the Rust core: this
+// layer only checks what is cheap and JS-specific (types), so that a number
+// is never coerced into a key and a string never into a TTL.
+
+/** @param {typeof import("./wasm/web/pepperpy_caching.js")} wasm */
+export function bind(wasm) {
+  const { WasmStore, WasmPolicy, WasmClock } = wasm;
+
+  // The hot calls take their key from a buffer in wasm memory (see
+  // src/wasm/key_buffer.rs) and return FAILED (get) or 2 (the others) when
+  // the core refused; the error is then fetched with takeError().
+  const FAILED = wasm.failedMarker();
+  const KEY_BUFFER = wasm.keyBuffer();
+  const KEY_CAPACITY = wasm.keyBufferLen();
+  const memory = wasm.wasmMemory();
+  const encoder = new TextEncoder();
+  let keyBytes = new Uint8Array(0);
+
+  /** Writes `key` into the key buffer as UTF-8; its length in bytes, or -1 when it does not fit. */
+  function writeKey(key) {
+    const n = key.length;
+    if (n > KEY_CAPACITY) return -1;
+    let bytes = keyBytes;
+    // A view goes empty when the memory grows; take a new one then.
+    if (bytes.byteLength === 0) bytes = keyBytes = new Uint8Array(memory.buffer, KEY_BUFFER, KEY_CAPACITY);
+    let i = 0;
+    for (; i < n; i++) {
+      const code = key.charCodeAt(i);
+      if (code > 0x7f) break;
+      bytes[i] = code;
+    }
+    if (i === n) return n;
+    const { read, written } = encoder.encodeInto(key.slice(i), bytes.subarray(i));
+    return read === n - i ? i + written : -1;
+  }
+
+  /** The core's error for a key too long for the buffer. */
+  function longKeyError(key) {
+    return translate(wasm.keyError(key) ?? new Error(`key of ${key.length} characters does not fit`));
+  }
+
+  /** The base of every error the store throws. */
+  class CacheError extends Error {}
+  /** A key that is not a string, is empty or is too long. */
+  class CacheKeyError extends CacheError {}
+  /** A glob pattern that is not a string or is too long. */
+  class CachePatternError extends CacheError {}
+  /** Options that make no sense: a capacity of 0, a negative TTL, a missing policy. */
+  class CachePolicyError extends CacheError {}
+  /** A value or metadata the store cannot hold. */
+  class CacheSerializationError extends CacheError {}
+  /** The backend failed (not thrown by MemoryStore; here for the shared API). */
+  class CacheBackendError extends CacheError {}
+
+  // Names on the prototypes, not `new.target.name`, so minifiers cannot rename them.
+  const errorClasses = new Map();
+  for (const [name, Class] of Object.entries({
+    CacheError,
+    CacheKeyError,
+    CachePatternError,
+    CachePolicyError,
+    CacheSerializationError,
+    CacheBackendError,
+  })) {
+    Object.defineProperty(Class.prototype, "name", { value: name, writable: true, configurable: true });
+    errorClasses.set(name, Class);
+  }
+
+  // The bindings throw plain `Error`s named after the class they stand for.
+  function translate(error) {
+    if (error instanceof Error && !(error instanceof CacheError)) {
+      const Class = errorClasses.get(error.name);
+      if (Class !== undefined) return new Class(error.message);
+    }
+    return error;
+  }
+
+  function describe(value) {
+    switch (typeof value) {
+      case "string":
+        return `the string ${JSON.stringify(value.length > 32 ? `${value.slice(0, 32)}...` : value)}`;
+      case "symbol":
+        return value.toString();
+      case "bigint":
+        return `${value}n`;
+      case "function":
+        return "a function";
+      case "object":
+        if (value === null) return "null";
+        if (Array.isArray(value)) return "an array";
+        return isPlainObject(value) ? "a plain object" : `an object of class ${value.constructor?.name ?? "unknown"}`;
+      default:
+        return String(value);
+    }
+  }
+
+  function keyError(key) {
+    return new CacheKeyError(`a key must be a string, got ${describe(key)}`);
+  }
+
+  function patternError(pattern) {
+    return new CachePatternError(`a pattern must be a string, got ${describe(pattern)}`);
+  }
+
+  // Plain: made by `{}`, `Object.create(null)` or JSON.parse, also in another realm.
+  function isPlainObject(value) {
+    if (typeof value !== "object" || value === null) return false;
+    const proto = Object.getPrototypeOf(value);
+    return proto === null || Object.getPrototypeOf(proto) === null;
+  }
+
+  /** Reads an options object, rejecting what is not one and misspelt names. */
+  function readOptions(options, what, allowed) {
+    if (options === undefined) return {};
+    if (!isPlainObject(options)) {
+      throw new CachePolicyError(`${what} options must be a plain object, got ${describe(options)}`);
+    }
+    for (const name of Object.keys(options)) {
+      if (!allowed.includes(name)) {
+        throw new CachePolicyError(`unknown ${what} option ${JSON.stringify(name)} (known: ${allowed.join(", ")})`);
+      }
+    }
+    return options;
+  }
+
+  const MAX_METADATA_DEPTH = 64;
+
+  /** The first place where `value` is not JSON, as { path, why }, or undefined. */
+  function findNonJson(value, depth) {
+    switch (typeof value) {
+      case "string":
+      case "boolean":
+        return undefined;
+      case "number":
+        return Number.isFinite(value) ? undefined : { path: "", why: describe(value) };
+      case "object": {
+        if (value === null) return undefined;
+        if (depth >= MAX_METADATA_DEPTH) {
+          return { path: "", why: `nesting deeper than ${MAX_METADATA_DEPTH} levels (is it circular?)` };
+        }
+        if (Array.isArray(value)) {
+          for (let i = 0; i < value.length; i++) {
+            const found = findNonJson(value[i], depth + 1);
+            if (found !== undefined) {
+              found.path = `[${i}]${found.path}`;
+              return found;
+            }
+          }
+          return undefined;
+        }
+        if (!isPlainObject(value)) return { path: "", why: describe(value) };
+        if (Object.getOwnPropertySymbols(value).length > 0) return { path: "", why: "an object with symbol keys" };
+        for (const key of Object.keys(value)) {
+          const found = findNonJson(value[key], depth + 1);
+          if (found !== undefined) {
+            found.path = `${/^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`}${found.path}`;
+            return found;
+          }
+        }
+        return undefined;
+      }
+      default:
+        return { path: "", why: describe(value) };
+    }
+  }
+
+  /** Checks metadata is a plain object of JSON values, which the core stores without loss. */
+  function checkMetadata(metadata) {
+    if (!isPlainObject(metadata)) {
+      throw new CacheSerializationError(`metadata must be a plain object, got ${describe(metadata)}`);
+    }
+    const found = findNonJson(metadata, 0);
+    if (found !== undefined) {
+      throw new CacheSerializationError(
+        `metadata${found.path} cannot be stored: metadata holds only JSON values ` +
+          `(plain objects, arrays, strings, finite numbers, booleans, null), got ${found.why}`,
+      );
+    }
+  }
+
+  // The wasm side of each policy and clock, out of the users' reach.
+  const wasmPolicies = new WeakMap();
+  const wasmClocks = new WeakMap();
+
+  function call(thunk) {
+    try {
+      return thunk();
+    } catch (error) {
+      throw translate(error);
+    }
+  }
+
+  /** Least recently used: at most `maxSize` entries. */
+  class LRUPolicy {
+    constructor(options) {
+      const { maxSize, ttl, refreshOnGet } = readOptions(options, "LRUPolicy", ["maxSize", "ttl", "refreshOnGet"]);
+      wasmPolicies.set(
+        this,
+        call(() => WasmPolicy.lru(maxSize, ttl, refreshOnGet)),
+      );
+      this.maxSize = maxSize;
+      this.ttl = ttl;
+      this.refreshOnGet = refreshOnGet ?? true;
+      Object.freeze(this);
+    }
+  }
+
+  /** Every entry expires after `ttl` seconds unless set with its own; optional capacity. */
+  class TTLPolicy {
+    constructor(options) {
+      const { ttl, maxSize } = readOptions(options, "TTLPolicy", ["ttl", "maxSize"]);
+      wasmPolicies.set(
+        this,
+        call(() => WasmPolicy.ttl(ttl, maxSize)),
+      );
+      this.ttl = ttl;
+      this.maxSize = maxSize;
+      Object.freeze(this);
+    }
+  }
+
+  /** A clock that moves only when told to, for tests of expiry. */
+  class ManualClock {
+    constructor() {
+      wasmClocks.set(this, new WasmClock());
+    }
+
+    /** Moves the clock forward by `ms` milliseconds. */
+    advance(ms) {
+      if (typeof ms !== "number" || !(ms >= 0) || ms === Infinity) {
+        throw new RangeError(`ManualClock.advance takes a finite number of milliseconds >= 0, got ${describe(ms)}`);
+      }
+      wasmClocks.get(this).advance(ms);
+    }
+  }
+
+  const STORE_OPTIONS = ["policy", "clock"];
+
+  /**
+   * A cache in this isolate's memory. Values are kept as they are, not
+   * copied: `get` returns the very object that was `set`, as a Map does.
+   */
+  class MemoryStore {
+    #store;
+
+    constructor(options) {
+      const { policy, clock } = readOptions(options, "MemoryStore", STORE_OPTIONS);
+      const wasmPolicy = wasmPolicies.get(policy);
+      if (wasmPolicy === undefined) {
+        throw new CachePolicyError(
+          `MemoryStore needs { policy: new LRUPolicy({ maxSize }) } or a TTLPolicy, got policy ${describe(policy)}`,
+        );
+      }
+      if (clock === undefined) {
+        this.#store = new WasmStore(wasmPolicy);
+      } else {
+        const wasmClock = wasmClocks.get(clock);
+        if (wasmClock === undefined) {
+          throw new CachePolicyError(`clock must be a ManualClock, got ${describe(clock)}`);
+        }
+        this.#store = WasmStore.withClock(wasmPolicy, wasmClock);
+      }
+    }
+
+    // The synchronous fast path; the async methods below are thin wrappers.
+
+    /** The value under `key`, or undefined. */
+    getSync(key) {
+      if (typeof key !== "string") throw keyError(key);
+      const len = writeKey(key);
+      if (len < 0) throw longKeyError(key);
+      const value = this.#store.get(len);
+      if (value === FAILED) throw translate(this.#store.takeError());
+      return value;
+    }
+
+    /** Stores `value` under `key`. */
+    setSync(key, value, options) {
+      if (typeof key !== "string") throw keyError(key);
+      if (value === undefined) {
+        throw new CacheSerializationError(
+          "cannot store undefined: get() returns undefined for a miss (store null instead)",
+        );
+      }
+      let ttl;
+      let metadata;
+      if (options !== undefined) {
+        if (typeof options !== "object" || options === null) {
+          throw new CachePolicyError(`set options must be an object like { ttl, metadata }, got ${describe(options)}`);
+        }
+        ttl = options.ttl;
+        if (ttl !== undefined && typeof ttl !== "number") {
+          throw new CachePolicyError(`ttl must be a number of seconds, got ${describe(ttl)}`);
+        }
+        metadata = options.metadata;
+        if (metadata !== undefined) checkMetadata(metadata);
+      }
+      const len = writeKey(key);
+      if (len < 0) throw longKeyError(key);
+      const ok =
+        metadata === undefined
+          ? this.#store.set(len, value, ttl)
+          : this.#store.setWithMetadata(len, value, ttl, metadata);
+      if (!ok) throw translate(this.#store.takeError());
+    }
+
+    /** Removes `key`; whether a live entry was there. */
+    deleteSync(key) {
+      if (typeof key !== "string") throw keyError(key);
+      const len = writeKey(key);
+      if (len < 0) throw longKeyError(key);
+      const existed = this.#store.delete(len);
+      if (existed > 1) throw translate(this.#store.takeError());
+      return existed === 1;
+    }
+
+    /** Whether a live entry is under `key`; counts no hit or miss. */
+    hasSync(key) {
+      if (typeof key !== "string") throw keyError(key);
+      const len = writeKey(key);
+      if (len < 0) throw longKeyError(key);
+      const found = this.#store.has(len);
+      if (found > 1) throw translate(this.#store.takeError());
+      return found === 1;
+    }
+
+    async get(key) {
+      return this.getSync(key);
+    }
+
+    async set(key, value, options) {
+      this.setSync(key, value, options);
+    }
+
+    async delete(key) {
+      return this.deleteSync(key);
+    }
+
+    async has(key) {
+      return this.hasSync(key);
+    }
+
+    /** A fresh copy of the entry's metadata ({} when it has none), or undefined. */
+    async getMetadata(key) {
+      if (typeof key !== "string") throw keyError(key);
+      return call(() => this.#store.getMetadata(key));
+    }
+
+    /** Merges `metadata` into the entry's (top-level keys replaced); whether the entry exists. */
+    async updateMetadata(key, metadata) {
+      if (typeof key !== "string") throw keyError(key);
+      checkMetadata(metadata);
+      return call(() => this.#store.updateMetadata(key, metadata));
+    }
+
+    /** Removes the live entries whose keys match the Redis glob `pattern`; how many. */
+    async invalidate(pattern) {
+      if (typeof pattern !== "string") throw patternError(pattern);
+      return call(() => this.#store.invalidate(pattern));
+    }
+
+    /** The keys of live entries, all or those matching `pattern`. */
+    async keys(pattern) {
+      if (pattern !== undefined && typeof pattern !== "string") throw patternError(pattern);
+      return call(() => this.#store.keys(pattern));
+    }
+
+    /** Removes every entry. */
+    async clear() {
+      this.#store.clear();
+    }
+
+    /** How many live entries there are. */
+    get size() {
+      return this.#store.size();
+    }
+
+    /** The counters so far; `avgGetLatency` in milliseconds. */
+    getStats() {
+      const [hits, misses, sets, deletes, evictions, expirations, hitRatio, avgGetLatency] = this.#store.stats();
+      return { hits, misses, sets, deletes, evictions, expirations, hitRatio, avgGetLatency };
+    }
+
+    /** Sets every counter back to zero. */
+    resetStats() {
+      this.#store.resetStats();
+    }
+  }
+
+  return {
+    MemoryStore,
+    LRUPolicy,
+    TTLPolicy,
+    ManualClock,
+    CacheError,
+    CacheKeyError,
+    CachePatternError,
+    CachePolicyError,
+    CacheSerializationError,
+    CacheBackendError,
+  };
+}

@@ -1,0 +1,155 @@
+// Types of the npm package `pepperpy-caching` (one file for ESM and CommonJS).
+
+/** Options of {@link LRUPolicy}. */
+export interface LRUPolicyOptions {
+  /** The most entries the store keeps; a positive integer. */
+  maxSize: number;
+  /** Seconds until an entry set without its own `ttl` expires; none by default. */
+  ttl?: number;
+  /** Whether a `get` hit makes the entry the most recently used (default `true`). */
+  refreshOnGet?: boolean;
+}
+
+/** Options of {@link TTLPolicy}. */
+export interface TTLPolicyOptions {
+  /** Seconds until an entry set without its own `ttl` expires; positive and finite. */
+  ttl: number;
+  /** The most entries the store keeps; at capacity the entry closest to expiry goes. */
+  maxSize?: number;
+}
+
+/** Least recently used: at most `maxSize` entries; at capacity the one used longest ago goes. */
+export declare class LRUPolicy {
+  /** @throws {CachePolicyError} when `maxSize` is not a positive integer or `ttl` not a positive, finite number. */
+  constructor(options: LRUPolicyOptions);
+  readonly maxSize: number;
+  readonly ttl: number | undefined;
+  readonly refreshOnGet: boolean;
+}
+
+/** Every entry expires after `ttl` seconds unless `set` gives its own; optional capacity. */
+export declare class TTLPolicy {
+  /** @throws {CachePolicyError} when `ttl` is not a positive, finite number or `maxSize` not a positive integer. */
+  constructor(options: TTLPolicyOptions);
+  readonly ttl: number;
+  readonly maxSize: number | undefined;
+}
+
+/** Either policy. */
+export type Policy = LRUPolicy | TTLPolicy;
+
+/** A clock that moves only when told to, so tests of expiry need not wait. */
+export declare class ManualClock {
+  constructor();
+  /** Moves the clock forward by `ms` milliseconds. */
+  advance(ms: number): void;
+}
+
+/** Options of {@link MemoryStore}. */
+export interface MemoryStoreOptions {
+  /** Which entries the store keeps. */
+  policy: Policy;
+  /** The time source for expiry (default: `performance.now()`). */
+  clock?: ManualClock;
+}
+
+/** Metadata: a plain object of JSON values. */
+export type Metadata = { [key: string]: JsonValue };
+/** What metadata may hold. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/** Options of {@link MemoryStore.set}. */
+export interface SetOptions {
+  /** Seconds until the entry expires (default: the policy's `ttl`, if any). */
+  ttl?: number;
+  /** Data stored beside the value, read back with `getMetadata`. */
+  metadata?: Metadata;
+}
+
+/** The counters since the store was made or since `resetStats()`. */
+export interface CacheStats {
+  /** `get` calls that found a live entry. */
+  hits: number;
+  /** `get` calls that found nothing, or only an expired entry. */
+  misses: number;
+  /** Successful `set` calls. */
+  sets: number;
+  /** Live entries removed by `delete`, `invalidate` or `clear`. */
+  deletes: number;
+  /** Entries removed to make room under the policy's `maxSize`. */
+  evictions: number;
+  /** Entries removed because their TTL had passed. */
+  expirations: number;
+  /** `hits / (hits + misses)`, or 0 before the first `get`. */
+  hitRatio: number;
+  /** Mean time of a sample of `get` calls, in milliseconds. */
+  avgGetLatency: number;
+}
+
+/**
+ * A cache in this isolate's memory.
+ *
+ * Values are kept as they are, never copied or serialised: `get` returns the
+ * very object that was `set` (as `Map` and lru-cache do), so mutating it
+ * mutates the cached entry. Any value but `undefined` can be stored.
+ *
+ * Keys are non-empty strings of at most 8 KiB of UTF-8. Anything else throws
+ * (or, from the async methods, rejects with) a {@link CacheKeyError}. A call
+ * that fails leaves the store exactly as it was.
+ *
+ * The async methods never wait on anything: they exist so code can move to a
+ * remote store unchanged. The `*Sync` methods are the same calls without the
+ * Promise, for hot paths.
+ */
+export declare class MemoryStore<V = unknown> {
+  /** @throws {CachePolicyError} when `policy` is missing or not an LRUPolicy/TTLPolicy. */
+  constructor(options: MemoryStoreOptions);
+
+  /** The value under `key`, or `undefined` on a miss. */
+  get(key: string): Promise<V | undefined>;
+  /** Stores `value` under `key`, replacing any entry (and its metadata) there. */
+  set(key: string, value: V, options?: SetOptions): Promise<void>;
+  /** Removes `key`; `true` if a live entry was there. */
+  delete(key: string): Promise<boolean>;
+  /** Whether a live entry is under `key`; counts no hit or miss. */
+  has(key: string): Promise<boolean>;
+  /** A fresh copy of the entry's metadata (`{}` when it has none), or `undefined` without an entry. */
+  getMetadata(key: string): Promise<Metadata | undefined>;
+  /** Merges `metadata` into the entry's (top-level keys replaced); `true` if the entry exists. */
+  updateMetadata(key: string, metadata: Metadata): Promise<boolean>;
+  /** Removes the live entries whose keys match the Redis glob `pattern`; how many. */
+  invalidate(pattern: string): Promise<number>;
+  /** The keys of live entries, all or those matching the Redis glob `pattern`. */
+  keys(pattern?: string): Promise<string[]>;
+  /** Removes every entry. */
+  clear(): Promise<void>;
+
+  /** {@link get} without the Promise. */
+  getSync(key: string): V | undefined;
+  /** {@link set} without the Promise. */
+  setSync(key: string, value: V, options?: SetOptions): void;
+  /** {@link delete} without the Promise. */
+  deleteSync(key: string): boolean;
+  /** {@link has} without the Promise. */
+  hasSync(key: string): boolean;
+
+  /** How many live entries there are. */
+  readonly size: number;
+  /** The counters so far. */
+  getStats(): CacheStats;
+  /** Sets every counter back to zero. */
+  resetStats(): void;
+}
+
+/** The base of every error the store throws. */
+export declare class CacheError extends Error {}
+/** A key that is not a string, is empty, or is longer than 8 KiB of UTF-8. */
+export declare class CacheKeyError extends CacheError {}
+/** A glob pattern that is not a string or is too long. */
+export declare class CachePatternError extends CacheError {}
+/** Options that make no sense: `maxSize` 0 or fractional, a TTL that is not positive and finite, a missing policy. */
+export declare class CachePolicyError extends CacheError {}
+/** A value the store cannot hold (`undefined`) or metadata that is not a plain object of JSON values. */
+export declare class CacheSerializationError extends CacheError {}
+/** A storage backend failed (not thrown by MemoryStore; part of the shared API). */
+export declare class CacheBackendError extends CacheError {}

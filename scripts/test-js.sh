@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Builds the npm package and runs every JS-side test against it:
+#   wasm-pack test --node    the bindings and the core on wasm32 (src/wasm, tests/wasm_*.rs)
+#   tsc --strict             the TypeScript quick start and typings (tests/js/ts), then runs the output
+#   node:test                ESM, CommonJS, memory release (--expose-gc), and the example
+#                            Worker on workerd through miniflare (tests/js/*.test.*)
+#   deno test                the package in Deno (tests/js/deno)
+# Expects the tools scripts/setup.sh installs and `npm ci` at the root.
+# Every suite runs even when one fails; the exit status is non-zero if any did.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export NO_COLOR=1
+bin=node_modules/.bin
+log() { printf '[test-js] %s\n' "$*" >&2; }
+
+for tool in tsc deno wasm-opt; do
+  if [ ! -x "$bin/$tool" ]; then log "$bin/$tool missing: run 'npm ci' at the repository root"; exit 1; fi
+done
+
+bash scripts/build-js.sh || { log "build failed"; exit 1; }
+
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+total_pass=0
+total_fail=0
+summary=()
+
+# run NAME PASS_REGEX FAIL_REGEX COMMAND...: runs a suite, shows its output, and
+# adds up the counts its runner printed (a suite that fails without counts counts 1 failure).
+run() {
+  local name=$1 pass_re=$2 fail_re=$3
+  shift 3
+  log "== $name: $*"
+  "$@" 2>&1 | tee "$logs/out"
+  local status=${PIPESTATUS[0]}
+  local pass fail
+  pass=$(grep -oE "$pass_re" "$logs/out" | grep -oE '[0-9]+' | awk '{ s += $1 } END { print s + 0 }')
+  fail=$(grep -oE "$fail_re" "$logs/out" | grep -oE '[0-9]+' | awk '{ s += $1 } END { print s + 0 }')
+  if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
+  total_pass=$((total_pass + pass))
+  total_fail=$((total_fail + fail))
+  summary+=("$(printf '%-38s %4d passed, %d failed%s' "$name" "$pass" "$fail" "$([ "$status" -ne 0 ] && echo " (exit $status)")")")
+}
+
+# wasm-bindgen tests: the lib's (src/wasm/tests.rs) and tests/wasm_*.rs; doctests cannot run on wasm32.
+run "wasm-pack test --node" 'test result: [a-z]+\. [0-9]+ passed' '[0-9]+ failed' \
+  wasm-pack test --node -- --lib --test 'wasm_*'
+
+# tsc --strict: the quick start and the CommonJS typings; the emitted JS then runs in node:test below.
+rm -rf target/js-tests/ts
+tsc_check() { "$bin/tsc" -p tests/js/ts --strict && echo "typecheck: 1 passed"; }
+run "tsc --strict" 'typecheck: [0-9]+ passed' 'error TS[0-9]+' tsc_check
+
+node_tests=(tests/js/*.test.mjs tests/js/*.test.cjs)
+[ -d target/js-tests/ts ] && node_tests+=(target/js-tests/ts/quickstart.mjs target/js-tests/ts/require.cjs)
+run "node --test (ESM, CJS, TS, workerd)" '^# pass [0-9]+' '^# fail [0-9]+' \
+  node --expose-gc --test --test-reporter=tap "${node_tests[@]}"
+
+run "deno test" '[0-9]+ passed' '[0-9]+ failed' \
+  "$bin/deno" test --allow-read --no-lock tests/js/deno/
+
+log "== summary"
+for line in "${summary[@]}"; do log "$line"; done
+echo "js: $total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]

@@ -1,0 +1,65 @@
+//! `CacheError` as a JS error.
+//!
+//! Each variant becomes a `js_sys::Error` whose `name` is the JS class it
+//! stands for (`CacheKeyError`, ...); the JS layer rethrows it as an instance
+//! of that class. The mapping lives here, not in the core, which knows
+//! nothing of JS.
+
+use wasm_bindgen::JsValue;
+
+use crate::errors::CacheError;
+
+/// The JS class name for each kind of error.
+pub(super) fn class_name(err: &CacheError) -> &'static str {
+    match err {
+        CacheError::Key { .. } => "CacheKeyError",
+        CacheError::Pattern { .. } => "CachePatternError",
+        CacheError::Policy(_) => "CachePolicyError",
+        CacheError::Serialization(_) => "CacheSerializationError",
+        CacheError::Backend { .. } => "CacheBackendError",
+    }
+}
+
+pub(super) trait ToJs {
+    fn to_js(&self) -> JsValue;
+}
+
+impl ToJs for CacheError {
+    fn to_js(&self) -> JsValue {
+        // The core names options the Rust way; JS users wrote `maxSize`.
+        let message = self.to_string().replace("max_size", "maxSize");
+        let error = js_sys::Error::new(&message);
+        error.set_name(class_name(self));
+        error.into()
+    }
+}
+
+/// `Result<T, CacheError>` to what a wasm-bindgen export returns.
+pub(super) trait IntoJs<T> {
+    fn into_js(self) -> Result<T, JsValue>;
+}
+
+impl<T> IntoJs<T> for crate::Result<T> {
+    #[inline]
+    fn into_js(self) -> Result<T, JsValue> {
+        self.map_err(|err| err.to_js())
+    }
+}
+
+/// A short description of a JS value for an error message.
+pub(super) fn describe(value: &JsValue) -> String {
+    if let Some(text) = value.as_string() {
+        let mut shown: String = text.chars().take(32).collect();
+        if shown.len() < text.len() {
+            shown.push_str("...");
+        }
+        return format!("the string {shown:?}");
+    }
+    if value.is_null() {
+        return "null".into();
+    }
+    match value.as_f64() {
+        Some(n) => n.to_string(),
+        None => value.js_typeof().as_string().unwrap_or_default(),
+    }
+}

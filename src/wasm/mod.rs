@@ -1,0 +1,290 @@
+//! The JavaScript bindings behind the npm package (wasm32 only).
+//!
+//! Owns the boundary and nothing else: turning JS arguments into core calls
+//! and `CacheError`s into JS errors. Every rule about keys, TTLs, capacities
+//! and patterns stays in the core, so a rule means the same in Rust and in JS.
+//! The ergonomic API (option objects, Promises, `Error` subclasses, key type
+//! checks) is the hand-written layer in `js/`, which is the only caller of
+//! these exports; their names are not a public contract.
+//!
+//! Speed shapes the signatures: each call crosses the boundary once, with
+//! plain arguments (numbers, values) rather than option objects read through
+//! `Reflect`; the hot calls take their key from the [`key_buffer`] and report
+//! failure in their return value. Values are held as `JsValue`s, the very
+//! objects the caller passed, never serialised; dropping one frees its slot
+//! in the externref table, so whatever the engine removes is released to the
+//! JS garbage collector.
+//! Metadata is converted between JS objects and the core's JSON map here,
+//! walking the object through `js_sys` rather than through JSON text, which
+//! would link a JSON parser and printer into the `.wasm` (about a tenth of it).
+
+mod errors;
+mod key_buffer;
+mod metadata;
+
+use std::time::Duration;
+
+use wasm_bindgen::prelude::*;
+
+use crate::clock::{Clock, ManualClock};
+use crate::errors::CacheError;
+use crate::policies::{LruPolicy, Policy, TtlPolicy, ttl_from_secs_f64};
+use crate::store::SetOptions;
+use crate::stores::memory::Engine;
+
+use errors::{IntoJs, ToJs, describe};
+use key_buffer::failed_marker;
+
+type JsResult<T> = Result<T, JsValue>;
+
+/// A validated policy, made by the JS `LRUPolicy` / `TTLPolicy` classes.
+#[wasm_bindgen]
+pub struct WasmPolicy(Policy);
+
+#[wasm_bindgen]
+impl WasmPolicy {
+    /// An LRU policy from the JS options `maxSize`, `ttl` (seconds) and
+    /// `refreshOnGet`, each passed as given so type errors are reported here.
+    pub fn lru(max_size: &JsValue, ttl: &JsValue, refresh_on_get: &JsValue) -> JsResult<WasmPolicy> {
+        let build = || {
+            let max_size = max_size_from_js(max_size)?
+                .ok_or_else(|| CacheError::Policy("maxSize is required for an LRUPolicy".into()))?;
+            let mut policy = LruPolicy::new(max_size)?;
+            if let Some(ttl) = ttl_from_js(ttl)? {
+                policy = policy.with_default_ttl(ttl)?;
+            }
+            if !refresh_on_get.is_undefined() {
+                let refresh = refresh_on_get.as_bool().ok_or_else(|| {
+                    CacheError::Policy(format!("refreshOnGet must be a boolean, got {}", describe(refresh_on_get)))
+                })?;
+                policy = policy.refresh_on_get(refresh);
+            }
+            Ok(WasmPolicy(policy.into()))
+        };
+        build().into_js()
+    }
+
+    /// A TTL policy from the JS options `ttl` (seconds, required) and `maxSize`.
+    pub fn ttl(ttl: &JsValue, max_size: &JsValue) -> JsResult<WasmPolicy> {
+        let build = || {
+            let ttl = ttl_from_js(ttl)?.ok_or_else(|| CacheError::Policy("ttl is required for a TTLPolicy".into()))?;
+            let mut policy = TtlPolicy::new(ttl)?;
+            if let Some(max_size) = max_size_from_js(max_size)? {
+                policy = policy.with_max_size(max_size)?;
+            }
+            Ok(WasmPolicy(policy.into()))
+        };
+        build().into_js()
+    }
+}
+
+/// A clock that moves only when told to, shared by the stores built with it.
+#[wasm_bindgen]
+pub struct WasmClock(ManualClock);
+
+#[wasm_bindgen]
+impl WasmClock {
+    /// A clock standing at zero.
+    #[wasm_bindgen(constructor)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> WasmClock {
+        WasmClock(ManualClock::new())
+    }
+
+    /// Moves the clock forward by `ms` milliseconds (checked finite and
+    /// non-negative by the caller).
+    pub fn advance(&self, ms: f64) {
+        self.0.advance(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+    }
+}
+
+/// The store: one engine, owned outright, since a wasm instance has one thread.
+///
+/// The methods take `&mut self`: wasm-bindgen's own borrow flag already
+/// rejects re-entrant calls, so a `RefCell` here would check twice. Nothing
+/// inside a call runs user code (values are only cloned or dropped as
+/// handles), so re-entry cannot happen anyway.
+///
+/// The hot calls (`get`, `set`, `delete`, `has`) read their key from the
+/// [`key_buffer`] and report failure in their return value (see
+/// [`WasmStore::take_error`]) instead of returning a `Result`, which
+/// wasm-bindgen hands to JS as a fresh array on every call.
+#[wasm_bindgen]
+pub struct WasmStore {
+    engine: Engine<JsValue>,
+    error: Option<CacheError>,
+}
+
+/// What `delete` and `has` return when the call failed (else 0 or 1).
+const FAILED: u32 = 2;
+
+#[wasm_bindgen]
+impl WasmStore {
+    /// An empty store run by `policy`, on the system clock.
+    #[wasm_bindgen(constructor)]
+    pub fn new(policy: &WasmPolicy) -> WasmStore {
+        WasmStore { engine: Engine::new(policy.0.clone(), Clock::system()), error: None }
+    }
+
+    /// An empty store run by `policy`, on `clock`.
+    #[wasm_bindgen(js_name = withClock)]
+    pub fn with_clock(policy: &WasmPolicy, clock: &WasmClock) -> WasmStore {
+        WasmStore { engine: Engine::new(policy.0.clone(), clock.0.clone().into()), error: None }
+    }
+
+    /// The error of the last call that reported failure, as a JS error.
+    #[wasm_bindgen(js_name = takeError)]
+    pub fn take_error(&mut self) -> JsValue {
+        self.error.take().map_or(JsValue::UNDEFINED, |err| err.to_js())
+    }
+
+    fn failed(&mut self, err: CacheError) {
+        self.error = Some(err);
+    }
+
+    /// The value under the key in the key buffer, `undefined` on a miss, or
+    /// [`failed_marker`] when the call failed.
+    pub fn get(&mut self, key_len: usize) -> JsValue {
+        match key_buffer::with_key(key_len, |key| self.engine.get(key)) {
+            Ok(value) => value.unwrap_or(JsValue::UNDEFINED),
+            Err(err) => {
+                self.failed(err);
+                failed_marker()
+            }
+        }
+    }
+
+    /// Stores `value` under the key in the key buffer; `ttl` in seconds
+    /// (`undefined` for the policy's default). Whether it succeeded.
+    pub fn set(&mut self, key_len: usize, value: JsValue, ttl: Option<f64>) -> bool {
+        let result = ttl_option(ttl)
+            .and_then(|options| key_buffer::with_key(key_len, |key| self.engine.set(key, value, options)));
+        result.map_err(|err| self.failed(err)).is_ok()
+    }
+
+    /// `set` with metadata, a plain object of JSON values.
+    #[wasm_bindgen(js_name = setWithMetadata)]
+    pub fn set_with_metadata(&mut self, key_len: usize, value: JsValue, ttl: Option<f64>, metadata: JsValue) -> bool {
+        let result = ttl_option(ttl).and_then(|options| {
+            let options = options.metadata(metadata::from_js(&metadata)?);
+            key_buffer::with_key(key_len, |key| self.engine.set(key, value, options))
+        });
+        result.map_err(|err| self.failed(err)).is_ok()
+    }
+
+    /// Removes the key in the key buffer: 1 if a live entry was there, 0 if
+    /// not, [`FAILED`].
+    pub fn delete(&mut self, key_len: usize) -> u32 {
+        match key_buffer::with_key(key_len, |key| self.engine.delete(key)) {
+            Ok(existed) => existed.into(),
+            Err(err) => {
+                self.failed(err);
+                FAILED
+            }
+        }
+    }
+
+    /// Whether a live entry is under the key in the key buffer (no hit or
+    /// miss counted): 1, 0, or [`FAILED`].
+    pub fn has(&mut self, key_len: usize) -> u32 {
+        match key_buffer::with_key(key_len, |key| self.engine.contains(key)) {
+            Ok(found) => found.into(),
+            Err(err) => {
+                self.failed(err);
+                FAILED
+            }
+        }
+    }
+
+    /// A fresh object holding the entry's metadata, or `undefined` when there
+    /// is no entry.
+    #[wasm_bindgen(js_name = getMetadata)]
+    pub fn get_metadata(&mut self, key: &str) -> JsResult<JsValue> {
+        let metadata = self.engine.get_metadata(key).into_js()?;
+        Ok(metadata.map_or(JsValue::UNDEFINED, |m| metadata::to_js(&m)))
+    }
+
+    /// Merges the plain object `metadata` into the entry's metadata; whether
+    /// a live entry was there.
+    #[wasm_bindgen(js_name = updateMetadata)]
+    pub fn update_metadata(&mut self, key: &str, metadata: &JsValue) -> JsResult<bool> {
+        metadata::from_js(metadata).and_then(|m| self.engine.update_metadata(key, m)).into_js()
+    }
+
+    /// Removes the live entries whose keys match the glob `pattern`; how many.
+    pub fn invalidate(&mut self, pattern: &str) -> JsResult<usize> {
+        self.engine.invalidate(pattern).into_js()
+    }
+
+    /// Live keys, all or those matching `pattern`.
+    pub fn keys(&mut self, pattern: Option<String>) -> JsResult<Vec<String>> {
+        self.engine.keys(pattern.as_deref()).into_js()
+    }
+
+    /// How many live entries there are.
+    pub fn size(&mut self) -> usize {
+        self.engine.len()
+    }
+
+    /// Removes every entry.
+    pub fn clear(&mut self) {
+        self.engine.clear();
+    }
+
+    /// `[hits, misses, sets, deletes, evictions, expirations, hitRatio,
+    /// avgGetLatency in ms]`: one array, so reading stats is one crossing.
+    pub fn stats(&self) -> Vec<f64> {
+        let s = self.engine.counters.snapshot();
+        vec![
+            s.hits as f64,
+            s.misses as f64,
+            s.sets as f64,
+            s.deletes as f64,
+            s.evictions as f64,
+            s.expirations as f64,
+            s.hit_ratio,
+            s.avg_get_latency.as_secs_f64() * 1e3,
+        ]
+    }
+
+    /// Sets every counter back to zero.
+    #[wasm_bindgen(js_name = resetStats)]
+    pub fn reset_stats(&mut self) {
+        self.engine.counters = Default::default();
+    }
+}
+
+/// The [`SetOptions`] for a TTL in seconds from JS, checked by the core.
+fn ttl_option(ttl: Option<f64>) -> crate::Result<SetOptions> {
+    Ok(match ttl {
+        Some(secs) => SetOptions::new().ttl(ttl_from_secs_f64(secs)?),
+        None => SetOptions::new(),
+    })
+}
+
+/// A capacity from JS: `undefined` for none, else a whole number that fits a
+/// `usize` (the core rejects 0 with its own message).
+fn max_size_from_js(value: &JsValue) -> crate::Result<Option<usize>> {
+    if value.is_undefined() {
+        return Ok(None);
+    }
+    match value.as_f64() {
+        Some(n) if n.fract() == 0.0 && n >= 0.0 && n <= usize::MAX as f64 => Ok(Some(n as usize)),
+        Some(n) => Err(CacheError::Policy(format!("maxSize must be a positive integer, got {n}"))),
+        None => Err(CacheError::Policy(format!("maxSize must be a number, got {}", describe(value)))),
+    }
+}
+
+/// A TTL in seconds from JS: `undefined` for none, else checked by the core.
+fn ttl_from_js(value: &JsValue) -> crate::Result<Option<Duration>> {
+    if value.is_undefined() {
+        return Ok(None);
+    }
+    match value.as_f64() {
+        Some(secs) => ttl_from_secs_f64(secs).map(Some),
+        None => Err(CacheError::Policy(format!("ttl must be a number of seconds, got {}", describe(value)))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,109 @@
+//! The bindings on their own, under `wasm-pack test --node`.
+
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+use super::key_buffer::key_error;
+use super::*;
+
+fn lru(max_size: f64) -> WasmStore {
+    let policy = WasmPolicy::lru(&max_size.into(), &JsValue::UNDEFINED, &JsValue::UNDEFINED).unwrap();
+    WasmStore::new(&policy)
+}
+
+fn key(key: &str) -> usize {
+    key_buffer::write(key)
+}
+
+fn error_name(err: JsValue) -> String {
+    js_sys::Error::from(err).name().into()
+}
+
+fn error_message(err: JsValue) -> String {
+    js_sys::Error::from(err).message().into()
+}
+
+#[wasm_bindgen_test]
+fn get_returns_the_very_object_that_was_set() {
+    let mut store = lru(10.0);
+    let object: JsValue = js_sys::Object::new().into();
+    assert!(store.set(key("k"), object.clone(), None));
+    let got = store.get(key("k"));
+    assert!(js_sys::Object::is(&got, &object));
+    assert!(store.get(key("missing")).is_undefined());
+    assert_eq!((store.has(key("k")), store.delete(key("k")), store.delete(key("k"))), (1, 1, 0));
+}
+
+#[wasm_bindgen_test]
+fn a_failed_call_reports_through_take_error() {
+    let mut store = lru(10.0);
+    assert!(js_sys::Object::is(&store.get(key("")), &failed_marker()));
+    let err = store.take_error();
+    assert_eq!(error_name(err.clone()), "CacheKeyError");
+    assert!(error_message(err).contains("must not be empty"));
+    assert!(store.take_error().is_undefined(), "taken once");
+    assert_eq!((store.has(key("")), store.delete(key(""))), (FAILED, FAILED));
+    assert!(!store.set(key("k"), JsValue::NULL, Some(-5.0)));
+    assert_eq!(error_name(store.take_error()), "CachePolicyError");
+    let not_an_object: JsValue = js_sys::Array::of1(&1.into()).into();
+    assert!(!store.set_with_metadata(key("k"), JsValue::NULL, None, not_an_object));
+    assert_eq!(error_name(store.take_error()), "CacheSerializationError");
+    assert_eq!(error_name(store.invalidate(&"*".repeat(1 << 20)).unwrap_err()), "CachePatternError");
+    assert_eq!(store.size(), 0);
+    assert_eq!(store.stats()[2], 0.0, "a rejected set counts nothing");
+}
+
+#[wasm_bindgen_test]
+fn keys_too_long_for_the_buffer_get_the_core_message() {
+    let long = "k".repeat(crate::MAX_KEY_LEN + 1);
+    let message = error_message(key_error(&long));
+    assert!(message.contains(&format!("{} bytes", crate::MAX_KEY_LEN + 1)), "{message}");
+    assert!(key_error("fine").is_undefined());
+}
+
+#[wasm_bindgen_test]
+fn policy_options_are_checked_by_the_core_rules() {
+    let undefined = JsValue::UNDEFINED;
+    for bad in [0.0, -1.0, 1.5, f64::NAN, f64::INFINITY] {
+        let err = WasmPolicy::lru(&bad.into(), &undefined, &undefined).err().unwrap();
+        assert_eq!(error_name(err), "CachePolicyError", "maxSize {bad}");
+    }
+    let err = WasmPolicy::lru(&"10".into(), &undefined, &undefined).err().unwrap();
+    let message = error_message(err);
+    assert!(message.contains("maxSize must be a number, got the string \"10\""), "{message}");
+    let message = error_message(WasmPolicy::lru(&0.into(), &undefined, &undefined).err().unwrap());
+    assert!(message.contains("maxSize must be at least 1"), "JS spelling of the option: {message}");
+    for bad in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+        let err = WasmPolicy::ttl(&bad.into(), &undefined).err().unwrap();
+        assert_eq!(error_name(err), "CachePolicyError", "ttl {bad}");
+    }
+    assert!(WasmPolicy::ttl(&30.0.into(), &500.0.into()).is_ok());
+}
+
+#[wasm_bindgen_test]
+fn manual_clock_drives_expiry() {
+    let clock = WasmClock::new();
+    let policy = WasmPolicy::ttl(&1.0.into(), &JsValue::UNDEFINED).unwrap();
+    let mut store = WasmStore::with_clock(&policy, &clock);
+    assert!(store.set(key("k"), JsValue::TRUE, None));
+    clock.advance(999.0);
+    assert_eq!(store.get(key("k")), JsValue::TRUE);
+    clock.advance(1.0);
+    assert!(store.get(key("k")).is_undefined());
+    assert_eq!(store.stats()[5], 1.0, "one expiration");
+}
+
+#[wasm_bindgen_test]
+fn metadata_round_trips_through_js_objects() {
+    let mut store = lru(10.0);
+    let json = r#"{"version":1,"author":"user","tags":["a",null,true,1.5],"__proto__":{"x":1}}"#;
+    let meta = js_sys::JSON::parse(json).unwrap();
+    assert!(store.set_with_metadata(key("k"), JsValue::NULL, None, meta.clone()));
+    assert!(store.update_metadata("k", &js_sys::JSON::parse(r#"{"version":2}"#).unwrap()).unwrap());
+    let got = store.get_metadata("k").unwrap();
+    assert!(!js_sys::Object::is(&got, &meta), "a fresh object");
+    let text: String = js_sys::JSON::stringify(&got).unwrap().into();
+    // The core's map keeps keys sorted.
+    assert_eq!(text, r#"{"__proto__":{"x":1},"author":"user","tags":["a",null,true,1.5],"version":2}"#);
+    assert!(store.get_metadata("nope").unwrap().is_undefined());
+}

@@ -1,0 +1,92 @@
+// The package in Deno: `deno test --allow-read` (the .wasm is read from disk).
+import {
+  CacheError,
+  CacheKeyError,
+  CachePolicyError,
+  LRUPolicy,
+  ManualClock,
+  MemoryStore,
+  TTLPolicy,
+} from "pepperpy-caching";
+
+function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(message);
+}
+
+async function rejects(promise: Promise<unknown>, Class: new (...args: never[]) => Error): Promise<Error> {
+  try {
+    await promise;
+  } catch (e) {
+    assert(e instanceof Class, `expected ${Class.name}, got ${e}`);
+    return e;
+  }
+  throw new Error(`expected ${Class.name}, nothing was thrown`);
+}
+
+Deno.test("the package resolves to its Deno build", () => {
+  assert(import.meta.resolve("pepperpy-caching").endsWith("/deno.mjs"), import.meta.resolve("pepperpy-caching"));
+});
+
+Deno.test("the README quick start runs", async () => {
+  const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 1000 }) });
+  await store.set("key", "value", { ttl: 60 });
+  assert((await store.get("key")) === "value", "get");
+  assert((await store.delete("key")) === true, "delete");
+  await store.set("key", { any: ["JS", "value"] }, { metadata: { version: 1, author: "user" } });
+  await store.updateMetadata("key", { version: 2 });
+  const meta = await store.getMetadata("key");
+  assert(meta?.version === 2 && meta.author === "user", "metadata");
+  assert((await store.invalidate("user:*")) === 0, "invalidate");
+  assert(await store.has("key"), "has");
+  assert((await store.keys("k*")).length === 1, "keys");
+  await store.clear();
+  assert(store.size === 0, "size");
+  const stats = store.getStats();
+  assert(stats.hits === 1 && stats.sets === 2 && stats.hitRatio === 1, JSON.stringify(stats));
+  new TTLPolicy({ ttl: 30, maxSize: 500 });
+});
+
+Deno.test("values come back as the same object", async () => {
+  const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) });
+  const value = { nested: [1, { deep: new Date(0) }], nil: null };
+  await store.set("k", value);
+  assert((await store.get("k")) === value, "identity");
+});
+
+Deno.test("errors are the exported classes", async () => {
+  const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) });
+  // @ts-expect-error: keys are strings
+  const e = await rejects(store.get(123), CacheKeyError);
+  assert(e instanceof CacheError && e.name === "CacheKeyError", e.name);
+  await rejects(store.get(""), CacheKeyError);
+  let thrown: unknown;
+  try {
+    new LRUPolicy({ maxSize: 1.5 });
+  } catch (err) {
+    thrown = err;
+  }
+  assert(thrown instanceof CachePolicyError, String(thrown));
+});
+
+Deno.test("entries expire on a ManualClock and on the real clock", async () => {
+  const clock = new ManualClock();
+  const store = new MemoryStore({ policy: new TTLPolicy({ ttl: 1 }), clock });
+  await store.set("k", 1);
+  clock.advance(1000);
+  assert((await store.get("k")) === undefined, "manual expiry");
+
+  const real = new MemoryStore({ policy: new TTLPolicy({ ttl: 0.02 }) });
+  await real.set("k", 1);
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert((await real.get("k")) === undefined, "real expiry");
+  assert(real.getStats().expirations === 1, "counted");
+});
+
+Deno.test("the browser/bundler build (web.mjs) loads with fetch and works", async () => {
+  const entry = new URL("web.mjs", import.meta.resolve("pepperpy-caching"));
+  const web = await import(entry.href);
+  const store = new web.MemoryStore({ policy: new web.LRUPolicy({ maxSize: 2 }) });
+  await store.set("k", 1);
+  assert((await store.get("k")) === 1, "web build get");
+  assert(web.MemoryStore !== MemoryStore, "a separate instance from the Deno build");
+});

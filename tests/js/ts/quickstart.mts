@@ -1,0 +1,66 @@
+// The README's JavaScript quick start as TypeScript: compiled with
+// `tsc --strict` against the package's types, then run by node.
+import { MemoryStore, LRUPolicy, TTLPolicy, CacheError, CacheKeyError, CachePolicyError } from "pepperpy-caching";
+import type { CacheStats, Metadata, SetOptions } from "pepperpy-caching";
+
+// --- README quick start, verbatim ---
+const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 1000 }) });
+await store.set("key", "value", { ttl: 60 });          // ttl in seconds
+const value = await store.get("key");                   // undefined on a miss
+await store.delete("key");                              // true if it existed
+await store.set("key", { any: ["JS", "value"] }, { metadata: { version: 1, author: "user" } });
+const meta = await store.getMetadata("key");            // a plain object, or undefined
+await store.updateMetadata("key", { version: 2 });      // merges: { version: 2, author: "user" }
+const removed = await store.invalidate("user:*");       // Redis glob syntax, returns a count
+await store.has("key"); await store.keys("user:*"); await store.clear(); store.size;
+const stats = store.getStats();  // { hits, misses, sets, deletes, evictions, expirations, hitRatio, avgGetLatency } (ms)
+new TTLPolicy({ ttl: 30, maxSize: 500 });
+// --- end of quick start ---
+
+function check(condition: boolean, what: string): void {
+  if (!condition) throw new Error(`check failed: ${what}`);
+}
+
+// The inferred types are the precise ones.
+const v: unknown = value;
+const m: Metadata | undefined = meta;
+const n: number = removed;
+const s: CacheStats = stats;
+const ratio: number = s.hitRatio;
+check(v === "value", "value");
+check(m?.["author"] === "user" && m["version"] === 1, "metadata");
+check(n === 0 && ratio === 1, "counts");
+
+// A typed store.
+const users = new MemoryStore<{ name: string }>({ policy: new TTLPolicy({ ttl: 30, maxSize: 500 }) });
+const options: SetOptions = { ttl: 5, metadata: { tags: ["a", 1, null, { nested: true }] } };
+await users.set("user:1", { name: "Ada" }, options);
+const user = await users.get("user:1");
+check(user?.name === "Ada", "typed get");
+const sync: { name: string } | undefined = users.getSync("user:1");
+check(sync === user, "same object");
+
+try {
+  // @ts-expect-error: keys are strings
+  await users.get(1);
+  check(false, "unreachable");
+} catch (e) {
+  check(e instanceof CacheKeyError && e instanceof CacheError, "CacheKeyError");
+}
+try {
+  new LRUPolicy({ maxSize: 0 });
+} catch (e) {
+  check(e instanceof CachePolicyError && e.message.includes("maxSize"), "CachePolicyError");
+}
+
+// Misuse the types reject.
+// @ts-expect-error: maxSize is required
+void (() => new LRUPolicy({}));
+// @ts-expect-error: ttl is a number of seconds
+void (() => users.set("k", { name: "x" }, { ttl: "10" }));
+// @ts-expect-error: metadata holds JSON values only
+void (() => users.set("k", { name: "x" }, { metadata: { when: new Date() } }));
+// @ts-expect-error: values of a typed store are checked
+void (() => users.set("k", { nom: "x" }));
+// @ts-expect-error: size is read-only
+void (() => { store.size = 3; });
