@@ -6,6 +6,8 @@
 //! `Error` subclass (`CacheKeyError`, `CachePolicyError`, ...), so the same
 //! distinction survives the language boundary.
 
+use std::sync::Arc;
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = CacheError> = std::result::Result<T, E>;
 
@@ -13,7 +15,9 @@ pub type Result<T, E = CacheError> = std::result::Result<T, E>;
 const SHOWN_CHARS: usize = 64;
 
 /// What went wrong. Match on the variant; the message names the offending value.
-#[derive(Debug, thiserror::Error)]
+/// Cheap to clone (sources are shared), so one failure can be handed to
+/// every caller waiting on the same load.
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CacheError {
     /// The key is empty or longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes
@@ -50,8 +54,13 @@ pub enum CacheError {
         message: String,
         /// The underlying error, when there is one.
         #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+        source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
     },
+    /// The loader given to `get_or_set` / `try_get_or_set` failed; its error
+    /// is the source (downcast it to get your own type back). Nothing was
+    /// cached, and every caller waiting on that load gets this error.
+    #[error("the loader failed: {0}")]
+    Loader(#[source] Arc<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 impl CacheError {

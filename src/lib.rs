@@ -47,6 +47,7 @@ mod errors;
 pub mod metrics;
 mod pattern;
 pub mod policies;
+mod singleflight;
 mod store;
 pub mod stores;
 #[cfg(target_arch = "wasm32")]

@@ -38,11 +38,19 @@ pub struct CacheStats {
     pub hit_ratio: f64,
     /// Mean time of the sampled `get` calls (see [`LATENCY_SAMPLE_EVERY`]).
     pub avg_get_latency: Duration,
+    /// Loader runs started by `get_or_set` / `try_get_or_set` (one per load,
+    /// however many callers waited on it).
+    pub loads: u64,
+    /// Loader runs that failed (and cached nothing).
+    pub load_failures: u64,
+    /// Time spent in loaders, in total.
+    pub total_load_time: Duration,
 }
 
 impl CacheStats {
-    fn from_raw(raw: [u64; 8]) -> Self {
-        let [hits, misses, sets, deletes, evictions, expirations, latency_ns, samples] = raw;
+    fn from_raw(raw: [u64; 11]) -> Self {
+        let [hits, misses, sets, deletes, evictions, expirations, latency_ns, samples, loads, load_failures, load_ns] =
+            raw;
         let gets = hits + misses;
         CacheStats {
             hits,
@@ -53,6 +61,9 @@ impl CacheStats {
             expirations,
             hit_ratio: if gets == 0 { 0.0 } else { hits as f64 / gets as f64 },
             avg_get_latency: Duration::from_nanos(latency_ns.checked_div(samples).unwrap_or(0)),
+            loads,
+            load_failures,
+            total_load_time: Duration::from_nanos(load_ns),
         }
     }
 }
@@ -68,6 +79,9 @@ pub(crate) struct Counters {
     pub expirations: u64,
     latency_ns: u64,
     samples: u64,
+    loads: u64,
+    load_failures: u64,
+    load_ns: u64,
 }
 
 impl Counters {
@@ -92,6 +106,16 @@ impl Counters {
         self.expirations += other.expirations;
         self.latency_ns += other.latency_ns;
         self.samples += other.samples;
+        self.loads += other.loads;
+        self.load_failures += other.load_failures;
+        self.load_ns += other.load_ns;
+    }
+
+    /// A loader run finished, successfully or not, after `elapsed`.
+    pub fn record_load(&mut self, ok: bool, elapsed: Nanos) {
+        self.loads += 1;
+        self.load_failures += u64::from(!ok);
+        self.load_ns = self.load_ns.saturating_add(elapsed);
     }
 
     pub fn snapshot(&self) -> CacheStats {
@@ -104,6 +128,9 @@ impl Counters {
             self.expirations,
             self.latency_ns,
             self.samples,
+            self.loads,
+            self.load_failures,
+            self.load_ns,
         ])
     }
 }
@@ -120,6 +147,9 @@ pub(crate) struct SharedCounters {
     pub expirations: AtomicU64,
     latency_ns: AtomicU64,
     samples: AtomicU64,
+    loads: AtomicU64,
+    load_failures: AtomicU64,
+    load_ns: AtomicU64,
 }
 
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -138,6 +168,13 @@ impl SharedCounters {
         self.samples.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A loader run finished, successfully or not, after `elapsed`.
+    pub fn record_load(&self, ok: bool, elapsed: Nanos) {
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        self.load_failures.fetch_add(u64::from(!ok), Ordering::Relaxed);
+        self.load_ns.fetch_add(elapsed, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> CacheStats {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
         CacheStats::from_raw([
@@ -149,6 +186,9 @@ impl SharedCounters {
             read(&self.expirations),
             read(&self.latency_ns),
             read(&self.samples),
+            read(&self.loads),
+            read(&self.load_failures),
+            read(&self.load_ns),
         ])
     }
 
@@ -162,6 +202,9 @@ impl SharedCounters {
             &self.expirations,
             &self.latency_ns,
             &self.samples,
+            &self.loads,
+            &self.load_failures,
+            &self.load_ns,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -199,6 +242,10 @@ mod tests {
         let s = shared.snapshot();
         assert_eq!((s.hits, s.misses, s.hit_ratio), (2, 2, 0.5));
         assert_eq!(s.avg_get_latency, Duration::from_nanos(50));
+        shared.record_load(true, 10);
+        shared.record_load(false, 30);
+        let s = shared.snapshot();
+        assert_eq!((s.loads, s.load_failures, s.total_load_time), (2, 1, Duration::from_nanos(40)));
         shared.reset();
         assert_eq!(shared.snapshot(), CacheStats::default());
     }

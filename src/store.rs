@@ -108,6 +108,65 @@ pub trait CacheStore<V>: Send + Sync {
     /// Removes every entry.
     fn clear(&self) -> impl Future<Output = Result<()>> + Send;
 
+    /// The live value under `key`, or else the value `loader` produces, which
+    /// is stored with `options` and returned (read-through caching).
+    ///
+    /// Concurrent calls for the same missing key share one run of a loader:
+    /// the first caller's runs, the others wait for its value. If that caller
+    /// goes away mid-load (its future dropped), a waiting caller takes over
+    /// with its own loader, so no one waits forever. `options` are checked
+    /// before any loader runs.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, SetOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let store = MemoryStore::new(LruPolicy::new(100)?);
+    /// let v = store.get_or_set("answer", || async { 6 * 7 }, SetOptions::new()).await?;
+    /// assert_eq!(v, 42);
+    /// // Cached now: this loader never runs.
+    /// assert_eq!(store.get_or_set("answer", || async { unreachable!() }, SetOptions::new()).await?, 42);
+    /// # Ok(()) }
+    /// ```
+    fn get_or_set<F, Fut>(&self, key: &str, loader: F, options: SetOptions) -> impl Future<Output = Result<V>> + Send
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = V> + Send,
+    {
+        self.try_get_or_set(key, move || async move { Ok::<V, std::convert::Infallible>(loader().await) }, options)
+    }
+
+    /// [`get_or_set`](CacheStore::get_or_set) with a loader that can fail. A
+    /// failure caches nothing and reaches every caller waiting on that load as
+    /// [`CacheError::Loader`] (downcast its source to get your error back);
+    /// the next call runs a loader again.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheError, CacheStore, LruPolicy, MemoryStore, SetOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let store = MemoryStore::<String>::new(LruPolicy::new(100)?);
+    /// let failed = store
+    ///     .try_get_or_set("user:1", || async { Err(std::io::Error::other("db down")) }, SetOptions::new())
+    ///     .await;
+    /// match failed {
+    ///     Err(CacheError::Loader(source)) => assert_eq!(source.to_string(), "db down"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// assert!(!store.contains("user:1").await?);
+    /// # Ok(()) }
+    /// ```
+    fn try_get_or_set<F, Fut, E>(
+        &self,
+        key: &str,
+        loader: F,
+        options: SetOptions,
+    ) -> impl Future<Output = Result<V>> + Send
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = std::result::Result<V, E>> + Send,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>;
+
     /// The counters so far.
     fn stats(&self) -> CacheStats;
 

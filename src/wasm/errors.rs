@@ -17,6 +17,8 @@ pub(super) fn class_name(err: &CacheError) -> &'static str {
         CacheError::Policy(_) => "CachePolicyError",
         CacheError::Serialization(_) => "CacheSerializationError",
         CacheError::Backend { .. } => "CacheBackendError",
+        // JS loaders run in JS and reject with their own errors; this is only a fallback.
+        CacheError::Loader(_) => "CacheError",
     }
 }
 

@@ -120,6 +120,22 @@ impl<V: Clone> Engine<V> {
         Ok(value)
     }
 
+    /// The live value under `key`, counting nothing and leaving recency alone.
+    pub fn peek(&mut self, key: &str) -> Option<V> {
+        self.peek_live(key).map(|entry| entry.value.clone())
+    }
+
+    /// Checks what `set` would check, changing nothing.
+    pub fn check_set(&self, key: &str, options: &SetOptions) -> Result<()> {
+        check_key(key)?;
+        effective_ttl(options.ttl, self.default_ttl).map(drop)
+    }
+
+    /// The clock the engine reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     pub fn set(&mut self, key: &str, value: V, options: SetOptions) -> Result<()> {
         check_key(key)?;
         let ttl = effective_ttl(options.ttl, self.default_ttl)?;

@@ -7,7 +7,7 @@ mod model_tests;
 
 pub(crate) use engine::Engine;
 
-use std::future::{Ready, ready};
+use std::future::{Future, Ready, ready};
 use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -16,6 +16,7 @@ use crate::errors::Result;
 use crate::metrics::{CacheStats, Counters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
+use crate::singleflight::{Role, SingleFlight, loader_error};
 use crate::store::{CacheStore, Metadata, SetOptions};
 
 /// A cache in this process's memory, safe to share between threads and tasks
@@ -50,6 +51,7 @@ pub struct MemoryStore<V> {
     shards: Box<[Shard<V>]>,
     hasher: lru::DefaultHasher,
     policy: Policy,
+    flights: SingleFlight<V>,
 }
 
 /// One engine on its own cache lines, so two threads working on neighbouring
@@ -107,7 +109,12 @@ impl<V: Clone + Send + 'static> MemoryStoreBuilder<V> {
                 Shard(Mutex::new(engine))
             })
             .collect();
-        MemoryStore { shards, hasher: lru::DefaultHasher::default(), policy: self.policy }
+        MemoryStore {
+            shards,
+            hasher: lru::DefaultHasher::default(),
+            policy: self.policy,
+            flights: SingleFlight::default(),
+        }
     }
 }
 
@@ -241,6 +248,49 @@ impl<V: Clone + Send + 'static> CacheStore<V> for MemoryStore<V> {
             engine.clear();
             Ok(())
         }))
+    }
+
+    async fn try_get_or_set<F, Fut, E>(&self, key: &str, loader: F, options: SetOptions) -> Result<V>
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = std::result::Result<V, E>> + Send,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        self.shard(key).check_set(key, &options)?;
+        let mut loader = Some(loader);
+        loop {
+            let found = self.shard(key).get(key)?;
+            if let Some(value) = found {
+                return Ok(value);
+            }
+            let leader = match self.flights.join(key) {
+                Role::Leader(leader) => leader,
+                Role::Follower(wait) => match wait.await {
+                    Some(result) => return result,
+                    // The leader went away without a value: try again, maybe as leader.
+                    None => continue,
+                },
+            };
+            // A leader that finished just before this one began has stored its value.
+            let stored = self.shard(key).peek(key);
+            if let Some(value) = stored {
+                leader.finish(&Ok(value.clone()));
+                return Ok(value);
+            }
+            // Only a leader takes the loader, and a caller leads at most once.
+            let Some(load) = loader.take() else { unreachable!("a caller leads at most one load") };
+            let clock = self.shard(key).clock().clone();
+            let started = clock.now();
+            let loaded = load().await.map_err(loader_error);
+            let elapsed = clock.now().saturating_sub(started);
+            let result = {
+                let mut engine = self.shard(key);
+                engine.counters.record_load(loaded.is_ok(), elapsed);
+                loaded.and_then(|value| engine.set(key, value.clone(), options).map(|()| value))
+            };
+            leader.finish(&result);
+            return result;
+        }
     }
 
     fn stats(&self) -> CacheStats {

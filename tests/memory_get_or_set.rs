@@ -1,0 +1,228 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! Read-through loading on a MemoryStore: one loader run per missing key
+//! however many callers, errors shared and not cached, takeover when the
+//! leader goes away, and independent keys loading in parallel.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use pepperpy_caching::{CacheError, CacheStore, LruPolicy, ManualClock, MemoryStore, SetOptions};
+use tokio::sync::{Barrier, Notify};
+
+fn store() -> Arc<MemoryStore<String>> {
+    Arc::new(MemoryStore::new(LruPolicy::new(100).unwrap()))
+}
+
+/// Fails a test that would otherwise hang.
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), f).await.unwrap_or_else(|_| panic!("{what}: timed out"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_callers_run_the_loader_once() {
+    let store = store();
+    let runs = Arc::new(AtomicUsize::new(0));
+    // Every caller is inside get_or_set before the loader can finish.
+    let all_in = Arc::new(Barrier::new(101));
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (store, runs, all_in) = (Arc::clone(&store), Arc::clone(&runs), Arc::clone(&all_in));
+        tasks.push(tokio::spawn(async move {
+            let load = store.get_or_set(
+                "slow",
+                || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    "loaded".to_string()
+                },
+                SetOptions::new(),
+            );
+            all_in.wait().await;
+            load.await
+        }));
+    }
+    all_in.wait().await;
+    for task in tasks {
+        assert_eq!(within("caller", task).await.unwrap().unwrap(), "loaded");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let stats = store.stats();
+    assert_eq!((stats.loads, stats.load_failures, stats.sets), (1, 0, 1));
+    assert_eq!(store.get("slow").await.unwrap().as_deref(), Some("loaded"));
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("database down ({0})")]
+struct DbDown(u32);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_load_reaches_every_waiter_caches_nothing_and_is_retried() {
+    let store = store();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(Notify::new());
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (store, runs, release) = (Arc::clone(&store), Arc::clone(&runs), Arc::clone(&release));
+        tasks.push(tokio::spawn(async move {
+            store
+                .try_get_or_set(
+                    "flaky",
+                    || async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        release.notified().await;
+                        Err::<String, _>(DbDown(7))
+                    },
+                    SetOptions::new(),
+                )
+                .await
+        }));
+    }
+    // Let every caller join before the one loader fails.
+    while runs.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release.notify_one();
+    for task in tasks {
+        match within("waiter", task).await.unwrap() {
+            Err(CacheError::Loader(source)) => {
+                let db = source.downcast_ref::<DbDown>().expect("the loader's own error type");
+                assert_eq!(db.0, 7);
+            }
+            other => panic!("expected the loader's error, got {other:?}"),
+        }
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "one load for all waiters");
+    assert!(!store.contains("flaky").await.unwrap(), "a failure is not cached");
+    let stats = store.stats();
+    assert_eq!((stats.loads, stats.load_failures, stats.sets), (1, 1, 0));
+
+    // The next call runs a loader again, and this one succeeds.
+    let v = store.try_get_or_set("flaky", || async { Ok::<_, DbDown>("ok".to_string()) }, SetOptions::new()).await;
+    assert_eq!(v.unwrap(), "ok");
+    assert_eq!(store.stats().loads, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_takes_over_when_the_leader_is_dropped() {
+    let store = store();
+    let leader_started = Arc::new(Notify::new());
+    let leader = {
+        let (store, started) = (Arc::clone(&store), Arc::clone(&leader_started));
+        tokio::spawn(async move {
+            store
+                .get_or_set(
+                    "k",
+                    || async move {
+                        started.notify_one();
+                        std::future::pending::<String>().await
+                    },
+                    SetOptions::new(),
+                )
+                .await
+        })
+    };
+    leader_started.notified().await;
+    let follower = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store.get_or_set("k", || async { "from the follower".to_string() }, SetOptions::new()).await
+        })
+    };
+    // The follower is waiting on the leader, which never finishes... until it is aborted.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!follower.is_finished());
+    leader.abort();
+    assert_eq!(within("follower", follower).await.unwrap().unwrap(), "from the follower");
+    assert_eq!(store.get("k").await.unwrap().as_deref(), Some("from the follower"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn different_keys_load_in_parallel() {
+    let store = store();
+    // A's loader cannot finish until B's loader has started: if loads of
+    // different keys were serialised, this would deadlock.
+    let b_started = Arc::new(Notify::new());
+    let a = {
+        let (store, b_started) = (Arc::clone(&store), Arc::clone(&b_started));
+        tokio::spawn(async move {
+            store
+                .get_or_set(
+                    "a",
+                    || async move {
+                        b_started.notified().await;
+                        "A".to_string()
+                    },
+                    SetOptions::new(),
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let b = {
+        let (store, b_started) = (Arc::clone(&store), Arc::clone(&b_started));
+        tokio::spawn(async move {
+            store
+                .get_or_set(
+                    "b",
+                    || async move {
+                        b_started.notify_one();
+                        "B".to_string()
+                    },
+                    SetOptions::new(),
+                )
+                .await
+        })
+    };
+    assert_eq!(within("b", b).await.unwrap().unwrap(), "B");
+    assert_eq!(within("a", a).await.unwrap().unwrap(), "A");
+}
+
+#[tokio::test]
+async fn bad_input_fails_before_the_loader_runs() {
+    let store = store();
+    let runs = AtomicUsize::new(0);
+    let loader = || async {
+        runs.fetch_add(1, Ordering::SeqCst);
+        "v".to_string()
+    };
+    let err = store.get_or_set("", loader, SetOptions::new()).await.unwrap_err();
+    assert!(matches!(err, CacheError::Key { .. }), "{err:?}");
+    let loader = || async {
+        runs.fetch_add(1, Ordering::SeqCst);
+        "v".to_string()
+    };
+    let err = store.get_or_set("k", loader, SetOptions::new().ttl(Duration::ZERO)).await.unwrap_err();
+    assert!(matches!(err, CacheError::Policy(_)), "{err:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    assert_eq!(store.stats(), Default::default());
+}
+
+#[tokio::test]
+async fn loaded_entries_get_the_options_and_load_time_is_counted() {
+    let clock = ManualClock::new();
+    let store: MemoryStore<u32> = MemoryStore::builder(LruPolicy::new(10).unwrap()).clock(clock.clone()).build();
+    let loader_clock = clock.clone();
+    let v = store
+        .get_or_set(
+            "k",
+            || async move {
+                loader_clock.advance(Duration::from_millis(250));
+                7
+            },
+            SetOptions::new().ttl(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v, 7);
+    let stats = store.stats();
+    assert_eq!(stats.total_load_time, Duration::from_millis(250));
+    assert_eq!((stats.loads, stats.misses, stats.hits), (1, 1, 0));
+    // The TTL from the options applies to the loaded entry.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(store.get("k").await.unwrap(), None);
+    // A hit does not run the loader.
+    store.set("h", 1, SetOptions::new()).await.unwrap();
+    assert_eq!(store.get_or_set("h", || async { unreachable!() }, SetOptions::new()).await.unwrap(), 1);
+}
