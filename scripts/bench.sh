@@ -18,6 +18,9 @@ results=bench/results
 echo "== native"
 cargo run --quiet --release --manifest-path bench/native/Cargo.toml -- $quick --out "$results/native.json"
 
+echo "== redis"
+cargo run --quiet --release --manifest-path bench/redis/Cargo.toml -- $quick --out "$results/redis.json"
+
 [ -n "$quick" ] && exit 0
 
 if ! python3 -c "import matplotlib" 2>/dev/null; then
