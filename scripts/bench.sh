@@ -18,6 +18,13 @@ results=bench/results
 echo "== native"
 cargo run --quiet --release --manifest-path bench/native/Cargo.toml -- $quick --out "$results/native.json"
 
+echo "== js"
+bash scripts/build-js.sh >/dev/null
+if [ ! -f bench/js/node_modules/.package-lock.json ] || [ bench/js/package-lock.json -nt bench/js/node_modules/.package-lock.json ]; then
+  (cd bench/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
+node bench/js/bench.mjs $quick --out "$results/js.json"
+
 echo "== redis"
 cargo run --quiet --release --manifest-path bench/redis/Cargo.toml -- $quick --out "$results/redis.json"
 
