@@ -188,6 +188,35 @@ export function bind(wasm) {
     }
   }
 
+  /**
+   * Reads `set` options into `setOptions`, checking their types (the core
+   * checks the TTL's value). Each option is read once, so a getter cannot
+   * pass the check with one value and be stored with another; the result goes
+   * to a shared object, not a fresh one, so `setSync` allocates nothing.
+   */
+  const setOptions = { ttl: undefined, metadata: undefined };
+  function readSetOptions(options) {
+    let ttl;
+    let metadata;
+    if (options !== undefined) {
+      if (typeof options !== "object" || options === null) {
+        throw new CachePolicyError(`set options must be an object like { ttl, metadata }, got ${describe(options)}`);
+      }
+      ttl = options.ttl;
+      if (ttl !== undefined && typeof ttl !== "number") {
+        throw new CachePolicyError(`ttl must be a number of seconds, got ${describe(ttl)}`);
+      }
+      metadata = options.metadata;
+      if (metadata !== undefined) checkMetadata(metadata);
+    }
+    setOptions.ttl = ttl;
+    setOptions.metadata = metadata;
+  }
+
+  function undefinedValueError(what) {
+    return new CacheSerializationError(`${what} undefined: get() returns undefined for a miss (store null instead)`);
+  }
+
   // The wasm side of each policy and clock, out of the users' reach.
   const wasmPolicies = new WeakMap();
   const wasmClocks = new WeakMap();
@@ -252,6 +281,8 @@ export function bind(wasm) {
    */
   class MemoryStore {
     #store;
+    // The getOrSet loads under way, by key: what makes concurrent calls share one.
+    #flights = new Map();
 
     constructor(options) {
       const { policy, clock } = readOptions(options, "MemoryStore", STORE_OPTIONS);
@@ -287,26 +318,20 @@ export function bind(wasm) {
     /** Stores `value` under `key`. */
     setSync(key, value, options) {
       if (typeof key !== "string") throw keyError(key);
-      if (value === undefined) {
-        throw new CacheSerializationError(
-          "cannot store undefined: get() returns undefined for a miss (store null instead)",
-        );
-      }
+      if (value === undefined) throw undefinedValueError("cannot store");
       let ttl;
       let metadata;
       if (options !== undefined) {
-        if (typeof options !== "object" || options === null) {
-          throw new CachePolicyError(`set options must be an object like { ttl, metadata }, got ${describe(options)}`);
-        }
-        ttl = options.ttl;
-        if (ttl !== undefined && typeof ttl !== "number") {
-          throw new CachePolicyError(`ttl must be a number of seconds, got ${describe(ttl)}`);
-        }
-        metadata = options.metadata;
-        if (metadata !== undefined) checkMetadata(metadata);
+        readSetOptions(options);
+        ({ ttl, metadata } = setOptions);
       }
       const len = writeKey(key);
       if (len < 0) throw longKeyError(key);
+      this.#write(len, value, ttl, metadata);
+    }
+
+    /** Stores `value` under the key already in the key buffer. */
+    #write(len, value, ttl, metadata) {
       const ok =
         metadata === undefined
           ? this.#store.set(len, value, ttl)
@@ -336,6 +361,58 @@ export function bind(wasm) {
 
     async get(key) {
       return this.getSync(key);
+    }
+
+    /**
+     * The live value under `key`, or else the value of `loader()` (sync or
+     * async), stored with `options` and returned. Concurrent calls for a key
+     * being loaded wait for that one load; if it fails, they all reject with
+     * its error, nothing is stored, and the next call loads again.
+     */
+    async getOrSet(key, loader, options) {
+      if (typeof key !== "string") throw keyError(key);
+      if (typeof loader !== "function") {
+        throw new TypeError(`getOrSet's loader must be a function, got ${describe(loader)}`);
+      }
+      let ttl;
+      let metadata;
+      if (options !== undefined) {
+        readSetOptions(options);
+        ({ ttl, metadata } = setOptions);
+      }
+      const len = writeKey(key);
+      if (len < 0) throw longKeyError(key);
+      const value = this.#store.checkedGet(len, ttl);
+      if (value === FAILED) throw translate(this.#store.takeError());
+      if (value !== undefined) return value;
+      let flight = this.#flights.get(key);
+      if (flight === undefined) {
+        flight = this.#load(key, loader, ttl, metadata);
+        this.#flights.set(key, flight);
+      }
+      return flight;
+    }
+
+    /** Runs `loader` once for `key`, stores its value, and leaves #flights however it ends. */
+    async #load(key, loader, ttl, metadata) {
+      const store = this.#store;
+      const started = store.loadStarted();
+      let stored = false;
+      try {
+        // Yield first, so the caller has put this load in #flights before the
+        // loader runs: a loader that throws at once still finds it to remove.
+        await undefined;
+        const value = await loader();
+        if (value === undefined) throw undefinedValueError("the loader returned");
+        // Other calls used the key buffer while the loader ran.
+        this.#write(writeKey(key), value, ttl, metadata);
+        stored = true;
+        return value;
+      } finally {
+        // In the same step as the write: no caller sees the value missing and no load under way.
+        this.#flights.delete(key);
+        store.recordLoad(stored, started);
+      }
     }
 
     async set(key, value, options) {
@@ -385,10 +462,16 @@ export function bind(wasm) {
       return this.#store.size();
     }
 
-    /** The counters so far; `avgGetLatency` in milliseconds. */
+    /** The counters so far; `avgGetLatency` and `totalLoadTime` in milliseconds. */
     getStats() {
-      const [hits, misses, sets, deletes, evictions, expirations, hitRatio, avgGetLatency] = this.#store.stats();
-      return { hits, misses, sets, deletes, evictions, expirations, hitRatio, avgGetLatency };
+      const [
+        hits, misses, sets, deletes, evictions, expirations, hitRatio, avgGetLatency,
+        loads, loadFailures, totalLoadTime,
+      ] = this.#store.stats();
+      return {
+        hits, misses, sets, deletes, evictions, expirations, hitRatio, avgGetLatency,
+        loads, loadFailures, totalLoadTime,
+      };
     }
 
     /** Sets every counter back to zero. */

@@ -84,6 +84,12 @@ export interface CacheStats {
   hitRatio: number;
   /** Mean time of a sample of `get` calls, in milliseconds. */
   avgGetLatency: number;
+  /** Loader runs started by `getOrSet`: one per load, however many calls waited on it. */
+  loads: number;
+  /** Loader runs that stored nothing: the loader threw, rejected or returned `undefined`. */
+  loadFailures: number;
+  /** Time spent in loaders, in milliseconds, on the store's clock. */
+  totalLoadTime: number;
 }
 
 /**
@@ -97,9 +103,9 @@ export interface CacheStats {
  * (or, from the async methods, rejects with) a {@link CacheKeyError}. A call
  * that fails leaves the store exactly as it was.
  *
- * The async methods never wait on anything: they exist so code can move to a
- * remote store unchanged. The `*Sync` methods are the same calls without the
- * Promise, for hot paths.
+ * The async methods never wait on anything (but `getOrSet` on its loader):
+ * they exist so code can move to a remote store unchanged. The `*Sync`
+ * methods are the same calls without the Promise, for hot paths.
  */
 export declare class MemoryStore<V = unknown> {
   /** @throws {CachePolicyError} when `policy` is missing or not an LRUPolicy/TTLPolicy. */
@@ -109,6 +115,27 @@ export declare class MemoryStore<V = unknown> {
   get(key: string): Promise<V | undefined>;
   /** Stores `value` under `key`, replacing any entry (and its metadata) there. */
   set(key: string, value: V, options?: SetOptions): Promise<void>;
+  /**
+   * The live value under `key`; on a miss, the value `loader` returns (or
+   * resolves to), stored with `options` and returned: read-through caching.
+   *
+   * Concurrent calls for a key that is being loaded share that one run of a
+   * loader, and so its value, or its error: if the loader throws or rejects,
+   * every waiting call rejects with that very error, nothing is stored, and
+   * the next call runs a loader again. A loader must not wait on `getOrSet`
+   * of its own key, and a loader that never settles holds its key's callers.
+   *
+   * The key and options are checked as `set` checks them before any loader
+   * runs (they reject with {@link CacheKeyError}, {@link CachePolicyError} or
+   * {@link CacheSerializationError}); a `loader` that is not a function
+   * rejects with a `TypeError`, a programming error rather than a cache one.
+   * A loader that returns `undefined` rejects with
+   * {@link CacheSerializationError} and stores nothing (store `null` instead).
+   *
+   * Stats: every call counts a hit or a miss as `get` does; each loader run
+   * counts in `loads`, `loadFailures` and `totalLoadTime`.
+   */
+  getOrSet(key: string, loader: () => V | PromiseLike<V>, options?: SetOptions): Promise<V>;
   /** Removes `key`; `true` if a live entry was there. */
   delete(key: string): Promise<boolean>;
   /** Whether a live entry is under `key`; counts no hit or miss. */

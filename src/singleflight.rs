@@ -65,12 +65,6 @@ impl<V: Clone> SingleFlight<V> {
         flights.insert(Arc::clone(&key), Arc::clone(&flight));
         Role::Leader(Leader { flights: self, key, flight, finished: false })
     }
-
-    /// How many loads are in progress.
-    #[cfg(test)]
-    pub fn in_progress(&self) -> usize {
-        lock(&self.flights).len()
-    }
 }
 
 /// The caller running the load for a key. Dropping it unfinished abandons the

@@ -58,3 +58,51 @@ fn get_latency_is_measured() {
     let latency = store.stats().avg_get_latency;
     assert!(latency < Duration::from_millis(50), "{latency:?}");
 }
+
+/// Gives way to the other tasks once: a `Send` pause for a loader, where a
+/// JS timer's future is not `Send`.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+#[wasm_bindgen_test]
+async fn concurrent_get_or_set_runs_one_load_on_the_js_event_loop() {
+    use std::rc::Rc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // A static: the loader must be `Send`, which an `Rc` is not.
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+
+    let store = Rc::new(MemoryStore::new(LruPolicy::new(10).unwrap()));
+    let calls = js_sys::Array::new();
+    for _ in 0..100 {
+        let store = Rc::clone(&store);
+        let call = async move {
+            let loader = || async {
+                RUNS.fetch_add(1, Ordering::Relaxed);
+                YieldOnce(false).await; // the other 99 calls arrive meanwhile
+                7u32
+            };
+            let value = store.get_or_set("k", loader, SetOptions::new()).await.map_err(|e| e.to_string())?;
+            Ok(JsValue::from(value))
+        };
+        calls.push(&wasm_bindgen_futures::future_to_promise(call));
+    }
+    let values = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::all(&calls)).await.unwrap();
+    let values: Vec<f64> = js_sys::Array::from(&values).iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(values, vec![7.0; 100]);
+    assert_eq!(RUNS.load(Ordering::Relaxed), 1);
+    let stats = store.stats();
+    // Every call missed, so all 100 were waiting on the one load.
+    assert_eq!((stats.misses, stats.hits), (100, 0));
+    assert_eq!((stats.loads, stats.load_failures, stats.sets), (1, 0, 1));
+}

@@ -1,5 +1,6 @@
 // An example Cloudflare Worker: caches an expensive computation per request
-// in a MemoryStore that lives as long as the isolate, and reports on /stats.
+// in a MemoryStore that lives as long as the isolate (read-through, with
+// getOrSet), and reports on /stats.
 //
 //   GET /prime?n=10000   the n-th prime (computed once, then served from the cache)
 //   GET /stats           the cache's counters and size
@@ -47,14 +48,17 @@ export default {
         if (!Number.isInteger(n) || n < 1 || n > 200_000) {
           return new Response("n must be an integer from 1 to 200000\n", { status: 400 });
         }
-        const key = `prime:${n}`;
-        let prime = await store.get(key);
-        const hit = prime !== undefined;
-        if (!hit) {
-          prime = nthPrime(n);
-          await store.set(key, prime, { metadata: { computedAt: Date.now() } });
-        }
-        return Response.json({ n, prime, cached: hit }, { headers: { "x-cache": hit ? "HIT" : "MISS" } });
+        // Computed on a miss only; concurrent requests for the same n share one computation.
+        let computed = false;
+        const prime = await store.getOrSet(
+          `prime:${n}`,
+          () => {
+            computed = true;
+            return nthPrime(n);
+          },
+          { metadata: { computedAt: Date.now() } },
+        );
+        return Response.json({ n, prime, cached: !computed }, { headers: { "x-cache": computed ? "MISS" : "HIT" } });
       }
       return new Response("try /prime?n=10000 or /stats\n", { status: 404 });
     } catch (error) {

@@ -162,6 +162,38 @@ impl WasmStore {
         result.map_err(|err| self.failed(err)).is_ok()
     }
 
+    /// `get`, after checking that a `set` of the key in the key buffer with
+    /// `ttl` would be accepted: the first step of `getOrSet`, which rejects
+    /// bad options before any loader runs (and counts nothing when it does).
+    #[wasm_bindgen(js_name = checkedGet)]
+    pub fn checked_get(&mut self, key_len: usize, ttl: Option<f64>) -> JsValue {
+        let checked = ttl_option(ttl)
+            .and_then(|options| key_buffer::with_key(key_len, |key| self.engine.check_set(key, &options)));
+        match checked {
+            Ok(()) => self.get(key_len),
+            Err(err) => {
+                self.failed(err);
+                failed_marker()
+            }
+        }
+    }
+
+    /// The store's clock, for timing a loader with [`WasmStore::record_load`]:
+    /// a ManualClock store times loads on its own clock, as it does in Rust.
+    /// (Nanoseconds as an `f64`: exact for 104 days of uptime.)
+    #[wasm_bindgen(js_name = loadStarted)]
+    pub fn load_started(&self) -> f64 {
+        self.engine.clock().now() as f64
+    }
+
+    /// A loader run begun at `started` (from `loadStarted`) has ended;
+    /// `ok` if its value was stored.
+    #[wasm_bindgen(js_name = recordLoad)]
+    pub fn record_load(&mut self, ok: bool, started: f64) {
+        let elapsed = self.engine.clock().now().saturating_sub(started as u64);
+        self.engine.counters.record_load(ok, elapsed);
+    }
+
     /// `set` with metadata, a plain object of JSON values.
     #[wasm_bindgen(js_name = setWithMetadata)]
     pub fn set_with_metadata(&mut self, key_len: usize, value: JsValue, ttl: Option<f64>, metadata: JsValue) -> bool {
@@ -232,7 +264,8 @@ impl WasmStore {
     }
 
     /// `[hits, misses, sets, deletes, evictions, expirations, hitRatio,
-    /// avgGetLatency in ms]`: one array, so reading stats is one crossing.
+    /// avgGetLatency in ms, loads, loadFailures, totalLoadTime in ms]`: one
+    /// array, so reading stats is one crossing.
     pub fn stats(&self) -> Vec<f64> {
         let s = self.engine.counters.snapshot();
         vec![
@@ -244,6 +277,9 @@ impl WasmStore {
             s.expirations as f64,
             s.hit_ratio,
             s.avg_get_latency.as_secs_f64() * 1e3,
+            s.loads as f64,
+            s.load_failures as f64,
+            s.total_load_time.as_secs_f64() * 1e3,
         ]
     }
 

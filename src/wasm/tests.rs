@@ -107,3 +107,34 @@ fn metadata_round_trips_through_js_objects() {
     assert_eq!(text, r#"{"__proto__":{"x":1},"author":"user","tags":["a",null,true,1.5],"version":2}"#);
     assert!(store.get_metadata("nope").unwrap().is_undefined());
 }
+
+#[wasm_bindgen_test]
+fn checked_get_rejects_what_set_would_before_reading() {
+    let mut store = lru(10.0);
+    assert!(store.set(key("k"), JsValue::TRUE, None));
+    assert_eq!(store.checked_get(key("k"), Some(5.0)), JsValue::TRUE);
+    assert!(store.checked_get(key("missing"), None).is_undefined());
+    for (len, ttl, name) in [(key("k"), Some(-5.0), "CachePolicyError"), (key(""), None, "CacheKeyError")] {
+        assert!(js_sys::Object::is(&store.checked_get(len, ttl), &failed_marker()));
+        assert_eq!(error_name(store.take_error()), name);
+    }
+    let stats = store.stats();
+    assert_eq!((stats[0], stats[1]), (1.0, 1.0), "a rejected check counts no hit or miss");
+}
+
+#[wasm_bindgen_test]
+fn loads_are_timed_on_the_store_clock() {
+    let clock = WasmClock::new();
+    let policy = WasmPolicy::lru(&10.0.into(), &JsValue::UNDEFINED, &JsValue::UNDEFINED).unwrap();
+    let mut store = WasmStore::with_clock(&policy, &clock);
+    let started = store.load_started();
+    clock.advance(250.0);
+    store.record_load(true, started);
+    let started = store.load_started();
+    clock.advance(50.0);
+    store.record_load(false, started);
+    let stats = store.stats();
+    assert_eq!(stats[8..], [2.0, 1.0, 300.0], "loads, loadFailures, totalLoadTime in ms");
+    store.reset_stats();
+    assert_eq!(store.stats()[8..], [0.0, 0.0, 0.0]);
+}

@@ -23,7 +23,8 @@ test("the README quick start works as written", async () => {
   assert.equal(removed, 0);
   assert.equal(store.size, 0);
   assert.deepEqual(Object.keys(stats).sort(), [
-    "avgGetLatency", "deletes", "evictions", "expirations", "hitRatio", "hits", "misses", "sets",
+    "avgGetLatency", "deletes", "evictions", "expirations", "hitRatio", "hits", "loadFailures", "loads", "misses",
+    "sets", "totalLoadTime",
   ]);
   assert.equal(stats.hits, 1);
   assert.equal(stats.sets, 2);

@@ -107,7 +107,10 @@ describe("errors", () => {
       assert.throws(() => store.setSync(key, 1), CacheKeyError);
     }
     assert.deepEqual(await snapshot(store), before);
-    assert.deepEqual(store.getStats(), { hits: 0, misses: 0, sets: 0, deletes: 0, evictions: 0, expirations: 0, hitRatio: 0, avgGetLatency: 0 });
+    assert.deepEqual(store.getStats(), {
+      hits: 0, misses: 0, sets: 0, deletes: 0, evictions: 0, expirations: 0, hitRatio: 0, avgGetLatency: 0,
+      loads: 0, loadFailures: 0, totalLoadTime: 0,
+    });
   });
 
   test("messages say what was wrong and with what", async () => {
@@ -305,6 +308,7 @@ describe("behaviour", () => {
     const stats = store.getStats();
     assert.deepEqual({ ...stats, avgGetLatency: 0 }, {
       hits: 1, misses: 1, sets: 2, deletes: 1, evictions: 1, expirations: 0, hitRatio: 0.5, avgGetLatency: 0,
+      loads: 0, loadFailures: 0, totalLoadTime: 0,
     });
     assert.ok(stats.avgGetLatency >= 0 && stats.avgGetLatency < 10, `latency in ms: ${stats.avgGetLatency}`);
     store.resetStats();

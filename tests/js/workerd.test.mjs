@@ -86,9 +86,11 @@ test("the cache persists across requests, expires, and reports stats", async () 
   assert.equal((await get("/prime?n=10")).cache, "MISS");
 
   let stats = (await get("/stats")).body;
-  assert.deepEqual({ ...stats, avgGetLatency: 0 }, {
-    hits: 1, misses: 2, sets: 2, deletes: 0, evictions: 0, expirations: 0, hitRatio: 1 / 3, avgGetLatency: 0, size: 2,
+  assert.deepEqual({ ...stats, avgGetLatency: 0, totalLoadTime: 0 }, {
+    hits: 1, misses: 2, sets: 2, deletes: 0, evictions: 0, expirations: 0, hitRatio: 1 / 3, avgGetLatency: 0,
+    loads: 2, loadFailures: 0, totalLoadTime: 0, size: 2,
   });
+  assert.ok(stats.totalLoadTime >= 0, "time in a Worker moves only across I/O, so loads may take 0 ms");
 
   // Time in a Worker moves only across I/O: between these requests it does.
   await new Promise((resolve) => setTimeout(resolve, TTL_SECONDS * 1000 + 300));
@@ -101,6 +103,7 @@ test("the cache persists across requests, expires, and reports stats", async () 
   assert.equal(stats.size, 1);
   assert.equal(stats.hits, 1);
   assert.equal(stats.misses, 3);
+  assert.equal(stats.loads, 3, "one computation per miss");
 });
 
 test("bad input gets a clear answer", async () => {

@@ -90,3 +90,28 @@ Deno.test("the browser/bundler build (web.mjs) loads with fetch and works", asyn
   assert((await store.get("k")) === 1, "web build get");
   assert(web.MemoryStore !== MemoryStore, "a separate instance from the Deno build");
 });
+
+Deno.test("getOrSet shares one load between concurrent calls, and a failure with every waiter", async () => {
+  const clock = new ManualClock();
+  const store = new MemoryStore<{ id: number }>({ policy: new LRUPolicy({ maxSize: 10 }), clock });
+  let runs = 0;
+  const loader = async () => {
+    runs++;
+    await null;
+    clock.advance(40);
+    return { id: 1 };
+  };
+  const results = await Promise.all(Array.from({ length: 20 }, () => store.getOrSet("k", loader)));
+  assert(runs === 1 && results.every((r) => r === results[0]), `one load, one value (${runs} runs)`);
+
+  const error = new Error("down");
+  const failing = Promise.allSettled([1, 2, 3].map(() => store.getOrSet("bad", () => Promise.reject(error))));
+  assert((await failing).every((o) => o.status === "rejected" && o.reason === error), "the loader's own error");
+  assert(!(await store.has("bad")), "nothing cached");
+  await rejects(store.getOrSet("", loader), CacheKeyError);
+  await rejects(store.getOrSet("k2", loader, { ttl: -1 }), CachePolicyError);
+  assert(runs === 1, "bad calls ran no loader");
+
+  const { loads, loadFailures, totalLoadTime } = store.getStats();
+  assert(loads === 2 && loadFailures === 1 && totalLoadTime === 40, JSON.stringify(store.getStats()));
+});

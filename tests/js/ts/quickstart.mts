@@ -40,6 +40,13 @@ check(user?.name === "Ada", "typed get");
 const sync: { name: string } | undefined = users.getSync("user:1");
 check(sync === user, "same object");
 
+// getOrSet: the loader produces the store's value type, sync or async.
+const loaded: { name: string } = await users.getOrSet("user:2", async () => ({ name: "Grace" }), { ttl: 5 });
+const again = await users.getOrSet("user:2", () => ({ name: "never used" }));
+check(loaded.name === "Grace" && again === loaded, "getOrSet");
+const { loads, loadFailures, totalLoadTime }: CacheStats = users.getStats();
+check(loads === 1 && loadFailures === 0 && totalLoadTime >= 0, "load stats");
+
 try {
   // @ts-expect-error: keys are strings
   await users.get(1);
@@ -62,5 +69,9 @@ void (() => users.set("k", { name: "x" }, { ttl: "10" }));
 void (() => users.set("k", { name: "x" }, { metadata: { when: new Date() } }));
 // @ts-expect-error: values of a typed store are checked
 void (() => users.set("k", { nom: "x" }));
+// @ts-expect-error: a loader returns the store's value type
+void (() => users.getOrSet("k", async () => ({ nom: "x" })));
+// @ts-expect-error: the loader is a function, not a value
+void (() => users.getOrSet("k", { name: "x" }));
 // @ts-expect-error: size is read-only
 void (() => { store.size = 3; });
