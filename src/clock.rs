@@ -1,4 +1,4 @@
-//! Time, the one platform seam of the core.
+//! Time (and, on wasm32, a random seed): the one platform seam of the core.
 //!
 //! Expiry and latency need a monotonic clock. `std::time::Instant` panics on
 //! `wasm32-unknown-unknown`, so [`Clock::system`] reads `Instant` natively and
@@ -123,6 +123,14 @@ fn system_now() -> Nanos {
     }
     let ms = performance_now();
     if ms.is_finite() && ms > 0.0 { (ms * 1e6) as Nanos } else { 0 }
+}
+
+/// A random seed for hashing keys, from the host's `Math.random()` (wasm32
+/// has no other source of randomness without extra crates).
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn random_seed() -> u64 {
+    let draw = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
+    (draw() << 32) ^ draw()
 }
 
 #[cfg(test)]

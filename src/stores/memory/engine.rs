@@ -33,6 +33,11 @@ use crate::store::{Metadata, SetOptions, check_key, effective_ttl};
 /// How many expired entries each `set` reclaims beyond the one it touches.
 pub(crate) const RECLAIM_PER_WRITE: usize = 8;
 
+#[cfg(not(target_arch = "wasm32"))]
+type KeyHasher = lru::DefaultHasher;
+#[cfg(target_arch = "wasm32")]
+type KeyHasher = super::hasher::SeededState;
+
 struct Entry<V> {
     value: V,
     expires_at: Option<Nanos>,
@@ -48,7 +53,7 @@ impl<V> Entry<V> {
 }
 
 pub(crate) struct Engine<V> {
-    entries: LruCache<Arc<str>, Entry<V>>,
+    entries: LruCache<Arc<str>, Entry<V>, KeyHasher>,
     expiries: BTreeSet<(Nanos, Arc<str>)>,
     max_size: usize,
     default_ttl: Option<std::time::Duration>,
@@ -65,7 +70,7 @@ impl<V: Clone> Engine<V> {
             Policy::Ttl(_) => (false, false),
         };
         Engine {
-            entries: LruCache::unbounded(),
+            entries: LruCache::unbounded_with_hasher(KeyHasher::default()),
             expiries: BTreeSet::new(),
             max_size: policy.max_size().unwrap_or(usize::MAX),
             default_ttl: policy.default_ttl(),

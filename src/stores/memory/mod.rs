@@ -1,6 +1,9 @@
 //! [`MemoryStore`]: entries in this process's memory.
 
 mod engine;
+// On wasm32 the engine hashes keys with it; natively its tests still run.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod hasher;
 // proptest is a native dev-dependency.
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod model_tests;
