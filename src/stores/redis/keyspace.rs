@@ -2,9 +2,10 @@
 //! to it.
 //!
 //! Entries are at `prefix + key`. The two index keys of a bounded store are
-//! `prefix + "\xff" + name`: a prefix and a key are UTF-8 and `0xFF` never
-//! occurs in UTF-8, so no entry of this or any other store (with any UTF-8
-//! prefix) can ever have one of those names.
+//! `prefix + "\xff" + name`, and the load lock of `get_or_set` for a key is
+//! `prefix + "\xff" + "lock:" + key`: a prefix and a key are UTF-8 and `0xFF`
+//! never occurs in UTF-8, so no entry of this or any other store (with any
+//! UTF-8 prefix) can ever have one of those names.
 //!
 //! A pattern reaches Redis only behind the escaped prefix, and every key SCAN
 //! returns is checked again here: it must start with the prefix, the rest
@@ -53,6 +54,11 @@ impl Keyspace {
         full
     }
 
+    /// The Redis key of the lock `get_or_set` holds while loading `key`.
+    pub fn lock(&self, key: &str) -> Vec<u8> {
+        [self.prefix.as_bytes(), b"\xfflock:", key.as_bytes()].concat()
+    }
+
     /// The MATCH argument for a SCAN over entries matching `pattern` (all
     /// entries when `None`). It may select more than `pattern` does (see
     /// [`MAX_STARS_SENT`]); [`Keyspace::user_key`] has the last word.
@@ -89,6 +95,8 @@ mod tests {
         assert_eq!(space.recency, b"app:\xfflru");
         assert_eq!(space.user_key(&space.recency, None), None);
         assert_eq!(space.user_key(&space.expiry, None), None);
+        assert_eq!(space.lock("k"), b"app:\xfflock:k");
+        assert_eq!(space.user_key(&space.lock("k"), None), None);
         assert_eq!(space.user_key(b"app:", None), None, "the prefix alone is no entry");
         assert_eq!(space.user_key(b"other:x", None), None);
         assert_eq!(space.user_key(b"app:x", None), Some("x"));

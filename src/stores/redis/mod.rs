@@ -3,7 +3,7 @@
 //!
 //! This module owns the mapping from the [`CacheStore`] calls to Redis
 //! commands. It never blocks a thread, never waits longer than its timeouts
-//! and never panics: every failure of the server, the network or the
+//! (and, in `get_or_set`, a load lock's lease and the loader) and never panics: every failure of the server, the network or the
 //! connection is a [`CacheError::Backend`] carrying the cause.
 //!
 //! The user-facing design (storage format, policies, patterns, counters,
@@ -11,11 +11,13 @@
 
 mod format;
 mod keyspace;
+mod load;
 mod scripts;
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -26,6 +28,7 @@ use crate::errors::{CacheError, Result};
 use crate::metrics::{CacheStats, SharedCounters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
+use crate::singleflight::SingleFlight;
 use crate::store::{CacheStore, Metadata, SetOptions, check_key, effective_ttl};
 
 use keyspace::Keyspace;
@@ -141,7 +144,51 @@ const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// so `expirations` counts only the expired entries this instance's scripts
 /// reclaim from a bounded store's indexes, and stays 0 without a `max_size`.
 /// A call that fails counts nothing. `avg_get_latency` is the round trip of
-/// sampled `get`s, as in [`metrics`](crate::metrics).
+/// sampled `get`s, as in [`metrics`](crate::metrics). The load counters are
+/// under "Read-through loading".
+///
+/// # Read-through loading
+///
+/// [`get_or_set`](CacheStore::get_or_set) and
+/// [`try_get_or_set`](CacheStore::try_get_or_set) run one loader per missing
+/// key across every process sharing the prefix, so a fleet of servers that
+/// all miss a key at once loads it once:
+///
+/// - *In this instance*, concurrent callers for a key elect one leader; only
+///   it talks to Redis, and the others get its result (the stored bytes,
+///   decoded by each) or its error, as with [`MemoryStore`](crate::MemoryStore).
+/// - *Between instances*, the leader runs one script that returns the entry
+///   if it is there by now, or else takes the key's load lock with
+///   `SET <lock> <token> NX PX <lease>`. The lock is at
+///   `prefix + "\xff" + "lock:" + key`, beside the index keys where no entry
+///   can be; the token is unique to this call. Checking for the value and
+///   taking the lock in one atomic step is the owner's re-check: a value
+///   stored by another process before is found, not loaded again.
+/// - The owner runs its loader, stores the value (one round trip as for `set`,
+///   `options` applied), then releases the lock with a compare-and-delete
+///   script that removes it only if it still holds the owner's token.
+/// - The other instances' leaders poll with the same script, every 10 ms at
+///   first and then every 50 ms, and return the value as soon as it is there.
+///   If the lock disappears without a value (the owner's loader failed, the
+///   owner died, or its lease ran out) the next poll takes the lock and loads
+///   with its own loader.
+///
+/// The lease ([`RedisStoreBuilder::lock_lease`], default 10 s) bounds how long
+/// a hung loader or a dead process can hold up the others. If a loader takes
+/// longer than the lease, another process loads the key too (the last value
+/// written wins, and neither releases the other's lock): pick a lease longer
+/// than your slowest loader, but no longer than you are willing to wait
+/// after a crash. If the future of a caller holding the lock is dropped, a
+/// release is spawned on the tokio runtime, so the others do not wait out the
+/// lease.
+///
+/// A loader's error reaches every caller waiting in its instance as
+/// [`CacheError::Loader`] and caches nothing; callers in other instances see
+/// the lock released without a value and load themselves. A backend failure
+/// while waiting or storing is [`CacheError::Backend`]. `loads`,
+/// `load_failures` and `total_load_time` count the loaders this instance ran.
+/// A value stored with a TTL shorter than the poll interval, or evicted at
+/// once by a full store, may be loaded again by the callers polling for it.
 ///
 /// # Connection
 ///
@@ -168,6 +215,10 @@ pub struct RedisStore<V> {
     refresh_on_get: bool,
     /// The most one round trip may take.
     round_trip_timeout: Duration,
+    /// How long a `get_or_set` load lock lives unless released.
+    lock_lease: Duration,
+    /// This instance's loads in progress; followers get the stored bytes.
+    flights: SingleFlight<Arc<[u8]>>,
     counters: SharedCounters,
     _value: PhantomData<fn() -> V>,
 }
@@ -180,6 +231,7 @@ pub struct RedisStoreBuilder<V> {
     policy: Option<Policy>,
     connect_timeout: Duration,
     response_timeout: Duration,
+    lock_lease: Duration,
     _value: PhantomData<fn() -> V>,
 }
 
@@ -216,15 +268,30 @@ where
         self
     }
 
+    /// How long the lock of a `get_or_set` load lives unless its owner
+    /// releases it first (default 10 s): the longest other callers wait for
+    /// a loader that hangs or a process that died holding the lock. Make it
+    /// longer than your slowest loader: a load that outlives its lease does
+    /// not stop others from loading the same key too. See "Read-through
+    /// loading" on [`RedisStore`].
+    pub fn lock_lease(mut self, lease: Duration) -> Self {
+        self.lock_lease = lease;
+        self
+    }
+
     /// Connects and checks that Redis answers (`PING`).
     ///
     /// # Errors
-    /// [`CacheError::Policy`] for a zero timeout; [`CacheError::Backend`] for a
+    /// [`CacheError::Policy`] for a zero timeout or lock lease; [`CacheError::Backend`] for a
     /// malformed URL, no tokio runtime, or a server that cannot be reached,
     /// refuses the credentials or does not answer within the connect timeout
     /// plus the response timeout.
     pub async fn build(self) -> Result<RedisStore<V>> {
-        for (name, value) in [("connect_timeout", self.connect_timeout), ("response_timeout", self.response_timeout)] {
+        for (name, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("response_timeout", self.response_timeout),
+            ("lock_lease", self.lock_lease),
+        ] {
             if value.is_zero() {
                 return Err(CacheError::Policy(format!("{name} must be greater than zero, got {value:?}")));
             }
@@ -258,7 +325,7 @@ where
             Err(elapsed) => {
                 return Err(CacheError::Backend {
                     message: format!("Redis at {addr} did not answer within {round_trip_timeout:?}"),
-                    source: Some(Box::new(elapsed)),
+                    source: Some(Arc::new(elapsed)),
                 });
             }
         };
@@ -276,6 +343,8 @@ where
             bound,
             refresh_on_get,
             round_trip_timeout,
+            lock_lease: self.lock_lease,
+            flights: SingleFlight::default(),
             counters: SharedCounters::default(),
             _value: PhantomData,
         })
@@ -295,6 +364,7 @@ where
             policy: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            lock_lease: load::DEFAULT_LOCK_LEASE,
             _value: PhantomData,
         }
     }
@@ -317,7 +387,7 @@ where
             Ok(Err(e)) => Err(backend(format!("{what} on Redis at {} failed", self.addr), e)),
             Err(elapsed) => Err(CacheError::Backend {
                 message: format!("{what} on Redis at {}: no reply within {:?}", self.addr, self.round_trip_timeout),
-                source: Some(Box::new(elapsed)),
+                source: Some(Arc::new(elapsed)),
             }),
         }
     }
@@ -325,6 +395,40 @@ where
     async fn read(&self, what: &str, full: &str) -> Result<Option<Vec<u8>>> {
         let mut conn = self.conn.clone();
         self.round_trip(what, redis::cmd("GET").arg(full).query_async(&mut conn)).await
+    }
+
+    /// Writes the stored bytes of an entry (Redis key `full`) with its TTL in
+    /// ms, under the capacity if there is one: one round trip. Counts a set.
+    async fn write(&self, what: &str, full: &str, stored: &[u8], ttl: Option<u64>) -> Result<()> {
+        let mut conn = self.conn.clone();
+        if let Some((max_size, lru)) = self.bound {
+            let (expired, evicted): (u64, u64) = self
+                .round_trip(
+                    what,
+                    self.scripts
+                        .set_bounded
+                        .key(full)
+                        .key(&self.space.recency)
+                        .key(&self.space.expiry)
+                        .arg(stored)
+                        .arg(ttl.unwrap_or(0))
+                        .arg(max_size)
+                        .arg(if lru { "1" } else { "0" })
+                        .invoke_async(&mut conn),
+                )
+                .await?;
+            SharedCounters::add(&self.counters.expirations, expired);
+            SharedCounters::add(&self.counters.evictions, evicted);
+        } else {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(full).arg(stored);
+            if let Some(ms) = ttl {
+                cmd.arg("PX").arg(ms);
+            }
+            self.round_trip(what, cmd.query_async::<()>(&mut conn)).await?;
+        }
+        SharedCounters::add(&self.counters.sets, 1);
+        Ok(())
     }
 
     /// Deletes a page of entries (Redis keys); how many existed.
@@ -399,7 +503,7 @@ fn ttl_millis(ttl: Duration) -> u64 {
 
 fn backend(message: String, e: redis::RedisError) -> CacheError {
     let message = format!("{message}: {e}");
-    CacheError::Backend { message, source: Some(Box::new(e)) }
+    CacheError::Backend { message, source: Some(Arc::new(e)) }
 }
 
 impl<V> std::fmt::Debug for RedisStore<V> {
@@ -408,6 +512,7 @@ impl<V> std::fmt::Debug for RedisStore<V> {
             .field("addr", &self.addr)
             .field("prefix", &self.space.prefix())
             .field("policy", &self.policy)
+            .field("lock_lease", &self.lock_lease)
             .finish_non_exhaustive()
     }
 }
@@ -462,36 +567,7 @@ where
         let ttl = effective_ttl(options.ttl, self.default_ttl)?.map(ttl_millis);
         let stored = format::encode(&value, options.metadata.as_ref())?;
         drop(value);
-        let full = self.space.entry(key);
-        let mut conn = self.conn.clone();
-        if let Some((max_size, lru)) = self.bound {
-            let (expired, evicted): (u64, u64) = self
-                .round_trip(
-                    "set",
-                    self.scripts
-                        .set_bounded
-                        .key(&full)
-                        .key(&self.space.recency)
-                        .key(&self.space.expiry)
-                        .arg(stored)
-                        .arg(ttl.unwrap_or(0))
-                        .arg(max_size)
-                        .arg(if lru { "1" } else { "0" })
-                        .invoke_async(&mut conn),
-                )
-                .await?;
-            SharedCounters::add(&self.counters.expirations, expired);
-            SharedCounters::add(&self.counters.evictions, evicted);
-        } else {
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(&full).arg(stored);
-            if let Some(ms) = ttl {
-                cmd.arg("PX").arg(ms);
-            }
-            self.round_trip("set", cmd.query_async::<()>(&mut conn)).await?;
-        }
-        SharedCounters::add(&self.counters.sets, 1);
-        Ok(())
+        self.write("set", &self.space.entry(key), &stored, ttl).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
@@ -568,6 +644,15 @@ where
         let removed = self.walk("clear", None, true, &mut HashSet::new()).await?;
         SharedCounters::add(&self.counters.deletes, removed as u64);
         Ok(())
+    }
+
+    async fn try_get_or_set<F, Fut, E>(&self, key: &str, loader: F, options: SetOptions) -> Result<V>
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = std::result::Result<V, E>> + Send,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        self.get_or_load(key, loader, options).await
     }
 
     fn stats(&self) -> CacheStats {

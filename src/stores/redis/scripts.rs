@@ -1,6 +1,7 @@
 //! The Lua scripts that keep a bounded store's indexes in step with its
-//! entries, each one atomic and one round trip (EVALSHA, falling back to EVAL
-//! after a server restart has emptied the script cache).
+//! entries, and those of the `get_or_set` load lock, each one atomic and one
+//! round trip (EVALSHA, falling back to EVAL after a server restart has
+//! emptied the script cache).
 //!
 //! Every key a script touches directly is passed in `KEYS`; the only others are
 //! the entries it reclaims or evicts, which are members of the indexes and
@@ -118,12 +119,37 @@ redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 return 1
 ";
 
+/// One step of `get_or_set` after a miss: the entry if it is there by now,
+/// else the load lock if it is free. Atomic, so a caller that gets the lock
+/// knows no other owner stored the value before it (the owner's re-check).
+///
+/// KEYS: entry, lock. ARGV: token, lease in ms.
+/// Returns the stored bytes, 1 if the lock is now the caller's, 0 if another
+/// owner holds it.
+const GET_OR_LOCK: &str = r"
+local value = redis.call('GET', KEYS[1])
+if value then return value end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+";
+
+/// Releases a load lock if it is still the caller's: a lock whose lease ran
+/// out may have been taken by another caller since, and is theirs to release.
+///
+/// KEYS: lock. ARGV: token. Returns 1 if released, 0 if not the caller's.
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
 /// The scripts, with their SHA1s computed once.
 pub(super) struct Scripts {
     pub set_bounded: Script,
     pub get_lru: Script,
     pub delete_bounded: Script,
     pub replace_if_unchanged: Script,
+    pub get_or_lock: Script,
+    pub unlock: Script,
 }
 
 impl Scripts {
@@ -133,6 +159,8 @@ impl Scripts {
             get_lru: Script::new(GET_LRU),
             delete_bounded: Script::new(DELETE_BOUNDED),
             replace_if_unchanged: Script::new(REPLACE_IF_UNCHANGED),
+            get_or_lock: Script::new(GET_OR_LOCK),
+            unlock: Script::new(UNLOCK),
         }
     }
 }

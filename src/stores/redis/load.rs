@@ -1,0 +1,223 @@
+//! Read-through loading for [`RedisStore`]: one loader run per missing key
+//! across every process sharing the prefix. The design is documented under
+//! "Read-through loading" on [`RedisStore`].
+//!
+//! Two layers. In this instance, a [`SingleFlight`] lets one caller per key
+//! (the leader) talk to Redis while the others wait for the stored bytes it
+//! hands them. Between instances, a lock in Redis (`SET NX PX` with a token)
+//! picks one loader; everyone else polls until the value or a free lock
+//! appears. Nothing here waits without a bound other than a loader itself:
+//! every round trip has the store's timeout and every lock its lease.
+
+use std::collections::hash_map::RandomState;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{RedisStore, format, ttl_millis};
+use crate::errors::{CacheError, Result};
+use crate::singleflight::{Role, loader_error};
+use crate::store::{CacheStore, Metadata, SetOptions, check_key, effective_ttl};
+
+/// How long a load lock lives unless its owner releases it first.
+pub(super) const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(10);
+/// The first pause of a caller waiting on another instance's load; each
+/// further pause doubles, up to [`POLL_MAX`].
+const POLL_FIRST: Duration = Duration::from_millis(10);
+const POLL_MAX: Duration = Duration::from_millis(50);
+
+/// What [`RedisStore::get_or_lock`] found.
+enum Step {
+    /// The entry is there: its stored bytes.
+    Found(Vec<u8>),
+    /// The lock is ours now, and the entry was not there when we took it.
+    Locked,
+    /// Another caller holds the lock.
+    Busy,
+}
+
+impl<V> RedisStore<V>
+where
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// [`CacheStore::try_get_or_set`] for Redis.
+    pub(super) async fn get_or_load<F, Fut, E>(&self, key: &str, loader: F, options: SetOptions) -> Result<V>
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = std::result::Result<V, E>> + Send,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        check_key(key)?;
+        let ttl = effective_ttl(options.ttl, self.default_ttl)?.map(ttl_millis);
+        let mut loader = Some(loader);
+        loop {
+            if let Some(value) = self.get(key).await? {
+                return Ok(value);
+            }
+            let leader = match self.flights.join(key) {
+                Role::Leader(leader) => leader,
+                Role::Follower(wait) => match wait.await {
+                    Some(stored) => return stored.and_then(|bytes| format::decode_value(key, &bytes)),
+                    // The leader went away without a value: try again, maybe as leader.
+                    None => continue,
+                },
+            };
+            // Only a leader takes the loader, and a caller leads at most once.
+            let Some(load) = loader.take() else { unreachable!("a caller leads at most one load") };
+            let result = self.load_shared(key, load, ttl, options.metadata.as_ref()).await;
+            leader.finish(&result.as_ref().map(|(_, stored)| Arc::clone(stored)).map_err(Clone::clone));
+            return result.map(|(value, _)| value);
+        }
+    }
+
+    /// The value under `key` once one caller in any instance has loaded and
+    /// stored it: found, or loaded here under the lock. Also returns the
+    /// stored bytes, for this instance's followers.
+    async fn load_shared<F, Fut, E>(
+        &self,
+        key: &str,
+        load: F,
+        ttl: Option<u64>,
+        metadata: Option<&Metadata>,
+    ) -> Result<(V, Arc<[u8]>)>
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = std::result::Result<V, E>> + Send,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        let entry = self.space.entry(key);
+        let lock = Lock::new(self.space.lock(key));
+        let mut pause = POLL_FIRST;
+        loop {
+            match self.get_or_lock(&entry, &lock).await? {
+                Step::Found(stored) => return Ok((format::decode_value(key, &stored)?, stored.into())),
+                Step::Locked => break,
+                // The owner stores the value before releasing, and a lock whose
+                // owner died expires with its lease: either ends this wait.
+                Step::Busy => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(POLL_MAX);
+                }
+            }
+        }
+        let held = Held(Some(Unlock {
+            lock,
+            conn: self.conn.clone(),
+            script: self.scripts.unlock.clone(),
+            timeout: self.round_trip_timeout,
+        }));
+
+        let started = Instant::now();
+        let loaded = load().await.map_err(loader_error);
+        self.counters.record_load(loaded.is_ok(), u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        let result = match loaded {
+            Ok(value) => match format::encode(&value, metadata) {
+                Ok(stored) => self.write("get_or_set", &entry, &stored, ttl).await.map(|()| (value, stored.into())),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        // After the write, so a caller that finds the lock free finds the value too.
+        held.release().await;
+        result
+    }
+
+    /// One atomic step: the entry if present, else the lock if free.
+    async fn get_or_lock(&self, entry: &str, lock: &Lock) -> Result<Step> {
+        let mut conn = self.conn.clone();
+        let reply: redis::Value = self
+            .round_trip(
+                "get_or_set",
+                self.scripts
+                    .get_or_lock
+                    .key(entry)
+                    .key(&lock.key)
+                    .arg(&lock.token)
+                    .arg(ttl_millis(self.lock_lease))
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        match reply {
+            redis::Value::BulkString(stored) => Ok(Step::Found(stored)),
+            redis::Value::Int(1) => Ok(Step::Locked),
+            redis::Value::Int(0) => Ok(Step::Busy),
+            other => Err(CacheError::Backend {
+                message: format!("get_or_set on Redis at {}: unexpected reply {other:?}", self.addr),
+                source: None,
+            }),
+        }
+    }
+}
+
+/// A load lock's Redis key and the token that proves who owns it.
+struct Lock {
+    key: Vec<u8>,
+    token: String,
+}
+
+impl Lock {
+    fn new(key: Vec<u8>) -> Self {
+        Lock { key, token: new_token() }
+    }
+}
+
+/// A lock this caller owns, released by [`Held::release`]. Dropped instead
+/// (the caller's future dropped mid-load, a panicking loader), it spawns the
+/// release on the current tokio runtime; without one, the lease ends the lock.
+struct Held(Option<Unlock>);
+
+impl Held {
+    async fn release(mut self) {
+        if let Some(unlock) = &self.0 {
+            unlock.run().await;
+        }
+        // Only now: if this future is dropped mid-release, `drop` tries again.
+        self.0 = None;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(unlock) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move { unlock.run().await });
+        }
+    }
+}
+
+/// What releasing a lock takes, owned so it can outlive the caller.
+struct Unlock {
+    lock: Lock,
+    conn: ConnectionManager,
+    script: Script,
+    timeout: Duration,
+}
+
+impl Unlock {
+    /// Deletes the lock if it still holds our token. Best effort: if Redis
+    /// does not answer, the lease ends the lock anyway.
+    async fn run(&self) {
+        let mut conn = self.conn.clone();
+        let mut call = self.script.key(&self.lock.key);
+        call.arg(&self.lock.token);
+        let _ = tokio::time::timeout(self.timeout, call.invoke_async::<i64>(&mut conn)).await;
+    }
+}
+
+/// A token no other lock of any process will carry: unique, not secret.
+/// Two independently seeded hashes of the process id, the time and a counter.
+fn new_token() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let half = || RandomState::new().hash_one((std::process::id(), now, n));
+    format!("{:016x}{:016x}", half(), half())
+}

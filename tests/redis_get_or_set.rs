@@ -1,0 +1,393 @@
+//! Read-through loading on RedisStore: one loader run per missing key across
+//! separate store instances (stand-ins for separate servers), errors shared
+//! within an instance and never cached, takeover from a lock owner that died
+//! or outlived its lease, independent keys loading in parallel, and the load
+//! counters.
+#![cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+
+mod common;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::RedisServer;
+use pepperpy_caching::{CacheError, CacheStore, Metadata, SetOptions, stores::RedisStore};
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{Barrier, Notify};
+
+const PREFIX: &str = "gos:";
+/// A lease longer than any test: a lock that ends sooner was released.
+const LONG_LEASE: Duration = Duration::from_secs(60);
+
+async fn store(server: &RedisServer, lease: Option<Duration>) -> Arc<RedisStore<String>> {
+    let mut builder = RedisStore::builder(server.url()).prefix(PREFIX);
+    if let Some(lease) = lease {
+        builder = builder.lock_lease(lease);
+    }
+    Arc::new(builder.build().await.unwrap())
+}
+
+async fn raw(server: &RedisServer) -> MultiplexedConnection {
+    redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+/// The Redis key of the load lock for `key` (documented on RedisStore).
+fn lock_key(key: &str) -> Vec<u8> {
+    [PREFIX.as_bytes(), b"\xfflock:", key.as_bytes()].concat()
+}
+
+async fn lock_ttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(lock_key(key)).query_async(conn).await.unwrap()
+}
+
+/// Fails a test that would otherwise hang. Generous: only a deadlock or a
+/// wait for a 60 s lease comes near it.
+async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), f).await.unwrap_or_else(|_| panic!("{what}: timed out"))
+}
+
+/// Waits until `ready()` holds.
+async fn until(ready: impl Fn() -> bool) {
+    while !ready() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("database down ({0})")]
+struct DbDown(u32);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_callers_on_two_instances_run_the_loader_once() {
+    let server = RedisServer::start();
+    let stores = vec![store(&server, None).await, store(&server, None).await];
+    let runs = Arc::new(AtomicUsize::new(0));
+    let start = Arc::new(Barrier::new(100));
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let (stores, runs, start) = (stores.clone(), Arc::clone(&runs), Arc::clone(&start));
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let store = Arc::clone(&stores[i % 2]);
+            store
+                .get_or_set(
+                    "hot",
+                    || async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        // Every caller has missed (and is waiting) before the value is stored.
+                        until(|| stores.iter().map(|s| s.stats().misses).sum::<u64>() >= 100).await;
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        "loaded".to_string()
+                    },
+                    SetOptions::new(),
+                )
+                .await
+        }));
+    }
+    for task in tasks {
+        assert_eq!(within("caller", task).await.unwrap().unwrap(), "loaded");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let (a, b) = (stores[0].stats(), stores[1].stats());
+    assert_eq!((a.loads + b.loads, a.sets + b.sets, a.misses + b.misses), (1, 1, 100));
+    let mut conn = raw(&server).await;
+    assert_eq!(lock_ttl(&mut conn, "hot").await, -2, "the lock is released");
+}
+
+/// Calls of Redis's SET so far, those run by scripts included.
+async fn set_calls(conn: &mut MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_set:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callers_on_one_instance_make_one_lock_attempt() {
+    let server = RedisServer::start();
+    let store = store(&server, None).await;
+    let mut conn = raw(&server).await;
+    redis::cmd("CONFIG").arg("RESETSTAT").query_async::<()>(&mut conn).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let watched = Arc::clone(&store);
+            let loader = || async move {
+                until(|| watched.stats().misses >= 50).await;
+                "loaded".to_string()
+            };
+            store.get_or_set("hot", loader, SetOptions::new()).await
+        }));
+    }
+    for task in tasks {
+        assert_eq!(within("caller", task).await.unwrap().unwrap(), "loaded");
+    }
+    // One `SET NX PX` for the lock, one SET for the value.
+    assert_eq!(set_calls(&mut conn).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_load_reaches_every_waiter_and_other_instances_load_themselves() {
+    let server = RedisServer::start();
+    let (a, b) = (store(&server, LONG_LEASE.into()).await, store(&server, LONG_LEASE.into()).await);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let fail = Arc::new(Notify::new());
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (store, runs, fail) = (Arc::clone(&a), Arc::clone(&runs), Arc::clone(&fail));
+        tasks.push(tokio::spawn(async move {
+            store
+                .try_get_or_set(
+                    "flaky",
+                    || async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        fail.notified().await;
+                        Err::<String, _>(DbDown(7))
+                    },
+                    SetOptions::new(),
+                )
+                .await
+        }));
+    }
+    // Every caller on A has missed, and A's loader holds the lock.
+    within("A's callers", until(|| a.stats().misses >= 20 && runs.load(Ordering::SeqCst) == 1)).await;
+    // Meanwhile a caller on B waits for A's load; when it fails, B loads itself.
+    let b_runs = Arc::new(AtomicUsize::new(0));
+    let on_b = {
+        let (b, b_runs) = (Arc::clone(&b), Arc::clone(&b_runs));
+        tokio::spawn(async move {
+            let loader = || async move {
+                b_runs.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, DbDown>("from B".to_string())
+            };
+            b.try_get_or_set("flaky", loader, SetOptions::new()).await
+        })
+    };
+    within("B's caller waiting", until(|| b.stats().misses == 1)).await;
+    fail.notify_one();
+    for task in tasks {
+        match within("waiter", task).await.unwrap() {
+            Err(CacheError::Loader(source)) => {
+                let db = source.downcast_ref::<DbDown>().expect("the loader's own error type");
+                assert_eq!(db.0, 7);
+            }
+            other => panic!("expected the loader's error, got {other:?}"),
+        }
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "one load for all of A's waiters");
+    let stats = a.stats();
+    assert_eq!((stats.loads, stats.load_failures, stats.sets), (1, 1, 0));
+
+    // B's caller found the lock released without a value and loaded (A's
+    // lease is 60 s, so an unreleased lock would have timed this out).
+    assert_eq!(within("B's caller", on_b).await.unwrap().unwrap(), "from B");
+    assert_eq!(b_runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_load_is_not_cached_and_the_next_call_retries() {
+    let server = RedisServer::start();
+    let store = store(&server, LONG_LEASE.into()).await;
+    let failed = store.try_get_or_set("k", || async { Err::<String, _>(DbDown(1)) }, SetOptions::new()).await;
+    assert!(matches!(failed, Err(CacheError::Loader(_))), "{failed:?}");
+    assert!(!store.contains("k").await.unwrap());
+    let mut conn = raw(&server).await;
+    assert_eq!(lock_ttl(&mut conn, "k").await, -2, "the lock is released");
+    // The next call retries at once (an unreleased lock would hold it for 60 s).
+    let v = store.try_get_or_set("k", || async { Ok::<_, DbDown>("ok".to_string()) }, SetOptions::new());
+    assert_eq!(within("retry", v).await.unwrap(), "ok");
+    assert_eq!(store.get("k").await.unwrap().as_deref(), Some("ok"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_aborted_owner_releases_its_lock() {
+    let server = RedisServer::start();
+    // Long leases: B finishing before they end proves A released its lock.
+    let (a, b) = (store(&server, LONG_LEASE.into()).await, store(&server, LONG_LEASE.into()).await);
+    let started = Arc::new(Notify::new());
+    let owner = {
+        let (a, started) = (Arc::clone(&a), Arc::clone(&started));
+        tokio::spawn(async move {
+            let loader = || async move {
+                started.notify_one();
+                std::future::pending::<String>().await
+            };
+            a.get_or_set("k", loader, SetOptions::new()).await
+        })
+    };
+    within("A's loader", started.notified()).await;
+    let mut conn = raw(&server).await;
+    assert!(lock_ttl(&mut conn, "k").await > 0, "A holds the lock");
+    let taker = {
+        let b = Arc::clone(&b);
+        tokio::spawn(async move { b.get_or_set("k", || async { "from B".to_string() }, SetOptions::new()).await })
+    };
+    within("B's caller waiting", until(|| b.stats().misses == 1)).await;
+    owner.abort();
+    assert!(owner.await.unwrap_err().is_cancelled());
+    assert_eq!(within("B's caller", taker).await.unwrap().unwrap(), "from B");
+    assert_eq!(a.get("k").await.unwrap().as_deref(), Some("from B"));
+    assert_eq!((a.stats().loads, b.stats().loads), (0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lock_left_by_a_dead_process_ends_with_its_lease() {
+    let server = RedisServer::start();
+    let mut conn = raw(&server).await;
+    // What a process that died mid-load leaves behind: a lock it will never release.
+    redis::cmd("SET")
+        .arg(lock_key("k"))
+        .arg("token of a dead process")
+        .arg("PX")
+        .arg(300)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let b = store(&server, None).await;
+    let v = b.get_or_set("k", || async { "from B".to_string() }, SetOptions::new());
+    assert_eq!(within("B's caller", v).await.unwrap(), "from B");
+    assert_eq!(b.stats().loads, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_loader_slower_than_its_lease_does_not_block_others() {
+    let server = RedisServer::start();
+    let a = store(&server, Some(Duration::from_millis(300))).await;
+    let b = store(&server, LONG_LEASE.into()).await;
+    let (a_started, a_finish) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let slow = {
+        let (a, a_started, a_finish) = (Arc::clone(&a), Arc::clone(&a_started), Arc::clone(&a_finish));
+        tokio::spawn(async move {
+            let loader = || async move {
+                a_started.notify_one();
+                a_finish.notified().await;
+                "from A".to_string()
+            };
+            a.get_or_set("k", loader, SetOptions::new()).await
+        })
+    };
+    within("A's loader", a_started.notified()).await;
+    let mut conn = raw(&server).await;
+    let ttl = lock_ttl(&mut conn, "k").await;
+    assert!((1..=300).contains(&ttl), "A's lock has the configured lease: {ttl}");
+
+    // B waits out A's lease, takes the lock and loads while A is still loading.
+    let (b_started, b_finish) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let other = {
+        let (b, b_started, b_finish) = (Arc::clone(&b), Arc::clone(&b_started), Arc::clone(&b_finish));
+        tokio::spawn(async move {
+            let loader = || async move {
+                b_started.notify_one();
+                b_finish.notified().await;
+                "from B".to_string()
+            };
+            b.get_or_set("k", loader, SetOptions::new()).await
+        })
+    };
+    within("B's loader", b_started.notified()).await;
+    assert!(!slow.is_finished());
+
+    // A finishes late: it stores its value but must not release B's lock.
+    a_finish.notify_one();
+    assert_eq!(within("A's caller", slow).await.unwrap().unwrap(), "from A");
+    assert!(lock_ttl(&mut conn, "k").await > 0, "B's lock survives A's release");
+    b_finish.notify_one();
+    assert_eq!(within("B's caller", other).await.unwrap().unwrap(), "from B");
+    assert_eq!(lock_ttl(&mut conn, "k").await, -2, "B released its lock");
+    assert_eq!((a.stats().loads, b.stats().loads), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn different_keys_load_in_parallel() {
+    let server = RedisServer::start();
+    let (a, b) = (store(&server, LONG_LEASE.into()).await, store(&server, LONG_LEASE.into()).await);
+    // Key x's loader cannot finish until key y's has run: if loads of
+    // different keys waited on each other (in one instance or across two),
+    // this would deadlock.
+    let (x_started, y_ran) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let x = {
+        let (a, x_started, y_ran) = (Arc::clone(&a), Arc::clone(&x_started), Arc::clone(&y_ran));
+        tokio::spawn(async move {
+            let loader = || async move {
+                x_started.notify_one();
+                y_ran.notified().await;
+                "X".to_string()
+            };
+            a.get_or_set("x", loader, SetOptions::new()).await
+        })
+    };
+    within("x's loader", x_started.notified()).await;
+    for store in [&a, &b] {
+        let y_ran = Arc::clone(&y_ran);
+        let key = if Arc::ptr_eq(store, &a) { "y-here" } else { "y-there" };
+        let loader = || async move {
+            y_ran.notify_one();
+            "Y".to_string()
+        };
+        assert_eq!(within(key, store.get_or_set(key, loader, SetOptions::new())).await.unwrap(), "Y");
+    }
+    assert_eq!(within("x", x).await.unwrap().unwrap(), "X");
+}
+
+#[tokio::test]
+async fn loads_are_counted_and_options_applied_on_the_instance_that_loaded() {
+    let server = RedisServer::start();
+    let (a, b) = (store(&server, None).await, store(&server, None).await);
+    let metadata: Metadata = serde_json::json!({"source": "db"}).as_object().cloned().unwrap();
+    let options = SetOptions::new().ttl(Duration::from_secs(100)).metadata(metadata.clone());
+    let loader = || async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        "v".to_string()
+    };
+    assert_eq!(a.get_or_set("k", loader, options).await.unwrap(), "v");
+    let stats = a.stats();
+    assert_eq!((stats.loads, stats.load_failures, stats.misses, stats.sets), (1, 0, 1, 1));
+    assert!(stats.total_load_time >= Duration::from_millis(50), "{:?}", stats.total_load_time);
+
+    // The options apply to the stored entry.
+    assert_eq!(b.get_metadata("k").await.unwrap(), Some(metadata));
+    let mut conn = raw(&server).await;
+    let ttl: i64 = redis::cmd("PTTL").arg("gos:k").query_async(&mut conn).await.unwrap();
+    assert!((1..=100_000).contains(&ttl), "{ttl}");
+
+    // A hit on another instance: counted there as a hit, no load.
+    assert_eq!(b.get_or_set("k", || async { unreachable!() }, SetOptions::new()).await.unwrap(), "v");
+    let stats = b.stats();
+    assert_eq!((stats.hits, stats.loads, stats.total_load_time), (1, 0, Duration::ZERO));
+
+    let failed = a.try_get_or_set("f", || async { Err::<String, _>(DbDown(1)) }, SetOptions::new()).await;
+    assert!(matches!(failed, Err(CacheError::Loader(_))));
+    let stats = a.stats();
+    assert_eq!((stats.loads, stats.load_failures, stats.sets), (2, 1, 1));
+    assert_eq!(b.stats().loads, 0);
+}
+
+#[tokio::test]
+async fn bad_input_fails_before_anything_runs() {
+    let server = RedisServer::start();
+    let store = store(&server, None).await;
+    let runs = AtomicUsize::new(0);
+    let loader = || async {
+        runs.fetch_add(1, Ordering::SeqCst);
+        "v".to_string()
+    };
+    let err = store.get_or_set("", loader, SetOptions::new()).await.unwrap_err();
+    assert!(matches!(err, CacheError::Key { .. }), "{err:?}");
+    let loader = || async {
+        runs.fetch_add(1, Ordering::SeqCst);
+        "v".to_string()
+    };
+    let err = store.get_or_set("k", loader, SetOptions::new().ttl(Duration::ZERO)).await.unwrap_err();
+    assert!(matches!(err, CacheError::Policy(_)), "{err:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    assert_eq!(store.stats(), Default::default());
+    let mut conn = raw(&server).await;
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    assert!(keys.is_empty(), "nothing written, no lock taken: {keys:?}");
+
+    let zero = RedisStore::<String>::builder(server.url()).lock_lease(Duration::ZERO).build().await;
+    assert!(matches!(zero, Err(CacheError::Policy(_))), "{zero:?}");
+}
