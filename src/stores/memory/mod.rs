@@ -163,8 +163,8 @@ impl<V: Clone + Send + 'static> MemoryStore<V> {
         self.shards.len()
     }
 
-    /// The engine that owns `key`.
-    #[inline]
+    /// The engine that owns `key`. Always inlined: it is on every call's path.
+    #[inline(always)]
     fn shard(&self, key: &str) -> MutexGuard<'_, Engine<V>> {
         if self.shards.len() == 1 {
             return lock(&self.shards[0]);
@@ -183,7 +183,7 @@ impl<V: Clone + Send + 'static> MemoryStore<V> {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn lock<V>(shard: &Shard<V>) -> MutexGuard<'_, Engine<V>> {
     // The engine keeps its invariants across a panic in a value's `clone`
     // (the only foreign code it runs), so a poisoned lock is still usable.
