@@ -53,8 +53,19 @@ def fmt_ops(x):
     return f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x / 1e3:.1f} k"
 
 
+def ours_for(suite, cache):
+    """The entry of ours a peer is compared with: a suite may pair several
+    (the JS suite compares its async API with async peers, its sync API with
+    sync ones); by default every peer is compared with `ours`."""
+    for comparison in suite.get("comparisons", []):
+        if cache in comparison["peers"]:
+            return comparison["ours"]
+    return suite["ours"]
+
+
 def throughput_table(suite, extra_cols=()):
     ours = suite["ours"]
+    ours_names = {c["ours"] for c in suite.get("comparisons", [])} | {ours} | set(suite.get("variants", []))
     out = []
     workloads = []
     for row in suite["throughput"]:
@@ -62,15 +73,17 @@ def throughput_table(suite, extra_cols=()):
             workloads.append(row["workload"])
     for w in workloads:
         rows = [r for r in suite["throughput"] if r["workload"] == w]
-        mine = next((r for r in rows if r["cache"] == ours), None)
         out.append(f"\n**{w}**\n")
         head = "| cache | ops/s (median) | spread (min-max) |" + "".join(f" {c} |" for c, _ in extra_cols) + " ours / this |"
+        if suite.get("comparisons"):
+            head = head.replace("ours / this", "ours (same kind of API) / this")
         out.append(head)
         out.append("|" + " --- |" * (head.count("|") - 1))
         for r in rows:
-            ratio = f"{mine['ops_per_sec'] / r['ops_per_sec']:.2f}x" if mine else "-"
+            mine = next((m for m in rows if m["cache"] == ours_for(suite, r["cache"])), None)
+            ratio = f"{mine['ops_per_sec'] / r['ops_per_sec']:.2f}x" if mine and r["cache"] not in ours_names else "-"
             extras = "".join(f" {fn(r)} |" for _, fn in extra_cols)
-            name = f"**{r['cache']}**" if r["cache"] == ours else r["cache"]
+            name = f"**{r['cache']}**" if r["cache"] in ours_names else r["cache"]
             out.append(f"| {name} | {fmt_ops(r['ops_per_sec'])} | {fmt_ops(r['min'])} - {fmt_ops(r['max'])} |{extras} {ratio} |")
     return out
 
@@ -82,34 +95,39 @@ def ratio_chart(suite, filename, title):
     import matplotlib.pyplot as plt
 
     ours = suite["ours"]
+    ours_names = {c["ours"] for c in suite.get("comparisons", [])} | {ours} | set(suite.get("variants", []))
     workloads = []
     for row in suite["throughput"]:
         if row["workload"] not in workloads:
             workloads.append(row["workload"])
     peers = []
     for row in suite["throughput"]:
-        if row["cache"] != ours and row["cache"] not in peers:
+        if row["cache"] not in ours_names and row["cache"] not in peers:
             peers.append(row["cache"])
     fig, ax = plt.subplots(figsize=(10, 0.9 + 0.55 * len(workloads) * max(1, len(peers)) / 2))
     height = 0.8 / max(1, len(peers))
     for i, peer in enumerate(peers):
         ys, xs = [], []
         for j, w in enumerate(workloads):
-            mine = next((r for r in suite["throughput"] if r["workload"] == w and r["cache"] == ours), None)
+            mine = next(
+                (r for r in suite["throughput"] if r["workload"] == w and r["cache"] == ours_for(suite, peer)), None
+            )
             theirs = next((r for r in suite["throughput"] if r["workload"] == w and r["cache"] == peer), None)
             if mine and theirs:
                 ys.append(j + i * height)
                 xs.append(mine["ops_per_sec"] / theirs["ops_per_sec"])
-        bars = ax.barh(ys, xs, height=height, label=f"vs {peer}")
+        label = f"{ours_for(suite, peer)} vs {peer}" if suite.get("comparisons") else f"vs {peer}"
+        ax.barh(ys, xs, height=height, label=label)
         for y, x in zip(ys, xs):
             ax.text(x, y, f" {x:.2f}x", va="center", fontsize=7)
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_yticks([j + height * (len(peers) - 1) / 2 for j in range(len(workloads))])
     ax.set_yticklabels(workloads, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(f"throughput of {ours} / throughput of peer (right of 1 = we are faster)")
+    who = "ours" if suite.get("comparisons") else ours
+    ax.set_xlabel(f"throughput of {who} / throughput of peer (right of 1 = we are faster)")
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     fig.tight_layout()
     os.makedirs(CHARTS, exist_ok=True)
     fig.savefig(os.path.join(CHARTS, filename), dpi=110)

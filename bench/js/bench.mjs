@@ -190,6 +190,11 @@ if (out) {
   const report = {
     suite: "js",
     ours: OURS,
+    // Like with like: the async API against async caches, the sync one against sync caches.
+    comparisons: [
+      { ours: OURS, peers: ["keyv (in memory)", "cache-manager (memory)"] },
+      { ours: "pepperpy MemoryStore (sync: getSync/setSync)", peers: ["lru-cache", "quick-lru"] },
+    ],
     description:
       `Node ${process.version}, mitata \`measure\` per case (warm-up, then samples for at least ${MEASURE.min_cpu_time / 1e6} ms of CPU); ` +
       `median of ${REPEATS} measurements, each on a fresh cache of capacity ${CAPACITY.toLocaleString()} filled with ${KEYS} keys that the loop rotates through. ` +
