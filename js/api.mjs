@@ -26,7 +26,10 @@ export function bind(wasm) {
   const encoder = new TextEncoder();
   let keyBytes = new Uint8Array(0);
 
-  /** Writes `key` into the key buffer as UTF-8; its length in bytes, or -1 when it does not fit. */
+  /**
+   * Writes `key` into the key buffer as UTF-8; its length in bytes, or -1 when
+   * it does not fit or is not well-formed Unicode (see `unwritableKeyError`).
+   */
   function writeKey(key) {
     const n = key.length;
     if (n > KEY_CAPACITY) return -1;
@@ -40,13 +43,23 @@ export function bind(wasm) {
       bytes[i] = code;
     }
     if (i === n) return n;
+    // A lone surrogate has no UTF-8 form: encodeInto would write U+FFFD and
+    // two different keys would become one.
+    if (!key.isWellFormed()) return -1;
     const { read, written } = encoder.encodeInto(key.slice(i), bytes.subarray(i));
     return read === n - i ? i + written : -1;
   }
 
-  /** The core's error for a key too long for the buffer. */
-  function longKeyError(key) {
+  /** Why `writeKey` refused `key`: a lone surrogate, or the core's error for a key too long. */
+  function unwritableKeyError(key) {
+    if (!key.isWellFormed()) return notUnicode(CacheKeyError, "key", key);
     return translate(wasm.keyError(key) ?? new Error(`key of ${key.length} characters does not fit`));
+  }
+
+  function notUnicode(ErrorClass, what, text) {
+    return new ErrorClass(
+      `${what} ${describe(text)} is not well-formed Unicode (it has a lone surrogate), so it has no UTF-8 form`,
+    );
   }
 
   /** The base of every error the store throws. */
@@ -136,56 +149,63 @@ export function bind(wasm) {
   const MAX_METADATA_DEPTH = 64;
 
   /** The first place where `value` is not JSON, as { path, why }, or undefined. */
-  function findNonJson(value, depth) {
-    switch (typeof value) {
-      case "string":
-      case "boolean":
-        return undefined;
-      case "number":
-        return Number.isFinite(value) ? undefined : { path: "", why: describe(value) };
-      case "object": {
-        if (value === null) return undefined;
-        if (depth >= MAX_METADATA_DEPTH) {
-          return { path: "", why: `nesting deeper than ${MAX_METADATA_DEPTH} levels (is it circular?)` };
-        }
-        if (Array.isArray(value)) {
-          for (let i = 0; i < value.length; i++) {
-            const found = findNonJson(value[i], depth + 1);
-            if (found !== undefined) {
-              found.path = `[${i}]${found.path}`;
-              return found;
-            }
-          }
-          return undefined;
-        }
-        if (!isPlainObject(value)) return { path: "", why: describe(value) };
-        if (Object.getOwnPropertySymbols(value).length > 0) return { path: "", why: "an object with symbol keys" };
-        for (const key of Object.keys(value)) {
-          const found = findNonJson(value[key], depth + 1);
-          if (found !== undefined) {
-            found.path = `${/^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`}${found.path}`;
-            return found;
-          }
-        }
-        return undefined;
-      }
-      default:
-        return { path: "", why: describe(value) };
-    }
-  }
-
-  /** Checks metadata is a plain object of JSON values, which the core stores without loss. */
-  function checkMetadata(metadata) {
+  /**
+   * A fresh copy of `metadata` made only of plain objects, arrays and JSON
+   * primitives, reading each property of the caller's object exactly once.
+   * Only the copy reaches wasm: no getter or Proxy of the caller's can run
+   * inside a store call, where it could see a half-done call or throw through
+   * it. Anything else is refused with the path to it.
+   */
+  function copyMetadata(metadata) {
     if (!isPlainObject(metadata)) {
       throw new CacheSerializationError(`metadata must be a plain object, got ${describe(metadata)}`);
     }
-    const found = findNonJson(metadata, 0);
-    if (found !== undefined) {
-      throw new CacheSerializationError(
-        `metadata${found.path} cannot be stored: metadata holds only JSON values ` +
-          `(plain objects, arrays, strings, finite numbers, booleans, null), got ${found.why}`,
-      );
+    return copyJson(metadata, 0, "");
+  }
+
+  function copyJson(value, depth, path) {
+    switch (typeof value) {
+      case "string":
+      case "boolean":
+        return value;
+      case "number":
+        if (Number.isFinite(value)) return value;
+        break;
+      case "object": {
+        if (value === null) return null;
+        if (depth >= MAX_METADATA_DEPTH) {
+          throw notJson(path, `nesting deeper than ${MAX_METADATA_DEPTH} levels (is it circular?)`);
+        }
+        if (Array.isArray(value)) {
+          const n = value.length;
+          const out = new Array(n);
+          for (let i = 0; i < n; i++) out[i] = copyJson(value[i], depth + 1, `${path}[${i}]`);
+          return out;
+        }
+        if (!isPlainObject(value)) break;
+        if (Object.getOwnPropertySymbols(value).length > 0) throw notJson(path, "an object with symbol keys");
+        const out = {};
+        for (const key of Object.keys(value)) {
+          const at = /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+          // defineProperty, not assignment: a key "__proto__" stays data.
+          Object.defineProperty(out, key, {
+            value: copyJson(value[key], depth + 1, path + at),
+            enumerable: true,
+            writable: true,
+            configurable: true,
+          });
+        }
+        return out;
+      }
     }
+    throw notJson(path, describe(value));
+  }
+
+  function notJson(path, why) {
+    return new CacheSerializationError(
+      `metadata${path} cannot be stored: metadata holds only JSON values ` +
+        `(plain objects, arrays, strings, finite numbers, booleans, null), got ${why}`,
+    );
   }
 
   /**
@@ -207,7 +227,7 @@ export function bind(wasm) {
         throw new CachePolicyError(`ttl must be a number of seconds, got ${describe(ttl)}`);
       }
       metadata = options.metadata;
-      if (metadata !== undefined) checkMetadata(metadata);
+      if (metadata !== undefined) metadata = copyMetadata(metadata);
     }
     setOptions.ttl = ttl;
     setOptions.metadata = metadata;
@@ -309,7 +329,7 @@ export function bind(wasm) {
     getSync(key) {
       if (typeof key !== "string") throw keyError(key);
       const len = writeKey(key);
-      if (len < 0) throw longKeyError(key);
+      if (len < 0) throw unwritableKeyError(key);
       const value = this.#store.get(len);
       if (value === FAILED) throw translate(this.#store.takeError());
       return value;
@@ -326,7 +346,7 @@ export function bind(wasm) {
         ({ ttl, metadata } = setOptions);
       }
       const len = writeKey(key);
-      if (len < 0) throw longKeyError(key);
+      if (len < 0) throw unwritableKeyError(key);
       this.#write(len, value, ttl, metadata);
     }
 
@@ -343,7 +363,7 @@ export function bind(wasm) {
     deleteSync(key) {
       if (typeof key !== "string") throw keyError(key);
       const len = writeKey(key);
-      if (len < 0) throw longKeyError(key);
+      if (len < 0) throw unwritableKeyError(key);
       const existed = this.#store.delete(len);
       if (existed > 1) throw translate(this.#store.takeError());
       return existed === 1;
@@ -353,7 +373,7 @@ export function bind(wasm) {
     hasSync(key) {
       if (typeof key !== "string") throw keyError(key);
       const len = writeKey(key);
-      if (len < 0) throw longKeyError(key);
+      if (len < 0) throw unwritableKeyError(key);
       const found = this.#store.has(len);
       if (found > 1) throw translate(this.#store.takeError());
       return found === 1;
@@ -381,7 +401,7 @@ export function bind(wasm) {
         ({ ttl, metadata } = setOptions);
       }
       const len = writeKey(key);
-      if (len < 0) throw longKeyError(key);
+      if (len < 0) throw unwritableKeyError(key);
       const value = this.#store.checkedGet(len, ttl);
       if (value === FAILED) throw translate(this.#store.takeError());
       if (value !== undefined) return value;
@@ -430,25 +450,29 @@ export function bind(wasm) {
     /** A fresh copy of the entry's metadata ({} when it has none), or undefined. */
     async getMetadata(key) {
       if (typeof key !== "string") throw keyError(key);
+      if (!key.isWellFormed()) throw notUnicode(CacheKeyError, "key", key);
       return call(() => this.#store.getMetadata(key));
     }
 
     /** Merges `metadata` into the entry's (top-level keys replaced); whether the entry exists. */
     async updateMetadata(key, metadata) {
       if (typeof key !== "string") throw keyError(key);
-      checkMetadata(metadata);
-      return call(() => this.#store.updateMetadata(key, metadata));
+      if (!key.isWellFormed()) throw notUnicode(CacheKeyError, "key", key);
+      const copy = copyMetadata(metadata);
+      return call(() => this.#store.updateMetadata(key, copy));
     }
 
     /** Removes the live entries whose keys match the Redis glob `pattern`; how many. */
     async invalidate(pattern) {
       if (typeof pattern !== "string") throw patternError(pattern);
+      if (!pattern.isWellFormed()) throw notUnicode(CachePatternError, "pattern", pattern);
       return call(() => this.#store.invalidate(pattern));
     }
 
     /** The keys of live entries, all or those matching `pattern`. */
     async keys(pattern) {
       if (pattern !== undefined && typeof pattern !== "string") throw patternError(pattern);
+      if (pattern !== undefined && !pattern.isWellFormed()) throw notUnicode(CachePatternError, "pattern", pattern);
       return call(() => this.#store.keys(pattern));
     }
 

@@ -32,6 +32,10 @@ cargo run --quiet --release --manifest-path bench/redis/Cargo.toml -- $quick --o
 
 if ! python3 -c "import matplotlib" 2>/dev/null; then
   echo "[bench] installing matplotlib for the charts" >&2
-  python3 -m pip install --quiet matplotlib
+  # pip where it may install (a venv, pyenv); Debian's package where the system Python refuses it.
+  python3 -m pip install --quiet matplotlib 2>/dev/null || {
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get install -y -qq python3-matplotlib >/dev/null
+  }
 fi
 python3 bench/report.py

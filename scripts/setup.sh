@@ -9,8 +9,25 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
+# apt-get as root, or through sudo for a normal user.
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  if [ -z "${apt_updated:-}" ]; then
+    $sudo apt-get update -qq
+    apt_updated=1
+  fi
+  $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
 if ! command -v cargo >/dev/null; then
   log "cargo not found: install Rust with rustup first"; exit 1
+fi
+# Rust links with the system C toolchain.
+if ! command -v cc >/dev/null; then
+  log "installing a C toolchain (cc) for linking"
+  apt_install build-essential
 fi
 if [ "${1:-}" = "--rust" ]; then exit 0; fi
 
@@ -26,16 +43,15 @@ if ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $wb_version"; t
   log "installing wasm-bindgen-cli $wb_version"
   cargo install --force wasm-bindgen-cli --version "$wb_version"
 fi
-if ! command -v wasm-pack >/dev/null; then
-  log "installing wasm-pack"
-  cargo install wasm-pack
+wasm_pack_version=0.15.1
+if ! wasm-pack --version 2>/dev/null | grep -qx "wasm-pack $wasm_pack_version"; then
+  log "installing wasm-pack $wasm_pack_version"
+  cargo install --force wasm-pack --version "$wasm_pack_version"
 fi
 
 if ! command -v redis-server >/dev/null; then
   log "installing redis-server"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq redis-server >/dev/null
+  apt_install redis-server
   # The tests start their own servers; the packaged service is not needed.
   (service redis-server stop || true) >/dev/null 2>&1
 fi

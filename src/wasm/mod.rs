@@ -94,7 +94,8 @@ impl WasmClock {
     /// Moves the clock forward by `ms` milliseconds (checked finite and
     /// non-negative by the caller).
     pub fn advance(&self, ms: f64) {
-        self.0.advance(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        // Saturates: a span too long for a Duration is forever all the same.
+        self.0.advance(Duration::try_from_secs_f64(ms.max(0.0) / 1000.0).unwrap_or(Duration::MAX));
     }
 }
 
@@ -102,8 +103,9 @@ impl WasmClock {
 ///
 /// The methods take `&mut self`: wasm-bindgen's own borrow flag already
 /// rejects re-entrant calls, so a `RefCell` here would check twice. Nothing
-/// inside a call runs user code (values are only cloned or dropped as
-/// handles), so re-entry cannot happen anyway.
+/// inside a call runs user code: values are only cloned or dropped as
+/// handles, and metadata arrives as a plain copy the JS layer made (so no
+/// getter or Proxy of the caller's runs here), so re-entry cannot happen.
 ///
 /// The hot calls (`get`, `set`, `delete`, `has`) read their key from the
 /// [`key_buffer`] and report failure in their return value (see
