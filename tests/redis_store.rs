@@ -193,9 +193,13 @@ async fn sixty_four_tasks_share_one_store() {
     {
         let s: Arc<RedisStore<String>> = Arc::new(store(&server, prefix, policy).await);
         let deadline = Instant::now() + Duration::from_secs(3);
+        // Every value any task wrote (recorded before the write), so a read
+        // can prove it returned a real write for its key, not just a lookalike.
+        let written = Arc::new(std::sync::Mutex::new(std::collections::HashSet::<String>::new()));
         let mut tasks = Vec::new();
         for task in 0..64u64 {
             let s = Arc::clone(&s);
+            let written = Arc::clone(&written);
             tasks.push(tokio::spawn(async move {
                 let mut rng = task.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
                 let mut next = move || {
@@ -210,11 +214,14 @@ async fn sixty_four_tasks_share_one_store() {
                     match next() % 10 {
                         0..=3 => {
                             let m = meta(serde_json::json!({ "by": task }));
-                            s.set(&key, format!("{key}|{task}|{ops}"), SetOptions::new().metadata(m)).await.unwrap();
+                            let value = format!("{key}|{task}|{ops}");
+                            written.lock().unwrap().insert(value.clone());
+                            s.set(&key, value, SetOptions::new().metadata(m)).await.unwrap();
                         }
                         4..=6 => {
                             if let Some(v) = s.get(&key).await.unwrap() {
                                 assert!(v.starts_with(&format!("{key}|")), "{key} returned {v}");
+                                assert!(written.lock().unwrap().contains(&v), "{key} returned {v}, never written");
                                 hits += 1;
                             }
                         }
