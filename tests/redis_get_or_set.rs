@@ -391,3 +391,82 @@ async fn bad_input_fails_before_anything_runs() {
     let zero = RedisStore::<String>::builder(server.url()).lock_lease(Duration::ZERO).build().await;
     assert!(matches!(zero, Err(CacheError::Policy(_))), "{zero:?}");
 }
+
+/// How A's `get_or_set` loses the reply of its lock attempt.
+#[derive(Clone, Copy, Debug)]
+enum LostReply {
+    /// The store's response timeout fires.
+    ResponseTimeout,
+    /// The caller drops the future (here by `tokio::time::timeout`).
+    DroppedFuture,
+}
+
+/// A's lock attempt runs on Redis but A never sees the reply: the lock it
+/// took must not stay until its (30 s) lease ends.
+async fn a_lock_taken_without_a_reply_is_released(lost: LostReply) {
+    const LEASE: Duration = Duration::from_secs(30);
+    const PAUSE: Duration = Duration::from_millis(700);
+    let server = RedisServer::start();
+    let mut builder = RedisStore::<String>::builder(server.url()).prefix(PREFIX).lock_lease(LEASE);
+    if let LostReply::ResponseTimeout = lost {
+        builder = builder.response_timeout(Duration::from_millis(100));
+    }
+    let a = builder.build().await.unwrap();
+    let b = store(&server, LEASE.into()).await;
+    let mut conn = raw(&server).await;
+    // Loads both scripts into Redis's cache, so A's attempt is one EVALSHA.
+    assert_eq!(a.get_or_set("warm", || async { "w".to_string() }, SetOptions::new()).await.unwrap(), "w");
+    redis::cmd("CONFIG").arg("RESETSTAT").query_async::<()>(&mut conn).await.unwrap();
+
+    // Reads still run, but A's script waits for the pause to end.
+    let paused = tokio::time::Instant::now();
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(PAUSE.as_millis() as u64)
+        .arg("WRITE")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let call =
+        a.get_or_set("k", || async { unreachable!("A never holds the lock while Redis answers") }, SetOptions::new());
+    match lost {
+        LostReply::ResponseTimeout => {
+            let err = within("A's caller", call).await.unwrap_err();
+            assert!(matches!(err, CacheError::Backend { .. }), "{err:?}");
+        }
+        LostReply::DroppedFuture => {
+            assert!(tokio::time::timeout(Duration::from_millis(100), call).await.is_err(), "A's call was dropped");
+        }
+    }
+    assert!(paused.elapsed() < PAUSE, "A gave up while its script was still waiting");
+
+    // Once the pause is over, A's script has run: it took the lock...
+    tokio::time::sleep_until(paused + PAUSE + Duration::from_millis(300)).await;
+    assert_eq!(set_calls(&mut conn).await, 1, "A's script ran after the pause and took the lock");
+    // ...and the lock is gone well before its lease ends.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let ttl = lock_ttl(&mut conn, "k").await;
+        if ttl == -2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{lost:?}: A's lock is still there, PTTL {ttl} ms");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // B does not wait for the lease.
+    let v = b.get_or_set("k", || async { "from B".to_string() }, SetOptions::new());
+    let v = tokio::time::timeout(Duration::from_secs(5), v).await.expect("B waited for A's lease");
+    assert_eq!(v.unwrap(), "from B");
+    assert_eq!((a.stats().loads, b.stats().loads), (1, 1), "A loaded only the warm-up key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lock_taken_by_a_timed_out_attempt_is_released() {
+    a_lock_taken_without_a_reply_is_released(LostReply::ResponseTimeout).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lock_taken_by_a_dropped_attempt_is_released() {
+    a_lock_taken_without_a_reply_is_released(LostReply::DroppedFuture).await;
+}

@@ -93,26 +93,35 @@ where
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
         let entry = self.space.entry(key);
-        let lock = Lock::new(self.space.lock(key));
+        // The guard owns the token from before the first attempt: an attempt
+        // whose reply is lost (an error, a timeout, this future dropped) may
+        // have taken the lock on Redis all the same, so it is released then too.
+        let mut guard = Held::new(Unlock {
+            lock: Lock::new(self.space.lock(key)),
+            conn: self.conn.clone(),
+            script: self.scripts.unlock.clone(),
+            timeout: self.round_trip_timeout,
+        });
         let mut pause = POLL_FIRST;
         loop {
-            match self.get_or_lock(&entry, &lock).await? {
-                Step::Found(stored) => return Ok((format::decode_value(key, &stored)?, stored.into())),
+            guard.arm();
+            // An error returns with the guard armed: its drop releases.
+            match self.get_or_lock(&entry, guard.lock()).await? {
+                Step::Found(stored) => {
+                    guard.disarm();
+                    return Ok((format::decode_value(key, &stored)?, stored.into()));
+                }
+                // Armed it stays: the lock is ours until `release`.
                 Step::Locked => break,
                 // The owner stores the value before releasing, and a lock whose
                 // owner died expires with its lease: either ends this wait.
                 Step::Busy => {
+                    guard.disarm();
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(POLL_MAX);
                 }
             }
         }
-        let held = Held(Some(Unlock {
-            lock,
-            conn: self.conn.clone(),
-            script: self.scripts.unlock.clone(),
-            timeout: self.round_trip_timeout,
-        }));
 
         let started = Instant::now();
         let loaded = load().await.map_err(loader_error);
@@ -125,7 +134,7 @@ where
             Err(e) => Err(e),
         };
         // After the write, so a caller that finds the lock free finds the value too.
-        held.release().await;
+        guard.release().await;
         result
     }
 
@@ -168,24 +177,54 @@ impl Lock {
     }
 }
 
-/// A lock this caller owns, released by [`Held::release`]. Dropped instead
-/// (the caller's future dropped mid-load, a panicking loader), it spawns the
-/// release on the current tokio runtime; without one, the lease ends the lock.
-struct Held(Option<Unlock>);
+/// Releases this caller's lock while armed: from just before a lock attempt
+/// until its reply says the lock is not ours ([`disarm`](Self::disarm)), or
+/// while it is ours, until [`release`](Self::release). Dropped armed (an
+/// attempt that failed or timed out, the caller's future dropped mid-attempt
+/// or mid-load, a panicking loader), it spawns the release on the current
+/// tokio runtime; without one, the lease ends the lock. Releasing a lock we
+/// never got is harmless: the compare-and-delete only matches our token, and
+/// on the shared multiplexed connection it runs after the attempt it follows.
+struct Held {
+    unlock: Option<Unlock>,
+    armed: bool,
+}
 
 impl Held {
+    fn new(unlock: Unlock) -> Self {
+        Held { unlock: Some(unlock), armed: false }
+    }
+
+    fn lock(&self) -> &Lock {
+        let Some(unlock) = &self.unlock else { unreachable!("taken only by release and drop") };
+        &unlock.lock
+    }
+
+    /// Before a lock attempt: from now on the lock may be ours.
+    fn arm(&mut self) {
+        self.armed = true;
+    }
+
+    /// The attempt's reply says the lock is not ours: nothing to release.
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+
     async fn release(mut self) {
-        if let Some(unlock) = &self.0 {
+        if self.armed
+            && let Some(unlock) = &self.unlock
+        {
             unlock.run().await;
         }
         // Only now: if this future is dropped mid-release, `drop` tries again.
-        self.0 = None;
+        self.armed = false;
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if let Some(unlock) = self.0.take()
+        if self.armed
+            && let Some(unlock) = self.unlock.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(async move { unlock.run().await });

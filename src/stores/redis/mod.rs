@@ -180,7 +180,11 @@ const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// than your slowest loader, but no longer than you are willing to wait
 /// after a crash. If the future of a caller holding the lock is dropped, a
 /// release is spawned on the tokio runtime, so the others do not wait out the
-/// lease.
+/// lease. The same goes for a lock attempt whose reply is lost (the round trip
+/// fails or times out, or the caller's future is dropped while it is in
+/// flight): the script may have taken the lock all the same, so the same
+/// compare-and-delete is spawned, harmless if the lock was not taken. An
+/// attempt that answers with the value or a busy lock costs no release.
 ///
 /// A loader's error reaches every caller waiting in its instance as
 /// [`CacheError::Loader`] and caches nothing; callers in other instances see
