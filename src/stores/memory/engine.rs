@@ -33,6 +33,21 @@ use crate::store::{Metadata, SetOptions, check_key, effective_ttl};
 /// How many expired entries each `set` reclaims beyond the one it touches.
 pub(crate) const RECLAIM_PER_WRITE: usize = 8;
 
+/// The entry list: under LRU with a capacity small enough to reserve up
+/// front, a bounded `LruCache`, which recycles the evicted entry's node;
+/// otherwise unbounded (capacity is enforced by the engine, and a huge
+/// `max_size` reserves nothing).
+fn list_for<V>(evict_lru: bool, max_size: Option<usize>) -> LruCache<Arc<str>, Entry<V>, KeyHasher> {
+    match max_size.and_then(std::num::NonZeroUsize::new) {
+        Some(cap) if evict_lru && cap.get() <= PRESIZED_MAX => LruCache::with_hasher(cap, KeyHasher::default()),
+        _ => LruCache::unbounded_with_hasher(KeyHasher::default()),
+    }
+}
+
+/// The largest capacity whose hash table is reserved when the store is made
+/// (about 1.5 MiB of table at this size).
+pub(crate) const PRESIZED_MAX: usize = 1 << 16;
+
 #[cfg(not(target_arch = "wasm32"))]
 type KeyHasher = lru::DefaultHasher;
 #[cfg(target_arch = "wasm32")]
@@ -70,7 +85,7 @@ impl<V: Clone> Engine<V> {
             Policy::Ttl(_) => (false, false),
         };
         Engine {
-            entries: LruCache::unbounded_with_hasher(KeyHasher::default()),
+            entries: list_for(evict_lru, policy.max_size()),
             expiries: BTreeSet::new(),
             max_size: policy.max_size().unwrap_or(usize::MAX),
             default_ttl: policy.default_ttl(),
@@ -81,9 +96,12 @@ impl<V: Clone> Engine<V> {
         }
     }
 
-    /// Narrows the capacity, for one shard of a sharded store.
+    /// Narrows the capacity, for one shard of a sharded store (before any entry is set).
     pub fn limit_max_size(&mut self, max_size: usize) {
         self.max_size = self.max_size.min(max_size.max(1));
+        if self.evict_lru {
+            self.entries = list_for(true, Some(self.max_size));
+        }
     }
 
     /// The time, read only when some entry could have expired.
@@ -167,14 +185,23 @@ impl<V: Clone> Engine<V> {
                 }
             }
         } else {
-            if self.entries.len() >= self.max_size && self.reclaim_expired(now, 1) == 0 {
+            let full = self.entries.len() >= self.max_size && self.reclaim_expired(now, 1) == 0;
+            // Unless the list is bounded at max_size and will evict by itself.
+            if full && self.entries.cap().get() > self.max_size {
                 self.evict_one();
             }
             let key: Arc<str> = Arc::from(key);
             if let Some(at) = expires_at {
                 self.expiries.insert((at, Arc::clone(&key)));
             }
-            self.entries.put(key, Entry { value, expires_at, metadata });
+            // A full LRU list evicts its least recently used entry itself,
+            // reusing that entry's node for the new one.
+            if let Some((old_key, old)) = self.entries.push(key, Entry { value, expires_at, metadata }) {
+                if let Some(at) = old.expires_at {
+                    self.expiries.remove(&(at, old_key));
+                }
+                self.counters.evictions += 1;
+            }
         }
         self.counters.sets += 1;
         Ok(())

@@ -354,3 +354,20 @@ fn latency_is_sampled_with_the_injected_clock() {
     assert_eq!(stats.avg_get_latency, Duration::from_micros(3));
     assert_eq!(stats.misses, 2 * crate::metrics::LATENCY_SAMPLE_EVERY);
 }
+
+#[test]
+fn lru_evicts_exactly_at_capacity_with_and_without_a_presized_list() {
+    // Below the threshold the LRU list is bounded and evicts by itself; above
+    // it the engine evicts. Both must keep the bound and evict the oldest.
+    for max in [3, super::engine::PRESIZED_MAX + 1] {
+        let mut engine = Engine::<usize>::new(LruPolicy::new(max).unwrap().into(), ManualClock::new().into());
+        for i in 0..=max {
+            engine.set(&format!("k{i}"), i, SetOptions::new()).unwrap();
+        }
+        assert_eq!(engine.raw_len(), max);
+        assert_eq!(engine.counters.evictions, 1);
+        assert_eq!(engine.get("k0").unwrap(), None, "the least recently used went");
+        assert_eq!(engine.get(&format!("k{max}")).unwrap(), Some(max));
+        engine.validate();
+    }
+}
