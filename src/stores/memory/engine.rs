@@ -45,7 +45,8 @@ fn list_for<V>(evict_lru: bool, max_size: Option<usize>) -> LruCache<Arc<str>, E
 }
 
 /// The largest capacity whose hash table is reserved when the store is made
-/// (about 1.5 MiB of table at this size).
+/// (about 2 MiB of table natively at this size, half that on wasm32; lru-cache
+/// reserves its arrays up front too).
 pub(crate) const PRESIZED_MAX: usize = 1 << 16;
 
 #[cfg(not(target_arch = "wasm32"))]
