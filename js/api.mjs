@@ -50,6 +50,13 @@ export function bind(wasm) {
     return read === n - i ? i + written : -1;
   }
 
+  /** Writes `key` into the key buffer; its length in bytes. Throws when it cannot. */
+  function placeKey(key) {
+    const len = writeKey(key);
+    if (len < 0) throw unwritableKeyError(key);
+    return len;
+  }
+
   /** Why `writeKey` refused `key`: a lone surrogate, or the core's error for a key too long. */
   function unwritableKeyError(key) {
     if (!key.isWellFormed()) return notUnicode(CacheKeyError, "key", key);
@@ -328,8 +335,7 @@ export function bind(wasm) {
     /** The value under `key`, or undefined. */
     getSync(key) {
       if (typeof key !== "string") throw keyError(key);
-      const len = writeKey(key);
-      if (len < 0) throw unwritableKeyError(key);
+      const len = placeKey(key);
       const value = this.#store.get(len);
       if (value === FAILED) throw translate(this.#store.takeError());
       return value;
@@ -345,8 +351,7 @@ export function bind(wasm) {
         readSetOptions(options);
         ({ ttl, metadata } = setOptions);
       }
-      const len = writeKey(key);
-      if (len < 0) throw unwritableKeyError(key);
+      const len = placeKey(key);
       this.#write(len, value, ttl, metadata);
     }
 
@@ -362,8 +367,7 @@ export function bind(wasm) {
     /** Removes `key`; whether a live entry was there. */
     deleteSync(key) {
       if (typeof key !== "string") throw keyError(key);
-      const len = writeKey(key);
-      if (len < 0) throw unwritableKeyError(key);
+      const len = placeKey(key);
       const existed = this.#store.delete(len);
       if (existed > 1) throw translate(this.#store.takeError());
       return existed === 1;
@@ -372,8 +376,7 @@ export function bind(wasm) {
     /** Whether a live entry is under `key`; counts no hit or miss. */
     hasSync(key) {
       if (typeof key !== "string") throw keyError(key);
-      const len = writeKey(key);
-      if (len < 0) throw unwritableKeyError(key);
+      const len = placeKey(key);
       const found = this.#store.has(len);
       if (found > 1) throw translate(this.#store.takeError());
       return found === 1;
@@ -400,8 +403,7 @@ export function bind(wasm) {
         readSetOptions(options);
         ({ ttl, metadata } = setOptions);
       }
-      const len = writeKey(key);
-      if (len < 0) throw unwritableKeyError(key);
+      const len = placeKey(key);
       const value = this.#store.checkedGet(len, ttl);
       if (value === FAILED) throw translate(this.#store.takeError());
       if (value !== undefined) return value;
@@ -425,7 +427,7 @@ export function bind(wasm) {
         const value = await loader();
         if (value === undefined) throw undefinedValueError("the loader returned");
         // Other calls used the key buffer while the loader ran.
-        this.#write(writeKey(key), value, ttl, metadata);
+        this.#write(placeKey(key), value, ttl, metadata);
         stored = true;
         return value;
       } finally {

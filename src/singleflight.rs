@@ -40,7 +40,7 @@ enum State<V> {
 }
 
 /// What a caller that missed is to do.
-pub(crate) enum Role<'a, V> {
+enum Role<'a, V> {
     /// Run the loader, then call [`Leader::finish`].
     Leader(Leader<'a, V>),
     /// Await this: `Some(result)` from the leader, or `None` if it gave up
@@ -54,8 +54,49 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<V: Clone> SingleFlight<V> {
+    /// The read-through loop every store runs for `get_or_set`.
+    ///
+    /// `get` is the store's counted read; a hit ends here. On a miss the
+    /// caller joins the key's flight. A follower waits and turns the leader's
+    /// shared outcome into its answer with `follow` (or starts over if the
+    /// leader went away). The leader runs `lead`, which loads and stores the
+    /// value and returns it with the outcome to share.
+    pub async fn read_through<T, G, GF, L, LF>(
+        &self,
+        key: &str,
+        mut get: G,
+        follow: impl Fn(V) -> Result<T>,
+        lead: L,
+    ) -> Result<T>
+    where
+        G: FnMut() -> GF,
+        GF: Future<Output = Result<Option<T>>>,
+        L: FnOnce() -> LF,
+        LF: Future<Output = Result<(T, V)>>,
+    {
+        let mut lead = Some(lead);
+        loop {
+            if let Some(value) = get().await? {
+                return Ok(value);
+            }
+            let leader = match self.join(key) {
+                Role::Leader(leader) => leader,
+                Role::Follower(wait) => match wait.await {
+                    Some(shared) => return shared.and_then(&follow),
+                    // The leader went away without a value: try again, maybe as leader.
+                    None => continue,
+                },
+            };
+            // A caller leads at most once: leading always returns.
+            let Some(lead) = lead.take() else { unreachable!("a caller leads at most one load") };
+            let result = lead().await;
+            leader.finish(&result.as_ref().map(|(_, shared)| shared.clone()).map_err(Clone::clone));
+            return result.map(|(value, _)| value);
+        }
+    }
+
     /// Joins the flight for `key`, or starts one.
-    pub fn join(&self, key: &str) -> Role<'_, V> {
+    fn join(&self, key: &str) -> Role<'_, V> {
         let mut flights = lock(&self.flights);
         if let Some(flight) = flights.get(key) {
             return Role::Follower(Follow { flight: Arc::clone(flight) });
@@ -69,7 +110,7 @@ impl<V: Clone> SingleFlight<V> {
 
 /// The caller running the load for a key. Dropping it unfinished abandons the
 /// flight and wakes the followers.
-pub(crate) struct Leader<'a, V> {
+struct Leader<'a, V> {
     flights: &'a SingleFlight<V>,
     key: Arc<str>,
     flight: Arc<Flight<V>>,
@@ -79,7 +120,7 @@ pub(crate) struct Leader<'a, V> {
 impl<V: Clone> Leader<'_, V> {
     /// Hands `result` to every follower and ends the flight. Call it after
     /// the value is in the store, so a caller arriving later finds it there.
-    pub fn finish(mut self, result: &Result<V>) {
+    fn finish(mut self, result: &Result<V>) {
         self.end(State::Finished(result.clone()));
     }
 }
@@ -109,7 +150,7 @@ impl<V> Drop for Leader<'_, V> {
 }
 
 /// A follower's wait for the leader's result.
-pub(crate) struct Follow<V> {
+struct Follow<V> {
     flight: Arc<Flight<V>>,
 }
 

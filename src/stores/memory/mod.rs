@@ -19,7 +19,7 @@ use crate::errors::Result;
 use crate::metrics::{CacheStats, Counters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
-use crate::singleflight::{Role, SingleFlight, loader_error};
+use crate::singleflight::{SingleFlight, loader_error};
 use crate::store::{CacheStore, Metadata, SetOptions};
 
 /// A cache in this process's memory, safe to share between threads and tasks
@@ -260,40 +260,23 @@ impl<V: Clone + Send + 'static> CacheStore<V> for MemoryStore<V> {
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
         self.shard(key).check_set(key, &options)?;
-        let mut loader = Some(loader);
-        loop {
-            let found = self.shard(key).get(key)?;
-            if let Some(value) = found {
-                return Ok(value);
-            }
-            let leader = match self.flights.join(key) {
-                Role::Leader(leader) => leader,
-                Role::Follower(wait) => match wait.await {
-                    Some(result) => return result,
-                    // The leader went away without a value: try again, maybe as leader.
-                    None => continue,
-                },
-            };
+        let lead = || async move {
             // A leader that finished just before this one began has stored its value.
             let stored = self.shard(key).peek(key);
             if let Some(value) = stored {
-                leader.finish(&Ok(value.clone()));
-                return Ok(value);
+                return Ok((value.clone(), value));
             }
-            // Only a leader takes the loader, and a caller leads at most once.
-            let Some(load) = loader.take() else { unreachable!("a caller leads at most one load") };
             let clock = self.shard(key).clock().clone();
             let started = clock.now();
-            let loaded = load().await.map_err(loader_error);
+            let loaded = loader().await.map_err(loader_error);
             let elapsed = clock.now().saturating_sub(started);
-            let result = {
-                let mut engine = self.shard(key);
-                engine.counters.record_load(loaded.is_ok(), elapsed);
-                loaded.and_then(|value| engine.set(key, value.clone(), options).map(|()| value))
-            };
-            leader.finish(&result);
-            return result;
-        }
+            let mut engine = self.shard(key);
+            engine.counters.record_load(loaded.is_ok(), elapsed);
+            let value = loaded?;
+            engine.set(key, value.clone(), options)?;
+            Ok((value.clone(), value))
+        };
+        self.flights.read_through(key, || ready(self.shard(key).get(key)), Ok, lead).await
     }
 
     fn stats(&self) -> CacheStats {

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 
 use super::{RedisStore, format, ttl_millis};
 use crate::errors::{CacheError, Result};
-use crate::singleflight::{Role, loader_error};
+use crate::singleflight::loader_error;
 use crate::store::{CacheStore, Metadata, SetOptions, check_key, effective_ttl};
 
 /// How long a load lock lives unless its owner releases it first.
@@ -56,25 +56,9 @@ where
     {
         check_key(key)?;
         let ttl = effective_ttl(options.ttl, self.default_ttl)?.map(ttl_millis);
-        let mut loader = Some(loader);
-        loop {
-            if let Some(value) = self.get(key).await? {
-                return Ok(value);
-            }
-            let leader = match self.flights.join(key) {
-                Role::Leader(leader) => leader,
-                Role::Follower(wait) => match wait.await {
-                    Some(stored) => return stored.and_then(|bytes| format::decode_value(key, &bytes)),
-                    // The leader went away without a value: try again, maybe as leader.
-                    None => continue,
-                },
-            };
-            // Only a leader takes the loader, and a caller leads at most once.
-            let Some(load) = loader.take() else { unreachable!("a caller leads at most one load") };
-            let result = self.load_shared(key, load, ttl, options.metadata.as_ref()).await;
-            leader.finish(&result.as_ref().map(|(_, stored)| Arc::clone(stored)).map_err(Clone::clone));
-            return result.map(|(value, _)| value);
-        }
+        let follow = |stored: Arc<[u8]>| format::decode_value(key, &stored);
+        let lead = || self.load_shared(key, loader, ttl, options.metadata.as_ref());
+        self.flights.read_through(key, || self.get(key), follow, lead).await
     }
 
     /// The value under `key` once one caller in any instance has loaded and
