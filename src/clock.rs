@@ -103,7 +103,9 @@ pub(crate) fn duration_nanos(d: Duration) -> Nanos {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+// std's Instant natively and on WASI; on wasm32-unknown-unknown without the
+// `js` feature it panics, as std says ("time not implemented on this platform").
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown", feature = "js")))]
 fn system_now() -> Nanos {
     use std::sync::OnceLock;
     use std::time::Instant;
@@ -111,7 +113,7 @@ fn system_now() -> Nanos {
     duration_nanos(ORIGIN.get_or_init(Instant::now).elapsed())
 }
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", target_os = "unknown", feature = "js"))]
 fn system_now() -> Nanos {
     use wasm_bindgen::prelude::wasm_bindgen;
     #[wasm_bindgen]
@@ -127,7 +129,7 @@ fn system_now() -> Nanos {
 
 /// A random seed for hashing keys, from the host's `Math.random()` (wasm32
 /// has no other source of randomness without extra crates).
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", target_os = "unknown", feature = "js"))]
 pub(crate) fn random_seed() -> u64 {
     let draw = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
     (draw() << 32) ^ draw()

@@ -37,10 +37,13 @@
 //! | feature | what it adds |
 //! | --- | --- |
 //! | `redis` | `stores::RedisStore` (native targets only, tokio) |
+//! | `js` | the JS bindings of the npm package, and the JS host's clock and randomness (`wasm32-unknown-unknown` only) |
 //!
-//! The crate compiles to `wasm32-unknown-unknown`, where it also exports the
-//! JS bindings used by the npm package.
+//! The core compiles to every wasm32 target. Without `js` it exports nothing
+//! and imports nothing from JS; on `wasm32-unknown-unknown` it then has no
+//! system clock (as `std::time::Instant`), so give its stores a [`ManualClock`].
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
 mod errors;
@@ -50,7 +53,7 @@ pub mod policies;
 mod singleflight;
 mod store;
 pub mod stores;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", target_os = "unknown", feature = "js"))]
 mod wasm;
 
 pub use clock::{Clock, ManualClock};

@@ -8,4 +8,5 @@ pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 mod redis;
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisStore, RedisStoreBuilder};

@@ -25,8 +25,15 @@ impl SeededState {
 
 #[cfg(target_arch = "wasm32")]
 impl Default for SeededState {
+    /// From the JS host's `Math.random()` with the `js` feature; otherwise
+    /// from std's `RandomState` (the WASI host's randomness; fixed keys on
+    /// wasm32-unknown-unknown, which has no source without JS).
     fn default() -> Self {
-        Self::with_seed(crate::clock::random_seed())
+        #[cfg(all(target_os = "unknown", feature = "js"))]
+        let seed = crate::clock::random_seed();
+        #[cfg(not(all(target_os = "unknown", feature = "js")))]
+        let seed = std::collections::hash_map::RandomState::new().hash_one(K);
+        Self::with_seed(seed)
     }
 }
 
