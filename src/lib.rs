@@ -60,6 +60,6 @@ pub use clock::{Clock, ManualClock};
 pub use errors::{CacheError, Result};
 pub use metrics::CacheStats;
 pub use pattern::{MAX_PATTERN_LEN, Pattern, escape_pattern};
-pub use policies::{LruPolicy, Policy, TtlPolicy};
+pub use policies::{LruPolicy, Policy, S3FifoPolicy, TtlPolicy};
 pub use store::{CacheStore, MAX_KEY_LEN, Metadata, SetOptions};
 pub use stores::MemoryStore;

@@ -85,17 +85,6 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    /// Whether the next `get` should be timed.
-    #[inline]
-    pub fn sample_next_get(&self) -> bool {
-        (self.hits + self.misses).is_multiple_of(LATENCY_SAMPLE_EVERY)
-    }
-
-    pub fn record_latency(&mut self, elapsed: Nanos) {
-        self.latency_ns = self.latency_ns.saturating_add(elapsed);
-        self.samples += 1;
-    }
-
     /// Adds `other`'s counts to these, to total the shards of a store.
     pub fn add(&mut self, other: &Counters) {
         self.hits += other.hits;
@@ -132,6 +121,58 @@ impl Counters {
             self.load_failures,
             self.load_ns,
         ])
+    }
+}
+
+/// The counters a read touches, as atomics so that many threads can read one
+/// engine at once (under a read lock). `hits` is `gets - misses`: a hit costs
+/// one increment.
+#[derive(Debug, Default)]
+pub(crate) struct ReadCounters {
+    gets: AtomicU64,
+    misses: AtomicU64,
+    latency_ns: AtomicU64,
+    samples: AtomicU64,
+}
+
+impl ReadCounters {
+    /// Whether the next `get` should be timed.
+    #[inline]
+    pub fn sample_next_get(&self) -> bool {
+        self.gets.load(Ordering::Relaxed).is_multiple_of(LATENCY_SAMPLE_EVERY)
+    }
+
+    /// One `get`, from a thread holding a shared borrow.
+    #[inline]
+    pub fn count(&self, hit: bool) {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        if !hit {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One `get`, under an exclusive borrow: plain increments.
+    #[inline]
+    pub fn count_exclusive(&mut self, hit: bool) {
+        *self.gets.get_mut() += 1;
+        if !hit {
+            *self.misses.get_mut() += 1;
+        }
+    }
+
+    pub fn record_latency(&self, elapsed: Nanos) {
+        self.latency_ns.fetch_add(elapsed, Ordering::Relaxed);
+        self.samples.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds these counts to `total`.
+    pub fn add_to(&self, total: &mut Counters) {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (gets, misses) = (read(&self.gets), read(&self.misses));
+        total.hits += gets.saturating_sub(misses);
+        total.misses += misses;
+        total.latency_ns = total.latency_ns.saturating_add(read(&self.latency_ns));
+        total.samples += read(&self.samples);
     }
 }
 
@@ -217,9 +258,7 @@ mod tests {
 
     #[test]
     fn ratio_and_average() {
-        let mut c = Counters { hits: 3, misses: 1, ..Counters::default() };
-        c.record_latency(100);
-        c.record_latency(300);
+        let c = Counters { hits: 3, misses: 1, latency_ns: 400, samples: 2, ..Counters::default() };
         let s = c.snapshot();
         assert_eq!(s.hit_ratio, 0.75);
         assert_eq!(s.avg_get_latency, Duration::from_nanos(200));

@@ -269,7 +269,7 @@ impl WasmStore {
     /// avgGetLatency in ms, loads, loadFailures, totalLoadTime in ms]`: one
     /// array, so reading stats is one crossing.
     pub fn stats(&self) -> Vec<f64> {
-        let s = self.engine.counters.snapshot();
+        let s = self.engine.stats();
         vec![
             s.hits as f64,
             s.misses as f64,
@@ -288,7 +288,7 @@ impl WasmStore {
     /// Sets every counter back to zero.
     #[wasm_bindgen(js_name = resetStats)]
     pub fn reset_stats(&mut self) {
-        self.engine.counters = Default::default();
+        self.engine.reset_stats();
     }
 }
 

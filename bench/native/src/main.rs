@@ -1,14 +1,21 @@
 //! Native benchmark: pepperpy-caching's MemoryStore against the caches people
 //! already use, on the same traces in the same run, printing ratios.
 //!
-//! `cargo run --release -- [--quick] [--out results.json]`
+//! `cargo run --release -- [--quick] [--out results.json]`: every suite.
+//! `cargo run --release -- trace --trace FILE --capacity N --policy NAME [--shards N]`:
+//! replays one ARC trace (`.lis` or `.lis.zst`) cache-aside and prints one JSON line.
+//! `cargo run --release -- trace --list-policies`: the names `--policy` accepts.
+//! `cargo run --release -- memory [--entries N]`: heap bytes per entry, ours against the lru crate.
 
 use std::hint::black_box;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, SetOptions, TtlPolicy};
+use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, S3FifoPolicy, SetOptions, TtlPolicy};
+
+mod memory;
+mod trace;
 
 /// One operation of a trace: a key index and whether it is a read.
 #[derive(Clone, Copy)]
@@ -127,9 +134,10 @@ impl Bench for Quick {
     }
 }
 
-const OURS: &str = "pepperpy MemoryStore (LRU)";
+const OURS: &str = "pepperpy MemoryStore (S3-FIFO)";
 const CACHES: &[&str] = &[
     OURS,
+    "pepperpy MemoryStore (LRU)",
     "pepperpy MemoryStore (LRU, 8 shards)",
     "Mutex<lru::LruCache>",
     "moka::sync::Cache",
@@ -138,6 +146,7 @@ const CACHES: &[&str] = &[
 
 fn make(name: &str, capacity: usize) -> Arc<dyn Bench> {
     match name {
+        "pepperpy MemoryStore (S3-FIFO)" => Arc::new(Ours(MemoryStore::new(S3FifoPolicy::new(capacity).unwrap()))),
         "pepperpy MemoryStore (LRU)" => Arc::new(Ours(MemoryStore::new(LruPolicy::new(capacity).unwrap()))),
         "pepperpy MemoryStore (LRU, 8 shards)" => {
             Arc::new(Ours(MemoryStore::builder(LruPolicy::new(capacity).unwrap()).shards(8).build()))
@@ -197,6 +206,11 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("trace") => return trace::main(&args[2..]),
+        Some("memory") => return memory::main(&args[2..]),
+        _ => {}
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let out = args.iter().position(|a| a == "--out").map(|i| args[i + 1].clone());
     // `--only NAME-FRAGMENT --workload N`: one cache on one workload, for profilers.
@@ -218,7 +232,10 @@ fn main() {
     let mut report = serde_json::Map::new();
     report.insert("ours".into(), OURS.into());
     // Another configuration of ours: shown in the tables, not compared as a peer.
-    report.insert("variants".into(), serde_json::json!(["pepperpy MemoryStore (LRU, 8 shards)"]));
+    report.insert(
+        "variants".into(),
+        serde_json::json!(["pepperpy MemoryStore (LRU)", "pepperpy MemoryStore (LRU, 8 shards)"]),
+    );
     report.insert("capacity".into(), capacity.into());
     report.insert("key_space".into(), key_space.into());
     report.insert("trace_len".into(), trace_len.into());
@@ -275,6 +292,7 @@ fn main() {
     let mut curve = Vec::new();
     println!("\nhit ratio against cache size (zipf, cache-aside)");
     for cache_name in [
+        OURS,
         "pepperpy MemoryStore (LRU)",
         "pepperpy MemoryStore (TTL, max_size)",
         "moka::sync::Cache",

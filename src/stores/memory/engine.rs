@@ -1,158 +1,310 @@
 //! The single-threaded heart of the memory store.
 //!
-//! [`Engine`] holds the entries and carries out the policy. It takes `&mut self`
-//! and never blocks, never does I/O and never reads a clock it was not given.
-//! `MemoryStore` puts it behind a `Mutex` for threads; the wasm binding owns one
-//! directly, since a wasm instance has a single thread.
+//! [`Engine`] holds the entries and carries out the policy. It never blocks,
+//! never does I/O and never reads a clock it was not given. `MemoryStore` puts
+//! it behind a `RwLock` for threads; the wasm binding owns one directly.
 //!
-//! Data structures and costs (n = entries):
-//! - `entries`: a hash map threaded by a recency list (`lru::LruCache`, kept
-//!   unbounded: capacity is enforced here, so a large `max_size` reserves no
-//!   memory up front). Lookup, insert, remove, evict LRU: O(1).
-//! - `expiries`: the entries that have a TTL, ordered by expiry time. Insert,
-//!   remove, and "soonest to expire": O(log n).
+//! Data structures (n = entries):
+//! - `slots`: a slab of entries addressed by a `u32` slot id, which stays the
+//!   same for the life of an entry. Freed slots are chained into a free list
+//!   and reused, so churn allocates nothing but the key.
+//! - `index`: a `hashbrown::HashTable` of slot ids, hashed by key (4 bytes a
+//!   bucket instead of a key and a pointer).
+//! - `lists`: intrusive doubly linked lists threaded through the slots
+//!   (`prev`/`next`): one recency list under LRU (and set order under TTL),
+//!   the small and main FIFO queues under S3-FIFO. Push, unlink, pop: O(1).
+//! - `ghost` (S3-FIFO only): the hashes of keys recently evicted from the
+//!   small queue, in a ring with a hash index; O(1).
+//! - `expiries`: the slots that have a TTL, ordered by expiry time. Insert,
+//!   remove, soonest: O(log n).
+//!
+//! Reads that change no shared order ([`Engine::get_shared`]) take `&self`: a
+//! hit under S3-FIFO only bumps the entry's 2-bit frequency (an atomic byte)
+//! and the read counters are atomics, so threads read one engine in parallel
+//! under a read lock. Exact LRU reorders on every hit and goes through
+//! [`Engine::get_exclusive`].
 //!
 //! Expired entries are never returned. They are reclaimed when a call touches
 //! them, up to [`RECLAIM_PER_WRITE`] more on every `set`, all of them when the
-//! entry count is asked for, and before any live entry is evicted for room:
-//! without a timer (edge runtimes have none), memory stays bounded by the live
-//! entries plus whatever expired since the last writes.
+//! entry count is asked for, and before any live entry is evicted for room.
+//!
+//! Foreign code: a value's `Clone` runs while the engine is borrowed, and its
+//! `Drop` may panic. Every removal first finishes all bookkeeping and only then
+//! drops the old value (see [`Removed`]), so a panicking `Drop` leaves the
+//! engine consistent and every other entry in place.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
-use lru::LruCache;
+use hashbrown::HashTable;
 
 use crate::clock::{Clock, Nanos, duration_nanos};
-use crate::errors::Result;
-use crate::metrics::Counters;
+use crate::errors::{CacheError, Result};
+use crate::metrics::{CacheStats, Counters, ReadCounters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
-use crate::store::{Metadata, SetOptions, check_key, effective_ttl};
+use crate::store::{Metadata, SetOptions, check_key, check_set_options};
 
 /// How many expired entries each `set` reclaims beyond the one it touches.
 pub(crate) const RECLAIM_PER_WRITE: usize = 8;
 
-/// The entry list: under LRU with a capacity small enough to reserve up
-/// front, a bounded `LruCache`, which recycles the evicted entry's node;
-/// otherwise unbounded (capacity is enforced by the engine, and a huge
-/// `max_size` reserves nothing).
-fn list_for<V>(evict_lru: bool, max_size: Option<usize>) -> LruCache<Arc<str>, Entry<V>, KeyHasher> {
-    match max_size.and_then(std::num::NonZeroUsize::new) {
-        Some(cap) if evict_lru && cap.get() <= PRESIZED_MAX => LruCache::with_hasher(cap, KeyHasher::default()),
-        _ => LruCache::unbounded_with_hasher(KeyHasher::default()),
+/// "No slot": the end of a list, or an empty free list.
+const NIL: u32 = u32::MAX;
+/// The `expires_at` of an entry without a TTL.
+const NEVER: Nanos = Nanos::MAX;
+/// The most entries one engine can hold (slot ids are `u32`, `NIL` excluded).
+const MAX_SLOTS: usize = NIL as usize;
+
+/// The list an entry is on. LRU and TTL use only `MAIN`.
+const SMALL: u8 = 0;
+const MAIN: u8 = 1;
+const FREE: u8 = 2;
+
+/// S3-FIFO's parameters, as in the paper and libCacheSim: the small queue
+/// holds a tenth of the capacity, the ghost remembers 0.9 x capacity evicted
+/// keys, and an entry read twice while in the small queue moves to main.
+const SMALL_SHARE: usize = 10;
+const MOVE_TO_MAIN: u8 = 2;
+const MAX_FREQ: u8 = 3;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) type KeyHasher = hashbrown::DefaultHashBuilder;
+#[cfg(target_arch = "wasm32")]
+pub(crate) type KeyHasher = super::hasher::SeededState;
+
+struct Slot<V> {
+    key: Box<str>,
+    /// `None` only on a free slot.
+    value: Option<V>,
+    // Boxed: most entries carry none, and a map is three words.
+    metadata: Option<Box<Metadata>>,
+    expires_at: Nanos,
+    prev: u32,
+    /// The next slot on its list, or on the free list.
+    next: u32,
+    /// S3-FIFO's access count, saturating at `MAX_FREQ`. Atomic so that a
+    /// shared read can bump it.
+    freq: AtomicU8,
+    list: u8,
+    /// When it was last set, wrapping: breaks ties between equal expiry
+    /// times (the entry set first goes first). Fits in the slot's padding.
+    seq: u32,
+}
+
+impl<V> Slot<V> {
+    #[inline]
+    fn expired(&self, now: Nanos) -> bool {
+        self.expires_at <= now
     }
 }
 
-/// The largest capacity whose hash table is reserved when the store is made
-/// (about 2 MiB of table natively at this size, half that on wasm32; lru-cache
-/// reserves its arrays up front too).
-pub(crate) const PRESIZED_MAX: usize = 1 << 16;
-
-#[cfg(not(target_arch = "wasm32"))]
-type KeyHasher = lru::DefaultHasher;
-#[cfg(target_arch = "wasm32")]
-type KeyHasher = super::hasher::SeededState;
-
-struct Entry<V> {
-    value: V,
-    expires_at: Option<Nanos>,
-    // Boxed: most entries carry none, and a map is three words.
-    metadata: Option<Box<Metadata>>,
+#[derive(Clone, Copy, Debug, Default)]
+struct List {
+    head: u32,
+    tail: u32,
+    len: usize,
 }
 
-impl<V> Entry<V> {
-    #[inline]
-    fn expired(&self, now: Nanos) -> bool {
-        matches!(self.expires_at, Some(at) if at <= now)
+impl List {
+    const EMPTY: List = List { head: NIL, tail: NIL, len: 0 };
+}
+
+/// Which rule picks the entry to evict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Lru { refresh_on_get: bool },
+    Ttl,
+    S3Fifo,
+}
+
+/// An entry taken out of the engine, handed back so the caller drops it after
+/// the engine is consistent again (a value's `Drop` may panic), or passes it
+/// to whoever wants to know (the JS eviction listener).
+pub(crate) struct Removed<V> {
+    #[allow(dead_code)] // read by the wasm bindings' listeners
+    pub key: Box<str>,
+    #[allow(dead_code)]
+    pub value: V,
+    #[allow(dead_code)]
+    pub metadata: Option<Box<Metadata>>,
+}
+
+/// What a shared read found.
+pub(crate) enum Lookup<R> {
+    Hit(R),
+    Miss,
+    /// An expired entry: a miss, which the caller should reclaim under an
+    /// exclusive borrow ([`Engine::reclaim_if_expired`]).
+    Expired,
+}
+
+/// The recently evicted keys of S3-FIFO, by hash: a FIFO of at most `cap`
+/// remembered hashes. A hash that is taken back (its key came back) frees its
+/// place at once, as in libCacheSim; its queue cell stays behind as a
+/// tombstone until it reaches the front or the queue is compacted.
+struct Ghost {
+    /// Hashes in eviction order; `queue[i]` has sequence number `front + i`.
+    queue: std::collections::VecDeque<u64>,
+    front: u64,
+    /// The sequence numbers of the remembered (non-tombstone) cells.
+    index: HashTable<u64>,
+    cap: usize,
+}
+
+impl Ghost {
+    fn new(cap: usize) -> Self {
+        Ghost { queue: std::collections::VecDeque::new(), front: 0, index: HashTable::new(), cap }
+    }
+
+    fn hash_at(queue: &std::collections::VecDeque<u64>, front: u64, seq: u64) -> u64 {
+        queue[(seq - front) as usize]
+    }
+
+    fn insert(&mut self, hash: u64) {
+        if self.cap == 0 {
+            return;
+        }
+        while self.index.len() >= self.cap {
+            self.pop_front();
+        }
+        if self.queue.len() >= 2 * self.cap {
+            self.compact();
+        }
+        let seq = self.front + self.queue.len() as u64;
+        self.queue.push_back(hash);
+        let (queue, front) = (&self.queue, self.front);
+        self.index.insert_unique(hash, seq, |&s| Self::hash_at(queue, front, s));
+    }
+
+    fn pop_front(&mut self) {
+        let Some(hash) = self.queue.pop_front() else { return };
+        let seq = self.front;
+        self.front += 1;
+        if let Ok(entry) = self.index.find_entry(hash, |&s| s == seq) {
+            entry.remove();
+        }
+    }
+
+    /// Drops the tombstones, renumbering the remembered cells.
+    fn compact(&mut self) {
+        let (queue, front) = (std::mem::take(&mut self.queue), self.front);
+        let live: std::collections::VecDeque<u64> = queue
+            .iter()
+            .enumerate()
+            .filter(|&(i, &hash)| {
+                let seq = front + i as u64;
+                self.index.find(hash, |&s| s == seq).is_some()
+            })
+            .map(|(_, &hash)| hash)
+            .collect();
+        self.index.clear();
+        self.front = 0;
+        for (i, &hash) in live.iter().enumerate() {
+            self.index.insert_unique(hash, i as u64, |&s| live[s as usize]);
+        }
+        self.queue = live;
+    }
+
+    /// Whether `hash` is remembered; forgets it if so.
+    fn take(&mut self, hash: u64) -> bool {
+        let (queue, front) = (&self.queue, self.front);
+        match self.index.find_entry(hash, |&s| Self::hash_at(queue, front, s) == hash) {
+            Ok(entry) => {
+                entry.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Ghost::new(self.cap);
     }
 }
 
 pub(crate) struct Engine<V> {
-    entries: LruCache<Arc<str>, Entry<V>, KeyHasher>,
-    expiries: BTreeSet<(Nanos, Arc<str>)>,
+    slots: Vec<Slot<V>>,
+    free: u32,
+    live: usize,
+    index: HashTable<u32>,
+    hasher: KeyHasher,
+    lists: [List; 2],
+    ghost: Ghost,
+    expiries: BTreeSet<(Nanos, u32, u32)>,
+    next_seq: u32,
+    kind: Kind,
     max_size: usize,
+    small_cap: usize,
+    /// S3-FIFO fills main directly until the first eviction (libCacheSim's
+    /// refinement: what arrives while the cache still has room is kept longer).
+    evicted_once: bool,
     default_ttl: Option<std::time::Duration>,
-    evict_lru: bool,
-    refresh_on_get: bool,
     clock: Clock,
     pub counters: Counters,
+    reads: ReadCounters,
 }
 
-impl<V: Clone> Engine<V> {
+impl<V> Engine<V> {
+    #[cfg_attr(not(any(test, target_arch = "wasm32")), allow(dead_code))]
     pub fn new(policy: Policy, clock: Clock) -> Self {
-        let (evict_lru, refresh_on_get) = match &policy {
-            Policy::Lru(p) => (true, p.refreshes_on_get()),
-            Policy::Ttl(_) => (false, false),
+        Self::with_hasher(policy, clock, KeyHasher::default())
+    }
+
+    /// An engine hashing keys with `hasher` (shards of one store share theirs,
+    /// so the store hashes a key once).
+    pub fn with_hasher(policy: Policy, clock: Clock, hasher: KeyHasher) -> Self {
+        let kind = match &policy {
+            Policy::Lru(p) => Kind::Lru { refresh_on_get: p.refreshes_on_get() },
+            Policy::Ttl(_) => Kind::Ttl,
+            Policy::S3Fifo(_) => Kind::S3Fifo,
         };
-        Engine {
-            entries: list_for(evict_lru, policy.max_size()),
+        let mut engine = Engine {
+            slots: Vec::new(),
+            free: NIL,
+            live: 0,
+            index: HashTable::new(),
+            hasher,
+            lists: [List::EMPTY; 2],
+            ghost: Ghost::new(0),
             expiries: BTreeSet::new(),
-            max_size: policy.max_size().unwrap_or(usize::MAX),
+            next_seq: 0,
+            kind,
+            max_size: usize::MAX,
+            small_cap: 0,
+            evicted_once: false,
             default_ttl: policy.default_ttl(),
-            evict_lru,
-            refresh_on_get,
             clock,
             counters: Counters::default(),
+            reads: ReadCounters::default(),
+        };
+        engine.set_max_size(policy.max_size().unwrap_or(usize::MAX));
+        engine
+    }
+
+    fn set_max_size(&mut self, max_size: usize) {
+        self.max_size = max_size.max(1);
+        if self.kind == Kind::S3Fifo {
+            self.small_cap = (self.max_size / SMALL_SHARE).max(1);
+            self.ghost = Ghost::new(self.max_size - self.max_size / SMALL_SHARE);
         }
     }
 
     /// Narrows the capacity, for one shard of a sharded store (before any entry is set).
     pub fn limit_max_size(&mut self, max_size: usize) {
-        self.max_size = self.max_size.min(max_size.max(1));
-        if self.evict_lru {
-            self.entries = list_for(true, Some(self.max_size));
-        }
+        self.set_max_size(self.max_size.min(max_size));
     }
 
-    /// The time, read only when some entry could have expired.
+    /// Whether a `get` hit leaves every shared order alone, so reads can go
+    /// through [`get_shared`](Self::get_shared) under a read lock.
+    pub fn reads_are_shared(&self) -> bool {
+        !matches!(self.kind, Kind::Lru { refresh_on_get: true })
+    }
+
+    /// The hash the engine files `key` under.
     #[inline]
-    fn now_if_expiring(&self) -> Nanos {
-        if self.expiries.is_empty() { 0 } else { self.clock.now() }
-    }
-
-    #[inline]
-    pub fn get(&mut self, key: &str) -> Result<Option<V>> {
-        self.get_with(key, V::clone)
-    }
-
-    /// `get`, handing the live value to `read` instead of cloning it.
-    #[inline]
-    pub fn get_with<R>(&mut self, key: &str, read: impl FnOnce(&V) -> R) -> Result<Option<R>> {
-        check_key(key)?;
-        let started = self.counters.sample_next_get().then(|| self.clock.now());
-        let found = if self.refresh_on_get { self.entries.get(key) } else { self.entries.peek(key) };
-        let (value, expired) = match found {
-            None => (None, false),
-            Some(entry) => match entry.expires_at {
-                Some(at) if at <= started.unwrap_or_else(|| self.clock.now()) => (None, true),
-                _ => (Some(read(&entry.value)), false),
-            },
-        };
-        if expired {
-            self.remove(key);
-            self.counters.expirations += 1;
-        }
-        if value.is_some() {
-            self.counters.hits += 1;
-        } else {
-            self.counters.misses += 1;
-        }
-        if let Some(started) = started {
-            self.counters.record_latency(self.clock.now().saturating_sub(started));
-        }
-        Ok(value)
-    }
-
-    /// The live value under `key`, counting nothing and leaving recency alone.
-    pub fn peek(&mut self, key: &str) -> Option<V> {
-        self.peek_live(key).map(|entry| entry.value.clone())
-    }
-
-    /// Checks what `set` would check, changing nothing.
-    pub fn check_set(&self, key: &str, options: &SetOptions) -> Result<()> {
-        check_key(key)?;
-        effective_ttl(options.ttl, self.default_ttl).map(drop)
+    pub fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
     }
 
     /// The clock the engine reads.
@@ -160,68 +312,250 @@ impl<V: Clone> Engine<V> {
         &self.clock
     }
 
-    pub fn set(&mut self, key: &str, value: V, options: SetOptions) -> Result<()> {
-        check_key(key)?;
-        let ttl = effective_ttl(options.ttl, self.default_ttl)?;
-        // Nothing below can fail: a rejected call has changed nothing.
-        let now = if ttl.is_some() { self.clock.now() } else { self.now_if_expiring() };
-        let expires_at = ttl.map(|ttl| now.saturating_add(duration_nanos(ttl)));
-        let metadata = options.metadata.map(Box::new);
-        self.reclaim_expired(now, RECLAIM_PER_WRITE);
+    /// The counters so far.
+    #[cfg_attr(not(any(test, target_arch = "wasm32")), allow(dead_code))]
+    pub fn stats(&self) -> CacheStats {
+        let mut counters = self.counters.clone();
+        self.reads.add_to(&mut counters);
+        counters.snapshot()
+    }
 
-        if let Some((stored_key, entry)) = self.entries.get_key_value_mut(key) {
-            if entry.expired(now) {
-                self.counters.expirations += 1;
-            }
-            let old_expiry = std::mem::replace(&mut entry.expires_at, expires_at);
-            entry.value = value;
-            entry.metadata = metadata;
-            if old_expiry != expires_at {
-                let stored_key = Arc::clone(stored_key);
-                if let Some(at) = old_expiry {
-                    self.expiries.remove(&(at, Arc::clone(&stored_key)));
+    /// Sets every counter back to zero.
+    pub fn reset_stats(&mut self) {
+        self.counters = Counters::default();
+        self.reads = ReadCounters::default();
+    }
+
+    /// Adds the counters to `total`, to sum the shards of a store.
+    pub fn add_counters_to(&self, total: &mut Counters) {
+        total.add(&self.counters);
+        self.reads.add_to(total);
+    }
+
+    #[inline]
+    fn find(&self, hash: u64, key: &str) -> Option<u32> {
+        let slots = &self.slots;
+        self.index.find(hash, |&id| *slots[id as usize].key == *key).copied()
+    }
+
+    #[inline]
+    fn now_if_expiring(&self) -> Nanos {
+        if self.expiries.is_empty() { 0 } else { self.clock.now() }
+    }
+
+    /// A read that changes nothing but S3-FIFO's frequency bits and the read
+    /// counters, for many threads at once. The key must have passed `check_key`.
+    #[inline]
+    pub fn get_shared<R>(&self, hash: u64, key: &str, read: impl FnOnce(&V) -> R) -> Lookup<R> {
+        let started = self.reads.sample_next_get().then(|| self.clock.now());
+        let lookup = match self.find(hash, key) {
+            None => Lookup::Miss,
+            Some(id) => {
+                let slot = &self.slots[id as usize];
+                if slot.expires_at != NEVER && slot.expired(started.unwrap_or_else(|| self.clock.now())) {
+                    Lookup::Expired
+                } else {
+                    if self.kind == Kind::S3Fifo {
+                        bump(&slot.freq);
+                    }
+                    Lookup::Hit(read(live(&slot.value)))
                 }
-                if let Some(at) = expires_at {
-                    self.expiries.insert((at, stored_key));
-                }
             }
-        } else {
-            let full = self.entries.len() >= self.max_size && self.reclaim_expired(now, 1) == 0;
-            // Unless the list is bounded at max_size and will evict by itself.
-            if full && self.entries.cap().get() > self.max_size {
-                self.evict_one();
-            }
-            let key: Arc<str> = Arc::from(key);
-            if let Some(at) = expires_at {
-                self.expiries.insert((at, Arc::clone(&key)));
-            }
-            // A full LRU list evicts its least recently used entry itself,
-            // reusing that entry's node for the new one.
-            if let Some((old_key, old)) = self.entries.push(key, Entry { value, expires_at, metadata }) {
-                if let Some(at) = old.expires_at {
-                    self.expiries.remove(&(at, old_key));
-                }
-                self.counters.evictions += 1;
-            }
+        };
+        self.reads.count(matches!(lookup, Lookup::Hit(_)));
+        if let Some(started) = started {
+            self.reads.record_latency(self.clock.now().saturating_sub(started));
         }
-        self.counters.sets += 1;
+        lookup
+    }
+
+    /// Removes the entry under `key` if it has expired (after a shared read found it so).
+    pub fn reclaim_if_expired(&mut self, hash: u64, key: &str) {
+        if let Some(id) = self.find(hash, key)
+            && self.slots[id as usize].expired(self.clock.now())
+        {
+            let removed = self.remove_slot(id, hash);
+            self.counters.expirations += 1;
+            drop(removed);
+        }
+    }
+
+    /// `get` under an exclusive borrow: works for every policy (LRU reorders).
+    #[inline]
+    pub fn get_exclusive<R>(&mut self, hash: u64, key: &str, read: impl FnOnce(&V) -> R) -> Option<R> {
+        if self.reads_are_shared() {
+            return match self.get_shared(hash, key, read) {
+                Lookup::Hit(r) => Some(r),
+                Lookup::Miss => None,
+                Lookup::Expired => {
+                    self.reclaim_if_expired(hash, key);
+                    None
+                }
+            };
+        }
+        let started = self.reads.sample_next_get().then(|| self.clock.now());
+        let found = match self.find(hash, key) {
+            None => None,
+            Some(id) => {
+                let slot = &self.slots[id as usize];
+                if slot.expires_at != NEVER && slot.expired(started.unwrap_or_else(|| self.clock.now())) {
+                    let removed = self.remove_slot(id, hash);
+                    self.counters.expirations += 1;
+                    drop(removed);
+                    None
+                } else {
+                    self.move_to_head(id);
+                    Some(read(live(&self.slots[id as usize].value)))
+                }
+            }
+        };
+        self.reads.count_exclusive(found.is_some());
+        if let Some(started) = started {
+            self.reads.record_latency(self.clock.now().saturating_sub(started));
+        }
+        found
+    }
+
+    /// Checks `key`, then [`get_exclusive`](Self::get_exclusive).
+    pub fn get_with<R>(&mut self, key: &str, read: impl FnOnce(&V) -> R) -> Result<Option<R>> {
+        check_key(key)?;
+        let hash = self.hash(key);
+        Ok(self.get_exclusive(hash, key, read))
+    }
+
+    /// Checks what `set` would check, changing nothing.
+    pub fn check_set(&self, key: &str, options: &SetOptions) -> Result<()> {
+        check_key(key)?;
+        check_set_options(options, self.default_ttl).map(drop)
+    }
+
+    /// Stores `value` under `key`; the replaced entry, if a live one was there.
+    /// Nothing changes when it fails.
+    pub fn set(&mut self, key: &str, value: V, options: SetOptions) -> Result<()> {
+        let replaced = self.set_returning(key, value, options)?;
+        drop(replaced);
         Ok(())
     }
 
-    pub fn delete(&mut self, key: &str) -> Result<bool> {
+    /// `set`, handing back what it removed (the replaced entry and any entry
+    /// evicted or reclaimed for room) for the caller to drop or report.
+    pub fn set_returning(&mut self, key: &str, value: V, options: SetOptions) -> Result<Vec<(Removed<V>, Reason)>> {
         check_key(key)?;
-        let now = self.now_if_expiring();
-        Ok(match self.remove(key) {
-            None => false,
-            Some(entry) if entry.expired(now) => {
+        let ttl = check_set_options(&options, self.default_ttl)?;
+        let hash = self.hash(key);
+        let existing = self.find(hash, key);
+        if existing.is_none() && self.free == NIL && self.slots.len() >= MAX_SLOTS {
+            return Err(CacheError::Policy(format!("a memory store holds at most {MAX_SLOTS} entries")));
+        }
+        // Nothing below can fail: a rejected call has changed nothing.
+        let now = if ttl.is_some() { self.clock.now() } else { self.now_if_expiring() };
+        let expires_at = ttl.map_or(NEVER, |ttl| now.saturating_add(duration_nanos(ttl)).min(NEVER - 1));
+        let metadata = options.metadata.map(Box::new);
+        let mut removed = Vec::new();
+        self.reclaim_expired(now, RECLAIM_PER_WRITE, &mut removed);
+        // The reclaim may have taken the entry under this very key.
+        let existing = existing.filter(|&id| self.slots[id as usize].list != FREE);
+
+        if let Some(id) = existing {
+            let seq = self.take_seq();
+            let slot = &mut self.slots[id as usize];
+            let was_expired = slot.expired(now);
+            let old_expiry = std::mem::replace(&mut slot.expires_at, expires_at);
+            let old_seq = std::mem::replace(&mut slot.seq, seq);
+            let old_value = slot.value.replace(value);
+            let old_metadata = std::mem::replace(&mut slot.metadata, metadata);
+            if old_expiry != NEVER {
+                self.expiries.remove(&(old_expiry, old_seq, id));
+            }
+            if expires_at != NEVER {
+                self.expiries.insert((expires_at, seq, id));
+            }
+            match self.kind {
+                Kind::S3Fifo => bump(&self.slots[id as usize].freq),
+                Kind::Lru { .. } | Kind::Ttl => self.move_to_head(id),
+            }
+            if was_expired {
                 self.counters.expirations += 1;
-                false
             }
-            Some(_) => {
-                self.counters.deletes += 1;
-                true
+            let old = Removed { key: key.into(), value: live_owned(old_value), metadata: old_metadata };
+            removed.push((old, if was_expired { Reason::Expired } else { Reason::Replaced }));
+        } else {
+            if self.live >= self.max_size
+                && !self.reclaim_expired(now, 1, &mut removed)
+                && let Some(evicted) = self.evict_one()
+            {
+                self.counters.evictions += 1;
+                removed.push((evicted, Reason::Evicted));
             }
-        })
+            self.insert_new(hash, key, value, metadata, expires_at);
+        }
+        self.counters.sets += 1;
+        Ok(removed)
+    }
+
+    fn take_seq(&mut self) -> u32 {
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        seq
+    }
+
+    fn insert_new(&mut self, hash: u64, key: &str, value: V, metadata: Option<Box<Metadata>>, expires_at: Nanos) {
+        let seq = self.take_seq();
+        let slot = Slot {
+            seq,
+            key: key.into(),
+            value: Some(value),
+            metadata,
+            expires_at,
+            prev: NIL,
+            next: NIL,
+            freq: AtomicU8::new(0),
+            list: MAIN,
+        };
+        let id = if self.free != NIL {
+            let id = self.free;
+            self.free = self.slots[id as usize].next;
+            // The old slot holds nothing that could panic on drop.
+            self.slots[id as usize] = slot;
+            id
+        } else {
+            self.slots.push(slot);
+            (self.slots.len() - 1) as u32
+        };
+        let list = match self.kind {
+            Kind::S3Fifo if self.ghost.take(hash) => MAIN,
+            Kind::S3Fifo if self.evicted_once || self.lists[SMALL as usize].len < self.small_cap => SMALL,
+            _ => MAIN,
+        };
+        self.slots[id as usize].list = list;
+        self.push_head(list, id);
+        let slots = &self.slots;
+        let hasher = &self.hasher;
+        self.index.insert_unique(hash, id, |&i| hasher.hash_one(&*slots[i as usize].key));
+        if expires_at != NEVER {
+            self.expiries.insert((expires_at, seq, id));
+        }
+        self.live += 1;
+    }
+
+    pub fn delete(&mut self, key: &str) -> Result<bool> {
+        Ok(self.delete_returning(key)?.is_some())
+    }
+
+    /// `delete`, handing back the live entry it removed.
+    pub fn delete_returning(&mut self, key: &str) -> Result<Option<Removed<V>>> {
+        check_key(key)?;
+        let hash = self.hash(key);
+        let Some(id) = self.find(hash, key) else { return Ok(None) };
+        let expired = self.slots[id as usize].expired(self.now_if_expiring());
+        let removed = self.remove_slot(id, hash);
+        if expired {
+            self.counters.expirations += 1;
+            drop(removed);
+            return Ok(None);
+        }
+        self.counters.deletes += 1;
+        Ok(Some(removed))
     }
 
     pub fn contains(&mut self, key: &str) -> Result<bool> {
@@ -229,148 +563,376 @@ impl<V: Clone> Engine<V> {
         Ok(self.peek_live(key).is_some())
     }
 
+    /// The live value under `key`, handed to `read`; counts nothing and
+    /// changes no order.
+    pub fn peek_with<R>(&mut self, key: &str, read: impl FnOnce(&V) -> R) -> Result<Option<R>> {
+        check_key(key)?;
+        Ok(self.peek_live(key).map(|id| read(live(&self.slots[id as usize].value))))
+    }
+
+    /// How long the live entry under `key` has left: `None` when there is no
+    /// such entry, `Some(None)` when it never expires.
+    #[allow(dead_code)] // the wasm bindings' `getRemainingTTL`
+    pub fn remaining_ttl(&mut self, key: &str) -> Result<Option<Option<Nanos>>> {
+        check_key(key)?;
+        let now = self.clock.now();
+        Ok(self.peek_live(key).map(|id| {
+            let at = self.slots[id as usize].expires_at;
+            (at != NEVER).then(|| at.saturating_sub(now))
+        }))
+    }
+
     pub fn get_metadata(&mut self, key: &str) -> Result<Option<Metadata>> {
         check_key(key)?;
-        Ok(self.peek_live(key).map(|entry| entry.metadata.as_deref().cloned().unwrap_or_default()))
+        Ok(self.peek_live(key).map(|id| self.slots[id as usize].metadata.as_deref().cloned().unwrap_or_default()))
     }
 
     pub fn update_metadata(&mut self, key: &str, metadata: Metadata) -> Result<bool> {
         check_key(key)?;
-        if self.peek_live(key).is_none() {
-            return Ok(false);
-        }
-        if let Some(entry) = self.entries.peek_mut(key) {
-            entry.metadata.get_or_insert_default().extend(metadata);
-        }
+        let Some(id) = self.peek_live(key) else { return Ok(false) };
+        self.slots[id as usize].metadata.get_or_insert_default().extend(metadata);
         Ok(true)
     }
 
     pub fn invalidate(&mut self, pattern: &str) -> Result<usize> {
+        Ok(self.invalidate_returning(pattern)?.len())
+    }
+
+    /// `invalidate`, handing back the live entries it removed.
+    pub fn invalidate_returning(&mut self, pattern: &str) -> Result<Vec<Removed<V>>> {
         let pattern = Pattern::new(pattern)?;
         let now = self.now_if_expiring();
-        let doomed: Vec<Arc<str>> =
-            self.entries.iter().filter(|(key, _)| pattern.matches(key)).map(|(key, _)| Arc::clone(key)).collect();
-        let mut removed = 0;
-        for key in doomed {
-            if let Some(entry) = self.remove(&key) {
-                if entry.expired(now) {
-                    self.counters.expirations += 1;
-                } else {
-                    removed += 1;
-                }
+        let doomed: Vec<u32> = (0..self.slots.len() as u32)
+            .filter(|&id| {
+                let slot = &self.slots[id as usize];
+                slot.list != FREE && pattern.matches(&slot.key)
+            })
+            .collect();
+        let mut removed = Vec::with_capacity(doomed.len());
+        let mut expired = Vec::new();
+        for id in doomed {
+            let was_expired = self.slots[id as usize].expired(now);
+            let hash = self.hash(&self.slots[id as usize].key);
+            let entry = self.remove_slot(id, hash);
+            if was_expired {
+                self.counters.expirations += 1;
+                expired.push(entry);
+            } else {
+                removed.push(entry);
             }
         }
-        self.counters.deletes += removed as u64;
+        self.counters.deletes += removed.len() as u64;
+        drop(expired);
         Ok(removed)
     }
 
-    /// Live keys, most recently used first, all or those matching `pattern`.
+    /// Live keys, all or those matching `pattern`, in the engine's order: see
+    /// [`for_each_live`](Self::for_each_live).
     pub fn keys(&mut self, pattern: Option<&str>) -> Result<Vec<String>> {
         let pattern = pattern.map(Pattern::new).transpose()?;
+        let mut keys = Vec::new();
+        self.for_each_live(|key, _| {
+            if pattern.as_ref().is_none_or(|p| p.matches(key)) {
+                keys.push(key.to_string());
+            }
+        });
+        Ok(keys)
+    }
+
+    /// Calls `f` with every live entry, after reclaiming the expired ones.
+    /// Order: LRU, most recently used first; TTL, most recently set first;
+    /// S3-FIFO, the small (probationary) queue newest first, then the main
+    /// queue newest first.
+    pub fn for_each_live(&mut self, mut f: impl FnMut(&str, &V)) {
         self.reclaim_all_expired();
-        Ok(self
-            .entries
-            .iter()
-            .filter(|(key, _)| pattern.as_ref().is_none_or(|p| p.matches(key)))
-            .map(|(key, _)| key.to_string())
-            .collect())
+        for list in [SMALL, MAIN] {
+            let mut id = self.lists[list as usize].head;
+            while id != NIL {
+                let slot = &self.slots[id as usize];
+                f(&slot.key, live(&slot.value));
+                id = slot.next;
+            }
+        }
     }
 
     /// The number of live entries.
     pub fn len(&mut self) -> usize {
         self.reclaim_all_expired();
-        self.entries.len()
+        self.live
     }
 
     pub fn clear(&mut self) {
-        self.reclaim_all_expired();
-        self.counters.deletes += self.entries.len() as u64;
-        self.entries.clear();
-        self.expiries.clear();
+        drop(self.clear_returning());
     }
 
-    /// The entry under `key` if it is live; reclaims it if it has expired.
-    fn peek_live(&mut self, key: &str) -> Option<&Entry<V>> {
-        let expired = self.entries.peek(key)?.expires_at.is_some_and(|at| at <= self.clock.now());
-        if expired {
-            self.remove(key);
+    /// `clear`, handing back the live entries it removed.
+    pub fn clear_returning(&mut self) -> Vec<Removed<V>> {
+        self.reclaim_all_expired();
+        self.counters.deletes += self.live as u64;
+        let slots = std::mem::take(&mut self.slots);
+        self.free = NIL;
+        self.live = 0;
+        self.index = HashTable::new();
+        self.lists = [List::EMPTY; 2];
+        self.ghost.clear();
+        self.expiries.clear();
+        self.evicted_once = false;
+        // The engine is empty and consistent: the values may now be dropped.
+        slots
+            .into_iter()
+            .filter(|slot| slot.list != FREE)
+            .map(|slot| Removed { key: slot.key, value: live_owned(slot.value), metadata: slot.metadata })
+            .collect()
+    }
+
+    /// The slot of the live entry under `key`; reclaims it if it has expired.
+    fn peek_live(&mut self, key: &str) -> Option<u32> {
+        let hash = self.hash(key);
+        let id = self.find(hash, key)?;
+        if self.slots[id as usize].expires_at != NEVER && self.slots[id as usize].expired(self.clock.now()) {
+            let removed = self.remove_slot(id, hash);
             self.counters.expirations += 1;
+            drop(removed);
             return None;
         }
-        self.entries.peek(key)
+        Some(id)
     }
 
-    fn remove(&mut self, key: &str) -> Option<Entry<V>> {
-        let (key, entry) = self.entries.pop_entry(key)?;
-        if let Some(at) = entry.expires_at {
-            self.expiries.remove(&(at, key));
+    /// Takes slot `id` (filed under `hash`) out of every structure and frees it.
+    fn remove_slot(&mut self, id: u32, hash: u64) -> Removed<V> {
+        let list = self.slots[id as usize].list;
+        self.unlink(list, id);
+        if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
+            entry.remove();
         }
-        Some(entry)
+        let slot = &mut self.slots[id as usize];
+        if slot.expires_at != NEVER {
+            self.expiries.remove(&(slot.expires_at, slot.seq, id));
+        }
+        let removed = Removed {
+            key: std::mem::take(&mut slot.key),
+            value: live_owned(slot.value.take()),
+            metadata: slot.metadata.take(),
+        };
+        slot.expires_at = NEVER;
+        slot.list = FREE;
+        slot.prev = NIL;
+        slot.next = self.free;
+        self.free = id;
+        self.live -= 1;
+        removed
     }
 
-    /// Removes up to `limit` expired entries, soonest-expired first; how many.
+    /// Removes up to `limit` expired entries, soonest-expired first, into
+    /// `out`; whether it removed any.
     #[inline]
-    fn reclaim_expired(&mut self, now: Nanos, limit: usize) -> usize {
+    fn reclaim_expired(&mut self, now: Nanos, limit: usize, out: &mut Vec<(Removed<V>, Reason)>) -> bool {
         if self.expiries.is_empty() {
-            return 0;
+            return false;
         }
-        self.reclaim_expired_slow(now, limit)
-    }
-
-    fn reclaim_expired_slow(&mut self, now: Nanos, limit: usize) -> usize {
         let mut reclaimed = 0;
         while reclaimed < limit {
             match self.expiries.first() {
-                Some((at, _)) if *at <= now => {}
+                Some(&(at, _, id)) if at <= now => {
+                    let hash = self.hash(&self.slots[id as usize].key);
+                    out.push((self.remove_slot(id, hash), Reason::Expired));
+                    reclaimed += 1;
+                }
                 _ => break,
-            }
-            if let Some((_, key)) = self.expiries.pop_first() {
-                self.entries.pop(&*key);
-                reclaimed += 1;
             }
         }
         self.counters.expirations += reclaimed as u64;
-        reclaimed
+        reclaimed > 0
     }
 
     fn reclaim_all_expired(&mut self) {
         let now = self.now_if_expiring();
-        self.reclaim_expired(now, usize::MAX);
+        let mut out = Vec::new();
+        self.reclaim_expired(now, usize::MAX, &mut out);
+        drop(out);
     }
 
-    /// Makes room for one entry: the least recently used under LRU, the one
-    /// closest to expiry under TTL.
-    fn evict_one(&mut self) {
-        let evicted = if self.evict_lru {
-            self.entries.pop_lru().map(|(key, entry)| {
-                if let Some(at) = entry.expires_at {
-                    self.expiries.remove(&(at, key));
-                }
-            })
-        } else {
-            self.expiries.pop_first().map(|(_, key)| {
-                self.entries.pop(&*key);
-            })
+    /// Makes room for one entry, by the policy's rule.
+    fn evict_one(&mut self) -> Option<Removed<V>> {
+        let id = match self.kind {
+            Kind::Lru { .. } => self.lists[MAIN as usize].tail,
+            Kind::Ttl => self.expiries.first().map_or(self.lists[MAIN as usize].tail, |&(_, _, id)| id),
+            Kind::S3Fifo => return self.evict_s3fifo(),
         };
-        if evicted.is_some() {
-            self.counters.evictions += 1;
+        if id == NIL {
+            return None;
+        }
+        let hash = self.hash(&self.slots[id as usize].key);
+        Some(self.remove_slot(id, hash))
+    }
+
+    /// S3-FIFO (Yang et al., SOSP 2023): new keys enter the small queue; its
+    /// oldest entry moves to main if it was read since it came in, else it
+    /// leaves and its hash goes to the ghost (a key found in the ghost enters
+    /// main directly). Main is a CLOCK with 2-bit counters: its oldest entry
+    /// goes round again with its count lowered while the count is not zero.
+    fn evict_s3fifo(&mut self) -> Option<Removed<V>> {
+        self.evicted_once = true;
+        let main_cap = self.max_size - self.max_size / SMALL_SHARE;
+        loop {
+            let small = self.lists[SMALL as usize];
+            let from_main = self.lists[MAIN as usize].len > main_cap || small.len == 0;
+            let list = if from_main { MAIN } else { SMALL };
+            let id = self.lists[list as usize].tail;
+            if id == NIL {
+                return None;
+            }
+            let freq = self.slots[id as usize].freq.load(Relaxed);
+            if from_main && freq > 0 {
+                self.slots[id as usize].freq.store(freq.min(MAX_FREQ) - 1, Relaxed);
+                self.unlink(MAIN, id);
+                self.push_head(MAIN, id);
+            } else if !from_main && freq >= MOVE_TO_MAIN {
+                self.unlink(SMALL, id);
+                self.slots[id as usize].freq.store(0, Relaxed);
+                self.slots[id as usize].list = MAIN;
+                self.push_head(MAIN, id);
+            } else {
+                let hash = self.hash(&self.slots[id as usize].key);
+                if !from_main {
+                    self.ghost.insert(hash);
+                }
+                return Some(self.remove_slot(id, hash));
+            }
         }
     }
+
+    fn move_to_head(&mut self, id: u32) {
+        let list = self.slots[id as usize].list;
+        if self.lists[list as usize].head != id {
+            self.unlink(list, id);
+            self.push_head(list, id);
+        }
+    }
+
+    fn push_head(&mut self, list: u8, id: u32) {
+        let l = &mut self.lists[list as usize];
+        let old_head = l.head;
+        self.slots[id as usize].prev = NIL;
+        self.slots[id as usize].next = old_head;
+        if old_head != NIL {
+            self.slots[old_head as usize].prev = id;
+        } else {
+            l.tail = id;
+        }
+        l.head = id;
+        l.len += 1;
+    }
+
+    fn unlink(&mut self, list: u8, id: u32) {
+        let (prev, next) = (self.slots[id as usize].prev, self.slots[id as usize].next);
+        let l = &mut self.lists[list as usize];
+        if prev != NIL {
+            self.slots[prev as usize].next = next;
+        } else {
+            l.head = next;
+        }
+        if next != NIL {
+            self.slots[next as usize].prev = prev;
+        } else {
+            l.tail = prev;
+        }
+        l.len -= 1;
+    }
+}
+
+impl<V: Clone> Engine<V> {
+    #[inline]
+    pub fn get(&mut self, key: &str) -> Result<Option<V>> {
+        self.get_with(key, V::clone)
+    }
+
+    /// The live value under `key`, counting nothing and changing no order.
+    pub fn peek(&mut self, key: &str) -> Option<V> {
+        self.peek_with(key, V::clone).ok().flatten()
+    }
+}
+
+/// Why an entry left the store (the JS eviction listener's `reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // some reasons are reported only by the wasm bindings
+pub(crate) enum Reason {
+    Evicted,
+    Expired,
+    Deleted,
+    Replaced,
+    Invalidated,
+    Cleared,
+}
+
+/// Bumps an S3-FIFO access count, writing only when it changes (a hot key's
+/// count saturates at once, and its cache line is then only read).
+#[inline]
+fn bump(freq: &AtomicU8) {
+    let f = freq.load(Relaxed);
+    if f < MAX_FREQ {
+        freq.store(f + 1, Relaxed);
+    }
+}
+
+#[inline]
+fn live<V>(value: &Option<V>) -> &V {
+    value.as_ref().expect("a live slot holds a value")
+}
+
+#[inline]
+fn live_owned<V>(value: Option<V>) -> V {
+    value.expect("a live slot holds a value")
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 impl<V> Engine<V> {
     /// Entries held, expired or not.
     pub fn raw_len(&self) -> usize {
-        self.entries.len()
+        self.live
     }
 
-    /// Panics unless the internal invariants hold: the capacity bound (counting
-    /// expired entries too) and the expiry index mirroring the entries exactly.
+    /// Panics unless the internal invariants hold: the capacity bound
+    /// (counting expired entries too), the index, lists, free list and expiry
+    /// index all describing exactly the live slots.
     pub fn validate(&self) {
-        assert!(self.entries.len() <= self.max_size, "{} entries > max {}", self.entries.len(), self.max_size);
-        let expected: BTreeSet<(Nanos, Arc<str>)> =
-            self.entries.iter().filter_map(|(key, entry)| entry.expires_at.map(|at| (at, Arc::clone(key)))).collect();
+        assert!(self.live <= self.max_size, "{} entries > max {}", self.live, self.max_size);
+        assert_eq!(self.index.len(), self.live, "index size");
+        let mut on_lists = 0;
+        for list in [SMALL, MAIN] {
+            let l = self.lists[list as usize];
+            let (mut id, mut prev, mut n) = (l.head, NIL, 0);
+            while id != NIL {
+                let slot = &self.slots[id as usize];
+                assert_eq!(slot.list, list, "slot {id} on the wrong list");
+                assert_eq!(slot.prev, prev, "broken prev link at {id}");
+                assert!(slot.value.is_some());
+                assert_eq!(self.find(self.hash(&slot.key), &slot.key), Some(id), "index misses {}", slot.key);
+                prev = id;
+                id = slot.next;
+                n += 1;
+            }
+            assert_eq!(l.tail, prev, "tail");
+            assert_eq!(l.len, n, "list length");
+            on_lists += n;
+        }
+        assert_eq!(on_lists, self.live, "every live entry is on exactly one list");
+        if self.kind != Kind::S3Fifo {
+            assert_eq!(self.lists[SMALL as usize].len, 0);
+        }
+        let (mut id, mut free) = (self.free, 0);
+        while id != NIL {
+            assert_eq!(self.slots[id as usize].list, FREE);
+            id = self.slots[id as usize].next;
+            free += 1;
+        }
+        assert_eq!(free + self.live, self.slots.len(), "free list");
+        let expected: BTreeSet<(Nanos, u32, u32)> = (0..self.slots.len() as u32)
+            .filter(|&id| self.slots[id as usize].list != FREE && self.slots[id as usize].expires_at != NEVER)
+            .map(|id| (self.slots[id as usize].expires_at, self.slots[id as usize].seq, id))
+            .collect();
         assert_eq!(self.expiries, expected, "expiry index out of step with the entries");
+        assert!(self.ghost.index.len() <= self.ghost.cap && self.ghost.index.len() <= self.ghost.queue.len());
+        assert!(self.ghost.queue.len() <= 2 * self.ghost.cap.max(1));
     }
 }

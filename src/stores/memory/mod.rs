@@ -7,12 +7,18 @@ mod hasher;
 // proptest is a native dev-dependency.
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod model_tests;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod s3fifo_model_tests;
 
 pub(crate) use engine::Engine;
+#[allow(unused_imports)] // used by the wasm bindings
+pub(crate) use engine::{Reason, Removed};
 
 use std::future::{Future, Ready, ready};
 use std::hash::BuildHasher;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use engine::{KeyHasher, Lookup};
 
 use crate::clock::Clock;
 use crate::errors::Result;
@@ -20,15 +26,19 @@ use crate::metrics::{CacheStats, Counters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
 use crate::singleflight::{SingleFlight, loader_error};
-use crate::store::{CacheStore, Metadata, SetOptions};
+use crate::store::{CacheStore, Metadata, SetOptions, check_key};
 
 /// A cache in this process's memory, safe to share between threads and tasks
 /// (put it in an `Arc`).
 ///
 /// Every call takes a short lock, does O(1) or O(log n) work, and releases it:
 /// the futures of the [`CacheStore`] methods are ready on their first poll, and
-/// no lock is ever held across an `.await`. `get` returns a clone of the value,
-/// so store large values as `Arc<T>`.
+/// no lock is ever held across an `.await`. Under
+/// [`S3FifoPolicy`](crate::policies::S3FifoPolicy) and
+/// [`TtlPolicy`](crate::policies::TtlPolicy) a `get` takes the lock shared, so
+/// threads read in parallel; exact LRU reorders its list on every hit and takes
+/// it exclusively. `get` returns a clone of the value, so store large values
+/// as `Arc<T>`.
 ///
 /// The futures are [`std::future::Ready`]: outside async code, take the result
 /// at once with `into_inner()`.
@@ -52,7 +62,11 @@ use crate::store::{CacheStore, Metadata, SetOptions};
 /// ```
 pub struct MemoryStore<V> {
     shards: Box<[Shard<V>]>,
-    hasher: lru::DefaultHasher,
+    /// log2 of the shard count.
+    shard_bits: u32,
+    /// The engines' hasher: a key is hashed once, for its shard and its engine.
+    hasher: KeyHasher,
+    shared_reads: bool,
     policy: Policy,
     flights: SingleFlight<V>,
 }
@@ -60,18 +74,25 @@ pub struct MemoryStore<V> {
 /// One engine on its own cache lines, so two threads working on neighbouring
 /// shards do not slow each other down through false sharing.
 #[repr(align(128))]
-struct Shard<V>(Mutex<Engine<V>>);
+struct Shard<V>(RwLock<Engine<V>>);
+
+/// The most shards a store is split into.
+pub const MAX_SHARDS: usize = 1 << 10;
+
+/// With the default sharding, each shard holds at least this many entries
+/// (smaller shards would cost hit ratio).
+const MIN_AUTO_SHARD_SIZE: usize = 1 << 10;
 
 /// Options for a [`MemoryStore`] beyond its policy.
 #[must_use]
 pub struct MemoryStoreBuilder<V> {
     policy: Policy,
     clock: Clock,
-    shards: usize,
+    shards: Option<usize>,
     _value: std::marker::PhantomData<fn() -> V>,
 }
 
-impl<V: Clone + Send + 'static> MemoryStoreBuilder<V> {
+impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
     /// The time source for expiry and latency (default: [`Clock::system`]).
     /// Pass a [`ManualClock`](crate::ManualClock) to control time in tests.
     pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
@@ -80,50 +101,65 @@ impl<V: Clone + Send + 'static> MemoryStoreBuilder<V> {
     }
 
     /// Splits the store into `shards` independent parts (rounded up to a power
-    /// of two, at most one per unit of `max_size`), each with its own lock and
-    /// an equal share of the capacity. Threads working on different keys then
-    /// rarely wait for each other, at a price: the policy is applied per shard,
-    /// so LRU evicts the least recently used entry *of its shard*, not of the
-    /// whole store (as sharded caches such as quick_cache and moka do).
+    /// of two, at most [`MAX_SHARDS`] and at most one per unit of `max_size`),
+    /// each with its own lock and an equal share of the capacity. Threads
+    /// working on different keys then rarely wait for each other, at a price:
+    /// the policy is applied per shard, so LRU evicts the least recently used
+    /// entry *of its shard*, not of the whole store (as sharded caches such as
+    /// quick_cache and moka do). The total capacity bound stays exact.
     ///
-    /// The default, 1, keeps exact LRU order and suits single-threaded use
-    /// and most services; more shards pay off when many threads hammer one store.
+    /// The default: under LRU and TTL, 1 shard, which keeps their order exact;
+    /// under S3-FIFO (an approximate policy to begin with), four per CPU
+    /// rounded up to a power of two, with at least 1,024 entries a shard.
     pub fn shards(mut self, shards: usize) -> Self {
-        self.shards = shards.max(1);
+        self.shards = Some(shards);
         self
     }
 
     /// Builds the store.
     pub fn build(self) -> MemoryStore<V> {
         let max_size = self.policy.max_size();
-        let mut count = self.shards.next_power_of_two();
+        let wanted = self.shards.unwrap_or_else(|| match (&self.policy, max_size) {
+            (Policy::S3Fifo(_), Some(max)) => {
+                let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+                (cpus.saturating_mul(4)).min(max / MIN_AUTO_SHARD_SIZE)
+            }
+            _ => 1,
+        });
+        let mut count = wanted.clamp(1, MAX_SHARDS).next_power_of_two();
         if let Some(max) = max_size {
             while count > 1 && count > max {
                 count /= 2;
             }
         }
-        let shards = (0..count)
+        let hasher = KeyHasher::default();
+        let shards: Box<[Shard<V>]> = (0..count)
             .map(|i| {
-                let mut engine = Engine::new(self.policy.clone(), self.clock.clone());
+                let mut engine = Engine::with_hasher(self.policy.clone(), self.clock.clone(), hasher.clone());
                 if let Some(max) = max_size {
                     // Spread the remainder over the first shards: the total is exactly max.
                     engine.limit_max_size(max / count + usize::from(i < max % count));
                 }
-                Shard(Mutex::new(engine))
+                Shard(RwLock::new(engine))
             })
             .collect();
+        let shared_reads = read(&shards[0]).reads_are_shared();
         MemoryStore {
             shards,
-            hasher: lru::DefaultHasher::default(),
+            shard_bits: count.trailing_zeros(),
+            hasher,
+            shared_reads,
             policy: self.policy,
             flights: SingleFlight::default(),
         }
     }
 }
 
-impl<V: Clone + Send + 'static> MemoryStore<V> {
-    /// An empty store run by `policy` ([`LruPolicy`](crate::policies::LruPolicy)
-    /// or [`TtlPolicy`](crate::policies::TtlPolicy)).
+impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
+    /// An empty store run by `policy`
+    /// ([`S3FifoPolicy`](crate::policies::S3FifoPolicy),
+    /// [`LruPolicy`](crate::policies::LruPolicy) or
+    /// [`TtlPolicy`](crate::policies::TtlPolicy)).
     pub fn new(policy: impl Into<Policy>) -> Self {
         Self::builder(policy).build()
     }
@@ -133,14 +169,14 @@ impl<V: Clone + Send + 'static> MemoryStore<V> {
         MemoryStoreBuilder {
             policy: policy.into(),
             clock: Clock::system(),
-            shards: 1,
+            shards: None,
             _value: std::marker::PhantomData,
         }
     }
 
     /// How many live entries there are (expired ones are reclaimed first).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).len()).sum()
+        self.shards.iter().map(|s| write(s).len()).sum()
     }
 
     /// Whether there are no live entries.
@@ -163,31 +199,43 @@ impl<V: Clone + Send + 'static> MemoryStore<V> {
         self.shards.len()
     }
 
-    /// The engine that owns `key`. Always inlined: it is on every call's path.
+    /// The shard that owns a key with this hash. The top bits pick the shard:
+    /// the engine's table uses the low bits and the top seven as its tag, and
+    /// those stay evenly spread within a shard.
     #[inline(always)]
-    fn shard(&self, key: &str) -> MutexGuard<'_, Engine<V>> {
-        if self.shards.len() == 1 {
-            return lock(&self.shards[0]);
+    fn shard_of(&self, hash: u64) -> &Shard<V> {
+        if self.shard_bits == 0 {
+            return &self.shards[0];
         }
-        let hash = self.hasher.hash_one(key) as usize;
-        lock(&self.shards[hash & (self.shards.len() - 1)])
+        &self.shards[((hash << 7) >> (64 - self.shard_bits)) as usize]
+    }
+
+    /// The engine that owns `key`, locked exclusively.
+    #[inline(always)]
+    fn shard(&self, key: &str) -> RwLockWriteGuard<'_, Engine<V>> {
+        write(self.shard_of(self.hasher.hash_one(key)))
     }
 
     /// Sums what `f` reports for every shard.
     fn fold<T>(&self, init: T, mut f: impl FnMut(T, &mut Engine<V>) -> Result<T>) -> Result<T> {
         let mut acc = init;
         for shard in self.shards.iter() {
-            acc = f(acc, &mut lock(shard))?;
+            acc = f(acc, &mut write(shard))?;
         }
         Ok(acc)
     }
 }
 
+// The engine finishes its bookkeeping before it runs a value's `Drop`, and a
+// panicking `Clone` changes nothing, so a poisoned lock is still consistent.
 #[inline(always)]
-fn lock<V>(shard: &Shard<V>) -> MutexGuard<'_, Engine<V>> {
-    // The engine keeps its invariants across a panic in a value's `clone`
-    // (the only foreign code it runs), so a poisoned lock is still usable.
-    shard.0.lock().unwrap_or_else(PoisonError::into_inner)
+fn write<V>(shard: &Shard<V>) -> RwLockWriteGuard<'_, Engine<V>> {
+    shard.0.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[inline(always)]
+fn read<V>(shard: &Shard<V>) -> RwLockReadGuard<'_, Engine<V>> {
+    shard.0.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl<V> std::fmt::Debug for MemoryStore<V> {
@@ -199,9 +247,26 @@ impl<V> std::fmt::Debug for MemoryStore<V> {
 // The futures are `std::future::Ready` on purpose: code holding a concrete
 // `MemoryStore` can take a result without an executor, `store.get(k).into_inner()`.
 #[allow(refining_impl_trait)]
-impl<V: Clone + Send + 'static> CacheStore<V> for MemoryStore<V> {
+impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
+    #[inline]
     fn get(&self, key: &str) -> Ready<Result<Option<V>>> {
-        ready(self.shard(key).get(key))
+        if let Err(e) = check_key(key) {
+            return ready(Err(e));
+        }
+        let hash = self.hasher.hash_one(key);
+        let shard = self.shard_of(hash);
+        if !self.shared_reads {
+            return ready(Ok(write(shard).get_exclusive(hash, key, V::clone)));
+        }
+        let found = read(shard).get_shared(hash, key, V::clone);
+        ready(Ok(match found {
+            Lookup::Hit(value) => Some(value),
+            Lookup::Miss => None,
+            Lookup::Expired => {
+                write(shard).reclaim_if_expired(hash, key);
+                None
+            }
+        }))
     }
 
     fn set(&self, key: &str, value: V, options: SetOptions) -> Ready<Result<()>> {
@@ -282,14 +347,14 @@ impl<V: Clone + Send + 'static> CacheStore<V> for MemoryStore<V> {
     fn stats(&self) -> CacheStats {
         let mut total = Counters::default();
         for shard in self.shards.iter() {
-            total.add(&lock(shard).counters);
+            read(shard).add_counters_to(&mut total);
         }
         total.snapshot()
     }
 
     fn reset_stats(&self) {
         for shard in self.shards.iter() {
-            lock(shard).counters = Counters::default();
+            write(shard).reset_stats();
         }
     }
 }

@@ -18,12 +18,12 @@ use crate::pattern::Pattern;
 use crate::policies::{LruPolicy, Policy, TtlPolicy};
 use crate::store::{Metadata, SetOptions};
 
-const KEYS: &[&str] = &["a", "b", "ab", "user:1", "user:2", "user:10", "post:1", "x*y", "é", "a b\nc"];
-const PATTERNS: &[&str] =
+pub(super) const KEYS: &[&str] = &["a", "b", "ab", "user:1", "user:2", "user:10", "post:1", "x*y", "é", "a b\nc"];
+pub(super) const PATTERNS: &[&str] =
     &["*", "a*", "user:*", "user:?", "user:[12]", "user:[^1]*", "*:1", "x\\*y", "x*y", "?", "??", "[a-b]*", "nomatch"];
 
 #[derive(Clone, Debug)]
-enum Op {
+pub(super) enum Op {
     Set { key: usize, value: u32, ttl_secs: Option<u64>, meta: Option<u8> },
     Get(usize),
     Delete(usize),
@@ -37,7 +37,7 @@ enum Op {
     Advance(u64),
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(super) fn op() -> impl Strategy<Value = Op> {
     let key = 0..KEYS.len();
     prop_oneof![
         6 => (key.clone(), any::<u32>(), proptest::option::of(1u64..6), proptest::option::of(0u8..4))
@@ -74,7 +74,7 @@ fn policy() -> impl Strategy<Value = Policy> {
     ]
 }
 
-fn meta(n: u8) -> Metadata {
+pub(super) fn meta(n: u8) -> Metadata {
     json!({ format!("field{}", n % 2): n, "n": n }).as_object().cloned().unwrap()
 }
 
@@ -102,6 +102,7 @@ impl Model {
         let (lru, refresh_on_get) = match policy {
             Policy::Lru(p) => (true, p.refreshes_on_get()),
             Policy::Ttl(_) => (false, false),
+            _ => unreachable!("S3-FIFO has its own model (s3fifo_model_tests.rs)"),
         };
         Model {
             entries: Vec::new(),
@@ -132,13 +133,13 @@ impl Model {
     }
 }
 
-fn secs(n: u64) -> u64 {
+pub(super) fn secs(n: u64) -> u64 {
     n * 1_000_000_000
 }
 
 /// What each operation answered, comparable between engine and model.
 #[derive(Debug, PartialEq)]
-enum Answer {
+pub(super) enum Answer {
     Unit,
     Value(Option<u32>),
     Bool(bool),
@@ -164,12 +165,8 @@ fn apply_model(m: &mut Model, op: &Op) -> Answer {
                 let victim = if m.lru {
                     0
                 } else {
-                    (0..m.entries.len())
-                        .min_by(|&a, &b| {
-                            let (ea, eb) = (&m.entries[a], &m.entries[b]);
-                            (ea.expires_at, &ea.key).cmp(&(eb.expires_at, &eb.key))
-                        })
-                        .unwrap()
+                    // Soonest to expire; among equals, the one set first.
+                    (0..m.entries.len()).min_by_key(|&i| (m.entries[i].expires_at, i)).unwrap()
                 };
                 m.entries.remove(victim);
                 m.stats.evictions += 1;
@@ -241,7 +238,7 @@ fn apply_model(m: &mut Model, op: &Op) -> Answer {
     }
 }
 
-fn apply_engine(e: &mut Engine<u32>, clock: &ManualClock, op: &Op) -> Answer {
+pub(super) fn apply_engine(e: &mut Engine<u32>, clock: &ManualClock, op: &Op) -> Answer {
     match op {
         Op::Set { key, value, ttl_secs, meta: md } => {
             let mut options = SetOptions::new();
@@ -283,7 +280,7 @@ fn check_sequence(policy: Policy, ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(&got, &expected, "step {} {:?}", step, op);
         engine.validate();
         prop_assert!(engine.raw_len() <= model.max);
-        let (s, x) = (engine.counters.snapshot(), &model.stats);
+        let (s, x) = (engine.stats(), &model.stats);
         prop_assert_eq!(
             (s.hits, s.misses, s.sets, s.deletes, s.evictions),
             (x.hits, x.misses, x.sets, x.deletes, x.evictions),
@@ -324,7 +321,7 @@ fn expired_entries_are_reclaimed_by_writes_without_reads() {
         engine.set("other", i as u32, SetOptions::new()).unwrap();
     }
     assert_eq!(engine.raw_len(), 1, "every expired entry reclaimed by the writes");
-    assert_eq!(engine.counters.expirations, 1_000);
+    assert_eq!(engine.stats().expirations, 1_000);
     engine.validate();
 }
 
@@ -338,7 +335,7 @@ fn a_full_store_reclaims_an_expired_entry_before_evicting_a_live_one() {
     engine.set("new", 3, SetOptions::new()).unwrap();
     assert_eq!(engine.get("live").unwrap(), Some(1));
     assert_eq!(engine.counters.evictions, 0);
-    assert_eq!(engine.counters.expirations, 1);
+    assert_eq!(engine.stats().expirations, 1);
 }
 
 #[test]
@@ -349,23 +346,21 @@ fn latency_is_sampled_with_the_injected_clock() {
     for _ in 0..(2 * crate::metrics::LATENCY_SAMPLE_EVERY) {
         engine.get("k").unwrap();
     }
-    let stats = engine.counters.snapshot();
+    let stats = engine.stats();
     // Each sampled get reads the clock twice: 3 µs apart.
     assert_eq!(stats.avg_get_latency, Duration::from_micros(3));
     assert_eq!(stats.misses, 2 * crate::metrics::LATENCY_SAMPLE_EVERY);
 }
 
 #[test]
-fn lru_evicts_exactly_at_capacity_with_and_without_a_presized_list() {
-    // Below the threshold the LRU list is bounded and evicts by itself; above
-    // it the engine evicts. Both must keep the bound and evict the oldest.
-    for max in [3, super::engine::PRESIZED_MAX + 1] {
+fn lru_evicts_exactly_at_capacity() {
+    for max in [1, 3, 70_000] {
         let mut engine = Engine::<usize>::new(LruPolicy::new(max).unwrap().into(), ManualClock::new().into());
         for i in 0..=max {
             engine.set(&format!("k{i}"), i, SetOptions::new()).unwrap();
         }
         assert_eq!(engine.raw_len(), max);
-        assert_eq!(engine.counters.evictions, 1);
+        assert_eq!(engine.stats().evictions, 1);
         assert_eq!(engine.get("k0").unwrap(), None, "the least recently used went");
         assert_eq!(engine.get(&format!("k{max}")).unwrap(), Some(max));
         engine.validate();

@@ -1,0 +1,273 @@
+//! Model-based tests of S3-FIFO: the engine against a naive reference that
+//! keeps its two queues and its ghost in `VecDeque`s (front = oldest),
+//! searches them linearly and purges expired entries eagerly at every step.
+//! Random operation sequences must give identical answers (keys come back in
+//! the documented order: small queue newest first, then main newest first),
+//! and the engine's invariants are checked after every step.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::Engine;
+use super::model_tests::{Answer, KEYS, Op, PATTERNS, apply_engine, meta, op, secs};
+use crate::clock::ManualClock;
+use crate::metrics::CacheStats;
+use crate::pattern::Pattern;
+use crate::policies::{Policy, S3FifoPolicy};
+use crate::store::Metadata;
+
+#[derive(Clone, Debug)]
+struct Entry {
+    key: String,
+    value: u32,
+    expires_at: Option<u64>,
+    meta: Option<Metadata>,
+    freq: u8,
+}
+
+struct Model {
+    small: VecDeque<Entry>,
+    main: VecDeque<Entry>,
+    ghost: VecDeque<String>,
+    max: usize,
+    small_cap: usize,
+    main_cap: usize,
+    ghost_cap: usize,
+    evicted_once: bool,
+    now: u64,
+    default_ttl: Option<u64>,
+    stats: CacheStats,
+}
+
+impl Model {
+    fn new(max: usize, default_ttl: Option<u64>) -> Self {
+        Model {
+            small: VecDeque::new(),
+            main: VecDeque::new(),
+            ghost: VecDeque::new(),
+            max,
+            small_cap: (max / 10).max(1),
+            main_cap: max - max / 10,
+            ghost_cap: max - max / 10,
+            evicted_once: false,
+            now: 0,
+            default_ttl,
+            stats: CacheStats::default(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.small.len() + self.main.len()
+    }
+
+    fn purge(&mut self) {
+        let now = self.now;
+        let before = self.len();
+        self.small.retain(|e| e.expires_at.is_none_or(|at| at > now));
+        self.main.retain(|e| e.expires_at.is_none_or(|at| at > now));
+        self.stats.expirations += (before - self.len()) as u64;
+    }
+
+    fn find(&mut self, key: &str) -> Option<&mut Entry> {
+        self.small.iter_mut().chain(self.main.iter_mut()).find(|e| e.key == key)
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        if let Some(i) = self.small.iter().position(|e| e.key == key) {
+            return self.small.remove(i);
+        }
+        let i = self.main.iter().position(|e| e.key == key)?;
+        self.main.remove(i)
+    }
+
+    fn evict(&mut self) {
+        self.evicted_once = true;
+        loop {
+            if self.main.len() > self.main_cap || self.small.is_empty() {
+                let mut t = self.main.pop_front().unwrap();
+                if t.freq > 0 {
+                    t.freq = t.freq.min(3) - 1;
+                    self.main.push_back(t);
+                    continue;
+                }
+            } else {
+                let mut t = self.small.pop_front().unwrap();
+                if t.freq >= 2 {
+                    t.freq = 0;
+                    self.main.push_back(t);
+                    continue;
+                }
+                self.ghost.push_back(t.key);
+                if self.ghost.len() > self.ghost_cap {
+                    self.ghost.pop_front();
+                }
+            }
+            self.stats.evictions += 1;
+            return;
+        }
+    }
+
+    fn insert(&mut self, entry: Entry) {
+        if self.len() >= self.max {
+            self.evict();
+        }
+        if let Some(i) = self.ghost.iter().position(|k| *k == entry.key) {
+            self.ghost.remove(i);
+            self.main.push_back(entry);
+        } else if self.evicted_once || self.small.len() < self.small_cap {
+            self.small.push_back(entry);
+        } else {
+            self.main.push_back(entry);
+        }
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &Entry> {
+        self.small.iter().rev().chain(self.main.iter().rev())
+    }
+}
+
+fn apply_model(m: &mut Model, op: &Op) -> Answer {
+    m.purge();
+    match op {
+        Op::Set { key, value, ttl_secs, meta: md } => {
+            let expires_at = ttl_secs.map(secs).or(m.default_ttl).map(|t| m.now + t);
+            if let Some(e) = m.find(KEYS[*key]) {
+                e.value = *value;
+                e.expires_at = expires_at;
+                e.meta = md.map(meta);
+                e.freq = (e.freq + 1).min(3);
+            } else {
+                let entry =
+                    Entry { key: KEYS[*key].to_string(), value: *value, expires_at, meta: md.map(meta), freq: 0 };
+                m.insert(entry);
+            }
+            m.stats.sets += 1;
+            Answer::Unit
+        }
+        Op::Get(key) => match m.find(KEYS[*key]) {
+            Some(e) => {
+                e.freq = (e.freq + 1).min(3);
+                let v = e.value;
+                m.stats.hits += 1;
+                Answer::Value(Some(v))
+            }
+            None => {
+                m.stats.misses += 1;
+                Answer::Value(None)
+            }
+        },
+        Op::Delete(key) => {
+            let removed = m.remove(KEYS[*key]).is_some();
+            m.stats.deletes += u64::from(removed);
+            Answer::Bool(removed)
+        }
+        Op::Contains(key) => Answer::Bool(m.find(KEYS[*key]).is_some()),
+        Op::GetMetadata(key) => Answer::Meta(m.find(KEYS[*key]).map(|e| e.meta.clone().unwrap_or_default())),
+        Op::UpdateMetadata(key, n) => match m.find(KEYS[*key]) {
+            Some(e) => {
+                e.meta.get_or_insert_default().extend(meta(*n));
+                Answer::Bool(true)
+            }
+            None => Answer::Bool(false),
+        },
+        Op::Invalidate(p) => {
+            let pattern = Pattern::new(PATTERNS[*p]).unwrap();
+            let before = m.len();
+            m.small.retain(|e| !pattern.matches(&e.key));
+            m.main.retain(|e| !pattern.matches(&e.key));
+            let removed = before - m.len();
+            m.stats.deletes += removed as u64;
+            Answer::Count(removed)
+        }
+        Op::Keys(p) => {
+            let pattern = p.map(|p| Pattern::new(PATTERNS[p]).unwrap());
+            Answer::Keys(
+                m.keys()
+                    .filter(|e| pattern.as_ref().is_none_or(|p| p.matches(&e.key)))
+                    .map(|e| e.key.clone())
+                    .collect(),
+            )
+        }
+        Op::Len => Answer::Count(m.len()),
+        Op::Clear => {
+            m.stats.deletes += m.len() as u64;
+            m.small.clear();
+            m.main.clear();
+            m.ghost.clear();
+            m.evicted_once = false;
+            Answer::Unit
+        }
+        Op::Advance(n) => {
+            m.now += secs(*n);
+            m.purge();
+            Answer::Unit
+        }
+    }
+}
+
+fn check_sequence(max: usize, ttl: Option<u64>, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut policy = S3FifoPolicy::new(max).unwrap();
+    if let Some(ttl) = ttl {
+        policy = policy.with_default_ttl(Duration::from_secs(ttl)).unwrap();
+    }
+    let clock = ManualClock::new();
+    let mut engine = Engine::<u32>::new(Policy::S3Fifo(policy), clock.clone().into());
+    let mut model = Model::new(max, ttl.map(secs));
+    for (step, op) in ops.iter().enumerate() {
+        let expected = apply_model(&mut model, op);
+        let got = apply_engine(&mut engine, &clock, op);
+        prop_assert_eq!(&got, &expected, "step {} {:?}", step, op);
+        engine.validate();
+        let (s, x) = (engine.stats(), &model.stats);
+        prop_assert_eq!(
+            (s.hits, s.misses, s.sets, s.deletes, s.evictions),
+            (x.hits, x.misses, x.sets, x.deletes, x.evictions),
+            "counters after step {} {:?}",
+            step,
+            op
+        );
+        prop_assert!(s.expirations <= x.expirations);
+        if matches!(op, Op::Len | Op::Keys(_) | Op::Clear) {
+            prop_assert_eq!(s.expirations, x.expirations, "after a full purge, step {}", step);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10_000, ..ProptestConfig::default() })]
+
+    // Capacities up to 12 over 10 keys: both queues, the ghost and its
+    // wrap-around, and small queues of more than one entry are all reached.
+    #[test]
+    fn s3fifo_engine_matches_the_model(
+        max in 1usize..13,
+        ttl in proptest::option::of(1u64..6),
+        ops in proptest::collection::vec(op(), 1..80),
+    ) {
+        check_sequence(max, ttl, ops)?;
+    }
+}
+
+/// A scan of one-off keys larger than the cache must not flush the keys that
+/// are read again and again (LRU loses them all).
+#[test]
+fn a_scan_does_not_flush_the_hot_keys() {
+    let mut engine = Engine::<u32>::new(S3FifoPolicy::new(100).unwrap().into(), ManualClock::new().into());
+    for round in 0..3 {
+        for hot in 0..50 {
+            let key = format!("hot{hot}");
+            if engine.get(&key).unwrap().is_none() {
+                engine.set(&key, round, Default::default()).unwrap();
+            }
+        }
+    }
+    for i in 0..1_000 {
+        engine.set(&format!("scan{i}"), i, Default::default()).unwrap();
+    }
+    let kept = (0..50).filter(|hot| engine.peek(&format!("hot{hot}")).is_some()).count();
+    assert_eq!(kept, 50, "every hot key survived the scan");
+    engine.validate();
+}
