@@ -12,7 +12,7 @@
 // layer only checks what is cheap and JS-specific (types), so that a number
 // is never coerced into a key and a string never into a TTL.
 
-/** @param {typeof import("./wasm/web/pepperpy_caching.js")} wasm */
+/** @param {typeof import("./wasm/pepperpy_caching.mjs")} wasm */
 export function bind(wasm) {
   const { WasmStore, WasmPolicy, WasmClock } = wasm;
 
@@ -24,6 +24,12 @@ export function bind(wasm) {
   const KEY_CAPACITY = wasm.keyBufferLen();
   const memory = wasm.wasmMemory();
   const encoder = new TextEncoder();
+  // Whether `text` has no lone surrogate. String.prototype.isWellFormed is
+  // ES2024 (Node 20); Node 18 and older browsers get the regular expression.
+  const isWellFormed =
+    typeof String.prototype.isWellFormed === "function"
+      ? (text) => text.isWellFormed()
+      : (text) => !/\p{Cs}/u.test(text);
   let keyBytes = new Uint8Array(0);
 
   /**
@@ -45,7 +51,7 @@ export function bind(wasm) {
     if (i === n) return n;
     // A lone surrogate has no UTF-8 form: encodeInto would write U+FFFD and
     // two different keys would become one.
-    if (!key.isWellFormed()) return -1;
+    if (!isWellFormed(key)) return -1;
     const { read, written } = encoder.encodeInto(key.slice(i), bytes.subarray(i));
     return read === n - i ? i + written : -1;
   }
@@ -59,7 +65,7 @@ export function bind(wasm) {
 
   /** Why `writeKey` refused `key`: a lone surrogate, or the core's error for a key too long. */
   function unwritableKeyError(key) {
-    if (!key.isWellFormed()) return notUnicode(CacheKeyError, "key", key);
+    if (!isWellFormed(key)) return notUnicode(CacheKeyError, "key", key);
     return translate(wasm.keyError(key) ?? new Error(`key of ${key.length} characters does not fit`));
   }
 
@@ -452,14 +458,14 @@ export function bind(wasm) {
     /** A fresh copy of the entry's metadata ({} when it has none), or undefined. */
     async getMetadata(key) {
       if (typeof key !== "string") throw keyError(key);
-      if (!key.isWellFormed()) throw notUnicode(CacheKeyError, "key", key);
+      if (!isWellFormed(key)) throw notUnicode(CacheKeyError, "key", key);
       return call(() => this.#store.getMetadata(key));
     }
 
     /** Merges `metadata` into the entry's (top-level keys replaced); whether the entry exists. */
     async updateMetadata(key, metadata) {
       if (typeof key !== "string") throw keyError(key);
-      if (!key.isWellFormed()) throw notUnicode(CacheKeyError, "key", key);
+      if (!isWellFormed(key)) throw notUnicode(CacheKeyError, "key", key);
       const copy = copyMetadata(metadata);
       return call(() => this.#store.updateMetadata(key, copy));
     }
@@ -467,14 +473,14 @@ export function bind(wasm) {
     /** Removes the live entries whose keys match the Redis glob `pattern`; how many. */
     async invalidate(pattern) {
       if (typeof pattern !== "string") throw patternError(pattern);
-      if (!pattern.isWellFormed()) throw notUnicode(CachePatternError, "pattern", pattern);
+      if (!isWellFormed(pattern)) throw notUnicode(CachePatternError, "pattern", pattern);
       return call(() => this.#store.invalidate(pattern));
     }
 
     /** The keys of live entries, all or those matching `pattern`. */
     async keys(pattern) {
       if (pattern !== undefined && typeof pattern !== "string") throw patternError(pattern);
-      if (pattern !== undefined && !pattern.isWellFormed()) throw notUnicode(CachePatternError, "pattern", pattern);
+      if (pattern !== undefined && !isWellFormed(pattern)) throw notUnicode(CachePatternError, "pattern", pattern);
       return call(() => this.#store.keys(pattern));
     }
 

@@ -1,9 +1,7 @@
-// Deno: reads the .wasm beside this file (needs --allow-read for it) and
-// instantiates it synchronously.
-import * as wasm from "./wasm/web/pepperpy_caching.js";
-import { bind } from "./api.mjs";
-
-wasm.initSync({ module: Deno.readFileSync(new URL("./wasm/web/pepperpy_caching_bg.wasm", import.meta.url)) });
+// Deno: a source-phase import gives the compiled WebAssembly.Module through
+// the module graph, so no permission is needed (no file read, no fetch).
+import source module from "./wasm/pepperpy_caching_bg.wasm";
+import { initSync } from "./init.mjs";
 
 export const {
   MemoryStore,
@@ -16,4 +14,4 @@ export const {
   CachePolicyError,
   CacheSerializationError,
   CacheBackendError,
-} = bind(wasm);
+} = initSync(module);

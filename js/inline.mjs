@@ -1,6 +1,7 @@
-// Node `import`: the CommonJS build itself, so that code mixing `import` and
-// `require` gets one wasm instance and `instanceof` works across both.
-import api from "./node.cjs";
+// `import` of the inlined build: the CommonJS module itself, so that code
+// mixing `import` and `require` gets one wasm instance and `instanceof` works
+// across both.
+import api from "./inline.cjs";
 
 export const {
   MemoryStore,

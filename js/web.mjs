@@ -1,10 +1,19 @@
-// Browsers and bundlers: fetches the .wasm next to the glue (bundlers see the
-// `new URL(..., import.meta.url)` inside it and ship the file), with top-level
-// await, so the classes are ready once the import resolves.
-import * as wasm from "./wasm/web/pepperpy_caching.js";
-import { bind } from "./api.mjs";
+// Browsers and bundlers with an asset pipeline (webpack, Vite, Rollup,
+// Parcel): they see `new URL(..., import.meta.url)` below and ship the .wasm;
+// a top-level await instantiates it, so the classes are ready once the import
+// resolves. Toolchains without either: `pepperpy-caching/inline`, or hand the
+// wasm over yourself with `pepperpy-caching/init`.
+import { init } from "./init.mjs";
 
-await wasm.default();
+const wasmUrl = new URL("./wasm/pepperpy_caching_bg.wasm", import.meta.url);
+const api = await init(wasmUrl).catch((error) => {
+  throw new Error(
+    `pepperpy-caching could not load its WebAssembly from ${wasmUrl}: is the file served there? ` +
+      'A bundler without an asset pipeline for `new URL(..., import.meta.url)` (esbuild) does not ship it: ' +
+      'import "pepperpy-caching/inline" instead, or see the package README',
+    { cause: error },
+  );
+});
 
 export const {
   MemoryStore,
@@ -17,4 +26,4 @@ export const {
   CachePolicyError,
   CacheSerializationError,
   CacheBackendError,
-} = bind(wasm);
+} = api;

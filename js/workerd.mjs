@@ -1,10 +1,8 @@
 // Cloudflare Workers: workerd (and wrangler's bundler) import a .wasm file as
-// a compiled WebAssembly.Module, which initSync instantiates without a fetch.
-import module from "./wasm/web/pepperpy_caching_bg.wasm";
-import * as wasm from "./wasm/web/pepperpy_caching.js";
-import { bind } from "./api.mjs";
-
-wasm.initSync({ module });
+// a compiled WebAssembly.Module, which is instantiated without a fetch (a
+// Worker may not compile wasm from bytes).
+import module from "./wasm/pepperpy_caching_bg.wasm";
+import { initSync } from "./init.mjs";
 
 export const {
   MemoryStore,
@@ -17,4 +15,4 @@ export const {
   CachePolicyError,
   CacheSerializationError,
   CacheBackendError,
-} = bind(wasm);
+} = initSync(module);

@@ -3,11 +3,15 @@
 # names (pkg/), and links it as node_modules/pepperpy-caching so the tests and
 # examples import it by name, exactly as users do.
 #
-# Per JS target in wasm-pack.toml: `wasm-pack build --release`, then binaryen's
-# wasm-opt (from node_modules) with the flags there. Then the package: the
-# wasm-bindgen glue under wasm/<target>/, the hand-written layer from js/ (with
-# api.cjs generated from api.mjs), the types, and package.json with the
-# crate's version.
+# `wasm-pack build --release --features js` for the nodejs and web targets,
+# then binaryen's wasm-opt (from node_modules) with the flags in wasm-pack.toml.
+# Then the package (js/README.md lists its files and says why each is there):
+#   wasm/pepperpy_caching_bg.wasm   the one .wasm (the web, workerd, Deno and init entries)
+#   wasm/pepperpy_caching.mjs       the web glue (ES module, init/initSync)
+#   wasm/pepperpy_caching.cjs       the nodejs glue (CommonJS), fed by wasm/bytes.cjs,
+#   wasm/bytes.cjs                  the .wasm inlined as base64 (Node, Bun, `/inline`)
+# the hand-written entries from js/ (with api.cjs generated from api.mjs), the
+# types, js/package.json with the crate's version, js/README.md and LICENSE.
 #
 # Needs: wasm-pack, the wasm32-unknown-unknown target, `npm ci` done at the root.
 set -euo pipefail
@@ -33,9 +37,9 @@ print("max_gzip=" + str(int(c.get("size", {}).get("max-gzip-bytes", 0))))
 PY
 )"
 case "$out_dir" in ""|/*|*..*) log "out-dir must be a relative path inside the repository, got '$out_dir'"; exit 1;; esac
-for t in "${targets[@]}"; do
-  case "$t" in nodejs|web) ;; *) log "unsupported target '$t' (the package has entry points for nodejs and web)"; exit 1;; esac
-done
+if [ "${targets[*]}" != "nodejs web" ]; then
+  log "targets must be [\"nodejs\", \"web\"] (the package is built from both glues), got '${targets[*]}'"; exit 1
+fi
 version=$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)
 
 stage=$root/target/wasm-pack
@@ -45,36 +49,53 @@ mkdir -p "$out_dir/wasm"
 for target in "${targets[@]}"; do
   log "wasm-pack build --release --target $target (opt-level $opt_level)"
   CARGO_PROFILE_RELEASE_OPT_LEVEL=$opt_level \
-    wasm-pack --log-level warn build --release --target "$target" --out-dir "$stage/$target" --no-pack
+    wasm-pack --log-level warn build --release --target "$target" --out-dir "$stage/$target" --no-pack -- --features js
   wasm=$stage/$target/pepperpy_caching_bg.wasm
   log "wasm-opt ${opt_flags[*]}"
   "$wasm_opt" "${opt_flags[@]}" "$wasm" -o "$wasm.opt"
   mv "$wasm.opt" "$wasm"
-
-  dest=$out_dir/wasm/$target
-  mkdir -p "$dest"
-  cp "$stage/$target"/pepperpy_caching.js "$stage/$target"/pepperpy_caching.d.ts \
-     "$stage/$target"/pepperpy_caching_bg.wasm "$stage/$target"/pepperpy_caching_bg.wasm.d.ts "$dest/"
-  # The package is "type": "module"; the nodejs glue is CommonJS.
-  if [ "$target" = nodejs ]; then kind=commonjs; else kind=module; fi
-  printf '{ "type": "%s" }\n' "$kind" > "$dest/package.json"
 done
 
-# wasm-bindgen emits the same .wasm for both targets: ship it once, in wasm/web/,
-# and point the nodejs glue there (kept as two copies if that ever changes).
-node_wasm=$out_dir/wasm/nodejs/pepperpy_caching_bg.wasm
-node_glue=$out_dir/wasm/nodejs/pepperpy_caching.js
-web_wasm=$out_dir/wasm/web/pepperpy_caching_bg.wasm
-wasm_path='${__dirname}/pepperpy_caching_bg.wasm'
-if [ -f "$node_wasm" ] && [ -f "$web_wasm" ] && cmp -s "$node_wasm" "$web_wasm" \
-   && [ "$(grep -cF "$wasm_path" "$node_glue")" = 1 ]; then
-  sed -i "s|\${__dirname}/pepperpy_caching_bg.wasm|\${__dirname}/../web/pepperpy_caching_bg.wasm|" "$node_glue"
-  rm "$node_wasm" "$out_dir/wasm/nodejs/pepperpy_caching_bg.wasm.d.ts"
-  log "one .wasm for both targets (wasm/web/)"
+# wasm-bindgen emits the same .wasm for both targets: the package ships it once.
+wasm=$stage/web/pepperpy_caching_bg.wasm
+if ! cmp -s "$wasm" "$stage/nodejs/pepperpy_caching_bg.wasm"; then
+  log "the nodejs and web builds gave different .wasm files; the package ships one"
+  exit 1
 fi
+cp "$wasm" "$out_dir/wasm/pepperpy_caching_bg.wasm"
+# The web glue (ES module, init/initSync): the browser, workerd, Deno and init entries.
+# Its first line points Deno at a .d.ts the package does not ship (the types are index.d.ts).
+sed '1{/@ts-self-types/d}' "$stage/web/pepperpy_caching.js" > "$out_dir/wasm/pepperpy_caching.mjs"
+# The nodejs glue (CommonJS, instantiates on require) takes its bytes from
+# wasm/bytes.cjs instead of reading a file beside itself, which a bundle moves.
+PKG_WASM=$wasm node - "$stage/nodejs/pepperpy_caching.js" "$out_dir/wasm" <<'JS'
+const fs = require("node:fs");
+const [glueFile, dir] = process.argv.slice(2);
+const glue = fs.readFileSync(glueFile, "utf8");
+const read = /^const wasmPath = .*\nconst wasmBytes = require\('fs'\)\.readFileSync\(wasmPath\);$/m;
+if (!read.test(glue)) {
+  console.error("[build-js] the nodejs glue no longer reads the .wasm as expected: update scripts/build-js.sh");
+  process.exit(1);
+}
+fs.writeFileSync(`${dir}/pepperpy_caching.cjs`, glue.replace(read, "const wasmBytes = require('./bytes.cjs');"));
+const base64 = fs.readFileSync(process.env.PKG_WASM).toString("base64");
+fs.writeFileSync(
+  `${dir}/bytes.cjs`,
+  `"use strict";
+// pepperpy_caching_bg.wasm, base64, for the builds that must not look for a file.
+const base64 = "${base64}";
+module.exports =
+  typeof Uint8Array.fromBase64 === "function"
+    ? Uint8Array.fromBase64(base64)
+    : typeof Buffer === "function"
+      ? Buffer.from(base64, "base64")
+      : Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+`,
+);
+JS
 
 # The hand-written layer. api.cjs is api.mjs with its one `export` rewritten.
-cp js/api.mjs js/node.cjs js/node.mjs js/deno.mjs js/workerd.mjs js/web.mjs "$out_dir/"
+cp js/api.mjs js/inline.cjs js/inline.mjs js/init.mjs js/deno.mjs js/workerd.mjs js/web.mjs "$out_dir/"
 PKG_VERSION=$version node - "$out_dir" <<'JS'
 const fs = require("node:fs");
 const dir = process.argv[2];
@@ -92,20 +113,20 @@ fs.writeFileSync(`${dir}/package.json`, `${JSON.stringify(pkg, null, 2)}\n`);
 JS
 cp js/index.d.ts "$out_dir/index.d.ts"
 cp js/index.d.ts "$out_dir/index.d.cts"
-[ -f README.md ] && cp README.md "$out_dir/"
-[ -f LICENSE ] && cp LICENSE "$out_dir/"
+cp js/init.d.ts "$out_dir/init.d.ts"
+# The npm README (JavaScript only) and the license.
+cp js/README.md LICENSE "$out_dir/"
 
 # Tests and examples import the package by name.
 mkdir -p node_modules
 ln -sfn "../$out_dir" node_modules/pepperpy-caching
 
-for wasm in "$out_dir"/wasm/*/pepperpy_caching_bg.wasm; do
-  raw=$(wc -c < "$wasm")
-  gz=$(gzip -9c "$wasm" | wc -c)
-  log "$wasm: $raw bytes, $gz gzipped"
-  if [ "$max_gzip" -gt 0 ] && [ "$gz" -gt "$max_gzip" ]; then
-    log "$wasm is over the limit of $max_gzip gzipped bytes set in wasm-pack.toml"
-    exit 1
-  fi
-done
+wasm=$out_dir/wasm/pepperpy_caching_bg.wasm
+raw=$(wc -c < "$wasm")
+gz=$(gzip -9c "$wasm" | wc -c)
+log "$wasm: $raw bytes, $gz gzipped"
+if [ "$max_gzip" -gt 0 ] && [ "$gz" -gt "$max_gzip" ]; then
+  log "$wasm is over the limit of $max_gzip gzipped bytes set in wasm-pack.toml"
+  exit 1
+fi
 log "package pepperpy-caching@$version ready in $out_dir/ (linked as node_modules/pepperpy-caching)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the demo and the tests need on a fresh Debian machine.
 # Every step is skipped when its tool is already there, so repeated runs are fast.
-#   scripts/setup.sh          Rust toolchain pieces, wasm tools, redis-server, npm packages
+#   scripts/setup.sh          Rust toolchain pieces, wasm tools, redis-server, npm packages, chromium
 #   scripts/setup.sh --rust   only what the native Rust demo needs
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,11 +58,21 @@ if ! command -v redis-server >/dev/null; then
   (service redis-server stop || true) >/dev/null 2>&1
 fi
 
-# npm packages for the JS tests and benchmarks, from the committed package-lock.json.
-if [ -f package-lock.json ]; then
-  stamp=node_modules/.package-lock.json
-  if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
-    log "installing npm packages"
-    npm ci --no-audit --no-fund --loglevel=error
+# npm packages from committed lockfiles: the JS tests' and benchmarks' tools at
+# the root; in tests/consumers the bundlers and runtimes the packed package is
+# tried with, and Node 18 (the oldest Node the package claims).
+for dir in . tests/consumers; do
+  if [ -f "$dir/package-lock.json" ]; then
+    stamp=$dir/node_modules/.package-lock.json
+    if [ ! -f "$stamp" ] || [ "$dir/package-lock.json" -nt "$stamp" ]; then
+      log "installing npm packages in $dir"
+      (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
   fi
+done
+
+# A real browser for tests/consumers (driven by playwright-core; no browser download).
+if ! command -v chromium >/dev/null; then
+  log "installing chromium"
+  apt_install chromium
 fi

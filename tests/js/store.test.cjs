@@ -12,7 +12,7 @@ const {
 } = require("pepperpy-caching");
 
 test("require resolves to the CommonJS build", () => {
-  assert.match(require.resolve("pepperpy-caching"), /[\\/]node\.cjs$/);
+  assert.match(require.resolve("pepperpy-caching"), /[\\/]inline\.cjs$/);
 });
 
 test("the API works from CommonJS", async () => {

@@ -28,7 +28,7 @@ async function snapshot(store) {
 
 describe("entry points", () => {
   test("import resolves to the Node build, which require shares", () => {
-    assert.match(import.meta.resolve("pepperpy-caching"), /\/node\.mjs$/);
+    assert.match(import.meta.resolve("pepperpy-caching"), /\/inline\.mjs$/);
     const require = createRequire(import.meta.url);
     const cjs = require("pepperpy-caching");
     assert.equal(cjs.MemoryStore, MemoryStore, "one instance for import and require");

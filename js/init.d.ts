@@ -1,0 +1,17 @@
+// Types of `pepperpy-caching/init`: hand the package its wasm yourself.
+
+/** What `init` and `initSync` return: the package's classes, bound to one wasm instance. */
+export type Api = typeof import("pepperpy-caching");
+
+/** Where the wasm comes from: a compiled module, its bytes, its URL, or a fetch Response. */
+export type WasmSource = WebAssembly.Module | ArrayBuffer | ArrayBufferView | URL | string | Response;
+
+/**
+ * Instantiates the package's wasm from `source` (once; later calls return the
+ * same API). Without a source, fetches `wasm/pepperpy_caching_bg.wasm` beside
+ * the package's files.
+ */
+export function init(source?: WasmSource | Promise<WasmSource>): Promise<Api>;
+
+/** Instantiates the wasm synchronously from a compiled module or its bytes (once). */
+export function initSync(module: WebAssembly.Module | ArrayBuffer | ArrayBufferView): Api;

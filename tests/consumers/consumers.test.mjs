@@ -1,0 +1,241 @@
+// The packed npm package (`npm pack` of pkg/) in the hands of each toolchain
+// a JS user ships with. Each consumer is a fresh project under
+// target/consumers/<name>/: its sources from tests/consumers/<name>/, the
+// shared check.mjs, and the tarball installed with npm. It is built once and
+// run once, and must print (or, in a page, set) exactly what check.mjs expects.
+// Bundles meant to stand alone run from a fresh temporary directory, with no
+// node_modules anywhere above them.
+//
+// The toolchains come from this directory's package-lock.json; Deno and
+// miniflare from the repository root's; the browser is Debian's chromium,
+// driven by playwright-core.
+import { test, before, after, describe } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { expected } from "./check.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, "../..");
+const work = path.join(repo, "target/consumers");
+const tools = path.join(here, "node_modules/.bin");
+const deno = path.join(repo, "node_modules/.bin/deno");
+const CHROMIUM = "/usr/bin/chromium";
+
+let tarball;
+const scratch = [];
+
+before(() => {
+  fs.rmSync(work, { recursive: true, force: true });
+  fs.mkdirSync(work, { recursive: true });
+  const packed = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", work], path.join(repo, "pkg")));
+  tarball = path.join(work, packed[0].filename);
+});
+
+after(() => {
+  for (const dir of scratch) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Runs a command; its stdout. A failure shows the command and everything it printed. */
+function run(command, args, cwd, env = {}) {
+  try {
+    return execFileSync(command, args, {
+      cwd,
+      env: { ...process.env, NO_COLOR: "1", ...env },
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+      maxBuffer: 64 << 20,
+    });
+  } catch (error) {
+    throw new Error(`${command} ${args.join(" ")} (in ${cwd}) failed:\n${error.stdout ?? ""}\n${error.stderr ?? error.message}`);
+  }
+}
+
+/** A fresh project for consumer `name`, with the packed package installed. */
+function project(name) {
+  const dir = path.join(work, name);
+  fs.cpSync(path.join(here, name), dir, { recursive: true });
+  fs.copyFileSync(path.join(here, "check.mjs"), path.join(dir, "check.mjs"));
+  const manifest = { name: `consumer-${name}`, private: true, type: "module" };
+  fs.writeFileSync(path.join(dir, "package.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+  run("npm", ["install", "--no-audit", "--no-fund", "--offline", "--loglevel=error", tarball], dir);
+  return dir;
+}
+
+/** A fresh directory outside the repository (no node_modules above it). */
+function elsewhere(files) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pepperpy-consumer-"));
+  scratch.push(dir);
+  for (const file of files) fs.copyFileSync(file, path.join(dir, path.basename(file)));
+  return dir;
+}
+
+/** The one JSON line a consumer printed. */
+function printed(stdout) {
+  const lines = stdout.trim().split("\n");
+  return JSON.parse(lines[lines.length - 1]);
+}
+
+test("esbuild --platform=node: ESM and CommonJS bundles run on their own", () => {
+  const dir = project("esbuild-node");
+  for (const format of ["esm", "cjs"]) {
+    const out = path.join(dir, `dist/main.${format === "esm" ? "mjs" : "cjs"}`);
+    run(path.join(tools, "esbuild"), ["main.mjs", "--bundle", "--platform=node", `--format=${format}`, `--outfile=${out}`], dir);
+    const alone = elsewhere([out]);
+    assert.deepEqual(printed(run(process.execPath, [path.basename(out)], alone)), expected, format);
+  }
+});
+
+test('webpack target "node": the bundle runs on its own', async () => {
+  const dir = project("webpack-node");
+  await webpackBuild(dir, "node", "main.cjs");
+  const alone = elsewhere([path.join(dir, "dist/main.cjs")]);
+  assert.deepEqual(printed(run(process.execPath, ["main.cjs"], alone)), expected);
+});
+
+test("bun: run, and bun build bundles (target bun and node) that run on their own", () => {
+  const dir = project("bun");
+  const bun = path.join(tools, "bun");
+  assert.deepEqual(printed(run(bun, ["main.mjs"], dir)), expected, "bun main.mjs");
+  for (const target of ["bun", "node"]) {
+    const out = path.join(dir, `dist/${target}.mjs`);
+    run(bun, ["build", "main.mjs", `--target=${target}`, `--outfile=${out}`], dir);
+    assert.ok(!fs.readFileSync(out, "utf8").includes(dir), `bun build --target=${target} baked the path ${dir} into the bundle`);
+    const alone = elsewhere([out]);
+    const runtime = target === "bun" ? bun : process.execPath;
+    assert.deepEqual(printed(run(runtime, [path.basename(out)], alone)), expected, `bun build --target=${target}`);
+  }
+});
+
+test("Deno: deno run with no permission", () => {
+  const dir = project("deno");
+  assert.deepEqual(printed(run(deno, ["run", "--no-lock", "main.mjs"], dir)), expected);
+});
+
+test("wrangler deploy --dry-run, then the bundle in workerd", async () => {
+  const dir = project("wrangler");
+  run(path.join(tools, "wrangler"), ["deploy", "--dry-run", "--outdir", "dist"], dir, {
+    WRANGLER_SEND_METRICS: "false",
+    CI: "true",
+  });
+  const outputs = fs.readdirSync(path.join(dir, "dist"));
+  assert.ok(outputs.some((f) => f.endsWith(".wasm")), `wrangler shipped the .wasm: ${outputs}`);
+  const { Miniflare } = await import("miniflare");
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath: path.join(dir, "dist/index.js"),
+    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+    compatibilityDate: "2026-04-01",
+  });
+  try {
+    const response = await mf.dispatchFetch("http://localhost/");
+    assert.deepEqual(await response.json(), expected);
+  } finally {
+    await mf.dispose();
+  }
+});
+
+async function webpackBuild(dir, target, filename) {
+  const { default: webpack } = await import("webpack");
+  const stats = await new Promise((resolve, reject) => {
+    webpack(
+      {
+        mode: "production",
+        context: dir,
+        entry: "./main.mjs",
+        target,
+        output: { path: path.join(dir, "dist"), filename },
+      },
+      (error, result) => (error ? reject(error) : resolve(result)),
+    );
+  });
+  assert.ok(!stats.hasErrors(), stats.toString({ all: false, errors: true, warnings: true }));
+}
+
+describe("in a real browser (chromium)", () => {
+  let browser;
+  let server;
+  let origin;
+
+  before(async () => {
+    server = http.createServer((request, response) => {
+      const file = path.join(work, decodeURIComponent(new URL(request.url, "http://x").pathname));
+      if (!file.startsWith(work + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+        response.writeHead(404).end();
+        return;
+      }
+      const types = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".mjs": "text/javascript; charset=utf-8", ".wasm": "application/wasm" };
+      response.writeHead(200, { "content-type": types[path.extname(file)] ?? "application/octet-stream" });
+      fs.createReadStream(file).pipe(response);
+    });
+    await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+    origin = `http://127.0.0.1:${server.address().port}`;
+    const { chromium } = await import("playwright-core");
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    server?.close();
+  });
+
+  /** Opens `page` (a path under target/consumers) and returns what it set, or fails with what went wrong. */
+  async function visit(page) {
+    const tab = await browser.newPage();
+    const problems = [];
+    tab.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+    tab.on("console", (message) => message.type() === "error" && problems.push(`console: ${message.text()}`));
+    tab.on("response", (response) => response.status() >= 400 && problems.push(`${response.status()} ${response.url()}`));
+    try {
+      await tab.goto(`${origin}/${page}`);
+      try {
+        await tab.waitForFunction(() => globalThis.consumerResult !== undefined, null, { timeout: 30_000 });
+      } catch {
+        assert.fail(`${page} never reported a result:\n${problems.join("\n")}`);
+      }
+      const result = await tab.evaluate(() => globalThis.consumerResult);
+      assert.deepEqual(result, expected, problems.join("\n"));
+    } finally {
+      await tab.close();
+    }
+  }
+
+  test("esbuild for the browser, with the inlined build", async () => {
+    const dir = project("esbuild-browser");
+    run(path.join(tools, "esbuild"), ["main.mjs", "--bundle", "--platform=browser", "--format=esm", "--outfile=out.js"], dir);
+    await visit("esbuild-browser/index.html");
+  });
+
+  test('webpack target "web": the .wasm shipped as an asset', async () => {
+    const dir = project("webpack-web");
+    fs.renameSync(path.join(dir, "index.html"), path.join(dir, "index.src.html"));
+    await webpackBuild(dir, "web", "main.js");
+    fs.renameSync(path.join(dir, "index.src.html"), path.join(dir, "dist/index.html"));
+    assert.ok(fs.readdirSync(path.join(dir, "dist")).some((f) => f.endsWith(".wasm")), "webpack emitted the .wasm");
+    await visit("webpack-web/dist/index.html");
+  });
+
+  for (const [name, module] of [
+    ["vite", "vite"],
+    ["vite6", "vite6"],
+  ]) {
+    test(`${name === "vite" ? "Vite (current)" : "Vite 6"}: vite build with no configuration`, async () => {
+      const dir = project(name);
+      const vite = await import(module);
+      await vite.build({ root: dir, configFile: false, logLevel: "error", base: "./", build: { outDir: "dist", emptyOutDir: true } });
+      await visit(`${name}/dist/index.html`);
+    });
+  }
+
+  test("a plain page with an import map, no bundler", async () => {
+    project("browser-page");
+    await visit("browser-page/index.html");
+  });
+});
