@@ -64,7 +64,13 @@ struct ManualState {
 impl ManualState {
     fn read(&self) -> Nanos {
         let step = self.step.load(Ordering::Relaxed);
-        if step == 0 { self.nanos.load(Ordering::Acquire) } else { self.nanos.fetch_add(step, Ordering::AcqRel) }
+        if step == 0 {
+            self.nanos.load(Ordering::Acquire)
+        } else {
+            match self.nanos.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| Some(t.saturating_add(step))) {
+                Ok(t) | Err(t) => t,
+            }
+        }
     }
 }
 
@@ -74,9 +80,12 @@ impl ManualClock {
         Self::default()
     }
 
-    /// Moves the clock forward.
+    /// Moves the clock forward, stopping at the end of time (`u64::MAX`
+    /// nanoseconds, about 584 years): it never wraps back to the past.
     pub fn advance(&self, by: Duration) {
-        self.state.nanos.fetch_add(duration_nanos(by), Ordering::AcqRel);
+        let by = duration_nanos(by);
+        // `fetch_update` with a closure that always returns Some cannot fail.
+        let _ = self.state.nanos.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| Some(t.saturating_add(by)));
     }
 
     /// Makes every reading of the clock move it forward by `step` afterwards,
@@ -165,6 +174,18 @@ mod tests {
         let a = clock.now();
         let b = clock.now();
         assert!(b >= a);
+    }
+
+    #[test]
+    fn advancing_past_the_end_of_time_saturates() {
+        let manual = ManualClock::new();
+        let clock: Clock = manual.clone().into();
+        manual.advance(Duration::MAX);
+        manual.advance(Duration::from_secs(1));
+        assert_eq!(clock.now(), u64::MAX, "never wraps back to the past");
+        manual.set_auto_advance(Duration::from_secs(1));
+        assert_eq!(clock.now(), u64::MAX);
+        assert_eq!(clock.now(), u64::MAX);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pepperpy_caching::{CacheError, CacheStore, LruPolicy, ManualClock, MemoryStore, SetOptions, TtlPolicy};
+use pepperpy_caching::{
+    CacheError, CacheStore, LruPolicy, ManualClock, MemoryStore, S3FifoPolicy, SetOptions, TtlPolicy,
+};
 use proptest::prelude::*;
 
 const KEYS: &[&str] = &["a", "b", "user:1", "user:2", "user:10", "post:1", "x*y", "é", "k1", "k2", "k3", "k4"];
@@ -110,6 +112,38 @@ fn shard_counts_are_powers_of_two_within_the_capacity() {
     assert_eq!(make(1, 16).shard_count(), 1);
     let unbounded = MemoryStore::<u8>::builder(TtlPolicy::new(Duration::from_secs(1)).unwrap()).shards(5).build();
     assert_eq!(unbounded.shard_count(), 8);
+}
+
+#[test]
+fn absurd_shard_counts_are_clamped_not_wrapped() {
+    // usize::MAX has no next power of two: it is clamped, never wrapped to 0 or a panic.
+    let unbounded = || TtlPolicy::new(Duration::from_secs(1)).unwrap();
+    let store = MemoryStore::<u8>::builder(unbounded()).shards(usize::MAX).build();
+    assert_eq!(store.shard_count(), pepperpy_caching::stores::MAX_SHARDS);
+    store.set("k", 1, SetOptions::new()).into_inner().unwrap();
+    assert_eq!(store.get("k").into_inner().unwrap(), Some(1));
+    let bounded = MemoryStore::<u8>::builder(LruPolicy::new(3).unwrap()).shards(usize::MAX).build();
+    assert_eq!(bounded.shard_count(), 2);
+    assert_eq!(
+        MemoryStore::<u8>::builder(LruPolicy::new(3).unwrap()).shards(usize::MAX / 2 + 2).build().shard_count(),
+        2
+    );
+}
+
+#[test]
+fn s3fifo_shards_by_default_and_keeps_the_exact_bound() {
+    for max in [1, 7, 1023, 5_000, 65_537] {
+        let store = MemoryStore::<u32>::new(S3FifoPolicy::new(max).unwrap());
+        assert!(store.shard_count() <= (max / 1024).max(1), "{max}: {} shards", store.shard_count());
+        for i in 0..(2 * max as u32 + 10) {
+            store.set(&format!("key{i}"), i, SetOptions::new()).into_inner().unwrap();
+        }
+        assert_eq!(store.len(), max, "every shard filled its share and no more");
+    }
+    // Small stores stay one shard, so the policy is exact for them.
+    assert_eq!(MemoryStore::<u8>::new(S3FifoPolicy::new(1_000).unwrap()).shard_count(), 1);
+    // LRU stays one exact list unless asked.
+    assert_eq!(MemoryStore::<u8>::new(LruPolicy::new(1 << 20).unwrap()).shard_count(), 1);
 }
 
 #[test]

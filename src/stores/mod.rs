@@ -3,7 +3,7 @@
 
 pub(crate) mod memory;
 
-pub use memory::{MemoryStore, MemoryStoreBuilder};
+pub use memory::{MAX_SHARDS, MemoryStore, MemoryStoreBuilder};
 
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 mod redis;

@@ -28,7 +28,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::clock::{Clock, ManualClock};
 use crate::errors::CacheError;
-use crate::policies::{LruPolicy, Policy, TtlPolicy, ttl_from_secs_f64};
+use crate::policies::{LruPolicy, Policy, S3FifoPolicy, TtlPolicy, ttl_from_secs_f64};
 use crate::store::SetOptions;
 use crate::stores::memory::Engine;
 
@@ -58,6 +58,20 @@ impl WasmPolicy {
                     CacheError::Policy(format!("refreshOnGet must be a boolean, got {}", describe(refresh_on_get)))
                 })?;
                 policy = policy.refresh_on_get(refresh);
+            }
+            Ok(WasmPolicy(policy.into()))
+        };
+        build().into_js()
+    }
+
+    /// An S3-FIFO policy from the JS options `maxSize` (required) and `ttl` (seconds).
+    pub fn s3fifo(max_size: &JsValue, ttl: &JsValue) -> JsResult<WasmPolicy> {
+        let build = || {
+            let max_size = max_size_from_js(max_size)?
+                .ok_or_else(|| CacheError::Policy("maxSize is required for an S3FIFOPolicy".into()))?;
+            let mut policy = S3FifoPolicy::new(max_size)?;
+            if let Some(ttl) = ttl_from_js(ttl)? {
+                policy = policy.with_default_ttl(ttl)?;
             }
             Ok(WasmPolicy(policy.into()))
         };

@@ -444,7 +444,7 @@ impl<V> Engine<V> {
         let ttl = check_set_options(&options, self.default_ttl)?;
         let hash = self.hash(key);
         let existing = self.find(hash, key);
-        if existing.is_none() && self.free == NIL && self.slots.len() >= MAX_SLOTS {
+        if existing.is_none() && self.free == NIL && self.slots.len() as u64 >= MAX_SLOTS as u64 {
             return Err(CacheError::Policy(format!("a memory store holds at most {MAX_SLOTS} entries")));
         }
         // Nothing below can fail: a rejected call has changed nothing.

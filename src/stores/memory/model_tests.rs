@@ -366,3 +366,68 @@ fn lru_evicts_exactly_at_capacity() {
         engine.validate();
     }
 }
+
+/// A value whose `Drop` panics when told to: foreign code the engine must survive.
+#[derive(Clone, Debug, PartialEq)]
+struct Grenade(u32, bool);
+
+impl Drop for Grenade {
+    fn drop(&mut self) {
+        if self.1 && !std::thread::panicking() {
+            panic!("boom dropping {}", self.0);
+        }
+    }
+}
+
+#[test]
+fn a_panicking_drop_leaves_the_engine_consistent() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let policies: Vec<Policy> = vec![
+        LruPolicy::new(3).unwrap().into(),
+        TtlPolicy::new(Duration::from_secs(60)).unwrap().with_max_size(3).unwrap().into(),
+        crate::policies::S3FifoPolicy::new(3).unwrap().into(),
+    ];
+    for policy in policies {
+        let clock = ManualClock::new();
+        let mut e = Engine::<Grenade>::new(policy.clone(), clock.clone().into());
+        let ttl = SetOptions::new().ttl(Duration::from_secs(5));
+        e.set("bomb", Grenade(1, true), SetOptions::new()).unwrap();
+        e.set("live", Grenade(2, false), ttl.clone()).unwrap();
+        // Replaced: the old value's Drop panics after the new one is in place.
+        let r = catch_unwind(AssertUnwindSafe(|| e.set("bomb", Grenade(3, true), SetOptions::new())));
+        assert!(r.is_err(), "{policy:?}: the drop panicked");
+        e.validate();
+        assert_eq!(e.get("live").unwrap(), Some(Grenade(2, false)), "{policy:?}");
+        assert_eq!(e.peek_with("bomb", |g| g.0).unwrap(), Some(3), "{policy:?}: the new value is stored");
+        // Deleted, invalidated, cleared, evicted: each drop panics, nothing else is lost.
+        let r = catch_unwind(AssertUnwindSafe(|| e.delete("bomb")));
+        assert!(r.is_err());
+        e.validate();
+        assert_eq!(e.len(), 1, "{policy:?}");
+        e.set("bomb", Grenade(4, true), SetOptions::new()).unwrap();
+        let r = catch_unwind(AssertUnwindSafe(|| e.invalidate("b*")));
+        assert!(r.is_err());
+        e.validate();
+        assert_eq!(e.keys(None).unwrap(), vec!["live".to_string()], "{policy:?}");
+        e.set("bomb", Grenade(5, true), SetOptions::new()).unwrap();
+        e.set("x", Grenade(6, false), SetOptions::new()).unwrap();
+        // Full at 3: the next new key evicts (or, under TTL, takes the soonest to expire).
+        let _ = catch_unwind(AssertUnwindSafe(|| e.set("y", Grenade(7, false), SetOptions::new())));
+        e.validate();
+        assert_eq!(e.peek_with("y", |g| g.0).unwrap(), Some(7), "{policy:?}: the new entry is in");
+        assert_eq!(e.raw_len(), 3);
+        // Expired: reclaimed by a write, its drop panics, the write still lands.
+        clock.advance(Duration::from_secs(10));
+        let _ = catch_unwind(AssertUnwindSafe(|| e.set("z", Grenade(8, false), SetOptions::new())));
+        e.validate();
+        assert_eq!(e.peek_with("z", |g| g.0).unwrap(), Some(8), "{policy:?}");
+        let r = catch_unwind(AssertUnwindSafe(|| e.clear()));
+        let _ = r;
+        e.validate();
+        assert_eq!(e.len(), 0);
+        e.set("after", Grenade(9, false), SetOptions::new()).unwrap();
+        assert_eq!(e.get("after").unwrap(), Some(Grenade(9, false)));
+        // Defuse what is left so the test's own drops stay quiet.
+        std::mem::forget(e);
+    }
+}
