@@ -56,19 +56,15 @@ for target in "${targets[@]}"; do
   mv "$wasm.opt" "$wasm"
 done
 
-# wasm-bindgen emits the same .wasm for both targets: the package ships it once.
-wasm=$stage/web/pepperpy_caching_bg.wasm
-if ! cmp -s "$wasm" "$stage/nodejs/pepperpy_caching_bg.wasm"; then
-  log "the nodejs and web builds gave different .wasm files; the package ships one"
-  exit 1
-fi
-cp "$wasm" "$out_dir/wasm/pepperpy_caching_bg.wasm"
+# The web build's .wasm ships as a file; the nodejs build's is inlined below
+# (wasm-bindgen emits the same bytes for both, but each glue gets its own).
+cp "$stage/web/pepperpy_caching_bg.wasm" "$out_dir/wasm/pepperpy_caching_bg.wasm"
 # The web glue (ES module, init/initSync): the browser, workerd, Deno and init entries.
 # Its first line points Deno at a .d.ts the package does not ship (the types are index.d.ts).
 sed '1{/@ts-self-types/d}' "$stage/web/pepperpy_caching.js" > "$out_dir/wasm/pepperpy_caching.mjs"
 # The nodejs glue (CommonJS, instantiates on require) takes its bytes from
 # wasm/bytes.cjs instead of reading a file beside itself, which a bundle moves.
-PKG_WASM=$wasm node - "$stage/nodejs/pepperpy_caching.js" "$out_dir/wasm" <<'JS'
+PKG_WASM=$stage/nodejs/pepperpy_caching_bg.wasm node - "$stage/nodejs/pepperpy_caching.js" "$out_dir/wasm" <<'JS'
 const fs = require("node:fs");
 const [glueFile, dir] = process.argv.slice(2);
 const glue = fs.readFileSync(glueFile, "utf8");
