@@ -2,11 +2,11 @@
 // classes and key type checks, over the wasm bindings in src/wasm.
 //
 // This file is the one implementation for every runtime. It is a factory
-// over the wasm-bindgen glue, so each entry point (node.cjs, node.mjs,
-// deno.mjs, workerd.mjs, web.mjs) instantiates the module the way its runtime
-// allows and then calls `bind`. scripts/build-js.sh also emits it as
-// CommonJS (api.cjs) by rewriting the single `export` below; keep it the only
-// import/export statement in the file.
+// over the wasm-bindgen glue: inline.cjs (Node, Bun, `/inline`) binds the
+// CommonJS glue, and init.mjs (behind web.mjs, workerd.mjs, deno.mjs and
+// `/init`) the ES module glue, once each runtime's way has instantiated it.
+// scripts/build-js.sh also emits it as CommonJS (api.cjs) by rewriting the
+// single `export` below; keep it the only import/export statement in the file.
 //
 // Rules about keys, TTLs, capacities and patterns live in the Rust core: this
 // layer only checks what is cheap and JS-specific (types), so that a number

@@ -27,7 +27,7 @@ const flag = (name) => {
 const quick = args.includes("--quick");
 const out = flag("--out");
 const pkgDir = resolve(flag("--pkg") ?? join(here, "..", "..", "pkg"));
-const nodeEntry = pathToFileURL(join(pkgDir, "node.mjs")).href;
+const nodeEntry = pathToFileURL(join(pkgDir, "inline.mjs")).href; // what Node loads by default
 const { MemoryStore, LRUPolicy } = await import(nodeEntry);
 
 const CAPACITY = 10_000;

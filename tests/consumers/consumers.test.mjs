@@ -26,13 +26,15 @@ const tools = path.join(here, "node_modules/.bin");
 const deno = path.join(repo, "node_modules/.bin/deno");
 const CHROMIUM = "/usr/bin/chromium";
 
+// PEPPERPY_PACKAGE_DIR: another build of the package to try (e.g. an older one).
+const pkgDir = process.env.PEPPERPY_PACKAGE_DIR ?? path.join(repo, "pkg");
 let tarball;
 const scratch = [];
 
 before(() => {
   fs.rmSync(work, { recursive: true, force: true });
   fs.mkdirSync(work, { recursive: true });
-  const packed = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", work], path.join(repo, "pkg")));
+  const packed = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", work], pkgDir));
   tarball = path.join(work, packed[0].filename);
 });
 
@@ -80,6 +82,34 @@ function printed(stdout) {
   return JSON.parse(lines[lines.length - 1]);
 }
 
+test("the tarball holds exactly the files its README lists, each loaded by an entry point", () => {
+  const packed = JSON.parse(run("npm", ["pack", "--dry-run", "--json"], pkgDir))[0].files.map((f) => f.path).sort();
+  const readme = fs.readFileSync(path.join(pkgDir, "README.md"), "utf8");
+  const section = readme.slice(readme.indexOf("## What is in the package")).split(/\n## /)[0];
+  const listed = [...section.matchAll(/^\| ([^|]+) \|/gm)]
+    .flatMap((row) => [...row[1].matchAll(/`([^`]+)`/g)].map((m) => m[1]))
+    .sort();
+  assert.deepEqual(listed, packed, "the README's table of files");
+
+  // Every file some entry point reaches: the targets in package.json, then
+  // the relative imports, requires and `new URL(..., import.meta.url)` of each.
+  const manifest = JSON.parse(fs.readFileSync(path.join(pkgDir, "package.json"), "utf8"));
+  const targets = (value) => (typeof value === "string" ? [value] : Object.values(value ?? {}).flatMap(targets));
+  const pending = [...targets(manifest.exports), manifest.main, manifest.module, manifest.types].map((t) => path.posix.normalize(t));
+  const reached = new Set(["package.json", "README.md", "LICENSE"]);
+  const reference = /(?:from|import|require\()\s*["'](\.{1,2}\/[^"']+)["']|new URL\(\s*["']([^"']+)["'],\s*import\.meta\.url\)/g;
+  while (pending.length > 0) {
+    const file = pending.pop();
+    if (reached.has(file)) continue;
+    reached.add(file);
+    if (!/\.(mjs|cjs|js)$/.test(file)) continue;
+    for (const m of fs.readFileSync(path.join(pkgDir, file), "utf8").matchAll(reference)) {
+      pending.push(path.posix.join(path.posix.dirname(file), m[1] ?? m[2]));
+    }
+  }
+  assert.deepEqual([...reached].sort(), packed, "files reached from package.json");
+});
+
 test("esbuild --platform=node: ESM and CommonJS bundles run on their own", () => {
   const dir = project("esbuild-node");
   for (const format of ["esm", "cjs"]) {
@@ -90,9 +120,9 @@ test("esbuild --platform=node: ESM and CommonJS bundles run on their own", () =>
   }
 });
 
-test('webpack target "node": the bundle runs on its own', async () => {
+test('webpack target "node": the bundle runs on its own', () => {
   const dir = project("webpack-node");
-  await webpackBuild(dir, "node", "main.cjs");
+  run(path.join(tools, "webpack"), [], dir);
   const alone = elsewhere([path.join(dir, "dist/main.cjs")]);
   assert.deepEqual(printed(run(process.execPath, ["main.cjs"], alone)), expected);
 });
@@ -138,23 +168,6 @@ test("wrangler deploy --dry-run, then the bundle in workerd", async () => {
     await mf.dispose();
   }
 });
-
-async function webpackBuild(dir, target, filename) {
-  const { default: webpack } = await import("webpack");
-  const stats = await new Promise((resolve, reject) => {
-    webpack(
-      {
-        mode: "production",
-        context: dir,
-        entry: "./main.mjs",
-        target,
-        output: { path: path.join(dir, "dist"), filename },
-      },
-      (error, result) => (error ? reject(error) : resolve(result)),
-    );
-  });
-  assert.ok(!stats.hasErrors(), stats.toString({ all: false, errors: true, warnings: true }));
-}
 
 describe("in a real browser (chromium)", () => {
   let browser;
@@ -213,13 +226,18 @@ describe("in a real browser (chromium)", () => {
     await visit("esbuild-browser/index.html");
   });
 
+  test("esbuild for the browser, handing the wasm to init", async () => {
+    const dir = project("esbuild-init");
+    run(path.join(tools, "esbuild"), ["main.mjs", "--bundle", "--format=esm", "--loader:.wasm=file", "--outdir=dist"], dir);
+    fs.copyFileSync(path.join(dir, "index.html"), path.join(dir, "dist/index.html"));
+    await visit("esbuild-init/dist/index.html");
+  });
+
   test('webpack target "web": the .wasm shipped as an asset', async () => {
     const dir = project("webpack-web");
-    fs.renameSync(path.join(dir, "index.html"), path.join(dir, "index.src.html"));
-    await webpackBuild(dir, "web", "main.js");
-    fs.renameSync(path.join(dir, "index.src.html"), path.join(dir, "dist/index.html"));
+    run(path.join(tools, "webpack"), [], dir);
     assert.ok(fs.readdirSync(path.join(dir, "dist")).some((f) => f.endsWith(".wasm")), "webpack emitted the .wasm");
-    await visit("webpack-web/dist/index.html");
+    await visit("webpack-web/index.html");
   });
 
   for (const [name, module] of [
