@@ -15,3 +15,13 @@ export function init(source?: WasmSource | Promise<WasmSource>): Promise<Api>;
 
 /** Instantiates the wasm synchronously from a compiled module or its bytes (once). */
 export function initSync(module: WebAssembly.Module | ArrayBuffer | ArrayBufferView): Api;
+
+declare global {
+  // Declared by lib.dom, lib.webworker, @types/node, Bun and Deno; merged here
+  // (empty) so that these types also check in a project with none of them.
+  namespace WebAssembly {
+    interface Module {}
+  }
+  interface Response {}
+  interface URL {}
+}
