@@ -47,7 +47,9 @@ pub enum CacheError {
     #[error("serialization failed: {0}")]
     Serialization(String),
     /// The storage backend failed: unreachable, timed out, refused the command
-    /// (`CacheBackendError` in JS). Usually worth retrying.
+    /// (`CacheBackendError` in JS). Usually worth retrying. The message says
+    /// what the store was doing; the cause is [`source`](std::error::Error::source),
+    /// never repeated in the message.
     #[error("backend error: {message}")]
     Backend {
         /// What the store was doing and what went wrong.
@@ -58,9 +60,19 @@ pub enum CacheError {
     },
     /// The loader given to `get_or_set` / `try_get_or_set` failed; its error
     /// is the source (downcast it to get your own type back). Nothing was
-    /// cached, and every caller waiting on that load gets this error.
-    #[error("the loader failed: {0}")]
+    /// cached, and every caller waiting on that load gets this error. The
+    /// loader's error is the source only, not repeated in the message.
+    #[error("the loader failed")]
     Loader(#[source] Arc<dyn std::error::Error + Send + Sync + 'static>),
+    /// A `get_or_set` loader asked the same store for the key it is loading
+    /// (directly, or through the loader of another key it asked for): the call
+    /// would wait on itself for ever, so it fails at once instead
+    /// (`CacheReentrantLoadError` in JS).
+    #[error("the loader of {key} asked for {key} itself: a load cannot wait on its own result")]
+    Reentrant {
+        /// The key, shortened and quoted for display.
+        key: String,
+    },
 }
 
 impl CacheError {
@@ -75,7 +87,7 @@ impl CacheError {
 
 /// Quotes a user-supplied string for an error message, cutting it at
 /// [`SHOWN_CHARS`] characters so a megabyte key does not make a megabyte message.
-fn shown(text: &str) -> String {
+pub(crate) fn shown(text: &str) -> String {
     let mut chars = text.chars();
     let head: String = chars.by_ref().take(SHOWN_CHARS).collect();
     if chars.next().is_some() { format!("{head:?}... ({} bytes)", text.len()) } else { format!("{head:?}") }

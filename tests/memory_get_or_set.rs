@@ -226,3 +226,186 @@ async fn loaded_entries_get_the_options_and_load_time_is_counted() {
     store.set("h", 1, SetOptions::new()).await.unwrap();
     assert_eq!(store.get_or_set("h", || async { unreachable!() }, SetOptions::new()).await.unwrap(), 1);
 }
+
+/// A write of the key while its load is in flight: what the load finally
+/// brings is older than that write, so it must not be stored.
+async fn write_during_load(write: impl FnOnce(&MemoryStore<String>)) -> (String, Option<String>) {
+    let store = store();
+    let started = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let load = {
+        let (store, started, release) = (Arc::clone(&store), Arc::clone(&started), Arc::clone(&release));
+        tokio::spawn(async move {
+            store
+                .get_or_set(
+                    "user:1",
+                    || async move {
+                        started.notify_one();
+                        release.notified().await;
+                        "stale from the database".to_string()
+                    },
+                    SetOptions::new(),
+                )
+                .await
+        })
+    };
+    within("load start", started.notified()).await;
+    write(&store);
+    release.notify_one();
+    let got = within("load", load).await.unwrap().unwrap();
+    (got, store.get("user:1").await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_never_overwrites_a_write_made_while_it_ran() {
+    // set: the newer value stays.
+    let (got, stored) =
+        write_during_load(|s| s.set("user:1", "fresh".into(), SetOptions::new()).into_inner().unwrap()).await;
+    assert_eq!(got, "stale from the database", "the caller still gets what its loader produced");
+    assert_eq!(stored.as_deref(), Some("fresh"));
+    // delete, invalidate, clear: the key stays absent (the next read loads again).
+    let (got, stored) = write_during_load(|s| {
+        s.delete("user:1").into_inner().unwrap();
+    })
+    .await;
+    assert_eq!((got.as_str(), stored), ("stale from the database", None));
+    let (_, stored) = write_during_load(|s| {
+        s.invalidate("user:*").into_inner().unwrap();
+    })
+    .await;
+    assert_eq!(stored, None, "invalidate");
+    let (_, stored) = write_during_load(|s| s.clear().into_inner().unwrap()).await;
+    assert_eq!(stored, None, "clear");
+    // A write to another key does not cancel the load.
+    let (_, stored) = write_during_load(|s| s.set("user:2", "x".into(), SetOptions::new()).into_inner().unwrap()).await;
+    assert_eq!(stored.as_deref(), Some("stale from the database"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loader_asking_for_its_own_key_fails_instead_of_hanging() {
+    let store = store();
+    let inner = {
+        let store = Arc::clone(&store);
+        within(
+            "re-entrant load",
+            store.clone().try_get_or_set(
+                "loop",
+                || async move {
+                    let nested = store.get_or_set("loop", || async { "never".to_string() }, SetOptions::new()).await;
+                    Ok::<_, CacheError>(format!("{nested:?}"))
+                },
+                SetOptions::new(),
+            ),
+        )
+        .await
+        .unwrap()
+    };
+    assert!(inner.contains("Reentrant"), "the nested call failed with CacheError::Reentrant: {inner}");
+    // Through another key's loader too: a -> b -> a.
+    let s2 = Arc::clone(&store);
+    let cycle = within(
+        "cycle",
+        store.try_get_or_set(
+            "a",
+            || async move {
+                s2.try_get_or_set(
+                    "b",
+                    || async {
+                        let again = s2.get_or_set("a", || async { "x".to_string() }, SetOptions::new()).await;
+                        again.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                    },
+                    SetOptions::new(),
+                )
+                .await
+            },
+            SetOptions::new(),
+        ),
+    )
+    .await;
+    assert!(matches!(cycle, Err(CacheError::Loader(_))), "{cycle:?}");
+    // The key is not stuck: later calls load normally.
+    // The outer load finished and stored what its loader returned.
+    assert_eq!(store.get("loop").await.unwrap(), Some(inner));
+    let v = within("after", store.get_or_set("a", || async { "ok".to_string() }, SetOptions::new())).await;
+    assert_eq!(v.unwrap(), "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_load_passes_to_exactly_one_waiter_and_each_call_counts_once() {
+    let store = store();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let leader_in = Arc::new(Notify::new());
+    // The leader's loader never finishes; the leader is aborted.
+    let leader = {
+        let (store, leader_in) = (Arc::clone(&store), Arc::clone(&leader_in));
+        tokio::spawn(async move {
+            store
+                .get_or_set(
+                    "k",
+                    || async move {
+                        leader_in.notify_one();
+                        std::future::pending::<String>().await
+                    },
+                    SetOptions::new(),
+                )
+                .await
+        })
+    };
+    within("leader", leader_in.notified()).await;
+    let mut followers = Vec::new();
+    for _ in 0..50 {
+        let (store, runs) = (Arc::clone(&store), Arc::clone(&runs));
+        followers.push(tokio::spawn(async move {
+            store
+                .get_or_set(
+                    "k",
+                    || async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        "taken over".to_string()
+                    },
+                    SetOptions::new(),
+                )
+                .await
+        }));
+    }
+    // Let every follower register before the leader goes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    leader.abort();
+    for f in followers {
+        assert_eq!(within("follower", f).await.unwrap().unwrap(), "taken over");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "exactly one waiter ran its loader");
+    let stats = store.stats();
+    assert_eq!(stats.hits + stats.misses, 51, "one get counted per call: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_callers_of_one_missing_key_run_one_loader() {
+    let store = store();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(Notify::new());
+    let mut tasks = Vec::new();
+    for _ in 0..10_000 {
+        let (store, runs, gate) = (Arc::clone(&store), Arc::clone(&runs), Arc::clone(&gate));
+        tasks.push(tokio::spawn(async move {
+            store
+                .get_or_set(
+                    "hot",
+                    || async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        gate.notified().await;
+                        "v".to_string()
+                    },
+                    SetOptions::new(),
+                )
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gate.notify_one();
+    for t in tasks {
+        assert_eq!(within("caller", t).await.unwrap().unwrap(), "v");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}

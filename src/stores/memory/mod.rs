@@ -238,6 +238,30 @@ fn read<V>(shard: &Shard<V>) -> RwLockReadGuard<'_, Engine<V>> {
     shard.0.read().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A load in progress; ends it (drops its placeholder) if the load goes away
+/// before it finished.
+struct PendingLoad<'a, V: Clone + Send + Sync + 'static> {
+    store: &'a MemoryStore<V>,
+    key: &'a str,
+    token: Option<u64>,
+}
+
+impl<V: Clone + Send + Sync + 'static> Drop for PendingLoad<'_, V> {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            self.store.shard(self.key).end_load(self.key, token);
+        }
+    }
+}
+
+#[cfg(test)]
+impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
+    /// Loads in progress in every shard.
+    pub(crate) fn loads_in_progress(&self) -> usize {
+        self.shards.iter().map(|s| read(s).loads_in_progress()).sum()
+    }
+}
+
 impl<V> std::fmt::Debug for MemoryStore<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore").finish_non_exhaustive()
@@ -326,22 +350,30 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     {
         self.shard(key).check_set(key, &options)?;
         let lead = || async move {
-            // A leader that finished just before this one began has stored its value.
-            let stored = self.shard(key).peek(key);
-            if let Some(value) = stored {
+            // A leader that finished after this caller's get has stored its value.
+            if let Some(value) = self.shard(key).peek(key) {
                 return Ok((value.clone(), value));
             }
+            let token = self.shard(key).begin_load(key);
+            // Ends the load if this future is dropped or the loader panics.
+            let pending = PendingLoad { store: self, key, token: Some(token) };
             let clock = self.shard(key).clock().clone();
             let started = clock.now();
             let loaded = loader().await.map_err(loader_error);
             let elapsed = clock.now().saturating_sub(started);
             let mut engine = self.shard(key);
+            let still_ours = engine.end_load(key, token);
+            std::mem::forget(pending);
             engine.counters.record_load(loaded.is_ok(), elapsed);
             let value = loaded?;
-            engine.set(key, value.clone(), options)?;
+            // Stored only if nothing wrote, deleted, invalidated or cleared
+            // the key meanwhile; the callers get the loaded value either way.
+            if still_ours {
+                engine.set(key, value.clone(), options)?;
+            }
             Ok((value.clone(), value))
         };
-        self.flights.read_through(key, || ready(self.shard(key).get(key)), Ok, lead).await
+        self.flights.read_through(key, || CacheStore::get(self, key), Ok, lead).await
     }
 
     fn stats(&self) -> CacheStats {
@@ -356,5 +388,32 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
         for shard in self.shards.iter() {
             write(shard).reset_stats();
         }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::policies::LruPolicy;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    #[test]
+    fn a_dropped_or_finished_load_leaves_no_placeholder() {
+        let store = MemoryStore::<u32>::new(LruPolicy::new(10).unwrap());
+        let mut cx = Context::from_waker(Waker::noop());
+        {
+            let load = pin!(store.get_or_set("k", || std::future::pending::<u32>(), SetOptions::new()));
+            assert!(load.poll(&mut cx).is_pending());
+            assert_eq!(store.loads_in_progress(), 1, "the load is in progress");
+        }
+        assert_eq!(store.loads_in_progress(), 0, "dropping the load removed its placeholder");
+        let done = pin!(store.get_or_set("k", || async { 5 }, SetOptions::new()));
+        assert!(matches!(done.poll(&mut cx), std::task::Poll::Ready(Ok(5))));
+        assert_eq!(store.loads_in_progress(), 0);
+        // A load cancelled by a delete leaves none either.
+        let mut load = Box::pin(store.get_or_set("j", || async { 1 }, SetOptions::new()));
+        assert!(load.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(store.loads_in_progress(), 0);
     }
 }
