@@ -403,7 +403,7 @@ mod tests {
         let store = MemoryStore::<u32>::new(LruPolicy::new(10).unwrap());
         let mut cx = Context::from_waker(Waker::noop());
         {
-            let load = pin!(store.get_or_set("k", || std::future::pending::<u32>(), SetOptions::new()));
+            let load = pin!(store.get_or_set("k", std::future::pending::<u32>, SetOptions::new()));
             assert!(load.poll(&mut cx).is_pending());
             assert_eq!(store.loads_in_progress(), 1, "the load is in progress");
         }
