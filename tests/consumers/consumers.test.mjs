@@ -199,8 +199,11 @@ describe("in a real browser (chromium)", () => {
     server?.close();
   });
 
-  /** Opens `page` (a path under target/consumers) and returns what it set, or fails with what went wrong. */
-  async function visit(page) {
+  /**
+   * Opens `page` (a path under target/consumers) and checks what it set, or
+   * fails with what went wrong; with `fails`, returns what went wrong instead.
+   */
+  async function visit(page, { fails = false } = {}) {
     const tab = await browser.newPage();
     const problems = [];
     tab.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
@@ -208,6 +211,14 @@ describe("in a real browser (chromium)", () => {
     tab.on("response", (response) => response.status() >= 400 && problems.push(`${response.status()} ${response.url()}`));
     try {
       await tab.goto(`${origin}/${page}`);
+      if (fails) {
+        // The module graph has failed once an error is out and no result came.
+        if (!problems.some((p) => p.startsWith("page error"))) {
+          await tab.waitForEvent("pageerror", { timeout: 30_000 }).catch(() => {});
+        }
+        assert.equal(await tab.evaluate(() => globalThis.consumerResult), undefined, `${page} was expected to fail`);
+        return problems;
+      }
       try {
         await tab.waitForFunction(() => globalThis.consumerResult !== undefined, null, { timeout: 30_000 });
       } catch {
@@ -220,10 +231,14 @@ describe("in a real browser (chromium)", () => {
     }
   }
 
-  test("esbuild for the browser, with the inlined build", async () => {
+  test("esbuild for the browser, with the inlined build; the default import fails saying so", async () => {
     const dir = project("esbuild-browser");
-    run(path.join(tools, "esbuild"), ["main.mjs", "--bundle", "--platform=browser", "--format=esm", "--outfile=out.js"], dir);
+    const esbuild = path.join(tools, "esbuild");
+    run(esbuild, ["main.mjs", "--bundle", "--platform=browser", "--format=esm", "--outfile=out.js"], dir);
     await visit("esbuild-browser/index.html");
+    run(esbuild, ["default.mjs", "--bundle", "--platform=browser", "--format=esm", "--outfile=default.js"], dir);
+    const problems = await visit("esbuild-browser/default.html", { fails: true });
+    assert.match(problems.join("\n"), /could not load its WebAssembly .*import "pepperpy-caching\/inline" instead/);
   });
 
   test("esbuild for the browser, handing the wasm to init", async () => {
