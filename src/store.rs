@@ -9,6 +9,12 @@ use crate::metrics::CacheStats;
 /// The longest key accepted, in bytes of UTF-8.
 pub const MAX_KEY_LEN: usize = 8 * 1024;
 
+/// The deepest nesting of arrays and objects accepted in metadata (the
+/// metadata object itself is level 1) by every store, and in values by
+/// `RedisStore`: JSON readers limit nesting (serde_json reads at most 127
+/// levels), and what is stored must read back.
+pub(crate) const MAX_NESTING: usize = 100;
+
 /// Free-form data stored beside a value: a JSON object (`serde_json`'s map).
 ///
 /// ```
@@ -200,6 +206,36 @@ pub(crate) fn effective_ttl(own: Option<Duration>, default: Option<Duration>) ->
     }
 }
 
+/// Checks the options of a `set` (or `get_or_set`) against the rules every
+/// store shares, and returns the TTL the entry gets. Every store calls this
+/// before writing, so all give the same answer for the same options.
+pub(crate) fn check_set_options(options: &SetOptions, default_ttl: Option<Duration>) -> Result<Option<Duration>> {
+    if let Some(metadata) = &options.metadata {
+        check_metadata(metadata)?;
+    }
+    effective_ttl(options.ttl, default_ttl)
+}
+
+/// Refuses metadata nested deeper than [`MAX_NESTING`] (the map itself is
+/// level 1), as [`CacheError::Serialization`]: it could not be read back from
+/// a JSON store. Never recurses deeper than the limit, whatever the input.
+pub(crate) fn check_metadata(metadata: &Metadata) -> Result<()> {
+    fn too_deep(value: &serde_json::Value, level: usize) -> bool {
+        let children: &mut dyn Iterator<Item = &serde_json::Value> = match value {
+            serde_json::Value::Array(items) => &mut items.iter(),
+            serde_json::Value::Object(map) => &mut map.values(),
+            _ => return false,
+        };
+        level > MAX_NESTING || Iterator::any(&mut { children }, |child| too_deep(child, level + 1))
+    }
+    if metadata.values().any(|value| too_deep(value, 2)) {
+        return Err(CacheError::Serialization(format!(
+            "the metadata is nested more than {MAX_NESTING} levels deep (arrays and objects), more than can be read back"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +248,20 @@ mod tests {
         assert!(matches!(check_key(&"k".repeat(MAX_KEY_LEN + 1)), Err(CacheError::Key { .. })));
         // Every other UTF-8 string is a key, glob characters and newlines included.
         assert!(check_key("a*b?[c]\\ \n é 😀").is_ok());
+    }
+
+    #[test]
+    fn metadata_nesting_is_limited() {
+        fn nested(depth: usize) -> serde_json::Value {
+            (0..depth).fold(serde_json::json!(1), |v, _| serde_json::json!([v]))
+        }
+        let meta = |v| serde_json::json!({ "a": v }).as_object().cloned().unwrap();
+        // The map is level 1, so a value nested MAX_NESTING - 1 deep inside it is at the limit.
+        assert!(check_metadata(&meta(nested(MAX_NESTING - 1))).is_ok());
+        assert!(matches!(check_metadata(&meta(nested(MAX_NESTING))), Err(CacheError::Serialization(_))));
+        let options = SetOptions::new().metadata(meta(nested(MAX_NESTING)));
+        assert!(matches!(check_set_options(&options, None), Err(CacheError::Serialization(_))));
+        assert!(check_set_options(&SetOptions::new().metadata(meta(nested(3))), None).is_ok());
     }
 
     #[test]

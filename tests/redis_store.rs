@@ -99,7 +99,7 @@ async fn serialization_errors_write_nothing_and_never_panic() {
 async fn prefixes_isolate_stores_whatever_they_contain() {
     let server = RedisServer::start();
     let mut conn = raw(&server).await;
-    let prefixes = ["a*[", "\\", "app:", "b?]:", "c\\*:", "[^x]", "日本:"];
+    let prefixes = ["a*[:", "\\:", "app:", "b?]:", "c\\*:", "[^x]:", "日本:"];
     let mut stores = Vec::new();
     for (i, prefix) in prefixes.iter().enumerate() {
         let policy = (i % 2 == 0).then(|| LruPolicy::new(100).unwrap().into());
@@ -112,7 +112,9 @@ async fn prefixes_isolate_stores_whatever_they_contain() {
         }
     }
     // Neighbours that a sloppy pattern would catch: the prefixes themselves, and near misses.
-    let neighbours = ["a*[", "a*", "aX[1", "a*X", "\\", "app", "apq:1", "b?]", "bX]:1", "c\\", "[^x", "x", "日本"];
+    let neighbours = [
+        "a*[", "a*", "aX[:1", "a*X:", "\\", "\\x:1", "app", "apq:1", "b?]", "bX]:1", "c\\", "[^x", "[^x]", "x", "日本",
+    ];
     for n in neighbours {
         redis::cmd("SET").arg(n).arg("neighbour").exec_async(&mut conn).await.unwrap();
     }

@@ -16,6 +16,10 @@ pub struct RedisServer {
     port: u16,
     password: Option<String>,
     dir: PathBuf,
+    /// Extra `redis-server` arguments (`{dir}` is replaced by the server's
+    /// temp dir, `{tls_port}` by its TLS port).
+    extra: Vec<String>,
+    tls_port: Option<u16>,
 }
 
 impl RedisServer {
@@ -30,15 +34,49 @@ impl RedisServer {
     }
 
     fn start_with(password: Option<String>) -> Self {
+        Self::start_full(password, Vec::new(), false)
+    }
+
+    /// A server started with extra arguments (see [`RedisServer::extra`]).
+    pub fn start_with_args(extra: &[&str]) -> Self {
+        Self::start_full(None, extra.iter().map(|a| a.to_string()).collect(), false)
+    }
+
+    /// A server that also listens for TLS on [`tls_port`](Self::tls_port),
+    /// with a CA and a server certificate (for `127.0.0.1` and `localhost`)
+    /// made by `openssl` in its temp dir; [`tls_ca`](Self::tls_ca) is the CA's PEM.
+    pub fn start_tls() -> Self {
+        let extra = [
+            "--tls-port",
+            "{tls_port}",
+            "--tls-cert-file",
+            "{dir}/server.crt",
+            "--tls-key-file",
+            "{dir}/server.key",
+            "--tls-ca-cert-file",
+            "{dir}/ca.crt",
+            "--tls-auth-clients",
+            "no",
+        ];
+        Self::start_full(None, extra.iter().map(|a| a.to_string()).collect(), true)
+    }
+
+    fn start_full(password: Option<String>, extra: Vec<String>, tls: bool) -> Self {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let n = COUNT.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("pepperpy-redis-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("cannot create the redis-server temp dir");
-        let mut server = RedisServer { child: None, port: 0, password, dir };
+        if tls {
+            make_certificates(&dir);
+        }
+        let mut server = RedisServer { child: None, port: 0, password, dir, extra, tls_port: None };
         // Another process may grab the free port between our probe and the
         // server's bind; try a few ports.
         for _ in 0..5 {
             server.port = free_port();
+            if tls {
+                server.tls_port = Some(free_port());
+            }
             if server.spawn() {
                 return server;
             }
@@ -67,6 +105,27 @@ impl RedisServer {
         self.port
     }
 
+    /// The process id, for signals (`SIGSTOP`, `SIGCONT`).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("not running").id()
+    }
+
+    /// The TLS port of a server from [`start_tls`](Self::start_tls).
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port.expect("not a TLS server")
+    }
+
+    /// The PEM of the CA that signed a TLS server's certificate.
+    pub fn tls_ca(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("ca.crt")).expect("no CA certificate")
+    }
+
+    /// A plain connection for setting up and inspecting the server.
+    #[cfg(feature = "redis")]
+    pub async fn admin(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+    }
+
     /// `redis://[:password@]127.0.0.1:port`.
     pub fn url(&self) -> String {
         match &self.password {
@@ -93,6 +152,11 @@ impl RedisServer {
             .stderr(Stdio::null());
         if let Some(password) = &self.password {
             command.args(["--requirepass", password]);
+        }
+        let dir = self.dir.display().to_string();
+        let tls_port = self.tls_port.map(|p| p.to_string()).unwrap_or_default();
+        for arg in &self.extra {
+            command.arg(arg.replace("{dir}", &dir).replace("{tls_port}", &tls_port));
         }
         let mut child = match command.spawn() {
             Ok(child) => child,
@@ -126,6 +190,65 @@ impl Drop for RedisServer {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 and localhost, signed by it,
+/// in `dir` (`ca.crt`, `server.crt`, `server.key`), made with `openssl`.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run openssl (scripts/setup.sh installs it): {e}"));
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pepperpy test CA",
+    ]);
+    // -subj keeps openssl from asking; the SAN is what rustls checks.
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
 }
 
 /// A port nothing listens on right now.

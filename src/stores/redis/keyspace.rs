@@ -7,22 +7,44 @@
 //! never occurs in UTF-8, so no entry of this or any other store (with any
 //! UTF-8 prefix) can ever have one of those names.
 //!
-//! A pattern reaches Redis only behind the escaped prefix, and every key SCAN
-//! returns is checked again here: it must start with the prefix, the rest
+//! A store's keys are kept apart from every other store's by the prefix rule
+//! ([`check_prefix`]): a non-empty prefix is a name without `:` followed by
+//! one `:`. Of two such prefixes neither starts with the other unless they are
+//! equal, so no Redis key belongs to two stores, whatever the keys contain.
+//!
+//! A user's pattern never reaches Redis: SCAN gets only the escaped prefix and
+//! the pattern's literal head (escaped again) followed by one `*`, which
+//! Redis matches in time linear in its length, whatever the pattern. Every
+//! key SCAN returns is checked here: it must start with the prefix, the rest
 //! must be a valid, non-empty key, and the rest must match the pattern by our
-//! own matcher. So whatever either contains, nothing outside the prefix and no
-//! index key is ever listed, counted or deleted.
+//! own (linear-time) matcher. So nothing outside the prefix and no index key
+//! is ever listed, counted or deleted, and no pattern can stall Redis
+//! (CVE-2022-36021, CVE-2024-31228).
 
-use crate::pattern::{Pattern, escape_pattern};
+use crate::errors::{CacheError, Result};
+use crate::pattern::Pattern;
 
-/// Patterns with more stars than this are matched here instead of in Redis:
-/// Redis's matcher backtracks on many stars (CVE-2022-36021, CVE-2024-31228),
-/// and a user-supplied pattern must not be able to stall a shared server.
-const MAX_STARS_SENT: usize = 4;
+/// What ends every non-empty prefix, and may occur nowhere else in it.
+pub(super) const SEPARATOR: char = ':';
+
+/// Checks the prefix rule: empty, or a name without `:` followed by `:`.
+pub(super) fn check_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    let name = prefix.strip_suffix(SEPARATOR).unwrap_or(prefix);
+    if name.is_empty() || name.len() == prefix.len() || name.contains(SEPARATOR) {
+        return Err(CacheError::Policy(format!(
+            "the prefix {prefix:?} must be a non-empty name without {SEPARATOR:?} followed by one {SEPARATOR:?} \
+             (such as \"myapp:\" or \"myapp.sessions:\"), so that no store's keys can fall under another \
+             store's prefix"
+        )));
+    }
+    Ok(())
+}
 
 pub(super) struct Keyspace {
     prefix: Box<str>,
-    escaped_prefix: Box<str>,
     /// Sorted set: entry key -> recency (higher is more recent). LRU only.
     pub recency: Vec<u8>,
     /// Sorted set: entry key -> expiry time in ms since the epoch (Redis
@@ -33,25 +55,18 @@ pub(super) struct Keyspace {
 impl Keyspace {
     pub fn new(prefix: &str) -> Self {
         let internal = |name: &str| [prefix.as_bytes(), b"\xff", name.as_bytes()].concat();
-        Keyspace {
-            prefix: prefix.into(),
-            escaped_prefix: escape_pattern(prefix).into(),
-            recency: internal("lru"),
-            expiry: internal("expiry"),
-        }
+        Keyspace { prefix: prefix.into(), recency: internal("lru"), expiry: internal("expiry") }
     }
 
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
-    /// The Redis key of the entry under `key`.
+    /// The Redis key of the entry under `key`, written straight into a
+    /// command's argument (no intermediate string).
     #[inline]
-    pub fn entry(&self, key: &str) -> String {
-        let mut full = String::with_capacity(self.prefix.len() + key.len());
-        full.push_str(&self.prefix);
-        full.push_str(key);
-        full
+    pub fn entry<'a>(&'a self, key: &'a str) -> Entry<'a> {
+        Entry { prefix: &self.prefix, key }
     }
 
     /// The Redis key of the lock `get_or_set` holds while loading `key`.
@@ -60,16 +75,19 @@ impl Keyspace {
     }
 
     /// The MATCH argument for a SCAN over entries matching `pattern` (all
-    /// entries when `None`). It may select more than `pattern` does (see
-    /// [`MAX_STARS_SENT`]); [`Keyspace::user_key`] has the last word.
-    pub fn scan_match(&self, pattern: Option<&Pattern>) -> String {
-        let sent = match pattern {
-            Some(p) if p.as_str().bytes().filter(|&b| b == b'*').count() <= MAX_STARS_SENT => p.as_str(),
-            _ => "*",
-        };
-        let mut out = String::with_capacity(self.escaped_prefix.len() + sent.len());
-        out.push_str(&self.escaped_prefix);
-        out.push_str(sent);
+    /// entries when `None`): the escaped prefix and the pattern's literal
+    /// head, then `*`. It selects more than `pattern` does;
+    /// [`Keyspace::user_key`] has the last word.
+    pub fn scan_match(&self, pattern: Option<&Pattern>) -> Vec<u8> {
+        let head = pattern.map(Pattern::literal_prefix).unwrap_or_default();
+        let mut out = Vec::with_capacity(2 * (self.prefix.len() + head.len()) + 1);
+        for &b in self.prefix.as_bytes().iter().chain(&head) {
+            if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.push(b'*');
         out
     }
 
@@ -82,6 +100,31 @@ impl Keyspace {
             return None;
         }
         pattern.is_none_or(|p| p.matches(key)).then_some(key)
+    }
+}
+
+/// An entry's Redis key, `prefix + key`, as a command argument.
+#[derive(Clone, Copy)]
+pub(super) struct Entry<'a> {
+    prefix: &'a str,
+    key: &'a str,
+}
+
+impl Entry<'_> {
+    /// The key as bytes, for the few places that need it owned.
+    pub fn to_vec(self) -> Vec<u8> {
+        [self.prefix.as_bytes(), self.key.as_bytes()].concat()
+    }
+}
+
+impl redis::ToRedisArgs for Entry<'_> {
+    #[inline]
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write as _;
+        let mut arg = out.writer_for_next_arg();
+        // Writing to a command buffer cannot fail.
+        let _ = arg.write_all(self.prefix.as_bytes());
+        let _ = arg.write_all(self.key.as_bytes());
     }
 }
 
@@ -103,32 +146,45 @@ mod tests {
     }
 
     #[test]
-    fn patterns_stay_behind_the_prefix() {
-        for prefix in ["a*[", "\\", "p?]\\x", ""] {
-            let space = Keyspace::new(prefix);
-            let star = Pattern::new("*").unwrap();
-            let m = Pattern::new(&space.scan_match(Some(&star))).unwrap();
-            assert!(m.matches(&format!("{prefix}k")), "{prefix}");
-            if !prefix.is_empty() {
-                assert!(!m.matches("k"), "{prefix}");
-                assert!(!m.matches(&format!("x{prefix}k")), "{prefix}");
-            }
-            // A pattern that tries to close or escape the prefix's brackets matches only inside it.
-            let sneaky = Pattern::new("]*").unwrap();
-            let m = Pattern::new(&space.scan_match(Some(&sneaky))).unwrap();
-            assert!(m.matches(&format!("{prefix}]x")), "{prefix}");
-            assert!(!m.matches("]x") || prefix.is_empty(), "{prefix}");
+    fn prefixes_that_could_nest_are_refused() {
+        for ok in ["", "a:", "myapp.sessions:", "{tag}:", "a*[:", "日本:", "\\:"] {
+            assert!(check_prefix(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [":", "a", "a:b:", "a::", ":a:", "app_", "a:b"] {
+            assert!(matches!(check_prefix(bad), Err(CacheError::Policy(_))), "{bad:?}");
         }
     }
 
     #[test]
-    fn many_stars_are_matched_here() {
-        let space = Keyspace::new("p:");
+    fn scans_get_only_the_escaped_literal_head() {
+        let space = Keyspace::new("p*[:");
+        let scan = |p: &str| String::from_utf8(space.scan_match(Some(&Pattern::new(p).unwrap()))).unwrap();
+        assert_eq!(scan("u:*"), "p\\*\\[:u:*");
+        assert_eq!(scan("a*a*a*a*a*a*b"), "p\\*\\[:a*");
+        assert_eq!(scan("*aaaab"), "p\\*\\[:*");
+        assert_eq!(scan("x\\?y?"), "p\\*\\[:x\\?y*");
+        assert_eq!(scan("]]"), "p\\*\\[:\\]\\]*");
+        assert_eq!(String::from_utf8(space.scan_match(None)).unwrap(), "p\\*\\[:*");
+        // What Redis gets selects a superset; the store's matcher decides.
         let p = Pattern::new("a*a*a*a*a*a*b").unwrap();
-        assert_eq!(space.scan_match(Some(&p)), "p:*");
-        assert_eq!(space.user_key(b"p:aaab", Some(&p)), None);
-        assert_eq!(space.user_key(b"p:aaaaaab", Some(&p)), Some("aaaaaab"));
-        let p = Pattern::new("u:*").unwrap();
-        assert_eq!(space.scan_match(Some(&p)), "p:u:*");
+        assert_eq!(space.user_key(b"p*[:aaab", Some(&p)), None);
+        assert_eq!(space.user_key(b"p*[:aaaaaab", Some(&p)), Some("aaaaaab"));
+        for (pattern, key) in [("u:*", "u:1"), ("x\\?y?", "x?yz"), ("]]", "]]")] {
+            let sent = Pattern::new(&scan(pattern)).unwrap();
+            assert!(sent.matches(&format!("p*[:{key}")), "{pattern}");
+            assert!(!sent.matches(key), "{pattern}");
+        }
+    }
+
+    #[test]
+    fn entries_are_written_whole_into_commands() {
+        let space = Keyspace::new("app:");
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(space.entry("k:1"));
+        assert_eq!(
+            cmd.args_iter().nth(1).map(|a| format!("{a:?}")),
+            Some(format!("{:?}", redis::Arg::Simple(&b"app:k:1"[..])))
+        );
+        assert_eq!(space.entry("k").to_vec(), b"app:k");
     }
 }

@@ -21,10 +21,11 @@ use redis::aio::ConnectionManager;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::keyspace::Entry;
 use super::{RedisStore, format, ttl_millis};
 use crate::errors::{CacheError, Result};
 use crate::singleflight::loader_error;
-use crate::store::{CacheStore, Metadata, SetOptions, check_key, effective_ttl};
+use crate::store::{CacheStore, Metadata, SetOptions, check_key, check_set_options};
 
 /// How long a load lock lives unless its owner releases it first.
 pub(super) const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(10);
@@ -55,7 +56,7 @@ where
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
         check_key(key)?;
-        let ttl = effective_ttl(options.ttl, self.default_ttl)?.map(ttl_millis);
+        let ttl = check_set_options(&options, self.default_ttl)?.map(ttl_millis);
         let follow = |stored: Arc<[u8]>| format::decode_value(key, &stored);
         let lead = || self.load_shared(key, loader, ttl, options.metadata.as_ref());
         self.flights.read_through(key, || self.get(key), follow, lead).await
@@ -90,7 +91,7 @@ where
         loop {
             guard.arm();
             // An error returns with the guard armed: its drop releases.
-            match self.get_or_lock(&entry, guard.lock()).await? {
+            match self.get_or_lock(entry, guard.lock()).await? {
                 Step::Found(stored) => {
                     guard.disarm();
                     return Ok((format::decode_value(key, &stored)?, stored.into()));
@@ -112,7 +113,7 @@ where
         self.counters.record_load(loaded.is_ok(), u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
         let result = match loaded {
             Ok(value) => match format::encode(&value, metadata) {
-                Ok(stored) => self.write("get_or_set", &entry, &stored, ttl).await.map(|()| (value, stored.into())),
+                Ok(stored) => self.write("get_or_set", entry, &stored, ttl).await.map(|()| (value, stored.into())),
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),
@@ -123,7 +124,7 @@ where
     }
 
     /// One atomic step: the entry if present, else the lock if free.
-    async fn get_or_lock(&self, entry: &str, lock: &Lock) -> Result<Step> {
+    async fn get_or_lock(&self, entry: Entry<'_>, lock: &Lock) -> Result<Step> {
         let mut conn = self.conn.clone();
         let reply: redis::Value = self
             .round_trip(

@@ -13,6 +13,7 @@ mod format;
 mod keyspace;
 mod load;
 mod scripts;
+mod tls;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -29,9 +30,9 @@ use crate::metrics::{CacheStats, SharedCounters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
 use crate::singleflight::SingleFlight;
-use crate::store::{CacheStore, Metadata, SetOptions, check_key, effective_ttl};
+use crate::store::{CacheStore, Metadata, SetOptions, check_key, check_metadata, check_set_options};
 
-use keyspace::Keyspace;
+use keyspace::{Entry, Keyspace};
 use scripts::Scripts;
 
 /// Keys per SCAN page and per delete.
@@ -41,6 +42,19 @@ const UPDATE_ATTEMPTS: usize = 32;
 /// Longest TTL sent to Redis, in ms (about 31,700 years): longer ones would
 /// overflow Redis's expiry time and are the same as this in practice.
 const MAX_TTL_MS: u128 = 1_000_000_000_000_000;
+
+/// The `maxmemory-policy` settings a bounded store knows how to live with
+/// (see "Redis eviction" on [`RedisStore`]).
+const KNOWN_EVICTION_POLICIES: [&str; 8] = [
+    "noeviction",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+];
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -87,6 +101,17 @@ const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A value that cannot be encoded is [`CacheError::Serialization`] and nothing
 /// is written; a document that does not decode as `V` is the same error.
 ///
+/// `set` (and a `get_or_set` loader's value) refuses, with
+/// [`CacheError::Serialization`] and nothing written, what JSON would not
+/// give back as it was: NaN or an infinite `f32`/`f64` anywhere in the value
+/// (serde_json writes them as `null`, so an `f64` would become unreadable and
+/// `Some(f64::NAN)` would read back as `None`), and a value nested more than
+/// 100 levels deep in arrays and objects (JSON readers limit nesting;
+/// serde_json reads 127). Metadata nested more than 100 levels is refused by
+/// every store alike. The [`MemoryStore`](crate::MemoryStore) keeps Rust
+/// values as they are and accepts both kinds of value: this is the one place
+/// where the two stores answer differently.
+///
 /// # Policies
 ///
 /// Without a policy (the default) the store keeps whatever Redis keeps: no
@@ -117,24 +142,77 @@ const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// `clear` remove index members with their entries. Everything is O(log n)
 /// per entry touched.
 ///
-/// All processes sharing a prefix must use the same policy. An entry removed
-/// behind the store's back (a manual `DEL`, Redis `maxmemory` eviction) keeps
-/// its index member until it is reclaimed or reaches the bottom of the index,
-/// and until then counts against the capacity.
+/// Under LRU the recency score comes from a counter kept as the score of a
+/// sentinel member `""` of the recency index (no entry key is empty), so
+/// marking an entry used is one `ZINCRBY` and one `ZADD`. Under a capacity
+/// with TTL the sentinel sits in the expiry index with score `+inf`.
+///
+/// All processes sharing a prefix must use the same policy.
+/// [`S3FifoPolicy`](crate::S3FifoPolicy) is not available in Redis
+/// (`build` refuses it): use `LruPolicy`.
+///
+/// # Redis eviction and a capacity that heals
+///
+/// Redis may remove entries behind the store's back (`maxmemory` eviction, a
+/// manual `DEL`), and even an index key itself. The store repairs what it
+/// meets:
+///
+/// - an index member whose entry is gone is dropped when a `get` misses it,
+///   when it comes up as the eviction victim (up to 16 such members are
+///   skipped per `set`), and at random: every bounded `set` checks two random
+///   members;
+/// - a lost index (no sentinel) is noticed by the next `set`, which then
+///   rebuilds it: it walks the prefix with SCAN, adopts every entry the index
+///   does not list as least recently used (with its remaining TTL), and
+///   evicts down to the capacity. A brand-new prefix looks the same, so the
+///   first `set` on a new prefix also walks the database once. If the rebuild
+///   fails (Redis unreachable), the sentinel is removed again so that a later
+///   `set` retries.
+///
+/// At `build` a bounded store reads `maxmemory-policy` (`CONFIG GET`, skipped
+/// if the server forbids it) and accepts `noeviction`, `allkeys-lru`,
+/// `allkeys-lfu`, `allkeys-random`, `volatile-lru`, `volatile-lfu`,
+/// `volatile-random` and `volatile-ttl`; any other value is
+/// [`CacheError::Policy`]. With `noeviction` nothing is removed behind the
+/// store's back and writes fail with a backend error when Redis is full;
+/// with the `allkeys-*` settings (the usual ones for a cache) the index heals
+/// as above, and once memory pressure ends the number of entries is back
+/// within the capacity. Until then the count can be briefly off in either
+/// direction: entries evicted by Redis still count until met, and after a
+/// lost index the entries above the capacity stay until the rebuild.
 ///
 /// # Patterns, `keys`, `size`, `clear`
 ///
-/// These walk the prefix with `SCAN ... MATCH <escaped prefix><pattern> COUNT
-/// 1000` and delete with `UNLINK` (or the delete script) a page at a time,
-/// never `KEYS`, so a large keyspace never blocks Redis for long. Every
-/// metacharacter of the prefix is escaped, and every key SCAN returns is
-/// checked again against the prefix and the pattern by the crate's own matcher,
-/// so a pattern never reaches keys outside the prefix whatever either
-/// contains. Patterns with more than four `*` are not sent to Redis (its
-/// matcher backtracks on them, see CVE-2022-36021): the walk fetches the whole
-/// prefix and matches here. `size` and `keys` cost a walk
-/// over the prefix. Keys of a store whose prefix is a prefix of another
-/// store's (`"a"` and `"ab"`) overlap; give stores disjoint prefixes.
+/// These walk the prefix with `SCAN ... MATCH <escaped prefix><escaped literal
+/// head of the pattern>* COUNT 1000` and delete with `UNLINK` (or the delete
+/// script) a page at a time, each page's delete sent together with the next
+/// SCAN, never `KEYS`, so a large keyspace never blocks Redis for long. The
+/// pattern itself never reaches Redis, whose matcher backtracks (see
+/// CVE-2022-36021): Redis gets only plain text and one trailing `*`, which it
+/// matches in linear time, and every key SCAN returns is checked against the
+/// prefix and the pattern by the crate's own linear-time matcher. So no
+/// pattern can stall Redis, and a pattern never reaches keys outside the
+/// prefix whatever either contains.
+///
+/// `keys` costs a walk over the database (SCAN visits every key; MATCH only
+/// filters). `size` costs a walk too without a capacity; with one it reads
+/// the index (two O(log n) commands): the members, less those whose TTL has
+/// passed, so entries Redis evicted behind the store's back count until they
+/// are met (see above).
+///
+/// # Prefixes
+///
+/// A prefix is empty or a name without `:` followed by one `:` (`"myapp:"`,
+/// `"myapp.sessions:"`, `"{tenant-7}:"`); `build` refuses any other
+/// ([`CacheError::Policy`]). Of two such prefixes neither starts with the
+/// other, so no Redis key belongs to two stores whatever the keys contain:
+/// with `"a:"` and `"a:b:"` allowed, the key `b:x` of the first would be the
+/// key `x` of the second.
+///
+/// An empty prefix means the store shares the whole database with whatever
+/// else uses it, so `invalidate` and `clear` are [`CacheError::Policy`] unless
+/// the builder was told the database is the store's alone
+/// ([`RedisStoreBuilder::whole_database`]).
 ///
 /// # Counters
 ///
@@ -197,14 +275,39 @@ const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// # Connection
 ///
 /// One multiplexed connection (redis-rs `ConnectionManager`) shared by all
-/// calls, reconnecting by itself after a failure. `rediss://` URLs use TLS
-/// (rustls, webpki roots); a password and database go in the URL
-/// (`redis://:password@host:6379/2`). Each round trip fails with
+/// calls, reconnecting by itself after a failure. A password and database go
+/// in the URL (`redis://:password@host:6379/2`). Each round trip fails with
 /// [`CacheError::Backend`] after at most the connect timeout plus the response
-/// timeout; while the server is unreachable calls fail, and the next call after
-/// it is back reconnects. Needs a tokio runtime with time and I/O enabled, and
-/// Redis 6.0 or later. For Redis Cluster, put a `{hash tag}` in the prefix so a
-/// store's keys share one slot.
+/// timeout (the sum saturates: `Duration::MAX` means no limit); while the
+/// server is unreachable calls fail, and the next call after it is back
+/// reconnects. Needs a tokio runtime with time and I/O enabled, and Redis 6.2
+/// or later. For Redis Cluster, put a `{hash tag}` in the prefix so a store's
+/// keys share one slot.
+///
+/// **A write that timed out may still have been applied.** The command may
+/// have reached Redis and run after the store stopped waiting (a server
+/// paused by `SIGSTOP` or a long `CLIENT PAUSE` runs every queued command when
+/// it resumes). So after a `set`, `delete`, `invalidate`, `clear` or
+/// `update_metadata` that failed with a timeout, the entry may hold either the
+/// old or the new state: read it again, or write again, before relying on it.
+///
+/// # TLS
+///
+/// `rediss://` URLs use TLS through rustls with the webpki roots. rustls
+/// needs a crypto provider, chosen by cargo features:
+///
+/// | features | provider |
+/// | --- | --- |
+/// | `redis` (default features on) | `tls-ring` is a default feature: ring |
+/// | `redis`, `tls-aws-lc` | aws-lc-rs (chosen over ring if both are on) |
+/// | `redis` with `default-features = false` | none: the application installs its own |
+///
+/// At `build` of a `rediss://` store, if the process has no default provider
+/// yet, the store installs the one its features chose; one the application
+/// installed first (`CryptoProvider::install_default`) is always kept. With
+/// no provider at all, `build` is [`CacheError::Backend`] saying so, never a
+/// panic. Applications that also use rustls elsewhere (reqwest, the AWS SDK)
+/// should install their provider at startup, before building a store.
 pub struct RedisStore<V> {
     conn: ConnectionManager,
     /// `host:port`, for messages (never the URL: it may hold a password).
@@ -215,6 +318,8 @@ pub struct RedisStore<V> {
     default_ttl: Option<Duration>,
     /// `Some((max_size, lru))` when a policy caps the entries.
     bound: Option<(usize, bool)>,
+    /// Whether `invalidate` and `clear` may run with an empty prefix.
+    whole_database: bool,
     /// Whether `get` runs the LRU script.
     refresh_on_get: bool,
     /// The most one round trip may take.
@@ -236,6 +341,8 @@ pub struct RedisStoreBuilder<V> {
     connect_timeout: Duration,
     response_timeout: Duration,
     lock_lease: Duration,
+    whole_database: bool,
+    root_certificates: Option<Vec<u8>>,
     _value: PhantomData<fn() -> V>,
 }
 
@@ -243,11 +350,20 @@ impl<V> RedisStoreBuilder<V>
 where
     V: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    /// Every Redis key this store touches starts with `prefix` (default: none).
-    /// Stores with different prefixes never see each other's entries, unless
-    /// one prefix starts with the other.
+    /// Every Redis key this store touches starts with `prefix` (default:
+    /// none): a name without `:` followed by one `:`, such as `"myapp:"`
+    /// (checked by [`build`](Self::build)). Stores with different prefixes
+    /// never see each other's entries. See "Prefixes" on [`RedisStore`].
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// With an empty prefix, allow `invalidate` and `clear` to delete any key
+    /// of the database, this store's or not (default: refused). Say so only
+    /// when the database belongs to this store alone.
+    pub fn whole_database(mut self, allowed: bool) -> Self {
+        self.whole_database = allowed;
         self
     }
 
@@ -259,6 +375,14 @@ where
         self
     }
 
+    /// For `rediss://`: trust the CA certificates in `pem` (PEM text, one or
+    /// more) instead of the webpki roots, for a Redis whose certificate comes
+    /// from a private CA. Ignored for `redis://`.
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates = Some(pem.into());
+        self
+    }
+
     /// How long connecting may take, TLS and authentication included
     /// (default 2 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
@@ -266,7 +390,9 @@ where
         self
     }
 
-    /// How long Redis may take to answer one command (default 1 s).
+    /// How long Redis may take to answer one command (default 1 s). A write
+    /// that times out may still be applied later: see "Connection" on
+    /// [`RedisStore`].
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
         self
@@ -283,13 +409,17 @@ where
         self
     }
 
-    /// Connects and checks that Redis answers (`PING`).
+    /// Connects and checks that Redis answers (`PING`); for a store with a
+    /// capacity, also checks Redis's `maxmemory-policy`.
     ///
     /// # Errors
-    /// [`CacheError::Policy`] for a zero timeout or lock lease; [`CacheError::Backend`] for a
-    /// malformed URL, no tokio runtime, or a server that cannot be reached,
-    /// refuses the credentials or does not answer within the connect timeout
-    /// plus the response timeout.
+    /// [`CacheError::Policy`] for a zero timeout or lock lease, a prefix that
+    /// breaks the prefix rule, an [`S3FifoPolicy`](crate::S3FifoPolicy), or
+    /// (with a capacity) a `maxmemory-policy` the store does not know;
+    /// [`CacheError::Backend`] for a malformed URL, no tokio runtime, a
+    /// `rediss://` URL without a TLS crypto provider, or a server that cannot
+    /// be reached, refuses the credentials or does not answer within the
+    /// connect timeout plus the response timeout.
     pub async fn build(self) -> Result<RedisStore<V>> {
         for (name, value) in [
             ("connect_timeout", self.connect_timeout),
@@ -300,9 +430,25 @@ where
                 return Err(CacheError::Policy(format!("{name} must be greater than zero, got {value:?}")));
             }
         }
-        let client =
-            redis::Client::open(self.url.as_str()).map_err(|e| backend("the Redis URL is invalid".into(), e))?;
-        let addr = client.get_connection_info().addr().to_string();
+        keyspace::check_prefix(&self.prefix)?;
+        if matches!(self.policy, Some(Policy::S3Fifo(_))) {
+            return Err(CacheError::Policy(
+                "RedisStore does not implement S3FifoPolicy (its queues would need a script per read); use LruPolicy"
+                    .into(),
+            ));
+        }
+        let info = redis::IntoConnectionInfo::into_connection_info(self.url.as_str())
+            .map_err(|e| backend("the Redis URL is invalid".into(), e))?;
+        let addr = info.addr().to_string();
+        let client = if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            // Before the client: redis-rs builds its rustls config right away.
+            tls::ensure_provider()?;
+            let certificates = redis::TlsCertificates { client_tls: None, root_cert: self.root_certificates };
+            redis::Client::build_with_tls(info, certificates)
+        } else {
+            redis::Client::open(info)
+        }
+        .map_err(|e| backend(format!("cannot set up a client for Redis at {addr}"), e))?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(CacheError::Backend {
                 message: "RedisStore must be built inside a tokio runtime".into(),
@@ -317,13 +463,13 @@ where
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let round_trip_timeout = self.connect_timeout + self.response_timeout;
+        let round_trip_timeout = self.connect_timeout.saturating_add(self.response_timeout);
         let connect = async {
             let mut conn = ConnectionManager::new_with_config(client, config).await?;
             redis::cmd("PING").query_async::<redis::Value>(&mut conn).await?;
             Ok::<_, redis::RedisError>(conn)
         };
-        let conn = match tokio::time::timeout(round_trip_timeout, connect).await {
+        let mut conn = match tokio::time::timeout(round_trip_timeout, connect).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => return Err(backend(format!("cannot connect to Redis at {addr}"), e)),
             Err(elapsed) => {
@@ -336,6 +482,9 @@ where
 
         let policy = self.policy;
         let bound = policy.as_ref().and_then(|p| p.max_size().map(|max| (max, matches!(p, Policy::Lru(_)))));
+        if bound.is_some() {
+            check_eviction_policy(&mut conn, &addr, round_trip_timeout).await?;
+        }
         let refresh_on_get = matches!(&policy, Some(Policy::Lru(p)) if p.refreshes_on_get());
         Ok(RedisStore {
             conn,
@@ -345,6 +494,7 @@ where
             default_ttl: policy.as_ref().and_then(Policy::default_ttl),
             policy,
             bound,
+            whole_database: self.whole_database,
             refresh_on_get,
             round_trip_timeout,
             lock_lease: self.lock_lease,
@@ -352,6 +502,32 @@ where
             counters: SharedCounters::default(),
             _value: PhantomData,
         })
+    }
+}
+
+/// Refuses a `maxmemory-policy` a bounded store does not know. A server that
+/// forbids `CONFIG` (managed services rename it) is taken as it is.
+async fn check_eviction_policy(conn: &mut ConnectionManager, addr: &str, timeout: Duration) -> Result<()> {
+    let mut cmd = redis::cmd("CONFIG");
+    let asked = cmd.arg("GET").arg("maxmemory-policy").query_async(conn);
+    let reply: std::collections::HashMap<String, String> = match tokio::time::timeout(timeout, asked).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => return Ok(()),
+        Ok(Err(e)) => return Err(backend(format!("CONFIG GET maxmemory-policy on Redis at {addr} failed"), e)),
+        Err(elapsed) => {
+            return Err(CacheError::Backend {
+                message: format!("CONFIG GET maxmemory-policy on Redis at {addr}: no reply within {timeout:?}"),
+                source: Some(Arc::new(elapsed)),
+            });
+        }
+    };
+    match reply.get("maxmemory-policy") {
+        Some(setting) if !KNOWN_EVICTION_POLICIES.contains(&setting.as_str()) => Err(CacheError::Policy(format!(
+            "Redis at {addr} has maxmemory-policy {setting:?}, which a RedisStore with a capacity does not \
+             support; supported: {}",
+            KNOWN_EVICTION_POLICIES.join(", ")
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -369,6 +545,8 @@ where
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             lock_lease: load::DEFAULT_LOCK_LEASE,
+            whole_database: false,
+            root_certificates: None,
             _value: PhantomData,
         }
     }
@@ -396,17 +574,18 @@ where
         }
     }
 
-    async fn read(&self, what: &str, full: &str) -> Result<Option<Vec<u8>>> {
+    async fn read(&self, what: &str, full: Entry<'_>) -> Result<Option<Vec<u8>>> {
         let mut conn = self.conn.clone();
         self.round_trip(what, redis::cmd("GET").arg(full).query_async(&mut conn)).await
     }
 
     /// Writes the stored bytes of an entry (Redis key `full`) with its TTL in
-    /// ms, under the capacity if there is one: one round trip. Counts a set.
-    async fn write(&self, what: &str, full: &str, stored: &[u8], ttl: Option<u64>) -> Result<()> {
+    /// ms, under the capacity if there is one: one round trip, and a rebuild
+    /// of the index if the write found it lost. Counts a set.
+    async fn write(&self, what: &str, full: Entry<'_>, stored: &[u8], ttl: Option<u64>) -> Result<()> {
         let mut conn = self.conn.clone();
         if let Some((max_size, lru)) = self.bound {
-            let (expired, evicted): (u64, u64) = self
+            let (expired, evicted, lost): (u64, u64, u8) = self
                 .round_trip(
                     what,
                     self.scripts
@@ -423,16 +602,71 @@ where
                 .await?;
             SharedCounters::add(&self.counters.expirations, expired);
             SharedCounters::add(&self.counters.evictions, evicted);
-        } else {
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(full).arg(stored);
-            if let Some(ms) = ttl {
-                cmd.arg("PX").arg(ms);
+            SharedCounters::add(&self.counters.sets, 1);
+            if lost == 1 {
+                self.rebuild_index(max_size, lru).await;
             }
-            self.round_trip(what, cmd.query_async::<()>(&mut conn)).await?;
+            return Ok(());
         }
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(full).arg(stored);
+        if let Some(ms) = ttl {
+            cmd.arg("PX").arg(ms);
+        }
+        self.round_trip(what, cmd.query_async::<()>(&mut conn)).await?;
         SharedCounters::add(&self.counters.sets, 1);
         Ok(())
+    }
+
+    /// Rebuilds a lost index: adopts every entry under the prefix, a SCAN
+    /// page at a time, and evicts down to the capacity. Best effort: the
+    /// `set` that asked has been applied, so a failure here is not its
+    /// failure; the sentinel is removed again so that a later `set` retries.
+    async fn rebuild_index(&self, max_size: usize, lru: bool) {
+        let mut cursor = 0u64;
+        let scan_match = self.space.scan_match(None);
+        let outcome: Result<()> = async {
+            loop {
+                let (next, page) = self.scan_page("set", cursor, &scan_match).await?;
+                let mine: Vec<&[u8]> =
+                    page.iter().filter(|raw| self.space.user_key(raw, None).is_some()).map(Vec::as_slice).collect();
+                if !mine.is_empty() {
+                    let mut conn = self.conn.clone();
+                    let mut call = self.scripts.adopt.key(&self.space.recency);
+                    call.key(&self.space.expiry);
+                    for key in &mine {
+                        call.key(*key);
+                    }
+                    call.arg(max_size).arg(if lru { "1" } else { "0" });
+                    let (_adopted, evicted, expired): (u64, u64, u64) =
+                        self.round_trip("set", call.invoke_async(&mut conn)).await?;
+                    SharedCounters::add(&self.counters.evictions, evicted);
+                    SharedCounters::add(&self.counters.expirations, expired);
+                }
+                cursor = next;
+                if cursor == 0 {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        if outcome.is_err() {
+            let members = if lru { &self.space.recency } else { &self.space.expiry };
+            let mut conn = self.conn.clone();
+            let mut cmd = redis::cmd("ZREM");
+            let forget = cmd.arg(members).arg("").query_async::<redis::Value>(&mut conn);
+            let _ = tokio::time::timeout(self.round_trip_timeout, forget).await;
+        }
+    }
+
+    /// One SCAN page: the next cursor and the raw keys.
+    async fn scan_page(&self, what: &str, cursor: u64, scan_match: &[u8]) -> Result<(u64, Vec<Vec<u8>>)> {
+        let mut conn = self.conn.clone();
+        self.round_trip(
+            what,
+            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(scan_match).arg("COUNT").arg(BATCH).query_async(&mut conn),
+        )
+        .await
     }
 
     /// Deletes a page of entries (Redis keys); how many existed.
@@ -454,9 +688,23 @@ where
         Ok(removed)
     }
 
+    /// Refuses `invalidate` and `clear` on an empty prefix unless the
+    /// builder allowed the whole database.
+    fn check_may_delete_many(&self, what: &str) -> Result<()> {
+        if self.space.prefix().is_empty() && !self.whole_database {
+            return Err(CacheError::Policy(format!(
+                "{what} on a RedisStore without a prefix could delete keys that are not the store's; give the store \
+                 a prefix, or allow it with RedisStoreBuilder::whole_database(true) if the database is its alone"
+            )));
+        }
+        Ok(())
+    }
+
     /// Walks the entries matching `pattern` (all when `None`) a SCAN page at a
     /// time; with `delete`, deletes each page and returns how many existed,
-    /// otherwise collects the user keys into `found`.
+    /// otherwise collects the user keys into `found`. A page's delete and
+    /// the next SCAN go out together on the multiplexed connection, so a walk
+    /// costs one round trip per page, not two.
     async fn walk(
         &self,
         what: &str,
@@ -465,33 +713,27 @@ where
         found: &mut HashSet<String>,
     ) -> Result<usize> {
         let scan_match = self.space.scan_match(pattern);
-        let mut conn = self.conn.clone();
-        let mut cursor: u64 = 0;
         let mut removed = 0;
+        let (mut cursor, mut page) = self.scan_page(what, 0, &scan_match).await?;
         loop {
-            let (next, page): (u64, Vec<Vec<u8>>) = self
-                .round_trip(
-                    what,
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&scan_match)
-                        .arg("COUNT")
-                        .arg(BATCH)
-                        .query_async(&mut conn),
-                )
-                .await?;
+            let next_page = async {
+                if cursor == 0 { Ok((0, Vec::new())) } else { self.scan_page(what, cursor, &scan_match).await }
+            };
             if delete {
                 let mine: Vec<&[u8]> =
                     page.iter().filter(|raw| self.space.user_key(raw, pattern).is_some()).map(Vec::as_slice).collect();
-                for chunk in mine.chunks(BATCH) {
-                    removed += self.unlink(what, chunk).await?;
-                }
+                let (unlinked, next) = tokio::join!(self.unlink(what, &mine), next_page);
+                removed += unlinked?;
+                (cursor, page) = next?;
             } else {
                 found.extend(page.iter().filter_map(|raw| self.space.user_key(raw, pattern)).map(str::to_owned));
+                if cursor == 0 {
+                    return Ok(removed);
+                }
+                (cursor, page) = next_page.await?;
+                continue;
             }
-            cursor = next;
-            if cursor == 0 {
+            if cursor == 0 && page.is_empty() {
                 return Ok(removed);
             }
         }
@@ -505,8 +747,10 @@ fn ttl_millis(ttl: Duration) -> u64 {
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
+/// A backend error: `message` says what was being done, `e` is the source
+/// (not repeated in the message, so a report that prints the chain prints
+/// it once).
 fn backend(message: String, e: redis::RedisError) -> CacheError {
-    let message = format!("{message}: {e}");
     CacheError::Backend { message, source: Some(Arc::new(e)) }
 }
 
@@ -536,7 +780,7 @@ where
                     "get",
                     self.scripts
                         .get_lru
-                        .key(&full)
+                        .key(full)
                         .key(&self.space.recency)
                         .key(&self.space.expiry)
                         .invoke_async(&mut conn),
@@ -554,7 +798,7 @@ where
                 }
             }
         } else {
-            (self.read("get", &full).await?, 0)
+            (self.read("get", full).await?, 0)
         };
         let value = stored.map(|bytes| format::decode_value(key, &bytes)).transpose()?;
         let counter = if value.is_some() { &self.counters.hits } else { &self.counters.misses };
@@ -568,47 +812,52 @@ where
 
     async fn set(&self, key: &str, value: V, options: SetOptions) -> Result<()> {
         check_key(key)?;
-        let ttl = effective_ttl(options.ttl, self.default_ttl)?.map(ttl_millis);
+        let ttl = check_set_options(&options, self.default_ttl)?.map(ttl_millis);
         let stored = format::encode(&value, options.metadata.as_ref())?;
         drop(value);
-        self.write("set", &self.space.entry(key), &stored, ttl).await
+        self.write("set", self.space.entry(key), &stored, ttl).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
         check_key(key)?;
-        let full = self.space.entry(key);
-        let existed = self.unlink("delete", &[full.as_bytes()]).await? > 0;
+        let existed = if self.bound.is_some() {
+            self.unlink("delete", &[&self.space.entry(key).to_vec()]).await? > 0
+        } else {
+            let mut conn = self.conn.clone();
+            let mut cmd = redis::cmd("UNLINK");
+            let unlink = cmd.arg(self.space.entry(key)).query_async::<usize>(&mut conn);
+            self.round_trip("delete", unlink).await? > 0
+        };
         SharedCounters::add(&self.counters.deletes, u64::from(existed));
         Ok(existed)
     }
 
     async fn contains(&self, key: &str) -> Result<bool> {
         check_key(key)?;
-        let full = self.space.entry(key);
         let mut conn = self.conn.clone();
-        self.round_trip("contains", redis::cmd("EXISTS").arg(&full).query_async(&mut conn)).await
+        self.round_trip("contains", redis::cmd("EXISTS").arg(self.space.entry(key)).query_async(&mut conn)).await
     }
 
     async fn get_metadata(&self, key: &str) -> Result<Option<Metadata>> {
         check_key(key)?;
-        let full = self.space.entry(key);
-        let stored = self.read("get_metadata", &full).await?;
+        let stored = self.read("get_metadata", self.space.entry(key)).await?;
         stored.map(|bytes| format::decode_metadata(key, &bytes)).transpose()
     }
 
     async fn update_metadata(&self, key: &str, metadata: Metadata) -> Result<bool> {
         check_key(key)?;
+        check_metadata(&metadata)?;
         let full = self.space.entry(key);
         let mut conn = self.conn.clone();
         for _ in 0..UPDATE_ATTEMPTS {
-            let Some(current) = self.read("update_metadata", &full).await? else {
+            let Some(current) = self.read("update_metadata", full).await? else {
                 return Ok(false);
             };
             let updated = format::merge_metadata(key, &current, metadata.clone())?;
             let written: bool = self
                 .round_trip(
                     "update_metadata",
-                    self.scripts.replace_if_unchanged.key(&full).arg(current).arg(updated).invoke_async(&mut conn),
+                    self.scripts.replace_if_unchanged.key(full).arg(current).arg(updated).invoke_async(&mut conn),
                 )
                 .await?;
             if written {
@@ -626,6 +875,7 @@ where
 
     async fn invalidate(&self, pattern: &str) -> Result<usize> {
         let pattern = Pattern::new(pattern)?;
+        self.check_may_delete_many("invalidate")?;
         let removed = self.walk("invalidate", Some(&pattern), true, &mut HashSet::new()).await?;
         SharedCounters::add(&self.counters.deletes, removed as u64);
         Ok(removed)
@@ -639,12 +889,23 @@ where
     }
 
     async fn size(&self) -> Result<usize> {
+        if let Some((_, lru)) = self.bound {
+            let mut conn = self.conn.clone();
+            let members = if lru { &self.space.recency } else { &self.space.expiry };
+            let mut call = self.scripts.size_bounded.key(members);
+            let counted = self.round_trip("size", call.key(&self.space.expiry).invoke_async::<i64>(&mut conn)).await?;
+            // -1: no index (new, or lost until the next set rebuilds it): count by walking.
+            if let Ok(n) = usize::try_from(counted) {
+                return Ok(n);
+            }
+        }
         let mut found = HashSet::new();
         self.walk("size", None, false, &mut found).await?;
         Ok(found.len())
     }
 
     async fn clear(&self) -> Result<()> {
+        self.check_may_delete_many("clear")?;
         let removed = self.walk("clear", None, true, &mut HashSet::new()).await?;
         SharedCounters::add(&self.counters.deletes, removed as u64);
         Ok(())
