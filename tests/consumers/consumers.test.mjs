@@ -200,17 +200,17 @@ describe("in a real browser (chromium)", () => {
   });
 
   /**
-   * Opens `page` (a path under target/consumers) and checks what it set, or
+   * Opens `page` (a path under target/consumers, or under `at`) and checks what it set, or
    * fails with what went wrong; with `fails`, returns what went wrong instead.
    */
-  async function visit(page, { fails = false } = {}) {
+  async function visit(page, { fails = false, at = `${origin}/` } = {}) {
     const tab = await browser.newPage();
     const problems = [];
     tab.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
     tab.on("console", (message) => message.type() === "error" && problems.push(`console: ${message.text()}`));
     tab.on("response", (response) => response.status() >= 400 && problems.push(`${response.status()} ${response.url()}`));
     try {
-      await tab.goto(`${origin}/${page}`);
+      await tab.goto(new URL(page, at).href);
       if (fails) {
         // The module graph has failed once an error is out and no result came.
         if (!problems.some((p) => p.startsWith("page error"))) {
@@ -259,11 +259,19 @@ describe("in a real browser (chromium)", () => {
     ["vite", "vite"],
     ["vite6", "vite6"],
   ]) {
-    test(`${name === "vite" ? "Vite (current)" : "Vite 6"}: vite build with no configuration`, async () => {
+    test(`${name === "vite" ? "Vite (current)" : "Vite 6"}: vite build and the dev server, with no configuration`, async () => {
       const dir = project(name);
       const vite = await import(module);
+      // base "./" only because the test server serves the build under /<name>/dist/.
       await vite.build({ root: dir, configFile: false, logLevel: "error", base: "./", build: { outDir: "dist", emptyOutDir: true } });
       await visit(`${name}/dist/index.html`);
+      const server = await vite.createServer({ root: dir, configFile: false, logLevel: "error", server: { host: "127.0.0.1", port: 0 } });
+      try {
+        await server.listen();
+        await visit("index.html", { at: server.resolvedUrls.local[0] });
+      } finally {
+        await server.close();
+      }
     });
   }
 
