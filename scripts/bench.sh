@@ -18,6 +18,31 @@ results=bench/results
 echo "== native"
 cargo run --quiet --release --manifest-path bench/native/Cargo.toml -- $quick --out "$results/native.json"
 
+echo "== traces (hit ratio on the ARC paper's traces)"
+# TRACES: the folder with OLTP.lis.zst and P3.lis.zst (default ../shared/traces).
+traces=${TRACES:-../shared/traces}
+if [ -f "$traces/OLTP.lis.zst" ] && [ -f "$traces/P3.lis.zst" ]; then
+  replay() { "bench/native/target/release/pepperpy-bench-native" trace --trace "$1" --capacity "$2" --policy "$3"; }
+  if [ -n "$quick" ]; then
+    cells=("OLTP 250")
+    policies=(s3-fifo lru)
+  else
+    cells=("OLTP 250" "OLTP 1000" "OLTP 2000" "P3 8192" "P3 65536" "P3 262144")
+    mapfile -t policies < <(bench/native/target/release/pepperpy-bench-native trace --list-policies)
+  fi
+  {
+    for cell in "${cells[@]}"; do
+      set -- $cell
+      for policy in "${policies[@]}"; do
+        replay "$traces/$1.lis.zst" "$2" "$policy" | sed "s/^{/{\"trace\":\"$1\",/"
+      done
+    done
+  } > "$results/traces.jsonl"
+  cat "$results/traces.jsonl"
+else
+  echo "(no traces in $traces: skipped)"
+fi
+
 echo "== js"
 bash scripts/build-js.sh >/dev/null
 if [ ! -f bench/js/node_modules/.package-lock.json ] || [ bench/js/package-lock.json -nt bench/js/node_modules/.package-lock.json ]; then
