@@ -142,13 +142,16 @@ impl ReadCounters {
         self.gets.load(Ordering::Relaxed).is_multiple_of(LATENCY_SAMPLE_EVERY)
     }
 
-    /// One `get`, from a thread holding a shared borrow.
+    /// Counts one `get` (from a thread holding a shared borrow); whether to time it.
     #[inline]
-    pub fn count(&self, hit: bool) {
-        self.gets.fetch_add(1, Ordering::Relaxed);
-        if !hit {
-            self.misses.fetch_add(1, Ordering::Relaxed);
-        }
+    pub fn count_get(&self) -> bool {
+        self.gets.fetch_add(1, Ordering::Relaxed).is_multiple_of(LATENCY_SAMPLE_EVERY)
+    }
+
+    /// That `get` missed.
+    #[inline]
+    pub fn count_miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One `get`, under an exclusive borrow: plain increments.

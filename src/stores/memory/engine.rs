@@ -130,6 +130,38 @@ pub(crate) struct Removed<V> {
     pub metadata: Option<Box<Metadata>>,
 }
 
+/// The entries one call removed, kept until the engine is consistent again:
+/// up to four inline (a `set` removes at most the replaced entry, one evicted
+/// and a few expired ones), more on the heap.
+pub(crate) struct Removals<V> {
+    inline: [Option<(Removed<V>, Reason)>; 4],
+    len: usize,
+    spill: Vec<(Removed<V>, Reason)>,
+}
+
+impl<V> Removals<V> {
+    pub fn new() -> Self {
+        Removals { inline: [const { None }; 4], len: 0, spill: Vec::new() }
+    }
+
+    fn push(&mut self, removed: Removed<V>, reason: Reason) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = Some((removed, reason));
+            self.len += 1;
+        } else {
+            self.spill.push((removed, reason));
+        }
+    }
+
+    /// Everything removed, in order.
+    #[allow(dead_code)] // the wasm bindings' eviction listener
+    pub fn into_vec(self) -> Vec<(Removed<V>, Reason)> {
+        let mut all: Vec<_> = self.inline.into_iter().flatten().collect();
+        all.extend(self.spill);
+        all
+    }
+}
+
 /// What a shared read found.
 pub(crate) enum Lookup<R> {
     Hit(R),
@@ -355,7 +387,7 @@ impl<V> Engine<V> {
     /// counters, for many threads at once. The key must have passed `check_key`.
     #[inline]
     pub fn get_shared<R>(&self, hash: u64, key: &str, read: impl FnOnce(&V) -> R) -> Lookup<R> {
-        let started = self.reads.sample_next_get().then(|| self.clock.now());
+        let started = self.reads.count_get().then(|| self.clock.now());
         let lookup = match self.find(hash, key) {
             None => Lookup::Miss,
             Some(id) => {
@@ -370,7 +402,9 @@ impl<V> Engine<V> {
                 }
             }
         };
-        self.reads.count(matches!(lookup, Lookup::Hit(_)));
+        if !matches!(lookup, Lookup::Hit(_)) {
+            self.reads.count_miss();
+        }
         if let Some(started) = started {
             self.reads.record_latency(self.clock.now().saturating_sub(started));
         }
@@ -440,15 +474,17 @@ impl<V> Engine<V> {
 
     /// Stores `value` under `key`; the replaced entry, if a live one was there.
     /// Nothing changes when it fails.
+    #[inline]
     pub fn set(&mut self, key: &str, value: V, options: SetOptions) -> Result<()> {
-        let replaced = self.set_returning(key, value, options)?;
-        drop(replaced);
+        let removed = self.set_returning(key, value, options)?;
+        drop(removed);
         Ok(())
     }
 
     /// `set`, handing back what it removed (the replaced entry and any entry
-    /// evicted or reclaimed for room) for the caller to drop or report.
-    pub fn set_returning(&mut self, key: &str, value: V, options: SetOptions) -> Result<Vec<(Removed<V>, Reason)>> {
+    /// evicted or reclaimed for room) for the caller to drop or report. The
+    /// replaced entry's `key` is left empty: it is the key of this `set`.
+    pub fn set_returning(&mut self, key: &str, value: V, options: SetOptions) -> Result<Removals<V>> {
         check_key(key)?;
         let ttl = check_set_options(&options, self.default_ttl)?;
         let hash = self.hash(key);
@@ -461,7 +497,7 @@ impl<V> Engine<V> {
         let now = if ttl.is_some() { self.clock.now() } else { self.now_if_expiring() };
         let expires_at = ttl.map_or(NEVER, |ttl| now.saturating_add(duration_nanos(ttl)).min(NEVER - 1));
         let metadata = options.metadata.map(Box::new);
-        let mut removed = Vec::new();
+        let mut removed = Removals::new();
         self.reclaim_expired(now, RECLAIM_PER_WRITE, &mut removed);
         // The reclaim may have taken the entry under this very key.
         let existing = existing.filter(|&id| self.slots[id as usize].list != FREE);
@@ -487,15 +523,15 @@ impl<V> Engine<V> {
             if was_expired {
                 self.counters.expirations += 1;
             }
-            let old = Removed { key: key.into(), value: live_owned(old_value), metadata: old_metadata };
-            removed.push((old, if was_expired { Reason::Expired } else { Reason::Replaced }));
+            let old = Removed { key: Box::default(), value: live_owned(old_value), metadata: old_metadata };
+            removed.push(old, if was_expired { Reason::Expired } else { Reason::Replaced });
         } else {
             if self.live >= self.max_size
                 && !self.reclaim_expired(now, 1, &mut removed)
                 && let Some(evicted) = self.evict_one()
             {
                 self.counters.evictions += 1;
-                removed.push((evicted, Reason::Evicted));
+                removed.push(evicted, Reason::Evicted);
             }
             self.insert_new(hash, key, value, metadata, expires_at);
         }
@@ -774,7 +810,7 @@ impl<V> Engine<V> {
     /// Removes up to `limit` expired entries, soonest-expired first, into
     /// `out`; whether it removed any.
     #[inline]
-    fn reclaim_expired(&mut self, now: Nanos, limit: usize, out: &mut Vec<(Removed<V>, Reason)>) -> bool {
+    fn reclaim_expired(&mut self, now: Nanos, limit: usize, out: &mut Removals<V>) -> bool {
         if self.expiries.is_empty() {
             return false;
         }
@@ -783,7 +819,8 @@ impl<V> Engine<V> {
             match self.expiries.first() {
                 Some(&(at, _, id)) if at <= now => {
                     let hash = self.hash(&self.slots[id as usize].key);
-                    out.push((self.remove_slot(id, hash), Reason::Expired));
+                    let removed = self.remove_slot(id, hash);
+                    out.push(removed, Reason::Expired);
                     reclaimed += 1;
                 }
                 _ => break,
@@ -795,7 +832,7 @@ impl<V> Engine<V> {
 
     fn reclaim_all_expired(&mut self) {
         let now = self.now_if_expiring();
-        let mut out = Vec::new();
+        let mut out = Removals::new();
         self.reclaim_expired(now, usize::MAX, &mut out);
         drop(out);
     }
