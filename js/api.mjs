@@ -87,6 +87,8 @@ export function bind(wasm) {
   class CacheSerializationError extends CacheError {}
   /** The backend failed (not thrown by MemoryStore; here for the shared API). */
   class CacheBackendError extends CacheError {}
+  /** A `getOrSet` loader asked the same store for the key it is loading: it would wait on itself. */
+  class CacheReentrantLoadError extends CacheError {}
 
   // Names on the prototypes, not `new.target.name`, so minifiers cannot rename them.
   const errorClasses = new Map();
@@ -97,6 +99,7 @@ export function bind(wasm) {
     CachePolicyError,
     CacheSerializationError,
     CacheBackendError,
+    CacheReentrantLoadError,
   })) {
     Object.defineProperty(Class.prototype, "name", { value: name, writable: true, configurable: true });
     errorClasses.set(name, Class);
@@ -277,6 +280,23 @@ export function bind(wasm) {
     }
   }
 
+  /**
+   * S3-FIFO: at most `maxSize` entries, kept by how often and how recently
+   * they are read; scan-resistant. The policy to use unless you need exact LRU.
+   */
+  class S3FIFOPolicy {
+    constructor(options) {
+      const { maxSize, ttl } = readOptions(options, "S3FIFOPolicy", ["maxSize", "ttl"]);
+      wasmPolicies.set(
+        this,
+        call(() => WasmPolicy.s3fifo(maxSize, ttl)),
+      );
+      this.maxSize = maxSize;
+      this.ttl = ttl;
+      Object.freeze(this);
+    }
+  }
+
   /** Every entry expires after `ttl` seconds unless set with its own; optional capacity. */
   class TTLPolicy {
     constructor(options) {
@@ -322,7 +342,7 @@ export function bind(wasm) {
       const wasmPolicy = wasmPolicies.get(policy);
       if (wasmPolicy === undefined) {
         throw new CachePolicyError(
-          `MemoryStore needs { policy: new LRUPolicy({ maxSize }) } or a TTLPolicy, got policy ${describe(policy)}`,
+          `MemoryStore needs { policy: new S3FIFOPolicy({ maxSize }) }, an LRUPolicy or a TTLPolicy, got policy ${describe(policy)}`,
         );
       }
       if (clock === undefined) {
@@ -514,6 +534,7 @@ export function bind(wasm) {
 
   return {
     MemoryStore,
+    S3FIFOPolicy,
     LRUPolicy,
     TTLPolicy,
     ManualClock,
@@ -523,5 +544,6 @@ export function bind(wasm) {
     CachePolicyError,
     CacheSerializationError,
     CacheBackendError,
+    CacheReentrantLoadError,
   };
 }

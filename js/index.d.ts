@@ -10,6 +10,14 @@ export interface LRUPolicyOptions {
   refreshOnGet?: boolean;
 }
 
+/** Options of {@link S3FIFOPolicy}. */
+export interface S3FIFOPolicyOptions {
+  /** The most entries the store keeps; a positive integer. */
+  maxSize: number;
+  /** Seconds until an entry set without its own `ttl` expires; none by default. */
+  ttl?: number;
+}
+
 /** Options of {@link TTLPolicy}. */
 export interface TTLPolicyOptions {
   /** Seconds until an entry set without its own `ttl` expires; positive and finite. */
@@ -27,6 +35,19 @@ export declare class LRUPolicy {
   readonly refreshOnGet: boolean;
 }
 
+/**
+ * S3-FIFO: at most `maxSize` entries, kept by how often and how recently they
+ * are read. New keys wait in a small FIFO queue and stay only if read again;
+ * one-off keys and scans pass through without flushing the keys read again and
+ * again. The policy to use unless you need exact LRU order.
+ */
+export declare class S3FIFOPolicy {
+  /** @throws {CachePolicyError} when `maxSize` is not a positive integer or `ttl` not a positive, finite number. */
+  constructor(options: S3FIFOPolicyOptions);
+  readonly maxSize: number;
+  readonly ttl: number | undefined;
+}
+
 /** Every entry expires after `ttl` seconds unless `set` gives its own; optional capacity. */
 export declare class TTLPolicy {
   /** @throws {CachePolicyError} when `ttl` is not a positive, finite number or `maxSize` not a positive integer. */
@@ -35,8 +56,8 @@ export declare class TTLPolicy {
   readonly maxSize: number | undefined;
 }
 
-/** Either policy. */
-export type Policy = LRUPolicy | TTLPolicy;
+/** Any policy. */
+export type Policy = S3FIFOPolicy | LRUPolicy | TTLPolicy;
 
 /** A clock that moves only when told to, so tests of expiry need not wait. */
 export declare class ManualClock {
@@ -180,3 +201,5 @@ export declare class CachePolicyError extends CacheError {}
 export declare class CacheSerializationError extends CacheError {}
 /** A storage backend failed (not thrown by MemoryStore; part of the shared API). */
 export declare class CacheBackendError extends CacheError {}
+/** A `getOrSet` loader asked the same store for the key it is loading: it would wait on itself for ever. */
+export declare class CacheReentrantLoadError extends CacheError {}

@@ -5,6 +5,7 @@ import api from "./inline.cjs";
 
 export const {
   MemoryStore,
+  S3FIFOPolicy,
   LRUPolicy,
   TTLPolicy,
   ManualClock,
@@ -14,4 +15,5 @@ export const {
   CachePolicyError,
   CacheSerializationError,
   CacheBackendError,
+  CacheReentrantLoadError,
 } = api;

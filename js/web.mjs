@@ -17,6 +17,7 @@ const api = await init(wasmUrl).catch((error) => {
 
 export const {
   MemoryStore,
+  S3FIFOPolicy,
   LRUPolicy,
   TTLPolicy,
   ManualClock,
@@ -26,4 +27,5 @@ export const {
   CachePolicyError,
   CacheSerializationError,
   CacheBackendError,
+  CacheReentrantLoadError,
 } = api;

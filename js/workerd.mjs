@@ -6,6 +6,7 @@ import { initSync } from "./init.mjs";
 
 export const {
   MemoryStore,
+  S3FIFOPolicy,
   LRUPolicy,
   TTLPolicy,
   ManualClock,
@@ -15,4 +16,5 @@ export const {
   CachePolicyError,
   CacheSerializationError,
   CacheBackendError,
+  CacheReentrantLoadError,
 } = initSync(module);
