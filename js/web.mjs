@@ -1,5 +1,5 @@
-// Browsers and bundlers with an asset pipeline (webpack, Vite, Rollup,
-// Parcel): they see `new URL(..., import.meta.url)` below and ship the .wasm;
+// Browsers and bundlers with an asset pipeline for it (webpack, Vite): they
+// see `new URL(..., import.meta.url)` below and ship the .wasm;
 // a top-level await instantiates it, so the classes are ready once the import
 // resolves. Toolchains without either: `pepperpy-caching/inline`, or hand the
 // wasm over yourself with `pepperpy-caching/init`.
