@@ -92,6 +92,25 @@ fn is_hostile(payload: &(dyn std::any::Any + Send), prefix: &str) -> bool {
     message.is_some_and(|m| m.starts_with(prefix))
 }
 
+/// Runs `f` to completion on this thread, parking while it waits.
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
 /// Polls `f` once with a waker that does nothing: `None` if it is not ready.
 /// A `get_or_set` on a `MemoryStore` whose loader is ready at once must be
 /// ready on its first poll unless it waits on someone else's load.
@@ -936,23 +955,37 @@ fn hammer(name: &str, store: MemoryStore<u64>, cap: Option<usize>, keys: u64, cl
     let store = Arc::new(store);
     let gets = AtomicUsize::new(0);
     let sets = AtomicUsize::new(0);
+    let loads = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for t in 0..THREADS {
-            let (store, gets, sets, clock) = (&store, &gets, &sets, clock.clone());
+            let (store, gets, sets, loads, clock) = (&store, &gets, &sets, &loads, clock.clone());
             scope.spawn(move || {
                 let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
-                let (mut my_gets, mut my_sets) = (0, 0);
+                let (mut my_gets, mut my_sets, mut my_loads) = (0, 0, 0);
                 for seq in 0..OPS {
                     // Skewed: a few hot keys, a long tail.
                     let k = if rng.below(2) == 0 { rng.below(16) } else { rng.below(keys) };
                     let key = format!("k{k}");
                     let ctx = format!("{name}: thread {t} op {seq} key {key}");
                     match rng.below(1000) {
-                        0..450 => {
+                        0..400 => {
                             my_gets += 1;
                             if let Some(v) = r(store.get(&key)).unwrap() {
                                 check_value(k, v, &ctx);
                             }
+                        }
+                        400..450 => {
+                            // Counts one get; may wait on another thread's load.
+                            my_gets += 1;
+                            let v = block_on(store.get_or_set(
+                                &key,
+                                || async {
+                                    my_loads += 1;
+                                    value(k, t, seq)
+                                },
+                                SetOptions::new(),
+                            ));
+                            check_value(k, v.unwrap(), &ctx);
                         }
                         450..800 => {
                             let mut options = SetOptions::new();
@@ -1000,13 +1033,18 @@ fn hammer(name: &str, store: MemoryStore<u64>, cap: Option<usize>, keys: u64, cl
                 }
                 gets.fetch_add(my_gets, Ordering::Relaxed);
                 sets.fetch_add(my_sets, Ordering::Relaxed);
+                loads.fetch_add(my_loads, Ordering::Relaxed);
             });
         }
     });
     let stats = store.stats();
     let gets = gets.into_inner() as u64;
-    assert_eq!(stats.hits + stats.misses, gets, "{name}: every get counted once: {stats:?}");
-    assert_eq!(stats.sets, sets.into_inner() as u64, "{name}: {stats:?}");
+    assert_eq!(stats.hits + stats.misses, gets, "{name}: every get (and get_or_set) counted once: {stats:?}");
+    let (sets, loads) = (sets.into_inner() as u64, loads.into_inner() as u64);
+    assert_eq!(stats.loads, loads, "{name}: every loader run counted: {stats:?}");
+    assert!(loads > 0, "{name}: some get_or_set loaded");
+    // A load stores its value unless a write to its key came first.
+    assert!(stats.sets >= sets && stats.sets <= sets + loads, "{name}: {sets} sets, {loads} loads: {stats:?}");
     assert!(stats.hits > 0 && stats.misses > 0, "{name}: the workload both hits and misses: {stats:?}");
     let len = store.len();
     if let Some(cap) = cap {
