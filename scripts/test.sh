@@ -9,8 +9,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 bash scripts/setup.sh
 
-echo "== Rust tests (native, --features redis)"
-cargo test --features redis
+echo "== Rust tests (native, --features redis,tokio)"
+cargo test --features redis,tokio
 
 echo "== wasm and JS tests"
 bash scripts/test-js.sh

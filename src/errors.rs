@@ -73,6 +73,15 @@ pub enum CacheError {
         /// The key, shortened and quoted for display.
         key: String,
     },
+    /// A load took longer than the timeout its caller set
+    /// ([`RefreshOptions`](crate::RefreshOptions)); `CacheTimeoutError` in JS.
+    #[error("the load of {key} took longer than {after:?}")]
+    Timeout {
+        /// The key, shortened and quoted for display.
+        key: String,
+        /// The timeout that passed.
+        after: std::time::Duration,
+    },
 }
 
 impl CacheError {

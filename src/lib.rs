@@ -37,6 +37,7 @@
 //! | feature | what it adds |
 //! | --- | --- |
 //! | `redis` | `stores::RedisStore` (native targets only, tokio) |
+//! | `tokio` | `TokioRuntime`, to run `MemoryStore::get_or_refresh`'s background refreshes and timeouts on tokio |
 //! | `js` | the JS bindings of the npm package, and the JS host's clock and randomness (`wasm32-unknown-unknown` only) |
 //!
 //! The core compiles to every wasm32 target. Without `js` it exports nothing
@@ -50,6 +51,7 @@ mod errors;
 pub mod metrics;
 mod pattern;
 pub mod policies;
+mod refresh;
 mod singleflight;
 mod store;
 pub mod stores;
@@ -61,5 +63,8 @@ pub use errors::{CacheError, Result};
 pub use metrics::CacheStats;
 pub use pattern::{MAX_PATTERN_LEN, Pattern, escape_pattern};
 pub use policies::{LruPolicy, Policy, S3FifoPolicy, TtlPolicy};
+#[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
+pub use refresh::TokioRuntime;
+pub use refresh::{BoxFuture, RefreshOptions, Runtime};
 pub use store::{CacheStore, MAX_KEY_LEN, Metadata, SetOptions};
 pub use stores::MemoryStore;

@@ -45,12 +45,33 @@ pub struct CacheStats {
     pub load_failures: u64,
     /// Time spent in loaders, in total.
     pub total_load_time: Duration,
+    /// `get_or_refresh` calls answered with a stale value (within the grace
+    /// period after the TTL; each is also a hit).
+    pub stale_hits: u64,
+    /// Background refreshes started by stale hits.
+    pub refreshes: u64,
+    /// Background refreshes that failed or timed out (the stale value stayed).
+    pub refresh_failures: u64,
 }
 
 impl CacheStats {
-    fn from_raw(raw: [u64; 11]) -> Self {
-        let [hits, misses, sets, deletes, evictions, expirations, latency_ns, samples, loads, load_failures, load_ns] =
-            raw;
+    fn from_raw(raw: [u64; 14]) -> Self {
+        let [
+            hits,
+            misses,
+            sets,
+            deletes,
+            evictions,
+            expirations,
+            latency_ns,
+            samples,
+            loads,
+            load_failures,
+            load_ns,
+            stale_hits,
+            refreshes,
+            refresh_failures,
+        ] = raw;
         let gets = hits + misses;
         CacheStats {
             hits,
@@ -64,6 +85,9 @@ impl CacheStats {
             loads,
             load_failures,
             total_load_time: Duration::from_nanos(load_ns),
+            stale_hits,
+            refreshes,
+            refresh_failures,
         }
     }
 }
@@ -82,6 +106,9 @@ pub(crate) struct Counters {
     loads: u64,
     load_failures: u64,
     load_ns: u64,
+    pub stale_hits: u64,
+    pub refreshes: u64,
+    pub refresh_failures: u64,
 }
 
 impl Counters {
@@ -98,6 +125,9 @@ impl Counters {
         self.loads += other.loads;
         self.load_failures += other.load_failures;
         self.load_ns += other.load_ns;
+        self.stale_hits += other.stale_hits;
+        self.refreshes += other.refreshes;
+        self.refresh_failures += other.refresh_failures;
     }
 
     /// A loader run finished, successfully or not, after `elapsed`.
@@ -120,6 +150,9 @@ impl Counters {
             self.loads,
             self.load_failures,
             self.load_ns,
+            self.stale_hits,
+            self.refreshes,
+            self.refresh_failures,
         ])
     }
 }
@@ -194,6 +227,9 @@ pub(crate) struct SharedCounters {
     loads: AtomicU64,
     load_failures: AtomicU64,
     load_ns: AtomicU64,
+    pub stale_hits: AtomicU64,
+    pub refreshes: AtomicU64,
+    pub refresh_failures: AtomicU64,
 }
 
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -233,6 +269,9 @@ impl SharedCounters {
             read(&self.loads),
             read(&self.load_failures),
             read(&self.load_ns),
+            read(&self.stale_hits),
+            read(&self.refreshes),
+            read(&self.refresh_failures),
         ])
     }
 
@@ -249,6 +288,9 @@ impl SharedCounters {
             &self.loads,
             &self.load_failures,
             &self.load_ns,
+            &self.stale_hits,
+            &self.refreshes,
+            &self.refresh_failures,
         ] {
             c.store(0, Ordering::Relaxed);
         }

@@ -20,6 +20,7 @@ pub(super) fn class_name(err: &CacheError) -> &'static str {
         // JS loaders run in JS and reject with their own errors; this is only a fallback.
         CacheError::Loader(_) => "CacheError",
         CacheError::Reentrant { .. } => "CacheReentrantLoadError",
+        CacheError::Timeout { .. } => "CacheTimeoutError",
     }
 }
 

@@ -162,6 +162,22 @@ impl<V> Removals<V> {
     }
 }
 
+/// How fresh an entry read by `get_or_refresh` is.
+pub(crate) enum Freshly<V> {
+    Fresh(V),
+    Stale { value: V, refresh: bool },
+    Miss,
+}
+
+/// An entry stored by `get_or_refresh`: fresh until `fresh_until`, then stale
+/// until it expires; whether a refresh is running, and when the next may start.
+struct Freshness {
+    fresh_until: Nanos,
+    refreshing: bool,
+    retry_at: Nanos,
+    failures: u32,
+}
+
 /// What a shared read found.
 pub(crate) enum Lookup<R> {
     Hit(R),
@@ -271,6 +287,9 @@ pub(crate) struct Engine<V> {
     /// back older data.
     loads: std::collections::HashMap<Box<str>, u64, KeyHasher>,
     next_token: u64,
+    /// The freshness of the entries `get_or_refresh` stored, by key. Any
+    /// other write or removal of the key drops it (the entry is then plain).
+    fresh: std::collections::HashMap<Box<str>, Freshness, KeyHasher>,
     kind: Kind,
     max_size: usize,
     small_cap: usize,
@@ -309,6 +328,7 @@ impl<V> Engine<V> {
             next_seq: 0,
             loads: std::collections::HashMap::with_hasher(KeyHasher::default()),
             next_token: 0,
+            fresh: std::collections::HashMap::with_hasher(KeyHasher::default()),
             kind,
             max_size: usize::MAX,
             small_cap: 0,
@@ -651,6 +671,9 @@ impl<V> Engine<V> {
         if !self.loads.is_empty() {
             self.loads.retain(|key, _| !pattern.matches(key));
         }
+        if !self.fresh.is_empty() {
+            self.fresh.retain(|key, _| !pattern.matches(key));
+        }
         let now = self.now_if_expiring();
         let doomed: Vec<u32> = (0..self.slots.len() as u32)
             .filter(|&id| {
@@ -720,6 +743,7 @@ impl<V> Engine<V> {
         self.reclaim_all_expired();
         self.counters.deletes += self.live as u64;
         self.loads.clear();
+        self.fresh.clear();
         let slots = std::mem::take(&mut self.slots);
         self.free = NIL;
         self.live = 0;
@@ -761,6 +785,68 @@ impl<V> Engine<V> {
         if !self.loads.is_empty() {
             self.loads.remove(key);
         }
+        if !self.fresh.is_empty() {
+            self.fresh.remove(key);
+        }
+    }
+
+    /// A counted `get` for `get_or_refresh`: whether the value is fresh, or
+    /// stale (past its fresh period, within its grace) and whether this call
+    /// is to start the refresh (one at a time, not before a failed one's
+    /// backoff has passed).
+    pub fn get_fresh(&mut self, key: &str) -> Result<Freshly<V>>
+    where
+        V: Clone,
+    {
+        let Some(value) = self.get(key)? else { return Ok(Freshly::Miss) };
+        let Some(state) = self.fresh.get_mut(key) else { return Ok(Freshly::Fresh(value)) };
+        let now = self.clock.now();
+        if now < state.fresh_until {
+            return Ok(Freshly::Fresh(value));
+        }
+        self.counters.stale_hits += 1;
+        let refresh = !state.refreshing && now >= state.retry_at;
+        if refresh {
+            state.refreshing = true;
+            self.counters.refreshes += 1;
+        }
+        Ok(Freshly::Stale { value, refresh })
+    }
+
+    /// Stores what a load for `get_or_refresh` produced (if its placeholder
+    /// `token` is still there), fresh for the options' fresh period; or, on
+    /// failure, keeps the stale value and schedules the next refresh after the
+    /// options' backoff.
+    pub fn finish_refresh(
+        &mut self,
+        key: &str,
+        token: u64,
+        outcome: std::result::Result<V, ()>,
+        options: &crate::refresh::RefreshOptions,
+        background: bool,
+    ) -> Result<()> {
+        let still_ours = self.end_load(key, token);
+        match outcome {
+            Ok(value) if still_ours => {
+                self.set(key, value, options.entry_options())?;
+                let fresh_until = self.clock.now().saturating_add(duration_nanos(options.fresh_for));
+                let state = Freshness { fresh_until, refreshing: false, retry_at: 0, failures: 0 };
+                self.fresh.insert(key.into(), state);
+            }
+            Ok(_) => {}
+            Err(()) => {
+                if background {
+                    self.counters.refresh_failures += 1;
+                }
+                let now = self.clock.now();
+                if let Some(state) = self.fresh.get_mut(key) {
+                    state.refreshing = false;
+                    state.failures = state.failures.saturating_add(1);
+                    state.retry_at = now.saturating_add(duration_nanos(options.backoff(state.failures)));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// How many loads are in progress (for tests: none may be left behind).
@@ -792,6 +878,9 @@ impl<V> Engine<V> {
         let slot = &mut self.slots[id as usize];
         if slot.expires_at != NEVER {
             self.expiries.remove(&(slot.expires_at, slot.seq, id));
+        }
+        if !self.fresh.is_empty() {
+            self.fresh.remove(&*slot.key);
         }
         let removed = Removed {
             key: std::mem::take(&mut slot.key),

@@ -18,7 +18,10 @@ use std::future::{Future, Ready, ready};
 use std::hash::BuildHasher;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use engine::{KeyHasher, Lookup};
+use engine::{Freshly, KeyHasher, Lookup};
+use std::sync::Arc;
+
+use crate::refresh::{RefreshOptions, within};
 
 use crate::clock::Clock;
 use crate::errors::Result;
@@ -236,6 +239,144 @@ fn write<V>(shard: &Shard<V>) -> RwLockWriteGuard<'_, Engine<V>> {
 #[inline(always)]
 fn read<V>(shard: &Shard<V>) -> RwLockReadGuard<'_, Engine<V>> {
     shard.0.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
+    /// Read-through with stale-while-revalidate: the fresh value under `key`;
+    /// within the grace period after it went stale, the stale value at once
+    /// while one refresh runs in the background on the options' [`Runtime`](crate::Runtime)
+    /// (one per key in this store); on a miss, the value `loader` produces,
+    /// loaded once for all concurrent callers as in
+    /// [`try_get_or_set`](CacheStore::try_get_or_set).
+    ///
+    /// - A failed or timed-out refresh keeps the stale value until the grace
+    ///   period ends (stale-if-error) and the next refresh waits for the
+    ///   backoff of [`RefreshOptions::retry_after`].
+    /// - A refresh or load stores its value only if nothing wrote, deleted,
+    ///   invalidated or cleared the key since it began.
+    /// - Entries stored by other calls count as fresh until they expire.
+    /// - Stats count `stale_hits`, `refreshes` and `refresh_failures`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// use pepperpy_caching::{MemoryStore, RefreshOptions, S3FifoPolicy, TokioRuntime};
+    /// use std::{sync::Arc, time::Duration};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let store = Arc::new(MemoryStore::new(S3FifoPolicy::new(10_000)?));
+    /// let options = RefreshOptions::new(TokioRuntime, Duration::from_secs(60), Duration::from_secs(600));
+    /// let price = store
+    ///     .get_or_refresh("price:42", || async { Ok::<_, std::io::Error>(1999u64) }, &options)
+    ///     .await?;
+    /// assert_eq!(price, 1999);
+    /// # Ok(()) }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`CacheError::Key`](crate::CacheError::Key) or `Policy` for bad input
+    /// (before any loader runs), `Loader` when the loader of a miss fails,
+    /// `Timeout` after the soft timeout of a miss, `Reentrant` when a loader
+    /// asks for its own key.
+    pub async fn get_or_refresh<F, Fut, E>(
+        self: &Arc<Self>,
+        key: &str,
+        loader: F,
+        options: &RefreshOptions,
+    ) -> Result<V>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        check_key(key)?;
+        options.check()?;
+        let found = self.shard(key).get_fresh(key)?;
+        let loader = match found {
+            Freshly::Fresh(value) => return Ok(value),
+            Freshly::Stale { value, refresh } => {
+                if refresh {
+                    self.spawn_refresh(key, loader, options);
+                }
+                return Ok(value);
+            }
+            Freshly::Miss => loader,
+        };
+        let lead = || async move {
+            if let Some(value) = self.shard(key).peek(key) {
+                return Ok((value.clone(), value));
+            }
+            let token = self.shard(key).begin_load(key);
+            let pending = PendingLoad { store: &**self, key, token: Some(token) };
+            let clock = self.shard(key).clock().clone();
+            let started = clock.now();
+            let loaded =
+                within(&*options.runtime, key, options.hard_timeout, async { loader().await.map_err(loader_error) })
+                    .await;
+            let elapsed = clock.now().saturating_sub(started);
+            std::mem::forget(pending);
+            let mut engine = self.shard(key);
+            engine.counters.record_load(loaded.is_ok(), elapsed);
+            let outcome = loaded.clone().map_err(drop);
+            engine.finish_refresh(key, token, outcome, options, false)?;
+            let value = loaded?;
+            Ok((value.clone(), value))
+        };
+        // The lookup above was this call's counted get.
+        let load = self.flights.read_through(key, || ready(Ok(None)), Ok, lead);
+        within(&*options.runtime, key, options.soft_timeout, load).await
+    }
+
+    /// Starts the background refresh of `key` on the options' runtime.
+    fn spawn_refresh<F, Fut, E>(self: &Arc<Self>, key: &str, loader: F, options: &RefreshOptions)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        let token = self.shard(key).begin_load(key);
+        // Fails the refresh if the runtime drops the task unfinished, so the
+        // key does not stay "refreshing" for ever.
+        let mut refresh =
+            Refresh { store: Arc::clone(self), key: key.into(), token, options: options.clone(), done: false };
+        let task = async move {
+            let clock = refresh.store.shard(&refresh.key).clock().clone();
+            let started = clock.now();
+            let loaded = within(&*refresh.options.runtime, &refresh.key, refresh.options.hard_timeout, async {
+                loader().await.map_err(loader_error)
+            })
+            .await;
+            let elapsed = clock.now().saturating_sub(started);
+            refresh.store.shard(&refresh.key).counters.record_load(loaded.is_ok(), elapsed);
+            refresh.finish(loaded.map_err(drop));
+        };
+        options.runtime.spawn(Box::pin(task));
+    }
+}
+
+/// A background refresh in flight.
+struct Refresh<V: Clone + Send + Sync + 'static> {
+    store: Arc<MemoryStore<V>>,
+    key: Box<str>,
+    token: u64,
+    options: RefreshOptions,
+    done: bool,
+}
+
+impl<V: Clone + Send + Sync + 'static> Refresh<V> {
+    fn finish(&mut self, outcome: std::result::Result<V, ()>) {
+        self.done = true;
+        // A value the store refuses (it cannot: the options were checked) is dropped.
+        let _ = self.store.shard(&self.key).finish_refresh(&self.key, self.token, outcome, &self.options, true);
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Drop for Refresh<V> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(Err(()));
+        }
+    }
 }
 
 /// A load in progress; ends it (drops its placeholder) if the load goes away

@@ -1,0 +1,179 @@
+//! Stale-while-revalidate for `MemoryStore::get_or_refresh`: what it is told
+//! ([`RefreshOptions`]) and how it runs work in the background and waits
+//! ([`Runtime`]), since the core owns no executor and no timer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use crate::errors::{CacheError, Result};
+use crate::store::SetOptions;
+
+/// A boxed, sendable future, as a [`Runtime`] spawns and returns them.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Where background refreshes run and how timeouts wait: the executor the
+/// application already has. With the `tokio` feature, [`TokioRuntime`].
+pub trait Runtime: Send + Sync + 'static {
+    /// Runs `task` to completion in the background.
+    fn spawn(&self, task: BoxFuture<()>);
+    /// A future that completes after `duration`.
+    fn sleep(&self, duration: Duration) -> BoxFuture<()>;
+}
+
+/// Tokio's `spawn` and `sleep` (feature `tokio`; call from inside a runtime).
+#[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioRuntime;
+
+#[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
+impl Runtime for TokioRuntime {
+    fn spawn(&self, task: BoxFuture<()>) {
+        tokio::spawn(task);
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<()> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// How [`MemoryStore::get_or_refresh`](crate::MemoryStore::get_or_refresh)
+/// loads and serves a key: fresh for the entry's TTL, then *stale* for a
+/// grace period, during which a call returns the stale value at once and
+/// starts one background refresh.
+///
+/// ```
+/// use pepperpy_caching::{RefreshOptions, SetOptions};
+/// # #[cfg(feature = "tokio")] {
+/// use pepperpy_caching::TokioRuntime;
+/// use std::time::Duration;
+/// let options = RefreshOptions::new(TokioRuntime, Duration::from_secs(60), Duration::from_secs(600))
+///     .timeouts(Some(Duration::from_millis(200)), Some(Duration::from_secs(5)))
+///     .retry_after(Duration::from_secs(2));
+/// # let _ = options; }
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RefreshOptions {
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) set: SetOptions,
+    pub(crate) fresh_for: Duration,
+    pub(crate) grace: Duration,
+    pub(crate) retry_after: Duration,
+    pub(crate) soft_timeout: Option<Duration>,
+    pub(crate) hard_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for RefreshOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshOptions")
+            .field("fresh_for", &self.fresh_for)
+            .field("grace", &self.grace)
+            .field("retry_after", &self.retry_after)
+            .field("soft_timeout", &self.soft_timeout)
+            .field("hard_timeout", &self.hard_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RefreshOptions {
+    /// Entries are fresh for `fresh_for`, then served stale for `grace` while
+    /// one refresh runs on `runtime`. No timeouts; a failed refresh is retried
+    /// after one second, doubling up to a minute.
+    pub fn new(runtime: impl Runtime, fresh_for: Duration, grace: Duration) -> Self {
+        RefreshOptions {
+            runtime: Arc::new(runtime),
+            set: SetOptions::new(),
+            fresh_for,
+            grace,
+            retry_after: Duration::from_secs(1),
+            soft_timeout: None,
+            hard_timeout: None,
+        }
+    }
+
+    /// Metadata for the loaded entries.
+    pub fn metadata(mut self, metadata: crate::Metadata) -> Self {
+        self.set = self.set.metadata(metadata);
+        self
+    }
+
+    /// `soft`: how long a caller waits for a load when there is no value to
+    /// serve (then [`CacheError::Timeout`]; another waiting caller may take
+    /// the load over, and the caller that gave up stops its loader). `hard`:
+    /// how long any load, a background refresh included, may run before it
+    /// is dropped and counts as failed.
+    pub fn timeouts(mut self, soft: Option<Duration>, hard: Option<Duration>) -> Self {
+        self.soft_timeout = soft;
+        self.hard_timeout = hard;
+        self
+    }
+
+    /// The wait before retrying a failed refresh; it doubles on each failure
+    /// in a row, up to a minute. The stale value is served meanwhile, until
+    /// the grace period ends (stale-if-error).
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = delay;
+        self
+    }
+
+    /// Checks the options: a zero fresh period or grace makes no sense.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.fresh_for.is_zero() || self.grace.is_zero() {
+            return Err(CacheError::Policy(format!(
+                "get_or_refresh needs a fresh period and a grace period above zero, got {:?} and {:?}",
+                self.fresh_for, self.grace
+            )));
+        }
+        crate::store::check_set_options(&self.entry_options(), None).map(drop)
+    }
+
+    /// The options the entry is stored with: it lives until the grace ends.
+    pub(crate) fn entry_options(&self) -> SetOptions {
+        let mut set = self.set.clone();
+        set.ttl = Some(self.fresh_for.saturating_add(self.grace));
+        set
+    }
+
+    /// The wait before the next refresh after `failures` failures in a row.
+    pub(crate) fn backoff(&self, failures: u32) -> Duration {
+        let factor = 1u32.checked_shl(failures.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
+        self.retry_after.saturating_mul(factor).min(Duration::from_secs(60).max(self.retry_after))
+    }
+}
+
+/// Runs `load`, giving up with [`CacheError::Timeout`] after `timeout` (if any).
+pub(crate) async fn within<T>(
+    runtime: &dyn Runtime,
+    key: &str,
+    timeout: Option<Duration>,
+    load: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let Some(after) = timeout else { return load.await };
+    Race { load: Box::pin(load), timer: runtime.sleep(after) }
+        .await
+        .unwrap_or_else(|| Err(CacheError::Timeout { key: crate::errors::shown(key), after }))
+}
+
+/// Whichever finishes first: the load (`Some`) or the timer (`None`).
+struct Race<L> {
+    load: Pin<Box<L>>,
+    timer: BoxFuture<()>,
+}
+
+impl<L: Future> Future for Race<L> {
+    type Output = Option<L::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(out) = self.load.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if self.timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }
+}
