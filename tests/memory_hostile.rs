@@ -664,6 +664,75 @@ fn get_or_set_survives_panicking_reentrant_and_overtaken_loaders() {
     }
 }
 
+/// A value whose clone panics once, when armed (shared by all its clones).
+#[derive(Debug)]
+struct Tripwire {
+    val: u64,
+    armed: Arc<AtomicBool>,
+    fired: Arc<AtomicBool>,
+}
+
+impl Clone for Tripwire {
+    fn clone(&self) -> Self {
+        if self.armed.load(Ordering::SeqCst) && !self.fired.swap(true, Ordering::SeqCst) {
+            panic!("hostile Clone of {}", self.val);
+        }
+        Tripwire { val: self.val, armed: Arc::clone(&self.armed), fired: Arc::clone(&self.fired) }
+    }
+}
+
+#[test]
+fn a_follower_whose_copy_panics_does_not_break_the_other_followers() {
+    type Load<'a> = Pin<Box<dyn Future<Output = pepperpy_caching::Result<Tripwire>> + 'a>>;
+    let mut cx = Context::from_waker(Waker::noop());
+    for kind in KINDS {
+        let ctx = format!("{kind:?}");
+        let clock = ManualClock::new();
+        let store = build::<Tripwire>(kind, ROOM, &clock);
+        let (armed, fired) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let open = AtomicBool::new(false);
+        let gate = &open;
+        let wire = Tripwire { val: 1, armed: Arc::clone(&armed), fired: Arc::clone(&fired) };
+        let mut leader: Load = Box::pin(store.get_or_set(
+            "k",
+            move || async move {
+                Gate(gate).await;
+                wire
+            },
+            SetOptions::new(),
+        ));
+        let never = || async { unreachable!("the followers wait for the leader") };
+        let mut followers: Vec<Load> =
+            (0..3).map(|_| Box::pin(store.get_or_set("k", never, SetOptions::new())) as Load).collect();
+        assert!(leader.as_mut().poll(&mut cx).is_pending(), "{ctx}");
+        for f in &mut followers {
+            assert!(f.as_mut().poll(&mut cx).is_pending(), "{ctx}");
+        }
+        open.store(true, Ordering::SeqCst);
+        match leader.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => assert_eq!(v.unwrap().val, 1, "{ctx}"),
+            Poll::Pending => panic!("{ctx}: the leader did not finish"),
+        }
+        // The next copy of the shared value panics: the first follower's.
+        armed.store(true, Ordering::SeqCst);
+        let mut first = followers.remove(0);
+        assert!(panics(|| first.as_mut().poll(&mut cx)), "{ctx}");
+        drop(first);
+        assert!(fired.load(Ordering::SeqCst), "{ctx}");
+        for mut f in followers {
+            match f.as_mut().poll(&mut cx) {
+                Poll::Ready(v) => assert_eq!(v.unwrap().val, 1, "{ctx}"),
+                Poll::Pending => panic!("{ctx}: a follower was left waiting"),
+            }
+        }
+        assert_eq!(r(store.get("k")).unwrap().map(|w| w.val), Some(1), "{ctx}");
+        let v = poll_once(store.get_or_set("k", never, SetOptions::new()));
+        assert_eq!(v.expect("ready at once").unwrap().val, 1, "{ctx}");
+        let stats = store.stats();
+        assert_eq!((stats.loads, stats.sets), (1, 1), "{ctx}: one load for all: {stats:?}");
+    }
+}
+
 #[test]
 #[ignore = "bug: stats.loads is documented as 'loader runs started' but counts only loads that finished: a loader that panics or whose future is dropped mid-load is not counted (mod.rs try_get_or_set records after the await)"]
 fn loads_counts_every_loader_run_started() {
