@@ -391,7 +391,7 @@ async fn invalidation(url: &str, sizes: &Sizes) -> Result<Vec<Invalidation>, Err
     let secs = started.elapsed().as_secs_f64();
     let (commands, longest_us, longest_cmd) = slowlog(&mut admin).await?;
     results.push(Invalidation {
-        how: "RedisStore::invalidate (SCAN COUNT 1000, UNLINK per page)",
+        how: "RedisStore::invalidate (SCAN COUNT 1000, UNLINK per page sent with the next SCAN)",
         secs,
         removed,
         commands,
@@ -427,6 +427,62 @@ async fn invalidation(url: &str, sizes: &Sizes) -> Result<Vec<Invalidation>, Err
     Ok(results)
 }
 
+// ---------------------------------------------------------------- hostile patterns
+
+/// The patterns of issue 13 against 200 keys of 8 KiB (all `a` after a
+/// three-digit number): `invalidate` in a MemoryStore (wall time, the target
+/// is 50 ms) and in a RedisStore (the longest command Redis ran, from SLOWLOG;
+/// the target is 10 ms). Each pattern matches nothing, so every key is
+/// tried in full.
+async fn hostile(url: &str) -> Result<Vec<String>, Error> {
+    let patterns = [
+        ("`*` + `a` x 1022 + `b`", format!("*{}b", "a".repeat(1022))),
+        ("`*a` x 511 + `b`", format!("{}b", "*a".repeat(511))),
+        ("`*` + `?a` x 511 + `b`", format!("*{}b", "?a".repeat(511))),
+    ];
+    let keys: Vec<String> =
+        (0..200).map(|i| format!("{i:03}{}", "a".repeat(pepperpy_caching::MAX_KEY_LEN - 3))).collect();
+    let mut admin = ConnectionManager::new(redis::Client::open(url)?).await?;
+    redis::cmd("FLUSHALL").query_async::<()>(&mut admin).await?;
+    redis::cmd("CONFIG").arg("SET").arg("slowlog-log-slower-than").arg(0).query_async::<()>(&mut admin).await?;
+    let redis_store: RedisStore<u32> = RedisStore::builder(url).prefix("hostile:").build().await?;
+    let mut lines = vec![
+        "**Hostile patterns** (issue 13): `invalidate` over 200 keys of 8 KiB that the pattern does not match; \
+         memory: wall time of the call (target 50 ms); Redis: the longest single command from `SLOWLOG` (target \
+         10 ms)"
+            .to_string(),
+        String::new(),
+        "| pattern | MemoryStore | RedisStore, longest command |".to_string(),
+        "| --- | --- | --- |".to_string(),
+    ];
+    println!("\nhostile patterns, 200 keys of 8 KiB");
+    for (name, pattern) in &patterns {
+        let memory = pepperpy_caching::MemoryStore::new(LruPolicy::new(1_000)?);
+        for key in &keys {
+            memory.set(key, 1u32, SetOptions::new()).await?;
+            redis_store.set(key, 1, SetOptions::new()).await?;
+        }
+        let started = Instant::now();
+        let removed = memory.invalidate(pattern).await?;
+        let memory_ms = started.elapsed().as_secs_f64() * 1e3;
+        redis::cmd("SLOWLOG").arg("RESET").query_async::<()>(&mut admin).await?;
+        let removed_redis = redis_store.invalidate(pattern).await?;
+        let (_, longest_us, longest_cmd) = slowlog(&mut admin).await?;
+        if removed + removed_redis != 0 {
+            return Err(format!("{name} removed {removed} / {removed_redis} keys, expected none").into());
+        }
+        println!(
+            "  {name:28} memory {memory_ms:8.3} ms   Redis longest {:.3} ms ({longest_cmd})",
+            longest_us as f64 / 1e3
+        );
+        lines.push(format!("| {name} | {memory_ms:.2} ms | {:.3} ms (`{longest_cmd}`) |", longest_us as f64 / 1e3));
+    }
+    redis::cmd("CONFIG").arg("SET").arg("slowlog-log-slower-than").arg(10_000).query_async::<()>(&mut admin).await?;
+    redis::cmd("FLUSHALL").query_async::<()>(&mut admin).await?;
+    lines.push(String::new());
+    Ok(lines)
+}
+
 // ---------------------------------------------------------------- main
 
 async fn redis_version(url: &str) -> Result<String, Error> {
@@ -459,12 +515,13 @@ fn main() -> Result<(), Error> {
         let version = redis_version(&url).await?;
         println!("redis-server {version} on {url}, tokio multi-thread runtime with {WORKERS} workers");
         let rows = throughput(&url, &sizes, &filter).await?;
+        let hostile = if filter.is_set() { Vec::new() } else { hostile(&url).await? };
         let invalidations = if filter.is_set() { Vec::new() } else { invalidation(&url, &sizes).await? };
-        Ok::<_, Error>((version, rows, invalidations))
+        Ok::<_, Error>((version, rows, hostile, invalidations))
     };
     // Ctrl-C or SIGTERM ends the run through the same path as an error, so the
     // server is killed then too.
-    let (version, rows, invalidations) = runtime.block_on(async {
+    let (version, rows, hostile, invalidations) = runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             result = work => result,
@@ -492,6 +549,7 @@ fn main() -> Result<(), Error> {
         extra.push(format!("| {w} | {:.2}x | {:.2}x |", median(w, OURS) / raw, median(w, OURS_LRU) / raw));
     }
     extra.push(String::new());
+    extra.extend(hostile);
     extra.push(format!(
         "**`invalidate` of {} keys among {}** (pattern `grp0:*`, one key in {} matches; commands and durations \
          from `SLOWLOG` with `slowlog-log-slower-than 0`, so every command counts; durations are Redis's own \

@@ -19,6 +19,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -33,7 +34,7 @@ use crate::singleflight::SingleFlight;
 use crate::store::{CacheStore, Metadata, SetOptions, check_key, check_metadata, check_set_options};
 
 use keyspace::{Entry, Keyspace};
-use scripts::Scripts;
+use scripts::{SAMPLE_EVERY, Scripts};
 
 /// Keys per SCAN page and per delete.
 const BATCH: usize = 1000;
@@ -159,8 +160,8 @@ const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 ///
 /// - an index member whose entry is gone is dropped when a `get` misses it,
 ///   when it comes up as the eviction victim (up to 16 such members are
-///   skipped per `set`), and at random: every bounded `set` checks two random
-///   members;
+///   skipped per `set`), and at random: one bounded `set` in 8 checks two
+///   random members;
 /// - a lost index (no sentinel) is noticed by the next `set`, which then
 ///   rebuilds it: it walks the prefix with SCAN, adopts every entry the index
 ///   does not list as least recently used (with its remaining TTL), and
@@ -277,10 +278,13 @@ const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// One multiplexed connection (redis-rs `ConnectionManager`) shared by all
 /// calls, reconnecting by itself after a failure. A password and database go
 /// in the URL (`redis://:password@host:6379/2`). Each round trip fails with
-/// [`CacheError::Backend`] after at most the connect timeout plus the response
-/// timeout (the sum saturates: `Duration::MAX` means no limit); while the
-/// server is unreachable calls fail, and the next call after it is back
-/// reconnects. Needs a tokio runtime with time and I/O enabled, and Redis 6.2
+/// [`CacheError::Backend`] after at most the response timeout, waiting for a
+/// reconnection included (`Duration::MAX` means no limit); reconnecting goes
+/// on in the background, each attempt bounded by the connect timeout, so
+/// while the server is unreachable calls fail, and the first call after it is
+/// back and reconnected succeeds. The timeout is the store's own, one timer
+/// per round trip (redis-rs's per-request timer is off: two would cost CPU for
+/// nothing). Needs a tokio runtime with time and I/O enabled, and Redis 6.2
 /// or later. For Redis Cluster, put a `{hash tag}` in the prefix so a store's
 /// keys share one slot.
 ///
@@ -320,9 +324,11 @@ pub struct RedisStore<V> {
     bound: Option<(usize, bool)>,
     /// Whether `invalidate` and `clear` may run with an empty prefix.
     whole_database: bool,
+    /// Bounded sets so far, to pick the ones that check random index members.
+    sets_seen: AtomicU64,
     /// Whether `get` runs the LRU script.
     refresh_on_get: bool,
-    /// The most one round trip may take.
+    /// The most one round trip may take: the response timeout.
     round_trip_timeout: Duration,
     /// How long a `get_or_set` load lock lives unless released.
     lock_lease: Duration,
@@ -390,9 +396,9 @@ where
         self
     }
 
-    /// How long Redis may take to answer one command (default 1 s). A write
-    /// that times out may still be applied later: see "Connection" on
-    /// [`RedisStore`].
+    /// How long one round trip may take, waiting for a reconnection included
+    /// (default 1 s). A write that times out may still be applied later: see
+    /// "Connection" on [`RedisStore`].
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
         self
@@ -457,24 +463,26 @@ where
         }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
+            // Our own timer bounds every round trip (`round_trip`).
+            .set_response_timeout(None)
             // Few, short retries: a call waits for a reconnection at most its
             // own timeout, and the next call starts a new one anyway.
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let round_trip_timeout = self.connect_timeout.saturating_add(self.response_timeout);
+        let round_trip_timeout = self.response_timeout;
+        let connect_and_ping = self.connect_timeout.saturating_add(self.response_timeout);
         let connect = async {
             let mut conn = ConnectionManager::new_with_config(client, config).await?;
             redis::cmd("PING").query_async::<redis::Value>(&mut conn).await?;
             Ok::<_, redis::RedisError>(conn)
         };
-        let mut conn = match tokio::time::timeout(round_trip_timeout, connect).await {
+        let mut conn = match tokio::time::timeout(connect_and_ping, connect).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => return Err(backend(format!("cannot connect to Redis at {addr}"), e)),
             Err(elapsed) => {
                 return Err(CacheError::Backend {
-                    message: format!("Redis at {addr} did not answer within {round_trip_timeout:?}"),
+                    message: format!("Redis at {addr} did not answer within {connect_and_ping:?}"),
                     source: Some(Arc::new(elapsed)),
                 });
             }
@@ -495,6 +503,7 @@ where
             policy,
             bound,
             whole_database: self.whole_database,
+            sets_seen: AtomicU64::new(0),
             refresh_on_get,
             round_trip_timeout,
             lock_lease: self.lock_lease,
@@ -585,21 +594,13 @@ where
     async fn write(&self, what: &str, full: Entry<'_>, stored: &[u8], ttl: Option<u64>) -> Result<()> {
         let mut conn = self.conn.clone();
         if let Some((max_size, lru)) = self.bound {
-            let (expired, evicted, lost): (u64, u64, u8) = self
-                .round_trip(
-                    what,
-                    self.scripts
-                        .set_bounded
-                        .key(full)
-                        .key(&self.space.recency)
-                        .key(&self.space.expiry)
-                        .arg(stored)
-                        .arg(ttl.unwrap_or(0))
-                        .arg(max_size)
-                        .arg(if lru { "1" } else { "0" })
-                        .invoke_async(&mut conn),
-                )
-                .await?;
+            let sample = self.sets_seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(SAMPLE_EVERY);
+            let mut cmd = evalsha(&self.scripts.set_bounded, 3);
+            cmd.arg(full).arg(&self.space.recency).arg(&self.space.expiry);
+            cmd.arg(stored).arg(ttl.unwrap_or(0)).arg(max_size).arg(if lru { "1" } else { "0" });
+            cmd.arg(if sample { "1" } else { "0" });
+            let (expired, evicted, lost): (u64, u64, u8) =
+                self.round_trip(what, eval(&mut conn, &self.scripts.set_bounded, &cmd)).await?;
             SharedCounters::add(&self.counters.expirations, expired);
             SharedCounters::add(&self.counters.evictions, evicted);
             SharedCounters::add(&self.counters.sets, 1);
@@ -740,6 +741,31 @@ where
     }
 }
 
+/// `EVALSHA <sha> <keys>`, for the caller to add keys and arguments to:
+/// written straight into one command, where redis-rs's `ScriptInvocation`
+/// copies every key and argument into a vector of its own first.
+fn evalsha(script: &redis::Script, keys: usize) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys);
+    cmd
+}
+
+/// Runs an [`evalsha`] command, loading the script first if Redis does not
+/// know it (after a restart or `SCRIPT FLUSH`).
+async fn eval<T: redis::FromRedisValue>(
+    conn: &mut ConnectionManager,
+    script: &redis::Script,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    match cmd.query_async(conn).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            script.prepare_invoke().load_async(conn).await?;
+            cmd.query_async(conn).await
+        }
+        other => other,
+    }
+}
+
 /// The TTL in whole milliseconds for Redis: rounded up (a TTL is never
 /// shortened to 0), capped at [`MAX_TTL_MS`].
 fn ttl_millis(ttl: Duration) -> u64 {
@@ -775,17 +801,9 @@ where
         let full = self.space.entry(key);
         let mut conn = self.conn.clone();
         let (stored, expired) = if self.refresh_on_get {
-            let reply: redis::Value = self
-                .round_trip(
-                    "get",
-                    self.scripts
-                        .get_lru
-                        .key(full)
-                        .key(&self.space.recency)
-                        .key(&self.space.expiry)
-                        .invoke_async(&mut conn),
-                )
-                .await?;
+            let mut cmd = evalsha(&self.scripts.get_lru, 3);
+            cmd.arg(full).arg(&self.space.recency).arg(&self.space.expiry);
+            let reply: redis::Value = self.round_trip("get", eval(&mut conn, &self.scripts.get_lru, &cmd)).await?;
             match reply {
                 redis::Value::BulkString(bytes) => (Some(bytes), 0),
                 redis::Value::Int(n) => (None, n.unsigned_abs()),

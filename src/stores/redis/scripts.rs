@@ -10,12 +10,17 @@
 
 use redis::Script;
 
+/// One bounded `set` in this many checks two random index members for
+/// entries Redis removed behind the store's back.
+pub(super) const SAMPLE_EVERY: u64 = 8;
+
 /// Sets one entry under a capacity.
 ///
 /// First it heals the index: if the members index has lost its sentinel
 /// member `''` (no entry key is empty), the index is new or Redis dropped it
 /// (maxmemory eviction, a manual DEL), and the caller is told to rebuild it;
-/// two random members are checked, and dropped if their entry is gone.
+/// when asked (one `set` in [`SAMPLE_EVERY`] per instance), two random
+/// members are checked and dropped if their entry is gone.
 /// Then it reclaims up to 8 expired entries and, if the key is new and the
 /// store is full, one more expired entry or else the least recently used
 /// (LRU) or soonest-to-expire (TTL) entry, skipping up to 16 members whose
@@ -28,7 +33,8 @@ use redis::Script;
 /// soonest to expire.
 ///
 /// KEYS: entry, recency index, expiry index.
-/// ARGV: stored bytes, TTL in ms (0: none), max_size, "1" for LRU / "0" for TTL.
+/// ARGV: stored bytes, TTL in ms (0: none), max_size, "1" for LRU / "0" for
+/// TTL, "1" to check random members.
 /// Returns `{expired, evicted, lost}` (`lost`: 1 if the index must be rebuilt).
 const SET_BOUNDED: &str = r"
 local entry, recency, expiry = KEYS[1], KEYS[2], KEYS[3]
@@ -54,25 +60,37 @@ local function reclaim(limit)
   return #stale
 end
 
-if not redis.call('ZSCORE', members, '') then lost = 1 end
-for _, member in ipairs(redis.call('ZRANDMEMBER', members, 2)) do
-  if member ~= '' and member ~= entry and redis.call('EXISTS', member) == 0 then
-    forget(member)
-    expired = expired + 1
+-- The sentinel: under LRU taking the next counter value creates it if it was
+-- missing (the counter starts again at 1); under TTL it is looked up.
+local score
+if lru then
+  score = redis.call('ZINCRBY', recency, 1, '')
+  if tonumber(score) == 1 then lost = 1 end
+elseif not redis.call('ZSCORE', expiry, '') then
+  lost = 1
+end
+-- Whether the sentinel is counted in ZCARD now.
+local sentinel = (lru or lost == 0) and 1 or 0
+if ARGV[5] == '1' then
+  for _, member in ipairs(redis.call('ZRANDMEMBER', members, 2)) do
+    if member ~= '' and member ~= entry and redis.call('EXISTS', member) == 0 then
+      forget(member)
+      expired = expired + 1
+    end
   end
 end
 expired = expired + reclaim(8)
 if redis.call('ZSCORE', members, entry) then
   local at = redis.call('ZSCORE', expiry, entry)
   if at and tonumber(at) <= now then expired = expired + 1 end
-elseif redis.call('ZCARD', members) - 1 + lost >= max_size then
+elseif redis.call('ZCARD', members) - sentinel >= max_size then
   local reclaimed = reclaim(1)
   if reclaimed > 0 then
     expired = expired + reclaimed
   else
     for _ = 1, 16 do
       -- A vanished entry's member made room: nothing real need go.
-      if _ > 1 and redis.call('ZCARD', members) - 1 + lost < max_size then break end
+      if _ > 1 and redis.call('ZCARD', members) - sentinel < max_size then break end
       local lowest = redis.call('ZRANGE', members, 0, 1)
       local victim = lowest[1] == '' and lowest[2] or lowest[1]
       if not victim then break end
@@ -95,7 +113,7 @@ else
   redis.call('ZREM', expiry, entry)
 end
 if lru then
-  redis.call('ZADD', recency, redis.call('ZINCRBY', recency, 1, ''), entry)
+  redis.call('ZADD', recency, score, entry)
 elseif lost == 1 then
   redis.call('ZADD', expiry, 'inf', '')
 end
