@@ -57,6 +57,12 @@ if ! command -v redis-server >/dev/null; then
   # The tests start their own servers; the packaged service is not needed.
   (service redis-server stop || true) >/dev/null 2>&1
 fi
+# The Redis TLS tests make a CA and a server certificate with openssl, and
+# start redis-server with --tls-port (Debian's build links OpenSSL).
+if ! command -v openssl >/dev/null; then
+  log "installing openssl"
+  apt_install openssl
+fi
 
 # npm packages from committed lockfiles: the JS tests' and benchmarks' tools at
 # the root; in tests/consumers the bundlers and runtimes the packed package is
