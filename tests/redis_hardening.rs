@@ -427,3 +427,19 @@ async fn every_known_eviction_setting_is_accepted_for_a_capacity() {
         s.set("k", 1, SetOptions::new()).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_user_denied_config_can_still_build_a_bounded_store() {
+    let server = RedisServer::start();
+    let mut conn = server.admin().await;
+    redis::cmd("ACL")
+        .arg(&["SETUSER", "app", "on", ">s3cret", "~*", "&*", "+@all", "-config"])
+        .exec_async(&mut conn)
+        .await
+        .unwrap();
+    let url = format!("redis://app:s3cret@127.0.0.1:{}", server.port());
+    let s = RedisStore::<u32>::builder(url).prefix("acl:").policy(LruPolicy::new(10).unwrap()).build().await;
+    let s = s.unwrap_or_else(|e| panic!("{e}: {:?}", std::error::Error::source(&e)));
+    s.set("k", 1, SetOptions::new()).await.unwrap();
+    assert_eq!(s.get("k").await.unwrap(), Some(1));
+}

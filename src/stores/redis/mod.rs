@@ -171,7 +171,7 @@ const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 ///   `set` retries.
 ///
 /// At `build` a bounded store reads `maxmemory-policy` (`CONFIG GET`, skipped
-/// if the server forbids it) and accepts `noeviction`, `allkeys-lru`,
+/// if the server or the user's ACL forbids it) and accepts `noeviction`, `allkeys-lru`,
 /// `allkeys-lfu`, `allkeys-random`, `volatile-lru`, `volatile-lfu`,
 /// `volatile-random` and `volatile-ttl`; any other value is
 /// [`CacheError::Policy`]. With `noeviction` nothing is removed behind the
@@ -515,13 +515,22 @@ where
 }
 
 /// Refuses a `maxmemory-policy` a bounded store does not know. A server that
-/// forbids `CONFIG` (managed services rename it) is taken as it is.
+/// forbids `CONFIG` (managed services rename it, ACLs may deny it) is taken
+/// as it is.
 async fn check_eviction_policy(conn: &mut ConnectionManager, addr: &str, timeout: Duration) -> Result<()> {
     let mut cmd = redis::cmd("CONFIG");
     let asked = cmd.arg("GET").arg("maxmemory-policy").query_async(conn);
     let reply: std::collections::HashMap<String, String> = match tokio::time::timeout(timeout, asked).await {
         Ok(Ok(reply)) => reply,
-        Ok(Err(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => return Ok(()),
+        // CONFIG renamed or disabled (managed services), or not granted by ACL.
+        Ok(Err(e))
+            if matches!(
+                e.kind(),
+                redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError | redis::ServerErrorKind::NoPerm)
+            ) =>
+        {
+            return Ok(());
+        }
         Ok(Err(e)) => return Err(backend(format!("CONFIG GET maxmemory-policy on Redis at {addr} failed"), e)),
         Err(elapsed) => {
             return Err(CacheError::Backend {
