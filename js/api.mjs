@@ -89,6 +89,8 @@ export function bind(wasm) {
   class CacheBackendError extends CacheError {}
   /** A `getOrSet` loader asked the same store for the key it is loading: it would wait on itself. */
   class CacheReentrantLoadError extends CacheError {}
+  /** A `getOrSet` load took longer than its `softTimeout` (this caller) or `hardTimeout` (the load). */
+  class CacheTimeoutError extends CacheError {}
 
   // Names on the prototypes, not `new.target.name`, so minifiers cannot rename them.
   const errorClasses = new Map();
@@ -100,6 +102,7 @@ export function bind(wasm) {
     CacheSerializationError,
     CacheBackendError,
     CacheReentrantLoadError,
+    CacheTimeoutError,
   })) {
     Object.defineProperty(Class.prototype, "name", { value: name, writable: true, configurable: true });
     errorClasses.set(name, Class);
@@ -160,6 +163,38 @@ export function bind(wasm) {
       }
     }
     return options;
+  }
+
+  // Above this a number of seconds does not fit the core's Duration (u64 seconds).
+  const MAX_SECONDS = 2 ** 64;
+
+  /**
+   * A positive, finite number of seconds under the option `name`, or
+   * undefined. The messages are worded here, in JS: formatting a float inside
+   * the .wasm would link Rust's float printer into it (about 15 KB).
+   */
+  function seconds(value, name) {
+    if (value === undefined) return undefined;
+    if (typeof value !== "number") {
+      throw new CachePolicyError(`invalid policy: ${name} must be a number of seconds, got ${describe(value)}`);
+    }
+    if (!(value > 0) || value === Infinity) {
+      throw new CachePolicyError(`invalid policy: ${name} must be a positive, finite number of seconds, got ${value}`);
+    }
+    if (value >= MAX_SECONDS) throw new CachePolicyError(`invalid policy: ${name} of ${value} seconds is too large`);
+    return value;
+  }
+
+  /** A capacity: undefined, or a whole number the core then checks (0 gets its message). */
+  function maxSizeOption(value) {
+    if (value === undefined) return undefined;
+    if (typeof value !== "number") {
+      throw new CachePolicyError(`invalid policy: maxSize must be a number, got ${describe(value)}`);
+    }
+    if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
+      throw new CachePolicyError(`invalid policy: maxSize must be a positive integer, got ${value}`);
+    }
+    return value;
   }
 
   const MAX_METADATA_DEPTH = 64;
@@ -225,12 +260,14 @@ export function bind(wasm) {
   }
 
   /**
-   * Reads `set` options into `setOptions`, checking their types (the core
-   * checks the TTL's value). Each option is read once, so a getter cannot
-   * pass the check with one value and be stored with another; the result goes
-   * to a shared object, not a fresh one, so `setSync` allocates nothing.
+   * Reads `set` options into `setOptions`, checking their names and types
+   * (the core checks the TTL's value again). Each option is read once, so a
+   * getter cannot pass the check with one value and be stored with another;
+   * the result goes to a shared object, not a fresh one, so `setSync`
+   * allocates nothing.
    */
   const setOptions = { ttl: undefined, metadata: undefined };
+  const SET_OPTIONS = ["ttl", "metadata"];
   function readSetOptions(options) {
     let ttl;
     let metadata;
@@ -238,15 +275,73 @@ export function bind(wasm) {
       if (typeof options !== "object" || options === null) {
         throw new CachePolicyError(`set options must be an object like { ttl, metadata }, got ${describe(options)}`);
       }
-      ttl = options.ttl;
-      if (ttl !== undefined && typeof ttl !== "number") {
-        throw new CachePolicyError(`ttl must be a number of seconds, got ${describe(ttl)}`);
-      }
+      checkNames(options, "set", SET_OPTIONS);
+      ttl = seconds(options.ttl, "ttl");
       metadata = options.metadata;
       if (metadata !== undefined) metadata = copyMetadata(metadata);
     }
     setOptions.ttl = ttl;
     setOptions.metadata = metadata;
+  }
+
+  /** Refuses option names not in `allowed` (a misspelt `tll` would otherwise be ignored). */
+  function checkNames(options, what, allowed) {
+    for (const name of Object.keys(options)) {
+      if (!allowed.includes(name)) {
+        throw new CachePolicyError(`unknown ${what} option ${JSON.stringify(name)} (known: ${allowed.join(", ")})`);
+      }
+    }
+  }
+
+  const LOAD_OPTIONS = ["ttl", "metadata", "grace", "softTimeout", "hardTimeout", "retryAfter", "waitUntil", "signal"];
+
+  /**
+   * The options of `getOrSet`, read once each into a fresh object: those of
+   * `set`, and for stale-while-revalidate `grace` and `retryAfter`, the
+   * timeouts, `waitUntil` and `signal`. Seconds throughout, like `ttl`.
+   */
+  function readLoadOptions(options) {
+    const o = {
+      ttl: undefined,
+      metadata: undefined,
+      grace: undefined,
+      softTimeout: undefined,
+      hardTimeout: undefined,
+      retryAfter: 1,
+      waitUntil: undefined,
+      signal: undefined,
+    };
+    if (options === undefined) return o;
+    if (typeof options !== "object" || options === null) {
+      throw new CachePolicyError(`getOrSet options must be an object like { ttl, metadata }, got ${describe(options)}`);
+    }
+    checkNames(options, "getOrSet", LOAD_OPTIONS);
+    const { ttl, metadata, grace, softTimeout, hardTimeout, retryAfter, waitUntil, signal } = options;
+    o.ttl = seconds(ttl, "ttl");
+    if (metadata !== undefined) o.metadata = copyMetadata(metadata);
+    o.grace = seconds(grace, "grace");
+    if (o.grace !== undefined && o.ttl === undefined) {
+      throw new CachePolicyError("invalid policy: grace needs a ttl, the period during which a loaded value is fresh");
+    }
+    o.softTimeout = seconds(softTimeout, "softTimeout");
+    o.hardTimeout = seconds(hardTimeout, "hardTimeout");
+    if (retryAfter !== undefined) {
+      if (o.grace === undefined) throw new CachePolicyError("invalid policy: retryAfter applies only with grace");
+      o.retryAfter = seconds(retryAfter, "retryAfter");
+    }
+    if (waitUntil !== undefined && typeof waitUntil !== "function") {
+      throw new CachePolicyError(`waitUntil must be a function, like ctx.waitUntil.bind(ctx), got ${describe(waitUntil)}`);
+    }
+    o.waitUntil = waitUntil;
+    if (signal !== undefined && !isAbortSignal(signal)) {
+      throw new CachePolicyError(`signal must be an AbortSignal, got ${describe(signal)}`);
+    }
+    o.signal = signal;
+    return o;
+  }
+
+  function isAbortSignal(value) {
+    return typeof AbortSignal === "function" ? value instanceof AbortSignal : typeof value?.aborted === "boolean";
   }
 
   function undefinedValueError(what) {
@@ -269,9 +364,13 @@ export function bind(wasm) {
   class LRUPolicy {
     constructor(options) {
       const { maxSize, ttl, refreshOnGet } = readOptions(options, "LRUPolicy", ["maxSize", "ttl", "refreshOnGet"]);
+      if (maxSize === undefined) throw new CachePolicyError("invalid policy: maxSize is required for an LRUPolicy");
+      if (refreshOnGet !== undefined && typeof refreshOnGet !== "boolean") {
+        throw new CachePolicyError(`invalid policy: refreshOnGet must be a boolean, got ${describe(refreshOnGet)}`);
+      }
       wasmPolicies.set(
         this,
-        call(() => WasmPolicy.lru(maxSize, ttl, refreshOnGet)),
+        call(() => WasmPolicy.lru(maxSizeOption(maxSize), seconds(ttl, "ttl"), refreshOnGet)),
       );
       this.maxSize = maxSize;
       this.ttl = ttl;
@@ -287,9 +386,10 @@ export function bind(wasm) {
   class S3FIFOPolicy {
     constructor(options) {
       const { maxSize, ttl } = readOptions(options, "S3FIFOPolicy", ["maxSize", "ttl"]);
+      if (maxSize === undefined) throw new CachePolicyError("invalid policy: maxSize is required for an S3FIFOPolicy");
       wasmPolicies.set(
         this,
-        call(() => WasmPolicy.s3fifo(maxSize, ttl)),
+        call(() => WasmPolicy.s3fifo(maxSizeOption(maxSize), seconds(ttl, "ttl"))),
       );
       this.maxSize = maxSize;
       this.ttl = ttl;
@@ -301,9 +401,10 @@ export function bind(wasm) {
   class TTLPolicy {
     constructor(options) {
       const { ttl, maxSize } = readOptions(options, "TTLPolicy", ["ttl", "maxSize"]);
+      if (ttl === undefined) throw new CachePolicyError("invalid policy: ttl is required for a TTLPolicy");
       wasmPolicies.set(
         this,
-        call(() => WasmPolicy.ttl(ttl, maxSize)),
+        call(() => WasmPolicy.ttl(seconds(ttl, "ttl"), maxSizeOption(maxSize))),
       );
       this.ttl = ttl;
       this.maxSize = maxSize;
@@ -311,19 +412,77 @@ export function bind(wasm) {
     }
   }
 
-  /** A clock that moves only when told to, for tests of expiry. */
+  // Each ManualClock's timers: what getOrSet's timeouts wait on in a store
+  // on that clock, fired by `advance`, so tests of timeouts never sleep.
+  const clockTimers = new WeakMap();
+
+  /** A clock that moves only when told to, for tests of expiry and timeouts. */
   class ManualClock {
     constructor() {
       wasmClocks.set(this, new WasmClock());
+      clockTimers.set(this, { now: 0, pending: [] });
     }
 
-    /** Moves the clock forward by `ms` milliseconds. */
+    /**
+     * Moves the clock forward by `ms` milliseconds, then runs the timeouts
+     * of `getOrSet` calls on stores with this clock that are now due, soonest first.
+     */
     advance(ms) {
       if (typeof ms !== "number" || !(ms >= 0) || ms === Infinity) {
         throw new RangeError(`ManualClock.advance takes a finite number of milliseconds >= 0, got ${describe(ms)}`);
       }
       wasmClocks.get(this).advance(ms);
+      const timers = clockTimers.get(this);
+      timers.now += ms;
+      for (;;) {
+        let next;
+        for (const timer of timers.pending) if (timer.at <= timers.now && (next === undefined || timer.at < next.at)) next = timer;
+        if (next === undefined) break;
+        timers.pending.splice(timers.pending.indexOf(next), 1);
+        next.run();
+      }
     }
+  }
+
+  /** Timers on the host's setTimeout. */
+  const realTimers = {
+    set(seconds, run) {
+      return setTimeout(run, Math.min(seconds * 1000, 2 ** 31 - 1));
+    },
+    clear(id) {
+      clearTimeout(id);
+    },
+  };
+
+  /** Timers on a ManualClock, fired by its `advance`. */
+  function manualTimers(clock) {
+    const timers = clockTimers.get(clock);
+    return {
+      set(seconds, run) {
+        const timer = { at: timers.now + seconds * 1000, run };
+        timers.pending.push(timer);
+        return timer;
+      },
+      clear(timer) {
+        const i = timers.pending.indexOf(timer);
+        if (i >= 0) timers.pending.splice(i, 1);
+      },
+    };
+  }
+
+  /** How a key is shown in an error message. */
+  function shownKey(key) {
+    return JSON.stringify(key.length > 64 ? `${key.slice(0, 64)}...` : key);
+  }
+
+  function reentrantError(key) {
+    return new CacheReentrantLoadError(
+      `the loader of ${shownKey(key)} asked for ${shownKey(key)} itself: a load cannot wait on its own result`,
+    );
+  }
+
+  function timeoutError(key, what, after) {
+    return new CacheTimeoutError(`the load of ${shownKey(key)} took longer than its ${what} of ${after} s`);
   }
 
   const STORE_OPTIONS = ["policy", "clock"];
@@ -336,6 +495,11 @@ export function bind(wasm) {
     #store;
     // The getOrSet loads under way, by key: what makes concurrent calls share one.
     #flights = new Map();
+    // The keys whose loaders are running synchronously right now, innermost
+    // last: a getOrSet for one of them comes from inside its own loader.
+    #loading = [];
+    // Where getOrSet's timeouts wait: setTimeout, or the store's ManualClock.
+    #timers = realTimers;
 
     constructor(options) {
       const { policy, clock } = readOptions(options, "MemoryStore", STORE_OPTIONS);
@@ -353,6 +517,7 @@ export function bind(wasm) {
           throw new CachePolicyError(`clock must be a ManualClock, got ${describe(clock)}`);
         }
         this.#store = WasmStore.withClock(wasmPolicy, wasmClock);
+        this.#timers = manualTimers(clock);
       }
     }
 
@@ -413,54 +578,210 @@ export function bind(wasm) {
     }
 
     /**
-     * The live value under `key`, or else the value of `loader()` (sync or
-     * async), stored with `options` and returned. Concurrent calls for a key
-     * being loaded wait for that one load; if it fails, they all reject with
-     * its error, nothing is stored, and the next call loads again.
+     * The live value under `key`, or else the value `loader({ key, signal })`
+     * returns or resolves to, stored with `options` and returned; with
+     * `grace`, stale-while-revalidate. The rules, as in Rust's `get_or_set`
+     * and `get_or_refresh`, are in index.d.ts.
      */
     async getOrSet(key, loader, options) {
       if (typeof key !== "string") throw keyError(key);
       if (typeof loader !== "function") {
         throw new TypeError(`getOrSet's loader must be a function, got ${describe(loader)}`);
       }
-      let ttl;
-      let metadata;
-      if (options !== undefined) {
-        readSetOptions(options);
-        ({ ttl, metadata } = setOptions);
-      }
+      const o = readLoadOptions(options);
+      // Checked before the counted read, as in Rust: a refused call counts nothing.
+      if (this.#loading.length !== 0 && this.#loading.includes(key)) throw reentrantError(key);
+      if (o.signal?.aborted) throw o.signal.reason;
+      const store = this.#store;
       const len = placeKey(key);
-      const value = this.#store.checkedGet(len, ttl);
-      if (value === FAILED) throw translate(this.#store.takeError());
-      if (value !== undefined) return value;
-      let flight = this.#flights.get(key);
-      if (flight === undefined) {
-        flight = this.#load(key, loader, ttl, metadata);
-        this.#flights.set(key, flight);
+      let value;
+      let freshness = 0;
+      if (o.grace === undefined) {
+        value = store.checkedGet(len, o.ttl);
+      } else {
+        value = store.getFresh(len);
+        freshness = store.freshness();
       }
-      return flight;
+      if (value === FAILED) throw translate(store.takeError());
+      if (value !== undefined) {
+        // Stale, and this call is the one to refresh it (the engine counted it).
+        if (freshness === 2) this.#refresh(key, loader, o);
+        return value;
+      }
+      return this.#join(key, loader, o);
     }
 
-    /** Runs `loader` once for `key`, stores its value, and leaves #flights however it ends. */
-    async #load(key, loader, ttl, metadata) {
-      const store = this.#store;
-      const started = store.loadStarted();
-      let stored = false;
-      try {
-        // Yield first, so the caller has put this load in #flights before the
-        // loader runs: a loader that throws at once still finds it to remove.
-        await undefined;
-        const value = await loader();
-        if (value === undefined) throw undefinedValueError("the loader returned");
-        // Other calls used the key buffer while the loader ran.
-        this.#write(placeKey(key), value, ttl, metadata);
-        stored = true;
-        return value;
-      } finally {
-        // In the same step as the write: no caller sees the value missing and no load under way.
-        this.#flights.delete(key);
-        store.recordLoad(stored, started);
+    /** A caller that missed: leads a new load of `key`, or waits for the one under way. */
+    #join(key, loader, o) {
+      let resolve;
+      let reject;
+      const promise = new Promise((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      const call = { loader, o, resolve, reject, done: false, onAbort: undefined, timer: undefined };
+      let flight = this.#flights.get(key);
+      const leads = flight === undefined;
+      if (leads) {
+        flight = { key, waiters: new Set(), leader: undefined, run: undefined };
+        this.#flights.set(key, flight);
+      } else {
+        flight.waiters.add(call); // a Set: O(1) to add and to remove
       }
+      if (o.signal !== undefined) {
+        call.onAbort = () => this.#leave(flight, call, o.signal.reason);
+        o.signal.addEventListener("abort", call.onAbort, { once: true });
+      }
+      if (o.softTimeout !== undefined) {
+        call.timer = this.#timers.set(o.softTimeout, () => {
+          call.timer = undefined;
+          this.#leave(flight, call, timeoutError(key, "softTimeout", o.softTimeout));
+        });
+      }
+      if (leads) this.#lead(flight, call);
+      return promise;
+    }
+
+    /** Settles one caller's promise, once, dropping its listener and timer. */
+    #settle(call, ok, result) {
+      if (call.done) return;
+      call.done = true;
+      if (call.onAbort !== undefined) call.o.signal.removeEventListener("abort", call.onAbort);
+      if (call.timer !== undefined) this.#timers.clear(call.timer);
+      if (ok) call.resolve(result);
+      else call.reject(result);
+    }
+
+    /**
+     * A caller gives up (its signal aborted, or its softTimeout passed): it
+     * rejects with `reason`. A waiter just leaves; a leader abandons its load
+     * (its loader's signal aborts, its placeholder goes) and the load passes
+     * to exactly one waiter, which runs its own loader.
+     */
+    #leave(flight, call, reason) {
+      if (call.done) return;
+      if (flight.leader !== call) {
+        flight.waiters.delete(call);
+        this.#settle(call, false, reason);
+        return;
+      }
+      const run = flight.run;
+      this.#endRun(run);
+      if (run.token !== undefined) this.#store.endLoad(placeKey(flight.key), run.token);
+      run.controller.abort(reason);
+      this.#settle(call, false, reason);
+      const next = flight.waiters.values().next().value;
+      if (next === undefined) {
+        if (this.#flights.get(flight.key) === flight) this.#flights.delete(flight.key);
+        return;
+      }
+      flight.waiters.delete(next);
+      this.#lead(flight, next);
+    }
+
+    /** Makes `call` the leader of `flight` and starts its loader. */
+    #lead(flight, call) {
+      const { key } = flight;
+      const { o } = call;
+      flight.leader = call;
+      const store = this.#store;
+      const run = (flight.run = this.#start(key, call.loader, o, (ok, result, run) => {
+        // The placeholder decides whether the value is stored; the callers get it either way.
+        const len = placeKey(key);
+        if (o.grace === undefined) {
+          const ours = store.endLoad(len, run.token) === 1;
+          if (ok && ours) {
+            const written =
+              o.metadata === undefined
+                ? store.set(len, result, o.ttl)
+                : store.setWithMetadata(len, result, o.ttl, o.metadata);
+            if (!written) [ok, result] = [false, translate(store.takeError())];
+          }
+        } else if (
+          !store.finishRefresh(len, run.token, ok, ok ? result : undefined, o.ttl, o.grace, o.retryAfter, o.metadata, false)
+        ) {
+          [ok, result] = [false, translate(store.takeError())];
+        }
+        if (this.#flights.get(key) === flight) this.#flights.delete(key);
+        this.#settle(flight.leader, ok, result);
+        for (const waiter of flight.waiters) this.#settle(waiter, ok, result);
+        flight.waiters.clear();
+      }));
+      return run;
+    }
+
+    /**
+     * Runs `loader({ key, signal })` for `key` under a fresh placeholder, and
+     * calls `finish(ok, result, run)` once when it settles, fails, returns
+     * undefined or passes its hardTimeout; never if the run is ended first
+     * (`#endRun`). The loader is called synchronously, with `key` marked as
+     * loading, so that a getOrSet of `key` from inside it (directly, or from
+     * the loader of another key it started) fails at once.
+     */
+    #start(key, loader, o, finish) {
+      const store = this.#store;
+      const run = { live: true, token: undefined, controller: new AbortController(), timer: undefined };
+      run.token = store.beginLoad(placeKey(key));
+      const started = store.loadStarted();
+      const end = (ok, result) => {
+        if (!run.live) return;
+        this.#endRun(run);
+        if (ok && result === undefined) [ok, result] = [false, undefinedValueError("the loader returned")];
+        store.recordLoad(ok, started);
+        finish(ok, result, run);
+      };
+      if (o.hardTimeout !== undefined) {
+        run.timer = this.#timers.set(o.hardTimeout, () => {
+          run.timer = undefined;
+          const error = timeoutError(key, "hardTimeout", o.hardTimeout);
+          run.controller.abort(error);
+          end(false, error);
+        });
+      }
+      let result;
+      this.#loading.push(key);
+      try {
+        result = loader({ key, signal: run.controller.signal });
+      } catch (error) {
+        result = Promise.reject(error);
+      } finally {
+        this.#loading.pop();
+      }
+      // `new Promise` rather than Promise.resolve: a thenable whose `then`
+      // getter throws rejects here instead of throwing.
+      new Promise((resolve) => resolve(result)).then(
+        (value) => end(true, value),
+        (error) => end(false, error),
+      );
+      return run;
+    }
+
+    /** Ends a run: its outcome will be ignored and its timer is stopped. */
+    #endRun(run) {
+      run.live = false;
+      if (run.timer !== undefined) {
+        this.#timers.clear(run.timer);
+        run.timer = undefined;
+      }
+    }
+
+    /**
+     * The background refresh of a stale entry (one per key: the engine
+     * decided this call starts it). A failure keeps the stale value and backs
+     * off; a write meanwhile wins. Its promise, which never rejects, goes to
+     * `waitUntil` so a Worker stays alive for it.
+     */
+    #refresh(key, loader, o) {
+      const store = this.#store;
+      let done;
+      const finished = new Promise((resolve) => {
+        done = resolve;
+      });
+      this.#start(key, loader, o, (ok, result, run) => {
+        store.finishRefresh(placeKey(key), run.token, ok, ok ? result : undefined, o.ttl, o.grace, o.retryAfter, o.metadata, true);
+        done();
+      });
+      o.waitUntil?.(finished);
     }
 
     async set(key, value, options) {
@@ -518,11 +839,11 @@ export function bind(wasm) {
     getStats() {
       const [
         hits, misses, sets, deletes, evictions, expirations, hitRatio, avgGetLatency,
-        loads, loadFailures, totalLoadTime,
+        loads, loadFailures, totalLoadTime, staleHits, refreshes, refreshFailures,
       ] = this.#store.stats();
       return {
         hits, misses, sets, deletes, evictions, expirations, hitRatio, avgGetLatency,
-        loads, loadFailures, totalLoadTime,
+        loads, loadFailures, totalLoadTime, staleHits, refreshes, refreshFailures,
       };
     }
 
@@ -545,5 +866,6 @@ export function bind(wasm) {
     CacheSerializationError,
     CacheBackendError,
     CacheReentrantLoadError,
+    CacheTimeoutError,
   };
 }

@@ -59,10 +59,10 @@ export declare class TTLPolicy {
 /** Any policy. */
 export type Policy = S3FIFOPolicy | LRUPolicy | TTLPolicy;
 
-/** A clock that moves only when told to, so tests of expiry need not wait. */
+/** A clock that moves only when told to, so tests of expiry and timeouts need not wait. */
 export declare class ManualClock {
   constructor();
-  /** Moves the clock forward by `ms` milliseconds. */
+  /** Moves the clock forward by `ms` milliseconds, then fires the `getOrSet` timeouts now due on stores with this clock. */
   advance(ms: number): void;
 }
 
@@ -70,7 +70,7 @@ export declare class ManualClock {
 export interface MemoryStoreOptions {
   /** Which entries the store keeps. */
   policy: Policy;
-  /** The time source for expiry (default: `performance.now()`). */
+  /** The time source for expiry, freshness and `getOrSet` timeouts (default: `performance.now()` and `setTimeout`). */
   clock?: ManualClock;
 }
 
@@ -85,6 +85,60 @@ export interface SetOptions {
   ttl?: number;
   /** Data stored beside the value, read back with `getMetadata`. */
   metadata?: Metadata;
+}
+
+/** What a `getOrSet` loader is called with. */
+export interface LoadContext {
+  /** The key being loaded. */
+  key: string;
+  /**
+   * Aborted when nobody wants the result any more: the caller running this
+   * load gave up (its `signal` aborted or its `softTimeout` passed; the load
+   * then passes to one waiting caller, which runs its own loader) or the
+   * load passed its `hardTimeout`. Pass it on to `fetch` and the like.
+   */
+  signal: AbortSignal;
+}
+
+/**
+ * Options of {@link MemoryStore.getOrSet}: those of `set`, and
+ * stale-while-revalidate, timeouts and cancellation. All times in seconds.
+ */
+export interface GetOrSetOptions extends SetOptions {
+  /**
+   * Stale-while-revalidate: after its `ttl` (the fresh period, then required)
+   * a loaded entry is served stale for `grace` more seconds: the stale value
+   * returns at once and one refresh per key runs in the background. A failed
+   * or timed-out refresh keeps the stale value (stale-if-error) and the next
+   * waits `retryAfter`, doubling on each failure in a row up to 60 s.
+   */
+  grace?: number;
+  /** With `grace`: the wait before retrying a failed refresh (default 1 s). */
+  retryAfter?: number;
+  /**
+   * How long this caller waits for a load when there is no value to serve;
+   * then it rejects with {@link CacheTimeoutError}, and if it was running the
+   * load, the load passes to one waiting caller.
+   */
+  softTimeout?: number;
+  /**
+   * How long a load or a background refresh may run; then it fails with
+   * {@link CacheTimeoutError} for every caller waiting on it (a refresh: it
+   * counts as failed and the stale value stays), and its loader's signal aborts.
+   */
+  hardTimeout?: number;
+  /**
+   * Receives the promise of a background refresh (it never rejects), e.g.
+   * `ctx.waitUntil.bind(ctx)` in a Cloudflare Worker, so the runtime keeps
+   * running it after the response.
+   */
+  waitUntil?: (promise: Promise<void>) => void;
+  /**
+   * This caller gives up when it aborts: it rejects with the signal's reason
+   * and leaves nothing behind; if it was running the load, the load passes to
+   * one waiting caller.
+   */
+  signal?: AbortSignal;
 }
 
 /** The counters since the store was made or since `resetStats()`. */
@@ -111,6 +165,12 @@ export interface CacheStats {
   loadFailures: number;
   /** Time spent in loaders, in milliseconds, on the store's clock. */
   totalLoadTime: number;
+  /** `getOrSet` calls with `grace` that were served a stale value. */
+  staleHits: number;
+  /** Background refreshes started by stale hits. */
+  refreshes: number;
+  /** Background refreshes that failed or timed out (the stale value stayed). */
+  refreshFailures: number;
 }
 
 /**
@@ -137,26 +197,40 @@ export declare class MemoryStore<V = unknown> {
   /** Stores `value` under `key`, replacing any entry (and its metadata) there. */
   set(key: string, value: V, options?: SetOptions): Promise<void>;
   /**
-   * The live value under `key`; on a miss, the value `loader` returns (or
-   * resolves to), stored with `options` and returned: read-through caching.
+   * The live value under `key`; on a miss, the value `loader({ key, signal })`
+   * returns (or resolves to), stored with `options` and returned:
+   * read-through caching. With `grace`, stale-while-revalidate (see
+   * {@link GetOrSetOptions}).
    *
-   * Concurrent calls for a key that is being loaded share that one run of a
-   * loader, and so its value, or its error: if the loader throws or rejects,
-   * every waiting call rejects with that very error, nothing is stored, and
-   * the next call runs a loader again. A loader must not wait on `getOrSet`
-   * of its own key, and a loader that never settles holds its key's callers.
+   * - One load per key: concurrent calls for a key being loaded share that
+   *   one run of a loader, and so its value, or its error: if the loader
+   *   throws or rejects, every waiting call rejects with that very error,
+   *   nothing is stored, and the next call runs a loader again.
+   * - No stale write-back: a load stores its value only if nothing set,
+   *   deleted, invalidated or cleared the key since the load began; its
+   *   callers still receive what the loader produced.
+   * - Callers that give up (`signal`, `softTimeout`) reject at once and leave
+   *   nothing registered; if the one running the load gives up, the load
+   *   passes to exactly one waiting caller, which runs its own loader.
+   * - Re-entrancy: a call for a key made while that key's loader runs
+   *   synchronously (before its first `await`), directly or from the loader
+   *   of another key it started, rejects with {@link CacheReentrantLoadError}.
+   *   A call for its own key made by a loader after an `await` cannot be told
+   *   apart from any other caller's: it waits on the load, which then waits
+   *   on it. Give loaders that may do this a `hardTimeout`.
    *
-   * The key and options are checked as `set` checks them before any loader
-   * runs (they reject with {@link CacheKeyError}, {@link CachePolicyError} or
-   * {@link CacheSerializationError}); a `loader` that is not a function
-   * rejects with a `TypeError`, a programming error rather than a cache one.
-   * A loader that returns `undefined` rejects with
+   * The key and options are checked before any loader runs (they reject with
+   * {@link CacheKeyError}, {@link CachePolicyError} for an unknown option name
+   * or a bad value, or {@link CacheSerializationError}); a `loader` that is
+   * not a function rejects with a `TypeError`, a programming error rather
+   * than a cache one. A loader that returns `undefined` rejects with
    * {@link CacheSerializationError} and stores nothing (store `null` instead).
    *
-   * Stats: every call counts a hit or a miss as `get` does; each loader run
-   * counts in `loads`, `loadFailures` and `totalLoadTime`.
+   * Stats: every call counts one hit or one miss as `get` does; each loader
+   * run that finishes counts in `loads`, `loadFailures` and `totalLoadTime`;
+   * with `grace`, in `staleHits`, `refreshes` and `refreshFailures`.
    */
-  getOrSet(key: string, loader: () => V | PromiseLike<V>, options?: SetOptions): Promise<V>;
+  getOrSet(key: string, loader: (context: LoadContext) => V | PromiseLike<V>, options?: GetOrSetOptions): Promise<V>;
   /** Removes `key`; `true` if a live entry was there. */
   delete(key: string): Promise<boolean>;
   /** Whether a live entry is under `key`; counts no hit or miss. */
@@ -203,3 +277,11 @@ export declare class CacheSerializationError extends CacheError {}
 export declare class CacheBackendError extends CacheError {}
 /** A `getOrSet` loader asked the same store for the key it is loading: it would wait on itself for ever. */
 export declare class CacheReentrantLoadError extends CacheError {}
+/** A `getOrSet` load passed its `softTimeout` (this caller gave up) or `hardTimeout` (the load failed). */
+export declare class CacheTimeoutError extends CacheError {}
+
+declare global {
+  // Declared by lib.dom, lib.webworker, @types/node, Bun and Deno; merged here
+  // (empty) so that these types also check in a project with none of them.
+  interface AbortSignal {}
+}

@@ -16,4 +16,5 @@ export const {
   CacheSerializationError,
   CacheBackendError,
   CacheReentrantLoadError,
+  CacheTimeoutError,
 } = api;

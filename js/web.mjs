@@ -28,4 +28,5 @@ export const {
   CacheSerializationError,
   CacheBackendError,
   CacheReentrantLoadError,
+  CacheTimeoutError,
 } = api;

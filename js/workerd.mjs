@@ -17,4 +17,5 @@ export const {
   CacheSerializationError,
   CacheBackendError,
   CacheReentrantLoadError,
+  CacheTimeoutError,
 } = initSync(module);

@@ -3,6 +3,10 @@
 // getOrSet), and reports on /stats.
 //
 //   GET /prime?n=10000   the n-th prime (computed once, then served from the cache)
+//   GET /version?name=x  stale-while-revalidate: a value that takes a while to
+//                        load, fresh for the TTL, then served stale for a grace
+//                        minute while one refresh runs past the response,
+//                        kept alive by ctx.waitUntil
 //   GET /stats           the cache's counters and size
 //
 // Workers keep module-level state between requests served by the same
@@ -11,6 +15,10 @@
 import { MemoryStore, LRUPolicy, CacheError } from "pepperpy-caching";
 
 let cache;
+// What /version loads: how many times each name was loaded, and how many
+// refresh promises went to ctx.waitUntil (reported on /stats).
+const versions = new Map();
+let waitedFor = 0;
 
 /** The isolate's cache; its TTL comes from the CACHE_TTL_SECONDS variable (default 60). */
 function cacheFor(env) {
@@ -35,13 +43,33 @@ function nthPrime(n) {
   }
 }
 
+/** A slow source of truth: each load of `name` is its next version, after some I/O. */
+async function loadVersion(name) {
+  await scheduler.wait(20);
+  const version = (versions.get(name) ?? 0) + 1;
+  versions.set(name, version);
+  return { name, version };
+}
+
 export default {
-  async fetch(request, env) {
+  async fetch(request, env, ctx) {
     const store = cacheFor(env);
     const url = new URL(request.url);
     try {
       if (url.pathname === "/stats") {
-        return Response.json({ ...store.getStats(), size: store.size });
+        return Response.json({ ...store.getStats(), size: store.size, waitedFor });
+      }
+      if (url.pathname === "/version") {
+        const name = url.searchParams.get("name") ?? "default";
+        const ttl = Number(env.CACHE_TTL_SECONDS ?? 60);
+        // Within the grace minute after the TTL, the stale value is returned at
+        // once; the refresh runs after the response, so it goes to waitUntil.
+        const waitUntil = (promise) => {
+          waitedFor++;
+          ctx.waitUntil(promise);
+        };
+        const value = await store.getOrSet(`version:${name}`, () => loadVersion(name), { ttl, grace: 60, waitUntil });
+        return Response.json(value);
       }
       if (url.pathname === "/prime") {
         const n = Number(url.searchParams.get("n"));

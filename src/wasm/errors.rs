@@ -49,21 +49,3 @@ impl<T> IntoJs<T> for crate::Result<T> {
         self.map_err(|err| err.to_js())
     }
 }
-
-/// A short description of a JS value for an error message.
-pub(super) fn describe(value: &JsValue) -> String {
-    if let Some(text) = value.as_string() {
-        let mut shown: String = text.chars().take(32).collect();
-        if shown.len() < text.len() {
-            shown.push_str("...");
-        }
-        return format!("the string {shown:?}");
-    }
-    if value.is_null() {
-        return "null".into();
-    }
-    match value.as_f64() {
-        Some(n) => n.to_string(),
-        None => value.js_typeof().as_string().unwrap_or_default(),
-    }
-}

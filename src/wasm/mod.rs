@@ -28,35 +28,33 @@ use wasm_bindgen::prelude::*;
 
 use crate::clock::{Clock, ManualClock};
 use crate::errors::CacheError;
-use crate::policies::{LruPolicy, Policy, S3FifoPolicy, TtlPolicy, ttl_from_secs_f64};
+use crate::policies::{LruPolicy, Policy, S3FifoPolicy, TtlPolicy, check_ttl};
+use crate::refresh::{BoxFuture, RefreshOptions, Runtime};
 use crate::store::SetOptions;
 use crate::stores::memory::Engine;
 
-use errors::{IntoJs, ToJs, describe};
+use errors::{IntoJs, ToJs};
 use key_buffer::failed_marker;
 
 type JsResult<T> = Result<T, JsValue>;
 
-/// A validated policy, made by the JS `LRUPolicy` / `TTLPolicy` classes.
+/// A validated policy, made by the JS `LRUPolicy` / `S3FIFOPolicy` /
+/// `TTLPolicy` classes. The JS layer has checked the types and ranges of the
+/// numbers (and worded those messages, so no float is ever formatted here);
+/// the core checks the rest.
 #[wasm_bindgen]
 pub struct WasmPolicy(Policy);
 
 #[wasm_bindgen]
 impl WasmPolicy {
-    /// An LRU policy from the JS options `maxSize`, `ttl` (seconds) and
-    /// `refreshOnGet`, each passed as given so type errors are reported here.
-    pub fn lru(max_size: &JsValue, ttl: &JsValue, refresh_on_get: &JsValue) -> JsResult<WasmPolicy> {
+    /// An LRU policy: `max_size` a whole number, `ttl` seconds.
+    pub fn lru(max_size: f64, ttl: Option<f64>, refresh_on_get: Option<bool>) -> JsResult<WasmPolicy> {
         let build = || {
-            let max_size = max_size_from_js(max_size)?
-                .ok_or_else(|| CacheError::Policy("maxSize is required for an LRUPolicy".into()))?;
-            let mut policy = LruPolicy::new(max_size)?;
-            if let Some(ttl) = ttl_from_js(ttl)? {
-                policy = policy.with_default_ttl(ttl)?;
+            let mut policy = LruPolicy::new(max_size as usize)?;
+            if let Some(ttl) = ttl {
+                policy = policy.with_default_ttl(ttl_from_secs(ttl)?)?;
             }
-            if !refresh_on_get.is_undefined() {
-                let refresh = refresh_on_get.as_bool().ok_or_else(|| {
-                    CacheError::Policy(format!("refreshOnGet must be a boolean, got {}", describe(refresh_on_get)))
-                })?;
+            if let Some(refresh) = refresh_on_get {
                 policy = policy.refresh_on_get(refresh);
             }
             Ok(WasmPolicy(policy.into()))
@@ -64,27 +62,24 @@ impl WasmPolicy {
         build().into_js()
     }
 
-    /// An S3-FIFO policy from the JS options `maxSize` (required) and `ttl` (seconds).
-    pub fn s3fifo(max_size: &JsValue, ttl: &JsValue) -> JsResult<WasmPolicy> {
+    /// An S3-FIFO policy: `max_size` a whole number, `ttl` seconds.
+    pub fn s3fifo(max_size: f64, ttl: Option<f64>) -> JsResult<WasmPolicy> {
         let build = || {
-            let max_size = max_size_from_js(max_size)?
-                .ok_or_else(|| CacheError::Policy("maxSize is required for an S3FIFOPolicy".into()))?;
-            let mut policy = S3FifoPolicy::new(max_size)?;
-            if let Some(ttl) = ttl_from_js(ttl)? {
-                policy = policy.with_default_ttl(ttl)?;
+            let mut policy = S3FifoPolicy::new(max_size as usize)?;
+            if let Some(ttl) = ttl {
+                policy = policy.with_default_ttl(ttl_from_secs(ttl)?)?;
             }
             Ok(WasmPolicy(policy.into()))
         };
         build().into_js()
     }
 
-    /// A TTL policy from the JS options `ttl` (seconds, required) and `maxSize`.
-    pub fn ttl(ttl: &JsValue, max_size: &JsValue) -> JsResult<WasmPolicy> {
+    /// A TTL policy: `ttl` seconds, `max_size` a whole number.
+    pub fn ttl(ttl: f64, max_size: Option<f64>) -> JsResult<WasmPolicy> {
         let build = || {
-            let ttl = ttl_from_js(ttl)?.ok_or_else(|| CacheError::Policy("ttl is required for a TTLPolicy".into()))?;
-            let mut policy = TtlPolicy::new(ttl)?;
-            if let Some(max_size) = max_size_from_js(max_size)? {
-                policy = policy.with_max_size(max_size)?;
+            let mut policy = TtlPolicy::new(ttl_from_secs(ttl)?)?;
+            if let Some(max_size) = max_size {
+                policy = policy.with_max_size(max_size as usize)?;
             }
             Ok(WasmPolicy(policy.into()))
         };
@@ -129,6 +124,23 @@ impl WasmClock {
 pub struct WasmStore {
     engine: Engine<JsValue>,
     error: Option<CacheError>,
+    /// What the last [`WasmStore::get_fresh`] found.
+    freshness: u32,
+}
+
+/// [`WasmStore::freshness`] before any read.
+const FRESH: u32 = 0;
+
+/// The [`Runtime`] of the [`RefreshOptions`] the bindings build: never used,
+/// since the JS layer runs refreshes and timers itself.
+struct NoRuntime;
+
+impl Runtime for NoRuntime {
+    fn spawn(&self, _task: BoxFuture<()>) {}
+
+    fn sleep(&self, _duration: Duration) -> BoxFuture<()> {
+        Box::pin(std::future::pending())
+    }
 }
 
 /// What `delete` and `has` return when the call failed (else 0 or 1).
@@ -139,13 +151,13 @@ impl WasmStore {
     /// An empty store run by `policy`, on the system clock.
     #[wasm_bindgen(constructor)]
     pub fn new(policy: &WasmPolicy) -> WasmStore {
-        WasmStore { engine: Engine::new(policy.0.clone(), Clock::system()), error: None }
+        WasmStore { engine: Engine::new(policy.0.clone(), Clock::system()), error: None, freshness: FRESH }
     }
 
     /// An empty store run by `policy`, on `clock`.
     #[wasm_bindgen(js_name = withClock)]
     pub fn with_clock(policy: &WasmPolicy, clock: &WasmClock) -> WasmStore {
-        WasmStore { engine: Engine::new(policy.0.clone(), clock.0.clone().into()), error: None }
+        WasmStore { engine: Engine::new(policy.0.clone(), clock.0.clone().into()), error: None, freshness: FRESH }
     }
 
     /// The error of the last call that reported failure, as a JS error.
@@ -208,6 +220,96 @@ impl WasmStore {
     pub fn record_load(&mut self, ok: bool, started: f64) {
         let elapsed = self.engine.clock().now().saturating_sub(started as u64);
         self.engine.counters.record_load(ok, elapsed);
+    }
+
+    /// Marks a load of the key in the key buffer as begun (the engine's
+    /// placeholder): the token to hand to [`WasmStore::end_load`]. Any write,
+    /// delete, invalidate or clear of the key removes the placeholder.
+    /// (An `f64`: tokens count up from 1 and stay exact below 2^53.)
+    /// [`FAILED`] as `-1` when the key is refused.
+    #[wasm_bindgen(js_name = beginLoad)]
+    pub fn begin_load(&mut self, key_len: usize) -> f64 {
+        match key_buffer::with_key(key_len, |key| Ok(self.engine.begin_load(key))) {
+            Ok(token) => token as f64,
+            Err(err) => {
+                self.failed(err);
+                -1.0
+            }
+        }
+    }
+
+    /// Ends the load `token` of the key in the key buffer: 1 if its value
+    /// may be stored (nothing wrote, deleted, invalidated or cleared the key
+    /// since it began), 0 if not, [`FAILED`].
+    #[wasm_bindgen(js_name = endLoad)]
+    pub fn end_load(&mut self, key_len: usize, token: f64) -> u32 {
+        match key_buffer::with_key(key_len, |key| Ok(self.engine.end_load(key, token as u64))) {
+            Ok(ours) => ours.into(),
+            Err(err) => {
+                self.failed(err);
+                FAILED
+            }
+        }
+    }
+
+    /// The counted read of stale-while-revalidate (`getOrSet` with `grace`):
+    /// the value under the key in the key buffer, `undefined` on a miss, or
+    /// [`failed_marker`]; how fresh it is is then [`WasmStore::freshness`].
+    #[wasm_bindgen(js_name = getFresh)]
+    pub fn get_fresh(&mut self, key_len: usize) -> JsValue {
+        match key_buffer::with_key(key_len, |key| self.engine.get_fresh_coded(key)) {
+            Ok((value, freshness)) => {
+                self.freshness = freshness.into();
+                value.unwrap_or(JsValue::UNDEFINED)
+            }
+            Err(err) => {
+                self.failed(err);
+                failed_marker()
+            }
+        }
+    }
+
+    /// What the last `getFresh` found: 0 fresh (or a miss), 1 stale with a
+    /// refresh under way or backing off, 2 stale and this caller is to start
+    /// the refresh (the engine has counted it).
+    pub fn freshness(&self) -> u32 {
+        self.freshness
+    }
+
+    /// Ends a stale-while-revalidate load or refresh of the key in the key
+    /// buffer begun with `token`: on success (`ok`) stores `value` if the
+    /// placeholder is still there, fresh for `fresh` seconds and kept `grace`
+    /// seconds more, with `metadata` (a plain copy, or `undefined`); on
+    /// failure keeps the stale value and backs off from `retry_after` seconds
+    /// (doubling up to a minute). `background` counts a failure as a refresh
+    /// failure. Seconds are checked positive and finite by the caller.
+    #[wasm_bindgen(js_name = finishRefresh)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_refresh(
+        &mut self,
+        key_len: usize,
+        token: f64,
+        ok: bool,
+        value: JsValue,
+        fresh: f64,
+        grace: f64,
+        retry_after: f64,
+        metadata: JsValue,
+        background: bool,
+    ) -> bool {
+        let result = (|| {
+            let secs = |s: f64| ttl_from_secs(s);
+            let mut options =
+                RefreshOptions::new(NoRuntime, secs(fresh)?, secs(grace)?).retry_after(secs(retry_after)?);
+            if !metadata.is_undefined() {
+                options = options.metadata(metadata::from_js(&metadata)?);
+            }
+            let outcome = if ok { Ok(value) } else { Err(()) };
+            key_buffer::with_key(key_len, |key| {
+                self.engine.finish_refresh(key, token as u64, outcome, &options, background)
+            })
+        })();
+        result.map_err(|err| self.failed(err)).is_ok()
     }
 
     /// `set` with metadata, a plain object of JSON values.
@@ -280,7 +382,8 @@ impl WasmStore {
     }
 
     /// `[hits, misses, sets, deletes, evictions, expirations, hitRatio,
-    /// avgGetLatency in ms, loads, loadFailures, totalLoadTime in ms]`: one
+    /// avgGetLatency in ms, loads, loadFailures, totalLoadTime in ms,
+    /// staleHits, refreshes, refreshFailures]`: one
     /// array, so reading stats is one crossing.
     pub fn stats(&self) -> Vec<f64> {
         let s = self.engine.stats();
@@ -296,6 +399,9 @@ impl WasmStore {
             s.loads as f64,
             s.load_failures as f64,
             s.total_load_time.as_secs_f64() * 1e3,
+            s.stale_hits as f64,
+            s.refreshes as f64,
+            s.refresh_failures as f64,
         ]
     }
 
@@ -306,36 +412,23 @@ impl WasmStore {
     }
 }
 
-/// The [`SetOptions`] for a TTL in seconds from JS, checked by the core.
+/// The [`SetOptions`] for a TTL in seconds from JS (already checked positive
+/// and finite there), checked again by the core.
 fn ttl_option(ttl: Option<f64>) -> crate::Result<SetOptions> {
     Ok(match ttl {
-        Some(secs) => SetOptions::new().ttl(ttl_from_secs_f64(secs)?),
+        Some(secs) => SetOptions::new().ttl(ttl_from_secs(secs)?),
         None => SetOptions::new(),
     })
 }
 
-/// A capacity from JS: `undefined` for none, else a whole number that fits a
-/// `usize` (the core rejects 0 with its own message).
-fn max_size_from_js(value: &JsValue) -> crate::Result<Option<usize>> {
-    if value.is_undefined() {
-        return Ok(None);
-    }
-    match value.as_f64() {
-        Some(n) if n.fract() == 0.0 && n >= 0.0 && n <= usize::MAX as f64 => Ok(Some(n as usize)),
-        Some(n) => Err(CacheError::Policy(format!("maxSize must be a positive integer, got {n}"))),
-        None => Err(CacheError::Policy(format!("maxSize must be a number, got {}", describe(value)))),
-    }
-}
-
-/// A TTL in seconds from JS: `undefined` for none, else checked by the core.
-fn ttl_from_js(value: &JsValue) -> crate::Result<Option<Duration>> {
-    if value.is_undefined() {
-        return Ok(None);
-    }
-    match value.as_f64() {
-        Some(secs) => ttl_from_secs_f64(secs).map(Some),
-        None => Err(CacheError::Policy(format!("ttl must be a number of seconds, got {}", describe(value)))),
-    }
+/// A TTL in seconds as a `Duration`. The JS layer has refused what is not a
+/// positive finite number with a message naming it; the core's
+/// `ttl_from_secs_f64` would format the float, which links the float printer
+/// (about 15 KB) into the `.wasm`.
+fn ttl_from_secs(secs: f64) -> crate::Result<Duration> {
+    let ttl = Duration::try_from_secs_f64(secs)
+        .map_err(|_| CacheError::Policy("ttl must be a positive, finite number of seconds that fits".into()))?;
+    check_ttl(ttl)
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ test("the cache persists across requests, expires, and reports stats", async () 
   let stats = (await get("/stats")).body;
   assert.deepEqual({ ...stats, avgGetLatency: 0, totalLoadTime: 0 }, {
     hits: 1, misses: 2, sets: 2, deletes: 0, evictions: 0, expirations: 0, hitRatio: 1 / 3, avgGetLatency: 0,
-    loads: 2, loadFailures: 0, totalLoadTime: 0, size: 2,
+    loads: 2, loadFailures: 0, totalLoadTime: 0, staleHits: 0, refreshes: 0, refreshFailures: 0, size: 2, waitedFor: 0,
   });
   assert.ok(stats.totalLoadTime >= 0, "time in a Worker moves only across I/O, so loads may take 0 ms");
 
@@ -104,6 +104,31 @@ test("the cache persists across requests, expires, and reports stats", async () 
   assert.equal(stats.hits, 1);
   assert.equal(stats.misses, 3);
   assert.equal(stats.loads, 3, "one computation per miss");
+});
+
+test("stale-while-revalidate: a stale value at once, one refresh kept alive by ctx.waitUntil", async () => {
+  const first = await get("/version?name=a");
+  assert.deepEqual(first.body, { name: "a", version: 1 });
+  assert.deepEqual((await get("/version?name=a")).body, { name: "a", version: 1 }, "fresh");
+  const before = (await get("/stats")).body;
+  assert.equal(before.waitedFor, 0, "nothing to keep alive yet");
+
+  await new Promise((resolve) => setTimeout(resolve, TTL_SECONDS * 1000 + 300));
+  const stale = await get("/version?name=a");
+  assert.deepEqual(stale.body, { name: "a", version: 1 }, "the stale value, without waiting for the load");
+  // The refresh (20 ms of I/O in the Worker) finishes after that response,
+  // only because it was handed to ctx.waitUntil. Poll for it.
+  let refreshed;
+  for (let i = 0; i < 50 && refreshed?.version !== 2; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    refreshed = (await get("/version?name=a")).body;
+  }
+  assert.deepEqual(refreshed, { name: "a", version: 2 }, "refreshed in the background");
+  const stats = (await get("/stats")).body;
+  assert.equal(stats.waitedFor, 1, "one refresh, handed to waitUntil");
+  assert.equal(stats.refreshes, 1);
+  assert.equal(stats.refreshFailures, 0);
+  assert.ok(stats.staleHits >= 1);
 });
 
 test("bad input gets a clear answer", async () => {

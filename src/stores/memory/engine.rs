@@ -813,6 +813,21 @@ impl<V> Engine<V> {
         Ok(Freshly::Stale { value, refresh })
     }
 
+    /// [`get_fresh`](Self::get_fresh) for the wasm bindings (which cannot
+    /// name `Freshly`): the value, `None` on a miss, and 0 (fresh or a miss),
+    /// 1 (stale) or 2 (stale, and this caller is to start the refresh).
+    #[allow(dead_code)] // the wasm bindings' `getFresh`
+    pub fn get_fresh_coded(&mut self, key: &str) -> Result<(Option<V>, u8)>
+    where
+        V: Clone,
+    {
+        Ok(match self.get_fresh(key)? {
+            Freshly::Fresh(value) => (Some(value), 0),
+            Freshly::Stale { value, refresh } => (Some(value), 1 + u8::from(refresh)),
+            Freshly::Miss => (None, 0),
+        })
+    }
+
     /// Stores what a load for `get_or_refresh` produced (if its placeholder
     /// `token` is still there), fresh for the options' fresh period; or, on
     /// failure, keeps the stale value and schedules the next refresh after the
