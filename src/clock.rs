@@ -14,6 +14,9 @@ use std::time::Duration;
 /// Nanoseconds since the clock's origin.
 pub(crate) type Nanos = u64;
 
+/// The latest time a store reads: `u64::MAX - 2` nanoseconds (about 584 years).
+pub(crate) const END_OF_TIME: Nanos = Nanos::MAX - 2;
+
 /// The time source of a store. Cheap to clone.
 ///
 /// ```
@@ -38,10 +41,13 @@ impl Clock {
     /// The current time in nanoseconds since this clock's origin.
     #[inline]
     pub(crate) fn now(&self) -> Nanos {
-        match &self.manual {
+        let now = match &self.manual {
             None => system_now(),
             Some(state) => state.read(),
-        }
+        };
+        // Two values above the end of time stay free for "never expires" and
+        // for an expiry set at the end of time, so both stay after `now`.
+        now.min(END_OF_TIME)
     }
 }
 
@@ -182,10 +188,12 @@ mod tests {
         let clock: Clock = manual.clone().into();
         manual.advance(Duration::MAX);
         manual.advance(Duration::from_secs(1));
-        assert_eq!(clock.now(), u64::MAX, "never wraps back to the past");
+        assert_eq!(manual.elapsed(), Duration::from_nanos(u64::MAX), "never wraps back to the past");
+        // A store reads at most END_OF_TIME, two below: room for "never expires".
+        assert_eq!(clock.now(), END_OF_TIME);
         manual.set_auto_advance(Duration::from_secs(1));
-        assert_eq!(clock.now(), u64::MAX);
-        assert_eq!(clock.now(), u64::MAX);
+        assert_eq!(clock.now(), END_OF_TIME);
+        assert_eq!(clock.now(), END_OF_TIME);
     }
 
     #[test]

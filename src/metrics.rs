@@ -120,14 +120,19 @@ impl Counters {
         self.deletes += other.deletes;
         self.evictions += other.evictions;
         self.expirations += other.expirations;
-        self.latency_ns += other.latency_ns;
+        self.latency_ns = self.latency_ns.saturating_add(other.latency_ns);
         self.samples += other.samples;
         self.loads += other.loads;
         self.load_failures += other.load_failures;
-        self.load_ns += other.load_ns;
+        self.load_ns = self.load_ns.saturating_add(other.load_ns);
         self.stale_hits += other.stale_hits;
         self.refreshes += other.refreshes;
         self.refresh_failures += other.refresh_failures;
+    }
+
+    /// A loader run that started and never finished (its future dropped).
+    pub fn count_unfinished_load(&mut self) {
+        self.loads += 1;
     }
 
     /// A loader run finished, successfully or not, after `elapsed`.
@@ -199,6 +204,11 @@ impl ReadCounters {
     pub fn record_latency(&self, elapsed: Nanos) {
         self.latency_ns.fetch_add(elapsed, Ordering::Relaxed);
         self.samples.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The gets and misses so far.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.gets.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
     }
 
     /// Adds these counts to `total`.

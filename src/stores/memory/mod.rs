@@ -390,7 +390,11 @@ struct PendingLoad<'a, V: Clone + Send + Sync + 'static> {
 impl<V: Clone + Send + Sync + 'static> Drop for PendingLoad<'_, V> {
     fn drop(&mut self) {
         if let Some(token) = self.token.take() {
-            self.store.shard(self.key).end_load(self.key, token);
+            let mut engine = self.store.shard(self.key);
+            engine.end_load(self.key, token);
+            // A load that never finished (dropped, or its loader panicked)
+            // still started: `loads` counts it, `load_failures` does not.
+            engine.counters.count_unfinished_load();
         }
     }
 }
@@ -435,11 +439,15 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     }
 
     fn set(&self, key: &str, value: V, options: SetOptions) -> Ready<Result<()>> {
-        ready(self.shard(key).set(key, value, options))
+        // What the set removed is dropped after the lock is released: a value's
+        // Drop may panic, or use this store.
+        let removed = self.shard(key).set_returning(key, value, options);
+        ready(removed.map(drop))
     }
 
     fn delete(&self, key: &str) -> Ready<Result<bool>> {
-        ready(self.shard(key).delete(key))
+        let removed = self.shard(key).delete_returning(key);
+        ready(removed.map(|removed| removed.is_some()))
     }
 
     fn contains(&self, key: &str) -> Ready<Result<bool>> {
@@ -459,7 +467,17 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
         if let Err(e) = Pattern::new(pattern) {
             return ready(Err(e));
         }
-        ready(self.fold(0, |n, engine| Ok(n + engine.invalidate(pattern)?)))
+        // Every shard first, then the values are dropped, outside the locks:
+        // a panicking Drop cannot stop the call halfway through the shards.
+        let mut removed = Vec::new();
+        let result = self.fold(0, |n, engine| {
+            let gone = engine.invalidate_returning(pattern)?;
+            let n = n + gone.len();
+            removed.push(gone);
+            Ok(n)
+        });
+        drop(removed);
+        ready(result)
     }
 
     fn keys(&self, pattern: Option<&str>) -> Ready<Result<Vec<String>>> {
@@ -477,10 +495,13 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     }
 
     fn clear(&self) -> Ready<Result<()>> {
-        ready(self.fold((), |(), engine| {
-            engine.clear();
+        let mut removed = Vec::new();
+        let result = self.fold((), |(), engine| {
+            removed.push(engine.clear_returning());
             Ok(())
-        }))
+        });
+        drop(removed);
+        ready(result)
     }
 
     async fn try_get_or_set<F, Fut, E>(&self, key: &str, loader: F, options: SetOptions) -> Result<V>

@@ -11,6 +11,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::Engine;
+use super::engine::{Climber, ghost_cap};
 use super::model_tests::{Answer, KEYS, Op, PATTERNS, apply_engine, meta, op, secs};
 use crate::clock::ManualClock;
 use crate::metrics::CacheStats;
@@ -36,6 +37,7 @@ struct Model {
     main_cap: usize,
     ghost_cap: usize,
     evicted_once: bool,
+    climber: Climber,
     now: u64,
     default_ttl: Option<u64>,
     stats: CacheStats,
@@ -49,9 +51,10 @@ impl Model {
             ghost: VecDeque::new(),
             max,
             small_cap: (max / 10).max(1),
-            main_cap: max - max / 10,
-            ghost_cap: max - max / 10,
+            main_cap: max.saturating_sub((max / 10).max(1)).max(1),
+            ghost_cap: ghost_cap((max / 10).max(1), max),
             evicted_once: false,
+            climber: Climber::new(max),
             now: 0,
             default_ttl,
             stats: CacheStats::default(),
@@ -132,6 +135,15 @@ fn apply_model(m: &mut Model, op: &Op) -> Answer {
     m.purge();
     match op {
         Op::Set { key, value, ttl_secs, meta: md } => {
+            let (gets, misses) = (m.stats.hits + m.stats.misses, m.stats.misses);
+            if let Some(small) = m.climber.adapt(gets, misses, m.small_cap, m.max) {
+                m.small_cap = small;
+                m.main_cap = m.max.saturating_sub(small).max(1);
+                m.ghost_cap = ghost_cap(small, m.max);
+                while m.ghost.len() > m.ghost_cap {
+                    m.ghost.pop_front();
+                }
+            }
             let expires_at = ttl_secs.map(secs).or(m.default_ttl).map(|t| m.now + t);
             if let Some(e) = m.find(KEYS[*key]) {
                 e.value = *value;
@@ -239,13 +251,15 @@ fn check_sequence(max: usize, ttl: Option<u64>, ops: Vec<Op>) -> Result<(), Test
 proptest! {
     #![proptest_config(ProptestConfig { cases: 10_000, ..ProptestConfig::default() })]
 
-    // Capacities up to 12 over 10 keys: both queues, the ghost and its
-    // wrap-around, and small queues of more than one entry are all reached.
+    // Capacities up to 12 over 10 keys, up to 200 steps: both queues, the
+    // ghost and its wrap-around, small queues of more than one entry, and the
+    // small queue resized by the hill climber (every 20 x capacity gets) are
+    // all reached.
     #[test]
     fn s3fifo_engine_matches_the_model(
         max in 1usize..13,
         ttl in proptest::option::of(1u64..6),
-        ops in proptest::collection::vec(op(), 1..80),
+        ops in proptest::collection::vec(op(), 1..200),
     ) {
         check_sequence(max, ttl, ops)?;
     }
@@ -270,4 +284,28 @@ fn a_scan_does_not_flush_the_hot_keys() {
     let kept = (0..50).filter(|hot| engine.peek(&format!("hot{hot}")).is_some()).count();
     assert_eq!(kept, 50, "every hot key survived the scan");
     engine.validate();
+}
+
+#[test]
+fn the_climber_moves_the_small_queue_towards_the_better_hit_rate() {
+    let max = 1_000;
+    let mut c = Climber::new(max);
+    let (mut gets, mut misses, mut small) = (0u64, 0u64, 100usize);
+    // No period has passed: no change.
+    assert_eq!(c.adapt(19_999, 0, small, max), None);
+    // Each period: the hit rate as a function of the small queue's size,
+    // best at 40 entries.
+    let rate = |small: usize| 0.9 - (small as f64 - 40.0).abs() / 1_000.0;
+    let mut seen = Vec::new();
+    for _ in 0..300 {
+        gets += 20_000;
+        misses += (20_000.0 * (1.0 - rate(small))) as u64;
+        small = c.adapt(gets, misses, small, max).expect("a period passed");
+        assert!((1..=800).contains(&small));
+        seen.push(small);
+    }
+    let settled = &seen[200..];
+    assert!(settled.iter().all(|&s| (20..=60).contains(&s)), "hovers near the best size: {settled:?}");
+    // A reset of the counters starts a new period instead of underflowing.
+    assert_eq!(c.adapt(10, 5, small, max), None);
 }
