@@ -443,3 +443,21 @@ async fn a_user_denied_config_can_still_build_a_bounded_store() {
     s.set("k", 1, SetOptions::new()).await.unwrap();
     assert_eq!(s.get("k").await.unwrap(), Some(1));
 }
+
+/// Metadata depth is one shared rule: both stores give the same answer.
+#[tokio::test]
+async fn both_stores_give_the_same_answer_on_metadata_depth() {
+    let server = RedisServer::start();
+    let redis_store: RedisStore<u32> = store(&server, "md:", None).await;
+    let memory = pepperpy_caching::MemoryStore::new(LruPolicy::new(10).unwrap());
+    for depth in [1, 50, 98, 99, 100, 130] {
+        let options = SetOptions::new().metadata(meta(nested(depth)));
+        let in_memory = memory.set("k", 1u32, options.clone()).await.map_err(|e| format!("{e:?}"));
+        let in_redis = redis_store.set("k", 1, options).await.map_err(|e| format!("{e:?}"));
+        assert_eq!(in_memory.is_ok(), in_redis.is_ok(), "depth {depth}: {in_memory:?} / {in_redis:?}");
+        assert_eq!(in_memory.is_ok(), depth < 100, "depth {depth}: {in_memory:?}");
+        let in_memory = memory.update_metadata("k", meta(nested(depth))).await.map_err(|e| format!("{e:?}"));
+        let in_redis = redis_store.update_metadata("k", meta(nested(depth))).await.map_err(|e| format!("{e:?}"));
+        assert_eq!(in_memory, in_redis, "update_metadata, depth {depth}");
+    }
+}
