@@ -47,6 +47,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
+mod dyn_store;
 mod errors;
 pub mod metrics;
 mod pattern;
@@ -59,6 +60,7 @@ pub mod stores;
 mod wasm;
 
 pub use clock::{Clock, ManualClock};
+pub use dyn_store::{DynCacheStore, DynError, DynFuture, DynLoader};
 pub use errors::{CacheError, Result};
 pub use metrics::CacheStats;
 pub use pattern::{MAX_PATTERN_LEN, Pattern, escape_pattern};

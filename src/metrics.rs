@@ -307,6 +307,71 @@ impl SharedCounters {
     }
 }
 
+/// Renders the counters of one or more stores in the Prometheus text
+/// exposition format (version 0.0.4), each series labelled `store="NAME"`:
+/// serve it on your `/metrics` endpoint.
+///
+/// ```
+/// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, SetOptions, metrics::render_prometheus};
+/// let sessions = MemoryStore::<u32>::new(LruPolicy::new(100)?);
+/// sessions.set("a", 1, SetOptions::new()).into_inner()?;
+/// sessions.get("a").into_inner()?;
+/// let text = render_prometheus([("sessions", &sessions.stats())]);
+/// assert!(text.contains("pepperpy_cache_hits_total{store=\"sessions\"} 1\n"));
+/// assert!(text.contains("# TYPE pepperpy_cache_hit_ratio gauge\n"));
+/// # Ok::<(), pepperpy_caching::CacheError>(())
+/// ```
+pub fn render_prometheus<'a>(stores: impl IntoIterator<Item = (&'a str, &'a CacheStats)>) -> String {
+    use std::fmt::Write;
+    let stores: Vec<(&str, &CacheStats)> = stores.into_iter().collect();
+    type Read = fn(&CacheStats) -> f64;
+    let families: [(&str, &str, &str, Read); 15] = [
+        ("hits_total", "counter", "Gets that found a live entry.", |s| s.hits as f64),
+        ("misses_total", "counter", "Gets that found nothing, or only an expired entry.", |s| s.misses as f64),
+        ("sets_total", "counter", "Successful sets.", |s| s.sets as f64),
+        ("deletes_total", "counter", "Live entries removed by delete, invalidate or clear.", |s| s.deletes as f64),
+        ("evictions_total", "counter", "Live entries removed to make room.", |s| s.evictions as f64),
+        ("expirations_total", "counter", "Entries removed because their TTL had passed.", |s| s.expirations as f64),
+        ("loads_total", "counter", "Loader runs started by get_or_set.", |s| s.loads as f64),
+        ("load_failures_total", "counter", "Loader runs that failed.", |s| s.load_failures as f64),
+        ("load_seconds_total", "counter", "Time spent in loaders.", |s| s.total_load_time.as_secs_f64()),
+        ("stale_hits_total", "counter", "Reads answered with a stale value within the grace period.", |s| {
+            s.stale_hits as f64
+        }),
+        ("refreshes_total", "counter", "Background refreshes started.", |s| s.refreshes as f64),
+        ("refresh_failures_total", "counter", "Background refreshes that failed or timed out.", |s| {
+            s.refresh_failures as f64
+        }),
+        ("gets_total", "counter", "Gets (hits and misses).", |s| (s.hits + s.misses) as f64),
+        ("hit_ratio", "gauge", "Hits divided by gets since the counters were reset.", |s| s.hit_ratio),
+        ("get_latency_seconds", "gauge", "Mean time of the sampled gets.", |s| s.avg_get_latency.as_secs_f64()),
+    ];
+    let mut out = String::new();
+    for (name, kind, help, read) in families {
+        let _ = writeln!(out, "# HELP pepperpy_cache_{name} {help}");
+        let _ = writeln!(out, "# TYPE pepperpy_cache_{name} {kind}");
+        for (store, stats) in &stores {
+            let _ = writeln!(out, "pepperpy_cache_{name}{{store=\"{}\"}} {}", escape_label(store), read(stats));
+        }
+    }
+    out
+}
+
+/// A label value as the text format wants it: backslash, double quote and
+/// line feed escaped.
+fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,5 +407,36 @@ mod tests {
         assert_eq!((s.loads, s.load_failures, s.total_load_time), (2, 1, Duration::from_nanos(40)));
         shared.reset();
         assert_eq!(shared.snapshot(), CacheStats::default());
+    }
+
+    #[test]
+    fn prometheus_text_is_well_formed_and_escapes_labels() {
+        let a = CacheStats { hits: 3, misses: 1, hit_ratio: 0.75, stale_hits: 2, ..CacheStats::default() };
+        let b = CacheStats { sets: 7, total_load_time: Duration::from_millis(1500), ..CacheStats::default() };
+        let text = render_prometheus([("a", &a), ("we\"ird\\name\nx", &b)]);
+        assert!(text.contains("pepperpy_cache_hits_total{store=\"a\"} 3\n"));
+        assert!(text.contains("pepperpy_cache_stale_hits_total{store=\"a\"} 2\n"));
+        assert!(text.contains("pepperpy_cache_hit_ratio{store=\"a\"} 0.75\n"));
+        assert!(text.contains("pepperpy_cache_load_seconds_total{store=\"we\\\"ird\\\\name\\nx\"} 1.5\n"), "{text}");
+        // Every line is a comment or `name{store="..."} number`, each family's
+        // HELP and TYPE come once, before its samples.
+        let mut seen = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                assert!(seen.insert(rest.split(' ').next().unwrap().to_string()), "TYPE once: {line}");
+                continue;
+            }
+            if line.starts_with("# HELP ") {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            let name = series.split('{').next().unwrap();
+            assert!(seen.contains(name), "sample after its TYPE: {line}");
+            assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+            assert!(series.ends_with("\"}") && !series[..series.len() - 2].ends_with('\\'), "{line}");
+        }
+        assert_eq!(seen.len(), 15);
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 30);
     }
 }

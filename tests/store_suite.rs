@@ -52,6 +52,29 @@ impl Backend for Memory {
     }
 }
 
+/// MemoryStore whose unbounded default is an S3-FIFO store (the tests that
+/// need LRU or TTL order ask for those policies themselves).
+struct MemoryS3Fifo {
+    clock: ManualClock,
+}
+
+impl MemoryS3Fifo {
+    fn new() -> Self {
+        MemoryS3Fifo { clock: ManualClock::new() }
+    }
+}
+
+impl Backend for MemoryS3Fifo {
+    type Store = MemoryStore<String>;
+    async fn store(&self, policy: Option<Policy>) -> Self::Store {
+        let policy = policy.unwrap_or_else(|| pepperpy_caching::S3FifoPolicy::new(1_000_000).unwrap().into());
+        MemoryStore::builder(policy).clock(self.clock.clone()).build()
+    }
+    async fn pass(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+}
+
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 struct Redis {
     server: common::RedisServer,
@@ -82,10 +105,36 @@ impl Backend for Redis {
     }
 }
 
+/// Any backend's stores, held as `Arc<dyn DynCacheStore>` (chosen at run time).
+struct Dynamic<B>(B);
+
+impl<B: Backend> Backend for Dynamic<B>
+where
+    B::Store: 'static,
+{
+    type Store = std::sync::Arc<dyn pepperpy_caching::DynCacheStore<String>>;
+    async fn store(&self, policy: Option<Policy>) -> Self::Store {
+        std::sync::Arc::new(self.0.store(policy).await)
+    }
+    async fn pass(&self, by: Duration) {
+        self.0.pass(by).await
+    }
+}
+
 macro_rules! suite {
     ($($test:ident),* $(,)?) => {
         mod memory {
             $(#[tokio::test] async fn $test() { super::$test(&super::Memory::new()).await })*
+        }
+        mod memory_s3fifo {
+            $(#[tokio::test] async fn $test() { super::$test(&super::MemoryS3Fifo::new()).await })*
+        }
+        mod dynamic_memory {
+            $(#[tokio::test] async fn $test() { super::$test(&super::Dynamic(super::Memory::new())).await })*
+        }
+        #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+        mod dynamic_redis {
+            $(#[tokio::test] async fn $test() { super::$test(&super::Dynamic(super::Redis::new())).await })*
         }
         #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
         mod redis {

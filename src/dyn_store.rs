@@ -1,0 +1,183 @@
+//! Choosing the store at run time: [`DynCacheStore`], an object-safe face of
+//! [`CacheStore`], so a service can pick memory, Redis or another backend
+//! from its configuration and hold it as `Arc<dyn DynCacheStore<V>>`.
+//!
+//! Every `CacheStore` is a `DynCacheStore` (blanket impl), and
+//! `Arc<dyn DynCacheStore<V>>` is itself a `CacheStore`, so code generic over
+//! `CacheStore` takes the chosen store unchanged. The price: one boxed future
+//! per call (and a boxed loader per `try_get_or_set`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::errors::Result;
+use crate::metrics::CacheStats;
+use crate::store::{CacheStore, Metadata, SetOptions};
+
+/// A boxed future that may borrow from the store and the key.
+pub type DynFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The error a loader hands through a `dyn` store.
+pub type DynError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The loader of [`DynCacheStore::try_get_or_set_dyn`].
+pub type DynLoader<'a, V> = Box<dyn FnOnce() -> DynFuture<'a, std::result::Result<V, DynError>> + Send + 'a>;
+
+/// [`CacheStore`] with boxed futures, so it can be a trait object.
+///
+/// ```
+/// use pepperpy_caching::{CacheStore, DynCacheStore, LruPolicy, MemoryStore, S3FifoPolicy, SetOptions};
+/// use std::sync::Arc;
+///
+/// fn from_config(kind: &str) -> pepperpy_caching::Result<Arc<dyn DynCacheStore<String>>> {
+///     Ok(match kind {
+///         "lru" => Arc::new(MemoryStore::new(LruPolicy::new(1_000)?)),
+///         _ => Arc::new(MemoryStore::new(S3FifoPolicy::new(1_000)?)),
+///         // "redis" => Arc::new(RedisStore::builder(url).build().await?), with the `redis` feature
+///     })
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> pepperpy_caching::Result<()> {
+/// let store = from_config("s3-fifo")?;
+/// store.set("k", "v".to_string(), SetOptions::new()).await?; // CacheStore methods work on it
+/// assert_eq!(store.get("k").await?.as_deref(), Some("v"));
+/// # Ok(()) }
+/// ```
+pub trait DynCacheStore<V>: Send + Sync {
+    /// [`CacheStore::get`].
+    fn get_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<Option<V>>>;
+    /// [`CacheStore::set`].
+    fn set_dyn<'a>(&'a self, key: &'a str, value: V, options: SetOptions) -> DynFuture<'a, Result<()>>;
+    /// [`CacheStore::delete`].
+    fn delete_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<bool>>;
+    /// [`CacheStore::contains`].
+    fn contains_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<bool>>;
+    /// [`CacheStore::get_metadata`].
+    fn get_metadata_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<Option<Metadata>>>;
+    /// [`CacheStore::update_metadata`].
+    fn update_metadata_dyn<'a>(&'a self, key: &'a str, metadata: Metadata) -> DynFuture<'a, Result<bool>>;
+    /// [`CacheStore::invalidate`].
+    fn invalidate_dyn<'a>(&'a self, pattern: &'a str) -> DynFuture<'a, Result<usize>>;
+    /// [`CacheStore::keys`].
+    fn keys_dyn<'a>(&'a self, pattern: Option<&'a str>) -> DynFuture<'a, Result<Vec<String>>>;
+    /// [`CacheStore::size`].
+    fn size_dyn(&self) -> DynFuture<'_, Result<usize>>;
+    /// [`CacheStore::clear`].
+    fn clear_dyn(&self) -> DynFuture<'_, Result<()>>;
+    /// [`CacheStore::try_get_or_set`], with a boxed loader.
+    fn try_get_or_set_dyn<'a>(
+        &'a self,
+        key: &'a str,
+        loader: DynLoader<'a, V>,
+        options: SetOptions,
+    ) -> DynFuture<'a, Result<V>>;
+    /// [`CacheStore::stats`].
+    fn stats_dyn(&self) -> CacheStats;
+    /// [`CacheStore::reset_stats`].
+    fn reset_stats_dyn(&self);
+}
+
+impl<V: Send + 'static, S: CacheStore<V>> DynCacheStore<V> for S {
+    fn get_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<Option<V>>> {
+        Box::pin(self.get(key))
+    }
+    fn set_dyn<'a>(&'a self, key: &'a str, value: V, options: SetOptions) -> DynFuture<'a, Result<()>> {
+        Box::pin(self.set(key, value, options))
+    }
+    fn delete_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<bool>> {
+        Box::pin(self.delete(key))
+    }
+    fn contains_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<bool>> {
+        Box::pin(self.contains(key))
+    }
+    fn get_metadata_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<Option<Metadata>>> {
+        Box::pin(self.get_metadata(key))
+    }
+    fn update_metadata_dyn<'a>(&'a self, key: &'a str, metadata: Metadata) -> DynFuture<'a, Result<bool>> {
+        Box::pin(self.update_metadata(key, metadata))
+    }
+    fn invalidate_dyn<'a>(&'a self, pattern: &'a str) -> DynFuture<'a, Result<usize>> {
+        Box::pin(self.invalidate(pattern))
+    }
+    fn keys_dyn<'a>(&'a self, pattern: Option<&'a str>) -> DynFuture<'a, Result<Vec<String>>> {
+        Box::pin(self.keys(pattern))
+    }
+    fn size_dyn(&self) -> DynFuture<'_, Result<usize>> {
+        Box::pin(self.size())
+    }
+    fn clear_dyn(&self) -> DynFuture<'_, Result<()>> {
+        Box::pin(self.clear())
+    }
+    fn try_get_or_set_dyn<'a>(
+        &'a self,
+        key: &'a str,
+        loader: DynLoader<'a, V>,
+        options: SetOptions,
+    ) -> DynFuture<'a, Result<V>> {
+        Box::pin(self.try_get_or_set(key, loader, options))
+    }
+    fn stats_dyn(&self) -> CacheStats {
+        self.stats()
+    }
+    fn reset_stats_dyn(&self) {
+        self.reset_stats()
+    }
+}
+
+impl<V: Send + 'static> CacheStore<V> for Arc<dyn DynCacheStore<V>> {
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<V>>> + Send {
+        async move { self.as_ref().get_dyn(key).await }
+    }
+    fn set(&self, key: &str, value: V, options: SetOptions) -> impl Future<Output = Result<()>> + Send {
+        async move { self.as_ref().set_dyn(key, value, options).await }
+    }
+    fn delete(&self, key: &str) -> impl Future<Output = Result<bool>> + Send {
+        async move { self.as_ref().delete_dyn(key).await }
+    }
+    fn contains(&self, key: &str) -> impl Future<Output = Result<bool>> + Send {
+        async move { self.as_ref().contains_dyn(key).await }
+    }
+    fn get_metadata(&self, key: &str) -> impl Future<Output = Result<Option<Metadata>>> + Send {
+        async move { self.as_ref().get_metadata_dyn(key).await }
+    }
+    fn update_metadata(&self, key: &str, metadata: Metadata) -> impl Future<Output = Result<bool>> + Send {
+        async move { self.as_ref().update_metadata_dyn(key, metadata).await }
+    }
+    fn invalidate(&self, pattern: &str) -> impl Future<Output = Result<usize>> + Send {
+        async move { self.as_ref().invalidate_dyn(pattern).await }
+    }
+    fn keys(&self, pattern: Option<&str>) -> impl Future<Output = Result<Vec<String>>> + Send {
+        async move { self.as_ref().keys_dyn(pattern).await }
+    }
+    fn size(&self) -> impl Future<Output = Result<usize>> + Send {
+        async move { self.as_ref().size_dyn().await }
+    }
+    fn clear(&self) -> impl Future<Output = Result<()>> + Send {
+        async move { self.as_ref().clear_dyn().await }
+    }
+    fn try_get_or_set<F, Fut, E>(
+        &self,
+        key: &str,
+        loader: F,
+        options: SetOptions,
+    ) -> impl Future<Output = Result<V>> + Send
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = std::result::Result<V, E>> + Send,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        async move {
+            let loader: DynLoader<'_, V> =
+                Box::new(move || Box::pin(async move { loader().await.map_err(Into::into) }));
+            self.as_ref().try_get_or_set_dyn(key, loader, options).await
+        }
+    }
+    fn stats(&self) -> CacheStats {
+        self.as_ref().stats_dyn()
+    }
+    fn reset_stats(&self) {
+        self.as_ref().reset_stats_dyn()
+    }
+}
