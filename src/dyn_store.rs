@@ -127,52 +127,44 @@ impl<V: Send + 'static, S: CacheStore<V>> DynCacheStore<V> for S {
 }
 
 impl<V: Send + 'static> CacheStore<V> for Arc<dyn DynCacheStore<V>> {
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<V>>> + Send {
-        async move { self.as_ref().get_dyn(key).await }
+    async fn get(&self, key: &str) -> Result<Option<V>> {
+        self.as_ref().get_dyn(key).await
     }
-    fn set(&self, key: &str, value: V, options: SetOptions) -> impl Future<Output = Result<()>> + Send {
-        async move { self.as_ref().set_dyn(key, value, options).await }
+    async fn set(&self, key: &str, value: V, options: SetOptions) -> Result<()> {
+        self.as_ref().set_dyn(key, value, options).await
     }
-    fn delete(&self, key: &str) -> impl Future<Output = Result<bool>> + Send {
-        async move { self.as_ref().delete_dyn(key).await }
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.as_ref().delete_dyn(key).await
     }
-    fn contains(&self, key: &str) -> impl Future<Output = Result<bool>> + Send {
-        async move { self.as_ref().contains_dyn(key).await }
+    async fn contains(&self, key: &str) -> Result<bool> {
+        self.as_ref().contains_dyn(key).await
     }
-    fn get_metadata(&self, key: &str) -> impl Future<Output = Result<Option<Metadata>>> + Send {
-        async move { self.as_ref().get_metadata_dyn(key).await }
+    async fn get_metadata(&self, key: &str) -> Result<Option<Metadata>> {
+        self.as_ref().get_metadata_dyn(key).await
     }
-    fn update_metadata(&self, key: &str, metadata: Metadata) -> impl Future<Output = Result<bool>> + Send {
-        async move { self.as_ref().update_metadata_dyn(key, metadata).await }
+    async fn update_metadata(&self, key: &str, metadata: Metadata) -> Result<bool> {
+        self.as_ref().update_metadata_dyn(key, metadata).await
     }
-    fn invalidate(&self, pattern: &str) -> impl Future<Output = Result<usize>> + Send {
-        async move { self.as_ref().invalidate_dyn(pattern).await }
+    async fn invalidate(&self, pattern: &str) -> Result<usize> {
+        self.as_ref().invalidate_dyn(pattern).await
     }
-    fn keys(&self, pattern: Option<&str>) -> impl Future<Output = Result<Vec<String>>> + Send {
-        async move { self.as_ref().keys_dyn(pattern).await }
+    async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
+        self.as_ref().keys_dyn(pattern).await
     }
-    fn size(&self) -> impl Future<Output = Result<usize>> + Send {
-        async move { self.as_ref().size_dyn().await }
+    async fn size(&self) -> Result<usize> {
+        self.as_ref().size_dyn().await
     }
-    fn clear(&self) -> impl Future<Output = Result<()>> + Send {
-        async move { self.as_ref().clear_dyn().await }
+    async fn clear(&self) -> Result<()> {
+        self.as_ref().clear_dyn().await
     }
-    fn try_get_or_set<F, Fut, E>(
-        &self,
-        key: &str,
-        loader: F,
-        options: SetOptions,
-    ) -> impl Future<Output = Result<V>> + Send
+    async fn try_get_or_set<F, Fut, E>(&self, key: &str, loader: F, options: SetOptions) -> Result<V>
     where
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = std::result::Result<V, E>> + Send,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
-        async move {
-            let loader: DynLoader<'_, V> =
-                Box::new(move || Box::pin(async move { loader().await.map_err(Into::into) }));
-            self.as_ref().try_get_or_set_dyn(key, loader, options).await
-        }
+        let loader: DynLoader<'_, V> = Box::new(move || Box::pin(async move { loader().await.map_err(Into::into) }));
+        self.as_ref().try_get_or_set_dyn(key, loader, options).await
     }
     fn stats(&self) -> CacheStats {
         self.as_ref().stats_dyn()
