@@ -461,3 +461,61 @@ async fn both_stores_give_the_same_answer_on_metadata_depth() {
         assert_eq!(in_memory, in_redis, "update_metadata, depth {depth}");
     }
 }
+
+/// The index key deleted again and again while 32 tasks on two instances
+/// write: once the writes are over (and one more set has noticed the last
+/// loss), the entries are within the capacity and the index lists them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_capacity_holds_when_the_index_is_lost_under_concurrent_writers() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let server = RedisServer::start();
+    // Other keys, so that a rebuild's walk takes several SCAN pages and the
+    // index can be lost again in the middle of one.
+    let mut pipe = redis::pipe();
+    for i in 0..20_000 {
+        pipe.set(format!("other:{i}"), i).ignore();
+    }
+    pipe.exec_async(&mut server.admin().await).await.unwrap();
+    let ttl = TtlPolicy::new(Duration::from_secs(600)).unwrap().with_max_size(50).unwrap();
+    for (prefix, policy, index) in
+        [("cl:", Policy::from(LruPolicy::new(50).unwrap()), "lru"), ("ct:", Policy::from(ttl), "expiry")]
+    {
+        let a: Arc<RedisStore<u32>> = Arc::new(store(&server, prefix, Some(policy.clone())).await);
+        let b: Arc<RedisStore<u32>> = Arc::new(store(&server, prefix, Some(policy)).await);
+        let stop = Arc::new(AtomicBool::new(false));
+        let raw_index = [prefix.as_bytes(), b"\xff", index.as_bytes()].concat();
+        let deleter = {
+            let stop = Arc::clone(&stop);
+            let mut conn = server.admin().await;
+            tokio::spawn(async move {
+                let mut deleted = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    deleted += redis::cmd("DEL").arg(&raw_index).query_async::<usize>(&mut conn).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                }
+                deleted
+            })
+        };
+        let mut writers = Vec::new();
+        for task in 0..32u32 {
+            let s = Arc::clone(if task % 2 == 0 { &a } else { &b });
+            writers.push(tokio::spawn(async move {
+                for i in 0..100u32 {
+                    s.set(&format!("t{task}k{}", i % 30), i, SetOptions::new()).await.unwrap();
+                }
+            }));
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        let deleted = deleter.await.unwrap();
+        assert!(deleted > 0, "{prefix}: the index was never there to delete");
+        a.set("last", 0, SetOptions::new()).await.unwrap();
+        let mut conn = server.admin().await;
+        let n = entries_under(&mut conn, prefix).await.len();
+        assert!(n <= 50, "{prefix}: {n} entries for a capacity of 50 ({deleted} index deletions)");
+        assert_eq!(a.size().await.unwrap(), n, "{prefix}: the index lists every entry");
+    }
+}

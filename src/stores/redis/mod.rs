@@ -168,7 +168,8 @@ const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 ///   evicts down to the capacity. A brand-new prefix looks the same, so the
 ///   first `set` on a new prefix also walks the database once. If the rebuild
 ///   fails (Redis unreachable), the sentinel is removed again so that a later
-///   `set` retries.
+///   `set` retries; if the index is lost again during a rebuild, the rebuild
+///   stops and the `set` that notices the new loss starts over.
 ///
 /// At `build` a bounded store reads `maxmemory-policy` (`CONFIG GET`, skipped
 /// if the server or the user's ACL forbids it) and accepts `noeviction`, `allkeys-lru`,
@@ -648,10 +649,14 @@ where
                         call.key(*key);
                     }
                     call.arg(max_size).arg(if lru { "1" } else { "0" });
-                    let (_adopted, evicted, expired): (u64, u64, u64) =
+                    let (_adopted, evicted, expired, lost): (u64, u64, u64, u8) =
                         self.round_trip("set", call.invoke_async(&mut conn)).await?;
                     SharedCounters::add(&self.counters.evictions, evicted);
                     SharedCounters::add(&self.counters.expirations, expired);
+                    if lost == 1 {
+                        // Lost again: the set that notices starts a new rebuild.
+                        return Ok(());
+                    }
                 }
                 cursor = next;
                 if cursor == 0 {

@@ -146,7 +146,8 @@ return stale
 ///
 /// KEYS: recency index, expiry index, then the entries of the page.
 /// ARGV: max_size, "1" for LRU / "0" for TTL.
-/// Returns `{adopted, evicted, expired}`.
+/// Returns `{adopted, evicted, expired, lost}`; `lost` is 1 (and nothing
+/// done) if the index was lost again since the rebuild began.
 const ADOPT: &str = r"
 local recency, expiry = KEYS[1], KEYS[2]
 local max_size = tonumber(ARGV[1])
@@ -161,11 +162,9 @@ local function forget(member)
   redis.call('ZREM', expiry, member)
 end
 
-if not redis.call('ZSCORE', members, '') then
-  -- Lost again meanwhile: under LRU the counter goes on from the top member.
-  local top = lru and redis.call('ZRANGE', recency, -1, -1, 'WITHSCORES')[2]
-  redis.call('ZADD', members, lru and (top or 0) or 'inf', '')
-end
+-- Lost again since the rebuild began: the pages adopted so far went with
+-- it. Stop; the next set finds the sentinel missing and starts over.
+if not redis.call('ZSCORE', members, '') then return {0, 0, 0, 1} end
 local low = 0
 if lru then
   local first = redis.call('ZRANGE', recency, 0, 0, 'WITHSCORES')
@@ -199,7 +198,7 @@ while redis.call('ZCARD', members) - 1 > max_size and budget > 0 do
   forget(victim)
   if redis.call('UNLINK', victim) == 1 then evicted = evicted + 1 else expired = expired + 1 end
 end
-return {adopted, evicted, expired}
+return {adopted, evicted, expired, 0}
 ";
 
 /// How many entries a bounded store holds by its index: members but the
