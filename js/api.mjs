@@ -14,13 +14,18 @@
 
 /** @param {typeof import("./wasm/pepperpy_caching.mjs")} wasm */
 export function bind(wasm) {
-  const { WasmStore, WasmPolicy, WasmClock } = wasm;
+  const { WasmStore, WasmPolicy } = wasm;
 
-  // The hot calls take their key from a buffer in wasm memory (see
-  // src/wasm/key_buffer.rs) and return FAILED (get) or 2 (the others) when
-  // the core refused; the error is then fetched with takeError().
-  const FAILED = wasm.failedMarker();
+  // The calls that name a key take it from a buffer in wasm memory (see
+  // src/wasm/key_buffer.rs); they report refusal in their return value (2,
+  // or -2 for those returning a slot id) and the error is then fetched, as
+  // text, with takeError(). Entries are addressed by slot id: values live
+  // here, in arrays indexed by it.
+  const FAILED = 2;
+  const NONE = -1;
+  const REFUSED = -2;
   const KEY_BUFFER = wasm.keyBuffer();
+  const REMOVED_BUFFER = wasm.removedBuffer();
   const KEY_CAPACITY = wasm.keyBufferLen();
   const memory = wasm.wasmMemory();
   const encoder = new TextEncoder();
@@ -31,6 +36,22 @@ export function bind(wasm) {
       ? (text) => text.isWellFormed()
       : (text) => !/\p{Cs}/u.test(text);
   let keyBytes = new Uint8Array(0);
+  let removedWords = new Uint32Array(0);
+
+  /** The removed buffer: [count, id, reason, id, reason, ...] of the last call that stored. */
+  function removedView() {
+    // A view goes empty when the memory grows; take a new one then.
+    if (removedWords.length === 0) removedWords = new Uint32Array(memory.buffer, REMOVED_BUFFER, 65);
+    return removedWords;
+  }
+
+  // Why an entry left, by the engine's reason code (src/wasm/mod.rs).
+  const REASONS = ["evicted", "expired", "deleted", "replaced", "invalidated", "cleared"];
+  const EXPIRED = 1;
+  const DELETED = 2;
+  const REPLACED = 3;
+  const INVALIDATED = 4;
+  const CLEARED = 5;
 
   /**
    * Writes `key` into the key buffer as UTF-8; its length in bytes, or -1 when
@@ -61,6 +82,17 @@ export function bind(wasm) {
     const len = writeKey(key);
     if (len < 0) throw unwritableKeyError(key);
     return len;
+  }
+
+  /**
+   * Checks `key` as the core would, without writing it anywhere, for the
+   * calls that answer from the JS side (a miss needs no key in wasm).
+   */
+  function checkKey(key) {
+    if (typeof key !== "string") throw keyError(key);
+    // Up to 2,730 UTF-16 units a well-formed key has at most 8,190 bytes of UTF-8.
+    if (key.length !== 0 && key.length <= 2730 && isWellFormed(key)) return;
+    if (placeKey(key) === 0) throw translate(wasm.keyError(key));
   }
 
   /** Why `writeKey` refused `key`: a lone surrogate, or the core's error for a key too long. */
@@ -108,7 +140,14 @@ export function bind(wasm) {
     errorClasses.set(name, Class);
   }
 
-  // The bindings throw plain `Error`s named after the class they stand for.
+  /** A store call's refusal, handed back as "ClassName:message" text. */
+  function fromText(text) {
+    const colon = text.indexOf(":");
+    const Class = errorClasses.get(text.slice(0, colon)) ?? CacheError;
+    return new Class(text.slice(colon + 1));
+  }
+
+  // The policy constructors throw plain `Error`s named after the class they stand for.
   function translate(error) {
     if (error instanceof Error && !(error instanceof CacheError)) {
       const Class = errorClasses.get(error.name);
@@ -214,9 +253,107 @@ export function bind(wasm) {
     return copyJson(metadata, 0, "");
   }
 
+  /**
+   * `metadata` as the text the store takes (the format is described in
+   * src/wasm/metadata.rs): of a plain copy, so no getter runs twice.
+   */
+  function metadataText(metadata) {
+    const parts = [];
+    encodeJson(copyMetadata(metadata), parts);
+    return parts.join("");
+  }
+
+  // Numbers cross as the 16 hex digits of their f64 bits: no float is
+  // parsed or printed in wasm, and every double comes back exactly.
+  const numberView = new DataView(new ArrayBuffer(8));
+
+  function encodeJson(value, parts) {
+    switch (typeof value) {
+      case "string":
+        parts[parts.length] = `s${value.length};${value}`;
+        return;
+      case "number": {
+        numberView.setFloat64(0, value);
+        const high = numberView.getUint32(0).toString(16).padStart(8, "0");
+        parts[parts.length] = `n${high}${numberView.getUint32(4).toString(16).padStart(8, "0")}`;
+        return;
+      }
+      case "boolean":
+        parts[parts.length] = value ? "t" : "f";
+        return;
+    }
+    if (value === null) {
+      parts[parts.length] = "z";
+    } else if (Array.isArray(value)) {
+      parts[parts.length] = `a${value.length};`;
+      for (let i = 0; i < value.length; i++) encodeJson(value[i], parts);
+    } else {
+      const keys = Object.keys(value);
+      parts[parts.length] = `o${keys.length};`;
+      for (const key of keys) {
+        parts[parts.length] = `s${key.length};${key}`;
+        encodeJson(value[key], parts);
+      }
+    }
+  }
+
+  /** Reads metadata the store wrote in that format. */
+  function decodeJson(text) {
+    let at = 0;
+    const count = () => {
+      const end = text.indexOf(";", at);
+      const n = Number(text.slice(at, end));
+      at = end + 1;
+      return n;
+    };
+    const string = () => {
+      const n = count();
+      at += n;
+      return text.slice(at - n, at);
+    };
+    const value = () => {
+      const tag = text[at++];
+      switch (tag) {
+        case "z":
+          return null;
+        case "t":
+          return true;
+        case "f":
+          return false;
+        case "n":
+          numberView.setUint32(0, Number.parseInt(text.slice(at, at + 8), 16));
+          numberView.setUint32(4, Number.parseInt(text.slice(at + 8, at + 16), 16));
+          at += 16;
+          return numberView.getFloat64(0);
+        case "s":
+          return string();
+        case "a": {
+          const n = count();
+          const out = new Array(n);
+          for (let i = 0; i < n; i++) out[i] = value();
+          return out;
+        }
+        default: {
+          const n = count();
+          const out = {};
+          for (let i = 0; i < n; i++) {
+            at++; // the key's "s"
+            const key = string();
+            // defineProperty, not assignment: a key "__proto__" stays data.
+            Object.defineProperty(out, key, { value: value(), enumerable: true, writable: true, configurable: true });
+          }
+          return out;
+        }
+      }
+    };
+    return value();
+  }
+
   function copyJson(value, depth, path) {
     switch (typeof value) {
       case "string":
+        if (!isWellFormed(value)) throw notJson(path, "a string that is not well-formed Unicode (a lone surrogate)");
+        return value;
       case "boolean":
         return value;
       case "number":
@@ -238,6 +375,7 @@ export function bind(wasm) {
         const out = {};
         for (const key of Object.keys(value)) {
           const at = /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+          if (!isWellFormed(key)) throw notJson(path + at, "a key that is not well-formed Unicode (a lone surrogate)");
           // defineProperty, not assignment: a key "__proto__" stays data.
           Object.defineProperty(out, key, {
             value: copyJson(value[key], depth + 1, path + at),
@@ -266,7 +404,7 @@ export function bind(wasm) {
    * the result goes to a shared object, not a fresh one, so `setSync`
    * allocates nothing.
    */
-  const setOptions = { ttl: undefined, metadata: undefined };
+  const setOptions = { ttl: undefined, json: undefined };
   const SET_OPTIONS = ["ttl", "metadata"];
   function readSetOptions(options) {
     let ttl;
@@ -278,10 +416,10 @@ export function bind(wasm) {
       checkNames(options, "set", SET_OPTIONS);
       ttl = seconds(options.ttl, "ttl");
       metadata = options.metadata;
-      if (metadata !== undefined) metadata = copyMetadata(metadata);
+      if (metadata !== undefined) metadata = metadataText(metadata);
     }
     setOptions.ttl = ttl;
-    setOptions.metadata = metadata;
+    setOptions.json = metadata;
   }
 
   /** Refuses option names not in `allowed` (a misspelt `tll` would otherwise be ignored). */
@@ -303,7 +441,7 @@ export function bind(wasm) {
   function readLoadOptions(options) {
     const o = {
       ttl: undefined,
-      metadata: undefined,
+      json: undefined,
       grace: undefined,
       softTimeout: undefined,
       hardTimeout: undefined,
@@ -318,7 +456,7 @@ export function bind(wasm) {
     checkNames(options, "getOrSet", LOAD_OPTIONS);
     const { ttl, metadata, grace, softTimeout, hardTimeout, retryAfter, waitUntil, signal } = options;
     o.ttl = seconds(ttl, "ttl");
-    if (metadata !== undefined) o.metadata = copyMetadata(metadata);
+    if (metadata !== undefined) o.json = metadataText(metadata);
     o.grace = seconds(grace, "grace");
     if (o.grace !== undefined && o.ttl === undefined) {
       throw new CachePolicyError("invalid policy: grace needs a ttl, the period during which a loaded value is fresh");
@@ -348,9 +486,8 @@ export function bind(wasm) {
     return new CacheSerializationError(`${what} undefined: get() returns undefined for a miss (store null instead)`);
   }
 
-  // The wasm side of each policy and clock, out of the users' reach.
+  // The wasm side of each policy, out of the users' reach.
   const wasmPolicies = new WeakMap();
-  const wasmClocks = new WeakMap();
 
   function call(thunk) {
     try {
@@ -412,14 +549,13 @@ export function bind(wasm) {
     }
   }
 
-  // Each ManualClock's timers: what getOrSet's timeouts wait on in a store
-  // on that clock, fired by `advance`, so tests of timeouts never sleep.
+  // Each ManualClock's time in ms, and the timers of getOrSet's timeouts in
+  // stores on that clock, fired by `advance`, so tests never sleep.
   const clockTimers = new WeakMap();
 
   /** A clock that moves only when told to, for tests of expiry and timeouts. */
   class ManualClock {
     constructor() {
-      wasmClocks.set(this, new WasmClock());
       clockTimers.set(this, { now: 0, pending: [] });
     }
 
@@ -431,7 +567,6 @@ export function bind(wasm) {
       if (typeof ms !== "number" || !(ms >= 0) || ms === Infinity) {
         throw new RangeError(`ManualClock.advance takes a finite number of milliseconds >= 0, got ${describe(ms)}`);
       }
-      wasmClocks.get(this).advance(ms);
       const timers = clockTimers.get(this);
       timers.now += ms;
       for (;;) {
@@ -485,14 +620,32 @@ export function bind(wasm) {
     return new CacheTimeoutError(`the load of ${shownKey(key)} took longer than its ${what} of ${after} s`);
   }
 
-  const STORE_OPTIONS = ["policy", "clock"];
+  const STORE_OPTIONS = ["policy", "clock", "onRemove"];
+
+  /** The host's clock in milliseconds, read in JS: never from inside a store call. */
+  const systemNow = () => performance.now();
 
   /**
    * A cache in this isolate's memory. Values are kept as they are, not
    * copied: `get` returns the very object that was `set`, as a Map does.
+   *
+   * Values live here, in `#values` indexed by the entry's slot id, and keys
+   * map to slot ids in `#ids`; the wasm engine keeps the policy, expiry,
+   * metadata and the keys (for patterns) by slot, and hands back the id of
+   * every entry it removes, which `#drop` forgets here. So the garbage
+   * collector sees every value, and a hit is a Map lookup and one wasm call
+   * with a number.
    */
   class MemoryStore {
     #store;
+    #ids = new Map();
+    #values = [];
+    #keys = [];
+    // Whether any entry may expire: only then is the clock read on a hit.
+    #expiring = false;
+    #now = systemNow;
+    #onRemove;
+    #disposed = false;
     // The getOrSet loads under way, by key: what makes concurrent calls share one.
     #flights = new Map();
     // The keys whose loaders are running synchronously right now, innermost
@@ -502,34 +655,107 @@ export function bind(wasm) {
     #timers = realTimers;
 
     constructor(options) {
-      const { policy, clock } = readOptions(options, "MemoryStore", STORE_OPTIONS);
+      const { policy, clock, onRemove } = readOptions(options, "MemoryStore", STORE_OPTIONS);
       const wasmPolicy = wasmPolicies.get(policy);
       if (wasmPolicy === undefined) {
         throw new CachePolicyError(
           `MemoryStore needs { policy: new S3FIFOPolicy({ maxSize }) }, an LRUPolicy or a TTLPolicy, got policy ${describe(policy)}`,
         );
       }
-      if (clock === undefined) {
-        this.#store = new WasmStore(wasmPolicy);
-      } else {
-        const wasmClock = wasmClocks.get(clock);
-        if (wasmClock === undefined) {
-          throw new CachePolicyError(`clock must be a ManualClock, got ${describe(clock)}`);
-        }
-        this.#store = WasmStore.withClock(wasmPolicy, wasmClock);
+      if (clock !== undefined) {
+        const state = clockTimers.get(clock);
+        if (state === undefined) throw new CachePolicyError(`clock must be a ManualClock, got ${describe(clock)}`);
+        this.#now = () => state.now;
         this.#timers = manualTimers(clock);
       }
+      if (onRemove !== undefined && typeof onRemove !== "function") {
+        throw new CachePolicyError(`onRemove must be a function (value, key, reason), got ${describe(onRemove)}`);
+      }
+      this.#onRemove = onRemove;
+      this.#expiring = policy.ttl !== undefined;
+      this.#store = new WasmStore(wasmPolicy);
+    }
+
+    /** The clock for a call: read only when some entry may expire. */
+    #time() {
+      return this.#expiring ? this.#now() : 0;
+    }
+
+    #live() {
+      if (this.#disposed) throw new CacheError("this MemoryStore was disposed");
+      return this.#store;
+    }
+
+    #refused() {
+      return fromText(this.#store.takeError());
+    }
+
+    /**
+     * Forgets slot `id` (the engine removed its entry) and, with a listener,
+     * queues (value, key, reason) on `notices` for `#notify`.
+     */
+    #drop(id, reason, notices) {
+      const key = this.#keys[id];
+      const value = this.#values[id];
+      if (key === undefined) return;
+      if (this.#ids.get(key) === id) this.#ids.delete(key);
+      this.#values[id] = undefined;
+      this.#keys[id] = undefined;
+      if (notices !== undefined) notices.push(value, key, REASONS[reason]);
+    }
+
+    /** The removal notices of one call, or undefined without a listener. */
+    #notices() {
+      return this.#onRemove === undefined ? undefined : [];
+    }
+
+    /**
+     * Calls the listener for each notice, once the store is consistent. A
+     * listener may use the store; if one throws, the others still run and
+     * the first error is thrown after them: the call itself has completed.
+     */
+    #notify(notices) {
+      if (notices === undefined || notices.length === 0) return;
+      const listener = this.#onRemove;
+      let failed = false;
+      let error;
+      for (let i = 0; i < notices.length; i += 3) {
+        try {
+          listener(notices[i], notices[i + 1], notices[i + 2]);
+        } catch (e) {
+          if (!failed) [failed, error] = [true, e];
+        }
+      }
+      if (failed) throw error;
+    }
+
+    /** Forgets the ids of the entries that expired by `now`. */
+    #reclaim(now, notices) {
+      const ids = this.#store.reclaim(now);
+      for (let i = 0; i < ids.length; i++) this.#drop(ids[i], EXPIRED, notices);
     }
 
     // The synchronous fast path; the async methods below are thin wrappers.
 
     /** The value under `key`, or undefined. */
     getSync(key) {
-      if (typeof key !== "string") throw keyError(key);
-      const len = placeKey(key);
-      const value = this.#store.get(len);
-      if (value === FAILED) throw translate(this.#store.takeError());
-      return value;
+      const now = this.#expiring ? this.#now() : 0;
+      const id = this.#ids.get(key);
+      if (id !== undefined && this.#store.touch(id, now)) return this.#values[id];
+      return this.#missed(key, id);
+    }
+
+    #missed(key, id) {
+      if (id !== undefined) {
+        // It expired: the engine reclaimed it and counted the miss.
+        const notices = this.#notices();
+        this.#drop(id, EXPIRED, notices);
+        this.#notify(notices);
+        return undefined;
+      }
+      checkKey(key);
+      this.#live().miss();
+      return undefined;
     }
 
     /** Stores `value` under `key`. */
@@ -537,40 +763,114 @@ export function bind(wasm) {
       if (typeof key !== "string") throw keyError(key);
       if (value === undefined) throw undefinedValueError("cannot store");
       let ttl;
-      let metadata;
+      let json;
       if (options !== undefined) {
         readSetOptions(options);
-        ({ ttl, metadata } = setOptions);
+        ({ ttl, json } = setOptions);
       }
-      const len = placeKey(key);
-      this.#write(len, value, ttl, metadata);
+      this.#put(key, value, ttl, json);
     }
 
-    /** Stores `value` under the key already in the key buffer. */
-    #write(len, value, ttl, metadata) {
-      const ok =
-        metadata === undefined
-          ? this.#store.set(len, value, ttl)
-          : this.#store.setWithMetadata(len, value, ttl, metadata);
-      if (!ok) throw translate(this.#store.takeError());
+    /** Stores `value` under `key` (checked a string) with a ttl and metadata text; throws if refused. */
+    #put(key, value, ttl, json) {
+      if (ttl !== undefined) this.#expiring = true;
+      const now = this.#time();
+      const store = this.#live();
+      // Nothing of the caller's runs from here to the end of the call into wasm.
+      const len = placeKey(key);
+      const id = json === undefined ? store.set(len, ttl, now) : store.setWithMetadata(len, ttl, now, json);
+      if (id < 0) throw this.#refused();
+      this.#place(id, key, value);
+    }
+
+    /** Puts the value of the entry just stored in slot `id`, after forgetting what the store removed for it. */
+    #place(id, key, value) {
+      const removed = removedView();
+      const n = removed[0];
+      let notices;
+      if (n !== 0) {
+        notices = this.#notices();
+        for (let i = 1; i <= 2 * n; i += 2) {
+          const rid = removed[i];
+          const reason = removed[i + 1];
+          if (reason === REPLACED) {
+            if (notices !== undefined) notices.push(this.#values[rid], key, "replaced");
+          } else {
+            this.#drop(rid, reason, notices);
+          }
+        }
+      }
+      this.#values[id] = value;
+      this.#keys[id] = key;
+      this.#ids.set(key, id);
+      if (notices !== undefined) this.#notify(notices);
     }
 
     /** Removes `key`; whether a live entry was there. */
     deleteSync(key) {
       if (typeof key !== "string") throw keyError(key);
-      const len = placeKey(key);
-      const existed = this.#store.delete(len);
-      if (existed > 1) throw translate(this.#store.takeError());
+      const now = this.#time();
+      const store = this.#live();
+      const existed = store.delete(placeKey(key), now);
+      if (existed === FAILED) throw this.#refused();
+      const id = this.#ids.get(key);
+      if (id !== undefined) {
+        const notices = this.#notices();
+        this.#drop(id, existed === 1 ? DELETED : EXPIRED, notices);
+        this.#notify(notices);
+      }
       return existed === 1;
+    }
+
+    /** The slot of the live entry under `key`, without counting or reordering; undefined if none. */
+    #peekSlot(key) {
+      const now = this.#time();
+      const id = this.#ids.get(key);
+      if (id === undefined) {
+        checkKey(key);
+        this.#live();
+        return undefined;
+      }
+      if (this.#store.alive(id, now)) return id;
+      const notices = this.#notices();
+      this.#drop(id, EXPIRED, notices);
+      this.#notify(notices);
+      return undefined;
     }
 
     /** Whether a live entry is under `key`; counts no hit or miss. */
     hasSync(key) {
+      return this.#peekSlot(key) !== undefined;
+    }
+
+    /** The live value under `key`, without counting a hit or miss or changing the policy's order. */
+    peek(key) {
+      const id = this.#peekSlot(key);
+      return id === undefined ? undefined : this.#values[id];
+    }
+
+    /**
+     * Seconds until the entry under `key` expires: `Infinity` if it never
+     * does, undefined without a live entry.
+     */
+    remainingTtl(key) {
       if (typeof key !== "string") throw keyError(key);
-      const len = placeKey(key);
-      const found = this.#store.has(len);
-      if (found > 1) throw translate(this.#store.takeError());
-      return found === 1;
+      const now = this.#now();
+      const store = this.#live();
+      const ms = store.remainingTtl(placeKey(key), now);
+      if (ms === -2) throw this.#refused();
+      if (ms >= 0) return ms / 1000;
+      this.#forget(key);
+      return undefined;
+    }
+
+    /** The engine no longer has `key` (it expired): forget its slot here too. */
+    #forget(key) {
+      const id = this.#ids.get(key);
+      if (id === undefined) return;
+      const notices = this.#notices();
+      this.#drop(id, EXPIRED, notices);
+      this.#notify(notices);
     }
 
     async get(key) {
@@ -592,22 +892,26 @@ export function bind(wasm) {
       // Checked before the counted read, as in Rust: a refused call counts nothing.
       if (this.#loading.length !== 0 && this.#loading.includes(key)) throw reentrantError(key);
       if (o.signal?.aborted) throw o.signal.reason;
-      const store = this.#store;
+      if (o.ttl !== undefined) this.#expiring = true;
+      const now = this.#time();
+      const store = this.#live();
       const len = placeKey(key);
-      let value;
+      let id;
       let freshness = 0;
       if (o.grace === undefined) {
-        value = store.checkedGet(len, o.ttl);
+        id = store.checkedGet(len, o.ttl, now);
       } else {
-        value = store.getFresh(len);
+        id = store.getFresh(len, now);
         freshness = store.freshness();
       }
-      if (value === FAILED) throw translate(store.takeError());
-      if (value !== undefined) {
+      if (id === REFUSED) throw this.#refused();
+      if (id >= 0) {
+        const value = this.#values[id];
         // Stale, and this call is the one to refresh it (the engine counted it).
         if (freshness === 2) this.#refresh(key, loader, o);
         return value;
       }
+      this.#forget(key);
       return this.#join(key, loader, o);
     }
 
@@ -684,23 +988,19 @@ export function bind(wasm) {
       const { key } = flight;
       const { o } = call;
       flight.leader = call;
-      const store = this.#store;
       const run = (flight.run = this.#start(key, call.loader, o, (ok, result, run) => {
         // The placeholder decides whether the value is stored; the callers get it either way.
-        const len = placeKey(key);
-        if (o.grace === undefined) {
-          const ours = store.endLoad(len, run.token) === 1;
-          if (ok && ours) {
-            const written =
-              o.metadata === undefined
-                ? store.set(len, result, o.ttl)
-                : store.setWithMetadata(len, result, o.ttl, o.metadata);
-            if (!written) [ok, result] = [false, translate(store.takeError())];
+        if (!this.#disposed) {
+          try {
+            if (o.grace === undefined) {
+              const ours = this.#store.endLoad(placeKey(key), run.token) === 1;
+              if (ok && ours) this.#put(key, result, o.ttl, o.json);
+            } else {
+              this.#finishRefresh(key, run.token, ok, result, o, false);
+            }
+          } catch (error) {
+            [ok, result] = [false, error];
           }
-        } else if (
-          !store.finishRefresh(len, run.token, ok, ok ? result : undefined, o.ttl, o.grace, o.retryAfter, o.metadata, false)
-        ) {
-          [ok, result] = [false, translate(store.takeError())];
         }
         if (this.#flights.get(key) === flight) this.#flights.delete(key);
         this.#settle(flight.leader, ok, result);
@@ -708,6 +1008,15 @@ export function bind(wasm) {
         flight.waiters.clear();
       }));
       return run;
+    }
+
+    /** Ends a stale-while-revalidate load or refresh in the engine (which stores it if its placeholder stands). */
+    #finishRefresh(key, token, ok, value, o, background) {
+      const now = this.#now();
+      const store = this.#store;
+      const id = store.finishRefresh(placeKey(key), token, ok, now, o.ttl, o.grace, o.retryAfter, o.json, background);
+      if (id === REFUSED) throw this.#refused();
+      if (id >= 0) this.#place(id, key, value);
     }
 
     /**
@@ -721,13 +1030,14 @@ export function bind(wasm) {
     #start(key, loader, o, finish) {
       const store = this.#store;
       const run = { live: true, token: undefined, controller: new AbortController(), timer: undefined };
+      const started = this.#now();
       run.token = store.beginLoad(placeKey(key));
-      const started = store.loadStarted();
+      this.#runs.add(run);
       const end = (ok, result) => {
         if (!run.live) return;
         this.#endRun(run);
         if (ok && result === undefined) [ok, result] = [false, undefinedValueError("the loader returned")];
-        store.recordLoad(ok, started);
+        if (!this.#disposed) store.recordLoad(ok, this.#now() - started);
         finish(ok, result, run);
       };
       if (o.hardTimeout !== undefined) {
@@ -756,9 +1066,13 @@ export function bind(wasm) {
       return run;
     }
 
+    // The runs under way (loads and refreshes), for dispose().
+    #runs = new Set();
+
     /** Ends a run: its outcome will be ignored and its timer is stopped. */
     #endRun(run) {
       run.live = false;
+      this.#runs.delete(run);
       if (run.timer !== undefined) {
         this.#timers.clear(run.timer);
         run.timer = undefined;
@@ -772,13 +1086,17 @@ export function bind(wasm) {
      * `waitUntil` so a Worker stays alive for it.
      */
     #refresh(key, loader, o) {
-      const store = this.#store;
       let done;
       const finished = new Promise((resolve) => {
         done = resolve;
       });
       this.#start(key, loader, o, (ok, result, run) => {
-        store.finishRefresh(placeKey(key), run.token, ok, ok ? result : undefined, o.ttl, o.grace, o.retryAfter, o.metadata, true);
+        try {
+          if (!this.#disposed) this.#finishRefresh(key, run.token, ok, result, o, true);
+        } catch {
+          // Nobody awaits a refresh: a value the store refuses (it cannot:
+          // the options were checked) is dropped, as in Rust.
+        }
         done();
       });
       o.waitUntil?.(finished);
@@ -799,40 +1117,135 @@ export function bind(wasm) {
     /** A fresh copy of the entry's metadata ({} when it has none), or undefined. */
     async getMetadata(key) {
       if (typeof key !== "string") throw keyError(key);
-      if (!isWellFormed(key)) throw notUnicode(CacheKeyError, "key", key);
-      return call(() => this.#store.getMetadata(key));
+      const now = this.#now();
+      const store = this.#live();
+      const json = store.getMetadata(placeKey(key), now);
+      if (json === undefined) {
+        const error = store.takeError();
+        if (error !== undefined) throw fromText(error);
+        this.#forget(key);
+        return undefined;
+      }
+      return decodeJson(json);
     }
 
     /** Merges `metadata` into the entry's (top-level keys replaced); whether the entry exists. */
     async updateMetadata(key, metadata) {
       if (typeof key !== "string") throw keyError(key);
-      if (!isWellFormed(key)) throw notUnicode(CacheKeyError, "key", key);
-      const copy = copyMetadata(metadata);
-      return call(() => this.#store.updateMetadata(key, copy));
+      const json = metadataText(metadata);
+      const now = this.#now();
+      const store = this.#live();
+      const found = store.updateMetadata(placeKey(key), now, json);
+      if (found === FAILED) throw this.#refused();
+      if (found === 0) this.#forget(key);
+      return found === 1;
     }
 
     /** Removes the live entries whose keys match the Redis glob `pattern`; how many. */
     async invalidate(pattern) {
-      if (typeof pattern !== "string") throw patternError(pattern);
-      if (!isWellFormed(pattern)) throw notUnicode(CachePatternError, "pattern", pattern);
-      return call(() => this.#store.invalidate(pattern));
+      return this.invalidateSync(pattern);
     }
 
-    /** The keys of live entries, all or those matching `pattern`. */
-    async keys(pattern) {
+    /** {@link invalidate} without the Promise. */
+    invalidateSync(pattern) {
+      if (typeof pattern !== "string") throw patternError(pattern);
+      if (!isWellFormed(pattern)) throw notUnicode(CachePatternError, "pattern", pattern);
+      const now = this.#now();
+      const store = this.#live();
+      const notices = this.#notices();
+      this.#reclaim(now, notices);
+      const ids = store.invalidate(pattern, now);
+      if (ids === undefined) {
+        this.#notify(notices);
+        throw this.#refused();
+      }
+      for (let i = 0; i < ids.length; i++) this.#drop(ids[i], INVALIDATED, notices);
+      this.#notify(notices);
+      return ids.length;
+    }
+
+    /** The slot ids of the live entries, all or those matching `pattern`, in the documented order. */
+    #slots(pattern) {
       if (pattern !== undefined && typeof pattern !== "string") throw patternError(pattern);
       if (pattern !== undefined && !isWellFormed(pattern)) throw notUnicode(CachePatternError, "pattern", pattern);
-      return call(() => this.#store.keys(pattern));
+      const now = this.#now();
+      const store = this.#live();
+      const notices = this.#notices();
+      this.#reclaim(now, notices);
+      const ids = store.slots(pattern, now);
+      this.#notify(notices);
+      if (ids === undefined) throw this.#refused();
+      return ids;
+    }
+
+    /**
+     * The keys of live entries, all or those matching `pattern`, in the
+     * documented order (see `entries`).
+     */
+    async keys(pattern) {
+      return this.keysSync(pattern);
+    }
+
+    /** {@link keys} without the Promise. */
+    keysSync(pattern) {
+      const ids = this.#slots(pattern);
+      const keys = new Array(ids.length);
+      for (let i = 0; i < ids.length; i++) keys[i] = this.#keys[ids[i]];
+      return keys;
+    }
+
+    /**
+     * The live entries as [key, value] pairs, counting nothing and changing
+     * no order. Order: LRUPolicy, most recently used first; TTLPolicy, most
+     * recently set first; S3FIFOPolicy, the probationary queue newest first,
+     * then the main queue newest first. The entries are those live when the
+     * iteration starts; one removed meanwhile is skipped.
+     */
+    *entries() {
+      for (const id of this.#slots(undefined)) {
+        const key = this.#keys[id];
+        if (key !== undefined) yield [key, this.#values[id]];
+      }
+    }
+
+    /** The values of {@link entries}, in its order. */
+    *values() {
+      for (const [, value] of this.entries()) yield value;
+    }
+
+    [Symbol.iterator]() {
+      return this.entries();
     }
 
     /** Removes every entry. */
     async clear() {
-      this.#store.clear();
+      this.clearSync();
+    }
+
+    /** {@link clear} without the Promise. */
+    clearSync() {
+      const now = this.#now();
+      const store = this.#live();
+      const notices = this.#notices();
+      this.#reclaim(now, notices);
+      store.clear(now);
+      if (notices !== undefined) {
+        for (const [key, id] of this.#ids) notices.push(this.#values[id], key, "cleared");
+      }
+      this.#ids.clear();
+      this.#values.length = 0;
+      this.#keys.length = 0;
+      this.#notify(notices);
     }
 
     /** How many live entries there are. */
     get size() {
-      return this.#store.size();
+      const now = this.#now();
+      this.#live();
+      const notices = this.#notices();
+      this.#reclaim(now, notices);
+      this.#notify(notices);
+      return this.#ids.size;
     }
 
     /** The counters so far; `avgGetLatency` and `totalLoadTime` in milliseconds. */
@@ -840,7 +1253,7 @@ export function bind(wasm) {
       const [
         hits, misses, sets, deletes, evictions, expirations, hitRatio, avgGetLatency,
         loads, loadFailures, totalLoadTime, staleHits, refreshes, refreshFailures,
-      ] = this.#store.stats();
+      ] = this.#live().stats();
       return {
         hits, misses, sets, deletes, evictions, expirations, hitRatio, avgGetLatency,
         loads, loadFailures, totalLoadTime, staleHits, refreshes, refreshFailures,
@@ -849,8 +1262,49 @@ export function bind(wasm) {
 
     /** Sets every counter back to zero. */
     resetStats() {
-      this.#store.resetStats();
+      this.#live().resetStats();
     }
+
+    /**
+     * Ends the store: pending `getOrSet` calls reject with a CacheError and
+     * their loaders' signals abort, entries are released without notices,
+     * the wasm memory is freed, and every later call throws a CacheError.
+     * Calling it again does nothing.
+     */
+    dispose() {
+      if (this.#disposed) return;
+      this.#disposed = true;
+      const error = new CacheError("this MemoryStore was disposed");
+      for (const run of [...this.#runs]) {
+        this.#endRun(run);
+        run.controller.abort(error);
+      }
+      for (const flight of this.#flights.values()) {
+        this.#settle(flight.leader, false, error);
+        for (const waiter of flight.waiters) this.#settle(waiter, false, error);
+        flight.waiters.clear();
+      }
+      this.#flights.clear();
+      this.#ids.clear();
+      this.#values = [];
+      this.#keys = [];
+      try {
+        this.#store.free();
+      } catch {
+        // Left borrowed by a trap: the engine's memory is then leaked, not reused.
+      }
+    }
+  }
+
+  // `using store = new MemoryStore(...)` where the runtime has explicit resource management.
+  if (typeof Symbol.dispose === "symbol") {
+    Object.defineProperty(MemoryStore.prototype, Symbol.dispose, {
+      value: function dispose() {
+        this.dispose();
+      },
+      writable: true,
+      configurable: true,
+    });
   }
 
   return {

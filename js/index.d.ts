@@ -66,10 +66,23 @@ export declare class ManualClock {
   advance(ms: number): void;
 }
 
+/** Why an entry left the store, as the `onRemove` listener is told. */
+export type RemovalReason = "evicted" | "expired" | "deleted" | "replaced" | "invalidated" | "cleared";
+
 /** Options of {@link MemoryStore}. */
-export interface MemoryStoreOptions {
+export interface MemoryStoreOptions<V = unknown> {
   /** Which entries the store keeps. */
   policy: Policy;
+  /**
+   * Called with each value that leaves the store, its key and why (lru-cache
+   * calls its equivalent `dispose`; here `dispose()` ends the store itself).
+   * It runs once the store is consistent again, after the call that removed
+   * the entry, and may use the store. A replaced value is reported with the
+   * key that now holds the new one. If it throws, the other notices still
+   * run and the first error is then thrown by the call, which has completed.
+   * `clear()` reports every entry; `dispose()` none.
+   */
+  onRemove?: (value: V, key: string, reason: RemovalReason) => void;
   /** The time source for expiry, freshness and `getOrSet` timeouts (default: `performance.now()` and `setTimeout`). */
   clock?: ManualClock;
 }
@@ -189,8 +202,8 @@ export interface CacheStats {
  * methods are the same calls without the Promise, for hot paths.
  */
 export declare class MemoryStore<V = unknown> {
-  /** @throws {CachePolicyError} when `policy` is missing or not an LRUPolicy/TTLPolicy. */
-  constructor(options: MemoryStoreOptions);
+  /** @throws {CachePolicyError} when `policy` is missing or not a policy, or an option name is unknown. */
+  constructor(options: MemoryStoreOptions<V>);
 
   /** The value under `key`, or `undefined` on a miss. */
   get(key: string): Promise<V | undefined>;
@@ -241,7 +254,7 @@ export declare class MemoryStore<V = unknown> {
   updateMetadata(key: string, metadata: Metadata): Promise<boolean>;
   /** Removes the live entries whose keys match the Redis glob `pattern`; how many. */
   invalidate(pattern: string): Promise<number>;
-  /** The keys of live entries, all or those matching the Redis glob `pattern`. */
+  /** The keys of live entries, all or those matching the Redis glob `pattern`, in the order of {@link entries}. */
   keys(pattern?: string): Promise<string[]>;
   /** Removes every entry. */
   clear(): Promise<void>;
@@ -254,6 +267,34 @@ export declare class MemoryStore<V = unknown> {
   deleteSync(key: string): boolean;
   /** {@link has} without the Promise. */
   hasSync(key: string): boolean;
+  /** {@link invalidate} without the Promise. */
+  invalidateSync(pattern: string): number;
+  /** {@link keys} without the Promise. */
+  keysSync(pattern?: string): string[];
+  /** {@link clear} without the Promise. */
+  clearSync(): void;
+
+  /** The live value under `key`, counting no hit or miss and changing no order (lru-cache's `peek`). */
+  peek(key: string): V | undefined;
+  /** Seconds until the entry under `key` expires: `Infinity` if it never does, `undefined` without a live entry. */
+  remainingTtl(key: string): number | undefined;
+  /**
+   * The live entries as `[key, value]`, counting nothing and changing no
+   * order. Order: LRUPolicy, most recently used first; TTLPolicy, most
+   * recently set first; S3FIFOPolicy, the probationary queue newest first,
+   * then the main queue newest first. `keys()` and `values()` follow it.
+   */
+  entries(): IterableIterator<[string, V]>;
+  /** The values of {@link entries}, in its order. */
+  values(): IterableIterator<V>;
+  [Symbol.iterator](): IterableIterator<[string, V]>;
+  /**
+   * Ends the store: pending `getOrSet` calls reject with a {@link CacheError}
+   * and their loaders' signals abort, its memory is released (no `onRemove`
+   * notices), and every later call throws a {@link CacheError}. Also
+   * `[Symbol.dispose]` where the runtime has it (`using store = ...`).
+   */
+  dispose(): void;
 
   /** How many live entries there are. */
   readonly size: number;

@@ -30,12 +30,22 @@ pub(super) trait ToJs {
 
 impl ToJs for CacheError {
     fn to_js(&self) -> JsValue {
-        // The core names options the Rust way; JS users wrote `maxSize`.
-        let message = self.to_string().replace("max_size", "maxSize");
-        let error = js_sys::Error::new(&message);
+        let error = js_sys::Error::new(&message(self));
         error.set_name(class_name(self));
         error.into()
     }
+}
+
+/// The message of `err` as JS users read it.
+fn message(err: &CacheError) -> String {
+    // The core names options the Rust way; JS users wrote `maxSize`.
+    err.to_string().replace("max_size", "maxSize")
+}
+
+/// `err` as `"ClassName:message"`: the store calls hand errors back as text,
+/// which the JS layer turns into its classes, so no JS runs inside a call.
+pub(super) fn encode(err: &CacheError) -> String {
+    format!("{}:{}", class_name(err), message(err))
 }
 
 /// `Result<T, CacheError>` to what a wasm-bindgen export returns.

@@ -7,7 +7,7 @@
 //! key that does not fit is too long by definition: the JS layer then hands it
 //! whole to [`key_error`] for the core's own message.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use wasm_bindgen::prelude::*;
 
@@ -16,10 +16,18 @@ use crate::store::{MAX_KEY_LEN, check_key};
 
 use super::errors::ToJs;
 
+/// The most (id, reason) pairs one call reports in the removed buffer. A set
+/// removes at most the replaced or evicted entry and the expired ones it
+/// reclaims (the engine's `RECLAIM_PER_WRITE`, 8, plus 1 for room).
+const MAX_REMOVED: usize = 32;
+
 thread_local! {
     // Boxed once and never reallocated: its address stays what JS was told.
+    // Calls borrow it shared only, so a trap inside one leaves at most a
+    // shared borrow behind, which later calls can still take.
     static KEY_BUFFER: RefCell<Box<[u8]>> = RefCell::new(vec![0; MAX_KEY_LEN].into_boxed_slice());
-    static FAILED_MARKER: JsValue = js_sys::Object::new().into();
+    // Cells, not a RefCell: no borrow flag a trap could leave set.
+    static REMOVED: Box<[Cell<u32>]> = (0..1 + 2 * MAX_REMOVED).map(|_| Cell::new(0)).collect();
 }
 
 /// The address of the key buffer in wasm memory.
@@ -47,11 +55,27 @@ pub fn key_error(key: &str) -> JsValue {
     check_key(key).err().map_or(JsValue::UNDEFINED, |err| err.to_js())
 }
 
-/// The value `get` returns when it failed: an object of its own, so no stored
-/// value can be mistaken for it.
-#[wasm_bindgen(js_name = failedMarker)]
-pub fn failed_marker() -> JsValue {
-    FAILED_MARKER.with(JsValue::clone)
+/// The address of the removed buffer in wasm memory: `u32`s, the count of
+/// pairs then (slot id, reason) pairs, written by the calls that store.
+#[wasm_bindgen(js_name = removedBuffer)]
+pub fn removed_buffer() -> *const u32 {
+    REMOVED.with(|cells| cells.as_ptr().cast())
+}
+
+/// Fills the removed buffer with the pairs `fill` pushes.
+pub(super) fn write_removed(fill: impl FnOnce(&mut dyn FnMut(u32, u32))) {
+    REMOVED.with(|cells| {
+        let mut n = 0;
+        fill(&mut |id, reason| {
+            // A call removes at most MAX_REMOVED entries; more would be a bug
+            // in that bound, and overwriting the last pair keeps memory safe.
+            let at = 1 + 2 * n.min(MAX_REMOVED - 1);
+            cells[at].set(id);
+            cells[at + 1].set(reason);
+            n = (n + 1).min(MAX_REMOVED);
+        });
+        cells[0].set(n as u32);
+    });
 }
 
 /// Runs `f` on the first `len` bytes of the key buffer as a `&str`.

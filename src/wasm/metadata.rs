@@ -1,81 +1,148 @@
-//! Metadata between JS objects and the core's [`Metadata`] (a JSON map).
+//! Metadata between the JS layer and the core's [`Metadata`] (a JSON map),
+//! as text in a small format of our own.
 //!
-//! The JS layer has already checked that the object holds only JSON values
-//! and told the user where it does not; this walk still refuses anything else
-//! rather than guess, so nothing is ever stored mangled.
+//! The JS layer makes a plain copy of the caller's object (reading each
+//! property once, refusing what is not JSON) and writes it in this format;
+//! it is read here. Walking a JS object from wasm instead would call JS
+//! (`Object.entries`, getters, Proxy traps, globals a user may have replaced)
+//! in the middle of a store call; text crosses without running anything.
+//! Not JSON text: reading and printing JSON numbers would link a float parser
+//! and printer with their tables into the `.wasm` (about 20 KB gzipped).
+//!
+//! The format, one value:
+//! - `z` null, `t` true, `f` false;
+//! - `n` and 16 hex digits: a number, the bits of its `f64`;
+//! - `s`, the length in UTF-16 code units, `;`, the text: a string;
+//! - `a`, the item count, `;`, the items: an array;
+//! - `o`, the entry count, `;`, then per entry a string (the key) and a value.
 
-use js_sys::{Array, Object};
+use std::fmt::Write;
+
 use serde_json::{Map, Number, Value};
-use wasm_bindgen::{JsCast, JsValue};
 
 use crate::errors::{CacheError, Result};
 use crate::store::Metadata;
 
-/// Deeper than this is refused, which also stops a cycle.
-const MAX_DEPTH: usize = 64;
+/// Deeper than this is refused (the JS layer refuses 64 levels already).
+const MAX_DEPTH: usize = 100;
 
-/// A plain JS object of JSON values as a [`Metadata`] map.
-pub(super) fn from_js(object: &JsValue) -> Result<Metadata> {
-    match json_from_js(object, 0)? {
-        Value::Object(map) => Ok(map),
-        _ => Err(not_json("metadata must be a plain object")),
+/// The text of a plain object as a [`Metadata`] map.
+pub(super) fn parse(text: &str) -> Result<Metadata> {
+    let mut reader = Reader { rest: text };
+    match reader.value(0) {
+        Some(Value::Object(map)) if reader.rest.is_empty() => Ok(map),
+        _ => Err(CacheError::Serialization("metadata must arrive as the encoding of a plain object".into())),
     }
 }
 
-/// A fresh JS object holding `metadata`.
-pub(super) fn to_js(metadata: &Metadata) -> JsValue {
-    object_to_js(metadata)
+/// `metadata` as text, for the JS layer to read back.
+pub(super) fn print(metadata: &Metadata) -> String {
+    let mut out = String::new();
+    write_object(&mut out, metadata);
+    out
 }
 
-fn json_from_js(value: &JsValue, depth: usize) -> Result<Value> {
-    if let Some(text) = value.as_string() {
-        return Ok(Value::String(text));
-    }
-    if let Some(n) = value.as_f64() {
-        return Number::from_f64(n).map(Value::Number).ok_or_else(|| not_json("numbers must be finite"));
-    }
-    if let Some(b) = value.as_bool() {
-        return Ok(Value::Bool(b));
-    }
-    if value.is_null() {
-        return Ok(Value::Null);
-    }
-    if depth >= MAX_DEPTH {
-        return Err(not_json("metadata is nested too deeply"));
-    }
-    if let Some(array) = value.dyn_ref::<Array>() {
-        return array.iter().map(|item| json_from_js(&item, depth + 1)).collect::<Result<_>>().map(Value::Array);
-    }
-    if value.is_object() && !value.is_function() {
-        let mut map = Map::new();
-        for entry in Object::entries(value.unchecked_ref()).iter() {
-            let entry: Array = entry.unchecked_into();
-            let key = entry.get(0).as_string().unwrap_or_default();
-            map.insert(key, json_from_js(&entry.get(1), depth + 1)?);
+struct Reader<'a> {
+    rest: &'a str,
+}
+
+impl Reader<'_> {
+    fn value(&mut self, depth: usize) -> Option<Value> {
+        if depth > MAX_DEPTH {
+            return None;
         }
-        return Ok(Value::Object(map));
+        let (tag, rest) = self.rest.split_at_checked(1)?;
+        self.rest = rest;
+        Some(match tag {
+            "z" => Value::Null,
+            "t" => Value::Bool(true),
+            "f" => Value::Bool(false),
+            "n" => {
+                let (hex, rest) = self.rest.split_at_checked(16)?;
+                self.rest = rest;
+                Value::Number(Number::from_f64(f64::from_bits(u64::from_str_radix(hex, 16).ok()?))?)
+            }
+            "s" => Value::String(self.string()?),
+            "a" => {
+                let n = self.count()?;
+                let mut items = Vec::new();
+                for _ in 0..n {
+                    items.push(self.value(depth + 1)?);
+                }
+                Value::Array(items)
+            }
+            "o" => {
+                let n = self.count()?;
+                let mut map = Map::new();
+                for _ in 0..n {
+                    let (tag, rest) = self.rest.split_at_checked(1)?;
+                    if tag != "s" {
+                        return None;
+                    }
+                    self.rest = rest;
+                    let key = self.string()?;
+                    map.insert(key, self.value(depth + 1)?);
+                }
+                Value::Object(map)
+            }
+            _ => return None,
+        })
     }
-    Err(not_json("metadata holds only JSON values"))
+
+    /// A decimal count ended by `;`.
+    fn count(&mut self) -> Option<usize> {
+        let (digits, rest) = self.rest.split_once(';')?;
+        self.rest = rest;
+        digits.parse().ok()
+    }
+
+    /// A string: its length in UTF-16 code units, `;`, its text.
+    fn string(&mut self) -> Option<String> {
+        let units = self.count()?;
+        let mut seen = 0;
+        let mut end = 0;
+        for c in self.rest.chars() {
+            if seen == units {
+                break;
+            }
+            seen += c.len_utf16();
+            end += c.len_utf8();
+        }
+        if seen != units {
+            return None;
+        }
+        let (text, rest) = self.rest.split_at(end);
+        self.rest = rest;
+        Some(text.to_string())
+    }
 }
 
-fn not_json(reason: &str) -> CacheError {
-    CacheError::Serialization(reason.into())
-}
-
-fn json_to_js(value: &Value) -> JsValue {
+fn write_value(out: &mut String, value: &Value) {
     match value {
-        Value::Null => JsValue::NULL,
-        Value::Bool(b) => JsValue::from_bool(*b),
-        Value::Number(n) => JsValue::from_f64(n.as_f64().unwrap_or(f64::NAN)),
-        Value::String(s) => JsValue::from_str(s),
-        Value::Array(items) => items.iter().map(json_to_js).collect::<Array>().into(),
-        Value::Object(map) => object_to_js(map),
+        Value::Null => out.push('z'),
+        Value::Bool(b) => out.push(if *b { 't' } else { 'f' }),
+        Value::Number(n) => {
+            let _ = write!(out, "n{:016x}", n.as_f64().unwrap_or(f64::NAN).to_bits());
+        }
+        Value::String(s) => write_string(out, s),
+        Value::Array(items) => {
+            let _ = write!(out, "a{};", items.len());
+            for item in items {
+                write_value(out, item);
+            }
+        }
+        Value::Object(map) => write_object(out, map),
     }
 }
 
-fn object_to_js(map: &Map<String, Value>) -> JsValue {
-    // `Object.fromEntries` defines own properties, so a key "__proto__" stays
-    // data, as `JSON.parse` would have it.
-    let entries: Array = map.iter().map(|(k, v)| Array::of2(&JsValue::from_str(k), &json_to_js(v))).collect();
-    Object::from_entries(&entries).map_or(JsValue::UNDEFINED, JsValue::from)
+fn write_object(out: &mut String, map: &Map<String, Value>) {
+    let _ = write!(out, "o{};", map.len());
+    for (key, value) in map {
+        write_string(out, key);
+        write_value(out, value);
+    }
+}
+
+fn write_string(out: &mut String, s: &str) {
+    let _ = write!(out, "s{};{s}", s.encode_utf16().count());
 }

@@ -7,16 +7,21 @@
 //! checks) is the hand-written layer in `js/`, which is the only caller of
 //! these exports; their names are not a public contract.
 //!
-//! Speed shapes the signatures: each call crosses the boundary once, with
-//! plain arguments (numbers, values) rather than option objects read through
-//! `Reflect`; the hot calls take their key from the [`key_buffer`] and report
-//! failure in their return value. Values are held as `JsValue`s, the very
-//! objects the caller passed, never serialised; dropping one frees its slot
-//! in the externref table, so whatever the engine removes is released to the
-//! JS garbage collector.
-//! Metadata is converted between JS objects and the core's JSON map here,
-//! walking the object through `js_sys` rather than through JSON text, which
-//! would link a JSON parser and printer into the `.wasm` (about a tenth of it).
+//! Values never enter wasm. They live in JS, in an array indexed by the
+//! entry's slot id, and keys map to slot ids in a JS `Map`, so the garbage
+//! collector sees every value and a hit is a `Map` lookup plus
+//! [`WasmStore::touch`] with a number. The engine here keeps the policy,
+//! expiry, metadata and keys (for patterns) by slot (see the slot-addressed
+//! methods of `Engine<u32>`) and hands back the id of every entry it removes.
+//!
+//! No code a user can reach runs inside a call: every argument is a number or
+//! a string the JS layer made (the clock is read in JS and passed in as
+//! `now`, in milliseconds; metadata crosses as JSON text the JS layer wrote
+//! from its own plain copy), errors come back as text for the JS layer to
+//! turn into its classes, and nothing here calls a JS global. So a call can
+//! only end early by a trap (stack overflow, memory exhausted); the methods
+//! take `&self` over an [`UnsafeCell`], so a trap cannot leave a borrow flag
+//! set that would refuse every later call.
 
 mod errors;
 mod key_buffer;
@@ -26,15 +31,16 @@ use std::time::Duration;
 
 use wasm_bindgen::prelude::*;
 
-use crate::clock::{Clock, ManualClock};
+use std::cell::UnsafeCell;
+
+use crate::clock::ManualClock;
 use crate::errors::CacheError;
 use crate::policies::{LruPolicy, Policy, S3FifoPolicy, TtlPolicy, check_ttl};
 use crate::refresh::{BoxFuture, RefreshOptions, Runtime};
 use crate::store::SetOptions;
-use crate::stores::memory::Engine;
+use crate::stores::memory::{Engine, Reason};
 
-use errors::{IntoJs, ToJs};
-use key_buffer::failed_marker;
+use errors::IntoJs;
 
 type JsResult<T> = Result<T, JsValue>;
 
@@ -87,52 +93,51 @@ impl WasmPolicy {
     }
 }
 
-/// A clock that moves only when told to, shared by the stores built with it.
-#[wasm_bindgen]
-pub struct WasmClock(ManualClock);
-
-#[wasm_bindgen]
-impl WasmClock {
-    /// A clock standing at zero.
-    #[wasm_bindgen(constructor)]
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> WasmClock {
-        WasmClock(ManualClock::new())
-    }
-
-    /// Moves the clock forward by `ms` milliseconds (checked finite and
-    /// non-negative by the caller).
-    pub fn advance(&self, ms: f64) {
-        // Saturates: a span too long for a Duration is forever all the same.
-        self.0.advance(Duration::try_from_secs_f64(ms.max(0.0) / 1000.0).unwrap_or(Duration::MAX));
-    }
-}
-
 /// The store: one engine, owned outright, since a wasm instance has one thread.
 ///
-/// The methods take `&mut self`: wasm-bindgen's own borrow flag already
-/// rejects re-entrant calls, so a `RefCell` here would check twice. Nothing
-/// inside a call runs user code: values are only cloned or dropped as
-/// handles, and metadata arrives as a plain copy the JS layer made (so no
-/// getter or Proxy of the caller's runs here), so re-entry cannot happen.
-///
-/// The hot calls (`get`, `set`, `delete`, `has`) read their key from the
-/// [`key_buffer`] and report failure in their return value (see
-/// [`WasmStore::take_error`]) instead of returning a `Result`, which
-/// wasm-bindgen hands to JS as a fresh array on every call.
+/// The engine's clock is a [`ManualClock`] that each call moves to the `now`
+/// the JS layer read (`performance.now()`, or the JS `ManualClock`'s time).
 #[wasm_bindgen]
 pub struct WasmStore {
-    engine: Engine<JsValue>,
+    inner: UnsafeCell<Inner>,
+}
+
+struct Inner {
+    engine: Engine<u32>,
+    clock: ManualClock,
+    /// The clock's reading in nanoseconds.
+    now: u64,
     error: Option<CacheError>,
     /// What the last [`WasmStore::get_fresh`] found.
     freshness: u32,
 }
 
-/// [`WasmStore::freshness`] before any read.
-const FRESH: u32 = 0;
+impl Inner {
+    /// Moves the engine's clock to `now_ms`; time never goes back.
+    #[inline]
+    fn tick(&mut self, now_ms: f64) {
+        // `as` saturates (and NaN is 0): a bad reading only fails to move the clock.
+        let ns = (now_ms * 1e6) as u64;
+        if ns > self.now {
+            self.clock.advance(Duration::from_nanos(ns - self.now));
+            self.now = ns;
+        }
+    }
 
-/// The [`Runtime`] of the [`RefreshOptions`] the bindings build: never used,
-/// since the JS layer runs refreshes and timers itself.
+    fn failed(&mut self, err: CacheError) {
+        self.error = Some(err);
+    }
+}
+
+/// What the status-returning calls return when the core refused the call
+/// (the error is then [`WasmStore::take_error`]).
+const FAILED: u32 = 2;
+/// What the id-returning calls return for "no entry", and when the core refused.
+const NONE: i32 = -1;
+const REFUSED: i32 = -2;
+
+/// The [`RefreshOptions`] the bindings build carry this [`Runtime`]: never
+/// used, since the JS layer runs refreshes and timers itself.
 struct NoRuntime;
 
 impl Runtime for NoRuntime {
@@ -143,96 +148,154 @@ impl Runtime for NoRuntime {
     }
 }
 
-/// What `delete` and `has` return when the call failed (else 0 or 1).
-const FAILED: u32 = 2;
+/// A [`Reason`] as the number the JS layer reads.
+fn reason_code(reason: Reason) -> u32 {
+    match reason {
+        Reason::Evicted => 0,
+        Reason::Expired => 1,
+        Reason::Deleted => 2,
+        Reason::Replaced => 3,
+        Reason::Invalidated => 4,
+        Reason::Cleared => 5,
+    }
+}
+
+/// Writes what a call removed (`Removals<u32>`, whose type the memory
+/// module keeps to itself) into the removed buffer for the JS layer.
+macro_rules! report {
+    ($removed:expr) => {
+        key_buffer::write_removed(|push| $removed.for_each(|r, reason| push(r.value, reason_code(reason))))
+    };
+}
 
 #[wasm_bindgen]
 impl WasmStore {
-    /// An empty store run by `policy`, on the system clock.
+    /// An empty store run by `policy`.
     #[wasm_bindgen(constructor)]
     pub fn new(policy: &WasmPolicy) -> WasmStore {
-        WasmStore { engine: Engine::new(policy.0.clone(), Clock::system()), error: None, freshness: FRESH }
+        let clock = ManualClock::new();
+        let engine = Engine::new(policy.0.clone(), clock.clone().into());
+        WasmStore { inner: UnsafeCell::new(Inner { engine, clock, now: 0, error: None, freshness: 0 }) }
     }
 
-    /// An empty store run by `policy`, on `clock`.
-    #[wasm_bindgen(js_name = withClock)]
-    pub fn with_clock(policy: &WasmPolicy, clock: &WasmClock) -> WasmStore {
-        WasmStore { engine: Engine::new(policy.0.clone(), clock.0.clone().into()), error: None, freshness: FRESH }
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    fn inner(&self) -> &mut Inner {
+        // SAFETY: a wasm instance has one thread, and no method here calls
+        // into JS (or into another method) while it holds this reference, so
+        // it is the only one alive. A trap abandons it without unwinding,
+        // which an UnsafeCell, unlike a RefCell, survives.
+        unsafe { &mut *self.inner.get() }
     }
 
-    /// The error of the last call that reported failure, as a JS error.
+    /// The error of the last call that reported failure, as
+    /// `"ClassName:message"`, or `undefined`.
     #[wasm_bindgen(js_name = takeError)]
-    pub fn take_error(&mut self) -> JsValue {
-        self.error.take().map_or(JsValue::UNDEFINED, |err| err.to_js())
+    pub fn take_error(&self) -> Option<String> {
+        self.inner().error.take().map(|err| errors::encode(&err))
     }
 
-    fn failed(&mut self, err: CacheError) {
-        self.error = Some(err);
+    /// A counted `get` of slot `id` (the JS `Map` had the key): whether the
+    /// entry is live. If not, it expired and is gone: the JS layer drops the id.
+    pub fn touch(&self, id: u32, now: f64) -> bool {
+        let inner = self.inner();
+        inner.tick(now);
+        inner.engine.get_slot(id)
     }
 
-    /// The value under the key in the key buffer, `undefined` on a miss, or
-    /// [`failed_marker`] when the call failed.
-    pub fn get(&mut self, key_len: usize) -> JsValue {
-        match key_buffer::with_key(key_len, |key| self.engine.get(key)) {
-            Ok(value) => value.unwrap_or(JsValue::UNDEFINED),
-            Err(err) => {
-                self.failed(err);
-                failed_marker()
-            }
-        }
+    /// A counted `get` that missed without asking (the JS `Map` lacks the key).
+    pub fn miss(&self) {
+        self.inner().engine.count_miss();
     }
 
-    /// Stores `value` under the key in the key buffer; `ttl` in seconds
-    /// (`undefined` for the policy's default). Whether it succeeded.
-    pub fn set(&mut self, key_len: usize, value: JsValue, ttl: Option<f64>) -> bool {
+    /// A `get` the JS layer timed, in milliseconds, for `avgGetLatency`.
+    pub fn latency(&self, ms: f64) {
+        self.inner().engine.record_get_latency((ms.max(0.0) * 1e6) as u64);
+    }
+
+    /// Whether slot `id` is live, counting nothing; if not, the JS layer drops it.
+    pub fn alive(&self, id: u32, now: f64) -> bool {
+        let inner = self.inner();
+        inner.tick(now);
+        inner.engine.peek_slot(id)
+    }
+
+    /// Stores an entry under the key in the key buffer, `ttl` in seconds
+    /// (`undefined` for the policy's default): its slot id, or [`REFUSED`].
+    /// What it removed is in the [`key_buffer::removed`] buffer.
+    pub fn set(&self, key_len: usize, ttl: Option<f64>, now: f64) -> i32 {
+        let inner = self.inner();
+        inner.tick(now);
+        let result = ttl_option(ttl).and_then(|options| store(inner, key_len, options));
+        result.unwrap_or_else(|err| {
+            inner.failed(err);
+            REFUSED
+        })
+    }
+
+    /// `set` with metadata, the JSON text of a plain object.
+    #[wasm_bindgen(js_name = setWithMetadata)]
+    pub fn set_with_metadata(&self, key_len: usize, ttl: Option<f64>, now: f64, metadata: &str) -> i32 {
+        let inner = self.inner();
+        inner.tick(now);
         let result = ttl_option(ttl)
-            .and_then(|options| key_buffer::with_key(key_len, |key| self.engine.set(key, value, options)));
-        result.map_err(|err| self.failed(err)).is_ok()
+            .and_then(|options| Ok(options.metadata(metadata::parse(metadata)?)))
+            .and_then(|options| store(inner, key_len, options));
+        result.unwrap_or_else(|err| {
+            inner.failed(err);
+            REFUSED
+        })
     }
 
-    /// `get`, after checking that a `set` of the key in the key buffer with
-    /// `ttl` would be accepted: the first step of `getOrSet`, which rejects
-    /// bad options before any loader runs (and counts nothing when it does).
+    /// A counted `get` of the key in the key buffer, after checking that a
+    /// `set` of it with `ttl` would be accepted (the first step of
+    /// `getOrSet`, which refuses bad options before any loader runs and then
+    /// counts nothing): the live entry's slot id, [`NONE`] or [`REFUSED`].
     #[wasm_bindgen(js_name = checkedGet)]
-    pub fn checked_get(&mut self, key_len: usize, ttl: Option<f64>) -> JsValue {
-        let checked = ttl_option(ttl)
-            .and_then(|options| key_buffer::with_key(key_len, |key| self.engine.check_set(key, &options)));
-        match checked {
-            Ok(()) => self.get(key_len),
+    pub fn checked_get(&self, key_len: usize, ttl: Option<f64>, now: f64) -> i32 {
+        let inner = self.inner();
+        inner.tick(now);
+        let engine = &mut inner.engine;
+        let found = ttl_option(ttl).and_then(|options| {
+            key_buffer::with_key(key_len, |key| {
+                engine.check_set(key, &options)?;
+                engine.get(key)
+            })
+        });
+        match found {
+            Ok(id) => id.map_or(NONE, |id| id as i32),
             Err(err) => {
-                self.failed(err);
-                failed_marker()
+                inner.failed(err);
+                REFUSED
             }
         }
     }
 
-    /// The store's clock, for timing a loader with [`WasmStore::record_load`]:
-    /// a ManualClock store times loads on its own clock, as it does in Rust.
-    /// (Nanoseconds as an `f64`: exact for 104 days of uptime.)
-    #[wasm_bindgen(js_name = loadStarted)]
-    pub fn load_started(&self) -> f64 {
-        self.engine.clock().now() as f64
-    }
-
-    /// A loader run begun at `started` (from `loadStarted`) has ended;
-    /// `ok` if its value was stored.
-    #[wasm_bindgen(js_name = recordLoad)]
-    pub fn record_load(&mut self, ok: bool, started: f64) {
-        let elapsed = self.engine.clock().now().saturating_sub(started as u64);
-        self.engine.counters.record_load(ok, elapsed);
+    /// Removes the key in the key buffer: 1 if a live entry was there, 0 if
+    /// not, [`FAILED`]. The JS layer drops the key's slot either way.
+    pub fn delete(&self, key_len: usize, now: f64) -> u32 {
+        let inner = self.inner();
+        inner.tick(now);
+        match key_buffer::with_key(key_len, |key| inner.engine.delete(key)) {
+            Ok(existed) => existed.into(),
+            Err(err) => {
+                inner.failed(err);
+                FAILED
+            }
+        }
     }
 
     /// Marks a load of the key in the key buffer as begun (the engine's
-    /// placeholder): the token to hand to [`WasmStore::end_load`]. Any write,
+    /// placeholder): the token for [`WasmStore::end_load`]. Any write,
     /// delete, invalidate or clear of the key removes the placeholder.
     /// (An `f64`: tokens count up from 1 and stay exact below 2^53.)
-    /// [`FAILED`] as `-1` when the key is refused.
     #[wasm_bindgen(js_name = beginLoad)]
-    pub fn begin_load(&mut self, key_len: usize) -> f64 {
-        match key_buffer::with_key(key_len, |key| Ok(self.engine.begin_load(key))) {
+    pub fn begin_load(&self, key_len: usize) -> f64 {
+        let inner = self.inner();
+        match key_buffer::with_key(key_len, |key| Ok(inner.engine.begin_load(key))) {
             Ok(token) => token as f64,
             Err(err) => {
-                self.failed(err);
+                inner.failed(err);
                 -1.0
             }
         }
@@ -242,29 +305,32 @@ impl WasmStore {
     /// may be stored (nothing wrote, deleted, invalidated or cleared the key
     /// since it began), 0 if not, [`FAILED`].
     #[wasm_bindgen(js_name = endLoad)]
-    pub fn end_load(&mut self, key_len: usize, token: f64) -> u32 {
-        match key_buffer::with_key(key_len, |key| Ok(self.engine.end_load(key, token as u64))) {
+    pub fn end_load(&self, key_len: usize, token: f64) -> u32 {
+        let inner = self.inner();
+        match key_buffer::with_key(key_len, |key| Ok(inner.engine.end_load(key, token as u64))) {
             Ok(ours) => ours.into(),
             Err(err) => {
-                self.failed(err);
+                inner.failed(err);
                 FAILED
             }
         }
     }
 
     /// The counted read of stale-while-revalidate (`getOrSet` with `grace`):
-    /// the value under the key in the key buffer, `undefined` on a miss, or
-    /// [`failed_marker`]; how fresh it is is then [`WasmStore::freshness`].
+    /// the slot id of the entry under the key in the key buffer, [`NONE`] or
+    /// [`REFUSED`]; how fresh it is is then [`WasmStore::freshness`].
     #[wasm_bindgen(js_name = getFresh)]
-    pub fn get_fresh(&mut self, key_len: usize) -> JsValue {
-        match key_buffer::with_key(key_len, |key| self.engine.get_fresh_coded(key)) {
-            Ok((value, freshness)) => {
-                self.freshness = freshness.into();
-                value.unwrap_or(JsValue::UNDEFINED)
+    pub fn get_fresh(&self, key_len: usize, now: f64) -> i32 {
+        let inner = self.inner();
+        inner.tick(now);
+        match key_buffer::with_key(key_len, |key| inner.engine.get_fresh_coded(key)) {
+            Ok((id, freshness)) => {
+                inner.freshness = freshness.into();
+                id.map_or(NONE, |id| id as i32)
             }
             Err(err) => {
-                self.failed(err);
-                failed_marker()
+                inner.failed(err);
+                REFUSED
             }
         }
     }
@@ -273,120 +339,166 @@ impl WasmStore {
     /// refresh under way or backing off, 2 stale and this caller is to start
     /// the refresh (the engine has counted it).
     pub fn freshness(&self) -> u32 {
-        self.freshness
+        self.inner().freshness
     }
 
     /// Ends a stale-while-revalidate load or refresh of the key in the key
-    /// buffer begun with `token`: on success (`ok`) stores `value` if the
+    /// buffer begun with `token`: on success (`ok`) stores an entry if the
     /// placeholder is still there, fresh for `fresh` seconds and kept `grace`
-    /// seconds more, with `metadata` (a plain copy, or `undefined`); on
-    /// failure keeps the stale value and backs off from `retry_after` seconds
-    /// (doubling up to a minute). `background` counts a failure as a refresh
-    /// failure. Seconds are checked positive and finite by the caller.
+    /// seconds more, with `metadata` (JSON text, or `undefined`): its slot
+    /// id (what it removed is in the removed buffer), or [`NONE`]. On failure
+    /// keeps the stale value and backs off from `retry_after` seconds
+    /// (doubling up to a minute); [`NONE`]. `background` counts a failure as
+    /// a refresh failure. [`REFUSED`] if the core refused.
     #[wasm_bindgen(js_name = finishRefresh)]
     #[allow(clippy::too_many_arguments)]
     pub fn finish_refresh(
-        &mut self,
+        &self,
         key_len: usize,
         token: f64,
         ok: bool,
-        value: JsValue,
+        now: f64,
         fresh: f64,
         grace: f64,
         retry_after: f64,
-        metadata: JsValue,
+        metadata: Option<String>,
         background: bool,
-    ) -> bool {
+    ) -> i32 {
+        let inner = self.inner();
+        inner.tick(now);
+        let engine = &mut inner.engine;
         let result = (|| {
-            let secs = |s: f64| ttl_from_secs(s);
-            let mut options =
-                RefreshOptions::new(NoRuntime, secs(fresh)?, secs(grace)?).retry_after(secs(retry_after)?);
-            if !metadata.is_undefined() {
-                options = options.metadata(metadata::from_js(&metadata)?);
+            let mut options = RefreshOptions::new(NoRuntime, ttl_from_secs(fresh)?, ttl_from_secs(grace)?)
+                .retry_after(ttl_from_secs(retry_after)?);
+            if let Some(metadata) = &metadata {
+                options = options.metadata(metadata::parse(metadata)?);
             }
-            let outcome = if ok { Ok(value) } else { Err(()) };
-            key_buffer::with_key(key_len, |key| {
-                self.engine.finish_refresh(key, token as u64, outcome, &options, background)
-            })
+            let (id, removed) = key_buffer::with_key(key_len, |key| {
+                engine.finish_refresh_slot(key, token as u64, ok, &options, background)
+            })?;
+            report!(removed);
+            Ok(id.map_or(NONE, |id| id as i32))
         })();
-        result.map_err(|err| self.failed(err)).is_ok()
+        result.unwrap_or_else(|err| {
+            inner.failed(err);
+            REFUSED
+        })
     }
 
-    /// `set` with metadata, a plain object of JSON values.
-    #[wasm_bindgen(js_name = setWithMetadata)]
-    pub fn set_with_metadata(&mut self, key_len: usize, value: JsValue, ttl: Option<f64>, metadata: JsValue) -> bool {
-        let result = ttl_option(ttl).and_then(|options| {
-            let options = options.metadata(metadata::from_js(&metadata)?);
-            key_buffer::with_key(key_len, |key| self.engine.set(key, value, options))
-        });
-        result.map_err(|err| self.failed(err)).is_ok()
+    /// Times a loader run for the stats: `elapsed` in milliseconds (measured
+    /// by the JS layer on the store's clock); `ok` if it produced a value.
+    #[wasm_bindgen(js_name = recordLoad)]
+    pub fn record_load(&self, ok: bool, elapsed: f64) {
+        self.inner().engine.counters.record_load(ok, (elapsed.max(0.0) * 1e6) as u64);
     }
 
-    /// Removes the key in the key buffer: 1 if a live entry was there, 0 if
-    /// not, [`FAILED`].
-    pub fn delete(&mut self, key_len: usize) -> u32 {
-        match key_buffer::with_key(key_len, |key| self.engine.delete(key)) {
-            Ok(existed) => existed.into(),
+    /// The JSON text of the metadata of the live entry under the key in the
+    /// key buffer (`{}` when it has none), or `undefined` when there is no
+    /// entry or the call failed ([`WasmStore::take_error`] tells).
+    #[wasm_bindgen(js_name = getMetadata)]
+    pub fn get_metadata(&self, key_len: usize, now: f64) -> Option<String> {
+        let inner = self.inner();
+        inner.tick(now);
+        match key_buffer::with_key(key_len, |key| inner.engine.get_metadata(key)) {
+            Ok(found) => found.map(|m| metadata::print(&m)),
             Err(err) => {
-                self.failed(err);
-                FAILED
+                inner.failed(err);
+                None
             }
         }
     }
 
-    /// Whether a live entry is under the key in the key buffer (no hit or
-    /// miss counted): 1, 0, or [`FAILED`].
-    pub fn has(&mut self, key_len: usize) -> u32 {
-        match key_buffer::with_key(key_len, |key| self.engine.contains(key)) {
+    /// Merges `metadata` (JSON text of a plain object) into the metadata of
+    /// the entry under the key in the key buffer: 1 if a live entry was
+    /// there, 0 if not, [`FAILED`].
+    #[wasm_bindgen(js_name = updateMetadata)]
+    pub fn update_metadata(&self, key_len: usize, now: f64, metadata: &str) -> u32 {
+        let inner = self.inner();
+        inner.tick(now);
+        let engine = &mut inner.engine;
+        let result =
+            metadata::parse(metadata).and_then(|m| key_buffer::with_key(key_len, |key| engine.update_metadata(key, m)));
+        match result {
             Ok(found) => found.into(),
             Err(err) => {
-                self.failed(err);
+                inner.failed(err);
                 FAILED
             }
         }
     }
 
-    /// A fresh object holding the entry's metadata, or `undefined` when there
-    /// is no entry.
-    #[wasm_bindgen(js_name = getMetadata)]
-    pub fn get_metadata(&mut self, key: &str) -> JsResult<JsValue> {
-        let metadata = self.engine.get_metadata(key).into_js()?;
-        Ok(metadata.map_or(JsValue::UNDEFINED, |m| metadata::to_js(&m)))
+    /// How long the live entry under the key in the key buffer has left, in
+    /// milliseconds: `Infinity` if it never expires, -1 if there is no such
+    /// entry, -2 if the call failed.
+    #[wasm_bindgen(js_name = remainingTtl)]
+    pub fn remaining_ttl(&self, key_len: usize, now: f64) -> f64 {
+        let inner = self.inner();
+        inner.tick(now);
+        match key_buffer::with_key(key_len, |key| inner.engine.remaining_ttl(key)) {
+            Ok(Some(Some(ns))) => ns as f64 / 1e6,
+            Ok(Some(None)) => f64::INFINITY,
+            Ok(None) => -1.0,
+            Err(err) => {
+                inner.failed(err);
+                -2.0
+            }
+        }
     }
 
-    /// Merges the plain object `metadata` into the entry's metadata; whether
-    /// a live entry was there.
-    #[wasm_bindgen(js_name = updateMetadata)]
-    pub fn update_metadata(&mut self, key: &str, metadata: &JsValue) -> JsResult<bool> {
-        metadata::from_js(metadata).and_then(|m| self.engine.update_metadata(key, m)).into_js()
+    /// Reclaims every expired entry: their slot ids. The JS layer calls it
+    /// before the calls that would reclaim them without saying which.
+    pub fn reclaim(&self, now: f64) -> Vec<u32> {
+        let inner = self.inner();
+        inner.tick(now);
+        inner.engine.reclaim_expired_slots()
     }
 
-    /// Removes the live entries whose keys match the glob `pattern`; how many.
-    pub fn invalidate(&mut self, pattern: &str) -> JsResult<usize> {
-        self.engine.invalidate(pattern).into_js()
+    /// Removes the live entries whose keys match the glob `pattern`: their
+    /// slot ids, or `undefined` if the pattern was refused. Call after
+    /// [`WasmStore::reclaim`] with the same `now`, so none has expired.
+    pub fn invalidate(&self, pattern: &str, now: f64) -> Option<Vec<u32>> {
+        let inner = self.inner();
+        inner.tick(now);
+        let engine = &mut inner.engine;
+        // The ids first: with nothing expired, `invalidate` removes exactly these.
+        match engine.live_slots(Some(pattern)).and_then(|ids| engine.invalidate(pattern).map(|_| ids)) {
+            Ok(ids) => Some(ids),
+            Err(err) => {
+                inner.failed(err);
+                None
+            }
+        }
     }
 
-    /// Live keys, all or those matching `pattern`.
-    pub fn keys(&mut self, pattern: Option<String>) -> JsResult<Vec<String>> {
-        self.engine.keys(pattern.as_deref()).into_js()
+    /// The slot ids of the live entries, all or those whose keys match
+    /// `pattern`, in the engine's order (`for_each_live`), or `undefined` if
+    /// the pattern was refused. Call after [`WasmStore::reclaim`] with the same `now`.
+    pub fn slots(&self, pattern: Option<String>, now: f64) -> Option<Vec<u32>> {
+        let inner = self.inner();
+        inner.tick(now);
+        match inner.engine.live_slots(pattern.as_deref()) {
+            Ok(ids) => Some(ids),
+            Err(err) => {
+                inner.failed(err);
+                None
+            }
+        }
     }
 
-    /// How many live entries there are.
-    pub fn size(&mut self) -> usize {
-        self.engine.len()
-    }
-
-    /// Removes every entry.
-    pub fn clear(&mut self) {
-        self.engine.clear();
+    /// Removes every entry. Call after [`WasmStore::reclaim`] with the same
+    /// `now`: the JS layer's slots are then exactly the live entries removed.
+    pub fn clear(&self, now: f64) {
+        let inner = self.inner();
+        inner.tick(now);
+        inner.engine.clear();
     }
 
     /// `[hits, misses, sets, deletes, evictions, expirations, hitRatio,
     /// avgGetLatency in ms, loads, loadFailures, totalLoadTime in ms,
-    /// staleHits, refreshes, refreshFailures]`: one
-    /// array, so reading stats is one crossing.
+    /// staleHits, refreshes, refreshFailures]`: one array, so reading stats
+    /// is one crossing.
     pub fn stats(&self) -> Vec<f64> {
-        let s = self.engine.stats();
+        let s = self.inner().engine.stats();
         vec![
             s.hits as f64,
             s.misses as f64,
@@ -407,9 +519,17 @@ impl WasmStore {
 
     /// Sets every counter back to zero.
     #[wasm_bindgen(js_name = resetStats)]
-    pub fn reset_stats(&mut self) {
-        self.engine.reset_stats();
+    pub fn reset_stats(&self) {
+        self.inner().engine.reset_stats();
     }
+}
+
+/// Stores the entry under the key in the key buffer; its slot id, with what
+/// it removed in the removed buffer.
+fn store(inner: &mut Inner, key_len: usize, options: SetOptions) -> crate::Result<i32> {
+    let (id, removed) = key_buffer::with_key(key_len, |key| inner.engine.set_slot(key, options))?;
+    report!(removed);
+    Ok(id as i32)
 }
 
 /// The [`SetOptions`] for a TTL in seconds from JS (already checked positive

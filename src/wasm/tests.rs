@@ -3,12 +3,11 @@
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::wasm_bindgen_test;
 
-use super::key_buffer::key_error;
+use super::key_buffer::{key_error, removed_buffer};
 use super::*;
 
 fn lru(max_size: f64) -> WasmStore {
-    let policy = WasmPolicy::lru(max_size, None, None).unwrap();
-    WasmStore::new(&policy)
+    WasmStore::new(&WasmPolicy::lru(max_size, None, None).unwrap())
 }
 
 fn key(key: &str) -> usize {
@@ -23,34 +22,46 @@ fn error_message(err: JsValue) -> String {
     js_sys::Error::from(err).message().into()
 }
 
-#[wasm_bindgen_test]
-fn get_returns_the_very_object_that_was_set() {
-    let mut store = lru(10.0);
-    let object: JsValue = js_sys::Object::new().into();
-    assert!(store.set(key("k"), object.clone(), None));
-    let got = store.get(key("k"));
-    assert!(js_sys::Object::is(&got, &object));
-    assert!(store.get(key("missing")).is_undefined());
-    assert_eq!((store.has(key("k")), store.delete(key("k")), store.delete(key("k"))), (1, 1, 0));
+/// The (id, reason) pairs the last storing call reported.
+fn removed() -> Vec<(u32, u32)> {
+    let words = removed_buffer();
+    // SAFETY (test only): the buffer lives as long as the instance and holds 1 + 2 * 32 words.
+    let count = unsafe { *words } as usize;
+    (0..count).map(|i| unsafe { (*words.add(1 + 2 * i), *words.add(2 + 2 * i)) }).collect()
 }
 
 #[wasm_bindgen_test]
-fn a_failed_call_reports_through_take_error() {
-    let mut store = lru(10.0);
-    assert!(js_sys::Object::is(&store.get(key("")), &failed_marker()));
-    let err = store.take_error();
-    assert_eq!(error_name(err.clone()), "CacheKeyError");
-    assert!(error_message(err).contains("must not be empty"));
-    assert!(store.take_error().is_undefined(), "taken once");
-    assert_eq!((store.has(key("")), store.delete(key(""))), (FAILED, FAILED));
-    assert!(!store.set(key("k"), JsValue::NULL, Some(-5.0)));
-    assert_eq!(error_name(store.take_error()), "CachePolicyError");
-    let not_an_object: JsValue = js_sys::Array::of1(&1.into()).into();
-    assert!(!store.set_with_metadata(key("k"), JsValue::NULL, None, not_an_object));
-    assert_eq!(error_name(store.take_error()), "CacheSerializationError");
-    assert_eq!(error_name(store.invalidate(&"*".repeat(1 << 20)).unwrap_err()), "CachePatternError");
-    assert_eq!(store.size(), 0);
-    assert_eq!(store.stats()[2], 0.0, "a rejected set counts nothing");
+fn entries_are_addressed_by_slot_and_removals_handed_back() {
+    let store = lru(2.0);
+    let a = store.set(key("a"), None, 0.0);
+    let b = store.set(key("b"), None, 0.0);
+    assert!(a >= 0 && b >= 0 && a != b);
+    assert!(removed().is_empty());
+    assert!(store.touch(a as u32, 0.0), "a hit on a's slot: b is now least recently used");
+    let c = store.set(key("c"), None, 0.0);
+    assert_eq!(removed(), [(b as u32, 0)], "b evicted, by id");
+    assert_eq!(store.set(key("c"), None, 0.0), c, "a replaced entry keeps its slot");
+    assert_eq!(removed(), [(c as u32, 3)]);
+    assert_eq!(store.delete(key("c"), 0.0), 1);
+    assert!(!store.touch(c as u32, 0.0), "a freed slot is a miss");
+    let stats = store.stats();
+    assert_eq!((stats[0], stats[1], stats[4]), (1.0, 1.0, 1.0), "hits, misses, evictions");
+}
+
+#[wasm_bindgen_test]
+fn refusals_come_back_as_text() {
+    let store = lru(10.0);
+    assert_eq!(store.set(key(""), None, 0.0), REFUSED);
+    let text = store.take_error().unwrap();
+    assert!(text.starts_with("CacheKeyError:") && text.contains("must not be empty"), "{text}");
+    assert!(store.take_error().is_none(), "taken once");
+    assert_eq!(store.set(key("k"), Some(-5.0), 0.0), REFUSED);
+    assert!(store.take_error().unwrap().starts_with("CachePolicyError:"));
+    assert_eq!(store.set_with_metadata(key("k"), None, 0.0, "[1]"), REFUSED);
+    assert!(store.take_error().unwrap().starts_with("CacheSerializationError:"));
+    assert!(store.invalidate(&"*".repeat(1 << 20), 0.0).is_none());
+    assert!(store.take_error().unwrap().starts_with("CachePatternError:"));
+    assert_eq!(store.stats()[2], 0.0, "a refused set counts nothing");
 }
 
 #[wasm_bindgen_test]
@@ -75,94 +86,89 @@ fn policy_options_are_checked_by_the_core_rules() {
 }
 
 #[wasm_bindgen_test]
+fn time_is_what_the_caller_passes_in() {
+    let store = WasmStore::new(&WasmPolicy::ttl(1.0, None).unwrap());
+    let k = store.set(key("k"), None, 5_000.0) as u32;
+    assert!(store.touch(k, 5_999.0));
+    assert!(!store.touch(k, 1_000.0) || store.touch(k, 5_999.0), "time never goes back");
+    assert!(!store.touch(k, 6_000.0), "expired one second after it was set");
+    assert_eq!(store.stats()[5], 1.0, "one expiration");
+    let j = store.set(key("j"), Some(10.0), 6_000.0) as u32;
+    assert_eq!(store.remaining_ttl(key("j"), 7_000.0), 9_000.0);
+    assert!(store.alive(j, 15_999.0));
+    assert_eq!(store.reclaim(16_000.0), [j], "reclaimed and reported");
+}
+
+#[wasm_bindgen_test]
+fn metadata_round_trips_as_text() {
+    let store = lru(10.0);
+    let text = "o3;s7;versionn3ff0000000000000s4;tagsa5;s1;azts3;\u{e9}\u{1f600}n3ff8000000000000s9;__proto__o1;s1;xf";
+    assert!(store.set_with_metadata(key("k"), None, 0.0, text) >= 0);
+    assert_eq!(store.update_metadata(key("k"), 0.0, "o1;s7;versionn4000000000000000"), 1);
+    let got = store.get_metadata(key("k"), 0.0).unwrap();
+    // The core's map keeps keys sorted.
+    assert_eq!(
+        got,
+        "o3;s9;__proto__o1;s1;xfs4;tagsa5;s1;azts3;\u{e9}\u{1f600}n3ff8000000000000s7;versionn4000000000000000"
+    );
+    assert!(store.get_metadata(key("nope"), 0.0).is_none());
+    assert!(store.take_error().is_none(), "no entry is not an error");
+    for bad in ["", "o1;", "o1;n", "s3;ab", "o1;s1;xq", "o0;z", "a1;z"] {
+        assert_eq!(store.set_with_metadata(key("k"), None, 0.0, bad), REFUSED, "{bad:?}");
+        assert!(store.take_error().unwrap().starts_with("CacheSerializationError:"));
+    }
+}
+
+#[wasm_bindgen_test]
 fn a_load_stores_only_while_its_placeholder_stands() {
-    let mut store = lru(10.0);
+    let store = lru(10.0);
     let token = store.begin_load(key("k"));
     assert_eq!(store.end_load(key("k"), token), 1, "nothing happened meanwhile");
     let token = store.begin_load(key("k"));
-    assert!(store.set(key("k"), JsValue::TRUE, None));
+    assert!(store.set(key("k"), None, 0.0) >= 0);
     assert_eq!(store.end_load(key("k"), token), 0, "a set removed the placeholder");
     let token = store.begin_load(key("k"));
-    assert_eq!(store.delete(key("k")), 1);
+    assert_eq!(store.delete(key("k"), 0.0), 1);
     assert_eq!(store.end_load(key("k"), token), 0, "a delete removed it");
     let token = store.begin_load(key("k"));
-    assert_eq!(store.invalidate("k*").unwrap(), 0);
+    assert_eq!(store.invalidate("k*", 0.0).unwrap(), Vec::<u32>::new());
     assert_eq!(store.end_load(key("k"), token), 0, "an invalidate removed it");
     let token = store.begin_load(key("k"));
-    store.clear();
+    store.clear(0.0);
     assert_eq!(store.end_load(key("k"), token), 0, "a clear removed it");
 }
 
 #[wasm_bindgen_test]
 fn stale_reads_start_one_refresh() {
-    let clock = WasmClock::new();
-    let policy = WasmPolicy::lru(10.0, None, None).unwrap();
-    let mut store = WasmStore::with_clock(&policy, &clock);
+    let store = lru(10.0);
     let token = store.begin_load(key("k"));
-    assert!(store.finish_refresh(key("k"), token, true, JsValue::TRUE, 1.0, 10.0, 1.0, JsValue::UNDEFINED, false));
-    assert_eq!((store.get_fresh(key("k")), store.freshness()), (JsValue::TRUE, 0));
-    clock.advance(1000.0);
-    assert_eq!((store.get_fresh(key("k")), store.freshness()), (JsValue::TRUE, 2), "the first stale read refreshes");
-    assert_eq!((store.get_fresh(key("k")), store.freshness()), (JsValue::TRUE, 1), "one refresh at a time");
+    let id = store.finish_refresh(key("k"), token, true, 0.0, 1.0, 10.0, 1.0, None, false);
+    assert!(id >= 0);
+    assert_eq!((store.get_fresh(key("k"), 0.0), store.freshness()), (id, 0));
+    assert_eq!((store.get_fresh(key("k"), 1_000.0), store.freshness()), (id, 2), "the first stale read refreshes");
+    assert_eq!((store.get_fresh(key("k"), 1_000.0), store.freshness()), (id, 1), "one refresh at a time");
     let stats = store.stats();
     assert_eq!(stats[11..], [2.0, 1.0, 0.0], "staleHits, refreshes, refreshFailures");
 }
 
 #[wasm_bindgen_test]
-fn manual_clock_drives_expiry() {
-    let clock = WasmClock::new();
-    let policy = WasmPolicy::ttl(1.0, None).unwrap();
-    let mut store = WasmStore::with_clock(&policy, &clock);
-    assert!(store.set(key("k"), JsValue::TRUE, None));
-    clock.advance(999.0);
-    assert_eq!(store.get(key("k")), JsValue::TRUE);
-    clock.advance(1.0);
-    assert!(store.get(key("k")).is_undefined());
-    assert_eq!(store.stats()[5], 1.0, "one expiration");
-}
-
-#[wasm_bindgen_test]
-fn metadata_round_trips_through_js_objects() {
-    let mut store = lru(10.0);
-    let json = r#"{"version":1,"author":"user","tags":["a",null,true,1.5],"__proto__":{"x":1}}"#;
-    let meta = js_sys::JSON::parse(json).unwrap();
-    assert!(store.set_with_metadata(key("k"), JsValue::NULL, None, meta.clone()));
-    assert!(store.update_metadata("k", &js_sys::JSON::parse(r#"{"version":2}"#).unwrap()).unwrap());
-    let got = store.get_metadata("k").unwrap();
-    assert!(!js_sys::Object::is(&got, &meta), "a fresh object");
-    let text: String = js_sys::JSON::stringify(&got).unwrap().into();
-    // The core's map keeps keys sorted.
-    assert_eq!(text, r#"{"__proto__":{"x":1},"author":"user","tags":["a",null,true,1.5],"version":2}"#);
-    assert!(store.get_metadata("nope").unwrap().is_undefined());
-}
-
-#[wasm_bindgen_test]
-fn checked_get_rejects_what_set_would_before_reading() {
-    let mut store = lru(10.0);
-    assert!(store.set(key("k"), JsValue::TRUE, None));
-    assert_eq!(store.checked_get(key("k"), Some(5.0)), JsValue::TRUE);
-    assert!(store.checked_get(key("missing"), None).is_undefined());
-    for (len, ttl, name) in [(key("k"), Some(-5.0), "CachePolicyError"), (key(""), None, "CacheKeyError")] {
-        assert!(js_sys::Object::is(&store.checked_get(len, ttl), &failed_marker()));
-        assert_eq!(error_name(store.take_error()), name);
-    }
-    let stats = store.stats();
-    assert_eq!((stats[0], stats[1]), (1.0, 1.0), "a rejected check counts no hit or miss");
-}
-
-#[wasm_bindgen_test]
-fn loads_are_timed_on_the_store_clock() {
-    let clock = WasmClock::new();
-    let policy = WasmPolicy::lru(10.0, None, None).unwrap();
-    let mut store = WasmStore::with_clock(&policy, &clock);
-    let started = store.load_started();
-    clock.advance(250.0);
-    store.record_load(true, started);
-    let started = store.load_started();
-    clock.advance(50.0);
-    store.record_load(false, started);
+fn loads_and_latency_are_recorded_as_measured_in_js() {
+    let store = lru(10.0);
+    store.record_load(true, 250.0);
+    store.record_load(false, 50.0);
+    store.latency(0.5);
     let stats = store.stats();
     assert_eq!(stats[8..11], [2.0, 1.0, 300.0], "loads, loadFailures, totalLoadTime in ms");
+    assert_eq!(stats[7], 0.5, "avgGetLatency in ms");
     store.reset_stats();
     assert_eq!(store.stats()[8..11], [0.0, 0.0, 0.0]);
+}
+
+#[wasm_bindgen_test]
+fn slots_follow_the_documented_order() {
+    let store = lru(10.0);
+    let ids: Vec<u32> = ["a", "b", "c"].iter().map(|k| store.set(key(k), None, 0.0) as u32).collect();
+    assert!(store.touch(ids[0], 0.0));
+    assert_eq!(store.slots(None, 0.0).unwrap(), [ids[0], ids[2], ids[1]], "most recently used first");
+    assert_eq!(store.slots(Some("[bc]".into()), 0.0).unwrap(), [ids[2], ids[1]]);
 }

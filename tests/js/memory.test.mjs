@@ -100,3 +100,21 @@ test("a store that is garbage collected releases its values", () =>
     globalThis.gc();
     await new Promise((resolve) => setTimeout(resolve, 50));
   }));
+
+// Values live on the JS side (issue 11), so the garbage collector traces
+// through them: a value that refers back to its own store, as objects that
+// hold their cache do, no longer pins the store (and its wasm side) for ever.
+test("10,000 dropped stores whose values refer to their store are all collected", () =>
+  assertFlat("self-referencing stores", async () => {
+    for (let i = 0; i < 10_000; i++) {
+      const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 8 }) });
+      store.setSync("self", { store, payload: new Uint8Array(16 * 1024) });
+      store.setSync("meta", { owner: store }, { metadata: { i } });
+      if (i % 500 === 499) {
+        globalThis.gc();
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    }
+    globalThis.gc();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }));

@@ -1181,6 +1181,139 @@ fn live_owned<V>(value: Option<V>) -> V {
     value.expect("a live slot holds a value")
 }
 
+/// Slot-addressed access for the wasm bindings, whose values live in JS.
+///
+/// There the engine's value for an entry is its own slot id, which the JS
+/// layer uses as the index of the entry's value in its arrays: a hit is a
+/// `Map` lookup in JS and [`get_slot`](Engine::get_slot) with a number, no
+/// key copied into wasm. Every removal of another key is handed back as that
+/// id (callers reclaim expired entries with
+/// [`reclaim_expired_slots`](Engine::reclaim_expired_slots) before a call that
+/// would drop them unreported), so JS never holds an id the engine reused.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+impl Engine<u32> {
+    /// `set_returning`, the entry's value being its slot id: the id, and what
+    /// was removed (values are the removed entries' ids; a replaced entry
+    /// keeps its id).
+    pub fn set_slot(&mut self, key: &str, options: SetOptions) -> Result<(u32, Removals<u32>)> {
+        let removed = self.set_returning(key, u32::MAX, options)?;
+        Ok((self.own_slot(key), removed))
+    }
+
+    /// Makes the value of the live entry under `key` its slot id; the id.
+    fn own_slot(&mut self, key: &str) -> u32 {
+        let id = self.find(self.hash(key), key).expect("the entry was just stored");
+        self.slots[id as usize].value = Some(id);
+        id
+    }
+
+    /// A counted `get` of the entry in slot `id`: whether it is live. A hit
+    /// is seen by the policy as `get` sees it; an expired entry is reclaimed
+    /// (the caller, which asked for it, drops its id) and counts a miss.
+    pub fn get_slot(&mut self, id: u32) -> bool {
+        if self.slots.get(id as usize).is_none_or(|slot| slot.list == FREE) {
+            self.reads.count_exclusive(false);
+            return false;
+        }
+        let slot = &self.slots[id as usize];
+        if slot.expires_at != NEVER && slot.expired(self.clock.now()) {
+            let hash = self.hash(&slot.key);
+            drop(self.remove_slot(id, hash));
+            self.counters.expirations += 1;
+            self.reads.count_exclusive(false);
+            return false;
+        }
+        match self.kind {
+            Kind::S3Fifo => bump(&self.slots[id as usize].freq),
+            Kind::Lru { refresh_on_get: true } => self.move_to_head(id),
+            Kind::Lru { .. } | Kind::Ttl => {}
+        }
+        self.reads.count_exclusive(true);
+        true
+    }
+
+    /// A `get` that found no entry at all (the JS side knows the key is not
+    /// here without asking): counts the miss.
+    pub fn count_miss(&mut self) {
+        self.reads.count_exclusive(false);
+    }
+
+    /// Adds a timed `get` (timed by the caller) to the latency average.
+    pub fn record_get_latency(&self, elapsed: Nanos) {
+        self.reads.record_latency(elapsed);
+    }
+
+    /// Whether slot `id` holds a live entry, counting nothing and changing no
+    /// order; an expired one is reclaimed (the caller drops its id).
+    pub fn peek_slot(&mut self, id: u32) -> bool {
+        if self.slots.get(id as usize).is_none_or(|slot| slot.list == FREE) {
+            return false;
+        }
+        let slot = &self.slots[id as usize];
+        if slot.expires_at != NEVER && slot.expired(self.clock.now()) {
+            let hash = self.hash(&slot.key);
+            drop(self.remove_slot(id, hash));
+            self.counters.expirations += 1;
+            return false;
+        }
+        true
+    }
+
+    /// Reclaims every expired entry; their ids.
+    pub fn reclaim_expired_slots(&mut self) -> Vec<u32> {
+        let now = self.now_if_expiring();
+        let mut out = Removals::new();
+        self.reclaim_expired(now, usize::MAX, &mut out);
+        out.into_vec().into_iter().map(|(removed, _)| removed.value).collect()
+    }
+
+    /// The ids of the live entries whose keys match `pattern` (all without
+    /// one), in [`for_each_live`](Self::for_each_live)'s order.
+    pub fn live_slots(&mut self, pattern: Option<&str>) -> Result<Vec<u32>> {
+        let pattern = pattern.map(Pattern::new).transpose()?;
+        let mut ids = Vec::new();
+        self.for_each_live(|key, &id| {
+            if pattern.as_ref().is_none_or(|p| p.matches(key)) {
+                ids.push(id);
+            }
+        });
+        Ok(ids)
+    }
+
+    /// [`finish_refresh`](Self::finish_refresh), storing a successful load
+    /// through [`set_slot`](Self::set_slot) so that what the store removes
+    /// for it is handed back: the new entry's id if it was stored.
+    pub fn finish_refresh_slot(
+        &mut self,
+        key: &str,
+        token: u64,
+        ok: bool,
+        options: &crate::refresh::RefreshOptions,
+        background: bool,
+    ) -> Result<(Option<u32>, Removals<u32>)> {
+        if !(ok && self.loads.get(key) == Some(&token)) {
+            // Nothing is stored on these paths.
+            self.finish_refresh(key, token, if ok { Ok(u32::MAX) } else { Err(()) }, options, background)?;
+            return Ok((None, Removals::new()));
+        }
+        self.end_load(key, token);
+        let (id, removed) = self.set_slot(key, options.entry_options())?;
+        let fresh_until = self.clock.now().saturating_add(duration_nanos(options.fresh_for));
+        self.fresh.insert(key.into(), Freshness { fresh_until, refreshing: false, retry_at: 0, failures: 0 });
+        Ok((Some(id), removed))
+    }
+}
+
+impl<V> Removals<V> {
+    /// Hands each removed entry and why to `f`, in order, without collecting them.
+    #[allow(dead_code)] // the wasm bindings
+    pub fn for_each(self, mut f: impl FnMut(Removed<V>, Reason)) {
+        for (removed, reason) in self.inline.into_iter().flatten().chain(self.spill) {
+            f(removed, reason);
+        }
+    }
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 impl<V> Engine<V> {
     /// Entries held, expired or not.
