@@ -165,7 +165,10 @@ impl Counters {
 /// The counters a read touches, as atomics so that many threads can read one
 /// engine at once (under a read lock). `hits` is `gets - misses`: a hit costs
 /// one increment.
+// On a cache line of their own: every read adds to them, and the engine's
+// other fields, which every read only loads, stay shared between cores.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub(crate) struct ReadCounters {
     gets: AtomicU64,
     misses: AtomicU64,

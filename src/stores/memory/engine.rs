@@ -477,7 +477,7 @@ impl<V> Engine<V> {
         self.reads.add_to(total);
     }
 
-    #[inline]
+    #[inline(always)]
     fn find(&self, hash: u64, key: &str) -> Option<u32> {
         let slots = &self.slots;
         self.index.find(hash, |&id| *slots[id as usize].key == *key).copied()
@@ -490,7 +490,7 @@ impl<V> Engine<V> {
 
     /// A read that changes nothing but S3-FIFO's frequency bits and the read
     /// counters, for many threads at once. The key must have passed `check_key`.
-    #[inline]
+    #[inline(always)]
     pub fn get_shared<R>(&self, hash: u64, key: &str, read: impl FnOnce(&V) -> R) -> Lookup<R> {
         let started = self.reads.count_get().then(|| self.clock.now());
         let lookup = match self.find(hash, key) {
