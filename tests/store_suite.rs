@@ -1,7 +1,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 //! The behavioural suite every store must pass, written once and run against
-//! each backend: MemoryStore always, RedisStore (on a real redis-server) with
-//! the `redis` feature.
+//! each backend: MemoryStore always, RedisStore and NearCache (on a real
+//! redis-server) with the `redis` feature.
 //!
 //! A [`Backend`] makes stores and makes time pass: the memory backend moves a
 //! `ManualClock` and never sleeps; the Redis backend sleeps, so its TTLs are
@@ -105,6 +105,30 @@ impl Backend for Redis {
     }
 }
 
+/// NearCache: a memory tier in front of a RedisStore on a real redis-server.
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+struct Near(Redis);
+
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+impl Backend for Near {
+    type Store = pepperpy_caching::stores::NearCache<String>;
+    async fn store(&self, policy: Option<Policy>) -> Self::Store {
+        let n = self.0.stores.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self::Store::builder(self.0.server.url())
+            .prefix(format!("n*[?\\{n}]:"))
+            .redis(move |redis| match policy {
+                Some(policy) => redis.policy(policy),
+                None => redis,
+            })
+            .build()
+            .await
+            .expect("cannot connect to the test redis-server")
+    }
+    async fn pass(&self, by: Duration) {
+        tokio::time::sleep(by).await;
+    }
+}
+
 /// Any backend's stores, held as `Arc<dyn DynCacheStore>` (chosen at run time).
 struct Dynamic<B>(B);
 
@@ -135,6 +159,10 @@ macro_rules! suite {
         #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
         mod dynamic_redis {
             $(#[tokio::test] async fn $test() { super::$test(&super::Dynamic(super::Redis::new())).await })*
+        }
+        #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+        mod near {
+            $(#[tokio::test] async fn $test() { super::$test(&super::Near(super::Redis::new())).await })*
         }
         #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
         mod redis {

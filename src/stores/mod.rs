@@ -1,5 +1,6 @@
-//! The stores: [`MemoryStore`] everywhere, `RedisStore` natively with the
-//! `redis` feature. Each implements [`CacheStore`](crate::CacheStore).
+//! The stores: [`MemoryStore`] everywhere; natively with the `redis` feature,
+//! `RedisStore` and `NearCache` (a `MemoryStore` in front of a `RedisStore`).
+//! Each implements [`CacheStore`](crate::CacheStore).
 
 pub(crate) mod memory;
 
@@ -10,3 +11,9 @@ mod redis;
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
+
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+mod near;
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::near::{NearCache, NearCacheBuilder};

@@ -1,0 +1,919 @@
+//! [`NearCache`]: a [`MemoryStore`] in front of a [`RedisStore`], kept
+//! coherent across every process by Redis's own client-side caching
+//! (RESP3 `CLIENT TRACKING ... BCAST PREFIX`). Native only, feature `redis`.
+//!
+//! This module owns the memory tier's coherence: when a value may enter
+//! memory, and everything that takes it out again. It never talks to Redis
+//! about entries except through the [`RedisStore`] (plus a `PTTL` to bound a
+//! fill's life), and it never serves from memory while the invalidation
+//! connection is down.
+
+use std::collections::hash_map::RandomState;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{MemoryStore, RedisStore, RedisStoreBuilder};
+use crate::errors::{CacheError, Result};
+use crate::metrics::{CacheStats, SharedCounters};
+use crate::pattern::Pattern;
+use crate::policies::S3FifoPolicy;
+use crate::store::{CacheStore, Metadata, SetOptions, check_key, check_set_options};
+
+/// Per-key invalidation counters: a fill is refused when the counter of its
+/// key's stripe moved while it read Redis. More stripes, fewer fills refused
+/// because of another key's write.
+const STRIPES: usize = 4096;
+
+/// The first wait between reconnection attempts; it doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A [`MemoryStore`] in front of a [`RedisStore`]: reads are served from this
+/// process's memory when they can, and a write anywhere removes the key from
+/// every instance's memory within milliseconds. Same [`CacheStore`] trait as
+/// the other stores.
+///
+/// ```no_run
+/// use pepperpy_caching::{CacheStore, LruPolicy, S3FifoPolicy, SetOptions, stores::{MemoryStore, NearCache}};
+/// use std::time::Duration;
+///
+/// # #[tokio::main]
+/// # async fn main() -> pepperpy_caching::Result<()> {
+/// let redis_policy = LruPolicy::new(1_000_000)?;
+/// let cache: NearCache<String> = NearCache::builder("redis://localhost:6379/0")
+///     .prefix("myapp:")
+///     .memory(MemoryStore::new(S3FifoPolicy::new(10_000)?))   // the memory tier
+///     .redis(move |redis| redis.policy(redis_policy))          // any RedisStoreBuilder option
+///     .build()
+///     .await?;
+/// cache.set("user:1", "Ada".to_string(), SetOptions::new().ttl(Duration::from_secs(60))).await?;
+/// assert_eq!(cache.get("user:1").await?.as_deref(), Some("Ada")); // from Redis, now in memory
+/// assert_eq!(cache.get("user:1").await?.as_deref(), Some("Ada")); // from memory
+/// # Ok(()) }
+/// ```
+///
+/// # Reads and writes
+///
+/// - `get` and `get_or_set` try memory first; a miss reads Redis (through the
+///   `RedisStore`, so its policy and counters apply) and fills memory with
+///   what it found. `contains` answers from memory when it can.
+/// - `set`, `delete`, `update_metadata`, `invalidate` and `clear` go to Redis
+///   and take the key(s) out of this instance's memory before and after
+///   (even when the call fails or is dropped mid-way). A write does not put
+///   its value in memory: Redis reports every write back to every instance,
+///   this one included, so it would be removed again at once; the next read
+///   fills it.
+/// - `get_metadata`, `keys` and `size` read Redis: memory holds values only.
+/// - Memory hits do not reach Redis, so under [`LruPolicy`](crate::LruPolicy)
+///   Redis's recency sees only the reads that missed every memory tier.
+///
+/// # How instances learn about writes: Redis client-side caching
+///
+/// Each instance holds one extra RESP3 connection on which it runs
+/// `CLIENT TRACKING ON BCAST PREFIX <prefix>`. From then on Redis itself
+/// pushes an `invalidate` message naming every key under the prefix that
+/// anything changes, and a flush message for `FLUSHDB`/`FLUSHALL`; the
+/// instance removes those keys from memory as the messages arrive (in the
+/// connection's reader task, no channel in between).
+///
+/// Chosen over pub/sub on a channel per prefix because Redis sends the
+/// messages, not the writers:
+///
+/// - *every* change is reported: writes by plain `RedisStore`s or other
+///   programs on the same prefix, entries a bounded store's scripts evict,
+///   keys Redis expires or evicts under `maxmemory`, `FLUSHDB`. With pub/sub
+///   each of those would need a publish we do not control (the eviction
+///   happens inside a Lua script of `RedisStore`).
+/// - a message cannot be lost between a write and its publish (a process
+///   dying in between), since there is no second step.
+/// - `invalidate` and `clear` need no pattern message: the keys they delete
+///   are reported one by one, as they are deleted.
+///
+/// The cost is Redis 6 or later (the `RedisStore` already needs 6.2) and one
+/// connection per instance; Redis does a prefix lookup per write.
+///
+/// # When memory is trusted
+///
+/// A fill must not put back a value that a write has already replaced. Before
+/// reading Redis, a miss notes a counter for its key (one of 4096 stripes)
+/// and a global epoch; every invalidation of the key moves the counter, and
+/// every `invalidate`, `clear`, flush and connection change moves the epoch.
+/// The fill is stored only if neither moved, checked and stored under the
+/// same lock the invalidations take, so a value is never in memory after an
+/// invalidation of it has been handled. Any write after Redis answered the
+/// read produces a message that arrives after the read began, so it either
+/// stops the fill or removes what the fill stored. A local write moves the
+/// counter before and after it runs: once `set` returns, this instance never
+/// serves an older value.
+///
+/// Between a write by another instance and its message (well under a
+/// millisecond on a LAN), that instance's memory may still serve the old
+/// value: the near cache is coherent within milliseconds, not linearizable.
+///
+/// # When the invalidation connection drops
+///
+/// While it is down, messages may be lost, so memory is not used at all:
+/// reads go to Redis and nothing is filled. The moment the drop is noticed
+/// (the socket closes: server killed, `CLIENT KILL`, network reset) memory is
+/// emptied. A connection that goes silent without closing is noticed by a
+/// `PING` every [`heartbeat`](NearCacheBuilder::heartbeat) (default 1 s)
+/// that must answer within the same period, so the memory tier may serve
+/// values missing an invalidation for at most about two heartbeats in that
+/// case. The instance reconnects on its own (backoff from 20 ms to 1 s),
+/// turns tracking on again, empties memory once more, and only then serves
+/// from it.
+///
+/// # TTL
+///
+/// A fill asks Redis for the key's remaining TTL (`PTTL`, sent together with
+/// the read) and gives the memory entry what is left of it, measured from
+/// before the request was sent, so a memory entry always expires before its
+/// Redis key. The memory policy's default TTL, if it has one, caps that (and
+/// applies to entries without a TTL in Redis): use it to bound how long a
+/// value may stay in memory whatever happens.
+///
+/// # Counters
+///
+/// [`stats`](CacheStore::stats) are the `RedisStore`'s counters (sets,
+/// deletes, evictions, loads, misses...) with the memory hits added to
+/// `hits`, and `avg_get_latency` measured over every `get` of this instance.
+/// [`memory_stats`](NearCache::memory_stats) are the memory tier's own.
+pub struct NearCache<V> {
+    shared: Arc<Shared<V>>,
+    redis: RedisStore<V>,
+    /// `hits`: gets answered from memory; `misses`: gets passed to Redis (for
+    /// latency sampling only; Redis counts the real misses).
+    own: SharedCounters,
+    /// How long the `PTTL` of a fill may take.
+    response_timeout: Duration,
+    /// The invalidation connection's task, stopped when the cache is dropped.
+    task: tokio::task::AbortHandle,
+}
+
+/// How to build a [`NearCache`]: made by [`NearCache::builder`].
+#[must_use]
+pub struct NearCacheBuilder<V> {
+    url: String,
+    prefix: String,
+    memory: Option<MemoryStore<V>>,
+    #[allow(clippy::type_complexity)]
+    redis: Option<Box<dyn FnOnce(RedisStoreBuilder<V>) -> RedisStoreBuilder<V> + Send>>,
+    root_certificates: Option<Vec<u8>>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    heartbeat: Duration,
+}
+
+/// What the connection task and the push handler share with the cache.
+struct Shared<V> {
+    memory: MemoryStore<V>,
+    prefix: Box<[u8]>,
+    hasher: RandomState,
+    /// Whether memory may serve: `state.epoch` is even. Read without the lock
+    /// on every `get`.
+    up: AtomicBool,
+    state: Mutex<State>,
+    /// Wakes the connection task when a connection is lost.
+    lost: tokio::sync::Notify,
+}
+
+struct State {
+    /// Moves on every global invalidation (by 2) and connection change (by 1):
+    /// odd while the invalidation connection is down.
+    epoch: u64,
+    /// Moves when a key of the stripe is invalidated.
+    stripes: Box<[u64]>,
+    /// The connection whose messages keep memory coherent, while up.
+    session: u64,
+    /// The newest connection that reported its own loss (it may do so before
+    /// it is made the current one).
+    lost_session: u64,
+    conn: Option<MultiplexedConnection>,
+}
+
+/// What a fill noted before reading Redis.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Ticket {
+    epoch: u64,
+    stripe: usize,
+    seen: u64,
+}
+
+/// What to take out of memory.
+enum Scope<'a> {
+    Key(&'a str),
+    Pattern(&'a str),
+    All,
+}
+
+impl<V: Clone + Send + Sync + 'static> Shared<V> {
+    fn new(memory: MemoryStore<V>, prefix: &str) -> Self {
+        Shared {
+            memory,
+            prefix: prefix.as_bytes().into(),
+            hasher: RandomState::new(),
+            up: AtomicBool::new(false),
+            // Odd: down until the first connection is tracking.
+            state: Mutex::new(State {
+                epoch: 1,
+                stripes: vec![0; STRIPES].into_boxed_slice(),
+                session: 0,
+                lost_session: 0,
+                conn: None,
+            }),
+            lost: tokio::sync::Notify::new(),
+        }
+    }
+
+    // Every section under this lock leaves the state consistent before it
+    // calls into the memory store, so a poisoned lock is still usable.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stripe(&self, key: &str) -> usize {
+        (self.hasher.hash_one(key) % STRIPES as u64) as usize
+    }
+
+    /// What a read of Redis for `key` notes first, with the connection to ask
+    /// the TTL on; `None` while down (the read then fills nothing).
+    fn ticket(&self, key: &str) -> Option<(Ticket, MultiplexedConnection)> {
+        let stripe = self.stripe(key);
+        let state = self.lock();
+        let conn = state.conn.clone().filter(|_| state.epoch.is_multiple_of(2))?;
+        Some((Ticket { epoch: state.epoch, stripe, seen: state.stripes[stripe] }, conn))
+    }
+
+    /// Stores a value read from Redis, unless something invalidated it since
+    /// `ticket` was taken. Checked and stored under the lock every
+    /// invalidation takes, so an invalidation is handled either before (the
+    /// fill is refused) or after (it removes the fill).
+    fn fill(&self, key: &str, ticket: Ticket, value: V, ttl: Option<Duration>) -> bool {
+        let state = self.lock();
+        if state.epoch != ticket.epoch || state.stripes[ticket.stripe] != ticket.seen {
+            return false;
+        }
+        let options = match ttl {
+            Some(ttl) => SetOptions::new().ttl(ttl),
+            None => SetOptions::new(),
+        };
+        let stored = self.memory.set(key, value, options).into_inner().is_ok();
+        drop(state);
+        stored
+    }
+
+    fn forget(&self, scope: &Scope<'_>) {
+        let mut state = self.lock();
+        match scope {
+            Scope::Key(key) => {
+                let stripe = self.stripe(key);
+                state.stripes[stripe] += 1;
+                let _ = self.memory.delete(key).into_inner();
+            }
+            Scope::Pattern(pattern) => {
+                state.epoch += 2;
+                let _ = self.memory.invalidate(pattern).into_inner();
+            }
+            Scope::All => {
+                state.epoch += 2;
+                let _ = self.memory.clear().into_inner();
+            }
+        }
+    }
+
+    /// Handles the Redis keys of an `invalidate` message, under one lock.
+    fn forget_redis_keys(&self, keys: &[Value]) {
+        let mut state = self.lock();
+        for key in keys {
+            let Value::BulkString(full) = key else { continue };
+            // Index and lock keys (with a 0xFF byte) and other prefixes are
+            // never in memory.
+            let Some(key) = full.strip_prefix(&*self.prefix).and_then(|k| std::str::from_utf8(k).ok()) else {
+                continue;
+            };
+            if check_key(key).is_err() {
+                continue;
+            }
+            let stripe = self.stripe(key);
+            state.stripes[stripe] += 1;
+            let _ = self.memory.delete(key).into_inner();
+        }
+    }
+
+    /// A message from Redis on the connection of `session`.
+    fn on_push(&self, session: u64, info: PushInfo) {
+        match info.kind {
+            PushKind::Invalidate => match info.data.first() {
+                Some(Value::Array(keys)) => self.forget_redis_keys(keys),
+                // Nil: the database was flushed. Anything else is a message
+                // we do not understand: forgetting everything is always safe.
+                _ => self.forget(&Scope::All),
+            },
+            PushKind::Disconnection => self.down(session),
+            _ => {}
+        }
+    }
+
+    /// The connection of `session` is gone: stop serving from memory and
+    /// empty it, then wake the connection task.
+    fn down(&self, session: u64) {
+        let mut state = self.lock();
+        state.lost_session = state.lost_session.max(session);
+        if state.session != session || !state.epoch.is_multiple_of(2) {
+            return;
+        }
+        self.up.store(false, Ordering::Release);
+        state.epoch += 1;
+        state.conn = None;
+        let _ = self.memory.clear().into_inner();
+        drop(state);
+        self.lost.notify_one();
+    }
+
+    /// The connection of `session` is tracking: empty memory (it may hold
+    /// what a lost message should have removed) and serve from it again.
+    /// False if that connection has already reported its loss.
+    fn go_up(&self, session: u64, conn: MultiplexedConnection) -> bool {
+        let mut state = self.lock();
+        if state.lost_session >= session || state.epoch.is_multiple_of(2) {
+            return false;
+        }
+        let _ = self.memory.clear().into_inner();
+        state.epoch += 1;
+        state.session = session;
+        state.conn = Some(conn);
+        self.up.store(true, Ordering::Release);
+        true
+    }
+
+    fn is_up(&self, session: u64) -> bool {
+        let state = self.lock();
+        state.session == session && state.epoch.is_multiple_of(2)
+    }
+}
+
+/// Takes a scope out of memory now and again when dropped: after the write
+/// returned, failed, or was cancelled.
+struct Forget<'a, V: Clone + Send + Sync + 'static> {
+    shared: &'a Shared<V>,
+    scope: Scope<'a>,
+}
+
+impl<'a, V: Clone + Send + Sync + 'static> Forget<'a, V> {
+    fn new(shared: &'a Shared<V>, scope: Scope<'a>) -> Self {
+        shared.forget(&scope);
+        Forget { shared, scope }
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Drop for Forget<'_, V> {
+    fn drop(&mut self) {
+        self.shared.forget(&self.scope);
+    }
+}
+
+/// How to open the invalidation connection.
+struct Link {
+    client: redis::Client,
+    prefix: Vec<u8>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl Link {
+    /// A RESP3 connection with broadcast tracking on the prefix, whose
+    /// messages go to `shared` tagged with `session`.
+    async fn connect<V: Clone + Send + Sync + 'static>(
+        &self,
+        shared: Weak<Shared<V>>,
+        session: u64,
+    ) -> redis::RedisResult<MultiplexedConnection> {
+        let sender = move |info: PushInfo| {
+            if let Some(shared) = shared.upgrade() {
+                shared.on_push(session, info);
+            }
+            Ok::<(), std::convert::Infallible>(())
+        };
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            // Our own timers bound every round trip.
+            .set_response_timeout(None)
+            .set_push_sender(sender);
+        let within = self.connect_timeout.saturating_add(self.response_timeout);
+        let connect = async {
+            let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+            let mut tracking = redis::cmd("CLIENT");
+            tracking.arg("TRACKING").arg("ON").arg("BCAST");
+            if !self.prefix.is_empty() {
+                tracking.arg("PREFIX").arg(&self.prefix);
+            }
+            tracking.query_async::<()>(&mut conn).await?;
+            Ok(conn)
+        };
+        tokio::time::timeout(within, connect).await.unwrap_or_else(|_| {
+            Err(redis::RedisError::from((redis::ErrorKind::Io, "no answer within the connect and response timeouts")))
+        })
+    }
+}
+
+/// Keeps the invalidation connection up: watches it (loss reported by the
+/// push handler, or a heartbeat `PING` unanswered) and reconnects.
+async fn keep_tracking<V: Clone + Send + Sync + 'static>(
+    shared: Arc<Shared<V>>,
+    link: Link,
+    mut conn: MultiplexedConnection,
+    mut session: u64,
+    heartbeat: Duration,
+) {
+    loop {
+        loop {
+            tokio::select! {
+                () = shared.lost.notified() => {
+                    // A wake-up left by an older connection changes nothing.
+                    if !shared.is_up(session) {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep(heartbeat) => {
+                    let ping = redis::cmd("PING");
+                    let ping = ping.query_async::<Value>(&mut conn);
+                    if !matches!(tokio::time::timeout(heartbeat, ping).await, Ok(Ok(_))) {
+                        shared.down(session);
+                        break;
+                    }
+                }
+            }
+        }
+        drop(conn);
+        let mut backoff = MIN_BACKOFF;
+        conn = loop {
+            session += 1;
+            match link.connect(Arc::downgrade(&shared), session).await {
+                Ok(conn) if shared.go_up(session, conn.clone()) => break conn,
+                _ => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        };
+    }
+}
+
+impl<V> NearCacheBuilder<V>
+where
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// The prefix of the `RedisStore` (see [`RedisStoreBuilder::prefix`]), and
+    /// the prefix whose writes Redis reports to this instance.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The memory tier (default: `S3FifoPolicy::new(10_000)`). Anything in it
+    /// is removed at `build`. Its policy's default TTL, if any, caps how long
+    /// an entry stays in memory.
+    pub fn memory(mut self, store: MemoryStore<V>) -> Self {
+        self.memory = Some(store);
+        self
+    }
+
+    /// Sets up the `RedisStore` beyond its URL, prefix and TLS roots: a
+    /// policy, timeouts, a lock lease.
+    pub fn redis(
+        mut self,
+        configure: impl FnOnce(RedisStoreBuilder<V>) -> RedisStoreBuilder<V> + Send + 'static,
+    ) -> Self {
+        self.redis = Some(Box::new(configure));
+        self
+    }
+
+    /// For `rediss://`: trust the CA certificates in `pem`, on both
+    /// connections (see [`RedisStoreBuilder::tls_root_certificates`]).
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates = Some(pem.into());
+        self
+    }
+
+    /// How long opening the invalidation connection may take, TLS included
+    /// (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a command on the invalidation connection may take: turning
+    /// tracking on, and a fill's `PTTL` (default 1 s; a fill whose `PTTL`
+    /// does not answer in time is skipped, the read still succeeds).
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// How often the invalidation connection is checked with a `PING`, and
+    /// how long the answer may take (default 1 s). A connection that closes
+    /// is noticed at once; this bounds how long a silently dead one goes
+    /// unnoticed.
+    pub fn heartbeat(mut self, period: Duration) -> Self {
+        self.heartbeat = period;
+        self
+    }
+
+    /// Builds the `RedisStore`, opens the invalidation connection and turns
+    /// tracking on; the memory tier serves from the start.
+    ///
+    /// # Errors
+    /// What [`RedisStoreBuilder::build`] returns; [`CacheError::Policy`] for
+    /// a zero timeout or heartbeat; [`CacheError::Backend`] if the
+    /// invalidation connection cannot be opened or Redis refuses
+    /// `CLIENT TRACKING` (before 6.0, or an ACL that denies it).
+    pub async fn build(self) -> Result<NearCache<V>> {
+        for (name, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("response_timeout", self.response_timeout),
+            ("heartbeat", self.heartbeat),
+        ] {
+            if value.is_zero() {
+                return Err(CacheError::Policy(format!("{name} must be greater than zero, got {value:?}")));
+            }
+        }
+        let mut redis = RedisStore::builder(self.url.clone()).prefix(self.prefix);
+        if let Some(pem) = &self.root_certificates {
+            redis = redis.tls_root_certificates(pem.clone());
+        }
+        if let Some(configure) = self.redis {
+            redis = configure(redis);
+        }
+        // Builds first: it checks the prefix and URL, and installs the TLS provider.
+        let redis = redis.build().await?;
+        let prefix = redis.prefix().to_string();
+
+        let info = redis::IntoConnectionInfo::into_connection_info(self.url.as_str())
+            .map_err(|e| backend("the Redis URL is invalid".into(), e))?;
+        let addr = info.addr().to_string();
+        let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let info = info.set_redis_settings(settings);
+        let client = if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            let certificates = redis::TlsCertificates { client_tls: None, root_cert: self.root_certificates };
+            redis::Client::build_with_tls(info, certificates)
+        } else {
+            redis::Client::open(info)
+        }
+        .map_err(|e| backend(format!("cannot set up the invalidation client for Redis at {addr}"), e))?;
+        let link = Link {
+            client,
+            prefix: prefix.as_bytes().to_vec(),
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+        };
+
+        let memory = match self.memory {
+            Some(memory) => memory,
+            None => MemoryStore::new(S3FifoPolicy::new(10_000)?),
+        };
+        let shared = Arc::new(Shared::new(memory, &prefix));
+        let session = 1;
+        let conn = link.connect(Arc::downgrade(&shared), session).await.map_err(|e| {
+            backend(format!("cannot open the invalidation connection (CLIENT TRACKING) to Redis at {addr}"), e)
+        })?;
+        if !shared.go_up(session, conn.clone()) {
+            return Err(CacheError::Backend {
+                message: format!("the invalidation connection to Redis at {addr} closed as it opened"),
+                source: None,
+            });
+        }
+        let task = tokio::spawn(keep_tracking(shared.clone(), link, conn, session, self.heartbeat)).abort_handle();
+        Ok(NearCache { shared, redis, own: SharedCounters::default(), response_timeout: self.response_timeout, task })
+    }
+}
+
+fn backend(message: String, e: redis::RedisError) -> CacheError {
+    CacheError::Backend { message, source: Some(Arc::new(e)) }
+}
+
+impl<V> NearCache<V>
+where
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// A builder for a near cache on the Redis at `url` (as for
+    /// [`RedisStore::builder`]).
+    pub fn builder(url: impl Into<String>) -> NearCacheBuilder<V> {
+        NearCacheBuilder {
+            url: url.into(),
+            prefix: String::new(),
+            memory: None,
+            redis: None,
+            root_certificates: None,
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(1),
+            heartbeat: Duration::from_secs(1),
+        }
+    }
+
+    /// The prefix of every Redis key of this cache.
+    pub fn prefix(&self) -> &str {
+        self.redis.prefix()
+    }
+
+    /// Whether the invalidation connection is up, so the memory tier serves.
+    pub fn is_coherent(&self) -> bool {
+        self.shared.up.load(Ordering::Acquire)
+    }
+
+    /// Whether the memory tier holds a live entry for `key` (false for an
+    /// invalid key). Counts nothing.
+    pub fn in_memory(&self, key: &str) -> bool {
+        self.shared.memory.contains(key).into_inner().unwrap_or(false)
+    }
+
+    /// How many live entries the memory tier holds.
+    pub fn memory_len(&self) -> usize {
+        self.shared.memory.len()
+    }
+
+    /// The memory tier's own counters: its `sets` are fills, its `deletes`
+    /// include invalidations.
+    pub fn memory_stats(&self) -> CacheStats {
+        self.shared.memory.stats()
+    }
+
+    /// Reads Redis's remaining TTL of `key` in ms (-1: none, -2: no key), or
+    /// `None` if the connection does not answer in time.
+    async fn pttl(&self, mut conn: MultiplexedConnection, key: &str) -> Option<i64> {
+        let full = [&*self.shared.prefix, key.as_bytes()].concat();
+        let mut cmd = redis::cmd("PTTL");
+        let asked = cmd.arg(full).query_async::<i64>(&mut conn);
+        tokio::time::timeout(self.response_timeout, asked).await.ok()?.ok()
+    }
+
+    /// Fills memory with a value Redis gave, for the rest of its Redis TTL
+    /// as measured from `asked` (before the `PTTL` was sent).
+    fn fill(&self, key: &str, ticket: Ticket, value: V, pttl: Option<i64>, asked: Instant) {
+        let ttl = match pttl {
+            Some(-1) => None,
+            Some(ms) if ms > 0 => match Duration::from_millis(ms.unsigned_abs()).checked_sub(asked.elapsed()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return,
+            },
+            // No key any more, or no answer: nothing to bound the entry by.
+            _ => return,
+        };
+        let ttl = match (ttl, self.shared.memory.policy().default_ttl()) {
+            (Some(left), Some(cap)) => Some(left.min(cap)),
+            (left, cap) => left.or(cap),
+        };
+        self.shared.fill(key, ticket, value, ttl);
+    }
+
+    async fn get_uncounted(&self, key: &str) -> Result<Option<V>> {
+        if self.shared.up.load(Ordering::Acquire)
+            && let Some(value) = self.shared.memory.get(key).into_inner()?
+        {
+            SharedCounters::add(&self.own.hits, 1);
+            return Ok(Some(value));
+        }
+        SharedCounters::add(&self.own.misses, 1);
+        let Some((ticket, conn)) = self.shared.ticket(key) else {
+            return self.redis.get(key).await;
+        };
+        let asked = Instant::now();
+        let (value, pttl) = tokio::join!(self.redis.get(key), self.pttl(conn, key));
+        let value = value?;
+        if let Some(value) = &value {
+            self.fill(key, ticket, value.clone(), pttl, asked);
+        }
+        Ok(value)
+    }
+}
+
+impl<V> Drop for NearCache<V> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl<V> std::fmt::Debug for NearCache<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NearCache").field("redis", &self.redis).finish_non_exhaustive()
+    }
+}
+
+/// Marks that a `get_or_set` loader ran here (this instance wrote the key),
+/// and takes the key out of memory when the call ends, however it ends.
+struct Loaded<'a, V: Clone + Send + Sync + 'static> {
+    shared: &'a Shared<V>,
+    key: &'a str,
+    ran: AtomicBool,
+}
+
+impl<V: Clone + Send + Sync + 'static> Drop for Loaded<'_, V> {
+    fn drop(&mut self) {
+        if self.ran.load(Ordering::Acquire) {
+            self.shared.forget(&Scope::Key(self.key));
+        }
+    }
+}
+
+impl<V> CacheStore<V> for NearCache<V>
+where
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    async fn get(&self, key: &str) -> Result<Option<V>> {
+        check_key(key)?;
+        let started = self.own.sample_next_get().then(Instant::now);
+        let found = self.get_uncounted(key).await;
+        if let (Some(started), Ok(_)) = (started, &found) {
+            self.own.record_latency(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        }
+        found
+    }
+
+    async fn set(&self, key: &str, value: V, options: SetOptions) -> Result<()> {
+        check_key(key)?;
+        check_set_options(&options, None)?;
+        let _forget = Forget::new(&self.shared, Scope::Key(key));
+        self.redis.set(key, value, options).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        let _forget = Forget::new(&self.shared, Scope::Key(key));
+        self.redis.delete(key).await
+    }
+
+    async fn contains(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        if self.shared.up.load(Ordering::Acquire) && self.shared.memory.contains(key).into_inner()? {
+            return Ok(true);
+        }
+        self.redis.contains(key).await
+    }
+
+    async fn get_metadata(&self, key: &str) -> Result<Option<Metadata>> {
+        self.redis.get_metadata(key).await
+    }
+
+    async fn update_metadata(&self, key: &str, metadata: Metadata) -> Result<bool> {
+        check_key(key)?;
+        let _forget = Forget::new(&self.shared, Scope::Key(key));
+        self.redis.update_metadata(key, metadata).await
+    }
+
+    async fn invalidate(&self, pattern: &str) -> Result<usize> {
+        Pattern::new(pattern)?;
+        let _forget = Forget::new(&self.shared, Scope::Pattern(pattern));
+        self.redis.invalidate(pattern).await
+    }
+
+    async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
+        self.redis.keys(pattern).await
+    }
+
+    async fn size(&self) -> Result<usize> {
+        self.redis.size().await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        let _forget = Forget::new(&self.shared, Scope::All);
+        self.redis.clear().await
+    }
+
+    async fn try_get_or_set<F, Fut, E>(&self, key: &str, loader: F, options: SetOptions) -> Result<V>
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = std::result::Result<V, E>> + Send,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        check_key(key)?;
+        check_set_options(&options, None)?;
+        if self.shared.up.load(Ordering::Acquire)
+            && let Some(value) = self.shared.memory.get(key).into_inner()?
+        {
+            SharedCounters::add(&self.own.hits, 1);
+            return Ok(value);
+        }
+        let ticket = self.shared.ticket(key);
+        let loaded = Loaded { shared: &self.shared, key, ran: AtomicBool::new(false) };
+        let ran = &loaded.ran;
+        let loader = move || {
+            ran.store(true, Ordering::Release);
+            loader()
+        };
+        let value = self.redis.try_get_or_set(key, loader, options).await?;
+        // A value this instance loaded and wrote is not filled: Redis reports
+        // the write back, and `loaded` takes the key out of memory as it goes.
+        if !loaded.ran.load(Ordering::Acquire)
+            && let Some((ticket, conn)) = ticket
+        {
+            let asked = Instant::now();
+            let pttl = self.pttl(conn, key).await;
+            self.fill(key, ticket, value.clone(), pttl, asked);
+        }
+        Ok(value)
+    }
+
+    fn stats(&self) -> CacheStats {
+        let mut stats = self.redis.stats();
+        let own = self.own.snapshot();
+        stats.hits += own.hits;
+        let gets = stats.hits + stats.misses;
+        stats.hit_ratio = if gets == 0 { 0.0 } else { stats.hits as f64 / gets as f64 };
+        stats.avg_get_latency = own.avg_get_latency;
+        stats
+    }
+
+    fn reset_stats(&self) {
+        self.redis.reset_stats();
+        self.own.reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policies::LruPolicy;
+
+    fn shared() -> Shared<u32> {
+        let shared = Shared::new(MemoryStore::new(LruPolicy::new(100).unwrap()), "p:");
+        // Up without a connection: tickets need one, so note them by hand.
+        let mut state = shared.lock();
+        state.epoch = 2;
+        drop(state);
+        shared.up.store(true, Ordering::Release);
+        shared
+    }
+
+    fn ticket(shared: &Shared<u32>, key: &str) -> Ticket {
+        let stripe = shared.stripe(key);
+        let state = shared.lock();
+        Ticket { epoch: state.epoch, stripe, seen: state.stripes[stripe] }
+    }
+
+    #[test]
+    fn a_fill_after_an_invalidation_of_its_key_is_refused() {
+        let shared = shared();
+        let t = ticket(&shared, "k");
+        shared.forget_redis_keys(&[Value::BulkString(b"p:k".to_vec())]);
+        assert!(!shared.fill("k", t, 1, None));
+        assert!(!shared.memory.contains("k").into_inner().unwrap());
+        // A fresh ticket fills.
+        let t = ticket(&shared, "k");
+        assert!(shared.fill("k", t, 2, None));
+        assert_eq!(shared.memory.get("k").into_inner().unwrap(), Some(2));
+        // And a later invalidation removes it.
+        shared.forget_redis_keys(&[Value::BulkString(b"p:k".to_vec())]);
+        assert!(!shared.memory.contains("k").into_inner().unwrap());
+    }
+
+    #[test]
+    fn other_keys_other_prefixes_and_index_keys_do_not_refuse_a_fill() {
+        let shared = shared();
+        let t = ticket(&shared, "k");
+        let other = (0..).map(|i| format!("o{i}")).find(|o| shared.stripe(o) != t.stripe).unwrap();
+        shared.forget_redis_keys(&[
+            Value::BulkString(format!("p:{other}").into_bytes()),
+            Value::BulkString(b"q:k".to_vec()),
+            Value::BulkString(b"p:\xfflru".to_vec()),
+            Value::BulkString(b"p:".to_vec()),
+        ]);
+        assert!(shared.fill("k", t, 1, None));
+    }
+
+    #[test]
+    fn local_writes_patterns_flushes_and_a_lost_connection_refuse_fills() {
+        let shared = shared();
+        for scope in [Scope::Key("k"), Scope::Pattern("k*"), Scope::All] {
+            let t = ticket(&shared, "k");
+            shared.forget(&scope);
+            assert!(!shared.fill("k", t, 1, None));
+        }
+        let t = ticket(&shared, "k");
+        shared.on_push(0, PushInfo { kind: PushKind::Invalidate, data: vec![Value::Nil] });
+        assert!(!shared.fill("k", t, 1, None), "a flush");
+        // A lost connection (session 0 is current here) empties memory and stops serving.
+        let t = ticket(&shared, "k");
+        assert!(shared.fill("k", t, 1, None));
+        let t = ticket(&shared, "k");
+        shared.on_push(0, PushInfo { kind: PushKind::Disconnection, data: vec![] });
+        assert!(!shared.up.load(Ordering::Acquire));
+        assert_eq!(shared.memory.len(), 0);
+        assert!(!shared.fill("k", t, 1, None));
+    }
+
+    #[test]
+    fn a_connection_that_reported_its_loss_is_never_made_current() {
+        let shared = Shared::new(MemoryStore::<u32>::new(LruPolicy::new(10).unwrap()), "p:");
+        // Session 3 closes before the task makes it current.
+        shared.down(3);
+        assert_eq!(shared.lock().lost_session, 3);
+        assert!(!shared.up.load(Ordering::Acquire));
+    }
+}
