@@ -35,14 +35,66 @@ export function bind(wasm) {
     typeof String.prototype.isWellFormed === "function"
       ? (text) => text.isWellFormed()
       : (text) => !/\p{Cs}/u.test(text);
-  let keyBytes = new Uint8Array(0);
-  let removedWords = new Uint32Array(0);
+  // What runs between a store call and the bookkeeping it needs on this side
+  // (forgetting the ids the engine freed, placing a value) uses only these,
+  // taken when the package loads: a global or prototype method a user
+  // replaces later cannot throw in between and leave the two sides apart.
+  const { apply } = Reflect;
+  const NativePromise = Promise;
+  const promiseThen = Promise.prototype.then;
+  const U32 = Uint32Array;
+  const U8 = Uint8Array;
+  const memoryBuffer = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, "buffer").get;
+  /** A Map whose methods are the built-ins as they were when the package loaded. */
+  class SlotMap extends Map {}
+  for (const name of ["get", "set", "delete", "clear", "has", "forEach"]) {
+    Object.defineProperty(SlotMap.prototype, name, { value: Map.prototype[name], writable: true, configurable: true });
+  }
+  Object.defineProperty(SlotMap.prototype, "size", Object.getOwnPropertyDescriptor(Map.prototype, "size"));
+  /** A Set, likewise with the built-in methods of load time (getOrSet's waiters). */
+  class WaiterSet extends Set {}
+  for (const name of ["add", "delete", "clear", "forEach", "values"]) {
+    Object.defineProperty(WaiterSet.prototype, name, { value: Set.prototype[name], writable: true, configurable: true });
+  }
+  Object.defineProperty(WaiterSet.prototype, "size", Object.getOwnPropertyDescriptor(Set.prototype, "size"));
+
+  // The shadow stack pointer of the wasm code (exported by build.rs): a trap
+  // skips the epilogues that move it back, so `unwind` puts it back where it
+  // rests between calls (no wasm frame is ever active while this file runs).
+  const globalValue = Object.getOwnPropertyDescriptor(WebAssembly.Global.prototype, "value");
+  const stackPointer = wasm.wasmExports().__stack_pointer;
+  const restingStack = stackPointer === undefined ? undefined : apply(globalValue.get, stackPointer, []);
+  function unwind() {
+    if (stackPointer !== undefined && apply(globalValue.get, stackPointer, []) !== restingStack) {
+      apply(globalValue.set, stackPointer, [restingStack]);
+    }
+  }
+
+  /**
+   * Throws RangeError unless a few more frames fit on the stack: called
+   * before a store call whose bookkeeping here (forgetting what the engine
+   * removed, placing the value) must not then fail for want of stack.
+   */
+  function headroom(n) {
+    return n === 0 ? 0 : headroom(n - 1) + 1;
+  }
+  const HEADROOM = 4;
+  // The calls that walk or remove many entries go deeper into the engine.
+  const DEEP = 24;
+
+  let keyBytes = new U8(0);
+  let removedWords = new U32(0);
 
   /** The removed buffer: [count, id, reason, id, reason, ...] of the last call that stored. */
   function removedView() {
     // A view goes empty when the memory grows; take a new one then.
-    if (removedWords.length === 0) removedWords = new Uint32Array(memory.buffer, REMOVED_BUFFER, 65);
+    if (removedWords.length === 0) removedWords = new U32(apply(memoryBuffer, memory, []), REMOVED_BUFFER, 65);
     return removedWords;
+  }
+
+  /** The `n` slot ids in `store`'s report. */
+  function reportOf(store, n) {
+    return new U32(apply(memoryBuffer, memory, []), store.report(), n);
   }
 
   // Why an entry left, by the engine's reason code (src/wasm/mod.rs).
@@ -62,7 +114,7 @@ export function bind(wasm) {
     if (n > KEY_CAPACITY) return -1;
     let bytes = keyBytes;
     // A view goes empty when the memory grows; take a new one then.
-    if (bytes.byteLength === 0) bytes = keyBytes = new Uint8Array(memory.buffer, KEY_BUFFER, KEY_CAPACITY);
+    if (bytes.byteLength === 0) bytes = keyBytes = new U8(apply(memoryBuffer, memory, []), KEY_BUFFER, KEY_CAPACITY);
     let i = 0;
     for (; i < n; i++) {
       const code = key.charCodeAt(i);
@@ -605,6 +657,14 @@ export function bind(wasm) {
     };
   }
 
+  /** Appends one removal notice (no Array method: see SlotMap). */
+  function notify3(notices, value, key, reason) {
+    const n = notices.length;
+    notices[n] = value;
+    notices[n + 1] = key;
+    notices[n + 2] = reason;
+  }
+
   /** How a key is shown in an error message. */
   function shownKey(key) {
     return JSON.stringify(key.length > 64 ? `${key.slice(0, 64)}...` : key);
@@ -638,7 +698,7 @@ export function bind(wasm) {
    */
   class MemoryStore {
     #store;
-    #ids = new Map();
+    #ids = new SlotMap();
     #values = [];
     #keys = [];
     // Whether any entry may expire: only then is the clock read on a hit.
@@ -647,7 +707,7 @@ export function bind(wasm) {
     #onRemove;
     #disposed = false;
     // The getOrSet loads under way, by key: what makes concurrent calls share one.
-    #flights = new Map();
+    #flights = new SlotMap();
     // The keys whose loaders are running synchronously right now, innermost
     // last: a getOrSet for one of them comes from inside its own loader.
     #loading = [];
@@ -681,8 +741,14 @@ export function bind(wasm) {
       return this.#expiring ? this.#now() : 0;
     }
 
-    #live() {
+    /**
+     * The wasm store, once the stack is as it rests (see `unwind`) and
+     * `depth` more frames fit; throws once disposed.
+     */
+    #live(depth = HEADROOM) {
       if (this.#disposed) throw new CacheError("this MemoryStore was disposed");
+      unwind();
+      headroom(depth);
       return this.#store;
     }
 
@@ -701,7 +767,7 @@ export function bind(wasm) {
       if (this.#ids.get(key) === id) this.#ids.delete(key);
       this.#values[id] = undefined;
       this.#keys[id] = undefined;
-      if (notices !== undefined) notices.push(value, key, REASONS[reason]);
+      if (notices !== undefined) notify3(notices, value, key, REASONS[reason]);
     }
 
     /** The removal notices of one call, or undefined without a listener. */
@@ -731,8 +797,10 @@ export function bind(wasm) {
 
     /** Forgets the ids of the entries that expired by `now`. */
     #reclaim(now, notices) {
-      const ids = this.#store.reclaim(now);
-      for (let i = 0; i < ids.length; i++) this.#drop(ids[i], EXPIRED, notices);
+      const n = this.#store.reclaim(now);
+      if (n === 0) return;
+      const ids = reportOf(this.#store, n);
+      for (let i = 0; i < n; i++) this.#drop(ids[i], EXPIRED, notices);
     }
 
     // The synchronous fast path; the async methods below are thin wrappers.
@@ -794,12 +862,16 @@ export function bind(wasm) {
           const rid = removed[i];
           const reason = removed[i + 1];
           if (reason === REPLACED) {
-            if (notices !== undefined) notices.push(this.#values[rid], key, "replaced");
+            if (notices !== undefined) notify3(notices, this.#values[rid], key, "replaced");
           } else {
             this.#drop(rid, reason, notices);
           }
         }
       }
+      // A slot another key still maps to here (its bookkeeping was cut short
+      // by a stack overflow after the engine freed it): that key is gone.
+      const previous = this.#keys[id];
+      if (previous !== undefined && previous !== key && this.#ids.get(previous) === id) this.#ids.delete(previous);
       this.#values[id] = value;
       this.#keys[id] = key;
       this.#ids.set(key, id);
@@ -927,7 +999,7 @@ export function bind(wasm) {
       let flight = this.#flights.get(key);
       const leads = flight === undefined;
       if (leads) {
-        flight = { key, waiters: new Set(), leader: undefined, run: undefined };
+        flight = { key, waiters: new WaiterSet(), leader: undefined, run: undefined };
         this.#flights.set(key, flight);
       } else {
         flight.waiters.add(call); // a Set: O(1) to add and to remove
@@ -974,7 +1046,11 @@ export function bind(wasm) {
       if (run.token !== undefined) this.#store.endLoad(placeKey(flight.key), run.token);
       run.controller.abort(reason);
       this.#settle(call, false, reason);
-      const next = flight.waiters.values().next().value;
+      // The first waiter (a scan, once per abandoned load, as in Rust).
+      let next;
+      flight.waiters.forEach((waiter) => {
+        next ??= waiter;
+      });
       if (next === undefined) {
         if (this.#flights.get(flight.key) === flight) this.#flights.delete(flight.key);
         return;
@@ -1004,7 +1080,7 @@ export function bind(wasm) {
         }
         if (this.#flights.get(key) === flight) this.#flights.delete(key);
         this.#settle(flight.leader, ok, result);
-        for (const waiter of flight.waiters) this.#settle(waiter, ok, result);
+        flight.waiters.forEach((waiter) => this.#settle(waiter, ok, result));
         flight.waiters.clear();
       }));
       return run;
@@ -1031,8 +1107,8 @@ export function bind(wasm) {
       const store = this.#store;
       const run = { live: true, token: undefined, controller: new AbortController(), timer: undefined };
       const started = this.#now();
-      run.token = store.beginLoad(placeKey(key));
       this.#runs.add(run);
+      run.token = store.beginLoad(placeKey(key));
       const end = (ok, result) => {
         if (!run.live) return;
         this.#endRun(run);
@@ -1049,20 +1125,21 @@ export function bind(wasm) {
         });
       }
       let result;
-      this.#loading.push(key);
+      let threw = false;
+      const loading = this.#loading;
+      const depth = loading.length;
+      loading[depth] = key;
       try {
         result = loader({ key, signal: run.controller.signal });
       } catch (error) {
-        result = Promise.reject(error);
+        [threw, result] = [true, error];
       } finally {
-        this.#loading.pop();
+        loading.length = depth;
       }
       // `new Promise` rather than Promise.resolve: a thenable whose `then`
       // getter throws rejects here instead of throwing.
-      new Promise((resolve) => resolve(result)).then(
-        (value) => end(true, value),
-        (error) => end(false, error),
-      );
+      const settled = threw ? new NativePromise((_, reject) => reject(result)) : new NativePromise((resolve) => resolve(result));
+      apply(promiseThen, settled, [(value) => end(true, value), (error) => end(false, error)]);
       return run;
     }
 
@@ -1151,17 +1228,18 @@ export function bind(wasm) {
       if (typeof pattern !== "string") throw patternError(pattern);
       if (!isWellFormed(pattern)) throw notUnicode(CachePatternError, "pattern", pattern);
       const now = this.#now();
-      const store = this.#live();
+      const store = this.#live(DEEP);
       const notices = this.#notices();
       this.#reclaim(now, notices);
-      const ids = store.invalidate(pattern, now);
-      if (ids === undefined) {
+      const n = store.invalidate(pattern, now);
+      if (n < 0) {
         this.#notify(notices);
         throw this.#refused();
       }
-      for (let i = 0; i < ids.length; i++) this.#drop(ids[i], INVALIDATED, notices);
+      const ids = reportOf(store, n);
+      for (let i = 0; i < n; i++) this.#drop(ids[i], INVALIDATED, notices);
       this.#notify(notices);
-      return ids.length;
+      return n;
     }
 
     /** The slot ids of the live entries, all or those matching `pattern`, in the documented order. */
@@ -1169,10 +1247,11 @@ export function bind(wasm) {
       if (pattern !== undefined && typeof pattern !== "string") throw patternError(pattern);
       if (pattern !== undefined && !isWellFormed(pattern)) throw notUnicode(CachePatternError, "pattern", pattern);
       const now = this.#now();
-      const store = this.#live();
+      const store = this.#live(DEEP);
       const notices = this.#notices();
       this.#reclaim(now, notices);
-      const ids = store.slots(pattern, now);
+      const n = store.slots(pattern, now);
+      const ids = n < 0 ? undefined : Array.from(reportOf(store, n));
       this.#notify(notices);
       if (ids === undefined) throw this.#refused();
       return ids;
@@ -1189,8 +1268,11 @@ export function bind(wasm) {
     /** {@link keys} without the Promise. */
     keysSync(pattern) {
       const ids = this.#slots(pattern);
-      const keys = new Array(ids.length);
-      for (let i = 0; i < ids.length; i++) keys[i] = this.#keys[ids[i]];
+      const keys = [];
+      for (let i = 0; i < ids.length; i++) {
+        const key = this.#keys[ids[i]];
+        if (key !== undefined) keys[keys.length] = key;
+      }
       return keys;
     }
 
@@ -1225,12 +1307,12 @@ export function bind(wasm) {
     /** {@link clear} without the Promise. */
     clearSync() {
       const now = this.#now();
-      const store = this.#live();
+      const store = this.#live(DEEP);
       const notices = this.#notices();
       this.#reclaim(now, notices);
       store.clear(now);
       if (notices !== undefined) {
-        for (const [key, id] of this.#ids) notices.push(this.#values[id], key, "cleared");
+        this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
       }
       this.#ids.clear();
       this.#values.length = 0;
@@ -1241,7 +1323,7 @@ export function bind(wasm) {
     /** How many live entries there are. */
     get size() {
       const now = this.#now();
-      this.#live();
+      this.#live(DEEP);
       const notices = this.#notices();
       this.#reclaim(now, notices);
       this.#notify(notices);
@@ -1279,11 +1361,11 @@ export function bind(wasm) {
         this.#endRun(run);
         run.controller.abort(error);
       }
-      for (const flight of this.#flights.values()) {
+      this.#flights.forEach((flight) => {
         this.#settle(flight.leader, false, error);
-        for (const waiter of flight.waiters) this.#settle(waiter, false, error);
+        flight.waiters.forEach((waiter) => this.#settle(waiter, false, error));
         flight.waiters.clear();
-      }
+      });
       this.#flights.clear();
       this.#ids.clear();
       this.#values = [];

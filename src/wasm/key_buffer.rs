@@ -42,6 +42,12 @@ pub fn wasm_memory() -> JsValue {
     wasm_bindgen::memory()
 }
 
+/// The instance's exports, for the JS layer to find `__stack_pointer` (see build.rs).
+#[wasm_bindgen(js_name = wasmExports)]
+pub fn wasm_exports() -> JsValue {
+    wasm_bindgen::exports()
+}
+
 /// The size of the key buffer in bytes.
 #[wasm_bindgen(js_name = keyBufferLen)]
 pub fn key_buffer_len() -> usize {

@@ -110,6 +110,20 @@ struct Inner {
     error: Option<CacheError>,
     /// What the last [`WasmStore::get_fresh`] found.
     freshness: u32,
+    /// The slot ids the last listing call (`reclaim`, `invalidate`,
+    /// `slots`) found, read by the JS layer straight from wasm memory
+    /// ([`WasmStore::report`]): a returned `Vec` would be copied out by glue
+    /// code that calls JS methods a user may have replaced, after the engine
+    /// has already forgotten the ids.
+    report: Vec<u32>,
+}
+
+impl Inner {
+    /// Puts `ids` in the report; their count.
+    fn report(&mut self, ids: Vec<u32>) -> u32 {
+        self.report = ids;
+        self.report.len() as u32
+    }
 }
 
 impl Inner {
@@ -175,7 +189,8 @@ impl WasmStore {
     pub fn new(policy: &WasmPolicy) -> WasmStore {
         let clock = ManualClock::new();
         let engine = Engine::new(policy.0.clone(), clock.clone().into());
-        WasmStore { inner: UnsafeCell::new(Inner { engine, clock, now: 0, error: None, freshness: 0 }) }
+        let inner = Inner { engine, clock, now: 0, error: None, freshness: 0, report: Vec::new() };
+        WasmStore { inner: UnsafeCell::new(inner) }
     }
 
     #[inline]
@@ -373,6 +388,7 @@ impl WasmStore {
             if let Some(metadata) = &metadata {
                 options = options.metadata(metadata::parse(metadata)?);
             }
+            engine.try_reserve_set(key_len)?;
             let (id, removed) = key_buffer::with_key(key_len, |key| {
                 engine.finish_refresh_slot(key, token as u64, ok, &options, background)
             })?;
@@ -445,42 +461,51 @@ impl WasmStore {
         }
     }
 
-    /// Reclaims every expired entry: their slot ids. The JS layer calls it
-    /// before the calls that would reclaim them without saying which.
-    pub fn reclaim(&self, now: f64) -> Vec<u32> {
-        let inner = self.inner();
-        inner.tick(now);
-        inner.engine.reclaim_expired_slots()
+    /// The address of the report: the slot ids the last `reclaim`,
+    /// `invalidate` or `slots` call found (it returned their count).
+    pub fn report(&self) -> *const u32 {
+        self.inner().report.as_ptr()
     }
 
-    /// Removes the live entries whose keys match the glob `pattern`: their
-    /// slot ids, or `undefined` if the pattern was refused. Call after
-    /// [`WasmStore::reclaim`] with the same `now`, so none has expired.
-    pub fn invalidate(&self, pattern: &str, now: f64) -> Option<Vec<u32>> {
+    /// Reclaims every expired entry: how many, their slot ids in the report.
+    /// The JS layer calls it before the calls that would reclaim them without
+    /// saying which.
+    pub fn reclaim(&self, now: f64) -> u32 {
+        let inner = self.inner();
+        inner.tick(now);
+        let ids = inner.engine.reclaim_expired_slots();
+        inner.report(ids)
+    }
+
+    /// Removes the live entries whose keys match the glob `pattern`: how
+    /// many, their slot ids in the report; -1 if the pattern was refused.
+    /// Call after [`WasmStore::reclaim`] with the same `now`, so none has expired.
+    pub fn invalidate(&self, pattern: &str, now: f64) -> i32 {
         let inner = self.inner();
         inner.tick(now);
         let engine = &mut inner.engine;
         // The ids first: with nothing expired, `invalidate` removes exactly these.
         match engine.live_slots(Some(pattern)).and_then(|ids| engine.invalidate(pattern).map(|_| ids)) {
-            Ok(ids) => Some(ids),
+            Ok(ids) => inner.report(ids) as i32,
             Err(err) => {
                 inner.failed(err);
-                None
+                NONE
             }
         }
     }
 
-    /// The slot ids of the live entries, all or those whose keys match
-    /// `pattern`, in the engine's order (`for_each_live`), or `undefined` if
-    /// the pattern was refused. Call after [`WasmStore::reclaim`] with the same `now`.
-    pub fn slots(&self, pattern: Option<String>, now: f64) -> Option<Vec<u32>> {
+    /// The live entries, all or those whose keys match `pattern`, in the
+    /// engine's order (`for_each_live`): how many, their slot ids in the
+    /// report; -1 if the pattern was refused. Call after
+    /// [`WasmStore::reclaim`] with the same `now`.
+    pub fn slots(&self, pattern: Option<String>, now: f64) -> i32 {
         let inner = self.inner();
         inner.tick(now);
         match inner.engine.live_slots(pattern.as_deref()) {
-            Ok(ids) => Some(ids),
+            Ok(ids) => inner.report(ids) as i32,
             Err(err) => {
                 inner.failed(err);
-                None
+                NONE
             }
         }
     }
@@ -490,7 +515,7 @@ impl WasmStore {
     pub fn clear(&self, now: f64) {
         let inner = self.inner();
         inner.tick(now);
-        inner.engine.clear();
+        inner.engine.clear_slots();
     }
 
     /// `[hits, misses, sets, deletes, evictions, expirations, hitRatio,
@@ -527,6 +552,7 @@ impl WasmStore {
 /// Stores the entry under the key in the key buffer; its slot id, with what
 /// it removed in the removed buffer.
 fn store(inner: &mut Inner, key_len: usize, options: SetOptions) -> crate::Result<i32> {
+    inner.engine.try_reserve_set(key_len)?;
     let (id, removed) = key_buffer::with_key(key_len, |key| inner.engine.set_slot(key, options))?;
     report!(removed);
     Ok(id as i32)

@@ -833,6 +833,7 @@ impl<V> Engine<V> {
     }
 
     #[cfg_attr(not(any(test, target_arch = "wasm32")), allow(dead_code))]
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // the JS bindings clear with `clear_slots`
     pub fn clear(&mut self) {
         drop(self.clear_returning());
     }
@@ -1207,6 +1208,28 @@ impl Engine<u32> {
         id
     }
 
+    /// Reserves what a `set` of a new key of `key_len` bytes may allocate
+    /// (a slot, an index bucket, a ghost cell, the key's copy, an expiry
+    /// node), failing with `CacheError::Backend` instead of aborting when
+    /// memory is exhausted: wasm's memory can run out, and an abort half-way
+    /// through a `set` would leave the engine inconsistent.
+    pub fn try_reserve_set(&mut self, key_len: usize) -> Result<()> {
+        fn exhausted<E>(_: E) -> CacheError {
+            CacheError::Backend { message: "out of memory for one more entry".into(), source: None }
+        }
+        self.slots.try_reserve(1).map_err(exhausted)?;
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.try_reserve(1, |&id| hasher.hash_one(&*slots[id as usize].key)).map_err(exhausted)?;
+        let ghost = &mut self.ghost;
+        ghost.queue.try_reserve(1).map_err(exhausted)?;
+        let (queue, front) = (&ghost.queue, ghost.front);
+        ghost.index.try_reserve(1, |&seq| Ghost::hash_at(queue, front, seq)).map_err(exhausted)?;
+        // The small allocations: freed at once, the room stays with the allocator.
+        let mut room = Vec::<u8>::new();
+        room.try_reserve_exact(key_len.saturating_add(4096)).map_err(exhausted)?;
+        Ok(())
+    }
+
     /// A counted `get` of the entry in slot `id`: whether it is live. A hit
     /// is seen by the policy as `get` sees it; an expired entry is reclaimed
     /// (the caller, which asked for it, drops its id) and counts a miss.
@@ -1265,6 +1288,26 @@ impl Engine<u32> {
         let mut out = Removals::new();
         self.reclaim_expired(now, usize::MAX, &mut out);
         out.into_vec().into_iter().map(|(removed, _)| removed.value).collect()
+    }
+
+    /// [`clear_returning`](Engine::clear_returning) without collecting what
+    /// it removed (the JS side forgets every id it holds): it allocates
+    /// nothing once the expired entries are reclaimed, so it works when
+    /// memory is exhausted, which is when a user clears a store.
+    pub fn clear_slots(&mut self) {
+        self.reclaim_all_expired();
+        self.counters.deletes += self.live as u64;
+        self.loads.clear();
+        self.fresh.clear();
+        let slots = std::mem::take(&mut self.slots);
+        self.free = NIL;
+        self.live = 0;
+        self.index = HashTable::new();
+        self.lists = [List::EMPTY; 2];
+        self.ghost.clear();
+        self.expiries.clear();
+        self.evicted_once = false;
+        drop(slots);
     }
 
     /// The ids of the live entries whose keys match `pattern` (all without

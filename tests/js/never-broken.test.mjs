@@ -1,0 +1,371 @@
+// Never left broken (issue 11): whatever throws or traps during a store call,
+// the store is as it was before that call and every later call works. The
+// store's two halves (values and the key -> slot map in JS, the engine in
+// wasm) must also still agree: `consistent` checks that after every attack.
+import { test, describe } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, realpathSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { MemoryStore, LRUPolicy, S3FIFOPolicy, TTLPolicy, ManualClock, CacheError } from "pepperpy-caching";
+
+const KEYS = Array.from({ length: 40 }, (_, i) => `k${i}`);
+
+/** Checks that both halves of `store` agree, and returns its contents. */
+function consistent(store) {
+  const listed = store.keysSync();
+  assert.equal(new Set(listed).size, listed.length, "no key listed twice");
+  assert.equal(listed.length, store.size, "size agrees with the engine's keys");
+  const entries = [...store.entries()];
+  assert.deepEqual(
+    entries.map(([k]) => k),
+    listed,
+  );
+  for (const [key, value] of entries) {
+    assert.equal(store.peek(key), value, `${key}: the engine's entry has its value`);
+    assert.ok(value !== undefined);
+  }
+  for (const key of KEYS) {
+    assert.equal(store.hasSync(key), listed.includes(key), `${key}: JS and engine agree`);
+  }
+  return new Map(entries);
+}
+
+/** Sets, gets and removes through every kind of call: the store works. */
+async function usable(store) {
+  store.setSync("usable", 1, { ttl: 6000, metadata: { ok: true } });
+  assert.equal(store.getSync("usable"), 1);
+  assert.deepEqual(await store.getMetadata("usable"), { ok: true });
+  assert.equal(store.deleteSync("usable"), true);
+  assert.equal(await store.getOrSet("usable:load", () => 2), 2);
+  assert.equal(store.invalidateSync("usable*"), 1);
+  consistent(store);
+}
+
+function stores() {
+  return {
+    lru: new MemoryStore({ policy: new LRUPolicy({ maxSize: 30, ttl: 600 }) }),
+    s3fifo: new MemoryStore({ policy: new S3FIFOPolicy({ maxSize: 30 }) }),
+    ttl: new MemoryStore({ policy: new TTLPolicy({ ttl: 600, maxSize: 30 }) }),
+  };
+}
+
+function fill(store, n = 20) {
+  for (let i = 0; i < n; i++) store.setSync(KEYS[i], { i }, i % 3 === 0 ? { metadata: { i } } : undefined);
+}
+
+// Every call site, each as a function of a store and a counter.
+const calls = {
+  "getSync (hit)": (s) => s.getSync("k1"),
+  "getSync (miss)": (s) => s.getSync("absent"),
+  "setSync": (s, i) => s.setSync(KEYS[i % KEYS.length], { i }),
+  "setSync with ttl and metadata": (s, i) => s.setSync(KEYS[i % KEYS.length], { i }, { ttl: 60, metadata: { i, tags: ["a"] } }),
+  "deleteSync": (s, i) => s.deleteSync(KEYS[i % KEYS.length]),
+  "hasSync": (s) => s.hasSync("k2"),
+  "peek": (s) => s.peek("k3"),
+  "remainingTtl": (s) => s.remainingTtl("k4"),
+  "invalidateSync": (s, i) => s.invalidateSync(`k${i % 10}*`),
+  "keysSync": (s) => s.keysSync("k1*"),
+  "entries": (s) => [...s.entries()],
+  "size": (s) => s.size,
+  "clearSync": (s, i) => i % 50 === 0 && s.clearSync(),
+  "getStats": (s) => s.getStats(),
+  "getMetadata": (s) => s.getMetadata("k0"),
+  "updateMetadata": (s) => s.updateMetadata("k0", { more: [1, 2] }),
+  "getOrSet": (s, i) => s.getOrSet(KEYS[i % KEYS.length], () => ({ loaded: i }), { ttl: 30 }),
+  "getOrSet with grace": (s, i) => s.getOrSet(KEYS[i % KEYS.length], () => ({ loaded: i }), { ttl: 30, grace: 30 }),
+};
+
+describe("a stack overflow at every depth of every call site", () => {
+  for (const [name, call] of Object.entries(calls)) {
+    test(name, async () => {
+      for (const [kind, store] of Object.entries(stores())) {
+        fill(store);
+        let i = 0;
+        let overflowed = 0;
+        const pending = [];
+        // Recurses until the stack is exhausted, then makes the call at every
+        // depth on the way back up: near the bottom it overflows somewhere
+        // inside, at every point it can.
+        const dive = () => {
+          try {
+            dive();
+          } catch {
+            overflowed++;
+          }
+          try {
+            // No call here that could itself overflow: the promise is awaited later.
+            pending[pending.length] = call(store, i++);
+          } catch (error) {
+            if (!(error instanceof RangeError) && !(error instanceof CacheError)) throw error;
+          }
+        };
+        dive();
+        await Promise.allSettled(pending.filter((p) => p instanceof Promise));
+        assert.ok(overflowed > 0, "the stack did overflow");
+        assert.ok(i > 1000);
+        consistent(store);
+        await usable(store);
+        assert.ok(kind);
+      }
+    });
+  }
+});
+
+describe("globals that throw, getters and Proxies: the call fails, the store is as it was", () => {
+  const boom = new Error("hostile global");
+  const overrides = {
+    "performance.now": [performance, "now"],
+    "Object.entries": [Object, "entries"],
+    "Object.keys": [Object, "keys"],
+    "Object.defineProperty": [Object, "defineProperty"],
+    "Array.prototype.push": [Array.prototype, "push"],
+    "Array.prototype.join": [Array.prototype, "join"],
+    "Array.prototype.includes": [Array.prototype, "includes"],
+    "JSON.stringify": [JSON, "stringify"],
+    "JSON.parse": [JSON, "parse"],
+    "String.prototype.slice": [String.prototype, "slice"],
+    "Map.prototype.get": [Map.prototype, "get"],
+    "Map.prototype.set": [Map.prototype, "set"],
+    "Map.prototype.delete": [Map.prototype, "delete"],
+    "TextEncoder.prototype.encodeInto": [TextEncoder.prototype, "encodeInto"],
+    "TextEncoder.prototype.encode": [TextEncoder.prototype, "encode"],
+    "TextDecoder.prototype.decode": [TextDecoder.prototype, "decode"],
+    "Uint32Array.prototype.slice": [Uint32Array.prototype, "slice"],
+    "DataView.prototype.setFloat64": [DataView.prototype, "setFloat64"],
+    "Promise.prototype.then": [Promise.prototype, "then"],
+    "Math.random": [Math, "random"],
+    "Error": [globalThis, "Error"],
+  };
+  for (const [name, [owner, prop]] of Object.entries(overrides)) {
+    test(name, async () => {
+      for (const store of Object.values(stores())) {
+        fill(store);
+        const original = owner[prop];
+        for (const [callName, call] of Object.entries(calls)) {
+          const before = consistent(store);
+          const statsBefore = store.getStats();
+          let threw = false;
+          let result;
+          owner[prop] = function hostile() {
+            throw boom;
+          };
+          try {
+            result = call(store, 7);
+          } catch {
+            threw = true;
+          } finally {
+            owner[prop] = original;
+          }
+          if (result instanceof Promise) {
+            try {
+              await result;
+            } catch {
+              threw = true;
+            }
+          }
+          // A replaced Promise.prototype.then breaks the adoption of a
+          // promise an async call returns: the caller sees the error of the
+          // user's `then` although the call itself (a load) went through.
+          const adoptionOnly = name === "Promise.prototype.then" && result instanceof Promise;
+          if (threw && !adoptionOnly) {
+            assert.deepEqual(consistent(store), before, `${callName} threw and changed nothing`);
+            const { avgGetLatency: _a, ...now } = store.getStats();
+            const { avgGetLatency: _b, ...then } = statsBefore;
+            assert.deepEqual(now, then, `${callName}: nothing counted`);
+          } else {
+            consistent(store);
+          }
+        }
+        await usable(store);
+      }
+    });
+  }
+
+  test("Proxies and getters as options and metadata, re-entering the store from their traps", async () => {
+    const store = stores().lru;
+    fill(store);
+    const trap = (target) =>
+      new Proxy(target, {
+        get(t, p) {
+          store.setSync("k5", "from a trap");
+          store.deleteSync("k6");
+          store.clearSync();
+          fill(store);
+          return Reflect.get(t, p);
+        },
+        ownKeys(t) {
+          store.invalidateSync("k1*");
+          return Reflect.ownKeys(t);
+        },
+      });
+    store.setSync("p1", 1, trap({ ttl: 60, metadata: { a: 1 } }));
+    assert.equal(store.getSync("p1"), 1);
+    assert.deepEqual(await store.getMetadata("p1"), { a: 1 });
+    store.setSync("p2", 2, { metadata: trap({ a: [1, 2] }) });
+    assert.deepEqual(await store.getMetadata("p2"), { a: [1, 2] });
+    assert.equal(await store.getOrSet("p3", () => 3, trap({ ttl: 5 })), 3);
+    assert.equal(store.getSync("p3"), 3);
+    assert.throws(() => store.setSync("p4", 4, trap({ tll: 5 })), CacheError);
+    assert.equal(store.hasSync("p4"), false);
+    store.setSync("p1", 1, { metadata: { a: 1 } });
+    // The trap clears the store while the metadata is read: p1 is gone by the update.
+    assert.equal(await store.updateMetadata("p1", trap({ b: 2 })), false);
+    consistent(store);
+    await usable(store);
+  });
+});
+
+describe("callbacks that re-enter the store", () => {
+  test("loaders that write, delete, invalidate or clear their own key synchronously", async () => {
+    const store = stores().s3fifo;
+    const writes = [
+      (k) => store.setSync(k, "written"),
+      (k) => store.deleteSync(k),
+      (k) => store.invalidateSync(k),
+      () => store.clearSync(),
+    ];
+    for (const [n, write] of writes.entries()) {
+      const key = `load${n}`;
+      assert.equal(
+        await store.getOrSet(key, () => {
+          write(key);
+          return "loaded";
+        }),
+        "loaded",
+      );
+      consistent(store);
+      assert.equal(store.peek(key), n === 0 ? "written" : undefined, "the write during the load won");
+    }
+    await usable(store);
+  });
+
+  test("an onRemove listener that uses the store, and one that throws", async () => {
+    const seen = [];
+    let failedOnce = false;
+    let store;
+    const listener = (value, key, reason) => {
+      seen.push([key, reason]);
+      if (reason === "evicted" && !key.startsWith("echo:")) store.setSync(`echo:${key}`, value);
+      if (reason === "deleted") store.clearSync();
+      if (reason === "invalidated" && !failedOnce) {
+        failedOnce = true;
+        throw new Error("listener fails");
+      }
+    };
+    store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 3 }), onRemove: listener });
+    store.setSync("a", 1);
+    store.setSync("b", 2);
+    store.setSync("c", 3);
+    store.setSync("d", 4); // evicts a, whose echo evicts b, whose echo evicts c...
+    consistent(store);
+    assert.equal(store.size, 3);
+    assert.throws(() => store.invalidateSync("*"), /listener fails/);
+    assert.equal(store.size, 0, "the invalidate completed before the listener's error");
+    store.setSync("x", 1);
+    store.deleteSync("x");
+    consistent(store);
+    assert.ok(seen.some(([k, r]) => k === "x" && r === "deleted"));
+    await usable(store);
+  });
+});
+
+describe("wasm memory exhausted", () => {
+  // The package's own .wasm with its memory capped at 4 MiB, instantiated
+  // through pepperpy-caching/init (its own instance in this process).
+  function cappedApi() {
+    const require = createRequire(import.meta.url);
+    const dir = realpathSync(join(require.resolve("pepperpy-caching/package.json"), ".."));
+    const bytes = readFileSync(join(dir, "wasm/pepperpy_caching_bg.wasm"));
+    return { bytes: capMemory(bytes, 64), dir };
+  }
+
+  test("stores fill a capped memory: the call that finds no room fails, every store stays usable", async () => {
+    const { bytes, dir } = cappedApi();
+    const { initSync } = await import(join(dir, "init.mjs"));
+    const api = initSync(new WebAssembly.Module(bytes));
+    const small = new api.MemoryStore({ policy: new api.LRUPolicy({ maxSize: 100 }) });
+    small.setSync("kept", "value", { metadata: { a: 1 } });
+    const big = new api.MemoryStore({ policy: new api.LRUPolicy({ maxSize: 1_000_000 }) });
+    const longKey = "x".repeat(8000);
+    let stored = 0;
+    let failure;
+    for (let i = 0; i < 10_000; i++) {
+      try {
+        big.setSync(`${i}:${longKey}`, i);
+        stored++;
+      } catch (error) {
+        failure = error;
+        break;
+      }
+    }
+    assert.ok(failure !== undefined, "the memory ran out");
+    assert.ok(stored > 10, `${stored} entries fitted`);
+    assert.ok(failure instanceof api.CacheBackendError, `a CacheBackendError, not a trap: ${failure}`);
+    for (const store of [big, small]) {
+      const keys = store.keysSync();
+      assert.equal(keys.length, store.size);
+    }
+    assert.equal(big.size, stored, "the failed set changed nothing");
+    assert.equal(big.getSync(`0:${longKey}`), 0);
+    assert.equal(small.getSync("kept"), "value");
+    assert.deepEqual(await small.getMetadata("kept"), { a: 1 });
+    big.clearSync();
+    big.setSync("after", 1);
+    assert.equal(big.getSync("after"), 1);
+  });
+});
+
+/** `bytes` with its memory's maximum set to `pages` (64 KiB each). */
+function capMemory(bytes, pages) {
+  const pieces = [bytes.subarray(0, 8)];
+  let at = 8;
+  const readLeb = () => {
+    let result = 0;
+    let shift = 0;
+    for (;;) {
+      const byte = bytes[at++];
+      result |= (byte & 0x7f) << shift;
+      shift += 7;
+      if ((byte & 0x80) === 0) return result >>> 0;
+    }
+  };
+  const leb = (n) => {
+    const b = [];
+    do {
+      let byte = n & 0x7f;
+      n >>>= 7;
+      if (n !== 0) byte |= 0x80;
+      b.push(byte);
+    } while (n !== 0);
+    return b;
+  };
+  let capped = false;
+  while (at < bytes.length) {
+    const id = bytes[at++];
+    const size = readLeb();
+    const start = at;
+    if (id === 5) {
+      const count = readLeb();
+      assert.equal(count, 1, "one memory");
+      const flags = bytes[at++];
+      const min = readLeb();
+      if (flags & 1) readLeb();
+      assert.ok(min <= pages, `the module starts with ${min} pages`);
+      const body = [...leb(1), 1, ...leb(min), ...leb(pages)];
+      pieces.push(Uint8Array.from([5, ...leb(body.length), ...body]));
+      capped = true;
+    } else {
+      pieces.push(Uint8Array.from([id, ...leb(size)]), bytes.subarray(start, start + size));
+    }
+    at = start + size;
+  }
+  assert.ok(capped, "the module has a memory section");
+  const out = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const piece of pieces) {
+    out.set(piece, offset);
+    offset += piece.length;
+  }
+  return out;
+}
