@@ -9,6 +9,10 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { MemoryStore, LRUPolicy, S3FIFOPolicy, TTLPolicy, ManualClock, CacheError } from "pepperpy-caching";
 
+// Taken before any test replaces them.
+const defineProperty = Object.defineProperty;
+const getDescriptor = Object.getOwnPropertyDescriptor;
+
 const KEYS = Array.from({ length: 40 }, (_, i) => `k${i}`);
 
 /** Checks that both halves of `store` agree, and returns its contents. */
@@ -76,9 +80,15 @@ const calls = {
   "getOrSet with grace": (s, i) => s.getOrSet(KEYS[i % KEYS.length], () => ({ loaded: i }), { ttl: 30, grace: 30 }),
 };
 
+// Node 18 dies (exit 7) when a promise is rejected with the stack already
+// exhausted, inside its own rejection tracking: the async call sites are
+// attacked on Node 20 and later only.
+const asyncCalls = new Set(["getMetadata", "updateMetadata", "getOrSet", "getOrSet with grace"]);
+const oldNode = Number(process.versions.node.split(".")[0]) < 20;
+
 describe("a stack overflow at every depth of every call site", () => {
   for (const [name, call] of Object.entries(calls)) {
-    test(name, async () => {
+    test(name, { skip: oldNode && asyncCalls.has(name) && "Node 18 cannot survive the attack itself" }, async () => {
       for (const [kind, store] of Object.entries(stores())) {
         fill(store);
         let i = 0;
@@ -141,21 +151,27 @@ describe("globals that throw, getters and Proxies: the call fails, the store is 
     test(name, async () => {
       for (const store of Object.values(stores())) {
         fill(store);
-        const original = owner[prop];
         for (const [callName, call] of Object.entries(calls)) {
           const before = consistent(store);
           const statsBefore = store.getStats();
           let threw = false;
           let result;
-          owner[prop] = function hostile() {
-            throw boom;
-          };
+          // defineProperty: on Node 18 performance.now is read-only.
+          const descriptor = getDescriptor(owner, prop);
+          defineProperty(owner, prop, {
+            value: function hostile() {
+              throw boom;
+            },
+            configurable: true,
+            writable: true,
+          });
           try {
             result = call(store, 7);
           } catch {
             threw = true;
           } finally {
-            owner[prop] = original;
+            if (descriptor === undefined) delete owner[prop];
+            else defineProperty(owner, prop, descriptor);
           }
           if (result instanceof Promise) {
             try {
