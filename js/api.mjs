@@ -61,13 +61,13 @@ export function bind(wasm) {
   // The shadow stack pointer of the wasm code (exported by build.rs): a trap
   // skips the epilogues that move it back, so `unwind` puts it back where it
   // rests between calls (no wasm frame is ever active while this file runs).
-  const globalValue = Object.getOwnPropertyDescriptor(WebAssembly.Global.prototype, "value");
   const stackPointer = wasm.wasmExports().__stack_pointer;
-  const restingStack = stackPointer === undefined ? undefined : apply(globalValue.get, stackPointer, []);
+  const NO_ARGS = [];
+  const restingStack = stackPointer?.value;
+  // It runs before a store call, where a replaced getter could only fail
+  // the call, not split it: the plain property is enough.
   function unwind() {
-    if (stackPointer !== undefined && apply(globalValue.get, stackPointer, []) !== restingStack) {
-      apply(globalValue.set, stackPointer, [restingStack]);
-    }
+    if (stackPointer !== undefined && stackPointer.value !== restingStack) stackPointer.value = restingStack;
   }
 
   /**
@@ -88,13 +88,13 @@ export function bind(wasm) {
   /** The removed buffer: [count, id, reason, id, reason, ...] of the last call that stored. */
   function removedView() {
     // A view goes empty when the memory grows; take a new one then.
-    if (removedWords.length === 0) removedWords = new U32(apply(memoryBuffer, memory, []), REMOVED_BUFFER, 65);
+    if (removedWords.length === 0) removedWords = new U32(apply(memoryBuffer, memory, NO_ARGS), REMOVED_BUFFER, 65);
     return removedWords;
   }
 
   /** The `n` slot ids in `store`'s report. */
   function reportOf(store, n) {
-    return new U32(apply(memoryBuffer, memory, []), store.report(), n);
+    return new U32(apply(memoryBuffer, memory, NO_ARGS), store.report(), n);
   }
 
   // Why an entry left, by the engine's reason code (src/wasm/mod.rs).
@@ -114,7 +114,7 @@ export function bind(wasm) {
     if (n > KEY_CAPACITY) return -1;
     let bytes = keyBytes;
     // A view goes empty when the memory grows; take a new one then.
-    if (bytes.byteLength === 0) bytes = keyBytes = new U8(apply(memoryBuffer, memory, []), KEY_BUFFER, KEY_CAPACITY);
+    if (bytes.byteLength === 0) bytes = keyBytes = new U8(apply(memoryBuffer, memory, NO_ARGS), KEY_BUFFER, KEY_CAPACITY);
     let i = 0;
     for (; i < n; i++) {
       const code = key.charCodeAt(i);
@@ -822,7 +822,8 @@ export function bind(wasm) {
         return undefined;
       }
       checkKey(key);
-      this.#live().miss();
+      if (this.#disposed) this.#live();
+      this.#store.miss();
       return undefined;
     }
 
@@ -843,10 +844,20 @@ export function bind(wasm) {
     #put(key, value, ttl, json) {
       if (ttl !== undefined) this.#expiring = true;
       const now = this.#time();
-      const store = this.#live();
+      if (this.#disposed) this.#live();
+      const store = this.#store;
       // Nothing of the caller's runs from here to the end of the call into wasm.
+      // No headroom probe on this hot path: if the bookkeeping after the
+      // call is cut short, `#place` heals the slot when it is next reused;
+      // after a trap inside, the stack pointer is put back.
       const len = placeKey(key);
-      const id = json === undefined ? store.set(len, ttl, now) : store.setWithMetadata(len, ttl, now, json);
+      let id;
+      try {
+        id = json === undefined ? store.set(len, ttl, now) : store.setWithMetadata(len, ttl, now, json);
+      } catch (error) {
+        unwind();
+        throw error;
+      }
       if (id < 0) throw this.#refused();
       this.#place(id, key, value);
     }

@@ -1226,7 +1226,7 @@ impl Engine<u32> {
         ghost.index.try_reserve(1, |&seq| Ghost::hash_at(queue, front, seq)).map_err(exhausted)?;
         // The small allocations: freed at once, the room stays with the allocator.
         let mut room = Vec::<u8>::new();
-        room.try_reserve_exact(key_len.saturating_add(4096)).map_err(exhausted)?;
+        room.try_reserve_exact(key_len.saturating_add(512)).map_err(exhausted)?;
         Ok(())
     }
 

@@ -1,0 +1,217 @@
+// The targets of issue 11, as ratios measured in one run on one machine:
+//   getSync hit against lru-cache's get;
+//   cache-aside over a Zipf trace (100k keys, capacity 10k): getSync, and
+//     setSync on a miss, against lru-cache; hits of S3FIFOPolicy and LRUPolicy;
+//   async get against cache-manager (its default in-memory store);
+//   import to first get in a fresh Node process, against lru-cache;
+//   memory (RSS) per entry for 1M entries, against lru-cache.
+//
+//   node targets.mjs [--quick] [--pkg DIR]
+//
+// Nothing here is a test: numbers to read (and to paste into the README).
+
+import { spawnSync } from "node:child_process";
+import { join, resolve, dirname } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { createRequire } from "node:module";
+
+import { LRUCache } from "lru-cache";
+import { createCache } from "cache-manager";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+const quick = args.includes("--quick");
+const pkgFlag = args.indexOf("--pkg");
+const pkgDir = resolve(pkgFlag >= 0 ? args[pkgFlag + 1] : join(here, "..", "..", "pkg"));
+const entry = pathToFileURL(join(pkgDir, "inline.mjs")).href;
+const { MemoryStore, LRUPolicy, S3FIFOPolicy } = await import(entry);
+
+const ROUNDS = quick ? 3 : 7;
+
+/** ns per op of `run(n)`, the best of ROUNDS. */
+function time(run, n) {
+  let best = Infinity;
+  for (let r = 0; r < ROUNDS; r++) {
+    const t = process.hrtime.bigint();
+    run(n);
+    best = Math.min(best, Number(process.hrtime.bigint() - t) / n);
+  }
+  return best;
+}
+
+async function timeAsync(run, n) {
+  let best = Infinity;
+  for (let r = 0; r < ROUNDS; r++) {
+    const t = process.hrtime.bigint();
+    await run(n);
+    best = Math.min(best, Number(process.hrtime.bigint() - t) / n);
+  }
+  return best;
+}
+
+const report = [];
+const line = (name, ours, theirs, unit = "ns/op") => {
+  const ratio = theirs / ours;
+  report.push({ name, ours, theirs, ratio });
+  console.log(`${name.padEnd(58)} ours ${ours.toFixed(1).padStart(8)} ${unit}, theirs ${theirs.toFixed(1).padStart(8)} ${unit}: ${ratio.toFixed(2)}x`);
+};
+
+// 1. getSync hit.
+{
+  const KEYS = 1024;
+  const keys = Array.from({ length: KEYS }, (_, i) => `key:${String(i).padStart(6, "0")}`);
+  const ours = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10_000 }) });
+  const lru = new LRUCache({ max: 10_000 });
+  for (const k of keys) {
+    ours.setSync(k, k);
+    lru.set(k, k);
+  }
+  let sink = 0;
+  const n = quick ? 1e6 : 5e6;
+  const a = time((n) => {
+    for (let i = 0; i < n; i++) sink += ours.getSync(keys[i & 1023]).length;
+  }, n);
+  const b = time((n) => {
+    for (let i = 0; i < n; i++) sink += lru.get(keys[i & 1023]).length;
+  }, n);
+  line("getSync hit (LRUPolicy) vs lru-cache get", a, b);
+  const s3 = new MemoryStore({ policy: new S3FIFOPolicy({ maxSize: 10_000 }) });
+  for (const k of keys) s3.setSync(k, k);
+  const c = time((n) => {
+    for (let i = 0; i < n; i++) sink += s3.getSync(keys[i & 1023]).length;
+  }, n);
+  line("getSync hit (S3FIFOPolicy) vs lru-cache get", c, b);
+  if (sink === 42) console.log();
+}
+
+// 2. Cache-aside over Zipf (s = 0.99), 100k keys, capacity 10k.
+{
+  const N = 100_000;
+  const CAP = 10_000;
+  const OPS = quick ? 400_000 : 2_000_000;
+  const keys = Array.from({ length: N }, (_, i) => `item:${i}`);
+  // Zipf by inverse CDF over precomputed weights, a fixed seed.
+  const cdf = new Float64Array(N);
+  let sum = 0;
+  for (let i = 0; i < N; i++) cdf[i] = sum += 1 / Math.pow(i + 1, 0.99);
+  let seed = 42;
+  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296;
+  const trace = new Uint32Array(OPS);
+  for (let i = 0; i < OPS; i++) {
+    const u = rand() * sum;
+    let lo = 0;
+    let hi = N - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid] < u) lo = mid + 1;
+      else hi = mid;
+    }
+    // Scatter ranks over ids so popularity is not ordered by key.
+    trace[i] = (lo * 2654435761) % N;
+  }
+  const value = { payload: "x" };
+  const aside = (get, set) => (n) => {
+    let hits = 0;
+    for (let i = 0; i < n; i++) {
+      const k = keys[trace[i]];
+      if (get(k) !== undefined) hits++;
+      else set(k, value);
+    }
+    return hits;
+  };
+  const run = (make) => {
+    let hits = 0;
+    const ns = time((n) => {
+      const c = make();
+      hits = c(n);
+    }, OPS);
+    return { ns, hits };
+  };
+  const ours = run(() => {
+    const s = new MemoryStore({ policy: new LRUPolicy({ maxSize: CAP }) });
+    return aside((k) => s.getSync(k), (k, v) => s.setSync(k, v));
+  });
+  const s3 = run(() => {
+    const s = new MemoryStore({ policy: new S3FIFOPolicy({ maxSize: CAP }) });
+    return aside((k) => s.getSync(k), (k, v) => s.setSync(k, v));
+  });
+  const lru = run(() => {
+    const c = new LRUCache({ max: CAP });
+    return aside((k) => c.get(k), (k, v) => c.set(k, v));
+  });
+  line("cache-aside Zipf (LRUPolicy) vs lru-cache", ours.ns, lru.ns);
+  line("cache-aside Zipf (S3FIFOPolicy) vs lru-cache", s3.ns, lru.ns);
+  console.log(
+    `  hit ratio: LRUPolicy ${(ours.hits / OPS).toFixed(4)}, S3FIFOPolicy ${(s3.hits / OPS).toFixed(4)}, lru-cache ${(lru.hits / OPS).toFixed(4)}`,
+  );
+  report.push({ name: "zipf hit ratio", lru: ours.hits / OPS, s3fifo: s3.hits / OPS, lruCache: lru.hits / OPS });
+}
+
+// 3. Async get hit against cache-manager.
+{
+  const keys = Array.from({ length: 1024 }, (_, i) => `key:${i}`);
+  const ours = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10_000 }) });
+  const cm = createCache();
+  for (const k of keys) {
+    await ours.set(k, k);
+    await cm.set(k, k);
+  }
+  const n = quick ? 2e5 : 1e6;
+  const a = await timeAsync(async (n) => {
+    for (let i = 0; i < n; i++) await ours.get(keys[i & 1023]);
+  }, n);
+  const b = await timeAsync(async (n) => {
+    for (let i = 0; i < n; i++) await cm.get(keys[i & 1023]);
+  }, n);
+  line("async get hit vs cache-manager get", a, b);
+}
+
+// 4. Import to first get, fresh processes (median of 9).
+{
+  const require = createRequire(import.meta.url);
+  const lruEntry = pathToFileURL(require.resolve("lru-cache")).href;
+  const cold = (code) => {
+    const ms = [];
+    for (let i = 0; i < 9; i++) {
+      const out = spawnSync(process.execPath, ["--input-type=module", "-e", code], { encoding: "utf8" });
+      ms.push(Number(out.stdout.trim()));
+    }
+    ms.sort((a, b) => a - b);
+    return ms[4];
+  };
+  const ours = cold(
+    `const t = performance.now(); const { MemoryStore, LRUPolicy } = await import(${JSON.stringify(entry)});` +
+      ` const s = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) }); s.getSync("k"); console.log(performance.now() - t);`,
+  );
+  const theirs = cold(
+    `const t = performance.now(); const { LRUCache } = await import(${JSON.stringify(lruEntry)});` +
+      ` const c = new LRUCache({ max: 10 }); c.get("k"); console.log(performance.now() - t);`,
+  );
+  line("import to first get (ms, median of 9 processes)", ours, theirs, "ms");
+}
+
+// 5. Memory per entry: RSS growth for 1M entries, in a fresh process each.
+{
+  const N = quick ? 200_000 : 1_000_000;
+  const require = createRequire(import.meta.url);
+  const lruEntry = pathToFileURL(require.resolve("lru-cache")).href;
+  const measureRss = (setup) => {
+    const code =
+      `${setup}; globalThis.gc(); const before = process.memoryUsage().rss;` +
+      ` for (let i = 0; i < ${N}; i++) put("key:" + i, i);` +
+      ` globalThis.gc(); console.log((process.memoryUsage().rss - before) / ${N});`;
+    const out = spawnSync(process.execPath, ["--expose-gc", "--input-type=module", "-e", code], { encoding: "utf8" });
+    return Number(out.stdout.trim());
+  };
+  const ours = measureRss(
+    `const { MemoryStore, LRUPolicy } = await import(${JSON.stringify(entry)});` +
+      ` const s = new MemoryStore({ policy: new LRUPolicy({ maxSize: ${N} }) }); const put = (k, v) => s.setSync(k, v)`,
+  );
+  const theirs = measureRss(
+    `const { LRUCache } = await import(${JSON.stringify(lruEntry)});` +
+      ` const c = new LRUCache({ max: ${N} }); const put = (k, v) => c.set(k, v)`,
+  );
+  line(`RSS per entry, ${N} entries (bytes)`, ours, theirs, "B");
+}
+
+console.log(JSON.stringify({ node: process.version, quick, report }));
