@@ -807,10 +807,22 @@ export function bind(wasm) {
 
     /** The value under `key`, or undefined. */
     getSync(key) {
+      if (--this.#untilTimed === 0) return this.#timedGet(key);
       const now = this.#expiring ? this.#now() : 0;
       const id = this.#ids.get(key);
       if (id !== undefined && this.#store.touch(id, now)) return this.#values[id];
       return this.#missed(key, id);
+    }
+
+    // One get in 32 is timed (on the store's clock) for `avgGetLatency`.
+    #untilTimed = 32;
+
+    #timedGet(key) {
+      this.#untilTimed = 32;
+      const started = this.#now();
+      const value = this.getSync(key);
+      if (!this.#disposed) this.#store.latency(this.#now() - started);
+      return value;
     }
 
     #missed(key, id) {
