@@ -1014,31 +1014,55 @@ export function bind(wasm) {
     #join(key, loader, o) {
       let resolve;
       let reject;
-      const promise = new Promise((res, rej) => {
+      const promise = new NativePromise((res, rej) => {
         resolve = res;
         reject = rej;
       });
       const call = { loader, o, resolve, reject, done: false, onAbort: undefined, timer: undefined };
       let flight = this.#flights.get(key);
       const leads = flight === undefined;
-      if (leads) {
-        flight = { key, waiters: new WaiterSet(), leader: undefined, run: undefined };
-        this.#flights.set(key, flight);
-      } else {
+      if (leads) flight = { key, waiters: new WaiterSet(), leader: undefined, run: undefined };
+      // The caller's listener and timer first: if its signal or the host
+      // refuses one, nothing is registered and the call just fails.
+      try {
+        if (o.signal !== undefined) {
+          call.onAbort = () => this.#leave(flight, call, o.signal.reason);
+          o.signal.addEventListener("abort", call.onAbort, { once: true });
+        }
+        if (o.softTimeout !== undefined) {
+          call.timer = this.#timers.set(o.softTimeout, () => {
+            call.timer = undefined;
+            this.#leave(flight, call, timeoutError(key, "softTimeout", o.softTimeout));
+          });
+        }
+      } catch (error) {
+        this.#detach(call);
+        throw error;
+      }
+      if (!leads) {
         flight.waiters.add(call); // a Set: O(1) to add and to remove
+        return promise;
       }
-      if (o.signal !== undefined) {
-        call.onAbort = () => this.#leave(flight, call, o.signal.reason);
-        o.signal.addEventListener("abort", call.onAbort, { once: true });
+      this.#flights.set(key, flight);
+      try {
+        this.#lead(flight, call);
+      } catch (error) {
+        // The load could not start (#start undid its part): no flight is left.
+        if (this.#flights.get(key) === flight) this.#flights.delete(key);
+        this.#detach(call);
+        throw error;
       }
-      if (o.softTimeout !== undefined) {
-        call.timer = this.#timers.set(o.softTimeout, () => {
-          call.timer = undefined;
-          this.#leave(flight, call, timeoutError(key, "softTimeout", o.softTimeout));
-        });
-      }
-      if (leads) this.#lead(flight, call);
       return promise;
+    }
+
+    /** Ends a call that will not be settled: its listener and timer go. */
+    #detach(call) {
+      call.done = true;
+      try {
+        if (call.onAbort !== undefined) call.o.signal.removeEventListener("abort", call.onAbort);
+      } finally {
+        if (call.timer !== undefined) this.#timers.clear(call.timer);
+      }
     }
 
     /** Settles one caller's promise, once, dropping its listener and timer. */
@@ -1128,24 +1152,30 @@ export function bind(wasm) {
      */
     #start(key, loader, o, finish) {
       const store = this.#store;
-      const run = { live: true, token: undefined, controller: new AbortController(), timer: undefined };
+      const run = { live: true, token: undefined, controller: new AbortController(), timer: undefined, end: undefined };
       const started = this.#now();
-      this.#runs.add(run);
-      run.token = store.beginLoad(placeKey(key));
-      const end = (ok, result) => {
+      const end = (run.end = (ok, result) => {
         if (!run.live) return;
         this.#endRun(run);
         if (ok && result === undefined) [ok, result] = [false, undefinedValueError("the loader returned")];
         if (!this.#disposed) store.recordLoad(ok, this.#now() - started);
         finish(ok, result, run);
-      };
-      if (o.hardTimeout !== undefined) {
-        run.timer = this.#timers.set(o.hardTimeout, () => {
-          run.timer = undefined;
-          const error = timeoutError(key, "hardTimeout", o.hardTimeout);
-          run.controller.abort(error);
-          end(false, error);
-        });
+      });
+      this.#runs.add(run);
+      run.token = store.beginLoad(placeKey(key));
+      try {
+        if (o.hardTimeout !== undefined) {
+          run.timer = this.#timers.set(o.hardTimeout, () => {
+            run.timer = undefined;
+            const error = timeoutError(key, "hardTimeout", o.hardTimeout);
+            run.controller.abort(error);
+            end(false, error);
+          });
+        }
+      } catch (error) {
+        this.#endRun(run);
+        store.endLoad(placeKey(key), run.token);
+        throw error;
       }
       let result;
       let threw = false;
@@ -1167,7 +1197,7 @@ export function bind(wasm) {
     }
 
     // The runs under way (loads and refreshes), for dispose().
-    #runs = new Set();
+    #runs = new WaiterSet();
 
     /** Ends a run: its outcome will be ignored and its timer is stopped. */
     #endRun(run) {
@@ -1187,9 +1217,22 @@ export function bind(wasm) {
      */
     #refresh(key, loader, o) {
       let done;
-      const finished = new Promise((resolve) => {
+      const finished = new NativePromise((resolve) => {
         done = resolve;
       });
+      try {
+        this.#startRefresh(key, loader, o, done);
+      } catch (error) {
+        // It could not start: the engine's refresh ends as a failed one
+        // (backing off), or the key would stay "refreshing" for ever.
+        this.#finishRefresh(key, 0, false, undefined, o, true);
+        done();
+        throw error;
+      }
+      o.waitUntil?.(finished);
+    }
+
+    #startRefresh(key, loader, o, done) {
       this.#start(key, loader, o, (ok, result, run) => {
         try {
           if (!this.#disposed) this.#finishRefresh(key, run.token, ok, result, o, true);
@@ -1199,7 +1242,6 @@ export function bind(wasm) {
         }
         done();
       });
-      o.waitUntil?.(finished);
     }
 
     async set(key, value, options) {
@@ -1380,10 +1422,12 @@ export function bind(wasm) {
       if (this.#disposed) return;
       this.#disposed = true;
       const error = new CacheError("this MemoryStore was disposed");
-      for (const run of [...this.#runs]) {
-        this.#endRun(run);
+      // Each load and refresh ends as failed: callers reject, and the
+      // promise a refresh handed to waitUntil settles.
+      this.#runs.forEach((run) => {
         run.controller.abort(error);
-      }
+        run.end(false, error);
+      });
       this.#flights.forEach((flight) => {
         this.#settle(flight.leader, false, error);
         flight.waiters.forEach((waiter) => this.#settle(waiter, false, error));

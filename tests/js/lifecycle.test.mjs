@@ -161,6 +161,23 @@ describe("dispose", () => {
     store.dispose(); // again: nothing
   });
 
+  test("a refresh under way when the store is disposed still settles the promise waitUntil holds", async () => {
+    const clock = new ManualClock();
+    const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }), clock });
+    await store.getOrSet("k", () => 1, { ttl: 1, grace: 10 });
+    clock.advance(1000);
+    let kept;
+    let signal;
+    const hung = (context) => {
+      signal = context.signal;
+      return new Promise(() => {});
+    };
+    assert.equal(await store.getOrSet("k", hung, { ttl: 1, grace: 10, waitUntil: (p) => (kept = p) }), 1);
+    store.dispose();
+    await kept; // settles (it would hang the test otherwise)
+    assert.equal(signal.aborted, true);
+  });
+
   test("Symbol.dispose where the runtime has it", { skip: typeof Symbol.dispose !== "symbol" }, () => {
     const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) });
     store[Symbol.dispose]();

@@ -180,6 +180,20 @@ describe("callers that give up", () => {
     assert.equal(getEventListeners(c.signal, "abort").length, 0);
   });
 
+  test("a signal that refuses a listener fails its call and leaves no load behind", async () => {
+    const store = lru();
+    const { signal } = new AbortController();
+    Object.defineProperty(signal, "addEventListener", {
+      value() {
+        throw new Error("no listeners here");
+      },
+    });
+    await assert.rejects(store.getOrSet("k", () => 1, { signal }), /no listeners here/);
+    const next = store.getOrSet("k", () => 2);
+    assert.equal(await state(next), "fulfilled", "no flight was left for the next call to wait on");
+    assert.equal(await next, 2);
+  });
+
   test("an already aborted signal rejects at once and counts nothing", async () => {
     const store = lru();
     const reason = new Error("too late");
