@@ -323,6 +323,10 @@ export declare class CacheTimeoutError extends CacheError {}
 
 declare global {
   // Declared by lib.dom, lib.webworker, @types/node, Bun and Deno; merged here
-  // (empty) so that these types also check in a project with none of them.
-  interface AbortSignal {}
+  // (with the two members a loader needs, typed as they all type them) so
+  // that these types also check in a project with none of them.
+  interface AbortSignal {
+    readonly aborted: boolean;
+    readonly reason: any;
+  }
 }

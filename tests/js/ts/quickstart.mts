@@ -75,3 +75,32 @@ void (() => users.getOrSet("k", async () => ({ nom: "x" })));
 void (() => users.getOrSet("k", { name: "x" }));
 // @ts-expect-error: size is read-only
 void (() => { store.size = 3; });
+
+// Issues 9 and 11: stale-while-revalidate options, the loader's context,
+// lifecycle and iteration, typed.
+import { ManualClock, CacheTimeoutError, CacheReentrantLoadError } from "pepperpy-caching";
+import type { GetOrSetOptions, LoadContext, RemovalReason } from "pepperpy-caching";
+{
+  const clock = new ManualClock();
+  const removals: [string, RemovalReason][] = [];
+  const typed = new MemoryStore<number>({
+    policy: new LRUPolicy({ maxSize: 10 }),
+    clock,
+    onRemove: (value: number, key: string, reason: RemovalReason) => void removals.push([key, reason]),
+  });
+  const kept: Promise<void>[] = [];
+  const swr: GetOrSetOptions = { ttl: 1, grace: 10, retryAfter: 1, softTimeout: 5, hardTimeout: 5, waitUntil: (p) => void kept.push(p) };
+  const first: number = await typed.getOrSet("n", ({ key, signal }: LoadContext) => (signal.aborted ? 0 : key.length), swr);
+  clock.advance(1000);
+  const stale: number = await typed.getOrSet("n", () => 2, swr);
+  await Promise.all(kept);
+  check(first === 1 && stale === 1 && typed.peek("n") === 2, "stale-while-revalidate");
+  check(typed.remainingTtl("n") === 11 && typed.getStats().refreshes === 1, "remainingTtl and stats");
+  const entries: [string, number][] = [...typed.entries()];
+  const values: number[] = [...typed.values()];
+  check(entries.length === 1 && values[0] === 2 && typed.keysSync()[0] === "n", "iteration");
+  typed.deleteSync("n");
+  check(removals.length === 2 && removals[1]?.[1] === "deleted", "onRemove");
+  typed.dispose();
+  check(new CacheTimeoutError("t") instanceof CacheError && new CacheReentrantLoadError("r") instanceof CacheError, "classes");
+}
