@@ -909,6 +909,26 @@ mod tests {
     }
 
     #[test]
+    fn a_fill_that_read_redis_during_a_local_write_is_refused_after_it() {
+        // A read whose ticket was taken after the write began (so after its
+        // first forget) may have read the old value: the forget when the
+        // write ends must refuse it, before the write returns.
+        let shared = shared();
+        for scope in [Scope::Key("k"), Scope::Pattern("*"), Scope::All] {
+            let write = Forget::new(&shared, scope);
+            let t = ticket(&shared, "k");
+            drop(write);
+            assert!(!shared.fill("k", t, 1, None));
+            // Filled between the forgets: taken out by the second.
+            let write = Forget::new(&shared, Scope::Key("k"));
+            let t = ticket(&shared, "k");
+            assert!(shared.fill("k", t, 1, None));
+            drop(write);
+            assert!(!shared.memory.contains("k").into_inner().unwrap());
+        }
+    }
+
+    #[test]
     fn a_connection_that_reported_its_loss_is_never_made_current() {
         let shared = Shared::new(MemoryStore::<u32>::new(LruPolicy::new(10).unwrap()), "p:");
         // Session 3 closes before the task makes it current.

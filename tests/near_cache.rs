@@ -1,0 +1,405 @@
+//! NearCache across instances, on a real redis-server: two near caches on
+//! one server, as two processes of a service would be. A write of any kind on
+//! one takes the key out of the other's memory tier; a lost invalidation
+//! connection empties the tier; memory never outlives the Redis TTL; racing
+//! writers and invalidations during fills leave no stale value behind.
+//!
+//! Waits are bounded polls (`eventually`): they check that something happens,
+//! never how fast (the benchmark in bench/near measures that).
+#![cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+
+mod common;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::RedisServer;
+use pepperpy_caching::stores::{MemoryStore, NearCache, RedisStore};
+use pepperpy_caching::{CacheStore, LruPolicy, Metadata, SetOptions};
+
+const PREFIX: &str = "near:";
+/// The longest a test waits for something that must happen.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+async fn near(server: &RedisServer) -> NearCache<String> {
+    NearCache::builder(server.url()).prefix(PREFIX).heartbeat(Duration::from_millis(200)).build().await.unwrap()
+}
+
+/// Polls `check` until it holds, for at most [`PATIENCE`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "not within {PATIENCE:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Reads `key` through `cache` until its memory tier holds it (a read can
+/// race the message of an earlier write, which refuses its fill).
+async fn fill(cache: &NearCache<String>, key: &str) {
+    eventually(&format!("{key} filled"), || async {
+        cache.get(key).await.unwrap();
+        cache.in_memory(key)
+    })
+    .await;
+}
+
+fn meta(json: serde_json::Value) -> Metadata {
+    json.as_object().cloned().unwrap()
+}
+
+/// The ids of the clients with tracking on (`t` in CLIENT LIST's flags).
+async fn tracking_clients(server: &RedisServer) -> Vec<u64> {
+    let mut admin = server.admin().await;
+    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut admin).await.unwrap();
+    list.lines()
+        .filter(|line| line.split(' ').any(|f| f.strip_prefix("flags=").is_some_and(|flags| flags.contains('t'))))
+        .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")).and_then(|id| id.parse().ok()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_kind_on_one_instance_empties_the_others_memory() {
+    let server = RedisServer::start();
+    let a = near(&server).await;
+    let b = near(&server).await;
+    assert!(a.is_coherent() && b.is_coherent());
+
+    // A memory hit does not reach Redis.
+    a.set("k", "v0".into(), SetOptions::new()).await.unwrap();
+    fill(&b, "k").await;
+    let redis_gets = b.stats().hits + b.stats().misses;
+    let memory_hits = b.memory_stats().hits;
+    assert_eq!(b.get("k").await.unwrap().as_deref(), Some("v0"));
+    assert_eq!(b.memory_stats().hits, memory_hits + 1, "served from memory");
+    assert_eq!(b.stats().hits + b.stats().misses, redis_gets + 1, "counted as one get");
+
+    type Write = for<'c> fn(&'c NearCache<String>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'c>>;
+    let writes: [(&str, Write, Option<&str>); 5] = [
+        ("set", |c| Box::pin(async { c.set("k", "v1".into(), SetOptions::new()).await.unwrap() }), Some("v1")),
+        (
+            "update_metadata",
+            |c| Box::pin(async { assert!(c.update_metadata("k", meta(serde_json::json!({"m": 1}))).await.unwrap()) }),
+            Some("v1"),
+        ),
+        ("delete", |c| Box::pin(async { assert!(c.delete("k").await.unwrap()) }), None),
+        ("invalidate", |c| Box::pin(async { assert_eq!(c.invalidate("[jk]").await.unwrap(), 1) }), None),
+        ("clear", |c| Box::pin(async { c.clear().await.unwrap() }), None),
+    ];
+    for (what, write, after) in writes {
+        // Every kind starts from the same state: "k" in Redis and in b's memory.
+        if what != "update_metadata" {
+            a.set("k", "v0".into(), SetOptions::new()).await.unwrap();
+        }
+        fill(&b, "k").await;
+        write(&a).await;
+        eventually(&format!("{what} on a reached b's memory"), || async { !b.in_memory("k") }).await;
+        assert_eq!(b.get("k").await.unwrap().as_deref(), after, "{what}: b reads the new state");
+    }
+
+    // A value b read through get_or_set is in memory too, and a's write takes it out.
+    a.set("g", "v0".into(), SetOptions::new()).await.unwrap();
+    eventually("g filled by get_or_set", || async {
+        let v = b.get_or_set("g", || async { unreachable!("g is in Redis") }, SetOptions::new()).await.unwrap();
+        assert_eq!(v, "v0");
+        b.in_memory("g")
+    })
+    .await;
+    a.set("g", "v1".into(), SetOptions::new()).await.unwrap();
+    eventually("a's set reached b", || async { !b.in_memory("g") }).await;
+    // And a load on b writes: b itself never reads an older value after it.
+    a.delete("g").await.unwrap();
+    let loaded = b.get_or_set("g", || async { "loaded".to_string() }, SetOptions::new()).await.unwrap();
+    assert_eq!(loaded, "loaded");
+    assert_eq!(b.get("g").await.unwrap().as_deref(), Some("loaded"));
+    eventually("b's load reached a", || async { a.get("g").await.unwrap().as_deref() == Some("loaded") }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_from_outside_any_near_cache_are_seen_too() {
+    let server = RedisServer::start();
+    let b = near(&server).await;
+    let plain: RedisStore<String> = RedisStore::builder(server.url()).prefix(PREFIX).build().await.unwrap();
+    let mut admin = server.admin().await;
+
+    plain.set("k", "v0".into(), SetOptions::new()).await.unwrap();
+    fill(&b, "k").await;
+    plain.set("k", "v1".into(), SetOptions::new()).await.unwrap();
+    eventually("a plain RedisStore's set", || async { !b.in_memory("k") }).await;
+    assert_eq!(b.get("k").await.unwrap().as_deref(), Some("v1"));
+
+    fill(&b, "k").await;
+    let _: () = redis::cmd("DEL").arg("near:k").query_async(&mut admin).await.unwrap();
+    eventually("a DEL from redis-cli", || async { !b.in_memory("k") }).await;
+
+    plain.set("k", "v2".into(), SetOptions::new()).await.unwrap();
+    plain.set("j", "j".into(), SetOptions::new()).await.unwrap();
+    fill(&b, "k").await;
+    fill(&b, "j").await;
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut admin).await.unwrap();
+    eventually("FLUSHDB", || async { b.memory_len() == 0 }).await;
+    assert_eq!(b.get("k").await.unwrap(), None);
+
+    // Keys of another prefix leave memory alone.
+    plain.set("k", "v3".into(), SetOptions::new()).await.unwrap();
+    fill(&b, "k").await;
+    let other: RedisStore<String> = RedisStore::builder(server.url()).prefix("other:").build().await.unwrap();
+    other.set("k", "elsewhere".into(), SetOptions::new()).await.unwrap();
+    other.clear().await.unwrap();
+    // A marker write after them: once its message is in, theirs would have been too.
+    plain.set("marker", "m".into(), SetOptions::new()).await.unwrap();
+    fill(&b, "marker").await;
+    plain.set("marker", "m2".into(), SetOptions::new()).await.unwrap();
+    eventually("the marker's message", || async { !b.in_memory("marker") }).await;
+    assert!(b.in_memory("k"), "writes under another prefix do not touch this one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_invalidation_connection_empties_memory_and_reads_go_to_redis_until_it_is_back() {
+    let server = RedisServer::start();
+    let a = near(&server).await;
+    let before = tracking_clients(&server).await;
+    let b = near(&server).await;
+    let b_tracking: Vec<u64> = tracking_clients(&server).await.into_iter().filter(|id| !before.contains(id)).collect();
+    assert_eq!(b_tracking.len(), 1, "b has one tracking connection");
+    let mut admin = server.admin().await;
+
+    a.set("k", "v0".into(), SetOptions::new()).await.unwrap();
+    fill(&b, "k").await;
+    // New connections cannot authenticate, so b's invalidation connection
+    // stays down once killed (the connections already open keep working).
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("sesame").query_async(&mut admin).await.unwrap();
+    let _: () = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(b_tracking[0]).query_async(&mut admin).await.unwrap();
+    eventually("b notices", || async { !b.is_coherent() }).await;
+    assert_eq!(b.memory_len(), 0, "memory was emptied as the loss was noticed");
+
+    // While down: reads go to Redis and fill nothing. A write that b cannot
+    // hear about is still seen.
+    let _: () =
+        redis::cmd("SET").arg("near:k").arg(r#"{"v":"behind b's back"}"#).query_async(&mut admin).await.unwrap();
+    assert_eq!(b.get("k").await.unwrap().as_deref(), Some("behind b's back"));
+    assert_eq!(b.get("k").await.unwrap().as_deref(), Some("behind b's back"));
+    assert_eq!(b.memory_len(), 0, "nothing is filled while down");
+
+    // Back: tracking again, memory used again, and a's writes reach it again.
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("").query_async(&mut admin).await.unwrap();
+    eventually("b reconnects", || async { b.is_coherent() }).await;
+    fill(&b, "k").await;
+    a.set("k", "v1".into(), SetOptions::new()).await.unwrap();
+    eventually("a's set reaches b after the reconnection", || async { !b.in_memory("k") }).await;
+    assert_eq!(b.get("k").await.unwrap().as_deref(), Some("v1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_empties_memory_and_nothing_old_is_served_after_it_restarts() {
+    let mut server = RedisServer::start();
+    let b = near(&server).await;
+    b.set("k", "v0".into(), SetOptions::new()).await.unwrap();
+    fill(&b, "k").await;
+    server.stop();
+    eventually("b notices the server is gone", || async { !b.is_coherent() }).await;
+    assert_eq!(b.memory_len(), 0);
+    assert!(b.get("k").await.is_err(), "no value from memory while the server is down");
+    // A new, empty server on the same port: the old value must not come back.
+    server.restart();
+    eventually("b reconnects", || async { b.is_coherent() }).await;
+    eventually("b reads through again", || async { b.get("k").await.is_ok() }).await;
+    assert_eq!(b.get("k").await.unwrap(), None);
+    b.set("k", "v1".into(), SetOptions::new()).await.unwrap();
+    fill(&b, "k").await;
+    assert_eq!(b.get("k").await.unwrap().as_deref(), Some("v1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_never_outlives_the_redis_ttl() {
+    // Redis's active expiry off: Redis deletes (and reports) an expired key
+    // only when something touches it, so memory must expire on its own.
+    let server = RedisServer::start_with_args(&["--enable-debug-command", "yes"]);
+    let mut admin = server.admin().await;
+    let _: () = redis::cmd("DEBUG").arg("SET-ACTIVE-EXPIRE").arg(0).query_async(&mut admin).await.unwrap();
+    let a = near(&server).await;
+    let b = near(&server).await;
+    let ttl = Duration::from_millis(600);
+    a.set("k", "v".into(), SetOptions::new().ttl(ttl)).await.unwrap();
+    fill(&b, "k").await;
+    // Once Redis's TTL has passed, memory has let go of the key by itself.
+    let pttl: i64 = redis::cmd("PTTL").arg("near:k").query_async(&mut admin).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(pttl.max(0) as u64 + 1)).await;
+    assert!(!b.in_memory("k"), "the memory entry expired with its Redis key");
+    let exists: i64 = redis::cmd("DBSIZE").query_async(&mut admin).await.unwrap();
+    assert_eq!(exists, 1, "Redis still holds the expired key: nothing reported it");
+    assert_eq!(b.get("k").await.unwrap(), None);
+
+    // The memory policy's default TTL caps entries, also those without a Redis TTL.
+    let capped: NearCache<String> = NearCache::builder(server.url())
+        .prefix(PREFIX)
+        .memory(MemoryStore::new(LruPolicy::new(100).unwrap().with_default_ttl(Duration::from_millis(300)).unwrap()))
+        .build()
+        .await
+        .unwrap();
+    a.set("forever", "f".into(), SetOptions::new()).await.unwrap();
+    fill(&capped, "forever").await;
+    eventually("the cap", || async { !capped.in_memory("forever") }).await;
+    assert_eq!(capped.get("forever").await.unwrap().as_deref(), Some("f"), "still in Redis");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_never_read_back_their_own_older_write_and_converge() {
+    let server = RedisServer::start();
+    let a = Arc::new(near(&server).await);
+    let b = Arc::new(near(&server).await);
+    let rounds = 300;
+    let writer = |me: Arc<NearCache<String>>, name: &'static str| async move {
+        for i in 0..rounds {
+            let mine = format!("{name}{i:04}");
+            me.set("k", mine.clone(), SetOptions::new()).await.unwrap();
+            let got = me.get("k").await.unwrap().unwrap();
+            // Mine, or the other writer's: never an older one of mine.
+            assert!(got == mine || !got.starts_with(name), "{name} wrote {mine} and read {got}");
+        }
+    };
+    // Readers keep filling both memories while the writers race.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = |me: Arc<NearCache<String>>, stop: Arc<std::sync::atomic::AtomicBool>| async move {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            me.get("k").await.unwrap();
+            // A memory hit never waits, so give the writers their turn.
+            tokio::task::yield_now().await;
+        }
+    };
+    let readers = [tokio::spawn(reader(a.clone(), stop.clone())), tokio::spawn(reader(b.clone(), stop.clone()))];
+    let (wa, wb) = tokio::join!(tokio::spawn(writer(a.clone(), "a")), tokio::spawn(writer(b.clone(), "b")));
+    wa.unwrap();
+    wb.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        r.await.unwrap();
+    }
+    let redis: RedisStore<String> = RedisStore::builder(server.url()).prefix(PREFIX).build().await.unwrap();
+    let last = redis.get("k").await.unwrap();
+    for (name, cache) in [("a", &a), ("b", &b)] {
+        eventually(&format!("{name} agrees with Redis"), || async { cache.get("k").await.unwrap() == last }).await;
+        // And keeps agreeing once filled from it.
+        fill(cache, "k").await;
+        assert_eq!(cache.get("k").await.unwrap(), last);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pattern_invalidations_during_fills_leave_nothing_stale() {
+    let server = RedisServer::start();
+    let a = Arc::new(near(&server).await);
+    let b = Arc::new(near(&server).await);
+    let keys: Vec<String> = (0..16).map(|i| format!("p:{i}")).collect();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // b fills every key again and again.
+    let filler = {
+        let (b, keys, stop) = (b.clone(), keys.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for k in &keys {
+                    b.get(k).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+    // a writes a new version of every key, then invalidates them all by pattern.
+    for round in 0..100 {
+        for k in &keys {
+            a.set(k, format!("{round}"), SetOptions::new()).await.unwrap();
+        }
+        a.invalidate("p:*").await.unwrap();
+        // The filler must not put back any version: once a's messages are
+        // in, every key is missing for b (a fill that lost the race would
+        // stay for good).
+        for k in &keys {
+            eventually(&format!("round {round}: {k} missing for b"), || async { b.get(k).await.unwrap().is_none() })
+                .await;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    filler.await.unwrap();
+    for k in &keys {
+        eventually(&format!("{k} missing for b"), || async { b.get(k).await.unwrap().is_none() }).await;
+        assert!(!b.in_memory(k));
+    }
+    // b's own pattern invalidation during a's fills.
+    for k in &keys {
+        b.set(k, "x".into(), SetOptions::new()).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for k in keys.clone() {
+        let a = a.clone();
+        tasks.push(tokio::spawn(async move { a.get(&k).await.unwrap() }));
+    }
+    b.invalidate("p:*").await.unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for k in &keys {
+        eventually(&format!("{k} gone from a"), || async { a.get(k).await.unwrap().is_none() }).await;
+        assert_eq!(b.get(k).await.unwrap(), None, "b never reads what it invalidated");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_returns_only_after_its_own_memory_forgot_the_old_value() {
+    // No other instance: the only thing that can remove the old value in time
+    // is the write itself (the message from Redis may come later).
+    let server = RedisServer::start();
+    let a = near(&server).await;
+    for i in 0..200 {
+        a.set("k", format!("{i}"), SetOptions::new()).await.unwrap();
+        assert_eq!(a.get("k").await.unwrap(), Some(format!("{i}")));
+        assert_eq!(a.get("k").await.unwrap(), Some(format!("{i}")));
+    }
+    fill(&a, "k").await;
+    assert!(a.delete("k").await.unwrap());
+    assert_eq!(a.get("k").await.unwrap(), None);
+    a.set("k", "v".into(), SetOptions::new()).await.unwrap();
+    fill(&a, "k").await;
+    a.invalidate("*").await.unwrap();
+    assert_eq!(a.get("k").await.unwrap(), None);
+    a.set("k", "v".into(), SetOptions::new()).await.unwrap();
+    fill(&a, "k").await;
+    a.clear().await.unwrap();
+    assert_eq!(a.get("k").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fills_racing_another_instances_writes_never_stick() {
+    let server = RedisServer::start();
+    let a = near(&server).await;
+    let b = Arc::new(near(&server).await);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fillers: Vec<_> = (0..2)
+        .map(|_| {
+            let (b, stop) = (b.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    b.get("k").await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for i in 0..300 {
+        let v = format!("{i}");
+        a.set("k", v.clone(), SetOptions::new()).await.unwrap();
+        // A fill that read the previous value and lost the race to this
+        // write's message would stay in b's memory for good.
+        eventually(&format!("b reads {v}"), || async { b.get("k").await.unwrap().as_deref() == Some(v.as_str()) })
+            .await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for f in fillers {
+        f.await.unwrap();
+    }
+    assert!(b.memory_stats().hits > 0, "the fillers were served from memory");
+}
