@@ -399,7 +399,7 @@ impl<V: Clone + Send + Sync + 'static> Drop for PendingLoad<'_, V> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     /// Loads in progress in every shard.
     pub(crate) fn loads_in_progress(&self) -> usize {
