@@ -403,3 +403,53 @@ async fn fills_racing_another_instances_writes_never_stick() {
     }
     assert!(b.memory_stats().hits > 0, "the fillers were served from memory");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_a_bounded_store_evicts_leave_every_memory_tier() {
+    // The eviction happens inside RedisStore's Lua script on a: nothing but
+    // Redis's own tracking could tell b.
+    let server = RedisServer::start();
+    let bounded = |server: &RedisServer| {
+        NearCache::<String>::builder(server.url())
+            .prefix(PREFIX)
+            .redis(|redis| redis.policy(LruPolicy::new(2).unwrap().refresh_on_get(false)))
+            .build()
+    };
+    let a = bounded(&server).await.unwrap();
+    let b = bounded(&server).await.unwrap();
+    a.set("k1", "1".into(), SetOptions::new()).await.unwrap();
+    a.set("k2", "2".into(), SetOptions::new()).await.unwrap();
+    fill(&b, "k1").await;
+    a.set("k3", "3".into(), SetOptions::new()).await.unwrap();
+    assert_eq!(a.stats().evictions, 1);
+    eventually("the eviction of k1 reached b", || async { !b.in_memory("k1") }).await;
+    assert_eq!(b.get("k1").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_is_noticed_by_the_heartbeat() {
+    let server = RedisServer::start();
+    let b = near(&server).await; // heartbeat 200 ms
+    b.set("k", "v".into(), SetOptions::new()).await.unwrap();
+    fill(&b, "k").await;
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill").args([sig, &server.pid().to_string()]).status().unwrap();
+        assert!(status.success());
+    };
+    // Stopped, the server keeps its sockets open: only an unanswered PING tells.
+    signal("-STOP");
+    eventually("the heartbeat notices", || async { !b.is_coherent() }).await;
+    assert_eq!(b.memory_len(), 0);
+    signal("-CONT");
+    eventually("b tracks again", || async { b.is_coherent() }).await;
+    fill(&b, "k").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_cache_closes_its_invalidation_connection() {
+    let server = RedisServer::start();
+    let b = near(&server).await;
+    assert_eq!(tracking_clients(&server).await.len(), 1);
+    drop(b);
+    eventually("the tracking connection is closed", || async { tracking_clients(&server).await.is_empty() }).await;
+}
