@@ -453,3 +453,48 @@ async fn a_dropped_cache_closes_its_invalidation_connection() {
     drop(b);
     eventually("the tracking connection is closed", || async { tracking_clients(&server).await.is_empty() }).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_during_a_server_crash_never_see_the_old_value_once_it_is_noticed() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let mut server = RedisServer::start();
+    let b = Arc::new(near(&server).await);
+    b.set("k", "v0".into(), SetOptions::new()).await.unwrap();
+    fill(&b, "k").await;
+    let (crashed, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let reads_after = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (b, crashed, stop, reads_after) = (b.clone(), crashed.clone(), stop.clone(), reads_after.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Acquire) {
+                    let after = crashed.load(Ordering::Acquire);
+                    let read = b.get("k").await;
+                    // Reads that began after the crash was noticed: an error
+                    // or nothing (the new server is empty), never v0.
+                    if after {
+                        assert!(!matches!(&read, Ok(Some(v)) if v == "v0"), "v0 served after the crash");
+                        reads_after.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    server.stop();
+    // Until b notices (the socket closes), memory may still answer: what it
+    // holds was Redis's value when it died.
+    eventually("b notices", || async { !b.is_coherent() }).await;
+    crashed.store(true, Ordering::Release);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.restart();
+    eventually("b tracks again", || async { b.is_coherent() }).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Release);
+    for r in readers {
+        r.await.unwrap();
+    }
+    assert!(reads_after.load(Ordering::Relaxed) > 0);
+    assert_eq!(b.get("k").await.unwrap(), None);
+}
