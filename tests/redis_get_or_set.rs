@@ -33,13 +33,19 @@ async fn raw(server: &RedisServer) -> MultiplexedConnection {
     redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
 }
 
-/// The Redis key of the load lock for `key` (documented on RedisStore).
-fn lock_key(key: &str) -> Vec<u8> {
-    [PREFIX.as_bytes(), b"\xfflock:", key.as_bytes()].concat()
+/// The Redis key of `key`'s entry, which holds the load's placeholder (a
+/// hash) while a load is in progress (documented on RedisStore).
+fn entry_key(key: &str) -> Vec<u8> {
+    [PREFIX.as_bytes(), key.as_bytes()].concat()
 }
 
+/// The remaining lease of `key`'s load placeholder in ms; -2 if there is none.
 async fn lock_ttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
-    redis::cmd("PTTL").arg(lock_key(key)).query_async(conn).await.unwrap()
+    let kind: String = redis::cmd("TYPE").arg(entry_key(key)).query_async(conn).await.unwrap();
+    if kind != "hash" {
+        return -2;
+    }
+    redis::cmd("PTTL").arg(entry_key(key)).query_async(conn).await.unwrap()
 }
 
 /// Fails a test that would otherwise hang. Generous: only a deadlock or a
@@ -96,11 +102,13 @@ async fn a_hundred_callers_on_two_instances_run_the_loader_once() {
     assert_eq!(lock_ttl(&mut conn, "hot").await, -2, "the lock is released");
 }
 
-/// Calls of Redis's SET so far, those run by scripts included.
-async fn set_calls(conn: &mut MultiplexedConnection) -> u64 {
+/// Calls of a Redis command (such as `set`, `hset`) so far, those run by
+/// scripts included.
+async fn calls(conn: &mut MultiplexedConnection, command: &str) -> u64 {
     let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
+    let head = format!("cmdstat_{command}:calls=");
     info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_set:calls="))
+        .find_map(|line| line.strip_prefix(head.as_str()))
         .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
 }
 
@@ -125,8 +133,8 @@ async fn callers_on_one_instance_make_one_lock_attempt() {
     for task in tasks {
         assert_eq!(within("caller", task).await.unwrap().unwrap(), "loaded");
     }
-    // One `SET NX PX` for the lock, one SET for the value.
-    assert_eq!(set_calls(&mut conn).await, 2);
+    // One HSET for the load's placeholder, one SET for the value.
+    assert_eq!((calls(&mut conn, "hset").await, calls(&mut conn, "set").await), (1, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -237,15 +245,20 @@ async fn an_aborted_owner_releases_its_lock() {
 async fn a_lock_left_by_a_dead_process_ends_with_its_lease() {
     let server = RedisServer::start();
     let mut conn = raw(&server).await;
-    // What a process that died mid-load leaves behind: a lock it will never release.
-    redis::cmd("SET")
-        .arg(lock_key("k"))
+    // What a process that died mid-load leaves behind: a placeholder it will
+    // never remove, which ends with its lease.
+    redis::pipe()
+        .cmd("HSET")
+        .arg(entry_key("k"))
+        .arg("load")
         .arg("token of a dead process")
-        .arg("PX")
+        .cmd("PEXPIRE")
+        .arg(entry_key("k"))
         .arg(300)
         .query_async::<()>(&mut conn)
         .await
         .unwrap();
+    assert!(lock_ttl(&mut conn, "k").await > 0);
     let b = store(&server, None).await;
     let v = b.get_or_set("k", || async { "from B".to_string() }, SetOptions::new());
     assert_eq!(within("B's caller", v).await.unwrap(), "from B");
@@ -290,13 +303,16 @@ async fn a_loader_slower_than_its_lease_does_not_block_others() {
     within("B's loader", b_started.notified()).await;
     assert!(!slow.is_finished());
 
-    // A finishes late: it stores its value but must not release B's lock.
+    // A finishes late: its caller gets its value, but its lease ran out, so
+    // it may neither store it nor remove B's placeholder.
     a_finish.notify_one();
     assert_eq!(within("A's caller", slow).await.unwrap().unwrap(), "from A");
-    assert!(lock_ttl(&mut conn, "k").await > 0, "B's lock survives A's release");
+    assert!(lock_ttl(&mut conn, "k").await > 0, "B's placeholder survives A's late finish");
+    assert_eq!(a.stats().sets, 0, "A's late write was refused");
     b_finish.notify_one();
     assert_eq!(within("B's caller", other).await.unwrap().unwrap(), "from B");
-    assert_eq!(lock_ttl(&mut conn, "k").await, -2, "B released its lock");
+    assert_eq!(lock_ttl(&mut conn, "k").await, -2, "B's value replaced its placeholder");
+    assert_eq!(a.get("k").await.unwrap().as_deref(), Some("from B"));
     assert_eq!((a.stats().loads, b.stats().loads), (1, 1));
 }
 
@@ -442,7 +458,7 @@ async fn a_lock_taken_without_a_reply_is_released(lost: LostReply) {
 
     // Once the pause is over, A's script has run: it took the lock...
     tokio::time::sleep_until(paused + PAUSE + Duration::from_millis(300)).await;
-    assert_eq!(set_calls(&mut conn).await, 1, "A's script ran after the pause and took the lock");
+    assert_eq!(calls(&mut conn, "hset").await, 1, "A's script ran after the pause and took the placeholder");
     // ...and the lock is gone well before its lease ends.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     loop {

@@ -35,6 +35,8 @@ struct Raw<'a> {
     v: &'a RawValue,
     #[serde(default)]
     m: Option<Metadata>,
+    #[serde(default)]
+    f: Option<u64>,
 }
 
 /// The stored bytes of `value` with `metadata` (an empty map is not stored).
@@ -45,9 +47,23 @@ struct Raw<'a> {
 /// the value (serde_json writes them as `null`, so `f64::NAN` would be
 /// unreadable and `Some(f64::NAN)` would read back as `None`).
 pub(super) fn encode<V: Serialize + ?Sized>(value: &V, metadata: Option<&Metadata>) -> Result<Vec<u8>> {
+    encode_stamped(value, metadata, None)
+}
+
+/// [`encode`], with the `"f"` stamp of an entry stored by `get_or_refresh`
+/// (when it stops being fresh, in ms of Redis's clock) if `fresh_until`.
+fn encode_stamped<V: Serialize + ?Sized>(
+    value: &V,
+    metadata: Option<&Metadata>,
+    fresh_until: Option<u64>,
+) -> Result<Vec<u8>> {
     let m = metadata.filter(|m| !m.is_empty());
     let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(br#"{"v":"#);
+    if let Some(at) = fresh_until {
+        out.extend_from_slice(format!(r#"{{"f":{at},"v":"#).as_bytes());
+    } else {
+        out.extend_from_slice(br#"{"v":"#);
+    }
     // The envelope is level 0: the value's own arrays and objects count from 1.
     let mut checked = Checked { depth: 0, nulls: 0 };
     let mut ser = serde_json::Serializer::with_formatter(&mut out, &mut checked);
@@ -130,12 +146,27 @@ pub(super) fn decode_value<V: DeserializeOwned>(key: &str, bytes: &[u8]) -> Resu
     // parses only if it is exactly one JSON value, so the document was
     // exactly `{"v":<it>}`; anything else (metadata, other field order) takes
     // the full parse.
-    if let Some(inner) = bytes.strip_prefix(br#"{"v":"#).and_then(|rest| rest.strip_suffix(b"}"))
+    if let Some(inner) = value_text(bytes)
         && let Ok(value) = serde_json::from_slice::<V>(inner)
     {
         return Ok(value);
     }
     serde_json::from_slice::<ValueOnly<V>>(bytes).map(|e| e.v).map_err(|e| undecodable(key, "value", e))
+}
+
+/// What follows `{"v":` (or `{"f":<digits>,"v":`, a `get_or_refresh` stamp)
+/// up to the closing `}`: the value's text if the document is exactly that
+/// envelope; the caller's parse decides.
+fn value_text(bytes: &[u8]) -> Option<&[u8]> {
+    let rest = bytes.strip_prefix(b"{")?;
+    let rest = match rest.strip_prefix(br#""f":"#) {
+        Some(stamp) => {
+            let digits = stamp.iter().take_while(|b| b.is_ascii_digit()).count();
+            stamp[digits..].strip_prefix(b",")?
+        }
+        None => rest,
+    };
+    rest.strip_prefix(br#""v":"#)?.strip_suffix(b"}")
 }
 
 /// The metadata stored in `bytes` (the entry under `key`), empty if none.
@@ -146,12 +177,13 @@ pub(super) fn decode_metadata(key: &str, bytes: &[u8]) -> Result<Metadata> {
 }
 
 /// `bytes` with `extra` merged into its metadata (top-level keys replaced).
-/// The value's JSON text is copied byte for byte, never re-encoded.
+/// The value's JSON text is copied byte for byte, never re-encoded, and a
+/// `get_or_refresh` freshness stamp is kept.
 pub(super) fn merge_metadata(key: &str, bytes: &[u8], extra: Metadata) -> Result<Vec<u8>> {
     let raw: Raw<'_> = serde_json::from_slice(bytes).map_err(|e| undecodable(key, "entry", e))?;
     let mut metadata = raw.m.unwrap_or_default();
     metadata.extend(extra);
-    encode(&raw.v, Some(&metadata))
+    encode_stamped(&raw.v, Some(&metadata), raw.f)
 }
 
 fn undecodable(key: &str, what: &str, e: serde_json::Error) -> CacheError {
@@ -396,6 +428,20 @@ mod tests {
         assert_eq!(decode_value::<u32>("k", br#"{"m":{"x":2},"v":3}"#).unwrap(), 3);
         assert_eq!(decode_value::<serde_json::Value>("k", br#"{"v":{"m":1}}"#).unwrap(), serde_json::json!({"m": 1}));
         assert!(decode_value::<u32>("k", br#"{"v":1,}"#).is_err());
+    }
+
+    #[test]
+    fn refresh_stamps_are_read_past_and_kept_by_merges() {
+        let stamped = br#"{"f":1732560000123,"v":"a}","m":{"x":1}}"#;
+        assert_eq!(decode_value::<String>("k", stamped).unwrap(), "a}");
+        assert_eq!(decode_value::<u32>("k", br#"{"f":17,"v":5}"#).unwrap(), 5);
+        assert_eq!(value_text(br#"{"f":17,"v":5}"#), Some(&b"5"[..]));
+        assert_eq!(value_text(br#"{"f":,"v":5}"#), Some(&b"5"[..]), "the full parse decides");
+        assert_eq!(decode_metadata("k", stamped).unwrap()["x"], 1);
+        let merged = merge_metadata("k", stamped, meta(serde_json::json!({"y": 2}))).unwrap();
+        assert_eq!(merged, br#"{"f":1732560000123,"v":"a}","m":{"x":1,"y":2}}"#);
+        let plain = merge_metadata("k", br#"{"v":1}"#, meta(serde_json::json!({"y": 2}))).unwrap();
+        assert_eq!(plain, br#"{"v":1,"m":{"y":2}}"#);
     }
 
     #[test]

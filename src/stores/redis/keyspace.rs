@@ -1,8 +1,10 @@
 //! Where a store's data lives in Redis, and how a user's pattern is confined
 //! to it.
 //!
-//! Entries are at `prefix + key`. The two index keys of a bounded store are
-//! `prefix + "\xff" + name`, and the load lock of `get_or_set` for a key is
+//! Entries are at `prefix + key` (strings; while a `get_or_set` load of a
+//! missing key runs, its placeholder, a hash, is there instead). The two
+//! index keys of a bounded store are `prefix + "\xff" + name`, and the
+//! refresh lock of `get_or_refresh` for a key is
 //! `prefix + "\xff" + "lock:" + key`: a prefix and a key are UTF-8 and `0xFF`
 //! never occurs in UTF-8, so no entry of this or any other store (with any
 //! UTF-8 prefix) can ever have one of those names.
@@ -69,7 +71,8 @@ impl Keyspace {
         Entry { prefix: &self.prefix, key }
     }
 
-    /// The Redis key of the lock `get_or_set` holds while loading `key`.
+    /// The Redis key of the lock `get_or_refresh` holds while refreshing a
+    /// stale `key` (and of its backoff after a failed refresh).
     pub fn lock(&self, key: &str) -> Vec<u8> {
         [self.prefix.as_bytes(), b"\xfflock:", key.as_bytes()].concat()
     }

@@ -16,14 +16,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use redis::Script;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::keyspace::Entry;
-use super::{RedisStore, format, ttl_millis};
+use super::scripts::SAMPLE_EVERY;
+use super::{RedisStore, eval, evalsha, format, ttl_millis};
 use crate::errors::{CacheError, Result};
+use crate::metrics::SharedCounters;
 use crate::singleflight::loader_error;
 use crate::store::{CacheStore, Metadata, SetOptions, check_key, check_set_options};
 
@@ -44,6 +45,25 @@ enum Step {
     Busy,
 }
 
+/// How a loaded value is stored: its TTL in ms, its metadata, and, for
+/// `get_or_refresh`, its fresh period in ms.
+#[derive(Clone, Copy)]
+pub(super) struct StoreAs<'a> {
+    pub ttl: Option<u64>,
+    pub metadata: Option<&'a Metadata>,
+    pub fresh_for: Option<u64>,
+}
+
+/// What a loaded value's write is conditional on (see `STORE_LOADED_FN` in
+/// the scripts).
+pub(super) enum Condition<'a> {
+    /// A load of a missing key: its placeholder still holds this token.
+    Placeholder(&'a str),
+    /// A refresh: the refresh lock holds `token` and the entry still has the
+    /// bytes whose SHA1 is `sha`.
+    Refresh { token: &'a str, sha: &'a str },
+}
+
 impl<V> RedisStore<V>
 where
     V: Serialize + DeserializeOwned + Send + Sync + 'static,
@@ -58,33 +78,32 @@ where
         check_key(key)?;
         let ttl = check_set_options(&options, self.default_ttl)?.map(ttl_millis);
         let follow = |stored: Arc<[u8]>| format::decode_value(key, &stored);
-        let lead = || self.load_shared(key, loader, ttl, options.metadata.as_ref());
+        let how = StoreAs { ttl, metadata: options.metadata.as_ref(), fresh_for: None };
+        let load = || async move { loader().await.map_err(loader_error) };
+        let lead = || self.load_shared(key, load, how);
+        // The singleflight runs `lead` (and so the loader) with the key
+        // marked as loading on this thread: a loader asking for its own key
+        // gets `CacheError::Reentrant` instead of waiting on itself.
         self.flights.read_through(key, || self.get(key), follow, lead).await
     }
 
     /// The value under `key` once one caller in any instance has loaded and
-    /// stored it: found, or loaded here under the lock. Also returns the
-    /// stored bytes, for this instance's followers.
-    async fn load_shared<F, Fut, E>(
-        &self,
-        key: &str,
-        load: F,
-        ttl: Option<u64>,
-        metadata: Option<&Metadata>,
-    ) -> Result<(V, Arc<[u8]>)>
+    /// stored it: found, or loaded here under the key's placeholder. Also
+    /// returns the stored bytes, for this instance's followers.
+    pub(super) async fn load_shared<F, Fut>(&self, key: &str, load: F, how: StoreAs<'_>) -> Result<(V, Arc<[u8]>)>
     where
-        F: FnOnce() -> Fut + Send,
-        Fut: Future<Output = std::result::Result<V, E>> + Send,
-        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V>>,
     {
         let entry = self.space.entry(key);
         // The guard owns the token from before the first attempt: an attempt
         // whose reply is lost (an error, a timeout, this future dropped) may
-        // have taken the lock on Redis all the same, so it is released then too.
+        // have taken the placeholder on Redis all the same, so it is removed
+        // then too.
         let mut guard = Held::new(Unlock {
-            lock: Lock::new(self.space.lock(key)),
+            lock: Lock::new(entry.to_vec()),
             conn: self.conn.clone(),
-            script: self.scripts.unlock.clone(),
+            script: super::scripts::UNLOCK_LOAD,
             timeout: self.round_trip_timeout,
         });
         let mut pause = POLL_FIRST;
@@ -96,10 +115,10 @@ where
                     guard.disarm();
                     return Ok((format::decode_value(key, &stored)?, stored.into()));
                 }
-                // Armed it stays: the lock is ours until `release`.
+                // Armed it stays: the placeholder is ours until stored or released.
                 Step::Locked => break,
-                // The owner stores the value before releasing, and a lock whose
-                // owner died expires with its lease: either ends this wait.
+                // The owner stores the value (replacing its placeholder), or
+                // removes the placeholder, or its lease ends: each ends this wait.
                 Step::Busy => {
                     guard.disarm();
                     tokio::time::sleep(pause).await;
@@ -109,21 +128,75 @@ where
         }
 
         let started = Instant::now();
-        let loaded = load().await.map_err(loader_error);
+        let loaded = load().await;
         self.counters.record_load(loaded.is_ok(), u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        let result = match loaded {
-            Ok(value) => match format::encode(&value, metadata) {
-                Ok(stored) => self.write("get_or_set", entry, &stored, ttl).await.map(|()| (value, stored.into())),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
+        let stored = match loaded.and_then(|value| Ok((format::encode(&value, how.metadata)?, value))) {
+            Ok((stored, value)) => (stored, value),
+            Err(e) => {
+                guard.release().await;
+                return Err(e);
+            }
         };
-        // After the write, so a caller that finds the lock free finds the value too.
-        guard.release().await;
-        result
+        let (stored, value) = stored;
+        let token = guard.lock().token.clone();
+        // Stored only if the placeholder is still ours: nothing wrote,
+        // deleted, invalidated or cleared the key, and the lease has not run
+        // out. Either way the callers get the loaded value.
+        self.store_loaded(key, Condition::Placeholder(&token), &stored, how).await?;
+        // Stored, the value replaced the placeholder; refused, it is not ours.
+        guard.disarm();
+        Ok((value, stored.into()))
     }
 
-    /// One atomic step: the entry if present, else the lock if free.
+    /// Writes a loaded value if `condition` still holds, in one script with
+    /// the check (with the capacity's bookkeeping if there is one); whether
+    /// it was written. Counts a set if so.
+    pub(super) async fn store_loaded(
+        &self,
+        key: &str,
+        condition: Condition<'_>,
+        stored: &[u8],
+        how: StoreAs<'_>,
+    ) -> Result<bool> {
+        let what = "get_or_set";
+        let (mode, token, sha) = match condition {
+            Condition::Placeholder(token) => ("p", token, ""),
+            Condition::Refresh { token, sha } => ("r", token, sha),
+        };
+        let lock = self.space.lock(key);
+        let mut conn = self.conn.clone();
+        let written = if let Some((max_size, lru)) = self.bound {
+            let sample = self.sets_seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(SAMPLE_EVERY);
+            let script = &self.scripts.store_loaded_bounded;
+            let mut cmd = evalsha(script, 4);
+            cmd.arg(self.space.entry(key)).arg(&lock).arg(&self.space.recency).arg(&self.space.expiry);
+            cmd.arg(mode).arg(token).arg(sha).arg(how.fresh_for.unwrap_or(0)).arg(stored);
+            cmd.arg(how.ttl.unwrap_or(0)).arg(max_size).arg(if lru { "1" } else { "0" });
+            cmd.arg(if sample { "1" } else { "0" });
+            let (expired, evicted, lost, written): (u64, u64, u8, u8) =
+                self.round_trip(what, eval(&mut conn, script, &cmd)).await?;
+            SharedCounters::add(&self.counters.expirations, expired);
+            SharedCounters::add(&self.counters.evictions, evicted);
+            if lost == 1 {
+                self.rebuild_index(max_size, lru).await;
+            }
+            written == 1
+        } else {
+            let script = &self.scripts.store_loaded;
+            let mut cmd = evalsha(script, 2);
+            cmd.arg(self.space.entry(key)).arg(&lock);
+            cmd.arg(mode).arg(token).arg(sha).arg(how.fresh_for.unwrap_or(0)).arg(stored);
+            cmd.arg(how.ttl.unwrap_or(0));
+            let written: u8 = self.round_trip(what, eval(&mut conn, script, &cmd)).await?;
+            written == 1
+        };
+        if written {
+            SharedCounters::add(&self.counters.sets, 1);
+        }
+        Ok(written)
+    }
+
+    /// One atomic step: the entry if present, else the placeholder if free.
     async fn get_or_lock(&self, entry: Entry<'_>, lock: &Lock) -> Result<Step> {
         let mut conn = self.conn.clone();
         let reply: redis::Value = self
@@ -132,7 +205,6 @@ where
                 self.scripts
                     .get_or_lock
                     .key(entry)
-                    .key(&lock.key)
                     .arg(&lock.token)
                     .arg(ttl_millis(self.lock_lease))
                     .invoke_async(&mut conn),
@@ -150,14 +222,15 @@ where
     }
 }
 
-/// A load lock's Redis key and the token that proves who owns it.
-struct Lock {
-    key: Vec<u8>,
-    token: String,
+/// A lock's Redis key (a load's placeholder: the entry's own key; a
+/// refresh: the refresh lock) and the token that proves who owns it.
+pub(super) struct Lock {
+    pub key: Vec<u8>,
+    pub token: String,
 }
 
 impl Lock {
-    fn new(key: Vec<u8>) -> Self {
+    pub fn new(key: Vec<u8>) -> Self {
         Lock { key, token: new_token() }
     }
 }
@@ -170,32 +243,32 @@ impl Lock {
 /// tokio runtime; without one, the lease ends the lock. Releasing a lock we
 /// never got is harmless: the compare-and-delete only matches our token, and
 /// on the shared multiplexed connection it runs after the attempt it follows.
-struct Held {
+pub(super) struct Held {
     unlock: Option<Unlock>,
     armed: bool,
 }
 
 impl Held {
-    fn new(unlock: Unlock) -> Self {
+    pub fn new(unlock: Unlock) -> Self {
         Held { unlock: Some(unlock), armed: false }
     }
 
-    fn lock(&self) -> &Lock {
+    pub fn lock(&self) -> &Lock {
         let Some(unlock) = &self.unlock else { unreachable!("taken only by release and drop") };
         &unlock.lock
     }
 
     /// Before a lock attempt: from now on the lock may be ours.
-    fn arm(&mut self) {
+    pub fn arm(&mut self) {
         self.armed = true;
     }
 
     /// The attempt's reply says the lock is not ours: nothing to release.
-    fn disarm(&mut self) {
+    pub fn disarm(&mut self) {
         self.armed = false;
     }
 
-    async fn release(mut self) {
+    pub async fn release(mut self) {
         if self.armed
             && let Some(unlock) = &self.unlock
         {
@@ -218,21 +291,27 @@ impl Drop for Held {
 }
 
 /// What releasing a lock takes, owned so it can outlive the caller.
-struct Unlock {
-    lock: Lock,
-    conn: ConnectionManager,
-    script: Script,
-    timeout: Duration,
+pub(super) struct Unlock {
+    pub lock: Lock,
+    pub conn: ConnectionManager,
+    /// The Lua source of the compare-and-delete.
+    pub script: &'static str,
+    pub timeout: Duration,
 }
 
 impl Unlock {
     /// Deletes the lock if it still holds our token. Best effort: if Redis
     /// does not answer, the lease ends the lock anyway.
+    ///
+    /// Sent as `EVAL` with the source, never `EVALSHA`: it is rare, and it
+    /// must work in one command. If Redis does not know the script yet and
+    /// is paused, the `NOSCRIPT` answer would come too late for the load that
+    /// follows it, and the release would be lost.
     async fn run(&self) {
         let mut conn = self.conn.clone();
-        let mut call = self.script.key(&self.lock.key);
-        call.arg(&self.lock.token);
-        let _ = tokio::time::timeout(self.timeout, call.invoke_async::<i64>(&mut conn)).await;
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(self.script).arg(1).arg(&self.lock.key).arg(&self.lock.token);
+        let _ = tokio::time::timeout(self.timeout, cmd.query_async::<redis::Value>(&mut conn)).await;
     }
 }
 

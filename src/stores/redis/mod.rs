@@ -12,6 +12,7 @@
 mod format;
 mod keyspace;
 mod load;
+mod refresh;
 mod scripts;
 mod tls;
 
@@ -238,41 +239,89 @@ const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 ///   it talks to Redis, and the others get its result (the stored bytes,
 ///   decoded by each) or its error, as with [`MemoryStore`](crate::MemoryStore).
 /// - *Between instances*, the leader runs one script that returns the entry
-///   if it is there by now, or else takes the key's load lock with
-///   `SET <lock> <token> NX PX <lease>`. The lock is at
-///   `prefix + "\xff" + "lock:" + key`, beside the index keys where no entry
-///   can be; the token is unique to this call. Checking for the value and
-///   taking the lock in one atomic step is the owner's re-check: a value
+///   if it is there by now, or else puts the load's *placeholder* in the
+///   entry's own Redis key: a hash `{load: <token>}` that lives for the lease
+///   (the token is unique to this call). Checking for the value and taking
+///   the placeholder in one atomic step is the owner's re-check: a value
 ///   stored by another process before is found, not loaded again.
-/// - The owner runs its loader, stores the value (one round trip as for `set`,
-///   `options` applied), then releases the lock with a compare-and-delete
-///   script that removes it only if it still holds the owner's token.
+/// - The owner runs its loader and stores the value (one round trip, a
+///   script, `options` applied) **only if its placeholder is still there**.
+///   Every write replaces or removes it: `set` and a loaded value overwrite
+///   the key, `delete`, `invalidate` and `clear` unlink it, and the lease
+///   ends it. So a load that a write (in any process) overtook, or that
+///   outlived its lease, stores nothing; its callers still get what the
+///   loader produced. This costs plain `get` and `set` nothing: they are
+///   still one `GET` and one `SET` (a `GET` that meets a placeholder gets
+///   Redis's WRONGTYPE answer, which the store reads as a miss).
+/// - A placeholder is not an entry: `get`, `contains`, `get_metadata`,
+///   `keys`, `size` and the counts of `delete` and `invalidate` skip it
+///   (SCAN with `TYPE string`; `delete` and the delete pages of `invalidate`
+///   and `clear` are a script that counts only strings).
 /// - The other instances' leaders poll with the same script, every 10 ms at
 ///   first and then every 50 ms, and return the value as soon as it is there.
-///   If the lock disappears without a value (the owner's loader failed, the
-///   owner died, or its lease ran out) the next poll takes the lock and loads
-///   with its own loader.
+///   If the placeholder disappears without a value (the owner's loader
+///   failed, the owner died, its lease ran out, or a write removed it) the
+///   next poll takes the key and loads with its own loader.
 ///
 /// The lease ([`RedisStoreBuilder::lock_lease`], default 10 s) bounds how long
-/// a hung loader or a dead process can hold up the others. If a loader takes
-/// longer than the lease, another process loads the key too (the last value
-/// written wins, and neither releases the other's lock): pick a lease longer
-/// than your slowest loader, but no longer than you are willing to wait
-/// after a crash. If the future of a caller holding the lock is dropped, a
-/// release is spawned on the tokio runtime, so the others do not wait out the
-/// lease. The same goes for a lock attempt whose reply is lost (the round trip
-/// fails or times out, or the caller's future is dropped while it is in
-/// flight): the script may have taken the lock all the same, so the same
-/// compare-and-delete is spawned, harmless if the lock was not taken. An
-/// attempt that answers with the value or a busy lock costs no release.
+/// a hung loader or a dead process can hold up the others. A loader that
+/// takes longer than the lease lets another process load the key too, and
+/// its own late value is not stored: pick a lease longer than your slowest
+/// loader, but no longer than you are willing to wait after a crash. If the
+/// future of a caller holding the placeholder is dropped, its removal (a
+/// compare-and-delete on the token) is spawned on the tokio runtime, so the
+/// others do not wait out the lease. The same goes for an attempt whose reply
+/// is lost (the round trip fails or times out, or the caller's future is
+/// dropped while it is in flight): the script may have taken the placeholder
+/// all the same, so the same compare-and-delete is spawned (as one `EVAL`, so
+/// it needs no script cache), harmless if it was not taken. An attempt that
+/// answers with the value or a busy key costs no release.
+///
+/// A loader that asks the same store for the key it is loading (directly, or
+/// through another key's loader) gets [`CacheError::Reentrant`] at once.
 ///
 /// A loader's error reaches every caller waiting in its instance as
 /// [`CacheError::Loader`] and caches nothing; callers in other instances see
-/// the lock released without a value and load themselves. A backend failure
+/// the placeholder go without a value and load themselves. A backend failure
 /// while waiting or storing is [`CacheError::Backend`]. `loads`,
-/// `load_failures` and `total_load_time` count the loaders this instance ran.
-/// A value stored with a TTL shorter than the poll interval, or evicted at
-/// once by a full store, may be loaded again by the callers polling for it.
+/// `load_failures` and `total_load_time` count the loaders this instance ran;
+/// `sets` counts the loaded values it stored. A value stored with a TTL
+/// shorter than the poll interval, or evicted at once by a full store, may be
+/// loaded again by the callers polling for it.
+///
+/// # Stale-while-revalidate
+///
+/// [`RedisStore::get_or_refresh`] takes the same [`RefreshOptions`](crate::RefreshOptions)
+/// as the memory store's, with one refresh per key across every process on
+/// the prefix:
+///
+/// - An entry it stores starts `{"f":<fresh until>,"v":...}`: when it stops
+///   being fresh, in ms of **Redis's clock** (`TIME` in the storing script),
+///   so processes whose clocks disagree judge it alike; its Redis TTL is the
+///   fresh period plus the grace. Other readers (`get`, other languages)
+///   ignore the field; `update_metadata` keeps it.
+/// - Its read is one script (one round trip, as a `get`): the entry, whether
+///   it is fresh, and, when it is stale and no refresh runs, the refresh lock
+///   `SET prefix + "\xff" + "lock:" + key <token> PX <lease>` for this one
+///   caller, which returns the stale value at once and starts the refresh on
+///   the options' runtime.
+/// - The refresh stores its value only if the lock still holds its token
+///   and the entry still has the bytes it saw (the script compares their
+///   SHA1): any `set`, `update_metadata`, `delete`, `invalidate`, `clear` or
+///   other refresh in between, or a lease that ran out, makes it store
+///   nothing. Stored, it removes the lock.
+/// - A refresh that fails, times out (the hard timeout) or panics turns its
+///   lock into a backoff marker, `backoff:<failures in a row>:<retry at>` (on
+///   Redis's clock), kept while the entry lives: no process starts a refresh
+///   before the retry time, and the wait doubles with each failure in a row
+///   (up to a minute). The stale value is served meanwhile, until the grace
+///   period ends (stale-if-error).
+/// - A miss loads as `try_get_or_set` does (the placeholder, one loader
+///   across processes), the caller waiting at most the soft timeout.
+///
+/// Keys of another Redis type under the prefix read as a load in progress
+/// (a miss); Redis keys of this store other than strings, the placeholders
+/// and the index and lock keys are not expected.
 ///
 /// # Connection
 ///
@@ -593,9 +642,15 @@ where
         }
     }
 
+    /// The stored bytes of an entry; `None` if there is none, or only a
+    /// load's placeholder (a hash: Redis answers WRONGTYPE, which costs the
+    /// usual `GET` nothing).
     async fn read(&self, what: &str, full: Entry<'_>) -> Result<Option<Vec<u8>>> {
         let mut conn = self.conn.clone();
-        self.round_trip(what, redis::cmd("GET").arg(full).query_async(&mut conn)).await
+        match self.round_trip(what, redis::cmd("GET").arg(full).query_async(&mut conn)).await {
+            Err(CacheError::Backend { source: Some(e), .. }) if is_wrong_type(&*e) => Ok(None),
+            other => other,
+        }
     }
 
     /// Writes the stored bytes of an entry (Redis key `full`) with its TTL in
@@ -638,7 +693,7 @@ where
         let scan_match = self.space.scan_match(None);
         let outcome: Result<()> = async {
             loop {
-                let (next, page) = self.scan_page("set", cursor, &scan_match).await?;
+                let (next, page) = self.scan_page("set", cursor, &scan_match, true).await?;
                 let mine: Vec<&[u8]> =
                     page.iter().filter(|raw| self.space.user_key(raw, None).is_some()).map(Vec::as_slice).collect();
                 if !mine.is_empty() {
@@ -674,33 +729,40 @@ where
         }
     }
 
-    /// One SCAN page: the next cursor and the raw keys.
-    async fn scan_page(&self, what: &str, cursor: u64, scan_match: &[u8]) -> Result<(u64, Vec<Vec<u8>>)> {
+    /// One SCAN page: the next cursor and the raw keys. With `entries_only`,
+    /// only strings (`TYPE string`): entries, not the placeholders of loads
+    /// in progress (hashes); deleting walks see both.
+    async fn scan_page(
+        &self,
+        what: &str,
+        cursor: u64,
+        scan_match: &[u8],
+        entries_only: bool,
+    ) -> Result<(u64, Vec<Vec<u8>>)> {
         let mut conn = self.conn.clone();
-        self.round_trip(
-            what,
-            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(scan_match).arg("COUNT").arg(BATCH).query_async(&mut conn),
-        )
-        .await
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor).arg("MATCH").arg(scan_match).arg("COUNT").arg(BATCH);
+        if entries_only {
+            cmd.arg("TYPE").arg("string");
+        }
+        self.round_trip(what, cmd.query_async(&mut conn)).await
     }
 
-    /// Deletes a page of entries (Redis keys); how many existed.
+    /// Deletes a page of entries (Redis keys), and the placeholders of loads
+    /// in progress among them (which cancels those loads); how many entries
+    /// existed.
     async fn unlink(&self, what: &str, full_keys: &[&[u8]]) -> Result<usize> {
         if full_keys.is_empty() {
             return Ok(0);
         }
         let mut conn = self.conn.clone();
-        let removed: usize = if self.bound.is_some() {
-            let mut call = self.scripts.delete_bounded.key(&self.space.recency);
-            call.key(&self.space.expiry);
-            for key in full_keys {
-                call.key(*key);
-            }
-            self.round_trip(what, call.invoke_async(&mut conn)).await?
-        } else {
-            self.round_trip(what, redis::cmd("UNLINK").arg(full_keys).query_async(&mut conn)).await?
-        };
-        Ok(removed)
+        let mut call = self.scripts.delete.key(&self.space.recency);
+        call.key(&self.space.expiry);
+        for key in full_keys {
+            call.key(*key);
+        }
+        call.arg(if self.bound.is_some() { "1" } else { "0" });
+        self.round_trip(what, call.invoke_async(&mut conn)).await
     }
 
     /// Refuses `invalidate` and `clear` on an empty prefix unless the
@@ -729,10 +791,10 @@ where
     ) -> Result<usize> {
         let scan_match = self.space.scan_match(pattern);
         let mut removed = 0;
-        let (mut cursor, mut page) = self.scan_page(what, 0, &scan_match).await?;
+        let (mut cursor, mut page) = self.scan_page(what, 0, &scan_match, !delete).await?;
         loop {
             let next_page = async {
-                if cursor == 0 { Ok((0, Vec::new())) } else { self.scan_page(what, cursor, &scan_match).await }
+                if cursor == 0 { Ok((0, Vec::new())) } else { self.scan_page(what, cursor, &scan_match, !delete).await }
             };
             if delete {
                 let mine: Vec<&[u8]> =
@@ -778,6 +840,12 @@ async fn eval<T: redis::FromRedisValue>(
         }
         other => other,
     }
+}
+
+/// Whether Redis refused a command for the key's type: a string command on a
+/// load's placeholder.
+fn is_wrong_type(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    e.downcast_ref::<redis::RedisError>().is_some_and(|e| e.code() == Some("WRONGTYPE"))
 }
 
 /// The TTL in whole milliseconds for Redis: rounded up (a TTL is never
@@ -852,14 +920,9 @@ where
 
     async fn delete(&self, key: &str) -> Result<bool> {
         check_key(key)?;
-        let existed = if self.bound.is_some() {
-            self.unlink("delete", &[&self.space.entry(key).to_vec()]).await? > 0
-        } else {
-            let mut conn = self.conn.clone();
-            let mut cmd = redis::cmd("UNLINK");
-            let unlink = cmd.arg(self.space.entry(key)).query_async::<usize>(&mut conn);
-            self.round_trip("delete", unlink).await? > 0
-        };
+        // A script, not UNLINK: a load's placeholder is deleted (cancelling
+        // the load) but is no entry that existed.
+        let existed = self.unlink("delete", &[&self.space.entry(key).to_vec()]).await? > 0;
         SharedCounters::add(&self.counters.deletes, u64::from(existed));
         Ok(existed)
     }
@@ -867,7 +930,10 @@ where
     async fn contains(&self, key: &str) -> Result<bool> {
         check_key(key)?;
         let mut conn = self.conn.clone();
-        self.round_trip("contains", redis::cmd("EXISTS").arg(self.space.entry(key)).query_async(&mut conn)).await
+        // TYPE, not EXISTS: a load's placeholder (a hash) is no entry.
+        let kind: String =
+            self.round_trip("contains", redis::cmd("TYPE").arg(self.space.entry(key)).query_async(&mut conn)).await?;
+        Ok(kind == "string")
     }
 
     async fn get_metadata(&self, key: &str) -> Result<Option<Metadata>> {

@@ -14,7 +14,9 @@ use redis::Script;
 /// entries Redis removed behind the store's back.
 pub(super) const SAMPLE_EVERY: u64 = 8;
 
-/// Sets one entry under a capacity.
+/// Sets one entry under a capacity: the body shared by [`SET_BOUNDED_CALL`] and
+/// [`STORE_LOADED_BOUNDED_CALL`], a Lua function of the keys, the bytes, the TTL
+/// and the caller's options.
 ///
 /// First it heals the index: if the members index has lost its sentinel
 /// member `''` (no entry key is empty), the index is new or Redis dropped it
@@ -32,17 +34,14 @@ pub(super) const SAMPLE_EVERY: u64 = 8;
 /// Under TTL the sentinel's score is `+inf`, so it is never due and never the
 /// soonest to expire.
 ///
-/// KEYS: entry, recency index, expiry index.
-/// ARGV: stored bytes, TTL in ms (0: none), max_size, "1" for LRU / "0" for
-/// TTL, "1" to check random members.
-/// Returns `{expired, evicted, lost}` (`lost`: 1 if the index must be rebuilt).
-const SET_BOUNDED: &str = r"
-local entry, recency, expiry = KEYS[1], KEYS[2], KEYS[3]
-local ttl = tonumber(ARGV[2])
-local max_size = tonumber(ARGV[3])
-local lru = ARGV[4] == '1'
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+/// `set_bounded(entry, recency, expiry, doc, ttl_ms ('0': none), max_size,
+/// lru ('1'/'0'), sample ('1' to check random members), now_ms)` returns
+/// `expired, evicted, lost` (`lost`: 1 if the index must be rebuilt).
+const SET_BOUNDED_FN: &str = r"
+local function set_bounded(entry, recency, expiry, doc, ttl_arg, max_arg, lru_arg, sample, now)
+local ttl = tonumber(ttl_arg)
+local max_size = tonumber(max_arg)
+local lru = lru_arg == '1'
 local members = lru and recency or expiry
 local expired, evicted, lost = 0, 0, 0
 
@@ -71,7 +70,7 @@ elseif not redis.call('ZSCORE', expiry, '') then
 end
 -- Whether the sentinel is counted in ZCARD now.
 local sentinel = (lru or lost == 0) and 1 or 0
-if ARGV[5] == '1' then
+if sample == '1' then
   for _, member in ipairs(redis.call('ZRANDMEMBER', members, 2)) do
     if member ~= '' and member ~= entry and redis.call('EXISTS', member) == 0 then
       forget(member)
@@ -106,10 +105,10 @@ elseif redis.call('ZCARD', members) - sentinel >= max_size then
 end
 
 if ttl > 0 then
-  redis.call('SET', entry, ARGV[1], 'PX', ARGV[2])
+  redis.call('SET', entry, doc, 'PX', ttl_arg)
   redis.call('ZADD', expiry, now + ttl, entry)
 else
-  redis.call('SET', entry, ARGV[1])
+  redis.call('SET', entry, doc)
   redis.call('ZREM', expiry, entry)
 end
 if lru then
@@ -117,7 +116,111 @@ if lru then
 elseif lost == 1 then
   redis.call('ZADD', expiry, 'inf', '')
 end
-return {expired, evicted, lost}
+return expired, evicted, lost
+end
+";
+
+/// Redis's clock in ms, for the scripts below.
+const NOW_FN: &str = r"
+local function now_ms()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+";
+
+/// A plain `set` under a capacity: [`SET_BOUNDED_FN`].
+///
+/// KEYS: entry, recency index, expiry index.
+/// ARGV: stored bytes, TTL in ms (0: none), max_size, "1" for LRU / "0" for
+/// TTL, "1" to check random members.
+/// Returns `{expired, evicted, lost}`.
+const SET_BOUNDED_CALL: &str = r"
+return {set_bounded(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], now_ms())}
+";
+
+/// Whether a load may store its value, and the stamp of a value stored by
+/// `get_or_refresh`: shared by the two `STORE_LOADED` scripts.
+///
+/// A load of a missing key (mode `'p'`) holds the key's placeholder, a hash
+/// `{load = token}` in the entry's own Redis key: every write replaces it
+/// (SET), deletes it (DEL, UNLINK by invalidate and clear), and its lease
+/// ends it, so the load may store only while the placeholder still holds its
+/// token. A refresh of a stale entry (mode `'r'`) holds the refresh lock (a
+/// string at the lock key) and saw the entry's bytes with the SHA1 `sha`: it
+/// may store only while the lock holds its token and the entry still has
+/// those bytes (a set, an update, a delete or another refresh changed them).
+///
+/// An entry stored by `get_or_refresh` starts with `{"f":<fresh until, ms of
+/// Redis's clock>,`; plain entries start with `{"v":`.
+const STORE_LOADED_FN: &str = r#"
+local function may_store(entry, lock, mode, token, sha)
+  if mode == 'p' then
+    return redis.pcall('HGET', entry, 'load') == token
+  end
+  if redis.call('GET', lock) ~= token then return false end
+  local doc = redis.pcall('GET', entry)
+  return type(doc) == 'string' and redis.sha1hex(doc) == sha
+end
+
+local function stamped(doc, fresh_for, now)
+  if fresh_for == 0 then return doc end
+  return '{"f":' .. string.format('%d', now + fresh_for) .. ',' .. string.sub(doc, 2)
+end
+
+-- Refused: a refresh lock that is still ours is released.
+local function refused(lock, mode, token)
+  if mode == 'r' and redis.call('GET', lock) == token then redis.call('DEL', lock) end
+end
+"#;
+
+/// Stores a loaded value without a capacity, if the load may (see
+/// [`STORE_LOADED_FN`]).
+///
+/// KEYS: entry, refresh lock.
+/// ARGV: mode ('p' or 'r'), token, sha (mode 'r'), fresh period in ms (0:
+/// not from `get_or_refresh`), stored bytes, TTL in ms (0: none).
+/// Returns 1 if stored, 0 if refused.
+const STORE_LOADED_CALL: &str = r"
+local entry, lock, mode, token = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+if not may_store(entry, lock, mode, token, ARGV[3]) then
+  refused(lock, mode, token)
+  return 0
+end
+local fresh_for = tonumber(ARGV[4])
+local doc = ARGV[5]
+if fresh_for > 0 then
+  doc = stamped(doc, fresh_for, now_ms())
+  -- A fresh value: no refresh runs, no backoff stays.
+  redis.call('DEL', lock)
+end
+if ARGV[6] ~= '0' then
+  redis.call('SET', entry, doc, 'PX', ARGV[6])
+else
+  redis.call('SET', entry, doc)
+end
+return 1
+";
+
+/// Stores a loaded value under a capacity, if the load may: the two above
+/// together.
+///
+/// KEYS: entry, refresh lock, recency index, expiry index.
+/// ARGV: mode, token, sha, fresh period in ms, stored bytes, TTL in ms,
+/// max_size, "1" for LRU, "1" to check random members.
+/// Returns `{expired, evicted, lost, stored}`.
+const STORE_LOADED_BOUNDED_CALL: &str = r"
+local entry, lock, mode, token = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+if not may_store(entry, lock, mode, token, ARGV[3]) then
+  refused(lock, mode, token)
+  return {0, 0, 0, 0}
+end
+local now = now_ms()
+local fresh_for = tonumber(ARGV[4])
+local doc = stamped(ARGV[5], fresh_for, now)
+if fresh_for > 0 then redis.call('DEL', lock) end
+-- SET replaces the placeholder; the index never listed it, so the key counts as new.
+local expired, evicted, lost = set_bounded(entry, KEYS[3], KEYS[4], doc, ARGV[6], ARGV[7], ARGV[8], ARGV[9], now)
+return {expired, evicted, lost, 1}
 ";
 
 /// Reads an entry under LRU and makes it the most recently used: the next
@@ -125,11 +228,12 @@ return {expired, evicted, lost}
 /// there (`XX`), so a lost index is left for the next `set` to notice.
 ///
 /// KEYS: entry, recency index, expiry index.
-/// Returns the stored bytes, or on a miss the number of index members
+/// Returns the stored bytes, or on a miss (a load's placeholder included) the number of index members
 /// dropped because Redis had expired or removed the entry (0 or 1).
 const GET_LRU: &str = r"
-local value = redis.call('GET', KEYS[1])
-if value then
+local value = redis.pcall('GET', KEYS[1])
+-- A load's placeholder (a hash: WRONGTYPE) is a miss.
+if type(value) == 'string' then
   local score = redis.call('ZADD', KEYS[2], 'XX', 'INCR', 1, '')
   if score then redis.call('ZADD', KEYS[2], 'XX', score, KEYS[1]) end
   return value
@@ -213,15 +317,23 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 return redis.call('ZCARD', KEYS[1]) - 1 - redis.call('ZCOUNT', KEYS[2], '-inf', now)
 ";
 
-/// Deletes entries and their index members.
+/// Deletes entries (and a load's placeholder, which cancels the load) and,
+/// for a bounded store, their index members.
 ///
 /// KEYS: recency index, expiry index, then the entries.
-/// Returns how many entries existed.
-const DELETE_BOUNDED: &str = r"
+/// ARGV: "1" if the store is bounded.
+/// Returns how many entries existed (placeholders are not entries).
+const DELETE: &str = r"
 if #KEYS < 3 then return 0 end
-local removed = redis.call('UNLINK', unpack(KEYS, 3))
-redis.call('ZREM', KEYS[1], unpack(KEYS, 3))
-redis.call('ZREM', KEYS[2], unpack(KEYS, 3))
+local removed = 0
+for i = 3, #KEYS do
+  if redis.call('TYPE', KEYS[i])['ok'] == 'string' then removed = removed + 1 end
+end
+redis.call('UNLINK', unpack(KEYS, 3))
+if ARGV[1] == '1' then
+  redis.call('ZREM', KEYS[1], unpack(KEYS, 3))
+  redis.call('ZREM', KEYS[2], unpack(KEYS, 3))
+end
 return removed
 ";
 
@@ -231,32 +343,102 @@ return removed
 /// KEYS: entry. ARGV: the bytes read, the new bytes.
 /// Returns 1 if written, 0 if the entry changed or vanished meanwhile.
 const REPLACE_IF_UNCHANGED: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.pcall('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 return 1
 ";
 
 /// One step of `get_or_set` after a miss: the entry if it is there by now,
-/// else the load lock if it is free. Atomic, so a caller that gets the lock
-/// knows no other owner stored the value before it (the owner's re-check).
+/// else the load's placeholder if nobody holds it. Atomic, so a caller that
+/// gets the placeholder knows no other owner stored the value before it (the
+/// owner's re-check).
 ///
-/// KEYS: entry, lock. ARGV: token, lease in ms.
-/// Returns the stored bytes, 1 if the lock is now the caller's, 0 if another
-/// owner holds it.
+/// The placeholder is a hash `{load = token}` at the entry's own Redis key,
+/// living for the lease: any write to the key replaces or deletes it, which
+/// is how the load learns that its value is out of date ([`STORE_LOADED_FN`]).
+///
+/// KEYS: entry. ARGV: token, lease in ms.
+/// Returns the stored bytes, 1 if the placeholder is now the caller's, 0 if
+/// another load holds it.
 const GET_OR_LOCK: &str = r"
-local value = redis.call('GET', KEYS[1])
-if value then return value end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+local value = redis.pcall('GET', KEYS[1])
+if type(value) == 'string' then return value end
+-- WRONGTYPE: another load's placeholder.
+if value then return 0 end
+redis.call('HSET', KEYS[1], 'load', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+/// Removes a load's placeholder if it is still the caller's (its loader
+/// failed, or its caller went away): a placeholder whose lease ran out may
+/// have been replaced by another load's, or by a value.
+///
+/// KEYS: entry. ARGV: token. Returns 1 if removed.
+pub(super) const UNLOCK_LOAD: &str = r"
+if redis.pcall('HGET', KEYS[1], 'load') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 ";
 
-/// Releases a load lock if it is still the caller's: a lock whose lease ran
-/// out may have been taken by another caller since, and is theirs to release.
+/// Releases a refresh lock if it is still the caller's: a lock whose lease
+/// ran out may have been taken by another caller since, and is theirs to
+/// release.
 ///
 /// KEYS: lock. ARGV: token. Returns 1 if released, 0 if not the caller's.
-const UNLOCK: &str = r"
+pub(super) const UNLOCK: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+";
+
+/// The read of `get_or_refresh`: the entry, whether it is fresh, and, if it
+/// is stale and no refresh runs or backs off, the refresh lock for the
+/// caller. An entry without a `{"f":...` stamp is fresh until it expires.
+///
+/// The refresh lock at the lock key holds the token of the refresh running,
+/// for the lease; after a failed refresh, `backoff:<failures>:<retry at, ms>`
+/// until a refresh may start again.
+///
+/// KEYS: entry, refresh lock, recency index. ARGV: token, lease in ms, "1"
+/// to mark the entry used (LRU).
+/// Returns nil on a miss (a load's placeholder included), else `{bytes,
+/// state}` with state 0 (fresh), 1 (stale, refreshing or backing off), or
+/// `{bytes, 2, failures so far, sha1 of bytes}`: stale, and the caller now
+/// holds the refresh lock.
+const READ_FRESH: &str = r#"
+local doc = redis.pcall('GET', KEYS[1])
+if type(doc) ~= 'string' then return false end
+if ARGV[3] == '1' then
+  local score = redis.call('ZADD', KEYS[3], 'XX', 'INCR', 1, '')
+  if score then redis.call('ZADD', KEYS[3], 'XX', score, KEYS[1]) end
+end
+local fresh_until = string.match(doc, '^{"f":(%d+),')
+if not fresh_until then return {doc, 0} end
+local now = now_ms()
+if now < tonumber(fresh_until) then return {doc, 0} end
+local held = redis.call('GET', KEYS[2])
+local failures = 0
+if held then
+  local n, at = string.match(held, '^backoff:(%d+):(%d+)$')
+  if not n or now < tonumber(at) then return {doc, 1} end
+  failures = tonumber(n)
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return {doc, 2, failures, redis.sha1hex(doc)}
+"#;
+
+/// A refresh failed: if its lock is still the caller's, it becomes the
+/// backoff marker, `backoff:<failures>:<retry at>`, kept while the entry
+/// lives (so the count of failures in a row survives the wait) and at least
+/// until the retry.
+///
+/// KEYS: lock, entry. ARGV: token, failures in a row, backoff in ms.
+const REFRESH_FAILED: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local backoff = tonumber(ARGV[3])
+local keep = math.max(backoff, redis.call('PTTL', KEYS[2]))
+local marker = 'backoff:' .. ARGV[2] .. ':' .. string.format('%d', now_ms() + backoff)
+redis.call('SET', KEYS[1], marker, 'PX', string.format('%d', keep))
+return 1
 ";
 
 /// The scripts, with their SHA1s computed once.
@@ -265,23 +447,31 @@ pub(super) struct Scripts {
     pub get_lru: Script,
     pub adopt: Script,
     pub size_bounded: Script,
-    pub delete_bounded: Script,
+    pub delete: Script,
     pub replace_if_unchanged: Script,
     pub get_or_lock: Script,
-    pub unlock: Script,
+    pub store_loaded: Script,
+    pub store_loaded_bounded: Script,
+    pub read_fresh: Script,
+    pub refresh_failed: Script,
 }
 
 impl Scripts {
     pub fn new() -> Self {
         Scripts {
-            set_bounded: Script::new(SET_BOUNDED),
+            set_bounded: Script::new(&[NOW_FN, SET_BOUNDED_FN, SET_BOUNDED_CALL].concat()),
             get_lru: Script::new(GET_LRU),
             adopt: Script::new(ADOPT),
             size_bounded: Script::new(SIZE_BOUNDED),
-            delete_bounded: Script::new(DELETE_BOUNDED),
+            delete: Script::new(DELETE),
             replace_if_unchanged: Script::new(REPLACE_IF_UNCHANGED),
             get_or_lock: Script::new(GET_OR_LOCK),
-            unlock: Script::new(UNLOCK),
+            store_loaded: Script::new(&[NOW_FN, STORE_LOADED_FN, STORE_LOADED_CALL].concat()),
+            store_loaded_bounded: Script::new(
+                &[NOW_FN, SET_BOUNDED_FN, STORE_LOADED_FN, STORE_LOADED_BOUNDED_CALL].concat(),
+            ),
+            read_fresh: Script::new(&[NOW_FN, READ_FRESH].concat()),
+            refresh_failed: Script::new(&[NOW_FN, REFRESH_FAILED].concat()),
         }
     }
 }

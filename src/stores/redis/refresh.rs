@@ -1,0 +1,315 @@
+//! Stale-while-revalidate for [`RedisStore`]: `get_or_refresh`, with one
+//! refresh per key across every process sharing the prefix. The design is
+//! documented under "Stale-while-revalidate" on [`RedisStore`].
+//!
+//! Freshness lives in the entry: an entry stored by `get_or_refresh` starts
+//! `{"f":<fresh until>,` in ms of Redis's clock, so every process judges it
+//! by the same clock. The read is one script that returns the entry and how
+//! fresh it is, and that hands the refresh lock to the one caller that is to
+//! refresh. That caller returns the stale value at once; the refresh runs on
+//! the options' runtime and stores its value only if the lock is still its
+//! own and the entry still has the bytes it saw.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::load::{Condition, Held, Lock, StoreAs, Unlock};
+use super::scripts::UNLOCK;
+use super::{RedisStore, eval, evalsha, format, ttl_millis};
+use crate::errors::{CacheError, Result};
+use crate::metrics::SharedCounters;
+use crate::refresh::{RefreshOptions, within};
+use crate::singleflight::loader_error;
+use crate::store::{check_key, check_set_options};
+
+/// What the read of `get_or_refresh` found.
+enum Found {
+    Miss,
+    /// Fresh, or stale while another caller refreshes or the backoff runs.
+    Serve {
+        stored: Vec<u8>,
+        stale: bool,
+    },
+    /// Stale, and this caller holds the refresh lock.
+    Refresh {
+        stored: Vec<u8>,
+        failures: u32,
+        sha: String,
+    },
+}
+
+impl<V> RedisStore<V>
+where
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Read-through with stale-while-revalidate, as
+    /// [`MemoryStore::get_or_refresh`](crate::MemoryStore::get_or_refresh)
+    /// but across processes: the fresh value under `key`; within the grace
+    /// period after it went stale, the stale value at once while one refresh
+    /// runs in the background on the options' [`Runtime`](crate::Runtime)
+    /// (one per key across every process sharing the prefix); on a miss, the
+    /// value `loader` produces, loaded once for all concurrent callers of all
+    /// processes as in [`try_get_or_set`](crate::CacheStore::try_get_or_set).
+    ///
+    /// - Freshness is judged by Redis's clock: the entry records when it
+    ///   stops being fresh, so processes whose clocks disagree still agree.
+    /// - A failed or timed-out refresh keeps the stale value until the grace
+    ///   period ends (stale-if-error); no process starts the next refresh
+    ///   before the backoff of [`RefreshOptions::retry_after`] has passed,
+    ///   doubling with each failure in a row.
+    /// - A refresh or load stores its value only if nothing wrote, deleted,
+    ///   invalidated or cleared the key since it began, and only while it
+    ///   still holds its lock (a refresh that outlived the lease stores
+    ///   nothing).
+    /// - Entries stored by other calls (`set`, `get_or_set`) count as fresh
+    ///   until they expire.
+    /// - Stats count `stale_hits`, and `refreshes` and `refresh_failures` of
+    ///   the refreshes this instance ran.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "tokio")] {
+    /// use pepperpy_caching::{RefreshOptions, TokioRuntime, stores::RedisStore};
+    /// use std::{sync::Arc, time::Duration};
+    /// # #[tokio::main]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let store = Arc::new(RedisStore::<u64>::builder("redis://localhost:6379").prefix("prices:").build().await?);
+    /// let options = RefreshOptions::new(TokioRuntime, Duration::from_secs(60), Duration::from_secs(600));
+    /// let price = store.get_or_refresh("42", || async { Ok::<_, std::io::Error>(1999u64) }, &options).await?;
+    /// # let _ = price; Ok(()) }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`CacheError::Key`] or `Policy` for bad input (before any loader
+    /// runs), `Loader` when the loader of a miss fails, `Timeout` after the
+    /// soft timeout of a miss (or the hard timeout of its loader), `Reentrant`
+    /// when a loader asks for its own key, `Backend` when Redis fails,
+    /// `Serialization` for a value that cannot be stored or read.
+    pub async fn get_or_refresh<F, Fut, E>(
+        self: &Arc<Self>,
+        key: &str,
+        loader: F,
+        options: &RefreshOptions,
+    ) -> Result<V>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        check_key(key)?;
+        options.check()?;
+        let entry_options = options.entry_options();
+        let ttl = check_set_options(&entry_options, None)?.map(ttl_millis);
+        let how =
+            StoreAs { ttl, metadata: entry_options.metadata.as_ref(), fresh_for: Some(ttl_millis(options.fresh_for)) };
+        let started = self.counters.sample_next_get().then(Instant::now);
+        let mut guard = Held::new(Unlock {
+            lock: Lock::new(self.space.lock(key)),
+            conn: self.conn.clone(),
+            script: UNLOCK,
+            timeout: self.round_trip_timeout,
+        });
+        guard.arm();
+        // An error returns with the guard armed: the read may have taken the
+        // refresh lock, so its drop releases it.
+        let found = self.read_fresh(key, guard.lock()).await?;
+        if !matches!(found, Found::Refresh { .. }) {
+            guard.disarm();
+        }
+        if let Some(started) = started {
+            self.counters.record_latency(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        }
+        let (stored, refresh) = match found {
+            Found::Miss => {
+                SharedCounters::add(&self.counters.misses, 1);
+                return self.load_missing(key, loader, options, how).await;
+            }
+            Found::Serve { stored, stale } => {
+                SharedCounters::add(&self.counters.stale_hits, u64::from(stale));
+                (stored, None)
+            }
+            Found::Refresh { stored, failures, sha } => {
+                SharedCounters::add(&self.counters.stale_hits, 1);
+                (stored, Some((failures, sha)))
+            }
+        };
+        SharedCounters::add(&self.counters.hits, 1);
+        let value = match format::decode_value(key, &stored) {
+            Ok(value) => value,
+            Err(e) => {
+                guard.release().await;
+                return Err(e);
+            }
+        };
+        if let Some((failures, sha)) = refresh {
+            SharedCounters::add(&self.counters.refreshes, 1);
+            let token = guard.lock().token.clone();
+            // The task owns the lock from here.
+            guard.disarm();
+            let task = RefreshTask {
+                store: Arc::clone(self),
+                key: key.into(),
+                token,
+                failures,
+                options: options.clone(),
+                done: false,
+            };
+            // An async block here, not a generic async fn, so that only what
+            // it holds (not the loader's error type) must be 'static.
+            let refresh = async move {
+                let started = Instant::now();
+                let runtime = Arc::clone(&task.options.runtime);
+                let load = async { loader().await.map_err(loader_error) };
+                let loaded = within(&*runtime, &task.key, task.options.hard_timeout, load).await;
+                task.finish(loaded, started, sha).await;
+            };
+            options.runtime.spawn(Box::pin(refresh));
+        }
+        Ok(value)
+    }
+
+    /// A miss: loaded once across processes (under the key's placeholder),
+    /// as `get_or_set` does, within the options' timeouts.
+    async fn load_missing<F, Fut, E>(
+        &self,
+        key: &str,
+        loader: F,
+        options: &RefreshOptions,
+        how: StoreAs<'_>,
+    ) -> Result<V>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        let runtime = &*options.runtime;
+        let load = || within(runtime, key, options.hard_timeout, async { loader().await.map_err(loader_error) });
+        let follow = |stored: Arc<[u8]>| format::decode_value(key, &stored);
+        // The read above was this call's counted get.
+        let read = self.flights.read_through(
+            key,
+            || std::future::ready(Ok(None)),
+            follow,
+            || self.load_shared(key, load, how),
+        );
+        within(runtime, key, options.soft_timeout, read).await
+    }
+
+    /// The read script: the entry, how fresh, and the refresh lock if this
+    /// caller is to refresh.
+    async fn read_fresh(&self, key: &str, lock: &Lock) -> Result<Found> {
+        let what = "get_or_refresh";
+        let script = &self.scripts.read_fresh;
+        let mut cmd = evalsha(script, 3);
+        cmd.arg(self.space.entry(key)).arg(&lock.key).arg(&self.space.recency);
+        cmd.arg(&lock.token).arg(ttl_millis(self.lock_lease)).arg(if self.refresh_on_get { "1" } else { "0" });
+        let mut conn = self.conn.clone();
+        let reply: redis::Value = self.round_trip(what, eval(&mut conn, script, &cmd)).await?;
+        let unexpected = |reply: &redis::Value| CacheError::Backend {
+            message: format!("{what} on Redis at {}: unexpected reply {reply:?}", self.addr),
+            source: None,
+        };
+        let redis::Value::Array(items) = reply else {
+            return if matches!(reply, redis::Value::Nil) { Ok(Found::Miss) } else { Err(unexpected(&reply)) };
+        };
+        match items.as_slice() {
+            [redis::Value::BulkString(stored), redis::Value::Int(state @ (0 | 1))] => {
+                Ok(Found::Serve { stored: stored.clone(), stale: *state == 1 })
+            }
+            [
+                redis::Value::BulkString(stored),
+                redis::Value::Int(2),
+                redis::Value::Int(failures),
+                redis::Value::BulkString(sha),
+            ] => Ok(Found::Refresh {
+                stored: stored.clone(),
+                failures: u32::try_from(*failures).unwrap_or(u32::MAX),
+                sha: String::from_utf8_lossy(sha).into_owned(),
+            }),
+            _ => Err(unexpected(&redis::Value::Array(items.clone()))),
+        }
+    }
+}
+
+/// A background refresh in flight, holding the key's refresh lock. Dropped
+/// unfinished (the runtime dropped the task, or the loader panicked), it
+/// counts as failed and backs off like a failure, so a loader that panics
+/// is not retried on every stale read.
+struct RefreshTask<V>
+where
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    store: Arc<RedisStore<V>>,
+    key: Box<str>,
+    token: String,
+    /// Failed refreshes in a row before this one.
+    failures: u32,
+    options: RefreshOptions,
+    done: bool,
+}
+
+impl<V> RefreshTask<V>
+where
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Stores what the refresh loaded, if it still may, or backs off.
+    async fn finish(mut self, loaded: Result<V>, started: Instant, sha: String) {
+        let store = Arc::clone(&self.store);
+        store.counters.record_load(loaded.is_ok(), u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        let entry_options = self.options.entry_options();
+        let stored = loaded.and_then(|value| format::encode(&value, entry_options.metadata.as_ref()));
+        self.done = true;
+        match stored {
+            Ok(stored) => {
+                let how = StoreAs {
+                    ttl: entry_options.ttl.map(ttl_millis),
+                    metadata: entry_options.metadata.as_ref(),
+                    fresh_for: Some(ttl_millis(self.options.fresh_for)),
+                };
+                let condition = Condition::Refresh { token: &self.token, sha: &sha };
+                // Refused, the script released the lock; failed, the lease ends it.
+                let _ = store.store_loaded(&self.key, condition, &stored, how).await;
+            }
+            Err(_) => self.failed().await,
+        }
+    }
+
+    /// Counts the failure and turns the lock into the backoff marker.
+    async fn failed(&self) {
+        let store = &self.store;
+        SharedCounters::add(&store.counters.refresh_failures, 1);
+        let failures = self.failures.saturating_add(1);
+        let backoff = ttl_millis(self.options.backoff(failures));
+        let mut call = store.scripts.refresh_failed.key(store.space.lock(&self.key));
+        call.key(store.space.entry(&self.key));
+        call.arg(&self.token).arg(failures).arg(backoff);
+        let mut conn = store.conn.clone();
+        // Best effort: if Redis does not answer, the lease ends the lock.
+        let _ = tokio::time::timeout(store.round_trip_timeout, call.invoke_async::<i64>(&mut conn)).await;
+    }
+}
+
+impl<V> Drop for RefreshTask<V>
+where
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let unfinished = RefreshTask {
+            store: Arc::clone(&self.store),
+            key: std::mem::take(&mut self.key),
+            token: std::mem::take(&mut self.token),
+            failures: self.failures,
+            options: self.options.clone(),
+            done: true,
+        };
+        runtime.spawn(async move { unfinished.failed().await });
+    }
+}
