@@ -5,12 +5,19 @@
 //! service can grow from one process to many by changing the store it builds.
 //!
 //! - **Stores** implement the async [`CacheStore`] trait:
-//!   [`MemoryStore`], and `RedisStore` with the `redis` feature.
-//! - **Policies**: [`LruPolicy`] (capacity, least recently
+//!   [`MemoryStore`], and `RedisStore` and `NearCache` (memory in front of
+//!   Redis, kept coherent) with the `redis` feature; [`DynCacheStore`] picks
+//!   one at run time.
+//! - **Policies**: [`S3FifoPolicy`] (capacity, frequency-aware and
+//!   scan-resistant: the default choice), [`LruPolicy`] (capacity, least recently
 //!   used evicted) and [`TtlPolicy`] (every entry expires;
 //!   optional capacity, soonest-to-expire evicted).
 //! - **Metrics**: hits, misses, sets, deletes, evictions, expirations, hit
-//!   ratio and average `get` latency, the same [`CacheStats`] for every store.
+//!   ratio and average `get` latency, the same [`CacheStats`] for every store,
+//!   rendered for Prometheus by [`metrics::render_prometheus`].
+//! - **Read-through** (`get_or_set`) that never writes back data older than a
+//!   write it has seen, and stale-while-revalidate
+//!   ([`MemoryStore::get_or_refresh`], [`RefreshOptions`]).
 //! - **Pattern invalidation** with Redis glob syntax ([`Pattern`]), matched
 //!   exactly as Redis matches, in bounded time.
 //! - **Metadata** per entry ([`Metadata`], a JSON object).
