@@ -203,3 +203,184 @@ async fn a_loader_asking_for_its_own_key_is_reentrant() {
     assert_eq!(within("outer", a.get_or_set("k", loader, SetOptions::new())).await.unwrap(), "outer");
     assert_eq!(a.get("k").await.unwrap().as_deref(), Some("outer"));
 }
+
+fn signal(server: &RedisServer, name: &str) {
+    let status = std::process::Command::new("kill").arg(format!("-{name}")).arg(server.pid().to_string()).status();
+    assert!(status.unwrap().success(), "kill -{name}");
+}
+
+/// Redis stops (SIGSTOP) while A's loader runs: A's store times out and its
+/// caller gets a backend error. Once Redis resumes, the store that was
+/// queued may run (a timed-out write may still be applied), but no
+/// placeholder is left to hold B up until the 60 s lease ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_paused_mid_load_leaves_no_placeholder_behind() {
+    let server = RedisServer::start();
+    let a = Arc::new(
+        RedisStore::<String>::builder(server.url())
+            .prefix(PREFIX)
+            .lock_lease(LONG_LEASE)
+            .response_timeout(Duration::from_millis(200))
+            .build()
+            .await
+            .unwrap(),
+    );
+    let b = store(&server, None, LONG_LEASE).await;
+    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let load = {
+        let (a, started, release) = (Arc::clone(&a), Arc::clone(&started), Arc::clone(&release));
+        tokio::spawn(async move {
+            let loader = || async move {
+                started.notify_one();
+                release.notified().await;
+                "from A".to_string()
+            };
+            a.get_or_set("k", loader, SetOptions::new()).await
+        })
+    };
+    within("A's loader", started.notified()).await;
+    signal(&server, "STOP");
+    release.notify_one();
+    let err = within("A's caller", load).await.unwrap().unwrap_err();
+    signal(&server, "CONT");
+    assert!(matches!(err, CacheError::Backend { .. }), "{err:?}");
+    let v = within("B", b.get_or_set("k", || async { "from B".to_string() }, SetOptions::new())).await.unwrap();
+    // A's queued store ran when Redis resumed (its placeholder was still
+    // there), or B loaded: either way, at once.
+    assert!(matches!(v.as_str(), "from A" | "from B"), "{v}");
+    assert_eq!(b.get("k").await.unwrap().as_deref(), Some(v.as_str()));
+}
+
+/// Redis is killed while A loads, and restarted empty: A's caller gets a
+/// backend error, and the next load works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_load_fails_the_load_cleanly() {
+    let mut server = RedisServer::start();
+    let a = Arc::new(
+        RedisStore::<String>::builder(server.url())
+            .prefix(PREFIX)
+            .lock_lease(LONG_LEASE)
+            .connect_timeout(Duration::from_millis(200))
+            .response_timeout(Duration::from_millis(300))
+            .build()
+            .await
+            .unwrap(),
+    );
+    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let load = {
+        let (a, started, release) = (Arc::clone(&a), Arc::clone(&started), Arc::clone(&release));
+        tokio::spawn(async move {
+            let loader = || async move {
+                started.notify_one();
+                release.notified().await;
+                "from A".to_string()
+            };
+            a.get_or_set("k", loader, SetOptions::new()).await
+        })
+    };
+    within("A's loader", started.notified()).await;
+    server.stop();
+    release.notify_one();
+    let err = within("A's caller", load).await.unwrap().unwrap_err();
+    assert!(matches!(err, CacheError::Backend { .. }), "{err:?}");
+    server.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        match a.get_or_set("k", || async { "again".to_string() }, SetOptions::new()).await {
+            Ok(v) => break v,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "no recovery: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(v, "again");
+}
+
+/// A's loader panics while B waits on another instance: B takes the key
+/// over at once (not after the 60 s lease), and A's store keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_loader_hands_the_key_to_the_next_instance() {
+    let server = RedisServer::start();
+    let (a, b) = (store(&server, None, LONG_LEASE).await, store(&server, None, LONG_LEASE).await);
+    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let load = {
+        let (a, started, release) = (Arc::clone(&a), Arc::clone(&started), Arc::clone(&release));
+        tokio::spawn(async move {
+            let loader = || async move {
+                started.notify_one();
+                release.notified().await;
+                panic!("loader bug")
+            };
+            a.get_or_set("k", loader, SetOptions::new()).await
+        })
+    };
+    within("A's loader", started.notified()).await;
+    let waiting = {
+        let b = Arc::clone(&b);
+        tokio::spawn(async move { b.get_or_set("k", || async { "from B".to_string() }, SetOptions::new()).await })
+    };
+    while b.stats().misses == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    release.notify_one();
+    assert!(within("A's caller", load).await.unwrap_err().is_panic());
+    assert_eq!(within("B's caller", waiting).await.unwrap().unwrap(), "from B");
+    assert_eq!(a.get_or_set("k", || async { unreachable!() }, SetOptions::new()).await.unwrap(), "from B");
+}
+
+/// Cache-aside under fire: writers bump a "database" version and then
+/// delete the key (on either instance); readers on both instances load the
+/// version they read at the start of their load, slowly. Once everything has
+/// settled, the cache holds nothing or the latest version: never one a
+/// delete overtook. (Without conditional stores this keeps an old version.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_loads_and_invalidations_never_leave_an_old_version() {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    let server = RedisServer::start();
+    for policy in [None, Some(Policy::from(LruPolicy::new(100).unwrap()))] {
+        let stores =
+            [store(&server, policy.clone(), LONG_LEASE).await, store(&server, policy.clone(), LONG_LEASE).await];
+        stores[0].clear().await.unwrap();
+        for round in 0..5 {
+            let db = Arc::new(AtomicU64::new(0));
+            let writing = Arc::new(AtomicUsize::new(2));
+            let mut tasks = Vec::new();
+            // Readers run until both writers are done, so loads straddle the
+            // last deletes too.
+            for i in 0..8 {
+                let (store, db, writing) = (Arc::clone(&stores[i % 2]), Arc::clone(&db), Arc::clone(&writing));
+                tasks.push(tokio::spawn(async move {
+                    while writing.load(Ordering::SeqCst) > 0 {
+                        let db = Arc::clone(&db);
+                        let loader = || async move {
+                            let version = db.load(Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(3)).await;
+                            version.to_string()
+                        };
+                        store.get_or_set("k", loader, SetOptions::new()).await.unwrap();
+                    }
+                }));
+            }
+            for i in 0..2 {
+                let (store, db, writing) = (Arc::clone(&stores[i]), Arc::clone(&db), Arc::clone(&writing));
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..20 {
+                        db.fetch_add(1, Ordering::SeqCst);
+                        store.delete("k").await.unwrap();
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    writing.fetch_sub(1, Ordering::SeqCst);
+                }));
+            }
+            for task in tasks {
+                within("racers", task).await.unwrap();
+            }
+            let latest = db.load(Ordering::SeqCst).to_string();
+            let cached = stores[0].get("k").await.unwrap();
+            assert!(
+                cached.is_none() || cached == Some(latest.clone()),
+                "round {round} ({policy:?}): {cached:?} but the database is at {latest}"
+            );
+            stores[0].delete("k").await.unwrap();
+        }
+    }
+}
