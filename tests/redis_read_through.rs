@@ -360,8 +360,8 @@ async fn racing_loads_and_invalidations_never_leave_an_old_version() {
                     }
                 }));
             }
-            for i in 0..2 {
-                let (store, db, writing) = (Arc::clone(&stores[i]), Arc::clone(&db), Arc::clone(&writing));
+            for store in &stores {
+                let (store, db, writing) = (Arc::clone(store), Arc::clone(&db), Arc::clone(&writing));
                 tasks.push(tokio::spawn(async move {
                     for _ in 0..20 {
                         db.fetch_add(1, Ordering::SeqCst);
