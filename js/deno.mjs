@@ -5,6 +5,7 @@ import { initSync } from "./init.mjs";
 
 export const {
   MemoryStore,
+  toOpenTelemetry,
   S3FIFOPolicy,
   LRUPolicy,
   TTLPolicy,

@@ -330,3 +330,46 @@ declare global {
     readonly reason: any;
   }
 }
+
+/** One attribute of an OTLP/JSON data point or resource. */
+export interface OtlpAttribute {
+  key: string;
+  value: { stringValue: string };
+}
+
+/** A data point of an OTLP/JSON metric: `asInt` for counters (a decimal string), `asDouble` for gauges. */
+export interface OtlpDataPoint {
+  attributes: OtlpAttribute[];
+  startTimeUnixNano: string;
+  timeUnixNano: string;
+  asInt?: string;
+  asDouble?: number;
+}
+
+/** A metric of an OTLP/JSON export: a cumulative monotonic sum or a gauge. */
+export interface OtlpMetric {
+  name: string;
+  description: string;
+  unit: string;
+  sum?: { aggregationTemporality: 2; isMonotonic: true; dataPoints: OtlpDataPoint[] };
+  gauge?: { dataPoints: OtlpDataPoint[] };
+}
+
+/** The body of an OTLP/HTTP `POST /v1/metrics` (ExportMetricsServiceRequest) in JSON. */
+export interface OtlpMetricsRequest {
+  resourceMetrics: {
+    resource: { attributes: OtlpAttribute[] };
+    scopeMetrics: { scope: { name: string }; metrics: OtlpMetric[] }[];
+  }[];
+}
+
+/**
+ * The counters of `stores` (by name) as an OpenTelemetry metrics export in
+ * OTLP/JSON, one `store` attribute per series: counters as cumulative sums
+ * since each store was made or reset, ratios and times as gauges.
+ * @throws {CachePolicyError} when `stores` is not an object of MemoryStores or an option is wrong.
+ */
+export declare function toOpenTelemetry(
+  stores: Record<string, MemoryStore<unknown>>,
+  options?: { serviceName?: string; time?: number },
+): OtlpMetricsRequest;

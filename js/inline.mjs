@@ -5,6 +5,7 @@ import api from "./inline.cjs";
 
 export const {
   MemoryStore,
+  toOpenTelemetry,
   S3FIFOPolicy,
   LRUPolicy,
   TTLPolicy,

@@ -17,6 +17,7 @@ const api = await init(wasmUrl).catch((error) => {
 
 export const {
   MemoryStore,
+  toOpenTelemetry,
   S3FIFOPolicy,
   LRUPolicy,
   TTLPolicy,

@@ -6,6 +6,7 @@ import { initSync } from "./init.mjs";
 
 export const {
   MemoryStore,
+  toOpenTelemetry,
   S3FIFOPolicy,
   LRUPolicy,
   TTLPolicy,
