@@ -391,7 +391,7 @@ async fn invalidation(url: &str, sizes: &Sizes) -> Result<Vec<Invalidation>, Err
     let secs = started.elapsed().as_secs_f64();
     let (commands, longest_us, longest_cmd) = slowlog(&mut admin).await?;
     results.push(Invalidation {
-        how: "RedisStore::invalidate (SCAN COUNT 1000, UNLINK per page sent with the next SCAN)",
+        how: "RedisStore::invalidate (SCAN COUNT 1000, a delete script per page sent with the next SCAN)",
         secs,
         removed,
         commands,
@@ -491,6 +491,84 @@ async fn redis_version(url: &str) -> Result<String, Error> {
     Ok(info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_string())
 }
 
+/// p50 and p99 of a latency sample, in µs.
+fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    (at(0.50), at(0.99))
+}
+
+/// Stale-while-revalidate on one hot key, concurrency 1: the latency of a
+/// plain `get` hit, of a fresh `get_or_refresh`, and of a stale one while
+/// its refresh is in flight (a loader that never returns during the run).
+/// The issue's target: p99 of the stale read within 1.2x of a plain hit.
+/// Returns the report's markdown lines.
+async fn stale_while_revalidate(url: &str, sizes: &Sizes) -> Result<Vec<String>, Error> {
+    use pepperpy_caching::{RefreshOptions, TokioRuntime};
+    let store = Arc::new(RedisStore::<String>::builder(url).prefix("swr:").build().await?);
+    let value = "x".repeat(VALUE_LEN);
+    let long = RefreshOptions::new(TokioRuntime, Duration::from_secs(3600), Duration::from_secs(3600));
+    let short = RefreshOptions::new(TokioRuntime, Duration::from_millis(1), Duration::from_secs(3600));
+    store.set("plain", value.clone(), SetOptions::new()).await?;
+    let v = value.clone();
+    store.get_or_refresh("fresh", move || async move { Ok::<_, std::io::Error>(v) }, &long).await?;
+    let v = value.clone();
+    store.get_or_refresh("stale", move || async move { Ok::<_, std::io::Error>(v) }, &short).await?;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The first stale read starts the refresh, which stays in flight.
+    let hold = Arc::new(tokio::sync::Notify::new());
+    let held = Arc::clone(&hold);
+    let v = value.clone();
+    let hung = move || async move {
+        held.notified().await;
+        Ok::<_, std::io::Error>(v)
+    };
+    store.get_or_refresh("stale", hung, &short).await?;
+    let ops = sizes.ops_c1 / 4;
+    let (mut plain, mut fresh, mut stale) = (Vec::new(), Vec::new(), Vec::new());
+    let never = || async { unreachable!("hits only") as Result<String, std::io::Error> };
+    for _ in 0..sizes.repeats {
+        for _ in 0..ops {
+            let t = Instant::now();
+            store.get("plain").await?.ok_or("plain missed")?;
+            plain.push(t.elapsed());
+            let t = Instant::now();
+            store.get_or_refresh("fresh", never, &long).await?;
+            fresh.push(t.elapsed());
+            let t = Instant::now();
+            store.get_or_refresh("stale", never, &short).await?;
+            stale.push(t.elapsed());
+        }
+    }
+    hold.notify_one();
+    let s = store.stats();
+    if s.refreshes != 1 || s.stale_hits < (ops * sizes.repeats) as u64 {
+        return Err(format!("expected one refresh in flight: {s:?}").into());
+    }
+    let n = plain.len();
+    let (p, f, st) = (percentiles(plain), percentiles(fresh), percentiles(stale));
+    println!("\nstale-while-revalidate, one hot key, concurrency 1 ({} calls each, interleaved)", group_digits(n));
+    let mut lines = vec![
+        format!(
+            "**Stale-while-revalidate on one hot key** (RedisStore, concurrency 1, {} calls of each kind \
+             interleaved; the stale reads all happen while one refresh is in flight; target: p99 of a stale read \
+             within 1.2x of a plain hit)",
+            group_digits(n)
+        ),
+        String::new(),
+        "| call | p50 | p99 | p99 / plain hit |".to_string(),
+        "| --- | --- | --- | --- |".to_string(),
+    ];
+    for (name, (p50, p99)) in
+        [("get, plain hit", p), ("get_or_refresh, fresh", f), ("get_or_refresh, stale, refresh in flight", st)]
+    {
+        println!("  {name:<45} p50 {p50:7.1} us   p99 {p99:7.1} us   p99 {:.2}x plain", p99 / p.1);
+        lines.push(format!("| {name} | {p50:.1} µs | {p99:.1} µs | {:.2}x |", p99 / p.1));
+    }
+    lines.push(String::new());
+    Ok(lines)
+}
+
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -516,12 +594,13 @@ fn main() -> Result<(), Error> {
         println!("redis-server {version} on {url}, tokio multi-thread runtime with {WORKERS} workers");
         let rows = throughput(&url, &sizes, &filter).await?;
         let hostile = if filter.is_set() { Vec::new() } else { hostile(&url).await? };
+        let swr = if filter.is_set() { Vec::new() } else { stale_while_revalidate(&url, &sizes).await? };
         let invalidations = if filter.is_set() { Vec::new() } else { invalidation(&url, &sizes).await? };
-        Ok::<_, Error>((version, rows, hostile, invalidations))
+        Ok::<_, Error>((version, rows, hostile, swr, invalidations))
     };
     // Ctrl-C or SIGTERM ends the run through the same path as an error, so the
     // server is killed then too.
-    let (version, rows, hostile, invalidations) = runtime.block_on(async {
+    let (version, rows, hostile, swr, invalidations) = runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             result = work => result,
@@ -550,6 +629,7 @@ fn main() -> Result<(), Error> {
     }
     extra.push(String::new());
     extra.extend(hostile);
+    extra.extend(swr);
     extra.push(format!(
         "**`invalidate` of {} keys among {}** (pattern `grp0:*`, one key in {} matches; commands and durations \
          from `SLOWLOG` with `slowlog-log-slower-than 0`, so every command counts; durations are Redis's own \
