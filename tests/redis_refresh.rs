@@ -102,6 +102,22 @@ async fn until_no_refresh_runs(conn: &mut MultiplexedConnection, key: &str) {
     .await
 }
 
+/// Waits until `key` reads back as `value` (a background refresh stored it).
+async fn until_value(store: &RedisStore<String>, key: &str, value: &str) {
+    within("the refreshed value", async {
+        while store.get(key).await.unwrap().as_deref() != Some(value) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
+/// Gives a wrongly started background refresh the time to show itself
+/// before a test checks that none started (correctness, not speed).
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
 /// A loader counting its runs, returning `value`.
 fn counting(
     runs: &Arc<AtomicUsize>,
@@ -208,6 +224,7 @@ async fn a_failed_refresh_keeps_the_stale_value_and_every_instance_backs_off() {
     for store in [&a, &b] {
         assert_eq!(store.get_or_refresh("k", failing(&runs), &options).await.unwrap(), "v1");
     }
+    settle().await;
     assert_eq!(backoff(&mut conn, "k").await.0, 1, "no refresh took the lock during the backoff");
     assert_eq!((a.stats().refreshes, b.stats().refreshes), (1, 0), "no refresh during the backoff");
 
@@ -224,6 +241,7 @@ async fn a_failed_refresh_keeps_the_stale_value_and_every_instance_backs_off() {
     // Then a refresh that works: fresh again, backoff forgotten.
     end_backoff(&mut conn, "k").await;
     assert_eq!(a.get_or_refresh("k", counting(&runs, "v2"), &options).await.unwrap(), "v1");
+    until_value(&a, "k", "v2").await;
     until_no_refresh_runs(&mut conn, "k").await;
     assert_eq!(b.get_or_refresh("k", failing(&runs), &options).await.unwrap(), "v2");
     assert_eq!(lock_value(&mut conn, "k").await, None);
@@ -243,9 +261,9 @@ async fn a_backoff_ends_by_redis_time() {
     until_no_refresh_runs(&mut conn, "k").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(a.get_or_refresh("k", counting(&runs, "v2"), &options).await.unwrap(), "v1");
-    until_no_refresh_runs(&mut conn, "k").await;
-    assert_eq!(runs.load(Ordering::SeqCst), 2, "the backoff ended");
-    assert_eq!(a.get("k").await.unwrap().as_deref(), Some("v2"));
+    // The backoff ended: this read's refresh runs and stores.
+    until_value(&a, "k", "v2").await;
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -432,6 +450,7 @@ async fn a_refresh_whose_loader_panics_counts_as_failed_and_backs_off() {
     let runs = Arc::new(AtomicUsize::new(0));
     assert_eq!(a.get_or_refresh("k", counting(&runs, "never"), &options).await.unwrap(), "v1");
     // Had that read started a refresh, it would hold the lock or have stored.
+    settle().await;
     until_no_refresh_runs(&mut conn, "k").await;
     assert_eq!(backoff(&mut conn, "k").await.0, 1);
     assert_eq!((runs.load(Ordering::SeqCst), a.stats().refreshes), (0, 1));

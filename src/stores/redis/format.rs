@@ -169,6 +169,17 @@ fn value_text(bytes: &[u8]) -> Option<&[u8]> {
     rest.strip_prefix(br#""v":"#)?.strip_suffix(b"}")
 }
 
+/// When an entry stored by `get_or_refresh` stops being fresh (ms of Redis's
+/// clock), from its `{"f":<ms>,` stamp; `None` for other entries.
+pub(super) fn fresh_until(bytes: &[u8]) -> Option<u64> {
+    let stamp = bytes.strip_prefix(br#"{"f":"#)?;
+    let digits = stamp.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || stamp.get(digits) != Some(&b',') {
+        return None;
+    }
+    std::str::from_utf8(&stamp[..digits]).ok()?.parse().ok()
+}
+
 /// The metadata stored in `bytes` (the entry under `key`), empty if none.
 pub(super) fn decode_metadata(key: &str, bytes: &[u8]) -> Result<Metadata> {
     serde_json::from_slice::<MetadataOnly>(bytes)
@@ -438,6 +449,10 @@ mod tests {
         assert_eq!(value_text(br#"{"f":17,"v":5}"#), Some(&b"5"[..]));
         assert_eq!(value_text(br#"{"f":,"v":5}"#), Some(&b"5"[..]), "the full parse decides");
         assert_eq!(decode_metadata("k", stamped).unwrap()["x"], 1);
+        assert_eq!(fresh_until(stamped), Some(1732560000123));
+        assert_eq!(fresh_until(br#"{"v":1}"#), None);
+        assert_eq!(fresh_until(br#"{"f":,"v":1}"#), None);
+        assert_eq!(fresh_until(br#"{"f":12"#), None);
         let merged = merge_metadata("k", stamped, meta(serde_json::json!({"y": 2}))).unwrap();
         assert_eq!(merged, br#"{"f":1732560000123,"v":"a}","m":{"x":1,"y":2}}"#);
         let plain = merge_metadata("k", br#"{"v":1}"#, meta(serde_json::json!({"y": 2}))).unwrap();

@@ -300,11 +300,17 @@ const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 ///   so processes whose clocks disagree judge it alike; its Redis TTL is the
 ///   fresh period plus the grace. Other readers (`get`, other languages)
 ///   ignore the field; `update_metadata` keeps it.
-/// - Its read is one script (one round trip, as a `get`): the entry, whether
-///   it is fresh, and, when it is stale and no refresh runs, the refresh lock
-///   `SET prefix + "\xff" + "lock:" + key <token> PX <lease>` for this one
-///   caller, which returns the stale value at once and starts the refresh on
-///   the options' runtime.
+/// - Its read is one round trip, as a `get`: `GET` of the entry, `TIME` and
+///   `GET` of the refresh lock, pipelined (plain commands, so a hot key
+///   costs about what a plain hit does). A fresh entry, or a stale one whose
+///   refresh runs or backs off, is returned at once. A stale one with no
+///   refresh is returned at once too, and one task per instance tries for
+///   the refresh lock in the background with a script that checks again,
+///   atomically, and takes `SET prefix + "\xff" + "lock:" + key <token> PX
+///   <lease>`: one refresh per key across every process. Under an
+///   `LruPolicy` that marks reads used, the read is that script itself (it
+///   also moves the entry up the recency index), and it takes the lock for
+///   the one caller that is to refresh.
 /// - The refresh stores its value only if the lock still holds its token
 ///   and the entry still has the bytes it saw (the script compares their
 ///   SHA1): any `set`, `update_metadata`, `delete`, `invalidate`, `clear` or
@@ -384,6 +390,9 @@ pub struct RedisStore<V> {
     lock_lease: Duration,
     /// This instance's loads in progress; followers get the stored bytes.
     flights: SingleFlight<Arc<[u8]>>,
+    /// Keys whose refresh this instance is trying to start or running: one
+    /// attempt per key at a time, however many stale reads see it.
+    refreshing: std::sync::Mutex<HashSet<Box<str>>>,
     counters: SharedCounters,
     _value: PhantomData<fn() -> V>,
 }
@@ -558,6 +567,7 @@ where
             round_trip_timeout,
             lock_lease: self.lock_lease,
             flights: SingleFlight::default(),
+            refreshing: Default::default(),
             counters: SharedCounters::default(),
             _value: PhantomData,
         })

@@ -4,11 +4,13 @@
 //!
 //! Freshness lives in the entry: an entry stored by `get_or_refresh` starts
 //! `{"f":<fresh until>,` in ms of Redis's clock, so every process judges it
-//! by the same clock. The read is one script that returns the entry and how
-//! fresh it is, and that hands the refresh lock to the one caller that is to
-//! refresh. That caller returns the stale value at once; the refresh runs on
-//! the options' runtime and stores its value only if the lock is still its
-//! own and the entry still has the bytes it saw.
+//! by the same clock. The read is `GET`, `TIME` and `GET` of the refresh lock
+//! in one pipelined round trip (under LRU, a script that also marks the entry
+//! used). A stale entry is returned at once; a background task tries for the
+//! refresh lock with a script that checks again, atomically, and the one
+//! refresh across all processes runs on the options' runtime, storing its
+//! value only if the lock is still its own and the entry still has the bytes
+//! it saw.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,6 +42,40 @@ enum Found {
         failures: u32,
         sha: String,
     },
+    /// Stale, and no refresh seemed to run or back off: served as it is,
+    /// while the refresh lock is tried for in the background.
+    Attempt {
+        stored: Vec<u8>,
+    },
+}
+
+/// How a background refresh begins: with the lock the read took, or by
+/// trying for it (holding this instance's claim on the key meanwhile).
+enum Start<V>
+where
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    Locked { token: String, failures: u32, sha: String },
+    Try(Claim<V>),
+}
+
+/// This instance's one attempt at a key's refresh; released when dropped.
+struct Claim<V>
+where
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    store: Arc<RedisStore<V>>,
+    key: Box<str>,
+}
+
+impl<V> Drop for Claim<V>
+where
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        let mut refreshing = self.store.refreshing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        refreshing.remove(&self.key);
+    }
 }
 
 impl<V> RedisStore<V>
@@ -107,23 +143,32 @@ where
         let how =
             StoreAs { ttl, metadata: entry_options.metadata.as_ref(), fresh_for: Some(ttl_millis(options.fresh_for)) };
         let started = self.counters.sample_next_get().then(Instant::now);
-        let mut guard = Held::new(Unlock {
-            lock: Lock::new(self.space.lock(key)),
-            conn: self.conn.clone(),
-            script: UNLOCK,
-            timeout: self.round_trip_timeout,
-        });
-        guard.arm();
-        // An error returns with the guard armed: the read may have taken the
-        // refresh lock, so its drop releases it.
-        let found = self.read_fresh(key, guard.lock()).await?;
-        if !matches!(found, Found::Refresh { .. }) {
-            guard.disarm();
-        }
+        // Without LRU bookkeeping the read is plain commands (GET, TIME, GET
+        // of the lock, pipelined): as cheap as a `get`. With it, one script
+        // that also marks the entry used, and takes the lock when due.
+        let mut guard = None;
+        let found = if self.refresh_on_get {
+            let held = guard.insert(Held::new(Unlock {
+                lock: Lock::new(self.space.lock(key)),
+                conn: self.conn.clone(),
+                script: UNLOCK,
+                timeout: self.round_trip_timeout,
+            }));
+            held.arm();
+            // An error returns with the guard armed: the read may have taken
+            // the refresh lock, so its drop releases it.
+            let found = self.read_fresh(key, held.lock(), true).await?;
+            if !matches!(found, Found::Refresh { .. }) {
+                held.disarm();
+            }
+            found
+        } else {
+            self.read_plain(key).await?
+        };
         if let Some(started) = started {
             self.counters.record_latency(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
         }
-        let (stored, refresh) = match found {
+        let (stored, start) = match found {
             Found::Miss => {
                 SharedCounters::add(&self.counters.misses, 1);
                 return self.load_missing(key, loader, options, how).await;
@@ -134,33 +179,43 @@ where
             }
             Found::Refresh { stored, failures, sha } => {
                 SharedCounters::add(&self.counters.stale_hits, 1);
-                (stored, Some((failures, sha)))
+                let Some(held) = &mut guard else { unreachable!("only the script takes the lock") };
+                let token = held.lock().token.clone();
+                // The refresh owns the lock from here (see below).
+                (stored, Some(Start::Locked { token, failures, sha }))
+            }
+            Found::Attempt { stored } => {
+                SharedCounters::add(&self.counters.stale_hits, 1);
+                (stored, self.claim(key).map(Start::Try))
             }
         };
         SharedCounters::add(&self.counters.hits, 1);
         let value = match format::decode_value(key, &stored) {
             Ok(value) => value,
             Err(e) => {
-                guard.release().await;
+                if let Some(held) = guard {
+                    held.release().await;
+                }
                 return Err(e);
             }
         };
-        if let Some((failures, sha)) = refresh {
-            SharedCounters::add(&self.counters.refreshes, 1);
-            let token = guard.lock().token.clone();
-            // The task owns the lock from here.
-            guard.disarm();
-            let task = RefreshTask {
-                store: Arc::clone(self),
-                key: key.into(),
-                token,
-                failures,
-                options: options.clone(),
-                done: false,
-            };
+        if let Some(held) = &mut guard {
+            held.disarm();
+        }
+        if let Some(start) = start {
+            let (store, key, owned) = (Arc::clone(self), Box::<str>::from(key), options.clone());
             // An async block here, not a generic async fn, so that only what
             // it holds (not the loader's error type) must be 'static.
             let refresh = async move {
+                let (token, failures, sha, _claim) = match start {
+                    Start::Locked { token, failures, sha } => (token, failures, sha, None),
+                    Start::Try(claim) => match store.try_refresh_lock(&key).await {
+                        Some((token, failures, sha)) => (token, failures, sha, Some(claim)),
+                        None => return,
+                    },
+                };
+                SharedCounters::add(&store.counters.refreshes, 1);
+                let task = RefreshTask { store, key, token, failures, options: owned, done: false };
                 let started = Instant::now();
                 let runtime = Arc::clone(&task.options.runtime);
                 let load = async { loader().await.map_err(loader_error) };
@@ -170,6 +225,71 @@ where
             options.runtime.spawn(Box::pin(refresh));
         }
         Ok(value)
+    }
+
+    /// Claims this instance's one attempt at refreshing `key`, if no other
+    /// call of this instance holds it.
+    fn claim(self: &Arc<Self>, key: &str) -> Option<Claim<V>> {
+        let mut refreshing = self.refreshing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        refreshing.insert(key.into()).then(|| Claim { store: Arc::clone(self), key: key.into() })
+    }
+
+    /// Tries for the refresh lock of a stale `key` (the read script, which
+    /// checks again, atomically): its token, the failures so far and the
+    /// SHA1 of the entry's bytes if taken.
+    async fn try_refresh_lock(&self, key: &str) -> Option<(String, u32, String)> {
+        let mut guard = Held::new(Unlock {
+            lock: Lock::new(self.space.lock(key)),
+            conn: self.conn.clone(),
+            script: UNLOCK,
+            timeout: self.round_trip_timeout,
+        });
+        guard.arm();
+        // A lost reply returns with the guard armed: its drop releases.
+        let found = self.read_fresh(key, guard.lock(), false).await.ok()?;
+        guard.disarm();
+        match found {
+            Found::Refresh { failures, sha, .. } => Some((guard.lock().token.clone(), failures, sha)),
+            _ => None,
+        }
+    }
+
+    /// The plain read: `GET` of the entry, `TIME` and `GET` of the refresh
+    /// lock, pipelined in one round trip. Not atomic, so it only decides
+    /// whether to *try* for the lock; the script that takes it checks again.
+    async fn read_plain(&self, key: &str) -> Result<Found> {
+        let what = "get_or_refresh";
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.cmd("GET").arg(self.space.entry(key)).cmd("TIME").cmd("GET").arg(self.space.lock(key));
+        let mut conn = self.conn.clone();
+        let replies: Vec<redis::Value> = self.round_trip(what, pipe.query_async(&mut conn)).await?;
+        let unexpected = |reply: String| CacheError::Backend {
+            message: format!("{what} on Redis at {}: unexpected reply {reply}", self.addr),
+            source: None,
+        };
+        let [doc, time, lock] = <[redis::Value; 3]>::try_from(replies).map_err(|r| unexpected(format!("{r:?}")))?;
+        let stored = match doc {
+            redis::Value::BulkString(stored) => stored,
+            redis::Value::Nil => return Ok(Found::Miss),
+            // A load's placeholder.
+            redis::Value::ServerError(e) if e.code() == "WRONGTYPE" => return Ok(Found::Miss),
+            other => return Err(unexpected(format!("{other:?}"))),
+        };
+        let Some(fresh_until) = format::fresh_until(&stored) else {
+            return Ok(Found::Serve { stored, stale: false });
+        };
+        let (secs, micros): (u64, u64) = redis::from_redis_value(time).map_err(|e| unexpected(format!("TIME: {e}")))?;
+        let now = secs.saturating_mul(1000).saturating_add(micros / 1000);
+        if now < fresh_until {
+            return Ok(Found::Serve { stored, stale: false });
+        }
+        let free = match lock {
+            redis::Value::Nil => true,
+            redis::Value::BulkString(held) => backoff_over(&held, now),
+            _ => false,
+        };
+        Ok(if free { Found::Attempt { stored } } else { Found::Serve { stored, stale: true } })
     }
 
     /// A miss: loaded once across processes (under the key's placeholder),
@@ -201,12 +321,16 @@ where
 
     /// The read script: the entry, how fresh, and the refresh lock if this
     /// caller is to refresh.
-    async fn read_fresh(&self, key: &str, lock: &Lock) -> Result<Found> {
+    async fn read_fresh(&self, key: &str, lock: &Lock, mark_used: bool) -> Result<Found> {
         let what = "get_or_refresh";
         let script = &self.scripts.read_fresh;
         let mut cmd = evalsha(script, 3);
         cmd.arg(self.space.entry(key)).arg(&lock.key).arg(&self.space.recency);
-        cmd.arg(&lock.token).arg(ttl_millis(self.lock_lease)).arg(if self.refresh_on_get { "1" } else { "0" });
+        cmd.arg(&lock.token).arg(ttl_millis(self.lock_lease)).arg(if mark_used && self.refresh_on_get {
+            "1"
+        } else {
+            "0"
+        });
         let mut conn = self.conn.clone();
         let reply: redis::Value = self.round_trip(what, eval(&mut conn, script, &cmd)).await?;
         let unexpected = |reply: &redis::Value| CacheError::Backend {
@@ -312,4 +436,12 @@ where
         };
         runtime.spawn(async move { unfinished.failed().await });
     }
+}
+
+/// Whether a refresh lock's value is a backoff marker whose retry time has
+/// come (a running refresh's token is not).
+fn backoff_over(held: &[u8], now: u64) -> bool {
+    let Some(rest) = held.strip_prefix(b"backoff:") else { return false };
+    let Some(at) = rest.iter().position(|&b| b == b':').map(|i| &rest[i + 1..]) else { return false };
+    std::str::from_utf8(at).ok().and_then(|at| at.parse::<u64>().ok()).is_some_and(|at| now >= at)
 }
