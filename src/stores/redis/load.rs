@@ -4,10 +4,13 @@
 //!
 //! Two layers. In this instance, a [`SingleFlight`] lets one caller per key
 //! (the leader) talk to Redis while the others wait for the stored bytes it
-//! hands them. Between instances, a lock in Redis (`SET NX PX` with a token)
-//! picks one loader; everyone else polls until the value or a free lock
-//! appears. Nothing here waits without a bound other than a loader itself:
-//! every round trip has the store's timeout and every lock its lease.
+//! hands them. Between instances, the load's placeholder (a hash holding a
+//! token, with the lease as TTL, in the entry's own Redis key) picks one
+//! loader; everyone else polls until the value or a free key appears. The
+//! loaded value is stored only while the placeholder is still the loader's:
+//! every write to the key replaces or removes it. Nothing here waits
+//! without a bound other than a loader itself: every round trip has the
+//! store's timeout and every placeholder and lock its lease.
 
 use std::collections::hash_map::RandomState;
 use std::future::Future;
@@ -28,7 +31,8 @@ use crate::metrics::SharedCounters;
 use crate::singleflight::loader_error;
 use crate::store::{CacheStore, Metadata, SetOptions, check_key, check_set_options};
 
-/// How long a load lock lives unless its owner releases it first.
+/// How long a load's placeholder (and a refresh lock) lives unless its owner
+/// removes it first.
 pub(super) const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(10);
 /// The first pause of a caller waiting on another instance's load; each
 /// further pause doubles, up to [`POLL_MAX`].

@@ -3,7 +3,7 @@
 //!
 //! This module owns the mapping from the [`CacheStore`] calls to Redis
 //! commands. It never blocks a thread, never waits longer than its timeouts
-//! (and, in `get_or_set`, a load lock's lease and the loader) and never panics: every failure of the server, the network or the
+//! (and, in `get_or_set` and `get_or_refresh`, a lease and the loader) and never panics: every failure of the server, the network or the
 //! connection is a [`CacheError::Backend`] carrying the cause.
 //!
 //! The user-facing design (storage format, policies, patterns, counters,
@@ -386,7 +386,7 @@ pub struct RedisStore<V> {
     refresh_on_get: bool,
     /// The most one round trip may take: the response timeout.
     round_trip_timeout: Duration,
-    /// How long a `get_or_set` load lock lives unless released.
+    /// How long a load's placeholder or a refresh lock lives unless removed.
     lock_lease: Duration,
     /// This instance's loads in progress; followers get the stored bytes.
     flights: SingleFlight<Arc<[u8]>>,
@@ -463,12 +463,13 @@ where
         self
     }
 
-    /// How long the lock of a `get_or_set` load lives unless its owner
-    /// releases it first (default 10 s): the longest other callers wait for
-    /// a loader that hangs or a process that died holding the lock. Make it
-    /// longer than your slowest loader: a load that outlives its lease does
-    /// not stop others from loading the same key too. See "Read-through
-    /// loading" on [`RedisStore`].
+    /// How long the placeholder of a `get_or_set` load (and the lock of a
+    /// `get_or_refresh` refresh) lives unless its owner removes it first
+    /// (default 10 s): the longest other callers wait for a loader that hangs
+    /// or a process that died holding it. Make it longer than your slowest
+    /// loader: a load that outlives its lease lets others load the key too,
+    /// and its own value is not stored. See "Read-through loading" on
+    /// [`RedisStore`].
     pub fn lock_lease(mut self, lease: Duration) -> Self {
         self.lock_lease = lease;
         self

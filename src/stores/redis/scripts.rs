@@ -1,7 +1,7 @@
 //! The Lua scripts that keep a bounded store's indexes in step with its
-//! entries, and those of the `get_or_set` load lock, each one atomic and one
-//! round trip (EVALSHA, falling back to EVAL after a server restart has
-//! emptied the script cache).
+//! entries, and those of `get_or_set` loads and `get_or_refresh` refreshes,
+//! each one atomic and one round trip (EVALSHA, falling back to EVAL after a
+//! server restart has emptied the script cache).
 //!
 //! Every key a script touches directly is passed in `KEYS`; the only others are
 //! the entries it reclaims or evicts, which are members of the indexes and
