@@ -18,6 +18,9 @@ results=bench/results
 echo "== native"
 cargo run --quiet --release --manifest-path bench/native/Cargo.toml -- $quick --out "$results/native.json"
 
+echo "== stale-while-revalidate latency (memory store)"
+bench/native/target/release/pepperpy-bench-native swr $quick
+
 echo "== traces (hit ratio on the ARC paper's traces)"
 # TRACES: the folder with OLTP.lis.zst and P3.lis.zst (default ../shared/traces).
 traces=${TRACES:-../shared/traces}

@@ -128,7 +128,12 @@ impl RefreshOptions {
                 self.fresh_for, self.grace
             )));
         }
-        crate::store::check_set_options(&self.entry_options(), None).map(drop)
+        // The entry's TTL is fresh_for + grace, above zero: only the metadata
+        // is left to check (without cloning it, on every call).
+        match &self.set.metadata {
+            Some(metadata) => crate::store::check_metadata(metadata),
+            None => Ok(()),
+        }
     }
 
     /// The options the entry is stored with: it lives until the grace ends.

@@ -6,6 +6,7 @@
 //! replays one ARC trace (`.lis` or `.lis.zst`) cache-aside and prints one JSON line.
 //! `cargo run --release -- trace --list-policies`: the names `--policy` accepts.
 //! `cargo run --release -- memory [--entries N]`: heap bytes per entry, ours against the lru crate.
+//! `cargo run --release -- swr [--quick]`: latency of a stale read with a refresh in flight against a plain hit.
 
 use std::hint::black_box;
 use std::num::NonZeroUsize;
@@ -15,6 +16,7 @@ use std::time::Instant;
 use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, S3FifoPolicy, SetOptions, TtlPolicy};
 
 mod memory;
+mod swr;
 mod trace;
 
 /// One operation of a trace: a key index and whether it is a read.
@@ -209,6 +211,7 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("trace") => return trace::main(&args[2..]),
         Some("memory") => return memory::main(&args[2..]),
+        Some("swr") => return swr::main(&args[2..]),
         _ => {}
     }
     let quick = args.iter().any(|a| a == "--quick");

@@ -492,12 +492,18 @@ impl<V> Engine<V> {
     /// counters, for many threads at once. The key must have passed `check_key`.
     #[inline(always)]
     pub fn get_shared<R>(&self, hash: u64, key: &str, read: impl FnOnce(&V) -> R) -> Lookup<R> {
-        let started = self.reads.count_get().then(|| self.clock.now());
+        self.get_shared_at(hash, key, None, read)
+    }
+
+    /// `get_shared`, with the time already read by the caller (if it has).
+    #[inline(always)]
+    fn get_shared_at<R>(&self, hash: u64, key: &str, now: Option<Nanos>, read: impl FnOnce(&V) -> R) -> Lookup<R> {
+        let started = self.reads.count_get().then(|| now.unwrap_or_else(|| self.clock.now()));
         let lookup = match self.find(hash, key) {
             None => Lookup::Miss,
             Some(id) => {
                 let slot = &self.slots[id as usize];
-                if slot.expires_at != NEVER && slot.expired(started.unwrap_or_else(|| self.clock.now())) {
+                if slot.expires_at != NEVER && slot.expired(now.or(started).unwrap_or_else(|| self.clock.now())) {
                     Lookup::Expired
                 } else {
                     if self.kind == Kind::S3Fifo {
@@ -530,8 +536,20 @@ impl<V> Engine<V> {
     /// `get` under an exclusive borrow: works for every policy (LRU reorders).
     #[inline]
     pub fn get_exclusive<R>(&mut self, hash: u64, key: &str, read: impl FnOnce(&V) -> R) -> Option<R> {
+        self.get_exclusive_at(hash, key, None, read)
+    }
+
+    /// `get_exclusive`, with the time already read by the caller (if it has).
+    #[inline(always)]
+    fn get_exclusive_at<R>(
+        &mut self,
+        hash: u64,
+        key: &str,
+        now: Option<Nanos>,
+        read: impl FnOnce(&V) -> R,
+    ) -> Option<R> {
         if self.reads_are_shared() {
-            return match self.get_shared(hash, key, read) {
+            return match self.get_shared_at(hash, key, now, read) {
                 Lookup::Hit(r) => Some(r),
                 Lookup::Miss => None,
                 Lookup::Expired => {
@@ -540,12 +558,12 @@ impl<V> Engine<V> {
                 }
             };
         }
-        let started = self.reads.sample_next_get().then(|| self.clock.now());
+        let started = self.reads.sample_next_get().then(|| now.unwrap_or_else(|| self.clock.now()));
         let found = match self.find(hash, key) {
             None => None,
             Some(id) => {
                 let slot = &self.slots[id as usize];
-                if slot.expires_at != NEVER && slot.expired(started.unwrap_or_else(|| self.clock.now())) {
+                if slot.expires_at != NEVER && slot.expired(now.or(started).unwrap_or_else(|| self.clock.now())) {
                     let removed = self.remove_slot(id, hash);
                     self.counters.expirations += 1;
                     // Counted before the value is dropped: its Drop may panic.
@@ -898,9 +916,12 @@ impl<V> Engine<V> {
     where
         V: Clone,
     {
-        let Some(value) = self.get(key)? else { return Ok(Freshly::Miss) };
-        let Some(state) = self.fresh.get_mut(key) else { return Ok(Freshly::Fresh(value)) };
+        check_key(key)?;
+        let hash = self.hash(key);
+        // One reading of the clock serves both the expiry and the freshness check.
         let now = self.clock.now();
+        let Some(value) = self.get_exclusive_at(hash, key, Some(now), V::clone) else { return Ok(Freshly::Miss) };
+        let Some(state) = self.fresh.get_mut(key) else { return Ok(Freshly::Fresh(value)) };
         if now < state.fresh_until {
             return Ok(Freshly::Fresh(value));
         }
