@@ -858,6 +858,17 @@ impl<V> Engine<V> {
 
     /// `clear`, handing back the live entries it removed.
     pub fn clear_returning(&mut self) -> Vec<Removed<V>> {
+        // The engine is empty and consistent: the values may now be dropped.
+        self.take_all()
+            .into_iter()
+            .filter(|slot| slot.list != FREE)
+            .map(|slot| Removed { key: slot.key, value: live_owned(slot.value), metadata: slot.metadata })
+            .collect()
+    }
+
+    /// Empties the engine (counting the live entries as deletes) and hands
+    /// back the old slots, for the caller to drop once it is consistent.
+    fn take_all(&mut self) -> Vec<Slot<V>> {
         self.reclaim_all_expired();
         self.counters.deletes += self.live as u64;
         self.loads.clear();
@@ -870,12 +881,7 @@ impl<V> Engine<V> {
         self.ghost.clear();
         self.expiries.clear();
         self.evicted_once = false;
-        // The engine is empty and consistent: the values may now be dropped.
         slots
-            .into_iter()
-            .filter(|slot| slot.list != FREE)
-            .map(|slot| Removed { key: slot.key, value: live_owned(slot.value), metadata: slot.metadata })
-            .collect()
     }
 
     /// Marks a load of `key` as begun: the token its value must still hold
@@ -949,6 +955,13 @@ impl<V> Engine<V> {
         })
     }
 
+    /// The entry under `key`, just stored by a load, is fresh for the
+    /// options' fresh period, with no refresh running and no backoff.
+    fn mark_fresh(&mut self, key: &str, options: &crate::refresh::RefreshOptions) {
+        let fresh_until = self.clock.now().saturating_add(duration_nanos(options.fresh_for));
+        self.fresh.insert(key.into(), Freshness { fresh_until, refreshing: false, retry_at: 0, failures: 0 });
+    }
+
     /// Stores what a load for `get_or_refresh` produced (if its placeholder
     /// `token` is still there), fresh for the options' fresh period; or, on
     /// failure, keeps the stale value and schedules the next refresh after the
@@ -965,9 +978,7 @@ impl<V> Engine<V> {
         match outcome {
             Ok(value) if still_ours => {
                 self.set(key, value, options.entry_options())?;
-                let fresh_until = self.clock.now().saturating_add(duration_nanos(options.fresh_for));
-                let state = Freshness { fresh_until, refreshing: false, retry_at: 0, failures: 0 };
-                self.fresh.insert(key.into(), state);
+                self.mark_fresh(key, options);
             }
             Ok(_) => {}
             Err(()) => {
@@ -1316,19 +1327,7 @@ impl Engine<u32> {
     /// nothing once the expired entries are reclaimed, so it works when
     /// memory is exhausted, which is when a user clears a store.
     pub fn clear_slots(&mut self) {
-        self.reclaim_all_expired();
-        self.counters.deletes += self.live as u64;
-        self.loads.clear();
-        self.fresh.clear();
-        let slots = std::mem::take(&mut self.slots);
-        self.free = NIL;
-        self.live = 0;
-        self.index = HashTable::new();
-        self.lists = [List::EMPTY; 2];
-        self.ghost.clear();
-        self.expiries.clear();
-        self.evicted_once = false;
-        drop(slots);
+        drop(self.take_all());
     }
 
     /// The ids of the live entries whose keys match `pattern` (all without
@@ -1362,8 +1361,7 @@ impl Engine<u32> {
         }
         self.end_load(key, token);
         let (id, removed) = self.set_slot(key, options.entry_options())?;
-        let fresh_until = self.clock.now().saturating_add(duration_nanos(options.fresh_for));
-        self.fresh.insert(key.into(), Freshness { fresh_until, refreshing: false, retry_at: 0, failures: 0 });
+        self.mark_fresh(key, options);
         Ok((Some(id), removed))
     }
 }
