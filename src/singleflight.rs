@@ -279,7 +279,13 @@ impl<V> Drop for Leader<'_, V> {
         let mut flights = lock(&self.flights.flights);
         let mut state = lock(&self.flight.state);
         state.outcome = Outcome::Vacant;
-        if !state.hand_over() && flights.get(&self.key).is_some_and(|f| Arc::ptr_eq(f, &self.flight)) {
+        // Out of the map only if no follower holds the flight (the map and
+        // this leader are its only owners): one that joined but has not been
+        // polled yet would otherwise take over a flight no longer in the map
+        // while a newcomer starts a second load. Left vacant in the map, the
+        // flight goes to whoever comes first.
+        let in_map = flights.get(&self.key).is_some_and(|f| Arc::ptr_eq(f, &self.flight));
+        if !state.hand_over() && in_map && Arc::strong_count(&self.flight) == 2 {
             flights.remove(&self.key);
         }
     }
@@ -392,6 +398,23 @@ mod tests {
         release.notify_one();
         assert_eq!(leader.await.unwrap().unwrap(), 7);
         assert_eq!(lock(&flights.flights).len(), 0, "the finished flight left the map");
+    }
+
+    #[test]
+    fn a_follower_not_yet_polled_when_the_leader_leaves_does_not_make_two_loads() {
+        use std::future::Future;
+        use std::task::Context;
+        let flights = SingleFlight::<u32>::default();
+        let Role::Leader(leader) = flights.join("k") else { panic!("first caller leads") };
+        let Role::Follower(mut early) = flights.join("k") else { panic!("second caller follows") };
+        drop(leader); // before `early` was ever polled, so nobody is registered
+        // A newcomer takes the vacant flight over...
+        let Role::Leader(newcomer) = flights.join("k") else { panic!("the vacant flight is taken over") };
+        // ...and the early follower waits for it instead of loading too.
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(Pin::new(&mut early).poll(&mut cx).is_pending(), "one load at a time");
+        newcomer.finish(&Ok(5));
+        assert!(matches!(Pin::new(&mut early).poll(&mut cx), Poll::Ready(Followed::Done(Ok(5)))));
     }
 
     #[tokio::test]

@@ -278,6 +278,10 @@ impl Ghost {
         while self.index.len() > cap {
             self.pop_front();
         }
+        // Tombstones stay bounded by twice the (new) capacity.
+        if self.queue.len() > 2 * cap.max(1) {
+            self.compact();
+        }
     }
 }
 
@@ -600,6 +604,7 @@ impl<V> Engine<V> {
     /// Stores `value` under `key`; the replaced entry, if a live one was there.
     /// Nothing changes when it fails.
     #[inline]
+    #[cfg_attr(not(any(test, target_arch = "wasm32")), allow(dead_code))]
     pub fn set(&mut self, key: &str, value: V, options: SetOptions) -> Result<()> {
         let removed = self.set_returning(key, value, options)?;
         drop(removed);
@@ -963,9 +968,10 @@ impl<V> Engine<V> {
     }
 
     /// Stores what a load for `get_or_refresh` produced (if its placeholder
-    /// `token` is still there), fresh for the options' fresh period; or, on
-    /// failure, keeps the stale value and schedules the next refresh after the
-    /// options' backoff.
+    /// `token` is still there), fresh for the options' fresh period, handing
+    /// back what the store removed; or, on failure, keeps the stale value and
+    /// schedules the next refresh after the options' backoff (if the load is
+    /// still the key's own).
     pub fn finish_refresh(
         &mut self,
         key: &str,
@@ -973,18 +979,18 @@ impl<V> Engine<V> {
         outcome: std::result::Result<V, ()>,
         options: &crate::refresh::RefreshOptions,
         background: bool,
-    ) -> Result<()> {
+    ) -> Result<Removals<V>> {
         let still_ours = self.end_load(key, token);
+        if outcome.is_err() && background {
+            self.counters.refresh_failures += 1;
+        }
         match outcome {
             Ok(value) if still_ours => {
-                self.set(key, value, options.entry_options())?;
+                let removed = self.set_returning(key, value, options.entry_options())?;
                 self.mark_fresh(key, options);
+                return Ok(removed);
             }
-            Ok(_) => {}
-            Err(()) => {
-                if background {
-                    self.counters.refresh_failures += 1;
-                }
+            Err(()) if still_ours => {
                 let now = self.clock.now();
                 if let Some(state) = self.fresh.get_mut(key) {
                     state.refreshing = false;
@@ -992,8 +998,11 @@ impl<V> Engine<V> {
                     state.retry_at = now.saturating_add(duration_nanos(options.backoff(state.failures)));
                 }
             }
+            // A load the key has moved on from (written, cleared, loaded
+            // again since) touches nothing: not even a newer refresh's state.
+            _ => {}
         }
-        Ok(())
+        Ok(Removals::new())
     }
 
     /// How many loads are in progress (for tests: none may be left behind).

@@ -318,7 +318,10 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
             let mut engine = self.shard(key);
             engine.counters.record_load(loaded.is_ok(), elapsed);
             let outcome = loaded.clone().map_err(drop);
-            engine.finish_refresh(key, token, outcome, options, false)?;
+            let removed = engine.finish_refresh(key, token, outcome, options, false)?;
+            // What the store replaced or evicted is dropped after the lock.
+            drop(engine);
+            drop(removed);
             let value = loaded?;
             Ok((value.clone(), value))
         };
@@ -367,7 +370,9 @@ impl<V: Clone + Send + Sync + 'static> Refresh<V> {
     fn finish(&mut self, outcome: std::result::Result<V, ()>) {
         self.done = true;
         // A value the store refuses (it cannot: the options were checked) is dropped.
-        let _ = self.store.shard(&self.key).finish_refresh(&self.key, self.token, outcome, &self.options, true);
+        let removed = self.store.shard(&self.key).finish_refresh(&self.key, self.token, outcome, &self.options, true);
+        // Dropped after the lock (a statement of its own ends the guard first).
+        drop(removed);
     }
 }
 
@@ -531,7 +536,10 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
             // Stored only if nothing wrote, deleted, invalidated or cleared
             // the key meanwhile; the callers get the loaded value either way.
             if still_ours {
-                engine.set(key, value.clone(), options)?;
+                let removed = engine.set_returning(key, value.clone(), options)?;
+                // What the store replaced or evicted is dropped after the lock.
+                drop(engine);
+                drop(removed);
             }
             Ok((value.clone(), value))
         };

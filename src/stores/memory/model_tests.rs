@@ -431,3 +431,43 @@ fn a_panicking_drop_leaves_the_engine_consistent() {
         std::mem::forget(e);
     }
 }
+
+/// A runtime that never runs anything: the engine-level tests drive refreshes by hand.
+struct NoRuntime;
+
+impl crate::refresh::Runtime for NoRuntime {
+    fn spawn(&self, _task: crate::refresh::BoxFuture<()>) {}
+    fn sleep(&self, _duration: Duration) -> crate::refresh::BoxFuture<()> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[test]
+fn a_late_failure_of_an_overtaken_refresh_leaves_the_running_one_alone() {
+    use super::engine::Freshly;
+    use crate::refresh::RefreshOptions;
+    let options = RefreshOptions::new(NoRuntime, Duration::from_secs(10), Duration::from_secs(100));
+    let clock = ManualClock::new();
+    let mut e = Engine::<u32>::new(LruPolicy::new(10).unwrap().into(), clock.clone().into());
+    let stale = |e: &mut Engine<u32>| match e.get_fresh("k").unwrap() {
+        Freshly::Stale { refresh, .. } => refresh,
+        _ => panic!("expected a stale entry"),
+    };
+    let t = e.begin_load("k");
+    drop(e.finish_refresh("k", t, Ok(1), &options, false).unwrap());
+    clock.advance(Duration::from_secs(11));
+    assert!(stale(&mut e), "the first stale read starts refresh A");
+    let a = e.begin_load("k");
+    // A write moves the key on; a load stores it fresh again; it goes stale and refresh C starts.
+    e.set("k", 2, SetOptions::new()).unwrap();
+    let t = e.begin_load("k");
+    drop(e.finish_refresh("k", t, Ok(3), &options, false).unwrap());
+    clock.advance(Duration::from_secs(11));
+    assert!(stale(&mut e), "refresh C starts");
+    let _c = e.begin_load("k");
+    // A fails late: counted, but C is still the running refresh.
+    drop(e.finish_refresh("k", a, Err(()), &options, true).unwrap());
+    assert_eq!(e.stats().refresh_failures, 1);
+    clock.advance(Duration::from_secs(5));
+    assert!(!stale(&mut e), "no second refresh while C runs");
+}
