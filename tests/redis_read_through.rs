@@ -384,3 +384,27 @@ async fn racing_loads_and_invalidations_never_leave_an_old_version() {
         }
     }
 }
+
+/// A key under the prefix that holds something of another type (a list, a
+/// hash without a load): get_or_set fails at once instead of waiting for a
+/// load that does not exist, and runs no loader.
+#[tokio::test]
+async fn get_or_set_on_a_foreign_value_fails_instead_of_waiting() {
+    let server = RedisServer::start();
+    let store = store(&server, None, LONG_LEASE).await;
+    let mut admin = server.admin().await;
+    let _: () = redis::cmd("RPUSH").arg(format!("{PREFIX}list")).arg("x").query_async(&mut admin).await.unwrap();
+    let _: () =
+        redis::cmd("HSET").arg(format!("{PREFIX}hash")).arg("f").arg("v").query_async(&mut admin).await.unwrap();
+    for key in ["list", "hash"] {
+        let got = within(
+            "get_or_set on a foreign value",
+            store.get_or_set(key, || async { unreachable!("no loader runs") as String }, SetOptions::new()),
+        )
+        .await;
+        assert!(matches!(got, Err(CacheError::Backend { .. })), "{key}: {got:?}");
+    }
+    // The foreign values are untouched.
+    let kind: String = redis::cmd("TYPE").arg(format!("{PREFIX}list")).query_async(&mut admin).await.unwrap();
+    assert_eq!(kind, "list");
+}

@@ -218,6 +218,13 @@ where
             redis::Value::BulkString(stored) => Ok(Step::Found(stored)),
             redis::Value::Int(1) => Ok(Step::Locked),
             redis::Value::Int(0) => Ok(Step::Busy),
+            redis::Value::Int(-1) => Err(CacheError::Backend {
+                message: format!(
+                    "get_or_set on Redis at {}: the key holds a value of another type that this store did not write",
+                    self.addr
+                ),
+                source: None,
+            }),
             other => Err(CacheError::Backend {
                 message: format!("get_or_set on Redis at {}: unexpected reply {other:?}", self.addr),
                 source: None,

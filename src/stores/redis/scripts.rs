@@ -359,12 +359,16 @@ return 1
 ///
 /// KEYS: entry. ARGV: token, lease in ms.
 /// Returns the stored bytes, 1 if the placeholder is now the caller's, 0 if
-/// another load holds it.
+/// another load holds it, -1 if the key holds something this store did not
+/// write (waiting for it would never end).
 const GET_OR_LOCK: &str = r"
 local value = redis.pcall('GET', KEYS[1])
 if type(value) == 'string' then return value end
--- WRONGTYPE: another load's placeholder.
-if value then return 0 end
+-- WRONGTYPE: another load's placeholder, or a value of someone else's.
+if value then
+  if redis.call('TYPE', KEYS[1]).ok == 'hash' and redis.call('HEXISTS', KEYS[1], 'load') == 1 then return 0 end
+  return -1
+end
 redis.call('HSET', KEYS[1], 'load', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
