@@ -1139,10 +1139,17 @@ export function bind(wasm) {
     #settle(call, ok, result) {
       if (call.done) return;
       call.done = true;
-      if (call.onAbort !== undefined) call.o.signal.removeEventListener("abort", call.onAbort);
-      if (call.timer !== undefined) this.#timers.clear(call.timer);
+      // Settled first: a caller's signal whose removeEventListener throws
+      // must not leave this caller, or the ones settled after it, hanging.
       if (ok) call.resolve(result);
       else call.reject(result);
+      try {
+        if (call.onAbort !== undefined) call.o.signal.removeEventListener("abort", call.onAbort);
+      } catch {
+        // The listener stays on the caller's own signal; nothing of ours is left half-done.
+      } finally {
+        if (call.timer !== undefined) this.#timers.clear(call.timer);
+      }
     }
 
     /**

@@ -408,3 +408,18 @@ describe("stale-while-revalidate", () => {
     assert.equal(store.getStats().misses, 0);
   });
 });
+
+test("a signal whose removeEventListener throws cannot leave a load's callers hanging", async () => {
+  const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) });
+  const signal = new AbortController().signal;
+  Object.defineProperty(signal, "removeEventListener", {
+    value() {
+      throw new Error("hostile removeEventListener");
+    },
+  });
+  const leader = store.getOrSet("k", async () => 1, { signal });
+  const waiter = store.getOrSet("k", async () => 2);
+  const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error("a caller hangs")), 2000).unref());
+  assert.deepEqual(await Promise.race([Promise.all([leader, waiter]), timeout]), [1, 1]);
+  assert.equal(await store.get("k"), 1);
+});
