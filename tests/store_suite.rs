@@ -105,6 +105,44 @@ impl Backend for Redis {
     }
 }
 
+/// RedisStore on a real Redis Cluster (three masters, three replicas).
+/// Unbounded stores spread over the default buckets, so every test of
+/// patterns, TTLs and metadata runs across masters. A bounded store keeps
+/// one bucket: these tests check exact LRU/TTL order over the whole capacity,
+/// which a store holds per bucket (the spread of a bounded store is tested
+/// in tests/redis_cluster.rs).
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+struct Cluster {
+    cluster: common::RedisCluster,
+    stores: std::sync::atomic::AtomicUsize,
+}
+
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+impl Cluster {
+    fn new() -> Self {
+        Cluster { cluster: common::RedisCluster::start(), stores: Default::default() }
+    }
+}
+
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+impl Backend for Cluster {
+    type Store = pepperpy_caching::stores::RedisStore<String>;
+    async fn store(&self, policy: Option<Policy>) -> Self::Store {
+        let n = self.stores.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut builder = Self::Store::cluster_builder(self.cluster.urls()).prefix(format!("c*[?\\{n}]:"));
+        if let Some(policy) = policy {
+            if policy.max_size().is_some() {
+                builder = builder.buckets(1);
+            }
+            builder = builder.policy(policy);
+        }
+        builder.build().await.expect("cannot connect to the test cluster")
+    }
+    async fn pass(&self, by: Duration) {
+        tokio::time::sleep(by).await;
+    }
+}
+
 /// NearCache: a memory tier in front of a RedisStore on a real redis-server.
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 struct Near(Redis);
@@ -163,6 +201,10 @@ macro_rules! suite {
         #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
         mod near {
             $(#[tokio::test] async fn $test() { super::$test(&super::Near(super::Redis::new())).await })*
+        }
+        #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+        mod cluster {
+            $(#[tokio::test] async fn $test() { super::$test(&super::Cluster::new()).await })*
         }
         #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
         mod redis {

@@ -316,3 +316,129 @@ impl Drop for SilentServer {
         }
     }
 }
+
+/// A Redis Cluster for one test: three masters and three replicas, each a
+/// [`RedisServer`] with `--cluster-enabled yes`, joined by
+/// `redis-cli --cluster create`. Killed on drop.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+/// How long a master may be unreachable before its replica takes over.
+pub const CLUSTER_NODE_TIMEOUT_MS: u64 = 1000;
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let timeout = CLUSTER_NODE_TIMEOUT_MS.to_string();
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|_| {
+                RedisServer::start_with_args(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "{dir}/nodes.conf",
+                    "--cluster-node-timeout",
+                    &timeout,
+                    // A master that lost its replica keeps serving: a test
+                    // kills masters one at a time.
+                    "--cluster-require-full-coverage",
+                    "no",
+                ])
+            })
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.args(["--cluster", "create"]);
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port()));
+        }
+        create.args(["--cluster-replicas", "1", "--cluster-yes"]);
+        let out = create.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run redis-cli: {e}"));
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_until_ok(Duration::from_secs(30));
+        cluster
+    }
+
+    /// The node URLs (every node: masters and replicas).
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().filter(|n| n.child.is_some()).map(RedisServer::url).collect()
+    }
+
+    /// Runs `redis-cli -p port args...` and returns its output.
+    pub fn cli(port: u16, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run redis-cli: {e}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` with all
+    /// slots served and agrees on who serves them.
+    pub fn wait_until_ok(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let running: Vec<&RedisServer> = self.nodes.iter().filter(|n| n.child.is_some()).collect();
+            let infos: Vec<String> = running.iter().map(|n| Self::cli(n.port(), &["CLUSTER", "INFO"])).collect();
+            let ok = infos.iter().all(|i| i.contains("cluster_state:ok") && i.contains("cluster_slots_ok:16384"));
+            let views: Vec<String> = running.iter().map(|n| Self::slot_owners(n.port())).collect();
+            if ok && views.windows(2).all(|w| w[0] == w[1]) && !views[0].is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not become ok:\n{infos:#?}\n{views:#?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `start-end port` lines of the masters, as the node on `port` sees them.
+    fn slot_owners(port: u16) -> String {
+        let mut lines: Vec<String> = Self::cli(port, &["CLUSTER", "NODES"])
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+            .filter_map(|l| {
+                let fields: Vec<&str> = l.split(' ').collect();
+                let addr = fields.get(1)?.split('@').next()?;
+                let slots = fields.get(8..)?.join(",");
+                (!slots.is_empty()).then(|| format!("{addr} {slots}"))
+            })
+            .collect();
+        lines.sort();
+        lines.join("\n")
+    }
+
+    /// The index in [`nodes`](Self::nodes) of the master serving `slot`.
+    pub fn master_of(&self, slot: u16) -> usize {
+        let running = self.nodes.iter().find(|n| n.child.is_some()).expect("no node is running");
+        let nodes = Self::cli(running.port(), &["CLUSTER", "NODES"]);
+        for line in nodes.lines().filter(|l| l.contains("master") && !l.contains("fail")) {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let port: u16 = fields[1].split('@').next().unwrap().rsplit(':').next().unwrap().parse().unwrap();
+            for range in &fields[8..] {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>()) else { continue };
+                if (lo..=hi).contains(&slot) {
+                    return self.nodes.iter().position(|n| n.port() == port).unwrap();
+                }
+            }
+        }
+        panic!("no master serves slot {slot}:\n{nodes}");
+    }
+
+    /// How many keys each running master holds, by node index.
+    pub fn keys_per_master(&self) -> Vec<(usize, u64)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.child.is_some())
+            .filter(|(_, n)| Self::cli(n.port(), &["ROLE"]).starts_with("master"))
+            .map(|(i, n)| (i, Self::cli(n.port(), &["DBSIZE"]).trim().parse().unwrap_or(0)))
+            .collect()
+    }
+}

@@ -47,6 +47,17 @@ pub(super) fn check_prefix(prefix: &str) -> Result<()> {
 
 pub(super) struct Keyspace {
     prefix: Box<str>,
+    /// One on a single node; on a cluster, one per bucket (see
+    /// [`Keyspace::clustered`]).
+    buckets: Box<[Bucket]>,
+    clustered: bool,
+}
+
+/// A part of the keyspace whose keys all share one Redis Cluster slot: its
+/// entries and its two index keys, so that one script can touch them all.
+pub(super) struct Bucket {
+    /// `""` on a single node; `{tag}` on a cluster.
+    tag: Box<str>,
     /// Sorted set: entry key -> recency (higher is more recent). LRU only.
     pub recency: Vec<u8>,
     /// Sorted set: entry key -> expiry time in ms since the epoch (Redis
@@ -54,69 +65,175 @@ pub(super) struct Keyspace {
     pub expiry: Vec<u8>,
 }
 
+impl Bucket {
+    fn new(prefix: &str, tag: String) -> Self {
+        let internal = |name: &str| [prefix.as_bytes(), tag.as_bytes(), b"\xff", name.as_bytes()].concat();
+        Bucket { recency: internal("lru"), expiry: internal("expiry"), tag: tag.into() }
+    }
+}
+
+/// The most buckets a clustered store may have: Redis Cluster's slots.
+pub(super) const MAX_BUCKETS: usize = 16_384;
+
 impl Keyspace {
+    /// The keyspace of a store on a single Redis: entries at `prefix + key`.
     pub fn new(prefix: &str) -> Self {
-        let internal = |name: &str| [prefix.as_bytes(), b"\xff", name.as_bytes()].concat();
-        Keyspace { prefix: prefix.into(), recency: internal("lru"), expiry: internal("expiry") }
+        Keyspace { prefix: prefix.into(), buckets: Box::new([Bucket::new(prefix, String::new())]), clustered: false }
+    }
+
+    /// The keyspace of a store on Redis Cluster, in `buckets` buckets: the
+    /// entry of `key` is at `prefix + "{tag}" + key`, where the tag is its
+    /// bucket's (chosen by a hash of the key), so that a bucket's entries,
+    /// indexes and locks share one slot. Bucket `i`'s tag hashes to a slot
+    /// in the `i`-th of `buckets` equal slot ranges: the buckets spread
+    /// evenly over masters that hold equal slot ranges (as
+    /// `redis-cli --cluster create` assigns them). `buckets` is in
+    /// `1..=MAX_BUCKETS`.
+    pub fn clustered(prefix: &str, buckets: usize) -> Self {
+        debug_assert!((1..=MAX_BUCKETS).contains(&buckets));
+        let slots = MAX_BUCKETS;
+        let buckets = (0..buckets)
+            .map(|i| {
+                let (lo, hi) = (i * slots / buckets, (i + 1) * slots / buckets);
+                // The first of `i.0`, `i.1`, ... whose slot is in range: about
+                // `buckets` tries each, a pure function of (i, buckets).
+                let tag = (0u64..)
+                    .map(|n| format!("{i}.{n}"))
+                    .find(|t| (lo..hi).contains(&usize::from(slot(t.as_bytes()))))
+                    .unwrap_or_default();
+                Bucket::new(prefix, format!("{{{tag}}}"))
+            })
+            .collect();
+        Keyspace { prefix: prefix.into(), buckets, clustered: true }
     }
 
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
+    pub fn is_clustered(&self) -> bool {
+        self.clustered
+    }
+
+    pub fn buckets(&self) -> &[Bucket] {
+        &self.buckets
+    }
+
+    /// The index of `key`'s bucket: a stable hash (FNV-1a, the same in every
+    /// process and version) modulo the number of buckets.
+    #[inline]
+    pub fn bucket_index(&self, key: &str) -> usize {
+        if self.buckets.len() == 1 {
+            return 0;
+        }
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in key.as_bytes() {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        (hash % self.buckets.len() as u64) as usize
+    }
+
+    /// The bucket of `key`.
+    #[inline]
+    pub fn bucket(&self, key: &str) -> &Bucket {
+        &self.buckets[self.bucket_index(key)]
+    }
+
+    /// Bucket `index`'s share of a capacity of `max_size` entries: the
+    /// capacity split as evenly as it goes, the shares summing to it.
+    pub fn share(&self, max_size: usize, index: usize) -> usize {
+        let n = self.buckets.len();
+        max_size / n + usize::from(index < max_size % n)
+    }
+
     /// The Redis key of the entry under `key`, written straight into a
     /// command's argument (no intermediate string).
     #[inline]
     pub fn entry<'a>(&'a self, key: &'a str) -> Entry<'a> {
-        Entry { prefix: &self.prefix, key }
+        Entry { prefix: &self.prefix, tag: &self.bucket(key).tag, key }
     }
 
     /// The Redis key of the lock `get_or_refresh` holds while refreshing a
     /// stale `key` (and of its backoff after a failed refresh).
     pub fn lock(&self, key: &str) -> Vec<u8> {
-        [self.prefix.as_bytes(), b"\xfflock:", key.as_bytes()].concat()
+        [self.prefix.as_bytes(), self.bucket(key).tag.as_bytes(), b"\xfflock:", key.as_bytes()].concat()
     }
 
     /// The MATCH argument for a SCAN over entries matching `pattern` (all
-    /// entries when `None`): the escaped prefix and the pattern's literal
-    /// head, then `*`. It selects more than `pattern` does;
+    /// entries when `None`), of bucket `bucket` only when given (clustered
+    /// stores): the escaped prefix, the tag (or `{*}`), and the pattern's
+    /// literal head, then `*`. It selects more than `pattern` does;
     /// [`Keyspace::user_key`] has the last word.
-    pub fn scan_match(&self, pattern: Option<&Pattern>) -> Vec<u8> {
+    pub fn scan_match(&self, pattern: Option<&Pattern>, bucket: Option<usize>) -> Vec<u8> {
         let head = pattern.map(Pattern::literal_prefix).unwrap_or_default();
-        let mut out = Vec::with_capacity(2 * (self.prefix.len() + head.len()) + 1);
-        for &b in self.prefix.as_bytes().iter().chain(&head) {
-            if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
-                out.push(b'\\');
+        let mut out = Vec::with_capacity(2 * (self.prefix.len() + head.len()) + 16);
+        let escaped = |out: &mut Vec<u8>, bytes: &[u8]| {
+            for &b in bytes {
+                if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+                    out.push(b'\\');
+                }
+                out.push(b);
             }
-            out.push(b);
+        };
+        escaped(&mut out, self.prefix.as_bytes());
+        if self.clustered {
+            match bucket {
+                Some(i) => escaped(&mut out, self.buckets[i].tag.as_bytes()),
+                None => out.extend_from_slice(b"{*}"),
+            }
         }
+        escaped(&mut out, &head);
         out.push(b'*');
         out
     }
 
     /// The user key of the Redis key `raw`, if `raw` is an entry of this
-    /// store that matches `pattern`.
+    /// store that matches `pattern`. On a cluster the tag must be the key's
+    /// own bucket's.
     pub fn user_key<'a>(&self, raw: &'a [u8], pattern: Option<&Pattern>) -> Option<&'a str> {
-        let rest = raw.strip_prefix(self.prefix.as_bytes())?;
+        let mut rest = raw.strip_prefix(self.prefix.as_bytes())?;
+        let mut tag: &[u8] = b"";
+        if self.clustered {
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (tag, rest) = rest.split_at(close + 1);
+        }
         let key = std::str::from_utf8(rest).ok()?;
-        if crate::store::check_key(key).is_err() {
+        if crate::store::check_key(key).is_err() || self.bucket(key).tag.as_bytes() != tag {
             return None;
         }
         pattern.is_none_or(|p| p.matches(key)).then_some(key)
     }
 }
 
-/// An entry's Redis key, `prefix + key`, as a command argument.
+/// The Redis Cluster slot of a key: CRC16 (XMODEM) of its hash tag, or of
+/// the whole key if it has none, modulo 16384.
+pub(super) fn slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let inner = &key[open + 1..];
+        inner.iter().position(|&b| b == b'}').filter(|&close| close > 0).map(|close| &inner[..close])
+    });
+    let mut crc: u16 = 0;
+    for &b in tagged.unwrap_or(key) {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc % MAX_BUCKETS as u16
+}
+
+/// An entry's Redis key, `prefix + tag + key`, as a command argument.
 #[derive(Clone, Copy)]
 pub(super) struct Entry<'a> {
     prefix: &'a str,
+    tag: &'a str,
     key: &'a str,
 }
 
 impl Entry<'_> {
     /// The key as bytes, for the few places that need it owned.
     pub fn to_vec(self) -> Vec<u8> {
-        [self.prefix.as_bytes(), self.key.as_bytes()].concat()
+        [self.prefix.as_bytes(), self.tag.as_bytes(), self.key.as_bytes()].concat()
     }
 }
 
@@ -127,6 +244,7 @@ impl redis::ToRedisArgs for Entry<'_> {
         let mut arg = out.writer_for_next_arg();
         // Writing to a command buffer cannot fail.
         let _ = arg.write_all(self.prefix.as_bytes());
+        let _ = arg.write_all(self.tag.as_bytes());
         let _ = arg.write_all(self.key.as_bytes());
     }
 }
@@ -138,9 +256,10 @@ mod tests {
     #[test]
     fn internal_keys_are_never_entries() {
         let space = Keyspace::new("app:");
-        assert_eq!(space.recency, b"app:\xfflru");
-        assert_eq!(space.user_key(&space.recency, None), None);
-        assert_eq!(space.user_key(&space.expiry, None), None);
+        let bucket = &space.buckets()[0];
+        assert_eq!(bucket.recency, b"app:\xfflru");
+        assert_eq!(space.user_key(&bucket.recency, None), None);
+        assert_eq!(space.user_key(&bucket.expiry, None), None);
         assert_eq!(space.lock("k"), b"app:\xfflock:k");
         assert_eq!(space.user_key(&space.lock("k"), None), None);
         assert_eq!(space.user_key(b"app:", None), None, "the prefix alone is no entry");
@@ -161,13 +280,13 @@ mod tests {
     #[test]
     fn scans_get_only_the_escaped_literal_head() {
         let space = Keyspace::new("p*[:");
-        let scan = |p: &str| String::from_utf8(space.scan_match(Some(&Pattern::new(p).unwrap()))).unwrap();
+        let scan = |p: &str| String::from_utf8(space.scan_match(Some(&Pattern::new(p).unwrap()), None)).unwrap();
         assert_eq!(scan("u:*"), "p\\*\\[:u:*");
         assert_eq!(scan("a*a*a*a*a*a*b"), "p\\*\\[:a*");
         assert_eq!(scan("*aaaab"), "p\\*\\[:*");
         assert_eq!(scan("x\\?y?"), "p\\*\\[:x\\?y*");
         assert_eq!(scan("]]"), "p\\*\\[:\\]\\]*");
-        assert_eq!(String::from_utf8(space.scan_match(None)).unwrap(), "p\\*\\[:*");
+        assert_eq!(String::from_utf8(space.scan_match(None, None)).unwrap(), "p\\*\\[:*");
         // What Redis gets selects a superset; the store's matcher decides.
         let p = Pattern::new("a*a*a*a*a*a*b").unwrap();
         assert_eq!(space.user_key(b"p*[:aaab", Some(&p)), None);
@@ -189,5 +308,53 @@ mod tests {
             Some(format!("{:?}", redis::Arg::Simple(&b"app:k:1"[..])))
         );
         assert_eq!(space.entry("k").to_vec(), b"app:k");
+    }
+
+    #[test]
+    fn slots_are_redis_cluster_slots() {
+        use redis::cluster_routing::Slot;
+        for key in ["", "a", "foo", "{user1000}.following", "foo{}{bar}", "foo{{bar}}zap", "{}x", "a{b", "日本{x}"] {
+            assert_eq!(Slot::new(slot(key.as_bytes())), Some(Slot::for_key(key)), "{key:?}");
+        }
+        // The example of the Redis Cluster specification.
+        assert_eq!(slot(b"123456789"), 0x31C3);
+    }
+
+    #[test]
+    fn a_cluster_buckets_spread_over_the_slots_and_keep_their_keys_together() {
+        for buckets in [1, 3, 16, 1000] {
+            let space = Keyspace::clustered("app:", buckets);
+            assert_eq!(space.buckets().len(), buckets);
+            for (i, bucket) in space.buckets().iter().enumerate() {
+                let at = usize::from(slot(&bucket.recency));
+                assert!((i * MAX_BUCKETS / buckets..(i + 1) * MAX_BUCKETS / buckets).contains(&at), "{i}/{buckets}");
+                assert_eq!(slot(&bucket.expiry), slot(&bucket.recency));
+            }
+            let total: usize = (0..buckets).map(|i| space.share(10_007, i)).sum();
+            assert_eq!(total, 10_007, "the shares add up to the capacity");
+        }
+        let space = Keyspace::clustered("app:", 16);
+        let mut used = std::collections::HashSet::new();
+        for key in ["k", "{x}", "}", "a{b}c", "x}y{", "日本"] {
+            let entry = space.entry(key).to_vec();
+            let bucket = space.bucket(key);
+            used.insert(space.bucket_index(key));
+            // The entry, its lock and its bucket's indexes share one slot.
+            assert_eq!(slot(&entry), slot(&space.lock(key)), "{key:?}");
+            assert_eq!(slot(&entry), slot(&bucket.recency), "{key:?}");
+            assert_eq!(space.user_key(&entry, None), Some(key));
+            assert_eq!(space.user_key(&space.lock(key), None), None);
+            assert_eq!(space.user_key(&bucket.expiry, None), None);
+            // The same key under another bucket's tag is not this store's.
+            let other = &space.buckets()[(space.bucket_index(key) + 1) % 16];
+            let foreign = [b"app:".as_slice(), other.tag.as_bytes(), key.as_bytes()].concat();
+            assert_eq!(space.user_key(&foreign, None), None, "{key:?}");
+            assert_eq!(space.user_key(&[b"app:", key.as_bytes()].concat(), None), None, "no tag: {key:?}");
+        }
+        assert!(used.len() > 1, "keys land in more than one bucket");
+        let p = Pattern::new("u:*").unwrap();
+        assert_eq!(String::from_utf8(space.scan_match(Some(&p), None)).unwrap(), "app:{*}u:*");
+        let tagged = String::from_utf8(space.scan_match(None, Some(3))).unwrap();
+        assert_eq!(tagged, format!("app:{}*", space.buckets()[3].tag));
     }
 }

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::conn::Conn;
 use super::keyspace::Entry;
 use super::scripts::SAMPLE_EVERY;
 use super::{RedisStore, eval, evalsha, format, ttl_millis};
@@ -173,16 +173,18 @@ where
             let sample = self.sets_seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(SAMPLE_EVERY);
             let script = &self.scripts.store_loaded_bounded;
             let mut cmd = evalsha(script, 4);
-            cmd.arg(self.space.entry(key)).arg(&lock).arg(&self.space.recency).arg(&self.space.expiry);
+            let index = self.space.bucket_index(key);
+            let bucket = &self.space.buckets()[index];
+            cmd.arg(self.space.entry(key)).arg(&lock).arg(&bucket.recency).arg(&bucket.expiry);
             cmd.arg(mode).arg(token).arg(sha).arg(how.fresh_for.unwrap_or(0)).arg(stored);
-            cmd.arg(how.ttl.unwrap_or(0)).arg(max_size).arg(if lru { "1" } else { "0" });
+            cmd.arg(how.ttl.unwrap_or(0)).arg(self.space.share(max_size, index)).arg(if lru { "1" } else { "0" });
             cmd.arg(if sample { "1" } else { "0" });
             let (expired, evicted, lost, written): (u64, u64, u8, u8) =
                 self.round_trip(what, eval(&mut conn, script, &cmd)).await?;
             SharedCounters::add(&self.counters.expirations, expired);
             SharedCounters::add(&self.counters.evictions, evicted);
             if lost == 1 {
-                self.rebuild_index(max_size, lru).await;
+                self.rebuild_index(index, max_size, lru).await;
             }
             written == 1
         } else {
@@ -304,7 +306,7 @@ impl Drop for Held {
 /// What releasing a lock takes, owned so it can outlive the caller.
 pub(super) struct Unlock {
     pub lock: Lock,
-    pub conn: ConnectionManager,
+    pub conn: Conn,
     /// The Lua source of the compare-and-delete.
     pub script: &'static str,
     pub timeout: Duration,

@@ -9,6 +9,7 @@
 //! The user-facing design (storage format, policies, patterns, counters,
 //! connection) is documented on [`RedisStore`].
 
+mod conn;
 mod format;
 mod keyspace;
 mod load;
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -34,6 +36,7 @@ use crate::policies::Policy;
 use crate::singleflight::SingleFlight;
 use crate::store::{CacheStore, Metadata, SetOptions, check_key, check_metadata, check_set_options};
 
+use conn::{Conn, Node, Topology};
 use keyspace::{Entry, Keyspace};
 use scripts::{SAMPLE_EVERY, Scripts};
 
@@ -60,6 +63,15 @@ const KNOWN_EVICTION_POLICIES: [&str; 8] = [
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The buckets of a cluster store unless [`RedisStoreBuilder::buckets`] says
+/// otherwise.
+pub const DEFAULT_BUCKETS: usize = 16;
+/// How often redis-rs's cluster client retries a command (after `MOVED`,
+/// `TRYAGAIN`, a lost node) within one round trip's timeout.
+const CLUSTER_RETRIES: u32 = 16;
+/// How often a walk over a cluster's masters starts again because the
+/// slots moved while it ran, before it fails.
+const WALK_ATTEMPTS: usize = 4;
 
 /// A cache in Redis, shared by every process that uses the same prefix.
 ///
@@ -369,8 +381,9 @@ const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// panic. Applications that also use rustls elsewhere (reqwest, the AWS SDK)
 /// should install their provider at startup, before building a store.
 pub struct RedisStore<V> {
-    conn: ConnectionManager,
-    /// `host:port`, for messages (never the URL: it may hold a password).
+    conn: Conn,
+    /// `host:port` (for a cluster, `cluster at host:port,...`), for messages
+    /// (never the URL: it may hold a password).
     addr: String,
     space: Keyspace,
     scripts: Scripts,
@@ -400,7 +413,11 @@ pub struct RedisStore<V> {
 /// How to connect a [`RedisStore`]: made by [`RedisStore::builder`].
 #[must_use]
 pub struct RedisStoreBuilder<V> {
-    url: String,
+    /// One URL for a single Redis; a cluster's seed nodes otherwise.
+    urls: Vec<String>,
+    cluster: bool,
+    /// Buckets of a cluster store (see [`RedisStoreBuilder::buckets`]).
+    buckets: Option<usize>,
     prefix: String,
     policy: Option<Policy>,
     connect_timeout: Duration,
@@ -475,13 +492,27 @@ where
         self
     }
 
+    /// For a store made by [`RedisStore::cluster_builder`]: how many buckets
+    /// its entries are spread over (default [`DEFAULT_BUCKETS`], at most
+    /// 16,384). Every process sharing the prefix must use the same number:
+    /// it decides where each key lives. See "Redis Cluster" on [`RedisStore`].
+    pub fn buckets(mut self, buckets: usize) -> Self {
+        self.buckets = Some(buckets);
+        self
+    }
+
     /// Connects and checks that Redis answers (`PING`); for a store with a
-    /// capacity, also checks Redis's `maxmemory-policy`.
+    /// capacity, also checks Redis's `maxmemory-policy` (every master's, on
+    /// a cluster). A cluster store also records its bucket count under the
+    /// prefix, or checks it against the one recorded.
     ///
     /// # Errors
     /// [`CacheError::Policy`] for a zero timeout or lock lease, a prefix that
     /// breaks the prefix rule, an [`S3FifoPolicy`](crate::S3FifoPolicy), or
-    /// (with a capacity) a `maxmemory-policy` the store does not know;
+    /// (with a capacity) a `maxmemory-policy` the store does not know; for a
+    /// cluster store, also a prefix with `{` or `}`, a bucket count out of
+    /// `1..=16384` or other than the one recorded for the prefix, or a
+    /// capacity below the bucket count; `buckets` on a single-node builder;
     /// [`CacheError::Backend`] for a malformed URL, no tokio runtime, a
     /// `rediss://` URL without a TLS crypto provider, or a server that cannot
     /// be reached, refuses the credentials or does not answer within the
@@ -503,37 +534,91 @@ where
                     .into(),
             ));
         }
-        let info = redis::IntoConnectionInfo::into_connection_info(self.url.as_str())
-            .map_err(|e| backend("the Redis URL is invalid".into(), e))?;
-        let addr = info.addr().to_string();
-        let client = if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+        let policy = self.policy;
+        let bound = policy.as_ref().and_then(|p| p.max_size().map(|max| (max, matches!(p, Policy::Lru(_)))));
+        let space = if self.cluster {
+            let buckets = self.buckets.unwrap_or(DEFAULT_BUCKETS);
+            check_cluster_layout(&self.prefix, buckets, bound.map(|(max, _)| max))?;
+            Keyspace::clustered(&self.prefix, buckets)
+        } else {
+            if let Some(buckets) = self.buckets {
+                return Err(CacheError::Policy(format!(
+                    "buckets({buckets}) is for stores on Redis Cluster (RedisStore::cluster_builder); a store on one \
+                     Redis keeps its entries in one keyspace"
+                )));
+            }
+            Keyspace::new(&self.prefix)
+        };
+        let mut infos = Vec::with_capacity(self.urls.len());
+        for url in &self.urls {
+            infos.push(
+                redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                    .map_err(|e| backend("the Redis URL is invalid".into(), e))?,
+            );
+        }
+        let Some(first) = infos.first() else {
+            return Err(CacheError::Backend {
+                message: "a cluster store needs at least one node URL".into(),
+                source: None,
+            });
+        };
+        let tls = matches!(first.addr(), redis::ConnectionAddr::TcpTls { .. });
+        if infos.iter().any(|i| matches!(i.addr(), redis::ConnectionAddr::TcpTls { .. }) != tls) {
+            return Err(CacheError::Backend {
+                message: "a cluster store's node URLs must all be redis:// or all rediss://".into(),
+                source: None,
+            });
+        }
+        let addr = if self.cluster {
+            let nodes: Vec<String> = infos.iter().map(|i| i.addr().to_string()).collect();
+            format!("cluster at {}", nodes.join(","))
+        } else {
+            first.addr().to_string()
+        };
+        if tls {
             // Before the client: redis-rs builds its rustls config right away.
             tls::ensure_provider()?;
-            let certificates = redis::TlsCertificates { client_tls: None, root_cert: self.root_certificates };
-            redis::Client::build_with_tls(info, certificates)
-        } else {
-            redis::Client::open(info)
         }
-        .map_err(|e| backend(format!("cannot set up a client for Redis at {addr}"), e))?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(CacheError::Backend {
                 message: "RedisStore must be built inside a tokio runtime".into(),
                 source: None,
             });
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            // Our own timer bounds every round trip (`round_trip`).
-            .set_response_timeout(None)
-            // Few, short retries: a call waits for a reconnection at most its
-            // own timeout, and the next call starts a new one anyway.
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
         let round_trip_timeout = self.response_timeout;
         let connect_and_ping = self.connect_timeout.saturating_add(self.response_timeout);
+        let certificates = || redis::TlsCertificates { client_tls: None, root_cert: self.root_certificates.clone() };
         let connect = async {
-            let mut conn = ConnectionManager::new_with_config(client, config).await?;
+            let mut conn = if self.cluster {
+                let mut builder = ClusterClientBuilder::new(infos)
+                    .connection_timeout(self.connect_timeout)
+                    // Our own timer bounds every round trip (`round_trip`);
+                    // redis-rs's bounds each attempt, so a node that stopped
+                    // answering is given up on and the slot map refreshed.
+                    .response_timeout(self.response_timeout)
+                    .retries(CLUSTER_RETRIES)
+                    .min_retry_wait(10)
+                    .max_retry_wait(200);
+                if tls {
+                    builder = builder.tls(redis::cluster::TlsMode::Secure).certs(certificates());
+                }
+                let client = builder.build()?;
+                Conn::Cluster(client.get_async_connection().await?)
+            } else {
+                let info = infos.into_iter().next().expect("one URL");
+                let client =
+                    if tls { redis::Client::build_with_tls(info, certificates()) } else { redis::Client::open(info) }?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    // Our own timer bounds every round trip (`round_trip`).
+                    .set_response_timeout(None)
+                    // Few, short retries: a call waits for a reconnection at most its
+                    // own timeout, and the next call starts a new one anyway.
+                    .set_number_of_retries(2)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(500));
+                Conn::Single(ConnectionManager::new_with_config(client, config).await?)
+            };
             redis::cmd("PING").query_async::<redis::Value>(&mut conn).await?;
             Ok::<_, redis::RedisError>(conn)
         };
@@ -547,17 +632,17 @@ where
                 });
             }
         };
-
-        let policy = self.policy;
-        let bound = policy.as_ref().and_then(|p| p.max_size().map(|max| (max, matches!(p, Policy::Lru(_)))));
         if bound.is_some() {
             check_eviction_policy(&mut conn, &addr, round_trip_timeout).await?;
+        }
+        if space.is_clustered() {
+            check_recorded_buckets(&mut conn, &space, &addr, round_trip_timeout).await?;
         }
         let refresh_on_get = matches!(&policy, Some(Policy::Lru(p)) if p.refreshes_on_get());
         Ok(RedisStore {
             conn,
             addr,
-            space: Keyspace::new(&self.prefix),
+            space,
             scripts: Scripts::new(),
             default_ttl: policy.as_ref().and_then(Policy::default_ttl),
             policy,
@@ -575,12 +660,85 @@ where
     }
 }
 
+/// Checks what only a cluster store needs: a prefix without hash-tag
+/// braces (the store puts its own tag after it), a bucket count Redis
+/// Cluster can place, and a capacity every bucket gets a share of.
+fn check_cluster_layout(prefix: &str, buckets: usize, max_size: Option<usize>) -> Result<()> {
+    if prefix.contains(['{', '}']) {
+        return Err(CacheError::Policy(format!(
+            "the prefix {prefix:?} of a cluster store must not contain '{{' or '}}': the store puts a hash tag \
+             after the prefix to spread entries over the cluster"
+        )));
+    }
+    if !(1..=keyspace::MAX_BUCKETS).contains(&buckets) {
+        return Err(CacheError::Policy(format!("buckets must be in 1..={}, got {buckets}", keyspace::MAX_BUCKETS)));
+    }
+    if let Some(max_size) = max_size.filter(|&max| max < buckets) {
+        return Err(CacheError::Policy(format!(
+            "a capacity of {max_size} cannot be split over {buckets} buckets (each bucket holds its share of \
+             the capacity); use buckets({max_size}) or fewer"
+        )));
+    }
+    Ok(())
+}
+
+/// Records a cluster store's bucket count under its prefix if none is, and
+/// refuses one that differs from the recorded count: two processes that
+/// disagree on it would look for the same key in different places, and one
+/// could serve a value the other has replaced.
+async fn check_recorded_buckets(conn: &mut Conn, space: &Keyspace, addr: &str, timeout: Duration) -> Result<()> {
+    let key = [space.prefix().as_bytes(), b"\xffbuckets"].concat();
+    let count = space.buckets().len();
+    let exchange = async {
+        let _: redis::Value = redis::cmd("SET").arg(&key).arg(count).arg("NX").query_async(conn).await?;
+        redis::cmd("GET").arg(&key).query_async::<Option<String>>(conn).await
+    };
+    let recorded = match tokio::time::timeout(timeout.saturating_mul(2), exchange).await {
+        Ok(Ok(recorded)) => recorded,
+        Ok(Err(e)) => return Err(backend(format!("recording the bucket count on Redis at {addr} failed"), e)),
+        Err(elapsed) => {
+            return Err(CacheError::Backend {
+                message: format!("recording the bucket count on Redis at {addr}: no reply within {timeout:?}"),
+                source: Some(Arc::new(elapsed)),
+            });
+        }
+    };
+    match recorded {
+        Some(recorded) if recorded != count.to_string() => Err(CacheError::Policy(format!(
+            "the prefix {:?} is used on this cluster with buckets({recorded}), not {count}: every process sharing \
+             a prefix must use the same count (or use a new prefix)",
+            space.prefix()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses a `maxmemory-policy` a bounded store does not know. A server that
 /// forbids `CONFIG` (managed services rename it, ACLs may deny it) is taken
 /// as it is.
-async fn check_eviction_policy(conn: &mut ConnectionManager, addr: &str, timeout: Duration) -> Result<()> {
+async fn check_eviction_policy(conn: &mut Conn, addr: &str, timeout: Duration) -> Result<()> {
+    let topology = match tokio::time::timeout(timeout, conn.topology()).await {
+        Ok(Ok(topology)) => topology,
+        Ok(Err(e)) => return Err(backend(format!("CLUSTER SLOTS on Redis at {addr} failed"), e)),
+        Err(elapsed) => {
+            return Err(CacheError::Backend {
+                message: format!("CLUSTER SLOTS on Redis at {addr}: no reply within {timeout:?}"),
+                source: Some(Arc::new(elapsed)),
+            });
+        }
+    };
+    for node in conn::masters(&topology) {
+        let addr = node.as_ref().map_or_else(|| addr.to_string(), |n| format!("{}:{}", n.host, n.port));
+        check_node_eviction_policy(conn, node.as_ref(), &addr, timeout).await?;
+    }
+    Ok(())
+}
+
+/// [`check_eviction_policy`] of one node.
+async fn check_node_eviction_policy(conn: &mut Conn, node: Option<&Node>, addr: &str, timeout: Duration) -> Result<()> {
     let mut cmd = redis::cmd("CONFIG");
-    let asked = cmd.arg("GET").arg("maxmemory-policy").query_async(conn);
+    cmd.arg("GET").arg("maxmemory-policy");
+    let asked = conn.on_node(node, &cmd);
     let reply: std::collections::HashMap<String, String> = match tokio::time::timeout(timeout, asked).await {
         Ok(Ok(reply)) => reply,
         // CONFIG renamed or disabled (managed services), or not granted by ACL.
@@ -617,8 +775,27 @@ where
     /// A builder for a store on the Redis at `url` (`redis://` or `rediss://`,
     /// with an optional `:password@` or `user:password@` and `/db`).
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder<V> {
+        Self::new_builder(vec![url.into()], false)
+    }
+
+    /// A builder for a store on Redis Cluster, reached through any of
+    /// `urls` (`redis://` or `rediss://` URLs of some of its nodes: the
+    /// client learns the rest). Same options as [`builder`](Self::builder),
+    /// and [`buckets`](RedisStoreBuilder::buckets); see "Redis Cluster" on
+    /// [`RedisStore`].
+    pub fn cluster_builder<I, S>(urls: I) -> RedisStoreBuilder<V>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::new_builder(urls.into_iter().map(Into::into).collect(), true)
+    }
+
+    fn new_builder(urls: Vec<String>, cluster: bool) -> RedisStoreBuilder<V> {
         RedisStoreBuilder {
-            url: url.into(),
+            urls,
+            cluster,
+            buckets: None,
             prefix: String::new(),
             policy: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -667,13 +844,20 @@ where
     /// Writes the stored bytes of an entry (Redis key `full`) with its TTL in
     /// ms, under the capacity if there is one: one round trip, and a rebuild
     /// of the index if the write found it lost. Counts a set.
-    async fn write(&self, what: &str, full: Entry<'_>, stored: &[u8], ttl: Option<u64>) -> Result<()> {
+    async fn write(&self, what: &str, key: &str, stored: &[u8], ttl: Option<u64>) -> Result<()> {
+        let full = self.space.entry(key);
         let mut conn = self.conn.clone();
         if let Some((max_size, lru)) = self.bound {
             let sample = self.sets_seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(SAMPLE_EVERY);
+            let index = self.space.bucket_index(key);
+            let bucket = &self.space.buckets()[index];
             let mut cmd = evalsha(&self.scripts.set_bounded, 3);
-            cmd.arg(full).arg(&self.space.recency).arg(&self.space.expiry);
-            cmd.arg(stored).arg(ttl.unwrap_or(0)).arg(max_size).arg(if lru { "1" } else { "0" });
+            cmd.arg(full).arg(&bucket.recency).arg(&bucket.expiry);
+            cmd.arg(stored).arg(ttl.unwrap_or(0)).arg(self.space.share(max_size, index)).arg(if lru {
+                "1"
+            } else {
+                "0"
+            });
             cmd.arg(if sample { "1" } else { "0" });
             let (expired, evicted, lost): (u64, u64, u8) =
                 self.round_trip(what, eval(&mut conn, &self.scripts.set_bounded, &cmd)).await?;
@@ -681,7 +865,7 @@ where
             SharedCounters::add(&self.counters.evictions, evicted);
             SharedCounters::add(&self.counters.sets, 1);
             if lost == 1 {
-                self.rebuild_index(max_size, lru).await;
+                self.rebuild_index(index, max_size, lru).await;
             }
             return Ok(());
         }
@@ -695,44 +879,50 @@ where
         Ok(())
     }
 
-    /// Rebuilds a lost index: adopts every entry under the prefix, a SCAN
-    /// page at a time, and evicts down to the capacity. Best effort: the
-    /// `set` that asked has been applied, so a failure here is not its
-    /// failure; the sentinel is removed again so that a later `set` retries.
-    async fn rebuild_index(&self, max_size: usize, lru: bool) {
-        let mut cursor = 0u64;
-        let scan_match = self.space.scan_match(None);
+    /// Rebuilds bucket `index`'s lost index: adopts every entry of the
+    /// bucket, a SCAN page at a time, and evicts down to its share of the
+    /// capacity. Best effort: the `set` that asked has been applied, so a
+    /// failure here is not its failure; the sentinel is removed again so
+    /// that a later `set` retries.
+    async fn rebuild_index(&self, index: usize, max_size: usize, lru: bool) {
+        let bucket = &self.space.buckets()[index];
+        let scan_match = self.space.scan_match(None, Some(index));
         let outcome: Result<()> = async {
-            loop {
-                let (next, page) = self.scan_page("set", cursor, &scan_match, true).await?;
-                let mine: Vec<&[u8]> =
-                    page.iter().filter(|raw| self.space.user_key(raw, None).is_some()).map(Vec::as_slice).collect();
-                if !mine.is_empty() {
-                    let mut conn = self.conn.clone();
-                    let mut call = self.scripts.adopt.key(&self.space.recency);
-                    call.key(&self.space.expiry);
-                    for key in &mine {
-                        call.key(*key);
+            let topology = self.topology("set").await?;
+            for node in conn::masters(&topology) {
+                let mut cursor = 0u64;
+                loop {
+                    let (next, page) = self.scan_page("set", node.as_ref(), cursor, &scan_match, true).await?;
+                    let mine: Vec<&[u8]> =
+                        page.iter().filter(|raw| self.space.user_key(raw, None).is_some()).map(Vec::as_slice).collect();
+                    if !mine.is_empty() {
+                        let mut conn = self.conn.clone();
+                        let mut call = self.scripts.adopt.key(&bucket.recency);
+                        call.key(&bucket.expiry);
+                        for key in &mine {
+                            call.key(*key);
+                        }
+                        call.arg(self.space.share(max_size, index)).arg(if lru { "1" } else { "0" });
+                        let (_adopted, evicted, expired, lost): (u64, u64, u64, u8) =
+                            self.round_trip("set", call.invoke_async(&mut conn)).await?;
+                        SharedCounters::add(&self.counters.evictions, evicted);
+                        SharedCounters::add(&self.counters.expirations, expired);
+                        if lost == 1 {
+                            // Lost again: the set that notices starts a new rebuild.
+                            return Ok(());
+                        }
                     }
-                    call.arg(max_size).arg(if lru { "1" } else { "0" });
-                    let (_adopted, evicted, expired, lost): (u64, u64, u64, u8) =
-                        self.round_trip("set", call.invoke_async(&mut conn)).await?;
-                    SharedCounters::add(&self.counters.evictions, evicted);
-                    SharedCounters::add(&self.counters.expirations, expired);
-                    if lost == 1 {
-                        // Lost again: the set that notices starts a new rebuild.
-                        return Ok(());
+                    cursor = next;
+                    if cursor == 0 {
+                        break;
                     }
-                }
-                cursor = next;
-                if cursor == 0 {
-                    return Ok(());
                 }
             }
+            Ok(())
         }
         .await;
         if outcome.is_err() {
-            let members = if lru { &self.space.recency } else { &self.space.expiry };
+            let members = if lru { &bucket.recency } else { &bucket.expiry };
             let mut conn = self.conn.clone();
             let mut cmd = redis::cmd("ZREM");
             let forget = cmd.arg(members).arg("").query_async::<redis::Value>(&mut conn);
@@ -740,12 +930,20 @@ where
         }
     }
 
-    /// One SCAN page: the next cursor and the raw keys. With `entries_only`,
-    /// only strings (`TYPE string`): entries, not the placeholders of loads
-    /// in progress (hashes); deleting walks see both.
+    /// Who serves which slots (empty for a single Redis), under the timeout.
+    async fn topology(&self, what: &str) -> Result<Topology> {
+        let mut conn = self.conn.clone();
+        self.round_trip(what, conn.topology()).await
+    }
+
+    /// One SCAN page on `node` (a cluster's master; `None` for a single
+    /// Redis): the next cursor and the raw keys. With `entries_only`, only
+    /// strings (`TYPE string`): entries, not the placeholders of loads in
+    /// progress (hashes); deleting walks see both.
     async fn scan_page(
         &self,
         what: &str,
+        node: Option<&Node>,
         cursor: u64,
         scan_match: &[u8],
         entries_only: bool,
@@ -756,24 +954,44 @@ where
         if entries_only {
             cmd.arg("TYPE").arg("string");
         }
-        self.round_trip(what, cmd.query_async(&mut conn)).await
+        self.round_trip(what, conn.on_node(node, &cmd)).await
     }
 
-    /// Deletes a page of entries (Redis keys), and the placeholders of loads
-    /// in progress among them (which cancels those loads); how many entries
-    /// existed.
-    async fn unlink(&self, what: &str, full_keys: &[&[u8]]) -> Result<usize> {
+    /// Deletes entries (Redis keys, all of bucket `index`), and the
+    /// placeholders of loads in progress among them (which cancels those
+    /// loads); how many entries existed.
+    async fn unlink(&self, what: &str, index: usize, full_keys: &[&[u8]]) -> Result<usize> {
         if full_keys.is_empty() {
             return Ok(0);
         }
+        let bucket = &self.space.buckets()[index];
         let mut conn = self.conn.clone();
-        let mut call = self.scripts.delete.key(&self.space.recency);
-        call.key(&self.space.expiry);
+        let mut call = self.scripts.delete.key(&bucket.recency);
+        call.key(&bucket.expiry);
         for key in full_keys {
             call.key(*key);
         }
         call.arg(if self.bound.is_some() { "1" } else { "0" });
         self.round_trip(what, call.invoke_async(&mut conn)).await
+    }
+
+    /// Deletes a SCAN page's entries that match `pattern`: one call per
+    /// bucket among them (a cluster's buckets are in different slots).
+    async fn unlink_page(&self, what: &str, page: &[Vec<u8>], pattern: Option<&Pattern>) -> Result<usize> {
+        let mut by_bucket: Vec<(usize, Vec<&[u8]>)> = Vec::new();
+        for raw in page {
+            let Some(key) = self.space.user_key(raw, pattern) else { continue };
+            let index = self.space.bucket_index(key);
+            match by_bucket.iter_mut().find(|(i, _)| *i == index) {
+                Some((_, keys)) => keys.push(raw),
+                None => by_bucket.push((index, vec![raw.as_slice()])),
+            }
+        }
+        let mut removed = 0;
+        for (index, keys) in &by_bucket {
+            removed += self.unlink(what, *index, keys).await?;
+        }
+        Ok(removed)
     }
 
     /// Refuses `invalidate` and `clear` on an empty prefix unless the
@@ -789,10 +1007,10 @@ where
     }
 
     /// Walks the entries matching `pattern` (all when `None`) a SCAN page at a
-    /// time; with `delete`, deletes each page and returns how many existed,
-    /// otherwise collects the user keys into `found`. A page's delete and
-    /// the next SCAN go out together on the multiplexed connection, so a walk
-    /// costs one round trip per page, not two.
+    /// time, on every master of a cluster; with `delete`, deletes each page
+    /// and returns how many existed, otherwise collects the user keys into
+    /// `found`. On a cluster, a walk during which slots moved (a SCAN cursor
+    /// does not follow them) is done again, up to [`WALK_ATTEMPTS`] times.
     async fn walk(
         &self,
         what: &str,
@@ -800,17 +1018,51 @@ where
         delete: bool,
         found: &mut HashSet<String>,
     ) -> Result<usize> {
-        let scan_match = self.space.scan_match(pattern);
         let mut removed = 0;
-        let (mut cursor, mut page) = self.scan_page(what, 0, &scan_match, !delete).await?;
+        let mut topology = self.topology(what).await?;
+        for _ in 0..WALK_ATTEMPTS {
+            for node in conn::masters(&topology) {
+                removed += self.walk_node(what, node.as_ref(), pattern, delete, found).await?;
+            }
+            let now = self.topology(what).await?;
+            if now == topology {
+                return Ok(removed);
+            }
+            topology = now;
+        }
+        Err(CacheError::Backend {
+            message: format!(
+                "{what} on Redis at {}: the cluster's slots kept moving during {WALK_ATTEMPTS} walks",
+                self.addr
+            ),
+            source: None,
+        })
+    }
+
+    /// [`walk`](Self::walk) on one node. A page's delete and the next SCAN go
+    /// out together on the multiplexed connection, so a walk costs one round
+    /// trip per page, not two.
+    async fn walk_node(
+        &self,
+        what: &str,
+        node: Option<&Node>,
+        pattern: Option<&Pattern>,
+        delete: bool,
+        found: &mut HashSet<String>,
+    ) -> Result<usize> {
+        let scan_match = self.space.scan_match(pattern, None);
+        let mut removed = 0;
+        let (mut cursor, mut page) = self.scan_page(what, node, 0, &scan_match, !delete).await?;
         loop {
             let next_page = async {
-                if cursor == 0 { Ok((0, Vec::new())) } else { self.scan_page(what, cursor, &scan_match, !delete).await }
+                if cursor == 0 {
+                    Ok((0, Vec::new()))
+                } else {
+                    self.scan_page(what, node, cursor, &scan_match, !delete).await
+                }
             };
             if delete {
-                let mine: Vec<&[u8]> =
-                    page.iter().filter(|raw| self.space.user_key(raw, pattern).is_some()).map(Vec::as_slice).collect();
-                let (unlinked, next) = tokio::join!(self.unlink(what, &mine), next_page);
+                let (unlinked, next) = tokio::join!(self.unlink_page(what, &page, pattern), next_page);
                 removed += unlinked?;
                 (cursor, page) = next?;
             } else {
@@ -840,7 +1092,7 @@ fn evalsha(script: &redis::Script, keys: usize) -> redis::Cmd {
 /// Runs an [`evalsha`] command, loading the script first if Redis does not
 /// know it (after a restart or `SCRIPT FLUSH`).
 async fn eval<T: redis::FromRedisValue>(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     script: &redis::Script,
     cmd: &redis::Cmd,
 ) -> redis::RedisResult<T> {
@@ -894,8 +1146,9 @@ where
         let full = self.space.entry(key);
         let mut conn = self.conn.clone();
         let (stored, expired) = if self.refresh_on_get {
+            let bucket = self.space.bucket(key);
             let mut cmd = evalsha(&self.scripts.get_lru, 3);
-            cmd.arg(full).arg(&self.space.recency).arg(&self.space.expiry);
+            cmd.arg(full).arg(&bucket.recency).arg(&bucket.expiry);
             let reply: redis::Value = self.round_trip("get", eval(&mut conn, &self.scripts.get_lru, &cmd)).await?;
             match reply {
                 redis::Value::BulkString(bytes) => (Some(bytes), 0),
@@ -926,14 +1179,15 @@ where
         let ttl = check_set_options(&options, self.default_ttl)?.map(ttl_millis);
         let stored = format::encode(&value, options.metadata.as_ref())?;
         drop(value);
-        self.write("set", self.space.entry(key), &stored, ttl).await
+        self.write("set", key, &stored, ttl).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
         check_key(key)?;
         // A script, not UNLINK: a load's placeholder is deleted (cancelling
         // the load) but is no entry that existed.
-        let existed = self.unlink("delete", &[&self.space.entry(key).to_vec()]).await? > 0;
+        let full = self.space.entry(key).to_vec();
+        let existed = self.unlink("delete", self.space.bucket_index(key), &[&full]).await? > 0;
         SharedCounters::add(&self.counters.deletes, u64::from(existed));
         Ok(existed)
     }
@@ -999,12 +1253,19 @@ where
 
     async fn size(&self) -> Result<usize> {
         if let Some((_, lru)) = self.bound {
-            let mut conn = self.conn.clone();
-            let members = if lru { &self.space.recency } else { &self.space.expiry };
-            let mut call = self.scripts.size_bounded.key(members);
-            let counted = self.round_trip("size", call.key(&self.space.expiry).invoke_async::<i64>(&mut conn)).await?;
-            // -1: no index (new, or lost until the next set rebuilds it): count by walking.
-            if let Ok(n) = usize::try_from(counted) {
+            let mut total = Some(0usize);
+            for bucket in self.space.buckets() {
+                let mut conn = self.conn.clone();
+                let members = if lru { &bucket.recency } else { &bucket.expiry };
+                let mut call = self.scripts.size_bounded.key(members);
+                let counted = self.round_trip("size", call.key(&bucket.expiry).invoke_async::<i64>(&mut conn)).await?;
+                // -1: no index (new, or lost until the next set rebuilds it): count by walking.
+                total = total.zip(usize::try_from(counted).ok()).map(|(a, b)| a + b);
+                if total.is_none() {
+                    break;
+                }
+            }
+            if let Some(n) = total {
                 return Ok(n);
             }
         }

@@ -325,7 +325,7 @@ where
         let what = "get_or_refresh";
         let script = &self.scripts.read_fresh;
         let mut cmd = evalsha(script, 3);
-        cmd.arg(self.space.entry(key)).arg(&lock.key).arg(&self.space.recency);
+        cmd.arg(self.space.entry(key)).arg(&lock.key).arg(&self.space.bucket(key).recency);
         cmd.arg(&lock.token).arg(ttl_millis(self.lock_lease)).arg(if mark_used && self.refresh_on_get {
             "1"
         } else {

@@ -1,0 +1,120 @@
+//! The connection a [`RedisStore`](super::RedisStore) talks through: one
+//! multiplexed connection to a single Redis, or redis-rs's cluster client,
+//! which routes each command by its first key's slot and follows `MOVED` and
+//! `ASK` redirections, slot moves and failovers by itself.
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+
+#[derive(Clone)]
+pub(super) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A master of a cluster, as `CLUSTER SLOTS` names it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct Node {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Who serves which slots: `(first slot, last slot, master)`, sorted.
+pub(super) type Topology = Vec<(u16, u16, Node)>;
+
+impl Conn {
+    /// Runs `cmd` on `node` (a cluster's master), or, with no node, where
+    /// the command routes itself (the only node of a single Redis).
+    pub async fn on_node<T: redis::FromRedisValue>(&mut self, node: Option<&Node>, cmd: &Cmd) -> RedisResult<T> {
+        match (self, node) {
+            (Conn::Cluster(conn), Some(node)) => {
+                let routing = SingleNodeRoutingInfo::ByAddress { host: node.host.clone(), port: node.port };
+                let reply = conn.route_command(cmd.clone(), RoutingInfo::SingleNode(routing)).await?;
+                redis::from_redis_value(reply).map_err(Into::into)
+            }
+            (conn, _) => cmd.query_async(conn).await,
+        }
+    }
+
+    /// The cluster's slot ranges and their masters (`CLUSTER SLOTS`, asked
+    /// of any node); on a single Redis, one range served by "the" node.
+    pub async fn topology(&mut self) -> RedisResult<Topology> {
+        if let Conn::Single(_) = self {
+            return Ok(Vec::new());
+        }
+        let reply: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(self).await?;
+        let mut ranges = Vec::new();
+        let Value::Array(items) = reply else { return Err(unexpected("CLUSTER SLOTS", &reply)) };
+        for item in &items {
+            let parsed = (|| {
+                let Value::Array(fields) = item else { return None };
+                let (Value::Int(lo), Value::Int(hi), Value::Array(master)) =
+                    (fields.first()?, fields.get(1)?, fields.get(2)?)
+                else {
+                    return None;
+                };
+                let host = match master.first()? {
+                    Value::BulkString(b) => String::from_utf8(b.clone()).ok()?,
+                    Value::SimpleString(s) => s.clone(),
+                    _ => return None,
+                };
+                let Value::Int(port) = master.get(1)? else { return None };
+                Some((
+                    u16::try_from(*lo).ok()?,
+                    u16::try_from(*hi).ok()?,
+                    Node { host, port: u16::try_from(*port).ok()? },
+                ))
+            })();
+            ranges.push(parsed.ok_or_else(|| unexpected("CLUSTER SLOTS", &Value::Array(items.clone())))?);
+        }
+        ranges.sort();
+        Ok(ranges)
+    }
+}
+
+/// The distinct masters of a topology, or `[None]` (the one node) for a
+/// single Redis.
+pub(super) fn masters(topology: &Topology) -> Vec<Option<Node>> {
+    if topology.is_empty() {
+        return vec![None];
+    }
+    let mut nodes: Vec<Node> = topology.iter().map(|(_, _, node)| node.clone()).collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes.into_iter().map(Some).collect()
+}
+
+fn unexpected(what: &str, reply: &Value) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Parse, "unexpected reply", format!("{what}: {reply:?}")))
+}
+
+impl ConnectionLike for Conn {
+    #[inline]
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
