@@ -127,6 +127,41 @@ async fn redis_selects(conn: &mut redis::aio::MultiplexedConnection, prefix: &st
     }
 }
 
+/// Applies `ops` to both stores; with `raw`, also checks each pattern against
+/// Redis's own SCAN MATCH under the prefix (single node only: on a cluster
+/// the entries carry a hash tag after the prefix).
+async fn same_results<R: CacheStore<String>>(
+    memory: &MemoryStore<String>,
+    redis: &R,
+    ops: &[Op],
+    mut raw: Option<(&mut redis::aio::MultiplexedConnection, &str)>,
+) -> Result<(), TestCaseError> {
+    for (step, op) in ops.iter().enumerate() {
+        if let Op::Invalidate(p) | Op::Keys(Some(p)) = op
+            && let Ok(compiled) = Pattern::new(p)
+            && let Some((conn, prefix)) = raw.as_mut()
+        {
+            let expected: BTreeSet<String> =
+                memory.keys(None).into_inner().unwrap().into_iter().filter(|k| compiled.matches(k)).collect();
+            let selected = redis_selects(conn, prefix, p).await;
+            prop_assert_eq!(&selected, &expected, "step {}: Redis MATCH {:?} disagrees", step, p);
+        }
+        let (m, r) = (apply(memory, op).await, apply(redis, op).await);
+        prop_assert_eq!(&m, &r, "step {}: {:?}", step, op);
+    }
+    let (ms, rs) = (memory.stats(), redis.stats());
+    prop_assert_eq!(
+        (ms.hits, ms.misses, ms.sets, ms.deletes, ms.evictions, ms.expirations),
+        (rs.hits, rs.misses, rs.sets, rs.deletes, rs.evictions, rs.expirations)
+    );
+    let mut keys = redis.keys(None).await.unwrap();
+    keys.sort();
+    let mut expected = memory.keys(None).into_inner().unwrap();
+    expected.sort();
+    prop_assert_eq!(keys, expected);
+    Ok(())
+}
+
 #[test]
 fn memory_and_redis_agree() {
     let server = common::RedisServer::start();
@@ -150,32 +185,39 @@ fn memory_and_redis_agree() {
                 builder = builder.policy(policy);
             }
             let redis = builder.build().await.unwrap();
-            for (step, op) in ops.iter().enumerate() {
-                if let Op::Invalidate(p) | Op::Keys(Some(p)) = op
-                    && let Ok(compiled) = Pattern::new(p)
-                {
-                    let expected: BTreeSet<String> =
-                        memory.keys(None).into_inner().unwrap().into_iter().filter(|k| compiled.matches(k)).collect();
-                    let selected = redis_selects(&mut conn, &prefix, p).await;
-                    prop_assert_eq!(&selected, &expected, "step {}: Redis MATCH {:?} disagrees", step, p);
-                }
-                let (m, r) = (apply(&memory, op).await, apply(&redis, op).await);
-                prop_assert_eq!(&m, &r, "step {}: {:?}", step, op);
-            }
-            let (ms, rs) = (memory.stats(), redis.stats());
-            prop_assert_eq!(
-                (ms.hits, ms.misses, ms.sets, ms.deletes, ms.evictions, ms.expirations),
-                (rs.hits, rs.misses, rs.sets, rs.deletes, rs.evictions, rs.expirations)
-            );
-            let mut keys = redis.keys(None).await.unwrap();
-            keys.sort();
-            let mut expected = memory.keys(None).into_inner().unwrap();
-            expected.sort();
-            prop_assert_eq!(keys, expected);
-            Ok::<(), TestCaseError>(())
+            same_results(&memory, &redis, &ops, Some((&mut conn, &prefix))).await
         })
     });
     if let Err(e) = result {
         panic!("{e}\n---- redis-server log ----\n{}", server.log());
+    }
+}
+
+/// The same against a RedisStore on a real cluster: an unbounded store
+/// spreads the keys over its buckets (and so over the masters); a bounded
+/// one keeps them in one bucket, where its LRU order is exact.
+#[test]
+fn memory_and_redis_cluster_agree() {
+    let cluster = common::RedisCluster::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cases = std::sync::atomic::AtomicUsize::new(0);
+    let mut runner = TestRunner::new(Config { cases: 48, failure_persistence: None, ..Config::default() });
+    let strategy = (prop::option::of(1usize..6), prop::collection::vec(op(), 1..40));
+    let result = runner.run(&strategy, |(max_size, ops)| {
+        let case = cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let prefix = format!("d[{case}]*?\\:");
+        runtime.block_on(async {
+            let policy = LruPolicy::new(max_size.unwrap_or(1_000_000)).unwrap();
+            let memory: MemoryStore<String> = MemoryStore::builder(policy.clone()).clock(ManualClock::new()).build();
+            let mut builder = RedisStore::<String>::cluster_builder(cluster.urls()).prefix(prefix.as_str());
+            if max_size.is_some() {
+                builder = builder.policy(policy).buckets(1);
+            }
+            let redis = builder.build().await.unwrap();
+            same_results(&memory, &redis, &ops, None).await
+        })
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }

@@ -10,7 +10,7 @@ pub use memory::{MAX_SHARDS, MemoryStore, MemoryStoreBuilder};
 mod redis;
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use self::redis::{RedisStore, RedisStoreBuilder};
+pub use self::redis::{DEFAULT_CLUSTER_BUCKETS, RedisStore, RedisStoreBuilder};
 
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 mod near;

@@ -21,8 +21,14 @@ pub(super) struct Node {
     pub port: u16,
 }
 
-/// Who serves which slots: `(first slot, last slot, master)`, sorted.
-pub(super) type Topology = Vec<(u16, u16, Node)>;
+/// Who serves which slots: `(first slot, last slot, master)`, sorted (empty
+/// for a single Redis), and whether a master reports a slot migrating or
+/// importing (a slot whose keys are on two masters for now).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Topology {
+    pub ranges: Vec<(u16, u16, Node)>,
+    pub moving: bool,
+}
 
 impl Conn {
     /// Runs `cmd` on `node` (a cluster's master), or, with no node, where
@@ -39,10 +45,12 @@ impl Conn {
     }
 
     /// The cluster's slot ranges and their masters (`CLUSTER SLOTS`, asked
-    /// of any node); on a single Redis, one range served by "the" node.
+    /// of any node), and whether any master has a slot migrating or
+    /// importing (`CLUSTER NODES` of each master: only a node itself shows
+    /// its migrations); empty on a single Redis.
     pub async fn topology(&mut self) -> RedisResult<Topology> {
         if let Conn::Single(_) = self {
-            return Ok(Vec::new());
+            return Ok(Topology::default());
         }
         let reply: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(self).await?;
         let mut ranges = Vec::new();
@@ -70,17 +78,26 @@ impl Conn {
             ranges.push(parsed.ok_or_else(|| unexpected("CLUSTER SLOTS", &Value::Array(items.clone())))?);
         }
         ranges.sort();
-        Ok(ranges)
+        let mut topology = Topology { ranges, moving: false };
+        for node in masters(&topology) {
+            let nodes: String = self.on_node(node.as_ref(), &redis::cmd("CLUSTER").arg("NODES").clone()).await?;
+            // `[slot->-id]` (migrating) or `[slot-<-id]` (importing) on its own line.
+            let own = nodes.lines().find(|line| line.split(' ').nth(2).is_some_and(|flags| flags.contains("myself")));
+            if own.is_some_and(|line| line.contains("->-") || line.contains("-<-")) {
+                topology.moving = true;
+            }
+        }
+        Ok(topology)
     }
 }
 
 /// The distinct masters of a topology, or `[None]` (the one node) for a
 /// single Redis.
 pub(super) fn masters(topology: &Topology) -> Vec<Option<Node>> {
-    if topology.is_empty() {
+    if topology.ranges.is_empty() {
         return vec![None];
     }
-    let mut nodes: Vec<Node> = topology.iter().map(|(_, _, node)| node.clone()).collect();
+    let mut nodes: Vec<Node> = topology.ranges.iter().map(|(_, _, node)| node.clone()).collect();
     nodes.sort();
     nodes.dedup();
     nodes.into_iter().map(Some).collect()

@@ -65,13 +65,16 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// The buckets of a cluster store unless [`RedisStoreBuilder::buckets`] says
 /// otherwise.
-pub const DEFAULT_BUCKETS: usize = 16;
+pub const DEFAULT_CLUSTER_BUCKETS: usize = 16;
 /// How often redis-rs's cluster client retries a command (after `MOVED`,
 /// `TRYAGAIN`, a lost node) within one round trip's timeout.
 const CLUSTER_RETRIES: u32 = 16;
-/// How often a walk over a cluster's masters starts again because the
-/// slots moved while it ran, before it fails.
-const WALK_ATTEMPTS: usize = 4;
+/// How often a walk over a cluster's masters starts again because slots
+/// moved while it ran (or waits for a slot's migration to end), before it
+/// fails: with [`WALK_RETRY_WAIT`], about 8 s of migrations.
+const WALK_ATTEMPTS: usize = 40;
+/// The first wait for a slot's migration to end; later ones are longer.
+const WALK_RETRY_WAIT: Duration = Duration::from_millis(20);
 
 /// A cache in Redis, shared by every process that uses the same prefix.
 ///
@@ -493,7 +496,7 @@ where
     }
 
     /// For a store made by [`RedisStore::cluster_builder`]: how many buckets
-    /// its entries are spread over (default [`DEFAULT_BUCKETS`], at most
+    /// its entries are spread over (default [`DEFAULT_CLUSTER_BUCKETS`], at most
     /// 16,384). Every process sharing the prefix must use the same number:
     /// it decides where each key lives. See "Redis Cluster" on [`RedisStore`].
     pub fn buckets(mut self, buckets: usize) -> Self {
@@ -537,7 +540,7 @@ where
         let policy = self.policy;
         let bound = policy.as_ref().and_then(|p| p.max_size().map(|max| (max, matches!(p, Policy::Lru(_)))));
         let space = if self.cluster {
-            let buckets = self.buckets.unwrap_or(DEFAULT_BUCKETS);
+            let buckets = self.buckets.unwrap_or(DEFAULT_CLUSTER_BUCKETS);
             check_cluster_layout(&self.prefix, buckets, bound.map(|(max, _)| max))?;
             Keyspace::clustered(&self.prefix, buckets)
         } else {
@@ -1020,7 +1023,14 @@ where
     ) -> Result<usize> {
         let mut removed = 0;
         let mut topology = self.topology(what).await?;
-        for _ in 0..WALK_ATTEMPTS {
+        for attempt in 0..WALK_ATTEMPTS {
+            if topology.moving {
+                // Keys of a migrating slot are on two masters, moving from one
+                // to the other: a walk could pass both without seeing them.
+                tokio::time::sleep(WALK_RETRY_WAIT.saturating_mul(attempt.min(10) as u32 + 1)).await;
+                topology = self.topology(what).await?;
+                continue;
+            }
             for node in conn::masters(&topology) {
                 removed += self.walk_node(what, node.as_ref(), pattern, delete, found).await?;
             }
@@ -1032,7 +1042,7 @@ where
         }
         Err(CacheError::Backend {
             message: format!(
-                "{what} on Redis at {}: the cluster's slots kept moving during {WALK_ATTEMPTS} walks",
+                "{what} on Redis at {}: the cluster's slots kept moving during {WALK_ATTEMPTS} attempts",
                 self.addr
             ),
             source: None,
