@@ -62,7 +62,15 @@ struct Server {
 
 impl Server {
     fn start() -> Result<Server, Error> {
-        let dir = std::env::temp_dir().join(format!("pepperpy-bench-redis-{}", std::process::id()));
+        Self::start_with(&[])
+    }
+
+    /// A server started with extra `redis-server` arguments (`{dir}` is
+    /// replaced by its temp dir).
+    fn start_with(extra: &[&str]) -> Result<Server, Error> {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("pepperpy-bench-redis-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         // Another process may take the free port between our probe and the
         // server's bind: then our server exits, and we try another port.
@@ -74,6 +82,7 @@ impl Server {
                 .arg(&dir)
                 .arg("--logfile")
                 .arg(dir.join("redis.log"))
+                .args(extra.iter().map(|a| a.replace("{dir}", &dir.display().to_string())))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -122,6 +131,67 @@ impl Server {
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// CPU time this server has used so far (user + system).
+    fn cpu(&self) -> Duration {
+        cpu_of(&format!("/proc/{}/stat", self.child.id()))
+    }
+}
+
+/// User + system CPU time of the process whose `/proc/.../stat` is at `path`
+/// (zero if it cannot be read).
+fn cpu_of(path: &str) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(path) else { return Duration::ZERO };
+    // The fields after the command name (which may hold spaces), from field 3 on.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else { return Duration::ZERO };
+    let fields: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
+    // Clock ticks: 100 per second on Linux.
+    Duration::from_millis(fields.iter().sum::<u64>() * 10)
+}
+
+/// A three-master Redis Cluster (no replicas) this process started.
+struct Cluster {
+    nodes: Vec<Server>,
+}
+
+impl Cluster {
+    fn start() -> Result<Cluster, Error> {
+        let args = ["--cluster-enabled", "yes", "--cluster-config-file", "{dir}/nodes.conf"];
+        let nodes = (0..3).map(|_| Server::start_with(&args)).collect::<Result<Vec<_>, _>>()?;
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("redis-cli --cluster create failed: {}", String::from_utf8_lossy(&out.stdout)).into());
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = nodes.iter().all(|n| {
+                Command::new("redis-cli")
+                    .args(["-p", &n.port.to_string(), "CLUSTER", "INFO"])
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+            });
+            if ok {
+                return Ok(Cluster { nodes });
+            }
+            if Instant::now() > deadline {
+                return Err("the benchmark's cluster did not become ok".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Server::url).collect()
+    }
+
+    fn cpu(&self) -> Duration {
+        self.nodes.iter().map(Server::cpu).sum()
+    }
 }
 
 impl Drop for Server {
@@ -140,6 +210,8 @@ enum Target {
     Store(Arc<RedisStore<String>>),
     /// The floor: the connection type RedisStore uses, with plain commands.
     Raw(ConnectionManager),
+    /// The floor on a cluster: redis-rs's cluster client, plain commands.
+    RawCluster(redis::cluster_async::ClusterConnection),
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -173,24 +245,30 @@ impl Job {
                     }
                 }
             }
-            Target::Raw(conn) => {
-                let mut conn = conn.clone();
-                for i in 0..ops {
-                    let key = &self.keys[(first + i) % n];
-                    match op {
-                        Op::Get => {
-                            let got: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
-                            misses += usize::from(got.is_none());
-                        }
-                        Op::Set => {
-                            redis::cmd("SET")
-                                .arg(key)
-                                .arg(self.document.as_slice())
-                                .query_async::<()>(&mut conn)
-                                .await?
-                        }
-                    }
+            Target::Raw(conn) => misses += self.run_raw(&mut conn.clone(), op, first, ops).await?,
+            Target::RawCluster(conn) => misses += self.run_raw(&mut conn.clone(), op, first, ops).await?,
+        }
+        Ok(misses)
+    }
+
+    /// [`run`](Self::run) with plain `GET`/`SET` on a raw connection.
+    async fn run_raw(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        op: Op,
+        first: usize,
+        ops: usize,
+    ) -> Result<usize, Error> {
+        let mut misses = 0;
+        let n = self.keys.len();
+        for i in 0..ops {
+            let key = &self.keys[(first + i) % n];
+            match op {
+                Op::Get => {
+                    let got: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(conn).await?;
+                    misses += usize::from(got.is_none());
                 }
+                Op::Set => redis::cmd("SET").arg(key).arg(self.document.as_slice()).query_async::<()>(conn).await?,
             }
         }
         Ok(misses)
@@ -308,6 +386,87 @@ async fn throughput(url: &str, sizes: &Sizes, filter: &Filter) -> Result<Vec<Row
         }
     }
     Ok(rows)
+}
+
+// ---------------------------------------------------------------- cluster
+
+const SINGLE: &str = "RedisStore, one redis-server";
+const CLUSTER_OURS: &str = "RedisStore, 3-master cluster";
+const CLUSTER_RAW: &str = "raw redis-rs cluster client, 3-master cluster";
+
+/// RedisStore on a three-master cluster against the same store on one
+/// server and the raw cluster client, at concurrency 64, with the CPU time
+/// each spent per operation (client process and servers): Markdown lines.
+async fn cluster_throughput(single: &Server, cluster: &Cluster, sizes: &Sizes) -> Result<Vec<String>, Error> {
+    let value = Arc::new("x".repeat(VALUE_LEN));
+    let document = Arc::new(serde_json::to_vec(&serde_json::json!({ "v": value.as_str() }))?);
+    let keys = Arc::new((0..sizes.keys).map(|i| format!("key:{i:06}")).collect::<Vec<_>>());
+    let raw_keys = Arc::new(keys.iter().map(|k| format!("rw:{k}")).collect::<Vec<_>>());
+    let urls = cluster.urls();
+    let single_store = RedisStore::builder(single.url()).prefix("cs:").build().await?;
+    let cluster_store = RedisStore::cluster_builder(urls.clone()).prefix("cs:").build().await?;
+    let raw = redis::cluster::ClusterClient::new(urls)?.get_async_connection().await?;
+    let caches = [
+        (SINGLE, Target::Store(Arc::new(single_store)), keys.clone()),
+        (CLUSTER_OURS, Target::Store(Arc::new(cluster_store)), keys.clone()),
+        (CLUSTER_RAW, Target::RawCluster(raw), raw_keys),
+    ];
+    let jobs: Vec<(&str, Job)> = caches
+        .into_iter()
+        .map(|(name, target, keys)| (name, Job { target, keys, value: value.clone(), document: document.clone() }))
+        .collect();
+    for (_, job) in &jobs {
+        measure(job, Op::Set, 64.min(sizes.keys), sizes.keys).await?;
+    }
+    let mut lines = vec![
+        format!(
+            "**Redis Cluster against one server** (concurrency 64, {} operations per run, median of {} runs, \
+             interleaved; three masters without replicas and one single server, all on this machine's 2 cores; \
+             CPU µs/op is the CPU time the client process and the servers used per operation in those runs)",
+            group_digits(sizes.ops_c64),
+            sizes.repeats
+        ),
+        String::new(),
+        "| workload | cache | ops/s | / one server | client CPU µs/op | server CPU µs/op |".to_string(),
+        "| --- | --- | --- | --- | --- | --- |".to_string(),
+    ];
+    println!("\nRedis Cluster (3 masters) against one server, concurrency 64");
+    for (name, op) in [("get hit", Op::Get), ("set", Op::Set)] {
+        let mut samples = vec![Vec::new(); jobs.len()];
+        let mut cpu = vec![(Duration::ZERO, Duration::ZERO, 0usize); jobs.len()];
+        for _ in 0..sizes.repeats {
+            for (i, (cache, job)) in jobs.iter().enumerate() {
+                measure(job, op, 64, (sizes.ops_c64 / 5).max(64)).await?;
+                let servers = || if *cache == SINGLE { single.cpu() } else { cluster.cpu() };
+                let (client0, servers0) = (cpu_of("/proc/self/stat"), servers());
+                samples[i].push(measure(job, op, 64, sizes.ops_c64).await?);
+                cpu[i].0 += cpu_of("/proc/self/stat").saturating_sub(client0);
+                cpu[i].1 += servers().saturating_sub(servers0);
+                cpu[i].2 += sizes.ops_c64;
+            }
+        }
+        let medians: Vec<f64> = samples
+            .iter_mut()
+            .map(|s| {
+                s.sort_by(f64::total_cmp);
+                s[s.len() / 2]
+            })
+            .collect();
+        for (i, (cache, _)) in jobs.iter().enumerate() {
+            let per_op = |d: Duration| d.as_secs_f64() * 1e6 / cpu[i].2 as f64;
+            let line = format!(
+                "| {name}, concurrency 64 | {cache} | {:.1} k | {:.2}x | {:.1} | {:.1} |",
+                medians[i] / 1e3,
+                medians[i] / medians[0],
+                per_op(cpu[i].0),
+                per_op(cpu[i].1)
+            );
+            println!("  {line}");
+            lines.push(line);
+        }
+    }
+    lines.push(String::new());
+    Ok(lines)
 }
 
 // ---------------------------------------------------------------- invalidate
@@ -587,6 +746,7 @@ fn main() -> Result<(), Error> {
     // Declared before the runtime, so it is dropped (killed) after the runtime's
     // tasks and connections are gone, whatever happens in between.
     let server = Server::start()?;
+    let cluster = if filter.is_set() { None } else { Some(Cluster::start()?) };
     let url = server.url();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(WORKERS).enable_all().build()?;
     let work = async {
@@ -596,11 +756,15 @@ fn main() -> Result<(), Error> {
         let hostile = if filter.is_set() { Vec::new() } else { hostile(&url).await? };
         let swr = if filter.is_set() { Vec::new() } else { stale_while_revalidate(&url, &sizes).await? };
         let invalidations = if filter.is_set() { Vec::new() } else { invalidation(&url, &sizes).await? };
-        Ok::<_, Error>((version, rows, hostile, swr, invalidations))
+        let clustered = match &cluster {
+            Some(cluster) => cluster_throughput(&server, cluster, &sizes).await?,
+            None => Vec::new(),
+        };
+        Ok::<_, Error>((version, rows, hostile, swr, invalidations, clustered))
     };
     // Ctrl-C or SIGTERM ends the run through the same path as an error, so the
     // server is killed then too.
-    let (version, rows, hostile, swr, invalidations) = runtime.block_on(async {
+    let (version, rows, hostile, swr, invalidations, clustered) = runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             result = work => result,
@@ -610,6 +774,7 @@ fn main() -> Result<(), Error> {
     })?;
     drop(runtime);
     drop(server);
+    drop(cluster);
 
     let Some(path) = out.filter(|_| !filter.is_set()) else { return Ok(()) };
     let workloads: Vec<&str> = rows.iter().filter(|r| r.cache == RAW).map(|r| r.workload.as_str()).collect();
@@ -630,6 +795,7 @@ fn main() -> Result<(), Error> {
     extra.push(String::new());
     extra.extend(hostile);
     extra.extend(swr);
+    extra.extend(clustered);
     extra.push(format!(
         "**`invalidate` of {} keys among {}** (pattern `grp0:*`, one key in {} matches; commands and durations \
          from `SLOWLOG` with `slowlog-log-slower-than 0`, so every command counts; durations are Redis's own \

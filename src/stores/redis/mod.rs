@@ -221,7 +221,7 @@ const WALK_RETRY_WAIT: Duration = Duration::from_millis(20);
 /// # Prefixes
 ///
 /// A prefix is empty or a name without `:` followed by one `:` (`"myapp:"`,
-/// `"myapp.sessions:"`, `"{tenant-7}:"`); `build` refuses any other
+/// `"myapp.sessions:"`, or on a single Redis `"{tenant-7}:"`); `build` refuses any other
 /// ([`CacheError::Policy`]). Of two such prefixes neither starts with the
 /// other, so no Redis key belongs to two stores whatever the keys contain:
 /// with `"a:"` and `"a:b:"` allowed, the key `b:x` of the first would be the
@@ -231,6 +231,64 @@ const WALK_RETRY_WAIT: Duration = Duration::from_millis(20);
 /// else uses it, so `invalidate` and `clear` are [`CacheError::Policy`] unless
 /// the builder was told the database is the store's alone
 /// ([`RedisStoreBuilder::whole_database`]).
+///
+/// # Redis Cluster
+///
+/// [`RedisStore::cluster_builder`] takes the URLs of some of a cluster's
+/// nodes (the client learns the rest) and the same options as
+/// [`RedisStore::builder`]; the store then runs on redis-rs's cluster client,
+/// which routes each command to the master of its key's slot, follows `MOVED`
+/// and `ASK` redirections, refreshes its slot map after a failover or a slot
+/// move, and retries within the store's response timeout.
+///
+/// **Where entries live.** A cluster store has *buckets*
+/// ([`RedisStoreBuilder::buckets`], default [`DEFAULT_CLUSTER_BUCKETS`]):
+/// the entry of `key` is at `prefix + "{tag}" + key`, where the tag is that of
+/// the key's bucket (a stable hash of the key modulo the bucket count). Each
+/// bucket's tag is chosen to hash to a slot in its own equal part of the 16,384
+/// slots, so on a cluster whose masters hold equal slot ranges (as
+/// `redis-cli --cluster create` assigns them) the buckets, and so the
+/// entries, spread evenly over the masters. Everything one script touches is
+/// in one bucket, so one slot: an entry, its load's placeholder, its refresh
+/// lock and its bucket's two indexes. No command ever spans two slots. More
+/// buckets spread finer (a new master gets whole buckets when slots move):
+/// use at least a few per master. The prefix may not contain `{` or `}`.
+///
+/// **Every process sharing the prefix must use the same bucket count**: it
+/// decides where a key lives, and two processes that disagree would read and
+/// write the same key in different places. `build` records the count under
+/// the prefix (`prefix + "\xff" + "buckets"`, no TTL) and refuses a different
+/// one with [`CacheError::Policy`]; to change it, use a new prefix.
+///
+/// **What a capacity means.** Each bucket keeps its own indexes and its share
+/// of `max_size` (the capacity split as evenly as it goes; the shares add up
+/// to `max_size`, which must be at least the bucket count). The store never
+/// holds more than `max_size` entries, but it evicts the least recently used
+/// entry *of the bucket* a new key falls in, so with few keys per bucket a
+/// bucket can be full while another has room: LRU order is exact within a
+/// bucket, approximate across them (as with the memory store's shards). With
+/// `buckets(1)` the order is exact and every entry is on one master.
+///
+/// **Walks.** `keys`, `invalidate`, `clear` (and `size` without a capacity)
+/// SCAN every master, as `CLUSTER SLOTS` lists them. While a master reports a
+/// slot migrating or importing, that slot's keys are on two masters at once,
+/// so a walk waits for the migration to end; a walk during which the slots
+/// moved is done again. If slots keep moving for about 8 s the call fails with
+/// [`CacheError::Backend`] rather than return a partial answer (`invalidate`
+/// and `clear` may have deleted part of their keys by then; run them again).
+///
+/// **Failover.** While a master is down and until its replica takes over
+/// (`cluster-node-timeout` plus an election), calls on its slots fail with
+/// [`CacheError::Backend`]; the rest of the cluster keeps serving, and the
+/// store serves the failed master's slots again once the replica has taken
+/// over, with nothing to restart. Replication is asynchronous: writes a
+/// master acknowledged just before it died may be lost with it (Redis's own
+/// guarantee), so an entry may be missing or older after a failover, as in
+/// any Redis Cluster. A load's placeholder lost that way ends the same way a
+/// lease does: callers waiting on it load again.
+///
+/// [`NearCache`](crate::stores::NearCache) runs on a single Redis only: its
+/// invalidations come from one node's `CLIENT TRACKING`.
 ///
 /// # Counters
 ///
@@ -356,8 +414,7 @@ const WALK_RETRY_WAIT: Duration = Duration::from_millis(20);
 /// back and reconnected succeeds. The timeout is the store's own, one timer
 /// per round trip (redis-rs's per-request timer is off: two would cost CPU for
 /// nothing). Needs a tokio runtime with time and I/O enabled, and Redis 6.2
-/// or later. For Redis Cluster, put a `{hash tag}` in the prefix so a store's
-/// keys share one slot.
+/// or later. For Redis Cluster, see "Redis Cluster" below.
 ///
 /// **A write that timed out may still have been applied.** The command may
 /// have reached Redis and run after the store stopped waiting (a server
