@@ -405,3 +405,46 @@ async fn slots_moving_under_traffic_are_followed() {
     assert_eq!(store.size().await.unwrap(), 190);
     eprintln!("{rounds} read rounds during the move, {} backend errors", errors.load(Ordering::Relaxed));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_bucket_index_is_rebuilt_from_its_master() {
+    let cluster = RedisCluster::start();
+    let store = RedisStore::<String>::cluster_builder(cluster.urls())
+        .prefix("heal:")
+        .buckets(4)
+        .policy(LruPolicy::new(40).unwrap())
+        .build()
+        .await
+        .unwrap();
+    for i in 0..200 {
+        store.set(&format!("k{i}"), "v".into(), SetOptions::new()).await.unwrap();
+    }
+    assert_eq!(store.size().await.unwrap(), 40);
+    // Delete every bucket's recency index, behind the store's back.
+    let mut lost = 0;
+    for (node, _) in cluster.keys_per_master() {
+        let mut admin = cluster.nodes[node].admin().await;
+        let (_, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(0)
+            .arg("MATCH")
+            .arg("heal:*")
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        for key in keys.iter().filter(|k| k.ends_with(b"\xfflru")) {
+            let _: () = redis::cmd("DEL").arg(key).query_async(&mut admin).await.unwrap();
+            lost += 1;
+        }
+    }
+    assert_eq!(lost, 4, "one recency index per bucket");
+    // The next sets notice and rebuild each index from its master's entries:
+    // the entries are adopted, so the bound holds again.
+    for i in 200..400 {
+        store.set(&format!("k{i}"), "v".into(), SetOptions::new()).await.unwrap();
+    }
+    assert_eq!(store.keys(None).await.unwrap().len(), 40);
+    assert_eq!(store.size().await.unwrap(), 40);
+    assert_eq!(store.get("k399").await.unwrap(), Some("v".into()));
+}

@@ -5,7 +5,7 @@
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 #[derive(Clone)]
@@ -41,6 +41,18 @@ impl Conn {
                 redis::from_redis_value(reply).map_err(Into::into)
             }
             (conn, _) => cmd.query_async(conn).await,
+        }
+    }
+
+    /// Runs `cmd` on the master serving `slot` (on a single Redis, on it).
+    pub async fn on_slot<T: redis::FromRedisValue>(&mut self, slot: u16, cmd: &Cmd) -> RedisResult<T> {
+        match self {
+            Conn::Cluster(conn) => {
+                let routing = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
+                let reply = conn.route_command(cmd.clone(), RoutingInfo::SingleNode(routing)).await?;
+                redis::from_redis_value(reply).map_err(Into::into)
+            }
+            conn => cmd.query_async(conn).await,
         }
     }
 

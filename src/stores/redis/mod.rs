@@ -940,45 +940,45 @@ where
     }
 
     /// Rebuilds bucket `index`'s lost index: adopts every entry of the
-    /// bucket, a SCAN page at a time, and evicts down to its share of the
-    /// capacity. Best effort: the `set` that asked has been applied, so a
-    /// failure here is not its failure; the sentinel is removed again so
-    /// that a later `set` retries.
+    /// bucket, a SCAN page at a time (on a cluster, on the master of the
+    /// bucket's slot only: the bucket's keys are all there), and evicts down
+    /// to its share of the capacity. Best effort: the `set` that asked has
+    /// been applied, so a failure here is not its failure; the sentinel is
+    /// removed again so that a later `set` retries.
     async fn rebuild_index(&self, index: usize, max_size: usize, lru: bool) {
         let bucket = &self.space.buckets()[index];
         let scan_match = self.space.scan_match(None, Some(index));
+        let slot = keyspace::slot(&bucket.recency);
         let outcome: Result<()> = async {
-            let topology = self.topology("set").await?;
-            for node in conn::masters(&topology) {
-                let mut cursor = 0u64;
-                loop {
-                    let (next, page) = self.scan_page("set", node.as_ref(), cursor, &scan_match, true).await?;
-                    let mine: Vec<&[u8]> =
-                        page.iter().filter(|raw| self.space.user_key(raw, None).is_some()).map(Vec::as_slice).collect();
-                    if !mine.is_empty() {
-                        let mut conn = self.conn.clone();
-                        let mut call = self.scripts.adopt.key(&bucket.recency);
-                        call.key(&bucket.expiry);
-                        for key in &mine {
-                            call.key(*key);
-                        }
-                        call.arg(self.space.share(max_size, index)).arg(if lru { "1" } else { "0" });
-                        let (_adopted, evicted, expired, lost): (u64, u64, u64, u8) =
-                            self.round_trip("set", call.invoke_async(&mut conn)).await?;
-                        SharedCounters::add(&self.counters.evictions, evicted);
-                        SharedCounters::add(&self.counters.expirations, expired);
-                        if lost == 1 {
-                            // Lost again: the set that notices starts a new rebuild.
-                            return Ok(());
-                        }
+            let mut cursor = 0u64;
+            loop {
+                let mut cmd = redis::cmd("SCAN");
+                cmd.arg(cursor).arg("MATCH").arg(&scan_match).arg("COUNT").arg(BATCH).arg("TYPE").arg("string");
+                let mut conn = self.conn.clone();
+                let (next, page): (u64, Vec<Vec<u8>>) = self.round_trip("set", conn.on_slot(slot, &cmd)).await?;
+                let mine: Vec<&[u8]> =
+                    page.iter().filter(|raw| self.space.user_key(raw, None).is_some()).map(Vec::as_slice).collect();
+                if !mine.is_empty() {
+                    let mut call = self.scripts.adopt.key(&bucket.recency);
+                    call.key(&bucket.expiry);
+                    for key in &mine {
+                        call.key(*key);
                     }
-                    cursor = next;
-                    if cursor == 0 {
-                        break;
+                    call.arg(self.space.share(max_size, index)).arg(if lru { "1" } else { "0" });
+                    let (_adopted, evicted, expired, lost): (u64, u64, u64, u8) =
+                        self.round_trip("set", call.invoke_async(&mut conn)).await?;
+                    SharedCounters::add(&self.counters.evictions, evicted);
+                    SharedCounters::add(&self.counters.expirations, expired);
+                    if lost == 1 {
+                        // Lost again: the set that notices starts a new rebuild.
+                        return Ok(());
                     }
                 }
+                cursor = next;
+                if cursor == 0 {
+                    return Ok(());
+                }
             }
-            Ok(())
         }
         .await;
         if outcome.is_err() {
