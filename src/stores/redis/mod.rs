@@ -1088,8 +1088,17 @@ where
                 topology = self.topology(what).await?;
                 continue;
             }
-            for node in conn::masters(&topology) {
-                removed += self.walk_node(what, node.as_ref(), pattern, delete, found).await?;
+            // Every master at once: a walk costs the slowest master's pages.
+            let masters = conn::masters(&topology);
+            let walks = masters.iter().map(|node| async move {
+                let mut found = HashSet::new();
+                let removed = self.walk_node(what, node.as_ref(), pattern, delete, &mut found).await?;
+                Ok::<_, CacheError>((removed, found))
+            });
+            for walked in futures_util::future::join_all(walks).await {
+                let (count, keys) = walked?;
+                removed += count;
+                found.extend(keys);
             }
             let now = self.topology(what).await?;
             if now == topology {
@@ -1320,17 +1329,17 @@ where
 
     async fn size(&self) -> Result<usize> {
         if let Some((_, lru)) = self.bound {
-            let mut total = Some(0usize);
-            for bucket in self.space.buckets() {
+            // Every bucket's index at once (one on a single Redis).
+            let counts = self.space.buckets().iter().map(|bucket| async move {
                 let mut conn = self.conn.clone();
                 let members = if lru { &bucket.recency } else { &bucket.expiry };
                 let mut call = self.scripts.size_bounded.key(members);
-                let counted = self.round_trip("size", call.key(&bucket.expiry).invoke_async::<i64>(&mut conn)).await?;
+                self.round_trip("size", call.key(&bucket.expiry).invoke_async::<i64>(&mut conn)).await
+            });
+            let mut total = Some(0usize);
+            for counted in futures_util::future::join_all(counts).await {
                 // -1: no index (new, or lost until the next set rebuilds it): count by walking.
-                total = total.zip(usize::try_from(counted).ok()).map(|(a, b)| a + b);
-                if total.is_none() {
-                    break;
-                }
+                total = total.zip(usize::try_from(counted?).ok()).map(|(a, b)| a + b);
             }
             if let Some(n) = total {
                 return Ok(n);
