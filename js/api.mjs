@@ -44,6 +44,8 @@ export function bind(wasm) {
   const promiseThen = Promise.prototype.then;
   const U32 = Uint32Array;
   const U8 = Uint8Array;
+  const { RuntimeError } = WebAssembly;
+  const enqueue = queueMicrotask;
   const memoryBuffer = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, "buffer").get;
   /** A Map whose methods are the built-ins as they were when the package loaded. */
   class SlotMap extends Map {}
@@ -81,6 +83,20 @@ export function bind(wasm) {
   const HEADROOM = 4;
   // The calls that walk or remove many entries go deeper into the engine.
   const DEEP = 24;
+
+  /**
+   * Surfaces an error that has no caller to go to (an `onRemove` listener's,
+   * thrown while a load stored its value or while a broken engine was
+   * replaced) as the host surfaces an uncaught error: `reportError` where
+   * there is one (browsers, Deno, Workers, Bun), else thrown from a microtask
+   * (Node: `uncaughtException`), as an EventTarget does with its listeners'.
+   */
+  function reportLater(error) {
+    enqueue(() => {
+      if (typeof globalThis.reportError === "function") globalThis.reportError(error);
+      else throw error;
+    });
+  }
 
   let keyBytes = new U8(0);
   let removedWords = new U32(0);
@@ -681,6 +697,8 @@ export function bind(wasm) {
   }
 
   const STORE_OPTIONS = ["policy", "clock", "onRemove"];
+  // The key of MemoryStore's self-check, for the package's tests.
+  const AUDIT = Symbol.for("pepperpy-caching.audit");
 
   /** The host's clock in milliseconds, read in JS: never from inside a store call. */
   const systemNow = () => performance.now();
@@ -782,6 +800,11 @@ export function bind(wasm) {
     #loading = [];
     // Where getOrSet's timeouts wait: setTimeout, or the store's ManualClock.
     #timers = realTimers;
+    // The wasm policy, to start a fresh engine after a trap (`#reset`).
+    #policy;
+    // Set when a call failed: the next call first makes sure the engine is
+    // intact and that no placement was cut short (`#repair`).
+    #pending = false;
 
     constructor(options) {
       statsSince.set(this, Date.now());
@@ -803,6 +826,7 @@ export function bind(wasm) {
       }
       this.#onRemove = onRemove;
       this.#expiring = policy.ttl !== undefined;
+      this.#policy = wasmPolicy;
       this.#store = new WasmStore(wasmPolicy);
     }
 
@@ -819,7 +843,75 @@ export function bind(wasm) {
       if (this.#disposed) throw new CacheError("this MemoryStore was disposed");
       unwind();
       headroom(depth);
+      if (this.#pending) this.#repair();
       return this.#store;
+    }
+
+    /**
+     * After a failed call. A trap inside the engine (a stack overflow deep
+     * in wasm, memory exhausted where nothing reserved it) may have stopped
+     * it half-way through an update, an entry inserted and not linked, a
+     * table mid-resize: nothing it holds can be trusted, so the store starts
+     * again empty (`#reset`). Otherwise the engine is as it was, and only a
+     * placement cut short after it stored an entry is finished. Done here,
+     * by the next call, rather than in the failed one: that one may have
+     * no stack left to ask the engine with. If this fails too, the next call
+     * tries again.
+     */
+    #repair() {
+      let intact;
+      try {
+        intact = this.#store.intact();
+      } catch (error) {
+        if (error instanceof RangeError) throw error; // no stack to tell: ask again next time
+        intact = false;
+      }
+      if (!intact) {
+        try {
+          this.#reset();
+        } catch (error) {
+          throw this.#failed(error); // no memory even for an empty engine
+        }
+      } else if (this.#cutKey !== undefined) {
+        this.#finishPlacing();
+      }
+      this.#pending = false;
+    }
+
+    /**
+     * Replaces a broken engine with a fresh empty one: every entry leaves
+     * with the reason "cleared" (the listener is told once the store is
+     * consistent; its error, with no caller to go to, is reported), the
+     * counters start again from zero, and the loads under way will not
+     * store their values (their callers still get them). The broken engine
+     * is never freed: its memory could not be walked safely.
+     */
+    #reset() {
+      const broken = this.#store;
+      this.#store = new WasmStore(this.#policy);
+      try {
+        broken.free();
+      } catch {
+        // Still borrowed by the trapped call: wasm-bindgen keeps it, unfreed.
+      }
+      statsSince.set(this, Date.now());
+      this.#cutKey = undefined;
+      this.#cutValue = undefined;
+      const notices = this.#notices();
+      if (notices !== undefined) this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
+      this.#ids.clear();
+      this.#values.length = 0;
+      this.#keys.length = 0;
+      // Their placeholders were in the old engine; token 0 is never issued.
+      this.#runs.forEach((run) => {
+        run.token = 0;
+      });
+      this.#pending = false;
+      try {
+        this.#notify(notices);
+      } catch (error) {
+        reportLater(error);
+      }
     }
 
     #refused() {
@@ -867,7 +959,12 @@ export function bind(wasm) {
 
     /** Forgets the ids of the entries that expired by `now`. */
     #reclaim(now, notices) {
-      const n = this.#store.reclaim(now);
+      let n;
+      try {
+        n = this.#store.reclaim(now);
+      } catch (error) {
+        throw this.#failed(error);
+      }
       if (n === 0) return;
       const ids = reportOf(this.#store, n);
       for (let i = 0; i < n; i++) this.#drop(ids[i], EXPIRED, notices);
@@ -878,10 +975,15 @@ export function bind(wasm) {
     /** The value under `key`, or undefined. */
     getSync(key) {
       if (--this.#untilTimed === 0) return this.#timedGet(key);
-      const now = this.#expiring ? this.#now() : 0;
-      const id = this.#ids.get(key);
-      if (id !== undefined && this.#store.touch(id, now)) return this.#values[id];
-      return this.#missed(key, id);
+      try {
+        if (this.#pending) this.#live();
+        const now = this.#expiring ? this.#now() : 0;
+        const id = this.#ids.get(key);
+        if (id !== undefined && this.#store.touch(id, now)) return this.#values[id];
+        return this.#missed(key, id);
+      } catch (error) {
+        throw this.#failed(error);
+      }
     }
 
     // One get in 32 is timed (on the store's clock) for `avgGetLatency`.
@@ -891,7 +993,11 @@ export function bind(wasm) {
       this.#untilTimed = 32;
       const started = this.#now();
       const value = this.getSync(key);
-      if (!this.#disposed) this.#store.latency(this.#now() - started);
+      try {
+        if (!this.#disposed) this.#store.latency(this.#now() - started);
+      } catch (error) {
+        throw this.#failed(error);
+      }
       return value;
     }
 
@@ -926,22 +1032,71 @@ export function bind(wasm) {
     #put(key, value, ttl, json) {
       if (ttl !== undefined) this.#expiring = true;
       const now = this.#time();
-      if (this.#disposed) this.#live();
-      const store = this.#store;
-      // Nothing of the caller's runs from here to the end of the call into wasm.
-      // No headroom probe on this hot path: if the bookkeeping after the
-      // call is cut short, `#place` heals the slot when it is next reused;
-      // after a trap inside, the stack pointer is put back.
+      // Nothing of the caller's runs from here to the end of the call into
+      // wasm. The headroom probe comes first: a stack overflow in `#place`,
+      // after the engine stored the entry, would leave the engine holding an
+      // entry this side has no value for (taking room, missed by getSync).
+      const store = this.#live();
       const len = placeKey(key);
       let id;
       try {
         id = json === undefined ? store.set(len, ttl, now) : store.setWithMetadata(len, ttl, now, json);
       } catch (error) {
         unwind();
-        throw error;
+        throw this.#failed(error);
       }
       if (id < 0) throw this.#refused();
-      this.#place(id, key, value);
+      // No call between the engine's and this `try` (a first call compiles).
+      try {
+        this.#place(id, key, value);
+      } catch (error) {
+        // Cut short past the probe (V8 may need far more stack to compile or
+        // tier up a function than the probe reserves): the engine holds the
+        // entry, so the next call finishes placing it (`#finishPlacing`)
+        // before anything reads either side. Plain field writes: no call.
+        this.#cutId = id;
+        this.#cutValue = value;
+        this.#cutKey = key;
+        this.#pending = true;
+        throw error;
+      }
+    }
+
+    // An entry the engine stored whose placement here was cut short (see
+    // `#put`): its slot, value and key (undefined when there is none).
+    #cutId = 0;
+    #cutValue;
+    #cutKey;
+
+    /**
+     * Finishes placing the entry a stack overflow cut short, before any
+     * other call: the removed buffer still holds that set's report, since
+     * only the calls that store write it, and each of them comes here first.
+     * Parts of `#place` already done are skipped (`#drop` of a forgotten id
+     * does nothing). Its notices, if any, go out as the set's would have.
+     */
+    #finishPlacing() {
+      // Forgotten only once done: cut short again, the next call retries.
+      this.#place(this.#cutId, this.#cutKey, this.#cutValue);
+      this.#cutKey = undefined;
+      this.#cutValue = undefined;
+    }
+
+    /** `store[method]()`, for the calls with no argument and no hurry. */
+    #engineCall(store, method) {
+      try {
+        return store[method]();
+      } catch (error) {
+        throw this.#failed(error);
+      }
+    }
+
+    /** What a call rethrows after `error` (and the next call checks the engine: `#repair`). */
+    #failed(error) {
+      this.#pending = true;
+      return error instanceof RuntimeError
+        ? new CacheBackendError(`the wasm engine trapped: ${error.message}`, { cause: error })
+        : error;
     }
 
     /** Puts the value of the entry just stored in slot `id`, after forgetting what the store removed for it. */
@@ -976,7 +1131,12 @@ export function bind(wasm) {
       if (typeof key !== "string") throw keyError(key);
       const now = this.#time();
       const store = this.#live();
-      const existed = store.delete(placeKey(key), now);
+      let existed;
+      try {
+        existed = store.delete(placeKey(key), now);
+      } catch (error) {
+        throw this.#failed(error);
+      }
       if (existed === FAILED) throw this.#refused();
       const id = this.#ids.get(key);
       if (id !== undefined) {
@@ -989,6 +1149,7 @@ export function bind(wasm) {
 
     /** The slot of the live entry under `key`, without counting or reordering; undefined if none. */
     #peekSlot(key) {
+      if (this.#pending) this.#live();
       const now = this.#time();
       const id = this.#ids.get(key);
       if (id === undefined) {
@@ -996,7 +1157,13 @@ export function bind(wasm) {
         this.#live();
         return undefined;
       }
-      if (this.#store.alive(id, now)) return id;
+      let alive;
+      try {
+        alive = this.#store.alive(id, now);
+      } catch (error) {
+        throw this.#failed(error);
+      }
+      if (alive) return id;
       const notices = this.#notices();
       this.#drop(id, EXPIRED, notices);
       this.#notify(notices);
@@ -1022,7 +1189,12 @@ export function bind(wasm) {
       if (typeof key !== "string") throw keyError(key);
       const now = this.#now();
       const store = this.#live();
-      const ms = store.remainingTtl(placeKey(key), now);
+      let ms;
+      try {
+        ms = store.remainingTtl(placeKey(key), now);
+      } catch (error) {
+        throw this.#failed(error);
+      }
       if (ms === -2) throw this.#refused();
       if (ms >= 0) return ms / 1000;
       this.#forget(key);
@@ -1063,11 +1235,15 @@ export function bind(wasm) {
       const len = placeKey(key);
       let id;
       let freshness = 0;
-      if (o.grace === undefined) {
-        id = store.checkedGet(len, o.ttl, now);
-      } else {
-        id = store.getFresh(len, now);
-        freshness = store.freshness();
+      try {
+        if (o.grace === undefined) {
+          id = store.checkedGet(len, o.ttl, now);
+        } else {
+          id = store.getFresh(len, now);
+          freshness = store.freshness();
+        }
+      } catch (error) {
+        throw this.#failed(error);
       }
       if (id === REFUSED) throw this.#refused();
       if (id >= 0) {
@@ -1167,7 +1343,13 @@ export function bind(wasm) {
       }
       const run = flight.run;
       this.#endRun(run);
-      if (run.token !== undefined) this.#store.endLoad(placeKey(flight.key), run.token);
+      try {
+        if (this.#pending) this.#live();
+        if (run.token !== undefined) this.#store.endLoad(placeKey(flight.key), run.token);
+      } catch (error) {
+        // The placeholder stays (a trap, or no stack): a later write of the key clears it.
+        this.#failed(error);
+      }
       run.controller.abort(reason);
       this.#settle(call, false, reason);
       // The first waiter (a scan, once per abandoned load, as in Rust).
@@ -1192,6 +1374,7 @@ export function bind(wasm) {
         // The placeholder decides whether the value is stored; the callers get it either way.
         if (!this.#disposed) {
           try {
+            if (this.#pending) this.#live();
             if (o.grace === undefined) {
               const ours = this.#store.endLoad(placeKey(key), run.token) === 1;
               if (ok && ours) this.#put(key, result, o.ttl, o.json);
@@ -1199,7 +1382,7 @@ export function bind(wasm) {
               this.#finishRefresh(key, run.token, ok, result, o, false);
             }
           } catch (error) {
-            [ok, result] = [false, error];
+            [ok, result] = [false, this.#failed(error)];
           }
         }
         if (this.#flights.get(key) === flight) this.#flights.delete(key);
@@ -1213,10 +1396,26 @@ export function bind(wasm) {
     /** Ends a stale-while-revalidate load or refresh in the engine (which stores it if its placeholder stands). */
     #finishRefresh(key, token, ok, value, o, background) {
       const now = this.#now();
+      if (this.#pending) this.#live();
       const store = this.#store;
-      const id = store.finishRefresh(placeKey(key), token, ok, now, o.ttl, o.grace, o.retryAfter, o.json, background);
+      let id;
+      try {
+        id = store.finishRefresh(placeKey(key), token, ok, now, o.ttl, o.grace, o.retryAfter, o.json, background);
+      } catch (error) {
+        throw this.#failed(error);
+      }
       if (id === REFUSED) throw this.#refused();
-      if (id >= 0) this.#place(id, key, value);
+      if (id < 0) return;
+      try {
+        this.#place(id, key, value);
+      } catch (error) {
+        // As in `#put`.
+        this.#cutId = id;
+        this.#cutValue = value;
+        this.#cutKey = key;
+        this.#pending = true;
+        throw error;
+      }
     }
 
     /**
@@ -1228,18 +1427,26 @@ export function bind(wasm) {
      * the loader of another key it started) fails at once.
      */
     #start(key, loader, o, finish) {
-      const store = this.#store;
       const run = { live: true, token: undefined, controller: new AbortController(), timer: undefined, end: undefined };
       const started = this.#now();
       const end = (run.end = (ok, result) => {
         if (!run.live) return;
         this.#endRun(run);
         if (ok && result === undefined) [ok, result] = [false, undefinedValueError("the loader returned")];
-        if (!this.#disposed) store.recordLoad(ok, this.#now() - started);
+        try {
+          if (!this.#disposed) this.#store.recordLoad(ok, this.#now() - started);
+        } catch (error) {
+          this.#failed(error); // only a count is lost
+        }
         finish(ok, result, run);
       });
       this.#runs.add(run);
-      run.token = store.beginLoad(placeKey(key));
+      try {
+        run.token = this.#store.beginLoad(placeKey(key));
+      } catch (error) {
+        this.#endRun(run);
+        throw this.#failed(error);
+      }
       try {
         if (o.hardTimeout !== undefined) {
           run.timer = this.#timers.set(o.hardTimeout, () => {
@@ -1251,7 +1458,7 @@ export function bind(wasm) {
         }
       } catch (error) {
         this.#endRun(run);
-        store.endLoad(placeKey(key), run.token);
+        this.#store.endLoad(placeKey(key), run.token);
         throw error;
       }
       let result;
@@ -1338,7 +1545,12 @@ export function bind(wasm) {
       if (typeof key !== "string") throw keyError(key);
       const now = this.#now();
       const store = this.#live();
-      const json = store.getMetadata(placeKey(key), now);
+      let json;
+      try {
+        json = store.getMetadata(placeKey(key), now);
+      } catch (error) {
+        throw this.#failed(error);
+      }
       if (json === undefined) {
         const error = store.takeError();
         if (error !== undefined) throw fromText(error);
@@ -1354,7 +1566,12 @@ export function bind(wasm) {
       const json = metadataText(metadata);
       const now = this.#now();
       const store = this.#live();
-      const found = store.updateMetadata(placeKey(key), now, json);
+      let found;
+      try {
+        found = store.updateMetadata(placeKey(key), now, json);
+      } catch (error) {
+        throw this.#failed(error);
+      }
       if (found === FAILED) throw this.#refused();
       if (found === 0) this.#forget(key);
       return found === 1;
@@ -1373,7 +1590,14 @@ export function bind(wasm) {
       const store = this.#live(DEEP);
       const notices = this.#notices();
       this.#reclaim(now, notices);
-      const n = store.invalidate(pattern, now);
+      let n;
+      try {
+        n = store.invalidate(pattern, now);
+      } catch (error) {
+        const failure = this.#failed(error);
+        this.#notify(notices);
+        throw failure;
+      }
       if (n < 0) {
         this.#notify(notices);
         throw this.#refused();
@@ -1392,7 +1616,14 @@ export function bind(wasm) {
       const store = this.#live(DEEP);
       const notices = this.#notices();
       this.#reclaim(now, notices);
-      const n = store.slots(pattern, now);
+      let n;
+      try {
+        n = store.slots(pattern, now);
+      } catch (error) {
+        const failure = this.#failed(error);
+        this.#notify(notices);
+        throw failure;
+      }
       const ids = n < 0 ? undefined : Array.from(reportOf(store, n));
       this.#notify(notices);
       if (ids === undefined) throw this.#refused();
@@ -1452,7 +1683,13 @@ export function bind(wasm) {
       const store = this.#live(DEEP);
       const notices = this.#notices();
       this.#reclaim(now, notices);
-      store.clear(now);
+      try {
+        store.clear(now);
+      } catch (error) {
+        const failure = this.#failed(error);
+        this.#notify(notices);
+        throw failure;
+      }
       if (notices !== undefined) {
         this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
       }
@@ -1460,6 +1697,25 @@ export function bind(wasm) {
       this.#values.length = 0;
       this.#keys.length = 0;
       this.#notify(notices);
+    }
+
+    /**
+     * For the package's tests, not part of the API: where the two halves
+     * disagree, as messages ([] when they agree). The engine's live entries
+     * (after reclaiming the expired ones) must be exactly the slots this side
+     * holds a key and a value for.
+     */
+    [AUDIT]() {
+      const ids = this.#slots(undefined);
+      const problems = [];
+      if (ids.length !== this.#ids.size) problems.push(`the engine holds ${ids.length} entries, JS ${this.#ids.size}`);
+      for (const id of ids) {
+        const key = this.#keys[id];
+        if (key === undefined) problems.push(`slot ${id}: no key on the JS side`);
+        else if (this.#ids.get(key) !== id) problems.push(`slot ${id}: ${shownKey(key)} maps to ${this.#ids.get(key)}`);
+        if (this.#values[id] === undefined) problems.push(`slot ${id}: no value on the JS side`);
+      }
+      return problems;
     }
 
     /** How many live entries there are. */
@@ -1477,7 +1733,7 @@ export function bind(wasm) {
       const [
         hits, misses, sets, deletes, evictions, expirations, hitRatio, avgGetLatency,
         loads, loadFailures, totalLoadTime, staleHits, refreshes, refreshFailures,
-      ] = this.#live().stats();
+      ] = this.#engineCall(this.#live(), "stats");
       return {
         hits, misses, sets, deletes, evictions, expirations, hitRatio, avgGetLatency,
         loads, loadFailures, totalLoadTime, staleHits, refreshes, refreshFailures,
@@ -1486,7 +1742,7 @@ export function bind(wasm) {
 
     /** Sets every counter back to zero. */
     resetStats() {
-      this.#live().resetStats();
+      this.#engineCall(this.#live(), "resetStats");
       statsSince.set(this, Date.now());
     }
 

@@ -195,7 +195,8 @@ export interface CacheStats {
  *
  * Keys are non-empty strings of at most 8 KiB of UTF-8. Anything else throws
  * (or, from the async methods, rejects with) a {@link CacheKeyError}. A call
- * that fails leaves the store exactly as it was.
+ * that is refused leaves the store exactly as it was; after a trap inside
+ * the wasm engine the store starts again empty (see the package README).
  *
  * The async methods never wait on anything (but `getOrSet` on its loader):
  * they exist so code can move to a remote store unchanged. The `*Sync`

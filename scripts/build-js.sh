@@ -42,7 +42,7 @@ if [ "${targets[*]}" != "nodejs web" ]; then
 fi
 version=$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)
 
-stage=$root/target/wasm-pack
+stage=${CARGO_TARGET_DIR:-$root/target}/wasm-pack
 rm -rf "$out_dir" "$stage"
 mkdir -p "$out_dir/wasm"
 

@@ -21,7 +21,9 @@
 //! turn into its classes, and nothing here calls a JS global. So a call can
 //! only end early by a trap (stack overflow, memory exhausted); the methods
 //! take `&self` over an [`UnsafeCell`], so a trap cannot leave a borrow flag
-//! set that would refuse every later call.
+//! set that would refuse every later call. The shared borrow it does leave
+//! is what [`WasmStore::intact`] detects: a trap may stop the engine half-way
+//! through an update, and the JS layer then replaces that store's engine.
 
 mod errors;
 mod key_buffer;
@@ -201,6 +203,15 @@ impl WasmStore {
         // it is the only one alive. A trap abandons it without unwinding,
         // which an UnsafeCell, unlike a RefCell, survives.
         unsafe { &mut *self.inner.get() }
+    }
+
+    /// True, unless a call was cut short inside this store. A trap (stack
+    /// overflow, memory exhausted, `unreachable`) leaves behind the shared
+    /// borrow wasm-bindgen took for that call, so this `&mut self` call is
+    /// then refused with a thrown error, without running. The JS layer asks
+    /// after a call failed, and replaces a store found half-updated.
+    pub fn intact(&mut self) -> bool {
+        true
     }
 
     /// The error of the last call that reported failure, as

@@ -17,6 +17,9 @@ const KEYS = Array.from({ length: 40 }, (_, i) => `k${i}`);
 
 /** Checks that both halves of `store` agree, and returns its contents. */
 function consistent(store) {
+  // The engine's own count and slots, against the JS side's: an entry the
+  // engine holds but JS has no value for would be invisible to the lists below.
+  assert.deepEqual(store[Symbol.for("pepperpy-caching.audit")](), [], "the engine and JS agree slot by slot");
   const listed = store.keysSync();
   assert.equal(new Set(listed).size, listed.length, "no key listed twice");
   assert.equal(listed.length, store.size, "size agrees with the engine's keys");
@@ -119,6 +122,40 @@ describe("a stack overflow at every depth of every call site", () => {
         assert.ok(kind);
       }
     });
+  }
+});
+
+test("a set cut short by a stack overflow leaves no entry behind that JS has no value for", () => {
+  // Room for every key, and each key set once: nothing evicts or replaces an
+  // entry the overflow left in the engine alone, so the audit would see it.
+  const big = {
+    lru: new MemoryStore({ policy: new LRUPolicy({ maxSize: 100_000 }) }),
+    s3fifo: new MemoryStore({ policy: new S3FIFOPolicy({ maxSize: 100_000 }) }),
+    ttl: new MemoryStore({ policy: new TTLPolicy({ ttl: 600, maxSize: 100_000 }) }),
+  };
+  for (const [kind, store] of Object.entries(big)) {
+    for (const options of [undefined, { ttl: 60, metadata: { a: 1 } }]) {
+      let i = 0;
+      let refused = 0;
+      const dive = () => {
+        try {
+          dive();
+        } catch {}
+        try {
+          store.setSync(`dive:${i++}`, i, options);
+        } catch (error) {
+          if (!(error instanceof RangeError)) throw error;
+          refused++;
+        }
+      };
+      dive();
+      assert.ok(refused > 0, "some sets overflowed");
+      assert.deepEqual(store[Symbol.for("pepperpy-caching.audit")](), [], `${kind}: the engine and JS agree`);
+      for (let k = 0; k < i; k++) {
+        if (!store.hasSync(`dive:${k}`)) assert.equal(store.getSync(`dive:${k}`), undefined);
+      }
+      store.clearSync();
+    }
   }
 });
 
@@ -329,6 +366,82 @@ describe("wasm memory exhausted", () => {
     big.clearSync();
     big.setSync("after", 1);
     assert.equal(big.getSync("after"), 1);
+    // The next test needs the memory back.
+    big.dispose();
+    small.dispose();
+  });
+
+  test("a trap inside the engine: that store starts again empty, says so to onRemove, and works on", async () => {
+    const { bytes, dir } = cappedApi();
+    const { initSync } = await import(join(dir, "init.mjs"));
+    const api = initSync(new WebAssembly.Module(bytes));
+    const removed = [];
+    const victim = new api.MemoryStore({
+      policy: new api.LRUPolicy({ maxSize: 1000 }),
+      onRemove: (value, key, reason) => removed.push([key, value, reason]),
+    });
+    for (let i = 0; i < 50; i++) victim.setSync(`v${i}`, { i }, { metadata: { i } });
+    const statsBefore = victim.getStats();
+    // Another store takes the memory, until a set finds no room (refused, not a trap).
+    const hog = new api.MemoryStore({ policy: new api.LRUPolicy({ maxSize: 10_000_000 }) });
+    let hogged = 0;
+    for (;;) {
+      try {
+        hog.setSync(`hog:${hogged}:${"h".repeat(200)}`, hogged);
+        hogged++;
+      } catch (error) {
+        assert.ok(error instanceof api.CacheBackendError, `refused: ${error}`);
+        break;
+      }
+    }
+    // Metadata of `size` bytes crosses as text (allocated by the glue,
+    // outside the store) and is then copied inside the store: halving the
+    // size, some size fits once but not twice, and the copy traps inside.
+    let trapped = false;
+    for (let size = 8 << 20; size >= 64 && !trapped; size >>= 1) {
+      try {
+        victim.setSync("big", 1, { metadata: { blob: "m".repeat(size) } });
+        victim.deleteSync("big");
+      } catch (error) {
+        assert.ok(error instanceof api.CacheBackendError, `a CacheBackendError: ${error}`);
+        // The next call finds out whether the trap was inside the store. If
+        // it was, the store needs a fresh engine, and the memory is still
+        // short even for that: the call fails, and the store's entries are
+        // not served meanwhile.
+        try {
+          victim.hasSync("v0");
+        } catch (error) {
+          assert.ok(error instanceof api.CacheBackendError, `a CacheBackendError: ${error}`);
+          trapped = true;
+        }
+      }
+    }
+    assert.ok(trapped, "some set trapped inside the store");
+    assert.throws(() => victim.getSync("v1"), api.CacheBackendError, "no value is served from a broken engine");
+    assert.deepEqual(removed, [], "nothing left yet");
+    // With memory back, the next call starts the store again, empty.
+    const hogSize = hogged;
+    hog.clearSync();
+    assert.equal(victim.size, 0);
+    // Every entry left as "cleared", once, with its value; the engine and JS agree.
+    assert.deepEqual(
+      removed.sort(([a], [b]) => (a < b ? -1 : 1)),
+      Array.from({ length: 50 }, (_, i) => [`v${i}`, { i }, "cleared"]).sort(([a], [b]) => (a < b ? -1 : 1)),
+    );
+    assert.deepEqual(victim[Symbol.for("pepperpy-caching.audit")](), []);
+    assert.equal(victim.getSync("v1"), undefined);
+    assert.equal(await victim.getMetadata("v1"), undefined);
+    assert.equal(victim.getStats().sets, 0, "the counters start again");
+    assert.ok(statsBefore.sets >= 50);
+    assert.ok(hogSize > 0);
+    hog.dispose();
+    // And the store works on, with its capacity whole.
+    for (let i = 0; i < 1000; i++) victim.setSync(`w${i}`, i, { metadata: { i } });
+    assert.equal(victim.size, 1000);
+    assert.equal(victim.getSync("w999"), 999);
+    assert.deepEqual(await victim.getMetadata("w5"), { i: 5 });
+    assert.deepEqual(victim[Symbol.for("pepperpy-caching.audit")](), []);
+    victim.dispose();
   });
 });
 
