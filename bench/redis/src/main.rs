@@ -525,7 +525,9 @@ struct Invalidation {
 }
 
 async fn invalidation(url: &str, sizes: &Sizes) -> Result<Vec<Invalidation>, Error> {
-    let mut admin = ConnectionManager::new(redis::Client::open(url)?).await?;
+    // No response timeout: the naive KEYS over a million keys may take seconds on a loaded machine.
+    let config = redis::aio::ConnectionManagerConfig::new().set_response_timeout(None);
+    let mut admin = ConnectionManager::new_with_config(redis::Client::open(url)?, config).await?;
     redis::cmd("FLUSHALL").query_async::<()>(&mut admin).await?;
     let prefix = "inv:";
     let groups = sizes.inv_total / sizes.inv_matching;
