@@ -13,7 +13,10 @@ export type WasmSource = WebAssembly.Module | ArrayBuffer | ArrayBufferView | UR
  */
 export function init(source?: WasmSource | Promise<WasmSource>): Promise<Api>;
 
-/** Instantiates the wasm synchronously from a compiled module or its bytes (once). */
+/**
+ * Instantiates the wasm synchronously from a compiled module or its bytes
+ * (once). Throws while an {@link init} is still loading: await that instead.
+ */
 export function initSync(module: WebAssembly.Module | ArrayBuffer | ArrayBufferView): Api;
 
 declare global {

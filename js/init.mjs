@@ -9,19 +9,33 @@ import * as glue from "./wasm/pepperpy_caching.mjs";
 import { bind } from "./api.mjs";
 
 let api;
+// The instantiation an init() has under way. initSync must not start a
+// second one meanwhile: the glue would end up calling whichever finished
+// last, while the API was bound to the memory of the other.
+let loading;
 
 /** Instantiates the wasm from `source` (once) and returns the API. */
 export async function init(source) {
-  if (api === undefined) {
-    await glue.default({ module_or_path: source });
-    api ??= bind(glue);
-  }
-  return api;
+  if (api !== undefined) return api;
+  loading ??= glue.default({ module_or_path: source }).then(
+    () => (api ??= bind(glue)),
+    (error) => {
+      loading = undefined; // a later call may try another source
+      throw error;
+    },
+  );
+  return loading;
 }
 
-/** Instantiates the wasm from a WebAssembly.Module or its bytes (once) and returns the API. */
+/**
+ * Instantiates the wasm from a WebAssembly.Module or its bytes (once) and
+ * returns the API. Throws while an init() is still loading: await that instead.
+ */
 export function initSync(module) {
   if (api === undefined) {
+    if (loading !== undefined) {
+      throw new Error("pepperpy-caching: init() is still loading the wasm: await it instead of calling initSync()");
+    }
     glue.initSync({ module });
     api = bind(glue);
   }
