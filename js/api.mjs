@@ -1352,17 +1352,27 @@ export function bind(wasm) {
       }
       run.controller.abort(reason);
       this.#settle(call, false, reason);
-      // The first waiter (a scan, once per abandoned load, as in Rust).
-      let next;
-      flight.waiters.forEach((waiter) => {
-        next ??= waiter;
-      });
-      if (next === undefined) {
-        if (this.#flights.get(flight.key) === flight) this.#flights.delete(flight.key);
-        return;
+      // The first waiter (a scan, once per abandoned load, as in Rust). Its
+      // load may fail to start (the host refuses its timer, say): it then
+      // fails, and the next one tries, so the key is never left with a load
+      // that nothing runs.
+      for (;;) {
+        let next;
+        flight.waiters.forEach((waiter) => {
+          next ??= waiter;
+        });
+        if (next === undefined) {
+          if (this.#flights.get(flight.key) === flight) this.#flights.delete(flight.key);
+          return;
+        }
+        flight.waiters.delete(next);
+        try {
+          this.#lead(flight, next);
+          return;
+        } catch (error) {
+          this.#settle(next, false, error);
+        }
       }
-      flight.waiters.delete(next);
-      this.#lead(flight, next);
     }
 
     /** Makes `call` the leader of `flight` and starts its loader. */

@@ -423,3 +423,64 @@ test("a signal whose removeEventListener throws cannot leave a load's callers ha
   assert.deepEqual(await Promise.race([Promise.all([leader, waiter]), timeout]), [1, 1]);
   assert.equal(await store.get("k"), 1);
 });
+
+describe("a load handed over to a waiter that cannot start it", () => {
+  // The waiter's start fails (here the host refuses what the load needs);
+  // that waiter rejects, the next one takes over, and the key is never left
+  // with a load that nothing runs.
+  test("on a ManualClock: a hostile AbortController when the leader's softTimeout passes", async () => {
+    const clock = new ManualClock();
+    const store = lru(clock);
+    const slow = gated();
+    const leader = store.getOrSet("k", slow, { softTimeout: 0.5 });
+    const first = store.getOrSet("k", () => "first");
+    const second = store.getOrSet("k", () => "second");
+    const settled = Promise.allSettled([leader, first, second]);
+    const boom = new Error("hostile AbortController");
+    const { AbortController: Real } = globalThis;
+    globalThis.AbortController = function hostile() {
+      throw boom;
+    };
+    try {
+      clock.advance(500);
+    } catch {
+      // Whether the timer's error reaches advance() is not the point here.
+    } finally {
+      globalThis.AbortController = Real;
+    }
+    assert.equal(await state(first), "rejected");
+    const [l, f, s] = await settled;
+    assert.ok(l.reason instanceof CacheTimeoutError);
+    assert.equal(f.reason, boom);
+    assert.equal(s.reason, boom);
+    const after = store.getOrSet("k", () => "after");
+    assert.equal(await state(after), "fulfilled", "the key is not stuck");
+    assert.equal(await after, "after");
+    assert.equal(store.getSync("k"), "after");
+  });
+
+  test("on real timers: a hostile setTimeout for the next waiter's hardTimeout when the leader aborts", async () => {
+    const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) });
+    const controller = new AbortController();
+    const leader = store.getOrSet("k", gated(), { signal: controller.signal });
+    const waiter = store.getOrSet("k", () => "waiter", { hardTimeout: 5 });
+    const settled = Promise.allSettled([leader, waiter]);
+    const boom = new Error("hostile setTimeout");
+    const { setTimeout: real } = globalThis;
+    globalThis.setTimeout = () => {
+      throw boom;
+    };
+    try {
+      controller.abort(new Error("gave up"));
+    } finally {
+      globalThis.setTimeout = real;
+    }
+    assert.equal(await state(waiter), "rejected");
+    const [l, w] = await settled;
+    assert.match(l.reason.message, /gave up/);
+    assert.equal(w.reason, boom);
+    const after = store.getOrSet("k", () => "after");
+    assert.equal(await state(after), "fulfilled", "the key is not stuck");
+    assert.equal(store.getSync("k"), "after");
+  });
+});
