@@ -941,8 +941,10 @@ export function bind(wasm) {
      * Calls the listener for each notice, once the store is consistent. A
      * listener may use the store; if one throws, the others still run and
      * the first error is thrown after them: the call itself has completed.
+     * With `later` (a load storing its value: its callers get the value) the
+     * error has no caller to go to and is reported instead (`reportLater`).
      */
-    #notify(notices) {
+    #notify(notices, later) {
       if (notices === undefined || notices.length === 0) return;
       const listener = this.#onRemove;
       let failed = false;
@@ -954,7 +956,9 @@ export function bind(wasm) {
           if (!failed) [failed, error] = [true, e];
         }
       }
-      if (failed) throw error;
+      if (!failed) return;
+      if (later) reportLater(error);
+      else throw error;
     }
 
     /** Forgets the ids of the entries that expired by `now`. */
@@ -1028,8 +1032,11 @@ export function bind(wasm) {
       this.#put(key, value, ttl, json);
     }
 
-    /** Stores `value` under `key` (checked a string) with a ttl and metadata text; throws if refused. */
-    #put(key, value, ttl, json) {
+    /**
+     * Stores `value` under `key` (checked a string) with a ttl and metadata
+     * text; throws if refused. `later`: see `#notify`.
+     */
+    #put(key, value, ttl, json, later) {
       if (ttl !== undefined) this.#expiring = true;
       const now = this.#time();
       // Nothing of the caller's runs from here to the end of the call into
@@ -1047,8 +1054,9 @@ export function bind(wasm) {
       }
       if (id < 0) throw this.#refused();
       // No call between the engine's and this `try` (a first call compiles).
+      let notices;
       try {
-        this.#place(id, key, value);
+        notices = this.#place(id, key, value);
       } catch (error) {
         // Cut short past the probe (V8 may need far more stack to compile or
         // tier up a function than the probe reserves): the engine holds the
@@ -1060,6 +1068,7 @@ export function bind(wasm) {
         this.#pending = true;
         throw error;
       }
+      this.#notify(notices, later);
     }
 
     // An entry the engine stored whose placement here was cut short (see
@@ -1077,9 +1086,10 @@ export function bind(wasm) {
      */
     #finishPlacing() {
       // Forgotten only once done: cut short again, the next call retries.
-      this.#place(this.#cutId, this.#cutKey, this.#cutValue);
+      const notices = this.#place(this.#cutId, this.#cutKey, this.#cutValue);
       this.#cutKey = undefined;
       this.#cutValue = undefined;
+      this.#notify(notices);
     }
 
     /** `store[method]()`, for the calls with no argument and no hurry. */
@@ -1099,7 +1109,10 @@ export function bind(wasm) {
         : error;
     }
 
-    /** Puts the value of the entry just stored in slot `id`, after forgetting what the store removed for it. */
+    /**
+     * Puts the value of the entry just stored in slot `id`, after forgetting
+     * what the store removed for it: the removal notices, for `#notify`.
+     */
     #place(id, key, value) {
       const removed = removedView();
       const n = removed[0];
@@ -1123,7 +1136,7 @@ export function bind(wasm) {
       this.#values[id] = value;
       this.#keys[id] = key;
       this.#ids.set(key, id);
-      if (notices !== undefined) this.#notify(notices);
+      return notices;
     }
 
     /** Removes `key`; whether a live entry was there. */
@@ -1387,7 +1400,7 @@ export function bind(wasm) {
             if (this.#pending) this.#live();
             if (o.grace === undefined) {
               const ours = this.#store.endLoad(placeKey(key), run.token) === 1;
-              if (ok && ours) this.#put(key, result, o.ttl, o.json);
+              if (ok && ours) this.#put(key, result, o.ttl, o.json, true);
             } else {
               this.#finishRefresh(key, run.token, ok, result, o, false);
             }
@@ -1416,8 +1429,9 @@ export function bind(wasm) {
       }
       if (id === REFUSED) throw this.#refused();
       if (id < 0) return;
+      let notices;
       try {
-        this.#place(id, key, value);
+        notices = this.#place(id, key, value);
       } catch (error) {
         // As in `#put`.
         this.#cutId = id;
@@ -1426,6 +1440,8 @@ export function bind(wasm) {
         this.#pending = true;
         throw error;
       }
+      // A load's callers get its value; nobody awaits a refresh.
+      this.#notify(notices, true);
     }
 
     /**
@@ -1532,7 +1548,8 @@ export function bind(wasm) {
           if (!this.#disposed) this.#finishRefresh(key, run.token, ok, result, o, true);
         } catch {
           // Nobody awaits a refresh: a value the store refuses (it cannot:
-          // the options were checked) is dropped, as in Rust.
+          // the options were checked) is dropped, as in Rust. (A listener's
+          // error never comes here: `#notify` reports it.)
         }
         done();
       });

@@ -80,7 +80,10 @@ export interface MemoryStoreOptions<V = unknown> {
    * the entry, and may use the store. A replaced value is reported with the
    * key that now holds the new one. If it throws, the other notices still
    * run and the first error is then thrown by the call, which has completed.
-   * `clear()` reports every entry; `dispose()` none.
+   * When a `getOrSet` load or refresh storing its value removed the entry,
+   * its callers get the value and the error, with no call to be thrown from,
+   * is reported as uncaught errors are (`reportError`; in Node, thrown from a
+   * microtask). `clear()` reports every entry; `dispose()` none.
    */
   onRemove?: (value: V, key: string, reason: RemovalReason) => void;
   /** The time source for expiry, freshness and `getOrSet` timeouts (default: `performance.now()` and `setTimeout`). */

@@ -270,6 +270,25 @@ describe("globals that throw, getters and Proxies: the call fails, the store is 
 });
 
 describe("callbacks that re-enter the store", () => {
+  test("a listener that throws on a set's eviction: the set throws it once, and the store is whole", () => {
+    const boom = new Error("listener");
+    const seen = [];
+    const store = new MemoryStore({
+      policy: new LRUPolicy({ maxSize: 2 }),
+      onRemove: (value, key, reason) => {
+        seen.push([key, reason]);
+        throw boom;
+      },
+    });
+    store.setSync("a", 1);
+    store.setSync("b", 2);
+    assert.throws(() => store.setSync("c", 3), (e) => e === boom);
+    assert.deepEqual(seen, [["a", "evicted"]]);
+    assert.equal(store.getSync("c"), 3, "the set completed");
+    assert.deepEqual(seen, [["a", "evicted"]], "not told again by the next call");
+    consistent(store);
+  });
+
   test("loaders that write, delete, invalidate or clear their own key synchronously", async () => {
     const store = stores().s3fifo;
     const writes = [

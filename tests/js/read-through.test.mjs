@@ -484,3 +484,69 @@ describe("a load handed over to a waiter that cannot start it", () => {
     assert.equal(store.getSync("k"), "after");
   });
 });
+
+describe("an onRemove listener that throws while a load stores its value", () => {
+  // The value is stored and every caller gets it; the listener's error has
+  // no caller to go to, so it is reported as the host reports uncaught
+  // errors (reportError, stubbed here; Node has none and gets it thrown from
+  // a microtask).
+  async function withReported(body) {
+    const reported = [];
+    const had = Object.hasOwn(globalThis, "reportError");
+    const previous = globalThis.reportError;
+    globalThis.reportError = (error) => reported.push(error);
+    try {
+      await body(reported);
+    } finally {
+      if (had) globalThis.reportError = previous;
+      else delete globalThis.reportError;
+    }
+  }
+
+  for (const grace of [undefined, 60]) {
+    test(`a load (grace ${grace}) that evicts: callers get the value, the error is reported`, () =>
+      withReported(async (reported) => {
+        const boom = new Error("listener");
+        const seen = [];
+        const store = new MemoryStore({
+          policy: new LRUPolicy({ maxSize: 1 }),
+          onRemove: (value, key, reason) => {
+            seen.push([key, reason]);
+            throw boom;
+          },
+        });
+        store.setSync("old", 1);
+        const options = grace === undefined ? { ttl: 60 } : { ttl: 60, grace };
+        const a = store.getOrSet("new", async () => "v", options);
+        const b = store.getOrSet("new", async () => "x", options);
+        const [ra, rb] = await Promise.allSettled([a, b]);
+        assert.deepEqual([ra.value, rb.value], ["v", "v"], `${ra.reason ?? ""}`);
+        assert.equal(store.getSync("new"), "v");
+        assert.equal(store.hasSync("old"), false);
+        assert.deepEqual(seen, [["old", "evicted"]]);
+        await drain();
+        assert.deepEqual(reported, [boom]);
+      }));
+  }
+
+  test("a background refresh that replaces the stale value: the error is reported, not swallowed", () =>
+    withReported(async (reported) => {
+      const boom = new Error("listener");
+      const clock = new ManualClock();
+      const store = new MemoryStore({
+        policy: new LRUPolicy({ maxSize: 10 }),
+        clock,
+        onRemove: () => {
+          throw boom;
+        },
+      });
+      assert.equal(await store.getOrSet("k", () => 1, { ttl: 1, grace: 60 }), 1);
+      clock.advance(2000);
+      let done;
+      assert.equal(await store.getOrSet("k", () => 2, { ttl: 1, grace: 60, waitUntil: (p) => (done = p) }), 1);
+      await done;
+      assert.equal(store.getSync("k"), 2);
+      await drain();
+      assert.deepEqual(reported, [boom]);
+    }));
+});
