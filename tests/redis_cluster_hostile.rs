@@ -1,0 +1,899 @@
+//! Hostile tests of RedisStore on Redis Cluster: odd keys and prefixes,
+//! lost indexes, a flushed script cache, dead or frozen nodes, a node
+//! restarted empty, the largest bucket count, stores pointed at a cluster
+//! node by the single-node builder.
+#![cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{RedisCluster, free_port};
+use pepperpy_caching::{
+    CacheError, CacheStore, DynCacheStore, LruPolicy, Metadata, RefreshOptions, SetOptions, TokioRuntime,
+    stores::{NearCache, RedisStore},
+};
+
+/// Fails a test that would otherwise hang.
+async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    within_for(what, Duration::from_secs(30), f).await
+}
+
+async fn within_for<T>(what: &str, limit: Duration, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, f).await.unwrap_or_else(|_| panic!("{what}: timed out after {limit:?}"))
+}
+
+fn sorted(mut keys: Vec<String>) -> Vec<String> {
+    keys.sort();
+    keys
+}
+
+/// Redis Cluster's CRC16 (XMODEM) slot of a key, hash tags included.
+fn slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let inner = &key[open + 1..];
+        inner.iter().position(|&b| b == b'}').filter(|&close| close > 0).map(|close| &inner[..close])
+    });
+    let mut crc: u16 = 0;
+    for &b in tagged.unwrap_or(key) {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc % 16384
+}
+
+/// The store's documented bucket of `key` among `n`: FNV-1a modulo `n`.
+fn bucket_of(key: &str, n: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key.as_bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % n as u64) as usize
+}
+
+/// The hash tag of bucket `i` of `n` (as the store picks it: the first
+/// `i.k` whose slot is in the i-th of n equal slot ranges), braces included.
+fn tag_of(i: usize, n: usize) -> String {
+    let (lo, hi) = (i * 16384 / n, (i + 1) * 16384 / n);
+    let tag =
+        (0u64..).map(|k| format!("{i}.{k}")).find(|t| (lo..hi).contains(&usize::from(slot(t.as_bytes())))).unwrap();
+    format!("{{{tag}}}")
+}
+
+/// A raw cluster connection for setting up and inspecting.
+async fn raw(cluster: &RedisCluster) -> redis::cluster_async::ClusterConnection {
+    redis::cluster::ClusterClient::new(cluster.urls()).unwrap().get_async_connection().await.unwrap()
+}
+
+/// The raw keys under `prefix` on each running master (binary-safe).
+async fn raw_keys(cluster: &RedisCluster, prefix: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for (i, _) in cluster.keys_per_master() {
+        let mut conn = cluster.nodes[i].admin().await;
+        let mut cursor = 0u64;
+        loop {
+            let mut pattern = prefix.to_vec();
+            pattern.push(b'*');
+            let (next, page): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            out.extend(page);
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    assert!(ok.success(), "kill -{sig} {pid}");
+}
+
+/// Node indexes of the running masters and replicas.
+fn roles(cluster: &RedisCluster) -> (Vec<usize>, Vec<usize>) {
+    let masters: Vec<usize> = cluster.keys_per_master().into_iter().map(|(i, _)| i).collect();
+    let replicas = (0..cluster.nodes.len()).filter(|i| !masters.contains(i)).collect();
+    (masters, replicas)
+}
+
+fn port_of_slot(cluster: &RedisCluster, s: u16) -> usize {
+    cluster.master_of(s)
+}
+
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_with_braces_and_forged_tags_round_trip() {
+    let cluster = RedisCluster::start();
+    let store = RedisStore::<String>::cluster_builder(cluster.urls()).prefix("odd:").build().await.unwrap();
+    let n = 16;
+    let mut keys: Vec<String> =
+        ["{", "}", "{}", "}{", "{{}}", "{a}", "a{b}c", "x}y{z", "{}{}", " {", "\u{7f}}", "日本{x}"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    // Keys that start with another bucket's tag, or with their own.
+    for i in 0..n {
+        keys.push(format!("{}k", tag_of(i, n)));
+        keys.push(tag_of(i, n));
+    }
+    keys.push("}".repeat(300));
+    keys.push(format!("{}{}", "{".repeat(200), "x"));
+    for (i, key) in keys.iter().enumerate() {
+        store.set(key, format!("v{i}"), SetOptions::new()).await.unwrap();
+    }
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(store.get(key).await.unwrap(), Some(format!("v{i}")), "{key:?}");
+        assert!(store.contains(key).await.unwrap(), "{key:?}");
+        let mut m = Metadata::new();
+        m.insert("i".into(), i.into());
+        assert!(store.update_metadata(key, m.clone()).await.unwrap(), "{key:?}");
+        assert_eq!(store.get_metadata(key).await.unwrap(), Some(m), "{key:?}");
+    }
+    let expected = sorted(keys.clone());
+    let mut dedup = expected.clone();
+    dedup.dedup();
+    assert_eq!(dedup.len(), keys.len(), "test keys are distinct");
+    assert_eq!(sorted(store.keys(None).await.unwrap()), expected);
+    assert_eq!(store.size().await.unwrap(), keys.len());
+    // Patterns whose literal head has braces.
+    let braced: Vec<String> = keys.iter().filter(|k| k.starts_with('{')).cloned().collect();
+    assert_eq!(sorted(store.keys(Some("{*")).await.unwrap()), sorted(braced.clone()));
+    assert_eq!(
+        sorted(store.keys(Some("}*")).await.unwrap()),
+        sorted(keys.iter().filter(|k| k.starts_with('}')).cloned().collect())
+    );
+    // Raw keys: every entry sits in its own bucket's slot, with its own bucket's tag.
+    for key in &keys {
+        let full = format!("odd:{}{key}", tag_of(bucket_of(key, n), n));
+        assert_eq!(slot(full.as_bytes()), slot(format!("odd:{}", tag_of(bucket_of(key, n), n)).as_bytes()));
+    }
+    assert_eq!(store.invalidate("{*").await.unwrap(), braced.len());
+    for key in &keys {
+        assert_eq!(store.get(key).await.unwrap().is_some(), !key.starts_with('{'), "{key:?}");
+    }
+    let rest = keys.len() - braced.len();
+    let mut deleted = 0;
+    for key in &keys {
+        deleted += usize::from(store.delete(key).await.unwrap());
+    }
+    assert_eq!(deleted, rest);
+    assert_eq!(store.size().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_keys_that_look_like_entries_are_not_touched() {
+    let cluster = RedisCluster::start();
+    let n = 16;
+    let mut conn = raw(&cluster).await;
+    // Keys of someone else under the same prefix but without a tag, with a
+    // wrong bucket's tag, with a tag that is not the store's.
+    let tag3 = tag_of(3, n);
+    let wrong = (0..n).find(|&i| i != bucket_of("victim", n)).unwrap();
+    let foreign: Vec<String> = vec![
+        "sp:victim".into(),
+        format!("sp:{}victim", tag_of(wrong, n)),
+        "sp:{zzz}victim".into(),
+        format!("sp:{tag3}"),
+        "sp:{}victim".into(),
+    ];
+    for key in &foreign {
+        let _: () = redis::cmd("SET").arg(key).arg(r#"{"v":"foreign"}"#).query_async(&mut conn).await.unwrap();
+    }
+    let store = RedisStore::<String>::cluster_builder(cluster.urls())
+        .prefix("sp:")
+        .policy(LruPolicy::new(100).unwrap())
+        .build()
+        .await
+        .unwrap();
+    store.set("victim", "mine".into(), SetOptions::new()).await.unwrap();
+    assert_eq!(store.keys(None).await.unwrap(), vec!["victim".to_string()]);
+    assert_eq!(store.size().await.unwrap(), 1);
+    assert_eq!(store.invalidate("*").await.unwrap(), 1);
+    store.set("victim", "mine".into(), SetOptions::new()).await.unwrap();
+    store.clear().await.unwrap();
+    for key in &foreign {
+        let v: Option<String> = redis::cmd("GET").arg(key).query_async(&mut conn).await.unwrap();
+        assert_eq!(v.as_deref(), Some(r#"{"v":"foreign"}"#), "{key} was touched");
+    }
+    // An empty prefix over the whole database ignores other stores' entries.
+    let other = RedisStore::<String>::cluster_builder(cluster.urls()).prefix("keep:").build().await.unwrap();
+    other.set("a", "x".into(), SetOptions::new()).await.unwrap();
+    let whole = RedisStore::<String>::cluster_builder(cluster.urls()).whole_database(true).build().await.unwrap();
+    whole.set("w", "y".into(), SetOptions::new()).await.unwrap();
+    assert_eq!(whole.keys(None).await.unwrap(), vec!["w".to_string()]);
+    whole.clear().await.unwrap();
+    assert_eq!(other.get("a").await.unwrap(), Some("x".into()));
+    // A prefix full of glob characters and a backslash.
+    let globby = RedisStore::<String>::cluster_builder(cluster.urls()).prefix("g*?[]\\^-:").build().await.unwrap();
+    let plain = RedisStore::<String>::cluster_builder(cluster.urls()).prefix("gx:").build().await.unwrap();
+    for i in 0..50 {
+        globby.set(&format!("k{i}"), "g".into(), SetOptions::new()).await.unwrap();
+        plain.set(&format!("k{i}"), "p".into(), SetOptions::new()).await.unwrap();
+    }
+    assert_eq!(globby.invalidate("k1*").await.unwrap(), 11);
+    assert_eq!(globby.size().await.unwrap(), 39);
+    assert_eq!(plain.size().await.unwrap(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_bucket_index_is_counted_and_rebuilt_within_the_share() {
+    let cluster = RedisCluster::start();
+    let n = 4;
+    let cap = 40; // a share of 10 per bucket
+    let store = RedisStore::<String>::cluster_builder(cluster.urls())
+        .prefix("lost:")
+        .buckets(n)
+        .policy(LruPolicy::new(cap).unwrap())
+        .build()
+        .await
+        .unwrap();
+    for i in 0..200 {
+        store.set(&format!("k{i}"), format!("v{i}"), SetOptions::new()).await.unwrap();
+    }
+    assert_eq!(store.size().await.unwrap(), cap);
+    let mut conn = raw(&cluster).await;
+    let tag = tag_of(0, n);
+    let index = [b"lost:".as_slice(), tag.as_bytes(), b"\xfflru"].concat();
+    let removed: i64 = redis::cmd("DEL").arg(&index).query_async(&mut conn).await.unwrap();
+    assert_eq!(removed, 1, "bucket 0's index exists at the computed name");
+    // Entries written behind the store's back into bucket 0.
+    let extra: Vec<String> = (0..).map(|i| format!("x{i}")).filter(|k| bucket_of(k, n) == 0).take(25).collect();
+    for key in &extra {
+        let full = format!("lost:{tag}{key}");
+        let _: () = redis::cmd("SET").arg(full).arg(r#"{"v":"x"}"#).query_async(&mut conn).await.unwrap();
+    }
+    // Counted by walking while the index is lost.
+    assert_eq!(store.size().await.unwrap(), cap + extra.len());
+    assert_eq!(store.keys(None).await.unwrap().len(), cap + extra.len());
+    // One set in bucket 0 rebuilds it down to its share.
+    let key = (0..).map(|i| format!("n{i}")).find(|k| bucket_of(k, n) == 0).unwrap();
+    store.set(&key, "new".into(), SetOptions::new()).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), Some("new".into()), "the set that rebuilt keeps its entry");
+    let size = store.size().await.unwrap();
+    let listed = store.keys(None).await.unwrap().len();
+    assert_eq!(size, listed, "the index and the keyspace agree after the rebuild");
+    assert!(size <= cap, "{size} entries over a capacity of {cap}");
+    let in_bucket0 =
+        raw_keys(&cluster, format!("lost:{tag}").as_bytes()).await.into_iter().filter(|k| !k.contains(&0xff)).count();
+    assert_eq!(in_bucket0, cap / n, "bucket 0 holds exactly its share");
+    // The other buckets were not disturbed.
+    for i in 1..n {
+        let t = tag_of(i, n);
+        let count =
+            raw_keys(&cluster, format!("lost:{t}").as_bytes()).await.into_iter().filter(|k| !k.contains(&0xff)).count();
+        assert_eq!(count, cap / n, "bucket {i}");
+    }
+}
+
+/// Every kind of call, once: none may fail on a healthy cluster.
+async fn every_call(store: &Arc<RedisStore<String>>, round: usize) {
+    let options = RefreshOptions::new(TokioRuntime, Duration::from_secs(60), Duration::from_secs(60));
+    for i in 0..20 {
+        let key = format!("r{round}:{i}");
+        store.set(&key, "v".into(), SetOptions::new()).await.unwrap_or_else(|e| panic!("set {key}: {e:?}"));
+        assert_eq!(store.get(&key).await.unwrap_or_else(|e| panic!("get {key}: {e:?}")), Some("v".into()));
+        let mut m = Metadata::new();
+        m.insert("a".into(), 1.into());
+        assert!(store.update_metadata(&key, m).await.unwrap_or_else(|e| panic!("update_metadata {key}: {e:?}")));
+        let loaded = store
+            .get_or_set(&format!("l{round}:{i}"), || async { "l".to_string() }, SetOptions::new())
+            .await
+            .unwrap_or_else(|e| panic!("get_or_set: {e:?}"));
+        assert_eq!(loaded, "l");
+        let refreshed = store
+            .get_or_refresh(&format!("f{round}:{i}"), || async { Ok::<_, std::io::Error>("f".to_string()) }, &options)
+            .await
+            .unwrap_or_else(|e| panic!("get_or_refresh: {e:?}"));
+        assert_eq!(refreshed, "f");
+        assert!(store.delete(&key).await.unwrap_or_else(|e| panic!("delete {key}: {e:?}")));
+    }
+    store.size().await.unwrap_or_else(|e| panic!("size: {e:?}"));
+    assert_eq!(store.invalidate(&format!("l{round}:*")).await.unwrap_or_else(|e| panic!("invalidate: {e:?}")), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_script_cache_on_every_node_is_reloaded() {
+    let cluster = RedisCluster::start();
+    let store = Arc::new(
+        RedisStore::<String>::cluster_builder(cluster.urls())
+            .prefix("flush:")
+            .policy(LruPolicy::new(1000).unwrap())
+            .build()
+            .await
+            .unwrap(),
+    );
+    every_call(&store, 0).await;
+    for node in &cluster.nodes {
+        assert_eq!(RedisCluster::cli(node.port(), &["SCRIPT", "FLUSH"]).trim(), "OK");
+    }
+    every_call(&store, 1).await;
+    // Only one master flushed.
+    let (masters, _) = roles(&cluster);
+    RedisCluster::cli(cluster.nodes[masters[1]].port(), &["SCRIPT", "FLUSH"]);
+    every_call(&store, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_script_cache_is_reloaded_while_a_replica_is_dead() {
+    let mut cluster = RedisCluster::start();
+    let store = Arc::new(
+        RedisStore::<String>::cluster_builder(cluster.urls())
+            .prefix("flushdead:")
+            .policy(LruPolicy::new(1000).unwrap())
+            .build()
+            .await
+            .unwrap(),
+    );
+    every_call(&store, 0).await;
+    let (masters, replicas) = roles(&cluster);
+    cluster.nodes[replicas[0]].stop();
+    // The cluster notices the replica is gone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    every_call(&store, 1).await;
+    for &m in &masters {
+        assert_eq!(RedisCluster::cli(cluster.nodes[m].port(), &["SCRIPT", "FLUSH"]).trim(), "OK");
+    }
+    // The masters are all healthy: a script call needs only its own master.
+    every_call(&store, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walks_keep_working_with_a_replica_dead() {
+    let mut cluster = RedisCluster::start();
+    let store = RedisStore::<u32>::cluster_builder(cluster.urls()).prefix("rep:").build().await.unwrap();
+    for i in 0..100u32 {
+        store.set(&format!("k{i}"), i, SetOptions::new()).await.unwrap();
+    }
+    let (_, replicas) = roles(&cluster);
+    cluster.nodes[replicas[0]].stop();
+    let mut failures = Vec::new();
+    for round in 0..30 {
+        match store.keys(None).await {
+            Ok(keys) => assert_eq!(keys.len(), 100),
+            Err(e) => failures.push(format!("round {round} keys: {e:?}")),
+        }
+        match store.size().await {
+            Ok(n) => assert_eq!(n, 100),
+            Err(e) => failures.push(format!("round {round} size: {e:?}")),
+        }
+        if round == 5 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    assert!(failures.is_empty(), "walks failed with every master up: {failures:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_through_one_live_seed_among_dead_ones() {
+    let cluster = RedisCluster::start();
+    let dead = |_| format!("redis://127.0.0.1:{}", free_port());
+    let mut urls: Vec<String> = (0..3).map(dead).collect();
+    urls.push(cluster.urls()[4].clone());
+    let store =
+        within("build", RedisStore::<String>::cluster_builder(urls.clone()).prefix("seed:").build()).await.unwrap();
+    for i in 0..50 {
+        store.set(&format!("k{i}"), "v".into(), SetOptions::new()).await.unwrap();
+    }
+    assert_eq!(store.keys(None).await.unwrap().len(), 50);
+    // The live seed last and first: the same.
+    urls.rotate_right(1);
+    let again = within("build", RedisStore::<String>::cluster_builder(urls).prefix("seed:").build()).await.unwrap();
+    assert_eq!(again.size().await.unwrap(), 50);
+    // Only dead seeds: a backend error within the timeouts, no hang.
+    let none: Vec<String> = (0..3).map(dead).collect();
+    let result = within(
+        "a build with no live seed",
+        RedisStore::<String>::cluster_builder(none).connect_timeout(Duration::from_millis(300)).build(),
+    )
+    .await;
+    assert!(matches!(result, Err(CacheError::Backend { .. })), "{result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_master_does_not_stop_the_others() {
+    let cluster = RedisCluster::start();
+    let store = Arc::new(
+        RedisStore::<String>::cluster_builder(cluster.urls())
+            .prefix("stop:")
+            .response_timeout(Duration::from_millis(300))
+            .build()
+            .await
+            .unwrap(),
+    );
+    let n = 16;
+    for i in 0..200 {
+        store.set(&format!("k{i}"), format!("v{i}"), SetOptions::new()).await.unwrap();
+    }
+    let (masters, _) = roles(&cluster);
+    let frozen = masters[0];
+    // Keys whose bucket lives on another master.
+    let elsewhere: Vec<String> = (0..200)
+        .map(|i| format!("k{i}"))
+        .filter(|k| port_of_slot(&cluster, slot(format!("stop:{}", tag_of(bucket_of(k, n), n)).as_bytes())) != frozen)
+        .collect();
+    assert!(elsewhere.len() > 50);
+    let pid = cluster.nodes[frozen].pid();
+    signal(pid, "STOP");
+    struct Cont(u32);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            signal(self.0, "CONT");
+        }
+    }
+    let guard = Cont(pid);
+    // Within the node timeout (no failover yet): the other masters answer.
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    for key in elsewhere.iter().take(60) {
+        match store.get(key).await {
+            Ok(Some(_)) => {}
+            other => failures.push(format!("{key}: {other:?} after {:?}", started.elapsed())),
+        }
+    }
+    // Leave it frozen long enough for its replica to take over, then thaw.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(guard);
+    cluster.wait_until_ok(Duration::from_secs(30));
+    // Recovers: every call works again within 30 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = async {
+            for i in 0..200 {
+                let key = format!("k{i}");
+                store.set(&key, format!("w{i}"), SetOptions::new()).await?;
+                if store.get(&key).await? != Some(format!("w{i}")) {
+                    return Err(CacheError::Policy(format!("{key} reads back wrong")));
+                }
+            }
+            if store.keys(None).await?.len() != 200 {
+                return Err(CacheError::Policy("keys".into()));
+            }
+            Ok::<_, CacheError>(())
+        }
+        .await;
+        match ok {
+            Ok(()) => break,
+            Err(e) => assert!(Instant::now() < deadline, "the store did not recover: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(failures.is_empty(), "reads of keys on healthy masters failed while one master was frozen: {failures:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: the bucket-count record (prefix\\xffbuckets, check_recorded_buckets in src/stores/redis/mod.rs) is one plain key; once lost (node restarted empty, FLUSHALL, allkeys-* eviction) it is never written again by the running stores, and a process with another bucket count is accepted"]
+async fn a_master_restarted_empty_is_healed() {
+    let mut cluster = RedisCluster::start();
+    let n = 8;
+    let cap = 80;
+    let store = Arc::new(
+        RedisStore::<String>::cluster_builder(cluster.urls())
+            .prefix("rs:")
+            .buckets(n)
+            .policy(LruPolicy::new(cap).unwrap())
+            .build()
+            .await
+            .unwrap(),
+    );
+    for i in 0..300 {
+        store.set(&format!("k{i}"), format!("v{i}"), SetOptions::new()).await.unwrap();
+    }
+    // The master holding the record of the bucket count.
+    let victim = cluster.master_of(slot(b"rs:\xffbuckets"));
+    // Restart at once, before the cluster fails it over: it comes back with
+    // its cluster config (nodes.conf) and no data.
+    cluster.nodes[victim].stop();
+    cluster.nodes[victim].restart();
+    cluster.wait_until_ok(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = async {
+            for i in 0..300 {
+                store.set(&format!("k{i}"), format!("w{i}"), SetOptions::new()).await?;
+            }
+            Ok::<_, CacheError>(())
+        }
+        .await;
+        match ok {
+            Ok(()) => break,
+            Err(e) => assert!(Instant::now() < deadline, "writes did not recover: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let size = store.size().await.unwrap();
+    let keys = store.keys(None).await.unwrap();
+    assert_eq!(size, keys.len(), "index and keyspace agree");
+    assert!(size <= cap, "{size} over {cap}");
+    for key in &keys {
+        assert_eq!(store.get(key).await.unwrap(), Some(format!("w{}", &key[1..])));
+    }
+    // The recorded bucket count still guards the prefix.
+    let other = RedisStore::<String>::cluster_builder(cluster.urls()).prefix("rs:").buckets(4).build().await;
+    assert!(matches!(other, Err(CacheError::Policy(_))), "a different bucket count was accepted: {other:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: Keyspace::clustered (src/stores/redis/keyspace.rs) searches each bucket's tag by trial, about buckets^2 CRCs in all: buckets(16384) spends ~28 s (release) / ~180 s (debug) computing tags, synchronously inside build (blocking a tokio worker)"]
+async fn the_largest_bucket_count_works() {
+    let cluster = RedisCluster::start();
+    let started = Instant::now();
+    let store = within_for(
+        "build with buckets(16384)",
+        Duration::from_secs(60),
+        RedisStore::<String>::cluster_builder(cluster.urls())
+            .prefix("max:")
+            .buckets(16_384)
+            .policy(LruPolicy::new(16_384).unwrap())
+            .build(),
+    )
+    .await
+    .unwrap();
+    eprintln!("build with 16384 buckets took {:?}", started.elapsed());
+    for i in 0..300 {
+        store.set(&format!("k{i}"), format!("v{i}"), SetOptions::new()).await.unwrap();
+    }
+    let started = Instant::now();
+    let size = within_for("size", Duration::from_secs(120), store.size()).await.unwrap();
+    eprintln!("size with 16384 buckets took {:?}", started.elapsed());
+    // One entry per bucket: keys sharing a bucket evicted each other.
+    let keys = store.keys(None).await.unwrap();
+    assert_eq!(size, keys.len());
+    let buckets: BTreeSet<usize> = (0..300).map(|i| bucket_of(&format!("k{i}"), 16_384)).collect();
+    assert_eq!(size, buckets.len());
+    store.clear().await.unwrap();
+    assert_eq!(store.size().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dyn_store_over_a_cluster() {
+    let cluster = RedisCluster::start();
+    let store: Arc<dyn DynCacheStore<String>> =
+        Arc::new(RedisStore::<String>::cluster_builder(cluster.urls()).prefix("dyn:").build().await.unwrap());
+    for i in 0..100 {
+        store.set(&format!("k{i}"), format!("v{i}"), SetOptions::new()).await.unwrap();
+    }
+    assert_eq!(store.size().await.unwrap(), 100);
+    assert_eq!(store.invalidate("k1*").await.unwrap(), 11);
+    let loaded = store.get_or_set("loaded", || async { "x".to_string() }, SetOptions::new()).await.unwrap();
+    assert_eq!(loaded, "x");
+    assert!(store.contains("loaded").await.unwrap());
+    assert_eq!(store.keys(Some("load*")).await.unwrap(), vec!["loaded".to_string()]);
+    store.clear().await.unwrap();
+    assert_eq!(store.size().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: RedisStore::builder on a cluster node builds (PING only) and then about 2/3 of the calls fail with MOVED; build should refuse a cluster-enabled node and point to cluster_builder"]
+async fn a_single_node_store_pointed_at_a_cluster_node_is_refused_or_works() {
+    let cluster = RedisCluster::start();
+    let url = cluster.urls()[0].clone();
+    match RedisStore::<String>::builder(url.clone()).prefix("single:").build().await {
+        Err(_) => {}
+        Ok(store) => {
+            let mut failures = Vec::new();
+            for i in 0..30 {
+                if let Err(e) = store.set(&format!("k{i}"), "v".into(), SetOptions::new()).await {
+                    failures.push(format!("k{i}: {e:?}"));
+                }
+            }
+            assert!(
+                failures.is_empty(),
+                "built on a cluster node, then {} of 30 sets failed: {:?}",
+                failures.len(),
+                failures.first()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: NearCache::builder on a cluster node builds (its RedisStore is single-node, its tracking sees one node) and then about 2/3 of the writes fail with MOVED; it should refuse a cluster-enabled node"]
+async fn a_near_cache_pointed_at_a_cluster_node_is_refused_or_works() {
+    let cluster = RedisCluster::start();
+    let url = cluster.urls()[0].clone();
+    match NearCache::<String>::builder(url).prefix("near:").build().await {
+        Err(_) => {}
+        Ok(near) => {
+            let mut failures = Vec::new();
+            for i in 0..30 {
+                if let Err(e) = near.set(&format!("k{i}"), "v".into(), SetOptions::new()).await {
+                    failures.push(format!("k{i}: {e:?}"));
+                }
+            }
+            assert!(
+                failures.is_empty(),
+                "built on a cluster node, then {} of 30 sets failed: {:?}",
+                failures.len(),
+                failures.first()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_shares_keep_the_capacity_and_the_index_in_step() {
+    let cluster = RedisCluster::start();
+    let store = Arc::new(
+        RedisStore::<String>::cluster_builder(cluster.urls())
+            .prefix("tiny:")
+            .policy(LruPolicy::new(16).unwrap())
+            .build()
+            .await
+            .unwrap(),
+    );
+    let other = Arc::new(
+        RedisStore::<String>::cluster_builder(cluster.urls())
+            .prefix("tiny:")
+            .policy(LruPolicy::new(16).unwrap())
+            .build()
+            .await
+            .unwrap(),
+    );
+    let loads = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let s = if t % 2 == 0 { Arc::clone(&store) } else { Arc::clone(&other) };
+        let loads = Arc::clone(&loads);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..150 {
+                let key = format!("k{}", (i * 7 + t) % 60);
+                if i % 3 == 0 {
+                    let loads = Arc::clone(&loads);
+                    s.get_or_set(
+                        &key,
+                        || async move {
+                            loads.fetch_add(1, Ordering::Relaxed);
+                            "l".to_string()
+                        },
+                        SetOptions::new(),
+                    )
+                    .await
+                    .unwrap();
+                } else if i % 3 == 1 {
+                    s.set(&key, "s".into(), SetOptions::new().ttl(Duration::from_secs(60))).await.unwrap();
+                } else {
+                    let _ = s.get(&key).await.unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        within("a writer", t).await.unwrap();
+    }
+    let size = store.size().await.unwrap();
+    let keys = store.keys(None).await.unwrap();
+    assert_eq!(size, keys.len(), "index says {size}, keyspace holds {keys:?}");
+    assert!(size <= 16);
+    // Every index member is an entry, and every entry is a member.
+    let mut members = 0usize;
+    let mut conn = raw(&cluster).await;
+    for i in 0..16 {
+        let index = [b"tiny:".as_slice(), tag_of(i, 16).as_bytes(), b"\xfflru"].concat();
+        let list: Vec<Vec<u8>> = redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+        for m in list.iter().filter(|m| !m.is_empty()) {
+            let exists: i64 = redis::cmd("EXISTS").arg(m).query_async(&mut conn).await.unwrap();
+            assert_eq!(exists, 1, "index member {:?} has no entry", String::from_utf8_lossy(m));
+            members += 1;
+        }
+    }
+    assert_eq!(members, size);
+}
+
+struct Thaw(u32);
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_replica_does_not_fail_calls_on_healthy_masters() {
+    let cluster = RedisCluster::start();
+    let store = Arc::new(
+        RedisStore::<String>::cluster_builder(cluster.urls())
+            .prefix("frz:")
+            .response_timeout(Duration::from_millis(500))
+            .build()
+            .await
+            .unwrap(),
+    );
+    for i in 0..100 {
+        store.set(&format!("k{i}"), "v".into(), SetOptions::new()).await.unwrap();
+    }
+    let (masters, replicas) = roles(&cluster);
+    let _thaw = Thaw(cluster.nodes[replicas[0]].pid());
+    signal(cluster.nodes[replicas[0]].pid(), "STOP");
+    let mut failures = Vec::new();
+    for round in 0..20 {
+        if let Err(e) = store.keys(None).await {
+            failures.push(format!("round {round} keys: {e:?}"));
+        }
+        if let Err(e) = store.size().await {
+            failures.push(format!("round {round} size: {e:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} walks failed with every master up: {:#?}", failures.len(), failures.first());
+    let _ = masters;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_script_cache_is_reloaded_while_a_replica_is_frozen() {
+    let cluster = RedisCluster::start();
+    let store = Arc::new(
+        RedisStore::<String>::cluster_builder(cluster.urls())
+            .prefix("frzs:")
+            .policy(LruPolicy::new(1000).unwrap())
+            .response_timeout(Duration::from_millis(500))
+            .build()
+            .await
+            .unwrap(),
+    );
+    every_call(&store, 0).await;
+    let (masters, replicas) = roles(&cluster);
+    let _thaw = Thaw(cluster.nodes[replicas[0]].pid());
+    signal(cluster.nodes[replicas[0]].pid(), "STOP");
+    for &m in &masters {
+        assert_eq!(RedisCluster::cli(cluster.nodes[m].port(), &["SCRIPT", "FLUSH"]).trim(), "OK");
+    }
+    // Every master is up and answers: a set under a capacity needs its master only.
+    let mut failures = Vec::new();
+    for i in 0..50 {
+        if let Err(e) = store.set(&format!("k{i}"), "v".into(), SetOptions::new()).await {
+            failures.push(format!("k{i}: {e:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} sets failed with every master up: {:#?}", failures.len(), failures.first());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_writes_and_loads_on_two_instances_during_a_reshard_keep_the_index_true() {
+    let cluster = RedisCluster::start();
+    let cap = 160;
+    let make = || async {
+        Arc::new(
+            RedisStore::<String>::cluster_builder(cluster.urls())
+                .prefix("mv:")
+                .policy(LruPolicy::new(cap).unwrap())
+                .lock_lease(Duration::from_secs(3))
+                .build()
+                .await
+                .unwrap(),
+        )
+    };
+    let (a, b) = (make().await, make().await);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let s = if t % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+        let stop = Arc::clone(&stop);
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0usize;
+            let mut errors = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("k{}", (i * 13 + t) % 400);
+                let r = match i % 4 {
+                    0 => s.get_or_set(&key, || async { "l".to_string() }, SetOptions::new()).await.map(|_| ()),
+                    1 => s.set(&key, "s".into(), SetOptions::new()).await,
+                    2 => s.delete(&key).await.map(|_| ()),
+                    _ => s.get(&key).await.map(|_| ()),
+                };
+                match r {
+                    Ok(()) => {}
+                    Err(CacheError::Backend { .. }) => errors += 1,
+                    Err(other) => panic!("{other:?}"),
+                }
+                i += 1;
+            }
+            (i, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (masters, _) = roles(&cluster);
+    let id = |i: usize| RedisCluster::cli(cluster.nodes[i].port(), &["CLUSTER", "MYID"]).trim().to_string();
+    let (from, to) = (id(masters[0]), id(masters[1]));
+    let from_port = cluster.nodes[masters[0]].port();
+    let reshard = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-cli")
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{from_port}")])
+            .args(["--cluster-from", &from, "--cluster-to", &to, "--cluster-slots", "5461", "--cluster-yes"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("cannot run redis-cli")
+    });
+    let out = within_for("the reshard", Duration::from_secs(120), reshard).await.unwrap();
+    assert!(out.status.success(), "reshard failed: {}", String::from_utf8_lossy(&out.stderr));
+    cluster.wait_until_ok(Duration::from_secs(30));
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let (ops, errors) = within("a worker", t).await.unwrap();
+        eprintln!("{ops} ops, {errors} backend errors");
+    }
+    // Placeholders of loads cut short end with their lease.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let size = a.size().await.unwrap();
+    let keys = a.keys(None).await.unwrap();
+    assert!(size <= cap, "{size} over {cap}");
+    let mut conn = raw(&cluster).await;
+    let mut members = 0usize;
+    for i in 0..16 {
+        let index = [b"mv:".as_slice(), tag_of(i, 16).as_bytes(), b"\xfflru"].concat();
+        let list: Vec<Vec<u8>> = redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+        for m in list.iter().filter(|m| !m.is_empty()) {
+            let exists: i64 = redis::cmd("EXISTS").arg(m).query_async(&mut conn).await.unwrap();
+            assert_eq!(exists, 1, "index member {:?} has no entry", String::from_utf8_lossy(m));
+            members += 1;
+        }
+    }
+    assert_eq!(members, keys.len(), "every entry is indexed");
+    assert_eq!(size, keys.len());
+    // Everything still works on the new layout.
+    for i in 0..400 {
+        let key = format!("k{i}");
+        a.set(&key, "z".into(), SetOptions::new()).await.unwrap();
+        assert_eq!(b.get(&key).await.unwrap(), Some("z".into()));
+    }
+    assert!(a.size().await.unwrap() <= cap);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_across_instances_survive_a_write_pause_on_their_master() {
+    let cluster = RedisCluster::start();
+    let make = || async {
+        Arc::new(
+            RedisStore::<String>::cluster_builder(cluster.urls())
+                .prefix("pz:")
+                .response_timeout(Duration::from_millis(300))
+                .lock_lease(Duration::from_secs(2))
+                .build()
+                .await
+                .unwrap(),
+        )
+    };
+    let (a, b) = (make().await, make().await);
+    let key = "paused";
+    let master = cluster.master_of(slot(format!("pz:{}", tag_of(bucket_of(key, 16), 16)).as_bytes()));
+    RedisCluster::cli(cluster.nodes[master].port(), &["CLIENT", "PAUSE", "1500", "WRITE"]);
+    let loads = Arc::new(AtomicUsize::new(0));
+    let mut calls = Vec::new();
+    for i in 0..10 {
+        let s = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+        let loads = Arc::clone(&loads);
+        calls.push(tokio::spawn(async move {
+            s.get_or_set(key, || async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                "loaded".to_string()
+            }, SetOptions::new())
+            .await
+        }));
+    }
+    for c in calls {
+        match within("a caller", c).await.unwrap() {
+            Ok(v) => assert_eq!(v, "loaded"),
+            Err(CacheError::Backend { .. }) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    // After the pause and the lease: the key can be loaded and read everywhere.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = within("a load after the pause", a.get_or_set(key, || async { "again".to_string() }, SetOptions::new()))
+        .await
+        .unwrap();
+    assert!(got == "loaded" || got == "again", "{got}");
+    assert_eq!(b.get(key).await.unwrap(), Some(got));
+}
