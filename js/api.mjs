@@ -26,6 +26,7 @@ export function bind(wasm) {
   const REFUSED = -2;
   const KEY_BUFFER = wasm.keyBuffer();
   const REMOVED_BUFFER = wasm.removedBuffer();
+  const REMOVED_LEN = wasm.removedBufferLen();
   const KEY_CAPACITY = wasm.keyBufferLen();
   const memory = wasm.wasmMemory();
   const encoder = new TextEncoder();
@@ -104,7 +105,7 @@ export function bind(wasm) {
   /** The removed buffer: [count, id, reason, id, reason, ...] of the last call that stored. */
   function removedView() {
     // A view goes empty when the memory grows; take a new one then.
-    if (removedWords.length === 0) removedWords = new U32(apply(memoryBuffer, memory, NO_ARGS), REMOVED_BUFFER, 65);
+    if (removedWords.length === 0) removedWords = new U32(apply(memoryBuffer, memory, NO_ARGS), REMOVED_BUFFER, REMOVED_LEN);
     return removedWords;
   }
 
@@ -1252,8 +1253,10 @@ export function bind(wasm) {
         if (o.grace === undefined) {
           id = store.checkedGet(len, o.ttl, now);
         } else {
-          id = store.getFresh(len, now);
-          freshness = store.freshness();
+          // The slot id times 4 plus how fresh the entry is: one crossing.
+          const found = store.getFresh(len, now);
+          id = found < 0 ? found : Math.floor(found / 4);
+          freshness = found < 0 ? 0 : found % 4;
         }
       } catch (error) {
         throw this.#failed(error);
@@ -1399,7 +1402,7 @@ export function bind(wasm) {
           try {
             if (this.#pending) this.#live();
             if (o.grace === undefined) {
-              const ours = this.#store.endLoad(placeKey(key), run.token) === 1;
+              const ours = this.#store.endLoad(placeKey(key), run.token);
               if (ok && ours) this.#put(key, result, o.ttl, o.json, true);
             } else {
               this.#finishRefresh(key, run.token, ok, result, o, false);

@@ -68,6 +68,12 @@ pub fn removed_buffer() -> *const u32 {
     REMOVED.with(|cells| cells.as_ptr().cast())
 }
 
+/// The length of the removed buffer in `u32`s (the JS layer's view of it).
+#[wasm_bindgen(js_name = removedBufferLen)]
+pub fn removed_buffer_len() -> usize {
+    1 + 2 * MAX_REMOVED
+}
+
 /// Fills the removed buffer with the pairs `fill` pushes.
 pub(super) fn write_removed(fill: impl FnOnce(&mut dyn FnMut(u32, u32))) {
     REMOVED.with(|cells| {

@@ -110,8 +110,6 @@ struct Inner {
     /// The clock's reading in nanoseconds.
     now: u64,
     error: Option<CacheError>,
-    /// What the last [`WasmStore::get_fresh`] found.
-    freshness: u32,
     /// The slot ids the last listing call (`reclaim`, `invalidate`,
     /// `slots`) found, read by the JS layer straight from wasm memory
     /// ([`WasmStore::report`]): a returned `Vec` would be copied out by glue
@@ -191,7 +189,7 @@ impl WasmStore {
     pub fn new(policy: &WasmPolicy) -> WasmStore {
         let clock = ManualClock::new();
         let engine = Engine::new(policy.0.clone(), clock.clone().into());
-        let inner = Inner { engine, clock, now: 0, error: None, freshness: 0, report: Vec::new() };
+        let inner = Inner { engine, clock, now: 0, error: None, report: Vec::new() };
         WasmStore { inner: UnsafeCell::new(inner) }
     }
 
@@ -314,58 +312,41 @@ impl WasmStore {
     /// Marks a load of the key in the key buffer as begun (the engine's
     /// placeholder): the token for [`WasmStore::end_load`]. Any write,
     /// delete, invalidate or clear of the key removes the placeholder.
-    /// (An `f64`: tokens count up from 1 and stay exact below 2^53.)
+    /// (An `f64`: tokens count up from 1 and stay exact below 2^53.) The JS
+    /// layer wrote the key, so it is valid; were it not, the token is 0,
+    /// which is never issued: that load would store nothing.
     #[wasm_bindgen(js_name = beginLoad)]
     pub fn begin_load(&self, key_len: usize) -> f64 {
-        let inner = self.inner();
-        match key_buffer::with_key(key_len, |key| Ok(inner.engine.begin_load(key))) {
-            Ok(token) => token as f64,
-            Err(err) => {
-                inner.failed(err);
-                -1.0
-            }
-        }
+        let engine = &mut self.inner().engine;
+        key_buffer::with_key(key_len, |key| Ok(engine.begin_load(key))).map_or(0.0, |token| token as f64)
     }
 
-    /// Ends the load `token` of the key in the key buffer: 1 if its value
+    /// Ends the load `token` of the key in the key buffer: whether its value
     /// may be stored (nothing wrote, deleted, invalidated or cleared the key
-    /// since it began), 0 if not, [`FAILED`].
+    /// since it began).
     #[wasm_bindgen(js_name = endLoad)]
-    pub fn end_load(&self, key_len: usize, token: f64) -> u32 {
-        let inner = self.inner();
-        match key_buffer::with_key(key_len, |key| Ok(inner.engine.end_load(key, token as u64))) {
-            Ok(ours) => ours.into(),
-            Err(err) => {
-                inner.failed(err);
-                FAILED
-            }
-        }
+    pub fn end_load(&self, key_len: usize, token: f64) -> bool {
+        let engine = &mut self.inner().engine;
+        key_buffer::with_key(key_len, |key| Ok(engine.end_load(key, token as u64))).unwrap_or(false)
     }
 
-    /// The counted read of stale-while-revalidate (`getOrSet` with `grace`):
-    /// the slot id of the entry under the key in the key buffer, [`NONE`] or
-    /// [`REFUSED`]; how fresh it is is then [`WasmStore::freshness`].
+    /// The counted read of stale-while-revalidate (`getOrSet` with `grace`)
+    /// of the key in the key buffer: [`NONE`], [`REFUSED`], or the entry's
+    /// slot id times 4 plus how fresh it is: 0 fresh, 1 stale with a refresh
+    /// under way or backing off, 2 stale and this caller is to start the
+    /// refresh (the engine has counted it). One number, so a hit is one
+    /// crossing; an `f64`, exact for every slot id.
     #[wasm_bindgen(js_name = getFresh)]
-    pub fn get_fresh(&self, key_len: usize, now: f64) -> i32 {
+    pub fn get_fresh(&self, key_len: usize, now: f64) -> f64 {
         let inner = self.inner();
         inner.tick(now);
         match key_buffer::with_key(key_len, |key| inner.engine.get_fresh_coded(key)) {
-            Ok((id, freshness)) => {
-                inner.freshness = freshness.into();
-                id.map_or(NONE, |id| id as i32)
-            }
+            Ok((id, freshness)) => id.map_or(f64::from(NONE), |id| f64::from(id) * 4.0 + f64::from(freshness)),
             Err(err) => {
                 inner.failed(err);
-                REFUSED
+                f64::from(REFUSED)
             }
         }
-    }
-
-    /// What the last `getFresh` found: 0 fresh (or a miss), 1 stale with a
-    /// refresh under way or backing off, 2 stale and this caller is to start
-    /// the refresh (the engine has counted it).
-    pub fn freshness(&self) -> u32 {
-        self.inner().freshness
     }
 
     /// Ends a stale-while-revalidate load or refresh of the key in the key
