@@ -186,7 +186,7 @@ export function bind(wasm) {
   class CachePolicyError extends CacheError {}
   /** A value or metadata the store cannot hold. */
   class CacheSerializationError extends CacheError {}
-  /** The backend failed (not thrown by MemoryStore; here for the shared API). */
+  /** The backend failed; from a MemoryStore: wasm memory is exhausted, or the engine trapped. */
   class CacheBackendError extends CacheError {}
   /** A `getOrSet` loader asked the same store for the key it is loading: it would wait on itself. */
   class CacheReentrantLoadError extends CacheError {}

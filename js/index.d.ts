@@ -318,7 +318,7 @@ export declare class CachePatternError extends CacheError {}
 export declare class CachePolicyError extends CacheError {}
 /** A value the store cannot hold (`undefined`) or metadata that is not a plain object of JSON values. */
 export declare class CacheSerializationError extends CacheError {}
-/** A storage backend failed (not thrown by MemoryStore; part of the shared API). */
+/** A storage backend failed; from a MemoryStore: wasm memory is exhausted, or its wasm engine trapped. */
 export declare class CacheBackendError extends CacheError {}
 /** A `getOrSet` loader asked the same store for the key it is loading: it would wait on itself for ever. */
 export declare class CacheReentrantLoadError extends CacheError {}
