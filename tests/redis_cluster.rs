@@ -448,3 +448,62 @@ async fn a_lost_bucket_index_is_rebuilt_from_its_master() {
     assert_eq!(store.size().await.unwrap(), 40);
     assert_eq!(store.get("k399").await.unwrap(), Some("v".into()));
 }
+
+/// A master that stops answering without closing its connections (SIGSTOP,
+/// as a hung host would): its replica takes over, and the store must follow
+/// to the new master while the old one still hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_master_is_failed_over_and_the_store_follows() {
+    let cluster = RedisCluster::start();
+    let store = RedisStore::<String>::cluster_builder(cluster.urls())
+        .prefix("hang:")
+        .response_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    for i in 0..100 {
+        store.set(&format!("k{i}"), format!("v{i}"), SetOptions::new()).await.unwrap();
+    }
+    for (node, _) in cluster.keys_per_master() {
+        RedisCluster::cli(cluster.nodes[node].port(), &["WAIT", "1", "2000"]);
+    }
+    let victim = cluster.keys_per_master()[0].0;
+    let pid = cluster.nodes[victim].pid().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let resume = scopeguard(pid.clone());
+    // Until the failover, calls on the hung master's slots time out; after it,
+    // every key is served again, with the old master still stopped.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut ok = 0;
+        for i in 0..100 {
+            match store.get(&format!("k{i}")).await {
+                Ok(Some(v)) => {
+                    assert_eq!(v, format!("v{i}"));
+                    ok += 1;
+                }
+                Ok(None) => panic!("k{i} was replicated before the master hung"),
+                Err(CacheError::Backend { .. }) => {}
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        if ok == 100 && store.set("after", "x".into(), SetOptions::new()).await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store did not follow the failover ({ok} of 100 keys served)");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(resume);
+}
+
+/// Sends SIGCONT to the process when dropped (a failing test must not leave
+/// a stopped redis-server behind).
+fn scopeguard(pid: String) -> impl Drop {
+    struct Resume(String);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill").args(["-CONT", &self.0]).status();
+        }
+    }
+    Resume(pid)
+}

@@ -748,13 +748,15 @@ fn main() -> Result<(), Error> {
     // Declared before the runtime, so it is dropped (killed) after the runtime's
     // tasks and connections are gone, whatever happens in between.
     let server = Server::start()?;
-    let cluster = if filter.is_set() { None } else { Some(Cluster::start()?) };
+    // `--workload cluster`: only the cluster table, for profilers.
+    let cluster_only = filter.workload.as_deref() == Some("cluster");
+    let cluster = if filter.is_set() && !cluster_only { None } else { Some(Cluster::start()?) };
     let url = server.url();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(WORKERS).enable_all().build()?;
     let work = async {
         let version = redis_version(&url).await?;
         println!("redis-server {version} on {url}, tokio multi-thread runtime with {WORKERS} workers");
-        let rows = throughput(&url, &sizes, &filter).await?;
+        let rows = if cluster_only { Vec::new() } else { throughput(&url, &sizes, &filter).await? };
         let hostile = if filter.is_set() { Vec::new() } else { hostile(&url).await? };
         let swr = if filter.is_set() { Vec::new() } else { stale_while_revalidate(&url, &sizes).await? };
         let invalidations = if filter.is_set() { Vec::new() } else { invalidation(&url, &sizes).await? };

@@ -6,6 +6,8 @@
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use std::time::Duration;
+
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 #[derive(Clone)]
@@ -27,6 +29,8 @@ pub(super) struct Node {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Topology {
     pub ranges: Vec<(u16, u16, Node)>,
+    /// Every node `CLUSTER SLOTS` lists, masters and replicas, sorted.
+    pub nodes: Vec<Node>,
     pub moving: bool,
 }
 
@@ -66,31 +70,33 @@ impl Conn {
         }
         let reply: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(self).await?;
         let mut ranges = Vec::new();
+        let mut nodes = Vec::new();
         let Value::Array(items) = reply else { return Err(unexpected("CLUSTER SLOTS", &reply)) };
+        let node = |value: &Value| {
+            let Value::Array(fields) = value else { return None };
+            let host = match fields.first()? {
+                Value::BulkString(b) => String::from_utf8(b.clone()).ok()?,
+                Value::SimpleString(s) => s.clone(),
+                _ => return None,
+            };
+            let Value::Int(port) = fields.get(1)? else { return None };
+            Some(Node { host, port: u16::try_from(*port).ok()? })
+        };
         for item in &items {
             let parsed = (|| {
                 let Value::Array(fields) = item else { return None };
-                let (Value::Int(lo), Value::Int(hi), Value::Array(master)) =
-                    (fields.first()?, fields.get(1)?, fields.get(2)?)
-                else {
-                    return None;
-                };
-                let host = match master.first()? {
-                    Value::BulkString(b) => String::from_utf8(b.clone()).ok()?,
-                    Value::SimpleString(s) => s.clone(),
-                    _ => return None,
-                };
-                let Value::Int(port) = master.get(1)? else { return None };
-                Some((
-                    u16::try_from(*lo).ok()?,
-                    u16::try_from(*hi).ok()?,
-                    Node { host, port: u16::try_from(*port).ok()? },
-                ))
+                let (Value::Int(lo), Value::Int(hi)) = (fields.first()?, fields.get(1)?) else { return None };
+                let served = fields.get(2..)?.iter().map(node).collect::<Option<Vec<Node>>>()?;
+                let master = served.first()?.clone();
+                nodes.extend(served);
+                Some((u16::try_from(*lo).ok()?, u16::try_from(*hi).ok()?, master))
             })();
             ranges.push(parsed.ok_or_else(|| unexpected("CLUSTER SLOTS", &Value::Array(items.clone())))?);
         }
         ranges.sort();
-        let mut topology = Topology { ranges, moving: false };
+        nodes.sort();
+        nodes.dedup();
+        let mut topology = Topology { ranges, nodes, moving: false };
         for node in masters(&topology) {
             let nodes: String = self.on_node(node.as_ref(), &redis::cmd("CLUSTER").arg("NODES").clone()).await?;
             // `[slot->-id]` (migrating) or `[slot-<-id]` (importing) on its own line.
@@ -100,6 +106,35 @@ impl Conn {
             }
         }
         Ok(topology)
+    }
+}
+
+impl Topology {
+    /// The master serving `slot`, if any.
+    pub fn owner(&self, slot: u16) -> Option<&Node> {
+        self.ranges.iter().find(|(lo, hi, _)| (*lo..=*hi).contains(&slot)).map(|(_, _, node)| node)
+    }
+}
+
+/// Makes a cluster client that may be routing to a master which no longer
+/// serves its slots catch up, after a call timed out: redis-rs's cluster
+/// client refreshes its slot map on a `MOVED` reply or a dropped
+/// connection, but a master that hangs (a stopped process, a frozen host)
+/// gives neither, even after its replica took over. So ask a node that
+/// answers where `key`'s slot is now, and send `EXISTS key` to a node that
+/// does not serve it: its `MOVED` reply makes the client refresh. Best
+/// effort, each step bounded by `timeout`.
+pub(super) async fn nudge(mut conn: Conn, key: Vec<u8>, timeout: Duration) {
+    let slot = super::keyspace::slot(&key);
+    // `CLUSTER SLOTS` goes to a random node: a few tries find one that answers.
+    for _ in 0..4 {
+        let Ok(Ok(topology)) = tokio::time::timeout(timeout, conn.topology()).await else { continue };
+        let Some(owner) = topology.owner(slot) else { return };
+        let Some(other) = topology.nodes.iter().find(|n| *n != owner) else { return };
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(&key);
+        let _ = tokio::time::timeout(timeout, conn.on_node::<Value>(Some(other), &cmd)).await;
+        return;
     }
 }
 

@@ -73,6 +73,8 @@ const CLUSTER_RETRIES: u32 = 16;
 /// moved while it ran (or waits for a slot's migration to end), before it
 /// fails: with [`WALK_RETRY_WAIT`], about 8 s of migrations.
 const WALK_ATTEMPTS: usize = 40;
+/// The least time between two [`conn::nudge`]s of a cluster store.
+const NUDGE_EVERY: Duration = Duration::from_millis(250);
 /// The first wait for a slot's migration to end; later ones are longer.
 const WALK_RETRY_WAIT: Duration = Duration::from_millis(20);
 
@@ -467,6 +469,10 @@ pub struct RedisStore<V> {
     /// attempt per key at a time, however many stale reads see it.
     refreshing: std::sync::Mutex<HashSet<Box<str>>>,
     counters: SharedCounters,
+    /// When the store was built, and when (ms after that) it last nudged a
+    /// cluster client after a timeout (see `after_timeout`).
+    created: Instant,
+    last_nudge: AtomicU64,
     _value: PhantomData<fn() -> V>,
 }
 
@@ -715,6 +721,8 @@ where
             flights: SingleFlight::default(),
             refreshing: Default::default(),
             counters: SharedCounters::default(),
+            created: Instant::now(),
+            last_nudge: AtomicU64::new(0),
             _value: PhantomData,
         })
     }
@@ -882,12 +890,41 @@ where
     async fn round_trip<T>(&self, what: &str, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
         match tokio::time::timeout(self.round_trip_timeout, call).await {
             Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(e)) => Err(backend(format!("{what} on Redis at {} failed", self.addr), e)),
-            Err(elapsed) => Err(CacheError::Backend {
-                message: format!("{what} on Redis at {}: no reply within {:?}", self.addr, self.round_trip_timeout),
-                source: Some(Arc::new(elapsed)),
-            }),
+            Ok(Err(e)) => {
+                if e.is_timeout() {
+                    self.after_timeout();
+                }
+                Err(backend(format!("{what} on Redis at {} failed", self.addr), e))
+            }
+            Err(elapsed) => {
+                self.after_timeout();
+                Err(CacheError::Backend {
+                    message: format!("{what} on Redis at {}: no reply within {:?}", self.addr, self.round_trip_timeout),
+                    source: Some(Arc::new(elapsed)),
+                })
+            }
         }
+    }
+
+    /// On a cluster, after a call timed out, starts a [`conn::nudge`] (at
+    /// most one per [`NUDGE_EVERY`]): if the master that did not answer has
+    /// been replaced, the client learns it. Any slot will do: one `MOVED`
+    /// makes the client refresh its whole slot map.
+    fn after_timeout(&self) {
+        if !self.space.is_clustered() {
+            return;
+        }
+        // 0: never nudged; a time is stored as at least 1.
+        let now = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
+        let last = self.last_nudge.load(Ordering::Relaxed);
+        let every = u64::try_from(NUDGE_EVERY.as_millis()).unwrap_or(u64::MAX);
+        if (last != 0 && now.saturating_sub(last) < every)
+            || self.last_nudge.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        let key = self.space.buckets()[0].recency.clone();
+        tokio::spawn(conn::nudge(self.conn.clone(), key, self.round_trip_timeout));
     }
 
     /// The stored bytes of an entry; `None` if there is none, or only a
