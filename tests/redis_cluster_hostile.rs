@@ -875,10 +875,14 @@ async fn loads_across_instances_survive_a_write_pause_on_their_master() {
         let s = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
         let loads = Arc::clone(&loads);
         calls.push(tokio::spawn(async move {
-            s.get_or_set(key, || async move {
-                loads.fetch_add(1, Ordering::SeqCst);
-                "loaded".to_string()
-            }, SetOptions::new())
+            s.get_or_set(
+                key,
+                || async move {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    "loaded".to_string()
+                },
+                SetOptions::new(),
+            )
             .await
         }));
     }
@@ -896,4 +900,256 @@ async fn loads_across_instances_survive_a_write_pause_on_their_master() {
         .unwrap();
     assert!(got == "loaded" || got == "again", "{got}");
     assert_eq!(b.get(key).await.unwrap(), Some(got));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_builds_while_a_replica_is_frozen() {
+    let cluster = RedisCluster::start();
+    let (_, replicas) = roles(&cluster);
+    let _thaw = Thaw(cluster.nodes[replicas[0]].pid());
+    signal(cluster.nodes[replicas[0]].pid(), "STOP");
+    // Every master answers; a replica does not.
+    let built = within(
+        "build",
+        RedisStore::<String>::cluster_builder(cluster.urls())
+            .prefix("bf:")
+            .response_timeout(Duration::from_millis(500))
+            .build(),
+    )
+    .await;
+    let store = built.unwrap_or_else(|e| panic!("build failed with every master up: {e:?}"));
+    store.set("k", "v".into(), SetOptions::new()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_builds_just_after_a_replica_died() {
+    let mut cluster = RedisCluster::start();
+    let (_, replicas) = roles(&cluster);
+    let urls = cluster.urls();
+    cluster.nodes[replicas[0]].stop();
+    // The seeds still name the dead replica, as a static configuration would.
+    let built = within("build", RedisStore::<String>::cluster_builder(urls).prefix("bd:").build()).await;
+    let store = built.unwrap_or_else(|e| panic!("build failed with every master up: {e:?}"));
+    store.set("k", "v".into(), SetOptions::new()).await.unwrap();
+}
+
+/// Moves `slots` slots from the first master to the second (redis-cli reshard).
+async fn reshard(cluster: &RedisCluster, slots: usize) {
+    let (masters, _) = roles(cluster);
+    let id = |i: usize| RedisCluster::cli(cluster.nodes[i].port(), &["CLUSTER", "MYID"]).trim().to_string();
+    let (from, to) = (id(masters[0]), id(masters[1]));
+    let from_port = cluster.nodes[masters[0]].port();
+    let slots = slots.to_string();
+    let out = within_for(
+        "the reshard",
+        Duration::from_secs(120),
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("redis-cli")
+                .args(["--cluster", "reshard", &format!("127.0.0.1:{from_port}")])
+                .args(["--cluster-from", &from, "--cluster-to", &to, "--cluster-slots", &slots, "--cluster-yes"])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("cannot run redis-cli")
+        }),
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success(), "reshard failed: {}", String::from_utf8_lossy(&out.stderr));
+    cluster.wait_until_ok(Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_or_refresh_follows_slots_that_moved() {
+    let cluster = RedisCluster::start();
+    let store = Arc::new(RedisStore::<String>::cluster_builder(cluster.urls()).prefix("gr:").build().await.unwrap());
+    let options = RefreshOptions::new(TokioRuntime, Duration::from_secs(60), Duration::from_secs(60));
+    for i in 0..100 {
+        let v = store
+            .get_or_refresh(&format!("k{i}"), move || async move { Ok::<_, std::io::Error>(format!("v{i}")) }, &options)
+            .await
+            .unwrap();
+        assert_eq!(v, format!("v{i}"));
+    }
+    reshard(&cluster, 5461).await;
+    let mut failures = Vec::new();
+    for i in 0..100 {
+        match store
+            .get_or_refresh(&format!("k{i}"), || async { Ok::<_, std::io::Error>("reloaded".to_string()) }, &options)
+            .await
+        {
+            Ok(v) => assert_eq!(v, format!("v{i}"), "a fresh entry was loaded again"),
+            Err(e) => failures.push(format!("k{i}: {e:?}")),
+        }
+    }
+    assert!(failures.is_empty(), "{} reads failed after the slots moved: {:#?}", failures.len(), failures.first());
+}
+
+/// Waits until every replica's link to its master is up (the first sync
+/// happens a few seconds after the cluster is created).
+async fn wait_for_replicas(cluster: &RedisCluster, replicas: &[usize]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for &r in replicas {
+        while !RedisCluster::cli(cluster.nodes[r].port(), &["INFO", "replication"]).contains("master_link_status:up") {
+            assert!(Instant::now() < deadline, "replica {r} never synced");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The node index of a replica of the master at node index `master`.
+fn replica_of(cluster: &RedisCluster, master: usize) -> usize {
+    let id = RedisCluster::cli(cluster.nodes[master].port(), &["CLUSTER", "MYID"]).trim().to_string();
+    let nodes = RedisCluster::cli(cluster.nodes[master].port(), &["CLUSTER", "NODES"]);
+    let line = nodes.lines().find(|l| l.split(' ').nth(3) == Some(id.as_str())).expect("the master has a replica");
+    let port: u16 =
+        line.split(' ').nth(1).unwrap().split('@').next().unwrap().rsplit(':').next().unwrap().parse().unwrap();
+    cluster.nodes.iter().position(|n| n.port() == port).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walks_fail_rather_than_skip_a_shard_that_is_down() {
+    let mut cluster = RedisCluster::start();
+    let store = RedisStore::<u32>::cluster_builder(cluster.urls())
+        .prefix("down:")
+        .response_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    for i in 0..300u32 {
+        store.set(&format!("k{i}"), i, SetOptions::new()).await.unwrap();
+    }
+    let (masters, _) = roles(&cluster);
+    let victim = masters[2];
+    let replica = replica_of(&cluster, victim);
+    cluster.nodes[replica].stop();
+    cluster.nodes[victim].stop();
+    // Long enough for the cluster to mark the shard failed (nobody can take over).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for round in 0..5 {
+        match store.keys(None).await {
+            Ok(keys) => assert_eq!(keys.len(), 300, "round {round}: keys skipped a shard that is down"),
+            Err(CacheError::Backend { .. }) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+        match store.size().await {
+            Ok(n) => assert_eq!(n, 300, "round {round}: size skipped a shard that is down"),
+            Err(CacheError::Backend { .. }) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+        match store.invalidate("k1*").await {
+            Ok(n) => panic!("round {round}: invalidate reported success ({n}) with a shard down"),
+            Err(CacheError::Backend { .. }) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_client_connections_are_reopened_without_failing_calls() {
+    let cluster = RedisCluster::start();
+    let store = Arc::new(
+        RedisStore::<String>::cluster_builder(cluster.urls())
+            .prefix("ck:")
+            .policy(LruPolicy::new(1000).unwrap())
+            .build()
+            .await
+            .unwrap(),
+    );
+    every_call(&store, 0).await;
+    for round in 1..4 {
+        for node in &cluster.nodes {
+            RedisCluster::cli(node.port(), &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+        }
+        every_call(&store, round).await;
+        assert!(store.keys(None).await.is_ok());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshes_on_two_instances_through_a_failover() {
+    let mut cluster = RedisCluster::start();
+    let make = || async {
+        Arc::new(
+            RedisStore::<String>::cluster_builder(cluster.urls())
+                .prefix("rf:")
+                .response_timeout(Duration::from_millis(500))
+                .lock_lease(Duration::from_secs(2))
+                .build()
+                .await
+                .unwrap(),
+        )
+    };
+    let (a, b) = (make().await, make().await);
+    let options = RefreshOptions::new(TokioRuntime, Duration::from_millis(200), Duration::from_secs(120))
+        .timeouts(Some(Duration::from_secs(1)), Some(Duration::from_secs(2)))
+        .retry_after(Duration::from_millis(200));
+    let generation = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let s = if t % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+        let (options, generation, stop) = (options.clone(), Arc::clone(&generation), Arc::clone(&stop));
+        tasks.push(tokio::spawn(async move {
+            let mut errors = 0;
+            while !stop.load(Ordering::Relaxed) {
+                for i in 0..30 {
+                    let generation = Arc::clone(&generation);
+                    let r = s
+                        .get_or_refresh(
+                            &format!("k{i}"),
+                            move || async move {
+                                let g = generation.fetch_add(1, Ordering::SeqCst);
+                                Ok::<_, std::io::Error>(format!("g{g}"))
+                            },
+                            &options,
+                        )
+                        .await;
+                    match r {
+                        Ok(v) => assert!(v.starts_with('g'), "{v}"),
+                        Err(CacheError::Backend { .. }) => errors += 1,
+                        Err(other) => panic!("{other:?}"),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            errors
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (masters, replicas) = roles(&cluster);
+    wait_for_replicas(&cluster, &replicas).await;
+    cluster.nodes[masters[0]].stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.wait_until_ok(Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let errors = within("a refresher", t).await.unwrap();
+        eprintln!("{errors} backend errors");
+    }
+    // After the failover, every key is refreshed again within a few leases.
+    let before = generation.load(Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for i in 0..30 {
+        let key = format!("k{i}");
+        loop {
+            let seen = a.get(&key).await;
+            let g = generation.clone();
+            let r = a
+                .get_or_refresh(
+                    &key,
+                    move || async move { Ok::<_, std::io::Error>(format!("g{}", g.fetch_add(1, Ordering::SeqCst))) },
+                    &options,
+                )
+                .await;
+            if let (Ok(Some(old)), Ok(_)) = (&seen, &r) {
+                let n: usize = old[1..].parse().unwrap();
+                if n >= before {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "{key} was not refreshed after the failover: {seen:?} {r:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
