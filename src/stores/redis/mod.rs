@@ -283,7 +283,12 @@ const WALK_RETRY_WAIT: Duration = Duration::from_millis(20);
 /// (`cluster-node-timeout` plus an election), calls on its slots fail with
 /// [`CacheError::Backend`]; the rest of the cluster keeps serving, and the
 /// store serves the failed master's slots again once the replica has taken
-/// over, with nothing to restart. Replication is asynchronous: writes a
+/// over, with nothing to restart. A master that hangs without closing its
+/// connections (a stopped process, a frozen host) gives the cluster client
+/// no reason to look again (it refreshes its slot map on a `MOVED` reply or a
+/// lost connection), so after a call times out the store asks a node that
+/// answers who serves the slots now and makes the client refresh (at most
+/// every 250 ms). Replication is asynchronous: writes a
 /// master acknowledged just before it died may be lost with it (Redis's own
 /// guarantee), so an entry may be missing or older after a failover, as in
 /// any Redis Cluster. A load's placeholder lost that way ends the same way a
