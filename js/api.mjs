@@ -1537,8 +1537,17 @@ export function bind(wasm) {
         this.#startRefresh(key, loader, o, done);
       } catch (error) {
         // It could not start: the engine's refresh ends as a failed one
-        // (backing off), or the key would stay "refreshing" for ever.
-        this.#finishRefresh(key, 0, false, undefined, o, true);
+        // (backing off), or the key would stay "refreshing" until its grace
+        // ran out. The engine ends a refresh only under its own load's
+        // token, and any the failed start took is gone: a fresh one. (An
+        // older load of the key lost its placeholder when the entry it
+        // found was stored.)
+        try {
+          const token = this.#store.beginLoad(placeKey(key));
+          this.#finishRefresh(key, token, false, undefined, o, true);
+        } catch (trap) {
+          this.#failed(trap); // the next call repairs the engine
+        }
         done();
         throw error;
       }

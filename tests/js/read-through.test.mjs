@@ -550,3 +550,30 @@ describe("an onRemove listener that throws while a load stores its value", () =>
       assert.deepEqual(reported, [boom]);
     }));
 });
+
+test("a refresh that cannot start backs off like a failed one: the key is refreshed again later", async () => {
+  const clock = new ManualClock();
+  const store = lru(clock);
+  const options = { ttl: 1, grace: 600, retryAfter: 1 };
+  assert.equal(await store.getOrSet("k", () => 1, options), 1);
+  clock.advance(2000); // stale
+  const boom = new Error("hostile AbortController");
+  const { AbortController: Real } = globalThis;
+  globalThis.AbortController = function hostile() {
+    throw boom;
+  };
+  let outcome;
+  try {
+    outcome = store.getOrSet("k", () => 2, options);
+  } finally {
+    globalThis.AbortController = Real;
+  }
+  await assert.rejects(outcome, (e) => e === boom);
+  clock.advance(1000); // past the backoff
+  let refresh;
+  assert.equal(await store.getOrSet("k", () => 3, { ...options, waitUntil: (p) => (refresh = p) }), 1);
+  assert.ok(refresh !== undefined, "this stale read started a refresh: the key was not left refreshing");
+  await refresh;
+  assert.equal(store.getSync("k"), 3);
+  assert.equal(store.getStats().refreshFailures, 1);
+});
