@@ -663,10 +663,14 @@ where
             let mut conn = if self.cluster {
                 let mut builder = ClusterClientBuilder::new(infos)
                     .connection_timeout(self.connect_timeout)
-                    // Our own timer bounds every round trip (`round_trip`);
-                    // redis-rs's bounds each attempt, so a node that stopped
-                    // answering is given up on and the slot map refreshed.
+                    // Our own timer bounds every round trip (`round_trip`), so
+                    // the client's overall timer (by default the response
+                    // timeout again) would be a second timer per command for
+                    // nothing. Its per-node timeout stays: without it, a
+                    // refresh of the slot map that asked a hung node first
+                    // would hang, and every command with it.
                     .response_timeout(self.response_timeout)
+                    .overall_response_timeout(None)
                     .retries(CLUSTER_RETRIES)
                     .min_retry_wait(10)
                     .max_retry_wait(200);
