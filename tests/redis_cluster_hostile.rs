@@ -1364,3 +1364,77 @@ async fn walks_work_when_the_cluster_announces_unknown_endpoints() {
     assert_eq!(store.size().await.unwrap(), 100);
     assert_eq!(store.invalidate("k1*").await.unwrap(), 11);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_with_a_password_works_everywhere() {
+    let password = "s3cret-pw";
+    let nodes: Vec<common::RedisServer> = (0..6)
+        .map(|_| {
+            common::RedisServer::start_with_args(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "{dir}/nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+                "--requirepass",
+                password,
+                "--masterauth",
+                password,
+            ])
+        })
+        .collect();
+    let mut create = std::process::Command::new("redis-cli");
+    create.args(["-a", password, "--no-auth-warning", "--cluster", "create"]);
+    for node in &nodes {
+        create.arg(format!("127.0.0.1:{}", node.port()));
+    }
+    create.args(["--cluster-replicas", "1", "--cluster-yes"]);
+    let out = create.stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let urls: Vec<String> = nodes.iter().map(|n| format!("redis://:{password}@127.0.0.1:{}", n.port())).collect();
+    // Wait for the cluster to be ok.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = nodes.iter().all(|n| {
+            let out = std::process::Command::new("redis-cli")
+                .args(["-p", &n.port().to_string(), "-a", password, "--no-auth-warning", "CLUSTER", "INFO"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok")
+        });
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cluster did not become ok");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Only one seed: the client learns the other nodes and must log in to them too.
+    let store = Arc::new(
+        RedisStore::<String>::cluster_builder(vec![urls[0].clone()])
+            .prefix("pw:")
+            .policy(LruPolicy::new(1000).unwrap())
+            .build()
+            .await
+            .unwrap(),
+    );
+    every_call(&store, 0).await;
+    assert_eq!(store.keys(Some("r0:*")).await.unwrap().len(), 0);
+    store.set("x", "y".into(), SetOptions::new()).await.unwrap();
+    assert!(store.keys(None).await.unwrap().contains(&"x".to_string()));
+    store.clear().await.unwrap();
+    assert_eq!(store.size().await.unwrap(), 0);
+    // A wrong password is a backend error naming no password.
+    let wrong = RedisStore::<String>::cluster_builder(vec![format!("redis://:nope-pw@127.0.0.1:{}", nodes[0].port())])
+        .prefix("pw:")
+        .build()
+        .await;
+    match wrong {
+        Err(e @ CacheError::Backend { .. }) => {
+            let text = format!("{e:?} {e}");
+            assert!(!text.contains("nope-pw"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
