@@ -1438,3 +1438,45 @@ async fn a_cluster_with_a_password_works_everywhere() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_buckets_count_and_walk_within_the_default_timeouts() {
+    let cluster = RedisCluster::start();
+    let n = 4096;
+    let started = Instant::now();
+    let store = within_for(
+        "build",
+        Duration::from_secs(120),
+        RedisStore::<String>::cluster_builder(cluster.urls()).prefix("many:").buckets(n).policy(LruPolicy::new(2 * n).unwrap()).build(),
+    )
+    .await
+    .unwrap();
+    eprintln!("build with {n} buckets: {:?}", started.elapsed());
+    for i in 0..500 {
+        store.set(&format!("k{i}"), "v".into(), SetOptions::new()).await.unwrap();
+    }
+    let per_bucket = |i: usize| (0..500).filter(|&k| bucket_of(&format!("k{k}"), n) == i).count().min(2);
+    let expected: usize = (0..n).map(per_bucket).sum();
+    for _ in 0..3 {
+        assert_eq!(store.size().await.unwrap(), expected);
+    }
+    assert_eq!(store.keys(None).await.unwrap().len(), expected);
+    assert_eq!(store.invalidate("k1*").await.unwrap() > 0, true);
+    store.clear().await.unwrap();
+    assert_eq!(store.size().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_store_on_a_standalone_redis_is_refused() {
+    let server = common::RedisServer::start();
+    let built = within("build", RedisStore::<String>::cluster_builder(vec![server.url()]).prefix("sa:").build()).await;
+    match built {
+        Err(CacheError::Backend { .. } | CacheError::Policy(_)) => {}
+        Ok(store) => {
+            // If it builds, it must work as a store.
+            store.set("k", "v".into(), SetOptions::new()).await.unwrap();
+            assert_eq!(store.keys(None).await.unwrap(), vec!["k".to_string()]);
+        }
+        Err(other) => panic!("{other:?}"),
+    }
+}
