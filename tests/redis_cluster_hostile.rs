@@ -1480,3 +1480,59 @@ async fn a_cluster_store_on_a_standalone_redis_is_refused() {
         Err(other) => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walks_work_again_after_a_hung_master_was_replaced() {
+    let cluster = RedisCluster::start();
+    let store = Arc::new(
+        RedisStore::<String>::cluster_builder(cluster.urls())
+            .prefix("hung:")
+            .policy(LruPolicy::new(1000).unwrap())
+            .response_timeout(Duration::from_millis(500))
+            .build()
+            .await
+            .unwrap(),
+    );
+    for i in 0..100 {
+        store.set(&format!("k{i}"), "v".into(), SetOptions::new()).await.unwrap();
+    }
+    let (masters, replicas) = roles(&cluster);
+    wait_for_replicas(&cluster, &replicas).await;
+    for &m in &masters {
+        RedisCluster::cli(cluster.nodes[m].port(), &["WAIT", "1", "2000"]);
+    }
+    let hung = masters[0];
+    let _thaw = Thaw(cluster.nodes[hung].pid());
+    signal(cluster.nodes[hung].pid(), "STOP");
+    // The other nodes replace it: wait until a node that answers reports every slot served.
+    let watcher = cluster.nodes[masters[1]].port();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !RedisCluster::cli(watcher, &["CLUSTER", "INFO"]).contains("cluster_slots_ok:16384") {
+        assert!(Instant::now() < deadline, "no failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Still hung: the store gets going again on the new layout.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut streak = 0;
+    let mut last = String::new();
+    while streak < 10 {
+        let ok = async {
+            assert_eq!(store.keys(None).await?.len(), 100);
+            assert_eq!(store.size().await?, 100);
+            store.set("probe", "p".into(), SetOptions::new()).await?;
+            store.delete("probe").await?;
+            Ok::<_, CacheError>(())
+        }
+        .await;
+        match ok {
+            Ok(()) => streak += 1,
+            Err(e) => {
+                streak = 0;
+                last = format!("{e:?}");
+            }
+        }
+        assert!(Instant::now() < deadline, "walks did not work 10 times in a row after the failover; last error: {last}");
+    }
+    every_call(&store, 1).await;
+    assert_eq!(store.invalidate("r1:*").await.unwrap(), 0);
+}
