@@ -174,6 +174,8 @@ pub(crate) struct ReadCounters {
     misses: AtomicU64,
     latency_ns: AtomicU64,
     samples: AtomicU64,
+    /// Stale hits of `get_or_refresh` answered under a shared borrow.
+    stale_hits: AtomicU64,
 }
 
 impl ReadCounters {
@@ -193,6 +195,12 @@ impl ReadCounters {
     #[inline]
     pub fn count_miss(&self) {
         self.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// That `get` was a stale hit of `get_or_refresh`.
+    #[inline]
+    pub fn count_stale_hit(&self) {
+        self.stale_hits.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One `get`, under an exclusive borrow: plain increments.
@@ -222,6 +230,7 @@ impl ReadCounters {
         total.misses += misses;
         total.latency_ns = total.latency_ns.saturating_add(read(&self.latency_ns));
         total.samples += read(&self.samples);
+        total.stale_hits += read(&self.stale_hits);
     }
 }
 

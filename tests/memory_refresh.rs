@@ -9,16 +9,27 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pepperpy_caching::{
-    CacheError, CacheStore, LruPolicy, ManualClock, MemoryStore, RefreshOptions, SetOptions, TokioRuntime,
+    CacheError, CacheStore, LruPolicy, ManualClock, MemoryStore, Policy, RefreshOptions, S3FifoPolicy, SetOptions,
+    TokioRuntime, TtlPolicy,
 };
 use tokio::sync::Notify;
 
 const FRESH: Duration = Duration::from_secs(60);
 const GRACE: Duration = Duration::from_secs(600);
 
-fn setup() -> (Arc<MemoryStore<String>>, ManualClock, RefreshOptions) {
+/// Every policy: LRU answers `get_or_refresh` under the exclusive lock,
+/// S3-FIFO and TTL under the shared one when nothing is to change.
+fn policies() -> [Policy; 3] {
+    [
+        LruPolicy::new(100).unwrap().into(),
+        S3FifoPolicy::new(100).unwrap().into(),
+        TtlPolicy::new(Duration::from_secs(3600)).unwrap().into(),
+    ]
+}
+
+fn setup(policy: Policy) -> (Arc<MemoryStore<String>>, ManualClock, RefreshOptions) {
     let clock = ManualClock::new();
-    let store = Arc::new(MemoryStore::builder(LruPolicy::new(100).unwrap()).clock(clock.clone()).build());
+    let store = Arc::new(MemoryStore::builder(policy).clock(clock.clone()).build());
     (store, clock, RefreshOptions::new(TokioRuntime, FRESH, GRACE))
 }
 
@@ -43,9 +54,8 @@ async fn settle() {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn stale_values_are_served_at_once_while_one_refresh_runs() {
-    let (store, clock, options) = setup();
+async fn stale_values_are_served_at_once_while_one_refresh_runs(policy: Policy) {
+    let (store, clock, options) = setup(policy.clone());
     let runs = Arc::new(AtomicUsize::new(0));
     assert_eq!(store.get_or_refresh("k", counting(&runs, "v1"), &options).await.unwrap(), "v1");
     clock.advance(FRESH - Duration::from_secs(1));
@@ -78,9 +88,8 @@ async fn stale_values_are_served_at_once_while_one_refresh_runs() {
     assert_eq!(s.hits + s.misses, 104, "each call counted one get");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_failed_refresh_keeps_the_stale_value_and_backs_off() {
-    let (store, clock, options) = setup();
+async fn a_failed_refresh_keeps_the_stale_value_and_backs_off(policy: Policy) {
+    let (store, clock, options) = setup(policy.clone());
     let options = options.retry_after(Duration::from_secs(10));
     let runs = Arc::new(AtomicUsize::new(0));
     store.get_or_refresh("k", counting(&runs, "v1"), &options).await.unwrap();
@@ -119,10 +128,9 @@ async fn a_failed_refresh_keeps_the_stale_value_and_backs_off() {
     assert_eq!(v, "v3");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_write_during_a_refresh_wins() {
+async fn a_write_during_a_refresh_wins(policy: Policy) {
     for write in ["set", "delete", "invalidate", "clear"] {
-        let (store, clock, options) = setup();
+        let (store, clock, options) = setup(policy.clone());
         let runs = Arc::new(AtomicUsize::new(0));
         store.get_or_refresh("k", counting(&runs, "v1"), &options).await.unwrap();
         clock.advance(FRESH);
@@ -149,9 +157,8 @@ async fn a_write_during_a_refresh_wins() {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn timeouts_bound_waiting_and_loading() {
-    let (store, clock, options) = setup();
+async fn timeouts_bound_waiting_and_loading(policy: Policy) {
+    let (store, clock, options) = setup(policy.clone());
     let options = options.timeouts(Some(Duration::from_millis(100)), Some(Duration::from_secs(1)));
     let never = || std::future::pending::<Result<String, Failure>>();
     // Soft: the caller of a miss gives up.
@@ -167,12 +174,77 @@ async fn timeouts_bound_waiting_and_loading() {
     assert_eq!(store.get("k").await.unwrap().as_deref(), Some("v1"), "the stale value stayed");
 }
 
-#[tokio::test(start_paused = true)]
-async fn bad_options_and_keys_fail_before_any_loader() {
-    let (store, _, options) = setup();
+async fn bad_options_and_keys_fail_before_any_loader(policy: Policy) {
+    let (store, _, options) = setup(policy.clone());
     let zero = RefreshOptions::new(TokioRuntime, Duration::ZERO, GRACE);
     let loader = || async { unreachable!("no loader runs") as Result<String, Failure> };
     assert!(matches!(store.get_or_refresh("k", loader, &zero).await, Err(CacheError::Policy(_))));
     assert!(matches!(store.get_or_refresh("", loader, &options).await, Err(CacheError::Key { .. })));
     assert_eq!(store.stats().misses, 0, "nothing counted");
+}
+
+/// Each test once per policy, on tokio's paused clock.
+macro_rules! every_policy {
+    ($($test:ident),* $(,)?) => {
+        $(
+            mod $test {
+                #[tokio::test(start_paused = true)]
+                async fn lru() {
+                    super::$test(super::policies()[0].clone()).await
+                }
+                #[tokio::test(start_paused = true)]
+                async fn s3fifo() {
+                    super::$test(super::policies()[1].clone()).await
+                }
+                #[tokio::test(start_paused = true)]
+                async fn ttl() {
+                    super::$test(super::policies()[2].clone()).await
+                }
+            }
+        )*
+    };
+}
+
+every_policy!(
+    stale_values_are_served_at_once_while_one_refresh_runs,
+    a_failed_refresh_keeps_the_stale_value_and_backs_off,
+    a_write_during_a_refresh_wins,
+    timeouts_bound_waiting_and_loading,
+    bad_options_and_keys_fail_before_any_loader
+);
+
+/// Threads reading one stale key at once under S3-FIFO (shared reads): every
+/// call gets the stale value, exactly one refresh starts, every stale hit is
+/// counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_stale_reads_start_one_refresh() {
+    let clock = ManualClock::new();
+    let store = Arc::new(MemoryStore::builder(S3FifoPolicy::new(100).unwrap()).clock(clock.clone()).build());
+    let options = RefreshOptions::new(TokioRuntime, FRESH, GRACE);
+    store.get_or_refresh("k", || async { Ok::<_, Failure>("v1".to_string()) }, &options).await.unwrap();
+    clock.advance(FRESH + Duration::from_secs(1));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, options, runs) = (Arc::clone(&store), options.clone(), Arc::clone(&runs));
+            tokio::spawn(async move {
+                for _ in 0..1000 {
+                    let runs = Arc::clone(&runs);
+                    // A refresh that never ends: the key stays stale and refreshing.
+                    let never = move || {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        std::future::pending::<Result<String, Failure>>()
+                    };
+                    assert_eq!(store.get_or_refresh("k", never, &options).await.unwrap(), "v1");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    settle().await;
+    let s = store.stats();
+    assert_eq!((s.stale_hits, s.refreshes, s.hits, s.misses), (4000, 1, 4000, 1));
+    assert!(runs.load(Ordering::SeqCst) <= 1);
 }

@@ -375,7 +375,7 @@ pub(crate) struct Engine<V> {
     next_token: u64,
     /// The freshness of the entries `get_or_refresh` stored, by key. Any
     /// other write or removal of the key drops it (the entry is then plain).
-    fresh: std::collections::HashMap<Box<str>, Freshness, KeyHasher>,
+    fresh: std::collections::HashMap<u32, Freshness, KeyHasher>,
     kind: Kind,
     max_size: usize,
     small_cap: usize,
@@ -623,7 +623,7 @@ impl<V> Engine<V> {
             return Err(CacheError::Policy(format!("a memory store holds at most {MAX_SLOTS} entries")));
         }
         // Nothing below can fail: a rejected call has changed nothing.
-        self.cancel_load(key);
+        self.cancel_load(key, existing);
         if let Some(climber) = &mut self.climber {
             let (gets, misses) = self.reads.totals();
             if let Some(small) = climber.adapt(gets, misses, self.small_cap, self.max_size) {
@@ -729,7 +729,8 @@ impl<V> Engine<V> {
     /// `delete`, handing back the live entry it removed.
     pub fn delete_returning(&mut self, key: &str) -> Result<Option<Removed<V>>> {
         check_key(key)?;
-        self.cancel_load(key);
+        // The entry's freshness goes with its slot (`remove_slot`).
+        self.cancel_load(key, None);
         let hash = self.hash(key);
         let Some(id) = self.find(hash, key) else { return Ok(None) };
         let expired = self.slots[id as usize].expired(self.now_if_expiring());
@@ -793,7 +794,8 @@ impl<V> Engine<V> {
             self.loads.retain(|key, _| !pattern.matches(key));
         }
         if !self.fresh.is_empty() {
-            self.fresh.retain(|key, _| !pattern.matches(key));
+            let slots = &self.slots;
+            self.fresh.retain(|&id, _| !pattern.matches(&slots[id as usize].key));
         }
         let now = self.now_if_expiring();
         let doomed: Vec<u32> = (0..self.slots.len() as u32)
@@ -909,13 +911,18 @@ impl<V> Engine<V> {
         }
     }
 
+    /// Cancels a load of `key` (a write moved the key on), and forgets the
+    /// freshness of its entry `existing` (a written entry is no longer one
+    /// `get_or_refresh` stored).
     #[inline]
-    fn cancel_load(&mut self, key: &str) {
+    fn cancel_load(&mut self, key: &str, existing: Option<u32>) {
         if !self.loads.is_empty() {
             self.loads.remove(key);
         }
-        if !self.fresh.is_empty() {
-            self.fresh.remove(key);
+        if let Some(id) = existing
+            && !self.fresh.is_empty()
+        {
+            self.fresh.remove(&id);
         }
     }
 
@@ -928,13 +935,26 @@ impl<V> Engine<V> {
         V: Clone,
     {
         check_key(key)?;
-        let hash = self.hash(key);
+        Ok(self.get_fresh_at(self.hash(key), key))
+    }
+
+    /// [`get_fresh`](Self::get_fresh) of a checked key whose hash the caller
+    /// has.
+    pub fn get_fresh_at(&mut self, hash: u64, key: &str) -> Freshly<V>
+    where
+        V: Clone,
+    {
         // One reading of the clock serves both the expiry and the freshness check.
         let now = self.clock.now();
-        let Some(value) = self.get_exclusive_at(hash, key, Some(now), V::clone) else { return Ok(Freshly::Miss) };
-        let Some(state) = self.fresh.get_mut(key) else { return Ok(Freshly::Fresh(value)) };
+        let Some(value) = self.get_exclusive_at(hash, key, Some(now), V::clone) else { return Freshly::Miss };
+        if self.fresh.is_empty() {
+            return Freshly::Fresh(value);
+        }
+        let Some(state) = self.find(hash, key).and_then(|id| self.fresh.get_mut(&id)) else {
+            return Freshly::Fresh(value);
+        };
         if now < state.fresh_until {
-            return Ok(Freshly::Fresh(value));
+            return Freshly::Fresh(value);
         }
         self.counters.stale_hits += 1;
         let refresh = !state.refreshing && now >= state.retry_at;
@@ -942,7 +962,47 @@ impl<V> Engine<V> {
             state.refreshing = true;
             self.counters.refreshes += 1;
         }
-        Ok(Freshly::Stale { value, refresh })
+        Freshly::Stale { value, refresh }
+    }
+
+    /// [`get_fresh_at`](Self::get_fresh_at) under a shared borrow, for the
+    /// policies whose reads are shared: the answer, counted, when no
+    /// exclusive work is needed; `None` (nothing counted) for a miss, an
+    /// expired entry, or a stale one whose refresh this call is to start.
+    #[inline]
+    pub fn get_fresh_shared(&self, hash: u64, key: &str) -> Option<Freshly<V>>
+    where
+        V: Clone,
+    {
+        debug_assert!(self.reads_are_shared());
+        let now = self.clock.now();
+        let id = self.find(hash, key)?;
+        let slot = &self.slots[id as usize];
+        if slot.expires_at != NEVER && slot.expired(now) {
+            return None;
+        }
+        let stale = match self.fresh.get(&id) {
+            None => false,
+            Some(state) if now < state.fresh_until => false,
+            // A refresh is running, or backing off after a failure.
+            Some(state) if state.refreshing || now < state.retry_at => true,
+            Some(_) => return None,
+        };
+        // Counted as `get_shared_at` counts a hit.
+        let sampled = self.reads.count_get();
+        if self.kind == Kind::S3Fifo {
+            bump(&slot.freq);
+        }
+        let value = live(&slot.value).clone();
+        if sampled {
+            self.reads.record_latency(self.clock.now().saturating_sub(now));
+        }
+        Some(if stale {
+            self.reads.count_stale_hit();
+            Freshly::Stale { value, refresh: false }
+        } else {
+            Freshly::Fresh(value)
+        })
     }
 
     /// [`get_fresh`](Self::get_fresh) for the wasm bindings (which cannot
@@ -964,7 +1024,9 @@ impl<V> Engine<V> {
     /// options' fresh period, with no refresh running and no backoff.
     fn mark_fresh(&mut self, key: &str, options: &crate::refresh::RefreshOptions) {
         let fresh_until = self.clock.now().saturating_add(duration_nanos(options.fresh_for));
-        self.fresh.insert(key.into(), Freshness { fresh_until, refreshing: false, retry_at: 0, failures: 0 });
+        if let Some(id) = self.find(self.hash(key), key) {
+            self.fresh.insert(id, Freshness { fresh_until, refreshing: false, retry_at: 0, failures: 0 });
+        }
     }
 
     /// Stores what a load for `get_or_refresh` produced (if its placeholder
@@ -992,7 +1054,7 @@ impl<V> Engine<V> {
             }
             Err(()) if still_ours => {
                 let now = self.clock.now();
-                if let Some(state) = self.fresh.get_mut(key) {
+                if let Some(state) = self.find(self.hash(key), key).and_then(|id| self.fresh.get_mut(&id)) {
                     state.refreshing = false;
                     state.failures = state.failures.saturating_add(1);
                     state.retry_at = now.saturating_add(duration_nanos(options.backoff(state.failures)));
@@ -1036,7 +1098,7 @@ impl<V> Engine<V> {
             self.expiries.remove(&(slot.expires_at, slot.seq, id));
         }
         if !self.fresh.is_empty() {
-            self.fresh.remove(&*slot.key);
+            self.fresh.remove(&id);
         }
         let removed = Removed {
             key: std::mem::take(&mut slot.key),

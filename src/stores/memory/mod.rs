@@ -291,7 +291,15 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     {
         check_key(key)?;
         options.check()?;
-        let found = self.shard(key).get_fresh(key)?;
+        let hash = self.hasher.hash_one(key);
+        let shard = self.shard_of(hash);
+        // A hit that needs no exclusive work (fresh, or stale with its
+        // refresh running) is answered under the shared lock, as `get` is.
+        let shared = if self.shared_reads { read(shard).get_fresh_shared(hash, key) } else { None };
+        let found = match shared {
+            Some(found) => found,
+            None => write(shard).get_fresh_at(hash, key),
+        };
         let loader = match found {
             Freshly::Fresh(value) => return Ok(value),
             Freshly::Stale { value, refresh } => {
