@@ -1814,3 +1814,53 @@ async fn deletes_without_a_capacity_succeed_while_their_bucket_migrates() {
     }
     assert!(failures.is_empty(), "deletes failed while the bucket's slot migrated: {failures:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: while a bucket's slot migrates, (1) get_or_set of a missing key takes its placeholder (on the target, after ASK) but STORE_LOADED declares the refresh lock too, which never exists for a load: TRYAGAIN until the timeout, the loaded value is dropped and the placeholder blocks others for the lease (src/stores/redis/load.rs, scripts.rs STORE_LOADED_CALL); (2) get_or_refresh's plain read pipelines GET entry, TIME, GET lock (refresh.rs read_plain): the absent lock key draws ASK, which redis-rs does not follow inside a pipeline, so every get_or_refresh of the bucket fails, fresh entries on the source included"]
+async fn loads_without_a_capacity_succeed_while_their_bucket_migrates() {
+    let cluster = RedisCluster::start();
+    let store = Arc::new(
+        RedisStore::<String>::cluster_builder(cluster.urls())
+            .prefix("mld:")
+            .buckets(1)
+            .response_timeout(Duration::from_millis(500))
+            .build()
+            .await
+            .unwrap(),
+    );
+    let options = RefreshOptions::new(TokioRuntime, Duration::from_secs(60), Duration::from_secs(60));
+    for i in 0..20 {
+        store.set(&format!("k{i}"), format!("v{i}"), SetOptions::new()).await.unwrap();
+    }
+    let tag = tag_of(0, 1);
+    let s = slot(format!("mld:{tag}").as_bytes());
+    let source = cluster.master_of(s);
+    let (masters, _) = roles(&cluster);
+    let target = *masters.iter().find(|&&m| m != source).unwrap();
+    let id = |i: usize| RedisCluster::cli(cluster.nodes[i].port(), &["CLUSTER", "MYID"]).trim().to_string();
+    let (source_id, target_id) = (id(source), id(target));
+    let mut src = cluster.nodes[source].admin().await;
+    let mut dst = cluster.nodes[target].admin().await;
+    let _: () = redis::cmd("CLUSTER").arg("SETSLOT").arg(s).arg("IMPORTING").arg(&source_id).query_async(&mut dst).await.unwrap();
+    let _: () = redis::cmd("CLUSTER").arg("SETSLOT").arg(s).arg("MIGRATING").arg(&target_id).query_async(&mut src).await.unwrap();
+    let mut cmd = redis::cmd("MIGRATE");
+    cmd.arg("127.0.0.1").arg(cluster.nodes[target].port()).arg("").arg(0).arg(5000).arg("KEYS");
+    for i in 10..20 {
+        cmd.arg(format!("mld:{tag}k{i}"));
+    }
+    let _: () = cmd.query_async(&mut src).await.unwrap();
+    let mut failures = Vec::new();
+    for key in ["k0", "k15", "new1", "new2"] {
+        match store.get_or_set(key, || async { "loaded".to_string() }, SetOptions::new()).await {
+            Ok(_) => {}
+            Err(e) => failures.push(format!("get_or_set {key}: {e}: {:?}", std::error::Error::source(&e).map(|s| s.to_string()))),
+        }
+    }
+    for key in ["k1", "k16", "new3"] {
+        let r = store.get_or_refresh(key, || async { Ok::<_, std::io::Error>("loaded".to_string()) }, &options).await;
+        if let Err(e) = r {
+            failures.push(format!("get_or_refresh {key}: {e}: {:?}", std::error::Error::source(&e).map(|s| s.to_string())));
+        }
+    }
+    assert!(failures.is_empty(), "loads failed while the bucket's slot migrated: {failures:#?}");
+}
