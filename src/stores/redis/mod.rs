@@ -581,6 +581,7 @@ where
     /// [`CacheError::Policy`] for a zero timeout or lock lease, a prefix that
     /// breaks the prefix rule, an [`S3FifoPolicy`](crate::S3FifoPolicy), or
     /// (with a capacity) a `maxmemory-policy` the store does not know; for a
+    /// single-node store, a node of a Redis Cluster; for a
     /// cluster store, also a prefix with `{` or `}`, a bucket count out of
     /// `1..=16384` or other than the one recorded for the prefix, or a
     /// capacity below the bucket count; `buckets` on a single-node builder;
@@ -707,6 +708,9 @@ where
                 });
             }
         };
+        if !space.is_clustered() {
+            check_not_a_cluster(&mut conn, &addr, round_trip_timeout).await?;
+        }
         if bound.is_some() {
             check_eviction_policy(&mut conn, &addr, round_trip_timeout).await?;
         }
@@ -788,6 +792,22 @@ async fn check_recorded_buckets(conn: &mut Conn, space: &Keyspace, addr: &str, t
         ))),
         _ => Ok(()),
     }
+}
+
+/// Refuses a node of a Redis Cluster for a single-node store: it would hold
+/// only some slots and answer `MOVED` for the rest. A server that forbids
+/// `INFO` is taken as it is.
+async fn check_not_a_cluster(conn: &mut Conn, addr: &str, timeout: Duration) -> Result<()> {
+    let mut cmd = redis::cmd("INFO");
+    let asked = cmd.arg("cluster").query_async::<String>(conn);
+    if let Ok(Ok(info)) = tokio::time::timeout(timeout, asked).await
+        && info.lines().any(|line| line.trim() == "cluster_enabled:1")
+    {
+        return Err(CacheError::Policy(format!(
+            "Redis at {addr} is a node of a Redis Cluster: build the store with RedisStore::cluster_builder"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a `maxmemory-policy` a bounded store does not know. A server that

@@ -93,8 +93,13 @@ elseif redis.call('ZCARD', members) - sentinel >= max_size then
       local lowest = redis.call('ZRANGE', members, 0, 1)
       local victim = lowest[1] == '' and lowest[2] or lowest[1]
       if not victim then break end
+      -- UNLINK before forgetting: on a cluster whose slot is migrating, a
+      -- victim already moved is not local and UNLINK raises; the script
+      -- stops there (Redis does not undo a script's writes), so the index
+      -- must still list it.
+      local unlinked = redis.call('UNLINK', victim)
       forget(victim)
-      if redis.call('UNLINK', victim) == 1 then
+      if unlinked == 1 then
         evicted = 1
         break
       end
@@ -299,8 +304,10 @@ while redis.call('ZCARD', members) - 1 > max_size and budget > 0 do
   local lowest = redis.call('ZRANGE', members, 0, 1)
   local victim = lowest[1] == '' and lowest[2] or lowest[1]
   if not victim then break end
+  -- UNLINK before forgetting, as in set_bounded.
+  local unlinked = redis.call('UNLINK', victim)
   forget(victim)
-  if redis.call('UNLINK', victim) == 1 then evicted = evicted + 1 else expired = expired + 1 end
+  if unlinked == 1 then evicted = evicted + 1 else expired = expired + 1 end
 end
 return {adopted, evicted, expired, 0}
 ";
