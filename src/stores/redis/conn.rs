@@ -72,12 +72,25 @@ impl Conn {
         let mut ranges = Vec::new();
         let mut nodes = Vec::new();
         let Value::Array(items) = reply else { return Err(unexpected("CLUSTER SLOTS", &reply)) };
+        let text = |value: &Value| match value {
+            Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+            Value::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        };
         let node = |value: &Value| {
             let Value::Array(fields) = value else { return None };
             let host = match fields.first()? {
-                Value::BulkString(b) => String::from_utf8(b.clone()).ok()?,
-                Value::SimpleString(s) => s.clone(),
-                _ => return None,
+                // `cluster-preferred-endpoint-type unknown-endpoint`: no
+                // endpoint, the address is in the node's metadata.
+                Value::Nil => {
+                    let pairs: Vec<(&Value, &Value)> = match fields.get(3)? {
+                        Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
+                        Value::Array(flat) => flat.chunks_exact(2).map(|kv| (&kv[0], &kv[1])).collect(),
+                        _ => return None,
+                    };
+                    pairs.into_iter().find(|(k, _)| text(k).as_deref() == Some("ip")).and_then(|(_, v)| text(v))?
+                }
+                other => text(other)?,
             };
             let Value::Int(port) = fields.get(1)? else { return None };
             Some(Node { host, port: u16::try_from(*port).ok()? })
