@@ -84,26 +84,37 @@ impl Keyspace {
     /// The keyspace of a store on Redis Cluster, in `buckets` buckets: the
     /// entry of `key` is at `prefix + "{tag}" + key`, where the tag is its
     /// bucket's (chosen by a hash of the key), so that a bucket's entries,
-    /// indexes and locks share one slot. Bucket `i`'s tag hashes to a slot
-    /// in the `i`-th of `buckets` equal slot ranges: the buckets spread
+    /// indexes and locks share one slot. Bucket `i`'s tag is the smallest
+    /// decimal number hashing to a slot in the `i`-th of `buckets` equal slot
+    /// ranges (a pure function of `i` and `buckets`): the buckets spread
     /// evenly over masters that hold equal slot ranges (as
     /// `redis-cli --cluster create` assigns them). `buckets` is in
     /// `1..=MAX_BUCKETS`.
     pub fn clustered(prefix: &str, buckets: usize) -> Self {
         debug_assert!((1..=MAX_BUCKETS).contains(&buckets));
-        let slots = MAX_BUCKETS;
-        let buckets = (0..buckets)
-            .map(|i| {
-                let (lo, hi) = (i * slots / buckets, (i + 1) * slots / buckets);
-                // The first of `i.0`, `i.1`, ... whose slot is in range: about
-                // `buckets` tries each, a pure function of (i, buckets).
-                let tag = (0u64..)
-                    .map(|n| format!("{i}.{n}"))
-                    .find(|t| (lo..hi).contains(&usize::from(slot(t.as_bytes()))))
-                    .unwrap_or_default();
-                Bucket::new(prefix, format!("{{{tag}}}"))
-            })
-            .collect();
+        // Bucket `i` covers slots `i * 16384 / buckets .. (i + 1) * 16384 / buckets`;
+        // its tag is the smallest decimal number whose slot is in that range.
+        // One pass over 0, 1, 2, ... finds them all (about
+        // `buckets * ln(buckets)` tries: 170,000 for 16,384 buckets).
+        let mut bucket_of_slot = vec![0u32; MAX_BUCKETS];
+        for i in 0..buckets {
+            for slot in i * MAX_BUCKETS / buckets..(i + 1) * MAX_BUCKETS / buckets {
+                bucket_of_slot[slot] = i as u32;
+            }
+        }
+        let mut tags: Vec<Option<u64>> = vec![None; buckets];
+        let mut missing = buckets;
+        let mut n = 0u64;
+        while missing > 0 {
+            let i = bucket_of_slot[usize::from(slot(n.to_string().as_bytes()))] as usize;
+            if tags[i].is_none() {
+                tags[i] = Some(n);
+                missing -= 1;
+            }
+            n += 1;
+        }
+        let buckets =
+            tags.into_iter().map(|tag| Bucket::new(prefix, format!("{{{}}}", tag.unwrap_or_default()))).collect();
         Keyspace { prefix: prefix.into(), buckets, clustered: true }
     }
 
@@ -322,7 +333,7 @@ mod tests {
 
     #[test]
     fn a_cluster_buckets_spread_over_the_slots_and_keep_their_keys_together() {
-        for buckets in [1, 3, 16, 1000] {
+        for buckets in [1, 3, 16, 1000, MAX_BUCKETS] {
             let space = Keyspace::clustered("app:", buckets);
             assert_eq!(space.buckets().len(), buckets);
             for (i, bucket) in space.buckets().iter().enumerate() {

@@ -73,6 +73,8 @@ const CLUSTER_RETRIES: u32 = 16;
 /// moved while it ran (or waits for a slot's migration to end), before it
 /// fails: with [`WALK_RETRY_WAIT`], about 8 s of migrations.
 const WALK_ATTEMPTS: usize = 40;
+/// How many buckets' sizes `size` asks for at once.
+const SIZE_CONCURRENCY: usize = 64;
 /// The least time between two [`conn::nudge`]s of a cluster store.
 const NUDGE_EVERY: Duration = Duration::from_millis(250);
 /// The first wait for a slot's migration to end; later ones are longer.
@@ -1395,17 +1397,20 @@ where
 
     async fn size(&self) -> Result<usize> {
         if let Some((_, lru)) = self.bound {
-            // Every bucket's index at once (one on a single Redis).
-            let counts = self.space.buckets().iter().map(|bucket| async move {
-                let mut conn = self.conn.clone();
-                let members = if lru { &bucket.recency } else { &bucket.expiry };
-                let mut call = self.scripts.size_bounded.key(members);
-                self.round_trip("size", call.key(&bucket.expiry).invoke_async::<i64>(&mut conn)).await
-            });
+            // Every bucket's index, [`SIZE_CONCURRENCY`] at a time (one on a
+            // single Redis): each call's timer starts when it is sent.
             let mut total = Some(0usize);
-            for counted in futures_util::future::join_all(counts).await {
-                // -1: no index (new, or lost until the next set rebuilds it): count by walking.
-                total = total.zip(usize::try_from(counted?).ok()).map(|(a, b)| a + b);
+            for chunk in self.space.buckets().chunks(SIZE_CONCURRENCY) {
+                let counts = chunk.iter().map(|bucket| async move {
+                    let mut conn = self.conn.clone();
+                    let members = if lru { &bucket.recency } else { &bucket.expiry };
+                    let mut call = self.scripts.size_bounded.key(members);
+                    self.round_trip("size", call.key(&bucket.expiry).invoke_async::<i64>(&mut conn)).await
+                });
+                for counted in futures_util::future::join_all(counts).await {
+                    // -1: no index (new, or lost until the next set rebuilds it): count by walking.
+                    total = total.zip(usize::try_from(counted?).ok()).map(|(a, b)| a + b);
+                }
             }
             if let Some(n) = total {
                 return Ok(n);
