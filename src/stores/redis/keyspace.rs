@@ -98,9 +98,7 @@ impl Keyspace {
         // `buckets * ln(buckets)` tries: 170,000 for 16,384 buckets).
         let mut bucket_of_slot = vec![0u32; MAX_BUCKETS];
         for i in 0..buckets {
-            for slot in i * MAX_BUCKETS / buckets..(i + 1) * MAX_BUCKETS / buckets {
-                bucket_of_slot[slot] = i as u32;
-            }
+            bucket_of_slot[i * MAX_BUCKETS / buckets..(i + 1) * MAX_BUCKETS / buckets].fill(i as u32);
         }
         let mut tags: Vec<Option<u64>> = vec![None; buckets];
         let mut missing = buckets;
