@@ -60,9 +60,10 @@ fn bucket_of(key: &str, n: usize) -> usize {
 /// The hash tag of bucket `i` of `n` (as the store picks it: the first
 /// `i.k` whose slot is in the i-th of n equal slot ranges), braces included.
 fn tag_of(i: usize, n: usize) -> String {
+    // The smallest decimal number whose slot is in bucket i's range, and
+    // that no lower bucket took first: the first number landing in the range.
     let (lo, hi) = (i * 16384 / n, (i + 1) * 16384 / n);
-    let tag =
-        (0u64..).map(|k| format!("{i}.{k}")).find(|t| (lo..hi).contains(&usize::from(slot(t.as_bytes())))).unwrap();
+    let tag = (0u64..).find(|k| (lo..hi).contains(&usize::from(slot(k.to_string().as_bytes())))).unwrap();
     format!("{{{tag}}}")
 }
 
@@ -1717,7 +1718,6 @@ async fn an_eviction_during_a_slot_migration_keeps_the_capacity() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: under an LruPolicy, get is the GET_LRU script over (entry, recency, expiry) (src/stores/redis/mod.rs get, scripts.rs GET_LRU); while the bucket's slot migrates some of those keys are missing on the source (a moved entry, or the expiry index that does not exist without TTLs), Redis answers TRYAGAIN, redis-rs retries until the response timeout: every read of the bucket fails for the whole migration, where a plain GET follows ASK"]
 async fn reads_under_lru_succeed_while_their_bucket_migrates() {
     let cluster = RedisCluster::start();
     let store = RedisStore::<String>::cluster_builder(cluster.urls())
@@ -1784,7 +1784,6 @@ async fn reads_under_lru_succeed_while_their_bucket_migrates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: delete runs the DELETE script with the bucket's two index keys declared even without a capacity (RedisStore::unlink, src/stores/redis/mod.rs); those keys never exist, so in a migrating slot Redis answers TRYAGAIN (on the source and, after ASK, on the target) and every delete of the bucket fails for the whole migration, though get/set of the same keys work"]
 async fn deletes_without_a_capacity_succeed_while_their_bucket_migrates() {
     let cluster = RedisCluster::start();
     let store = RedisStore::<String>::cluster_builder(cluster.urls())
@@ -1844,7 +1843,6 @@ async fn deletes_without_a_capacity_succeed_while_their_bucket_migrates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: while a bucket's slot migrates, (1) get_or_set of a missing key takes its placeholder (on the target, after ASK) but STORE_LOADED declares the refresh lock too, which never exists for a load: TRYAGAIN until the timeout, the loaded value is dropped and the placeholder blocks others for the lease (src/stores/redis/load.rs, scripts.rs STORE_LOADED_CALL); (2) get_or_refresh's plain read pipelines GET entry, TIME, GET lock (refresh.rs read_plain): the absent lock key draws ASK, which redis-rs does not follow inside a pipeline, so every get_or_refresh of the bucket fails, fresh entries on the source included"]
 async fn loads_without_a_capacity_succeed_while_their_bucket_migrates() {
     let cluster = RedisCluster::start();
     let store = Arc::new(

@@ -189,11 +189,23 @@ where
             written == 1
         } else {
             let script = &self.scripts.store_loaded;
-            let mut cmd = evalsha(script, 2);
-            cmd.arg(self.space.entry(key)).arg(&lock);
+            // The lock only in mode 'r' (see `STORE_LOADED_CALL`).
+            let uses_lock = mode == "r";
+            let mut cmd = evalsha(script, if uses_lock { 2 } else { 1 });
+            cmd.arg(self.space.entry(key));
+            if uses_lock {
+                cmd.arg(&lock);
+            }
             cmd.arg(mode).arg(token).arg(sha).arg(how.fresh_for.unwrap_or(0)).arg(stored);
             cmd.arg(how.ttl.unwrap_or(0));
             let written: u8 = self.round_trip(what, eval(&mut conn, script, &cmd)).await?;
+            if written == 1 && !uses_lock && how.fresh_for.is_some_and(|ms| ms > 0) {
+                // A fresh value from a load: no backoff of an earlier failed
+                // refresh stays. Best effort: a backoff ends by itself.
+                let mut cmd = redis::cmd("DEL");
+                cmd.arg(&lock);
+                let _ = self.round_trip(what, cmd.query_async::<redis::Value>(&mut conn)).await;
+            }
             written == 1
         };
         if written {

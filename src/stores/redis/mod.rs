@@ -1094,8 +1094,11 @@ where
         }
         let bucket = &self.space.buckets()[index];
         let mut conn = self.conn.clone();
-        let mut call = self.scripts.delete.key(&bucket.recency);
-        call.key(&bucket.expiry);
+        let mut call = self.scripts.delete.prepare_invoke();
+        // Only a bounded store has indexes to declare (see `DELETE`).
+        if self.bound.is_some() {
+            call.key(&bucket.recency).key(&bucket.expiry);
+        }
         for key in full_keys {
             call.key(*key);
         }
@@ -1255,6 +1258,20 @@ fn is_wrong_type(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
     e.downcast_ref::<redis::RedisError>().is_some_and(|e| e.code() == Some("WRONGTYPE"))
 }
 
+/// Whether Redis Cluster redirected or deferred a command: `ASK` or `MOVED`
+/// (the slot is elsewhere, for now or for good), `TRYAGAIN` (its keys are
+/// split between two masters during a migration).
+fn is_redirect(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    e.downcast_ref::<redis::RedisError>().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            redis::ErrorKind::Server(
+                redis::ServerErrorKind::Ask | redis::ServerErrorKind::Moved | redis::ServerErrorKind::TryAgain
+            )
+        ) || matches!(e.code(), Some("ASK" | "MOVED" | "TRYAGAIN"))
+    })
+}
+
 /// The TTL in whole milliseconds for Redis: rounded up (a TTL is never
 /// shortened to 0), capped at [`MAX_TTL_MS`].
 fn ttl_millis(ttl: Duration) -> u64 {
@@ -1293,7 +1310,18 @@ where
             let bucket = self.space.bucket(key);
             let mut cmd = evalsha(&self.scripts.get_lru, 3);
             cmd.arg(full).arg(&bucket.recency).arg(&bucket.expiry);
-            let reply: redis::Value = self.round_trip("get", eval(&mut conn, &self.scripts.get_lru, &cmd)).await?;
+            let reply = match self.round_trip("get", eval(&mut conn, &self.scripts.get_lru, &cmd)).await {
+                // On a cluster, while the bucket's slot migrates, its keys are
+                // split between two masters and Redis refuses the script
+                // (TRYAGAIN, retried by the client until the timeout): read
+                // the entry with a plain GET, which follows the migration,
+                // without marking it used.
+                Err(CacheError::Backend { .. }) if self.space.is_clustered() => match self.read("get", full).await? {
+                    Some(bytes) => redis::Value::BulkString(bytes),
+                    None => redis::Value::Nil,
+                },
+                other => other?,
+            };
             match reply {
                 redis::Value::BulkString(bytes) => (Some(bytes), 0),
                 redis::Value::Int(n) => (None, n.unsigned_abs()),

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 
 use super::load::{Condition, Held, Lock, StoreAs, Unlock};
 use super::scripts::UNLOCK;
-use super::{RedisStore, eval, evalsha, format, ttl_millis};
+use super::{RedisStore, eval, evalsha, format, is_redirect, is_wrong_type, ttl_millis};
 use crate::errors::{CacheError, Result};
 use crate::metrics::SharedCounters;
 use crate::refresh::{RefreshOptions, within};
@@ -263,7 +263,35 @@ where
         pipe.ignore_errors();
         pipe.cmd("GET").arg(self.space.entry(key)).cmd("TIME").cmd("GET").arg(self.space.lock(key));
         let mut conn = self.conn.clone();
-        let replies: Vec<redis::Value> = self.round_trip(what, pipe.query_async(&mut conn)).await?;
+        let replies: Vec<redis::Value> = match self.round_trip(what, pipe.query_async(&mut conn)).await {
+            // On a cluster whose slot is migrating, a key already moved (or
+            // absent, as the lock mostly is) draws ASK, which redis-rs follows
+            // for a command but not inside a pipeline: send the three apart.
+            Err(CacheError::Backend { source: Some(e), .. }) if self.space.is_clustered() && is_redirect(&*e) => {
+                let get = |name: Vec<u8>| {
+                    let mut conn = self.conn.clone();
+                    async move {
+                        let mut cmd = redis::cmd("GET");
+                        cmd.arg(name);
+                        self.round_trip(what, cmd.query_async::<redis::Value>(&mut conn)).await
+                    }
+                };
+                let time = async {
+                    let mut conn = self.conn.clone();
+                    self.round_trip(what, redis::cmd("TIME").query_async::<redis::Value>(&mut conn)).await
+                };
+                let (doc, time, lock) =
+                    tokio::join!(get(self.space.entry(key).to_vec()), time, get(self.space.lock(key)));
+                let doc = match doc {
+                    Err(CacheError::Backend { source: Some(e), .. }) if is_wrong_type(&*e) => {
+                        return Ok(Found::Miss);
+                    }
+                    other => other?,
+                };
+                vec![doc, time?, lock?]
+            }
+            other => other?,
+        };
         let unexpected = |reply: String| CacheError::Backend {
             message: format!("{what} on Redis at {}: unexpected reply {reply}", self.addr),
             source: None,

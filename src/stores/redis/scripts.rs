@@ -181,7 +181,10 @@ end
 /// Stores a loaded value without a capacity, if the load may (see
 /// [`STORE_LOADED_FN`]).
 ///
-/// KEYS: entry, refresh lock.
+/// KEYS: entry, then the refresh lock in mode 'r' only: a load (mode 'p')
+/// declares only its entry, so that on a cluster a migrating slot does not
+/// refuse it for a lock that does not exist (the caller clears a backoff
+/// left in the lock by a separate `DEL`).
 /// ARGV: mode ('p' or 'r'), token, sha (mode 'r'), fresh period in ms (0:
 /// not from `get_or_refresh`), stored bytes, TTL in ms (0: none).
 /// Returns 1 if stored, 0 if refused.
@@ -196,7 +199,7 @@ local doc = ARGV[5]
 if fresh_for > 0 then
   doc = stamped(doc, fresh_for, now_ms())
   -- A fresh value: no refresh runs, no backoff stays.
-  redis.call('DEL', lock)
+  if lock then redis.call('DEL', lock) end
 end
 if ARGV[6] ~= '0' then
   redis.call('SET', entry, doc, 'PX', ARGV[6])
@@ -327,17 +330,21 @@ return redis.call('ZCARD', KEYS[1]) - 1 - redis.call('ZCOUNT', KEYS[2], '-inf', 
 /// Deletes entries (and a load's placeholder, which cancels the load) and,
 /// for a bounded store, their index members.
 ///
-/// KEYS: recency index, expiry index, then the entries.
+/// KEYS: for a bounded store the recency and expiry indexes, then the
+/// entries (an unbounded store declares only the entries: on a cluster, a
+/// declared key that does not exist makes Redis refuse the script with
+/// TRYAGAIN while the slot migrates).
 /// ARGV: "1" if the store is bounded.
 /// Returns how many entries existed (placeholders are not entries).
 const DELETE: &str = r"
-if #KEYS < 3 then return 0 end
+local first = ARGV[1] == '1' and 3 or 1
+if #KEYS < first then return 0 end
 local removed = 0
-for i = 3, #KEYS do
+for i = first, #KEYS do
   if redis.call('TYPE', KEYS[i])['ok'] == 'string' then removed = removed + 1 end
 end
-redis.call('UNLINK', unpack(KEYS, 3))
-if ARGV[1] == '1' then
+redis.call('UNLINK', unpack(KEYS, first))
+if first == 3 then
   redis.call('ZREM', KEYS[1], unpack(KEYS, 3))
   redis.call('ZREM', KEYS[2], unpack(KEYS, 3))
 end
