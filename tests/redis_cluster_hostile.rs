@@ -478,7 +478,6 @@ async fn a_frozen_master_does_not_stop_the_others() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: the bucket-count record (prefix\\xffbuckets, check_recorded_buckets in src/stores/redis/mod.rs) is one plain key; once lost (node restarted empty, FLUSHALL, allkeys-* eviction) it is never written again by the running stores, and a process with another bucket count is accepted"]
 async fn a_master_restarted_empty_is_healed() {
     let mut cluster = RedisCluster::start();
     let n = 8;
@@ -1256,7 +1255,6 @@ async fn a_bucket_rebuild_after_its_slot_moved_adopts_every_entry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: the bucket-count record (prefix\\xffbuckets) is never read after build, so under maxmemory-policy allkeys-lru it is the coldest key and the first evicted; a process with another bucket count is then accepted (check_recorded_buckets, src/stores/redis/mod.rs)"]
 async fn the_bucket_count_record_survives_allkeys_lru_eviction() {
     let cluster = RedisCluster::start();
     let store = RedisStore::<String>::cluster_builder(cluster.urls())
@@ -1288,6 +1286,11 @@ async fn the_bucket_count_record_survives_allkeys_lru_eviction() {
             let _ = store.get(&format!("k{}", (i + 7) % 200)).await.unwrap();
         }
     }
+    // A running store writes the record again within a second of a write.
+    for i in 0..15 {
+        store.set(&format!("k{i}"), "v".into(), SetOptions::new()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let other = RedisStore::<String>::cluster_builder(cluster.urls())
         .prefix("ev:")
         .buckets(4)
@@ -1298,6 +1301,31 @@ async fn the_bucket_count_record_survives_allkeys_lru_eviction() {
         matches!(other, Err(CacheError::Policy(_))),
         "a different bucket count was accepted after eviction: {other:?}"
     );
+    // A process with another count that got in while the record was gone:
+    // the running store finds the other count at its next check and stops
+    // serving, with a Policy error, rather than share the prefix in two layouts.
+    let _: () = redis::cmd("DEL").arg(b"ev:\xffbuckets".as_slice()).query_async(&mut conn).await.unwrap();
+    let intruder = RedisStore::<String>::cluster_builder(cluster.urls())
+        .prefix("ev:")
+        .buckets(4)
+        .policy(LruPolicy::new(1000).unwrap())
+        .build()
+        .await
+        .expect("the record was gone: nothing to refuse it");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.set("after", "v".into(), SetOptions::new()).await {
+            Err(CacheError::Policy(message)) => {
+                assert!(message.contains("buckets(4)"), "{message}");
+                break;
+            }
+            Ok(()) => assert!(Instant::now() < deadline, "the store kept serving beside another bucket count"),
+            Err(other) => panic!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(matches!(store.get("k1").await, Err(CacheError::Policy(_))), "every call fails from then on");
+    intruder.set("x", "v".into(), SetOptions::new()).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,6 +73,8 @@ const CLUSTER_RETRIES: u32 = 16;
 /// moved while it ran (or waits for a slot's migration to end), before it
 /// fails: with [`WALK_RETRY_WAIT`], about 8 s of migrations.
 const WALK_ATTEMPTS: usize = 40;
+/// How often a running cluster store checks the record of its bucket count.
+const RECORD_EVERY: Duration = Duration::from_secs(1);
 /// How many buckets' sizes `size` asks for at once.
 const SIZE_CONCURRENCY: usize = 64;
 /// The least time between two [`conn::nudge`]s of a cluster store.
@@ -262,7 +264,13 @@ const WALK_RETRY_WAIT: Duration = Duration::from_millis(20);
 /// decides where a key lives, and two processes that disagree would read and
 /// write the same key in different places. `build` records the count under
 /// the prefix (`prefix + "\xff" + "buckets"`, no TTL) and refuses a different
-/// one with [`CacheError::Policy`]; to change it, use a new prefix.
+/// one with [`CacheError::Policy`]; to change it, use a new prefix. A running
+/// store checks the record again (at most every second, on writes, and when
+/// it finds an index lost) and writes it again if Redis lost it (evicted
+/// under an `allkeys-*` policy, a master restarted empty). If it finds
+/// another count there, recorded by a process that started while the record
+/// was gone, every call of this store fails with [`CacheError::Policy`] from
+/// then on: two layouts on one prefix could serve values the other replaced.
 ///
 /// **What a capacity means.** Each bucket keeps its own indexes and its share
 /// of `max_size` (the capacity split as evenly as it goes; the shares add up
@@ -480,7 +488,21 @@ pub struct RedisStore<V> {
     /// cluster client after a timeout (see `after_timeout`).
     created: Instant,
     last_nudge: AtomicU64,
+    /// A cluster store's watch over the record of its bucket count.
+    record: Option<Arc<Record>>,
     _value: PhantomData<fn() -> V>,
+}
+
+/// How a running cluster store keeps the record of its bucket count: it
+/// writes it again if it was lost (evicted, a master restarted empty), and
+/// stops serving if another count was recorded meanwhile.
+#[derive(Default)]
+struct Record {
+    /// When (ms after the store was built) the next check is due.
+    next_due: AtomicU64,
+    /// Set once another process recorded another count: every call then
+    /// fails with this message.
+    mismatch: std::sync::OnceLock<String>,
 }
 
 /// How to connect a [`RedisStore`]: made by [`RedisStore::builder`].
@@ -717,8 +739,9 @@ where
             check_eviction_policy(&mut conn, &addr, round_trip_timeout).await?;
         }
         if space.is_clustered() {
-            check_recorded_buckets(&mut conn, &space, &addr, round_trip_timeout).await?;
+            check_recorded_buckets(&mut conn, space.prefix(), space.buckets().len(), &addr, round_trip_timeout).await?;
         }
+        let record = space.is_clustered().then(|| Arc::new(Record::default()));
         let refresh_on_get = matches!(&policy, Some(Policy::Lru(p)) if p.refreshes_on_get());
         Ok(RedisStore {
             conn,
@@ -738,6 +761,7 @@ where
             counters: SharedCounters::default(),
             created: Instant::now(),
             last_nudge: AtomicU64::new(0),
+            record,
             _value: PhantomData,
         })
     }
@@ -769,9 +793,14 @@ fn check_cluster_layout(prefix: &str, buckets: usize, max_size: Option<usize>) -
 /// refuses one that differs from the recorded count: two processes that
 /// disagree on it would look for the same key in different places, and one
 /// could serve a value the other has replaced.
-async fn check_recorded_buckets(conn: &mut Conn, space: &Keyspace, addr: &str, timeout: Duration) -> Result<()> {
-    let key = [space.prefix().as_bytes(), b"\xffbuckets"].concat();
-    let count = space.buckets().len();
+async fn check_recorded_buckets(
+    conn: &mut Conn,
+    prefix: &str,
+    count: usize,
+    addr: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let key = [prefix.as_bytes(), b"\xffbuckets"].concat();
     let exchange = async {
         let _: redis::Value = redis::cmd("SET").arg(&key).arg(count).arg("NX").query_async(conn).await?;
         redis::cmd("GET").arg(&key).query_async::<Option<String>>(conn).await
@@ -790,7 +819,7 @@ async fn check_recorded_buckets(conn: &mut Conn, space: &Keyspace, addr: &str, t
         Some(recorded) if recorded != count.to_string() => Err(CacheError::Policy(format!(
             "the prefix {:?} is used on this cluster with buckets({recorded}), not {count}: every process sharing \
              a prefix must use the same count (or use a new prefix)",
-            space.prefix()
+            prefix
         ))),
         _ => Ok(()),
     }
@@ -919,6 +948,9 @@ where
     /// Runs one round trip under the timeout, turning every failure into
     /// [`CacheError::Backend`] that says what was being done.
     async fn round_trip<T>(&self, what: &str, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
+        if let Some(message) = self.record.as_ref().and_then(|r| r.mismatch.get()) {
+            return Err(CacheError::Policy(message.clone()));
+        }
         match tokio::time::timeout(self.round_trip_timeout, call).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(e)) => {
@@ -935,6 +967,35 @@ where
                 })
             }
         }
+    }
+
+    /// On a cluster, checks the record of the bucket count in the background
+    /// when a check is due (every [`RECORD_EVERY`], or at once with `now`):
+    /// writes it again if it was lost, and makes every later call fail if
+    /// another count was recorded.
+    fn check_record(&self, now: bool) {
+        let Some(record) = &self.record else { return };
+        let at = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let due = record.next_due.load(Ordering::Relaxed);
+        let every = u64::try_from(RECORD_EVERY.as_millis()).unwrap_or(u64::MAX);
+        if (!now && at < due)
+            || record
+                .next_due
+                .compare_exchange(due, at.saturating_add(every), Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let (mut conn, record) = (self.conn.clone(), Arc::clone(record));
+        let (prefix, count) = (self.space.prefix().to_string(), self.space.buckets().len());
+        let (addr, timeout) = (self.addr.clone(), self.round_trip_timeout);
+        tokio::spawn(async move {
+            if let Err(CacheError::Policy(message)) =
+                check_recorded_buckets(&mut conn, &prefix, count, &addr, timeout).await
+            {
+                let _ = record.mismatch.set(message);
+            }
+        });
     }
 
     /// On a cluster, after a call timed out, starts a [`conn::nudge`] (at
@@ -973,6 +1034,7 @@ where
     /// ms, under the capacity if there is one: one round trip, and a rebuild
     /// of the index if the write found it lost. Counts a set.
     async fn write(&self, what: &str, key: &str, stored: &[u8], ttl: Option<u64>) -> Result<()> {
+        self.check_record(false);
         let full = self.space.entry(key);
         let mut conn = self.conn.clone();
         if let Some((max_size, lru)) = self.bound {
@@ -1014,6 +1076,8 @@ where
     /// been applied, so a failure here is not its failure; the sentinel is
     /// removed again so that a later `set` retries.
     async fn rebuild_index(&self, index: usize, max_size: usize, lru: bool) {
+        // A lost index may mean a master lost its data: the record too.
+        self.check_record(true);
         let bucket = &self.space.buckets()[index];
         let scan_match = self.space.scan_match(None, Some(index));
         let slot = keyspace::slot(&bucket.recency);
