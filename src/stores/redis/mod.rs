@@ -304,6 +304,18 @@ const WALK_RETRY_WAIT: Duration = Duration::from_millis(20);
 /// any Redis Cluster. A load's placeholder lost that way ends the same way a
 /// lease does: callers waiting on it load again.
 ///
+/// **Slot migrations.** While a bucket's slot migrates, its keys are split
+/// between two masters and Redis refuses (`TRYAGAIN`) a script whose
+/// declared keys are not all on one of them. So scripts declare only keys
+/// that exist for them (an unbounded store's delete and a load's store
+/// declare no index or lock), `get_or_refresh`'s read falls back from a
+/// pipeline to single commands (which follow `ASK`), and an LRU `get` whose
+/// script is refused reads with a plain `GET` without marking the entry
+/// used. A bounded `set` of a migrating bucket fails with
+/// [`CacheError::Backend`] until the slot has moved; an eviction that meets
+/// an entry already moved stops before touching the index, so the capacity
+/// holds afterwards.
+///
 /// [`NearCache`](crate::stores::NearCache) runs on a single Redis only: its
 /// invalidations come from one node's `CLIENT TRACKING`.
 ///
