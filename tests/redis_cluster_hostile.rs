@@ -67,6 +67,39 @@ fn tag_of(i: usize, n: usize) -> String {
     format!("{{{tag}}}")
 }
 
+/// The slot of a one-bucket store under `prefix`, put in the middle of a
+/// migration as redis-cli does it: IMPORTING on another master, then
+/// MIGRATING on its own. The tests then MIGRATE some keys through `src`.
+struct Migration {
+    tag: String,
+    slot: u16,
+    source: usize,
+    target: usize,
+    target_id: String,
+    src: redis::aio::MultiplexedConnection,
+    dst: redis::aio::MultiplexedConnection,
+}
+
+async fn start_migration(cluster: &RedisCluster, prefix: &str) -> Migration {
+    let tag = tag_of(0, 1);
+    let s = slot(format!("{prefix}{tag}").as_bytes());
+    let source = cluster.master_of(s);
+    let (masters, _) = roles(cluster);
+    let target = *masters.iter().find(|&&m| m != source).unwrap();
+    let id = |i: usize| RedisCluster::cli(cluster.nodes[i].port(), &["CLUSTER", "MYID"]).trim().to_string();
+    let mut src = cluster.nodes[source].admin().await;
+    let mut dst = cluster.nodes[target].admin().await;
+    let setslot = |state: &str, node: String| {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SETSLOT").arg(s).arg(state).arg(node);
+        cmd
+    };
+    let target_id = id(target);
+    let _: () = setslot("IMPORTING", id(source)).query_async(&mut dst).await.unwrap();
+    let _: () = setslot("MIGRATING", target_id.clone()).query_async(&mut src).await.unwrap();
+    Migration { tag, slot: s, source, target, target_id, src, dst }
+}
+
 /// A raw cluster connection for setting up and inspecting.
 async fn raw(cluster: &RedisCluster) -> redis::cluster_async::ClusterConnection {
     redis::cluster::ClusterClient::new(cluster.urls()).unwrap().get_async_connection().await.unwrap()
@@ -1568,31 +1601,8 @@ async fn updates_during_a_slot_migration_keep_every_moved_entry_indexed() {
     // An entry with a TTL: the expiry index exists (a script whose declared
     // keys are all on the source runs there during the migration).
     store.set("t", "t".into(), SetOptions::new().ttl(Duration::from_secs(3600))).await.unwrap();
-    let tag = tag_of(0, 1);
-    let s = slot(format!("mig:{tag}").as_bytes());
-    let source = cluster.master_of(s);
-    let (masters, _) = roles(&cluster);
-    let target = *masters.iter().find(|&&m| m != source).unwrap();
-    let id = |i: usize| RedisCluster::cli(cluster.nodes[i].port(), &["CLUSTER", "MYID"]).trim().to_string();
-    let (source_id, target_id) = (id(source), id(target));
-    let mut src = cluster.nodes[source].admin().await;
-    let mut dst = cluster.nodes[target].admin().await;
-    let _: () = redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(s)
-        .arg("IMPORTING")
-        .arg(&source_id)
-        .query_async(&mut dst)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(s)
-        .arg("MIGRATING")
-        .arg(&target_id)
-        .query_async(&mut src)
-        .await
-        .unwrap();
+    let Migration { tag, slot: s, source, target, target_id, mut src, mut dst } =
+        start_migration(&cluster, "mig:").await;
     let migrate = |keys: Vec<Vec<u8>>| {
         let mut cmd = redis::cmd("MIGRATE");
         cmd.arg("127.0.0.1").arg(cluster.nodes[target].port()).arg("").arg(0).arg(5000).arg("KEYS");
@@ -1681,31 +1691,7 @@ async fn an_eviction_during_a_slot_migration_keeps_the_capacity() {
     };
     within("the loader", started.notified()).await;
     // The bucket's slot starts migrating; the least recently used entry has moved.
-    let tag = tag_of(0, 1);
-    let s = slot(format!("mev:{tag}").as_bytes());
-    let source = cluster.master_of(s);
-    let (masters, _) = roles(&cluster);
-    let target = *masters.iter().find(|&&m| m != source).unwrap();
-    let id = |i: usize| RedisCluster::cli(cluster.nodes[i].port(), &["CLUSTER", "MYID"]).trim().to_string();
-    let (source_id, target_id) = (id(source), id(target));
-    let mut src = cluster.nodes[source].admin().await;
-    let mut dst = cluster.nodes[target].admin().await;
-    let _: () = redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(s)
-        .arg("IMPORTING")
-        .arg(&source_id)
-        .query_async(&mut dst)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(s)
-        .arg("MIGRATING")
-        .arg(&target_id)
-        .query_async(&mut src)
-        .await
-        .unwrap();
+    let Migration { tag, slot: s, source, target, target_id, mut src, .. } = start_migration(&cluster, "mev:").await;
     let migrate = |keys: Vec<Vec<u8>>| {
         let mut cmd = redis::cmd("MIGRATE");
         cmd.arg("127.0.0.1").arg(cluster.nodes[target].port()).arg("").arg(0).arg(5000).arg("KEYS");
@@ -1760,31 +1746,7 @@ async fn reads_under_lru_succeed_while_their_bucket_migrates() {
     for i in 0..20 {
         store.set(&format!("k{i}"), format!("v{i}"), SetOptions::new()).await.unwrap();
     }
-    let tag = tag_of(0, 1);
-    let s = slot(format!("mrd:{tag}").as_bytes());
-    let source = cluster.master_of(s);
-    let (masters, _) = roles(&cluster);
-    let target = *masters.iter().find(|&&m| m != source).unwrap();
-    let id = |i: usize| RedisCluster::cli(cluster.nodes[i].port(), &["CLUSTER", "MYID"]).trim().to_string();
-    let (source_id, target_id) = (id(source), id(target));
-    let mut src = cluster.nodes[source].admin().await;
-    let mut dst = cluster.nodes[target].admin().await;
-    let _: () = redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(s)
-        .arg("IMPORTING")
-        .arg(&source_id)
-        .query_async(&mut dst)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(s)
-        .arg("MIGRATING")
-        .arg(&target_id)
-        .query_async(&mut src)
-        .await
-        .unwrap();
+    let Migration { tag, target, mut src, .. } = start_migration(&cluster, "mrd:").await;
     // Half the entries have moved, the indexes not yet (redis-cli's order).
     let mut cmd = redis::cmd("MIGRATE");
     cmd.arg("127.0.0.1").arg(cluster.nodes[target].port()).arg("").arg(0).arg(5000).arg("KEYS");
@@ -1824,31 +1786,7 @@ async fn deletes_without_a_capacity_succeed_while_their_bucket_migrates() {
     for i in 0..20 {
         store.set(&format!("k{i}"), format!("v{i}"), SetOptions::new()).await.unwrap();
     }
-    let tag = tag_of(0, 1);
-    let s = slot(format!("mdl:{tag}").as_bytes());
-    let source = cluster.master_of(s);
-    let (masters, _) = roles(&cluster);
-    let target = *masters.iter().find(|&&m| m != source).unwrap();
-    let id = |i: usize| RedisCluster::cli(cluster.nodes[i].port(), &["CLUSTER", "MYID"]).trim().to_string();
-    let (source_id, target_id) = (id(source), id(target));
-    let mut src = cluster.nodes[source].admin().await;
-    let mut dst = cluster.nodes[target].admin().await;
-    let _: () = redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(s)
-        .arg("IMPORTING")
-        .arg(&source_id)
-        .query_async(&mut dst)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(s)
-        .arg("MIGRATING")
-        .arg(&target_id)
-        .query_async(&mut src)
-        .await
-        .unwrap();
+    let Migration { tag, target, mut src, .. } = start_migration(&cluster, "mdl:").await;
     let mut cmd = redis::cmd("MIGRATE");
     cmd.arg("127.0.0.1").arg(cluster.nodes[target].port()).arg("").arg(0).arg(5000).arg("KEYS");
     for i in 10..20 {
@@ -1886,31 +1824,7 @@ async fn loads_without_a_capacity_succeed_while_their_bucket_migrates() {
     for i in 0..20 {
         store.set(&format!("k{i}"), format!("v{i}"), SetOptions::new()).await.unwrap();
     }
-    let tag = tag_of(0, 1);
-    let s = slot(format!("mld:{tag}").as_bytes());
-    let source = cluster.master_of(s);
-    let (masters, _) = roles(&cluster);
-    let target = *masters.iter().find(|&&m| m != source).unwrap();
-    let id = |i: usize| RedisCluster::cli(cluster.nodes[i].port(), &["CLUSTER", "MYID"]).trim().to_string();
-    let (source_id, target_id) = (id(source), id(target));
-    let mut src = cluster.nodes[source].admin().await;
-    let mut dst = cluster.nodes[target].admin().await;
-    let _: () = redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(s)
-        .arg("IMPORTING")
-        .arg(&source_id)
-        .query_async(&mut dst)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(s)
-        .arg("MIGRATING")
-        .arg(&target_id)
-        .query_async(&mut src)
-        .await
-        .unwrap();
+    let Migration { tag, target, mut src, .. } = start_migration(&cluster, "mld:").await;
     let mut cmd = redis::cmd("MIGRATE");
     cmd.arg("127.0.0.1").arg(cluster.nodes[target].port()).arg("").arg(0).arg(5000).arg("KEYS");
     for i in 10..20 {
