@@ -1848,3 +1848,47 @@ async fn loads_without_a_capacity_succeed_while_their_bucket_migrates() {
     }
     assert!(failures.is_empty(), "loads failed while the bucket's slot migrated: {failures:#?}");
 }
+
+/// Under an LruPolicy, `get_or_refresh` reads through a script (it marks the
+/// entry used): while the bucket's slot migrates Redis refuses it, and the
+/// store falls back to the plain read, for keys still on the source and
+/// keys already moved alike (a review finding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lru_refresh_reads_succeed_while_their_bucket_migrates() {
+    let cluster = RedisCluster::start();
+    let store = Arc::new(
+        RedisStore::<String>::cluster_builder(cluster.urls())
+            .prefix("mlr:")
+            .buckets(1)
+            .policy(LruPolicy::new(100).unwrap())
+            .response_timeout(Duration::from_millis(500))
+            .build()
+            .await
+            .unwrap(),
+    );
+    let options = RefreshOptions::new(TokioRuntime, Duration::from_secs(60), Duration::from_secs(60));
+    for i in 0..20 {
+        let value = format!("v{i}");
+        store
+            .get_or_refresh(&format!("k{i}"), move || async move { Ok::<_, std::io::Error>(value) }, &options)
+            .await
+            .unwrap();
+    }
+    let Migration { tag, target, mut src, .. } = start_migration(&cluster, "mlr:").await;
+    let mut cmd = redis::cmd("MIGRATE");
+    cmd.arg("127.0.0.1").arg(cluster.nodes[target].port()).arg("").arg(0).arg(5000).arg("KEYS");
+    for i in 10..20 {
+        cmd.arg(format!("mlr:{tag}k{i}"));
+    }
+    let _: () = cmd.query_async(&mut src).await.unwrap();
+    let mut failures = Vec::new();
+    for i in [0, 5, 15, 19] {
+        let key = format!("k{i}");
+        let never = || async { Ok::<_, std::io::Error>("reloaded".to_string()) };
+        match store.get_or_refresh(&key, never, &options).await {
+            Ok(value) => assert_eq!(value, format!("v{i}"), "{key}: fresh, so the stored value"),
+            Err(e) => failures.push(format!("{key}: {e}: {:?}", std::error::Error::source(&e).map(|s| s.to_string()))),
+        }
+    }
+    assert!(failures.is_empty(), "LRU get_or_refresh failed while the bucket's slot migrated: {failures:#?}");
+}

@@ -60,11 +60,9 @@ impl Conn {
         }
     }
 
-    /// The cluster's slot ranges and their masters (`CLUSTER SLOTS`, asked
-    /// of any node), and whether any master has a slot migrating or
-    /// importing (`CLUSTER NODES` of each master: only a node itself shows
-    /// its migrations); empty on a single Redis.
-    pub async fn topology(&mut self) -> RedisResult<Topology> {
+    /// The cluster's slot ranges, their masters and every node (`CLUSTER
+    /// SLOTS`, asked of any node); empty on a single Redis.
+    pub async fn slots(&mut self) -> RedisResult<Topology> {
         if let Conn::Single(_) = self {
             return Ok(Topology::default());
         }
@@ -109,7 +107,17 @@ impl Conn {
         ranges.sort();
         nodes.sort();
         nodes.dedup();
-        let mut topology = Topology { ranges, nodes, moving: false };
+        Ok(Topology { ranges, nodes, moving: false })
+    }
+
+    /// [`slots`](Self::slots), and whether any master has a slot migrating
+    /// or importing (`CLUSTER NODES` of each master: only a node itself
+    /// shows its migrations).
+    pub async fn topology(&mut self) -> RedisResult<Topology> {
+        if let Conn::Single(_) = self {
+            return Ok(Topology::default());
+        }
+        let mut topology = self.slots().await?;
         for node in masters(&topology) {
             let nodes: String = self.on_node(node.as_ref(), &redis::cmd("CLUSTER").arg("NODES").clone()).await?;
             // `[slot->-id]` (migrating) or `[slot-<-id]` (importing) on its own line.
@@ -141,7 +149,7 @@ pub(super) async fn nudge(mut conn: Conn, key: Vec<u8>, timeout: Duration) {
     let slot = super::keyspace::slot(&key);
     // `CLUSTER SLOTS` goes to a random node: a few tries find one that answers.
     for _ in 0..4 {
-        let Ok(Ok(topology)) = tokio::time::timeout(timeout, conn.topology()).await else { continue };
+        let Ok(Ok(topology)) = tokio::time::timeout(timeout, conn.slots()).await else { continue };
         let Some(owner) = topology.owner(slot) else { return };
         let Some(other) = topology.nodes.iter().find(|n| *n != owner) else { return };
         let mut cmd = redis::cmd("EXISTS");

@@ -163,6 +163,7 @@ where
         how: StoreAs<'_>,
     ) -> Result<bool> {
         let what = "get_or_set";
+        self.check_record(false);
         let (mode, token, sha) = match condition {
             Condition::Placeholder(token) => ("p", token, ""),
             Condition::Refresh { token, sha } => ("r", token, sha),
@@ -172,10 +173,16 @@ where
         let written = if let Some((max_size, lru)) = self.bound {
             let sample = self.sets_seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(SAMPLE_EVERY);
             let script = &self.scripts.store_loaded_bounded;
-            let mut cmd = evalsha(script, 4);
+            // The lock last, and on a cluster only in mode 'r' (see
+            // `STORE_LOADED_BOUNDED_CALL`).
+            let uses_lock = mode == "r" || !self.space.is_clustered();
+            let mut cmd = evalsha(script, if uses_lock { 4 } else { 3 });
             let index = self.space.bucket_index(key);
             let bucket = &self.space.buckets()[index];
-            cmd.arg(self.space.entry(key)).arg(&lock).arg(&bucket.recency).arg(&bucket.expiry);
+            cmd.arg(self.space.entry(key)).arg(&bucket.recency).arg(&bucket.expiry);
+            if uses_lock {
+                cmd.arg(&lock);
+            }
             cmd.arg(mode).arg(token).arg(sha).arg(how.fresh_for.unwrap_or(0)).arg(stored);
             cmd.arg(how.ttl.unwrap_or(0)).arg(self.space.share(max_size, index)).arg(if lru { "1" } else { "0" });
             cmd.arg(if sample { "1" } else { "0" });
@@ -186,11 +193,14 @@ where
             if lost == 1 {
                 self.rebuild_index(index, max_size, lru).await;
             }
+            if written == 1 && !uses_lock && how.fresh_for.is_some_and(|ms| ms > 0) {
+                clear_backoff(self, what, &lock).await;
+            }
             written == 1
         } else {
             let script = &self.scripts.store_loaded;
-            // The lock only in mode 'r' (see `STORE_LOADED_CALL`).
-            let uses_lock = mode == "r";
+            // On a cluster, the lock only in mode 'r' (see `STORE_LOADED_CALL`).
+            let uses_lock = mode == "r" || !self.space.is_clustered();
             let mut cmd = evalsha(script, if uses_lock { 2 } else { 1 });
             cmd.arg(self.space.entry(key));
             if uses_lock {
@@ -200,11 +210,7 @@ where
             cmd.arg(how.ttl.unwrap_or(0));
             let written: u8 = self.round_trip(what, eval(&mut conn, script, &cmd)).await?;
             if written == 1 && !uses_lock && how.fresh_for.is_some_and(|ms| ms > 0) {
-                // A fresh value from a load: no backoff of an earlier failed
-                // refresh stays. Best effort: a backoff ends by itself.
-                let mut cmd = redis::cmd("DEL");
-                cmd.arg(&lock);
-                let _ = self.round_trip(what, cmd.query_async::<redis::Value>(&mut conn)).await;
+                clear_backoff(self, what, &lock).await;
             }
             written == 1
         };
@@ -313,6 +319,19 @@ impl Drop for Held {
             runtime.spawn(async move { unlock.run().await });
         }
     }
+}
+
+/// After a load on a cluster stored a fresh value without declaring the
+/// refresh lock: no backoff of an earlier failed refresh stays. Best effort
+/// (a backoff ends by itself).
+async fn clear_backoff<V>(store: &RedisStore<V>, what: &str, lock: &[u8])
+where
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let mut conn = store.conn.clone();
+    let mut cmd = redis::cmd("DEL");
+    cmd.arg(lock);
+    let _ = store.round_trip(what, cmd.query_async::<redis::Value>(&mut conn)).await;
 }
 
 /// What releasing a lock takes, owned so it can outlive the caller.

@@ -309,9 +309,10 @@ const WALK_RETRY_WAIT: Duration = Duration::from_millis(20);
 /// declared keys are not all on one of them. So scripts declare only keys
 /// that exist for them (an unbounded store's delete and a load's store
 /// declare no index or lock), `get_or_refresh`'s read falls back from a
-/// pipeline to single commands (which follow `ASK`), and an LRU `get` whose
-/// script is refused reads with a plain `GET` without marking the entry
-/// used. A bounded `set` of a migrating bucket fails with
+/// pipeline to single commands (which follow `ASK`), and an LRU `get` or
+/// `get_or_refresh` whose script is refused (or times out, which is how
+/// redis-rs's retries of `TRYAGAIN` end) reads with plain commands without
+/// marking the entry used; such a call can take one response timeout more. A bounded `set` of a migrating bucket fails with
 /// [`CacheError::Backend`] until the slot has moved; an eviction that meets
 /// an entry already moved stops before touching the index, so the capacity
 /// holds afterwards.
@@ -1089,7 +1090,7 @@ where
     /// removed again so that a later `set` retries.
     async fn rebuild_index(&self, index: usize, max_size: usize, lru: bool) {
         // A lost index may mean a master lost its data: the record too.
-        self.check_record(true);
+        self.check_record(false);
         let bucket = &self.space.buckets()[index];
         let scan_match = self.space.scan_match(None, Some(index));
         let slot = keyspace::slot(&bucket.recency);
@@ -1334,6 +1335,20 @@ fn is_wrong_type(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
     e.downcast_ref::<redis::RedisError>().is_some_and(|e| e.code() == Some("WRONGTYPE"))
 }
 
+impl<V> RedisStore<V> {
+    /// Whether a script may have failed because its slot is migrating (a
+    /// cluster store only): Redis refused it (`TRYAGAIN`, `ASK`), or the
+    /// round trip timed out, which is what redis-rs's retries of `TRYAGAIN`
+    /// end in. The caller then falls back to plain commands, which follow a
+    /// migration; after a timeout on a hung master the fallback times out
+    /// too, so such a call can take two timeouts.
+    fn maybe_migrating(&self, e: &CacheError) -> bool {
+        self.space.is_clustered()
+            && matches!(e, CacheError::Backend { source: Some(source), .. }
+                if is_redirect(&**source) || source.downcast_ref::<tokio::time::error::Elapsed>().is_some())
+    }
+}
+
 /// Whether Redis Cluster redirected or deferred a command: `ASK` or `MOVED`
 /// (the slot is elsewhere, for now or for good), `TRYAGAIN` (its keys are
 /// split between two masters during a migration).
@@ -1392,7 +1407,7 @@ where
                 // (TRYAGAIN, retried by the client until the timeout): read
                 // the entry with a plain GET, which follows the migration,
                 // without marking it used.
-                Err(CacheError::Backend { .. }) if self.space.is_clustered() => match self.read("get", full).await? {
+                Err(e) if self.maybe_migrating(&e) => match self.read("get", full).await? {
                     Some(bytes) => redis::Value::BulkString(bytes),
                     None => redis::Value::Nil,
                 },

@@ -157,8 +157,20 @@ where
             held.arm();
             // An error returns with the guard armed: the read may have taken
             // the refresh lock, so its drop releases it.
-            let found = self.read_fresh(key, held.lock(), true).await?;
-            if !matches!(found, Found::Refresh { .. }) {
+            // A script that timed out may still have taken the refresh lock:
+            // then the guard stays armed and releases it when dropped.
+            let mut may_hold = false;
+            let found = match self.read_fresh(key, held.lock(), true).await {
+                // On a cluster whose slot is migrating Redis refuses the
+                // script (its keys are split between two masters): the plain
+                // read follows the migration, without marking the entry used.
+                Err(e) if self.maybe_migrating(&e) => {
+                    may_hold = !matches!(&e, CacheError::Backend { source: Some(s), .. } if is_redirect(&**s));
+                    self.read_plain(key).await?
+                }
+                other => other?,
+            };
+            if !matches!(found, Found::Refresh { .. }) && !may_hold {
                 held.disarm();
             }
             found

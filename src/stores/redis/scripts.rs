@@ -181,9 +181,9 @@ end
 /// Stores a loaded value without a capacity, if the load may (see
 /// [`STORE_LOADED_FN`]).
 ///
-/// KEYS: entry, then the refresh lock in mode 'r' only: a load (mode 'p')
-/// declares only its entry, so that on a cluster a migrating slot does not
-/// refuse it for a lock that does not exist (the caller clears a backoff
+/// KEYS: entry, then the refresh lock (on a cluster in mode 'r' only: a load,
+/// mode 'p', declares only its entry there, so that a migrating slot does not
+/// refuse it for a lock that does not exist; the caller clears a backoff
 /// left in the lock by a separate `DEL`).
 /// ARGV: mode ('p' or 'r'), token, sha (mode 'r'), fresh period in ms (0:
 /// not from `get_or_refresh`), stored bytes, TTL in ms (0: none).
@@ -212,12 +212,13 @@ return 1
 /// Stores a loaded value under a capacity, if the load may: the two above
 /// together.
 ///
-/// KEYS: entry, refresh lock, recency index, expiry index.
+/// KEYS: entry, recency index, expiry index, then the refresh lock (on a
+/// cluster only in mode 'r', as for [`STORE_LOADED_CALL`]).
 /// ARGV: mode, token, sha, fresh period in ms, stored bytes, TTL in ms,
 /// max_size, "1" for LRU, "1" to check random members.
 /// Returns `{expired, evicted, lost, stored}`.
 const STORE_LOADED_BOUNDED_CALL: &str = r"
-local entry, lock, mode, token = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local entry, lock, mode, token = KEYS[1], KEYS[4], ARGV[1], ARGV[2]
 if not may_store(entry, lock, mode, token, ARGV[3]) then
   refused(lock, mode, token)
   return {0, 0, 0, 0}
@@ -225,9 +226,9 @@ end
 local now = now_ms()
 local fresh_for = tonumber(ARGV[4])
 local doc = stamped(ARGV[5], fresh_for, now)
-if fresh_for > 0 then redis.call('DEL', lock) end
+if fresh_for > 0 and lock then redis.call('DEL', lock) end
 -- SET replaces the placeholder; the index never listed it, so the key counts as new.
-local expired, evicted, lost = set_bounded(entry, KEYS[3], KEYS[4], doc, ARGV[6], ARGV[7], ARGV[8], ARGV[9], now)
+local expired, evicted, lost = set_bounded(entry, KEYS[2], KEYS[3], doc, ARGV[6], ARGV[7], ARGV[8], ARGV[9], now)
 return {expired, evicted, lost, 1}
 ";
 
