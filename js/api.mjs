@@ -718,6 +718,11 @@ export function bind(wasm) {
   // When each store's counters started (creation or last resetStats), in ms
   // since the epoch: the start of its cumulative OpenTelemetry sums.
   const statsSince = new WeakMap();
+  // The store whose placement a stack overflow cut short, if any. The
+  // removed buffer its set filled is the wasm instance's, shared by every
+  // store: another store's call would overwrite it, so any store's next
+  // call first lets this one finish (`#live`).
+  let cutOwner;
 
   const OTEL_METRICS = [
     ["hits", "sum", "Gets that found a live entry."],
@@ -844,6 +849,7 @@ export function bind(wasm) {
       if (this.#disposed) throw new CacheError("this MemoryStore was disposed");
       unwind();
       headroom(depth);
+      if (cutOwner !== undefined && cutOwner !== this) cutOwner.#repair();
       if (this.#pending) this.#repair();
       return this.#store;
     }
@@ -898,6 +904,7 @@ export function bind(wasm) {
       statsSince.set(this, Date.now());
       this.#cutKey = undefined;
       this.#cutValue = undefined;
+      if (cutOwner === this) cutOwner = undefined;
       const notices = this.#notices();
       if (notices !== undefined) this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
       this.#ids.clear();
@@ -1067,6 +1074,7 @@ export function bind(wasm) {
         this.#cutValue = value;
         this.#cutKey = key;
         this.#pending = true;
+        cutOwner = this;
         throw error;
       }
       this.#notify(notices, later);
@@ -1090,6 +1098,7 @@ export function bind(wasm) {
       const notices = this.#place(this.#cutId, this.#cutKey, this.#cutValue);
       this.#cutKey = undefined;
       this.#cutValue = undefined;
+      if (cutOwner === this) cutOwner = undefined;
       this.#notify(notices);
     }
 
@@ -1441,6 +1450,7 @@ export function bind(wasm) {
         this.#cutValue = value;
         this.#cutKey = key;
         this.#pending = true;
+        cutOwner = this;
         throw error;
       }
       // A load's callers get its value; nobody awaits a refresh.
@@ -1794,6 +1804,7 @@ export function bind(wasm) {
     dispose() {
       if (this.#disposed) return;
       this.#disposed = true;
+      if (cutOwner === this) cutOwner = undefined;
       const error = new CacheError("this MemoryStore was disposed");
       // Each load and refresh ends as failed: callers reject, and the
       // promise a refresh handed to waitUntil settles.

@@ -17,13 +17,15 @@ let loading;
 /** Instantiates the wasm from `source` (once) and returns the API. */
 export async function init(source) {
   if (api !== undefined) return api;
-  loading ??= glue.default({ module_or_path: source }).then(
-    () => (api ??= bind(glue)),
-    (error) => {
-      loading = undefined; // a later call may try another source
+  loading ??= glue
+    .default({ module_or_path: source })
+    .then(() => (api ??= bind(glue)))
+    .catch((error) => {
+      // A failed instantiation, or a bind that threw: a later call may try
+      // again (another source), and initSync is no longer told to wait.
+      loading = undefined;
       throw error;
-    },
-  );
+    });
   return loading;
 }
 

@@ -159,6 +159,50 @@ test("a set cut short by a stack overflow leaves no entry behind that JS has no 
   }
 });
 
+test("a set cut short by a stack overflow is finished before another store's call can overwrite its report", () => {
+  // Two small stores: their sets evict, so each set's report of what it
+  // removed (a buffer the wasm instance shares between stores) has content.
+  const removed = { a: [], b: [] };
+  const make = (name) =>
+    new MemoryStore({
+      policy: new LRUPolicy({ maxSize: 50 }),
+      onRemove: (value, key, reason) => removed[name].push([key, value, reason]),
+    });
+  const a = make("a");
+  const b = make("b");
+  let i = 0;
+  let cut = 0;
+  const dive = () => {
+    try {
+      dive();
+    } catch {}
+    const n = i++;
+    // One frame up from where `a` was cut, `b` goes first: on the way back
+    // up, a call of `b` comes between `a`'s cut set and `a`'s next call.
+    for (const [name, store] of [["b", b], ["a", a]]) {
+      try {
+        store.setSync(`${name}:${n}`, n);
+      } catch (error) {
+        if (!(error instanceof RangeError)) throw error;
+        cut++;
+      }
+    }
+  };
+  dive();
+  assert.ok(cut > 0, "some sets overflowed");
+  a.setSync("a:last", -1);
+  b.setSync("b:last", -1);
+  for (const [name, store] of [["a", a], ["b", b]]) {
+    assert.deepEqual(store[Symbol.for("pepperpy-caching.audit")](), [], `${name}: the engine and JS agree`);
+    for (const [key, value, reason] of removed[name]) {
+      assert.ok(key.startsWith(`${name}:`), `${name} was told of ${key}, another store's entry`);
+      assert.equal(value, Number(key.slice(2)), `${key}: its own value`);
+      assert.equal(reason, "evicted");
+    }
+    consistent(store);
+  }
+});
+
 describe("globals that throw, getters and Proxies: the call fails, the store is as it was", () => {
   const boom = new Error("hostile global");
   const overrides = {
