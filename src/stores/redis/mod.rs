@@ -279,7 +279,12 @@ const WALK_RETRY_WAIT: Duration = Duration::from_millis(20);
 /// entry *of the bucket* a new key falls in, so with few keys per bucket a
 /// bucket can be full while another has room: LRU order is exact within a
 /// bucket, approximate across them (as with the memory store's shards). With
-/// `buckets(1)` the order is exact and every entry is on one master.
+/// `buckets(1)` the order is exact and every entry is on one master. A
+/// bucket's index is rebuilt as on a single Redis (see above), from its
+/// master only; a new prefix has no index either, so the first bounded `set`
+/// into each bucket walks that bucket's master once (SCAN with the bucket's
+/// tag): with many buckets on a large shared database, budget one walk of a
+/// master per bucket when a prefix is first used.
 ///
 /// **Walks.** `keys`, `invalidate`, `clear` (and `size` without a capacity)
 /// SCAN every master, as `CLUSTER SLOTS` lists them. While a master reports a
