@@ -75,6 +75,9 @@ const CLUSTER_RETRIES: u32 = 16;
 const WALK_ATTEMPTS: usize = 40;
 /// How often a running cluster store checks the record of its bucket count.
 const RECORD_EVERY: Duration = Duration::from_secs(1);
+/// The most keys a cluster store's rebuild lists straight from a slot
+/// (`CLUSTER GETKEYSINSLOT`); a fuller slot is walked with SCAN.
+const SLOT_LIST_MAX: u64 = 10_000;
 /// How many buckets' sizes `size` asks for at once.
 const SIZE_CONCURRENCY: usize = 64;
 /// The least time between two [`conn::nudge`]s of a cluster store.
@@ -280,11 +283,12 @@ const WALK_RETRY_WAIT: Duration = Duration::from_millis(20);
 /// bucket can be full while another has room: LRU order is exact within a
 /// bucket, approximate across them (as with the memory store's shards). With
 /// `buckets(1)` the order is exact and every entry is on one master. A
-/// bucket's index is rebuilt as on a single Redis (see above), from its
-/// master only; a new prefix has no index either, so the first bounded `set`
-/// into each bucket walks that bucket's master once (SCAN with the bucket's
-/// tag): with many buckets on a large shared database, budget one walk of a
-/// master per bucket when a prefix is first used.
+/// bucket's lost index is rebuilt as on a single Redis (see above), from the
+/// bucket's slot only: its keys are listed straight from the slot
+/// (`CLUSTER COUNTKEYSINSLOT`, then `GETKEYSINSLOT`) when it holds at most
+/// 10,000 keys, and found by a SCAN of its master otherwise. A new prefix
+/// has no index either, so the first bounded `set` into each bucket costs
+/// those two small commands.
 ///
 /// **Walks.** `keys`, `invalidate`, `clear` (and `size` without a capacity)
 /// SCAN every master, as `CLUSTER SLOTS` lists them. While a master reports a
@@ -1100,6 +1104,33 @@ where
         let scan_match = self.space.scan_match(None, Some(index));
         let slot = keyspace::slot(&bucket.recency);
         let outcome: Result<()> = async {
+            // On a cluster the bucket's keys are exactly its slot's (with
+            // other stores' keys whose tags share the slot): a slot holding
+            // few keys is listed directly, so a new bucket (its first set
+            // finds no index either) costs two small commands, not a walk of
+            // the master.
+            if self.space.is_clustered() {
+                let mut conn = self.conn.clone();
+                let mut cmd = redis::cmd("CLUSTER");
+                cmd.arg("COUNTKEYSINSLOT").arg(slot);
+                let count: u64 = self.round_trip("set", conn.on_slot(slot, &cmd)).await?;
+                if count <= SLOT_LIST_MAX {
+                    let mut cmd = redis::cmd("CLUSTER");
+                    cmd.arg("GETKEYSINSLOT").arg(slot).arg(count);
+                    let listed: Vec<Vec<u8>> = self.round_trip("set", conn.on_slot(slot, &cmd)).await?;
+                    let mine: Vec<&[u8]> = listed
+                        .iter()
+                        .filter(|raw| self.space.user_key(raw, None).is_some())
+                        .map(Vec::as_slice)
+                        .collect();
+                    for page in mine.chunks(BATCH) {
+                        if self.adopt(index, max_size, lru, page).await? {
+                            return Ok(());
+                        }
+                    }
+                    return Ok(());
+                }
+            }
             let mut cursor = 0u64;
             loop {
                 let mut cmd = redis::cmd("SCAN");
@@ -1108,21 +1139,8 @@ where
                 let (next, page): (u64, Vec<Vec<u8>>) = self.round_trip("set", conn.on_slot(slot, &cmd)).await?;
                 let mine: Vec<&[u8]> =
                     page.iter().filter(|raw| self.space.user_key(raw, None).is_some()).map(Vec::as_slice).collect();
-                if !mine.is_empty() {
-                    let mut call = self.scripts.adopt.key(&bucket.recency);
-                    call.key(&bucket.expiry);
-                    for key in &mine {
-                        call.key(*key);
-                    }
-                    call.arg(self.space.share(max_size, index)).arg(if lru { "1" } else { "0" });
-                    let (_adopted, evicted, expired, lost): (u64, u64, u64, u8) =
-                        self.round_trip("set", call.invoke_async(&mut conn)).await?;
-                    SharedCounters::add(&self.counters.evictions, evicted);
-                    SharedCounters::add(&self.counters.expirations, expired);
-                    if lost == 1 {
-                        // Lost again: the set that notices starts a new rebuild.
-                        return Ok(());
-                    }
+                if !mine.is_empty() && self.adopt(index, max_size, lru, &mine).await? {
+                    return Ok(());
                 }
                 cursor = next;
                 if cursor == 0 {
@@ -1138,6 +1156,25 @@ where
             let forget = cmd.arg(members).arg("").query_async::<redis::Value>(&mut conn);
             let _ = tokio::time::timeout(self.round_trip_timeout, forget).await;
         }
+    }
+
+    /// Adopts a page of bucket `index`'s entries into its rebuilt index
+    /// (`ADOPT`); whether the index was lost again meanwhile (the rebuild
+    /// then stops: the set that notices starts a new one).
+    async fn adopt(&self, index: usize, max_size: usize, lru: bool, page: &[&[u8]]) -> Result<bool> {
+        let bucket = &self.space.buckets()[index];
+        let mut conn = self.conn.clone();
+        let mut call = self.scripts.adopt.key(&bucket.recency);
+        call.key(&bucket.expiry);
+        for key in page {
+            call.key(*key);
+        }
+        call.arg(self.space.share(max_size, index)).arg(if lru { "1" } else { "0" });
+        let (_adopted, evicted, expired, lost): (u64, u64, u64, u8) =
+            self.round_trip("set", call.invoke_async(&mut conn)).await?;
+        SharedCounters::add(&self.counters.evictions, evicted);
+        SharedCounters::add(&self.counters.expirations, expired);
+        Ok(lost == 1)
     }
 
     /// Who serves which slots (empty for a single Redis), under the timeout.

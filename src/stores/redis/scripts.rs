@@ -285,7 +285,9 @@ if lru then
 end
 for i = 3, #KEYS do
   local key = KEYS[i]
-  if not redis.call('ZSCORE', members, key) then
+  -- Entries only (strings): not a load's placeholder (a hash), which a
+  -- rebuild that lists a slot's keys (no SCAN TYPE filter) also meets.
+  if not redis.call('ZSCORE', members, key) and redis.call('TYPE', key)['ok'] == 'string' then
     local pttl = redis.call('PTTL', key)
     if pttl ~= -2 then
       if lru then
