@@ -236,6 +236,28 @@ fn write<V>(shard: &Shard<V>) -> RwLockWriteGuard<'_, Engine<V>> {
     shard.0.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The future of [`MemoryStore::get_or_refresh`]: its answer when the fast
+/// path had it, or the rest of the call.
+enum Refreshing<T, B> {
+    Done(Option<T>),
+    Later(std::pin::Pin<Box<B>>),
+}
+
+// `T` is never pinned (it is moved out by `take`), `B` is boxed.
+impl<T, B> Unpin for Refreshing<T, B> {}
+
+impl<T, B: Future<Output = T>> Future for Refreshing<T, B> {
+    type Output = T;
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+        match self.get_mut() {
+            Refreshing::Done(answer) => {
+                std::task::Poll::Ready(answer.take().expect("get_or_refresh's future polled after it was done"))
+            }
+            Refreshing::Later(rest) => rest.as_mut().poll(cx),
+        }
+    }
+}
+
 #[inline(always)]
 fn read<V>(shard: &Shard<V>) -> RwLockReadGuard<'_, Engine<V>> {
     shard.0.read().unwrap_or_else(PoisonError::into_inner)
@@ -256,6 +278,11 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     ///   invalidated or cleared the key since it began.
     /// - Entries stored by other calls count as fresh until they expire.
     /// - Stats count `stale_hits`, `refreshes` and `refresh_failures`.
+    /// - Under S3-FIFO and TTL, a hit that needs no exclusive work (fresh, or
+    ///   stale with its refresh already running or backing off) is answered,
+    ///   and counted, when the call is made, under the shard's shared lock,
+    ///   as [`get`](CacheStore::get) is; the returned future only hands it
+    ///   over. Everything else happens when the future is polled.
     ///
     /// ```
     /// # #[cfg(feature = "tokio")] {
@@ -278,9 +305,39 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     /// (before any loader runs), `Loader` when the loader of a miss fails,
     /// `Timeout` after the soft timeout of a miss, `Reentrant` when a loader
     /// asks for its own key.
-    pub async fn get_or_refresh<F, Fut, E>(
+    pub fn get_or_refresh<'a, F, Fut, E>(
+        self: &'a Arc<Self>,
+        key: &'a str,
+        loader: F,
+        options: &'a RefreshOptions,
+    ) -> impl Future<Output = Result<V>> + Send + 'a
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>> + 'a,
+    {
+        // A hit that needs no exclusive work (fresh, or stale with its
+        // refresh running) is answered at once under the shared lock, as
+        // `get` is; only the rest becomes a future of its own.
+        let checked = check_key(key).and_then(|()| options.check());
+        let hash = self.hasher.hash_one(key);
+        let shared = if checked.is_ok() && self.shared_reads {
+            read(self.shard_of(hash)).get_fresh_shared(hash, key)
+        } else {
+            None
+        };
+        if let Some(Freshly::Fresh(value) | Freshly::Stale { value, refresh: false }) = shared {
+            return Refreshing::Done(Some(Ok(value)));
+        }
+        Refreshing::Later(Box::pin(self.get_or_refresh_slow(key, hash, checked, loader, options)))
+    }
+
+    /// [`get_or_refresh`](Self::get_or_refresh) past its shared fast path.
+    async fn get_or_refresh_slow<F, Fut, E>(
         self: &Arc<Self>,
         key: &str,
+        hash: u64,
+        checked: Result<()>,
         loader: F,
         options: &RefreshOptions,
     ) -> Result<V>
@@ -289,17 +346,8 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
-        check_key(key)?;
-        options.check()?;
-        let hash = self.hasher.hash_one(key);
-        let shard = self.shard_of(hash);
-        // A hit that needs no exclusive work (fresh, or stale with its
-        // refresh running) is answered under the shared lock, as `get` is.
-        let shared = if self.shared_reads { read(shard).get_fresh_shared(hash, key) } else { None };
-        let found = match shared {
-            Some(found) => found,
-            None => write(shard).get_fresh_at(hash, key),
-        };
+        checked?;
+        let found = write(self.shard_of(hash)).get_fresh_at(hash, key);
         let loader = match found {
             Freshly::Fresh(value) => return Ok(value),
             Freshly::Stale { value, refresh } => {
