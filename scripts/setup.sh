@@ -57,6 +57,12 @@ if ! command -v redis-server >/dev/null; then
   # The tests start their own servers; the packaged service is not needed.
   (service redis-server stop || true) >/dev/null 2>&1
 fi
+# The Redis Cluster tests join their servers with redis-cli --cluster create
+# (Debian's redis-tools; redis-server depends on it, but check on its own).
+if ! command -v redis-cli >/dev/null; then
+  log "installing redis-tools (redis-cli)"
+  apt_install redis-tools
+fi
 # The Redis TLS tests make a CA and a server certificate with openssl, and
 # start redis-server with --tls-port (Debian's build links OpenSSL).
 if ! command -v openssl >/dev/null; then
