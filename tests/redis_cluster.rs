@@ -18,7 +18,6 @@ use common::RedisCluster;
 use pepperpy_caching::{
     CacheError, CacheStore, LruPolicy, RefreshOptions, SetOptions, TokioRuntime, TtlPolicy, stores::RedisStore,
 };
-use tokio::sync::Notify;
 
 /// Fails a test that would otherwise hang.
 async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
@@ -186,19 +185,7 @@ async fn read_through_keeps_its_guarantees_across_instances() {
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     // A write on another instance during a load wins over the load's value.
-    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let load = {
-        let (a, started, release) = (Arc::clone(&a), Arc::clone(&started), Arc::clone(&release));
-        tokio::spawn(async move {
-            let loader = || async move {
-                started.notify_one();
-                release.notified().await;
-                "older".to_string()
-            };
-            a.get_or_set("k", loader, SetOptions::new()).await
-        })
-    };
-    within("the loader", started.notified()).await;
+    let (load, release) = common::blocked_load(&a, "k", "older".to_string()).await;
     b.set("k", "newer".into(), SetOptions::new()).await.unwrap();
     release.notify_one();
     assert_eq!(within("the load", load).await.unwrap().unwrap(), "older");
@@ -254,19 +241,7 @@ async fn a_master_killed_during_a_load_returns_nothing_wrong_and_the_store_recov
     for (node, _) in cluster.keys_per_master() {
         RedisCluster::cli(cluster.nodes[node].port(), &["WAIT", "1", "2000"]);
     }
-    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let load = {
-        let (store, started, release) = (Arc::clone(&store), Arc::clone(&started), Arc::clone(&release));
-        tokio::spawn(async move {
-            let loader = || async move {
-                started.notify_one();
-                release.notified().await;
-                "loaded".to_string()
-            };
-            store.get_or_set("victim", loader, SetOptions::new()).await
-        })
-    };
-    within("the loader", started.notified()).await;
+    let (load, release) = common::blocked_load(&store, "victim", "loaded".to_string()).await;
     // The placeholder of the load sits on the master to kill.
     let master = raw_keys(&cluster, "fail:")
         .into_iter()

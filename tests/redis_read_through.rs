@@ -63,19 +63,8 @@ async fn a_write_on_another_instance_during_a_load_wins(policy: Option<Policy>) 
         let a = store(&server, policy.clone(), LONG_LEASE).await;
         let b = store(&server, policy.clone(), LONG_LEASE).await;
         b.clear().await.unwrap();
-        let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let load = {
-            let (a, started, release) = (Arc::clone(&a), Arc::clone(&started), Arc::clone(&release));
-            tokio::spawn(async move {
-                let loader = || async move {
-                    started.notify_one();
-                    release.notified().await;
-                    "read from the database before the write".to_string()
-                };
-                a.get_or_set("k", loader, SetOptions::new()).await
-            })
-        };
-        within("A's loader", started.notified()).await;
+        let (load, release) =
+            common::blocked_load(&a, "k", "read from the database before the write".to_string()).await;
         apply(&b, write, "k").await;
         release.notify_one();
         let got = within("A's caller", load).await.unwrap().unwrap();
@@ -104,19 +93,7 @@ async fn a_write_on_the_same_instance_during_a_load_wins() {
     for write in WRITES {
         let a = store(&server, None, LONG_LEASE).await;
         a.clear().await.unwrap();
-        let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let load = {
-            let (a, started, release) = (Arc::clone(&a), Arc::clone(&started), Arc::clone(&release));
-            tokio::spawn(async move {
-                let loader = || async move {
-                    started.notify_one();
-                    release.notified().await;
-                    "old".to_string()
-                };
-                a.get_or_set("k", loader, SetOptions::new()).await
-            })
-        };
-        within("loader", started.notified()).await;
+        let (load, release) = common::blocked_load(&a, "k", "old".to_string()).await;
         apply(&a, write, "k").await;
         release.notify_one();
         assert_eq!(within("caller", load).await.unwrap().unwrap(), "old");
@@ -134,19 +111,7 @@ async fn a_key_being_loaded_is_no_entry() {
         let a = store(&server, policy.clone(), LONG_LEASE).await;
         a.clear().await.unwrap();
         a.set("other", "x".into(), SetOptions::new()).await.unwrap();
-        let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let load = {
-            let (a, started, release) = (Arc::clone(&a), Arc::clone(&started), Arc::clone(&release));
-            tokio::spawn(async move {
-                let loader = || async move {
-                    started.notify_one();
-                    release.notified().await;
-                    "v".to_string()
-                };
-                a.get_or_set("k", loader, SetOptions::new()).await
-            })
-        };
-        within("loader", started.notified()).await;
+        let (load, release) = common::blocked_load(&a, "k", "v".to_string()).await;
         assert_eq!(a.get("k").await.unwrap(), None, "{policy:?}");
         assert!(!a.contains("k").await.unwrap(), "{policy:?}");
         assert_eq!(a.get_metadata("k").await.unwrap(), None);
@@ -226,19 +191,7 @@ async fn a_server_paused_mid_load_leaves_no_placeholder_behind() {
             .unwrap(),
     );
     let b = store(&server, None, LONG_LEASE).await;
-    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let load = {
-        let (a, started, release) = (Arc::clone(&a), Arc::clone(&started), Arc::clone(&release));
-        tokio::spawn(async move {
-            let loader = || async move {
-                started.notify_one();
-                release.notified().await;
-                "from A".to_string()
-            };
-            a.get_or_set("k", loader, SetOptions::new()).await
-        })
-    };
-    within("A's loader", started.notified()).await;
+    let (load, release) = common::blocked_load(&a, "k", "from A".to_string()).await;
     signal(&server, "STOP");
     release.notify_one();
     let err = within("A's caller", load).await.unwrap().unwrap_err();
@@ -266,19 +219,7 @@ async fn a_server_killed_mid_load_fails_the_load_cleanly() {
             .await
             .unwrap(),
     );
-    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let load = {
-        let (a, started, release) = (Arc::clone(&a), Arc::clone(&started), Arc::clone(&release));
-        tokio::spawn(async move {
-            let loader = || async move {
-                started.notify_one();
-                release.notified().await;
-                "from A".to_string()
-            };
-            a.get_or_set("k", loader, SetOptions::new()).await
-        })
-    };
-    within("A's loader", started.notified()).await;
+    let (load, release) = common::blocked_load(&a, "k", "from A".to_string()).await;
     server.stop();
     release.notify_one();
     let err = within("A's caller", load).await.unwrap().unwrap_err();

@@ -20,6 +20,7 @@ use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::redis::{backend, single_client};
 use super::{MemoryStore, RedisStore, RedisStoreBuilder};
 use crate::errors::{CacheError, Result};
 use crate::metrics::{CacheStats, SharedCounters};
@@ -561,13 +562,8 @@ where
         let addr = info.addr().to_string();
         let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
         let info = info.set_redis_settings(settings);
-        let client = if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
-            let certificates = redis::TlsCertificates { client_tls: None, root_cert: self.root_certificates };
-            redis::Client::build_with_tls(info, certificates)
-        } else {
-            redis::Client::open(info)
-        }
-        .map_err(|e| backend(format!("cannot set up the invalidation client for Redis at {addr}"), e))?;
+        let client = single_client(info, self.root_certificates)
+            .map_err(|e| backend(format!("cannot set up the invalidation client for Redis at {addr}"), e))?;
         let link = Link {
             client,
             prefix: prefix.as_bytes().to_vec(),
@@ -593,10 +589,6 @@ where
         let task = tokio::spawn(keep_tracking(shared.clone(), link, conn, session, self.heartbeat)).abort_handle();
         Ok(NearCache { shared, redis, own: SharedCounters::default(), response_timeout: self.response_timeout, task })
     }
-}
-
-fn backend(message: String, e: redis::RedisError) -> CacheError {
-    CacheError::Backend { message, source: Some(Arc::new(e)) }
 }
 
 impl<V> NearCache<V>

@@ -442,3 +442,36 @@ impl RedisCluster {
             .collect()
     }
 }
+
+/// A `get_or_set` of `key` on `store`, in a task, whose loader has started
+/// and waits: notifying the returned `Notify` lets it return `value`.
+#[cfg(feature = "redis")]
+pub async fn blocked_load(
+    store: &std::sync::Arc<pepperpy_caching::stores::RedisStore<String>>,
+    key: &str,
+    value: String,
+) -> (tokio::task::JoinHandle<pepperpy_caching::Result<String>>, std::sync::Arc<tokio::sync::Notify>) {
+    use pepperpy_caching::{CacheStore, SetOptions};
+    let (started, release) =
+        (std::sync::Arc::new(tokio::sync::Notify::new()), std::sync::Arc::new(tokio::sync::Notify::new()));
+    let load = {
+        let (store, key, started, release) = (
+            std::sync::Arc::clone(store),
+            key.to_string(),
+            std::sync::Arc::clone(&started),
+            std::sync::Arc::clone(&release),
+        );
+        tokio::spawn(async move {
+            let loader = || async move {
+                started.notify_one();
+                release.notified().await;
+                value
+            };
+            store.get_or_set(&key, loader, SetOptions::new()).await
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(20), started.notified())
+        .await
+        .unwrap_or_else(|_| panic!("the loader of {key:?} did not start within 20 s"));
+    (load, release)
+}

@@ -728,8 +728,7 @@ where
                 Conn::Cluster(client.get_async_connection().await?)
             } else {
                 let info = infos.into_iter().next().expect("one URL");
-                let client =
-                    if tls { redis::Client::build_with_tls(info, certificates()) } else { redis::Client::open(info) }?;
+                let client = single_client(info, self.root_certificates.clone())?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.connect_timeout))
                     // Our own timer bounds every round trip (`round_trip`).
@@ -844,6 +843,20 @@ async fn check_recorded_buckets(
             prefix
         ))),
         _ => Ok(()),
+    }
+}
+
+/// A client for the single Redis at `info`: over TLS for `rediss://`, trusting
+/// `root_certificates` (PEM) instead of the webpki roots when given. Shared
+/// with [`NearCache`](crate::stores::NearCache)'s invalidation connection.
+pub(crate) fn single_client(
+    info: redis::ConnectionInfo,
+    root_certificates: Option<Vec<u8>>,
+) -> redis::RedisResult<redis::Client> {
+    if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+        redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: root_certificates })
+    } else {
+        redis::Client::open(info)
     }
 }
 
@@ -1415,7 +1428,7 @@ fn ttl_millis(ttl: Duration) -> u64 {
 /// A backend error: `message` says what was being done, `e` is the source
 /// (not repeated in the message, so a report that prints the chain prints
 /// it once).
-fn backend(message: String, e: redis::RedisError) -> CacheError {
+pub(crate) fn backend(message: String, e: redis::RedisError) -> CacheError {
     CacheError::Backend { message, source: Some(Arc::new(e)) }
 }
 
