@@ -100,6 +100,48 @@ async fn start_migration(cluster: &RedisCluster, prefix: &str) -> Migration {
     Migration { tag, slot: s, source, target, target_id, src, dst }
 }
 
+/// Ends a migration begun by [`start_migration`]: the slot's remaining keys
+/// move to the target, both masters are told the slot is the target's, and
+/// the cluster settles.
+async fn finish_migration(
+    cluster: &RedisCluster,
+    src: &mut redis::aio::MultiplexedConnection,
+    slot: u16,
+    source: usize,
+    target: usize,
+    target_id: &str,
+) {
+    let rest: Vec<Vec<u8>> =
+        redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(1000).query_async(src).await.unwrap();
+    if !rest.is_empty() {
+        let mut cmd = redis::cmd("MIGRATE");
+        cmd.arg("127.0.0.1").arg(cluster.nodes[target].port()).arg("").arg(0).arg(5000).arg("KEYS").arg(rest);
+        let _: () = cmd.query_async(src).await.unwrap();
+    }
+    for node in [target, source] {
+        let mut conn = cluster.nodes[node].admin().await;
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SETSLOT").arg(slot).arg("NODE").arg(target_id);
+        let _: () = cmd.query_async(&mut conn).await.unwrap();
+    }
+    cluster.wait_until_ok(Duration::from_secs(30));
+}
+
+/// MIGRATEs `keys` from the source of a migration (`src`) to `target`.
+async fn migrate_keys(
+    cluster: &RedisCluster,
+    src: &mut redis::aio::MultiplexedConnection,
+    target: usize,
+    keys: impl IntoIterator<Item = String>,
+) {
+    let mut cmd = redis::cmd("MIGRATE");
+    cmd.arg("127.0.0.1").arg(cluster.nodes[target].port()).arg("").arg(0).arg(5000).arg("KEYS");
+    for key in keys {
+        cmd.arg(key);
+    }
+    let _: () = cmd.query_async(src).await.unwrap();
+}
+
 /// A raw cluster connection for setting up and inspecting.
 async fn raw(cluster: &RedisCluster) -> redis::cluster_async::ClusterConnection {
     redis::cluster::ClusterClient::new(cluster.urls()).unwrap().get_async_connection().await.unwrap()
@@ -1626,23 +1668,7 @@ async fn updates_during_a_slot_migration_keep_every_moved_entry_indexed() {
     }
     eprintln!("{errors} failed updates during the migration");
     // The rest moves, and the slot is the target's.
-    let rest: Vec<Vec<u8>> =
-        redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(s).arg(1000).query_async(&mut src).await.unwrap();
-    if !rest.is_empty() {
-        let _: () = migrate(rest).query_async(&mut src).await.unwrap();
-    }
-    for node in [target, source] {
-        let mut conn = cluster.nodes[node].admin().await;
-        let _: () = redis::cmd("CLUSTER")
-            .arg("SETSLOT")
-            .arg(s)
-            .arg("NODE")
-            .arg(&target_id)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-    cluster.wait_until_ok(Duration::from_secs(30));
+    finish_migration(&cluster, &mut src, s, source, target, &target_id).await;
     let index = [b"mig:".as_slice(), tag.as_bytes(), b"\xfflru"].concat();
     let members: Vec<Vec<u8>> = redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).query_async(&mut dst).await.unwrap();
     let members = members.iter().filter(|m| !m.is_empty()).count();
@@ -1704,23 +1730,7 @@ async fn an_eviction_during_a_slot_migration_keeps_the_capacity() {
     let during = store.set("p", "set".into(), SetOptions::new()).await;
     eprintln!("the set during the migration: {during:?}");
     // The migration ends.
-    let rest: Vec<Vec<u8>> =
-        redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(s).arg(1000).query_async(&mut src).await.unwrap();
-    if !rest.is_empty() {
-        let _: () = migrate(rest).query_async(&mut src).await.unwrap();
-    }
-    for node in [target, source] {
-        let mut conn = cluster.nodes[node].admin().await;
-        let _: () = redis::cmd("CLUSTER")
-            .arg("SETSLOT")
-            .arg(s)
-            .arg("NODE")
-            .arg(&target_id)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-    cluster.wait_until_ok(Duration::from_secs(30));
+    finish_migration(&cluster, &mut src, s, source, target, &target_id).await;
     release.notify_one();
     let _ = within("the load", load).await.unwrap();
     store.set("after", "a".into(), SetOptions::new()).await.unwrap();
@@ -1747,12 +1757,7 @@ async fn reads_under_lru_succeed_while_their_bucket_migrates() {
     }
     let Migration { tag, target, mut src, .. } = start_migration(&cluster, "mrd:").await;
     // Half the entries have moved, the indexes not yet (redis-cli's order).
-    let mut cmd = redis::cmd("MIGRATE");
-    cmd.arg("127.0.0.1").arg(cluster.nodes[target].port()).arg("").arg(0).arg(5000).arg("KEYS");
-    for i in 10..20 {
-        cmd.arg(format!("mrd:{tag}k{i}"));
-    }
-    let _: () = cmd.query_async(&mut src).await.unwrap();
+    migrate_keys(&cluster, &mut src, target, (10..20).map(|i| format!("mrd:{tag}k{i}"))).await;
     let mut failures = Vec::new();
     for i in [0, 15] {
         let key = format!("k{i}");
@@ -1786,12 +1791,7 @@ async fn deletes_without_a_capacity_succeed_while_their_bucket_migrates() {
         store.set(&format!("k{i}"), format!("v{i}"), SetOptions::new()).await.unwrap();
     }
     let Migration { tag, target, mut src, .. } = start_migration(&cluster, "mdl:").await;
-    let mut cmd = redis::cmd("MIGRATE");
-    cmd.arg("127.0.0.1").arg(cluster.nodes[target].port()).arg("").arg(0).arg(5000).arg("KEYS");
-    for i in 10..20 {
-        cmd.arg(format!("mdl:{tag}k{i}"));
-    }
-    let _: () = cmd.query_async(&mut src).await.unwrap();
+    migrate_keys(&cluster, &mut src, target, (10..20).map(|i| format!("mdl:{tag}k{i}"))).await;
     let mut failures = Vec::new();
     for i in [0, 15] {
         let key = format!("k{i}");
@@ -1824,12 +1824,7 @@ async fn loads_without_a_capacity_succeed_while_their_bucket_migrates() {
         store.set(&format!("k{i}"), format!("v{i}"), SetOptions::new()).await.unwrap();
     }
     let Migration { tag, target, mut src, .. } = start_migration(&cluster, "mld:").await;
-    let mut cmd = redis::cmd("MIGRATE");
-    cmd.arg("127.0.0.1").arg(cluster.nodes[target].port()).arg("").arg(0).arg(5000).arg("KEYS");
-    for i in 10..20 {
-        cmd.arg(format!("mld:{tag}k{i}"));
-    }
-    let _: () = cmd.query_async(&mut src).await.unwrap();
+    migrate_keys(&cluster, &mut src, target, (10..20).map(|i| format!("mld:{tag}k{i}"))).await;
     let mut failures = Vec::new();
     for key in ["k0", "k15", "new1", "new2"] {
         match store.get_or_set(key, || async { "loaded".to_string() }, SetOptions::new()).await {
@@ -1874,12 +1869,7 @@ async fn lru_refresh_reads_succeed_while_their_bucket_migrates() {
             .unwrap();
     }
     let Migration { tag, target, mut src, .. } = start_migration(&cluster, "mlr:").await;
-    let mut cmd = redis::cmd("MIGRATE");
-    cmd.arg("127.0.0.1").arg(cluster.nodes[target].port()).arg("").arg(0).arg(5000).arg("KEYS");
-    for i in 10..20 {
-        cmd.arg(format!("mlr:{tag}k{i}"));
-    }
-    let _: () = cmd.query_async(&mut src).await.unwrap();
+    migrate_keys(&cluster, &mut src, target, (10..20).map(|i| format!("mlr:{tag}k{i}"))).await;
     let mut failures = Vec::new();
     for i in [0, 5, 15, 19] {
         let key = format!("k{i}");
