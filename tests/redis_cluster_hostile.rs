@@ -1881,3 +1881,35 @@ async fn lru_refresh_reads_succeed_while_their_bucket_migrates() {
     }
     assert!(failures.is_empty(), "LRU get_or_refresh failed while the bucket's slot migrated: {failures:#?}");
 }
+
+/// A slot left migrating (a reshard interrupted half-way) keeps its keys on
+/// two masters: a walk waits for the migration to end, and when it does not
+/// end, fails with a backend error saying so, rather than list or delete a
+/// part of the keys. Single-key calls keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_fails_rather_than_miss_keys_of_a_slot_left_migrating() {
+    let cluster = RedisCluster::start();
+    let store =
+        RedisStore::<String>::cluster_builder(cluster.urls()).prefix("stuck:").buckets(1).build().await.unwrap();
+    for i in 0..20 {
+        store.set(&format!("k{i}"), format!("v{i}"), SetOptions::new()).await.unwrap();
+    }
+    let Migration { tag, target, mut src, .. } = start_migration(&cluster, "stuck:").await;
+    migrate_keys(&cluster, &mut src, target, (10..20).map(|i| format!("stuck:{tag}k{i}"))).await;
+    let started = Instant::now();
+    for (what, outcome) in
+        [("keys", store.keys(None).await.map(|k| k.len())), ("invalidate", store.invalidate("k*").await)]
+    {
+        match outcome {
+            Err(CacheError::Backend { message, .. }) => {
+                assert!(message.contains("kept moving"), "{what}: {message}")
+            }
+            other => panic!("{what} during a migration that never ends: {other:?}"),
+        }
+    }
+    eprintln!("two walks gave up after {:?}", started.elapsed());
+    // Nothing was deleted, and every key still reads (GET follows ASK).
+    for i in 0..20 {
+        assert_eq!(store.get(&format!("k{i}")).await.unwrap(), Some(format!("v{i}")));
+    }
+}
