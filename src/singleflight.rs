@@ -103,7 +103,7 @@ enum Role<'a, V> {
     /// Run the loader, then call [`Leader::finish`].
     Leader(Leader<'a, V>),
     /// Await this: the leader's result, or the load to take over.
-    Follower(Follow<V>),
+    Follower(Follow<'a, V>),
 }
 
 /// What a follower's wait ends with.
@@ -173,7 +173,7 @@ impl<V: Clone> SingleFlight<V> {
     }
 
     /// Joins the flight for `key`, or starts one.
-    fn join(&self, key: &str) -> Role<'_, V> {
+    fn join<'a>(&'a self, key: &'a str) -> Role<'a, V> {
         let mut flights = lock(&self.flights);
         if let Some(flight) = flights.get(key) {
             let mut state = lock(&flight.state);
@@ -185,7 +185,7 @@ impl<V: Clone> SingleFlight<V> {
                 return Role::Leader(Leader { flights: self, key: Arc::from(key), flight, finished: false });
             }
             drop(state);
-            return Role::Follower(Follow { flight: Arc::clone(flight), slot: None });
+            return Role::Follower(Follow { flights: self, key, flight: Arc::clone(flight), slot: None });
         }
         let flight = Arc::new(Flight {
             state: Mutex::new(FlightState {
@@ -292,12 +292,14 @@ impl<V> Drop for Leader<'_, V> {
 }
 
 /// A follower's wait for the leader's result.
-struct Follow<V> {
+struct Follow<'a, V> {
+    flights: &'a SingleFlight<V>,
+    key: &'a str,
     flight: Arc<Flight<V>>,
     slot: Option<usize>,
 }
 
-impl<V: Clone> Future for Follow<V> {
+impl<V: Clone> Future for Follow<'_, V> {
     type Output = Followed<V>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Followed<V>> {
@@ -329,14 +331,33 @@ impl<V: Clone> Future for Follow<V> {
     }
 }
 
-impl<V> Drop for Follow<V> {
+impl<V> Drop for Follow<'_, V> {
     fn drop(&mut self) {
-        let Some(slot) = self.slot.take() else { return };
-        let mut state = lock(&self.flight.state);
-        state.unregister(slot);
-        // Asked to take the load over, and leaving instead: ask another.
-        if matches!(state.outcome, Outcome::Vacant) && state.taker == Some(slot) {
-            state.hand_over();
+        let unowned = |state: &FlightState<V>| {
+            matches!(state.outcome, Outcome::Vacant) && state.taker.is_none() && state.registered == 0
+        };
+        {
+            let mut state = lock(&self.flight.state);
+            if let Some(slot) = self.slot.take() {
+                state.unregister(slot);
+                // Asked to take the load over, and leaving instead: ask another.
+                if matches!(state.outcome, Outcome::Vacant) && state.taker == Some(slot) {
+                    state.hand_over();
+                }
+            }
+            if !unowned(&state) {
+                return;
+            }
+        }
+        // A vacant flight its leader left in the map for this follower (see
+        // `Leader`'s drop), and nobody else will take over: out of the map,
+        // or unique keys with cancelled callers would fill it. The map's lock
+        // first, as everywhere; then check again.
+        let mut flights = lock(&self.flights.flights);
+        let state = lock(&self.flight.state);
+        let in_map = flights.get(self.key).is_some_and(|f| Arc::ptr_eq(f, &self.flight));
+        if unowned(&state) && in_map && Arc::strong_count(&self.flight) == 2 {
+            flights.remove(self.key);
         }
     }
 }
@@ -415,6 +436,25 @@ mod tests {
         assert!(Pin::new(&mut early).poll(&mut cx).is_pending(), "one load at a time");
         newcomer.finish(&Ok(5));
         assert!(matches!(Pin::new(&mut early).poll(&mut cx), Poll::Ready(Followed::Done(Ok(5)))));
+    }
+
+    #[test]
+    fn a_follower_dropped_unpolled_after_its_leader_left_takes_the_flight_out_of_the_map() {
+        let flights = SingleFlight::<u32>::default();
+        let Role::Leader(leader) = flights.join("k") else { panic!("first caller leads") };
+        let Role::Follower(early) = flights.join("k") else { panic!("second caller follows") };
+        drop(leader); // the flight stays, vacant, for `early`
+        assert_eq!(lock(&flights.flights).len(), 1);
+        drop(early); // cancelled before it was ever polled
+        assert_eq!(lock(&flights.flights).len(), 0, "no vacant flight is left behind");
+        // And a taker that leaves with nobody to pass the load to.
+        let Role::Leader(leader) = flights.join("k") else { panic!("leads") };
+        let Role::Follower(mut taker) = flights.join("k") else { panic!("follows") };
+        let mut cx = std::task::Context::from_waker(Waker::noop());
+        assert!(std::future::Future::poll(Pin::new(&mut taker), &mut cx).is_pending());
+        drop(leader); // `taker` is asked to take over
+        drop(taker); // and leaves instead
+        assert_eq!(lock(&flights.flights).len(), 0, "no vacant flight is left behind");
     }
 
     #[tokio::test]
