@@ -268,8 +268,8 @@ const WALK_RETRY_WAIT: Duration = Duration::from_millis(20);
 /// write the same key in different places. `build` records the count under
 /// the prefix (`prefix + "\xff" + "buckets"`, no TTL) and refuses a different
 /// one with [`CacheError::Policy`]; to change it, use a new prefix. A running
-/// store checks the record again (at most every second, on writes, and when
-/// it finds an index lost) and writes it again if Redis lost it (evicted
+/// store checks the record again (at most every second, on writes and loads)
+/// and writes it again if Redis lost it (evicted
 /// under an `allkeys-*` policy, a master restarted empty). If it finds
 /// another count there, recorded by a process that started while the record
 /// was gone, every call of this store fails with [`CacheError::Policy`] from
@@ -831,7 +831,10 @@ async fn check_recorded_buckets(
         Ok(Err(e)) => return Err(backend(format!("recording the bucket count on Redis at {addr} failed"), e)),
         Err(elapsed) => {
             return Err(CacheError::Backend {
-                message: format!("recording the bucket count on Redis at {addr}: no reply within {timeout:?}"),
+                message: format!(
+                    "recording the bucket count on Redis at {addr}: no reply within {:?}",
+                    timeout.saturating_mul(2)
+                ),
                 source: Some(Arc::new(elapsed)),
             });
         }
@@ -1111,8 +1114,6 @@ where
     /// been applied, so a failure here is not its failure; the sentinel is
     /// removed again so that a later `set` retries.
     async fn rebuild_index(&self, index: usize, max_size: usize, lru: bool) {
-        // A lost index may mean a master lost its data: the record too.
-        self.check_record(false);
         let bucket = &self.space.buckets()[index];
         let scan_match = self.space.scan_match(None, Some(index));
         let slot = keyspace::slot(&bucket.recency);
@@ -1584,6 +1585,9 @@ where
                 for counted in futures_util::future::join_all(counts).await {
                     // -1: no index (new, or lost until the next set rebuilds it): count by walking.
                     total = total.zip(usize::try_from(counted?).ok()).map(|(a, b)| a + b);
+                }
+                if total.is_none() {
+                    break;
                 }
             }
             if let Some(n) = total {

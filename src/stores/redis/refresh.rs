@@ -211,7 +211,9 @@ where
                 return Err(e);
             }
         };
-        if let Some(held) = &mut guard {
+        // The refresh owns a lock this read took; a guard still armed (a
+        // script that timed out may have taken it) releases it when dropped.
+        if let (Some(held), Some(Start::Locked { .. })) = (&mut guard, &start) {
             held.disarm();
         }
         if let Some(start) = start {

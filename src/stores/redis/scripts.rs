@@ -456,7 +456,7 @@ return {doc, 2, failures, redis.sha1hex(doc)}
 const REFRESH_FAILED: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local backoff = tonumber(ARGV[3])
-local keep = math.max(backoff, redis.call('PTTL', KEYS[2]))
+local keep = math.max(backoff, redis.call('PTTL', KEYS[2]), 1)
 local marker = 'backoff:' .. ARGV[2] .. ':' .. string.format('%d', now_ms() + backoff)
 redis.call('SET', KEYS[1], marker, 'PX', string.format('%d', keep))
 return 1
