@@ -26,7 +26,7 @@ use crate::errors::{CacheError, Result};
 use crate::metrics::SharedCounters;
 use crate::refresh::{RefreshOptions, within};
 use crate::singleflight::loader_error;
-use crate::store::{check_key, check_set_options};
+use crate::store::check_key;
 
 /// What the read of `get_or_refresh` found.
 enum Found {
@@ -137,11 +137,14 @@ where
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
         check_key(key)?;
+        // Checks the metadata too: what `entry_options` would add is a TTL of
+        // fresh period + grace, above zero. No copy of the metadata per call.
         options.check()?;
-        let entry_options = options.entry_options();
-        let ttl = check_set_options(&entry_options, None)?.map(ttl_millis);
-        let how =
-            StoreAs { ttl, metadata: entry_options.metadata.as_ref(), fresh_for: Some(ttl_millis(options.fresh_for)) };
+        let how = StoreAs {
+            ttl: Some(ttl_millis(options.fresh_for.saturating_add(options.grace))),
+            metadata: options.set.metadata.as_ref(),
+            fresh_for: Some(ttl_millis(options.fresh_for)),
+        };
         let started = self.counters.sample_next_get().then(Instant::now);
         // Without LRU bookkeeping the read is plain commands (GET, TIME, GET
         // of the lock, pipelined): as cheap as a `get`. With it, one script
