@@ -290,6 +290,11 @@ export function bind(wasm) {
       throw new CachePolicyError(`invalid policy: ${name} must be a positive, finite number of seconds, got ${value}`);
     }
     if (value >= MAX_SECONDS) throw new CachePolicyError(`invalid policy: ${name} of ${value} seconds is too large`);
+    // The core counts whole nanoseconds: less would be a zero it refuses,
+    // and only once a loader has run (getOrSet's grace and retryAfter).
+    if (value < 1e-9) {
+      throw new CachePolicyError(`invalid policy: ${name} must be at least one nanosecond (1e-9 seconds), got ${value}`);
+    }
     return value;
   }
 
@@ -1099,7 +1104,9 @@ export function bind(wasm) {
       this.#cutKey = undefined;
       this.#cutValue = undefined;
       if (cutOwner === this) cutOwner = undefined;
-      this.#notify(notices);
+      // The cut set already threw to its caller, and this may be another
+      // store's call: a listener's error is reported, not thrown here.
+      this.#notify(notices, true);
     }
 
     /** `store[method]()`, for the calls with no argument and no hurry. */
@@ -1431,7 +1438,9 @@ export function bind(wasm) {
     /** Ends a stale-while-revalidate load or refresh in the engine (which stores it if its placeholder stands). */
     #finishRefresh(key, token, ok, value, o, background) {
       const now = this.#now();
-      if (this.#pending) this.#live();
+      // As every call that may write the removed buffer: a store whose
+      // placement was cut short finishes first (see `cutOwner`).
+      if (this.#pending || (cutOwner !== undefined && cutOwner !== this)) this.#live();
       const store = this.#store;
       let id;
       try {

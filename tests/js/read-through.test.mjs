@@ -577,3 +577,29 @@ test("a refresh that cannot start backs off like a failed one: the key is refres
   assert.equal(store.getSync("k"), 3);
   assert.equal(store.getStats().refreshFailures, 1);
 });
+
+test("durations below a nanosecond are refused before any loader runs, and leave no load or refresh behind", async () => {
+  const clock = new ManualClock();
+  const store = lru(clock);
+  let runs = 0;
+  const loader = () => {
+    runs++;
+    return 1;
+  };
+  for (const options of [{ ttl: 1, grace: 1e-10 }, { ttl: 1e-10 }, { ttl: 1, grace: 1, retryAfter: 1e-10 }]) {
+    await assert.rejects(store.getOrSet("a", loader, options), CachePolicyError, JSON.stringify(options));
+    assert.throws(() => store.setSync("b", 1, { ttl: 1e-10 }), CachePolicyError);
+  }
+  assert.equal(runs, 0, "no loader ran");
+  // A stale key refreshes as before with sound options.
+  const options = { ttl: 1, grace: 600 };
+  assert.equal(await store.getOrSet("k", () => 1, options), 1);
+  clock.advance(2000);
+  await assert.rejects(store.getOrSet("k", loader, { ...options, retryAfter: 1e-10 }), CachePolicyError);
+  let refresh;
+  assert.equal(await store.getOrSet("k", () => 2, { ...options, waitUntil: (p) => (refresh = p) }), 1);
+  assert.ok(refresh !== undefined, "the stale key starts a refresh: none was left running");
+  await refresh;
+  assert.equal(store.getSync("k"), 2);
+  assert.equal(store.getStats().refreshes, 1);
+});
