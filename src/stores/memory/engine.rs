@@ -779,6 +779,14 @@ impl<V> Engine<V> {
         crate::store::check_metadata(&metadata)?;
         let Some(id) = self.peek_live(key) else { return Ok(false) };
         self.slots[id as usize].metadata.get_or_insert_default().extend(metadata);
+        // A write like any other: a load or refresh of the key that began
+        // before it stores nothing (it would erase the update). A refresh it
+        // cancels is no longer running: the next stale read starts another.
+        if self.loads.remove(key).is_some()
+            && let Some(state) = self.fresh.get_mut(&id)
+        {
+            state.refreshing = false;
+        }
         Ok(true)
     }
 
