@@ -527,8 +527,20 @@ impl<V: Clone + Send + Sync + 'static> Refresh<V> {
 impl<V: Clone + Send + Sync + 'static> Drop for Refresh<V> {
     fn drop(&mut self) {
         if !self.done {
+            count_unfinished(&mut self.store.shard(&self.key));
             self.finish(Err(()));
         }
+    }
+}
+
+/// Counts a loader run that never finished: it started, so `loads` counts
+/// it; if its loader panicked (this runs while the panic unwinds), it failed
+/// too. One dropped unfinished (a timeout, a cancelled task) is no failure.
+fn count_unfinished<V>(engine: &mut Engine<V>) {
+    if std::thread::panicking() {
+        engine.counters.record_load(false, 0);
+    } else {
+        engine.counters.count_unfinished_load();
     }
 }
 
@@ -545,9 +557,7 @@ impl<V: Clone + Send + Sync + 'static> Drop for PendingLoad<'_, V> {
         if let Some(token) = self.token.take() {
             let mut engine = self.store.shard(self.key);
             engine.end_load(self.key, token);
-            // A load that never finished (dropped, or its loader panicked)
-            // still started: `loads` counts it, `load_failures` does not.
-            engine.counters.count_unfinished_load();
+            count_unfinished(&mut engine);
         }
     }
 }
