@@ -62,36 +62,84 @@ cp "$stage/web/pepperpy_caching_bg.wasm" "$out_dir/wasm/pepperpy_caching_bg.wasm
 # The web glue (ES module, init/initSync): the browser, workerd, Deno and init entries.
 # Its first line points Deno at a .d.ts the package does not ship (the types are index.d.ts).
 sed '1{/@ts-self-types/d}' "$stage/web/pepperpy_caching.js" > "$out_dir/wasm/pepperpy_caching.mjs"
+# --- package glue post-processing (the pkg helper's block) ---
 # The nodejs glue (CommonJS, instantiates on require) takes its bytes from
-# wasm/bytes.cjs instead of reading a file beside itself, which a bundle moves.
+# wasm/bytes.cjs instead of reading a file beside itself, which a bundle moves,
+# and its TextEncoder/TextDecoder from text.cjs where the host has none (jsdom
+# under Jest constructs nothing of the kind: the glue threw at load).
+# wasm/bytes.mjs is the same bytes as an ES module, for web.mjs: the default
+# import everywhere but Node, Bun, workerd and Deno, instantiated
+# synchronously with no top-level await and no asset to ship.
 PKG_WASM=$stage/nodejs/pepperpy_caching_bg.wasm node - "$stage/nodejs/pepperpy_caching.js" "$out_dir/wasm" <<'JS'
 const fs = require("node:fs");
 const [glueFile, dir] = process.argv.slice(2);
-const glue = fs.readFileSync(glueFile, "utf8");
-const read = /^const wasmPath = .*\nconst wasmBytes = require\('fs'\)\.readFileSync\(wasmPath\);$/m;
-if (!read.test(glue)) {
-  console.error("[build-js] the nodejs glue no longer reads the .wasm as expected: update scripts/build-js.sh");
+let glue = fs.readFileSync(glueFile, "utf8");
+const fail = (what) => {
+  console.error(`[build-js] the nodejs glue no longer ${what}: update scripts/build-js.sh`);
   process.exit(1);
-}
-fs.writeFileSync(`${dir}/pepperpy_caching.cjs`, glue.replace(read, "const wasmBytes = require('./bytes.cjs');"));
+};
+const read = /^const wasmPath = .*\nconst wasmBytes = require\('fs'\)\.readFileSync\(wasmPath\);$/m;
+if (!read.test(glue)) fail("reads the .wasm as expected");
+glue = glue.replace(read, "const wasmBytes = require('./bytes.cjs');");
+if (/\b(TextEncoder|TextDecoder)\s*=/.test(glue)) fail("leaves the names TextEncoder and TextDecoder free");
+glue = glue.replace(/^\/\* @ts-self-types=.*\n/, "");
+glue =
+  `const { TextEncoder, TextDecoder } = typeof globalThis.TextDecoder === "function" && typeof globalThis.TextEncoder === "function" ? globalThis : require("../text.cjs");\n` +
+  glue;
+fs.writeFileSync(`${dir}/pepperpy_caching.cjs`, glue);
 const base64 = fs.readFileSync(process.env.PKG_WASM).toString("base64");
-fs.writeFileSync(
-  `${dir}/bytes.cjs`,
-  `"use strict";
-// pepperpy_caching_bg.wasm, base64, for the builds that must not look for a file.
-const base64 = "${base64}";
-module.exports =
-  typeof Uint8Array.fromBase64 === "function"
+// No free `Buffer`: Parcel would look for a polyfill package (and fail without one).
+const decode = `typeof Uint8Array.fromBase64 === "function"
     ? Uint8Array.fromBase64(base64)
-    : typeof Buffer === "function"
-      ? Buffer.from(base64, "base64")
-      : Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-`,
-);
+    : typeof globalThis.Buffer === "function"
+      ? globalThis.Buffer.from(base64, "base64")
+      : Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))`;
+const header = "// pepperpy_caching_bg.wasm, base64, for the builds that must not look for a file.";
+fs.writeFileSync(`${dir}/bytes.cjs`, `"use strict";\n${header}\nconst base64 = "${base64}";\nmodule.exports = ${decode};\n`);
+fs.writeFileSync(`${dir}/bytes.mjs`, `${header}\nconst base64 = "${base64}";\nexport default ${decode};\n`);
 JS
+# `pepperpy-caching/init` for `require`: the web glue and init.mjs as CommonJS
+# (init.cjs, wasm/pepperpy_caching_web.cjs). No default location for the
+# .wasm there: `import.meta.url` has no CommonJS counterpart a bundler keeps.
+node - "$stage/web/pepperpy_caching.js" js/init.mjs "$out_dir" <<'JS'
+const fs = require("node:fs");
+const [glueFile, initFile, dir] = process.argv.slice(2);
+const fail = (what) => {
+  console.error(`[build-js] ${what}: update scripts/build-js.sh`);
+  process.exit(1);
+};
+let glue = fs.readFileSync(glueFile, "utf8").replace(/^\/\* @ts-self-types=.*\n/, "");
+const names = [];
+glue = glue.replace(/^export (class|function) (\w+)/gm, (_, kind, name) => (names.push(name), `${kind} ${name}`));
+const tail = "export { initSync, __wbg_init as default };";
+const noDefault = "module_or_path = new URL('pepperpy_caching_bg.wasm', import.meta.url);";
+if (!glue.includes(tail) || !glue.includes(noDefault)) fail("the web glue's init no longer looks as expected");
+glue = glue
+  .replace(tail, `module.exports = { ${names.join(", ")}, initSync, default: __wbg_init };`)
+  .replace(
+    noDefault,
+    'throw new Error("pepperpy-caching/init under require() needs the wasm: pass its bytes, e.g. fs.readFileSync(require.resolve(\\"pepperpy-caching/wasm\\")), a WebAssembly.Module, a URL or a Response");',
+  );
+if (/\bimport\.meta\b|^export |^import /m.test(glue)) fail("the web glue has module syntax left");
+fs.writeFileSync(`${dir}/wasm/pepperpy_caching_web.cjs`, `"use strict";\n${glue}`);
+let init = fs.readFileSync(initFile, "utf8");
+const swaps = [
+  ['import * as glue from "./wasm/pepperpy_caching.mjs";', 'const glue = require("./wasm/pepperpy_caching_web.cjs");'],
+  ['import { bind } from "./api.mjs";', 'const { bind } = require("./api.cjs");'],
+  ["export async function init(", "async function init("],
+  ["export function initSync(", "function initSync("],
+];
+for (const [from, to] of swaps) {
+  if (!init.includes(from)) fail(`js/init.mjs no longer has \`${from}\``);
+  init = init.replace(from, to);
+}
+if (/^export |^import /m.test(init)) fail("js/init.mjs has module syntax the CommonJS copy does not handle");
+fs.writeFileSync(`${dir}/init.cjs`, `"use strict";\n${init}\nmodule.exports = { init, initSync };\n`);
+JS
+# --- end of the pkg helper's block ---
 
 # The hand-written layer. api.cjs is api.mjs with its one `export` rewritten.
-cp js/api.mjs js/inline.cjs js/inline.mjs js/init.mjs js/deno.mjs js/workerd.mjs js/web.mjs "$out_dir/"
+cp js/api.mjs js/inline.cjs js/inline.mjs js/init.mjs js/deno.mjs js/workerd.mjs js/web.mjs js/text.cjs "$out_dir/"
 PKG_VERSION=$version node - "$out_dir" <<'JS'
 const fs = require("node:fs");
 const dir = process.argv[2];
@@ -101,7 +149,9 @@ if (exports.length !== 1 || !/^export function bind\(/m.test(src) || /^import /m
   console.error("[build-js] js/api.mjs must have exactly one export, `export function bind(`, and no import");
   process.exit(1);
 }
-const cjs = `"use strict";\n${src.replace(/^export function bind\(/m, "function bind(")}\nmodule.exports = { bind };\n`;
+// (pkg helper) The CommonJS API takes TextEncoder from text.cjs where the host has none (jsdom).
+const text = `const { TextEncoder } = typeof globalThis.TextEncoder === "function" ? globalThis : require("./text.cjs");\n`;
+const cjs = `"use strict";\n${text}${src.replace(/^export function bind\(/m, "function bind(")}\nmodule.exports = { bind };\n`;
 fs.writeFileSync(`${dir}/api.cjs`, cjs);
 const pkg = JSON.parse(fs.readFileSync("js/package.json", "utf8"));
 pkg.version = process.env.PKG_VERSION;
@@ -110,6 +160,9 @@ JS
 cp js/index.d.ts "$out_dir/index.d.ts"
 cp js/index.d.ts "$out_dir/index.d.cts"
 cp js/init.d.ts "$out_dir/init.d.ts"
+# (pkg helper) the CommonJS and node10 faces of the entries' types.
+cp js/init.d.ts "$out_dir/init.d.cts"
+cp js/inline.d.ts "$out_dir/inline.d.ts"
 # The npm README (JavaScript only) and the license.
 cp js/README.md LICENSE "$out_dir/"
 
