@@ -44,12 +44,6 @@ fn message(err: &CacheError) -> String {
     err.to_string().replace("max_size", "maxSize")
 }
 
-/// `err` as `"ClassName:message"`: the store calls hand errors back as text,
-/// which the JS layer turns into its classes, so no JS runs inside a call.
-pub(super) fn encode(err: &CacheError) -> String {
-    format!("{}:{}", class_name(err), message(err))
-}
-
 /// `Result<T, CacheError>` to what a wasm-bindgen export returns.
 pub(super) trait IntoJs<T> {
     fn into_js(self) -> Result<T, JsValue>;

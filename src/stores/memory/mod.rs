@@ -1,6 +1,9 @@
 //! [`MemoryStore`]: entries in this process's memory.
 
 mod engine;
+// The slot-addressed engine of the JS store (src/wasm), and its native tests.
+#[cfg(any(test, all(target_arch = "wasm32", target_os = "unknown", feature = "js")))]
+pub(crate) mod slots;
 // On wasm32 the engine hashes keys with it; natively its tests still run.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod hasher;
