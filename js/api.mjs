@@ -624,6 +624,8 @@ export function bind(wasm) {
   }
 
   const STORE_OPTIONS = ["policy", "clock", "onRemove"];
+  // A bounded store reserves room for up to this many entries when it is made.
+  const PREALLOCATE_MAX = 1 << 22;
   // How a store tells its engine of a hit (MemoryStore#mode).
   const RING = 1;
   const FREQ = 2;
@@ -732,6 +734,8 @@ export function bind(wasm) {
 
   class MemoryStore {
     #store;
+    // How many slots the arrays were made with (see the constructor).
+    #prealloc = 0;
     #ids = new SlotMap();
     #values = [];
     #keys = [];
@@ -771,6 +775,7 @@ export function bind(wasm) {
     #counters = NO_DEADLINES;
     #ring = new U32(0);
     #ringN = 0;
+    #lastHit = -1;
     #removed = new U32(0);
     #freq = new U8(0);
     #deadline = NO_DEADLINES;
@@ -809,7 +814,11 @@ export function bind(wasm) {
       this.#expiring = policy.ttl !== undefined;
       this.#policy = wasmPolicy;
       this.#mode = policy instanceof S3FIFOPolicy ? FREQ : policy instanceof LRUPolicy && policy.refreshOnGet ? RING : 0;
-      this.#store = new WasmStore(wasmPolicy);
+      // Bounded stores reserve their arrays up front, as lru-cache does.
+      this.#prealloc = Math.min(policy.maxSize ?? 0, PREALLOCATE_MAX);
+      this.#values = new Array(this.#prealloc);
+      this.#keys = new Array(this.#prealloc);
+      this.#store = new WasmStore(wasmPolicy, this.#prealloc);
       this.#locate();
       this.#view();
     }
@@ -903,7 +912,7 @@ export function bind(wasm) {
      */
     #reset() {
       const broken = this.#store;
-      this.#store = new WasmStore(this.#policy);
+      this.#store = new WasmStore(this.#policy, 0);
       this.#ringN = 0;
       this.#locate();
       this.#view();
@@ -930,8 +939,8 @@ export function bind(wasm) {
 
     #forgetAll() {
       this.#ids.clear();
-      this.#values.length = 0;
-      this.#keys.length = 0;
+      this.#values = new Array(this.#prealloc);
+      this.#keys = new Array(this.#prealloc);
       this.#meta.clear();
       this.#fresh.clear();
       this.#loads.clear();
@@ -1039,6 +1048,9 @@ export function bind(wasm) {
       this.#hits++;
       const mode = this.#mode;
       if (mode === RING) {
+        // A hit on the slot the ring ends with changes no order.
+        if (this.#ringN !== 0 && this.#lastHit === id) return;
+        this.#lastHit = id;
         this.#ring[this.#ringN] = id;
         if (++this.#ringN === RING_LEN) this.#drain();
       } else if (mode === FREQ) {

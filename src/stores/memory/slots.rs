@@ -212,6 +212,18 @@ pub(crate) struct SlotEngine {
 // Natively only the tests use it; some calls are the JS layer's alone.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 impl SlotEngine {
+    /// Reserves room for `n` slots up front where the memory has it (the
+    /// JS layer does the same for its arrays): untouched, the pages cost
+    /// address space, not resident memory, and the arrays never move.
+    pub fn preallocate(&mut self, n: usize) {
+        let n = n.min(self.max_size);
+        let _ = self.list.try_reserve_exact(n).is_ok()
+            && self.prev.try_reserve_exact(n).is_ok()
+            && self.next.try_reserve_exact(n).is_ok()
+            && self.freq.try_reserve_exact(n).is_ok()
+            && (self.kind != Kind::S3Fifo || self.hash.try_reserve_exact(n).is_ok());
+    }
+
     pub fn new(policy: &Policy) -> Self {
         let kind = match policy {
             Policy::Lru(p) => Kind::Lru { refresh_on_get: p.refreshes_on_get() },
@@ -262,11 +274,27 @@ impl SlotEngine {
     /// Replays the first `n` hits of the ring, in order.
     #[inline]
     pub fn replay(&mut self, n: usize) {
-        for i in 0..n.min(RING_LEN) {
-            let id = self.ring[i];
-            if (id as usize) < self.list.len() && self.list[id as usize] == MAIN {
-                self.move_to_head(id);
+        // `move_to_head` on MAIN, written out over the fields: this runs
+        // once per exact-LRU hit, and the loop is most of what a hit costs.
+        let main = &mut self.lists[MAIN as usize];
+        let (prev, next, list) = (&mut self.prev[..], &mut self.next[..], &self.list[..]);
+        for &id in &self.ring[..n.min(RING_LEN)] {
+            let i = id as usize;
+            if i >= list.len() || list[i] != MAIN || main.head == id {
+                continue;
             }
+            // Not the head, so it has a predecessor.
+            let (p, nx) = (prev[i], next[i]);
+            next[p as usize] = nx;
+            if nx != NIL {
+                prev[nx as usize] = p;
+            } else {
+                main.tail = p;
+            }
+            prev[i] = NIL;
+            next[i] = main.head;
+            prev[main.head as usize] = id;
+            main.head = id;
         }
     }
 
@@ -291,11 +319,14 @@ impl SlotEngine {
         }
         let ttl = if ttl.is_nan() { self.default_ttl } else { ttl };
         let deadline = if ttl == f64::INFINITY { f64::INFINITY } else { now + ttl };
+        let views = (self.freq.as_ptr(), self.deadline.as_ptr(), self.freq.len(), self.timed);
         // Room first, so that a set the memory cannot hold changes nothing.
         if !self.reserve(existing.is_none() && self.free == NIL, deadline != f64::INFINITY) {
+            if views != (self.freq.as_ptr(), self.deadline.as_ptr(), self.freq.len(), self.timed) {
+                self.publish();
+            }
             return -2;
         }
-        let views = (self.freq.as_ptr(), self.deadline.as_ptr(), self.freq.len());
         self.removed[0] = 0;
         if let Some(climber) = &mut self.climber
             && let Some(small) = climber.adapt(gets as u64, misses as u64, self.small_cap, self.max_size)
@@ -329,7 +360,7 @@ impl SlotEngine {
             self.insert_new(hash, deadline)
         };
         self.counters[SETS] += 1.0;
-        if views != (self.freq.as_ptr(), self.deadline.as_ptr(), self.freq.len()) {
+        if views != (self.freq.as_ptr(), self.deadline.as_ptr(), self.freq.len(), self.timed) {
             self.publish();
         }
         i64::from(id)
