@@ -124,11 +124,17 @@ export function bind(wasm) {
 
   // Random per load: S3-FIFO's ghost is filed by these hashes.
   const HASH_SEED = (Math.random() * 0x100000000) >>> 0;
-  /** FNV-1a of the key's UTF-16 units, seeded: what the engine's ghost remembers a key by. */
+  /**
+   * FNV-1a of the key's UTF-16 units, seeded, then mixed (murmur3's
+   * finalizer: FNV's low bits depend only on the characters' low bits):
+   * what the engine's ghost remembers a key by.
+   */
   function hashKey(key) {
     let h = 0x811c9dc5 ^ HASH_SEED;
     for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-    return h >>> 0;
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+    return (h ^ (h >>> 16)) >>> 0;
   }
 
   /**

@@ -93,8 +93,11 @@ impl Hasher for Premixed {
         unreachable!("only u32 keys")
     }
     fn write_u32(&mut self, n: u32) {
-        // A multiply spreads the bits over the word hashbrown reads both ends of.
-        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // A multiply, then the high half folded down: hashbrown picks the
+        // bucket from the low bits (of a 32-bit word on wasm32), and the low
+        // bits of a product depend only on the low bits of `n`.
+        let x = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = x ^ (x >> 29) ^ (x >> 47);
     }
 }
 
