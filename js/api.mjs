@@ -46,6 +46,7 @@ export function bind(wasm) {
   const U8 = Uint8Array;
   const F64 = Float64Array;
   const NO_DEADLINES = new F64(0);
+  const NO_COUNTS = new U8(0);
   const { RuntimeError } = WebAssembly;
   const enqueue = queueMicrotask;
   const memoryBuffer = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, "buffer").get;
@@ -853,7 +854,7 @@ export function bind(wasm) {
       this.#counters = new F64(memory, at.counters, 4);
       this.#ring = new U32(memory, at.ring, RING_LEN);
       this.#removed = new U32(memory, at.removed, 1 + 2 * MAX_REMOVED);
-      this.#freq = new U8(memory, header[2], slots);
+      this.#freq = header[2] === 0 ? NO_COUNTS : new U8(memory, header[2], slots);
       this.#deadline = header[3] === 0 ? NO_DEADLINES : new F64(memory, header[3], slots);
       this.#header = header;
       this.#version = header[0];
@@ -1060,8 +1061,9 @@ export function bind(wasm) {
         this.#ring[this.#ringN] = id;
         if (++this.#ringN === RING_LEN) this.#drain();
       } else if (mode === FREQ) {
+        // The low two bits count accesses, up to 3 (the engine keeps its queue in the high bit).
         const f = this.#freq[id];
-        if (f < 3) this.#freq[id] = f + 1;
+        if ((f & 3) !== 3) this.#freq[id] = f + 1;
       }
     }
 
