@@ -11,7 +11,7 @@ use crate::policies::{LruPolicy, S3FifoPolicy, TtlPolicy};
 use crate::store::SetOptions;
 use crate::stores::memory::Engine;
 
-/// The JS layer's side of a store, as js/api.mjs keeps it.
+/// The JS layer's side of a store, as js/api/8-store.js keeps it.
 struct Js {
     engine: SlotEngine,
     ids: HashMap<String, u32>,
