@@ -11,7 +11,7 @@ use crate::policies::{LruPolicy, S3FifoPolicy, TtlPolicy};
 use crate::store::SetOptions;
 use crate::stores::memory::Engine;
 
-/// The JS layer's side of a store, as js/api.mjs keeps it.
+/// The JS layer's side of a store, as js/api/8-store.js keeps it.
 struct Js {
     engine: SlotEngine,
     ids: HashMap<String, u32>,
@@ -178,4 +178,16 @@ fn a_set_the_memory_refuses_changes_nothing_and_a_full_ring_replays_in_order() {
     engine.list_live().unwrap();
     assert_eq!(engine.report, [ids[0] as u32, ids[1] as u32, ids[3] as u32, ids[2] as u32]);
     engine.validate();
+}
+
+#[test]
+fn the_header_tells_where_the_deadlines_are() {
+    let mut engine = SlotEngine::new(&TtlPolicy::new(Duration::from_secs(10)).unwrap().into());
+    engine.publish();
+    assert_eq!(engine.header[3], 0, "no deadline array yet");
+    let id = engine.set(-1, 0, f64::NAN, 0.0, 0.0, 0.0);
+    assert_eq!(id, 0);
+    assert_eq!(engine.header[1], 1);
+    assert_ne!(engine.header[3], 0, "the first deadline made the array");
+    assert_eq!(engine.deadline[0], 10_000.0);
 }
