@@ -1,10 +1,15 @@
 //! [`MemoryStore`]: entries in this process's memory.
 
 mod engine;
+mod ghost;
+mod shadow;
+mod sketch;
 // On wasm32 the engine hashes keys with it; natively its tests still run.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod hasher;
 // proptest is a native dev-dependency.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod adaptive_model_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod model_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
