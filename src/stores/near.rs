@@ -1066,6 +1066,84 @@ mod tests {
         }
     }
 
+    /// Push messages come from another process: any shape must leave memory
+    /// consistent, never panic. An `invalidate` naming keys removes exactly
+    /// those of this prefix; anything not understood empties memory.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn bytes() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                "[a-c]{0,2}".prop_map(|k| format!("p:{k}").into_bytes()),
+                proptest::collection::vec(any::<u8>(), 0..8),
+                Just(b"p:\xff".to_vec()),
+                Just(b"p:".to_vec()),
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Nil),
+                any::<i64>().prop_map(Value::Int),
+                bytes().prop_map(Value::BulkString),
+                "[a-z:]{0,4}".prop_map(Value::SimpleString),
+                Just(Value::Okay),
+                any::<bool>().prop_map(Value::Boolean),
+            ];
+            leaf.prop_recursive(3, 24, 5, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                    proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Set),
+                    proptest::collection::vec((inner.clone(), inner), 0..3).prop_map(Value::Map),
+                ]
+            })
+        }
+
+        fn kind() -> impl Strategy<Value = PushKind> {
+            prop_oneof![
+                4 => Just(PushKind::Invalidate),
+                1 => Just(PushKind::Message),
+                1 => Just(PushKind::Subscribe),
+                1 => "[a-z]{0,6}".prop_map(PushKind::Other),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: crate::stores::memory::fuzz_cases(2_000),
+                ..ProptestConfig::default()
+            })]
+
+            #[test]
+            fn fuzz_push_messages(kind in kind(), data in proptest::collection::vec(value(), 0..3)) {
+                let shared = shared();
+                for k in ["a", "b", "c", "ab"] {
+                    let t = ticket(&shared, k);
+                    prop_assert!(shared.fill(k, t, 1, None));
+                }
+                let named: Vec<String> = match data.first() {
+                    Some(Value::Array(keys)) => keys
+                        .iter()
+                        .filter_map(|v| match v {
+                            Value::BulkString(b) => b.strip_prefix(b"p:").and_then(|k| std::str::from_utf8(k).ok()),
+                            _ => None,
+                        })
+                        .map(str::to_string)
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let flush = kind == PushKind::Invalidate && !matches!(data.first(), Some(Value::Array(_)));
+                shared.on_push(0, PushInfo { kind: kind.clone(), data });
+                for k in ["a", "b", "c", "ab"] {
+                    let gone = flush || (kind == PushKind::Invalidate && named.iter().any(|n| n == k));
+                    prop_assert_eq!(shared.memory.contains(k).into_inner().unwrap(), !gone, "{}", k);
+                }
+                prop_assert!(shared.up.load(Ordering::Acquire), "a message is no disconnection");
+            }
+        }
+    }
+
     #[test]
     fn a_connection_that_reported_its_loss_is_never_made_current() {
         let shared = Shared::new(MemoryStore::<u32>::new(LruPolicy::new(10).unwrap()), "p:");
