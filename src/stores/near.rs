@@ -166,6 +166,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// applies to entries without a TTL in Redis): use it to bound how long a
 /// value may stay in memory whatever happens.
 ///
+/// # Values that call back
+///
+/// The memory tier clones values under its shard lock and may drop the ones
+/// it replaces or removes under this cache's own lock. A value whose `Clone`
+/// or `Drop` calls this cache from there gets
+/// [`CacheError::ReentrantValue`] instead of a deadlock (see
+/// [`MemoryStore`]).
+///
 /// # Counters
 ///
 /// [`stats`](CacheStore::stats) are the `RedisStore`'s counters (sets,
@@ -225,6 +233,37 @@ struct State {
     conn: Option<MultiplexedConnection>,
 }
 
+thread_local! {
+    /// The `Shared` (its address) whose state lock this thread holds, 0 if
+    /// none: the memory tier drops values under it.
+    static HOLDING_STATE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The state lock's guard, marking the lock as held by this thread.
+struct Locked<'a> {
+    guard: MutexGuard<'a, State>,
+    outer: usize,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        HOLDING_STATE.set(self.outer);
+    }
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
 /// What a fill noted before reading Redis.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Ticket {
@@ -261,8 +300,27 @@ impl<V: Clone + Send + Sync + 'static> Shared<V> {
 
     // Every section under this lock leaves the state consistent before it
     // calls into the memory store, so a poisoned lock is still usable.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> Locked<'_> {
+        let me = self as *const Self as usize;
+        let outer = HOLDING_STATE.get();
+        // The public calls check `reentered` first; this is the last defence.
+        assert!(
+            outer != me,
+            "a value's Drop called the NearCache that was dropping it under its lock: this would deadlock"
+        );
+        let guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        HOLDING_STATE.set(me);
+        Locked { guard, outer }
+    }
+
+    /// Fails if this thread holds this cache's state lock: a value dropped
+    /// under it (memory replaced or removed it) called the cache, which
+    /// would wait on the lock for ever.
+    fn reentered(&self, call: &'static str) -> Result<()> {
+        if HOLDING_STATE.get() == self as *const Self as usize {
+            return Err(CacheError::ReentrantValue { call });
+        }
+        Ok(())
     }
 
     fn stripe(&self, key: &str) -> usize {
@@ -717,6 +775,7 @@ where
     /// [`CacheError::Backend`] if the connection fails the round trip or does
     /// not answer within the [`response_timeout`](NearCacheBuilder::response_timeout).
     pub async fn sync(&self) -> Result<()> {
+        self.shared.reentered("sync")?;
         loop {
             if let Some(conn) = self.shared.current_conn() {
                 return self.round_trip(conn).await;
@@ -851,6 +910,7 @@ where
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     async fn get(&self, key: &str) -> Result<Option<V>> {
+        self.shared.reentered("get")?;
         check_key(key)?;
         let started = self.own.sample_next_get().then(Instant::now);
         let found = self.get_uncounted(key).await;
@@ -861,6 +921,7 @@ where
     }
 
     async fn set(&self, key: &str, value: V, options: SetOptions) -> Result<()> {
+        self.shared.reentered("set")?;
         check_key(key)?;
         check_set_options(&options, None)?;
         let _forget = Forget::new(&self.shared, Scope::Key(key));
@@ -870,6 +931,7 @@ where
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
+        self.shared.reentered("delete")?;
         check_key(key)?;
         let _forget = Forget::new(&self.shared, Scope::Key(key));
         let done = self.redis.delete(key).await;
@@ -878,6 +940,7 @@ where
     }
 
     async fn contains(&self, key: &str) -> Result<bool> {
+        self.shared.reentered("contains")?;
         check_key(key)?;
         if self.shared.up.load(Ordering::Acquire) && self.shared.memory.contains(key).into_inner()? {
             return Ok(true);
@@ -890,6 +953,7 @@ where
     }
 
     async fn update_metadata(&self, key: &str, metadata: Metadata) -> Result<bool> {
+        self.shared.reentered("update_metadata")?;
         check_key(key)?;
         let _forget = Forget::new(&self.shared, Scope::Key(key));
         let done = self.redis.update_metadata(key, metadata).await;
@@ -898,6 +962,7 @@ where
     }
 
     async fn invalidate(&self, pattern: &str) -> Result<usize> {
+        self.shared.reentered("invalidate")?;
         Pattern::new(pattern)?;
         let _forget = Forget::new(&self.shared, Scope::Pattern(pattern));
         let done = self.redis.invalidate(pattern).await;
@@ -914,6 +979,7 @@ where
     }
 
     async fn clear(&self) -> Result<()> {
+        self.shared.reentered("clear")?;
         let _forget = Forget::new(&self.shared, Scope::All);
         let done = self.redis.clear().await;
         self.caught_up().await;
@@ -926,6 +992,7 @@ where
         Fut: Future<Output = std::result::Result<V, E>> + Send,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
+        self.shared.reentered("get_or_set")?;
         check_key(key)?;
         check_set_options(&options, None)?;
         if self.shared.up.load(Ordering::Acquire)
