@@ -123,12 +123,17 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 ///
 /// Between a write by another instance and its message, that instance's
 /// memory may still serve the old value: the near cache is coherent within
-/// milliseconds, not linearizable. Measured with `bench/near` (two instances
-/// in one process, the same host as redis-server, 2 shared cores): from the
-/// start of A's `set` to the key gone from B's memory, p50 60-100 µs and p99
-/// 0.2-5 ms at load average 1.6-6.5, with outliers to 214 ms; a busy host
-/// or a slow network adds its own delays, and nothing bounds them but the
-/// heartbeat (see below).
+/// milliseconds, not linearizable. What was measured, on loopback with 2
+/// shared cores: `bench/near` (two instances in one process, 2,000 writes,
+/// from the start of A's `set` to the key gone from B's memory) gave p50
+/// 93 µs, p99 1.35 ms, max 8 ms at load average 10.4 (earlier runs: p99
+/// 0.2-5 ms at load 1.6-6.5, one outlier of 214 ms); from another process
+/// under load average 5-8, p50 0.2-5.9 ms and worst 22-32 ms were seen.
+/// A busy host or a slow network adds its own delays; what bounds them is
+/// the heartbeat: its check travels on the same connection, behind every
+/// message sent before it, and one that does not answer within a heartbeat
+/// empties memory. So, while the process runs, a value another instance
+/// replaced is served for at most about two heartbeats (2 s by default).
 ///
 /// # What Redis does not report
 ///
