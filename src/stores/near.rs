@@ -147,7 +147,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// memory is emptied and the marker written again. So after a `SWAPDB`,
 /// memory serves values of the database swapped out for at most one
 /// heartbeat plus that check's round trip: about two heartbeats, 2 s by
-/// default.
+/// default. The marker is one small write: where Redis refuses writes
+/// (`maxmemory` reached under `noeviction`, a read-only replica), `build`
+/// fails with [`CacheError::Backend`], and a running cache that cannot
+/// write it again stops serving from memory until it can.
 ///
 /// # When the invalidation connection drops
 ///
@@ -771,7 +774,9 @@ where
     ///
     /// Every write through this cache (`set`, `delete`, `update_metadata`,
     /// `invalidate`, `clear`, a `get_or_set` that loaded) does the round trip
-    /// itself before it returns, so that its own invalidation, which Redis
+    /// itself before it returns (waiting at most the response timeout; a
+    /// connection that fails it is the heartbeat's to handle), so that its
+    /// own invalidation, which Redis
     /// sends back to the writer too, is never still in flight when the next
     /// read fills memory. This call is for waiting on other processes'
     /// writes that are known to be done.
