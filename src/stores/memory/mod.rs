@@ -17,6 +17,8 @@ mod adaptive_model_tests;
 mod model_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod s3fifo_model_tests;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub(crate) use model_tests::fuzz_cases;
 
 pub(crate) use engine::Engine;
 #[allow(unused_imports)] // used by the wasm bindings
