@@ -16,18 +16,17 @@
 export function bind(wasm) {
   const { WasmStore, WasmPolicy } = wasm;
 
-  // The calls that name a key take it from a buffer in wasm memory (see
-  // src/wasm/key_buffer.rs); they report refusal in their return value (2,
-  // or -2 for those returning a slot id) and the error is then fetched, as
-  // text, with takeError(). Entries are addressed by slot id: values live
-  // here, in arrays indexed by it.
-  const FAILED = 2;
-  const NONE = -1;
-  const REFUSED = -2;
-  const KEY_BUFFER = wasm.keyBuffer();
-  const REMOVED_BUFFER = wasm.removedBuffer();
-  const REMOVED_LEN = wasm.removedBufferLen();
-  const KEY_CAPACITY = wasm.keyBufferLen();
+  // The engine in wasm knows entries by slot id only: keys, values and
+  // metadata live here (keys in a Map to slot ids, values and metadata in
+  // arrays and maps by id). Its per-slot arrays, access ring and counters
+  // are read and written here through typed-array views of its memory, so
+  // a hit never calls into wasm (see MemoryStore#getSync).
+  // The limits and layout the core owns, read once (src/wasm/mod.rs `limits`).
+  const [
+    MAX_KEY_LEN, MAX_NESTING, LATENCY_SAMPLE_EVERY, , RING_LEN, MAX_REMOVED,
+    BATCH_KEYS, BATCH_BYTES, BATCH_BYTES_AT, BATCH_ENDS_AT, BATCH_RESULTS_AT,
+  ] = wasm.limits();
+  const { WasmPattern } = wasm;
   const memory = wasm.wasmMemory();
   const encoder = new TextEncoder();
   // Whether `text` has no lone surrogate. String.prototype.isWellFormed is
@@ -45,9 +44,13 @@ export function bind(wasm) {
   const promiseThen = Promise.prototype.then;
   const U32 = Uint32Array;
   const U8 = Uint8Array;
+  const F64 = Float64Array;
+  const NO_DEADLINES = new F64(0);
   const { RuntimeError } = WebAssembly;
   const enqueue = queueMicrotask;
   const memoryBuffer = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, "buffer").get;
+  const NO_ARGS = [];
+  const buffer = () => apply(memoryBuffer, memory, NO_ARGS);
   /** A Map whose methods are the built-ins as they were when the package loaded. */
   class SlotMap extends Map {}
   for (const name of ["get", "set", "delete", "clear", "has", "forEach"]) {
@@ -65,7 +68,6 @@ export function bind(wasm) {
   // skips the epilogues that move it back, so `unwind` puts it back where it
   // rests between calls (no wasm frame is ever active while this file runs).
   const stackPointer = wasm.wasmExports().__stack_pointer;
-  const NO_ARGS = [];
   const restingStack = stackPointer?.value;
   // It runs before a store call, where a replaced getter could only fail
   // the call, not split it: the plain property is enough.
@@ -81,7 +83,7 @@ export function bind(wasm) {
   function headroom(n) {
     return n === 0 ? 0 : headroom(n - 1) + 1;
   }
-  const HEADROOM = 4;
+  const HEADROOM = 12;
   // The calls that walk or remove many entries go deeper into the engine.
   const DEEP = 24;
 
@@ -99,72 +101,94 @@ export function bind(wasm) {
     });
   }
 
-  let keyBytes = new U8(0);
-  let removedWords = new U32(0);
-
-  /** The removed buffer: [count, id, reason, id, reason, ...] of the last call that stored. */
-  function removedView() {
-    // A view goes empty when the memory grows; take a new one then.
-    if (removedWords.length === 0) removedWords = new U32(apply(memoryBuffer, memory, NO_ARGS), REMOVED_BUFFER, REMOVED_LEN);
-    return removedWords;
-  }
-
-  /** The `n` slot ids in `store`'s report. */
-  function reportOf(store, n) {
-    return new U32(apply(memoryBuffer, memory, NO_ARGS), store.report(), n);
-  }
-
-  // Why an entry left, by the engine's reason code (src/wasm/mod.rs).
+  // Why an entry left, by reason code (the engine's: src/stores/memory/slots.rs).
   const REASONS = ["evicted", "expired", "deleted", "replaced", "invalidated", "cleared"];
   const EXPIRED = 1;
   const DELETED = 2;
   const REPLACED = 3;
   const INVALIDATED = 4;
-  const CLEARED = 5;
 
-  /**
-   * Writes `key` into the key buffer as UTF-8; its length in bytes, or -1 when
-   * it does not fit or is not well-formed Unicode (see `unwritableKeyError`).
-   */
-  function writeKey(key) {
-    const n = key.length;
-    if (n > KEY_CAPACITY) return -1;
-    let bytes = keyBytes;
-    // A view goes empty when the memory grows; take a new one then.
-    if (bytes.byteLength === 0) bytes = keyBytes = new U8(apply(memoryBuffer, memory, NO_ARGS), KEY_BUFFER, KEY_CAPACITY);
-    let i = 0;
-    for (; i < n; i++) {
-      const code = key.charCodeAt(i);
-      if (code > 0x7f) break;
-      bytes[i] = code;
-    }
-    if (i === n) return n;
-    // A lone surrogate has no UTF-8 form: encodeInto would write U+FFFD and
-    // two different keys would become one.
-    if (!isWellFormed(key)) return -1;
-    const { read, written } = encoder.encodeInto(key.slice(i), bytes.subarray(i));
-    return read === n - i ? i + written : -1;
-  }
+  // Up to this many UTF-16 units, a well-formed key has at most MAX_KEY_LEN bytes of UTF-8.
+  const SAFE_KEY_UNITS = Math.floor(MAX_KEY_LEN / 3);
 
-  /** Writes `key` into the key buffer; its length in bytes. Throws when it cannot. */
-  function placeKey(key) {
-    const len = writeKey(key);
-    if (len < 0) throw unwritableKeyError(key);
-    return len;
-  }
-
-  /**
-   * Checks `key` as the core would, without writing it anywhere, for the
-   * calls that answer from the JS side (a miss needs no key in wasm).
-   */
+  /** Checks `key` as the core would (a non-empty string of at most MAX_KEY_LEN bytes of UTF-8). */
   function checkKey(key) {
     if (typeof key !== "string") throw keyError(key);
-    // Up to 2,730 UTF-16 units a well-formed key has at most 8,190 bytes of UTF-8.
-    if (key.length !== 0 && key.length <= 2730 && isWellFormed(key)) return;
-    if (placeKey(key) === 0) throw translate(wasm.keyError(key));
+    const n = key.length;
+    if (n !== 0 && n <= SAFE_KEY_UNITS && isWellFormed(key)) return;
+    if (!isWellFormed(key)) throw notUnicode(CacheKeyError, "key", key);
+    // The core's own message (and verdict) for an empty or long key.
+    const error = wasm.keyError(key);
+    if (error !== undefined) throw translate(error);
   }
 
-  /** Why `writeKey` refused `key`: a lone surrogate, or the core's error for a key too long. */
+  // Random per load: S3-FIFO's ghost is filed by these hashes.
+  const HASH_SEED = (Math.random() * 0x100000000) >>> 0;
+  /** FNV-1a of the key's UTF-16 units, seeded: what the engine's ghost remembers a key by. */
+  function hashKey(key) {
+    let h = 0x811c9dc5 ^ HASH_SEED;
+    for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+    return h >>> 0;
+  }
+
+  /**
+   * Which of `keys` match `pattern` (checked a well-formed string): the
+   * core's glob matcher (src/pattern.rs), fed in batches; a literal prefix
+   * costs a startsWith per key. Returns the indexes of the matches.
+   */
+  function matching(pattern, keys) {
+    let matcher;
+    try {
+      matcher = new WasmPattern(pattern);
+    } catch (error) {
+      throw translate(error);
+    }
+    try {
+      const kind = matcher.kind();
+      const out = [];
+      if (kind !== 0) {
+        const literal = kind === 1 ? pattern.replace(/\*+$/, "") : pattern;
+        for (let i = 0; i < keys.length; i++) {
+          if (kind === 3 || (kind === 1 ? keys[i].startsWith(literal) : keys[i] === literal)) out[out.length] = i;
+        }
+        return out;
+      }
+      let bytes = new U8(buffer(), BATCH_BYTES_AT, BATCH_BYTES);
+      let ends = new U32(buffer(), BATCH_ENDS_AT, BATCH_KEYS);
+      let first = 0;
+      let n = 0;
+      let at = 0;
+      const flush = () => {
+        matcher.matchBatch(n);
+        const results = new U8(buffer(), BATCH_RESULTS_AT, BATCH_KEYS);
+        for (let j = 0; j < n; j++) if (results[j] === 1) out[out.length] = first + j;
+        first += n;
+        n = 0;
+        at = 0;
+        bytes = new U8(buffer(), BATCH_BYTES_AT, BATCH_BYTES);
+        ends = new U32(buffer(), BATCH_ENDS_AT, BATCH_KEYS);
+      };
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i];
+        if (n === BATCH_KEYS || at + 3 * key.length > BATCH_BYTES) flush();
+        let j = 0;
+        for (; j < key.length; j++) {
+          const code = key.charCodeAt(j);
+          if (code > 0x7f) break;
+          bytes[at + j] = code;
+        }
+        if (j === key.length) at += j;
+        else at += j + encoder.encodeInto(key.slice(j), bytes.subarray(at + j)).written;
+        ends[n++] = at;
+      }
+      if (n > 0) flush();
+      return out;
+    } finally {
+      matcher.free();
+    }
+  }
+
+  /** Why `key` cannot be a key (the core's message). */
   function unwritableKeyError(key) {
     if (!isWellFormed(key)) return notUnicode(CacheKeyError, "key", key);
     return translate(wasm.keyError(key) ?? new Error(`key of ${key.length} characters does not fit`));
@@ -207,13 +231,6 @@ export function bind(wasm) {
   })) {
     Object.defineProperty(Class.prototype, "name", { value: name, writable: true, configurable: true });
     errorClasses.set(name, Class);
-  }
-
-  /** A store call's refusal, handed back as "ClassName:message" text. */
-  function fromText(text) {
-    const colon = text.indexOf(":");
-    const Class = errorClasses.get(text.slice(0, colon)) ?? CacheError;
-    return new Class(text.slice(colon + 1));
   }
 
   // The policy constructors throw plain `Error`s named after the class they stand for.
@@ -310,7 +327,6 @@ export function bind(wasm) {
     return value;
   }
 
-  const MAX_METADATA_DEPTH = 64;
 
   /** The first place where `value` is not JSON, as { path, why }, or undefined. */
   /**
@@ -327,102 +343,6 @@ export function bind(wasm) {
     return copyJson(metadata, 0, "");
   }
 
-  /**
-   * `metadata` as the text the store takes (the format is described in
-   * src/wasm/metadata.rs): of a plain copy, so no getter runs twice.
-   */
-  function metadataText(metadata) {
-    const parts = [];
-    encodeJson(copyMetadata(metadata), parts);
-    return parts.join("");
-  }
-
-  // Numbers cross as the 16 hex digits of their f64 bits: no float is
-  // parsed or printed in wasm, and every double comes back exactly.
-  const numberView = new DataView(new ArrayBuffer(8));
-
-  function encodeJson(value, parts) {
-    switch (typeof value) {
-      case "string":
-        parts[parts.length] = `s${value.length};${value}`;
-        return;
-      case "number": {
-        numberView.setFloat64(0, value);
-        const high = numberView.getUint32(0).toString(16).padStart(8, "0");
-        parts[parts.length] = `n${high}${numberView.getUint32(4).toString(16).padStart(8, "0")}`;
-        return;
-      }
-      case "boolean":
-        parts[parts.length] = value ? "t" : "f";
-        return;
-    }
-    if (value === null) {
-      parts[parts.length] = "z";
-    } else if (Array.isArray(value)) {
-      parts[parts.length] = `a${value.length};`;
-      for (let i = 0; i < value.length; i++) encodeJson(value[i], parts);
-    } else {
-      const keys = Object.keys(value);
-      parts[parts.length] = `o${keys.length};`;
-      for (const key of keys) {
-        parts[parts.length] = `s${key.length};${key}`;
-        encodeJson(value[key], parts);
-      }
-    }
-  }
-
-  /** Reads metadata the store wrote in that format. */
-  function decodeJson(text) {
-    let at = 0;
-    const count = () => {
-      const end = text.indexOf(";", at);
-      const n = Number(text.slice(at, end));
-      at = end + 1;
-      return n;
-    };
-    const string = () => {
-      const n = count();
-      at += n;
-      return text.slice(at - n, at);
-    };
-    const value = () => {
-      const tag = text[at++];
-      switch (tag) {
-        case "z":
-          return null;
-        case "t":
-          return true;
-        case "f":
-          return false;
-        case "n":
-          numberView.setUint32(0, Number.parseInt(text.slice(at, at + 8), 16));
-          numberView.setUint32(4, Number.parseInt(text.slice(at + 8, at + 16), 16));
-          at += 16;
-          return numberView.getFloat64(0);
-        case "s":
-          return string();
-        case "a": {
-          const n = count();
-          const out = new Array(n);
-          for (let i = 0; i < n; i++) out[i] = value();
-          return out;
-        }
-        default: {
-          const n = count();
-          const out = {};
-          for (let i = 0; i < n; i++) {
-            at++; // the key's "s"
-            const key = string();
-            // defineProperty, not assignment: a key "__proto__" stays data.
-            Object.defineProperty(out, key, { value: value(), enumerable: true, writable: true, configurable: true });
-          }
-          return out;
-        }
-      }
-    };
-    return value();
-  }
-
   function copyJson(value, depth, path) {
     switch (typeof value) {
       case "string":
@@ -435,8 +355,9 @@ export function bind(wasm) {
         break;
       case "object": {
         if (value === null) return null;
-        if (depth >= MAX_METADATA_DEPTH) {
-          throw notJson(path, `nesting deeper than ${MAX_METADATA_DEPTH} levels (is it circular?)`);
+        // The metadata object is level 1, as in the core (MAX_NESTING).
+        if (depth >= MAX_NESTING) {
+          throw notJson(path, `nesting deeper than ${MAX_NESTING} levels (is it circular?)`);
         }
         if (Array.isArray(value)) {
           const n = value.length;
@@ -478,7 +399,7 @@ export function bind(wasm) {
    * the result goes to a shared object, not a fresh one, so `setSync`
    * allocates nothing.
    */
-  const setOptions = { ttl: undefined, json: undefined };
+  const setOptions = { ttl: undefined, meta: undefined };
   const SET_OPTIONS = ["ttl", "metadata"];
   function readSetOptions(options) {
     let ttl;
@@ -490,10 +411,10 @@ export function bind(wasm) {
       checkNames(options, "set", SET_OPTIONS);
       ttl = seconds(options.ttl, "ttl");
       metadata = options.metadata;
-      if (metadata !== undefined) metadata = metadataText(metadata);
+      if (metadata !== undefined) metadata = copyMetadata(metadata);
     }
     setOptions.ttl = ttl;
-    setOptions.json = metadata;
+    setOptions.meta = metadata;
   }
 
   /** Refuses option names not in `allowed` (a misspelt `tll` would otherwise be ignored). */
@@ -515,7 +436,7 @@ export function bind(wasm) {
   function readLoadOptions(options) {
     const o = {
       ttl: undefined,
-      json: undefined,
+      meta: undefined,
       grace: undefined,
       softTimeout: undefined,
       hardTimeout: undefined,
@@ -530,7 +451,7 @@ export function bind(wasm) {
     checkNames(options, "getOrSet", LOAD_OPTIONS);
     const { ttl, metadata, grace, softTimeout, hardTimeout, retryAfter, waitUntil, signal } = options;
     o.ttl = seconds(ttl, "ttl");
-    if (metadata !== undefined) o.json = metadataText(metadata);
+    if (metadata !== undefined) o.meta = copyMetadata(metadata);
     o.grace = seconds(grace, "grace");
     if (o.grace !== undefined && o.ttl === undefined) {
       throw new CachePolicyError("invalid policy: grace needs a ttl, the period during which a loaded value is fresh");
@@ -703,6 +624,26 @@ export function bind(wasm) {
   }
 
   const STORE_OPTIONS = ["policy", "clock", "onRemove"];
+  // How a store tells its engine of a hit (MemoryStore#mode).
+  const RING = 1;
+  const FREQ = 2;
+
+  function noRoom() {
+    return new CacheBackendError("wasm memory is exhausted: the call changed nothing");
+  }
+
+  /** A new plain object: `base`'s properties, then `update`'s over them (top-level merge). */
+  function merged(base, update) {
+    const out = {};
+    for (const source of [base, update]) {
+      if (source === undefined) continue;
+      for (const key of Object.keys(source)) {
+        // defineProperty, not assignment: a key "__proto__" stays data.
+        Object.defineProperty(out, key, { value: source[key], enumerable: true, writable: true, configurable: true });
+      }
+    }
+    return out;
+  }
   // The key of MemoryStore's self-check, for the package's tests.
   const AUDIT = Symbol.for("pepperpy-caching.audit");
 
@@ -723,11 +664,6 @@ export function bind(wasm) {
   // When each store's counters started (creation or last resetStats), in ms
   // since the epoch: the start of its cumulative OpenTelemetry sums.
   const statsSince = new WeakMap();
-  // The store whose placement a stack overflow cut short, if any. The
-  // removed buffer its set filled is the wasm instance's, shared by every
-  // store: another store's call would overwrite it, so any store's next
-  // call first lets this one finish (`#live`).
-  let cutOwner;
 
   const OTEL_METRICS = [
     ["hits", "sum", "Gets that found a live entry."],
@@ -799,6 +735,16 @@ export function bind(wasm) {
     #ids = new SlotMap();
     #values = [];
     #keys = [];
+    // Metadata (plain copies) and getOrSet freshness, by slot id: most entries have neither.
+    #meta = new SlotMap();
+    #fresh = new SlotMap();
+    // The loads under way by key (the JS twin of the engine's placeholders):
+    // { token, updates }. Any write, delete, invalidate or clear of the key
+    // removes it, so a load that began before them stores nothing; an
+    // updateMetadata of the live entry is kept in `updates`, for a refresh
+    // to store with its value instead of erasing it.
+    #loads = new SlotMap();
+    #nextToken = 0;
     // Whether any entry may expire: only then is the clock read on a hit.
     #expiring = false;
     #now = systemNow;
@@ -816,6 +762,30 @@ export function bind(wasm) {
     // Set when a call failed: the next call first makes sure the engine is
     // intact and that no placement was cut short (`#repair`).
     #pending = false;
+    // How a hit tells the engine: RING (exact LRU: the access ring), FREQ
+    // (S3-FIFO: the slot's access count), or nothing (TTL, LRU without refreshOnGet).
+    #mode = 0;
+    // Views of the engine's memory (`#view`), valid while #header[0] is #version.
+    #header = new U32(0);
+    #version = -1;
+    #counters = NO_DEADLINES;
+    #ring = new U32(0);
+    #ringN = 0;
+    #removed = new U32(0);
+    #freq = new U8(0);
+    #deadline = NO_DEADLINES;
+    // The read counters, kept here (a hit never enters wasm); the engine
+    // counts sets, deletes, evictions and expirations in its own.
+    #hits = 0;
+    #misses = 0;
+    #latencyTotal = 0;
+    #latencySamples = 0;
+    #loadsRun = 0;
+    #loadFailures = 0;
+    #loadTime = 0;
+    #staleHits = 0;
+    #refreshes = 0;
+    #refreshFailures = 0;
 
     constructor(options) {
       statsSince.set(this, Date.now());
@@ -838,7 +808,40 @@ export function bind(wasm) {
       this.#onRemove = onRemove;
       this.#expiring = policy.ttl !== undefined;
       this.#policy = wasmPolicy;
+      this.#mode = policy instanceof S3FIFOPolicy ? FREQ : policy instanceof LRUPolicy && policy.refreshOnGet ? RING : 0;
       this.#store = new WasmStore(wasmPolicy);
+      this.#locate();
+      this.#view();
+    }
+
+    // Where the engine's fixed buffers are (they never move), read once.
+    #at;
+
+    /** The engine's addresses, asked once per engine. */
+    #locate() {
+      const store = this.#store;
+      this.#at = { header: store.header(), counters: store.counters(), ring: store.ring(), removed: store.removed() };
+      this.#version = -1;
+    }
+
+    /**
+     * Takes new views of the engine's memory (it grew, or the engine's
+     * arrays moved, as its header says). No call into wasm: this runs at
+     * the start of calls, where a stack overflow inside wasm would leave
+     * the engine looking broken.
+     */
+    #view() {
+      const memory = buffer();
+      const at = this.#at;
+      const header = new U32(memory, at.header, 4);
+      const slots = header[1];
+      this.#counters = new F64(memory, at.counters, 4);
+      this.#ring = new U32(memory, at.ring, RING_LEN);
+      this.#removed = new U32(memory, at.removed, 1 + 2 * MAX_REMOVED);
+      this.#freq = new U8(memory, header[2], slots);
+      this.#deadline = header[3] === 0 ? NO_DEADLINES : new F64(memory, header[3], slots);
+      this.#header = header;
+      this.#version = header[0];
     }
 
     /** The clock for a call: read only when some entry may expire. */
@@ -854,21 +857,20 @@ export function bind(wasm) {
       if (this.#disposed) throw new CacheError("this MemoryStore was disposed");
       unwind();
       headroom(depth);
-      if (cutOwner !== undefined && cutOwner !== this) cutOwner.#repair();
       if (this.#pending) this.#repair();
+      if (this.#header[0] !== this.#version) this.#view();
       return this.#store;
     }
 
     /**
      * After a failed call. A trap inside the engine (a stack overflow deep
      * in wasm, memory exhausted where nothing reserved it) may have stopped
-     * it half-way through an update, an entry inserted and not linked, a
-     * table mid-resize: nothing it holds can be trusted, so the store starts
-     * again empty (`#reset`). Otherwise the engine is as it was, and only a
-     * placement cut short after it stored an entry is finished. Done here,
-     * by the next call, rather than in the failed one: that one may have
-     * no stack left to ask the engine with. If this fails too, the next call
-     * tries again.
+     * it half-way through an update: nothing it holds can be trusted, so the
+     * store starts again empty (`#reset`). Otherwise the engine is as it
+     * was, and only a placement cut short after it stored an entry is
+     * finished. Done here, by the next call, rather than in the failed one:
+     * that one may have no stack left to ask the engine with. If this fails
+     * too, the next call tries again.
      */
     #repair() {
       let intact;
@@ -885,6 +887,7 @@ export function bind(wasm) {
           throw this.#failed(error); // no memory even for an empty engine
         }
       } else if (this.#cutKey !== undefined) {
+        if (this.#header[0] !== this.#version) this.#view();
         this.#finishPlacing();
       }
       this.#pending = false;
@@ -901,24 +904,22 @@ export function bind(wasm) {
     #reset() {
       const broken = this.#store;
       this.#store = new WasmStore(this.#policy);
+      this.#ringN = 0;
+      this.#locate();
+      this.#view();
       try {
         broken.free();
       } catch {
         // Still borrowed by the trapped call: wasm-bindgen keeps it, unfreed.
       }
       statsSince.set(this, Date.now());
+      this.#zeroCounters();
       this.#cutKey = undefined;
       this.#cutValue = undefined;
-      if (cutOwner === this) cutOwner = undefined;
+      this.#cutMeta = undefined;
       const notices = this.#notices();
       if (notices !== undefined) this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
-      this.#ids.clear();
-      this.#values.length = 0;
-      this.#keys.length = 0;
-      // Their placeholders were in the old engine; token 0 is never issued.
-      this.#runs.forEach((run) => {
-        run.token = 0;
-      });
+      this.#forgetAll();
       this.#pending = false;
       try {
         this.#notify(notices);
@@ -927,12 +928,30 @@ export function bind(wasm) {
       }
     }
 
-    #refused() {
-      return fromText(this.#store.takeError());
+    #forgetAll() {
+      this.#ids.clear();
+      this.#values.length = 0;
+      this.#keys.length = 0;
+      this.#meta.clear();
+      this.#fresh.clear();
+      this.#loads.clear();
+    }
+
+    #zeroCounters() {
+      this.#hits = 0;
+      this.#misses = 0;
+      this.#latencyTotal = 0;
+      this.#latencySamples = 0;
+      this.#loadsRun = 0;
+      this.#loadFailures = 0;
+      this.#loadTime = 0;
+      this.#staleHits = 0;
+      this.#refreshes = 0;
+      this.#refreshFailures = 0;
     }
 
     /**
-     * Forgets slot `id` (the engine removed its entry) and, with a listener,
+     * Forgets slot `id` (the engine freed it) and, with a listener,
      * queues (value, key, reason) on `notices` for `#notify`.
      */
     #drop(id, reason, notices) {
@@ -942,6 +961,8 @@ export function bind(wasm) {
       if (this.#ids.get(key) === id) this.#ids.delete(key);
       this.#values[id] = undefined;
       this.#keys[id] = undefined;
+      if (this.#meta.size !== 0) this.#meta.delete(id);
+      if (this.#fresh.size !== 0) this.#fresh.delete(id);
       if (notices !== undefined) notify3(notices, value, key, REASONS[reason]);
     }
 
@@ -974,62 +995,125 @@ export function bind(wasm) {
       else throw error;
     }
 
+    /** The `n` slot ids in the engine's report. */
+    #report(n) {
+      return new U32(buffer(), this.#store.report(0), n);
+    }
+
     /** Forgets the ids of the entries that expired by `now`. */
     #reclaim(now, notices) {
       let n;
       try {
-        n = this.#store.reclaim(now);
+        n = this.#store.reclaim(this.#ringN, now);
+        this.#ringN = 0;
       } catch (error) {
         throw this.#failed(error);
       }
+      if (n < 0) throw noRoom();
       if (n === 0) return;
-      const ids = reportOf(this.#store, n);
+      const ids = this.#report(n);
       for (let i = 0; i < n; i++) this.#drop(ids[i], EXPIRED, notices);
     }
 
     // The synchronous fast path; the async methods below are thin wrappers.
 
-    /** The value under `key`, or undefined. */
+    /**
+     * The value under `key`, or undefined. A hit is a Map lookup and plain
+     * reads and writes of the engine's memory: the deadline, when entries
+     * may expire; then the access ring (exact LRU, replayed by the engine
+     * before anything that evicts, reorders or lists) or the access count
+     * (S3-FIFO). No call into wasm.
+     */
     getSync(key) {
       if (--this.#untilTimed === 0) return this.#timedGet(key);
-      try {
-        if (this.#pending) this.#live();
-        const now = this.#expiring ? this.#now() : 0;
-        const id = this.#ids.get(key);
-        if (id !== undefined && this.#store.touch(id, now)) return this.#values[id];
-        return this.#missed(key, id);
-      } catch (error) {
-        throw this.#failed(error);
+      const id = this.#ids.get(key);
+      if (id === undefined || this.#pending) return this.#missed(key, id);
+      if (this.#header[0] !== this.#version) this.#view();
+      if (this.#expiring && this.#deadline[id] <= this.#now()) return this.#missed(key, id);
+      this.#hit(id);
+      return this.#values[id];
+    }
+
+    /** Tells the engine of a hit on slot `id` (the views are current). */
+    #hit(id) {
+      this.#hits++;
+      const mode = this.#mode;
+      if (mode === RING) {
+        this.#ring[this.#ringN] = id;
+        if (++this.#ringN === RING_LEN) this.#drain();
+      } else if (mode === FREQ) {
+        const f = this.#freq[id];
+        if (f < 3) this.#freq[id] = f + 1;
       }
     }
 
-    // One get in 32 is timed (on the store's clock) for `avgGetLatency`.
-    #untilTimed = 32;
-
-    #timedGet(key) {
-      this.#untilTimed = 32;
-      const started = this.#now();
-      const value = this.getSync(key);
+    /** Replays the full access ring. */
+    #drain() {
       try {
-        if (!this.#disposed) this.#store.latency(this.#now() - started);
+        unwind();
+        this.#store.replay(this.#ringN);
       } catch (error) {
         throw this.#failed(error);
+      }
+      this.#ringN = 0;
+    }
+
+    // One get in LATENCY_SAMPLE_EVERY is timed (on the store's clock) for `avgGetLatency`.
+    #untilTimed = LATENCY_SAMPLE_EVERY;
+
+    #timedGet(key) {
+      this.#untilTimed = LATENCY_SAMPLE_EVERY;
+      const started = this.#now();
+      const value = this.getSync(key);
+      const elapsed = this.#now() - started;
+      if (!this.#disposed) {
+        this.#latencyTotal += elapsed > 0 ? elapsed : 0;
+        this.#latencySamples++;
       }
       return value;
     }
 
+    /** A get that found no live entry here (or a call to repair first). */
     #missed(key, id) {
+      if (this.#pending || this.#disposed) {
+        this.#live();
+        return this.getSync(key);
+      }
       if (id !== undefined) {
-        // It expired: the engine reclaimed it and counted the miss.
+        // Expired: the engine frees it, and it counts as a miss.
         const notices = this.#notices();
-        this.#drop(id, EXPIRED, notices);
+        this.#expire(id, notices);
+        this.#misses++;
         this.#notify(notices);
         return undefined;
       }
       checkKey(key);
-      if (this.#disposed) this.#live();
-      this.#store.miss();
+      this.#misses++;
       return undefined;
+    }
+
+    /** Frees slot `id`, found expired, in the engine and here. */
+    #expire(id, notices) {
+      try {
+        unwind();
+        this.#store.expire(this.#ringN, id);
+        this.#ringN = 0;
+      } catch (error) {
+        throw this.#failed(error);
+      }
+      this.#drop(id, EXPIRED, notices);
+    }
+
+    /** The live slot under `key` at `now`, counting nothing; reclaims it if expired. */
+    #liveSlot(key, now, notices) {
+      const id = this.#ids.get(key);
+      if (id === undefined) return undefined;
+      if (this.#header[0] !== this.#version) this.#view();
+      if (this.#deadline[id] <= now) {
+        this.#expire(id, notices);
+        return undefined;
+      }
+      return id;
     }
 
     /** Stores `value` under `key`. */
@@ -1037,19 +1121,19 @@ export function bind(wasm) {
       if (typeof key !== "string") throw keyError(key);
       if (value === undefined) throw undefinedValueError("cannot store");
       let ttl;
-      let json;
+      let meta;
       if (options !== undefined) {
         readSetOptions(options);
-        ({ ttl, json } = setOptions);
+        ({ ttl, meta } = setOptions);
       }
-      this.#put(key, value, ttl, json);
+      this.#put(key, value, ttl, meta);
     }
 
     /**
-     * Stores `value` under `key` (checked a string) with a ttl and metadata
-     * text; throws if refused. `later`: see `#notify`.
+     * Stores `value` under `key` (checked a string) with a ttl in seconds and
+     * metadata (a plain copy); throws if refused. `later`: see `#notify`.
      */
-    #put(key, value, ttl, json, later) {
+    #put(key, value, ttl, meta, later, fresh) {
       if (ttl !== undefined) this.#expiring = true;
       const now = this.#time();
       // Nothing of the caller's runs from here to the end of the call into
@@ -1057,19 +1141,32 @@ export function bind(wasm) {
       // after the engine stored the entry, would leave the engine holding an
       // entry this side has no value for (taking room, missed by getSync).
       const store = this.#live();
-      const len = placeKey(key);
+      const existing = this.#ids.get(key);
+      let hash = 0;
+      if (existing === undefined) {
+        checkKey(key);
+        if (this.#mode === FREQ) hash = hashKey(key);
+      }
       let id;
       try {
-        id = json === undefined ? store.set(len, ttl, now) : store.setWithMetadata(len, ttl, now, json);
+        id = store.set(
+          this.#ringN, existing ?? -1, hash, ttl === undefined ? NaN : ttl * 1000, now, this.#hits + this.#misses, this.#misses,
+        );
+        this.#ringN = 0;
       } catch (error) {
         unwind();
         throw this.#failed(error);
       }
-      if (id < 0) throw this.#refused();
+      if (id < 0) {
+        throw id === -1
+          ? new CachePolicyError("a memory store holds at most 4294967294 entries")
+          : noRoom();
+      }
       // No call between the engine's and this `try` (a first call compiles).
       let notices;
       try {
-        notices = this.#place(id, key, value);
+        if (this.#header[0] !== this.#version) this.#view();
+        notices = this.#place(id, key, value, meta, fresh);
       } catch (error) {
         // Cut short past the probe (V8 may need far more stack to compile or
         // tier up a function than the probe reserves): the engine holds the
@@ -1077,45 +1174,38 @@ export function bind(wasm) {
         // before anything reads either side. Plain field writes: no call.
         this.#cutId = id;
         this.#cutValue = value;
+        this.#cutMeta = meta;
+        this.#cutFresh = fresh;
         this.#cutKey = key;
         this.#pending = true;
-        cutOwner = this;
         throw error;
       }
       this.#notify(notices, later);
     }
 
     // An entry the engine stored whose placement here was cut short (see
-    // `#put`): its slot, value and key (undefined when there is none).
+    // `#put`): its slot, value, metadata and key (undefined when there is none).
     #cutId = 0;
     #cutValue;
+    #cutMeta;
+    #cutFresh;
     #cutKey;
 
     /**
      * Finishes placing the entry a stack overflow cut short, before any
      * other call: the removed buffer still holds that set's report, since
-     * only the calls that store write it, and each of them comes here first.
-     * Parts of `#place` already done are skipped (`#drop` of a forgotten id
-     * does nothing). Its notices, if any, go out as the set's would have.
+     * only a set writes it, and each call comes here first. Parts of
+     * `#place` already done are skipped (`#drop` of a forgotten id does
+     * nothing). Its notices, if any, go out as the set's would have.
      */
     #finishPlacing() {
       // Forgotten only once done: cut short again, the next call retries.
-      const notices = this.#place(this.#cutId, this.#cutKey, this.#cutValue);
+      const notices = this.#place(this.#cutId, this.#cutKey, this.#cutValue, this.#cutMeta, this.#cutFresh);
       this.#cutKey = undefined;
       this.#cutValue = undefined;
-      if (cutOwner === this) cutOwner = undefined;
-      // The cut set already threw to its caller, and this may be another
-      // store's call: a listener's error is reported, not thrown here.
+      this.#cutMeta = undefined;
+      // The cut set already threw to its caller: a listener's error is reported.
       this.#notify(notices, true);
-    }
-
-    /** `store[method]()`, for the calls with no argument and no hurry. */
-    #engineCall(store, method) {
-      try {
-        return store[method]();
-      } catch (error) {
-        throw this.#failed(error);
-      }
     }
 
     /** What a call rethrows after `error` (and the next call checks the engine: `#repair`). */
@@ -1128,10 +1218,10 @@ export function bind(wasm) {
 
     /**
      * Puts the value of the entry just stored in slot `id`, after forgetting
-     * what the store removed for it: the removal notices, for `#notify`.
+     * what the engine removed for it: the removal notices, for `#notify`.
      */
-    #place(id, key, value) {
-      const removed = removedView();
+    #place(id, key, value, meta, fresh) {
+      const removed = this.#removed;
       const n = removed[0];
       let notices;
       if (n !== 0) {
@@ -1153,6 +1243,12 @@ export function bind(wasm) {
       this.#values[id] = value;
       this.#keys[id] = key;
       this.#ids.set(key, id);
+      if (meta !== undefined) this.#meta.set(id, meta);
+      else if (this.#meta.size !== 0) this.#meta.delete(id);
+      if (fresh !== undefined) this.#fresh.set(id, fresh);
+      else if (this.#fresh.size !== 0) this.#fresh.delete(id);
+      // A write moves the key on: a load that began before it stores nothing.
+      if (this.#loads.size !== 0) this.#loads.delete(key);
       return notices;
     }
 
@@ -1161,43 +1257,35 @@ export function bind(wasm) {
       if (typeof key !== "string") throw keyError(key);
       const now = this.#time();
       const store = this.#live();
+      const id = this.#ids.get(key);
+      if (id === undefined) checkKey(key);
+      if (this.#loads.size !== 0) this.#loads.delete(key);
+      if (id === undefined) return false;
       let existed;
       try {
-        existed = store.delete(placeKey(key), now);
+        existed = store.remove(this.#ringN, id, now);
+        this.#ringN = 0;
       } catch (error) {
         throw this.#failed(error);
       }
-      if (existed === FAILED) throw this.#refused();
-      const id = this.#ids.get(key);
-      if (id !== undefined) {
-        const notices = this.#notices();
-        this.#drop(id, existed === 1 ? DELETED : EXPIRED, notices);
-        this.#notify(notices);
-      }
-      return existed === 1;
+      const notices = this.#notices();
+      this.#drop(id, existed ? DELETED : EXPIRED, notices);
+      this.#notify(notices);
+      return existed;
     }
 
     /** The slot of the live entry under `key`, without counting or reordering; undefined if none. */
     #peekSlot(key) {
-      if (this.#pending) this.#live();
+      if (typeof key !== "string") throw keyError(key);
       const now = this.#time();
-      const id = this.#ids.get(key);
-      if (id === undefined) {
-        checkKey(key);
-        this.#live();
-        return undefined;
-      }
-      let alive;
-      try {
-        alive = this.#store.alive(id, now);
-      } catch (error) {
-        throw this.#failed(error);
-      }
-      if (alive) return id;
+      this.#live();
       const notices = this.#notices();
-      this.#drop(id, EXPIRED, notices);
-      this.#notify(notices);
-      return undefined;
+      const id = this.#liveSlot(key, now, notices);
+      if (id === undefined) {
+        this.#notify(notices);
+        checkKey(key);
+      }
+      return id;
     }
 
     /** Whether a live entry is under `key`; counts no hit or miss. */
@@ -1218,26 +1306,16 @@ export function bind(wasm) {
     remainingTtl(key) {
       if (typeof key !== "string") throw keyError(key);
       const now = this.#now();
-      const store = this.#live();
-      let ms;
-      try {
-        ms = store.remainingTtl(placeKey(key), now);
-      } catch (error) {
-        throw this.#failed(error);
-      }
-      if (ms === -2) throw this.#refused();
-      if (ms >= 0) return ms / 1000;
-      this.#forget(key);
-      return undefined;
-    }
-
-    /** The engine no longer has `key` (it expired): forget its slot here too. */
-    #forget(key) {
-      const id = this.#ids.get(key);
-      if (id === undefined) return;
+      this.#live();
       const notices = this.#notices();
-      this.#drop(id, EXPIRED, notices);
+      const id = this.#liveSlot(key, now, notices);
       this.#notify(notices);
+      if (id === undefined) {
+        checkKey(key);
+        return undefined;
+      }
+      const deadline = this.#deadline[id];
+      return deadline === undefined || deadline === Infinity ? Infinity : (deadline - now) / 1000;
     }
 
     async get(key) {
@@ -1261,31 +1339,49 @@ export function bind(wasm) {
       if (o.signal?.aborted) throw o.signal.reason;
       if (o.ttl !== undefined) this.#expiring = true;
       const now = this.#time();
-      const store = this.#live();
-      const len = placeKey(key);
-      let id;
-      let freshness = 0;
-      try {
-        if (o.grace === undefined) {
-          id = store.checkedGet(len, o.ttl, now);
-        } else {
-          // The slot id times 4 plus how fresh the entry is: one crossing.
-          const found = store.getFresh(len, now);
-          id = found < 0 ? found : Math.floor(found / 4);
-          freshness = found < 0 ? 0 : found % 4;
+      this.#live();
+      checkKey(key);
+      const notices = this.#notices();
+      const id = this.#liveSlot(key, now, notices);
+      this.#notify(notices);
+      if (id === undefined) {
+        this.#misses++;
+        return this.#join(key, loader, o);
+      }
+      this.#hit(id);
+      const value = this.#values[id];
+      if (o.grace !== undefined && this.#fresh.size !== 0) {
+        // Stale-while-revalidate: as the engine's get_fresh.
+        const state = this.#fresh.get(id);
+        if (state !== undefined && now >= state.freshUntil) {
+          this.#staleHits++;
+          if (!state.refreshing && now >= state.retryAt) {
+            state.refreshing = true;
+            this.#refreshes++;
+            this.#refresh(key, loader, o);
+          }
         }
-      } catch (error) {
-        throw this.#failed(error);
       }
-      if (id === REFUSED) throw this.#refused();
-      if (id >= 0) {
-        const value = this.#values[id];
-        // Stale, and this call is the one to refresh it (the engine counted it).
-        if (freshness === 2) this.#refresh(key, loader, o);
-        return value;
-      }
-      this.#forget(key);
-      return this.#join(key, loader, o);
+      return value;
+    }
+
+    /** Marks a load of `key` as begun: its token. A newer load of the key replaces it. */
+    #beginLoad(key) {
+      const token = ++this.#nextToken;
+      this.#loads.set(key, { token, updates: undefined });
+      return token;
+    }
+
+    /**
+     * Ends the load `token` of `key`: its placeholder (with the metadata
+     * updates made meanwhile) if nothing wrote, deleted, invalidated or
+     * cleared the key since it began, so its value may be stored; else undefined.
+     */
+    #endLoad(key, token) {
+      const load = this.#loads.get(key);
+      if (load === undefined || load.token !== token) return undefined;
+      this.#loads.delete(key);
+      return load;
     }
 
     /** A caller that missed: leads a new load of `key`, or waits for the one under way. */
@@ -1375,13 +1471,7 @@ export function bind(wasm) {
       }
       const run = flight.run;
       this.#endRun(run);
-      try {
-        if (this.#pending) this.#live();
-        if (run.token !== undefined) this.#store.endLoad(placeKey(flight.key), run.token);
-      } catch (error) {
-        // The placeholder stays (a trap, or no stack): a later write of the key clears it.
-        this.#failed(error);
-      }
+      if (run.token !== undefined) this.#endLoad(flight.key, run.token);
       run.controller.abort(reason);
       this.#settle(call, false, reason);
       // The first waiter (a scan, once per abandoned load, as in Rust). Its
@@ -1418,8 +1508,8 @@ export function bind(wasm) {
           try {
             if (this.#pending) this.#live();
             if (o.grace === undefined) {
-              const ours = this.#store.endLoad(placeKey(key), run.token);
-              if (ok && ours) this.#put(key, result, o.ttl, o.json, true);
+              const ours = this.#endLoad(key, run.token);
+              if (ok && ours !== undefined) this.#put(key, result, o.ttl, o.meta, true);
             } else {
               this.#finishRefresh(key, run.token, ok, result, o, false);
             }
@@ -1435,35 +1525,39 @@ export function bind(wasm) {
       return run;
     }
 
-    /** Ends a stale-while-revalidate load or refresh in the engine (which stores it if its placeholder stands). */
+    /**
+     * Ends a stale-while-revalidate load or refresh: stores its value if its
+     * placeholder stands (with the metadata updates made meanwhile merged
+     * over the options' metadata), fresh for `ttl` and kept `grace` more; on
+     * failure keeps the stale value and backs off.
+     */
     #finishRefresh(key, token, ok, value, o, background) {
-      const now = this.#now();
-      // As every call that may write the removed buffer: a store whose
-      // placement was cut short finishes first (see `cutOwner`).
-      if (this.#pending || (cutOwner !== undefined && cutOwner !== this)) this.#live();
-      const store = this.#store;
-      let id;
-      try {
-        id = store.finishRefresh(placeKey(key), token, ok, now, o.ttl, o.grace, o.retryAfter, o.json, background);
-      } catch (error) {
-        throw this.#failed(error);
+      if (this.#pending) this.#live();
+      const load = this.#endLoad(key, token);
+      if (!ok && background) this.#refreshFailures++;
+      if (load === undefined) return;
+      if (!ok) {
+        this.#backOff(key, o);
+        return;
       }
-      if (id === REFUSED) throw this.#refused();
-      if (id < 0) return;
-      let notices;
-      try {
-        notices = this.#place(id, key, value);
-      } catch (error) {
-        // As in `#put`.
-        this.#cutId = id;
-        this.#cutValue = value;
-        this.#cutKey = key;
-        this.#pending = true;
-        cutOwner = this;
-        throw error;
-      }
-      // A load's callers get its value; nobody awaits a refresh.
-      this.#notify(notices, true);
+      const meta = load.updates === undefined ? o.meta : merged(o.meta, load.updates);
+      const fresh = { freshUntil: this.#now() + o.ttl * 1000, refreshing: false, retryAt: 0, failures: 0 };
+      this.#put(key, value, o.ttl + o.grace, meta, true, fresh);
+    }
+
+    /**
+     * A refresh of `key` failed: the stale value stays and the next refresh
+     * waits `retryAfter`, doubling with each failure in a row up to a minute
+     * (as RefreshOptions::backoff in src/refresh.rs).
+     */
+    #backOff(key, o) {
+      const id = this.#ids.get(key);
+      const state = id === undefined ? undefined : this.#fresh.get(id);
+      if (state === undefined) return;
+      state.refreshing = false;
+      state.failures++;
+      const factor = 2 ** Math.min(state.failures - 1, 16);
+      state.retryAt = this.#now() + Math.min(o.retryAfter * factor, Math.max(60, o.retryAfter)) * 1000;
     }
 
     /**
@@ -1481,20 +1575,16 @@ export function bind(wasm) {
         if (!run.live) return;
         this.#endRun(run);
         if (ok && result === undefined) [ok, result] = [false, undefinedValueError("the loader returned")];
-        try {
-          if (!this.#disposed) this.#store.recordLoad(ok, this.#now() - started);
-        } catch (error) {
-          this.#failed(error); // only a count is lost
+        if (!this.#disposed) {
+          const elapsed = this.#now() - started;
+          this.#loadsRun++;
+          if (!ok) this.#loadFailures++;
+          this.#loadTime += elapsed > 0 ? elapsed : 0;
         }
         finish(ok, result, run);
       });
       this.#runs.add(run);
-      try {
-        run.token = this.#store.beginLoad(placeKey(key));
-      } catch (error) {
-        this.#endRun(run);
-        throw this.#failed(error);
-      }
+      run.token = this.#beginLoad(key);
       try {
         if (o.hardTimeout !== undefined) {
           run.timer = this.#timers.set(o.hardTimeout, () => {
@@ -1506,7 +1596,7 @@ export function bind(wasm) {
         }
       } catch (error) {
         this.#endRun(run);
-        this.#store.endLoad(placeKey(key), run.token);
+        this.#endLoad(key, run.token);
         throw error;
       }
       let result;
@@ -1555,22 +1645,22 @@ export function bind(wasm) {
       try {
         this.#startRefresh(key, loader, o, done);
       } catch (error) {
-        // It could not start: the engine's refresh ends as a failed one
-        // (backing off), or the key would stay "refreshing" until its grace
-        // ran out. The engine ends a refresh only under its own load's
-        // token, and any the failed start took is gone: a fresh one. (An
-        // older load of the key lost its placeholder when the entry it
-        // found was stored.)
-        try {
-          const token = this.#store.beginLoad(placeKey(key));
-          this.#finishRefresh(key, token, false, undefined, o, true);
-        } catch (trap) {
-          this.#failed(trap); // the next call repairs the engine
-        }
+        // It could not start: the refresh ends as a failed one (backing
+        // off), or the key would stay "refreshing" until its grace ran out.
+        this.#refreshFailures++;
+        this.#backOff(key, o);
         done();
         throw error;
       }
-      o.waitUntil?.(finished);
+      if (o.waitUntil !== undefined) {
+        // The stale value is this caller's answer either way, and the
+        // refresh runs on: a waitUntil that throws is reported, not thrown.
+        try {
+          o.waitUntil(finished);
+        } catch (error) {
+          reportLater(error);
+        }
+      }
     }
 
     #startRefresh(key, loader, o, done) {
@@ -1600,39 +1690,23 @@ export function bind(wasm) {
 
     /** A fresh copy of the entry's metadata ({} when it has none), or undefined. */
     async getMetadata(key) {
-      if (typeof key !== "string") throw keyError(key);
-      const now = this.#now();
-      const store = this.#live();
-      let json;
-      try {
-        json = store.getMetadata(placeKey(key), now);
-      } catch (error) {
-        throw this.#failed(error);
-      }
-      if (json === undefined) {
-        const error = store.takeError();
-        if (error !== undefined) throw fromText(error);
-        this.#forget(key);
-        return undefined;
-      }
-      return decodeJson(json);
+      const id = this.#peekSlot(key);
+      if (id === undefined) return undefined;
+      const meta = this.#meta.get(id);
+      return meta === undefined ? {} : copyJson(meta, 0, "");
     }
 
     /** Merges `metadata` into the entry's (top-level keys replaced); whether the entry exists. */
     async updateMetadata(key, metadata) {
       if (typeof key !== "string") throw keyError(key);
-      const json = metadataText(metadata);
-      const now = this.#now();
-      const store = this.#live();
-      let found;
-      try {
-        found = store.updateMetadata(placeKey(key), now, json);
-      } catch (error) {
-        throw this.#failed(error);
-      }
-      if (found === FAILED) throw this.#refused();
-      if (found === 0) this.#forget(key);
-      return found === 1;
+      const update = copyMetadata(metadata);
+      const id = this.#peekSlot(key);
+      if (id === undefined) return false;
+      this.#meta.set(id, merged(this.#meta.get(id), update));
+      // A refresh under way stores these too (issue 22: it erased them).
+      const load = this.#loads.size === 0 ? undefined : this.#loads.get(key);
+      if (load !== undefined) load.updates = merged(load.updates, update);
+      return true;
     }
 
     /** Removes the live entries whose keys match the Redis glob `pattern`; how many. */
@@ -1647,23 +1721,45 @@ export function bind(wasm) {
       const now = this.#now();
       const store = this.#live(DEEP);
       const notices = this.#notices();
-      this.#reclaim(now, notices);
-      let n;
+      let ids;
       try {
-        n = store.invalidate(pattern, now);
+        this.#reclaim(now, notices);
+        const keys = [];
+        const slots = [];
+        this.#ids.forEach((id, key) => {
+          keys[keys.length] = key;
+          slots[slots.length] = id;
+        });
+        const hits = matching(pattern, keys);
+        // Loads of matching keys store nothing (those with no entry too).
+        if (this.#loads.size !== 0) {
+          const loading = [];
+          this.#loads.forEach((_, key) => {
+            loading[loading.length] = key;
+          });
+          for (const i of matching(pattern, loading)) this.#loads.delete(loading[i]);
+        }
+        const n = hits.length;
+        if (n === 0) {
+          this.#notify(notices);
+          return 0;
+        }
+        const at = store.report(n);
+        if (at === 0) throw noRoom();
+        const room = new U32(buffer(), at, n);
+        for (let i = 0; i < n; i++) room[i] = slots[hits[i]];
+        ids = new U32(n);
+        ids.set(room);
+        store.removeReported(this.#ringN);
+        this.#ringN = 0;
       } catch (error) {
-        const failure = this.#failed(error);
+        const failure = error instanceof RuntimeError ? this.#failed(error) : error;
         this.#notify(notices);
         throw failure;
       }
-      if (n < 0) {
-        this.#notify(notices);
-        throw this.#refused();
-      }
-      const ids = reportOf(store, n);
-      for (let i = 0; i < n; i++) this.#drop(ids[i], INVALIDATED, notices);
+      for (let i = 0; i < ids.length; i++) this.#drop(ids[i], INVALIDATED, notices);
       this.#notify(notices);
-      return n;
+      return ids.length;
     }
 
     /** The slot ids of the live entries, all or those matching `pattern`, in the documented order. */
@@ -1673,18 +1769,25 @@ export function bind(wasm) {
       const now = this.#now();
       const store = this.#live(DEEP);
       const notices = this.#notices();
-      this.#reclaim(now, notices);
-      let n;
+      let ids;
       try {
-        n = store.slots(pattern, now);
-      } catch (error) {
-        const failure = this.#failed(error);
+        this.#reclaim(now, notices);
+        let n;
+        try {
+          n = store.list(this.#ringN);
+          this.#ringN = 0;
+        } catch (error) {
+          throw this.#failed(error);
+        }
+        if (n < 0) throw noRoom();
+        ids = Array.from(this.#report(n));
+        if (pattern !== undefined) {
+          const keys = ids.map((id) => this.#keys[id] ?? "");
+          ids = matching(pattern, keys).map((i) => ids[i]);
+        }
+      } finally {
         this.#notify(notices);
-        throw failure;
       }
-      const ids = n < 0 ? undefined : Array.from(reportOf(store, n));
-      this.#notify(notices);
-      if (ids === undefined) throw this.#refused();
       return ids;
     }
 
@@ -1740,20 +1843,22 @@ export function bind(wasm) {
       const now = this.#now();
       const store = this.#live(DEEP);
       const notices = this.#notices();
-      this.#reclaim(now, notices);
       try {
-        store.clear(now);
+        this.#reclaim(now, notices);
+        try {
+          store.clear();
+          this.#ringN = 0;
+        } catch (error) {
+          throw this.#failed(error);
+        }
       } catch (error) {
-        const failure = this.#failed(error);
         this.#notify(notices);
-        throw failure;
+        throw error;
       }
       if (notices !== undefined) {
         this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
       }
-      this.#ids.clear();
-      this.#values.length = 0;
-      this.#keys.length = 0;
+      this.#forgetAll();
       this.#notify(notices);
     }
 
@@ -1767,12 +1872,19 @@ export function bind(wasm) {
       const ids = this.#slots(undefined);
       const problems = [];
       if (ids.length !== this.#ids.size) problems.push(`the engine holds ${ids.length} entries, JS ${this.#ids.size}`);
+      if (this.#store.live() !== ids.length) problems.push(`the engine counts ${this.#store.live()} live entries, lists ${ids.length}`);
       for (const id of ids) {
         const key = this.#keys[id];
         if (key === undefined) problems.push(`slot ${id}: no key on the JS side`);
         else if (this.#ids.get(key) !== id) problems.push(`slot ${id}: ${shownKey(key)} maps to ${this.#ids.get(key)}`);
         if (this.#values[id] === undefined) problems.push(`slot ${id}: no value on the JS side`);
       }
+      this.#meta.forEach((_, id) => {
+        if (this.#keys[id] === undefined) problems.push(`slot ${id}: metadata without an entry`);
+      });
+      this.#fresh.forEach((_, id) => {
+        if (this.#keys[id] === undefined) problems.push(`slot ${id}: freshness without an entry`);
+      });
       return problems;
     }
 
@@ -1781,26 +1893,48 @@ export function bind(wasm) {
       const now = this.#now();
       this.#live(DEEP);
       const notices = this.#notices();
-      this.#reclaim(now, notices);
-      this.#notify(notices);
+      try {
+        this.#reclaim(now, notices);
+      } finally {
+        this.#notify(notices);
+      }
       return this.#ids.size;
     }
 
     /** The counters so far; `avgGetLatency` and `totalLoadTime` in milliseconds. */
     getStats() {
-      const [
-        hits, misses, sets, deletes, evictions, expirations, hitRatio, avgGetLatency,
-        loads, loadFailures, totalLoadTime, staleHits, refreshes, refreshFailures,
-      ] = this.#engineCall(this.#live(), "stats");
+      this.#live();
+      const [sets, deletes, evictions, expirations] = this.#counters;
+      const hits = this.#hits;
+      const misses = this.#misses;
+      const gets = hits + misses;
       return {
-        hits, misses, sets, deletes, evictions, expirations, hitRatio, avgGetLatency,
-        loads, loadFailures, totalLoadTime, staleHits, refreshes, refreshFailures,
+        hits,
+        misses,
+        sets,
+        deletes,
+        evictions,
+        expirations,
+        hitRatio: gets === 0 ? 0 : hits / gets,
+        avgGetLatency: this.#latencySamples === 0 ? 0 : this.#latencyTotal / this.#latencySamples,
+        loads: this.#loadsRun,
+        loadFailures: this.#loadFailures,
+        totalLoadTime: this.#loadTime,
+        staleHits: this.#staleHits,
+        refreshes: this.#refreshes,
+        refreshFailures: this.#refreshFailures,
       };
     }
 
     /** Sets every counter back to zero. */
     resetStats() {
-      this.#engineCall(this.#live(), "resetStats");
+      const store = this.#live();
+      try {
+        store.resetCounters();
+      } catch (error) {
+        throw this.#failed(error);
+      }
+      this.#zeroCounters();
       statsSince.set(this, Date.now());
     }
 
@@ -1813,7 +1947,6 @@ export function bind(wasm) {
     dispose() {
       if (this.#disposed) return;
       this.#disposed = true;
-      if (cutOwner === this) cutOwner = undefined;
       const error = new CacheError("this MemoryStore was disposed");
       // Each load and refresh ends as failed: callers reject, and the
       // promise a refresh handed to waitUntil settles.
@@ -1827,9 +1960,11 @@ export function bind(wasm) {
         flight.waiters.clear();
       });
       this.#flights.clear();
-      this.#ids.clear();
+      this.#forgetAll();
       this.#values = [];
       this.#keys = [];
+      this.#header = new U32(0);
+      this.#version = -1;
       try {
         this.#store.free();
       } catch {
@@ -1837,6 +1972,7 @@ export function bind(wasm) {
       }
     }
   }
+
 
   // `using store = new MemoryStore(...)` where the runtime has explicit resource management.
   if (typeof Symbol.dispose === "symbol") {

@@ -20,6 +20,8 @@ pub(super) fn class_name(err: &CacheError) -> &'static str {
         // JS loaders run in JS and reject with their own errors; this is only a fallback.
         CacheError::Loader(_) => "CacheError",
         CacheError::Reentrant { .. } => "CacheReentrantLoadError",
+        // JS values are not Rust values: the JS store never clones or drops one under a lock.
+        CacheError::ReentrantValue { .. } => "CacheError",
         CacheError::Timeout { .. } => "CacheTimeoutError",
     }
 }
@@ -40,12 +42,6 @@ impl ToJs for CacheError {
 fn message(err: &CacheError) -> String {
     // The core names options the Rust way; JS users wrote `maxSize`.
     err.to_string().replace("max_size", "maxSize")
-}
-
-/// `err` as `"ClassName:message"`: the store calls hand errors back as text,
-/// which the JS layer turns into its classes, so no JS runs inside a call.
-pub(super) fn encode(err: &CacheError) -> String {
-    format!("{}:{}", class_name(err), message(err))
 }
 
 /// `Result<T, CacheError>` to what a wasm-bindgen export returns.

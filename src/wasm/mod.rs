@@ -1,50 +1,158 @@
 //! The JavaScript bindings behind the npm package (wasm32 only).
 //!
-//! Owns the boundary and nothing else: turning JS arguments into core calls
-//! and `CacheError`s into JS errors. Every rule about keys, TTLs, capacities
-//! and patterns stays in the core, so a rule means the same in Rust and in JS.
-//! The ergonomic API (option objects, Promises, `Error` subclasses, key type
-//! checks) is the hand-written layer in `js/`, which is the only caller of
-//! these exports; their names are not a public contract.
+//! Owns the boundary and nothing else. The JS layer in `js/` (the only caller
+//! of these exports; their names are not a public contract) keeps the keys,
+//! values and metadata; what it asks of wasm is what the Rust core owns: the
+//! policies' checks ([`WasmPolicy`]), the eviction and expiry engine, addressed
+//! by slot id only ([`WasmStore`], over `SlotEngine`), the glob matcher over
+//! batches of keys ([`WasmPattern`]), and the limits table ([`limits`]).
 //!
-//! Values never enter wasm. They live in JS, in an array indexed by the
-//! entry's slot id, and keys map to slot ids in a JS `Map`, so the garbage
-//! collector sees every value and a hit is a `Map` lookup plus
-//! [`WasmStore::touch`] with a number. The engine here keeps the policy,
-//! expiry, metadata and keys (for patterns) by slot (see the slot-addressed
-//! methods of `Engine<u32>`) and hands back the id of every entry it removes.
-//!
-//! No code a user can reach runs inside a call: every argument is a number or
-//! a string the JS layer made (the clock is read in JS and passed in as
-//! `now`, in milliseconds; metadata crosses as JSON text the JS layer wrote
-//! from its own plain copy), errors come back as text for the JS layer to
-//! turn into its classes, and nothing here calls a JS global. So a call can
-//! only end early by a trap (stack overflow, memory exhausted); the methods
-//! take `&self` over an [`UnsafeCell`], so a trap cannot leave a borrow flag
-//! set that would refuse every later call. The shared borrow it does leave
-//! is what [`WasmStore::intact`] detects: a trap may stop the engine half-way
-//! through an update, and the JS layer then replaces that store's engine.
+//! A hit does not call in here at all: the JS layer reads and writes the
+//! engine's per-slot arrays, its access ring and its counters through typed
+//! arrays over the wasm memory (the pointers below). Every argument of a
+//! store call is a number, and nothing here calls a JS global, so no code a
+//! user can reach runs inside a call: a call can only end early by a trap
+//! (stack overflow, memory exhausted). The methods take `&self` over an
+//! [`UnsafeCell`], so a trap cannot leave a borrow flag set that would refuse
+//! every later call; the shared borrow it does leave is what
+//! [`WasmStore::intact`] detects, and the JS layer then replaces that
+//! store's engine.
 
 mod errors;
-mod key_buffer;
-mod metadata;
 
+use std::cell::{RefCell, UnsafeCell};
 use std::time::Duration;
 
 use wasm_bindgen::prelude::*;
 
-use std::cell::UnsafeCell;
-
-use crate::clock::ManualClock;
 use crate::errors::CacheError;
+use crate::metrics::LATENCY_SAMPLE_EVERY;
+use crate::pattern::{MAX_PATTERN_LEN, Pattern};
 use crate::policies::{LruPolicy, Policy, S3FifoPolicy, TtlPolicy, check_ttl};
-use crate::refresh::{BoxFuture, RefreshOptions, Runtime};
-use crate::store::SetOptions;
-use crate::stores::memory::{Engine, Reason};
+use crate::store::{MAX_KEY_LEN, MAX_NESTING, check_key};
+use crate::stores::memory::slots::{self, SlotEngine};
 
-use errors::IntoJs;
+use errors::{IntoJs, ToJs};
 
 type JsResult<T> = Result<T, JsValue>;
+
+/// Keys per batch handed to [`WasmPattern::match_batch`], and the bytes of
+/// UTF-8 they may take together (any one key fits: it is at most
+/// [`MAX_KEY_LEN`] bytes).
+const BATCH_KEYS: usize = 1024;
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// The limits and layout the JS layer reads once at load, so that no number
+/// the core owns is restated in `js/`: `[MAX_KEY_LEN, MAX_NESTING,
+/// LATENCY_SAMPLE_EVERY, MAX_PATTERN_LEN, RING_LEN, MAX_REMOVED, BATCH_KEYS,
+/// BATCH_BYTES, batch bytes address, batch ends address, batch results
+/// address, the most slots a store holds]`.
+#[wasm_bindgen]
+pub fn limits() -> Vec<f64> {
+    let (bytes, ends, results) =
+        BATCH.with_borrow_mut(|b| (b.bytes.as_mut_ptr(), b.ends.as_mut_ptr(), b.results.as_mut_ptr()));
+    vec![
+        MAX_KEY_LEN as f64,
+        MAX_NESTING as f64,
+        LATENCY_SAMPLE_EVERY as f64,
+        MAX_PATTERN_LEN as f64,
+        slots::RING_LEN as f64,
+        slots::MAX_REMOVED as f64,
+        BATCH_KEYS as f64,
+        BATCH_BYTES as f64,
+        bytes as usize as f64,
+        ends as usize as f64,
+        results as usize as f64,
+        f64::from(u32::MAX - 1),
+    ]
+}
+
+/// The wasm memory, for the JS layer's views.
+#[wasm_bindgen(js_name = wasmMemory)]
+pub fn wasm_memory() -> JsValue {
+    wasm_bindgen::memory()
+}
+
+/// The instance's exports, for the JS layer to find `__stack_pointer` (see build.rs).
+#[wasm_bindgen(js_name = wasmExports)]
+pub fn wasm_exports() -> JsValue {
+    wasm_bindgen::exports()
+}
+
+/// The core's error for `key` (`undefined` if it is a valid key): the JS
+/// layer checks keys itself and asks here only for the message of a bad one.
+#[wasm_bindgen(js_name = keyError)]
+pub fn key_error(key: &str) -> JsValue {
+    check_key(key).err().map_or(JsValue::UNDEFINED, |err| err.to_js())
+}
+
+/// Where the JS layer writes a batch of keys for [`WasmPattern::match_batch`].
+struct Batch {
+    bytes: Box<[u8]>,
+    /// The end offset of each key in `bytes`.
+    ends: Box<[u32]>,
+    /// 1 for each key that matched.
+    results: Box<[u8]>,
+}
+
+thread_local! {
+    // Allocated once and never reallocated: their addresses stay what JS was told.
+    static BATCH: RefCell<Batch> = RefCell::new(Batch {
+        bytes: vec![0; BATCH_BYTES].into_boxed_slice(),
+        ends: vec![0; BATCH_KEYS].into_boxed_slice(),
+        results: vec![0; BATCH_KEYS].into_boxed_slice(),
+    });
+}
+
+/// A compiled glob pattern: the same matcher as Rust's and Redis's stores.
+#[wasm_bindgen]
+pub struct WasmPattern {
+    pattern: Pattern,
+    kind: u32,
+}
+
+#[wasm_bindgen]
+impl WasmPattern {
+    /// Compiles `pattern`; throws the core's error for a bad one.
+    #[wasm_bindgen(constructor)]
+    pub fn new(pattern: &str) -> JsResult<WasmPattern> {
+        let compiled = Pattern::new(pattern).into_js()?;
+        let special = |b: &u8| matches!(b, b'*' | b'?' | b'[' | b'\\');
+        let literal = pattern.trim_end_matches('*');
+        let kind = if literal.bytes().any(|b| special(&b)) {
+            0
+        } else if literal.is_empty() {
+            3
+        } else if literal.len() == pattern.len() {
+            2
+        } else {
+            1
+        };
+        Ok(WasmPattern { pattern: compiled, kind })
+    }
+
+    /// 0: match with [`match_batch`](Self::match_batch); 1: a literal prefix
+    /// then `*`, so a match is `key.startsWith(prefix)`; 2: a literal, so a
+    /// match is `key === pattern`; 3: every key.
+    pub fn kind(&self) -> u32 {
+        self.kind
+    }
+
+    /// Matches the `n` keys of the batch, writing the results.
+    #[wasm_bindgen(js_name = matchBatch)]
+    pub fn match_batch(&self, n: usize) {
+        BATCH.with_borrow_mut(|batch| {
+            let mut start = 0;
+            for i in 0..n.min(BATCH_KEYS) {
+                let end = (batch.ends[i] as usize).clamp(start, BATCH_BYTES);
+                // The JS layer writes well-formed UTF-8; a key that is not matches nothing.
+                let hit = std::str::from_utf8(&batch.bytes[start..end]).is_ok_and(|key| self.pattern.matches(key));
+                batch.results[i] = u8::from(hit);
+                start = end;
+            }
+        });
+    }
+}
 
 /// A validated policy, made by the JS `LRUPolicy` / `S3FIFOPolicy` /
 /// `TTLPolicy` classes. The JS layer has checked the types and ranges of the
@@ -95,91 +203,12 @@ impl WasmPolicy {
     }
 }
 
-/// The store: one engine, owned outright, since a wasm instance has one thread.
-///
-/// The engine's clock is a [`ManualClock`] that each call moves to the `now`
-/// the JS layer read (`performance.now()`, or the JS `ManualClock`'s time).
+/// The store's engine, addressed by slot id (see `SlotEngine`). Calls that
+/// can evict, reorder, remove or list first replay the first `ring` hits of
+/// the access ring (the JS layer's count since the last call).
 #[wasm_bindgen]
 pub struct WasmStore {
-    inner: UnsafeCell<Inner>,
-}
-
-struct Inner {
-    engine: Engine<u32>,
-    clock: ManualClock,
-    /// The clock's reading in nanoseconds.
-    now: u64,
-    error: Option<CacheError>,
-    /// The slot ids the last listing call (`reclaim`, `invalidate`,
-    /// `slots`) found, read by the JS layer straight from wasm memory
-    /// ([`WasmStore::report`]): a returned `Vec` would be copied out by glue
-    /// code that calls JS methods a user may have replaced, after the engine
-    /// has already forgotten the ids.
-    report: Vec<u32>,
-}
-
-impl Inner {
-    /// Puts `ids` in the report; their count.
-    fn report(&mut self, ids: Vec<u32>) -> u32 {
-        self.report = ids;
-        self.report.len() as u32
-    }
-}
-
-impl Inner {
-    /// Moves the engine's clock to `now_ms`; time never goes back.
-    #[inline]
-    fn tick(&mut self, now_ms: f64) {
-        // `as` saturates (and NaN is 0): a bad reading only fails to move the clock.
-        let ns = (now_ms * 1e6) as u64;
-        if ns > self.now {
-            self.clock.advance(Duration::from_nanos(ns - self.now));
-            self.now = ns;
-        }
-    }
-
-    fn failed(&mut self, err: CacheError) {
-        self.error = Some(err);
-    }
-}
-
-/// What the status-returning calls return when the core refused the call
-/// (the error is then [`WasmStore::take_error`]).
-const FAILED: u32 = 2;
-/// What the id-returning calls return for "no entry", and when the core refused.
-const NONE: i32 = -1;
-const REFUSED: i32 = -2;
-
-/// The [`RefreshOptions`] the bindings build carry this [`Runtime`]: never
-/// used, since the JS layer runs refreshes and timers itself.
-struct NoRuntime;
-
-impl Runtime for NoRuntime {
-    fn spawn(&self, _task: BoxFuture<()>) {}
-
-    fn sleep(&self, _duration: Duration) -> BoxFuture<()> {
-        Box::pin(std::future::pending())
-    }
-}
-
-/// A [`Reason`] as the number the JS layer reads.
-fn reason_code(reason: Reason) -> u32 {
-    match reason {
-        Reason::Evicted => 0,
-        Reason::Expired => 1,
-        Reason::Deleted => 2,
-        Reason::Replaced => 3,
-        Reason::Invalidated => 4,
-        Reason::Cleared => 5,
-    }
-}
-
-/// Writes what a call removed (`Removals<u32>`, whose type the memory
-/// module keeps to itself) into the removed buffer for the JS layer.
-macro_rules! report {
-    ($removed:expr) => {
-        key_buffer::write_removed(|push| $removed.for_each(|r, reason| push(r.value, reason_code(reason))))
-    };
+    engine: UnsafeCell<SlotEngine>,
 }
 
 #[wasm_bindgen]
@@ -187,20 +216,19 @@ impl WasmStore {
     /// An empty store run by `policy`.
     #[wasm_bindgen(constructor)]
     pub fn new(policy: &WasmPolicy) -> WasmStore {
-        let clock = ManualClock::new();
-        let engine = Engine::new(policy.0.clone(), clock.clone().into());
-        let inner = Inner { engine, clock, now: 0, error: None, report: Vec::new() };
-        WasmStore { inner: UnsafeCell::new(inner) }
+        let mut engine = SlotEngine::new(&policy.0);
+        engine.publish();
+        WasmStore { engine: UnsafeCell::new(engine) }
     }
 
     #[inline]
     #[allow(clippy::mut_from_ref)]
-    fn inner(&self) -> &mut Inner {
+    fn engine(&self) -> &mut SlotEngine {
         // SAFETY: a wasm instance has one thread, and no method here calls
         // into JS (or into another method) while it holds this reference, so
         // it is the only one alive. A trap abandons it without unwinding,
         // which an UnsafeCell, unlike a RefCell, survives.
-        unsafe { &mut *self.inner.get() }
+        unsafe { &mut *self.engine.get() }
     }
 
     /// True, unless a call was cut short inside this store. A trap (stack
@@ -212,351 +240,118 @@ impl WasmStore {
         true
     }
 
-    /// The error of the last call that reported failure, as
-    /// `"ClassName:message"`, or `undefined`.
-    #[wasm_bindgen(js_name = takeError)]
-    pub fn take_error(&self) -> Option<String> {
-        self.inner().error.take().map(|err| errors::encode(&err))
+    /// Whether a hit reorders (exact LRU): the JS layer then records hits in the ring.
+    #[wasm_bindgen(js_name = hitsReorder)]
+    pub fn hits_reorder(&self) -> bool {
+        self.engine().hits_reorder()
     }
 
-    /// A counted `get` of slot `id` (the JS `Map` had the key): whether the
-    /// entry is live. If not, it expired and is gone: the JS layer drops the id.
-    pub fn touch(&self, id: u32, now: f64) -> bool {
-        let inner = self.inner();
-        inner.tick(now);
-        inner.engine.get_slot(id)
+    /// Address of `[version, slots, freq address, deadline address or 0]`:
+    /// the version moves whenever the per-slot arrays moved or grew (take
+    /// new views then). Its own address never changes.
+    pub fn header(&self) -> *const u32 {
+        self.engine().header.as_ptr()
     }
 
-    /// A counted `get` that missed without asking (the JS `Map` lacks the key).
-    pub fn miss(&self) {
-        self.inner().engine.count_miss();
+    /// Address of the engine's counters: `[sets, deletes, evictions, expirations]` (f64).
+    pub fn counters(&self) -> *const f64 {
+        self.engine().counters.as_ptr()
     }
 
-    /// A `get` the JS layer timed, in milliseconds, for `avgGetLatency`.
-    pub fn latency(&self, ms: f64) {
-        self.inner().engine.record_get_latency((ms.max(0.0) * 1e6) as u64);
+    /// Address of the access ring (`RING_LEN` u32 slot ids).
+    pub fn ring(&self) -> *const u32 {
+        self.engine().ring.as_ptr()
     }
 
-    /// Whether slot `id` is live, counting nothing; if not, the JS layer drops it.
-    pub fn alive(&self, id: u32, now: f64) -> bool {
-        let inner = self.inner();
-        inner.tick(now);
-        inner.engine.peek_slot(id)
+    /// Address of the removed buffer: `[count, id, reason, ...]` of the last set.
+    pub fn removed(&self) -> *const u32 {
+        self.engine().removed.as_ptr()
     }
 
-    /// Stores an entry under the key in the key buffer, `ttl` in seconds
-    /// (`undefined` for the policy's default): its slot id, or [`REFUSED`].
-    /// What it removed is in the [`key_buffer::removed`] buffer.
-    pub fn set(&self, key_len: usize, ttl: Option<f64>, now: f64) -> i32 {
-        let inner = self.inner();
-        inner.tick(now);
-        let result = ttl_option(ttl).and_then(|options| store(inner, key_len, options));
-        result.unwrap_or_else(|err| {
-            inner.failed(err);
-            REFUSED
-        })
-    }
-
-    /// `set` with metadata, the JSON text of a plain object.
-    #[wasm_bindgen(js_name = setWithMetadata)]
-    pub fn set_with_metadata(&self, key_len: usize, ttl: Option<f64>, now: f64, metadata: &str) -> i32 {
-        let inner = self.inner();
-        inner.tick(now);
-        let result = ttl_option(ttl)
-            .and_then(|options| Ok(options.metadata(metadata::parse(metadata)?)))
-            .and_then(|options| store(inner, key_len, options));
-        result.unwrap_or_else(|err| {
-            inner.failed(err);
-            REFUSED
-        })
-    }
-
-    /// A counted `get` of the key in the key buffer, after checking that a
-    /// `set` of it with `ttl` would be accepted (the first step of
-    /// `getOrSet`, which refuses bad options before any loader runs and then
-    /// counts nothing): the live entry's slot id, [`NONE`] or [`REFUSED`].
-    #[wasm_bindgen(js_name = checkedGet)]
-    pub fn checked_get(&self, key_len: usize, ttl: Option<f64>, now: f64) -> i32 {
-        let inner = self.inner();
-        inner.tick(now);
-        let engine = &mut inner.engine;
-        let found = ttl_option(ttl).and_then(|options| {
-            key_buffer::with_key(key_len, |key| {
-                engine.check_set(key, &options)?;
-                engine.get(key)
-            })
-        });
-        match found {
-            Ok(id) => id.map_or(NONE, |id| id as i32),
-            Err(err) => {
-                inner.failed(err);
-                REFUSED
+    /// Address of the report: the ids the last listing call found, or room
+    /// for the `n` ids the JS layer then writes for [`WasmStore::remove_reported`].
+    /// Null when the memory has no room for `n` ids.
+    pub fn report(&self, n: usize) -> *mut u32 {
+        let report = &mut self.engine().report;
+        if n > 0 {
+            report.clear();
+            if report.try_reserve(n).is_err() {
+                return std::ptr::null_mut();
             }
+            report.resize(n, u32::MAX);
         }
+        report.as_mut_ptr()
     }
 
-    /// Removes the key in the key buffer: 1 if a live entry was there, 0 if
-    /// not, [`FAILED`]. The JS layer drops the key's slot either way.
-    pub fn delete(&self, key_len: usize, now: f64) -> u32 {
-        let inner = self.inner();
-        inner.tick(now);
-        match key_buffer::with_key(key_len, |key| inner.engine.delete(key)) {
-            Ok(existed) => existed.into(),
-            Err(err) => {
-                inner.failed(err);
-                FAILED
-            }
-        }
-    }
-
-    /// Marks a load of the key in the key buffer as begun (the engine's
-    /// placeholder): the token for [`WasmStore::end_load`]. Any write,
-    /// delete, invalidate or clear of the key removes the placeholder.
-    /// (An `f64`: tokens count up from 1 and stay exact below 2^53.) The JS
-    /// layer wrote the key, so it is valid; were it not, the token is 0,
-    /// which is never issued: that load would store nothing.
-    #[wasm_bindgen(js_name = beginLoad)]
-    pub fn begin_load(&self, key_len: usize) -> f64 {
-        let engine = &mut self.inner().engine;
-        key_buffer::with_key(key_len, |key| Ok(engine.begin_load(key))).map_or(0.0, |token| token as f64)
-    }
-
-    /// Ends the load `token` of the key in the key buffer: whether its value
-    /// may be stored (nothing wrote, deleted, invalidated or cleared the key
-    /// since it began).
-    #[wasm_bindgen(js_name = endLoad)]
-    pub fn end_load(&self, key_len: usize, token: f64) -> bool {
-        let engine = &mut self.inner().engine;
-        key_buffer::with_key(key_len, |key| Ok(engine.end_load(key, token as u64))).unwrap_or(false)
-    }
-
-    /// The counted read of stale-while-revalidate (`getOrSet` with `grace`)
-    /// of the key in the key buffer: [`NONE`], [`REFUSED`], or the entry's
-    /// slot id times 4 plus how fresh it is: 0 fresh, 1 stale with a refresh
-    /// under way or backing off, 2 stale and this caller is to start the
-    /// refresh (the engine has counted it). One number, so a hit is one
-    /// crossing; an `f64`, exact for every slot id.
-    #[wasm_bindgen(js_name = getFresh)]
-    pub fn get_fresh(&self, key_len: usize, now: f64) -> f64 {
-        let inner = self.inner();
-        inner.tick(now);
-        match key_buffer::with_key(key_len, |key| inner.engine.get_fresh_coded(key)) {
-            Ok((id, freshness)) => id.map_or(f64::from(NONE), |id| f64::from(id) * 4.0 + f64::from(freshness)),
-            Err(err) => {
-                inner.failed(err);
-                f64::from(REFUSED)
-            }
-        }
-    }
-
-    /// Ends a stale-while-revalidate load or refresh of the key in the key
-    /// buffer begun with `token`: on success (`ok`) stores an entry if the
-    /// placeholder is still there, fresh for `fresh` seconds and kept `grace`
-    /// seconds more, with `metadata` (JSON text, or `undefined`): its slot
-    /// id (what it removed is in the removed buffer), or [`NONE`]. On failure
-    /// keeps the stale value and backs off from `retry_after` seconds
-    /// (doubling up to a minute); [`NONE`]. `background` counts a failure as
-    /// a refresh failure. [`REFUSED`] if the core refused.
-    #[wasm_bindgen(js_name = finishRefresh)]
+    /// Stores an entry in slot `existing` (the key's live slot) or, when it is
+    /// -1, in a new slot for a key of hash `hash`, with a TTL of `ttl` ms
+    /// (`NaN`: the policy's default). The slot id; -1 when the store holds
+    /// the most slots it can. What it removed is in the removed buffer.
     #[allow(clippy::too_many_arguments)]
-    pub fn finish_refresh(
-        &self,
-        key_len: usize,
-        token: f64,
-        ok: bool,
-        now: f64,
-        fresh: f64,
-        grace: f64,
-        retry_after: f64,
-        metadata: Option<String>,
-        background: bool,
-    ) -> i32 {
-        let inner = self.inner();
-        inner.tick(now);
-        let engine = &mut inner.engine;
-        let result = (|| {
-            let mut options = RefreshOptions::new(NoRuntime, ttl_from_secs(fresh)?, ttl_from_secs(grace)?)
-                .retry_after(ttl_from_secs(retry_after)?);
-            if let Some(metadata) = &metadata {
-                options = options.metadata(metadata::parse(metadata)?);
-            }
-            engine.try_reserve_set(key_len)?;
-            let (id, removed) = key_buffer::with_key(key_len, |key| {
-                engine.finish_refresh_slot(key, token as u64, ok, &options, background)
-            })?;
-            report!(removed);
-            Ok(id.map_or(NONE, |id| id as i32))
-        })();
-        result.unwrap_or_else(|err| {
-            inner.failed(err);
-            REFUSED
-        })
+    pub fn set(&self, ring: usize, existing: i32, hash: u32, ttl: f64, now: f64, gets: f64, misses: f64) -> i32 {
+        let engine = self.engine();
+        engine.replay(ring);
+        engine.set(i64::from(existing), hash, ttl, now, gets, misses) as i32
     }
 
-    /// Times a loader run for the stats: `elapsed` in milliseconds (measured
-    /// by the JS layer on the store's clock); `ok` if it produced a value.
-    #[wasm_bindgen(js_name = recordLoad)]
-    pub fn record_load(&self, ok: bool, elapsed: f64) {
-        self.inner().engine.counters.record_load(ok, (elapsed.max(0.0) * 1e6) as u64);
+    /// Replays the first `ring` hits of the access ring (it was full).
+    pub fn replay(&self, ring: usize) {
+        self.engine().replay(ring);
     }
 
-    /// The JSON text of the metadata of the live entry under the key in the
-    /// key buffer (`{}` when it has none), or `undefined` when there is no
-    /// entry or the call failed ([`WasmStore::take_error`] tells).
-    #[wasm_bindgen(js_name = getMetadata)]
-    pub fn get_metadata(&self, key_len: usize, now: f64) -> Option<String> {
-        let inner = self.inner();
-        inner.tick(now);
-        match key_buffer::with_key(key_len, |key| inner.engine.get_metadata(key)) {
-            Ok(found) => found.map(|m| metadata::print(&m)),
-            Err(err) => {
-                inner.failed(err);
-                None
-            }
-        }
+    /// Frees slot `id`, whose deadline the JS layer found passed.
+    pub fn expire(&self, ring: usize, id: u32) {
+        let engine = self.engine();
+        engine.replay(ring);
+        engine.expire(id);
     }
 
-    /// Merges `metadata` (JSON text of a plain object) into the metadata of
-    /// the entry under the key in the key buffer: 1 if a live entry was
-    /// there, 0 if not, [`FAILED`].
-    #[wasm_bindgen(js_name = updateMetadata)]
-    pub fn update_metadata(&self, key_len: usize, now: f64, metadata: &str) -> u32 {
-        let inner = self.inner();
-        inner.tick(now);
-        let engine = &mut inner.engine;
-        let result =
-            metadata::parse(metadata).and_then(|m| key_buffer::with_key(key_len, |key| engine.update_metadata(key, m)));
-        match result {
-            Ok(found) => found.into(),
-            Err(err) => {
-                inner.failed(err);
-                FAILED
-            }
-        }
+    /// Frees slot `id` (`delete`): whether it held a live entry at `now`.
+    pub fn remove(&self, ring: usize, id: u32, now: f64) -> bool {
+        let engine = self.engine();
+        engine.replay(ring);
+        engine.remove(id, now)
     }
 
-    /// How long the live entry under the key in the key buffer has left, in
-    /// milliseconds: `Infinity` if it never expires, -1 if there is no such
-    /// entry, -2 if the call failed.
-    #[wasm_bindgen(js_name = remainingTtl)]
-    pub fn remaining_ttl(&self, key_len: usize, now: f64) -> f64 {
-        let inner = self.inner();
-        inner.tick(now);
-        match key_buffer::with_key(key_len, |key| inner.engine.remaining_ttl(key)) {
-            Ok(Some(Some(ns))) => ns as f64 / 1e6,
-            Ok(Some(None)) => f64::INFINITY,
-            Ok(None) => -1.0,
-            Err(err) => {
-                inner.failed(err);
-                -2.0
-            }
-        }
+    /// Frees the slots the JS layer wrote into the report (`invalidate`): how many were live.
+    #[wasm_bindgen(js_name = removeReported)]
+    pub fn remove_reported(&self, ring: usize) -> usize {
+        let engine = self.engine();
+        engine.replay(ring);
+        engine.remove_reported()
     }
 
-    /// The address of the report: the slot ids the last `reclaim`,
-    /// `invalidate` or `slots` call found (it returned their count).
-    pub fn report(&self) -> *const u32 {
-        self.inner().report.as_ptr()
+    /// Reclaims every entry expired by `now`: how many, their ids in the
+    /// report; -1 when the memory has no room for the report.
+    pub fn reclaim(&self, ring: usize, now: f64) -> i32 {
+        let engine = self.engine();
+        engine.replay(ring);
+        engine.reclaim(now).map_or(-1, |n| n as i32)
     }
 
-    /// Reclaims every expired entry: how many, their slot ids in the report.
-    /// The JS layer calls it before the calls that would reclaim them without
-    /// saying which.
-    pub fn reclaim(&self, now: f64) -> u32 {
-        let inner = self.inner();
-        inner.tick(now);
-        let ids = inner.engine.reclaim_expired_slots();
-        inner.report(ids)
+    /// The live slots in the policy's order: how many, their ids in the
+    /// report (-1 when the memory has no room for it). Call after [`WasmStore::reclaim`].
+    pub fn list(&self, ring: usize) -> i32 {
+        let engine = self.engine();
+        engine.replay(ring);
+        engine.list_live().map_or(-1, |n| n as i32)
     }
 
-    /// Removes the live entries whose keys match the glob `pattern`: how
-    /// many, their slot ids in the report; -1 if the pattern was refused.
-    /// Call after [`WasmStore::reclaim`] with the same `now`, so none has expired.
-    pub fn invalidate(&self, pattern: &str, now: f64) -> i32 {
-        let inner = self.inner();
-        inner.tick(now);
-        let engine = &mut inner.engine;
-        // The ids first: with nothing expired, `invalidate` removes exactly these.
-        match engine.live_slots(Some(pattern)).and_then(|ids| engine.invalidate(pattern).map(|_| ids)) {
-            Ok(ids) => inner.report(ids) as i32,
-            Err(err) => {
-                inner.failed(err);
-                NONE
-            }
-        }
+    /// How many live entries the engine holds (after [`WasmStore::reclaim`]).
+    pub fn live(&self) -> usize {
+        self.engine().live()
     }
 
-    /// The live entries, all or those whose keys match `pattern`, in the
-    /// engine's order (`for_each_live`): how many, their slot ids in the
-    /// report; -1 if the pattern was refused. Call after
-    /// [`WasmStore::reclaim`] with the same `now`.
-    pub fn slots(&self, pattern: Option<String>, now: f64) -> i32 {
-        let inner = self.inner();
-        inner.tick(now);
-        match inner.engine.live_slots(pattern.as_deref()) {
-            Ok(ids) => inner.report(ids) as i32,
-            Err(err) => {
-                inner.failed(err);
-                NONE
-            }
-        }
+    /// Removes every entry. Call after [`WasmStore::reclaim`].
+    pub fn clear(&self) {
+        self.engine().clear();
     }
 
-    /// Removes every entry. Call after [`WasmStore::reclaim`] with the same
-    /// `now`: the JS layer's slots are then exactly the live entries removed.
-    pub fn clear(&self, now: f64) {
-        let inner = self.inner();
-        inner.tick(now);
-        inner.engine.clear_slots();
+    /// Sets the engine's counters back to zero.
+    #[wasm_bindgen(js_name = resetCounters)]
+    pub fn reset_counters(&self) {
+        self.engine().reset_counters();
     }
-
-    /// `[hits, misses, sets, deletes, evictions, expirations, hitRatio,
-    /// avgGetLatency in ms, loads, loadFailures, totalLoadTime in ms,
-    /// staleHits, refreshes, refreshFailures]`: one array, so reading stats
-    /// is one crossing.
-    pub fn stats(&self) -> Vec<f64> {
-        let s = self.inner().engine.stats();
-        vec![
-            s.hits as f64,
-            s.misses as f64,
-            s.sets as f64,
-            s.deletes as f64,
-            s.evictions as f64,
-            s.expirations as f64,
-            s.hit_ratio,
-            s.avg_get_latency.as_secs_f64() * 1e3,
-            s.loads as f64,
-            s.load_failures as f64,
-            s.total_load_time.as_secs_f64() * 1e3,
-            s.stale_hits as f64,
-            s.refreshes as f64,
-            s.refresh_failures as f64,
-        ]
-    }
-
-    /// Sets every counter back to zero.
-    #[wasm_bindgen(js_name = resetStats)]
-    pub fn reset_stats(&self) {
-        self.inner().engine.reset_stats();
-    }
-}
-
-/// Stores the entry under the key in the key buffer; its slot id, with what
-/// it removed in the removed buffer.
-fn store(inner: &mut Inner, key_len: usize, options: SetOptions) -> crate::Result<i32> {
-    inner.engine.try_reserve_set(key_len)?;
-    let (id, removed) = key_buffer::with_key(key_len, |key| inner.engine.set_slot(key, options))?;
-    report!(removed);
-    Ok(id as i32)
-}
-
-/// The [`SetOptions`] for a TTL in seconds from JS (already checked positive
-/// and finite there), checked again by the core.
-fn ttl_option(ttl: Option<f64>) -> crate::Result<SetOptions> {
-    Ok(match ttl {
-        Some(secs) => SetOptions::new().ttl(ttl_from_secs(secs)?),
-        None => SetOptions::new(),
-    })
 }
 
 /// A TTL in seconds as a `Duration`. The JS layer has refused what is not a

@@ -175,7 +175,7 @@ describe("errors", () => {
       [{ f: () => 1 }, /got a function/],
       [{ big: 1n }, /got 1n/],
       [{ [Symbol("s")]: 1 }, /symbol keys/],
-      [circular, /nesting deeper than 64 levels/],
+      [circular, /nesting deeper than 100 levels/],
     ];
     for (const [metadata, message] of cases) {
       await assert.rejects(store.set("k", "new", { metadata }), { name: "CacheSerializationError", message });

@@ -390,7 +390,7 @@ pub(crate) struct Engine<V> {
 }
 
 impl<V> Engine<V> {
-    #[cfg_attr(not(any(test, target_arch = "wasm32")), allow(dead_code))]
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn new(policy: Policy, clock: Clock) -> Self {
         Self::with_hasher(policy, clock, KeyHasher::default())
     }
@@ -462,7 +462,7 @@ impl<V> Engine<V> {
     }
 
     /// The counters so far.
-    #[cfg_attr(not(any(test, target_arch = "wasm32")), allow(dead_code))]
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn stats(&self) -> CacheStats {
         let mut counters = self.counters.clone();
         self.reads.add_to(&mut counters);
@@ -588,7 +588,7 @@ impl<V> Engine<V> {
     }
 
     /// Checks `key`, then [`get_exclusive`](Self::get_exclusive).
-    #[cfg_attr(not(any(test, target_arch = "wasm32")), allow(dead_code))]
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn get_with<R>(&mut self, key: &str, read: impl FnOnce(&V) -> R) -> Result<Option<R>> {
         check_key(key)?;
         let hash = self.hash(key);
@@ -721,7 +721,7 @@ impl<V> Engine<V> {
         self.live += 1;
     }
 
-    #[cfg_attr(not(any(test, target_arch = "wasm32")), allow(dead_code))]
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn delete(&mut self, key: &str) -> Result<bool> {
         Ok(self.delete_returning(key)?.is_some())
     }
@@ -779,10 +779,18 @@ impl<V> Engine<V> {
         crate::store::check_metadata(&metadata)?;
         let Some(id) = self.peek_live(key) else { return Ok(false) };
         self.slots[id as usize].metadata.get_or_insert_default().extend(metadata);
+        // A write like any other: a load or refresh of the key that began
+        // before it stores nothing (it would erase the update). A refresh it
+        // cancels is no longer running: the next stale read starts another.
+        if self.loads.remove(key).is_some()
+            && let Some(state) = self.fresh.get_mut(&id)
+        {
+            state.refreshing = false;
+        }
         Ok(true)
     }
 
-    #[cfg_attr(not(any(test, target_arch = "wasm32")), allow(dead_code))]
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn invalidate(&mut self, pattern: &str) -> Result<usize> {
         Ok(self.invalidate_returning(pattern)?.len())
     }
@@ -857,7 +865,7 @@ impl<V> Engine<V> {
         self.live
     }
 
-    #[cfg_attr(not(any(test, target_arch = "wasm32")), allow(dead_code))]
+    #[cfg_attr(not(test), allow(dead_code))]
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // the JS bindings clear with `clear_slots`
     pub fn clear(&mut self) {
         drop(self.clear_returning());
@@ -1235,7 +1243,7 @@ impl<V> Engine<V> {
 
 impl<V: Clone> Engine<V> {
     #[inline]
-    #[cfg_attr(not(any(test, target_arch = "wasm32")), allow(dead_code))]
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn get(&mut self, key: &str) -> Result<Option<V>> {
         self.get_with(key, V::clone)
     }
@@ -1283,158 +1291,6 @@ fn live<V>(value: &Option<V>) -> &V {
 #[inline]
 fn live_owned<V>(value: Option<V>) -> V {
     value.expect("a live slot holds a value")
-}
-
-/// Slot-addressed access for the wasm bindings, whose values live in JS.
-///
-/// There the engine's value for an entry is its own slot id, which the JS
-/// layer uses as the index of the entry's value in its arrays: a hit is a
-/// `Map` lookup in JS and [`get_slot`](Engine::get_slot) with a number, no
-/// key copied into wasm. Every removal of another key is handed back as that
-/// id (callers reclaim expired entries with
-/// [`reclaim_expired_slots`](Engine::reclaim_expired_slots) before a call that
-/// would drop them unreported), so JS never holds an id the engine reused.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-impl Engine<u32> {
-    /// `set_returning`, the entry's value being its slot id: the id, and what
-    /// was removed (values are the removed entries' ids; a replaced entry
-    /// keeps its id).
-    pub fn set_slot(&mut self, key: &str, options: SetOptions) -> Result<(u32, Removals<u32>)> {
-        let removed = self.set_returning(key, u32::MAX, options)?;
-        Ok((self.own_slot(key), removed))
-    }
-
-    /// Makes the value of the live entry under `key` its slot id; the id.
-    fn own_slot(&mut self, key: &str) -> u32 {
-        let id = self.find(self.hash(key), key).expect("the entry was just stored");
-        self.slots[id as usize].value = Some(id);
-        id
-    }
-
-    /// Reserves what a `set` of a new key of `key_len` bytes may allocate
-    /// (a slot, an index bucket, a ghost cell, the key's copy, an expiry
-    /// node), failing with `CacheError::Backend` instead of aborting when
-    /// memory is exhausted: wasm's memory can run out, and an abort half-way
-    /// through a `set` would leave the engine inconsistent.
-    pub fn try_reserve_set(&mut self, key_len: usize) -> Result<()> {
-        fn exhausted<E>(_: E) -> CacheError {
-            CacheError::Backend { message: "out of memory for one more entry".into(), source: None }
-        }
-        self.slots.try_reserve(1).map_err(exhausted)?;
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index.try_reserve(1, |&id| hasher.hash_one(&*slots[id as usize].key)).map_err(exhausted)?;
-        let ghost = &mut self.ghost;
-        ghost.queue.try_reserve(1).map_err(exhausted)?;
-        let (queue, front) = (&ghost.queue, ghost.front);
-        ghost.index.try_reserve(1, |&seq| Ghost::hash_at(queue, front, seq)).map_err(exhausted)?;
-        // The small allocations: freed at once, the room stays with the allocator.
-        let mut room = Vec::<u8>::new();
-        room.try_reserve_exact(key_len.saturating_add(512)).map_err(exhausted)?;
-        Ok(())
-    }
-
-    /// A counted `get` of the entry in slot `id`: whether it is live. A hit
-    /// is seen by the policy as `get` sees it; an expired entry is reclaimed
-    /// (the caller, which asked for it, drops its id) and counts a miss.
-    pub fn get_slot(&mut self, id: u32) -> bool {
-        if self.slots.get(id as usize).is_none_or(|slot| slot.list == FREE) {
-            self.reads.count_exclusive(false);
-            return false;
-        }
-        let slot = &self.slots[id as usize];
-        if slot.expires_at != NEVER && slot.expired(self.clock.now()) {
-            let hash = self.hash(&slot.key);
-            drop(self.remove_slot(id, hash));
-            self.counters.expirations += 1;
-            self.reads.count_exclusive(false);
-            return false;
-        }
-        match self.kind {
-            Kind::S3Fifo => bump(&self.slots[id as usize].freq),
-            Kind::Lru { refresh_on_get: true } => self.move_to_head(id),
-            Kind::Lru { .. } | Kind::Ttl => {}
-        }
-        self.reads.count_exclusive(true);
-        true
-    }
-
-    /// A `get` that found no entry at all (the JS side knows the key is not
-    /// here without asking): counts the miss.
-    pub fn count_miss(&mut self) {
-        self.reads.count_exclusive(false);
-    }
-
-    /// Adds a timed `get` (timed by the caller) to the latency average.
-    pub fn record_get_latency(&self, elapsed: Nanos) {
-        self.reads.record_latency(elapsed);
-    }
-
-    /// Whether slot `id` holds a live entry, counting nothing and changing no
-    /// order; an expired one is reclaimed (the caller drops its id).
-    pub fn peek_slot(&mut self, id: u32) -> bool {
-        if self.slots.get(id as usize).is_none_or(|slot| slot.list == FREE) {
-            return false;
-        }
-        let slot = &self.slots[id as usize];
-        if slot.expires_at != NEVER && slot.expired(self.clock.now()) {
-            let hash = self.hash(&slot.key);
-            drop(self.remove_slot(id, hash));
-            self.counters.expirations += 1;
-            return false;
-        }
-        true
-    }
-
-    /// Reclaims every expired entry; their ids.
-    pub fn reclaim_expired_slots(&mut self) -> Vec<u32> {
-        let now = self.now_if_expiring();
-        let mut out = Removals::new();
-        self.reclaim_expired(now, usize::MAX, &mut out);
-        out.into_vec().into_iter().map(|(removed, _)| removed.value).collect()
-    }
-
-    /// [`clear_returning`](Engine::clear_returning) without collecting what
-    /// it removed (the JS side forgets every id it holds): it allocates
-    /// nothing once the expired entries are reclaimed, so it works when
-    /// memory is exhausted, which is when a user clears a store.
-    pub fn clear_slots(&mut self) {
-        drop(self.take_all());
-    }
-
-    /// The ids of the live entries whose keys match `pattern` (all without
-    /// one), in [`for_each_live`](Self::for_each_live)'s order.
-    pub fn live_slots(&mut self, pattern: Option<&str>) -> Result<Vec<u32>> {
-        let pattern = pattern.map(Pattern::new).transpose()?;
-        let mut ids = Vec::new();
-        self.for_each_live(|key, &id| {
-            if pattern.as_ref().is_none_or(|p| p.matches(key)) {
-                ids.push(id);
-            }
-        });
-        Ok(ids)
-    }
-
-    /// [`finish_refresh`](Self::finish_refresh), storing a successful load
-    /// through [`set_slot`](Self::set_slot) so that what the store removes
-    /// for it is handed back: the new entry's id if it was stored.
-    pub fn finish_refresh_slot(
-        &mut self,
-        key: &str,
-        token: u64,
-        ok: bool,
-        options: &crate::refresh::RefreshOptions,
-        background: bool,
-    ) -> Result<(Option<u32>, Removals<u32>)> {
-        if !(ok && self.loads.get(key) == Some(&token)) {
-            // Nothing is stored on these paths.
-            self.finish_refresh(key, token, if ok { Ok(u32::MAX) } else { Err(()) }, options, background)?;
-            return Ok((None, Removals::new()));
-        }
-        self.end_load(key, token);
-        let (id, removed) = self.set_slot(key, options.entry_options())?;
-        self.mark_fresh(key, options);
-        Ok((Some(id), removed))
-    }
 }
 
 impl<V> Removals<V> {

@@ -1,0 +1,181 @@
+//! The slot engine against the memory engine (`engine.rs`), which it must
+//! match decision for decision: random operations on both, the same live
+//! keys in the same order after every step, and every invariant checked.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::policies::{LruPolicy, S3FifoPolicy, TtlPolicy};
+use crate::store::SetOptions;
+use crate::stores::memory::Engine;
+
+/// The JS layer's side of a store, as js/api.mjs keeps it.
+struct Js {
+    engine: SlotEngine,
+    ids: HashMap<String, u32>,
+    keys: Vec<Option<String>>,
+    ring: usize,
+    hits: u64,
+    misses: u64,
+}
+
+impl Js {
+    fn forget(&mut self, id: u32) {
+        if let Some(key) = self.keys[id as usize].take()
+            && self.ids.get(&key) == Some(&id)
+        {
+            self.ids.remove(&key);
+        }
+    }
+
+    fn set(&mut self, key: &str, ttl_ms: Option<u64>, now: f64) {
+        let existing = self.ids.get(key).map_or(-1, |&id| i64::from(id));
+        let hash = key.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        self.engine.replay(self.ring);
+        self.ring = 0;
+        let ttl = ttl_ms.map_or(f64::NAN, |ms| ms as f64);
+        let id = self.engine.set(existing, hash, ttl, now, (self.hits + self.misses) as f64, self.misses as f64);
+        assert!(id >= 0);
+        let removed = self.engine.removed.clone();
+        for i in 0..removed[0] as usize {
+            let (rid, reason) = (removed[1 + 2 * i], removed[2 + 2 * i]);
+            if reason != REPLACED {
+                self.forget(rid);
+            }
+        }
+        let id = id as u32;
+        if self.keys.len() <= id as usize {
+            self.keys.resize(id as usize + 1, None);
+        }
+        self.keys[id as usize] = Some(key.to_string());
+        self.ids.insert(key.to_string(), id);
+    }
+
+    fn get(&mut self, key: &str, now: f64) -> bool {
+        let Some(&id) = self.ids.get(key) else {
+            self.misses += 1;
+            return false;
+        };
+        if self.engine.timed && self.engine.deadline[id as usize] <= now {
+            self.engine.replay(self.ring);
+            self.ring = 0;
+            self.engine.expire(id);
+            self.forget(id);
+            self.misses += 1;
+            return false;
+        }
+        self.hits += 1;
+        if self.engine.hits_reorder() {
+            self.engine.ring[self.ring] = id;
+            self.ring += 1;
+            if self.ring == RING_LEN {
+                self.engine.replay(self.ring);
+                self.ring = 0;
+            }
+        } else if self.engine.kind == Kind::S3Fifo {
+            self.engine.bump(id);
+        }
+        true
+    }
+
+    fn delete(&mut self, key: &str, now: f64) -> bool {
+        let Some(&id) = self.ids.get(key) else { return false };
+        self.engine.replay(self.ring);
+        self.ring = 0;
+        let live = self.engine.remove(id, now);
+        self.forget(id);
+        live
+    }
+
+    fn keys(&mut self, now: f64) -> Vec<String> {
+        self.engine.replay(self.ring);
+        self.ring = 0;
+        self.engine.reclaim(now).unwrap();
+        for id in self.engine.report.clone() {
+            self.forget(id);
+        }
+        self.engine.list_live().unwrap();
+        self.engine.report.iter().map(|&id| self.keys[id as usize].clone().unwrap()).collect()
+    }
+}
+
+fn run(policy: Policy, seed: u64, steps: usize, keys: u64) {
+    let clock = ManualClock::new();
+    let mut reference: Engine<u32> = Engine::new(policy.clone(), clock.clone().into());
+    let mut js =
+        Js { engine: SlotEngine::new(&policy), ids: HashMap::new(), keys: Vec::new(), ring: 0, hits: 0, misses: 0 };
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        state >> 33
+    };
+    let mut now = 0u64;
+    for step in 0..steps {
+        let key = format!("k{}", next() % keys);
+        match next() % 10 {
+            0..=3 => {
+                let ttl = (next() % 3 == 0).then(|| 1 + next() % 50);
+                let options = ttl.map_or_else(SetOptions::new, |ms| SetOptions::new().ttl(Duration::from_millis(ms)));
+                reference.set(&key, 0, options).unwrap();
+                js.set(&key, ttl, now as f64);
+            }
+            4..=7 => {
+                let hit = reference.get(&key).unwrap().is_some();
+                assert_eq!(js.get(&key, now as f64), hit, "step {step}: get {key}");
+            }
+            8 => {
+                let live = reference.delete(&key).unwrap();
+                assert_eq!(js.delete(&key, now as f64), live, "step {step}: delete {key}");
+            }
+            _ => {
+                let by = next() % 10;
+                clock.advance(Duration::from_millis(by));
+                now += by;
+            }
+        }
+        js.engine.validate();
+        if step % 16 == 0 {
+            assert_eq!(js.keys(now as f64), reference.keys(None).unwrap(), "step {step}: the live keys, in order");
+            let stats = reference.stats();
+            assert_eq!(js.engine.counters[SETS], stats.sets as f64);
+            assert_eq!(js.engine.counters[EVICTIONS], stats.evictions as f64, "step {step}: evictions");
+        }
+    }
+}
+
+#[test]
+fn lru_matches_the_memory_engine() {
+    for seed in 1..4 {
+        run(LruPolicy::new(20).unwrap().into(), seed, 4000, 60);
+    }
+    run(LruPolicy::new(20).unwrap().refresh_on_get(false).into(), 9, 4000, 60);
+    run(LruPolicy::new(20).unwrap().with_default_ttl(Duration::from_millis(30)).unwrap().into(), 5, 4000, 60);
+}
+
+#[test]
+fn s3fifo_matches_the_memory_engine() {
+    for seed in 1..4 {
+        run(S3FifoPolicy::new(30).unwrap().into(), seed, 6000, 120);
+    }
+    run(S3FifoPolicy::new(30).unwrap().with_default_ttl(Duration::from_millis(40)).unwrap().into(), 7, 4000, 120);
+}
+
+#[test]
+fn ttl_matches_the_memory_engine() {
+    run(TtlPolicy::new(Duration::from_millis(25)).unwrap().into(), 3, 4000, 60);
+    run(TtlPolicy::new(Duration::from_millis(25)).unwrap().with_max_size(15).unwrap().into(), 4, 4000, 60);
+}
+
+#[test]
+fn a_set_the_memory_refuses_changes_nothing_and_a_full_ring_replays_in_order() {
+    let mut engine = SlotEngine::new(&LruPolicy::new(4).unwrap().into());
+    let ids: Vec<i64> = (0..4).map(|i| engine.set(-1, i, f64::NAN, 0.0, 0.0, 0.0)).collect();
+    // Hits on 0, then 1, then 0 again: 0 is the most recent, 2 the least.
+    engine.ring[..3].copy_from_slice(&[ids[0] as u32, ids[1] as u32, ids[0] as u32]);
+    engine.replay(3);
+    engine.list_live().unwrap();
+    assert_eq!(engine.report, [ids[0] as u32, ids[1] as u32, ids[3] as u32, ids[2] as u32]);
+    engine.validate();
+}
