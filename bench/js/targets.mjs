@@ -1,4 +1,6 @@
-// The targets of issue 11, as ratios measured in one run on one machine:
+// The targets of issues 11 and 19, as ratios measured in one run on one machine
+// (each row the median of ROUNDS rounds, ours and theirs interleaved round by
+// round, so a change of load hits both; the load average is printed):
 //   getSync hit against lru-cache's get;
 //   cache-aside over a Zipf trace (100k keys, capacity 10k): getSync, and
 //     setSync on a miss, against lru-cache; hits of S3FIFOPolicy and LRUPolicy;
@@ -14,6 +16,7 @@ import { spawnSync } from "node:child_process";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { createRequire } from "node:module";
+import { loadavg, cpus } from "node:os";
 
 import { LRUCache } from "lru-cache";
 import { createCache } from "cache-manager";
@@ -26,27 +29,26 @@ const pkgDir = resolve(pkgFlag >= 0 ? args[pkgFlag + 1] : join(here, "..", "..",
 const entry = pathToFileURL(join(pkgDir, "inline.mjs")).href;
 const { MemoryStore, LRUPolicy, S3FIFOPolicy } = await import(entry);
 
-const ROUNDS = quick ? 3 : 7;
+const ROUNDS = quick ? 3 : 5;
+const load = () => loadavg().map((x) => x.toFixed(2)).join(" ");
+console.log(`node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model}), load average ${load()}, median of ${ROUNDS} rounds`);
 
-/** ns per op of `run(n)`, the best of ROUNDS. */
-function time(run, n) {
-  let best = Infinity;
-  for (let r = 0; r < ROUNDS; r++) {
-    const t = process.hrtime.bigint();
-    run(n);
-    best = Math.min(best, Number(process.hrtime.bigint() - t) / n);
-  }
-  return best;
-}
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
-async function timeAsync(run, n) {
-  let best = Infinity;
+/**
+ * ns per op of each of `runs` ({ name: (n) => void | Promise }), the median
+ * of ROUNDS rounds, each round running every one of them once in turn.
+ */
+async function timeAll(runs, n) {
+  const times = Object.fromEntries(Object.keys(runs).map((name) => [name, []]));
   for (let r = 0; r < ROUNDS; r++) {
-    const t = process.hrtime.bigint();
-    await run(n);
-    best = Math.min(best, Number(process.hrtime.bigint() - t) / n);
+    for (const [name, run] of Object.entries(runs)) {
+      const t = process.hrtime.bigint();
+      await run(n);
+      times[name].push(Number(process.hrtime.bigint() - t) / n);
+    }
   }
-  return best;
+  return Object.fromEntries(Object.entries(times).map(([name, xs]) => [name, median(xs)]));
 }
 
 const report = [];
@@ -68,19 +70,24 @@ const line = (name, ours, theirs, unit = "ns/op") => {
   }
   let sink = 0;
   const n = quick ? 1e6 : 5e6;
-  const a = time((n) => {
-    for (let i = 0; i < n; i++) sink += ours.getSync(keys[i & 1023]).length;
-  }, n);
-  const b = time((n) => {
-    for (let i = 0; i < n; i++) sink += lru.get(keys[i & 1023]).length;
-  }, n);
-  line("getSync hit (LRUPolicy) vs lru-cache get", a, b);
   const s3 = new MemoryStore({ policy: new S3FIFOPolicy({ maxSize: 10_000 }) });
   for (const k of keys) s3.setSync(k, k);
-  const c = time((n) => {
-    for (let i = 0; i < n; i++) sink += s3.getSync(keys[i & 1023]).length;
-  }, n);
-  line("getSync hit (S3FIFOPolicy) vs lru-cache get", c, b);
+  const t = await timeAll(
+    {
+      lru: (n) => {
+        for (let i = 0; i < n; i++) sink += ours.getSync(keys[i & 1023]).length;
+      },
+      s3: (n) => {
+        for (let i = 0; i < n; i++) sink += s3.getSync(keys[i & 1023]).length;
+      },
+      theirs: (n) => {
+        for (let i = 0; i < n; i++) sink += lru.get(keys[i & 1023]).length;
+      },
+    },
+    n,
+  );
+  line("getSync hit (LRUPolicy) vs lru-cache get", t.lru, t.theirs);
+  line("getSync hit (S3FIFOPolicy) vs lru-cache get", t.s3, t.theirs);
   if (sink === 42) console.log();
 }
 
@@ -110,37 +117,66 @@ const line = (name, ours, theirs, unit = "ns/op") => {
     trace[i] = (lo * 2654435761) % N;
   }
   const value = { payload: "x" };
-  const aside = (get, set) => (n) => {
-    let hits = 0;
-    for (let i = 0; i < n; i++) {
-      const k = keys[trace[i]];
-      if (get(k) !== undefined) hits++;
-      else set(k, value);
-    }
-    return hits;
+  // A fresh copy of the loop per cache (new Function): a loop shared by
+  // all of them would make its get/set call sites polymorphic, slowing
+  // each by what the others are.
+  const loop = (awaits) =>
+    new Function(
+      "keys",
+      "trace",
+      "value",
+      `return ${awaits ? "async " : ""}(get, set, n) => {
+        let hits = 0;
+        for (let i = 0; i < n; i++) {
+          const k = keys[trace[i]];
+          if ((${awaits ? "await " : ""}get(k)) !== undefined) hits++;
+          else ${awaits ? "await " : ""}set(k, value);
+        }
+        return hits;
+      };`,
+    )(keys, trace, value);
+  const aside = (get, set) => {
+    const run = loop(false);
+    return (n) => run(get, set, n);
   };
-  const run = (make) => {
-    let hits = 0;
-    const ns = time((n) => {
-      const c = make();
-      hits = c(n);
-    }, OPS);
-    return { ns, hits };
+  const asideAsync = (get, set) => {
+    const run = loop(true);
+    return (n) => run(get, set, n);
   };
-  const ours = run(() => {
-    const s = new MemoryStore({ policy: new LRUPolicy({ maxSize: CAP }) });
-    return aside((k) => s.getSync(k), (k, v) => s.setSync(k, v));
-  });
-  const s3 = run(() => {
-    const s = new MemoryStore({ policy: new S3FIFOPolicy({ maxSize: CAP }) });
-    return aside((k) => s.getSync(k), (k, v) => s.setSync(k, v));
-  });
-  const lru = run(() => {
-    const c = new LRUCache({ max: CAP });
-    return aside((k) => c.get(k), (k, v) => c.set(k, v));
-  });
-  line("cache-aside Zipf (LRUPolicy) vs lru-cache", ours.ns, lru.ns);
-  line("cache-aside Zipf (S3FIFOPolicy) vs lru-cache", s3.ns, lru.ns);
+  // Each round starts from an empty cache; the hits of the last round are reported.
+  const hits = {};
+  const fresh = (name, make, async) => async (n) => {
+    const { get, set } = make();
+    hits[name] = await (async ? asideAsync : aside)(get, set)(n);
+  };
+  const store = (Policy) => () => {
+    const s = new MemoryStore({ policy: new Policy({ maxSize: CAP }) });
+    return { get: (k) => s.getSync(k), set: (k, v) => s.setSync(k, v) };
+  };
+  const storeAsync = (Policy) => () => {
+    const s = new MemoryStore({ policy: new Policy({ maxSize: CAP }) });
+    return { get: (k) => s.get(k), set: (k, v) => s.set(k, v) };
+  };
+  const t = await timeAll(
+    {
+      lru: fresh("lru", store(LRUPolicy)),
+      s3: fresh("s3", store(S3FIFOPolicy)),
+      lruAsync: fresh("lruAsync", storeAsync(LRUPolicy), true),
+      s3Async: fresh("s3Async", storeAsync(S3FIFOPolicy), true),
+      theirs: fresh("theirs", () => {
+        const c = new LRUCache({ max: CAP });
+        return { get: (k) => c.get(k), set: (k, v) => c.set(k, v) };
+      }),
+    },
+    OPS,
+  );
+  line("cache-aside Zipf (LRUPolicy) vs lru-cache", t.lru, t.theirs);
+  line("cache-aside Zipf (S3FIFOPolicy) vs lru-cache", t.s3, t.theirs);
+  line("cache-aside Zipf, await get/set (LRUPolicy) vs lru-cache", t.lruAsync, t.theirs);
+  line("cache-aside Zipf, await get/set (S3FIFOPolicy) vs lru-cache", t.s3Async, t.theirs);
+  const ours = { hits: hits.lru };
+  const s3 = { hits: hits.s3 };
+  const lru = { hits: hits.theirs };
   console.log(
     `  hit ratio: LRUPolicy ${(ours.hits / OPS).toFixed(4)}, S3FIFOPolicy ${(s3.hits / OPS).toFixed(4)}, lru-cache ${(lru.hits / OPS).toFixed(4)}`,
   );
@@ -157,12 +193,18 @@ const line = (name, ours, theirs, unit = "ns/op") => {
     await cm.set(k, k);
   }
   const n = quick ? 2e5 : 1e6;
-  const a = await timeAsync(async (n) => {
-    for (let i = 0; i < n; i++) await ours.get(keys[i & 1023]);
-  }, n);
-  const b = await timeAsync(async (n) => {
-    for (let i = 0; i < n; i++) await cm.get(keys[i & 1023]);
-  }, n);
+  const t = await timeAll(
+    {
+      ours: async (n) => {
+        for (let i = 0; i < n; i++) await ours.get(keys[i & 1023]);
+      },
+      theirs: async (n) => {
+        for (let i = 0; i < n; i++) await cm.get(keys[i & 1023]);
+      },
+    },
+    n,
+  );
+  const [a, b] = [t.ours, t.theirs];
   line("async get hit vs cache-manager get", a, b);
 }
 
@@ -200,8 +242,12 @@ const line = (name, ours, theirs, unit = "ns/op") => {
       `${setup}; globalThis.gc(); const before = process.memoryUsage().rss;` +
       ` for (let i = 0; i < ${N}; i++) put("key:" + i, i);` +
       ` globalThis.gc(); console.log((process.memoryUsage().rss - before) / ${N});`;
-    const out = spawnSync(process.execPath, ["--expose-gc", "--input-type=module", "-e", code], { encoding: "utf8" });
-    return Number(out.stdout.trim());
+    const runs = [];
+    for (let i = 0; i < 3; i++) {
+      const out = spawnSync(process.execPath, ["--expose-gc", "--input-type=module", "-e", code], { encoding: "utf8" });
+      runs.push(Number(out.stdout.trim()));
+    }
+    return median(runs);
   };
   const ours = measureRss(
     `const { MemoryStore, LRUPolicy } = await import(${JSON.stringify(entry)});` +
@@ -214,4 +260,5 @@ const line = (name, ours, theirs, unit = "ns/op") => {
   line(`RSS per entry, ${N} entries (bytes)`, ours, theirs, "B");
 }
 
-console.log(JSON.stringify({ node: process.version, quick, report }));
+console.log(`load average at the end: ${load()}`);
+console.log(JSON.stringify({ node: process.version, quick, load: loadavg(), report }));

@@ -214,9 +214,11 @@ pub struct WasmStore {
 #[wasm_bindgen]
 impl WasmStore {
     /// An empty store run by `policy`.
+    /// Room for `preallocate` slots is reserved where the memory has it.
     #[wasm_bindgen(constructor)]
-    pub fn new(policy: &WasmPolicy) -> WasmStore {
+    pub fn new(policy: &WasmPolicy, preallocate: usize) -> WasmStore {
         let mut engine = SlotEngine::new(&policy.0);
+        engine.preallocate(preallocate);
         engine.publish();
         WasmStore { engine: UnsafeCell::new(engine) }
     }

@@ -46,6 +46,10 @@ use crate::pattern::Pattern;
 use crate::policies::Policy;
 use crate::store::{Metadata, SetOptions, check_key, check_set_options};
 
+use super::ghost::RingGhost;
+use super::shadow::{self, Sampler, Setting};
+use super::sketch::FrequencySketch;
+
 /// How many expired entries each `set` reclaims beyond the one it touches.
 pub(crate) const RECLAIM_PER_WRITE: usize = 8;
 
@@ -67,9 +71,14 @@ const FREE: u8 = 2;
 /// queue holds (0.9 x capacity at the start). Unlike plain S3-FIFO, the small
 /// queue's size then adapts to the workload (see [`Climber`]).
 const SMALL_SHARE: usize = 10;
-const MOVE_TO_MAIN: u8 = 2;
+pub(super) const MOVE_TO_MAIN: u8 = 2;
 const GHOST_PER_SMALL: usize = 9;
-const MAX_FREQ: u8 = 3;
+/// The CLOCK count's ceiling (the low two bits of a slot's `freq`).
+pub(super) const MAX_FREQ: u8 = 3;
+const CLOCK_BITS: u8 = 0b11;
+/// The hits not yet handed to the adaptive policy's sketch: bits 2-5 of `freq`.
+const PENDING_SHIFT: u8 = 2;
+const MAX_PENDING: u8 = 15;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) type KeyHasher = hashbrown::DefaultHashBuilder;
@@ -86,8 +95,10 @@ struct Slot<V> {
     prev: u32,
     /// The next slot on its list, or on the free list.
     next: u32,
-    /// S3-FIFO's access count, saturating at `MAX_FREQ`. Atomic so that a
-    /// shared read can bump it.
+    /// S3-FIFO's access count (bits 0-1, saturating at `MAX_FREQ`) and,
+    /// under the adaptive policy, the hits since the entry was last looked at
+    /// by the eviction (bits 2-5, saturating at 15), which the sketch takes
+    /// in one batch then. Atomic so that a shared read can bump it.
     freq: AtomicU8,
     list: u8,
     /// When it was last set, wrapping: breaks ties between equal expiry
@@ -357,6 +368,30 @@ pub(super) fn ghost_cap(small: usize, max: usize) -> usize {
     small.saturating_mul(GHOST_PER_SMALL).min(max.saturating_mul(3))
 }
 
+/// The adaptive S3-FIFO's state beyond the queues (see `S3FifoPolicy`): the
+/// frequency sketch, the fixed-size ghost, the shadow caches choosing the
+/// setting, and the buffer of sampled hits that readers fill for them.
+/// Everything here changes on the write path only.
+pub(super) struct Adaptive {
+    pub(super) sketch: FrequencySketch,
+    pub(super) ghost: RingGhost,
+    pub(super) sampler: Sampler,
+    pub(super) setting: Setting,
+}
+
+impl Adaptive {
+    fn new(max_size: usize) -> (Box<Self>, u32) {
+        let (mask, shadow_cap) = shadow::sampling(max_size);
+        let adaptive = Adaptive {
+            sketch: FrequencySketch::new(max_size),
+            ghost: RingGhost::new(shadow::ghost_size(max_size)),
+            sampler: Sampler::new(shadow_cap),
+            setting: shadow::SETTINGS[0],
+        };
+        (Box::new(adaptive), mask)
+    }
+}
+
 pub(crate) struct Engine<V> {
     slots: Vec<Slot<V>>,
     free: u32,
@@ -380,6 +415,11 @@ pub(crate) struct Engine<V> {
     max_size: usize,
     small_cap: usize,
     climber: Option<Climber>,
+    /// The adaptive policy's state (S3-FIFO only, unless made classic).
+    adaptive: Option<Box<Adaptive>>,
+    /// Hits on keys whose hash passes this mask are recorded for the shadows
+    /// ([`shadow::sampled`]); `u32::MAX` without an adaptive policy.
+    sample_mask: u32,
     /// S3-FIFO fills main directly until the first eviction (libCacheSim's
     /// refinement: what arrives while the cache still has room is kept longer).
     evicted_once: bool,
@@ -403,6 +443,7 @@ impl<V> Engine<V> {
             Policy::Ttl(_) => Kind::Ttl,
             Policy::S3Fifo(_) => Kind::S3Fifo,
         };
+        let adaptive = matches!(&policy, Policy::S3Fifo(p) if p.is_adaptive());
         let mut engine = Engine {
             slots: Vec::new(),
             free: NIL,
@@ -420,19 +461,29 @@ impl<V> Engine<V> {
             max_size: usize::MAX,
             small_cap: 0,
             climber: None,
+            adaptive: None,
+            sample_mask: u32::MAX,
             evicted_once: false,
             default_ttl: policy.default_ttl(),
             clock,
             counters: Counters::default(),
             reads: ReadCounters::default(),
         };
+        if adaptive {
+            engine.adaptive = Some(Adaptive::new(1).0);
+        }
         engine.set_max_size(policy.max_size().unwrap_or(usize::MAX));
         engine
     }
 
     fn set_max_size(&mut self, max_size: usize) {
         self.max_size = max_size.max(1);
-        if self.kind == Kind::S3Fifo {
+        if self.adaptive.is_some() {
+            let (adaptive, mask) = Adaptive::new(self.max_size);
+            self.small_cap = adaptive.setting.small_cap(self.max_size);
+            self.adaptive = Some(adaptive);
+            self.sample_mask = mask;
+        } else if self.kind == Kind::S3Fifo {
             self.small_cap = (self.max_size / SMALL_SHARE).max(1);
             self.ghost = Ghost::new(ghost_cap(self.small_cap, self.max_size));
             self.climber = Some(Climber::new(self.max_size));
@@ -510,9 +561,7 @@ impl<V> Engine<V> {
                 if slot.expires_at != NEVER && slot.expired(now.or(started).unwrap_or_else(|| self.clock.now())) {
                     Lookup::Expired
                 } else {
-                    if self.kind == Kind::S3Fifo {
-                        bump(&slot.freq);
-                    }
+                    self.touch(&slot.freq, hash);
                     Lookup::Hit(read(live(&slot.value)))
                 }
             }
@@ -524,6 +573,21 @@ impl<V> Engine<V> {
             self.reads.record_latency(self.clock.now().saturating_sub(started));
         }
         lookup
+    }
+
+    /// What a hit does to the policy: S3-FIFO bumps the entry's own counter,
+    /// and the adaptive policy records a sampled key's hit in its lossy
+    /// buffer for the shadows. Nothing else is touched.
+    #[inline(always)]
+    fn touch(&self, freq: &AtomicU8, hash: u64) {
+        if self.kind == Kind::S3Fifo {
+            bump(freq);
+            if shadow::sampled(hash, self.sample_mask)
+                && let Some(adaptive) = &self.adaptive
+            {
+                adaptive.sampler.record_hit(hash);
+            }
+        }
     }
 
     /// Removes the entry under `key` if it has expired (after a shared read found it so).
@@ -631,6 +695,14 @@ impl<V> Engine<V> {
                 self.ghost.set_cap(ghost_cap(small, self.max_size));
             }
         }
+        if let Some(adaptive) = &mut self.adaptive {
+            // The shadows see the sampled hits since the last write, then this write.
+            let setting = adaptive.sampler.record_write(hash, self.sample_mask);
+            if setting != adaptive.setting {
+                adaptive.setting = setting;
+                self.small_cap = setting.small_cap(self.max_size);
+            }
+        }
         let now = if ttl.is_some() { self.clock.now() } else { self.now_if_expiring() };
         let expires_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
         let metadata = options.metadata.map(Box::new);
@@ -662,6 +734,14 @@ impl<V> Engine<V> {
             }
             let old = Removed { key: Box::default(), value: live_owned(old_value), metadata: old_metadata };
             removed.push(old, if was_expired { Reason::Expired } else { Reason::Replaced });
+        } else if self.adaptive.is_some() {
+            let full = self.live >= self.max_size && !self.reclaim_expired(now, 1, &mut removed);
+            let (list, evicted) = self.admit(hash, full);
+            if let Some(evicted) = evicted {
+                self.counters.evictions += 1;
+                removed.push(evicted, Reason::Evicted);
+            }
+            self.insert_new(hash, key, value, metadata, expires_at, Some(list));
         } else {
             if self.live >= self.max_size
                 && !self.reclaim_expired(now, 1, &mut removed)
@@ -670,7 +750,7 @@ impl<V> Engine<V> {
                 self.counters.evictions += 1;
                 removed.push(evicted, Reason::Evicted);
             }
-            self.insert_new(hash, key, value, metadata, expires_at);
+            self.insert_new(hash, key, value, metadata, expires_at, None);
         }
         self.counters.sets += 1;
         Ok(removed)
@@ -682,7 +762,17 @@ impl<V> Engine<V> {
         seq
     }
 
-    fn insert_new(&mut self, hash: u64, key: &str, value: V, metadata: Option<Box<Metadata>>, expires_at: Nanos) {
+    /// Stores a new entry on `list` (the adaptive policy chose it), or where
+    /// the classic policies put a new key.
+    fn insert_new(
+        &mut self,
+        hash: u64,
+        key: &str,
+        value: V,
+        metadata: Option<Box<Metadata>>,
+        expires_at: Nanos,
+        list: Option<u8>,
+    ) {
         let seq = self.take_seq();
         let slot = Slot {
             seq,
@@ -705,11 +795,11 @@ impl<V> Engine<V> {
             self.slots.push(slot);
             (self.slots.len() - 1) as u32
         };
-        let list = match self.kind {
+        let list = list.unwrap_or_else(|| match self.kind {
             Kind::S3Fifo if self.ghost.take(hash) => MAIN,
             Kind::S3Fifo if self.evicted_once || self.lists[SMALL as usize].len < self.small_cap => SMALL,
             _ => MAIN,
-        };
+        });
         self.slots[id as usize].list = list;
         self.push_head(list, id);
         let slots = &self.slots;
@@ -894,6 +984,9 @@ impl<V> Engine<V> {
         self.index = HashTable::new();
         self.lists = [List::EMPTY; 2];
         self.ghost.clear();
+        if let Some(adaptive) = &mut self.adaptive {
+            adaptive.ghost.clear();
+        }
         self.expiries.clear();
         self.evicted_once = false;
         slots
@@ -998,9 +1091,7 @@ impl<V> Engine<V> {
         };
         // Counted as `get_shared_at` counts a hit.
         let sampled = self.reads.count_get();
-        if self.kind == Kind::S3Fifo {
-            bump(&slot.freq);
-        }
+        self.touch(&slot.freq, hash);
         let value = live(&slot.value).clone();
         if sampled {
             self.reads.record_latency(self.clock.now().saturating_sub(now));
@@ -1157,6 +1248,7 @@ impl<V> Engine<V> {
         let id = match self.kind {
             Kind::Lru { .. } => self.lists[MAIN as usize].tail,
             Kind::Ttl => self.expiries.first().map_or(self.lists[MAIN as usize].tail, |&(_, _, id)| id),
+            Kind::S3Fifo if self.adaptive.is_some() => return self.evict_adaptive(),
             Kind::S3Fifo => return self.evict_s3fifo(),
         };
         if id == NIL {
@@ -1182,7 +1274,7 @@ impl<V> Engine<V> {
             if id == NIL {
                 return None;
             }
-            let freq = self.slots[id as usize].freq.load(Relaxed);
+            let freq = self.slots[id as usize].freq.load(Relaxed) & CLOCK_BITS;
             if from_main && freq > 0 {
                 self.slots[id as usize].freq.store(freq.min(MAX_FREQ) - 1, Relaxed);
                 self.unlink(MAIN, id);
@@ -1197,6 +1289,99 @@ impl<V> Engine<V> {
                 if !from_main {
                     self.ghost.insert(hash);
                 }
+                return Some(self.remove_slot(id, hash));
+            }
+        }
+    }
+
+    /// The adaptive policy's admission of a new key with `hash`: the list it
+    /// goes on, and the entry evicted for it if the engine is `full`.
+    ///
+    /// A key the ghost remembers (it was evicted from small recently and came
+    /// back) goes to main; under the duel setting, when the engine is full and
+    /// main has its share, it must first beat main's CLOCK victim on the
+    /// sketch's frequency, which it then replaces; a returning key that loses
+    /// starts in small like a new one. Every other new key starts in small, except that main is
+    /// filled directly until the first eviction.
+    fn admit(&mut self, hash: u64, full: bool) -> (u8, Option<Removed<V>>) {
+        let adaptive = self.adaptive.as_mut().expect("the adaptive policy");
+        adaptive.sketch.admit(hash);
+        let returning = adaptive.ghost.take(hash);
+        let duel = adaptive.setting.duel;
+        if !full {
+            let fill_main = !self.evicted_once && self.lists[SMALL as usize].len >= self.small_cap;
+            return (if returning || fill_main { MAIN } else { SMALL }, None);
+        }
+        // Main below its share has room: a returning key needs no duel then.
+        let main_cap = self.max_size.saturating_sub(self.small_cap).max(1);
+        if returning && duel && self.lists[MAIN as usize].len >= main_cap {
+            let (victim, victim_hash) = self.main_victim();
+            let sketch = &self.adaptive.as_ref().expect("the adaptive policy").sketch;
+            if sketch.frequency(hash) > sketch.frequency(victim_hash) {
+                self.evicted_once = true;
+                return (MAIN, Some(self.remove_slot(victim, victim_hash)));
+            }
+            return (SMALL, self.evict_adaptive());
+        }
+        (if returning { MAIN } else { SMALL }, self.evict_adaptive())
+    }
+
+    /// Hands the hits slot `id` gathered since it was last looked at to the
+    /// sketch (hashing its key only if there were any), keeping its CLOCK
+    /// count; the count.
+    fn flush_hits(&mut self, id: u32, hash: Option<u64>) -> u8 {
+        let freq = self.slots[id as usize].freq.load(Relaxed);
+        let pending = freq >> PENDING_SHIFT;
+        if pending > 0 {
+            let hash = hash.unwrap_or_else(|| self.hash(&self.slots[id as usize].key));
+            self.adaptive.as_mut().expect("the adaptive policy").sketch.increment_by(hash, pending);
+            self.slots[id as usize].freq.store(freq & CLOCK_BITS, Relaxed);
+        }
+        freq & CLOCK_BITS
+    }
+
+    /// Turns main's CLOCK until its oldest entry has a count of zero: that
+    /// entry (left in place) and its hash. Main must not be empty.
+    fn main_victim(&mut self) -> (u32, u64) {
+        loop {
+            let id = self.lists[MAIN as usize].tail;
+            let clock = self.flush_hits(id, None);
+            if clock == 0 {
+                return (id, self.hash(&self.slots[id as usize].key));
+            }
+            self.slots[id as usize].freq.store(clock - 1, Relaxed);
+            self.unlink(MAIN, id);
+            self.push_head(MAIN, id);
+        }
+    }
+
+    /// S3-FIFO's eviction under the adaptive policy: as [`evict_s3fifo`],
+    /// with the hits an entry gathered handed to the sketch whenever the
+    /// eviction looks at it, and the fixed-size ghost.
+    ///
+    /// [`evict_s3fifo`]: Self::evict_s3fifo
+    fn evict_adaptive(&mut self) -> Option<Removed<V>> {
+        self.evicted_once = true;
+        let main_cap = self.max_size.saturating_sub(self.small_cap).max(1);
+        loop {
+            let small = self.lists[SMALL as usize];
+            if self.lists[MAIN as usize].len > main_cap || small.len == 0 {
+                if self.lists[MAIN as usize].len == 0 {
+                    return None;
+                }
+                let (id, hash) = self.main_victim();
+                return Some(self.remove_slot(id, hash));
+            }
+            let id = small.tail;
+            let hash = self.hash(&self.slots[id as usize].key);
+            let clock = self.flush_hits(id, Some(hash));
+            if clock >= MOVE_TO_MAIN {
+                self.unlink(SMALL, id);
+                self.slots[id as usize].freq.store(0, Relaxed);
+                self.slots[id as usize].list = MAIN;
+                self.push_head(MAIN, id);
+            } else {
+                self.adaptive.as_mut().expect("the adaptive policy").ghost.insert(hash);
                 return Some(self.remove_slot(id, hash));
             }
         }
@@ -1278,8 +1463,10 @@ fn expiry(now: Nanos, ttl: std::time::Duration) -> Nanos {
 #[inline]
 fn bump(freq: &AtomicU8) {
     let f = freq.load(Relaxed);
-    if f < MAX_FREQ {
-        freq.store(f + 1, Relaxed);
+    let (clock, pending) = (f & CLOCK_BITS, f >> PENDING_SHIFT);
+    let bumped = (clock + u8::from(clock < MAX_FREQ)) | ((pending + u8::from(pending < MAX_PENDING)) << PENDING_SHIFT);
+    if bumped != f {
+        freq.store(bumped, Relaxed);
     }
 }
 
@@ -1305,6 +1492,16 @@ impl<V> Removals<V> {
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 impl<V> Engine<V> {
+    /// The key hasher, for a model to hash keys as the engine does.
+    pub fn hasher_for_tests(&self) -> KeyHasher {
+        self.hasher.clone()
+    }
+
+    /// The adaptive policy's current setting.
+    pub fn adaptive_setting(&self) -> Option<Setting> {
+        self.adaptive.as_ref().map(|a| a.setting)
+    }
+
     /// Entries held, expired or not.
     pub fn raw_len(&self) -> usize {
         self.live
@@ -1352,5 +1549,21 @@ impl<V> Engine<V> {
         assert_eq!(self.expiries, expected, "expiry index out of step with the entries");
         assert!(self.ghost.index.len() <= self.ghost.cap && self.ghost.index.len() <= self.ghost.queue.len());
         assert!(self.ghost.queue.len() <= 2 * self.ghost.cap.max(1));
+        if let Some(adaptive) = &self.adaptive {
+            adaptive.ghost.validate();
+            assert_eq!(self.small_cap, adaptive.setting.small_cap(self.max_size));
+            for list in [SMALL, MAIN] {
+                let mut id = self.lists[list as usize].head;
+                while id != NIL {
+                    let freq = self.slots[id as usize].freq.load(Relaxed);
+                    // Hits are handed over whenever the CLOCK count drops to zero.
+                    assert!(
+                        freq & CLOCK_BITS != 0 || freq >> PENDING_SHIFT == 0 || list == SMALL,
+                        "slot {id}: {freq:#b}"
+                    );
+                    id = self.slots[id as usize].next;
+                }
+            }
+        }
     }
 }

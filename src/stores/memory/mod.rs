@@ -2,12 +2,17 @@
 
 mod engine;
 // The slot-addressed engine of the JS store (src/wasm), and its native tests.
+mod ghost;
+mod shadow;
+mod sketch;
 #[cfg(any(test, all(target_arch = "wasm32", target_os = "unknown", feature = "js")))]
 pub(crate) mod slots;
 // On wasm32 the engine hashes keys with it; natively its tests still run.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod hasher;
 // proptest is a native dev-dependency.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod adaptive_model_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod model_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -38,10 +38,16 @@ const MAX_FREQ: u8 = 3;
 /// "No slot": the end of a list, or an empty free list.
 const NIL: u32 = u32::MAX;
 
-/// The list a slot is on. LRU and TTL use only `MAIN`.
+/// The `prev` of a free slot (a live one has a slot id or `NIL` there).
+const FREED: u32 = u32::MAX - 1;
+
+/// The list a slot is on. LRU and TTL use only `MAIN`. Under S3-FIFO the
+/// slot's `freq` byte holds its access count in the low two bits (the JS
+/// layer raises it on a hit) and [`IN_MAIN`] when it is on the main queue.
 const SMALL: u8 = 0;
 const MAIN: u8 = 1;
-const FREE: u8 = 2;
+const IN_MAIN: u8 = 0x80;
+const COUNT: u8 = 0x03;
 
 /// How many hits the access ring holds before the JS layer drains it.
 pub(crate) const RING_LEN: usize = 1024;
@@ -93,8 +99,11 @@ impl Hasher for Premixed {
         unreachable!("only u32 keys")
     }
     fn write_u32(&mut self, n: u32) {
-        // A multiply spreads the bits over the word hashbrown reads both ends of.
-        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // A multiply, then the high half folded down: hashbrown picks the
+        // bucket from the low bits (of a 32-bit word on wasm32), and the low
+        // bits of a product depend only on the low bits of `n`.
+        let x = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = x ^ (x >> 29) ^ (x >> 47);
     }
 }
 
@@ -180,8 +189,9 @@ pub(crate) struct SlotEngine {
     /// The policy's TTL in milliseconds, or `Infinity`.
     default_ttl: f64,
     // One array per field, indexed by slot id (read by JS: `freq`, `deadline`).
+    /// S3-FIFO only: the access count and queue (see [`IN_MAIN`]).
     freq: Vec<u8>,
-    list: Vec<u8>,
+    /// [`FREED`] on a free slot.
     prev: Vec<u32>,
     next: Vec<u32>,
     /// Empty until the first entry with a deadline (an LRU store without
@@ -212,6 +222,17 @@ pub(crate) struct SlotEngine {
 // Natively only the tests use it; some calls are the JS layer's alone.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 impl SlotEngine {
+    /// Reserves room for `n` slots up front where the memory has it (the
+    /// JS layer does the same for its arrays): untouched, the pages cost
+    /// address space, not resident memory, and the arrays never move.
+    pub fn preallocate(&mut self, n: usize) {
+        let n = n.min(self.max_size);
+        let s3 = self.kind == Kind::S3Fifo;
+        let _ = self.prev.try_reserve_exact(n).is_ok()
+            && self.next.try_reserve_exact(n).is_ok()
+            && (!s3 || (self.freq.try_reserve_exact(n).is_ok() && self.hash.try_reserve_exact(n).is_ok()));
+    }
+
     pub fn new(policy: &Policy) -> Self {
         let kind = match policy {
             Policy::Lru(p) => Kind::Lru { refresh_on_get: p.refreshes_on_get() },
@@ -228,7 +249,6 @@ impl SlotEngine {
             evicted_once: false,
             default_ttl: policy.default_ttl().map_or(f64::INFINITY, |ttl| ttl.as_secs_f64() * 1e3),
             freq: Vec::new(),
-            list: Vec::new(),
             prev: Vec::new(),
             next: Vec::new(),
             deadline: Vec::new(),
@@ -262,12 +282,41 @@ impl SlotEngine {
     /// Replays the first `n` hits of the ring, in order.
     #[inline]
     pub fn replay(&mut self, n: usize) {
-        for i in 0..n.min(RING_LEN) {
-            let id = self.ring[i];
-            if (id as usize) < self.list.len() && self.list[id as usize] == MAIN {
-                self.move_to_head(id);
+        // `move_to_head` on MAIN, written out over the fields: this runs
+        // once per exact-LRU hit, and the loop is most of what a hit costs.
+        let main = &mut self.lists[MAIN as usize];
+        let (prev, next) = (&mut self.prev[..], &mut self.next[..]);
+        for &id in &self.ring[..n.min(RING_LEN)] {
+            let i = id as usize;
+            // Exact LRU has only MAIN: a live slot is on it.
+            if i >= prev.len() || prev[i] == FREED || main.head == id {
+                continue;
             }
+            // Not the head, so it has a predecessor.
+            let (p, nx) = (prev[i], next[i]);
+            next[p as usize] = nx;
+            if nx != NIL {
+                prev[nx as usize] = p;
+            } else {
+                main.tail = p;
+            }
+            prev[i] = NIL;
+            next[i] = main.head;
+            prev[main.head as usize] = id;
+            main.head = id;
         }
+    }
+
+    /// Whether `id` is a slot holding an entry.
+    #[inline]
+    fn is_live(&self, id: u32) -> bool {
+        self.prev.get(id as usize).is_some_and(|&p| p != FREED)
+    }
+
+    /// The list live slot `id` is on.
+    #[inline]
+    fn list_of(&self, id: u32) -> u8 {
+        if self.kind == Kind::S3Fifo && self.freq[id as usize] & IN_MAIN == 0 { SMALL } else { MAIN }
     }
 
     #[inline]
@@ -283,19 +332,20 @@ impl SlotEngine {
     /// -2 when the memory has no room (then nothing changed); what it removed
     /// is in [`removed`](Self::removed).
     pub fn set(&mut self, existing: i64, hash: u32, ttl: f64, now: f64, gets: f64, misses: f64) -> i64 {
-        let existing = u32::try_from(existing)
-            .ok()
-            .filter(|&id| (id as usize) < self.list.len() && self.list[id as usize] != FREE);
-        if existing.is_none() && self.free == NIL && self.list.len() >= NIL as usize {
+        let existing = u32::try_from(existing).ok().filter(|&id| self.is_live(id));
+        if existing.is_none() && self.free == NIL && self.prev.len() >= FREED as usize {
             return -1;
         }
         let ttl = if ttl.is_nan() { self.default_ttl } else { ttl };
         let deadline = if ttl == f64::INFINITY { f64::INFINITY } else { now + ttl };
+        let views = (self.freq.as_ptr(), self.deadline.as_ptr(), self.prev.len(), self.timed);
         // Room first, so that a set the memory cannot hold changes nothing.
         if !self.reserve(existing.is_none() && self.free == NIL, deadline != f64::INFINITY) {
+            if views != (self.freq.as_ptr(), self.deadline.as_ptr(), self.prev.len(), self.timed) {
+                self.publish();
+            }
             return -2;
         }
-        let views = (self.freq.as_ptr(), self.deadline.as_ptr(), self.freq.len());
         self.removed[0] = 0;
         if let Some(climber) = &mut self.climber
             && let Some(small) = climber.adapt(gets as u64, misses as u64, self.small_cap, self.max_size)
@@ -305,7 +355,7 @@ impl SlotEngine {
         }
         self.reclaim_expired(now, RECLAIM_PER_WRITE);
         // The reclaim may have taken the entry in that very slot.
-        let existing = existing.filter(|&id| self.list[id as usize] != FREE);
+        let existing = existing.filter(|&id| self.is_live(id));
         let id = if let Some(id) = existing {
             let was_expired = self.expired(id, now);
             if was_expired {
@@ -329,7 +379,7 @@ impl SlotEngine {
             self.insert_new(hash, deadline)
         };
         self.counters[SETS] += 1.0;
-        if views != (self.freq.as_ptr(), self.deadline.as_ptr(), self.freq.len()) {
+        if views != (self.freq.as_ptr(), self.deadline.as_ptr(), self.prev.len(), self.timed) {
             self.publish();
         }
         i64::from(id)
@@ -340,7 +390,7 @@ impl SlotEngine {
     /// arrays at the first deadline.
     fn reserve(&mut self, new_slot: bool, deadline: bool) -> bool {
         let n = usize::from(new_slot);
-        let len = self.list.len();
+        let len = self.prev.len();
         if deadline && !self.timed {
             let (mut at, mut seq) = (Vec::new(), Vec::new());
             if at.try_reserve(len + n).is_err() || seq.try_reserve(len + n).is_err() {
@@ -350,11 +400,10 @@ impl SlotEngine {
             seq.resize(len, 0);
             (self.deadline, self.seq, self.timed) = (at, seq, true);
         }
-        self.list.try_reserve(n).is_ok()
-            && self.prev.try_reserve(n).is_ok()
+        let s3 = self.kind == Kind::S3Fifo;
+        self.prev.try_reserve(n).is_ok()
             && self.next.try_reserve(n).is_ok()
-            && self.freq.try_reserve(n).is_ok()
-            && (self.kind != Kind::S3Fifo || self.hash.try_reserve(n).is_ok())
+            && (!s3 || (self.freq.try_reserve(n).is_ok() && self.hash.try_reserve(n).is_ok()))
             && (!self.timed || (self.deadline.try_reserve(n).is_ok() && self.seq.try_reserve(n).is_ok()))
             && (!deadline || self.dues.try_reserve(1).is_ok())
     }
@@ -388,12 +437,11 @@ impl SlotEngine {
             self.free = self.next[id as usize];
             id
         } else {
-            let id = self.list.len() as u32;
-            self.list.push(FREE);
+            let id = self.prev.len() as u32;
             self.prev.push(NIL);
             self.next.push(NIL);
-            self.freq.push(0);
             if self.kind == Kind::S3Fifo {
+                self.freq.push(0);
                 self.hash.push(0);
             }
             if self.timed {
@@ -402,7 +450,6 @@ impl SlotEngine {
             }
             id
         };
-        self.freq[id as usize] = 0;
         let list = match self.kind {
             Kind::S3Fifo => {
                 self.hash[id as usize] = hash;
@@ -416,7 +463,9 @@ impl SlotEngine {
             }
             _ => MAIN,
         };
-        self.list[id as usize] = list;
+        if self.kind == Kind::S3Fifo {
+            self.freq[id as usize] = if list == MAIN { IN_MAIN } else { 0 };
+        }
         self.push_head(list, id);
         self.set_deadline(id, deadline);
         self.live += 1;
@@ -426,7 +475,7 @@ impl SlotEngine {
     /// Frees slot `id` if it is live: whether it was (and not expired at
     /// `now`), counting a delete or an expiration.
     pub fn remove(&mut self, id: u32, now: f64) -> bool {
-        if (id as usize) >= self.list.len() || self.list[id as usize] == FREE {
+        if !self.is_live(id) {
             return false;
         }
         let expired = self.expired(id, now);
@@ -437,7 +486,7 @@ impl SlotEngine {
 
     /// Frees slot `id`, found expired by the JS layer; counts the expiration.
     pub fn expire(&mut self, id: u32) {
-        if (id as usize) < self.list.len() && self.list[id as usize] != FREE {
+        if self.is_live(id) {
             self.free_slot(id);
             self.counters[EXPIRATIONS] += 1.0;
         }
@@ -449,7 +498,7 @@ impl SlotEngine {
         let ids = std::mem::take(&mut self.report);
         let mut n = 0;
         for &id in &ids {
-            if (id as usize) < self.list.len() && self.list[id as usize] != FREE {
+            if self.is_live(id) {
                 self.free_slot(id);
                 n += 1;
             }
@@ -496,7 +545,6 @@ impl SlotEngine {
     pub fn clear(&mut self) {
         self.counters[DELETES] += self.live as f64;
         self.freq = Vec::new();
-        self.list = Vec::new();
         self.prev = Vec::new();
         self.next = Vec::new();
         self.deadline = Vec::new();
@@ -516,8 +564,8 @@ impl SlotEngine {
     /// Tells the JS layer where the per-slot arrays are now (see `header`).
     pub fn publish(&mut self) {
         let deadline = if self.timed { self.deadline.as_ptr() as usize as u32 } else { 0 };
-        self.header =
-            [self.header[0].wrapping_add(1), self.freq.len() as u32, self.freq.as_ptr() as usize as u32, deadline];
+        let freq = if self.kind == Kind::S3Fifo { self.freq.as_ptr() as usize as u32 } else { 0 };
+        self.header = [self.header[0].wrapping_add(1), self.prev.len() as u32, freq, deadline];
     }
 
     pub fn reset_counters(&mut self) {
@@ -525,7 +573,7 @@ impl SlotEngine {
     }
 
     fn free_slot(&mut self, id: u32) {
-        let list = self.list[id as usize];
+        let list = self.list_of(id);
         self.unlink(list, id);
         if self.timed {
             self.deadline[id as usize] = f64::INFINITY;
@@ -533,8 +581,7 @@ impl SlotEngine {
             self.seq[id as usize] = self.next_seq;
             self.next_seq = self.next_seq.wrapping_add(1);
         }
-        self.list[id as usize] = FREE;
-        self.prev[id as usize] = NIL;
+        self.prev[id as usize] = FREED;
         self.next[id as usize] = self.free;
         self.free = id;
         self.live -= 1;
@@ -568,7 +615,7 @@ impl SlotEngine {
     fn first_due(&mut self) -> Option<Due> {
         while let Some(&due) = self.dues.first() {
             let id = due.id as usize;
-            if self.list[id] != FREE && self.seq[id] == due.seq {
+            if self.prev[id] != FREED && self.seq[id] == due.seq {
                 return Some(due);
             }
             self.pop_due();
@@ -579,8 +626,8 @@ impl SlotEngine {
     fn push_due(&mut self, due: Due) {
         // Stale entries pile up when the same keys are set again and again.
         if self.dues.len() >= 2 * self.live + 64 {
-            let (list, seq) = (&self.list, &self.seq);
-            self.dues.retain(|d| list[d.id as usize] != FREE && seq[d.id as usize] == d.seq);
+            let (prev, seq) = (&self.prev, &self.seq);
+            self.dues.retain(|d| prev[d.id as usize] != FREED && seq[d.id as usize] == d.seq);
             for i in (0..self.dues.len() / 2).rev() {
                 self.sift_down(i);
             }
@@ -649,15 +696,14 @@ impl SlotEngine {
             if id == NIL {
                 return None;
             }
-            let freq = self.freq[id as usize];
+            let freq = self.freq[id as usize] & COUNT;
             if from_main && freq > 0 {
-                self.freq[id as usize] = freq.min(MAX_FREQ) - 1;
+                self.freq[id as usize] = IN_MAIN | (freq.min(MAX_FREQ) - 1);
                 self.unlink(MAIN, id);
                 self.push_head(MAIN, id);
             } else if !from_main && freq >= MOVE_TO_MAIN {
                 self.unlink(SMALL, id);
-                self.freq[id as usize] = 0;
-                self.list[id as usize] = MAIN;
+                self.freq[id as usize] = IN_MAIN;
                 self.push_head(MAIN, id);
             } else {
                 if !from_main {
@@ -672,14 +718,14 @@ impl SlotEngine {
     #[inline]
     fn bump(&mut self, id: u32) {
         let f = &mut self.freq[id as usize];
-        if *f < MAX_FREQ {
+        if *f & COUNT < MAX_FREQ {
             *f += 1;
         }
     }
 
     #[inline]
     fn move_to_head(&mut self, id: u32) {
-        let list = self.list[id as usize];
+        let list = self.list_of(id);
         if self.lists[list as usize].head != id {
             self.unlink(list, id);
             self.push_head(list, id);
@@ -724,7 +770,8 @@ impl SlotEngine {
             let l = self.lists[list as usize];
             let (mut id, mut prev, mut n) = (l.head, NIL, 0);
             while id != NIL {
-                assert_eq!(self.list[id as usize], list);
+                assert_eq!(self.list_of(id), list);
+                assert!(self.is_live(id));
                 assert_eq!(self.prev[id as usize], prev);
                 prev = id;
                 id = self.next[id as usize];
@@ -738,16 +785,16 @@ impl SlotEngine {
         let mut free = 0;
         let mut id = self.free;
         while id != NIL {
-            assert_eq!(self.list[id as usize], FREE);
+            assert!(!self.is_live(id));
             id = self.next[id as usize];
             free += 1;
         }
-        assert_eq!(free + self.live, self.list.len());
+        assert_eq!(free + self.live, self.prev.len());
         assert!(self.live <= self.max_size);
         if self.timed {
-            assert_eq!(self.deadline.len(), self.list.len());
-            for id in 0..self.list.len() {
-                if self.list[id] != FREE && self.deadline[id] != f64::INFINITY {
+            assert_eq!(self.deadline.len(), self.prev.len());
+            for id in 0..self.prev.len() {
+                if self.prev[id] != FREED && self.deadline[id] != f64::INFINITY {
                     assert!(
                         self.dues.iter().any(|d| d.id as usize == id && d.seq == self.seq[id]),
                         "slot {id}'s deadline is queued"

@@ -11,7 +11,7 @@ use crate::policies::{LruPolicy, S3FifoPolicy, TtlPolicy};
 use crate::store::SetOptions;
 use crate::stores::memory::Engine;
 
-/// The JS layer's side of a store, as js/api.mjs keeps it.
+/// The JS layer's side of a store, as js/api/8-store.js keeps it.
 struct Js {
     engine: SlotEngine,
     ids: HashMap<String, u32>,
@@ -154,12 +154,19 @@ fn lru_matches_the_memory_engine() {
     run(LruPolicy::new(20).unwrap().with_default_ttl(Duration::from_millis(30)).unwrap().into(), 5, 4000, 60);
 }
 
+// The slot engine runs classic S3-FIFO (a hill-climbed small queue, no
+// sketch or shadows): the memory engine's `adaptive(false)`.
 #[test]
 fn s3fifo_matches_the_memory_engine() {
     for seed in 1..4 {
-        run(S3FifoPolicy::new(30).unwrap().into(), seed, 6000, 120);
+        run(S3FifoPolicy::new(30).unwrap().adaptive(false).into(), seed, 6000, 120);
     }
-    run(S3FifoPolicy::new(30).unwrap().with_default_ttl(Duration::from_millis(40)).unwrap().into(), 7, 4000, 120);
+    run(
+        S3FifoPolicy::new(30).unwrap().adaptive(false).with_default_ttl(Duration::from_millis(40)).unwrap().into(),
+        7,
+        4000,
+        120,
+    );
 }
 
 #[test]
@@ -178,4 +185,16 @@ fn a_set_the_memory_refuses_changes_nothing_and_a_full_ring_replays_in_order() {
     engine.list_live().unwrap();
     assert_eq!(engine.report, [ids[0] as u32, ids[1] as u32, ids[3] as u32, ids[2] as u32]);
     engine.validate();
+}
+
+#[test]
+fn the_header_tells_where_the_deadlines_are() {
+    let mut engine = SlotEngine::new(&TtlPolicy::new(Duration::from_secs(10)).unwrap().into());
+    engine.publish();
+    assert_eq!(engine.header[3], 0, "no deadline array yet");
+    let id = engine.set(-1, 0, f64::NAN, 0.0, 0.0, 0.0);
+    assert_eq!(id, 0);
+    assert_eq!(engine.header[1], 1);
+    assert_ne!(engine.header[3], 0, "the first deadline made the array");
+    assert_eq!(engine.deadline[0], 10_000.0);
 }

@@ -1,0 +1,103 @@
+// js/api/0-boundary.js: a part of the body of bind(wasm) in the built api.mjs
+// (scripts/build-js.sh concatenates js/api/*.js in order; not a module on
+// its own: it uses the names the other parts declare).
+//
+// The boundary with the wasm bindings (src/wasm): the limits table the core
+// exports, the views of the wasm memory, the built-ins taken at load time, the
+// stack guards (a trap or an overflow must never split a call), and the
+// reasons the engine reports removals with.
+
+const { WasmStore, WasmPolicy } = wasm;
+
+// The engine in wasm knows entries by slot id only: keys, values and
+// metadata live here (keys in a Map to slot ids, values and metadata in
+// arrays and maps by id). Its per-slot arrays, access ring and counters
+// are read and written here through typed-array views of its memory, so
+// a hit never calls into wasm (see MemoryStore#getSync).
+// The limits and layout the core owns, read once (src/wasm/mod.rs `limits`).
+const [
+  MAX_KEY_LEN, MAX_NESTING, LATENCY_SAMPLE_EVERY, , RING_LEN, MAX_REMOVED,
+  BATCH_KEYS, BATCH_BYTES, BATCH_BYTES_AT, BATCH_ENDS_AT, BATCH_RESULTS_AT,
+] = wasm.limits();
+const { WasmPattern } = wasm;
+const memory = wasm.wasmMemory();
+const encoder = new TextEncoder();
+// Whether `text` has no lone surrogate. String.prototype.isWellFormed is
+// ES2024 (Node 20); Node 18 and older browsers get the regular expression.
+const isWellFormed =
+  typeof String.prototype.isWellFormed === "function"
+    ? (text) => text.isWellFormed()
+    : (text) => !/\p{Cs}/u.test(text);
+// What runs between a store call and the bookkeeping it needs on this side
+// (forgetting the ids the engine freed, placing a value) uses only these,
+// taken when the package loads: a global or prototype method a user
+// replaces later cannot throw in between and leave the two sides apart.
+const { apply } = Reflect;
+const NativePromise = Promise;
+const promiseThen = Promise.prototype.then;
+const U32 = Uint32Array;
+const U8 = Uint8Array;
+const F64 = Float64Array;
+const NO_DEADLINES = new F64(0);
+const NO_COUNTS = new U8(0);
+const { RuntimeError } = WebAssembly;
+const enqueue = queueMicrotask;
+const memoryBuffer = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, "buffer").get;
+const NO_ARGS = [];
+const buffer = () => apply(memoryBuffer, memory, NO_ARGS);
+/** A Map whose methods are the built-ins as they were when the package loaded. */
+class SlotMap extends Map {}
+for (const name of ["get", "set", "delete", "clear", "has", "forEach"]) {
+  Object.defineProperty(SlotMap.prototype, name, { value: Map.prototype[name], writable: true, configurable: true });
+}
+Object.defineProperty(SlotMap.prototype, "size", Object.getOwnPropertyDescriptor(Map.prototype, "size"));
+/** A Set, likewise with the built-in methods of load time (getOrSet's waiters). */
+class WaiterSet extends Set {}
+for (const name of ["add", "delete", "clear", "forEach", "values"]) {
+  Object.defineProperty(WaiterSet.prototype, name, { value: Set.prototype[name], writable: true, configurable: true });
+}
+Object.defineProperty(WaiterSet.prototype, "size", Object.getOwnPropertyDescriptor(Set.prototype, "size"));
+
+// The shadow stack pointer of the wasm code (exported by build.rs): a trap
+// skips the epilogues that move it back, so `unwind` puts it back where it
+// rests between calls (no wasm frame is ever active while this file runs).
+const stackPointer = wasm.wasmExports().__stack_pointer;
+const restingStack = stackPointer?.value;
+// It runs before a store call, where a replaced getter could only fail
+// the call, not split it: the plain property is enough.
+function unwind() {
+  if (stackPointer !== undefined && stackPointer.value !== restingStack) stackPointer.value = restingStack;
+}
+
+/**
+ * Throws RangeError unless a few more frames fit on the stack: called
+ * before a store call whose bookkeeping here (forgetting what the engine
+ * removed, placing the value) must not then fail for want of stack.
+ */
+function headroom(n) {
+  return n === 0 ? 0 : headroom(n - 1) + 1;
+}
+const HEADROOM = 12;
+// The calls that walk or remove many entries go deeper into the engine.
+const DEEP = 24;
+
+/**
+ * Surfaces an error that has no caller to go to (an `onRemove` listener's,
+ * thrown while a load stored its value or while a broken engine was
+ * replaced) as the host surfaces an uncaught error: `reportError` where
+ * there is one (browsers, Deno, Workers, Bun), else thrown from a microtask
+ * (Node: `uncaughtException`), as an EventTarget does with its listeners'.
+ */
+function reportLater(error) {
+  enqueue(() => {
+    if (typeof globalThis.reportError === "function") globalThis.reportError(error);
+    else throw error;
+  });
+}
+
+// Why an entry left, by reason code (the engine's: src/stores/memory/slots.rs).
+const REASONS = ["evicted", "expired", "deleted", "replaced", "invalidated", "cleared"];
+const EXPIRED = 1;
+const DELETED = 2;
+const REPLACED = 3;
+const INVALIDATED = 4;

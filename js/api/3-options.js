@@ -1,0 +1,148 @@
+// js/api/3-options.js: a part of the body of bind(wasm) in the built api.mjs
+// (scripts/build-js.sh concatenates js/api/*.js in order; not a module on
+// its own: it uses the names the other parts declare).
+//
+// Options objects: read once each, unknown names refused, typed errors.
+
+// Plain: made by `{}`, `Object.create(null)` or JSON.parse, also in another realm.
+function isPlainObject(value) {
+  if (typeof value !== "object" || value === null) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === null || Object.getPrototypeOf(proto) === null;
+}
+
+/** Reads an options object, rejecting what is not one and misspelt names. */
+function readOptions(options, what, allowed) {
+  if (options === undefined) return {};
+  if (!isPlainObject(options)) {
+    throw new CachePolicyError(`${what} options must be a plain object, got ${describe(options)}`);
+  }
+  for (const name of Object.keys(options)) {
+    if (!allowed.includes(name)) {
+      throw new CachePolicyError(`unknown ${what} option ${JSON.stringify(name)} (known: ${allowed.join(", ")})`);
+    }
+  }
+  return options;
+}
+
+// Above this a number of seconds does not fit the core's Duration (u64 seconds).
+const MAX_SECONDS = 2 ** 64;
+
+/**
+ * A positive, finite number of seconds under the option `name`, or
+ * undefined. The messages are worded here, in JS: formatting a float inside
+ * the .wasm would link Rust's float printer into it (about 15 KB).
+ */
+function seconds(value, name) {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number") {
+    throw new CachePolicyError(`invalid policy: ${name} must be a number of seconds, got ${describe(value)}`);
+  }
+  if (!(value > 0) || value === Infinity) {
+    throw new CachePolicyError(`invalid policy: ${name} must be a positive, finite number of seconds, got ${value}`);
+  }
+  if (value >= MAX_SECONDS) throw new CachePolicyError(`invalid policy: ${name} of ${value} seconds is too large`);
+  // The core counts whole nanoseconds: less would be a zero it refuses,
+  // and only once a loader has run (getOrSet's grace and retryAfter).
+  if (value < 1e-9) {
+    throw new CachePolicyError(`invalid policy: ${name} must be at least one nanosecond (1e-9 seconds), got ${value}`);
+  }
+  return value;
+}
+
+/** A capacity: undefined, or a whole number the core then checks (0 gets its message). */
+function maxSizeOption(value) {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number") {
+    throw new CachePolicyError(`invalid policy: maxSize must be a number, got ${describe(value)}`);
+  }
+  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
+    throw new CachePolicyError(`invalid policy: maxSize must be a positive integer, got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * Reads `set` options into `setOptions`, checking their names and types
+ * (the core checks the TTL's value again). Each option is read once, so a
+ * getter cannot pass the check with one value and be stored with another;
+ * the result goes to a shared object, not a fresh one, so `setSync`
+ * allocates nothing.
+ */
+const setOptions = { ttl: undefined, meta: undefined };
+const SET_OPTIONS = ["ttl", "metadata"];
+function readSetOptions(options) {
+  let ttl;
+  let metadata;
+  if (options !== undefined) {
+    if (typeof options !== "object" || options === null) {
+      throw new CachePolicyError(`set options must be an object like { ttl, metadata }, got ${describe(options)}`);
+    }
+    checkNames(options, "set", SET_OPTIONS);
+    ttl = seconds(options.ttl, "ttl");
+    metadata = options.metadata;
+    if (metadata !== undefined) metadata = copyMetadata(metadata);
+  }
+  setOptions.ttl = ttl;
+  setOptions.meta = metadata;
+}
+
+/** Refuses option names not in `allowed` (a misspelt `tll` would otherwise be ignored). */
+function checkNames(options, what, allowed) {
+  for (const name of Object.keys(options)) {
+    if (!allowed.includes(name)) {
+      throw new CachePolicyError(`unknown ${what} option ${JSON.stringify(name)} (known: ${allowed.join(", ")})`);
+    }
+  }
+}
+
+const LOAD_OPTIONS = ["ttl", "metadata", "grace", "softTimeout", "hardTimeout", "retryAfter", "waitUntil", "signal"];
+
+/**
+ * The options of `getOrSet`, read once each into a fresh object: those of
+ * `set`, and for stale-while-revalidate `grace` and `retryAfter`, the
+ * timeouts, `waitUntil` and `signal`. Seconds throughout, like `ttl`.
+ */
+function readLoadOptions(options) {
+  const o = {
+    ttl: undefined,
+    meta: undefined,
+    grace: undefined,
+    softTimeout: undefined,
+    hardTimeout: undefined,
+    retryAfter: 1,
+    waitUntil: undefined,
+    signal: undefined,
+  };
+  if (options === undefined) return o;
+  if (typeof options !== "object" || options === null) {
+    throw new CachePolicyError(`getOrSet options must be an object like { ttl, metadata }, got ${describe(options)}`);
+  }
+  checkNames(options, "getOrSet", LOAD_OPTIONS);
+  const { ttl, metadata, grace, softTimeout, hardTimeout, retryAfter, waitUntil, signal } = options;
+  o.ttl = seconds(ttl, "ttl");
+  if (metadata !== undefined) o.meta = copyMetadata(metadata);
+  o.grace = seconds(grace, "grace");
+  if (o.grace !== undefined && o.ttl === undefined) {
+    throw new CachePolicyError("invalid policy: grace needs a ttl, the period during which a loaded value is fresh");
+  }
+  o.softTimeout = seconds(softTimeout, "softTimeout");
+  o.hardTimeout = seconds(hardTimeout, "hardTimeout");
+  if (retryAfter !== undefined) {
+    if (o.grace === undefined) throw new CachePolicyError("invalid policy: retryAfter applies only with grace");
+    o.retryAfter = seconds(retryAfter, "retryAfter");
+  }
+  if (waitUntil !== undefined && typeof waitUntil !== "function") {
+    throw new CachePolicyError(`waitUntil must be a function, like ctx.waitUntil.bind(ctx), got ${describe(waitUntil)}`);
+  }
+  o.waitUntil = waitUntil;
+  if (signal !== undefined && !isAbortSignal(signal)) {
+    throw new CachePolicyError(`signal must be an AbortSignal, got ${describe(signal)}`);
+  }
+  o.signal = signal;
+  return o;
+}
+
+function isAbortSignal(value) {
+  return typeof AbortSignal === "function" ? value instanceof AbortSignal : typeof value?.aborted === "boolean";
+}
