@@ -9,12 +9,17 @@
 #   wasm/pepperpy_caching_bg.wasm   the one .wasm (the web, workerd, Deno and init entries)
 #   wasm/pepperpy_caching.mjs       the web glue (ES module, init/initSync)
 #   wasm/pepperpy_caching.cjs       the nodejs glue (CommonJS), fed by wasm/bytes.cjs,
-#   wasm/bytes.cjs                  the .wasm inlined as base64 (Node, Bun, `/inline`)
+#   wasm/bytes.cjs                  the .wasm inlined as base64 (Node, Bun, `require`)
+#   wasm/bytes.mjs, inflate.mjs     the .wasm deflated (zopfli) and base64, and its inflater:
+#                                   web.mjs, the default import everywhere else
+#   text.cjs                        UTF-8 for the CommonJS build where the host has none (jsdom)
+#   init.cjs, wasm/pepperpy_caching_web.cjs   `/init` under `require`
 # the hand-written entries from js/ (api.mjs concatenated from js/api/, api.cjs
 # generated from api.mjs), the
 # types, js/package.json with the crate's version, js/README.md and LICENSE.
 #
-# Needs: wasm-pack, the wasm32-unknown-unknown target, `npm ci` done at the root.
+# Needs: wasm-pack, the wasm32-unknown-unknown target, `npm ci` done at the root
+# (binaryen's wasm-opt, @gfx/zopfli).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -70,8 +75,11 @@ sed '1{/@ts-self-types/d}' "$stage/web/pepperpy_caching.js" > "$out_dir/wasm/pep
 # under Jest constructs nothing of the kind: the glue threw at load).
 # wasm/bytes.mjs is the same bytes as an ES module, for web.mjs: the default
 # import everywhere but Node, Bun, workerd and Deno, instantiated
-# synchronously with no top-level await and no asset to ship.
-PKG_WASM=$stage/nodejs/pepperpy_caching_bg.wasm node - "$stage/nodejs/pepperpy_caching.js" "$out_dir/wasm" <<'JS'
+# synchronously with no top-level await and no asset to ship. There the .wasm
+# is deflated before base64 (inflate.mjs undoes it): a browser bundle then
+# gzips to within a few hundred bytes of the .wasm file's own gzip, where
+# base64 of the raw bytes adds a third (scripts/size.mjs measures both).
+PKG_ROOT=$root PKG_WASM=$stage/nodejs/pepperpy_caching_bg.wasm node - "$stage/nodejs/pepperpy_caching.js" "$out_dir/wasm" <<'JS'
 const fs = require("node:fs");
 const [glueFile, dir] = process.argv.slice(2);
 let glue = fs.readFileSync(glueFile, "utf8");
@@ -97,9 +105,33 @@ const decode = `typeof Uint8Array.fromBase64 === "function"
       : Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))`;
 const header = "// pepperpy_caching_bg.wasm, base64, for the builds that must not look for a file.";
 fs.writeFileSync(`${dir}/bytes.cjs`, `"use strict";\n${header}\nconst base64 = "${base64}";\nmodule.exports = ${decode};\n`);
-fs.writeFileSync(`${dir}/bytes.mjs`, `${header}\nconst base64 = "${base64}";\nexport default ${decode};\n`);
+// Zopfli (node_modules/@gfx/zopfli, zopfli compiled to wasm): a zlib stream
+// about 6% smaller than zlib's level 9, so 2 KiB off every browser bundle.
+const wasm = fs.readFileSync(process.env.PKG_WASM);
+require(`${process.env.PKG_ROOT}/node_modules/@gfx/zopfli`)
+  .zlibAsync(wasm, { numiterations: 15 })
+  .then((packed) => {
+    packed = Buffer.from(packed);
+    if (!require("node:zlib").inflateSync(packed).equals(wasm)) throw new Error("its stream does not inflate to the .wasm");
+    fs.writeFileSync(
+      `${dir}/bytes.mjs`,
+      `// pepperpy_caching_bg.wasm, deflated (a zlib stream, by zopfli), then base64: see inflate.mjs.
+import { inflate } from "../inflate.mjs";
+const base64 = "${packed.toString("base64")}";
+export default inflate(${decode}, ${wasm.length});
+`,
+    );
+  })
+  .catch((error) => {
+    console.error(`[build-js] zopfli failed (npm ci at the root installs it): ${error.stack}`);
+    process.exit(1);
+  });
 JS
-# `pepperpy-caching/init` for `require`: the web glue and init.mjs as CommonJS
+# The web glue keeps only its synchronous instantiation: wasm-bindgen's async
+# loader (fetch, instantiateStreaming, its deprecation warnings) is cut, and
+# init.mjs compiles the module itself, so a bundle that never calls init()
+# (every default import) carries none of it: 1.5 KiB minified, 0.6 KiB gzipped.
+# `pepperpy-caching/init` for `require`: that glue and init.mjs as CommonJS
 # (init.cjs, wasm/pepperpy_caching_web.cjs). No default location for the
 # .wasm there: `import.meta.url` has no CommonJS counterpart a bundler keeps.
 node - "$stage/web/pepperpy_caching.js" js/init.mjs "$out_dir" <<'JS'
@@ -110,31 +142,39 @@ const fail = (what) => {
   process.exit(1);
 };
 let glue = fs.readFileSync(glueFile, "utf8").replace(/^\/\* @ts-self-types=.*\n/, "");
-const names = [];
-glue = glue.replace(/^export (class|function) (\w+)/gm, (_, kind, name) => (names.push(name), `${kind} ${name}`));
 const tail = "export { initSync, __wbg_init as default };";
-const noDefault = "module_or_path = new URL('pepperpy_caching_bg.wasm', import.meta.url);";
-if (!glue.includes(tail) || !glue.includes(noDefault)) fail("the web glue's init no longer looks as expected");
-glue = glue
-  .replace(tail, `module.exports = { ${names.join(", ")}, initSync, default: __wbg_init };`)
-  .replace(
-    noDefault,
-    'throw new Error("pepperpy-caching/init under require() needs the wasm: pass its bytes, e.g. fs.readFileSync(require.resolve(\\"pepperpy-caching/wasm\\")), a WebAssembly.Module, a URL or a Response");',
-  );
-if (/\bimport\.meta\b|^export |^import /m.test(glue)) fail("the web glue has module syntax left");
-fs.writeFileSync(`${dir}/wasm/pepperpy_caching_web.cjs`, `"use strict";\n${glue}`);
+const load = glue.indexOf("async function __wbg_load(");
+const sync = glue.indexOf("function initSync(");
+const async = glue.indexOf("let __wbg_init_promise;");
+const end = glue.indexOf(tail);
+if (load < 0 || sync < load || async < sync || end < async) fail("the web glue's loaders are no longer where they were");
+glue = `${glue.slice(0, load)}${glue.slice(sync, async)}export { initSync };${glue.slice(end + tail.length)}`;
+const deprecated = /if \(module !== undefined\) \{\s*if \(Object\.getPrototypeOf\(module\) === Object\.prototype\) \{\s*\(\{module\} = module\)\s*\} else \{\s*console\.warn\([^\n]*\)\s*\}\s*\}/;
+if (!deprecated.test(glue)) fail("initSync in the web glue no longer takes its argument as expected");
+glue = glue.replace(deprecated, "({ module } = module);");
+if (/import\.meta|__wbg_load|__wbg_init\b|console\./.test(glue)) fail("the web glue still has its async loader");
+fs.writeFileSync(`${dir}/wasm/pepperpy_caching.mjs`, glue);
+const names = [];
+let cjs = glue.replace(/^export (class|function) (\w+)/gm, (_, kind, name) => (names.push(name), `${kind} ${name}`));
+cjs = cjs.replace("export { initSync };", `module.exports = { ${names.join(", ")}, initSync };`);
+if (/^export |^import /m.test(cjs)) fail("the web glue has module syntax left");
+fs.writeFileSync(`${dir}/wasm/pepperpy_caching_web.cjs`, `"use strict";\n${cjs}`);
 let init = fs.readFileSync(initFile, "utf8");
 const swaps = [
   ['import * as glue from "./wasm/pepperpy_caching.mjs";', 'const glue = require("./wasm/pepperpy_caching_web.cjs");'],
   ['import { bind } from "./api.mjs";', 'const { bind } = require("./api.cjs");'],
   ["export async function init(", "async function init("],
   ["export function initSync(", "function initSync("],
+  [
+    'const defaultSource = () => new URL("./wasm/pepperpy_caching_bg.wasm", import.meta.url);',
+    'const defaultSource = () => {\n  throw new Error(\'pepperpy-caching/init under require() needs the wasm: pass its bytes, e.g. fs.readFileSync(require.resolve("pepperpy-caching/wasm")), a WebAssembly.Module, a URL or a Response\');\n};',
+  ],
 ];
 for (const [from, to] of swaps) {
   if (!init.includes(from)) fail(`js/init.mjs no longer has \`${from}\``);
   init = init.replace(from, to);
 }
-if (/^export |^import /m.test(init)) fail("js/init.mjs has module syntax the CommonJS copy does not handle");
+if (/^export |^import |import\.meta/m.test(init)) fail("js/init.mjs has module syntax the CommonJS copy does not handle");
 fs.writeFileSync(`${dir}/init.cjs`, `"use strict";\n${init}\nmodule.exports = { init, initSync };\n`);
 JS
 # --- end of the pkg helper's block ---
@@ -179,7 +219,7 @@ JS
 # --- end of api.mjs from js/api/ ---
 
 # The hand-written layer. api.cjs is api.mjs with its one `export` rewritten.
-cp js/inline.cjs js/inline.mjs js/init.mjs js/deno.mjs js/workerd.mjs js/web.mjs js/text.cjs "$out_dir/"
+cp js/inline.cjs js/inline.mjs js/init.mjs js/deno.mjs js/workerd.mjs js/web.mjs js/text.cjs js/inflate.mjs "$out_dir/"
 PKG_VERSION=$version node - "$out_dir" <<'JS'
 const fs = require("node:fs");
 const dir = process.argv[2];

@@ -8,6 +8,7 @@
 #                            (the Worker test is left out: miniflare itself needs Node 20),
 #                            and on Node 22 (both from npm packages in tests/consumers)
 #   deno test                the package in Deno, with no permission (tests/js/deno)
+#   size budgets             the browser bundle of each entry, min+gzip, against wasm-pack.toml
 #   consumers                the packed package in fresh projects built and run with esbuild,
 #                            webpack, Vite 6 and current (a page and a worker), Rollup, Parcel,
 #                            Jest (node, jsdom), Next.js (Turbopack, webpack), bun, wrangler +
@@ -82,6 +83,9 @@ run "node --test on Node $("$node22" --version)" '^# pass [0-9]+' '^# fail [0-9]
 
 run "deno test (no permissions)" '[0-9]+ passed' '[0-9]+ failed' \
   "$bin/deno" test --no-lock tests/js/deno/
+
+run "package size budgets (scripts/size.mjs)" 'size: [0-9]+ passed' 'size: [0-9]+ failed' \
+  node scripts/size.mjs --check
 
 run "consumers (bundlers, runtimes, chromium)" '^# pass [0-9]+' '^# fail [0-9]+' \
   node --test --test-reporter=tap tests/consumers/consumers.test.mjs

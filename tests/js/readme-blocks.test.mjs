@@ -12,7 +12,7 @@
 //          cfg(doctest) with features redis and tokio, as CI's `cargo test
 //          --features redis,tokio` builds it); here, each fence is checked to
 //          be `rust` (compiled and run) or `rust,no_run` (compiled: it needs a
-//          Redis server); `rust,ignore` only where listed below.
+//          Redis server), and a whole program a user can paste.
 //   toml   the dependency lines name this crate's version and real features.
 //   sh, html, text: commands and pages, run by tests/consumers (each recipe,
 //          from the packed tarball) or not code at all.
@@ -26,10 +26,6 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const work = path.join(repo, "target/readme-blocks");
-
-// The NearCache example needs a Redis whose client tracking is live; the
-// NearCache work owns it and turns it into a doctest (`no_run`) once it compiles.
-const IGNORED_RUST = ["## Near cache"];
 
 /** The fenced blocks of a Markdown file: { lang, code, line, section }. */
 function blocks(file) {
@@ -135,7 +131,6 @@ test("README.md's Rust blocks are doctests: compiled, and run unless they need R
   for (const block of rust) {
     const where = `README.md:${block.line} (${block.section})`;
     assert.notEqual(block.lang, "", `${where}: an unlabeled block is a doctest too: label it`);
-    if (IGNORED_RUST.includes(block.section)) continue;
     assert.ok(["rust", "rust,no_run"].includes(block.lang), `${where}: \`${block.lang}\` is not compiled`);
     if (block.lang === "rust,no_run") {
       assert.match(block.code, /Redis|redis:\/\//, `${where}: no_run is for the blocks that need a Redis server`);
@@ -165,7 +160,6 @@ test("the Cargo.toml snippets name this crate's version and its real features", 
 
 test("every block has a language this test knows", () => {
   for (const block of all) {
-    assert.ok(["js", "sh", "html", "toml", "text", "rust", "rust,no_run", "rust,ignore"].includes(block.lang), `${block.file}:${block.line}: \`${block.lang}\``);
-    if (block.lang === "rust,ignore") assert.ok(IGNORED_RUST.includes(block.section), `${block.file}:${block.line}: ignored`);
+    assert.ok(["js", "sh", "html", "toml", "text", "rust", "rust,no_run"].includes(block.lang), `${block.file}:${block.line}: \`${block.lang}\``);
   }
 });
