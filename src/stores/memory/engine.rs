@@ -14,7 +14,10 @@
 //!   (`prev`/`next`): one recency list under LRU (and set order under TTL),
 //!   the small and main FIFO queues under S3-FIFO. Push, unlink, pop: O(1).
 //! - `ghost` (S3-FIFO only): the hashes of keys recently evicted from the
-//!   small queue, in a ring with a hash index; O(1).
+//!   small queue, in a ring with a hash index (classic S3-FIFO), or as
+//!   fingerprints in buckets of four (the adaptive policy, `ghost.rs`); O(1).
+//! - the adaptive policy's frequency sketch (`sketch.rs`) and shadow caches
+//!   (`shadow.rs`), changed on writes only.
 //! - `expiries`: the slots that have a TTL, ordered by expiry time. Insert,
 //!   remove, soonest: O(log n).
 //!
@@ -35,6 +38,7 @@
 
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use hashbrown::HashTable;
@@ -46,7 +50,7 @@ use crate::pattern::Pattern;
 use crate::policies::Policy;
 use crate::store::{Metadata, SetOptions, check_key, check_set_options};
 
-use super::ghost::RingGhost;
+use super::ghost::BucketGhost;
 use super::shadow::{self, Sampler, Setting};
 use super::sketch::FrequencySketch;
 
@@ -374,9 +378,14 @@ pub(super) fn ghost_cap(small: usize, max: usize) -> usize {
 /// Everything here changes on the write path only.
 pub(super) struct Adaptive {
     pub(super) sketch: FrequencySketch,
-    pub(super) ghost: RingGhost,
-    pub(super) sampler: Sampler,
+    pub(super) ghost: BucketGhost,
+    /// The shadows; `None` in a shard that follows another's choice.
+    pub(super) sampler: Option<Sampler>,
     pub(super) setting: Setting,
+    /// The setting shared by the shards of a store (an index in
+    /// [`shadow::SETTINGS`]): the first shard's shadows choose it, the
+    /// others read it on their writes.
+    pub(super) shared: Option<Arc<AtomicU8>>,
 }
 
 impl Adaptive {
@@ -384,9 +393,10 @@ impl Adaptive {
         let (mask, shadow_cap) = shadow::sampling(max_size);
         let adaptive = Adaptive {
             sketch: FrequencySketch::new(max_size),
-            ghost: RingGhost::new(shadow::ghost_size(max_size)),
-            sampler: Sampler::new(shadow_cap),
+            ghost: BucketGhost::new(shadow::ghost_size(max_size)),
+            sampler: Some(Sampler::new(shadow_cap)),
             setting: shadow::SETTINGS[0],
+            shared: None,
         };
         (Box::new(adaptive), mask)
     }
@@ -495,6 +505,21 @@ impl<V> Engine<V> {
         self.set_max_size(self.max_size.min(max_size));
     }
 
+    /// Makes this engine one shard of a store whose shards share one
+    /// adaptive setting in `shared`: the `leader` runs the shadow caches and
+    /// publishes their choice, the others drop theirs and follow it (one set
+    /// of shadows per store, whatever the shard count). No effect on other
+    /// policies. Call after [`limit_max_size`](Self::limit_max_size).
+    pub fn share_setting(&mut self, shared: &Arc<AtomicU8>, leader: bool) {
+        if let Some(adaptive) = &mut self.adaptive {
+            adaptive.shared = Some(Arc::clone(shared));
+            if !leader {
+                adaptive.sampler = None;
+                self.sample_mask = u32::MAX;
+            }
+        }
+    }
+
     /// Whether a `get` hit leaves every shared order alone, so reads can go
     /// through [`get_shared`](Self::get_shared) under a read lock.
     pub fn reads_are_shared(&self) -> bool {
@@ -583,9 +608,9 @@ impl<V> Engine<V> {
         if self.kind == Kind::S3Fifo {
             bump(freq);
             if shadow::sampled(hash, self.sample_mask)
-                && let Some(adaptive) = &self.adaptive
+                && let Some(Adaptive { sampler: Some(sampler), .. }) = self.adaptive.as_deref()
             {
-                adaptive.sampler.record_hit(hash);
+                sampler.record_hit(hash);
             }
         }
     }
@@ -696,8 +721,19 @@ impl<V> Engine<V> {
             }
         }
         if let Some(adaptive) = &mut self.adaptive {
-            // The shadows see the sampled hits since the last write, then this write.
-            let setting = adaptive.sampler.record_write(hash, self.sample_mask);
+            // The shadows see the sampled hits since the last write, then
+            // this write; a follower shard takes the leader's latest choice.
+            let setting = match (&mut adaptive.sampler, &adaptive.shared) {
+                (Some(sampler), shared) => {
+                    let setting = sampler.record_write(hash, self.sample_mask);
+                    if let Some(shared) = shared {
+                        shared.store(shadow::index_of(setting), Relaxed);
+                    }
+                    setting
+                }
+                (None, Some(shared)) => shadow::SETTINGS[usize::from(shared.load(Relaxed))],
+                (None, None) => adaptive.setting,
+            };
             if setting != adaptive.setting {
                 adaptive.setting = setting;
                 self.small_cap = setting.small_cap(self.max_size);
@@ -1511,7 +1547,7 @@ impl Engine<u32> {
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.index.try_reserve(1, |&id| hasher.hash_one(&*slots[id as usize].key)).map_err(exhausted)?;
         if let Some(adaptive) = &mut self.adaptive {
-            adaptive.ghost.try_reserve_one().map_err(exhausted)?;
+            adaptive.ghost.try_reserve().map_err(exhausted)?;
         }
         let ghost = &mut self.ghost;
         ghost.queue.try_reserve(1).map_err(exhausted)?;
@@ -1652,6 +1688,11 @@ impl<V> Engine<V> {
         self.adaptive.as_ref().map(|a| a.setting)
     }
 
+    /// Whether this engine runs shadow caches of its own.
+    pub fn runs_shadows(&self) -> bool {
+        self.adaptive.as_ref().is_some_and(|a| a.sampler.is_some())
+    }
+
     /// Entries held, expired or not.
     pub fn raw_len(&self) -> usize {
         self.live
@@ -1700,7 +1741,6 @@ impl<V> Engine<V> {
         assert!(self.ghost.index.len() <= self.ghost.cap && self.ghost.index.len() <= self.ghost.queue.len());
         assert!(self.ghost.queue.len() <= 2 * self.ghost.cap.max(1));
         if let Some(adaptive) = &self.adaptive {
-            adaptive.ghost.validate();
             assert_eq!(self.small_cap, adaptive.setting.small_cap(self.max_size));
             for list in [SMALL, MAIN] {
                 let mut id = self.lists[list as usize].head;

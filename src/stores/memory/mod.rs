@@ -141,12 +141,16 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
             }
         }
         let hasher = KeyHasher::default();
+        let setting = Arc::new(std::sync::atomic::AtomicU8::new(0));
         let shards: Box<[Shard<V>]> = (0..count)
             .map(|i| {
                 let mut engine = Engine::with_hasher(self.policy.clone(), self.clock.clone(), hasher.clone());
                 if let Some(max) = max_size {
                     // Spread the remainder over the first shards: the total is exactly max.
                     engine.limit_max_size(max / count + usize::from(i < max % count));
+                }
+                if count > 1 {
+                    engine.share_setting(&setting, i == 0);
                 }
                 Shard(RwLock::new(engine))
             })
@@ -628,6 +632,33 @@ mod tests {
     use crate::policies::LruPolicy;
     use std::pin::pin;
     use std::task::{Context, Waker};
+
+    /// One set of shadows per store: the first shard chooses the adaptive
+    /// setting and the other shards take it on their next write.
+    #[test]
+    fn the_shards_follow_the_first_shards_setting() {
+        let store = MemoryStore::<u32>::builder(crate::S3FifoPolicy::new(4 * 2_000).unwrap()).shards(4).build();
+        let settings = || store.shards.iter().map(|s| read(s).adaptive_setting().unwrap()).collect::<Vec<_>>();
+        let shadows: Vec<bool> = store.shards.iter().map(|s| read(s).runs_shadows()).collect();
+        assert_eq!(shadows, [true, false, false, false], "one set of shadows, in the first shard");
+        let initial = settings();
+        assert!(initial.iter().all(|&s| s == initial[0]));
+        // A loop over 1.5 x the capacity: the duel with a 1% small queue wins it.
+        for round in 0..12 {
+            for i in 0..12_000u32 {
+                let key = format!("k{i}");
+                if store.get(&key).into_inner().unwrap().is_none() {
+                    store.set(&key, round, SetOptions::new()).into_inner().unwrap();
+                }
+            }
+        }
+        let now = settings();
+        assert_ne!(now[0], initial[0], "the leader's shadows switched");
+        assert!(now[0].duel);
+        assert!(now.iter().all(|&s| s == now[0]), "every shard follows: {now:?}");
+        let ratio = store.stats().hit_ratio;
+        assert!(ratio > 0.55, "a frozen main holds most of the loop: {ratio}");
+    }
 
     #[test]
     fn a_dropped_or_finished_load_leaves_no_placeholder() {
