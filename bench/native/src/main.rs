@@ -258,6 +258,8 @@ fn main() {
         args.iter().position(|a| a == "--workload").map(|i| args[i + 1].parse().unwrap());
     let (key_space, capacity, trace_len, repeats) =
         if quick { (2_000, 200, 20_000, 1) } else { (100_000, 10_000, 2_000_000, 5) };
+    // `--repeats N`: fewer timed runs (for callgrind).
+    let repeats = args.iter().position(|a| a == "--repeats").map_or(repeats, |i| args[i + 1].parse().unwrap());
     let keys: Vec<String> = (0..key_space).map(|i| format!("key:{i:08}")).collect();
 
     let workloads: Vec<(&str, Vec<Op>, usize, bool)> = vec![

@@ -228,6 +228,13 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         write(self.shard_of(self.hasher.hash_one(key)))
     }
 
+    /// `get` under the shard's exclusive lock (exact LRU), out of line so
+    /// that the shared read path stays small.
+    #[inline(never)]
+    fn get_exclusive(&self, hash: u64, key: &str) -> Option<V> {
+        write(self.shard_of(hash)).get_exclusive(hash, key, V::clone)
+    }
+
     /// Sums what `f` reports for every shard.
     fn fold<T>(&self, init: T, mut f: impl FnMut(T, &mut Engine<V>) -> Result<T>) -> Result<T> {
         let mut acc = init;
@@ -243,6 +250,14 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
 #[inline(always)]
 fn write<V>(shard: &Shard<V>) -> RwLockWriteGuard<'_, Engine<V>> {
     shard.0.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Reclaims the expired entry a shared read found: off the hit path, which
+/// then keeps fewer registers.
+#[cold]
+#[inline(never)]
+fn reclaim<V>(shard: &Shard<V>, hash: u64, key: &str) {
+    write(shard).reclaim_if_expired(hash, key);
 }
 
 /// The future of [`MemoryStore::get_or_refresh`]: its answer when the fast
@@ -493,16 +508,16 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
             return ready(Err(e));
         }
         let hash = self.hasher.hash_one(key);
-        let shard = self.shard_of(hash);
         if !self.shared_reads {
-            return ready(Ok(write(shard).get_exclusive(hash, key, V::clone)));
+            return ready(Ok(self.get_exclusive(hash, key)));
         }
+        let shard = self.shard_of(hash);
         let found = read(shard).get_shared(hash, key, V::clone);
         ready(Ok(match found {
             Lookup::Hit(value) => Some(value),
             Lookup::Miss => None,
             Lookup::Expired => {
-                write(shard).reclaim_if_expired(hash, key);
+                reclaim(shard, hash, key);
                 None
             }
         }))
@@ -644,7 +659,10 @@ mod tests {
         let initial = settings();
         assert!(initial.iter().all(|&s| s == initial[0]));
         // A loop over 1.5 x the capacity: the duel with a 1% small queue wins it.
-        for round in 0..12 {
+        for round in 0..14 {
+            if round == 12 {
+                store.reset_stats();
+            }
             for i in 0..12_000u32 {
                 let key = format!("k{i}");
                 if store.get(&key).into_inner().unwrap().is_none() {
@@ -657,7 +675,7 @@ mod tests {
         assert!(now[0].duel);
         assert!(now.iter().all(|&s| s == now[0]), "every shard follows: {now:?}");
         let ratio = store.stats().hit_ratio;
-        assert!(ratio > 0.55, "a frozen main holds most of the loop: {ratio}");
+        assert!(ratio > 0.55, "a frozen main holds most of the loop (LRU: none of it): {ratio}");
     }
 
     #[test]

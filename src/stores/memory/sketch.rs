@@ -112,9 +112,21 @@ impl FrequencySketch {
 
     /// Counts `n` more occurrences of `hash` (the hits an entry gathered
     /// since it was last looked at, handed over in one batch).
+    /// One pass over the four counters: as `n` calls of [`increment`]
+    /// (Self::increment), except that a halving due in the middle of the
+    /// batch comes after it.
     pub fn increment_by(&mut self, hash: u64, n: u8) {
-        for _ in 0..n.min(MAX_COUNT) {
-            self.increment(hash);
+        let n = u64::from(n.min(MAX_COUNT));
+        let mut added = 0;
+        for (i, shift) in self.counters(hash) {
+            let room = u64::from(MAX_COUNT) - ((self.table[i] >> shift) & 0xF);
+            let add = n.min(room);
+            self.table[i] += add << shift;
+            added = added.max(add);
+        }
+        self.size += added;
+        if self.size >= self.sample_size {
+            self.halve();
         }
     }
 
@@ -190,6 +202,20 @@ mod tests {
             small.admit(spread(i));
         }
         assert_eq!(small.heap_bytes(), 64 * 8, "never beyond the capacity");
+    }
+
+    #[test]
+    fn a_batch_counts_as_many_single_increments() {
+        let (mut one, mut batch) = (FrequencySketch::new(1_000), FrequencySketch::new(1_000));
+        for i in 0..300u64 {
+            let n = (i % 20) as u8;
+            for _ in 0..n {
+                one.increment(spread(i));
+            }
+            batch.increment_by(spread(i), n);
+        }
+        assert_eq!(one.table, batch.table);
+        assert_eq!(one.size, batch.size);
     }
 
     #[test]
