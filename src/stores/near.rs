@@ -536,6 +536,16 @@ impl Link {
         redis::cmd("SET").arg(&self.sentinel).arg(1).arg("PX").arg(ttl).query_async::<()>(conn).await
     }
 
+    /// Gives the marker its full TTL again if it is still there (`XX`: a
+    /// marker that vanished since it was checked is not written back over
+    /// a database swapped in meanwhile); whether it was.
+    async fn renew_mark(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<bool> {
+        let ttl = u64::try_from(SENTINEL_TTL.as_millis()).unwrap_or(u64::MAX);
+        let mut set = redis::cmd("SET");
+        set.arg(&self.sentinel).arg(1).arg("PX").arg(ttl).arg("XX");
+        set.query_async::<Option<String>>(conn).await.map(|reply| reply.is_some())
+    }
+
     /// Whether the database this instance caches is still the one it marked.
     /// Redis reports `FLUSHDB` and `FLUSHALL` to tracking clients, but not
     /// `SWAPDB` (nor a database loaded on a replica without a flush): the
@@ -570,13 +580,25 @@ async fn keep_tracking<V: Clone + Send + Sync + 'static>(
                 }
                 () = tokio::time::sleep(heartbeat) => {
                     let checked = tokio::time::timeout(heartbeat, link.check_database(&mut conn)).await;
-                    let same = match checked {
-                        Ok(Ok(same)) => same && marked.elapsed() < SENTINEL_TTL / 2,
+                    let mut same = match checked {
+                        Ok(Ok(same)) => same,
                         _ => {
                             shared.down(session);
                             break;
                         }
                     };
+                    if same && marked.elapsed() >= SENTINEL_TTL / 2 {
+                        match tokio::time::timeout(heartbeat, link.renew_mark(&mut conn)).await {
+                            Ok(Ok(renewed)) => {
+                                same = renewed;
+                                marked = Instant::now();
+                            }
+                            _ => {
+                                shared.down(session);
+                                break;
+                            }
+                        }
+                    }
                     if !same {
                         // Everything in memory may belong to another database now.
                         shared.forget(&Scope::All);
@@ -1219,6 +1241,48 @@ mod tests {
                 prop_assert!(shared.up.load(Ordering::Acquire), "a message is no disconnection");
             }
         }
+    }
+
+    /// The marker's three commands against a real redis-server (started
+    /// here): written, seen, renewed only while it exists.
+    #[tokio::test]
+    async fn the_database_marker_is_written_checked_and_renewed_only_if_present() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("pepperpy-near-marker-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/setup.sh installs it)");
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut conn = loop {
+            match client.get_multiplexed_async_connection().await {
+                Ok(conn) => break conn,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let link = Link {
+            client: client.clone(),
+            prefix: b"p:".to_vec(),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            sentinel: b"p:\xffnear:test".to_vec(),
+        };
+        assert!(!link.check_database(&mut conn).await.unwrap());
+        assert!(!link.renew_mark(&mut conn).await.unwrap(), "not written back when gone");
+        assert!(!link.check_database(&mut conn).await.unwrap());
+        link.mark_database(&mut conn).await.unwrap();
+        assert!(link.check_database(&mut conn).await.unwrap());
+        assert!(link.renew_mark(&mut conn).await.unwrap());
+        let ttl: i64 = redis::cmd("PTTL").arg(&link.sentinel).query_async(&mut conn).await.unwrap();
+        assert!(ttl > 3_000_000, "a full hour again: {ttl} ms");
+        let _: () = redis::cmd("SWAPDB").arg(0).arg(1).query_async(&mut conn).await.unwrap();
+        assert!(!link.check_database(&mut conn).await.unwrap(), "gone with its database");
+        let _ = server.kill();
+        let _ = server.wait();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
