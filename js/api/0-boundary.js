@@ -77,7 +77,7 @@ function unwind() {
 function headroom(n) {
   return n === 0 ? 0 : headroom(n - 1) + 1;
 }
-const HEADROOM = 12;
+const HEADROOM = 4;
 // The calls that walk or remove many entries go deeper into the engine.
 const DEEP = 24;
 

@@ -258,7 +258,9 @@ class MemoryStore {
     const key = this.#keys[id];
     const value = this.#values[id];
     if (key === undefined) return;
-    if (this.#ids.get(key) === id) this.#ids.delete(key);
+    // Every live slot's key maps to it (a new mapping is made only after
+    // the drops of the set that made it), so no lookup is needed first.
+    this.#ids.delete(key);
     this.#values[id] = undefined;
     this.#keys[id] = undefined;
     if (this.#meta.size !== 0) this.#meta.delete(id);

@@ -14,13 +14,14 @@
 //! user can reach runs inside a call: a call can only end early by a trap
 //! (stack overflow, memory exhausted). The methods take `&self` over an
 //! [`UnsafeCell`], so a trap cannot leave a borrow flag set that would refuse
-//! every later call; the shared borrow it does leave is what
-//! [`WasmStore::intact`] detects, and the JS layer then replaces that
+//! every later call. A call first makes sure the stack holds it, then marks
+//! the engine busy while it changes it: a trap that leaves the mark is what
+//! [`WasmStore::intact`] reports, and the JS layer then replaces that
 //! store's engine.
 
 mod errors;
 
-use std::cell::{RefCell, UnsafeCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::time::Duration;
 
 use wasm_bindgen::prelude::*;
@@ -211,6 +212,23 @@ impl WasmPolicy {
 #[wasm_bindgen]
 pub struct WasmStore {
     engine: UnsafeCell<SlotEngine>,
+    /// Set while a call may be changing the engine (see [`WasmStore::guarded`]).
+    busy: Cell<bool>,
+}
+
+/// How many wasm frames must fit on the stack before a call starts changing
+/// the engine: more than the deepest chain of calls inside one (the set's
+/// eviction into the ghost's table).
+const PROBE_FRAMES: u32 = 24;
+
+/// Recurses `depth` frames: a stack overflow here (a `RangeError` in JS)
+/// comes before the call has changed anything.
+#[inline(never)]
+fn probe(depth: u32) -> u32 {
+    if depth == 0 {
+        return 0;
+    }
+    std::hint::black_box(probe(std::hint::black_box(depth) - 1)).wrapping_add(1)
 }
 
 #[wasm_bindgen]
@@ -222,7 +240,20 @@ impl WasmStore {
         let mut engine = SlotEngine::new(&policy.0);
         engine.preallocate(preallocate);
         engine.publish();
-        WasmStore { engine: UnsafeCell::new(engine) }
+        WasmStore { engine: UnsafeCell::new(engine), busy: Cell::new(false) }
+    }
+
+    /// Runs `f` on the engine, marked busy: a trap inside `f` (a stack
+    /// overflow, memory exhausted where nothing reserved it) leaves the mark,
+    /// and [`WasmStore::intact`] then says so. The probe first, so that a
+    /// call the stack cannot hold fails before it changes anything.
+    #[inline]
+    fn guarded<T>(&self, f: impl FnOnce(&mut SlotEngine) -> T) -> T {
+        probe(PROBE_FRAMES);
+        self.busy.set(true);
+        let out = f(self.engine());
+        self.busy.set(false);
+        out
     }
 
     #[inline]
@@ -235,13 +266,11 @@ impl WasmStore {
         unsafe { &mut *self.engine.get() }
     }
 
-    /// True, unless a call was cut short inside this store. A trap (stack
-    /// overflow, memory exhausted, `unreachable`) leaves behind the shared
-    /// borrow wasm-bindgen took for that call, so this `&mut self` call is
-    /// then refused with a thrown error, without running. The JS layer asks
-    /// after a call failed, and replaces a store found half-updated.
-    pub fn intact(&mut self) -> bool {
-        true
+    /// True, unless a call was cut short while it was changing the engine
+    /// (see [`WasmStore::guarded`]). The JS layer asks after a call failed,
+    /// and replaces a store found half-updated.
+    pub fn intact(&self) -> bool {
+        !self.busy.get()
     }
 
     /// Whether a hit reorders (exact LRU): the JS layer then records hits in the ring.
@@ -276,15 +305,17 @@ impl WasmStore {
     /// for the `n` ids the JS layer then writes for [`WasmStore::remove_reported`].
     /// Null when the memory has no room for `n` ids.
     pub fn report(&self, n: usize) -> *mut u32 {
-        let report = &mut self.engine().report;
-        if n > 0 {
-            report.clear();
-            if report.try_reserve(n).is_err() {
-                return std::ptr::null_mut();
+        self.guarded(|engine| {
+            let report = &mut engine.report;
+            if n > 0 {
+                report.clear();
+                if report.try_reserve(n).is_err() {
+                    return std::ptr::null_mut();
+                }
+                report.resize(n, u32::MAX);
             }
-            report.resize(n, u32::MAX);
-        }
-        report.as_mut_ptr()
+            report.as_mut_ptr()
+        })
     }
 
     /// Stores an entry in slot `existing` (the key's live slot) or, when it is
@@ -293,52 +324,58 @@ impl WasmStore {
     /// the most slots it can. What it removed is in the removed buffer.
     #[allow(clippy::too_many_arguments)]
     pub fn set(&self, ring: usize, existing: i32, hash: u32, ttl: f64, now: f64, gets: f64, misses: f64) -> i32 {
-        let engine = self.engine();
-        engine.replay(ring);
-        engine.set(i64::from(existing), hash, ttl, now, gets, misses) as i32
+        self.guarded(|engine| {
+            engine.replay(ring);
+            engine.set(i64::from(existing), hash, ttl, now, gets, misses) as i32
+        })
     }
 
     /// Replays the first `ring` hits of the access ring (it was full).
     pub fn replay(&self, ring: usize) {
-        self.engine().replay(ring);
+        self.guarded(|engine| engine.replay(ring));
     }
 
     /// Frees slot `id`, whose deadline the JS layer found passed.
     pub fn expire(&self, ring: usize, id: u32) {
-        let engine = self.engine();
-        engine.replay(ring);
-        engine.expire(id);
+        self.guarded(|engine| {
+            engine.replay(ring);
+            engine.expire(id);
+        });
     }
 
     /// Frees slot `id` (`delete`): whether it held a live entry at `now`.
     pub fn remove(&self, ring: usize, id: u32, now: f64) -> bool {
-        let engine = self.engine();
-        engine.replay(ring);
-        engine.remove(id, now)
+        self.guarded(|engine| {
+            engine.replay(ring);
+            engine.remove(id, now)
+        })
     }
 
     /// Frees the slots the JS layer wrote into the report (`invalidate`): how many were live.
     #[wasm_bindgen(js_name = removeReported)]
     pub fn remove_reported(&self, ring: usize) -> usize {
-        let engine = self.engine();
-        engine.replay(ring);
-        engine.remove_reported()
+        self.guarded(|engine| {
+            engine.replay(ring);
+            engine.remove_reported()
+        })
     }
 
     /// Reclaims every entry expired by `now`: how many, their ids in the
     /// report; -1 when the memory has no room for the report.
     pub fn reclaim(&self, ring: usize, now: f64) -> i32 {
-        let engine = self.engine();
-        engine.replay(ring);
-        engine.reclaim(now).map_or(-1, |n| n as i32)
+        self.guarded(|engine| {
+            engine.replay(ring);
+            engine.reclaim(now).map_or(-1, |n| n as i32)
+        })
     }
 
     /// The live slots in the policy's order: how many, their ids in the
     /// report (-1 when the memory has no room for it). Call after [`WasmStore::reclaim`].
     pub fn list(&self, ring: usize) -> i32 {
-        let engine = self.engine();
-        engine.replay(ring);
-        engine.list_live().map_or(-1, |n| n as i32)
+        self.guarded(|engine| {
+            engine.replay(ring);
+            engine.list_live().map_or(-1, |n| n as i32)
+        })
     }
 
     /// How many live entries the engine holds (after [`WasmStore::reclaim`]).
@@ -348,13 +385,13 @@ impl WasmStore {
 
     /// Removes every entry. Call after [`WasmStore::reclaim`].
     pub fn clear(&self) {
-        self.engine().clear();
+        self.guarded(SlotEngine::clear);
     }
 
     /// Sets the engine's counters back to zero.
     #[wasm_bindgen(js_name = resetCounters)]
     pub fn reset_counters(&self) {
-        self.engine().reset_counters();
+        self.guarded(SlotEngine::reset_counters);
     }
 }
 
