@@ -12,7 +12,7 @@ use std::sync::Arc;
 pub type Result<T, E = CacheError> = std::result::Result<T, E>;
 
 /// Longest text of a rejected key or pattern repeated inside an error message.
-const SHOWN_CHARS: usize = 64;
+pub(crate) const SHOWN_CHARS: usize = 64;
 
 /// What went wrong. Match on the variant; the message names the offending value.
 /// Cheap to clone (sources are shared), so one failure can be handed to

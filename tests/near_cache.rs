@@ -596,3 +596,62 @@ async fn sync_applies_every_invalidation_sent_before_it() {
         assert!(cache.in_memory("k"), "round {i}: the fill stuck: no message still on its way removed it");
     }
 }
+
+/// A value whose `Drop` calls the cache, dropped by the memory tier under the
+/// cache's own lock (a write takes the old value out of memory): the call
+/// fails with `ReentrantValue` instead of deadlocking. Run on a thread of its
+/// own with a 10 s guard.
+#[test]
+fn a_value_whose_drop_calls_the_cache_gets_an_error_not_a_deadlock() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Mutex, OnceLock, Weak};
+
+    static CACHE: OnceLock<Weak<NearCache<Callback>>> = OnceLock::new();
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    static OUTCOME: Mutex<Option<String>> = Mutex::new(None);
+
+    #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+    struct Callback(u32);
+
+    impl Drop for Callback {
+        fn drop(&mut self) {
+            if ARMED.swap(false, Ordering::SeqCst)
+                && let Some(cache) = CACHE.get().and_then(Weak::upgrade)
+            {
+                // Drop cannot await: one poll is as far as a call gets here.
+                let mut call = std::pin::pin!(cache.get("other"));
+                let polled = call.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+                *OUTCOME.lock().unwrap() = Some(format!("{polled:?}"));
+            }
+        }
+    }
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(async {
+            let server = RedisServer::start();
+            let cache: Arc<NearCache<Callback>> =
+                Arc::new(NearCache::builder(server.url()).prefix(PREFIX).build().await.unwrap());
+            CACHE.set(Arc::downgrade(&cache)).unwrap();
+            cache.set("k", Callback(1), SetOptions::new()).await.unwrap();
+            eventually("k filled", || async {
+                cache.get("k").await.unwrap();
+                cache.in_memory("k")
+            })
+            .await;
+            ARMED.store(true, Ordering::SeqCst);
+            // The write takes k's old value out of memory, under the lock.
+            cache.set("k", Callback(2), SetOptions::new()).await.unwrap();
+            let outcome = OUTCOME.lock().unwrap().clone();
+            assert!(
+                outcome.as_deref().is_some_and(|o| o.contains("ReentrantValue")),
+                "the call from the Drop: {outcome:?}"
+            );
+            // The cache still works.
+            assert_eq!(cache.get("k").await.unwrap().map(|c| c.0), Some(2));
+        });
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(10)).expect("deadlocked (or failed): no answer within 10 s");
+}

@@ -17,7 +17,7 @@ const { WasmStore, WasmPolicy } = wasm;
 // The limits and layout the core owns, read once (src/wasm/mod.rs `limits`).
 const [
   MAX_KEY_LEN, MAX_NESTING, LATENCY_SAMPLE_EVERY, , RING_LEN, MAX_REMOVED,
-  BATCH_KEYS, BATCH_BYTES, BATCH_BYTES_AT, BATCH_ENDS_AT, BATCH_RESULTS_AT,
+  BATCH_KEYS, BATCH_BYTES, BATCH_BYTES_AT, BATCH_ENDS_AT, BATCH_RESULTS_AT, MAX_SLOTS, SHOWN_CHARS,
 ] = wasm.limits();
 const { WasmPattern } = wasm;
 const memory = wasm.wasmMemory();

@@ -100,5 +100,5 @@ function unwritableKeyError(key) {
 
 /** How a key is shown in an error message. */
 function shownKey(key) {
-  return JSON.stringify(key.length > 64 ? `${key.slice(0, 64)}...` : key);
+  return JSON.stringify(key.length > SHOWN_CHARS ? `${key.slice(0, SHOWN_CHARS)}...` : key);
 }

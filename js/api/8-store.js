@@ -463,7 +463,7 @@ class MemoryStore {
     }
     if (id < 0) {
       throw id === -1
-        ? new CachePolicyError("a memory store holds at most 4294967294 entries")
+        ? new CachePolicyError(`a memory store holds at most ${MAX_SLOTS} entries`)
         : noRoom();
     }
     // No call between the engine's and this `try` (a first call compiles).

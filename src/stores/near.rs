@@ -123,12 +123,17 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 ///
 /// Between a write by another instance and its message, that instance's
 /// memory may still serve the old value: the near cache is coherent within
-/// milliseconds, not linearizable. Measured with `bench/near` (two instances
-/// in one process, the same host as redis-server, 2 shared cores): from the
-/// start of A's `set` to the key gone from B's memory, p50 60-100 µs and p99
-/// 0.2-5 ms at load average 1.6-6.5, with outliers to 214 ms; a busy host
-/// or a slow network adds its own delays, and nothing bounds them but the
-/// heartbeat (see below).
+/// milliseconds, not linearizable. What was measured, on loopback with 2
+/// shared cores: `bench/near` (two instances in one process, 2,000 writes,
+/// from the start of A's `set` to the key gone from B's memory) gave p50
+/// 93 µs, p99 1.35 ms, max 8 ms at load average 10.4 (earlier runs: p99
+/// 0.2-5 ms at load 1.6-6.5, one outlier of 214 ms); from another process
+/// under load average 5-8, p50 0.2-5.9 ms and worst 22-32 ms were seen.
+/// A busy host or a slow network adds its own delays; what bounds them is
+/// the heartbeat: its check travels on the same connection, behind every
+/// message sent before it, and one that does not answer within a heartbeat
+/// empties memory. So, while the process runs, a value another instance
+/// replaced is served for at most about two heartbeats (2 s by default).
 ///
 /// # What Redis does not report
 ///
@@ -142,7 +147,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// memory is emptied and the marker written again. So after a `SWAPDB`,
 /// memory serves values of the database swapped out for at most one
 /// heartbeat plus that check's round trip: about two heartbeats, 2 s by
-/// default.
+/// default. The marker is one small write: where Redis refuses writes
+/// (`maxmemory` reached under `noeviction`, a read-only replica), `build`
+/// fails with [`CacheError::Backend`], and a running cache that cannot
+/// write it again stops serving from memory until it can.
 ///
 /// # When the invalidation connection drops
 ///
@@ -165,6 +173,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Redis key. The memory policy's default TTL, if it has one, caps that (and
 /// applies to entries without a TTL in Redis): use it to bound how long a
 /// value may stay in memory whatever happens.
+///
+/// # Values that call back
+///
+/// The memory tier clones values under its shard lock and may drop the ones
+/// it replaces or removes under this cache's own lock. A value whose `Clone`
+/// or `Drop` calls this cache from there gets
+/// [`CacheError::ReentrantValue`] instead of a deadlock (see
+/// [`MemoryStore`]).
 ///
 /// # Counters
 ///
@@ -225,6 +241,37 @@ struct State {
     conn: Option<MultiplexedConnection>,
 }
 
+thread_local! {
+    /// The `Shared` (its address) whose state lock this thread holds, 0 if
+    /// none: the memory tier drops values under it.
+    static HOLDING_STATE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The state lock's guard, marking the lock as held by this thread.
+struct Locked<'a> {
+    guard: MutexGuard<'a, State>,
+    outer: usize,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        HOLDING_STATE.set(self.outer);
+    }
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
 /// What a fill noted before reading Redis.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Ticket {
@@ -261,8 +308,27 @@ impl<V: Clone + Send + Sync + 'static> Shared<V> {
 
     // Every section under this lock leaves the state consistent before it
     // calls into the memory store, so a poisoned lock is still usable.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> Locked<'_> {
+        let me = self as *const Self as usize;
+        let outer = HOLDING_STATE.get();
+        // The public calls check `reentered` first; this is the last defence.
+        assert!(
+            outer != me,
+            "a value's Drop called the NearCache that was dropping it under its lock: this would deadlock"
+        );
+        let guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        HOLDING_STATE.set(me);
+        Locked { guard, outer }
+    }
+
+    /// Fails if this thread holds this cache's state lock: a value dropped
+    /// under it (memory replaced or removed it) called the cache, which
+    /// would wait on the lock for ever.
+    fn reentered(&self, call: &'static str) -> Result<()> {
+        if HOLDING_STATE.get() == self as *const Self as usize {
+            return Err(CacheError::ReentrantValue { call });
+        }
+        Ok(())
     }
 
     fn stripe(&self, key: &str) -> usize {
@@ -708,7 +774,9 @@ where
     ///
     /// Every write through this cache (`set`, `delete`, `update_metadata`,
     /// `invalidate`, `clear`, a `get_or_set` that loaded) does the round trip
-    /// itself before it returns, so that its own invalidation, which Redis
+    /// itself before it returns (waiting at most the response timeout; a
+    /// connection that fails it is the heartbeat's to handle), so that its
+    /// own invalidation, which Redis
     /// sends back to the writer too, is never still in flight when the next
     /// read fills memory. This call is for waiting on other processes'
     /// writes that are known to be done.
@@ -717,6 +785,7 @@ where
     /// [`CacheError::Backend`] if the connection fails the round trip or does
     /// not answer within the [`response_timeout`](NearCacheBuilder::response_timeout).
     pub async fn sync(&self) -> Result<()> {
+        self.shared.reentered("sync")?;
         loop {
             if let Some(conn) = self.shared.current_conn() {
                 return self.round_trip(conn).await;
@@ -851,6 +920,7 @@ where
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     async fn get(&self, key: &str) -> Result<Option<V>> {
+        self.shared.reentered("get")?;
         check_key(key)?;
         let started = self.own.sample_next_get().then(Instant::now);
         let found = self.get_uncounted(key).await;
@@ -861,6 +931,7 @@ where
     }
 
     async fn set(&self, key: &str, value: V, options: SetOptions) -> Result<()> {
+        self.shared.reentered("set")?;
         check_key(key)?;
         check_set_options(&options, None)?;
         let _forget = Forget::new(&self.shared, Scope::Key(key));
@@ -870,6 +941,7 @@ where
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
+        self.shared.reentered("delete")?;
         check_key(key)?;
         let _forget = Forget::new(&self.shared, Scope::Key(key));
         let done = self.redis.delete(key).await;
@@ -878,6 +950,7 @@ where
     }
 
     async fn contains(&self, key: &str) -> Result<bool> {
+        self.shared.reentered("contains")?;
         check_key(key)?;
         if self.shared.up.load(Ordering::Acquire) && self.shared.memory.contains(key).into_inner()? {
             return Ok(true);
@@ -890,6 +963,7 @@ where
     }
 
     async fn update_metadata(&self, key: &str, metadata: Metadata) -> Result<bool> {
+        self.shared.reentered("update_metadata")?;
         check_key(key)?;
         let _forget = Forget::new(&self.shared, Scope::Key(key));
         let done = self.redis.update_metadata(key, metadata).await;
@@ -898,6 +972,7 @@ where
     }
 
     async fn invalidate(&self, pattern: &str) -> Result<usize> {
+        self.shared.reentered("invalidate")?;
         Pattern::new(pattern)?;
         let _forget = Forget::new(&self.shared, Scope::Pattern(pattern));
         let done = self.redis.invalidate(pattern).await;
@@ -914,6 +989,7 @@ where
     }
 
     async fn clear(&self) -> Result<()> {
+        self.shared.reentered("clear")?;
         let _forget = Forget::new(&self.shared, Scope::All);
         let done = self.redis.clear().await;
         self.caught_up().await;
@@ -926,6 +1002,7 @@ where
         Fut: Future<Output = std::result::Result<V, E>> + Send,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
+        self.shared.reentered("get_or_set")?;
         check_key(key)?;
         check_set_options(&options, None)?;
         if self.shared.up.load(Ordering::Acquire)
@@ -1063,6 +1140,84 @@ mod tests {
             assert!(shared.fill("k", t, 1, None));
             drop(write);
             assert!(!shared.memory.contains("k").into_inner().unwrap());
+        }
+    }
+
+    /// Push messages come from another process: any shape must leave memory
+    /// consistent, never panic. An `invalidate` naming keys removes exactly
+    /// those of this prefix; anything not understood empties memory.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn bytes() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                "[a-c]{0,2}".prop_map(|k| format!("p:{k}").into_bytes()),
+                proptest::collection::vec(any::<u8>(), 0..8),
+                Just(b"p:\xff".to_vec()),
+                Just(b"p:".to_vec()),
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Nil),
+                any::<i64>().prop_map(Value::Int),
+                bytes().prop_map(Value::BulkString),
+                "[a-z:]{0,4}".prop_map(Value::SimpleString),
+                Just(Value::Okay),
+                any::<bool>().prop_map(Value::Boolean),
+            ];
+            leaf.prop_recursive(3, 24, 5, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                    proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Set),
+                    proptest::collection::vec((inner.clone(), inner), 0..3).prop_map(Value::Map),
+                ]
+            })
+        }
+
+        fn kind() -> impl Strategy<Value = PushKind> {
+            prop_oneof![
+                4 => Just(PushKind::Invalidate),
+                1 => Just(PushKind::Message),
+                1 => Just(PushKind::Subscribe),
+                1 => "[a-z]{0,6}".prop_map(PushKind::Other),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: crate::stores::memory::fuzz_cases(2_000),
+                ..ProptestConfig::default()
+            })]
+
+            #[test]
+            fn fuzz_push_messages(kind in kind(), data in proptest::collection::vec(value(), 0..3)) {
+                let shared = shared();
+                for k in ["a", "b", "c", "ab"] {
+                    let t = ticket(&shared, k);
+                    prop_assert!(shared.fill(k, t, 1, None));
+                }
+                let named: Vec<String> = match data.first() {
+                    Some(Value::Array(keys)) => keys
+                        .iter()
+                        .filter_map(|v| match v {
+                            Value::BulkString(b) => b.strip_prefix(b"p:").and_then(|k| std::str::from_utf8(k).ok()),
+                            _ => None,
+                        })
+                        .map(str::to_string)
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let flush = kind == PushKind::Invalidate && !matches!(data.first(), Some(Value::Array(_)));
+                shared.on_push(0, PushInfo { kind: kind.clone(), data });
+                for k in ["a", "b", "c", "ab"] {
+                    let gone = flush || (kind == PushKind::Invalidate && named.iter().any(|n| n == k));
+                    prop_assert_eq!(shared.memory.contains(k).into_inner().unwrap(), !gone, "{}", k);
+                }
+                prop_assert!(shared.up.load(Ordering::Acquire), "a message is no disconnection");
+            }
         }
     }
 

@@ -46,7 +46,8 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// the core owns is restated in `js/`: `[MAX_KEY_LEN, MAX_NESTING,
 /// LATENCY_SAMPLE_EVERY, MAX_PATTERN_LEN, RING_LEN, MAX_REMOVED, BATCH_KEYS,
 /// BATCH_BYTES, batch bytes address, batch ends address, batch results
-/// address, the most slots a store holds]`.
+/// address, the most slots a store holds, SHOWN_CHARS (how much of a key an
+/// error message shows)]`.
 #[wasm_bindgen]
 pub fn limits() -> Vec<f64> {
     let (bytes, ends, results) =
@@ -63,7 +64,8 @@ pub fn limits() -> Vec<f64> {
         bytes as usize as f64,
         ends as usize as f64,
         results as usize as f64,
-        f64::from(u32::MAX - 1),
+        slots::MAX_SLOTS as f64,
+        crate::errors::SHOWN_CHARS as f64,
     ]
 }
 

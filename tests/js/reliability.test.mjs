@@ -265,3 +265,76 @@ test("random call sequences with throwing callbacks agree with a reference model
   }
   }));
 
+
+test("random getOrSet with grace, throwing waitUntil, listeners and loaders, then dispose: invariants hold (fixed seeds)", () =>
+  withReported(async (reported) => {
+    // The only errors a caller may see: its loader's, a listener's, or the disposal's.
+    const known = new Set(["loader", "onRemove", "this MemoryStore was disposed"]);
+    for (const seed of [11, 12, 13]) {
+      let state = seed;
+      const rand = (n) => {
+        state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+        return (state >>> 8) % n;
+      };
+      const clock = new ManualClock();
+      const store = new MemoryStore({
+        policy: new S3FIFOPolicy({ maxSize: 12 }),
+        clock,
+        onRemove: () => {
+          if (rand(5) === 0) throw new Error("onRemove");
+        },
+      });
+      const pending = [];
+      for (let step = 0; step < 800; step++) {
+        const k = `k${rand(30)}`;
+        const where = `seed ${seed} step ${step}`;
+        switch (rand(6)) {
+          case 0:
+          case 1: {
+            const waitUntil = rand(2) === 0 ? () => {
+              throw new Error("waitUntil");
+            } : undefined;
+            const fails = rand(4) === 0;
+            const late = rand(2) === 0;
+            const loader = () => {
+              if (fails && !late) throw new Error("loader");
+              return late ? Promise.resolve().then(() => {
+                if (fails) throw new Error("loader");
+                return step;
+              }) : step;
+            };
+            pending.push(
+              store.getOrSet(k, loader, { ttl: 0.05, grace: 0.5, retryAfter: 0.01, waitUntil }).then(
+                (value) => assert.ok(typeof value === "number", `${where}: a value`),
+                (error) => assert.ok(known.has(error.message), `${where}: ${error.message}`),
+              ),
+            );
+            break;
+          }
+          case 2:
+            try {
+              store.setSync(k, step, { metadata: { step } });
+            } catch (error) {
+              assert.equal(error.message, "onRemove", where);
+            }
+            break;
+          case 3:
+            await store.updateMetadata(k, { touched: step });
+            break;
+          case 4:
+            clock.advance(rand(80));
+            break;
+          default:
+            await drain();
+            assert.deepEqual(store[AUDIT](), [], where);
+        }
+      }
+      await drain();
+      assert.deepEqual(store[AUDIT](), []);
+      store.dispose();
+      await Promise.all(pending);
+      assert.throws(() => store.getSync("k1"), /disposed/);
+    }
+    assert.ok(reported.every((e) => known.has(e.message) || e.message === "waitUntil"), "only the callbacks' own errors are reported");
+    assert.ok(reported.some((e) => e.message === "waitUntil"), "stale reads started refreshes with a throwing waitUntil");
+  }));

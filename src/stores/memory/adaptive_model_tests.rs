@@ -21,6 +21,7 @@ use proptest::prelude::*;
 
 use super::Engine;
 use super::engine::{MAX_FREQ, MOVE_TO_MAIN};
+use super::ghost;
 use super::shadow::{self, Sampler, Setting};
 use super::sketch::{FrequencySketch, MAX_COUNT};
 use crate::clock::ManualClock;
@@ -76,9 +77,9 @@ struct Entry {
 struct Model {
     small: VecDeque<Entry>,
     main: VecDeque<Entry>,
-    /// The last `ghost_cap` keys evicted from small; `None` once taken back.
-    ghost: VecDeque<Option<u64>>,
-    ghost_cap: usize,
+    /// Per ghost bucket, the last four keys evicted from small that hashed
+    /// to it; `None` once taken back.
+    ghost: Vec<VecDeque<Option<u64>>>,
     max: usize,
     setting: Setting,
     evicted_once: bool,
@@ -95,8 +96,7 @@ impl Model {
         Model {
             small: VecDeque::new(),
             main: VecDeque::new(),
-            ghost: VecDeque::new(),
-            ghost_cap: shadow::ghost_size(max),
+            ghost: vec![VecDeque::new(); ghost::buckets_for(shadow::ghost_size(max))],
             max,
             setting: shadow::SETTINGS[0],
             evicted_once: false,
@@ -145,7 +145,12 @@ impl Model {
     }
 
     fn ghost_take(&mut self, hash: u64) -> bool {
-        match self.ghost.iter_mut().find(|g| **g == Some(hash)) {
+        if self.ghost.is_empty() {
+            return false;
+        }
+        let bucket = ghost::bucket_of(hash, self.ghost.len());
+        let fp = ghost::fingerprint(hash);
+        match self.ghost[bucket].iter_mut().find(|g| g.is_some_and(|h| ghost::fingerprint(h) == fp)) {
             Some(cell) => {
                 *cell = None;
                 true
@@ -155,12 +160,14 @@ impl Model {
     }
 
     fn ghost_insert(&mut self, hash: u64) {
-        if self.ghost_cap == 0 {
+        if self.ghost.is_empty() {
             return;
         }
-        self.ghost.push_back(Some(hash));
-        if self.ghost.len() > self.ghost_cap {
-            self.ghost.pop_front();
+        let bucket = ghost::bucket_of(hash, self.ghost.len());
+        let queue = &mut self.ghost[bucket];
+        queue.push_back(Some(hash));
+        if queue.len() > 4 {
+            queue.pop_front();
         }
     }
 
@@ -306,7 +313,7 @@ fn apply_model(m: &mut Model, hash_of: &dyn Fn(&str) -> u64, op: &Op) -> Answer 
             m.stats.deletes += m.len() as u64;
             m.small.clear();
             m.main.clear();
-            m.ghost.clear();
+            m.ghost.iter_mut().for_each(VecDeque::clear);
             m.evicted_once = false;
             Answer::Unit
         }
@@ -381,7 +388,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 3_000, ..ProptestConfig::default() })]
 
     // Capacities 1-24 over 40 keys, up to 400 steps: both queues, the ghost
-    // ring wrapping, duels won and lost, hits handed to the sketch, the hit
+    // buckets overflowing, duels won and lost, hits handed to the sketch, the hit
     // buffer overflowing, and the shadows switching settings (their first
     // decision comes after 2 x capacity writes and sampled hits) are reached.
     #[test]

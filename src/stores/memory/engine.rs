@@ -14,7 +14,10 @@
 //!   (`prev`/`next`): one recency list under LRU (and set order under TTL),
 //!   the small and main FIFO queues under S3-FIFO. Push, unlink, pop: O(1).
 //! - `ghost` (S3-FIFO only): the hashes of keys recently evicted from the
-//!   small queue, in a ring with a hash index; O(1).
+//!   small queue, in a ring with a hash index (classic S3-FIFO), or as
+//!   fingerprints in buckets of four (the adaptive policy, `ghost.rs`); O(1).
+//! - the adaptive policy's frequency sketch (`sketch.rs`) and shadow caches
+//!   (`shadow.rs`), changed on writes only.
 //! - `expiries`: the slots that have a TTL, ordered by expiry time. Insert,
 //!   remove, soonest: O(log n).
 //!
@@ -35,6 +38,7 @@
 
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use hashbrown::HashTable;
@@ -46,7 +50,7 @@ use crate::pattern::Pattern;
 use crate::policies::Policy;
 use crate::store::{Metadata, SetOptions, check_key, check_set_options};
 
-use super::ghost::RingGhost;
+use super::ghost::BucketGhost;
 use super::shadow::{self, Sampler, Setting};
 use super::sketch::FrequencySketch;
 
@@ -374,9 +378,14 @@ pub(super) fn ghost_cap(small: usize, max: usize) -> usize {
 /// Everything here changes on the write path only.
 pub(super) struct Adaptive {
     pub(super) sketch: FrequencySketch,
-    pub(super) ghost: RingGhost,
-    pub(super) sampler: Sampler,
+    pub(super) ghost: BucketGhost,
+    /// The shadows; `None` in a shard that follows another's choice.
+    pub(super) sampler: Option<Sampler>,
     pub(super) setting: Setting,
+    /// The setting shared by the shards of a store (an index in
+    /// [`shadow::SETTINGS`]): the first shard's shadows choose it, the
+    /// others read it on their writes.
+    pub(super) shared: Option<Arc<AtomicU8>>,
 }
 
 impl Adaptive {
@@ -384,9 +393,10 @@ impl Adaptive {
         let (mask, shadow_cap) = shadow::sampling(max_size);
         let adaptive = Adaptive {
             sketch: FrequencySketch::new(max_size),
-            ghost: RingGhost::new(shadow::ghost_size(max_size)),
-            sampler: Sampler::new(shadow_cap),
+            ghost: BucketGhost::new(shadow::ghost_size(max_size)),
+            sampler: Some(Sampler::new(shadow_cap)),
             setting: shadow::SETTINGS[0],
+            shared: None,
         };
         (Box::new(adaptive), mask)
     }
@@ -495,6 +505,21 @@ impl<V> Engine<V> {
         self.set_max_size(self.max_size.min(max_size));
     }
 
+    /// Makes this engine one shard of a store whose shards share one
+    /// adaptive setting in `shared`: the `leader` runs the shadow caches and
+    /// publishes their choice, the others drop theirs and follow it (one set
+    /// of shadows per store, whatever the shard count). No effect on other
+    /// policies. Call after [`limit_max_size`](Self::limit_max_size).
+    pub fn share_setting(&mut self, shared: &Arc<AtomicU8>, leader: bool) {
+        if let Some(adaptive) = &mut self.adaptive {
+            adaptive.shared = Some(Arc::clone(shared));
+            if !leader {
+                adaptive.sampler = None;
+                self.sample_mask = u32::MAX;
+            }
+        }
+    }
+
     /// Whether a `get` hit leaves every shared order alone, so reads can go
     /// through [`get_shared`](Self::get_shared) under a read lock.
     pub fn reads_are_shared(&self) -> bool {
@@ -535,7 +560,7 @@ impl<V> Engine<V> {
     #[inline(always)]
     fn find(&self, hash: u64, key: &str) -> Option<u32> {
         let slots = &self.slots;
-        self.index.find(hash, |&id| *slots[id as usize].key == *key).copied()
+        self.index.find(hash, |&id| same_key(&slots[id as usize].key, key)).copied()
     }
 
     #[inline]
@@ -570,9 +595,17 @@ impl<V> Engine<V> {
             self.reads.count_miss();
         }
         if let Some(started) = started {
-            self.reads.record_latency(self.clock.now().saturating_sub(started));
+            self.record_latency_since(started);
         }
         lookup
+    }
+
+    /// Adds one sampled `get` that started at `started` (one in 32: off the
+    /// hit path).
+    #[cold]
+    #[inline(never)]
+    fn record_latency_since(&self, started: Nanos) {
+        self.reads.record_latency(self.clock.now().saturating_sub(started));
     }
 
     /// What a hit does to the policy: S3-FIFO bumps the entry's own counter,
@@ -583,9 +616,9 @@ impl<V> Engine<V> {
         if self.kind == Kind::S3Fifo {
             bump(freq);
             if shadow::sampled(hash, self.sample_mask)
-                && let Some(adaptive) = &self.adaptive
+                && let Some(Adaptive { sampler: Some(sampler), .. }) = self.adaptive.as_deref()
             {
-                adaptive.sampler.record_hit(hash);
+                sampler.record_hit(hash);
             }
         }
     }
@@ -696,8 +729,19 @@ impl<V> Engine<V> {
             }
         }
         if let Some(adaptive) = &mut self.adaptive {
-            // The shadows see the sampled hits since the last write, then this write.
-            let setting = adaptive.sampler.record_write(hash, self.sample_mask);
+            // The shadows see the sampled hits since the last write, then
+            // this write; a follower shard takes the leader's latest choice.
+            let setting = match (&mut adaptive.sampler, &adaptive.shared) {
+                (Some(sampler), shared) => {
+                    let setting = sampler.record_write(hash, self.sample_mask);
+                    if let Some(shared) = shared {
+                        shared.store(shadow::index_of(setting), Relaxed);
+                    }
+                    setting
+                }
+                (None, Some(shared)) => shadow::SETTINGS[usize::from(shared.load(Relaxed))],
+                (None, None) => adaptive.setting,
+            };
             if setting != adaptive.setting {
                 adaptive.setting = setting;
                 self.small_cap = setting.small_cap(self.max_size);
@@ -1470,6 +1514,24 @@ fn bump(freq: &AtomicU8) {
     }
 }
 
+/// `a == b`, with keys of up to 16 bytes (most keys) compared by two
+/// overlapping word loads each instead of a call to `memcmp`.
+#[inline(always)]
+fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"));
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => a == b,
+    }
+}
+
 #[inline]
 fn live<V>(value: &Option<V>) -> &V {
     value.as_ref().expect("a live slot holds a value")
@@ -1500,6 +1562,11 @@ impl<V> Engine<V> {
     /// The adaptive policy's current setting.
     pub fn adaptive_setting(&self) -> Option<Setting> {
         self.adaptive.as_ref().map(|a| a.setting)
+    }
+
+    /// Whether this engine runs shadow caches of its own.
+    pub fn runs_shadows(&self) -> bool {
+        self.adaptive.as_ref().is_some_and(|a| a.sampler.is_some())
     }
 
     /// Entries held, expired or not.
@@ -1550,7 +1617,6 @@ impl<V> Engine<V> {
         assert!(self.ghost.index.len() <= self.ghost.cap && self.ghost.index.len() <= self.ghost.queue.len());
         assert!(self.ghost.queue.len() <= 2 * self.ghost.cap.max(1));
         if let Some(adaptive) = &self.adaptive {
-            adaptive.ghost.validate();
             assert_eq!(self.small_cap, adaptive.setting.small_cap(self.max_size));
             for list in [SMALL, MAIN] {
                 let mut id = self.lists[list as usize].head;
@@ -1564,6 +1630,27 @@ impl<V> Engine<V> {
                     id = self.slots[id as usize].next;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod same_key_tests {
+    use super::same_key;
+
+    #[test]
+    fn compares_every_byte_at_every_length() {
+        let base = "abcdefghijklmnopqrstuvwxyz0123456789";
+        for n in 0..=base.len() {
+            let a = &base[..n];
+            let copy: String = a.chars().collect();
+            assert!(same_key(a, &copy));
+            for i in 0..n {
+                let mut b = a.as_bytes().to_vec();
+                b[i] = b'#';
+                assert!(!same_key(a, std::str::from_utf8(&b).unwrap()), "{a} differs at {i}");
+            }
+            assert!(!same_key(a, &base[..(n + 1).min(base.len())]) || n == base.len());
         }
     }
 }

@@ -1,104 +1,98 @@
-//! A ghost of fixed size: the 32-bit fingerprints of the last `cap` keys
-//! evicted from the small queue, in a ring, with a hash index of the ring
-//! cells still remembered. A fingerprint taken back (its key returned) is
-//! forgotten at once; its cell stays until the ring comes round to it.
+//! The ghost: the keys recently evicted from S3-FIFO's small queue, as 32-bit
+//! fingerprints in buckets of four (one 16-byte word each). A key goes to the
+//! bucket its hash picks, pushing out the oldest of the four; a fingerprint
+//! taken back (its key returned) is cleared at once.
 //!
-//! About 10 bytes a remembered key (4 in the ring, a 4-byte bucket and its
-//! control byte in the index), against 25-35 for 64-bit hashes in a queue
-//! that also keeps tombstones. Two keys share a fingerprint with probability
-//! `cap / 2^32` per lookup: a stranger is then taken for a returning key,
-//! which costs at most one admission decision.
+//! With `cap / 4` buckets the ghost remembers about the last `cap` evicted
+//! keys (each bucket its last four), at 4 bytes a key, and every insert or
+//! lookup touches one bucket: one cache miss, where a FIFO with a hash index
+//! took three or four and rehashed its index as it churned. Two keys share a
+//! fingerprint with probability about 2^-28 per lookup (a shard's keys share
+//! a few hash bits): a stranger is then taken for a returning key, which
+//! costs at most one admission decision.
+//!
+//! The table is allocated by the first insert, i.e. at the first eviction,
+//! when the cache already holds its whole capacity: a store sized for far
+//! more entries than it ever holds allocates none.
 
-use hashbrown::HashTable;
+/// The fingerprint of `hash` (never 0, which marks an empty lane).
+#[inline]
+pub(super) fn fingerprint(hash: u64) -> u32 {
+    ((hash >> 32) as u32).max(1)
+}
+
+/// The bucket of `hash` among `buckets`.
+#[inline]
+pub(super) fn bucket_of(hash: u64, buckets: usize) -> usize {
+    ((u64::from(hash as u32) * buckets as u64) >> 32) as usize
+}
+
+/// The buckets a ghost of `cap` keys has.
+pub(super) fn buckets_for(cap: usize) -> usize {
+    cap.div_ceil(4)
+}
 
 #[derive(Clone, Debug)]
-pub(crate) struct RingGhost {
-    ring: Vec<u32>,
-    /// The next cell to write (the oldest once the ring is full).
-    head: usize,
-    /// Ring positions of the remembered cells, hashed by their fingerprint.
-    index: HashTable<u32>,
-    cap: usize,
+pub(crate) struct BucketGhost {
+    /// Four lanes of 32 bits each, oldest in the low lane.
+    table: Vec<u128>,
+    buckets: usize,
 }
 
-#[inline]
-fn fingerprint(hash: u64) -> u32 {
-    (hash ^ (hash >> 29)) as u32
-}
+const LANE: u128 = 0xFFFF_FFFF;
 
-#[inline]
-fn spread(fp: u32) -> u64 {
-    u64::from(fp).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-impl RingGhost {
+impl BucketGhost {
     pub fn new(cap: usize) -> Self {
-        RingGhost { ring: Vec::new(), head: 0, index: HashTable::new(), cap }
+        BucketGhost { table: Vec::new(), buckets: buckets_for(cap) }
     }
 
-    /// Remembers `hash`, forgetting the oldest cell if the ring is full.
+    /// Remembers `hash`, forgetting the oldest key of its bucket.
     pub fn insert(&mut self, hash: u64) {
-        if self.cap == 0 {
+        if self.buckets == 0 {
             return;
         }
-        let fp = fingerprint(hash);
-        let pos = self.head;
-        if self.ring.len() < self.cap {
-            self.ring.push(fp);
-        } else {
-            let old = self.ring[pos];
-            if let Ok(entry) = self.index.find_entry(spread(old), |&p| p as usize == pos) {
-                entry.remove();
-            }
-            self.ring[pos] = fp;
+        if self.table.is_empty() {
+            self.table = vec![0; self.buckets];
         }
-        let ring = &self.ring;
-        self.index.insert_unique(spread(fp), pos as u32, |&p| spread(ring[p as usize]));
-        self.head = if pos + 1 == self.cap { 0 } else { pos + 1 };
+        let b = &mut self.table[bucket_of(hash, self.buckets)];
+        *b = (*b >> 32) | (u128::from(fingerprint(hash)) << 96);
     }
 
     /// Whether `hash` is remembered; forgets it if so.
     pub fn take(&mut self, hash: u64) -> bool {
-        let fp = fingerprint(hash);
-        let ring = &self.ring;
-        match self.index.find_entry(spread(fp), |&p| ring[p as usize] == fp) {
-            Ok(entry) => {
-                entry.remove();
-                true
-            }
-            Err(_) => false,
+        if self.table.is_empty() {
+            return false;
         }
+        let fp = u128::from(fingerprint(hash));
+        let b = &mut self.table[bucket_of(hash, self.buckets)];
+        for lane in 0..4 {
+            let shift = lane * 32;
+            if (*b >> shift) & LANE == fp {
+                *b &= !(LANE << shift);
+                return true;
+            }
+        }
+        false
     }
 
     pub fn clear(&mut self) {
-        *self = RingGhost::new(self.cap);
+        self.table.fill(0);
     }
 
-    /// How many keys are remembered.
+    /// Reserves the table before its first insert (the wasm engine fails a
+    /// `set` cleanly when memory is exhausted instead of aborting half-way).
     #[allow(dead_code)]
-    pub fn len(&self) -> usize {
-        self.index.len()
+    pub fn try_reserve(&mut self) -> Result<(), std::collections::TryReserveError> {
+        if self.table.is_empty() {
+            self.table.try_reserve_exact(self.buckets)?;
+        }
+        Ok(())
     }
 
-    /// Reserves room for one more cell (the wasm engine fails a `set` cleanly
-    /// when memory is exhausted instead of aborting half-way).
+    /// Heap bytes.
     #[allow(dead_code)]
-    pub fn try_reserve_one(&mut self) -> Result<(), hashbrown::TryReserveError> {
-        if self.ring.len() < self.cap {
-            self.ring.try_reserve(1).map_err(|_| hashbrown::TryReserveError::CapacityOverflow)?;
-        }
-        let ring = &self.ring;
-        self.index.try_reserve(1, |&p| spread(ring[p as usize]))
-    }
-
-    /// Panics unless the index describes exactly the remembered ring cells.
-    #[cfg(test)]
-    pub fn validate(&self) {
-        assert!(self.ring.len() <= self.cap && self.index.len() <= self.ring.len());
-        for &p in self.index.iter() {
-            let fp = self.ring[p as usize];
-            assert!(self.index.find(spread(fp), |&q| q == p).is_some(), "cell {p} filed under its fingerprint");
-        }
+    pub fn heap_bytes(&self) -> usize {
+        self.table.capacity() * 16
     }
 }
 
@@ -106,27 +100,67 @@ impl RingGhost {
 mod tests {
     use super::*;
 
+    fn h(i: u64) -> u64 {
+        let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Against a plain reference: per bucket, the last four hashes inserted,
+    /// minus those taken back.
     #[test]
-    fn remembers_the_last_cap_and_forgets_what_is_taken() {
-        let mut g = RingGhost::new(3);
-        let h = |i: u64| i.wrapping_mul(0xD6E8_FEB8_6659_FD93);
-        for i in 0..5 {
-            g.insert(h(i));
-            g.validate();
+    fn matches_a_plain_reference() {
+        for cap in [0usize, 1, 3, 4, 5, 17, 100] {
+            let mut ghost = BucketGhost::new(cap);
+            let buckets = buckets_for(cap);
+            let mut model: Vec<std::collections::VecDeque<Option<u64>>> = vec![Default::default(); buckets];
+            let mut x = 7u64;
+            for step in 0..5_000u64 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let key = h((x >> 33) % 300);
+                if step % 3 == 0 {
+                    let expected = buckets > 0 && {
+                        let q = &mut model[bucket_of(key, buckets)];
+                        match q.iter_mut().find(|c| **c == Some(key)) {
+                            Some(c) => {
+                                *c = None;
+                                true
+                            }
+                            None => false,
+                        }
+                    };
+                    assert_eq!(ghost.take(key), expected, "cap {cap} step {step}");
+                } else {
+                    ghost.insert(key);
+                    if buckets > 0 {
+                        let q = &mut model[bucket_of(key, buckets)];
+                        q.push_back(Some(key));
+                        if q.len() > 4 {
+                            q.pop_front();
+                        }
+                    }
+                }
+            }
         }
-        assert!(!g.take(h(0)) && !g.take(h(1)), "pushed out by the ring");
-        assert!(g.take(h(3)));
-        assert!(!g.take(h(3)), "taken once");
-        assert_eq!(g.len(), 2);
-        // The taken cell stays until the ring reaches it: the next insert overwrites 2.
-        g.insert(h(5));
-        assert!(!g.take(h(2)));
-        assert!(g.take(h(4)) && g.take(h(5)));
-        g.validate();
+    }
+
+    #[test]
+    fn remembers_about_cap_keys_and_allocates_at_the_first_insert() {
+        let mut g = BucketGhost::new(1_000);
+        assert_eq!(g.heap_bytes(), 0);
+        assert!(!g.take(h(1)));
+        for i in 0..1_000 {
+            g.insert(h(i));
+        }
+        assert_eq!(g.heap_bytes(), 250 * 16);
+        let kept = (0..1_000).filter(|&i| g.take(h(i))).count();
+        // A bucket keeps its last four: some buckets got more than four.
+        assert!((600..=1_000).contains(&kept), "{kept}");
+        assert!(!g.take(h(5)), "taken once");
         g.clear();
-        assert_eq!(g.len(), 0);
-        let mut none = RingGhost::new(0);
-        none.insert(h(1));
-        assert!(!none.take(h(1)));
+        assert!(!g.take(h(999)));
+        // A store far larger than what it holds allocates nothing.
+        assert_eq!(BucketGhost::new(usize::MAX / 2).heap_bytes(), 0);
     }
 }

@@ -17,6 +17,8 @@ mod adaptive_model_tests;
 mod model_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod s3fifo_model_tests;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub(crate) use model_tests::fuzz_cases;
 
 pub(crate) use engine::Engine;
 #[allow(unused_imports)] // used by the wasm bindings
@@ -154,12 +156,16 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
             }
         }
         let hasher = KeyHasher::default();
+        let setting = Arc::new(std::sync::atomic::AtomicU8::new(0));
         let shards: Box<[Shard<V>]> = (0..count)
             .map(|i| {
                 let mut engine = Engine::with_hasher(self.policy.clone(), self.clock.clone(), hasher.clone());
                 if let Some(max) = max_size {
                     // Spread the remainder over the first shards: the total is exactly max.
                     engine.limit_max_size(max / count + usize::from(i < max % count));
+                }
+                if count > 1 {
+                    engine.share_setting(&setting, i == 0);
                 }
                 Shard(RwLock::new(engine))
             })
@@ -236,6 +242,13 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     #[inline(always)]
     fn shard(&self, key: &str) -> Held<RwLockWriteGuard<'_, Engine<V>>> {
         write(self.shard_of(self.hasher.hash_one(key)))
+    }
+
+    /// `get` under the shard's exclusive lock (exact LRU), out of line so
+    /// that the shared read path stays small.
+    #[inline(never)]
+    fn get_exclusive(&self, hash: u64, key: &str) -> Option<V> {
+        write(self.shard_of(hash)).get_exclusive(hash, key, V::clone)
     }
 
     /// Sums what `f` reports for every shard.
@@ -329,6 +342,14 @@ impl<V> MemoryStore<V> {
 #[inline(always)]
 fn write<V>(shard: &Shard<V>) -> Held<RwLockWriteGuard<'_, Engine<V>>> {
     Held::new(shard, || shard.0.write().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// Reclaims the expired entry a shared read found: off the hit path, which
+/// then keeps fewer registers.
+#[cold]
+#[inline(never)]
+fn reclaim<V>(shard: &Shard<V>, hash: u64, key: &str) {
+    write(shard).reclaim_if_expired(hash, key);
 }
 
 /// The future of [`MemoryStore::get_or_refresh`]: its answer when the fast
@@ -594,16 +615,16 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
             return ready(Err(e));
         }
         let hash = self.hasher.hash_one(key);
-        let shard = self.shard_of(hash);
         if !self.shared_reads {
-            return ready(Ok(write(shard).get_exclusive(hash, key, V::clone)));
+            return ready(Ok(self.get_exclusive(hash, key)));
         }
+        let shard = self.shard_of(hash);
         let found = read(shard).get_shared(hash, key, V::clone);
         ready(Ok(match found {
             Lookup::Hit(value) => Some(value),
             Lookup::Miss => None,
             Lookup::Expired => {
-                write(shard).reclaim_if_expired(hash, key);
+                reclaim(shard, hash, key);
                 None
             }
         }))
@@ -748,6 +769,36 @@ mod tests {
     use crate::policies::LruPolicy;
     use std::pin::pin;
     use std::task::{Context, Waker};
+
+    /// One set of shadows per store: the first shard chooses the adaptive
+    /// setting and the other shards take it on their next write.
+    #[test]
+    fn the_shards_follow_the_first_shards_setting() {
+        let store = MemoryStore::<u32>::builder(crate::S3FifoPolicy::new(4 * 2_000).unwrap()).shards(4).build();
+        let settings = || store.shards.iter().map(|s| read(s).adaptive_setting().unwrap()).collect::<Vec<_>>();
+        let shadows: Vec<bool> = store.shards.iter().map(|s| read(s).runs_shadows()).collect();
+        assert_eq!(shadows, [true, false, false, false], "one set of shadows, in the first shard");
+        let initial = settings();
+        assert!(initial.iter().all(|&s| s == initial[0]));
+        // A loop over 1.5 x the capacity: the duel with a 1% small queue wins it.
+        for round in 0..14 {
+            if round == 12 {
+                store.reset_stats();
+            }
+            for i in 0..12_000u32 {
+                let key = format!("k{i}");
+                if store.get(&key).into_inner().unwrap().is_none() {
+                    store.set(&key, round, SetOptions::new()).into_inner().unwrap();
+                }
+            }
+        }
+        let now = settings();
+        assert_ne!(now[0], initial[0], "the leader's shadows switched");
+        assert!(now[0].duel);
+        assert!(now.iter().all(|&s| s == now[0]), "every shard follows: {now:?}");
+        let ratio = store.stats().hit_ratio;
+        assert!(ratio > 0.55, "a frozen main holds most of the loop (LRU: none of it): {ratio}");
+    }
 
     #[test]
     fn a_dropped_or_finished_load_leaves_no_placeholder() {

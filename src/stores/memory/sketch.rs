@@ -1,9 +1,11 @@
 //! A count-min sketch of how often keys were seen recently, for TinyLFU
 //! admission (Einziger, Friedman and Manes, "TinyLFU: A Highly Efficient Cache
 //! Admission Policy", ACM TOS 2017), laid out as Caffeine's `FrequencySketch`:
-//! 4-bit counters, sixteen to a `u64`, four counters per key (one per row, each
-//! at its own word), and every counter halved once `10 x capacity` increments
-//! have been counted, so that what was popular long ago fades.
+//! 4-bit counters, sixteen to a `u64`, four counters per key, all four in one
+//! 64-byte block of eight words (one cache miss per key, as Caffeine's
+//! current layout: row i uses word 2i or 2i+1 of the block), and every
+//! counter halved once `10 x capacity` increments have been counted, so that
+//! what was popular long ago fades.
 //!
 //! Unlike Caffeine's (one word per cache entry), the table has one word per two
 //! entries: eight counters per entry keep the error small enough to rank a
@@ -17,8 +19,6 @@
 //!
 //! Keys are given by their 64-bit hash; the engine never hands it a key.
 
-/// Caffeine's seeds (from FNV-1a, CityHash and Murmur3): one per row.
-const SEED: [u64; 4] = [0xc3a5_c85c_97cb_3127, 0xb492_b66f_be98_f273, 0x9ae1_6a3b_2f90_404f, 0xcbf2_9ce4_8422_2325];
 const RESET_MASK: u64 = 0x7777_7777_7777_7777;
 const ONE_MASK: u64 = 0x1111_1111_1111_1111;
 /// A counter's ceiling.
@@ -32,6 +32,7 @@ const MOST: usize = 1 << 30;
 #[derive(Clone, Debug)]
 pub(crate) struct FrequencySketch {
     table: Box<[u64]>,
+    /// Blocks (of eight words) minus one.
     mask: usize,
     /// The entries the table is sized for now, and at most.
     sized_for: usize,
@@ -52,10 +53,10 @@ impl FrequencySketch {
     }
 
     fn sized(sized_for: usize, capacity: usize) -> Self {
-        let words = sized_for.max(2).next_power_of_two() / 2;
+        let words = (sized_for.max(2).next_power_of_two() / 2).max(8);
         FrequencySketch {
             table: vec![0; words].into_boxed_slice(),
-            mask: words - 1,
+            mask: words / 8 - 1,
             sized_for,
             capacity,
             admitted: 0,
@@ -74,33 +75,28 @@ impl FrequencySketch {
         self.increment(hash);
     }
 
-    /// The table word of row `row` for `hash`.
+    /// The four counters of `hash`: (word, bit shift) for each row.
     #[inline]
-    fn index(&self, hash: u64, row: usize) -> usize {
-        let mut h = hash.wrapping_add(SEED[row]).wrapping_mul(SEED[row]);
-        h = h.wrapping_add(h >> 32);
-        h as usize & self.mask
-    }
-
-    /// Which of a word's sixteen counters row `row` uses for `hash`: the four
-    /// rows use four neighbouring counters (in four words), as in Caffeine.
-    #[inline]
-    fn shift(hash: u64, row: usize) -> u32 {
-        let start = ((hash >> 61) as u32 & 3) << 2;
-        (start + row as u32) << 2
+    fn counters(&self, hash: u64) -> [(usize, u32); 4] {
+        let block = ((hash ^ (hash >> 32)) as usize & self.mask) << 3;
+        // Another mix of the hash picks the word and the counter in it.
+        let h = (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32;
+        std::array::from_fn(|row| {
+            let bits = h >> (row * 8);
+            (block + (row << 1) + (bits & 1) as usize, ((bits >> 1) & 15) << 2)
+        })
     }
 
     /// The estimated count of `hash` (at most [`MAX_COUNT`]): never below the
     /// true count since the last halving, halved with it.
     pub fn frequency(&self, hash: u64) -> u8 {
-        (0..4).map(|row| ((self.table[self.index(hash, row)] >> Self::shift(hash, row)) & 0xF) as u8).min().unwrap_or(0)
+        self.counters(hash).iter().map(|&(i, shift)| ((self.table[i] >> shift) & 0xF) as u8).min().unwrap_or(0)
     }
 
     /// Counts one more occurrence of `hash`.
     pub fn increment(&mut self, hash: u64) {
         let mut added = false;
-        for row in 0..4 {
-            let (i, shift) = (self.index(hash, row), Self::shift(hash, row));
+        for (i, shift) in self.counters(hash) {
             if (self.table[i] >> shift) & 0xF < u64::from(MAX_COUNT) {
                 self.table[i] += 1 << shift;
                 added = true;
@@ -116,9 +112,21 @@ impl FrequencySketch {
 
     /// Counts `n` more occurrences of `hash` (the hits an entry gathered
     /// since it was last looked at, handed over in one batch).
+    /// One pass over the four counters: as `n` calls of [`increment`]
+    /// (Self::increment), except that a halving due in the middle of the
+    /// batch comes after it.
     pub fn increment_by(&mut self, hash: u64, n: u8) {
-        for _ in 0..n.min(MAX_COUNT) {
-            self.increment(hash);
+        let n = u64::from(n.min(MAX_COUNT));
+        let mut added = 0;
+        for (i, shift) in self.counters(hash) {
+            let room = u64::from(MAX_COUNT) - ((self.table[i] >> shift) & 0xF);
+            let add = n.min(room);
+            self.table[i] += add << shift;
+            added = added.max(add);
+        }
+        self.size += added;
+        if self.size >= self.sample_size {
+            self.halve();
         }
     }
 
@@ -194,6 +202,20 @@ mod tests {
             small.admit(spread(i));
         }
         assert_eq!(small.heap_bytes(), 64 * 8, "never beyond the capacity");
+    }
+
+    #[test]
+    fn a_batch_counts_as_many_single_increments() {
+        let (mut one, mut batch) = (FrequencySketch::new(1_000), FrequencySketch::new(1_000));
+        for i in 0..300u64 {
+            let n = (i % 20) as u8;
+            for _ in 0..n {
+                one.increment(spread(i));
+            }
+            batch.increment_by(spread(i), n);
+        }
+        assert_eq!(one.table, batch.table);
+        assert_eq!(one.size, batch.size);
     }
 
     #[test]

@@ -40,6 +40,8 @@ const NIL: u32 = u32::MAX;
 
 /// The `prev` of a free slot (a live one has a slot id or `NIL` there).
 const FREED: u32 = u32::MAX - 1;
+/// The most slots an engine has (ids stay below [`FREED`]).
+pub(crate) const MAX_SLOTS: usize = FREED as usize;
 
 /// The list a slot is on. LRU and TTL use only `MAIN`. Under S3-FIFO the
 /// slot's `freq` byte holds its access count in the low two bits (the JS
@@ -333,7 +335,7 @@ impl SlotEngine {
     /// is in [`removed`](Self::removed).
     pub fn set(&mut self, existing: i64, hash: u32, ttl: f64, now: f64, gets: f64, misses: f64) -> i64 {
         let existing = u32::try_from(existing).ok().filter(|&id| self.is_live(id));
-        if existing.is_none() && self.free == NIL && self.prev.len() >= FREED as usize {
+        if existing.is_none() && self.free == NIL && self.prev.len() >= MAX_SLOTS {
             return -1;
         }
         let ttl = if ttl.is_nan() { self.default_ttl } else { ttl };
