@@ -49,6 +49,17 @@ function checked(module) {
   return module;
 }
 
+/**
+ * Rethrows a compile error; one from a page's Content-Security-Policy
+ * (browsers word it as a missing 'unsafe-eval') says what the page must allow.
+ */
+function refused(error) {
+  if (/Content.Security/i.test(error?.message)) {
+    error.message = `pepperpy-caching: this page's Content-Security-Policy forbids compiling WebAssembly; allow it with 'wasm-unsafe-eval' in script-src (${error.message})`;
+  }
+  throw error;
+}
+
 /** The compiled module from any source init() takes. */
 async function compile(source) {
   source = await source;
@@ -80,7 +91,7 @@ async function compile(source) {
     // Streaming compilation needs the wasm MIME type; without it, no warning, just the bytes.
     const type = source.headers.get("content-type") ?? "";
     if (typeof WebAssembly.compileStreaming === "function" && type.split(";")[0].trim() === "application/wasm") {
-      return WebAssembly.compileStreaming(source);
+      return checked(await WebAssembly.compileStreaming(source).catch(refused));
     }
     source = await source.arrayBuffer();
   }
@@ -90,7 +101,7 @@ async function compile(source) {
       `pepperpy-caching: init() takes a WebAssembly.Module, the .wasm's bytes (an ArrayBuffer or a typed array), its URL, a Request, a Response or a Blob, or a Promise of one; got ${kind(source)}`,
     );
   }
-  return checked(await WebAssembly.compile(bytes));
+  return checked(await WebAssembly.compile(bytes).catch(refused));
 }
 
 /** Instantiates the wasm from `source` (once) and returns the API. */
@@ -126,7 +137,11 @@ export function initSync(module) {
           `pepperpy-caching: initSync() takes a WebAssembly.Module or the .wasm's bytes (an ArrayBuffer or a typed array); got ${kind(module)}${wait ? ": await init() instead" : ""}`,
         );
       }
-      module = new WebAssembly.Module(bytes);
+      try {
+        module = new WebAssembly.Module(bytes);
+      } catch (error) {
+        refused(error);
+      }
     }
     glue.initSync({ module: checked(module) });
     api = bind(glue);
