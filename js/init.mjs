@@ -21,7 +21,11 @@ let api;
 let loading;
 
 /** Where init() finds the .wasm when given no source (beside this file). */
-const defaultSource = () => new URL("./wasm/pepperpy_caching_bg.wasm", import.meta.url);
+const defaultSource = () => {
+  // A CommonJS or iife bundle leaves import.meta empty: nothing to resolve against.
+  if (typeof import.meta.url !== "string") throw new Error("pepperpy-caching: init() has no location for its .wasm in this bundle (no import.meta.url): pass the .wasm's URL or bytes (pepperpy-caching/wasm)");
+  return new URL("./wasm/pepperpy_caching_bg.wasm", import.meta.url);
+};
 
 const kind = (value) =>
   value === null ? "null" : typeof value !== "object" ? `a ${typeof value}` : `a ${value.constructor?.name ?? "object"}`.replace(/^a Object$/, "an object");
@@ -81,7 +85,13 @@ async function compile(source) {
       if (fs === undefined) {
         throw new Error(`pepperpy-caching: init() cannot read ${url} here (Node before 20.16 has no process.getBuiltinModule): pass the .wasm's bytes`);
       }
-      source = fs.readFileSync(url);
+      try {
+        source = fs.readFileSync(url);
+      } catch (error) {
+        // A bundle that moved this file away from the package's wasm/ (an ES module bundle for Node).
+        if (error.code === "ENOENT") error.message = `pepperpy-caching: init() found no .wasm at ${url}; pass the .wasm's URL or bytes (pepperpy-caching/wasm) (${error.message})`;
+        throw error;
+      }
     } else {
       source = await fetch(url);
     }
