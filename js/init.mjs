@@ -55,11 +55,16 @@ function checked(module) {
 
 /**
  * Rethrows a compile error; one from a page's Content-Security-Policy
- * (browsers word it as a missing 'unsafe-eval') says what the page must allow.
+ * (browsers word it as a missing 'unsafe-eval') says what the page must
+ * allow, and workerd's (a Worker built without the "workerd" condition got
+ * the browser build) how to build the Worker.
  */
 function refused(error) {
-  if (/Content.Security/i.test(error?.message)) {
-    error.message = `pepperpy-caching: this page's Content-Security-Policy forbids compiling WebAssembly; allow it with 'wasm-unsafe-eval' in script-src (${error.message})`;
+  const message = error?.message;
+  if (/Content.Security/i.test(message)) {
+    error.message = `pepperpy-caching: this page's Content-Security-Policy forbids compiling WebAssembly; allow it with 'wasm-unsafe-eval' in script-src (${message})`;
+  } else if (/disallowed by embedder/.test(message)) {
+    error.message = `pepperpy-caching: this runtime forbids compiling WebAssembly from bytes (Cloudflare Workers): build with the "workerd" export condition, as wrangler does, so the package imports its .wasm as a module; or hand initSync() an imported WebAssembly.Module (${message})`;
   }
   throw error;
 }
