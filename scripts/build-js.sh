@@ -249,6 +249,8 @@ cp js/init.d.ts "$out_dir/init.d.ts"
 # (pkg helper) the CommonJS and node10 faces of the entries' types.
 cp js/init.d.ts "$out_dir/init.d.cts"
 cp js/inline.d.ts "$out_dir/inline.d.ts"
+# (pkg helper) `pepperpy-caching/wasm`: the .wasm, typed as a source init() takes.
+cp js/wasm.d.ts js/wasm.d.cts "$out_dir/"
 # The npm README (JavaScript only) and the license.
 cp js/README.md LICENSE "$out_dir/"
 
