@@ -27,6 +27,13 @@ const defaultSource = () => {
   return new URL("./wasm/pepperpy_caching_bg.wasm", import.meta.url);
 };
 
+/** Throws where there is no WebAssembly at all (node --jitless, Safari's Lockdown Mode). */
+const needWasm = () => {
+  if (typeof WebAssembly !== "object") {
+    throw new Error("pepperpy-caching needs WebAssembly, which this runtime does not have (node --jitless and Safari's Lockdown Mode turn it off)");
+  }
+};
+
 const kind = (value) =>
   value === null ? "null" : typeof value !== "object" ? `a ${typeof value}` : `a ${value.constructor?.name ?? "object"}`.replace(/^a Object$/, "an object");
 
@@ -71,6 +78,7 @@ function refused(error) {
 
 /** The compiled module from any source init() takes. */
 async function compile(source) {
+  needWasm();
   source = await source;
   if (source instanceof WebAssembly.Module) return checked(source);
   if (typeof Request === "function" && source instanceof Request) source = await fetch(source);
@@ -141,6 +149,7 @@ export async function init(source) {
  */
 export function initSync(module) {
   if (api === undefined) {
+    needWasm();
     if (loading !== undefined) {
       throw new Error("pepperpy-caching: init() is still loading the wasm: await it instead of calling initSync()");
     }
