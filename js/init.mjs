@@ -34,8 +34,13 @@ const needWasm = () => {
   }
 };
 
-const kind = (value) =>
-  value === null ? "null" : typeof value !== "object" ? `a ${typeof value}` : `a ${value.constructor?.name ?? "object"}`.replace(/^a Object$/, "an object");
+/** What a wrong source is, for the error: "a number", "a Response", "an object". */
+const kind = (value) => {
+  if (value === null) return "null";
+  if (typeof value !== "object") return `a ${typeof value}`;
+  const name = value.constructor?.name;
+  return typeof name === "string" && name !== "" && name !== "Object" ? `a ${name}` : "an object";
+};
 
 /** The bytes in `source` (any BufferSource: WebAssembly.compile itself refuses a DataView), or undefined. */
 const bytesOf = (source) =>

@@ -36,6 +36,8 @@ function fresh(attempt) {
 const refused = {
   "init(123)": /^TypeError: pepperpy-caching: init\(\) takes a WebAssembly\.Module, the \.wasm's bytes.*got a number$/,
   "init({})": /^TypeError: pepperpy-caching: init\(\) takes .*got an object$/,
+  "init(Object.create(null))": /^TypeError: pepperpy-caching: init\(\) takes .*got an object$/,
+  "initSync(null)": /^TypeError: pepperpy-caching: initSync\(\) takes .*got null$/,
   "initSync(new Response(bytes))": /^TypeError: pepperpy-caching: initSync\(\) takes a WebAssembly\.Module or the \.wasm's bytes.*got a Response: await init\(\) instead$/,
   "initSync(Promise.resolve(bytes))": /^TypeError: pepperpy-caching: initSync\(\) takes .*got a Promise: await init\(\) instead$/,
   "init(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]))": /^TypeError: pepperpy-caching: that WebAssembly module is not this package's \.wasm/,
