@@ -109,8 +109,13 @@ class MemoryStore {
     this.#prealloc = Math.min(policy.maxSize ?? 0, PREALLOCATE_MAX);
     this.#values = new Array(this.#prealloc);
     this.#keys = new Array(this.#prealloc);
-    this.#store = new WasmStore(wasmPolicy, this.#prealloc);
-    this.#locate();
+    try {
+      this.#store = new WasmStore(wasmPolicy, this.#prealloc);
+      this.#locate();
+    } catch (error) {
+      wasmThrew();
+      throw error;
+    }
     this.#view();
   }
 
@@ -473,7 +478,6 @@ class MemoryStore {
       );
       this.#ringN = 0;
     } catch (error) {
-      unwind();
       throw this.#failed(error);
     }
     if (id < 0) {
@@ -530,6 +534,7 @@ class MemoryStore {
 
   /** What a call rethrows after `error` (and the next call checks the engine: `#repair`). */
   #failed(error) {
+    wasmThrew();
     this.#pending = true;
     this.#version = -1;
     return error instanceof RuntimeError
@@ -1074,6 +1079,7 @@ class MemoryStore {
       store.removeReported(this.#ringN);
       this.#ringN = 0;
     } catch (error) {
+      wasmThrew();
       const failure = error instanceof RuntimeError ? this.#failed(error) : error;
       this.#notify(notices);
       throw failure;
