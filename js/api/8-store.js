@@ -109,8 +109,13 @@ class MemoryStore {
     this.#prealloc = Math.min(policy.maxSize ?? 0, PREALLOCATE_MAX);
     this.#values = new Array(this.#prealloc);
     this.#keys = new Array(this.#prealloc);
-    this.#store = new WasmStore(wasmPolicy, this.#prealloc);
-    this.#locate();
+    try {
+      this.#store = new WasmStore(wasmPolicy, this.#prealloc);
+      this.#locate();
+    } catch (error) {
+      wasmThrew();
+      throw error;
+    }
     this.#view();
   }
 
@@ -328,9 +333,15 @@ class MemoryStore {
    */
   getSync(key) {
     if (--this.#untilTimed === 0) return this.#timedGet(key);
+    return this.#read(key);
+  }
+
+  /** getSync without the latency sampling (which calls this: no recursion on the hot path). */
+  #read(key) {
     const id = this.#ids.get(key);
-    if (id === undefined || this.#pending) return this.#missed(key, id);
-    if (this.#header[0] !== this.#version) this.#view();
+    if (id === undefined) return this.#missed(key, id);
+    // Also false while a failed call awaits repair (`#failed` clears the version).
+    if (this.#header[0] !== this.#version) return this.#stale(key);
     if (this.#expiring && this.#deadline[id] <= this.#now()) return this.#missed(key, id);
     this.#hit(id);
     return this.#values[id];
@@ -370,7 +381,7 @@ class MemoryStore {
   #timedGet(key) {
     this.#untilTimed = LATENCY_SAMPLE_EVERY;
     const started = this.#now();
-    const value = this.getSync(key);
+    const value = this.#read(key);
     const elapsed = this.#now() - started;
     if (!this.#disposed) {
       this.#latencyTotal += elapsed > 0 ? elapsed : 0;
@@ -380,10 +391,17 @@ class MemoryStore {
   }
 
   /** A get that found no live entry here (or a call to repair first). */
+  /** getSync when the views are out of date, or a failed call awaits repair. */
+  #stale(key) {
+    if (this.#pending || this.#disposed) this.#live();
+    else this.#view();
+    return this.#read(key);
+  }
+
   #missed(key, id) {
     if (this.#pending || this.#disposed) {
       this.#live();
-      return this.getSync(key);
+      return this.#read(key);
     }
     if (id !== undefined) {
       // Expired: the engine frees it, and it counts as a miss.
@@ -460,7 +478,6 @@ class MemoryStore {
       );
       this.#ringN = 0;
     } catch (error) {
-      unwind();
       throw this.#failed(error);
     }
     if (id < 0) {
@@ -484,6 +501,7 @@ class MemoryStore {
       this.#cutFresh = fresh;
       this.#cutKey = key;
       this.#pending = true;
+      this.#version = -1;
       throw error;
     }
     this.#notify(notices, later);
@@ -516,7 +534,9 @@ class MemoryStore {
 
   /** What a call rethrows after `error` (and the next call checks the engine: `#repair`). */
   #failed(error) {
+    wasmThrew();
     this.#pending = true;
+    this.#version = -1;
     return error instanceof RuntimeError
       ? new CacheBackendError(`the wasm engine trapped: ${error.message}`, { cause: error })
       : error;
@@ -1059,6 +1079,7 @@ class MemoryStore {
       store.removeReported(this.#ringN);
       this.#ringN = 0;
     } catch (error) {
+      wasmThrew();
       const failure = error instanceof RuntimeError ? this.#failed(error) : error;
       this.#notify(notices);
       throw failure;
