@@ -12,7 +12,7 @@
 #   wasm/bytes.cjs                  the .wasm inlined as base64 (Node, Bun, `require`)
 #   wasm/bytes.mjs, inflate.mjs     the .wasm deflated (zopfli) and base64, and its inflater:
 #                                   web.mjs, the default import everywhere else
-#   text.cjs                        UTF-8 for the CommonJS build where the host has none (jsdom)
+#   text.cjs, text.mjs              UTF-8 for the glues where the host has none (jsdom)
 #   init.cjs, wasm/pepperpy_caching_web.cjs   `/init` under `require`
 # the hand-written entries from js/ (api.mjs concatenated from js/api/, api.cjs
 # generated from api.mjs), the
@@ -153,12 +153,16 @@ const deprecated = /if \(module !== undefined\) \{\s*if \(Object\.getPrototypeOf
 if (!deprecated.test(glue)) fail("initSync in the web glue no longer takes its argument as expected");
 glue = glue.replace(deprecated, "({ module } = module);");
 if (/import\.meta|__wbg_load|__wbg_init\b|console\./.test(glue)) fail("the web glue still has its async loader");
-fs.writeFileSync(`${dir}/wasm/pepperpy_caching.mjs`, glue);
+// Its TextEncoder/TextDecoder from text.mjs where the host has none: jsdom
+// under Jest's ES module mode takes this glue (the "browser" condition) and threw at load.
+if (/\b(TextEncoder|TextDecoder)\s*=/.test(glue)) fail("the web glue no longer leaves the names TextEncoder and TextDecoder free");
+fs.writeFileSync(`${dir}/wasm/pepperpy_caching.mjs`, `import { text } from "../text.mjs";\nconst { TextEncoder, TextDecoder } = text;\n${glue}`);
 const names = [];
 let cjs = glue.replace(/^export (class|function) (\w+)/gm, (_, kind, name) => (names.push(name), `${kind} ${name}`));
 cjs = cjs.replace("export { initSync };", `module.exports = { ${names.join(", ")}, initSync };`);
 if (/^export |^import /m.test(cjs)) fail("the web glue has module syntax left");
-fs.writeFileSync(`${dir}/wasm/pepperpy_caching_web.cjs`, `"use strict";\n${cjs}`);
+const text = `const { TextEncoder, TextDecoder } = typeof globalThis.TextDecoder === "function" && typeof globalThis.TextEncoder === "function" ? globalThis : require("../text.cjs");\n`;
+fs.writeFileSync(`${dir}/wasm/pepperpy_caching_web.cjs`, `"use strict";\n${text}${cjs}`);
 let init = fs.readFileSync(initFile, "utf8");
 const swaps = [
   ['import * as glue from "./wasm/pepperpy_caching.mjs";', 'const glue = require("./wasm/pepperpy_caching_web.cjs");'],
@@ -219,7 +223,7 @@ JS
 # --- end of api.mjs from js/api/ ---
 
 # The hand-written layer. api.cjs is api.mjs with its one `export` rewritten.
-cp js/inline.cjs js/inline.mjs js/init.mjs js/deno.mjs js/workerd.mjs js/web.mjs js/text.cjs js/inflate.mjs "$out_dir/"
+cp js/inline.cjs js/inline.mjs js/init.mjs js/deno.mjs js/workerd.mjs js/web.mjs js/text.cjs js/text.mjs js/inflate.mjs "$out_dir/"
 PKG_VERSION=$version node - "$out_dir" <<'JS'
 const fs = require("node:fs");
 const dir = process.argv[2];
@@ -233,6 +237,8 @@ if (exports.length !== 1 || !/^export function bind\(/m.test(src) || /^import /m
 const text = `const { TextEncoder } = typeof globalThis.TextEncoder === "function" ? globalThis : require("./text.cjs");\n`;
 const cjs = `"use strict";\n${text}${src.replace(/^export function bind\(/m, "function bind(")}\nmodule.exports = { bind };\n`;
 fs.writeFileSync(`${dir}/api.cjs`, cjs);
+// (pkg helper) And the ES module API from text.mjs (jsdom under Jest's ES module mode).
+fs.writeFileSync(`${dir}/api.mjs`, `import { text } from "./text.mjs";\nconst { TextEncoder } = text;\n${src}`);
 const pkg = JSON.parse(fs.readFileSync("js/package.json", "utf8"));
 pkg.version = process.env.PKG_VERSION;
 fs.writeFileSync(`${dir}/package.json`, `${JSON.stringify(pkg, null, 2)}\n`);

@@ -240,6 +240,15 @@ test("Jest 30, with no configuration: the node environment and jsdom (no TextEnc
   assert.equal(report.numPassedTests, 2, "node.test.cjs and jsdom.test.cjs");
 });
 
+test("Jest 30 in ES module mode (--experimental-vm-modules), no configuration: node and jsdom", () => {
+  const dir = project("jest-esm", { links: ["jest-environment-jsdom"] });
+  const report = JSON.parse(
+    run(process.execPath, ["--experimental-vm-modules", path.join(here, "node_modules/jest/bin/jest.js"), "--ci", "--json"], dir),
+  );
+  assert.equal(report.numFailedTests, 0, JSON.stringify(report.testResults.map((r) => r.message)));
+  assert.equal(report.numPassedTests, 2, "node.test.js and jsdom.test.js");
+});
+
 test("Rollup + node-resolve with its default conditions: the bundle runs in Node on its own", () => {
   const dir = project("rollup-node", { links: ["@rollup/plugin-node-resolve"] });
   run(path.join(tools, "rollup"), ["-c"], dir);

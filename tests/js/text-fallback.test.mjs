@@ -58,3 +58,51 @@ test("text.cjs decodes as TextDecoder (ignoreBOM) does, malformed input included
     assert.equal(ours.decode(valid), node.decode(valid));
   }
 });
+
+// text.mjs, the small fallback of the ES module build (jsdom under Jest's ES
+// module mode): it only sees what the glue and API give it.
+test("text.mjs encodes as TextEncoder does, and encodeInto with 3 bytes of room per unit", async () => {
+  // Its fallback classes, as a host with neither global would get them.
+  const saved = [globalThis.TextEncoder, globalThis.TextDecoder];
+  delete globalThis.TextEncoder;
+  delete globalThis.TextDecoder;
+  let text;
+  try {
+    ({ text } = await import(`../../js/text.mjs?fallback`));
+  } finally {
+    [globalThis.TextEncoder, globalThis.TextDecoder] = saved;
+  }
+  assert.notEqual(text.TextEncoder, TextEncoder, "the fallback, not the host's");
+  const ours = new text.TextEncoder();
+  const node = new TextEncoder();
+  assert.deepEqual(ours.encode(), node.encode());
+  for (let i = 0; i < 20_000; i++) {
+    const s = randomText();
+    assert.deepEqual(ours.encode(s), node.encode(s), JSON.stringify(s));
+    const a = new Uint8Array(3 * s.length + 2);
+    const b = new Uint8Array(3 * s.length + 2);
+    assert.deepEqual(ours.encodeInto(s, a.subarray(2)), node.encodeInto(s, b.subarray(2)), JSON.stringify(s));
+    assert.deepEqual(a, b);
+  }
+  // Decoding: well-formed UTF-8 (what the wasm hands out), any code point, a BOM kept.
+  const decoder = new text.TextDecoder();
+  assert.equal(decoder.decode(), "");
+  assert.equal(decoder.decode(new Uint8Array([0xef, 0xbb, 0xbf, 0x61])), "\ufeffa");
+  for (let i = 0; i < 20_000; i++) {
+    const s = randomText();
+    const bytes = node.encode(s);
+    const padded = new Uint8Array(bytes.length + 4);
+    padded.set(bytes, 2);
+    assert.equal(decoder.decode(padded.subarray(2, 2 + bytes.length)), new TextDecoder().decode(bytes), JSON.stringify(s));
+  }
+  for (const c of [0, 0x7f, 0x80, 0x7ff, 0x800, 0xd7ff, 0xe000, 0xfffd, 0xffff, 0x10000, 0x10ffff]) {
+    const s = String.fromCodePoint(c);
+    assert.equal(decoder.decode(node.encode(s)), s, c.toString(16));
+  }
+});
+
+test("text.mjs uses the host's own where it has both", async () => {
+  const { text } = await import("../../js/text.mjs");
+  assert.equal(text.TextEncoder, TextEncoder);
+  assert.equal(text.TextDecoder, TextDecoder);
+});
