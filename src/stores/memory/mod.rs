@@ -636,7 +636,8 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
         }
         // What the set removed is dropped after the lock is released: a value's
         // Drop may panic, or use this store.
-        let removed = self.shard(key).set_returning(key, value, options);
+        let hash = self.hasher.hash_one(key);
+        let removed = write(self.shard_of(hash)).set_returning_at(hash, key, value, options);
         ready(removed.map(drop))
     }
 
