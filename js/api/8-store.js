@@ -34,10 +34,8 @@ class MemoryStore {
   #meta = new SlotMap();
   #fresh = new SlotMap();
   // The loads under way by key (the JS twin of the engine's placeholders):
-  // { token, updates }. Any write, delete, invalidate or clear of the key
-  // removes it, so a load that began before them stores nothing; an
-  // updateMetadata of the live entry is kept in `updates`, for a refresh
-  // to store with its value instead of erasing it.
+  // { token }. Any write, delete, invalidate, clear or updateMetadata of
+  // the key removes it, so a load that began before them stores nothing.
   #loads = new SlotMap();
   #nextToken = 0;
   // Whether any entry may expire: only then is the clock read on a hit.
@@ -694,14 +692,14 @@ class MemoryStore {
   /** Marks a load of `key` as begun: its token. A newer load of the key replaces it. */
   #beginLoad(key) {
     const token = ++this.#nextToken;
-    this.#loads.set(key, { token, updates: undefined });
+    this.#loads.set(key, { token });
     return token;
   }
 
   /**
-   * Ends the load `token` of `key`: its placeholder (with the metadata
-   * updates made meanwhile) if nothing wrote, deleted, invalidated or
-   * cleared the key since it began, so its value may be stored; else undefined.
+   * Ends the load `token` of `key`: its placeholder if nothing wrote,
+   * deleted, invalidated, cleared or updated the metadata of the key since
+   * it began, so its value may be stored; else undefined.
    */
   #endLoad(key, token) {
     const load = this.#loads.get(key);
@@ -853,8 +851,7 @@ class MemoryStore {
 
   /**
    * Ends a stale-while-revalidate load or refresh: stores its value if its
-   * placeholder stands (with the metadata updates made meanwhile merged
-   * over the options' metadata), fresh for `ttl` and kept `grace` more; on
+   * placeholder stands, fresh for `ttl` and kept `grace` more; on
    * failure keeps the stale value and backs off.
    */
   #finishRefresh(key, token, ok, value, o, background) {
@@ -866,9 +863,8 @@ class MemoryStore {
       this.#backOff(key, o);
       return;
     }
-    const meta = load.updates === undefined ? o.meta : merged(o.meta, load.updates);
     const fresh = { freshUntil: this.#now() + o.ttl * 1000, refreshing: false, retryAt: 0, failures: 0 };
-    this.#put(key, value, o.ttl + o.grace, meta, true, fresh);
+    this.#put(key, value, o.ttl + o.grace, o.meta, true, fresh);
   }
 
   /**
@@ -1029,9 +1025,13 @@ class MemoryStore {
     const id = this.#peekSlot(key);
     if (id === undefined) return false;
     this.#meta.set(id, merged(this.#meta.get(id), update));
-    // A refresh under way stores these too (issue 22: it erased them).
-    const load = this.#loads.size === 0 ? undefined : this.#loads.get(key);
-    if (load !== undefined) load.updates = merged(load.updates, update);
+    // A write like any other (as in Rust and Redis): a load or refresh of the
+    // key that began before it stores nothing (it would erase the update). A
+    // refresh it cancels is no longer running: the next stale read starts another.
+    if (this.#loads.size !== 0 && this.#loads.delete(key)) {
+      const state = this.#fresh.get(id);
+      if (state !== undefined) state.refreshing = false;
+    }
     return true;
   }
 
