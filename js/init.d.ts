@@ -3,8 +3,13 @@
 /** What `init` and `initSync` return: the package's classes, bound to one wasm instance. */
 export type Api = typeof import("pepperpy-caching");
 
-/** Where the wasm comes from: a compiled module, its bytes, its URL, or a fetch Response. */
-export type WasmSource = WebAssembly.Module | ArrayBuffer | ArrayBufferView | URL | string | Response;
+/**
+ * Where the wasm comes from: a compiled module, its bytes, its URL (absolute,
+ * or relative to the page), a fetch Request or Response, or a Blob. Anything
+ * else, or a module that is not this package's `.wasm`, is refused with a
+ * TypeError that leaves the package usable.
+ */
+export type WasmSource = WebAssembly.Module | ArrayBuffer | ArrayBufferView | URL | string | Request | Response | Blob;
 
 /**
  * Instantiates the package's wasm from `source` (once; later calls return the
@@ -26,6 +31,8 @@ declare global {
   namespace WebAssembly {
     interface Module {}
   }
+  interface Request {}
   interface Response {}
+  interface Blob {}
   interface URL {}
 }

@@ -21,7 +21,18 @@ let api;
 let loading;
 
 /** Where init() finds the .wasm when given no source (beside this file). */
-const defaultSource = () => new URL("./wasm/pepperpy_caching_bg.wasm", import.meta.url);
+const defaultSource = () => {
+  // A CommonJS or iife bundle leaves import.meta empty: nothing to resolve against.
+  if (typeof import.meta.url !== "string") throw new Error("pepperpy-caching: init() has no location for its .wasm in this bundle (no import.meta.url): pass the .wasm's URL or bytes (pepperpy-caching/wasm)");
+  return new URL("./wasm/pepperpy_caching_bg.wasm", import.meta.url);
+};
+
+/** Throws where there is no WebAssembly at all (node --jitless, Safari's Lockdown Mode). */
+const needWasm = () => {
+  if (typeof WebAssembly !== "object") {
+    throw new Error("pepperpy-caching needs WebAssembly, which this runtime does not have (node --jitless and Safari's Lockdown Mode turn it off)");
+  }
+};
 
 const kind = (value) =>
   value === null ? "null" : typeof value !== "object" ? `a ${typeof value}` : `a ${value.constructor?.name ?? "object"}`.replace(/^a Object$/, "an object");
@@ -49,8 +60,25 @@ function checked(module) {
   return module;
 }
 
+/**
+ * Rethrows a compile error; one from a page's Content-Security-Policy
+ * (browsers word it as a missing 'unsafe-eval') says what the page must
+ * allow, and workerd's (a Worker built without the "workerd" condition got
+ * the browser build) how to build the Worker.
+ */
+function refused(error) {
+  const message = error?.message;
+  if (/Content.Security/i.test(message)) {
+    error.message = `pepperpy-caching: this page's Content-Security-Policy forbids compiling WebAssembly; allow it with 'wasm-unsafe-eval' in script-src (${message})`;
+  } else if (/disallowed by embedder/.test(message)) {
+    error.message = `pepperpy-caching: this runtime forbids compiling WebAssembly from bytes (Cloudflare Workers): build with the "workerd" export condition, as wrangler does, so the package imports its .wasm as a module; or hand initSync() an imported WebAssembly.Module (${message})`;
+  }
+  throw error;
+}
+
 /** The compiled module from any source init() takes. */
 async function compile(source) {
+  needWasm();
   source = await source;
   if (source instanceof WebAssembly.Module) return checked(source);
   if (typeof Request === "function" && source instanceof Request) source = await fetch(source);
@@ -70,7 +98,13 @@ async function compile(source) {
       if (fs === undefined) {
         throw new Error(`pepperpy-caching: init() cannot read ${url} here (Node before 20.16 has no process.getBuiltinModule): pass the .wasm's bytes`);
       }
-      source = fs.readFileSync(url);
+      try {
+        source = fs.readFileSync(url);
+      } catch (error) {
+        // A bundle that moved this file away from the package's wasm/ (an ES module bundle for Node).
+        if (error.code === "ENOENT") error.message = `pepperpy-caching: init() found no .wasm at ${url}; pass the .wasm's URL or bytes (pepperpy-caching/wasm) (${error.message})`;
+        throw error;
+      }
     } else {
       source = await fetch(url);
     }
@@ -80,7 +114,7 @@ async function compile(source) {
     // Streaming compilation needs the wasm MIME type; without it, no warning, just the bytes.
     const type = source.headers.get("content-type") ?? "";
     if (typeof WebAssembly.compileStreaming === "function" && type.split(";")[0].trim() === "application/wasm") {
-      return WebAssembly.compileStreaming(source);
+      return checked(await WebAssembly.compileStreaming(source).catch(refused));
     }
     source = await source.arrayBuffer();
   }
@@ -90,7 +124,7 @@ async function compile(source) {
       `pepperpy-caching: init() takes a WebAssembly.Module, the .wasm's bytes (an ArrayBuffer or a typed array), its URL, a Request, a Response or a Blob, or a Promise of one; got ${kind(source)}`,
     );
   }
-  return checked(await WebAssembly.compile(bytes));
+  return checked(await WebAssembly.compile(bytes).catch(refused));
 }
 
 /** Instantiates the wasm from `source` (once) and returns the API. */
@@ -115,6 +149,7 @@ export async function init(source) {
  */
 export function initSync(module) {
   if (api === undefined) {
+    needWasm();
     if (loading !== undefined) {
       throw new Error("pepperpy-caching: init() is still loading the wasm: await it instead of calling initSync()");
     }
@@ -126,7 +161,11 @@ export function initSync(module) {
           `pepperpy-caching: initSync() takes a WebAssembly.Module or the .wasm's bytes (an ArrayBuffer or a typed array); got ${kind(module)}${wait ? ": await init() instead" : ""}`,
         );
       }
-      module = new WebAssembly.Module(bytes);
+      try {
+        module = new WebAssembly.Module(bytes);
+      } catch (error) {
+        refused(error);
+      }
     }
     glue.initSync({ module: checked(module) });
     api = bind(glue);

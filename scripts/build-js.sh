@@ -170,7 +170,7 @@ const swaps = [
   ["export async function init(", "async function init("],
   ["export function initSync(", "function initSync("],
   [
-    'const defaultSource = () => new URL("./wasm/pepperpy_caching_bg.wasm", import.meta.url);',
+    'const defaultSource = () => {\n  // A CommonJS or iife bundle leaves import.meta empty: nothing to resolve against.\n  if (typeof import.meta.url !== "string") throw new Error("pepperpy-caching: init() has no location for its .wasm in this bundle (no import.meta.url): pass the .wasm\'s URL or bytes (pepperpy-caching/wasm)");\n  return new URL("./wasm/pepperpy_caching_bg.wasm", import.meta.url);\n};',
     'const defaultSource = () => {\n  throw new Error(\'pepperpy-caching/init under require() needs the wasm: pass its bytes, e.g. fs.readFileSync(require.resolve("pepperpy-caching/wasm")), a WebAssembly.Module, a URL or a Response\');\n};',
   ],
 ];
@@ -249,6 +249,8 @@ cp js/init.d.ts "$out_dir/init.d.ts"
 # (pkg helper) the CommonJS and node10 faces of the entries' types.
 cp js/init.d.ts "$out_dir/init.d.cts"
 cp js/inline.d.ts "$out_dir/inline.d.ts"
+# (pkg helper) `pepperpy-caching/wasm`: the .wasm, typed as a source init() takes.
+cp js/wasm.d.ts js/wasm.d.cts "$out_dir/"
 # The npm README (JavaScript only) and the license.
 cp js/README.md LICENSE "$out_dir/"
 

@@ -87,8 +87,50 @@ if (args.has("--json")) {
   for (const [file, bytes] of entries.default.parts) console.log(`  ${kib(bytes).padStart(10)}  ${file}`);
 }
 
+// (pkg helper) What the READMEs say each entry weighs, against this run: a
+// claim more than `slack` off fails, so the figures cannot rot as the code
+// grows (re-measure with this script and paste).
+function readmeClaims() {
+  const found = [];
+  const slack = { min: 2048, gzip: 1024 };
+  const text = fs.readFileSync(path.join(repo, "js/README.md"), "utf8");
+  const size = text.slice(text.indexOf("## Package size")).split(/\n## /)[0];
+  const rows = [
+    ['`import "pepperpy-caching"` in a browser bundle', entries.default.min, entries.default.gzip],
+    ['`import "pepperpy-caching/inline"` in a browser bundle', entries.inline.min, entries.inline.gzip],
+    ["`pepperpy-caching/init`, the JS alone", entries.init.min, entries.init.gzip],
+    ["`pepperpy_caching_bg.wasm`, for `/init`", wasmSize.raw, wasmSize.gzip],
+  ];
+  for (const [start, min, gz] of rows) {
+    const row = size.split("\n").find((line) => line.startsWith(`| ${start}`));
+    const figures = row?.match(/\| ([\d.]+) KiB[^|]*\| ([\d.]+) KiB \|/);
+    if (figures === undefined || figures === null) {
+      found.push([`js/README.md "Package size": no row for ${start}`, false]);
+      continue;
+    }
+    found.push([`js/README.md: ${start} minified ${figures[1]} KiB (measured ${kib(min)})`, Math.abs(figures[1] * 1024 - min) <= slack.min]);
+    found.push([`js/README.md: ${start} min+gzip ${figures[2]} KiB (measured ${kib(gz)})`, Math.abs(figures[2] * 1024 - gz) <= slack.gzip]);
+  }
+  for (const [file, pattern] of [
+    ["js/README.md", /WebAssembly \(([\d.]+) KiB min\+gzip in a browser bundle/],
+    ["README.md", /browser bundle \(([\d.]+) KiB\s+min\+gzip/],
+  ]) {
+    const claim = fs.readFileSync(path.join(repo, file), "utf8").match(pattern);
+    found.push([
+      `${file}: the default import ${claim?.[1]} KiB min+gzip (measured ${kib(entries.default.gzip)})`,
+      claim !== null && Math.abs(claim[1] * 1024 - entries.default.gzip) <= slack.gzip,
+    ]);
+  }
+  return found;
+}
+
 if (args.has("--check")) {
   let over = 0;
+  const claims = readmeClaims();
+  for (const [what, ok] of claims) {
+    console.error(`[size] ${ok ? "README figure holds" : "README figure is off: re-measure and update it"}: ${what}`);
+    if (!ok) over++;
+  }
   for (const [name, size, limit] of checks) {
     if (limit === undefined) continue;
     if (size > limit) {
@@ -98,6 +140,6 @@ if (args.has("--check")) {
       console.error(`[size] ${name}: ${size} bytes min+gzip, within ${limit}`);
     }
   }
-  console.log(`size: ${checks.length - over} passed, ${over} failed`);
+  console.log(`size: ${checks.length + claims.length - over} passed, ${over} failed`);
   if (over > 0) process.exit(1);
 }

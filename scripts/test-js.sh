@@ -5,7 +5,7 @@
 #   node:test                ESM, CommonJS, memory release (--expose-gc), and the example
 #                            Worker on workerd through miniflare (tests/js/*.test.*)
 #   node:test on Node 18     the same package tests on the oldest Node that `engines` claims
-#                            (the Worker test is left out: miniflare itself needs Node 20),
+#                            (the Worker tests, workerd*.test.mjs, are left out: miniflare itself needs Node 20),
 #                            and on Node 22 (both from npm packages in tests/consumers)
 #   deno test                the package in Deno, with no permission (tests/js/deno)
 #   size budgets             the browser bundle of each entry, min+gzip, against wasm-pack.toml
@@ -74,7 +74,7 @@ run "node --test (ESM, CJS, TS, workerd)" '^# pass [0-9]+' '^# fail [0-9]+' \
   node --expose-gc --test --test-reporter=tap "${node_tests[@]}"
 
 node18_tests=()
-for t in "${node_tests[@]}"; do [ "$t" = tests/js/workerd.test.mjs ] || node18_tests+=("$t"); done
+for t in "${node_tests[@]}"; do case $t in tests/js/workerd*.test.mjs) ;; *) node18_tests+=("$t") ;; esac; done
 run "node --test on Node $("$node18" --version)" '^# pass [0-9]+' '^# fail [0-9]+' \
   "$node18" --expose-gc --test --test-reporter=tap "${node18_tests[@]}"
 

@@ -264,8 +264,8 @@ test("Node 22: import and require give one instance that works", () => {
 });
 
 test("are-the-types-wrong (every resolution mode) and publint --strict find nothing", () => {
-  // ./wasm is the .wasm file itself, for bundlers' asset imports: no types to find (README).
-  run(path.join(tools, "attw"), [tarball, "--exclude-entrypoints", "./wasm", "--format", "table-flipped"], work);
+  // Every entry point, ./wasm included (the .wasm file, typed as a source init() takes).
+  run(path.join(tools, "attw"), [tarball, "--format", "table-flipped"], work);
   assert.match(run(path.join(tools, "publint"), ["--strict", pkgDir], work), /All good/);
 });
 
@@ -282,7 +282,11 @@ describe("in a real browser (chromium)", () => {
         return;
       }
       const types = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".mjs": "text/javascript; charset=utf-8", ".wasm": "application/wasm" };
-      response.writeHead(200, { "content-type": types[path.extname(file)] ?? "application/octet-stream" });
+      const headers = { "content-type": types[path.extname(file)] ?? "application/octet-stream" };
+      // ?csp=...: the page served under that Content-Security-Policy.
+      const csp = new URL(request.url, "http://x").searchParams.get("csp");
+      if (csp !== null) headers["content-security-policy"] = csp;
+      response.writeHead(200, headers);
       fs.createReadStream(file).pipe(response);
     });
     await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -338,6 +342,19 @@ describe("in a real browser (chromium)", () => {
     await visit("esbuild-browser/index.html");
     run(esbuild, ["default.mjs", "--bundle", "--platform=browser", "--format=esm", "--outfile=default.js"], dir);
     await visit("esbuild-browser/default.html");
+  });
+
+  test("under a strict Content-Security-Policy: no eval needed, only 'wasm-unsafe-eval'; without it, an error that says so", async () => {
+    const dir = project("esbuild-browser");
+    run(path.join(tools, "esbuild"), ["default.mjs", "--bundle", "--platform=browser", "--format=esm", "--outfile=default.js"], dir);
+    // Trusted Types and no 'unsafe-eval': the package evaluates no string as code.
+    const strict = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; require-trusted-types-for 'script'";
+    await visit(`esbuild-browser/default.html?csp=${encodeURIComponent(strict)}`);
+    const problems = await visit(`esbuild-browser/default.html?csp=${encodeURIComponent("default-src 'self'; script-src 'self'")}`, { fails: true });
+    assert.ok(
+      problems.some((p) => /^page error: .*pepperpy-caching: this page's Content-Security-Policy forbids compiling WebAssembly; allow it with 'wasm-unsafe-eval' in script-src/.test(p)),
+      problems.join("\n"),
+    );
   });
 
   test("esbuild for the browser, handing the wasm to init", async () => {

@@ -64,3 +64,36 @@ for (const attempt of [
     assert.deepEqual(fresh(attempt), ["accepted", "42"]);
   });
 }
+
+// init() with no source, bundled by esbuild for Node (tests/consumers' esbuild)
+// and run from elsewhere: a CommonJS bundle has no import.meta.url ("Invalid
+// URL" before), an ES module bundle finds no .wasm beside itself (a bare
+// ENOENT before). Both say to pass the .wasm's URL or bytes.
+test("init() with no source in a bundle that lost the package's location: says to pass the wasm", async (t) => {
+  const { createRequire } = await import("node:module");
+  const fs = await import("node:fs");
+  const os = await import("node:os");
+  const path = await import("node:path");
+  let esbuild;
+  try {
+    esbuild = createRequire(path.join(repo, "tests/consumers/package.json"))("esbuild");
+  } catch {
+    t.skip("tests/consumers has no esbuild (npm ci there)");
+    return;
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pepperpy-init-bundle-"));
+  try {
+    const contents = `import { init } from "pepperpy-caching/init";
+      init().then(() => console.log("resolved"), (error) => console.log(error.message));`;
+    for (const format of ["cjs", "esm"]) {
+      const outfile = path.join(dir, `main.${format === "cjs" ? "cjs" : "mjs"}`);
+      await esbuild.build({ stdin: { contents, resolveDir: repo }, bundle: true, platform: "node", format, outfile, logLevel: "silent" });
+      const out = execFileSync(process.execPath, [outfile], { cwd: dir, encoding: "utf8" });
+      if (format === "cjs") assert.match(out, /^pepperpy-caching: init\(\) has no location for its \.wasm in this bundle .*pass the \.wasm's URL or bytes/);
+      else if (typeof process.getBuiltinModule === "function") assert.match(out, /^pepperpy-caching: init\(\) found no \.wasm at file:.*pass the \.wasm's URL or bytes/);
+      else assert.match(out, /cannot read file:.*pass the \.wasm's bytes/);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

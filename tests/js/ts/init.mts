@@ -19,3 +19,12 @@ export function fromBytes(bytes: Uint8Array): boolean {
 }
 
 export const inlineStore: inline.MemoryStore = new inline.MemoryStore({ policy: new inline.LRUPolicy({ maxSize: 1 }) });
+
+// The README's /init recipe as TypeScript: `pepperpy-caching/wasm` is the
+// .wasm file; what a bundler's loader makes of it (a URL, a module) is a
+// source init() takes.
+import wasm from "pepperpy-caching/wasm";
+
+export async function fromTheWasmEntry(): Promise<Api> {
+  return init(wasm);
+}
