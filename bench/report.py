@@ -231,6 +231,12 @@ def main():
             f"{native['trace_len']:,} operations per run after a warm-up pass; median of {native['repeats']} runs. "
             "Every cache runs the same trace; ours has its metrics on."
         )
+        if native.get("load_average_start"):
+            lines.append("")
+            lines.append(
+                f"Load average (1, 5, 15 min) at the start of the run: {native['load_average_start']}; "
+                f"at the end: {native.get('load_average_end', '?')} (2 cores shared with other work)."
+            )
         lines += throughput_table(native, [("hit ratio", lambda r: f"{r['hit_ratio']:.3f}")])
         lines += ["", "**Hit ratio against cache size** (cache-aside on a Zipf trace)", ""]
         sizes = [p["size"] for p in native["hit_ratio_curve"][0]["points"]]

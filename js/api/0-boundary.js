@@ -63,9 +63,19 @@ Object.defineProperty(WaiterSet.prototype, "size", Object.getOwnPropertyDescript
 // rests between calls (no wasm frame is ever active while this file runs).
 const stackPointer = wasm.wasmExports().__stack_pointer;
 const restingStack = stackPointer?.value;
+// Reading the global costs as much as a whole set (~85 ns, a call into the
+// engine's C++), so it is read only after a call into wasm threw: every
+// path that catches such an error calls `wasmThrew` (store calls through
+// #failed, the others through translate and matching).
+let stackMoved = false;
+function wasmThrew() {
+  stackMoved = true;
+}
 // It runs before a store call, where a replaced getter could only fail
 // the call, not split it: the plain property is enough.
 function unwind() {
+  if (!stackMoved) return;
+  stackMoved = false;
   if (stackPointer !== undefined && stackPointer.value !== restingStack) stackPointer.value = restingStack;
 }
 

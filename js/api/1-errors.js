@@ -46,6 +46,8 @@ for (const [name, Class] of Object.entries({
 
 // The policy constructors throw plain `Error`s named after the class they stand for.
 function translate(error) {
+  // It came from a call into wasm (see wasmThrew).
+  wasmThrew();
   if (error instanceof Error && !(error instanceof CacheError)) {
     const Class = errorClasses.get(error.name);
     if (Class !== undefined) return new Class(error.message);

@@ -87,6 +87,9 @@ function matching(pattern, keys) {
     }
     if (n > 0) flush();
     return out;
+  } catch (error) {
+    wasmThrew();
+    throw error;
   } finally {
     matcher.free();
   }

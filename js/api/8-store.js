@@ -34,10 +34,8 @@ class MemoryStore {
   #meta = new SlotMap();
   #fresh = new SlotMap();
   // The loads under way by key (the JS twin of the engine's placeholders):
-  // { token, updates }. Any write, delete, invalidate or clear of the key
-  // removes it, so a load that began before them stores nothing; an
-  // updateMetadata of the live entry is kept in `updates`, for a refresh
-  // to store with its value instead of erasing it.
+  // { token }. Any write, delete, invalidate, clear or updateMetadata of
+  // the key removes it, so a load that began before them stores nothing.
   #loads = new SlotMap();
   #nextToken = 0;
   // Whether any entry may expire: only then is the clock read on a hit.
@@ -109,8 +107,13 @@ class MemoryStore {
     this.#prealloc = Math.min(policy.maxSize ?? 0, PREALLOCATE_MAX);
     this.#values = new Array(this.#prealloc);
     this.#keys = new Array(this.#prealloc);
-    this.#store = new WasmStore(wasmPolicy, this.#prealloc);
-    this.#locate();
+    try {
+      this.#store = new WasmStore(wasmPolicy, this.#prealloc);
+      this.#locate();
+    } catch (error) {
+      wasmThrew();
+      throw error;
+    }
     this.#view();
   }
 
@@ -328,9 +331,15 @@ class MemoryStore {
    */
   getSync(key) {
     if (--this.#untilTimed === 0) return this.#timedGet(key);
+    return this.#read(key);
+  }
+
+  /** getSync without the latency sampling (which calls this: no recursion on the hot path). */
+  #read(key) {
     const id = this.#ids.get(key);
-    if (id === undefined || this.#pending) return this.#missed(key, id);
-    if (this.#header[0] !== this.#version) this.#view();
+    if (id === undefined) return this.#missed(key, id);
+    // Also false while a failed call awaits repair (`#failed` clears the version).
+    if (this.#header[0] !== this.#version) return this.#stale(key);
     if (this.#expiring && this.#deadline[id] <= this.#now()) return this.#missed(key, id);
     this.#hit(id);
     return this.#values[id];
@@ -370,7 +379,7 @@ class MemoryStore {
   #timedGet(key) {
     this.#untilTimed = LATENCY_SAMPLE_EVERY;
     const started = this.#now();
-    const value = this.getSync(key);
+    const value = this.#read(key);
     const elapsed = this.#now() - started;
     if (!this.#disposed) {
       this.#latencyTotal += elapsed > 0 ? elapsed : 0;
@@ -380,10 +389,17 @@ class MemoryStore {
   }
 
   /** A get that found no live entry here (or a call to repair first). */
+  /** getSync when the views are out of date, or a failed call awaits repair. */
+  #stale(key) {
+    if (this.#pending || this.#disposed) this.#live();
+    else this.#view();
+    return this.#read(key);
+  }
+
   #missed(key, id) {
     if (this.#pending || this.#disposed) {
       this.#live();
-      return this.getSync(key);
+      return this.#read(key);
     }
     if (id !== undefined) {
       // Expired: the engine frees it, and it counts as a miss.
@@ -460,7 +476,6 @@ class MemoryStore {
       );
       this.#ringN = 0;
     } catch (error) {
-      unwind();
       throw this.#failed(error);
     }
     if (id < 0) {
@@ -484,6 +499,7 @@ class MemoryStore {
       this.#cutFresh = fresh;
       this.#cutKey = key;
       this.#pending = true;
+      this.#version = -1;
       throw error;
     }
     this.#notify(notices, later);
@@ -516,7 +532,9 @@ class MemoryStore {
 
   /** What a call rethrows after `error` (and the next call checks the engine: `#repair`). */
   #failed(error) {
+    wasmThrew();
     this.#pending = true;
+    this.#version = -1;
     return error instanceof RuntimeError
       ? new CacheBackendError(`the wasm engine trapped: ${error.message}`, { cause: error })
       : error;
@@ -674,14 +692,14 @@ class MemoryStore {
   /** Marks a load of `key` as begun: its token. A newer load of the key replaces it. */
   #beginLoad(key) {
     const token = ++this.#nextToken;
-    this.#loads.set(key, { token, updates: undefined });
+    this.#loads.set(key, { token });
     return token;
   }
 
   /**
-   * Ends the load `token` of `key`: its placeholder (with the metadata
-   * updates made meanwhile) if nothing wrote, deleted, invalidated or
-   * cleared the key since it began, so its value may be stored; else undefined.
+   * Ends the load `token` of `key`: its placeholder if nothing wrote,
+   * deleted, invalidated, cleared or updated the metadata of the key since
+   * it began, so its value may be stored; else undefined.
    */
   #endLoad(key, token) {
     const load = this.#loads.get(key);
@@ -833,8 +851,7 @@ class MemoryStore {
 
   /**
    * Ends a stale-while-revalidate load or refresh: stores its value if its
-   * placeholder stands (with the metadata updates made meanwhile merged
-   * over the options' metadata), fresh for `ttl` and kept `grace` more; on
+   * placeholder stands, fresh for `ttl` and kept `grace` more; on
    * failure keeps the stale value and backs off.
    */
   #finishRefresh(key, token, ok, value, o, background) {
@@ -846,9 +863,8 @@ class MemoryStore {
       this.#backOff(key, o);
       return;
     }
-    const meta = load.updates === undefined ? o.meta : merged(o.meta, load.updates);
     const fresh = { freshUntil: this.#now() + o.ttl * 1000, refreshing: false, retryAt: 0, failures: 0 };
-    this.#put(key, value, o.ttl + o.grace, meta, true, fresh);
+    this.#put(key, value, o.ttl + o.grace, o.meta, true, fresh);
   }
 
   /**
@@ -1009,9 +1025,13 @@ class MemoryStore {
     const id = this.#peekSlot(key);
     if (id === undefined) return false;
     this.#meta.set(id, merged(this.#meta.get(id), update));
-    // A refresh under way stores these too (issue 22: it erased them).
-    const load = this.#loads.size === 0 ? undefined : this.#loads.get(key);
-    if (load !== undefined) load.updates = merged(load.updates, update);
+    // A write like any other (as in Rust and Redis): a load or refresh of the
+    // key that began before it stores nothing (it would erase the update). A
+    // refresh it cancels is no longer running: the next stale read starts another.
+    if (this.#loads.size !== 0 && this.#loads.delete(key)) {
+      const state = this.#fresh.get(id);
+      if (state !== undefined) state.refreshing = false;
+    }
     return true;
   }
 
@@ -1059,6 +1079,7 @@ class MemoryStore {
       store.removeReported(this.#ringN);
       this.#ringN = 0;
     } catch (error) {
+      wasmThrew();
       const failure = error instanceof RuntimeError ? this.#failed(error) : error;
       this.#notify(notices);
       throw failure;

@@ -60,7 +60,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// cache.set("user:1", "Ada".to_string(), SetOptions::new().ttl(Duration::from_secs(60))).await?;
 /// assert_eq!(cache.get("user:1").await?.as_deref(), Some("Ada")); // from Redis, now in memory
 /// assert_eq!(cache.get("user:1").await?.as_deref(), Some("Ada")); // from memory
-/// assert!(cache.in_memory("user:1")); // unless another process wrote it meanwhile
+/// assert!(cache.in_memory("user:1")); // unless something wrote it meanwhile (see "When memory is trusted")
 /// # Ok(()) }
 /// ```
 ///

@@ -139,6 +139,7 @@ impl Bench for Quick {
 const OURS: &str = "pepperpy MemoryStore (S3-FIFO)";
 const CACHES: &[&str] = &[
     OURS,
+    "pepperpy MemoryStore (S3-FIFO, 1 shard)",
     "pepperpy MemoryStore (LRU)",
     "pepperpy MemoryStore (LRU, 8 shards)",
     "Mutex<lru::LruCache>",
@@ -149,6 +150,9 @@ const CACHES: &[&str] = &[
 fn make(name: &str, capacity: usize) -> Arc<dyn Bench> {
     match name {
         "pepperpy MemoryStore (S3-FIFO)" => Arc::new(Ours(MemoryStore::new(S3FifoPolicy::new(capacity).unwrap()))),
+        "pepperpy MemoryStore (S3-FIFO, 1 shard)" => {
+            Arc::new(Ours(MemoryStore::builder(S3FifoPolicy::new(capacity).unwrap()).shards(1).build()))
+        }
         "pepperpy MemoryStore (S3-FIFO classic)" => {
             Arc::new(Ours(MemoryStore::new(S3FifoPolicy::new(capacity).unwrap().adaptive(false))))
         }
@@ -213,7 +217,14 @@ fn churn(args: &[String]) {
     let capacity: usize = value("--capacity").map_or(100_000, |s| s.parse().unwrap());
     let only = value("--only");
     let mut results = Vec::new();
-    for name in ["Mutex<lru::LruCache>", OURS, "pepperpy MemoryStore (S3-FIFO classic)", "pepperpy MemoryStore (LRU)", "quick_cache::sync::Cache", "moka::sync::Cache"] {
+    for name in [
+        "Mutex<lru::LruCache>",
+        OURS,
+        "pepperpy MemoryStore (S3-FIFO classic)",
+        "pepperpy MemoryStore (LRU)",
+        "quick_cache::sync::Cache",
+        "moka::sync::Cache",
+    ] {
         if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
             continue;
         }
@@ -272,10 +283,21 @@ fn main() {
 
     let mut report = serde_json::Map::new();
     report.insert("ours".into(), OURS.into());
+    // The machine is shared: the load average says how much the figures mean.
+    let loadavg = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+    };
+    report.insert("load_average_start".into(), loadavg().into());
     // Another configuration of ours: shown in the tables, not compared as a peer.
     report.insert(
         "variants".into(),
-        serde_json::json!(["pepperpy MemoryStore (LRU)", "pepperpy MemoryStore (LRU, 8 shards)"]),
+        serde_json::json!([
+            "pepperpy MemoryStore (S3-FIFO, 1 shard)",
+            "pepperpy MemoryStore (LRU)",
+            "pepperpy MemoryStore (LRU, 8 shards)"
+        ]),
     );
     report.insert("capacity".into(), capacity.into());
     report.insert("key_space".into(), key_space.into());
@@ -353,6 +375,7 @@ fn main() {
         curve.push(serde_json::json!({ "cache": cache_name, "points": points }));
     }
     report.insert("hit_ratio_curve".into(), curve.into());
+    report.insert("load_average_end".into(), loadavg().into());
 
     if let Some(path) = out {
         std::fs::write(&path, serde_json::to_string_pretty(&serde_json::Value::Object(report)).unwrap()).unwrap();

@@ -43,8 +43,11 @@ fn measure(n: usize, fill: impl FnOnce(&[String]) -> Box<dyn std::any::Any>) -> 
 }
 
 pub fn main(args: &[String]) {
-    let n: usize =
-        args.iter().position(|a| a == "--entries").and_then(|i| args.get(i + 1)).map_or(1_000_000, |s| s.parse().unwrap());
+    let n: usize = args
+        .iter()
+        .position(|a| a == "--entries")
+        .and_then(|i| args.get(i + 1))
+        .map_or(1_000_000, |s| s.parse().unwrap());
     let ours = |policy: pepperpy_caching::Policy| {
         move |keys: &[String]| {
             let store = MemoryStore::<u64>::builder(policy).shards(1).build();
@@ -54,8 +57,27 @@ pub fn main(args: &[String]) {
             Box::new(store) as Box<dyn std::any::Any>
         }
     };
+    // Full and evicting: the ghost is allocated (at the first eviction) and the
+    // sketch has grown to the capacity, both counted.
+    let churned = |policy: pepperpy_caching::Policy| {
+        move |keys: &[String]| {
+            let store = MemoryStore::<u64>::builder(policy).shards(1).build();
+            for (i, k) in keys.iter().enumerate() {
+                store.set(k, i as u64, SetOptions::new()).into_inner().unwrap();
+            }
+            for i in 0..keys.len() {
+                store.set(&format!("key:{}", keys.len() + i), i as u64, SetOptions::new()).into_inner().unwrap();
+            }
+            Box::new(store) as Box<dyn std::any::Any>
+        }
+    };
     let rows: Vec<(&str, f64)> = vec![
         ("pepperpy MemoryStore (S3-FIFO)", measure(n, ours(S3FifoPolicy::new(n).unwrap().into()))),
+        ("pepperpy MemoryStore (S3-FIFO, evicting)", measure(n, churned(S3FifoPolicy::new(n).unwrap().into()))),
+        (
+            "pepperpy MemoryStore (S3-FIFO classic, evicting)",
+            measure(n, churned(S3FifoPolicy::new(n).unwrap().adaptive(false).into())),
+        ),
         ("pepperpy MemoryStore (LRU)", measure(n, ours(LruPolicy::new(n).unwrap().into()))),
         (
             "pepperpy MemoryStore (TTL)",
@@ -82,7 +104,7 @@ pub fn main(args: &[String]) {
             }),
         ),
     ];
-    let lru = rows[3].1.min(rows[4].1);
+    let lru = rows[5].1.min(rows[6].1);
     for (name, bytes) in &rows {
         println!("  {name:34} {bytes:>7.1} B/entry  ours/lru {:.2}x", bytes / lru);
     }

@@ -51,7 +51,12 @@ pub fn main(args: &[String]) {
         println!("{calls} calls each, interleaved (ns)          p50     p99");
         println!("  plain get hit, same key              {:>6}  {:>6}", pp.0, pp.1);
         println!("  get_or_refresh, fresh                {:>6}  {:>6}", fp.0, fp.1);
-        println!("  get_or_refresh, stale, refresh running {:>4}  {:>6}   p99 {:.2}x of a plain hit", sp.0, sp.1, sp.1 as f64 / pp.1 as f64);
+        println!(
+            "  get_or_refresh, stale, refresh running {:>4}  {:>6}   p99 {:.2}x of a plain hit",
+            sp.0,
+            sp.1,
+            sp.1 as f64 / pp.1 as f64
+        );
         println!("  stale hits counted: {}", s.stale_hits);
     });
 }

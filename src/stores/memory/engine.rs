@@ -149,17 +149,18 @@ pub(crate) struct Removed<V> {
 }
 
 /// The entries one call removed, kept until the engine is consistent again:
-/// up to four inline (a `set` removes at most the replaced entry, one evicted
-/// and a few expired ones), more on the heap.
+/// up to two inline (a `set` removes the replaced entry or one evicted, and
+/// rarely expired ones too), more on the heap. Small, because every `set`
+/// returns one.
 pub(crate) struct Removals<V> {
-    inline: [Option<(Removed<V>, Reason)>; 4],
+    inline: [Option<(Removed<V>, Reason)>; 2],
     len: usize,
     spill: Vec<(Removed<V>, Reason)>,
 }
 
 impl<V> Removals<V> {
     pub fn new() -> Self {
-        Removals { inline: [const { None }; 4], len: 0, spill: Vec::new() }
+        Removals { inline: [const { None }; 2], len: 0, spill: Vec::new() }
     }
 
     fn push(&mut self, removed: Removed<V>, reason: Reason) {
@@ -712,9 +713,15 @@ impl<V> Engine<V> {
     /// evicted or reclaimed for room) for the caller to drop or report. The
     /// replaced entry's `key` is left empty: it is the key of this `set`.
     pub fn set_returning(&mut self, key: &str, value: V, options: SetOptions) -> Result<Removals<V>> {
+        self.set_returning_at(self.hash(key), key, value, options)
+    }
+
+    /// [`set_returning`](Self::set_returning) of a key whose hash the caller
+    /// has (the store hashed it to pick the shard).
+    pub fn set_returning_at(&mut self, hash: u64, key: &str, value: V, options: SetOptions) -> Result<Removals<V>> {
+        debug_assert_eq!(hash, self.hash(key));
         check_key(key)?;
         let ttl = check_set_options(&options, self.default_ttl)?;
-        let hash = self.hash(key);
         let existing = self.find(hash, key);
         if existing.is_none() && self.free == NIL && self.slots.len() as u64 >= MAX_SLOTS as u64 {
             return Err(CacheError::Policy(format!("a memory store holds at most {MAX_SLOTS} entries")));
@@ -751,7 +758,9 @@ impl<V> Engine<V> {
         let expires_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
         let metadata = options.metadata.map(Box::new);
         let mut removed = Removals::new();
-        self.reclaim_expired(now, RECLAIM_PER_WRITE, &mut removed);
+        if !self.expiries.is_empty() {
+            self.reclaim_expired(now, RECLAIM_PER_WRITE, &mut removed);
+        }
         // The reclaim may have taken the entry under this very key.
         let existing = existing.filter(|&id| self.slots[id as usize].list != FREE);
 
@@ -779,7 +788,8 @@ impl<V> Engine<V> {
             let old = Removed { key: Box::default(), value: live_owned(old_value), metadata: old_metadata };
             removed.push(old, if was_expired { Reason::Expired } else { Reason::Replaced });
         } else if self.adaptive.is_some() {
-            let full = self.live >= self.max_size && !self.reclaim_expired(now, 1, &mut removed);
+            let full =
+                self.live >= self.max_size && (self.expiries.is_empty() || !self.reclaim_expired(now, 1, &mut removed));
             let (list, evicted) = self.admit(hash, full);
             if let Some(evicted) = evicted {
                 self.counters.evictions += 1;

@@ -134,6 +134,10 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
     /// The default: under LRU and TTL, 1 shard, which keeps their order exact;
     /// under S3-FIFO (an approximate policy to begin with), four per CPU
     /// rounded up to a power of two, with at least 1,024 entries a shard.
+    /// The shards of an adaptive S3-FIFO store share one setting: the first
+    /// shard's shadow caches choose it and the others follow, so a sharded
+    /// store adapts as a whole one does (hit ratios sharded and unsharded are
+    /// within 0.3 points on the ARC traces, Zipf and loops; see the README).
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
@@ -636,7 +640,8 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
         }
         // What the set removed is dropped after the lock is released: a value's
         // Drop may panic, or use this store.
-        let removed = self.shard(key).set_returning(key, value, options);
+        let hash = self.hasher.hash_one(key);
+        let removed = write(self.shard_of(hash)).set_returning_at(hash, key, value, options);
         ready(removed.map(drop))
     }
 

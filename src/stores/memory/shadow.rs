@@ -6,7 +6,7 @@
 //! traces but loses on recency-heavy ones. Hill climbing on the live hit rate
 //! moves too slowly and too noisily to choose. Instead, four miniature caches
 //! (one per [`SETTINGS`]) replay a hash sample of the keys (one key in
-//! 2^k, so each holds 2,048 to 4,095 entries, or the whole capacity when it is
+//! 2^k, so each holds 1,024 to 2,047 entries, or the whole capacity when it is
 //! smaller) and the live cache takes the setting of the one that missed
 //! least over the last period, if it beat the current one by more than 1%.
 //!
@@ -66,7 +66,7 @@ pub(crate) fn ghost_size(cap: usize) -> usize {
 
 /// Entries a shadow aims for at least: the sample is one key in 2^k with the
 /// largest k leaving this many.
-const SHADOW_MIN: usize = 2048;
+const SHADOW_MIN: usize = 1024;
 /// A decision every this many x a shadow's capacity sampled accesses.
 const PERIOD_PER_ENTRY: u64 = 8;
 /// The first decision after this many x a shadow's capacity.
@@ -185,7 +185,6 @@ pub(crate) struct Mini {
     small: VecDeque<u64>,
     main: VecDeque<u64>,
     ghost: BucketGhost,
-    sketch: FrequencySketch,
     evicted_once: bool,
     pub misses: u64,
 }
@@ -200,7 +199,6 @@ impl Mini {
             small: VecDeque::new(),
             main: VecDeque::new(),
             ghost: BucketGhost::new(ghost_size(cap)),
-            sketch: FrequencySketch::new(cap),
             evicted_once: false,
             misses: 0,
         }
@@ -210,15 +208,14 @@ impl Mini {
         &mut self.entries.find_mut(hash, |e| e.0 == hash).expect("a queued hash is held").1
     }
 
-    /// One access to `hash`: a hit bumps its count, a miss inserts it.
-    pub fn access(&mut self, hash: u64) {
+    /// One access to `hash` (already counted in `sketch`): a hit bumps its
+    /// count, a miss inserts it.
+    pub fn access(&mut self, hash: u64, sketch: &FrequencySketch) {
         if let Some(e) = self.entries.find_mut(hash, |e| e.0 == hash) {
             e.1 = (e.1 + 1).min(MAX_CLOCK);
-            self.sketch.increment(hash);
             return;
         }
         self.misses += 1;
-        self.sketch.admit(hash);
         let returning = self.ghost.take(hash);
         let full = self.entries.len() >= self.cap;
         let to_main = if !full {
@@ -226,7 +223,7 @@ impl Mini {
             returning || (!self.evicted_once && self.small.len() >= self.small_cap)
         } else if returning && self.setting.duel && self.main.len() >= self.cap.saturating_sub(self.small_cap).max(1) {
             let victim = self.main_victim();
-            if self.sketch.frequency(hash) > self.sketch.frequency(victim) {
+            if sketch.frequency(hash) > sketch.frequency(victim) {
                 self.main.pop_front();
                 self.entries.find_entry(victim, |e| e.0 == victim).expect("held").remove();
                 self.evicted_once = true;
@@ -294,6 +291,9 @@ impl Mini {
 /// The four shadows and the choice between them.
 pub(crate) struct Shadows {
     minis: Vec<Mini>,
+    /// How often each sampled key was seen: the minis see the same stream,
+    /// so one sketch serves the two that duel (and costs one update).
+    sketch: FrequencySketch,
     current: usize,
     period: u64,
     seen: u64,
@@ -304,6 +304,7 @@ impl Shadows {
         let period = PERIOD_PER_ENTRY * shadow_cap as u64;
         Shadows {
             minis: SETTINGS.iter().map(|&s| Mini::new(s, shadow_cap)).collect(),
+            sketch: FrequencySketch::new(shadow_cap),
             current: 0,
             period,
             // The first decision comes sooner, as soon as the shadows have
@@ -321,8 +322,9 @@ impl Shadows {
 
     /// One sampled access.
     pub fn access(&mut self, hash: u64) {
+        self.sketch.admit(hash);
         for mini in &mut self.minis {
-            mini.access(hash);
+            mini.access(hash, &self.sketch);
         }
         self.seen += 1;
         if self.seen < self.period {

@@ -75,53 +75,55 @@ impl FrequencySketch {
         self.increment(hash);
     }
 
-    /// The four counters of `hash`: (word, bit shift) for each row.
-    #[inline]
-    fn counters(&self, hash: u64) -> [(usize, u32); 4] {
+    /// Where `hash`'s counters are: the first word of its block, and the
+    /// bits that pick a word and a counter in it for each row.
+    #[inline(always)]
+    fn place(&self, hash: u64) -> (usize, u32) {
         let block = ((hash ^ (hash >> 32)) as usize & self.mask) << 3;
-        // Another mix of the hash picks the word and the counter in it.
-        let h = (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32;
-        std::array::from_fn(|row| {
-            let bits = h >> (row * 8);
-            (block + (row << 1) + (bits & 1) as usize, ((bits >> 1) & 15) << 2)
-        })
+        // Another mix of the hash picks the words and the counters in them.
+        (block, (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32)
+    }
+
+    /// Row `row`'s counter: a word of the block (2 x row or the next) and
+    /// the counter's bit shift in it.
+    #[inline(always)]
+    fn lane(bits: u32, row: usize) -> (usize, u32) {
+        let b = bits >> (row * 8);
+        ((row << 1) + (b & 1) as usize, ((b >> 1) & 15) << 2)
     }
 
     /// The estimated count of `hash` (at most [`MAX_COUNT`]): never below the
     /// true count since the last halving, halved with it.
     pub fn frequency(&self, hash: u64) -> u8 {
-        self.counters(hash).iter().map(|&(i, shift)| ((self.table[i] >> shift) & 0xF) as u8).min().unwrap_or(0)
+        let (start, bits) = self.place(hash);
+        let block: &[u64; 8] = self.table[start..start + 8].try_into().expect("a block is eight words");
+        let mut min = u64::from(MAX_COUNT);
+        for row in 0..4 {
+            let (word, shift) = Self::lane(bits, row);
+            min = min.min((block[word] >> shift) & 0xF);
+        }
+        min as u8
     }
 
     /// Counts one more occurrence of `hash`.
+    #[inline]
     pub fn increment(&mut self, hash: u64) {
-        let mut added = false;
-        for (i, shift) in self.counters(hash) {
-            if (self.table[i] >> shift) & 0xF < u64::from(MAX_COUNT) {
-                self.table[i] += 1 << shift;
-                added = true;
-            }
-        }
-        if added {
-            self.size += 1;
-            if self.size >= self.sample_size {
-                self.halve();
-            }
-        }
+        self.increment_by(hash, 1);
     }
 
     /// Counts `n` more occurrences of `hash` (the hits an entry gathered
-    /// since it was last looked at, handed over in one batch).
-    /// One pass over the four counters: as `n` calls of [`increment`]
-    /// (Self::increment), except that a halving due in the middle of the
-    /// batch comes after it.
+    /// since it was last looked at, handed over in one batch), in one pass
+    /// over the four counters: as `n` calls of [`increment`](Self::increment),
+    /// except that a halving due in the middle of the batch comes after it.
     pub fn increment_by(&mut self, hash: u64, n: u8) {
         let n = u64::from(n.min(MAX_COUNT));
+        let (start, bits) = self.place(hash);
+        let block: &mut [u64; 8] = (&mut self.table[start..start + 8]).try_into().expect("a block is eight words");
         let mut added = 0;
-        for (i, shift) in self.counters(hash) {
-            let room = u64::from(MAX_COUNT) - ((self.table[i] >> shift) & 0xF);
-            let add = n.min(room);
-            self.table[i] += add << shift;
+        for row in 0..4 {
+            let (word, shift) = Self::lane(bits, row);
+            let add = n.min(u64::from(MAX_COUNT) - ((block[word] >> shift) & 0xF));
+            block[word] += add << shift;
             added = added.max(add);
         }
         self.size += added;
@@ -216,6 +218,14 @@ mod tests {
         }
         assert_eq!(one.table, batch.table);
         assert_eq!(one.size, batch.size);
+        // Against exact counts: a key's four counters each hold at least its count.
+        let mut exact = std::collections::HashMap::new();
+        for i in 0..300u64 {
+            *exact.entry(i).or_insert(0u64) += i % 20;
+        }
+        for (&i, &n) in &exact {
+            assert!(u64::from(batch.frequency(spread(i))) >= n.min(15), "key {i}");
+        }
     }
 
     #[test]
