@@ -8,8 +8,9 @@ export type WasmSource = WebAssembly.Module | ArrayBuffer | ArrayBufferView | UR
 
 /**
  * Instantiates the package's wasm from `source` (once; later calls return the
- * same API). Without a source, fetches `wasm/pepperpy_caching_bg.wasm` beside
- * the package's files.
+ * same API). Without a source, loads `wasm/pepperpy_caching_bg.wasm` from
+ * beside the package's files: fetched, or read from disk in Node 20.16 or
+ * later (under `require`, a source is needed).
  */
 export function init(source?: WasmSource | Promise<WasmSource>): Promise<Api>;
 

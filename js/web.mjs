@@ -1,19 +1,12 @@
-// Browsers and bundlers with an asset pipeline for it (webpack, Vite): they
-// see `new URL(..., import.meta.url)` below and ship the .wasm;
-// a top-level await instantiates it, so the classes are ready once the import
-// resolves. Toolchains without either: `pepperpy-caching/inline`, or hand the
-// wasm over yourself with `pepperpy-caching/init`.
-import { init } from "./init.mjs";
-
-const wasmUrl = new URL("./wasm/pepperpy_caching_bg.wasm", import.meta.url);
-const api = await init(wasmUrl).catch((error) => {
-  throw new Error(
-    `pepperpy-caching could not load its WebAssembly from ${wasmUrl}: is the file served there? ` +
-      'A bundler without an asset pipeline for `new URL(..., import.meta.url)` (esbuild) does not ship it: ' +
-      'import "pepperpy-caching/inline" instead, or see the package README',
-    { cause: error },
-  );
-});
+// The default import wherever Node, Bun, workerd or Deno is not the runtime:
+// browsers and every bundler for them (webpack, Vite, Rollup, Parcel,
+// esbuild, bun build, Next.js's client and Edge builds), web workers, and
+// `pepperpy-caching/inline` there. Plain ES modules with the wasm inlined
+// (wasm/bytes.mjs) and instantiated synchronously: no asset for a bundler to
+// ship, no fetch, no top-level await (an iife worker bundle cannot hold one).
+// To ship the .wasm as a file of its own, use `pepperpy-caching/init`.
+import { initSync } from "./init.mjs";
+import bytes from "./wasm/bytes.mjs";
 
 export const {
   MemoryStore,
@@ -30,4 +23,4 @@ export const {
   CacheBackendError,
   CacheReentrantLoadError,
   CacheTimeoutError,
-} = api;
+} = initSync(bytes);

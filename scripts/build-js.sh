@@ -9,12 +9,17 @@
 #   wasm/pepperpy_caching_bg.wasm   the one .wasm (the web, workerd, Deno and init entries)
 #   wasm/pepperpy_caching.mjs       the web glue (ES module, init/initSync)
 #   wasm/pepperpy_caching.cjs       the nodejs glue (CommonJS), fed by wasm/bytes.cjs,
-#   wasm/bytes.cjs                  the .wasm inlined as base64 (Node, Bun, `/inline`)
+#   wasm/bytes.cjs                  the .wasm inlined as base64 (Node, Bun, `require`)
+#   wasm/bytes.mjs, inflate.mjs     the .wasm deflated (zopfli) and base64, and its inflater:
+#                                   web.mjs, the default import everywhere else
+#   text.cjs, text.mjs              UTF-8 for the glues where the host has none (jsdom)
+#   init.cjs, wasm/pepperpy_caching_web.cjs   `/init` under `require`
 # the hand-written entries from js/ (api.mjs concatenated from js/api/, api.cjs
 # generated from api.mjs), the
 # types, js/package.json with the crate's version, js/README.md and LICENSE.
 #
-# Needs: wasm-pack, the wasm32-unknown-unknown target, `npm ci` done at the root.
+# Needs: wasm-pack, the wasm32-unknown-unknown target, `npm ci` done at the root
+# (binaryen's wasm-opt, @gfx/zopfli).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -63,33 +68,120 @@ cp "$stage/web/pepperpy_caching_bg.wasm" "$out_dir/wasm/pepperpy_caching_bg.wasm
 # The web glue (ES module, init/initSync): the browser, workerd, Deno and init entries.
 # Its first line points Deno at a .d.ts the package does not ship (the types are index.d.ts).
 sed '1{/@ts-self-types/d}' "$stage/web/pepperpy_caching.js" > "$out_dir/wasm/pepperpy_caching.mjs"
+# --- package glue post-processing (the pkg helper's block) ---
 # The nodejs glue (CommonJS, instantiates on require) takes its bytes from
-# wasm/bytes.cjs instead of reading a file beside itself, which a bundle moves.
-PKG_WASM=$stage/nodejs/pepperpy_caching_bg.wasm node - "$stage/nodejs/pepperpy_caching.js" "$out_dir/wasm" <<'JS'
+# wasm/bytes.cjs instead of reading a file beside itself, which a bundle moves,
+# and its TextEncoder/TextDecoder from text.cjs where the host has none (jsdom
+# under Jest constructs nothing of the kind: the glue threw at load).
+# wasm/bytes.mjs is the same bytes as an ES module, for web.mjs: the default
+# import everywhere but Node, Bun, workerd and Deno, instantiated
+# synchronously with no top-level await and no asset to ship. There the .wasm
+# is deflated before base64 (inflate.mjs undoes it): a browser bundle then
+# gzips to within a few hundred bytes of the .wasm file's own gzip, where
+# base64 of the raw bytes adds a third (scripts/size.mjs measures both).
+PKG_ROOT=$root PKG_WASM=$stage/nodejs/pepperpy_caching_bg.wasm node - "$stage/nodejs/pepperpy_caching.js" "$out_dir/wasm" <<'JS'
 const fs = require("node:fs");
 const [glueFile, dir] = process.argv.slice(2);
-const glue = fs.readFileSync(glueFile, "utf8");
-const read = /^const wasmPath = .*\nconst wasmBytes = require\('fs'\)\.readFileSync\(wasmPath\);$/m;
-if (!read.test(glue)) {
-  console.error("[build-js] the nodejs glue no longer reads the .wasm as expected: update scripts/build-js.sh");
+let glue = fs.readFileSync(glueFile, "utf8");
+const fail = (what) => {
+  console.error(`[build-js] the nodejs glue no longer ${what}: update scripts/build-js.sh`);
   process.exit(1);
-}
-fs.writeFileSync(`${dir}/pepperpy_caching.cjs`, glue.replace(read, "const wasmBytes = require('./bytes.cjs');"));
+};
+const read = /^const wasmPath = .*\nconst wasmBytes = require\('fs'\)\.readFileSync\(wasmPath\);$/m;
+if (!read.test(glue)) fail("reads the .wasm as expected");
+glue = glue.replace(read, "const wasmBytes = require('./bytes.cjs');");
+if (/\b(TextEncoder|TextDecoder)\s*=/.test(glue)) fail("leaves the names TextEncoder and TextDecoder free");
+glue = glue.replace(/^\/\* @ts-self-types=.*\n/, "");
+glue =
+  `const { TextEncoder, TextDecoder } = typeof globalThis.TextDecoder === "function" && typeof globalThis.TextEncoder === "function" ? globalThis : require("../text.cjs");\n` +
+  glue;
+fs.writeFileSync(`${dir}/pepperpy_caching.cjs`, glue);
 const base64 = fs.readFileSync(process.env.PKG_WASM).toString("base64");
-fs.writeFileSync(
-  `${dir}/bytes.cjs`,
-  `"use strict";
-// pepperpy_caching_bg.wasm, base64, for the builds that must not look for a file.
-const base64 = "${base64}";
-module.exports =
-  typeof Uint8Array.fromBase64 === "function"
+// No free `Buffer`: Parcel would look for a polyfill package (and fail without one).
+const decode = `typeof Uint8Array.fromBase64 === "function"
     ? Uint8Array.fromBase64(base64)
-    : typeof Buffer === "function"
-      ? Buffer.from(base64, "base64")
-      : Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    : typeof globalThis.Buffer === "function"
+      ? globalThis.Buffer.from(base64, "base64")
+      : Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))`;
+const header = "// pepperpy_caching_bg.wasm, base64, for the builds that must not look for a file.";
+fs.writeFileSync(`${dir}/bytes.cjs`, `"use strict";\n${header}\nconst base64 = "${base64}";\nmodule.exports = ${decode};\n`);
+// Zopfli (node_modules/@gfx/zopfli, zopfli compiled to wasm): a zlib stream
+// about 6% smaller than zlib's level 9, so 2 KiB off every browser bundle.
+const wasm = fs.readFileSync(process.env.PKG_WASM);
+require(`${process.env.PKG_ROOT}/node_modules/@gfx/zopfli`)
+  .zlibAsync(wasm, { numiterations: 15 })
+  .then((packed) => {
+    packed = Buffer.from(packed);
+    if (!require("node:zlib").inflateSync(packed).equals(wasm)) throw new Error("its stream does not inflate to the .wasm");
+    fs.writeFileSync(
+      `${dir}/bytes.mjs`,
+      `// pepperpy_caching_bg.wasm, deflated (a zlib stream, by zopfli), then base64: see inflate.mjs.
+import { inflate } from "../inflate.mjs";
+const base64 = "${packed.toString("base64")}";
+export default inflate(${decode}, ${wasm.length});
 `,
-);
+    );
+  })
+  .catch((error) => {
+    console.error(`[build-js] zopfli failed (npm ci at the root installs it): ${error.stack}`);
+    process.exit(1);
+  });
 JS
+# The web glue keeps only its synchronous instantiation: wasm-bindgen's async
+# loader (fetch, instantiateStreaming, its deprecation warnings) is cut, and
+# init.mjs compiles the module itself, so a bundle that never calls init()
+# (every default import) carries none of it: 1.5 KiB minified, 0.6 KiB gzipped.
+# `pepperpy-caching/init` for `require`: that glue and init.mjs as CommonJS
+# (init.cjs, wasm/pepperpy_caching_web.cjs). No default location for the
+# .wasm there: `import.meta.url` has no CommonJS counterpart a bundler keeps.
+node - "$stage/web/pepperpy_caching.js" js/init.mjs "$out_dir" <<'JS'
+const fs = require("node:fs");
+const [glueFile, initFile, dir] = process.argv.slice(2);
+const fail = (what) => {
+  console.error(`[build-js] ${what}: update scripts/build-js.sh`);
+  process.exit(1);
+};
+let glue = fs.readFileSync(glueFile, "utf8").replace(/^\/\* @ts-self-types=.*\n/, "");
+const tail = "export { initSync, __wbg_init as default };";
+const load = glue.indexOf("async function __wbg_load(");
+const sync = glue.indexOf("function initSync(");
+const async = glue.indexOf("let __wbg_init_promise;");
+const end = glue.indexOf(tail);
+if (load < 0 || sync < load || async < sync || end < async) fail("the web glue's loaders are no longer where they were");
+glue = `${glue.slice(0, load)}${glue.slice(sync, async)}export { initSync };${glue.slice(end + tail.length)}`;
+const deprecated = /if \(module !== undefined\) \{\s*if \(Object\.getPrototypeOf\(module\) === Object\.prototype\) \{\s*\(\{module\} = module\)\s*\} else \{\s*console\.warn\([^\n]*\)\s*\}\s*\}/;
+if (!deprecated.test(glue)) fail("initSync in the web glue no longer takes its argument as expected");
+glue = glue.replace(deprecated, "({ module } = module);");
+if (/import\.meta|__wbg_load|__wbg_init\b|console\./.test(glue)) fail("the web glue still has its async loader");
+// Its TextEncoder/TextDecoder from text.mjs where the host has none: jsdom
+// under Jest's ES module mode takes this glue (the "browser" condition) and threw at load.
+if (/\b(TextEncoder|TextDecoder)\s*=/.test(glue)) fail("the web glue no longer leaves the names TextEncoder and TextDecoder free");
+fs.writeFileSync(`${dir}/wasm/pepperpy_caching.mjs`, `import { text } from "../text.mjs";\nconst { TextEncoder, TextDecoder } = text;\n${glue}`);
+const names = [];
+let cjs = glue.replace(/^export (class|function) (\w+)/gm, (_, kind, name) => (names.push(name), `${kind} ${name}`));
+cjs = cjs.replace("export { initSync };", `module.exports = { ${names.join(", ")}, initSync };`);
+if (/^export |^import /m.test(cjs)) fail("the web glue has module syntax left");
+const text = `const { TextEncoder, TextDecoder } = typeof globalThis.TextDecoder === "function" && typeof globalThis.TextEncoder === "function" ? globalThis : require("../text.cjs");\n`;
+fs.writeFileSync(`${dir}/wasm/pepperpy_caching_web.cjs`, `"use strict";\n${text}${cjs}`);
+let init = fs.readFileSync(initFile, "utf8");
+const swaps = [
+  ['import * as glue from "./wasm/pepperpy_caching.mjs";', 'const glue = require("./wasm/pepperpy_caching_web.cjs");'],
+  ['import { bind } from "./api.mjs";', 'const { bind } = require("./api.cjs");'],
+  ["export async function init(", "async function init("],
+  ["export function initSync(", "function initSync("],
+  [
+    'const defaultSource = () => new URL("./wasm/pepperpy_caching_bg.wasm", import.meta.url);',
+    'const defaultSource = () => {\n  throw new Error(\'pepperpy-caching/init under require() needs the wasm: pass its bytes, e.g. fs.readFileSync(require.resolve("pepperpy-caching/wasm")), a WebAssembly.Module, a URL or a Response\');\n};',
+  ],
+];
+for (const [from, to] of swaps) {
+  if (!init.includes(from)) fail(`js/init.mjs no longer has \`${from}\``);
+  init = init.replace(from, to);
+}
+if (/^export |^import |import\.meta/m.test(init)) fail("js/init.mjs has module syntax the CommonJS copy does not handle");
+fs.writeFileSync(`${dir}/init.cjs`, `"use strict";\n${init}\nmodule.exports = { init, initSync };\n`);
+JS
+# --- end of the pkg helper's block ---
 
 # --- api.mjs from js/api/ (issue 19: the JS layer split by concern) ---
 # js/api/N-concern.js are the parts of the body of `bind(wasm)`, in order;
@@ -131,7 +223,7 @@ JS
 # --- end of api.mjs from js/api/ ---
 
 # The hand-written layer. api.cjs is api.mjs with its one `export` rewritten.
-cp js/inline.cjs js/inline.mjs js/init.mjs js/deno.mjs js/workerd.mjs js/web.mjs "$out_dir/"
+cp js/inline.cjs js/inline.mjs js/init.mjs js/deno.mjs js/workerd.mjs js/web.mjs js/text.cjs js/text.mjs js/inflate.mjs "$out_dir/"
 PKG_VERSION=$version node - "$out_dir" <<'JS'
 const fs = require("node:fs");
 const dir = process.argv[2];
@@ -141,8 +233,12 @@ if (exports.length !== 1 || !/^export function bind\(/m.test(src) || /^import /m
   console.error("[build-js] api.mjs must have exactly one export, `export function bind(`, and no import");
   process.exit(1);
 }
-const cjs = `"use strict";\n${src.replace(/^export function bind\(/m, "function bind(")}\nmodule.exports = { bind };\n`;
+// (pkg helper) The CommonJS API takes TextEncoder from text.cjs where the host has none (jsdom).
+const text = `const { TextEncoder } = typeof globalThis.TextEncoder === "function" ? globalThis : require("./text.cjs");\n`;
+const cjs = `"use strict";\n${text}${src.replace(/^export function bind\(/m, "function bind(")}\nmodule.exports = { bind };\n`;
 fs.writeFileSync(`${dir}/api.cjs`, cjs);
+// (pkg helper) And the ES module API from text.mjs (jsdom under Jest's ES module mode).
+fs.writeFileSync(`${dir}/api.mjs`, `import { text } from "./text.mjs";\nconst { TextEncoder } = text;\n${src}`);
 const pkg = JSON.parse(fs.readFileSync("js/package.json", "utf8"));
 pkg.version = process.env.PKG_VERSION;
 fs.writeFileSync(`${dir}/package.json`, `${JSON.stringify(pkg, null, 2)}\n`);
@@ -150,6 +246,9 @@ JS
 cp js/index.d.ts "$out_dir/index.d.ts"
 cp js/index.d.ts "$out_dir/index.d.cts"
 cp js/init.d.ts "$out_dir/init.d.ts"
+# (pkg helper) the CommonJS and node10 faces of the entries' types.
+cp js/init.d.ts "$out_dir/init.d.cts"
+cp js/inline.d.ts "$out_dir/inline.d.ts"
 # The npm README (JavaScript only) and the license.
 cp js/README.md LICENSE "$out_dir/"
 

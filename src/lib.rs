@@ -53,6 +53,11 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// README.md's Rust examples run as doctests (they need features redis and tokio).
+#[cfg(all(doctest, feature = "redis", feature = "tokio"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 mod clock;
 mod dyn_store;
 mod errors;

@@ -41,7 +41,9 @@ pub struct CacheStats {
     /// Loader runs started by `get_or_set` / `try_get_or_set` (one per load,
     /// however many callers waited on it).
     pub loads: u64,
-    /// Loader runs that failed (and cached nothing).
+    /// Loader runs that failed (returned an error, panicked, or ran past a hard timeout)
+    /// and cached nothing. A run dropped unfinished (its caller cancelled)
+    /// counts in `loads` only.
     pub load_failures: u64,
     /// Time spent in loaders, in total.
     pub total_load_time: Duration,

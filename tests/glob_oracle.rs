@@ -271,3 +271,49 @@ fn the_oracle_is_the_redis_matcher() {
     assert!(redis_match(b"h[a-b]llo", b"hbllo"));
     assert!(!redis_match(b"*", b""));
 }
+
+/// The case count of a fuzz test: `PROPTEST_CASES` if set (CI's fuzz step
+/// and longer runs on demand), else `base`.
+fn fuzz_cases(base: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(base)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: fuzz_cases(5_000), ..ProptestConfig::default() })]
+
+    /// Beyond the atoms above: any characters, the glob's specials among
+    /// multi-byte ones, in any order (a `]` before its `[`, `^` and `-` at
+    /// the edges, a trailing `\`), against Redis's matcher.
+    #[test]
+    fn fuzz_any_short_text_agrees_with_redis(
+        pattern in r"[*?\[\]\\^a-cé€\x00-]{1,9}",
+        key in r"[a-cé€*?\[\]\\^\x00-]{0,9}",
+    ) {
+        let ours = Pattern::new(&pattern).unwrap().matches(&key);
+        prop_assert_eq!(ours, redis_match(pattern.as_bytes(), key.as_bytes()), "pattern {:?} key {:?}", pattern, key);
+    }
+
+    /// Any string as a pattern or a key: a pattern or an error, an answer,
+    /// never a panic, whatever the input (lengths past the limit included).
+    #[test]
+    fn fuzz_any_string_is_a_pattern_or_an_error(pattern in ".{0,40}", key in ".{0,40}", repeat in 1usize..400) {
+        let long = pattern.repeat(repeat);
+        for p in [&pattern, &long] {
+            match Pattern::new(p) {
+                Ok(compiled) => {
+                    let _ = compiled.matches(&key);
+                    let _ = compiled.matches(&long);
+                    prop_assert!(!p.is_empty() && p.len() <= pepperpy_caching::MAX_PATTERN_LEN);
+                }
+                Err(e) => {
+                    let is_pattern_error = matches!(e, pepperpy_caching::CacheError::Pattern { .. });
+                    prop_assert!(is_pattern_error, "{:?}", e);
+                }
+            }
+        }
+        // Text escaped is a pattern matching exactly itself.
+        if !key.is_empty() && escape_pattern(&key).len() <= pepperpy_caching::MAX_PATTERN_LEN {
+            prop_assert!(Pattern::new(&escape_pattern(&key)).unwrap().matches(&key));
+        }
+    }
+}

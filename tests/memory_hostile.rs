@@ -656,7 +656,7 @@ fn get_or_set_survives_panicking_reentrant_and_overtaken_loaders() {
         }
         assert_eq!(r(store.get("w")).unwrap().map(|h| h.val), Some(9), "{ctx}: the newer write stays");
         let stats = store.stats();
-        assert_eq!(stats.load_failures, 0, "{ctx}: {stats:?}");
+        assert_eq!(stats.load_failures, 2, "{ctx}: the two panicking loaders failed: {stats:?}");
         assert_eq!(stats.sets, 4, "{ctx}: p, self, f and the write to w: {stats:?}");
         assert!(store.len() <= ROOM, "{ctx}");
     }
@@ -1617,4 +1617,55 @@ fn total_load_time_saturates_across_shards() {
     let stats = store.stats();
     assert_eq!(stats.loads, 8);
     assert_eq!(stats.total_load_time, Duration::from_nanos(u64::MAX), "saturates, as each shard does");
+}
+
+/// 16 callers of one key; the leader's loader panics. The load passes to one
+/// follower, whose loader succeeds: two loader runs, one of them failed.
+#[test]
+fn a_panicking_loader_counts_as_a_failed_load() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let store = Arc::new(build::<u64>(kind, ROOM, &clock));
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let results = runtime.block_on(async {
+            let mut tasks = Vec::new();
+            for _ in 0..16 {
+                let (store, runs, release) = (Arc::clone(&store), Arc::clone(&runs), Arc::clone(&release));
+                tasks.push(tokio::spawn(async move {
+                    store
+                        .get_or_set(
+                            "k",
+                            move || async move {
+                                if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                                    // The leader waits for every follower, then panics.
+                                    release.notified().await;
+                                    panic!("hostile loader");
+                                }
+                                7u64
+                            },
+                            SetOptions::new(),
+                        )
+                        .await
+                }));
+            }
+            while runs.load(Ordering::SeqCst) == 0 {
+                tokio::task::yield_now().await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            release.notify_one();
+            let mut results = Vec::new();
+            for t in tasks {
+                results.push(t.await);
+            }
+            results
+        });
+        let panicked = results.iter().filter(|r| r.is_err()).count();
+        assert_eq!(panicked, 1, "{kind:?}: only the leader's task panicked");
+        assert!(results.iter().flatten().all(|v| matches!(v, Ok(7))), "{kind:?}");
+        let stats = store.stats();
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "{kind:?}: one follower took the load over");
+        assert_eq!((stats.loads, stats.load_failures), (2, 1), "{kind:?}: the panic is a failed load: {stats:?}");
+    }
 }

@@ -157,6 +157,43 @@ async fn a_write_during_a_refresh_wins(policy: Policy) {
     }
 }
 
+/// `update_metadata` is a write: a refresh that began before it stores
+/// nothing (it would erase the update), and the next stale read starts
+/// another, which replaces the entry as a `set` would.
+async fn a_metadata_update_during_a_refresh_wins(policy: Policy) {
+    let (store, clock, options) = setup(policy.clone());
+    let options = options.metadata(meta(serde_json::json!({"source": "loader"})));
+    let runs = Arc::new(AtomicUsize::new(0));
+    store.get_or_refresh("k", counting(&runs, "v1"), &options).await.unwrap();
+    clock.advance(FRESH);
+    let release = Arc::new(Notify::new());
+    let slow = {
+        let release = Arc::clone(&release);
+        move || async move {
+            release.notified().await;
+            Ok::<_, Failure>("v2".to_string())
+        }
+    };
+    assert_eq!(store.get_or_refresh("k", slow, &options).await.unwrap(), "v1");
+    settle().await;
+    assert!(store.update_metadata("k", meta(serde_json::json!({"tag": "hot"}))).await.unwrap());
+    release.notify_one();
+    settle().await;
+    let metadata = store.get_metadata("k").await.unwrap().expect("the entry is there");
+    assert_eq!(metadata.get("tag"), Some(&serde_json::json!("hot")), "the update survived the refresh: {metadata:?}");
+    assert_eq!(store.get("k").await.unwrap().as_deref(), Some("v1"), "the refresh stored nothing");
+    // Still stale, and not stuck "refreshing": the next stale read refreshes.
+    assert_eq!(store.get_or_refresh("k", counting(&runs, "v3"), &options).await.unwrap(), "v1");
+    settle().await;
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "a new refresh ran");
+    assert_eq!(store.get_or_refresh("k", counting(&runs, "never"), &options).await.unwrap(), "v3", "fresh again");
+    assert_eq!(store.stats().refresh_failures, 0, "a cancelled refresh is not a failure");
+}
+
+fn meta(json: serde_json::Value) -> pepperpy_caching::Metadata {
+    serde_json::from_value(json).unwrap()
+}
+
 async fn timeouts_bound_waiting_and_loading(policy: Policy) {
     let (store, clock, options) = setup(policy.clone());
     let options = options.timeouts(Some(Duration::from_millis(100)), Some(Duration::from_secs(1)));
@@ -209,6 +246,7 @@ every_policy!(
     stale_values_are_served_at_once_while_one_refresh_runs,
     a_failed_refresh_keeps_the_stale_value_and_backs_off,
     a_write_during_a_refresh_wins,
+    a_metadata_update_during_a_refresh_wins,
     timeouts_bound_waiting_and_loading,
     bad_options_and_keys_fail_before_any_loader
 );

@@ -144,6 +144,9 @@ async fn writes_from_outside_any_near_cache_are_seen_too() {
     let _: () = redis::cmd("FLUSHDB").query_async(&mut admin).await.unwrap();
     eventually("FLUSHDB", || async { b.memory_len() == 0 }).await;
     assert_eq!(b.get("k").await.unwrap(), None);
+    // The flush also took b's database marker: its next heartbeat empties
+    // memory once more and marks the database again. Past that point:
+    tokio::time::sleep(Duration::from_millis(3 * 200)).await;
 
     // Keys of another prefix leave memory alone.
     plain.set("k", "v3".into(), SetOptions::new()).await.unwrap();
@@ -232,7 +235,8 @@ async fn memory_never_outlives_the_redis_ttl() {
     tokio::time::sleep(Duration::from_millis(pttl.max(0) as u64 + 1)).await;
     assert!(!b.in_memory("k"), "the memory entry expired with its Redis key");
     let exists: i64 = redis::cmd("DBSIZE").query_async(&mut admin).await.unwrap();
-    assert_eq!(exists, 1, "Redis still holds the expired key: nothing reported it");
+    // The key, and the database marker of each of the two caches.
+    assert_eq!(exists, 3, "Redis still holds the expired key: nothing reported it");
     assert_eq!(b.get("k").await.unwrap(), None);
 
     // The memory policy's default TTL caps entries, also those without a Redis TTL.
@@ -497,4 +501,157 @@ async fn readers_during_a_server_crash_never_see_the_old_value_once_it_is_notice
     }
     assert!(reads_after.load(Ordering::Relaxed) > 0);
     assert_eq!(b.get("k").await.unwrap(), None);
+}
+
+/// A third client runs `SWAPDB 0 1` where db 1 holds a newer value of a key
+/// the near cache holds. Redis sends tracking clients nothing for it; the
+/// heartbeat notices the database marker is gone and empties memory, so the
+/// old value is served for at most about two heartbeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapdb_by_a_third_client_ends_stale_reads_within_two_heartbeats() {
+    let server = RedisServer::start();
+    let heartbeat = Duration::from_millis(200);
+    let cache: NearCache<String> =
+        NearCache::builder(server.url()).prefix(PREFIX).heartbeat(heartbeat).build().await.unwrap();
+    let mut admin = server.admin().await;
+    // db 1 first: tracking is per key name, whatever the database, so this
+    // write's message must be in before memory is filled.
+    let mut db1 =
+        redis::Client::open(format!("{}/1", server.url())).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET").arg("near:k").arg(r#"{"v":"new"}"#).query_async(&mut db1).await.unwrap();
+    cache.set("k", "old".into(), SetOptions::new()).await.unwrap();
+    fill(&cache, "k").await;
+    assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("old"));
+
+    let _: () = redis::cmd("SWAPDB").arg(0).arg(1).query_async(&mut admin).await.unwrap();
+    let swapped = std::time::Instant::now();
+    let mut stale = 0u64;
+    loop {
+        match cache.get("k").await.unwrap().as_deref() {
+            Some("new") => break,
+            Some("old") => stale += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            swapped.elapsed() < 2 * heartbeat + Duration::from_secs(3),
+            "still stale after {:?} ({stale} stale reads)",
+            swapped.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    eprintln!("stale for {:?} after SWAPDB ({stale} stale reads; heartbeat {heartbeat:?})", swapped.elapsed());
+    // And memory is used again afterwards.
+    fill(&cache, "k").await;
+    assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("new"));
+}
+
+/// The README's example, many times over (a new cache every tenth round, so
+/// `build` is exercised too): after `set`, the first `get` reads Redis and
+/// fills memory, and the second is served from memory, every time. The set
+/// waits until its own invalidation, which Redis sends back to the writer,
+/// has been handled, so that message can no longer refuse or remove the fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_second_get_after_a_set_is_served_from_memory_every_time() {
+    let server = RedisServer::start();
+    // Another instance writing all along, so the server is busy.
+    let other = Arc::new(near(&server).await);
+    let noise = {
+        let other = Arc::clone(&other);
+        tokio::spawn(async move {
+            for i in 0u64.. {
+                other.set(&format!("noise:{}", i % 100), i.to_string(), SetOptions::new()).await.unwrap();
+            }
+        })
+    };
+    let mut misses = Vec::new();
+    for round in 0..20 {
+        let cache = near(&server).await;
+        assert!(cache.is_coherent(), "build returns with tracking on");
+        for i in 0..10 {
+            let key = format!("user:{round}:{i}");
+            cache.set(&key, "Ada".into(), SetOptions::new().ttl(Duration::from_secs(60))).await.unwrap();
+            let before = cache.memory_stats().hits;
+            assert_eq!(cache.get(&key).await.unwrap().as_deref(), Some("Ada"));
+            assert_eq!(cache.get(&key).await.unwrap().as_deref(), Some("Ada"));
+            if cache.memory_stats().hits != before + 1 {
+                misses.push(key);
+            }
+        }
+    }
+    noise.abort();
+    assert!(misses.is_empty(), "second get not from memory for {} of 200 keys: {misses:?}", misses.len());
+}
+
+/// `sync` waits for other processes' writes that are known to be done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_applies_every_invalidation_sent_before_it() {
+    let server = RedisServer::start();
+    let cache = near(&server).await;
+    let mut admin = server.admin().await;
+    for i in 0..50 {
+        let _: () =
+            redis::cmd("SET").arg("near:k").arg(format!(r#"{{"v":"v{i}"}}"#)).query_async(&mut admin).await.unwrap();
+        cache.sync().await.unwrap();
+        assert_eq!(cache.get("k").await.unwrap(), Some(format!("v{i}")));
+        assert!(cache.in_memory("k"), "round {i}: the fill stuck: no message still on its way removed it");
+    }
+}
+
+/// A value whose `Drop` calls the cache, dropped by the memory tier under the
+/// cache's own lock (a write takes the old value out of memory): the call
+/// fails with `ReentrantValue` instead of deadlocking. Run on a thread of its
+/// own with a 10 s guard.
+#[test]
+fn a_value_whose_drop_calls_the_cache_gets_an_error_not_a_deadlock() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Mutex, OnceLock, Weak};
+
+    static CACHE: OnceLock<Weak<NearCache<Callback>>> = OnceLock::new();
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    static OUTCOME: Mutex<Option<String>> = Mutex::new(None);
+
+    #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+    struct Callback(u32);
+
+    impl Drop for Callback {
+        fn drop(&mut self) {
+            if ARMED.swap(false, Ordering::SeqCst)
+                && let Some(cache) = CACHE.get().and_then(Weak::upgrade)
+            {
+                // Drop cannot await: one poll is as far as a call gets here.
+                let mut call = std::pin::pin!(cache.get("other"));
+                let polled = call.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+                *OUTCOME.lock().unwrap() = Some(format!("{polled:?}"));
+            }
+        }
+    }
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(async {
+            let server = RedisServer::start();
+            let cache: Arc<NearCache<Callback>> =
+                Arc::new(NearCache::builder(server.url()).prefix(PREFIX).build().await.unwrap());
+            CACHE.set(Arc::downgrade(&cache)).unwrap();
+            cache.set("k", Callback(1), SetOptions::new()).await.unwrap();
+            eventually("k filled", || async {
+                cache.get("k").await.unwrap();
+                cache.in_memory("k")
+            })
+            .await;
+            ARMED.store(true, Ordering::SeqCst);
+            // The write takes k's old value out of memory, under the lock.
+            cache.set("k", Callback(2), SetOptions::new()).await.unwrap();
+            let outcome = OUTCOME.lock().unwrap().clone();
+            assert!(
+                outcome.as_deref().is_some_and(|o| o.contains("ReentrantValue")),
+                "the call from the Drop: {outcome:?}"
+            );
+            // The cache still works.
+            assert_eq!(cache.get("k").await.unwrap().map(|c| c.0), Some(2));
+        });
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(10)).expect("deadlocked (or failed): no answer within 10 s");
 }

@@ -238,7 +238,9 @@ async fn an_aborted_owner_releases_its_lock() {
     assert!(owner.await.unwrap_err().is_cancelled());
     assert_eq!(within("B's caller", taker).await.unwrap().unwrap(), "from B");
     assert_eq!(a.get("k").await.unwrap().as_deref(), Some("from B"));
-    assert_eq!((a.stats().loads, b.stats().loads), (0, 1));
+    // A's loader run started (and was dropped unfinished: no failure), as
+    // MemoryStore counts it.
+    assert_eq!((a.stats().loads, a.stats().load_failures, b.stats().loads), (1, 0, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -485,4 +487,47 @@ async fn a_lock_taken_by_a_timed_out_attempt_is_released() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lock_taken_by_a_dropped_attempt_is_released() {
     a_lock_taken_without_a_reply_is_released(LostReply::DroppedFuture).await;
+}
+
+/// 16 callers of one key; the leader's loader panics: its lock is released,
+/// one follower loads, and the panic counts as a failed load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panicking_loader_counts_as_a_failed_load() {
+    let server = RedisServer::start();
+    let store = store(&server, Some(LONG_LEASE)).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(Notify::new());
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (store, runs, release) = (Arc::clone(&store), Arc::clone(&runs), Arc::clone(&release));
+        tasks.push(tokio::spawn(async move {
+            store
+                .get_or_set(
+                    "k",
+                    move || async move {
+                        if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                            release.notified().await;
+                            panic!("hostile loader");
+                        }
+                        "v".to_string()
+                    },
+                    SetOptions::new(),
+                )
+                .await
+        }));
+    }
+    until(|| runs.load(Ordering::SeqCst) > 0).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release.notify_one();
+    let mut panicked = 0;
+    for t in tasks {
+        match within("a caller", t).await {
+            Err(_) => panicked += 1,
+            Ok(v) => assert_eq!(v.unwrap(), "v"),
+        }
+    }
+    assert_eq!(panicked, 1, "only the leader's task panicked");
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "one follower took the load over");
+    let stats = store.stats();
+    assert_eq!((stats.loads, stats.load_failures), (2, 1), "the panic is a failed load: {stats:?}");
 }

@@ -20,6 +20,8 @@ pub(super) fn class_name(err: &CacheError) -> &'static str {
         // JS loaders run in JS and reject with their own errors; this is only a fallback.
         CacheError::Loader(_) => "CacheError",
         CacheError::Reentrant { .. } => "CacheReentrantLoadError",
+        // JS values are not Rust values: the JS store never clones or drops one under a lock.
+        CacheError::ReentrantValue { .. } => "CacheError",
         CacheError::Timeout { .. } => "CacheTimeoutError",
     }
 }

@@ -149,6 +149,9 @@ const CACHES: &[&str] = &[
 fn make(name: &str, capacity: usize) -> Arc<dyn Bench> {
     match name {
         "pepperpy MemoryStore (S3-FIFO)" => Arc::new(Ours(MemoryStore::new(S3FifoPolicy::new(capacity).unwrap()))),
+        "pepperpy MemoryStore (S3-FIFO classic)" => {
+            Arc::new(Ours(MemoryStore::new(S3FifoPolicy::new(capacity).unwrap().adaptive(false))))
+        }
         "pepperpy MemoryStore (LRU)" => Arc::new(Ours(MemoryStore::new(LruPolicy::new(capacity).unwrap()))),
         "pepperpy MemoryStore (LRU, 8 shards)" => {
             Arc::new(Ours(MemoryStore::builder(LruPolicy::new(capacity).unwrap()).shards(8).build()))
@@ -201,6 +204,38 @@ fn run(cache: &Arc<dyn Bench>, keys: &[String], trace: &[Op], threads: usize, fi
     (trace.len() as f64 / secs, if gets == 0 { 0.0 } else { hits as f64 / gets as f64 })
 }
 
+/// `churn [--keys N] [--capacity C] [--only NAME]`: sets of N distinct new
+/// keys (default 10M) into a full cache of C (default 100k), one thread; every
+/// set past the first C evicts. Prints ops/s and the ratio to the lru crate.
+fn churn(args: &[String]) {
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let keys: usize = value("--keys").map_or(10_000_000, |s| s.parse().unwrap());
+    let capacity: usize = value("--capacity").map_or(100_000, |s| s.parse().unwrap());
+    let only = value("--only");
+    let mut results = Vec::new();
+    for name in ["Mutex<lru::LruCache>", OURS, "pepperpy MemoryStore (S3-FIFO classic)", "pepperpy MemoryStore (LRU)", "quick_cache::sync::Cache", "moka::sync::Cache"] {
+        if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            continue;
+        }
+        let cache = make(name, capacity);
+        let mut key = String::with_capacity(24);
+        let start = Instant::now();
+        for i in 0..keys {
+            use std::fmt::Write;
+            key.clear();
+            write!(key, "churn:{i}").unwrap();
+            cache.set(&key, i as u64);
+        }
+        let ops = keys as f64 / start.elapsed().as_secs_f64();
+        results.push((name, ops));
+    }
+    let lru = results.iter().find(|r| r.0 == "Mutex<lru::LruCache>").map(|r| r.1);
+    for (name, ops) in &results {
+        let ratio = lru.map_or(String::new(), |l| format!("  this/lru {:.2}x", ops / l));
+        println!("  {name:40} {:>8.2} M sets/s{ratio}", ops / 1e6);
+    }
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -212,6 +247,7 @@ fn main() {
         Some("trace") => return trace::main(&args[2..]),
         Some("memory") => return memory::main(&args[2..]),
         Some("swr") => return swr::main(&args[2..]),
+        Some("churn") => return churn(&args[2..]),
         _ => {}
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -222,6 +258,8 @@ fn main() {
         args.iter().position(|a| a == "--workload").map(|i| args[i + 1].parse().unwrap());
     let (key_space, capacity, trace_len, repeats) =
         if quick { (2_000, 200, 20_000, 1) } else { (100_000, 10_000, 2_000_000, 5) };
+    // `--repeats N`: fewer timed runs (for callgrind).
+    let repeats = args.iter().position(|a| a == "--repeats").map_or(repeats, |i| args[i + 1].parse().unwrap());
     let keys: Vec<String> = (0..key_space).map(|i| format!("key:{i:08}")).collect();
 
     let workloads: Vec<(&str, Vec<Op>, usize, bool)> = vec![

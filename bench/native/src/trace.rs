@@ -10,7 +10,7 @@ use std::time::Duration;
 use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, S3FifoPolicy, SetOptions, TtlPolicy};
 
 /// `--policy` names: ours through `MemoryStore`, then the peers on the same replay.
-pub const POLICIES: &[&str] = &["s3-fifo", "lru", "ttl", "quick_cache", "moka"];
+pub const POLICIES: &[&str] = &["s3-fifo", "s3-fifo-classic", "lru", "ttl", "quick_cache", "moka"];
 
 trait Replay {
     fn get(&mut self, key: &str) -> bool;
@@ -59,6 +59,7 @@ fn make(policy: &str, capacity: usize, shards: Option<usize>) -> Box<dyn Replay>
     };
     match policy {
         "s3-fifo" => ours(S3FifoPolicy::new(capacity).unwrap().into()),
+        "s3-fifo-classic" => ours(S3FifoPolicy::new(capacity).unwrap().adaptive(false).into()),
         "lru" => ours(LruPolicy::new(capacity).unwrap().into()),
         // With one long TTL for all, soonest-to-expire is first-in, first-out.
         "ttl" => ours(TtlPolicy::new(Duration::from_secs(1 << 30)).unwrap().with_max_size(capacity).unwrap().into()),
@@ -84,8 +85,40 @@ fn open(path: &str) -> Box<dyn BufRead> {
     Box::new(BufReader::with_capacity(1 << 16, reader))
 }
 
+/// A synthetic trace named like a file: `zipf:S[:KEYS[:REQUESTS]]` (Zipf with
+/// exponent S over KEYS keys, default 100,000 keys and 2,000,000 requests,
+/// ranks scattered over the key space, seeded) or `loop:N[:REQUESTS]` (keys
+/// 0..N in a loop). `None` for a file name.
+fn synthetic(path: &str) -> Option<Vec<u64>> {
+    let mut parts = path.split(':');
+    let kind = parts.next()?;
+    let nums: Vec<f64> = parts.map(|p| p.parse().expect("a synthetic trace's parameters are numbers")).collect();
+    let arg = |i: usize, default: f64| nums.get(i).copied().unwrap_or(default) as usize;
+    match kind {
+        "zipf" => {
+            let (keys, requests) = (arg(1, 100_000.0), arg(2, 2_000_000.0));
+            let zipf = crate::Zipf::new(keys, nums[0]);
+            let mut rng = crate::Rng(0x5EED ^ keys as u64);
+            let mut scatter: Vec<u64> = (0..keys as u64).collect();
+            for i in (1..scatter.len()).rev() {
+                scatter.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+            }
+            Some((0..requests).map(|_| scatter[zipf.sample(&mut rng) as usize]).collect())
+        }
+        "loop" => {
+            let (n, requests) = (arg(0, 1.0).max(1), arg(1, 2_000_000.0));
+            Some((0..requests).map(|i| (i % n) as u64).collect())
+        }
+        _ => None,
+    }
+}
+
 /// Calls `f` with every block id the trace requests, in order.
 pub fn for_each_block(path: &str, mut f: impl FnMut(u64)) {
+    if let Some(blocks) = synthetic(path) {
+        blocks.into_iter().for_each(f);
+        return;
+    }
     for (n, line) in open(path).lines().enumerate() {
         let line = line.expect("unreadable trace");
         let mut fields = line.split_ascii_whitespace();

@@ -14,7 +14,10 @@
 //!   (`prev`/`next`): one recency list under LRU (and set order under TTL),
 //!   the small and main FIFO queues under S3-FIFO. Push, unlink, pop: O(1).
 //! - `ghost` (S3-FIFO only): the hashes of keys recently evicted from the
-//!   small queue, in a ring with a hash index; O(1).
+//!   small queue, in a ring with a hash index (classic S3-FIFO), or as
+//!   fingerprints in buckets of four (the adaptive policy, `ghost.rs`); O(1).
+//! - the adaptive policy's frequency sketch (`sketch.rs`) and shadow caches
+//!   (`shadow.rs`), changed on writes only.
 //! - `expiries`: the slots that have a TTL, ordered by expiry time. Insert,
 //!   remove, soonest: O(log n).
 //!
@@ -35,6 +38,7 @@
 
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use hashbrown::HashTable;
@@ -45,6 +49,10 @@ use crate::metrics::{CacheStats, Counters, ReadCounters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
 use crate::store::{Metadata, SetOptions, check_key, check_set_options};
+
+use super::ghost::BucketGhost;
+use super::shadow::{self, Sampler, Setting};
+use super::sketch::FrequencySketch;
 
 /// How many expired entries each `set` reclaims beyond the one it touches.
 pub(crate) const RECLAIM_PER_WRITE: usize = 8;
@@ -67,9 +75,14 @@ const FREE: u8 = 2;
 /// queue holds (0.9 x capacity at the start). Unlike plain S3-FIFO, the small
 /// queue's size then adapts to the workload (see [`Climber`]).
 const SMALL_SHARE: usize = 10;
-const MOVE_TO_MAIN: u8 = 2;
+pub(super) const MOVE_TO_MAIN: u8 = 2;
 const GHOST_PER_SMALL: usize = 9;
-const MAX_FREQ: u8 = 3;
+/// The CLOCK count's ceiling (the low two bits of a slot's `freq`).
+pub(super) const MAX_FREQ: u8 = 3;
+const CLOCK_BITS: u8 = 0b11;
+/// The hits not yet handed to the adaptive policy's sketch: bits 2-5 of `freq`.
+const PENDING_SHIFT: u8 = 2;
+const MAX_PENDING: u8 = 15;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) type KeyHasher = hashbrown::DefaultHashBuilder;
@@ -86,8 +99,10 @@ struct Slot<V> {
     prev: u32,
     /// The next slot on its list, or on the free list.
     next: u32,
-    /// S3-FIFO's access count, saturating at `MAX_FREQ`. Atomic so that a
-    /// shared read can bump it.
+    /// S3-FIFO's access count (bits 0-1, saturating at `MAX_FREQ`) and,
+    /// under the adaptive policy, the hits since the entry was last looked at
+    /// by the eviction (bits 2-5, saturating at 15), which the sketch takes
+    /// in one batch then. Atomic so that a shared read can bump it.
     freq: AtomicU8,
     list: u8,
     /// When it was last set, wrapping: breaks ties between equal expiry
@@ -134,17 +149,18 @@ pub(crate) struct Removed<V> {
 }
 
 /// The entries one call removed, kept until the engine is consistent again:
-/// up to four inline (a `set` removes at most the replaced entry, one evicted
-/// and a few expired ones), more on the heap.
+/// up to two inline (a `set` removes the replaced entry or one evicted, and
+/// rarely expired ones too), more on the heap. Small, because every `set`
+/// returns one.
 pub(crate) struct Removals<V> {
-    inline: [Option<(Removed<V>, Reason)>; 4],
+    inline: [Option<(Removed<V>, Reason)>; 2],
     len: usize,
     spill: Vec<(Removed<V>, Reason)>,
 }
 
 impl<V> Removals<V> {
     pub fn new() -> Self {
-        Removals { inline: [const { None }; 4], len: 0, spill: Vec::new() }
+        Removals { inline: [const { None }; 2], len: 0, spill: Vec::new() }
     }
 
     fn push(&mut self, removed: Removed<V>, reason: Reason) {
@@ -357,6 +373,36 @@ pub(super) fn ghost_cap(small: usize, max: usize) -> usize {
     small.saturating_mul(GHOST_PER_SMALL).min(max.saturating_mul(3))
 }
 
+/// The adaptive S3-FIFO's state beyond the queues (see `S3FifoPolicy`): the
+/// frequency sketch, the fixed-size ghost, the shadow caches choosing the
+/// setting, and the buffer of sampled hits that readers fill for them.
+/// Everything here changes on the write path only.
+pub(super) struct Adaptive {
+    pub(super) sketch: FrequencySketch,
+    pub(super) ghost: BucketGhost,
+    /// The shadows; `None` in a shard that follows another's choice.
+    pub(super) sampler: Option<Sampler>,
+    pub(super) setting: Setting,
+    /// The setting shared by the shards of a store (an index in
+    /// [`shadow::SETTINGS`]): the first shard's shadows choose it, the
+    /// others read it on their writes.
+    pub(super) shared: Option<Arc<AtomicU8>>,
+}
+
+impl Adaptive {
+    fn new(max_size: usize) -> (Box<Self>, u32) {
+        let (mask, shadow_cap) = shadow::sampling(max_size);
+        let adaptive = Adaptive {
+            sketch: FrequencySketch::new(max_size),
+            ghost: BucketGhost::new(shadow::ghost_size(max_size)),
+            sampler: Some(Sampler::new(shadow_cap)),
+            setting: shadow::SETTINGS[0],
+            shared: None,
+        };
+        (Box::new(adaptive), mask)
+    }
+}
+
 pub(crate) struct Engine<V> {
     slots: Vec<Slot<V>>,
     free: u32,
@@ -380,6 +426,11 @@ pub(crate) struct Engine<V> {
     max_size: usize,
     small_cap: usize,
     climber: Option<Climber>,
+    /// The adaptive policy's state (S3-FIFO only, unless made classic).
+    adaptive: Option<Box<Adaptive>>,
+    /// Hits on keys whose hash passes this mask are recorded for the shadows
+    /// ([`shadow::sampled`]); `u32::MAX` without an adaptive policy.
+    sample_mask: u32,
     /// S3-FIFO fills main directly until the first eviction (libCacheSim's
     /// refinement: what arrives while the cache still has room is kept longer).
     evicted_once: bool,
@@ -403,6 +454,7 @@ impl<V> Engine<V> {
             Policy::Ttl(_) => Kind::Ttl,
             Policy::S3Fifo(_) => Kind::S3Fifo,
         };
+        let adaptive = matches!(&policy, Policy::S3Fifo(p) if p.is_adaptive());
         let mut engine = Engine {
             slots: Vec::new(),
             free: NIL,
@@ -420,19 +472,29 @@ impl<V> Engine<V> {
             max_size: usize::MAX,
             small_cap: 0,
             climber: None,
+            adaptive: None,
+            sample_mask: u32::MAX,
             evicted_once: false,
             default_ttl: policy.default_ttl(),
             clock,
             counters: Counters::default(),
             reads: ReadCounters::default(),
         };
+        if adaptive {
+            engine.adaptive = Some(Adaptive::new(1).0);
+        }
         engine.set_max_size(policy.max_size().unwrap_or(usize::MAX));
         engine
     }
 
     fn set_max_size(&mut self, max_size: usize) {
         self.max_size = max_size.max(1);
-        if self.kind == Kind::S3Fifo {
+        if self.adaptive.is_some() {
+            let (adaptive, mask) = Adaptive::new(self.max_size);
+            self.small_cap = adaptive.setting.small_cap(self.max_size);
+            self.adaptive = Some(adaptive);
+            self.sample_mask = mask;
+        } else if self.kind == Kind::S3Fifo {
             self.small_cap = (self.max_size / SMALL_SHARE).max(1);
             self.ghost = Ghost::new(ghost_cap(self.small_cap, self.max_size));
             self.climber = Some(Climber::new(self.max_size));
@@ -442,6 +504,21 @@ impl<V> Engine<V> {
     /// Narrows the capacity, for one shard of a sharded store (before any entry is set).
     pub fn limit_max_size(&mut self, max_size: usize) {
         self.set_max_size(self.max_size.min(max_size));
+    }
+
+    /// Makes this engine one shard of a store whose shards share one
+    /// adaptive setting in `shared`: the `leader` runs the shadow caches and
+    /// publishes their choice, the others drop theirs and follow it (one set
+    /// of shadows per store, whatever the shard count). No effect on other
+    /// policies. Call after [`limit_max_size`](Self::limit_max_size).
+    pub fn share_setting(&mut self, shared: &Arc<AtomicU8>, leader: bool) {
+        if let Some(adaptive) = &mut self.adaptive {
+            adaptive.shared = Some(Arc::clone(shared));
+            if !leader {
+                adaptive.sampler = None;
+                self.sample_mask = u32::MAX;
+            }
+        }
     }
 
     /// Whether a `get` hit leaves every shared order alone, so reads can go
@@ -484,7 +561,7 @@ impl<V> Engine<V> {
     #[inline(always)]
     fn find(&self, hash: u64, key: &str) -> Option<u32> {
         let slots = &self.slots;
-        self.index.find(hash, |&id| *slots[id as usize].key == *key).copied()
+        self.index.find(hash, |&id| same_key(&slots[id as usize].key, key)).copied()
     }
 
     #[inline]
@@ -510,9 +587,7 @@ impl<V> Engine<V> {
                 if slot.expires_at != NEVER && slot.expired(now.or(started).unwrap_or_else(|| self.clock.now())) {
                     Lookup::Expired
                 } else {
-                    if self.kind == Kind::S3Fifo {
-                        bump(&slot.freq);
-                    }
+                    self.touch(&slot.freq, hash);
                     Lookup::Hit(read(live(&slot.value)))
                 }
             }
@@ -521,9 +596,32 @@ impl<V> Engine<V> {
             self.reads.count_miss();
         }
         if let Some(started) = started {
-            self.reads.record_latency(self.clock.now().saturating_sub(started));
+            self.record_latency_since(started);
         }
         lookup
+    }
+
+    /// Adds one sampled `get` that started at `started` (one in 32: off the
+    /// hit path).
+    #[cold]
+    #[inline(never)]
+    fn record_latency_since(&self, started: Nanos) {
+        self.reads.record_latency(self.clock.now().saturating_sub(started));
+    }
+
+    /// What a hit does to the policy: S3-FIFO bumps the entry's own counter,
+    /// and the adaptive policy records a sampled key's hit in its lossy
+    /// buffer for the shadows. Nothing else is touched.
+    #[inline(always)]
+    fn touch(&self, freq: &AtomicU8, hash: u64) {
+        if self.kind == Kind::S3Fifo {
+            bump(freq);
+            if shadow::sampled(hash, self.sample_mask)
+                && let Some(Adaptive { sampler: Some(sampler), .. }) = self.adaptive.as_deref()
+            {
+                sampler.record_hit(hash);
+            }
+        }
     }
 
     /// Removes the entry under `key` if it has expired (after a shared read found it so).
@@ -615,9 +713,15 @@ impl<V> Engine<V> {
     /// evicted or reclaimed for room) for the caller to drop or report. The
     /// replaced entry's `key` is left empty: it is the key of this `set`.
     pub fn set_returning(&mut self, key: &str, value: V, options: SetOptions) -> Result<Removals<V>> {
+        self.set_returning_at(self.hash(key), key, value, options)
+    }
+
+    /// [`set_returning`](Self::set_returning) of a key whose hash the caller
+    /// has (the store hashed it to pick the shard).
+    pub fn set_returning_at(&mut self, hash: u64, key: &str, value: V, options: SetOptions) -> Result<Removals<V>> {
+        debug_assert_eq!(hash, self.hash(key));
         check_key(key)?;
         let ttl = check_set_options(&options, self.default_ttl)?;
-        let hash = self.hash(key);
         let existing = self.find(hash, key);
         if existing.is_none() && self.free == NIL && self.slots.len() as u64 >= MAX_SLOTS as u64 {
             return Err(CacheError::Policy(format!("a memory store holds at most {MAX_SLOTS} entries")));
@@ -631,11 +735,32 @@ impl<V> Engine<V> {
                 self.ghost.set_cap(ghost_cap(small, self.max_size));
             }
         }
+        if let Some(adaptive) = &mut self.adaptive {
+            // The shadows see the sampled hits since the last write, then
+            // this write; a follower shard takes the leader's latest choice.
+            let setting = match (&mut adaptive.sampler, &adaptive.shared) {
+                (Some(sampler), shared) => {
+                    let setting = sampler.record_write(hash, self.sample_mask);
+                    if let Some(shared) = shared {
+                        shared.store(shadow::index_of(setting), Relaxed);
+                    }
+                    setting
+                }
+                (None, Some(shared)) => shadow::SETTINGS[usize::from(shared.load(Relaxed))],
+                (None, None) => adaptive.setting,
+            };
+            if setting != adaptive.setting {
+                adaptive.setting = setting;
+                self.small_cap = setting.small_cap(self.max_size);
+            }
+        }
         let now = if ttl.is_some() { self.clock.now() } else { self.now_if_expiring() };
         let expires_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
         let metadata = options.metadata.map(Box::new);
         let mut removed = Removals::new();
-        self.reclaim_expired(now, RECLAIM_PER_WRITE, &mut removed);
+        if !self.expiries.is_empty() {
+            self.reclaim_expired(now, RECLAIM_PER_WRITE, &mut removed);
+        }
         // The reclaim may have taken the entry under this very key.
         let existing = existing.filter(|&id| self.slots[id as usize].list != FREE);
 
@@ -662,6 +787,15 @@ impl<V> Engine<V> {
             }
             let old = Removed { key: Box::default(), value: live_owned(old_value), metadata: old_metadata };
             removed.push(old, if was_expired { Reason::Expired } else { Reason::Replaced });
+        } else if self.adaptive.is_some() {
+            let full =
+                self.live >= self.max_size && (self.expiries.is_empty() || !self.reclaim_expired(now, 1, &mut removed));
+            let (list, evicted) = self.admit(hash, full);
+            if let Some(evicted) = evicted {
+                self.counters.evictions += 1;
+                removed.push(evicted, Reason::Evicted);
+            }
+            self.insert_new(hash, key, value, metadata, expires_at, Some(list));
         } else {
             if self.live >= self.max_size
                 && !self.reclaim_expired(now, 1, &mut removed)
@@ -670,7 +804,7 @@ impl<V> Engine<V> {
                 self.counters.evictions += 1;
                 removed.push(evicted, Reason::Evicted);
             }
-            self.insert_new(hash, key, value, metadata, expires_at);
+            self.insert_new(hash, key, value, metadata, expires_at, None);
         }
         self.counters.sets += 1;
         Ok(removed)
@@ -682,7 +816,17 @@ impl<V> Engine<V> {
         seq
     }
 
-    fn insert_new(&mut self, hash: u64, key: &str, value: V, metadata: Option<Box<Metadata>>, expires_at: Nanos) {
+    /// Stores a new entry on `list` (the adaptive policy chose it), or where
+    /// the classic policies put a new key.
+    fn insert_new(
+        &mut self,
+        hash: u64,
+        key: &str,
+        value: V,
+        metadata: Option<Box<Metadata>>,
+        expires_at: Nanos,
+        list: Option<u8>,
+    ) {
         let seq = self.take_seq();
         let slot = Slot {
             seq,
@@ -705,11 +849,11 @@ impl<V> Engine<V> {
             self.slots.push(slot);
             (self.slots.len() - 1) as u32
         };
-        let list = match self.kind {
+        let list = list.unwrap_or_else(|| match self.kind {
             Kind::S3Fifo if self.ghost.take(hash) => MAIN,
             Kind::S3Fifo if self.evicted_once || self.lists[SMALL as usize].len < self.small_cap => SMALL,
             _ => MAIN,
-        };
+        });
         self.slots[id as usize].list = list;
         self.push_head(list, id);
         let slots = &self.slots;
@@ -779,6 +923,14 @@ impl<V> Engine<V> {
         crate::store::check_metadata(&metadata)?;
         let Some(id) = self.peek_live(key) else { return Ok(false) };
         self.slots[id as usize].metadata.get_or_insert_default().extend(metadata);
+        // A write like any other: a load or refresh of the key that began
+        // before it stores nothing (it would erase the update). A refresh it
+        // cancels is no longer running: the next stale read starts another.
+        if self.loads.remove(key).is_some()
+            && let Some(state) = self.fresh.get_mut(&id)
+        {
+            state.refreshing = false;
+        }
         Ok(true)
     }
 
@@ -886,6 +1038,9 @@ impl<V> Engine<V> {
         self.index = HashTable::new();
         self.lists = [List::EMPTY; 2];
         self.ghost.clear();
+        if let Some(adaptive) = &mut self.adaptive {
+            adaptive.ghost.clear();
+        }
         self.expiries.clear();
         self.evicted_once = false;
         slots
@@ -990,9 +1145,7 @@ impl<V> Engine<V> {
         };
         // Counted as `get_shared_at` counts a hit.
         let sampled = self.reads.count_get();
-        if self.kind == Kind::S3Fifo {
-            bump(&slot.freq);
-        }
+        self.touch(&slot.freq, hash);
         let value = live(&slot.value).clone();
         if sampled {
             self.reads.record_latency(self.clock.now().saturating_sub(now));
@@ -1149,6 +1302,7 @@ impl<V> Engine<V> {
         let id = match self.kind {
             Kind::Lru { .. } => self.lists[MAIN as usize].tail,
             Kind::Ttl => self.expiries.first().map_or(self.lists[MAIN as usize].tail, |&(_, _, id)| id),
+            Kind::S3Fifo if self.adaptive.is_some() => return self.evict_adaptive(),
             Kind::S3Fifo => return self.evict_s3fifo(),
         };
         if id == NIL {
@@ -1174,7 +1328,7 @@ impl<V> Engine<V> {
             if id == NIL {
                 return None;
             }
-            let freq = self.slots[id as usize].freq.load(Relaxed);
+            let freq = self.slots[id as usize].freq.load(Relaxed) & CLOCK_BITS;
             if from_main && freq > 0 {
                 self.slots[id as usize].freq.store(freq.min(MAX_FREQ) - 1, Relaxed);
                 self.unlink(MAIN, id);
@@ -1189,6 +1343,99 @@ impl<V> Engine<V> {
                 if !from_main {
                     self.ghost.insert(hash);
                 }
+                return Some(self.remove_slot(id, hash));
+            }
+        }
+    }
+
+    /// The adaptive policy's admission of a new key with `hash`: the list it
+    /// goes on, and the entry evicted for it if the engine is `full`.
+    ///
+    /// A key the ghost remembers (it was evicted from small recently and came
+    /// back) goes to main; under the duel setting, when the engine is full and
+    /// main has its share, it must first beat main's CLOCK victim on the
+    /// sketch's frequency, which it then replaces; a returning key that loses
+    /// starts in small like a new one. Every other new key starts in small, except that main is
+    /// filled directly until the first eviction.
+    fn admit(&mut self, hash: u64, full: bool) -> (u8, Option<Removed<V>>) {
+        let adaptive = self.adaptive.as_mut().expect("the adaptive policy");
+        adaptive.sketch.admit(hash);
+        let returning = adaptive.ghost.take(hash);
+        let duel = adaptive.setting.duel;
+        if !full {
+            let fill_main = !self.evicted_once && self.lists[SMALL as usize].len >= self.small_cap;
+            return (if returning || fill_main { MAIN } else { SMALL }, None);
+        }
+        // Main below its share has room: a returning key needs no duel then.
+        let main_cap = self.max_size.saturating_sub(self.small_cap).max(1);
+        if returning && duel && self.lists[MAIN as usize].len >= main_cap {
+            let (victim, victim_hash) = self.main_victim();
+            let sketch = &self.adaptive.as_ref().expect("the adaptive policy").sketch;
+            if sketch.frequency(hash) > sketch.frequency(victim_hash) {
+                self.evicted_once = true;
+                return (MAIN, Some(self.remove_slot(victim, victim_hash)));
+            }
+            return (SMALL, self.evict_adaptive());
+        }
+        (if returning { MAIN } else { SMALL }, self.evict_adaptive())
+    }
+
+    /// Hands the hits slot `id` gathered since it was last looked at to the
+    /// sketch (hashing its key only if there were any), keeping its CLOCK
+    /// count; the count.
+    fn flush_hits(&mut self, id: u32, hash: Option<u64>) -> u8 {
+        let freq = self.slots[id as usize].freq.load(Relaxed);
+        let pending = freq >> PENDING_SHIFT;
+        if pending > 0 {
+            let hash = hash.unwrap_or_else(|| self.hash(&self.slots[id as usize].key));
+            self.adaptive.as_mut().expect("the adaptive policy").sketch.increment_by(hash, pending);
+            self.slots[id as usize].freq.store(freq & CLOCK_BITS, Relaxed);
+        }
+        freq & CLOCK_BITS
+    }
+
+    /// Turns main's CLOCK until its oldest entry has a count of zero: that
+    /// entry (left in place) and its hash. Main must not be empty.
+    fn main_victim(&mut self) -> (u32, u64) {
+        loop {
+            let id = self.lists[MAIN as usize].tail;
+            let clock = self.flush_hits(id, None);
+            if clock == 0 {
+                return (id, self.hash(&self.slots[id as usize].key));
+            }
+            self.slots[id as usize].freq.store(clock - 1, Relaxed);
+            self.unlink(MAIN, id);
+            self.push_head(MAIN, id);
+        }
+    }
+
+    /// S3-FIFO's eviction under the adaptive policy: as [`evict_s3fifo`],
+    /// with the hits an entry gathered handed to the sketch whenever the
+    /// eviction looks at it, and the fixed-size ghost.
+    ///
+    /// [`evict_s3fifo`]: Self::evict_s3fifo
+    fn evict_adaptive(&mut self) -> Option<Removed<V>> {
+        self.evicted_once = true;
+        let main_cap = self.max_size.saturating_sub(self.small_cap).max(1);
+        loop {
+            let small = self.lists[SMALL as usize];
+            if self.lists[MAIN as usize].len > main_cap || small.len == 0 {
+                if self.lists[MAIN as usize].len == 0 {
+                    return None;
+                }
+                let (id, hash) = self.main_victim();
+                return Some(self.remove_slot(id, hash));
+            }
+            let id = small.tail;
+            let hash = self.hash(&self.slots[id as usize].key);
+            let clock = self.flush_hits(id, Some(hash));
+            if clock >= MOVE_TO_MAIN {
+                self.unlink(SMALL, id);
+                self.slots[id as usize].freq.store(0, Relaxed);
+                self.slots[id as usize].list = MAIN;
+                self.push_head(MAIN, id);
+            } else {
+                self.adaptive.as_mut().expect("the adaptive policy").ghost.insert(hash);
                 return Some(self.remove_slot(id, hash));
             }
         }
@@ -1270,8 +1517,28 @@ fn expiry(now: Nanos, ttl: std::time::Duration) -> Nanos {
 #[inline]
 fn bump(freq: &AtomicU8) {
     let f = freq.load(Relaxed);
-    if f < MAX_FREQ {
-        freq.store(f + 1, Relaxed);
+    let (clock, pending) = (f & CLOCK_BITS, f >> PENDING_SHIFT);
+    let bumped = (clock + u8::from(clock < MAX_FREQ)) | ((pending + u8::from(pending < MAX_PENDING)) << PENDING_SHIFT);
+    if bumped != f {
+        freq.store(bumped, Relaxed);
+    }
+}
+
+/// `a == b`, with keys of up to 16 bytes (most keys) compared by two
+/// overlapping word loads each instead of a call to `memcmp`.
+#[inline(always)]
+fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"));
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => a == b,
     }
 }
 
@@ -1297,6 +1564,21 @@ impl<V> Removals<V> {
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 impl<V> Engine<V> {
+    /// The key hasher, for a model to hash keys as the engine does.
+    pub fn hasher_for_tests(&self) -> KeyHasher {
+        self.hasher.clone()
+    }
+
+    /// The adaptive policy's current setting.
+    pub fn adaptive_setting(&self) -> Option<Setting> {
+        self.adaptive.as_ref().map(|a| a.setting)
+    }
+
+    /// Whether this engine runs shadow caches of its own.
+    pub fn runs_shadows(&self) -> bool {
+        self.adaptive.as_ref().is_some_and(|a| a.sampler.is_some())
+    }
+
     /// Entries held, expired or not.
     pub fn raw_len(&self) -> usize {
         self.live
@@ -1344,5 +1626,41 @@ impl<V> Engine<V> {
         assert_eq!(self.expiries, expected, "expiry index out of step with the entries");
         assert!(self.ghost.index.len() <= self.ghost.cap && self.ghost.index.len() <= self.ghost.queue.len());
         assert!(self.ghost.queue.len() <= 2 * self.ghost.cap.max(1));
+        if let Some(adaptive) = &self.adaptive {
+            assert_eq!(self.small_cap, adaptive.setting.small_cap(self.max_size));
+            for list in [SMALL, MAIN] {
+                let mut id = self.lists[list as usize].head;
+                while id != NIL {
+                    let freq = self.slots[id as usize].freq.load(Relaxed);
+                    // Hits are handed over whenever the CLOCK count drops to zero.
+                    assert!(
+                        freq & CLOCK_BITS != 0 || freq >> PENDING_SHIFT == 0 || list == SMALL,
+                        "slot {id}: {freq:#b}"
+                    );
+                    id = self.slots[id as usize].next;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod same_key_tests {
+    use super::same_key;
+
+    #[test]
+    fn compares_every_byte_at_every_length() {
+        let base = "abcdefghijklmnopqrstuvwxyz0123456789";
+        for n in 0..=base.len() {
+            let a = &base[..n];
+            let copy: String = a.chars().collect();
+            assert!(same_key(a, &copy));
+            for i in 0..n {
+                let mut b = a.as_bytes().to_vec();
+                b[i] = b'#';
+                assert!(!same_key(a, std::str::from_utf8(&b).unwrap()), "{a} differs at {i}");
+            }
+            assert!(!same_key(a, &base[..(n + 1).min(base.len())]) || n == base.len());
+        }
     }
 }

@@ -2,6 +2,9 @@
 
 mod engine;
 // The slot-addressed engine of the JS store (src/wasm), and its native tests.
+mod ghost;
+mod shadow;
+mod sketch;
 #[cfg(any(test, all(target_arch = "wasm32", target_os = "unknown", feature = "js")))]
 pub(crate) mod slots;
 // On wasm32 the engine hashes keys with it; natively its tests still run.
@@ -9,14 +12,19 @@ pub(crate) mod slots;
 mod hasher;
 // proptest is a native dev-dependency.
 #[cfg(all(test, not(target_arch = "wasm32")))]
+mod adaptive_model_tests;
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod model_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod s3fifo_model_tests;
+#[cfg(all(test, not(target_arch = "wasm32"), feature = "redis"))]
+pub(crate) use model_tests::fuzz_cases;
 
 pub(crate) use engine::Engine;
 #[allow(unused_imports)] // used by the wasm bindings
 pub(crate) use engine::{Reason, Removed};
 
+use std::cell::Cell;
 use std::future::{Future, Ready, ready};
 use std::hash::BuildHasher;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -48,6 +56,15 @@ use crate::store::{CacheStore, Metadata, SetOptions, check_key};
 ///
 /// The futures are [`std::future::Ready`]: outside async code, take the result
 /// at once with `into_inner()`.
+///
+/// A value's `Clone` runs under the shard's lock (`get` clones what it
+/// returns), and so may the `Drop` of an expired value it reclaims. A call
+/// from inside either into the same store would wait for ever on a lock its
+/// own thread holds, so it fails at once with
+/// [`CacheError::ReentrantValue`](crate::CacheError::ReentrantValue) instead
+/// (`len` and `stats`, which return no `Result`, panic with that message).
+/// Calls into other stores are fine. Values dropped because a call replaced,
+/// removed or evicted them are dropped after the lock is released.
 ///
 /// ```
 /// use pepperpy_caching::{CacheStore, SetOptions, stores::MemoryStore, policies::LruPolicy};
@@ -139,12 +156,16 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
             }
         }
         let hasher = KeyHasher::default();
+        let setting = Arc::new(std::sync::atomic::AtomicU8::new(0));
         let shards: Box<[Shard<V>]> = (0..count)
             .map(|i| {
                 let mut engine = Engine::with_hasher(self.policy.clone(), self.clock.clone(), hasher.clone());
                 if let Some(max) = max_size {
                     // Spread the remainder over the first shards: the total is exactly max.
                     engine.limit_max_size(max / count + usize::from(i < max % count));
+                }
+                if count > 1 {
+                    engine.share_setting(&setting, i == 0);
                 }
                 Shard(RwLock::new(engine))
             })
@@ -182,6 +203,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
 
     /// How many live entries there are (expired ones are reclaimed first).
     pub fn len(&self) -> usize {
+        self.assert_not_reentered("len");
         self.shards.iter().map(|s| write(s).len()).sum()
     }
 
@@ -218,8 +240,15 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
 
     /// The engine that owns `key`, locked exclusively.
     #[inline(always)]
-    fn shard(&self, key: &str) -> RwLockWriteGuard<'_, Engine<V>> {
+    fn shard(&self, key: &str) -> Held<RwLockWriteGuard<'_, Engine<V>>> {
         write(self.shard_of(self.hasher.hash_one(key)))
+    }
+
+    /// `get` under the shard's exclusive lock (exact LRU), out of line so
+    /// that the shared read path stays small.
+    #[inline(never)]
+    fn get_exclusive(&self, hash: u64, key: &str) -> Option<V> {
+        write(self.shard_of(hash)).get_exclusive(hash, key, V::clone)
     }
 
     /// Sums what `f` reports for every shard.
@@ -232,11 +261,95 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     }
 }
 
+thread_local! {
+    /// The shard (its address) whose lock this thread holds, 0 if none: a
+    /// value's `Clone` or `Drop` runs under it, and a call from inside one
+    /// into the same store would wait on a lock its own thread holds.
+    static HOLDING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A shard's lock guard that marks the shard as held by this thread
+/// ([`HOLDING`]) while it lives.
+struct Held<G> {
+    guard: G,
+    outer: usize,
+}
+
+impl<G> Held<G> {
+    #[inline(always)]
+    fn new<V>(shard: &Shard<V>, lock: impl FnOnce() -> G) -> Self {
+        let me = shard as *const Shard<V> as usize;
+        let outer = HOLDING.get();
+        // A last defence for the calls that cannot return an error (the
+        // others check `reentered` first): a clear panic, not a deadlock.
+        assert!(
+            outer != me,
+            "a value's Clone or Drop called the MemoryStore that was running it, under the lock it needs: \
+             this would deadlock"
+        );
+        let guard = lock();
+        HOLDING.set(me);
+        Held { guard, outer }
+    }
+}
+
+impl<G> Drop for Held<G> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        HOLDING.set(self.outer);
+    }
+}
+
+impl<G: std::ops::Deref> std::ops::Deref for Held<G> {
+    type Target = G::Target;
+    #[inline(always)]
+    fn deref(&self) -> &G::Target {
+        &self.guard
+    }
+}
+
+impl<G: std::ops::DerefMut> std::ops::DerefMut for Held<G> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut G::Target {
+        &mut self.guard
+    }
+}
+
+impl<V> MemoryStore<V> {
+    /// Fails if this thread is running a value's `Clone` or `Drop` under a
+    /// lock of this store: the call `call` comes from inside it and would
+    /// deadlock on that lock (or, through another shard, with a thread
+    /// doing the same the other way round).
+    #[inline(always)]
+    fn reentered(&self, call: &'static str) -> Result<()> {
+        let held = HOLDING.get();
+        if held != 0 && self.shards.as_ptr_range().contains(&(held as *const Shard<V>)) {
+            return Err(crate::CacheError::ReentrantValue { call });
+        }
+        Ok(())
+    }
+
+    /// [`reentered`](Self::reentered) for the calls that return no `Result`.
+    fn assert_not_reentered(&self, call: &'static str) {
+        if let Err(e) = self.reentered(call) {
+            panic!("{e}");
+        }
+    }
+}
+
 // The engine finishes its bookkeeping before it runs a value's `Drop`, and a
 // panicking `Clone` changes nothing, so a poisoned lock is still consistent.
 #[inline(always)]
-fn write<V>(shard: &Shard<V>) -> RwLockWriteGuard<'_, Engine<V>> {
-    shard.0.write().unwrap_or_else(PoisonError::into_inner)
+fn write<V>(shard: &Shard<V>) -> Held<RwLockWriteGuard<'_, Engine<V>>> {
+    Held::new(shard, || shard.0.write().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// Reclaims the expired entry a shared read found: off the hit path, which
+/// then keeps fewer registers.
+#[cold]
+#[inline(never)]
+fn reclaim<V>(shard: &Shard<V>, hash: u64, key: &str) {
+    write(shard).reclaim_if_expired(hash, key);
 }
 
 /// The future of [`MemoryStore::get_or_refresh`]: its answer when the fast
@@ -262,8 +375,8 @@ impl<T, B: Future<Output = T>> Future for Refreshing<T, B> {
 }
 
 #[inline(always)]
-fn read<V>(shard: &Shard<V>) -> RwLockReadGuard<'_, Engine<V>> {
-    shard.0.read().unwrap_or_else(PoisonError::into_inner)
+fn read<V>(shard: &Shard<V>) -> Held<RwLockReadGuard<'_, Engine<V>>> {
+    Held::new(shard, || shard.0.read().unwrap_or_else(PoisonError::into_inner))
 }
 
 impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
@@ -278,7 +391,12 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     ///   period ends (stale-if-error) and the next refresh waits for the
     ///   backoff of [`RefreshOptions::retry_after`].
     /// - A refresh or load stores its value only if nothing wrote, deleted,
-    ///   invalidated or cleared the key since it began.
+    ///   invalidated or cleared the key, or updated its metadata, since it
+    ///   began: [`update_metadata`](CacheStore::update_metadata) is a write
+    ///   too, so a refresh running when it lands stores nothing (it would
+    ///   erase the update) and the next stale read starts another. A refresh
+    ///   that stores replaces the entry as a `set` does, metadata included
+    ///   (the options' metadata), as `RedisStore` does.
     /// - Entries stored by other calls count as fresh until they expire.
     /// - Stats count `stale_hits`, `refreshes` and `refresh_failures`.
     /// - Under S3-FIFO and TTL, a hit that needs no exclusive work (fresh, or
@@ -322,7 +440,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         // A hit that needs no exclusive work (fresh, or stale with its
         // refresh running) is answered at once under the shared lock, as
         // `get` is; only the rest becomes a future of its own.
-        let checked = check_key(key).and_then(|()| options.check());
+        let checked = self.reentered("get_or_refresh").and_then(|()| check_key(key)).and_then(|()| options.check());
         let hash = self.hasher.hash_one(key);
         let shared = if checked.is_ok() && self.shared_reads {
             read(self.shard_of(hash)).get_fresh_shared(hash, key)
@@ -438,8 +556,20 @@ impl<V: Clone + Send + Sync + 'static> Refresh<V> {
 impl<V: Clone + Send + Sync + 'static> Drop for Refresh<V> {
     fn drop(&mut self) {
         if !self.done {
+            count_unfinished(&mut self.store.shard(&self.key));
             self.finish(Err(()));
         }
+    }
+}
+
+/// Counts a loader run that never finished: it started, so `loads` counts
+/// it; if its loader panicked (this runs while the panic unwinds), it failed
+/// too. One dropped unfinished (a timeout, a cancelled task) is no failure.
+fn count_unfinished<V>(engine: &mut Engine<V>) {
+    if std::thread::panicking() {
+        engine.counters.record_load(false, 0);
+    } else {
+        engine.counters.count_unfinished_load();
     }
 }
 
@@ -456,9 +586,7 @@ impl<V: Clone + Send + Sync + 'static> Drop for PendingLoad<'_, V> {
         if let Some(token) = self.token.take() {
             let mut engine = self.store.shard(self.key);
             engine.end_load(self.key, token);
-            // A load that never finished (dropped, or its loader panicked)
-            // still started: `loads` counts it, `load_failures` does not.
-            engine.counters.count_unfinished_load();
+            count_unfinished(&mut engine);
         }
     }
 }
@@ -483,52 +611,59 @@ impl<V> std::fmt::Debug for MemoryStore<V> {
 impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     #[inline]
     fn get(&self, key: &str) -> Ready<Result<Option<V>>> {
-        if let Err(e) = check_key(key) {
+        if let Err(e) = self.reentered("get").and_then(|()| check_key(key)) {
             return ready(Err(e));
         }
         let hash = self.hasher.hash_one(key);
-        let shard = self.shard_of(hash);
         if !self.shared_reads {
-            return ready(Ok(write(shard).get_exclusive(hash, key, V::clone)));
+            return ready(Ok(self.get_exclusive(hash, key)));
         }
+        let shard = self.shard_of(hash);
         let found = read(shard).get_shared(hash, key, V::clone);
         ready(Ok(match found {
             Lookup::Hit(value) => Some(value),
             Lookup::Miss => None,
             Lookup::Expired => {
-                write(shard).reclaim_if_expired(hash, key);
+                reclaim(shard, hash, key);
                 None
             }
         }))
     }
 
     fn set(&self, key: &str, value: V, options: SetOptions) -> Ready<Result<()>> {
+        if let Err(e) = self.reentered("set") {
+            return ready(Err(e));
+        }
         // What the set removed is dropped after the lock is released: a value's
         // Drop may panic, or use this store.
-        let removed = self.shard(key).set_returning(key, value, options);
+        let hash = self.hasher.hash_one(key);
+        let removed = write(self.shard_of(hash)).set_returning_at(hash, key, value, options);
         ready(removed.map(drop))
     }
 
     fn delete(&self, key: &str) -> Ready<Result<bool>> {
+        if let Err(e) = self.reentered("delete") {
+            return ready(Err(e));
+        }
         let removed = self.shard(key).delete_returning(key);
         ready(removed.map(|removed| removed.is_some()))
     }
 
     fn contains(&self, key: &str) -> Ready<Result<bool>> {
-        ready(self.shard(key).contains(key))
+        ready(self.reentered("contains").and_then(|()| self.shard(key).contains(key)))
     }
 
     fn get_metadata(&self, key: &str) -> Ready<Result<Option<Metadata>>> {
-        ready(self.shard(key).get_metadata(key))
+        ready(self.reentered("get_metadata").and_then(|()| self.shard(key).get_metadata(key)))
     }
 
     fn update_metadata(&self, key: &str, metadata: Metadata) -> Ready<Result<bool>> {
-        ready(self.shard(key).update_metadata(key, metadata))
+        ready(self.reentered("update_metadata").and_then(|()| self.shard(key).update_metadata(key, metadata)))
     }
 
     fn invalidate(&self, pattern: &str) -> Ready<Result<usize>> {
         // Validate once up front, so a bad pattern fails before any shard changes.
-        if let Err(e) = Pattern::new(pattern) {
+        if let Err(e) = self.reentered("invalidate").and_then(|()| Pattern::new(pattern).map(drop)) {
             return ready(Err(e));
         }
         // Every shard first, then the values are dropped, outside the locks:
@@ -545,6 +680,9 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     }
 
     fn keys(&self, pattern: Option<&str>) -> Ready<Result<Vec<String>>> {
+        if let Err(e) = self.reentered("keys") {
+            return ready(Err(e));
+        }
         if let Some(Err(e)) = pattern.map(Pattern::new) {
             return ready(Err(e));
         }
@@ -555,10 +693,13 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     }
 
     fn size(&self) -> Ready<Result<usize>> {
-        ready(Ok(self.len()))
+        ready(self.reentered("size").map(|()| self.len()))
     }
 
     fn clear(&self) -> Ready<Result<()>> {
+        if let Err(e) = self.reentered("clear") {
+            return ready(Err(e));
+        }
         let mut removed = Vec::new();
         let result = self.fold((), |(), engine| {
             removed.push(engine.clear_returning());
@@ -574,6 +715,7 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
         Fut: Future<Output = std::result::Result<V, E>> + Send,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
+        self.reentered("get_or_set")?;
         self.shard(key).check_set(key, &options)?;
         let lead = || async move {
             // A leader that finished after this caller's get has stored its value.
@@ -606,6 +748,7 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     }
 
     fn stats(&self) -> CacheStats {
+        self.assert_not_reentered("stats");
         let mut total = Counters::default();
         for shard in self.shards.iter() {
             read(shard).add_counters_to(&mut total);
@@ -614,6 +757,7 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     }
 
     fn reset_stats(&self) {
+        self.assert_not_reentered("reset_stats");
         for shard in self.shards.iter() {
             write(shard).reset_stats();
         }
@@ -626,6 +770,36 @@ mod tests {
     use crate::policies::LruPolicy;
     use std::pin::pin;
     use std::task::{Context, Waker};
+
+    /// One set of shadows per store: the first shard chooses the adaptive
+    /// setting and the other shards take it on their next write.
+    #[test]
+    fn the_shards_follow_the_first_shards_setting() {
+        let store = MemoryStore::<u32>::builder(crate::S3FifoPolicy::new(4 * 2_000).unwrap()).shards(4).build();
+        let settings = || store.shards.iter().map(|s| read(s).adaptive_setting().unwrap()).collect::<Vec<_>>();
+        let shadows: Vec<bool> = store.shards.iter().map(|s| read(s).runs_shadows()).collect();
+        assert_eq!(shadows, [true, false, false, false], "one set of shadows, in the first shard");
+        let initial = settings();
+        assert!(initial.iter().all(|&s| s == initial[0]));
+        // A loop over 1.5 x the capacity: the duel with a 1% small queue wins it.
+        for round in 0..14 {
+            if round == 12 {
+                store.reset_stats();
+            }
+            for i in 0..12_000u32 {
+                let key = format!("k{i}");
+                if store.get(&key).into_inner().unwrap().is_none() {
+                    store.set(&key, round, SetOptions::new()).into_inner().unwrap();
+                }
+            }
+        }
+        let now = settings();
+        assert_ne!(now[0], initial[0], "the leader's shadows switched");
+        assert!(now[0].duel);
+        assert!(now.iter().all(|&s| s == now[0]), "every shard follows: {now:?}");
+        let ratio = store.stats().hit_ratio;
+        assert!(ratio > 0.55, "a frozen main holds most of the loop (LRU: none of it): {ratio}");
+    }
 
     #[test]
     fn a_dropped_or_finished_load_leaves_no_placeholder() {

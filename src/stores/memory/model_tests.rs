@@ -471,3 +471,254 @@ fn a_late_failure_of_an_overtaken_refresh_leaves_the_running_one_alone() {
     clock.advance(Duration::from_secs(5));
     assert!(!stale(&mut e), "no second refresh while C runs");
 }
+
+/// The case count of a fuzz test: `PROPTEST_CASES` if set (CI's fuzz step
+/// and longer runs on demand set it), else `base`.
+pub(crate) fn fuzz_cases(base: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(base)
+}
+
+/// A value whose `Clone` and/or `Drop` panic: foreign code under the engine.
+#[derive(Debug)]
+struct Hostile {
+    v: u32,
+    clone_panics: bool,
+    drop_panics: bool,
+}
+
+impl Clone for Hostile {
+    fn clone(&self) -> Self {
+        if self.clone_panics {
+            panic!("hostile Clone of {}", self.v);
+        }
+        // A copy is tame, so that what a read returns can be dropped.
+        Hostile { v: self.v, clone_panics: false, drop_panics: false }
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        if self.drop_panics && !std::thread::panicking() {
+            panic!("hostile Drop of {}", self.v);
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum HostileOp {
+    Set {
+        key: usize,
+        value: u32,
+        clone_panics: bool,
+        drop_panics: bool,
+        ttl_secs: Option<u64>,
+    },
+    Get(usize),
+    Peek(usize),
+    Delete(usize),
+    UpdateMetadata(usize, u8),
+    Invalidate(usize),
+    Keys,
+    Len,
+    Clear,
+    Advance(u64),
+    /// `get_or_refresh`'s engine side: the counted read, a load begun, and
+    /// (maybe after other steps) its end.
+    GetFresh(usize),
+    BeginLoad(usize),
+    FinishLoad {
+        key: usize,
+        value: u32,
+        ok: bool,
+        drop_panics: bool,
+    },
+}
+
+fn hostile_op() -> impl Strategy<Value = HostileOp> {
+    let key = 0..KEYS.len();
+    prop_oneof![
+        6 => (key.clone(), any::<u32>(), proptest::bool::weighted(0.2), proptest::bool::weighted(0.2),
+              proptest::option::of(1u64..6))
+            .prop_map(|(key, value, clone_panics, drop_panics, ttl_secs)| {
+                HostileOp::Set { key, value, clone_panics, drop_panics, ttl_secs }
+            }),
+        5 => key.clone().prop_map(HostileOp::Get),
+        2 => key.clone().prop_map(HostileOp::Peek),
+        2 => key.clone().prop_map(HostileOp::Delete),
+        1 => (key.clone(), 0u8..4).prop_map(|(k, m)| HostileOp::UpdateMetadata(k, m)),
+        1 => (0..PATTERNS.len()).prop_map(HostileOp::Invalidate),
+        1 => Just(HostileOp::Keys),
+        1 => Just(HostileOp::Len),
+        1 => Just(HostileOp::Clear),
+        3 => (0u64..4).prop_map(HostileOp::Advance),
+        2 => key.clone().prop_map(HostileOp::GetFresh),
+        2 => key.clone().prop_map(HostileOp::BeginLoad),
+        2 => (key, any::<u32>(), any::<bool>(), proptest::bool::weighted(0.2))
+            .prop_map(|(key, value, ok, drop_panics)| HostileOp::FinishLoad { key, value, ok, drop_panics }),
+    ]
+}
+
+fn any_policy() -> impl Strategy<Value = Policy> {
+    prop_oneof![policy(), (1usize..8).prop_map(|max| Policy::S3Fifo(crate::policies::S3FifoPolicy::new(max).unwrap())),]
+}
+
+/// Runs `f`, which may panic (a hostile value's Clone or Drop); the
+/// expected panics are not printed.
+fn survive<R>(f: impl FnOnce() -> R) -> Option<R> {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = info.payload().downcast_ref::<String>().map_or("", String::as_str);
+            if !message.starts_with("hostile ") {
+                previous(info);
+            }
+        }));
+    });
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
+}
+
+/// The engine under random operations with values whose Clone and Drop
+/// panic, on a manual clock: after every step its invariants hold
+/// (`validate`), every live entry holds the value last written for its key
+/// (a panicking Drop never undoes or half-does the write, delete, invalidate,
+/// clear, eviction or reclaim that ran it; a panicking Clone changes
+/// nothing), no removed key comes back, and the capacity holds.
+fn check_hostile_sequence(policy: Policy, ops: Vec<HostileOp>) -> Result<(), TestCaseError> {
+    use std::collections::HashMap;
+    let clock = ManualClock::new();
+    let mut engine = Engine::<Hostile>::new(policy.clone(), clock.clone().into());
+    let max = policy.max_size().unwrap_or(usize::MAX);
+    let options = crate::refresh::RefreshOptions::new(NoRuntime, Duration::from_secs(2), Duration::from_secs(3));
+    // The value last written under each key (an entry may be gone: evicted, expired).
+    let mut written: HashMap<&str, u32> = HashMap::new();
+    // Loads begun: their token, and whether it may still store (nothing
+    // wrote, deleted, invalidated, cleared, updated the key or began another
+    // load of it since).
+    let mut tokens: HashMap<usize, (u64, bool)> = HashMap::new();
+    let cancel = |tokens: &mut HashMap<usize, (u64, bool)>, key: &str| {
+        for (k, t) in tokens.iter_mut() {
+            if KEYS[*k] == key {
+                t.1 = false;
+            }
+        }
+    };
+    // Panics are expected here; keep the test output readable.
+    for (step, op) in ops.iter().enumerate() {
+        match op {
+            HostileOp::Set { key, value, clone_panics, drop_panics, ttl_secs } => {
+                let mut set = SetOptions::new();
+                if let Some(t) = ttl_secs {
+                    set = set.ttl(Duration::from_secs(*t));
+                }
+                let h = Hostile { v: *value, clone_panics: *clone_panics, drop_panics: *drop_panics };
+                // The write lands even when dropping what it replaced or evicted panics.
+                let _ = survive(|| engine.set(KEYS[*key], h, set));
+                written.insert(KEYS[*key], *value);
+                cancel(&mut tokens, KEYS[*key]);
+                prop_assert_eq!(engine.peek_with(KEYS[*key], |h| h.v).unwrap(), Some(*value), "step {}", step);
+            }
+            HostileOp::Get(key) => {
+                if let Some(Ok(Some(h))) = survive(|| engine.get(KEYS[*key])) {
+                    prop_assert_eq!(Some(&h.v), written.get(KEYS[*key]), "step {}", step);
+                }
+            }
+            HostileOp::Peek(key) => {
+                if let Some(v) = survive(|| engine.peek_with(KEYS[*key], |h| h.v).unwrap()).flatten() {
+                    prop_assert_eq!(Some(&v), written.get(KEYS[*key]), "step {}", step);
+                }
+            }
+            HostileOp::Delete(key) => {
+                let _ = survive(|| engine.delete(KEYS[*key]));
+                written.remove(KEYS[*key]);
+                cancel(&mut tokens, KEYS[*key]);
+            }
+            HostileOp::UpdateMetadata(key, n) => {
+                if let Some(Ok(true)) = survive(|| engine.update_metadata(KEYS[*key], meta(*n))) {
+                    cancel(&mut tokens, KEYS[*key]);
+                }
+            }
+            HostileOp::Invalidate(p) => {
+                let _ = survive(|| engine.invalidate(PATTERNS[*p]));
+                let pattern = Pattern::new(PATTERNS[*p]).unwrap();
+                written.retain(|k, _| !pattern.matches(k));
+                for k in KEYS.iter().filter(|k| pattern.matches(k)) {
+                    cancel(&mut tokens, k);
+                }
+            }
+            HostileOp::Keys => {
+                if let Some(keys) = survive(|| engine.keys(None).unwrap()) {
+                    for k in keys {
+                        prop_assert!(written.contains_key(k.as_str()), "step {}: {} was removed", step, k);
+                    }
+                }
+            }
+            HostileOp::Len => {
+                if let Some(n) = survive(|| engine.len()) {
+                    prop_assert!(n <= max && n <= written.len(), "step {}: len {}", step, n);
+                }
+            }
+            HostileOp::Clear => {
+                let _ = survive(|| engine.clear());
+                written.clear();
+                tokens.clear();
+            }
+            HostileOp::Advance(n) => clock.advance(Duration::from_secs(*n)),
+            HostileOp::GetFresh(key) => {
+                if let Some(super::engine::Freshly::Fresh(h) | super::engine::Freshly::Stale { value: h, .. }) =
+                    survive(|| engine.get_fresh(KEYS[*key]).unwrap())
+                {
+                    prop_assert_eq!(Some(&h.v), written.get(KEYS[*key]), "step {}", step);
+                }
+            }
+            HostileOp::BeginLoad(key) => {
+                tokens.insert(*key, (engine.begin_load(KEYS[*key]), true));
+            }
+            HostileOp::FinishLoad { key, value, ok, drop_panics } => {
+                let Some((token, valid)) = tokens.remove(key) else { continue };
+                let outcome = if *ok {
+                    Ok(Hostile { v: *value, clone_panics: false, drop_panics: *drop_panics })
+                } else {
+                    Err(())
+                };
+                let stores = *ok && valid;
+                let _ = survive(|| drop(engine.finish_refresh(KEYS[*key], token, outcome, &options, true)));
+                if stores {
+                    written.insert(KEYS[*key], *value);
+                    prop_assert_eq!(engine.peek_with(KEYS[*key], |h| h.v).unwrap(), Some(*value), "step {}", step);
+                }
+            }
+        }
+        engine.validate();
+        prop_assert!(engine.raw_len() <= max, "step {}", step);
+        // Every live entry holds the value last written for its key.
+        // (Listing reclaims expired entries first: their Drop may panic;
+        // then once more, with nothing left to reclaim.)
+        let mut wrong = Vec::new();
+        let mut list = |engine: &mut Engine<Hostile>| {
+            wrong.clear();
+            engine.for_each_live(|k, h| {
+                if written.get(k) != Some(&h.v) {
+                    wrong.push((k.to_string(), h.v));
+                }
+            })
+        };
+        if survive(|| list(&mut engine)).is_none() {
+            engine.validate();
+            list(&mut engine);
+        }
+        prop_assert!(wrong.is_empty(), "step {} {:?}: entries that should not be: {:?}", step, op, wrong);
+    }
+    // Defuse what is left, so the test's own drop stays quiet.
+    std::mem::forget(engine);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: fuzz_cases(2_000), ..ProptestConfig::default() })]
+
+    #[test]
+    fn fuzz_engine_with_panicking_values(policy in any_policy(), ops in proptest::collection::vec(hostile_op(), 1..80)) {
+        check_hostile_sequence(policy, ops)?;
+    }
+}

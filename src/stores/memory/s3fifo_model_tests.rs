@@ -220,7 +220,7 @@ fn apply_model(m: &mut Model, op: &Op) -> Answer {
 }
 
 fn check_sequence(max: usize, ttl: Option<u64>, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let mut policy = S3FifoPolicy::new(max).unwrap();
+    let mut policy = S3FifoPolicy::new(max).unwrap().adaptive(false);
     if let Some(ttl) = ttl {
         policy = policy.with_default_ttl(Duration::from_secs(ttl)).unwrap();
     }

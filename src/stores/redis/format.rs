@@ -160,21 +160,27 @@ pub(super) fn decode_value<V: DeserializeOwned>(key: &str, bytes: &[u8]) -> Resu
 fn value_text(bytes: &[u8]) -> Option<&[u8]> {
     let rest = bytes.strip_prefix(b"{")?;
     let rest = match rest.strip_prefix(br#""f":"#) {
-        Some(stamp) => {
-            let digits = stamp.iter().take_while(|b| b.is_ascii_digit()).count();
-            stamp[digits..].strip_prefix(b",")?
-        }
+        Some(stamp) => stamp[stamp_digits(stamp)?..].strip_prefix(b",")?,
         None => rest,
     };
     rest.strip_prefix(br#""v":"#)?.strip_suffix(b"}")
+}
+
+/// How many bytes of `stamp` are the digits of a freshness stamp, if they
+/// make a JSON integer (no leading zero): the fast path must accept only
+/// what the full parse accepts (`{"f":00,"v":0}` and `{"f":,"v":0}` are not
+/// JSON; the envelope fuzz test found both going through).
+fn stamp_digits(stamp: &[u8]) -> Option<usize> {
+    let digits = stamp.iter().take_while(|b| b.is_ascii_digit()).count();
+    (digits == 1 || (digits > 1 && stamp[0] != b'0')).then_some(digits)
 }
 
 /// When an entry stored by `get_or_refresh` stops being fresh (ms of Redis's
 /// clock), from its `{"f":<ms>,` stamp; `None` for other entries.
 pub(super) fn fresh_until(bytes: &[u8]) -> Option<u64> {
     let stamp = bytes.strip_prefix(br#"{"f":"#)?;
-    let digits = stamp.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 || stamp.get(digits) != Some(&b',') {
+    let digits = stamp_digits(stamp)?;
+    if stamp.get(digits) != Some(&b',') {
         return None;
     }
     std::str::from_utf8(&stamp[..digits]).ok()?.parse().ok()
@@ -447,7 +453,11 @@ mod tests {
         assert_eq!(decode_value::<String>("k", stamped).unwrap(), "a}");
         assert_eq!(decode_value::<u32>("k", br#"{"f":17,"v":5}"#).unwrap(), 5);
         assert_eq!(value_text(br#"{"f":17,"v":5}"#), Some(&b"5"[..]));
-        assert_eq!(value_text(br#"{"f":,"v":5}"#), Some(&b"5"[..]), "the full parse decides");
+        assert_eq!(value_text(br#"{"f":,"v":5}"#), None, "not JSON: the full parse refuses it");
+        assert_eq!(value_text(br#"{"f":007,"v":5}"#), None, "not JSON either");
+        assert!(decode_value::<u32>("k", br#"{"f":,"v":5}"#).is_err());
+        assert!(decode_value::<u32>("k", br#"{"f":00,"v":0}"#).is_err());
+        assert_eq!(decode_value::<u32>("k", br#"{"f":0,"v":5}"#).unwrap(), 5);
         assert_eq!(decode_metadata("k", stamped).unwrap()["x"], 1);
         assert_eq!(fresh_until(stamped), Some(1732560000123));
         assert_eq!(fresh_until(br#"{"v":1}"#), None);
@@ -467,5 +477,190 @@ mod tests {
         let mut unencodable = std::collections::HashMap::new();
         unencodable.insert((1, 2), 3);
         assert!(matches!(encode(&unencodable, None), Err(CacheError::Serialization(_))));
+    }
+}
+
+/// What another process wrote is foreign input: arbitrary bytes, and valid
+/// envelopes cut, flipped and spliced, must give a value or an error, never
+/// a panic or a hang; and the fast path of `decode_value` must agree with
+/// the full parse (it may only be faster).
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cases(base: u32) -> u32 {
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(base)
+    }
+
+    /// Every reader of stored bytes, on `bytes`.
+    fn read_all(bytes: &[u8]) {
+        let _ = decode_value::<serde_json::Value>("k", bytes);
+        let _ = decode_value::<String>("k", bytes);
+        let _ = decode_value::<u64>("k", bytes);
+        let _ = decode_value::<Vec<Option<f64>>>("k", bytes);
+        let _ = decode_metadata("k", bytes);
+        let _ = fresh_until(bytes);
+        let _ = value_text(bytes);
+        if let Ok(merged) = merge_metadata("k", bytes, Metadata::new()) {
+            // What a merge writes reads back.
+            assert!(decode_metadata("k", &merged).is_ok(), "{:?}", String::from_utf8_lossy(&merged));
+        }
+    }
+
+    /// The full parse `decode_value` falls back to.
+    fn full_parse(bytes: &[u8]) -> Option<serde_json::Value> {
+        serde_json::from_slice::<ValueOnly<serde_json::Value>>(bytes).ok().map(|e| e.v)
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
+            ".{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(".{0,6}", inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Pieces envelopes are made of, for splices near the fast path's edges.
+    const PIECES: &[&str] = &[
+        "{",
+        "}",
+        "\"v\":",
+        "\"f\":",
+        "\"m\":",
+        ",",
+        "0",
+        "007",
+        "1732560000123",
+        "-1",
+        "\"",
+        "{}",
+        "[",
+        "]",
+        " ",
+        "null",
+    ];
+
+    #[derive(Clone, Debug)]
+    enum Mutation {
+        Truncate(usize),
+        Flip(usize, u8),
+        Insert(usize, u8),
+        Remove(usize),
+        Splice(usize, usize),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            any::<usize>().prop_map(Mutation::Truncate),
+            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Flip(i, b)),
+            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+            any::<usize>().prop_map(Mutation::Remove),
+            (any::<usize>(), 0..PIECES.len()).prop_map(|(i, p)| Mutation::Splice(i, p)),
+        ]
+    }
+
+    fn mutate(bytes: &mut Vec<u8>, m: &Mutation) {
+        let at = |i: usize, len: usize| if len == 0 { 0 } else { i % (len + 1) };
+        match *m {
+            Mutation::Truncate(i) => bytes.truncate(at(i, bytes.len())),
+            Mutation::Flip(i, b) if !bytes.is_empty() => {
+                let n = bytes.len();
+                bytes[i % n] ^= b;
+            }
+            Mutation::Insert(i, b) => bytes.insert(at(i, bytes.len()), b),
+            Mutation::Remove(i) if !bytes.is_empty() => {
+                let n = bytes.len();
+                bytes.remove(i % n);
+            }
+            Mutation::Splice(i, p) => {
+                let i = at(i, bytes.len());
+                bytes.splice(i..i, PIECES[p].bytes());
+            }
+            _ => {}
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(3_000), ..ProptestConfig::default() })]
+
+        #[test]
+        fn fuzz_arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            read_all(&bytes);
+        }
+
+        #[test]
+        fn fuzz_envelope_like_text_never_panics_and_the_fast_path_agrees(
+            pieces in proptest::collection::vec(0..PIECES.len(), 0..14)
+        ) {
+            let bytes: Vec<u8> = pieces.iter().flat_map(|&p| PIECES[p].bytes()).collect();
+            read_all(&bytes);
+            let fast = decode_value::<serde_json::Value>("k", &bytes).ok();
+            prop_assert_eq!(fast, full_parse(&bytes), "{}", String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn fuzz_stamped_envelopes_near_the_fast_path(
+            text in r#"\{( ?"f" ?: ?(0|00|007|[0-9]{0,3}|-1|1e3|) ?,)?( ?"v" ?: ?(0|1|"a}"|\[\]|\{\}|null|) ?)( ?,"m":\{\}| ?,"f":1)?\}"#
+        ) {
+            read_all(text.as_bytes());
+            let fast = decode_value::<serde_json::Value>("k", text.as_bytes()).ok();
+            prop_assert_eq!(fast, full_parse(text.as_bytes()), "{}", text);
+        }
+
+        #[test]
+        fn fuzz_mutated_envelopes(
+            value in json_value(),
+            metadata in proptest::option::of(proptest::collection::btree_map("[a-z]{1,4}", json_value(), 0..4)),
+            stamp in proptest::option::of(any::<u64>()),
+            mutations in proptest::collection::vec(mutation(), 0..4),
+        ) {
+            let metadata: Option<Metadata> = metadata.map(|m| m.into_iter().collect());
+            let mut bytes = encode_stamped(&value, metadata.as_ref(), stamp).unwrap();
+            // Unmutated, it reads back exactly.
+            if mutations.is_empty() {
+                prop_assert_eq!(decode_value::<serde_json::Value>("k", &bytes).unwrap(), value.clone());
+                prop_assert_eq!(fresh_until(&bytes), stamp);
+                prop_assert_eq!(decode_metadata("k", &bytes).unwrap(), metadata.clone().unwrap_or_default());
+            }
+            for m in &mutations {
+                mutate(&mut bytes, m);
+            }
+            read_all(&bytes);
+            let fast = decode_value::<serde_json::Value>("k", &bytes).ok();
+            prop_assert_eq!(fast, full_parse(&bytes), "{}", String::from_utf8_lossy(&bytes));
+        }
+    }
+
+    /// Found by `fuzz_mutated_envelopes`: without serde_json's
+    /// `float_roundtrip`, this read back one unit in the last place off.
+    #[test]
+    fn every_float_reads_back_exactly() {
+        for f in [1.5545998860365312e215, 5e-324, f64::MAX, f64::MIN_POSITIVE, 0.1 + 0.2, -2.2250738585072014e-308] {
+            let bytes = encode(&f, None).unwrap();
+            assert_eq!(decode_value::<f64>("k", &bytes).unwrap().to_bits(), f.to_bits(), "{f:e}");
+            let nested = encode(&serde_json::json!({ "x": [f] }), None).unwrap();
+            assert_eq!(decode_value::<serde_json::Value>("k", &nested).unwrap()["x"][0].as_f64(), Some(f));
+        }
+    }
+
+    /// Nesting far past serde_json's limit is an error, not a stack overflow.
+    #[test]
+    fn deep_nesting_from_another_process_is_an_error() {
+        for open in ["[", "{\"a\":"] {
+            let mut bytes = b"{\"v\":".to_vec();
+            bytes.extend(open.repeat(100_000).bytes());
+            read_all(&bytes);
+            assert!(decode_value::<serde_json::Value>("k", &bytes).is_err());
+        }
     }
 }

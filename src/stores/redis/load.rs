@@ -132,7 +132,9 @@ where
         }
 
         let started = Instant::now();
+        let unfinished = Unfinished(&self.counters);
         let loaded = load().await;
+        std::mem::forget(unfinished);
         self.counters.record_load(loaded.is_ok(), u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
         let stored = match loaded.and_then(|value| Ok((format::encode(&value, how.metadata)?, value))) {
             Ok((stored, value)) => (stored, value),
@@ -367,4 +369,15 @@ fn new_token() -> String {
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let half = || RandomState::new().hash_one((std::process::id(), now, n));
     format!("{:016x}{:016x}", half(), half())
+}
+
+/// Counts a loader run that never finished: it started, so `loads` counts
+/// it; if the loader panicked (this runs while the panic unwinds), it failed
+/// too. One dropped unfinished (a timeout, a cancelled caller) is no failure.
+struct Unfinished<'a>(&'a crate::metrics::SharedCounters);
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        self.0.record_load(!std::thread::panicking(), 0);
+    }
 }

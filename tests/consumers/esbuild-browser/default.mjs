@@ -1,6 +1,9 @@
 // What a user who skips the README does: the default import, bundled by
-// esbuild for the browser. esbuild does not ship the .wasm, so this must fail
-// with a message that names the fix.
+// esbuild for the browser. It holds the wasm inlined, as /inline does.
 import * as cache from "pepperpy-caching";
+import { check } from "./check.mjs";
 
-globalThis.consumerResult = Object.keys(cache);
+check(cache).then(
+  (result) => (globalThis.consumerResult = result),
+  (error) => (globalThis.consumerResult = { error: String(error) }),
+);

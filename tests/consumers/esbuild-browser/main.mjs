@@ -1,5 +1,4 @@
-// esbuild --bundle for the browser: esbuild has no asset pipeline for
-// `new URL(..., import.meta.url)`, so this imports the inlined build.
+// esbuild --bundle for the browser, `pepperpy-caching/inline` by name.
 import * as cache from "pepperpy-caching/inline";
 import { check } from "./check.mjs";
 

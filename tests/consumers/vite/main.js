@@ -1,6 +1,4 @@
-// Vite (current): the default import is the browser build; Vite ships the
-// .wasm it names with `new URL(..., import.meta.url)`, and its default build
-// target has top-level await.
+// Vite (current): the default import, the browser build with its wasm inlined.
 import * as cache from "pepperpy-caching";
 import { check } from "./check.mjs";
 

@@ -1,6 +1,6 @@
-// Vite 6: its default build target has no top-level await, which the
-// browser build needs, so this imports the inlined build (no await, no asset).
-import * as cache from "pepperpy-caching/inline";
+// Vite 6: its default build target has no top-level await; the default
+// import has none (the wasm is inlined and instantiated synchronously).
+import * as cache from "pepperpy-caching";
 import { check } from "./check.mjs";
 
 check(cache).then(

@@ -1,5 +1,4 @@
-// webpack, target "web": the default import is the browser build; webpack
-// ships the .wasm it names with `new URL(..., import.meta.url)` as an asset.
+// webpack, target "web": the default import, the browser build with its wasm inlined.
 import * as cache from "pepperpy-caching";
 import { check } from "./check.mjs";
 

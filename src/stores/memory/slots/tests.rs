@@ -154,12 +154,19 @@ fn lru_matches_the_memory_engine() {
     run(LruPolicy::new(20).unwrap().with_default_ttl(Duration::from_millis(30)).unwrap().into(), 5, 4000, 60);
 }
 
+// The slot engine runs classic S3-FIFO (a hill-climbed small queue, no
+// sketch or shadows): the memory engine's `adaptive(false)`.
 #[test]
 fn s3fifo_matches_the_memory_engine() {
     for seed in 1..4 {
-        run(S3FifoPolicy::new(30).unwrap().into(), seed, 6000, 120);
+        run(S3FifoPolicy::new(30).unwrap().adaptive(false).into(), seed, 6000, 120);
     }
-    run(S3FifoPolicy::new(30).unwrap().with_default_ttl(Duration::from_millis(40)).unwrap().into(), 7, 4000, 120);
+    run(
+        S3FifoPolicy::new(30).unwrap().adaptive(false).with_default_ttl(Duration::from_millis(40)).unwrap().into(),
+        7,
+        4000,
+        120,
+    );
 }
 
 #[test]

@@ -1,0 +1,344 @@
+//! Shadow caches that pick the adaptive policy's setting.
+//!
+//! No fixed setting of S3-FIFO with TinyLFU admission wins every workload: a
+//! small queue of 10% suits the ARC paper's disk traces, 1% suits Zipf and
+//! loops, and the frequency duel for returning keys wins on frequency-heavy
+//! traces but loses on recency-heavy ones. Hill climbing on the live hit rate
+//! moves too slowly and too noisily to choose. Instead, four miniature caches
+//! (one per [`SETTINGS`]) replay a hash sample of the keys (one key in
+//! 2^k, so each holds 1,024 to 2,047 entries, or the whole capacity when it is
+//! smaller) and the live cache takes the setting of the one that missed
+//! least over the last period, if it beat the current one by more than 1%.
+//!
+//! The shadows are fed on the write path and in batches ([`Sampler`]): a
+//! `set` feeds its own key, and hits of sampled keys are pushed by readers
+//! into a small lossy buffer that the next `set` drains, or, when it is full,
+//! the reader that finds it full (64 at a time, if no other thread is
+//! feeding the shadows then). Keys are their 64-bit hashes.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, PoisonError, TryLockError};
+
+use hashbrown::HashTable;
+
+use super::engine::{MAX_FREQ as MAX_CLOCK, MOVE_TO_MAIN};
+use super::ghost::BucketGhost;
+use super::sketch::FrequencySketch;
+
+/// One configuration of the policy: the small queue's share of the capacity
+/// (in thousandths) and whether a key returning from the ghost must beat
+/// main's victim on frequency to enter main.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Setting {
+    pub small_permille: usize,
+    pub duel: bool,
+}
+
+/// The settings the shadows compare; the live cache starts with the first.
+pub(crate) const SETTINGS: [Setting; 4] = [
+    Setting { small_permille: 100, duel: false },
+    Setting { small_permille: 100, duel: true },
+    Setting { small_permille: 10, duel: false },
+    Setting { small_permille: 10, duel: true },
+];
+
+/// The index of `setting` in [`SETTINGS`].
+pub(crate) fn index_of(setting: Setting) -> u8 {
+    SETTINGS.iter().position(|&s| s == setting).unwrap_or(0) as u8
+}
+
+impl Setting {
+    /// The small queue's size in a cache of `cap` entries.
+    pub fn small_cap(self, cap: usize) -> usize {
+        (cap / 1000 * self.small_permille + cap % 1000 * self.small_permille / 1000).max(1)
+    }
+}
+
+/// How many evicted keys the ghost of a cache of `cap` entries remembers:
+/// 1.5 x the capacity. libCacheSim's S3-FIFO remembers 0.9 x in an exact
+/// FIFO; the bucketed ghost forgets some keys sooner and keeps others longer,
+/// and 1.5 x did best on the ARC traces (P3 @ 8,192: 4.4 at 0.9 x, 5.3 at
+/// 1.5 x; 2 x gained there and lost on Zipf), at 6 bytes a cache entry.
+pub(crate) fn ghost_size(cap: usize) -> usize {
+    cap.saturating_add(cap / 2)
+}
+
+/// Entries a shadow aims for at least: the sample is one key in 2^k with the
+/// largest k leaving this many.
+const SHADOW_MIN: usize = 1024;
+/// A decision every this many x a shadow's capacity sampled accesses.
+const PERIOD_PER_ENTRY: u64 = 8;
+/// The first decision after this many x a shadow's capacity.
+const FIRST_PERIOD_PER_ENTRY: u64 = 2;
+/// The hit buffer's cells.
+const BUFFER: usize = 64;
+
+/// The sample mask for a cache of `cap` entries: a key is sampled when
+/// `(hash >> 32) & mask == 0`; and the shadows' capacity.
+pub(crate) fn sampling(cap: usize) -> (u32, usize) {
+    let mut k = 0;
+    while k < 31 && (cap >> (k + 1)) >= SHADOW_MIN {
+        k += 1;
+    }
+    (((1u64 << k) - 1) as u32, (cap >> k).max(1))
+}
+
+/// Whether a key with this hash is sampled under `mask`.
+#[inline(always)]
+pub(crate) fn sampled(hash: u64, mask: u32) -> bool {
+    (hash >> 32) as u32 & mask == 0
+}
+
+/// The hashes of hits on sampled keys, pushed by readers (under a shared
+/// lock, so possibly by several threads at once) and drained by the next
+/// writer. Lossy by design: a full buffer drops the hit, and two readers
+/// racing for a cell may overwrite each other's; the shadows then see a few
+/// hits fewer, all of them alike.
+pub(crate) struct HitBuffer {
+    cells: [AtomicU64; BUFFER],
+    len: AtomicU32,
+}
+
+impl HitBuffer {
+    pub fn new() -> Self {
+        HitBuffer { cells: [const { AtomicU64::new(0) }; BUFFER], len: AtomicU32::new(0) }
+    }
+
+    /// Records a hit; whether there was room.
+    #[inline]
+    pub fn push(&self, hash: u64) -> bool {
+        let n = self.len.load(Relaxed) as usize;
+        if n < BUFFER {
+            self.cells[n].store(hash, Relaxed);
+            self.len.store(n as u32 + 1, Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Hands every recorded hit to `f`, oldest first, and empties the buffer
+    /// (readers pushing meanwhile may lose their hit, or see it twice).
+    pub fn drain(&self, mut f: impl FnMut(u64)) {
+        let n = (self.len.load(Relaxed) as usize).min(BUFFER);
+        for cell in &self.cells[..n] {
+            f(cell.load(Relaxed));
+        }
+        self.len.store(0, Relaxed);
+    }
+}
+
+/// The shadows and the buffer of sampled hits that feeds them.
+pub(crate) struct Sampler {
+    hits: HitBuffer,
+    // A reader that finds the buffer full feeds the shadows itself, if it can
+    // take this lock at once; the writer (holding the engine exclusively)
+    // reaches them without locking.
+    shadows: Mutex<Shadows>,
+}
+
+impl Sampler {
+    pub fn new(shadow_cap: usize) -> Self {
+        Sampler { hits: HitBuffer::new(), shadows: Mutex::new(Shadows::new(shadow_cap)) }
+    }
+
+    /// A hit on a sampled key, from a reader.
+    #[inline]
+    pub fn record_hit(&self, hash: u64) {
+        if !self.hits.push(hash) {
+            self.drain_full(hash);
+        }
+    }
+
+    #[cold]
+    fn drain_full(&self, hash: u64) {
+        let mut shadows = match self.shadows.try_lock() {
+            Ok(shadows) => shadows,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            // Another reader is feeding them: this hit is lost.
+            Err(TryLockError::WouldBlock) => return,
+        };
+        self.hits.drain(|h| shadows.access(h));
+        self.hits.push(hash);
+    }
+
+    /// A write of `hash` (sampled or not): feeds the buffered hits, then the
+    /// write if its key is sampled under `mask`; the setting to use.
+    pub fn record_write(&mut self, hash: u64, mask: u32) -> Setting {
+        let shadows = self.shadows.get_mut().unwrap_or_else(PoisonError::into_inner);
+        self.hits.drain(|h| shadows.access(h));
+        if sampled(hash, mask) {
+            shadows.access(hash);
+        }
+        shadows.current()
+    }
+}
+
+/// A miniature S3-FIFO with TinyLFU admission under one [`Setting`]: the
+/// live engine's rules on hashes, without values, TTLs or deletes.
+pub(crate) struct Mini {
+    setting: Setting,
+    cap: usize,
+    small_cap: usize,
+    /// (hash, CLOCK count) of the entries held.
+    entries: HashTable<(u64, u8)>,
+    small: VecDeque<u64>,
+    main: VecDeque<u64>,
+    ghost: BucketGhost,
+    evicted_once: bool,
+    pub misses: u64,
+}
+
+impl Mini {
+    pub fn new(setting: Setting, cap: usize) -> Self {
+        Mini {
+            setting,
+            cap,
+            small_cap: setting.small_cap(cap),
+            entries: HashTable::new(),
+            small: VecDeque::new(),
+            main: VecDeque::new(),
+            ghost: BucketGhost::new(ghost_size(cap)),
+            evicted_once: false,
+            misses: 0,
+        }
+    }
+
+    fn clock(&mut self, hash: u64) -> &mut u8 {
+        &mut self.entries.find_mut(hash, |e| e.0 == hash).expect("a queued hash is held").1
+    }
+
+    /// One access to `hash` (already counted in `sketch`): a hit bumps its
+    /// count, a miss inserts it.
+    pub fn access(&mut self, hash: u64, sketch: &FrequencySketch) {
+        if let Some(e) = self.entries.find_mut(hash, |e| e.0 == hash) {
+            e.1 = (e.1 + 1).min(MAX_CLOCK);
+            return;
+        }
+        self.misses += 1;
+        let returning = self.ghost.take(hash);
+        let full = self.entries.len() >= self.cap;
+        let to_main = if !full {
+            // Before the first eviction, what does not fit in small fills main.
+            returning || (!self.evicted_once && self.small.len() >= self.small_cap)
+        } else if returning && self.setting.duel && self.main.len() >= self.cap.saturating_sub(self.small_cap).max(1) {
+            let victim = self.main_victim();
+            if sketch.frequency(hash) > sketch.frequency(victim) {
+                self.main.pop_front();
+                self.entries.find_entry(victim, |e| e.0 == victim).expect("held").remove();
+                self.evicted_once = true;
+                true
+            } else {
+                self.evict();
+                false
+            }
+        } else {
+            self.evict();
+            returning
+        };
+        if to_main {
+            self.main.push_back(hash);
+        } else {
+            self.small.push_back(hash);
+        }
+        self.entries.insert_unique(hash, (hash, 0), |e| e.0);
+    }
+
+    /// Turns main's CLOCK until its oldest entry has a count of zero: that entry.
+    fn main_victim(&mut self) -> u64 {
+        loop {
+            let front = *self.main.front().expect("main is not empty");
+            let clock = self.clock(front);
+            if *clock == 0 {
+                return front;
+            }
+            *clock -= 1;
+            self.main.pop_front();
+            self.main.push_back(front);
+        }
+    }
+
+    /// S3-FIFO's eviction of one entry.
+    fn evict(&mut self) {
+        self.evicted_once = true;
+        let main_cap = self.cap.saturating_sub(self.small_cap).max(1);
+        loop {
+            if self.main.len() > main_cap || self.small.is_empty() {
+                let Some(front) = self.main.pop_front() else { return };
+                let clock = self.clock(front);
+                if *clock > 0 {
+                    *clock -= 1;
+                    self.main.push_back(front);
+                    continue;
+                }
+                self.entries.find_entry(front, |e| e.0 == front).expect("held").remove();
+                return;
+            }
+            let front = self.small.pop_front().expect("small is not empty");
+            let clock = self.clock(front);
+            if *clock >= MOVE_TO_MAIN {
+                *clock = 0;
+                self.main.push_back(front);
+                continue;
+            }
+            self.entries.find_entry(front, |e| e.0 == front).expect("held").remove();
+            self.ghost.insert(front);
+            return;
+        }
+    }
+}
+
+/// The four shadows and the choice between them.
+pub(crate) struct Shadows {
+    minis: Vec<Mini>,
+    /// How often each sampled key was seen: the minis see the same stream,
+    /// so one sketch serves the two that duel (and costs one update).
+    sketch: FrequencySketch,
+    current: usize,
+    period: u64,
+    seen: u64,
+}
+
+impl Shadows {
+    pub fn new(shadow_cap: usize) -> Self {
+        let period = PERIOD_PER_ENTRY * shadow_cap as u64;
+        Shadows {
+            minis: SETTINGS.iter().map(|&s| Mini::new(s, shadow_cap)).collect(),
+            sketch: FrequencySketch::new(shadow_cap),
+            current: 0,
+            period,
+            // The first decision comes sooner, as soon as the shadows have
+            // filled about twice: until then the store runs the first setting
+            // whatever the workload (a loop loses a quarter of its hits under
+            // it).
+            seen: period - FIRST_PERIOD_PER_ENTRY * shadow_cap as u64,
+        }
+    }
+
+    /// The setting the live cache should use.
+    pub fn current(&self) -> Setting {
+        SETTINGS[self.current]
+    }
+
+    /// One sampled access.
+    pub fn access(&mut self, hash: u64) {
+        self.sketch.admit(hash);
+        for mini in &mut self.minis {
+            mini.access(hash, &self.sketch);
+        }
+        self.seen += 1;
+        if self.seen < self.period {
+            return;
+        }
+        self.seen = 0;
+        let best = (0..self.minis.len()).min_by_key(|&i| (self.minis[i].misses, i != self.current)).unwrap_or(0);
+        let (best_misses, current_misses) = (self.minis[best].misses, self.minis[self.current].misses);
+        for mini in &mut self.minis {
+            mini.misses = 0;
+        }
+        // Switch only for a clear gain: fewer misses by more than 1%.
+        if best != self.current && best_misses * 100 < current_misses * 99 {
+            self.current = best;
+        }
+    }
+}

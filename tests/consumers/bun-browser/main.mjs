@@ -1,0 +1,7 @@
+import * as cache from "pepperpy-caching";
+import { check } from "./check.mjs";
+
+check(cache).then(
+  (result) => (globalThis.consumerResult = result),
+  (error) => (globalThis.consumerResult = { error: String(error) }),
+);

@@ -1,0 +1,303 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! A value whose `Clone` or `Drop` calls back into the store that runs it.
+//!
+//! `MemoryStore::get` clones the value under its shard's lock, and an expired
+//! value may be dropped under it: a call from there into the same store would
+//! wait on a lock its own thread holds, for ever (std locks are not
+//! re-entrant). The rule: such a call fails at once with
+//! `CacheError::ReentrantValue` (the calls that return no `Result`, `len` and
+//! `stats`, panic with that message). Every test runs its body on a thread of
+//! its own and fails if that thread has not finished within 10 s, so a
+//! deadlock is a failure, not a hung test run.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use pepperpy_caching::{
+    CacheError, CacheStore, LruPolicy, ManualClock, MemoryStore, Policy, S3FifoPolicy, SetOptions, TtlPolicy,
+};
+
+/// Runs `body` on its own thread; fails if it panics or runs for more than 10 s.
+fn within_10s(what: &str, body: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        body();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(()) => handle.join().unwrap(),
+        // The thread is left blocked: the test binary ends with the test run.
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("{what}: deadlocked (no answer within 10 s)"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            let payload = handle.join().expect_err("the body panicked");
+            std::panic::resume_unwind(payload)
+        }
+    }
+}
+
+/// What a value's callback does with the store, and what it got.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Call {
+    GetSameKey,
+    GetOtherKey,
+    Set,
+    Delete,
+    Invalidate,
+    Keys,
+    Size,
+    GetOrSet,
+}
+
+const CALLS: [Call; 8] = [
+    Call::GetSameKey,
+    Call::GetOtherKey,
+    Call::Set,
+    Call::Delete,
+    Call::Invalidate,
+    Call::Keys,
+    Call::Size,
+    Call::GetOrSet,
+];
+
+type Outcomes = Arc<Mutex<Vec<Result<(), CacheError>>>>;
+
+/// Where a value finds the store it lives in.
+type Home = Arc<OnceLock<Weak<MemoryStore<Reentrant>>>>;
+
+/// A value whose `Clone` (when `on_clone`) or `Drop` (when `on_drop`) makes
+/// `call` on `store`, recording the outcome. Only the first call back fires
+/// (a clone made inside it is tame), so nothing recurses.
+struct Reentrant {
+    store: Home,
+    call: Call,
+    on_clone: bool,
+    on_drop: bool,
+    fired: Arc<AtomicBool>,
+    outcomes: Outcomes,
+}
+
+impl Reentrant {
+    fn call_back(&self) {
+        if self.fired.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Some(store) = self.store.get().and_then(Weak::upgrade) else { return };
+        let outcome = match self.call {
+            Call::GetSameKey => store.get("k").into_inner().map(drop),
+            Call::GetOtherKey => store.get("other").into_inner().map(drop),
+            Call::Set => store.set("other", self.tame(), SetOptions::new()).into_inner(),
+            Call::Delete => store.delete("k").into_inner().map(drop),
+            Call::Invalidate => store.invalidate("*").into_inner().map(drop),
+            Call::Keys => store.keys(None).into_inner().map(drop),
+            Call::Size => store.size().into_inner().map(drop),
+            Call::GetOrSet => {
+                let tame = self.tame();
+                let load = store.get_or_set("other", move || async move { tame }, SetOptions::new());
+                futures_lite_block_on(load).map(drop)
+            }
+        };
+        self.outcomes.lock().unwrap().push(outcome);
+    }
+
+    fn tame(&self) -> Reentrant {
+        Reentrant {
+            store: Arc::clone(&self.store),
+            call: self.call,
+            on_clone: false,
+            on_drop: false,
+            fired: Arc::new(AtomicBool::new(true)),
+            outcomes: Arc::clone(&self.outcomes),
+        }
+    }
+}
+
+impl Clone for Reentrant {
+    fn clone(&self) -> Self {
+        if self.on_clone {
+            self.call_back();
+        }
+        self.tame()
+    }
+}
+
+impl Drop for Reentrant {
+    fn drop(&mut self) {
+        if self.on_drop {
+            self.call_back();
+        }
+    }
+}
+
+/// Polls a future that needs no waking (every MemoryStore future is ready
+/// or finishes without waiting here).
+fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+fn policies() -> Vec<(&'static str, Policy)> {
+    vec![
+        ("lru", LruPolicy::new(100).unwrap().into()),
+        ("s3fifo", S3FifoPolicy::new(100).unwrap().into()),
+        ("ttl", TtlPolicy::new(Duration::from_secs(3600)).unwrap().into()),
+    ]
+}
+
+fn store_with(policy: Policy, shards: usize, clock: &ManualClock) -> (Arc<MemoryStore<Reentrant>>, Home) {
+    let store = Arc::new(MemoryStore::builder(policy).shards(shards).clock(clock.clone()).build());
+    let cell = Arc::new(OnceLock::new());
+    cell.set(Arc::downgrade(&store)).ok().unwrap();
+    (store, cell)
+}
+
+fn is_reentrant_error(outcome: &Result<(), CacheError>) -> bool {
+    outcome.is_err()
+}
+
+#[test]
+fn a_clone_that_calls_the_same_store_gets_an_error_not_a_deadlock() {
+    for (name, policy) in policies() {
+        for shards in [1, 8] {
+            for call in CALLS {
+                let what = format!("{name}, {shards} shards, Clone calls {call:?}");
+                let what2 = what.clone();
+                let policy = policy.clone();
+                within_10s(&what, move || {
+                    let clock = ManualClock::new();
+                    let (store, cell) = store_with(policy, shards, &clock);
+                    let outcomes: Outcomes = Arc::default();
+                    let value = Reentrant {
+                        store: Arc::clone(&cell),
+                        call,
+                        on_clone: true,
+                        on_drop: false,
+                        fired: Arc::new(AtomicBool::new(false)),
+                        outcomes: Arc::clone(&outcomes),
+                    };
+                    store.set("k", value, SetOptions::new()).into_inner().unwrap();
+                    // The get clones the value under the shard's lock; the clone calls back.
+                    let got = store.get("k").into_inner().unwrap();
+                    assert!(got.is_some(), "{what2}: the get itself still answers");
+                    let outcomes = outcomes.lock().unwrap();
+                    assert_eq!(outcomes.len(), 1, "{what2}: the callback ran once");
+                    assert!(is_reentrant_error(&outcomes[0]), "{what2}: {:?}", outcomes[0]);
+                    let message = outcomes[0].as_ref().unwrap_err().to_string();
+                    assert!(message.contains("Clone or Drop") && message.contains("deadlock"), "{message}");
+                    drop(outcomes);
+                    // Nothing changed and the store works afterwards, from outside a value.
+                    assert_eq!(store.len(), 1, "{what2}");
+                    assert!(store.get("k").into_inner().unwrap().is_some());
+                    store.set("other", got.unwrap(), SetOptions::new()).into_inner().unwrap();
+                    assert_eq!(store.len(), 2, "{what2}");
+                });
+            }
+        }
+    }
+}
+
+#[test]
+fn a_drop_of_an_expired_value_under_the_lock_that_calls_the_store_gets_an_error() {
+    for (name, policy) in policies() {
+        let what = format!("{name}: Drop of a value reclaimed by get calls get");
+        let what2 = what.clone();
+        within_10s(&what, move || {
+            let clock = ManualClock::new();
+            let (store, cell) = store_with(policy, 1, &clock);
+            let outcomes: Outcomes = Arc::default();
+            let value = Reentrant {
+                store: Arc::clone(&cell),
+                call: Call::GetOtherKey,
+                on_clone: false,
+                on_drop: true,
+                fired: Arc::new(AtomicBool::new(false)),
+                outcomes: Arc::clone(&outcomes),
+            };
+            store.set("k", value, SetOptions::new().ttl(Duration::from_secs(1))).into_inner().unwrap();
+            clock.advance(Duration::from_secs(2));
+            // Either the get drops the expired value under its lock (the call
+            // back fails) or after it (the call back works): never a deadlock.
+            assert!(store.get("k").into_inner().unwrap().is_none(), "{what2}");
+            let outcomes = outcomes.lock().unwrap();
+            assert_eq!(outcomes.len(), 1, "{what2}: the Drop ran once");
+            assert!(outcomes[0].is_ok() || is_reentrant_error(&outcomes[0]), "{what2}: {:?}", outcomes[0]);
+        });
+    }
+}
+
+#[test]
+fn len_and_stats_from_inside_a_clone_panic_with_a_clear_message() {
+    for (name, policy) in policies() {
+        let what = format!("{name}: Clone calls len");
+        within_10s(&what, move || {
+            #[derive(Debug)]
+            struct CallsLen(Arc<OnceLock<Weak<MemoryStore<CallsLen>>>>, Arc<AtomicBool>);
+            impl Clone for CallsLen {
+                fn clone(&self) -> Self {
+                    if !self.1.swap(true, Ordering::SeqCst)
+                        && let Some(store) = self.0.get().and_then(Weak::upgrade)
+                    {
+                        let _ = store.len();
+                    }
+                    CallsLen(Arc::clone(&self.0), Arc::clone(&self.1))
+                }
+            }
+            let store = Arc::new(MemoryStore::builder(policy).clock(ManualClock::new()).build());
+            let cell = Arc::new(OnceLock::new());
+            cell.set(Arc::downgrade(&store)).ok().unwrap();
+            store.set("k", CallsLen(cell, Arc::new(AtomicBool::new(false))), SetOptions::new()).into_inner().unwrap();
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.get("k").into_inner()))
+                .expect_err("len from inside a Clone panics");
+            let message = panicked
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panicked.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            assert!(message.contains("len") && message.contains("deadlock"), "{message}");
+            // The store still works (the panic left the lock consistent).
+            assert_eq!(store.len(), 1);
+            assert!(store.get("k").into_inner().unwrap().is_some());
+        });
+    }
+}
+
+/// Two threads, two shards: each value's Clone calls into the other's shard.
+/// Allowed, the two could wait on each other for ever; refused, they cannot.
+#[test]
+fn clones_calling_across_shards_on_two_threads_never_deadlock() {
+    within_10s("cross-shard clones on two threads", || {
+        let clock = ManualClock::new();
+        let (store, cell) = store_with(S3FifoPolicy::new(1000).unwrap().into(), 16, &clock);
+        let outcomes: Outcomes = Arc::default();
+        for key in ["k", "other"] {
+            let value = Reentrant {
+                store: Arc::clone(&cell),
+                call: Call::Set,
+                on_clone: true,
+                on_drop: false,
+                fired: Arc::new(AtomicBool::new(false)),
+                outcomes: Arc::clone(&outcomes),
+            };
+            store.set(key, value, SetOptions::new()).into_inner().unwrap();
+        }
+        let threads: Vec<_> = (0..2)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        let _ = store.get(if i == 0 { "k" } else { "other" }).into_inner();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(outcomes.lock().unwrap().iter().all(is_reentrant_error));
+    });
+}
