@@ -146,7 +146,9 @@ export interface GetOrSetOptions extends SetOptions {
   /**
    * Receives the promise of a background refresh (it never rejects), e.g.
    * `ctx.waitUntil.bind(ctx)` in a Cloudflare Worker, so the runtime keeps
-   * running it after the response.
+   * running it after the response. If it throws, the error is reported
+   * (`reportError`; in Node an uncaught exception) and the caller still gets
+   * the stale value.
    */
   waitUntil?: (promise: Promise<void>) => void;
   /**
@@ -254,7 +256,11 @@ export declare class MemoryStore<V = unknown> {
   has(key: string): Promise<boolean>;
   /** A fresh copy of the entry's metadata (`{}` when it has none), or `undefined` without an entry. */
   getMetadata(key: string): Promise<Metadata | undefined>;
-  /** Merges `metadata` into the entry's (top-level keys replaced); `true` if the entry exists. */
+  /**
+   * Merges `metadata` into the entry's (top-level keys replaced); `true` if
+   * the entry exists. A refresh of the entry under way (`getOrSet` with
+   * `grace`) stores its value with this update merged over its own metadata.
+   */
   updateMetadata(key: string, metadata: Metadata): Promise<boolean>;
   /** Removes the live entries whose keys match the Redis glob `pattern`; how many. */
   invalidate(pattern: string): Promise<number>;

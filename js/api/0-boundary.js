@@ -20,6 +20,8 @@ const [
   BATCH_KEYS, BATCH_BYTES, BATCH_BYTES_AT, BATCH_ENDS_AT, BATCH_RESULTS_AT, MAX_SLOTS, SHOWN_CHARS,
 ] = wasm.limits();
 const { WasmPattern } = wasm;
+// The latency sample is taken when the get count is a multiple of it (a power of two).
+const SAMPLE_MASK = LATENCY_SAMPLE_EVERY - 1;
 const memory = wasm.wasmMemory();
 const encoder = new TextEncoder();
 // Whether `text` has no lone surrogate. String.prototype.isWellFormed is

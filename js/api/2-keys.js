@@ -95,12 +95,6 @@ function matching(pattern, keys) {
   }
 }
 
-/** Why `key` cannot be a key (the core's message). */
-function unwritableKeyError(key) {
-  if (!isWellFormed(key)) return notUnicode(CacheKeyError, "key", key);
-  return translate(wasm.keyError(key) ?? new Error(`key of ${key.length} characters does not fit`));
-}
-
 /** How a key is shown in an error message. */
 function shownKey(key) {
   return JSON.stringify(key.length > SHOWN_CHARS ? `${key.slice(0, SHOWN_CHARS)}...` : key);

@@ -70,7 +70,8 @@ class MemoryStore {
   #deadline = NO_DEADLINES;
   // The read counters, kept here (a hit never enters wasm); the engine
   // counts sets, deletes, evictions and expirations in its own.
-  #hits = 0;
+  // Gets counted (hits are gets - misses: a hit then only bumps this).
+  #gets = 0;
   #misses = 0;
   #latencyTotal = 0;
   #latencySamples = 0;
@@ -241,7 +242,7 @@ class MemoryStore {
   }
 
   #zeroCounters() {
-    this.#hits = 0;
+    this.#gets = 0;
     this.#misses = 0;
     this.#latencyTotal = 0;
     this.#latencySamples = 0;
@@ -330,8 +331,13 @@ class MemoryStore {
    * (S3-FIFO). No call into wasm.
    */
   getSync(key) {
-    if (--this.#untilTimed === 0) return this.#timedGet(key);
-    return this.#read(key);
+    if ((++this.#gets & SAMPLE_MASK) === 0) return this.#timedGet(key);
+    try {
+      return this.#read(key);
+    } catch (error) {
+      this.#gets--; // a call that fails counts nothing
+      throw error;
+    }
   }
 
   /** getSync without the latency sampling (which calls this: no recursion on the hot path). */
@@ -347,7 +353,6 @@ class MemoryStore {
 
   /** Tells the engine of a hit on slot `id` (the views are current). */
   #hit(id) {
-    this.#hits++;
     const mode = this.#mode;
     if (mode === RING) {
       // A hit on the slot the ring ends with changes no order.
@@ -374,12 +379,16 @@ class MemoryStore {
   }
 
   // One get in LATENCY_SAMPLE_EVERY is timed (on the store's clock) for `avgGetLatency`.
-  #untilTimed = LATENCY_SAMPLE_EVERY;
-
   #timedGet(key) {
-    this.#untilTimed = LATENCY_SAMPLE_EVERY;
-    const started = this.#now();
-    const value = this.#read(key);
+    let started;
+    let value;
+    try {
+      started = this.#now();
+      value = this.#read(key);
+    } catch (error) {
+      this.#gets--; // a call that fails counts nothing
+      throw error;
+    }
     const elapsed = this.#now() - started;
     if (!this.#disposed) {
       this.#latencyTotal += elapsed > 0 ? elapsed : 0;
@@ -472,7 +481,7 @@ class MemoryStore {
     let id;
     try {
       id = store.set(
-        this.#ringN, existing ?? -1, hash, ttl === undefined ? NaN : ttl * 1000, now, this.#hits + this.#misses, this.#misses,
+        this.#ringN, existing ?? -1, hash, ttl === undefined ? NaN : ttl * 1000, now, this.#gets, this.#misses,
       );
       this.#ringN = 0;
     } catch (error) {
@@ -668,6 +677,7 @@ class MemoryStore {
     const notices = this.#notices();
     const id = this.#liveSlot(key, now, notices);
     this.#notify(notices);
+    this.#gets++;
     if (id === undefined) {
       this.#misses++;
       return this.#join(key, loader, o);
@@ -1232,8 +1242,8 @@ class MemoryStore {
   getStats() {
     this.#live();
     const [sets, deletes, evictions, expirations] = this.#counters;
-    const hits = this.#hits;
     const misses = this.#misses;
+    const hits = this.#gets - misses;
     const gets = hits + misses;
     return {
       hits,

@@ -441,7 +441,7 @@ pub(crate) struct Engine<V> {
 }
 
 impl<V> Engine<V> {
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(all(test, not(target_arch = "wasm32"))), allow(dead_code))]
     pub fn new(policy: Policy, clock: Clock) -> Self {
         Self::with_hasher(policy, clock, KeyHasher::default())
     }
@@ -539,7 +539,7 @@ impl<V> Engine<V> {
     }
 
     /// The counters so far.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(all(test, not(target_arch = "wasm32"))), allow(dead_code))]
     pub fn stats(&self) -> CacheStats {
         let mut counters = self.counters.clone();
         self.reads.add_to(&mut counters);
@@ -686,7 +686,7 @@ impl<V> Engine<V> {
     }
 
     /// Checks `key`, then [`get_exclusive`](Self::get_exclusive).
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(all(test, not(target_arch = "wasm32"))), allow(dead_code))]
     pub fn get_with<R>(&mut self, key: &str, read: impl FnOnce(&V) -> R) -> Result<Option<R>> {
         check_key(key)?;
         let hash = self.hash(key);
@@ -865,7 +865,7 @@ impl<V> Engine<V> {
         self.live += 1;
     }
 
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(all(test, not(target_arch = "wasm32"))), allow(dead_code))]
     pub fn delete(&mut self, key: &str) -> Result<bool> {
         Ok(self.delete_returning(key)?.is_some())
     }
@@ -934,7 +934,7 @@ impl<V> Engine<V> {
         Ok(true)
     }
 
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(all(test, not(target_arch = "wasm32"))), allow(dead_code))]
     pub fn invalidate(&mut self, pattern: &str) -> Result<usize> {
         Ok(self.invalidate_returning(pattern)?.len())
     }
@@ -1009,7 +1009,7 @@ impl<V> Engine<V> {
         self.live
     }
 
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(all(test, not(target_arch = "wasm32"))), allow(dead_code))]
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // the JS bindings clear with `clear_slots`
     pub fn clear(&mut self) {
         drop(self.clear_returning());
@@ -1482,7 +1482,7 @@ impl<V> Engine<V> {
 
 impl<V: Clone> Engine<V> {
     #[inline]
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(all(test, not(target_arch = "wasm32"))), allow(dead_code))]
     pub fn get(&mut self, key: &str) -> Result<Option<V>> {
         self.get_with(key, V::clone)
     }
