@@ -258,8 +258,9 @@ export declare class MemoryStore<V = unknown> {
   getMetadata(key: string): Promise<Metadata | undefined>;
   /**
    * Merges `metadata` into the entry's (top-level keys replaced); `true` if
-   * the entry exists. A refresh of the entry under way (`getOrSet` with
-   * `grace`) stores its value with this update merged over its own metadata.
+   * the entry exists. A write like `set`: a load or refresh of the entry
+   * under way (`getOrSet` with `grace`) stores nothing, so the update is
+   * never erased; the next stale read starts another refresh.
    */
   updateMetadata(key: string, metadata: Metadata): Promise<boolean>;
   /** Removes the live entries whose keys match the Redis glob `pattern`; how many. */
