@@ -1,8 +1,12 @@
 //! [`MemoryStore`]: entries in this process's memory.
 
 mod engine;
+// The adaptive S3-FIFO's parts: not built into the wasm32 engine (see engine.rs).
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod ghost;
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod shadow;
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod sketch;
 // On wasm32 the engine hashes keys with it; natively its tests still run.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
