@@ -82,6 +82,7 @@ pub(super) const MAX_FREQ: u8 = 3;
 const CLOCK_BITS: u8 = 0b11;
 /// The hits not yet handed to the adaptive policy's sketch: bits 2-5 of `freq`.
 const PENDING_SHIFT: u8 = 2;
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 const MAX_PENDING: u8 = 15;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -389,8 +390,19 @@ pub(super) struct Adaptive {
     pub(super) shared: Option<Arc<AtomicU8>>,
 }
 
+/// Whether the adaptive policy is built: not on wasm32, for the npm
+/// package's size budget (stores there run the classic policy). Every use of
+/// `Engine::adaptive` tests this constant first, so that its code is
+/// compiled out there.
+const ADAPTIVE_BUILT: bool = cfg!(not(target_arch = "wasm32"));
+
+type AdaptiveBox = Box<Adaptive>;
+
 impl Adaptive {
-    fn new(max_size: usize) -> (Box<Self>, u32) {
+    /// The state for a capacity of `max_size`, and the sample mask; `None`
+    /// where the adaptive policy is not built.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn new(max_size: usize) -> Option<(AdaptiveBox, u32)> {
         let (mask, shadow_cap) = shadow::sampling(max_size);
         let adaptive = Adaptive {
             sketch: FrequencySketch::new(max_size),
@@ -399,7 +411,12 @@ impl Adaptive {
             setting: shadow::SETTINGS[0],
             shared: None,
         };
-        (Box::new(adaptive), mask)
+        Some((Box::new(adaptive), mask))
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn new(_max_size: usize) -> Option<(AdaptiveBox, u32)> {
+        None
     }
 }
 
@@ -427,7 +444,7 @@ pub(crate) struct Engine<V> {
     small_cap: usize,
     climber: Option<Climber>,
     /// The adaptive policy's state (S3-FIFO only, unless made classic).
-    adaptive: Option<Box<Adaptive>>,
+    adaptive: Option<AdaptiveBox>,
     /// Hits on keys whose hash passes this mask are recorded for the shadows
     /// ([`shadow::sampled`]); `u32::MAX` without an adaptive policy.
     sample_mask: u32,
@@ -481,7 +498,7 @@ impl<V> Engine<V> {
             reads: ReadCounters::default(),
         };
         if adaptive {
-            engine.adaptive = Some(Adaptive::new(1).0);
+            engine.adaptive = Adaptive::new(1).map(|(adaptive, _)| adaptive);
         }
         engine.set_max_size(policy.max_size().unwrap_or(usize::MAX));
         engine
@@ -489,8 +506,10 @@ impl<V> Engine<V> {
 
     fn set_max_size(&mut self, max_size: usize) {
         self.max_size = max_size.max(1);
-        if self.adaptive.is_some() {
-            let (adaptive, mask) = Adaptive::new(self.max_size);
+        if ADAPTIVE_BUILT
+            && self.adaptive.is_some()
+            && let Some((adaptive, mask)) = Adaptive::new(self.max_size)
+        {
             self.small_cap = adaptive.setting.small_cap(self.max_size);
             self.adaptive = Some(adaptive);
             self.sample_mask = mask;
@@ -512,7 +531,7 @@ impl<V> Engine<V> {
     /// of shadows per store, whatever the shard count). No effect on other
     /// policies. Call after [`limit_max_size`](Self::limit_max_size).
     pub fn share_setting(&mut self, shared: &Arc<AtomicU8>, leader: bool) {
-        if let Some(adaptive) = &mut self.adaptive {
+        if ADAPTIVE_BUILT && let Some(adaptive) = &mut self.adaptive {
             adaptive.shared = Some(Arc::clone(shared));
             if !leader {
                 adaptive.sampler = None;
@@ -617,7 +636,9 @@ impl<V> Engine<V> {
         if self.kind == Kind::S3Fifo {
             bump(freq);
             if shadow::sampled(hash, self.sample_mask)
-                && let Some(Adaptive { sampler: Some(sampler), .. }) = self.adaptive.as_deref()
+                && ADAPTIVE_BUILT
+                && let Some(adaptive) = &self.adaptive
+                && let Some(sampler) = &adaptive.sampler
             {
                 sampler.record_hit(hash);
             }
@@ -735,7 +756,7 @@ impl<V> Engine<V> {
                 self.ghost.set_cap(ghost_cap(small, self.max_size));
             }
         }
-        if let Some(adaptive) = &mut self.adaptive {
+        if ADAPTIVE_BUILT && let Some(adaptive) = &mut self.adaptive {
             // The shadows see the sampled hits since the last write, then
             // this write; a follower shard takes the leader's latest choice.
             let setting = match (&mut adaptive.sampler, &adaptive.shared) {
@@ -787,7 +808,7 @@ impl<V> Engine<V> {
             }
             let old = Removed { key: Box::default(), value: live_owned(old_value), metadata: old_metadata };
             removed.push(old, if was_expired { Reason::Expired } else { Reason::Replaced });
-        } else if self.adaptive.is_some() {
+        } else if ADAPTIVE_BUILT && self.adaptive.is_some() {
             let full =
                 self.live >= self.max_size && (self.expiries.is_empty() || !self.reclaim_expired(now, 1, &mut removed));
             let (list, evicted) = self.admit(hash, full);
@@ -1038,7 +1059,7 @@ impl<V> Engine<V> {
         self.index = HashTable::new();
         self.lists = [List::EMPTY; 2];
         self.ghost.clear();
-        if let Some(adaptive) = &mut self.adaptive {
+        if ADAPTIVE_BUILT && let Some(adaptive) = &mut self.adaptive {
             adaptive.ghost.clear();
         }
         self.expiries.clear();
@@ -1302,7 +1323,7 @@ impl<V> Engine<V> {
         let id = match self.kind {
             Kind::Lru { .. } => self.lists[MAIN as usize].tail,
             Kind::Ttl => self.expiries.first().map_or(self.lists[MAIN as usize].tail, |&(_, _, id)| id),
-            Kind::S3Fifo if self.adaptive.is_some() => return self.evict_adaptive(),
+            Kind::S3Fifo if ADAPTIVE_BUILT && self.adaptive.is_some() => return self.evict_adaptive(),
             Kind::S3Fifo => return self.evict_s3fifo(),
         };
         if id == NIL {
@@ -1515,6 +1536,20 @@ fn expiry(now: Nanos, ttl: std::time::Duration) -> Nanos {
 /// Bumps an S3-FIFO access count, writing only when it changes (a hot key's
 /// count saturates at once, and its cache line is then only read).
 #[inline]
+#[cfg(target_arch = "wasm32")]
+fn bump(freq: &AtomicU8) {
+    // No adaptive policy on wasm32: the CLOCK count only.
+    let f = freq.load(Relaxed);
+    if f < MAX_FREQ {
+        freq.store(f + 1, Relaxed);
+    }
+}
+
+/// Bumps an S3-FIFO access count (and the hits pending for the sketch),
+/// writing only when it changes (a hot key's counts saturate at once, and its
+/// cache line is then only read).
+#[inline]
+#[cfg(not(target_arch = "wasm32"))]
 fn bump(freq: &AtomicU8) {
     let f = freq.load(Relaxed);
     let (clock, pending) = (f & CLOCK_BITS, f >> PENDING_SHIFT);
@@ -1524,9 +1559,18 @@ fn bump(freq: &AtomicU8) {
     }
 }
 
+/// `a == b`.
+#[inline(always)]
+#[cfg(target_arch = "wasm32")]
+fn same_key(a: &str, b: &str) -> bool {
+    // Smaller code for the npm package's size budget.
+    a == b
+}
+
 /// `a == b`, with keys of up to 16 bytes (most keys) compared by two
 /// overlapping word loads each instead of a call to `memcmp`.
 #[inline(always)]
+#[cfg(not(target_arch = "wasm32"))]
 fn same_key(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     let n = a.len();

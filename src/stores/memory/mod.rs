@@ -1,10 +1,14 @@
 //! [`MemoryStore`]: entries in this process's memory.
 
 mod engine;
-// The slot-addressed engine of the JS store (src/wasm), and its native tests.
+// The adaptive S3-FIFO's parts: not built into the wasm32 engine (see engine.rs).
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod ghost;
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod shadow;
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod sketch;
+// The slot-addressed engine of the JS store (src/wasm), and its native tests.
 #[cfg(any(test, all(target_arch = "wasm32", target_os = "unknown", feature = "js")))]
 pub(crate) mod slots;
 // On wasm32 the engine hashes keys with it; natively its tests still run.
