@@ -359,9 +359,13 @@ class MemoryStore {
     if (mode === RING) {
       // A hit on the slot the ring ends with changes no order.
       if (this.#ringN !== 0 && this.#lastHit === id) return;
+      // A full ring is replayed before the hit is written, not after: a
+      // drain cut short (a stack overflow in the engine's probe) leaves it
+      // full, and the next hit retries it, where writing first would have
+      // run past the ring's end and lost every hit until the next write.
+      if (this.#ringN === RING_LEN) this.#drain();
       this.#lastHit = id;
-      this.#ring[this.#ringN] = id;
-      if (++this.#ringN === RING_LEN) this.#drain();
+      this.#ring[this.#ringN++] = id;
     } else if (mode === FREQ) {
       // The low two bits count accesses, up to 3 (the engine keeps its queue in the high bit).
       const f = this.#freq[id];
