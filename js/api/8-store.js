@@ -420,8 +420,10 @@ class MemoryStore {
       // Expired: the engine frees it, and it counts as a miss.
       const notices = this.#notices();
       this.#expire(id, notices);
-      this.#misses++;
+      // Counted once the listener returned: if it throws, so does this get,
+      // which then counts nothing (getSync takes its get back).
       this.#notify(notices);
+      this.#misses++;
       return undefined;
     }
     checkKey(key);

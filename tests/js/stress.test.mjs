@@ -313,3 +313,24 @@ test("exact LRU: a drain of the full access ring cut short by a stack overflow l
   }
   assert.ok(overflowed > 0, "the stack did overflow");
 });
+
+test("a get that finds its entry expired and whose onRemove throws counts nothing", () => {
+  const clock = new ManualClock();
+  const store = new MemoryStore({
+    policy: new LRUPolicy({ maxSize: 3 }),
+    clock,
+    onRemove: () => {
+      throw new Error("listener");
+    },
+  });
+  store.setSync("a", 1, { ttl: 1 });
+  assert.equal(store.getSync("a"), 1);
+  clock.advance(2000);
+  assert.throws(() => store.getSync("a"), /listener/);
+  const stats = store.getStats();
+  // It used to count the miss but take the get back: hits was 0 - 1.
+  assert.deepEqual([stats.hits, stats.misses, stats.expirations], [1, 0, 1]);
+  assert.equal(store.getSync("a"), undefined);
+  assert.deepEqual([store.getStats().hits, store.getStats().misses], [1, 1]);
+  assert.deepEqual(store[AUDIT](), []);
+});
