@@ -39,7 +39,11 @@ class Subject {
     // Exact LRU order (oldest first) for exact-LRU stores with no TTL at all.
     this.exact = kind === "lru" && policyTtl === undefined ? new Map() : undefined;
     this.counts = { sets: 0, evicted: 0, expired: 0, deleted: 0, hits: 0, misses: 0 };
-    this.expectEvict = [];
+    this.diving = false;
+    this.clearing = false;
+    this.resets = 0;
+    // Every value set under each key (a dive checks against these).
+    this.history = new Map();
     const policy =
       kind === "lru"
         ? new LRUPolicy({ maxSize: cap, ttl: policyTtl })
@@ -57,6 +61,13 @@ class Subject {
   }
 
   removed(value, key, reason) {
+    if (this.diving) {
+      // The model is resynchronised after a dive (see \`resync\`): only a reset (a trap) is an error here.
+      if (reason === "cleared" && !this.clearing) this.resets++;
+      if (reason !== "replaced") this.present.delete(key);
+      return;
+    }
+    if (reason === "cleared") assert.ok(this.clearing, `${this.label}: an entry cleared outside clear() (the engine trapped and the store reset)`);
     const where = `${this.label}: notice ${reason} of ${key}`;
     const entry = this.present.get(key);
     assert.ok(entry !== undefined, `${where}: the model has no such entry`);
@@ -77,6 +88,23 @@ class Subject {
     }
     this.present.delete(key);
     this.exact?.delete(key);
+  }
+
+  /** After a dive: the store must agree with itself, have kept every value it was given under its own key, and never reset. */
+  resync(step) {
+    assert.equal(this.resets, 0, `${this.label} step ${step}: the store reset during a stack overflow (a trap)`);
+    assert.deepEqual(this.store[AUDIT](), [], `${this.label} step ${step}: the engine and JS agree after the dive`);
+    this.present = new Map();
+    const keys = this.store.keysSync();
+    for (const key of keys) {
+      const value = this.store.peek(key);
+      assert.ok(this.history.get(key)?.has(value), `${this.label} step ${step}: ${key} holds a value never set under it`);
+      const ttl = this.store.remainingTtl(key);
+      this.present.set(key, { value, deadline: this.now() + ttl * 1000 });
+    }
+    if (this.exact !== undefined) this.exact = new Map([...keys].reverse().map((key) => [key, true]));
+    this.store.resetStats();
+    for (const name of Object.keys(this.counts)) this.counts[name] = 0;
   }
 
   touch(key) {
@@ -117,6 +145,8 @@ class Subject {
 
   /** Records a set of `key` the store accepted. */
   wrote(key, value, ttl) {
+    if (!this.history.has(key)) this.history.set(key, new Set());
+    this.history.get(key).add(value);
     const secs = ttl ?? this.policyTtl;
     this.present.set(key, { value, deadline: secs === undefined ? Infinity : this.now() + secs * 1000 });
     this.counts.sets++;
@@ -226,7 +256,9 @@ async function run(seed, steps) {
       }
       assert.equal(new Set(seen).size, seen.length, `${s.label}: entries() repeats no key`);
     } else if (op < 80) {
+      s.clearing = true;
       s.store.clearSync();
+      s.clearing = false;
       assert.equal(s.present.size, 0, `${s.label}: clear announced every entry`);
     } else if (op < 86) {
       advance(pick([1, 5, 20, 100, 1000]));
@@ -240,7 +272,7 @@ async function run(seed, steps) {
         s.wrote(k, v, undefined);
         if (random() < 0.5) s.read(k, s.store.getSync(k), true);
       }
-    } else if (op < 93) {
+    } else if (op < 91) {
       // A burst of hits (fills and drains the exact-LRU access ring).
       const live = [...s.present.keys()];
       if (live.length > 0) {
@@ -249,6 +281,43 @@ async function run(seed, steps) {
           s.read(k, s.store.getSync(k), true);
         }
       }
+    } else if (op < 94 && random() < 0.9) {
+      // One kind of call made at every depth near the end of the stack until it succeeds.
+      const kind = int(6);
+      const v = { v: value++ };
+      if (!s.history.has(key)) s.history.set(key, new Set());
+      s.history.get(key).add(v);
+      const calls = [
+        () => s.store.getSync(key),
+        () => s.store.setSync(key, v),
+        () => s.store.deleteSync(key),
+        () => s.store.invalidateSync(key),
+        () => s.store.keysSync(),
+        () => s.store.hasSync(key),
+      ];
+      let done = false;
+      let overflowed = 0;
+      const dive = () => {
+        try {
+          dive();
+        } catch {}
+        if (done) return;
+        try {
+          calls[kind]();
+          done = true;
+        } catch (error) {
+          if (!(error instanceof RangeError)) throw error;
+          overflowed++;
+        }
+      };
+      s.diving = true;
+      try {
+        dive();
+      } finally {
+        s.diving = false;
+      }
+      assert.ok(done && overflowed > 0);
+      s.resync(step);
     } else if (op < 94) {
       s.store.resetStats();
       for (const name of Object.keys(s.counts)) s.counts[name] = 0;
@@ -271,9 +340,12 @@ async function run(seed, steps) {
   }
 }
 
-for (const seed of [1, 2, 3, 4]) {
+// STRESS_SEEDS=first-last runs more seeds (when hunting), STRESS_STEPS more steps each.
+const [firstSeed, lastSeed] = (process.env.STRESS_SEEDS ?? "1-4").split("-").map(Number);
+const STEPS = Number(process.env.STRESS_STEPS ?? 3000);
+for (let seed = firstSeed; seed <= lastSeed; seed++) {
   test(`stress, seed ${seed}: several stores of every policy in one instance agree with the model`, async () => {
-    await run(seed, 3000);
+    await run(seed, STEPS);
   });
 }
 
