@@ -1161,9 +1161,15 @@ class MemoryStore {
    * iteration starts; one removed meanwhile is skipped.
    */
   *entries() {
-    for (const id of this.#slots(undefined)) {
-      const key = this.#keys[id];
-      if (key !== undefined) yield [key, this.#values[id]];
+    const ids = this.#slots(undefined);
+    // The keys as they were: a slot freed meanwhile and taken by another
+    // key (or by the same key set again after a later slot was freed) is
+    // not the entry the iteration started with.
+    const keys = [];
+    for (let i = 0; i < ids.length; i++) keys[i] = this.#keys[ids[i]];
+    for (let i = 0; i < ids.length; i++) {
+      const key = keys[i];
+      if (key !== undefined && this.#keys[ids[i]] === key) yield [key, this.#values[ids[i]]];
     }
   }
 

@@ -241,7 +241,9 @@ async function run(seed, steps) {
     } else if (op < 79) {
       // Iterate, deleting and setting on the way: the entries live when it started, less the removed ones.
       const seen = [];
+      const before = new Set(s.store.keysSync());
       for (const [k, v] of s.store.entries()) {
+        assert.ok(before.has(k), `${s.label}: entries() yields ${k}, not live when it started`);
         assert.equal(v, s.present.get(k)?.value, `${s.label}: entries() value of ${k}`);
         seen.push(k);
         if (random() < 0.3) {
@@ -405,4 +407,23 @@ test("a get that finds its entry expired and whose onRemove throws counts nothin
   assert.equal(store.getSync("a"), undefined);
   assert.deepEqual([store.getStats().hits, store.getStats().misses], [1, 1]);
   assert.deepEqual(store[AUDIT](), []);
+});
+
+test("entries() yields only the entries live when it started, each once, though slots are reused meanwhile", () => {
+  for (const order of [["a", "c"], ["c", "a"]]) {
+    const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) });
+    for (const key of ["a", "b", "c"]) store.setSync(key, `${key}1`);
+    const seen = [];
+    for (const [key, value] of store.entries()) {
+      seen.push(`${key}=${value}`);
+      if (seen.length === 1) {
+        // c (yielded) and a (not yet) leave; their slots go to c again and to a new key z.
+        for (const gone of order) store.deleteSync(gone);
+        store.setSync("c", "c2");
+        store.setSync("z", "z1");
+      }
+    }
+    // It yielded z (never live when it started), or c twice.
+    assert.deepEqual(seen, ["c=c1", "b=b1"], `deleted in the order ${order}`);
+  }
 });
