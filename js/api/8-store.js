@@ -357,9 +357,13 @@ class MemoryStore {
     if (mode === RING) {
       // A hit on the slot the ring ends with changes no order.
       if (this.#ringN !== 0 && this.#lastHit === id) return;
+      // A full ring is replayed before the hit is written, not after: a
+      // drain cut short (a stack overflow in the engine's probe) leaves it
+      // full, and the next hit retries it, where writing first would have
+      // run past the ring's end and lost every hit until the next write.
+      if (this.#ringN === RING_LEN) this.#drain();
       this.#lastHit = id;
-      this.#ring[this.#ringN] = id;
-      if (++this.#ringN === RING_LEN) this.#drain();
+      this.#ring[this.#ringN++] = id;
     } else if (mode === FREQ) {
       // The low two bits count accesses, up to 3 (the engine keeps its queue in the high bit).
       const f = this.#freq[id];
@@ -414,8 +418,10 @@ class MemoryStore {
       // Expired: the engine frees it, and it counts as a miss.
       const notices = this.#notices();
       this.#expire(id, notices);
-      this.#misses++;
+      // Counted once the listener returned: if it throws, so does this get,
+      // which then counts nothing (getSync takes its get back).
       this.#notify(notices);
+      this.#misses++;
       return undefined;
     }
     checkKey(key);
@@ -1155,9 +1161,15 @@ class MemoryStore {
    * iteration starts; one removed meanwhile is skipped.
    */
   *entries() {
-    for (const id of this.#slots(undefined)) {
-      const key = this.#keys[id];
-      if (key !== undefined) yield [key, this.#values[id]];
+    const ids = this.#slots(undefined);
+    // The keys as they were: a slot freed meanwhile and taken by another
+    // key (or by the same key set again after a later slot was freed) is
+    // not the entry the iteration started with.
+    const keys = [];
+    for (let i = 0; i < ids.length; i++) keys[i] = this.#keys[ids[i]];
+    for (let i = 0; i < ids.length; i++) {
+      const key = keys[i];
+      if (key !== undefined && this.#keys[ids[i]] === key) yield [key, this.#values[ids[i]]];
     }
   }
 
