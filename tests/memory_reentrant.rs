@@ -301,3 +301,115 @@ fn clones_calling_across_shards_on_two_threads_never_deadlock() {
         assert!(outcomes.lock().unwrap().iter().all(is_reentrant_error));
     });
 }
+
+/// A value whose first `Clone` makes a `get` of `"k"` on `target` (another
+/// store, or the one it lives in further down a chain) and records the
+/// outcome; the clones it hands out are tame.
+/// Where a `Hop` finds the store its `Clone` reads.
+type HopTarget = Arc<OnceLock<Weak<MemoryStore<Hop>>>>;
+
+struct Hop {
+    target: HopTarget,
+    fired: Arc<AtomicBool>,
+    outcomes: Outcomes,
+    panic_on_clone: bool,
+}
+
+impl Hop {
+    fn new(target: &HopTarget, outcomes: &Outcomes) -> Self {
+        Hop {
+            target: Arc::clone(target),
+            fired: Arc::new(AtomicBool::new(false)),
+            outcomes: Arc::clone(outcomes),
+            panic_on_clone: false,
+        }
+    }
+}
+
+impl Clone for Hop {
+    fn clone(&self) -> Self {
+        assert!(!self.panic_on_clone, "a Clone that panics");
+        if !self.fired.swap(true, Ordering::SeqCst)
+            && let Some(store) = self.target.get().and_then(Weak::upgrade)
+        {
+            let outcome = store.get("k").into_inner().map(drop);
+            self.outcomes.lock().unwrap().push(outcome);
+        }
+        Hop {
+            target: Arc::clone(&self.target),
+            fired: Arc::new(AtomicBool::new(true)),
+            outcomes: Arc::clone(&self.outcomes),
+            panic_on_clone: false,
+        }
+    }
+}
+
+fn hop_store() -> (Arc<MemoryStore<Hop>>, HopTarget) {
+    let store = Arc::new(MemoryStore::builder(LruPolicy::new(100).unwrap()).shards(1).build());
+    let cell = Arc::new(OnceLock::new());
+    cell.set(Arc::downgrade(&store)).ok().unwrap();
+    (store, cell)
+}
+
+#[test]
+fn a_clone_that_calls_another_store_on_the_same_thread_is_not_refused() {
+    within_10s("a clone calling another store", || {
+        let outcomes: Outcomes = Arc::default();
+        let (a, _) = hop_store();
+        let (b, b_cell) = hop_store();
+        // B's value is tame: its clone calls nothing.
+        let tame = Hop::new(&Arc::new(OnceLock::new()), &outcomes);
+        b.set("k", tame, SetOptions::new()).into_inner().unwrap();
+        a.set("k", Hop::new(&b_cell, &outcomes), SetOptions::new()).into_inner().unwrap();
+        assert!(a.get("k").into_inner().unwrap().is_some());
+        let outcomes = outcomes.lock().unwrap();
+        assert_eq!(outcomes.len(), 1);
+        assert!(outcomes[0].is_ok(), "a call into another store was refused: {:?}", outcomes[0]);
+    });
+}
+
+#[test]
+fn a_chain_of_clones_back_into_the_first_store_gets_an_error_not_a_deadlock() {
+    // A's value's Clone reads B, whose value's Clone reads A again: A's
+    // shard is still held by this thread, two locks further up.
+    within_10s("A -> B -> A through clones", || {
+        let outcomes: Outcomes = Arc::default();
+        let (a, a_cell) = hop_store();
+        let (b, b_cell) = hop_store();
+        b.set("k", Hop::new(&a_cell, &outcomes), SetOptions::new()).into_inner().unwrap();
+        a.set("k", Hop::new(&b_cell, &outcomes), SetOptions::new()).into_inner().unwrap();
+        assert!(a.get("k").into_inner().unwrap().is_some());
+        let outcomes = outcomes.lock().unwrap();
+        // Innermost first: B's clone calling A is refused; A's call into B is fine.
+        assert_eq!(outcomes.len(), 2);
+        assert!(matches!(outcomes[0], Err(CacheError::ReentrantValue { .. })), "{:?}", outcomes[0]);
+        assert!(outcomes[1].is_ok(), "{:?}", outcomes[1]);
+    });
+}
+
+#[test]
+fn a_clone_that_panics_leaves_the_thread_free_to_call_the_store_again() {
+    within_10s("a panicking clone, then more calls on the same thread", || {
+        let outcomes: Outcomes = Arc::default();
+        let (a, _) = hop_store();
+        let (b, _) = hop_store();
+        let mut bad = Hop::new(&Arc::new(OnceLock::new()), &outcomes);
+        bad.panic_on_clone = true;
+        a.set("bad", bad, SetOptions::new()).into_inner().unwrap();
+        let tame = Hop::new(&Arc::new(OnceLock::new()), &outcomes);
+        a.set("k", tame.clone(), SetOptions::new()).into_inner().unwrap();
+        b.set("k", tame, SetOptions::new()).into_inner().unwrap();
+        a.set("x", Hop::new(&Arc::new(OnceLock::new()), &outcomes), SetOptions::new()).into_inner().unwrap();
+        for _ in 0..3 {
+            let a = Arc::clone(&a);
+            let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a.get("bad").into_inner()));
+            assert!(unwound.is_err());
+            // The mark the shard guard set was taken down by the unwind.
+            assert!(a.get("k").into_inner().unwrap().is_some());
+            assert!(b.get("k").into_inner().unwrap().is_some());
+            assert_eq!(a.len(), 3);
+            assert!(a.delete("x").into_inner().unwrap());
+            a.set("x", Hop::new(&Arc::new(OnceLock::new()), &outcomes), SetOptions::new()).into_inner().unwrap();
+        }
+    });
+}
