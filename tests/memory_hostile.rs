@@ -989,19 +989,7 @@ fn at_the_end_of_time_entries_without_a_ttl_are_not_expired() {
 // Threads
 // ---------------------------------------------------------------------------
 
-/// A tiny deterministic generator (xorshift).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use common::rng::Rng;
 
 const THREADS: u64 = 4;
 const OPS: u64 = 15_000;

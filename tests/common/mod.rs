@@ -2,6 +2,8 @@
 //! free loopback port, stopped when dropped.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod rng;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
