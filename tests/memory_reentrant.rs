@@ -351,18 +351,24 @@ fn hop_store() -> (Arc<MemoryStore<Hop>>, HopTarget) {
     (store, cell)
 }
 
+/// Stores A and B, one entry `"k"` each; A's value's `Clone` reads B, and
+/// B's reads A when `b_reads_a` (else it calls nothing). Reads A's entry;
+/// returns what the clones' calls got, innermost first.
+fn read_a_whose_clone_reads_b(b_reads_a: bool) -> Vec<Result<(), CacheError>> {
+    let outcomes: Outcomes = Arc::default();
+    let (a, a_cell) = hop_store();
+    let (b, b_cell) = hop_store();
+    let b_target = if b_reads_a { a_cell } else { Arc::new(OnceLock::new()) };
+    b.set("k", Hop::new(&b_target, &outcomes), SetOptions::new()).into_inner().unwrap();
+    a.set("k", Hop::new(&b_cell, &outcomes), SetOptions::new()).into_inner().unwrap();
+    assert!(a.get("k").into_inner().unwrap().is_some());
+    std::mem::take(&mut *outcomes.lock().unwrap())
+}
+
 #[test]
 fn a_clone_that_calls_another_store_on_the_same_thread_is_not_refused() {
     within_10s("a clone calling another store", || {
-        let outcomes: Outcomes = Arc::default();
-        let (a, _) = hop_store();
-        let (b, b_cell) = hop_store();
-        // B's value is tame: its clone calls nothing.
-        let tame = Hop::new(&Arc::new(OnceLock::new()), &outcomes);
-        b.set("k", tame, SetOptions::new()).into_inner().unwrap();
-        a.set("k", Hop::new(&b_cell, &outcomes), SetOptions::new()).into_inner().unwrap();
-        assert!(a.get("k").into_inner().unwrap().is_some());
-        let outcomes = outcomes.lock().unwrap();
+        let outcomes = read_a_whose_clone_reads_b(false);
         assert_eq!(outcomes.len(), 1);
         assert!(outcomes[0].is_ok(), "a call into another store was refused: {:?}", outcomes[0]);
     });
@@ -373,13 +379,7 @@ fn a_chain_of_clones_back_into_the_first_store_gets_an_error_not_a_deadlock() {
     // A's value's Clone reads B, whose value's Clone reads A again: A's
     // shard is still held by this thread, two locks further up.
     within_10s("A -> B -> A through clones", || {
-        let outcomes: Outcomes = Arc::default();
-        let (a, a_cell) = hop_store();
-        let (b, b_cell) = hop_store();
-        b.set("k", Hop::new(&a_cell, &outcomes), SetOptions::new()).into_inner().unwrap();
-        a.set("k", Hop::new(&b_cell, &outcomes), SetOptions::new()).into_inner().unwrap();
-        assert!(a.get("k").into_inner().unwrap().is_some());
-        let outcomes = outcomes.lock().unwrap();
+        let outcomes = read_a_whose_clone_reads_b(true);
         // Innermost first: B's clone calling A is refused; A's call into B is fine.
         assert_eq!(outcomes.len(), 2);
         assert!(matches!(outcomes[0], Err(CacheError::ReentrantValue { .. })), "{:?}", outcomes[0]);
