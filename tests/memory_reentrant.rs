@@ -78,6 +78,19 @@ struct Reentrant {
 }
 
 impl Reentrant {
+    /// A value whose first `Clone` (when `on_clone`) or `Drop` (when
+    /// `on_drop`) makes `call` on the store in `home`.
+    fn armed(home: &Home, call: Call, on_clone: bool, on_drop: bool, outcomes: &Outcomes) -> Self {
+        Reentrant {
+            store: Arc::clone(home),
+            call,
+            on_clone,
+            on_drop,
+            fired: Arc::new(AtomicBool::new(false)),
+            outcomes: Arc::clone(outcomes),
+        }
+    }
+
     fn call_back(&self) {
         if self.fired.swap(true, Ordering::SeqCst) {
             return;
@@ -172,14 +185,7 @@ fn a_clone_that_calls_the_same_store_gets_an_error_not_a_deadlock() {
                     let clock = ManualClock::new();
                     let (store, cell) = store_with(policy, shards, &clock);
                     let outcomes: Outcomes = Arc::default();
-                    let value = Reentrant {
-                        store: Arc::clone(&cell),
-                        call,
-                        on_clone: true,
-                        on_drop: false,
-                        fired: Arc::new(AtomicBool::new(false)),
-                        outcomes: Arc::clone(&outcomes),
-                    };
+                    let value = Reentrant::armed(&cell, call, true, false, &outcomes);
                     store.set("k", value, SetOptions::new()).into_inner().unwrap();
                     // The get clones the value under the shard's lock; the clone calls back.
                     let got = store.get("k").into_inner().unwrap();
@@ -210,14 +216,7 @@ fn a_drop_of_an_expired_value_under_the_lock_that_calls_the_store_gets_an_error(
             let clock = ManualClock::new();
             let (store, cell) = store_with(policy, 1, &clock);
             let outcomes: Outcomes = Arc::default();
-            let value = Reentrant {
-                store: Arc::clone(&cell),
-                call: Call::GetOtherKey,
-                on_clone: false,
-                on_drop: true,
-                fired: Arc::new(AtomicBool::new(false)),
-                outcomes: Arc::clone(&outcomes),
-            };
+            let value = Reentrant::armed(&cell, Call::GetOtherKey, false, true, &outcomes);
             store.set("k", value, SetOptions::new().ttl(Duration::from_secs(1))).into_inner().unwrap();
             clock.advance(Duration::from_secs(2));
             // Either the get drops the expired value under its lock (the call
@@ -275,14 +274,7 @@ fn clones_calling_across_shards_on_two_threads_never_deadlock() {
         let (store, cell) = store_with(S3FifoPolicy::new(1000).unwrap().into(), 16, &clock);
         let outcomes: Outcomes = Arc::default();
         for key in ["k", "other"] {
-            let value = Reentrant {
-                store: Arc::clone(&cell),
-                call: Call::Set,
-                on_clone: true,
-                on_drop: false,
-                fired: Arc::new(AtomicBool::new(false)),
-                outcomes: Arc::clone(&outcomes),
-            };
+            let value = Reentrant::armed(&cell, Call::Set, true, false, &outcomes);
             store.set(key, value, SetOptions::new()).into_inner().unwrap();
         }
         let threads: Vec<_> = (0..2)
