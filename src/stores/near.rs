@@ -887,12 +887,19 @@ where
     }
 
     /// How many live entries the memory tier holds.
+    ///
+    /// # Panics
+    /// When called from a value's `Clone` or `Drop` run under the memory
+    /// tier's lock (it would deadlock; see [`MemoryStore`]'s `len`).
     pub fn memory_len(&self) -> usize {
         self.shared.memory.len()
     }
 
     /// The memory tier's own counters: its `sets` are fills, its `deletes`
     /// include invalidations.
+    ///
+    /// # Panics
+    /// As [`memory_len`](Self::memory_len).
     pub fn memory_stats(&self) -> CacheStats {
         self.shared.memory.stats()
     }
