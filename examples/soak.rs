@@ -66,19 +66,13 @@ struct Windows {
 
 const EXACT: Windows = Windows { stale: Duration::ZERO, gone: Duration::ZERO };
 
-/// A small xorshift generator: the run's choices follow from its seed.
-struct Rng(u64);
+// The tests' xorshift generator: the run's choices follow from its seed.
+#[path = "../tests/common/rng.rs"]
+#[allow(dead_code)]
+mod rng;
+use rng::Rng;
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
     fn millis(&mut self, from: u64, to: u64) -> Duration {
         Duration::from_millis(from + self.below(to - from))
     }

@@ -8,6 +8,8 @@
 //! `keys()` and the capacity agree, the counters add up, and later calls work.
 //! Each test here first exposed a bug or stood guard against one; all pass now.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -987,19 +989,7 @@ fn at_the_end_of_time_entries_without_a_ttl_are_not_expired() {
 // Threads
 // ---------------------------------------------------------------------------
 
-/// A tiny deterministic generator (xorshift).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use common::rng::Rng;
 
 const THREADS: u64 = 4;
 const OPS: u64 = 15_000;
@@ -1627,45 +1617,13 @@ fn a_panicking_loader_counts_as_a_failed_load() {
         let clock = ManualClock::new();
         let store = Arc::new(build::<u64>(kind, ROOM, &clock));
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let runs = Arc::new(AtomicUsize::new(0));
-        let release = Arc::new(tokio::sync::Notify::new());
-        let results = runtime.block_on(async {
-            let mut tasks = Vec::new();
-            for _ in 0..16 {
-                let (store, runs, release) = (Arc::clone(&store), Arc::clone(&runs), Arc::clone(&release));
-                tasks.push(tokio::spawn(async move {
-                    store
-                        .get_or_set(
-                            "k",
-                            move || async move {
-                                if runs.fetch_add(1, Ordering::SeqCst) == 0 {
-                                    // The leader waits for every follower, then panics.
-                                    release.notified().await;
-                                    panic!("hostile loader");
-                                }
-                                7u64
-                            },
-                            SetOptions::new(),
-                        )
-                        .await
-                }));
-            }
-            while runs.load(Ordering::SeqCst) == 0 {
-                tokio::task::yield_now().await;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            release.notify_one();
-            let mut results = Vec::new();
-            for t in tasks {
-                results.push(t.await);
-            }
-            results
-        });
+        let (results, runs) =
+            runtime.block_on(common::sixteen_callers_and_a_panicking_leader(Arc::clone(&store), 7u64));
         let panicked = results.iter().filter(|r| r.is_err()).count();
         assert_eq!(panicked, 1, "{kind:?}: only the leader's task panicked");
         assert!(results.iter().flatten().all(|v| matches!(v, Ok(7))), "{kind:?}");
         let stats = store.stats();
-        assert_eq!(runs.load(Ordering::SeqCst), 2, "{kind:?}: one follower took the load over");
+        assert_eq!(runs, 2, "{kind:?}: one follower took the load over");
         assert_eq!((stats.loads, stats.load_failures), (2, 1), "{kind:?}: the panic is a failed load: {stats:?}");
     }
 }

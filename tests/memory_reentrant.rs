@@ -78,6 +78,19 @@ struct Reentrant {
 }
 
 impl Reentrant {
+    /// A value whose first `Clone` (when `on_clone`) or `Drop` (when
+    /// `on_drop`) makes `call` on the store in `home`.
+    fn armed(home: &Home, call: Call, on_clone: bool, on_drop: bool, outcomes: &Outcomes) -> Self {
+        Reentrant {
+            store: Arc::clone(home),
+            call,
+            on_clone,
+            on_drop,
+            fired: Arc::new(AtomicBool::new(false)),
+            outcomes: Arc::clone(outcomes),
+        }
+    }
+
     fn call_back(&self) {
         if self.fired.swap(true, Ordering::SeqCst) {
             return;
@@ -172,14 +185,7 @@ fn a_clone_that_calls_the_same_store_gets_an_error_not_a_deadlock() {
                     let clock = ManualClock::new();
                     let (store, cell) = store_with(policy, shards, &clock);
                     let outcomes: Outcomes = Arc::default();
-                    let value = Reentrant {
-                        store: Arc::clone(&cell),
-                        call,
-                        on_clone: true,
-                        on_drop: false,
-                        fired: Arc::new(AtomicBool::new(false)),
-                        outcomes: Arc::clone(&outcomes),
-                    };
+                    let value = Reentrant::armed(&cell, call, true, false, &outcomes);
                     store.set("k", value, SetOptions::new()).into_inner().unwrap();
                     // The get clones the value under the shard's lock; the clone calls back.
                     let got = store.get("k").into_inner().unwrap();
@@ -210,14 +216,7 @@ fn a_drop_of_an_expired_value_under_the_lock_that_calls_the_store_gets_an_error(
             let clock = ManualClock::new();
             let (store, cell) = store_with(policy, 1, &clock);
             let outcomes: Outcomes = Arc::default();
-            let value = Reentrant {
-                store: Arc::clone(&cell),
-                call: Call::GetOtherKey,
-                on_clone: false,
-                on_drop: true,
-                fired: Arc::new(AtomicBool::new(false)),
-                outcomes: Arc::clone(&outcomes),
-            };
+            let value = Reentrant::armed(&cell, Call::GetOtherKey, false, true, &outcomes);
             store.set("k", value, SetOptions::new().ttl(Duration::from_secs(1))).into_inner().unwrap();
             clock.advance(Duration::from_secs(2));
             // Either the get drops the expired value under its lock (the call
@@ -275,14 +274,7 @@ fn clones_calling_across_shards_on_two_threads_never_deadlock() {
         let (store, cell) = store_with(S3FifoPolicy::new(1000).unwrap().into(), 16, &clock);
         let outcomes: Outcomes = Arc::default();
         for key in ["k", "other"] {
-            let value = Reentrant {
-                store: Arc::clone(&cell),
-                call: Call::Set,
-                on_clone: true,
-                on_drop: false,
-                fired: Arc::new(AtomicBool::new(false)),
-                outcomes: Arc::clone(&outcomes),
-            };
+            let value = Reentrant::armed(&cell, Call::Set, true, false, &outcomes);
             store.set(key, value, SetOptions::new()).into_inner().unwrap();
         }
         let threads: Vec<_> = (0..2)
@@ -299,5 +291,117 @@ fn clones_calling_across_shards_on_two_threads_never_deadlock() {
             t.join().unwrap();
         }
         assert!(outcomes.lock().unwrap().iter().all(is_reentrant_error));
+    });
+}
+
+/// A value whose first `Clone` makes a `get` of `"k"` on `target` (another
+/// store, or the one it lives in further down a chain) and records the
+/// outcome; the clones it hands out are tame.
+/// Where a `Hop` finds the store its `Clone` reads.
+type HopTarget = Arc<OnceLock<Weak<MemoryStore<Hop>>>>;
+
+struct Hop {
+    target: HopTarget,
+    fired: Arc<AtomicBool>,
+    outcomes: Outcomes,
+    panic_on_clone: bool,
+}
+
+impl Hop {
+    fn new(target: &HopTarget, outcomes: &Outcomes) -> Self {
+        Hop {
+            target: Arc::clone(target),
+            fired: Arc::new(AtomicBool::new(false)),
+            outcomes: Arc::clone(outcomes),
+            panic_on_clone: false,
+        }
+    }
+}
+
+impl Clone for Hop {
+    fn clone(&self) -> Self {
+        assert!(!self.panic_on_clone, "a Clone that panics");
+        if !self.fired.swap(true, Ordering::SeqCst)
+            && let Some(store) = self.target.get().and_then(Weak::upgrade)
+        {
+            let outcome = store.get("k").into_inner().map(drop);
+            self.outcomes.lock().unwrap().push(outcome);
+        }
+        Hop {
+            target: Arc::clone(&self.target),
+            fired: Arc::new(AtomicBool::new(true)),
+            outcomes: Arc::clone(&self.outcomes),
+            panic_on_clone: false,
+        }
+    }
+}
+
+fn hop_store() -> (Arc<MemoryStore<Hop>>, HopTarget) {
+    let store = Arc::new(MemoryStore::builder(LruPolicy::new(100).unwrap()).shards(1).build());
+    let cell = Arc::new(OnceLock::new());
+    cell.set(Arc::downgrade(&store)).ok().unwrap();
+    (store, cell)
+}
+
+/// Stores A and B, one entry `"k"` each; A's value's `Clone` reads B, and
+/// B's reads A when `b_reads_a` (else it calls nothing). Reads A's entry;
+/// returns what the clones' calls got, innermost first.
+fn read_a_whose_clone_reads_b(b_reads_a: bool) -> Vec<Result<(), CacheError>> {
+    let outcomes: Outcomes = Arc::default();
+    let (a, a_cell) = hop_store();
+    let (b, b_cell) = hop_store();
+    let b_target = if b_reads_a { a_cell } else { Arc::new(OnceLock::new()) };
+    b.set("k", Hop::new(&b_target, &outcomes), SetOptions::new()).into_inner().unwrap();
+    a.set("k", Hop::new(&b_cell, &outcomes), SetOptions::new()).into_inner().unwrap();
+    assert!(a.get("k").into_inner().unwrap().is_some());
+    std::mem::take(&mut *outcomes.lock().unwrap())
+}
+
+#[test]
+fn a_clone_that_calls_another_store_on_the_same_thread_is_not_refused() {
+    within_10s("a clone calling another store", || {
+        let outcomes = read_a_whose_clone_reads_b(false);
+        assert_eq!(outcomes.len(), 1);
+        assert!(outcomes[0].is_ok(), "a call into another store was refused: {:?}", outcomes[0]);
+    });
+}
+
+#[test]
+fn a_chain_of_clones_back_into_the_first_store_gets_an_error_not_a_deadlock() {
+    // A's value's Clone reads B, whose value's Clone reads A again: A's
+    // shard is still held by this thread, two locks further up.
+    within_10s("A -> B -> A through clones", || {
+        let outcomes = read_a_whose_clone_reads_b(true);
+        // Innermost first: B's clone calling A is refused; A's call into B is fine.
+        assert_eq!(outcomes.len(), 2);
+        assert!(matches!(outcomes[0], Err(CacheError::ReentrantValue { .. })), "{:?}", outcomes[0]);
+        assert!(outcomes[1].is_ok(), "{:?}", outcomes[1]);
+    });
+}
+
+#[test]
+fn a_clone_that_panics_leaves_the_thread_free_to_call_the_store_again() {
+    within_10s("a panicking clone, then more calls on the same thread", || {
+        let outcomes: Outcomes = Arc::default();
+        let (a, _) = hop_store();
+        let (b, _) = hop_store();
+        let mut bad = Hop::new(&Arc::new(OnceLock::new()), &outcomes);
+        bad.panic_on_clone = true;
+        a.set("bad", bad, SetOptions::new()).into_inner().unwrap();
+        let tame = Hop::new(&Arc::new(OnceLock::new()), &outcomes);
+        a.set("k", tame.clone(), SetOptions::new()).into_inner().unwrap();
+        b.set("k", tame, SetOptions::new()).into_inner().unwrap();
+        a.set("x", Hop::new(&Arc::new(OnceLock::new()), &outcomes), SetOptions::new()).into_inner().unwrap();
+        for _ in 0..3 {
+            let a = Arc::clone(&a);
+            let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a.get("bad").into_inner()));
+            assert!(unwound.is_err());
+            // The mark the shard guard set was taken down by the unwind.
+            assert!(a.get("k").into_inner().unwrap().is_some());
+            assert!(b.get("k").into_inner().unwrap().is_some());
+            assert_eq!(a.len(), 3);
+            assert!(a.delete("x").into_inner().unwrap());
+            a.set("x", Hop::new(&Arc::new(OnceLock::new()), &outcomes), SetOptions::new()).into_inner().unwrap();
+        }
     });
 }

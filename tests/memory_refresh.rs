@@ -47,6 +47,21 @@ fn counting(
     }
 }
 
+/// A loader that waits until `release` is notified, then returns `value`.
+fn released_by(
+    release: &Arc<Notify>,
+    value: &str,
+) -> impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, Failure>> + Send>> + Send + 'static
+{
+    let (release, value) = (Arc::clone(release), value.to_string());
+    move || {
+        Box::pin(async move {
+            release.notified().await;
+            Ok(value)
+        })
+    }
+}
+
 /// Lets spawned refreshes run to completion.
 async fn settle() {
     for _ in 0..20 {
@@ -135,13 +150,7 @@ async fn a_write_during_a_refresh_wins(policy: Policy) {
         store.get_or_refresh("k", counting(&runs, "v1"), &options).await.unwrap();
         clock.advance(FRESH);
         let release = Arc::new(Notify::new());
-        let slow = {
-            let release = Arc::clone(&release);
-            move || async move {
-                release.notified().await;
-                Ok::<_, Failure>("stale from the database".to_string())
-            }
-        };
+        let slow = released_by(&release, "stale from the database");
         store.get_or_refresh("k", slow, &options).await.unwrap();
         settle().await;
         match write {
@@ -167,13 +176,7 @@ async fn a_metadata_update_during_a_refresh_wins(policy: Policy) {
     store.get_or_refresh("k", counting(&runs, "v1"), &options).await.unwrap();
     clock.advance(FRESH);
     let release = Arc::new(Notify::new());
-    let slow = {
-        let release = Arc::clone(&release);
-        move || async move {
-            release.notified().await;
-            Ok::<_, Failure>("v2".to_string())
-        }
-    };
+    let slow = released_by(&release, "v2");
     assert_eq!(store.get_or_refresh("k", slow, &options).await.unwrap(), "v1");
     settle().await;
     assert!(store.update_metadata("k", meta(serde_json::json!({"tag": "hot"}))).await.unwrap());

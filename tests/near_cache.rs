@@ -234,9 +234,9 @@ async fn memory_never_outlives_the_redis_ttl() {
     let pttl: i64 = redis::cmd("PTTL").arg("near:k").query_async(&mut admin).await.unwrap();
     tokio::time::sleep(Duration::from_millis(pttl.max(0) as u64 + 1)).await;
     assert!(!b.in_memory("k"), "the memory entry expired with its Redis key");
-    let exists: i64 = redis::cmd("DBSIZE").query_async(&mut admin).await.unwrap();
-    // The key, and the database marker of each of the two caches.
-    assert_eq!(exists, 3, "Redis still holds the expired key: nothing reported it");
+    let exists: usize = redis::cmd("DBSIZE").query_async(&mut admin).await.unwrap();
+    // The key, and the database markers of the two caches.
+    assert_eq!(exists, 1 + markers(&server).await.len(), "Redis still holds the expired key: nothing reported it");
     assert_eq!(b.get("k").await.unwrap(), None);
 
     // The memory policy's default TTL caps entries, also those without a Redis TTL.
@@ -658,4 +658,90 @@ fn a_value_whose_drop_calls_the_cache_gets_an_error_not_a_deadlock() {
         let _ = tx.send(());
     });
     rx.recv_timeout(Duration::from_secs(10)).expect("deadlocked (or failed): no answer within 10 s");
+}
+
+/// The keys of the database whose name holds `\xffnear:` (the instances'
+/// markers).
+async fn markers(server: &RedisServer) -> Vec<Vec<u8>> {
+    let mut admin = server.admin().await;
+    let all: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query_async(&mut admin).await.unwrap();
+    let mut markers: Vec<_> = all.into_iter().filter(|k| k.windows(6).any(|w| w == b"\xffnear:")).collect();
+    markers.sort();
+    markers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markers_are_invisible_to_every_walk_and_to_capacity_and_survive_others_clears() {
+    for prefix in ["", PREFIX] {
+        let server = RedisServer::start();
+        let bounded = |server: &RedisServer| {
+            NearCache::<String>::builder(server.url())
+                .prefix(prefix)
+                .heartbeat(Duration::from_millis(100))
+                .redis(move |redis| {
+                    redis.policy(LruPolicy::new(2).unwrap().refresh_on_get(false)).whole_database(prefix.is_empty())
+                })
+                .build()
+        };
+        let a = bounded(&server).await.unwrap();
+        let b = bounded(&server).await.unwrap();
+        let plain: RedisStore<String> = RedisStore::builder(server.url())
+            .prefix(prefix)
+            .policy(LruPolicy::new(2).unwrap().refresh_on_get(false))
+            .whole_database(prefix.is_empty())
+            .build()
+            .await
+            .unwrap();
+        let marked = markers(&server).await;
+        assert!(!marked.is_empty(), "prefix {prefix:?}");
+        for (size, keys) in [
+            (a.size().await.unwrap(), a.keys(None).await.unwrap()),
+            (b.size().await.unwrap(), b.keys(None).await.unwrap()),
+            (plain.size().await.unwrap(), plain.keys(None).await.unwrap()),
+        ] {
+            assert_eq!((size, keys), (0, vec![]), "prefix {prefix:?}");
+        }
+        // Two entries fit: the markers take no place.
+        a.set("k1", "1".into(), SetOptions::new()).await.unwrap();
+        plain.set("k2", "2".into(), SetOptions::new()).await.unwrap();
+        assert_eq!(plain.stats().evictions + a.stats().evictions, 0, "prefix {prefix:?}");
+        fill(&b, "k1").await;
+        fill(&b, "k2").await;
+        assert_eq!(plain.invalidate("*").await.unwrap(), 2, "prefix {prefix:?}");
+        assert_eq!(markers(&server).await, marked, "prefix {prefix:?}");
+        eventually("b forgot the invalidated keys", || async { b.memory_len() == 0 }).await;
+        a.set("k1", "1".into(), SetOptions::new()).await.unwrap();
+        fill(&b, "k1").await;
+        a.clear().await.unwrap();
+        plain.clear().await.unwrap();
+        assert_eq!(markers(&server).await, marked, "prefix {prefix:?}");
+        assert_eq!(b.get("k1").await.unwrap(), None);
+        // Memory is used again at once: no marker was lost, so no flush is pending.
+        a.set("k3", "3".into(), SetOptions::new()).await.unwrap();
+        fill(&b, "k3").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(b.in_memory("k3"), "prefix {prefix:?}: b emptied its memory with no write");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_marker_is_written_again_without_emptying_memory() {
+    // Redis under maxmemory evicts a marker like any key; SWAPDB takes all
+    // of them at once. Only the latter may empty memory.
+    let server = RedisServer::start();
+    let cache = near(&server).await;
+    cache.set("k", "v".into(), SetOptions::new()).await.unwrap();
+    fill(&cache, "k").await;
+    let all = markers(&server).await;
+    assert!(all.len() > 1, "{} markers", all.len());
+    let mut admin = server.admin().await;
+    for round in 0..3 {
+        let _: () = redis::cmd("DEL").arg(&all[1..]).query_async(&mut admin).await.unwrap();
+        eventually("the evicted markers written again", || async { markers(&server).await.len() == all.len() }).await;
+        // A heartbeat (200 ms) more, in case the flush came after the repair.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(cache.in_memory("k"), "round {round}: memory was emptied though the database never changed");
+    }
+    let _: () = redis::cmd("DEL").arg(&all).query_async(&mut admin).await.unwrap();
+    eventually("every marker gone: memory emptied", || async { !cache.in_memory("k") }).await;
 }

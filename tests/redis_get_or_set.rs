@@ -495,39 +495,16 @@ async fn a_lock_taken_by_a_dropped_attempt_is_released() {
 async fn a_panicking_loader_counts_as_a_failed_load() {
     let server = RedisServer::start();
     let store = store(&server, Some(LONG_LEASE)).await;
-    let runs = Arc::new(AtomicUsize::new(0));
-    let release = Arc::new(Notify::new());
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (store, runs, release) = (Arc::clone(&store), Arc::clone(&runs), Arc::clone(&release));
-        tasks.push(tokio::spawn(async move {
-            store
-                .get_or_set(
-                    "k",
-                    move || async move {
-                        if runs.fetch_add(1, Ordering::SeqCst) == 0 {
-                            release.notified().await;
-                            panic!("hostile loader");
-                        }
-                        "v".to_string()
-                    },
-                    SetOptions::new(),
-                )
-                .await
-        }));
-    }
-    until(|| runs.load(Ordering::SeqCst) > 0).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    release.notify_one();
+    let (results, runs) = common::sixteen_callers_and_a_panicking_leader(Arc::clone(&store), "v".to_string()).await;
     let mut panicked = 0;
-    for t in tasks {
-        match within("a caller", t).await {
+    for result in results {
+        match result {
             Err(_) => panicked += 1,
             Ok(v) => assert_eq!(v.unwrap(), "v"),
         }
     }
     assert_eq!(panicked, 1, "only the leader's task panicked");
-    assert_eq!(runs.load(Ordering::SeqCst), 2, "one follower took the load over");
+    assert_eq!(runs, 2, "one follower took the load over");
     let stats = store.stats();
     assert_eq!((stats.loads, stats.load_failures), (2, 1), "the panic is a failed load: {stats:?}");
 }

@@ -139,18 +139,22 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 ///
 /// Redis sends tracking clients nothing for `SWAPDB` (in any tracking mode:
 /// checked on Redis 7.0), which replaces every key of the database at once.
-/// Each instance therefore keeps a marker key in its database
-/// (`prefix + "\xffnear:" + a random token`, one hour TTL, written again
-/// every half hour; no entry can have that name and no `keys`, `size`,
-/// `invalidate` or `clear` sees it), and each heartbeat checks it is still
-/// there. When it is gone (`SWAPDB`, `FLUSHDB`, `FLUSHALL`, its eviction),
-/// memory is emptied and the marker written again. So after a `SWAPDB`,
+/// Each instance therefore keeps three marker keys in its database
+/// (`prefix + "\xffnear:" + a random token + ":" + i`, one hour TTL,
+/// written again every half hour; no entry can have those names and no
+/// `keys`, `size`, `invalidate` or `clear` sees them), and each heartbeat
+/// checks them. When all are gone (`SWAPDB`, `FLUSHDB`, `FLUSHALL`),
+/// memory is emptied and the markers written again; when only some are
+/// (evicted under `maxmemory`), they are written again and memory is kept.
+/// So after a `SWAPDB`,
 /// memory serves values of the database swapped out for at most one
 /// heartbeat plus that check's round trip: about two heartbeats, 2 s by
-/// default. The marker is one small write: where Redis refuses writes
+/// default. A `SWAPDB` undone by another before a heartbeat looks is not
+/// seen: values read from the other database in between stay in memory.
+/// The markers are small writes: where Redis refuses writes
 /// (`maxmemory` reached under `noeviction`, a read-only replica), `build`
 /// fails with [`CacheError::Backend`], and a running cache that cannot
-/// write it again stops serving from memory until it can.
+/// write them again stops serving from memory until it can.
 ///
 /// # When the invalidation connection drops
 ///
@@ -484,12 +488,46 @@ struct Link {
     prefix: Vec<u8>,
     connect_timeout: Duration,
     response_timeout: Duration,
-    /// This instance's marker key in the database: see [`Link::check_database`].
-    sentinel: Vec<u8>,
+    /// This instance's marker keys in the database: see [`Link::check_database`].
+    sentinels: Vec<Vec<u8>>,
 }
 
-/// How long the marker key lives; it is written again after half of it.
+/// How long the marker keys live; they are written again after half of it.
 const SENTINEL_TTL: Duration = Duration::from_secs(3600);
+
+/// How many marker keys an instance keeps. Under `maxmemory` with an
+/// eviction policy Redis evicts a marker as readily as any entry (its LRU
+/// clock ticks once a second, so the heartbeat's reads barely protect it):
+/// with one marker, a probe (3 MB, `allkeys-lru`, ~6,000 writes/s, 100 ms
+/// heartbeat) found it evicted, and emptied memory for nothing, at 5 of 30
+/// heartbeats. Memory is emptied only when every
+/// marker is gone (what `SWAPDB` and `FLUSHDB` do); a heartbeat that finds
+/// some restores the others in the same script.
+const SENTINELS: usize = 3;
+
+/// Counts the markers present (`KEYS`); if any is, this is still the
+/// database they were written in, and the missing ones are written again
+/// (all of them when `ARGV[2]` is `1`: the renewal), with the TTL `ARGV[1]`.
+/// A script, so that no `SWAPDB` can come between the count and the writes.
+const CHECK_SENTINELS: &str = r"
+local present = {}
+local n = 0
+for i, key in ipairs(KEYS) do
+  present[i] = redis.call('EXISTS', key) == 1
+  if present[i] then n = n + 1 end
+end
+if n > 0 then
+  for i, key in ipairs(KEYS) do
+    if ARGV[2] == '1' or not present[i] then redis.call('SET', key, 1, 'PX', ARGV[1]) end
+  end
+end
+return n
+";
+
+/// This instance's marker key names: `prefix + "\xffnear:" + token + ":" + i`.
+fn sentinel_names(prefix: &[u8], token: u64) -> Vec<Vec<u8>> {
+    (0..SENTINELS).map(|i| [prefix, b"\xffnear:", format!("{token:016x}:{i}").as_bytes()].concat()).collect()
+}
 
 impl Link {
     /// A RESP3 connection with broadcast tracking on the prefix, whose
@@ -529,37 +567,44 @@ impl Link {
 }
 
 impl Link {
-    /// Writes this instance's marker key (`prefix + "\xffnear:" + a random
-    /// token`, a name no entry can have and no walk of the prefix lists).
+    /// Writes this instance's marker keys (`prefix + "\xffnear:" + a random
+    /// token + ":" + i`, names no entry can have and no walk of the prefix
+    /// lists), in one transaction.
     async fn mark_database(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
         let ttl = u64::try_from(SENTINEL_TTL.as_millis()).unwrap_or(u64::MAX);
-        redis::cmd("SET").arg(&self.sentinel).arg(1).arg("PX").arg(ttl).query_async::<()>(conn).await
-    }
-
-    /// Gives the marker its full TTL again if it is still there (`XX`: a
-    /// marker that vanished since it was checked is not written back over
-    /// a database swapped in meanwhile); whether it was.
-    async fn renew_mark(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<bool> {
-        let ttl = u64::try_from(SENTINEL_TTL.as_millis()).unwrap_or(u64::MAX);
-        let mut set = redis::cmd("SET");
-        set.arg(&self.sentinel).arg(1).arg("PX").arg(ttl).arg("XX");
-        set.query_async::<Option<String>>(conn).await.map(|reply| reply.is_some())
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for name in &self.sentinels {
+            pipe.cmd("SET").arg(name).arg(1).arg("PX").arg(ttl).ignore();
+        }
+        pipe.query_async::<()>(conn).await
     }
 
     /// Whether the database this instance caches is still the one it marked.
     /// Redis reports `FLUSHDB` and `FLUSHALL` to tracking clients, but not
     /// `SWAPDB` (nor a database loaded on a replica without a flush): the
-    /// keys then change with no message at all. The marker goes with its
-    /// database, so its absence is noticed at the next heartbeat.
-    async fn check_database(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<bool> {
-        redis::cmd("EXISTS").arg(&self.sentinel).query_async::<i64>(conn).await.map(|n| n == 1)
+    /// keys then change with no message at all. The markers go with their
+    /// database, so their absence is noticed at the next heartbeat; one
+    /// still there proves the database is the same (they are written only
+    /// in it), and the others, evicted, are written again. With `renew`,
+    /// all get their full TTL again.
+    async fn check_database(&self, conn: &mut MultiplexedConnection, renew: bool) -> redis::RedisResult<bool> {
+        let ttl = u64::try_from(SENTINEL_TTL.as_millis()).unwrap_or(u64::MAX);
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(CHECK_SENTINELS));
+        let mut script = SCRIPT.prepare_invoke();
+        for name in &self.sentinels {
+            script.key(name);
+        }
+        script.arg(ttl).arg(if renew { "1" } else { "0" });
+        script.invoke_async::<i64>(conn).await.map(|n| n > 0)
     }
 }
 
 /// Keeps the invalidation connection up: watches it (loss reported by the
 /// push handler, or a heartbeat check unanswered) and reconnects. The
-/// heartbeat also checks the database marker: if it is gone (`SWAPDB`,
-/// `FLUSHDB`, eviction), memory is emptied and the marker written again.
+/// heartbeat also checks the database markers: if all are gone (`SWAPDB`,
+/// `FLUSHDB`), memory is emptied and the markers written again.
 async fn keep_tracking<V: Clone + Send + Sync + 'static>(
     shared: Arc<Shared<V>>,
     link: Link,
@@ -567,7 +612,7 @@ async fn keep_tracking<V: Clone + Send + Sync + 'static>(
     mut session: u64,
     heartbeat: Duration,
 ) {
-    // When the marker was last written (by `connect`, just before).
+    // When the markers were last written (by `connect`, just before).
     let mut marked = Instant::now();
     loop {
         loop {
@@ -579,25 +624,17 @@ async fn keep_tracking<V: Clone + Send + Sync + 'static>(
                     }
                 }
                 () = tokio::time::sleep(heartbeat) => {
-                    let checked = tokio::time::timeout(heartbeat, link.check_database(&mut conn)).await;
-                    let mut same = match checked {
+                    let renew = marked.elapsed() >= SENTINEL_TTL / 2;
+                    let checked = tokio::time::timeout(heartbeat, link.check_database(&mut conn, renew)).await;
+                    let same = match checked {
                         Ok(Ok(same)) => same,
                         _ => {
                             shared.down(session);
                             break;
                         }
                     };
-                    if same && marked.elapsed() >= SENTINEL_TTL / 2 {
-                        match tokio::time::timeout(heartbeat, link.renew_mark(&mut conn)).await {
-                            Ok(Ok(renewed)) => {
-                                same = renewed;
-                                marked = Instant::now();
-                            }
-                            _ => {
-                                shared.down(session);
-                                break;
-                            }
-                        }
+                    if same && renew {
+                        marked = Instant::now();
                     }
                     if !same {
                         // Everything in memory may belong to another database now.
@@ -734,7 +771,7 @@ where
             prefix: prefix.as_bytes().to_vec(),
             connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,
-            sentinel: [prefix.as_bytes(), b"\xffnear:", format!("{token:016x}").as_bytes()].concat(),
+            sentinels: sentinel_names(prefix.as_bytes(), token),
         };
 
         let memory = match self.memory {
@@ -850,12 +887,19 @@ where
     }
 
     /// How many live entries the memory tier holds.
+    ///
+    /// # Panics
+    /// When called from a value's `Clone` or `Drop` run under the memory
+    /// tier's lock (it would deadlock; see [`MemoryStore`]'s `len`).
     pub fn memory_len(&self) -> usize {
         self.shared.memory.len()
     }
 
     /// The memory tier's own counters: its `sets` are fills, its `deletes`
     /// include invalidations.
+    ///
+    /// # Panics
+    /// As [`memory_len`](Self::memory_len).
     pub fn memory_stats(&self) -> CacheStats {
         self.shared.memory.stats()
     }
@@ -1268,18 +1312,29 @@ mod tests {
             prefix: b"p:".to_vec(),
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
-            sentinel: b"p:\xffnear:test".to_vec(),
+            sentinels: sentinel_names(b"p:", 7),
         };
-        assert!(!link.check_database(&mut conn).await.unwrap());
-        assert!(!link.renew_mark(&mut conn).await.unwrap(), "not written back when gone");
-        assert!(!link.check_database(&mut conn).await.unwrap());
+        let count = |mut conn: MultiplexedConnection| {
+            let names = link.sentinels.clone();
+            async move { redis::cmd("EXISTS").arg(names).query_async::<usize>(&mut conn).await.unwrap() }
+        };
+        assert!(!link.check_database(&mut conn, false).await.unwrap());
+        assert!(!link.check_database(&mut conn, true).await.unwrap(), "not written back when gone");
+        assert_eq!(count(conn.clone()).await, 0);
         link.mark_database(&mut conn).await.unwrap();
-        assert!(link.check_database(&mut conn).await.unwrap());
-        assert!(link.renew_mark(&mut conn).await.unwrap());
-        let ttl: i64 = redis::cmd("PTTL").arg(&link.sentinel).query_async(&mut conn).await.unwrap();
+        assert_eq!(count(conn.clone()).await, SENTINELS);
+        assert!(link.check_database(&mut conn, false).await.unwrap());
+        // Evicted markers but one: the same database, and the others are back.
+        let _: () = redis::cmd("DEL").arg(&link.sentinels[1..]).query_async(&mut conn).await.unwrap();
+        assert!(link.check_database(&mut conn, false).await.unwrap());
+        assert_eq!(count(conn.clone()).await, SENTINELS);
+        let _: () = redis::cmd("PEXPIRE").arg(&link.sentinels[0]).arg(60_000).query_async(&mut conn).await.unwrap();
+        assert!(link.check_database(&mut conn, true).await.unwrap());
+        let ttl: i64 = redis::cmd("PTTL").arg(&link.sentinels[0]).query_async(&mut conn).await.unwrap();
         assert!(ttl > 3_000_000, "a full hour again: {ttl} ms");
         let _: () = redis::cmd("SWAPDB").arg(0).arg(1).query_async(&mut conn).await.unwrap();
-        assert!(!link.check_database(&mut conn).await.unwrap(), "gone with its database");
+        assert!(!link.check_database(&mut conn, false).await.unwrap(), "gone with its database");
+        assert_eq!(count(conn.clone()).await, 0, "nothing written into the database swapped in");
         let _ = server.kill();
         let _ = server.wait();
         let _ = std::fs::remove_dir_all(&dir);

@@ -2,6 +2,8 @@
 //! free loopback port, stopped when dropped.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod rng;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -474,4 +476,49 @@ pub async fn blocked_load(
         .await
         .unwrap_or_else(|_| panic!("the loader of {key:?} did not start within 20 s"));
     (load, release)
+}
+
+/// 16 callers of `get_or_set("k")` on `store`, each in a task; the first
+/// loader to run waits until every caller has joined (and 50 ms more), then
+/// panics; any other returns `value`. Returns what the tasks gave (a panic
+/// as a `JoinError`) and how many loaders ran.
+pub async fn sixteen_callers_and_a_panicking_leader<S, V>(
+    store: std::sync::Arc<S>,
+    value: V,
+) -> (Vec<Result<pepperpy_caching::Result<V>, tokio::task::JoinError>>, usize)
+where
+    S: pepperpy_caching::CacheStore<V> + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    use pepperpy_caching::SetOptions;
+    use std::sync::Arc;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (store, runs, release, value) =
+            (Arc::clone(&store), Arc::clone(&runs), Arc::clone(&release), value.clone());
+        tasks.push(tokio::spawn(async move {
+            let loader = move || async move {
+                if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                    release.notified().await;
+                    panic!("hostile loader");
+                }
+                value
+            };
+            store.get_or_set("k", loader, SetOptions::new()).await
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while runs.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "no loader started within 20 s");
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release.notify_one();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(tokio::time::timeout(Duration::from_secs(20), task).await.expect("a caller hung"));
+    }
+    (results, runs.load(Ordering::SeqCst))
 }

@@ -67,7 +67,10 @@ use crate::store::{CacheStore, Metadata, SetOptions, check_key};
 /// own thread holds, so it fails at once with
 /// [`CacheError::ReentrantValue`](crate::CacheError::ReentrantValue) instead
 /// (`len` and `stats`, which return no `Result`, panic with that message).
-/// Calls into other stores are fine. Values dropped because a call replaced,
+/// Calls into other stores are fine, but a chain that comes back is refused
+/// too (A's value's `Clone` reads B, whose value's `Clone` reads A). Two
+/// threads whose values call two stores in opposite orders can still
+/// deadlock, as with any two locks taken in opposite orders. Values dropped because a call replaced,
 /// removed or evicted them are dropped after the lock is released.
 ///
 /// ```
@@ -274,6 +277,25 @@ thread_local! {
     /// value's `Clone` or `Drop` runs under it, and a call from inside one
     /// into the same store would wait on a lock its own thread holds.
     static HOLDING: Cell<usize> = const { Cell::new(0) };
+    /// The shards further up this thread's stack, when a value's `Clone` or
+    /// `Drop` called another store (which is allowed) that locked one of its
+    /// own: a value of that store calling back into the first one must be
+    /// refused too (A's clone reads B, B's clone reads A). Empty, and never
+    /// touched, unless stores are nested that way.
+    static OUTER: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether this thread holds a shard lock for which `held` is true.
+#[inline(always)]
+fn holding(held: impl Fn(usize) -> bool) -> bool {
+    let innermost = HOLDING.get();
+    innermost != 0 && (held(innermost) || holding_further_up(held))
+}
+
+#[cold]
+#[inline(never)]
+fn holding_further_up(held: impl Fn(usize) -> bool) -> bool {
+    OUTER.with_borrow(|outer| outer.iter().any(|&shard| held(shard)))
 }
 
 /// A shard's lock guard that marks the shard as held by this thread
@@ -291,11 +313,14 @@ impl<G> Held<G> {
         // A last defence for the calls that cannot return an error (the
         // others check `reentered` first): a clear panic, not a deadlock.
         assert!(
-            outer != me,
+            !holding(|shard| shard == me),
             "a value's Clone or Drop called the MemoryStore that was running it, under the lock it needs: \
              this would deadlock"
         );
         let guard = lock();
+        if outer != 0 {
+            nest(outer);
+        }
         HOLDING.set(me);
         Held { guard, outer }
     }
@@ -304,8 +329,23 @@ impl<G> Held<G> {
 impl<G> Drop for Held<G> {
     #[inline(always)]
     fn drop(&mut self) {
+        if self.outer != 0 {
+            unnest();
+        }
         HOLDING.set(self.outer);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn nest(outer: usize) {
+    OUTER.with_borrow_mut(|stack| stack.push(outer));
+}
+
+#[cold]
+#[inline(never)]
+fn unnest() {
+    OUTER.with_borrow_mut(|stack| stack.pop());
 }
 
 impl<G: std::ops::Deref> std::ops::Deref for Held<G> {
@@ -330,8 +370,8 @@ impl<V> MemoryStore<V> {
     /// doing the same the other way round).
     #[inline(always)]
     fn reentered(&self, call: &'static str) -> Result<()> {
-        let held = HOLDING.get();
-        if held != 0 && self.shards.as_ptr_range().contains(&(held as *const Shard<V>)) {
+        let shards = self.shards.as_ptr_range();
+        if holding(|held| shards.contains(&(held as *const Shard<V>))) {
             return Err(crate::CacheError::ReentrantValue { call });
         }
         Ok(())
