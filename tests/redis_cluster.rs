@@ -256,7 +256,9 @@ async fn a_master_killed_during_a_load_returns_nothing_wrong_and_the_store_recov
         Err(other) => panic!("a load on a dead master: {other:?}"),
     }
     // Reads while the cluster fails over: the right value or a backend error.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // The bound is liveness, not speed: on 2 shared cores under a loaded CI
+    // run, failover plus the client's slot-map refresh passed 30 s once.
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut recovered = false;
     while Instant::now() < deadline {
         let mut all_ok = true;
@@ -275,7 +277,7 @@ async fn a_master_killed_during_a_load_returns_nothing_wrong_and_the_store_recov
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(recovered, "the store did not work again within 30 s of the master's death");
+    assert!(recovered, "the store did not work again within 60 s of the master's death");
     cluster.wait_until_ok(Duration::from_secs(30));
     // Works again everywhere: every key can be written and read back.
     for i in 0..100 {
@@ -447,8 +449,11 @@ async fn a_hung_master_is_failed_over_and_the_store_follows() {
     assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
     let resume = scopeguard(pid.clone());
     // Until the failover, calls on the hung master's slots time out; after it,
-    // every key is served again, with the old master still stopped.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // every key is served again, with the old master still stopped. A pass
+    // over the keys takes up to ~17 s while a third of them time out (500 ms
+    // each), so the bound (liveness, not speed) leaves room for several
+    // passes on a loaded machine: 30 s failed there 2 runs in 6.
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut ok = 0;
         for i in 0..100 {
