@@ -8,6 +8,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { getEventListeners } from "node:events";
+import { withReported } from "./support.mjs";
 import {
   MemoryStore,
   LRUPolicy,
@@ -490,19 +491,6 @@ describe("an onRemove listener that throws while a load stores its value", () =>
   // no caller to go to, so it is reported as the host reports uncaught
   // errors (reportError, stubbed here; Node has none and gets it thrown from
   // a microtask).
-  async function withReported(body) {
-    const reported = [];
-    const had = Object.hasOwn(globalThis, "reportError");
-    const previous = globalThis.reportError;
-    globalThis.reportError = (error) => reported.push(error);
-    try {
-      await body(reported);
-    } finally {
-      if (had) globalThis.reportError = previous;
-      else delete globalThis.reportError;
-    }
-  }
-
   for (const grace of [undefined, 60]) {
     test(`a load (grace ${grace}) that evicts: callers get the value, the error is reported`, () =>
       withReported(async (reported) => {

@@ -8,25 +8,12 @@ import { readFileSync, realpathSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { MemoryStore, LRUPolicy, S3FIFOPolicy, ManualClock } from "pepperpy-caching";
+import { withReported } from "./support.mjs";
 
 const AUDIT = Symbol.for("pepperpy-caching.audit");
 
 /** Lets pending promise callbacks and microtasks run. */
 const drain = () => new Promise((resolve) => setImmediate(resolve));
-
-/** Runs `body` with `reportError` stubbed, collecting what the store reports. */
-async function withReported(body) {
-  const reported = [];
-  const had = Object.hasOwn(globalThis, "reportError");
-  const previous = globalThis.reportError;
-  globalThis.reportError = (error) => reported.push(error);
-  try {
-    await body(reported);
-  } finally {
-    if (had) globalThis.reportError = previous;
-    else delete globalThis.reportError;
-  }
-}
 
 test("an updateMetadata made while a refresh ran wins: the refresh stores nothing, the next stale read refreshes", async () => {
   // The rule of every write, in Rust, Redis and JS: a load that began before
