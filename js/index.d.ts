@@ -226,7 +226,8 @@ export declare class MemoryStore<V = unknown> {
    *   throws or rejects, every waiting call rejects with that very error,
    *   nothing is stored, and the next call runs a loader again.
    * - No stale write-back: a load stores its value only if nothing set,
-   *   deleted, invalidated or cleared the key since the load began; its
+   *   deleted, invalidated, cleared or updated the metadata of the key since
+   *   the load began; its
    *   callers still receive what the loader produced.
    * - Callers that give up (`signal`, `softTimeout`) reject at once and leave
    *   nothing registered; if the one running the load gives up, the load

@@ -218,9 +218,7 @@ class MemoryStore {
     }
     statsSince.set(this, Date.now());
     this.#zeroCounters();
-    this.#cutKey = undefined;
-    this.#cutValue = undefined;
-    this.#cutMeta = undefined;
+    this.#clearCut();
     const notices = this.#notices();
     if (notices !== undefined) this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
     this.#forgetAll();
@@ -538,11 +536,17 @@ class MemoryStore {
   #finishPlacing() {
     // Forgotten only once done: cut short again, the next call retries.
     const notices = this.#place(this.#cutId, this.#cutKey, this.#cutValue, this.#cutMeta, this.#cutFresh);
+    this.#clearCut();
+    // The cut set already threw to its caller: a listener's error is reported.
+    this.#notify(notices, true);
+  }
+
+  /** Forgets a cut placement's fields, so they keep nothing of the caller's alive. */
+  #clearCut() {
     this.#cutKey = undefined;
     this.#cutValue = undefined;
     this.#cutMeta = undefined;
-    // The cut set already threw to its caller: a listener's error is reported.
-    this.#notify(notices, true);
+    this.#cutFresh = undefined;
   }
 
   /** What a call rethrows after `error` (and the next call checks the engine: `#repair`). */
@@ -1073,16 +1077,21 @@ class MemoryStore {
         slots[slots.length] = id;
       });
       const hits = matching(pattern, keys);
-      // Loads of matching keys store nothing (those with no entry too).
+      // Loads of matching keys store nothing (those with no entry too),
+      // cancelled once the removal has happened: an invalidation that fails
+      // changes nothing, so a refresh it would have cancelled still ends it.
+      let loading;
+      let cancelled;
       if (this.#loads.size !== 0) {
-        const loading = [];
+        loading = [];
         this.#loads.forEach((_, key) => {
           loading[loading.length] = key;
         });
-        for (const i of matching(pattern, loading)) this.#loads.delete(loading[i]);
+        cancelled = matching(pattern, loading);
       }
       const n = hits.length;
       if (n === 0) {
+        if (cancelled !== undefined) for (const i of cancelled) this.#loads.delete(loading[i]);
         this.#notify(notices);
         return 0;
       }
@@ -1094,6 +1103,7 @@ class MemoryStore {
       ids.set(room);
       store.removeReported(this.#ringN);
       this.#ringN = 0;
+      if (cancelled !== undefined) for (const i of cancelled) this.#loads.delete(loading[i]);
     } catch (error) {
       wasmThrew();
       const failure = error instanceof RuntimeError ? this.#failed(error) : error;
