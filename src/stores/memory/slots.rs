@@ -355,6 +355,10 @@ impl SlotEngine {
             self.small_cap = small;
             self.ghost.set_cap(ghost_cap(small, self.max_size));
         }
+        // The JS layer passes no hash (0) for a key it has a slot for: if the
+        // reclaim below takes that very slot, the new one keeps its hash (a
+        // freed slot's hash stays in place until reused).
+        let hash = existing.and_then(|id| self.hash.get(id as usize).copied()).unwrap_or(hash);
         self.reclaim_expired(now, RECLAIM_PER_WRITE);
         // The reclaim may have taken the entry in that very slot.
         let existing = existing.filter(|&id| self.is_live(id));

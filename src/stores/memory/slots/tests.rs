@@ -32,7 +32,12 @@ impl Js {
 
     fn set(&mut self, key: &str, ttl_ms: Option<u64>, now: f64) {
         let existing = self.ids.get(key).map_or(-1, |&id| i64::from(id));
-        let hash = key.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        // As the JS layer does: no hash for a key it has a slot for.
+        let hash = if existing >= 0 {
+            0
+        } else {
+            key.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+        };
         self.engine.replay(self.ring);
         self.ring = 0;
         let ttl = ttl_ms.map_or(f64::NAN, |ms| ms as f64);
