@@ -1011,7 +1011,10 @@ where
         check_key(key)?;
         let _forget = Forget::new(&self.shared, Scope::Key(key));
         let done = self.redis.delete(key).await;
-        self.caught_up().await;
+        // Nothing deleted, nothing for Redis to invalidate: no wait.
+        if !matches!(done, Ok(false)) {
+            self.caught_up().await;
+        }
         done
     }
 
@@ -1033,7 +1036,9 @@ where
         check_key(key)?;
         let _forget = Forget::new(&self.shared, Scope::Key(key));
         let done = self.redis.update_metadata(key, metadata).await;
-        self.caught_up().await;
+        if !matches!(done, Ok(false)) {
+            self.caught_up().await;
+        }
         done
     }
 
@@ -1042,7 +1047,9 @@ where
         Pattern::new(pattern)?;
         let _forget = Forget::new(&self.shared, Scope::Pattern(pattern));
         let done = self.redis.invalidate(pattern).await;
-        self.caught_up().await;
+        if !matches!(done, Ok(0)) {
+            self.caught_up().await;
+        }
         done
     }
 
