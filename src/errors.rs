@@ -52,6 +52,10 @@ pub enum CacheError {
     /// never repeated in the message.
     #[error("backend error: {message}")]
     Backend {
+        /// Which way the backend failed: [`ErrorKind::Connection`],
+        /// [`ErrorKind::BackendTimeout`], [`ErrorKind::ServerBusy`] or
+        /// [`ErrorKind::Command`].
+        kind: ErrorKind,
         /// What the store was doing and what went wrong.
         message: String,
         /// The underlying error, when there is one.
@@ -97,7 +101,141 @@ pub enum CacheError {
     },
 }
 
+/// What kind of failure a [`CacheError`] is, for code that decides what to do
+/// next (retry, fall back, report) without matching on every variant, as
+/// redis-rs's `ErrorKind`. The JS package derives its error class from it
+/// ([`ErrorKind::js_class`]).
+///
+/// ```
+/// use pepperpy_caching::{CacheError, ErrorKind, LruPolicy};
+/// let err: CacheError = LruPolicy::new(0).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Policy);
+/// assert!(!err.is_retryable());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`CacheError::Key`]: the key breaks the key rules.
+    Key,
+    /// [`CacheError::Pattern`]: the glob pattern is too long.
+    Pattern,
+    /// [`CacheError::Policy`]: a policy or an entry's options make no sense.
+    Policy,
+    /// [`CacheError::Serialization`]: a value or metadata cannot be stored or read back.
+    Serialization,
+    /// The backend could not be reached, or the connection broke mid-call.
+    Connection,
+    /// The backend did not answer within the store's response timeout.
+    BackendTimeout,
+    /// The backend is up but cannot serve for now: loading its data set, a
+    /// cluster failover or migration under way, a busy script.
+    ServerBusy,
+    /// The backend refused the command or answered what the store cannot
+    /// read (a script error, out of memory, a value of another format).
+    Command,
+    /// [`CacheError::Loader`]: the caller's loader failed.
+    Loader,
+    /// [`CacheError::Reentrant`]: a loader asked for the key it is loading.
+    Reentrant,
+    /// [`CacheError::ReentrantValue`]: a value's `Clone` or `Drop` called its store.
+    ReentrantValue,
+    /// [`CacheError::Timeout`]: a load took longer than its caller allowed.
+    LoadTimeout,
+}
+
+impl ErrorKind {
+    /// Every kind, in declaration order (the order of the JS error table).
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::Key,
+        ErrorKind::Pattern,
+        ErrorKind::Policy,
+        ErrorKind::Serialization,
+        ErrorKind::Connection,
+        ErrorKind::BackendTimeout,
+        ErrorKind::ServerBusy,
+        ErrorKind::Command,
+        ErrorKind::Loader,
+        ErrorKind::Reentrant,
+        ErrorKind::ReentrantValue,
+        ErrorKind::LoadTimeout,
+    ];
+
+    /// Whether trying the same call again later may succeed: the backend was
+    /// unreachable, slow or busy, or a load ran out of time.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Connection | ErrorKind::BackendTimeout | ErrorKind::ServerBusy | ErrorKind::LoadTimeout
+        )
+    }
+
+    /// Whether something ran out of time: the backend's answer or a load.
+    pub fn is_timeout(self) -> bool {
+        matches!(self, ErrorKind::BackendTimeout | ErrorKind::LoadTimeout)
+    }
+
+    /// Whether the backend failed (the kinds of [`CacheError::Backend`]).
+    pub fn is_backend(self) -> bool {
+        matches!(self, ErrorKind::Connection | ErrorKind::BackendTimeout | ErrorKind::ServerBusy | ErrorKind::Command)
+    }
+
+    /// The name of the JS error class an error of this kind is thrown as by
+    /// the npm package (every class extends `CacheError`).
+    pub fn js_class(self) -> &'static str {
+        match self {
+            ErrorKind::Key => "CacheKeyError",
+            ErrorKind::Pattern => "CachePatternError",
+            ErrorKind::Policy => "CachePolicyError",
+            ErrorKind::Serialization => "CacheSerializationError",
+            ErrorKind::Connection | ErrorKind::BackendTimeout | ErrorKind::ServerBusy | ErrorKind::Command => {
+                "CacheBackendError"
+            }
+            ErrorKind::Reentrant => "CacheReentrantLoadError",
+            ErrorKind::LoadTimeout => "CacheTimeoutError",
+            // JS loaders reject with their own errors, and the JS store never
+            // clones or drops a value under a lock: these reach JS only as a fallback.
+            ErrorKind::Loader | ErrorKind::ReentrantValue => "CacheError",
+        }
+    }
+}
+
 impl CacheError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CacheError::Key { .. } => ErrorKind::Key,
+            CacheError::Pattern { .. } => ErrorKind::Pattern,
+            CacheError::Policy(_) => ErrorKind::Policy,
+            CacheError::Serialization(_) => ErrorKind::Serialization,
+            CacheError::Backend { kind, .. } => *kind,
+            CacheError::Loader(_) => ErrorKind::Loader,
+            CacheError::Reentrant { .. } => ErrorKind::Reentrant,
+            CacheError::ReentrantValue { .. } => ErrorKind::ReentrantValue,
+            CacheError::Timeout { .. } => ErrorKind::LoadTimeout,
+        }
+    }
+
+    /// Whether trying the same call again later may succeed ([`ErrorKind::is_retryable`]).
+    pub fn is_retryable(&self) -> bool {
+        self.kind().is_retryable()
+    }
+
+    /// Whether something ran out of time ([`ErrorKind::is_timeout`]).
+    pub fn is_timeout(&self) -> bool {
+        self.kind().is_timeout()
+    }
+
+    /// A [`CacheError::Backend`] of `kind` (which must be a backend kind).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn backend(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        debug_assert!(kind.is_backend(), "{kind:?} is not a backend kind");
+        CacheError::Backend { kind, message: message.into(), source }
+    }
+
     pub(crate) fn key(key: &str, reason: impl Into<String>) -> Self {
         CacheError::Key { key: shown(key), reason: reason.into() }
     }
@@ -125,6 +263,23 @@ mod tests {
         let text = err.to_string();
         assert!(text.len() < 200, "{text}");
         assert!(text.contains("10000 bytes"), "{text}");
+    }
+
+    #[test]
+    fn kinds_answer_retry_and_timeout() {
+        for kind in ErrorKind::ALL {
+            assert_eq!(kind.is_timeout(), matches!(kind, ErrorKind::BackendTimeout | ErrorKind::LoadTimeout));
+            if kind.is_backend() {
+                assert!(kind.js_class() == "CacheBackendError");
+                assert_eq!(CacheError::backend(kind, "m", None).kind(), kind);
+            }
+        }
+        assert!(CacheError::backend(ErrorKind::Connection, "m", None).is_retryable());
+        assert!(!CacheError::backend(ErrorKind::Command, "m", None).is_retryable());
+        assert!(!CacheError::key("", "empty").is_retryable());
+        let timeout = CacheError::Timeout { key: "\"k\"".into(), after: std::time::Duration::from_secs(1) };
+        assert!(timeout.is_timeout() && timeout.is_retryable());
+        assert_eq!(timeout.kind().js_class(), "CacheTimeoutError");
     }
 
     #[test]

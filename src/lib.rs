@@ -61,6 +61,7 @@ pub struct ReadmeDoctests;
 mod clock;
 mod dyn_store;
 mod errors;
+mod key;
 pub mod metrics;
 mod pattern;
 pub mod policies;
@@ -73,7 +74,7 @@ mod wasm;
 
 pub use clock::{Clock, ManualClock};
 pub use dyn_store::{DynCacheStore, DynError, DynFuture, DynLoader};
-pub use errors::{CacheError, Result};
+pub use errors::{CacheError, ErrorKind, Result};
 pub use metrics::CacheStats;
 pub use pattern::{MAX_PATTERN_LEN, Pattern, escape_pattern};
 pub use policies::{LruPolicy, Policy, S3FifoPolicy, TtlPolicy};

@@ -6,8 +6,8 @@ use std::time::Duration;
 use crate::errors::{CacheError, Result};
 use crate::metrics::CacheStats;
 
-/// The longest key accepted, in bytes of UTF-8.
-pub const MAX_KEY_LEN: usize = 8 * 1024;
+pub use crate::key::MAX_KEY_LEN;
+pub(crate) use crate::key::check_key;
 
 /// The deepest nesting of arrays and objects accepted in metadata (the
 /// metadata object itself is level 1) by every store, and in values by
@@ -180,23 +180,6 @@ pub trait CacheStore<V>: Send + Sync {
     fn reset_stats(&self);
 }
 
-/// Checks a key against the rules every store shares. Inlined: it runs on
-/// every call, and the valid case is two comparisons.
-#[inline]
-pub(crate) fn check_key(key: &str) -> Result<()> {
-    if key.is_empty() || key.len() > MAX_KEY_LEN { Err(key_error(key)) } else { Ok(()) }
-}
-
-#[cold]
-#[inline(never)]
-fn key_error(key: &str) -> CacheError {
-    if key.is_empty() {
-        CacheError::key(key, "a key must not be empty")
-    } else {
-        CacheError::key(key, format!("{} bytes is longer than the limit of {MAX_KEY_LEN} bytes", key.len()))
-    }
-}
-
 /// The TTL an entry gets: its own, else the policy's default. A zero TTL of
 /// its own is an error.
 pub(crate) fn effective_ttl(own: Option<Duration>, default: Option<Duration>) -> Result<Option<Duration>> {
@@ -239,16 +222,6 @@ pub(crate) fn check_metadata(metadata: &Metadata) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_rules() {
-        assert!(check_key("k").is_ok());
-        assert!(check_key(&"k".repeat(MAX_KEY_LEN)).is_ok());
-        assert!(matches!(check_key(""), Err(CacheError::Key { .. })));
-        assert!(matches!(check_key(&"k".repeat(MAX_KEY_LEN + 1)), Err(CacheError::Key { .. })));
-        // Every other UTF-8 string is a key, glob characters and newlines included.
-        assert!(check_key("a*b?[c]\\ \n é 😀").is_ok());
-    }
 
     #[test]
     fn metadata_nesting_is_limited() {

@@ -785,6 +785,7 @@ where
         })?;
         if !shared.go_up(session, conn.clone()) {
             return Err(CacheError::Backend {
+                kind: crate::ErrorKind::Connection,
                 message: format!("the invalidation connection to Redis at {addr} closed as it opened"),
                 source: None,
             });
@@ -863,6 +864,7 @@ where
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(backend("the invalidation connection failed a round trip".into(), e)),
             Err(_) => Err(CacheError::Backend {
+                kind: crate::ErrorKind::BackendTimeout,
                 message: format!("the invalidation connection did not answer within {:?}", self.response_timeout),
                 source: None,
             }),

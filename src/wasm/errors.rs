@@ -9,21 +9,9 @@ use wasm_bindgen::JsValue;
 
 use crate::errors::CacheError;
 
-/// The JS class name for each kind of error.
+/// The JS class name of `err`: its kind's ([`crate::ErrorKind::js_class`]).
 pub(super) fn class_name(err: &CacheError) -> &'static str {
-    match err {
-        CacheError::Key { .. } => "CacheKeyError",
-        CacheError::Pattern { .. } => "CachePatternError",
-        CacheError::Policy(_) => "CachePolicyError",
-        CacheError::Serialization(_) => "CacheSerializationError",
-        CacheError::Backend { .. } => "CacheBackendError",
-        // JS loaders run in JS and reject with their own errors; this is only a fallback.
-        CacheError::Loader(_) => "CacheError",
-        CacheError::Reentrant { .. } => "CacheReentrantLoadError",
-        // JS values are not Rust values: the JS store never clones or drops one under a lock.
-        CacheError::ReentrantValue { .. } => "CacheError",
-        CacheError::Timeout { .. } => "CacheTimeoutError",
-    }
+    err.kind().js_class()
 }
 
 pub(super) trait ToJs {

@@ -241,6 +241,7 @@ where
             redis::Value::Int(1) => Ok(Step::Locked),
             redis::Value::Int(0) => Ok(Step::Busy),
             redis::Value::Int(-1) => Err(CacheError::Backend {
+                kind: crate::ErrorKind::Command,
                 message: format!(
                     "get_or_set on Redis at {}: the key holds a value of another type that this store did not write",
                     self.addr
@@ -248,6 +249,7 @@ where
                 source: None,
             }),
             other => Err(CacheError::Backend {
+                kind: crate::ErrorKind::Command,
                 message: format!("get_or_set on Redis at {}: unexpected reply {other:?}", self.addr),
                 source: None,
             }),

@@ -676,6 +676,7 @@ where
         }
         let Some(first) = infos.first() else {
             return Err(CacheError::Backend {
+                kind: crate::ErrorKind::Command,
                 message: "a cluster store needs at least one node URL".into(),
                 source: None,
             });
@@ -683,6 +684,7 @@ where
         let tls = matches!(first.addr(), redis::ConnectionAddr::TcpTls { .. });
         if infos.iter().any(|i| matches!(i.addr(), redis::ConnectionAddr::TcpTls { .. }) != tls) {
             return Err(CacheError::Backend {
+                kind: crate::ErrorKind::Command,
                 message: "a cluster store's node URLs must all be redis:// or all rediss://".into(),
                 source: None,
             });
@@ -699,6 +701,7 @@ where
         }
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(CacheError::Backend {
+                kind: crate::ErrorKind::Command,
                 message: "RedisStore must be built inside a tokio runtime".into(),
                 source: None,
             });
@@ -748,6 +751,7 @@ where
             Ok(Err(e)) => return Err(backend(format!("cannot connect to Redis at {addr}"), e)),
             Err(elapsed) => {
                 return Err(CacheError::Backend {
+                    kind: crate::ErrorKind::BackendTimeout,
                     message: format!("Redis at {addr} did not answer within {connect_and_ping:?}"),
                     source: Some(Arc::new(elapsed)),
                 });
@@ -831,6 +835,7 @@ async fn check_recorded_buckets(
         Ok(Err(e)) => return Err(backend(format!("recording the bucket count on Redis at {addr} failed"), e)),
         Err(elapsed) => {
             return Err(CacheError::Backend {
+                kind: crate::ErrorKind::BackendTimeout,
                 message: format!(
                     "recording the bucket count on Redis at {addr}: no reply within {:?}",
                     timeout.saturating_mul(2)
@@ -888,6 +893,7 @@ async fn check_eviction_policy(conn: &mut Conn, addr: &str, timeout: Duration) -
         Ok(Err(e)) => return Err(backend(format!("CLUSTER SLOTS on Redis at {addr} failed"), e)),
         Err(elapsed) => {
             return Err(CacheError::Backend {
+                kind: crate::ErrorKind::BackendTimeout,
                 message: format!("CLUSTER SLOTS on Redis at {addr}: no reply within {timeout:?}"),
                 source: Some(Arc::new(elapsed)),
             });
@@ -919,6 +925,7 @@ async fn check_node_eviction_policy(conn: &mut Conn, node: Option<&Node>, addr: 
         Ok(Err(e)) => return Err(backend(format!("CONFIG GET maxmemory-policy on Redis at {addr} failed"), e)),
         Err(elapsed) => {
             return Err(CacheError::Backend {
+                kind: crate::ErrorKind::BackendTimeout,
                 message: format!("CONFIG GET maxmemory-policy on Redis at {addr}: no reply within {timeout:?}"),
                 source: Some(Arc::new(elapsed)),
             });
@@ -1000,6 +1007,7 @@ where
             Err(elapsed) => {
                 self.after_timeout();
                 Err(CacheError::Backend {
+                    kind: crate::ErrorKind::BackendTimeout,
                     message: format!("{what} on Redis at {}: no reply within {:?}", self.addr, self.round_trip_timeout),
                     source: Some(Arc::new(elapsed)),
                 })
@@ -1311,6 +1319,7 @@ where
             topology = now;
         }
         Err(CacheError::Backend {
+            kind: crate::ErrorKind::ServerBusy,
             message: format!(
                 "{what} on Redis at {}: the cluster's slots kept moving during {WALK_ATTEMPTS} attempts",
                 self.addr
@@ -1430,7 +1439,27 @@ fn ttl_millis(ttl: Duration) -> u64 {
 /// (not repeated in the message, so a report that prints the chain prints
 /// it once).
 pub(crate) fn backend(message: String, e: redis::RedisError) -> CacheError {
-    CacheError::Backend { message, source: Some(Arc::new(e)) }
+    CacheError::backend(error_kind(&e), message, Some(Arc::new(e)))
+}
+
+/// Which kind of backend failure a redis-rs error is.
+fn error_kind(e: &redis::RedisError) -> crate::ErrorKind {
+    use redis::RetryMethod;
+    if e.is_timeout() {
+        crate::ErrorKind::BackendTimeout
+    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+        crate::ErrorKind::Connection
+    } else {
+        match e.retry_method() {
+            RetryMethod::WaitAndRetry
+            | RetryMethod::AskRedirect
+            | RetryMethod::MovedRedirect
+            | RetryMethod::RefreshSlotsAndRetry
+            | RetryMethod::RetryImmediately => crate::ErrorKind::ServerBusy,
+            RetryMethod::Reconnect | RetryMethod::ReconnectFromInitialConnections => crate::ErrorKind::Connection,
+            _ => crate::ErrorKind::Command,
+        }
+    }
 }
 
 impl<V> std::fmt::Debug for RedisStore<V> {
@@ -1475,6 +1504,7 @@ where
                 redis::Value::Nil => (None, 0),
                 other => {
                     return Err(CacheError::Backend {
+                        kind: crate::ErrorKind::Command,
                         message: format!("get on Redis at {}: unexpected reply {other:?}", self.addr),
                         source: None,
                     });
@@ -1547,6 +1577,7 @@ where
             }
         }
         Err(CacheError::Backend {
+            kind: crate::ErrorKind::ServerBusy,
             message: format!(
                 "update_metadata on Redis at {}: the entry changed under every one of {UPDATE_ATTEMPTS} attempts",
                 self.addr

@@ -310,6 +310,7 @@ where
             other => other?,
         };
         let unexpected = |reply: String| CacheError::Backend {
+            kind: crate::ErrorKind::Command,
             message: format!("{what} on Redis at {}: unexpected reply {reply}", self.addr),
             source: None,
         };
@@ -379,6 +380,7 @@ where
         let mut conn = self.conn.clone();
         let reply: redis::Value = self.round_trip(what, eval(&mut conn, script, &cmd)).await?;
         let unexpected = |reply: &redis::Value| CacheError::Backend {
+            kind: crate::ErrorKind::Command,
             message: format!("{what} on Redis at {}: unexpected reply {reply:?}", self.addr),
             source: None,
         };

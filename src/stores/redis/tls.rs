@@ -25,6 +25,7 @@ pub(super) fn ensure_provider() -> Result<()> {
             Ok(())
         }
         None => Err(CacheError::Backend {
+            kind: crate::ErrorKind::Command,
             message: "a rediss:// URL needs a rustls crypto provider: enable the feature tls-ring or tls-aws-lc \
                       of pepperpy-caching, or install one with rustls::crypto::CryptoProvider::install_default \
                       before building the store"
