@@ -17,6 +17,10 @@ function notify3(notices, value, key, reason) {
 }
 
 const STORE_OPTIONS = ["policy", "clock", "onRemove"];
+
+function disposedError() {
+  return new CacheError("this MemoryStore was disposed");
+}
 // A bounded store reserves room for up to this many entries when it is made.
 const PREALLOCATE_MAX = 1 << 22;
 // How a store tells its engine of a hit (MemoryStore#mode).
@@ -158,10 +162,14 @@ class MemoryStore {
    * `depth` more frames fit; throws once disposed.
    */
   #live(depth = HEADROOM) {
-    if (this.#disposed) throw new CacheError("this MemoryStore was disposed");
+    if (this.#disposed) throw disposedError();
     unwind();
     headroom(depth);
-    if (this.#pending) this.#repair();
+    if (this.#pending) {
+      this.#repair();
+      // The repair told the listener of what it removed, and it may have disposed the store.
+      if (this.#disposed) throw disposedError();
+    }
     if (this.#header[0] !== this.#version) this.#view();
     return this.#store;
   }
@@ -1306,7 +1314,7 @@ class MemoryStore {
   dispose() {
     if (this.#disposed) return;
     this.#disposed = true;
-    const error = new CacheError("this MemoryStore was disposed");
+    const error = disposedError();
     // Each load and refresh ends as failed: callers reject, and the
     // promise a refresh handed to waitUntil settles.
     this.#runs.forEach((run) => {
