@@ -1,12 +1,15 @@
-// js/api/8-store.js: a part of the body of bind(wasm) in the built api.mjs
+// js/api/10-store.js: a part of the body of bind(wasm) in the built api.mjs
 // (scripts/build-js.sh concatenates js/api/*.js in order; not a module on
 // its own: it uses the names the other parts declare).
 //
-// MemoryStore. The getSync path is at the top of the class: a Map lookup and
-// plain reads and writes of the engine's memory, no call into wasm. Below it
-// the writes, then getOrSet's flights (the JS twin of src/singleflight.rs and
-// src/refresh.rs: one load per key, leader hand-off, timeouts, stale-while-
-// revalidate), then the walks (invalidate, keys, entries, clear) and stats.
+// MemoryStore: its state, the JS half of the engine (keys, values and
+// metadata by slot id, the views of the engine's memory, the repair after a
+// failed call), and the calls on one key. The getSync path is near the top
+// of the class: a Map lookup and plain reads and writes of the engine's
+// memory, no call into wasm. Below it the writes, getOrSet's front door
+// (its loads are Loads, 9-loads.js, and their single flight Flights,
+// 8-flights.js), stats and dispose. The walks (invalidate, keys, entries,
+// clear, size) are in 11-walks.js.
 
 /** Appends one removal notice (no Array method: see SlotMap). */
 function notify3(notices, value, key, reason) {
@@ -17,6 +20,13 @@ function notify3(notices, value, key, reason) {
 }
 
 const STORE_OPTIONS = ["policy", "clock", "onRemove"];
+
+// MemoryStore's state as the walks (11-walks.js) reach it: set by its static block.
+let inside;
+
+function disposedError() {
+  return new CacheError("this MemoryStore was disposed");
+}
 // A bounded store reserves room for up to this many entries when it is made.
 const PREALLOCATE_MAX = 1 << 22;
 // How a store tells its engine of a hit (MemoryStore#mode).
@@ -33,23 +43,16 @@ class MemoryStore {
   // Metadata (plain copies) and getOrSet freshness, by slot id: most entries have neither.
   #meta = new SlotMap();
   #fresh = new SlotMap();
-  // The loads under way by key (the JS twin of the engine's placeholders):
-  // { token }. Any write, delete, invalidate, clear or updateMetadata of
-  // the key removes it, so a load that began before them stores nothing.
-  #loads = new SlotMap();
-  #nextToken = 0;
+  // getOrSet's loads (9-loads.js), and their placeholders by key: a write,
+  // delete, invalidate, clear or updateMetadata of a key removes its
+  // placeholder, so a load that began before it stores nothing.
+  #loads;
+  #placeholders;
   // Whether any entry may expire: only then is the clock read on a hit.
   #expiring = false;
   #now = systemNow;
   #onRemove;
   #disposed = false;
-  // The getOrSet loads under way, by key: what makes concurrent calls share one.
-  #flights = new SlotMap();
-  // The keys whose loaders are running synchronously right now, innermost
-  // last: a getOrSet for one of them comes from inside its own loader.
-  #loading = [];
-  // Where getOrSet's timeouts wait: setTimeout, or the store's ManualClock.
-  #timers = realTimers;
   // The wasm policy, to start a fresh engine after a trap (`#reset`).
   #policy;
   // Set when a call failed: the next call first makes sure the engine is
@@ -64,7 +67,6 @@ class MemoryStore {
   #counters = NO_DEADLINES;
   #ring = new U32(0);
   #ringN = 0;
-  #lastHit = -1;
   #removed = new U32(0);
   #freq = new U8(0);
   #deadline = NO_DEADLINES;
@@ -75,12 +77,6 @@ class MemoryStore {
   #misses = 0;
   #latencyTotal = 0;
   #latencySamples = 0;
-  #loadsRun = 0;
-  #loadFailures = 0;
-  #loadTime = 0;
-  #staleHits = 0;
-  #refreshes = 0;
-  #refreshFailures = 0;
 
   constructor(options) {
     statsSince.set(this, Date.now());
@@ -91,16 +87,32 @@ class MemoryStore {
         `MemoryStore needs { policy: new S3FIFOPolicy({ maxSize }) }, an LRUPolicy or a TTLPolicy, got policy ${describe(policy)}`,
       );
     }
+    // Where getOrSet's timeouts wait: setTimeout, or the store's ManualClock.
+    let timers = realTimers;
     if (clock !== undefined) {
       const state = clockTimers.get(clock);
       if (state === undefined) throw new CachePolicyError(`clock must be a ManualClock, got ${describe(clock)}`);
       this.#now = () => state.now;
-      this.#timers = manualTimers(clock);
+      timers = manualTimers(clock);
     }
     if (onRemove !== undefined && typeof onRemove !== "function") {
       throw new CachePolicyError(`onRemove must be a function (value, key, reason), got ${describe(onRemove)}`);
     }
     this.#onRemove = onRemove;
+    this.#loads = new Loads(timers, {
+      now: () => this.#now(),
+      // A failed call is repaired before a load stores its value.
+      ready: () => {
+        if (this.#pending) this.#live();
+      },
+      put: (key, value, ttl, meta, fresh) => this.#put(key, value, ttl, meta, true, fresh),
+      freshOf: (key) => {
+        const id = this.#ids.get(key);
+        return id === undefined ? undefined : this.#fresh.get(id);
+      },
+      disposed: () => this.#disposed,
+    });
+    this.#placeholders = this.#loads.placeholders;
     this.#expiring = policy.ttl !== undefined;
     this.#policy = wasmPolicy;
     this.#mode = policy instanceof S3FIFOPolicy ? FREQ : policy instanceof LRUPolicy && policy.refreshOnGet ? RING : 0;
@@ -158,10 +170,14 @@ class MemoryStore {
    * `depth` more frames fit; throws once disposed.
    */
   #live(depth = HEADROOM) {
-    if (this.#disposed) throw new CacheError("this MemoryStore was disposed");
+    if (this.#disposed) throw disposedError();
     unwind();
     headroom(depth);
-    if (this.#pending) this.#repair();
+    if (this.#pending) {
+      this.#repair();
+      // The repair told the listener of what it removed, and it may have disposed the store.
+      if (this.#disposed) throw disposedError();
+    }
     if (this.#header[0] !== this.#version) this.#view();
     return this.#store;
   }
@@ -236,7 +252,7 @@ class MemoryStore {
     this.#keys = new Array(this.#prealloc);
     this.#meta.clear();
     this.#fresh.clear();
-    this.#loads.clear();
+    this.#placeholders.clear();
   }
 
   #zeroCounters() {
@@ -244,12 +260,7 @@ class MemoryStore {
     this.#misses = 0;
     this.#latencyTotal = 0;
     this.#latencySamples = 0;
-    this.#loadsRun = 0;
-    this.#loadFailures = 0;
-    this.#loadTime = 0;
-    this.#staleHits = 0;
-    this.#refreshes = 0;
-    this.#refreshFailures = 0;
+    this.#loads.zero();
   }
 
   /**
@@ -354,13 +365,13 @@ class MemoryStore {
     const mode = this.#mode;
     if (mode === RING) {
       // A hit on the slot the ring ends with changes no order.
-      if (this.#ringN !== 0 && this.#lastHit === id) return;
+      const n = this.#ringN;
+      if (n !== 0 && this.#ring[n - 1] === id) return;
       // A full ring is replayed before the hit is written, not after: a
       // drain cut short (a stack overflow in the engine's probe) leaves it
       // full, and the next hit retries it, where writing first would have
       // run past the ring's end and lost every hit until the next write.
-      if (this.#ringN === RING_LEN) this.#drain();
-      this.#lastHit = id;
+      if (n === RING_LEN) this.#drain();
       this.#ring[this.#ringN++] = id;
     } else if (mode === FREQ) {
       // The low two bits count accesses, up to 3 (the engine keeps its queue in the high bit).
@@ -591,7 +602,7 @@ class MemoryStore {
     if (fresh !== undefined) this.#fresh.set(id, fresh);
     else if (this.#fresh.size !== 0) this.#fresh.delete(id);
     // A write moves the key on: a load that began before it stores nothing.
-    if (this.#loads.size !== 0) this.#loads.delete(key);
+    if (this.#placeholders.size !== 0) this.#placeholders.delete(key);
     return notices;
   }
 
@@ -602,7 +613,7 @@ class MemoryStore {
     const store = this.#live();
     const id = this.#ids.get(key);
     if (id === undefined) checkKey(key);
-    if (this.#loads.size !== 0) this.#loads.delete(key);
+    if (this.#placeholders.size !== 0) this.#placeholders.delete(key);
     if (id === undefined) return false;
     let existed;
     try {
@@ -678,7 +689,8 @@ class MemoryStore {
     }
     const o = readLoadOptions(options);
     // Checked before the counted read, as in Rust: a refused call counts nothing.
-    if (this.#loading.length !== 0 && this.#loading.includes(key)) throw reentrantError(key);
+    const loads = this.#loads;
+    loads.checkReentrant(key);
     if (o.signal?.aborted) throw o.signal.reason;
     if (o.ttl !== undefined) this.#expiring = true;
     const now = this.#time();
@@ -690,332 +702,16 @@ class MemoryStore {
     this.#gets++;
     if (id === undefined) {
       this.#misses++;
-      return this.#join(key, loader, o);
+      return loads.load(key, loader, o);
     }
     this.#hit(id);
     const value = this.#values[id];
     if (o.grace !== undefined && this.#fresh.size !== 0) {
-      // Stale-while-revalidate: as the engine's get_fresh.
+      // Stale-while-revalidate: a stale value is served, and refreshed.
       const state = this.#fresh.get(id);
-      if (state !== undefined && now >= state.freshUntil) {
-        this.#staleHits++;
-        if (!state.refreshing && now >= state.retryAt) {
-          state.refreshing = true;
-          this.#refreshes++;
-          this.#refresh(key, loader, o);
-        }
-      }
+      if (state !== undefined) loads.served(key, state, loader, o, now);
     }
     return value;
-  }
-
-  /** Marks a load of `key` as begun: its token. A newer load of the key replaces it. */
-  #beginLoad(key) {
-    const token = ++this.#nextToken;
-    this.#loads.set(key, { token });
-    return token;
-  }
-
-  /**
-   * Ends the load `token` of `key`: its placeholder if nothing wrote,
-   * deleted, invalidated, cleared or updated the metadata of the key since
-   * it began, so its value may be stored; else undefined.
-   */
-  #endLoad(key, token) {
-    const load = this.#loads.get(key);
-    if (load === undefined || load.token !== token) return undefined;
-    this.#loads.delete(key);
-    return load;
-  }
-
-  /** A caller that missed: leads a new load of `key`, or waits for the one under way. */
-  #join(key, loader, o) {
-    let resolve;
-    let reject;
-    const promise = new NativePromise((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    const call = { loader, o, resolve, reject, done: false, onAbort: undefined, timer: undefined };
-    let flight = this.#flights.get(key);
-    const leads = flight === undefined;
-    if (leads) flight = { key, waiters: new WaiterSet(), leader: undefined, run: undefined };
-    // The caller's listener and timer first: if its signal or the host
-    // refuses one, nothing is registered and the call just fails.
-    try {
-      if (o.signal !== undefined) {
-        call.onAbort = () => this.#leave(flight, call, o.signal.reason);
-        o.signal.addEventListener("abort", call.onAbort, { once: true });
-      }
-      if (o.softTimeout !== undefined) {
-        call.timer = this.#timers.set(o.softTimeout, () => {
-          call.timer = undefined;
-          this.#leave(flight, call, timeoutError(key, "softTimeout", o.softTimeout));
-        });
-      }
-    } catch (error) {
-      this.#detach(call);
-      throw error;
-    }
-    if (!leads) {
-      flight.waiters.add(call); // a Set: O(1) to add and to remove
-      return promise;
-    }
-    this.#flights.set(key, flight);
-    try {
-      this.#lead(flight, call);
-    } catch (error) {
-      // The load could not start (#start undid its part): no flight is left.
-      if (this.#flights.get(key) === flight) this.#flights.delete(key);
-      this.#detach(call);
-      throw error;
-    }
-    return promise;
-  }
-
-  /** Ends a call that will not be settled: its listener and timer go. */
-  #detach(call) {
-    call.done = true;
-    try {
-      if (call.onAbort !== undefined) call.o.signal.removeEventListener("abort", call.onAbort);
-    } finally {
-      if (call.timer !== undefined) this.#timers.clear(call.timer);
-    }
-  }
-
-  /** Settles one caller's promise, once, dropping its listener and timer. */
-  #settle(call, ok, result) {
-    if (call.done) return;
-    call.done = true;
-    // Settled first: a caller's signal whose removeEventListener throws
-    // must not leave this caller, or the ones settled after it, hanging.
-    if (ok) call.resolve(result);
-    else call.reject(result);
-    try {
-      if (call.onAbort !== undefined) call.o.signal.removeEventListener("abort", call.onAbort);
-    } catch {
-      // The listener stays on the caller's own signal; nothing of ours is left half-done.
-    } finally {
-      if (call.timer !== undefined) this.#timers.clear(call.timer);
-    }
-  }
-
-  /**
-   * A caller gives up (its signal aborted, or its softTimeout passed): it
-   * rejects with `reason`. A waiter just leaves; a leader abandons its load
-   * (its loader's signal aborts, its placeholder goes) and the load passes
-   * to exactly one waiter, which runs its own loader.
-   */
-  #leave(flight, call, reason) {
-    if (call.done) return;
-    if (flight.leader !== call) {
-      flight.waiters.delete(call);
-      this.#settle(call, false, reason);
-      return;
-    }
-    const run = flight.run;
-    this.#endRun(run);
-    if (run.token !== undefined) this.#endLoad(flight.key, run.token);
-    run.controller.abort(reason);
-    this.#settle(call, false, reason);
-    // The first waiter (a scan, once per abandoned load, as in Rust). Its
-    // load may fail to start (the host refuses its timer, say): it then
-    // fails, and the next one tries, so the key is never left with a load
-    // that nothing runs.
-    for (;;) {
-      let next;
-      flight.waiters.forEach((waiter) => {
-        next ??= waiter;
-      });
-      if (next === undefined) {
-        if (this.#flights.get(flight.key) === flight) this.#flights.delete(flight.key);
-        return;
-      }
-      flight.waiters.delete(next);
-      try {
-        this.#lead(flight, next);
-        return;
-      } catch (error) {
-        this.#settle(next, false, error);
-      }
-    }
-  }
-
-  /** Makes `call` the leader of `flight` and starts its loader. */
-  #lead(flight, call) {
-    const { key } = flight;
-    const { o } = call;
-    flight.leader = call;
-    const run = (flight.run = this.#start(key, call.loader, o, (ok, result, run) => {
-      // The placeholder decides whether the value is stored; the callers get it either way.
-      if (!this.#disposed) {
-        try {
-          if (this.#pending) this.#live();
-          if (o.grace === undefined) {
-            const ours = this.#endLoad(key, run.token);
-            if (ok && ours !== undefined) this.#put(key, result, o.ttl, o.meta, true);
-          } else {
-            this.#finishRefresh(key, run.token, ok, result, o, false);
-          }
-        } catch (error) {
-          [ok, result] = [false, this.#failed(error)];
-        }
-      }
-      if (this.#flights.get(key) === flight) this.#flights.delete(key);
-      this.#settle(flight.leader, ok, result);
-      flight.waiters.forEach((waiter) => this.#settle(waiter, ok, result));
-      flight.waiters.clear();
-    }));
-    return run;
-  }
-
-  /**
-   * Ends a stale-while-revalidate load or refresh: stores its value if its
-   * placeholder stands, fresh for `ttl` and kept `grace` more; on
-   * failure keeps the stale value and backs off.
-   */
-  #finishRefresh(key, token, ok, value, o, background) {
-    if (this.#pending) this.#live();
-    const load = this.#endLoad(key, token);
-    if (!ok && background) this.#refreshFailures++;
-    if (load === undefined) return;
-    if (!ok) {
-      this.#backOff(key, o);
-      return;
-    }
-    const fresh = { freshUntil: this.#now() + o.ttl * 1000, refreshing: false, retryAt: 0, failures: 0 };
-    this.#put(key, value, o.ttl + o.grace, o.meta, true, fresh);
-  }
-
-  /**
-   * A refresh of `key` failed: the stale value stays and the next refresh
-   * waits `retryAfter`, doubling with each failure in a row up to a minute
-   * (as RefreshOptions::backoff in src/refresh.rs).
-   */
-  #backOff(key, o) {
-    const id = this.#ids.get(key);
-    const state = id === undefined ? undefined : this.#fresh.get(id);
-    if (state === undefined) return;
-    state.refreshing = false;
-    state.failures++;
-    const factor = 2 ** Math.min(state.failures - 1, 16);
-    state.retryAt = this.#now() + Math.min(o.retryAfter * factor, Math.max(60, o.retryAfter)) * 1000;
-  }
-
-  /**
-   * Runs `loader({ key, signal })` for `key` under a fresh placeholder, and
-   * calls `finish(ok, result, run)` once when it settles, fails, returns
-   * undefined or passes its hardTimeout; never if the run is ended first
-   * (`#endRun`). The loader is called synchronously, with `key` marked as
-   * loading, so that a getOrSet of `key` from inside it (directly, or from
-   * the loader of another key it started) fails at once.
-   */
-  #start(key, loader, o, finish) {
-    const run = { live: true, token: undefined, controller: new AbortController(), timer: undefined, end: undefined };
-    const started = this.#now();
-    const end = (run.end = (ok, result) => {
-      if (!run.live) return;
-      this.#endRun(run);
-      if (ok && result === undefined) [ok, result] = [false, undefinedValueError("the loader returned")];
-      if (!this.#disposed) {
-        const elapsed = this.#now() - started;
-        this.#loadsRun++;
-        if (!ok) this.#loadFailures++;
-        this.#loadTime += elapsed > 0 ? elapsed : 0;
-      }
-      finish(ok, result, run);
-    });
-    this.#runs.add(run);
-    run.token = this.#beginLoad(key);
-    try {
-      if (o.hardTimeout !== undefined) {
-        run.timer = this.#timers.set(o.hardTimeout, () => {
-          run.timer = undefined;
-          const error = timeoutError(key, "hardTimeout", o.hardTimeout);
-          run.controller.abort(error);
-          end(false, error);
-        });
-      }
-    } catch (error) {
-      this.#endRun(run);
-      this.#endLoad(key, run.token);
-      throw error;
-    }
-    let result;
-    let threw = false;
-    const loading = this.#loading;
-    const depth = loading.length;
-    loading[depth] = key;
-    try {
-      result = loader({ key, signal: run.controller.signal });
-    } catch (error) {
-      [threw, result] = [true, error];
-    } finally {
-      loading.length = depth;
-    }
-    // `new Promise` rather than Promise.resolve: a thenable whose `then`
-    // getter throws rejects here instead of throwing.
-    const settled = threw ? new NativePromise((_, reject) => reject(result)) : new NativePromise((resolve) => resolve(result));
-    apply(promiseThen, settled, [(value) => end(true, value), (error) => end(false, error)]);
-    return run;
-  }
-
-  // The runs under way (loads and refreshes), for dispose().
-  #runs = new WaiterSet();
-
-  /** Ends a run: its outcome will be ignored and its timer is stopped. */
-  #endRun(run) {
-    run.live = false;
-    this.#runs.delete(run);
-    if (run.timer !== undefined) {
-      this.#timers.clear(run.timer);
-      run.timer = undefined;
-    }
-  }
-
-  /**
-   * The background refresh of a stale entry (one per key: the engine
-   * decided this call starts it). A failure keeps the stale value and backs
-   * off; a write meanwhile wins. Its promise, which never rejects, goes to
-   * `waitUntil` so a Worker stays alive for it.
-   */
-  #refresh(key, loader, o) {
-    let done;
-    const finished = new NativePromise((resolve) => {
-      done = resolve;
-    });
-    try {
-      this.#startRefresh(key, loader, o, done);
-    } catch (error) {
-      // It could not start: the refresh ends as a failed one (backing
-      // off), or the key would stay "refreshing" until its grace ran out.
-      this.#refreshFailures++;
-      this.#backOff(key, o);
-      done();
-      throw error;
-    }
-    if (o.waitUntil !== undefined) {
-      // The stale value is this caller's answer either way, and the
-      // refresh runs on: a waitUntil that throws is reported, not thrown.
-      try {
-        o.waitUntil(finished);
-      } catch (error) {
-        reportLater(error);
-      }
-    }
-  }
-
-  #startRefresh(key, loader, o, done) {
-    this.#start(key, loader, o, (ok, result, run) => {
-      try {
-        if (!this.#disposed) this.#finishRefresh(key, run.token, ok, result, o, true);
-      } catch {
-        // Nobody awaits a refresh: a value the store refuses (it cannot:
-        // the options were checked) is dropped, as in Rust. (A listener's
-        // error never comes here: `#notify` reports it.)
-      }
-      done();
-    });
   }
 
   async set(key, value, options) {
@@ -1048,177 +744,105 @@ class MemoryStore {
     // A write like any other (as in Rust and Redis): a load or refresh of the
     // key that began before it stores nothing (it would erase the update). A
     // refresh it cancels is no longer running: the next stale read starts another.
-    if (this.#loads.size !== 0 && this.#loads.delete(key)) {
+    if (this.#placeholders.size !== 0 && this.#placeholders.delete(key)) {
       const state = this.#fresh.get(id);
       if (state !== undefined) state.refreshing = false;
     }
     return true;
   }
 
-  /** Removes the live entries whose keys match the Redis glob `pattern`; how many. */
-  async invalidate(pattern) {
-    return this.invalidateSync(pattern);
-  }
+  // What the walks (11-walks.js) do to the store's state, which they reach
+  // through `inside` (the static block below).
 
-  /** {@link invalidate} without the Promise. */
-  invalidateSync(pattern) {
-    if (typeof pattern !== "string") throw patternError(pattern);
-    if (!isWellFormed(pattern)) throw notUnicode(CachePatternError, "pattern", pattern);
+  /**
+   * Starts a walk: the store ready for a deep call, the entries that
+   * expired reclaimed. The removal notices so far, for `#notify`.
+   */
+  #beginWalk() {
     const now = this.#now();
-    const store = this.#live(DEEP);
+    this.#live(DEEP);
     const notices = this.#notices();
-    let ids;
     try {
       this.#reclaim(now, notices);
-      const keys = [];
-      const slots = [];
-      this.#ids.forEach((id, key) => {
-        keys[keys.length] = key;
-        slots[slots.length] = id;
-      });
-      const hits = matching(pattern, keys);
-      // Loads of matching keys store nothing (those with no entry too),
-      // cancelled once the removal has happened: an invalidation that fails
-      // changes nothing, so a refresh it would have cancelled still ends it.
-      let loading;
-      let cancelled;
-      if (this.#loads.size !== 0) {
-        loading = [];
-        this.#loads.forEach((_, key) => {
-          loading[loading.length] = key;
-        });
-        cancelled = matching(pattern, loading);
-      }
-      const n = hits.length;
-      if (n === 0) {
-        if (cancelled !== undefined) for (const i of cancelled) this.#loads.delete(loading[i]);
-        this.#notify(notices);
-        return 0;
-      }
-      const at = store.report(n);
-      if (at === 0) throw noRoom();
-      const room = new U32(buffer(), at, n);
-      for (let i = 0; i < n; i++) room[i] = slots[hits[i]];
-      ids = new U32(n);
-      ids.set(room);
-      store.removeReported(this.#ringN);
-      this.#ringN = 0;
-      if (cancelled !== undefined) for (const i of cancelled) this.#loads.delete(loading[i]);
     } catch (error) {
-      wasmThrew();
-      const failure = error instanceof RuntimeError ? this.#failed(error) : error;
       this.#notify(notices);
-      throw failure;
+      throw error;
     }
-    for (let i = 0; i < ids.length; i++) this.#drop(ids[i], INVALIDATED, notices);
-    this.#notify(notices);
-    return ids.length;
+    return notices;
   }
 
-  /** The slot ids of the live entries, all or those matching `pattern`, in the documented order. */
-  #slots(pattern) {
-    if (pattern !== undefined && typeof pattern !== "string") throw patternError(pattern);
-    if (pattern !== undefined && !isWellFormed(pattern)) throw notUnicode(CachePatternError, "pattern", pattern);
-    const now = this.#now();
-    const store = this.#live(DEEP);
-    const notices = this.#notices();
-    let ids;
+  /** The slot ids of the live entries, in the policy's order (see `entries`). */
+  #liveSlots() {
+    const notices = this.#beginWalk();
     try {
-      this.#reclaim(now, notices);
       let n;
       try {
-        n = store.list(this.#ringN);
+        n = this.#store.list(this.#ringN);
         this.#ringN = 0;
       } catch (error) {
         throw this.#failed(error);
       }
       if (n < 0) throw noRoom();
-      ids = Array.from(this.#report(n));
-      if (pattern !== undefined) {
-        const keys = ids.map((id) => this.#keys[id] ?? "");
-        ids = matching(pattern, keys).map((i) => ids[i]);
-      }
+      return Array.from(this.#report(n));
     } finally {
       this.#notify(notices);
     }
-    return ids;
   }
 
-  /**
-   * The keys of live entries, all or those matching `pattern`, in the
-   * documented order (see `entries`).
-   */
-  async keys(pattern) {
-    return this.keysSync(pattern);
-  }
-
-  /** {@link keys} without the Promise. */
-  keysSync(pattern) {
-    const ids = this.#slots(pattern);
-    const keys = [];
-    for (let i = 0; i < ids.length; i++) {
-      const key = this.#keys[ids[i]];
-      if (key !== undefined) keys[keys.length] = key;
-    }
-    return keys;
-  }
-
-  /**
-   * The live entries as [key, value] pairs, counting nothing and changing
-   * no order. Order: LRUPolicy, most recently used first; TTLPolicy, most
-   * recently set first; S3FIFOPolicy, the probationary queue newest first,
-   * then the main queue newest first. The entries are those live when the
-   * iteration starts; one removed meanwhile is skipped.
-   */
-  *entries() {
-    const ids = this.#slots(undefined);
-    // The keys as they were: a slot freed meanwhile and taken by another
-    // key (or by the same key set again after a later slot was freed) is
-    // not the entry the iteration started with.
-    const keys = [];
-    for (let i = 0; i < ids.length; i++) keys[i] = this.#keys[ids[i]];
-    for (let i = 0; i < ids.length; i++) {
-      const key = keys[i];
-      if (key !== undefined && this.#keys[ids[i]] === key) yield [key, this.#values[ids[i]]];
-    }
-  }
-
-  /** The values of {@link entries}, in its order. */
-  *values() {
-    for (const [, value] of this.entries()) yield value;
-  }
-
-  [Symbol.iterator]() {
-    return this.entries();
-  }
-
-  /** Removes every entry. */
-  async clear() {
-    this.clearSync();
-  }
-
-  /** {@link clear} without the Promise. */
-  clearSync() {
-    const now = this.#now();
-    const store = this.#live(DEEP);
-    const notices = this.#notices();
+  /** Removes the live entries in `slots` (invalidate), queuing their notices: how many. */
+  #removeSlots(slots, notices) {
+    const n = slots.length;
+    let at;
     try {
-      this.#reclaim(now, notices);
-      try {
-        store.clear();
-        this.#ringN = 0;
-      } catch (error) {
-        throw this.#failed(error);
-      }
+      at = this.#store.report(n);
     } catch (error) {
-      this.#notify(notices);
-      throw error;
+      throw this.#failed(error);
+    }
+    if (at === 0) throw noRoom();
+    const room = new U32(buffer(), at, n);
+    for (let i = 0; i < n; i++) room[i] = slots[i];
+    // A copy: the report is the engine's, and the removal may move it.
+    const ids = new U32(n);
+    ids.set(room);
+    try {
+      this.#store.removeReported(this.#ringN);
+      this.#ringN = 0;
+    } catch (error) {
+      throw this.#failed(error);
+    }
+    for (let i = 0; i < n; i++) this.#drop(ids[i], INVALIDATED, notices);
+    return n;
+  }
+
+  /** Removes every entry, queuing their notices. */
+  #clearAll(notices) {
+    try {
+      this.#store.clear();
+      this.#ringN = 0;
+    } catch (error) {
+      throw this.#failed(error);
     }
     if (notices !== undefined) {
       this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
     }
     this.#forgetAll();
-    this.#notify(notices);
+  }
+
+  static {
+    inside = {
+      begin: (store) => store.#beginWalk(),
+      notify: (store, notices) => store.#notify(notices),
+      failed: (store, error) => store.#failed(error),
+      liveSlots: (store) => store.#liveSlots(),
+      removeSlots: (store, slots, notices) => store.#removeSlots(slots, notices),
+      clearAll: (store, notices) => store.#clearAll(notices),
+      // Key -> slot id of every entry (read only).
+      ids: (store) => store.#ids,
+      // The key and value by slot id (read only; replaced when the store empties).
+      keys: (store) => store.#keys,
+      values: (store) => store.#values,
+      placeholders: (store) => store.#placeholders,
+    };
   }
 
   /**
@@ -1228,7 +852,7 @@ class MemoryStore {
    * holds a key and a value for.
    */
   [AUDIT]() {
-    const ids = this.#slots(undefined);
+    const ids = this.#liveSlots();
     const problems = [];
     if (ids.length !== this.#ids.size) problems.push(`the engine holds ${ids.length} entries, JS ${this.#ids.size}`);
     if (this.#store.live() !== ids.length) problems.push(`the engine counts ${this.#store.live()} live entries, lists ${ids.length}`);
@@ -1247,19 +871,6 @@ class MemoryStore {
     return problems;
   }
 
-  /** How many live entries there are. */
-  get size() {
-    const now = this.#now();
-    this.#live(DEEP);
-    const notices = this.#notices();
-    try {
-      this.#reclaim(now, notices);
-    } finally {
-      this.#notify(notices);
-    }
-    return this.#ids.size;
-  }
-
   /** The counters so far; `avgGetLatency` and `totalLoadTime` in milliseconds. */
   getStats() {
     this.#live();
@@ -1267,6 +878,7 @@ class MemoryStore {
     const misses = this.#misses;
     const hits = this.#gets - misses;
     const gets = hits + misses;
+    const loads = this.#loads;
     return {
       hits,
       misses,
@@ -1276,12 +888,12 @@ class MemoryStore {
       expirations,
       hitRatio: gets === 0 ? 0 : hits / gets,
       avgGetLatency: this.#latencySamples === 0 ? 0 : this.#latencyTotal / this.#latencySamples,
-      loads: this.#loadsRun,
-      loadFailures: this.#loadFailures,
-      totalLoadTime: this.#loadTime,
-      staleHits: this.#staleHits,
-      refreshes: this.#refreshes,
-      refreshFailures: this.#refreshFailures,
+      loads: loads.runs,
+      loadFailures: loads.failures,
+      totalLoadTime: loads.time,
+      staleHits: loads.staleHits,
+      refreshes: loads.refreshes,
+      refreshFailures: loads.refreshFailures,
     };
   }
 
@@ -1306,19 +918,8 @@ class MemoryStore {
   dispose() {
     if (this.#disposed) return;
     this.#disposed = true;
-    const error = new CacheError("this MemoryStore was disposed");
-    // Each load and refresh ends as failed: callers reject, and the
-    // promise a refresh handed to waitUntil settles.
-    this.#runs.forEach((run) => {
-      run.controller.abort(error);
-      run.end(false, error);
-    });
-    this.#flights.forEach((flight) => {
-      this.#settle(flight.leader, false, error);
-      flight.waiters.forEach((waiter) => this.#settle(waiter, false, error));
-      flight.waiters.clear();
-    });
-    this.#flights.clear();
+    // Each load and refresh ends as failed: every flight settles with it.
+    this.#loads.dispose(disposedError());
     this.#forgetAll();
     this.#values = [];
     this.#keys = [];
