@@ -99,53 +99,40 @@ macro_rules! counter_table {
     (@or) => { None };
 }
 
+// One row a line (a table): `field: type = [raw counters] |c| figure, Prometheus family, help`.
 counter_table! {
     /// `get` calls that found a live entry.
-    hits: u64 = [pub hits] |c| c.hits,
-        "hits_total" Counter "Gets that found a live entry.";
+    hits: u64 = [pub hits] |c| c.hits, "hits_total" Counter "Gets that found a live entry.";
     /// `get` calls that found nothing, or only an expired entry.
-    misses: u64 = [pub misses] |c| c.misses,
-        "misses_total" Counter "Gets that found nothing, or only an expired entry.";
+    misses: u64 = [pub misses] |c| c.misses, "misses_total" Counter "Gets that found nothing, or only an expired entry.";
     /// Successful `set` calls.
-    sets: u64 = [pub sets] |c| c.sets,
-        "sets_total" Counter "Successful sets.";
+    sets: u64 = [pub sets] |c| c.sets, "sets_total" Counter "Successful sets.";
     /// Live entries removed on request: by `delete`, `invalidate` or `clear`.
-    deletes: u64 = [pub deletes] |c| c.deletes,
-        "deletes_total" Counter "Live entries removed by delete, invalidate or clear.";
+    deletes: u64 = [pub deletes] |c| c.deletes, "deletes_total" Counter "Live entries removed by delete, invalidate or clear.";
     /// Live entries removed to make room under the policy's `max_size`.
-    evictions: u64 = [pub evictions] |c| c.evictions,
-        "evictions_total" Counter "Live entries removed to make room.";
+    evictions: u64 = [pub evictions] |c| c.evictions, "evictions_total" Counter "Live entries removed to make room.";
     /// Entries removed because their TTL had passed.
-    expirations: u64 = [pub expirations] |c| c.expirations,
-        "expirations_total" Counter "Entries removed because their TTL had passed.";
+    expirations: u64 = [pub expirations] |c| c.expirations, "expirations_total" Counter "Entries removed because their TTL had passed.";
     /// `hits / (hits + misses)`, or 0 before the first `get`.
-    hit_ratio: f64 = [] |c| ratio(c.hits, c.hits + c.misses),
-        "hit_ratio" Gauge "Hits divided by gets since the counters were reset.";
+    hit_ratio: f64 = [] |c| ratio(c.hits, c.hits + c.misses), "hit_ratio" Gauge "Hits divided by gets since the counters were reset.";
     /// Mean time of the sampled `get` calls (see [`LATENCY_SAMPLE_EVERY`]).
-    avg_get_latency: Duration = [latency_ns, samples] |c| Duration::from_nanos(c.latency_ns.checked_div(c.samples).unwrap_or(0)),
-        "get_latency_seconds" Gauge "Mean time of the sampled gets.";
+    avg_get_latency: Duration = [latency_ns, samples] |c| mean_nanos(c.latency_ns, c.samples), "get_latency_seconds" Gauge "Mean time of the sampled gets.";
     /// Loader runs started by `get_or_set` / `try_get_or_set` (one per load,
     /// however many callers waited on it).
-    loads: u64 = [loads] |c| c.loads,
-        "loads_total" Counter "Loader runs started by get_or_set." js "Loader runs started by getOrSet.";
+    loads: u64 = [loads] |c| c.loads, "loads_total" Counter "Loader runs started by get_or_set." js "Loader runs started by getOrSet.";
     /// Loader runs that failed (returned an error, panicked, or ran past a hard timeout)
     /// and cached nothing. A run dropped unfinished (its caller cancelled)
     /// counts in `loads` only.
-    load_failures: u64 = [load_failures] |c| c.load_failures,
-        "load_failures_total" Counter "Loader runs that failed.";
+    load_failures: u64 = [load_failures] |c| c.load_failures, "load_failures_total" Counter "Loader runs that failed.";
     /// Time spent in loaders, in total.
-    total_load_time: Duration = [load_ns] |c| Duration::from_nanos(c.load_ns),
-        "load_seconds_total" Counter "Time spent in loaders.";
+    total_load_time: Duration = [load_ns] |c| Duration::from_nanos(c.load_ns), "load_seconds_total" Counter "Time spent in loaders.";
     /// `get_or_refresh` calls answered with a stale value (within the grace
     /// period after the TTL; each is also a hit).
-    stale_hits: u64 = [pub stale_hits] |c| c.stale_hits,
-        "stale_hits_total" Counter "Reads answered with a stale value within the grace period.";
+    stale_hits: u64 = [pub stale_hits] |c| c.stale_hits, "stale_hits_total" Counter "Reads answered with a stale value within the grace period.";
     /// Background refreshes started by stale hits.
-    refreshes: u64 = [pub refreshes] |c| c.refreshes,
-        "refreshes_total" Counter "Background refreshes started.";
+    refreshes: u64 = [pub refreshes] |c| c.refreshes, "refreshes_total" Counter "Background refreshes started.";
     /// Background refreshes that failed or timed out (the stale value stayed).
-    refresh_failures: u64 = [pub refresh_failures] |c| c.refresh_failures,
-        "refresh_failures_total" Counter "Background refreshes that failed or timed out.";
+    refresh_failures: u64 = [pub refresh_failures] |c| c.refresh_failures, "refresh_failures_total" Counter "Background refreshes that failed or timed out.";
 }
 
 /// The Prometheus family that is no field of [`CacheStats`]: all gets.
@@ -233,6 +220,11 @@ impl Figure for Duration {
     fn value(&self) -> f64 {
         self.as_secs_f64()
     }
+}
+
+/// `total / n` nanoseconds, or zero when `n` is.
+fn mean_nanos(total: u64, n: u64) -> Duration {
+    Duration::from_nanos(total.checked_div(n).unwrap_or(0))
 }
 
 /// `part / whole`, or 0 when `whole` is.

@@ -37,7 +37,7 @@ pub(super) trait IntoJs<T> {
     fn into_js(self) -> Result<T, JsValue>;
 }
 
-impl<T> IntoJs<T> for crate::Result<T> {
+impl<T> IntoJs<T> for crate::errors::Result<T> {
     #[inline]
     fn into_js(self) -> Result<T, JsValue> {
         self.map_err(|err| err.to_js())

@@ -20,6 +20,7 @@
 //! store's engine.
 
 mod errors;
+mod host;
 mod tables;
 
 use std::cell::{Cell, RefCell, UnsafeCell};

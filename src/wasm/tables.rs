@@ -15,7 +15,7 @@ use crate::stores::memory::slots;
 /// their index in its counters array (`WasmStore::counters`); the JS store
 /// keeps the others.
 ///
-/// [`CacheStats`]: crate::CacheStats
+/// [`CacheStats`]: crate::metrics::CacheStats
 const ENGINE_COUNTERS: [(&str, usize); slots::COUNTERS] = [
     ("sets", slots::SETS),
     ("deletes", slots::DELETES),
@@ -119,7 +119,8 @@ mod tests {
         assert!(names.contains(&"loadFailures".to_string()) && names.contains(&"avgGetLatency".to_string()));
         for (row, stat) in table.iter().zip(STATS) {
             assert_eq!(get(&row, "field").as_string().unwrap(), stat.field);
-            assert!(get(&row, "help").as_string().unwrap().starts_with(stat.help.trim_end_matches('.')));
+            let help = stat.js_help.unwrap_or(stat.help);
+            assert!(get(&row, "help").as_string().unwrap().starts_with(help.trim_end_matches('.')), "{help}");
             let engine = get(&row, "engine").as_f64().unwrap();
             match ENGINE_COUNTERS.iter().find(|(f, _)| *f == stat.field) {
                 Some(&(_, i)) => assert_eq!(engine, i as f64),
