@@ -7,6 +7,7 @@
 //! (`engine/`) holds one shard's entries and policy.
 
 mod engine;
+mod fifo_ghost;
 // The adaptive S3-FIFO's parts: not built into the wasm32 engine (see engine/queues.rs).
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod ghost;

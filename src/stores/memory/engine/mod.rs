@@ -68,9 +68,10 @@ pub(crate) use queues::{Climber, MAX_FREQ, MOVE_TO_MAIN};
 pub(crate) use queues::ghost_cap;
 pub(crate) use slab::Removed;
 
+use super::fifo_ghost::FifoGhost;
 use expiry::expiry;
 use loads::Freshness;
-use queues::{ADAPTIVE_BUILT, Adaptive, AdaptiveBox, Ghost};
+use queues::{ADAPTIVE_BUILT, Adaptive, AdaptiveBox};
 use slab::{FREE, MAIN, MAX_SLOTS, NEVER, SMALL, Slab, Slot};
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -124,7 +125,8 @@ pub(crate) struct Engine<V> {
     slab: Slab<V>,
     index: HashTable<u32>,
     hasher: KeyHasher,
-    ghost: Ghost,
+    /// S3-FIFO's ghost (the classic policy; the adaptive one keeps its own).
+    ghost: FifoGhost<u64>,
     expiries: BTreeSet<(Nanos, u32, u32)>,
     next_seq: u32,
     /// Loads in progress (`get_or_set`), by key: the placeholder a load must
@@ -168,7 +170,7 @@ impl<V> Engine<V> {
             slab: Slab::new(),
             index: HashTable::new(),
             hasher,
-            ghost: Ghost::new(0),
+            ghost: FifoGhost::new(0),
             expiries: BTreeSet::new(),
             next_seq: 0,
             loads: std::collections::HashMap::with_hasher(KeyHasher::default()),

@@ -8,14 +8,12 @@
 //! byte and, for a sampled key, a lossy buffer; everything else here runs on
 //! the write path.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
-use hashbrown::HashTable;
-
 use super::slab::{MAIN, NIL, Removed, SMALL};
 use super::{Engine, Kind};
+use crate::stores::memory::fifo_ghost::FifoGhost;
 use crate::stores::memory::ghost::BucketGhost;
 use crate::stores::memory::shadow::{self, Sampler, Setting};
 use crate::stores::memory::sketch::FrequencySketch;
@@ -35,101 +33,6 @@ const CLOCK_BITS: u8 = 0b11;
 const PENDING_SHIFT: u8 = 2;
 #[cfg(not(target_arch = "wasm32"))]
 const MAX_PENDING: u8 = 15;
-
-/// The recently evicted keys of S3-FIFO, by hash: a FIFO of at most `cap`
-/// remembered hashes. A hash that is taken back (its key came back) frees its
-/// place at once, as in libCacheSim; its queue cell stays behind as a
-/// tombstone until it reaches the front or the queue is compacted.
-pub(super) struct Ghost {
-    /// Hashes in eviction order; `queue[i]` has sequence number `front + i`.
-    queue: VecDeque<u64>,
-    front: u64,
-    /// The sequence numbers of the remembered (non-tombstone) cells.
-    index: HashTable<u64>,
-    cap: usize,
-}
-
-impl Ghost {
-    pub(super) fn new(cap: usize) -> Self {
-        Ghost { queue: VecDeque::new(), front: 0, index: HashTable::new(), cap }
-    }
-
-    fn hash_at(queue: &VecDeque<u64>, front: u64, seq: u64) -> u64 {
-        queue[(seq - front) as usize]
-    }
-
-    fn insert(&mut self, hash: u64) {
-        if self.cap == 0 {
-            return;
-        }
-        while self.index.len() >= self.cap {
-            self.pop_front();
-        }
-        if self.queue.len() >= 2 * self.cap {
-            self.compact();
-        }
-        let seq = self.front + self.queue.len() as u64;
-        self.queue.push_back(hash);
-        let (queue, front) = (&self.queue, self.front);
-        self.index.insert_unique(hash, seq, |&s| Self::hash_at(queue, front, s));
-    }
-
-    fn pop_front(&mut self) {
-        let Some(hash) = self.queue.pop_front() else { return };
-        let seq = self.front;
-        self.front += 1;
-        if let Ok(entry) = self.index.find_entry(hash, |&s| s == seq) {
-            entry.remove();
-        }
-    }
-
-    /// Drops the tombstones, renumbering the remembered cells.
-    fn compact(&mut self) {
-        let (queue, front) = (std::mem::take(&mut self.queue), self.front);
-        let live: VecDeque<u64> = queue
-            .iter()
-            .enumerate()
-            .filter(|&(i, &hash)| {
-                let seq = front + i as u64;
-                self.index.find(hash, |&s| s == seq).is_some()
-            })
-            .map(|(_, &hash)| hash)
-            .collect();
-        self.index.clear();
-        self.front = 0;
-        for (i, &hash) in live.iter().enumerate() {
-            self.index.insert_unique(hash, i as u64, |&s| live[s as usize]);
-        }
-        self.queue = live;
-    }
-
-    /// Whether `hash` is remembered; forgets it if so.
-    fn take(&mut self, hash: u64) -> bool {
-        let (queue, front) = (&self.queue, self.front);
-        match self.index.find_entry(hash, |&s| Self::hash_at(queue, front, s) == hash) {
-            Ok(entry) => {
-                entry.remove();
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    pub(super) fn clear(&mut self) {
-        *self = Ghost::new(self.cap);
-    }
-
-    fn set_cap(&mut self, cap: usize) {
-        self.cap = cap;
-        while self.index.len() > cap {
-            self.pop_front();
-        }
-        // Tombstones stay bounded by twice the (new) capacity.
-        if self.queue.len() > 2 * cap.max(1) {
-            self.compact();
-        }
-    }
-}
 
 /// Hill climbing of S3-FIFO's small-queue size, as Caffeine sizes its
 /// admission window: every `period` gets (20 x capacity), compare the hit
@@ -261,7 +164,7 @@ impl<V> Engine<V> {
             self.sample_mask = mask;
         } else if self.kind == Kind::S3Fifo {
             self.small_cap = (self.max_size / SMALL_SHARE).max(1);
-            self.ghost = Ghost::new(ghost_cap(self.small_cap, self.max_size));
+            self.ghost = FifoGhost::new(ghost_cap(self.small_cap, self.max_size));
             self.climber = Some(Climber::new(self.max_size));
         }
     }
@@ -485,9 +388,7 @@ impl<V> Engine<V> {
     /// entry's pending hits.
     #[cfg(all(test, not(target_arch = "wasm32")))]
     pub(super) fn validate_queues(&self) {
-        let ghost = &self.ghost;
-        assert!(ghost.index.len() <= ghost.cap && ghost.index.len() <= ghost.queue.len());
-        assert!(ghost.queue.len() <= 2 * ghost.cap.max(1));
+        self.ghost.validate();
         if let Some(adaptive) = &self.adaptive {
             assert_eq!(self.small_cap, adaptive.setting.small_cap(self.max_size));
             for list in [SMALL, MAIN] {
