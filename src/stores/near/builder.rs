@@ -15,7 +15,7 @@ use super::tracking::{Link, keep_tracking, sentinel_names};
 use crate::errors::{CacheError, ErrorKind, Result};
 use crate::metrics::SharedCounters;
 use crate::policies::S3FifoPolicy;
-use crate::stores::redis::{backend, tracking_client};
+use crate::stores::redis::{backend, check_durations, setters, tracking_client};
 use crate::stores::{MemoryStore, RedisStore, RedisStoreBuilder};
 
 /// How to build a [`NearCache`]: made by [`NearCache::builder`].
@@ -36,61 +36,40 @@ impl<V> NearCacheBuilder<V>
 where
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    /// The prefix of the `RedisStore` (see [`RedisStoreBuilder::prefix`]), and
-    /// the prefix whose writes Redis reports to this instance.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
+    setters! {
+        /// The prefix of the `RedisStore` (see [`RedisStoreBuilder::prefix`]), and
+        /// the prefix whose writes Redis reports to this instance.
+        prefix(prefix: impl Into<String>) => prefix = prefix.into();
 
-    /// The memory tier (default: `S3FifoPolicy::new(10_000)`). Anything in it
-    /// is removed at `build`. Its policy's default TTL, if any, caps how long
-    /// an entry stays in memory.
-    pub fn memory(mut self, store: MemoryStore<V>) -> Self {
-        self.memory = Some(store);
-        self
-    }
+        /// The memory tier (default: `S3FifoPolicy::new(10_000)`). Anything in it
+        /// is removed at `build`. Its policy's default TTL, if any, caps how long
+        /// an entry stays in memory.
+        memory(store: MemoryStore<V>) => memory = Some(store);
 
-    /// Sets up the `RedisStore` beyond its URL, prefix and TLS roots: a
-    /// policy, timeouts, a lock lease.
-    pub fn redis(
-        mut self,
-        configure: impl FnOnce(RedisStoreBuilder<V>) -> RedisStoreBuilder<V> + Send + 'static,
-    ) -> Self {
-        self.redis = Some(Box::new(configure));
-        self
-    }
+        /// Sets up the `RedisStore` beyond its URL, prefix and TLS roots: a
+        /// policy, timeouts, a lock lease.
+        redis(configure: impl FnOnce(RedisStoreBuilder<V>) -> RedisStoreBuilder<V> + Send + 'static)
+            => redis = Some(Box::new(configure));
 
-    /// For `rediss://`: trust the CA certificates in `pem`, on both
-    /// connections (see [`RedisStoreBuilder::tls_root_certificates`]).
-    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.root_certificates = Some(pem.into());
-        self
-    }
+        /// For `rediss://`: trust the CA certificates in `pem`, on both
+        /// connections (see [`RedisStoreBuilder::tls_root_certificates`]).
+        tls_root_certificates(pem: impl Into<Vec<u8>>) => root_certificates = Some(pem.into());
 
-    /// How long opening the invalidation connection may take, TLS included
-    /// (default 2 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
+        /// How long opening the invalidation connection may take, TLS included
+        /// (default 2 s).
+        connect_timeout(timeout: Duration) => connect_timeout = timeout;
 
-    /// How long a command on the invalidation connection may take: turning
-    /// tracking on, and a fill's `PTTL` (default 1 s; a fill whose `PTTL`
-    /// does not answer in time is skipped, the read still succeeds).
-    pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
-        self
-    }
+        /// How long a command on the invalidation connection may take: turning
+        /// tracking on, and a fill's `PTTL` (default 1 s; a fill whose `PTTL`
+        /// does not answer in time is skipped, the read still succeeds).
+        response_timeout(timeout: Duration) => response_timeout = timeout;
 
-    /// How often the invalidation connection is checked, with a round trip
-    /// that also checks the database marker, and how long the answer may
-    /// take (default 1 s). A connection that closes is noticed at once; this
-    /// bounds how long a silently dead one, or a `SWAPDB`, goes unnoticed
-    /// (about two heartbeats).
-    pub fn heartbeat(mut self, period: Duration) -> Self {
-        self.heartbeat = period;
-        self
+        /// How often the invalidation connection is checked, with a round trip
+        /// that also checks the database marker, and how long the answer may
+        /// take (default 1 s). A connection that closes is noticed at once; this
+        /// bounds how long a silently dead one, or a `SWAPDB`, goes unnoticed
+        /// (about two heartbeats).
+        heartbeat(period: Duration) => heartbeat = period;
     }
 
     /// Builds the `RedisStore`, opens the invalidation connection, turns
@@ -103,15 +82,11 @@ where
     /// invalidation connection cannot be opened or Redis refuses
     /// `CLIENT TRACKING` (before 6.0, or an ACL that denies it).
     pub async fn build(self) -> Result<NearCache<V>> {
-        for (name, value) in [
+        check_durations([
             ("connect_timeout", self.connect_timeout),
             ("response_timeout", self.response_timeout),
             ("heartbeat", self.heartbeat),
-        ] {
-            if value.is_zero() {
-                return Err(CacheError::Policy(format!("{name} must be greater than zero, got {value:?}")));
-            }
-        }
+        ])?;
         let mut redis = RedisStore::builder(self.url.clone()).prefix(self.prefix);
         if let Some(pem) = &self.root_certificates {
             redis = redis.tls_root_certificates(pem.clone());

@@ -44,6 +44,32 @@ pub const DEFAULT_CLUSTER_BUCKETS: usize = 16;
 /// `TRYAGAIN`, a lost node) within one round trip's timeout.
 const CLUSTER_RETRIES: u32 = 16;
 
+/// A builder's setters, written once: each `name(arg: Type) => field =
+/// value;` (after its doc comment) becomes `pub fn name(mut self, arg: Type)
+/// -> Self` storing `value` in `self.field`. Used by [`RedisStoreBuilder`]
+/// and the near cache's builder.
+macro_rules! setters {
+    ($($(#[$attr:meta])* $name:ident($arg:ident: $ty:ty) => $field:ident = $value:expr;)*) => {
+        $(
+            $(#[$attr])*
+            pub fn $name(mut self, $arg: $ty) -> Self {
+                self.$field = $value;
+                self
+            }
+        )*
+    };
+}
+pub(crate) use setters;
+
+/// Refuses a zero timeout (or lease, or period) among a builder's
+/// `durations`, named as the builder's options are.
+pub(crate) fn check_durations<const N: usize>(durations: [(&str, Duration); N]) -> Result<()> {
+    match durations.iter().find(|(_, value)| value.is_zero()) {
+        Some((name, value)) => Err(CacheError::Policy(format!("{name} must be greater than zero, got {value:?}"))),
+        None => Ok(()),
+    }
+}
+
 /// How to connect a [`RedisStore`]: made by [`RedisStore::builder`].
 #[must_use]
 pub struct RedisStoreBuilder<V> {
@@ -66,73 +92,51 @@ impl<V> RedisStoreBuilder<V>
 where
     V: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    /// Every Redis key this store touches starts with `prefix` (default:
-    /// none): a name without `:` followed by one `:`, such as `"myapp:"`
-    /// (checked by [`build`](Self::build)). Stores with different prefixes
-    /// never see each other's entries. See "Prefixes" on [`RedisStore`].
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
+    setters! {
+        /// Every Redis key this store touches starts with `prefix` (default:
+        /// none): a name without `:` followed by one `:`, such as `"myapp:"`
+        /// (checked by [`build`](Self::build)). Stores with different prefixes
+        /// never see each other's entries. See "Prefixes" on [`RedisStore`].
+        prefix(prefix: impl Into<String>) => prefix = prefix.into();
 
-    /// With an empty prefix, allow `invalidate` and `clear` to delete any key
-    /// of the database, this store's or not (default: refused). Say so only
-    /// when the database belongs to this store alone.
-    pub fn whole_database(mut self, allowed: bool) -> Self {
-        self.whole_database = allowed;
-        self
-    }
+        /// With an empty prefix, allow `invalidate` and `clear` to delete any key
+        /// of the database, this store's or not (default: refused). Say so only
+        /// when the database belongs to this store alone.
+        whole_database(allowed: bool) => whole_database = allowed;
 
-    /// The policy: [`LruPolicy`](crate::LruPolicy) or
-    /// [`TtlPolicy`](crate::TtlPolicy) (default: none, no capacity and no
-    /// default TTL).
-    pub fn policy(mut self, policy: impl Into<Policy>) -> Self {
-        self.policy = Some(policy.into());
-        self
-    }
+        /// The policy: [`LruPolicy`](crate::LruPolicy) or
+        /// [`TtlPolicy`](crate::TtlPolicy) (default: none, no capacity and no
+        /// default TTL).
+        policy(policy: impl Into<Policy>) => policy = Some(policy.into());
 
-    /// For `rediss://`: trust the CA certificates in `pem` (PEM text, one or
-    /// more) instead of the webpki roots, for a Redis whose certificate comes
-    /// from a private CA. Ignored for `redis://`.
-    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.root_certificates = Some(pem.into());
-        self
-    }
+        /// For `rediss://`: trust the CA certificates in `pem` (PEM text, one or
+        /// more) instead of the webpki roots, for a Redis whose certificate comes
+        /// from a private CA. Ignored for `redis://`.
+        tls_root_certificates(pem: impl Into<Vec<u8>>) => root_certificates = Some(pem.into());
 
-    /// How long connecting may take, TLS and authentication included
-    /// (default 2 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
+        /// How long connecting may take, TLS and authentication included
+        /// (default 2 s).
+        connect_timeout(timeout: Duration) => connect_timeout = timeout;
 
-    /// How long one round trip may take, waiting for a reconnection included
-    /// (default 1 s). A write that times out may still be applied later: see
-    /// "Connection" on [`RedisStore`].
-    pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
-        self
-    }
+        /// How long one round trip may take, waiting for a reconnection included
+        /// (default 1 s). A write that times out may still be applied later: see
+        /// "Connection" on [`RedisStore`].
+        response_timeout(timeout: Duration) => response_timeout = timeout;
 
-    /// How long the placeholder of a `get_or_set` load (and the lock of a
-    /// `get_or_refresh` refresh) lives unless its owner removes it first
-    /// (default 10 s): the longest other callers wait for a loader that hangs
-    /// or a process that died holding it. Make it longer than your slowest
-    /// loader: a load that outlives its lease lets others load the key too,
-    /// and its own value is not stored. See "Read-through loading" on
-    /// [`RedisStore`].
-    pub fn lock_lease(mut self, lease: Duration) -> Self {
-        self.lock_lease = lease;
-        self
-    }
+        /// How long the placeholder of a `get_or_set` load (and the lock of a
+        /// `get_or_refresh` refresh) lives unless its owner removes it first
+        /// (default 10 s): the longest other callers wait for a loader that hangs
+        /// or a process that died holding it. Make it longer than your slowest
+        /// loader: a load that outlives its lease lets others load the key too,
+        /// and its own value is not stored. See "Read-through loading" on
+        /// [`RedisStore`].
+        lock_lease(lease: Duration) => lock_lease = lease;
 
-    /// For a store made by [`RedisStore::cluster_builder`]: how many buckets
-    /// its entries are spread over (default [`DEFAULT_CLUSTER_BUCKETS`], at most
-    /// 16,384). Every process sharing the prefix must use the same number:
-    /// it decides where each key lives. See "Redis Cluster" on [`RedisStore`].
-    pub fn buckets(mut self, buckets: usize) -> Self {
-        self.buckets = Some(buckets);
-        self
+        /// For a store made by [`RedisStore::cluster_builder`]: how many buckets
+        /// its entries are spread over (default [`DEFAULT_CLUSTER_BUCKETS`], at most
+        /// 16,384). Every process sharing the prefix must use the same number:
+        /// it decides where each key lives. See "Redis Cluster" on [`RedisStore`].
+        buckets(buckets: usize) => buckets = Some(buckets);
     }
 
     /// Connects and checks that Redis answers (`PING`); for a store with a
@@ -153,15 +157,11 @@ where
     /// be reached, refuses the credentials or does not answer within the
     /// connect timeout plus the response timeout.
     pub async fn build(self) -> Result<RedisStore<V>> {
-        for (name, value) in [
+        check_durations([
             ("connect_timeout", self.connect_timeout),
             ("response_timeout", self.response_timeout),
             ("lock_lease", self.lock_lease),
-        ] {
-            if value.is_zero() {
-                return Err(CacheError::Policy(format!("{name} must be greater than zero, got {value:?}")));
-            }
-        }
+        ])?;
         keyspace::check_prefix(&self.prefix)?;
         if matches!(self.policy, Some(Policy::S3Fifo(_))) {
             return Err(CacheError::Policy(

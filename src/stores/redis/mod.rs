@@ -51,7 +51,9 @@ use scripts::{SAMPLE_EVERY, Scripts};
 
 // What the near cache (`crate::stores::near`) uses of this module, besides
 // the `RedisStore` calls on checked keys (see `entries`): the client of its
-// invalidation connection, and the conversion of that connection's errors.
+// invalidation connection, the conversion of that connection's errors, and
+// the builders' setters and duration check.
+pub(crate) use builder::{check_durations, setters};
 pub(crate) use conn::tracking_client;
 pub(crate) use failure::backend;
 

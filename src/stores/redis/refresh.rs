@@ -24,7 +24,7 @@ use super::failure::{Cause, Failure};
 use super::load::{Condition, Held, Lock, StoreAs, Unlock};
 use super::scripts::UNLOCK;
 use super::{RedisStore, format, ttl_millis};
-use crate::errors::{CacheError, Result};
+use crate::errors::{CacheError, ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::SharedCounters;
 use crate::refresh::{RefreshOptions, within};
@@ -312,10 +312,12 @@ where
             }
             other => other?,
         };
-        let unexpected = |reply: String| CacheError::Backend {
-            kind: crate::ErrorKind::Command,
-            message: format!("{what} on Redis at {}: unexpected reply {reply}", self.addr),
-            source: None,
+        let unexpected = |reply: String| {
+            CacheError::backend(
+                ErrorKind::Command,
+                format!("{what} on Redis at {}: unexpected reply {reply}", self.addr),
+                None,
+            )
         };
         let [doc, time, lock] = <[redis::Value; 3]>::try_from(replies).map_err(|r| unexpected(format!("{r:?}")))?;
         let stored = match doc {
