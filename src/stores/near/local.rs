@@ -4,6 +4,7 @@
 //! invalidation takes. What may enter memory, and everything that takes it
 //! out again, is decided here.
 
+use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,7 +54,20 @@ struct State {
 thread_local! {
     /// The `Shared` (its address) whose state lock this thread holds, 0 if
     /// none: the memory tier drops values under it.
-    static HOLDING_STATE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static HOLDING_STATE: Cell<usize> = const { Cell::new(0) };
+    /// The `Shared`s further up this thread's stack, when a value dropped
+    /// under one cache's lock called another cache (which is allowed) that
+    /// took its own: a value of that one calling back into the first must be
+    /// refused too (A drops a value that calls B, B drops one that calls A).
+    /// Empty, and never touched, unless caches are nested that way.
+    static OUTER_STATES: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether this thread holds the state lock of the `Shared` at `me`.
+#[inline]
+fn holding(me: usize) -> bool {
+    let innermost = HOLDING_STATE.get();
+    innermost != 0 && (innermost == me || OUTER_STATES.with_borrow(|outer| outer.contains(&me)))
 }
 
 /// The state lock's guard, marking the lock as held by this thread.
@@ -64,6 +78,9 @@ struct Locked<'a> {
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
+        if self.outer != 0 {
+            OUTER_STATES.with_borrow_mut(|outer| outer.pop());
+        }
         HOLDING_STATE.set(self.outer);
     }
 }
@@ -122,19 +139,22 @@ impl<V: Clone + Send + Sync + 'static> Shared<V> {
         let outer = HOLDING_STATE.get();
         // The public calls check `reentered` first; this is the last defence.
         assert!(
-            outer != me,
+            !holding(me),
             "a value's Drop called the NearCache that was dropping it under its lock: this would deadlock"
         );
         let guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if outer != 0 {
+            OUTER_STATES.with_borrow_mut(|stack| stack.push(outer));
+        }
         HOLDING_STATE.set(me);
         Locked { guard, outer }
     }
 
     /// Fails if this thread holds this cache's state lock: a value dropped
-    /// under it (memory replaced or removed it) called the cache, which
-    /// would wait on the lock for ever.
+    /// under it (memory replaced or removed it) called the cache, directly
+    /// or through another cache, and would wait on the lock for ever.
     pub(super) fn reentered(&self, call: &'static str) -> Result<()> {
-        if HOLDING_STATE.get() == self as *const Self as usize {
+        if holding(self as *const Self as usize) {
             return Err(CacheError::ReentrantValue { call });
         }
         Ok(())
@@ -459,6 +479,61 @@ mod tests {
 
     /// The marker's three commands against a real redis-server (started
     /// here): written, seen, renewed only while it exists.
+    /// A chain across two caches back into the first (A's memory drops a
+    /// value whose `Drop` calls B; B's drops one that calls A) is refused
+    /// as a call back into one cache is, not a deadlock on A's lock. Run on
+    /// a thread of its own, so that a deadlock fails the test.
+    #[test]
+    fn a_chain_through_another_cache_back_into_the_first_is_refused() {
+        use std::sync::{Arc, Mutex as StdMutex, Weak};
+
+        /// A value that, when dropped, calls the cache it points to as a
+        /// `NearCache` call would: `reentered` first, then a write's forget.
+        #[derive(Clone)]
+        struct Hop {
+            next: Weak<Shared<Hop>>,
+            seen: Arc<StdMutex<Vec<String>>>,
+        }
+        impl Drop for Hop {
+            fn drop(&mut self) {
+                let Some(next) = self.next.upgrade() else { return };
+                match next.reentered("delete") {
+                    Ok(()) => {
+                        self.seen.lock().unwrap().push("called".into());
+                        next.forget(&Scope::Key("k"));
+                    }
+                    Err(e) => self.seen.lock().unwrap().push(format!("{e:?}")),
+                }
+            }
+        }
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let cache = || {
+                let shared = Arc::new(Shared::new(MemoryStore::new(LruPolicy::new(10).unwrap()), "p:"));
+                shared.lock().epoch = 2;
+                shared
+            };
+            let (a, b) = (cache(), cache());
+            let seen = Arc::new(StdMutex::new(Vec::new()));
+            for (from, to) in [(&a, &b), (&b, &a)] {
+                let stripe = from.stripe("k");
+                let t = {
+                    let state = from.lock();
+                    Ticket { epoch: state.epoch, stripe, seen: state.stripes[stripe] }
+                };
+                assert!(from.fill("k", t, Hop { next: Arc::downgrade(to), seen: Arc::clone(&seen) }, None));
+            }
+            // A's write drops A's value (calls B), whose write drops B's (calls A).
+            a.forget(&Scope::Key("k"));
+            let _ = tx.send(seen.lock().unwrap().clone());
+        });
+        let seen = rx.recv_timeout(Duration::from_secs(10)).expect("A -> B -> A deadlocked on A's lock");
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0], "called", "A -> B is allowed");
+        assert!(seen[1].contains("ReentrantValue"), "B -> A is refused: {seen:?}");
+    }
+
     #[test]
     fn a_connection_that_reported_its_loss_is_never_made_current() {
         let shared = Shared::new(MemoryStore::<u32>::new(LruPolicy::new(10).unwrap()), "p:");
