@@ -100,7 +100,7 @@ class MemoryStore {
     }
     this.#onRemove = onRemove;
     this.#loads = new Loads(timers, {
-      now: () => this.#now(),
+      now: this.#now,
       // A failed call is repaired before a load stores its value.
       ready: () => {
         if (this.#pending) this.#live();
