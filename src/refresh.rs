@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::errors::{CacheError, Result};
-use crate::store::SetOptions;
+use crate::store::{Metadata, SetOptions, check_metadata};
 
 /// A boxed, sendable future, as a [`Runtime`] spawns and returns them.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -96,7 +96,7 @@ impl RefreshOptions {
     }
 
     /// Metadata for the loaded entries.
-    pub fn metadata(mut self, metadata: crate::Metadata) -> Self {
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
         self.set = self.set.metadata(metadata);
         self
     }
@@ -131,7 +131,7 @@ impl RefreshOptions {
         // The entry's TTL is fresh_for + grace, above zero: only the metadata
         // is left to check (without cloning it, on every call).
         match &self.set.metadata {
-            Some(metadata) => crate::store::check_metadata(metadata),
+            Some(metadata) => check_metadata(metadata),
             None => Ok(()),
         }
     }

@@ -55,6 +55,8 @@ function maxSizeOption(value) {
   if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
     throw new CachePolicyError(`invalid policy: maxSize must be a positive integer, got ${value}`);
   }
+  // The core refuses 0 too, naming the Rust option (max_size).
+  if (value === 0) throw new CachePolicyError("invalid policy: maxSize must be at least 1, got 0");
   return value;
 }
 

@@ -20,6 +20,8 @@
 //! store's engine.
 
 mod errors;
+mod host;
+mod tables;
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::time::Duration;
