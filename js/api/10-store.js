@@ -21,6 +21,9 @@ function notify3(notices, value, key, reason) {
 
 const STORE_OPTIONS = ["policy", "clock", "onRemove"];
 
+// How many counters the engine keeps (those with an index in the core's counter table).
+const ENGINE_COUNTERS = COUNTERS.reduce((n, { engine }) => Math.max(n, engine + 1), 0);
+
 // MemoryStore's state as the walks (11-walks.js) reach it: set by its static block.
 let inside;
 
@@ -151,7 +154,7 @@ class MemoryStore {
     const at = this.#at;
     const header = new U32(memory, at.header, 4);
     const slots = header[1];
-    this.#counters = new F64(memory, at.counters, 4);
+    this.#counters = new F64(memory, at.counters, ENGINE_COUNTERS);
     this.#ring = new U32(memory, at.ring, RING_LEN);
     this.#removed = new U32(memory, at.removed, 1 + 2 * MAX_REMOVED);
     this.#freq = header[2] === 0 ? NO_COUNTS : new U8(memory, header[2], slots);
@@ -874,18 +877,16 @@ class MemoryStore {
   /** The counters so far; `avgGetLatency` and `totalLoadTime` in milliseconds. */
   getStats() {
     this.#live();
-    const [sets, deletes, evictions, expirations] = this.#counters;
     const misses = this.#misses;
     const hits = this.#gets - misses;
     const gets = hits + misses;
     const loads = this.#loads;
-    return {
+    // The figures this side keeps, by getStats name; the engine's own are
+    // read at their index in its counters. Which is which, and the order of
+    // the keys, is the core's counter table (COUNTERS, 7-otel.js).
+    const kept = {
       hits,
       misses,
-      sets,
-      deletes,
-      evictions,
-      expirations,
       hitRatio: gets === 0 ? 0 : hits / gets,
       avgGetLatency: this.#latencySamples === 0 ? 0 : this.#latencyTotal / this.#latencySamples,
       loads: loads.runs,
@@ -895,6 +896,13 @@ class MemoryStore {
       refreshes: loads.refreshes,
       refreshFailures: loads.refreshFailures,
     };
+    const counters = this.#counters;
+    const stats = {};
+    for (let i = 0; i < COUNTERS.length; i++) {
+      const { name, engine } = COUNTERS[i];
+      stats[name] = engine >= 0 ? counters[engine] : kept[name];
+    }
+    return stats;
   }
 
   /** Sets every counter back to zero. */
