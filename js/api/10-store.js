@@ -118,19 +118,23 @@ class MemoryStore {
     this.#placeholders = this.#loads.placeholders;
     this.#expiring = policy.ttl !== undefined;
     this.#policy = wasmPolicy;
-    this.#mode = policy instanceof S3FIFOPolicy ? FREQ : policy instanceof LRUPolicy && policy.refreshOnGet ? RING : 0;
     // Bounded stores reserve their arrays up front, as lru-cache does.
     this.#prealloc = Math.min(policy.maxSize ?? 0, PREALLOCATE_MAX);
     this.#values = new Array(this.#prealloc);
     this.#keys = new Array(this.#prealloc);
+    let reorders;
     try {
       this.#store = new WasmStore(wasmPolicy, this.#prealloc);
       this.#locate();
+      reorders = this.#store.hitsReorder();
     } catch (error) {
       wasmThrew();
       throw error;
     }
     this.#view();
+    // How a hit tells the engine, as the engine says: in the ring if a hit
+    // reorders (exact LRU), in its access count if it keeps them (S3-FIFO).
+    this.#mode = reorders ? RING : this.#header[2] !== 0 ? FREQ : 0;
   }
 
   // Where the engine's fixed buffers are (they never move), read once.
