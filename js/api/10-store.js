@@ -4,9 +4,10 @@
 //
 // MemoryStore: its state, the JS half of the engine (keys, values and
 // metadata by slot id, the views of the engine's memory, the repair after a
-// failed call), and the calls on one key. The getSync path is near the top
-// of the class: a Map lookup and plain reads and writes of the engine's
-// memory, no call into wasm. Below it the writes, getOrSet's front door
+// failed call), and the calls on one key. The getSync path comes first,
+// right after the constructor: a Map lookup and plain reads and writes of
+// the engine's memory, no call into wasm. Then the JS half of the engine,
+// the writes, getOrSet's front door
 // (its loads are Loads, 9-loads.js, and their single flight Flights,
 // 8-flights.js), stats and dispose. The walks (invalidate, keys, entries,
 // clear, size) are in 11-walks.js.
@@ -20,6 +21,9 @@ function notify3(notices, value, key, reason) {
 }
 
 const STORE_OPTIONS = ["policy", "clock", "onRemove"];
+
+// How many counters the engine keeps (those with an index in the core's counter table).
+const ENGINE_COUNTERS = COUNTERS.reduce((n, { engine }) => Math.max(n, engine + 1), 0);
 
 // MemoryStore's state as the walks (11-walks.js) reach it: set by its static block.
 let inside;
@@ -100,7 +104,7 @@ class MemoryStore {
     }
     this.#onRemove = onRemove;
     this.#loads = new Loads(timers, {
-      now: () => this.#now(),
+      now: this.#now,
       // A failed call is repaired before a load stores its value.
       ready: () => {
         if (this.#pending) this.#live();
@@ -115,20 +119,147 @@ class MemoryStore {
     this.#placeholders = this.#loads.placeholders;
     this.#expiring = policy.ttl !== undefined;
     this.#policy = wasmPolicy;
-    this.#mode = policy instanceof S3FIFOPolicy ? FREQ : policy instanceof LRUPolicy && policy.refreshOnGet ? RING : 0;
     // Bounded stores reserve their arrays up front, as lru-cache does.
     this.#prealloc = Math.min(policy.maxSize ?? 0, PREALLOCATE_MAX);
     this.#values = new Array(this.#prealloc);
     this.#keys = new Array(this.#prealloc);
+    let reorders;
     try {
       this.#store = new WasmStore(wasmPolicy, this.#prealloc);
       this.#locate();
+      reorders = this.#store.hitsReorder();
     } catch (error) {
       wasmThrew();
       throw error;
     }
     this.#view();
+    // How a hit tells the engine, as the engine says: in the ring if a hit
+    // reorders (exact LRU), in its access count if it keeps them (S3-FIFO).
+    this.#mode = reorders ? RING : this.#header[2] !== 0 ? FREQ : 0;
   }
+
+  // The getSync path (a hit never calls into wasm); the async get below is a thin wrapper.
+
+  /**
+   * The value under `key`, or undefined. A hit is a Map lookup and plain
+   * reads and writes of the engine's memory: the deadline, when entries
+   * may expire; then the access ring (exact LRU, replayed by the engine
+   * before anything that evicts, reorders or lists) or the access count
+   * (S3-FIFO). No call into wasm.
+   */
+  getSync(key) {
+    if ((++this.#gets & SAMPLE_MASK) === 0) return this.#timedGet(key);
+    try {
+      return this.#read(key);
+    } catch (error) {
+      this.#gets--; // a call that fails counts nothing
+      throw error;
+    }
+  }
+
+  /** getSync without the latency sampling (which calls this: no recursion on the hot path). */
+  #read(key) {
+    const id = this.#ids.get(key);
+    if (id === undefined) return this.#missed(key, id);
+    // Also false while a failed call awaits repair (`#failed` clears the version).
+    if (this.#header[0] !== this.#version) return this.#stale(key);
+    if (this.#expiring && this.#deadline[id] <= this.#now()) return this.#missed(key, id);
+    this.#hit(id);
+    return this.#values[id];
+  }
+
+  /** Tells the engine of a hit on slot `id` (the views are current). */
+  #hit(id) {
+    const mode = this.#mode;
+    if (mode === RING) {
+      // A hit on the slot the ring ends with changes no order.
+      const n = this.#ringN;
+      if (n !== 0 && this.#ring[n - 1] === id) return;
+      // A full ring is replayed before the hit is written, not after: a
+      // drain cut short (a stack overflow in the engine's probe) leaves it
+      // full, and the next hit retries it, where writing first would have
+      // run past the ring's end and lost every hit until the next write.
+      if (n === RING_LEN) this.#drain();
+      this.#ring[this.#ringN++] = id;
+    } else if (mode === FREQ) {
+      // The low two bits count accesses, up to 3 (the engine keeps its queue in the high bit).
+      const f = this.#freq[id];
+      if ((f & 3) !== 3) this.#freq[id] = f + 1;
+    }
+  }
+
+  /** Replays the full access ring. */
+  #drain() {
+    try {
+      unwind();
+      this.#store.replay(this.#ringN);
+    } catch (error) {
+      throw this.#failed(error);
+    }
+    this.#ringN = 0;
+  }
+
+  // One get in LATENCY_SAMPLE_EVERY is timed (on the store's clock) for `avgGetLatency`.
+  #timedGet(key) {
+    let started;
+    let value;
+    try {
+      started = this.#now();
+      value = this.#read(key);
+    } catch (error) {
+      this.#gets--; // a call that fails counts nothing
+      throw error;
+    }
+    const elapsed = this.#now() - started;
+    if (!this.#disposed) {
+      this.#latencyTotal += elapsed > 0 ? elapsed : 0;
+      this.#latencySamples++;
+    }
+    return value;
+  }
+
+  /** getSync when the views are out of date, or a failed call awaits repair. */
+  #stale(key) {
+    if (this.#pending || this.#disposed) this.#live();
+    else this.#view();
+    return this.#read(key);
+  }
+
+  /** A get that found no live entry here (or a call to repair first). */
+  #missed(key, id) {
+    if (this.#pending || this.#disposed) {
+      this.#live();
+      return this.#read(key);
+    }
+    if (id !== undefined) {
+      // Expired: the engine frees it, and it counts as a miss.
+      const notices = this.#notices();
+      this.#expire(id, notices);
+      // Counted once the listener returned: if it throws, so does this get,
+      // which then counts nothing (getSync takes its get back).
+      this.#notify(notices);
+      this.#misses++;
+      return undefined;
+    }
+    checkKey(key);
+    this.#misses++;
+    return undefined;
+  }
+
+  /** Frees slot `id`, found expired, in the engine and here. */
+  #expire(id, notices) {
+    try {
+      unwind();
+      this.#store.expire(this.#ringN, id);
+      this.#ringN = 0;
+    } catch (error) {
+      throw this.#failed(error);
+    }
+    this.#drop(id, EXPIRED, notices);
+  }
+
+  // The JS half of the engine: views of its memory, the repair after a failed
+  // call, and forgetting what it removed.
 
   // Where the engine's fixed buffers are (they never move), read once.
   #at;
@@ -151,7 +282,7 @@ class MemoryStore {
     const at = this.#at;
     const header = new U32(memory, at.header, 4);
     const slots = header[1];
-    this.#counters = new F64(memory, at.counters, 4);
+    this.#counters = new F64(memory, at.counters, ENGINE_COUNTERS);
     this.#ring = new U32(memory, at.ring, RING_LEN);
     this.#removed = new U32(memory, at.removed, 1 + 2 * MAX_REMOVED);
     this.#freq = header[2] === 0 ? NO_COUNTS : new U8(memory, header[2], slots);
@@ -328,126 +459,6 @@ class MemoryStore {
     if (n === 0) return;
     const ids = this.#report(n);
     for (let i = 0; i < n; i++) this.#drop(ids[i], EXPIRED, notices);
-  }
-
-  // The synchronous fast path; the async methods below are thin wrappers.
-
-  /**
-   * The value under `key`, or undefined. A hit is a Map lookup and plain
-   * reads and writes of the engine's memory: the deadline, when entries
-   * may expire; then the access ring (exact LRU, replayed by the engine
-   * before anything that evicts, reorders or lists) or the access count
-   * (S3-FIFO). No call into wasm.
-   */
-  getSync(key) {
-    if ((++this.#gets & SAMPLE_MASK) === 0) return this.#timedGet(key);
-    try {
-      return this.#read(key);
-    } catch (error) {
-      this.#gets--; // a call that fails counts nothing
-      throw error;
-    }
-  }
-
-  /** getSync without the latency sampling (which calls this: no recursion on the hot path). */
-  #read(key) {
-    const id = this.#ids.get(key);
-    if (id === undefined) return this.#missed(key, id);
-    // Also false while a failed call awaits repair (`#failed` clears the version).
-    if (this.#header[0] !== this.#version) return this.#stale(key);
-    if (this.#expiring && this.#deadline[id] <= this.#now()) return this.#missed(key, id);
-    this.#hit(id);
-    return this.#values[id];
-  }
-
-  /** Tells the engine of a hit on slot `id` (the views are current). */
-  #hit(id) {
-    const mode = this.#mode;
-    if (mode === RING) {
-      // A hit on the slot the ring ends with changes no order.
-      const n = this.#ringN;
-      if (n !== 0 && this.#ring[n - 1] === id) return;
-      // A full ring is replayed before the hit is written, not after: a
-      // drain cut short (a stack overflow in the engine's probe) leaves it
-      // full, and the next hit retries it, where writing first would have
-      // run past the ring's end and lost every hit until the next write.
-      if (n === RING_LEN) this.#drain();
-      this.#ring[this.#ringN++] = id;
-    } else if (mode === FREQ) {
-      // The low two bits count accesses, up to 3 (the engine keeps its queue in the high bit).
-      const f = this.#freq[id];
-      if ((f & 3) !== 3) this.#freq[id] = f + 1;
-    }
-  }
-
-  /** Replays the full access ring. */
-  #drain() {
-    try {
-      unwind();
-      this.#store.replay(this.#ringN);
-    } catch (error) {
-      throw this.#failed(error);
-    }
-    this.#ringN = 0;
-  }
-
-  // One get in LATENCY_SAMPLE_EVERY is timed (on the store's clock) for `avgGetLatency`.
-  #timedGet(key) {
-    let started;
-    let value;
-    try {
-      started = this.#now();
-      value = this.#read(key);
-    } catch (error) {
-      this.#gets--; // a call that fails counts nothing
-      throw error;
-    }
-    const elapsed = this.#now() - started;
-    if (!this.#disposed) {
-      this.#latencyTotal += elapsed > 0 ? elapsed : 0;
-      this.#latencySamples++;
-    }
-    return value;
-  }
-
-  /** A get that found no live entry here (or a call to repair first). */
-  /** getSync when the views are out of date, or a failed call awaits repair. */
-  #stale(key) {
-    if (this.#pending || this.#disposed) this.#live();
-    else this.#view();
-    return this.#read(key);
-  }
-
-  #missed(key, id) {
-    if (this.#pending || this.#disposed) {
-      this.#live();
-      return this.#read(key);
-    }
-    if (id !== undefined) {
-      // Expired: the engine frees it, and it counts as a miss.
-      const notices = this.#notices();
-      this.#expire(id, notices);
-      // Counted once the listener returned: if it throws, so does this get,
-      // which then counts nothing (getSync takes its get back).
-      this.#notify(notices);
-      this.#misses++;
-      return undefined;
-    }
-    checkKey(key);
-    this.#misses++;
-    return undefined;
-  }
-
-  /** Frees slot `id`, found expired, in the engine and here. */
-  #expire(id, notices) {
-    try {
-      unwind();
-      this.#store.expire(this.#ringN, id);
-      this.#ringN = 0;
-    } catch (error) {
-      throw this.#failed(error);
-    }
-    this.#drop(id, EXPIRED, notices);
   }
 
   /** The live slot under `key` at `now`, counting nothing; reclaims it if expired. */
@@ -874,18 +885,16 @@ class MemoryStore {
   /** The counters so far; `avgGetLatency` and `totalLoadTime` in milliseconds. */
   getStats() {
     this.#live();
-    const [sets, deletes, evictions, expirations] = this.#counters;
     const misses = this.#misses;
     const hits = this.#gets - misses;
     const gets = hits + misses;
     const loads = this.#loads;
-    return {
+    // The figures this side keeps, by getStats name; the engine's own are
+    // read at their index in its counters. Which is which, and the order of
+    // the keys, is the core's counter table (COUNTERS, 7-otel.js).
+    const kept = {
       hits,
       misses,
-      sets,
-      deletes,
-      evictions,
-      expirations,
       hitRatio: gets === 0 ? 0 : hits / gets,
       avgGetLatency: this.#latencySamples === 0 ? 0 : this.#latencyTotal / this.#latencySamples,
       loads: loads.runs,
@@ -895,6 +904,13 @@ class MemoryStore {
       refreshes: loads.refreshes,
       refreshFailures: loads.refreshFailures,
     };
+    const counters = this.#counters;
+    const stats = {};
+    for (let i = 0; i < COUNTERS.length; i++) {
+      const { name, engine } = COUNTERS[i];
+      stats[name] = engine >= 0 ? counters[engine] : kept[name];
+    }
+    return stats;
   }
 
   /** Sets every counter back to zero. */

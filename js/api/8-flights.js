@@ -88,7 +88,7 @@ class Flights {
     });
   }
 
-  /** Ends a call that will not be settled: its listener and timer go. */
+  /** Ends a call: its listener and timer go (the timer even if the signal throws). */
   #detach(call) {
     call.done = true;
     try {
@@ -107,11 +107,9 @@ class Flights {
     if (ok) call.resolve(result);
     else call.reject(result);
     try {
-      if (call.onAbort !== undefined) call.o.signal.removeEventListener("abort", call.onAbort);
+      this.#detach(call);
     } catch {
       // The listener stays on the caller's own signal; nothing of ours is left half-done.
-    } finally {
-      if (call.timer !== undefined) this.#timers.clear(call.timer);
     }
   }
 

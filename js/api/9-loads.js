@@ -265,16 +265,23 @@ class Loads {
   }
 
   /**
-   * A refresh of `key` failed: the stale value stays and the next refresh
-   * waits `retryAfter`, doubling with each failure in a row up to a minute
-   * (as RefreshOptions::backoff in src/refresh.rs).
+   * A refresh of `key` failed: the stale value stays, and the next refresh
+   * waits what the core's back-off says for this many failures in a row
+   * with `retryAfter` (or the core's default): src/wasm/mod.rs
+   * `refreshBackoff`, asked once per failure.
    */
   #backOff(key, o) {
     const state = this.#store.freshOf(key);
     if (state === undefined) return;
     state.refreshing = false;
     state.failures++;
-    const factor = 2 ** Math.min(state.failures - 1, 16);
-    state.retryAt = this.#store.now() + Math.min(o.retryAfter * factor, Math.max(60, o.retryAfter)) * 1000;
+    let wait;
+    try {
+      wait = wasm.refreshBackoff(o.retryAfter ?? NaN, state.failures);
+    } catch (error) {
+      wasmThrew();
+      throw error;
+    }
+    state.retryAt = this.#store.now() + wait;
   }
 }
