@@ -7,7 +7,7 @@
 //! `ManualClock` and never sleeps; the Redis backend sleeps, so its TTLs are
 //! short (`SHORT`) and the entries that must survive have long ones (`LONG`).
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -77,14 +77,14 @@ impl Backend for MemoryS3Fifo {
 
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 struct Redis {
-    server: common::RedisServer,
+    server: support::RedisServer,
     stores: std::sync::atomic::AtomicUsize,
 }
 
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 impl Redis {
     fn new() -> Self {
-        Redis { server: common::RedisServer::start(), stores: Default::default() }
+        Redis { server: support::RedisServer::start(), stores: Default::default() }
     }
 }
 
@@ -113,14 +113,14 @@ impl Backend for Redis {
 /// in tests/redis_cluster.rs).
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 struct Cluster {
-    cluster: common::RedisCluster,
+    cluster: support::RedisCluster,
     stores: std::sync::atomic::AtomicUsize,
 }
 
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 impl Cluster {
     fn new() -> Self {
-        Cluster { cluster: common::RedisCluster::start(), stores: Default::default() }
+        Cluster { cluster: support::RedisCluster::start(), stores: Default::default() }
     }
 }
 
