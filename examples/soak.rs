@@ -67,7 +67,7 @@ struct Windows {
 const EXACT: Windows = Windows { stale: Duration::ZERO, gone: Duration::ZERO };
 
 // The tests' xorshift generator: the run's choices follow from its seed.
-#[path = "../tests/common/rng.rs"]
+#[path = "../tests/support/rng.rs"]
 #[allow(dead_code)]
 mod rng;
 use rng::Rng;

@@ -90,7 +90,7 @@ impl RefreshOptions {
             set: SetOptions::new(),
             fresh_for,
             grace,
-            retry_after: Duration::from_secs(1),
+            retry_after: DEFAULT_RETRY_AFTER,
             soft_timeout: None,
             hard_timeout: None,
         }
@@ -156,9 +156,19 @@ impl RefreshOptions {
 
     /// The wait before the next refresh after `failures` failures in a row.
     pub(crate) fn backoff(&self, failures: u32) -> Duration {
-        let factor = 1u32.checked_shl(failures.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
-        self.retry_after.saturating_mul(factor).min(Duration::from_secs(60).max(self.retry_after))
+        backoff(self.retry_after, failures)
     }
+}
+
+/// The wait before retrying a failed refresh unless told otherwise.
+pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The wait before the next refresh after `failures` failed refreshes in a
+/// row: `retry_after`, doubling with each, up to a minute (or `retry_after`
+/// itself if longer). The JS layer's refreshes take it too (src/wasm).
+pub(crate) fn backoff(retry_after: Duration, failures: u32) -> Duration {
+    let factor = 1u32.checked_shl(failures.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
+    retry_after.saturating_mul(factor).min(Duration::from_secs(60).max(retry_after))
 }
 
 /// Runs `load`, giving up with [`CacheError::Timeout`] after `timeout` (if any).

@@ -1,27 +1,29 @@
 //! Bad input gets the exact error kind and leaves a MemoryStore as it was:
 //! same entries, same values, same metadata, same order, same counters.
 
+mod support;
+
 use std::time::Duration;
 
 use pepperpy_caching::{
     CacheError, CacheStats, CacheStore, LruPolicy, MAX_KEY_LEN, MAX_PATTERN_LEN, MemoryStore, Metadata, SetOptions,
     TtlPolicy,
 };
+use support::meta;
 
 /// A call that must fail.
 type BadCall<'a> = Box<dyn Fn(&MemoryStore<String>) -> CacheError + 'a>;
 
 type Snapshot = (Vec<String>, Vec<(Option<String>, Option<Metadata>)>);
 
-fn meta(v: i64) -> Metadata {
-    serde_json::json!({ "v": v }).as_object().cloned().unwrap()
-}
-
 fn populated() -> MemoryStore<String> {
     // No recency refresh on get, so reading a snapshot does not reorder.
     let store = MemoryStore::new(LruPolicy::new(8).unwrap().refresh_on_get(false));
     for (i, key) in ["a", "user:1", "user:2", "x*y"].iter().enumerate() {
-        store.set(key, format!("v{i}"), SetOptions::new().metadata(meta(i as i64))).into_inner().unwrap();
+        store
+            .set(key, format!("v{i}"), SetOptions::new().metadata(meta(serde_json::json!({ "v": i }))))
+            .into_inner()
+            .unwrap();
     }
     store.get("a").into_inner().unwrap();
     store.get("missing").into_inner().unwrap();
@@ -62,7 +64,7 @@ fn bad_keys_are_key_errors_on_every_call_and_change_nothing() {
             Box::new(move |s| s.delete(k).into_inner().unwrap_err()),
             Box::new(move |s| s.contains(k).into_inner().unwrap_err()),
             Box::new(move |s| s.get_metadata(k).into_inner().unwrap_err()),
-            Box::new(move |s| s.update_metadata(k, meta(9)).into_inner().unwrap_err()),
+            Box::new(move |s| s.update_metadata(k, meta(serde_json::json!({ "v": 9 }))).into_inner().unwrap_err()),
         ];
         for call in calls {
             let err = assert_unchanged(&store, call);
@@ -94,13 +96,17 @@ fn bad_patterns_are_pattern_errors_and_change_nothing() {
 fn a_zero_ttl_is_a_policy_error_and_keeps_the_old_entry() {
     let store = populated();
     let err = assert_unchanged(&store, |s| {
-        s.set("user:1", "replaced".into(), SetOptions::new().ttl(Duration::ZERO).metadata(meta(99)))
-            .into_inner()
-            .unwrap_err()
+        s.set(
+            "user:1",
+            "replaced".into(),
+            SetOptions::new().ttl(Duration::ZERO).metadata(meta(serde_json::json!({ "v": 99 }))),
+        )
+        .into_inner()
+        .unwrap_err()
     });
     assert!(matches!(err, CacheError::Policy(_)), "{err:?}");
     assert_eq!(store.get("user:1").into_inner().unwrap().as_deref(), Some("v1"));
-    assert_eq!(store.get_metadata("user:1").into_inner().unwrap(), Some(meta(1)));
+    assert_eq!(store.get_metadata("user:1").into_inner().unwrap(), Some(meta(serde_json::json!({ "v": 1 }))));
 }
 
 #[test]

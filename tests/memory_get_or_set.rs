@@ -3,20 +3,19 @@
 //! however many callers, errors shared and not cached, takeover when the
 //! leader goes away, and independent keys loading in parallel.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pepperpy_caching::{CacheError, CacheStore, LruPolicy, ManualClock, MemoryStore, SetOptions};
+use support::load::DbDown;
+use support::within;
 use tokio::sync::{Barrier, Notify};
 
 fn store() -> Arc<MemoryStore<String>> {
     Arc::new(MemoryStore::new(LruPolicy::new(100).unwrap()))
-}
-
-/// Fails a test that would otherwise hang.
-async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), f).await.unwrap_or_else(|_| panic!("{what}: timed out"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,10 +50,6 @@ async fn a_hundred_concurrent_callers_run_the_loader_once() {
     assert_eq!((stats.loads, stats.load_failures, stats.sets), (1, 0, 1));
     assert_eq!(store.get("slow").await.unwrap().as_deref(), Some("loaded"));
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("database down ({0})")]
-struct DbDown(u32);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_load_reaches_every_waiter_caches_nothing_and_is_retried() {

@@ -4,6 +4,8 @@
 //! with backoff, timeouts, and no stale write-back. Freshness runs on a
 //! ManualClock; timeouts on tokio's paused clock, so nothing sleeps for real.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,6 +14,8 @@ use pepperpy_caching::{
     CacheError, CacheStore, LruPolicy, ManualClock, MemoryStore, Policy, RefreshOptions, S3FifoPolicy, SetOptions,
     TokioRuntime, TtlPolicy,
 };
+use support::load::{Failure, counting};
+use support::meta;
 use tokio::sync::Notify;
 
 const FRESH: Duration = Duration::from_secs(60);
@@ -31,20 +35,6 @@ fn setup(policy: Policy) -> (Arc<MemoryStore<String>>, ManualClock, RefreshOptio
     let clock = ManualClock::new();
     let store = Arc::new(MemoryStore::builder(policy).clock(clock.clone()).build());
     (store, clock, RefreshOptions::new(TokioRuntime, FRESH, GRACE))
-}
-
-type Failure = std::io::Error;
-
-/// A loader counting its runs, returning `value`.
-fn counting(
-    runs: &Arc<AtomicUsize>,
-    value: &str,
-) -> impl FnOnce() -> std::future::Ready<Result<String, Failure>> + Send + 'static {
-    let (runs, value) = (Arc::clone(runs), value.to_string());
-    move || {
-        runs.fetch_add(1, Ordering::SeqCst);
-        std::future::ready(Ok(value))
-    }
 }
 
 /// A loader that waits until `release` is notified, then returns `value`.
@@ -191,10 +181,6 @@ async fn a_metadata_update_during_a_refresh_wins(policy: Policy) {
     assert_eq!(runs.load(Ordering::SeqCst), 2, "a new refresh ran");
     assert_eq!(store.get_or_refresh("k", counting(&runs, "never"), &options).await.unwrap(), "v3", "fresh again");
     assert_eq!(store.stats().refresh_failures, 0, "a cancelled refresh is not a failure");
-}
-
-fn meta(json: serde_json::Value) -> pepperpy_caching::Metadata {
-    serde_json::from_value(json).unwrap()
 }
 
 async fn timeouts_bound_waiting_and_loading(policy: Policy) {

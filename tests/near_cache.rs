@@ -8,15 +8,15 @@
 //! never how fast (the benchmark in bench/near measures that).
 #![cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 
-mod common;
+mod support;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::RedisServer;
 use pepperpy_caching::stores::{MemoryStore, NearCache, RedisStore};
-use pepperpy_caching::{CacheStore, LruPolicy, Metadata, SetOptions};
+use pepperpy_caching::{CacheStore, LruPolicy, SetOptions};
+use support::{RedisServer, meta};
 
 const PREFIX: &str = "near:";
 /// The longest a test waits for something that must happen.
@@ -47,10 +47,6 @@ async fn fill(cache: &NearCache<String>, key: &str) {
         cache.in_memory(key)
     })
     .await;
-}
-
-fn meta(json: serde_json::Value) -> Metadata {
-    json.as_object().cloned().unwrap()
 }
 
 /// The ids of the clients with tracking on (`t` in CLIENT LIST's flags).

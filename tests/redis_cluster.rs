@@ -6,40 +6,18 @@
 //! cluster (tests/store_suite.rs, tests/redis_differential.rs).
 #![cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::RedisCluster;
 use pepperpy_caching::{
     CacheError, CacheStore, LruPolicy, RefreshOptions, SetOptions, TokioRuntime, TtlPolicy, stores::RedisStore,
 };
-
-/// Fails a test that would otherwise hang.
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(30), f).await.unwrap_or_else(|_| panic!("{what}: timed out"))
-}
-
-fn sorted(mut keys: Vec<String>) -> Vec<String> {
-    keys.sort();
-    keys
-}
-
-/// The raw Redis keys under `prefix` on each running master, by node index.
-fn raw_keys(cluster: &RedisCluster, prefix: &str) -> Vec<(usize, Vec<String>)> {
-    cluster
-        .keys_per_master()
-        .into_iter()
-        .map(|(i, _)| {
-            let out = RedisCluster::cli(cluster.nodes[i].port(), &["--scan", "--pattern", &format!("{prefix}*")]);
-            (i, out.lines().map(str::to_owned).collect())
-        })
-        .collect()
-}
+use support::cluster::within;
+use support::{Frozen, RedisCluster, sorted};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bounded_store_spreads_over_the_masters_and_keeps_its_capacity() {
@@ -66,7 +44,7 @@ async fn a_bounded_store_spreads_over_the_masters_and_keeps_its_capacity() {
     }
     // The last key written is never the one evicted.
     assert_eq!(store.get("k1999").await.unwrap(), Some("v1999".into()));
-    let per_master = raw_keys(&cluster, "bound:");
+    let per_master = cluster.raw_keys(b"bound:").await;
     assert_eq!(per_master.len(), 3);
     for (node, keys) in &per_master {
         assert!(keys.len() >= 50, "master {node} holds {} keys: the buckets did not spread", keys.len());
@@ -75,7 +53,9 @@ async fn a_bounded_store_spreads_over_the_masters_and_keeps_its_capacity() {
     let tags: BTreeSet<String> = per_master
         .iter()
         .flat_map(|(_, keys)| keys.iter())
-        .filter_map(|k| k.strip_prefix("bound:{")?.split_once('}').map(|(tag, _)| tag.to_owned()))
+        .filter_map(|k| {
+            String::from_utf8_lossy(k).strip_prefix("bound:{")?.split_once('}').map(|(tag, _)| tag.to_owned())
+        })
         .collect();
     assert_eq!(tags.len(), 8, "{tags:?}");
     // A TTL-bounded store too.
@@ -103,7 +83,7 @@ async fn invalidate_keys_and_clear_cover_every_master() {
         store.set(&format!("post:{i}"), i, SetOptions::new()).await.unwrap();
     }
     other.set("user:1", 1, SetOptions::new()).await.unwrap();
-    for (node, keys) in raw_keys(&cluster, "walk:") {
+    for (node, keys) in cluster.raw_keys(b"walk:").await {
         assert!(keys.len() > 100, "master {node} holds {} entries", keys.len());
     }
     assert_eq!(store.size().await.unwrap(), 1200);
@@ -115,7 +95,7 @@ async fn invalidate_keys_and_clear_cover_every_master() {
     assert_eq!(store.get("post:599").await.unwrap(), Some(599));
     store.clear().await.unwrap();
     assert_eq!(store.size().await.unwrap(), 0);
-    let left: usize = raw_keys(&cluster, "walk:").iter().map(|(_, keys)| keys.len()).sum();
+    let left: usize = cluster.raw_keys(b"walk:").await.iter().map(|(_, keys)| keys.len()).sum();
     // Only the record of the bucket count is left.
     assert_eq!(left, 1);
     assert_eq!(other.get("user:1").await.unwrap(), Some(1), "another prefix is untouched");
@@ -185,7 +165,7 @@ async fn read_through_keeps_its_guarantees_across_instances() {
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     // A write on another instance during a load wins over the load's value.
-    let (load, release) = common::blocked_load(&a, "k", "older".to_string()).await;
+    let (load, release) = support::load::blocked_load(&a, "k", "older".to_string()).await;
     b.set("k", "newer".into(), SetOptions::new()).await.unwrap();
     release.notify_one();
     assert_eq!(within("the load", load).await.unwrap().unwrap(), "older");
@@ -238,14 +218,14 @@ async fn a_master_killed_during_a_load_returns_nothing_wrong_and_the_store_recov
         store.set(&format!("k{i}"), format!("v{i}"), SetOptions::new()).await.unwrap();
     }
     // Let the replicas catch up before a master dies (replication is async).
-    for (node, _) in cluster.keys_per_master() {
-        RedisCluster::cli(cluster.nodes[node].port(), &["WAIT", "1", "2000"]);
-    }
-    let (load, release) = common::blocked_load(&store, "victim", "loaded".to_string()).await;
+    cluster.wait_for_replication();
+    let (load, release) = support::load::blocked_load(&store, "victim", "loaded".to_string()).await;
     // The placeholder of the load sits on the master to kill.
-    let master = raw_keys(&cluster, "fail:")
+    let master = cluster
+        .raw_keys(b"fail:")
+        .await
         .into_iter()
-        .find(|(_, keys)| keys.iter().any(|k| k.ends_with("}victim")))
+        .find(|(_, keys)| keys.iter().any(|k| k.ends_with(b"}victim")))
         .map(|(node, _)| node)
         .expect("the load's placeholder is on some master");
     cluster.nodes[master].stop();
@@ -349,18 +329,9 @@ async fn slots_moving_under_traffic_are_followed() {
             (complete, failed)
         })
     };
-    let masters: Vec<usize> = cluster.keys_per_master().into_iter().map(|(i, _)| i).collect();
-    let id = |i: usize| RedisCluster::cli(cluster.nodes[i].port(), &["CLUSTER", "MYID"]).trim().to_string();
-    let (from, to) = (id(masters[0]), id(masters[1]));
-    let from_port = cluster.nodes[masters[0]].port();
-    let reshard = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("redis-cli")
-            .args(["--cluster", "reshard", &format!("127.0.0.1:{from_port}")])
-            .args(["--cluster-from", &from, "--cluster-to", &to, "--cluster-slots", "2730", "--cluster-yes"])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("cannot run redis-cli")
-    });
+    let (masters, _) = cluster.roles();
+    let mut command = cluster.reshard_command(masters[0], masters[1], 2730);
+    let reshard = tokio::task::spawn_blocking(move || command.output().expect("cannot run redis-cli"));
     let out = within("the reshard", reshard).await.unwrap();
     assert!(out.status.success(), "reshard failed: {}", String::from_utf8_lossy(&out.stderr));
     cluster.wait_until_ok(Duration::from_secs(30));
@@ -399,17 +370,8 @@ async fn a_lost_bucket_index_is_rebuilt_from_its_master() {
     assert_eq!(store.size().await.unwrap(), 40);
     // Delete every bucket's recency index, behind the store's back.
     let mut lost = 0;
-    for (node, _) in cluster.keys_per_master() {
+    for (node, keys) in cluster.raw_keys(b"heal:").await {
         let mut admin = cluster.nodes[node].admin().await;
-        let (_, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-            .arg(0)
-            .arg("MATCH")
-            .arg("heal:*")
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(&mut admin)
-            .await
-            .unwrap();
         for key in keys.iter().filter(|k| k.ends_with(b"\xfflru")) {
             let _: () = redis::cmd("DEL").arg(key).query_async(&mut admin).await.unwrap();
             lost += 1;
@@ -441,13 +403,9 @@ async fn a_hung_master_is_failed_over_and_the_store_follows() {
     for i in 0..100 {
         store.set(&format!("k{i}"), format!("v{i}"), SetOptions::new()).await.unwrap();
     }
-    for (node, _) in cluster.keys_per_master() {
-        RedisCluster::cli(cluster.nodes[node].port(), &["WAIT", "1", "2000"]);
-    }
+    cluster.wait_for_replication();
     let victim = cluster.keys_per_master()[0].0;
-    let pid = cluster.nodes[victim].pid().to_string();
-    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
-    let resume = scopeguard(pid.clone());
+    let resume = Frozen::freeze(cluster.nodes[victim].pid());
     // Until the failover, calls on the hung master's slots time out; after it,
     // every key is served again, with the old master still stopped. A pass
     // over the keys takes up to ~17 s while a third of them time out (500 ms
@@ -474,16 +432,4 @@ async fn a_hung_master_is_failed_over_and_the_store_follows() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(resume);
-}
-
-/// Sends SIGCONT to the process when dropped (a failing test must not leave
-/// a stopped redis-server behind).
-fn scopeguard(pid: String) -> impl Drop {
-    struct Resume(String);
-    impl Drop for Resume {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("kill").args(["-CONT", &self.0]).status();
-        }
-    }
-    Resume(pid)
 }

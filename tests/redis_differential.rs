@@ -8,7 +8,7 @@
 //! compared step by step); TTLs are covered by the shared suite.
 #![cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 
@@ -63,8 +63,9 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn meta(n: u8) -> Metadata {
-    serde_json::json!({ "n": n, format!("k{}", n % 3): [n] }).as_object().cloned().unwrap()
+/// Metadata that differs with `n`.
+fn metadata_of(n: u8) -> Metadata {
+    support::meta(serde_json::json!({ "n": n, format!("k{}", n % 3): [n] }))
 }
 
 /// The result of one operation, in a form both stores produce.
@@ -72,7 +73,7 @@ async fn apply<S: CacheStore<String>>(store: &S, op: &Op) -> String {
     let r = match op {
         Op::Set(k, v, m) => {
             let options = match m {
-                Some(m) => SetOptions::new().metadata(meta(*m)),
+                Some(m) => SetOptions::new().metadata(metadata_of(*m)),
                 None => SetOptions::new(),
             };
             store.set(k, format!("{k}={v}"), options).await.map(|()| String::new())
@@ -81,7 +82,7 @@ async fn apply<S: CacheStore<String>>(store: &S, op: &Op) -> String {
         Op::Delete(k) => store.delete(k).await.map(|b| b.to_string()),
         Op::Contains(k) => store.contains(k).await.map(|b| b.to_string()),
         Op::GetMetadata(k) => store.get_metadata(k).await.map(|m| format!("{m:?}")),
-        Op::UpdateMetadata(k, m) => store.update_metadata(k, meta(*m)).await.map(|b| b.to_string()),
+        Op::UpdateMetadata(k, m) => store.update_metadata(k, metadata_of(*m)).await.map(|b| b.to_string()),
         Op::Invalidate(p) => store.invalidate(p).await.map(|n| n.to_string()),
         Op::Keys(p) => {
             store.keys(p.as_deref()).await.map(|keys| format!("{:?}", keys.into_iter().collect::<BTreeSet<_>>()))
@@ -164,7 +165,7 @@ async fn same_results<R: CacheStore<String>>(
 
 #[test]
 fn memory_and_redis_agree() {
-    let server = common::RedisServer::start();
+    let server = support::RedisServer::start();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let conn = runtime.block_on(async {
         redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
@@ -198,7 +199,7 @@ fn memory_and_redis_agree() {
 /// one keeps them in one bucket, where its LRU order is exact.
 #[test]
 fn memory_and_redis_cluster_agree() {
-    let cluster = common::RedisCluster::start();
+    let cluster = support::RedisCluster::start();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let cases = std::sync::atomic::AtomicUsize::new(0);
     let mut runner = TestRunner::new(Config { cases: 48, failure_persistence: None, ..Config::default() });

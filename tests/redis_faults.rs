@@ -4,13 +4,13 @@
 //! and the store must recover by itself when the server is back.
 #![cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 
-mod common;
+mod support;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, SilentServer, free_port};
 use pepperpy_caching::{CacheError, CacheStore, LruPolicy, Result, SetOptions, stores::RedisStore};
+use support::{RedisServer, SilentServer, free_port};
 
 const CONNECT: Duration = Duration::from_millis(500);
 const RESPONSE: Duration = Duration::from_millis(500);

@@ -5,16 +5,16 @@
 //! counters.
 #![cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 
-mod common;
+mod support;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::RedisServer;
 use pepperpy_caching::{CacheError, CacheStore, Metadata, SetOptions, stores::RedisStore};
 use redis::aio::MultiplexedConnection;
+use support::load::DbDown;
+use support::{RedisServer, until, within};
 use tokio::sync::{Barrier, Notify};
 
 const PREFIX: &str = "gos:";
@@ -27,10 +27,6 @@ async fn store(server: &RedisServer, lease: Option<Duration>) -> Arc<RedisStore<
         builder = builder.lock_lease(lease);
     }
     Arc::new(builder.build().await.unwrap())
-}
-
-async fn raw(server: &RedisServer) -> MultiplexedConnection {
-    redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
 }
 
 /// The Redis key of `key`'s entry, which holds the load's placeholder (a
@@ -47,23 +43,6 @@ async fn lock_ttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
     }
     redis::cmd("PTTL").arg(entry_key(key)).query_async(conn).await.unwrap()
 }
-
-/// Fails a test that would otherwise hang. Generous: only a deadlock or a
-/// wait for a 60 s lease comes near it.
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), f).await.unwrap_or_else(|_| panic!("{what}: timed out"))
-}
-
-/// Waits until `ready()` holds.
-async fn until(ready: impl Fn() -> bool) {
-    while !ready() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("database down ({0})")]
-struct DbDown(u32);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_callers_on_two_instances_run_the_loader_once() {
@@ -83,7 +62,8 @@ async fn a_hundred_callers_on_two_instances_run_the_loader_once() {
                     || async move {
                         runs.fetch_add(1, Ordering::SeqCst);
                         // Every caller has missed (and is waiting) before the value is stored.
-                        until(|| stores.iter().map(|s| s.stats().misses).sum::<u64>() >= 100).await;
+                        until("every caller waits", || stores.iter().map(|s| s.stats().misses).sum::<u64>() >= 100)
+                            .await;
                         tokio::time::sleep(Duration::from_millis(150)).await;
                         "loaded".to_string()
                     },
@@ -98,7 +78,7 @@ async fn a_hundred_callers_on_two_instances_run_the_loader_once() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     let (a, b) = (stores[0].stats(), stores[1].stats());
     assert_eq!((a.loads + b.loads, a.sets + b.sets, a.misses + b.misses), (1, 1, 100));
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     assert_eq!(lock_ttl(&mut conn, "hot").await, -2, "the lock is released");
 }
 
@@ -116,7 +96,7 @@ async fn calls(conn: &mut MultiplexedConnection, command: &str) -> u64 {
 async fn callers_on_one_instance_make_one_lock_attempt() {
     let server = RedisServer::start();
     let store = store(&server, None).await;
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     redis::cmd("CONFIG").arg("RESETSTAT").query_async::<()>(&mut conn).await.unwrap();
     let mut tasks = Vec::new();
     for _ in 0..50 {
@@ -124,7 +104,7 @@ async fn callers_on_one_instance_make_one_lock_attempt() {
         tasks.push(tokio::spawn(async move {
             let watched = Arc::clone(&store);
             let loader = || async move {
-                until(|| watched.stats().misses >= 50).await;
+                until("every caller waits", || watched.stats().misses >= 50).await;
                 "loaded".to_string()
             };
             store.get_or_set("hot", loader, SetOptions::new()).await
@@ -161,7 +141,7 @@ async fn a_failed_load_reaches_every_waiter_and_other_instances_load_themselves(
         }));
     }
     // Every caller on A has missed, and A's loader holds the lock.
-    within("A's callers", until(|| a.stats().misses >= 20 && runs.load(Ordering::SeqCst) == 1)).await;
+    until("A's callers", || a.stats().misses >= 20 && runs.load(Ordering::SeqCst) == 1).await;
     // Meanwhile a caller on B waits for A's load; when it fails, B loads itself.
     let b_runs = Arc::new(AtomicUsize::new(0));
     let on_b = {
@@ -174,7 +154,7 @@ async fn a_failed_load_reaches_every_waiter_and_other_instances_load_themselves(
             b.try_get_or_set("flaky", loader, SetOptions::new()).await
         })
     };
-    within("B's caller waiting", until(|| b.stats().misses == 1)).await;
+    until("B's caller waiting", || b.stats().misses == 1).await;
     fail.notify_one();
     for task in tasks {
         match within("waiter", task).await.unwrap() {
@@ -202,7 +182,7 @@ async fn a_failed_load_is_not_cached_and_the_next_call_retries() {
     let failed = store.try_get_or_set("k", || async { Err::<String, _>(DbDown(1)) }, SetOptions::new()).await;
     assert!(matches!(failed, Err(CacheError::Loader(_))), "{failed:?}");
     assert!(!store.contains("k").await.unwrap());
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     assert_eq!(lock_ttl(&mut conn, "k").await, -2, "the lock is released");
     // The next call retries at once (an unreleased lock would hold it for 60 s).
     let v = store.try_get_or_set("k", || async { Ok::<_, DbDown>("ok".to_string()) }, SetOptions::new());
@@ -227,13 +207,13 @@ async fn an_aborted_owner_releases_its_lock() {
         })
     };
     within("A's loader", started.notified()).await;
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     assert!(lock_ttl(&mut conn, "k").await > 0, "A holds the lock");
     let taker = {
         let b = Arc::clone(&b);
         tokio::spawn(async move { b.get_or_set("k", || async { "from B".to_string() }, SetOptions::new()).await })
     };
-    within("B's caller waiting", until(|| b.stats().misses == 1)).await;
+    until("B's caller waiting", || b.stats().misses == 1).await;
     owner.abort();
     assert!(owner.await.unwrap_err().is_cancelled());
     assert_eq!(within("B's caller", taker).await.unwrap().unwrap(), "from B");
@@ -246,7 +226,7 @@ async fn an_aborted_owner_releases_its_lock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lock_left_by_a_dead_process_ends_with_its_lease() {
     let server = RedisServer::start();
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     // What a process that died mid-load leaves behind: a placeholder it will
     // never remove, which ends with its lease.
     redis::pipe()
@@ -285,7 +265,7 @@ async fn a_loader_slower_than_its_lease_does_not_block_others() {
         })
     };
     within("A's loader", a_started.notified()).await;
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     let ttl = lock_ttl(&mut conn, "k").await;
     assert!((1..=300).contains(&ttl), "A's lock has the configured lease: {ttl}");
 
@@ -367,7 +347,7 @@ async fn loads_are_counted_and_options_applied_on_the_instance_that_loaded() {
 
     // The options apply to the stored entry.
     assert_eq!(b.get_metadata("k").await.unwrap(), Some(metadata));
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     let ttl: i64 = redis::cmd("PTTL").arg("gos:k").query_async(&mut conn).await.unwrap();
     assert!((1..=100_000).contains(&ttl), "{ttl}");
 
@@ -402,7 +382,7 @@ async fn bad_input_fails_before_anything_runs() {
     assert!(matches!(err, CacheError::Policy(_)), "{err:?}");
     assert_eq!(runs.load(Ordering::SeqCst), 0);
     assert_eq!(store.stats(), Default::default());
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
     assert!(keys.is_empty(), "nothing written, no lock taken: {keys:?}");
 
@@ -431,7 +411,7 @@ async fn a_lock_taken_without_a_reply_is_released(lost: LostReply) {
     }
     let a = builder.build().await.unwrap();
     let b = store(&server, LEASE.into()).await;
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     // Loads both scripts into Redis's cache, so A's attempt is one EVALSHA.
     assert_eq!(a.get_or_set("warm", || async { "w".to_string() }, SetOptions::new()).await.unwrap(), "w");
     redis::cmd("CONFIG").arg("RESETSTAT").query_async::<()>(&mut conn).await.unwrap();
@@ -495,7 +475,8 @@ async fn a_lock_taken_by_a_dropped_attempt_is_released() {
 async fn a_panicking_loader_counts_as_a_failed_load() {
     let server = RedisServer::start();
     let store = store(&server, Some(LONG_LEASE)).await;
-    let (results, runs) = common::sixteen_callers_and_a_panicking_leader(Arc::clone(&store), "v".to_string()).await;
+    let (results, runs) =
+        support::load::sixteen_callers_and_a_panicking_leader(Arc::clone(&store), "v".to_string()).await;
     let mut panicked = 0;
     for result in results {
         match result {

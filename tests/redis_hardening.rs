@@ -6,26 +6,15 @@
 //! features.
 #![cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{RedisServer, free_port};
 use pepperpy_caching::{
     CacheError, CacheStore, LruPolicy, Metadata, Policy, SetOptions, TtlPolicy, stores::RedisStore,
 };
 use redis::aio::MultiplexedConnection;
-
-async fn store<V>(server: &RedisServer, prefix: &str, policy: Option<Policy>) -> RedisStore<V>
-where
-    V: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
-{
-    let mut builder = RedisStore::builder(server.url()).prefix(prefix);
-    if let Some(policy) = policy {
-        builder = builder.policy(policy);
-    }
-    builder.build().await.unwrap()
-}
+use support::{RedisServer, free_port, nested, redis_store as store};
 
 async fn dbsize(conn: &mut MultiplexedConnection) -> usize {
     redis::cmd("DBSIZE").query_async(conn).await.unwrap()
@@ -33,32 +22,13 @@ async fn dbsize(conn: &mut MultiplexedConnection) -> usize {
 
 /// Every Redis key under `prefix` that is an entry (not an index key).
 async fn entries_under(conn: &mut MultiplexedConnection, prefix: &str) -> Vec<Vec<u8>> {
-    let mut cursor = 0u64;
-    let mut out = Vec::new();
-    loop {
-        let (next, page): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await
-            .unwrap();
-        out.extend(page.into_iter().filter(|k| std::str::from_utf8(k).is_ok()));
-        cursor = next;
-        if cursor == 0 {
-            return out;
-        }
-    }
+    let keys = support::scan(conn, format!("{prefix}*").as_bytes()).await;
+    keys.into_iter().filter(|k| std::str::from_utf8(k).is_ok()).collect()
 }
 
-fn nested(depth: usize) -> serde_json::Value {
-    (0..depth).fold(serde_json::json!(1), |v, _| serde_json::json!([v]))
-}
-
+/// Metadata `{"a": value}`.
 fn meta(value: serde_json::Value) -> Metadata {
-    serde_json::json!({ "a": value }).as_object().cloned().unwrap()
+    support::meta(serde_json::json!({ "a": value }))
 }
 
 fn assert_serialization<T: std::fmt::Debug>(r: pepperpy_caching::Result<T>, what: &str) {

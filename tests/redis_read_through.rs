@@ -5,14 +5,13 @@
 //! `CacheError::Reentrant` instead of waiting on itself.
 #![cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 
-mod common;
+mod support;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::RedisServer;
 use pepperpy_caching::{CacheError, CacheStore, LruPolicy, Policy, SetOptions, stores::RedisStore};
+use support::{RedisServer, within};
 use tokio::sync::Notify;
 
 const PREFIX: &str = "rt:";
@@ -24,11 +23,6 @@ async fn store(server: &RedisServer, policy: Option<Policy>, lease: Duration) ->
         builder = builder.policy(policy);
     }
     Arc::new(builder.build().await.unwrap())
-}
-
-/// Fails a test that would otherwise hang.
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), f).await.unwrap_or_else(|_| panic!("{what}: timed out"))
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -64,7 +58,7 @@ async fn a_write_on_another_instance_during_a_load_wins(policy: Option<Policy>) 
         let b = store(&server, policy.clone(), LONG_LEASE).await;
         b.clear().await.unwrap();
         let (load, release) =
-            common::blocked_load(&a, "k", "read from the database before the write".to_string()).await;
+            support::load::blocked_load(&a, "k", "read from the database before the write".to_string()).await;
         apply(&b, write, "k").await;
         release.notify_one();
         let got = within("A's caller", load).await.unwrap().unwrap();
@@ -93,7 +87,7 @@ async fn a_write_on_the_same_instance_during_a_load_wins() {
     for write in WRITES {
         let a = store(&server, None, LONG_LEASE).await;
         a.clear().await.unwrap();
-        let (load, release) = common::blocked_load(&a, "k", "old".to_string()).await;
+        let (load, release) = support::load::blocked_load(&a, "k", "old".to_string()).await;
         apply(&a, write, "k").await;
         release.notify_one();
         assert_eq!(within("caller", load).await.unwrap().unwrap(), "old");
@@ -111,7 +105,7 @@ async fn a_key_being_loaded_is_no_entry() {
         let a = store(&server, policy.clone(), LONG_LEASE).await;
         a.clear().await.unwrap();
         a.set("other", "x".into(), SetOptions::new()).await.unwrap();
-        let (load, release) = common::blocked_load(&a, "k", "v".to_string()).await;
+        let (load, release) = support::load::blocked_load(&a, "k", "v".to_string()).await;
         assert_eq!(a.get("k").await.unwrap(), None, "{policy:?}");
         assert!(!a.contains("k").await.unwrap(), "{policy:?}");
         assert_eq!(a.get_metadata("k").await.unwrap(), None);
@@ -169,11 +163,6 @@ async fn a_loader_asking_for_its_own_key_is_reentrant() {
     assert_eq!(a.get("k").await.unwrap().as_deref(), Some("outer"));
 }
 
-fn signal(server: &RedisServer, name: &str) {
-    let status = std::process::Command::new("kill").arg(format!("-{name}")).arg(server.pid().to_string()).status();
-    assert!(status.unwrap().success(), "kill -{name}");
-}
-
 /// Redis stops (SIGSTOP) while A's loader runs: A's store times out and its
 /// caller gets a backend error. Once Redis resumes, the store that was
 /// queued may run (a timed-out write may still be applied), but no
@@ -191,11 +180,11 @@ async fn a_server_paused_mid_load_leaves_no_placeholder_behind() {
             .unwrap(),
     );
     let b = store(&server, None, LONG_LEASE).await;
-    let (load, release) = common::blocked_load(&a, "k", "from A".to_string()).await;
-    signal(&server, "STOP");
+    let (load, release) = support::load::blocked_load(&a, "k", "from A".to_string()).await;
+    support::signal(server.pid(), "STOP");
     release.notify_one();
     let err = within("A's caller", load).await.unwrap().unwrap_err();
-    signal(&server, "CONT");
+    support::signal(server.pid(), "CONT");
     assert!(matches!(err, CacheError::Backend { .. }), "{err:?}");
     let v = within("B", b.get_or_set("k", || async { "from B".to_string() }, SetOptions::new())).await.unwrap();
     // A's queued store ran when Redis resumed (its placeholder was still
@@ -219,7 +208,7 @@ async fn a_server_killed_mid_load_fails_the_load_cleanly() {
             .await
             .unwrap(),
     );
-    let (load, release) = common::blocked_load(&a, "k", "from A".to_string()).await;
+    let (load, release) = support::load::blocked_load(&a, "k", "from A".to_string()).await;
     server.stop();
     release.notify_one();
     let err = within("A's caller", load).await.unwrap().unwrap_err();

@@ -9,19 +9,19 @@
 //! tests move by hand.
 #![cfg(all(feature = "redis", feature = "tokio", not(target_arch = "wasm32")))]
 
-mod common;
+mod support;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::RedisServer;
 use pepperpy_caching::{
     BoxFuture, CacheError, CacheStore, LruPolicy, Policy, RefreshOptions, Runtime, SetOptions, TokioRuntime,
     stores::RedisStore,
 };
 use redis::aio::MultiplexedConnection;
+use support::load::{Failure, counting, failing};
+use support::{RedisServer, until, within};
 use tokio::sync::{Notify, watch};
 
 const PREFIX: &str = "swr:";
@@ -30,18 +30,12 @@ const FRESH: Duration = Duration::from_millis(250);
 const GRACE: Duration = Duration::from_secs(60);
 const LONG_LEASE: Duration = Duration::from_secs(60);
 
-type Failure = std::io::Error;
-
 async fn store(server: &RedisServer, policy: Option<Policy>, lease: Duration) -> Arc<RedisStore<String>> {
     let mut builder = RedisStore::builder(server.url()).prefix(PREFIX).lock_lease(lease);
     if let Some(policy) = policy {
         builder = builder.policy(policy);
     }
     Arc::new(builder.build().await.unwrap())
-}
-
-async fn raw(server: &RedisServer) -> MultiplexedConnection {
-    server.admin().await
 }
 
 fn lock_key(key: &str) -> Vec<u8> {
@@ -77,20 +71,6 @@ async fn end_backoff(conn: &mut MultiplexedConnection, key: &str) {
         .unwrap();
 }
 
-/// Fails a test that would otherwise hang.
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), f).await.unwrap_or_else(|_| panic!("{what}: timed out"))
-}
-
-async fn until(what: &str, ready: impl Fn() -> bool) {
-    within(what, async {
-        while !ready() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-}
-
 /// Waits until no refresh holds `key`'s lock (it stored, was refused, or
 /// left a backoff marker).
 async fn until_no_refresh_runs(conn: &mut MultiplexedConnection, key: &str) {
@@ -116,26 +96,6 @@ async fn until_value(store: &RedisStore<String>, key: &str, value: &str) {
 /// before a test checks that none started (correctness, not speed).
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(50)).await;
-}
-
-/// A loader counting its runs, returning `value`.
-fn counting(
-    runs: &Arc<AtomicUsize>,
-    value: &str,
-) -> impl FnOnce() -> std::future::Ready<Result<String, Failure>> + Send + 'static {
-    let (runs, value) = (Arc::clone(runs), value.to_string());
-    move || {
-        runs.fetch_add(1, Ordering::SeqCst);
-        std::future::ready(Ok(value))
-    }
-}
-
-fn failing(runs: &Arc<AtomicUsize>) -> impl FnOnce() -> std::future::Ready<Result<String, Failure>> + Send + 'static {
-    let runs = Arc::clone(runs);
-    move || {
-        runs.fetch_add(1, Ordering::SeqCst);
-        std::future::ready(Err(Failure::other("database down")))
-    }
 }
 
 /// A loader that signals when it starts and returns `value` when released.
@@ -185,7 +145,7 @@ async fn stale_values_are_served_at_once_while_one_refresh_runs_across_instances
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1, "one refresh for 51 stale reads on two instances");
         release.notify_one();
-        let mut conn = raw(&server).await;
+        let mut conn = server.admin().await;
         until_no_refresh_runs(&mut conn, "k").await;
         for store in [&a, &b] {
             assert_eq!(store.get_or_refresh("k", counting(&runs, "never"), &options).await.unwrap(), "v2");
@@ -209,7 +169,7 @@ async fn a_failed_refresh_keeps_the_stale_value_and_every_instance_backs_off() {
     let (a, b) = (store(&server, None, LONG_LEASE).await, store(&server, None, LONG_LEASE).await);
     let retry = Duration::from_secs(2);
     let options = RefreshOptions::new(TokioRuntime, FRESH, GRACE).retry_after(retry);
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     stale_entry(&a, &options).await;
     let runs = Arc::new(AtomicUsize::new(0));
     assert_eq!(a.get_or_refresh("k", failing(&runs), &options).await.unwrap(), "v1");
@@ -253,7 +213,7 @@ async fn a_backoff_ends_by_redis_time() {
     let server = RedisServer::start();
     let a = store(&server, None, LONG_LEASE).await;
     let options = RefreshOptions::new(TokioRuntime, FRESH, GRACE).retry_after(Duration::from_millis(200));
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     stale_entry(&a, &options).await;
     let runs = Arc::new(AtomicUsize::new(0));
     a.get_or_refresh("k", failing(&runs), &options).await.unwrap();
@@ -278,7 +238,7 @@ enum Write {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_another_instance_during_a_refresh_wins() {
     let server = RedisServer::start();
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     for write in [Write::Set, Write::Update, Write::Delete, Write::Invalidate, Write::Clear] {
         for policy in [None, Some(Policy::from(LruPolicy::new(100).unwrap()))] {
             let (a, b) = (store(&server, policy.clone(), LONG_LEASE).await, store(&server, policy, LONG_LEASE).await);
@@ -320,7 +280,7 @@ async fn a_refresh_that_outlived_its_lease_stores_nothing() {
     let server = RedisServer::start();
     let a = store(&server, None, Duration::from_millis(200)).await;
     let options = RefreshOptions::new(TokioRuntime, FRESH, GRACE);
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     stale_entry(&a, &options).await;
     let late = || async {
         // Redis's clock ends the lease: a real wait.
@@ -410,7 +370,7 @@ async fn timeouts_bound_waiting_and_refreshing() {
     within("the refresh", started.notified()).await;
     timers.advance(Duration::from_secs(1));
     until("the hard timeout", || a.stats().refresh_failures == 1).await;
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     until_no_refresh_runs(&mut conn, "k").await;
     assert_eq!(backoff(&mut conn, "k").await.0, 1);
     assert_eq!(a.get("k").await.unwrap().as_deref(), Some("v1"), "the stale value stayed");
@@ -440,7 +400,7 @@ async fn a_refresh_whose_loader_panics_counts_as_failed_and_backs_off() {
     let server = RedisServer::start();
     let a = store(&server, None, LONG_LEASE).await;
     let options = RefreshOptions::new(TokioRuntime, FRESH, GRACE).retry_after(Duration::from_secs(30));
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     stale_entry(&a, &options).await;
     let panics = || async { panic!("loader bug") as Result<String, Failure> };
     assert_eq!(a.get_or_refresh("k", panics, &options).await.unwrap(), "v1");
@@ -484,7 +444,7 @@ async fn refreshed_entries_read_as_usual_and_keep_their_freshness() {
     assert_eq!(a.get_metadata("k").await.unwrap(), Some(meta));
     let extra = serde_json::json!({"seen": true}).as_object().cloned().unwrap();
     assert!(a.update_metadata("k", extra).await.unwrap());
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     let doc: String = redis::cmd("GET").arg(format!("{PREFIX}k")).query_async(&mut conn).await.unwrap();
     assert!(doc.starts_with(r#"{"f":"#), "the freshness stamp stays first: {doc}");
     assert_eq!(a.get_or_refresh("k", counting(&runs, "never"), &options).await.unwrap(), "v1");

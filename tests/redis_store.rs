@@ -3,48 +3,24 @@
 //! SCAN pages, and 64 concurrent tasks on one store.
 #![cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::RedisServer;
-use pepperpy_caching::{CacheError, CacheStore, LruPolicy, Metadata, Policy, SetOptions, stores::RedisStore};
+use pepperpy_caching::{CacheError, CacheStore, LruPolicy, Metadata, SetOptions, stores::RedisStore};
 use redis::aio::MultiplexedConnection;
-
-async fn store<V>(server: &RedisServer, prefix: &str, policy: Option<Policy>) -> RedisStore<V>
-where
-    V: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
-{
-    let mut builder = RedisStore::builder(server.url()).prefix(prefix);
-    if let Some(policy) = policy {
-        builder = builder.policy(policy);
-    }
-    builder.build().await.unwrap()
-}
-
-async fn raw(server: &RedisServer) -> MultiplexedConnection {
-    redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
-}
+use support::{RedisServer, meta, redis_store as store, sorted};
 
 async fn raw_get(conn: &mut MultiplexedConnection, key: &str) -> Option<String> {
     redis::cmd("GET").arg(key).query_async(conn).await.unwrap()
 }
 
-fn meta(json: serde_json::Value) -> Metadata {
-    json.as_object().cloned().unwrap()
-}
-
-fn sorted(mut keys: Vec<String>) -> Vec<String> {
-    keys.sort();
-    keys
-}
-
 #[tokio::test]
 async fn stored_format_is_documented_json_with_redis_ttl() {
     let server = RedisServer::start();
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     let store: RedisStore<serde_json::Value> = store(&server, "fmt:", None).await;
     store.set("plain", serde_json::json!({"b": [1, 2], "a": "x"}), SetOptions::new()).await.unwrap();
     assert_eq!(raw_get(&mut conn, "fmt:plain").await.as_deref(), Some(r#"{"v":{"a":"x","b":[1,2]}}"#));
@@ -70,7 +46,7 @@ async fn stored_format_is_documented_json_with_redis_ttl() {
 #[tokio::test]
 async fn serialization_errors_write_nothing_and_never_panic() {
     let server = RedisServer::start();
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     // JSON object keys must be strings: a map keyed by tuples cannot be encoded.
     let maps: RedisStore<HashMap<(u8, u8), u8>> = store(&server, "ser:", None).await;
     let r = maps.set("m", HashMap::from([((1, 2), 3)]), SetOptions::new()).await;
@@ -101,7 +77,7 @@ async fn serialization_errors_write_nothing_and_never_panic() {
 #[tokio::test]
 async fn prefixes_isolate_stores_whatever_they_contain() {
     let server = RedisServer::start();
-    let mut conn = raw(&server).await;
+    let mut conn = server.admin().await;
     let prefixes = ["a*[:", "\\:", "app:", "b?]:", "c\\*:", "[^x]:", "日本:"];
     let mut stores = Vec::new();
     for (i, prefix) in prefixes.iter().enumerate() {
@@ -173,7 +149,7 @@ async fn many_scan_pages() {
     let server = RedisServer::start();
     for policy in [None, Some(LruPolicy::new(5_000).unwrap().into())] {
         let s: RedisStore<u32> = store(&server, "pages:", policy).await;
-        let mut conn = raw(&server).await;
+        let mut conn = server.admin().await;
         let mut pipe = redis::pipe();
         for i in 0..2_500u32 {
             pipe.set(format!("pages:{i}"), format!(r#"{{"v":{i}}}"#)).ignore();

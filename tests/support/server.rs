@@ -1,8 +1,6 @@
-//! Test helpers shared by the integration tests: a real `redis-server` on a
-//! free loopback port, stopped when dropped.
-#![allow(dead_code)] // each test binary uses a different part of this module
-
-pub mod rng;
+//! Processes the Redis tests talk to: a real `redis-server` on a free
+//! loopback port (plain, with a password, with TLS, or with extra arguments),
+//! one shared by a whole test binary, and a TCP server that never answers.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -42,6 +40,11 @@ impl RedisServer {
     /// A server started with extra arguments (see [`RedisServer::extra`]).
     pub fn start_with_args(extra: &[&str]) -> Self {
         Self::start_full(None, extra.iter().map(|a| a.to_string()).collect(), false)
+    }
+
+    /// A server started with extra arguments that may also require a password.
+    pub fn start_with_password_and_args(password: Option<&str>, extra: &[&str]) -> Self {
+        Self::start_full(password.map(str::to_string), extra.iter().map(|a| a.to_string()).collect(), false)
     }
 
     /// A server that also listens for TLS on [`tls_port`](Self::tls_port),
@@ -105,6 +108,29 @@ impl RedisServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether the process runs (not [`stop`](Self::stop)ped).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Has this server killed, and its temp dir removed, when the test
+    /// binary exits, however it exits: for servers kept in a `static`,
+    /// which is never dropped. A watchdog shell reads a pipe that only this
+    /// process holds open; the kernel closes it at exit.
+    pub fn reap_at_exit(&self) {
+        // The watchdogs and their pipes live as long as the process.
+        static WATCHDOGS: std::sync::Mutex<Vec<Child>> = std::sync::Mutex::new(Vec::new());
+        let watchdog = Command::new("sh")
+            .args(["-c", "read _; kill -9 \"$1\"; rm -rf \"$2\"", "watchdog", &self.pid().to_string()])
+            .arg(&self.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start the watchdog shell");
+        WATCHDOGS.lock().unwrap().push(watchdog);
     }
 
     /// The process id, for signals (`SIGSTOP`, `SIGCONT`).
@@ -319,206 +345,41 @@ impl Drop for SilentServer {
     }
 }
 
-/// A Redis Cluster for one test: three masters and three replicas, each a
-/// [`RedisServer`] with `--cluster-enabled yes`, joined by
-/// `redis-cli --cluster create`. Killed on drop.
-pub struct RedisCluster {
-    pub nodes: Vec<RedisServer>,
+/// One `redis-server` for every test of a binary that asks for it (each
+/// test keeps to its own key prefix): started by the first, killed when the
+/// binary exits.
+pub fn shared_server() -> &'static RedisServer {
+    static SERVER: std::sync::OnceLock<RedisServer> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let server = RedisServer::start();
+        server.reap_at_exit();
+        server
+    })
 }
 
-/// How long a master may be unreachable before its replica takes over.
-pub const CLUSTER_NODE_TIMEOUT_MS: u64 = 1000;
+/// Sends `kill -sig` to a process (`STOP`, `CONT`).
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    assert!(ok.success(), "kill -{sig} {pid}");
+}
 
-impl RedisCluster {
-    pub fn start() -> Self {
-        let timeout = CLUSTER_NODE_TIMEOUT_MS.to_string();
-        let nodes: Vec<RedisServer> = (0..6)
-            .map(|_| {
-                RedisServer::start_with_args(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "{dir}/nodes.conf",
-                    "--cluster-node-timeout",
-                    &timeout,
-                    // A master that lost its replica keeps serving: a test
-                    // kills masters one at a time.
-                    "--cluster-require-full-coverage",
-                    "no",
-                ])
-            })
-            .collect();
-        let mut create = Command::new("redis-cli");
-        create.args(["--cluster", "create"]);
-        for node in &nodes {
-            create.arg(format!("127.0.0.1:{}", node.port()));
-        }
-        create.args(["--cluster-replicas", "1", "--cluster-yes"]);
-        let out = create.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run redis-cli: {e}"));
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let cluster = RedisCluster { nodes };
-        cluster.wait_until_ok(Duration::from_secs(30));
-        cluster
-    }
+/// Stops (SIGSTOP) a process, as a hung host would, until dropped: then
+/// sends SIGCONT, so that a failing test leaves no stopped redis-server.
+pub struct Frozen(u32);
 
-    /// The node URLs (every node: masters and replicas).
-    pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().filter(|n| n.child.is_some()).map(RedisServer::url).collect()
-    }
-
-    /// Runs `redis-cli -p port args...` and returns its output.
-    pub fn cli(port: u16, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run redis-cli: {e}"));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Waits until every running node reports `cluster_state:ok` with all
-    /// slots served and agrees on who serves them.
-    pub fn wait_until_ok(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let running: Vec<&RedisServer> = self.nodes.iter().filter(|n| n.child.is_some()).collect();
-            let infos: Vec<String> = running.iter().map(|n| Self::cli(n.port(), &["CLUSTER", "INFO"])).collect();
-            let ok = infos.iter().all(|i| i.contains("cluster_state:ok") && i.contains("cluster_slots_ok:16384"));
-            let views: Vec<String> = running.iter().map(|n| Self::slot_owners(n.port())).collect();
-            if ok && views.windows(2).all(|w| w[0] == w[1]) && !views[0].is_empty() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the cluster did not become ok:\n{infos:#?}\n{views:#?}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// `start-end port` lines of the masters, as the node on `port` sees them.
-    fn slot_owners(port: u16) -> String {
-        let mut lines: Vec<String> = Self::cli(port, &["CLUSTER", "NODES"])
-            .lines()
-            .filter(|l| l.contains("master") && !l.contains("fail"))
-            .filter_map(|l| {
-                let fields: Vec<&str> = l.split(' ').collect();
-                let addr = fields.get(1)?.split('@').next()?;
-                let slots = fields.get(8..)?.join(",");
-                (!slots.is_empty()).then(|| format!("{addr} {slots}"))
-            })
-            .collect();
-        lines.sort();
-        lines.join("\n")
-    }
-
-    /// The index in [`nodes`](Self::nodes) of the master serving `slot`.
-    pub fn master_of(&self, slot: u16) -> usize {
-        let running = self.nodes.iter().find(|n| n.child.is_some()).expect("no node is running");
-        let nodes = Self::cli(running.port(), &["CLUSTER", "NODES"]);
-        for line in nodes.lines().filter(|l| l.contains("master") && !l.contains("fail")) {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let port: u16 = fields[1].split('@').next().unwrap().rsplit(':').next().unwrap().parse().unwrap();
-            for range in &fields[8..] {
-                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
-                let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>()) else { continue };
-                if (lo..=hi).contains(&slot) {
-                    return self.nodes.iter().position(|n| n.port() == port).unwrap();
-                }
-            }
-        }
-        panic!("no master serves slot {slot}:\n{nodes}");
-    }
-
-    /// How many keys each running master holds, by node index.
-    pub fn keys_per_master(&self) -> Vec<(usize, u64)> {
-        self.nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.child.is_some())
-            .filter(|(_, n)| Self::cli(n.port(), &["ROLE"]).starts_with("master"))
-            .map(|(i, n)| (i, Self::cli(n.port(), &["DBSIZE"]).trim().parse().unwrap_or(0)))
-            .collect()
+impl Frozen {
+    pub fn freeze(pid: u32) -> Self {
+        signal(pid, "STOP");
+        Frozen(pid)
     }
 }
 
-/// A `get_or_set` of `key` on `store`, in a task, whose loader has started
-/// and waits: notifying the returned `Notify` lets it return `value`.
-#[cfg(feature = "redis")]
-pub async fn blocked_load(
-    store: &std::sync::Arc<pepperpy_caching::stores::RedisStore<String>>,
-    key: &str,
-    value: String,
-) -> (tokio::task::JoinHandle<pepperpy_caching::Result<String>>, std::sync::Arc<tokio::sync::Notify>) {
-    use pepperpy_caching::{CacheStore, SetOptions};
-    let (started, release) =
-        (std::sync::Arc::new(tokio::sync::Notify::new()), std::sync::Arc::new(tokio::sync::Notify::new()));
-    let load = {
-        let (store, key, started, release) = (
-            std::sync::Arc::clone(store),
-            key.to_string(),
-            std::sync::Arc::clone(&started),
-            std::sync::Arc::clone(&release),
-        );
-        tokio::spawn(async move {
-            let loader = || async move {
-                started.notify_one();
-                release.notified().await;
-                value
-            };
-            store.get_or_set(&key, loader, SetOptions::new()).await
-        })
-    };
-    tokio::time::timeout(Duration::from_secs(20), started.notified())
-        .await
-        .unwrap_or_else(|_| panic!("the loader of {key:?} did not start within 20 s"));
-    (load, release)
-}
-
-/// 16 callers of `get_or_set("k")` on `store`, each in a task; the first
-/// loader to run waits until every caller has joined (and 50 ms more), then
-/// panics; any other returns `value`. Returns what the tasks gave (a panic
-/// as a `JoinError`) and how many loaders ran.
-pub async fn sixteen_callers_and_a_panicking_leader<S, V>(
-    store: std::sync::Arc<S>,
-    value: V,
-) -> (Vec<Result<pepperpy_caching::Result<V>, tokio::task::JoinError>>, usize)
-where
-    S: pepperpy_caching::CacheStore<V> + 'static,
-    V: Clone + Send + Sync + 'static,
-{
-    use pepperpy_caching::SetOptions;
-    use std::sync::Arc;
-    let runs = Arc::new(AtomicUsize::new(0));
-    let release = Arc::new(tokio::sync::Notify::new());
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (store, runs, release, value) =
-            (Arc::clone(&store), Arc::clone(&runs), Arc::clone(&release), value.clone());
-        tasks.push(tokio::spawn(async move {
-            let loader = move || async move {
-                if runs.fetch_add(1, Ordering::SeqCst) == 0 {
-                    release.notified().await;
-                    panic!("hostile loader");
-                }
-                value
-            };
-            store.get_or_set("k", loader, SetOptions::new()).await
-        }));
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill").arg("-CONT").arg(self.0.to_string()).status();
+        } else {
+            signal(self.0, "CONT");
+        }
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while runs.load(Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "no loader started within 20 s");
-        tokio::task::yield_now().await;
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    release.notify_one();
-    let mut results = Vec::new();
-    for task in tasks {
-        results.push(tokio::time::timeout(Duration::from_secs(20), task).await.expect("a caller hung"));
-    }
-    (results, runs.load(Ordering::SeqCst))
 }

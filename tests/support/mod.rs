@@ -1,0 +1,102 @@
+//! What the integration tests share (each `tests/*.rs` is its own crate and
+//! says `mod support;`): real servers to test against (a `redis-server`, a
+//! Redis Cluster, one of each shared by a whole binary), loaders for
+//! read-through tests, and small helpers.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+pub mod cluster;
+pub mod hostile;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod load;
+pub mod rng;
+pub mod server;
+
+#[allow(unused_imports)] // each test binary uses a different part of this module
+pub use cluster::RedisCluster;
+#[allow(unused_imports)]
+pub use server::{Frozen, RedisServer, SilentServer, free_port, shared_server, signal};
+
+use std::future::Future;
+use std::time::Duration;
+
+use pepperpy_caching::Metadata;
+
+/// Metadata from a JSON object literal.
+pub fn meta(json: serde_json::Value) -> Metadata {
+    json.as_object().cloned().expect("metadata is a JSON object")
+}
+
+/// `[[[...1...]]]`, `depth` arrays deep.
+pub fn nested(depth: usize) -> serde_json::Value {
+    (0..depth).fold(serde_json::json!(1), |v, _| serde_json::json!([v]))
+}
+
+/// `items`, sorted (`keys()` promises no order).
+pub fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+    items.sort();
+    items
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+/// Fails a test that would otherwise hang (20 s: only a deadlock, or a wait
+/// for a long lease, comes near it).
+pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    within_for(what, Duration::from_secs(20), f).await
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+/// [`within`] with its own limit.
+pub async fn within_for<T>(what: &str, limit: Duration, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, f).await.unwrap_or_else(|_| panic!("{what}: timed out after {limit:?}"))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+/// Waits until `ready()` holds (for at most 20 s).
+pub async fn until(what: &str, ready: impl Fn() -> bool) {
+    within(what, async {
+        while !ready() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
+/// Every key matching `pattern` on one server (SCAN, binary-safe).
+#[cfg(feature = "redis")]
+pub async fn scan(conn: &mut redis::aio::MultiplexedConnection, pattern: &[u8]) -> Vec<Vec<u8>> {
+    let mut cursor = 0u64;
+    let mut out = Vec::new();
+    loop {
+        let (next, page): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .unwrap();
+        out.extend(page);
+        cursor = next;
+        if cursor == 0 {
+            return out;
+        }
+    }
+}
+
+/// A `RedisStore` on `server` under `prefix`, with `policy` if one is given.
+#[cfg(feature = "redis")]
+pub async fn redis_store<V>(
+    server: &RedisServer,
+    prefix: &str,
+    policy: Option<pepperpy_caching::Policy>,
+) -> pepperpy_caching::stores::RedisStore<V>
+where
+    V: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let mut builder = pepperpy_caching::stores::RedisStore::builder(server.url()).prefix(prefix);
+    if let Some(policy) = policy {
+        builder = builder.policy(policy);
+    }
+    builder.build().await.unwrap()
+}
