@@ -62,8 +62,6 @@ struct Source {
 struct Violation {
     file: String,
     line: usize,
-    /// The path as written, or the `mod`/attribute that broke the rule.
-    path: String,
     what: String,
 }
 
@@ -441,7 +439,6 @@ fn violations(sources: &[Source]) -> Vec<Violation> {
             found.push(Violation {
                 file: source.file.clone(),
                 line,
-                path: "#[path]".into(),
                 what: "`#[path]` hides the layer of a module's file: keep each file where its module path says".into(),
             });
         }
@@ -474,7 +471,6 @@ fn violations(sources: &[Source]) -> Vec<Violation> {
                 Some(file) if file == "lib.rs" && !absolute.is_empty() => found.push(Violation {
                     file: source.file.clone(),
                     line: name.line,
-                    path: written.clone(),
                     what: format!(
                         "`{written}` imports what lib.rs re-exports: name its module (lib.rs is a facade \
                          nobody inside the crate imports)"
@@ -483,7 +479,6 @@ fn violations(sources: &[Source]) -> Vec<Violation> {
                 Some(file) if layer(file) > here && !(test_file || name.in_test) => found.push(Violation {
                     file: source.file.clone(),
                     line: name.line,
-                    path: written.clone(),
                     what: format!("`{written}` runs up from {here:?} to {:?} (src/{file})", layer(file)),
                 }),
                 _ => {}
@@ -499,7 +494,6 @@ fn violations(sources: &[Source]) -> Vec<Violation> {
                 found.push(Violation {
                     file: source.file.clone(),
                     line,
-                    path: format!("mod {name}"),
                     what: format!("`mod {name}` declares src/{file} of {:?}, above {here:?}", layer(file)),
                 });
             }
@@ -508,40 +502,12 @@ fn violations(sources: &[Source]) -> Vec<Violation> {
     found
 }
 
-/// Paths (file, as written) that other helpers' branches are fixing in this
-/// session (issue 18: each owner fixes the facade imports of their files);
-/// tolerated until their merge. The lead empties this list: an entry that no
-/// longer occurs is reported below.
-const PENDING: &[(&str, &str)] = &[
-    ("stores/memory/mod.rs", "crate::CacheError::ReentrantValue"),
-    ("stores/memory/mod.rs", "crate::S3FifoPolicy::new"),
-    ("stores/memory/slots/tests.rs", "crate::stores::memory::Engine"),
-    ("stores/near.rs", "crate::ErrorKind::Connection"),
-    ("stores/near.rs", "crate::ErrorKind::BackendTimeout"),
-    ("stores/redis/load.rs", "crate::ErrorKind::Command"),
-    ("stores/redis/mod.rs", "crate::ErrorKind"),
-    ("stores/redis/mod.rs", "crate::ErrorKind::BackendTimeout"),
-    ("stores/redis/mod.rs", "crate::ErrorKind::Command"),
-    ("stores/redis/mod.rs", "crate::ErrorKind::Connection"),
-    ("stores/redis/mod.rs", "crate::ErrorKind::ServerBusy"),
-    ("stores/redis/refresh.rs", "crate::ErrorKind::Command"),
-    ("stores/redis/tls.rs", "crate::ErrorKind::Command"),
-    ("wasm/mod.rs", "crate::Result"),
-];
-
 #[test]
 fn no_path_runs_up_a_layer_or_through_the_facade() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let sources = read_sources(&src);
     assert!(sources.len() > 20, "read src/");
-    let found = violations(&sources);
-    let pending = |v: &Violation| PENDING.iter().any(|&(file, path)| v.file == file && v.path == path);
-    for &(file, path) in PENDING {
-        if !found.iter().any(|v| v.file == file && v.path == path) {
-            eprintln!("tests/layers.rs: PENDING ({file}, {path}) no longer occurs: remove it");
-        }
-    }
-    let list: Vec<String> = found.iter().filter(|v| !pending(v)).map(ToString::to_string).collect();
+    let list: Vec<String> = violations(&sources).iter().map(ToString::to_string).collect();
     assert!(list.is_empty(), "{} imports break the layers:\n{}", list.len(), list.join("\n"));
 }
 

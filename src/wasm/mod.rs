@@ -433,7 +433,7 @@ pub fn refresh_backoff(retry_after: f64, failures: u32) -> f64 {
 /// positive finite number with a message naming it; the core's
 /// `ttl_from_secs_f64` would format the float, which links the float printer
 /// (about 15 KB) into the `.wasm`.
-fn ttl_from_secs(secs: f64) -> crate::Result<Duration> {
+fn ttl_from_secs(secs: f64) -> crate::errors::Result<Duration> {
     let ttl = duration(secs)
         .ok_or_else(|| CacheError::Policy("ttl must be a positive, finite number of seconds that fits".into()))?;
     check_ttl(ttl)
