@@ -7,13 +7,6 @@ use crate::errors::{CacheError, Result};
 use crate::metrics::CacheStats;
 
 pub use crate::key::MAX_KEY_LEN;
-// The memory store checks keys into a `Key`; Redis, the near cache and wasm still call this.
-#[cfg(any(
-    all(feature = "redis", not(target_arch = "wasm32")),
-    all(target_arch = "wasm32", target_os = "unknown", feature = "js")
-))]
-pub(crate) use crate::key::check_key;
-
 /// The deepest nesting of arrays and objects accepted in metadata (the
 /// metadata object itself is level 1) by every store, and in values by
 /// `RedisStore`: JSON readers limit nesting (serde_json reads at most 127

@@ -29,11 +29,12 @@ use std::time::Duration;
 use wasm_bindgen::prelude::*;
 
 use crate::errors::CacheError;
+use crate::key::Key;
 use crate::metrics::LATENCY_SAMPLE_EVERY;
 use crate::pattern::{MAX_PATTERN_LEN, Pattern};
 use crate::policies::{LruPolicy, Policy, S3FifoPolicy, TtlPolicy, check_ttl};
 use crate::refresh;
-use crate::store::{MAX_KEY_LEN, MAX_NESTING, check_key};
+use crate::store::{MAX_KEY_LEN, MAX_NESTING};
 use crate::stores::memory::slots::{self, SlotEngine};
 
 use errors::{IntoJs, ToJs};
@@ -89,7 +90,7 @@ pub fn wasm_exports() -> JsValue {
 /// layer checks keys itself and asks here only for the message of a bad one.
 #[wasm_bindgen(js_name = keyError)]
 pub fn key_error(key: &str) -> JsValue {
-    check_key(key).err().map_or(JsValue::UNDEFINED, |err| err.to_js())
+    Key::new(key).err().map_or(JsValue::UNDEFINED, |err| err.to_js())
 }
 
 /// Where the JS layer writes a batch of keys for [`WasmPattern::match_batch`].
