@@ -467,7 +467,8 @@ mod tests {
     /// setting and the other shards take it on their next write.
     #[test]
     fn the_shards_follow_the_first_shards_setting() {
-        let store = MemoryStore::<u32>::builder(crate::policies::S3FifoPolicy::new(4 * 2_000).unwrap()).shards(4).build();
+        let store =
+            MemoryStore::<u32>::builder(crate::policies::S3FifoPolicy::new(4 * 2_000).unwrap()).shards(4).build();
         let settings = || store.shards.iter().map(|s| read(s).adaptive_setting().unwrap()).collect::<Vec<_>>();
         let shadows: Vec<bool> = store.shards.iter().map(|s| read(s).runs_shadows()).collect();
         assert_eq!(shadows, [true, false, false, false], "one set of shadows, in the first shard");
