@@ -413,3 +413,30 @@ fn a_long_skewed_run_matches_the_model_through_setting_changes() {
     let seen = check_sequence(50, &ops).unwrap();
     assert!(seen.len() >= 2, "the shadows switched the setting at least once: {seen:?}");
 }
+
+/// A set of a key whose entry has expired but was not among the entries
+/// the set's reclaim took (it takes at most `RECLAIM_PER_WRITE`, soonest
+/// first) sets the key as a new one, as when the reclaim took it: here the
+/// ninth expired entry, rewritten. It kept its queue place before (found by
+/// `adaptive_engine_matches_the_model`).
+#[test]
+fn a_set_of_an_expired_entry_the_reclaim_missed_is_a_new_entry() {
+    let set = |key: usize, ttl_secs: Option<u64>| Op::Set { key, value: 0, ttl_secs };
+    let ops = [
+        set(3, Some(3)),
+        set(4, Some(3)),
+        set(5, Some(3)),
+        set(6, Some(3)),
+        set(0, Some(2)),
+        set(7, Some(2)),
+        set(18, Some(5)),
+        set(20, Some(2)),
+        Op::Advance(1),
+        set(8, Some(1)),
+        Op::Advance(4),
+        set(18, None),
+        set(19, None),
+        Op::Keys,
+    ];
+    check_sequence(17, &ops).unwrap();
+}

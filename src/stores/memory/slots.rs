@@ -281,14 +281,20 @@ impl SlotEngine {
         // freed slot's hash stays in place until reused).
         let hash = existing.and_then(|id| self.hash.get(id as usize).copied()).unwrap_or(hash);
         self.reclaim_expired(now, RECLAIM_PER_WRITE);
-        // The reclaim may have taken the entry in that very slot.
-        let existing = existing.filter(|&id| self.is_live(id));
-        let id = if let Some(id) = existing {
-            let was_expired = self.expired(id, now);
-            if was_expired {
+        // The reclaim may have taken the entry in that very slot; one it did
+        // not reach goes the same way: the key is set as a new one (as the
+        // memory engine does).
+        let existing = match existing.filter(|&id| self.is_live(id)) {
+            Some(id) if self.expired(id, now) => {
+                self.free_slot(id);
                 self.counters[EXPIRATIONS] += 1.0;
+                self.push_removed(id, EXPIRED);
+                None
             }
-            self.push_removed(id, if was_expired { EXPIRED } else { REPLACED });
+            existing => existing,
+        };
+        let id = if let Some(id) = existing {
+            self.push_removed(id, REPLACED);
             self.set_deadline(id, deadline);
             match self.kind {
                 Kind::S3Fifo => self.bump(id),
