@@ -56,14 +56,12 @@ pub(crate) const RING_LEN: usize = 1024;
 pub(crate) const MAX_REMOVED: usize = RECLAIM_PER_WRITE + 2;
 
 /// Why a slot was freed, as the JS layer reads it.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(crate) const EVICTED: u32 = 0;
 pub(crate) const EXPIRED: u32 = 1;
 pub(crate) const REPLACED: u32 = 3;
 
 /// The counters the engine keeps, at these indexes of [`SlotEngine::counters`].
 pub(crate) const SETS: usize = 0;
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(crate) const DELETES: usize = 1;
 pub(crate) const EVICTIONS: usize = 2;
 pub(crate) const EXPIRATIONS: usize = 3;
@@ -144,11 +142,11 @@ pub(crate) struct SlotEngine {
 }
 
 // Natively only the tests use it; some calls are the JS layer's alone.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 impl SlotEngine {
     /// Reserves room for `n` slots up front where the memory has it (the
     /// JS layer does the same for its arrays): untouched, the pages cost
     /// address space, not resident memory, and the arrays never move.
+    #[cfg(target_arch = "wasm32")] // the JS store only
     pub fn preallocate(&mut self, n: usize) {
         let n = n.min(self.max_size);
         let s3 = self.kind == Kind::S3Fifo;
@@ -199,6 +197,7 @@ impl SlotEngine {
     }
 
     /// How many live entries there are (expired ones not yet reclaimed included).
+    #[cfg(target_arch = "wasm32")] // the JS store only
     pub fn live(&self) -> usize {
         self.live
     }
@@ -282,14 +281,20 @@ impl SlotEngine {
         // freed slot's hash stays in place until reused).
         let hash = existing.and_then(|id| self.hash.get(id as usize).copied()).unwrap_or(hash);
         self.reclaim_expired(now, RECLAIM_PER_WRITE);
-        // The reclaim may have taken the entry in that very slot.
-        let existing = existing.filter(|&id| self.is_live(id));
-        let id = if let Some(id) = existing {
-            let was_expired = self.expired(id, now);
-            if was_expired {
+        // The reclaim may have taken the entry in that very slot; one it did
+        // not reach goes the same way: the key is set as a new one (as the
+        // memory engine does).
+        let existing = match existing.filter(|&id| self.is_live(id)) {
+            Some(id) if self.expired(id, now) => {
+                self.free_slot(id);
                 self.counters[EXPIRATIONS] += 1.0;
+                self.push_removed(id, EXPIRED);
+                None
             }
-            self.push_removed(id, if was_expired { EXPIRED } else { REPLACED });
+            existing => existing,
+        };
+        let id = if let Some(id) = existing {
+            self.push_removed(id, REPLACED);
             self.set_deadline(id, deadline);
             match self.kind {
                 Kind::S3Fifo => self.bump(id),
@@ -422,6 +427,7 @@ impl SlotEngine {
 
     /// Frees the live slots in the report, counting them as deletes (the
     /// JS layer reclaimed the expired ones first): how many it freed.
+    #[cfg(target_arch = "wasm32")] // the JS store only
     pub fn remove_reported(&mut self) -> usize {
         let ids = std::mem::take(&mut self.report);
         let mut n = 0;
@@ -470,6 +476,7 @@ impl SlotEngine {
     }
 
     /// Empties the engine, counting the live entries as deletes (reclaim first).
+    #[cfg(target_arch = "wasm32")] // the JS store only
     pub fn clear(&mut self) {
         self.counters[DELETES] += self.live as f64;
         self.freq = Vec::new();
@@ -496,6 +503,7 @@ impl SlotEngine {
         self.header = [self.header[0].wrapping_add(1), self.prev.len() as u32, freq, deadline];
     }
 
+    #[cfg(target_arch = "wasm32")] // the JS store only
     pub fn reset_counters(&mut self) {
         self.counters = [0.0; COUNTERS];
     }
