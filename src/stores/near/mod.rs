@@ -288,9 +288,9 @@ where
 
     async fn invalidate(&self, pattern: &str) -> Result<usize> {
         self.shared.reentered("invalidate")?;
-        Pattern::new(pattern)?;
+        let checked = Pattern::new(pattern)?;
         let _forget = Forget::new(&self.shared, Scope::Pattern(pattern));
-        let done = self.redis.invalidate(pattern).await;
+        let done = self.redis.invalidate_checked(&checked).await;
         if !matches!(done, Ok(0)) {
             self.caught_up().await;
         }
