@@ -11,6 +11,12 @@
 // (its loads are Loads, 9-loads.js, and their single flight Flights,
 // 8-flights.js), stats and dispose. The walks (invalidate, keys, entries,
 // clear, size) are in 11-walks.js.
+//
+// Over 800 lines, because a class's private fields can be read only inside
+// its body: the getSync path reads them directly (an accessor there would
+// cost every hit), and so do the calls that change the engine and must keep
+// both halves in step after a trap or a stack overflow (#live, #repair,
+// #put, #place). What needs neither lives in the files named above.
 
 /** Appends one removal notice (no Array method: see SlotMap). */
 function notify3(notices, value, key, reason) {
