@@ -84,7 +84,24 @@ pub async fn scan(conn: &mut redis::aio::MultiplexedConnection, pattern: &[u8]) 
     }
 }
 
-/// A `RedisStore` on `server` under `prefix`, with `policy` if one is given.
+/// A `RedisStore` builder on `server` under `prefix`, with `policy` if one is given.
+#[cfg(feature = "redis")]
+pub fn redis_builder<V>(
+    server: &RedisServer,
+    prefix: &str,
+    policy: Option<pepperpy_caching::Policy>,
+) -> pepperpy_caching::stores::RedisStoreBuilder<V>
+where
+    V: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let builder = pepperpy_caching::stores::RedisStore::builder(server.url()).prefix(prefix);
+    match policy {
+        Some(policy) => builder.policy(policy),
+        None => builder,
+    }
+}
+
+/// The store of [`redis_builder`].
 #[cfg(feature = "redis")]
 pub async fn redis_store<V>(
     server: &RedisServer,
@@ -94,9 +111,16 @@ pub async fn redis_store<V>(
 where
     V: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
-    let mut builder = pepperpy_caching::stores::RedisStore::builder(server.url()).prefix(prefix);
-    if let Some(policy) = policy {
-        builder = builder.policy(policy);
-    }
-    builder.build().await.unwrap()
+    redis_builder(server, prefix, policy).build().await.unwrap()
+}
+
+/// The store of [`redis_builder`], of strings, with a lock lease, shared between tasks.
+#[cfg(feature = "redis")]
+pub async fn leased_store(
+    server: &RedisServer,
+    prefix: &str,
+    policy: Option<pepperpy_caching::Policy>,
+    lease: Duration,
+) -> std::sync::Arc<pepperpy_caching::stores::RedisStore<String>> {
+    std::sync::Arc::new(redis_builder(server, prefix, policy).lock_lease(lease).build().await.unwrap())
 }
