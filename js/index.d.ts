@@ -316,6 +316,9 @@ export declare class MemoryStore<V = unknown> {
   resetStats(): void;
 }
 
+// The error classes: CacheError and the JS class of each of the core's error
+// kinds (ErrorKind::js_class in src/errors.rs, the package's errorTable);
+// tests/js/error-table.test.mjs checks that these are exactly those.
 /** The base of every error the store throws. */
 export declare class CacheError extends Error {}
 /** A key that is not a string, is empty, or is longer than 8 KiB of UTF-8. */

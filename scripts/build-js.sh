@@ -185,13 +185,14 @@ JS
 
 # --- api.mjs from js/api/ (issue 19: the JS layer split by concern) ---
 # js/api/N-concern.js are the parts of the body of `bind(wasm)`, in order;
-# they are concatenated into the one api.mjs (no import at run time), and
-# the API object it returns is generated from js/api/exports.txt. Every
-# entry that re-exports the API (inline.mjs, web.mjs, workerd.mjs, deno.mjs)
-# and the types (index.d.ts) must name each export: checked here.
-node - "$out_dir/api.mjs" <<'JS'
+# they are concatenated into the one api.mjs (no import at run time). From
+# the one list js/api/exports.txt come the API object it returns and the
+# export list of each entry that re-exports it (inline.mjs, web.mjs,
+# workerd.mjs, deno.mjs: their sources hold an empty list, marked); the
+# types (index.d.ts) must declare each export: checked here.
+node - "$out_dir/api.mjs" "$out_dir" <<'JS'
 const fs = require("node:fs");
-const out = process.argv[2];
+const [out, dir] = process.argv.slice(2);
 const parts = fs.readdirSync("js/api").filter((f) => /^\d+-[a-z]+\.js$/.test(f)).sort((a, b) => parseInt(a) - parseInt(b));
 const names = fs.readFileSync("js/api/exports.txt", "utf8").split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
 const indent = (text) => text.replace(/^(?=.)/gm, "  ");
@@ -210,20 +211,27 @@ export function bind(wasm) {
 `;
 const tail = `\n  return {\n${names.map((n) => `    ${n},`).join("\n")}\n  };\n}\n`;
 fs.writeFileSync(out, head + body + tail);
-const missing = [];
-for (const entry of ["inline.mjs", "web.mjs", "workerd.mjs", "deno.mjs", "index.d.ts"]) {
+const marker = "export const { /* the names in js/api/exports.txt: scripts/build-js.sh writes them here */ }";
+for (const entry of ["inline.mjs", "web.mjs", "workerd.mjs", "deno.mjs"]) {
   const text = fs.readFileSync(`js/${entry}`, "utf8");
-  for (const name of names) if (!new RegExp(`\\b${name}\\b`).test(text)) missing.push(`${entry}: ${name}`);
+  if (text.split(marker).length !== 2) {
+    console.error(`[build-js] js/${entry} must hold its export list once, as \`${marker}\``);
+    process.exit(1);
+  }
+  fs.writeFileSync(`${dir}/${entry}`, text.replace(marker, `export const {\n${names.map((n) => `  ${n},`).join("\n")}\n}`));
 }
+const types = fs.readFileSync("js/index.d.ts", "utf8");
+const missing = names.filter((name) => !new RegExp(`export declare (class|function) ${name}\\b`).test(types));
 if (missing.length > 0) {
-  console.error(`[build-js] exports missing from entries (js/api/exports.txt lists them): ${missing.join(", ")}`);
+  console.error(`[build-js] js/index.d.ts does not declare these exports (js/api/exports.txt lists them): ${missing.join(", ")}`);
   process.exit(1);
 }
 JS
 # --- end of api.mjs from js/api/ ---
 
 # The hand-written layer. api.cjs is api.mjs with its one `export` rewritten.
-cp js/inline.cjs js/inline.mjs js/init.mjs js/deno.mjs js/workerd.mjs js/web.mjs js/text.cjs js/text.mjs js/inflate.mjs "$out_dir/"
+# (inline.mjs, web.mjs, workerd.mjs and deno.mjs were written above, with their export lists.)
+cp js/inline.cjs js/init.mjs js/text.cjs js/text.mjs js/inflate.mjs "$out_dir/"
 PKG_VERSION=$version node - "$out_dir" <<'JS'
 const fs = require("node:fs");
 const dir = process.argv[2];

@@ -1,8 +1,9 @@
 //! Time (and, on wasm32, a random seed): the one platform seam of the core.
 //!
 //! Expiry and latency need a monotonic clock. `std::time::Instant` panics on
-//! `wasm32-unknown-unknown`, so [`Clock::system`] reads `Instant` natively and
-//! the host's `performance.now()` on wasm32. Tests, and users testing their own
+//! `wasm32-unknown-unknown`, so [`Clock::system`] reads `Instant` natively and,
+//! with the `js` feature, the host's `performance.now()` on wasm32, through a
+//! hook the wasm layer fills (no JS call is made from here). Tests, and users testing their own
 //! code, swap in a [`ManualClock`] and move time by hand: no test ever sleeps.
 //!
 //! This module never does I/O and never blocks.
@@ -128,26 +129,30 @@ fn system_now() -> Nanos {
     duration_nanos(ORIGIN.get_or_init(Instant::now).elapsed())
 }
 
+// On wasm32-unknown-unknown with the `js` feature, the JS host's clock and
+// randomness. The wasm layer defines these two functions (src/wasm/host.rs,
+// where the JS calls are) and the linker joins them to these declarations:
+// the core names a signature, and imports neither JS nor a module of a layer
+// above it.
+#[cfg(all(target_arch = "wasm32", target_os = "unknown", feature = "js"))]
+unsafe extern "Rust" {
+    /// Milliseconds of the host's monotonic clock (`performance.now()`).
+    safe fn pepperpy_caching_host_now_ms() -> f64;
+    /// 64 random bits from the host (`Math.random()`).
+    safe fn pepperpy_caching_host_seed() -> u64;
+}
+
 #[cfg(all(target_arch = "wasm32", target_os = "unknown", feature = "js"))]
 fn system_now() -> Nanos {
-    use wasm_bindgen::prelude::wasm_bindgen;
-    #[wasm_bindgen]
-    extern "C" {
-        // Present in Node, Deno, browsers and Cloudflare Workers. In Workers it
-        // advances only across I/O, which is the platform's own rule.
-        #[wasm_bindgen(js_namespace = performance, js_name = now)]
-        fn performance_now() -> f64;
-    }
-    let ms = performance_now();
+    let ms = pepperpy_caching_host_now_ms();
     if ms.is_finite() && ms > 0.0 { (ms * 1e6) as Nanos } else { 0 }
 }
 
-/// A random seed for hashing keys, from the host's `Math.random()` (wasm32
-/// has no other source of randomness without extra crates).
+/// A random seed for hashing keys, from the JS host (wasm32 has no other
+/// source of randomness without extra crates).
 #[cfg(all(target_arch = "wasm32", target_os = "unknown", feature = "js"))]
 pub(crate) fn random_seed() -> u64 {
-    let draw = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
-    (draw() << 32) ^ draw()
+    pepperpy_caching_host_seed()
 }
 
 #[cfg(test)]

@@ -283,6 +283,16 @@ mod tests {
     }
 
     #[test]
+    fn the_js_types_declare_every_kinds_class() {
+        let types = include_str!("../js/index.d.ts");
+        for kind in ErrorKind::ALL {
+            let class = kind.js_class();
+            let base = if class == "CacheError" { "Error" } else { "CacheError" };
+            assert!(types.contains(&format!("export declare class {class} extends {base} ")), "{kind:?}: {class}");
+        }
+    }
+
+    #[test]
     fn short_values_are_quoted_whole() {
         let err = CacheError::pattern("a[b", "whatever");
         assert_eq!(err.to_string(), "invalid pattern \"a[b\": whatever");

@@ -59,7 +59,6 @@
 pub struct ReadmeDoctests;
 
 mod clock;
-mod dyn_store;
 mod errors;
 mod key;
 pub mod metrics;
@@ -73,7 +72,6 @@ pub mod stores;
 mod wasm;
 
 pub use clock::{Clock, ManualClock};
-pub use dyn_store::{DynCacheStore, DynError, DynFuture, DynLoader};
 pub use errors::{CacheError, ErrorKind, Result};
 pub use metrics::CacheStats;
 pub use pattern::{MAX_PATTERN_LEN, Pattern, escape_pattern};
@@ -83,3 +81,4 @@ pub use refresh::TokioRuntime;
 pub use refresh::{BoxFuture, RefreshOptions, Runtime};
 pub use store::{CacheStore, MAX_KEY_LEN, Metadata, SetOptions};
 pub use stores::MemoryStore;
+pub use stores::dyn_store::{DynCacheStore, DynError, DynFuture, DynLoader};

@@ -18,120 +18,221 @@ use crate::clock::Nanos;
 /// first, then every 32nd.
 pub const LATENCY_SAMPLE_EVERY: u64 = 32;
 
-/// A snapshot of a store's counters since it was made or since `reset_stats`.
-#[derive(Clone, Debug, Default, PartialEq)]
-#[non_exhaustive]
-pub struct CacheStats {
+/// Whether the `get` that comes after `gets` others is timed: the rule of
+/// [`LATENCY_SAMPLE_EVERY`], for every counter type.
+#[inline]
+fn sampled(gets: u64) -> bool {
+    gets.is_multiple_of(LATENCY_SAMPLE_EVERY)
+}
+
+/// The counter table: each row is one figure of [`CacheStats`], written once.
+/// A row gives the field (its doc, its type), the raw counters it is made of
+/// (fields of [`Counters`] and, as atomics, of [`SharedCounters`]), how the
+/// figure is read from them, and its Prometheus family (name, type, help;
+/// JS help where the wording differs). It generates the struct, both counter
+/// types (their sum, snapshot and reset) and [`STATS`], from which the
+/// Prometheus text and the wasm layer's `counterTable()` for the JS store and
+/// its OpenTelemetry export are made.
+macro_rules! counter_table {
+    ($(
+        $(#[doc = $doc:literal])*
+        $field:ident: $ty:ty = [$($vis:vis $raw:ident),*] |$c:ident| $read:expr,
+            $prometheus:literal $kind:ident $help:literal $(js $js_help:literal)?;
+    )*) => {
+        /// A snapshot of a store's counters since it was made or since `reset_stats`.
+        #[derive(Clone, Debug, Default, PartialEq)]
+        #[non_exhaustive]
+        pub struct CacheStats {
+            $($(#[doc = $doc])* pub $field: $ty,)*
+        }
+
+        /// Counters for a store that is already behind a lock or on one thread.
+        #[derive(Clone, Debug, Default)]
+        pub(crate) struct Counters {
+            $($($vis $raw: u64,)*)*
+        }
+
+        /// Lock-free counters for a store shared between tasks.
+        #[derive(Debug, Default)]
+        #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+        pub(crate) struct SharedCounters {
+            $($($vis $raw: AtomicU64,)*)*
+        }
+
+        impl Counters {
+            /// Adds `other`'s counts to these, to total the shards of a store.
+            pub fn add(&mut self, other: &Counters) {
+                $($(self.$raw = self.$raw.saturating_add(other.$raw);)*)*
+            }
+
+            pub fn snapshot(&self) -> CacheStats {
+                CacheStats { $($field: { let $c = self; $read },)* }
+            }
+        }
+
+        #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+        impl SharedCounters {
+            /// The counts so far.
+            fn load(&self) -> Counters {
+                Counters { $($($raw: self.$raw.load(Ordering::Relaxed),)*)* }
+            }
+
+            pub fn reset(&self) {
+                $($(self.$raw.store(0, Ordering::Relaxed);)*)*
+            }
+        }
+
+        /// Every figure of [`CacheStats`], in its field order.
+        pub(crate) const STATS: &[Stat] = &[$(
+            Stat {
+                field: stringify!($field),
+                unit: <$ty as Figure>::UNIT,
+                prometheus: $prometheus,
+                kind: Kind::$kind,
+                help: $help,
+                js_help: counter_table!(@or $($js_help)?),
+                read: |stats| stats.$field.value(),
+            },
+        )*];
+    };
+    (@or $js_help:literal) => { Some($js_help) };
+    (@or) => { None };
+}
+
+// One row a line (a table): `field: type = [raw counters] |c| figure, Prometheus family, help`.
+counter_table! {
     /// `get` calls that found a live entry.
-    pub hits: u64,
+    hits: u64 = [pub hits] |c| c.hits, "hits_total" Counter "Gets that found a live entry.";
     /// `get` calls that found nothing, or only an expired entry.
-    pub misses: u64,
+    misses: u64 = [pub misses] |c| c.misses, "misses_total" Counter "Gets that found nothing, or only an expired entry.";
     /// Successful `set` calls.
-    pub sets: u64,
+    sets: u64 = [pub sets] |c| c.sets, "sets_total" Counter "Successful sets.";
     /// Live entries removed on request: by `delete`, `invalidate` or `clear`.
-    pub deletes: u64,
+    deletes: u64 = [pub deletes] |c| c.deletes, "deletes_total" Counter "Live entries removed by delete, invalidate or clear.";
     /// Live entries removed to make room under the policy's `max_size`.
-    pub evictions: u64,
+    evictions: u64 = [pub evictions] |c| c.evictions, "evictions_total" Counter "Live entries removed to make room.";
     /// Entries removed because their TTL had passed.
-    pub expirations: u64,
+    expirations: u64 = [pub expirations] |c| c.expirations, "expirations_total" Counter "Entries removed because their TTL had passed.";
     /// `hits / (hits + misses)`, or 0 before the first `get`.
-    pub hit_ratio: f64,
+    hit_ratio: f64 = [] |c| ratio(c.hits, c.hits + c.misses), "hit_ratio" Gauge "Hits divided by gets since the counters were reset.";
     /// Mean time of the sampled `get` calls (see [`LATENCY_SAMPLE_EVERY`]).
-    pub avg_get_latency: Duration,
+    avg_get_latency: Duration = [latency_ns, samples] |c| mean_nanos(c.latency_ns, c.samples), "get_latency_seconds" Gauge "Mean time of the sampled gets.";
     /// Loader runs started by `get_or_set` / `try_get_or_set` (one per load,
     /// however many callers waited on it).
-    pub loads: u64,
+    loads: u64 = [loads] |c| c.loads, "loads_total" Counter "Loader runs started by get_or_set." js "Loader runs started by getOrSet.";
     /// Loader runs that failed (returned an error, panicked, or ran past a hard timeout)
     /// and cached nothing. A run dropped unfinished (its caller cancelled)
     /// counts in `loads` only.
-    pub load_failures: u64,
+    load_failures: u64 = [load_failures] |c| c.load_failures, "load_failures_total" Counter "Loader runs that failed.";
     /// Time spent in loaders, in total.
-    pub total_load_time: Duration,
+    total_load_time: Duration = [load_ns] |c| Duration::from_nanos(c.load_ns), "load_seconds_total" Counter "Time spent in loaders.";
     /// `get_or_refresh` calls answered with a stale value (within the grace
     /// period after the TTL; each is also a hit).
-    pub stale_hits: u64,
+    stale_hits: u64 = [pub stale_hits] |c| c.stale_hits, "stale_hits_total" Counter "Reads answered with a stale value within the grace period.";
     /// Background refreshes started by stale hits.
-    pub refreshes: u64,
+    refreshes: u64 = [pub refreshes] |c| c.refreshes, "refreshes_total" Counter "Background refreshes started.";
     /// Background refreshes that failed or timed out (the stale value stayed).
-    pub refresh_failures: u64,
+    refresh_failures: u64 = [pub refresh_failures] |c| c.refresh_failures, "refresh_failures_total" Counter "Background refreshes that failed or timed out.";
 }
 
-impl CacheStats {
-    fn from_raw(raw: [u64; 14]) -> Self {
-        let [
-            hits,
-            misses,
-            sets,
-            deletes,
-            evictions,
-            expirations,
-            latency_ns,
-            samples,
-            loads,
-            load_failures,
-            load_ns,
-            stale_hits,
-            refreshes,
-            refresh_failures,
-        ] = raw;
-        let gets = hits + misses;
-        CacheStats {
-            hits,
-            misses,
-            sets,
-            deletes,
-            evictions,
-            expirations,
-            hit_ratio: if gets == 0 { 0.0 } else { hits as f64 / gets as f64 },
-            avg_get_latency: Duration::from_nanos(latency_ns.checked_div(samples).unwrap_or(0)),
-            loads,
-            load_failures,
-            total_load_time: Duration::from_nanos(load_ns),
-            stale_hits,
-            refreshes,
-            refresh_failures,
+/// The Prometheus family that is no field of [`CacheStats`]: all gets.
+const GETS: Stat = Stat {
+    field: "gets",
+    unit: Unit::Count,
+    prometheus: "gets_total",
+    kind: Kind::Counter,
+    help: "Gets (hits and misses).",
+    js_help: None,
+    read: |stats| (stats.hits + stats.misses) as f64,
+};
+
+/// One row of the counter table.
+#[derive(Clone, Copy, Debug)]
+// `field`, `unit` and `js_help` are for the JS layer's table (src/wasm/tables.rs).
+#[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown", feature = "js")), allow(dead_code))]
+pub(crate) struct Stat {
+    /// The field of [`CacheStats`] (in JS, its camelCase twin).
+    pub field: &'static str,
+    pub unit: Unit,
+    /// The Prometheus family, after `pepperpy_cache_`.
+    pub prometheus: &'static str,
+    pub kind: Kind,
+    /// What it counts, for Prometheus's HELP (and JS, unless `js_help`).
+    pub help: &'static str,
+    /// The help as JS users read it, where it names a method.
+    pub js_help: Option<&'static str>,
+    /// The figure of a snapshot, in Prometheus's unit (seconds for a time).
+    pub read: fn(&CacheStats) -> f64,
+}
+
+/// What a figure measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unit {
+    /// A whole number of events.
+    Count,
+    /// A fraction.
+    Ratio,
+    /// A time.
+    Time,
+}
+
+/// The Prometheus metric type of a figure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Only grows, until the counters are reset.
+    Counter,
+    /// A value of the moment.
+    Gauge,
+}
+
+impl Kind {
+    fn prometheus(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
         }
     }
 }
 
-/// Counters for a store that is already behind a lock or on one thread.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Counters {
-    pub hits: u64,
-    pub misses: u64,
-    pub sets: u64,
-    pub deletes: u64,
-    pub evictions: u64,
-    pub expirations: u64,
-    latency_ns: u64,
-    samples: u64,
-    loads: u64,
-    load_failures: u64,
-    load_ns: u64,
-    pub stale_hits: u64,
-    pub refreshes: u64,
-    pub refresh_failures: u64,
+/// The types a figure of [`CacheStats`] has.
+trait Figure {
+    const UNIT: Unit;
+    /// The figure as a Prometheus sample (seconds for a time).
+    fn value(&self) -> f64;
+}
+
+impl Figure for u64 {
+    const UNIT: Unit = Unit::Count;
+    fn value(&self) -> f64 {
+        *self as f64
+    }
+}
+
+impl Figure for f64 {
+    const UNIT: Unit = Unit::Ratio;
+    fn value(&self) -> f64 {
+        *self
+    }
+}
+
+impl Figure for Duration {
+    const UNIT: Unit = Unit::Time;
+    fn value(&self) -> f64 {
+        self.as_secs_f64()
+    }
+}
+
+/// `total / n` nanoseconds, or zero when `n` is.
+fn mean_nanos(total: u64, n: u64) -> Duration {
+    Duration::from_nanos(total.checked_div(n).unwrap_or(0))
+}
+
+/// `part / whole`, or 0 when `whole` is.
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 { 0.0 } else { part as f64 / whole as f64 }
 }
 
 impl Counters {
-    /// Adds `other`'s counts to these, to total the shards of a store.
-    pub fn add(&mut self, other: &Counters) {
-        self.hits += other.hits;
-        self.misses += other.misses;
-        self.sets += other.sets;
-        self.deletes += other.deletes;
-        self.evictions += other.evictions;
-        self.expirations += other.expirations;
-        self.latency_ns = self.latency_ns.saturating_add(other.latency_ns);
-        self.samples += other.samples;
-        self.loads += other.loads;
-        self.load_failures += other.load_failures;
-        self.load_ns = self.load_ns.saturating_add(other.load_ns);
-        self.stale_hits += other.stale_hits;
-        self.refreshes += other.refreshes;
-        self.refresh_failures += other.refresh_failures;
-    }
-
     /// A loader run that started and never finished (its future dropped).
     pub fn count_unfinished_load(&mut self) {
         self.loads += 1;
@@ -142,25 +243,6 @@ impl Counters {
         self.loads += 1;
         self.load_failures += u64::from(!ok);
         self.load_ns = self.load_ns.saturating_add(elapsed);
-    }
-
-    pub fn snapshot(&self) -> CacheStats {
-        CacheStats::from_raw([
-            self.hits,
-            self.misses,
-            self.sets,
-            self.deletes,
-            self.evictions,
-            self.expirations,
-            self.latency_ns,
-            self.samples,
-            self.loads,
-            self.load_failures,
-            self.load_ns,
-            self.stale_hits,
-            self.refreshes,
-            self.refresh_failures,
-        ])
     }
 }
 
@@ -184,13 +266,13 @@ impl ReadCounters {
     /// Whether the next `get` should be timed.
     #[inline]
     pub fn sample_next_get(&self) -> bool {
-        self.gets.load(Ordering::Relaxed).is_multiple_of(LATENCY_SAMPLE_EVERY)
+        sampled(self.gets.load(Ordering::Relaxed))
     }
 
     /// Counts one `get` (from a thread holding a shared borrow); whether to time it.
     #[inline]
     pub fn count_get(&self) -> bool {
-        self.gets.fetch_add(1, Ordering::Relaxed).is_multiple_of(LATENCY_SAMPLE_EVERY)
+        sampled(self.gets.fetch_add(1, Ordering::Relaxed))
     }
 
     /// That `get` missed.
@@ -236,26 +318,6 @@ impl ReadCounters {
     }
 }
 
-/// Lock-free counters for a store shared between tasks.
-#[derive(Debug, Default)]
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-pub(crate) struct SharedCounters {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub sets: AtomicU64,
-    pub deletes: AtomicU64,
-    pub evictions: AtomicU64,
-    pub expirations: AtomicU64,
-    latency_ns: AtomicU64,
-    samples: AtomicU64,
-    loads: AtomicU64,
-    load_failures: AtomicU64,
-    load_ns: AtomicU64,
-    pub stale_hits: AtomicU64,
-    pub refreshes: AtomicU64,
-    pub refresh_failures: AtomicU64,
-}
-
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 impl SharedCounters {
     pub fn add(counter: &AtomicU64, n: u64) {
@@ -264,7 +326,7 @@ impl SharedCounters {
 
     /// Whether the next `get` should be timed.
     pub fn sample_next_get(&self) -> bool {
-        (self.hits.load(Ordering::Relaxed) + self.misses.load(Ordering::Relaxed)).is_multiple_of(LATENCY_SAMPLE_EVERY)
+        sampled(self.hits.load(Ordering::Relaxed) + self.misses.load(Ordering::Relaxed))
     }
 
     pub fn record_latency(&self, elapsed: Nanos) {
@@ -280,44 +342,7 @@ impl SharedCounters {
     }
 
     pub fn snapshot(&self) -> CacheStats {
-        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        CacheStats::from_raw([
-            read(&self.hits),
-            read(&self.misses),
-            read(&self.sets),
-            read(&self.deletes),
-            read(&self.evictions),
-            read(&self.expirations),
-            read(&self.latency_ns),
-            read(&self.samples),
-            read(&self.loads),
-            read(&self.load_failures),
-            read(&self.load_ns),
-            read(&self.stale_hits),
-            read(&self.refreshes),
-            read(&self.refresh_failures),
-        ])
-    }
-
-    pub fn reset(&self) {
-        for c in [
-            &self.hits,
-            &self.misses,
-            &self.sets,
-            &self.deletes,
-            &self.evictions,
-            &self.expirations,
-            &self.latency_ns,
-            &self.samples,
-            &self.loads,
-            &self.load_failures,
-            &self.load_ns,
-            &self.stale_hits,
-            &self.refreshes,
-            &self.refresh_failures,
-        ] {
-            c.store(0, Ordering::Relaxed);
-        }
+        self.load().snapshot()
     }
 }
 
@@ -338,34 +363,17 @@ impl SharedCounters {
 pub fn render_prometheus<'a>(stores: impl IntoIterator<Item = (&'a str, &'a CacheStats)>) -> String {
     use std::fmt::Write;
     let stores: Vec<(&str, &CacheStats)> = stores.into_iter().collect();
-    type Read = fn(&CacheStats) -> f64;
-    let families: [(&str, &str, &str, Read); 15] = [
-        ("hits_total", "counter", "Gets that found a live entry.", |s| s.hits as f64),
-        ("misses_total", "counter", "Gets that found nothing, or only an expired entry.", |s| s.misses as f64),
-        ("sets_total", "counter", "Successful sets.", |s| s.sets as f64),
-        ("deletes_total", "counter", "Live entries removed by delete, invalidate or clear.", |s| s.deletes as f64),
-        ("evictions_total", "counter", "Live entries removed to make room.", |s| s.evictions as f64),
-        ("expirations_total", "counter", "Entries removed because their TTL had passed.", |s| s.expirations as f64),
-        ("loads_total", "counter", "Loader runs started by get_or_set.", |s| s.loads as f64),
-        ("load_failures_total", "counter", "Loader runs that failed.", |s| s.load_failures as f64),
-        ("load_seconds_total", "counter", "Time spent in loaders.", |s| s.total_load_time.as_secs_f64()),
-        ("stale_hits_total", "counter", "Reads answered with a stale value within the grace period.", |s| {
-            s.stale_hits as f64
-        }),
-        ("refreshes_total", "counter", "Background refreshes started.", |s| s.refreshes as f64),
-        ("refresh_failures_total", "counter", "Background refreshes that failed or timed out.", |s| {
-            s.refresh_failures as f64
-        }),
-        ("gets_total", "counter", "Gets (hits and misses).", |s| (s.hits + s.misses) as f64),
-        ("hit_ratio", "gauge", "Hits divided by gets since the counters were reset.", |s| s.hit_ratio),
-        ("get_latency_seconds", "gauge", "Mean time of the sampled gets.", |s| s.avg_get_latency.as_secs_f64()),
-    ];
+    // Counters first, then gauges, each in table order.
+    let counters = STATS.iter().filter(|s| s.kind == Kind::Counter).chain([&GETS]);
+    let families = counters.chain(STATS.iter().filter(|s| s.kind == Kind::Gauge));
     let mut out = String::new();
-    for (name, kind, help, read) in families {
+    for family in families {
+        let (name, help, kind) = (family.prometheus, family.help, family.kind.prometheus());
         let _ = writeln!(out, "# HELP pepperpy_cache_{name} {help}");
         let _ = writeln!(out, "# TYPE pepperpy_cache_{name} {kind}");
         for (store, stats) in &stores {
-            let _ = writeln!(out, "pepperpy_cache_{name}{{store=\"{}\"}} {}", escape_label(store), read(stats));
+            let _ =
+                writeln!(out, "pepperpy_cache_{name}{{store=\"{}\"}} {}", escape_label(store), (family.read)(stats));
         }
     }
     out
@@ -452,5 +460,46 @@ mod tests {
         }
         assert_eq!(seen.len(), 15);
         assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 30);
+    }
+
+    /// The exact text, so that a change to the table shows as a change of output.
+    #[test]
+    fn prometheus_text_is_unchanged() {
+        let a = CacheStats {
+            hits: 3,
+            misses: 1,
+            sets: 7,
+            deletes: 2,
+            evictions: 5,
+            expirations: 4,
+            hit_ratio: 0.75,
+            avg_get_latency: Duration::from_micros(1500),
+            loads: 6,
+            load_failures: 1,
+            total_load_time: Duration::from_millis(2250),
+            stale_hits: 8,
+            refreshes: 9,
+            refresh_failures: 10,
+        };
+        let text = render_prometheus([("a", &a), ("b", &CacheStats::default())]);
+        assert_eq!(text, include_str!("metrics/prometheus.txt"));
+    }
+
+    #[test]
+    fn shard_totals_add_every_counter() {
+        let shared = SharedCounters::default();
+        for (i, c) in [&shared.hits, &shared.misses, &shared.sets, &shared.deletes].into_iter().enumerate() {
+            SharedCounters::add(c, i as u64 + 1);
+        }
+        shared.record_latency(7);
+        shared.record_load(false, 5);
+        let mut total = shared.load();
+        total.add(&shared.load());
+        let twice = total.snapshot();
+        let once = shared.snapshot();
+        assert_eq!((twice.hits, twice.misses, twice.sets, twice.deletes), (2, 4, 6, 8));
+        assert_eq!((twice.loads, twice.load_failures), (2, 2));
+        assert_eq!(twice.total_load_time, once.total_load_time * 2);
+        assert_eq!(twice.avg_get_latency, once.avg_get_latency);
     }
 }

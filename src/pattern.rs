@@ -535,7 +535,7 @@ mod tests {
         }
     }
 
-    const MAX_KEY_LEN_FOR_TESTS: usize = crate::MAX_KEY_LEN;
+    const MAX_KEY_LEN_FOR_TESTS: usize = crate::key::MAX_KEY_LEN;
 
     #[test]
     fn segments_are_found_leftmost_and_pinned_at_the_ends() {

@@ -7,8 +7,6 @@ use crate::errors::{CacheError, Result};
 use crate::metrics::CacheStats;
 
 pub use crate::key::MAX_KEY_LEN;
-pub(crate) use crate::key::check_key;
-
 /// The deepest nesting of arrays and objects accepted in metadata (the
 /// metadata object itself is level 1) by every store, and in values by
 /// `RedisStore`: JSON readers limit nesting (serde_json reads at most 127

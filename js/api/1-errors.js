@@ -2,8 +2,8 @@
 // (scripts/build-js.sh concatenates js/api/*.js in order; not a module on
 // its own: it uses the names the other parts declare).
 //
-// The error classes (their names are the core's, src/wasm/errors.rs) and the
-// messages the JS layer words itself.
+// The error classes (from the core's error table) and the messages the JS
+// layer words itself.
 
 function notUnicode(ErrorClass, what, text) {
   return new ErrorClass(
@@ -11,38 +11,40 @@ function notUnicode(ErrorClass, what, text) {
   );
 }
 
-/** The base of every error the store throws. */
-class CacheError extends Error {}
-/** A key that is not a string, is empty or is too long. */
-class CacheKeyError extends CacheError {}
-/** A glob pattern that is not a string or is too long. */
-class CachePatternError extends CacheError {}
-/** Options that make no sense: a capacity of 0, a negative TTL, a missing policy. */
-class CachePolicyError extends CacheError {}
-/** A value or metadata the store cannot hold. */
-class CacheSerializationError extends CacheError {}
-/** The backend failed; from a MemoryStore: wasm memory is exhausted, or the engine trapped. */
-class CacheBackendError extends CacheError {}
-/** A `getOrSet` loader asked the same store for the key it is loading: it would wait on itself. */
-class CacheReentrantLoadError extends CacheError {}
-/** A `getOrSet` load took longer than its `softTimeout` (this caller) or `hardTimeout` (the load). */
-class CacheTimeoutError extends CacheError {}
-
-// Names on the prototypes, not `new.target.name`, so minifiers cannot rename them.
+// The classes are made from the core's error table (src/wasm/tables.rs
+// `errorTable`: the JS class of each ErrorKind), so the names the wasm
+// exports throw with and the classes here cannot differ. `CacheError` is the
+// base of them all; index.d.ts declares each class with its documentation
+// (tests/js/error-table.test.mjs checks it against the table).
 const errorClasses = new Map();
-for (const [name, Class] of Object.entries({
-  CacheError,
-  CacheKeyError,
-  CachePatternError,
-  CachePolicyError,
-  CacheSerializationError,
-  CacheBackendError,
-  CacheReentrantLoadError,
-  CacheTimeoutError,
-})) {
+
+function errorClass(name, Base) {
+  const Class = class extends Base {};
+  // Names set here, not taken from `new.target.name`, so minifiers cannot rename them.
+  Object.defineProperty(Class, "name", { value: name, configurable: true });
   Object.defineProperty(Class.prototype, "name", { value: name, writable: true, configurable: true });
   errorClasses.set(name, Class);
+  return Class;
 }
+
+const CacheError = errorClass("CacheError", Error);
+for (const { name } of wasm.errorTable()) {
+  if (!errorClasses.has(name)) errorClass(name, CacheError);
+}
+
+// The classes this layer throws itself, by name (a name the table lacks fails at load).
+function tableClass(name) {
+  const Class = errorClasses.get(name);
+  if (Class === undefined) throw new Error(`pepperpy-caching: the core's error table has no ${name}`);
+  return Class;
+}
+const CacheKeyError = tableClass("CacheKeyError");
+const CachePatternError = tableClass("CachePatternError");
+const CachePolicyError = tableClass("CachePolicyError");
+const CacheSerializationError = tableClass("CacheSerializationError");
+const CacheBackendError = tableClass("CacheBackendError");
+const CacheReentrantLoadError = tableClass("CacheReentrantLoadError");
+const CacheTimeoutError = tableClass("CacheTimeoutError");
 
 // The policy constructors throw plain `Error`s named after the class they stand for.
 function translate(error) {

@@ -17,11 +17,7 @@ function readOptions(options, what, allowed) {
   if (!isPlainObject(options)) {
     throw new CachePolicyError(`${what} options must be a plain object, got ${describe(options)}`);
   }
-  for (const name of Object.keys(options)) {
-    if (!allowed.includes(name)) {
-      throw new CachePolicyError(`unknown ${what} option ${JSON.stringify(name)} (known: ${allowed.join(", ")})`);
-    }
-  }
+  checkNames(options, what, allowed);
   return options;
 }
 
@@ -59,6 +55,8 @@ function maxSizeOption(value) {
   if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
     throw new CachePolicyError(`invalid policy: maxSize must be a positive integer, got ${value}`);
   }
+  // The core refuses 0 too, naming the Rust option (max_size).
+  if (value === 0) throw new CachePolicyError("invalid policy: maxSize must be at least 1, got 0");
   return value;
 }
 
@@ -110,7 +108,7 @@ function readLoadOptions(options) {
     grace: undefined,
     softTimeout: undefined,
     hardTimeout: undefined,
-    retryAfter: 1,
+    retryAfter: undefined,
     waitUntil: undefined,
     signal: undefined,
   };
@@ -123,14 +121,13 @@ function readLoadOptions(options) {
   o.ttl = seconds(ttl, "ttl");
   if (metadata !== undefined) o.meta = copyMetadata(metadata);
   o.grace = seconds(grace, "grace");
-  if (o.grace !== undefined && o.ttl === undefined) {
-    throw new CachePolicyError("invalid policy: grace needs a ttl, the period during which a loaded value is fresh");
-  }
   o.softTimeout = seconds(softTimeout, "softTimeout");
   o.hardTimeout = seconds(hardTimeout, "hardTimeout");
-  if (retryAfter !== undefined) {
-    if (o.grace === undefined) throw new CachePolicyError("invalid policy: retryAfter applies only with grace");
-    o.retryAfter = seconds(retryAfter, "retryAfter");
+  o.retryAfter = seconds(retryAfter, "retryAfter");
+  if (o.grace !== undefined || o.retryAfter !== undefined) {
+    // The core's rules for stale-while-revalidate (src/wasm/mod.rs `refreshError`).
+    const error = wasm.refreshError(o.ttl !== undefined, o.grace !== undefined, o.retryAfter !== undefined);
+    if (error !== undefined) throw translate(error);
   }
   if (waitUntil !== undefined && typeof waitUntil !== "function") {
     throw new CachePolicyError(`waitUntil must be a function, like ctx.waitUntil.bind(ctx), got ${describe(waitUntil)}`);

@@ -4,40 +4,20 @@
 //
 // OpenTelemetry export of the stores' counters (OTLP/JSON).
 
-/**
- * A cache in this isolate's memory. Values are kept as they are, not
- * copied: `get` returns the very object that was `set`, as a Map does.
- *
- * Values live here, in `#values` indexed by the entry's slot id, and keys
- * map to slot ids in `#ids`; the wasm engine keeps the policy, expiry,
- * metadata and the keys (for patterns) by slot, and hands back the id of
- * every entry it removes, which `#drop` forgets here. So the garbage
- * collector sees every value, and a hit is a Map lookup and one wasm call
- * with a number.
- */
 // When each store's counters started (creation or last resetStats), in ms
 // since the epoch: the start of its cumulative OpenTelemetry sums.
 const statsSince = new WeakMap();
 
-const OTEL_METRICS = [
-  ["hits", "sum", "Gets that found a live entry."],
-  ["misses", "sum", "Gets that found nothing, or only an expired entry."],
-  ["sets", "sum", "Successful sets."],
-  ["deletes", "sum", "Live entries removed by delete, invalidate or clear."],
-  ["evictions", "sum", "Live entries removed to make room."],
-  ["expirations", "sum", "Entries removed because their TTL had passed."],
-  ["loads", "sum", "Loader runs started by getOrSet."],
-  ["loadFailures", "sum", "Loader runs that failed."],
-  ["staleHits", "sum", "Reads answered with a stale value within the grace period."],
-  ["refreshes", "sum", "Background refreshes started."],
-  ["refreshFailures", "sum", "Background refreshes that failed or timed out."],
-  ["hitRatio", "gauge", "Hits divided by gets since the counters were reset."],
-  ["avgGetLatency", "gauge", "Mean time of the sampled gets, in milliseconds."],
-  ["totalLoadTime", "gauge", "Time spent in loaders, in milliseconds."],
-];
+// The counters, one row per figure of getStats() in its order (the core's
+// counter table, src/wasm/tables.rs `counterTable`): `name` (the getStats
+// key), `field` (the Rust name), `kind` ("sum" or "gauge"), `unit`, `help`,
+// and `engine` (its index in the engine's counters, or -1 when the store
+// keeps or computes it itself).
+const COUNTERS = Object.freeze(wasm.counterTable().map((row) => Object.freeze(row)));
+// The exported metrics: the sums, then the gauges, each in table order.
+const OTEL_METRICS = [...COUNTERS.filter((c) => c.kind === "sum"), ...COUNTERS.filter((c) => c.kind !== "sum")];
 
 const nanos = (ms) => (BigInt(Math.trunc(ms)) * 1000000n).toString();
-const snake = (name) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 /**
  * The counters of `stores` ({ name: MemoryStore }) as an OpenTelemetry
@@ -62,18 +42,18 @@ function toOpenTelemetry(stores, options) {
     }
     return [name, store.getStats(), statsSince.get(store) ?? now];
   });
-  const metrics = OTEL_METRICS.map(([field, kind, description]) => {
-    const dataPoints = rows.map(([name, stats, since]) => {
+  const metrics = OTEL_METRICS.map(({ name, field, kind, unit, help: description }) => {
+    const dataPoints = rows.map(([store, stats, since]) => {
       const point = {
-        attributes: [{ key: "store", value: { stringValue: name } }],
+        attributes: [{ key: "store", value: { stringValue: store } }],
         startTimeUnixNano: nanos(since),
         timeUnixNano: nanos(now),
       };
-      if (kind === "sum") point.asInt = String(stats[field]);
-      else point.asDouble = stats[field];
+      if (kind === "sum") point.asInt = String(stats[name]);
+      else point.asDouble = stats[name];
       return point;
     });
-    const metric = { name: `pepperpy_cache.${snake(field)}`, description, unit: field.endsWith("Time") || field === "avgGetLatency" ? "ms" : "1" };
+    const metric = { name: `pepperpy_cache.${field}`, description, unit };
     if (kind === "sum") metric.sum = { aggregationTemporality: 2, isMonotonic: true, dataPoints };
     else metric.gauge = { dataPoints };
     return metric;

@@ -1,7 +1,9 @@
 //! The stores: [`MemoryStore`] everywhere; natively with the `redis` feature,
 //! `RedisStore` and `NearCache` (a `MemoryStore` in front of a `RedisStore`).
-//! Each implements [`CacheStore`](crate::CacheStore).
+//! Each implements [`CacheStore`](crate::CacheStore), and any of them can be
+//! held as a `DynCacheStore` chosen at run time (`dyn_store.rs`).
 
+pub(crate) mod dyn_store;
 pub(crate) mod memory;
 
 pub use memory::{MAX_SHARDS, MemoryStore, MemoryStoreBuilder};

@@ -20,6 +20,8 @@
 //! store's engine.
 
 mod errors;
+mod host;
+mod tables;
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::time::Duration;
@@ -27,10 +29,12 @@ use std::time::Duration;
 use wasm_bindgen::prelude::*;
 
 use crate::errors::CacheError;
+use crate::key::Key;
 use crate::metrics::LATENCY_SAMPLE_EVERY;
 use crate::pattern::{MAX_PATTERN_LEN, Pattern};
 use crate::policies::{LruPolicy, Policy, S3FifoPolicy, TtlPolicy, check_ttl};
-use crate::store::{MAX_KEY_LEN, MAX_NESTING, check_key};
+use crate::refresh;
+use crate::store::{MAX_KEY_LEN, MAX_NESTING};
 use crate::stores::memory::slots::{self, SlotEngine};
 
 use errors::{IntoJs, ToJs};
@@ -86,7 +90,7 @@ pub fn wasm_exports() -> JsValue {
 /// layer checks keys itself and asks here only for the message of a bad one.
 #[wasm_bindgen(js_name = keyError)]
 pub fn key_error(key: &str) -> JsValue {
-    check_key(key).err().map_or(JsValue::UNDEFINED, |err| err.to_js())
+    Key::new(key).err().map_or(JsValue::UNDEFINED, |err| err.to_js())
 }
 
 /// Where the JS layer writes a batch of keys for [`WasmPattern::match_batch`].
@@ -398,14 +402,49 @@ impl WasmStore {
     }
 }
 
+/// The core's error for getOrSet's stale-while-revalidate options (which
+/// of `ttl`, `grace` and `retryAfter` were given), `undefined` if they fit
+/// [`RefreshOptions`](crate::refresh::RefreshOptions): `grace` needs a fresh
+/// period (`ttl`), and `retryAfter` needs `grace`. The JS layer has checked
+/// each value.
+#[wasm_bindgen(js_name = refreshError)]
+pub fn refresh_error(ttl: bool, grace: bool, retry_after: bool) -> JsValue {
+    let message = match (ttl, grace, retry_after) {
+        (false, true, _) => "grace needs a ttl, the period during which a loaded value is fresh",
+        (_, false, true) => "retryAfter applies only with grace",
+        _ => return JsValue::UNDEFINED,
+    };
+    CacheError::Policy(message.into()).to_js()
+}
+
+/// The wait in milliseconds before the next refresh after `failures` failed
+/// refreshes in a row, with `retry_after` seconds (`NaN`: the core's
+/// default): the back-off of [`RefreshOptions`](crate::refresh::RefreshOptions).
+#[wasm_bindgen(js_name = refreshBackoff)]
+pub fn refresh_backoff(retry_after: f64, failures: u32) -> f64 {
+    let retry_after = if retry_after.is_nan() {
+        refresh::DEFAULT_RETRY_AFTER
+    } else {
+        duration(retry_after).unwrap_or(Duration::MAX)
+    };
+    refresh::backoff(retry_after, failures).as_secs_f64() * 1000.0
+}
+
 /// A TTL in seconds as a `Duration`. The JS layer has refused what is not a
 /// positive finite number with a message naming it; the core's
 /// `ttl_from_secs_f64` would format the float, which links the float printer
 /// (about 15 KB) into the `.wasm`.
 fn ttl_from_secs(secs: f64) -> crate::Result<Duration> {
-    let ttl = Duration::try_from_secs_f64(secs)
-        .map_err(|_| CacheError::Policy("ttl must be a positive, finite number of seconds that fits".into()))?;
+    let ttl = duration(secs)
+        .ok_or_else(|| CacheError::Policy("ttl must be a positive, finite number of seconds that fits".into()))?;
     check_ttl(ttl)
+}
+
+/// `secs` seconds as a `Duration`, if it is one. Not inlined: the
+/// conversion is large, and both of its callers would carry a copy.
+#[inline(never)]
+fn duration(secs: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 #[cfg(test)]

@@ -501,6 +501,45 @@ describe("wasm memory exhausted", () => {
     assert.deepEqual(victim[Symbol.for("pepperpy-caching.audit")](), []);
     victim.dispose();
   });
+
+  test("an onRemove listener that disposes the store while a trapped engine is replaced: the call throws the disposed CacheError", async () => {
+    const { bytes, dir } = cappedApi();
+    const { initSync } = await import(join(dir, "init.mjs"));
+    const api = initSync(new WebAssembly.Module(bytes));
+    let disposeOnClear = false;
+    const victim = new api.MemoryStore({
+      policy: new api.S3FIFOPolicy({ maxSize: 20_000 }),
+      onRemove: (value, key, reason) => {
+        if (disposeOnClear && reason === "cleared") victim.dispose();
+      },
+    });
+    for (let i = 0; i < 20_000; i++) victim.setSync(`v${i}`, i);
+    const hog = new api.MemoryStore({ policy: new api.LRUPolicy({ maxSize: 10_000_000 }) });
+    for (let i = 0; ; i++) {
+      try {
+        hog.setSync(`hog:${i}`, i);
+      } catch {
+        break;
+      }
+    }
+    let trapped = false;
+    for (let i = 0; i < 200_000 && !trapped; i++) {
+      try {
+        victim.setSync(`x${i}`, i);
+      } catch (error) {
+        trapped = /trapped/.test(error.message);
+      }
+    }
+    assert.ok(trapped, "a set trapped inside the store");
+    hog.dispose();
+    disposeOnClear = true;
+    // The set's first step replaces the engine and tells the listener, which disposes the store.
+    assert.throws(
+      () => victim.setSync("after", 1),
+      (error) => error instanceof api.CacheError && /disposed/.test(error.message),
+    );
+    assert.throws(() => victim.getSync("after"), (error) => error instanceof api.CacheError && /disposed/.test(error.message));
+  });
 });
 
 /** `bytes` with its memory's maximum set to `pages` (64 KiB each). */

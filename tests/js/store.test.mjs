@@ -340,3 +340,22 @@ describe("behaviour", () => {
     assert.equal(store.size, 50_000);
   });
 });
+
+test("getStats reads each counter where the core's counter table says it is kept", () => {
+  // The engine's counters at their indexes in its counter array, the others from the JS side.
+  const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 2 }) });
+  store.setSync("a", 1);
+  store.setSync("b", 2);
+  store.setSync("c", 3); // evicts a
+  store.setSync("c", 4);
+  assert.equal(store.deleteSync("b"), true);
+  store.getSync("c");
+  store.getSync("a");
+  const stats = store.getStats();
+  for (const [name, value] of Object.entries(stats)) assert.equal(typeof value, "number", `${name} is a number`);
+  assert.deepEqual(
+    { sets: stats.sets, deletes: stats.deletes, evictions: stats.evictions, expirations: stats.expirations },
+    { sets: 4, deletes: 1, evictions: 1, expirations: 0 },
+  );
+  assert.deepEqual({ hits: stats.hits, misses: stats.misses, hitRatio: stats.hitRatio }, { hits: 1, misses: 1, hitRatio: 0.5 });
+});

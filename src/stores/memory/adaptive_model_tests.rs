@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::Engine;
 use super::engine::{MAX_FREQ, MOVE_TO_MAIN};
 use super::ghost;
 use super::shadow::{self, Sampler, Setting};
 use super::sketch::{FrequencySketch, MAX_COUNT};
+use super::test_support::StrEngine;
 use crate::clock::ManualClock;
 use crate::metrics::CacheStats;
 use crate::pattern::Pattern;
@@ -325,7 +325,7 @@ fn apply_model(m: &mut Model, hash_of: &dyn Fn(&str) -> u64, op: &Op) -> Answer 
     }
 }
 
-fn apply_engine(e: &mut Engine<u32>, clock: &ManualClock, op: &Op) -> Answer {
+fn apply_engine(e: &mut StrEngine<u32>, clock: &ManualClock, op: &Op) -> Answer {
     match op {
         Op::Set { key: k, value, ttl_secs } => {
             let mut options = SetOptions::new();
@@ -355,7 +355,7 @@ fn apply_engine(e: &mut Engine<u32>, clock: &ManualClock, op: &Op) -> Answer {
 fn check_sequence(max: usize, ops: &[Op]) -> Result<Vec<Setting>, TestCaseError> {
     let mut seen = vec![shadow::SETTINGS[0]];
     let clock = ManualClock::new();
-    let mut engine = Engine::<u32>::new(Policy::S3Fifo(S3FifoPolicy::new(max).unwrap()), clock.clone().into());
+    let mut engine = StrEngine::<u32>::new(Policy::S3Fifo(S3FifoPolicy::new(max).unwrap()), clock.clone().into());
     let hasher = engine.hasher_for_tests();
     let hash_of = move |k: &str| std::hash::BuildHasher::hash_one(&hasher, k);
     let mut model = Model::new(max);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use serde_json::json;
 
-use super::Engine;
+use super::test_support::StrEngine;
 use crate::clock::ManualClock;
 use crate::metrics::CacheStats;
 use crate::pattern::Pattern;
@@ -238,7 +238,7 @@ fn apply_model(m: &mut Model, op: &Op) -> Answer {
     }
 }
 
-pub(super) fn apply_engine(e: &mut Engine<u32>, clock: &ManualClock, op: &Op) -> Answer {
+pub(super) fn apply_engine(e: &mut StrEngine<u32>, clock: &ManualClock, op: &Op) -> Answer {
     match op {
         Op::Set { key, value, ttl_secs, meta: md } => {
             let mut options = SetOptions::new();
@@ -272,7 +272,7 @@ pub(super) fn apply_engine(e: &mut Engine<u32>, clock: &ManualClock, op: &Op) ->
 
 fn check_sequence(policy: Policy, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let clock = ManualClock::new();
-    let mut engine = Engine::<u32>::new(policy.clone(), clock.clone().into());
+    let mut engine = StrEngine::<u32>::new(policy.clone(), clock.clone().into());
     let mut model = Model::new(&policy);
     for (step, op) in ops.iter().enumerate() {
         let expected = apply_model(&mut model, op);
@@ -310,7 +310,7 @@ proptest! {
 fn expired_entries_are_reclaimed_by_writes_without_reads() {
     let clock = ManualClock::new();
     let policy = LruPolicy::new(100_000).unwrap();
-    let mut engine = Engine::<u32>::new(policy.into(), clock.clone().into());
+    let mut engine = StrEngine::<u32>::new(policy.into(), clock.clone().into());
     for i in 0..1_000 {
         engine.set(&format!("k{i}"), i, SetOptions::new().ttl(Duration::from_secs(1))).unwrap();
     }
@@ -328,7 +328,7 @@ fn expired_entries_are_reclaimed_by_writes_without_reads() {
 #[test]
 fn a_full_store_reclaims_an_expired_entry_before_evicting_a_live_one() {
     let clock = ManualClock::new();
-    let mut engine = Engine::<u32>::new(LruPolicy::new(2).unwrap().into(), clock.clone().into());
+    let mut engine = StrEngine::<u32>::new(LruPolicy::new(2).unwrap().into(), clock.clone().into());
     engine.set("live", 1, SetOptions::new()).unwrap();
     engine.set("short", 2, SetOptions::new().ttl(Duration::from_secs(1))).unwrap();
     clock.advance(Duration::from_secs(1));
@@ -342,7 +342,7 @@ fn a_full_store_reclaims_an_expired_entry_before_evicting_a_live_one() {
 fn latency_is_sampled_with_the_injected_clock() {
     let clock = ManualClock::new();
     clock.set_auto_advance(Duration::from_micros(3));
-    let mut engine = Engine::<u32>::new(LruPolicy::new(4).unwrap().into(), clock.clone().into());
+    let mut engine = StrEngine::<u32>::new(LruPolicy::new(4).unwrap().into(), clock.clone().into());
     for _ in 0..(2 * crate::metrics::LATENCY_SAMPLE_EVERY) {
         engine.get("k").unwrap();
     }
@@ -355,7 +355,7 @@ fn latency_is_sampled_with_the_injected_clock() {
 #[test]
 fn lru_evicts_exactly_at_capacity() {
     for max in [1, 3, 70_000] {
-        let mut engine = Engine::<usize>::new(LruPolicy::new(max).unwrap().into(), ManualClock::new().into());
+        let mut engine = StrEngine::<usize>::new(LruPolicy::new(max).unwrap().into(), ManualClock::new().into());
         for i in 0..=max {
             engine.set(&format!("k{i}"), i, SetOptions::new()).unwrap();
         }
@@ -389,7 +389,7 @@ fn a_panicking_drop_leaves_the_engine_consistent() {
     ];
     for policy in policies {
         let clock = ManualClock::new();
-        let mut e = Engine::<Grenade>::new(policy.clone(), clock.clone().into());
+        let mut e = StrEngine::<Grenade>::new(policy.clone(), clock.clone().into());
         let ttl = SetOptions::new().ttl(Duration::from_secs(5));
         e.set("bomb", Grenade(1, true), SetOptions::new()).unwrap();
         e.set("live", Grenade(2, false), ttl.clone()).unwrap();
@@ -448,8 +448,8 @@ fn a_late_failure_of_an_overtaken_refresh_leaves_the_running_one_alone() {
     use crate::refresh::RefreshOptions;
     let options = RefreshOptions::new(NoRuntime, Duration::from_secs(10), Duration::from_secs(100));
     let clock = ManualClock::new();
-    let mut e = Engine::<u32>::new(LruPolicy::new(10).unwrap().into(), clock.clone().into());
-    let stale = |e: &mut Engine<u32>| match e.get_fresh("k").unwrap() {
+    let mut e = StrEngine::<u32>::new(LruPolicy::new(10).unwrap().into(), clock.clone().into());
+    let stale = |e: &mut StrEngine<u32>| match e.get_fresh("k").unwrap() {
         Freshly::Stale { refresh, .. } => refresh,
         _ => panic!("expected a stale entry"),
     };
@@ -587,7 +587,7 @@ fn survive<R>(f: impl FnOnce() -> R) -> Option<R> {
 fn check_hostile_sequence(policy: Policy, ops: Vec<HostileOp>) -> Result<(), TestCaseError> {
     use std::collections::HashMap;
     let clock = ManualClock::new();
-    let mut engine = Engine::<Hostile>::new(policy.clone(), clock.clone().into());
+    let mut engine = StrEngine::<Hostile>::new(policy.clone(), clock.clone().into());
     let max = policy.max_size().unwrap_or(usize::MAX);
     let options = crate::refresh::RefreshOptions::new(NoRuntime, Duration::from_secs(2), Duration::from_secs(3));
     // The value last written under each key (an entry may be gone: evicted, expired).
@@ -695,7 +695,7 @@ fn check_hostile_sequence(policy: Policy, ops: Vec<HostileOp>) -> Result<(), Tes
         // (Listing reclaims expired entries first: their Drop may panic;
         // then once more, with nothing left to reclaim.)
         let mut wrong = Vec::new();
-        let mut list = |engine: &mut Engine<Hostile>| {
+        let mut list = |engine: &mut StrEngine<Hostile>| {
             wrong.clear();
             engine.for_each_live(|k, h| {
                 if written.get(k) != Some(&h.v) {

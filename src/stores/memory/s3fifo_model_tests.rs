@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::Engine;
 use super::engine::{Climber, ghost_cap};
 use super::model_tests::{Answer, KEYS, Op, PATTERNS, apply_engine, meta, op, secs};
+use super::test_support::StrEngine;
 use crate::clock::ManualClock;
 use crate::metrics::CacheStats;
 use crate::pattern::Pattern;
@@ -225,7 +225,7 @@ fn check_sequence(max: usize, ttl: Option<u64>, ops: Vec<Op>) -> Result<(), Test
         policy = policy.with_default_ttl(Duration::from_secs(ttl)).unwrap();
     }
     let clock = ManualClock::new();
-    let mut engine = Engine::<u32>::new(Policy::S3Fifo(policy), clock.clone().into());
+    let mut engine = StrEngine::<u32>::new(Policy::S3Fifo(policy), clock.clone().into());
     let mut model = Model::new(max, ttl.map(secs));
     for (step, op) in ops.iter().enumerate() {
         let expected = apply_model(&mut model, op);
@@ -269,7 +269,7 @@ proptest! {
 /// are read again and again (LRU loses them all).
 #[test]
 fn a_scan_does_not_flush_the_hot_keys() {
-    let mut engine = Engine::<u32>::new(S3FifoPolicy::new(100).unwrap().into(), ManualClock::new().into());
+    let mut engine = StrEngine::<u32>::new(S3FifoPolicy::new(100).unwrap().into(), ManualClock::new().into());
     for round in 0..3 {
         for hot in 0..50 {
             let key = format!("hot{hot}");

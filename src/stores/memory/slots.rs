@@ -22,10 +22,8 @@
 //! Time is the JS clock's, in milliseconds (`f64`); a deadline of `Infinity`
 //! means never.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
-
 use super::engine::{Climber, RECLAIM_PER_WRITE, ghost_cap};
+use super::fifo_ghost::FifoGhost;
 use crate::policies::Policy;
 
 // S3-FIFO's parameters, as in engine.rs: the small queue starts at a tenth
@@ -89,82 +87,6 @@ impl List {
     const EMPTY: List = List { head: NIL, tail: NIL, len: 0 };
 }
 
-/// Hashes that are already mixed (the ghost's keys).
-#[derive(Default)]
-struct Premixed(u64);
-
-impl Hasher for Premixed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("only u32 keys")
-    }
-    fn write_u32(&mut self, n: u32) {
-        // A multiply, then the high half folded down: hashbrown picks the
-        // bucket from the low bits (of a 32-bit word on wasm32), and the low
-        // bits of a product depend only on the low bits of `n`.
-        let x = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = x ^ (x >> 29) ^ (x >> 47);
-    }
-}
-
-/// The recently evicted hashes of S3-FIFO: a FIFO of at most `cap`, where a
-/// hash taken back frees its place at once (its queue cell stays behind as a
-/// tombstone), as the memory engine's ghost.
-struct Ghost {
-    queue: VecDeque<(u32, u64)>,
-    next: u64,
-    /// Remembered hash -> the sequence number of its live cell.
-    index: HashMap<u32, u64, BuildHasherDefault<Premixed>>,
-    cap: usize,
-}
-
-impl Ghost {
-    fn new(cap: usize) -> Self {
-        Ghost { queue: VecDeque::new(), next: 0, index: HashMap::default(), cap }
-    }
-
-    fn insert(&mut self, hash: u32) {
-        if self.cap == 0 {
-            return;
-        }
-        while self.index.len() >= self.cap {
-            self.pop_front();
-        }
-        if self.queue.len() >= 2 * self.cap {
-            let index = &self.index;
-            self.queue.retain(|&(hash, seq)| index.get(&hash) == Some(&seq));
-        }
-        self.queue.push_back((hash, self.next));
-        self.index.insert(hash, self.next);
-        self.next += 1;
-    }
-
-    fn pop_front(&mut self) {
-        if let Some((hash, seq)) = self.queue.pop_front()
-            && self.index.get(&hash) == Some(&seq)
-        {
-            self.index.remove(&hash);
-        }
-    }
-
-    fn take(&mut self, hash: u32) -> bool {
-        self.index.remove(&hash).is_some()
-    }
-
-    fn set_cap(&mut self, cap: usize) {
-        self.cap = cap;
-        while self.index.len() > cap {
-            self.pop_front();
-        }
-    }
-
-    fn clear(&mut self) {
-        *self = Ghost::new(self.cap);
-    }
-}
-
 /// A min-heap entry of the expiry queue: (deadline, seq) orders it; it is
 /// stale once its slot was set again or freed (the slot's `seq` moved on).
 #[derive(Clone, Copy)]
@@ -208,7 +130,7 @@ pub(crate) struct SlotEngine {
     live: usize,
     lists: [List; 2],
     dues: Vec<Due>,
-    ghost: Ghost,
+    ghost: FifoGhost<u32>,
     next_seq: u32,
     pub counters: [f64; COUNTERS],
     /// `[version, slots, freq address, deadline address or 0]`, for the JS
@@ -261,7 +183,7 @@ impl SlotEngine {
             live: 0,
             lists: [List::EMPTY; 2],
             dues: Vec::new(),
-            ghost: Ghost::new(if kind == Kind::S3Fifo { ghost_cap(small_cap, max_size) } else { 0 }),
+            ghost: FifoGhost::new(if kind == Kind::S3Fifo { ghost_cap(small_cap, max_size) } else { 0 }),
             next_seq: 0,
             counters: [0.0; COUNTERS],
             header: [0; 4],

@@ -2,13 +2,26 @@
 //! multiplexed connection to a single Redis, or redis-rs's cluster client,
 //! which routes each command by its first key's slot and follows `MOVED` and
 //! `ASK` redirections, slot moves and failovers by itself.
+//!
+//! Single node or cluster is decided here, once: the rest of the store asks
+//! this type what a topology allows ([`Conn::may_be_migrating`],
+//! [`Conn::declares_absent_keys`], [`Conn::count_keys_in_slot`], ...) and
+//! never branches on it.
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+
+use super::failure::{Cause, Failure, backend};
+use crate::errors::Result;
+
+/// The least time between two [`nudge`]s of a cluster store.
+const NUDGE_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 pub(super) enum Conn {
@@ -35,6 +48,69 @@ pub(super) struct Topology {
 }
 
 impl Conn {
+    fn is_cluster(&self) -> bool {
+        matches!(self, Conn::Cluster(_))
+    }
+
+    /// Whether a script that failed with `failure` may have failed because
+    /// its slot is migrating (a cluster only): Redis refused it (`TRYAGAIN`,
+    /// `ASK`), or the round trip timed out, which is what redis-rs's retries
+    /// of `TRYAGAIN` end in. The caller then falls back to plain commands,
+    /// which follow a migration; after a timeout on a hung master the
+    /// fallback times out too, so such a call can take two timeouts.
+    pub fn may_be_migrating(&self, failure: &Failure) -> bool {
+        self.is_cluster() && matches!(failure.cause, Cause::Redirect | Cause::Elapsed)
+    }
+
+    /// Whether a pipeline failed because a key of it was redirected (a
+    /// cluster only): redis-rs follows `ASK` for a command, not inside a
+    /// pipeline, so the caller sends the commands apart.
+    pub fn redirected(&self, failure: &Failure) -> bool {
+        self.is_cluster() && failure.cause == Cause::Redirect
+    }
+
+    /// Whether a script may declare a key that may not exist (an optional
+    /// lock): not on a cluster, where Redis refuses (`TRYAGAIN`) a script
+    /// whose declared keys are not all on one master while the slot
+    /// migrates, and an absent key is on neither.
+    pub fn declares_absent_keys(&self) -> bool {
+        !self.is_cluster()
+    }
+
+    /// How many keys `slot` holds (`CLUSTER COUNTKEYSINSLOT`), on a cluster,
+    /// where a slot's keys can be listed straight from it; `None` on a single
+    /// Redis, without a round trip.
+    pub async fn count_keys_in_slot(&mut self, slot: u16) -> RedisResult<Option<u64>> {
+        if !self.is_cluster() {
+            return Ok(None);
+        }
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("COUNTKEYSINSLOT").arg(slot);
+        self.on_slot(slot, &cmd).await.map(Some)
+    }
+
+    /// After a call timed out, on a cluster: starts a [`nudge`] about `key`
+    /// (at most one per [`NUDGE_EVERY`]; `last` holds when the last one
+    /// started, `now` the time, both in ms since the store was built, 0 for
+    /// never), so that the client learns if the master that did not answer
+    /// has been replaced. Any key will do: one `MOVED` makes the client
+    /// refresh its whole slot map.
+    pub fn after_timeout(&self, last: &AtomicU64, now: u64, key: &[u8], timeout: Duration) {
+        if !self.is_cluster() {
+            return;
+        }
+        // A time is stored as at least 1: 0 means never.
+        let now = now.max(1);
+        let seen = last.load(Ordering::Relaxed);
+        let every = u64::try_from(NUDGE_EVERY.as_millis()).unwrap_or(u64::MAX);
+        if (seen != 0 && now.saturating_sub(seen) < every)
+            || last.compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        tokio::spawn(nudge(self.clone(), key.to_vec(), timeout));
+    }
+
     /// Runs `cmd` on `node` (a cluster's master), or, with no node, where
     /// the command routes itself (the only node of a single Redis).
     pub async fn on_node<T: redis::FromRedisValue>(&mut self, node: Option<&Node>, cmd: &Cmd) -> RedisResult<T> {
@@ -145,7 +221,7 @@ impl Topology {
 /// answers where `key`'s slot is now, and send `EXISTS key` to a node that
 /// does not serve it: its `MOVED` reply makes the client refresh. Best
 /// effort, each step bounded by `timeout`.
-pub(super) async fn nudge(mut conn: Conn, key: Vec<u8>, timeout: Duration) {
+async fn nudge(mut conn: Conn, key: Vec<u8>, timeout: Duration) {
     let slot = super::keyspace::slot(&key);
     // `CLUSTER SLOTS` goes to a random node: a few tries find one that answers.
     for _ in 0..4 {
@@ -169,6 +245,34 @@ pub(super) fn masters(topology: &Topology) -> Vec<Option<Node>> {
     nodes.sort();
     nodes.dedup();
     nodes.into_iter().map(Some).collect()
+}
+
+/// A client for the single Redis at `info`: over TLS for `rediss://`, trusting
+/// `root_certificates` (PEM) instead of the webpki roots when given.
+pub(super) fn single_client(
+    info: redis::ConnectionInfo,
+    root_certificates: Option<Vec<u8>>,
+) -> RedisResult<redis::Client> {
+    if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+        redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: root_certificates })
+    } else {
+        redis::Client::open(info)
+    }
+}
+
+/// The client of a [`NearCache`](crate::stores::NearCache)'s invalidation
+/// connection to the Redis at `url`, and that Redis's `host:port` (for
+/// messages): RESP3, the protocol Redis pushes invalidations on, and TLS as
+/// for the store ([`single_client`]).
+pub(crate) fn tracking_client(url: &str, root_certificates: Option<Vec<u8>>) -> Result<(redis::Client, String)> {
+    let info = redis::IntoConnectionInfo::into_connection_info(url)
+        .map_err(|e| backend("the Redis URL is invalid".into(), e))?;
+    let addr = info.addr().to_string();
+    let settings = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
+    let info = info.set_redis_settings(settings);
+    let client = single_client(info, root_certificates)
+        .map_err(|e| backend(format!("cannot set up the invalidation client for Redis at {addr}"), e))?;
+    Ok((client, addr))
 }
 
 fn unexpected(what: &str, reply: &Value) -> redis::RedisError {

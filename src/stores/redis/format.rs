@@ -113,31 +113,30 @@ impl Checked {
     }
 }
 
+/// A container's `begin` and `end` for [`Checked`]: one level deeper, then
+/// back, around serde_json's own output.
+macro_rules! nesting {
+    ($begin:ident, $end:ident) => {
+        fn $begin<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+            self.enter()?;
+            CompactFormatter.$begin(writer)
+        }
+
+        fn $end<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+            self.depth -= 1;
+            CompactFormatter.$end(writer)
+        }
+    };
+}
+
 impl Formatter for &mut Checked {
     fn write_null<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
         self.nulls += 1;
         CompactFormatter.write_null(writer)
     }
 
-    fn begin_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        self.enter()?;
-        CompactFormatter.begin_array(writer)
-    }
-
-    fn end_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        self.depth -= 1;
-        CompactFormatter.end_array(writer)
-    }
-
-    fn begin_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        self.enter()?;
-        CompactFormatter.begin_object(writer)
-    }
-
-    fn end_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        self.depth -= 1;
-        CompactFormatter.end_object(writer)
-    }
+    nesting!(begin_array, end_array);
+    nesting!(begin_object, end_object);
 }
 
 /// The value stored in `bytes` (the entry under `key`).
@@ -244,6 +243,12 @@ macro_rules! ok_scalars {
     };
 }
 
+macro_rules! compounds {
+    ($($method:ident($($ty:ty),*)),* $(,)?) => {
+        $(fn $method(self, $(_: $ty),*) -> std::result::Result<Self, NonFinite> { Ok(self) })*
+    };
+}
+
 impl serde::Serializer for FiniteProbe {
     type Ok = ();
     type Error = NonFinite;
@@ -292,39 +297,16 @@ impl serde::Serializer for FiniteProbe {
     ) -> Probed {
         value.serialize(self)
     }
-    fn serialize_seq(self, _: Option<usize>) -> std::result::Result<Self, NonFinite> {
-        Ok(self)
-    }
-    fn serialize_tuple(self, _: usize) -> std::result::Result<Self, NonFinite> {
-        Ok(self)
-    }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> std::result::Result<Self, NonFinite> {
-        Ok(self)
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> std::result::Result<Self, NonFinite> {
-        Ok(self)
-    }
-    fn serialize_map(self, _: Option<usize>) -> std::result::Result<Self, NonFinite> {
-        Ok(self)
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> std::result::Result<Self, NonFinite> {
-        Ok(self)
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> std::result::Result<Self, NonFinite> {
-        Ok(self)
-    }
+    // A container is probed element by element, by the same probe.
+    compounds!(
+        serialize_seq(Option<usize>),
+        serialize_tuple(usize),
+        serialize_tuple_struct(&'static str, usize),
+        serialize_tuple_variant(&'static str, u32, &'static str, usize),
+        serialize_map(Option<usize>),
+        serialize_struct(&'static str, usize),
+        serialize_struct_variant(&'static str, u32, &'static str, usize),
+    );
 }
 
 macro_rules! probe_compound {

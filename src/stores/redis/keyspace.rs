@@ -24,6 +24,7 @@
 //! (CVE-2022-36021, CVE-2024-31228).
 
 use crate::errors::{CacheError, Result};
+use crate::key::Key;
 use crate::pattern::Pattern;
 
 /// What ends every non-empty prefix, and may occur nowhere else in it.
@@ -120,10 +121,6 @@ impl Keyspace {
         &self.prefix
     }
 
-    pub fn is_clustered(&self) -> bool {
-        self.clustered
-    }
-
     pub fn buckets(&self) -> &[Bucket] {
         &self.buckets
     }
@@ -131,7 +128,7 @@ impl Keyspace {
     /// The index of `key`'s bucket: a stable hash (FNV-1a, the same in every
     /// process and version) modulo the number of buckets.
     #[inline]
-    pub fn bucket_index(&self, key: &str) -> usize {
+    pub fn bucket_index(&self, key: Key<'_>) -> usize {
         if self.buckets.len() == 1 {
             return 0;
         }
@@ -144,7 +141,7 @@ impl Keyspace {
 
     /// The bucket of `key`.
     #[inline]
-    pub fn bucket(&self, key: &str) -> &Bucket {
+    pub fn bucket(&self, key: Key<'_>) -> &Bucket {
         &self.buckets[self.bucket_index(key)]
     }
 
@@ -158,13 +155,13 @@ impl Keyspace {
     /// The Redis key of the entry under `key`, written straight into a
     /// command's argument (no intermediate string).
     #[inline]
-    pub fn entry<'a>(&'a self, key: &'a str) -> Entry<'a> {
-        Entry { prefix: &self.prefix, tag: &self.bucket(key).tag, key }
+    pub fn entry<'a>(&'a self, key: Key<'a>) -> Entry<'a> {
+        Entry { prefix: &self.prefix, tag: &self.bucket(key).tag, key: key.as_str() }
     }
 
     /// The Redis key of the lock `get_or_refresh` holds while refreshing a
     /// stale `key` (and of its backoff after a failed refresh).
-    pub fn lock(&self, key: &str) -> Vec<u8> {
+    pub fn lock(&self, key: Key<'_>) -> Vec<u8> {
         [self.prefix.as_bytes(), self.bucket(key).tag.as_bytes(), b"\xfflock:", key.as_bytes()].concat()
     }
 
@@ -199,18 +196,20 @@ impl Keyspace {
     /// The user key of the Redis key `raw`, if `raw` is an entry of this
     /// store that matches `pattern`. On a cluster the tag must be the key's
     /// own bucket's.
-    pub fn user_key<'a>(&self, raw: &'a [u8], pattern: Option<&Pattern>) -> Option<&'a str> {
+    pub fn user_key<'a>(&self, raw: &'a [u8], pattern: Option<&Pattern>) -> Option<Key<'a>> {
         let mut rest = raw.strip_prefix(self.prefix.as_bytes())?;
         let mut tag: &[u8] = b"";
         if self.clustered {
             let close = rest.iter().position(|&b| b == b'}')?;
             (tag, rest) = rest.split_at(close + 1);
         }
-        let key = std::str::from_utf8(rest).ok()?;
-        if crate::store::check_key(key).is_err() || self.bucket(key).tag.as_bytes() != tag {
+        // Anything under the prefix that breaks the key rules (an index, a
+        // lock, someone else's key) is no entry.
+        let key = Key::new(std::str::from_utf8(rest).ok()?).ok()?;
+        if self.bucket(key).tag.as_bytes() != tag {
             return None;
         }
-        pattern.is_none_or(|p| p.matches(key)).then_some(key)
+        pattern.is_none_or(|p| p.matches(&key)).then_some(key)
     }
 }
 
@@ -262,18 +261,22 @@ impl redis::ToRedisArgs for Entry<'_> {
 mod tests {
     use super::*;
 
+    fn k(key: &str) -> Key<'_> {
+        Key::new(key).unwrap()
+    }
+
     #[test]
     fn internal_keys_are_never_entries() {
         let space = Keyspace::new("app:");
         let bucket = &space.buckets()[0];
         assert_eq!(bucket.recency, b"app:\xfflru");
-        assert_eq!(space.user_key(&bucket.recency, None), None);
-        assert_eq!(space.user_key(&bucket.expiry, None), None);
-        assert_eq!(space.lock("k"), b"app:\xfflock:k");
-        assert_eq!(space.user_key(&space.lock("k"), None), None);
-        assert_eq!(space.user_key(b"app:", None), None, "the prefix alone is no entry");
-        assert_eq!(space.user_key(b"other:x", None), None);
-        assert_eq!(space.user_key(b"app:x", None), Some("x"));
+        assert_eq!(space.user_key(&bucket.recency, None).map(Key::as_str), None);
+        assert_eq!(space.user_key(&bucket.expiry, None).map(Key::as_str), None);
+        assert_eq!(space.lock(k("k")), b"app:\xfflock:k");
+        assert_eq!(space.user_key(&space.lock(k("k")), None).map(Key::as_str), None);
+        assert_eq!(space.user_key(b"app:", None).map(Key::as_str), None, "the prefix alone is no entry");
+        assert_eq!(space.user_key(b"other:x", None).map(Key::as_str), None);
+        assert_eq!(space.user_key(b"app:x", None).map(Key::as_str), Some("x"));
     }
 
     #[test]
@@ -298,8 +301,8 @@ mod tests {
         assert_eq!(String::from_utf8(space.scan_match(None, None)).unwrap(), "p\\*\\[:*");
         // What Redis gets selects a superset; the store's matcher decides.
         let p = Pattern::new("a*a*a*a*a*a*b").unwrap();
-        assert_eq!(space.user_key(b"p*[:aaab", Some(&p)), None);
-        assert_eq!(space.user_key(b"p*[:aaaaaab", Some(&p)), Some("aaaaaab"));
+        assert_eq!(space.user_key(b"p*[:aaab", Some(&p)).map(Key::as_str), None);
+        assert_eq!(space.user_key(b"p*[:aaaaaab", Some(&p)).map(Key::as_str), Some("aaaaaab"));
         for (pattern, key) in [("u:*", "u:1"), ("x\\?y?", "x?yz"), ("]]", "]]")] {
             let sent = Pattern::new(&scan(pattern)).unwrap();
             assert!(sent.matches(&format!("p*[:{key}")), "{pattern}");
@@ -311,12 +314,12 @@ mod tests {
     fn entries_are_written_whole_into_commands() {
         let space = Keyspace::new("app:");
         let mut cmd = redis::cmd("GET");
-        cmd.arg(space.entry("k:1"));
+        cmd.arg(space.entry(k("k:1")));
         assert_eq!(
             cmd.args_iter().nth(1).map(|a| format!("{a:?}")),
             Some(format!("{:?}", redis::Arg::Simple(&b"app:k:1"[..])))
         );
-        assert_eq!(space.entry("k").to_vec(), b"app:k");
+        assert_eq!(space.entry(k("k")).to_vec(), b"app:k");
     }
 
     #[test]
@@ -345,20 +348,24 @@ mod tests {
         let space = Keyspace::clustered("app:", 16);
         let mut used = std::collections::HashSet::new();
         for key in ["k", "{x}", "}", "a{b}c", "x}y{", "日本"] {
-            let entry = space.entry(key).to_vec();
-            let bucket = space.bucket(key);
-            used.insert(space.bucket_index(key));
+            let entry = space.entry(k(key)).to_vec();
+            let bucket = space.bucket(k(key));
+            used.insert(space.bucket_index(k(key)));
             // The entry, its lock and its bucket's indexes share one slot.
-            assert_eq!(slot(&entry), slot(&space.lock(key)), "{key:?}");
+            assert_eq!(slot(&entry), slot(&space.lock(k(key))), "{key:?}");
             assert_eq!(slot(&entry), slot(&bucket.recency), "{key:?}");
-            assert_eq!(space.user_key(&entry, None), Some(key));
-            assert_eq!(space.user_key(&space.lock(key), None), None);
-            assert_eq!(space.user_key(&bucket.expiry, None), None);
+            assert_eq!(space.user_key(&entry, None).map(Key::as_str), Some(key));
+            assert_eq!(space.user_key(&space.lock(k(key)), None).map(Key::as_str), None);
+            assert_eq!(space.user_key(&bucket.expiry, None).map(Key::as_str), None);
             // The same key under another bucket's tag is not this store's.
-            let other = &space.buckets()[(space.bucket_index(key) + 1) % 16];
+            let other = &space.buckets()[(space.bucket_index(k(key)) + 1) % 16];
             let foreign = [b"app:".as_slice(), other.tag.as_bytes(), key.as_bytes()].concat();
-            assert_eq!(space.user_key(&foreign, None), None, "{key:?}");
-            assert_eq!(space.user_key(&[b"app:", key.as_bytes()].concat(), None), None, "no tag: {key:?}");
+            assert_eq!(space.user_key(&foreign, None).map(Key::as_str), None, "{key:?}");
+            assert_eq!(
+                space.user_key(&[b"app:", key.as_bytes()].concat(), None).map(Key::as_str),
+                None,
+                "no tag: {key:?}"
+            );
         }
         assert!(used.len() > 1, "keys land in more than one bucket");
         let p = Pattern::new("u:*").unwrap();

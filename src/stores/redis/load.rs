@@ -22,14 +22,15 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::call::{Capacity, Name, Report, ScriptCall, flag};
 use super::conn::Conn;
 use super::keyspace::Entry;
-use super::scripts::SAMPLE_EVERY;
-use super::{RedisStore, eval, evalsha, format, ttl_millis};
-use crate::errors::{CacheError, Result};
+use super::{RedisStore, format, ttl_millis};
+use crate::errors::{CacheError, ErrorKind, Result};
+use crate::key::Key;
 use crate::metrics::SharedCounters;
 use crate::singleflight::loader_error;
-use crate::store::{CacheStore, Metadata, SetOptions, check_key, check_set_options};
+use crate::store::{Metadata, SetOptions, check_set_options};
 
 /// How long a load's placeholder (and a refresh lock) lives unless its owner
 /// removes it first.
@@ -72,29 +73,29 @@ impl<V> RedisStore<V>
 where
     V: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    /// [`CacheStore::try_get_or_set`] for Redis.
-    pub(super) async fn get_or_load<F, Fut, E>(&self, key: &str, loader: F, options: SetOptions) -> Result<V>
+    /// [`CacheStore::try_get_or_set`](crate::store::CacheStore::try_get_or_set)
+    /// on a checked key (also the near cache's).
+    pub(crate) async fn get_or_load<F, Fut, E>(&self, key: Key<'_>, loader: F, options: SetOptions) -> Result<V>
     where
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = std::result::Result<V, E>> + Send,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
-        check_key(key)?;
         let ttl = check_set_options(&options, self.default_ttl)?.map(ttl_millis);
-        let follow = |stored: Arc<[u8]>| format::decode_value(key, &stored);
+        let follow = |stored: Arc<[u8]>| format::decode_value(&key, &stored);
         let how = StoreAs { ttl, metadata: options.metadata.as_ref(), fresh_for: None };
         let load = || async move { loader().await.map_err(loader_error) };
         let lead = || self.load_shared(key, load, how);
         // The singleflight runs `lead` (and so the loader) with the key
         // marked as loading on this thread: a loader asking for its own key
         // gets `CacheError::Reentrant` instead of waiting on itself.
-        self.flights.read_through(key, || self.get(key), follow, lead).await
+        self.flights.read_through(&key, || self.get_checked(key), follow, lead).await
     }
 
     /// The value under `key` once one caller in any instance has loaded and
     /// stored it: found, or loaded here under the key's placeholder. Also
     /// returns the stored bytes, for this instance's followers.
-    pub(super) async fn load_shared<F, Fut>(&self, key: &str, load: F, how: StoreAs<'_>) -> Result<(V, Arc<[u8]>)>
+    pub(super) async fn load_shared<F, Fut>(&self, key: Key<'_>, load: F, how: StoreAs<'_>) -> Result<(V, Arc<[u8]>)>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V>>,
@@ -117,7 +118,7 @@ where
             match self.get_or_lock(entry, guard.lock()).await? {
                 Step::Found(stored) => {
                     guard.disarm();
-                    return Ok((format::decode_value(key, &stored)?, stored.into()));
+                    return Ok((format::decode_value(&key, &stored)?, stored.into()));
                 }
                 // Armed it stays: the placeholder is ours until stored or released.
                 Step::Locked => break,
@@ -159,7 +160,7 @@ where
     /// it was written. Counts a set if so.
     pub(super) async fn store_loaded(
         &self,
-        key: &str,
+        key: Key<'_>,
         condition: Condition<'_>,
         stored: &[u8],
         how: StoreAs<'_>,
@@ -171,51 +172,32 @@ where
             Condition::Refresh { token, sha } => ("r", token, sha),
         };
         let lock = self.space.lock(key);
-        let mut conn = self.conn.clone();
-        let written = if let Some((max_size, lru)) = self.bound {
-            let sample = self.sets_seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(SAMPLE_EVERY);
-            let script = &self.scripts.store_loaded_bounded;
-            // The lock last, and on a cluster only in mode 'r' (see
-            // `STORE_LOADED_BOUNDED_CALL`).
-            let uses_lock = mode == "r" || !self.space.is_clustered();
-            let mut cmd = evalsha(script, if uses_lock { 4 } else { 3 });
-            let index = self.space.bucket_index(key);
-            let bucket = &self.space.buckets()[index];
-            cmd.arg(self.space.entry(key)).arg(&bucket.recency).arg(&bucket.expiry);
-            if uses_lock {
-                cmd.arg(&lock);
-            }
-            cmd.arg(mode).arg(token).arg(sha).arg(how.fresh_for.unwrap_or(0)).arg(stored);
-            cmd.arg(how.ttl.unwrap_or(0)).arg(self.space.share(max_size, index)).arg(if lru { "1" } else { "0" });
-            cmd.arg(if sample { "1" } else { "0" });
-            let (expired, evicted, lost, written): (u64, u64, u8, u8) =
-                self.round_trip(what, eval(&mut conn, script, &cmd)).await?;
-            SharedCounters::add(&self.counters.expirations, expired);
-            SharedCounters::add(&self.counters.evictions, evicted);
-            if lost == 1 {
-                self.rebuild_index(index, max_size, lru).await;
-            }
-            if written == 1 && !uses_lock && how.fresh_for.is_some_and(|ms| ms > 0) {
-                clear_backoff(self, what, &lock).await;
-            }
-            written == 1
-        } else {
-            let script = &self.scripts.store_loaded;
-            // On a cluster, the lock only in mode 'r' (see `STORE_LOADED_CALL`).
-            let uses_lock = mode == "r" || !self.space.is_clustered();
-            let mut cmd = evalsha(script, if uses_lock { 2 } else { 1 });
-            cmd.arg(self.space.entry(key));
-            if uses_lock {
-                cmd.arg(&lock);
-            }
-            cmd.arg(mode).arg(token).arg(sha).arg(how.fresh_for.unwrap_or(0)).arg(stored);
-            cmd.arg(how.ttl.unwrap_or(0));
-            let written: u8 = self.round_trip(what, eval(&mut conn, script, &cmd)).await?;
-            if written == 1 && !uses_lock && how.fresh_for.is_some_and(|ms| ms > 0) {
-                clear_backoff(self, what, &lock).await;
-            }
-            written == 1
+        let capacity = self.capacity(self.space.bucket_index(key));
+        // The lock last, and where a declared key must exist (a cluster) only
+        // in mode 'r', which holds it (see `STORE_LOADED_CALL`).
+        let uses_lock = mode == "r" || self.conn.declares_absent_keys();
+        let (entry, held) = (self.space.entry(key).into(), lock.as_slice().into());
+        let (script, keys): (_, &[Name<'_>]) = match (capacity.as_ref().map(Capacity::indexes), uses_lock) {
+            (Some([recency, expiry]), true) => (&self.scripts.store_loaded_bounded, &[entry, recency, expiry, held]),
+            (Some([recency, expiry]), false) => (&self.scripts.store_loaded_bounded, &[entry, recency, expiry]),
+            (None, true) => (&self.scripts.store_loaded, &[entry, held]),
+            (None, false) => (&self.scripts.store_loaded, &[entry]),
         };
+        let mut call = ScriptCall::new(script, keys, &[]);
+        call.arg(mode).arg(token).arg(sha).arg(how.fresh_for.unwrap_or(0)).arg(stored).arg(how.ttl.unwrap_or(0));
+        if let Some(capacity) = &capacity {
+            call.capacity(capacity).arg(flag(self.sample()));
+        }
+        let mut conn = self.conn.clone();
+        let (expired, evicted, lost, written): (u64, u64, u8, u8) =
+            self.round_trip(what, call.invoke(&mut conn)).await?;
+        if let Some(capacity) = &capacity {
+            self.settle(capacity, Report::new((expired, evicted, lost))).await;
+        }
+        if written == 1 && !uses_lock && how.fresh_for.is_some_and(|ms| ms > 0) {
+            clear_backoff(self, what, &lock).await;
+        }
+        let written = written == 1;
         if written {
             SharedCounters::add(&self.counters.sets, 1);
         }
@@ -225,34 +207,22 @@ where
     /// One atomic step: the entry if present, else the placeholder if free.
     async fn get_or_lock(&self, entry: Entry<'_>, lock: &Lock) -> Result<Step> {
         let mut conn = self.conn.clone();
-        let reply: redis::Value = self
-            .round_trip(
-                "get_or_set",
-                self.scripts
-                    .get_or_lock
-                    .key(entry)
-                    .arg(&lock.token)
-                    .arg(ttl_millis(self.lock_lease))
-                    .invoke_async(&mut conn),
-            )
-            .await?;
+        let mut call = ScriptCall::new(&self.scripts.get_or_lock, &[entry.into()], &[]);
+        call.arg(&lock.token).arg(ttl_millis(self.lock_lease));
+        let reply: redis::Value = self.round_trip("get_or_set", call.invoke(&mut conn)).await?;
         match reply {
             redis::Value::BulkString(stored) => Ok(Step::Found(stored)),
             redis::Value::Int(1) => Ok(Step::Locked),
             redis::Value::Int(0) => Ok(Step::Busy),
-            redis::Value::Int(-1) => Err(CacheError::Backend {
-                kind: crate::ErrorKind::Command,
-                message: format!(
+            redis::Value::Int(-1) => Err(CacheError::backend(
+                ErrorKind::Command,
+                format!(
                     "get_or_set on Redis at {}: the key holds a value of another type that this store did not write",
                     self.addr
                 ),
-                source: None,
-            }),
-            other => Err(CacheError::Backend {
-                kind: crate::ErrorKind::Command,
-                message: format!("get_or_set on Redis at {}: unexpected reply {other:?}", self.addr),
-                source: None,
-            }),
+                None,
+            )),
+            other => Err(self.unexpected("get_or_set", other)),
         }
     }
 }

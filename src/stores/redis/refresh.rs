@@ -19,14 +19,16 @@ use std::time::Instant;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::call::{ScriptCall, flag};
+use super::failure::{Cause, Failure};
 use super::load::{Condition, Held, Lock, StoreAs, Unlock};
 use super::scripts::UNLOCK;
-use super::{RedisStore, eval, evalsha, format, is_redirect, is_wrong_type, ttl_millis};
-use crate::errors::{CacheError, Result};
+use super::{RedisStore, format, ttl_millis};
+use crate::errors::{CacheError, ErrorKind, Result};
+use crate::key::Key;
 use crate::metrics::SharedCounters;
 use crate::refresh::{RefreshOptions, within};
 use crate::singleflight::loader_error;
-use crate::store::check_key;
 
 /// What the read of `get_or_refresh` found.
 enum Found {
@@ -136,7 +138,7 @@ where
         Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
-        check_key(key)?;
+        let key = Key::new(key)?;
         // Checks the metadata too: what `entry_options` would add is a TTL of
         // fresh period + grace, above zero. No copy of the metadata per call.
         options.check()?;
@@ -167,8 +169,8 @@ where
                 // On a cluster whose slot is migrating Redis refuses the
                 // script (its keys are split between two masters): the plain
                 // read follows the migration, without marking the entry used.
-                Err(e) if self.maybe_migrating(&e) => {
-                    may_hold = !matches!(&e, CacheError::Backend { source: Some(s), .. } if is_redirect(&**s));
+                Err(failure) if self.conn.may_be_migrating(&failure) => {
+                    may_hold = failure.cause != Cause::Redirect;
                     self.read_plain(key).await?
                 }
                 other => other?,
@@ -205,7 +207,7 @@ where
             }
         };
         SharedCounters::add(&self.counters.hits, 1);
-        let value = match format::decode_value(key, &stored) {
+        let value = match format::decode_value(&key, &stored) {
             Ok(value) => value,
             Err(e) => {
                 if let Some(held) = guard {
@@ -220,16 +222,19 @@ where
             held.disarm();
         }
         if let Some(start) = start {
-            let (store, key, owned) = (Arc::clone(self), Box::<str>::from(key), options.clone());
+            let (store, key, owned) = (Arc::clone(self), Box::<str>::from(key.as_str()), options.clone());
             // An async block here, not a generic async fn, so that only what
             // it holds (not the loader's error type) must be 'static.
             let refresh = async move {
                 let (token, failures, sha, _claim) = match start {
                     Start::Locked { token, failures, sha } => (token, failures, sha, None),
-                    Start::Try(claim) => match store.try_refresh_lock(&key).await {
-                        Some((token, failures, sha)) => (token, failures, sha, Some(claim)),
-                        None => return,
-                    },
+                    Start::Try(claim) => {
+                        let Some(checked) = rechecked(&key) else { return };
+                        match store.try_refresh_lock(checked).await {
+                            Some((token, failures, sha)) => (token, failures, sha, Some(claim)),
+                            None => return,
+                        }
+                    }
                 };
                 SharedCounters::add(&store.counters.refreshes, 1);
                 let task = RefreshTask { store, key, token, failures, options: owned, done: false };
@@ -246,15 +251,15 @@ where
 
     /// Claims this instance's one attempt at refreshing `key`, if no other
     /// call of this instance holds it.
-    fn claim(self: &Arc<Self>, key: &str) -> Option<Claim<V>> {
+    fn claim(self: &Arc<Self>, key: Key<'_>) -> Option<Claim<V>> {
         let mut refreshing = self.refreshing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        refreshing.insert(key.into()).then(|| Claim { store: Arc::clone(self), key: key.into() })
+        refreshing.insert(key.as_str().into()).then(|| Claim { store: Arc::clone(self), key: key.as_str().into() })
     }
 
     /// Tries for the refresh lock of a stale `key` (the read script, which
     /// checks again, atomically): its token, the failures so far and the
     /// SHA1 of the entry's bytes if taken.
-    async fn try_refresh_lock(&self, key: &str) -> Option<(String, u32, String)> {
+    async fn try_refresh_lock(&self, key: Key<'_>) -> Option<(String, u32, String)> {
         let mut guard = Held::new(Unlock {
             lock: Lock::new(self.space.lock(key)),
             conn: self.conn.clone(),
@@ -274,23 +279,23 @@ where
     /// The plain read: `GET` of the entry, `TIME` and `GET` of the refresh
     /// lock, pipelined in one round trip. Not atomic, so it only decides
     /// whether to *try* for the lock; the script that takes it checks again.
-    async fn read_plain(&self, key: &str) -> Result<Found> {
+    async fn read_plain(&self, key: Key<'_>) -> Result<Found> {
         let what = "get_or_refresh";
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         pipe.cmd("GET").arg(self.space.entry(key)).cmd("TIME").cmd("GET").arg(self.space.lock(key));
         let mut conn = self.conn.clone();
-        let replies: Vec<redis::Value> = match self.round_trip(what, pipe.query_async(&mut conn)).await {
+        let replies: Vec<redis::Value> = match self.try_round_trip(what, pipe.query_async(&mut conn)).await {
             // On a cluster whose slot is migrating, a key already moved (or
             // absent, as the lock mostly is) draws ASK, which redis-rs follows
             // for a command but not inside a pipeline: send the three apart.
-            Err(CacheError::Backend { source: Some(e), .. }) if self.space.is_clustered() && is_redirect(&*e) => {
+            Err(failure) if self.conn.redirected(&failure) => {
                 let get = |name: Vec<u8>| {
                     let mut conn = self.conn.clone();
                     async move {
                         let mut cmd = redis::cmd("GET");
                         cmd.arg(name);
-                        self.round_trip(what, cmd.query_async::<redis::Value>(&mut conn)).await
+                        self.try_round_trip(what, cmd.query_async::<redis::Value>(&mut conn)).await
                     }
                 };
                 let time = async {
@@ -300,19 +305,19 @@ where
                 let (doc, time, lock) =
                     tokio::join!(get(self.space.entry(key).to_vec()), time, get(self.space.lock(key)));
                 let doc = match doc {
-                    Err(CacheError::Backend { source: Some(e), .. }) if is_wrong_type(&*e) => {
-                        return Ok(Found::Miss);
-                    }
+                    Err(failure) if failure.cause == Cause::WrongType => return Ok(Found::Miss),
                     other => other?,
                 };
                 vec![doc, time?, lock?]
             }
             other => other?,
         };
-        let unexpected = |reply: String| CacheError::Backend {
-            kind: crate::ErrorKind::Command,
-            message: format!("{what} on Redis at {}: unexpected reply {reply}", self.addr),
-            source: None,
+        let unexpected = |reply: String| {
+            CacheError::backend(
+                ErrorKind::Command,
+                format!("{what} on Redis at {}: unexpected reply {reply}", self.addr),
+                None,
+            )
         };
         let [doc, time, lock] = <[redis::Value; 3]>::try_from(replies).map_err(|r| unexpected(format!("{r:?}")))?;
         let stored = match doc {
@@ -342,7 +347,7 @@ where
     /// as `get_or_set` does, within the options' timeouts.
     async fn load_missing<F, Fut, E>(
         &self,
-        key: &str,
+        key: Key<'_>,
         loader: F,
         options: &RefreshOptions,
         how: StoreAs<'_>,
@@ -353,37 +358,29 @@ where
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
         let runtime = &*options.runtime;
-        let load = || within(runtime, key, options.hard_timeout, async { loader().await.map_err(loader_error) });
-        let follow = |stored: Arc<[u8]>| format::decode_value(key, &stored);
+        let load = || within(runtime, &key, options.hard_timeout, async { loader().await.map_err(loader_error) });
+        let follow = |stored: Arc<[u8]>| format::decode_value(&key, &stored);
         // The read above was this call's counted get.
         let read = self.flights.read_through(
-            key,
+            &key,
             || std::future::ready(Ok(None)),
             follow,
             || self.load_shared(key, load, how),
         );
-        within(runtime, key, options.soft_timeout, read).await
+        within(runtime, &key, options.soft_timeout, read).await
     }
 
     /// The read script: the entry, how fresh, and the refresh lock if this
     /// caller is to refresh.
-    async fn read_fresh(&self, key: &str, lock: &Lock, mark_used: bool) -> Result<Found> {
+    async fn read_fresh(&self, key: Key<'_>, lock: &Lock, mark_used: bool) -> std::result::Result<Found, Failure> {
         let what = "get_or_refresh";
-        let script = &self.scripts.read_fresh;
-        let mut cmd = evalsha(script, 3);
-        cmd.arg(self.space.entry(key)).arg(&lock.key).arg(&self.space.bucket(key).recency);
-        cmd.arg(&lock.token).arg(ttl_millis(self.lock_lease)).arg(if mark_used && self.refresh_on_get {
-            "1"
-        } else {
-            "0"
-        });
+        let names =
+            [self.space.entry(key).into(), lock.key.as_slice().into(), (&self.space.bucket(key).recency).into()];
+        let mut call = ScriptCall::new(&self.scripts.read_fresh, &names, &[]);
+        call.arg(&lock.token).arg(ttl_millis(self.lock_lease)).arg(flag(mark_used && self.refresh_on_get));
         let mut conn = self.conn.clone();
-        let reply: redis::Value = self.round_trip(what, eval(&mut conn, script, &cmd)).await?;
-        let unexpected = |reply: &redis::Value| CacheError::Backend {
-            kind: crate::ErrorKind::Command,
-            message: format!("{what} on Redis at {}: unexpected reply {reply:?}", self.addr),
-            source: None,
-        };
+        let reply: redis::Value = self.try_round_trip(what, call.invoke(&mut conn)).await?;
+        let unexpected = |reply: &redis::Value| Failure::from(self.unexpected(what, reply));
         let redis::Value::Array(items) = reply else {
             return if matches!(reply, redis::Value::Nil) { Ok(Found::Miss) } else { Err(unexpected(&reply)) };
         };
@@ -443,7 +440,9 @@ where
                 };
                 let condition = Condition::Refresh { token: &self.token, sha: &sha };
                 // Refused, the script released the lock; failed, the lease ends it.
-                let _ = store.store_loaded(&self.key, condition, &stored, how).await;
+                if let Some(key) = rechecked(&self.key) {
+                    let _ = store.store_loaded(key, condition, &stored, how).await;
+                }
             }
             Err(_) => self.failed().await,
         }
@@ -455,12 +454,17 @@ where
         SharedCounters::add(&store.counters.refresh_failures, 1);
         let failures = self.failures.saturating_add(1);
         let backoff = ttl_millis(self.options.backoff(failures));
-        let mut call = store.scripts.refresh_failed.key(store.space.lock(&self.key));
-        call.key(store.space.entry(&self.key));
+        let Some(key) = rechecked(&self.key) else { return };
+        let lock = store.space.lock(key);
+        let mut call = ScriptCall::new(
+            &store.scripts.refresh_failed,
+            &[lock.as_slice().into(), store.space.entry(key).into()],
+            &[],
+        );
         call.arg(&self.token).arg(failures).arg(backoff);
         let mut conn = store.conn.clone();
         // Best effort: if Redis does not answer, the lease ends the lock.
-        let _ = tokio::time::timeout(store.round_trip_timeout, call.invoke_async::<i64>(&mut conn)).await;
+        let _ = tokio::time::timeout(store.round_trip_timeout, call.invoke::<i64>(&mut conn)).await;
     }
 }
 
@@ -491,4 +495,11 @@ fn backoff_over(held: &[u8], now: u64) -> bool {
     let Some(rest) = held.strip_prefix(b"backoff:") else { return false };
     let Some(at) = rest.iter().position(|&b| b == b':').map(|i| &rest[i + 1..]) else { return false };
     std::str::from_utf8(at).ok().and_then(|at| at.parse::<u64>().ok()).is_some_and(|at| now >= at)
+}
+
+/// The key of a background refresh as a [`Key`] again: checked when the
+/// refresh began, but the task outlives that call, so it keeps the text
+/// (`Key` borrows) and this never fails.
+fn rechecked(key: &str) -> Option<Key<'_>> {
+    Key::new(key).ok()
 }

@@ -46,8 +46,7 @@ local members = lru and recency or expiry
 local expired, evicted, lost = 0, 0, 0
 
 local function forget(member)
-  if lru then redis.call('ZREM', recency, member) end
-  redis.call('ZREM', expiry, member)
+  forget_member(recency, expiry, lru, member)
 end
 
 local function reclaim(limit)
@@ -90,15 +89,8 @@ elseif redis.call('ZCARD', members) - sentinel >= max_size then
     for _ = 1, 16 do
       -- A vanished entry's member made room: nothing real need go.
       if _ > 1 and redis.call('ZCARD', members) - sentinel < max_size then break end
-      local lowest = redis.call('ZRANGE', members, 0, 1)
-      local victim = lowest[1] == '' and lowest[2] or lowest[1]
-      if not victim then break end
-      -- UNLINK before forgetting: on a cluster whose slot is migrating, a
-      -- victim already moved is not local and UNLINK raises; the script
-      -- stops there (Redis does not undo a script's writes), so the index
-      -- must still list it.
-      local unlinked = redis.call('UNLINK', victim)
-      forget(victim)
+      local unlinked = evict_lowest(members, recency, expiry, lru)
+      if not unlinked then break end
       if unlinked == 1 then
         evicted = 1
         break
@@ -130,6 +122,32 @@ const NOW_FN: &str = r"
 local function now_ms()
   local time = redis.call('TIME')
   return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+";
+
+/// A bounded store's index bookkeeping, shared by [`SET_BOUNDED_FN`] and
+/// [`ADOPT`]: `forget_member` drops a member from a bucket's indexes;
+/// `evict_lowest` unlinks the lowest member of `members` (least recently
+/// used, or soonest to expire) and forgets it, returning 1 if its entry
+/// existed (an eviction), 0 if Redis had removed it already, nil if the
+/// index lists no entry.
+const INDEX_FN: &str = r"
+local function forget_member(recency, expiry, lru, member)
+  if lru then redis.call('ZREM', recency, member) end
+  redis.call('ZREM', expiry, member)
+end
+
+local function evict_lowest(members, recency, expiry, lru)
+  local lowest = redis.call('ZRANGE', members, 0, 1)
+  local victim = lowest[1] == '' and lowest[2] or lowest[1]
+  if not victim then return nil end
+  -- UNLINK before forgetting: on a cluster whose slot is migrating, a
+  -- victim already moved is not local and UNLINK raises; the script stops
+  -- there (Redis does not undo a script's writes), so the index must still
+  -- list it.
+  local unlinked = redis.call('UNLINK', victim)
+  forget_member(recency, expiry, lru, victim)
+  return unlinked
 end
 ";
 
@@ -172,9 +190,12 @@ local function stamped(doc, fresh_for, now)
   return '{"f":' .. string.format('%d', now + fresh_for) .. ',' .. string.sub(doc, 2)
 end
 
--- Refused: a refresh lock that is still ours is released.
-local function refused(lock, mode, token)
+-- Whether the load may store; refused, a refresh lock that is still ours
+-- is released.
+local function may_store_or_release(entry, lock, mode, token, sha)
+  if may_store(entry, lock, mode, token, sha) then return true end
   if mode == 'r' and redis.call('GET', lock) == token then redis.call('DEL', lock) end
+  return false
 end
 "#;
 
@@ -187,13 +208,11 @@ end
 /// left in the lock by a separate `DEL`).
 /// ARGV: mode ('p' or 'r'), token, sha (mode 'r'), fresh period in ms (0:
 /// not from `get_or_refresh`), stored bytes, TTL in ms (0: none).
-/// Returns 1 if stored, 0 if refused.
+/// Returns `{0, 0, 0, stored}` (stored: 1, or 0 if refused), the shape of
+/// [`STORE_LOADED_BOUNDED_CALL`]'s reply.
 const STORE_LOADED_CALL: &str = r"
 local entry, lock, mode, token = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
-if not may_store(entry, lock, mode, token, ARGV[3]) then
-  refused(lock, mode, token)
-  return 0
-end
+if not may_store_or_release(entry, lock, mode, token, ARGV[3]) then return {0, 0, 0, 0} end
 local fresh_for = tonumber(ARGV[4])
 local doc = ARGV[5]
 if fresh_for > 0 then
@@ -206,7 +225,7 @@ if ARGV[6] ~= '0' then
 else
   redis.call('SET', entry, doc)
 end
-return 1
+return {0, 0, 0, 1}
 ";
 
 /// Stores a loaded value under a capacity, if the load may: the two above
@@ -219,10 +238,7 @@ return 1
 /// Returns `{expired, evicted, lost, stored}`.
 const STORE_LOADED_BOUNDED_CALL: &str = r"
 local entry, lock, mode, token = KEYS[1], KEYS[4], ARGV[1], ARGV[2]
-if not may_store(entry, lock, mode, token, ARGV[3]) then
-  refused(lock, mode, token)
-  return {0, 0, 0, 0}
-end
+if not may_store_or_release(entry, lock, mode, token, ARGV[3]) then return {0, 0, 0, 0} end
 local now = now_ms()
 local fresh_for = tonumber(ARGV[4])
 local doc = stamped(ARGV[5], fresh_for, now)
@@ -265,15 +281,9 @@ const ADOPT: &str = r"
 local recency, expiry = KEYS[1], KEYS[2]
 local max_size = tonumber(ARGV[1])
 local lru = ARGV[2] == '1'
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now = now_ms()
 local members = lru and recency or expiry
 local adopted, evicted, expired = 0, 0, 0
-
-local function forget(member)
-  if lru then redis.call('ZREM', recency, member) end
-  redis.call('ZREM', expiry, member)
-end
 
 -- Lost again since the rebuild began: the pages adopted so far went with
 -- it. Stop; the next set finds the sentinel missing and starts over.
@@ -307,12 +317,8 @@ end
 local budget = #KEYS + 16
 while redis.call('ZCARD', members) - 1 > max_size and budget > 0 do
   budget = budget - 1
-  local lowest = redis.call('ZRANGE', members, 0, 1)
-  local victim = lowest[1] == '' and lowest[2] or lowest[1]
-  if not victim then break end
-  -- UNLINK before forgetting, as in set_bounded.
-  local unlinked = redis.call('UNLINK', victim)
-  forget(victim)
+  local unlinked = evict_lowest(members, recency, expiry, lru)
+  if not unlinked then break end
   if unlinked == 1 then evicted = evicted + 1 else expired = expired + 1 end
 end
 return {adopted, evicted, expired, 0}
@@ -325,9 +331,7 @@ return {adopted, evicted, expired, 0}
 /// KEYS: members index, expiry index.
 const SIZE_BOUNDED: &str = r"
 if not redis.call('ZSCORE', KEYS[1], '') then return -1 end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-return redis.call('ZCARD', KEYS[1]) - 1 - redis.call('ZCOUNT', KEYS[2], '-inf', now)
+return redis.call('ZCARD', KEYS[1]) - 1 - redis.call('ZCOUNT', KEYS[2], '-inf', now_ms())
 ";
 
 /// Deletes entries (and a load's placeholder, which cancels the load) and,
@@ -480,16 +484,16 @@ pub(super) struct Scripts {
 impl Scripts {
     pub fn new() -> Self {
         Scripts {
-            set_bounded: Script::new(&[NOW_FN, SET_BOUNDED_FN, SET_BOUNDED_CALL].concat()),
+            set_bounded: Script::new(&[NOW_FN, INDEX_FN, SET_BOUNDED_FN, SET_BOUNDED_CALL].concat()),
             get_lru: Script::new(GET_LRU),
-            adopt: Script::new(ADOPT),
-            size_bounded: Script::new(SIZE_BOUNDED),
+            adopt: Script::new(&[NOW_FN, INDEX_FN, ADOPT].concat()),
+            size_bounded: Script::new(&[NOW_FN, SIZE_BOUNDED].concat()),
             delete: Script::new(DELETE),
             replace_if_unchanged: Script::new(REPLACE_IF_UNCHANGED),
             get_or_lock: Script::new(GET_OR_LOCK),
             store_loaded: Script::new(&[NOW_FN, STORE_LOADED_FN, STORE_LOADED_CALL].concat()),
             store_loaded_bounded: Script::new(
-                &[NOW_FN, SET_BOUNDED_FN, STORE_LOADED_FN, STORE_LOADED_BOUNDED_CALL].concat(),
+                &[NOW_FN, INDEX_FN, SET_BOUNDED_FN, STORE_LOADED_FN, STORE_LOADED_BOUNDED_CALL].concat(),
             ),
             read_fresh: Script::new(&[NOW_FN, READ_FRESH].concat()),
             refresh_failed: Script::new(&[NOW_FN, REFRESH_FAILED].concat()),

@@ -9,7 +9,7 @@
 
 use rustls::crypto::CryptoProvider;
 
-use crate::errors::{CacheError, Result};
+use crate::errors::{CacheError, ErrorKind, Result};
 
 /// Makes sure the process has a default rustls provider: the application's
 /// if it installed one, else the one the features chose (aws-lc-rs over
@@ -24,14 +24,13 @@ pub(super) fn ensure_provider() -> Result<()> {
             let _ = provider.install_default();
             Ok(())
         }
-        None => Err(CacheError::Backend {
-            kind: crate::ErrorKind::Command,
-            message: "a rediss:// URL needs a rustls crypto provider: enable the feature tls-ring or tls-aws-lc \
-                      of pepperpy-caching, or install one with rustls::crypto::CryptoProvider::install_default \
-                      before building the store"
-                .into(),
-            source: None,
-        }),
+        None => Err(CacheError::backend(
+            ErrorKind::Command,
+            "a rediss:// URL needs a rustls crypto provider: enable the feature tls-ring or tls-aws-lc of \
+             pepperpy-caching, or install one with rustls::crypto::CryptoProvider::install_default before building \
+             the store",
+            None,
+        )),
     }
 }
 

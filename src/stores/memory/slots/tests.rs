@@ -9,7 +9,7 @@ use super::*;
 use crate::clock::ManualClock;
 use crate::policies::{LruPolicy, S3FifoPolicy, TtlPolicy};
 use crate::store::SetOptions;
-use crate::stores::memory::Engine;
+use crate::stores::memory::test_support::StrEngine;
 
 /// The JS layer's side of a store, as js/api/8-store.js keeps it.
 struct Js {
@@ -108,7 +108,7 @@ impl Js {
 
 fn run(policy: Policy, seed: u64, steps: usize, keys: u64) {
     let clock = ManualClock::new();
-    let mut reference: Engine<u32> = Engine::new(policy.clone(), clock.clone().into());
+    let mut reference: StrEngine<u32> = StrEngine::new(policy.clone(), clock.clone().into());
     let mut js =
         Js { engine: SlotEngine::new(&policy), ids: HashMap::new(), keys: Vec::new(), ring: 0, hits: 0, misses: 0 };
     let mut state = seed;

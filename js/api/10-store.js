@@ -1,0 +1,961 @@
+// js/api/10-store.js: a part of the body of bind(wasm) in the built api.mjs
+// (scripts/build-js.sh concatenates js/api/*.js in order; not a module on
+// its own: it uses the names the other parts declare).
+//
+// MemoryStore: its state, the JS half of the engine (keys, values and
+// metadata by slot id, the views of the engine's memory, the repair after a
+// failed call), and the calls on one key. The getSync path comes first,
+// right after the constructor: a Map lookup and plain reads and writes of
+// the engine's memory, no call into wasm. Then the JS half of the engine,
+// the writes, getOrSet's front door
+// (its loads are Loads, 9-loads.js, and their single flight Flights,
+// 8-flights.js), stats and dispose. The walks (invalidate, keys, entries,
+// clear, size) are in 11-walks.js.
+
+/** Appends one removal notice (no Array method: see SlotMap). */
+function notify3(notices, value, key, reason) {
+  const n = notices.length;
+  notices[n] = value;
+  notices[n + 1] = key;
+  notices[n + 2] = reason;
+}
+
+const STORE_OPTIONS = ["policy", "clock", "onRemove"];
+
+// How many counters the engine keeps (those with an index in the core's counter table).
+const ENGINE_COUNTERS = COUNTERS.reduce((n, { engine }) => Math.max(n, engine + 1), 0);
+
+// MemoryStore's state as the walks (11-walks.js) reach it: set by its static block.
+let inside;
+
+function disposedError() {
+  return new CacheError("this MemoryStore was disposed");
+}
+// A bounded store reserves room for up to this many entries when it is made.
+const PREALLOCATE_MAX = 1 << 22;
+// How a store tells its engine of a hit (MemoryStore#mode).
+const RING = 1;
+const FREQ = 2;
+
+class MemoryStore {
+  #store;
+  // How many slots the arrays were made with (see the constructor).
+  #prealloc = 0;
+  #ids = new SlotMap();
+  #values = [];
+  #keys = [];
+  // Metadata (plain copies) and getOrSet freshness, by slot id: most entries have neither.
+  #meta = new SlotMap();
+  #fresh = new SlotMap();
+  // getOrSet's loads (9-loads.js), and their placeholders by key: a write,
+  // delete, invalidate, clear or updateMetadata of a key removes its
+  // placeholder, so a load that began before it stores nothing.
+  #loads;
+  #placeholders;
+  // Whether any entry may expire: only then is the clock read on a hit.
+  #expiring = false;
+  #now = systemNow;
+  #onRemove;
+  #disposed = false;
+  // The wasm policy, to start a fresh engine after a trap (`#reset`).
+  #policy;
+  // Set when a call failed: the next call first makes sure the engine is
+  // intact and that no placement was cut short (`#repair`).
+  #pending = false;
+  // How a hit tells the engine: RING (exact LRU: the access ring), FREQ
+  // (S3-FIFO: the slot's access count), or nothing (TTL, LRU without refreshOnGet).
+  #mode = 0;
+  // Views of the engine's memory (`#view`), valid while #header[0] is #version.
+  #header = new U32(0);
+  #version = -1;
+  #counters = NO_DEADLINES;
+  #ring = new U32(0);
+  #ringN = 0;
+  #removed = new U32(0);
+  #freq = new U8(0);
+  #deadline = NO_DEADLINES;
+  // The read counters, kept here (a hit never enters wasm); the engine
+  // counts sets, deletes, evictions and expirations in its own.
+  // Gets counted (hits are gets - misses: a hit then only bumps this).
+  #gets = 0;
+  #misses = 0;
+  #latencyTotal = 0;
+  #latencySamples = 0;
+
+  constructor(options) {
+    statsSince.set(this, Date.now());
+    const { policy, clock, onRemove } = readOptions(options, "MemoryStore", STORE_OPTIONS);
+    const wasmPolicy = wasmPolicies.get(policy);
+    if (wasmPolicy === undefined) {
+      throw new CachePolicyError(
+        `MemoryStore needs { policy: new S3FIFOPolicy({ maxSize }) }, an LRUPolicy or a TTLPolicy, got policy ${describe(policy)}`,
+      );
+    }
+    // Where getOrSet's timeouts wait: setTimeout, or the store's ManualClock.
+    let timers = realTimers;
+    if (clock !== undefined) {
+      const state = clockTimers.get(clock);
+      if (state === undefined) throw new CachePolicyError(`clock must be a ManualClock, got ${describe(clock)}`);
+      this.#now = () => state.now;
+      timers = manualTimers(clock);
+    }
+    if (onRemove !== undefined && typeof onRemove !== "function") {
+      throw new CachePolicyError(`onRemove must be a function (value, key, reason), got ${describe(onRemove)}`);
+    }
+    this.#onRemove = onRemove;
+    this.#loads = new Loads(timers, {
+      now: this.#now,
+      // A failed call is repaired before a load stores its value.
+      ready: () => {
+        if (this.#pending) this.#live();
+      },
+      put: (key, value, ttl, meta, fresh) => this.#put(key, value, ttl, meta, true, fresh),
+      freshOf: (key) => {
+        const id = this.#ids.get(key);
+        return id === undefined ? undefined : this.#fresh.get(id);
+      },
+      disposed: () => this.#disposed,
+    });
+    this.#placeholders = this.#loads.placeholders;
+    this.#expiring = policy.ttl !== undefined;
+    this.#policy = wasmPolicy;
+    // Bounded stores reserve their arrays up front, as lru-cache does.
+    this.#prealloc = Math.min(policy.maxSize ?? 0, PREALLOCATE_MAX);
+    this.#values = new Array(this.#prealloc);
+    this.#keys = new Array(this.#prealloc);
+    let reorders;
+    try {
+      this.#store = new WasmStore(wasmPolicy, this.#prealloc);
+      this.#locate();
+      reorders = this.#store.hitsReorder();
+    } catch (error) {
+      wasmThrew();
+      throw error;
+    }
+    this.#view();
+    // How a hit tells the engine, as the engine says: in the ring if a hit
+    // reorders (exact LRU), in its access count if it keeps them (S3-FIFO).
+    this.#mode = reorders ? RING : this.#header[2] !== 0 ? FREQ : 0;
+  }
+
+  // The getSync path (a hit never calls into wasm); the async get below is a thin wrapper.
+
+  /**
+   * The value under `key`, or undefined. A hit is a Map lookup and plain
+   * reads and writes of the engine's memory: the deadline, when entries
+   * may expire; then the access ring (exact LRU, replayed by the engine
+   * before anything that evicts, reorders or lists) or the access count
+   * (S3-FIFO). No call into wasm.
+   */
+  getSync(key) {
+    if ((++this.#gets & SAMPLE_MASK) === 0) return this.#timedGet(key);
+    try {
+      return this.#read(key);
+    } catch (error) {
+      this.#gets--; // a call that fails counts nothing
+      throw error;
+    }
+  }
+
+  /** getSync without the latency sampling (which calls this: no recursion on the hot path). */
+  #read(key) {
+    const id = this.#ids.get(key);
+    if (id === undefined) return this.#missed(key, id);
+    // Also false while a failed call awaits repair (`#failed` clears the version).
+    if (this.#header[0] !== this.#version) return this.#stale(key);
+    if (this.#expiring && this.#deadline[id] <= this.#now()) return this.#missed(key, id);
+    this.#hit(id);
+    return this.#values[id];
+  }
+
+  /** Tells the engine of a hit on slot `id` (the views are current). */
+  #hit(id) {
+    const mode = this.#mode;
+    if (mode === RING) {
+      // A hit on the slot the ring ends with changes no order.
+      const n = this.#ringN;
+      if (n !== 0 && this.#ring[n - 1] === id) return;
+      // A full ring is replayed before the hit is written, not after: a
+      // drain cut short (a stack overflow in the engine's probe) leaves it
+      // full, and the next hit retries it, where writing first would have
+      // run past the ring's end and lost every hit until the next write.
+      if (n === RING_LEN) this.#drain();
+      this.#ring[this.#ringN++] = id;
+    } else if (mode === FREQ) {
+      // The low two bits count accesses, up to 3 (the engine keeps its queue in the high bit).
+      const f = this.#freq[id];
+      if ((f & 3) !== 3) this.#freq[id] = f + 1;
+    }
+  }
+
+  /** Replays the full access ring. */
+  #drain() {
+    try {
+      unwind();
+      this.#store.replay(this.#ringN);
+    } catch (error) {
+      throw this.#failed(error);
+    }
+    this.#ringN = 0;
+  }
+
+  // One get in LATENCY_SAMPLE_EVERY is timed (on the store's clock) for `avgGetLatency`.
+  #timedGet(key) {
+    let started;
+    let value;
+    try {
+      started = this.#now();
+      value = this.#read(key);
+    } catch (error) {
+      this.#gets--; // a call that fails counts nothing
+      throw error;
+    }
+    const elapsed = this.#now() - started;
+    if (!this.#disposed) {
+      this.#latencyTotal += elapsed > 0 ? elapsed : 0;
+      this.#latencySamples++;
+    }
+    return value;
+  }
+
+  /** getSync when the views are out of date, or a failed call awaits repair. */
+  #stale(key) {
+    if (this.#pending || this.#disposed) this.#live();
+    else this.#view();
+    return this.#read(key);
+  }
+
+  /** A get that found no live entry here (or a call to repair first). */
+  #missed(key, id) {
+    if (this.#pending || this.#disposed) {
+      this.#live();
+      return this.#read(key);
+    }
+    if (id !== undefined) {
+      // Expired: the engine frees it, and it counts as a miss.
+      const notices = this.#notices();
+      this.#expire(id, notices);
+      // Counted once the listener returned: if it throws, so does this get,
+      // which then counts nothing (getSync takes its get back).
+      this.#notify(notices);
+      this.#misses++;
+      return undefined;
+    }
+    checkKey(key);
+    this.#misses++;
+    return undefined;
+  }
+
+  /** Frees slot `id`, found expired, in the engine and here. */
+  #expire(id, notices) {
+    try {
+      unwind();
+      this.#store.expire(this.#ringN, id);
+      this.#ringN = 0;
+    } catch (error) {
+      throw this.#failed(error);
+    }
+    this.#drop(id, EXPIRED, notices);
+  }
+
+  // The JS half of the engine: views of its memory, the repair after a failed
+  // call, and forgetting what it removed.
+
+  // Where the engine's fixed buffers are (they never move), read once.
+  #at;
+
+  /** The engine's addresses, asked once per engine. */
+  #locate() {
+    const store = this.#store;
+    this.#at = { header: store.header(), counters: store.counters(), ring: store.ring(), removed: store.removed() };
+    this.#version = -1;
+  }
+
+  /**
+   * Takes new views of the engine's memory (it grew, or the engine's
+   * arrays moved, as its header says). No call into wasm: this runs at
+   * the start of calls, where a stack overflow inside wasm would leave
+   * the engine looking broken.
+   */
+  #view() {
+    const memory = buffer();
+    const at = this.#at;
+    const header = new U32(memory, at.header, 4);
+    const slots = header[1];
+    this.#counters = new F64(memory, at.counters, ENGINE_COUNTERS);
+    this.#ring = new U32(memory, at.ring, RING_LEN);
+    this.#removed = new U32(memory, at.removed, 1 + 2 * MAX_REMOVED);
+    this.#freq = header[2] === 0 ? NO_COUNTS : new U8(memory, header[2], slots);
+    this.#deadline = header[3] === 0 ? NO_DEADLINES : new F64(memory, header[3], slots);
+    this.#header = header;
+    this.#version = header[0];
+  }
+
+  /** The clock for a call: read only when some entry may expire. */
+  #time() {
+    return this.#expiring ? this.#now() : 0;
+  }
+
+  /**
+   * The wasm store, once the stack is as it rests (see `unwind`) and
+   * `depth` more frames fit; throws once disposed.
+   */
+  #live(depth = HEADROOM) {
+    if (this.#disposed) throw disposedError();
+    unwind();
+    headroom(depth);
+    if (this.#pending) {
+      this.#repair();
+      // The repair told the listener of what it removed, and it may have disposed the store.
+      if (this.#disposed) throw disposedError();
+    }
+    if (this.#header[0] !== this.#version) this.#view();
+    return this.#store;
+  }
+
+  /**
+   * After a failed call. A trap inside the engine (a stack overflow deep
+   * in wasm, memory exhausted where nothing reserved it) may have stopped
+   * it half-way through an update: nothing it holds can be trusted, so the
+   * store starts again empty (`#reset`). Otherwise the engine is as it
+   * was, and only a placement cut short after it stored an entry is
+   * finished. Done here, by the next call, rather than in the failed one:
+   * that one may have no stack left to ask the engine with. If this fails
+   * too, the next call tries again.
+   */
+  #repair() {
+    let intact;
+    try {
+      intact = this.#store.intact();
+    } catch (error) {
+      if (error instanceof RangeError) throw error; // no stack to tell: ask again next time
+      intact = false;
+    }
+    if (!intact) {
+      try {
+        this.#reset();
+      } catch (error) {
+        throw this.#failed(error); // no memory even for an empty engine
+      }
+    } else if (this.#cutKey !== undefined) {
+      if (this.#header[0] !== this.#version) this.#view();
+      this.#finishPlacing();
+    }
+    this.#pending = false;
+  }
+
+  /**
+   * Replaces a broken engine with a fresh empty one: every entry leaves
+   * with the reason "cleared" (the listener is told once the store is
+   * consistent; its error, with no caller to go to, is reported), the
+   * counters start again from zero, and the loads under way will not
+   * store their values (their callers still get them). The broken engine
+   * is never freed: its memory could not be walked safely.
+   */
+  #reset() {
+    const broken = this.#store;
+    this.#store = new WasmStore(this.#policy, 0);
+    this.#ringN = 0;
+    this.#locate();
+    this.#view();
+    try {
+      broken.free();
+    } catch {
+      // Still borrowed by the trapped call: wasm-bindgen keeps it, unfreed.
+    }
+    statsSince.set(this, Date.now());
+    this.#zeroCounters();
+    this.#clearCut();
+    const notices = this.#notices();
+    if (notices !== undefined) this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
+    this.#forgetAll();
+    this.#pending = false;
+    try {
+      this.#notify(notices);
+    } catch (error) {
+      reportLater(error);
+    }
+  }
+
+  #forgetAll() {
+    this.#ids.clear();
+    this.#values = new Array(this.#prealloc);
+    this.#keys = new Array(this.#prealloc);
+    this.#meta.clear();
+    this.#fresh.clear();
+    this.#placeholders.clear();
+  }
+
+  #zeroCounters() {
+    this.#gets = 0;
+    this.#misses = 0;
+    this.#latencyTotal = 0;
+    this.#latencySamples = 0;
+    this.#loads.zero();
+  }
+
+  /**
+   * Forgets slot `id` (the engine freed it) and, with a listener,
+   * queues (value, key, reason) on `notices` for `#notify`.
+   */
+  #drop(id, reason, notices) {
+    const key = this.#keys[id];
+    const value = this.#values[id];
+    if (key === undefined) return;
+    // Every live slot's key maps to it (a new mapping is made only after
+    // the drops of the set that made it), so no lookup is needed first.
+    this.#ids.delete(key);
+    this.#values[id] = undefined;
+    this.#keys[id] = undefined;
+    if (this.#meta.size !== 0) this.#meta.delete(id);
+    if (this.#fresh.size !== 0) this.#fresh.delete(id);
+    if (notices !== undefined) notify3(notices, value, key, REASONS[reason]);
+  }
+
+  /** The removal notices of one call, or undefined without a listener. */
+  #notices() {
+    return this.#onRemove === undefined ? undefined : [];
+  }
+
+  /**
+   * Calls the listener for each notice, once the store is consistent. A
+   * listener may use the store; if one throws, the others still run and
+   * the first error is thrown after them: the call itself has completed.
+   * With `later` (a load storing its value: its callers get the value) the
+   * error has no caller to go to and is reported instead (`reportLater`).
+   */
+  #notify(notices, later) {
+    if (notices === undefined || notices.length === 0) return;
+    const listener = this.#onRemove;
+    let failed = false;
+    let error;
+    for (let i = 0; i < notices.length; i += 3) {
+      try {
+        listener(notices[i], notices[i + 1], notices[i + 2]);
+      } catch (e) {
+        if (!failed) [failed, error] = [true, e];
+      }
+    }
+    if (!failed) return;
+    if (later) reportLater(error);
+    else throw error;
+  }
+
+  /** The `n` slot ids in the engine's report. */
+  #report(n) {
+    return new U32(buffer(), this.#store.report(0), n);
+  }
+
+  /** Forgets the ids of the entries that expired by `now`. */
+  #reclaim(now, notices) {
+    let n;
+    try {
+      n = this.#store.reclaim(this.#ringN, now);
+      this.#ringN = 0;
+    } catch (error) {
+      throw this.#failed(error);
+    }
+    if (n < 0) throw noRoom();
+    if (n === 0) return;
+    const ids = this.#report(n);
+    for (let i = 0; i < n; i++) this.#drop(ids[i], EXPIRED, notices);
+  }
+
+  /** The live slot under `key` at `now`, counting nothing; reclaims it if expired. */
+  #liveSlot(key, now, notices) {
+    const id = this.#ids.get(key);
+    if (id === undefined) return undefined;
+    if (this.#header[0] !== this.#version) this.#view();
+    if (this.#deadline[id] <= now) {
+      this.#expire(id, notices);
+      return undefined;
+    }
+    return id;
+  }
+
+  /** Stores `value` under `key`. */
+  setSync(key, value, options) {
+    if (typeof key !== "string") throw keyError(key);
+    if (value === undefined) throw undefinedValueError("cannot store");
+    let ttl;
+    let meta;
+    if (options !== undefined) {
+      readSetOptions(options);
+      ({ ttl, meta } = setOptions);
+    }
+    this.#put(key, value, ttl, meta);
+  }
+
+  /**
+   * Stores `value` under `key` (checked a string) with a ttl in seconds and
+   * metadata (a plain copy); throws if refused. `later`: see `#notify`.
+   */
+  #put(key, value, ttl, meta, later, fresh) {
+    if (ttl !== undefined) this.#expiring = true;
+    const now = this.#time();
+    // Nothing of the caller's runs from here to the end of the call into
+    // wasm. The headroom probe comes first: a stack overflow in `#place`,
+    // after the engine stored the entry, would leave the engine holding an
+    // entry this side has no value for (taking room, missed by getSync).
+    const store = this.#live();
+    const existing = this.#ids.get(key);
+    let hash = 0;
+    if (existing === undefined) {
+      checkKey(key);
+      if (this.#mode === FREQ) hash = hashKey(key);
+    }
+    let id;
+    try {
+      id = store.set(
+        this.#ringN, existing ?? -1, hash, ttl === undefined ? NaN : ttl * 1000, now, this.#gets, this.#misses,
+      );
+      this.#ringN = 0;
+    } catch (error) {
+      throw this.#failed(error);
+    }
+    if (id < 0) {
+      throw id === -1
+        ? new CachePolicyError(`a memory store holds at most ${MAX_SLOTS} entries`)
+        : noRoom();
+    }
+    // No call between the engine's and this `try` (a first call compiles).
+    let notices;
+    try {
+      if (this.#header[0] !== this.#version) this.#view();
+      notices = this.#place(id, key, value, meta, fresh);
+    } catch (error) {
+      // Cut short past the probe (V8 may need far more stack to compile or
+      // tier up a function than the probe reserves): the engine holds the
+      // entry, so the next call finishes placing it (`#finishPlacing`)
+      // before anything reads either side. Plain field writes: no call.
+      this.#cutId = id;
+      this.#cutValue = value;
+      this.#cutMeta = meta;
+      this.#cutFresh = fresh;
+      this.#cutKey = key;
+      this.#pending = true;
+      this.#version = -1;
+      throw error;
+    }
+    this.#notify(notices, later);
+  }
+
+  // An entry the engine stored whose placement here was cut short (see
+  // `#put`): its slot, value, metadata and key (undefined when there is none).
+  #cutId = 0;
+  #cutValue;
+  #cutMeta;
+  #cutFresh;
+  #cutKey;
+
+  /**
+   * Finishes placing the entry a stack overflow cut short, before any
+   * other call: the removed buffer still holds that set's report, since
+   * only a set writes it, and each call comes here first. Parts of
+   * `#place` already done are skipped (`#drop` of a forgotten id does
+   * nothing). Its notices, if any, go out as the set's would have.
+   */
+  #finishPlacing() {
+    // Forgotten only once done: cut short again, the next call retries.
+    const notices = this.#place(this.#cutId, this.#cutKey, this.#cutValue, this.#cutMeta, this.#cutFresh);
+    this.#clearCut();
+    // The cut set already threw to its caller: a listener's error is reported.
+    this.#notify(notices, true);
+  }
+
+  /** Forgets a cut placement's fields, so they keep nothing of the caller's alive. */
+  #clearCut() {
+    this.#cutKey = undefined;
+    this.#cutValue = undefined;
+    this.#cutMeta = undefined;
+    this.#cutFresh = undefined;
+  }
+
+  /** What a call rethrows after `error` (and the next call checks the engine: `#repair`). */
+  #failed(error) {
+    wasmThrew();
+    this.#pending = true;
+    this.#version = -1;
+    return error instanceof RuntimeError
+      ? new CacheBackendError(`the wasm engine trapped: ${error.message}`, { cause: error })
+      : error;
+  }
+
+  /**
+   * Puts the value of the entry just stored in slot `id`, after forgetting
+   * what the engine removed for it: the removal notices, for `#notify`.
+   */
+  #place(id, key, value, meta, fresh) {
+    const removed = this.#removed;
+    const n = removed[0];
+    let notices;
+    if (n !== 0) {
+      notices = this.#notices();
+      for (let i = 1; i <= 2 * n; i += 2) {
+        const rid = removed[i];
+        const reason = removed[i + 1];
+        if (reason === REPLACED) {
+          if (notices !== undefined) notify3(notices, this.#values[rid], key, "replaced");
+        } else {
+          this.#drop(rid, reason, notices);
+        }
+      }
+    }
+    // A slot another key still maps to here (its bookkeeping was cut short
+    // by a stack overflow after the engine freed it): that key is gone.
+    const previous = this.#keys[id];
+    if (previous !== undefined && previous !== key && this.#ids.get(previous) === id) this.#ids.delete(previous);
+    this.#values[id] = value;
+    this.#keys[id] = key;
+    this.#ids.set(key, id);
+    if (meta !== undefined) this.#meta.set(id, meta);
+    else if (this.#meta.size !== 0) this.#meta.delete(id);
+    if (fresh !== undefined) this.#fresh.set(id, fresh);
+    else if (this.#fresh.size !== 0) this.#fresh.delete(id);
+    // A write moves the key on: a load that began before it stores nothing.
+    if (this.#placeholders.size !== 0) this.#placeholders.delete(key);
+    return notices;
+  }
+
+  /** Removes `key`; whether a live entry was there. */
+  deleteSync(key) {
+    if (typeof key !== "string") throw keyError(key);
+    const now = this.#time();
+    const store = this.#live();
+    const id = this.#ids.get(key);
+    if (id === undefined) checkKey(key);
+    if (this.#placeholders.size !== 0) this.#placeholders.delete(key);
+    if (id === undefined) return false;
+    let existed;
+    try {
+      existed = store.remove(this.#ringN, id, now);
+      this.#ringN = 0;
+    } catch (error) {
+      throw this.#failed(error);
+    }
+    const notices = this.#notices();
+    this.#drop(id, existed ? DELETED : EXPIRED, notices);
+    this.#notify(notices);
+    return existed;
+  }
+
+  /** The slot of the live entry under `key`, without counting or reordering; undefined if none. */
+  #peekSlot(key) {
+    if (typeof key !== "string") throw keyError(key);
+    const now = this.#time();
+    this.#live();
+    const notices = this.#notices();
+    const id = this.#liveSlot(key, now, notices);
+    if (id === undefined) {
+      this.#notify(notices);
+      checkKey(key);
+    }
+    return id;
+  }
+
+  /** Whether a live entry is under `key`; counts no hit or miss. */
+  hasSync(key) {
+    return this.#peekSlot(key) !== undefined;
+  }
+
+  /** The live value under `key`, without counting a hit or miss or changing the policy's order. */
+  peek(key) {
+    const id = this.#peekSlot(key);
+    return id === undefined ? undefined : this.#values[id];
+  }
+
+  /**
+   * Seconds until the entry under `key` expires: `Infinity` if it never
+   * does, undefined without a live entry.
+   */
+  remainingTtl(key) {
+    if (typeof key !== "string") throw keyError(key);
+    const now = this.#now();
+    this.#live();
+    const notices = this.#notices();
+    const id = this.#liveSlot(key, now, notices);
+    this.#notify(notices);
+    if (id === undefined) {
+      checkKey(key);
+      return undefined;
+    }
+    const deadline = this.#deadline[id];
+    return deadline === undefined || deadline === Infinity ? Infinity : (deadline - now) / 1000;
+  }
+
+  async get(key) {
+    return this.getSync(key);
+  }
+
+  /**
+   * The live value under `key`, or else the value `loader({ key, signal })`
+   * returns or resolves to, stored with `options` and returned; with
+   * `grace`, stale-while-revalidate. The rules, as in Rust's `get_or_set`
+   * and `get_or_refresh`, are in index.d.ts.
+   */
+  async getOrSet(key, loader, options) {
+    if (typeof key !== "string") throw keyError(key);
+    if (typeof loader !== "function") {
+      throw new TypeError(`getOrSet's loader must be a function, got ${describe(loader)}`);
+    }
+    const o = readLoadOptions(options);
+    // Checked before the counted read, as in Rust: a refused call counts nothing.
+    const loads = this.#loads;
+    loads.checkReentrant(key);
+    if (o.signal?.aborted) throw o.signal.reason;
+    if (o.ttl !== undefined) this.#expiring = true;
+    const now = this.#time();
+    this.#live();
+    checkKey(key);
+    const notices = this.#notices();
+    const id = this.#liveSlot(key, now, notices);
+    this.#notify(notices);
+    this.#gets++;
+    if (id === undefined) {
+      this.#misses++;
+      return loads.load(key, loader, o);
+    }
+    this.#hit(id);
+    const value = this.#values[id];
+    if (o.grace !== undefined && this.#fresh.size !== 0) {
+      // Stale-while-revalidate: a stale value is served, and refreshed.
+      const state = this.#fresh.get(id);
+      if (state !== undefined) loads.served(key, state, loader, o, now);
+    }
+    return value;
+  }
+
+  async set(key, value, options) {
+    this.setSync(key, value, options);
+  }
+
+  async delete(key) {
+    return this.deleteSync(key);
+  }
+
+  async has(key) {
+    return this.hasSync(key);
+  }
+
+  /** A fresh copy of the entry's metadata ({} when it has none), or undefined. */
+  async getMetadata(key) {
+    const id = this.#peekSlot(key);
+    if (id === undefined) return undefined;
+    const meta = this.#meta.get(id);
+    return meta === undefined ? {} : copyJson(meta, 0, "");
+  }
+
+  /** Merges `metadata` into the entry's (top-level keys replaced); whether the entry exists. */
+  async updateMetadata(key, metadata) {
+    if (typeof key !== "string") throw keyError(key);
+    const update = copyMetadata(metadata);
+    const id = this.#peekSlot(key);
+    if (id === undefined) return false;
+    this.#meta.set(id, merged(this.#meta.get(id), update));
+    // A write like any other (as in Rust and Redis): a load or refresh of the
+    // key that began before it stores nothing (it would erase the update). A
+    // refresh it cancels is no longer running: the next stale read starts another.
+    if (this.#placeholders.size !== 0 && this.#placeholders.delete(key)) {
+      const state = this.#fresh.get(id);
+      if (state !== undefined) state.refreshing = false;
+    }
+    return true;
+  }
+
+  // What the walks (11-walks.js) do to the store's state, which they reach
+  // through `inside` (the static block below).
+
+  /**
+   * Starts a walk: the store ready for a deep call, the entries that
+   * expired reclaimed. The removal notices so far, for `#notify`.
+   */
+  #beginWalk() {
+    const now = this.#now();
+    this.#live(DEEP);
+    const notices = this.#notices();
+    try {
+      this.#reclaim(now, notices);
+    } catch (error) {
+      this.#notify(notices);
+      throw error;
+    }
+    return notices;
+  }
+
+  /** The slot ids of the live entries, in the policy's order (see `entries`). */
+  #liveSlots() {
+    const notices = this.#beginWalk();
+    try {
+      let n;
+      try {
+        n = this.#store.list(this.#ringN);
+        this.#ringN = 0;
+      } catch (error) {
+        throw this.#failed(error);
+      }
+      if (n < 0) throw noRoom();
+      return Array.from(this.#report(n));
+    } finally {
+      this.#notify(notices);
+    }
+  }
+
+  /** Removes the live entries in `slots` (invalidate), queuing their notices: how many. */
+  #removeSlots(slots, notices) {
+    const n = slots.length;
+    let at;
+    try {
+      at = this.#store.report(n);
+    } catch (error) {
+      throw this.#failed(error);
+    }
+    if (at === 0) throw noRoom();
+    const room = new U32(buffer(), at, n);
+    for (let i = 0; i < n; i++) room[i] = slots[i];
+    // A copy: the report is the engine's, and the removal may move it.
+    const ids = new U32(n);
+    ids.set(room);
+    try {
+      this.#store.removeReported(this.#ringN);
+      this.#ringN = 0;
+    } catch (error) {
+      throw this.#failed(error);
+    }
+    for (let i = 0; i < n; i++) this.#drop(ids[i], INVALIDATED, notices);
+    return n;
+  }
+
+  /** Removes every entry, queuing their notices. */
+  #clearAll(notices) {
+    try {
+      this.#store.clear();
+      this.#ringN = 0;
+    } catch (error) {
+      throw this.#failed(error);
+    }
+    if (notices !== undefined) {
+      this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
+    }
+    this.#forgetAll();
+  }
+
+  static {
+    inside = {
+      begin: (store) => store.#beginWalk(),
+      notify: (store, notices) => store.#notify(notices),
+      failed: (store, error) => store.#failed(error),
+      liveSlots: (store) => store.#liveSlots(),
+      removeSlots: (store, slots, notices) => store.#removeSlots(slots, notices),
+      clearAll: (store, notices) => store.#clearAll(notices),
+      // Key -> slot id of every entry (read only).
+      ids: (store) => store.#ids,
+      // The key and value by slot id (read only; replaced when the store empties).
+      keys: (store) => store.#keys,
+      values: (store) => store.#values,
+      placeholders: (store) => store.#placeholders,
+    };
+  }
+
+  /**
+   * For the package's tests, not part of the API: where the two halves
+   * disagree, as messages ([] when they agree). The engine's live entries
+   * (after reclaiming the expired ones) must be exactly the slots this side
+   * holds a key and a value for.
+   */
+  [AUDIT]() {
+    const ids = this.#liveSlots();
+    const problems = [];
+    if (ids.length !== this.#ids.size) problems.push(`the engine holds ${ids.length} entries, JS ${this.#ids.size}`);
+    if (this.#store.live() !== ids.length) problems.push(`the engine counts ${this.#store.live()} live entries, lists ${ids.length}`);
+    for (const id of ids) {
+      const key = this.#keys[id];
+      if (key === undefined) problems.push(`slot ${id}: no key on the JS side`);
+      else if (this.#ids.get(key) !== id) problems.push(`slot ${id}: ${shownKey(key)} maps to ${this.#ids.get(key)}`);
+      if (this.#values[id] === undefined) problems.push(`slot ${id}: no value on the JS side`);
+    }
+    this.#meta.forEach((_, id) => {
+      if (this.#keys[id] === undefined) problems.push(`slot ${id}: metadata without an entry`);
+    });
+    this.#fresh.forEach((_, id) => {
+      if (this.#keys[id] === undefined) problems.push(`slot ${id}: freshness without an entry`);
+    });
+    return problems;
+  }
+
+  /** The counters so far; `avgGetLatency` and `totalLoadTime` in milliseconds. */
+  getStats() {
+    this.#live();
+    const misses = this.#misses;
+    const hits = this.#gets - misses;
+    const gets = hits + misses;
+    const loads = this.#loads;
+    // The figures this side keeps, by getStats name; the engine's own are
+    // read at their index in its counters. Which is which, and the order of
+    // the keys, is the core's counter table (COUNTERS, 7-otel.js).
+    const kept = {
+      hits,
+      misses,
+      hitRatio: gets === 0 ? 0 : hits / gets,
+      avgGetLatency: this.#latencySamples === 0 ? 0 : this.#latencyTotal / this.#latencySamples,
+      loads: loads.runs,
+      loadFailures: loads.failures,
+      totalLoadTime: loads.time,
+      staleHits: loads.staleHits,
+      refreshes: loads.refreshes,
+      refreshFailures: loads.refreshFailures,
+    };
+    const counters = this.#counters;
+    const stats = {};
+    for (let i = 0; i < COUNTERS.length; i++) {
+      const { name, engine } = COUNTERS[i];
+      stats[name] = engine >= 0 ? counters[engine] : kept[name];
+    }
+    return stats;
+  }
+
+  /** Sets every counter back to zero. */
+  resetStats() {
+    const store = this.#live();
+    try {
+      store.resetCounters();
+    } catch (error) {
+      throw this.#failed(error);
+    }
+    this.#zeroCounters();
+    statsSince.set(this, Date.now());
+  }
+
+  /**
+   * Ends the store: pending `getOrSet` calls reject with a CacheError and
+   * their loaders' signals abort, entries are released without notices,
+   * the wasm memory is freed, and every later call throws a CacheError.
+   * Calling it again does nothing.
+   */
+  dispose() {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    // Each load and refresh ends as failed: every flight settles with it.
+    this.#loads.dispose(disposedError());
+    this.#forgetAll();
+    this.#values = [];
+    this.#keys = [];
+    this.#header = new U32(0);
+    this.#version = -1;
+    try {
+      this.#store.free();
+    } catch {
+      // Left borrowed by a trap: the engine's memory is then leaked, not reused.
+    }
+  }
+}
+
+// `using store = new MemoryStore(...)` where the runtime has explicit resource management.
+if (typeof Symbol.dispose === "symbol") {
+  Object.defineProperty(MemoryStore.prototype, Symbol.dispose, {
+    value: function dispose() {
+      this.dispose();
+    },
+    writable: true,
+    configurable: true,
+  });
+}

@@ -1,0 +1,637 @@
+//! The single-threaded heart of the memory store.
+//!
+//! [`Engine`] holds the entries and carries out the policy. It never blocks,
+//! never does I/O, never checks a key (the store hands it a [`Key`] with its
+//! hash) and never reads a clock it was not given. `MemoryStore` puts it
+//! behind a `RwLock` per shard. (The JS store runs the slot engine,
+//! `slots.rs`, instead.)
+//!
+//! One file per concern (n = entries):
+//! - `slab.rs`: the entries, in a slab addressed by a `u32` slot id, and the
+//!   intrusive lists threaded through it: one recency list under LRU (set
+//!   order under TTL), the small and main FIFO queues under S3-FIFO. O(1).
+//! - this file: the index (a `hashbrown::HashTable` of slot ids, hashed by
+//!   key: 4 bytes a bucket instead of a key and a pointer), the read paths
+//!   and the writes.
+//! - `queues.rs`: the policy's side of the lists: S3-FIFO's ghost (the hashes
+//!   of keys recently evicted from the small queue) and small-queue climber,
+//!   the adaptive policy's admission (its sketch, bucket ghost and shadow
+//!   caches live in `sketch.rs`, `ghost.rs`, `shadow.rs`, changed on writes
+//!   only), and eviction.
+//! - `expiry.rs`: the slots that have a TTL, ordered by expiry time (insert,
+//!   remove, soonest: O(log n)), and the one way an expired entry leaves.
+//! - `loads.rs`: the placeholders of loads in flight and the freshness of
+//!   the entries `get_or_refresh` stored.
+//!
+//! Read paths, one per purpose: [`Engine::get_shared`], a counted read under
+//! a shared borrow (a hit under S3-FIFO only bumps the entry's frequency
+//! bits, an atomic byte, and the read counters are atomics, so threads read
+//! one engine in parallel under a read lock); [`Engine::get_exclusive`], the
+//! same under an exclusive borrow (exact LRU reorders on every hit);
+//! [`Engine::peek_with`], which counts nothing and reorders nothing; and the
+//! freshness-aware reads of `get_or_refresh` in `loads.rs`.
+//!
+//! Expired entries are never returned. They are reclaimed when a call touches
+//! them, up to [`RECLAIM_PER_WRITE`] more on every `set`, all of them when the
+//! entry count is asked for, and before any live entry is evicted for room.
+//!
+//! Foreign code: a value's `Clone` runs while the engine is borrowed, and its
+//! `Drop` may panic. Every removal first finishes all bookkeeping and only then
+//! drops the old value (see [`Removed`]), so a panicking `Drop` leaves the
+//! engine consistent and every other entry in place.
+
+mod expiry;
+mod loads;
+mod queues;
+mod slab;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod slab_tests;
+
+use std::collections::BTreeSet;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+use crate::clock::{Clock, Nanos};
+use crate::errors::{CacheError, Result};
+use crate::key::Key;
+use crate::metrics::{Counters, ReadCounters};
+use crate::pattern::Pattern;
+use crate::policies::Policy;
+use crate::store::{Metadata, SetOptions, check_metadata, check_set_options};
+
+pub(crate) use expiry::RECLAIM_PER_WRITE;
+pub(crate) use loads::Freshly;
+pub(crate) use queues::{Climber, MAX_FREQ, MOVE_TO_MAIN};
+// The slot engine's (the JS store's) S3-FIFO sizes its ghost the same way.
+#[cfg(any(test, all(target_arch = "wasm32", target_os = "unknown", feature = "js")))]
+pub(crate) use queues::ghost_cap;
+pub(crate) use slab::Removed;
+
+use super::fifo_ghost::FifoGhost;
+use expiry::expiry;
+use loads::Freshness;
+use queues::{ADAPTIVE_BUILT, Adaptive, AdaptiveBox};
+use slab::{FREE, MAIN, MAX_SLOTS, NEVER, SMALL, Slab, Slot};
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) type KeyHasher = hashbrown::DefaultHashBuilder;
+#[cfg(target_arch = "wasm32")]
+pub(crate) type KeyHasher = super::hasher::SeededState;
+
+/// Which rule picks the entry to evict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Lru { refresh_on_get: bool },
+    Ttl,
+    S3Fifo,
+}
+
+/// The entries one call removed, kept until the engine is consistent again:
+/// up to two inline (a `set` removes the replaced entry or one evicted, and
+/// rarely expired ones too), more on the heap. Small, because every `set`
+/// returns one.
+pub(crate) struct Removals<V> {
+    inline: [Option<Removed<V>>; 2],
+    len: usize,
+    spill: Vec<Removed<V>>,
+}
+
+impl<V> Removals<V> {
+    pub fn new() -> Self {
+        Removals { inline: [const { None }; 2], len: 0, spill: Vec::new() }
+    }
+
+    fn push(&mut self, removed: Removed<V>) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = Some(removed);
+            self.len += 1;
+        } else {
+            self.spill.push(removed);
+        }
+    }
+}
+
+/// What a shared read found.
+pub(crate) enum Lookup<R> {
+    Hit(R),
+    Miss,
+    /// An expired entry: a miss, which the caller should reclaim under an
+    /// exclusive borrow ([`Engine::reclaim_if_expired`]).
+    Expired,
+}
+
+pub(crate) struct Engine<V> {
+    slab: Slab<V>,
+    index: HashTable<u32>,
+    hasher: KeyHasher,
+    /// S3-FIFO's ghost (the classic policy; the adaptive one keeps its own).
+    ghost: FifoGhost<u64>,
+    expiries: BTreeSet<(Nanos, u32, u32)>,
+    next_seq: u32,
+    /// Loads in progress (`get_or_set`), by key: the placeholder a load must
+    /// still find to store its value. Any write, delete, invalidate or clear
+    /// of the key removes it, so a load that began before them cannot bring
+    /// back older data.
+    loads: std::collections::HashMap<Box<str>, u64, KeyHasher>,
+    next_token: u64,
+    /// The freshness of the entries `get_or_refresh` stored, by key. Any
+    /// other write or removal of the key drops it (the entry is then plain).
+    fresh: std::collections::HashMap<u32, Freshness, KeyHasher>,
+    kind: Kind,
+    max_size: usize,
+    small_cap: usize,
+    climber: Option<Climber>,
+    /// The adaptive policy's state (S3-FIFO only, unless made classic).
+    adaptive: Option<AdaptiveBox>,
+    /// Hits on keys whose hash passes this mask are recorded for the shadows
+    /// (`shadow::sampled`); `u32::MAX` without an adaptive policy.
+    sample_mask: u32,
+    /// S3-FIFO fills main directly until the first eviction (libCacheSim's
+    /// refinement: what arrives while the cache still has room is kept longer).
+    evicted_once: bool,
+    default_ttl: Option<std::time::Duration>,
+    clock: Clock,
+    pub counters: Counters,
+    reads: ReadCounters,
+}
+
+impl<V> Engine<V> {
+    /// An engine hashing keys with `hasher` (shards of one store share theirs,
+    /// so the store hashes a key once, for its shard and its engine).
+    pub fn with_hasher(policy: Policy, clock: Clock, hasher: KeyHasher) -> Self {
+        let kind = match &policy {
+            Policy::Lru(p) => Kind::Lru { refresh_on_get: p.refreshes_on_get() },
+            Policy::Ttl(_) => Kind::Ttl,
+            Policy::S3Fifo(_) => Kind::S3Fifo,
+        };
+        let adaptive = matches!(&policy, Policy::S3Fifo(p) if p.is_adaptive());
+        let mut engine = Engine {
+            slab: Slab::new(),
+            index: HashTable::new(),
+            hasher,
+            ghost: FifoGhost::new(0),
+            expiries: BTreeSet::new(),
+            next_seq: 0,
+            loads: std::collections::HashMap::with_hasher(KeyHasher::default()),
+            next_token: 0,
+            fresh: std::collections::HashMap::with_hasher(KeyHasher::default()),
+            kind,
+            max_size: usize::MAX,
+            small_cap: 0,
+            climber: None,
+            adaptive: None,
+            sample_mask: u32::MAX,
+            evicted_once: false,
+            default_ttl: policy.default_ttl(),
+            clock,
+            counters: Counters::default(),
+            reads: ReadCounters::default(),
+        };
+        if adaptive {
+            engine.adaptive = Adaptive::new(1).map(|(adaptive, _)| adaptive);
+        }
+        engine.set_max_size(policy.max_size().unwrap_or(usize::MAX));
+        engine
+    }
+
+    /// Narrows the capacity, for one shard of a sharded store (before any entry is set).
+    pub fn limit_max_size(&mut self, max_size: usize) {
+        self.set_max_size(self.max_size.min(max_size));
+    }
+
+    /// Whether a `get` hit leaves every shared order alone, so reads can go
+    /// through [`get_shared`](Self::get_shared) under a read lock.
+    pub fn reads_are_shared(&self) -> bool {
+        !matches!(self.kind, Kind::Lru { refresh_on_get: true })
+    }
+
+    /// The hash the engine files `key` under.
+    #[inline]
+    pub fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// Sets every counter back to zero.
+    pub fn reset_stats(&mut self) {
+        self.counters = Counters::default();
+        self.reads = ReadCounters::default();
+    }
+
+    /// Adds the counters to `total`, to sum the shards of a store.
+    pub fn add_counters_to(&self, total: &mut Counters) {
+        total.add(&self.counters);
+        self.reads.add_to(total);
+    }
+
+    #[inline(always)]
+    fn find(&self, hash: u64, key: &str) -> Option<u32> {
+        let slab = &self.slab;
+        self.index.find(hash, |&id| same_key(&slab[id].key, key)).copied()
+    }
+
+    /// The counted read of every policy whose hits change no shared order
+    /// ([`reads_are_shared`](Self::reads_are_shared)), for many threads at
+    /// once under a read lock: it changes nothing but S3-FIFO's frequency
+    /// bits, the adaptive policy's lossy hit buffer and the read counters.
+    /// `now` is the time if the caller has read it already.
+    #[inline(always)]
+    pub fn get_shared<R>(&self, key: Key<'_>, hash: u64, now: Option<Nanos>, read: impl FnOnce(&V) -> R) -> Lookup<R> {
+        let started = self.reads.count_get().then(|| now.unwrap_or_else(|| self.clock.now()));
+        let lookup = match self.find(hash, &key) {
+            None => Lookup::Miss,
+            Some(id) if self.has_expired(id, now.or(started)) => Lookup::Expired,
+            Some(id) => {
+                let slot = &self.slab[id];
+                self.touch(&slot.freq, hash);
+                Lookup::Hit(read(slot.value()))
+            }
+        };
+        if !matches!(lookup, Lookup::Hit(_)) {
+            self.reads.count_miss();
+        }
+        if let Some(started) = started {
+            self.record_latency_since(started);
+        }
+        lookup
+    }
+
+    /// Adds one sampled `get` that started at `started` (one in 32: off the
+    /// hit path).
+    #[cold]
+    #[inline(never)]
+    fn record_latency_since(&self, started: Nanos) {
+        self.reads.record_latency(self.clock.now().saturating_sub(started));
+    }
+
+    /// The counted read under an exclusive borrow, for every policy (exact
+    /// LRU moves the entry to the head of its list); an expired entry is
+    /// reclaimed on the spot. `now` is the time if the caller has read it.
+    #[inline]
+    pub fn get_exclusive<R>(
+        &mut self,
+        key: Key<'_>,
+        hash: u64,
+        now: Option<Nanos>,
+        read: impl FnOnce(&V) -> R,
+    ) -> Option<R> {
+        if self.reads_are_shared() {
+            return match self.get_shared(key, hash, now, read) {
+                Lookup::Hit(r) => Some(r),
+                Lookup::Miss => None,
+                Lookup::Expired => {
+                    self.reclaim_if_expired(key, hash);
+                    None
+                }
+            };
+        }
+        let started = self.reads.sample_next_get().then(|| now.unwrap_or_else(|| self.clock.now()));
+        let found = match self.find(hash, &key) {
+            None => None,
+            Some(id) if self.has_expired(id, now.or(started)) => {
+                let removed = self.expire(id, hash);
+                // Counted before the value is dropped: its Drop may panic.
+                self.reads.count_exclusive(false);
+                drop(removed);
+                return None;
+            }
+            Some(id) => {
+                self.slab.move_to_head(id);
+                Some(read(self.slab[id].value()))
+            }
+        };
+        self.reads.count_exclusive(found.is_some());
+        if let Some(started) = started {
+            self.reads.record_latency(self.clock.now().saturating_sub(started));
+        }
+        found
+    }
+
+    /// The live value under `key`, handed to `read`, for the store's own
+    /// look-ups (`contains`, a loader's last look before it runs): counts
+    /// nothing and changes no order (an expired entry is reclaimed).
+    pub fn peek_with<R>(&mut self, key: Key<'_>, hash: u64, read: impl FnOnce(&V) -> R) -> Option<R> {
+        self.live_slot(key, hash).map(|id| read(self.slab[id].value()))
+    }
+
+    /// The slot of the live entry under `key`; reclaims it if it has expired.
+    fn live_slot(&mut self, key: Key<'_>, hash: u64) -> Option<u32> {
+        let id = self.find(hash, &key)?;
+        if self.has_expired(id, None) {
+            drop(self.expire(id, hash));
+            return None;
+        }
+        Some(id)
+    }
+
+    /// Stores `value` under `key`, handing back what it removed (the replaced
+    /// entry and any entry evicted or reclaimed for room) for the caller to
+    /// drop once the engine is consistent. Nothing changes when it fails.
+    pub fn set(&mut self, key: Key<'_>, hash: u64, value: V, options: SetOptions) -> Result<Removals<V>> {
+        debug_assert_eq!(hash, self.hash(&key));
+        let ttl = check_set_options(&options, self.default_ttl)?;
+        let existing = self.find(hash, &key);
+        if existing.is_none() && self.slab.is_full() {
+            return Err(CacheError::Policy(format!("a memory store holds at most {MAX_SLOTS} entries")));
+        }
+        // Nothing below can fail: a rejected call has changed nothing.
+        self.cancel_load(&key, existing);
+        self.adapt_before_write(hash);
+        let now = if ttl.is_some() { self.clock.now() } else { self.now_if_expiring() };
+        let expires_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
+        let metadata = options.metadata.map(Box::new);
+        let mut removed = Removals::new();
+        if !self.expiries.is_empty() {
+            self.reclaim_expired(now, RECLAIM_PER_WRITE, &mut removed);
+        }
+        // The reclaim may have taken the entry under this very key.
+        let existing = existing.filter(|&id| self.slab[id].list() != FREE);
+
+        if let Some(id) = existing {
+            let seq = self.take_seq();
+            let slot = &mut self.slab[id];
+            let was_expired = slot.expired(now);
+            let old_expiry = std::mem::replace(&mut slot.expires_at, expires_at);
+            let old_seq = std::mem::replace(&mut slot.seq, seq);
+            let old_value = slot.value.replace(value);
+            let old_metadata = std::mem::replace(&mut slot.metadata, metadata);
+            self.reindex_expiry(id, (old_expiry, old_seq), (expires_at, seq));
+            match self.kind {
+                Kind::S3Fifo => queues::bump(&self.slab[id].freq),
+                Kind::Lru { .. } | Kind::Ttl => self.slab.move_to_head(id),
+            }
+            if was_expired {
+                self.counters.expirations += 1;
+            }
+            removed.push(Removed::replaced(old_value, old_metadata));
+        } else if ADAPTIVE_BUILT && self.adaptive.is_some() {
+            let full = self.slab.len() >= self.max_size
+                && (self.expiries.is_empty() || !self.reclaim_expired(now, 1, &mut removed));
+            let (list, evicted) = self.admit(hash, full);
+            if let Some(evicted) = evicted {
+                self.counters.evictions += 1;
+                removed.push(evicted);
+            }
+            self.insert_new(hash, key, value, metadata, expires_at, list);
+        } else {
+            if self.slab.len() >= self.max_size
+                && !self.reclaim_expired(now, 1, &mut removed)
+                && let Some(evicted) = self.evict_one()
+            {
+                self.counters.evictions += 1;
+                removed.push(evicted);
+            }
+            let list = self.classic_list_for(hash);
+            self.insert_new(hash, key, value, metadata, expires_at, list);
+        }
+        self.counters.sets += 1;
+        Ok(removed)
+    }
+
+    fn take_seq(&mut self) -> u32 {
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        seq
+    }
+
+    /// Stores a new entry at the head of `list`.
+    fn insert_new(
+        &mut self,
+        hash: u64,
+        key: Key<'_>,
+        value: V,
+        metadata: Option<Box<Metadata>>,
+        expires_at: Nanos,
+        list: u8,
+    ) {
+        let seq = self.take_seq();
+        let id = self.slab.insert(Slot::new(&key, value, metadata, expires_at, seq), list);
+        let slab = &self.slab;
+        let hasher = &self.hasher;
+        self.index.insert_unique(hash, id, |&i| hasher.hash_one(&*slab[i].key));
+        self.reindex_expiry(id, (NEVER, 0), (expires_at, seq));
+    }
+
+    /// Removes the entry under `key`, handing back the live entry it removed.
+    pub fn delete(&mut self, key: Key<'_>, hash: u64) -> Option<Removed<V>> {
+        // The entry's freshness goes with its slot (`remove_slot`).
+        self.cancel_load(&key, None);
+        let id = self.find(hash, &key)?;
+        if self.has_expired(id, None) {
+            drop(self.expire(id, hash));
+            return None;
+        }
+        self.counters.deletes += 1;
+        Some(self.remove_slot(id, hash))
+    }
+
+    pub fn contains(&mut self, key: Key<'_>, hash: u64) -> bool {
+        self.live_slot(key, hash).is_some()
+    }
+
+    pub fn get_metadata(&mut self, key: Key<'_>, hash: u64) -> Option<Metadata> {
+        self.live_slot(key, hash).map(|id| self.slab[id].metadata.as_deref().cloned().unwrap_or_default())
+    }
+
+    pub fn update_metadata(&mut self, key: Key<'_>, hash: u64, metadata: Metadata) -> Result<bool> {
+        // Merging top-level keys adds no depth: checking the update suffices.
+        check_metadata(&metadata)?;
+        let Some(id) = self.live_slot(key, hash) else { return Ok(false) };
+        self.slab[id].metadata.get_or_insert_default().extend(metadata);
+        // A write like any other: a load or refresh of the key that began
+        // before it stores nothing (it would erase the update).
+        self.cancel_refresh(&key, id);
+        Ok(true)
+    }
+
+    /// Removes the live entries whose keys match `pattern`, handing them back.
+    pub fn invalidate(&mut self, pattern: &Pattern) -> Vec<Removed<V>> {
+        self.forget_loads_matching(pattern);
+        let now = self.now_if_expiring();
+        let doomed: Vec<u32> = self.slab.ids().filter(|&id| pattern.matches(&self.slab[id].key)).collect();
+        let mut removed = Vec::with_capacity(doomed.len());
+        let mut expired = Vec::new();
+        for id in doomed {
+            let hash = self.hash(&self.slab[id].key);
+            if self.has_expired(id, Some(now)) {
+                expired.push(self.expire(id, hash));
+            } else {
+                removed.push(self.remove_slot(id, hash));
+            }
+        }
+        self.counters.deletes += removed.len() as u64;
+        drop(expired);
+        removed
+    }
+
+    /// Live keys, all or those matching `pattern`, in the engine's order: see
+    /// [`for_each_live`](Self::for_each_live).
+    pub fn keys(&mut self, pattern: Option<&Pattern>) -> Vec<String> {
+        let mut keys = Vec::new();
+        self.for_each_live(|key, _| {
+            if pattern.is_none_or(|p| p.matches(key)) {
+                keys.push(key.to_string());
+            }
+        });
+        keys
+    }
+
+    /// Calls `f` with every live entry, after reclaiming the expired ones.
+    /// Order: LRU, most recently used first; TTL, most recently set first;
+    /// S3-FIFO, the small (probationary) queue newest first, then the main
+    /// queue newest first.
+    pub fn for_each_live(&mut self, mut f: impl FnMut(&str, &V)) {
+        self.reclaim_all_expired();
+        for list in [SMALL, MAIN] {
+            for id in self.slab.iter(list) {
+                let slot = &self.slab[id];
+                f(&slot.key, slot.value());
+            }
+        }
+    }
+
+    /// The number of live entries.
+    pub fn len(&mut self) -> usize {
+        self.reclaim_all_expired();
+        self.slab.len()
+    }
+
+    /// Empties the engine (counting the live entries as deletes), handing
+    /// back what it held for the caller to drop once it is consistent.
+    pub fn clear(&mut self) -> Vec<Removed<V>> {
+        self.reclaim_all_expired();
+        self.counters.deletes += self.slab.len() as u64;
+        self.loads.clear();
+        self.fresh.clear();
+        self.index = HashTable::new();
+        self.ghost.clear();
+        if ADAPTIVE_BUILT && let Some(adaptive) = &mut self.adaptive {
+            adaptive.ghost.clear();
+        }
+        self.expiries.clear();
+        self.evicted_once = false;
+        self.slab.take_all()
+    }
+
+    /// Takes slot `id` (filed under `hash`) out of every structure and frees it.
+    fn remove_slot(&mut self, id: u32, hash: u64) -> Removed<V> {
+        if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
+            entry.remove();
+        }
+        let slot = &self.slab[id];
+        self.reindex_expiry(id, (slot.expires_at, slot.seq), (NEVER, 0));
+        if !self.fresh.is_empty() {
+            self.fresh.remove(&id);
+        }
+        self.slab.remove(id)
+    }
+}
+
+/// `a == b`.
+#[inline(always)]
+#[cfg(target_arch = "wasm32")]
+fn same_key(a: &str, b: &str) -> bool {
+    // Smaller code for the npm package's size budget.
+    a == b
+}
+
+/// `a == b`, with keys of up to 16 bytes (most keys) compared by two
+/// overlapping word loads each instead of a call to `memcmp`.
+#[inline(always)]
+#[cfg(not(target_arch = "wasm32"))]
+fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"));
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => a == b,
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+impl<V> Engine<V> {
+    /// The counters so far.
+    pub fn stats(&self) -> crate::metrics::CacheStats {
+        let mut counters = self.counters.clone();
+        self.reads.add_to(&mut counters);
+        counters.snapshot()
+    }
+
+    /// The key hasher, for a model to hash keys as the engine does.
+    pub fn hasher_for_tests(&self) -> KeyHasher {
+        self.hasher.clone()
+    }
+
+    /// The adaptive policy's current setting.
+    pub fn adaptive_setting(&self) -> Option<super::shadow::Setting> {
+        self.adaptive.as_ref().map(|a| a.setting)
+    }
+
+    /// Whether this engine runs shadow caches of its own.
+    pub fn runs_shadows(&self) -> bool {
+        self.adaptive.as_ref().is_some_and(|a| a.sampler.is_some())
+    }
+
+    /// Entries held, expired or not.
+    pub fn raw_len(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// How many loads are in progress (none may be left behind).
+    pub fn loads_in_progress(&self) -> usize {
+        self.loads.len()
+    }
+
+    /// Panics unless the internal invariants hold: the capacity bound
+    /// (counting expired entries too), the slab's lists, the index and the
+    /// expiry index all describing exactly the live slots, and the policy's
+    /// queues within their bounds.
+    pub fn validate(&self) {
+        self.slab.validate();
+        let live = self.slab.len();
+        assert!(live <= self.max_size, "{live} entries > max {}", self.max_size);
+        assert_eq!(self.index.len(), live, "index size");
+        for id in self.slab.ids() {
+            let key = &self.slab[id].key;
+            assert_eq!(self.find(self.hash(key), key), Some(id), "index misses {key}");
+        }
+        if self.kind != Kind::S3Fifo {
+            assert_eq!(self.slab.list(SMALL).len, 0);
+        }
+        let expected: BTreeSet<(Nanos, u32, u32)> = self
+            .slab
+            .ids()
+            .filter(|&id| self.slab[id].expires_at != NEVER)
+            .map(|id| (self.slab[id].expires_at, self.slab[id].seq, id))
+            .collect();
+        assert_eq!(self.expiries, expected, "expiry index out of step with the entries");
+        self.validate_queues();
+    }
+}
+
+#[cfg(test)]
+mod same_key_tests {
+    use super::same_key;
+
+    #[test]
+    fn compares_every_byte_at_every_length() {
+        let base = "abcdefghijklmnopqrstuvwxyz0123456789";
+        for n in 0..=base.len() {
+            let a = &base[..n];
+            let copy: String = a.chars().collect();
+            assert!(same_key(a, &copy));
+            for i in 0..n {
+                let mut b = a.as_bytes().to_vec();
+                b[i] = b'#';
+                assert!(!same_key(a, std::str::from_utf8(&b).unwrap()), "{a} differs at {i}");
+            }
+            assert!(!same_key(a, &base[..(n + 1).min(base.len())]) || n == base.len());
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! The policy's side of the lists: which list a new key goes on, what a hit
+//! does to an entry, and which entry leaves for room. S3-FIFO's small and
+//! main queues with their ghost and the small queue's climber; the adaptive
+//! policy's admission, with its sketch, bucket ghost and shadow caches
+//! (`sketch.rs`, `ghost.rs`, `shadow.rs`); LRU's tail and TTL's soonest.
+//!
+//! The hit path ([`Engine::touch`]) touches only the entry's own frequency
+//! byte and, for a sampled key, a lossy buffer; everything else here runs on
+//! the write path.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+
+use super::slab::{MAIN, NIL, Removed, SMALL};
+use super::{Engine, Kind};
+use crate::stores::memory::fifo_ghost::FifoGhost;
+use crate::stores::memory::ghost::BucketGhost;
+use crate::stores::memory::shadow::{self, Sampler, Setting};
+use crate::stores::memory::sketch::FrequencySketch;
+
+/// S3-FIFO's parameters. As in the paper and libCacheSim, the small queue
+/// starts at a tenth of the capacity and an entry read twice while in it moves
+/// to main. The ghost remembers nine times as many evicted keys as the small
+/// queue holds (0.9 x capacity at the start). Unlike plain S3-FIFO, the small
+/// queue's size then adapts to the workload (see [`Climber`]).
+const SMALL_SHARE: usize = 10;
+pub(crate) const MOVE_TO_MAIN: u8 = 2;
+const GHOST_PER_SMALL: usize = 9;
+/// The CLOCK count's ceiling (the low two bits of a slot's `freq`).
+pub(crate) const MAX_FREQ: u8 = 3;
+const CLOCK_BITS: u8 = 0b11;
+/// The hits not yet handed to the adaptive policy's sketch: bits 2-5 of `freq`.
+const PENDING_SHIFT: u8 = 2;
+#[cfg(not(target_arch = "wasm32"))]
+const MAX_PENDING: u8 = 15;
+
+/// Hill climbing of S3-FIFO's small-queue size, as Caffeine sizes its
+/// admission window: every `period` gets (20 x capacity), compare the hit
+/// rate with the previous period's; keep moving the size the same way while
+/// the rate does not drop, turn back when it does. Steps start at 1/32 of the
+/// capacity, shrink by 2% each period as it settles, and start over when the
+/// rate moves by 5 points or more (the workload changed). Measured on the ARC
+/// traces, Zipf and loops (README): a small queue of ~1% wins on Zipf and
+/// loops, ~10% or more on the ARC traces; no fixed size wins both.
+///
+/// Integer arithmetic only, so the model test can replay it exactly.
+#[derive(Clone, Debug)]
+pub(crate) struct Climber {
+    period: u64,
+    last_gets: u64,
+    last_misses: u64,
+    prev: Option<(u64, u64)>,
+    step: usize,
+    initial_step: usize,
+    down: bool,
+}
+
+impl Climber {
+    pub(crate) fn new(max: usize) -> Self {
+        let step = (max / 32).max(1);
+        Climber {
+            period: 20u64.saturating_mul(max as u64),
+            last_gets: 0,
+            last_misses: 0,
+            prev: None,
+            step,
+            initial_step: step,
+            down: true,
+        }
+    }
+
+    /// Given the engine's get and miss counts so far, the small queue's new
+    /// size when a period has passed.
+    pub(crate) fn adapt(&mut self, gets: u64, misses: u64, small: usize, max: usize) -> Option<usize> {
+        // Counters reset by `reset_stats`: start a new period from here.
+        if gets < self.last_gets || misses < self.last_misses {
+            (self.last_gets, self.last_misses, self.prev) = (gets, misses, None);
+            return None;
+        }
+        let period_gets = gets - self.last_gets;
+        if period_gets < self.period {
+            return None;
+        }
+        let period_hits = period_gets - (misses - self.last_misses);
+        (self.last_gets, self.last_misses) = (gets, misses);
+        if let Some((hits_before, gets_before)) = self.prev {
+            let now = u128::from(period_hits) * u128::from(gets_before);
+            let before = u128::from(hits_before) * u128::from(period_gets);
+            if now < before {
+                self.down = !self.down;
+            }
+            if now.abs_diff(before) * 20 >= u128::from(period_gets) * u128::from(gets_before) {
+                self.step = self.initial_step;
+            } else {
+                self.step = (self.step * 98 / 100).max(1);
+            }
+        }
+        self.prev = Some((period_hits, period_gets));
+        let most = (max * 8 / 10).max(1);
+        Some(if self.down { small.saturating_sub(self.step).max(1) } else { small.saturating_add(self.step).min(most) })
+    }
+}
+
+/// The ghost's size for a small queue of `small` entries.
+pub(crate) fn ghost_cap(small: usize, max: usize) -> usize {
+    small.saturating_mul(GHOST_PER_SMALL).min(max.saturating_mul(3))
+}
+
+/// The adaptive S3-FIFO's state beyond the queues (see `S3FifoPolicy`): the
+/// frequency sketch, the fixed-size ghost, the shadow caches choosing the
+/// setting, and the buffer of sampled hits that readers fill for them.
+/// Everything here changes on the write path only.
+pub(super) struct Adaptive {
+    sketch: FrequencySketch,
+    pub(super) ghost: BucketGhost,
+    /// The shadows; `None` in a shard that follows another's choice.
+    pub(super) sampler: Option<Sampler>,
+    pub(super) setting: Setting,
+    /// The setting shared by the shards of a store (an index in
+    /// [`shadow::SETTINGS`]): the first shard's shadows choose it, the
+    /// others read it on their writes.
+    shared: Option<Arc<AtomicU8>>,
+}
+
+/// Whether the adaptive policy is built: not on wasm32, for the npm
+/// package's size budget (stores there run the classic policy). Every use of
+/// `Engine::adaptive` tests this constant first, so that its code is
+/// compiled out there.
+pub(super) const ADAPTIVE_BUILT: bool = cfg!(not(target_arch = "wasm32"));
+
+pub(super) type AdaptiveBox = Box<Adaptive>;
+
+impl Adaptive {
+    /// The state for a capacity of `max_size`, and the sample mask; `None`
+    /// where the adaptive policy is not built.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(super) fn new(max_size: usize) -> Option<(AdaptiveBox, u32)> {
+        let (mask, shadow_cap) = shadow::sampling(max_size);
+        let adaptive = Adaptive {
+            sketch: FrequencySketch::new(max_size),
+            ghost: BucketGhost::new(shadow::ghost_size(max_size)),
+            sampler: Some(Sampler::new(shadow_cap)),
+            setting: shadow::SETTINGS[0],
+            shared: None,
+        };
+        Some((Box::new(adaptive), mask))
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    pub(super) fn new(_max_size: usize) -> Option<(AdaptiveBox, u32)> {
+        None
+    }
+}
+
+impl<V> Engine<V> {
+    pub(super) fn set_max_size(&mut self, max_size: usize) {
+        self.max_size = max_size.max(1);
+        if ADAPTIVE_BUILT
+            && self.adaptive.is_some()
+            && let Some((adaptive, mask)) = Adaptive::new(self.max_size)
+        {
+            self.small_cap = adaptive.setting.small_cap(self.max_size);
+            self.adaptive = Some(adaptive);
+            self.sample_mask = mask;
+        } else if self.kind == Kind::S3Fifo {
+            self.small_cap = (self.max_size / SMALL_SHARE).max(1);
+            self.ghost = FifoGhost::new(ghost_cap(self.small_cap, self.max_size));
+            self.climber = Some(Climber::new(self.max_size));
+        }
+    }
+
+    /// Makes this engine one shard of a store whose shards share one
+    /// adaptive setting in `shared`: the `leader` runs the shadow caches and
+    /// publishes their choice, the others drop theirs and follow it (one set
+    /// of shadows per store, whatever the shard count). No effect on other
+    /// policies. Call after [`limit_max_size`](Self::limit_max_size).
+    pub fn share_setting(&mut self, shared: &Arc<AtomicU8>, leader: bool) {
+        if ADAPTIVE_BUILT && let Some(adaptive) = &mut self.adaptive {
+            adaptive.shared = Some(Arc::clone(shared));
+            if !leader {
+                adaptive.sampler = None;
+                self.sample_mask = u32::MAX;
+            }
+        }
+    }
+
+    /// What a hit does to the policy: S3-FIFO bumps the entry's own counter,
+    /// and the adaptive policy records a sampled key's hit in its lossy
+    /// buffer for the shadows. Nothing else is touched.
+    #[inline(always)]
+    pub(super) fn touch(&self, freq: &AtomicU8, hash: u64) {
+        if self.kind == Kind::S3Fifo {
+            bump(freq);
+            if shadow::sampled(hash, self.sample_mask)
+                && ADAPTIVE_BUILT
+                && let Some(adaptive) = &self.adaptive
+                && let Some(sampler) = &adaptive.sampler
+            {
+                sampler.record_hit(hash);
+            }
+        }
+    }
+
+    /// Before a write of the key with `hash`: the climber resizes the small
+    /// queue when a period has passed; the adaptive policy's shadows see the
+    /// sampled hits since the last write, then this write, and a follower
+    /// shard takes the leader's latest choice.
+    pub(super) fn adapt_before_write(&mut self, hash: u64) {
+        if let Some(climber) = &mut self.climber {
+            let (gets, misses) = self.reads.totals();
+            if let Some(small) = climber.adapt(gets, misses, self.small_cap, self.max_size) {
+                self.small_cap = small;
+                self.ghost.set_cap(ghost_cap(small, self.max_size));
+            }
+        }
+        if ADAPTIVE_BUILT && let Some(adaptive) = &mut self.adaptive {
+            let setting = match (&mut adaptive.sampler, &adaptive.shared) {
+                (Some(sampler), shared) => {
+                    let setting = sampler.record_write(hash, self.sample_mask);
+                    if let Some(shared) = shared {
+                        shared.store(shadow::index_of(setting), Relaxed);
+                    }
+                    setting
+                }
+                (None, Some(shared)) => shadow::SETTINGS[usize::from(shared.load(Relaxed))],
+                (None, None) => adaptive.setting,
+            };
+            if setting != adaptive.setting {
+                adaptive.setting = setting;
+                self.small_cap = setting.small_cap(self.max_size);
+            }
+        }
+    }
+
+    /// The list a new key with `hash` goes on under the classic policies:
+    /// under S3-FIFO, main for a key the ghost remembers, else small (main
+    /// is filled directly until the first eviction); main for the others.
+    pub(super) fn classic_list_for(&mut self, hash: u64) -> u8 {
+        match self.kind {
+            Kind::S3Fifo if self.ghost.take(hash) => MAIN,
+            Kind::S3Fifo if self.evicted_once || self.slab.list(SMALL).len < self.small_cap => SMALL,
+            _ => MAIN,
+        }
+    }
+
+    /// Makes room for one entry, by the policy's rule.
+    pub(super) fn evict_one(&mut self) -> Option<Removed<V>> {
+        let id = match self.kind {
+            Kind::Lru { .. } => self.slab.list(MAIN).tail,
+            Kind::Ttl => self.expiries.first().map_or(self.slab.list(MAIN).tail, |&(_, _, id)| id),
+            Kind::S3Fifo if ADAPTIVE_BUILT && self.adaptive.is_some() => return self.evict_adaptive(),
+            Kind::S3Fifo => return self.evict_s3fifo(),
+        };
+        if id == NIL {
+            return None;
+        }
+        let hash = self.hash(&self.slab[id].key);
+        Some(self.remove_slot(id, hash))
+    }
+
+    /// S3-FIFO (Yang et al., SOSP 2023): new keys enter the small queue; its
+    /// oldest entry moves to main if it was read since it came in, else it
+    /// leaves and its hash goes to the ghost (a key found in the ghost enters
+    /// main directly). Main is a CLOCK with 2-bit counters: its oldest entry
+    /// goes round again with its count lowered while the count is not zero.
+    fn evict_s3fifo(&mut self) -> Option<Removed<V>> {
+        self.evicted_once = true;
+        let main_cap = self.max_size.saturating_sub(self.small_cap).max(1);
+        loop {
+            let small = self.slab.list(SMALL);
+            let from_main = self.slab.list(MAIN).len > main_cap || small.len == 0;
+            let list = if from_main { MAIN } else { SMALL };
+            let id = self.slab.list(list).tail;
+            if id == NIL {
+                return None;
+            }
+            let freq = self.slab[id].freq.load(Relaxed) & CLOCK_BITS;
+            if from_main && freq > 0 {
+                self.slab[id].freq.store(freq.min(MAX_FREQ) - 1, Relaxed);
+                self.slab.move_to_head(id);
+            } else if !from_main && freq >= MOVE_TO_MAIN {
+                self.slab[id].freq.store(0, Relaxed);
+                self.slab.move_to(id, MAIN);
+            } else {
+                let hash = self.hash(&self.slab[id].key);
+                if !from_main {
+                    self.ghost.insert(hash);
+                }
+                return Some(self.remove_slot(id, hash));
+            }
+        }
+    }
+
+    /// The adaptive policy's admission of a new key with `hash`: the list it
+    /// goes on, and the entry evicted for it if the engine is `full`.
+    ///
+    /// A key the ghost remembers (it was evicted from small recently and came
+    /// back) goes to main; under the duel setting, when the engine is full and
+    /// main has its share, it must first beat main's CLOCK victim on the
+    /// sketch's frequency, which it then replaces; a returning key that loses
+    /// starts in small like a new one. Every other new key starts in small,
+    /// except that main is filled directly until the first eviction.
+    pub(super) fn admit(&mut self, hash: u64, full: bool) -> (u8, Option<Removed<V>>) {
+        let adaptive = self.adaptive.as_mut().expect("the adaptive policy");
+        adaptive.sketch.admit(hash);
+        let returning = adaptive.ghost.take(hash);
+        let duel = adaptive.setting.duel;
+        if !full {
+            let fill_main = !self.evicted_once && self.slab.list(SMALL).len >= self.small_cap;
+            return (if returning || fill_main { MAIN } else { SMALL }, None);
+        }
+        // Main below its share has room: a returning key needs no duel then.
+        let main_cap = self.max_size.saturating_sub(self.small_cap).max(1);
+        if returning && duel && self.slab.list(MAIN).len >= main_cap {
+            let (victim, victim_hash) = self.main_victim();
+            let sketch = &self.adaptive.as_ref().expect("the adaptive policy").sketch;
+            if sketch.frequency(hash) > sketch.frequency(victim_hash) {
+                self.evicted_once = true;
+                return (MAIN, Some(self.remove_slot(victim, victim_hash)));
+            }
+            return (SMALL, self.evict_adaptive());
+        }
+        (if returning { MAIN } else { SMALL }, self.evict_adaptive())
+    }
+
+    /// Hands the hits slot `id` gathered since it was last looked at to the
+    /// sketch (hashing its key, unless `hash` is given, only if there were
+    /// any), keeping its CLOCK count; the count, and the hash if it has it.
+    fn flush_hits(&mut self, id: u32, hash: Option<u64>) -> (u8, Option<u64>) {
+        let freq = self.slab[id].freq.load(Relaxed);
+        let pending = freq >> PENDING_SHIFT;
+        if pending == 0 {
+            return (freq & CLOCK_BITS, hash);
+        }
+        let hash = hash.unwrap_or_else(|| self.hash(&self.slab[id].key));
+        self.adaptive.as_mut().expect("the adaptive policy").sketch.increment_by(hash, pending);
+        self.slab[id].freq.store(freq & CLOCK_BITS, Relaxed);
+        (freq & CLOCK_BITS, Some(hash))
+    }
+
+    /// Turns main's CLOCK until its oldest entry has a count of zero: that
+    /// entry (left in place) and its hash. Main must not be empty.
+    fn main_victim(&mut self) -> (u32, u64) {
+        loop {
+            let id = self.slab.list(MAIN).tail;
+            let (clock, hash) = self.flush_hits(id, None);
+            if clock == 0 {
+                // Hashed once: `flush_hits` did if the entry had hits.
+                return (id, hash.unwrap_or_else(|| self.hash(&self.slab[id].key)));
+            }
+            self.slab[id].freq.store(clock - 1, Relaxed);
+            self.slab.move_to_head(id);
+        }
+    }
+
+    /// S3-FIFO's eviction under the adaptive policy: as [`evict_s3fifo`],
+    /// with the hits an entry gathered handed to the sketch whenever the
+    /// eviction looks at it, and the fixed-size ghost.
+    ///
+    /// [`evict_s3fifo`]: Self::evict_s3fifo
+    fn evict_adaptive(&mut self) -> Option<Removed<V>> {
+        self.evicted_once = true;
+        let main_cap = self.max_size.saturating_sub(self.small_cap).max(1);
+        loop {
+            let small = self.slab.list(SMALL);
+            if self.slab.list(MAIN).len > main_cap || small.len == 0 {
+                if self.slab.list(MAIN).len == 0 {
+                    return None;
+                }
+                let (id, hash) = self.main_victim();
+                return Some(self.remove_slot(id, hash));
+            }
+            let id = small.tail;
+            let hash = self.hash(&self.slab[id].key);
+            let (clock, _) = self.flush_hits(id, Some(hash));
+            if clock >= MOVE_TO_MAIN {
+                self.slab[id].freq.store(0, Relaxed);
+                self.slab.move_to(id, MAIN);
+            } else {
+                self.adaptive.as_mut().expect("the adaptive policy").ghost.insert(hash);
+                return Some(self.remove_slot(id, hash));
+            }
+        }
+    }
+
+    /// Panics unless the policy's state is within its bounds: the ghost,
+    /// and under the adaptive policy the small queue's size and every main
+    /// entry's pending hits.
+    #[cfg(all(test, not(target_arch = "wasm32")))]
+    pub(super) fn validate_queues(&self) {
+        self.ghost.validate();
+        if let Some(adaptive) = &self.adaptive {
+            assert_eq!(self.small_cap, adaptive.setting.small_cap(self.max_size));
+            for list in [SMALL, MAIN] {
+                for id in self.slab.iter(list) {
+                    let freq = self.slab[id].freq.load(Relaxed);
+                    // Hits are handed over whenever the CLOCK count drops to zero.
+                    assert!(
+                        freq & CLOCK_BITS != 0 || freq >> PENDING_SHIFT == 0 || list == SMALL,
+                        "slot {id}: {freq:#b}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Bumps an S3-FIFO access count, writing only when it changes (a hot key's
+/// count saturates at once, and its cache line is then only read).
+#[inline]
+#[cfg(target_arch = "wasm32")]
+pub(super) fn bump(freq: &AtomicU8) {
+    // No adaptive policy on wasm32: the CLOCK count only.
+    let f = freq.load(Relaxed);
+    if f < MAX_FREQ {
+        freq.store(f + 1, Relaxed);
+    }
+}
+
+/// Bumps an S3-FIFO access count (and the hits pending for the sketch),
+/// writing only when it changes (a hot key's counts saturate at once, and its
+/// cache line is then only read).
+#[inline]
+#[cfg(not(target_arch = "wasm32"))]
+pub(super) fn bump(freq: &AtomicU8) {
+    let f = freq.load(Relaxed);
+    let (clock, pending) = (f & CLOCK_BITS, f >> PENDING_SHIFT);
+    let bumped = (clock + u8::from(clock < MAX_FREQ)) | ((pending + u8::from(pending < MAX_PENDING)) << PENDING_SHIFT);
+    if bumped != f {
+        freq.store(bumped, Relaxed);
+    }
+}

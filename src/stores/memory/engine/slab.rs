@@ -1,0 +1,310 @@
+//! The engine's storage: a slab of slots addressed by a `u32` id, and the
+//! intrusive doubly linked lists threaded through them.
+//!
+//! An id stays the same for the life of an entry. Freed slots are chained
+//! into a free list and reused, so churn allocates nothing but the key. The
+//! lists (one recency list under LRU, set order under TTL; the small and main
+//! FIFO queues under S3-FIFO) are linked through each slot's `prev`/`next`:
+//! insert, unlink, move to a head: O(1).
+//!
+//! This file owns the links and the free list and nothing else: it never
+//! looks at a key, a value or a time. `slab_tests.rs` drives it alone against
+//! a plain `VecDeque` per list, checking [`Slab::validate`] after every step.
+
+use std::sync::atomic::AtomicU8;
+
+use crate::clock::Nanos;
+use crate::store::Metadata;
+
+/// "No slot": the end of a list, or an empty free list.
+pub(super) const NIL: u32 = u32::MAX;
+/// The most entries one engine can hold (slot ids are `u32`, `NIL` excluded).
+pub(super) const MAX_SLOTS: usize = NIL as usize;
+/// The `expires_at` of an entry without a TTL.
+pub(super) const NEVER: Nanos = Nanos::MAX;
+
+/// The list an entry is on. LRU and TTL use only `MAIN`.
+pub(super) const SMALL: u8 = 0;
+pub(super) const MAIN: u8 = 1;
+/// The `list` of a free slot.
+pub(super) const FREE: u8 = 2;
+
+pub(super) struct Slot<V> {
+    pub(super) key: Box<str>,
+    /// `None` only on a free slot.
+    pub(super) value: Option<V>,
+    // Boxed: most entries carry none, and a map is three words.
+    pub(super) metadata: Option<Box<Metadata>>,
+    pub(super) expires_at: Nanos,
+    prev: u32,
+    /// The next slot on its list, or on the free list.
+    next: u32,
+    /// S3-FIFO's access count (bits 0-1, saturating at `MAX_FREQ`) and,
+    /// under the adaptive policy, the hits since the entry was last looked at
+    /// by the eviction (bits 2-5, saturating at 15), which the sketch takes
+    /// in one batch then. Atomic so that a shared read can bump it.
+    pub(super) freq: AtomicU8,
+    /// The list it is on ([`SMALL`], [`MAIN`]), or [`FREE`].
+    list: u8,
+    /// When it was last set, wrapping: breaks ties between equal expiry
+    /// times (the entry set first goes first). Fits in the slot's padding.
+    pub(super) seq: u32,
+}
+
+impl<V> Slot<V> {
+    /// A new entry, on no list yet.
+    pub(super) fn new(key: &str, value: V, metadata: Option<Box<Metadata>>, expires_at: Nanos, seq: u32) -> Self {
+        Slot {
+            key: key.into(),
+            value: Some(value),
+            metadata,
+            expires_at,
+            prev: NIL,
+            next: NIL,
+            freq: AtomicU8::new(0),
+            list: FREE,
+            seq,
+        }
+    }
+
+    /// Whether the entry has a TTL that has run out at `now`.
+    #[inline]
+    pub(super) fn expired(&self, now: Nanos) -> bool {
+        self.expires_at != NEVER && self.expires_at <= now
+    }
+
+    /// The list it is on, or [`FREE`].
+    #[inline]
+    pub(super) fn list(&self) -> u8 {
+        self.list
+    }
+
+    /// The live value (a free slot has none).
+    #[inline]
+    pub(super) fn value(&self) -> &V {
+        self.value.as_ref().expect("a live slot holds a value")
+    }
+}
+
+/// An entry taken out of the engine, handed back so the caller drops it after
+/// the engine is consistent again (a value's `Drop` may panic). Its fields
+/// are only ever dropped.
+pub(crate) struct Removed<V> {
+    _key: Box<str>,
+    _value: V,
+    _metadata: Option<Box<Metadata>>,
+}
+
+impl<V> Removed<V> {
+    /// The old value and metadata of an entry a `set` replaced (the key
+    /// stays: it is the key of that `set`).
+    pub(super) fn replaced(value: Option<V>, metadata: Option<Box<Metadata>>) -> Self {
+        Removed { _key: Box::default(), _value: value.expect("a live slot holds a value"), _metadata: metadata }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct List {
+    pub(super) head: u32,
+    pub(super) tail: u32,
+    pub(super) len: usize,
+}
+
+impl List {
+    const EMPTY: List = List { head: NIL, tail: NIL, len: 0 };
+}
+
+pub(super) struct Slab<V> {
+    slots: Vec<Slot<V>>,
+    /// The first free slot, chained through `next`.
+    free: u32,
+    lists: [List; 2],
+    live: usize,
+}
+
+impl<V> std::ops::Index<u32> for Slab<V> {
+    type Output = Slot<V>;
+    #[inline(always)]
+    fn index(&self, id: u32) -> &Slot<V> {
+        &self.slots[id as usize]
+    }
+}
+
+impl<V> std::ops::IndexMut<u32> for Slab<V> {
+    #[inline(always)]
+    fn index_mut(&mut self, id: u32) -> &mut Slot<V> {
+        &mut self.slots[id as usize]
+    }
+}
+
+impl<V> Slab<V> {
+    pub(super) fn new() -> Self {
+        Slab { slots: Vec::new(), free: NIL, lists: [List::EMPTY; 2], live: 0 }
+    }
+
+    /// How many slots are live.
+    #[inline]
+    pub(super) fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Whether a new entry would need a slot past [`MAX_SLOTS`].
+    pub(super) fn is_full(&self) -> bool {
+        self.free == NIL && self.slots.len() as u64 >= MAX_SLOTS as u64
+    }
+
+    /// `list`'s head, tail and length.
+    #[inline]
+    pub(super) fn list(&self, list: u8) -> List {
+        self.lists[list as usize]
+    }
+
+    /// Stores `slot` in a free slot (or a new one) at the head of `list`; its id.
+    pub(super) fn insert(&mut self, mut slot: Slot<V>, list: u8) -> u32 {
+        slot.list = list;
+        let id = if self.free != NIL {
+            let id = self.free;
+            self.free = self.slots[id as usize].next;
+            // The old slot holds nothing that could panic on drop.
+            self.slots[id as usize] = slot;
+            id
+        } else {
+            self.slots.push(slot);
+            (self.slots.len() - 1) as u32
+        };
+        self.push_head(list, id);
+        self.live += 1;
+        id
+    }
+
+    /// Takes live slot `id` off its list and frees it; its entry.
+    pub(super) fn remove(&mut self, id: u32) -> Removed<V> {
+        let list = self.slots[id as usize].list;
+        self.unlink(list, id);
+        let slot = &mut self.slots[id as usize];
+        let removed = Removed {
+            _key: std::mem::take(&mut slot.key),
+            _value: slot.value.take().expect("a live slot holds a value"),
+            _metadata: slot.metadata.take(),
+        };
+        slot.expires_at = NEVER;
+        slot.list = FREE;
+        slot.prev = NIL;
+        slot.next = self.free;
+        self.free = id;
+        self.live -= 1;
+        removed
+    }
+
+    /// Empties the slab, handing back the live entries for the caller to
+    /// drop once the rest of the engine is consistent.
+    pub(super) fn take_all(&mut self) -> Vec<Removed<V>> {
+        let slots = std::mem::take(&mut self.slots);
+        *self = Slab::new();
+        slots
+            .into_iter()
+            .filter(|slot| slot.list != FREE)
+            .map(|slot| Removed {
+                _key: slot.key,
+                _value: slot.value.expect("a live slot holds a value"),
+                _metadata: slot.metadata,
+            })
+            .collect()
+    }
+
+    /// Moves `id` to the head of its own list.
+    #[inline]
+    pub(super) fn move_to_head(&mut self, id: u32) {
+        let list = self.slots[id as usize].list;
+        if self.lists[list as usize].head != id {
+            self.unlink(list, id);
+            self.push_head(list, id);
+        }
+    }
+
+    /// Moves `id` from its list to the head of `list`.
+    pub(super) fn move_to(&mut self, id: u32, list: u8) {
+        let from = self.slots[id as usize].list;
+        self.unlink(from, id);
+        self.slots[id as usize].list = list;
+        self.push_head(list, id);
+    }
+
+    /// The live ids on `list`, head first.
+    pub(super) fn iter(&self, list: u8) -> impl Iterator<Item = u32> + '_ {
+        std::iter::successors(Some(self.lists[list as usize].head).filter(|&id| id != NIL), move |&id| {
+            Some(self.slots[id as usize].next).filter(|&next| next != NIL)
+        })
+    }
+
+    /// The live ids, in slot order.
+    pub(super) fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.slots.len() as u32).filter(|&id| self.slots[id as usize].list != FREE)
+    }
+
+    fn push_head(&mut self, list: u8, id: u32) {
+        let l = &mut self.lists[list as usize];
+        let old_head = l.head;
+        self.slots[id as usize].prev = NIL;
+        self.slots[id as usize].next = old_head;
+        if old_head != NIL {
+            self.slots[old_head as usize].prev = id;
+        } else {
+            l.tail = id;
+        }
+        l.head = id;
+        l.len += 1;
+    }
+
+    fn unlink(&mut self, list: u8, id: u32) {
+        let (prev, next) = (self.slots[id as usize].prev, self.slots[id as usize].next);
+        let l = &mut self.lists[list as usize];
+        if prev != NIL {
+            self.slots[prev as usize].next = next;
+        } else {
+            l.head = next;
+        }
+        if next != NIL {
+            self.slots[next as usize].prev = prev;
+        } else {
+            l.tail = prev;
+        }
+        l.len -= 1;
+    }
+
+    /// Panics unless the lists and the free list describe exactly the slots:
+    /// every live slot on the list it names, once, with matching links and
+    /// lengths; every other slot free, without a value, on the free list.
+    #[cfg(test)]
+    pub(super) fn validate(&self) {
+        let mut on_lists = 0;
+        for list in [SMALL, MAIN] {
+            let l = self.lists[list as usize];
+            let (mut id, mut prev, mut n) = (l.head, NIL, 0);
+            while id != NIL {
+                let slot = &self.slots[id as usize];
+                assert_eq!(slot.list, list, "slot {id} on the wrong list");
+                assert_eq!(slot.prev, prev, "broken prev link at {id}");
+                assert!(slot.value.is_some(), "live slot {id} without a value");
+                prev = id;
+                id = slot.next;
+                n += 1;
+                assert!(n <= self.slots.len(), "a cycle on list {list}");
+            }
+            assert_eq!(l.tail, prev, "tail");
+            assert_eq!(l.len, n, "list length");
+            on_lists += n;
+        }
+        assert_eq!(on_lists, self.live, "every live entry is on exactly one list");
+        let (mut id, mut free) = (self.free, 0);
+        while id != NIL {
+            let slot = &self.slots[id as usize];
+            assert_eq!(slot.list, FREE);
+            assert!(slot.value.is_none() && slot.metadata.is_none());
+            id = slot.next;
+            free += 1;
+            assert!(free <= self.slots.len(), "a cycle on the free list");
+        }
+        assert_eq!(free + self.live, self.slots.len(), "free list");
+    }
+}

@@ -1,0 +1,135 @@
+//! The shard locks, and the marks that turn a value's `Clone` or `Drop`
+//! calling back into the store that runs it into an error instead of a
+//! deadlock: while a thread holds a shard's lock, [`HOLDING`] names that
+//! shard, and [`MemoryStore::reentered`] refuses a call that would need it.
+
+use std::cell::Cell;
+use std::sync::{PoisonError, RwLockReadGuard, RwLockWriteGuard};
+
+use super::{Engine, MemoryStore, Shard};
+use crate::errors::{CacheError, Result};
+
+thread_local! {
+    /// The shard (its address) whose lock this thread holds, 0 if none: a
+    /// value's `Clone` or `Drop` runs under it, and a call from inside one
+    /// into the same store would wait on a lock its own thread holds.
+    static HOLDING: Cell<usize> = const { Cell::new(0) };
+    /// The shards further up this thread's stack, when a value's `Clone` or
+    /// `Drop` called another store (which is allowed) that locked one of its
+    /// own: a value of that store calling back into the first one must be
+    /// refused too (A's clone reads B, B's clone reads A). Empty, and never
+    /// touched, unless stores are nested that way.
+    static OUTER: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether this thread holds a shard lock for which `held` is true.
+#[inline(always)]
+fn holding(held: impl Fn(usize) -> bool) -> bool {
+    let innermost = HOLDING.get();
+    innermost != 0 && (held(innermost) || holding_further_up(held))
+}
+
+#[cold]
+#[inline(never)]
+fn holding_further_up(held: impl Fn(usize) -> bool) -> bool {
+    OUTER.with_borrow(|outer| outer.iter().any(|&shard| held(shard)))
+}
+
+/// A shard's lock guard that marks the shard as held by this thread
+/// ([`HOLDING`]) while it lives.
+pub(super) struct Held<G> {
+    guard: G,
+    outer: usize,
+}
+
+impl<G> Held<G> {
+    #[inline(always)]
+    fn new<V>(shard: &Shard<V>, lock: impl FnOnce() -> G) -> Self {
+        let me = shard as *const Shard<V> as usize;
+        let outer = HOLDING.get();
+        // A last defence for the calls that cannot return an error (the
+        // others check `reentered` first): a clear panic, not a deadlock.
+        assert!(
+            !holding(|shard| shard == me),
+            "a value's Clone or Drop called the MemoryStore that was running it, under the lock it needs: \
+             this would deadlock"
+        );
+        let guard = lock();
+        if outer != 0 {
+            nest(outer);
+        }
+        HOLDING.set(me);
+        Held { guard, outer }
+    }
+}
+
+impl<G> Drop for Held<G> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.outer != 0 {
+            unnest();
+        }
+        HOLDING.set(self.outer);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn nest(outer: usize) {
+    OUTER.with_borrow_mut(|stack| stack.push(outer));
+}
+
+#[cold]
+#[inline(never)]
+fn unnest() {
+    OUTER.with_borrow_mut(|stack| stack.pop());
+}
+
+impl<G: std::ops::Deref> std::ops::Deref for Held<G> {
+    type Target = G::Target;
+    #[inline(always)]
+    fn deref(&self) -> &G::Target {
+        &self.guard
+    }
+}
+
+impl<G: std::ops::DerefMut> std::ops::DerefMut for Held<G> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut G::Target {
+        &mut self.guard
+    }
+}
+
+impl<V> MemoryStore<V> {
+    /// Fails if this thread is running a value's `Clone` or `Drop` under a
+    /// lock of this store: the call `call` comes from inside it and would
+    /// deadlock on that lock (or, through another shard, with a thread
+    /// doing the same the other way round).
+    #[inline(always)]
+    pub(super) fn reentered(&self, call: &'static str) -> Result<()> {
+        let shards = self.shards.as_ptr_range();
+        if holding(|held| shards.contains(&(held as *const Shard<V>))) {
+            return Err(CacheError::ReentrantValue { call });
+        }
+        Ok(())
+    }
+
+    /// [`reentered`](Self::reentered) for the calls that return no `Result`.
+    pub(super) fn assert_not_reentered(&self, call: &'static str) {
+        if let Err(e) = self.reentered(call) {
+            panic!("{e}");
+        }
+    }
+}
+
+// The engine finishes its bookkeeping before it runs a value's `Drop`, and a
+// panicking `Clone` changes nothing, so a poisoned lock is still consistent.
+#[inline(always)]
+pub(super) fn write<V>(shard: &Shard<V>) -> Held<RwLockWriteGuard<'_, Engine<V>>> {
+    Held::new(shard, || shard.0.write().unwrap_or_else(PoisonError::into_inner))
+}
+
+#[inline(always)]
+pub(super) fn read<V>(shard: &Shard<V>) -> Held<RwLockReadGuard<'_, Engine<V>>> {
+    Held::new(shard, || shard.0.read().unwrap_or_else(PoisonError::into_inner))
+}

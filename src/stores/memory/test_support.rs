@@ -1,0 +1,119 @@
+//! What the memory tests share: the engine driven by plain `&str` keys, as
+//! the model tests and the slot engine's differential test call it.
+
+use std::ops::{Deref, DerefMut};
+
+use super::engine::{Engine, Freshly, KeyHasher, Removals};
+use crate::clock::Clock;
+use crate::errors::Result;
+use crate::key::Key;
+use crate::pattern::Pattern;
+use crate::policies::Policy;
+use crate::refresh::RefreshOptions;
+use crate::store::{Metadata, SetOptions};
+
+/// An [`Engine`] whose calls take `&str` keys and patterns and check them
+/// first, as the store does; everything else goes through to the engine.
+pub(crate) struct StrEngine<V>(Engine<V>);
+
+impl<V> Deref for StrEngine<V> {
+    type Target = Engine<V>;
+    fn deref(&self) -> &Engine<V> {
+        &self.0
+    }
+}
+
+impl<V> DerefMut for StrEngine<V> {
+    fn deref_mut(&mut self) -> &mut Engine<V> {
+        &mut self.0
+    }
+}
+
+impl<V> StrEngine<V> {
+    pub fn new(policy: Policy, clock: Clock) -> Self {
+        StrEngine(Engine::with_hasher(policy, clock, KeyHasher::default()))
+    }
+
+    fn key<'k>(&self, key: &'k str) -> Result<(Key<'k>, u64)> {
+        let key = Key::new(key)?;
+        Ok((key, self.0.hash(&key)))
+    }
+
+    pub fn set(&mut self, key: &str, value: V, options: SetOptions) -> Result<()> {
+        let (key, hash) = self.key(key)?;
+        self.0.set(key, hash, value, options).map(drop)
+    }
+
+    pub fn delete(&mut self, key: &str) -> Result<bool> {
+        let (key, hash) = self.key(key)?;
+        Ok(self.0.delete(key, hash).is_some())
+    }
+
+    pub fn contains(&mut self, key: &str) -> Result<bool> {
+        let (key, hash) = self.key(key)?;
+        Ok(self.0.contains(key, hash))
+    }
+
+    pub fn peek_with<R>(&mut self, key: &str, read: impl FnOnce(&V) -> R) -> Result<Option<R>> {
+        let (key, hash) = self.key(key)?;
+        Ok(self.0.peek_with(key, hash, read))
+    }
+
+    pub fn get_metadata(&mut self, key: &str) -> Result<Option<Metadata>> {
+        let (key, hash) = self.key(key)?;
+        Ok(self.0.get_metadata(key, hash))
+    }
+
+    pub fn update_metadata(&mut self, key: &str, metadata: Metadata) -> Result<bool> {
+        let (key, hash) = self.key(key)?;
+        self.0.update_metadata(key, hash, metadata)
+    }
+
+    pub fn invalidate(&mut self, pattern: &str) -> Result<usize> {
+        Ok(self.0.invalidate(&Pattern::new(pattern)?).len())
+    }
+
+    pub fn keys(&mut self, pattern: Option<&str>) -> Result<Vec<String>> {
+        let pattern = pattern.map(Pattern::new).transpose()?;
+        Ok(self.0.keys(pattern.as_ref()))
+    }
+
+    pub fn clear(&mut self) {
+        drop(self.0.clear());
+    }
+
+    pub fn begin_load(&mut self, key: &str) -> u64 {
+        let (key, _) = self.key(key).expect("a valid key");
+        self.0.begin_load(key)
+    }
+
+    pub fn finish_refresh(
+        &mut self,
+        key: &str,
+        token: u64,
+        outcome: std::result::Result<V, ()>,
+        options: &RefreshOptions,
+        background: bool,
+    ) -> Result<Removals<V>> {
+        let (key, hash) = self.key(key)?;
+        self.0.finish_refresh(key, hash, token, outcome, options, background)
+    }
+}
+
+impl<V: Clone> StrEngine<V> {
+    /// A counted `get` under an exclusive borrow, as the store's exact LRU.
+    pub fn get(&mut self, key: &str) -> Result<Option<V>> {
+        let (key, hash) = self.key(key)?;
+        Ok(self.0.get_exclusive(key, hash, None, V::clone))
+    }
+
+    /// The live value, counting nothing and changing no order.
+    pub fn peek(&mut self, key: &str) -> Option<V> {
+        self.peek_with(key, V::clone).ok().flatten()
+    }
+
+    pub fn get_fresh(&mut self, key: &str) -> Result<Freshly<V>> {
+        let (key, hash) = self.key(key)?;
+        Ok(self.0.get_fresh(key, hash))
+    }
+}
