@@ -21,7 +21,7 @@ use support::{Frozen, RedisCluster, sorted};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bounded_store_spreads_over_the_masters_and_keeps_its_capacity() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::shared();
     let store = RedisStore::<String>::cluster_builder(cluster.urls())
         .prefix("bound:")
         .buckets(8)
@@ -75,7 +75,7 @@ async fn a_bounded_store_spreads_over_the_masters_and_keeps_its_capacity() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidate_keys_and_clear_cover_every_master() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::shared();
     let store = RedisStore::<u32>::cluster_builder(cluster.urls()).prefix("walk:").build().await.unwrap();
     let other = RedisStore::<u32>::cluster_builder(cluster.urls()).prefix("other:").build().await.unwrap();
     for i in 0..600u32 {
@@ -103,7 +103,7 @@ async fn invalidate_keys_and_clear_cover_every_master() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_mistakes_are_refused() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::shared();
     let builder = || RedisStore::<String>::cluster_builder(cluster.urls());
     let policy = |e: Result<RedisStore<String>, CacheError>| match e {
         Err(CacheError::Policy(message)) => message,
@@ -133,7 +133,7 @@ async fn configuration_mistakes_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_through_keeps_its_guarantees_across_instances() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::shared();
     let make = || async {
         Arc::new(
             RedisStore::<String>::cluster_builder(cluster.urls())
@@ -175,7 +175,7 @@ async fn read_through_keeps_its_guarantees_across_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_value_is_served_while_one_refresh_runs() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::shared();
     let store = Arc::new(RedisStore::<String>::cluster_builder(cluster.urls()).prefix("swr:").build().await.unwrap());
     let options = RefreshOptions::new(TokioRuntime, Duration::from_millis(100), Duration::from_secs(60));
     let refreshes = Arc::new(AtomicUsize::new(0));
@@ -356,7 +356,7 @@ async fn slots_moving_under_traffic_are_followed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_bucket_index_is_rebuilt_from_its_master() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::shared();
     let store = RedisStore::<String>::cluster_builder(cluster.urls())
         .prefix("heal:")
         .buckets(4)

@@ -259,6 +259,22 @@ async fn a_frozen_replica_does_not_fail_calls_on_healthy_masters() {
     let _ = masters;
 }
 
+/// Flushes the script cache of every master, then 50 sets must all succeed:
+/// every master is up and answers, and a set under a capacity needs its
+/// master only.
+async fn flush_scripts_then_set_50(cluster: &RedisCluster, masters: &[usize], store: &RedisStore<String>) {
+    for &m in masters {
+        assert_eq!(RedisCluster::cli(cluster.nodes[m].port(), &["SCRIPT", "FLUSH"]).trim(), "OK");
+    }
+    let mut failures = Vec::new();
+    for i in 0..50 {
+        if let Err(e) = store.set(&format!("k{i}"), "v".into(), SetOptions::new()).await {
+            failures.push(format!("k{i}: {e:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} sets failed with every master up: {:#?}", failures.len(), failures.first());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flushed_script_cache_is_reloaded_while_a_replica_is_frozen() {
     let cluster = RedisCluster::start();
@@ -274,17 +290,7 @@ async fn a_flushed_script_cache_is_reloaded_while_a_replica_is_frozen() {
     every_call(&store, 0).await;
     let (masters, replicas) = cluster.roles();
     let _thaw = Frozen::freeze(cluster.nodes[replicas[0]].pid());
-    for &m in &masters {
-        assert_eq!(RedisCluster::cli(cluster.nodes[m].port(), &["SCRIPT", "FLUSH"]).trim(), "OK");
-    }
-    // Every master is up and answers: a set under a capacity needs its master only.
-    let mut failures = Vec::new();
-    for i in 0..50 {
-        if let Err(e) = store.set(&format!("k{i}"), "v".into(), SetOptions::new()).await {
-            failures.push(format!("k{i}: {e:?}"));
-        }
-    }
-    assert!(failures.is_empty(), "{} sets failed with every master up: {:#?}", failures.len(), failures.first());
+    flush_scripts_then_set_50(&cluster, &masters, &store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -533,16 +539,7 @@ async fn a_flushed_script_cache_is_reloaded_right_after_a_replica_died() {
     for &r in &replicas {
         cluster.nodes[r].stop();
     }
-    for &m in &masters {
-        assert_eq!(RedisCluster::cli(cluster.nodes[m].port(), &["SCRIPT", "FLUSH"]).trim(), "OK");
-    }
-    let mut failures = Vec::new();
-    for i in 0..50 {
-        if let Err(e) = store.set(&format!("k{i}"), "v".into(), SetOptions::new()).await {
-            failures.push(format!("k{i}: {e:?}"));
-        }
-    }
-    assert!(failures.is_empty(), "{} sets failed with every master up: {:#?}", failures.len(), failures.first());
+    flush_scripts_then_set_50(&cluster, &masters, &store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,7 @@ use support::{RedisCluster, sorted, within_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_with_braces_and_forged_tags_round_trip() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::shared();
     let store = RedisStore::<String>::cluster_builder(cluster.urls()).prefix("odd:").build().await.unwrap();
     let n = 16;
     let mut keys: Vec<String> =
@@ -139,7 +139,7 @@ async fn foreign_keys_that_look_like_entries_are_not_touched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_bucket_index_is_counted_and_rebuilt_within_the_share() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::shared();
     let n = 4;
     let cap = 40; // a share of 10 per bucket
     let store = RedisStore::<String>::cluster_builder(cluster.urls())
@@ -193,7 +193,7 @@ async fn a_lost_bucket_index_is_counted_and_rebuilt_within_the_share() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_largest_bucket_count_works() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::shared();
     let started = Instant::now();
     let store = within_for(
         "build with buckets(16384)",
@@ -224,7 +224,7 @@ async fn the_largest_bucket_count_works() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dyn_store_over_a_cluster() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::shared();
     let store: Arc<dyn DynCacheStore<String>> =
         Arc::new(RedisStore::<String>::cluster_builder(cluster.urls()).prefix("dyn:").build().await.unwrap());
     for i in 0..100 {
@@ -242,7 +242,7 @@ async fn a_dyn_store_over_a_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_node_store_pointed_at_a_cluster_node_is_refused_or_works() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::shared();
     let url = cluster.urls()[0].clone();
     match RedisStore::<String>::builder(url.clone()).prefix("single:").build().await {
         Err(CacheError::Policy(message)) => assert!(message.contains("cluster_builder"), "{message}"),
@@ -253,7 +253,7 @@ async fn a_single_node_store_pointed_at_a_cluster_node_is_refused_or_works() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_near_cache_pointed_at_a_cluster_node_is_refused_or_works() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::shared();
     let url = cluster.urls()[0].clone();
     match NearCache::<String>::builder(url).prefix("near:").build().await {
         Err(CacheError::Policy(message)) => assert!(message.contains("cluster_builder"), "{message}"),
@@ -264,7 +264,7 @@ async fn a_near_cache_pointed_at_a_cluster_node_is_refused_or_works() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_shares_keep_the_capacity_and_the_index_in_step() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::shared();
     let store = Arc::new(
         RedisStore::<String>::cluster_builder(cluster.urls())
             .prefix("tiny:")
@@ -470,6 +470,17 @@ async fn the_bucket_count_record_survives_allkeys_lru_eviction() {
     intruder.set("x", "v".into(), SetOptions::new()).await.unwrap();
 }
 
+/// 100 entries under `prefix` are listed, counted and invalidated.
+async fn walks_work(cluster: &RedisCluster, prefix: &str) {
+    let store = RedisStore::<u32>::cluster_builder(cluster.urls()).prefix(prefix).build().await.unwrap();
+    for i in 0..100u32 {
+        store.set(&format!("k{i}"), i, SetOptions::new()).await.unwrap();
+    }
+    assert_eq!(store.keys(None).await.unwrap().len(), 100);
+    assert_eq!(store.size().await.unwrap(), 100);
+    assert_eq!(store.invalidate("k1*").await.unwrap(), 11);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn walks_work_when_the_cluster_announces_hostnames() {
     let cluster = RedisCluster::start();
@@ -484,13 +495,7 @@ async fn walks_work_when_the_cluster_announces_hostnames() {
         );
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let store = RedisStore::<u32>::cluster_builder(cluster.urls()).prefix("hn:").build().await.unwrap();
-    for i in 0..100u32 {
-        store.set(&format!("k{i}"), i, SetOptions::new()).await.unwrap();
-    }
-    assert_eq!(store.keys(None).await.unwrap().len(), 100);
-    assert_eq!(store.size().await.unwrap(), 100);
-    assert_eq!(store.invalidate("k1*").await.unwrap(), 11);
+    walks_work(&cluster, "hn:").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -506,13 +511,7 @@ async fn walks_work_when_the_cluster_announces_unknown_endpoints() {
     let slots = RedisCluster::cli(cluster.nodes[0].port(), &["CLUSTER", "SLOTS"]);
     eprintln!("CLUSTER SLOTS:\n{slots}");
     // Reached through one node, as behind a single endpoint.
-    let store = RedisStore::<u32>::cluster_builder(cluster.urls()).prefix("ue:").build().await.unwrap();
-    for i in 0..100u32 {
-        store.set(&format!("k{i}"), i, SetOptions::new()).await.unwrap();
-    }
-    assert_eq!(store.keys(None).await.unwrap().len(), 100);
-    assert_eq!(store.size().await.unwrap(), 100);
-    assert_eq!(store.invalidate("k1*").await.unwrap(), 11);
+    walks_work(&cluster, "ue:").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,7 +552,7 @@ async fn a_cluster_with_a_password_works_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_buckets_count_and_walk_within_the_default_timeouts() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::shared();
     let n = 4096;
     let started = Instant::now();
     let store = within_for(

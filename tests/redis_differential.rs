@@ -100,32 +100,17 @@ async fn apply<S: CacheStore<String>>(store: &S, op: &Op) -> String {
 /// The keys under `prefix` that Redis itself selects for `pattern`.
 async fn redis_selects(conn: &mut redis::aio::MultiplexedConnection, prefix: &str, pattern: &str) -> BTreeSet<String> {
     let scan_match = format!("{}{pattern}", escape_pattern(prefix));
-    let mut cursor = 0u64;
     let mut found = BTreeSet::new();
-    loop {
-        let (next, page): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&scan_match)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await
-            .unwrap();
-        for raw in page {
-            let rest = raw.strip_prefix(prefix.as_bytes()).expect("SCAN returned a key outside the prefix");
-            // The store's own index keys are not UTF-8; the prefix alone is no entry.
-            if let Ok(key) = std::str::from_utf8(rest)
-                && !key.is_empty()
-            {
-                found.insert(key.to_string());
-            }
-        }
-        cursor = next;
-        if cursor == 0 {
-            return found;
+    for raw in support::scan(conn, scan_match.as_bytes()).await {
+        let rest = raw.strip_prefix(prefix.as_bytes()).expect("SCAN returned a key outside the prefix");
+        // The store's own index keys are not UTF-8; the prefix alone is no entry.
+        if let Ok(key) = std::str::from_utf8(rest)
+            && !key.is_empty()
+        {
+            found.insert(key.to_string());
         }
     }
+    found
 }
 
 /// Applies `ops` to both stores; with `raw`, also checks each pattern against

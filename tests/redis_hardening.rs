@@ -27,7 +27,7 @@ async fn entries_under(conn: &mut MultiplexedConnection, prefix: &str) -> Vec<Ve
 }
 
 /// Metadata `{"a": value}`.
-fn meta(value: serde_json::Value) -> Metadata {
+fn meta_under_a(value: serde_json::Value) -> Metadata {
     support::meta(serde_json::json!({ "a": value }))
 }
 
@@ -52,18 +52,18 @@ async fn what_json_cannot_give_back_is_refused_and_nothing_is_written() {
     let json: RedisStore<serde_json::Value> = store(&server, "j:", None).await;
     assert_serialization(json.set("deep", nested(130), SetOptions::new()).await, "value 130 deep");
     assert_serialization(json.set("deep", nested(101), SetOptions::new()).await, "value 101 deep");
-    let deep_meta = SetOptions::new().metadata(meta(nested(100)));
+    let deep_meta = SetOptions::new().metadata(meta_under_a(nested(100)));
     assert_serialization(json.set("m", serde_json::json!(1), deep_meta).await, "metadata 101 deep");
     assert_eq!(floats.stats().sets + options.stats().sets + json.stats().sets, 1, "only the None was counted");
     assert_eq!(dbsize(&mut conn).await, 1, "nothing written but the bounded store's index");
 
     // At the limit, everything reads back as written.
-    json.set("ok", nested(100), SetOptions::new().metadata(meta(nested(99)))).await.unwrap();
+    json.set("ok", nested(100), SetOptions::new().metadata(meta_under_a(nested(99)))).await.unwrap();
     assert_eq!(json.get("ok").await.unwrap(), Some(nested(100)));
-    assert_eq!(json.get_metadata("ok").await.unwrap(), Some(meta(nested(99))));
+    assert_eq!(json.get_metadata("ok").await.unwrap(), Some(meta_under_a(nested(99))));
     // update_metadata refuses too, and leaves the entry as it was.
-    assert_serialization(json.update_metadata("ok", meta(nested(100))).await, "update_metadata");
-    assert_eq!(json.get_metadata("ok").await.unwrap(), Some(meta(nested(99))));
+    assert_serialization(json.update_metadata("ok", meta_under_a(nested(100))).await, "update_metadata");
+    assert_eq!(json.get_metadata("ok").await.unwrap(), Some(meta_under_a(nested(99))));
 
     // A loader's Infinity is refused, caches nothing, and does not poison the key.
     let r = floats.get_or_set("loaded", || async { f64::INFINITY }, SetOptions::new()).await;
@@ -421,13 +421,14 @@ async fn both_stores_give_the_same_answer_on_metadata_depth() {
     let redis_store: RedisStore<u32> = store(&server, "md:", None).await;
     let memory = pepperpy_caching::MemoryStore::new(LruPolicy::new(10).unwrap());
     for depth in [1, 50, 98, 99, 100, 130] {
-        let options = SetOptions::new().metadata(meta(nested(depth)));
+        let options = SetOptions::new().metadata(meta_under_a(nested(depth)));
         let in_memory = memory.set("k", 1u32, options.clone()).await.map_err(|e| format!("{e:?}"));
         let in_redis = redis_store.set("k", 1, options).await.map_err(|e| format!("{e:?}"));
         assert_eq!(in_memory.is_ok(), in_redis.is_ok(), "depth {depth}: {in_memory:?} / {in_redis:?}");
         assert_eq!(in_memory.is_ok(), depth < 100, "depth {depth}: {in_memory:?}");
-        let in_memory = memory.update_metadata("k", meta(nested(depth))).await.map_err(|e| format!("{e:?}"));
-        let in_redis = redis_store.update_metadata("k", meta(nested(depth))).await.map_err(|e| format!("{e:?}"));
+        let in_memory = memory.update_metadata("k", meta_under_a(nested(depth))).await.map_err(|e| format!("{e:?}"));
+        let in_redis =
+            redis_store.update_metadata("k", meta_under_a(nested(depth))).await.map_err(|e| format!("{e:?}"));
         assert_eq!(in_memory, in_redis, "update_metadata, depth {depth}");
     }
 }

@@ -15,15 +15,12 @@ use support::{RedisServer, within};
 use tokio::sync::Notify;
 
 const PREFIX: &str = "rt:";
-const LONG_LEASE: Duration = Duration::from_secs(60);
-
+/// A store of this file under its prefix.
 async fn store(server: &RedisServer, policy: Option<Policy>, lease: Duration) -> Arc<RedisStore<String>> {
-    let mut builder = RedisStore::builder(server.url()).prefix(PREFIX).lock_lease(lease);
-    if let Some(policy) = policy {
-        builder = builder.policy(policy);
-    }
-    Arc::new(builder.build().await.unwrap())
+    support::leased_store(server, PREFIX, policy, lease).await
 }
+
+const LONG_LEASE: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, Debug)]
 enum Write {

@@ -28,15 +28,12 @@ const PREFIX: &str = "swr:";
 /// Short, so that a test can wait for an entry to go stale.
 const FRESH: Duration = Duration::from_millis(250);
 const GRACE: Duration = Duration::from_secs(60);
-const LONG_LEASE: Duration = Duration::from_secs(60);
-
+/// A store of this file under its prefix.
 async fn store(server: &RedisServer, policy: Option<Policy>, lease: Duration) -> Arc<RedisStore<String>> {
-    let mut builder = RedisStore::builder(server.url()).prefix(PREFIX).lock_lease(lease);
-    if let Some(policy) = policy {
-        builder = builder.policy(policy);
-    }
-    Arc::new(builder.build().await.unwrap())
+    support::leased_store(server, PREFIX, policy, lease).await
 }
+
+const LONG_LEASE: Duration = Duration::from_secs(60);
 
 fn lock_key(key: &str) -> Vec<u8> {
     [PREFIX.as_bytes(), b"\xfflock:", key.as_bytes()].concat()

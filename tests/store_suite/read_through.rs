@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pepperpy_caching::{CacheError, CacheStore, MAX_KEY_LEN, SetOptions};
-use tokio::sync::Notify;
 
-use super::support::load::DbDown;
+use super::support::load::{DbDown, blocked_load};
 use super::support::{meta, nested, until, within};
 use super::{Backend, LONG, PASS, SHORT, s};
 
@@ -153,19 +152,7 @@ enum Write {
 /// loader runs: what the caller got, and what the store holds after.
 async fn write_during_load<B: Backend>(b: &B, write: Write) -> (String, Option<String>) {
     let store = Arc::new(b.store(None).await);
-    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let load = {
-        let (store, started, release) = (Arc::clone(&store), Arc::clone(&started), Arc::clone(&release));
-        tokio::spawn(async move {
-            let loader = || async move {
-                started.notify_one();
-                release.notified().await;
-                s("stale from the database")
-            };
-            store.get_or_set("user:1", loader, SetOptions::new()).await
-        })
-    };
-    within("the loader's start", started.notified()).await;
+    let (load, release) = blocked_load(&store, "user:1", s("stale from the database")).await;
     match write {
         Write::Set => store.set("user:1", s("fresh"), SetOptions::new()).await.unwrap(),
         Write::Delete => assert!(!store.delete("user:1").await.unwrap(), "nothing stored yet"),

@@ -38,13 +38,16 @@ pub fn failing(
 
 /// A `get_or_set` of `key` on `store`, in a task, whose loader has started
 /// and waits: notifying the returned `Notify` lets it return `value`.
-#[cfg(feature = "redis")]
-pub async fn blocked_load(
-    store: &Arc<pepperpy_caching::stores::RedisStore<String>>,
+pub async fn blocked_load<S, V>(
+    store: &Arc<S>,
     key: &str,
-    value: String,
-) -> (tokio::task::JoinHandle<pepperpy_caching::Result<String>>, Arc<tokio::sync::Notify>) {
-    use pepperpy_caching::{CacheStore, SetOptions};
+    value: V,
+) -> (tokio::task::JoinHandle<pepperpy_caching::Result<V>>, Arc<tokio::sync::Notify>)
+where
+    S: pepperpy_caching::CacheStore<V> + 'static,
+    V: Send + 'static,
+{
+    use pepperpy_caching::SetOptions;
     let (started, release) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
     let load = {
         let (store, key, started, release) =

@@ -1,7 +1,13 @@
 //! What the integration tests share (each `tests/*.rs` is its own crate and
-//! says `mod support;`): real servers to test against (a `redis-server`, a
-//! Redis Cluster, one of each shared by a whole binary), loaders for
-//! read-through tests, and small helpers.
+//! says `mod support;`):
+//! - `server`: a real `redis-server` on a free port (plain, password, TLS),
+//!   one shared by a whole test binary, a server that never answers, signals;
+//! - `cluster`: a real Redis Cluster (3 masters, 3 replicas), one shared by a
+//!   binary, and who serves what (slots asked of the server, `CLUSTER KEYSLOT`);
+//! - `load`: loaders and load scenarios for read-through and refresh tests;
+//! - `hostile`: the attackers of the hostile MemoryStore tests;
+//! - `rng`: a seeded generator (also used by examples/soak.rs);
+//! - here: small helpers (`meta`, `sorted`, `within`, `until`, `scan`, stores).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod cluster;
@@ -20,6 +26,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use pepperpy_caching::Metadata;
+#[cfg(feature = "redis")]
+use pepperpy_caching::{
+    Policy,
+    stores::{RedisStore, RedisStoreBuilder},
+};
+#[cfg(feature = "redis")]
+use std::sync::Arc;
 
 /// Metadata from a JSON object literal.
 pub fn meta(json: serde_json::Value) -> Metadata {
@@ -84,19 +97,35 @@ pub async fn scan(conn: &mut redis::aio::MultiplexedConnection, pattern: &[u8]) 
     }
 }
 
-/// A `RedisStore` on `server` under `prefix`, with `policy` if one is given.
+/// What a `RedisStore` can hold (it stores values as JSON).
 #[cfg(feature = "redis")]
-pub async fn redis_store<V>(
+pub trait Json: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {}
+#[cfg(feature = "redis")]
+impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static> Json for T {}
+
+/// A `RedisStore` builder on `server` under `prefix`, with `policy` if one is given.
+#[cfg(feature = "redis")]
+pub fn redis_builder<V: Json>(server: &RedisServer, prefix: &str, policy: Option<Policy>) -> RedisStoreBuilder<V> {
+    let builder = RedisStore::builder(server.url()).prefix(prefix);
+    match policy {
+        Some(policy) => builder.policy(policy),
+        None => builder,
+    }
+}
+
+/// The store of [`redis_builder`].
+#[cfg(feature = "redis")]
+pub async fn redis_store<V: Json>(server: &RedisServer, prefix: &str, policy: Option<Policy>) -> RedisStore<V> {
+    redis_builder(server, prefix, policy).build().await.unwrap()
+}
+
+/// The store of [`redis_builder`], of strings, with a lock lease, to share between tasks.
+#[cfg(feature = "redis")]
+pub async fn leased_store(
     server: &RedisServer,
     prefix: &str,
-    policy: Option<pepperpy_caching::Policy>,
-) -> pepperpy_caching::stores::RedisStore<V>
-where
-    V: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
-{
-    let mut builder = pepperpy_caching::stores::RedisStore::builder(server.url()).prefix(prefix);
-    if let Some(policy) = policy {
-        builder = builder.policy(policy);
-    }
-    builder.build().await.unwrap()
+    policy: Option<Policy>,
+    lease: Duration,
+) -> Arc<RedisStore<String>> {
+    Arc::new(redis_builder(server, prefix, policy).lock_lease(lease).build().await.unwrap())
 }
