@@ -188,9 +188,10 @@ class MemoryStore {
       if (n === RING_LEN) this.#drain();
       this.#ring[this.#ringN++] = id;
     } else if (mode === FREQ) {
-      // The low two bits count accesses, up to 3 (the engine keeps its queue in the high bit).
+      // The access count, in the byte's FREQ_COUNT bits, saturates at
+      // MAX_FREQ (the engine keeps the slot's queue in another bit).
       const f = this.#freq[id];
-      if ((f & 3) !== 3) this.#freq[id] = f + 1;
+      if ((f & FREQ_COUNT) < MAX_FREQ) this.#freq[id] = f + 1;
     }
   }
 

@@ -52,7 +52,9 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// LATENCY_SAMPLE_EVERY, MAX_PATTERN_LEN, RING_LEN, MAX_REMOVED, BATCH_KEYS,
 /// BATCH_BYTES, batch bytes address, batch ends address, batch results
 /// address, the most slots a store holds, SHOWN_CHARS (how much of a key an
-/// error message shows)]`.
+/// error message shows), the mask of a slot's access count in its `freq`
+/// byte, the count's ceiling, and the reason codes of the removed buffer:
+/// evicted, expired, replaced]`.
 #[wasm_bindgen]
 pub fn limits() -> Vec<f64> {
     let (bytes, ends, results) =
@@ -71,6 +73,11 @@ pub fn limits() -> Vec<f64> {
         results as usize as f64,
         slots::MAX_SLOTS as f64,
         crate::errors::SHOWN_CHARS as f64,
+        f64::from(slots::COUNT),
+        f64::from(slots::MAX_FREQ),
+        f64::from(slots::EVICTED),
+        f64::from(slots::EXPIRED),
+        f64::from(slots::REPLACED),
     ]
 }
 

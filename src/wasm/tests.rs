@@ -22,6 +22,12 @@ fn limits_are_the_cores() {
     let limits = limits();
     assert_eq!(limits[0], MAX_KEY_LEN as f64);
     assert_eq!(limits[1], MAX_NESTING as f64);
+    let n = limits.len();
+    assert_eq!(limits[n - 5], f64::from(slots::COUNT));
+    assert_eq!(limits[n - 4], f64::from(slots::MAX_FREQ));
+    assert_eq!(limits[n - 3], f64::from(slots::EVICTED));
+    assert_eq!(limits[n - 2], f64::from(slots::EXPIRED));
+    assert_eq!(limits[n - 1], f64::from(slots::REPLACED));
 }
 
 #[wasm_bindgen_test]

@@ -31,7 +31,7 @@ use crate::policies::Policy;
 // access count saturates at 3.
 const SMALL_SHARE: usize = 10;
 const MOVE_TO_MAIN: u8 = 2;
-const MAX_FREQ: u8 = 3;
+pub(crate) const MAX_FREQ: u8 = 3;
 
 /// "No slot": the end of a list, or an empty free list.
 const NIL: u32 = u32::MAX;
@@ -47,7 +47,7 @@ pub(crate) const MAX_SLOTS: usize = FREED as usize;
 const SMALL: u8 = 0;
 const MAIN: u8 = 1;
 const IN_MAIN: u8 = 0x80;
-const COUNT: u8 = 0x03;
+pub(crate) const COUNT: u8 = 0x03;
 
 /// How many hits the access ring holds before the JS layer drains it.
 pub(crate) const RING_LEN: usize = 1024;
