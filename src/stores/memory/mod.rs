@@ -30,7 +30,8 @@ mod adaptive_model_tests;
 mod model_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod s3fifo_model_tests;
-#[cfg(all(test, not(target_arch = "wasm32")))]
+// The slot engine's differential test uses it on wasm32 too (wasm-pack test).
+#[cfg(test)]
 mod test_support;
 #[cfg(all(test, not(target_arch = "wasm32"), feature = "redis"))]
 pub(crate) use model_tests::fuzz_cases;

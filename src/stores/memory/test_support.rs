@@ -1,16 +1,20 @@
 //! What the memory tests share: the engine driven by plain `&str` keys, as
 //! the model tests and the slot engine's differential test call it, the
 //! models' queue helpers, and the comparison of counters.
+#![cfg_attr(target_arch = "wasm32", allow(dead_code))] // on wasm32 only the slot engine's test uses it
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 
+#[cfg(not(target_arch = "wasm32"))]
 use proptest::prelude::*;
 
 use super::engine::{Engine, Freshly, KeyHasher, Removals};
 use crate::clock::Clock;
 use crate::errors::Result;
 use crate::key::Key;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::metrics::CacheStats;
 use crate::pattern::Pattern;
 use crate::policies::Policy;
@@ -123,11 +127,13 @@ impl<V: Clone> StrEngine<V> {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))] // the models run natively (proptest)
 /// An entry of a model's S3-FIFO queues.
 pub(crate) trait ModelEntry {
     fn key_and_expiry(&self) -> (&str, Option<u64>);
 }
 
+#[cfg(not(target_arch = "wasm32"))] // the models run natively (proptest)
 /// Drops the entries of a model's queues that have expired at `now`; how many.
 pub(crate) fn purge_queues<E: ModelEntry>(small: &mut VecDeque<E>, main: &mut VecDeque<E>, now: u64) -> u64 {
     let before = small.len() + main.len();
@@ -136,6 +142,7 @@ pub(crate) fn purge_queues<E: ModelEntry>(small: &mut VecDeque<E>, main: &mut Ve
     (before - small.len() - main.len()) as u64
 }
 
+#[cfg(not(target_arch = "wasm32"))] // the models run natively (proptest)
 /// The entry under `key` in a model's queues.
 pub(crate) fn find_in_queues<'a, E: ModelEntry>(
     small: &'a mut VecDeque<E>,
@@ -145,6 +152,7 @@ pub(crate) fn find_in_queues<'a, E: ModelEntry>(
     small.iter_mut().chain(main.iter_mut()).find(|e| e.key_and_expiry().0 == key)
 }
 
+#[cfg(not(target_arch = "wasm32"))] // the models run natively (proptest)
 /// Compares the engine's counters with the model's after `step` (`op`):
 /// all equal but expirations, which the engine counts as it reclaims,
 /// lazily: it may lag the model, never lead it, and catches up after a full

@@ -557,7 +557,7 @@ fn same_key(a: &str, b: &str) -> bool {
     }
 }
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(test)]
 impl<V> Engine<V> {
     /// The counters so far.
     pub fn stats(&self) -> crate::metrics::CacheStats {
@@ -565,7 +565,10 @@ impl<V> Engine<V> {
         self.reads.add_to(&mut counters);
         counters.snapshot()
     }
+}
 
+#[cfg(all(test, not(target_arch = "wasm32")))]
+impl<V> Engine<V> {
     /// The key hasher, for a model to hash keys as the engine does.
     pub fn hasher_for_tests(&self) -> KeyHasher {
         self.hasher.clone()
