@@ -15,7 +15,7 @@
 //! removed buffer or the report, for the JS layer to forget them; nothing
 //! else frees a slot, so the JS layer never holds an id the engine reused.
 //!
-//! The rules are the memory engine's (`engine.rs`): the same lists, the same
+//! The rules are the memory engine's (`engine/`): the same lists, the same
 //! S3-FIFO (small and main queues, a ghost of evicted hashes, the small
 //! queue's size adapted by [`Climber`]), expired entries reclaimed before any
 //! live one is evicted, and up to [`RECLAIM_PER_WRITE`] more on each set.
@@ -26,7 +26,7 @@ use super::engine::{Climber, RECLAIM_PER_WRITE, ghost_cap};
 use super::fifo_ghost::FifoGhost;
 use crate::policies::Policy;
 
-// S3-FIFO's parameters, as in engine.rs: the small queue starts at a tenth
+// S3-FIFO's parameters, as in engine/queues.rs: the small queue starts at a tenth
 // of the capacity, an entry read twice while in it moves to main, and the
 // access count saturates at 3.
 const SMALL_SHARE: usize = 10;
