@@ -82,6 +82,12 @@ macro_rules! counter_table {
             }
         }
 
+        /// The counter table as text for the JS layer (src/wasm/tables.rs), made
+        /// at compile time so the wasm carries no code for it: a line per
+        /// figure in [`STATS`]'s order, `field`, a tab, and the help JS shows.
+        #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown", feature = "js")), allow(dead_code))]
+        pub(crate) const JS_COUNTERS: &str = concat!($(stringify!($field), "\t", counter_table!(@js $help $($js_help)?), "\n",)*);
+
         /// Every figure of [`CacheStats`], in its field order.
         pub(crate) const STATS: &[Stat] = &[$(
             Stat {
@@ -90,13 +96,12 @@ macro_rules! counter_table {
                 prometheus: $prometheus,
                 kind: Kind::$kind,
                 help: $help,
-                js_help: counter_table!(@or $($js_help)?),
                 read: |stats| stats.$field.value(),
             },
         )*];
     };
-    (@or $js_help:literal) => { Some($js_help) };
-    (@or) => { None };
+    (@js $help:literal) => { $help };
+    (@js $help:literal $js_help:literal) => { $js_help };
 }
 
 // One row a line (a table): `field: type = [raw counters] |c| figure, Prometheus family, help`.
@@ -116,7 +121,7 @@ counter_table! {
     /// `hits / (hits + misses)`, or 0 before the first `get`.
     hit_ratio: f64 = [] |c| ratio(c.hits, c.hits + c.misses), "hit_ratio" Gauge "Hits divided by gets since the counters were reset.";
     /// Mean time of the sampled `get` calls (see [`LATENCY_SAMPLE_EVERY`]).
-    avg_get_latency: Duration = [latency_ns, samples] |c| mean_nanos(c.latency_ns, c.samples), "get_latency_seconds" Gauge "Mean time of the sampled gets.";
+    avg_get_latency: Duration = [latency_ns, samples] |c| mean_nanos(c.latency_ns, c.samples), "get_latency_seconds" Gauge "Mean time of the sampled gets." js "Mean time of the sampled gets, in milliseconds.";
     /// Loader runs started by `get_or_set` / `try_get_or_set` (one per load,
     /// however many callers waited on it).
     loads: u64 = [loads] |c| c.loads, "loads_total" Counter "Loader runs started by get_or_set." js "Loader runs started by getOrSet.";
@@ -125,7 +130,7 @@ counter_table! {
     /// counts in `loads` only.
     load_failures: u64 = [load_failures] |c| c.load_failures, "load_failures_total" Counter "Loader runs that failed.";
     /// Time spent in loaders, in total.
-    total_load_time: Duration = [load_ns] |c| Duration::from_nanos(c.load_ns), "load_seconds_total" Counter "Time spent in loaders.";
+    total_load_time: Duration = [load_ns] |c| Duration::from_nanos(c.load_ns), "load_seconds_total" Counter "Time spent in loaders." js "Time spent in loaders, in milliseconds.";
     /// `get_or_refresh` calls answered with a stale value (within the grace
     /// period after the TTL; each is also a hit).
     stale_hits: u64 = [pub stale_hits] |c| c.stale_hits, "stale_hits_total" Counter "Reads answered with a stale value within the grace period.";
@@ -142,13 +147,12 @@ const GETS: Stat = Stat {
     prometheus: "gets_total",
     kind: Kind::Counter,
     help: "Gets (hits and misses).",
-    js_help: None,
     read: |stats| (stats.hits + stats.misses) as f64,
 };
 
 /// One row of the counter table.
 #[derive(Clone, Copy, Debug)]
-// `field`, `unit` and `js_help` are for the JS layer's table (src/wasm/tables.rs).
+// `field` and `unit` are for the JS layer's table (src/wasm/tables.rs), with [`JS_COUNTERS`].
 #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown", feature = "js")), allow(dead_code))]
 pub(crate) struct Stat {
     /// The field of [`CacheStats`] (in JS, its camelCase twin).
@@ -157,10 +161,8 @@ pub(crate) struct Stat {
     /// The Prometheus family, after `pepperpy_cache_`.
     pub prometheus: &'static str,
     pub kind: Kind,
-    /// What it counts, for Prometheus's HELP (and JS, unless `js_help`).
+    /// What it counts, for Prometheus's HELP (and JS, unless its row gives `js` help).
     pub help: &'static str,
-    /// The help as JS users read it, where it names a method.
-    pub js_help: Option<&'static str>,
     /// The figure of a snapshot, in Prometheus's unit (seconds for a time).
     pub read: fn(&CacheStats) -> f64,
 }

@@ -28,7 +28,8 @@ function errorClass(name, Base) {
 }
 
 const CacheError = errorClass("CacheError", Error);
-for (const { name } of wasm.errorTable()) {
+// One line per ErrorKind: its class.
+for (const name of wasm.errorTable().trimEnd().split("\n")) {
   if (!errorClasses.has(name)) errorClass(name, CacheError);
 }
 

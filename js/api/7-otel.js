@@ -13,7 +13,24 @@ const statsSince = new WeakMap();
 // key), `field` (the Rust name), `kind` ("sum" or "gauge"), `unit`, `help`,
 // and `engine` (its index in the engine's counters, or -1 when the store
 // keeps or computes it itself).
-const COUNTERS = Object.freeze(wasm.counterTable().map((row) => Object.freeze(row)));
+const COUNTERS = (() => {
+  // The core's table is text (a line per figure: Rust name, tab, help) and a
+  // layout (per figure: unit 0 count / 1 ratio / 2 ms, engine index or -1).
+  const layout = wasm.counterLayout();
+  const units = [["sum", "1"], ["gauge", "1"], ["gauge", "ms"]];
+  return Object.freeze(
+    wasm
+      .counterTable()
+      .trimEnd()
+      .split("\n")
+      .map((line, i) => {
+        const [field, help] = line.split("\t");
+        const [kind, unit] = units[layout[2 * i]];
+        const name = field.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+        return Object.freeze({ name, field, kind, unit, help, engine: layout[2 * i + 1] });
+      }),
+  );
+})();
 // The exported metrics: the sums, then the gauges, each in table order.
 const OTEL_METRICS = [...COUNTERS.filter((c) => c.kind === "sum"), ...COUNTERS.filter((c) => c.kind !== "sum")];
 

@@ -4,11 +4,10 @@
 //! OpenTelemetry export and `getStats` walk `counterTable()`, and its error
 //! classes are made from `errorTable()`.
 
-use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
 use crate::errors::ErrorKind;
-use crate::metrics::{STATS, Stat, Unit};
+use crate::metrics::{JS_COUNTERS, STATS, Unit};
 use crate::stores::memory::slots;
 
 /// The counters the slot engine keeps itself, by [`CacheStats`] field, with
@@ -34,68 +33,39 @@ const ENGINE_COUNTERS: [(&str, usize); slots::COUNTERS] = [
 /// - `help`: what it counts, as JS users read it;
 /// - `engine`: its index in the engine's counters (`WasmStore::counters`),
 ///   or -1 when the JS store keeps or computes it itself.
+/// The counter table for the JS layer, made at compile time
+/// ([`JS_COUNTERS`]: a line per figure of `getStats()` in its order, the
+/// field's Rust name and its help text split by a tab).
 #[wasm_bindgen(js_name = counterTable)]
-pub fn counter_table() -> Array {
-    STATS.iter().map(|stat| JsValue::from(counter_row(stat))).collect()
+pub fn counter_table() -> String {
+    JS_COUNTERS.to_string()
 }
 
-fn counter_row(stat: &Stat) -> Object {
-    let (kind, unit) = match stat.unit {
-        Unit::Count => ("sum", "1"),
-        Unit::Ratio => ("gauge", "1"),
-        Unit::Time => ("gauge", "ms"),
-    };
-    let help = match (stat.js_help, stat.unit) {
-        (Some(help), _) => help.to_string(),
-        (None, Unit::Time) => format!("{}, in milliseconds.", stat.help.trim_end_matches('.')),
-        (None, _) => stat.help.to_string(),
-    };
-    let engine = ENGINE_COUNTERS.iter().find(|(field, _)| *field == stat.field).map_or(-1.0, |&(_, i)| i as f64);
-    let row = Object::new();
-    set(&row, "name", &camel_case(stat.field).into());
-    set(&row, "field", &stat.field.into());
-    set(&row, "kind", &kind.into());
-    set(&row, "unit", &unit.into());
-    set(&row, "help", &help.into());
-    set(&row, "engine", &engine.into());
-    row
+/// Per figure of [`counter_table`], two numbers: its unit (0 a count, 1 a
+/// ratio, 2 a time in milliseconds) and its index in the engine's counters
+/// (-1 when the JS store keeps or computes it itself).
+#[wasm_bindgen(js_name = counterLayout)]
+pub fn counter_layout() -> Vec<f64> {
+    let mut out = Vec::with_capacity(2 * STATS.len());
+    for stat in STATS {
+        out.push(match stat.unit {
+            Unit::Count => 0.0,
+            Unit::Ratio => 1.0,
+            Unit::Time => 2.0,
+        });
+        let engine = ENGINE_COUNTERS.iter().position(|(field, _)| *field == stat.field);
+        out.push(engine.map_or(-1.0, |i| ENGINE_COUNTERS[i].1 as f64));
+    }
+    out
 }
 
-/// One object per [`ErrorKind`], in [`ErrorKind::ALL`]'s order: `kind`
-/// (`"BackendTimeout"`) and `name`, the JS class its errors are thrown as
-/// (`"CacheBackendError"`; every class extends `CacheError`). The wasm
-/// exports throw an `Error` whose `name` is that class (see `errors.rs`).
+/// The JS class of each [`ErrorKind`], a line each in `ErrorKind::ALL`'s order.
 #[wasm_bindgen(js_name = errorTable)]
-pub fn error_table() -> Array {
-    ErrorKind::ALL
-        .iter()
-        .map(|kind| {
-            let row = Object::new();
-            set(&row, "kind", &format!("{kind:?}").into());
-            set(&row, "name", &kind.js_class().into());
-            JsValue::from(row)
-        })
-        .collect()
-}
-
-fn set(row: &Object, key: &str, value: &JsValue) {
-    // Setting a property of a fresh plain object cannot throw.
-    let _ = Reflect::set(row, &key.into(), value);
-}
-
-/// `load_failures` -> `loadFailures`.
-fn camel_case(snake: &str) -> String {
-    let mut out = String::with_capacity(snake.len());
-    let mut upper = false;
-    for c in snake.chars() {
-        match c {
-            '_' => upper = true,
-            c if upper => {
-                out.push(c.to_ascii_uppercase());
-                upper = false;
-            }
-            c => out.push(c),
-        }
+pub fn error_table() -> String {
+    let mut out = String::with_capacity(512);
+    for kind in ErrorKind::ALL {
+        out.push_str(kind.js_class());
+        out.push('\n');
     }
     out
 }
@@ -106,28 +76,30 @@ mod tests {
 
     use super::*;
 
-    fn get(row: &JsValue, key: &str) -> JsValue {
-        Reflect::get(row, &key.into()).unwrap()
-    }
-
     #[wasm_bindgen_test]
     fn the_counter_table_has_every_figure_and_the_engines_indexes() {
         let table = counter_table();
-        assert_eq!(table.length() as usize, STATS.len());
-        let names: Vec<String> = table.iter().map(|row| get(&row, "name").as_string().unwrap()).collect();
-        assert_eq!(names[..3], ["hits", "misses", "sets"]);
-        assert!(names.contains(&"loadFailures".to_string()) && names.contains(&"avgGetLatency".to_string()));
-        for (row, stat) in table.iter().zip(STATS) {
-            assert_eq!(get(&row, "field").as_string().unwrap(), stat.field);
-            let help = stat.js_help.unwrap_or(stat.help);
-            assert!(get(&row, "help").as_string().unwrap().starts_with(help.trim_end_matches('.')), "{help}");
-            let engine = get(&row, "engine").as_f64().unwrap();
+        let rows: Vec<Vec<&str>> = table.trim_end().split('\n').map(|line| line.split('\t').collect()).collect();
+        let layout = counter_layout();
+        assert_eq!((rows.len(), layout.len()), (STATS.len(), 2 * STATS.len()));
+        for (i, (row, stat)) in rows.iter().zip(STATS).enumerate() {
+            assert_eq!(row.len(), 2, "{row:?}");
+            assert_eq!(row[0], stat.field);
+            // The Rust help, unless the row gives JS its own (a Rust name, or a unit).
+            let own = ["loads", "avg_get_latency", "total_load_time"].contains(&row[0]);
+            assert_eq!(row[1] == stat.help, !own, "{row:?}");
+            let unit = match stat.unit {
+                Unit::Count => 0.0,
+                Unit::Ratio => 1.0,
+                Unit::Time => 2.0,
+            };
+            assert_eq!(layout[2 * i], unit);
             match ENGINE_COUNTERS.iter().find(|(f, _)| *f == stat.field) {
-                Some(&(_, i)) => assert_eq!(engine, i as f64),
-                None => assert_eq!(engine, -1.0),
+                Some(&(_, index)) => assert_eq!(layout[2 * i + 1], index as f64),
+                None => assert_eq!(layout[2 * i + 1], -1.0),
             }
         }
-        // Every engine counter is a figure of the table.
+        assert_eq!(rows[..3].iter().map(|r| r[0]).collect::<Vec<_>>(), ["hits", "misses", "sets"]);
         for (field, _) in ENGINE_COUNTERS {
             assert!(STATS.iter().any(|s| s.field == field), "{field}");
         }
@@ -136,17 +108,10 @@ mod tests {
     #[wasm_bindgen_test]
     fn the_error_table_names_each_kinds_class() {
         let table = error_table();
-        assert_eq!(table.length() as usize, ErrorKind::ALL.len());
-        for (row, kind) in table.iter().zip(ErrorKind::ALL) {
-            assert_eq!(get(&row, "kind").as_string().unwrap(), format!("{kind:?}"));
-            assert_eq!(get(&row, "name").as_string().unwrap(), kind.js_class());
+        let rows: Vec<&str> = table.trim_end().split('\n').collect();
+        assert_eq!(rows.len(), ErrorKind::ALL.len());
+        for (row, kind) in rows.iter().zip(ErrorKind::ALL) {
+            assert_eq!(*row, kind.js_class());
         }
-    }
-
-    #[wasm_bindgen_test]
-    fn camel_case_joins_words() {
-        assert_eq!(camel_case("load_failures"), "loadFailures");
-        assert_eq!(camel_case("avg_get_latency"), "avgGetLatency");
-        assert_eq!(camel_case("hits"), "hits");
     }
 }

@@ -67,8 +67,15 @@ impl<H: GhostHash> FifoGhost<H> {
         }
         let seq = self.front + self.queue.len() as u64;
         self.queue.push_back(hash);
-        let (queue, front) = (&self.queue, self.front);
-        self.index.insert_unique(hash.table_hash(), seq, |&s| Self::hash_at(queue, front, s).table_hash());
+        Self::file(&mut self.index, &self.queue, self.front, seq);
+    }
+
+    /// Files the cell `seq` of `queue` in `index`. The one insert into the
+    /// table, so that one growth path (hashbrown's `reserve_rehash`, 1.6 KB
+    /// of wasm per hasher closure) is compiled, not one per call site.
+    fn file(index: &mut HashTable<u64>, queue: &VecDeque<H>, front: u64, seq: u64) {
+        let hash = Self::hash_at(queue, front, seq).table_hash();
+        index.insert_unique(hash, seq, |&s| Self::hash_at(queue, front, s).table_hash());
     }
 
     fn pop_front(&mut self) {
@@ -94,10 +101,10 @@ impl<H: GhostHash> FifoGhost<H> {
             .collect();
         self.index.clear();
         self.front = 0;
-        for (i, &hash) in live.iter().enumerate() {
-            self.index.insert_unique(hash.table_hash(), i as u64, |&s| live[s as usize].table_hash());
-        }
         self.queue = live;
+        for seq in 0..self.queue.len() as u64 {
+            Self::file(&mut self.index, &self.queue, 0, seq);
+        }
     }
 
     /// Whether `hash` is remembered; forgets it if so.
