@@ -8,13 +8,12 @@
 //! [`Conn::declares_absent_keys`], [`Conn::count_keys_in_slot`], ...) and
 //! never branches on it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use std::time::Duration;
-
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 use super::failure::{Cause, Failure, backend};
