@@ -18,6 +18,7 @@ const { WasmStore, WasmPolicy } = wasm;
 const [
   MAX_KEY_LEN, MAX_NESTING, LATENCY_SAMPLE_EVERY, , RING_LEN, MAX_REMOVED,
   BATCH_KEYS, BATCH_BYTES, BATCH_BYTES_AT, BATCH_ENDS_AT, BATCH_RESULTS_AT, MAX_SLOTS, SHOWN_CHARS,
+  FREQ_COUNT, MAX_FREQ, EVICTED, EXPIRED, REPLACED,
 ] = wasm.limits();
 const { WasmPattern } = wasm;
 // The latency sample is taken when the get count is a multiple of it (a power of two).
@@ -107,9 +108,13 @@ function reportLater(error) {
   });
 }
 
-// Why an entry left, by reason code (the engine's: src/stores/memory/slots.rs).
-const REASONS = ["evicted", "expired", "deleted", "replaced", "invalidated", "cleared"];
-const EXPIRED = 1;
-const DELETED = 2;
-const REPLACED = 3;
-const INVALIDATED = 4;
+// Why an entry left, by reason code: the engine's codes for what a set
+// removed (from the limits table), then the JS side's own removals.
+const REASONS = [];
+REASONS[EVICTED] = "evicted";
+REASONS[EXPIRED] = "expired";
+REASONS[REPLACED] = "replaced";
+const DELETED = REASONS.length;
+REASONS[DELETED] = "deleted";
+const INVALIDATED = REASONS.length;
+REASONS[INVALIDATED] = "invalidated";

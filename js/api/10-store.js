@@ -11,6 +11,12 @@
 // (its loads are Loads, 9-loads.js, and their single flight Flights,
 // 8-flights.js), stats and dispose. The walks (invalidate, keys, entries,
 // clear, size) are in 11-walks.js.
+//
+// Over 800 lines, because a class's private fields can be read only inside
+// its body: the getSync path reads them directly (an accessor there would
+// cost every hit), and so do the calls that change the engine and must keep
+// both halves in step after a trap or a stack overflow (#live, #repair,
+// #put, #place). What needs neither lives in the files named above.
 
 /** Appends one removal notice (no Array method: see SlotMap). */
 function notify3(notices, value, key, reason) {
@@ -25,7 +31,7 @@ const STORE_OPTIONS = ["policy", "clock", "onRemove"];
 // How many counters the engine keeps (those with an index in the core's counter table).
 const ENGINE_COUNTERS = COUNTERS.reduce((n, { engine }) => Math.max(n, engine + 1), 0);
 
-// MemoryStore's state as the walks (11-walks.js) reach it: set by its static block.
+// MemoryStore's state as the walks (11-walks.js) reach it: set by its static field `#walks`.
 let inside;
 
 function disposedError() {
@@ -182,9 +188,10 @@ class MemoryStore {
       if (n === RING_LEN) this.#drain();
       this.#ring[this.#ringN++] = id;
     } else if (mode === FREQ) {
-      // The low two bits count accesses, up to 3 (the engine keeps its queue in the high bit).
+      // The access count, in the byte's FREQ_COUNT bits, saturates at
+      // MAX_FREQ (the engine keeps the slot's queue in another bit).
       const f = this.#freq[id];
-      if ((f & 3) !== 3) this.#freq[id] = f + 1;
+      if ((f & FREQ_COUNT) < MAX_FREQ) this.#freq[id] = f + 1;
     }
   }
 
@@ -763,7 +770,7 @@ class MemoryStore {
   }
 
   // What the walks (11-walks.js) do to the store's state, which they reach
-  // through `inside` (the static block below).
+  // through `inside` (the static field `#walks` below).
 
   /**
    * Starts a walk: the store ready for a deep call, the entries that
@@ -839,22 +846,22 @@ class MemoryStore {
     this.#forgetAll();
   }
 
-  static {
-    inside = {
-      begin: (store) => store.#beginWalk(),
-      notify: (store, notices) => store.#notify(notices),
-      failed: (store, error) => store.#failed(error),
-      liveSlots: (store) => store.#liveSlots(),
-      removeSlots: (store, slots, notices) => store.#removeSlots(slots, notices),
-      clearAll: (store, notices) => store.#clearAll(notices),
-      // Key -> slot id of every entry (read only).
-      ids: (store) => store.#ids,
-      // The key and value by slot id (read only; replaced when the store empties).
-      keys: (store) => store.#keys,
-      values: (store) => store.#values,
-      placeholders: (store) => store.#placeholders,
-    };
-  }
+  // (A static field's initializer rather than a static block: ES2022's
+  // blocks need Safari 16.4, private class fields Safari 15.)
+  static #walks = (inside = {
+    begin: (store) => store.#beginWalk(),
+    notify: (store, notices) => store.#notify(notices),
+    failed: (store, error) => store.#failed(error),
+    liveSlots: (store) => store.#liveSlots(),
+    removeSlots: (store, slots, notices) => store.#removeSlots(slots, notices),
+    clearAll: (store, notices) => store.#clearAll(notices),
+    // Key -> slot id of every entry (read only).
+    ids: (store) => store.#ids,
+    // The key and value by slot id (read only; replaced when the store empties).
+    keys: (store) => store.#keys,
+    values: (store) => store.#values,
+    placeholders: (store) => store.#placeholders,
+  });
 
   /**
    * For the package's tests, not part of the API: where the two halves

@@ -52,7 +52,9 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// LATENCY_SAMPLE_EVERY, MAX_PATTERN_LEN, RING_LEN, MAX_REMOVED, BATCH_KEYS,
 /// BATCH_BYTES, batch bytes address, batch ends address, batch results
 /// address, the most slots a store holds, SHOWN_CHARS (how much of a key an
-/// error message shows)]`.
+/// error message shows), the mask of a slot's access count in its `freq`
+/// byte, the count's ceiling, and the reason codes of the removed buffer:
+/// evicted, expired, replaced]`.
 #[wasm_bindgen]
 pub fn limits() -> Vec<f64> {
     let (bytes, ends, results) =
@@ -71,6 +73,11 @@ pub fn limits() -> Vec<f64> {
         results as usize as f64,
         slots::MAX_SLOTS as f64,
         crate::errors::SHOWN_CHARS as f64,
+        f64::from(slots::COUNT),
+        f64::from(slots::MAX_FREQ),
+        f64::from(slots::EVICTED),
+        f64::from(slots::EXPIRED),
+        f64::from(slots::REPLACED),
     ]
 }
 
@@ -434,7 +441,7 @@ pub fn refresh_backoff(retry_after: f64, failures: u32) -> f64 {
 /// positive finite number with a message naming it; the core's
 /// `ttl_from_secs_f64` would format the float, which links the float printer
 /// (about 15 KB) into the `.wasm`.
-fn ttl_from_secs(secs: f64) -> crate::Result<Duration> {
+fn ttl_from_secs(secs: f64) -> crate::errors::Result<Duration> {
     let ttl = duration(secs)
         .ok_or_else(|| CacheError::Policy("ttl must be a positive, finite number of seconds that fits".into()))?;
     check_ttl(ttl)

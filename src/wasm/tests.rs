@@ -22,4 +22,41 @@ fn limits_are_the_cores() {
     let limits = limits();
     assert_eq!(limits[0], MAX_KEY_LEN as f64);
     assert_eq!(limits[1], MAX_NESTING as f64);
+    let n = limits.len();
+    assert_eq!(limits[n - 5], f64::from(slots::COUNT));
+    assert_eq!(limits[n - 4], f64::from(slots::MAX_FREQ));
+    assert_eq!(limits[n - 3], f64::from(slots::EVICTED));
+    assert_eq!(limits[n - 2], f64::from(slots::EXPIRED));
+    assert_eq!(limits[n - 1], f64::from(slots::REPLACED));
+}
+
+#[wasm_bindgen_test]
+fn the_refresh_rules_are_the_cores() {
+    assert!(refresh_error(true, true, true).is_undefined());
+    assert!(refresh_error(true, false, false).is_undefined());
+    assert!(!refresh_error(false, true, false).is_undefined(), "grace needs a ttl");
+    assert!(!refresh_error(true, false, true).is_undefined(), "retryAfter needs grace");
+    let options = |retry: u64| {
+        crate::refresh::RefreshOptions::new(NoRuntime, Duration::from_secs(1), Duration::from_secs(1))
+            .retry_after(Duration::from_secs(retry))
+    };
+    for failures in [1, 2, 5, 20, 40] {
+        for retry in [1, 3, 90] {
+            let ms = options(retry).backoff(failures).as_secs_f64() * 1000.0;
+            assert_eq!(refresh_backoff(retry as f64, failures), ms, "{retry} s, {failures} failures");
+        }
+        let default = crate::refresh::RefreshOptions::new(NoRuntime, Duration::from_secs(1), Duration::from_secs(1));
+        assert_eq!(refresh_backoff(f64::NAN, failures), default.backoff(failures).as_secs_f64() * 1000.0);
+    }
+}
+
+/// Nothing runs: the test takes the rules of `RefreshOptions` only.
+struct NoRuntime;
+
+impl crate::refresh::Runtime for NoRuntime {
+    fn spawn(&self, _task: crate::refresh::BoxFuture<()>) {}
+
+    fn sleep(&self, _duration: Duration) -> crate::refresh::BoxFuture<()> {
+        Box::pin(std::future::pending())
+    }
 }

@@ -46,7 +46,7 @@ test("an error from the core is thrown as its kind's class", () => {
   });
 });
 
-test("getStats has a key per row of the counter table, in its order; the export names each", () => {
+test("getStats and index.d.ts have a key per row of the counter table, in its order; the export names each", () => {
   const table = wasm.counterTable();
   const store = new api.MemoryStore({ policy: new api.LRUPolicy({ maxSize: 4 }) });
   store.setSync("a", 1);
@@ -60,6 +60,9 @@ test("getStats has a key per row of the counter table, in its order; the export 
     assert.equal(metric.unit, row.unit);
     assert.ok(metric[row.kind], `${row.name} is a ${row.kind}`);
   }
+  // The types declare the same figures, in the same order.
+  const declared = types.match(/export interface CacheStats \{([^}]*)\}/)[1].match(/^\s*(\w+): number;$/gm);
+  assert.deepEqual(declared.map((line) => line.trim().split(":")[0]), table.map((row) => row.name));
   assert.deepEqual(table.filter((row) => row.engine >= 0).map((row) => row.name).sort(), [
     "deletes", "evictions", "expirations", "sets",
   ]);

@@ -10,19 +10,26 @@
 //! - here: small helpers (`meta`, `sorted`, `within`, `until`, `scan`, stores).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod cluster;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod hostile;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod load;
 pub mod rng;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod server;
 
+#[cfg(not(target_arch = "wasm32"))]
 #[allow(unused_imports)] // each test binary uses a different part of this module
 pub use cluster::RedisCluster;
+#[cfg(not(target_arch = "wasm32"))]
 #[allow(unused_imports)]
 pub use server::{Frozen, RedisServer, SilentServer, free_port, shared_server, signal};
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::future::Future;
+#[cfg(not(target_arch = "wasm32"))]
 use std::time::Duration;
 
 use pepperpy_caching::Metadata;

@@ -79,18 +79,8 @@ impl BucketGhost {
         self.table.fill(0);
     }
 
-    /// Reserves the table before its first insert (the wasm engine fails a
-    /// `set` cleanly when memory is exhausted instead of aborting half-way).
-    #[allow(dead_code)]
-    pub fn try_reserve(&mut self) -> Result<(), std::collections::TryReserveError> {
-        if self.table.is_empty() {
-            self.table.try_reserve_exact(self.buckets)?;
-        }
-        Ok(())
-    }
-
     /// Heap bytes.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub fn heap_bytes(&self) -> usize {
         self.table.capacity() * 16
     }

@@ -30,7 +30,8 @@ mod adaptive_model_tests;
 mod model_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod s3fifo_model_tests;
-#[cfg(all(test, not(target_arch = "wasm32")))]
+// The slot engine's differential test uses it on wasm32 too (wasm-pack test).
+#[cfg(test)]
 mod test_support;
 #[cfg(all(test, not(target_arch = "wasm32"), feature = "redis"))]
 pub(crate) use model_tests::fuzz_cases;
@@ -97,8 +98,8 @@ use crate::store::{CacheStore, Metadata, SetOptions, check_set_options};
 /// ```
 pub struct MemoryStore<V> {
     shards: Box<[Shard<V>]>,
-    /// log2 of the shard count.
-    shard_bits: u32,
+    /// 63 - log2 of the shard count: see [`shard_of`](Self::shard_of).
+    shard_shift: u32,
     /// The engines' hasher: a key is hashed once, for its shard and its engine.
     hasher: KeyHasher,
     shared_reads: bool,
@@ -191,7 +192,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
         let shared_reads = read(&shards[0]).reads_are_shared();
         MemoryStore {
             shards,
-            shard_bits: count.trailing_zeros(),
+            shard_shift: 63 - count.trailing_zeros(),
             hasher,
             shared_reads,
             policy: self.policy,
@@ -251,12 +252,17 @@ impl<V> MemoryStore<V> {
     /// The shard that owns a key with this hash. The top bits pick the shard:
     /// the engine's table uses the low bits and the top seven as its tag, and
     /// those stay evenly spread within a shard.
+    ///
+    /// With `b` = log2 of the shard count, the index is the `b` bits below
+    /// the top seven: `(hash << 7) >> (64 - b)`, written as `>> 1 >> (63 - b)`
+    /// so that one shard (b = 0) needs no branch (it shifts out every bit).
     #[inline(always)]
     fn shard_of(&self, hash: u64) -> &Shard<V> {
-        if self.shard_bits == 0 {
-            return &self.shards[0];
-        }
-        &self.shards[((hash << 7) >> (64 - self.shard_bits)) as usize]
+        let i = (((hash << 7) >> 1) >> self.shard_shift) as usize;
+        debug_assert!(i < self.shards.len());
+        // SAFETY: `i` < 2^b = `shards.len()` (a power of two): the shift
+        // leaves b bits.
+        unsafe { self.shards.get_unchecked(i) }
     }
 
     /// Checks `key` (once, for the whole call) and hashes it (once, for its
@@ -467,7 +473,8 @@ mod tests {
     /// setting and the other shards take it on their next write.
     #[test]
     fn the_shards_follow_the_first_shards_setting() {
-        let store = MemoryStore::<u32>::builder(crate::S3FifoPolicy::new(4 * 2_000).unwrap()).shards(4).build();
+        let store =
+            MemoryStore::<u32>::builder(crate::policies::S3FifoPolicy::new(4 * 2_000).unwrap()).shards(4).build();
         let settings = || store.shards.iter().map(|s| read(s).adaptive_setting().unwrap()).collect::<Vec<_>>();
         let shadows: Vec<bool> = store.shards.iter().map(|s| read(s).runs_shadows()).collect();
         assert_eq!(shadows, [true, false, false, false], "one set of shadows, in the first shard");

@@ -11,7 +11,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use serde_json::json;
 
-use super::test_support::StrEngine;
+use super::test_support::{StrEngine, check_counters};
 use crate::clock::ManualClock;
 use crate::metrics::CacheStats;
 use crate::pattern::Pattern;
@@ -280,19 +280,7 @@ fn check_sequence(policy: Policy, ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(&got, &expected, "step {} {:?}", step, op);
         engine.validate();
         prop_assert!(engine.raw_len() <= model.max);
-        let (s, x) = (engine.stats(), &model.stats);
-        prop_assert_eq!(
-            (s.hits, s.misses, s.sets, s.deletes, s.evictions),
-            (x.hits, x.misses, x.sets, x.deletes, x.evictions),
-            "counters after step {} {:?}",
-            step,
-            op
-        );
-        // The engine reclaims lazily, so it may lag; never lead.
-        prop_assert!(s.expirations <= x.expirations);
-        if matches!(op, Op::Len | Op::Keys(_) | Op::Clear) {
-            prop_assert_eq!(s.expirations, x.expirations, "after a full purge, step {}", step);
-        }
+        check_counters(&engine.stats(), &model.stats, step, op, matches!(op, Op::Len | Op::Keys(_) | Op::Clear))?;
     }
     Ok(())
 }

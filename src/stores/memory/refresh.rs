@@ -138,12 +138,19 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
         let key = checked?;
-        let found = write(self.shard_of(hash)).get_fresh(key, hash);
+        // A stale read that is to start the refresh takes its placeholder
+        // under the same lock.
+        let (found, refresh) = {
+            let mut engine = write(self.shard_of(hash));
+            let found = engine.get_fresh(key, hash);
+            let refresh = matches!(found, Freshly::Stale { refresh: true, .. }).then(|| engine.begin_load(key));
+            (found, refresh)
+        };
         let loader = match found {
             Freshly::Fresh(value) => return Ok(value),
-            Freshly::Stale { value, refresh } => {
-                if refresh {
-                    self.spawn_refresh(key, hash, loader, options);
+            Freshly::Stale { value, .. } => {
+                if let Some(token) = refresh {
+                    self.spawn_refresh(key, hash, token, loader, options);
                 }
                 return Ok(value);
             }
@@ -161,14 +168,20 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         within(&*options.runtime, &key, options.soft_timeout, load).await
     }
 
-    /// Starts the background refresh of `key` on the options' runtime.
-    fn spawn_refresh<F, Fut, E>(self: &Arc<Self>, key: Key<'_>, hash: u64, loader: F, options: &RefreshOptions)
-    where
+    /// Starts the background refresh of `key`, whose load `token` has begun,
+    /// on the options' runtime.
+    fn spawn_refresh<F, Fut, E>(
+        self: &Arc<Self>,
+        key: Key<'_>,
+        hash: u64,
+        token: u64,
+        loader: F,
+        options: &RefreshOptions,
+    ) where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
-        let token = write(self.shard_of(hash)).begin_load(key);
         // Fails the refresh if the runtime drops the task unfinished, so the
         // key does not stay "refreshing" for ever.
         let mut refresh =

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 
 use super::engine::{Climber, ghost_cap};
 use super::model_tests::{Answer, KEYS, Op, PATTERNS, apply_engine, meta, op, secs};
-use super::test_support::StrEngine;
+use super::test_support::{ModelEntry, StrEngine, check_counters, find_in_queues, purge_queues};
 use crate::clock::ManualClock;
 use crate::metrics::CacheStats;
 use crate::pattern::Pattern;
@@ -26,6 +26,12 @@ struct Entry {
     expires_at: Option<u64>,
     meta: Option<Metadata>,
     freq: u8,
+}
+
+impl ModelEntry for Entry {
+    fn key_and_expiry(&self) -> (&str, Option<u64>) {
+        (&self.key, self.expires_at)
+    }
 }
 
 struct Model {
@@ -66,15 +72,11 @@ impl Model {
     }
 
     fn purge(&mut self) {
-        let now = self.now;
-        let before = self.len();
-        self.small.retain(|e| e.expires_at.is_none_or(|at| at > now));
-        self.main.retain(|e| e.expires_at.is_none_or(|at| at > now));
-        self.stats.expirations += (before - self.len()) as u64;
+        self.stats.expirations += purge_queues(&mut self.small, &mut self.main, self.now);
     }
 
     fn find(&mut self, key: &str) -> Option<&mut Entry> {
-        self.small.iter_mut().chain(self.main.iter_mut()).find(|e| e.key == key)
+        find_in_queues(&mut self.small, &mut self.main, key)
     }
 
     fn remove(&mut self, key: &str) -> Option<Entry> {
@@ -232,18 +234,7 @@ fn check_sequence(max: usize, ttl: Option<u64>, ops: Vec<Op>) -> Result<(), Test
         let got = apply_engine(&mut engine, &clock, op);
         prop_assert_eq!(&got, &expected, "step {} {:?}", step, op);
         engine.validate();
-        let (s, x) = (engine.stats(), &model.stats);
-        prop_assert_eq!(
-            (s.hits, s.misses, s.sets, s.deletes, s.evictions),
-            (x.hits, x.misses, x.sets, x.deletes, x.evictions),
-            "counters after step {} {:?}",
-            step,
-            op
-        );
-        prop_assert!(s.expirations <= x.expirations);
-        if matches!(op, Op::Len | Op::Keys(_) | Op::Clear) {
-            prop_assert_eq!(s.expirations, x.expirations, "after a full purge, step {}", step);
-        }
+        check_counters(&engine.stats(), &model.stats, step, op, matches!(op, Op::Len | Op::Keys(_) | Op::Clear))?;
     }
     Ok(())
 }

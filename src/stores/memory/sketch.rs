@@ -151,7 +151,7 @@ impl FrequencySketch {
     }
 
     /// Heap bytes.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub fn heap_bytes(&self) -> usize {
         self.table.len() * 8
     }

@@ -15,7 +15,7 @@
 //! removed buffer or the report, for the JS layer to forget them; nothing
 //! else frees a slot, so the JS layer never holds an id the engine reused.
 //!
-//! The rules are the memory engine's (`engine.rs`): the same lists, the same
+//! The rules are the memory engine's (`engine/`): the same lists, the same
 //! S3-FIFO (small and main queues, a ghost of evicted hashes, the small
 //! queue's size adapted by [`Climber`]), expired entries reclaimed before any
 //! live one is evicted, and up to [`RECLAIM_PER_WRITE`] more on each set.
@@ -26,12 +26,12 @@ use super::engine::{Climber, RECLAIM_PER_WRITE, ghost_cap};
 use super::fifo_ghost::FifoGhost;
 use crate::policies::Policy;
 
-// S3-FIFO's parameters, as in engine.rs: the small queue starts at a tenth
+// S3-FIFO's parameters, as in engine/queues.rs: the small queue starts at a tenth
 // of the capacity, an entry read twice while in it moves to main, and the
 // access count saturates at 3.
 const SMALL_SHARE: usize = 10;
 const MOVE_TO_MAIN: u8 = 2;
-const MAX_FREQ: u8 = 3;
+pub(crate) const MAX_FREQ: u8 = 3;
 
 /// "No slot": the end of a list, or an empty free list.
 const NIL: u32 = u32::MAX;
@@ -47,7 +47,7 @@ pub(crate) const MAX_SLOTS: usize = FREED as usize;
 const SMALL: u8 = 0;
 const MAIN: u8 = 1;
 const IN_MAIN: u8 = 0x80;
-const COUNT: u8 = 0x03;
+pub(crate) const COUNT: u8 = 0x03;
 
 /// How many hits the access ring holds before the JS layer drains it.
 pub(crate) const RING_LEN: usize = 1024;
@@ -56,14 +56,12 @@ pub(crate) const RING_LEN: usize = 1024;
 pub(crate) const MAX_REMOVED: usize = RECLAIM_PER_WRITE + 2;
 
 /// Why a slot was freed, as the JS layer reads it.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(crate) const EVICTED: u32 = 0;
 pub(crate) const EXPIRED: u32 = 1;
 pub(crate) const REPLACED: u32 = 3;
 
 /// The counters the engine keeps, at these indexes of [`SlotEngine::counters`].
 pub(crate) const SETS: usize = 0;
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(crate) const DELETES: usize = 1;
 pub(crate) const EVICTIONS: usize = 2;
 pub(crate) const EXPIRATIONS: usize = 3;
@@ -144,11 +142,11 @@ pub(crate) struct SlotEngine {
 }
 
 // Natively only the tests use it; some calls are the JS layer's alone.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 impl SlotEngine {
     /// Reserves room for `n` slots up front where the memory has it (the
     /// JS layer does the same for its arrays): untouched, the pages cost
     /// address space, not resident memory, and the arrays never move.
+    #[cfg(target_arch = "wasm32")] // the JS store only
     pub fn preallocate(&mut self, n: usize) {
         let n = n.min(self.max_size);
         let s3 = self.kind == Kind::S3Fifo;
@@ -199,6 +197,7 @@ impl SlotEngine {
     }
 
     /// How many live entries there are (expired ones not yet reclaimed included).
+    #[cfg(target_arch = "wasm32")] // the JS store only
     pub fn live(&self) -> usize {
         self.live
     }
@@ -282,14 +281,20 @@ impl SlotEngine {
         // freed slot's hash stays in place until reused).
         let hash = existing.and_then(|id| self.hash.get(id as usize).copied()).unwrap_or(hash);
         self.reclaim_expired(now, RECLAIM_PER_WRITE);
-        // The reclaim may have taken the entry in that very slot.
-        let existing = existing.filter(|&id| self.is_live(id));
-        let id = if let Some(id) = existing {
-            let was_expired = self.expired(id, now);
-            if was_expired {
+        // The reclaim may have taken the entry in that very slot; one it did
+        // not reach goes the same way: the key is set as a new one (as the
+        // memory engine does).
+        let existing = match existing.filter(|&id| self.is_live(id)) {
+            Some(id) if self.expired(id, now) => {
+                self.free_slot(id);
                 self.counters[EXPIRATIONS] += 1.0;
+                self.push_removed(id, EXPIRED);
+                None
             }
-            self.push_removed(id, if was_expired { EXPIRED } else { REPLACED });
+            existing => existing,
+        };
+        let id = if let Some(id) = existing {
+            self.push_removed(id, REPLACED);
             self.set_deadline(id, deadline);
             match self.kind {
                 Kind::S3Fifo => self.bump(id),
@@ -422,6 +427,7 @@ impl SlotEngine {
 
     /// Frees the live slots in the report, counting them as deletes (the
     /// JS layer reclaimed the expired ones first): how many it freed.
+    #[cfg(target_arch = "wasm32")] // the JS store only
     pub fn remove_reported(&mut self) -> usize {
         let ids = std::mem::take(&mut self.report);
         let mut n = 0;
@@ -470,6 +476,7 @@ impl SlotEngine {
     }
 
     /// Empties the engine, counting the live entries as deletes (reclaim first).
+    #[cfg(target_arch = "wasm32")] // the JS store only
     pub fn clear(&mut self) {
         self.counters[DELETES] += self.live as f64;
         self.freq = Vec::new();
@@ -496,6 +503,7 @@ impl SlotEngine {
         self.header = [self.header[0].wrapping_add(1), self.prev.len() as u32, freq, deadline];
     }
 
+    #[cfg(target_arch = "wasm32")] // the JS store only
     pub fn reset_counters(&mut self) {
         self.counters = [0.0; COUNTERS];
     }

@@ -1,12 +1,21 @@
 //! What the memory tests share: the engine driven by plain `&str` keys, as
-//! the model tests and the slot engine's differential test call it.
+//! the model tests and the slot engine's differential test call it, the
+//! models' queue helpers, and the comparison of counters.
+#![cfg_attr(target_arch = "wasm32", allow(dead_code))] // on wasm32 only the slot engine's test uses it
 
+#[cfg(not(target_arch = "wasm32"))]
+use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
+
+#[cfg(not(target_arch = "wasm32"))]
+use proptest::prelude::*;
 
 use super::engine::{Engine, Freshly, KeyHasher, Removals};
 use crate::clock::Clock;
 use crate::errors::Result;
 use crate::key::Key;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::metrics::CacheStats;
 use crate::pattern::Pattern;
 use crate::policies::Policy;
 use crate::refresh::RefreshOptions;
@@ -116,4 +125,56 @@ impl<V: Clone> StrEngine<V> {
         let (key, hash) = self.key(key)?;
         Ok(self.0.get_fresh(key, hash))
     }
+}
+
+#[cfg(not(target_arch = "wasm32"))] // the models run natively (proptest)
+/// An entry of a model's S3-FIFO queues.
+pub(crate) trait ModelEntry {
+    fn key_and_expiry(&self) -> (&str, Option<u64>);
+}
+
+#[cfg(not(target_arch = "wasm32"))] // the models run natively (proptest)
+/// Drops the entries of a model's queues that have expired at `now`; how many.
+pub(crate) fn purge_queues<E: ModelEntry>(small: &mut VecDeque<E>, main: &mut VecDeque<E>, now: u64) -> u64 {
+    let before = small.len() + main.len();
+    small.retain(|e| e.key_and_expiry().1.is_none_or(|at| at > now));
+    main.retain(|e| e.key_and_expiry().1.is_none_or(|at| at > now));
+    (before - small.len() - main.len()) as u64
+}
+
+#[cfg(not(target_arch = "wasm32"))] // the models run natively (proptest)
+/// The entry under `key` in a model's queues.
+pub(crate) fn find_in_queues<'a, E: ModelEntry>(
+    small: &'a mut VecDeque<E>,
+    main: &'a mut VecDeque<E>,
+    key: &str,
+) -> Option<&'a mut E> {
+    small.iter_mut().chain(main.iter_mut()).find(|e| e.key_and_expiry().0 == key)
+}
+
+#[cfg(not(target_arch = "wasm32"))] // the models run natively (proptest)
+/// Compares the engine's counters with the model's after `step` (`op`):
+/// all equal but expirations, which the engine counts as it reclaims,
+/// lazily: it may lag the model, never lead it, and catches up after a full
+/// purge (`purged`: the op counted or listed every entry, or cleared them).
+pub(crate) fn check_counters(
+    engine: &CacheStats,
+    model: &CacheStats,
+    step: usize,
+    op: &dyn std::fmt::Debug,
+    purged: bool,
+) -> Result<(), TestCaseError> {
+    let (s, x) = (engine, model);
+    prop_assert_eq!(
+        (s.hits, s.misses, s.sets, s.deletes, s.evictions),
+        (x.hits, x.misses, x.sets, x.deletes, x.evictions),
+        "counters after step {} {:?}",
+        step,
+        op
+    );
+    prop_assert!(s.expirations <= x.expirations);
+    if purged {
+        prop_assert_eq!(s.expirations, x.expirations, "after a full purge, step {}", step);
+    }
+    Ok(())
 }

@@ -113,6 +113,25 @@ where
         }
     }
 
+    /// Runs a write through to Redis: `scope` is taken out of memory before
+    /// the write and again when it ends, however it ends (returned, failed,
+    /// dropped); and if `changed` says Redis may have changed something (so
+    /// it sends an invalidation back), waits for that invalidation
+    /// ([`caught_up`](Self::caught_up)) before returning.
+    async fn write_through<T>(
+        &self,
+        scope: Scope<'_>,
+        write: impl Future<Output = Result<T>>,
+        changed: impl FnOnce(&Result<T>) -> bool,
+    ) -> Result<T> {
+        let _forget = Forget::new(&self.shared, scope);
+        let done = write.await;
+        if changed(&done) {
+            self.caught_up().await;
+        }
+        done
+    }
+
     /// After a write: waits (at most the response timeout) until this
     /// instance has handled the invalidation Redis sent it for the write.
     /// Nothing to wait for while the connection is down: memory does not
@@ -244,22 +263,14 @@ where
         self.shared.reentered("set")?;
         let key = Key::new(key)?;
         check_set_options(&options, None)?;
-        let _forget = Forget::new(&self.shared, Scope::Key(key.as_str()));
-        let done = self.redis.set_checked(key, value, options).await;
-        self.caught_up().await;
-        done
+        self.write_through(Scope::Key(&key), self.redis.set_checked(key, value, options), |_| true).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
         self.shared.reentered("delete")?;
         let key = Key::new(key)?;
-        let _forget = Forget::new(&self.shared, Scope::Key(key.as_str()));
-        let done = self.redis.delete_checked(key).await;
         // Nothing deleted, nothing for Redis to invalidate: no wait.
-        if !matches!(done, Ok(false)) {
-            self.caught_up().await;
-        }
-        done
+        self.write_through(Scope::Key(&key), self.redis.delete_checked(key), |done| !matches!(done, Ok(false))).await
     }
 
     async fn contains(&self, key: &str) -> Result<bool> {
@@ -278,23 +289,15 @@ where
     async fn update_metadata(&self, key: &str, metadata: Metadata) -> Result<bool> {
         self.shared.reentered("update_metadata")?;
         let key = Key::new(key)?;
-        let _forget = Forget::new(&self.shared, Scope::Key(key.as_str()));
-        let done = self.redis.update_metadata_checked(key, metadata).await;
-        if !matches!(done, Ok(false)) {
-            self.caught_up().await;
-        }
-        done
+        let update = self.redis.update_metadata_checked(key, metadata);
+        self.write_through(Scope::Key(&key), update, |done| !matches!(done, Ok(false))).await
     }
 
     async fn invalidate(&self, pattern: &str) -> Result<usize> {
         self.shared.reentered("invalidate")?;
-        Pattern::new(pattern)?;
-        let _forget = Forget::new(&self.shared, Scope::Pattern(pattern));
-        let done = self.redis.invalidate(pattern).await;
-        if !matches!(done, Ok(0)) {
-            self.caught_up().await;
-        }
-        done
+        let checked = Pattern::new(pattern)?;
+        let invalidate = self.redis.invalidate_checked(&checked);
+        self.write_through(Scope::Pattern(pattern), invalidate, |done| !matches!(done, Ok(0))).await
     }
 
     async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
@@ -307,10 +310,7 @@ where
 
     async fn clear(&self) -> Result<()> {
         self.shared.reentered("clear")?;
-        let _forget = Forget::new(&self.shared, Scope::All);
-        let done = self.redis.clear().await;
-        self.caught_up().await;
-        done
+        self.write_through(Scope::All, self.redis.clear(), |_| true).await
     }
 
     async fn try_get_or_set<F, Fut, E>(&self, key: &str, loader: F, options: SetOptions) -> Result<V>

@@ -1,8 +1,8 @@
 //! The [`CacheStore`] calls of [`RedisStore`]: each checks its input once
-//! (the key into a [`Key`]) and runs on checked input from there. The
-//! single-key calls on a checked key are also the near cache's interface to
-//! the store (`*_checked`, crate-visible). The calls over many keys are in
-//! `walks`, read-through in `load`.
+//! (the key into a [`Key`], a pattern into a [`Pattern`]) and runs on
+//! checked input from there. The calls on checked input (`*_checked`, and
+//! `get_or_load` in `load`) are also the near cache's interface to the
+//! store. The walks over many keys are in `walks`.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -124,6 +124,14 @@ where
         ))
     }
 
+    /// [`CacheStore::invalidate`] on a checked pattern.
+    pub(crate) async fn invalidate_checked(&self, pattern: &Pattern) -> Result<usize> {
+        self.check_may_delete_many("invalidate")?;
+        let removed = self.walk("invalidate", Some(pattern), true, &mut HashSet::new()).await?;
+        SharedCounters::add(&self.counters.deletes, removed as u64);
+        Ok(removed)
+    }
+
     /// The stored bytes of an entry; `None` if there is none, or only a
     /// load's placeholder (a hash: Redis answers WRONGTYPE, which costs the
     /// usual `GET` nothing).
@@ -211,11 +219,7 @@ where
     }
 
     async fn invalidate(&self, pattern: &str) -> Result<usize> {
-        let pattern = Pattern::new(pattern)?;
-        self.check_may_delete_many("invalidate")?;
-        let removed = self.walk("invalidate", Some(&pattern), true, &mut HashSet::new()).await?;
-        SharedCounters::add(&self.counters.deletes, removed as u64);
-        Ok(removed)
+        self.invalidate_checked(&Pattern::new(pattern)?).await
     }
 
     async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {

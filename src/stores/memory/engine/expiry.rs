@@ -42,7 +42,7 @@ impl<V> Engine<V> {
 
     /// Files slot `id` under its new expiry instead of its old one (each an
     /// `(expires_at, seq)`; `NEVER` is not filed).
-    #[inline]
+    #[inline(always)]
     pub(super) fn reindex_expiry(&mut self, id: u32, old: (Nanos, u32), new: (Nanos, u32)) {
         if old.0 != NEVER {
             self.expiries.remove(&(old.0, old.1, id));

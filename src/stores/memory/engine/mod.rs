@@ -344,13 +344,19 @@ impl<V> Engine<V> {
         if !self.expiries.is_empty() {
             self.reclaim_expired(now, RECLAIM_PER_WRITE, &mut removed);
         }
-        // The reclaim may have taken the entry under this very key.
-        let existing = existing.filter(|&id| self.slab[id].list() != FREE);
+        // The reclaim may have taken the entry under this very key; one it
+        // did not reach goes the same way: the key is set as a new one.
+        let existing = match existing.filter(|&id| self.slab[id].list() != FREE) {
+            Some(id) if self.has_expired(id, Some(now)) => {
+                removed.push(self.expire(id, hash));
+                None
+            }
+            existing => existing,
+        };
 
         if let Some(id) = existing {
             let seq = self.take_seq();
             let slot = &mut self.slab[id];
-            let was_expired = slot.expired(now);
             let old_expiry = std::mem::replace(&mut slot.expires_at, expires_at);
             let old_seq = std::mem::replace(&mut slot.seq, seq);
             let old_value = slot.value.replace(value);
@@ -359,9 +365,6 @@ impl<V> Engine<V> {
             match self.kind {
                 Kind::S3Fifo => queues::bump(&self.slab[id].freq),
                 Kind::Lru { .. } | Kind::Ttl => self.slab.move_to_head(id),
-            }
-            if was_expired {
-                self.counters.expirations += 1;
             }
             removed.push(Removed::replaced(old_value, old_metadata));
         } else if ADAPTIVE_BUILT && self.adaptive.is_some() {
@@ -554,7 +557,7 @@ fn same_key(a: &str, b: &str) -> bool {
     }
 }
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(test)]
 impl<V> Engine<V> {
     /// The counters so far.
     pub fn stats(&self) -> crate::metrics::CacheStats {
@@ -562,7 +565,10 @@ impl<V> Engine<V> {
         self.reads.add_to(&mut counters);
         counters.snapshot()
     }
+}
 
+#[cfg(all(test, not(target_arch = "wasm32")))]
+impl<V> Engine<V> {
     /// The key hasher, for a model to hash keys as the engine does.
     pub fn hasher_for_tests(&self) -> KeyHasher {
         self.hasher.clone()

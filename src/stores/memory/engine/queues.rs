@@ -33,6 +33,9 @@ const CLOCK_BITS: u8 = 0b11;
 const PENDING_SHIFT: u8 = 2;
 #[cfg(not(target_arch = "wasm32"))]
 const MAX_PENDING: u8 = 15;
+/// `freq` with both counts saturated.
+#[cfg(not(target_arch = "wasm32"))]
+const SATURATED: u8 = MAX_FREQ | (MAX_PENDING << PENDING_SHIFT);
 
 /// Hill climbing of S3-FIFO's small-queue size, as Caffeine sizes its
 /// admission window: every `period` gets (20 x capacity), compare the hit
@@ -424,6 +427,10 @@ pub(super) fn bump(freq: &AtomicU8) {
 #[cfg(not(target_arch = "wasm32"))]
 pub(super) fn bump(freq: &AtomicU8) {
     let f = freq.load(Relaxed);
+    // A hot key's counts are saturated: one compare and done.
+    if f == SATURATED {
+        return;
+    }
     let (clock, pending) = (f & CLOCK_BITS, f >> PENDING_SHIFT);
     let bumped = (clock + u8::from(clock < MAX_FREQ)) | ((pending + u8::from(pending < MAX_PENDING)) << PENDING_SHIFT);
     if bumped != f {

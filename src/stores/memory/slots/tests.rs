@@ -1,4 +1,4 @@
-//! The slot engine against the memory engine (`engine.rs`), which it must
+//! The slot engine against the memory engine (`engine/`), which it must
 //! match decision for decision: random operations on both, the same live
 //! keys in the same order after every step, and every invariant checked.
 
