@@ -134,16 +134,7 @@ async fn configuration_mistakes_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_through_keeps_its_guarantees_across_instances() {
     let cluster = RedisCluster::shared();
-    let make = || async {
-        Arc::new(
-            RedisStore::<String>::cluster_builder(cluster.urls())
-                .prefix("rt:")
-                .policy(LruPolicy::new(1000).unwrap())
-                .build()
-                .await
-                .unwrap(),
-        )
-    };
+    let make = || async { cluster.lru_store("rt:").await };
     let (a, b) = (make().await, make().await);
     // Many callers on two instances: one load.
     let loads = Arc::new(AtomicUsize::new(0));

@@ -19,14 +19,7 @@ use support::{Frozen, RedisCluster, free_port};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flushed_script_cache_on_every_node_is_reloaded() {
     let cluster = RedisCluster::start();
-    let store = Arc::new(
-        RedisStore::<String>::cluster_builder(cluster.urls())
-            .prefix("flush:")
-            .policy(LruPolicy::new(1000).unwrap())
-            .build()
-            .await
-            .unwrap(),
-    );
+    let store = cluster.lru_store("flush:").await;
     every_call(&store, 0).await;
     for node in &cluster.nodes {
         assert_eq!(RedisCluster::cli(node.port(), &["SCRIPT", "FLUSH"]).trim(), "OK");
@@ -41,14 +34,7 @@ async fn a_flushed_script_cache_on_every_node_is_reloaded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flushed_script_cache_is_reloaded_while_a_replica_is_dead() {
     let mut cluster = RedisCluster::start();
-    let store = Arc::new(
-        RedisStore::<String>::cluster_builder(cluster.urls())
-            .prefix("flushdead:")
-            .policy(LruPolicy::new(1000).unwrap())
-            .build()
-            .await
-            .unwrap(),
-    );
+    let store = cluster.lru_store("flushdead:").await;
     every_call(&store, 0).await;
     let (masters, replicas) = cluster.roles();
     cluster.nodes[replicas[0]].stop();
@@ -416,14 +402,7 @@ async fn walks_fail_rather_than_skip_a_shard_that_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_client_connections_are_reopened_without_failing_calls() {
     let cluster = RedisCluster::start();
-    let store = Arc::new(
-        RedisStore::<String>::cluster_builder(cluster.urls())
-            .prefix("ck:")
-            .policy(LruPolicy::new(1000).unwrap())
-            .build()
-            .await
-            .unwrap(),
-    );
+    let store = cluster.lru_store("ck:").await;
     every_call(&store, 0).await;
     for round in 1..4 {
         for node in &cluster.nodes {
@@ -526,14 +505,7 @@ async fn refreshes_on_two_instances_through_a_failover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flushed_script_cache_is_reloaded_right_after_a_replica_died() {
     let mut cluster = RedisCluster::start();
-    let store = Arc::new(
-        RedisStore::<String>::cluster_builder(cluster.urls())
-            .prefix("fl2:")
-            .policy(LruPolicy::new(1000).unwrap())
-            .build()
-            .await
-            .unwrap(),
-    );
+    let store = cluster.lru_store("fl2:").await;
     every_call(&store, 0).await;
     let (masters, replicas) = cluster.roles();
     for &r in &replicas {

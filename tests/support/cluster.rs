@@ -266,6 +266,14 @@ impl RedisCluster {
         redis::cluster::ClusterClient::new(self.urls()).unwrap().get_async_connection().await.unwrap()
     }
 
+    /// A store of strings under `prefix` that holds at most 1,000 entries
+    /// (LRU), to share between tasks.
+    pub async fn lru_store(&self, prefix: &str) -> std::sync::Arc<pepperpy_caching::stores::RedisStore<String>> {
+        let builder = pepperpy_caching::stores::RedisStore::cluster_builder(self.urls()).prefix(prefix);
+        let store = builder.policy(pepperpy_caching::LruPolicy::new(1000).unwrap()).build().await.unwrap();
+        std::sync::Arc::new(store)
+    }
+
     /// The slot of `key`, asked of the server.
     pub async fn keyslot(&self, key: impl AsRef<[u8]>) -> u16 {
         keyslots(&mut self.admin().await, &[key.as_ref()]).await[0]

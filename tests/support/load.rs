@@ -10,6 +10,19 @@ use std::time::{Duration, Instant};
 #[error("database down ({0})")]
 pub struct DbDown(pub u32);
 
+impl DbDown {
+    /// The code of the `DbDown` a caller got back from a failed load; panics
+    /// on any other outcome.
+    pub fn code_in<T: std::fmt::Debug>(got: pepperpy_caching::Result<T>) -> u32 {
+        match got {
+            Err(pepperpy_caching::CacheError::Loader(source)) => {
+                source.downcast_ref::<DbDown>().expect("the loader's own error type").0
+            }
+            other => panic!("expected the loader's error, got {other:?}"),
+        }
+    }
+}
+
 /// The error type of the loaders below.
 pub type Failure = std::io::Error;
 
