@@ -131,7 +131,7 @@ pub struct MemoryStoreBuilder<V> {
 
 impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
     /// The time source for expiry and latency (default: [`Clock::system`]).
-    /// Pass a [`ManualClock`](crate::ManualClock) to control time in tests.
+    /// Pass a [`ManualClock`](crate::clock::ManualClock) to control time in tests.
     pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
         self.clock = clock.into();
         self
@@ -472,7 +472,8 @@ mod tests {
     /// setting and the other shards take it on their next write.
     #[test]
     fn the_shards_follow_the_first_shards_setting() {
-        let store = MemoryStore::<u32>::builder(crate::S3FifoPolicy::new(4 * 2_000).unwrap()).shards(4).build();
+        let store =
+            MemoryStore::<u32>::builder(crate::policies::S3FifoPolicy::new(4 * 2_000).unwrap()).shards(4).build();
         let settings = || store.shards.iter().map(|s| read(s).adaptive_setting().unwrap()).collect::<Vec<_>>();
         let shadows: Vec<bool> = store.shards.iter().map(|s| read(s).runs_shadows()).collect();
         assert_eq!(shadows, [true, false, false, false], "one set of shadows, in the first shard");
