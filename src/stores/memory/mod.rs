@@ -132,7 +132,7 @@ pub struct MemoryStoreBuilder<V> {
 
 impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
     /// The time source for expiry and latency (default: [`Clock::system`]).
-    /// Pass a [`ManualClock`](crate::ManualClock) to control time in tests.
+    /// Pass a [`ManualClock`](crate::clock::ManualClock) to control time in tests.
     pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
         self.clock = clock.into();
         self

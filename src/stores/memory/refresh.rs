@@ -53,7 +53,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
 
     /// Read-through with stale-while-revalidate: the fresh value under `key`;
     /// within the grace period after it went stale, the stale value at once
-    /// while one refresh runs in the background on the options' [`Runtime`](crate::Runtime)
+    /// while one refresh runs in the background on the options' [`Runtime`](crate::refresh::Runtime)
     /// (one per key in this store); on a miss, the value `loader` produces,
     /// loaded once for all concurrent callers as in
     /// [`try_get_or_set`](crate::store::CacheStore::try_get_or_set).
