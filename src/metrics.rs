@@ -88,11 +88,15 @@ macro_rules! counter_table {
         #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown", feature = "js")), allow(dead_code))]
         pub(crate) const JS_COUNTERS: &str = concat!($(stringify!($field), "\t", counter_table!(@js $help $($js_help)?), "\n",)*);
 
+        /// Each figure's field and unit, in [`STATS`]'s order, for the JS
+        /// layer's table: consts, so using them keeps [`STATS`] (and its
+        /// Prometheus names and help) out of the wasm.
+        #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown", feature = "js")), allow(dead_code))]
+        pub(crate) const JS_LAYOUT: &[(&str, Unit)] = &[$((stringify!($field), <$ty as Figure>::UNIT),)*];
+
         /// Every figure of [`CacheStats`], in its field order.
         pub(crate) const STATS: &[Stat] = &[$(
             Stat {
-                field: stringify!($field),
-                unit: <$ty as Figure>::UNIT,
                 prometheus: $prometheus,
                 kind: Kind::$kind,
                 help: $help,
@@ -142,8 +146,6 @@ counter_table! {
 
 /// The Prometheus family that is no field of [`CacheStats`]: all gets.
 const GETS: Stat = Stat {
-    field: "gets",
-    unit: Unit::Count,
     prometheus: "gets_total",
     kind: Kind::Counter,
     help: "Gets (hits and misses).",
@@ -152,12 +154,7 @@ const GETS: Stat = Stat {
 
 /// One row of the counter table.
 #[derive(Clone, Copy, Debug)]
-// `field` and `unit` are for the JS layer's table (src/wasm/tables.rs), with [`JS_COUNTERS`].
-#[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown", feature = "js")), allow(dead_code))]
 pub(crate) struct Stat {
-    /// The field of [`CacheStats`] (in JS, its camelCase twin).
-    pub field: &'static str,
-    pub unit: Unit,
     /// The Prometheus family, after `pepperpy_cache_`.
     pub prometheus: &'static str,
     pub kind: Kind,

@@ -7,7 +7,9 @@
 use wasm_bindgen::prelude::*;
 
 use crate::errors::ErrorKind;
-use crate::metrics::{JS_COUNTERS, STATS, Unit};
+#[cfg(test)]
+use crate::metrics::STATS;
+use crate::metrics::{JS_COUNTERS, JS_LAYOUT, Unit};
 use crate::stores::memory::slots;
 
 /// The counters the slot engine keeps itself, by [`CacheStats`] field, with
@@ -46,14 +48,14 @@ pub fn counter_table() -> String {
 /// (-1 when the JS store keeps or computes it itself).
 #[wasm_bindgen(js_name = counterLayout)]
 pub fn counter_layout() -> Vec<f64> {
-    let mut out = Vec::with_capacity(2 * STATS.len());
-    for stat in STATS {
-        out.push(match stat.unit {
+    let mut out = Vec::with_capacity(2 * JS_LAYOUT.len());
+    for &(field, unit) in JS_LAYOUT {
+        out.push(match unit {
             Unit::Count => 0.0,
             Unit::Ratio => 1.0,
             Unit::Time => 2.0,
         });
-        let engine = ENGINE_COUNTERS.iter().position(|(field, _)| *field == stat.field);
+        let engine = ENGINE_COUNTERS.iter().position(|(name, _)| *name == field);
         out.push(engine.map_or(-1.0, |i| ENGINE_COUNTERS[i].1 as f64));
     }
     out
@@ -82,26 +84,26 @@ mod tests {
         let rows: Vec<Vec<&str>> = table.trim_end().split('\n').map(|line| line.split('\t').collect()).collect();
         let layout = counter_layout();
         assert_eq!((rows.len(), layout.len()), (STATS.len(), 2 * STATS.len()));
-        for (i, (row, stat)) in rows.iter().zip(STATS).enumerate() {
+        for (i, ((row, stat), &(field, unit))) in rows.iter().zip(STATS).zip(JS_LAYOUT).enumerate() {
             assert_eq!(row.len(), 2, "{row:?}");
-            assert_eq!(row[0], stat.field);
+            assert_eq!(row[0], field);
             // The Rust help, unless the row gives JS its own (a Rust name, or a unit).
-            let own = ["loads", "avg_get_latency", "total_load_time"].contains(&row[0]);
+            let own = ["loads", "avg_get_latency", "total_load_time"].contains(&field);
             assert_eq!(row[1] == stat.help, !own, "{row:?}");
-            let unit = match stat.unit {
+            let unit = match unit {
                 Unit::Count => 0.0,
                 Unit::Ratio => 1.0,
                 Unit::Time => 2.0,
             };
             assert_eq!(layout[2 * i], unit);
-            match ENGINE_COUNTERS.iter().find(|(f, _)| *f == stat.field) {
+            match ENGINE_COUNTERS.iter().find(|(f, _)| *f == field) {
                 Some(&(_, index)) => assert_eq!(layout[2 * i + 1], index as f64),
                 None => assert_eq!(layout[2 * i + 1], -1.0),
             }
         }
         assert_eq!(rows[..3].iter().map(|r| r[0]).collect::<Vec<_>>(), ["hits", "misses", "sets"]);
         for (field, _) in ENGINE_COUNTERS {
-            assert!(STATS.iter().any(|s| s.field == field), "{field}");
+            assert!(JS_LAYOUT.iter().any(|&(f, _)| f == field), "{field}");
         }
     }
 

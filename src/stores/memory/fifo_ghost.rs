@@ -89,19 +89,14 @@ impl<H: GhostHash> FifoGhost<H> {
 
     /// Drops the tombstones, renumbering the remembered cells.
     fn compact(&mut self) {
-        let (queue, front) = (std::mem::take(&mut self.queue), self.front);
-        let live: VecDeque<H> = queue
-            .iter()
-            .enumerate()
-            .filter(|&(i, &hash)| {
-                let seq = front + i as u64;
-                self.index.find(hash.table_hash(), |&s| s == seq).is_some()
-            })
-            .map(|(_, &hash)| hash)
-            .collect();
+        let (index, mut seq) = (&self.index, self.front);
+        self.queue.retain(|&hash| {
+            let live = index.find(hash.table_hash(), |&s| s == seq).is_some();
+            seq += 1;
+            live
+        });
         self.index.clear();
         self.front = 0;
-        self.queue = live;
         for seq in 0..self.queue.len() as u64 {
             Self::file(&mut self.index, &self.queue, 0, seq);
         }
