@@ -317,7 +317,7 @@ export declare class MemoryStore<V = unknown> {
 }
 
 // The error classes: CacheError and the JS class of each of the core's error
-// kinds (ErrorKind::js_class in src/errors.rs, the package's errorTable);
+// kinds (ErrorKind::js_class in src/errors.rs, the wasm export tables());
 // tests/js/error-table.test.mjs checks that these are exactly those.
 /** The base of every error the store throws. */
 export declare class CacheError extends Error {}

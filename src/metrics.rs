@@ -31,7 +31,7 @@ fn sampled(gets: u64) -> bool {
 /// figure is read from them, and its Prometheus family (name, type, help;
 /// JS help where the wording differs). It generates the struct, both counter
 /// types (their sum, snapshot and reset) and [`STATS`], from which the
-/// Prometheus text and the wasm layer's `counterTable()` for the JS store and
+/// Prometheus text and the wasm layer's `tables()` for the JS store and
 /// its OpenTelemetry export are made.
 macro_rules! counter_table {
     ($(

@@ -19,7 +19,12 @@ const [
   MAX_KEY_LEN, MAX_NESTING, LATENCY_SAMPLE_EVERY, , RING_LEN, MAX_REMOVED,
   BATCH_KEYS, BATCH_BYTES, BATCH_BYTES_AT, BATCH_ENDS_AT, BATCH_RESULTS_AT, MAX_SLOTS, SHOWN_CHARS,
   FREQ_COUNT, MAX_FREQ, EVICTED, EXPIRED, REPLACED,
+  // Then, per figure of the counter table, its unit and engine index (7-otel.js).
+  ...COUNTER_LAYOUT
 ] = wasm.limits();
+// The core's tables as text (src/wasm/tables.rs `tables`): the counter table
+// (a line per figure: Rust name, tab, help), a NUL, the error classes (a line each).
+const [COUNTER_TEXT, ERROR_TEXT] = wasm.tables().split("\0");
 const { WasmPattern } = wasm;
 // The latency sample is taken when the get count is a multiple of it (a power of two).
 const SAMPLE_MASK = LATENCY_SAMPLE_EVERY - 1;

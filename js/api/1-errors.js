@@ -12,7 +12,7 @@ function notUnicode(ErrorClass, what, text) {
 }
 
 // The classes are made from the core's error table (src/wasm/tables.rs
-// `errorTable`: the JS class of each ErrorKind), so the names the wasm
+// `tables`: the JS class of each ErrorKind), so the names the wasm
 // exports throw with and the classes here cannot differ. `CacheError` is the
 // base of them all; index.d.ts declares each class with its documentation
 // (tests/js/error-table.test.mjs checks it against the table).
@@ -29,7 +29,7 @@ function errorClass(name, Base) {
 
 const CacheError = errorClass("CacheError", Error);
 // One line per ErrorKind: its class.
-for (const name of wasm.errorTable().trimEnd().split("\n")) {
+for (const name of ERROR_TEXT.trimEnd().split("\n")) {
   if (!errorClasses.has(name)) errorClass(name, CacheError);
 }
 

@@ -9,25 +9,21 @@
 const statsSince = new WeakMap();
 
 // The counters, one row per figure of getStats() in its order (the core's
-// counter table, src/wasm/tables.rs `counterTable`): `name` (the getStats
+// counter table, src/wasm/tables.rs `tables`): `name` (the getStats
 // key), `field` (the Rust name), `kind` ("sum" or "gauge"), `unit`, `help`,
 // and `engine` (its index in the engine's counters, or -1 when the store
 // keeps or computes it itself).
 const COUNTERS = (() => {
-  // The core's table is text (a line per figure: Rust name, tab, help) and a
-  // layout (per figure: unit 0 count / 1 ratio / 2 ms, engine index or -1).
-  const layout = wasm.counterLayout();
+  // Per figure: unit 0 count / 1 ratio / 2 ms, and engine index or -1 (COUNTER_LAYOUT).
   const units = [["sum", "1"], ["gauge", "1"], ["gauge", "ms"]];
   return Object.freeze(
-    wasm
-      .counterTable()
-      .trimEnd()
+    COUNTER_TEXT.trimEnd()
       .split("\n")
       .map((line, i) => {
         const [field, help] = line.split("\t");
-        const [kind, unit] = units[layout[2 * i]];
+        const [kind, unit] = units[COUNTER_LAYOUT[2 * i]];
         const name = field.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
-        return Object.freeze({ name, field, kind, unit, help, engine: layout[2 * i + 1] });
+        return Object.freeze({ name, field, kind, unit, help, engine: COUNTER_LAYOUT[2 * i + 1] });
       }),
   );
 })();

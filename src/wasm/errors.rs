@@ -3,7 +3,7 @@
 //! Each error becomes a `js_sys::Error` whose `name` is the JS class it
 //! stands for (`CacheKeyError`, ...); the JS layer rethrows it as an instance
 //! of that class. The class is its kind's, [`ErrorKind::js_class`]: the one
-//! mapping, which `errorTable()` (tables.rs) also hands to the JS layer.
+//! mapping, which `tables()` (tables.rs) also hands to the JS layer.
 //!
 //! [`ErrorKind::js_class`]: crate::errors::ErrorKind::js_class
 
@@ -21,7 +21,7 @@ pub(super) trait ToJs {
 }
 
 impl ToJs for CacheError {
-    /// An `Error` named after the class it stands for (see `errorTable` in
+    /// An `Error` named after the class it stands for (see `tables` in
     /// tables.rs). Its message is the core's: the JS layer checks the
     /// numbers it passes and words those messages itself, so no Rust-only
     /// name (an option's, `max_size`) reaches JS users.

@@ -54,12 +54,13 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// address, the most slots a store holds, SHOWN_CHARS (how much of a key an
 /// error message shows), the mask of a slot's access count in its `freq`
 /// byte, the count's ceiling, and the reason codes of the removed buffer:
-/// evicted, expired, replaced]`.
+/// evicted, expired, replaced]`, then the counter table's layout
+/// ([`tables::counter_layout`]: two numbers per figure).
 #[wasm_bindgen]
 pub fn limits() -> Vec<f64> {
     let (bytes, ends, results) =
         BATCH.with_borrow_mut(|b| (b.bytes.as_mut_ptr(), b.ends.as_mut_ptr(), b.results.as_mut_ptr()));
-    vec![
+    let mut limits = vec![
         MAX_KEY_LEN as f64,
         MAX_NESTING as f64,
         LATENCY_SAMPLE_EVERY as f64,
@@ -78,7 +79,9 @@ pub fn limits() -> Vec<f64> {
         f64::from(slots::EVICTED),
         f64::from(slots::EXPIRED),
         f64::from(slots::REPLACED),
-    ]
+    ];
+    tables::counter_layout(&mut limits);
+    limits
 }
 
 /// The wasm memory, for the JS layer's views.

@@ -1,8 +1,9 @@
 //! The core's tables as the JS layer reads them, once, at load: the counters
 //! (from the counter table in `metrics.rs`) and the error classes (from
 //! [`ErrorKind::js_class`]). The JS layer restates neither: its
-//! OpenTelemetry export and `getStats` walk `counterTable()`, and its error
-//! classes are made from `errorTable()`.
+//! OpenTelemetry export and `getStats` walk the counter table, and its error
+//! classes are made from the error table. Text and numbers rather than JS
+//! objects: building objects here cost 3 KB of wasm, and each export its glue.
 
 use wasm_bindgen::prelude::*;
 
@@ -24,31 +25,30 @@ const ENGINE_COUNTERS: [(&str, usize); slots::COUNTERS] = [
     ("expirations", slots::EXPIRATIONS),
 ];
 
-/// One object per figure of `CacheStats`, in its field order (the order of
-/// `getStats()`'s keys):
-/// - `name`: the JS name (`loadFailures`), the field in camelCase;
-/// - `field`: the Rust name (`load_failures`), which OpenTelemetry's metric
-///   name uses (`pepperpy_cache.load_failures`);
-/// - `kind`: `"sum"` for a whole count, `"gauge"` for a ratio or a time;
-/// - `unit`: `"1"`, or `"ms"` for a time (the JS store reports times in
-///   milliseconds);
-/// - `help`: what it counts, as JS users read it;
-/// - `engine`: its index in the engine's counters (`WasmStore::counters`),
-///   or -1 when the JS store keeps or computes it itself.
-/// The counter table for the JS layer, made at compile time
-/// ([`JS_COUNTERS`]: a line per figure of `getStats()` in its order, the
-/// field's Rust name and its help text split by a tab).
-#[wasm_bindgen(js_name = counterTable)]
-pub fn counter_table() -> String {
-    JS_COUNTERS.to_string()
+/// The counter table, a NUL, then the error table, as text made at compile
+/// time where it can be:
+/// - the counters ([`JS_COUNTERS`]): a line per figure of `getStats()` in
+///   its order, the field's Rust name and its help text split by a tab (the
+///   JS name is the field in camelCase); their units and engine indexes are
+///   numbers at the end of `limits()` ([`counter_layout`]);
+/// - the errors: the JS class of each [`ErrorKind`], a line each, in
+///   `ErrorKind::ALL`'s order.
+#[wasm_bindgen]
+pub fn tables() -> String {
+    let mut out = String::with_capacity(JS_COUNTERS.len() + 256);
+    out.push_str(JS_COUNTERS);
+    out.push('\0');
+    for kind in ErrorKind::ALL {
+        out.push_str(kind.js_class());
+        out.push('\n');
+    }
+    out
 }
 
-/// Per figure of [`counter_table`], two numbers: its unit (0 a count, 1 a
-/// ratio, 2 a time in milliseconds) and its index in the engine's counters
-/// (-1 when the JS store keeps or computes it itself).
-#[wasm_bindgen(js_name = counterLayout)]
-pub fn counter_layout() -> Vec<f64> {
-    let mut out = Vec::with_capacity(2 * JS_LAYOUT.len());
+/// Per figure of the counter table, two numbers, appended to `limits()`:
+/// its unit (0 a count, 1 a ratio, 2 a time in milliseconds) and its index
+/// in the engine's counters (-1 when the JS store keeps or computes it).
+pub(super) fn counter_layout(out: &mut Vec<f64>) {
     for &(field, unit) in JS_LAYOUT {
         out.push(match unit {
             Unit::Count => 0.0,
@@ -58,18 +58,6 @@ pub fn counter_layout() -> Vec<f64> {
         let engine = ENGINE_COUNTERS.iter().position(|(name, _)| *name == field);
         out.push(engine.map_or(-1.0, |i| ENGINE_COUNTERS[i].1 as f64));
     }
-    out
-}
-
-/// The JS class of each [`ErrorKind`], a line each in `ErrorKind::ALL`'s order.
-#[wasm_bindgen(js_name = errorTable)]
-pub fn error_table() -> String {
-    let mut out = String::with_capacity(512);
-    for kind in ErrorKind::ALL {
-        out.push_str(kind.js_class());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -80,9 +68,11 @@ mod tests {
 
     #[wasm_bindgen_test]
     fn the_counter_table_has_every_figure_and_the_engines_indexes() {
-        let table = counter_table();
-        let rows: Vec<Vec<&str>> = table.trim_end().split('\n').map(|line| line.split('\t').collect()).collect();
-        let layout = counter_layout();
+        let all = tables();
+        let (counters, _) = all.split_once('\0').unwrap();
+        let rows: Vec<Vec<&str>> = counters.trim_end().split('\n').map(|line| line.split('\t').collect()).collect();
+        let mut layout = Vec::new();
+        counter_layout(&mut layout);
         assert_eq!((rows.len(), layout.len()), (STATS.len(), 2 * STATS.len()));
         for (i, ((row, stat), &(field, unit))) in rows.iter().zip(STATS).zip(JS_LAYOUT).enumerate() {
             assert_eq!(row.len(), 2, "{row:?}");
@@ -109,8 +99,9 @@ mod tests {
 
     #[wasm_bindgen_test]
     fn the_error_table_names_each_kinds_class() {
-        let table = error_table();
-        let rows: Vec<&str> = table.trim_end().split('\n').collect();
+        let all = tables();
+        let (_, errors) = all.split_once('\0').unwrap();
+        let rows: Vec<&str> = errors.trim_end().split('\n').collect();
         assert_eq!(rows.len(), ErrorKind::ALL.len());
         for (row, kind) in rows.iter().zip(ErrorKind::ALL) {
             assert_eq!(*row, kind.js_class());

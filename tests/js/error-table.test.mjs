@@ -10,13 +10,16 @@ const require = createRequire(import.meta.url);
 const api = require("pepperpy-caching");
 // The wasm glue the package binds (its exports are not the package's API).
 const wasm = require(join(dirname(require.resolve("pepperpy-caching/package.json")), "wasm/pepperpy_caching.cjs"));
-// The tables are text, a line a row (src/wasm/tables.rs); the counters' units
-// and engine indexes come as numbers (counterLayout).
-const errorRows = () => wasm.errorTable().trimEnd().split("\n").map((name) => ({ name }));
+// The tables are text, a line a row (src/wasm/tables.rs `tables`: the
+// counters, a NUL, the error classes); the counters' units and engine
+// indexes are numbers at the end of `limits()`, two per figure.
+const [counterText, errorText] = wasm.tables().split("\0");
+const errorRows = () => errorText.trimEnd().split("\n").map((name) => ({ name }));
 const counterRows = () => {
-  const layout = wasm.counterLayout();
+  const lines = counterText.trimEnd().split("\n");
+  const layout = wasm.limits().slice(-2 * lines.length);
   const units = [["sum", "1"], ["gauge", "1"], ["gauge", "ms"]];
-  return wasm.counterTable().trimEnd().split("\n").map((line, i) => {
+  return lines.map((line, i) => {
     const [field, help] = line.split("\t");
     const [kind, unit] = units[layout[2 * i]];
     return { name: field.replace(/_([a-z])/g, (_, c) => c.toUpperCase()), field, kind, unit, help, engine: layout[2 * i + 1] };
