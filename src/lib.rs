@@ -81,4 +81,4 @@ pub use refresh::TokioRuntime;
 pub use refresh::{BoxFuture, RefreshOptions, Runtime};
 pub use store::{CacheStore, MAX_KEY_LEN, Metadata, SetOptions};
 pub use stores::MemoryStore;
-pub use stores::dyn_store::{DynCacheStore, DynError, DynFuture, DynLoader};
+pub use stores::dyn_store::{DynCacheStore, DynError, DynFuture, DynLoader, DynRefreshLoader};

@@ -1,10 +1,12 @@
 //! The [`CacheStore`] trait every backend implements, and what its calls take.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::errors::{CacheError, Result};
 use crate::metrics::CacheStats;
+use crate::refresh::RefreshOptions;
 
 pub use crate::key::MAX_KEY_LEN;
 /// The deepest nesting of arrays and objects accepted in metadata (the
@@ -170,6 +172,50 @@ pub trait CacheStore<V>: Send + Sync {
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = std::result::Result<V, E>> + Send,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>;
+
+    /// Read-through with stale-while-revalidate: the fresh value under
+    /// `key`; within [`RefreshOptions`]' grace period after it went stale,
+    /// the stale value at once while one refresh runs in the background on
+    /// the options' [`Runtime`](crate::Runtime); on a miss (or past the
+    /// grace period), the value `loader` produces, loaded once for all
+    /// concurrent callers as in [`try_get_or_set`](CacheStore::try_get_or_set).
+    /// A failed refresh keeps the stale value (stale-if-error, with the
+    /// options' backoff); a refresh never stores over a write it has not
+    /// seen. The store is taken as an `Arc`: a background refresh holds it.
+    ///
+    /// Each store documents its own guarantees under the same name
+    /// ([`MemoryStore::get_or_refresh`](crate::MemoryStore::get_or_refresh),
+    /// and `RedisStore::get_or_refresh` across processes); a `NearCache`
+    /// answers it from Redis, where freshness is kept.
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, RefreshOptions, TokioRuntime};
+    /// use std::{sync::Arc, time::Duration};
+    ///
+    /// async fn price<S: CacheStore<u64>>(store: &Arc<S>, options: &RefreshOptions) -> pepperpy_caching::Result<u64> {
+    ///     store.get_or_refresh("price:42", || async { Ok::<_, std::io::Error>(1999) }, options).await
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let store = Arc::new(MemoryStore::new(LruPolicy::new(100)?));
+    /// let options = RefreshOptions::new(TokioRuntime, Duration::from_secs(60), Duration::from_secs(600));
+    /// assert_eq!(price(&store, &options).await?, 1999);
+    /// # Ok(()) }
+    /// # }
+    /// ```
+    fn get_or_refresh<F, Fut, E>(
+        self: &Arc<Self>,
+        key: &str,
+        loader: F,
+        options: &RefreshOptions,
+    ) -> impl Future<Output = Result<V>> + Send
+    where
+        Self: Sized,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>> + 'static;
 
     /// The counters so far.
     fn stats(&self) -> CacheStats;

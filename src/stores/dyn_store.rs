@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::errors::Result;
 use crate::metrics::CacheStats;
+use crate::refresh::RefreshOptions;
 use crate::store::{CacheStore, Metadata, SetOptions};
 
 /// A boxed future that may borrow from the store and the key.
@@ -23,6 +24,11 @@ pub type DynError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The loader of [`DynCacheStore::try_get_or_set_dyn`].
 pub type DynLoader<'a, V> = Box<dyn FnOnce() -> DynFuture<'a, std::result::Result<V, DynError>> + Send + 'a>;
+
+/// The loader of [`DynCacheStore::get_or_refresh_dyn`]: a refresh may run it
+/// in the background, after the call returned, so it owns what it uses.
+pub type DynRefreshLoader<V> =
+    Box<dyn FnOnce() -> DynFuture<'static, std::result::Result<V, DynError>> + Send + 'static>;
 
 /// [`CacheStore`] with boxed futures, so it can be a trait object.
 ///
@@ -73,13 +79,20 @@ pub trait DynCacheStore<V>: Send + Sync {
         loader: DynLoader<'a, V>,
         options: SetOptions,
     ) -> DynFuture<'a, Result<V>>;
+    /// [`CacheStore::get_or_refresh`], with a boxed loader.
+    fn get_or_refresh_dyn<'a>(
+        self: Arc<Self>,
+        key: &'a str,
+        loader: DynRefreshLoader<V>,
+        options: &'a RefreshOptions,
+    ) -> DynFuture<'a, Result<V>>;
     /// [`CacheStore::stats`].
     fn stats_dyn(&self) -> CacheStats;
     /// [`CacheStore::reset_stats`].
     fn reset_stats_dyn(&self);
 }
 
-impl<V: Send + 'static, S: CacheStore<V>> DynCacheStore<V> for S {
+impl<V: Send + 'static, S: CacheStore<V> + 'static> DynCacheStore<V> for S {
     fn get_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<Option<V>>> {
         Box::pin(self.get(key))
     }
@@ -117,6 +130,14 @@ impl<V: Send + 'static, S: CacheStore<V>> DynCacheStore<V> for S {
         options: SetOptions,
     ) -> DynFuture<'a, Result<V>> {
         Box::pin(self.try_get_or_set(key, loader, options))
+    }
+    fn get_or_refresh_dyn<'a>(
+        self: Arc<Self>,
+        key: &'a str,
+        loader: DynRefreshLoader<V>,
+        options: &'a RefreshOptions,
+    ) -> DynFuture<'a, Result<V>> {
+        Box::pin(async move { self.get_or_refresh(key, loader, options).await })
     }
     fn stats_dyn(&self) -> CacheStats {
         self.stats()
@@ -165,6 +186,15 @@ impl<V: Send + 'static> CacheStore<V> for Arc<dyn DynCacheStore<V>> {
     {
         let loader: DynLoader<'_, V> = Box::new(move || Box::pin(async move { loader().await.map_err(Into::into) }));
         self.as_ref().try_get_or_set_dyn(key, loader, options).await
+    }
+    async fn get_or_refresh<F, Fut, E>(self: &Arc<Self>, key: &str, loader: F, options: &RefreshOptions) -> Result<V>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>> + 'static,
+    {
+        let loader: DynRefreshLoader<V> = Box::new(move || Box::pin(async move { loader().await.map_err(Into::into) }));
+        Arc::clone(&**self).get_or_refresh_dyn(key, loader, options).await
     }
     fn stats(&self) -> CacheStats {
         self.as_ref().stats_dyn()

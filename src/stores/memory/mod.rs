@@ -49,6 +49,7 @@ use crate::key::Key;
 use crate::metrics::{CacheStats, Counters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
+use crate::refresh::RefreshOptions;
 use crate::singleflight::{SingleFlight, loader_error};
 use crate::store::{CacheStore, Metadata, SetOptions, check_set_options};
 
@@ -419,6 +420,18 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
         self.fold((), |(), engine| removed.push(engine.clear()));
         drop(removed);
         ready(Ok(()))
+    }
+
+    async fn get_or_refresh<F, Fut, E>(self: &Arc<Self>, key: &str, loader: F, options: &RefreshOptions) -> Result<V>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>> + 'static,
+    {
+        // The inherent method (same name; inherent methods come first).
+        // Through the trait a hit is answered when the future is first
+        // polled, not when the call is made.
+        MemoryStore::get_or_refresh(self, key, loader, options).await
     }
 
     async fn try_get_or_set<F, Fut, E>(&self, key: &str, loader: F, options: SetOptions) -> Result<V>

@@ -125,7 +125,13 @@ where
             ));
         }
         let task = tokio::spawn(keep_tracking(shared.clone(), link, conn, session, self.heartbeat)).abort_handle();
-        Ok(NearCache { shared, redis, own: SharedCounters::default(), response_timeout: self.response_timeout, task })
+        Ok(NearCache {
+            shared,
+            redis: Arc::new(redis),
+            own: SharedCounters::default(),
+            response_timeout: self.response_timeout,
+            task,
+        })
     }
 }
 

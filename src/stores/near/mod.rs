@@ -35,12 +35,13 @@ use crate::errors::{CacheError, ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::{CacheStats, SharedCounters};
 use crate::pattern::Pattern;
+use crate::refresh::RefreshOptions;
 use crate::store::{CacheStore, Metadata, SetOptions, check_set_options};
 
 #[doc = include_str!("../../../docs/near.md")]
 pub struct NearCache<V> {
     shared: Arc<Shared<V>>,
-    redis: RedisStore<V>,
+    redis: Arc<RedisStore<V>>,
     /// `hits`: gets answered from memory; `misses`: gets passed to Redis (for
     /// latency sampling only; Redis counts the real misses).
     own: SharedCounters,
@@ -311,6 +312,35 @@ where
     async fn clear(&self) -> Result<()> {
         self.shared.reentered("clear")?;
         self.write_through(Scope::All, self.redis.clear(), |_| true).await
+    }
+
+    async fn get_or_refresh<F, Fut, E>(self: &Arc<Self>, key: &str, loader: F, options: &RefreshOptions) -> Result<V>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>> + 'static,
+    {
+        // Freshness lives in Redis (the entry records when it stops being
+        // fresh, by Redis's clock), and the memory tier does not know it: so
+        // this asks Redis every time (one round trip, as `RedisStore` does),
+        // and one refresh runs per key across every process. What it stores
+        // reaches the memory tiers of every near cache as any write does.
+        self.shared.reentered("get_or_refresh")?;
+        let key = Key::new(key)?;
+        let loaded = Arc::new(AtomicBool::new(false));
+        let ran = Arc::clone(&loaded);
+        let loader = move || {
+            ran.store(true, Ordering::Release);
+            loader()
+        };
+        let value = self.redis.get_or_refresh(key.as_str(), loader, options).await;
+        // A value this call loaded and wrote: wait for Redis's invalidation
+        // of it, as a write does, so the next `get` here is not served an
+        // older copy from memory.
+        if loaded.load(Ordering::Acquire) {
+            self.caught_up().await;
+        }
+        value
     }
 
     async fn try_get_or_set<F, Fut, E>(&self, key: &str, loader: F, options: SetOptions) -> Result<V>

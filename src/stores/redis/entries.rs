@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -18,6 +19,7 @@ use crate::errors::{CacheError, ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::{CacheStats, SharedCounters};
 use crate::pattern::Pattern;
+use crate::refresh::RefreshOptions;
 use crate::store::{CacheStore, Metadata, SetOptions, check_metadata, check_set_options};
 
 /// How often `update_metadata` retries when the entry keeps changing under it.
@@ -238,6 +240,21 @@ where
         let removed = self.walk("clear", None, true, &mut HashSet::new()).await?;
         SharedCounters::add(&self.counters.deletes, removed as u64);
         Ok(())
+    }
+
+    fn get_or_refresh<F, Fut, E>(
+        self: &Arc<Self>,
+        key: &str,
+        loader: F,
+        options: &RefreshOptions,
+    ) -> impl Future<Output = Result<V>> + Send
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>> + 'static,
+    {
+        // The inherent method (same name; inherent methods come first).
+        RedisStore::get_or_refresh(self, key, loader, options)
     }
 
     async fn try_get_or_set<F, Fut, E>(&self, key: &str, loader: F, options: SetOptions) -> Result<V>
