@@ -5,7 +5,7 @@
 //! over Redis (on real servers) with the `redis` feature.
 //!
 //! The cases are grouped in lists, one file each under tests/store_suite/
-//! (`basics`, `read_through`); a new group is one more file and one more
+//! (`basics`, `read_through`, `refresh`); a new group is one more file and one more
 //! list in [`suite!`]'s call at the bottom. Each test is named
 //! `backend::case`.
 //!
@@ -19,6 +19,8 @@
 mod basics;
 #[path = "store_suite/read_through.rs"]
 mod read_through;
+#[path = "store_suite/refresh.rs"]
+mod refresh;
 mod support;
 
 use std::time::Duration;
@@ -239,6 +241,13 @@ suite!(
             get_or_set_checks_the_options_before_any_loader_runs,
             a_loaded_value_is_stored_with_the_options_ttl_and_metadata,
             a_load_never_writes_over_a_write_made_while_it_ran,
+        ],
+        refresh: [
+            a_fresh_value_is_served_without_a_load,
+            a_stale_value_is_served_at_once_while_one_refresh_runs,
+            past_the_grace_period_a_read_waits_for_a_new_load,
+            a_failed_refresh_keeps_the_stale_value,
+            get_or_refresh_checks_its_input_before_any_loader_runs,
         ],
     },
     backends: {
