@@ -11,6 +11,10 @@ use std::sync::Arc;
 /// Result alias used throughout the crate.
 pub type Result<T, E = CacheError> = std::result::Result<T, E>;
 
+/// A loader's error, boxed: what `get_or_set` and `get_or_refresh` loaders
+/// may fail with (anything `Into` it), and what a `dyn` store hands through.
+pub type DynError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Longest text of a rejected key or pattern repeated inside an error message.
 pub(crate) const SHOWN_CHARS: usize = 64;
 

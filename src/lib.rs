@@ -72,13 +72,13 @@ pub mod stores;
 mod wasm;
 
 pub use clock::{Clock, ManualClock};
-pub use errors::{CacheError, ErrorKind, Result};
+pub use errors::{CacheError, DynError, ErrorKind, Result};
 pub use metrics::CacheStats;
 pub use pattern::{MAX_PATTERN_LEN, Pattern, escape_pattern};
 pub use policies::{LruPolicy, Policy, S3FifoPolicy, TtlPolicy};
 #[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
 pub use refresh::TokioRuntime;
-pub use refresh::{BoxFuture, RefreshOptions, Runtime};
+pub use refresh::{BoxFuture, RefreshLoader, RefreshOptions, Runtime};
 pub use store::{CacheStore, MAX_KEY_LEN, Metadata, SetOptions};
 pub use stores::MemoryStore;
-pub use stores::dyn_store::{DynCacheStore, DynError, DynFuture, DynLoader, DynRefreshLoader};
+pub use stores::dyn_store::{DynCacheStore, DynFuture, DynLoader, DynRefreshLoader};

@@ -24,6 +24,31 @@ pub trait Runtime: Send + Sync + 'static {
     fn sleep(&self, duration: Duration) -> BoxFuture<()>;
 }
 
+/// The loader of a `get_or_refresh`: a closure making the future of the
+/// value, both `Send + 'static`, since a refresh may run the loader in the
+/// background after the call has returned. Any `FnOnce() -> impl Future<Output
+/// = Result<V, E>>` that owns what it uses is one (blanket impl); `E` is the
+/// loader's error, handed back as [`CacheError::Loader`]'s source.
+pub trait RefreshLoader<V, E>: Send + 'static {
+    /// The future the loader makes.
+    type Future: Future<Output = std::result::Result<V, E>> + Send + 'static;
+
+    /// Starts the load.
+    fn load(self) -> Self::Future;
+}
+
+impl<V, E, F, Fut> RefreshLoader<V, E> for F
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
+{
+    type Future = Fut;
+
+    fn load(self) -> Fut {
+        self()
+    }
+}
+
 /// Tokio's `spawn` and `sleep` (feature `tokio`; call from inside a runtime).
 #[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

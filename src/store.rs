@@ -4,9 +4,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::errors::{CacheError, Result};
+use crate::errors::{CacheError, DynError, Result};
 use crate::metrics::CacheStats;
-use crate::refresh::RefreshOptions;
+use crate::refresh::{RefreshLoader, RefreshOptions};
 
 pub use crate::key::MAX_KEY_LEN;
 /// The deepest nesting of arrays and objects accepted in metadata (the
@@ -205,17 +205,15 @@ pub trait CacheStore<V>: Send + Sync {
     /// # Ok(()) }
     /// # }
     /// ```
-    fn get_or_refresh<F, Fut, E>(
+    fn get_or_refresh<E>(
         self: &Arc<Self>,
         key: &str,
-        loader: F,
+        loader: impl RefreshLoader<V, E>,
         options: &RefreshOptions,
     ) -> impl Future<Output = Result<V>> + Send
     where
         Self: Sized,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
-        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>> + 'static;
+        E: Into<DynError> + 'static;
 
     /// The counters so far.
     fn stats(&self) -> CacheStats;

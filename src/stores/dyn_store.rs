@@ -11,16 +11,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::errors::Result;
+use crate::errors::{DynError, Result};
 use crate::metrics::CacheStats;
-use crate::refresh::RefreshOptions;
+use crate::refresh::{RefreshLoader, RefreshOptions};
 use crate::store::{CacheStore, Metadata, SetOptions};
 
 /// A boxed future that may borrow from the store and the key.
 pub type DynFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// The error a loader hands through a `dyn` store.
-pub type DynError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The loader of [`DynCacheStore::try_get_or_set_dyn`].
 pub type DynLoader<'a, V> = Box<dyn FnOnce() -> DynFuture<'a, std::result::Result<V, DynError>> + Send + 'a>;
@@ -187,13 +184,17 @@ impl<V: Send + 'static> CacheStore<V> for Arc<dyn DynCacheStore<V>> {
         let loader: DynLoader<'_, V> = Box::new(move || Box::pin(async move { loader().await.map_err(Into::into) }));
         self.as_ref().try_get_or_set_dyn(key, loader, options).await
     }
-    async fn get_or_refresh<F, Fut, E>(self: &Arc<Self>, key: &str, loader: F, options: &RefreshOptions) -> Result<V>
+    async fn get_or_refresh<E>(
+        self: &Arc<Self>,
+        key: &str,
+        loader: impl RefreshLoader<V, E>,
+        options: &RefreshOptions,
+    ) -> Result<V>
     where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
-        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>> + 'static,
+        E: Into<DynError> + 'static,
     {
-        let loader: DynRefreshLoader<V> = Box::new(move || Box::pin(async move { loader().await.map_err(Into::into) }));
+        let loader: DynRefreshLoader<V> =
+            Box::new(move || Box::pin(async move { loader.load().await.map_err(Into::into) }));
         Arc::clone(&**self).get_or_refresh_dyn(key, loader, options).await
     }
     fn stats(&self) -> CacheStats {

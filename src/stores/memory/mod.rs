@@ -44,12 +44,12 @@ use engine::{Engine, KeyHasher, Lookup};
 use reentry::{read, write};
 
 use crate::clock::Clock;
-use crate::errors::Result;
+use crate::errors::{DynError, Result};
 use crate::key::Key;
 use crate::metrics::{CacheStats, Counters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
-use crate::refresh::RefreshOptions;
+use crate::refresh::{RefreshLoader, RefreshOptions};
 use crate::singleflight::{SingleFlight, loader_error};
 use crate::store::{CacheStore, Metadata, SetOptions, check_set_options};
 
@@ -422,11 +422,14 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
         ready(Ok(()))
     }
 
-    async fn get_or_refresh<F, Fut, E>(self: &Arc<Self>, key: &str, loader: F, options: &RefreshOptions) -> Result<V>
+    async fn get_or_refresh<E>(
+        self: &Arc<Self>,
+        key: &str,
+        loader: impl RefreshLoader<V, E>,
+        options: &RefreshOptions,
+    ) -> Result<V>
     where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
-        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>> + 'static,
+        E: Into<DynError> + 'static,
     {
         // The inherent method (same name; inherent methods come first).
         // Through the trait a hit is answered when the future is first

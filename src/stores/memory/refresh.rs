@@ -10,9 +10,9 @@ use std::sync::Arc;
 use super::MemoryStore;
 use super::engine::{Engine, Freshly, Removals};
 use super::reentry::{read, write};
-use crate::errors::Result;
+use crate::errors::{DynError, Result};
 use crate::key::Key;
-use crate::refresh::{RefreshOptions, within};
+use crate::refresh::{RefreshLoader, RefreshOptions, within};
 use crate::singleflight::loader_error;
 
 impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
@@ -97,17 +97,16 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     /// bad input (before any loader runs), `Loader` when the loader of a miss
     /// fails, `Timeout` after the soft timeout of a miss, `Reentrant` when a
     /// loader asks for its own key.
-    pub fn get_or_refresh<'a, F, Fut, E>(
+    pub fn get_or_refresh<'a, E>(
         self: &'a Arc<Self>,
         key: &'a str,
-        loader: F,
+        loader: impl RefreshLoader<V, E>,
         options: &'a RefreshOptions,
     ) -> impl Future<Output = Result<V>> + Send + 'a
     where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
-        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>> + 'a,
+        E: Into<DynError> + 'a,
     {
+        let loader = move || loader.load();
         // A hit that needs no exclusive work (fresh, or stale with its
         // refresh running) is answered at once under the shared lock, as
         // `get` is; only the rest becomes a future of its own.

@@ -31,11 +31,11 @@ use local::{Forget, Scope, Shared, Ticket};
 use tracking::MIN_BACKOFF;
 
 use super::RedisStore;
-use crate::errors::{CacheError, ErrorKind, Result};
+use crate::errors::{CacheError, DynError, ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::{CacheStats, SharedCounters};
 use crate::pattern::Pattern;
-use crate::refresh::RefreshOptions;
+use crate::refresh::{RefreshLoader, RefreshOptions};
 use crate::store::{CacheStore, Metadata, SetOptions, check_set_options};
 
 #[doc = include_str!("../../../docs/near.md")]
@@ -314,11 +314,14 @@ where
         self.write_through(Scope::All, self.redis.clear(), |_| true).await
     }
 
-    async fn get_or_refresh<F, Fut, E>(self: &Arc<Self>, key: &str, loader: F, options: &RefreshOptions) -> Result<V>
+    async fn get_or_refresh<E>(
+        self: &Arc<Self>,
+        key: &str,
+        loader: impl RefreshLoader<V, E>,
+        options: &RefreshOptions,
+    ) -> Result<V>
     where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
-        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>> + 'static,
+        E: Into<DynError> + 'static,
     {
         // Freshness lives in Redis (the entry records when it stops being
         // fresh, by Redis's clock), and the memory tier does not know it: so
@@ -331,7 +334,7 @@ where
         let ran = Arc::clone(&loaded);
         let loader = move || {
             ran.store(true, Ordering::Release);
-            loader()
+            loader.load()
         };
         let value = self.redis.get_or_refresh(key.as_str(), loader, options).await;
         // A value this call loaded and wrote: wait for Redis's invalidation

@@ -15,11 +15,11 @@ use serde::de::DeserializeOwned;
 use super::call::{Capacity, Name, Report, ScriptCall, flag};
 use super::keyspace::Entry;
 use super::{RedisStore, format, ttl_millis};
-use crate::errors::{CacheError, ErrorKind, Result};
+use crate::errors::{CacheError, DynError, ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::{CacheStats, SharedCounters};
 use crate::pattern::Pattern;
-use crate::refresh::RefreshOptions;
+use crate::refresh::{RefreshLoader, RefreshOptions};
 use crate::store::{CacheStore, Metadata, SetOptions, check_metadata, check_set_options};
 
 /// How often `update_metadata` retries when the entry keeps changing under it.
@@ -242,16 +242,14 @@ where
         Ok(())
     }
 
-    fn get_or_refresh<F, Fut, E>(
+    fn get_or_refresh<E>(
         self: &Arc<Self>,
         key: &str,
-        loader: F,
+        loader: impl RefreshLoader<V, E>,
         options: &RefreshOptions,
     ) -> impl Future<Output = Result<V>> + Send
     where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
-        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>> + 'static,
+        E: Into<DynError> + 'static,
     {
         // The inherent method (same name; inherent methods come first).
         RedisStore::get_or_refresh(self, key, loader, options)

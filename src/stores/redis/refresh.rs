@@ -24,10 +24,10 @@ use super::failure::{Cause, Failure};
 use super::load::{Condition, Held, Lock, StoreAs, Unlock};
 use super::scripts::UNLOCK;
 use super::{RedisStore, format, ttl_millis};
-use crate::errors::{CacheError, ErrorKind, Result};
+use crate::errors::{CacheError, DynError, ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::SharedCounters;
-use crate::refresh::{RefreshOptions, within};
+use crate::refresh::{RefreshLoader, RefreshOptions, within};
 use crate::singleflight::loader_error;
 
 /// What the read of `get_or_refresh` found.
@@ -127,17 +127,16 @@ where
     /// soft timeout of a miss (or the hard timeout of its loader), `Reentrant`
     /// when a loader asks for its own key, `Backend` when Redis fails,
     /// `Serialization` for a value that cannot be stored or read.
-    pub async fn get_or_refresh<F, Fut, E>(
+    pub async fn get_or_refresh<E>(
         self: &Arc<Self>,
         key: &str,
-        loader: F,
+        loader: impl RefreshLoader<V, E>,
         options: &RefreshOptions,
     ) -> Result<V>
     where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
-        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+        E: Into<DynError>,
     {
+        let loader = move || loader.load();
         let key = Key::new(key)?;
         // Checks the metadata too: what `entry_options` would add is a TTL of
         // fresh period + grace, above zero. No copy of the metadata per call.
