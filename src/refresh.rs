@@ -165,7 +165,6 @@ impl RefreshOptions {
     /// Checks a `get_or_refresh` call before anything runs, as every store
     /// does: the key, then these options. The one rule for the top of each
     /// store's `get_or_refresh`.
-    #[allow(dead_code)] // until the memory and Redis stores call it in place of their two checks
     pub(crate) fn check_call<'k>(&self, key: &'k str) -> Result<Key<'k>> {
         let key = Key::new(key)?;
         self.check()?;

@@ -110,8 +110,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         // A hit that needs no exclusive work (fresh, or stale with its
         // refresh running) is answered at once under the shared lock, as
         // `get` is; only the rest becomes a future of its own.
-        let checked =
-            self.reentered("get_or_refresh").and_then(|()| Key::new(key)).and_then(|key| options.check().map(|()| key));
+        let checked = self.reentered("get_or_refresh").and_then(|()| options.check_call(key));
         let hash = self.hasher.hash_one(key);
         if let Ok(key) = checked
             && self.shared_reads

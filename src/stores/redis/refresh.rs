@@ -137,10 +137,9 @@ where
         E: Into<DynError>,
     {
         let loader = move || loader.load();
-        let key = Key::new(key)?;
-        // Checks the metadata too: what `entry_options` would add is a TTL of
-        // fresh period + grace, above zero. No copy of the metadata per call.
-        options.check()?;
+        // The metadata too: what `entry_options` would add is a TTL of fresh
+        // period + grace, above zero. No copy of the metadata per call.
+        let key = options.check_call(key)?;
         let how = StoreAs {
             ttl: Some(ttl_millis(options.fresh_for.saturating_add(options.grace))),
             metadata: options.set.metadata.as_ref(),
