@@ -17,7 +17,7 @@
 //!   rendered for Prometheus by [`metrics::render_prometheus`].
 //! - **Read-through** (`get_or_set`) that never writes back data older than a
 //!   write it has seen, and stale-while-revalidate
-//!   ([`MemoryStore::get_or_refresh`], [`RefreshOptions`]).
+//!   ([`CacheStore::get_or_refresh`], on every store; [`RefreshOptions`]).
 //! - **Pattern invalidation** with Redis glob syntax ([`Pattern`]), matched
 //!   exactly as Redis matches, in bounded time.
 //! - **Metadata** per entry ([`Metadata`], a JSON object).
@@ -44,7 +44,7 @@
 //! | feature | what it adds |
 //! | --- | --- |
 //! | `redis` | `stores::RedisStore` (native targets only, tokio) |
-//! | `tokio` | `TokioRuntime`, to run `MemoryStore::get_or_refresh`'s background refreshes and timeouts on tokio |
+//! | `tokio` | `TokioRuntime`, to run `get_or_refresh`'s background refreshes and timeouts on tokio |
 //! | `js` | the JS bindings of the npm package, and the JS host's clock and randomness (`wasm32-unknown-unknown` only) |
 //!
 //! The core compiles to every wasm32 target. Without `js` it exports nothing
