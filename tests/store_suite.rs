@@ -248,6 +248,10 @@ suite!(
             past_the_grace_period_a_read_waits_for_a_new_load,
             a_failed_refresh_keeps_the_stale_value,
             get_or_refresh_checks_its_input_before_any_loader_runs,
+            get_or_refresh_refuses_long_keys_and_deep_metadata,
+            a_refresh_loader_asking_for_its_own_key_fails_at_once,
+            a_refresh_loader_that_panics_leaves_the_key_loadable,
+            a_dropped_refresh_caller_leaves_the_key_loadable,
         ],
     },
     backends: {
