@@ -9,7 +9,7 @@ mod support;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use pepperpy_caching::{CacheError, CacheStore, LruPolicy, Result, SetOptions, stores::RedisStore};
+use pepperpy_caching::{CacheError, CacheStore, ErrorKind, LruPolicy, Result, SetOptions, stores::RedisStore};
 use support::{RedisServer, SilentServer, free_port};
 
 const CONNECT: Duration = Duration::from_millis(500);
@@ -198,4 +198,56 @@ async fn bad_configuration() {
     assert!(matches!(r, Err(CacheError::Policy(_))), "{r:?}");
     assert_backend(RedisStore::<String>::builder("not a url").build().await, "bad URL");
     assert_backend(RedisStore::<String>::builder("http://127.0.0.1:6379").build().await, "wrong scheme");
+}
+
+/// `kind()`, `is_retryable()` and `is_timeout()` of what a real server does:
+/// unreachable (at build and after a crash) is `Connection`, a server that
+/// does not answer is `BackendTimeout`, another client's long script (Redis
+/// answers `BUSY` until it ends) is `ServerBusy`: all worth a retry. A key
+/// of a type the store did not write is `Command`: retrying changes nothing.
+#[tokio::test]
+async fn backend_failures_have_the_kind_a_caller_acts_on() {
+    fn kind_of<T: std::fmt::Debug>(r: Result<T>, what: &str) -> (ErrorKind, bool, bool) {
+        let e = r.expect_err(what);
+        (e.kind(), e.is_retryable(), e.is_timeout())
+    }
+    let refused = build(format!("redis://127.0.0.1:{}", free_port())).await;
+    assert_eq!(kind_of(refused, "no server"), (ErrorKind::Connection, true, false));
+    let silent = SilentServer::start();
+    assert_eq!(kind_of(build(silent.url()).await, "a silent server"), (ErrorKind::BackendTimeout, true, true));
+
+    let mut server = RedisServer::start();
+    let store = build(server.url()).await.unwrap();
+    let mut admin = server.admin().await;
+    let _: () = redis::cmd("RPUSH").arg("faults:list").arg("x").query_async(&mut admin).await.unwrap();
+    let foreign = store.get_or_set("list", || async { "x".to_string() }, SetOptions::new()).await;
+    assert_eq!(kind_of(foreign, "a list under the prefix"), (ErrorKind::Command, false, false));
+
+    // Another client's script runs past busy-reply-threshold: Redis answers
+    // BUSY to everyone else until it ends.
+    redis::cmd("CONFIG").arg("SET").arg("busy-reply-threshold").arg(50).exec_async(&mut admin).await.unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut slow = client.get_multiplexed_async_connection().await.unwrap();
+    let script = tokio::spawn(async move {
+        let spin = redis::cmd("EVAL").arg("while true do end").arg(0).query_async::<redis::Value>(&mut slow).await;
+        drop(slow);
+        spin
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let busy = store.get("k").await;
+    let mut killer = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("SCRIPT").arg("KILL").exec_async(&mut killer).await.unwrap();
+    let _ = script.await;
+    assert_eq!(kind_of(busy, "get during a long script"), (ErrorKind::ServerBusy, true, false));
+
+    let frozen = support::Frozen::freeze(server.pid());
+    let hung = store.get("k").await;
+    drop(frozen);
+    assert_eq!(kind_of(hung, "a frozen server"), (ErrorKind::BackendTimeout, true, true));
+    server.stop();
+    assert_eq!(kind_of(store.get("k").await, "a stopped server"), (ErrorKind::Connection, true, false));
+    assert_eq!(
+        kind_of(store.set("k", "v".into(), SetOptions::new()).await, "set"),
+        (ErrorKind::Connection, true, false)
+    );
 }
