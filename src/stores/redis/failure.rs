@@ -108,6 +108,11 @@ fn error_kind(e: &RedisError) -> ErrorKind {
     use redis::RetryMethod;
     if e.is_timeout() {
         ErrorKind::BackendTimeout
+    } else if e.code() == Some("BUSY") {
+        // Another client's script or function ran past busy-reply-threshold:
+        // Redis answers BUSY until it ends. redis-rs does not know the code
+        // (an extension error, never retried), but it passes.
+        ErrorKind::ServerBusy
     } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
         ErrorKind::Connection
     } else {
@@ -142,6 +147,9 @@ mod tests {
         assert_eq!(failure("m".into(), wrong).cause, Cause::WrongType);
         let loading = parsed("LOADING Redis is loading the dataset in memory");
         let f = failure("m".into(), loading);
+        assert_eq!((f.cause, f.error.kind()), (Cause::Other, ErrorKind::ServerBusy));
+        let busy = parsed("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.");
+        let f = failure("m".into(), busy);
         assert_eq!((f.cause, f.error.kind()), (Cause::Other, ErrorKind::ServerBusy));
         let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         assert_eq!(failure("m".into(), io).error.kind(), ErrorKind::Connection);
