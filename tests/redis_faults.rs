@@ -9,7 +9,9 @@ mod support;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use pepperpy_caching::{CacheError, CacheStore, ErrorKind, LruPolicy, Result, SetOptions, stores::RedisStore};
+use pepperpy_caching::{
+    CacheError, CacheStore, ErrorKind, LruPolicy, RefreshOptions, Result, SetOptions, TokioRuntime, stores::RedisStore,
+};
 use support::{RedisServer, SilentServer, free_port};
 
 const CONNECT: Duration = Duration::from_millis(500);
@@ -218,6 +220,7 @@ async fn backend_failures_have_the_kind_a_caller_acts_on() {
 
     let mut server = RedisServer::start();
     let store = build(server.url()).await.unwrap();
+    let shared = std::sync::Arc::new(build(server.url()).await.unwrap());
     let mut admin = server.admin().await;
     let _: () = redis::cmd("RPUSH").arg("faults:list").arg("x").query_async(&mut admin).await.unwrap();
     let foreign = store.get_or_set("list", || async { "x".to_string() }, SetOptions::new()).await;
@@ -235,10 +238,15 @@ async fn backend_failures_have_the_kind_a_caller_acts_on() {
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let busy = store.get("k").await;
+    // get_or_refresh reads with a pipeline whose replies carry the error.
+    let refresh = RefreshOptions::new(TokioRuntime, Duration::from_secs(60), Duration::from_secs(60));
+    let busy_refresh =
+        shared.get_or_refresh("k", || async { Ok::<_, std::io::Error>("v".to_string()) }, &refresh).await;
     let mut killer = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("SCRIPT").arg("KILL").exec_async(&mut killer).await.unwrap();
     let _ = script.await;
     assert_eq!(kind_of(busy, "get during a long script"), (ErrorKind::ServerBusy, true, false));
+    assert_eq!(kind_of(busy_refresh, "get_or_refresh during a long script"), (ErrorKind::ServerBusy, true, false));
 
     let frozen = support::Frozen::freeze(server.pid());
     let hung = store.get("k").await;
