@@ -269,3 +269,17 @@ suite!(
         dynamic_redis => Dynamic(Redis),
     }
 );
+
+/// A store chosen at run time is held as `Arc<dyn DynCacheStore<V>>` (as
+/// DynCacheStore's docs show): `get_or_refresh` works on it as held, like
+/// every other `CacheStore` method, with no second `Arc` around it.
+#[tokio::test]
+async fn get_or_refresh_on_a_dyn_store_as_it_is_held() {
+    use pepperpy_caching::{DynCacheStore, RefreshOptions};
+    use std::sync::Arc;
+    let store: Arc<dyn DynCacheStore<String>> = Arc::new(Memory::new().store(None).await);
+    let options = RefreshOptions::new(refresh::Tasks, LONG, LONG);
+    let got = store.get_or_refresh("k", || async { Ok::<_, std::io::Error>(s("v")) }, &options).await;
+    assert_eq!(got.unwrap(), "v");
+    assert_eq!(store.get("k").await.unwrap(), Some(s("v")));
+}

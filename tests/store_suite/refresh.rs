@@ -15,7 +15,7 @@ use super::support::within;
 use super::{Backend, LONG, PASS, SHORT, s};
 
 /// Tokio's `spawn` and `sleep`, so the suite needs no crate feature.
-struct Tasks;
+pub struct Tasks;
 
 impl Runtime for Tasks {
     fn spawn(&self, task: BoxFuture<()>) {
