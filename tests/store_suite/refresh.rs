@@ -171,7 +171,7 @@ pub async fn a_refresh_loader_asking_for_its_own_key_fails_at_once<B: Backend>(b
     };
     let got = within("a re-entrant load", store.get_or_refresh("k", loader, &options)).await;
     assert_eq!(got.unwrap(), "outer");
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert_eq!(seen.len(), 2);
     for inner in seen.iter() {
         assert!(matches!(inner, Err(CacheError::Reentrant { .. })), "{seen:?}");
