@@ -61,6 +61,24 @@ async fn wrong_or_missing_password() {
     assert_eq!(store.get("k").await.unwrap().as_deref(), Some("v"));
 }
 
+/// A wrong or missing password is the configuration's fault: the same call
+/// fails the same way however often it is retried, and both say so alike
+/// (`Command`, not retryable), unlike a server that is down.
+#[tokio::test]
+async fn a_refused_password_is_not_worth_a_retry() {
+    let server = RedisServer::start_with_password("s3cret");
+    let port = server.port();
+    for url in [format!("redis://:wrong@127.0.0.1:{port}"), format!("redis://127.0.0.1:{port}")] {
+        let e = build(url).await.unwrap_err();
+        assert_eq!(
+            (e.kind(), e.is_retryable()),
+            (ErrorKind::Command, false),
+            "{e} ({:?})",
+            std::error::Error::source(&e)
+        );
+    }
+}
+
 #[tokio::test]
 async fn tls_to_a_plain_server() {
     let server = RedisServer::start();
