@@ -252,6 +252,7 @@ suite!(
             a_refresh_loader_asking_for_its_own_key_fails_at_once,
             a_refresh_loader_that_panics_leaves_the_key_loadable,
             a_dropped_refresh_caller_leaves_the_key_loadable,
+            a_background_refresh_whose_loader_reads_its_own_key_completes,
         ],
     },
     backends: {

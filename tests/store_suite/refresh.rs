@@ -220,3 +220,28 @@ pub async fn a_dropped_refresh_caller_leaves_the_key_loadable<B: Backend>(b: &B)
     assert_eq!(got.unwrap(), "v");
     assert_eq!(store.get("k").await.unwrap(), Some(s("v")));
 }
+
+pub async fn a_background_refresh_whose_loader_reads_its_own_key_completes<B: Backend>(b: &B) {
+    let store = Arc::new(b.store(None).await);
+    let options = options(LONG);
+    let runs = Arc::new(AtomicUsize::new(0));
+    store.get_or_refresh("k", counting(&runs, "v1"), &options).await.unwrap();
+    b.pass(PASS).await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (inner, inner_options, record) = (Arc::clone(&store), options.clone(), Arc::clone(&seen));
+    let loader = move || async move {
+        let again = inner.get_or_refresh("k", || async { Ok::<_, std::io::Error>(s("inner")) }, &inner_options).await;
+        let set = inner.get_or_set("k", || async { s("inner") }, pepperpy_caching::SetOptions::new()).await;
+        let plain = inner.get("k").await;
+        record.lock().unwrap().extend([again.map(Some), set.map(Some), plain]);
+        Ok::<_, std::io::Error>(s("v2"))
+    };
+    assert_eq!(store.get_or_refresh("k", loader, &options).await.unwrap(), "v1", "stale, at once");
+    until_stored(&*store, "k", "v2").await;
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    // The refresh's own reads see the stale value (it is still the entry), never wait on themselves.
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for inner in &seen {
+        assert!(matches!(inner, Ok(Some(v)) if v == "v1"), "{seen:?}");
+    }
+}
