@@ -809,3 +809,19 @@ async fn a_near_get_or_refresh_loader_asking_for_its_own_key_fails_at_once() {
     assert_eq!(got.matches("Reentrant").count(), 2, "{got}");
     assert!(got.ends_with("Ok(None)"), "a plain get while loading misses: {got}");
 }
+
+/// Bad input changes nothing, the memory tier included: metadata nested too
+/// deep is refused before anything is taken out of memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_metadata_leaves_the_memory_tier_as_it_was() {
+    let server = RedisServer::start();
+    let a = near(&server).await;
+    a.set("k", "v".into(), SetOptions::new()).await.unwrap();
+    fill(&a, "k").await;
+    let before = a.memory_stats();
+    let deep = meta(serde_json::json!({ "a": support::nested(200) }));
+    let got = a.update_metadata("k", deep).await;
+    assert!(matches!(got, Err(pepperpy_caching::CacheError::Serialization(_))), "{got:?}");
+    assert!(a.in_memory("k"), "the refused call took the entry out of memory");
+    assert_eq!(a.memory_stats(), before);
+}
