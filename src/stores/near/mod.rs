@@ -36,7 +36,7 @@ use crate::key::Key;
 use crate::metrics::{CacheStats, SharedCounters};
 use crate::pattern::Pattern;
 use crate::refresh::RefreshOptions;
-use crate::store::{CacheStore, Metadata, SetOptions, check_set_options};
+use crate::store::{CacheStore, Metadata, SetOptions, check_metadata, check_set_options};
 
 #[doc = include_str!("../../../docs/near.md")]
 pub struct NearCache<V> {
@@ -290,6 +290,8 @@ where
     async fn update_metadata(&self, key: &str, metadata: Metadata) -> Result<bool> {
         self.shared.reentered("update_metadata")?;
         let key = Key::new(key)?;
+        // Refused before the write-through takes the key out of memory.
+        check_metadata(&metadata)?;
         let update = self.redis.update_metadata_checked(key, metadata);
         self.write_through(Scope::Key(&key), update, |done| !matches!(done, Ok(false))).await
     }
