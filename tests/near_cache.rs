@@ -825,3 +825,23 @@ async fn refused_metadata_leaves_the_memory_tier_as_it_was() {
     assert!(a.in_memory("k"), "the refused call took the entry out of memory");
     assert_eq!(a.memory_stats(), before);
 }
+
+/// A value that cannot be stored (JSON needs string map keys) is refused
+/// before anything is taken out of memory, as bad metadata is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unstorable_value_leaves_the_memory_tier_as_it_was() {
+    type Map = std::collections::BTreeMap<(u8, u8), u8>;
+    let server = RedisServer::start();
+    let a: NearCache<Map> = NearCache::builder(server.url()).prefix(PREFIX).build().await.unwrap();
+    a.set("k", Map::new(), SetOptions::new()).await.unwrap();
+    eventually("k filled", || async {
+        a.get("k").await.unwrap();
+        a.in_memory("k")
+    })
+    .await;
+    let before = a.memory_stats();
+    let got = a.set("k", Map::from([((1, 2), 3)]), SetOptions::new()).await;
+    assert!(matches!(got, Err(pepperpy_caching::CacheError::Serialization(_))), "{got:?}");
+    assert!(a.in_memory("k"), "the refused call took the entry out of memory");
+    assert_eq!(a.memory_stats(), before);
+}
