@@ -263,8 +263,14 @@ where
     async fn set(&self, key: &str, value: V, options: SetOptions) -> Result<()> {
         self.shared.reentered("set")?;
         let key = Key::new(key)?;
-        check_set_options(&options, None)?;
-        self.write_through(Scope::Key(&key), self.redis.set_checked(key, value, options), |_| true).await
+        // Checked and encoded before the write-through takes the key out of memory.
+        let encoded = self.redis.encode_set(&value, &options)?;
+        // The value is dropped where it was before: once the write began.
+        let write = async move {
+            drop(value);
+            self.redis.set_encoded(key, encoded).await
+        };
+        self.write_through(Scope::Key(&key), write, |_| true).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
