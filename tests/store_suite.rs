@@ -253,6 +253,7 @@ suite!(
             a_refresh_loader_that_panics_leaves_the_key_loadable,
             a_dropped_refresh_caller_leaves_the_key_loadable,
             a_background_refresh_whose_loader_reads_its_own_key_completes,
+            a_refresh_whose_loader_panics_counts_as_failed_and_backs_off,
         ],
     },
     backends: {

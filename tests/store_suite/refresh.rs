@@ -245,3 +245,24 @@ pub async fn a_background_refresh_whose_loader_reads_its_own_key_completes<B: Ba
         assert!(matches!(inner, Ok(Some(v)) if v == "v1"), "{seen:?}");
     }
 }
+
+pub async fn a_refresh_whose_loader_panics_counts_as_failed_and_backs_off<B: Backend>(b: &B) {
+    let store = Arc::new(b.store(None).await);
+    let options = options(LONG);
+    let runs = Arc::new(AtomicUsize::new(0));
+    store.get_or_refresh("k", counting(&runs, "v1"), &options).await.unwrap();
+    b.pass(PASS).await;
+    let panicking = || async { if true { panic!("hostile refresh") } else { Ok::<_, std::io::Error>(s("never")) } };
+    assert_eq!(store.get_or_refresh("k", panicking, &options).await.unwrap(), "v1", "stale, at once");
+    within("the panicked refresh to count as failed", async {
+        while store.stats().refresh_failures < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // Stale-if-error: the backoff (LONG) holds the next refresh back.
+    assert_eq!(store.get_or_refresh("k", counting(&runs, "v2"), &options).await.unwrap(), "v1");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "no refresh within the backoff");
+    assert_eq!(store.get("k").await.unwrap(), Some(s("v1")));
+}
