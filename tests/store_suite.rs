@@ -254,6 +254,7 @@ suite!(
             a_dropped_refresh_caller_leaves_the_key_loadable,
             a_background_refresh_whose_loader_reads_its_own_key_completes,
             a_refresh_whose_loader_panics_counts_as_failed_and_backs_off,
+            a_miss_past_its_soft_timeout_fails_and_the_key_stays_loadable,
         ],
     },
     backends: {

@@ -266,3 +266,18 @@ pub async fn a_refresh_whose_loader_panics_counts_as_failed_and_backs_off<B: Bac
     assert_eq!(runs.load(Ordering::SeqCst), 1, "no refresh within the backoff");
     assert_eq!(store.get("k").await.unwrap(), Some(s("v1")));
 }
+
+pub async fn a_miss_past_its_soft_timeout_fails_and_the_key_stays_loadable<B: Backend>(b: &B) {
+    let store = Arc::new(b.store(None).await);
+    let options = options(LONG).timeouts(Some(Duration::from_millis(50)), None);
+    let never = || async {
+        std::future::pending::<()>().await;
+        Ok::<_, std::io::Error>(s("never"))
+    };
+    let got = within("the soft timeout", store.get_or_refresh("k", never, &options)).await;
+    assert!(matches!(&got, Err(e @ CacheError::Timeout { .. }) if e.is_timeout() && e.is_retryable()), "{got:?}");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let got = within("the next load", store.get_or_refresh("k", counting(&runs, "v"), &options)).await;
+    assert_eq!(got.unwrap(), "v");
+    assert_eq!(store.get("k").await.unwrap(), Some(s("v")));
+}
