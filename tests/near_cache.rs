@@ -741,3 +741,107 @@ async fn an_evicted_marker_is_written_again_without_emptying_memory() {
     let _: () = redis::cmd("DEL").arg(&all).query_async(&mut admin).await.unwrap();
     eventually("every marker gone: memory emptied", || async { !cache.in_memory("k") }).await;
 }
+
+/// Tokio's `spawn` and `sleep`, for `get_or_refresh`.
+struct Tasks;
+
+impl pepperpy_caching::Runtime for Tasks {
+    fn spawn(&self, task: pepperpy_caching::BoxFuture<()>) {
+        tokio::spawn(task);
+    }
+
+    fn sleep(&self, duration: Duration) -> pepperpy_caching::BoxFuture<()> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+fn loads(value: &'static str) -> impl FnOnce() -> std::future::Ready<Result<String, std::io::Error>> + Send + 'static {
+    move || std::future::ready(Ok(value.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_get_or_refresh_loads_or_refreshes_is_what_every_instance_reads() {
+    let server = RedisServer::start();
+    let a = Arc::new(near(&server).await);
+    let b = near(&server).await;
+    let fresh = Duration::from_millis(300);
+    let options = pepperpy_caching::RefreshOptions::new(Tasks, fresh, Duration::from_secs(60));
+    assert_eq!(a.get_or_refresh("k", loads("v1"), &options).await.unwrap(), "v1");
+    assert_eq!(a.get("k").await.unwrap().as_deref(), Some("v1"), "a load is read back at once on its instance");
+    fill(&a, "k").await;
+    fill(&b, "k").await;
+    tokio::time::sleep(fresh * 2).await;
+    // Stale: served at once, the refresh stores v2 in the background.
+    assert_eq!(a.get_or_refresh("k", loads("v2"), &options).await.unwrap(), "v1");
+    eventually("the refresh stored v2", || async { a.stats().refreshes == 1 && !a.in_memory("k") }).await;
+    let redis: RedisStore<String> = RedisStore::builder(server.url()).prefix(PREFIX).build().await.unwrap();
+    eventually("v2 in Redis", || async { redis.get("k").await.unwrap().as_deref() == Some("v2") }).await;
+    a.sync().await.unwrap();
+    b.sync().await.unwrap();
+    assert_eq!(a.get("k").await.unwrap().as_deref(), Some("v2"));
+    assert_eq!(b.get("k").await.unwrap().as_deref(), Some("v2"));
+    // A load past the grace period (the key gone from Redis): read back at
+    // once here, and on the other instance once it has caught up.
+    fill(&a, "k").await;
+    fill(&b, "k").await;
+    redis.delete("k").await.unwrap();
+    a.sync().await.unwrap();
+    assert_eq!(a.get_or_refresh("k", loads("v3"), &options).await.unwrap(), "v3");
+    assert_eq!(a.get("k").await.unwrap().as_deref(), Some("v3"));
+    b.sync().await.unwrap();
+    assert_eq!(b.get("k").await.unwrap().as_deref(), Some("v3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_near_get_or_refresh_loader_asking_for_its_own_key_fails_at_once() {
+    let server = RedisServer::start();
+    let a = Arc::new(near(&server).await);
+    let options = pepperpy_caching::RefreshOptions::new(Tasks, Duration::from_secs(60), Duration::from_secs(60));
+    let (inner, inner_options) = (Arc::clone(&a), options.clone());
+    let loader = move || async move {
+        let again = inner.get_or_refresh("k", loads("inner"), &inner_options).await;
+        let set = inner.get_or_set("k", || async { "inner".to_string() }, SetOptions::new()).await;
+        let plain = inner.get("k").await;
+        Ok::<_, std::io::Error>(format!("{again:?} {set:?} {plain:?}"))
+    };
+    let got = tokio::time::timeout(PATIENCE, a.get_or_refresh("k", loader, &options)).await.expect("deadlock");
+    let got = got.unwrap();
+    assert_eq!(got.matches("Reentrant").count(), 2, "{got}");
+    assert!(got.ends_with("Ok(None)"), "a plain get while loading misses: {got}");
+}
+
+/// Bad input changes nothing, the memory tier included: metadata nested too
+/// deep is refused before anything is taken out of memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_metadata_leaves_the_memory_tier_as_it_was() {
+    let server = RedisServer::start();
+    let a = near(&server).await;
+    a.set("k", "v".into(), SetOptions::new()).await.unwrap();
+    fill(&a, "k").await;
+    let before = a.memory_stats();
+    let deep = meta(serde_json::json!({ "a": support::nested(200) }));
+    let got = a.update_metadata("k", deep).await;
+    assert!(matches!(got, Err(pepperpy_caching::CacheError::Serialization(_))), "{got:?}");
+    assert!(a.in_memory("k"), "the refused call took the entry out of memory");
+    assert_eq!(a.memory_stats(), before);
+}
+
+/// A value that cannot be stored (JSON needs string map keys) is refused
+/// before anything is taken out of memory, as bad metadata is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unstorable_value_leaves_the_memory_tier_as_it_was() {
+    type Map = std::collections::BTreeMap<(u8, u8), u8>;
+    let server = RedisServer::start();
+    let a: NearCache<Map> = NearCache::builder(server.url()).prefix(PREFIX).build().await.unwrap();
+    a.set("k", Map::new(), SetOptions::new()).await.unwrap();
+    eventually("k filled", || async {
+        a.get("k").await.unwrap();
+        a.in_memory("k")
+    })
+    .await;
+    let before = a.memory_stats();
+    let got = a.set("k", Map::from([((1, 2), 3)]), SetOptions::new()).await;
+    assert!(matches!(got, Err(pepperpy_caching::CacheError::Serialization(_))), "{got:?}");
+    assert!(a.in_memory("k"), "the refused call took the entry out of memory");
+    assert_eq!(a.memory_stats(), before);
+}

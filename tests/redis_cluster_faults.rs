@@ -571,3 +571,47 @@ async fn walks_work_again_after_a_hung_master_was_replaced() {
     every_call(&store, 1).await;
     assert_eq!(store.invalidate("r1:*").await.unwrap(), 0);
 }
+
+/// A shard with its master and replica down: every call that needs it fails
+/// with a kind worth retrying (the shard may come back), and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_that_is_down_fails_with_a_retryable_kind() {
+    let mut cluster = RedisCluster::start();
+    let store = RedisStore::<u32>::cluster_builder(cluster.urls())
+        .prefix("kind:")
+        .response_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    for i in 0..100u32 {
+        store.set(&format!("k{i}"), i, SetOptions::new()).await.unwrap();
+    }
+    let (masters, _) = cluster.roles();
+    let victim = masters[2];
+    let replica = cluster.replica_of(victim);
+    let tags = cluster.bucket_tags(16).await;
+    let mut on_victim = Vec::new();
+    for i in 0..100u32 {
+        let key = format!("k{i}");
+        if cluster.master_of_key(format!("kind:{}", tags[bucket_of(&key, 16)])).await == victim {
+            on_victim.push(key);
+        }
+    }
+    assert!(!on_victim.is_empty());
+    cluster.nodes[replica].stop();
+    cluster.nodes[victim].stop();
+    for wait in [Duration::ZERO, Duration::from_secs(4)] {
+        tokio::time::sleep(wait).await;
+        let mut seen = Vec::new();
+        for key in on_victim.iter().take(3) {
+            seen.push(("get", store.get(key).await.map(|_| ())));
+            seen.push(("set", store.set(key, 1, SetOptions::new()).await));
+        }
+        seen.push(("keys", store.keys(None).await.map(|_| ())));
+        seen.push(("size", store.size().await.map(|_| ())));
+        for (what, got) in seen {
+            let e = got.expect_err(what);
+            assert!(e.is_retryable(), "after {wait:?}, {what}: {:?} {e}", e.kind());
+        }
+    }
+}

@@ -545,6 +545,8 @@ async fn a_cluster_with_a_password_works_everywhere() {
         Err(e @ CacheError::Backend { .. }) => {
             let text = format!("{e:?} {e}");
             assert!(!text.contains("nope-pw"), "{text}");
+            // Retrying with the same password fails the same way.
+            assert!(!e.is_retryable(), "{:?}: {text}", e.kind());
         }
         other => panic!("{other:?}"),
     }

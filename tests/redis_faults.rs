@@ -9,7 +9,9 @@ mod support;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use pepperpy_caching::{CacheError, CacheStore, LruPolicy, Result, SetOptions, stores::RedisStore};
+use pepperpy_caching::{
+    CacheError, CacheStore, ErrorKind, LruPolicy, RefreshOptions, Result, SetOptions, TokioRuntime, stores::RedisStore,
+};
 use support::{RedisServer, SilentServer, free_port};
 
 const CONNECT: Duration = Duration::from_millis(500);
@@ -57,6 +59,24 @@ async fn wrong_or_missing_password() {
     let store = build(server.url()).await.expect("the right password works");
     store.set("k", "v".into(), SetOptions::new()).await.unwrap();
     assert_eq!(store.get("k").await.unwrap().as_deref(), Some("v"));
+}
+
+/// A wrong or missing password is the configuration's fault: the same call
+/// fails the same way however often it is retried, and both say so alike
+/// (`Command`, not retryable), unlike a server that is down.
+#[tokio::test]
+async fn a_refused_password_is_not_worth_a_retry() {
+    let server = RedisServer::start_with_password("s3cret");
+    let port = server.port();
+    for url in [format!("redis://:wrong@127.0.0.1:{port}"), format!("redis://127.0.0.1:{port}")] {
+        let e = build(url).await.unwrap_err();
+        assert_eq!(
+            (e.kind(), e.is_retryable()),
+            (ErrorKind::Command, false),
+            "{e} ({:?})",
+            std::error::Error::source(&e)
+        );
+    }
 }
 
 #[tokio::test]
@@ -198,4 +218,62 @@ async fn bad_configuration() {
     assert!(matches!(r, Err(CacheError::Policy(_))), "{r:?}");
     assert_backend(RedisStore::<String>::builder("not a url").build().await, "bad URL");
     assert_backend(RedisStore::<String>::builder("http://127.0.0.1:6379").build().await, "wrong scheme");
+}
+
+/// `kind()`, `is_retryable()` and `is_timeout()` of what a real server does:
+/// unreachable (at build and after a crash) is `Connection`, a server that
+/// does not answer is `BackendTimeout`, another client's long script (Redis
+/// answers `BUSY` until it ends) is `ServerBusy`: all worth a retry. A key
+/// of a type the store did not write is `Command`: retrying changes nothing.
+#[tokio::test]
+async fn backend_failures_have_the_kind_a_caller_acts_on() {
+    fn kind_of<T: std::fmt::Debug>(r: Result<T>, what: &str) -> (ErrorKind, bool, bool) {
+        let e = r.expect_err(what);
+        (e.kind(), e.is_retryable(), e.is_timeout())
+    }
+    let refused = build(format!("redis://127.0.0.1:{}", free_port())).await;
+    assert_eq!(kind_of(refused, "no server"), (ErrorKind::Connection, true, false));
+    let silent = SilentServer::start();
+    assert_eq!(kind_of(build(silent.url()).await, "a silent server"), (ErrorKind::BackendTimeout, true, true));
+
+    let mut server = RedisServer::start();
+    let store = build(server.url()).await.unwrap();
+    let shared = std::sync::Arc::new(build(server.url()).await.unwrap());
+    let mut admin = server.admin().await;
+    let _: () = redis::cmd("RPUSH").arg("faults:list").arg("x").query_async(&mut admin).await.unwrap();
+    let foreign = store.get_or_set("list", || async { "x".to_string() }, SetOptions::new()).await;
+    assert_eq!(kind_of(foreign, "a list under the prefix"), (ErrorKind::Command, false, false));
+
+    // Another client's script runs past busy-reply-threshold: Redis answers
+    // BUSY to everyone else until it ends.
+    redis::cmd("CONFIG").arg("SET").arg("busy-reply-threshold").arg(50).exec_async(&mut admin).await.unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut slow = client.get_multiplexed_async_connection().await.unwrap();
+    let script = tokio::spawn(async move {
+        let spin = redis::cmd("EVAL").arg("while true do end").arg(0).query_async::<redis::Value>(&mut slow).await;
+        drop(slow);
+        spin
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let busy = store.get("k").await;
+    // get_or_refresh reads with a pipeline whose replies carry the error.
+    let refresh = RefreshOptions::new(TokioRuntime, Duration::from_secs(60), Duration::from_secs(60));
+    let busy_refresh =
+        shared.get_or_refresh("k", || async { Ok::<_, std::io::Error>("v".to_string()) }, &refresh).await;
+    let mut killer = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("SCRIPT").arg("KILL").exec_async(&mut killer).await.unwrap();
+    let _ = script.await;
+    assert_eq!(kind_of(busy, "get during a long script"), (ErrorKind::ServerBusy, true, false));
+    assert_eq!(kind_of(busy_refresh, "get_or_refresh during a long script"), (ErrorKind::ServerBusy, true, false));
+
+    let frozen = support::Frozen::freeze(server.pid());
+    let hung = store.get("k").await;
+    drop(frozen);
+    assert_eq!(kind_of(hung, "a frozen server"), (ErrorKind::BackendTimeout, true, true));
+    server.stop();
+    assert_eq!(kind_of(store.get("k").await, "a stopped server"), (ErrorKind::Connection, true, false));
+    assert_eq!(
+        kind_of(store.set("k", "v".into(), SetOptions::new()).await, "set"),
+        (ErrorKind::Connection, true, false)
+    );
 }

@@ -248,6 +248,13 @@ suite!(
             past_the_grace_period_a_read_waits_for_a_new_load,
             a_failed_refresh_keeps_the_stale_value,
             get_or_refresh_checks_its_input_before_any_loader_runs,
+            get_or_refresh_refuses_long_keys_and_deep_metadata,
+            a_refresh_loader_asking_for_its_own_key_fails_at_once,
+            a_refresh_loader_that_panics_leaves_the_key_loadable,
+            a_dropped_refresh_caller_leaves_the_key_loadable,
+            a_background_refresh_whose_loader_reads_its_own_key_completes,
+            a_refresh_whose_loader_panics_counts_as_failed_and_backs_off,
+            a_miss_past_its_soft_timeout_fails_and_the_key_stays_loadable,
         ],
     },
     backends: {
@@ -265,3 +272,17 @@ suite!(
         dynamic_redis => Dynamic(Redis),
     }
 );
+
+/// A store chosen at run time is held as `Arc<dyn DynCacheStore<V>>` (as
+/// DynCacheStore's docs show): `get_or_refresh` works on it as held, like
+/// every other `CacheStore` method, with no second `Arc` around it.
+#[tokio::test]
+async fn get_or_refresh_on_a_dyn_store_as_it_is_held() {
+    use pepperpy_caching::{DynCacheStore, RefreshOptions};
+    use std::sync::Arc;
+    let store: Arc<dyn DynCacheStore<String>> = Arc::new(Memory::new().store(None).await);
+    let options = RefreshOptions::new(refresh::Tasks, LONG, LONG);
+    let got = store.get_or_refresh("k", || async { Ok::<_, std::io::Error>(s("v")) }, &options).await;
+    assert_eq!(got.unwrap(), "v");
+    assert_eq!(store.get("k").await.unwrap(), Some(s("v")));
+}

@@ -144,6 +144,40 @@ impl<V: Send + 'static, S: CacheStore<V> + 'static> DynCacheStore<V> for S {
     }
 }
 
+impl<V: Send + 'static> dyn DynCacheStore<V> {
+    /// [`CacheStore::get_or_refresh`] on the store as it is held: the trait's
+    /// method takes `&Arc<Self>`, which for `Arc<dyn DynCacheStore<V>>` would
+    /// be an `Arc` of that `Arc`. Boxes the loader for
+    /// [`get_or_refresh_dyn`](DynCacheStore::get_or_refresh_dyn).
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// use pepperpy_caching::{DynCacheStore, LruPolicy, MemoryStore, RefreshOptions, TokioRuntime};
+    /// use std::{sync::Arc, time::Duration};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let store: Arc<dyn DynCacheStore<u64>> = Arc::new(MemoryStore::new(LruPolicy::new(100)?));
+    /// let options = RefreshOptions::new(TokioRuntime, Duration::from_secs(60), Duration::from_secs(600));
+    /// let price = store.get_or_refresh("price:42", || async { Ok::<_, std::io::Error>(1999) }, &options).await?;
+    /// assert_eq!(price, 1999);
+    /// # Ok(()) }
+    /// # }
+    /// ```
+    pub async fn get_or_refresh<E>(
+        self: &Arc<Self>,
+        key: &str,
+        loader: impl RefreshLoader<V, E>,
+        options: &RefreshOptions,
+    ) -> Result<V>
+    where
+        E: Into<DynError> + 'static,
+    {
+        let loader: DynRefreshLoader<V> =
+            Box::new(move || Box::pin(async move { loader.load().await.map_err(Into::into) }));
+        Arc::clone(self).get_or_refresh_dyn(key, loader, options).await
+    }
+}
+
 impl<V: Send + 'static> CacheStore<V> for Arc<dyn DynCacheStore<V>> {
     async fn get(&self, key: &str) -> Result<Option<V>> {
         self.as_ref().get_dyn(key).await
@@ -193,9 +227,7 @@ impl<V: Send + 'static> CacheStore<V> for Arc<dyn DynCacheStore<V>> {
     where
         E: Into<DynError> + 'static,
     {
-        let loader: DynRefreshLoader<V> =
-            Box::new(move || Box::pin(async move { loader.load().await.map_err(Into::into) }));
-        Arc::clone(&**self).get_or_refresh_dyn(key, loader, options).await
+        <dyn DynCacheStore<V>>::get_or_refresh(self, key, loader, options).await
     }
     fn stats(&self) -> CacheStats {
         self.as_ref().stats_dyn()

@@ -15,7 +15,7 @@ use super::support::within;
 use super::{Backend, LONG, PASS, SHORT, s};
 
 /// Tokio's `spawn` and `sleep`, so the suite needs no crate feature.
-struct Tasks;
+pub struct Tasks;
 
 impl Runtime for Tasks {
     fn spawn(&self, task: BoxFuture<()>) {
@@ -141,4 +141,143 @@ pub async fn get_or_refresh_checks_its_input_before_any_loader_runs<B: Backend>(
     assert!(!store.contains("k").await.unwrap());
     let stats = store.stats();
     assert_eq!((stats.loads, stats.misses, stats.sets), (0, 0, 0), "bad input counts nothing: {stats:?}");
+}
+
+pub async fn get_or_refresh_refuses_long_keys_and_deep_metadata<B: Backend>(b: &B) {
+    let store = Arc::new(b.store(None).await);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let too_long = "k".repeat(pepperpy_caching::MAX_KEY_LEN + 1);
+    let got = store.get_or_refresh(&too_long, counting(&runs, "v"), &options(LONG)).await;
+    assert!(matches!(got, Err(CacheError::Key { .. })), "{got:?}");
+    let deep = super::support::meta(serde_json::json!({ "a": super::support::nested(200) }));
+    let got = store.get_or_refresh("k", counting(&runs, "v"), &options(LONG).metadata(deep)).await;
+    assert!(matches!(got, Err(CacheError::Serialization(_))), "{got:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "no loader ran");
+    assert!(!store.contains("k").await.unwrap());
+    let stats = store.stats();
+    assert_eq!((stats.loads, stats.misses, stats.sets), (0, 0, 0), "bad input counts nothing: {stats:?}");
+}
+
+pub async fn a_refresh_loader_asking_for_its_own_key_fails_at_once<B: Backend>(b: &B) {
+    let store = Arc::new(b.store(None).await);
+    let options = options(LONG);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (inner, inner_options, record) = (Arc::clone(&store), options.clone(), Arc::clone(&seen));
+    let loader = move || async move {
+        let again = inner.get_or_refresh("k", || async { Ok::<_, std::io::Error>(s("inner")) }, &inner_options).await;
+        let set = inner.get_or_set("k", || async { s("inner") }, pepperpy_caching::SetOptions::new()).await;
+        record.lock().unwrap().extend([again, set]);
+        Ok::<_, std::io::Error>(s("outer"))
+    };
+    let got = within("a re-entrant load", store.get_or_refresh("k", loader, &options)).await;
+    assert_eq!(got.unwrap(), "outer");
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    assert_eq!(seen.len(), 2);
+    for inner in seen.iter() {
+        assert!(matches!(inner, Err(CacheError::Reentrant { .. })), "{seen:?}");
+    }
+    assert_eq!(store.get("k").await.unwrap(), Some(s("outer")));
+}
+
+pub async fn a_refresh_loader_that_panics_leaves_the_key_loadable<B: Backend>(b: &B) {
+    let store = Arc::new(b.store(None).await);
+    let options = options(LONG);
+    let (panicking, panic_options) = (Arc::clone(&store), options.clone());
+    let task = tokio::spawn(async move {
+        let loader = || async { if true { panic!("hostile loader") } else { Ok::<_, std::io::Error>(s("never")) } };
+        panicking.get_or_refresh("k", loader, &panic_options).await
+    });
+    let joined = within("the panicking call", task).await;
+    assert!(joined.unwrap_err().is_panic());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let got = within("the next load", store.get_or_refresh("k", counting(&runs, "v"), &options)).await;
+    assert_eq!(got.unwrap(), "v");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(store.get("k").await.unwrap(), Some(s("v")));
+}
+
+pub async fn a_dropped_refresh_caller_leaves_the_key_loadable<B: Backend>(b: &B) {
+    let store = Arc::new(b.store(None).await);
+    let options = options(LONG);
+    let started = Arc::new(tokio::sync::Notify::new());
+    let signal = Arc::clone(&started);
+    let never = move || async move {
+        signal.notify_one();
+        std::future::pending::<()>().await;
+        Ok::<_, std::io::Error>(s("never"))
+    };
+    {
+        let call = store.get_or_refresh("k", never, &options);
+        tokio::pin!(call);
+        tokio::select! {
+            _ = &mut call => panic!("the load never ends"),
+            _ = started.notified() => {}
+        }
+        // The caller goes away mid-load.
+    }
+    let runs = Arc::new(AtomicUsize::new(0));
+    let got = within("the next load", store.get_or_refresh("k", counting(&runs, "v"), &options)).await;
+    assert_eq!(got.unwrap(), "v");
+    assert_eq!(store.get("k").await.unwrap(), Some(s("v")));
+}
+
+pub async fn a_background_refresh_whose_loader_reads_its_own_key_completes<B: Backend>(b: &B) {
+    let store = Arc::new(b.store(None).await);
+    let options = options(LONG);
+    let runs = Arc::new(AtomicUsize::new(0));
+    store.get_or_refresh("k", counting(&runs, "v1"), &options).await.unwrap();
+    b.pass(PASS).await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (inner, inner_options, record) = (Arc::clone(&store), options.clone(), Arc::clone(&seen));
+    let loader = move || async move {
+        let again = inner.get_or_refresh("k", || async { Ok::<_, std::io::Error>(s("inner")) }, &inner_options).await;
+        let set = inner.get_or_set("k", || async { s("inner") }, pepperpy_caching::SetOptions::new()).await;
+        let plain = inner.get("k").await;
+        record.lock().unwrap().extend([again.map(Some), set.map(Some), plain]);
+        Ok::<_, std::io::Error>(s("v2"))
+    };
+    assert_eq!(store.get_or_refresh("k", loader, &options).await.unwrap(), "v1", "stale, at once");
+    until_stored(&*store, "k", "v2").await;
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    // The refresh's own reads see the stale value (it is still the entry), never wait on themselves.
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for inner in &seen {
+        assert!(matches!(inner, Ok(Some(v)) if v == "v1"), "{seen:?}");
+    }
+}
+
+pub async fn a_refresh_whose_loader_panics_counts_as_failed_and_backs_off<B: Backend>(b: &B) {
+    let store = Arc::new(b.store(None).await);
+    let options = options(LONG);
+    let runs = Arc::new(AtomicUsize::new(0));
+    store.get_or_refresh("k", counting(&runs, "v1"), &options).await.unwrap();
+    b.pass(PASS).await;
+    let panicking = || async { if true { panic!("hostile refresh") } else { Ok::<_, std::io::Error>(s("never")) } };
+    assert_eq!(store.get_or_refresh("k", panicking, &options).await.unwrap(), "v1", "stale, at once");
+    within("the panicked refresh to count as failed", async {
+        while store.stats().refresh_failures < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // Stale-if-error: the backoff (LONG) holds the next refresh back.
+    assert_eq!(store.get_or_refresh("k", counting(&runs, "v2"), &options).await.unwrap(), "v1");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "no refresh within the backoff");
+    assert_eq!(store.get("k").await.unwrap(), Some(s("v1")));
+}
+
+pub async fn a_miss_past_its_soft_timeout_fails_and_the_key_stays_loadable<B: Backend>(b: &B) {
+    let store = Arc::new(b.store(None).await);
+    let options = options(LONG).timeouts(Some(Duration::from_millis(50)), None);
+    let never = || async {
+        std::future::pending::<()>().await;
+        Ok::<_, std::io::Error>(s("never"))
+    };
+    let got = within("the soft timeout", store.get_or_refresh("k", never, &options)).await;
+    assert!(matches!(&got, Err(e @ CacheError::Timeout { .. }) if e.is_timeout() && e.is_retryable()), "{got:?}");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let got = within("the next load", store.get_or_refresh("k", counting(&runs, "v"), &options)).await;
+    assert_eq!(got.unwrap(), "v");
+    assert_eq!(store.get("k").await.unwrap(), Some(s("v")));
 }

@@ -36,7 +36,7 @@ use crate::key::Key;
 use crate::metrics::{CacheStats, SharedCounters};
 use crate::pattern::Pattern;
 use crate::refresh::{RefreshLoader, RefreshOptions};
-use crate::store::{CacheStore, Metadata, SetOptions, check_set_options};
+use crate::store::{CacheStore, Metadata, SetOptions, check_metadata, check_set_options};
 
 #[doc = include_str!("../../../docs/near.md")]
 pub struct NearCache<V> {
@@ -263,8 +263,14 @@ where
     async fn set(&self, key: &str, value: V, options: SetOptions) -> Result<()> {
         self.shared.reentered("set")?;
         let key = Key::new(key)?;
-        check_set_options(&options, None)?;
-        self.write_through(Scope::Key(&key), self.redis.set_checked(key, value, options), |_| true).await
+        // Checked and encoded before the write-through takes the key out of memory.
+        let encoded = self.redis.encode_set(&value, &options)?;
+        // The value is dropped where it was before: once the write began.
+        let write = async move {
+            drop(value);
+            self.redis.set_encoded(key, encoded).await
+        };
+        self.write_through(Scope::Key(&key), write, |_| true).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
@@ -290,6 +296,8 @@ where
     async fn update_metadata(&self, key: &str, metadata: Metadata) -> Result<bool> {
         self.shared.reentered("update_metadata")?;
         let key = Key::new(key)?;
+        // Refused before the write-through takes the key out of memory.
+        check_metadata(&metadata)?;
         let update = self.redis.update_metadata_checked(key, metadata);
         self.write_through(Scope::Key(&key), update, |done| !matches!(done, Ok(false))).await
     }

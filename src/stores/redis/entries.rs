@@ -25,6 +25,12 @@ use crate::store::{CacheStore, Metadata, SetOptions, check_metadata, check_set_o
 /// How often `update_metadata` retries when the entry keeps changing under it.
 const UPDATE_ATTEMPTS: usize = 32;
 
+/// A `set` checked and encoded, not yet written ([`RedisStore::encode_set`]).
+pub(crate) struct EncodedSet {
+    stored: Vec<u8>,
+    ttl: Option<u64>,
+}
+
 impl<V> RedisStore<V>
 where
     V: Serialize + DeserializeOwned + Send + Sync + 'static,
@@ -74,10 +80,23 @@ where
 
     /// [`CacheStore::set`] on a checked key.
     pub(crate) async fn set_checked(&self, key: Key<'_>, value: V, options: SetOptions) -> Result<()> {
-        let ttl = check_set_options(&options, self.default_ttl)?.map(ttl_millis);
-        let stored = format::encode(&value, options.metadata.as_ref())?;
+        let encoded = self.encode_set(&value, &options)?;
         drop(value);
-        self.write("set", key, &stored, ttl).await
+        self.set_encoded(key, encoded).await
+    }
+
+    /// The first half of [`set_checked`](Self::set_checked): the options
+    /// checked and the value encoded, nothing sent (so a caller can refuse
+    /// bad input before it changes anything of its own).
+    pub(crate) fn encode_set(&self, value: &V, options: &SetOptions) -> Result<EncodedSet> {
+        let ttl = check_set_options(options, self.default_ttl)?.map(ttl_millis);
+        let stored = format::encode(value, options.metadata.as_ref())?;
+        Ok(EncodedSet { stored, ttl })
+    }
+
+    /// The second half of [`set_checked`](Self::set_checked): the write.
+    pub(crate) async fn set_encoded(&self, key: Key<'_>, encoded: EncodedSet) -> Result<()> {
+        self.write("set", key, &encoded.stored, encoded.ttl).await
     }
 
     /// [`CacheStore::delete`] on a checked key.

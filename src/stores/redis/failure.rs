@@ -108,6 +108,15 @@ fn error_kind(e: &RedisError) -> ErrorKind {
     use redis::RetryMethod;
     if e.is_timeout() {
         ErrorKind::BackendTimeout
+    } else if e.code() == Some("BUSY") {
+        // Another client's script or function ran past busy-reply-threshold:
+        // Redis answers BUSY until it ends. redis-rs does not know the code
+        // (an extension error, never retried), but it passes.
+        ErrorKind::ServerBusy
+    } else if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        // redis-rs retries it by reconnecting, but with the same password it
+        // fails the same way, as a missing one (NOAUTH) does: configuration.
+        ErrorKind::Command
     } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
         ErrorKind::Connection
     } else {
@@ -143,6 +152,11 @@ mod tests {
         let loading = parsed("LOADING Redis is loading the dataset in memory");
         let f = failure("m".into(), loading);
         assert_eq!((f.cause, f.error.kind()), (Cause::Other, ErrorKind::ServerBusy));
+        let busy = parsed("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.");
+        let f = failure("m".into(), busy);
+        assert_eq!((f.cause, f.error.kind()), (Cause::Other, ErrorKind::ServerBusy));
+        let auth = RedisError::from((redis::ErrorKind::AuthenticationFailed, "Password authentication failed"));
+        assert_eq!(failure("m".into(), auth).error.kind(), ErrorKind::Command);
         let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         assert_eq!(failure("m".into(), io).error.kind(), ErrorKind::Connection);
     }

@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::call::{ScriptCall, flag};
-use super::failure::{Cause, Failure};
+use super::failure::{Cause, Failure, backend};
 use super::load::{Condition, Held, Lock, StoreAs, Unlock};
 use super::scripts::UNLOCK;
 use super::{RedisStore, format, ttl_millis};
@@ -323,6 +323,10 @@ where
             redis::Value::Nil => return Ok(Found::Miss),
             // A load's placeholder.
             redis::Value::ServerError(e) if e.code() == "WRONGTYPE" => return Ok(Found::Miss),
+            // Refused (busy, loading, ...): classified as the error of a command.
+            redis::Value::ServerError(e) => {
+                return Err(backend(format!("{what} on Redis at {} failed", self.addr), e.into()));
+            }
             other => return Err(unexpected(format!("{other:?}"))),
         };
         let Some(fresh_until) = format::fresh_until(&stored) else {
