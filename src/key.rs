@@ -30,6 +30,25 @@ impl<'a> Key<'a> {
     }
 }
 
+/// A [`Key`] that owns its text: for what outlives the call that checked it
+/// (a background refresh), so the key is never checked again.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct KeyBuf(Box<str>);
+
+impl KeyBuf {
+    /// The key, borrowed.
+    #[inline]
+    pub(crate) fn key(&self) -> Key<'_> {
+        Key(&self.0)
+    }
+}
+
+impl From<Key<'_>> for KeyBuf {
+    fn from(key: Key<'_>) -> Self {
+        KeyBuf(key.0.into())
+    }
+}
+
 impl std::ops::Deref for Key<'_> {
     type Target = str;
 
@@ -63,5 +82,7 @@ mod tests {
         assert!(Key::new("a*b?[c]\\ \n é 😀").is_ok());
         assert_eq!(&*Key::new("user:1").unwrap(), "user:1");
         assert_eq!(Key::new("user:1").unwrap().as_str(), "user:1");
+        let owned = KeyBuf::from(Key::new("user:1").unwrap());
+        assert_eq!(owned.key(), Key::new("user:1").unwrap());
     }
 }

@@ -11,7 +11,7 @@ use super::MemoryStore;
 use super::engine::{Engine, Freshly, Removals};
 use super::reentry::{read, write};
 use crate::errors::{DynError, Result};
-use crate::key::Key;
+use crate::key::{Key, KeyBuf};
 use crate::refresh::{RefreshLoader, RefreshOptions, within};
 use crate::singleflight::loader_error;
 
@@ -183,11 +183,11 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         // Fails the refresh if the runtime drops the task unfinished, so the
         // key does not stay "refreshing" for ever.
         let mut refresh =
-            Refresh { store: Arc::clone(self), key: (*key).into(), hash, token, options: options.clone(), done: false };
+            Refresh { store: Arc::clone(self), key: key.into(), hash, token, options: options.clone(), done: false };
         let task = async move {
             let clock = refresh.store.clock.clone();
             let started = clock.now();
-            let loaded = within(&*refresh.options.runtime, &refresh.key, refresh.options.hard_timeout, async {
+            let loaded = within(&*refresh.options.runtime, &refresh.key.key(), refresh.options.hard_timeout, async {
                 loader().await.map_err(loader_error)
             })
             .await;
@@ -224,7 +224,7 @@ impl<T, B: Future<Output = T>> Future for Refreshing<T, B> {
 struct Refresh<V: Clone + Send + Sync + 'static> {
     store: Arc<MemoryStore<V>>,
     /// The key, checked when the refresh began.
-    key: Box<str>,
+    key: KeyBuf,
     hash: u64,
     token: u64,
     options: RefreshOptions,
@@ -236,7 +236,7 @@ impl<V: Clone + Send + Sync + 'static> Refresh<V> {
     /// hands its outcome to the engine, under one lock.
     fn finish(&mut self, outcome: std::result::Result<V, ()>, elapsed: Option<crate::clock::Nanos>) {
         self.done = true;
-        let key = Key::new(&self.key).expect("checked when the refresh began");
+        let key = self.key.key();
         let mut engine = write(self.store.shard_of(self.hash));
         match elapsed {
             Some(elapsed) => engine.counters.record_load(outcome.is_ok(), elapsed),

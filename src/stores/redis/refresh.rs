@@ -25,7 +25,7 @@ use super::load::{Condition, Held, Lock, StoreAs, Unlock};
 use super::scripts::UNLOCK;
 use super::{RedisStore, format, ttl_millis};
 use crate::errors::{CacheError, DynError, ErrorKind, Result};
-use crate::key::Key;
+use crate::key::{Key, KeyBuf};
 use crate::metrics::SharedCounters;
 use crate::refresh::{RefreshLoader, RefreshOptions, within};
 use crate::singleflight::loader_error;
@@ -220,26 +220,23 @@ where
             held.disarm();
         }
         if let Some(start) = start {
-            let (store, key, owned) = (Arc::clone(self), Box::<str>::from(key.as_str()), options.clone());
+            let (store, key, owned) = (Arc::clone(self), KeyBuf::from(key), options.clone());
             // An async block here, not a generic async fn, so that only what
             // it holds (not the loader's error type) must be 'static.
             let refresh = async move {
                 let (token, failures, sha, _claim) = match start {
                     Start::Locked { token, failures, sha } => (token, failures, sha, None),
-                    Start::Try(claim) => {
-                        let Some(checked) = rechecked(&key) else { return };
-                        match store.try_refresh_lock(checked).await {
-                            Some((token, failures, sha)) => (token, failures, sha, Some(claim)),
-                            None => return,
-                        }
-                    }
+                    Start::Try(claim) => match store.try_refresh_lock(key.key()).await {
+                        Some((token, failures, sha)) => (token, failures, sha, Some(claim)),
+                        None => return,
+                    },
                 };
                 SharedCounters::add(&store.counters.refreshes, 1);
                 let task = RefreshTask { store, key, token, failures, options: owned, done: false };
                 let started = Instant::now();
                 let runtime = Arc::clone(&task.options.runtime);
                 let load = async { loader().await.map_err(loader_error) };
-                let loaded = within(&*runtime, &task.key, task.options.hard_timeout, load).await;
+                let loaded = within(&*runtime, &task.key.key(), task.options.hard_timeout, load).await;
                 task.finish(loaded, started, sha).await;
             };
             options.runtime.spawn(Box::pin(refresh));
@@ -414,7 +411,7 @@ where
     V: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     store: Arc<RedisStore<V>>,
-    key: Box<str>,
+    key: KeyBuf,
     token: String,
     /// Failed refreshes in a row before this one.
     failures: u32,
@@ -442,9 +439,7 @@ where
                 };
                 let condition = Condition::Refresh { token: &self.token, sha: &sha };
                 // Refused, the script released the lock; failed, the lease ends it.
-                if let Some(key) = rechecked(&self.key) {
-                    let _ = store.store_loaded(key, condition, &stored, how).await;
-                }
+                let _ = store.store_loaded(self.key.key(), condition, &stored, how).await;
             }
             Err(_) => self.failed().await,
         }
@@ -456,7 +451,7 @@ where
         SharedCounters::add(&store.counters.refresh_failures, 1);
         let failures = self.failures.saturating_add(1);
         let backoff = ttl_millis(self.options.backoff(failures));
-        let Some(key) = rechecked(&self.key) else { return };
+        let key = self.key.key();
         let lock = store.space.lock(key);
         let mut call = ScriptCall::new(
             &store.scripts.refresh_failed,
@@ -481,7 +476,7 @@ where
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let unfinished = RefreshTask {
             store: Arc::clone(&self.store),
-            key: std::mem::take(&mut self.key),
+            key: self.key.clone(),
             token: std::mem::take(&mut self.token),
             failures: self.failures,
             options: self.options.clone(),
@@ -497,11 +492,4 @@ fn backoff_over(held: &[u8], now: u64) -> bool {
     let Some(rest) = held.strip_prefix(b"backoff:") else { return false };
     let Some(at) = rest.iter().position(|&b| b == b':').map(|i| &rest[i + 1..]) else { return false };
     std::str::from_utf8(at).ok().and_then(|at| at.parse::<u64>().ok()).is_some_and(|at| now >= at)
-}
-
-/// The key of a background refresh as a [`Key`] again: checked when the
-/// refresh began, but the task outlives that call, so it keeps the text
-/// (`Key` borrows) and this never fails.
-fn rechecked(key: &str) -> Option<Key<'_>> {
-    Key::new(key).ok()
 }
