@@ -545,10 +545,9 @@ async fn a_cluster_with_a_password_works_everywhere() {
         Err(e @ CacheError::Backend { .. }) => {
             let text = format!("{e:?} {e}");
             assert!(!text.contains("nope-pw"), "{text}");
-            // Known gap: a wrong password on a cluster build is reported as
-            // retryable (Connection). redis-rs's cluster client flattens the
-            // AuthenticationFailed cause into the text of an Io error, so the
-            // crate cannot see it; a single-node store gets Command.
+            // Retrying with the same password fails the same way (the
+            // cluster client reports it as I/O; the store asks a seed).
+            assert!(!e.is_retryable(), "{:?}: {text}", e.kind());
         }
         other => panic!("{other:?}"),
     }

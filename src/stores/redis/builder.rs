@@ -221,6 +221,10 @@ where
         }
         let round_trip_timeout = self.response_timeout;
         let connect_and_ping = self.connect_timeout.saturating_add(self.response_timeout);
+        // A cluster client that cannot connect reports every cause as I/O
+        // (a refused password included, flattened into text): one plain
+        // handshake with the first seed, on failure, tells which it was.
+        let seed = self.cluster.then(|| infos[0].clone());
         let certificates = || redis::TlsCertificates { client_tls: None, root_cert: self.root_certificates.clone() };
         let connect = async {
             let mut conn = if self.cluster {
@@ -261,7 +265,15 @@ where
         };
         let mut conn = match tokio::time::timeout(connect_and_ping, connect).await {
             Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(backend(format!("cannot connect to Redis at {addr}"), e)),
+            Ok(Err(e)) => {
+                let e = match seed {
+                    Some(seed) if e.is_io_error() => {
+                        seed_cause(seed, self.root_certificates.clone(), self.connect_timeout, e).await
+                    }
+                    _ => e,
+                };
+                return Err(backend(format!("cannot connect to Redis at {addr}"), e));
+            }
             Err(elapsed) => {
                 return Err(CacheError::backend(
                     ErrorKind::BackendTimeout,
@@ -302,6 +314,22 @@ where
             record,
             _value: PhantomData,
         })
+    }
+}
+
+/// The cause of a cluster client's failed connection, if a plain handshake
+/// with `seed` (same credentials) shows one that is not I/O, such as a
+/// refused password; otherwise the client's own error.
+async fn seed_cause(
+    seed: redis::ConnectionInfo,
+    root_certificates: Option<Vec<u8>>,
+    timeout: Duration,
+    cluster_error: redis::RedisError,
+) -> redis::RedisError {
+    let Ok(client) = single_client(seed, root_certificates) else { return cluster_error };
+    match tokio::time::timeout(timeout, client.get_multiplexed_async_connection()).await {
+        Ok(Err(e)) if !e.is_io_error() => e,
+        _ => cluster_error,
     }
 }
 
