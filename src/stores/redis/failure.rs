@@ -108,10 +108,12 @@ fn error_kind(e: &RedisError) -> ErrorKind {
     use redis::RetryMethod;
     if e.is_timeout() {
         ErrorKind::BackendTimeout
-    } else if e.code() == Some("BUSY") {
-        // Another client's script or function ran past busy-reply-threshold:
-        // Redis answers BUSY until it ends. redis-rs does not know the code
-        // (an extension error, never retried), but it passes.
+    } else if matches!(e.code(), Some("BUSY" | "NOREPLICAS" | "MISCONF")) {
+        // States that pass, which redis-rs does not know (extension errors,
+        // never retried): another client's script or function ran past
+        // busy-reply-threshold (BUSY, until it ends); too few replicas are
+        // in sync for min-replicas-to-write (NOREPLICAS); the last RDB save
+        // failed, so writes are refused until one succeeds (MISCONF).
         ErrorKind::ServerBusy
     } else if e.kind() == redis::ErrorKind::AuthenticationFailed {
         // redis-rs retries it by reconnecting, but with the same password it
@@ -155,6 +157,9 @@ mod tests {
         let busy = parsed("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.");
         let f = failure("m".into(), busy);
         assert_eq!((f.cause, f.error.kind()), (Cause::Other, ErrorKind::ServerBusy));
+        for code in ["NOREPLICAS Not enough good replicas to write.", "MISCONF Errors writing to the AOF file"] {
+            assert_eq!(failure("m".into(), parsed(code)).error.kind(), ErrorKind::ServerBusy, "{code}");
+        }
         let auth = RedisError::from((redis::ErrorKind::AuthenticationFailed, "Password authentication failed"));
         assert_eq!(failure("m".into(), auth).error.kind(), ErrorKind::Command);
         let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
