@@ -361,21 +361,29 @@ async fn a_store_builds_just_after_a_replica_died() {
     store.set("k", "v".into(), SetOptions::new()).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn walks_fail_rather_than_skip_a_shard_that_is_down() {
-    let mut cluster = RedisCluster::start();
+/// A cluster, a store on it under `prefix` (500 ms response timeout) holding
+/// keys `k0`.. of `n` entries, and the shard to take down: its master (the
+/// third) and that master's replica.
+async fn filled_cluster(prefix: &str, n: u32) -> (RedisCluster, RedisStore<u32>, usize, usize) {
+    let cluster = RedisCluster::start();
     let store = RedisStore::<u32>::cluster_builder(cluster.urls())
-        .prefix("down:")
+        .prefix(prefix)
         .response_timeout(Duration::from_millis(500))
         .build()
         .await
         .unwrap();
-    for i in 0..300u32 {
+    for i in 0..n {
         store.set(&format!("k{i}"), i, SetOptions::new()).await.unwrap();
     }
     let (masters, _) = cluster.roles();
     let victim = masters[2];
     let replica = cluster.replica_of(victim);
+    (cluster, store, victim, replica)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walks_fail_rather_than_skip_a_shard_that_is_down() {
+    let (mut cluster, store, victim, replica) = filled_cluster("down:", 300).await;
     cluster.nodes[replica].stop();
     cluster.nodes[victim].stop();
     // Long enough for the cluster to mark the shard failed (nobody can take over).
@@ -576,19 +584,7 @@ async fn walks_work_again_after_a_hung_master_was_replaced() {
 /// with a kind worth retrying (the shard may come back), and says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_that_is_down_fails_with_a_retryable_kind() {
-    let mut cluster = RedisCluster::start();
-    let store = RedisStore::<u32>::cluster_builder(cluster.urls())
-        .prefix("kind:")
-        .response_timeout(Duration::from_millis(500))
-        .build()
-        .await
-        .unwrap();
-    for i in 0..100u32 {
-        store.set(&format!("k{i}"), i, SetOptions::new()).await.unwrap();
-    }
-    let (masters, _) = cluster.roles();
-    let victim = masters[2];
-    let replica = cluster.replica_of(victim);
+    let (mut cluster, store, victim, replica) = filled_cluster("kind:", 100).await;
     let tags = cluster.bucket_tags(16).await;
     let mut on_victim = Vec::new();
     for i in 0..100u32 {
