@@ -8,6 +8,12 @@ export interface LRUPolicyOptions {
   ttl?: number;
   /** Whether a `get` hit makes the entry the most recently used (default `true`). */
   refreshOnGet?: boolean;
+  /**
+   * Seconds an entry set without its own `idle` may go without a read
+   * (a `get` or `getOrSet` hit) before it leaves, or at its `ttl` if that
+   * comes first; none by default. At most 10^12 (about 31,700 years).
+   */
+  idle?: number;
 }
 
 /** Options of {@link S3FIFOPolicy}. */
@@ -16,6 +22,12 @@ export interface S3FIFOPolicyOptions {
   maxSize: number;
   /** Seconds until an entry set without its own `ttl` expires; none by default. */
   ttl?: number;
+  /**
+   * Seconds an entry set without its own `idle` may go without a read
+   * (a `get` or `getOrSet` hit) before it leaves, or at its `ttl` if that
+   * comes first; none by default. At most 10^12 (about 31,700 years).
+   */
+  idle?: number;
 }
 
 /** Options of {@link TTLPolicy}. */
@@ -24,6 +36,12 @@ export interface TTLPolicyOptions {
   ttl: number;
   /** The most entries the store keeps; at capacity the entry closest to expiry goes. */
   maxSize?: number;
+  /**
+   * Seconds an entry set without its own `idle` may go without a read
+   * (a `get` or `getOrSet` hit) before it leaves, or at its `ttl` if that
+   * comes first; none by default. At most 10^12 (about 31,700 years).
+   */
+  idle?: number;
 }
 
 /** Least recently used: at most `maxSize` entries; at capacity the one used longest ago goes. */
@@ -33,6 +51,8 @@ export declare class LRUPolicy {
   readonly maxSize: number;
   readonly ttl: number | undefined;
   readonly refreshOnGet: boolean;
+  /** The idle seconds of entries set without their own. */
+  readonly idle: number | undefined;
 }
 
 /**
@@ -46,6 +66,8 @@ export declare class S3FIFOPolicy {
   constructor(options: S3FIFOPolicyOptions);
   readonly maxSize: number;
   readonly ttl: number | undefined;
+  /** The idle seconds of entries set without their own. */
+  readonly idle: number | undefined;
 }
 
 /** Every entry expires after `ttl` seconds unless `set` gives its own; optional capacity. */
@@ -54,6 +76,8 @@ export declare class TTLPolicy {
   constructor(options: TTLPolicyOptions);
   readonly ttl: number;
   readonly maxSize: number | undefined;
+  /** The idle seconds of entries set without their own. */
+  readonly idle: number | undefined;
 }
 
 /** Any policy. */
@@ -101,6 +125,15 @@ export interface SetOptions {
   ttl?: number;
   /** Data stored beside the value, read back with `getMetadata`. */
   metadata?: Metadata;
+  /**
+   * Time-to-idle: seconds the entry may go without a read before it leaves,
+   * or at its `ttl` if that comes first (default: the policy's `idle`, if
+   * any). A read is a `get`/`getSync` or `getOrSet` hit; `has`, `peek`,
+   * `getMetadata` and `remainingTtl` are not (as lru-cache's `has` without
+   * `updateAgeOnHas`). A `set` starts the clock again. Positive, finite and
+   * at most 10^12, else a CachePolicyError and nothing changes.
+   */
+  idle?: number;
 }
 
 /** What a `getOrSet` loader is called with. */

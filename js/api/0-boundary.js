@@ -18,7 +18,7 @@ const { WasmStore, WasmPolicy } = wasm;
 const [
   MAX_KEY_LEN, MAX_NESTING, LATENCY_SAMPLE_EVERY, , RING_LEN, MAX_REMOVED,
   BATCH_KEYS, BATCH_BYTES, BATCH_BYTES_AT, BATCH_ENDS_AT, BATCH_RESULTS_AT, MAX_SLOTS, SHOWN_CHARS,
-  FREQ_COUNT, MAX_FREQ, EVICTED, EXPIRED, REPLACED,
+  FREQ_COUNT, MAX_FREQ, EVICTED, EXPIRED, REPLACED, MAX_IDLE_SECONDS,
   // Then, per figure of the counter table, its unit and engine index (7-otel.js).
   ...COUNTER_LAYOUT
 ] = wasm.limits();

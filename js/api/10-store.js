@@ -53,6 +53,14 @@ class MemoryStore {
   // Metadata (plain copies) and getOrSet freshness, by slot id: most entries have neither.
   #meta = new SlotMap();
   #fresh = new SlotMap();
+  // Time-to-idle: per slot with one, [idle ms, TTL deadline ms] (a hit moves
+  // the slot's deadline in the engine's memory to the sooner of now + idle
+  // and the TTL deadline); whether any entry has had one (only then does a
+  // hit look); the policy's idle seconds and TTL ms.
+  #idles = new SlotMap();
+  #idling = false;
+  #defaultIdle;
+  #defaultTtlMs = Infinity;
   // getOrSet's loads (9-loads.js), and their placeholders by key: a write,
   // delete, invalidate, clear or updateMetadata of a key removes its
   // placeholder, so a load that began before it stores nothing.
@@ -115,7 +123,7 @@ class MemoryStore {
       ready: () => {
         if (this.#pending) this.#live();
       },
-      put: (key, value, ttl, meta, fresh) => this.#put(key, value, ttl, meta, true, fresh),
+      put: (key, value, ttl, meta, fresh, idle) => this.#put(key, value, ttl, meta, true, fresh, idle),
       freshOf: (key) => {
         const id = this.#ids.get(key);
         return id === undefined ? undefined : this.#fresh.get(id);
@@ -123,7 +131,9 @@ class MemoryStore {
       disposed: () => this.#disposed,
     });
     this.#placeholders = this.#loads.placeholders;
-    this.#expiring = policy.ttl !== undefined;
+    this.#expiring = policy.ttl !== undefined || policy.idle !== undefined;
+    this.#defaultIdle = policy.idle;
+    if (policy.ttl !== undefined) this.#defaultTtlMs = policy.ttl * 1000;
     this.#policy = wasmPolicy;
     // Bounded stores reserve their arrays up front, as lru-cache does.
     this.#prealloc = Math.min(policy.maxSize ?? 0, PREALLOCATE_MAX);
@@ -169,9 +179,27 @@ class MemoryStore {
     if (id === undefined) return this.#missed(key, id);
     // Also false while a failed call awaits repair (`#failed` clears the version).
     if (this.#header[0] !== this.#version) return this.#stale(key);
-    if (this.#expiring && this.#deadline[id] <= this.#now()) return this.#missed(key, id);
+    if (this.#expiring) {
+      const now = this.#now();
+      if (this.#deadline[id] <= now) return this.#missed(key, id);
+      if (this.#idling) this.#idleRead(id, now);
+    }
     this.#hit(id);
     return this.#values[id];
+  }
+
+  /**
+   * A read of live slot `id` at `now`: if its entry has an idle time, its
+   * deadline in the engine's memory moves to the sooner of `now + idle`
+   * and its TTL deadline (only ever later: the engine's expiry queue,
+   * which holds the deadline as it was, files it again when it comes up).
+   */
+  #idleRead(id, now) {
+    const clock = this.#idles.get(id);
+    if (clock === undefined) return;
+    const idle = now + clock[0];
+    const deadline = idle < clock[1] ? idle : clock[1];
+    if (deadline > this.#deadline[id]) this.#deadline[id] = deadline;
   }
 
   /** Tells the engine of a hit on slot `id` (the views are current). */
@@ -390,6 +418,7 @@ class MemoryStore {
     this.#keys = new Array(this.#prealloc);
     this.#meta.clear();
     this.#fresh.clear();
+    this.#idles.clear();
     this.#placeholders.clear();
   }
 
@@ -416,6 +445,7 @@ class MemoryStore {
     this.#keys[id] = undefined;
     if (this.#meta.size !== 0) this.#meta.delete(id);
     if (this.#fresh.size !== 0) this.#fresh.delete(id);
+    if (this.#idling) this.#idles.delete(id);
     if (notices !== undefined) notify3(notices, value, key, REASONS[reason]);
   }
 
@@ -486,20 +516,31 @@ class MemoryStore {
     if (value === undefined) throw undefinedValueError("cannot store");
     let ttl;
     let meta;
+    let idle;
     if (options !== undefined) {
       readSetOptions(options);
-      ({ ttl, meta } = setOptions);
+      ({ ttl, meta, idle } = setOptions);
     }
-    this.#put(key, value, ttl, meta);
+    this.#put(key, value, ttl, meta, false, undefined, idle);
   }
 
   /**
    * Stores `value` under `key` (checked a string) with a ttl in seconds and
    * metadata (a plain copy); throws if refused. `later`: see `#notify`.
    */
-  #put(key, value, ttl, meta, later, fresh) {
-    if (ttl !== undefined) this.#expiring = true;
+  #put(key, value, ttl, meta, later, fresh, idle = this.#defaultIdle) {
+    if (ttl !== undefined || idle !== undefined) this.#expiring = true;
     const now = this.#time();
+    // With an idle time the engine gets the sooner of it and the TTL: the
+    // deadline until the first read.
+    let engineTtl = ttl === undefined ? NaN : ttl * 1000;
+    let clock;
+    if (idle !== undefined) {
+      const ttlMs = ttl === undefined ? this.#defaultTtlMs : ttl * 1000;
+      const idleMs = idle * 1000;
+      clock = [idleMs, now + ttlMs];
+      engineTtl = idleMs < ttlMs ? idleMs : ttlMs;
+    }
     // Nothing of the caller's runs from here to the end of the call into
     // wasm. The headroom probe comes first: a stack overflow in `#place`,
     // after the engine stored the entry, would leave the engine holding an
@@ -513,9 +554,7 @@ class MemoryStore {
     }
     let id;
     try {
-      id = store.set(
-        this.#ringN, existing ?? -1, hash, ttl === undefined ? NaN : ttl * 1000, now, this.#gets, this.#misses,
-      );
+      id = store.set(this.#ringN, existing ?? -1, hash, engineTtl, now, this.#gets, this.#misses);
       this.#ringN = 0;
     } catch (error) {
       throw this.#failed(error);
@@ -529,7 +568,7 @@ class MemoryStore {
     let notices;
     try {
       if (this.#header[0] !== this.#version) this.#view();
-      notices = this.#place(id, key, value, meta, fresh);
+      notices = this.#place(id, key, value, meta, fresh, clock);
     } catch (error) {
       // Cut short past the probe (V8 may need far more stack to compile or
       // tier up a function than the probe reserves): the engine holds the
@@ -539,6 +578,7 @@ class MemoryStore {
       this.#cutValue = value;
       this.#cutMeta = meta;
       this.#cutFresh = fresh;
+      this.#cutIdle = clock;
       this.#cutKey = key;
       this.#pending = true;
       this.#version = -1;
@@ -553,6 +593,7 @@ class MemoryStore {
   #cutValue;
   #cutMeta;
   #cutFresh;
+  #cutIdle;
   #cutKey;
 
   /**
@@ -564,7 +605,9 @@ class MemoryStore {
    */
   #finishPlacing() {
     // Forgotten only once done: cut short again, the next call retries.
-    const notices = this.#place(this.#cutId, this.#cutKey, this.#cutValue, this.#cutMeta, this.#cutFresh);
+    const notices = this.#place(
+      this.#cutId, this.#cutKey, this.#cutValue, this.#cutMeta, this.#cutFresh, this.#cutIdle,
+    );
     this.#clearCut();
     // The cut set already threw to its caller: a listener's error is reported.
     this.#notify(notices, true);
@@ -576,6 +619,7 @@ class MemoryStore {
     this.#cutValue = undefined;
     this.#cutMeta = undefined;
     this.#cutFresh = undefined;
+    this.#cutIdle = undefined;
   }
 
   /** What a call rethrows after `error` (and the next call checks the engine: `#repair`). */
@@ -592,7 +636,7 @@ class MemoryStore {
    * Puts the value of the entry just stored in slot `id`, after forgetting
    * what the engine removed for it: the removal notices, for `#notify`.
    */
-  #place(id, key, value, meta, fresh) {
+  #place(id, key, value, meta, fresh, clock) {
     const removed = this.#removed;
     const n = removed[0];
     let notices;
@@ -619,6 +663,10 @@ class MemoryStore {
     else if (this.#meta.size !== 0) this.#meta.delete(id);
     if (fresh !== undefined) this.#fresh.set(id, fresh);
     else if (this.#fresh.size !== 0) this.#fresh.delete(id);
+    if (clock !== undefined) {
+      this.#idles.set(id, clock);
+      this.#idling = true;
+    } else if (this.#idling) this.#idles.delete(id);
     // A write moves the key on: a load that began before it stores nothing.
     if (this.#placeholders.size !== 0) this.#placeholders.delete(key);
     return notices;
@@ -710,7 +758,7 @@ class MemoryStore {
     const loads = this.#loads;
     loads.checkReentrant(key);
     if (o.signal?.aborted) throw o.signal.reason;
-    if (o.ttl !== undefined) this.#expiring = true;
+    if (o.ttl !== undefined || o.idle !== undefined) this.#expiring = true;
     const now = this.#time();
     this.#live();
     checkKey(key);
@@ -723,6 +771,7 @@ class MemoryStore {
       return loads.load(key, loader, o);
     }
     this.#hit(id);
+    if (this.#idling) this.#idleRead(id, now);
     const value = this.#values[id];
     if (o.grace !== undefined && this.#fresh.size !== 0) {
       // Stale-while-revalidate: a stale value is served, and refreshed.
@@ -885,6 +934,9 @@ class MemoryStore {
     });
     this.#fresh.forEach((_, id) => {
       if (this.#keys[id] === undefined) problems.push(`slot ${id}: freshness without an entry`);
+    });
+    this.#idles.forEach((_, id) => {
+      if (this.#keys[id] === undefined) problems.push(`slot ${id}: an idle clock without an entry`);
     });
     return problems;
   }

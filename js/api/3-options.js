@@ -46,6 +46,18 @@ function seconds(value, name) {
   return value;
 }
 
+/**
+ * A time-to-idle in seconds under the option `name` (`seconds`' rules, and
+ * at most the core's MAX_IDLE), or undefined.
+ */
+function idleSeconds(value, name) {
+  const idle = seconds(value, name);
+  if (idle > MAX_IDLE_SECONDS) {
+    throw new CachePolicyError(`invalid policy: ${name} must be at most ${MAX_IDLE_SECONDS} seconds, got ${idle}`);
+  }
+  return idle;
+}
+
 /** A capacity: undefined, or a whole number the core then checks (0 gets its message). */
 function maxSizeOption(value) {
   if (value === undefined) return undefined;
@@ -67,22 +79,25 @@ function maxSizeOption(value) {
  * the result goes to a shared object, not a fresh one, so `setSync`
  * allocates nothing.
  */
-const setOptions = { ttl: undefined, meta: undefined };
-const SET_OPTIONS = ["ttl", "metadata"];
+const setOptions = { ttl: undefined, meta: undefined, idle: undefined };
+const SET_OPTIONS = ["ttl", "metadata", "idle"];
 function readSetOptions(options) {
   let ttl;
   let metadata;
+  let idle;
   if (options !== undefined) {
     if (typeof options !== "object" || options === null) {
       throw new CachePolicyError(`set options must be an object like { ttl, metadata }, got ${describe(options)}`);
     }
     checkNames(options, "set", SET_OPTIONS);
     ttl = seconds(options.ttl, "ttl");
+    idle = idleSeconds(options.idle, "idle");
     metadata = options.metadata;
     if (metadata !== undefined) metadata = copyMetadata(metadata);
   }
   setOptions.ttl = ttl;
   setOptions.meta = metadata;
+  setOptions.idle = idle;
 }
 
 /** Refuses option names not in `allowed` (a misspelt `tll` would otherwise be ignored). */
@@ -94,7 +109,7 @@ function checkNames(options, what, allowed) {
   }
 }
 
-const LOAD_OPTIONS = ["ttl", "metadata", "grace", "softTimeout", "hardTimeout", "retryAfter", "waitUntil", "signal"];
+const LOAD_OPTIONS = ["ttl", "metadata", "idle", "grace", "softTimeout", "hardTimeout", "retryAfter", "waitUntil", "signal"];
 
 /**
  * The options of `getOrSet`, read once each into a fresh object: those of
@@ -105,6 +120,7 @@ function readLoadOptions(options) {
   const o = {
     ttl: undefined,
     meta: undefined,
+    idle: undefined,
     grace: undefined,
     softTimeout: undefined,
     hardTimeout: undefined,
@@ -117,8 +133,9 @@ function readLoadOptions(options) {
     throw new CachePolicyError(`getOrSet options must be an object like { ttl, metadata }, got ${describe(options)}`);
   }
   checkNames(options, "getOrSet", LOAD_OPTIONS);
-  const { ttl, metadata, grace, softTimeout, hardTimeout, retryAfter, waitUntil, signal } = options;
+  const { ttl, metadata, idle, grace, softTimeout, hardTimeout, retryAfter, waitUntil, signal } = options;
   o.ttl = seconds(ttl, "ttl");
+  o.idle = idleSeconds(idle, "idle");
   if (metadata !== undefined) o.meta = copyMetadata(metadata);
   o.grace = seconds(grace, "grace");
   o.softTimeout = seconds(softTimeout, "softTimeout");

@@ -18,11 +18,17 @@ function call(thunk) {
 /** Least recently used: at most `maxSize` entries. */
 class LRUPolicy {
   constructor(options) {
-    const { maxSize, ttl, refreshOnGet } = readOptions(options, "LRUPolicy", ["maxSize", "ttl", "refreshOnGet"]);
+    const { maxSize, ttl, refreshOnGet, idle } = readOptions(options, "LRUPolicy", [
+      "maxSize",
+      "ttl",
+      "refreshOnGet",
+      "idle",
+    ]);
     if (maxSize === undefined) throw new CachePolicyError("invalid policy: maxSize is required for an LRUPolicy");
     if (refreshOnGet !== undefined && typeof refreshOnGet !== "boolean") {
       throw new CachePolicyError(`invalid policy: refreshOnGet must be a boolean, got ${describe(refreshOnGet)}`);
     }
+    const idleS = idleSeconds(idle, "idle");
     wasmPolicies.set(
       this,
       call(() => WasmPolicy.lru(maxSizeOption(maxSize), seconds(ttl, "ttl"), refreshOnGet)),
@@ -30,6 +36,7 @@ class LRUPolicy {
     this.maxSize = maxSize;
     this.ttl = ttl;
     this.refreshOnGet = refreshOnGet ?? true;
+    this.idle = idleS;
     Object.freeze(this);
   }
 }
@@ -40,14 +47,16 @@ class LRUPolicy {
  */
 class S3FIFOPolicy {
   constructor(options) {
-    const { maxSize, ttl } = readOptions(options, "S3FIFOPolicy", ["maxSize", "ttl"]);
+    const { maxSize, ttl, idle } = readOptions(options, "S3FIFOPolicy", ["maxSize", "ttl", "idle"]);
     if (maxSize === undefined) throw new CachePolicyError("invalid policy: maxSize is required for an S3FIFOPolicy");
+    const idleS = idleSeconds(idle, "idle");
     wasmPolicies.set(
       this,
       call(() => WasmPolicy.s3fifo(maxSizeOption(maxSize), seconds(ttl, "ttl"))),
     );
     this.maxSize = maxSize;
     this.ttl = ttl;
+    this.idle = idleS;
     Object.freeze(this);
   }
 }
@@ -55,14 +64,16 @@ class S3FIFOPolicy {
 /** Every entry expires after `ttl` seconds unless set with its own; optional capacity. */
 class TTLPolicy {
   constructor(options) {
-    const { ttl, maxSize } = readOptions(options, "TTLPolicy", ["ttl", "maxSize"]);
+    const { ttl, maxSize, idle } = readOptions(options, "TTLPolicy", ["ttl", "maxSize", "idle"]);
     if (ttl === undefined) throw new CachePolicyError("invalid policy: ttl is required for a TTLPolicy");
+    const idleS = idleSeconds(idle, "idle");
     wasmPolicies.set(
       this,
       call(() => WasmPolicy.ttl(seconds(ttl, "ttl"), maxSizeOption(maxSize))),
     );
     this.ttl = ttl;
     this.maxSize = maxSize;
+    this.idle = idleS;
     Object.freeze(this);
   }
 }

@@ -30,7 +30,7 @@ class Loads {
   #loading = [];
   #timers;
   #flights;
-  // The store's side: { now(), ready(), put(key, value, ttl, meta, fresh),
+  // The store's side: { now(), ready(), put(key, value, ttl, meta, fresh, idle),
   // freshOf(key), disposed() }.
   #store;
 
@@ -121,7 +121,7 @@ class Loads {
           if (o.grace === undefined) {
             store.ready();
             const ours = this.#endLoad(key, run.token);
-            if (ok && ours !== undefined) store.put(key, result, o.ttl, o.meta, undefined);
+            if (ok && ours !== undefined) store.put(key, result, o.ttl, o.meta, undefined, o.idle);
           } else {
             this.#finishRefresh(key, run.token, ok, result, o, false);
           }
@@ -261,7 +261,7 @@ class Loads {
       return;
     }
     const fresh = { freshUntil: store.now() + o.ttl * 1000, refreshing: false, retryAt: 0, failures: 0 };
-    store.put(key, value, o.ttl + o.grace, o.meta, fresh);
+    store.put(key, value, o.ttl + o.grace, o.meta, fresh, o.idle);
   }
 
   /**

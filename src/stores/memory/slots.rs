@@ -548,11 +548,22 @@ impl SlotEngine {
     }
 
     /// The soonest live deadline, dropping stale entries on the way.
+    ///
+    /// The JS layer moves the deadline of an entry with a time-to-idle on a
+    /// hit, in place and only ever later: a queued deadline earlier than its
+    /// slot's is filed again under the slot's, so the queue's first is the
+    /// entry that really expires first.
     fn first_due(&mut self) -> Option<Due> {
         while let Some(&due) = self.dues.first() {
             let id = due.id as usize;
             if self.prev[id] != FREED && self.seq[id] == due.seq {
-                return Some(due);
+                let at = self.deadline[id];
+                if at == due.at {
+                    return Some(due);
+                }
+                self.pop_due();
+                self.push_due(Due { at, ..due });
+                continue;
             }
             self.pop_due();
         }

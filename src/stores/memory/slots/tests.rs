@@ -19,10 +19,15 @@ struct Js {
     ring: usize,
     hits: u64,
     misses: u64,
+    /// As the JS layer's `#idles`: per slot with a time-to-idle, its idle
+    /// time and TTL deadline (ms).
+    idles: HashMap<u32, (f64, f64)>,
+    default_ttl_ms: f64,
 }
 
 impl Js {
     fn forget(&mut self, id: u32) {
+        self.idles.remove(&id);
         if let Some(key) = self.keys[id as usize].take()
             && self.ids.get(&key) == Some(&id)
         {
@@ -30,7 +35,7 @@ impl Js {
         }
     }
 
-    fn set(&mut self, key: &str, ttl_ms: Option<u64>, now: f64) {
+    fn set(&mut self, key: &str, ttl_ms: Option<u64>, idle_ms: Option<u64>, now: f64) {
         let existing = self.ids.get(key).map_or(-1, |&id| i64::from(id));
         // As the JS layer does: no hash for a key it has a slot for.
         let hash = if existing >= 0 {
@@ -40,7 +45,13 @@ impl Js {
         };
         self.engine.replay(self.ring);
         self.ring = 0;
-        let ttl = ttl_ms.map_or(f64::NAN, |ms| ms as f64);
+        let mut ttl = ttl_ms.map_or(f64::NAN, |ms| ms as f64);
+        // As `#put`: the engine gets the sooner of the idle time and the TTL.
+        let clock = idle_ms.map(|idle| {
+            let ttl_ms = if ttl.is_nan() { self.default_ttl_ms } else { ttl };
+            ttl = ttl_ms.min(idle as f64);
+            (idle as f64, now + ttl_ms)
+        });
         let id = self.engine.set(existing, hash, ttl, now, (self.hits + self.misses) as f64, self.misses as f64);
         assert!(id >= 0);
         let removed = self.engine.removed.clone();
@@ -56,6 +67,10 @@ impl Js {
         }
         self.keys[id as usize] = Some(key.to_string());
         self.ids.insert(key.to_string(), id);
+        match clock {
+            Some(clock) => self.idles.insert(id, clock),
+            None => self.idles.remove(&id),
+        };
     }
 
     fn get(&mut self, key: &str, now: f64) -> bool {
@@ -72,6 +87,11 @@ impl Js {
             return false;
         }
         self.hits += 1;
+        // As `#idleRead`: the deadline moves, in place, to now + idle or the TTL's.
+        if let Some(&(idle, ttl_at)) = self.idles.get(&id) {
+            let at = &mut self.engine.deadline[id as usize];
+            *at = at.max((now + idle).min(ttl_at));
+        }
         if self.engine.hits_reorder() {
             self.engine.ring[self.ring] = id;
             self.ring += 1;
@@ -109,8 +129,18 @@ impl Js {
 fn run(policy: Policy, seed: u64, steps: usize, keys: u64) {
     let clock = ManualClock::new();
     let mut reference: StrEngine<u32> = StrEngine::new(policy.clone(), clock.clone().into());
-    let mut js =
-        Js { engine: SlotEngine::new(&policy), ids: HashMap::new(), keys: Vec::new(), ring: 0, hits: 0, misses: 0 };
+    let mut js = Js {
+        engine: SlotEngine::new(&policy),
+        ids: HashMap::new(),
+        keys: Vec::new(),
+        ring: 0,
+        hits: 0,
+        misses: 0,
+        idles: HashMap::new(),
+        default_ttl_ms: policy.default_ttl().map_or(f64::INFINITY, |ttl| ttl.as_millis() as f64),
+    };
+    let idling = policy.default_idle().is_some();
+    let policy_idle = policy.default_idle().map(|idle| idle.as_millis() as u64);
     let mut state = seed;
     let mut next = move || {
         state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
@@ -122,9 +152,15 @@ fn run(policy: Policy, seed: u64, steps: usize, keys: u64) {
         match next() % 10 {
             0..=3 => {
                 let ttl = (next() % 3 == 0).then(|| 1 + next() % 50);
-                let options = ttl.map_or_else(SetOptions::new, |ms| SetOptions::new().ttl(Duration::from_millis(ms)));
+                let mut options =
+                    ttl.map_or_else(SetOptions::new, |ms| SetOptions::new().ttl(Duration::from_millis(ms)));
+                // Under a policy with an idle time, a third of the entries have their own.
+                let own_idle = (idling && next() % 3 == 0).then(|| 1 + next() % 30);
+                if let Some(ms) = own_idle {
+                    options = options.idle(Duration::from_millis(ms));
+                }
                 reference.set(&key, 0, options).unwrap();
-                js.set(&key, ttl, now as f64);
+                js.set(&key, ttl, own_idle.or(policy_idle), now as f64);
             }
             4..=7 => {
                 let hit = reference.get(&key).unwrap().is_some();
@@ -178,6 +214,23 @@ fn s3fifo_matches_the_memory_engine() {
 fn ttl_matches_the_memory_engine() {
     run(TtlPolicy::new(Duration::from_millis(25)).unwrap().into(), 3, 4000, 60);
     run(TtlPolicy::new(Duration::from_millis(25)).unwrap().with_max_size(15).unwrap().into(), 4, 4000, 60);
+}
+
+/// Time-to-idle: the JS layer moves deadlines in place on hits; the slot
+/// engine's expiry queue must still reclaim, and the TTL policy evict, in
+/// the order of the real deadlines, as the memory engine does.
+#[test]
+fn idle_entries_match_the_memory_engine() {
+    let idle = Duration::from_millis(12);
+    for seed in 1..3 {
+        run(LruPolicy::new(20).unwrap().with_default_idle(idle).unwrap().into(), seed, 4000, 40);
+    }
+    let ttl = Duration::from_millis(25);
+    run(TtlPolicy::new(ttl).unwrap().with_max_size(15).unwrap().with_default_idle(idle).unwrap().into(), 4, 6000, 40);
+    run(TtlPolicy::new(ttl).unwrap().with_default_idle(idle).unwrap().into(), 5, 4000, 40);
+    let s3 = S3FifoPolicy::new(30).unwrap().adaptive(false);
+    run(s3.with_default_ttl(Duration::from_millis(40)).unwrap().with_default_idle(idle).unwrap().into(), 6, 6000, 80);
+    run(LruPolicy::new(20).unwrap().refresh_on_get(false).with_default_idle(idle).unwrap().into(), 8, 4000, 40);
 }
 
 #[test]
