@@ -845,3 +845,32 @@ async fn an_unstorable_value_leaves_the_memory_tier_as_it_was() {
     assert!(a.in_memory("k"), "the refused call took the entry out of memory");
     assert_eq!(a.memory_stats(), before);
 }
+
+/// Entries with a time-to-idle are never kept in memory: each read goes to
+/// Redis, where it moves the idle clock every instance shares, so one
+/// instance reading an entry keeps it alive for the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_entries_are_read_from_redis_and_one_instances_reads_keep_them_for_all() {
+    let server = RedisServer::start();
+    let a = near(&server).await;
+    let b = near(&server).await;
+    let idle = Duration::from_millis(500);
+    a.set("idle", "i".into(), SetOptions::new().idle(idle)).await.unwrap();
+    a.set("plain", "p".into(), SetOptions::new()).await.unwrap();
+    fill(&b, "plain").await;
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(b.get("idle").await.unwrap().as_deref(), Some("i"), "b's reads keep it alive");
+        assert!(!b.in_memory("idle"), "never filled");
+    }
+    assert_eq!(a.get("idle").await.unwrap().as_deref(), Some("i"), "alive for a too, after 1.2 s");
+    // get_or_set with an idle time fills nothing either.
+    let v = b.get_or_set("loaded", || async { "l".to_string() }, SetOptions::new().idle(idle)).await.unwrap();
+    assert_eq!(v, "l");
+    assert_eq!(b.get_or_set("loaded", || async { unreachable!() }, SetOptions::new().idle(idle)).await.unwrap(), "l");
+    assert!(!b.in_memory("loaded"));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(a.get("idle").await.unwrap(), None, "unread for 0.8 s: gone everywhere");
+    assert_eq!(b.get("idle").await.unwrap(), None);
+    assert_eq!(b.get("plain").await.unwrap().as_deref(), Some("p"));
+}

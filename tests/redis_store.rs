@@ -244,3 +244,90 @@ async fn sixty_four_tasks_share_one_store() {
         assert_eq!(stats.hits, hits + s.keys(None).await.unwrap().len() as u64);
     }
 }
+
+/// Time-to-idle on Redis: the header written with Redis's clock, the key's
+/// expiry moved by reads only (a read of a plain entry, as v0.2 wrote it,
+/// changes nothing), capped by the TTL deadline; metadata updates keep the
+/// header; a bounded store's expiry index moves with the key.
+#[tokio::test]
+async fn idle_entries_slide_their_expiry_on_reads_and_old_entries_read_as_before() {
+    let server = RedisServer::start();
+    let mut conn = server.admin().await;
+    let store: RedisStore<u32> = store(&server, "idle:", None).await;
+    let pttl_conn = conn.clone();
+    let pttl = |key: &'static str| {
+        let mut conn = pttl_conn.clone();
+        async move { redis::cmd("PTTL").arg(key).query_async::<i64>(&mut conn).await.unwrap() }
+    };
+    store.set("k", 1, SetOptions::new().idle(Duration::from_secs(10)).ttl(Duration::from_secs(30))).await.unwrap();
+    let raw = raw_get(&mut conn, "idle:k").await.unwrap();
+    let now_ms = |conn: &mut MultiplexedConnection| {
+        let mut conn = conn.clone();
+        async move {
+            let (s, us): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+            s * 1000 + us / 1000
+        }
+    };
+    let t: u64 = raw.strip_prefix(r#"{"i":10000,"t":"#).and_then(|r| r.split(',').next()).unwrap().parse().unwrap();
+    let now = now_ms(&mut conn).await;
+    assert!((now + 29_000..=now + 30_000).contains(&t), "the TTL deadline on Redis's clock: {raw}");
+    assert!(pttl("idle:k").await <= 10_000, "the idle time first");
+    // Age the key, as if unread for 5 s: a read moves it back to 10 s.
+    let _: () = redis::cmd("PEXPIRE").arg("idle:k").arg(5_000).query_async(&mut conn).await.unwrap();
+    assert_eq!(store.get("k").await.unwrap(), Some(1));
+    assert!(pttl("idle:k").await > 9_000);
+    // contains and get_metadata are no reads.
+    let _: () = redis::cmd("PEXPIRE").arg("idle:k").arg(5_000).query_async(&mut conn).await.unwrap();
+    assert!(store.contains("k").await.unwrap());
+    assert!(store.get_metadata("k").await.unwrap().is_some());
+    assert!(pttl("idle:k").await <= 5_000);
+    // update_metadata keeps the header (and the TTL); reads still slide it.
+    assert!(store.update_metadata("k", meta(serde_json::json!({"a": 1}))).await.unwrap());
+    let raw = raw_get(&mut conn, "idle:k").await.unwrap();
+    assert!(raw.starts_with(r#"{"i":10000,"t":"#) && raw.ends_with(r#","v":1,"m":{"a":1}}"#), "{raw}");
+    assert_eq!(store.get("k").await.unwrap(), Some(1));
+    assert!(pttl("idle:k").await > 9_000);
+    // Near the TTL deadline, a read moves the expiry no further than it.
+    let near_deadline: u64 = now_ms(&mut conn).await + 2_000;
+    let header = format!(r#"{{"i":10000,"t":{near_deadline},"v":7}}"#);
+    redis::cmd("SET").arg("idle:capped").arg(&header).arg("PX").arg(1_000).exec_async(&mut conn).await.unwrap();
+    assert_eq!(store.get("capped").await.unwrap(), Some(7));
+    let left = pttl("idle:capped").await;
+    assert!((1_000..=2_000).contains(&left), "capped by the TTL deadline: {left}");
+
+    // What v0.2 wrote: no header. It reads, and a read changes nothing.
+    redis::cmd("SET")
+        .arg("idle:old")
+        .arg(r#"{"v":5,"m":{"i":1}}"#)
+        .arg("PX")
+        .arg(4_000)
+        .exec_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.get("old").await.unwrap(), Some(5));
+    assert!(pttl("idle:old").await <= 4_000);
+    redis::cmd("SET").arg("idle:forever").arg(r#"{"v":6}"#).exec_async(&mut conn).await.unwrap();
+    assert_eq!(store.get("forever").await.unwrap(), Some(6));
+    assert_eq!(pttl("idle:forever").await, -1);
+
+    // A write after the read but before the touch is not touched (the header guard).
+    store.set("g", 1, SetOptions::new()).await.unwrap();
+    assert_eq!(pttl("idle:g").await, -1);
+
+    // A bounded store: the expiry index moves with the key.
+    let bounded: RedisStore<u32> = support::redis_store(
+        &server,
+        "idleb:",
+        Some(pepperpy_caching::TtlPolicy::new(Duration::from_secs(60)).unwrap().with_max_size(2).unwrap().into()),
+    )
+    .await;
+    bounded.set("a", 1, SetOptions::new().idle(Duration::from_secs(2))).await.unwrap(); // due at 2 s
+    bounded.set("b", 2, SetOptions::new().ttl(Duration::from_secs(3))).await.unwrap(); // due at 3 s
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(bounded.get("a").await.unwrap(), Some(1)); // due at 3.5 s now
+    // Under TTL the soonest to expire goes: b, now that a's index score moved with its read.
+    bounded.set("c", 3, SetOptions::new()).await.unwrap();
+    assert_eq!(bounded.get("b").await.unwrap(), None, "b was due first");
+    assert_eq!(bounded.get("a").await.unwrap(), Some(1));
+    assert_eq!(bounded.stats().evictions, 1);
+}

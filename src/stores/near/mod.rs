@@ -35,6 +35,7 @@ use crate::errors::{CacheError, DynError, ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::{CacheStats, SharedCounters};
 use crate::pattern::Pattern;
+use crate::policies::Policy;
 use crate::refresh::{RefreshLoader, RefreshOptions};
 use crate::store::{CacheStore, Metadata, SetOptions, check_metadata, check_set_options};
 
@@ -208,9 +209,14 @@ where
             return self.redis.get_checked(key).await;
         };
         let asked = Instant::now();
-        let (value, pttl) = tokio::join!(self.redis.get_checked(key), self.pttl(conn, key));
-        let value = value?;
-        if let Some(value) = &value {
+        let (found, pttl) = tokio::join!(self.redis.get_checked_idle(key), self.pttl(conn, key));
+        let (value, idle) = found?;
+        // An entry with a time-to-idle is not kept in memory: a hit there
+        // would not reach Redis, where the idle clock all processes share
+        // runs (see docs/near.md).
+        if let Some(value) = &value
+            && !idle
+        {
             self.fill(key, ticket, value.clone(), pttl, asked);
         }
         Ok(value)
@@ -369,7 +375,9 @@ where
             SharedCounters::add(&self.own.hits, 1);
             return Ok(value);
         }
-        let ticket = self.shared.ticket(&key);
+        // Stored with a time-to-idle, the entry is not kept in memory (see `get_uncounted`).
+        let idle = options.idle.is_some() || self.redis.policy().and_then(Policy::default_idle).is_some();
+        let ticket = self.shared.ticket(&key).filter(|_| !idle);
         let loaded = Loaded { shared: &self.shared, key: key.as_str(), ran: AtomicBool::new(false) };
         let ran = &loaded.ran;
         let loader = move || {

@@ -299,6 +299,7 @@ where
             space,
             scripts: Scripts::new(),
             default_ttl: policy.as_ref().and_then(Policy::default_ttl),
+            default_idle: policy.as_ref().and_then(Policy::default_idle),
             policy,
             bound,
             whole_database: self.whole_database,

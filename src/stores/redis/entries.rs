@@ -29,6 +29,8 @@ const UPDATE_ATTEMPTS: usize = 32;
 pub(crate) struct EncodedSet {
     stored: Vec<u8>,
     ttl: Option<u64>,
+    /// The time-to-idle in ms, if any.
+    idle: Option<u64>,
 }
 
 impl<V> RedisStore<V>
@@ -37,6 +39,13 @@ where
 {
     /// [`CacheStore::get`] on a checked key.
     pub(crate) async fn get_checked(&self, key: Key<'_>) -> Result<Option<V>> {
+        self.get_checked_idle(key).await.map(|(value, _)| value)
+    }
+
+    /// [`get_checked`](Self::get_checked), and whether the entry found has
+    /// a time-to-idle (the near cache keeps no copy of those: see
+    /// `docs/near.md`).
+    pub(crate) async fn get_checked_idle(&self, key: Key<'_>) -> Result<(Option<V>, bool)> {
         let started = self.counters.sample_next_get().then(Instant::now);
         let full = self.space.entry(key);
         let (stored, expired) = if self.refresh_on_get {
@@ -65,9 +74,17 @@ where
                 redis::Value::Nil => (None, 0),
                 other => return Err(self.unexpected("get", other)),
             }
+        } else if self.default_idle.is_some() {
+            // Every entry has an idle time: the read and its touch in one script.
+            (self.read_idle(key).await?, 0)
         } else {
-            (self.read("get", full).await?, 0)
+            let stored = self.read("get", full).await?;
+            if let Some(head) = stored.as_deref().and_then(format::idle_header) {
+                self.touch(key, head).await?;
+            }
+            (stored, 0)
         };
+        let idle = stored.as_deref().is_some_and(|bytes| format::idle_header(bytes).is_some());
         let value = stored.map(|bytes| format::decode_value(&key, &bytes)).transpose()?;
         let counter = if value.is_some() { &self.counters.hits } else { &self.counters.misses };
         SharedCounters::add(counter, 1);
@@ -75,7 +92,7 @@ where
         if let Some(started) = started {
             self.counters.record_latency(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
         }
-        Ok(value)
+        Ok((value, idle))
     }
 
     /// [`CacheStore::set`] on a checked key.
@@ -90,13 +107,14 @@ where
     /// bad input before it changes anything of its own).
     pub(crate) fn encode_set(&self, value: &V, options: &SetOptions) -> Result<EncodedSet> {
         let ttl = check_set_options(options, self.default_ttl)?.map(ttl_millis);
+        let idle = options.idle.or(self.default_idle).map(ttl_millis);
         let stored = format::encode(value, options.metadata.as_ref())?;
-        Ok(EncodedSet { stored, ttl })
+        Ok(EncodedSet { stored, ttl, idle })
     }
 
     /// The second half of [`set_checked`](Self::set_checked): the write.
     pub(crate) async fn set_encoded(&self, key: Key<'_>, encoded: EncodedSet) -> Result<()> {
-        self.write("set", key, &encoded.stored, encoded.ttl).await
+        self.write("set", key, &encoded.stored, encoded.ttl, encoded.idle).await
     }
 
     /// [`CacheStore::delete`] on a checked key.
@@ -153,6 +171,39 @@ where
         Ok(removed)
     }
 
+    /// A counted read's `GET` and the touch of an entry with an idle time
+    /// (see `IDLE_FN` in the scripts), in one script. On a cluster whose
+    /// slot migrates, a plain `GET` that touches nothing.
+    async fn read_idle(&self, key: Key<'_>) -> Result<Option<Vec<u8>>> {
+        let full = self.space.entry(key);
+        let capacity = self.capacity(self.space.bucket_index(key));
+        let expiry = capacity.as_ref().map(|c| c.indexes()[1]);
+        let keys: Vec<super::call::Name<'_>> = std::iter::once(full.into()).chain(expiry).collect();
+        let call = ScriptCall::new(&self.scripts.get_idle, &keys, &[]);
+        let mut conn = self.conn.clone();
+        match self.try_round_trip("get", call.invoke::<Option<Vec<u8>>>(&mut conn)).await {
+            Err(failure) if self.conn.may_be_migrating(&failure) => self.read("get", full).await,
+            other => Ok(other?),
+        }
+    }
+
+    /// Moves the expiry of the entry under `key`, read with the idle-time
+    /// header `head`, if it still has it (a read: see `IDLE_FN`).
+    pub(super) async fn touch(&self, key: Key<'_>, head: &[u8]) -> Result<()> {
+        let full = self.space.entry(key);
+        let capacity = self.capacity(self.space.bucket_index(key));
+        let expiry = capacity.as_ref().map(|c| c.indexes()[1]);
+        let keys: Vec<super::call::Name<'_>> = std::iter::once(full.into()).chain(expiry).collect();
+        let mut call = ScriptCall::new(&self.scripts.touch_idle, &keys, &[]);
+        call.arg(head);
+        let mut conn = self.conn.clone();
+        match self.try_round_trip("get", call.invoke::<u8>(&mut conn)).await {
+            // The slot migrates: the value was read, its clock not moved.
+            Err(failure) if self.conn.may_be_migrating(&failure) => Ok(()),
+            other => other.map(drop).map_err(Into::into),
+        }
+    }
+
     /// The stored bytes of an entry; `None` if there is none, or only a
     /// load's placeholder (a hash: Redis answers WRONGTYPE, which costs the
     /// usual `GET` nothing).
@@ -167,7 +218,7 @@ where
     /// Writes the stored bytes of `key`'s entry with its TTL in ms, under the
     /// capacity if there is one: one round trip, and a rebuild of the index
     /// if the write found it lost. Counts a set.
-    async fn write(&self, what: &str, key: Key<'_>, stored: &[u8], ttl: Option<u64>) -> Result<()> {
+    async fn write(&self, what: &str, key: Key<'_>, stored: &[u8], ttl: Option<u64>, idle: Option<u64>) -> Result<()> {
         self.check_record(false);
         let full = self.space.entry(key);
         let mut conn = self.conn.clone();
@@ -175,10 +226,18 @@ where
             let sample = self.sample();
             let [recency, expiry] = capacity.indexes();
             let mut call = ScriptCall::new(&self.scripts.set_bounded, &[full.into(), recency, expiry], &[]);
-            call.arg(stored).arg(ttl.unwrap_or(0)).capacity(&capacity).arg(flag(sample));
+            call.arg(stored).arg(ttl.unwrap_or(0)).capacity(&capacity).arg(flag(sample)).arg(idle.unwrap_or(0));
             let report = Report::new(self.round_trip(what, call.invoke(&mut conn)).await?);
             SharedCounters::add(&self.counters.sets, 1);
             self.settle(&capacity, report).await;
+            return Ok(());
+        }
+        if let Some(idle) = idle {
+            // The idle header holds the TTL deadline on Redis's clock: a script.
+            let mut call = ScriptCall::new(&self.scripts.set_idle, &[full.into()], &[]);
+            call.arg(stored).arg(ttl.unwrap_or(0)).arg(idle);
+            self.round_trip(what, call.invoke::<()>(&mut conn)).await?;
+            SharedCounters::add(&self.counters.sets, 1);
             return Ok(());
         }
         let mut cmd = redis::cmd("SET");

@@ -5,6 +5,12 @@
 //! {"v":<the value as JSON>,"m":{<metadata>}}     with metadata
 //! ```
 //!
+//! Before `"v"` may come, in this order, the stamp of an entry stored by
+//! `get_or_refresh` (`"f":<ms>`) and the header of an entry with a
+//! time-to-idle (`"i":<idle ms>,"t":<TTL deadline ms, 0: none>`, written by
+//! the scripts, where Redis's clock is). v0.2 wrote neither header: its
+//! entries read as they did.
+//!
 //! This module only encodes and decodes; it never does I/O. Every failure is
 //! [`CacheError::Serialization`], never a panic.
 
@@ -37,6 +43,10 @@ struct Raw<'a> {
     m: Option<Metadata>,
     #[serde(default)]
     f: Option<u64>,
+    #[serde(default)]
+    i: Option<u64>,
+    #[serde(default)]
+    t: Option<u64>,
 }
 
 /// The stored bytes of `value` with `metadata` (an empty map is not stored).
@@ -47,7 +57,7 @@ struct Raw<'a> {
 /// the value (serde_json writes them as `null`, so `f64::NAN` would be
 /// unreadable and `Some(f64::NAN)` would read back as `None`).
 pub(super) fn encode<V: Serialize + ?Sized>(value: &V, metadata: Option<&Metadata>) -> Result<Vec<u8>> {
-    encode_stamped(value, metadata, None)
+    encode_stamped(value, metadata, None, None)
 }
 
 /// [`encode`], with the `"f"` stamp of an entry stored by `get_or_refresh`
@@ -56,14 +66,18 @@ fn encode_stamped<V: Serialize + ?Sized>(
     value: &V,
     metadata: Option<&Metadata>,
     fresh_until: Option<u64>,
+    idle: Option<(u64, u64)>,
 ) -> Result<Vec<u8>> {
     let m = metadata.filter(|m| !m.is_empty());
     let mut out = Vec::with_capacity(64);
+    out.push(b'{');
     if let Some(at) = fresh_until {
-        out.extend_from_slice(format!(r#"{{"f":{at},"v":"#).as_bytes());
-    } else {
-        out.extend_from_slice(br#"{"v":"#);
+        out.extend_from_slice(format!(r#""f":{at},"#).as_bytes());
     }
+    if let Some((idle, ttl_at)) = idle {
+        out.extend_from_slice(format!(r#""i":{idle},"t":{ttl_at},"#).as_bytes());
+    }
+    out.extend_from_slice(br#""v":"#);
     // The envelope is level 0: the value's own arrays and objects count from 1.
     let mut checked = Checked { depth: 0, nulls: 0 };
     let mut ser = serde_json::Serializer::with_formatter(&mut out, &mut checked);
@@ -162,7 +176,33 @@ fn value_text(bytes: &[u8]) -> Option<&[u8]> {
         Some(stamp) => stamp[stamp_digits(stamp)?..].strip_prefix(b",")?,
         None => rest,
     };
+    let rest = match rest.strip_prefix(br#""i":"#) {
+        Some(idle) => skip_time_field(skip_time_field(idle)?.strip_prefix(br#""t":"#)?)?,
+        None => rest,
+    };
     rest.strip_prefix(br#""v":"#)?.strip_suffix(b"}")
+}
+
+/// `text` past the digits of an integer field and its comma.
+fn skip_time_field(text: &[u8]) -> Option<&[u8]> {
+    text[stamp_digits(text)?..].strip_prefix(b",")
+}
+
+/// The idle-time header of an entry (`{"i":<ms>,"t":<ms>,`, after a
+/// `get_or_refresh` stamp if any: the whole prefix through it), for the
+/// read that must then move the entry's expiry; `None` for an entry
+/// without one, known by its third byte for the usual `{"v":`.
+#[inline]
+pub(super) fn idle_header(bytes: &[u8]) -> Option<&[u8]> {
+    if bytes.get(2) == Some(&b'v') {
+        return None;
+    }
+    let after_stamp = match bytes.strip_prefix(br#"{"f":"#) {
+        Some(stamp) => skip_time_field(stamp)?,
+        None => bytes.strip_prefix(b"{")?,
+    };
+    let rest = skip_time_field(skip_time_field(after_stamp.strip_prefix(br#""i":"#)?)?.strip_prefix(br#""t":"#)?)?;
+    Some(&bytes[..bytes.len() - rest.len()])
 }
 
 /// How many bytes of `stamp` are the digits of a freshness stamp, if they
@@ -199,7 +239,7 @@ pub(super) fn merge_metadata(key: &str, bytes: &[u8], extra: Metadata) -> Result
     let raw: Raw<'_> = serde_json::from_slice(bytes).map_err(|e| undecodable(key, "entry", e))?;
     let mut metadata = raw.m.unwrap_or_default();
     metadata.extend(extra);
-    encode_stamped(&raw.v, Some(&metadata), raw.f)
+    encode_stamped(&raw.v, Some(&metadata), raw.f, raw.i.zip(raw.t))
 }
 
 fn undecodable(key: &str, what: &str, e: serde_json::Error) -> CacheError {
@@ -452,6 +492,29 @@ mod tests {
     }
 
     #[test]
+    fn idle_headers_are_read_past_found_and_kept_by_merges() {
+        let idle = br#"{"i":30000,"t":0,"v":"a}","m":{"x":1}}"#;
+        assert_eq!(decode_value::<String>("k", idle).unwrap(), "a}");
+        assert_eq!(value_text(br#"{"i":30000,"t":1732560000123,"v":5}"#), Some(&b"5"[..]));
+        assert_eq!(value_text(br#"{"f":17,"i":3,"t":0,"v":5}"#), Some(&b"5"[..]));
+        assert_eq!(value_text(br#"{"i":3,"v":5}"#), None, "no t: the full parse decides");
+        assert_eq!(decode_value::<u32>("k", br#"{"i":3,"v":5}"#).unwrap(), 5);
+        assert_eq!(idle_header(idle), Some(&br#"{"i":30000,"t":0,"#[..]));
+        assert_eq!(idle_header(br#"{"f":17,"i":3,"t":9,"v":5}"#), Some(&br#"{"f":17,"i":3,"t":9,"#[..]));
+        assert_eq!(idle_header(br#"{"v":{"i":3,"t":9}}"#), None);
+        assert_eq!(idle_header(br#"{"f":17,"v":5}"#), None);
+        assert_eq!(idle_header(br#"{"i":03,"t":9,"v":5}"#), None, "not JSON");
+        assert_eq!(idle_header(b"{"), None);
+        assert_eq!(fresh_until(br#"{"f":17,"i":3,"t":9,"v":5}"#), Some(17));
+        assert_eq!(decode_metadata("k", idle).unwrap()["x"], 1);
+        let merged = merge_metadata("k", br#"{"f":17,"i":3,"t":9,"v":5}"#, meta(serde_json::json!({"y": 2}))).unwrap();
+        assert_eq!(merged, br#"{"f":17,"i":3,"t":9,"v":5,"m":{"y":2}}"#);
+        // What v0.2 wrote reads as before: no header.
+        assert_eq!(idle_header(br#"{"v":1,"m":{"i":1}}"#), None);
+        assert_eq!(decode_value::<u32>("k", br#"{"v":1}"#).unwrap(), 1);
+    }
+
+    #[test]
     fn bad_data_is_a_serialization_error() {
         assert!(matches!(decode_value::<u32>("k", br#"{"v":"text"}"#), Err(CacheError::Serialization(_))));
         assert!(matches!(decode_value::<u32>("k", b"not json"), Err(CacheError::Serialization(_))));
@@ -484,6 +547,9 @@ mod fuzz_tests {
         let _ = decode_metadata("k", bytes);
         let _ = fresh_until(bytes);
         let _ = value_text(bytes);
+        if let Some(head) = idle_header(bytes) {
+            assert!(bytes.starts_with(head));
+        }
         if let Ok(merged) = merge_metadata("k", bytes, Metadata::new()) {
             // What a merge writes reads back.
             assert!(decode_metadata("k", &merged).is_ok(), "{:?}", String::from_utf8_lossy(&merged));
@@ -523,6 +589,8 @@ mod fuzz_tests {
         "0",
         "007",
         "1732560000123",
+        "\"i\":",
+        "\"t\":",
         "-1",
         "\"",
         "{}",
@@ -607,7 +675,7 @@ mod fuzz_tests {
             mutations in proptest::collection::vec(mutation(), 0..4),
         ) {
             let metadata: Option<Metadata> = metadata.map(|m| m.into_iter().collect());
-            let mut bytes = encode_stamped(&value, metadata.as_ref(), stamp).unwrap();
+            let mut bytes = encode_stamped(&value, metadata.as_ref(), stamp, None).unwrap();
             // Unmutated, it reads back exactly.
             if mutations.is_empty() {
                 prop_assert_eq!(decode_value::<serde_json::Value>("k", &bytes).unwrap(), value.clone());

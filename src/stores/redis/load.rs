@@ -57,6 +57,8 @@ pub(super) struct StoreAs<'a> {
     pub ttl: Option<u64>,
     pub metadata: Option<&'a Metadata>,
     pub fresh_for: Option<u64>,
+    /// The time-to-idle in ms, if any.
+    pub idle: Option<u64>,
 }
 
 /// What a loaded value's write is conditional on (see `STORE_LOADED_FN` in
@@ -83,7 +85,8 @@ where
     {
         let ttl = check_set_options(&options, self.default_ttl)?.map(ttl_millis);
         let follow = |stored: Arc<[u8]>| format::decode_value(&key, &stored);
-        let how = StoreAs { ttl, metadata: options.metadata.as_ref(), fresh_for: None };
+        let idle = options.idle.or(self.default_idle).map(ttl_millis);
+        let how = StoreAs { ttl, metadata: options.metadata.as_ref(), fresh_for: None, idle };
         let load = || async move { loader().await.map_err(loader_error) };
         let lead = || self.load_shared(key, load, how);
         // The singleflight runs `lead` (and so the loader) with the key
@@ -188,6 +191,7 @@ where
         if let Some(capacity) = &capacity {
             call.capacity(capacity).arg(flag(self.sample()));
         }
+        call.arg(how.idle.unwrap_or(0));
         let mut conn = self.conn.clone();
         let (expired, evicted, lost, written): (u64, u64, u8, u8) =
             self.round_trip(what, call.invoke(&mut conn)).await?;

@@ -73,6 +73,9 @@ pub struct RedisStore<V> {
     scripts: Scripts,
     policy: Option<Policy>,
     default_ttl: Option<Duration>,
+    /// The policy's time-to-idle: every `get` then reads through a script
+    /// that moves the entry's expiry (one round trip).
+    default_idle: Option<Duration>,
     /// `Some((max_size, lru))` when a policy caps the entries.
     bound: Option<(usize, bool)>,
     /// Whether `invalidate` and `clear` may run with an empty prefix.

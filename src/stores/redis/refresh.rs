@@ -144,6 +144,7 @@ where
             ttl: Some(ttl_millis(options.fresh_for.saturating_add(options.grace))),
             metadata: options.set.metadata.as_ref(),
             fresh_for: Some(ttl_millis(options.fresh_for)),
+            idle: options.set.idle.or(self.default_idle).map(ttl_millis),
         };
         let started = self.counters.sample_next_get().then(Instant::now);
         // Without LRU bookkeeping the read is plain commands (GET, TIME, GET
@@ -326,6 +327,10 @@ where
             }
             other => return Err(unexpected(format!("{other:?}"))),
         };
+        // A read: an entry with an idle time is touched (a second round trip).
+        if let Some(head) = format::idle_header(&stored) {
+            self.touch(key, head).await?;
+        }
         let Some(fresh_until) = format::fresh_until(&stored) else {
             return Ok(Found::Serve { stored, stale: false });
         };
@@ -436,6 +441,7 @@ where
                     ttl: entry_options.ttl.map(ttl_millis),
                     metadata: entry_options.metadata.as_ref(),
                     fresh_for: Some(ttl_millis(self.options.fresh_for)),
+                    idle: entry_options.idle.or(store.default_idle).map(ttl_millis),
                 };
                 let condition = Condition::Refresh { token: &self.token, sha: &sha };
                 // Refused, the script released the lock; failed, the lease ends it.

@@ -35,10 +35,22 @@ pub(super) const SAMPLE_EVERY: u64 = 8;
 /// soonest to expire.
 ///
 /// `set_bounded(entry, recency, expiry, doc, ttl_ms ('0': none), max_size,
-/// lru ('1'/'0'), sample ('1' to check random members), now_ms)` returns
-/// `expired, evicted, lost` (`lost`: 1 if the index must be rebuilt).
+/// lru ('1'/'0'), sample ('1' to check random members), now_ms, idle_ms
+/// ('0' or nil: none))` returns `expired, evicted, lost` (`lost`: 1 if the
+/// index must be rebuilt). An entry with an idle time gets its header
+/// ([`IDLE_FN`]) and expires at the sooner of its TTL and its idle time.
+///
+/// A member the expiry index lists as due whose entry lives on (a read
+/// moved its idle deadline where the index was not told: `get_or_refresh`)
+/// is filed again under its real deadline instead of being reclaimed.
 const SET_BOUNDED_FN: &str = r"
-local function set_bounded(entry, recency, expiry, doc, ttl_arg, max_arg, lru_arg, sample, now)
+local function set_bounded(entry, recency, expiry, doc, ttl_arg, max_arg, lru_arg, sample, now, idle_arg)
+local idle = tonumber(idle_arg or '0') or 0
+if idle > 0 then
+  local px
+  doc, px = idle_doc(doc, idle, tonumber(ttl_arg), now)
+  ttl_arg = string.format('%d', px)
+end
 local ttl = tonumber(ttl_arg)
 local max_size = tonumber(max_arg)
 local lru = lru_arg == '1'
@@ -51,11 +63,18 @@ end
 
 local function reclaim(limit)
   local stale = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, limit)
+  local n = 0
   for _, member in ipairs(stale) do
-    redis.call('UNLINK', member)
-    forget(member)
+    local pttl = redis.call('PTTL', member)
+    if pttl > 0 then
+      redis.call('ZADD', expiry, now + pttl, member)
+    else
+      redis.call('UNLINK', member)
+      forget(member)
+      n = n + 1
+    end
   end
-  return #stale
+  return n
 end
 
 -- The sentinel: under LRU taking the next counter value creates it if it was
@@ -117,6 +136,40 @@ return expired, evicted, lost
 end
 ";
 
+/// Time-to-idle. An entry with an idle time starts with the header
+/// `{"i":<idle ms>,"t":<TTL deadline, ms of Redis's clock; 0: none>,` (after
+/// a `get_or_refresh` stamp `{"f":<ms>,` if it has one), written here, where
+/// Redis's clock is; entries without one (all of v0.2's) have no header. A
+/// read moves its expiry to the sooner of now + idle and the TTL deadline
+/// (`touch`), and its member of a bounded store's expiry index with it.
+///
+/// `idle_doc(doc, idle, ttl, now)`: the document with its header, and its
+/// first expiry in ms from now. `touch(entry, doc, expiry)`: moves the
+/// expiry of an entry just read as `doc` if it has a header (`expiry`, the
+/// expiry index, or nil).
+const IDLE_FN: &str = r#"
+local function idle_doc(doc, idle, ttl, now)
+  local at = 0
+  local px = idle
+  if ttl > 0 then
+    at = now + ttl
+    if ttl < idle then px = ttl end
+  end
+  return '{"i":' .. string.format('%d', idle) .. ',"t":' .. string.format('%d', at) .. ',' .. string.sub(doc, 2), px
+end
+
+local function touch(entry, doc, expiry)
+  local i, t = string.match(doc, '^{"i":(%d+),"t":(%d+),')
+  if not i then i, t = string.match(doc, '^{"f":%d+,"i":(%d+),"t":(%d+),') end
+  if not i then return end
+  local at = now_ms() + tonumber(i)
+  t = tonumber(t)
+  if t > 0 and t < at then at = t end
+  redis.call('PEXPIREAT', entry, string.format('%d', at))
+  if expiry then redis.call('ZADD', expiry, 'XX', at, entry) end
+end
+"#;
+
 /// Redis's clock in ms, for the scripts below.
 const NOW_FN: &str = r"
 local function now_ms()
@@ -155,10 +208,46 @@ end
 ///
 /// KEYS: entry, recency index, expiry index.
 /// ARGV: stored bytes, TTL in ms (0: none), max_size, "1" for LRU / "0" for
-/// TTL, "1" to check random members.
+/// TTL, "1" to check random members, idle time in ms (0: none).
 /// Returns `{expired, evicted, lost}`.
 const SET_BOUNDED_CALL: &str = r"
-return {set_bounded(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], now_ms())}
+return {set_bounded(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], now_ms(), ARGV[6])}
+";
+
+/// A `set` with an idle time without a capacity: the header of
+/// [`IDLE_FN`] and the sooner of TTL and idle time as the expiry.
+///
+/// KEYS: entry. ARGV: stored bytes, TTL in ms (0: none), idle time in ms.
+const SET_IDLE: &str = r"
+local doc, px = idle_doc(ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[2]), now_ms())
+redis.call('SET', KEYS[1], doc, 'PX', string.format('%d', px))
+return 1
+";
+
+/// A read of an entry that may have an idle time, in one round trip: the
+/// read of a store whose policy gives every entry one.
+///
+/// KEYS: entry, then a bounded store's expiry index.
+/// Returns the stored bytes, or nil (a load's placeholder included).
+const GET_IDLE: &str = r"
+local doc = redis.pcall('GET', KEYS[1])
+if type(doc) ~= 'string' then return false end
+touch(KEYS[1], doc, KEYS[2])
+return doc
+";
+
+/// After a plain `GET` found an entry with an idle-time header: moves its
+/// expiry if it still starts with that header (a write since then started
+/// its own clock; this one may not touch it).
+///
+/// KEYS: entry, then a bounded store's expiry index. ARGV: the header read.
+/// Returns 1 if moved.
+const TOUCH_IDLE: &str = r"
+local head = ARGV[1]
+local doc = redis.pcall('GETRANGE', KEYS[1], 0, #head - 1)
+if doc ~= head then return 0 end
+touch(KEYS[1], doc, KEYS[2])
+return 1
 ";
 
 /// Whether a load may store its value, and the stamp of a value stored by
@@ -207,7 +296,8 @@ end
 /// refuse it for a lock that does not exist; the caller clears a backoff
 /// left in the lock by a separate `DEL`).
 /// ARGV: mode ('p' or 'r'), token, sha (mode 'r'), fresh period in ms (0:
-/// not from `get_or_refresh`), stored bytes, TTL in ms (0: none).
+/// not from `get_or_refresh`), stored bytes, TTL in ms (0: none), idle time
+/// in ms (0: none).
 /// Returns `{0, 0, 0, stored}` (stored: 1, or 0 if refused), the shape of
 /// [`STORE_LOADED_BOUNDED_CALL`]'s reply.
 const STORE_LOADED_CALL: &str = r"
@@ -215,13 +305,20 @@ local entry, lock, mode, token = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 if not may_store_or_release(entry, lock, mode, token, ARGV[3]) then return {0, 0, 0, 0} end
 local fresh_for = tonumber(ARGV[4])
 local doc = ARGV[5]
+local px = ARGV[6]
+local idle = tonumber(ARGV[7] or '0') or 0
+if idle > 0 then
+  local ms
+  doc, ms = idle_doc(doc, idle, tonumber(px), now_ms())
+  px = string.format('%d', ms)
+end
 if fresh_for > 0 then
   doc = stamped(doc, fresh_for, now_ms())
   -- A fresh value: no refresh runs, no backoff stays.
   if lock then redis.call('DEL', lock) end
 end
-if ARGV[6] ~= '0' then
-  redis.call('SET', entry, doc, 'PX', ARGV[6])
+if px ~= '0' then
+  redis.call('SET', entry, doc, 'PX', px)
 else
   redis.call('SET', entry, doc)
 end
@@ -234,17 +331,25 @@ return {0, 0, 0, 1}
 /// KEYS: entry, recency index, expiry index, then the refresh lock (on a
 /// cluster only in mode 'r', as for [`STORE_LOADED_CALL`]).
 /// ARGV: mode, token, sha, fresh period in ms, stored bytes, TTL in ms,
-/// max_size, "1" for LRU, "1" to check random members.
+/// max_size, "1" for LRU, "1" to check random members, idle time in ms.
 /// Returns `{expired, evicted, lost, stored}`.
 const STORE_LOADED_BOUNDED_CALL: &str = r"
 local entry, lock, mode, token = KEYS[1], KEYS[4], ARGV[1], ARGV[2]
 if not may_store_or_release(entry, lock, mode, token, ARGV[3]) then return {0, 0, 0, 0} end
 local now = now_ms()
 local fresh_for = tonumber(ARGV[4])
-local doc = stamped(ARGV[5], fresh_for, now)
+local doc = ARGV[5]
+local idle = tonumber(ARGV[10] or '0') or 0
+local ttl = ARGV[6]
+if idle > 0 then
+  local px
+  doc, px = idle_doc(doc, idle, tonumber(ttl), now)
+  ttl = string.format('%d', px)
+end
+doc = stamped(doc, fresh_for, now)
 if fresh_for > 0 and lock then redis.call('DEL', lock) end
 -- SET replaces the placeholder; the index never listed it, so the key counts as new.
-local expired, evicted, lost = set_bounded(entry, KEYS[2], KEYS[3], doc, ARGV[6], ARGV[7], ARGV[8], ARGV[9], now)
+local expired, evicted, lost = set_bounded(entry, KEYS[2], KEYS[3], doc, ttl, ARGV[7], ARGV[8], ARGV[9], now)
 return {expired, evicted, lost, 1}
 ";
 
@@ -255,18 +360,21 @@ return {expired, evicted, lost, 1}
 /// KEYS: entry, recency index, expiry index.
 /// Returns the stored bytes, or on a miss (a load's placeholder included) the number of index members
 /// dropped because Redis had expired or removed the entry (0 or 1).
-const GET_LRU: &str = r"
+/// An entry with an idle time is touched ([`IDLE_FN`]).
+const GET_LRU: &str = r#"
 local value = redis.pcall('GET', KEYS[1])
 -- A load's placeholder (a hash: WRONGTYPE) is a miss.
 if type(value) == 'string' then
   local score = redis.call('ZADD', KEYS[2], 'XX', 'INCR', 1, '')
   if score then redis.call('ZADD', KEYS[2], 'XX', score, KEYS[1]) end
+  -- One byte tells a plain entry ({"v":) from one with a header.
+  if string.byte(value, 3) ~= 118 then touch(KEYS[1], value, KEYS[3]) end
   return value
 end
 local stale = redis.call('ZREM', KEYS[2], KEYS[1])
 redis.call('ZREM', KEYS[3], KEYS[1])
 return stale
-";
+"#;
 
 /// Adopts entries the index does not list (one SCAN page of a rebuild after
 /// the index was lost), then evicts down to the capacity. Adopted entries get
@@ -436,6 +544,9 @@ if ARGV[3] == '1' then
   local score = redis.call('ZADD', KEYS[3], 'XX', 'INCR', 1, '')
   if score then redis.call('ZADD', KEYS[3], 'XX', score, KEYS[1]) end
 end
+-- A read: an entry with an idle time is touched (a bounded store's expiry
+-- index is not declared here: `set_bounded` files a moved member again).
+touch(KEYS[1], doc, nil)
 local fresh_until = string.match(doc, '^{"f":(%d+),')
 if not fresh_until then return {doc, 0} end
 local now = now_ms()
@@ -479,24 +590,30 @@ pub(super) struct Scripts {
     pub store_loaded_bounded: Script,
     pub read_fresh: Script,
     pub refresh_failed: Script,
+    pub set_idle: Script,
+    pub get_idle: Script,
+    pub touch_idle: Script,
 }
 
 impl Scripts {
     pub fn new() -> Self {
         Scripts {
-            set_bounded: Script::new(&[NOW_FN, INDEX_FN, SET_BOUNDED_FN, SET_BOUNDED_CALL].concat()),
-            get_lru: Script::new(GET_LRU),
+            set_bounded: Script::new(&[NOW_FN, IDLE_FN, INDEX_FN, SET_BOUNDED_FN, SET_BOUNDED_CALL].concat()),
+            get_lru: Script::new(&[NOW_FN, IDLE_FN, GET_LRU].concat()),
             adopt: Script::new(&[NOW_FN, INDEX_FN, ADOPT].concat()),
             size_bounded: Script::new(&[NOW_FN, SIZE_BOUNDED].concat()),
             delete: Script::new(DELETE),
             replace_if_unchanged: Script::new(REPLACE_IF_UNCHANGED),
             get_or_lock: Script::new(GET_OR_LOCK),
-            store_loaded: Script::new(&[NOW_FN, STORE_LOADED_FN, STORE_LOADED_CALL].concat()),
+            store_loaded: Script::new(&[NOW_FN, IDLE_FN, STORE_LOADED_FN, STORE_LOADED_CALL].concat()),
             store_loaded_bounded: Script::new(
-                &[NOW_FN, INDEX_FN, SET_BOUNDED_FN, STORE_LOADED_FN, STORE_LOADED_BOUNDED_CALL].concat(),
+                &[NOW_FN, IDLE_FN, INDEX_FN, SET_BOUNDED_FN, STORE_LOADED_FN, STORE_LOADED_BOUNDED_CALL].concat(),
             ),
-            read_fresh: Script::new(&[NOW_FN, READ_FRESH].concat()),
+            read_fresh: Script::new(&[NOW_FN, IDLE_FN, READ_FRESH].concat()),
             refresh_failed: Script::new(&[NOW_FN, REFRESH_FAILED].concat()),
+            set_idle: Script::new(&[NOW_FN, IDLE_FN, SET_IDLE].concat()),
+            get_idle: Script::new(&[NOW_FN, IDLE_FN, GET_IDLE].concat()),
+            touch_idle: Script::new(&[NOW_FN, IDLE_FN, TOUCH_IDLE].concat()),
         }
     }
 }
