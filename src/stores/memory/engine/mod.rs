@@ -344,10 +344,14 @@ impl<V> Engine<V> {
         // Nothing below can fail: a rejected call has changed nothing.
         self.cancel_load(&key, existing);
         self.adapt_before_write(hash);
-        let idle = options.idle.or(self.default_idle);
-        let now = if ttl.is_some() || idle.is_some() { self.clock.now() } else { self.now_if_expiring() };
-        let ttl_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
-        let expires_at = idle.map_or(ttl_at, |idle| ttl_at.min(expiry(now, idle)));
+        // Without an idle time, exactly the work of a plain `set`.
+        let (now, ttl_at, expires_at, idle) = if options.idle.is_none() && self.default_idle.is_none() {
+            let now = if ttl.is_some() { self.clock.now() } else { self.now_if_expiring() };
+            let at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
+            (now, at, at, None)
+        } else {
+            self.idle_deadlines(ttl, options.idle)
+        };
         let metadata = options.metadata.map(Box::new);
         let mut removed = Removals::new();
         if !self.expiries.is_empty() {
@@ -370,7 +374,9 @@ impl<V> Engine<V> {
             let old_seq = std::mem::replace(&mut slot.seq, seq);
             let old_value = slot.value.replace(value);
             let old_metadata = std::mem::replace(&mut slot.metadata, metadata);
-            self.start_idle(id, idle, ttl_at, now);
+            if idle.is_some() || slot.idle {
+                self.start_idle(id, idle, ttl_at, now);
+            }
             self.reindex_expiry(id, (old_expiry, old_seq), (expires_at, seq));
             match self.kind {
                 Kind::S3Fifo => queues::bump(&self.slab[id].freq),
@@ -386,7 +392,9 @@ impl<V> Engine<V> {
                 removed.push(evicted);
             }
             let id = self.insert_new(hash, key, value, metadata, expires_at, list);
-            self.start_idle(id, idle, ttl_at, now);
+            if idle.is_some() {
+                self.start_idle(id, idle, ttl_at, now);
+            }
         } else {
             if self.slab.len() >= self.max_size
                 && !self.reclaim_expired(now, 1, &mut removed)
@@ -397,7 +405,9 @@ impl<V> Engine<V> {
             }
             let list = self.classic_list_for(hash);
             let id = self.insert_new(hash, key, value, metadata, expires_at, list);
-            self.start_idle(id, idle, ttl_at, now);
+            if idle.is_some() {
+                self.start_idle(id, idle, ttl_at, now);
+            }
         }
         self.counters.sets += 1;
         Ok(removed)
@@ -540,7 +550,9 @@ impl<V> Engine<V> {
         if !self.fresh.is_empty() {
             self.fresh.remove(&id);
         }
-        self.stop_idle(id);
+        if !self.idles.is_empty() {
+            self.stop_idle(id);
+        }
         self.slab.remove(id)
     }
 }
