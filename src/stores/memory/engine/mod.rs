@@ -20,6 +20,8 @@
 //!   only), and eviction.
 //! - `expiry.rs`: the slots that have a TTL, ordered by expiry time (insert,
 //!   remove, soonest: O(log n)), and the one way an expired entry leaves.
+//! - `idle.rs`: time-to-idle: the idle clocks of the entries that have one
+//!   and the lazy re-filing of deadlines that reads pushed later.
 //! - `loads.rs`: the placeholders of loads in flight and the freshness of
 //!   the entries `get_or_refresh` stored.
 //!
