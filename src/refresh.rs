@@ -127,6 +127,25 @@ impl RefreshOptions {
         self
     }
 
+    /// A time-to-idle for the loaded entries (see [`SetOptions::idle`]):
+    /// they leave after `idle` without a read, or when the grace period
+    /// ends, whichever comes first. A hit of `get_or_refresh`, fresh or
+    /// stale, is a read. Checked at every call: zero or over
+    /// [`MAX_IDLE`](crate::policies::MAX_IDLE) is [`CacheError::Policy`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// use pepperpy_caching::{RefreshOptions, TokioRuntime};
+    /// use std::time::Duration;
+    /// let options = RefreshOptions::new(TokioRuntime, Duration::from_secs(60), Duration::from_secs(600))
+    ///     .idle(Duration::from_secs(300));
+    /// # let _ = options; }
+    /// ```
+    pub fn idle(mut self, idle: Duration) -> Self {
+        self.set = self.set.idle(idle);
+        self
+    }
+
     /// `soft`: how long a caller waits for a load when there is no value to
     /// serve (then [`CacheError::Timeout`]; another waiting caller may take
     /// the load over, and the caller that gave up stops its loader). `hard`:
@@ -153,6 +172,9 @@ impl RefreshOptions {
                 "get_or_refresh needs a fresh period and a grace period above zero, got {:?} and {:?}",
                 self.fresh_for, self.grace
             )));
+        }
+        if let Some(idle) = self.set.idle {
+            crate::policies::check_idle(idle)?;
         }
         // The entry's TTL is fresh_for + grace, above zero: only the metadata
         // is left to check (without cloning it, on every call).

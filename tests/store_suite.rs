@@ -252,6 +252,7 @@ suite!(
             a_set_starts_the_idle_clock_again_and_may_drop_it,
             get_or_set_hits_are_reads,
             a_zero_or_absurd_idle_time_changes_nothing,
+            get_or_refresh_hits_are_reads,
         ],
         refresh: [
             a_fresh_value_is_served_without_a_load,

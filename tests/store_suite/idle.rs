@@ -3,10 +3,14 @@
 //! (`with_default_idle`). Reads are `get`, `get_or_set` and `get_or_refresh`
 //! hits; `contains` and `get_metadata` are not.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pepperpy_caching::{CacheError, CacheStore, LruPolicy, MAX_IDLE, SetOptions};
+use pepperpy_caching::{CacheError, CacheStore, LruPolicy, MAX_IDLE, RefreshOptions, SetOptions};
 
+use super::refresh::Tasks;
+use super::support::load::counting;
 use super::support::meta;
 use super::{Backend, LONG, PASS, SHORT, s, sorted_keys, strings};
 
@@ -123,4 +127,25 @@ pub async fn a_zero_or_absurd_idle_time_changes_nothing<B: Backend>(b: &B) {
     // The longest accepted idle time works.
     store.set("k", s("max"), SetOptions::new().idle(MAX_IDLE)).await.unwrap();
     assert_eq!(store.get("k").await.unwrap(), Some(s("max")));
+}
+
+pub async fn get_or_refresh_hits_are_reads<B: Backend>(b: &B) {
+    let store = Arc::new(b.store(None).await);
+    let options = RefreshOptions::new(Tasks, LONG, LONG).idle(IDLE);
+    let runs = Arc::new(AtomicUsize::new(0));
+    assert_eq!(store.get_or_refresh("k", counting(&runs, "v1"), &options).await.unwrap(), "v1");
+    for _ in 0..4 {
+        b.pass(STEP).await;
+        assert_eq!(store.get_or_refresh("k", counting(&runs, "v2"), &options).await.unwrap(), "v1", "a fresh hit");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    b.pass(GONE).await;
+    assert_eq!(store.get_or_refresh("k", counting(&runs, "v3"), &options).await.unwrap(), "v3", "idle: loaded again");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    // A zero idle time is refused before any loader runs.
+    let bad = RefreshOptions::new(Tasks, LONG, LONG).idle(Duration::ZERO);
+    let r = store.get_or_refresh("other", counting(&runs, "x"), &bad).await;
+    assert!(matches!(r, Err(CacheError::Policy(_))), "{r:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert!(!store.contains("other").await.unwrap());
 }
