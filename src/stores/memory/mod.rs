@@ -516,6 +516,62 @@ mod tests {
         assert!(ratio > 0.55, "a frozen main holds most of the loop (LRU: none of it): {ratio}");
     }
 
+    /// Reads of idle entries from many threads at once, under the shards'
+    /// read locks (S3-FIFO), while the clock moves and other keys are
+    /// written: every read is recorded (the latest wins), so entries read
+    /// more often than their idle time never leave, and the engines stay
+    /// consistent; unread, they all leave.
+    #[test]
+    fn idle_entries_read_by_many_threads_stay_and_then_leave() {
+        let clock = crate::clock::ManualClock::new();
+        let store = MemoryStore::<u32>::builder(crate::policies::S3FifoPolicy::new(4_000).unwrap())
+            .shards(4)
+            .clock(clock.clone())
+            .build();
+        let idle = std::time::Duration::from_millis(100);
+        for i in 0..64u32 {
+            store.set(&format!("idle{i}"), i, SetOptions::new().idle(idle)).into_inner().unwrap();
+        }
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let readers: Vec<_> = (0..3)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut misses = 0;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            for i in 0..64u32 {
+                                misses += usize::from(store.get(&format!("idle{i}")).into_inner().unwrap().is_none());
+                            }
+                        }
+                        misses
+                    })
+                })
+                .collect();
+            // The clock moves 10 ms at a time, and only after a full round of
+            // reads has seen the time before: no entry goes 100 ms unread.
+            for step in 0..200u32 {
+                for i in 0..64u32 {
+                    assert!(store.get(&format!("idle{i}")).into_inner().unwrap().is_some(), "step {step}: idle{i}");
+                }
+                clock.advance(std::time::Duration::from_millis(10));
+                store.set(&format!("other{}", step % 50), step, SetOptions::new()).into_inner().unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            for reader in readers {
+                assert_eq!(reader.join().unwrap(), 0, "no reader missed");
+            }
+        });
+        for shard in store.shards.iter() {
+            write(shard).validate();
+        }
+        clock.advance(idle);
+        assert_eq!(store.len(), 50, "only the plain entries are left");
+        assert_eq!(store.stats().expirations, 64);
+        for shard in store.shards.iter() {
+            write(shard).validate();
+        }
+    }
+
     #[test]
     fn a_dropped_or_finished_load_leaves_no_placeholder() {
         let store = MemoryStore::<u32>::new(LruPolicy::new(10).unwrap());
