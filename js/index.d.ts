@@ -335,6 +335,8 @@ export declare class CacheBackendError extends CacheError {}
 export declare class CacheReentrantLoadError extends CacheError {}
 /** A `getOrSet` load passed its `softTimeout` (this caller gave up) or `hardTimeout` (the load failed). */
 export declare class CacheTimeoutError extends CacheError {}
+/** An entry whose `size` (or `sizeCalculation`'s result) is more than the store's whole `maxSize`: refused, and the store is left as it was. */
+export declare class CacheEntryTooLargeError extends CacheError {}
 
 declare global {
   // Declared by lib.dom, lib.webworker, @types/node, Bun and Deno; merged here
