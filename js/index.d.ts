@@ -88,6 +88,24 @@ export interface MemoryStoreOptions<V = unknown> {
   onRemove?: (value: V, key: string, reason: RemovalReason) => void;
   /** The time source for expiry, freshness and `getOrSet` timeouts (default: `performance.now()` and `setTimeout`). */
   clock?: ManualClock;
+  /**
+   * Capacity in size, as lru-cache's `maxSize`: the most total size the
+   * store holds (a positive integer), beside the policy's `maxSize` (its
+   * most entries, lru-cache's `max`); both hold. Each entry's size is set's
+   * `size` option or else `sizeCalculation(value, key)`; one or the other is
+   * required for every entry. A set whose size is more than `maxSize` throws
+   * `CacheEntryTooLargeError` and changes nothing (lru-cache drops the entry
+   * and the key's old one instead). A new entry evicts, by the policy's
+   * rule, as many entries as it takes, never itself. `getStats().totalWeight`
+   * is the total size held.
+   */
+  maxSize?: number;
+  /**
+   * The size of an entry (needs `maxSize`): a positive integer, or the set
+   * throws `CachePolicyError`. It runs before the set changes anything: if
+   * it throws, the store is unchanged. Also sizes the values `getOrSet` loads.
+   */
+  sizeCalculation?: (value: V, key: string) => number;
 }
 
 /** Metadata: a plain object of JSON values. */
@@ -101,6 +119,11 @@ export interface SetOptions {
   ttl?: number;
   /** Data stored beside the value, read back with `getMetadata`. */
   metadata?: Metadata;
+  /**
+   * The entry's size in a store with `maxSize` (a positive integer; it wins
+   * over `sizeCalculation`). A store without `maxSize` refuses it.
+   */
+  size?: number;
 }
 
 /** What a `getOrSet` loader is called with. */
@@ -120,7 +143,7 @@ export interface LoadContext {
  * Options of {@link MemoryStore.getOrSet}: those of `set`, and
  * stale-while-revalidate, timeouts and cancellation. All times in seconds.
  */
-export interface GetOrSetOptions extends SetOptions {
+export interface GetOrSetOptions extends Omit<SetOptions, "size"> {
   /**
    * Stale-while-revalidate: after its `ttl` (the fresh period, then required)
    * a loaded entry is served stale for `grace` more seconds: the stale value
@@ -189,6 +212,8 @@ export interface CacheStats {
   refreshes: number;
   /** Background refreshes that failed or timed out (the stale value stayed). */
   refreshFailures: number;
+  /** The total size of the entries held, by `size` or `sizeCalculation` (0 without the store's `maxSize`). */
+  totalWeight: number;
 }
 
 /**

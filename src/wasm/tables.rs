@@ -78,7 +78,7 @@ mod tests {
             assert_eq!(row.len(), 2, "{row:?}");
             assert_eq!(row[0], field);
             // The Rust help, unless the row gives JS its own (a Rust name, or a unit).
-            let own = ["loads", "avg_get_latency", "total_load_time"].contains(&field);
+            let own = ["loads", "avg_get_latency", "total_load_time", "total_weight"].contains(&field);
             assert_eq!(row[1] == stat.help, !own, "{row:?}");
             let unit = match unit {
                 Unit::Count => 0.0,

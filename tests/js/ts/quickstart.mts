@@ -104,3 +104,23 @@ import type { GetOrSetOptions, LoadContext, RemovalReason } from "pepperpy-cachi
   typed.dispose();
   check(new CacheTimeoutError("t") instanceof CacheError && new CacheReentrantLoadError("r") instanceof CacheError, "classes");
 }
+
+// Capacity in size: the store's maxSize, sizeCalculation (value, key), set's { size }.
+import { CacheEntryTooLargeError } from "pepperpy-caching";
+{
+  const sized = new MemoryStore<string>({
+    policy: new LRUPolicy({ maxSize: 100 }),
+    maxSize: 10,
+    sizeCalculation: (value: string, key: string) => value.length + key.length - 1,
+  });
+  sized.setSync("a", "xxxx");
+  sized.setSync("b", "yy", { size: 6 });
+  let refused = false;
+  try {
+    sized.setSync("c", "z".repeat(20));
+  } catch (error) {
+    refused = error instanceof CacheEntryTooLargeError;
+  }
+  const total: number = sized.getStats().totalWeight;
+  check(refused && total === 10, "capacity in size");
+}
