@@ -216,3 +216,39 @@ describe("maxSize options follow lru-cache's rules", () => {
     assert.equal(store.getStats().totalWeight, 10);
   });
 });
+
+describe("maxSize under hostile callers", () => {
+  test("a getOrSet load too large for the store rejects with CacheEntryTooLargeError and stores nothing", async () => {
+    const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }), maxSize: 10, sizeCalculation: byLength });
+    await assert.rejects(store.getOrSet("k", async () => "x".repeat(20)), CacheEntryTooLargeError);
+    assert.equal(store.size, 0);
+    assert.equal(store.getStats().totalWeight, 0);
+  });
+
+  test("a listener that writes during a multi-entry eviction leaves the sizes consistent", () => {
+    const store = new MemoryStore({
+      policy: new S3FIFOPolicy({ maxSize: 100 }),
+      maxSize: 20,
+      sizeCalculation: (v) => v,
+      onRemove: (value, key, why) => {
+        if (why === "evicted" && key.startsWith("k")) store.setSync(`listener-${key}`, 1);
+      },
+    });
+    for (let i = 0; i < 10; i++) store.setSync(`k${i}`, 2);
+    store.setSync("big", 15);
+    assert.equal(store.getSync("big"), 15);
+    checkTotal(store, (v) => v, 20);
+  });
+
+  test("a sizeCalculation that disposes the store: the set fails, nothing is stored", () => {
+    const store = new MemoryStore({
+      policy: new LRUPolicy({ maxSize: 10 }),
+      maxSize: 10,
+      sizeCalculation: () => {
+        store.dispose();
+        return 1;
+      },
+    });
+    assert.throws(() => store.setSync("a", 1), /disposed/);
+  });
+});

@@ -583,3 +583,16 @@ fn the_weighted_store_shards_and_reentry() {
     store.get().unwrap().set("a", 1, SetOptions::new()).into_inner().unwrap();
     assert_eq!(store.get().unwrap().len(), 1);
 }
+
+/// Weights near `u64::MAX` under a capacity of `usize::MAX`: sums never wrap.
+#[test]
+fn huge_weights_do_not_wrap() {
+    let clock = ManualClock::new();
+    let mut engine = StrEngine::<u32>::new(LruPolicy::new(usize::MAX).unwrap().into(), clock.clone().into());
+    engine.weigh_with(Arc::new(|_: &str, _: &u32| u64::MAX / 2 + 1));
+    engine.set("a", 1, SetOptions::new()).unwrap();
+    engine.set("b", 2, SetOptions::new()).unwrap();
+    assert_eq!(engine.keys(None).unwrap(), ["b"], "two halves and one more do not fit: a went");
+    assert_eq!(engine.stats().evictions, 1);
+    engine.validate();
+}

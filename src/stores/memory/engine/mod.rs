@@ -403,16 +403,13 @@ impl<V> Engine<V> {
             }
             existing => existing,
         };
-        if self.weigher.is_some()
-            && !self.evicted_once
-            && self.slab.weight() - existing.map_or(0, |id| self.slab.weight_of(id)) + weight > self.max_size as u64
-        {
+        if self.weigher.is_some() && !self.evicted_once && !self.fits(weight, existing) {
             self.resize_for_entries(self.slab.len());
         }
 
         if let Some(id) = existing
             && self.weigher.is_some()
-            && self.slab.weight() - self.slab.weight_of(id) + weight > self.max_size as u64
+            && !self.fits(weight, Some(id))
         {
             // A heavier value that needs room: the old entry leaves first (so
             // that making room cannot pick it), and the key comes back at the
@@ -442,8 +439,8 @@ impl<V> Engine<V> {
             }
             removed.push(Removed::replaced(old_value, old_metadata));
         } else if ADAPTIVE_BUILT && self.adaptive.is_some() {
-            let full = self.slab.weight() + weight > self.max_size as u64
-                && (self.expiries.is_empty() || !self.reclaim_expired(now, 1, &mut removed));
+            let full =
+                !self.fits(weight, None) && (self.expiries.is_empty() || !self.reclaim_expired(now, 1, &mut removed));
             let (list, evicted) = self.admit(hash, full);
             if let Some(evicted) = evicted {
                 self.counters.evictions += 1;
@@ -467,12 +464,20 @@ impl<V> Engine<V> {
         seq
     }
 
+    /// Whether an entry of `weight` fits beside the entries held, without
+    /// the one in slot `replacing` (a sum past `u64::MAX` does not fit, and does not wrap).
+    #[inline(always)]
+    fn fits(&self, weight: u64, replacing: Option<u32>) -> bool {
+        let held = self.slab.weight() - replacing.map_or(0, |id| self.slab.weight_of(id));
+        held.checked_add(weight).is_some_and(|total| total <= self.max_size as u64)
+    }
+
     /// Makes room for an entry of `weight` (which fits the capacity):
     /// reclaims an expired entry or evicts one by the policy's rule until the
     /// entries held and it fit. Without a weigher, at most one goes.
     #[inline]
     fn make_room(&mut self, weight: u64, now: Nanos, removed: &mut Removals<V>) {
-        while self.slab.weight() + weight > self.max_size as u64 {
+        while !self.fits(weight, None) {
             if self.reclaim_expired(now, 1, removed) {
                 continue;
             }
