@@ -375,11 +375,35 @@ impl<V> Engine<V> {
     /// Stores `value` under `key`, handing back what it removed (the replaced
     /// entry and any entry evicted or reclaimed for room) for the caller to
     /// drop once the engine is consistent. Nothing changes when it fails.
+    #[inline]
     pub fn set(&mut self, key: Key<'_>, hash: u64, value: V, options: SetOptions) -> Result<Removals<V>> {
+        if self.weigher.is_some() {
+            return self.set_weighed(key, hash, value, options);
+        }
+        self.set_as::<false>(key, hash, value, options)
+    }
+
+    /// [`set`](Self::set) in an engine with a weigher: out of line, so that
+    /// the unweighted `set` carries none of its branches.
+    #[inline(never)]
+    fn set_weighed(&mut self, key: Key<'_>, hash: u64, value: V, options: SetOptions) -> Result<Removals<V>> {
+        self.set_as::<true>(key, hash, value, options)
+    }
+
+    /// The body of [`set`](Self::set), `WEIGHED` when the engine has a weigher.
+    #[inline(always)]
+    fn set_as<const WEIGHED: bool>(
+        &mut self,
+        key: Key<'_>,
+        hash: u64,
+        value: V,
+        options: SetOptions,
+    ) -> Result<Removals<V>> {
         debug_assert_eq!(hash, self.hash(&key));
+        debug_assert_eq!(WEIGHED, self.weigher.is_some());
         let ttl = check_set_options(&options, self.default_ttl)?;
         // The weigher runs first: if it panics, or the entry is too heavy, nothing has changed.
-        let weight = self.weigh(&key, &value)?;
+        let weight = if WEIGHED { self.weigh(&key, &value)? } else { 1 };
         let existing = self.find(hash, &key);
         if existing.is_none() && self.slab.is_full() {
             return Err(CacheError::Policy(format!("a memory store holds at most {MAX_SLOTS} entries")));
@@ -403,27 +427,27 @@ impl<V> Engine<V> {
             }
             existing => existing,
         };
-        if self.weigher.is_some() && !self.evicted_once && !self.fits(weight, existing) {
+        if WEIGHED && !self.evicted_once && !self.fits::<true>(weight, existing) {
             self.resize_for_entries(self.slab.len());
         }
 
         if let Some(id) = existing
-            && self.weigher.is_some()
-            && !self.fits(weight, Some(id))
+            && WEIGHED
+            && !self.fits::<true>(weight, Some(id))
         {
             // A heavier value that needs room: the old entry leaves first (so
             // that making room cannot pick it), and the key comes back at the
             // head of the list it was on, as a replaced entry would be.
             let (list, freq) = (self.slab[id].list(), self.slab[id].freq.load(Relaxed));
             removed.push(self.remove_slot(id, hash));
-            self.make_room(weight, now, &mut removed);
+            self.make_room::<WEIGHED>(weight, now, &mut removed);
             let id = self.insert_new(hash, key, value, metadata, expires_at, list, weight);
             if self.kind == Kind::S3Fifo {
                 self.slab[id].freq.store(freq, Relaxed);
                 queues::bump(&self.slab[id].freq);
             }
         } else if let Some(id) = existing {
-            if self.weigher.is_some() {
+            if WEIGHED {
                 self.slab.set_weight(id, weight);
             }
             let seq = self.take_seq();
@@ -439,18 +463,20 @@ impl<V> Engine<V> {
             }
             removed.push(Removed::replaced(old_value, old_metadata));
         } else if ADAPTIVE_BUILT && self.adaptive.is_some() {
-            let full =
-                !self.fits(weight, None) && (self.expiries.is_empty() || !self.reclaim_expired(now, 1, &mut removed));
+            let full = !self.fits::<WEIGHED>(weight, None)
+                && (self.expiries.is_empty() || !self.reclaim_expired(now, 1, &mut removed));
             let (list, evicted) = self.admit(hash, full);
             if let Some(evicted) = evicted {
                 self.counters.evictions += 1;
                 removed.push(evicted);
             }
             // One eviction makes room for an entry of weight 1; a heavier one may need more.
-            self.make_room(weight, now, &mut removed);
+            if WEIGHED {
+                self.make_room::<true>(weight, now, &mut removed);
+            }
             self.insert_new(hash, key, value, metadata, expires_at, list, weight);
         } else {
-            self.make_room(weight, now, &mut removed);
+            self.make_room::<WEIGHED>(weight, now, &mut removed);
             let list = self.classic_list_for(hash);
             self.insert_new(hash, key, value, metadata, expires_at, list, weight);
         }
@@ -466,8 +492,12 @@ impl<V> Engine<V> {
 
     /// Whether an entry of `weight` fits beside the entries held, without
     /// the one in slot `replacing` (a sum past `u64::MAX` does not fit, and does not wrap).
+    /// Unweighted (`!WEIGHED`: every entry weighs 1), the entry count decides.
     #[inline(always)]
-    fn fits(&self, weight: u64, replacing: Option<u32>) -> bool {
+    fn fits<const WEIGHED: bool>(&self, weight: u64, replacing: Option<u32>) -> bool {
+        if !WEIGHED {
+            return self.slab.len() - usize::from(replacing.is_some()) < self.max_size;
+        }
         let held = self.slab.weight() - replacing.map_or(0, |id| self.slab.weight_of(id));
         held.checked_add(weight).is_some_and(|total| total <= self.max_size as u64)
     }
@@ -476,8 +506,19 @@ impl<V> Engine<V> {
     /// reclaims an expired entry or evicts one by the policy's rule until the
     /// entries held and it fit. Without a weigher, at most one goes.
     #[inline]
-    fn make_room(&mut self, weight: u64, now: Nanos, removed: &mut Removals<V>) {
-        while !self.fits(weight, None) {
+    fn make_room<const WEIGHED: bool>(&mut self, weight: u64, now: Nanos, removed: &mut Removals<V>) {
+        if !WEIGHED {
+            // One entry at most, written as the engine did before weights (the same code).
+            if self.slab.len() >= self.max_size
+                && !self.reclaim_expired(now, 1, removed)
+                && let Some(evicted) = self.evict_one()
+            {
+                self.counters.evictions += 1;
+                removed.push(evicted);
+            }
+            return;
+        }
+        while !self.fits::<true>(weight, None) {
             if self.reclaim_expired(now, 1, removed) {
                 continue;
             }

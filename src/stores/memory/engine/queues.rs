@@ -270,6 +270,7 @@ impl<V> Engine<V> {
     /// queue when a period has passed; the adaptive policy's shadows see the
     /// sampled hits since the last write, then this write, and a follower
     /// shard takes the leader's latest choice.
+    #[inline(always)]
     pub(super) fn adapt_before_write(&mut self, hash: u64) {
         if let Some(climber) = &mut self.climber {
             let (gets, misses) = self.reads.totals();
@@ -300,6 +301,7 @@ impl<V> Engine<V> {
     /// The list a new key with `hash` goes on under the classic policies:
     /// under S3-FIFO, main for a key the ghost remembers, else small (main
     /// is filled directly until the first eviction); main for the others.
+    #[inline(always)]
     pub(super) fn classic_list_for(&mut self, hash: u64) -> u8 {
         match self.kind {
             Kind::S3Fifo if self.ghost.take(hash) => MAIN,
@@ -309,6 +311,7 @@ impl<V> Engine<V> {
     }
 
     /// Makes room for one entry, by the policy's rule.
+    #[inline(always)]
     pub(super) fn evict_one(&mut self) -> Option<Removed<V>> {
         let id = match self.kind {
             Kind::Lru { .. } => self.slab.list(MAIN).tail,
