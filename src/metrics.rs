@@ -92,7 +92,7 @@ macro_rules! counter_table {
         /// layer's table: consts, so using them keeps [`STATS`] (and its
         /// Prometheus names and help) out of the wasm.
         #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown", feature = "js")), allow(dead_code))]
-        pub(crate) const JS_LAYOUT: &[(&str, Unit)] = &[$((stringify!($field), <$ty as Figure>::UNIT),)*];
+        pub(crate) const JS_LAYOUT: &[(&str, Unit)] = &[$((stringify!($field), counter_table!(@unit $kind <$ty as Figure>::UNIT)),)*];
 
         /// Every figure of [`CacheStats`], in its field order.
         pub(crate) const STATS: &[Stat] = &[$(
@@ -104,6 +104,8 @@ macro_rules! counter_table {
             },
         )*];
     };
+    (@unit Counter $unit:expr) => { $unit };
+    (@unit Gauge $unit:expr) => { $unit.of_gauge() };
     (@js $help:literal) => { $help };
     (@js $help:literal $js_help:literal) => { $js_help };
 }
@@ -177,6 +179,18 @@ pub(crate) enum Unit {
     Ratio,
     /// A time.
     Time,
+    /// A whole number of the moment (a gauge, not a count of events).
+    Level,
+}
+
+impl Unit {
+    /// The unit of a gauge figure: a whole number there is a level.
+    const fn of_gauge(self) -> Unit {
+        match self {
+            Unit::Count => Unit::Level,
+            unit => unit,
+        }
+    }
 }
 
 /// The Prometheus metric type of a figure.

@@ -46,13 +46,13 @@ pub fn tables() -> String {
 }
 
 /// Per figure of the counter table, two numbers, appended to `limits()`:
-/// its unit (0 a count, 1 a ratio, 2 a time in milliseconds) and its index
+/// its unit (0 a count, 1 a ratio or a level (gauges), 2 a time in milliseconds) and its index
 /// in the engine's counters (-1 when the JS store keeps or computes it).
 pub(super) fn counter_layout(out: &mut Vec<f64>) {
     for &(field, unit) in JS_LAYOUT {
         out.push(match unit {
             Unit::Count => 0.0,
-            Unit::Ratio => 1.0,
+            Unit::Ratio | Unit::Level => 1.0,
             Unit::Time => 2.0,
         });
         let engine = ENGINE_COUNTERS.iter().position(|(name, _)| *name == field);
@@ -82,7 +82,7 @@ mod tests {
             assert_eq!(row[1] == stat.help, !own, "{row:?}");
             let unit = match unit {
                 Unit::Count => 0.0,
-                Unit::Ratio => 1.0,
+                Unit::Ratio | Unit::Level => 1.0,
                 Unit::Time => 2.0,
             };
             assert_eq!(layout[2 * i], unit);

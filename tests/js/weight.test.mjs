@@ -12,6 +12,7 @@ import {
   CacheEntryTooLargeError,
   CachePolicyError,
   CacheKeyError,
+  toOpenTelemetry,
 } from "pepperpy-caching";
 
 const policies = {
@@ -251,4 +252,14 @@ describe("maxSize under hostile callers", () => {
     });
     assert.throws(() => store.setSync("a", 1), /disposed/);
   });
+});
+
+test("OpenTelemetry exports the total size as a gauge, not a sum", () => {
+  const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }), maxSize: 100, sizeCalculation: byLength });
+  store.setSync("a", "abc");
+  const metrics = toOpenTelemetry({ store }).resourceMetrics[0].scopeMetrics[0].metrics;
+  const weight = metrics.find((m) => m.name === "pepperpy_cache.total_weight");
+  assert.ok(weight.gauge && !weight.sum, "a level, not a cumulative count");
+  const [point] = weight.gauge.dataPoints;
+  assert.equal(Number(point.asDouble ?? point.asInt), 3);
 });
