@@ -5,7 +5,7 @@
 //! over Redis (on real servers) with the `redis` feature.
 //!
 //! The cases are grouped in lists, one file each under tests/store_suite/
-//! (`basics`, `read_through`, `refresh`); a new group is one more file and one more
+//! (`basics`, `batch`, `read_through`, `refresh`); a new group is one more file and one more
 //! list in [`suite!`]'s call at the bottom. Each test is named
 //! `backend::case`.
 //!
@@ -17,6 +17,8 @@
 
 #[path = "store_suite/basics.rs"]
 mod basics;
+#[path = "store_suite/batch.rs"]
+mod batch;
 #[path = "store_suite/read_through.rs"]
 mod read_through;
 #[path = "store_suite/refresh.rs"]
@@ -234,6 +236,14 @@ suite!(
             awkward_keys,
             bad_input_changes_nothing,
             stats_and_clear,
+        ],
+        batch: [
+            get_many_answers_in_the_order_asked,
+            set_many_stores_every_entry_with_the_shared_options,
+            delete_many_counts_each_live_entry_once,
+            a_bad_key_or_bad_options_fail_the_whole_batch_and_change_nothing,
+            batches_keep_the_capacity_and_the_lru_order,
+            a_batch_write_cancels_a_load_in_flight,
         ],
         read_through: [
             get_or_set_runs_one_load_for_concurrent_callers,

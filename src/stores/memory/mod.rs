@@ -19,6 +19,7 @@ mod sketch;
 #[cfg(any(test, all(target_arch = "wasm32", target_os = "unknown", feature = "js")))]
 pub(crate) mod slots;
 // On wasm32 the engine hashes keys with it; natively its tests still run.
+mod batch;
 #[cfg(any(test, target_arch = "wasm32"))]
 mod hasher;
 mod reentry;
@@ -259,11 +260,17 @@ impl<V> MemoryStore<V> {
     /// so that one shard (b = 0) needs no branch (it shifts out every bit).
     #[inline(always)]
     fn shard_of(&self, hash: u64) -> &Shard<V> {
-        let i = (((hash << 7) >> 1) >> self.shard_shift) as usize;
+        let i = self.shard_index(hash);
         debug_assert!(i < self.shards.len());
         // SAFETY: `i` < 2^b = `shards.len()` (a power of two): the shift
         // leaves b bits.
         unsafe { self.shards.get_unchecked(i) }
+    }
+
+    /// The index of [`shard_of`](Self::shard_of)'s shard.
+    #[inline(always)]
+    fn shard_index(&self, hash: u64) -> usize {
+        (((hash << 7) >> 1) >> self.shard_shift) as usize
     }
 
     /// Checks `key` (once, for the whole call) and hashes it (once, for its
@@ -358,6 +365,18 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
             let removed = write(self.shard_of(hash)).delete(key, hash);
             removed.is_some()
         }))
+    }
+
+    fn get_many(&self, keys: &[&str]) -> Ready<Result<Vec<Option<V>>>> {
+        ready(self.get_many_now(keys))
+    }
+
+    fn set_many(&self, entries: Vec<(&str, V)>, options: SetOptions) -> Ready<Result<()>> {
+        ready(self.set_many_now(entries, options))
+    }
+
+    fn delete_many(&self, keys: &[&str]) -> Ready<Result<usize>> {
+        ready(self.delete_many_now(keys))
     }
 
     fn contains(&self, key: &str) -> Ready<Result<bool>> {
