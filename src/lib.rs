@@ -65,6 +65,7 @@ pub mod metrics;
 mod pattern;
 pub mod policies;
 mod refresh;
+mod removal;
 mod singleflight;
 mod store;
 pub mod stores;
@@ -79,6 +80,7 @@ pub use policies::{LruPolicy, Policy, S3FifoPolicy, TtlPolicy};
 #[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
 pub use refresh::TokioRuntime;
 pub use refresh::{BoxFuture, RefreshLoader, RefreshOptions, Runtime};
+pub use removal::{RemovalListener, RemovalReason};
 pub use store::{CacheStore, MAX_KEY_LEN, Metadata, SetOptions};
 pub use stores::MemoryStore;
 pub use stores::dyn_store::{DynCacheStore, DynFuture, DynLoader, DynRefreshLoader};

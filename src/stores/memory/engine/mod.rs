@@ -58,6 +58,7 @@ use crate::key::Key;
 use crate::metrics::{Counters, ReadCounters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
+use crate::removal::RemovalReason;
 use crate::store::{Metadata, SetOptions, check_metadata, check_set_options};
 
 pub(crate) use expiry::RECLAIM_PER_WRITE;
@@ -100,6 +101,11 @@ pub(crate) struct Removals<V> {
 impl<V> Removals<V> {
     pub fn new() -> Self {
         Removals { inline: [const { None }; 2], len: 0, spill: Vec::new() }
+    }
+
+    /// The entries, in the order they were removed.
+    pub fn into_entries(self) -> impl Iterator<Item = Removed<V>> {
+        self.inline.into_iter().flatten().chain(self.spill)
     }
 
     fn push(&mut self, removed: Removed<V>) {
@@ -154,6 +160,12 @@ pub(crate) struct Engine<V> {
     clock: Clock,
     pub counters: Counters,
     reads: ReadCounters,
+    /// Whether the store has a removal listener: the entries removed where
+    /// no caller takes them (an expired entry a read or a walk found) are
+    /// then kept in `orphans` for the store to hand over after the lock,
+    /// instead of being dropped on the spot.
+    listening: bool,
+    orphans: Vec<Removed<V>>,
 }
 
 impl<V> Engine<V> {
@@ -187,12 +199,43 @@ impl<V> Engine<V> {
             clock,
             counters: Counters::default(),
             reads: ReadCounters::default(),
+            listening: false,
+            orphans: Vec::new(),
         };
         if adaptive {
             engine.adaptive = Adaptive::new(1).map(|(adaptive, _)| adaptive);
         }
         engine.set_max_size(policy.max_size().unwrap_or(usize::MAX));
         engine
+    }
+
+    /// Keeps every entry removed where no caller takes it for
+    /// [`take_orphans`](Self::take_orphans) (the store has a removal listener).
+    pub fn keep_orphans(&mut self) {
+        self.listening = true;
+    }
+
+    /// Whether entries removed by the last calls wait in
+    /// [`take_orphans`](Self::take_orphans).
+    #[inline(always)]
+    pub fn has_orphans(&self) -> bool {
+        !self.orphans.is_empty()
+    }
+
+    /// The entries removed where no caller took them, since the last call.
+    pub fn take_orphans(&mut self) -> Vec<Removed<V>> {
+        std::mem::take(&mut self.orphans)
+    }
+
+    /// Disposes of an entry removed where no caller takes it: kept for the
+    /// store's removal listener, or dropped now.
+    #[inline]
+    pub(super) fn discard(&mut self, removed: Removed<V>) {
+        if self.listening {
+            self.orphans.push(removed);
+        } else {
+            drop(removed);
+        }
     }
 
     /// Narrows the capacity, for one shard of a sharded store (before any entry is set).
@@ -292,7 +335,7 @@ impl<V> Engine<V> {
                 let removed = self.expire(id, hash);
                 // Counted before the value is dropped: its Drop may panic.
                 self.reads.count_exclusive(false);
-                drop(removed);
+                self.discard(removed);
                 return None;
             }
             Some(id) => {
@@ -318,7 +361,8 @@ impl<V> Engine<V> {
     fn live_slot(&mut self, key: Key<'_>, hash: u64) -> Option<u32> {
         let id = self.find(hash, &key)?;
         if self.has_expired(id, None) {
-            drop(self.expire(id, hash));
+            let removed = self.expire(id, hash);
+            self.discard(removed);
             return None;
         }
         Some(id)
@@ -421,11 +465,12 @@ impl<V> Engine<V> {
         self.cancel_load(&key, None);
         let id = self.find(hash, &key)?;
         if self.has_expired(id, None) {
-            drop(self.expire(id, hash));
+            let removed = self.expire(id, hash);
+            self.discard(removed);
             return None;
         }
         self.counters.deletes += 1;
-        Some(self.remove_slot(id, hash))
+        Some(self.remove_slot(id, hash, RemovalReason::Deleted))
     }
 
     pub fn contains(&mut self, key: Key<'_>, hash: u64) -> bool {
@@ -459,11 +504,13 @@ impl<V> Engine<V> {
             if self.has_expired(id, Some(now)) {
                 expired.push(self.expire(id, hash));
             } else {
-                removed.push(self.remove_slot(id, hash));
+                removed.push(self.remove_slot(id, hash, RemovalReason::Invalidated));
             }
         }
         self.counters.deletes += removed.len() as u64;
-        drop(expired);
+        for gone in expired {
+            self.discard(gone);
+        }
         removed
     }
 
@@ -513,11 +560,12 @@ impl<V> Engine<V> {
         }
         self.expiries.clear();
         self.evicted_once = false;
-        self.slab.take_all()
+        self.slab.take_all(RemovalReason::Cleared)
     }
 
-    /// Takes slot `id` (filed under `hash`) out of every structure and frees it.
-    fn remove_slot(&mut self, id: u32, hash: u64) -> Removed<V> {
+    /// Takes slot `id` (filed under `hash`) out of every structure and frees
+    /// it; its entry, leaving for `reason`.
+    fn remove_slot(&mut self, id: u32, hash: u64, reason: RemovalReason) -> Removed<V> {
         if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
             entry.remove();
         }
@@ -526,7 +574,7 @@ impl<V> Engine<V> {
         if !self.fresh.is_empty() {
             self.fresh.remove(&id);
         }
-        self.slab.remove(id)
+        self.slab.remove(id, reason)
     }
 }
 

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use super::slab::{MAIN, NIL, Removed, SMALL};
 use super::{Engine, Kind};
+use crate::removal::RemovalReason;
 use crate::stores::memory::fifo_ghost::FifoGhost;
 use crate::stores::memory::ghost::BucketGhost;
 use crate::stores::memory::shadow::{self, Sampler, Setting};
@@ -258,7 +259,7 @@ impl<V> Engine<V> {
             return None;
         }
         let hash = self.hash(&self.slab[id].key);
-        Some(self.remove_slot(id, hash))
+        Some(self.remove_slot(id, hash, RemovalReason::Evicted))
     }
 
     /// S3-FIFO (Yang et al., SOSP 2023): new keys enter the small queue; its
@@ -289,7 +290,7 @@ impl<V> Engine<V> {
                 if !from_main {
                     self.ghost.insert(hash);
                 }
-                return Some(self.remove_slot(id, hash));
+                return Some(self.remove_slot(id, hash, RemovalReason::Evicted));
             }
         }
     }
@@ -319,7 +320,7 @@ impl<V> Engine<V> {
             let sketch = &self.adaptive.as_ref().expect("the adaptive policy").sketch;
             if sketch.frequency(hash) > sketch.frequency(victim_hash) {
                 self.evicted_once = true;
-                return (MAIN, Some(self.remove_slot(victim, victim_hash)));
+                return (MAIN, Some(self.remove_slot(victim, victim_hash, RemovalReason::Evicted)));
             }
             return (SMALL, self.evict_adaptive());
         }
@@ -371,7 +372,7 @@ impl<V> Engine<V> {
                     return None;
                 }
                 let (id, hash) = self.main_victim();
-                return Some(self.remove_slot(id, hash));
+                return Some(self.remove_slot(id, hash, RemovalReason::Evicted));
             }
             let id = small.tail;
             let hash = self.hash(&self.slab[id].key);
@@ -381,7 +382,7 @@ impl<V> Engine<V> {
                 self.slab.move_to(id, MAIN);
             } else {
                 self.adaptive.as_mut().expect("the adaptive policy").ghost.insert(hash);
-                return Some(self.remove_slot(id, hash));
+                return Some(self.remove_slot(id, hash, RemovalReason::Evicted));
             }
         }
     }
