@@ -76,7 +76,7 @@ pub use clock::{Clock, ManualClock};
 pub use errors::{CacheError, DynError, ErrorKind, Result};
 pub use metrics::CacheStats;
 pub use pattern::{MAX_PATTERN_LEN, Pattern, escape_pattern};
-pub use policies::{LruPolicy, Policy, S3FifoPolicy, TtlPolicy};
+pub use policies::{LruPolicy, MAX_IDLE, Policy, S3FifoPolicy, TtlPolicy};
 #[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
 pub use refresh::TokioRuntime;
 pub use refresh::{BoxFuture, RefreshLoader, RefreshOptions, Runtime};

@@ -40,6 +40,10 @@ pub struct SetOptions {
     pub ttl: Option<Duration>,
     /// Metadata stored with the entry; `None` stores none.
     pub metadata: Option<Metadata>,
+    /// Time-to-idle: the entry leaves after this long without a read, or at
+    /// its TTL, whichever comes first; `None` takes the policy's default (if
+    /// any). See [`idle`](Self::idle).
+    pub idle: Option<Duration>,
 }
 
 impl SetOptions {
@@ -57,6 +61,36 @@ impl SetOptions {
     /// The entry carries `metadata`.
     pub fn metadata(mut self, metadata: Metadata) -> Self {
         self.metadata = Some(metadata);
+        self
+    }
+
+    /// The entry leaves after `idle` without a read, or at its TTL,
+    /// whichever comes first (moka's `time_to_idle`, per entry). A read is a
+    /// `get` hit or a `get_or_set`/`get_or_refresh` hit; `contains` and
+    /// `get_metadata` are not (as moka; lru-cache's `has` does not either).
+    /// A `set` starts the idle clock again. `idle` must be greater than zero
+    /// and at most [`MAX_IDLE`](crate::policies::MAX_IDLE): a `set` with any
+    /// other is [`CacheError::Policy`] and changes nothing.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheStore, LruPolicy, ManualClock, MemoryStore, SetOptions};
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let clock = ManualClock::new();
+    /// let store = MemoryStore::builder(LruPolicy::new(100)?).clock(clock.clone()).build();
+    /// let options = SetOptions::new().ttl(Duration::from_secs(60)).idle(Duration::from_secs(10));
+    /// store.set("session", 1, options).await?;
+    /// clock.advance(Duration::from_secs(8));
+    /// assert_eq!(store.get("session").await?, Some(1)); // a read: 10 s more
+    /// clock.advance(Duration::from_secs(8));
+    /// assert_eq!(store.get("session").await?, Some(1));
+    /// clock.advance(Duration::from_secs(10));
+    /// assert_eq!(store.get("session").await?, None); // 10 s without a read
+    /// # Ok(()) }
+    /// ```
+    pub fn idle(mut self, idle: Duration) -> Self {
+        self.idle = Some(idle);
         self
     }
 }
@@ -304,6 +338,9 @@ pub(crate) fn effective_ttl(own: Option<Duration>, default: Option<Duration>) ->
 pub(crate) fn check_set_options(options: &SetOptions, default_ttl: Option<Duration>) -> Result<Option<Duration>> {
     if let Some(metadata) = &options.metadata {
         check_metadata(metadata)?;
+    }
+    if let Some(idle) = options.idle {
+        crate::policies::check_idle(idle)?;
     }
     effective_ttl(options.ttl, default_ttl)
 }
