@@ -5,7 +5,7 @@
 //! over Redis (on real servers) with the `redis` feature.
 //!
 //! The cases are grouped in lists, one file each under tests/store_suite/
-//! (`basics`, `read_through`, `refresh`); a new group is one more file and one more
+//! (`basics`, `read_through`, `refresh`, `tags`); a new group is one more file and one more
 //! list in [`suite!`]'s call at the bottom. Each test is named
 //! `backend::case`.
 //!
@@ -22,6 +22,8 @@ mod read_through;
 #[path = "store_suite/refresh.rs"]
 mod refresh;
 mod support;
+#[path = "store_suite/tags.rs"]
+mod tags;
 
 use std::time::Duration;
 
@@ -255,6 +257,14 @@ suite!(
             a_background_refresh_whose_loader_reads_its_own_key_completes,
             a_refresh_whose_loader_panics_counts_as_failed_and_backs_off,
             a_miss_past_its_soft_timeout_fails_and_the_key_stays_loadable,
+        ],
+        tags: [
+            invalidate_tags_removes_every_entry_carrying_one,
+            tags_follow_replaces_deletes_and_metadata,
+            expired_and_evicted_entries_are_not_counted,
+            bad_tags_change_nothing,
+            a_tagged_load_in_flight_stores_nothing,
+            a_tagged_refresh_in_flight_stores_nothing,
         ],
     },
     backends: {
