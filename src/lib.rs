@@ -69,6 +69,7 @@ mod removal;
 mod singleflight;
 mod store;
 pub mod stores;
+mod tags;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown", feature = "js"))]
 mod wasm;
 
@@ -84,3 +85,4 @@ pub use removal::{RemovalListener, RemovalReason};
 pub use store::{CacheStore, MAX_KEY_LEN, Metadata, SetOptions};
 pub use stores::MemoryStore;
 pub use stores::dyn_store::{DynCacheStore, DynFuture, DynLoader, DynRefreshLoader};
+pub use tags::{MAX_INVALIDATE_TAGS, MAX_TAG_LEN, MAX_TAGS};

@@ -44,6 +44,9 @@ pub struct SetOptions {
     /// its TTL, whichever comes first; `None` takes the policy's default (if
     /// any). See [`idle`](Self::idle).
     pub idle: Option<Duration>,
+    /// The entry's tags, for [`CacheStore::invalidate_tags`] (see
+    /// [`SetOptions::tags`]); empty, the default, for none.
+    pub tags: Vec<String>,
 }
 
 impl SetOptions {
@@ -91,6 +94,26 @@ impl SetOptions {
     /// ```
     pub fn idle(mut self, idle: Duration) -> Self {
         self.idle = Some(idle);
+        self
+    }
+
+    /// The entry carries `tags` (replacing any given before), so that
+    /// [`invalidate_tags`](CacheStore::invalidate_tags) of any one of them
+    /// removes it. At most [`MAX_TAGS`](crate::MAX_TAGS) tags, each non-empty,
+    /// at most [`MAX_TAG_LEN`](crate::MAX_TAG_LEN) bytes, none twice; else
+    /// the call fails with [`CacheError::Policy`] and stores nothing.
+    ///
+    /// ```
+    /// use pepperpy_caching::SetOptions;
+    /// let options = SetOptions::new().tags(["user:42", "team:7"]);
+    /// assert_eq!(options.tags, ["user:42", "team:7"]);
+    /// ```
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags = tags.into_iter().map(Into::into).collect();
         self
     }
 }
@@ -204,6 +227,51 @@ pub trait CacheStore<V>: Send + Sync {
 
     /// Removes every live entry whose key matches the glob `pattern`; how many.
     fn invalidate(&self, pattern: &str) -> impl Future<Output = Result<usize>> + Send;
+
+    /// Removes every live entry that carries at least one of `tags` (given
+    /// by [`SetOptions::tags`]); how many. A tag named twice counts once;
+    /// an invalid tag (empty, longer than [`MAX_TAG_LEN`](crate::MAX_TAG_LEN))
+    /// or more than [`MAX_INVALIDATE_TAGS`](crate::MAX_INVALIDATE_TAGS) tags
+    /// is [`CacheError::Policy`] and removes nothing.
+    ///
+    /// When it returns, no reader sees an entry carrying one of the tags
+    /// that was set before the call, and a tagged load (`get_or_set`,
+    /// `get_or_refresh` with tags in its options) that began before it
+    /// stores nothing (its callers still get the loaded value). On Redis
+    /// this holds for every process sharing the prefix.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, SetOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let store = MemoryStore::new(LruPolicy::new(100)?);
+    /// store.set("page:home", 1, SetOptions::new().tags(["user:42", "team:7"])).await?;
+    /// store.set("page:team", 2, SetOptions::new().tags(["team:7"])).await?;
+    /// store.set("page:about", 3, SetOptions::new()).await?;
+    /// assert_eq!(store.invalidate_tags(&["user:42"]).await?, 1);
+    /// assert_eq!(store.invalidate_tags(&["team:7", "user:42"]).await?, 1);
+    /// assert_eq!(store.keys(None).await?, ["page:about"]);
+    /// # Ok(()) }
+    /// ```
+    fn invalidate_tags(&self, tags: &[&str]) -> impl Future<Output = Result<usize>> + Send;
+
+    /// The tags of the live entry under `key`, in the order they were set:
+    /// `None` when there is no such entry, empty when it has none. Counts
+    /// neither hit nor miss.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, SetOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let store = MemoryStore::new(LruPolicy::new(100)?);
+    /// store.set("page:home", 1, SetOptions::new().tags(["user:42", "team:7"])).await?;
+    /// assert_eq!(store.get_tags("page:home").await?, Some(vec!["user:42".into(), "team:7".into()]));
+    /// store.set("page:home", 2, SetOptions::new()).await?; // a set replaces the tags too
+    /// assert_eq!(store.get_tags("page:home").await?, Some(vec![]));
+    /// assert_eq!(store.get_tags("nothing").await?, None);
+    /// # Ok(()) }
+    /// ```
+    fn get_tags(&self, key: &str) -> impl Future<Output = Result<Option<Vec<String>>>> + Send;
 
     /// The keys of live entries, all or those matching `pattern`, in no
     /// promised order.
@@ -341,6 +409,9 @@ pub(crate) fn check_set_options(options: &SetOptions, default_ttl: Option<Durati
     }
     if let Some(idle) = options.idle {
         crate::policies::check_idle(idle)?;
+    }
+    if !options.tags.is_empty() {
+        crate::tags::check_entry_tags(&options.tags)?;
     }
     effective_ttl(options.ttl, default_ttl)
 }

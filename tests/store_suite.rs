@@ -25,6 +25,8 @@ mod read_through;
 #[path = "store_suite/refresh.rs"]
 mod refresh;
 mod support;
+#[path = "store_suite/tags.rs"]
+mod tags;
 
 use std::time::Duration;
 
@@ -275,6 +277,14 @@ suite!(
             a_background_refresh_whose_loader_reads_its_own_key_completes,
             a_refresh_whose_loader_panics_counts_as_failed_and_backs_off,
             a_miss_past_its_soft_timeout_fails_and_the_key_stays_loadable,
+        ],
+        tags: [
+            invalidate_tags_removes_every_entry_carrying_one,
+            tags_follow_replaces_deletes_and_metadata,
+            expired_and_evicted_entries_are_not_counted,
+            bad_tags_change_nothing,
+            a_tagged_load_in_flight_stores_nothing,
+            a_tagged_refresh_in_flight_stores_nothing,
         ],
     },
     backends: {

@@ -482,6 +482,27 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
         ready(Ok(n))
     }
 
+    fn invalidate_tags(&self, tags: &[&str]) -> Ready<Result<usize>> {
+        // Checked once up front, so a bad tag fails before any shard changes.
+        if let Err(e) = self.reentered("invalidate_tags").and_then(|()| crate::tags::check_invalidate_tags(tags)) {
+            return ready(Err(e));
+        }
+        // As `invalidate`: every shard first, the values dropped after.
+        let mut removed = Vec::new();
+        let n = self.fold(0, |n, engine| {
+            let gone = engine.invalidate_tags(tags);
+            let n = n + gone.len();
+            removed.push(gone);
+            n
+        });
+        self.dispose(removed.into_iter().flatten(), "");
+        ready(Ok(n))
+    }
+
+    fn get_tags(&self, key: &str) -> Ready<Result<Option<Vec<String>>>> {
+        ready(self.checked("get_tags", key).map(|(key, hash)| write(self.shard_of(hash)).get_tags(key, hash)))
+    }
+
     fn keys(&self, pattern: Option<&str>) -> Ready<Result<Vec<String>>> {
         if let Err(e) = self.reentered("keys") {
             return ready(Err(e));
@@ -539,7 +560,7 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
             // Stored only if nothing wrote, deleted, invalidated or cleared
             // the key meanwhile; the callers get the loaded value either way.
             self.lead_load(key, hash, load, |engine, token, loaded| {
-                let still_ours = engine.end_load(key, token);
+                let still_ours = engine.end_load(key, token) && engine.tagged_load_may_store(token, &options.tags);
                 match loaded {
                     Ok(value) if still_ours => engine.set(key, hash, value.clone(), options),
                     _ => Ok(engine::Removals::new()),

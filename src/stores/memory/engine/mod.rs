@@ -47,6 +47,7 @@ mod queues;
 mod slab;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod slab_tests;
+mod tags;
 
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
@@ -146,6 +147,11 @@ pub(crate) struct Engine<V> {
     /// back older data.
     loads: std::collections::HashMap<Box<str>, u64, KeyHasher>,
     next_token: u64,
+    /// The tags of the tagged entries (`tags.rs`); `None` until one is set.
+    tags: Option<Box<tags::TagIndex>>,
+    /// The newest load token when `invalidate_tags` last ran: a tagged load
+    /// with a token up to it began before and stores nothing.
+    tags_cut: u64,
     /// The freshness of the entries `get_or_refresh` stored, by key. Any
     /// other write or removal of the key drops it (the entry is then plain).
     fresh: std::collections::HashMap<u32, Freshness, KeyHasher>,
@@ -194,6 +200,8 @@ impl<V> Engine<V> {
             default_idle: policy.default_idle(),
             loads: std::collections::HashMap::with_hasher(KeyHasher::default()),
             next_token: 0,
+            tags: None,
+            tags_cut: 0,
             fresh: std::collections::HashMap::with_hasher(KeyHasher::default()),
             kind,
             max_size: usize::MAX,
@@ -393,6 +401,7 @@ impl<V> Engine<V> {
         let ttl_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
         let expires_at = idle.map_or(ttl_at, |idle| ttl_at.min(expiry(now, idle)));
         let metadata = options.metadata.map(Box::new);
+        let mut tags = options.tags;
         let mut removed = Removals::new();
         if !self.expiries.is_empty() {
             self.reclaim_expired(now, RECLAIM_PER_WRITE, &mut removed);
@@ -416,6 +425,8 @@ impl<V> Engine<V> {
             let old_metadata = std::mem::replace(&mut slot.metadata, metadata);
             self.start_idle(id, idle, ttl_at, now);
             self.reindex_expiry(id, (old_expiry, old_seq), (expires_at, seq));
+            // Taken: the entry's tags are settled here (none stays empty below).
+            self.retag(id, std::mem::take(&mut tags));
             match self.kind {
                 Kind::S3Fifo => queues::bump(&self.slab[id].freq),
                 Kind::Lru { .. } | Kind::Ttl => self.slab.move_to_head(id),
@@ -442,6 +453,10 @@ impl<V> Engine<V> {
             let list = self.classic_list_for(hash);
             let id = self.insert_new(hash, key, value, metadata, expires_at, list);
             self.start_idle(id, idle, ttl_at, now);
+        }
+        if !tags.is_empty() {
+            let id = self.find(hash, &key).expect("the entry was just set");
+            self.retag(id, tags);
         }
         self.counters.sets += 1;
         Ok(removed)
@@ -566,6 +581,7 @@ impl<V> Engine<V> {
         self.counters.deletes += self.slab.len() as u64;
         self.loads.clear();
         self.fresh.clear();
+        self.tags = None;
         self.index = HashTable::new();
         self.ghost.clear();
         if ADAPTIVE_BUILT && let Some(adaptive) = &mut self.adaptive {
@@ -589,6 +605,9 @@ impl<V> Engine<V> {
             self.fresh.remove(&id);
         }
         self.stop_idle(id);
+        if let Some(index) = self.tags.as_deref_mut() {
+            index.untag(id);
+        }
         self.slab.remove(id, reason)
     }
 }
@@ -682,6 +701,7 @@ impl<V> Engine<V> {
         assert_eq!(self.expiries, expected, "expiry index out of step with the entries");
         self.validate_idle();
         self.validate_queues();
+        self.validate_tags();
     }
 }
 
