@@ -596,3 +596,33 @@ fn huge_weights_do_not_wrap() {
     assert_eq!(engine.stats().evictions, 1);
     engine.validate();
 }
+
+/// The removal listener hears every entry a weighed set removed: the old
+/// value of a key that grew (replaced) and each entry evicted for it.
+#[test]
+fn the_listener_hears_a_heavy_set_and_its_evictions() {
+    use super::MemoryStore;
+    use crate::removal::RemovalReason;
+    use crate::store::CacheStore;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let store = MemoryStore::<u32>::builder(LruPolicy::new(10).unwrap())
+        .weigher(|_: &str, v: &u32| u64::from(*v))
+        .on_remove(move |key: &str, value, reason| log.lock().unwrap().push((key.to_string(), value, reason)))
+        .build();
+    for key in ["a", "b", "c"] {
+        store.set(key, 3, SetOptions::new()).into_inner().unwrap();
+    }
+    store.set("c", 9, SetOptions::new()).into_inner().unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        *seen,
+        [
+            ("c".to_string(), 3, RemovalReason::Replaced),
+            ("a".to_string(), 3, RemovalReason::Evicted),
+            ("b".to_string(), 3, RemovalReason::Evicted),
+        ]
+    );
+    assert_eq!(store.keys(None).into_inner().unwrap(), ["c"]);
+    assert_eq!(store.stats().total_weight, 9);
+}
