@@ -181,7 +181,9 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
     ///   nothing is evicted for it and the store is left as it was (the
     ///   key's old entry too). A weight of 0 is allowed: such an entry makes
     ///   no room and takes none.
-    /// - A weight is taken once, when the entry is set; it is not taken again.
+    /// - A weight is taken when the entry is set and never again (`set_many`
+    ///   weighs each entry twice: it checks the whole batch fits before it
+    ///   writes any).
     /// - The weigher runs under the shard's lock, before anything changes:
     ///   if it panics, the `set` panics and the store is as it was; if it
     ///   calls the same store, that call fails with

@@ -626,3 +626,19 @@ fn the_listener_hears_a_heavy_set_and_its_evictions() {
     assert_eq!(store.keys(None).into_inner().unwrap(), ["c"]);
     assert_eq!(store.stats().total_weight, 9);
 }
+
+/// A batch with one entry too heavy writes nothing.
+#[test]
+fn set_many_with_a_too_heavy_entry_writes_nothing() {
+    use super::MemoryStore;
+    use crate::store::CacheStore;
+    let store =
+        MemoryStore::<u32>::builder(LruPolicy::new(10).unwrap()).weigher(|_: &str, v: &u32| u64::from(*v)).build();
+    store.set("a", 4, SetOptions::new()).into_inner().unwrap();
+    let err = store.set_many(vec![("b", 3), ("c", 11), ("d", 2)], SetOptions::new()).into_inner().unwrap_err();
+    assert!(matches!(err, CacheError::EntryTooLarge { weight: 11, .. }), "{err}");
+    assert_eq!(store.keys(None).into_inner().unwrap(), ["a"]);
+    assert_eq!((store.stats().sets, store.stats().total_weight), (1, 4));
+    store.set_many(vec![("b", 3), ("d", 2)], SetOptions::new()).into_inner().unwrap();
+    assert_eq!(store.stats().total_weight, 9);
+}

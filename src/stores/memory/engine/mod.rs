@@ -293,6 +293,20 @@ impl<V> Engine<V> {
         }
     }
 
+    /// Whether the engine weighs its entries.
+    pub fn weighs(&self) -> bool {
+        self.weigher.is_some()
+    }
+
+    /// Fails as `set` would if `value` under `key` weighs more than the
+    /// capacity (a batch checks every entry before it writes any).
+    pub fn check_weight(&self, key: &str, value: &V) -> Result<()> {
+        match &self.weigher {
+            None => Ok(()),
+            Some(weigher) => self.checked_weight(weigher, key, value).map(drop),
+        }
+    }
+
     #[inline(never)]
     fn checked_weight(&self, weigher: &Weigher<V>, key: &str, value: &V) -> Result<u64> {
         let weight = weigher(key, value);
