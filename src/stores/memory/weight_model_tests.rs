@@ -642,3 +642,43 @@ fn set_many_with_a_too_heavy_entry_writes_nothing() {
     store.set_many(vec![("b", 3), ("d", 2)], SetOptions::new()).into_inner().unwrap();
     assert_eq!(store.stats().total_weight, 9);
 }
+
+/// Threads setting, reading and deleting weighted entries at once, on a
+/// sharded store: the total stays within the capacity and equals the sum of
+/// the weights held.
+#[test]
+fn concurrent_weighted_writes_keep_the_total() {
+    use super::MemoryStore;
+    use crate::store::CacheStore;
+    for policy in [Policy::from(S3FifoPolicy::new(4_000).unwrap()), LruPolicy::new(4_000).unwrap().into()] {
+        let store = Arc::new(
+            MemoryStore::<u32>::builder(policy).weigher(|_: &str, v: &u32| u64::from(*v % 97)).shards(4).build(),
+        );
+        std::thread::scope(|scope| {
+            for t in 0..4u32 {
+                let store = Arc::clone(&store);
+                scope.spawn(move || {
+                    let mut x = t.wrapping_mul(2_654_435_761).wrapping_add(1);
+                    for _ in 0..20_000 {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        let key = format!("k{}", x % 3_000);
+                        match x % 7 {
+                            0 => drop(store.delete(&key).into_inner().unwrap()),
+                            1 | 2 => drop(store.get(&key).into_inner().unwrap()),
+                            _ => store.set(&key, x, SetOptions::new()).into_inner().unwrap(),
+                        }
+                    }
+                });
+            }
+        });
+        let keys = store.keys(None).into_inner().unwrap();
+        let sum: u64 = keys.iter().map(|k| u64::from(store.get(k).into_inner().unwrap().unwrap() % 97)).sum();
+        assert_eq!(store.stats().total_weight, sum);
+        assert!(sum <= 4_000, "{sum}");
+        for shard in store.shards.iter() {
+            super::reentry::read(shard).validate();
+        }
+    }
+}
