@@ -102,12 +102,18 @@ function timeoutError(key, what, after) {
 
 function tooLargeError(key, size, maxSize) {
   return new CacheEntryTooLargeError(
-    `the entry ${shownKey(key)} has a size of ${size}, more than the store's maxSize of ${maxSize}: refused, the store is unchanged`,
+    `the entry ${shownKey(key)} has a size of ${size}, more than the store's maxSize of ${maxSize}`,
   );
 }
 
-function unsizedError() {
-  return new CachePolicyError("size needs a store with maxSize (new MemoryStore({ policy, maxSize, sizeCalculation }))");
+function unsizedError(what) {
+  return new CachePolicyError(`${what} needs the store's maxSize`);
+}
+
+/** `size` if it is a positive (safe) integer; else a CachePolicyError naming `what`. */
+function positiveSize(size, what) {
+  if (Number.isSafeInteger(size) && size > 0) return size;
+  throw new CachePolicyError(`${what} must be a positive integer, got ${describe(size)}`);
 }
 
 function noRoom() {

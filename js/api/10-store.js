@@ -98,17 +98,14 @@ class MemoryStore {
 
   /** Reads the store's `maxSize` and `sizeCalculation` (lru-cache's rules). */
   #sized(maxSize, sizeCalculation) {
-    if (maxSize !== undefined && !(Number.isSafeInteger(maxSize) && maxSize > 0)) {
-      throw new CachePolicyError(`invalid policy: the store's maxSize must be a positive integer, got ${describe(maxSize)}`);
-    }
     if (sizeCalculation !== undefined) {
       if (typeof sizeCalculation !== "function") {
         throw new CachePolicyError(`sizeCalculation must be a function (value, key) => size, got ${describe(sizeCalculation)}`);
       }
-      if (maxSize === undefined) throw new CachePolicyError("sizeCalculation needs the store's maxSize");
+      if (maxSize === undefined) throw unsizedError("sizeCalculation");
     }
     if (maxSize === undefined) return;
-    this.#maxSize = maxSize;
+    this.#maxSize = positiveSize(maxSize, "the store's maxSize");
     this.#sizeCalc = sizeCalculation;
     this.#sizes = [];
   }
@@ -121,20 +118,9 @@ class MemoryStore {
   #sizeOf(key, value, size) {
     // A bad key fails as one before the caller's sizeCalculation runs.
     checkKey(key);
-    if (size !== undefined) {
-      if (!(Number.isSafeInteger(size) && size > 0)) {
-        throw new CachePolicyError(`size must be a positive integer, got ${describe(size)}`);
-      }
-    } else if (this.#sizeCalc !== undefined) {
-      size = this.#sizeCalc(value, key);
-      if (!(Number.isSafeInteger(size) && size > 0)) {
-        throw new CachePolicyError(`sizeCalculation must return a positive integer, got ${describe(size)}`);
-      }
-    } else {
-      throw new CachePolicyError(
-        "a store with maxSize needs each entry's size: give the store a sizeCalculation or set() a { size }",
-      );
-    }
+    if (size !== undefined) positiveSize(size, "size");
+    else if (this.#sizeCalc !== undefined) size = positiveSize(this.#sizeCalc(value, key), "sizeCalculation's result");
+    else throw new CachePolicyError("a store with maxSize needs each entry's size: a sizeCalculation or set's { size }");
     if (size > this.#maxSize) throw tooLargeError(key, size, this.#maxSize);
     return size;
   }
@@ -583,7 +569,7 @@ class MemoryStore {
   #put(key, value, ttl, meta, later, fresh, size) {
     // The caller's sizeCalculation runs first: if it throws, nothing changed.
     if (this.#maxSize !== undefined) size = this.#sizeOf(key, value, size);
-    else if (size !== undefined) throw unsizedError();
+    else if (size !== undefined) throw unsizedError("size");
     if (ttl !== undefined) this.#expiring = true;
     const now = this.#time();
     // Nothing of the caller's runs from here to the end of the call into

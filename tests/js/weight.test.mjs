@@ -162,7 +162,7 @@ describe("maxSize options follow lru-cache's rules", () => {
     store.setSync("a", 1, { size: 3 });
     assert.equal(store.getStats().totalWeight, 3);
     const unsized = new MemoryStore({ policy: lru() });
-    assert.throws(() => unsized.setSync("a", 1, { size: 1 }), /size needs a store with maxSize/);
+    assert.throws(() => unsized.setSync("a", 1, { size: 1 }), /size needs the store's maxSize/);
     assert.equal(unsized.size, 0);
     assert.equal(unsized.getStats().totalWeight, 0);
   });
@@ -186,7 +186,7 @@ describe("maxSize options follow lru-cache's rules", () => {
     assert.throws(() => store.setSync("a", 9), /boom/);
     assert.throws(() => store.setSync("c", 9), /boom/);
     mode = "bad";
-    assert.throws(() => store.setSync("c", 9), /sizeCalculation must return a positive integer, got 0/);
+    assert.throws(() => store.setSync("c", 9), /sizeCalculation's result must be a positive integer, got 0/);
     assert.deepEqual(snapshot(store), before);
     mode = "ok";
     store.setSync("c", 9);
