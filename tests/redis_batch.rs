@@ -235,3 +235,63 @@ async fn a_batch_on_a_server_gone_fails_and_counts_nothing() {
         .await;
     }
 }
+
+/// The speed of a batch against single calls, in memory and on a single
+/// Redis: `cargo test --release --features redis,tokio --test redis_batch
+/// -- --ignored --nocapture`. Prints ns per key; asserts nothing about speed.
+#[tokio::test]
+#[ignore]
+async fn measure_get_many_against_single_gets() {
+    use pepperpy_caching::{S3FifoPolicy, stores::MemoryStore};
+    use std::time::Instant;
+    let keys = keys(100);
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let entries = || refs.iter().map(|k| (*k, k.to_string())).collect::<Vec<_>>();
+    for (name, policy, shards) in [
+        ("memory LRU", Policy::from(LruPolicy::new(10_000).unwrap()), 1),
+        ("memory S3-FIFO, 8 shards", Policy::from(S3FifoPolicy::new(10_000).unwrap()), 8),
+    ] {
+        let store = MemoryStore::<String>::builder(policy).shards(shards).build();
+        store.set_many(entries(), SetOptions::new()).await.unwrap();
+        let rounds = 20_000;
+        let (mut single, mut batch) = (f64::MAX, f64::MAX);
+        for _ in 0..5 {
+            let started = Instant::now();
+            for _ in 0..rounds {
+                for key in &refs {
+                    std::hint::black_box(store.get(key).into_inner().unwrap());
+                }
+            }
+            single = single.min(started.elapsed().as_nanos() as f64 / (rounds * 100) as f64);
+            let started = Instant::now();
+            for _ in 0..rounds {
+                std::hint::black_box(store.get_many(&refs).into_inner().unwrap());
+            }
+            batch = batch.min(started.elapsed().as_nanos() as f64 / (rounds * 100) as f64);
+        }
+        println!("{name}: 100 gets {single:.1} ns/key, get_many(100) {batch:.1} ns/key, ratio {:.2}", single / batch);
+    }
+    let server = RedisServer::start();
+    for (name, policy) in [("redis", None), ("redis LRU", Some(Policy::from(LruPolicy::new(10_000).unwrap())))] {
+        let store: RedisStore<String> = redis_store(&server, "speed:", policy).await;
+        store.set_many(entries(), SetOptions::new()).await.unwrap();
+        let rounds = 50;
+        let (mut single, mut batch) = (f64::MAX, f64::MAX);
+        for _ in 0..3 {
+            let started = Instant::now();
+            for _ in 0..rounds {
+                for key in &refs {
+                    std::hint::black_box(store.get(key).await.unwrap());
+                }
+            }
+            single = single.min(started.elapsed().as_nanos() as f64 / (rounds * 100) as f64);
+            let started = Instant::now();
+            for _ in 0..rounds {
+                std::hint::black_box(store.get_many(&refs).await.unwrap());
+            }
+            batch = batch.min(started.elapsed().as_nanos() as f64 / (rounds * 100) as f64);
+        }
+        println!("{name}: 100 gets {single:.0} ns/key, get_many(100) {batch:.0} ns/key, ratio {:.1}", single / batch);
+        store.clear().await.unwrap();
+    }
+}
