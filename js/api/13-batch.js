@@ -11,10 +11,17 @@
 // JS store has no locks or round trips to save: a batch costs what its
 // single calls cost. Installed on MemoryStore's prototype, as the walks are.
 
-/** `keys` as an array, every key checked (`what` names the call). */
-function checkedKeys(keys, what) {
+/**
+ * `keys` as an array, every key checked (`what` names the call): a key the
+ * store holds was checked when it was stored.
+ */
+function checkedKeys(store, keys, what) {
   const list = Array.isArray(keys) ? keys : iterableOrThrow(keys, what, "an array of keys");
-  for (let i = 0; i < list.length; i++) checkKey(list[i]);
+  const ids = inside.ids(store);
+  for (let i = 0; i < list.length; i++) {
+    const key = list[i];
+    if (!ids.has(key)) checkKey(key);
+  }
   return list;
 }
 
@@ -27,21 +34,19 @@ function iterableOrThrow(items, what, expected) {
 }
 
 /**
- * Runs `step(i)` for each i < n; if one throws (a removal listener's error,
- * a trap), the others still run and the first error is thrown after them,
- * as a call's removal notices are delivered (`#notify`).
+ * After `step(failed)` threw `error`: runs `step(i)` for the rest, then
+ * throws that first error. A removal listener's error (or a trap) does not
+ * cut a batch short, as a call's removal notices are all delivered (`#notify`).
  */
-function eachThenThrow(n, step) {
-  let failed = false;
-  let error;
-  for (let i = 0; i < n; i++) {
+function finishThenThrow(n, failed, error, step) {
+  for (let i = failed + 1; i < n; i++) {
     try {
       step(i);
-    } catch (e) {
-      if (!failed) [failed, error] = [true, e];
+    } catch {
+      // Only the first error is thrown.
     }
   }
-  if (failed) throw error;
+  throw error;
 }
 
 const batch = {
@@ -55,12 +60,18 @@ const batch = {
 
   /** {@link getMany} without the Promise. */
   getManySync(keys) {
-    const list = checkedKeys(keys, "getMany");
+    const list = checkedKeys(this, keys, "getMany");
     inside.live(this);
-    const values = new Array(list.length);
-    eachThenThrow(list.length, (i) => {
-      values[i] = this.getSync(list[i]);
-    });
+    const n = list.length;
+    const values = new Array(n);
+    let i = 0;
+    try {
+      for (; i < n; i++) values[i] = this.getSync(list[i]);
+    } catch (error) {
+      finishThenThrow(n, i, error, (j) => {
+        values[j] = this.getSync(list[j]);
+      });
+    }
     return values;
   },
 
@@ -94,7 +105,13 @@ const batch = {
       shared = { ttl: setOptions.ttl, metadata: setOptions.meta };
     }
     inside.live(this);
-    eachThenThrow(pairs.length, (i) => this.setSync(pairs[i][0], pairs[i][1], shared));
+    const n = pairs.length;
+    let i = 0;
+    try {
+      for (; i < n; i++) this.setSync(pairs[i][0], pairs[i][1], shared);
+    } catch (error) {
+      finishThenThrow(n, i, error, (j) => this.setSync(pairs[j][0], pairs[j][1], shared));
+    }
   },
 
   /** Removes every key of `keys`; how many live entries were there (a key given twice counts once). */
@@ -104,12 +121,19 @@ const batch = {
 
   /** {@link deleteMany} without the Promise. */
   deleteManySync(keys) {
-    const list = checkedKeys(keys, "deleteMany");
+    const list = checkedKeys(this, keys, "deleteMany");
     inside.live(this);
+    const n = list.length;
     let removed = 0;
-    eachThenThrow(list.length, (i) => {
-      if (this.deleteSync(list[i])) removed++;
-    });
+    let i = 0;
+    const step = (j) => {
+      if (this.deleteSync(list[j])) removed++;
+    };
+    try {
+      for (; i < n; i++) step(i);
+    } catch (error) {
+      finishThenThrow(n, i, error, step);
+    }
     return removed;
   },
 };
