@@ -16,7 +16,8 @@
  * store holds was checked when it was stored.
  */
 function checkedKeys(store, keys, what) {
-  const list = Array.isArray(keys) ? keys : iterableOrThrow(keys, what, "an array of keys");
+  // A copy: what is checked is what is used, whatever a listener does to `keys` meanwhile.
+  const list = Array.isArray(keys) ? keys.slice() : iterableOrThrow(keys, what, "an array of keys");
   const ids = inside.ids(store);
   for (let i = 0; i < list.length; i++) {
     const key = list[i];

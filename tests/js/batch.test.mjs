@@ -170,3 +170,18 @@ test("a disposed store refuses batches, empty ones too", async () => {
   await assert.rejects(store.setMany([]), CacheError);
   await assert.rejects(store.deleteMany([]), CacheError);
 });
+
+test("a listener that changes the keys array mid-batch changes nothing of the batch", () => {
+  const clock = new ManualClock();
+  const keys = ["a", "b"];
+  const store = lru(100, {
+    clock,
+    onRemove() {
+      keys[1] = ""; // a bad key, after the check
+    },
+  });
+  store.setSync("a", 1, { ttl: 1 });
+  store.setSync("b", 2);
+  clock.advance(2000);
+  assert.deepEqual(store.getManySync(keys), [undefined, 2], "the keys as they were when checked");
+});
