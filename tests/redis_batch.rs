@@ -354,4 +354,38 @@ async fn measure_get_many_against_single_gets() {
         println!("{name}: 100 sets {single:.0} ns/key, set_many(100) {batch:.0} ns/key, ratio {:.1}", single / batch);
         store.clear().await.unwrap();
     }
+    // A cluster: 1,000 keys over 16 buckets (a pipeline each, all at once,
+    // over 3 masters) against the same keys in 1 bucket (one pipeline to
+    // one master), and 100 single gets.
+    let cluster = RedisCluster::shared();
+    let keys = self::keys(1_000);
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let mut per_batch = Vec::new();
+    for buckets in [16, 1] {
+        let store = RedisStore::<String>::cluster_builder(cluster.urls())
+            .prefix(format!("speed{buckets}:"))
+            .buckets(buckets)
+            .build()
+            .await
+            .unwrap();
+        store.set_many(refs.iter().map(|k| (*k, k.to_string())).collect(), SetOptions::new()).await.unwrap();
+        let rounds = 20;
+        let mut batch = f64::MAX;
+        for _ in 0..3 {
+            let started = Instant::now();
+            for _ in 0..rounds {
+                std::hint::black_box(store.get_many(&refs).await.unwrap());
+            }
+            batch = batch.min(started.elapsed().as_nanos() as f64 / rounds as f64 / 1e3);
+        }
+        let started = Instant::now();
+        for key in &refs[..100] {
+            std::hint::black_box(store.get(key).await.unwrap());
+        }
+        let single = started.elapsed().as_nanos() as f64 / 100.0 / 1e3;
+        println!("cluster, {buckets} buckets: get_many(1,000) {batch:.0} us, a single get {single:.0} us");
+        per_batch.push(batch);
+        store.clear().await.unwrap();
+    }
+    println!("cluster: 16 buckets / 1 bucket, time of get_many(1,000): {:.2}", per_batch[0] / per_batch[1]);
 }
