@@ -4,10 +4,9 @@
 //! RedisStore, RedisStore on a Redis Cluster, NearCache and the dyn store
 //! over Redis (on real servers) with the `redis` feature.
 //!
-//! The cases are grouped in lists, one file each under tests/store_suite/
-//! (`basics`, `batch`, `read_through`, `refresh`); a new group is one more file and one more
-//! list in [`suite!`]'s call at the bottom. Each test is named
-//! `backend::case`.
+//! The cases are grouped in lists, one file per group under
+//! tests/store_suite/; a new group is one more file and one more list in
+//! [`suite!`]'s call at the bottom. Each test is named `backend::case`.
 //!
 //! A [`Backend`] makes stores and makes time pass: the memory backends move a
 //! `ManualClock` and never sleep; the Redis backends sleep, so their TTLs are
@@ -19,11 +18,15 @@
 mod basics;
 #[path = "store_suite/batch.rs"]
 mod batch;
+#[path = "store_suite/idle.rs"]
+mod idle;
 #[path = "store_suite/read_through.rs"]
 mod read_through;
 #[path = "store_suite/refresh.rs"]
 mod refresh;
 mod support;
+#[path = "store_suite/tags.rs"]
+mod tags;
 
 use std::time::Duration;
 
@@ -252,6 +255,15 @@ suite!(
             a_loaded_value_is_stored_with_the_options_ttl_and_metadata,
             a_load_never_writes_over_a_write_made_while_it_ran,
         ],
+        idle: [
+            an_idle_entry_lives_while_read_and_leaves_when_not,
+            the_ttl_or_the_idle_time_whichever_comes_first,
+            contains_and_get_metadata_are_not_reads,
+            the_policy_gives_a_default_idle_time,
+            a_set_starts_the_idle_clock_again_and_may_drop_it,
+            get_or_set_hits_are_reads,
+            a_zero_or_absurd_idle_time_changes_nothing,
+        ],
         refresh: [
             a_fresh_value_is_served_without_a_load,
             a_stale_value_is_served_at_once_while_one_refresh_runs,
@@ -265,6 +277,14 @@ suite!(
             a_background_refresh_whose_loader_reads_its_own_key_completes,
             a_refresh_whose_loader_panics_counts_as_failed_and_backs_off,
             a_miss_past_its_soft_timeout_fails_and_the_key_stays_loadable,
+        ],
+        tags: [
+            invalidate_tags_removes_every_entry_carrying_one,
+            tags_follow_replaces_deletes_and_metadata,
+            expired_and_evicted_entries_are_not_counted,
+            bad_tags_change_nothing,
+            a_tagged_load_in_flight_stores_nothing,
+            a_tagged_refresh_in_flight_stores_nothing,
         ],
     },
     backends: {

@@ -69,6 +69,10 @@ pub trait DynCacheStore<V>: Send + Sync {
     fn update_metadata_dyn<'a>(&'a self, key: &'a str, metadata: Metadata) -> DynFuture<'a, Result<bool>>;
     /// [`CacheStore::invalidate`].
     fn invalidate_dyn<'a>(&'a self, pattern: &'a str) -> DynFuture<'a, Result<usize>>;
+    /// [`CacheStore::invalidate_tags`].
+    fn invalidate_tags_dyn<'a>(&'a self, tags: &'a [&'a str]) -> DynFuture<'a, Result<usize>>;
+    /// [`CacheStore::get_tags`].
+    fn get_tags_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<Option<Vec<String>>>>;
     /// [`CacheStore::keys`].
     fn keys_dyn<'a>(&'a self, pattern: Option<&'a str>) -> DynFuture<'a, Result<Vec<String>>>;
     /// [`CacheStore::size`].
@@ -125,6 +129,12 @@ impl<V: Send + 'static, S: CacheStore<V> + 'static> DynCacheStore<V> for S {
     }
     fn invalidate_dyn<'a>(&'a self, pattern: &'a str) -> DynFuture<'a, Result<usize>> {
         Box::pin(self.invalidate(pattern))
+    }
+    fn invalidate_tags_dyn<'a>(&'a self, tags: &'a [&'a str]) -> DynFuture<'a, Result<usize>> {
+        Box::pin(self.invalidate_tags(tags))
+    }
+    fn get_tags_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<Option<Vec<String>>>> {
+        Box::pin(self.get_tags(key))
     }
     fn keys_dyn<'a>(&'a self, pattern: Option<&'a str>) -> DynFuture<'a, Result<Vec<String>>> {
         Box::pin(self.keys(pattern))
@@ -223,6 +233,12 @@ impl<V: Send + 'static> CacheStore<V> for Arc<dyn DynCacheStore<V>> {
     }
     async fn invalidate(&self, pattern: &str) -> Result<usize> {
         self.as_ref().invalidate_dyn(pattern).await
+    }
+    async fn invalidate_tags(&self, tags: &[&str]) -> Result<usize> {
+        self.as_ref().invalidate_tags_dyn(tags).await
+    }
+    async fn get_tags(&self, key: &str) -> Result<Option<Vec<String>>> {
+        self.as_ref().get_tags_dyn(key).await
     }
     async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
         self.as_ref().keys_dyn(pattern).await

@@ -322,6 +322,14 @@ where
         self.write_through(Scope::Pattern(pattern), invalidate, |done| !matches!(done, Ok(0))).await
     }
 
+    async fn invalidate_tags(&self, tags: &[&str]) -> Result<usize> {
+        self.redis.invalidate_tags(tags).await
+    }
+
+    async fn get_tags(&self, key: &str) -> Result<Option<Vec<String>>> {
+        self.redis.get_tags(key).await
+    }
+
     async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
         self.redis.keys(pattern).await
     }

@@ -90,6 +90,9 @@ where
     /// bad input before it changes anything of its own).
     pub(crate) fn encode_set(&self, value: &V, options: &SetOptions) -> Result<EncodedSet> {
         let ttl = check_set_options(options, self.default_ttl)?.map(ttl_millis);
+        if !options.tags.is_empty() {
+            return Err(CacheError::Policy("tags are not supported by RedisStore yet".into()));
+        }
         let stored = format::encode(value, options.metadata.as_ref())?;
         Ok(EncodedSet { stored, ttl })
     }
@@ -261,6 +264,16 @@ where
 
     async fn invalidate(&self, pattern: &str) -> Result<usize> {
         self.invalidate_checked(&Pattern::new(pattern)?).await
+    }
+
+    async fn invalidate_tags(&self, tags: &[&str]) -> Result<usize> {
+        crate::tags::check_invalidate_tags(tags)?;
+        Err(CacheError::Policy("tags are not supported by RedisStore yet".into()))
+    }
+
+    async fn get_tags(&self, key: &str) -> Result<Option<Vec<String>>> {
+        Key::new(key)?;
+        Err(CacheError::Policy("tags are not supported by RedisStore yet".into()))
     }
 
     async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
