@@ -311,6 +311,41 @@ export declare class MemoryStore<V = unknown> {
   /** {@link clear} without the Promise. */
   clearSync(): void;
 
+  /**
+   * The values under `keys` (an array or any iterable of keys, not a
+   * string), in their order: `undefined` for a miss. Each key counts one
+   * hit or miss, as `get` does; a key given twice is read and counted twice.
+   * Every key is checked first: one bad key rejects with
+   * {@link CacheKeyError} and nothing is read or counted. If the `onRemove`
+   * listener throws (for an expired entry met), the other keys are still
+   * read and its first error is thrown after them.
+   */
+  getMany(keys: Iterable<string>): Promise<(V | undefined)[]>;
+  /**
+   * Stores each `[key, value]` of `entries` (an array of pairs, a `Map`, any
+   * iterable of pairs) with the same `options` (one TTL and metadata for
+   * all: call it once per set of options), as that many `set`s in order
+   * would: of a key given twice, the last value stays, and each entry counts
+   * one set. Every key, value and option is checked before anything is
+   * written: bad input rejects ({@link CacheKeyError},
+   * {@link CachePolicyError}, {@link CacheSerializationError} for an
+   * `undefined` value, a `TypeError` for something that is not a pair) and
+   * changes nothing.
+   */
+  setMany(entries: Iterable<readonly [string, V]>, options?: SetOptions): Promise<void>;
+  /**
+   * Removes every key of `keys`; how many live entries were there (a key
+   * given twice counts once). Every key is checked first, as in
+   * {@link getMany}.
+   */
+  deleteMany(keys: Iterable<string>): Promise<number>;
+  /** {@link getMany} without the Promise. */
+  getManySync(keys: Iterable<string>): (V | undefined)[];
+  /** {@link setMany} without the Promise. */
+  setManySync(entries: Iterable<readonly [string, V]>, options?: SetOptions): void;
+  /** {@link deleteMany} without the Promise. */
+  deleteManySync(keys: Iterable<string>): number;
+
   /** The live value under `key`, counting no hit or miss and changing no order (lru-cache's `peek`). */
   peek(key: string): V | undefined;
   /** Seconds until the entry under `key` expires: `Infinity` if it never does, `undefined` without a live entry. */

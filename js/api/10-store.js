@@ -933,6 +933,8 @@ class MemoryStore {
   // blocks need Safari 16.4, private class fields Safari 15.)
   static #walks = (inside = {
     begin: (store) => store.#beginWalk(),
+    // Throws once disposed; repairs a failed call first (the batch calls, 13-batch.js).
+    live: (store) => store.#live(),
     notify: (store, notices) => store.#notify(notices),
     failed: (store, error) => store.#failed(error),
     liveSlots: (store) => store.#liveSlots(),

@@ -99,8 +99,12 @@ import type { GetOrSetOptions, LoadContext, RemovalReason } from "pepperpy-cachi
   const entries: [string, number][] = [...typed.entries()];
   const values: number[] = [...typed.values()];
   check(entries.length === 1 && values[0] === 2 && typed.keysSync()[0] === "n", "iteration");
+  await typed.setMany([["b1", 1], ["b2", 2]], { ttl: 60 });
+  const many: (number | undefined)[] = await typed.getMany(["b1", "nope", "b2"]);
+  const gone: number = typed.deleteManySync(new Set(["b1", "b2"]));
+  check(many[0] === 1 && many[1] === undefined && many[2] === 2 && gone === 2, "batch calls");
   typed.deleteSync("n");
-  check(removals.length === 2 && removals[1]?.[1] === "deleted", "onRemove");
+  check(removals.length === 4 && removals[1]?.[1] === "deleted", "onRemove");
   typed.dispose();
   check(new CacheTimeoutError("t") instanceof CacheError && new CacheReentrantLoadError("r") instanceof CacheError, "classes");
 }
