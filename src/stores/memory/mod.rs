@@ -19,6 +19,7 @@ mod sketch;
 #[cfg(any(test, all(target_arch = "wasm32", target_os = "unknown", feature = "js")))]
 pub(crate) mod slots;
 // On wasm32 the engine hashes keys with it; natively its tests still run.
+mod dump;
 #[cfg(any(test, target_arch = "wasm32"))]
 mod hasher;
 mod listen;
@@ -36,6 +37,8 @@ mod s3fifo_model_tests;
 mod test_support;
 #[cfg(all(test, not(target_arch = "wasm32"), feature = "redis"))]
 pub(crate) use model_tests::fuzz_cases;
+
+pub use dump::{Dump, DumpEntry};
 
 use std::future::{Future, Ready, ready};
 use std::hash::BuildHasher;
@@ -306,11 +309,17 @@ impl<V> MemoryStore<V> {
     /// so that one shard (b = 0) needs no branch (it shifts out every bit).
     #[inline(always)]
     fn shard_of(&self, hash: u64) -> &Shard<V> {
-        let i = (((hash << 7) >> 1) >> self.shard_shift) as usize;
+        let i = self.shard_index(hash);
         debug_assert!(i < self.shards.len());
         // SAFETY: `i` < 2^b = `shards.len()` (a power of two): the shift
         // leaves b bits.
         unsafe { self.shards.get_unchecked(i) }
+    }
+
+    /// The index of [`shard_of`](Self::shard_of).
+    #[inline(always)]
+    fn shard_index(&self, hash: u64) -> usize {
+        (((hash << 7) >> 1) >> self.shard_shift) as usize
     }
 
     /// Checks `key` (once, for the whole call) and hashes it (once, for its
