@@ -79,7 +79,7 @@ void (() => { store.size = 3; });
 // Issues 9 and 11: stale-while-revalidate options, the loader's context,
 // lifecycle and iteration, typed.
 import { ManualClock, CacheTimeoutError, CacheReentrantLoadError } from "pepperpy-caching";
-import type { GetOrSetOptions, LoadContext, RemovalReason } from "pepperpy-caching";
+import type { DumpEntry, GetOrSetOptions, LoadContext, RemovalReason } from "pepperpy-caching";
 {
   const clock = new ManualClock();
   const removals: [string, RemovalReason][] = [];
@@ -99,6 +99,9 @@ import type { GetOrSetOptions, LoadContext, RemovalReason } from "pepperpy-cachi
   const entries: [string, number][] = [...typed.entries()];
   const values: number[] = [...typed.values()];
   check(entries.length === 1 && values[0] === 2 && typed.keysSync()[0] === "n", "iteration");
+  const dumped: Array<[string, DumpEntry<number>]> = typed.dump();
+  const restored = new MemoryStore<number>({ policy: new LRUPolicy({ maxSize: 10 }) });
+  check(restored.load(dumped) === 1 && restored.peek("n") === 2 && dumped[0]?.[1].ttl === 11_000, "dump and load");
   typed.deleteSync("n");
   check(removals.length === 2 && removals[1]?.[1] === "deleted", "onRemove");
   typed.dispose();
