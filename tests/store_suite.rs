@@ -17,6 +17,8 @@
 
 #[path = "store_suite/basics.rs"]
 mod basics;
+#[path = "store_suite/on_remove.rs"]
+mod on_remove;
 #[path = "store_suite/read_through.rs"]
 mod read_through;
 #[path = "store_suite/refresh.rs"]
@@ -25,7 +27,9 @@ mod support;
 
 use std::time::Duration;
 
-use pepperpy_caching::{CacheStore, LruPolicy, ManualClock, Policy, S3FifoPolicy, stores::MemoryStore};
+use pepperpy_caching::{
+    CacheStore, LruPolicy, ManualClock, Policy, RemovalListener, S3FifoPolicy, stores::MemoryStore,
+};
 
 /// A TTL that runs out during [`PASS`].
 const SHORT: Duration = Duration::from_millis(100);
@@ -40,6 +44,8 @@ trait Backend {
     async fn store(&self, policy: Option<Policy>) -> Self::Store;
     /// Lets `by` pass for the stores of this backend.
     async fn pass(&self, by: Duration);
+    /// [`store`](Self::store), telling `listener` of what it removes.
+    async fn listened(&self, policy: Option<Policy>, listener: RemovalListener<String>) -> Self::Store;
 }
 
 /// MemoryStore on a `ManualClock`, with an unbounded default policy (the
@@ -89,6 +95,16 @@ impl Backend for Memory {
     async fn pass(&self, by: Duration) {
         self.clock.advance(by);
     }
+    async fn listened(&self, policy: Option<Policy>, listener: RemovalListener<String>) -> Self::Store {
+        let policy = policy.unwrap_or_else(self.default);
+        let shards = self.shards.filter(|_| policy.max_size().is_none());
+        let mut builder =
+            MemoryStore::builder(policy).clock(self.clock.clone()).on_remove(move |k: &str, v, r| listener(k, v, r));
+        if let Some(shards) = shards {
+            builder = builder.shards(shards);
+        }
+        builder.build()
+    }
 }
 
 /// A prefix no other store in this binary has, with glob metacharacters in
@@ -116,6 +132,15 @@ impl Backend for Redis {
     }
     async fn pass(&self, by: Duration) {
         tokio::time::sleep(by).await;
+    }
+    async fn listened(&self, policy: Option<Policy>, listener: RemovalListener<String>) -> Self::Store {
+        let mut builder = Self::Store::builder(support::shared_server().url())
+            .prefix(prefix("s"))
+            .on_remove(move |k: &str, v, r| listener(k, v, r));
+        if let Some(policy) = policy {
+            builder = builder.policy(policy);
+        }
+        builder.build().await.expect("cannot connect to the test redis-server")
     }
 }
 
@@ -145,6 +170,18 @@ impl Backend for Cluster {
     async fn pass(&self, by: Duration) {
         tokio::time::sleep(by).await;
     }
+    async fn listened(&self, policy: Option<Policy>, listener: RemovalListener<String>) -> Self::Store {
+        let urls = support::RedisCluster::shared().urls();
+        let mut builder =
+            Self::Store::cluster_builder(urls).prefix(prefix("c")).on_remove(move |k: &str, v, r| listener(k, v, r));
+        if let Some(policy) = policy {
+            if policy.max_size().is_some() {
+                builder = builder.buckets(1);
+            }
+            builder = builder.policy(policy);
+        }
+        builder.build().await.expect("cannot connect to the test cluster")
+    }
 }
 
 /// NearCache: a memory tier in front of a RedisStore on the binary's shared
@@ -169,6 +206,21 @@ impl Backend for Near {
     async fn pass(&self, by: Duration) {
         tokio::time::sleep(by).await;
     }
+    /// The listener goes on the Redis tier, which makes every removal.
+    async fn listened(&self, policy: Option<Policy>, listener: RemovalListener<String>) -> Self::Store {
+        Self::Store::builder(support::shared_server().url())
+            .prefix(prefix("n"))
+            .redis(move |redis| {
+                let redis = redis.on_remove(move |k: &str, v, r| listener(k, v, r));
+                match policy {
+                    Some(policy) => redis.policy(policy),
+                    None => redis,
+                }
+            })
+            .build()
+            .await
+            .expect("cannot connect to the test redis-server")
+    }
 }
 
 /// Any backend's stores, held as `Arc<dyn DynCacheStore>` (chosen at run time).
@@ -181,6 +233,9 @@ impl<B: Backend> Backend for Dynamic<B> {
     }
     async fn pass(&self, by: Duration) {
         self.0.pass(by).await
+    }
+    async fn listened(&self, policy: Option<Policy>, listener: RemovalListener<String>) -> Self::Store {
+        std::sync::Arc::new(self.0.listened(policy, listener).await)
     }
 }
 
@@ -234,6 +289,12 @@ suite!(
             awkward_keys,
             bad_input_changes_nothing,
             stats_and_clear,
+        ],
+        on_remove: [
+            each_removal_is_reported_once_with_its_reason,
+            a_panicking_listener_changes_nothing,
+            a_set_over_an_expired_entry_replaces_nothing,
+            a_bounded_store_reports_what_a_set_replaced,
         ],
         read_through: [
             get_or_set_runs_one_load_for_concurrent_callers,

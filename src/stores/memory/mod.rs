@@ -423,8 +423,14 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
 
     fn set(&self, key: &str, value: V, options: SetOptions) -> Ready<Result<()>> {
         ready(self.checked("set", key).and_then(|(key, hash)| {
-            let removed = self.on_shard(hash, |engine| engine.set(key, hash, value, options))?;
-            self.dispose_write(removed, &key);
+            let mut engine = write(self.shard_of(hash));
+            let removed = engine.set(key, hash, value, options);
+            self.release(engine);
+            if self.listener.is_none() {
+                // Dropped here, as it was before there were listeners: no copy.
+                return removed.map(drop);
+            }
+            self.dispose_write(removed?, &key);
             Ok(())
         }))
     }
