@@ -69,6 +69,7 @@ mod removal;
 mod singleflight;
 mod store;
 pub mod stores;
+mod tags;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown", feature = "js"))]
 mod wasm;
 
@@ -76,7 +77,7 @@ pub use clock::{Clock, ManualClock};
 pub use errors::{CacheError, DynError, ErrorKind, Result};
 pub use metrics::CacheStats;
 pub use pattern::{MAX_PATTERN_LEN, Pattern, escape_pattern};
-pub use policies::{LruPolicy, Policy, S3FifoPolicy, TtlPolicy};
+pub use policies::{LruPolicy, MAX_IDLE, Policy, S3FifoPolicy, TtlPolicy};
 #[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
 pub use refresh::TokioRuntime;
 pub use refresh::{BoxFuture, RefreshLoader, RefreshOptions, Runtime};
@@ -84,3 +85,4 @@ pub use removal::{RemovalListener, RemovalReason};
 pub use store::{CacheStore, MAX_KEY_LEN, Metadata, SetOptions};
 pub use stores::MemoryStore;
 pub use stores::dyn_store::{DynCacheStore, DynFuture, DynLoader, DynRefreshLoader};
+pub use tags::{MAX_INVALIDATE_TAGS, MAX_TAG_LEN, MAX_TAGS};

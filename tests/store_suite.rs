@@ -4,10 +4,9 @@
 //! RedisStore, RedisStore on a Redis Cluster, NearCache and the dyn store
 //! over Redis (on real servers) with the `redis` feature.
 //!
-//! The cases are grouped in lists, one file each under tests/store_suite/
-//! (`basics`, `read_through`, `refresh`); a new group is one more file and one more
-//! list in [`suite!`]'s call at the bottom. Each test is named
-//! `backend::case`.
+//! The cases are grouped in lists, one file per group under
+//! tests/store_suite/; a new group is one more file and one more list in
+//! [`suite!`]'s call at the bottom. Each test is named `backend::case`.
 //!
 //! A [`Backend`] makes stores and makes time pass: the memory backends move a
 //! `ManualClock` and never sleep; the Redis backends sleep, so their TTLs are
@@ -17,6 +16,10 @@
 
 #[path = "store_suite/basics.rs"]
 mod basics;
+#[path = "store_suite/batch.rs"]
+mod batch;
+#[path = "store_suite/idle.rs"]
+mod idle;
 #[path = "store_suite/on_remove.rs"]
 mod on_remove;
 #[path = "store_suite/read_through.rs"]
@@ -24,6 +27,8 @@ mod read_through;
 #[path = "store_suite/refresh.rs"]
 mod refresh;
 mod support;
+#[path = "store_suite/tags.rs"]
+mod tags;
 
 use std::time::Duration;
 
@@ -290,11 +295,20 @@ suite!(
             bad_input_changes_nothing,
             stats_and_clear,
         ],
+        batch: [
+            get_many_answers_in_the_order_asked,
+            set_many_stores_every_entry_with_the_shared_options,
+            delete_many_counts_each_live_entry_once,
+            a_bad_key_or_bad_options_fail_the_whole_batch_and_change_nothing,
+            batches_keep_the_capacity_and_the_lru_order,
+            a_batch_write_cancels_a_load_in_flight,
+        ],
         on_remove: [
             each_removal_is_reported_once_with_its_reason,
             a_panicking_listener_changes_nothing,
             a_set_over_an_expired_entry_replaces_nothing,
             a_bounded_store_reports_what_a_set_replaced,
+            batches_report_what_they_remove,
         ],
         read_through: [
             get_or_set_runs_one_load_for_concurrent_callers,
@@ -302,6 +316,15 @@ suite!(
             get_or_set_checks_the_options_before_any_loader_runs,
             a_loaded_value_is_stored_with_the_options_ttl_and_metadata,
             a_load_never_writes_over_a_write_made_while_it_ran,
+        ],
+        idle: [
+            an_idle_entry_lives_while_read_and_leaves_when_not,
+            the_ttl_or_the_idle_time_whichever_comes_first,
+            contains_and_get_metadata_are_not_reads,
+            the_policy_gives_a_default_idle_time,
+            a_set_starts_the_idle_clock_again_and_may_drop_it,
+            get_or_set_hits_are_reads,
+            a_zero_or_absurd_idle_time_changes_nothing,
         ],
         refresh: [
             a_fresh_value_is_served_without_a_load,
@@ -316,6 +339,14 @@ suite!(
             a_background_refresh_whose_loader_reads_its_own_key_completes,
             a_refresh_whose_loader_panics_counts_as_failed_and_backs_off,
             a_miss_past_its_soft_timeout_fails_and_the_key_stays_loadable,
+        ],
+        tags: [
+            invalidate_tags_removes_every_entry_carrying_one,
+            tags_follow_replaces_deletes_and_metadata,
+            expired_and_evicted_entries_are_not_counted,
+            bad_tags_change_nothing,
+            a_tagged_load_in_flight_stores_nothing,
+            a_tagged_refresh_in_flight_stores_nothing,
         ],
     },
     backends: {

@@ -119,3 +119,16 @@ pub async fn a_bounded_store_reports_what_a_set_replaced<B: Backend>(b: &B) {
     assert!(store.delete("b").await.unwrap());
     assert_eq!(take(&log), [notice("b", "b", RemovalReason::Deleted)]);
 }
+
+pub async fn batches_report_what_they_remove<B: Backend>(b: &B) {
+    for policy in [None, Some(pepperpy_caching::LruPolicy::new(3).unwrap().into())] {
+        let (listener, log) = logger();
+        let store = b.listened(policy, listener).await;
+        store.set("a", s("1"), SetOptions::new()).await.unwrap();
+        store.set_many(vec![("a", s("2")), ("b", s("b"))], SetOptions::new()).await.unwrap();
+        assert_eq!(take(&log), [notice("a", "1", RemovalReason::Replaced)]);
+        assert_eq!(store.delete_many(&["a", "b", "missing"]).await.unwrap(), 2);
+        assert_eq!(take(&log), [notice("a", "2", RemovalReason::Deleted), notice("b", "b", RemovalReason::Deleted)]);
+        assert_eq!(store.get_many(&["a", "b"]).await.unwrap(), [None, None]);
+    }
+}

@@ -19,6 +19,7 @@ mod sketch;
 #[cfg(any(test, all(target_arch = "wasm32", target_os = "unknown", feature = "js")))]
 pub(crate) mod slots;
 // On wasm32 the engine hashes keys with it; natively its tests still run.
+mod batch;
 mod dump;
 #[cfg(any(test, target_arch = "wasm32"))]
 mod hasher;
@@ -316,7 +317,7 @@ impl<V> MemoryStore<V> {
         unsafe { self.shards.get_unchecked(i) }
     }
 
-    /// The index of [`shard_of`](Self::shard_of).
+    /// The index of [`shard_of`](Self::shard_of)'s shard.
     #[inline(always)]
     fn shard_index(&self, hash: u64) -> usize {
         (((hash << 7) >> 1) >> self.shard_shift) as usize
@@ -444,6 +445,18 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
         }))
     }
 
+    fn get_many(&self, keys: &[&str]) -> Ready<Result<Vec<Option<V>>>> {
+        ready(self.get_many_now(keys))
+    }
+
+    fn set_many(&self, entries: Vec<(&str, V)>, options: SetOptions) -> Ready<Result<()>> {
+        ready(self.set_many_now(entries, options))
+    }
+
+    fn delete_many(&self, keys: &[&str]) -> Ready<Result<usize>> {
+        ready(self.delete_many_now(keys))
+    }
+
     fn contains(&self, key: &str) -> Ready<Result<bool>> {
         ready(self.checked("contains", key).map(|(key, hash)| self.on_shard(hash, |e| e.contains(key, hash))))
     }
@@ -476,6 +489,27 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
         });
         self.dispose(removed.into_iter().flatten(), "");
         ready(Ok(n))
+    }
+
+    fn invalidate_tags(&self, tags: &[&str]) -> Ready<Result<usize>> {
+        // Checked once up front, so a bad tag fails before any shard changes.
+        if let Err(e) = self.reentered("invalidate_tags").and_then(|()| crate::tags::check_invalidate_tags(tags)) {
+            return ready(Err(e));
+        }
+        // As `invalidate`: every shard first, the values dropped after.
+        let mut removed = Vec::new();
+        let n = self.fold(0, |n, engine| {
+            let gone = engine.invalidate_tags(tags);
+            let n = n + gone.len();
+            removed.push(gone);
+            n
+        });
+        self.dispose(removed.into_iter().flatten(), "");
+        ready(Ok(n))
+    }
+
+    fn get_tags(&self, key: &str) -> Ready<Result<Option<Vec<String>>>> {
+        ready(self.checked("get_tags", key).map(|(key, hash)| write(self.shard_of(hash)).get_tags(key, hash)))
     }
 
     fn keys(&self, pattern: Option<&str>) -> Ready<Result<Vec<String>>> {
@@ -535,7 +569,7 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
             // Stored only if nothing wrote, deleted, invalidated or cleared
             // the key meanwhile; the callers get the loaded value either way.
             self.lead_load(key, hash, load, |engine, token, loaded| {
-                let still_ours = engine.end_load(key, token);
+                let still_ours = engine.end_load(key, token) && engine.tagged_load_may_store(token, &options.tags);
                 match loaded {
                     Ok(value) if still_ours => engine.set(key, hash, value.clone(), options),
                     _ => Ok(engine::Removals::new()),

@@ -27,8 +27,8 @@ const UPDATE_ATTEMPTS: usize = 32;
 
 /// A `set` checked and encoded, not yet written ([`RedisStore::encode_set`]).
 pub(crate) struct EncodedSet {
-    stored: Vec<u8>,
-    ttl: Option<u64>,
+    pub(super) stored: Vec<u8>,
+    pub(super) ttl: Option<u64>,
 }
 
 impl<V> RedisStore<V>
@@ -90,6 +90,9 @@ where
     /// bad input before it changes anything of its own).
     pub(crate) fn encode_set(&self, value: &V, options: &SetOptions) -> Result<EncodedSet> {
         let ttl = check_set_options(options, self.default_ttl)?.map(ttl_millis);
+        if !options.tags.is_empty() {
+            return Err(CacheError::Policy("tags are not supported by RedisStore yet".into()));
+        }
         let stored = format::encode(value, options.metadata.as_ref())?;
         Ok(EncodedSet { stored, ttl })
     }
@@ -167,7 +170,7 @@ where
     /// Writes the stored bytes of `key`'s entry with its TTL in ms, under the
     /// capacity if there is one: one round trip, and a rebuild of the index
     /// if the write found it lost. Counts a set.
-    async fn write(&self, what: &str, key: Key<'_>, stored: &[u8], ttl: Option<u64>) -> Result<()> {
+    pub(super) async fn write(&self, what: &str, key: Key<'_>, stored: &[u8], ttl: Option<u64>) -> Result<()> {
         self.check_record(false);
         let full = self.space.entry(key);
         let mut conn = self.conn.clone();
@@ -250,6 +253,26 @@ where
         self.delete_checked(Key::new(key)?).await
     }
 
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<V>>> {
+        let keys = keys.iter().map(|key| Key::new(key)).collect::<Result<Vec<_>>>()?;
+        self.get_many_checked(&keys).await
+    }
+
+    async fn set_many(&self, entries: Vec<(&str, V)>, options: SetOptions) -> Result<()> {
+        // Every key checked and every value encoded before anything is sent.
+        let encoded = entries
+            .iter()
+            .map(|(key, value)| Ok((Key::new(key)?, self.encode_set(value, &options)?)))
+            .collect::<Result<Vec<_>>>()?;
+        drop(entries);
+        self.set_many_encoded(&encoded).await
+    }
+
+    async fn delete_many(&self, keys: &[&str]) -> Result<usize> {
+        let keys = keys.iter().map(|key| Key::new(key)).collect::<Result<Vec<_>>>()?;
+        self.delete_many_checked(&keys).await
+    }
+
     async fn contains(&self, key: &str) -> Result<bool> {
         self.contains_checked(Key::new(key)?).await
     }
@@ -266,6 +289,16 @@ where
 
     async fn invalidate(&self, pattern: &str) -> Result<usize> {
         self.invalidate_checked(&Pattern::new(pattern)?).await
+    }
+
+    async fn invalidate_tags(&self, tags: &[&str]) -> Result<usize> {
+        crate::tags::check_invalidate_tags(tags)?;
+        Err(CacheError::Policy("tags are not supported by RedisStore yet".into()))
+    }
+
+    async fn get_tags(&self, key: &str) -> Result<Option<Vec<String>>> {
+        Key::new(key)?;
+        Err(CacheError::Policy("tags are not supported by RedisStore yet".into()))
     }
 
     async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {

@@ -96,3 +96,74 @@ impl<V: DeserializeOwned> RedisStore<V> {
         Ok((super::call::Report::new((expired, evicted, u8::from(lost == 1))), old, gone))
     }
 }
+
+impl<V: serde::Serialize + DeserializeOwned + Send + Sync + 'static> RedisStore<V> {
+    /// `set_many`'s write of one bucket for a store with a listener: the
+    /// same pipeline, of the scripts that also return what they replaced and
+    /// evicted, reported once the pipeline succeeded. (A slot migrating: the
+    /// single-key writes, which report too.)
+    pub(super) async fn write_bucket_reporting(
+        &self,
+        index: usize,
+        entries: &[(crate::key::Key<'_>, super::entries::EncodedSet)],
+        positions: &[usize],
+    ) -> crate::errors::Result<()> {
+        use super::call::{ScriptCall, ScriptPipe, flag};
+        use crate::metrics::SharedCounters;
+        let what = "set_many";
+        let mut conn = self.conn.clone();
+        let capacity = self.capacity(index);
+        let script = if capacity.is_some() { &self.scripts.set_bounded_returning } else { &self.scripts.set_returning };
+        let mut pipe = ScriptPipe::new(script);
+        for &pos in positions {
+            let (key, encoded) = &entries[pos];
+            let call = match &capacity {
+                Some(capacity) => {
+                    let [recency, expiry] = capacity.indexes();
+                    let mut call = ScriptCall::new(script, &[self.space.entry(*key).into(), recency, expiry], &[]);
+                    call.arg(&encoded.stored).arg(encoded.ttl.unwrap_or(0)).capacity(capacity).arg(flag(self.sample()));
+                    call
+                }
+                None => {
+                    let mut call = ScriptCall::new(script, &[self.space.entry(*key).into()], &[]);
+                    call.arg(&encoded.stored).arg(encoded.ttl.unwrap_or(0));
+                    call
+                }
+            };
+            pipe.push(call);
+        }
+        let replies = match self.try_round_trip(what, pipe.invoke::<Vec<redis::Value>>(&mut conn)).await {
+            Err(failure) if self.conn.may_be_migrating(&failure) => {
+                for &pos in positions {
+                    let (key, encoded) = &entries[pos];
+                    self.write(what, *key, &encoded.stored, encoded.ttl).await?;
+                }
+                return Ok(());
+            }
+            other => other?,
+        };
+        SharedCounters::add(&self.counters.sets, positions.len() as u64);
+        let mut lost = false;
+        for (&pos, reply) in positions.iter().zip(replies) {
+            let key = &entries[pos].0;
+            match (&capacity, reply) {
+                (Some(_), redis::Value::Array(reply)) => {
+                    let (report, old, evicted) = self.set_reply(what, reply)?;
+                    self.count(report);
+                    lost |= report.lost;
+                    self.report_replaced(key, old);
+                    self.report_removed(RemovalReason::Evicted, evicted);
+                }
+                (None, redis::Value::BulkString(old)) => self.report_replaced(key, Some(old)),
+                (None, redis::Value::Nil) => {}
+                (_, other) => return Err(self.unexpected(what, other)),
+            }
+        }
+        if let Some(capacity) = &capacity
+            && lost
+        {
+            self.settle(capacity, super::call::Report { lost, ..Default::default() }).await;
+        }
+        Ok(())
+    }
+}

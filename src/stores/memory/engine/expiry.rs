@@ -29,8 +29,13 @@ impl<V> Engine<V> {
     /// caller has not read it: read only for an entry with a TTL).
     #[inline(always)]
     pub(super) fn has_expired(&self, id: u32, now: Option<Nanos>) -> bool {
-        let at = self.slab[id].expires_at;
-        at != NEVER && at <= now.unwrap_or_else(|| self.clock.now())
+        let slot = &self.slab[id];
+        let at = slot.expires_at;
+        at != NEVER && {
+            let now = now.unwrap_or_else(|| self.clock.now());
+            // An idle entry's filed deadline may have been pushed by a read.
+            at <= now && (!slot.idle || self.idle_expired(id, now))
+        }
     }
 
     /// Removes slot `id` (filed under `hash`), which has expired, and counts
@@ -70,7 +75,14 @@ impl<V> Engine<V> {
         let mut reclaimed = 0;
         while reclaimed < limit {
             match self.expiries.first() {
-                Some(&(at, _, id)) if at <= now => {
+                Some(&(at, seq, id)) if at <= now => {
+                    // An idle entry a read kept alive (or whose deadline moved)
+                    // is filed again under its real deadline: it leaves in turn.
+                    if let Some(real) = self.moved_deadline(id) {
+                        self.slab[id].expires_at = real;
+                        self.reindex_expiry(id, (at, seq), (real, seq));
+                        continue;
+                    }
                     let hash = self.hash(&self.slab[id].key);
                     out.push(self.expire(id, hash));
                     reclaimed += 1;

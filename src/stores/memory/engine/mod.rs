@@ -42,11 +42,13 @@
 
 mod dump;
 mod expiry;
+mod idle;
 mod loads;
 mod queues;
 mod slab;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod slab_tests;
+mod tags;
 
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
@@ -137,12 +139,21 @@ pub(crate) struct Engine<V> {
     ghost: FifoGhost<u64>,
     expiries: BTreeSet<(Nanos, u32, u32)>,
     next_seq: u32,
+    /// The idle clocks of the entries that have a time-to-idle, by slot id
+    /// (`idle.rs`).
+    idles: std::collections::HashMap<u32, idle::IdleClock, KeyHasher>,
+    default_idle: Option<std::time::Duration>,
     /// Loads in progress (`get_or_set`), by key: the placeholder a load must
     /// still find to store its value. Any write, delete, invalidate or clear
     /// of the key removes it, so a load that began before them cannot bring
     /// back older data.
     loads: std::collections::HashMap<Box<str>, u64, KeyHasher>,
     next_token: u64,
+    /// The tags of the tagged entries (`tags.rs`); `None` until one is set.
+    tags: Option<Box<tags::TagIndex>>,
+    /// The newest load token when `invalidate_tags` last ran: a tagged load
+    /// with a token up to it began before and stores nothing.
+    tags_cut: u64,
     /// The freshness of the entries `get_or_refresh` stored, by key. Any
     /// other write or removal of the key drops it (the entry is then plain).
     fresh: std::collections::HashMap<u32, Freshness, KeyHasher>,
@@ -187,8 +198,12 @@ impl<V> Engine<V> {
             ghost: FifoGhost::new(0),
             expiries: BTreeSet::new(),
             next_seq: 0,
+            idles: std::collections::HashMap::with_hasher(KeyHasher::default()),
+            default_idle: policy.default_idle(),
             loads: std::collections::HashMap::with_hasher(KeyHasher::default()),
             next_token: 0,
+            tags: None,
+            tags_cut: 0,
             fresh: std::collections::HashMap::with_hasher(KeyHasher::default()),
             kind,
             max_size: usize::MAX,
@@ -285,7 +300,7 @@ impl<V> Engine<V> {
         let started = self.reads.count_get().then(|| now.unwrap_or_else(|| self.clock.now()));
         let lookup = match self.find(hash, &key) {
             None => Lookup::Miss,
-            Some(id) if self.has_expired(id, now.or(started)) => Lookup::Expired,
+            Some(id) if !self.live_read(id, now.or(started)) => Lookup::Expired,
             Some(id) => {
                 let slot = &self.slab[id];
                 self.touch(&slot.freq, hash);
@@ -333,7 +348,7 @@ impl<V> Engine<V> {
         let started = self.reads.sample_next_get().then(|| now.unwrap_or_else(|| self.clock.now()));
         let found = match self.find(hash, &key) {
             None => None,
-            Some(id) if self.has_expired(id, now.or(started)) => {
+            Some(id) if !self.live_read(id, now.or(started)) => {
                 let removed = self.expire(id, hash);
                 // Counted before the value is dropped: its Drop may panic.
                 self.reads.count_exclusive(false);
@@ -383,9 +398,12 @@ impl<V> Engine<V> {
         // Nothing below can fail: a rejected call has changed nothing.
         self.cancel_load(&key, existing);
         self.adapt_before_write(hash);
-        let now = if ttl.is_some() { self.clock.now() } else { self.now_if_expiring() };
-        let expires_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
+        let idle = options.idle.or(self.default_idle);
+        let now = if ttl.is_some() || idle.is_some() { self.clock.now() } else { self.now_if_expiring() };
+        let ttl_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
+        let expires_at = idle.map_or(ttl_at, |idle| ttl_at.min(expiry(now, idle)));
         let metadata = options.metadata.map(Box::new);
+        let mut tags = options.tags;
         let mut removed = Removals::new();
         if !self.expiries.is_empty() {
             self.reclaim_expired(now, RECLAIM_PER_WRITE, &mut removed);
@@ -407,7 +425,10 @@ impl<V> Engine<V> {
             let old_seq = std::mem::replace(&mut slot.seq, seq);
             let old_value = slot.value.replace(value);
             let old_metadata = std::mem::replace(&mut slot.metadata, metadata);
+            self.start_idle(id, idle, ttl_at, now);
             self.reindex_expiry(id, (old_expiry, old_seq), (expires_at, seq));
+            // Taken: the entry's tags are settled here (none stays empty below).
+            self.retag(id, std::mem::take(&mut tags));
             match self.kind {
                 Kind::S3Fifo => queues::bump(&self.slab[id].freq),
                 Kind::Lru { .. } | Kind::Ttl => self.slab.move_to_head(id),
@@ -421,7 +442,8 @@ impl<V> Engine<V> {
                 self.counters.evictions += 1;
                 removed.push(evicted);
             }
-            self.insert_new(hash, key, value, metadata, expires_at, list);
+            let id = self.insert_new(hash, key, value, metadata, expires_at, list);
+            self.start_idle(id, idle, ttl_at, now);
         } else {
             if self.slab.len() >= self.max_size
                 && !self.reclaim_expired(now, 1, &mut removed)
@@ -431,7 +453,12 @@ impl<V> Engine<V> {
                 removed.push(evicted);
             }
             let list = self.classic_list_for(hash);
-            self.insert_new(hash, key, value, metadata, expires_at, list);
+            let id = self.insert_new(hash, key, value, metadata, expires_at, list);
+            self.start_idle(id, idle, ttl_at, now);
+        }
+        if !tags.is_empty() {
+            let id = self.find(hash, &key).expect("the entry was just set");
+            self.retag(id, tags);
         }
         self.counters.sets += 1;
         Ok(removed)
@@ -443,7 +470,7 @@ impl<V> Engine<V> {
         seq
     }
 
-    /// Stores a new entry at the head of `list`.
+    /// Stores a new entry at the head of `list`; its slot.
     fn insert_new(
         &mut self,
         hash: u64,
@@ -452,13 +479,14 @@ impl<V> Engine<V> {
         metadata: Option<Box<Metadata>>,
         expires_at: Nanos,
         list: u8,
-    ) {
+    ) -> u32 {
         let seq = self.take_seq();
         let id = self.slab.insert(Slot::new(&key, value, metadata, expires_at, seq), list);
         let slab = &self.slab;
         let hasher = &self.hasher;
         self.index.insert_unique(hash, id, |&i| hasher.hash_one(&*slab[i].key));
         self.reindex_expiry(id, (NEVER, 0), (expires_at, seq));
+        id
     }
 
     /// Removes the entry under `key`, handing back the live entry it removed.
@@ -555,12 +583,14 @@ impl<V> Engine<V> {
         self.counters.deletes += self.slab.len() as u64;
         self.loads.clear();
         self.fresh.clear();
+        self.tags = None;
         self.index = HashTable::new();
         self.ghost.clear();
         if ADAPTIVE_BUILT && let Some(adaptive) = &mut self.adaptive {
             adaptive.ghost.clear();
         }
         self.expiries.clear();
+        self.idles.clear();
         self.evicted_once = false;
         self.slab.take_all(RemovalReason::Cleared)
     }
@@ -575,6 +605,10 @@ impl<V> Engine<V> {
         self.reindex_expiry(id, (slot.expires_at, slot.seq), (NEVER, 0));
         if !self.fresh.is_empty() {
             self.fresh.remove(&id);
+        }
+        self.stop_idle(id);
+        if let Some(index) = self.tags.as_deref_mut() {
+            index.untag(id);
         }
         self.slab.remove(id, reason)
     }
@@ -667,7 +701,9 @@ impl<V> Engine<V> {
             .map(|id| (self.slab[id].expires_at, self.slab[id].seq, id))
             .collect();
         assert_eq!(self.expiries, expected, "expiry index out of step with the entries");
+        self.validate_idle();
         self.validate_queues();
+        self.validate_tags();
     }
 }
 

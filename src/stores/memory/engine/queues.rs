@@ -251,7 +251,11 @@ impl<V> Engine<V> {
     pub(super) fn evict_one(&mut self) -> Option<Removed<V>> {
         let id = match self.kind {
             Kind::Lru { .. } => self.slab.list(MAIN).tail,
-            Kind::Ttl => self.expiries.first().map_or(self.slab.list(MAIN).tail, |&(_, _, id)| id),
+            Kind::Ttl => {
+                // The soonest to expire by its real deadline (idle entries' may have moved).
+                self.settle();
+                self.expiries.first().map_or(self.slab.list(MAIN).tail, |&(_, _, id)| id)
+            }
             Kind::S3Fifo if ADAPTIVE_BUILT && self.adaptive.is_some() => return self.evict_adaptive(),
             Kind::S3Fifo => return self.evict_s3fifo(),
         };

@@ -50,6 +50,9 @@ pub(super) struct Slot<V> {
     /// When it was last set, wrapping: breaks ties between equal expiry
     /// times (the entry set first goes first). Fits in the slot's padding.
     pub(super) seq: u32,
+    /// Whether it has a time-to-idle (its clock is in the engine's idle
+    /// table, `idle.rs`). Fits in the slot's padding.
+    pub(super) idle: bool,
 }
 
 impl<V> Slot<V> {
@@ -66,13 +69,8 @@ impl<V> Slot<V> {
             freq: AtomicU8::new(0),
             list: FREE,
             seq,
+            idle: false,
         }
-    }
-
-    /// Whether the entry has a TTL that has run out at `now`.
-    #[inline]
-    pub(super) fn expired(&self, now: Nanos) -> bool {
-        self.expires_at != NEVER && self.expires_at <= now
     }
 
     /// The list it is on, or [`FREE`].
