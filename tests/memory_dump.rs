@@ -393,3 +393,30 @@ fn an_entry_without_a_ttl_gets_the_policys_default() {
     clock.advance(SECOND);
     assert!(!store.contains("k").into_inner().unwrap());
 }
+
+/// Time-to-idle: a dump keeps an idle entry's TTL (not the earlier deadline
+/// it is filed under) and its idle time, whose clock starts again at the load.
+#[test]
+fn idle_entries_keep_their_ttl_and_idle_time() {
+    let clock = ManualClock::new();
+    let (a, _) = logged(LruPolicy::new(10).unwrap().into(), &clock);
+    a.set("k", 1, SetOptions::new().ttl(100 * SECOND).idle(10 * SECOND)).into_inner().unwrap();
+    clock.advance(5 * SECOND);
+    assert_eq!(a.get("k").into_inner().unwrap(), Some(1), "a read: idle until 15 s");
+    clock.advance(8 * SECOND);
+    let mut dump = a.dump().unwrap();
+    assert_eq!(dump.entries.len(), 1, "filed under 10 s, read at 5 s: still live at 13 s");
+    assert_eq!(dump.entries[0].ttl, Some(87 * SECOND));
+    assert_eq!(dump.entries[0].idle, Some(10 * SECOND));
+    dump.taken_at_ms = u64::MAX;
+    let clock_b = ManualClock::new();
+    let (b, _) = logged(LruPolicy::new(10).unwrap().into(), &clock_b);
+    b.load(through_json(dump)).unwrap();
+    clock_b.advance(9 * SECOND);
+    assert!(b.contains("k").into_inner().unwrap(), "contains is no read");
+    clock_b.advance(2 * SECOND);
+    assert!(!b.contains("k").into_inner().unwrap(), "10 s without a read since the load");
+    let mut zero = DumpEntry::new("z", 1);
+    zero.idle = Some(Duration::ZERO);
+    assert!(b.load(Dump::new(vec![zero])).is_err(), "a zero idle time is refused");
+}

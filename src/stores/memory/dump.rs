@@ -46,6 +46,10 @@ pub struct DumpEntry<V> {
     /// The TTL left when the dump was taken; `None` if the entry never expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<Duration>,
+    /// Its time-to-idle, if it has one (its idle clock starts again at the
+    /// load, as if just read); `None` takes the policy's, as a `set` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<Duration>,
     /// Its metadata, if it has any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
@@ -69,7 +73,7 @@ impl<V> DumpEntry<V> {
     /// An entry with no TTL, no metadata, not yet read: set it up with the
     /// public fields (`ttl`, `metadata`, ...), for a dump made by hand.
     pub fn new(key: impl Into<String>, value: V) -> Self {
-        DumpEntry { key: key.into(), value, ttl: None, metadata: None, hits: 0, probation: false }
+        DumpEntry { key: key.into(), value, ttl: None, idle: None, metadata: None, hits: 0, probation: false }
     }
 }
 
@@ -147,6 +151,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
                     key: e.key.into(),
                     value: e.value,
                     ttl,
+                    idle: e.idle,
                     metadata: e.metadata,
                     hits: e.hits,
                     probation: e.probation,
@@ -201,6 +206,9 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
             Key::new(&entry.key)?;
             // The checks of a `set`: a zero TTL, metadata nested too deep.
             effective_ttl(entry.ttl, default_ttl)?;
+            if let Some(idle) = entry.idle {
+                crate::policies::check_idle(idle)?;
+            }
             if let Some(metadata) = &entry.metadata {
                 check_metadata(metadata)?;
             }
@@ -230,8 +238,14 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
             }
             for (hash, ttl, e) in entries {
                 let key = Key::new(&e.key).expect("checked above");
-                let entry =
-                    Restored { value: e.value, ttl, metadata: e.metadata, hits: e.hits, probation: e.probation };
+                let entry = Restored {
+                    value: e.value,
+                    ttl,
+                    idle: e.idle,
+                    metadata: e.metadata,
+                    hits: e.hits,
+                    probation: e.probation,
+                };
                 let gone = engine.restore(key, hash, entry);
                 removed.push((e.key, gone));
                 stored += 1;

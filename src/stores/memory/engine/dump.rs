@@ -18,8 +18,10 @@ use crate::store::Metadata;
 pub(crate) struct Snapshot<V> {
     pub key: Box<str>,
     pub value: V,
-    /// When it expires on the engine's clock ([`Nanos::MAX`] if never).
+    /// When its TTL runs out on the engine's clock ([`Nanos::MAX`] if never).
     pub expires_at: Nanos,
+    /// Its time-to-idle, if it has one.
+    pub idle: Option<std::time::Duration>,
     pub metadata: Option<Metadata>,
     /// S3-FIFO's access count (0 to 3; 0 under LRU and TTL).
     pub hits: u8,
@@ -32,6 +34,8 @@ pub(crate) struct Restored<V> {
     pub value: V,
     /// Its TTL from now (checked: not zero).
     pub ttl: Option<std::time::Duration>,
+    /// Its time-to-idle (checked), or `None` for the policy's.
+    pub idle: Option<std::time::Duration>,
     pub metadata: Option<Metadata>,
     pub hits: u8,
     pub probation: bool,
@@ -64,11 +68,15 @@ impl<V: Clone> Engine<V> {
         {
             for id in order {
                 let list = self.slab[id].list();
+                let idle = self.idle_of(id);
                 let slot = &self.slab[id];
                 out.push(Snapshot {
                     key: slot.key.clone(),
                     value: slot.value().clone(),
-                    expires_at: slot.expires_at,
+                    // An idle entry is filed under a deadline no later than
+                    // its real one: its TTL's is in its idle clock.
+                    expires_at: idle.map_or(slot.expires_at, |(_, ttl_at)| ttl_at),
+                    idle: idle.map(|(idle, _)| idle),
                     metadata: slot.metadata.as_deref().cloned(),
                     hits: if self.kind == Kind::S3Fifo { slot.freq.load(Relaxed) & MAX_FREQ } else { 0 },
                     probation: list == SMALL,
@@ -92,7 +100,7 @@ impl<V> Engine<V> {
     /// entry (replaced) and, when the engine is full, the entry the policy
     /// evicts; hands back what it removed.
     pub fn restore(&mut self, key: Key<'_>, hash: u64, entry: Restored<V>) -> Removals<V> {
-        let Restored { value, ttl, metadata, hits, probation } = entry;
+        let Restored { value, ttl, idle, metadata, hits, probation } = entry;
         let existing = self.find(hash, &key);
         self.cancel_load(&key, existing);
         let now = self.clock.now();
@@ -113,10 +121,13 @@ impl<V> Engine<V> {
             removed.push(evicted);
         }
         let list = if self.kind == Kind::S3Fifo && probation { SMALL } else { MAIN };
-        let expires_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
-        self.insert_new(hash, key, value, metadata.map(Box::new), expires_at, list);
+        let ttl_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
+        // An idle time starts again at the load, as if the entry had just been read.
+        let idle = idle.or(self.default_idle);
+        let expires_at = idle.map_or(ttl_at, |idle| ttl_at.min(expiry(now, idle)));
+        let id = self.insert_new(hash, key, value, metadata.map(Box::new), expires_at, list);
+        self.start_idle(id, idle, ttl_at, now);
         if self.kind == Kind::S3Fifo {
-            let id = self.find(hash, &key).expect("just inserted");
             self.slab[id].freq.store(hits.min(MAX_FREQ), Relaxed);
         }
         self.counters.sets += 1;
