@@ -509,7 +509,7 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     }
 
     fn get_tags(&self, key: &str) -> Ready<Result<Option<Vec<String>>>> {
-        ready(self.checked("get_tags", key).map(|(key, hash)| write(self.shard_of(hash)).get_tags(key, hash)))
+        ready(self.checked("get_tags", key).map(|(key, hash)| self.on_shard(hash, |e| e.get_tags(key, hash))))
     }
 
     fn keys(&self, pattern: Option<&str>) -> Ready<Result<Vec<String>>> {
