@@ -126,7 +126,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     /// ```
     ///
     /// # Errors
-    /// [`CacheError::ReentrantValue`] when called from a value's `Clone` or
+    /// [`CacheError::ReentrantValue`](crate::errors::CacheError::ReentrantValue) when called from a value's `Clone` or
     /// `Drop` run by this store.
     pub fn dump(&self) -> Result<Dump<V>> {
         self.reentered("dump")?;
@@ -196,7 +196,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     ///
     /// # Errors
     /// Checked for every entry before any is stored, so that a failed load
-    /// changes nothing: [`CacheError::Key`] for a bad key, `Policy` for a
+    /// changes nothing: [`CacheError::Key`](crate::errors::CacheError::Key) for a bad key, `Policy` for a
     /// zero TTL, `Serialization` for metadata nested too deep, and
     /// `ReentrantValue` as for any call.
     pub fn load(&self, dump: Dump<V>) -> Result<usize> {
