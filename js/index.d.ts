@@ -98,7 +98,7 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | { [key:
 /** One entry of {@link MemoryStore.dump}, as lru-cache's `Entry` (`size` is ignored). */
 export interface DumpEntry<V = unknown> {
   value: V;
-  /** Milliseconds of TTL left at `start` (none: the entry never expires, or takes the policy's TTL on load). */
+  /** Milliseconds of TTL left at `start` (none, or lru-cache's 0: the entry never expires, or takes the policy's TTL on load). */
   ttl?: number;
   /** When `ttl` was measured: `Date.now()` milliseconds. */
   start?: number;

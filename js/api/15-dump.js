@@ -34,7 +34,8 @@ function readDumped(pair, i, wallNow) {
   const { value, ttl, start, metadata, hits } = entry;
   if (value === undefined) throw dumpError(i, `(${shownKey(key)}) has no value`);
   let seconds;
-  if (ttl !== undefined) {
+  // lru-cache dumps `ttl: 0` for an entry without one, once any entry had a TTL.
+  if (ttl !== undefined && ttl !== 0) {
     if (typeof ttl !== "number" || !(ttl > 0) || ttl === Infinity) {
       throw dumpError(i, `(${shownKey(key)}): ttl must be a positive, finite number of milliseconds, got ${describe(ttl)}`);
     }
@@ -110,7 +111,7 @@ const dumps = {
    * S3FIFOPolicy its access counts), into a smaller one the policy evicts
    * as it would, keeping the hottest. `ttl` (ms) counts from `start`
    * (`Date.now()` ms), so an entry whose TTL ran out meanwhile is skipped;
-   * one without `ttl` gets the policy's. A key already held is replaced.
+   * one without `ttl` (or, as lru-cache writes it, `ttl: 0`) gets the policy's. A key already held is replaced.
    * Unlike lru-cache's, `load` does not clear the store first. Every entry
    * is checked before any is stored: bad input throws and changes nothing.
    * Returns how many entries it stored.

@@ -181,8 +181,11 @@ describe("load", () => {
       ["gone", { value: 1, ttl: 3_000, start: now - 5_000, size: 1 }],
       ["left", { value: 2, ttl: 10_000, start: now - 5_000, size: 1 }],
       ["forever", { value: 3 }],
+      // lru-cache's entry without a TTL, in a cache where some have one.
+      ["none", { value: 4, ttl: 0, start: 0, size: 1 }],
     ]);
-    assert.equal(stored, 2);
+    assert.equal(stored, 3);
+    assert.equal(store.remainingTtl("none"), Infinity);
     assert.equal(store.getSync("gone"), undefined);
     const left = store.remainingTtl("left");
     assert.ok(left > 4.9 && left <= 5, `about 5 s left: ${left}`);
@@ -214,7 +217,6 @@ describe("load", () => {
       [[good, [42, { value: 1 }]], CacheKeyError],
       [[good, ["k", null]], CachePolicyError],
       [[good, ["k", { value: undefined }]], CachePolicyError],
-      [[good, ["k", { value: 1, ttl: 0 }]], CachePolicyError],
       [[good, ["k", { value: 1, ttl: -5 }]], CachePolicyError],
       [[good, ["k", { value: 1, ttl: "60" }]], CachePolicyError],
       [[good, ["k", { value: 1, ttl: Infinity }]], CachePolicyError],
