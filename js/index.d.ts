@@ -113,6 +113,21 @@ export type Metadata = { [key: string]: JsonValue };
 /** What metadata may hold. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
+/** One entry of {@link MemoryStore.dump}, as lru-cache's `Entry` (`size` is ignored). */
+export interface DumpEntry<V = unknown> {
+  value: V;
+  /** Milliseconds of TTL left at `start` (none, or lru-cache's 0: the entry never expires, or takes the policy's TTL on load). */
+  ttl?: number;
+  /** When `ttl` was measured: `Date.now()` milliseconds. */
+  start?: number;
+  /** lru-cache's size: read and ignored. */
+  size?: number;
+  /** The entry's metadata, if it has any. */
+  metadata?: Metadata;
+  /** S3FIFOPolicy's access count (0 to 3), when not 0. */
+  hits?: number;
+}
+
 /** Options of {@link MemoryStore.set}. */
 export interface SetOptions {
   /** Seconds until the entry expires (default: the policy's `ttl`, if any). */
@@ -360,6 +375,22 @@ export declare class MemoryStore<V = unknown> {
   /** The values of {@link entries}, in its order. */
   values(): IterableIterator<V>;
   [Symbol.iterator](): IterableIterator<[string, V]>;
+  /**
+   * Warm restart: the live entries as `[key, entry]` pairs, coldest first
+   * (the entry the policy would evict first comes first; TTLPolicy: the
+   * soonest to expire), in lru-cache's format, for {@link load}. Counts
+   * nothing, changes no order, leaves expired entries out.
+   */
+  dump(): Array<[string, DumpEntry<V>]>;
+  /**
+   * Stores a {@link dump}'s entries (or lru-cache's) in order; how many it
+   * stored. Into a store with the same policy the order comes back; into a
+   * smaller one the policy keeps the hottest. `ttl` counts from `start`, so
+   * entries whose TTL ran out meanwhile are skipped; a key already held is
+   * replaced (the store is not cleared first, unlike lru-cache's `load`).
+   * Every entry is checked first: bad input throws and changes nothing.
+   */
+  load(entries: ReadonlyArray<readonly [string, DumpEntry<V>]>): number;
   /**
    * Ends the store: pending `getOrSet` calls reject with a {@link CacheError}
    * and their loaders' signals abort, its memory is released (no `onRemove`

@@ -65,6 +65,8 @@ class MemoryStore {
   #disposed = false;
   // The wasm policy, to start a fresh engine after a trap (`#reset`).
   #policy;
+  // A TTLPolicy's: evicts by deadline (dump's order, 15-dump.js).
+  #byDeadline = false;
   // Set when a call failed: the next call first makes sure the engine is
   // intact and that no placement was cut short (`#repair`).
   #pending = false;
@@ -185,6 +187,7 @@ class MemoryStore {
     this.#placeholders = this.#loads.placeholders;
     this.#expiring = policy.ttl !== undefined;
     this.#policy = wasmPolicy;
+    this.#byDeadline = policy instanceof TTLPolicy;
     // Bounded stores reserve their arrays up front, as lru-cache does.
     this.#prealloc = Math.min(policy.maxSize ?? 0, PREALLOCATE_MAX);
     this.#values = new Array(this.#prealloc);
@@ -946,6 +949,16 @@ class MemoryStore {
     keys: (store) => store.#keys,
     values: (store) => store.#values,
     placeholders: (store) => store.#placeholders,
+    // For dump and load (12-dump.js): metadata by slot id, the current views
+    // of the access counts and deadlines, the clock, and a plain set.
+    meta: (store) => store.#meta,
+    views: (store) => {
+      if (store.#header[0] !== store.#version) store.#view();
+      return [store.#freq, store.#deadline];
+    },
+    now: (store) => store.#now(),
+    byDeadline: (store) => store.#byDeadline,
+    put: (store, key, value, ttl, meta) => store.#put(key, value, ttl, meta),
   });
 
   /**

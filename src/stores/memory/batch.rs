@@ -50,6 +50,8 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
                     let (key, hash) = checked[pos];
                     found[pos] = engine.get_exclusive(key, hash, None, V::clone);
                 }
+                // What expired goes to the listener after the lock.
+                self.release(engine);
                 continue;
             }
             let mut expired = Vec::new();
@@ -72,6 +74,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
                     let (key, hash) = checked[pos];
                     engine.reclaim_if_expired(key, hash);
                 }
+                self.release(engine);
             }
         }
         Ok(found)
@@ -94,7 +97,8 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         let order = self.by_shard(&checked);
         // Dropped after the last lock is released (a value's Drop may panic
         // or use this store).
-        let mut removed: Vec<Removals<V>> = Vec::new();
+        let mut removed: Vec<(Key<'_>, Removals<V>)> = Vec::new();
+        let mut orphans = Vec::new();
         for group in order.chunk_by(|a, b| a.0 == b.0) {
             let mut engine = write(&self.shards[group[0].0]);
             for &(_, pos) in group {
@@ -102,10 +106,17 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
                 let value = values[pos].take().expect("each position is written once");
                 // Fails only when a shard holds the most entries a slab can
                 // (about 4 billion): what was written stays, as with `set`s.
-                removed.push(engine.set(key, hash, value, options.clone())?);
+                removed.push((key, engine.set(key, hash, value, options.clone())?));
+            }
+            if engine.has_orphans() {
+                orphans.extend(engine.take_orphans());
             }
         }
-        drop(removed);
+        // Told to the listener (or dropped) once every lock is released.
+        self.dispose(orphans, "");
+        for (key, gone) in removed {
+            self.dispose_write(gone, &key);
+        }
         Ok(())
     }
 
@@ -114,15 +125,21 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         let checked = self.checked_all("delete_many", keys.iter().copied())?;
         let order = self.by_shard(&checked);
         let mut removed = Vec::new();
+        let mut orphans = Vec::new();
         for group in order.chunk_by(|a, b| a.0 == b.0) {
             let mut engine = write(&self.shards[group[0].0]);
             for &(_, pos) in group {
                 let (key, hash) = checked[pos];
                 removed.extend(engine.delete(key, hash));
             }
+            if engine.has_orphans() {
+                orphans.extend(engine.take_orphans());
+            }
         }
         let count = removed.len();
-        drop(removed);
+        // Told to the listener (or dropped) once every lock is released.
+        self.dispose(orphans, "");
+        self.dispose(removed, "");
         Ok(count)
     }
 }

@@ -20,6 +20,7 @@ mod sketch;
 pub(crate) mod slots;
 // On wasm32 the engine hashes keys with it; natively its tests still run.
 mod batch;
+mod dump;
 #[cfg(any(test, target_arch = "wasm32"))]
 mod hasher;
 mod listen;
@@ -39,6 +40,8 @@ mod weight_model_tests;
 mod test_support;
 #[cfg(all(test, not(target_arch = "wasm32"), feature = "redis"))]
 pub(crate) use model_tests::fuzz_cases;
+
+pub use dump::{Dump, DumpEntry};
 
 use std::future::{Future, Ready, ready};
 use std::hash::BuildHasher;
@@ -492,8 +495,14 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
 
     fn set(&self, key: &str, value: V, options: SetOptions) -> Ready<Result<()>> {
         ready(self.checked("set", key).and_then(|(key, hash)| {
-            let removed = self.on_shard(hash, |engine| engine.set(key, hash, value, options))?;
-            self.dispose_write(removed, &key);
+            let mut engine = write(self.shard_of(hash));
+            let removed = engine.set(key, hash, value, options);
+            self.release(engine);
+            if self.listener.is_none() {
+                // Dropped here, as it was before there were listeners: no copy.
+                return removed.map(drop);
+            }
+            self.dispose_write(removed?, &key);
             Ok(())
         }))
     }
@@ -571,7 +580,7 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     }
 
     fn get_tags(&self, key: &str) -> Ready<Result<Option<Vec<String>>>> {
-        ready(self.checked("get_tags", key).map(|(key, hash)| write(self.shard_of(hash)).get_tags(key, hash)))
+        ready(self.checked("get_tags", key).map(|(key, hash)| self.on_shard(hash, |e| e.get_tags(key, hash))))
     }
 
     fn keys(&self, pattern: Option<&str>) -> Ready<Result<Vec<String>>> {

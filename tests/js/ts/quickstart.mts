@@ -79,7 +79,7 @@ void (() => { store.size = 3; });
 // Issues 9 and 11: stale-while-revalidate options, the loader's context,
 // lifecycle and iteration, typed.
 import { ManualClock, CacheTimeoutError, CacheReentrantLoadError } from "pepperpy-caching";
-import type { GetOrSetOptions, LoadContext, RemovalReason } from "pepperpy-caching";
+import type { DumpEntry, GetOrSetOptions, LoadContext, RemovalReason } from "pepperpy-caching";
 {
   const clock = new ManualClock();
   const removals: [string, RemovalReason][] = [];
@@ -103,6 +103,9 @@ import type { GetOrSetOptions, LoadContext, RemovalReason } from "pepperpy-cachi
   const many: (number | undefined)[] = await typed.getMany(["b1", "nope", "b2"]);
   const gone: number = typed.deleteManySync(new Set(["b1", "b2"]));
   check(many[0] === 1 && many[1] === undefined && many[2] === 2 && gone === 2, "batch calls");
+  const dumped: Array<[string, DumpEntry<number>]> = typed.dump();
+  const restored = new MemoryStore<number>({ policy: new LRUPolicy({ maxSize: 10 }) });
+  check(restored.load(dumped) === 1 && restored.peek("n") === 2 && dumped[0]?.[1].ttl === 11_000, "dump and load");
   typed.deleteSync("n");
   check(removals.length === 4 && removals[1]?.[1] === "deleted", "onRemove");
   typed.dispose();

@@ -40,6 +40,7 @@
 //! drops the old value (see [`Removed`]), so a panicking `Drop` leaves the
 //! engine consistent and every other entry in place.
 
+mod dump;
 mod expiry;
 mod idle;
 mod loads;
@@ -65,6 +66,7 @@ use crate::policies::Policy;
 use crate::removal::RemovalReason;
 use crate::store::{Metadata, SetOptions, check_metadata, check_set_options};
 
+pub(crate) use dump::{Restored, Snapshot};
 pub(crate) use expiry::RECLAIM_PER_WRITE;
 pub(crate) use loads::Freshly;
 pub(crate) use queues::{Climber, MAX_FREQ, MOVE_TO_MAIN};
