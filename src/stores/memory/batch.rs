@@ -89,7 +89,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         let mut values: Vec<Option<V>> = entries.into_iter().map(|(_, value)| Some(value)).collect();
         // Weighed: an entry too heavy for the store fails the batch before
         // anything is written (its weigher then runs twice per entry).
-        if read(&self.shards[0]).weighs() {
+        if self.weighs {
             for (&(key, hash), value) in checked.iter().zip(&values) {
                 read(self.shard_of(hash)).check_weight(&key, value.as_ref().expect("not taken yet"))?;
             }

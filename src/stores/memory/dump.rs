@@ -176,7 +176,11 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     /// clock) is taken off every TTL: an entry whose TTL ran out meanwhile
     /// is skipped. An entry without a TTL gets the policy's default TTL, as
     /// a `set` does. Entries are counted as sets; a removal listener hears
-    /// of what the load replaced or evicted.
+    /// of what the load replaced or evicted. In a store with a
+    /// [`weigher`](crate::stores::MemoryStoreBuilder::weigher), each entry is
+    /// weighed as a `set` weighs it and the policy evicts to make room; an
+    /// entry heavier than the whole capacity (or its shard's) is skipped and
+    /// not counted in the result, as the policy could not keep it.
     ///
     /// ```
     /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, stores::{Dump, DumpEntry}};
@@ -246,9 +250,12 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
                     hits: e.hits,
                     probation: e.probation,
                 };
-                let gone = engine.restore(key, hash, entry);
-                removed.push((e.key, gone));
-                stored += 1;
+                // An entry heavier than the whole capacity is skipped, as the
+                // policy could not keep it.
+                if let Some(gone) = engine.restore(key, hash, entry) {
+                    removed.push((e.key, gone));
+                    stored += 1;
+                }
             }
             self.release(engine);
             for (key, gone) in removed {

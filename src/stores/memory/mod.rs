@@ -118,6 +118,8 @@ pub struct MemoryStore<V> {
     flights: SingleFlight<V>,
     /// Told of every entry that leaves, after the lock (`listen.rs`).
     listener: Option<RemovalListener<V>>,
+    /// Whether the engines weigh their entries (`MemoryStoreBuilder::weigher`).
+    weighs: bool,
 }
 
 /// One engine on its own cache lines, so two threads working on neighbouring
@@ -319,6 +321,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
             clock: self.clock,
             flights: SingleFlight::default(),
             listener: self.listener,
+            weighs: weighted,
         }
     }
 }
