@@ -65,9 +65,11 @@ pub mod metrics;
 mod pattern;
 pub mod policies;
 mod refresh;
+mod removal;
 mod singleflight;
 mod store;
 pub mod stores;
+mod tags;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown", feature = "js"))]
 mod wasm;
 
@@ -79,6 +81,8 @@ pub use policies::{LruPolicy, MAX_IDLE, Policy, S3FifoPolicy, TtlPolicy};
 #[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
 pub use refresh::TokioRuntime;
 pub use refresh::{BoxFuture, RefreshLoader, RefreshOptions, Runtime};
+pub use removal::{RemovalListener, RemovalReason};
 pub use store::{CacheStore, MAX_KEY_LEN, Metadata, SetOptions};
 pub use stores::MemoryStore;
 pub use stores::dyn_store::{DynCacheStore, DynFuture, DynLoader, DynRefreshLoader};
+pub use tags::{MAX_INVALIDATE_TAGS, MAX_TAG_LEN, MAX_TAGS};

@@ -146,6 +146,27 @@ impl RefreshOptions {
         self
     }
 
+    /// Tags for the loaded entries (see [`SetOptions::tags`]): an
+    /// [`invalidate_tags`](crate::CacheStore::invalidate_tags) of one of them
+    /// removes the entry, and a load or refresh in flight then stores nothing.
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// use pepperpy_caching::{RefreshOptions, TokioRuntime};
+    /// use std::time::Duration;
+    /// let options = RefreshOptions::new(TokioRuntime, Duration::from_secs(60), Duration::from_secs(600))
+    ///     .tags(["product:42"]);
+    /// # let _ = options; }
+    /// ```
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.set = self.set.tags(tags);
+        self
+    }
+
     /// `soft`: how long a caller waits for a load when there is no value to
     /// serve (then [`CacheError::Timeout`]; another waiting caller may take
     /// the load over, and the caller that gave up stops its loader). `hard`:
@@ -177,7 +198,10 @@ impl RefreshOptions {
             crate::policies::check_idle(idle)?;
         }
         // The entry's TTL is fresh_for + grace, above zero: only the metadata
-        // is left to check (without cloning it, on every call).
+        // and tags are left to check (without cloning them, on every call).
+        if !self.set.tags.is_empty() {
+            crate::tags::check_entry_tags(&self.set.tags)?;
+        }
         match &self.set.metadata {
             Some(metadata) => check_metadata(metadata),
             None => Ok(()),

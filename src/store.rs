@@ -44,6 +44,9 @@ pub struct SetOptions {
     /// its TTL, whichever comes first; `None` takes the policy's default (if
     /// any). See [`idle`](Self::idle).
     pub idle: Option<Duration>,
+    /// The entry's tags, for [`CacheStore::invalidate_tags`] (see
+    /// [`SetOptions::tags`]); empty, the default, for none.
+    pub tags: Vec<String>,
 }
 
 impl SetOptions {
@@ -93,6 +96,26 @@ impl SetOptions {
         self.idle = Some(idle);
         self
     }
+
+    /// The entry carries `tags` (replacing any given before), so that
+    /// [`invalidate_tags`](CacheStore::invalidate_tags) of any one of them
+    /// removes it. At most [`MAX_TAGS`](crate::MAX_TAGS) tags, each non-empty,
+    /// at most [`MAX_TAG_LEN`](crate::MAX_TAG_LEN) bytes, none twice; else
+    /// the call fails with [`CacheError::Policy`] and stores nothing.
+    ///
+    /// ```
+    /// use pepperpy_caching::SetOptions;
+    /// let options = SetOptions::new().tags(["user:42", "team:7"]);
+    /// assert_eq!(options.tags, ["user:42", "team:7"]);
+    /// ```
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
 }
 
 /// The async interface every store implements, so application code can be
@@ -122,6 +145,73 @@ pub trait CacheStore<V>: Send + Sync {
     /// Removes `key`; whether a live entry was there.
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool>> + Send;
 
+    /// The live values under `keys`, in the order of `keys` (`None` for a
+    /// miss), read in one go: one lock per shard in memory, one round trip
+    /// on Redis (one per master on a cluster, in parallel). Each key counts
+    /// as one `get` (a hit or a miss), so a key given twice is read and
+    /// counted twice and answered in both places. Every key is checked
+    /// first: one bad key fails the whole call with [`CacheError::Key`]
+    /// and nothing is read or counted. An empty `keys` is a no-op.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, SetOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let store = MemoryStore::new(LruPolicy::new(100)?);
+    /// store.set("a", 1, SetOptions::new()).await?;
+    /// assert_eq!(store.get_many(&["a", "b", "a"]).await?, [Some(1), None, Some(1)]);
+    /// assert_eq!((store.stats().hits, store.stats().misses), (2, 1));
+    /// # Ok(()) }
+    /// ```
+    fn get_many(&self, keys: &[&str]) -> impl Future<Output = Result<Vec<Option<V>>>> + Send;
+
+    /// Stores every `(key, value)` of `entries` with the same `options`
+    /// (one TTL and metadata for all: call it once per set of options), as
+    /// that many `set`s in the order given would, so of a key given twice
+    /// the last value stays. One lock per shard in memory, one round trip on
+    /// Redis (one per master on a cluster, in parallel). Each entry counts
+    /// as one `set`. The keys and the options are checked (and, on Redis,
+    /// every value encoded) before anything is written: bad input fails the
+    /// whole call and changes nothing. An empty `entries` is a no-op.
+    ///
+    /// On Redis a call that fails on the way (a timeout, a server gone)
+    /// may have written some of the entries and not others, as that many
+    /// `set`s would: each entry is written whole or not at all (on a cluster, each master's
+    /// share is one pipeline), and the call reports the failure.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, SetOptions};
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let store = MemoryStore::new(LruPolicy::new(100)?);
+    /// let ttl = SetOptions::new().ttl(Duration::from_secs(60));
+    /// store.set_many(vec![("a", 1), ("b", 2), ("a", 3)], ttl).await?;
+    /// assert_eq!(store.get_many(&["a", "b"]).await?, [Some(3), Some(2)]);
+    /// # Ok(()) }
+    /// ```
+    fn set_many(&self, entries: Vec<(&str, V)>, options: SetOptions) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes every key of `keys`; how many live entries were there (a key
+    /// given twice is removed once). One lock per shard in memory, one
+    /// round trip on Redis (one per master on a cluster, in parallel); each
+    /// entry removed counts as one delete. Every key is checked first: one
+    /// bad key fails the whole call and removes nothing. An empty `keys` is
+    /// a no-op. On Redis a call that fails on the way may have removed some
+    /// of the keys.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, SetOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let store = MemoryStore::new(LruPolicy::new(100)?);
+    /// store.set_many(vec![("a", 1), ("b", 2)], SetOptions::new()).await?;
+    /// assert_eq!(store.delete_many(&["a", "b", "c", "a"]).await?, 2);
+    /// assert_eq!(store.size().await?, 0);
+    /// # Ok(()) }
+    /// ```
+    fn delete_many(&self, keys: &[&str]) -> impl Future<Output = Result<usize>> + Send;
+
     /// Whether a live entry is under `key`. Counts neither hit nor miss and
     /// does not refresh recency.
     fn contains(&self, key: &str) -> impl Future<Output = Result<bool>> + Send;
@@ -137,6 +227,51 @@ pub trait CacheStore<V>: Send + Sync {
 
     /// Removes every live entry whose key matches the glob `pattern`; how many.
     fn invalidate(&self, pattern: &str) -> impl Future<Output = Result<usize>> + Send;
+
+    /// Removes every live entry that carries at least one of `tags` (given
+    /// by [`SetOptions::tags`]); how many. A tag named twice counts once;
+    /// an invalid tag (empty, longer than [`MAX_TAG_LEN`](crate::MAX_TAG_LEN))
+    /// or more than [`MAX_INVALIDATE_TAGS`](crate::MAX_INVALIDATE_TAGS) tags
+    /// is [`CacheError::Policy`] and removes nothing.
+    ///
+    /// When it returns, no reader sees an entry carrying one of the tags
+    /// that was set before the call, and a tagged load (`get_or_set`,
+    /// `get_or_refresh` with tags in its options) that began before it
+    /// stores nothing (its callers still get the loaded value). On Redis
+    /// this holds for every process sharing the prefix.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, SetOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let store = MemoryStore::new(LruPolicy::new(100)?);
+    /// store.set("page:home", 1, SetOptions::new().tags(["user:42", "team:7"])).await?;
+    /// store.set("page:team", 2, SetOptions::new().tags(["team:7"])).await?;
+    /// store.set("page:about", 3, SetOptions::new()).await?;
+    /// assert_eq!(store.invalidate_tags(&["user:42"]).await?, 1);
+    /// assert_eq!(store.invalidate_tags(&["team:7", "user:42"]).await?, 1);
+    /// assert_eq!(store.keys(None).await?, ["page:about"]);
+    /// # Ok(()) }
+    /// ```
+    fn invalidate_tags(&self, tags: &[&str]) -> impl Future<Output = Result<usize>> + Send;
+
+    /// The tags of the live entry under `key`, in the order they were set:
+    /// `None` when there is no such entry, empty when it has none. Counts
+    /// neither hit nor miss.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, SetOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let store = MemoryStore::new(LruPolicy::new(100)?);
+    /// store.set("page:home", 1, SetOptions::new().tags(["user:42", "team:7"])).await?;
+    /// assert_eq!(store.get_tags("page:home").await?, Some(vec!["user:42".into(), "team:7".into()]));
+    /// store.set("page:home", 2, SetOptions::new()).await?; // a set replaces the tags too
+    /// assert_eq!(store.get_tags("page:home").await?, Some(vec![]));
+    /// assert_eq!(store.get_tags("nothing").await?, None);
+    /// # Ok(()) }
+    /// ```
+    fn get_tags(&self, key: &str) -> impl Future<Output = Result<Option<Vec<String>>>> + Send;
 
     /// The keys of live entries, all or those matching `pattern`, in no
     /// promised order.
@@ -274,6 +409,9 @@ pub(crate) fn check_set_options(options: &SetOptions, default_ttl: Option<Durati
     }
     if let Some(idle) = options.idle {
         crate::policies::check_idle(idle)?;
+    }
+    if !options.tags.is_empty() {
+        crate::tags::check_entry_tags(&options.tags)?;
     }
     effective_ttl(options.ttl, default_ttl)
 }

@@ -79,11 +79,12 @@ function maxSizeOption(value) {
  * the result goes to a shared object, not a fresh one, so `setSync`
  * allocates nothing.
  */
-const setOptions = { ttl: undefined, meta: undefined, idle: undefined };
-const SET_OPTIONS = ["ttl", "metadata", "idle"];
+const setOptions = { ttl: undefined, meta: undefined, size: undefined, idle: undefined };
+const SET_OPTIONS = ["ttl", "metadata", "size", "idle"];
 function readSetOptions(options) {
   let ttl;
   let metadata;
+  let size;
   let idle;
   if (options !== undefined) {
     if (typeof options !== "object" || options === null) {
@@ -94,9 +95,11 @@ function readSetOptions(options) {
     idle = idleSeconds(options.idle, "idle");
     metadata = options.metadata;
     if (metadata !== undefined) metadata = copyMetadata(metadata);
+    size = options.size;
   }
   setOptions.ttl = ttl;
   setOptions.meta = metadata;
+  setOptions.size = size;
   setOptions.idle = idle;
 }
 

@@ -55,6 +55,12 @@ pub trait DynCacheStore<V>: Send + Sync {
     fn set_dyn<'a>(&'a self, key: &'a str, value: V, options: SetOptions) -> DynFuture<'a, Result<()>>;
     /// [`CacheStore::delete`].
     fn delete_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<bool>>;
+    /// [`CacheStore::get_many`].
+    fn get_many_dyn<'a>(&'a self, keys: &'a [&'a str]) -> DynFuture<'a, Result<Vec<Option<V>>>>;
+    /// [`CacheStore::set_many`].
+    fn set_many_dyn<'a>(&'a self, entries: Vec<(&'a str, V)>, options: SetOptions) -> DynFuture<'a, Result<()>>;
+    /// [`CacheStore::delete_many`].
+    fn delete_many_dyn<'a>(&'a self, keys: &'a [&'a str]) -> DynFuture<'a, Result<usize>>;
     /// [`CacheStore::contains`].
     fn contains_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<bool>>;
     /// [`CacheStore::get_metadata`].
@@ -63,6 +69,10 @@ pub trait DynCacheStore<V>: Send + Sync {
     fn update_metadata_dyn<'a>(&'a self, key: &'a str, metadata: Metadata) -> DynFuture<'a, Result<bool>>;
     /// [`CacheStore::invalidate`].
     fn invalidate_dyn<'a>(&'a self, pattern: &'a str) -> DynFuture<'a, Result<usize>>;
+    /// [`CacheStore::invalidate_tags`].
+    fn invalidate_tags_dyn<'a>(&'a self, tags: &'a [&'a str]) -> DynFuture<'a, Result<usize>>;
+    /// [`CacheStore::get_tags`].
+    fn get_tags_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<Option<Vec<String>>>>;
     /// [`CacheStore::keys`].
     fn keys_dyn<'a>(&'a self, pattern: Option<&'a str>) -> DynFuture<'a, Result<Vec<String>>>;
     /// [`CacheStore::size`].
@@ -99,6 +109,15 @@ impl<V: Send + 'static, S: CacheStore<V> + 'static> DynCacheStore<V> for S {
     fn delete_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<bool>> {
         Box::pin(self.delete(key))
     }
+    fn get_many_dyn<'a>(&'a self, keys: &'a [&'a str]) -> DynFuture<'a, Result<Vec<Option<V>>>> {
+        Box::pin(self.get_many(keys))
+    }
+    fn set_many_dyn<'a>(&'a self, entries: Vec<(&'a str, V)>, options: SetOptions) -> DynFuture<'a, Result<()>> {
+        Box::pin(self.set_many(entries, options))
+    }
+    fn delete_many_dyn<'a>(&'a self, keys: &'a [&'a str]) -> DynFuture<'a, Result<usize>> {
+        Box::pin(self.delete_many(keys))
+    }
     fn contains_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<bool>> {
         Box::pin(self.contains(key))
     }
@@ -110,6 +129,12 @@ impl<V: Send + 'static, S: CacheStore<V> + 'static> DynCacheStore<V> for S {
     }
     fn invalidate_dyn<'a>(&'a self, pattern: &'a str) -> DynFuture<'a, Result<usize>> {
         Box::pin(self.invalidate(pattern))
+    }
+    fn invalidate_tags_dyn<'a>(&'a self, tags: &'a [&'a str]) -> DynFuture<'a, Result<usize>> {
+        Box::pin(self.invalidate_tags(tags))
+    }
+    fn get_tags_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<Option<Vec<String>>>> {
+        Box::pin(self.get_tags(key))
     }
     fn keys_dyn<'a>(&'a self, pattern: Option<&'a str>) -> DynFuture<'a, Result<Vec<String>>> {
         Box::pin(self.keys(pattern))
@@ -188,6 +213,15 @@ impl<V: Send + 'static> CacheStore<V> for Arc<dyn DynCacheStore<V>> {
     async fn delete(&self, key: &str) -> Result<bool> {
         self.as_ref().delete_dyn(key).await
     }
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<V>>> {
+        self.as_ref().get_many_dyn(keys).await
+    }
+    async fn set_many(&self, entries: Vec<(&str, V)>, options: SetOptions) -> Result<()> {
+        self.as_ref().set_many_dyn(entries, options).await
+    }
+    async fn delete_many(&self, keys: &[&str]) -> Result<usize> {
+        self.as_ref().delete_many_dyn(keys).await
+    }
     async fn contains(&self, key: &str) -> Result<bool> {
         self.as_ref().contains_dyn(key).await
     }
@@ -199,6 +233,12 @@ impl<V: Send + 'static> CacheStore<V> for Arc<dyn DynCacheStore<V>> {
     }
     async fn invalidate(&self, pattern: &str) -> Result<usize> {
         self.as_ref().invalidate_dyn(pattern).await
+    }
+    async fn invalidate_tags(&self, tags: &[&str]) -> Result<usize> {
+        self.as_ref().invalidate_tags_dyn(tags).await
+    }
+    async fn get_tags(&self, key: &str) -> Result<Option<Vec<String>>> {
+        self.as_ref().get_tags_dyn(key).await
     }
     async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
         self.as_ref().keys_dyn(pattern).await

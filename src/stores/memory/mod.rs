@@ -19,8 +19,11 @@ mod sketch;
 #[cfg(any(test, all(target_arch = "wasm32", target_os = "unknown", feature = "js")))]
 pub(crate) mod slots;
 // On wasm32 the engine hashes keys with it; natively its tests still run.
+mod batch;
+mod dump;
 #[cfg(any(test, target_arch = "wasm32"))]
 mod hasher;
+mod listen;
 mod reentry;
 mod refresh;
 // proptest is a native dev-dependency.
@@ -30,17 +33,21 @@ mod adaptive_model_tests;
 mod model_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod s3fifo_model_tests;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod weight_model_tests;
 // The slot engine's differential test uses it on wasm32 too (wasm-pack test).
 #[cfg(test)]
 mod test_support;
 #[cfg(all(test, not(target_arch = "wasm32"), feature = "redis"))]
 pub(crate) use model_tests::fuzz_cases;
 
+pub use dump::{Dump, DumpEntry};
+
 use std::future::{Future, Ready, ready};
 use std::hash::BuildHasher;
 use std::sync::{Arc, RwLock};
 
-use engine::{Engine, KeyHasher, Lookup};
+use engine::{Engine, KeyHasher, Lookup, Weigher};
 use reentry::{read, write};
 
 use crate::clock::Clock;
@@ -50,6 +57,7 @@ use crate::metrics::{CacheStats, Counters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
 use crate::refresh::{RefreshLoader, RefreshOptions};
+use crate::removal::{RemovalListener, RemovalReason};
 use crate::singleflight::{SingleFlight, loader_error};
 use crate::store::{CacheStore, Metadata, SetOptions, check_set_options};
 
@@ -108,6 +116,10 @@ pub struct MemoryStore<V> {
     /// The engines' clock, for the time a load takes.
     clock: Clock,
     flights: SingleFlight<V>,
+    /// Told of every entry that leaves, after the lock (`listen.rs`).
+    listener: Option<RemovalListener<V>>,
+    /// Whether the engines weigh their entries (`MemoryStoreBuilder::weigher`).
+    weighs: bool,
 }
 
 /// One engine on its own cache lines, so two threads working on neighbouring
@@ -128,7 +140,8 @@ pub struct MemoryStoreBuilder<V> {
     policy: Policy,
     clock: Clock,
     shards: Option<usize>,
-    _value: std::marker::PhantomData<fn() -> V>,
+    weigher: Option<Weigher<V>>,
+    listener: Option<RemovalListener<V>>,
 }
 
 impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
@@ -149,7 +162,8 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
     ///
     /// The default: under LRU and TTL, 1 shard, which keeps their order exact;
     /// under S3-FIFO (an approximate policy to begin with), four per CPU
-    /// rounded up to a power of two, with at least 1,024 entries a shard.
+    /// rounded up to a power of two, with at least 1,024 entries a shard;
+    /// with a [`weigher`](Self::weigher), 1 (see there).
     /// The shards of an adaptive S3-FIFO store share one setting: the first
     /// shard's shadow caches choose it and the others follow, so a sharded
     /// store adapts as a whole one does (hit ratios sharded and unsharded are
@@ -159,10 +173,111 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
         self
     }
 
+    /// Bounds the store by weight instead of by entries, as moka's `weigher`
+    /// and quick_cache's `Weighter` do: `weigher(key, value)` gives each entry
+    /// its weight (its size in bytes, say) when it is set, and the policy's
+    /// `max_size` becomes the most **total weight** the store holds. A new
+    /// entry evicts as many entries as it takes, by the policy's own rule,
+    /// for the total to fit. Every bounded policy weighs: LRU, S3-FIFO (its
+    /// small queue is then a share of the weight), TTL with a `max_size`.
+    ///
+    /// - An entry heavier than the whole capacity is refused with
+    ///   [`CacheError::EntryTooLarge`](crate::errors::CacheError::EntryTooLarge):
+    ///   nothing is evicted for it and the store is left as it was (the
+    ///   key's old entry too). A weight of 0 is allowed: such an entry makes
+    ///   no room and takes none.
+    /// - A weight is taken when the entry is set and never again (`set_many`
+    ///   weighs each entry twice: it checks the whole batch fits before it
+    ///   writes any).
+    /// - The weigher runs under the shard's lock, before anything changes:
+    ///   if it panics, the `set` panics and the store is as it was; if it
+    ///   calls the same store, that call fails with
+    ///   [`CacheError::ReentrantValue`](crate::errors::CacheError::ReentrantValue).
+    ///   Keep it cheap.
+    /// - [`stats`](crate::store::CacheStore::stats)`().total_weight` is the
+    ///   total weight held.
+    /// - Sharding: a weighted store has **one shard** unless
+    ///   [`shards`](Self::shards) asks for more. With `n` shards each holds
+    ///   `max_size / n` of the weight, and an entry heavier than its shard's
+    ///   share is refused (`EntryTooLarge`, whose `capacity` is the shard's),
+    ///   never silently dropped: give a sharded weighted store room for
+    ///   `n` of your largest entries.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheError, CacheStore, LruPolicy, MemoryStore, SetOptions};
+    ///
+    /// // At most 1,000 bytes of strings.
+    /// let store = MemoryStore::<String>::builder(LruPolicy::new(1_000)?)
+    ///     .weigher(|key, value: &String| (key.len() + value.len()) as u64)
+    ///     .build();
+    /// store.set("a", "x".repeat(600), SetOptions::new()).into_inner()?;
+    /// store.set("b", "y".repeat(300), SetOptions::new()).into_inner()?;
+    /// // 601 + 301 bytes held; 501 more evicts "a", the least recently used.
+    /// store.set("c", "z".repeat(500), SetOptions::new()).into_inner()?;
+    /// assert_eq!(store.get("a").into_inner()?, None);
+    /// assert_eq!(store.stats().total_weight, 301 + 501);
+    /// // Heavier than the whole capacity: refused, nothing evicted.
+    /// let err = store.set("d", "w".repeat(1_000), SetOptions::new()).into_inner().unwrap_err();
+    /// assert!(matches!(err, CacheError::EntryTooLarge { weight: 1_001, capacity: 1_000, .. }));
+    /// assert_eq!(store.len(), 2);
+    /// # Ok::<(), CacheError>(())
+    /// ```
+    pub fn weigher(mut self, weigher: impl Fn(&str, &V) -> u64 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Arc::new(weigher));
+        self
+    }
+
+    /// Calls `listener` with the key, the value and the [`RemovalReason`] of
+    /// every entry that leaves the store: evicted by the policy, expired
+    /// (found by a read, a write's sweep or a walk), replaced by a `set` or a
+    /// load storing its value (the old value, under the key that now holds
+    /// the new one), deleted, invalidated, cleared. Each entry is reported
+    /// once, by the call that removed it.
+    ///
+    /// The listener runs on the thread of that call, after the call has
+    /// released every lock and the store is consistent again, so it may use
+    /// the store (read, write, delete the same key). A listener that panics
+    /// changes nothing either: the panic is caught (the panic hook still
+    /// reports it), the call's other removals are still reported, and the
+    /// call returns its own result. (Under `panic = "abort"` a panic ends the
+    /// process, as any panic does.) A store built without a listener pays
+    /// nothing for this.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, RemovalReason, SetOptions};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&seen);
+    /// let store = MemoryStore::builder(LruPolicy::new(2)?)
+    ///     .on_remove(move |key: &str, value: u32, reason| log.lock().unwrap().push((key.to_string(), value, reason)))
+    ///     .build();
+    /// for (key, value) in [("a", 1), ("b", 2), ("a", 3), ("c", 4)] {
+    ///     store.set(key, value, SetOptions::new()).into_inner()?;
+    /// }
+    /// store.delete("a").into_inner()?;
+    /// assert_eq!(
+    ///     *seen.lock().unwrap(),
+    ///     [
+    ///         ("a".to_string(), 1, RemovalReason::Replaced),
+    ///         ("b".to_string(), 2, RemovalReason::Evicted),
+    ///         ("a".to_string(), 3, RemovalReason::Deleted),
+    ///     ]
+    /// );
+    /// # Ok::<(), pepperpy_caching::CacheError>(())
+    /// ```
+    pub fn on_remove(mut self, listener: impl Fn(&str, V, RemovalReason) + Send + Sync + 'static) -> Self {
+        self.listener = Some(std::sync::Arc::new(listener));
+        self
+    }
+
     /// Builds the store.
     pub fn build(self) -> MemoryStore<V> {
         let max_size = self.policy.max_size();
+        let weighted = self.weigher.is_some();
         let wanted = self.shards.unwrap_or_else(|| match (&self.policy, max_size) {
+            // A capacity in weight says nothing of how many entries a shard would hold.
+            _ if weighted => 1,
             (Policy::S3Fifo(_), Some(max)) => {
                 let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
                 (cpus.saturating_mul(4)).min(max / MIN_AUTO_SHARD_SIZE)
@@ -180,12 +295,18 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
         let shards: Box<[Shard<V>]> = (0..count)
             .map(|i| {
                 let mut engine = Engine::with_hasher(self.policy.clone(), self.clock.clone(), hasher.clone());
+                if let Some(weigher) = &self.weigher {
+                    engine.weigh_with(Arc::clone(weigher));
+                }
                 if let Some(max) = max_size {
                     // Spread the remainder over the first shards: the total is exactly max.
                     engine.limit_max_size(max / count + usize::from(i < max % count));
                 }
                 if count > 1 {
                     engine.share_setting(&setting, i == 0);
+                }
+                if self.listener.is_some() {
+                    engine.keep_orphans();
                 }
                 Shard(RwLock::new(engine))
             })
@@ -199,6 +320,8 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
             policy: self.policy,
             clock: self.clock,
             flights: SingleFlight::default(),
+            listener: self.listener,
+            weighs: weighted,
         }
     }
 }
@@ -218,14 +341,15 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
             policy: policy.into(),
             clock: Clock::system(),
             shards: None,
-            _value: std::marker::PhantomData,
+            weigher: None,
+            listener: None,
         }
     }
 
     /// How many live entries there are (expired ones are reclaimed first).
     pub fn len(&self) -> usize {
         self.assert_not_reentered("len");
-        self.shards.iter().map(|s| write(s).len()).sum()
+        self.fold(0, |n, engine| n + engine.len())
     }
 
     /// Whether there are no live entries.
@@ -233,7 +357,8 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         self.len() == 0
     }
 
-    /// The most entries the policy allows, if it sets a limit.
+    /// The most entries the policy allows, if it sets a limit (with a
+    /// [`weigher`](MemoryStoreBuilder::weigher): the most total weight).
     pub fn capacity(&self) -> Option<usize> {
         self.policy.max_size()
     }
@@ -259,11 +384,17 @@ impl<V> MemoryStore<V> {
     /// so that one shard (b = 0) needs no branch (it shifts out every bit).
     #[inline(always)]
     fn shard_of(&self, hash: u64) -> &Shard<V> {
-        let i = (((hash << 7) >> 1) >> self.shard_shift) as usize;
+        let i = self.shard_index(hash);
         debug_assert!(i < self.shards.len());
         // SAFETY: `i` < 2^b = `shards.len()` (a power of two): the shift
         // leaves b bits.
         unsafe { self.shards.get_unchecked(i) }
+    }
+
+    /// The index of [`shard_of`](Self::shard_of)'s shard.
+    #[inline(always)]
+    fn shard_index(&self, hash: u64) -> usize {
+        (((hash << 7) >> 1) >> self.shard_shift) as usize
     }
 
     /// Checks `key` (once, for the whole call) and hashes it (once, for its
@@ -276,13 +407,32 @@ impl<V> MemoryStore<V> {
         Ok((key, self.hasher.hash_one(&*key)))
     }
 
-    /// Sums what `f` reports for every shard.
+    /// Sums what `f` reports for every shard. What the engines set aside
+    /// (expired entries) goes to the listener after the last shard.
     fn fold<T>(&self, init: T, mut f: impl FnMut(T, &mut Engine<V>) -> T) -> T {
         let mut acc = init;
+        let mut orphans = Vec::new();
         for shard in self.shards.iter() {
-            acc = f(acc, &mut write(shard));
+            let mut engine = write(shard);
+            acc = f(acc, &mut engine);
+            if engine.has_orphans() {
+                orphans.push(engine.take_orphans());
+            }
+        }
+        if !orphans.is_empty() {
+            self.dispose(orphans.into_iter().flatten(), "");
         }
         acc
+    }
+
+    /// Runs `f` on the engine of the key with this hash, under its lock;
+    /// what the engine set aside goes to the listener after the lock.
+    #[inline(always)]
+    fn on_shard<T>(&self, hash: u64, f: impl FnOnce(&mut Engine<V>) -> T) -> T {
+        let mut engine = write(self.shard_of(hash));
+        let out = f(&mut engine);
+        self.release(engine);
+        out
     }
 }
 
@@ -299,7 +449,7 @@ impl<V: Clone> MemoryStore<V> {
             Lookup::Hit(value) => Some(value),
             Lookup::Miss => None,
             Lookup::Expired => {
-                reclaim(shard, key, hash);
+                self.reclaim(key, hash);
                 None
             }
         }
@@ -309,16 +459,16 @@ impl<V: Clone> MemoryStore<V> {
     /// that the shared read path stays small.
     #[inline(never)]
     fn get_exclusive(&self, key: Key<'_>, hash: u64) -> Option<V> {
-        write(self.shard_of(hash)).get_exclusive(key, hash, None, V::clone)
+        self.on_shard(hash, |engine| engine.get_exclusive(key, hash, None, V::clone))
     }
-}
 
-/// Reclaims the expired entry a shared read found: off the hit path, which
-/// then keeps fewer registers.
-#[cold]
-#[inline(never)]
-fn reclaim<V>(shard: &Shard<V>, key: Key<'_>, hash: u64) {
-    write(shard).reclaim_if_expired(key, hash);
+    /// Reclaims the expired entry a shared read found: off the hit path, which
+    /// then keeps fewer registers.
+    #[cold]
+    #[inline(never)]
+    fn reclaim(&self, key: Key<'_>, hash: u64) {
+        self.on_shard(hash, |engine| engine.reclaim_if_expired(key, hash));
+    }
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -348,30 +498,51 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
 
     fn set(&self, key: &str, value: V, options: SetOptions) -> Ready<Result<()>> {
         ready(self.checked("set", key).and_then(|(key, hash)| {
-            let removed = write(self.shard_of(hash)).set(key, hash, value, options);
-            removed.map(drop)
+            let mut engine = write(self.shard_of(hash));
+            let removed = engine.set(key, hash, value, options);
+            self.release(engine);
+            if self.listener.is_none() {
+                // Dropped here, as it was before there were listeners: no copy.
+                return removed.map(drop);
+            }
+            self.dispose_write(removed?, &key);
+            Ok(())
         }))
     }
 
     fn delete(&self, key: &str) -> Ready<Result<bool>> {
         ready(self.checked("delete", key).map(|(key, hash)| {
-            let removed = write(self.shard_of(hash)).delete(key, hash);
-            removed.is_some()
+            let removed = self.on_shard(hash, |engine| engine.delete(key, hash));
+            let found = removed.is_some();
+            self.dispose(removed, &key);
+            found
         }))
     }
 
+    fn get_many(&self, keys: &[&str]) -> Ready<Result<Vec<Option<V>>>> {
+        ready(self.get_many_now(keys))
+    }
+
+    fn set_many(&self, entries: Vec<(&str, V)>, options: SetOptions) -> Ready<Result<()>> {
+        ready(self.set_many_now(entries, options))
+    }
+
+    fn delete_many(&self, keys: &[&str]) -> Ready<Result<usize>> {
+        ready(self.delete_many_now(keys))
+    }
+
     fn contains(&self, key: &str) -> Ready<Result<bool>> {
-        ready(self.checked("contains", key).map(|(key, hash)| write(self.shard_of(hash)).contains(key, hash)))
+        ready(self.checked("contains", key).map(|(key, hash)| self.on_shard(hash, |e| e.contains(key, hash))))
     }
 
     fn get_metadata(&self, key: &str) -> Ready<Result<Option<Metadata>>> {
-        ready(self.checked("get_metadata", key).map(|(key, hash)| write(self.shard_of(hash)).get_metadata(key, hash)))
+        ready(self.checked("get_metadata", key).map(|(key, hash)| self.on_shard(hash, |e| e.get_metadata(key, hash))))
     }
 
     fn update_metadata(&self, key: &str, metadata: Metadata) -> Ready<Result<bool>> {
         ready(
             self.checked("update_metadata", key)
-                .and_then(|(key, hash)| write(self.shard_of(hash)).update_metadata(key, hash, metadata)),
+                .and_then(|(key, hash)| self.on_shard(hash, |e| e.update_metadata(key, hash, metadata))),
         )
     }
 
@@ -390,8 +561,29 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
             removed.push(gone);
             n
         });
-        drop(removed);
+        self.dispose(removed.into_iter().flatten(), "");
         ready(Ok(n))
+    }
+
+    fn invalidate_tags(&self, tags: &[&str]) -> Ready<Result<usize>> {
+        // Checked once up front, so a bad tag fails before any shard changes.
+        if let Err(e) = self.reentered("invalidate_tags").and_then(|()| crate::tags::check_invalidate_tags(tags)) {
+            return ready(Err(e));
+        }
+        // As `invalidate`: every shard first, the values dropped after.
+        let mut removed = Vec::new();
+        let n = self.fold(0, |n, engine| {
+            let gone = engine.invalidate_tags(tags);
+            let n = n + gone.len();
+            removed.push(gone);
+            n
+        });
+        self.dispose(removed.into_iter().flatten(), "");
+        ready(Ok(n))
+    }
+
+    fn get_tags(&self, key: &str) -> Ready<Result<Option<Vec<String>>>> {
+        ready(self.checked("get_tags", key).map(|(key, hash)| self.on_shard(hash, |e| e.get_tags(key, hash))))
     }
 
     fn keys(&self, pattern: Option<&str>) -> Ready<Result<Vec<String>>> {
@@ -418,7 +610,7 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
         }
         let mut removed = Vec::new();
         self.fold((), |(), engine| removed.push(engine.clear()));
-        drop(removed);
+        self.dispose(removed.into_iter().flatten(), "");
         ready(Ok(()))
     }
 
@@ -451,7 +643,7 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
             // Stored only if nothing wrote, deleted, invalidated or cleared
             // the key meanwhile; the callers get the loaded value either way.
             self.lead_load(key, hash, load, |engine, token, loaded| {
-                let still_ours = engine.end_load(key, token);
+                let still_ours = engine.end_load(key, token) && engine.tagged_load_may_store(token, &options.tags);
                 match loaded {
                     Ok(value) if still_ours => engine.set(key, hash, value.clone(), options),
                     _ => Ok(engine::Removals::new()),

@@ -12,6 +12,7 @@
 //! the invalidation connection, `builder` puts them together; this file maps
 //! the [`CacheStore`] calls.
 
+mod batch;
 mod builder;
 mod local;
 mod tracking;
@@ -286,6 +287,18 @@ where
         self.write_through(Scope::Key(&key), self.redis.delete_checked(key), |done| !matches!(done, Ok(false))).await
     }
 
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<V>>> {
+        self.get_many_through(keys).await
+    }
+
+    async fn set_many(&self, entries: Vec<(&str, V)>, options: SetOptions) -> Result<()> {
+        self.set_many_through(entries, options).await
+    }
+
+    async fn delete_many(&self, keys: &[&str]) -> Result<usize> {
+        self.delete_many_through(keys).await
+    }
+
     async fn contains(&self, key: &str) -> Result<bool> {
         self.shared.reentered("contains")?;
         let key = Key::new(key)?;
@@ -313,6 +326,14 @@ where
         let checked = Pattern::new(pattern)?;
         let invalidate = self.redis.invalidate_checked(&checked);
         self.write_through(Scope::Pattern(pattern), invalidate, |done| !matches!(done, Ok(0))).await
+    }
+
+    async fn invalidate_tags(&self, tags: &[&str]) -> Result<usize> {
+        self.redis.invalidate_tags(tags).await
+    }
+
+    async fn get_tags(&self, key: &str) -> Result<Option<Vec<String>>> {
+        self.redis.get_tags(key).await
     }
 
     async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {

@@ -27,10 +27,10 @@ const UPDATE_ATTEMPTS: usize = 32;
 
 /// A `set` checked and encoded, not yet written ([`RedisStore::encode_set`]).
 pub(crate) struct EncodedSet {
-    stored: Vec<u8>,
-    ttl: Option<u64>,
+    pub(super) stored: Vec<u8>,
+    pub(super) ttl: Option<u64>,
     /// The time-to-idle in ms, if any.
-    idle: Option<u64>,
+    pub(super) idle: Option<u64>,
 }
 
 impl<V> RedisStore<V>
@@ -108,6 +108,9 @@ where
     pub(crate) fn encode_set(&self, value: &V, options: &SetOptions) -> Result<EncodedSet> {
         let ttl = check_set_options(options, self.default_ttl)?.map(ttl_millis);
         let idle = options.idle.or(self.default_idle).map(ttl_millis);
+        if !options.tags.is_empty() {
+            return Err(CacheError::Policy("tags are not supported by RedisStore yet".into()));
+        }
         let stored = format::encode(value, options.metadata.as_ref())?;
         Ok(EncodedSet { stored, ttl, idle })
     }
@@ -218,18 +221,45 @@ where
     /// Writes the stored bytes of `key`'s entry with its TTL in ms, under the
     /// capacity if there is one: one round trip, and a rebuild of the index
     /// if the write found it lost. Counts a set.
-    async fn write(&self, what: &str, key: Key<'_>, stored: &[u8], ttl: Option<u64>, idle: Option<u64>) -> Result<()> {
+    pub(super) async fn write(
+        &self,
+        what: &str,
+        key: Key<'_>,
+        stored: &[u8],
+        ttl: Option<u64>,
+        idle: Option<u64>,
+    ) -> Result<()> {
         self.check_record(false);
         let full = self.space.entry(key);
         let mut conn = self.conn.clone();
         if let Some(capacity) = self.capacity(self.space.bucket_index(key)) {
             let sample = self.sample();
             let [recency, expiry] = capacity.indexes();
-            let mut call = ScriptCall::new(&self.scripts.set_bounded, &[full.into(), recency, expiry], &[]);
+            let listening = self.listening();
+            let script = if listening { &self.scripts.set_bounded_returning } else { &self.scripts.set_bounded };
+            let mut call = ScriptCall::new(script, &[full.into(), recency, expiry], &[]);
             call.arg(stored).arg(ttl.unwrap_or(0)).capacity(&capacity).arg(flag(sample)).arg(idle.unwrap_or(0));
+            if listening {
+                let reply: Vec<redis::Value> = self.round_trip(what, call.invoke(&mut conn)).await?;
+                let (report, old, evicted) = self.set_reply(what, reply)?;
+                SharedCounters::add(&self.counters.sets, 1);
+                self.settle(&capacity, report).await;
+                self.report_replaced(&key, old);
+                self.report_removed(crate::removal::RemovalReason::Evicted, evicted);
+                return Ok(());
+            }
             let report = Report::new(self.round_trip(what, call.invoke(&mut conn)).await?);
             SharedCounters::add(&self.counters.sets, 1);
             self.settle(&capacity, report).await;
+            return Ok(());
+        }
+        if self.listening() {
+            // The idle header too, if any (see `SET_IDLE`).
+            let mut call = ScriptCall::new(&self.scripts.set_returning, &[full.into()], &[]);
+            call.arg(stored).arg(ttl.unwrap_or(0)).arg(idle.unwrap_or(0));
+            let old: Option<Vec<u8>> = self.round_trip(what, call.invoke(&mut conn)).await?;
+            SharedCounters::add(&self.counters.sets, 1);
+            self.report_replaced(&key, old);
             return Ok(());
         }
         if let Some(idle) = idle {
@@ -261,9 +291,15 @@ where
         let capacity = self.capacity(index);
         let indexes = capacity.as_ref().map(Capacity::indexes);
         let declared: &[Name<'_>] = indexes.as_ref().map_or(&[], |indexes| indexes);
+        let mut conn = self.conn.clone();
+        if self.listening() {
+            let mut call = ScriptCall::new(&self.scripts.delete_returning, declared, full_keys);
+            call.arg(flag(capacity.is_some()));
+            let reply: Vec<redis::Value> = self.round_trip(what, call.invoke(&mut conn)).await?;
+            return Ok(self.removed_reply(what, reply));
+        }
         let mut call = ScriptCall::new(&self.scripts.delete, declared, full_keys);
         call.arg(flag(capacity.is_some()));
-        let mut conn = self.conn.clone();
         self.round_trip(what, call.invoke(&mut conn)).await
     }
 }
@@ -284,6 +320,26 @@ where
         self.delete_checked(Key::new(key)?).await
     }
 
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<V>>> {
+        let keys = keys.iter().map(|key| Key::new(key)).collect::<Result<Vec<_>>>()?;
+        self.get_many_checked(&keys).await
+    }
+
+    async fn set_many(&self, entries: Vec<(&str, V)>, options: SetOptions) -> Result<()> {
+        // Every key checked and every value encoded before anything is sent.
+        let encoded = entries
+            .iter()
+            .map(|(key, value)| Ok((Key::new(key)?, self.encode_set(value, &options)?)))
+            .collect::<Result<Vec<_>>>()?;
+        drop(entries);
+        self.set_many_encoded(&encoded).await
+    }
+
+    async fn delete_many(&self, keys: &[&str]) -> Result<usize> {
+        let keys = keys.iter().map(|key| Key::new(key)).collect::<Result<Vec<_>>>()?;
+        self.delete_many_checked(&keys).await
+    }
+
     async fn contains(&self, key: &str) -> Result<bool> {
         self.contains_checked(Key::new(key)?).await
     }
@@ -300,6 +356,16 @@ where
 
     async fn invalidate(&self, pattern: &str) -> Result<usize> {
         self.invalidate_checked(&Pattern::new(pattern)?).await
+    }
+
+    async fn invalidate_tags(&self, tags: &[&str]) -> Result<usize> {
+        crate::tags::check_invalidate_tags(tags)?;
+        Err(CacheError::Policy("tags are not supported by RedisStore yet".into()))
+    }
+
+    async fn get_tags(&self, key: &str) -> Result<Option<Vec<String>>> {
+        Key::new(key)?;
+        Err(CacheError::Policy("tags are not supported by RedisStore yet".into()))
     }
 
     async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {

@@ -185,6 +185,10 @@ end
 /// existed (an eviction), 0 if Redis had removed it already, nil if the
 /// index lists no entry.
 const INDEX_FN: &str = r"
+-- A table when the caller has a removal listener: evict_lowest appends each
+-- victim's key and stored bytes (SET_BOUNDED_RETURNING_CALL returns them).
+local evicted_values = false
+
 local function forget_member(recency, expiry, lru, member)
   if lru then redis.call('ZREM', recency, member) end
   redis.call('ZREM', expiry, member)
@@ -198,6 +202,13 @@ local function evict_lowest(members, recency, expiry, lru)
   -- victim already moved is not local and UNLINK raises; the script stops
   -- there (Redis does not undo a script's writes), so the index must still
   -- list it.
+  if evicted_values then
+    local value = redis.pcall('GET', victim)
+    if type(value) == 'string' then
+      evicted_values[#evicted_values + 1] = victim
+      evicted_values[#evicted_values + 1] = value
+    end
+  end
   local unlinked = redis.call('UNLINK', victim)
   forget_member(recency, expiry, lru, victim)
   return unlinked
@@ -215,12 +226,24 @@ return {set_bounded(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4
 ";
 
 /// A `set` with an idle time without a capacity: the header of
-/// [`IDLE_FN`] and the sooner of TTL and idle time as the expiry.
+/// [`IDLE_FN`] and the sooner of TTL and idle time as the expiry. An idle
+/// time of 0 is a plain `SET` (with `PX` if there is a TTL): a batch sends
+/// its entries with and without one through this script alike.
 ///
 /// KEYS: entry. ARGV: stored bytes, TTL in ms (0: none), idle time in ms.
 const SET_IDLE: &str = r"
-local doc, px = idle_doc(ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[2]), now_ms())
-redis.call('SET', KEYS[1], doc, 'PX', string.format('%d', px))
+local doc, px = ARGV[1], ARGV[2]
+local idle = tonumber(ARGV[3])
+if idle > 0 then
+  local ms
+  doc, ms = idle_doc(doc, idle, tonumber(px), now_ms())
+  px = string.format('%d', ms)
+end
+if px ~= '0' then
+  redis.call('SET', KEYS[1], doc, 'PX', px)
+else
+  redis.call('SET', KEYS[1], doc)
+end
 return 1
 ";
 
@@ -376,6 +399,52 @@ redis.call('ZREM', KEYS[3], KEYS[1])
 return stale
 "#;
 
+/// [`GET_LRU`] over many entries of one bucket, in one call: its text
+/// becomes a function of its `KEYS` and `ARGV`, run for each entry.
+///
+/// KEYS: recency index, expiry index, then the entries.
+/// ARGV: as [`GET_LRU`]'s, the same for every entry.
+/// Returns `{dropped, value...}`: the members dropped in all (the sum of
+/// [`GET_LRU`]'s counts), then each entry's stored bytes, or nil for a miss.
+const GET_LRU_MANY_HEAD: &str = "local function get_lru(KEYS, ARGV)\n";
+const GET_LRU_MANY_CALL: &str = r"
+end
+local out, dropped = {0}, 0
+for i = 3, #KEYS do
+  local got = get_lru({KEYS[i], KEYS[1], KEYS[2]}, ARGV)
+  if type(got) == 'string' then
+    out[i - 1] = got
+  else
+    dropped = dropped + got
+    out[i - 1] = false
+  end
+end
+out[1] = dropped
+return out
+";
+
+/// [`SET_BOUNDED_CALL`] over many entries of one bucket, in one call, in
+/// the order given: [`SET_BOUNDED_FN`] for each.
+///
+/// KEYS: recency index, expiry index, then the entries.
+/// ARGV: max_size, "1" for LRU / "0" for TTL, a flag per entry ("1" to
+/// check random members), then for each entry its stored bytes, TTL in ms
+/// (0: none) and idle time in ms (0: none).
+/// Returns `{expired, evicted, lost}`, summed (lost: 1 if any found it lost).
+const SET_BOUNDED_MANY_CALL: &str = r"
+local now = now_ms()
+local expired, evicted, lost = 0, 0, 0
+for i = 3, #KEYS do
+  local at = 4 + 3 * (i - 3)
+  local sample = string.sub(ARGV[3], i - 2, i - 2)
+  local e, v, l =
+    set_bounded(KEYS[i], KEYS[1], KEYS[2], ARGV[at], ARGV[at + 1], ARGV[1], ARGV[2], sample, now, ARGV[at + 2])
+  expired, evicted = expired + e, evicted + v
+  if l == 1 then lost = 1 end
+end
+return {expired, evicted, lost}
+";
+
 /// Adopts entries the index does not list (one SCAN page of a rebuild after
 /// the index was lost), then evicts down to the capacity. Adopted entries get
 /// recency scores below every listed one (least recently used first) and
@@ -464,6 +533,64 @@ if first == 3 then
   redis.call('ZREM', KEYS[2], unpack(KEYS, 3))
 end
 return removed
+";
+
+/// [`DELETE`] for a store with a removal listener: the same, and the stored
+/// bytes of each entry it removed. Returns `{removed, key, bytes, key,
+/// bytes, ...}`.
+const DELETE_RETURNING: &str = r"
+local first = ARGV[1] == '1' and 3 or 1
+if #KEYS < first then return {0} end
+local out = {0}
+for i = first, #KEYS do
+  local value = redis.pcall('GET', KEYS[i])
+  if type(value) == 'string' then
+    out[1] = out[1] + 1
+    out[#out + 1] = KEYS[i]
+    out[#out + 1] = value
+  end
+end
+redis.call('UNLINK', unpack(KEYS, first))
+if first == 3 then
+  redis.call('ZREM', KEYS[1], unpack(KEYS, 3))
+  redis.call('ZREM', KEYS[2], unpack(KEYS, 3))
+end
+return out
+";
+
+/// An unbounded `set` for a store with a removal listener: the entry's old
+/// stored bytes (false if it had none, or a load's placeholder), then the
+/// write. KEYS: entry. ARGV: bytes, TTL in ms ('0': none), idle time in ms
+/// ('0': none; else the entry gets its header as [`SET_IDLE`] writes it).
+const SET_RETURNING: &str = r"
+local old = redis.pcall('GET', KEYS[1])
+if type(old) ~= 'string' then old = false end
+local doc, px = ARGV[1], ARGV[2]
+local idle = tonumber(ARGV[3] or '0') or 0
+if idle > 0 then
+  local ms
+  doc, ms = idle_doc(doc, idle, tonumber(px), now_ms())
+  px = string.format('%d', ms)
+end
+if px ~= '0' then
+  redis.call('SET', KEYS[1], doc, 'PX', px)
+else
+  redis.call('SET', KEYS[1], doc)
+end
+return old
+";
+
+/// [`SET_BOUNDED_CALL`] for a store with a removal listener: also the
+/// entry's old stored bytes (false if none), then the key and stored bytes
+/// of each entry it evicted: `{expired, evicted, lost, old, key, bytes, ...}`.
+/// ARGV: as [`SET_BOUNDED_CALL`]'s (the idle time included).
+const SET_BOUNDED_RETURNING_CALL: &str = r"
+local old = redis.pcall('GET', KEYS[1])
+if type(old) ~= 'string' then old = false end
+evicted_values = {}
+local expired, evicted, lost =
+  set_bounded(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], now_ms(), ARGV[6])
+return {expired, evicted, lost, old, unpack(evicted_values)}
 ";
 
 /// Replaces an entry's stored bytes if they are still what the caller read,
@@ -593,6 +720,11 @@ pub(super) struct Scripts {
     pub set_idle: Script,
     pub get_idle: Script,
     pub touch_idle: Script,
+    pub get_lru_many: Script,
+    pub set_bounded_many: Script,
+    pub delete_returning: Script,
+    pub set_returning: Script,
+    pub set_bounded_returning: Script,
 }
 
 impl Scripts {
@@ -614,6 +746,13 @@ impl Scripts {
             set_idle: Script::new(&[NOW_FN, IDLE_FN, SET_IDLE].concat()),
             get_idle: Script::new(&[NOW_FN, IDLE_FN, GET_IDLE].concat()),
             touch_idle: Script::new(&[NOW_FN, IDLE_FN, TOUCH_IDLE].concat()),
+            get_lru_many: Script::new(&[NOW_FN, IDLE_FN, GET_LRU_MANY_HEAD, GET_LRU, GET_LRU_MANY_CALL].concat()),
+            set_bounded_many: Script::new(&[NOW_FN, IDLE_FN, INDEX_FN, SET_BOUNDED_FN, SET_BOUNDED_MANY_CALL].concat()),
+            delete_returning: Script::new(DELETE_RETURNING),
+            set_returning: Script::new(&[NOW_FN, IDLE_FN, SET_RETURNING].concat()),
+            set_bounded_returning: Script::new(
+                &[NOW_FN, IDLE_FN, INDEX_FN, SET_BOUNDED_FN, SET_BOUNDED_RETURNING_CALL].concat(),
+            ),
         }
     }
 }

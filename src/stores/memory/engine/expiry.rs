@@ -6,6 +6,7 @@ use super::slab::{NEVER, Removed};
 use super::{Engine, Removals};
 use crate::clock::{END_OF_TIME, Nanos, duration_nanos};
 use crate::key::Key;
+use crate::removal::RemovalReason;
 
 /// How many expired entries each `set` reclaims beyond the one it touches.
 pub(crate) const RECLAIM_PER_WRITE: usize = 8;
@@ -42,7 +43,7 @@ impl<V> Engine<V> {
     /// its own bookkeeping (a value's `Drop` may panic).
     pub(super) fn expire(&mut self, id: u32, hash: u64) -> Removed<V> {
         self.counters.expirations += 1;
-        self.remove_slot(id, hash)
+        self.remove_slot(id, hash, RemovalReason::Expired)
     }
 
     /// Files slot `id` under its new expiry instead of its old one (each an
@@ -62,7 +63,8 @@ impl<V> Engine<V> {
         if let Some(id) = self.find(hash, &key)
             && self.has_expired(id, None)
         {
-            drop(self.expire(id, hash));
+            let removed = self.expire(id, hash);
+            self.discard(removed);
         }
     }
 
@@ -95,6 +97,8 @@ impl<V> Engine<V> {
         let now = self.now_if_expiring();
         let mut out = Removals::new();
         self.reclaim_expired(now, usize::MAX, &mut out);
-        drop(out);
+        for removed in out.into_entries() {
+            self.discard(removed);
+        }
     }
 }

@@ -166,7 +166,7 @@ impl<V> Engine<V> {
         options: &RefreshOptions,
         background: bool,
     ) -> Result<Removals<V>> {
-        let still_ours = self.end_load(key, token);
+        let still_ours = self.end_load(key, token) && self.tagged_load_may_store(token, &options.set.tags);
         if outcome.is_err() && background {
             self.counters.refresh_failures += 1;
         }

@@ -42,6 +42,7 @@
 //! drops the old value (see [`Removed`]), so a panicking `Drop` leaves the
 //! engine consistent and every other entry in place.
 
+mod dump;
 mod expiry;
 mod idle;
 mod loads;
@@ -49,20 +50,25 @@ mod queues;
 mod slab;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod slab_tests;
+mod tags;
 
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use hashbrown::HashTable;
 
 use crate::clock::{Clock, Nanos};
-use crate::errors::{CacheError, Result};
+use crate::errors::{CacheError, Result, shown};
 use crate::key::Key;
 use crate::metrics::{Counters, ReadCounters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
+use crate::removal::RemovalReason;
 use crate::store::{Metadata, SetOptions, check_metadata, check_set_options};
 
+pub(crate) use dump::{Restored, Snapshot};
 pub(crate) use expiry::RECLAIM_PER_WRITE;
 pub(crate) use loads::Freshly;
 pub(crate) use queues::{Climber, MAX_FREQ, MOVE_TO_MAIN};
@@ -81,6 +87,9 @@ use slab::{FREE, MAIN, MAX_SLOTS, NEVER, SMALL, Slab, Slot};
 pub(crate) type KeyHasher = hashbrown::DefaultHashBuilder;
 #[cfg(target_arch = "wasm32")]
 pub(crate) type KeyHasher = super::hasher::SeededState;
+
+/// What an entry weighs, from its key and value (`MemoryStoreBuilder::weigher`).
+pub(crate) type Weigher<V> = Arc<dyn Fn(&str, &V) -> u64 + Send + Sync>;
 
 /// Which rule picks the entry to evict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +112,11 @@ pub(crate) struct Removals<V> {
 impl<V> Removals<V> {
     pub fn new() -> Self {
         Removals { inline: [const { None }; 2], len: 0, spill: Vec::new() }
+    }
+
+    /// The entries, in the order they were removed.
+    pub fn into_entries(self) -> impl Iterator<Item = Removed<V>> {
+        self.inline.into_iter().flatten().chain(self.spill)
     }
 
     fn push(&mut self, removed: Removed<V>) {
@@ -142,11 +156,24 @@ pub(crate) struct Engine<V> {
     /// back older data.
     loads: std::collections::HashMap<Box<str>, u64, KeyHasher>,
     next_token: u64,
+    /// The tags of the tagged entries (`tags.rs`); `None` until one is set.
+    tags: Option<Box<tags::TagIndex>>,
+    /// The newest load token when `invalidate_tags` last ran: a tagged load
+    /// with a token up to it began before and stores nothing.
+    tags_cut: u64,
     /// The freshness of the entries `get_or_refresh` stored, by key. Any
     /// other write or removal of the key drops it (the entry is then plain).
     fresh: std::collections::HashMap<u32, Freshness, KeyHasher>,
     kind: Kind,
+    /// The capacity: in entries, or in weight when the engine has a weigher.
     max_size: usize,
+    /// Weighs each entry a `set` stores; `None`: every entry weighs 1.
+    weigher: Option<Weigher<V>>,
+    /// The entries the capacity holds, which sizes what the policy keeps per
+    /// entry (ghosts, sketch, shadows, the climber's period): `max_size`
+    /// unless the engine weighs entries (see `queues.rs`, `resize_for_entries`).
+    entries_hint: usize,
+    /// The small queue's share of `max_size` (S3-FIFO).
     small_cap: usize,
     climber: Option<Climber>,
     /// The adaptive policy's state (S3-FIFO only, unless made classic).
@@ -161,6 +188,12 @@ pub(crate) struct Engine<V> {
     clock: Clock,
     pub counters: Counters,
     reads: ReadCounters,
+    /// Whether the store has a removal listener: the entries removed where
+    /// no caller takes them (an expired entry a read or a walk found) are
+    /// then kept in `orphans` for the store to hand over after the lock,
+    /// instead of being dropped on the spot.
+    listening: bool,
+    orphans: Vec<Removed<V>>,
 }
 
 impl<V> Engine<V> {
@@ -184,9 +217,13 @@ impl<V> Engine<V> {
             default_idle: policy.default_idle(),
             loads: std::collections::HashMap::with_hasher(KeyHasher::default()),
             next_token: 0,
+            tags: None,
+            tags_cut: 0,
             fresh: std::collections::HashMap::with_hasher(KeyHasher::default()),
             kind,
             max_size: usize::MAX,
+            weigher: None,
+            entries_hint: usize::MAX,
             small_cap: 0,
             climber: None,
             adaptive: None,
@@ -196,6 +233,8 @@ impl<V> Engine<V> {
             clock,
             counters: Counters::default(),
             reads: ReadCounters::default(),
+            listening: false,
+            orphans: Vec::new(),
         };
         if adaptive {
             engine.adaptive = Adaptive::new(1).map(|(adaptive, _)| adaptive);
@@ -204,9 +243,82 @@ impl<V> Engine<V> {
         engine
     }
 
+    /// Keeps every entry removed where no caller takes it for
+    /// [`take_orphans`](Self::take_orphans) (the store has a removal listener).
+    pub fn keep_orphans(&mut self) {
+        self.listening = true;
+    }
+
+    /// Whether entries removed by the last calls wait in
+    /// [`take_orphans`](Self::take_orphans).
+    #[inline(always)]
+    pub fn has_orphans(&self) -> bool {
+        !self.orphans.is_empty()
+    }
+
+    /// The entries removed where no caller took them, since the last call.
+    pub fn take_orphans(&mut self) -> Vec<Removed<V>> {
+        std::mem::take(&mut self.orphans)
+    }
+
+    /// Disposes of an entry removed where no caller takes it: kept for the
+    /// store's removal listener, or dropped now.
+    #[inline]
+    pub(super) fn discard(&mut self, removed: Removed<V>) {
+        if self.listening {
+            self.orphans.push(removed);
+        } else {
+            drop(removed);
+        }
+    }
+
     /// Narrows the capacity, for one shard of a sharded store (before any entry is set).
     pub fn limit_max_size(&mut self, max_size: usize) {
         self.set_max_size(self.max_size.min(max_size));
+    }
+
+    /// Weighs every entry with `weigher` from now on: the capacity becomes a
+    /// total weight. Call on an empty engine, before
+    /// [`limit_max_size`](Self::limit_max_size).
+    pub fn weigh_with(&mut self, weigher: Weigher<V>) {
+        debug_assert_eq!(self.slab.len(), 0);
+        self.weigher = Some(weigher);
+        self.slab.weigh();
+        self.set_max_size(self.max_size);
+    }
+
+    /// What `value` under `key` weighs: 1 without a weigher; an error, before
+    /// anything changed, if it weighs more than the whole capacity.
+    #[inline(always)]
+    fn weigh(&self, key: &str, value: &V) -> Result<u64> {
+        match &self.weigher {
+            None => Ok(1),
+            Some(weigher) => self.checked_weight(weigher, key, value),
+        }
+    }
+
+    /// Whether the engine weighs its entries.
+    pub fn weighs(&self) -> bool {
+        self.weigher.is_some()
+    }
+
+    /// Fails as `set` would if `value` under `key` weighs more than the
+    /// capacity (a batch checks every entry before it writes any).
+    pub fn check_weight(&self, key: &str, value: &V) -> Result<()> {
+        match &self.weigher {
+            None => Ok(()),
+            Some(weigher) => self.checked_weight(weigher, key, value).map(drop),
+        }
+    }
+
+    #[inline(never)]
+    fn checked_weight(&self, weigher: &Weigher<V>, key: &str, value: &V) -> Result<u64> {
+        let weight = weigher(key, value);
+        let capacity = self.max_size as u64;
+        if weight > capacity {
+            return Err(CacheError::EntryTooLarge { key: shown(key), weight, capacity });
+        }
+        Ok(weight)
     }
 
     /// Whether a `get` hit leaves every shared order alone, so reads can go
@@ -231,6 +343,9 @@ impl<V> Engine<V> {
     pub fn add_counters_to(&self, total: &mut Counters) {
         total.add(&self.counters);
         self.reads.add_to(total);
+        if self.weigher.is_some() {
+            total.total_weight += self.slab.weight();
+        }
     }
 
     #[inline(always)]
@@ -301,7 +416,7 @@ impl<V> Engine<V> {
                 let removed = self.expire(id, hash);
                 // Counted before the value is dropped: its Drop may panic.
                 self.reads.count_exclusive(false);
-                drop(removed);
+                self.discard(removed);
                 return None;
             }
             Some(id) => {
@@ -327,7 +442,8 @@ impl<V> Engine<V> {
     fn live_slot(&mut self, key: Key<'_>, hash: u64) -> Option<u32> {
         let id = self.find(hash, &key)?;
         if self.has_expired(id, None) {
-            drop(self.expire(id, hash));
+            let removed = self.expire(id, hash);
+            self.discard(removed);
             return None;
         }
         Some(id)
@@ -336,9 +452,35 @@ impl<V> Engine<V> {
     /// Stores `value` under `key`, handing back what it removed (the replaced
     /// entry and any entry evicted or reclaimed for room) for the caller to
     /// drop once the engine is consistent. Nothing changes when it fails.
+    #[inline]
     pub fn set(&mut self, key: Key<'_>, hash: u64, value: V, options: SetOptions) -> Result<Removals<V>> {
+        if self.weigher.is_some() {
+            return self.set_weighed(key, hash, value, options);
+        }
+        self.set_as::<false>(key, hash, value, options)
+    }
+
+    /// [`set`](Self::set) in an engine with a weigher: out of line, so that
+    /// the unweighted `set` carries none of its branches.
+    #[inline(never)]
+    fn set_weighed(&mut self, key: Key<'_>, hash: u64, value: V, options: SetOptions) -> Result<Removals<V>> {
+        self.set_as::<true>(key, hash, value, options)
+    }
+
+    /// The body of [`set`](Self::set), `WEIGHED` when the engine has a weigher.
+    #[inline(always)]
+    fn set_as<const WEIGHED: bool>(
+        &mut self,
+        key: Key<'_>,
+        hash: u64,
+        value: V,
+        options: SetOptions,
+    ) -> Result<Removals<V>> {
         debug_assert_eq!(hash, self.hash(&key));
+        debug_assert_eq!(WEIGHED, self.weigher.is_some());
         let ttl = check_set_options(&options, self.default_ttl)?;
+        // The weigher runs first: if it panics, or the entry is too heavy, nothing has changed.
+        let weight = if WEIGHED { self.weigh(&key, &value)? } else { 1 };
         let existing = self.find(hash, &key);
         if existing.is_none() && self.slab.is_full() {
             return Err(CacheError::Policy(format!("a memory store holds at most {MAX_SLOTS} entries")));
@@ -355,6 +497,7 @@ impl<V> Engine<V> {
             self.idle_deadlines(ttl, options.idle)
         };
         let metadata = options.metadata.map(Box::new);
+        let mut tags = options.tags;
         let mut removed = Removals::new();
         if !self.expiries.is_empty() {
             self.reclaim_expired(now, RECLAIM_PER_WRITE, &mut removed);
@@ -368,8 +511,32 @@ impl<V> Engine<V> {
             }
             existing => existing,
         };
+        if WEIGHED && !self.evicted_once && !self.fits::<true>(weight, existing) {
+            self.resize_for_entries(self.slab.len());
+        }
 
-        if let Some(id) = existing {
+        if let Some(id) = existing
+            && WEIGHED
+            && !self.fits::<true>(weight, Some(id))
+        {
+            // A heavier value that needs room: the old entry leaves first (so
+            // that making room cannot pick it), and the key comes back at the
+            // head of the list it was on, as a replaced entry would be.
+            let (list, freq) = (self.slab[id].list(), self.slab[id].freq.load(Relaxed));
+            removed.push(self.remove_slot(id, hash, RemovalReason::Replaced));
+            self.make_room::<WEIGHED>(weight, now, &mut removed);
+            let id = self.insert_new(hash, key, value, metadata, expires_at, list, weight);
+            if idle.is_some() {
+                self.start_idle(id, idle, ttl_at, now);
+            }
+            if self.kind == Kind::S3Fifo {
+                self.slab[id].freq.store(freq, Relaxed);
+                queues::bump(&self.slab[id].freq);
+            }
+        } else if let Some(id) = existing {
+            if WEIGHED {
+                self.slab.set_weight(id, weight);
+            }
             let seq = self.take_seq();
             let slot = &mut self.slab[id];
             let old_expiry = std::mem::replace(&mut slot.expires_at, expires_at);
@@ -380,36 +547,40 @@ impl<V> Engine<V> {
                 self.start_idle(id, idle, ttl_at, now);
             }
             self.reindex_expiry(id, (old_expiry, old_seq), (expires_at, seq));
+            // Taken: the entry's tags are settled here (none stays empty below).
+            self.retag(id, std::mem::take(&mut tags));
             match self.kind {
                 Kind::S3Fifo => queues::bump(&self.slab[id].freq),
                 Kind::Lru { .. } | Kind::Ttl => self.slab.move_to_head(id),
             }
             removed.push(Removed::replaced(old_value, old_metadata));
         } else if ADAPTIVE_BUILT && self.adaptive.is_some() {
-            let full = self.slab.len() >= self.max_size
+            let full = !self.fits::<WEIGHED>(weight, None)
                 && (self.expiries.is_empty() || !self.reclaim_expired(now, 1, &mut removed));
             let (list, evicted) = self.admit(hash, full);
             if let Some(evicted) = evicted {
                 self.counters.evictions += 1;
                 removed.push(evicted);
             }
-            let id = self.insert_new(hash, key, value, metadata, expires_at, list);
+            // One eviction makes room for an entry of weight 1; a heavier one may need more.
+            if WEIGHED {
+                self.make_room::<true>(weight, now, &mut removed);
+            }
+            let id = self.insert_new(hash, key, value, metadata, expires_at, list, weight);
             if idle.is_some() {
                 self.start_idle(id, idle, ttl_at, now);
             }
         } else {
-            if self.slab.len() >= self.max_size
-                && !self.reclaim_expired(now, 1, &mut removed)
-                && let Some(evicted) = self.evict_one()
-            {
-                self.counters.evictions += 1;
-                removed.push(evicted);
-            }
+            self.make_room::<WEIGHED>(weight, now, &mut removed);
             let list = self.classic_list_for(hash);
-            let id = self.insert_new(hash, key, value, metadata, expires_at, list);
+            let id = self.insert_new(hash, key, value, metadata, expires_at, list, weight);
             if idle.is_some() {
                 self.start_idle(id, idle, ttl_at, now);
             }
+        }
+        if !tags.is_empty() {
+            let id = self.find(hash, &key).expect("the entry was just set");
+            self.retag(id, tags);
         }
         self.counters.sets += 1;
         Ok(removed)
@@ -421,7 +592,46 @@ impl<V> Engine<V> {
         seq
     }
 
-    /// Stores a new entry at the head of `list`; its slot.
+    /// Whether an entry of `weight` fits beside the entries held, without
+    /// the one in slot `replacing` (a sum past `u64::MAX` does not fit, and does not wrap).
+    /// Unweighted (`!WEIGHED`: every entry weighs 1), the entry count decides.
+    #[inline(always)]
+    fn fits<const WEIGHED: bool>(&self, weight: u64, replacing: Option<u32>) -> bool {
+        if !WEIGHED {
+            return self.slab.len() - usize::from(replacing.is_some()) < self.max_size;
+        }
+        let held = self.slab.weight() - replacing.map_or(0, |id| self.slab.weight_of(id));
+        held.checked_add(weight).is_some_and(|total| total <= self.max_size as u64)
+    }
+
+    /// Makes room for an entry of `weight` (which fits the capacity):
+    /// reclaims an expired entry or evicts one by the policy's rule until the
+    /// entries held and it fit. Without a weigher, at most one goes.
+    #[inline]
+    fn make_room<const WEIGHED: bool>(&mut self, weight: u64, now: Nanos, removed: &mut Removals<V>) {
+        if !WEIGHED {
+            // One entry at most, written as the engine did before weights (the same code).
+            if self.slab.len() >= self.max_size
+                && !self.reclaim_expired(now, 1, removed)
+                && let Some(evicted) = self.evict_one()
+            {
+                self.counters.evictions += 1;
+                removed.push(evicted);
+            }
+            return;
+        }
+        while !self.fits::<true>(weight, None) {
+            if self.reclaim_expired(now, 1, removed) {
+                continue;
+            }
+            let Some(evicted) = self.evict_one() else { break };
+            self.counters.evictions += 1;
+            removed.push(evicted);
+        }
+    }
+
+    /// Stores a new entry of `weight` at the head of `list`; its slot.
+    #[allow(clippy::too_many_arguments)]
     fn insert_new(
         &mut self,
         hash: u64,
@@ -430,9 +640,10 @@ impl<V> Engine<V> {
         metadata: Option<Box<Metadata>>,
         expires_at: Nanos,
         list: u8,
+        weight: u64,
     ) -> u32 {
         let seq = self.take_seq();
-        let id = self.slab.insert(Slot::new(&key, value, metadata, expires_at, seq), list);
+        let id = self.slab.insert(Slot::new(&key, value, metadata, expires_at, seq), list, weight);
         let slab = &self.slab;
         let hasher = &self.hasher;
         self.index.insert_unique(hash, id, |&i| hasher.hash_one(&*slab[i].key));
@@ -446,11 +657,12 @@ impl<V> Engine<V> {
         self.cancel_load(&key, None);
         let id = self.find(hash, &key)?;
         if self.has_expired(id, None) {
-            drop(self.expire(id, hash));
+            let removed = self.expire(id, hash);
+            self.discard(removed);
             return None;
         }
         self.counters.deletes += 1;
-        Some(self.remove_slot(id, hash))
+        Some(self.remove_slot(id, hash, RemovalReason::Deleted))
     }
 
     pub fn contains(&mut self, key: Key<'_>, hash: u64) -> bool {
@@ -484,11 +696,13 @@ impl<V> Engine<V> {
             if self.has_expired(id, Some(now)) {
                 expired.push(self.expire(id, hash));
             } else {
-                removed.push(self.remove_slot(id, hash));
+                removed.push(self.remove_slot(id, hash, RemovalReason::Invalidated));
             }
         }
         self.counters.deletes += removed.len() as u64;
-        drop(expired);
+        for gone in expired {
+            self.discard(gone);
+        }
         removed
     }
 
@@ -531,6 +745,7 @@ impl<V> Engine<V> {
         self.counters.deletes += self.slab.len() as u64;
         self.loads.clear();
         self.fresh.clear();
+        self.tags = None;
         self.index = HashTable::new();
         self.ghost.clear();
         if ADAPTIVE_BUILT && let Some(adaptive) = &mut self.adaptive {
@@ -539,11 +754,12 @@ impl<V> Engine<V> {
         self.expiries.clear();
         self.idles.clear();
         self.evicted_once = false;
-        self.slab.take_all()
+        self.slab.take_all(RemovalReason::Cleared)
     }
 
-    /// Takes slot `id` (filed under `hash`) out of every structure and frees it.
-    fn remove_slot(&mut self, id: u32, hash: u64) -> Removed<V> {
+    /// Takes slot `id` (filed under `hash`) out of every structure and frees
+    /// it; its entry, leaving for `reason`.
+    fn remove_slot(&mut self, id: u32, hash: u64, reason: RemovalReason) -> Removed<V> {
         if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
             entry.remove();
         }
@@ -555,7 +771,10 @@ impl<V> Engine<V> {
         if !self.idles.is_empty() {
             self.stop_idle(id);
         }
-        self.slab.remove(id)
+        if let Some(index) = self.tags.as_deref_mut() {
+            index.untag(id);
+        }
+        self.slab.remove(id, reason)
     }
 }
 
@@ -590,8 +809,8 @@ fn same_key(a: &str, b: &str) -> bool {
 impl<V> Engine<V> {
     /// The counters so far.
     pub fn stats(&self) -> crate::metrics::CacheStats {
-        let mut counters = self.counters.clone();
-        self.reads.add_to(&mut counters);
+        let mut counters = crate::metrics::Counters::default();
+        self.add_counters_to(&mut counters);
         counters.snapshot()
     }
 }
@@ -630,7 +849,11 @@ impl<V> Engine<V> {
     pub fn validate(&self) {
         self.slab.validate();
         let live = self.slab.len();
-        assert!(live <= self.max_size, "{live} entries > max {}", self.max_size);
+        let weight = self.slab.weight();
+        assert!(weight <= self.max_size as u64, "weight {weight} > max {}", self.max_size);
+        if self.weigher.is_none() {
+            assert_eq!(weight, live as u64, "every entry weighs 1");
+        }
         assert_eq!(self.index.len(), live, "index size");
         for id in self.slab.ids() {
             let key = &self.slab[id].key;
@@ -648,6 +871,7 @@ impl<V> Engine<V> {
         assert_eq!(self.expiries, expected, "expiry index out of step with the entries");
         self.validate_idle();
         self.validate_queues();
+        self.validate_tags();
     }
 }
 
