@@ -389,3 +389,99 @@ async fn measure_get_many_against_single_gets() {
     }
     println!("cluster: 16 buckets / 1 bucket, time of get_many(1,000): {:.2}", per_batch[0] / per_batch[1]);
 }
+
+/// Time-to-idle through the batch calls, on every write path of a batch
+/// (unbounded SET pipeline, bounded script, the listener's returning
+/// scripts, a policy's default idle time): `set_many` writes the idle
+/// header as `set` does (expiry: the idle time, not the TTL), `get_many`
+/// is a read that slides the expiry as `get` does, and a listener hears
+/// the idle entries a batch replaced, decoded through their header.
+#[tokio::test]
+async fn idle_entries_through_batches_keep_their_header_and_slide() {
+    use pepperpy_caching::{RemovalReason, TtlPolicy};
+    use std::sync::Mutex;
+    let server = RedisServer::start();
+    let mut conn = server.admin().await;
+    let heard: Arc<Mutex<Vec<(String, String, RemovalReason)>>> = Arc::default();
+    let lru = || Some(Policy::from(LruPolicy::new(100).unwrap()));
+    let ttl_bounded =
+        || Some(Policy::from(TtlPolicy::new(Duration::from_secs(60)).unwrap().with_max_size(100).unwrap()));
+    let default_idle =
+        || Some(Policy::from(LruPolicy::new(100).unwrap().with_default_idle(Duration::from_secs(10)).unwrap()));
+    // (prefix, policy, listener, the batch's own idle time)
+    let cases: Vec<(&str, Option<Policy>, bool, bool)> = vec![
+        ("plain:", None, false, true),
+        ("plainl:", None, true, true),
+        ("lru:", lru(), false, true),
+        ("lrul:", lru(), true, true),
+        ("ttlb:", ttl_bounded(), false, true),
+        ("ttlbl:", ttl_bounded(), true, true),
+        ("default:", default_idle(), false, false),
+        ("defaultl:", default_idle(), true, false),
+    ];
+    for (prefix, policy, listening, own_idle) in cases {
+        let mut builder = support::redis_builder::<String>(&server, prefix, policy);
+        if listening {
+            let heard = Arc::clone(&heard);
+            builder = builder.on_remove(move |key, value, reason| {
+                heard.lock().unwrap().push((key.to_owned(), value, reason));
+            });
+        }
+        let store = builder.build().await.unwrap();
+        let options = || {
+            let options = SetOptions::new().ttl(Duration::from_secs(30));
+            if own_idle { options.idle(Duration::from_secs(10)) } else { options }
+        };
+        store.set_many(vec![("a", "1".into()), ("b", "2".into())], options()).await.unwrap();
+        for key in ["a", "b"] {
+            let full = format!("{prefix}{key}");
+            let raw: String = redis::cmd("GET").arg(&full).query_async(&mut conn).await.unwrap();
+            assert!(raw.starts_with(r#"{"i":10000,"t":"#), "{prefix}: the idle header: {raw}");
+            let pttl: i64 = redis::cmd("PTTL").arg(&full).query_async(&mut conn).await.unwrap();
+            assert!((9_000..=10_000).contains(&pttl), "{prefix}: expires at the idle time first: {pttl}");
+            // Age it, as if unread for 7 s.
+            let _: () = redis::cmd("PEXPIRE").arg(&full).arg(3_000).query_async(&mut conn).await.unwrap();
+        }
+        let got = store.get_many(&["a", "missing", "b"]).await.unwrap();
+        assert_eq!(got, [Some("1".into()), None, Some("2".into())], "{prefix}");
+        for key in ["a", "b"] {
+            let pttl: i64 = redis::cmd("PTTL").arg(format!("{prefix}{key}")).query_async(&mut conn).await.unwrap();
+            assert!(pttl > 9_000, "{prefix}: get_many is a read, it slides {key}'s expiry: {pttl}");
+        }
+        // A single set with the listener writes the header too (SET_RETURNING).
+        store.set("c", "3".into(), options()).await.unwrap();
+        let raw: String = redis::cmd("GET").arg(format!("{prefix}c")).query_async(&mut conn).await.unwrap();
+        assert!(raw.starts_with(r#"{"i":10000,"t":"#), "{prefix}: set's header: {raw}");
+        heard.lock().unwrap().clear();
+        store.set_many(vec![("a", "new".into()), ("c", "new".into())], SetOptions::new()).await.unwrap();
+        let mut replaced = std::mem::take(&mut *heard.lock().unwrap());
+        replaced.sort_by(|x, y| x.0.cmp(&y.0));
+        if listening {
+            assert_eq!(
+                replaced,
+                [("a".into(), "1".into(), RemovalReason::Replaced), ("c".into(), "3".into(), RemovalReason::Replaced)],
+                "{prefix}"
+            );
+        } else {
+            assert!(replaced.is_empty());
+        }
+        // A set without an idle time on a store without a default one: no header, no expiry but the TTL's.
+        if own_idle {
+            let raw: String = redis::cmd("GET").arg(format!("{prefix}a")).query_async(&mut conn).await.unwrap();
+            assert_eq!(raw, r#"{"v":"new"}"#, "{prefix}");
+        }
+    }
+}
+
+/// A near cache's get_many keeps no idle entry in memory (as its get): a
+/// hit there would not reach Redis, where the idle clock runs.
+#[tokio::test]
+async fn a_near_cache_batch_keeps_no_idle_entry_in_memory() {
+    let server = RedisServer::start();
+    let near = NearCache::<String>::builder(server.url()).prefix("nbi:").build().await.unwrap();
+    near.set_many(vec![("idle", "1".into())], SetOptions::new().idle(Duration::from_secs(10))).await.unwrap();
+    near.set("plain", "2".into(), SetOptions::new()).await.unwrap();
+    assert_eq!(near.get_many(&["idle", "plain"]).await.unwrap(), [Some("1".into()), Some("2".into())]);
+    assert!(!near.in_memory("idle"), "an idle entry is not kept in memory");
+    assert!(near.in_memory("plain"));
+}
