@@ -434,3 +434,118 @@ fn tags_report_too() {
     assert_eq!(store.get_tags("c").into_inner().unwrap(), None);
     assert_eq!(take(&log), [notice("c", 3, RemovalReason::Expired)]);
 }
+
+/// Time-to-idle meets the listener: an entry left unread past its idle time
+/// is reported as expired, by whatever finds it (a read, a batch read, a
+/// write's sweep, a walk), once; an entry kept read is not; an idle entry's
+/// TTL still ends it. Per-entry idle times and a policy's default.
+#[test]
+fn idle_expiry_is_reported_as_expired() {
+    let idle = |secs: u64| SetOptions::new().idle(Duration::from_secs(secs));
+    for policy in [
+        Policy::from(LruPolicy::new(100).unwrap()),
+        S3FifoPolicy::new(100).unwrap().into(),
+        TtlPolicy::new(1000 * SECOND).unwrap().with_max_size(100).unwrap().into(),
+    ] {
+        let clock = ManualClock::new();
+        let (store, log) = logged(policy, &clock, None);
+        store.set("read", 1, idle(2)).into_inner().unwrap();
+        store.set("unread", 2, idle(2)).into_inner().unwrap();
+        store.set("ttl", 3, idle(10).ttl(3 * SECOND)).into_inner().unwrap();
+        store.set("walked", 4, idle(2)).into_inner().unwrap();
+        clock.advance(1500 * Duration::from_millis(1));
+        assert_eq!(store.get("read").into_inner().unwrap(), Some(1));
+        assert_eq!(store.get_many(&["ttl"]).into_inner().unwrap(), [Some(3)]);
+        clock.advance(1500 * Duration::from_millis(1)); // 3 s: read is due at 3.5 s, ttl at 3 s
+        assert_eq!(take(&log), [], "nothing is reported before something finds it");
+        assert_eq!(store.get("unread").into_inner().unwrap(), None);
+        assert_eq!(take(&log), [notice("unread", 2, RemovalReason::Expired)]);
+        assert_eq!(store.get_many(&["read", "ttl"]).into_inner().unwrap(), [Some(1), None]);
+        assert_eq!(take(&log), [notice("ttl", 3, RemovalReason::Expired)], "reads do not outlive the TTL");
+        assert_eq!(store.len(), 1, "walked expired at 2 s: only read is left");
+        assert_eq!(take(&log), [notice("walked", 4, RemovalReason::Expired)]);
+        clock.advance(2500 * Duration::from_millis(1)); // 5.5 s: read was due at 5 s
+        set(&store, "other", 5); // the write's sweep finds it
+        assert_eq!(take(&log), [notice("read", 1, RemovalReason::Expired)]);
+        assert_eq!(store.get("read").into_inner().unwrap(), None);
+        assert_eq!(take(&log), [], "reported once");
+    }
+    // A policy's default idle time: the entries left unread leave as expired.
+    let clock = ManualClock::new();
+    let (store, log) = logged(LruPolicy::new(100).unwrap().with_default_idle(2 * SECOND).unwrap(), &clock, None);
+    set(&store, "a", 1);
+    set(&store, "b", 2);
+    clock.advance(SECOND);
+    assert_eq!(store.get("a").into_inner().unwrap(), Some(1));
+    clock.advance(1500 * Duration::from_millis(1));
+    assert_eq!(store.len(), 1);
+    assert_eq!(take(&log), [notice("b", 2, RemovalReason::Expired)]);
+}
+
+/// Time-to-idle in a store weighed by a weigher: an expired idle entry is
+/// what makes room for a new one (reported expired, no eviction), its
+/// weight leaves with it, and a heavier value set over an idle entry (the
+/// replacement that needs room) keeps its own idle time.
+#[test]
+fn idle_entries_in_a_weighted_store() {
+    for policy in [
+        Policy::from(LruPolicy::new(10).unwrap()),
+        S3FifoPolicy::new(10).unwrap().into(),
+        TtlPolicy::new(1000 * SECOND).unwrap().with_max_size(10).unwrap().into(),
+    ] {
+        let clock = ManualClock::new();
+        let log: Log = Arc::default();
+        let sink = Arc::clone(&log);
+        let store: MemoryStore<u64> = MemoryStore::builder(policy)
+            .clock(clock.clone())
+            .weigher(|_, value: &u64| *value)
+            .on_remove(move |key: &str, value, reason| sink.lock().unwrap().push((key.to_string(), value, reason)))
+            .build();
+        store.set("idle", 4, SetOptions::new().idle(2 * SECOND)).into_inner().unwrap();
+        set(&store, "kept", 4);
+        assert_eq!(store.stats().total_weight, 8);
+        clock.advance(3 * SECOND);
+        set(&store, "new", 4); // 12 > 10: the expired idle entry makes the room
+        assert_eq!(take(&log), [notice("idle", 4, RemovalReason::Expired)]);
+        assert_eq!(store.stats().evictions, 0);
+        assert_eq!(store.stats().total_weight, 8);
+        assert_eq!(store.get("kept").into_inner().unwrap(), Some(4));
+
+        // A heavier value over an idle entry that needs room: the old one
+        // leaves as replaced, the evicted ones as evicted, and the new one
+        // has its idle time.
+        store.delete("new").into_inner().unwrap();
+        set(&store, "z", 3);
+        store.set("h", 1, SetOptions::new().idle(2 * SECOND)).into_inner().unwrap();
+        take(&log);
+        store.set("h", 6, SetOptions::new().idle(2 * SECOND)).into_inner().unwrap(); // 4 + 3 + 6 > 10
+        let heard = take(&log);
+        assert_eq!(heard[0], notice("h", 1, RemovalReason::Replaced), "{heard:?}");
+        assert!(heard.len() > 1 && heard[1..].iter().all(|n| n.2 == RemovalReason::Evicted), "{heard:?}");
+        let live = |store: &MemoryStore<u64>| -> u64 {
+            // The weigher weighs a value as itself.
+            store.dump().unwrap().entries.iter().map(|entry| entry.value).sum()
+        };
+        assert_eq!(store.stats().total_weight, live(&store));
+        assert!(store.stats().total_weight <= 10);
+        clock.advance(1500 * Duration::from_millis(1));
+        assert_eq!(store.get("h").into_inner().unwrap(), Some(6)); // due at 3.5 s now
+        clock.advance(1500 * Duration::from_millis(1));
+        assert_eq!(store.get("h").into_inner().unwrap(), Some(6), "the read moved its deadline");
+        clock.advance(2500 * Duration::from_millis(1));
+        assert_eq!(store.get("h").into_inner().unwrap(), None, "unread for 2.5 s: gone");
+        assert_eq!(take(&log), [notice("h", 6, RemovalReason::Expired)]);
+        assert_eq!(store.stats().total_weight, live(&store));
+        // An idle set over a plain entry, and a plain one over an idle one.
+        set(&store, "p", 3);
+        store.set("p", 3, SetOptions::new().idle(SECOND)).into_inner().unwrap();
+        clock.advance(2 * SECOND);
+        assert_eq!(store.get("p").into_inner().unwrap(), None, "the idle set started a clock");
+        set(&store, "p", 3);
+        store.set("p", 2, SetOptions::new().idle(SECOND)).into_inner().unwrap();
+        set(&store, "p", 2);
+        clock.advance(10 * SECOND);
+        assert_eq!(store.get("p").into_inner().unwrap(), Some(2), "a set without an idle time stops the clock");
+        assert_eq!(store.stats().total_weight, live(&store));
+    }
+}
