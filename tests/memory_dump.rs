@@ -420,3 +420,40 @@ fn idle_entries_keep_their_ttl_and_idle_time() {
     zero.idle = Some(Duration::ZERO);
     assert!(b.load(Dump::new(vec![zero])).is_err(), "a zero idle time is refused");
 }
+
+/// An idle entry without a TTL dumps with no `ttl` and its idle time; a
+/// store whose policy has a default idle time dumps it on each entry; a
+/// load into a weighted store weighs the idle entries and restarts their
+/// clocks (a read after the load keeps one, the other leaves as expired).
+#[test]
+fn idle_entries_without_a_ttl_and_into_a_weighted_store() {
+    let clock = ManualClock::new();
+    let (a, _) = logged(LruPolicy::new(10).unwrap().with_default_idle(30 * SECOND).unwrap().into(), &clock);
+    a.set("own", 4, SetOptions::new().idle(10 * SECOND)).into_inner().unwrap();
+    a.set("default", 5, SetOptions::new()).into_inner().unwrap();
+    let dump = through_json(a.dump().unwrap());
+    let idle_of = |key: &str| dump.entries.iter().find(|e| e.key == key).map(|e| (e.ttl, e.idle));
+    assert_eq!(idle_of("own"), Some((None, Some(10 * SECOND))));
+    assert_eq!(idle_of("default"), Some((None, Some(30 * SECOND))));
+
+    let clock_b = ManualClock::new();
+    let log: Arc<Mutex<Vec<(String, u64, RemovalReason)>>> = Arc::default();
+    let sink = Arc::clone(&log);
+    let b: MemoryStore<u64> = MemoryStore::builder(LruPolicy::new(9).unwrap())
+        .clock(clock_b.clone())
+        .weigher(|_, value: &u64| *value)
+        .on_remove(move |key: &str, value, reason| sink.lock().unwrap().push((key.to_string(), value, reason)))
+        .build();
+    assert_eq!(b.load(dump).unwrap(), 2);
+    assert_eq!(b.stats().total_weight, 9);
+    clock_b.advance(8 * SECOND);
+    assert_eq!(b.get("own").into_inner().unwrap(), Some(4));
+    clock_b.advance(8 * SECOND); // own: read at 8 s, due at 18 s
+    assert_eq!(b.get("own").into_inner().unwrap(), Some(4));
+    clock_b.advance(20 * SECOND); // default: loaded at 0, due at 30 s; own due at 26 s
+    assert_eq!(b.len(), 0);
+    let mut heard = std::mem::take(&mut *log.lock().unwrap());
+    heard.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(heard, [("default".into(), 5, RemovalReason::Expired), ("own".into(), 4, RemovalReason::Expired)]);
+    assert_eq!(b.stats().total_weight, 0);
+}
