@@ -150,6 +150,11 @@ export interface DumpEntry<V = unknown> {
   metadata?: Metadata;
   /** S3FIFOPolicy's access count (0 to 3), when not 0. */
   hits?: number;
+  /**
+   * The entry's time-to-idle in milliseconds, if it has one (its clock
+   * starts again at the load; `ttl` is then what was left of its TTL).
+   */
+  idle?: number;
 }
 
 /** Options of {@link MemoryStore.set}. */

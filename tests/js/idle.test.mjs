@@ -216,3 +216,96 @@ describe("idle", () => {
     });
   }
 });
+
+describe("idle with batches, warm restart and sizes", () => {
+  test("setMany passes { idle } to every entry; getMany hits are reads", () => {
+    const { store, clock, removed } = storeWith(new LRUPolicy({ maxSize: 10 }));
+    store.setManySync([["a", 1], ["b", 2], ["c", 3]], { idle: 10, ttl: 60 });
+    clock.advance(8_000);
+    assert.deepEqual(store.getManySync(["a", "b"]), [1, 2]);
+    clock.advance(8_000);
+    assert.deepEqual(store.getManySync(["a", "b", "c"]), [1, 2, undefined], "c: 16 s unread");
+    assert.deepEqual(removed, [["c", "expired"]]);
+    clock.advance(50_000);
+    assert.deepEqual(store.getManySync(["a", "b"]), [undefined, undefined], "a and b: past their TTL, read or not");
+    assert.deepEqual(audit(store), []);
+    assert.throws(() => store.setManySync([["d", 4]], { idle: 0 }), CachePolicyError);
+    assert.equal(store.hasSync("d"), false, "a bad idle time stores nothing");
+  });
+
+  test("dump writes an idle entry's TTL and idle time; load restarts its clock", () => {
+    const { store, clock } = storeWith(new LRUPolicy({ maxSize: 10 }));
+    store.setSync("both", 1, { ttl: 100, idle: 10 });
+    store.setSync("idle", 2, { idle: 20 });
+    store.setSync("plain", 3, { ttl: 50 });
+    clock.advance(5_000);
+    assert.equal(store.getSync("both"), 1);
+    clock.advance(8_000);
+    const dump = Object.fromEntries(store.dump());
+    assert.equal(dump.both.ttl, 87_000, "the TTL left, not the idle deadline (15 s)");
+    assert.equal(dump.both.idle, 10_000);
+    assert.equal(dump.idle.ttl, undefined, "an idle entry without a TTL has none");
+    assert.equal(dump.idle.idle, 20_000);
+    assert.equal(dump.plain.idle, undefined);
+    assert.equal(dump.plain.ttl, 37_000);
+
+    const b = storeWith(new LRUPolicy({ maxSize: 10 }));
+    assert.equal(b.store.load(store.dump()), 3);
+    b.clock.advance(9_000);
+    assert.equal(b.store.hasSync("both"), true, "has is no read");
+    assert.equal(b.store.getSync("idle"), 2);
+    b.clock.advance(2_000);
+    assert.equal(b.store.getSync("both"), undefined, "10 s without a read since the load");
+    b.clock.advance(17_000);
+    assert.equal(b.store.getSync("idle"), 2, "read at 9 s, idle 20 s");
+    assert.equal(b.store.getSync("plain"), 3);
+    assert.deepEqual(b.removed, [["both", "expired"]]);
+    assert.deepEqual(audit(b.store), []);
+
+    // A policy's default idle time applies to a loaded entry without one, as to a set.
+    const c = storeWith(new LRUPolicy({ maxSize: 10, idle: 5 }));
+    c.store.load([["k", { value: 1 }], ["own", { value: 2, idle: 60_000 }]]);
+    c.clock.advance(6_000);
+    assert.equal(c.store.getSync("k"), undefined);
+    assert.equal(c.store.getSync("own"), 2);
+
+    // A bad idle time: load throws and stores nothing.
+    for (const idle of [0, -1, Infinity, NaN, "10", 1e20]) {
+      const d = storeWith(new LRUPolicy({ maxSize: 10 }));
+      assert.throws(() => d.store.load([["ok", { value: 1 }], ["k", { value: 2, idle }]]), CachePolicyError, String(idle));
+      assert.equal(d.store.size, 0, `idle ${idle}: nothing stored`);
+    }
+  });
+
+  test("with maxSize: an expired idle entry frees its size; a heavier value keeps its idle time", () => {
+    const clock = new ManualClock();
+    const removed = [];
+    const store = new MemoryStore({
+      policy: new LRUPolicy({ maxSize: 100 }),
+      clock,
+      maxSize: 10,
+      sizeCalculation: (value) => value.length,
+      onRemove: (value, key, reason) => removed.push([key, reason]),
+    });
+    store.setSync("idle", "xxxx", { idle: 2 });
+    store.setSync("kept", "yyyy");
+    assert.equal(store.getStats().totalWeight, 8);
+    clock.advance(3_000);
+    store.setSync("new", "zzzz");
+    assert.deepEqual(removed, [["idle", "expired"]], "the expired entry made the room, nothing evicted");
+    assert.equal(store.getStats().totalWeight, 8);
+    store.setSync("h", "h", { idle: 2 });
+    store.setSync("h", "hhhhhh", { idle: 2 }); // 4 + 4 + 6 > 10
+    assert.equal(store.getSync("h"), "hhhhhh");
+    clock.advance(1_500);
+    assert.equal(store.getSync("h"), "hhhhhh");
+    clock.advance(1_500);
+    assert.equal(store.getSync("h"), "hhhhhh", "the read moved its deadline");
+    clock.advance(2_500);
+    assert.equal(store.getSync("h"), undefined);
+    let sum = 0;
+    for (const [, value] of store.entries()) sum += value.length;
+    assert.equal(store.getStats().totalWeight, sum);
+    assert.deepEqual(audit(store), []);
+  });
+});

@@ -106,6 +106,11 @@ import type { DumpEntry, GetOrSetOptions, LoadContext, RemovalReason } from "pep
   const dumped: Array<[string, DumpEntry<number>]> = typed.dump();
   const restored = new MemoryStore<number>({ policy: new LRUPolicy({ maxSize: 10 }) });
   check(restored.load(dumped) === 1 && restored.peek("n") === 2 && dumped[0]?.[1].ttl === 11_000, "dump and load");
+  // Time-to-idle through batches and dumps.
+  restored.setManySync([["i1", 1]], { idle: 30, ttl: 60 });
+  const idleEntry: DumpEntry<number> = { value: 2, idle: 30_000 };
+  const idles = (restored.load([["i2", idleEntry]]), restored.dump().filter(([, e]) => e.idle === 30_000));
+  check(idles.length === 2 && (idles[0]?.[1].ttl ?? 0) > 59_000 && idles[1]?.[1].ttl === undefined, "idle in batches and dumps");
   typed.deleteSync("n");
   check(removals.length === 4 && removals[1]?.[1] === "deleted", "onRemove");
   typed.dispose();
