@@ -485,3 +485,51 @@ async fn a_near_cache_batch_keeps_no_idle_entry_in_memory() {
     assert!(!near.in_memory("idle"), "an idle entry is not kept in memory");
     assert!(near.in_memory("plain"));
 }
+
+/// Time-to-idle through batches on a cluster, every master: entries
+/// written by set_many with an idle time stay while get_many reads them
+/// (each read slides every key's expiry, past the idle time since the
+/// write) and leave once unread, unbounded, under LRU and TTL capacities,
+/// with a policy's default idle time, with and without a listener.
+#[tokio::test]
+async fn idle_entries_through_batches_on_a_cluster() {
+    use pepperpy_caching::TtlPolicy;
+    let cluster = RedisCluster::shared();
+    let idle = Duration::from_secs(2);
+    let policies = [
+        None,
+        Some(Policy::from(LruPolicy::new(10_000).unwrap())),
+        Some(TtlPolicy::new(Duration::from_secs(60)).unwrap().with_max_size(10_000).unwrap().into()),
+        Some(LruPolicy::new(10_000).unwrap().with_default_idle(idle).unwrap().into()),
+    ];
+    let runs = policies.into_iter().enumerate().flat_map(|(i, policy)| {
+        [false, true].map(|listening| {
+            let policy = policy.clone();
+            async move {
+                let mut builder =
+                    RedisStore::<String>::cluster_builder(cluster.urls()).prefix(format!("idlec{i}{listening}:"));
+                let own_idle = !matches!(&policy, Some(p) if p.default_idle().is_some());
+                if let Some(policy) = policy {
+                    builder = builder.policy(policy);
+                }
+                if listening {
+                    builder = builder.on_remove(|_, _, _| {});
+                }
+                let store = builder.build().await.unwrap();
+                let keys = keys(200);
+                let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+                let options = if own_idle { SetOptions::new().idle(idle) } else { SetOptions::new() };
+                store.set_many(refs.iter().map(|k| (*k, k.to_string())).collect(), options).await.unwrap();
+                let all: Vec<Option<String>> = keys.iter().map(|k| Some(k.clone())).collect();
+                for _ in 0..2 {
+                    tokio::time::sleep(Duration::from_millis(1_200)).await;
+                    assert_eq!(store.get_many(&refs).await.unwrap(), all, "policy {i}, listening {listening}");
+                }
+                tokio::time::sleep(Duration::from_millis(2_500)).await;
+                let gone = store.get_many(&refs).await.unwrap();
+                assert!(gone.iter().all(Option::is_none), "policy {i}, listening {listening}: unread, gone");
+            }
+        })
+    });
+    futures_util::future::join_all(runs).await;
+}
