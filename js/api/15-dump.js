@@ -33,6 +33,16 @@ function readDumped(pair, i, wallNow) {
   checkNames(entry, "dump entry", DUMP_FIELDS);
   const { value, ttl, start, metadata, hits, idle } = entry;
   if (value === undefined) throw dumpError(i, `(${shownKey(key)}) has no value`);
+  // Checked first: an entry skipped for its TTL is still checked.
+  let idleSeconds;
+  if (idle !== undefined) {
+    if (typeof idle !== "number" || !(idle > 0) || idle === Infinity) {
+      throw dumpError(i, `(${shownKey(key)}): idle must be a positive, finite number of milliseconds, got ${describe(idle)}`);
+    }
+    // Through the same check as a set's idle (at most MAX_IDLE).
+    readSetOptions({ idle: idle / 1000 });
+    idleSeconds = setOptions.idle;
+  }
   let seconds;
   // lru-cache dumps `ttl: 0` for an entry without one, once any entry had a TTL.
   if (ttl !== undefined && ttl !== 0) {
@@ -50,15 +60,6 @@ function readDumped(pair, i, wallNow) {
   }
   if (hits !== undefined && !(Number.isInteger(hits) && hits >= 0 && hits <= MAX_FREQ)) {
     throw dumpError(i, `(${shownKey(key)}): hits must be an integer from 0 to ${MAX_FREQ}, got ${describe(hits)}`);
-  }
-  let idleSeconds;
-  if (idle !== undefined) {
-    if (typeof idle !== "number" || !(idle > 0) || idle === Infinity) {
-      throw dumpError(i, `(${shownKey(key)}): idle must be a positive, finite number of milliseconds, got ${describe(idle)}`);
-    }
-    // Through the same check as a set's idle (at most MAX_IDLE).
-    readSetOptions({ idle: idle / 1000 });
-    idleSeconds = setOptions.idle;
   }
   const meta = metadata === undefined ? undefined : copyMetadata(metadata);
   return { key, value, seconds, meta, hits, idle: idleSeconds };

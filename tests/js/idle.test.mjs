@@ -275,6 +275,8 @@ describe("idle with batches, warm restart and sizes", () => {
       assert.throws(() => d.store.load([["ok", { value: 1 }], ["k", { value: 2, idle }]]), CachePolicyError, String(idle));
       assert.equal(d.store.size, 0, `idle ${idle}: nothing stored`);
     }
+    // Checked even on an entry whose TTL ran out (which load skips).
+    assert.throws(() => c.store.load([["old", { value: 1, ttl: 1, start: 0, idle: -5 }]]), CachePolicyError);
   });
 
   test("with maxSize: an expired idle entry frees its size; a heavier value keeps its idle time", () => {
