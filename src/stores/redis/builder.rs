@@ -94,7 +94,7 @@ where
     V: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     /// Calls `listener` with the key, the old value and the
-    /// [`RemovalReason`](crate::RemovalReason) of what this process removes:
+    /// [`RemovalReason`](crate::removal::RemovalReason) of what this process removes:
     /// its `delete` (`Deleted`), `invalidate` (`Invalidated`), `clear`
     /// (`Cleared`), the entry its `set` replaced (`Replaced`), and the
     /// entries a bounded store's capacity script evicted to make room for
@@ -131,7 +131,10 @@ where
     /// store.delete("k").await?;
     /// # Ok(()) }
     /// ```
-    pub fn on_remove(mut self, listener: impl Fn(&str, V, crate::RemovalReason) + Send + Sync + 'static) -> Self {
+    pub fn on_remove(
+        mut self,
+        listener: impl Fn(&str, V, crate::removal::RemovalReason) + Send + Sync + 'static,
+    ) -> Self {
         self.listener = Some(Arc::new(listener));
         self
     }
