@@ -99,11 +99,15 @@ const batch = {
       checkKey(pairs[i][0]);
       if (pairs[i][1] === undefined) throw undefinedValueError("setMany cannot store");
     }
-    // Read once, so a getter cannot change them between entries.
+    // Read once into a plain copy, checked before any write: a getter
+    // cannot change them between entries. Every option set takes is kept.
     let shared;
     if (options !== undefined) {
-      readSetOptions(options);
-      shared = { ttl: setOptions.ttl, metadata: setOptions.meta };
+      if (typeof options !== "object" || options === null) readSetOptions(options); // throws
+      shared = { ...options };
+      readSetOptions(shared);
+      // The checked copy of the metadata: no getter runs again.
+      if (shared.metadata !== undefined) shared.metadata = setOptions.meta;
     }
     inside.live(this);
     const n = pairs.length;

@@ -185,3 +185,29 @@ test("a listener that changes the keys array mid-batch changes nothing of the ba
   clock.advance(2000);
   assert.deepEqual(store.getManySync(keys), [undefined, 2], "the keys as they were when checked");
 });
+
+test("setMany reads its options once: a getter cannot make one entry differ", async () => {
+  const store = lru();
+  let reads = 0;
+  const options = {
+    get ttl() {
+      reads++;
+      return reads === 1 ? 60 : 0; // 0 would be refused
+    },
+    metadata: {
+      get n() {
+        return ++reads;
+      },
+    },
+  };
+  store.setManySync(
+    [
+      ["a", 1],
+      ["b", 2],
+    ],
+    options,
+  );
+  assert.deepEqual(store.getManySync(["a", "b"]), [1, 2]);
+  assert.deepEqual(await store.getMetadata("a"), await store.getMetadata("b"), "one metadata for all");
+  assert.ok(store.remainingTtl("b") > 59);
+});

@@ -5,7 +5,9 @@
 //! keys, running the engine's single-key entry points (`get_shared` /
 //! `get_exclusive`, `set`, `delete`) under it: the same counters, capacity,
 //! expiry and load cancellation as the single-key calls. Never two locks at
-//! once; what the calls remove is dropped after the last lock is released.
+//! once; what the calls remove goes to the removal listener (or is
+//! dropped) after the last lock is released, as in the single-key calls
+//! (`release`, `dispose`, `dispose_write` in listen.rs).
 
 use std::hash::BuildHasher;
 
@@ -50,6 +52,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
                     let (key, hash) = checked[pos];
                     found[pos] = engine.get_exclusive(key, hash, None, V::clone);
                 }
+                self.release(engine);
                 continue;
             }
             let mut expired = Vec::new();
@@ -72,6 +75,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
                     let (key, hash) = checked[pos];
                     engine.reclaim_if_expired(key, hash);
                 }
+                self.release(engine);
             }
         }
         Ok(found)
@@ -85,21 +89,32 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         check_set_options(&options, self.policy.default_ttl())?;
         let mut values: Vec<Option<V>> = entries.into_iter().map(|(_, value)| Some(value)).collect();
         let order = self.by_shard(&checked);
-        // Dropped after the last lock is released (a value's Drop may panic
-        // or use this store).
-        let mut removed: Vec<Removals<V>> = Vec::new();
-        for group in order.chunk_by(|a, b| a.0 == b.0) {
+        // Handed to the listener (or dropped) after the last lock is
+        // released: a listener or a value's Drop may panic or use this store.
+        let mut removed: Vec<(Removals<V>, usize)> = Vec::new();
+        let mut failed = None;
+        'groups: for group in order.chunk_by(|a, b| a.0 == b.0) {
             let mut engine = write(&self.shards[group[0].0]);
             for &(_, pos) in group {
                 let (key, hash) = checked[pos];
                 let value = values[pos].take().expect("each position is written once");
                 // Fails only when a shard holds the most entries a slab can
                 // (about 4 billion): what was written stays, as with `set`s.
-                removed.push(engine.set(key, hash, value, options.clone())?);
+                match engine.set(key, hash, value, options.clone()) {
+                    Ok(gone) => removed.push((gone, pos)),
+                    Err(e) => {
+                        failed = Some(e);
+                        self.release(engine);
+                        break 'groups;
+                    }
+                }
             }
+            self.release(engine);
         }
-        drop(removed);
-        Ok(())
+        for (gone, pos) in removed {
+            self.dispose_write(gone, &checked[pos].0);
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// [`CacheStore::delete_many`](crate::store::CacheStore::delete_many).
@@ -111,11 +126,16 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
             let mut engine = write(&self.shards[group[0].0]);
             for &(_, pos) in group {
                 let (key, hash) = checked[pos];
-                removed.extend(engine.delete(key, hash));
+                if let Some(gone) = engine.delete(key, hash) {
+                    removed.push((gone, pos));
+                }
             }
+            self.release(engine);
         }
         let count = removed.len();
-        drop(removed);
+        for (gone, pos) in removed {
+            self.dispose(Some(gone), &checked[pos].0);
+        }
         Ok(count)
     }
 }
@@ -163,6 +183,74 @@ mod tests {
             let (locks, got) = locks_taken_by(|| store.get_many(&[]).into_inner().unwrap());
             assert_eq!((locks, got), (0, vec![]), "an empty batch takes no lock");
         }
+    }
+
+    /// The removal listener hears of everything a batch removed, after the
+    /// batch (it can use the store), with the key and reason a single call
+    /// would give.
+    #[test]
+    fn the_removal_listener_hears_what_a_batch_removed() {
+        use crate::removal::RemovalReason::{self, Deleted, Evicted, Expired, Replaced};
+        use std::sync::{Arc, Mutex, OnceLock, Weak};
+        for shards in [1, 4] {
+            let clock = crate::clock::ManualClock::new();
+            let seen: Arc<Mutex<Vec<(String, u32, RemovalReason)>>> = Arc::default();
+            let home: Arc<OnceLock<Weak<MemoryStore<u32>>>> = Arc::default();
+            let (log, back) = (Arc::clone(&seen), Arc::clone(&home));
+            let store = Arc::new(
+                // Sharded, each shard gets a share of the capacity: room for all.
+                MemoryStore::<u32>::builder(LruPolicy::new(if shards == 1 { 4 } else { 64 }).unwrap())
+                    .clock(clock.clone())
+                    .shards(shards)
+                    .on_remove(move |key: &str, value, reason| {
+                        // Called outside every lock: the store answers.
+                        let store = back.get().and_then(Weak::upgrade).unwrap();
+                        assert!(store.get_many(&[key]).into_inner().is_ok());
+                        log.lock().unwrap().push((key.to_string(), value, reason));
+                    })
+                    .build(),
+            );
+            home.set(Arc::downgrade(&store)).unwrap();
+            let take = || std::mem::take(&mut *seen.lock().unwrap());
+            store.set_many(vec![("a", 1), ("b", 2), ("a", 3)], SetOptions::new()).into_inner().unwrap();
+            assert_eq!(take(), [("a".into(), 1, Replaced)], "{shards} shards");
+            store.delete_many(&["a", "x", "b", "a"]).into_inner().unwrap();
+            let mut gone = take();
+            gone.sort_by(|x, y| x.0.cmp(&y.0));
+            assert_eq!(gone, [("a".into(), 3, Deleted), ("b".into(), 2, Deleted)]);
+            let short = SetOptions::new().ttl(std::time::Duration::from_secs(1));
+            store.set_many(vec![("t", 9)], short).into_inner().unwrap();
+            clock.advance(std::time::Duration::from_secs(2));
+            assert_eq!(store.get_many(&["t"]).into_inner().unwrap(), [None]);
+            assert_eq!(take(), [("t".into(), 9, Expired)]);
+            if shards == 1 {
+                let entries = (0..6).map(|i| (["k0", "k1", "k2", "k3", "k4", "k5"][i], i as u32)).collect();
+                store.set_many(entries, SetOptions::new()).into_inner().unwrap();
+                assert_eq!(take(), [("k0".into(), 0, Evicted), ("k1".into(), 1, Evicted)], "LRU order");
+            }
+        }
+    }
+
+    /// A batch's shared options carry tags and an idle time to each entry
+    /// (the engine's `set`), and a batch read is a read for the idle clock;
+    /// bad tags fail the whole batch.
+    #[test]
+    fn batches_carry_tags_and_idle_times() {
+        use std::time::Duration;
+        let clock = crate::clock::ManualClock::new();
+        let store = MemoryStore::<u32>::builder(S3FifoPolicy::new(1 << 12).unwrap()).clock(clock.clone()).build();
+        let options = SetOptions::new().tags(["team:7"]).idle(Duration::from_secs(10));
+        store.set_many(vec![("a", 1), ("b", 2)], options).into_inner().unwrap();
+        store.set("c", 3, SetOptions::new()).into_inner().unwrap();
+        clock.advance(Duration::from_secs(8));
+        assert_eq!(store.get_many(&["a"]).into_inner().unwrap(), [Some(1)], "a read: 10 s more");
+        clock.advance(Duration::from_secs(8));
+        assert_eq!(store.get_many(&["a", "b", "c"]).into_inner().unwrap(), [Some(1), None, Some(3)], "b sat idle");
+        assert_eq!(store.invalidate_tags(&["team:7"]).into_inner().unwrap(), 1);
+        assert_eq!(store.get_many(&["a", "c"]).into_inner().unwrap(), [None, Some(3)]);
+        let bad = store.set_many(vec![("d", 4), ("e", 5)], SetOptions::new().tags([""]));
+        assert!(matches!(bad.into_inner(), Err(crate::errors::CacheError::Policy(_))));
+        assert_eq!(store.get_many(&["d", "e"]).into_inner().unwrap(), [None, None], "nothing stored");
     }
 
     /// Expired entries met by a shared-read batch are reclaimed (one more
