@@ -88,6 +88,24 @@ export interface MemoryStoreOptions<V = unknown> {
   onRemove?: (value: V, key: string, reason: RemovalReason) => void;
   /** The time source for expiry, freshness and `getOrSet` timeouts (default: `performance.now()` and `setTimeout`). */
   clock?: ManualClock;
+  /**
+   * Capacity in size, as lru-cache's `maxSize`: the most total size the
+   * store holds (a positive integer), beside the policy's `maxSize` (its
+   * most entries, lru-cache's `max`); both hold. Each entry's size is set's
+   * `size` option or else `sizeCalculation(value, key)`; one or the other is
+   * required for every entry. A set whose size is more than `maxSize` throws
+   * `CacheEntryTooLargeError` and changes nothing (lru-cache drops the entry
+   * and the key's old one instead). A new entry evicts, by the policy's
+   * rule, as many entries as it takes, never itself. `getStats().totalWeight`
+   * is the total size held.
+   */
+  maxSize?: number;
+  /**
+   * The size of an entry (needs `maxSize`): a positive integer, or the set
+   * throws `CachePolicyError`. It runs before the set changes anything: if
+   * it throws, the store is unchanged. Also sizes the values `getOrSet` loads.
+   */
+  sizeCalculation?: (value: V, key: string) => number;
 }
 
 /** Metadata: a plain object of JSON values. */
@@ -95,12 +113,32 @@ export type Metadata = { [key: string]: JsonValue };
 /** What metadata may hold. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
+/** One entry of {@link MemoryStore.dump}, as lru-cache's `Entry` (`size` is ignored). */
+export interface DumpEntry<V = unknown> {
+  value: V;
+  /** Milliseconds of TTL left at `start` (none, or lru-cache's 0: the entry never expires, or takes the policy's TTL on load). */
+  ttl?: number;
+  /** When `ttl` was measured: `Date.now()` milliseconds. */
+  start?: number;
+  /** lru-cache's size: read and ignored. */
+  size?: number;
+  /** The entry's metadata, if it has any. */
+  metadata?: Metadata;
+  /** S3FIFOPolicy's access count (0 to 3), when not 0. */
+  hits?: number;
+}
+
 /** Options of {@link MemoryStore.set}. */
 export interface SetOptions {
   /** Seconds until the entry expires (default: the policy's `ttl`, if any). */
   ttl?: number;
   /** Data stored beside the value, read back with `getMetadata`. */
   metadata?: Metadata;
+  /**
+   * The entry's size in a store with `maxSize` (a positive integer; it wins
+   * over `sizeCalculation`). A store without `maxSize` refuses it.
+   */
+  size?: number;
 }
 
 /** What a `getOrSet` loader is called with. */
@@ -120,7 +158,7 @@ export interface LoadContext {
  * Options of {@link MemoryStore.getOrSet}: those of `set`, and
  * stale-while-revalidate, timeouts and cancellation. All times in seconds.
  */
-export interface GetOrSetOptions extends SetOptions {
+export interface GetOrSetOptions extends Omit<SetOptions, "size"> {
   /**
    * Stale-while-revalidate: after its `ttl` (the fresh period, then required)
    * a loaded entry is served stale for `grace` more seconds: the stale value
@@ -189,6 +227,8 @@ export interface CacheStats {
   refreshes: number;
   /** Background refreshes that failed or timed out (the stale value stayed). */
   refreshFailures: number;
+  /** The total size of the entries held, by `size` or `sizeCalculation` (0 without the store's `maxSize`). */
+  totalWeight: number;
 }
 
 /**
@@ -305,7 +345,9 @@ export declare class MemoryStore<V = unknown> {
    * written: bad input rejects ({@link CacheKeyError},
    * {@link CachePolicyError}, {@link CacheSerializationError} for an
    * `undefined` value, a `TypeError` for something that is not a pair) and
-   * changes nothing.
+   * changes nothing. In a store with `maxSize`, every entry's size is
+   * checked first too (`sizeCalculation` then runs twice per entry), so an
+   * entry too large, or a `sizeCalculation` that throws, writes nothing.
    */
   setMany(entries: Iterable<readonly [string, V]>, options?: SetOptions): Promise<void>;
   /**
@@ -335,6 +377,22 @@ export declare class MemoryStore<V = unknown> {
   /** The values of {@link entries}, in its order. */
   values(): IterableIterator<V>;
   [Symbol.iterator](): IterableIterator<[string, V]>;
+  /**
+   * Warm restart: the live entries as `[key, entry]` pairs, coldest first
+   * (the entry the policy would evict first comes first; TTLPolicy: the
+   * soonest to expire), in lru-cache's format, for {@link load}. Counts
+   * nothing, changes no order, leaves expired entries out.
+   */
+  dump(): Array<[string, DumpEntry<V>]>;
+  /**
+   * Stores a {@link dump}'s entries (or lru-cache's) in order; how many it
+   * stored. Into a store with the same policy the order comes back; into a
+   * smaller one the policy keeps the hottest. `ttl` counts from `start`, so
+   * entries whose TTL ran out meanwhile are skipped; a key already held is
+   * replaced (the store is not cleared first, unlike lru-cache's `load`).
+   * Every entry is checked first: bad input throws and changes nothing.
+   */
+  load(entries: ReadonlyArray<readonly [string, DumpEntry<V>]>): number;
   /**
    * Ends the store: pending `getOrSet` calls reject with a {@link CacheError}
    * and their loaders' signals abort, its memory is released (no `onRemove`
@@ -370,6 +428,8 @@ export declare class CacheBackendError extends CacheError {}
 export declare class CacheReentrantLoadError extends CacheError {}
 /** A `getOrSet` load passed its `softTimeout` (this caller gave up) or `hardTimeout` (the load failed). */
 export declare class CacheTimeoutError extends CacheError {}
+/** An entry whose `size` (or `sizeCalculation`'s result) is more than the store's whole `maxSize`: refused, and the store is left as it was. */
+export declare class CacheEntryTooLargeError extends CacheError {}
 
 declare global {
   // Declared by lib.dom, lib.webworker, @types/node, Bun and Deno; merged here

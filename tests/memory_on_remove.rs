@@ -416,3 +416,21 @@ proptest! {
         prop_assert_eq!(live.len() + reported.len(), stored.len());
     }
 }
+
+/// Tags: `invalidate_tags` reports its entries as invalidated, and an
+/// expired entry found by `get_tags` is reported by that call.
+#[test]
+fn tags_report_too() {
+    let clock = ManualClock::new();
+    let (store, log) = logged(LruPolicy::new(100).unwrap(), &clock, None);
+    store.set("a", 1, SetOptions::new().tags(["t"])).into_inner().unwrap();
+    store.set("b", 2, SetOptions::new().tags(["t", "u"]).ttl(SECOND)).into_inner().unwrap();
+    store.set("c", 3, SetOptions::new().tags(["u"]).ttl(SECOND)).into_inner().unwrap();
+    assert_eq!(store.invalidate_tags(&["t"]).into_inner().unwrap(), 2);
+    let mut got = take(&log);
+    got.sort_by_key(|n| (n.0.clone(), n.1));
+    assert_eq!(got, [notice("a", 1, RemovalReason::Invalidated), notice("b", 2, RemovalReason::Invalidated)]);
+    clock.advance(2 * SECOND);
+    assert_eq!(store.get_tags("c").into_inner().unwrap(), None);
+    assert_eq!(take(&log), [notice("c", 3, RemovalReason::Expired)]);
+}

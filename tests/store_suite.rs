@@ -20,6 +20,8 @@ mod basics;
 mod batch;
 #[path = "store_suite/idle.rs"]
 mod idle;
+#[path = "store_suite/on_remove.rs"]
+mod on_remove;
 #[path = "store_suite/read_through.rs"]
 mod read_through;
 #[path = "store_suite/refresh.rs"]
@@ -30,7 +32,9 @@ mod tags;
 
 use std::time::Duration;
 
-use pepperpy_caching::{CacheStore, LruPolicy, ManualClock, Policy, S3FifoPolicy, stores::MemoryStore};
+use pepperpy_caching::{
+    CacheStore, LruPolicy, ManualClock, Policy, RemovalListener, S3FifoPolicy, stores::MemoryStore,
+};
 
 /// A TTL that runs out during [`PASS`].
 const SHORT: Duration = Duration::from_millis(100);
@@ -45,6 +49,8 @@ trait Backend {
     async fn store(&self, policy: Option<Policy>) -> Self::Store;
     /// Lets `by` pass for the stores of this backend.
     async fn pass(&self, by: Duration);
+    /// [`store`](Self::store), telling `listener` of what it removes.
+    async fn listened(&self, policy: Option<Policy>, listener: RemovalListener<String>) -> Self::Store;
 }
 
 /// MemoryStore on a `ManualClock`, with an unbounded default policy (the
@@ -94,6 +100,16 @@ impl Backend for Memory {
     async fn pass(&self, by: Duration) {
         self.clock.advance(by);
     }
+    async fn listened(&self, policy: Option<Policy>, listener: RemovalListener<String>) -> Self::Store {
+        let policy = policy.unwrap_or_else(self.default);
+        let shards = self.shards.filter(|_| policy.max_size().is_none());
+        let mut builder =
+            MemoryStore::builder(policy).clock(self.clock.clone()).on_remove(move |k: &str, v, r| listener(k, v, r));
+        if let Some(shards) = shards {
+            builder = builder.shards(shards);
+        }
+        builder.build()
+    }
 }
 
 /// A prefix no other store in this binary has, with glob metacharacters in
@@ -121,6 +137,15 @@ impl Backend for Redis {
     }
     async fn pass(&self, by: Duration) {
         tokio::time::sleep(by).await;
+    }
+    async fn listened(&self, policy: Option<Policy>, listener: RemovalListener<String>) -> Self::Store {
+        let mut builder = Self::Store::builder(support::shared_server().url())
+            .prefix(prefix("s"))
+            .on_remove(move |k: &str, v, r| listener(k, v, r));
+        if let Some(policy) = policy {
+            builder = builder.policy(policy);
+        }
+        builder.build().await.expect("cannot connect to the test redis-server")
     }
 }
 
@@ -150,6 +175,18 @@ impl Backend for Cluster {
     async fn pass(&self, by: Duration) {
         tokio::time::sleep(by).await;
     }
+    async fn listened(&self, policy: Option<Policy>, listener: RemovalListener<String>) -> Self::Store {
+        let urls = support::RedisCluster::shared().urls();
+        let mut builder =
+            Self::Store::cluster_builder(urls).prefix(prefix("c")).on_remove(move |k: &str, v, r| listener(k, v, r));
+        if let Some(policy) = policy {
+            if policy.max_size().is_some() {
+                builder = builder.buckets(1);
+            }
+            builder = builder.policy(policy);
+        }
+        builder.build().await.expect("cannot connect to the test cluster")
+    }
 }
 
 /// NearCache: a memory tier in front of a RedisStore on the binary's shared
@@ -174,6 +211,21 @@ impl Backend for Near {
     async fn pass(&self, by: Duration) {
         tokio::time::sleep(by).await;
     }
+    /// The listener goes on the Redis tier, which makes every removal.
+    async fn listened(&self, policy: Option<Policy>, listener: RemovalListener<String>) -> Self::Store {
+        Self::Store::builder(support::shared_server().url())
+            .prefix(prefix("n"))
+            .redis(move |redis| {
+                let redis = redis.on_remove(move |k: &str, v, r| listener(k, v, r));
+                match policy {
+                    Some(policy) => redis.policy(policy),
+                    None => redis,
+                }
+            })
+            .build()
+            .await
+            .expect("cannot connect to the test redis-server")
+    }
 }
 
 /// Any backend's stores, held as `Arc<dyn DynCacheStore>` (chosen at run time).
@@ -186,6 +238,9 @@ impl<B: Backend> Backend for Dynamic<B> {
     }
     async fn pass(&self, by: Duration) {
         self.0.pass(by).await
+    }
+    async fn listened(&self, policy: Option<Policy>, listener: RemovalListener<String>) -> Self::Store {
+        std::sync::Arc::new(self.0.listened(policy, listener).await)
     }
 }
 
@@ -247,6 +302,13 @@ suite!(
             a_bad_key_or_bad_options_fail_the_whole_batch_and_change_nothing,
             batches_keep_the_capacity_and_the_lru_order,
             a_batch_write_cancels_a_load_in_flight,
+        ],
+        on_remove: [
+            each_removal_is_reported_once_with_its_reason,
+            a_panicking_listener_changes_nothing,
+            a_set_over_an_expired_entry_replaces_nothing,
+            a_bounded_store_reports_what_a_set_replaced,
+            batches_report_what_they_remove,
         ],
         read_through: [
             get_or_set_runs_one_load_for_concurrent_callers,

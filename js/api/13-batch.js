@@ -109,6 +109,10 @@ const batch = {
       // The checked copy of the metadata: no getter runs again.
       if (shared.metadata !== undefined) shared.metadata = setOptions.meta;
     }
+    // A sized store: every entry's size checked first (sizeCalculation then
+    // runs twice per entry), so one too large or refused changes nothing.
+    const size = shared?.size;
+    for (let i = 0; i < pairs.length; i++) inside.checkSize(this, pairs[i][0], pairs[i][1], size);
     inside.live(this);
     const n = pairs.length;
     let i = 0;

@@ -6,7 +6,7 @@
 pub(crate) mod dyn_store;
 pub(crate) mod memory;
 
-pub use memory::{MAX_SHARDS, MemoryStore, MemoryStoreBuilder};
+pub use memory::{Dump, DumpEntry, MAX_SHARDS, MemoryStore, MemoryStoreBuilder};
 
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 mod redis;

@@ -211,3 +211,20 @@ test("setMany reads its options once: a getter cannot make one entry differ", as
   assert.deepEqual(await store.getMetadata("a"), await store.getMetadata("b"), "one metadata for all");
   assert.ok(store.remainingTtl("b") > 59);
 });
+
+test("a sized store checks every entry's size before a batch writes any", () => {
+  const store = new MemoryStore({
+    policy: new LRUPolicy({ maxSize: 100 }),
+    maxSize: 10,
+    sizeCalculation: (value) => {
+      if (value === "boom") throw new Error("cannot size");
+      return value.length;
+    },
+  });
+  store.setSync("kept", "x");
+  assert.throws(() => store.setManySync([["a", "aa"], ["b", "far too long"]]), CacheError);
+  assert.throws(() => store.setManySync([["a", "aa"], ["b", "boom"]]), /cannot size/);
+  assert.deepEqual(store.keysSync(), ["kept"], "nothing written, nothing evicted");
+  store.setManySync([["a", "aa"], ["b", "bbb"]]);
+  assert.deepEqual(store.getManySync(["a", "b", "kept"]), ["aa", "bbb", "x"]);
+});

@@ -5,9 +5,7 @@
 //! keys, running the engine's single-key entry points (`get_shared` /
 //! `get_exclusive`, `set`, `delete`) under it: the same counters, capacity,
 //! expiry and load cancellation as the single-key calls. Never two locks at
-//! once; what the calls remove goes to the removal listener (or is
-//! dropped) after the last lock is released, as in the single-key calls
-//! (`release`, `dispose`, `dispose_write` in listen.rs).
+//! once; what the calls remove is dropped after the last lock is released.
 
 use std::hash::BuildHasher;
 
@@ -52,6 +50,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
                     let (key, hash) = checked[pos];
                     found[pos] = engine.get_exclusive(key, hash, None, V::clone);
                 }
+                // What expired goes to the listener after the lock.
                 self.release(engine);
                 continue;
             }
@@ -88,33 +87,37 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         // fail on them then.
         check_set_options(&options, self.policy.default_ttl())?;
         let mut values: Vec<Option<V>> = entries.into_iter().map(|(_, value)| Some(value)).collect();
+        // Weighed: an entry too heavy for the store fails the batch before
+        // anything is written (its weigher then runs twice per entry).
+        if self.weighs {
+            for (&(key, hash), value) in checked.iter().zip(&values) {
+                read(self.shard_of(hash)).check_weight(&key, value.as_ref().expect("not taken yet"))?;
+            }
+        }
         let order = self.by_shard(&checked);
-        // Handed to the listener (or dropped) after the last lock is
-        // released: a listener or a value's Drop may panic or use this store.
-        let mut removed: Vec<(Removals<V>, usize)> = Vec::new();
-        let mut failed = None;
-        'groups: for group in order.chunk_by(|a, b| a.0 == b.0) {
+        // Dropped after the last lock is released (a value's Drop may panic
+        // or use this store).
+        let mut removed: Vec<(Key<'_>, Removals<V>)> = Vec::new();
+        let mut orphans = Vec::new();
+        for group in order.chunk_by(|a, b| a.0 == b.0) {
             let mut engine = write(&self.shards[group[0].0]);
             for &(_, pos) in group {
                 let (key, hash) = checked[pos];
                 let value = values[pos].take().expect("each position is written once");
                 // Fails only when a shard holds the most entries a slab can
                 // (about 4 billion): what was written stays, as with `set`s.
-                match engine.set(key, hash, value, options.clone()) {
-                    Ok(gone) => removed.push((gone, pos)),
-                    Err(e) => {
-                        failed = Some(e);
-                        self.release(engine);
-                        break 'groups;
-                    }
-                }
+                removed.push((key, engine.set(key, hash, value, options.clone())?));
             }
-            self.release(engine);
+            if engine.has_orphans() {
+                orphans.extend(engine.take_orphans());
+            }
         }
-        for (gone, pos) in removed {
-            self.dispose_write(gone, &checked[pos].0);
+        // Told to the listener (or dropped) once every lock is released.
+        self.dispose(orphans, "");
+        for (key, gone) in removed {
+            self.dispose_write(gone, &key);
         }
-        failed.map_or(Ok(()), Err)
+        Ok(())
     }
 
     /// [`CacheStore::delete_many`](crate::store::CacheStore::delete_many).
@@ -122,20 +125,21 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         let checked = self.checked_all("delete_many", keys.iter().copied())?;
         let order = self.by_shard(&checked);
         let mut removed = Vec::new();
+        let mut orphans = Vec::new();
         for group in order.chunk_by(|a, b| a.0 == b.0) {
             let mut engine = write(&self.shards[group[0].0]);
             for &(_, pos) in group {
                 let (key, hash) = checked[pos];
-                if let Some(gone) = engine.delete(key, hash) {
-                    removed.push((gone, pos));
-                }
+                removed.extend(engine.delete(key, hash));
             }
-            self.release(engine);
+            if engine.has_orphans() {
+                orphans.extend(engine.take_orphans());
+            }
         }
         let count = removed.len();
-        for (gone, pos) in removed {
-            self.dispose(Some(gone), &checked[pos].0);
-        }
+        // Told to the listener (or dropped) once every lock is released.
+        self.dispose(orphans, "");
+        self.dispose(removed, "");
         Ok(count)
     }
 }

@@ -180,6 +180,9 @@ where
     /// Writes the entries at `positions` (all of bucket `index`) in one
     /// pipeline; counts a set for each once the pipeline succeeded.
     async fn write_bucket(&self, index: usize, entries: &[(Key<'_>, EncodedSet)], positions: &[usize]) -> Result<()> {
+        if self.listening() {
+            return self.write_bucket_reporting(index, entries, positions).await;
+        }
         let what = "set_many";
         let mut conn = self.conn.clone();
         let capacity = self.capacity(index);
@@ -280,14 +283,19 @@ where
         let capacity = self.capacity(index);
         let indexes = capacity.as_ref().map(|capacity| capacity.indexes());
         let declared: &[Name<'_>] = indexes.as_ref().map_or(&[], |indexes| indexes);
-        let mut pipe = ScriptPipe::new(&self.scripts.delete);
+        let script = if self.listening() { &self.scripts.delete_returning } else { &self.scripts.delete };
+        let mut pipe = ScriptPipe::new(script);
         for chunk in full_keys.chunks(DELETE_CHUNK) {
             let page: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-            let mut call = ScriptCall::new(&self.scripts.delete, declared, &page);
+            let mut call = ScriptCall::new(script, declared, &page);
             call.arg(flag(capacity.is_some()));
             pipe.push(call);
         }
         let mut conn = self.conn.clone();
+        if self.listening() {
+            let replies: Vec<Vec<redis::Value>> = self.round_trip("delete_many", pipe.invoke(&mut conn)).await?;
+            return Ok(replies.into_iter().map(|reply| self.removed_reply("delete", reply)).sum());
+        }
         let counts: Vec<usize> = self.round_trip("delete_many", pipe.invoke(&mut conn)).await?;
         Ok(counts.into_iter().sum())
     }

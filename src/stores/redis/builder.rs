@@ -85,6 +85,7 @@ pub struct RedisStoreBuilder<V> {
     lock_lease: Duration,
     whole_database: bool,
     root_certificates: Option<Vec<u8>>,
+    listener: Option<crate::removal::RemovalListener<V>>,
     _value: PhantomData<fn() -> V>,
 }
 
@@ -92,6 +93,49 @@ impl<V> RedisStoreBuilder<V>
 where
     V: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
+    /// Calls `listener` with the key, the old value and the
+    /// [`RemovalReason`](crate::RemovalReason) of what this process removes:
+    /// its `delete` (`Deleted`), `invalidate` (`Invalidated`), `clear`
+    /// (`Cleared`), the entry its `set` replaced (`Replaced`), and the
+    /// entries a bounded store's capacity script evicted to make room for
+    /// that `set` (`Evicted`). Each removal is reported by the process that
+    /// made it, once, after its round trip.
+    ///
+    /// It cannot see what it did not do: Redis's own expiry of a TTL (no
+    /// `Expired`, and the expired entries the capacity scripts reclaim are
+    /// counted in `stats`, not reported), what `get_or_set` and
+    /// `get_or_refresh` store, other processes' calls, and Redis's
+    /// `maxmemory` evictions. Values that do not decode (written by
+    /// something else) are not reported.
+    ///
+    /// With a listener, `delete`, `invalidate`, `clear` and `set` read the
+    /// values they remove in the same script (one round trip still);
+    /// without one nothing changes. The listener runs on the calling task,
+    /// with no lock held; a panic in it is caught.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// use pepperpy_caching::{CacheStore, RemovalReason, SetOptions, stores::RedisStore};
+    ///
+    /// let store = RedisStore::<String>::builder("redis://127.0.0.1:6379")
+    ///     .prefix("app:")
+    ///     .on_remove(|key, value, reason| {
+    ///         if reason == RemovalReason::Deleted {
+    ///             println!("{key} ({value}) deleted by this process");
+    ///         }
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// store.set("k", "v".to_string(), SetOptions::new()).await?;
+    /// store.delete("k").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_remove(mut self, listener: impl Fn(&str, V, crate::RemovalReason) + Send + Sync + 'static) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
     setters! {
         /// Every Redis key this store touches starts with `prefix` (default:
         /// none): a name without `:` followed by one `:`, such as `"myapp:"`
@@ -312,6 +356,7 @@ where
             created: Instant::now(),
             last_nudge: AtomicU64::new(0),
             record,
+            listener: self.listener,
             _value: PhantomData,
         })
     }
@@ -474,6 +519,7 @@ where
             lock_lease: load::DEFAULT_LOCK_LEASE,
             whole_database: false,
             root_certificates: None,
+            listener: None,
             _value: PhantomData,
         }
     }

@@ -177,11 +177,30 @@ where
         if let Some(capacity) = self.capacity(self.space.bucket_index(key)) {
             let sample = self.sample();
             let [recency, expiry] = capacity.indexes();
-            let mut call = ScriptCall::new(&self.scripts.set_bounded, &[full.into(), recency, expiry], &[]);
+            let listening = self.listening();
+            let script = if listening { &self.scripts.set_bounded_returning } else { &self.scripts.set_bounded };
+            let mut call = ScriptCall::new(script, &[full.into(), recency, expiry], &[]);
             call.arg(stored).arg(ttl.unwrap_or(0)).capacity(&capacity).arg(flag(sample));
+            if listening {
+                let reply: Vec<redis::Value> = self.round_trip(what, call.invoke(&mut conn)).await?;
+                let (report, old, evicted) = self.set_reply(what, reply)?;
+                SharedCounters::add(&self.counters.sets, 1);
+                self.settle(&capacity, report).await;
+                self.report_replaced(&key, old);
+                self.report_removed(crate::removal::RemovalReason::Evicted, evicted);
+                return Ok(());
+            }
             let report = Report::new(self.round_trip(what, call.invoke(&mut conn)).await?);
             SharedCounters::add(&self.counters.sets, 1);
             self.settle(&capacity, report).await;
+            return Ok(());
+        }
+        if self.listening() {
+            let mut call = ScriptCall::new(&self.scripts.set_returning, &[full.into()], &[]);
+            call.arg(stored).arg(ttl.unwrap_or(0));
+            let old: Option<Vec<u8>> = self.round_trip(what, call.invoke(&mut conn)).await?;
+            SharedCounters::add(&self.counters.sets, 1);
+            self.report_replaced(&key, old);
             return Ok(());
         }
         let mut cmd = redis::cmd("SET");
@@ -205,9 +224,15 @@ where
         let capacity = self.capacity(index);
         let indexes = capacity.as_ref().map(Capacity::indexes);
         let declared: &[Name<'_>] = indexes.as_ref().map_or(&[], |indexes| indexes);
+        let mut conn = self.conn.clone();
+        if self.listening() {
+            let mut call = ScriptCall::new(&self.scripts.delete_returning, declared, full_keys);
+            call.arg(flag(capacity.is_some()));
+            let reply: Vec<redis::Value> = self.round_trip(what, call.invoke(&mut conn)).await?;
+            return Ok(self.removed_reply(what, reply));
+        }
         let mut call = ScriptCall::new(&self.scripts.delete, declared, full_keys);
         call.arg(flag(capacity.is_some()));
-        let mut conn = self.conn.clone();
         self.round_trip(what, call.invoke(&mut conn)).await
     }
 }

@@ -25,6 +25,7 @@ mod entries;
 mod failure;
 mod format;
 mod keyspace;
+mod listen;
 mod load;
 mod refresh;
 mod scripts;
@@ -98,6 +99,8 @@ pub struct RedisStore<V> {
     last_nudge: AtomicU64,
     /// A cluster store's watch over the record of its bucket count.
     record: Option<Arc<Record>>,
+    /// Told of what this process removes (see `RedisStoreBuilder::on_remove`).
+    listener: Option<crate::removal::RemovalListener<V>>,
     _value: PhantomData<fn() -> V>,
 }
 

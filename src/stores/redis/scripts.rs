@@ -132,6 +132,10 @@ end
 /// existed (an eviction), 0 if Redis had removed it already, nil if the
 /// index lists no entry.
 const INDEX_FN: &str = r"
+-- A table when the caller has a removal listener: evict_lowest appends each
+-- victim's key and stored bytes (SET_BOUNDED_RETURNING_CALL returns them).
+local evicted_values = false
+
 local function forget_member(recency, expiry, lru, member)
   if lru then redis.call('ZREM', recency, member) end
   redis.call('ZREM', expiry, member)
@@ -145,6 +149,13 @@ local function evict_lowest(members, recency, expiry, lru)
   -- victim already moved is not local and UNLINK raises; the script stops
   -- there (Redis does not undo a script's writes), so the index must still
   -- list it.
+  if evicted_values then
+    local value = redis.pcall('GET', victim)
+    if type(value) == 'string' then
+      evicted_values[#evicted_values + 1] = victim
+      evicted_values[#evicted_values + 1] = value
+    end
+  end
   local unlinked = redis.call('UNLINK', victim)
   forget_member(recency, expiry, lru, victim)
   return unlinked
@@ -403,6 +414,55 @@ end
 return removed
 ";
 
+/// [`DELETE`] for a store with a removal listener: the same, and the stored
+/// bytes of each entry it removed. Returns `{removed, key, bytes, key,
+/// bytes, ...}`.
+const DELETE_RETURNING: &str = r"
+local first = ARGV[1] == '1' and 3 or 1
+if #KEYS < first then return {0} end
+local out = {0}
+for i = first, #KEYS do
+  local value = redis.pcall('GET', KEYS[i])
+  if type(value) == 'string' then
+    out[1] = out[1] + 1
+    out[#out + 1] = KEYS[i]
+    out[#out + 1] = value
+  end
+end
+redis.call('UNLINK', unpack(KEYS, first))
+if first == 3 then
+  redis.call('ZREM', KEYS[1], unpack(KEYS, 3))
+  redis.call('ZREM', KEYS[2], unpack(KEYS, 3))
+end
+return out
+";
+
+/// An unbounded `set` for a store with a removal listener: the entry's old
+/// stored bytes (false if it had none, or a load's placeholder), then the
+/// write. KEYS: entry. ARGV: bytes, TTL in ms ('0': none).
+const SET_RETURNING: &str = r"
+local old = redis.pcall('GET', KEYS[1])
+if type(old) ~= 'string' then old = false end
+if ARGV[2] ~= '0' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return old
+";
+
+/// [`SET_BOUNDED_CALL`] for a store with a removal listener: also the
+/// entry's old stored bytes (false if none), then the key and stored bytes
+/// of each entry it evicted: `{expired, evicted, lost, old, key, bytes, ...}`.
+const SET_BOUNDED_RETURNING_CALL: &str = r"
+local old = redis.pcall('GET', KEYS[1])
+if type(old) ~= 'string' then old = false end
+evicted_values = {}
+local expired, evicted, lost =
+  set_bounded(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], now_ms())
+return {expired, evicted, lost, old, unpack(evicted_values)}
+";
+
 /// Replaces an entry's stored bytes if they are still what the caller read,
 /// keeping its TTL: the compare-and-set step of `update_metadata`.
 ///
@@ -526,6 +586,9 @@ pub(super) struct Scripts {
     pub refresh_failed: Script,
     pub get_lru_many: Script,
     pub set_bounded_many: Script,
+    pub delete_returning: Script,
+    pub set_returning: Script,
+    pub set_bounded_returning: Script,
 }
 
 impl Scripts {
@@ -546,6 +609,11 @@ impl Scripts {
             refresh_failed: Script::new(&[NOW_FN, REFRESH_FAILED].concat()),
             get_lru_many: Script::new(&[GET_LRU_MANY_HEAD, GET_LRU, GET_LRU_MANY_CALL].concat()),
             set_bounded_many: Script::new(&[NOW_FN, INDEX_FN, SET_BOUNDED_FN, SET_BOUNDED_MANY_CALL].concat()),
+            delete_returning: Script::new(DELETE_RETURNING),
+            set_returning: Script::new(SET_RETURNING),
+            set_bounded_returning: Script::new(
+                &[NOW_FN, INDEX_FN, SET_BOUNDED_FN, SET_BOUNDED_RETURNING_CALL].concat(),
+            ),
         }
     }
 }

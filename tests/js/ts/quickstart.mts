@@ -79,7 +79,7 @@ void (() => { store.size = 3; });
 // Issues 9 and 11: stale-while-revalidate options, the loader's context,
 // lifecycle and iteration, typed.
 import { ManualClock, CacheTimeoutError, CacheReentrantLoadError } from "pepperpy-caching";
-import type { GetOrSetOptions, LoadContext, RemovalReason } from "pepperpy-caching";
+import type { DumpEntry, GetOrSetOptions, LoadContext, RemovalReason } from "pepperpy-caching";
 {
   const clock = new ManualClock();
   const removals: [string, RemovalReason][] = [];
@@ -103,8 +103,31 @@ import type { GetOrSetOptions, LoadContext, RemovalReason } from "pepperpy-cachi
   const many: (number | undefined)[] = await typed.getMany(["b1", "nope", "b2"]);
   const gone: number = typed.deleteManySync(new Set(["b1", "b2"]));
   check(many[0] === 1 && many[1] === undefined && many[2] === 2 && gone === 2, "batch calls");
+  const dumped: Array<[string, DumpEntry<number>]> = typed.dump();
+  const restored = new MemoryStore<number>({ policy: new LRUPolicy({ maxSize: 10 }) });
+  check(restored.load(dumped) === 1 && restored.peek("n") === 2 && dumped[0]?.[1].ttl === 11_000, "dump and load");
   typed.deleteSync("n");
   check(removals.length === 4 && removals[1]?.[1] === "deleted", "onRemove");
   typed.dispose();
   check(new CacheTimeoutError("t") instanceof CacheError && new CacheReentrantLoadError("r") instanceof CacheError, "classes");
+}
+
+// Capacity in size: the store's maxSize, sizeCalculation (value, key), set's { size }.
+import { CacheEntryTooLargeError } from "pepperpy-caching";
+{
+  const sized = new MemoryStore<string>({
+    policy: new LRUPolicy({ maxSize: 100 }),
+    maxSize: 10,
+    sizeCalculation: (value: string, key: string) => value.length + key.length - 1,
+  });
+  sized.setSync("a", "xxxx");
+  sized.setSync("b", "yy", { size: 6 });
+  let refused = false;
+  try {
+    sized.setSync("c", "z".repeat(20));
+  } catch (error) {
+    refused = error instanceof CacheEntryTooLargeError;
+  }
+  const total: number = sized.getStats().totalWeight;
+  check(refused && total === 10, "capacity in size");
 }

@@ -138,6 +138,15 @@ impl<V> Engine<V> {
         }
     }
 
+    /// The idle time and TTL deadline of live slot `id`, if it has an idle
+    /// time (for a dump: `dump.rs`).
+    pub(super) fn idle_of(&self, id: u32) -> Option<(std::time::Duration, Nanos)> {
+        if !self.slab[id].idle {
+            return None;
+        }
+        self.idles.get(&id).map(|clock| (clock.idle, clock.ttl_at))
+    }
+
     /// Forgets the idle clock of slot `id`, being removed.
     #[inline]
     pub(super) fn stop_idle(&mut self, id: u32) {

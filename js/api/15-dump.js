@@ -1,0 +1,159 @@
+// js/api/15-dump.js: a part of the body of bind(wasm) in the built api.mjs
+// (scripts/build-js.sh concatenates js/api/*.js in order; not a module on
+// its own: it uses the names the other parts declare).
+//
+// Warm restart: MemoryStore's dump() and load(entries), in lru-cache's
+// format (an array of [key, entry] with `value`, and `ttl` and `start` in
+// milliseconds), coldest entry first. Installed on MemoryStore's prototype
+// below; they reach its state through `inside` (10-store.js).
+
+// The fields of a dumped entry: lru-cache's (`size` is read and ignored),
+// then this store's own.
+const DUMP_FIELDS = ["value", "ttl", "start", "size", "metadata", "hits"];
+
+/** A load's error for entry `i` of the array. */
+function dumpError(i, why) {
+  return new CachePolicyError(`load: entry ${i} ${why}`);
+}
+
+/**
+ * Checks one [key, entry] pair of a dump, reading each field once: the
+ * fields a set needs, or undefined when its TTL ran out by `wallNow`.
+ */
+function readDumped(pair, i, wallNow) {
+  if (!Array.isArray(pair) || pair.length !== 2) {
+    throw dumpError(i, `must be a [key, entry] pair, got ${describe(pair)}`);
+  }
+  const [key, entry] = pair;
+  if (typeof key !== "string") throw keyError(key);
+  checkKey(key);
+  if (typeof entry !== "object" || entry === null) {
+    throw dumpError(i, `(${shownKey(key)}) must be an object like { value, ttl, start }, got ${describe(entry)}`);
+  }
+  checkNames(entry, "dump entry", DUMP_FIELDS);
+  const { value, ttl, start, metadata, hits } = entry;
+  if (value === undefined) throw dumpError(i, `(${shownKey(key)}) has no value`);
+  let seconds;
+  // lru-cache dumps `ttl: 0` for an entry without one, once any entry had a TTL.
+  if (ttl !== undefined && ttl !== 0) {
+    if (typeof ttl !== "number" || !(ttl > 0) || ttl === Infinity) {
+      throw dumpError(i, `(${shownKey(key)}): ttl must be a positive, finite number of milliseconds, got ${describe(ttl)}`);
+    }
+    if (start !== undefined && (typeof start !== "number" || !Number.isFinite(start))) {
+      throw dumpError(i, `(${shownKey(key)}): start must be a Date.now() time in milliseconds, got ${describe(start)}`);
+    }
+    // lru-cache's rule: what is left of `ttl` set at `start` (wall clock).
+    const left = start === undefined ? ttl : ttl - Math.max(0, wallNow - start);
+    if (!(left > 0)) return undefined;
+    // Through the same check as a set's ttl (the sub-nanosecond rest included).
+    seconds = readTtl(left / 1000);
+  }
+  if (hits !== undefined && !(Number.isInteger(hits) && hits >= 0 && hits <= MAX_FREQ)) {
+    throw dumpError(i, `(${shownKey(key)}): hits must be an integer from 0 to ${MAX_FREQ}, got ${describe(hits)}`);
+  }
+  const meta = metadata === undefined ? undefined : copyMetadata(metadata);
+  return { key, value, seconds, meta, hits };
+}
+
+/** A TTL in seconds, checked as a set's is. */
+function readTtl(seconds) {
+  readSetOptions({ ttl: seconds });
+  return setOptions.ttl;
+}
+
+const dumps = {
+  /**
+   * The live entries as [key, entry] pairs, coldest first (the entry the
+   * policy would evict first comes first), in lru-cache's format: `value`;
+   * for an entry with a TTL, `ttl` (the milliseconds it had left) and
+   * `start` (`Date.now()` when the dump was taken); `metadata` if it has
+   * any; under S3-FIFO, `hits` (its access count, 0 to 3) when not 0.
+   * Counts nothing and changes no order; expired entries are left out.
+   */
+  dump() {
+    const ids = inside.liveSlots(this);
+    const keys = inside.keys(this);
+    const values = inside.values(this);
+    const meta = inside.meta(this);
+    const [freq, deadline] = inside.views(this);
+    const now = inside.now(this);
+    const wall = Date.now();
+    // Listed hottest first (see `entries`): reversed, coldest first. Under
+    // TTLPolicy the soonest to expire goes first, the first set among equals.
+    const order = ids.reverse();
+    if (inside.byDeadline(this)) {
+      const due = (id) => deadline[id] ?? Infinity;
+      order.sort((a, b) => due(a) - due(b));
+    }
+    const out = [];
+    for (const id of order) {
+      const key = keys[id];
+      if (key === undefined) continue;
+      const entry = { value: values[id] };
+      const at = deadline[id];
+      if (at !== undefined && at !== Infinity) {
+        entry.ttl = at - now;
+        entry.start = wall;
+      }
+      const m = meta.get(id);
+      if (m !== undefined) entry.metadata = copyJson(m, 0, "");
+      const hits = freq.length === 0 ? 0 : freq[id] & FREQ_COUNT;
+      if (hits !== 0) entry.hits = hits;
+      out[out.length] = [key, entry];
+    }
+    return out;
+  },
+
+  /**
+   * Stores the [key, entry] pairs of `entries` (a `dump()`'s, or
+   * lru-cache's), in order, coldest first: into a store with the same
+   * policy this rebuilds the order (LRUPolicy and TTLPolicy exactly;
+   * S3FIFOPolicy its access counts), into a smaller one the policy evicts
+   * as it would, keeping the hottest. `ttl` (ms) counts from `start`
+   * (`Date.now()` ms), so an entry whose TTL ran out meanwhile is skipped;
+   * one without `ttl` (or, as lru-cache writes it, `ttl: 0`) gets the policy's. A key already held is replaced.
+   * Unlike lru-cache's, `load` does not clear the store first. Every entry
+   * is checked before any is stored: bad input throws and changes nothing.
+   * Returns how many entries it stored.
+   */
+  load(entries) {
+    if (!Array.isArray(entries)) {
+      throw new CachePolicyError(`load takes an array of [key, entry] pairs (a dump()), got ${describe(entries)}`);
+    }
+    // A disposed or broken store throws here, before anything is read.
+    inside.notify(this, inside.begin(this));
+    const wall = Date.now();
+    const checked = [];
+    for (let i = 0; i < entries.length; i++) {
+      const entry = readDumped(entries[i], i, wall);
+      if (entry !== undefined) checked[checked.length] = entry;
+    }
+    let failed = false;
+    let error;
+    let stored = 0;
+    for (const { key, value, seconds, meta, hits } of checked) {
+      try {
+        inside.put(this, key, value, seconds, meta);
+      } catch (e) {
+        // The listener's error (the entry is stored), or the engine's: the
+        // rest still load, and the first error is thrown at the end.
+        if (!failed) [failed, error] = [true, e];
+      }
+      const id = inside.ids(this).get(key);
+      if (id === undefined) continue;
+      stored++;
+      if (hits) {
+        const [freq] = inside.views(this);
+        if (freq.length !== 0) freq[id] = (freq[id] & ~FREQ_COUNT) | hits;
+      }
+    }
+    if (failed) throw error;
+    return stored;
+  },
+};
+
+for (const name of Reflect.ownKeys(dumps)) {
+  const descriptor = Object.getOwnPropertyDescriptor(dumps, name);
+  descriptor.enumerable = false;
+  Object.defineProperty(MemoryStore.prototype, name, descriptor);
+}
