@@ -108,6 +108,8 @@ export interface DumpEntry<V = unknown> {
   metadata?: Metadata;
   /** S3FIFOPolicy's access count (0 to 3), when not 0. */
   hits?: number;
+  /** S3FIFOPolicy: on the small (probationary) queue rather than the main one. */
+  probation?: boolean;
 }
 
 /** Options of {@link MemoryStore.set}. */

@@ -873,6 +873,16 @@ class MemoryStore {
     },
     now: (store) => store.#now(),
     byDeadline: (store) => store.#byDeadline,
+    // S3-FIFO's queues: whether a slot is on the small one, and a move to one.
+    queues: (store) => store.#mode === FREQ,
+    probation: (store, id) => store.#store.probation(id),
+    place: (store, id, probation) => {
+      try {
+        store.#store.place(id, probation);
+      } catch (error) {
+        throw store.#failed(error);
+      }
+    },
     put: (store, key, value, ttl, meta) => store.#put(key, value, ttl, meta),
   });
 

@@ -144,6 +144,25 @@ describe("load", () => {
     }
   });
 
+  test("S3FIFOPolicy into an equal store: each entry back on its queue, in order (random workloads)", () => {
+    for (let seed = 1; seed <= 40; seed++) {
+      const random = rng(seed);
+      const pick = (n) => Math.floor(random() * n);
+      const a = new MemoryStore({ policy: new S3FIFOPolicy({ maxSize: 16 }) });
+      for (let i = 20 + pick(200); i > 0; i--) {
+        const key = `k${pick(30)}`;
+        if (random() < 0.5) a.setSync(key, i);
+        else a.getSync(key);
+      }
+      const dump = a.dump();
+      assert.ok(dump.every(([, e]) => typeof e.probation === "boolean"));
+      const b = new MemoryStore({ policy: new S3FIFOPolicy({ maxSize: 16 }) });
+      b.load(roundTrip(dump));
+      assert.deepEqual(b.keysSync(), a.keysSync(), `seed ${seed}: the same queues, in the same order`);
+      assert.deepEqual(b.dump(), roundTrip(dump), `seed ${seed}: the same dump`);
+    }
+  });
+
   test("into a smaller LRU store: the most recently used", () => {
     const a = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }) });
     for (let i = 0; i < 100; i++) a.setSync(`k${i}`, i);
@@ -222,6 +241,7 @@ describe("load", () => {
       [[good, ["k", { value: 1, ttl: Infinity }]], CachePolicyError],
       [[good, ["k", { value: 1, ttl: 1000, start: "yesterday" }]], CachePolicyError],
       [[good, ["k", { value: 1, hits: 7 }]], CachePolicyError],
+      [[good, ["k", { value: 1, probation: "yes" }]], CachePolicyError],
       [[good, ["k", { value: 1, tll: 1000 }]], CachePolicyError],
       [[good, ["k", { value: 1, metadata: { deep } }]], Error],
       [[good, ["k", { value: 1, metadata: "not an object" }]], Error],
