@@ -88,6 +88,24 @@ export interface MemoryStoreOptions<V = unknown> {
   onRemove?: (value: V, key: string, reason: RemovalReason) => void;
   /** The time source for expiry, freshness and `getOrSet` timeouts (default: `performance.now()` and `setTimeout`). */
   clock?: ManualClock;
+  /**
+   * Capacity in size, as lru-cache's `maxSize`: the most total size the
+   * store holds (a positive integer), beside the policy's `maxSize` (its
+   * most entries, lru-cache's `max`); both hold. Each entry's size is set's
+   * `size` option or else `sizeCalculation(value, key)`; one or the other is
+   * required for every entry. A set whose size is more than `maxSize` throws
+   * `CacheEntryTooLargeError` and changes nothing (lru-cache drops the entry
+   * and the key's old one instead). A new entry evicts, by the policy's
+   * rule, as many entries as it takes, never itself. `getStats().totalWeight`
+   * is the total size held.
+   */
+  maxSize?: number;
+  /**
+   * The size of an entry (needs `maxSize`): a positive integer, or the set
+   * throws `CachePolicyError`. It runs before the set changes anything: if
+   * it throws, the store is unchanged. Also sizes the values `getOrSet` loads.
+   */
+  sizeCalculation?: (value: V, key: string) => number;
 }
 
 /** Metadata: a plain object of JSON values. */
@@ -118,6 +136,11 @@ export interface SetOptions {
   ttl?: number;
   /** Data stored beside the value, read back with `getMetadata`. */
   metadata?: Metadata;
+  /**
+   * The entry's size in a store with `maxSize` (a positive integer; it wins
+   * over `sizeCalculation`). A store without `maxSize` refuses it.
+   */
+  size?: number;
 }
 
 /** What a `getOrSet` loader is called with. */
@@ -137,7 +160,7 @@ export interface LoadContext {
  * Options of {@link MemoryStore.getOrSet}: those of `set`, and
  * stale-while-revalidate, timeouts and cancellation. All times in seconds.
  */
-export interface GetOrSetOptions extends SetOptions {
+export interface GetOrSetOptions extends Omit<SetOptions, "size"> {
   /**
    * Stale-while-revalidate: after its `ttl` (the fresh period, then required)
    * a loaded entry is served stale for `grace` more seconds: the stale value
@@ -206,6 +229,8 @@ export interface CacheStats {
   refreshes: number;
   /** Background refreshes that failed or timed out (the stale value stayed). */
   refreshFailures: number;
+  /** The total size of the entries held, by `size` or `sizeCalculation` (0 without the store's `maxSize`). */
+  totalWeight: number;
 }
 
 /**
@@ -303,6 +328,41 @@ export declare class MemoryStore<V = unknown> {
   /** {@link clear} without the Promise. */
   clearSync(): void;
 
+  /**
+   * The values under `keys` (an array or any iterable of keys, not a
+   * string), in their order: `undefined` for a miss. Each key counts one
+   * hit or miss, as `get` does; a key given twice is read and counted twice.
+   * Every key is checked first: one bad key rejects with
+   * {@link CacheKeyError} and nothing is read or counted. If the `onRemove`
+   * listener throws (for an expired entry met), the other keys are still
+   * read and its first error is thrown after them.
+   */
+  getMany(keys: Iterable<string>): Promise<(V | undefined)[]>;
+  /**
+   * Stores each `[key, value]` of `entries` (an array of pairs, a `Map`, any
+   * iterable of pairs) with the same `options` (one TTL and metadata for
+   * all: call it once per set of options), as that many `set`s in order
+   * would: of a key given twice, the last value stays, and each entry counts
+   * one set. Every key, value and option is checked before anything is
+   * written: bad input rejects ({@link CacheKeyError},
+   * {@link CachePolicyError}, {@link CacheSerializationError} for an
+   * `undefined` value, a `TypeError` for something that is not a pair) and
+   * changes nothing.
+   */
+  setMany(entries: Iterable<readonly [string, V]>, options?: SetOptions): Promise<void>;
+  /**
+   * Removes every key of `keys`; how many live entries were there (a key
+   * given twice counts once). Every key is checked first, as in
+   * {@link getMany}.
+   */
+  deleteMany(keys: Iterable<string>): Promise<number>;
+  /** {@link getMany} without the Promise. */
+  getManySync(keys: Iterable<string>): (V | undefined)[];
+  /** {@link setMany} without the Promise. */
+  setManySync(entries: Iterable<readonly [string, V]>, options?: SetOptions): void;
+  /** {@link deleteMany} without the Promise. */
+  deleteManySync(keys: Iterable<string>): number;
+
   /** The live value under `key`, counting no hit or miss and changing no order (lru-cache's `peek`). */
   peek(key: string): V | undefined;
   /** Seconds until the entry under `key` expires: `Infinity` if it never does, `undefined` without a live entry. */
@@ -368,6 +428,8 @@ export declare class CacheBackendError extends CacheError {}
 export declare class CacheReentrantLoadError extends CacheError {}
 /** A `getOrSet` load passed its `softTimeout` (this caller gave up) or `hardTimeout` (the load failed). */
 export declare class CacheTimeoutError extends CacheError {}
+/** An entry whose `size` (or `sizeCalculation`'s result) is more than the store's whole `maxSize`: refused, and the store is left as it was. */
+export declare class CacheEntryTooLargeError extends CacheError {}
 
 declare global {
   // Declared by lib.dom, lib.webworker, @types/node, Bun and Deno; merged here

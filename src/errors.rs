@@ -103,6 +103,20 @@ pub enum CacheError {
         /// The timeout that passed.
         after: std::time::Duration,
     },
+    /// An entry weighs more than the whole capacity it could use (a store
+    /// built with a weigher, or a JS store with `maxSize`): it is refused,
+    /// nothing is evicted for it and the store is left as it was, the key's
+    /// old entry included (`CacheEntryTooLargeError` in JS).
+    #[error("the entry {key} weighs {weight}, more than the capacity of {capacity} it could use")]
+    EntryTooLarge {
+        /// The key, shortened and quoted for display.
+        key: String,
+        /// The entry's weight, as the weigher gave it.
+        weight: u64,
+        /// The capacity it had to fit in: the store's, or in a sharded
+        /// store its shard's (see `MemoryStoreBuilder::weigher`).
+        capacity: u64,
+    },
 }
 
 /// What kind of failure a [`CacheError`] is, for code that decides what to do
@@ -145,11 +159,13 @@ pub enum ErrorKind {
     ReentrantValue,
     /// [`CacheError::Timeout`]: a load took longer than its caller allowed.
     LoadTimeout,
+    /// [`CacheError::EntryTooLarge`]: an entry weighs more than the capacity.
+    EntryTooLarge,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order (the order of the JS error table).
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::Key,
         ErrorKind::Pattern,
         ErrorKind::Policy,
@@ -162,6 +178,7 @@ impl ErrorKind {
         ErrorKind::Reentrant,
         ErrorKind::ReentrantValue,
         ErrorKind::LoadTimeout,
+        ErrorKind::EntryTooLarge,
     ];
 
     /// Whether trying the same call again later may succeed: the backend was
@@ -196,6 +213,7 @@ impl ErrorKind {
             }
             ErrorKind::Reentrant => "CacheReentrantLoadError",
             ErrorKind::LoadTimeout => "CacheTimeoutError",
+            ErrorKind::EntryTooLarge => "CacheEntryTooLargeError",
             // JS loaders reject with their own errors, and the JS store never
             // clones or drops a value under a lock: these reach JS only as a fallback.
             ErrorKind::Loader | ErrorKind::ReentrantValue => "CacheError",
@@ -216,6 +234,7 @@ impl CacheError {
             CacheError::Reentrant { .. } => ErrorKind::Reentrant,
             CacheError::ReentrantValue { .. } => ErrorKind::ReentrantValue,
             CacheError::Timeout { .. } => ErrorKind::LoadTimeout,
+            CacheError::EntryTooLarge { .. } => ErrorKind::EntryTooLarge,
         }
     }
 

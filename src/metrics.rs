@@ -92,7 +92,7 @@ macro_rules! counter_table {
         /// layer's table: consts, so using them keeps [`STATS`] (and its
         /// Prometheus names and help) out of the wasm.
         #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown", feature = "js")), allow(dead_code))]
-        pub(crate) const JS_LAYOUT: &[(&str, Unit)] = &[$((stringify!($field), <$ty as Figure>::UNIT),)*];
+        pub(crate) const JS_LAYOUT: &[(&str, Unit)] = &[$((stringify!($field), counter_table!(@unit $kind <$ty as Figure>::UNIT)),)*];
 
         /// Every figure of [`CacheStats`], in its field order.
         pub(crate) const STATS: &[Stat] = &[$(
@@ -104,6 +104,8 @@ macro_rules! counter_table {
             },
         )*];
     };
+    (@unit Counter $unit:expr) => { $unit };
+    (@unit Gauge $unit:expr) => { $unit.of_gauge() };
     (@js $help:literal) => { $help };
     (@js $help:literal $js_help:literal) => { $js_help };
 }
@@ -142,6 +144,10 @@ counter_table! {
     refreshes: u64 = [pub refreshes] |c| c.refreshes, "refreshes_total" Counter "Background refreshes started.";
     /// Background refreshes that failed or timed out (the stale value stayed).
     refresh_failures: u64 = [pub refresh_failures] |c| c.refresh_failures, "refresh_failures_total" Counter "Background refreshes that failed or timed out.";
+    /// The total weight of the entries held by a memory store built with a
+    /// weigher (expired entries not yet reclaimed included); 0 for every
+    /// other store. Not a count since a reset: `reset_stats` leaves it alone.
+    total_weight: u64 = [pub total_weight] |c| c.total_weight, "weight" Gauge "Total weight of the entries held, by the store's weigher (0 without one)." js "Total size of the entries held, by size or sizeCalculation (0 without maxSize).";
 }
 
 /// The Prometheus family that is no field of [`CacheStats`]: all gets.
@@ -173,6 +179,18 @@ pub(crate) enum Unit {
     Ratio,
     /// A time.
     Time,
+    /// A whole number of the moment (a gauge, not a count of events).
+    Level,
+}
+
+impl Unit {
+    /// The unit of a gauge figure: a whole number there is a level.
+    const fn of_gauge(self) -> Unit {
+        match self {
+            Unit::Count => Unit::Level,
+            unit => unit,
+        }
+    }
 }
 
 /// The Prometheus metric type of a figure.
@@ -457,8 +475,8 @@ mod tests {
             assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
             assert!(series.ends_with("\"}") && !series[..series.len() - 2].ends_with('\\'), "{line}");
         }
-        assert_eq!(seen.len(), 15);
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 30);
+        assert_eq!(seen.len(), 16);
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 32);
     }
 
     /// The exact text, so that a change to the table shows as a change of output.
@@ -479,6 +497,7 @@ mod tests {
             stale_hits: 8,
             refreshes: 9,
             refresh_failures: 10,
+            total_weight: 11,
         };
         let text = render_prometheus([("a", &a), ("b", &CacheStats::default())]);
         assert_eq!(text, include_str!("metrics/prometheus.txt"));

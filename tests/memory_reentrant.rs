@@ -47,9 +47,12 @@ enum Call {
     Keys,
     Size,
     GetOrSet,
+    GetMany,
+    SetMany,
+    DeleteMany,
 }
 
-const CALLS: [Call; 8] = [
+const CALLS: [Call; 11] = [
     Call::GetSameKey,
     Call::GetOtherKey,
     Call::Set,
@@ -58,6 +61,9 @@ const CALLS: [Call; 8] = [
     Call::Keys,
     Call::Size,
     Call::GetOrSet,
+    Call::GetMany,
+    Call::SetMany,
+    Call::DeleteMany,
 ];
 
 type Outcomes = Arc<Mutex<Vec<Result<(), CacheError>>>>;
@@ -109,6 +115,9 @@ impl Reentrant {
                 let load = store.get_or_set("other", move || async move { tame }, SetOptions::new());
                 futures_lite_block_on(load).map(drop)
             }
+            Call::GetMany => store.get_many(&["other", "k"]).into_inner().map(drop),
+            Call::SetMany => store.set_many(vec![("other", self.tame())], SetOptions::new()).into_inner(),
+            Call::DeleteMany => store.delete_many(&["other", "k"]).into_inner().map(drop),
         };
         self.outcomes.lock().unwrap().push(outcome);
     }
@@ -404,4 +413,48 @@ fn a_clone_that_panics_leaves_the_thread_free_to_call_the_store_again() {
             a.set("x", Hop::new(&Arc::new(OnceLock::new()), &outcomes), SetOptions::new()).into_inner().unwrap();
         }
     });
+}
+
+/// The batch calls as the outer call: a value's `Clone` run by `get_many`
+/// runs under the shard's lock (a call back is refused, the batch still
+/// answers); the values `set_many` replaces and `delete_many` removes are
+/// dropped after every lock is released (a call back from their `Drop`
+/// succeeds).
+#[test]
+fn batch_calls_clone_under_the_lock_and_drop_after_it() {
+    for (name, policy) in policies() {
+        for shards in [1, 8] {
+            let what = format!("{name}, {shards} shards");
+            let policy = policy.clone();
+            within_10s(&what.clone(), move || {
+                let clock = ManualClock::new();
+                let (store, cell) = store_with(policy, shards, &clock);
+                let outcomes: Outcomes = Arc::default();
+                let value = Reentrant::armed(&cell, Call::GetOtherKey, true, false, &outcomes);
+                store.set("k", value, SetOptions::new()).into_inner().unwrap();
+                let got = store.get_many(&["k", "missing", "k"]).into_inner().unwrap();
+                assert!(got[0].is_some() && got[1].is_none() && got[2].is_some(), "{what}");
+                let tame = got.into_iter().flatten().next().unwrap();
+                {
+                    let outcomes = outcomes.lock().unwrap();
+                    assert_eq!(outcomes.len(), 1, "{what}: the callback ran once");
+                    assert!(is_reentrant_error(&outcomes[0]), "{what}: {:?}", outcomes[0]);
+                }
+                for replace in [true, false] {
+                    let outcomes: Outcomes = Arc::default();
+                    let value = Reentrant::armed(&cell, Call::GetOtherKey, false, true, &outcomes);
+                    store.set("d", value, SetOptions::new()).into_inner().unwrap();
+                    if replace {
+                        let entries = vec![("d", tame.clone()), ("e", tame.clone())];
+                        store.set_many(entries, SetOptions::new()).into_inner().unwrap();
+                    } else {
+                        assert_eq!(store.delete_many(&["d", "e"]).into_inner().unwrap(), 2, "{what}");
+                    }
+                    let outcomes = outcomes.lock().unwrap();
+                    assert_eq!(outcomes.len(), 1, "{what}: the Drop called back");
+                    assert!(outcomes[0].is_ok(), "{what}, replace {replace}: {:?}", outcomes[0]);
+                }
+            });
+        }
+    }
 }

@@ -46,6 +46,7 @@ const CacheSerializationError = tableClass("CacheSerializationError");
 const CacheBackendError = tableClass("CacheBackendError");
 const CacheReentrantLoadError = tableClass("CacheReentrantLoadError");
 const CacheTimeoutError = tableClass("CacheTimeoutError");
+const CacheEntryTooLargeError = tableClass("CacheEntryTooLargeError");
 
 // The policy constructors throw plain `Error`s named after the class they stand for.
 function translate(error) {
@@ -97,6 +98,22 @@ function reentrantError(key) {
 
 function timeoutError(key, what, after) {
   return new CacheTimeoutError(`the load of ${shownKey(key)} took longer than its ${what} of ${after} s`);
+}
+
+function tooLargeError(key, size, maxSize) {
+  return new CacheEntryTooLargeError(
+    `the entry ${shownKey(key)} has a size of ${size}, more than the store's maxSize of ${maxSize}`,
+  );
+}
+
+function unsizedError(what) {
+  return new CachePolicyError(`${what} needs the store's maxSize`);
+}
+
+/** `size` if it is a positive (safe) integer; else a CachePolicyError naming `what`. */
+function positiveSize(size, what) {
+  if (Number.isSafeInteger(size) && size > 0) return size;
+  throw new CachePolicyError(`${what} must be a positive integer, got ${describe(size)}`);
 }
 
 function noRoom() {

@@ -26,7 +26,7 @@ function notify3(notices, value, key, reason) {
   notices[n + 2] = reason;
 }
 
-const STORE_OPTIONS = ["policy", "clock", "onRemove"];
+const STORE_OPTIONS = ["policy", "clock", "onRemove", "maxSize", "sizeCalculation"];
 
 // How many counters the engine keeps (those with an index in the core's counter table).
 const ENGINE_COUNTERS = COUNTERS.reduce((n, { engine }) => Math.max(n, engine + 1), 0);
@@ -90,9 +90,69 @@ class MemoryStore {
   #latencyTotal = 0;
   #latencySamples = 0;
 
+  // Capacity in size (lru-cache's `maxSize` and `sizeCalculation`): the
+  // bound, undefined when the store is not sized; the function; each slot's
+  // size (undefined when not sized); their total.
+  #maxSize;
+  #sizeCalc;
+  #sizes;
+  #sizeTotal = 0;
+
+  /** Reads the store's `maxSize` and `sizeCalculation` (lru-cache's rules). */
+  #sized(maxSize, sizeCalculation) {
+    if (sizeCalculation !== undefined) {
+      if (typeof sizeCalculation !== "function") {
+        throw new CachePolicyError(`sizeCalculation must be a function (value, key) => size, got ${describe(sizeCalculation)}`);
+      }
+      if (maxSize === undefined) throw unsizedError("sizeCalculation");
+    }
+    if (maxSize === undefined) return;
+    this.#maxSize = positiveSize(maxSize, "the store's maxSize");
+    this.#sizeCalc = sizeCalculation;
+    this.#sizes = [];
+  }
+
+  /**
+   * The size of `value` under `key` in a sized store: `size` if given, else
+   * what sizeCalculation returns; a positive integer at most `maxSize`, or
+   * it throws (nothing has changed yet).
+   */
+  #sizeOf(key, value, size) {
+    // A bad key fails as one before the caller's sizeCalculation runs.
+    checkKey(key);
+    if (size !== undefined) positiveSize(size, "size");
+    else if (this.#sizeCalc !== undefined) size = positiveSize(this.#sizeCalc(value, key), "sizeCalculation's result");
+    else throw new CachePolicyError("a store with maxSize needs each entry's size: a sizeCalculation or set's { size }");
+    if (size > this.#maxSize) throw tooLargeError(key, size, this.#maxSize);
+    return size;
+  }
+
+  /**
+   * Evicts, by the policy's rule, until the sizes fit `maxSize` again, never
+   * slot `id` (the entry just set); the removal notices, for `#notify`.
+   */
+  #fit(id, now, notices) {
+    const store = this.#store;
+    while (this.#sizeTotal > this.#maxSize) {
+      let got;
+      try {
+        got = store.evict(this.#ringN, now, id);
+        this.#ringN = 0;
+      } catch (error) {
+        throw this.#failed(error);
+      }
+      if (got < 0) break;
+      if (notices === undefined) notices = this.#notices();
+      const reason = got % 4;
+      this.#drop((got - reason) / 4, reason, notices);
+    }
+    return notices;
+  }
+
   constructor(options) {
     statsSince.set(this, Date.now());
-    const { policy, clock, onRemove } = readOptions(options, "MemoryStore", STORE_OPTIONS);
+    const { policy, clock, onRemove, maxSize, sizeCalculation } = readOptions(options, "MemoryStore", STORE_OPTIONS);
+    this.#sized(maxSize, sizeCalculation);
     const wasmPolicy = wasmPolicies.get(policy);
     if (wasmPolicy === undefined) {
       throw new CachePolicyError(
@@ -388,6 +448,10 @@ class MemoryStore {
   }
 
   #forgetAll() {
+    if (this.#sizes !== undefined) {
+      this.#sizes = [];
+      this.#sizeTotal = 0;
+    }
     this.#ids.clear();
     this.#values = new Array(this.#prealloc);
     this.#keys = new Array(this.#prealloc);
@@ -417,6 +481,10 @@ class MemoryStore {
     this.#ids.delete(key);
     this.#values[id] = undefined;
     this.#keys[id] = undefined;
+    if (this.#sizes !== undefined) {
+      this.#sizeTotal -= this.#sizes[id] ?? 0;
+      this.#sizes[id] = 0;
+    }
     if (this.#meta.size !== 0) this.#meta.delete(id);
     if (this.#fresh.size !== 0) this.#fresh.delete(id);
     if (notices !== undefined) notify3(notices, value, key, REASONS[reason]);
@@ -489,18 +557,22 @@ class MemoryStore {
     if (value === undefined) throw undefinedValueError("cannot store");
     let ttl;
     let meta;
+    let size;
     if (options !== undefined) {
       readSetOptions(options);
-      ({ ttl, meta } = setOptions);
+      ({ ttl, meta, size } = setOptions);
     }
-    this.#put(key, value, ttl, meta);
+    this.#put(key, value, ttl, meta, undefined, undefined, size);
   }
 
   /**
    * Stores `value` under `key` (checked a string) with a ttl in seconds and
    * metadata (a plain copy); throws if refused. `later`: see `#notify`.
    */
-  #put(key, value, ttl, meta, later, fresh) {
+  #put(key, value, ttl, meta, later, fresh, size) {
+    // The caller's sizeCalculation runs first: if it throws, nothing changed.
+    if (this.#maxSize !== undefined) size = this.#sizeOf(key, value, size);
+    else if (size !== undefined) throw unsizedError("size");
     if (ttl !== undefined) this.#expiring = true;
     const now = this.#time();
     // Nothing of the caller's runs from here to the end of the call into
@@ -532,7 +604,7 @@ class MemoryStore {
     let notices;
     try {
       if (this.#header[0] !== this.#version) this.#view();
-      notices = this.#place(id, key, value, meta, fresh);
+      notices = this.#place(id, key, value, meta, fresh, size);
     } catch (error) {
       // Cut short past the probe (V8 may need far more stack to compile or
       // tier up a function than the probe reserves): the engine holds the
@@ -543,10 +615,12 @@ class MemoryStore {
       this.#cutMeta = meta;
       this.#cutFresh = fresh;
       this.#cutKey = key;
+      this.#cutSize = size;
       this.#pending = true;
       this.#version = -1;
       throw error;
     }
+    if (this.#maxSize !== undefined && this.#sizeTotal > this.#maxSize) notices = this.#fit(id, now, notices);
     this.#notify(notices, later);
   }
 
@@ -557,6 +631,7 @@ class MemoryStore {
   #cutMeta;
   #cutFresh;
   #cutKey;
+  #cutSize;
 
   /**
    * Finishes placing the entry a stack overflow cut short, before any
@@ -567,8 +642,11 @@ class MemoryStore {
    */
   #finishPlacing() {
     // Forgotten only once done: cut short again, the next call retries.
-    const notices = this.#place(this.#cutId, this.#cutKey, this.#cutValue, this.#cutMeta, this.#cutFresh);
+    let notices = this.#place(this.#cutId, this.#cutKey, this.#cutValue, this.#cutMeta, this.#cutFresh, this.#cutSize);
     this.#clearCut();
+    if (this.#maxSize !== undefined && this.#sizeTotal > this.#maxSize) {
+      notices = this.#fit(this.#cutId, this.#time(), notices);
+    }
     // The cut set already threw to its caller: a listener's error is reported.
     this.#notify(notices, true);
   }
@@ -595,7 +673,7 @@ class MemoryStore {
    * Puts the value of the entry just stored in slot `id`, after forgetting
    * what the engine removed for it: the removal notices, for `#notify`.
    */
-  #place(id, key, value, meta, fresh) {
+  #place(id, key, value, meta, fresh, size) {
     const removed = this.#removed;
     const n = removed[0];
     let notices;
@@ -624,6 +702,11 @@ class MemoryStore {
     else if (this.#fresh.size !== 0) this.#fresh.delete(id);
     // A write moves the key on: a load that began before it stores nothing.
     if (this.#placeholders.size !== 0) this.#placeholders.delete(key);
+    // Sized: a replaced entry is in the same slot, its old size still there.
+    if (this.#sizes !== undefined) {
+      this.#sizeTotal += size - (this.#sizes[id] ?? 0);
+      this.#sizes[id] = size;
+    }
     return notices;
   }
 
@@ -853,6 +936,8 @@ class MemoryStore {
   // blocks need Safari 16.4, private class fields Safari 15.)
   static #walks = (inside = {
     begin: (store) => store.#beginWalk(),
+    // Throws once disposed; repairs a failed call first (the batch calls, 13-batch.js).
+    live: (store) => store.#live(),
     notify: (store, notices) => store.#notify(notices),
     failed: (store, error) => store.#failed(error),
     liveSlots: (store) => store.#liveSlots(),
@@ -933,6 +1018,7 @@ class MemoryStore {
       staleHits: loads.staleHits,
       refreshes: loads.refreshes,
       refreshFailures: loads.refreshFailures,
+      totalWeight: this.#sizeTotal,
     };
     const counters = this.#counters;
     const stats = {};

@@ -67,11 +67,12 @@ function maxSizeOption(value) {
  * the result goes to a shared object, not a fresh one, so `setSync`
  * allocates nothing.
  */
-const setOptions = { ttl: undefined, meta: undefined };
-const SET_OPTIONS = ["ttl", "metadata"];
+const setOptions = { ttl: undefined, meta: undefined, size: undefined };
+const SET_OPTIONS = ["ttl", "metadata", "size"];
 function readSetOptions(options) {
   let ttl;
   let metadata;
+  let size;
   if (options !== undefined) {
     if (typeof options !== "object" || options === null) {
       throw new CachePolicyError(`set options must be an object like { ttl, metadata }, got ${describe(options)}`);
@@ -80,9 +81,11 @@ function readSetOptions(options) {
     ttl = seconds(options.ttl, "ttl");
     metadata = options.metadata;
     if (metadata !== undefined) metadata = copyMetadata(metadata);
+    size = options.size;
   }
   setOptions.ttl = ttl;
   setOptions.meta = metadata;
+  setOptions.size = size;
 }
 
 /** Refuses option names not in `allowed` (a misspelt `tll` would otherwise be ignored). */

@@ -14,7 +14,7 @@ const statsSince = new WeakMap();
 // and `engine` (its index in the engine's counters, or -1 when the store
 // keeps or computes it itself).
 const COUNTERS = (() => {
-  // Per figure: unit 0 count / 1 ratio / 2 ms, and engine index or -1 (COUNTER_LAYOUT).
+  // Per figure: unit 0 count / 1 ratio or level (a gauge) / 2 ms, and engine index or -1 (COUNTER_LAYOUT).
   const units = [["sum", "1"], ["gauge", "1"], ["gauge", "ms"]];
   return Object.freeze(
     COUNTER_TEXT.trimEnd()

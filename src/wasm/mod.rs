@@ -347,6 +347,16 @@ impl WasmStore {
         })
     }
 
+    /// Frees one entry for the JS store's `maxSize`: an expired one, else
+    /// the policy's victim, never slot `protect` (the entry just set;
+    /// `u32::MAX` for none). `id * 4 + reason`, or -1 when no other is left.
+    pub fn evict(&self, ring: usize, now: f64, protect: u32) -> f64 {
+        self.guarded(|engine| {
+            engine.replay(ring);
+            engine.evict(now, protect)
+        })
+    }
+
     /// Replays the first `ring` hits of the access ring (it was full).
     pub fn replay(&self, ring: usize) {
         self.guarded(|engine| engine.replay(ring));

@@ -46,13 +46,13 @@ pub fn tables() -> String {
 }
 
 /// Per figure of the counter table, two numbers, appended to `limits()`:
-/// its unit (0 a count, 1 a ratio, 2 a time in milliseconds) and its index
+/// its unit (0 a count, 1 a ratio or a level (gauges), 2 a time in milliseconds) and its index
 /// in the engine's counters (-1 when the JS store keeps or computes it).
 pub(super) fn counter_layout(out: &mut Vec<f64>) {
     for &(field, unit) in JS_LAYOUT {
         out.push(match unit {
             Unit::Count => 0.0,
-            Unit::Ratio => 1.0,
+            Unit::Ratio | Unit::Level => 1.0,
             Unit::Time => 2.0,
         });
         let engine = ENGINE_COUNTERS.iter().position(|(name, _)| *name == field);
@@ -78,11 +78,11 @@ mod tests {
             assert_eq!(row.len(), 2, "{row:?}");
             assert_eq!(row[0], field);
             // The Rust help, unless the row gives JS its own (a Rust name, or a unit).
-            let own = ["loads", "avg_get_latency", "total_load_time"].contains(&field);
+            let own = ["loads", "avg_get_latency", "total_load_time", "total_weight"].contains(&field);
             assert_eq!(row[1] == stat.help, !own, "{row:?}");
             let unit = match unit {
                 Unit::Count => 0.0,
-                Unit::Ratio => 1.0,
+                Unit::Ratio | Unit::Level => 1.0,
                 Unit::Time => 2.0,
             };
             assert_eq!(layout[2 * i], unit);

@@ -203,7 +203,7 @@ describe("getOrSet", () => {
       { ...stats, avgGetLatency: 0 },
       {
         hits: 1, misses: 2, sets: 1, deletes: 0, evictions: 0, expirations: 0, hitRatio: 1 / 3, avgGetLatency: 0,
-        loads: 2, loadFailures: 1, totalLoadTime: 300, staleHits: 0, refreshes: 0, refreshFailures: 0,
+        loads: 2, loadFailures: 1, totalLoadTime: 300, staleHits: 0, refreshes: 0, refreshFailures: 0, totalWeight: 0,
       },
     );
     assert.equal(stats.avgGetLatency, 0, "the manual clock did not move during any get");

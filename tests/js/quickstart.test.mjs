@@ -24,7 +24,7 @@ test("the README quick start works as written", async () => {
   assert.equal(store.size, 0);
   assert.deepEqual(Object.keys(stats).sort(), [
     "avgGetLatency", "deletes", "evictions", "expirations", "hitRatio", "hits", "loadFailures", "loads", "misses",
-    "refreshFailures", "refreshes", "sets", "staleHits", "totalLoadTime",
+    "refreshFailures", "refreshes", "sets", "staleHits", "totalLoadTime", "totalWeight",
   ]);
   assert.equal(stats.hits, 1);
   assert.equal(stats.sets, 2);

@@ -109,7 +109,7 @@ describe("errors", () => {
     assert.deepEqual(await snapshot(store), before);
     assert.deepEqual(store.getStats(), {
       hits: 0, misses: 0, sets: 0, deletes: 0, evictions: 0, expirations: 0, hitRatio: 0, avgGetLatency: 0,
-      loads: 0, loadFailures: 0, totalLoadTime: 0, staleHits: 0, refreshes: 0, refreshFailures: 0,
+      loads: 0, loadFailures: 0, totalLoadTime: 0, staleHits: 0, refreshes: 0, refreshFailures: 0, totalWeight: 0,
     });
   });
 
@@ -308,7 +308,7 @@ describe("behaviour", () => {
     const stats = store.getStats();
     assert.deepEqual({ ...stats, avgGetLatency: 0 }, {
       hits: 1, misses: 1, sets: 2, deletes: 1, evictions: 1, expirations: 0, hitRatio: 0.5, avgGetLatency: 0,
-      loads: 0, loadFailures: 0, totalLoadTime: 0, staleHits: 0, refreshes: 0, refreshFailures: 0,
+      loads: 0, loadFailures: 0, totalLoadTime: 0, staleHits: 0, refreshes: 0, refreshFailures: 0, totalWeight: 0,
     });
     assert.ok(stats.avgGetLatency >= 0 && stats.avgGetLatency < 10, `latency in ms: ${stats.avgGetLatency}`);
     store.resetStats();

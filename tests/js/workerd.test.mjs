@@ -88,7 +88,7 @@ test("the cache persists across requests, expires, and reports stats", async () 
   let stats = (await get("/stats")).body;
   assert.deepEqual({ ...stats, avgGetLatency: 0, totalLoadTime: 0 }, {
     hits: 1, misses: 2, sets: 2, deletes: 0, evictions: 0, expirations: 0, hitRatio: 1 / 3, avgGetLatency: 0,
-    loads: 2, loadFailures: 0, totalLoadTime: 0, staleHits: 0, refreshes: 0, refreshFailures: 0, size: 2, waitedFor: 0,
+    loads: 2, loadFailures: 0, totalLoadTime: 0, staleHits: 0, refreshes: 0, refreshFailures: 0, totalWeight: 0, size: 2, waitedFor: 0,
   });
   assert.ok(stats.totalLoadTime >= 0, "time in a Worker moves only across I/O, so loads may take 0 ms");
 

@@ -2,7 +2,7 @@
 //! already use, on the same traces in the same run, printing ratios.
 //!
 //! `cargo run --release -- [--quick] [--out results.json]`: every suite.
-//! `cargo run --release -- trace --trace FILE --capacity N --policy NAME [--shards N]`:
+//! `cargo run --release -- trace --trace FILE --capacity N --policy NAME [--shards N] [--weight]`:
 //! replays one ARC trace (`.lis` or `.lis.zst`) cache-aside and prints one JSON line.
 //! `cargo run --release -- trace --list-policies`: the names `--policy` accepts.
 //! `cargo run --release -- memory [--entries N]`: heap bytes per entry, ours against the lru crate.

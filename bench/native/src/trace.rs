@@ -3,6 +3,13 @@
 //!
 //! Format: one line per run of requests, `start count ...`, standing for the
 //! blocks `start..start+count`; `.zst` files are decompressed on the fly.
+//!
+//! `--weight`: capacity in weight instead of entries. The traces carry no
+//! sizes, so each block gets a deterministic one from a hash of its id
+//! ([`size_of`]: 1 to 16 units, mean 6); `--capacity` is then
+//! the total weight, our stores get a weigher (`MemoryStoreBuilder::weigher`),
+//! quick_cache a `Weighter` and moka a `weigher`. The line adds the byte hit
+//! ratio (the weight of the hits over the weight requested).
 
 use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
@@ -12,9 +19,22 @@ use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, S3FifoPolicy, SetOpti
 /// `--policy` names: ours through `MemoryStore`, then the peers on the same replay.
 pub const POLICIES: &[&str] = &["s3-fifo", "s3-fifo-classic", "lru", "ttl", "quick_cache", "moka"];
 
+/// The size (weight) of a block in `--weight` mode, from a hash of its id:
+/// a quarter of the blocks each weigh 1, 2-4, 5-9 and 10-16 units (mean 6),
+/// so small blocks are the most common and a few are 16 times the smallest.
+pub fn size_of(block: u64) -> u64 {
+    let mut z = block.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let r = z % 4; // 0..4
+    1 + (r * r) + (z >> 8) % (2 * r + 1) // 1, 2..3, 5..9, 10..16
+}
+
+/// The values stored are the entries' weights (1 when not weighing).
 trait Replay {
     fn get(&mut self, key: &str) -> bool;
-    fn set(&mut self, key: &str);
+    fn set(&mut self, key: &str, weight: u64);
 }
 
 struct Ours(MemoryStore<u64>);
@@ -22,18 +42,26 @@ impl Replay for Ours {
     fn get(&mut self, key: &str) -> bool {
         self.0.get(key).into_inner().unwrap().is_some()
     }
-    fn set(&mut self, key: &str) {
-        self.0.set(key, 0, SetOptions::new()).into_inner().unwrap();
+    fn set(&mut self, key: &str, weight: u64) {
+        self.0.set(key, weight, SetOptions::new()).into_inner().unwrap();
     }
 }
 
-struct Quick(quick_cache::unsync::Cache<String, u64>);
+#[derive(Clone)]
+struct ByValue;
+impl quick_cache::Weighter<String, u64> for ByValue {
+    fn weight(&self, _key: &String, value: &u64) -> u64 {
+        *value
+    }
+}
+
+struct Quick(quick_cache::unsync::Cache<String, u64, ByValue>);
 impl Replay for Quick {
     fn get(&mut self, key: &str) -> bool {
         self.0.get(key).is_some()
     }
-    fn set(&mut self, key: &str) {
-        self.0.insert(key.to_string(), 0);
+    fn set(&mut self, key: &str, weight: u64) {
+        self.0.insert(key.to_string(), weight);
     }
 }
 
@@ -42,29 +70,39 @@ impl Replay for Moka {
     fn get(&mut self, key: &str) -> bool {
         self.0.get(key).is_some()
     }
-    fn set(&mut self, key: &str) {
-        self.0.insert(key.to_string(), 0);
+    fn set(&mut self, key: &str, weight: u64) {
+        self.0.insert(key.to_string(), weight);
         // moka applies writes in batches; replaying without this measures its buffers.
         self.0.run_pending_tasks();
     }
 }
 
-fn make(policy: &str, capacity: usize, shards: Option<usize>) -> Box<dyn Replay> {
+fn make(policy: &str, capacity: usize, shards: Option<usize>, weighted: bool) -> Box<dyn Replay> {
     let ours = |p: pepperpy_caching::Policy| {
         let mut b = MemoryStore::builder(p);
         if let Some(n) = shards {
             b = b.shards(n);
         }
+        if weighted {
+            b = b.weigher(|_: &str, weight: &u64| *weight);
+        }
         Box::new(Ours(b.build())) as Box<dyn Replay>
     };
+    // quick_cache's estimate of the entries (a sizing hint): the weight over the mean size.
+    let items = if weighted { (capacity / 6).max(1) } else { capacity };
     match policy {
         "s3-fifo" => ours(S3FifoPolicy::new(capacity).unwrap().into()),
         "s3-fifo-classic" => ours(S3FifoPolicy::new(capacity).unwrap().adaptive(false).into()),
         "lru" => ours(LruPolicy::new(capacity).unwrap().into()),
         // With one long TTL for all, soonest-to-expire is first-in, first-out.
         "ttl" => ours(TtlPolicy::new(Duration::from_secs(1 << 30)).unwrap().with_max_size(capacity).unwrap().into()),
-        "quick_cache" => Box::new(Quick(quick_cache::unsync::Cache::new(capacity))),
-        "moka" => Box::new(Moka(moka::sync::Cache::new(capacity as u64))),
+        "quick_cache" => Box::new(Quick(quick_cache::unsync::Cache::with_weighter(items, capacity as u64, ByValue))),
+        "moka" => Box::new(Moka(
+            moka::sync::Cache::builder()
+                .max_capacity(capacity as u64)
+                .weigher(|_: &String, weight: &u64| u32::try_from(*weight).unwrap_or(u32::MAX))
+                .build(),
+        )),
         other => {
             eprintln!("unknown policy {other}; try --list-policies");
             std::process::exit(2);
@@ -145,7 +183,9 @@ pub fn main(args: &[String]) {
     }
     let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let (Some(path), Some(capacity), Some(policy)) = (value("--trace"), value("--capacity"), value("--policy")) else {
-        eprintln!("usage: trace --trace FILE --capacity N --policy NAME [--shards N] | trace --list-policies");
+        eprintln!(
+            "usage: trace --trace FILE --capacity N --policy NAME [--shards N] [--weight] | trace --list-policies"
+        );
         std::process::exit(2);
     };
     let capacity: usize = capacity.parse().ok().filter(|&c| c > 0).unwrap_or_else(|| {
@@ -153,25 +193,32 @@ pub fn main(args: &[String]) {
         std::process::exit(2)
     });
     let shards = value("--shards").map(|s| s.parse::<usize>().expect("--shards must be an integer"));
-    let mut cache = make(&policy, capacity, shards);
+    let weighted = args.iter().any(|a| a == "--weight");
+    let mut cache = make(&policy, capacity, shards, weighted);
     let (mut requests, mut hits) = (0u64, 0u64);
+    let (mut requested_weight, mut hit_weight) = (0u64, 0u64);
     let mut key = String::with_capacity(24);
     for_each_block(&path, |block| {
         use std::fmt::Write;
         key.clear();
         write!(key, "{block}").unwrap();
+        let weight = if weighted { size_of(block) } else { 1 };
         requests += 1;
+        requested_weight += weight;
         if cache.get(&key) {
             hits += 1;
+            hit_weight += weight;
         } else {
-            cache.set(&key);
+            cache.set(&key, weight);
         }
     });
-    let ratio = if requests == 0 { 0.0 } else { hits as f64 / requests as f64 };
-    println!(
-        "{}",
-        serde_json::json!({
-            "policy": policy, "capacity": capacity, "requests": requests, "hits": hits, "hit_ratio": ratio,
-        })
-    );
+    let ratio = |part: u64, whole: u64| if whole == 0 { 0.0 } else { part as f64 / whole as f64 };
+    let mut line = serde_json::json!({
+        "policy": policy, "capacity": capacity, "requests": requests, "hits": hits, "hit_ratio": ratio(hits, requests),
+    });
+    if weighted {
+        line["weight"] = true.into();
+        line["byte_hit_ratio"] = ratio(hit_weight, requested_weight).into();
+    }
+    println!("{line}");
 }

@@ -87,6 +87,13 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         // fail on them then.
         check_set_options(&options, self.policy.default_ttl())?;
         let mut values: Vec<Option<V>> = entries.into_iter().map(|(_, value)| Some(value)).collect();
+        // Weighed: an entry too heavy for the store fails the batch before
+        // anything is written (its weigher then runs twice per entry).
+        if read(&self.shards[0]).weighs() {
+            for (&(key, hash), value) in checked.iter().zip(&values) {
+                read(self.shard_of(hash)).check_weight(&key, value.as_ref().expect("not taken yet"))?;
+            }
+        }
         let order = self.by_shard(&checked);
         // Dropped after the last lock is released (a value's Drop may panic
         // or use this store).

@@ -33,6 +33,8 @@ mod adaptive_model_tests;
 mod model_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod s3fifo_model_tests;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod weight_model_tests;
 // The slot engine's differential test uses it on wasm32 too (wasm-pack test).
 #[cfg(test)]
 mod test_support;
@@ -45,7 +47,7 @@ use std::future::{Future, Ready, ready};
 use std::hash::BuildHasher;
 use std::sync::{Arc, RwLock};
 
-use engine::{Engine, KeyHasher, Lookup};
+use engine::{Engine, KeyHasher, Lookup, Weigher};
 use reentry::{read, write};
 
 use crate::clock::Clock;
@@ -136,6 +138,7 @@ pub struct MemoryStoreBuilder<V> {
     policy: Policy,
     clock: Clock,
     shards: Option<usize>,
+    weigher: Option<Weigher<V>>,
     listener: Option<RemovalListener<V>>,
 }
 
@@ -157,13 +160,68 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
     ///
     /// The default: under LRU and TTL, 1 shard, which keeps their order exact;
     /// under S3-FIFO (an approximate policy to begin with), four per CPU
-    /// rounded up to a power of two, with at least 1,024 entries a shard.
+    /// rounded up to a power of two, with at least 1,024 entries a shard;
+    /// with a [`weigher`](Self::weigher), 1 (see there).
     /// The shards of an adaptive S3-FIFO store share one setting: the first
     /// shard's shadow caches choose it and the others follow, so a sharded
     /// store adapts as a whole one does (hit ratios sharded and unsharded are
     /// within 0.3 points on the ARC traces, Zipf and loops; see the README).
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
+        self
+    }
+
+    /// Bounds the store by weight instead of by entries, as moka's `weigher`
+    /// and quick_cache's `Weighter` do: `weigher(key, value)` gives each entry
+    /// its weight (its size in bytes, say) when it is set, and the policy's
+    /// `max_size` becomes the most **total weight** the store holds. A new
+    /// entry evicts as many entries as it takes, by the policy's own rule,
+    /// for the total to fit. Every bounded policy weighs: LRU, S3-FIFO (its
+    /// small queue is then a share of the weight), TTL with a `max_size`.
+    ///
+    /// - An entry heavier than the whole capacity is refused with
+    ///   [`CacheError::EntryTooLarge`](crate::errors::CacheError::EntryTooLarge):
+    ///   nothing is evicted for it and the store is left as it was (the
+    ///   key's old entry too). A weight of 0 is allowed: such an entry makes
+    ///   no room and takes none.
+    /// - A weight is taken when the entry is set and never again (`set_many`
+    ///   weighs each entry twice: it checks the whole batch fits before it
+    ///   writes any).
+    /// - The weigher runs under the shard's lock, before anything changes:
+    ///   if it panics, the `set` panics and the store is as it was; if it
+    ///   calls the same store, that call fails with
+    ///   [`CacheError::ReentrantValue`](crate::errors::CacheError::ReentrantValue).
+    ///   Keep it cheap.
+    /// - [`stats`](crate::store::CacheStore::stats)`().total_weight` is the
+    ///   total weight held.
+    /// - Sharding: a weighted store has **one shard** unless
+    ///   [`shards`](Self::shards) asks for more. With `n` shards each holds
+    ///   `max_size / n` of the weight, and an entry heavier than its shard's
+    ///   share is refused (`EntryTooLarge`, whose `capacity` is the shard's),
+    ///   never silently dropped: give a sharded weighted store room for
+    ///   `n` of your largest entries.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheError, CacheStore, LruPolicy, MemoryStore, SetOptions};
+    ///
+    /// // At most 1,000 bytes of strings.
+    /// let store = MemoryStore::<String>::builder(LruPolicy::new(1_000)?)
+    ///     .weigher(|key, value: &String| (key.len() + value.len()) as u64)
+    ///     .build();
+    /// store.set("a", "x".repeat(600), SetOptions::new()).into_inner()?;
+    /// store.set("b", "y".repeat(300), SetOptions::new()).into_inner()?;
+    /// // 601 + 301 bytes held; 501 more evicts "a", the least recently used.
+    /// store.set("c", "z".repeat(500), SetOptions::new()).into_inner()?;
+    /// assert_eq!(store.get("a").into_inner()?, None);
+    /// assert_eq!(store.stats().total_weight, 301 + 501);
+    /// // Heavier than the whole capacity: refused, nothing evicted.
+    /// let err = store.set("d", "w".repeat(1_000), SetOptions::new()).into_inner().unwrap_err();
+    /// assert!(matches!(err, CacheError::EntryTooLarge { weight: 1_001, capacity: 1_000, .. }));
+    /// assert_eq!(store.len(), 2);
+    /// # Ok::<(), CacheError>(())
+    /// ```
+    pub fn weigher(mut self, weigher: impl Fn(&str, &V) -> u64 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Arc::new(weigher));
         self
     }
 
@@ -214,7 +272,10 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
     /// Builds the store.
     pub fn build(self) -> MemoryStore<V> {
         let max_size = self.policy.max_size();
+        let weighted = self.weigher.is_some();
         let wanted = self.shards.unwrap_or_else(|| match (&self.policy, max_size) {
+            // A capacity in weight says nothing of how many entries a shard would hold.
+            _ if weighted => 1,
             (Policy::S3Fifo(_), Some(max)) => {
                 let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
                 (cpus.saturating_mul(4)).min(max / MIN_AUTO_SHARD_SIZE)
@@ -232,6 +293,9 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
         let shards: Box<[Shard<V>]> = (0..count)
             .map(|i| {
                 let mut engine = Engine::with_hasher(self.policy.clone(), self.clock.clone(), hasher.clone());
+                if let Some(weigher) = &self.weigher {
+                    engine.weigh_with(Arc::clone(weigher));
+                }
                 if let Some(max) = max_size {
                     // Spread the remainder over the first shards: the total is exactly max.
                     engine.limit_max_size(max / count + usize::from(i < max % count));
@@ -270,7 +334,13 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
 
     /// A builder, for a custom clock or sharding.
     pub fn builder(policy: impl Into<Policy>) -> MemoryStoreBuilder<V> {
-        MemoryStoreBuilder { policy: policy.into(), clock: Clock::system(), shards: None, listener: None }
+        MemoryStoreBuilder {
+            policy: policy.into(),
+            clock: Clock::system(),
+            shards: None,
+            weigher: None,
+            listener: None,
+        }
     }
 
     /// How many live entries there are (expired ones are reclaimed first).
@@ -284,7 +354,8 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         self.len() == 0
     }
 
-    /// The most entries the policy allows, if it sets a limit.
+    /// The most entries the policy allows, if it sets a limit (with a
+    /// [`weigher`](MemoryStoreBuilder::weigher): the most total weight).
     pub fn capacity(&self) -> Option<usize> {
         self.policy.max_size()
     }

@@ -626,12 +626,55 @@ impl SlotEngine {
         }
     }
 
+    /// Frees one entry for the JS store's `maxSize` (a total of sizes the
+    /// JS layer keeps): an expired entry if there is one, else the policy's
+    /// victim, never slot `protect` (the entry just set; `u32::MAX` for
+    /// none), which S3-FIFO moves on as if it had been read and TTL passes
+    /// over for the oldest set. `id * 4 + reason` (as `f64`: ids go past
+    /// `i32`), or -1 when no other entry is left; counts an eviction or an
+    /// expiration.
+    pub fn evict(&mut self, now: f64, protect: u32) -> f64 {
+        let encode = |id: u32, reason: u32| f64::from(id) * 4.0 + f64::from(reason);
+        if let Some(id) = self.pop_expired(now) {
+            debug_assert_ne!(id, protect, "the entry just set has not expired");
+            self.free_slot(id);
+            self.counters[EXPIRATIONS] += 1.0;
+            return encode(id, EXPIRED);
+        }
+        if self.live <= usize::from(self.is_live(protect)) {
+            return -1.0;
+        }
+        let main = self.lists[MAIN as usize];
+        // Another entry is live, so a list holding `protect` at its tail has another before it.
+        let skip = |tail: u32, prev: &[u32]| if tail == protect && tail != NIL { prev[tail as usize] } else { tail };
+        let id = match self.kind {
+            Kind::Lru { .. } => skip(main.tail, &self.prev),
+            Kind::Ttl => match self.first_due() {
+                Some(due) if due.id != protect => due.id,
+                _ => skip(main.tail, &self.prev),
+            },
+            Kind::S3Fifo => match self.evict_s3fifo(protect) {
+                Some(id) => {
+                    self.counters[EVICTIONS] += 1.0;
+                    return encode(id, EVICTED);
+                }
+                None => return -1.0,
+            },
+        };
+        if id == NIL {
+            return -1.0;
+        }
+        self.free_slot(id);
+        self.counters[EVICTIONS] += 1.0;
+        encode(id, EVICTED)
+    }
+
     /// Makes room for one entry by the policy's rule: the slot freed.
     fn evict_one(&mut self) -> Option<u32> {
         let id = match self.kind {
             Kind::Lru { .. } => self.lists[MAIN as usize].tail,
             Kind::Ttl => self.first_due().map_or(self.lists[MAIN as usize].tail, |due| due.id),
-            Kind::S3Fifo => return self.evict_s3fifo(),
+            Kind::S3Fifo => return self.evict_s3fifo(NIL),
         };
         if id == NIL {
             return None;
@@ -640,8 +683,11 @@ impl SlotEngine {
         Some(id)
     }
 
-    /// S3-FIFO's eviction, as the memory engine's `evict_s3fifo`.
-    fn evict_s3fifo(&mut self) -> Option<u32> {
+    /// S3-FIFO's eviction, as the memory engine's `evict_s3fifo`, passing
+    /// over slot `protect` ([`NIL`] for none; see [`evict`](Self::evict)):
+    /// from small it moves to main as a read entry would, in main it goes
+    /// round again.
+    fn evict_s3fifo(&mut self, protect: u32) -> Option<u32> {
         self.evicted_once = true;
         let main_cap = self.max_size.saturating_sub(self.small_cap).max(1);
         loop {
@@ -653,7 +699,11 @@ impl SlotEngine {
                 return None;
             }
             let freq = self.freq[id as usize] & COUNT;
-            if from_main && freq > 0 {
+            if id == protect {
+                self.unlink(list, id);
+                self.freq[id as usize] = IN_MAIN | freq;
+                self.push_head(MAIN, id);
+            } else if from_main && freq > 0 {
                 self.freq[id as usize] = IN_MAIN | (freq.min(MAX_FREQ) - 1);
                 self.unlink(MAIN, id);
                 self.push_head(MAIN, id);
@@ -763,3 +813,5 @@ impl SlotEngine {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod weight_tests;

@@ -3,15 +3,22 @@
 //!
 //! The keys are grouped by bucket: a single Redis has one, so a batch is one
 //! pipeline, one round trip; on a cluster each bucket is one slot, so each
-//! group is one pipeline (no command spans two slots), and the groups are
-//! all sent at once: redis-rs writes those of one master together on its
-//! one connection to it, so the batch takes about one round trip per master,
-//! the masters in parallel. Each group runs the commands the single-key
-//! calls run (`GET`s as one `MGET`, the LRU read script, `SET` or the
-//! bounded set script, the delete script), so the capacity, the indexes and
-//! the loads in flight are kept exactly as by those calls. While a slot
-//! migrates, a group that Redis refuses or redirects falls back to the
-//! single-key calls, one key at a time, as those calls do.
+//! group is one pipeline (redis-rs routes a pipeline to one slot, and no
+//! command spans two), and the groups are all sent at once: redis-rs writes
+//! those of one master on its one connection to it, so the batch takes
+//! about one round trip per master, the masters in parallel.
+//!
+//! Each group runs what the single-key calls run: `GET`s as one `MGET`,
+//! `SET`s, the delete script over many keys, and the batch forms of the LRU
+//! read script and the bounded set script (the same Lua, run for each entry
+//! in turn, `SCRIPT_CHUNK` entries a call): so the capacity, the indexes
+//! and the loads in flight are kept exactly as by those calls. Measured
+//! against a pipeline of the single-key scripts (100 keys, one run, load
+//! average 10 on 2 cores): bounded `set_many` 7.8-8.0 µs a key against
+//! 19.8-25.6, LRU `get_many` 14.3-15.0 against 14.9-15.9 (each key's Lua
+//! work dominates there). While a slot migrates, a group that Redis refuses
+//! or redirects falls back to the single-key calls, one key at a time, as
+//! those calls do.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
@@ -21,7 +28,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::RedisStore;
-use super::call::{Report, ScriptCall, ScriptPipe, flag};
+use super::call::{Name, Report, ScriptCall, ScriptPipe, flag};
 use super::entries::EncodedSet;
 use super::format;
 use crate::errors::Result;
@@ -31,6 +38,12 @@ use crate::metrics::SharedCounters;
 /// The most entries one call of the delete script lists (Lua's `unpack`
 /// takes a few thousand at most): a longer batch sends several, pipelined.
 const DELETE_CHUNK: usize = 1_000;
+
+/// The most entries one call of a batch script (LRU reads, bounded sets)
+/// handles: a script blocks Redis while it runs, so a long batch is cut
+/// into calls of at most this many, pipelined (other clients' commands run
+/// between them).
+const SCRIPT_CHUNK: usize = 100;
 
 impl<V> RedisStore<V>
 where
@@ -88,18 +101,29 @@ where
     ) -> Result<(Vec<Option<Vec<u8>>>, u64)> {
         let what = "get_many";
         let mut conn = self.conn.clone();
+        let mut expired = 0;
         let sent = if self.refresh_on_get {
+            // The LRU read script over the group, SCRIPT_CHUNK entries a call.
             let bucket = &self.space.buckets()[index];
-            let mut pipe = ScriptPipe::new(&self.scripts.get_lru);
-            for &pos in positions {
-                let full = self.space.entry(keys[pos]);
-                pipe.push(ScriptCall::new(
-                    &self.scripts.get_lru,
-                    &[full.into(), (&bucket.recency).into(), (&bucket.expiry).into()],
-                    &[],
-                ));
+            let script = &self.scripts.get_lru_many;
+            let mut pipe = ScriptPipe::new(script);
+            for chunk in positions.chunks(SCRIPT_CHUNK) {
+                let mut names: Vec<Name<'_>> = vec![(&bucket.recency).into(), (&bucket.expiry).into()];
+                names.extend(chunk.iter().map(|&pos| Name::from(self.space.entry(keys[pos]))));
+                pipe.push(ScriptCall::new(script, &names, &[]));
             }
-            self.try_round_trip(what, pipe.invoke::<Vec<redis::Value>>(&mut conn)).await
+            let calls = self.try_round_trip(what, pipe.invoke::<Vec<Vec<redis::Value>>>(&mut conn)).await;
+            calls.map(|calls| {
+                let mut replies = Vec::with_capacity(positions.len());
+                for call in calls {
+                    let mut call = call.into_iter();
+                    if let Some(redis::Value::Int(dropped)) = call.next() {
+                        expired += dropped.unsigned_abs();
+                    }
+                    replies.extend(call);
+                }
+                replies
+            })
         } else {
             // MGET answers nil for a load's placeholder (a hash): a miss, as for `get`.
             let mut cmd = redis::cmd("MGET");
@@ -123,7 +147,6 @@ where
         if replies.len() != positions.len() {
             return Err(self.unexpected(what, replies));
         }
-        let mut expired = 0;
         let mut stored = Vec::with_capacity(positions.len());
         for reply in replies {
             stored.push(match reply {
@@ -164,13 +187,20 @@ where
         let mut conn = self.conn.clone();
         let capacity = self.capacity(index);
         let sent = if let Some(capacity) = &capacity {
+            // The bounded set script over the group, in order, SCRIPT_CHUNK entries a call.
             let [recency, expiry] = capacity.indexes();
-            let mut pipe = ScriptPipe::new(&self.scripts.set_bounded);
-            for &pos in positions {
-                let (key, encoded) = &entries[pos];
-                let mut call =
-                    ScriptCall::new(&self.scripts.set_bounded, &[self.space.entry(*key).into(), recency, expiry], &[]);
-                call.arg(&encoded.stored).arg(encoded.ttl.unwrap_or(0)).capacity(capacity).arg(flag(self.sample()));
+            let script = &self.scripts.set_bounded_many;
+            let mut pipe = ScriptPipe::new(script);
+            for chunk in positions.chunks(SCRIPT_CHUNK) {
+                let mut names: Vec<Name<'_>> = vec![recency, expiry];
+                names.extend(chunk.iter().map(|&pos| Name::from(self.space.entry(entries[pos].0))));
+                let samples: String = chunk.iter().map(|_| flag(self.sample())).collect();
+                let mut call = ScriptCall::new(script, &names, &[]);
+                call.capacity(capacity).arg(samples);
+                for &pos in chunk {
+                    let encoded = &entries[pos].1;
+                    call.arg(&encoded.stored).arg(encoded.ttl.unwrap_or(0));
+                }
                 pipe.push(call);
             }
             self.try_round_trip(what, pipe.invoke::<Vec<(u64, u64, u8)>>(&mut conn)).await
@@ -252,7 +282,7 @@ where
     async fn unlink_many(&self, index: usize, full_keys: &[Vec<u8>]) -> Result<usize> {
         let capacity = self.capacity(index);
         let indexes = capacity.as_ref().map(|capacity| capacity.indexes());
-        let declared: &[super::call::Name<'_>] = indexes.as_ref().map_or(&[], |indexes| indexes);
+        let declared: &[Name<'_>] = indexes.as_ref().map_or(&[], |indexes| indexes);
         let script = if self.listening() { &self.scripts.delete_returning } else { &self.scripts.delete };
         let mut pipe = ScriptPipe::new(script);
         for chunk in full_keys.chunks(DELETE_CHUNK) {

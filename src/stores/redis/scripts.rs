@@ -279,6 +279,51 @@ redis.call('ZREM', KEYS[3], KEYS[1])
 return stale
 ";
 
+/// [`GET_LRU`] over many entries of one bucket, in one call: its text
+/// becomes a function of its `KEYS` and `ARGV`, run for each entry.
+///
+/// KEYS: recency index, expiry index, then the entries.
+/// ARGV: as [`GET_LRU`]'s, the same for every entry.
+/// Returns `{dropped, value...}`: the members dropped in all (the sum of
+/// [`GET_LRU`]'s counts), then each entry's stored bytes, or nil for a miss.
+const GET_LRU_MANY_HEAD: &str = "local function get_lru(KEYS, ARGV)\n";
+const GET_LRU_MANY_CALL: &str = r"
+end
+local out, dropped = {0}, 0
+for i = 3, #KEYS do
+  local got = get_lru({KEYS[i], KEYS[1], KEYS[2]}, ARGV)
+  if type(got) == 'string' then
+    out[i - 1] = got
+  else
+    dropped = dropped + got
+    out[i - 1] = false
+  end
+end
+out[1] = dropped
+return out
+";
+
+/// [`SET_BOUNDED_CALL`] over many entries of one bucket, in one call, in
+/// the order given: [`SET_BOUNDED_FN`] for each.
+///
+/// KEYS: recency index, expiry index, then the entries.
+/// ARGV: max_size, "1" for LRU / "0" for TTL, a flag per entry ("1" to
+/// check random members), then for each entry its stored bytes and TTL in
+/// ms (0: none).
+/// Returns `{expired, evicted, lost}`, summed (lost: 1 if any found it lost).
+const SET_BOUNDED_MANY_CALL: &str = r"
+local now = now_ms()
+local expired, evicted, lost = 0, 0, 0
+for i = 3, #KEYS do
+  local at = 4 + 2 * (i - 3)
+  local sample = string.sub(ARGV[3], i - 2, i - 2)
+  local e, v, l = set_bounded(KEYS[i], KEYS[1], KEYS[2], ARGV[at], ARGV[at + 1], ARGV[1], ARGV[2], sample, now)
+  expired, evicted = expired + e, evicted + v
+  if l == 1 then lost = 1 end
+end
+return {expired, evicted, lost}
+";
+
 /// Adopts entries the index does not list (one SCAN page of a rebuild after
 /// the index was lost), then evicts down to the capacity. Adopted entries get
 /// recency scores below every listed one (least recently used first) and
@@ -539,6 +584,8 @@ pub(super) struct Scripts {
     pub store_loaded_bounded: Script,
     pub read_fresh: Script,
     pub refresh_failed: Script,
+    pub get_lru_many: Script,
+    pub set_bounded_many: Script,
     pub delete_returning: Script,
     pub set_returning: Script,
     pub set_bounded_returning: Script,
@@ -560,6 +607,8 @@ impl Scripts {
             ),
             read_fresh: Script::new(&[NOW_FN, READ_FRESH].concat()),
             refresh_failed: Script::new(&[NOW_FN, REFRESH_FAILED].concat()),
+            get_lru_many: Script::new(&[GET_LRU_MANY_HEAD, GET_LRU, GET_LRU_MANY_CALL].concat()),
+            set_bounded_many: Script::new(&[NOW_FN, INDEX_FN, SET_BOUNDED_FN, SET_BOUNDED_MANY_CALL].concat()),
             delete_returning: Script::new(DELETE_RETURNING),
             set_returning: Script::new(SET_RETURNING),
             set_bounded_returning: Script::new(

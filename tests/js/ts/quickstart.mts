@@ -99,11 +99,35 @@ import type { DumpEntry, GetOrSetOptions, LoadContext, RemovalReason } from "pep
   const entries: [string, number][] = [...typed.entries()];
   const values: number[] = [...typed.values()];
   check(entries.length === 1 && values[0] === 2 && typed.keysSync()[0] === "n", "iteration");
+  await typed.setMany([["b1", 1], ["b2", 2]], { ttl: 60 });
+  const many: (number | undefined)[] = await typed.getMany(["b1", "nope", "b2"]);
+  const gone: number = typed.deleteManySync(new Set(["b1", "b2"]));
+  check(many[0] === 1 && many[1] === undefined && many[2] === 2 && gone === 2, "batch calls");
   const dumped: Array<[string, DumpEntry<number>]> = typed.dump();
   const restored = new MemoryStore<number>({ policy: new LRUPolicy({ maxSize: 10 }) });
   check(restored.load(dumped) === 1 && restored.peek("n") === 2 && dumped[0]?.[1].ttl === 11_000, "dump and load");
   typed.deleteSync("n");
-  check(removals.length === 2 && removals[1]?.[1] === "deleted", "onRemove");
+  check(removals.length === 4 && removals[1]?.[1] === "deleted", "onRemove");
   typed.dispose();
   check(new CacheTimeoutError("t") instanceof CacheError && new CacheReentrantLoadError("r") instanceof CacheError, "classes");
+}
+
+// Capacity in size: the store's maxSize, sizeCalculation (value, key), set's { size }.
+import { CacheEntryTooLargeError } from "pepperpy-caching";
+{
+  const sized = new MemoryStore<string>({
+    policy: new LRUPolicy({ maxSize: 100 }),
+    maxSize: 10,
+    sizeCalculation: (value: string, key: string) => value.length + key.length - 1,
+  });
+  sized.setSync("a", "xxxx");
+  sized.setSync("b", "yy", { size: 6 });
+  let refused = false;
+  try {
+    sized.setSync("c", "z".repeat(20));
+  } catch (error) {
+    refused = error instanceof CacheEntryTooLargeError;
+  }
+  const total: number = sized.getStats().totalWeight;
+  check(refused && total === 10, "capacity in size");
 }

@@ -52,11 +52,13 @@ mod tags;
 
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use hashbrown::HashTable;
 
 use crate::clock::{Clock, Nanos};
-use crate::errors::{CacheError, Result};
+use crate::errors::{CacheError, Result, shown};
 use crate::key::Key;
 use crate::metrics::{Counters, ReadCounters};
 use crate::pattern::Pattern;
@@ -83,6 +85,9 @@ use slab::{FREE, MAIN, MAX_SLOTS, NEVER, SMALL, Slab, Slot};
 pub(crate) type KeyHasher = hashbrown::DefaultHashBuilder;
 #[cfg(target_arch = "wasm32")]
 pub(crate) type KeyHasher = super::hasher::SeededState;
+
+/// What an entry weighs, from its key and value (`MemoryStoreBuilder::weigher`).
+pub(crate) type Weigher<V> = Arc<dyn Fn(&str, &V) -> u64 + Send + Sync>;
 
 /// Which rule picks the entry to evict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,7 +163,15 @@ pub(crate) struct Engine<V> {
     /// other write or removal of the key drops it (the entry is then plain).
     fresh: std::collections::HashMap<u32, Freshness, KeyHasher>,
     kind: Kind,
+    /// The capacity: in entries, or in weight when the engine has a weigher.
     max_size: usize,
+    /// Weighs each entry a `set` stores; `None`: every entry weighs 1.
+    weigher: Option<Weigher<V>>,
+    /// The entries the capacity holds, which sizes what the policy keeps per
+    /// entry (ghosts, sketch, shadows, the climber's period): `max_size`
+    /// unless the engine weighs entries (see `queues.rs`, `resize_for_entries`).
+    entries_hint: usize,
+    /// The small queue's share of `max_size` (S3-FIFO).
     small_cap: usize,
     climber: Option<Climber>,
     /// The adaptive policy's state (S3-FIFO only, unless made classic).
@@ -207,6 +220,8 @@ impl<V> Engine<V> {
             fresh: std::collections::HashMap::with_hasher(KeyHasher::default()),
             kind,
             max_size: usize::MAX,
+            weigher: None,
+            entries_hint: usize::MAX,
             small_cap: 0,
             climber: None,
             adaptive: None,
@@ -260,6 +275,50 @@ impl<V> Engine<V> {
         self.set_max_size(self.max_size.min(max_size));
     }
 
+    /// Weighs every entry with `weigher` from now on: the capacity becomes a
+    /// total weight. Call on an empty engine, before
+    /// [`limit_max_size`](Self::limit_max_size).
+    pub fn weigh_with(&mut self, weigher: Weigher<V>) {
+        debug_assert_eq!(self.slab.len(), 0);
+        self.weigher = Some(weigher);
+        self.slab.weigh();
+        self.set_max_size(self.max_size);
+    }
+
+    /// What `value` under `key` weighs: 1 without a weigher; an error, before
+    /// anything changed, if it weighs more than the whole capacity.
+    #[inline(always)]
+    fn weigh(&self, key: &str, value: &V) -> Result<u64> {
+        match &self.weigher {
+            None => Ok(1),
+            Some(weigher) => self.checked_weight(weigher, key, value),
+        }
+    }
+
+    /// Whether the engine weighs its entries.
+    pub fn weighs(&self) -> bool {
+        self.weigher.is_some()
+    }
+
+    /// Fails as `set` would if `value` under `key` weighs more than the
+    /// capacity (a batch checks every entry before it writes any).
+    pub fn check_weight(&self, key: &str, value: &V) -> Result<()> {
+        match &self.weigher {
+            None => Ok(()),
+            Some(weigher) => self.checked_weight(weigher, key, value).map(drop),
+        }
+    }
+
+    #[inline(never)]
+    fn checked_weight(&self, weigher: &Weigher<V>, key: &str, value: &V) -> Result<u64> {
+        let weight = weigher(key, value);
+        let capacity = self.max_size as u64;
+        if weight > capacity {
+            return Err(CacheError::EntryTooLarge { key: shown(key), weight, capacity });
+        }
+        Ok(weight)
+    }
+
     /// Whether a `get` hit leaves every shared order alone, so reads can go
     /// through [`get_shared`](Self::get_shared) under a read lock.
     pub fn reads_are_shared(&self) -> bool {
@@ -282,6 +341,9 @@ impl<V> Engine<V> {
     pub fn add_counters_to(&self, total: &mut Counters) {
         total.add(&self.counters);
         self.reads.add_to(total);
+        if self.weigher.is_some() {
+            total.total_weight += self.slab.weight();
+        }
     }
 
     #[inline(always)]
@@ -388,9 +450,35 @@ impl<V> Engine<V> {
     /// Stores `value` under `key`, handing back what it removed (the replaced
     /// entry and any entry evicted or reclaimed for room) for the caller to
     /// drop once the engine is consistent. Nothing changes when it fails.
+    #[inline]
     pub fn set(&mut self, key: Key<'_>, hash: u64, value: V, options: SetOptions) -> Result<Removals<V>> {
+        if self.weigher.is_some() {
+            return self.set_weighed(key, hash, value, options);
+        }
+        self.set_as::<false>(key, hash, value, options)
+    }
+
+    /// [`set`](Self::set) in an engine with a weigher: out of line, so that
+    /// the unweighted `set` carries none of its branches.
+    #[inline(never)]
+    fn set_weighed(&mut self, key: Key<'_>, hash: u64, value: V, options: SetOptions) -> Result<Removals<V>> {
+        self.set_as::<true>(key, hash, value, options)
+    }
+
+    /// The body of [`set`](Self::set), `WEIGHED` when the engine has a weigher.
+    #[inline(always)]
+    fn set_as<const WEIGHED: bool>(
+        &mut self,
+        key: Key<'_>,
+        hash: u64,
+        value: V,
+        options: SetOptions,
+    ) -> Result<Removals<V>> {
         debug_assert_eq!(hash, self.hash(&key));
+        debug_assert_eq!(WEIGHED, self.weigher.is_some());
         let ttl = check_set_options(&options, self.default_ttl)?;
+        // The weigher runs first: if it panics, or the entry is too heavy, nothing has changed.
+        let weight = if WEIGHED { self.weigh(&key, &value)? } else { 1 };
         let existing = self.find(hash, &key);
         if existing.is_none() && self.slab.is_full() {
             return Err(CacheError::Policy(format!("a memory store holds at most {MAX_SLOTS} entries")));
@@ -417,8 +505,30 @@ impl<V> Engine<V> {
             }
             existing => existing,
         };
+        if WEIGHED && !self.evicted_once && !self.fits::<true>(weight, existing) {
+            self.resize_for_entries(self.slab.len());
+        }
 
-        if let Some(id) = existing {
+        if let Some(id) = existing
+            && WEIGHED
+            && !self.fits::<true>(weight, Some(id))
+        {
+            // A heavier value that needs room: the old entry leaves first (so
+            // that making room cannot pick it), and the key comes back at the
+            // head of the list it was on, as a replaced entry would be.
+            let (list, freq) = (self.slab[id].list(), self.slab[id].freq.load(Relaxed));
+            removed.push(self.remove_slot(id, hash, RemovalReason::Replaced));
+            self.make_room::<WEIGHED>(weight, now, &mut removed);
+            let id = self.insert_new(hash, key, value, metadata, expires_at, list, weight);
+            self.start_idle(id, idle, ttl_at, now);
+            if self.kind == Kind::S3Fifo {
+                self.slab[id].freq.store(freq, Relaxed);
+                queues::bump(&self.slab[id].freq);
+            }
+        } else if let Some(id) = existing {
+            if WEIGHED {
+                self.slab.set_weight(id, weight);
+            }
             let seq = self.take_seq();
             let slot = &mut self.slab[id];
             let old_expiry = std::mem::replace(&mut slot.expires_at, expires_at);
@@ -435,25 +545,23 @@ impl<V> Engine<V> {
             }
             removed.push(Removed::replaced(old_value, old_metadata));
         } else if ADAPTIVE_BUILT && self.adaptive.is_some() {
-            let full = self.slab.len() >= self.max_size
+            let full = !self.fits::<WEIGHED>(weight, None)
                 && (self.expiries.is_empty() || !self.reclaim_expired(now, 1, &mut removed));
             let (list, evicted) = self.admit(hash, full);
             if let Some(evicted) = evicted {
                 self.counters.evictions += 1;
                 removed.push(evicted);
             }
-            let id = self.insert_new(hash, key, value, metadata, expires_at, list);
+            // One eviction makes room for an entry of weight 1; a heavier one may need more.
+            if WEIGHED {
+                self.make_room::<true>(weight, now, &mut removed);
+            }
+            let id = self.insert_new(hash, key, value, metadata, expires_at, list, weight);
             self.start_idle(id, idle, ttl_at, now);
         } else {
-            if self.slab.len() >= self.max_size
-                && !self.reclaim_expired(now, 1, &mut removed)
-                && let Some(evicted) = self.evict_one()
-            {
-                self.counters.evictions += 1;
-                removed.push(evicted);
-            }
+            self.make_room::<WEIGHED>(weight, now, &mut removed);
             let list = self.classic_list_for(hash);
-            let id = self.insert_new(hash, key, value, metadata, expires_at, list);
+            let id = self.insert_new(hash, key, value, metadata, expires_at, list, weight);
             self.start_idle(id, idle, ttl_at, now);
         }
         if !tags.is_empty() {
@@ -470,7 +578,46 @@ impl<V> Engine<V> {
         seq
     }
 
-    /// Stores a new entry at the head of `list`; its slot.
+    /// Whether an entry of `weight` fits beside the entries held, without
+    /// the one in slot `replacing` (a sum past `u64::MAX` does not fit, and does not wrap).
+    /// Unweighted (`!WEIGHED`: every entry weighs 1), the entry count decides.
+    #[inline(always)]
+    fn fits<const WEIGHED: bool>(&self, weight: u64, replacing: Option<u32>) -> bool {
+        if !WEIGHED {
+            return self.slab.len() - usize::from(replacing.is_some()) < self.max_size;
+        }
+        let held = self.slab.weight() - replacing.map_or(0, |id| self.slab.weight_of(id));
+        held.checked_add(weight).is_some_and(|total| total <= self.max_size as u64)
+    }
+
+    /// Makes room for an entry of `weight` (which fits the capacity):
+    /// reclaims an expired entry or evicts one by the policy's rule until the
+    /// entries held and it fit. Without a weigher, at most one goes.
+    #[inline]
+    fn make_room<const WEIGHED: bool>(&mut self, weight: u64, now: Nanos, removed: &mut Removals<V>) {
+        if !WEIGHED {
+            // One entry at most, written as the engine did before weights (the same code).
+            if self.slab.len() >= self.max_size
+                && !self.reclaim_expired(now, 1, removed)
+                && let Some(evicted) = self.evict_one()
+            {
+                self.counters.evictions += 1;
+                removed.push(evicted);
+            }
+            return;
+        }
+        while !self.fits::<true>(weight, None) {
+            if self.reclaim_expired(now, 1, removed) {
+                continue;
+            }
+            let Some(evicted) = self.evict_one() else { break };
+            self.counters.evictions += 1;
+            removed.push(evicted);
+        }
+    }
+
+    /// Stores a new entry of `weight` at the head of `list`; its slot.
+    #[allow(clippy::too_many_arguments)]
     fn insert_new(
         &mut self,
         hash: u64,
@@ -479,9 +626,10 @@ impl<V> Engine<V> {
         metadata: Option<Box<Metadata>>,
         expires_at: Nanos,
         list: u8,
+        weight: u64,
     ) -> u32 {
         let seq = self.take_seq();
-        let id = self.slab.insert(Slot::new(&key, value, metadata, expires_at, seq), list);
+        let id = self.slab.insert(Slot::new(&key, value, metadata, expires_at, seq), list, weight);
         let slab = &self.slab;
         let hasher = &self.hasher;
         self.index.insert_unique(hash, id, |&i| hasher.hash_one(&*slab[i].key));
@@ -645,8 +793,8 @@ fn same_key(a: &str, b: &str) -> bool {
 impl<V> Engine<V> {
     /// The counters so far.
     pub fn stats(&self) -> crate::metrics::CacheStats {
-        let mut counters = self.counters.clone();
-        self.reads.add_to(&mut counters);
+        let mut counters = crate::metrics::Counters::default();
+        self.add_counters_to(&mut counters);
         counters.snapshot()
     }
 }
@@ -685,7 +833,11 @@ impl<V> Engine<V> {
     pub fn validate(&self) {
         self.slab.validate();
         let live = self.slab.len();
-        assert!(live <= self.max_size, "{live} entries > max {}", self.max_size);
+        let weight = self.slab.weight();
+        assert!(weight <= self.max_size as u64, "weight {weight} > max {}", self.max_size);
+        if self.weigher.is_none() {
+            assert_eq!(weight, live as u64, "every entry weighs 1");
+        }
         assert_eq!(self.index.len(), live, "index size");
         for id in self.slab.ids() {
             let key = &self.slab[id].key;

@@ -75,6 +75,12 @@ impl Climber {
 
     /// Given the engine's get and miss counts so far, the small queue's new
     /// size when a period has passed.
+    /// Decides every 20 x `entries` gets instead (a weighted engine's
+    /// capacity is no count of entries).
+    pub(crate) fn set_period_for(&mut self, entries: usize) {
+        self.period = 20u64.saturating_mul(entries as u64);
+    }
+
     pub(crate) fn adapt(&mut self, gets: u64, misses: u64, small: usize, max: usize) -> Option<usize> {
         // Counters reset by `reset_stats`: start a new period from here.
         if gets < self.last_gets || misses < self.last_misses {
@@ -156,20 +162,76 @@ impl Adaptive {
     }
 }
 
+/// A weighted engine's guess at the entries its capacity holds, until it
+/// first fills and knows (see [`Engine::resize_for_entries`]).
+const INITIAL_ENTRIES: usize = 1024;
+
 impl<V> Engine<V> {
+    /// Sets the capacity (entries, or total weight with a weigher) and sizes
+    /// the policy's state for it.
+    ///
+    /// Weighted, the queues' shares (the small queue's 10% or 1%, main's
+    /// rest) are shares of the weight, as libCacheSim's S3-FIFO does with
+    /// object sizes, but what is kept per entry (the ghost, the sketch, the
+    /// shadows, the climber's period) is sized by a number of entries, which
+    /// a capacity in bytes does not give: [`INITIAL_ENTRIES`] at most until
+    /// the engine first fills, then the number of entries it held then.
     pub(super) fn set_max_size(&mut self, max_size: usize) {
         self.max_size = max_size.max(1);
+        self.entries_hint = if self.slab.weighted() { self.max_size.min(INITIAL_ENTRIES) } else { self.max_size };
         if ADAPTIVE_BUILT
             && self.adaptive.is_some()
-            && let Some((adaptive, mask)) = Adaptive::new(self.max_size)
+            && let Some((adaptive, mask)) = Adaptive::new(self.entries_hint)
         {
             self.small_cap = adaptive.setting.small_cap(self.max_size);
             self.adaptive = Some(adaptive);
             self.sample_mask = mask;
         } else if self.kind == Kind::S3Fifo {
             self.small_cap = (self.max_size / SMALL_SHARE).max(1);
-            self.ghost = FifoGhost::new(ghost_cap(self.small_cap, self.max_size));
-            self.climber = Some(Climber::new(self.max_size));
+            self.ghost = FifoGhost::new(self.ghost_entries(self.small_cap));
+            let mut climber = Climber::new(self.max_size);
+            climber.set_period_for(self.entries_hint);
+            self.climber = Some(climber);
+        }
+    }
+
+    /// The ghost's size (entries) for a small queue of `small` (weight).
+    fn ghost_entries(&self, small: usize) -> usize {
+        let cap = ghost_cap(small, self.max_size);
+        if self.entries_hint == self.max_size {
+            return cap;
+        }
+        // Weighted: as many entries as the share of the capacity holds.
+        let scaled = cap as u128 * self.entries_hint as u128 / self.max_size as u128;
+        (scaled as usize).max(1)
+    }
+
+    /// A weighted engine about to make room for the first time: sizes the
+    /// per-entry state for the `entries` it holds (the adaptive policy starts
+    /// a new sketch, ghost and shadows, keeping its setting; nothing was
+    /// evicted yet, so no ghost is lost).
+    #[cold]
+    pub(super) fn resize_for_entries(&mut self, entries: usize) {
+        let entries = entries.max(1);
+        if entries == self.entries_hint {
+            return;
+        }
+        self.entries_hint = entries;
+        if ADAPTIVE_BUILT
+            && let Some(old) = &self.adaptive
+            && let Some((mut adaptive, mask)) = Adaptive::new(entries)
+        {
+            adaptive.setting = old.setting;
+            adaptive.shared = old.shared.clone();
+            if old.sampler.is_none() {
+                adaptive.sampler = None;
+            } else {
+                self.sample_mask = mask;
+            }
+            self.adaptive = Some(adaptive);
+        } else if let Some(climber) = &mut self.climber {
+            climber.set_period_for(entries);
+            self.ghost.set_cap(self.ghost_entries(self.small_cap));
         }
     }
 
@@ -209,12 +271,13 @@ impl<V> Engine<V> {
     /// queue when a period has passed; the adaptive policy's shadows see the
     /// sampled hits since the last write, then this write, and a follower
     /// shard takes the leader's latest choice.
+    #[inline(always)]
     pub(super) fn adapt_before_write(&mut self, hash: u64) {
         if let Some(climber) = &mut self.climber {
             let (gets, misses) = self.reads.totals();
             if let Some(small) = climber.adapt(gets, misses, self.small_cap, self.max_size) {
                 self.small_cap = small;
-                self.ghost.set_cap(ghost_cap(small, self.max_size));
+                self.ghost.set_cap(self.ghost_entries(small));
             }
         }
         if ADAPTIVE_BUILT && let Some(adaptive) = &mut self.adaptive {
@@ -239,15 +302,17 @@ impl<V> Engine<V> {
     /// The list a new key with `hash` goes on under the classic policies:
     /// under S3-FIFO, main for a key the ghost remembers, else small (main
     /// is filled directly until the first eviction); main for the others.
+    #[inline(always)]
     pub(super) fn classic_list_for(&mut self, hash: u64) -> u8 {
         match self.kind {
             Kind::S3Fifo if self.ghost.take(hash) => MAIN,
-            Kind::S3Fifo if self.evicted_once || self.slab.list(SMALL).len < self.small_cap => SMALL,
+            Kind::S3Fifo if self.evicted_once || self.slab.list(SMALL).weight < self.small_cap as u64 => SMALL,
             _ => MAIN,
         }
     }
 
     /// Makes room for one entry, by the policy's rule.
+    #[inline(always)]
     pub(super) fn evict_one(&mut self) -> Option<Removed<V>> {
         let id = match self.kind {
             Kind::Lru { .. } => self.slab.list(MAIN).tail,
@@ -276,7 +341,7 @@ impl<V> Engine<V> {
         let main_cap = self.max_size.saturating_sub(self.small_cap).max(1);
         loop {
             let small = self.slab.list(SMALL);
-            let from_main = self.slab.list(MAIN).len > main_cap || small.len == 0;
+            let from_main = self.slab.list(MAIN).weight > main_cap as u64 || small.len == 0;
             let list = if from_main { MAIN } else { SMALL };
             let id = self.slab.list(list).tail;
             if id == NIL {
@@ -314,12 +379,12 @@ impl<V> Engine<V> {
         let returning = adaptive.ghost.take(hash);
         let duel = adaptive.setting.duel;
         if !full {
-            let fill_main = !self.evicted_once && self.slab.list(SMALL).len >= self.small_cap;
+            let fill_main = !self.evicted_once && self.slab.list(SMALL).weight >= self.small_cap as u64;
             return (if returning || fill_main { MAIN } else { SMALL }, None);
         }
         // Main below its share has room: a returning key needs no duel then.
         let main_cap = self.max_size.saturating_sub(self.small_cap).max(1);
-        if returning && duel && self.slab.list(MAIN).len >= main_cap {
+        if returning && duel && self.slab.list(MAIN).weight >= main_cap as u64 {
             let (victim, victim_hash) = self.main_victim();
             let sketch = &self.adaptive.as_ref().expect("the adaptive policy").sketch;
             if sketch.frequency(hash) > sketch.frequency(victim_hash) {
@@ -371,7 +436,7 @@ impl<V> Engine<V> {
         let main_cap = self.max_size.saturating_sub(self.small_cap).max(1);
         loop {
             let small = self.slab.list(SMALL);
-            if self.slab.list(MAIN).len > main_cap || small.len == 0 {
+            if self.slab.list(MAIN).weight > main_cap as u64 || small.len == 0 {
                 if self.slab.list(MAIN).len == 0 {
                     return None;
                 }

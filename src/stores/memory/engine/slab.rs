@@ -7,7 +7,11 @@
 //! FIFO queues under S3-FIFO) are linked through each slot's `prev`/`next`:
 //! insert, unlink, move to a head: O(1).
 //!
-//! This file owns the links and the free list and nothing else: it never
+//! It also keeps each list's total weight: every entry weighs 1, unless the
+//! slab is [`weighted`](Slab::weighted), when each slot's weight is kept in a
+//! side vector (so an unweighted slab's slots carry nothing more).
+//!
+//! This file owns the links, the weights and the free list and nothing else: it never
 //! looks at a key, a value or a time. `slab_tests.rs` drives it alone against
 //! a plain `VecDeque` per list, checking [`Slab::validate`] after every step.
 
@@ -121,10 +125,12 @@ pub(super) struct List {
     pub(super) head: u32,
     pub(super) tail: u32,
     pub(super) len: usize,
+    /// The sum of its entries' weights (`len` in an unweighted slab).
+    pub(super) weight: u64,
 }
 
 impl List {
-    const EMPTY: List = List { head: NIL, tail: NIL, len: 0 };
+    const EMPTY: List = List { head: NIL, tail: NIL, len: 0, weight: 0 };
 }
 
 pub(super) struct Slab<V> {
@@ -133,6 +139,10 @@ pub(super) struct Slab<V> {
     free: u32,
     lists: [List; 2],
     live: usize,
+    /// Each slot's weight, by id, in a weighted slab; empty otherwise (every
+    /// entry then weighs 1).
+    weights: Vec<u64>,
+    weighted: bool,
 }
 
 impl<V> std::ops::Index<u32> for Slab<V> {
@@ -152,7 +162,39 @@ impl<V> std::ops::IndexMut<u32> for Slab<V> {
 
 impl<V> Slab<V> {
     pub(super) fn new() -> Self {
-        Slab { slots: Vec::new(), free: NIL, lists: [List::EMPTY; 2], live: 0 }
+        Slab { slots: Vec::new(), free: NIL, lists: [List::EMPTY; 2], live: 0, weights: Vec::new(), weighted: false }
+    }
+
+    /// Makes the slab keep a weight per slot (while it is empty).
+    pub(super) fn weigh(&mut self) {
+        debug_assert_eq!(self.live, 0);
+        self.weighted = true;
+    }
+
+    /// Whether each slot has its own weight.
+    #[inline]
+    pub(super) fn weighted(&self) -> bool {
+        self.weighted
+    }
+
+    /// The weight of live slot `id` (1 in an unweighted slab).
+    #[inline]
+    pub(super) fn weight_of(&self, id: u32) -> u64 {
+        if self.weighted { self.weights[id as usize] } else { 1 }
+    }
+
+    /// The total weight of the live slots (their count in an unweighted slab).
+    #[inline]
+    pub(super) fn weight(&self) -> u64 {
+        self.lists[0].weight + self.lists[1].weight
+    }
+
+    /// Gives live slot `id` of a weighted slab a new weight.
+    pub(super) fn set_weight(&mut self, id: u32, weight: u64) {
+        debug_assert!(self.weighted);
+        let list = &mut self.lists[self.slots[id as usize].list as usize];
+        list.weight = list.weight - self.weights[id as usize] + weight;
+        self.weights[id as usize] = weight;
     }
 
     /// How many slots are live.
@@ -172,9 +214,11 @@ impl<V> Slab<V> {
         self.lists[list as usize]
     }
 
-    /// Stores `slot` in a free slot (or a new one) at the head of `list`; its id.
+    /// Stores `slot`, weighing `weight` (1 in an unweighted slab), in a free
+    /// slot (or a new one) at the head of `list`; its id.
     #[inline]
-    pub(super) fn insert(&mut self, mut slot: Slot<V>, list: u8) -> u32 {
+    pub(super) fn insert(&mut self, mut slot: Slot<V>, list: u8, weight: u64) -> u32 {
+        debug_assert!(self.weighted || weight == 1);
         slot.list = list;
         let id = if self.free != NIL {
             let id = self.free;
@@ -186,7 +230,14 @@ impl<V> Slab<V> {
             self.slots.push(slot);
             (self.slots.len() - 1) as u32
         };
+        if self.weighted {
+            if self.weights.len() <= id as usize {
+                self.weights.resize(id as usize + 1, 0);
+            }
+            self.weights[id as usize] = weight;
+        }
         self.push_head(list, id);
+        self.lists[list as usize].weight += weight;
         self.live += 1;
         id
     }
@@ -197,6 +248,7 @@ impl<V> Slab<V> {
     pub(super) fn remove(&mut self, id: u32, reason: RemovalReason) -> Removed<V> {
         let list = self.slots[id as usize].list;
         self.unlink(list, id);
+        self.lists[list as usize].weight -= self.weight_of(id);
         let slot = &mut self.slots[id as usize];
         let removed = Removed {
             key: std::mem::take(&mut slot.key),
@@ -217,7 +269,7 @@ impl<V> Slab<V> {
     /// drop once the rest of the engine is consistent.
     pub(super) fn take_all(&mut self, reason: RemovalReason) -> Vec<Removed<V>> {
         let slots = std::mem::take(&mut self.slots);
-        *self = Slab::new();
+        *self = Slab { weighted: self.weighted, ..Slab::new() };
         slots
             .into_iter()
             .filter(|slot| slot.list != FREE)
@@ -247,6 +299,9 @@ impl<V> Slab<V> {
         self.unlink(from, id);
         self.slots[id as usize].list = list;
         self.push_head(list, id);
+        let weight = self.weight_of(id);
+        self.lists[from as usize].weight -= weight;
+        self.lists[list as usize].weight += weight;
     }
 
     /// The live ids on `list`, head first.
@@ -301,9 +356,10 @@ impl<V> Slab<V> {
         let mut on_lists = 0;
         for list in [SMALL, MAIN] {
             let l = self.lists[list as usize];
-            let (mut id, mut prev, mut n) = (l.head, NIL, 0);
+            let (mut id, mut prev, mut n, mut weight) = (l.head, NIL, 0, 0);
             while id != NIL {
                 let slot = &self.slots[id as usize];
+                weight += self.weight_of(id);
                 assert_eq!(slot.list, list, "slot {id} on the wrong list");
                 assert_eq!(slot.prev, prev, "broken prev link at {id}");
                 assert!(slot.value.is_some(), "live slot {id} without a value");
@@ -314,6 +370,7 @@ impl<V> Slab<V> {
             }
             assert_eq!(l.tail, prev, "tail");
             assert_eq!(l.len, n, "list length");
+            assert_eq!(l.weight, weight, "list weight is the sum of its entries' weights");
             on_lists += n;
         }
         assert_eq!(on_lists, self.live, "every live entry is on exactly one list");

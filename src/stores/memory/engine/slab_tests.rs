@@ -21,6 +21,8 @@ enum Op {
     MoveTo(usize, u8),
     /// Moves a list's tail to its head (a CLOCK turn).
     Rotate(u8),
+    /// Gives the `n`th live entry a new weight (a weighted slab only).
+    Reweigh(usize, u64),
     TakeAll,
 }
 
@@ -31,6 +33,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(Op::MoveToHead),
         2 => (any::<usize>(), 0u8..2).prop_map(|(n, l)| Op::MoveTo(n, l)),
         2 => (0u8..2).prop_map(Op::Rotate),
+        2 => (any::<usize>(), 0u64..20).prop_map(|(n, w)| Op::Reweigh(n, w)),
         1 => Just(Op::TakeAll),
     ]
 }
@@ -38,6 +41,7 @@ fn op() -> impl Strategy<Value = Op> {
 struct Reference {
     lists: [VecDeque<u32>; 2],
     values: HashMap<u32, u64>,
+    weights: HashMap<u32, u64>,
 }
 
 impl Reference {
@@ -64,6 +68,8 @@ fn check(slab: &Slab<u64>, reference: &Reference, step: usize) -> Result<(), Tes
         let expected: Vec<u32> = reference.lists[list as usize].iter().copied().collect();
         prop_assert_eq!(&ids, &expected, "step {}: list {}", step, list);
         prop_assert_eq!(slab.list(list).len, expected.len());
+        let weight: u64 = expected.iter().map(|id| reference.weights[id]).sum();
+        prop_assert_eq!(slab.list(list).weight, weight, "step {}: the weight of list {}", step, list);
         for id in ids {
             prop_assert_eq!(*slab[id].value(), reference.values[&id], "step {}: the value of {}", step, id);
             prop_assert_eq!(slab[id].list(), list);
@@ -82,23 +88,36 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(crate::stores::memory::model_tests::fuzz_cases(256)))]
 
     #[test]
-    fn the_slab_matches_a_list_of_deques(ops in proptest::collection::vec(op(), 1..200)) {
+    fn the_slab_matches_a_list_of_deques(weighted in any::<bool>(), ops in proptest::collection::vec(op(), 1..200)) {
         let mut slab = Slab::<u64>::new();
-        let mut reference = Reference { lists: [VecDeque::new(), VecDeque::new()], values: HashMap::new() };
+        if weighted {
+            slab.weigh();
+        }
+        let empty = || Reference { lists: [VecDeque::new(), VecDeque::new()], values: HashMap::new(), weights: HashMap::new() };
+        let mut reference = empty();
         for (step, op) in ops.iter().enumerate() {
             let value = step as u64;
             match *op {
                 Op::Insert(list) => {
-                    let id = slab.insert(Slot::new("k", value, None, NEVER, 0), list);
+                    let weight = if weighted { value * 37 % 11 } else { 1 };
+                    let id = slab.insert(Slot::new("k", value, None, NEVER, 0), list, weight);
                     prop_assert!(!reference.values.contains_key(&id), "step {}: {} reused while live", step, id);
                     reference.lists[list as usize].push_front(id);
                     reference.values.insert(id, value);
+                    reference.weights.insert(id, weight);
                 }
                 Op::Remove(n) => {
                     if let Some(id) = reference.nth(n) {
                         drop(slab.remove(id, crate::removal::RemovalReason::Deleted));
                         reference.unlink(id);
                         reference.values.remove(&id);
+                        reference.weights.remove(&id);
+                    }
+                }
+                Op::Reweigh(n, weight) => {
+                    if weighted && let Some(id) = reference.nth(n) {
+                        slab.set_weight(id, weight);
+                        reference.weights.insert(id, weight);
                     }
                 }
                 Op::MoveToHead(n) => {
@@ -126,7 +145,7 @@ proptest! {
                 }
                 Op::TakeAll => {
                     prop_assert_eq!(slab.take_all(crate::removal::RemovalReason::Cleared).len(), reference.values.len());
-                    reference = Reference { lists: [VecDeque::new(), VecDeque::new()], values: HashMap::new() };
+                    reference = empty();
                 }
             }
             check(&slab, &reference, step)?;
