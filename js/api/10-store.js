@@ -968,7 +968,11 @@ class MemoryStore {
         throw store.#failed(error);
       }
     },
-    put: (store, key, value, ttl, meta) => store.#put(key, value, ttl, meta),
+    put: (store, key, value, ttl, meta, size) => store.#put(key, value, ttl, meta, undefined, undefined, size),
+    // A store with maxSize: an entry's size (given, or its sizeCalculation's), checked.
+    sized: (store) => store.#maxSize !== undefined,
+    sizeOf: (store, key, value, size) => store.#sizeOf(key, value, size),
+    sizes: (store) => store.#sizes,
   });
 
   /**

@@ -7,8 +7,8 @@
 // milliseconds), coldest entry first. Installed on MemoryStore's prototype
 // below; they reach its state through `inside` (10-store.js).
 
-// The fields of a dumped entry: lru-cache's (`size` is read and ignored),
-// then this store's own.
+// The fields of a dumped entry: lru-cache's (`size` counts in a store with
+// maxSize, and is ignored by one without), then this store's own.
 const DUMP_FIELDS = ["value", "ttl", "start", "size", "metadata", "hits", "probation"];
 
 /** A load's error for entry `i` of the array. */
@@ -31,7 +31,7 @@ function readDumped(pair, i, wallNow) {
     throw dumpError(i, `(${shownKey(key)}) must be an object like { value, ttl, start }, got ${describe(entry)}`);
   }
   checkNames(entry, "dump entry", DUMP_FIELDS);
-  const { value, ttl, start, metadata, hits, probation } = entry;
+  const { value, ttl, start, metadata, hits, probation, size } = entry;
   if (value === undefined) throw dumpError(i, `(${shownKey(key)}) has no value`);
   let seconds;
   // lru-cache dumps `ttl: 0` for an entry without one, once any entry had a TTL.
@@ -55,7 +55,7 @@ function readDumped(pair, i, wallNow) {
     throw dumpError(i, `(${shownKey(key)}): probation must be a boolean, got ${describe(probation)}`);
   }
   const meta = metadata === undefined ? undefined : copyMetadata(metadata);
-  return { key, value, seconds, meta, hits, probation };
+  return { key, value, seconds, meta, hits, probation, size };
 }
 
 /** A TTL in seconds, checked as a set's is. */
@@ -109,6 +109,8 @@ const dumps = {
       const hits = freq.length === 0 ? 0 : freq[id] & FREQ_COUNT;
       if (hits !== 0) entry.hits = hits;
       if (queues) entry.probation = inside.probation(this, id);
+      const sizes = inside.sizes(this);
+      if (sizes !== undefined && sizes[id] !== undefined) entry.size = sizes[id];
       out[out.length] = [key, entry];
     }
     return out;
@@ -134,17 +136,22 @@ const dumps = {
     inside.notify(this, inside.begin(this));
     const wall = Date.now();
     const checked = [];
+    const sized = inside.sized(this);
     for (let i = 0; i < entries.length; i++) {
       const entry = readDumped(entries[i], i, wall);
-      if (entry !== undefined) checked[checked.length] = entry;
+      if (entry === undefined) continue;
+      // Sized once, before anything is stored: the dump's size, or the
+      // store's sizeCalculation (a bad or too large one throws here).
+      entry.size = sized ? inside.sizeOf(this, entry.key, entry.value, entry.size) : undefined;
+      checked[checked.length] = entry;
     }
     let failed = false;
     let error;
     let stored = 0;
     const queues = inside.queues(this);
-    for (const { key, value, seconds, meta, hits, probation } of checked) {
+    for (const { key, value, seconds, meta, hits, probation, size } of checked) {
       try {
-        inside.put(this, key, value, seconds, meta);
+        inside.put(this, key, value, seconds, meta, size);
       } catch (e) {
         // The listener's error (the entry is stored), or the engine's: the
         // rest still load, and the first error is thrown at the end.

@@ -277,3 +277,27 @@ describe("load", () => {
     assert.throws(() => store.load([]));
   });
 });
+
+describe("load into a store with maxSize", () => {
+  test("sizes: the dump's (lru-cache writes them) or the sizeCalculation's; too large fails first", () => {
+    const a = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }) });
+    for (let i = 0; i < 6; i++) a.setSync(`k${i}`, "x".repeat(i + 1));
+    const sized = () =>
+      new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }), maxSize: 10, sizeCalculation: (v) => v.length });
+    const b = sized();
+    assert.equal(b.load(a.dump()), 6);
+    // Loaded coldest first, LRU evicting for each: k4 (5) left only k3 (4)
+    // beside it, and k5 (6) fits with neither (4 + 5 + 6 > 10).
+    assert.deepEqual(b.keysSync(), ["k5"]);
+    const dumped = Object.fromEntries(b.dump());
+    assert.equal(dumped.k5.size, 6);
+    const c = sized();
+    c.setSync("there", "y");
+    assert.throws(() => c.load([["light", { value: "z" }], ["heavy", { value: "x".repeat(11) }]]));
+    assert.throws(() => c.load([["given", { value: "z", size: -1 }]]));
+    assert.deepEqual(c.keysSync(), ["there"], "nothing changed");
+    // An unsized store ignores lru-cache's sizes.
+    const d = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) });
+    assert.equal(d.load([["k", { value: 1, size: 5 }]]), 1);
+  });
+});

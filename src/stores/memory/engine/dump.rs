@@ -97,10 +97,14 @@ impl<V> Engine<V> {
     /// Stores an entry of a snapshot as the hottest of its queue (S3-FIFO:
     /// the small queue if `probation`, else main, with `hits` as its access
     /// count; LRU and TTL: the head of their list), after the key's old
-    /// entry (replaced) and, when the engine is full, the entry the policy
-    /// evicts; hands back what it removed.
-    pub fn restore(&mut self, key: Key<'_>, hash: u64, entry: Restored<V>) -> Removals<V> {
+    /// entry (replaced) and, when the engine is full, the entries the
+    /// policy evicts; hands back what it removed. With a weigher, the entry
+    /// is weighed first: one heavier than the capacity (the caller checked
+    /// it with [`check_weight`](Engine::check_weight)) changes nothing.
+    pub fn restore(&mut self, key: Key<'_>, hash: u64, entry: Restored<V>) -> crate::errors::Result<Removals<V>> {
         let Restored { value, ttl, idle, metadata, hits, probation } = entry;
+        let weighs = self.weighs();
+        let weight = if weighs { self.weigh(&key, &value)? } else { 1 };
         let existing = self.find(hash, &key);
         self.cancel_load(&key, existing);
         let now = self.clock.now();
@@ -113,24 +117,25 @@ impl<V> Engine<V> {
             };
             removed.push(gone);
         }
-        if self.slab.len() >= self.max_size
-            && !self.reclaim_expired(now, 1, &mut removed)
-            && let Some(evicted) = self.evict_one()
-        {
-            self.counters.evictions += 1;
-            removed.push(evicted);
+        if weighs {
+            if !self.evicted_once && !self.fits::<true>(weight, None) {
+                self.resize_for_entries(self.slab.len());
+            }
+            self.make_room::<true>(weight, now, &mut removed);
+        } else {
+            self.make_room::<false>(weight, now, &mut removed);
         }
         let list = if self.kind == Kind::S3Fifo && probation { SMALL } else { MAIN };
         let ttl_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
         // An idle time starts again at the load, as if the entry had just been read.
         let idle = idle.or(self.default_idle);
         let expires_at = idle.map_or(ttl_at, |idle| ttl_at.min(expiry(now, idle)));
-        let id = self.insert_new(hash, key, value, metadata.map(Box::new), expires_at, list);
+        let id = self.insert_new(hash, key, value, metadata.map(Box::new), expires_at, list, weight);
         self.start_idle(id, idle, ttl_at, now);
         if self.kind == Kind::S3Fifo {
             self.slab[id].freq.store(hits.min(MAX_FREQ), Relaxed);
         }
         self.counters.sets += 1;
-        removed
+        Ok(removed)
     }
 }
