@@ -113,19 +113,21 @@ export type Metadata = { [key: string]: JsonValue };
 /** What metadata may hold. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
-/** One entry of {@link MemoryStore.dump}, as lru-cache's `Entry` (`size` is ignored). */
+/** One entry of {@link MemoryStore.dump}, as lru-cache's `Entry`. */
 export interface DumpEntry<V = unknown> {
   value: V;
   /** Milliseconds of TTL left at `start` (none, or lru-cache's 0: the entry never expires, or takes the policy's TTL on load). */
   ttl?: number;
   /** When `ttl` was measured: `Date.now()` milliseconds. */
   start?: number;
-  /** lru-cache's size: read and ignored. */
+  /** The entry's size in a store with `maxSize` (lru-cache writes it too): used by such a store, else ignored. */
   size?: number;
   /** The entry's metadata, if it has any. */
   metadata?: Metadata;
   /** S3FIFOPolicy's access count (0 to 3), when not 0. */
   hits?: number;
+  /** S3FIFOPolicy: on the small (probationary) queue rather than the main one. */
+  probation?: boolean;
 }
 
 /** Options of {@link MemoryStore.set}. */

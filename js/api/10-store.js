@@ -958,7 +958,21 @@ class MemoryStore {
     },
     now: (store) => store.#now(),
     byDeadline: (store) => store.#byDeadline,
-    put: (store, key, value, ttl, meta) => store.#put(key, value, ttl, meta),
+    // S3-FIFO's queues: whether a slot is on the small one, and a move to one.
+    queues: (store) => store.#mode === FREQ,
+    probation: (store, id) => store.#store.probation(id),
+    place: (store, id, probation) => {
+      try {
+        store.#store.place(id, probation);
+      } catch (error) {
+        throw store.#failed(error);
+      }
+    },
+    put: (store, key, value, ttl, meta, size) => store.#put(key, value, ttl, meta, undefined, undefined, size),
+    // A store with maxSize: an entry's size (given, or its sizeCalculation's), checked.
+    sized: (store) => store.#maxSize !== undefined,
+    sizeOf: (store, key, value, size) => store.#sizeOf(key, value, size),
+    sizes: (store) => store.#sizes,
   });
 
   /**

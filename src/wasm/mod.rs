@@ -405,6 +405,18 @@ impl WasmStore {
         })
     }
 
+    /// Whether live slot `id` is on S3-FIFO's small (probationary) queue.
+    pub fn probation(&self, id: u32) -> bool {
+        self.engine().on_probation(id)
+    }
+
+    /// Moves live slot `id` to the head of S3-FIFO's small queue
+    /// (`probation`) or main queue (a loaded dump's entry); nothing under
+    /// LRU and TTL.
+    pub fn place(&self, id: u32, probation: bool) {
+        self.guarded(|engine| engine.place(id, probation));
+    }
+
     /// How many live entries the engine holds (after [`WasmStore::reclaim`]).
     pub fn live(&self) -> usize {
         self.engine().live()
