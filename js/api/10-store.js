@@ -53,6 +53,10 @@ class MemoryStore {
   // Metadata (plain copies) and getOrSet freshness, by slot id: most entries have neither.
   #meta = new SlotMap();
   #fresh = new SlotMap();
+  // Tags (12-tags.js): slot id -> its tags (a frozen array), and tag -> the
+  // ids that carry it; both empty until a tagged set.
+  #tags = new SlotMap();
+  #byTag = new SlotMap();
   // getOrSet's loads (9-loads.js), and their placeholders by key: a write,
   // delete, invalidate, clear or updateMetadata of a key removes its
   // placeholder, so a load that began before it stores nothing.
@@ -115,7 +119,7 @@ class MemoryStore {
       ready: () => {
         if (this.#pending) this.#live();
       },
-      put: (key, value, ttl, meta, fresh) => this.#put(key, value, ttl, meta, true, fresh),
+      put: (key, value, ttl, meta, fresh, tags) => this.#put(key, value, ttl, meta, true, fresh, tags),
       freshOf: (key) => {
         const id = this.#ids.get(key);
         return id === undefined ? undefined : this.#fresh.get(id);
@@ -390,6 +394,8 @@ class MemoryStore {
     this.#keys = new Array(this.#prealloc);
     this.#meta.clear();
     this.#fresh.clear();
+    this.#tags.clear();
+    this.#byTag.clear();
     this.#placeholders.clear();
   }
 
@@ -416,6 +422,7 @@ class MemoryStore {
     this.#keys[id] = undefined;
     if (this.#meta.size !== 0) this.#meta.delete(id);
     if (this.#fresh.size !== 0) this.#fresh.delete(id);
+    if (this.#tags.size !== 0) untag(this.#tags, this.#byTag, id);
     if (notices !== undefined) notify3(notices, value, key, REASONS[reason]);
   }
 
@@ -486,18 +493,19 @@ class MemoryStore {
     if (value === undefined) throw undefinedValueError("cannot store");
     let ttl;
     let meta;
+    let tags;
     if (options !== undefined) {
       readSetOptions(options);
-      ({ ttl, meta } = setOptions);
+      ({ ttl, meta, tags } = setOptions);
     }
-    this.#put(key, value, ttl, meta);
+    this.#put(key, value, ttl, meta, false, undefined, tags);
   }
 
   /**
    * Stores `value` under `key` (checked a string) with a ttl in seconds and
    * metadata (a plain copy); throws if refused. `later`: see `#notify`.
    */
-  #put(key, value, ttl, meta, later, fresh) {
+  #put(key, value, ttl, meta, later, fresh, tags) {
     if (ttl !== undefined) this.#expiring = true;
     const now = this.#time();
     // Nothing of the caller's runs from here to the end of the call into
@@ -529,7 +537,7 @@ class MemoryStore {
     let notices;
     try {
       if (this.#header[0] !== this.#version) this.#view();
-      notices = this.#place(id, key, value, meta, fresh);
+      notices = this.#place(id, key, value, meta, fresh, tags);
     } catch (error) {
       // Cut short past the probe (V8 may need far more stack to compile or
       // tier up a function than the probe reserves): the engine holds the
@@ -539,6 +547,7 @@ class MemoryStore {
       this.#cutValue = value;
       this.#cutMeta = meta;
       this.#cutFresh = fresh;
+      this.#cutTags = tags;
       this.#cutKey = key;
       this.#pending = true;
       this.#version = -1;
@@ -553,6 +562,7 @@ class MemoryStore {
   #cutValue;
   #cutMeta;
   #cutFresh;
+  #cutTags;
   #cutKey;
 
   /**
@@ -564,7 +574,7 @@ class MemoryStore {
    */
   #finishPlacing() {
     // Forgotten only once done: cut short again, the next call retries.
-    const notices = this.#place(this.#cutId, this.#cutKey, this.#cutValue, this.#cutMeta, this.#cutFresh);
+    const notices = this.#place(this.#cutId, this.#cutKey, this.#cutValue, this.#cutMeta, this.#cutFresh, this.#cutTags);
     this.#clearCut();
     // The cut set already threw to its caller: a listener's error is reported.
     this.#notify(notices, true);
@@ -576,6 +586,7 @@ class MemoryStore {
     this.#cutValue = undefined;
     this.#cutMeta = undefined;
     this.#cutFresh = undefined;
+    this.#cutTags = undefined;
   }
 
   /** What a call rethrows after `error` (and the next call checks the engine: `#repair`). */
@@ -592,7 +603,7 @@ class MemoryStore {
    * Puts the value of the entry just stored in slot `id`, after forgetting
    * what the engine removed for it: the removal notices, for `#notify`.
    */
-  #place(id, key, value, meta, fresh) {
+  #place(id, key, value, meta, fresh, tags) {
     const removed = this.#removed;
     const n = removed[0];
     let notices;
@@ -619,6 +630,8 @@ class MemoryStore {
     else if (this.#meta.size !== 0) this.#meta.delete(id);
     if (fresh !== undefined) this.#fresh.set(id, fresh);
     else if (this.#fresh.size !== 0) this.#fresh.delete(id);
+    if (this.#tags.size !== 0) untag(this.#tags, this.#byTag, id);
+    if (tags !== undefined) tag(this.#tags, this.#byTag, id, tags);
     // A write moves the key on: a load that began before it stores nothing.
     if (this.#placeholders.size !== 0) this.#placeholders.delete(key);
     return notices;
@@ -861,6 +874,9 @@ class MemoryStore {
     keys: (store) => store.#keys,
     values: (store) => store.#values,
     placeholders: (store) => store.#placeholders,
+    // Slot id -> tags, and tag -> ids (read only; 12-tags.js).
+    tags: (store) => store.#tags,
+    byTag: (store) => store.#byTag,
   });
 
   /**
@@ -886,6 +902,7 @@ class MemoryStore {
     this.#fresh.forEach((_, id) => {
       if (this.#keys[id] === undefined) problems.push(`slot ${id}: freshness without an entry`);
     });
+    auditTags(this.#tags, this.#byTag, this.#keys, problems);
     return problems;
   }
 
