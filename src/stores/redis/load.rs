@@ -57,6 +57,8 @@ pub(super) struct StoreAs<'a> {
     pub ttl: Option<u64>,
     pub metadata: Option<&'a Metadata>,
     pub fresh_for: Option<u64>,
+    /// The entry's tags (checked), registered before the placeholder is taken.
+    pub tags: &'a [String],
 }
 
 /// What a loaded value's write is conditional on (see `STORE_LOADED_FN` in
@@ -83,7 +85,7 @@ where
     {
         let ttl = check_set_options(&options, self.default_ttl)?.map(ttl_millis);
         let follow = |stored: Arc<[u8]>| format::decode_value(&key, &stored);
-        let how = StoreAs { ttl, metadata: options.metadata.as_ref(), fresh_for: None };
+        let how = StoreAs { ttl, metadata: options.metadata.as_ref(), fresh_for: None, tags: &options.tags };
         let load = || async move { loader().await.map_err(loader_error) };
         let lead = || self.load_shared(key, load, how);
         // The singleflight runs `lead` (and so the loader) with the key
@@ -101,6 +103,12 @@ where
         Fut: Future<Output = Result<V>>,
     {
         let entry = self.space.entry(key);
+        // Listed in the tag sets before the placeholder is taken: an
+        // `invalidate_tags` from then on deletes the placeholder, and the
+        // load stores nothing (see `tags.rs`).
+        if !how.tags.is_empty() {
+            self.register_tags("get_or_set", key, how.tags, how.ttl).await?;
+        }
         // The guard owns the token from before the first attempt: an attempt
         // whose reply is lost (an error, a timeout, this future dropped) may
         // have taken the placeholder on Redis all the same, so it is removed
@@ -137,7 +145,8 @@ where
         let loaded = load().await;
         std::mem::forget(unfinished);
         self.counters.record_load(loaded.is_ok(), u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        let stored = match loaded.and_then(|value| Ok((format::encode(&value, how.metadata)?, value))) {
+        let stored = match loaded.and_then(|value| Ok((format::encode_tagged(&value, how.metadata, how.tags)?, value)))
+        {
             Ok((stored, value)) => (stored, value),
             Err(e) => {
                 guard.release().await;

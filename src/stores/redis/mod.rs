@@ -27,6 +27,7 @@ mod keyspace;
 mod load;
 mod refresh;
 mod scripts;
+mod tags;
 mod tls;
 mod walks;
 
