@@ -235,3 +235,51 @@ async fn near_caches_drop_their_copies_when_any_process_invalidates_a_tag() {
     }
     assert_eq!(a.get_tags("page:2").await.unwrap(), None);
 }
+
+/// Tagged sets and loads racing invalidations from another process: once
+/// every call has returned, one more `invalidate_tags` leaves no entry
+/// carrying the tag (a set or load that lost its listing to a racing
+/// invalidation would survive it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sets_and_loads_racing_invalidations_stay_reachable() {
+    let server = RedisServer::start();
+    let writer = leased_store(&server, "race:", None, Duration::from_secs(10)).await;
+    let other = leased_store(&server, "race:", None, Duration::from_secs(10)).await;
+    for round in 0..3 {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let invalidations = {
+            let (other, stop) = (Arc::clone(&other), Arc::clone(&stop));
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    other.invalidate_tags(&["hot"]).await.unwrap();
+                }
+            })
+        };
+        let writes = (0..4).map(|task| {
+            let writer = Arc::clone(&writer);
+            tokio::spawn(async move {
+                for i in 0..150 {
+                    let key = format!("k{round}:{task}:{}", i % 40);
+                    if i % 3 == 0 {
+                        writer.get_or_set(&key, || async { "loaded".to_string() }, tagged(&["hot"])).await.unwrap();
+                    } else {
+                        writer.set(&key, "set".into(), tagged(&["hot", "other"])).await.unwrap();
+                    }
+                }
+            })
+        });
+        for write in futures_util::future::join_all(writes).await {
+            write.unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        invalidations.await.unwrap();
+        other.invalidate_tags(&["hot"]).await.unwrap();
+        let mut left = Vec::new();
+        for key in writer.keys(None).await.unwrap() {
+            if writer.get_tags(&key).await.unwrap().is_some_and(|tags| tags.iter().any(|t| t == "hot")) {
+                left.push(key);
+            }
+        }
+        assert!(left.is_empty(), "round {round}: entries carrying the tag survived: {left:?}");
+    }
+}

@@ -98,10 +98,12 @@ where
 
     /// The second half of [`set_checked`](Self::set_checked): the write.
     pub(crate) async fn set_encoded(&self, key: Key<'_>, encoded: EncodedSet) -> Result<()> {
+        self.write("set", key, &encoded.stored, encoded.ttl).await?;
         if !encoded.tags.is_empty() {
-            self.register_tags("set", key, &encoded.tags, encoded.ttl).await?;
+            // Listed once written (see `tags.rs`).
+            self.register_written("set", key, &encoded.tags, encoded.ttl).await?;
         }
-        self.write("set", key, &encoded.stored, encoded.ttl).await
+        Ok(())
     }
 
     /// [`CacheStore::delete`] on a checked key.

@@ -103,12 +103,6 @@ where
         Fut: Future<Output = Result<V>>,
     {
         let entry = self.space.entry(key);
-        // Listed in the tag sets before the placeholder is taken: an
-        // `invalidate_tags` from then on deletes the placeholder, and the
-        // load stores nothing (see `tags.rs`).
-        if !how.tags.is_empty() {
-            self.register_tags("get_or_set", key, how.tags, how.ttl).await?;
-        }
         // The guard owns the token from before the first attempt: an attempt
         // whose reply is lost (an error, a timeout, this future dropped) may
         // have taken the placeholder on Redis all the same, so it is removed
@@ -123,7 +117,7 @@ where
         loop {
             guard.arm();
             // An error returns with the guard armed: its drop releases.
-            match self.get_or_lock(entry, guard.lock()).await? {
+            match self.get_or_lock(key, entry, guard.lock(), how.tags).await? {
                 Step::Found(stored) => {
                     guard.disarm();
                     return Ok((format::decode_value(&key, &stored)?, stored.into()));
@@ -158,9 +152,13 @@ where
         // Stored only if the placeholder is still ours: nothing wrote,
         // deleted, invalidated or cleared the key, and the lease has not run
         // out. Either way the callers get the loaded value.
-        self.store_loaded(key, Condition::Placeholder(&token), &stored, how).await?;
+        let written = self.store_loaded(key, Condition::Placeholder(&token), &stored, how).await?;
         // Stored, the value replaced the placeholder; refused, it is not ours.
         guard.disarm();
+        if written && !how.tags.is_empty() {
+            // Listed with its placeholder already; this keeps its tag sets as long as the entry.
+            self.register_written("get_or_set", key, how.tags, how.ttl).await?;
+        }
         Ok((value, stored.into()))
     }
 
@@ -213,11 +211,20 @@ where
         Ok(written)
     }
 
-    /// One atomic step: the entry if present, else the placeholder if free.
-    async fn get_or_lock(&self, entry: Entry<'_>, lock: &Lock) -> Result<Step> {
+    /// One atomic step: the entry if present, else the placeholder if free
+    /// (listed in the tag sets of `tags` with it).
+    async fn get_or_lock(&self, key: Key<'_>, entry: Entry<'_>, lock: &Lock, tags: &[String]) -> Result<Step> {
         let mut conn = self.conn.clone();
-        let mut call = ScriptCall::new(&self.scripts.get_or_lock, &[entry.into()], &[]);
-        call.arg(&lock.token).arg(ttl_millis(self.lock_lease));
+        let index = self.space.bucket_index(key);
+        let sets: Vec<Vec<u8>> = tags.iter().map(|tag| self.space.tag_set(index, tag)).collect();
+        let mut keys: Vec<Name<'_>> = vec![entry.into()];
+        keys.extend(sets.iter().map(Name::from));
+        let mut call = ScriptCall::new(&self.scripts.get_or_lock, &keys, &[]);
+        let lease = ttl_millis(self.lock_lease);
+        call.arg(&lock.token).arg(lease);
+        if !tags.is_empty() {
+            call.arg(lease.saturating_add(super::tags::SLACK_MS));
+        }
         let reply: redis::Value = self.round_trip("get_or_set", call.invoke(&mut conn)).await?;
         match reply {
             redis::Value::BulkString(stored) => Ok(Step::Found(stored)),

@@ -441,15 +441,12 @@ where
                     tags: &entry_options.tags,
                 };
                 let condition = Condition::Refresh { token: &self.token, sha: &sha };
-                // The refreshed entry's tags are listed before it is stored.
-                if !how.tags.is_empty()
-                    && store.register_tags("get_or_refresh", self.key.key(), how.tags, how.ttl).await.is_err()
-                {
-                    // Unlisted, the entry must not be stored; the lease ends the lock.
-                    return;
-                }
                 // Refused, the script released the lock; failed, the lease ends it.
-                let _ = store.store_loaded(self.key.key(), condition, &stored, how).await;
+                let written = store.store_loaded(self.key.key(), condition, &stored, how).await;
+                if matches!(written, Ok(true)) && !how.tags.is_empty() {
+                    // Listed once written; a failure takes the entry out again (best effort).
+                    let _ = store.register_written("get_or_refresh", self.key.key(), how.tags, how.ttl).await;
+                }
             }
             Err(_) => self.failed().await,
         }

@@ -7,13 +7,16 @@
 //!   have), whose members are the full Redis keys of the bucket's entries
 //!   tagged with it. On a cluster it shares the bucket's slot with the
 //!   entries, so one script reaches both: no command is ever cross-slot.
-//! - **Set.** A tagged `set` first adds the entry's key to its tag sets (one
-//!   script, [`REGISTER`]), then writes the entry as an untagged one is
-//!   written: two round trips. An untagged `set` is still one `SET`: it
-//!   leaves the key in the tag sets of its old tags, where nothing trusts
-//!   it (below). Registering before writing means an entry carrying a tag is
-//!   always listed: a failure between the two leaves a listed key without
-//!   the tag, never the reverse.
+//! - **Set.** A tagged `set` writes the entry as an untagged one is written,
+//!   then adds its key to its tag sets (one script, [`REGISTER`]): two round
+//!   trips. An untagged `set` is still one `SET`: it leaves the key in the
+//!   tag sets of its old tags, where nothing trusts it (below). Listed after
+//!   the write, a key in a tag set is always one that was written (or a
+//!   load's placeholder, below), so a member whose key is gone is gone for
+//!   good and may be dropped; an `invalidate_tags` that runs between the
+//!   write and the listing runs while the `set` is under way, and the `set`
+//!   takes effect after it. If the listing fails, the entry is unlinked
+//!   again (best effort) and the `set` fails.
 //! - **Invalidate.** `invalidate_tags` runs one script per bucket
 //!   ([`INVALIDATE`]; a cluster's buckets in parallel) that goes through the
 //!   tag sets of the tags, unlinks each member whose document carries one of
@@ -23,11 +26,14 @@
 //!   stands), and deletes the sets. The count is of the live entries it
 //!   unlinked, exact, and costs no walk of the keyspace: the work is the
 //!   size of the tag sets.
-//! - **Loads.** A tagged `get_or_set` (or `get_or_refresh` miss) registers
-//!   its key in the tag sets *before* it takes the key's placeholder, so an
-//!   `invalidate_tags` that comes after the placeholder was taken finds and
-//!   deletes it, and the load stores nothing. A refresh stores only if the
-//!   entry still has the bytes it read, which an invalidation removed.
+//! - **Loads.** A tagged `get_or_set` (or `get_or_refresh` miss) lists its
+//!   key in the tag sets in the same script that takes the key's placeholder
+//!   (`GET_OR_LOCK`), so an `invalidate_tags` that comes after the load
+//!   began finds the placeholder and deletes it, and the load stores nothing
+//!   (the same mechanism as `invalidate(pattern)`). A load of a key that was
+//!   tagged before may be cancelled so too. A refresh stores only if the
+//!   entry still has the bytes it read, which an invalidation removed; what
+//!   a load or refresh stored is then listed as a `set` is.
 //! - **Memory.** A tag set's TTL is kept at least the longest TTL of the
 //!   entries registered in it (plus [`SLACK_MS`], and the load lease), none
 //!   if one of them has none; and each registration checks two random
@@ -182,6 +188,23 @@ where
         let mut conn = self.conn.clone();
         let _: u64 = self.round_trip(what, call.invoke(&mut conn)).await?;
         Ok(())
+    }
+
+    /// Lists `key`'s entry, just written, in the tag
+    /// sets of `tags`. If that fails the entry is unlinked again (best
+    /// effort: a miss is harmless, an entry carrying a tag no set lists is
+    /// not), and the error returned.
+    pub(super) async fn register_written(
+        &self,
+        what: &str,
+        key: Key<'_>,
+        tags: &[String],
+        ttl_ms: Option<u64>,
+    ) -> Result<()> {
+        let Err(error) = self.register_tags(what, key, tags, ttl_ms).await else { return Ok(()) };
+        let full = self.space.entry(key).to_vec();
+        let _ = self.unlink(what, self.space.bucket_index(key), &[&full]).await;
+        Err(error)
     }
 
     /// [`CacheStore::invalidate_tags`](crate::store::CacheStore::invalidate_tags)
