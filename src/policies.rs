@@ -29,6 +29,7 @@ pub struct LruPolicy {
     max_size: NonZeroUsize,
     default_ttl: Option<Duration>,
     refresh_on_get: bool,
+    default_idle: Option<Duration>,
 }
 
 impl LruPolicy {
@@ -37,7 +38,12 @@ impl LruPolicy {
     /// # Errors
     /// [`CacheError::Policy`] when `max_size` is 0.
     pub fn new(max_size: usize) -> Result<Self> {
-        Ok(LruPolicy { max_size: max_size_from(max_size)?, default_ttl: None, refresh_on_get: true })
+        Ok(LruPolicy {
+            max_size: max_size_from(max_size)?,
+            default_ttl: None,
+            refresh_on_get: true,
+            default_idle: None,
+        })
     }
 
     /// Entries set without their own TTL expire after `ttl`.
@@ -89,6 +95,7 @@ impl LruPolicy {
 pub struct TtlPolicy {
     ttl: Duration,
     max_size: Option<NonZeroUsize>,
+    default_idle: Option<Duration>,
 }
 
 impl TtlPolicy {
@@ -97,7 +104,7 @@ impl TtlPolicy {
     /// # Errors
     /// [`CacheError::Policy`] when `ttl` is zero.
     pub fn new(ttl: Duration) -> Result<Self> {
-        Ok(TtlPolicy { ttl: check_ttl(ttl)?, max_size: None })
+        Ok(TtlPolicy { ttl: check_ttl(ttl)?, max_size: None, default_idle: None })
     }
 
     /// Entries live for `secs` seconds.
@@ -177,6 +184,7 @@ pub struct S3FifoPolicy {
     max_size: NonZeroUsize,
     default_ttl: Option<Duration>,
     adaptive: bool,
+    default_idle: Option<Duration>,
 }
 
 impl S3FifoPolicy {
@@ -185,7 +193,7 @@ impl S3FifoPolicy {
     /// # Errors
     /// [`CacheError::Policy`] when `max_size` is 0.
     pub fn new(max_size: usize) -> Result<Self> {
-        Ok(S3FifoPolicy { max_size: max_size_from(max_size)?, default_ttl: None, adaptive: true })
+        Ok(S3FifoPolicy { max_size: max_size_from(max_size)?, default_ttl: None, adaptive: true, default_idle: None })
     }
 
     /// Entries set without their own TTL expire after `ttl`.
@@ -264,6 +272,16 @@ impl Policy {
             Policy::S3Fifo(p) => p.default_ttl(),
         }
     }
+
+    /// The time-to-idle given to entries set without one (see
+    /// [`SetOptions::idle`](crate::SetOptions::idle)).
+    pub fn default_idle(&self) -> Option<Duration> {
+        match self {
+            Policy::Lru(p) => p.default_idle,
+            Policy::Ttl(p) => p.default_idle,
+            Policy::S3Fifo(p) => p.default_idle,
+        }
+    }
 }
 
 impl From<LruPolicy> for Policy {
@@ -282,6 +300,60 @@ impl From<TtlPolicy> for Policy {
     fn from(p: TtlPolicy) -> Self {
         Policy::Ttl(p)
     }
+}
+
+/// The longest time-to-idle accepted (10^15 ms, about 31,700 years, the
+/// longest expiry Redis keeps): a longer one is a mistake, refused as
+/// [`CacheError::Policy`]. Exact as a JS number of milliseconds.
+pub const MAX_IDLE: Duration = Duration::from_millis(1_000_000_000_000_000);
+
+/// Refuses a time-to-idle of zero or longer than [`MAX_IDLE`].
+pub(crate) fn check_idle(idle: Duration) -> Result<Duration> {
+    if idle.is_zero() || idle > MAX_IDLE {
+        return Err(CacheError::Policy(format!(
+            "idle must be greater than zero and at most {} ms, got {idle:?}",
+            MAX_IDLE.as_millis()
+        )));
+    }
+    Ok(idle)
+}
+
+macro_rules! with_default_idle {
+    ($($policy:ident: $example:expr;)*) => {$(
+        impl $policy {
+            /// Entries set without their own time-to-idle leave after `idle`
+            /// without a read (a `get` hit, a `get_or_set` or
+            /// `get_or_refresh` hit), or at their TTL, whichever comes first.
+            /// `contains` and `get_metadata` are no reads.
+            ///
+            /// # Errors
+            /// [`CacheError::Policy`] when `idle` is zero or longer than [`MAX_IDLE`].
+            ///
+            /// ```
+            #[doc = concat!("use pepperpy_caching::policies::", stringify!($policy), ";")]
+            /// use std::time::Duration;
+            #[doc = concat!("let policy = ", $example, ".with_default_idle(Duration::from_secs(30))?;")]
+            /// assert_eq!(policy.default_idle(), Some(Duration::from_secs(30)));
+            #[doc = concat!("assert!(", $example, ".with_default_idle(Duration::ZERO).is_err());")]
+            /// # Ok::<(), pepperpy_caching::CacheError>(())
+            /// ```
+            pub fn with_default_idle(mut self, idle: Duration) -> Result<Self> {
+                self.default_idle = Some(check_idle(idle)?);
+                Ok(self)
+            }
+
+            /// The time-to-idle of entries set without one.
+            pub fn default_idle(&self) -> Option<Duration> {
+                self.default_idle
+            }
+        }
+    )*};
+}
+
+with_default_idle! {
+    LruPolicy: "LruPolicy::new(100)?";
+    TtlPolicy: "TtlPolicy::new(Duration::from_secs(60))?";
+    S3FifoPolicy: "S3FifoPolicy::new(100)?";
 }
 
 /// Converts a TTL in seconds, as JS and config files give it, to a `Duration`.

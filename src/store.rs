@@ -40,6 +40,10 @@ pub struct SetOptions {
     pub ttl: Option<Duration>,
     /// Metadata stored with the entry; `None` stores none.
     pub metadata: Option<Metadata>,
+    /// Time-to-idle: the entry leaves after this long without a read, or at
+    /// its TTL, whichever comes first; `None` takes the policy's default (if
+    /// any). See [`idle`](Self::idle).
+    pub idle: Option<Duration>,
     /// The entry's tags, for [`CacheStore::invalidate_tags`] (see
     /// [`SetOptions::tags`]); empty, the default, for none.
     pub tags: Vec<String>,
@@ -60,6 +64,36 @@ impl SetOptions {
     /// The entry carries `metadata`.
     pub fn metadata(mut self, metadata: Metadata) -> Self {
         self.metadata = Some(metadata);
+        self
+    }
+
+    /// The entry leaves after `idle` without a read, or at its TTL,
+    /// whichever comes first (moka's `time_to_idle`, per entry). A read is a
+    /// `get` hit or a `get_or_set`/`get_or_refresh` hit; `contains` and
+    /// `get_metadata` are not (as moka; lru-cache's `has` does not either).
+    /// A `set` starts the idle clock again. `idle` must be greater than zero
+    /// and at most [`MAX_IDLE`](crate::policies::MAX_IDLE): a `set` with any
+    /// other is [`CacheError::Policy`] and changes nothing.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheStore, LruPolicy, ManualClock, MemoryStore, SetOptions};
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let clock = ManualClock::new();
+    /// let store = MemoryStore::builder(LruPolicy::new(100)?).clock(clock.clone()).build();
+    /// let options = SetOptions::new().ttl(Duration::from_secs(60)).idle(Duration::from_secs(10));
+    /// store.set("session", 1, options).await?;
+    /// clock.advance(Duration::from_secs(8));
+    /// assert_eq!(store.get("session").await?, Some(1)); // a read: 10 s more
+    /// clock.advance(Duration::from_secs(8));
+    /// assert_eq!(store.get("session").await?, Some(1));
+    /// clock.advance(Duration::from_secs(10));
+    /// assert_eq!(store.get("session").await?, None); // 10 s without a read
+    /// # Ok(()) }
+    /// ```
+    pub fn idle(mut self, idle: Duration) -> Self {
+        self.idle = Some(idle);
         self
     }
 
@@ -110,6 +144,73 @@ pub trait CacheStore<V>: Send + Sync {
 
     /// Removes `key`; whether a live entry was there.
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The live values under `keys`, in the order of `keys` (`None` for a
+    /// miss), read in one go: one lock per shard in memory, one round trip
+    /// on Redis (one per master on a cluster, in parallel). Each key counts
+    /// as one `get` (a hit or a miss), so a key given twice is read and
+    /// counted twice and answered in both places. Every key is checked
+    /// first: one bad key fails the whole call with [`CacheError::Key`]
+    /// and nothing is read or counted. An empty `keys` is a no-op.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, SetOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let store = MemoryStore::new(LruPolicy::new(100)?);
+    /// store.set("a", 1, SetOptions::new()).await?;
+    /// assert_eq!(store.get_many(&["a", "b", "a"]).await?, [Some(1), None, Some(1)]);
+    /// assert_eq!((store.stats().hits, store.stats().misses), (2, 1));
+    /// # Ok(()) }
+    /// ```
+    fn get_many(&self, keys: &[&str]) -> impl Future<Output = Result<Vec<Option<V>>>> + Send;
+
+    /// Stores every `(key, value)` of `entries` with the same `options`
+    /// (one TTL and metadata for all: call it once per set of options), as
+    /// that many `set`s in the order given would, so of a key given twice
+    /// the last value stays. One lock per shard in memory, one round trip on
+    /// Redis (one per master on a cluster, in parallel). Each entry counts
+    /// as one `set`. The keys and the options are checked (and, on Redis,
+    /// every value encoded) before anything is written: bad input fails the
+    /// whole call and changes nothing. An empty `entries` is a no-op.
+    ///
+    /// On Redis a call that fails on the way (a timeout, a server gone)
+    /// may have written some of the entries and not others, as that many
+    /// `set`s would: each entry is written whole or not at all (on a cluster, each master's
+    /// share is one pipeline), and the call reports the failure.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, SetOptions};
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let store = MemoryStore::new(LruPolicy::new(100)?);
+    /// let ttl = SetOptions::new().ttl(Duration::from_secs(60));
+    /// store.set_many(vec![("a", 1), ("b", 2), ("a", 3)], ttl).await?;
+    /// assert_eq!(store.get_many(&["a", "b"]).await?, [Some(3), Some(2)]);
+    /// # Ok(()) }
+    /// ```
+    fn set_many(&self, entries: Vec<(&str, V)>, options: SetOptions) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes every key of `keys`; how many live entries were there (a key
+    /// given twice is removed once). One lock per shard in memory, one
+    /// round trip on Redis (one per master on a cluster, in parallel); each
+    /// entry removed counts as one delete. Every key is checked first: one
+    /// bad key fails the whole call and removes nothing. An empty `keys` is
+    /// a no-op. On Redis a call that fails on the way may have removed some
+    /// of the keys.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, SetOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pepperpy_caching::Result<()> {
+    /// let store = MemoryStore::new(LruPolicy::new(100)?);
+    /// store.set_many(vec![("a", 1), ("b", 2)], SetOptions::new()).await?;
+    /// assert_eq!(store.delete_many(&["a", "b", "c", "a"]).await?, 2);
+    /// assert_eq!(store.size().await?, 0);
+    /// # Ok(()) }
+    /// ```
+    fn delete_many(&self, keys: &[&str]) -> impl Future<Output = Result<usize>> + Send;
 
     /// Whether a live entry is under `key`. Counts neither hit nor miss and
     /// does not refresh recency.
@@ -305,6 +406,9 @@ pub(crate) fn effective_ttl(own: Option<Duration>, default: Option<Duration>) ->
 pub(crate) fn check_set_options(options: &SetOptions, default_ttl: Option<Duration>) -> Result<Option<Duration>> {
     if let Some(metadata) = &options.metadata {
         check_metadata(metadata)?;
+    }
+    if let Some(idle) = options.idle {
+        crate::policies::check_idle(idle)?;
     }
     if !options.tags.is_empty() {
         crate::tags::check_entry_tags(&options.tags)?;

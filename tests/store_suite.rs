@@ -4,10 +4,9 @@
 //! RedisStore, RedisStore on a Redis Cluster, NearCache and the dyn store
 //! over Redis (on real servers) with the `redis` feature.
 //!
-//! The cases are grouped in lists, one file each under tests/store_suite/
-//! (`basics`, `read_through`, `refresh`, `tags`); a new group is one more file and one more
-//! list in [`suite!`]'s call at the bottom. Each test is named
-//! `backend::case`.
+//! The cases are grouped in lists, one file per group under
+//! tests/store_suite/; a new group is one more file and one more list in
+//! [`suite!`]'s call at the bottom. Each test is named `backend::case`.
 //!
 //! A [`Backend`] makes stores and makes time pass: the memory backends move a
 //! `ManualClock` and never sleep; the Redis backends sleep, so their TTLs are
@@ -17,6 +16,10 @@
 
 #[path = "store_suite/basics.rs"]
 mod basics;
+#[path = "store_suite/batch.rs"]
+mod batch;
+#[path = "store_suite/idle.rs"]
+mod idle;
 #[path = "store_suite/read_through.rs"]
 mod read_through;
 #[path = "store_suite/refresh.rs"]
@@ -237,12 +240,29 @@ suite!(
             bad_input_changes_nothing,
             stats_and_clear,
         ],
+        batch: [
+            get_many_answers_in_the_order_asked,
+            set_many_stores_every_entry_with_the_shared_options,
+            delete_many_counts_each_live_entry_once,
+            a_bad_key_or_bad_options_fail_the_whole_batch_and_change_nothing,
+            batches_keep_the_capacity_and_the_lru_order,
+            a_batch_write_cancels_a_load_in_flight,
+        ],
         read_through: [
             get_or_set_runs_one_load_for_concurrent_callers,
             a_failed_load_reaches_every_waiter_and_caches_nothing,
             get_or_set_checks_the_options_before_any_loader_runs,
             a_loaded_value_is_stored_with_the_options_ttl_and_metadata,
             a_load_never_writes_over_a_write_made_while_it_ran,
+        ],
+        idle: [
+            an_idle_entry_lives_while_read_and_leaves_when_not,
+            the_ttl_or_the_idle_time_whichever_comes_first,
+            contains_and_get_metadata_are_not_reads,
+            the_policy_gives_a_default_idle_time,
+            a_set_starts_the_idle_clock_again_and_may_drop_it,
+            get_or_set_hits_are_reads,
+            a_zero_or_absurd_idle_time_changes_nothing,
         ],
         refresh: [
             a_fresh_value_is_served_without_a_load,
@@ -265,6 +285,7 @@ suite!(
             bad_tags_change_nothing,
             a_tagged_load_in_flight_stores_nothing,
             a_tagged_refresh_in_flight_stores_nothing,
+            set_many_tags_every_entry,
         ],
     },
     backends: {

@@ -55,6 +55,12 @@ pub trait DynCacheStore<V>: Send + Sync {
     fn set_dyn<'a>(&'a self, key: &'a str, value: V, options: SetOptions) -> DynFuture<'a, Result<()>>;
     /// [`CacheStore::delete`].
     fn delete_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<bool>>;
+    /// [`CacheStore::get_many`].
+    fn get_many_dyn<'a>(&'a self, keys: &'a [&'a str]) -> DynFuture<'a, Result<Vec<Option<V>>>>;
+    /// [`CacheStore::set_many`].
+    fn set_many_dyn<'a>(&'a self, entries: Vec<(&'a str, V)>, options: SetOptions) -> DynFuture<'a, Result<()>>;
+    /// [`CacheStore::delete_many`].
+    fn delete_many_dyn<'a>(&'a self, keys: &'a [&'a str]) -> DynFuture<'a, Result<usize>>;
     /// [`CacheStore::contains`].
     fn contains_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<bool>>;
     /// [`CacheStore::get_metadata`].
@@ -102,6 +108,15 @@ impl<V: Send + 'static, S: CacheStore<V> + 'static> DynCacheStore<V> for S {
     }
     fn delete_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<bool>> {
         Box::pin(self.delete(key))
+    }
+    fn get_many_dyn<'a>(&'a self, keys: &'a [&'a str]) -> DynFuture<'a, Result<Vec<Option<V>>>> {
+        Box::pin(self.get_many(keys))
+    }
+    fn set_many_dyn<'a>(&'a self, entries: Vec<(&'a str, V)>, options: SetOptions) -> DynFuture<'a, Result<()>> {
+        Box::pin(self.set_many(entries, options))
+    }
+    fn delete_many_dyn<'a>(&'a self, keys: &'a [&'a str]) -> DynFuture<'a, Result<usize>> {
+        Box::pin(self.delete_many(keys))
     }
     fn contains_dyn<'a>(&'a self, key: &'a str) -> DynFuture<'a, Result<bool>> {
         Box::pin(self.contains(key))
@@ -197,6 +212,15 @@ impl<V: Send + 'static> CacheStore<V> for Arc<dyn DynCacheStore<V>> {
     }
     async fn delete(&self, key: &str) -> Result<bool> {
         self.as_ref().delete_dyn(key).await
+    }
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<V>>> {
+        self.as_ref().get_many_dyn(keys).await
+    }
+    async fn set_many(&self, entries: Vec<(&str, V)>, options: SetOptions) -> Result<()> {
+        self.as_ref().set_many_dyn(entries, options).await
+    }
+    async fn delete_many(&self, keys: &[&str]) -> Result<usize> {
+        self.as_ref().delete_many_dyn(keys).await
     }
     async fn contains(&self, key: &str) -> Result<bool> {
         self.as_ref().contains_dyn(key).await

@@ -19,8 +19,10 @@ mod sketch;
 #[cfg(any(test, all(target_arch = "wasm32", target_os = "unknown", feature = "js")))]
 pub(crate) mod slots;
 // On wasm32 the engine hashes keys with it; natively its tests still run.
+mod batch;
 #[cfg(any(test, target_arch = "wasm32"))]
 mod hasher;
+mod listen;
 mod reentry;
 mod refresh;
 // proptest is a native dev-dependency.
@@ -50,6 +52,7 @@ use crate::metrics::{CacheStats, Counters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
 use crate::refresh::{RefreshLoader, RefreshOptions};
+use crate::removal::{RemovalListener, RemovalReason};
 use crate::singleflight::{SingleFlight, loader_error};
 use crate::store::{CacheStore, Metadata, SetOptions, check_set_options};
 
@@ -108,6 +111,8 @@ pub struct MemoryStore<V> {
     /// The engines' clock, for the time a load takes.
     clock: Clock,
     flights: SingleFlight<V>,
+    /// Told of every entry that leaves, after the lock (`listen.rs`).
+    listener: Option<RemovalListener<V>>,
 }
 
 /// One engine on its own cache lines, so two threads working on neighbouring
@@ -128,7 +133,7 @@ pub struct MemoryStoreBuilder<V> {
     policy: Policy,
     clock: Clock,
     shards: Option<usize>,
-    _value: std::marker::PhantomData<fn() -> V>,
+    listener: Option<RemovalListener<V>>,
 }
 
 impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
@@ -156,6 +161,50 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
     /// within 0.3 points on the ARC traces, Zipf and loops; see the README).
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
+        self
+    }
+
+    /// Calls `listener` with the key, the value and the [`RemovalReason`] of
+    /// every entry that leaves the store: evicted by the policy, expired
+    /// (found by a read, a write's sweep or a walk), replaced by a `set` or a
+    /// load storing its value (the old value, under the key that now holds
+    /// the new one), deleted, invalidated, cleared. Each entry is reported
+    /// once, by the call that removed it.
+    ///
+    /// The listener runs on the thread of that call, after the call has
+    /// released every lock and the store is consistent again, so it may use
+    /// the store (read, write, delete the same key). A listener that panics
+    /// changes nothing either: the panic is caught (the panic hook still
+    /// reports it), the call's other removals are still reported, and the
+    /// call returns its own result. (Under `panic = "abort"` a panic ends the
+    /// process, as any panic does.) A store built without a listener pays
+    /// nothing for this.
+    ///
+    /// ```
+    /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, RemovalReason, SetOptions};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&seen);
+    /// let store = MemoryStore::builder(LruPolicy::new(2)?)
+    ///     .on_remove(move |key: &str, value: u32, reason| log.lock().unwrap().push((key.to_string(), value, reason)))
+    ///     .build();
+    /// for (key, value) in [("a", 1), ("b", 2), ("a", 3), ("c", 4)] {
+    ///     store.set(key, value, SetOptions::new()).into_inner()?;
+    /// }
+    /// store.delete("a").into_inner()?;
+    /// assert_eq!(
+    ///     *seen.lock().unwrap(),
+    ///     [
+    ///         ("a".to_string(), 1, RemovalReason::Replaced),
+    ///         ("b".to_string(), 2, RemovalReason::Evicted),
+    ///         ("a".to_string(), 3, RemovalReason::Deleted),
+    ///     ]
+    /// );
+    /// # Ok::<(), pepperpy_caching::CacheError>(())
+    /// ```
+    pub fn on_remove(mut self, listener: impl Fn(&str, V, RemovalReason) + Send + Sync + 'static) -> Self {
+        self.listener = Some(std::sync::Arc::new(listener));
         self
     }
 
@@ -187,6 +236,9 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
                 if count > 1 {
                     engine.share_setting(&setting, i == 0);
                 }
+                if self.listener.is_some() {
+                    engine.keep_orphans();
+                }
                 Shard(RwLock::new(engine))
             })
             .collect();
@@ -199,6 +251,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
             policy: self.policy,
             clock: self.clock,
             flights: SingleFlight::default(),
+            listener: self.listener,
         }
     }
 }
@@ -214,18 +267,13 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
 
     /// A builder, for a custom clock or sharding.
     pub fn builder(policy: impl Into<Policy>) -> MemoryStoreBuilder<V> {
-        MemoryStoreBuilder {
-            policy: policy.into(),
-            clock: Clock::system(),
-            shards: None,
-            _value: std::marker::PhantomData,
-        }
+        MemoryStoreBuilder { policy: policy.into(), clock: Clock::system(), shards: None, listener: None }
     }
 
     /// How many live entries there are (expired ones are reclaimed first).
     pub fn len(&self) -> usize {
         self.assert_not_reentered("len");
-        self.shards.iter().map(|s| write(s).len()).sum()
+        self.fold(0, |n, engine| n + engine.len())
     }
 
     /// Whether there are no live entries.
@@ -259,11 +307,17 @@ impl<V> MemoryStore<V> {
     /// so that one shard (b = 0) needs no branch (it shifts out every bit).
     #[inline(always)]
     fn shard_of(&self, hash: u64) -> &Shard<V> {
-        let i = (((hash << 7) >> 1) >> self.shard_shift) as usize;
+        let i = self.shard_index(hash);
         debug_assert!(i < self.shards.len());
         // SAFETY: `i` < 2^b = `shards.len()` (a power of two): the shift
         // leaves b bits.
         unsafe { self.shards.get_unchecked(i) }
+    }
+
+    /// The index of [`shard_of`](Self::shard_of)'s shard.
+    #[inline(always)]
+    fn shard_index(&self, hash: u64) -> usize {
+        (((hash << 7) >> 1) >> self.shard_shift) as usize
     }
 
     /// Checks `key` (once, for the whole call) and hashes it (once, for its
@@ -276,13 +330,32 @@ impl<V> MemoryStore<V> {
         Ok((key, self.hasher.hash_one(&*key)))
     }
 
-    /// Sums what `f` reports for every shard.
+    /// Sums what `f` reports for every shard. What the engines set aside
+    /// (expired entries) goes to the listener after the last shard.
     fn fold<T>(&self, init: T, mut f: impl FnMut(T, &mut Engine<V>) -> T) -> T {
         let mut acc = init;
+        let mut orphans = Vec::new();
         for shard in self.shards.iter() {
-            acc = f(acc, &mut write(shard));
+            let mut engine = write(shard);
+            acc = f(acc, &mut engine);
+            if engine.has_orphans() {
+                orphans.push(engine.take_orphans());
+            }
+        }
+        if !orphans.is_empty() {
+            self.dispose(orphans.into_iter().flatten(), "");
         }
         acc
+    }
+
+    /// Runs `f` on the engine of the key with this hash, under its lock;
+    /// what the engine set aside goes to the listener after the lock.
+    #[inline(always)]
+    fn on_shard<T>(&self, hash: u64, f: impl FnOnce(&mut Engine<V>) -> T) -> T {
+        let mut engine = write(self.shard_of(hash));
+        let out = f(&mut engine);
+        self.release(engine);
+        out
     }
 }
 
@@ -299,7 +372,7 @@ impl<V: Clone> MemoryStore<V> {
             Lookup::Hit(value) => Some(value),
             Lookup::Miss => None,
             Lookup::Expired => {
-                reclaim(shard, key, hash);
+                self.reclaim(key, hash);
                 None
             }
         }
@@ -309,16 +382,16 @@ impl<V: Clone> MemoryStore<V> {
     /// that the shared read path stays small.
     #[inline(never)]
     fn get_exclusive(&self, key: Key<'_>, hash: u64) -> Option<V> {
-        write(self.shard_of(hash)).get_exclusive(key, hash, None, V::clone)
+        self.on_shard(hash, |engine| engine.get_exclusive(key, hash, None, V::clone))
     }
-}
 
-/// Reclaims the expired entry a shared read found: off the hit path, which
-/// then keeps fewer registers.
-#[cold]
-#[inline(never)]
-fn reclaim<V>(shard: &Shard<V>, key: Key<'_>, hash: u64) {
-    write(shard).reclaim_if_expired(key, hash);
+    /// Reclaims the expired entry a shared read found: off the hit path, which
+    /// then keeps fewer registers.
+    #[cold]
+    #[inline(never)]
+    fn reclaim(&self, key: Key<'_>, hash: u64) {
+        self.on_shard(hash, |engine| engine.reclaim_if_expired(key, hash));
+    }
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -348,30 +421,45 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
 
     fn set(&self, key: &str, value: V, options: SetOptions) -> Ready<Result<()>> {
         ready(self.checked("set", key).and_then(|(key, hash)| {
-            let removed = write(self.shard_of(hash)).set(key, hash, value, options);
-            removed.map(drop)
+            let removed = self.on_shard(hash, |engine| engine.set(key, hash, value, options))?;
+            self.dispose_write(removed, &key);
+            Ok(())
         }))
     }
 
     fn delete(&self, key: &str) -> Ready<Result<bool>> {
         ready(self.checked("delete", key).map(|(key, hash)| {
-            let removed = write(self.shard_of(hash)).delete(key, hash);
-            removed.is_some()
+            let removed = self.on_shard(hash, |engine| engine.delete(key, hash));
+            let found = removed.is_some();
+            self.dispose(removed, &key);
+            found
         }))
     }
 
+    fn get_many(&self, keys: &[&str]) -> Ready<Result<Vec<Option<V>>>> {
+        ready(self.get_many_now(keys))
+    }
+
+    fn set_many(&self, entries: Vec<(&str, V)>, options: SetOptions) -> Ready<Result<()>> {
+        ready(self.set_many_now(entries, options))
+    }
+
+    fn delete_many(&self, keys: &[&str]) -> Ready<Result<usize>> {
+        ready(self.delete_many_now(keys))
+    }
+
     fn contains(&self, key: &str) -> Ready<Result<bool>> {
-        ready(self.checked("contains", key).map(|(key, hash)| write(self.shard_of(hash)).contains(key, hash)))
+        ready(self.checked("contains", key).map(|(key, hash)| self.on_shard(hash, |e| e.contains(key, hash))))
     }
 
     fn get_metadata(&self, key: &str) -> Ready<Result<Option<Metadata>>> {
-        ready(self.checked("get_metadata", key).map(|(key, hash)| write(self.shard_of(hash)).get_metadata(key, hash)))
+        ready(self.checked("get_metadata", key).map(|(key, hash)| self.on_shard(hash, |e| e.get_metadata(key, hash))))
     }
 
     fn update_metadata(&self, key: &str, metadata: Metadata) -> Ready<Result<bool>> {
         ready(
             self.checked("update_metadata", key)
-                .and_then(|(key, hash)| write(self.shard_of(hash)).update_metadata(key, hash, metadata)),
+                .and_then(|(key, hash)| self.on_shard(hash, |e| e.update_metadata(key, hash, metadata))),
         )
     }
 
@@ -390,7 +478,7 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
             removed.push(gone);
             n
         });
-        drop(removed);
+        self.dispose(removed.into_iter().flatten(), "");
         ready(Ok(n))
     }
 
@@ -407,7 +495,7 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
             removed.push(gone);
             n
         });
-        drop(removed);
+        self.dispose(removed.into_iter().flatten(), "");
         ready(Ok(n))
     }
 
@@ -439,7 +527,7 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
         }
         let mut removed = Vec::new();
         self.fold((), |(), engine| removed.push(engine.clear()));
-        drop(removed);
+        self.dispose(removed.into_iter().flatten(), "");
         ready(Ok(()))
     }
 

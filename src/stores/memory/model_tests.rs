@@ -24,7 +24,7 @@ pub(super) const PATTERNS: &[&str] =
 
 #[derive(Clone, Debug)]
 pub(super) enum Op {
-    Set { key: usize, value: u32, ttl_secs: Option<u64>, meta: Option<u8> },
+    Set { key: usize, value: u32, ttl_secs: Option<u64>, meta: Option<u8>, idle_secs: Option<u64> },
     Get(usize),
     Delete(usize),
     Contains(usize),
@@ -40,8 +40,8 @@ pub(super) enum Op {
 pub(super) fn op() -> impl Strategy<Value = Op> {
     let key = 0..KEYS.len();
     prop_oneof![
-        6 => (key.clone(), any::<u32>(), proptest::option::of(1u64..6), proptest::option::of(0u8..4))
-            .prop_map(|(key, value, ttl_secs, meta)| Op::Set { key, value, ttl_secs, meta }),
+        6 => (key.clone(), any::<u32>(), proptest::option::of(1u64..6), proptest::option::of(0u8..4), proptest::option::of(1u64..4))
+            .prop_map(|(key, value, ttl_secs, meta, idle_secs)| Op::Set { key, value, ttl_secs, meta, idle_secs }),
         6 => key.clone().prop_map(Op::Get),
         2 => key.clone().prop_map(Op::Delete),
         2 => key.clone().prop_map(Op::Contains),
@@ -57,17 +57,25 @@ pub(super) fn op() -> impl Strategy<Value = Op> {
 
 fn policy() -> impl Strategy<Value = Policy> {
     prop_oneof![
-        (1usize..6, proptest::option::of(1u64..6), any::<bool>()).prop_map(|(max, ttl, refresh)| {
-            let mut p = LruPolicy::new(max).unwrap().refresh_on_get(refresh);
-            if let Some(ttl) = ttl {
-                p = p.with_default_ttl(Duration::from_secs(ttl)).unwrap();
+        (1usize..6, proptest::option::of(1u64..6), any::<bool>(), proptest::option::of(1u64..4)).prop_map(
+            |(max, ttl, refresh, idle)| {
+                let mut p = LruPolicy::new(max).unwrap().refresh_on_get(refresh);
+                if let Some(ttl) = ttl {
+                    p = p.with_default_ttl(Duration::from_secs(ttl)).unwrap();
+                }
+                if let Some(idle) = idle {
+                    p = p.with_default_idle(Duration::from_secs(idle)).unwrap();
+                }
+                Policy::Lru(p)
             }
-            Policy::Lru(p)
-        }),
-        (1u64..6, proptest::option::of(1usize..6)).prop_map(|(ttl, max)| {
+        ),
+        (1u64..6, proptest::option::of(1usize..6), proptest::option::of(1u64..4)).prop_map(|(ttl, max, idle)| {
             let mut p = TtlPolicy::new(Duration::from_secs(ttl)).unwrap();
             if let Some(max) = max {
                 p = p.with_max_size(max).unwrap();
+            }
+            if let Some(idle) = idle {
+                p = p.with_default_idle(Duration::from_secs(idle)).unwrap();
             }
             Policy::Ttl(p)
         }),
@@ -82,8 +90,20 @@ pub(super) fn meta(n: u8) -> Metadata {
 struct ModelEntry {
     key: String,
     value: u32,
+    /// Its deadline: the TTL's, or `idle` after its last read if sooner.
     expires_at: Option<u64>,
     meta: Option<Metadata>,
+    ttl_at: Option<u64>,
+    idle: Option<u64>,
+}
+
+/// The deadline of an entry with TTL deadline `ttl_at` and time-to-idle
+/// `idle`, set or last read at `read_at`.
+pub(super) fn deadline(ttl_at: Option<u64>, idle: Option<u64>, read_at: u64) -> Option<u64> {
+    match (ttl_at, idle.map(|i| read_at + i)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The reference: a `Vec` in recency order (last = most recent), eager expiry.
@@ -92,6 +112,7 @@ struct Model {
     now: u64,
     max: usize,
     default_ttl: Option<u64>,
+    default_idle: Option<u64>,
     lru: bool,
     refresh_on_get: bool,
     stats: CacheStats,
@@ -109,6 +130,7 @@ impl Model {
             now: 0,
             max: policy.max_size().unwrap_or(usize::MAX),
             default_ttl: policy.default_ttl().map(|d| d.as_secs() * 1_000_000_000),
+            default_idle: policy.default_idle().map(|d| d.as_secs() * 1_000_000_000),
             lru,
             refresh_on_get,
             stats: CacheStats::default(),
@@ -151,13 +173,17 @@ pub(super) enum Answer {
 fn apply_model(m: &mut Model, op: &Op) -> Answer {
     m.purge();
     match op {
-        Op::Set { key, value, ttl_secs, meta: md } => {
+        Op::Set { key, value, ttl_secs, meta: md, idle_secs } => {
             let ttl = ttl_secs.map(secs).or(m.default_ttl);
+            let idle = idle_secs.map(secs).or(m.default_idle);
+            let ttl_at = ttl.map(|t| m.now + t);
             let entry = ModelEntry {
                 key: KEYS[*key].to_string(),
                 value: *value,
-                expires_at: ttl.map(|t| m.now + t),
+                expires_at: deadline(ttl_at, idle, m.now),
                 meta: md.map(meta),
+                ttl_at,
+                idle,
             };
             if let Some(i) = m.position(KEYS[*key]) {
                 m.entries.remove(i);
@@ -179,6 +205,9 @@ fn apply_model(m: &mut Model, op: &Op) -> Answer {
             Some(i) => {
                 m.stats.hits += 1;
                 let i = if m.refresh_on_get { m.touch(i) } else { i };
+                // A read: the idle clock starts again.
+                let (now, e) = (m.now, &mut m.entries[i]);
+                e.expires_at = deadline(e.ttl_at, e.idle, now);
                 Answer::Value(Some(m.entries[i].value))
             }
             None => {
@@ -240,10 +269,13 @@ fn apply_model(m: &mut Model, op: &Op) -> Answer {
 
 pub(super) fn apply_engine(e: &mut StrEngine<u32>, clock: &ManualClock, op: &Op) -> Answer {
     match op {
-        Op::Set { key, value, ttl_secs, meta: md } => {
+        Op::Set { key, value, ttl_secs, meta: md, idle_secs } => {
             let mut options = SetOptions::new();
             if let Some(t) = ttl_secs {
                 options = options.ttl(Duration::from_secs(*t));
+            }
+            if let Some(i) = idle_secs {
+                options = options.idle(Duration::from_secs(*i));
             }
             if let Some(n) = md {
                 options = options.metadata(meta(*n));
@@ -709,4 +741,78 @@ proptest! {
     fn fuzz_engine_with_panicking_values(policy in any_policy(), ops in proptest::collection::vec(hostile_op(), 1..80)) {
         check_hostile_sequence(policy, ops)?;
     }
+}
+
+/// Time-to-idle under the TTL policy: the entry evicted for room is the one
+/// whose real deadline is soonest, not the one filed soonest before a read
+/// pushed its deadline.
+#[test]
+fn the_ttl_policy_evicts_by_the_deadline_reads_pushed() {
+    let clock = ManualClock::new();
+    let policy = TtlPolicy::new(Duration::from_secs(100)).unwrap().with_max_size(2).unwrap();
+    let mut e = StrEngine::<u32>::new(policy.into(), clock.clone().into());
+    e.set("idle", 1, SetOptions::new().idle(Duration::from_secs(3))).unwrap(); // due at 3
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(e.get("idle").unwrap(), Some(1)); // due at 5 now, filed at 3
+    e.set("short", 2, SetOptions::new().ttl(Duration::from_secs(2))).unwrap(); // due at 4
+    e.set("new", 3, SetOptions::new()).unwrap();
+    e.validate();
+    assert_eq!(e.peek("short"), None, "the soonest real deadline went");
+    assert_eq!(e.peek("idle"), Some(1));
+    // At 4.5 the idle entry is live, at 5 it has gone, and it counts as expired.
+    clock.advance(Duration::from_millis(2_500));
+    assert_eq!(e.keys(None).unwrap().len(), 2);
+    clock.advance(Duration::from_millis(500));
+    assert_eq!(e.len(), 1);
+    assert_eq!(e.stats().expirations, 1);
+    e.validate();
+}
+
+/// Reads under a shared borrow push the deadline without reordering the
+/// index; the writes that follow take expired entries in deadline order.
+#[test]
+fn idle_entries_leave_in_the_order_of_their_real_deadlines() {
+    let clock = ManualClock::new();
+    let mut e = StrEngine::<u32>::new(LruPolicy::new(10).unwrap().refresh_on_get(false).into(), clock.clone().into());
+    for (i, key) in ["a", "b", "c"].iter().enumerate() {
+        e.set(key, i as u32, SetOptions::new().idle(Duration::from_secs(2))).unwrap();
+    }
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(e.get("a").unwrap(), Some(0)); // a due at 3, b and c at 2
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(e.get("b").unwrap(), None, "b went idle at 2");
+    assert_eq!(e.keys(None).unwrap(), vec!["a".to_string()]);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(e.get("a").unwrap(), None);
+    assert_eq!(e.stats().expirations, 3);
+    e.validate();
+    // The policy's default, an entry's own, and a TTL sooner than the idle time.
+    let policy = LruPolicy::new(10).unwrap().with_default_idle(Duration::from_secs(5)).unwrap();
+    let mut e = StrEngine::<u32>::new(policy.into(), clock.clone().into());
+    e.set("default", 1, SetOptions::new()).unwrap();
+    e.set("own", 2, SetOptions::new().idle(Duration::from_secs(1))).unwrap();
+    e.set("ttl", 3, SetOptions::new().ttl(Duration::from_secs(2))).unwrap();
+    for _ in 0..3 {
+        clock.advance(Duration::from_millis(900));
+        e.get("own").unwrap();
+        e.get("ttl").unwrap();
+    }
+    assert_eq!(e.get("own").unwrap(), Some(2), "read every 0.9 s: never idle for 1 s");
+    assert_eq!(e.get("ttl").unwrap(), None, "its TTL came first");
+    assert_eq!(e.get("default").unwrap(), Some(1));
+    // contains and get_metadata are no reads.
+    clock.advance(Duration::from_millis(600));
+    assert!(e.contains("own").unwrap());
+    assert!(e.get_metadata("own").unwrap().is_some());
+    clock.advance(Duration::from_millis(600));
+    assert!(!e.contains("own").unwrap());
+    // Zero and absurd idle times are refused and change nothing.
+    for bad in [Duration::ZERO, crate::policies::MAX_IDLE + Duration::from_millis(1), Duration::MAX] {
+        let r = e.set("own", 9, SetOptions::new().idle(bad));
+        assert!(matches!(r, Err(crate::errors::CacheError::Policy(_))), "{bad:?}: {r:?}");
+        assert!(LruPolicy::new(1).unwrap().with_default_idle(bad).is_err());
+    }
+    assert_eq!(e.peek("own"), None);
+    assert_eq!(e.stats().sets, 3);
+    e.validate();
 }

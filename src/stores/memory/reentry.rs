@@ -22,6 +22,12 @@ thread_local! {
     static OUTER: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many shard locks this thread has taken (tests count a call's locks).
+    pub(super) static LOCKS_TAKEN: Cell<usize> = const { Cell::new(0) };
+}
+
 /// Whether this thread holds a shard lock for which `held` is true.
 #[inline(always)]
 fn holding(held: impl Fn(usize) -> bool) -> bool {
@@ -55,6 +61,8 @@ impl<G> Held<G> {
              this would deadlock"
         );
         let guard = lock();
+        #[cfg(test)]
+        LOCKS_TAKEN.set(LOCKS_TAKEN.get() + 1);
         if outer != 0 {
             nest(outer);
         }

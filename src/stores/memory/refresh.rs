@@ -31,10 +31,13 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     ) -> Result<(V, V)> {
         let token = {
             let mut engine = write(self.shard_of(hash));
-            if let Some(value) = engine.peek_with(key, hash, V::clone) {
-                return Ok((value.clone(), value));
+            let found = engine.peek_with(key, hash, V::clone);
+            let token = found.is_none().then(|| engine.begin_load(key));
+            self.release(engine);
+            match (found, token) {
+                (Some(value), _) => return Ok((value.clone(), value)),
+                (None, token) => token.expect("a miss begins a load"),
             }
-            engine.begin_load(key)
         };
         // Ends the load if this future is dropped or the loader panics.
         let pending = PendingLoad { store: self, key, hash, token: Some(token) };
@@ -44,9 +47,9 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         std::mem::forget(pending);
         let mut engine = write(self.shard_of(hash));
         engine.counters.record_load(loaded.is_ok(), elapsed);
-        let removed = finish(&mut engine, token, &loaded)?;
-        drop(engine);
-        drop(removed);
+        let removed = finish(&mut engine, token, &loaded);
+        self.release(engine);
+        self.dispose_write(removed?, &key);
         let value = loaded?;
         Ok((value.clone(), value))
     }
@@ -142,6 +145,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
             let mut engine = write(self.shard_of(hash));
             let found = engine.get_fresh(key, hash);
             let refresh = matches!(found, Freshly::Stale { refresh: true, .. }).then(|| engine.begin_load(key));
+            self.release(engine);
             (found, refresh)
         };
         let loader = match found {
@@ -244,9 +248,11 @@ impl<V: Clone + Send + Sync + 'static> Refresh<V> {
         }
         // A value the store refuses (it cannot: the options were checked) is dropped.
         let removed = engine.finish_refresh(key, self.hash, self.token, outcome, &self.options, true);
-        // Dropped after the lock.
-        drop(engine);
-        drop(removed);
+        // Dropped (or handed to the listener) after the lock.
+        self.store.release(engine);
+        if let Ok(removed) = removed {
+            self.store.dispose_write(removed, &key);
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::engine::{Climber, ghost_cap};
-use super::model_tests::{Answer, KEYS, Op, PATTERNS, apply_engine, meta, op, secs};
+use super::model_tests::{Answer, KEYS, Op, PATTERNS, apply_engine, deadline, meta, op, secs};
 use super::test_support::{ModelEntry, StrEngine, check_counters, find_in_queues, purge_queues};
 use crate::clock::ManualClock;
 use crate::metrics::CacheStats;
@@ -26,6 +26,8 @@ struct Entry {
     expires_at: Option<u64>,
     meta: Option<Metadata>,
     freq: u8,
+    ttl_at: Option<u64>,
+    idle: Option<u64>,
 }
 
 impl ModelEntry for Entry {
@@ -46,11 +48,12 @@ struct Model {
     climber: Climber,
     now: u64,
     default_ttl: Option<u64>,
+    default_idle: Option<u64>,
     stats: CacheStats,
 }
 
 impl Model {
-    fn new(max: usize, default_ttl: Option<u64>) -> Self {
+    fn new(max: usize, default_ttl: Option<u64>, default_idle: Option<u64>) -> Self {
         Model {
             small: VecDeque::new(),
             main: VecDeque::new(),
@@ -63,6 +66,7 @@ impl Model {
             climber: Climber::new(max),
             now: 0,
             default_ttl,
+            default_idle,
             stats: CacheStats::default(),
         }
     }
@@ -77,6 +81,12 @@ impl Model {
 
     fn find(&mut self, key: &str) -> Option<&mut Entry> {
         find_in_queues(&mut self.small, &mut self.main, key)
+    }
+
+    /// [`find`](Self::find), with the time.
+    fn find_at(&mut self, key: &str) -> Option<(&mut Entry, u64)> {
+        let now = self.now;
+        self.find(key).map(|e| (e, now))
     }
 
     fn remove(&mut self, key: &str) -> Option<Entry> {
@@ -136,7 +146,7 @@ impl Model {
 fn apply_model(m: &mut Model, op: &Op) -> Answer {
     m.purge();
     match op {
-        Op::Set { key, value, ttl_secs, meta: md } => {
+        Op::Set { key, value, ttl_secs, meta: md, idle_secs } => {
             let (gets, misses) = (m.stats.hits + m.stats.misses, m.stats.misses);
             if let Some(small) = m.climber.adapt(gets, misses, m.small_cap, m.max) {
                 m.small_cap = small;
@@ -146,23 +156,34 @@ fn apply_model(m: &mut Model, op: &Op) -> Answer {
                     m.ghost.pop_front();
                 }
             }
-            let expires_at = ttl_secs.map(secs).or(m.default_ttl).map(|t| m.now + t);
+            let ttl_at = ttl_secs.map(secs).or(m.default_ttl).map(|t| m.now + t);
+            let idle = idle_secs.map(secs).or(m.default_idle);
+            let expires_at = deadline(ttl_at, idle, m.now);
             if let Some(e) = m.find(KEYS[*key]) {
                 e.value = *value;
                 e.expires_at = expires_at;
+                (e.ttl_at, e.idle) = (ttl_at, idle);
                 e.meta = md.map(meta);
                 e.freq = (e.freq + 1).min(3);
             } else {
-                let entry =
-                    Entry { key: KEYS[*key].to_string(), value: *value, expires_at, meta: md.map(meta), freq: 0 };
+                let entry = Entry {
+                    key: KEYS[*key].to_string(),
+                    value: *value,
+                    expires_at,
+                    meta: md.map(meta),
+                    freq: 0,
+                    ttl_at,
+                    idle,
+                };
                 m.insert(entry);
             }
             m.stats.sets += 1;
             Answer::Unit
         }
-        Op::Get(key) => match m.find(KEYS[*key]) {
-            Some(e) => {
+        Op::Get(key) => match m.find_at(KEYS[*key]) {
+            Some((e, now)) => {
                 e.freq = (e.freq + 1).min(3);
+                e.expires_at = deadline(e.ttl_at, e.idle, now);
                 let v = e.value;
                 m.stats.hits += 1;
                 Answer::Value(Some(v))
@@ -221,14 +242,17 @@ fn apply_model(m: &mut Model, op: &Op) -> Answer {
     }
 }
 
-fn check_sequence(max: usize, ttl: Option<u64>, ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn check_sequence(max: usize, ttl: Option<u64>, idle: Option<u64>, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut policy = S3FifoPolicy::new(max).unwrap().adaptive(false);
     if let Some(ttl) = ttl {
         policy = policy.with_default_ttl(Duration::from_secs(ttl)).unwrap();
     }
+    if let Some(idle) = idle {
+        policy = policy.with_default_idle(Duration::from_secs(idle)).unwrap();
+    }
     let clock = ManualClock::new();
     let mut engine = StrEngine::<u32>::new(Policy::S3Fifo(policy), clock.clone().into());
-    let mut model = Model::new(max, ttl.map(secs));
+    let mut model = Model::new(max, ttl.map(secs), idle.map(secs));
     for (step, op) in ops.iter().enumerate() {
         let expected = apply_model(&mut model, op);
         let got = apply_engine(&mut engine, &clock, op);
@@ -250,9 +274,10 @@ proptest! {
     fn s3fifo_engine_matches_the_model(
         max in 1usize..13,
         ttl in proptest::option::of(1u64..6),
+        idle in proptest::option::of(1u64..4),
         ops in proptest::collection::vec(op(), 1..200),
     ) {
-        check_sequence(max, ttl, ops)?;
+        check_sequence(max, ttl, idle, ops)?;
     }
 }
 

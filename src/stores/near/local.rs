@@ -109,6 +109,8 @@ pub(super) struct Ticket {
 /// What to take out of memory.
 pub(super) enum Scope<'a> {
     Key(&'a str),
+    /// The keys of a batch (checked keys).
+    Keys(&'a [&'a str]),
     Pattern(&'a str),
     All,
     /// Entries this instance cannot name (an `invalidate_tags`): nothing is
@@ -202,6 +204,13 @@ impl<V: Clone + Send + Sync + 'static> Shared<V> {
                 let stripe = self.stripe(key);
                 state.stripes[stripe] += 1;
                 let _ = self.memory.delete(key).into_inner();
+            }
+            Scope::Keys(keys) => {
+                for key in keys.iter() {
+                    let stripe = self.stripe(key);
+                    state.stripes[stripe] += 1;
+                }
+                let _ = self.memory.delete_many(keys).into_inner();
             }
             Scope::Pattern(pattern) => {
                 state.epoch += 2;

@@ -12,6 +12,7 @@
 //! the invalidation connection, `builder` puts them together; this file maps
 //! the [`CacheStore`] calls.
 
+mod batch;
 mod builder;
 mod local;
 mod tracking;
@@ -278,6 +279,18 @@ where
         let key = Key::new(key)?;
         // Nothing deleted, nothing for Redis to invalidate: no wait.
         self.write_through(Scope::Key(&key), self.redis.delete_checked(key), |done| !matches!(done, Ok(false))).await
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<V>>> {
+        self.get_many_through(keys).await
+    }
+
+    async fn set_many(&self, entries: Vec<(&str, V)>, options: SetOptions) -> Result<()> {
+        self.set_many_through(entries, options).await
+    }
+
+    async fn delete_many(&self, keys: &[&str]) -> Result<usize> {
+        self.delete_many_through(keys).await
     }
 
     async fn contains(&self, key: &str) -> Result<bool> {

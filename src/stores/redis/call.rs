@@ -100,6 +100,37 @@ impl<'s> ScriptCall<'s> {
     }
 }
 
+/// Calls of one script sent together in one pipeline (one round trip;
+/// the batch calls), loading the script first if Redis does not know it.
+pub(super) struct ScriptPipe<'s> {
+    script: &'s Script,
+    pipe: redis::Pipeline,
+}
+
+impl<'s> ScriptPipe<'s> {
+    pub fn new(script: &'s Script) -> Self {
+        ScriptPipe { script, pipe: redis::pipe() }
+    }
+
+    /// Adds a call (of this pipeline's script).
+    pub fn push(&mut self, call: ScriptCall<'_>) {
+        debug_assert_eq!(call.script.get_hash(), self.script.get_hash());
+        self.pipe.add_command(call.cmd);
+    }
+
+    /// Sends the calls, loading the script first if Redis does not know it
+    /// (then none of them ran: every call of the pipeline is refused alike).
+    pub async fn invoke<T: FromRedisValue>(&self, conn: &mut Conn) -> RedisResult<T> {
+        match self.pipe.query_async(conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.script.prepare_invoke().load_async(conn).await?;
+                self.pipe.query_async(conn).await
+            }
+            other => other,
+        }
+    }
+}
+
 /// A bounded store's capacity as one call sees it: the bucket the call's
 /// key falls in (on a single Redis, the only one) and what it may hold.
 pub(super) struct Capacity<'a> {

@@ -27,10 +27,10 @@ const UPDATE_ATTEMPTS: usize = 32;
 
 /// A `set` checked and encoded, not yet written ([`RedisStore::encode_set`]).
 pub(crate) struct EncodedSet {
-    stored: Vec<u8>,
-    ttl: Option<u64>,
-    /// The entry's tags, registered before the write (`tags.rs`).
-    tags: Vec<String>,
+    pub(super) stored: Vec<u8>,
+    pub(super) ttl: Option<u64>,
+    /// The entry's tags, listed after the write (`tags.rs`).
+    pub(super) tags: Vec<String>,
 }
 
 impl<V> RedisStore<V>
@@ -174,7 +174,7 @@ where
     /// Writes the stored bytes of `key`'s entry with its TTL in ms, under the
     /// capacity if there is one: one round trip, and a rebuild of the index
     /// if the write found it lost. Counts a set.
-    async fn write(&self, what: &str, key: Key<'_>, stored: &[u8], ttl: Option<u64>) -> Result<()> {
+    pub(super) async fn write(&self, what: &str, key: Key<'_>, stored: &[u8], ttl: Option<u64>) -> Result<()> {
         self.check_record(false);
         let full = self.space.entry(key);
         let mut conn = self.conn.clone();
@@ -230,6 +230,26 @@ where
 
     async fn delete(&self, key: &str) -> Result<bool> {
         self.delete_checked(Key::new(key)?).await
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<V>>> {
+        let keys = keys.iter().map(|key| Key::new(key)).collect::<Result<Vec<_>>>()?;
+        self.get_many_checked(&keys).await
+    }
+
+    async fn set_many(&self, entries: Vec<(&str, V)>, options: SetOptions) -> Result<()> {
+        // Every key checked and every value encoded before anything is sent.
+        let encoded = entries
+            .iter()
+            .map(|(key, value)| Ok((Key::new(key)?, self.encode_set(value, &options)?)))
+            .collect::<Result<Vec<_>>>()?;
+        drop(entries);
+        self.set_many_encoded(&encoded).await
+    }
+
+    async fn delete_many(&self, keys: &[&str]) -> Result<usize> {
+        let keys = keys.iter().map(|key| Key::new(key)).collect::<Result<Vec<_>>>()?;
+        self.delete_many_checked(&keys).await
     }
 
     async fn contains(&self, key: &str) -> Result<bool> {

@@ -17,6 +17,7 @@
 //! is where data lives in Redis; `failure` turns redis-rs errors into the
 //! crate's; `format` is the stored JSON.
 
+mod batch;
 mod builder;
 mod call;
 mod conn;

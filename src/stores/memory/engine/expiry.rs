@@ -6,6 +6,7 @@ use super::slab::{NEVER, Removed};
 use super::{Engine, Removals};
 use crate::clock::{END_OF_TIME, Nanos, duration_nanos};
 use crate::key::Key;
+use crate::removal::RemovalReason;
 
 /// How many expired entries each `set` reclaims beyond the one it touches.
 pub(crate) const RECLAIM_PER_WRITE: usize = 8;
@@ -28,8 +29,13 @@ impl<V> Engine<V> {
     /// caller has not read it: read only for an entry with a TTL).
     #[inline(always)]
     pub(super) fn has_expired(&self, id: u32, now: Option<Nanos>) -> bool {
-        let at = self.slab[id].expires_at;
-        at != NEVER && at <= now.unwrap_or_else(|| self.clock.now())
+        let slot = &self.slab[id];
+        let at = slot.expires_at;
+        at != NEVER && {
+            let now = now.unwrap_or_else(|| self.clock.now());
+            // An idle entry's filed deadline may have been pushed by a read.
+            at <= now && (!slot.idle || self.idle_expired(id, now))
+        }
     }
 
     /// Removes slot `id` (filed under `hash`), which has expired, and counts
@@ -37,7 +43,7 @@ impl<V> Engine<V> {
     /// its own bookkeeping (a value's `Drop` may panic).
     pub(super) fn expire(&mut self, id: u32, hash: u64) -> Removed<V> {
         self.counters.expirations += 1;
-        self.remove_slot(id, hash)
+        self.remove_slot(id, hash, RemovalReason::Expired)
     }
 
     /// Files slot `id` under its new expiry instead of its old one (each an
@@ -57,7 +63,8 @@ impl<V> Engine<V> {
         if let Some(id) = self.find(hash, &key)
             && self.has_expired(id, None)
         {
-            drop(self.expire(id, hash));
+            let removed = self.expire(id, hash);
+            self.discard(removed);
         }
     }
 
@@ -68,7 +75,14 @@ impl<V> Engine<V> {
         let mut reclaimed = 0;
         while reclaimed < limit {
             match self.expiries.first() {
-                Some(&(at, _, id)) if at <= now => {
+                Some(&(at, seq, id)) if at <= now => {
+                    // An idle entry a read kept alive (or whose deadline moved)
+                    // is filed again under its real deadline: it leaves in turn.
+                    if let Some(real) = self.moved_deadline(id) {
+                        self.slab[id].expires_at = real;
+                        self.reindex_expiry(id, (at, seq), (real, seq));
+                        continue;
+                    }
                     let hash = self.hash(&self.slab[id].key);
                     out.push(self.expire(id, hash));
                     reclaimed += 1;
@@ -83,6 +97,8 @@ impl<V> Engine<V> {
         let now = self.now_if_expiring();
         let mut out = Removals::new();
         self.reclaim_expired(now, usize::MAX, &mut out);
-        drop(out);
+        for removed in out.into_entries() {
+            self.discard(removed);
+        }
     }
 }

@@ -3,7 +3,6 @@
 //! began before it stores nothing, and the freshness of the entries
 //! `get_or_refresh` stored, with the reads that consult it.
 
-use super::slab::NEVER;
 use super::{Engine, Removals};
 use crate::clock::{Nanos, duration_nanos};
 use crate::errors::Result;
@@ -128,7 +127,7 @@ impl<V> Engine<V> {
         let now = self.clock.now();
         let id = self.find(hash, &key)?;
         let slot = &self.slab[id];
-        if slot.expires_at != NEVER && slot.expired(now) {
+        if !self.live_read(id, Some(now)) {
             return None;
         }
         let stale = match self.fresh.get(&id) {

@@ -41,6 +41,7 @@
 //! engine consistent and every other entry in place.
 
 mod expiry;
+mod idle;
 mod loads;
 mod queues;
 mod slab;
@@ -59,6 +60,7 @@ use crate::key::Key;
 use crate::metrics::{Counters, ReadCounters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
+use crate::removal::RemovalReason;
 use crate::store::{Metadata, SetOptions, check_metadata, check_set_options};
 
 pub(crate) use expiry::RECLAIM_PER_WRITE;
@@ -103,6 +105,11 @@ impl<V> Removals<V> {
         Removals { inline: [const { None }; 2], len: 0, spill: Vec::new() }
     }
 
+    /// The entries, in the order they were removed.
+    pub fn into_entries(self) -> impl Iterator<Item = Removed<V>> {
+        self.inline.into_iter().flatten().chain(self.spill)
+    }
+
     fn push(&mut self, removed: Removed<V>) {
         if self.len < self.inline.len() {
             self.inline[self.len] = Some(removed);
@@ -130,6 +137,10 @@ pub(crate) struct Engine<V> {
     ghost: FifoGhost<u64>,
     expiries: BTreeSet<(Nanos, u32, u32)>,
     next_seq: u32,
+    /// The idle clocks of the entries that have a time-to-idle, by slot id
+    /// (`idle.rs`).
+    idles: std::collections::HashMap<u32, idle::IdleClock, KeyHasher>,
+    default_idle: Option<std::time::Duration>,
     /// Loads in progress (`get_or_set`), by key: the placeholder a load must
     /// still find to store its value. Any write, delete, invalidate or clear
     /// of the key removes it, so a load that began before them cannot bring
@@ -160,6 +171,12 @@ pub(crate) struct Engine<V> {
     clock: Clock,
     pub counters: Counters,
     reads: ReadCounters,
+    /// Whether the store has a removal listener: the entries removed where
+    /// no caller takes them (an expired entry a read or a walk found) are
+    /// then kept in `orphans` for the store to hand over after the lock,
+    /// instead of being dropped on the spot.
+    listening: bool,
+    orphans: Vec<Removed<V>>,
 }
 
 impl<V> Engine<V> {
@@ -179,6 +196,8 @@ impl<V> Engine<V> {
             ghost: FifoGhost::new(0),
             expiries: BTreeSet::new(),
             next_seq: 0,
+            idles: std::collections::HashMap::with_hasher(KeyHasher::default()),
+            default_idle: policy.default_idle(),
             loads: std::collections::HashMap::with_hasher(KeyHasher::default()),
             next_token: 0,
             tags: None,
@@ -195,12 +214,43 @@ impl<V> Engine<V> {
             clock,
             counters: Counters::default(),
             reads: ReadCounters::default(),
+            listening: false,
+            orphans: Vec::new(),
         };
         if adaptive {
             engine.adaptive = Adaptive::new(1).map(|(adaptive, _)| adaptive);
         }
         engine.set_max_size(policy.max_size().unwrap_or(usize::MAX));
         engine
+    }
+
+    /// Keeps every entry removed where no caller takes it for
+    /// [`take_orphans`](Self::take_orphans) (the store has a removal listener).
+    pub fn keep_orphans(&mut self) {
+        self.listening = true;
+    }
+
+    /// Whether entries removed by the last calls wait in
+    /// [`take_orphans`](Self::take_orphans).
+    #[inline(always)]
+    pub fn has_orphans(&self) -> bool {
+        !self.orphans.is_empty()
+    }
+
+    /// The entries removed where no caller took them, since the last call.
+    pub fn take_orphans(&mut self) -> Vec<Removed<V>> {
+        std::mem::take(&mut self.orphans)
+    }
+
+    /// Disposes of an entry removed where no caller takes it: kept for the
+    /// store's removal listener, or dropped now.
+    #[inline]
+    pub(super) fn discard(&mut self, removed: Removed<V>) {
+        if self.listening {
+            self.orphans.push(removed);
+        } else {
+            drop(removed);
+        }
     }
 
     /// Narrows the capacity, for one shard of a sharded store (before any entry is set).
@@ -248,7 +298,7 @@ impl<V> Engine<V> {
         let started = self.reads.count_get().then(|| now.unwrap_or_else(|| self.clock.now()));
         let lookup = match self.find(hash, &key) {
             None => Lookup::Miss,
-            Some(id) if self.has_expired(id, now.or(started)) => Lookup::Expired,
+            Some(id) if !self.live_read(id, now.or(started)) => Lookup::Expired,
             Some(id) => {
                 let slot = &self.slab[id];
                 self.touch(&slot.freq, hash);
@@ -296,11 +346,11 @@ impl<V> Engine<V> {
         let started = self.reads.sample_next_get().then(|| now.unwrap_or_else(|| self.clock.now()));
         let found = match self.find(hash, &key) {
             None => None,
-            Some(id) if self.has_expired(id, now.or(started)) => {
+            Some(id) if !self.live_read(id, now.or(started)) => {
                 let removed = self.expire(id, hash);
                 // Counted before the value is dropped: its Drop may panic.
                 self.reads.count_exclusive(false);
-                drop(removed);
+                self.discard(removed);
                 return None;
             }
             Some(id) => {
@@ -326,7 +376,8 @@ impl<V> Engine<V> {
     fn live_slot(&mut self, key: Key<'_>, hash: u64) -> Option<u32> {
         let id = self.find(hash, &key)?;
         if self.has_expired(id, None) {
-            drop(self.expire(id, hash));
+            let removed = self.expire(id, hash);
+            self.discard(removed);
             return None;
         }
         Some(id)
@@ -345,8 +396,10 @@ impl<V> Engine<V> {
         // Nothing below can fail: a rejected call has changed nothing.
         self.cancel_load(&key, existing);
         self.adapt_before_write(hash);
-        let now = if ttl.is_some() { self.clock.now() } else { self.now_if_expiring() };
-        let expires_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
+        let idle = options.idle.or(self.default_idle);
+        let now = if ttl.is_some() || idle.is_some() { self.clock.now() } else { self.now_if_expiring() };
+        let ttl_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
+        let expires_at = idle.map_or(ttl_at, |idle| ttl_at.min(expiry(now, idle)));
         let metadata = options.metadata.map(Box::new);
         let mut tags = options.tags;
         let mut removed = Removals::new();
@@ -370,6 +423,7 @@ impl<V> Engine<V> {
             let old_seq = std::mem::replace(&mut slot.seq, seq);
             let old_value = slot.value.replace(value);
             let old_metadata = std::mem::replace(&mut slot.metadata, metadata);
+            self.start_idle(id, idle, ttl_at, now);
             self.reindex_expiry(id, (old_expiry, old_seq), (expires_at, seq));
             // Taken: the entry's tags are settled here (none stays empty below).
             self.retag(id, std::mem::take(&mut tags));
@@ -386,7 +440,8 @@ impl<V> Engine<V> {
                 self.counters.evictions += 1;
                 removed.push(evicted);
             }
-            self.insert_new(hash, key, value, metadata, expires_at, list);
+            let id = self.insert_new(hash, key, value, metadata, expires_at, list);
+            self.start_idle(id, idle, ttl_at, now);
         } else {
             if self.slab.len() >= self.max_size
                 && !self.reclaim_expired(now, 1, &mut removed)
@@ -396,7 +451,8 @@ impl<V> Engine<V> {
                 removed.push(evicted);
             }
             let list = self.classic_list_for(hash);
-            self.insert_new(hash, key, value, metadata, expires_at, list);
+            let id = self.insert_new(hash, key, value, metadata, expires_at, list);
+            self.start_idle(id, idle, ttl_at, now);
         }
         if !tags.is_empty() {
             let id = self.find(hash, &key).expect("the entry was just set");
@@ -412,7 +468,7 @@ impl<V> Engine<V> {
         seq
     }
 
-    /// Stores a new entry at the head of `list`.
+    /// Stores a new entry at the head of `list`; its slot.
     fn insert_new(
         &mut self,
         hash: u64,
@@ -421,13 +477,14 @@ impl<V> Engine<V> {
         metadata: Option<Box<Metadata>>,
         expires_at: Nanos,
         list: u8,
-    ) {
+    ) -> u32 {
         let seq = self.take_seq();
         let id = self.slab.insert(Slot::new(&key, value, metadata, expires_at, seq), list);
         let slab = &self.slab;
         let hasher = &self.hasher;
         self.index.insert_unique(hash, id, |&i| hasher.hash_one(&*slab[i].key));
         self.reindex_expiry(id, (NEVER, 0), (expires_at, seq));
+        id
     }
 
     /// Removes the entry under `key`, handing back the live entry it removed.
@@ -436,11 +493,12 @@ impl<V> Engine<V> {
         self.cancel_load(&key, None);
         let id = self.find(hash, &key)?;
         if self.has_expired(id, None) {
-            drop(self.expire(id, hash));
+            let removed = self.expire(id, hash);
+            self.discard(removed);
             return None;
         }
         self.counters.deletes += 1;
-        Some(self.remove_slot(id, hash))
+        Some(self.remove_slot(id, hash, RemovalReason::Deleted))
     }
 
     pub fn contains(&mut self, key: Key<'_>, hash: u64) -> bool {
@@ -474,11 +532,13 @@ impl<V> Engine<V> {
             if self.has_expired(id, Some(now)) {
                 expired.push(self.expire(id, hash));
             } else {
-                removed.push(self.remove_slot(id, hash));
+                removed.push(self.remove_slot(id, hash, RemovalReason::Invalidated));
             }
         }
         self.counters.deletes += removed.len() as u64;
-        drop(expired);
+        for gone in expired {
+            self.discard(gone);
+        }
         removed
     }
 
@@ -528,12 +588,14 @@ impl<V> Engine<V> {
             adaptive.ghost.clear();
         }
         self.expiries.clear();
+        self.idles.clear();
         self.evicted_once = false;
-        self.slab.take_all()
+        self.slab.take_all(RemovalReason::Cleared)
     }
 
-    /// Takes slot `id` (filed under `hash`) out of every structure and frees it.
-    fn remove_slot(&mut self, id: u32, hash: u64) -> Removed<V> {
+    /// Takes slot `id` (filed under `hash`) out of every structure and frees
+    /// it; its entry, leaving for `reason`.
+    fn remove_slot(&mut self, id: u32, hash: u64, reason: RemovalReason) -> Removed<V> {
         if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
             entry.remove();
         }
@@ -542,10 +604,11 @@ impl<V> Engine<V> {
         if !self.fresh.is_empty() {
             self.fresh.remove(&id);
         }
+        self.stop_idle(id);
         if let Some(index) = self.tags.as_deref_mut() {
             index.untag(id);
         }
-        self.slab.remove(id)
+        self.slab.remove(id, reason)
     }
 }
 
@@ -636,6 +699,7 @@ impl<V> Engine<V> {
             .map(|id| (self.slab[id].expires_at, self.slab[id].seq, id))
             .collect();
         assert_eq!(self.expiries, expected, "expiry index out of step with the entries");
+        self.validate_idle();
         self.validate_queues();
         self.validate_tags();
     }

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use super::slab::{MAIN, NIL, Removed, SMALL};
 use super::{Engine, Kind};
+use crate::removal::RemovalReason;
 use crate::stores::memory::fifo_ghost::FifoGhost;
 use crate::stores::memory::ghost::BucketGhost;
 use crate::stores::memory::shadow::{self, Sampler, Setting};
@@ -250,7 +251,11 @@ impl<V> Engine<V> {
     pub(super) fn evict_one(&mut self) -> Option<Removed<V>> {
         let id = match self.kind {
             Kind::Lru { .. } => self.slab.list(MAIN).tail,
-            Kind::Ttl => self.expiries.first().map_or(self.slab.list(MAIN).tail, |&(_, _, id)| id),
+            Kind::Ttl => {
+                // The soonest to expire by its real deadline (idle entries' may have moved).
+                self.settle();
+                self.expiries.first().map_or(self.slab.list(MAIN).tail, |&(_, _, id)| id)
+            }
             Kind::S3Fifo if ADAPTIVE_BUILT && self.adaptive.is_some() => return self.evict_adaptive(),
             Kind::S3Fifo => return self.evict_s3fifo(),
         };
@@ -258,7 +263,7 @@ impl<V> Engine<V> {
             return None;
         }
         let hash = self.hash(&self.slab[id].key);
-        Some(self.remove_slot(id, hash))
+        Some(self.remove_slot(id, hash, RemovalReason::Evicted))
     }
 
     /// S3-FIFO (Yang et al., SOSP 2023): new keys enter the small queue; its
@@ -289,7 +294,7 @@ impl<V> Engine<V> {
                 if !from_main {
                     self.ghost.insert(hash);
                 }
-                return Some(self.remove_slot(id, hash));
+                return Some(self.remove_slot(id, hash, RemovalReason::Evicted));
             }
         }
     }
@@ -319,7 +324,7 @@ impl<V> Engine<V> {
             let sketch = &self.adaptive.as_ref().expect("the adaptive policy").sketch;
             if sketch.frequency(hash) > sketch.frequency(victim_hash) {
                 self.evicted_once = true;
-                return (MAIN, Some(self.remove_slot(victim, victim_hash)));
+                return (MAIN, Some(self.remove_slot(victim, victim_hash, RemovalReason::Evicted)));
             }
             return (SMALL, self.evict_adaptive());
         }
@@ -371,7 +376,7 @@ impl<V> Engine<V> {
                     return None;
                 }
                 let (id, hash) = self.main_victim();
-                return Some(self.remove_slot(id, hash));
+                return Some(self.remove_slot(id, hash, RemovalReason::Evicted));
             }
             let id = small.tail;
             let hash = self.hash(&self.slab[id].key);
@@ -381,7 +386,7 @@ impl<V> Engine<V> {
                 self.slab.move_to(id, MAIN);
             } else {
                 self.adaptive.as_mut().expect("the adaptive policy").ghost.insert(hash);
-                return Some(self.remove_slot(id, hash));
+                return Some(self.remove_slot(id, hash, RemovalReason::Evicted));
             }
         }
     }

@@ -14,6 +14,7 @@
 use std::sync::atomic::AtomicU8;
 
 use crate::clock::Nanos;
+use crate::removal::RemovalReason;
 use crate::store::Metadata;
 
 /// "No slot": the end of a list, or an empty free list.
@@ -49,6 +50,9 @@ pub(super) struct Slot<V> {
     /// When it was last set, wrapping: breaks ties between equal expiry
     /// times (the entry set first goes first). Fits in the slot's padding.
     pub(super) seq: u32,
+    /// Whether it has a time-to-idle (its clock is in the engine's idle
+    /// table, `idle.rs`). Fits in the slot's padding.
+    pub(super) idle: bool,
 }
 
 impl<V> Slot<V> {
@@ -65,13 +69,8 @@ impl<V> Slot<V> {
             freq: AtomicU8::new(0),
             list: FREE,
             seq,
+            idle: false,
         }
-    }
-
-    /// Whether the entry has a TTL that has run out at `now`.
-    #[inline]
-    pub(super) fn expired(&self, now: Nanos) -> bool {
-        self.expires_at != NEVER && self.expires_at <= now
     }
 
     /// The list it is on, or [`FREE`].
@@ -87,20 +86,33 @@ impl<V> Slot<V> {
     }
 }
 
-/// An entry taken out of the engine, handed back so the caller drops it after
-/// the engine is consistent again (a value's `Drop` may panic). Its fields
-/// are only ever dropped.
+/// An entry taken out of the engine, handed back so the caller drops it (or
+/// hands it to a removal listener) after the engine is consistent again (a
+/// value's `Drop` may panic), with why it left.
 pub(crate) struct Removed<V> {
-    _key: Box<str>,
-    _value: V,
+    key: Box<str>,
+    value: V,
     _metadata: Option<Box<Metadata>>,
+    reason: RemovalReason,
 }
 
 impl<V> Removed<V> {
     /// The old value and metadata of an entry a `set` replaced (the key
-    /// stays: it is the key of that `set`).
+    /// stays: it is the key of that `set`, and is left empty here).
     pub(super) fn replaced(value: Option<V>, metadata: Option<Box<Metadata>>) -> Self {
-        Removed { _key: Box::default(), _value: value.expect("a live slot holds a value"), _metadata: metadata }
+        Removed {
+            key: Box::default(),
+            value: value.expect("a live slot holds a value"),
+            _metadata: metadata,
+            reason: RemovalReason::Replaced,
+        }
+    }
+
+    /// What a removal listener is told: the key (`call_key`, the key of the
+    /// call that removed it, for an entry a `set` replaced), the value and why.
+    pub(crate) fn into_notice(self, call_key: &str) -> (Box<str>, V, RemovalReason) {
+        let key = if self.reason == RemovalReason::Replaced { call_key.into() } else { self.key };
+        (key, self.value, self.reason)
     }
 }
 
@@ -179,16 +191,18 @@ impl<V> Slab<V> {
         id
     }
 
-    /// Takes live slot `id` off its list and frees it; its entry.
+    /// Takes live slot `id` off its list and frees it; its entry, leaving
+    /// for `reason`.
     #[inline]
-    pub(super) fn remove(&mut self, id: u32) -> Removed<V> {
+    pub(super) fn remove(&mut self, id: u32, reason: RemovalReason) -> Removed<V> {
         let list = self.slots[id as usize].list;
         self.unlink(list, id);
         let slot = &mut self.slots[id as usize];
         let removed = Removed {
-            _key: std::mem::take(&mut slot.key),
-            _value: slot.value.take().expect("a live slot holds a value"),
+            key: std::mem::take(&mut slot.key),
+            value: slot.value.take().expect("a live slot holds a value"),
             _metadata: slot.metadata.take(),
+            reason,
         };
         slot.expires_at = NEVER;
         slot.list = FREE;
@@ -201,16 +215,17 @@ impl<V> Slab<V> {
 
     /// Empties the slab, handing back the live entries for the caller to
     /// drop once the rest of the engine is consistent.
-    pub(super) fn take_all(&mut self) -> Vec<Removed<V>> {
+    pub(super) fn take_all(&mut self, reason: RemovalReason) -> Vec<Removed<V>> {
         let slots = std::mem::take(&mut self.slots);
         *self = Slab::new();
         slots
             .into_iter()
             .filter(|slot| slot.list != FREE)
             .map(|slot| Removed {
-                _key: slot.key,
-                _value: slot.value.expect("a live slot holds a value"),
+                key: slot.key,
+                value: slot.value.expect("a live slot holds a value"),
                 _metadata: slot.metadata,
+                reason,
             })
             .collect()
     }

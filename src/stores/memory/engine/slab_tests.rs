@@ -96,7 +96,7 @@ proptest! {
                 }
                 Op::Remove(n) => {
                     if let Some(id) = reference.nth(n) {
-                        drop(slab.remove(id));
+                        drop(slab.remove(id, crate::removal::RemovalReason::Deleted));
                         reference.unlink(id);
                         reference.values.remove(&id);
                     }
@@ -125,7 +125,7 @@ proptest! {
                     }
                 }
                 Op::TakeAll => {
-                    prop_assert_eq!(slab.take_all().len(), reference.values.len());
+                    prop_assert_eq!(slab.take_all(crate::removal::RemovalReason::Cleared).len(), reference.values.len());
                     reference = Reference { lists: [VecDeque::new(), VecDeque::new()], values: HashMap::new() };
                 }
             }

@@ -18,6 +18,7 @@ use hashbrown::{HashMap, HashSet};
 use super::slab::Removed;
 use super::{Engine, KeyHasher};
 use crate::key::Key;
+use crate::removal::RemovalReason;
 
 pub(super) struct TagIndex {
     /// Slot -> its tags, in the order they were set.
@@ -106,11 +107,13 @@ impl<V> Engine<V> {
             if self.has_expired(id, Some(now)) {
                 expired.push(self.expire(id, hash));
             } else {
-                removed.push(self.remove_slot(id, hash));
+                removed.push(self.remove_slot(id, hash, RemovalReason::Invalidated));
             }
         }
         self.counters.deletes += removed.len() as u64;
-        drop(expired);
+        for gone in expired {
+            self.discard(gone);
+        }
         removed
     }
 
