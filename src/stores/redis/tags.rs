@@ -208,7 +208,8 @@ where
     }
 
     /// [`CacheStore::invalidate_tags`](crate::store::CacheStore::invalidate_tags)
-    /// on checked tags: one script per bucket, the buckets in parallel.
+    /// on checked tags: one script per bucket, the buckets in parallel. A
+    /// failure part-way may have removed the entries of some buckets: run it again.
     pub(crate) async fn invalidate_tags_checked(&self, tags: &[&str]) -> Result<usize> {
         self.check_record(false);
         let mut unique: Vec<&str> = tags.to_vec();
@@ -217,8 +218,14 @@ where
         if unique.is_empty() {
             return Ok(0);
         }
-        let calls = (0..self.space.buckets().len()).map(|index| self.invalidate_tags_in(index, &unique));
-        let removed: usize = futures_util::future::try_join_all(calls).await?.into_iter().sum();
+        // The buckets `SIZE_CONCURRENCY` at a time (as `size` counts them):
+        // each call's timer starts when it is sent.
+        let buckets: Vec<usize> = (0..self.space.buckets().len()).collect();
+        let mut removed = 0;
+        for chunk in buckets.chunks(super::walks::SIZE_CONCURRENCY) {
+            let calls = chunk.iter().map(|&index| self.invalidate_tags_in(index, &unique));
+            removed += futures_util::future::try_join_all(calls).await?.into_iter().sum::<usize>();
+        }
         SharedCounters::add(&self.counters.deletes, removed as u64);
         Ok(removed)
     }
