@@ -53,10 +53,6 @@ class MemoryStore {
   // Metadata (plain copies) and getOrSet freshness, by slot id: most entries have neither.
   #meta = new SlotMap();
   #fresh = new SlotMap();
-  // Tags (12-tags.js): slot id -> its tags (a frozen array), and tag -> the
-  // ids that carry it; both empty until a tagged set.
-  #tags = new SlotMap();
-  #byTag = new SlotMap();
   // getOrSet's loads (9-loads.js), and their placeholders by key: a write,
   // delete, invalidate, clear or updateMetadata of a key removes its
   // placeholder, so a load that began before it stores nothing.
@@ -91,6 +87,11 @@ class MemoryStore {
   #misses = 0;
   #latencyTotal = 0;
   #latencySamples = 0;
+  // Tags (12-tags.js): slot id -> its tags (a frozen array), and tag -> the
+  // ids that carry it; both empty until a tagged set. Declared last, after
+  // the fields a hit reads, which keep their places in the object.
+  #tags = new SlotMap();
+  #byTag = new SlotMap();
 
   constructor(options) {
     statsSince.set(this, Date.now());
