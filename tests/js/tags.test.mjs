@@ -130,6 +130,15 @@ describe("tags", () => {
     await store.set("tricky", 1, { tags: tricky });
     assert.deepEqual(await store.getTags("tricky"), ["a", "b"]);
     assert.equal(reads, 1, "each tag read once");
+    // A getter that throws: its error, and nothing stored.
+    const throwing = ["a"];
+    Object.defineProperty(throwing, 1, { get: () => { throw new Error("boom"); }, enumerable: true });
+    assert.throws(() => store.setSync("thrown", 1, { tags: throwing }), /boom/);
+    assert.equal(await store.has("thrown"), false);
+    // A Proxy of an array is an array.
+    const proxy = new Proxy(["p", "q"], {});
+    await store.set("proxied", 1, { tags: proxy });
+    assert.deepEqual(await store.getTags("proxied"), ["p", "q"]);
     // The caller's array changed later changes nothing stored.
     const mine = ["m"];
     await store.set("mine", 1, { tags: mine });
