@@ -245,6 +245,18 @@ async fn sets_and_loads_racing_invalidations_stay_reachable() {
     let server = RedisServer::start();
     let writer = leased_store(&server, "race:", None, Duration::from_secs(10)).await;
     let other = leased_store(&server, "race:", None, Duration::from_secs(10)).await;
+    race(writer, other).await;
+}
+
+/// The same on a cluster, over its buckets (tag sets and entries in many slots).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_sets_and_loads_racing_invalidations_stay_reachable() {
+    let cluster = RedisCluster::shared();
+    let build = || RedisStore::<String>::cluster_builder(cluster.urls()).prefix("race-c:").build();
+    race(Arc::new(build().await.unwrap()), Arc::new(build().await.unwrap())).await;
+}
+
+async fn race(writer: Arc<RedisStore<String>>, other: Arc<RedisStore<String>>) {
     for round in 0..3 {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let invalidations = {
