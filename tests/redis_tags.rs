@@ -295,3 +295,24 @@ async fn race(writer: Arc<RedisStore<String>>, other: Arc<RedisStore<String>>) {
         assert!(left.is_empty(), "round {round}: entries carrying the tag survived: {left:?}");
     }
 }
+
+/// A tagged set is its write and its listing in one pipeline: after Redis
+/// forgot its scripts (a restart, SCRIPT FLUSH) it is still written, listed
+/// once, and counted once.
+#[tokio::test]
+async fn a_tagged_set_after_a_script_flush_is_written_and_listed() {
+    let server = RedisServer::start();
+    let mut conn = server.admin().await;
+    for (prefix, policy) in [("flush:", None), ("flush-lru:", Some(LruPolicy::new(100).unwrap().into()))] {
+        let store: RedisStore<String> = store(&server, prefix, policy).await;
+        store.set("warm", "w".into(), tagged(&["t"])).await.unwrap();
+        redis::cmd("SCRIPT").arg("FLUSH").exec_async(&mut conn).await.unwrap();
+        store.reset_stats();
+        store.set("k", "v".into(), tagged(&["t", "u"])).await.unwrap();
+        assert_eq!(store.stats().sets, 1, "{prefix}: counted once");
+        assert_eq!(store.get("k").await.unwrap().as_deref(), Some("v"));
+        assert_eq!(store.invalidate_tags(&["u"]).await.unwrap(), 1, "{prefix}: listed");
+        assert_eq!(store.invalidate_tags(&["t"]).await.unwrap(), 1, "{prefix}: warm");
+        assert_eq!(store.size().await.unwrap(), 0, "{prefix}");
+    }
+}

@@ -98,12 +98,11 @@ where
 
     /// The second half of [`set_checked`](Self::set_checked): the write.
     pub(crate) async fn set_encoded(&self, key: Key<'_>, encoded: EncodedSet) -> Result<()> {
-        self.write("set", key, &encoded.stored, encoded.ttl).await?;
         if !encoded.tags.is_empty() {
-            // Listed once written (see `tags.rs`).
-            self.register_written("set", key, &encoded.tags, encoded.ttl).await?;
+            // Written, then listed, in one round trip (see `tags.rs`).
+            return self.write_tagged("set", key, &encoded.stored, encoded.ttl, &encoded.tags).await;
         }
-        Ok(())
+        self.write("set", key, &encoded.stored, encoded.ttl).await
     }
 
     /// [`CacheStore::delete`] on a checked key.

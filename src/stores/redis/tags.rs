@@ -50,7 +50,7 @@ use redis::Script;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::call::{Name, ScriptCall, flag};
+use super::call::{Name, Report, ScriptCall, flag};
 use super::{RedisStore, format};
 use crate::errors::Result;
 use crate::key::Key;
@@ -176,6 +176,86 @@ where
     ) -> Result<()> {
         let index = self.space.bucket_index(key);
         let sets: Vec<Vec<u8>> = tags.iter().map(|tag| self.space.tag_set(index, tag)).collect();
+        let call = self.register_call(key, &sets, tags, ttl_ms);
+        let mut conn = self.conn.clone();
+        let _: u64 = self.round_trip(what, call.invoke(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// A tagged `set`: the write and the listing of its key in one pipeline
+    /// (one round trip), in that order on the one connection. Counts a set.
+    /// If Redis does not know a script: unbounded, the `SET` ran and only the
+    /// listing is sent again, after loading it; bounded, either may have
+    /// been refused, so both are sent again, in the same order. If the
+    /// pipeline fails otherwise, the entry is unlinked (best effort): an
+    /// entry carrying a tag that no set lists must not stay.
+    pub(super) async fn write_tagged(
+        &self,
+        what: &str,
+        key: Key<'_>,
+        stored: &[u8],
+        ttl: Option<u64>,
+        tags: &[String],
+    ) -> Result<()> {
+        self.check_record(false);
+        let index = self.space.bucket_index(key);
+        let full = self.space.entry(key);
+        let capacity = self.capacity(index);
+        let sets: Vec<Vec<u8>> = tags.iter().map(|tag| self.space.tag_set(index, tag)).collect();
+        let register = self.register_call(key, &sets, tags, ttl);
+        let mut pipe = redis::pipe();
+        if let Some(capacity) = &capacity {
+            let [recency, expiry] = capacity.indexes();
+            let mut call = ScriptCall::new(&self.scripts.set_bounded, &[full.into(), recency, expiry], &[]);
+            call.arg(stored).arg(ttl.unwrap_or(0)).capacity(capacity).arg(flag(self.sample()));
+            pipe.add_command(call.into_cmd());
+        } else {
+            let cmd = pipe.cmd("SET").arg(full).arg(stored);
+            if let Some(ms) = ttl {
+                cmd.arg("PX").arg(ms);
+            }
+        }
+        pipe.add_command(register.into_cmd());
+        let mut conn = self.conn.clone();
+        let send = async {
+            match pipe.query_async::<(redis::Value, u64)>(&mut conn).await {
+                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                    SCRIPTS.register.prepare_invoke().load_async(&mut conn).await?;
+                    if capacity.is_some() {
+                        self.scripts.set_bounded.prepare_invoke().load_async(&mut conn).await?;
+                        return pipe.query_async(&mut conn).await;
+                    }
+                    let again = self.register_call(key, &sets, tags, ttl).into_cmd();
+                    let listed: u64 = again.query_async(&mut conn).await?;
+                    Ok((redis::Value::Okay, listed))
+                }
+                other => other,
+            }
+        };
+        let (written, _) = match self.round_trip(what, send).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                let _ = self.unlink(what, index, &[&full.to_vec()]).await;
+                return Err(error);
+            }
+        };
+        SharedCounters::add(&self.counters.sets, 1);
+        if let Some(capacity) = &capacity {
+            let report = redis::from_redis_value::<(u64, u64, u8)>(written.clone())
+                .map_err(|_| self.unexpected(what, &written))?;
+            self.settle(capacity, Report::new(report)).await;
+        }
+        Ok(())
+    }
+
+    /// The listing script's call for `key` in the tag sets `sets` (of `tags`).
+    fn register_call<'a>(
+        &self,
+        key: Key<'a>,
+        sets: &'a [Vec<u8>],
+        tags: &[String],
+        ttl_ms: Option<u64>,
+    ) -> ScriptCall<'static> {
         let names: Vec<Name<'_>> = sets.iter().map(Name::from).collect();
         let mut call = ScriptCall::new(&SCRIPTS.register, &names, &[]);
         // The set outlives the entry: its TTL starts after the registration,
@@ -185,9 +265,7 @@ where
         for tag in tags {
             call.arg(tag.as_str());
         }
-        let mut conn = self.conn.clone();
-        let _: u64 = self.round_trip(what, call.invoke(&mut conn)).await?;
-        Ok(())
+        call
     }
 
     /// Lists `key`'s entry, just written, in the tag
