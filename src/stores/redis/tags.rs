@@ -8,8 +8,8 @@
 //!   tagged with it. On a cluster it shares the bucket's slot with the
 //!   entries, so one script reaches both: no command is ever cross-slot.
 //! - **Set.** A tagged `set` writes the entry as an untagged one is written,
-//!   then adds its key to its tag sets (one script, [`REGISTER`]): two round
-//!   trips. An untagged `set` is still one `SET`: it leaves the key in the
+//!   then adds its key to its tag sets (one script, [`REGISTER`]), the two
+//!   pipelined in that order: one round trip. An untagged `set` is still one `SET`: it leaves the key in the
 //!   tag sets of its old tags, where nothing trusts it (below). Listed after
 //!   the write, a key in a tag set is always one that was written (or a
 //!   load's placeholder, below), so a member whose key is gone is gone for
