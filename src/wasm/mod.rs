@@ -54,7 +54,8 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// address, the most slots a store holds, SHOWN_CHARS (how much of a key an
 /// error message shows), the mask of a slot's access count in its `freq`
 /// byte, the count's ceiling, and the reason codes of the removed buffer:
-/// evicted, expired, replaced]`, then the counter table's layout
+/// evicted, expired, replaced; then the tag limits: MAX_TAGS, MAX_TAG_LEN,
+/// MAX_INVALIDATE_TAGS]`, then the counter table's layout
 /// ([`tables::counter_layout`]: two numbers per figure).
 #[wasm_bindgen]
 pub fn limits() -> Vec<f64> {
@@ -79,6 +80,9 @@ pub fn limits() -> Vec<f64> {
         f64::from(slots::EVICTED),
         f64::from(slots::EXPIRED),
         f64::from(slots::REPLACED),
+        crate::tags::MAX_TAGS as f64,
+        crate::tags::MAX_TAG_LEN as f64,
+        crate::tags::MAX_INVALIDATE_TAGS as f64,
     ];
     tables::counter_layout(&mut limits);
     limits
