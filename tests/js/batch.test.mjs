@@ -228,3 +228,17 @@ test("a sized store checks every entry's size before a batch writes any", () => 
   store.setManySync([["a", "aa"], ["b", "bbb"]]);
   assert.deepEqual(store.getManySync(["a", "b", "kept"]), ["aa", "bbb", "x"]);
 });
+
+test("setMany's options reach each entry whatever set takes (tags here)", async () => {
+  const store = lru();
+  store.setManySync(
+    [
+      ["a", 1],
+      ["b", 2],
+    ],
+    { tags: ["team:7"] },
+  );
+  store.setSync("c", 3);
+  assert.equal(await store.invalidateTags(["team:7"]), 2);
+  assert.deepEqual(store.getManySync(["a", "b", "c"]), [undefined, undefined, 3]);
+});
