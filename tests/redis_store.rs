@@ -268,7 +268,7 @@ async fn idle_entries_slide_their_expiry_on_reads_and_old_entries_read_as_before
             s * 1000 + us / 1000
         }
     };
-    let t: u64 = raw.strip_prefix(r#"{"i":10000,"t":"#).and_then(|r| r.split(',').next()).unwrap().parse().unwrap();
+    let t: u64 = raw.strip_prefix(r#"{"i":10000,"d":"#).and_then(|r| r.split(',').next()).unwrap().parse().unwrap();
     let now = now_ms(&mut conn).await;
     assert!((now + 29_000..=now + 30_000).contains(&t), "the TTL deadline on Redis's clock: {raw}");
     assert!(pttl("idle:k").await <= 10_000, "the idle time first");
@@ -284,12 +284,12 @@ async fn idle_entries_slide_their_expiry_on_reads_and_old_entries_read_as_before
     // update_metadata keeps the header (and the TTL); reads still slide it.
     assert!(store.update_metadata("k", meta(serde_json::json!({"a": 1}))).await.unwrap());
     let raw = raw_get(&mut conn, "idle:k").await.unwrap();
-    assert!(raw.starts_with(r#"{"i":10000,"t":"#) && raw.ends_with(r#","v":1,"m":{"a":1}}"#), "{raw}");
+    assert!(raw.starts_with(r#"{"i":10000,"d":"#) && raw.ends_with(r#","v":1,"m":{"a":1}}"#), "{raw}");
     assert_eq!(store.get("k").await.unwrap(), Some(1));
     assert!(pttl("idle:k").await > 9_000);
     // Near the TTL deadline, a read moves the expiry no further than it.
     let near_deadline: u64 = now_ms(&mut conn).await + 2_000;
-    let header = format!(r#"{{"i":10000,"t":{near_deadline},"v":7}}"#);
+    let header = format!(r#"{{"i":10000,"d":{near_deadline},"v":7}}"#);
     redis::cmd("SET").arg("idle:capped").arg(&header).arg("PX").arg(1_000).exec_async(&mut conn).await.unwrap();
     assert_eq!(store.get("capped").await.unwrap(), Some(7));
     let left = pttl("idle:capped").await;

@@ -97,6 +97,11 @@ class MemoryStore {
   #misses = 0;
   #latencyTotal = 0;
   #latencySamples = 0;
+  // Tags (12-tags.js): slot id -> its tags (a frozen array), and tag -> the
+  // ids that carry it; both empty until a tagged set. Declared last, after
+  // the fields a hit reads, which keep their places in the object.
+  #tags = new SlotMap();
+  #byTag = new SlotMap();
 
   // Capacity in size (lru-cache's `maxSize` and `sizeCalculation`): the
   // bound, undefined when the store is not sized; the function; each slot's
@@ -185,7 +190,8 @@ class MemoryStore {
       ready: () => {
         if (this.#pending) this.#live();
       },
-      put: (key, value, ttl, meta, fresh, idle) => this.#put(key, value, ttl, meta, true, fresh, undefined, idle),
+      put: (key, value, ttl, meta, fresh, tags, idle) =>
+        this.#put(key, value, ttl, meta, true, fresh, undefined, tags, idle),
       freshOf: (key) => {
         const id = this.#ids.get(key);
         return id === undefined ? undefined : this.#fresh.get(id);
@@ -486,6 +492,8 @@ class MemoryStore {
     this.#meta.clear();
     this.#fresh.clear();
     this.#idles.clear();
+    this.#tags.clear();
+    this.#byTag.clear();
     this.#placeholders.clear();
   }
 
@@ -517,6 +525,7 @@ class MemoryStore {
     if (this.#meta.size !== 0) this.#meta.delete(id);
     if (this.#fresh.size !== 0) this.#fresh.delete(id);
     if (this.#idling) this.#idles.delete(id);
+    if (this.#tags.size !== 0) untag(this.#tags, this.#byTag, id);
     if (notices !== undefined) notify3(notices, value, key, REASONS[reason]);
   }
 
@@ -588,19 +597,20 @@ class MemoryStore {
     let ttl;
     let meta;
     let size;
+    let tags;
     let idle;
     if (options !== undefined) {
       readSetOptions(options);
-      ({ ttl, meta, size, idle } = setOptions);
+      ({ ttl, meta, size, tags, idle } = setOptions);
     }
-    this.#put(key, value, ttl, meta, undefined, undefined, size, idle);
+    this.#put(key, value, ttl, meta, undefined, undefined, size, tags, idle);
   }
 
   /**
    * Stores `value` under `key` (checked a string) with a ttl in seconds and
    * metadata (a plain copy); throws if refused. `later`: see `#notify`.
    */
-  #put(key, value, ttl, meta, later, fresh, size, idle = this.#defaultIdle) {
+  #put(key, value, ttl, meta, later, fresh, size, tags, idle = this.#defaultIdle) {
     // The caller's sizeCalculation runs first: if it throws, nothing changed.
     if (this.#maxSize !== undefined) size = this.#sizeOf(key, value, size);
     else if (size !== undefined) throw unsizedError("size");
@@ -643,7 +653,7 @@ class MemoryStore {
     let notices;
     try {
       if (this.#header[0] !== this.#version) this.#view();
-      notices = this.#place(id, key, value, meta, fresh, size, clock);
+      notices = this.#place(id, key, value, meta, fresh, size, tags, clock);
     } catch (error) {
       // Cut short past the probe (V8 may need far more stack to compile or
       // tier up a function than the probe reserves): the engine holds the
@@ -654,6 +664,7 @@ class MemoryStore {
       this.#cutMeta = meta;
       this.#cutFresh = fresh;
       this.#cutIdle = clock;
+      this.#cutTags = tags;
       this.#cutKey = key;
       this.#cutSize = size;
       this.#pending = true;
@@ -671,6 +682,7 @@ class MemoryStore {
   #cutMeta;
   #cutFresh;
   #cutIdle;
+  #cutTags;
   #cutKey;
   #cutSize;
 
@@ -684,7 +696,8 @@ class MemoryStore {
   #finishPlacing() {
     // Forgotten only once done: cut short again, the next call retries.
     let notices = this.#place(
-      this.#cutId, this.#cutKey, this.#cutValue, this.#cutMeta, this.#cutFresh, this.#cutSize, this.#cutIdle,
+      this.#cutId, this.#cutKey, this.#cutValue, this.#cutMeta, this.#cutFresh, this.#cutSize, this.#cutTags,
+      this.#cutIdle,
     );
     this.#clearCut();
     if (this.#maxSize !== undefined && this.#sizeTotal > this.#maxSize) {
@@ -701,6 +714,7 @@ class MemoryStore {
     this.#cutMeta = undefined;
     this.#cutFresh = undefined;
     this.#cutIdle = undefined;
+    this.#cutTags = undefined;
   }
 
   /** What a call rethrows after `error` (and the next call checks the engine: `#repair`). */
@@ -717,7 +731,7 @@ class MemoryStore {
    * Puts the value of the entry just stored in slot `id`, after forgetting
    * what the engine removed for it: the removal notices, for `#notify`.
    */
-  #place(id, key, value, meta, fresh, size, clock) {
+  #place(id, key, value, meta, fresh, size, tags, clock) {
     const removed = this.#removed;
     const n = removed[0];
     let notices;
@@ -748,6 +762,8 @@ class MemoryStore {
       this.#idles.set(id, clock);
       this.#idling = true;
     } else if (this.#idling) this.#idles.delete(id);
+    if (this.#tags.size !== 0) untag(this.#tags, this.#byTag, id);
+    if (tags !== undefined) tag(this.#tags, this.#byTag, id, tags);
     // A write moves the key on: a load that began before it stores nothing.
     if (this.#placeholders.size !== 0) this.#placeholders.delete(key);
     // Sized: a replaced entry is in the same slot, its old size still there.
@@ -987,6 +1003,10 @@ class MemoryStore {
     begin: (store) => store.#beginWalk(),
     // Throws once disposed; repairs a failed call first (the batch calls, 13-batch.js).
     live: (store) => store.#live(),
+    // A sized store's check of one entry's size (it throws if refused), before a batch writes any.
+    checkSize: (store, key, value, size) => {
+      if (store.#maxSize !== undefined) store.#sizeOf(key, value, size);
+    },
     notify: (store, notices) => store.#notify(notices),
     failed: (store, error) => store.#failed(error),
     liveSlots: (store) => store.#liveSlots(),
@@ -998,7 +1018,7 @@ class MemoryStore {
     keys: (store) => store.#keys,
     values: (store) => store.#values,
     placeholders: (store) => store.#placeholders,
-    // For dump and load (12-dump.js): metadata by slot id, the current views
+    // For dump and load (15-dump.js): metadata by slot id, the current views
     // of the access counts and deadlines, the clock, and a plain set.
     meta: (store) => store.#meta,
     views: (store) => {
@@ -1007,10 +1027,28 @@ class MemoryStore {
     },
     now: (store) => store.#now(),
     byDeadline: (store) => store.#byDeadline,
-    // Idle clocks by slot id ([idle ms, TTL deadline ms]); `idle` (seconds)
-    // undefined: the policy's, as for a set.
+    // Idle clocks by slot id ([idle ms, TTL deadline ms]).
     idles: (store) => store.#idles,
-    put: (store, key, value, ttl, meta, idle) => store.#put(key, value, ttl, meta, undefined, undefined, undefined, idle),
+    // S3-FIFO's queues: whether a slot is on the small one, and a move to one.
+    queues: (store) => store.#mode === FREQ,
+    probation: (store, id) => store.#store.probation(id),
+    place: (store, id, probation) => {
+      try {
+        store.#store.place(id, probation);
+      } catch (error) {
+        throw store.#failed(error);
+      }
+    },
+    // `idle` (seconds) undefined: the policy's, as for a set.
+    put: (store, key, value, ttl, meta, size, idle) =>
+      store.#put(key, value, ttl, meta, undefined, undefined, size, undefined, idle),
+    // A store with maxSize: an entry's size (given, or its sizeCalculation's), checked.
+    sized: (store) => store.#maxSize !== undefined,
+    sizeOf: (store, key, value, size) => store.#sizeOf(key, value, size),
+    sizes: (store) => store.#sizes,
+    // Slot id -> tags, and tag -> ids (read only; 12-tags.js).
+    tags: (store) => store.#tags,
+    byTag: (store) => store.#byTag,
   });
 
   /**
@@ -1039,6 +1077,7 @@ class MemoryStore {
     this.#idles.forEach((_, id) => {
       if (this.#keys[id] === undefined) problems.push(`slot ${id}: an idle clock without an entry`);
     });
+    auditTags(this.#tags, this.#byTag, this.#keys, problems);
     return problems;
   }
 

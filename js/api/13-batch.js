@@ -99,12 +99,20 @@ const batch = {
       checkKey(pairs[i][0]);
       if (pairs[i][1] === undefined) throw undefinedValueError("setMany cannot store");
     }
-    // Read once, so a getter cannot change them between entries.
+    // Read once into a plain copy, checked before any write: a getter
+    // cannot change them between entries. Every option set takes is kept.
     let shared;
     if (options !== undefined) {
-      readSetOptions(options);
-      shared = { ttl: setOptions.ttl, metadata: setOptions.meta, size: setOptions.size, idle: setOptions.idle };
+      if (typeof options !== "object" || options === null) readSetOptions(options); // throws
+      shared = { ...options };
+      readSetOptions(shared);
+      // The checked copy of the metadata: no getter runs again.
+      if (shared.metadata !== undefined) shared.metadata = setOptions.meta;
     }
+    // A sized store: every entry's size checked first (sizeCalculation then
+    // runs twice per entry), so one too large or refused changes nothing.
+    const size = shared?.size;
+    for (let i = 0; i < pairs.length; i++) inside.checkSize(this, pairs[i][0], pairs[i][1], size);
     inside.live(this);
     const n = pairs.length;
     let i = 0;

@@ -7,9 +7,10 @@
 // milliseconds), coldest entry first. Installed on MemoryStore's prototype
 // below; they reach its state through `inside` (10-store.js).
 
-// The fields of a dumped entry: lru-cache's (`size` is read and ignored),
-// then this store's own (`idle`: the time-to-idle in ms).
-const DUMP_FIELDS = ["value", "ttl", "start", "size", "metadata", "hits", "idle"];
+// The fields of a dumped entry: lru-cache's (`size` counts in a store with
+// maxSize, and is ignored by one without), then this store's own (`idle`:
+// the time-to-idle in ms).
+const DUMP_FIELDS = ["value", "ttl", "start", "size", "metadata", "hits", "probation", "idle"];
 
 /** A load's error for entry `i` of the array. */
 function dumpError(i, why) {
@@ -31,7 +32,7 @@ function readDumped(pair, i, wallNow) {
     throw dumpError(i, `(${shownKey(key)}) must be an object like { value, ttl, start }, got ${describe(entry)}`);
   }
   checkNames(entry, "dump entry", DUMP_FIELDS);
-  const { value, ttl, start, metadata, hits, idle } = entry;
+  const { value, ttl, start, metadata, hits, probation, size, idle } = entry;
   if (value === undefined) throw dumpError(i, `(${shownKey(key)}) has no value`);
   // Checked first: an entry skipped for its TTL is still checked.
   let idleSeconds;
@@ -61,8 +62,11 @@ function readDumped(pair, i, wallNow) {
   if (hits !== undefined && !(Number.isInteger(hits) && hits >= 0 && hits <= MAX_FREQ)) {
     throw dumpError(i, `(${shownKey(key)}): hits must be an integer from 0 to ${MAX_FREQ}, got ${describe(hits)}`);
   }
+  if (probation !== undefined && typeof probation !== "boolean") {
+    throw dumpError(i, `(${shownKey(key)}): probation must be a boolean, got ${describe(probation)}`);
+  }
   const meta = metadata === undefined ? undefined : copyMetadata(metadata);
-  return { key, value, seconds, meta, hits, idle: idleSeconds };
+  return { key, value, seconds, meta, hits, probation, size, idle: idleSeconds };
 }
 
 /** A TTL in seconds, checked as a set's is. */
@@ -77,9 +81,10 @@ const dumps = {
    * policy would evict first comes first), in lru-cache's format: `value`;
    * for an entry with a TTL, `ttl` (the milliseconds it had left) and
    * `start` (`Date.now()` when the dump was taken); `metadata` if it has
-   * any; under S3-FIFO, `hits` (its access count, 0 to 3) when not 0; for
-   * an entry with a time-to-idle, `idle` (in ms; `ttl` is then what is left
-   * of its TTL, not of its idle time, and is absent if it has none).
+   * any; under S3-FIFO, `hits` (its access count, 0 to 3) when not 0 and
+   * `probation` (on the small queue); for an entry with a time-to-idle,
+   * `idle` (in ms; `ttl` is then what is left of its TTL, not of its idle
+   * time, and is absent if it has none).
    * Counts nothing and changes no order; expired entries are left out.
    */
   dump() {
@@ -92,11 +97,16 @@ const dumps = {
     const now = inside.now(this);
     const wall = Date.now();
     // Listed hottest first (see `entries`): reversed, coldest first. Under
-    // TTLPolicy the soonest to expire goes first, the first set among equals.
-    const order = ids.reverse();
+    // TTLPolicy the soonest to expire goes first, the first set among equals;
+    // under S3FIFOPolicy the small queue, then the main one, oldest first.
+    let order = ids.reverse();
+    const queues = inside.queues(this);
     if (inside.byDeadline(this)) {
       const due = (id) => deadline[id] ?? Infinity;
       order.sort((a, b) => due(a) - due(b));
+    } else if (queues) {
+      const small = order.filter((id) => inside.probation(this, id));
+      order = small.concat(order.filter((id) => !inside.probation(this, id)));
     }
     const out = [];
     for (const id of order) {
@@ -114,6 +124,9 @@ const dumps = {
       if (m !== undefined) entry.metadata = copyJson(m, 0, "");
       const hits = freq.length === 0 ? 0 : freq[id] & FREQ_COUNT;
       if (hits !== 0) entry.hits = hits;
+      if (queues) entry.probation = inside.probation(this, id);
+      const sizes = inside.sizes(this);
+      if (sizes !== undefined && sizes[id] !== undefined) entry.size = sizes[id];
       if (clock !== undefined) entry.idle = clock[0];
       out[out.length] = [key, entry];
     }
@@ -123,8 +136,8 @@ const dumps = {
   /**
    * Stores the [key, entry] pairs of `entries` (a `dump()`'s, or
    * lru-cache's), in order, coldest first: into a store with the same
-   * policy this rebuilds the order (LRUPolicy and TTLPolicy exactly;
-   * S3FIFOPolicy its access counts), into a smaller one the policy evicts
+   * policy this rebuilds the order (each entry at the hot end of its queue,
+   * with its access count), into a smaller one the policy evicts
    * as it would, keeping the hottest. `ttl` (ms) counts from `start`
    * (`Date.now()` ms), so an entry whose TTL ran out meanwhile is skipped;
    * one without `ttl` (or, as lru-cache writes it, `ttl: 0`) gets the policy's. An
@@ -142,16 +155,22 @@ const dumps = {
     inside.notify(this, inside.begin(this));
     const wall = Date.now();
     const checked = [];
+    const sized = inside.sized(this);
     for (let i = 0; i < entries.length; i++) {
       const entry = readDumped(entries[i], i, wall);
-      if (entry !== undefined) checked[checked.length] = entry;
+      if (entry === undefined) continue;
+      // Sized once, before anything is stored: the dump's size, or the
+      // store's sizeCalculation (a bad or too large one throws here).
+      entry.size = sized ? inside.sizeOf(this, entry.key, entry.value, entry.size) : undefined;
+      checked[checked.length] = entry;
     }
     let failed = false;
     let error;
     let stored = 0;
-    for (const { key, value, seconds, meta, hits, idle } of checked) {
+    const queues = inside.queues(this);
+    for (const { key, value, seconds, meta, hits, probation, size, idle } of checked) {
       try {
-        inside.put(this, key, value, seconds, meta, idle);
+        inside.put(this, key, value, seconds, meta, size, idle);
       } catch (e) {
         // The listener's error (the entry is stored), or the engine's: the
         // rest still load, and the first error is thrown at the end.
@@ -160,6 +179,8 @@ const dumps = {
       const id = inside.ids(this).get(key);
       if (id === undefined) continue;
       stored++;
+      // S3FIFOPolicy: back on the queue it came from, with its access count.
+      if (queues && probation !== undefined) inside.place(this, id, probation);
       if (hits) {
         const [freq] = inside.views(this);
         if (freq.length !== 0) freq[id] = (freq[id] & ~FREQ_COUNT) | hits;

@@ -79,12 +79,13 @@ function maxSizeOption(value) {
  * the result goes to a shared object, not a fresh one, so `setSync`
  * allocates nothing.
  */
-const setOptions = { ttl: undefined, meta: undefined, size: undefined, idle: undefined };
-const SET_OPTIONS = ["ttl", "metadata", "size", "idle"];
+const setOptions = { ttl: undefined, meta: undefined, size: undefined, tags: undefined, idle: undefined };
+const SET_OPTIONS = ["ttl", "metadata", "size", "tags", "idle"];
 function readSetOptions(options) {
   let ttl;
   let metadata;
   let size;
+  let tags;
   let idle;
   if (options !== undefined) {
     if (typeof options !== "object" || options === null) {
@@ -96,10 +97,12 @@ function readSetOptions(options) {
     metadata = options.metadata;
     if (metadata !== undefined) metadata = copyMetadata(metadata);
     size = options.size;
+    tags = readTags(options.tags);
   }
   setOptions.ttl = ttl;
   setOptions.meta = metadata;
   setOptions.size = size;
+  setOptions.tags = tags;
   setOptions.idle = idle;
 }
 
@@ -112,7 +115,7 @@ function checkNames(options, what, allowed) {
   }
 }
 
-const LOAD_OPTIONS = ["ttl", "metadata", "idle", "grace", "softTimeout", "hardTimeout", "retryAfter", "waitUntil", "signal"];
+const LOAD_OPTIONS = ["ttl", "metadata", "tags", "idle", "grace", "softTimeout", "hardTimeout", "retryAfter", "waitUntil", "signal"];
 
 /**
  * The options of `getOrSet`, read once each into a fresh object: those of
@@ -123,6 +126,7 @@ function readLoadOptions(options) {
   const o = {
     ttl: undefined,
     meta: undefined,
+    tags: undefined,
     idle: undefined,
     grace: undefined,
     softTimeout: undefined,
@@ -136,10 +140,11 @@ function readLoadOptions(options) {
     throw new CachePolicyError(`getOrSet options must be an object like { ttl, metadata }, got ${describe(options)}`);
   }
   checkNames(options, "getOrSet", LOAD_OPTIONS);
-  const { ttl, metadata, idle, grace, softTimeout, hardTimeout, retryAfter, waitUntil, signal } = options;
+  const { ttl, metadata, tags, idle, grace, softTimeout, hardTimeout, retryAfter, waitUntil, signal } = options;
   o.ttl = seconds(ttl, "ttl");
   o.idle = idleSeconds(idle, "idle");
   if (metadata !== undefined) o.meta = copyMetadata(metadata);
+  o.tags = readTags(tags);
   o.grace = seconds(grace, "grace");
   o.softTimeout = seconds(softTimeout, "softTimeout");
   o.hardTimeout = seconds(hardTimeout, "hardTimeout");

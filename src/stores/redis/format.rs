@@ -3,13 +3,15 @@
 //! ```text
 //! {"v":<the value as JSON>}                      no metadata
 //! {"v":<the value as JSON>,"m":{<metadata>}}     with metadata
+//! {"t":[<tags>],"v":...}                         with tags (before the value,
+//!                                                where a script finds them)
 //! ```
 //!
 //! Before `"v"` may come, in this order, the stamp of an entry stored by
 //! `get_or_refresh` (`"f":<ms>`) and the header of an entry with a
-//! time-to-idle (`"i":<idle ms>,"t":<TTL deadline ms, 0: none>`, written by
-//! the scripts, where Redis's clock is). v0.2 wrote neither header: its
-//! entries read as they did.
+//! time-to-idle (`"i":<idle ms>,"d":<TTL deadline ms, 0: none>`, written by
+//! the scripts, where Redis's clock is), then the tags. v0.2 wrote none of
+//! them: its entries read as they did.
 //!
 //! This module only encodes and decodes; it never does I/O. Every failure is
 //! [`CacheError::Serialization`], never a panic.
@@ -36,6 +38,12 @@ struct MetadataOnly {
 }
 
 #[derive(Deserialize)]
+struct TagsOnly {
+    #[serde(default)]
+    t: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
 struct Raw<'a> {
     #[serde(borrow)]
     v: &'a RawValue,
@@ -46,7 +54,9 @@ struct Raw<'a> {
     #[serde(default)]
     i: Option<u64>,
     #[serde(default)]
-    t: Option<u64>,
+    d: Option<u64>,
+    #[serde(default)]
+    t: Option<Vec<String>>,
 }
 
 /// The stored bytes of `value` with `metadata` (an empty map is not stored).
@@ -56,8 +66,20 @@ struct Raw<'a> {
 /// at most 127, envelope included), and NaN or an infinite float anywhere in
 /// the value (serde_json writes them as `null`, so `f64::NAN` would be
 /// unreadable and `Some(f64::NAN)` would read back as `None`).
+// The stores write through `encode_tagged`; this form stays for the tests.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(super) fn encode<V: Serialize + ?Sized>(value: &V, metadata: Option<&Metadata>) -> Result<Vec<u8>> {
-    encode_stamped(value, metadata, None, None)
+    encode_stamped(value, metadata, None, None, &[])
+}
+
+/// [`encode`] with the entry's `tags` (checked by the caller; none: the
+/// same bytes as `encode`).
+pub(super) fn encode_tagged<V: Serialize + ?Sized>(
+    value: &V,
+    metadata: Option<&Metadata>,
+    tags: &[String],
+) -> Result<Vec<u8>> {
+    encode_stamped(value, metadata, None, None, tags)
 }
 
 /// [`encode`], with the `"f"` stamp of an entry stored by `get_or_refresh`
@@ -67,6 +89,7 @@ fn encode_stamped<V: Serialize + ?Sized>(
     metadata: Option<&Metadata>,
     fresh_until: Option<u64>,
     idle: Option<(u64, u64)>,
+    tags: &[String],
 ) -> Result<Vec<u8>> {
     let m = metadata.filter(|m| !m.is_empty());
     let mut out = Vec::with_capacity(64);
@@ -75,7 +98,12 @@ fn encode_stamped<V: Serialize + ?Sized>(
         out.extend_from_slice(format!(r#""f":{at},"#).as_bytes());
     }
     if let Some((idle, ttl_at)) = idle {
-        out.extend_from_slice(format!(r#""i":{idle},"t":{ttl_at},"#).as_bytes());
+        out.extend_from_slice(format!(r#""i":{idle},"d":{ttl_at},"#).as_bytes());
+    }
+    if !tags.is_empty() {
+        out.extend_from_slice(br#""t":"#);
+        serde_json::to_writer(&mut out, tags).map_err(|e| encode_error("tags", &e))?;
+        out.push(b',');
     }
     out.extend_from_slice(br#""v":"#);
     // The envelope is level 0: the value's own arrays and objects count from 1.
@@ -167,9 +195,9 @@ pub(super) fn decode_value<V: DeserializeOwned>(key: &str, bytes: &[u8]) -> Resu
     serde_json::from_slice::<ValueOnly<V>>(bytes).map(|e| e.v).map_err(|e| undecodable(key, "value", e))
 }
 
-/// What follows `{"v":` (or `{"f":<digits>,"v":`, a `get_or_refresh` stamp)
-/// up to the closing `}`: the value's text if the document is exactly that
-/// envelope; the caller's parse decides.
+/// What follows `{"v":` (or `{"f":<digits>,"v":`, a `get_or_refresh` stamp,
+/// and/or `"t":<tags>,` before `"v":`) up to the closing `}`: the value's
+/// text if the document is exactly that envelope; the caller's parse decides.
 fn value_text(bytes: &[u8]) -> Option<&[u8]> {
     let rest = bytes.strip_prefix(b"{")?;
     let rest = match rest.strip_prefix(br#""f":"#) {
@@ -177,7 +205,16 @@ fn value_text(bytes: &[u8]) -> Option<&[u8]> {
         None => rest,
     };
     let rest = match rest.strip_prefix(br#""i":"#) {
-        Some(idle) => skip_time_field(skip_time_field(idle)?.strip_prefix(br#""t":"#)?)?,
+        Some(idle) => skip_time_field(skip_time_field(idle)?.strip_prefix(br#""d":"#)?)?,
+        None => rest,
+    };
+    let rest = match rest.strip_prefix(br#""t":"#) {
+        // One JSON value (any: the full parse ignores the field's content too), then `,`.
+        Some(tags) => {
+            let mut values = serde_json::Deserializer::from_slice(tags).into_iter::<serde::de::IgnoredAny>();
+            values.next()?.ok()?;
+            tags[values.byte_offset()..].strip_prefix(b",")?
+        }
         None => rest,
     };
     rest.strip_prefix(br#""v":"#)?.strip_suffix(b"}")
@@ -188,7 +225,7 @@ fn skip_time_field(text: &[u8]) -> Option<&[u8]> {
     text[stamp_digits(text)?..].strip_prefix(b",")
 }
 
-/// The idle-time header of an entry (`{"i":<ms>,"t":<ms>,`, after a
+/// The idle-time header of an entry (`{"i":<ms>,"d":<ms>,`, after a
 /// `get_or_refresh` stamp if any: the whole prefix through it), for the
 /// read that must then move the entry's expiry; `None` for an entry
 /// without one, known by its third byte for the usual `{"v":`.
@@ -201,8 +238,13 @@ pub(super) fn idle_header(bytes: &[u8]) -> Option<&[u8]> {
         Some(stamp) => skip_time_field(stamp)?,
         None => bytes.strip_prefix(b"{")?,
     };
-    let rest = skip_time_field(skip_time_field(after_stamp.strip_prefix(br#""i":"#)?)?.strip_prefix(br#""t":"#)?)?;
+    let rest = skip_time_field(skip_time_field(after_stamp.strip_prefix(br#""i":"#)?)?.strip_prefix(br#""d":"#)?)?;
     Some(&bytes[..bytes.len() - rest.len()])
+}
+
+/// The tags stored in `bytes` (the entry under `key`), empty if none.
+pub(super) fn decode_tags(key: &str, bytes: &[u8]) -> Result<Vec<String>> {
+    serde_json::from_slice::<TagsOnly>(bytes).map(|e| e.t.unwrap_or_default()).map_err(|e| undecodable(key, "tags", e))
 }
 
 /// How many bytes of `stamp` are the digits of a freshness stamp, if they
@@ -239,7 +281,7 @@ pub(super) fn merge_metadata(key: &str, bytes: &[u8], extra: Metadata) -> Result
     let raw: Raw<'_> = serde_json::from_slice(bytes).map_err(|e| undecodable(key, "entry", e))?;
     let mut metadata = raw.m.unwrap_or_default();
     metadata.extend(extra);
-    encode_stamped(&raw.v, Some(&metadata), raw.f, raw.i.zip(raw.t))
+    encode_stamped(&raw.v, Some(&metadata), raw.f, raw.i.zip(raw.d), raw.t.as_deref().unwrap_or_default())
 }
 
 fn undecodable(key: &str, what: &str, e: serde_json::Error) -> CacheError {
@@ -493,22 +535,22 @@ mod tests {
 
     #[test]
     fn idle_headers_are_read_past_found_and_kept_by_merges() {
-        let idle = br#"{"i":30000,"t":0,"v":"a}","m":{"x":1}}"#;
+        let idle = br#"{"i":30000,"d":0,"v":"a}","m":{"x":1}}"#;
         assert_eq!(decode_value::<String>("k", idle).unwrap(), "a}");
-        assert_eq!(value_text(br#"{"i":30000,"t":1732560000123,"v":5}"#), Some(&b"5"[..]));
-        assert_eq!(value_text(br#"{"f":17,"i":3,"t":0,"v":5}"#), Some(&b"5"[..]));
-        assert_eq!(value_text(br#"{"i":3,"v":5}"#), None, "no t: the full parse decides");
+        assert_eq!(value_text(br#"{"i":30000,"d":1732560000123,"v":5}"#), Some(&b"5"[..]));
+        assert_eq!(value_text(br#"{"f":17,"i":3,"d":0,"v":5}"#), Some(&b"5"[..]));
+        assert_eq!(value_text(br#"{"i":3,"v":5}"#), None, "no d: the full parse decides");
         assert_eq!(decode_value::<u32>("k", br#"{"i":3,"v":5}"#).unwrap(), 5);
-        assert_eq!(idle_header(idle), Some(&br#"{"i":30000,"t":0,"#[..]));
-        assert_eq!(idle_header(br#"{"f":17,"i":3,"t":9,"v":5}"#), Some(&br#"{"f":17,"i":3,"t":9,"#[..]));
-        assert_eq!(idle_header(br#"{"v":{"i":3,"t":9}}"#), None);
+        assert_eq!(idle_header(idle), Some(&br#"{"i":30000,"d":0,"#[..]));
+        assert_eq!(idle_header(br#"{"f":17,"i":3,"d":9,"v":5}"#), Some(&br#"{"f":17,"i":3,"d":9,"#[..]));
+        assert_eq!(idle_header(br#"{"v":{"i":3,"d":9}}"#), None);
         assert_eq!(idle_header(br#"{"f":17,"v":5}"#), None);
-        assert_eq!(idle_header(br#"{"i":03,"t":9,"v":5}"#), None, "not JSON");
+        assert_eq!(idle_header(br#"{"i":03,"d":9,"v":5}"#), None, "not JSON");
         assert_eq!(idle_header(b"{"), None);
-        assert_eq!(fresh_until(br#"{"f":17,"i":3,"t":9,"v":5}"#), Some(17));
+        assert_eq!(fresh_until(br#"{"f":17,"i":3,"d":9,"v":5}"#), Some(17));
         assert_eq!(decode_metadata("k", idle).unwrap()["x"], 1);
-        let merged = merge_metadata("k", br#"{"f":17,"i":3,"t":9,"v":5}"#, meta(serde_json::json!({"y": 2}))).unwrap();
-        assert_eq!(merged, br#"{"f":17,"i":3,"t":9,"v":5,"m":{"y":2}}"#);
+        let merged = merge_metadata("k", br#"{"f":17,"i":3,"d":9,"v":5}"#, meta(serde_json::json!({"y": 2}))).unwrap();
+        assert_eq!(merged, br#"{"f":17,"i":3,"d":9,"v":5,"m":{"y":2}}"#);
         // What v0.2 wrote reads as before: no header.
         assert_eq!(idle_header(br#"{"v":1,"m":{"i":1}}"#), None);
         assert_eq!(decode_value::<u32>("k", br#"{"v":1}"#).unwrap(), 1);
@@ -591,6 +633,7 @@ mod fuzz_tests {
         "1732560000123",
         "\"i\":",
         "\"t\":",
+        "\"d\":",
         "-1",
         "\"",
         "{}",
@@ -672,14 +715,18 @@ mod fuzz_tests {
             value in json_value(),
             metadata in proptest::option::of(proptest::collection::btree_map("[a-z]{1,4}", json_value(), 0..4)),
             stamp in proptest::option::of(any::<u64>()),
+            tags in proptest::collection::vec(r#"[a-z\]",:v{}]{1,6}"#, 0..3),
+            idle in proptest::option::of((1..u64::MAX, any::<u64>())),
             mutations in proptest::collection::vec(mutation(), 0..4),
         ) {
             let metadata: Option<Metadata> = metadata.map(|m| m.into_iter().collect());
-            let mut bytes = encode_stamped(&value, metadata.as_ref(), stamp, None).unwrap();
+            let mut bytes = encode_stamped(&value, metadata.as_ref(), stamp, idle, &tags).unwrap();
             // Unmutated, it reads back exactly.
             if mutations.is_empty() {
+                prop_assert_eq!(decode_tags("k", &bytes).unwrap(), tags.clone());
                 prop_assert_eq!(decode_value::<serde_json::Value>("k", &bytes).unwrap(), value.clone());
                 prop_assert_eq!(fresh_until(&bytes), stamp);
+                prop_assert_eq!(idle_header(&bytes).is_some(), idle.is_some());
                 prop_assert_eq!(decode_metadata("k", &bytes).unwrap(), metadata.clone().unwrap_or_default());
             }
             for m in &mutations {

@@ -137,7 +137,7 @@ end
 ";
 
 /// Time-to-idle. An entry with an idle time starts with the header
-/// `{"i":<idle ms>,"t":<TTL deadline, ms of Redis's clock; 0: none>,` (after
+/// `{"i":<idle ms>,"d":<TTL deadline, ms of Redis's clock; 0: none>,` (after
 /// a `get_or_refresh` stamp `{"f":<ms>,` if it has one), written here, where
 /// Redis's clock is; entries without one (all of v0.2's) have no header. A
 /// read moves its expiry to the sooner of now + idle and the TTL deadline
@@ -155,12 +155,12 @@ local function idle_doc(doc, idle, ttl, now)
     at = now + ttl
     if ttl < idle then px = ttl end
   end
-  return '{"i":' .. string.format('%d', idle) .. ',"t":' .. string.format('%d', at) .. ',' .. string.sub(doc, 2), px
+  return '{"i":' .. string.format('%d', idle) .. ',"d":' .. string.format('%d', at) .. ',' .. string.sub(doc, 2), px
 end
 
 local function touch(entry, doc, expiry)
-  local i, t = string.match(doc, '^{"i":(%d+),"t":(%d+),')
-  if not i then i, t = string.match(doc, '^{"f":%d+,"i":(%d+),"t":(%d+),') end
+  local i, t = string.match(doc, '^{"i":(%d+),"d":(%d+),')
+  if not i then i, t = string.match(doc, '^{"f":%d+,"i":(%d+),"d":(%d+),') end
   if not i then return end
   local at = now_ms() + tonumber(i)
   t = tonumber(t)
@@ -613,7 +613,11 @@ return 1
 /// living for the lease: any write to the key replaces or deletes it, which
 /// is how the load learns that its value is out of date ([`STORE_LOADED_FN`]).
 ///
-/// KEYS: entry. ARGV: token, lease in ms.
+/// KEYS: entry, then for a tagged load its tag sets (`tags.rs`), which get
+/// the entry's key with the placeholder, atomically: an `invalidate_tags`
+/// from then on finds the placeholder and deletes it.
+/// ARGV: token, lease in ms, and for a tagged load the least TTL of its tag
+/// sets in ms.
 /// Returns the stored bytes, 1 if the placeholder is now the caller's, 0 if
 /// another load holds it, -1 if the key holds something this store did not
 /// write (waiting for it would never end).
@@ -627,6 +631,11 @@ if value then
 end
 redis.call('HSET', KEYS[1], 'load', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+for i = 2, #KEYS do
+  local pttl = redis.call('PTTL', KEYS[i])
+  redis.call('SADD', KEYS[i], KEYS[1])
+  if pttl == -2 or (pttl >= 0 and pttl < tonumber(ARGV[3])) then redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+end
 return 1
 ";
 
