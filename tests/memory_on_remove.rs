@@ -549,3 +549,23 @@ fn idle_entries_in_a_weighted_store() {
         assert_eq!(store.stats().total_weight, live(&store));
     }
 }
+
+/// Tags and time-to-idle on one entry in memory: an idle entry's expiry
+/// takes it out of the tag index (invalidate_tags then counts only the live
+/// ones), a read keeps it, and invalidate_tags reports it as invalidated.
+#[test]
+fn idle_tagged_entries() {
+    let clock = ManualClock::new();
+    let (store, log) = logged(LruPolicy::new(100).unwrap(), &clock, None);
+    let options = || SetOptions::new().idle(2 * SECOND).tags(["t"]);
+    store.set("a", 1, options()).into_inner().unwrap();
+    store.set("b", 2, options()).into_inner().unwrap();
+    clock.advance(1500 * Duration::from_millis(1));
+    assert_eq!(store.get("a").into_inner().unwrap(), Some(1));
+    clock.advance(SECOND);
+    assert_eq!(store.get_tags("b").into_inner().unwrap(), None, "b: unread for 2.5 s");
+    assert_eq!(take(&log), [notice("b", 2, RemovalReason::Expired)]);
+    assert_eq!(store.invalidate_tags(&["t"]).into_inner().unwrap(), 1);
+    assert_eq!(take(&log), [notice("a", 1, RemovalReason::Invalidated)]);
+    assert_eq!(store.len(), 0);
+}

@@ -331,3 +331,32 @@ async fn idle_entries_slide_their_expiry_on_reads_and_old_entries_read_as_before
     assert_eq!(bounded.get("a").await.unwrap(), Some(1));
     assert_eq!(bounded.stats().evictions, 1);
 }
+
+/// Tags and time-to-idle on one entry: the document carries both (idle
+/// header, then the tags), `invalidate_tags` finds it (the tag scripts read
+/// past the idle header), `get_tags` reads the tags back, and a read
+/// slides its expiry; with a capacity, a `get_or_refresh` stamp first, and
+/// through a batch too.
+#[tokio::test]
+async fn tagged_idle_entries_are_found_by_invalidate_tags() {
+    let server = RedisServer::start();
+    let mut conn = server.admin().await;
+    for (prefix, policy) in
+        [("ti:", None), ("tib:", Some(pepperpy_caching::Policy::from(LruPolicy::new(100).unwrap())))]
+    {
+        let store: RedisStore<u32> = store(&server, prefix, policy).await;
+        let options = || SetOptions::new().idle(Duration::from_secs(10)).tags(["t1", "t2"]);
+        store.set("a", 1, options()).await.unwrap();
+        store.set_many(vec![("b", 2)], options()).await.unwrap();
+        store.set("other", 3, SetOptions::new().idle(Duration::from_secs(10)).tags(["t3"])).await.unwrap();
+        let raw = raw_get(&mut conn, &format!("{prefix}a")).await.unwrap();
+        assert!(raw.starts_with(r#"{"i":10000,"d":0,"t":["t1","t2"],"v":1"#), "{prefix}: {raw}");
+        assert_eq!(store.get_tags("a").await.unwrap(), Some(vec!["t1".to_string(), "t2".to_string()]));
+        let _: () = redis::cmd("PEXPIRE").arg(format!("{prefix}a")).arg(3_000).query_async(&mut conn).await.unwrap();
+        assert_eq!(store.get("a").await.unwrap(), Some(1));
+        let pttl: i64 = redis::cmd("PTTL").arg(format!("{prefix}a")).query_async(&mut conn).await.unwrap();
+        assert!(pttl > 9_000, "{prefix}: the read slid it: {pttl}");
+        assert_eq!(store.invalidate_tags(&["t2"]).await.unwrap(), 2, "{prefix}");
+        assert_eq!(store.get_many(&["a", "b", "other"]).await.unwrap(), [None, None, Some(3)], "{prefix}");
+    }
+}

@@ -311,3 +311,19 @@ describe("idle with batches, warm restart and sizes", () => {
     assert.deepEqual(audit(store), []);
   });
 });
+
+describe("idle with tags", () => {
+  test("an idle tagged entry: invalidateTags removes it, its idle expiry untags it", () => {
+    const { store, clock, removed } = storeWith(new LRUPolicy({ maxSize: 10 }));
+    store.setSync("a", 1, { idle: 2, tags: ["t"] });
+    store.setSync("b", 2, { idle: 2, tags: ["t"] });
+    clock.advance(1_500);
+    assert.equal(store.getSync("a"), 1);
+    clock.advance(1_000); // b: unread for 2.5 s
+    assert.equal(store.getSync("b"), undefined);
+    assert.equal(store.invalidateTagsSync(["t"]), 1, "only a, still live, is counted");
+    assert.equal(store.getSync("a"), undefined);
+    assert.deepEqual(removed, [["b", "expired"], ["a", "invalidated"]]);
+    assert.deepEqual(audit(store), []);
+  });
+});
