@@ -1,0 +1,180 @@
+// A hostile user's review of this session's new JS calls (capacity in size,
+// batch calls, dump/load): bad input at each parameter, and a stack
+// overflow at every depth of each new call site.
+import { test, describe } from "node:test";
+import assert from "node:assert/strict";
+import { MemoryStore, LRUPolicy, S3FIFOPolicy, TTLPolicy, CacheError } from "pepperpy-caching";
+
+const KEYS = Array.from({ length: 40 }, (_, i) => `k${i}`);
+const weigh = (value) => (value.i % 5) + 1;
+
+/** The engine and JS agree, and a sized store's total is the sum of what it holds, within maxSize. */
+function consistent(store, maxSize) {
+  assert.deepEqual(store[Symbol.for("pepperpy-caching.audit")](), [], "the engine and JS agree slot by slot");
+  const entries = [...store.entries()];
+  assert.equal(entries.length, store.size);
+  if (maxSize !== undefined) {
+    const held = entries.reduce((sum, [, value]) => sum + weigh(value), 0);
+    assert.equal(store.getStats().totalWeight, held, "totalWeight is the sum of the sizes held");
+    assert.ok(held <= maxSize, `${held} within ${maxSize}`);
+  }
+}
+
+function stores(sized) {
+  const extra = sized ? { maxSize: 40, sizeCalculation: weigh } : {};
+  return {
+    lru: new MemoryStore({ policy: new LRUPolicy({ maxSize: 30, ttl: 600 }), ...extra }),
+    s3fifo: new MemoryStore({ policy: new S3FIFOPolicy({ maxSize: 30 }), ...extra }),
+    ttl: new MemoryStore({ policy: new TTLPolicy({ ttl: 600, maxSize: 30 }), ...extra }),
+  };
+}
+
+const calls = {
+  getManySync: (s, i) => s.getManySync([KEYS[i % 40], "absent", KEYS[(i + 7) % 40]]),
+  setManySync: (s, i) => s.setManySync([[KEYS[i % 40], { i }], [KEYS[(i + 3) % 40], { i: i + 1 }]], { ttl: 60 }),
+  deleteManySync: (s, i) => s.deleteManySync([KEYS[i % 40], KEYS[(i + 11) % 40]]),
+  dump: (s) => s.dump(),
+  load: (s, i) => s.load([[KEYS[i % 40], { value: { i }, ttl: 5000, start: Date.now() }], [KEYS[(i + 5) % 40], { value: { i: i + 2 } }]]),
+  setSync: (s, i) => s.setSync(KEYS[i % 40], { i }),
+};
+
+describe("a stack overflow at every depth of the new call sites", () => {
+  for (const sized of [false, true]) {
+    for (const [name, call] of Object.entries(calls)) {
+      test(`${name}${sized ? " (sized store)" : ""}`, () => {
+        for (const store of Object.values(stores(sized))) {
+          for (let i = 0; i < 20; i++) store.setSync(KEYS[i], { i });
+          let i = 0;
+          let overflowed = 0;
+          const dive = () => {
+            try {
+              dive();
+            } catch {
+              overflowed++;
+            }
+            try {
+              call(store, i++);
+            } catch (error) {
+              if (!(error instanceof RangeError) && !(error instanceof CacheError)) throw error;
+            }
+          };
+          dive();
+          assert.ok(overflowed > 0 && i > 1000);
+          store.getSync("k1"); // the next call repairs what was cut short
+          consistent(store, sized ? 40 : undefined);
+          store.setSync("after", { i: 1 });
+          assert.deepEqual(store.getSync("after"), { i: 1 });
+          consistent(store, sized ? 40 : undefined);
+        }
+      });
+    }
+  }
+});
+
+describe("setMany and sizes", () => {
+  test("setMany's { size } sizes each entry, as set's does", () => {
+    const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }), maxSize: 10 });
+    store.setManySync([["a", 1], ["b", 2]], { size: 3 });
+    assert.deepEqual(store.getManySync(["a", "b"]), [1, 2]);
+    assert.equal(store.getStats().totalWeight, 6);
+  });
+
+  test("setMany's { size } on a store without maxSize is refused, as set's is, and changes nothing", () => {
+    const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }) });
+    assert.throws(() => store.setSync("a", 1, { size: 3 }), { name: "CachePolicyError" });
+    assert.throws(() => store.setManySync([["a", 1]], { size: 3 }), { name: "CachePolicyError" });
+    assert.equal(store.size, 0);
+    assert.equal(store.getStats().sets, 0);
+  });
+
+  test("an entry larger than maxSize in the middle of setMany refuses the whole batch: nothing stored, nothing counted", () => {
+    const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }), maxSize: 10, sizeCalculation: (v) => v });
+    store.setSync("old", 4);
+    assert.throws(() => store.setManySync([["a", 1], ["old", 50], ["c", 1]]), { name: "CacheEntryTooLargeError" });
+    assert.deepEqual(store.getManySync(["a", "old", "c"]), [undefined, 4, undefined]);
+    const stats = store.getStats();
+    assert.equal(stats.sets, 1);
+    assert.equal(stats.totalWeight, 4);
+  });
+
+  test("a sizeCalculation that throws in the middle of setMany refuses the whole batch", () => {
+    const boom = new Error("boom");
+    const store = new MemoryStore({
+      policy: new LRUPolicy({ maxSize: 100 }),
+      maxSize: 10,
+      sizeCalculation: (v) => {
+        if (v === 2) throw boom;
+        return 1;
+      },
+    });
+    assert.throws(() => store.setManySync([["a", 1], ["b", 2], ["c", 3]]), (e) => e === boom);
+    assert.equal(store.size, 0);
+    assert.equal(store.getStats().sets, 0);
+    assert.equal(store.getStats().totalWeight, 0);
+  });
+
+  test("sizeCalculation runs once per entry of setMany", () => {
+    let calls = 0;
+    const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }), maxSize: 10, sizeCalculation: () => ++calls && 1 });
+    store.setManySync([["a", 1], ["b", 2], ["c", 3]]);
+    assert.equal(calls, 3);
+  });
+});
+
+describe("dump and load of a sized store", () => {
+  test("dump writes each entry's size and load reads it (lru-cache's format): a store sized by set's { size } restarts warm", () => {
+    const from = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }), maxSize: 10 });
+    from.setSync("a", "x", { size: 2 });
+    from.setSync("b", "y", { size: 5 });
+    const dumped = from.dump();
+    assert.deepEqual(dumped.map(([k, e]) => [k, e.size]), [["a", 2], ["b", 5]]);
+    const to = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }), maxSize: 10 });
+    assert.equal(to.load(dumped), 2);
+    assert.deepEqual(to.getManySync(["a", "b"]), ["x", "y"]);
+    assert.equal(to.getStats().totalWeight, 7);
+  });
+
+  test("load of lru-cache's sized dump into a smaller sized store keeps the hottest; an entry heavier than maxSize is skipped", () => {
+    const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }), maxSize: 6 });
+    const stored = store.load([
+      ["cold", { value: 1, size: 4 }],
+      ["huge", { value: 2, size: 7 }],
+      ["warm", { value: 3, size: 3 }],
+      ["hot", { value: 4, size: 3 }],
+    ]);
+    assert.deepEqual(store.getManySync(["cold", "huge", "warm", "hot"]), [undefined, undefined, 3, 4]);
+    assert.equal(stored, 3, "cold was stored, then evicted for warm and hot; huge never was");
+    assert.equal(store.getStats().totalWeight, 6);
+  });
+
+  test("load into a sized store with a sizeCalculation: an entry too heavy is skipped, the rest load, nothing throws", () => {
+    const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }), maxSize: 10, sizeCalculation: (v) => v });
+    assert.equal(store.load([["a", { value: 1 }], ["b", { value: 50 }], ["c", { value: 2 }]]), 2);
+    assert.deepEqual(store.getManySync(["a", "b", "c"]), [1, undefined, 2]);
+    assert.equal(store.getStats().totalWeight, 3);
+  });
+
+  test("a bad size in a dump is refused before anything loads", () => {
+    const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }), maxSize: 10 });
+    for (const size of [0, -1, NaN, 1.5, "2", Infinity]) {
+      assert.throws(() => store.load([["a", { value: 1, size: 1 }], ["b", { value: 2, size }]]), { name: "CachePolicyError" });
+      assert.equal(store.size, 0);
+    }
+  });
+});
+
+test("totalWeight stays exact with sizes near Number.MAX_SAFE_INTEGER (or such a maxSize is refused)", () => {
+  const M = Number.MAX_SAFE_INTEGER;
+  let store;
+  try {
+    store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }), maxSize: M });
+  } catch (error) {
+    assert.equal(error.name, "CachePolicyError");
+    return;
+  }
+  store.setSync("a", 1, { size: M });
+  store.setSync("b", 1, { size: M - 1 });
+  assert.equal(store.getStats().totalWeight, M - 1);
+  store.deleteSync("b");
+  assert.equal(store.getStats().totalWeight, 0);
+});
