@@ -90,7 +90,8 @@ export interface MemoryStoreOptions<V = unknown> {
   clock?: ManualClock;
   /**
    * Capacity in size, as lru-cache's `maxSize`: the most total size the
-   * store holds (a positive integer), beside the policy's `maxSize` (its
+   * store holds (a positive integer, at most half of
+   * `Number.MAX_SAFE_INTEGER`, so the total stays exact), beside the policy's `maxSize` (its
    * most entries, lru-cache's `max`); both hold. Each entry's size is set's
    * `size` option or else `sizeCalculation(value, key)`; one or the other is
    * required for every entry. A set whose size is more than `maxSize` throws
@@ -113,14 +114,14 @@ export type Metadata = { [key: string]: JsonValue };
 /** What metadata may hold. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
-/** One entry of {@link MemoryStore.dump}, as lru-cache's `Entry` (`size` is ignored). */
+/** One entry of {@link MemoryStore.dump}, as lru-cache's `Entry`. */
 export interface DumpEntry<V = unknown> {
   value: V;
   /** Milliseconds of TTL left at `start` (none, or lru-cache's 0: the entry never expires, or takes the policy's TTL on load). */
   ttl?: number;
   /** When `ttl` was measured: `Date.now()` milliseconds. */
   start?: number;
-  /** lru-cache's size: read and ignored. */
+  /** The entry's size in a store with `maxSize` (lru-cache's): dumped, and read by a sized store's load (else its `sizeCalculation` sizes the entry; one heavier than `maxSize` is skipped). A store without `maxSize` ignores it. */
   size?: number;
   /** The entry's metadata, if it has any. */
   metadata?: Metadata;

@@ -101,17 +101,29 @@ const batch = {
     }
     // Read once, so a getter cannot change them between entries.
     let shared;
+    let size;
     if (options !== undefined) {
       readSetOptions(options);
       shared = { ttl: setOptions.ttl, metadata: setOptions.meta };
+      size = setOptions.size;
+    }
+    // Sized: every entry's size (sizeCalculation run once each), checked
+    // before anything is written, so a refused size refuses the batch.
+    let sizes;
+    if (inside.maxSize(this) !== undefined) {
+      sizes = new Array(pairs.length);
+      for (let i = 0; i < pairs.length; i++) sizes[i] = inside.sizeOf(this, pairs[i][0], pairs[i][1], size);
+    } else if (size !== undefined) {
+      throw unsizedError("size");
     }
     inside.live(this);
     const n = pairs.length;
+    const sized = (j) => ({ ttl: shared?.ttl, metadata: shared?.metadata, size: sizes[j] });
     let i = 0;
     try {
-      for (; i < n; i++) this.setSync(pairs[i][0], pairs[i][1], shared);
+      for (; i < n; i++) this.setSync(pairs[i][0], pairs[i][1], sizes === undefined ? shared : sized(i));
     } catch (error) {
-      finishThenThrow(n, i, error, (j) => this.setSync(pairs[j][0], pairs[j][1], shared));
+      finishThenThrow(n, i, error, (j) => this.setSync(pairs[j][0], pairs[j][1], sizes === undefined ? shared : sized(j)));
     }
   },
 

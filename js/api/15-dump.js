@@ -7,8 +7,8 @@
 // milliseconds), coldest entry first. Installed on MemoryStore's prototype
 // below; they reach its state through `inside` (10-store.js).
 
-// The fields of a dumped entry: lru-cache's (`size` is read and ignored),
-// then this store's own.
+// The fields of a dumped entry: lru-cache's (`size` is read by a store
+// with maxSize, ignored by one without), then this store's own.
 const DUMP_FIELDS = ["value", "ttl", "start", "size", "metadata", "hits"];
 
 /** A load's error for entry `i` of the array. */
@@ -20,7 +20,7 @@ function dumpError(i, why) {
  * Checks one [key, entry] pair of a dump, reading each field once: the
  * fields a set needs, or undefined when its TTL ran out by `wallNow`.
  */
-function readDumped(pair, i, wallNow) {
+function readDumped(pair, i, wallNow, sized) {
   if (!Array.isArray(pair) || pair.length !== 2) {
     throw dumpError(i, `must be a [key, entry] pair, got ${describe(pair)}`);
   }
@@ -32,7 +32,11 @@ function readDumped(pair, i, wallNow) {
   }
   checkNames(entry, "dump entry", DUMP_FIELDS);
   const { value, ttl, start, metadata, hits } = entry;
+  const size = sized ? entry.size : undefined;
   if (value === undefined) throw dumpError(i, `(${shownKey(key)}) has no value`);
+  if (size !== undefined && !(Number.isSafeInteger(size) && size > 0)) {
+    throw dumpError(i, `(${shownKey(key)}): size must be a positive integer, got ${describe(size)}`);
+  }
   let seconds;
   // lru-cache dumps `ttl: 0` for an entry without one, once any entry had a TTL.
   if (ttl !== undefined && ttl !== 0) {
@@ -52,7 +56,7 @@ function readDumped(pair, i, wallNow) {
     throw dumpError(i, `(${shownKey(key)}): hits must be an integer from 0 to ${MAX_FREQ}, got ${describe(hits)}`);
   }
   const meta = metadata === undefined ? undefined : copyMetadata(metadata);
-  return { key, value, seconds, meta, hits };
+  return { key, value, seconds, meta, hits, size };
 }
 
 /** A TTL in seconds, checked as a set's is. */
@@ -75,6 +79,7 @@ const dumps = {
     const keys = inside.keys(this);
     const values = inside.values(this);
     const meta = inside.meta(this);
+    const sizes = inside.sizes(this);
     const [freq, deadline] = inside.views(this);
     const now = inside.now(this);
     const wall = Date.now();
@@ -95,6 +100,7 @@ const dumps = {
         entry.ttl = at - now;
         entry.start = wall;
       }
+      if (sizes !== undefined) entry.size = sizes[id];
       const m = meta.get(id);
       if (m !== undefined) entry.metadata = copyJson(m, 0, "");
       const hits = freq.length === 0 ? 0 : freq[id] & FREQ_COUNT;
@@ -123,17 +129,30 @@ const dumps = {
     // A disposed or broken store throws here, before anything is read.
     inside.notify(this, inside.begin(this));
     const wall = Date.now();
+    const sized = inside.maxSize(this) !== undefined;
     const checked = [];
     for (let i = 0; i < entries.length; i++) {
-      const entry = readDumped(entries[i], i, wall);
-      if (entry !== undefined) checked[checked.length] = entry;
+      const entry = readDumped(entries[i], i, wall, sized);
+      if (entry === undefined) continue;
+      if (sized) {
+        // Sized as a set is (the dump's size, else sizeCalculation), before
+        // anything is stored; an entry heavier than maxSize is skipped, as
+        // lru-cache's load and the Rust store's do.
+        try {
+          entry.size = inside.sizeOf(this, entry.key, entry.value, entry.size);
+        } catch (error) {
+          if (error instanceof CacheEntryTooLargeError) continue;
+          throw error;
+        }
+      }
+      checked[checked.length] = entry;
     }
     let failed = false;
     let error;
     let stored = 0;
-    for (const { key, value, seconds, meta, hits } of checked) {
+    for (const { key, value, seconds, meta, hits, size } of checked) {
       try {
-        inside.put(this, key, value, seconds, meta);
+        inside.put(this, key, value, seconds, meta, size);
       } catch (e) {
         // The listener's error (the entry is stored), or the engine's: the
         // rest still load, and the first error is thrown at the end.
