@@ -1,0 +1,174 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! A hostile user's review of this session's Rust memory-store features:
+//! a weigher that changes its mind, panics or re-enters the store inside a
+//! batch; each key of a batch counted as its single call would count it;
+//! hostile dumps.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use pepperpy_caching::stores::{Dump, DumpEntry};
+use pepperpy_caching::{
+    CacheStats, CacheStore, ErrorKind, LruPolicy, MemoryStore, Policy, RemovalReason, S3FifoPolicy, SetOptions,
+};
+
+type Log = Arc<Mutex<Vec<(String, u64, RemovalReason)>>>;
+
+fn counts(stats: &CacheStats) -> [u64; 6] {
+    [stats.hits, stats.misses, stats.sets, stats.deletes, stats.evictions, stats.total_weight]
+}
+
+/// A weigher that weighs `b` 1 the first time and more than the capacity
+/// after: set_many's check passes, the write then refuses `b`. Whatever
+/// set_many then does, every entry that left the store is reported, once.
+#[test]
+fn set_many_with_a_weigher_that_changes_its_mind_reports_what_it_removed() {
+    let log: Log = Arc::default();
+    let sink = Arc::clone(&log);
+    let weighed_b = Arc::new(AtomicU64::new(0));
+    let w = Arc::clone(&weighed_b);
+    let store = MemoryStore::<u64>::builder(LruPolicy::new(100).unwrap())
+        .shards(1)
+        .weigher(move |key, _| if key == "b" && w.fetch_add(1, Ordering::SeqCst) > 0 { u64::MAX } else { 1 })
+        .on_remove(move |key, value, reason| sink.lock().unwrap().push((key.to_string(), value, reason)))
+        .build();
+    store.set("a", 1, SetOptions::new()).into_inner().unwrap();
+    let result = store.set_many(vec![("a", 2), ("b", 3)], SetOptions::new()).into_inner();
+    assert_eq!(result.unwrap_err().kind(), ErrorKind::EntryTooLarge);
+    let a = store.get("a").into_inner().unwrap();
+    let log = log.lock().unwrap().clone();
+    match a {
+        Some(1) => assert!(log.is_empty(), "nothing left: {log:?}"),
+        Some(2) => assert_eq!(log, [("a".to_string(), 1, RemovalReason::Replaced)], "a's old value left: reported"),
+        other => panic!("a is {other:?}"),
+    }
+    assert_eq!(store.get("b").into_inner().unwrap(), None);
+}
+
+/// A weigher that panics in the middle of a batch: the panic reaches the
+/// caller, nothing changed, and the store works after.
+#[test]
+fn a_weigher_that_panics_inside_set_many_changes_nothing() {
+    let store = MemoryStore::<u64>::builder(LruPolicy::new(100).unwrap())
+        .shards(4)
+        .weigher(|key, _| if key == "boom" { panic!("weigher") } else { 2 })
+        .build();
+    store.set("a", 1, SetOptions::new()).into_inner().unwrap();
+    let before = counts(&store.stats());
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        store.set_many(vec![("x", 1), ("boom", 2), ("y", 3)], SetOptions::new()).into_inner()
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(counts(&store.stats()), before);
+    assert_eq!(store.len(), 1);
+    store.set_many(vec![("x", 1), ("y", 3)], SetOptions::new()).into_inner().unwrap();
+    assert_eq!(store.get_many(&["a", "x", "y"]).into_inner().unwrap(), [Some(1), Some(1), Some(3)]);
+    assert_eq!(store.stats().total_weight, 6);
+}
+
+/// A weigher that reads the store it weighs for (from set_many's check and
+/// its write) gets an error or a value, never a deadlock.
+#[test]
+fn a_weigher_that_reads_its_own_store_inside_set_many_does_not_deadlock() {
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let me: Arc<OnceLock<Weak<MemoryStore<u64>>>> = Arc::default();
+        let inner = Arc::clone(&me);
+        let store = Arc::new(
+            MemoryStore::<u64>::builder(LruPolicy::new(100).unwrap())
+                .shards(2)
+                .weigher(move |key, _| {
+                    if let Some(store) = inner.get().and_then(Weak::upgrade) {
+                        let _ = store.get(key).into_inner();
+                        let _ = store.get_many(&[key, "other"]).into_inner();
+                    }
+                    1
+                })
+                .build(),
+        );
+        me.set(Arc::downgrade(&store)).unwrap();
+        store.set_many(vec![("a", 1), ("b", 2), ("c", 3)], SetOptions::new()).into_inner().unwrap();
+        store.set("d", 4, SetOptions::new()).into_inner().unwrap();
+        done.send(store.len()).unwrap();
+    });
+    assert_eq!(wait.recv_timeout(Duration::from_secs(20)).expect("no deadlock"), 4);
+}
+
+fn policies() -> Vec<(Policy, usize)> {
+    vec![
+        (LruPolicy::new(1000).unwrap().into(), 1),
+        (S3FifoPolicy::new(1000).unwrap().into(), 1),
+        (S3FifoPolicy::new(1000).unwrap().into(), 8),
+        (LruPolicy::new(3).unwrap().into(), 1),
+    ]
+}
+
+/// Each key of a batch counts what its single call counts: hits, misses,
+/// sets, deletes, evictions and the total weight after each call, with
+/// duplicate keys, on a twin store driven one key at a time.
+#[test]
+fn a_batch_counts_what_its_single_calls_count() {
+    for weighed in [false, true] {
+        for (policy, shards) in policies() {
+            let build = || {
+                let builder = MemoryStore::<u64>::builder(policy.clone()).shards(shards);
+                if weighed { builder.weigher(|_, v| v % 3 + 1).build() } else { builder.build() }
+            };
+            let (batch, single) = (build(), build());
+            let keys = ["a", "b", "a", "c", "d", "b", "e"];
+            let entries: Vec<(&str, u64)> = keys.iter().enumerate().map(|(i, k)| (*k, i as u64)).collect();
+            batch.set_many(entries.clone(), SetOptions::new()).into_inner().unwrap();
+            for (k, v) in &entries {
+                single.set(k, *v, SetOptions::new()).into_inner().unwrap();
+            }
+            let what = format!("weighed {weighed}, {policy:?} x{shards}");
+            assert_eq!(counts(&batch.stats()), counts(&single.stats()), "set_many: {what}");
+            let got = batch.get_many(&["a", "a", "zz", "e", "zz"]).into_inner().unwrap();
+            let want: Vec<_> =
+                ["a", "a", "zz", "e", "zz"].iter().map(|k| single.get(k).into_inner().unwrap()).collect();
+            assert_eq!(got, want, "{what}");
+            assert_eq!(counts(&batch.stats()), counts(&single.stats()), "get_many: {what}");
+            let n = batch.delete_many(&["a", "a", "zz", "b"]).into_inner().unwrap();
+            let m = ["a", "a", "zz", "b"].iter().filter(|k| single.delete(k).into_inner().unwrap()).count();
+            assert_eq!(n, m, "{what}");
+            assert_eq!(counts(&batch.stats()), counts(&single.stats()), "delete_many: {what}");
+            // A bad key anywhere changes and counts nothing.
+            let before = counts(&batch.stats());
+            assert!(batch.get_many(&["c", ""]).into_inner().is_err());
+            assert!(batch.set_many(vec![("c", 1), ("", 2)], SetOptions::new()).into_inner().is_err());
+            assert!(batch.delete_many(&["c", ""]).into_inner().is_err());
+            assert_eq!(counts(&batch.stats()), before, "{what}");
+        }
+    }
+}
+
+/// A hostile dump: hits far above S3-FIFO's counter, probation on LRU,
+/// duplicate keys, a TTL that ran out, an entry too heavy; then the store
+/// keeps its invariants.
+#[test]
+fn a_hostile_dump_loads_within_the_stores_rules() {
+    let mut hot = DumpEntry::new("hot", 5u64);
+    hot.hits = u8::MAX;
+    let mut gone = DumpEntry::new("gone", 6u64);
+    gone.ttl = Some(Duration::from_millis(1));
+    let mut dump =
+        Dump::new(vec![DumpEntry::new("dup", 1), hot, DumpEntry::new("heavy", 1000), gone, DumpEntry::new("dup", 2)]);
+    dump.taken_at_ms -= 10_000;
+    let log: Log = Arc::default();
+    let sink = Arc::clone(&log);
+    let store = MemoryStore::<u64>::builder(S3FifoPolicy::new(100).unwrap())
+        .weigher(|_, v| *v)
+        .on_remove(move |key, value, reason| sink.lock().unwrap().push((key.to_string(), value, reason)))
+        .build();
+    let stored = store.load(dump).unwrap();
+    assert_eq!(store.len(), 2);
+    let values: HashMap<_, _> = store.dump().unwrap().entries.into_iter().map(|e| (e.key, (e.value, e.hits))).collect();
+    assert_eq!(values["dup"].0, 2);
+    assert!(values["hot"].1 <= 3, "hits {} fit S3-FIFO's counter", values["hot"].1);
+    assert_eq!(store.stats().total_weight, 7);
+    assert_eq!(*log.lock().unwrap(), [("dup".to_string(), 1, RemovalReason::Replaced)]);
+    assert_eq!(stored as u64, store.stats().sets, "load returns what it counted as sets");
+}
