@@ -3,6 +3,9 @@
 // overflow at every depth of each new call site.
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync, realpathSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
 import { MemoryStore, LRUPolicy, S3FIFOPolicy, TTLPolicy, CacheError } from "pepperpy-caching";
 
 const KEYS = Array.from({ length: 40 }, (_, i) => `k${i}`);
@@ -178,3 +181,106 @@ test("totalWeight stays exact with sizes near Number.MAX_SAFE_INTEGER (or such a
   store.deleteSync("b");
   assert.equal(store.getStats().totalWeight, 0);
 });
+
+describe("the new calls in a capped wasm memory", () => {
+  test("setMany, load and dump of a sized store when memory runs out: refused or done, the store consistent, its total exact", async () => {
+    const require = createRequire(import.meta.url);
+    const dir = realpathSync(join(require.resolve("pepperpy-caching/package.json"), ".."));
+    const bytes = capMemory(readFileSync(join(dir, "wasm/pepperpy_caching_bg.wasm")), 64);
+    const { initSync } = await import(join(dir, "init.mjs"));
+    const api = initSync(new WebAssembly.Module(bytes));
+    for (const Policy of [api.LRUPolicy, api.S3FIFOPolicy]) {
+      const victim = new api.MemoryStore({ policy: new Policy({ maxSize: 1_000_000 }), maxSize: 5_000_000, sizeCalculation: weigh });
+      const hog = new api.MemoryStore({ policy: new api.LRUPolicy({ maxSize: 10_000_000 }) });
+      for (let i = 0; ; i++) {
+        try {
+          hog.setSync(`hog:${i}`, i);
+        } catch (error) {
+          assert.ok(error instanceof api.CacheBackendError, `refused: ${error}`);
+          break;
+        }
+      }
+      let failures = 0;
+      for (let round = 0; round < 4000 && failures < 6; round++) {
+        const batch = Array.from({ length: 50 }, (_, j) => [`v${round}:${j}`, { i: round + j }]);
+        try {
+          if (round % 2 === 0) victim.setManySync(batch);
+          else victim.load(batch.map(([k, value]) => [k, { value, ttl: 60_000, start: Date.now() }]));
+        } catch (error) {
+          assert.ok(error instanceof api.CacheError, `a CacheError: ${error}`);
+          failures++;
+        }
+        if (round % 20 === 0) {
+          try {
+            victim.dump();
+          } catch (error) {
+            assert.ok(error instanceof api.CacheError, `a CacheError: ${error}`);
+          }
+        }
+      }
+      assert.ok(failures > 0, "the memory ran out");
+      hog.dispose();
+      victim.getSync("v0:0");
+      assert.deepEqual(victim[Symbol.for("pepperpy-caching.audit")](), []);
+      const entries = [...victim.entries()];
+      assert.equal(victim.getStats().totalWeight, entries.reduce((n, [, v]) => n + weigh(v), 0));
+      victim.setManySync([["after", { i: 1 }]]);
+      assert.deepEqual(victim.getManySync(["after"]), [{ i: 1 }]);
+      assert.equal(victim.load(victim.dump()), victim.size);
+      victim.dispose();
+    }
+  });
+});
+
+function capMemory(bytes, pages) {
+  const pieces = [bytes.subarray(0, 8)];
+  let at = 8;
+  const readLeb = () => {
+    let result = 0;
+    let shift = 0;
+    for (;;) {
+      const byte = bytes[at++];
+      result |= (byte & 0x7f) << shift;
+      shift += 7;
+      if ((byte & 0x80) === 0) return result >>> 0;
+    }
+  };
+  const leb = (n) => {
+    const b = [];
+    do {
+      let byte = n & 0x7f;
+      n >>>= 7;
+      if (n !== 0) byte |= 0x80;
+      b.push(byte);
+    } while (n !== 0);
+    return b;
+  };
+  let capped = false;
+  while (at < bytes.length) {
+    const id = bytes[at++];
+    const size = readLeb();
+    const start = at;
+    if (id === 5) {
+      const count = readLeb();
+      assert.equal(count, 1, "one memory");
+      const flags = bytes[at++];
+      const min = readLeb();
+      if (flags & 1) readLeb();
+      assert.ok(min <= pages, `the module starts with ${min} pages`);
+      const body = [...leb(1), 1, ...leb(min), ...leb(pages)];
+      pieces.push(Uint8Array.from([5, ...leb(body.length), ...body]));
+      capped = true;
+    } else {
+      pieces.push(Uint8Array.from([id, ...leb(size)]), bytes.subarray(start, start + size));
+    }
+    at = start + size;
+  }
+  assert.ok(capped, "the module has a memory section");
+  const out = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const piece of pieces) {
+    out.set(piece, offset);
+    offset += piece.length;
+  }
+  return out;
+}
