@@ -4,7 +4,7 @@
 //! batch; each key of a batch counted as its single call would count it;
 //! hostile dumps.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -171,4 +171,79 @@ fn a_hostile_dump_loads_within_the_stores_rules() {
     assert_eq!(store.stats().total_weight, 7);
     assert_eq!(*log.lock().unwrap(), [("dup".to_string(), 1, RemovalReason::Replaced)]);
     assert_eq!(stored as u64, store.stats().sets, "load returns what it counted as sets");
+}
+
+/// Dumps taken while four threads write (and a listener watches): each is a
+/// consistent snapshot per shard (no key twice, every value its key's,
+/// within the capacity and its weight), and loads into a fresh store.
+#[test]
+fn dumps_taken_while_threads_write_are_consistent() {
+    for weighed in [false, true] {
+        let builder = MemoryStore::<u64>::builder(S3FifoPolicy::new(800).unwrap()).shards(8).on_remove(|_, _, _| {});
+        let store = Arc::new(if weighed { builder.weigher(|_, v| v % 4).build() } else { builder.build() });
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut i = t;
+                    while !stop.load(Ordering::Relaxed) {
+                        let k = i % 3000;
+                        let key = format!("k{k}");
+                        match i % 7 {
+                            0 => drop(store.delete(&key).into_inner()),
+                            1 => {
+                                drop(store.set_many(vec![(key.as_str(), k), ("k1", 1)], SetOptions::new()).into_inner())
+                            }
+                            _ => store.set(&key, k, SetOptions::new()).into_inner().unwrap(),
+                        }
+                        let _ = store.get(&format!("k{}", (i * 7) % 3000)).into_inner();
+                        i += 4;
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..40 {
+            let dump = store.dump().unwrap();
+            let mut seen = HashSet::new();
+            for e in &dump.entries {
+                assert!(seen.insert(e.key.clone()), "{} twice", e.key);
+                assert_eq!(e.key, format!("k{}", e.value), "a value under its own key");
+            }
+            let weight: u64 = dump.entries.iter().map(|e| if weighed { e.value % 4 } else { 1 }).sum();
+            assert!(weight <= 800, "{weight} within the capacity");
+            // One shard: a store of 8 shards seeds its hasher afresh, so
+            // the same keys fall in other shards and a full dump loses the
+            // entries of the shards that get more than their share.
+            let fresh = MemoryStore::<u64>::builder(S3FifoPolicy::new(800).unwrap()).shards(1);
+            let fresh = if weighed { fresh.weigher(|_, v| v % 4).build() } else { fresh.build() };
+            let n = dump.entries.len();
+            assert_eq!(fresh.load(dump).unwrap(), n);
+            assert_eq!(fresh.len(), n);
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in writers {
+            w.join().unwrap();
+        }
+    }
+}
+
+/// Known, not fixed: a full sharded store's dump loaded into a store built
+/// the same way loses entries, as the new store's hasher (seeded afresh)
+/// spreads the keys over its shards differently and the shards that get
+/// more than their share evict (19 of 800 over 8 shards in one run). Run
+/// with `--ignored` to see it.
+#[test]
+#[ignore = "known: a sharded store's warm restart loses the entries of over-full shards"]
+fn a_full_sharded_store_restarts_with_every_entry() {
+    let build = || MemoryStore::<u64>::builder(S3FifoPolicy::new(800).unwrap()).shards(8).build();
+    let store = build();
+    for i in 0..5000 {
+        store.set(&format!("k{i}"), i, SetOptions::new()).into_inner().unwrap();
+    }
+    let dump = store.dump().unwrap();
+    let n = dump.entries.len();
+    let fresh = build();
+    fresh.load(dump).unwrap();
+    assert_eq!(fresh.len(), n, "every entry of the dump is held after the restart");
 }
