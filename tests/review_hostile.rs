@@ -247,3 +247,21 @@ fn a_full_sharded_store_restarts_with_every_entry() {
     fresh.load(dump).unwrap();
     assert_eq!(fresh.len(), n, "every entry of the dump is held after the restart");
 }
+
+/// A weigher returning garbage (u64::MAX) on a store whose policy has no
+/// bound, over several shards: stats() still answers (no overflow panic,
+/// no wrapped total).
+#[test]
+fn total_weight_of_garbage_weights_on_an_unbounded_sharded_store_does_not_overflow() {
+    let store = MemoryStore::<u64>::builder(pepperpy_caching::TtlPolicy::new(Duration::from_secs(60)).unwrap())
+        .shards(4)
+        .weigher(|_, _| u64::MAX)
+        .build();
+    for i in 0..64 {
+        let _ = store.set(&format!("k{i}"), i, SetOptions::new()).into_inner();
+    }
+    let held = store.len() as u64;
+    let total = catch_unwind(AssertUnwindSafe(|| store.stats().total_weight)).expect("stats() answers");
+    assert!(held >= 2, "an entry of weight u64::MAX in several shards: {held}");
+    assert_eq!(total, u64::MAX, "{held} entries of u64::MAX: the total saturates");
+}
