@@ -389,7 +389,9 @@ export declare class MemoryStore<V = unknown> {
    * smaller one the policy keeps the hottest. `ttl` counts from `start`, so
    * entries whose TTL ran out meanwhile are skipped; a key already held is
    * replaced (the store is not cleared first, unlike lru-cache's `load`).
-   * Every entry is checked first: bad input throws and changes nothing.
+   * Every entry is checked first: bad input throws and changes nothing. In
+   * a store with `maxSize`, each entry is sized as a set is (its `size`,
+   * else `sizeCalculation`); one heavier than `maxSize` is skipped.
    */
   load(entries: ReadonlyArray<readonly [string, DumpEntry<V>]>): number;
   /**

@@ -120,6 +120,8 @@ const dumps = {
    * one without `ttl` (or, as lru-cache writes it, `ttl: 0`) gets the policy's. A key already held is replaced.
    * Unlike lru-cache's, `load` does not clear the store first. Every entry
    * is checked before any is stored: bad input throws and changes nothing.
+   * In a sized store each entry is sized first (its `size`, else
+   * sizeCalculation) and one heavier than maxSize is skipped.
    * Returns how many entries it stored.
    */
   load(entries) {
