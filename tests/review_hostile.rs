@@ -265,3 +265,36 @@ fn total_weight_of_garbage_weights_on_an_unbounded_sharded_store_does_not_overfl
     assert!(held >= 2, "an entry of weight u64::MAX in several shards: {held}");
     assert_eq!(total, u64::MAX, "{held} entries of u64::MAX: the total saturates");
 }
+
+/// A load (get_or_set / get_or_refresh) whose value is heavier than the
+/// capacity: an error or the value, never a panic or a hang, nothing stored
+/// or counted as set; the waiters of the same key get the same answer.
+#[test]
+fn a_load_too_heavy_for_a_weighted_store() {
+    let store = Arc::new(MemoryStore::<u64>::builder(LruPolicy::new(10).unwrap()).weigher(|_, v| *v).build());
+    store.set("small", 3, SetOptions::new()).into_inner().unwrap();
+    let got = futures_block_on(store.get_or_set("big", || async { 50 }, SetOptions::new()));
+    match got {
+        Ok(v) => assert_eq!(v, 50),
+        Err(e) => assert_eq!(e.kind(), ErrorKind::EntryTooLarge),
+    }
+    assert_eq!(store.get("big").into_inner().unwrap(), None);
+    assert_eq!(store.get("small").into_inner().unwrap(), Some(3), "nothing evicted for it");
+    let stats = store.stats();
+    assert_eq!((stats.sets, stats.total_weight), (1, 3), "{stats:?}");
+    // Then a load that fits is stored.
+    assert_eq!(futures_block_on(store.get_or_set("big", || async { 5 }, SetOptions::new())).unwrap(), 5);
+    assert_eq!(store.stats().total_weight, 8);
+}
+
+fn futures_block_on<F: std::future::Future>(future: F) -> F::Output {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::yield_now();
+    }
+}

@@ -129,3 +129,23 @@ async fn a_cluster_batch_with_a_master_down_reports_what_it_deleted() {
     let after = store.stats();
     assert_eq!((after.hits, after.misses), (before.hits, before.misses), "a failed batch counts nothing");
 }
+
+/// A near cache's batch that fails (a value under one key does not decode)
+/// counts nothing, as a RedisStore's failed batch does: not even the hits
+/// its memory tier answered.
+#[tokio::test]
+async fn a_near_cache_batch_that_fails_counts_nothing() {
+    let server = RedisServer::start();
+    let near = pepperpy_caching::stores::NearCache::<u64>::builder(server.url()).prefix("nf:").build().await.unwrap();
+    let other: RedisStore<String> = redis_builder(&server, "nf:", None).build().await.unwrap();
+    near.set("x", 1, SetOptions::new()).await.unwrap();
+    assert_eq!(near.get("x").await.unwrap(), Some(1));
+    assert_eq!(near.get_many(&["x"]).await.unwrap(), [Some(1)]);
+    assert!(near.in_memory("x"), "x is answered from memory");
+    other.set("bad", "not a number".into(), SetOptions::new()).await.unwrap();
+    assert!(near.get("bad").await.is_err(), "a single get of it fails");
+    let before = near.stats();
+    assert!(near.get_many(&["x", "bad"]).await.is_err());
+    let after = near.stats();
+    assert_eq!((after.hits, after.misses), (before.hits, before.misses), "a failed batch counts nothing");
+}
