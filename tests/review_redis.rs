@@ -149,3 +149,51 @@ async fn a_near_cache_batch_that_fails_counts_nothing() {
     let after = near.stats();
     assert_eq!((after.hits, after.misses), (before.hits, before.misses), "a failed batch counts nothing");
 }
+
+/// A bounded batch with duplicate keys and evictions inside it reports and
+/// counts what the same single calls report and count.
+#[tokio::test]
+async fn a_bounded_batch_reports_what_its_single_calls_report() {
+    let server = RedisServer::start();
+    let make = |prefix: &'static str| {
+        let log: Log = Arc::default();
+        let sink = Arc::clone(&log);
+        let builder = redis_builder::<String>(&server, prefix, Some(LruPolicy::new(3).unwrap().into()))
+            .on_remove(move |k, v, r| sink.lock().unwrap().push((k.to_string(), v, r)));
+        (builder, log)
+    };
+    let (b, batch_log) = make("bb:");
+    let (s, single_log) = make("bs:");
+    let (batch, single) = (b.build().await.unwrap(), s.build().await.unwrap());
+    let ops = ["a", "b", "c", "a", "d", "e", "b", "a"];
+    batch
+        .set_many(ops.iter().enumerate().map(|(i, k)| (*k, format!("{k}{i}"))).collect(), SetOptions::new())
+        .await
+        .unwrap();
+    for (i, k) in ops.iter().enumerate() {
+        single.set(k, format!("{k}{i}"), SetOptions::new()).await.unwrap();
+    }
+    assert_eq!(take(&batch_log), take(&single_log));
+    let keys = ["a", "b", "c", "d", "e", "a"];
+    assert_eq!(batch.get_many(&keys).await.unwrap(), {
+        let mut v = Vec::new();
+        for k in keys {
+            v.push(single.get(k).await.unwrap());
+        }
+        v
+    });
+    assert_eq!(batch.delete_many(&keys).await.unwrap(), {
+        let mut n = 0;
+        for k in keys {
+            n += usize::from(single.delete(k).await.unwrap());
+        }
+        n
+    });
+    assert_eq!(take(&batch_log), take(&single_log));
+    let (x, y) = (batch.stats(), single.stats());
+    assert_eq!(
+        (x.hits, x.misses, x.sets, x.deletes, x.evictions),
+        (y.hits, y.misses, y.sets, y.deletes, y.evictions),
+        "{x:?} {y:?}"
+    );
+}

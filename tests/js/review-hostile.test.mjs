@@ -116,6 +116,15 @@ describe("setMany and sizes", () => {
     assert.equal(store.getStats().totalWeight, 0);
   });
 
+  test("a sized setMany keeps its ttl and metadata", async () => {
+    const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }), maxSize: 10, sizeCalculation: () => 2 });
+    store.setManySync([["a", 1], ["b", 2]], { ttl: 60, metadata: { m: 1 } });
+    assert.deepEqual(await store.getMetadata("b"), { m: 1 });
+    const left = store.remainingTtl("a");
+    assert.ok(left > 59 && left <= 60, `ttl left ${left}`);
+    assert.equal(store.getStats().totalWeight, 4);
+  });
+
   test("sizeCalculation runs once per entry of setMany", () => {
     let calls = 0;
     const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }), maxSize: 10, sizeCalculation: () => ++calls && 1 });
