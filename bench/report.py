@@ -263,6 +263,12 @@ def main():
             ratio_chart(suite, f"{name}_ratio.png", f"{title}: ours against each peer")
             lines += ["", f"![{name} ratios](charts/{name}_ratio.png)"]
 
+    # Figures measured by hand (bench/native -- tags, bench/redis -- tags, bench/js/tags.mjs).
+    tags = os.path.join(HERE, "results", "tags.md")
+    if os.path.exists(tags):
+        with open(tags) as f:
+            lines += ["", f.read().rstrip("\n")]
+
     with open(os.path.join(HERE, "REPORT.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("wrote bench/REPORT.md")

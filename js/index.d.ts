@@ -121,12 +121,14 @@ export interface DumpEntry<V = unknown> {
   ttl?: number;
   /** When `ttl` was measured: `Date.now()` milliseconds. */
   start?: number;
-  /** The entry's size in a store with `maxSize` (lru-cache's): dumped, and read by a sized store's load (else its `sizeCalculation` sizes the entry; one heavier than `maxSize` is skipped). A store without `maxSize` ignores it. */
+  /** The entry's size in a store with `maxSize` (lru-cache writes it too): used by such a store, else ignored. */
   size?: number;
   /** The entry's metadata, if it has any. */
   metadata?: Metadata;
   /** S3FIFOPolicy's access count (0 to 3), when not 0. */
   hits?: number;
+  /** S3FIFOPolicy: on the small (probationary) queue rather than the main one. */
+  probation?: boolean;
 }
 
 /** Options of {@link MemoryStore.set}. */
@@ -140,6 +142,13 @@ export interface SetOptions {
    * over `sizeCalculation`). A store without `maxSize` refuses it.
    */
   size?: number;
+  /**
+   * Tags for {@link MemoryStore.invalidateTags}, read back with `getTags`: at
+   * most `MAX_TAGS` (32) non-empty strings of at most 256 bytes of UTF-8,
+   * none twice (else {@link CachePolicyError}, nothing stored). A set
+   * replaces the entry's tags with these (none: no tags).
+   */
+  tags?: readonly string[];
 }
 
 /** What a `getOrSet` loader is called with. */
@@ -307,6 +316,16 @@ export declare class MemoryStore<V = unknown> {
   updateMetadata(key: string, metadata: Metadata): Promise<boolean>;
   /** Removes the live entries whose keys match the Redis glob `pattern`; how many. */
   invalidate(pattern: string): Promise<number>;
+  /**
+   * Removes every live entry carrying at least one of `tags`; how many (an
+   * entry with two of them counts once). A `getOrSet` with `tags` whose load
+   * is under way stores nothing (its callers still get the value). A tag
+   * that is not a non-empty string of at most 256 bytes, or more than 1024
+   * tags, is {@link CachePolicyError} and removes nothing.
+   */
+  invalidateTags(tags: readonly string[]): Promise<number>;
+  /** The tags of the live entry under `key`, in the order set (`[]` when it has none), or `undefined` without an entry; counts no hit or miss. */
+  getTags(key: string): Promise<string[] | undefined>;
   /** The keys of live entries, all or those matching the Redis glob `pattern`, in the order of {@link entries}. */
   keys(pattern?: string): Promise<string[]>;
   /** Removes every entry. */
@@ -322,6 +341,8 @@ export declare class MemoryStore<V = unknown> {
   hasSync(key: string): boolean;
   /** {@link invalidate} without the Promise. */
   invalidateSync(pattern: string): number;
+  /** {@link invalidateTags} without the Promise. */
+  invalidateTagsSync(tags: readonly string[]): number;
   /** {@link keys} without the Promise. */
   keysSync(pattern?: string): string[];
   /** {@link clear} without the Promise. */
@@ -346,7 +367,9 @@ export declare class MemoryStore<V = unknown> {
    * written: bad input rejects ({@link CacheKeyError},
    * {@link CachePolicyError}, {@link CacheSerializationError} for an
    * `undefined` value, a `TypeError` for something that is not a pair) and
-   * changes nothing.
+   * changes nothing. In a store with `maxSize`, every entry's size is
+   * checked first too (`sizeCalculation` then runs twice per entry), so an
+   * entry too large, or a `sizeCalculation` that throws, writes nothing.
    */
   setMany(entries: Iterable<readonly [string, V]>, options?: SetOptions): Promise<void>;
   /**
@@ -389,9 +412,7 @@ export declare class MemoryStore<V = unknown> {
    * smaller one the policy keeps the hottest. `ttl` counts from `start`, so
    * entries whose TTL ran out meanwhile are skipped; a key already held is
    * replaced (the store is not cleared first, unlike lru-cache's `load`).
-   * Every entry is checked first: bad input throws and changes nothing. In
-   * a store with `maxSize`, each entry is sized as a set is (its `size`,
-   * else `sizeCalculation`); one heavier than `maxSize` is skipped.
+   * Every entry is checked first: bad input throws and changes nothing.
    */
   load(entries: ReadonlyArray<readonly [string, DumpEntry<V>]>): number;
   /**

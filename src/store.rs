@@ -176,8 +176,9 @@ pub trait CacheStore<V>: Send + Sync {
     ///
     /// On Redis a call that fails on the way (a timeout, a server gone)
     /// may have written some of the entries and not others, as that many
-    /// `set`s would: each entry is written whole or not at all (on a cluster, each master's
-    /// share is one pipeline), and the call reports the failure.
+    /// `set`s would: each entry is written whole or not at all (under a
+    /// capacity, up to 100 entries of one bucket at a time, atomically), and
+    /// the call reports the failure; sending it again is safe.
     ///
     /// ```
     /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, SetOptions};

@@ -420,3 +420,27 @@ fn idle_entries_keep_their_ttl_and_idle_time() {
     zero.idle = Some(Duration::ZERO);
     assert!(b.load(Dump::new(vec![zero])).is_err(), "a zero idle time is refused");
 }
+
+/// A weighed store: loaded entries are weighed, the capacity is a total
+/// weight (the coldest go until the rest fit), and an entry heavier than the
+/// whole capacity fails the load before anything changed.
+#[test]
+fn a_weighed_store_loads_by_weight() {
+    let a = MemoryStore::<u64>::builder(LruPolicy::new(100).unwrap()).build();
+    for (i, key) in ["w1", "w2", "w3", "w4"].into_iter().enumerate() {
+        a.set(key, 3 + i as u64 % 2, SetOptions::new()).into_inner().unwrap();
+    }
+    let weighed = || MemoryStore::<u64>::builder(LruPolicy::new(10).unwrap()).weigher(|_, v| *v).build();
+    let b = weighed();
+    assert_eq!(b.load(a.dump().unwrap()).unwrap(), 4);
+    // w1=3 w2=4 w3=3 w4=4: the newest that fit in 10 are w3 and w4 (7), and w2 (11) did not.
+    let mut kept = b.keys(None).into_inner().unwrap();
+    kept.sort();
+    assert_eq!(kept, ["w3", "w4"]);
+    let c = weighed();
+    c.set("there", 1, SetOptions::new()).into_inner().unwrap();
+    let heavy = Dump::new(vec![DumpEntry::new("light", 2), DumpEntry::new("heavy", 11)]);
+    let err = c.load(heavy).expect_err("heavier than the capacity");
+    assert!(matches!(err, CacheError::EntryTooLarge { .. }), "{err:?}");
+    assert_eq!(live(&c), [("there".to_string(), 1)], "nothing changed");
+}

@@ -257,6 +257,49 @@ async fn a_batch_on_a_server_gone_fails_and_counts_nothing() {
     }
 }
 
+/// A server that hangs mid-use (SIGSTOP): a batch fails with a timeout
+/// within about the response timeout, counts nothing, and once the server
+/// answers again the store works; what a failed set_many wrote is whole
+/// entries only (each key holds its old value or the batch's).
+#[tokio::test]
+async fn a_batch_on_a_hung_server_times_out_and_leaves_whole_entries() {
+    let server = RedisServer::start();
+    for (i, policy) in [None, Some(Policy::from(LruPolicy::new(10_000).unwrap()))].into_iter().enumerate() {
+        let mut builder = RedisStore::<String>::builder(server.url())
+            .prefix(format!("hung{i}:"))
+            .response_timeout(Duration::from_millis(300));
+        if let Some(policy) = policy {
+            builder = builder.policy(policy);
+        }
+        let store = builder.build().await.unwrap();
+        let keys = keys(500);
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        store.set_many(refs.iter().map(|k| (*k, "old".to_string())).collect(), SetOptions::new()).await.unwrap();
+        let before = store.stats();
+        {
+            let _frozen = support::Frozen::freeze(server.pid());
+            let started = std::time::Instant::now();
+            let r = store.set_many(refs.iter().map(|k| (*k, "new".to_string())).collect(), SetOptions::new()).await;
+            assert!(matches!(&r, Err(e) if e.is_timeout()), "{r:?}");
+            let r = store.get_many(&refs).await;
+            assert!(matches!(&r, Err(e) if e.is_timeout()), "{r:?}");
+            assert!(started.elapsed() < Duration::from_secs(5), "bounded by the timeout: {:?}", started.elapsed());
+        }
+        assert_eq!(store.stats(), before, "failed batches count nothing");
+        // The set_many sent before the freeze may or may not have been applied: whole entries either way.
+        let got = support::within("the store answers again", async {
+            loop {
+                if let Ok(got) = store.get_many(&refs).await {
+                    return got;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(got.iter().all(|v| matches!(v.as_deref(), Some("old" | "new"))), "{got:?}");
+    }
+}
+
 /// The speed of a batch against single calls, in memory and on a single
 /// Redis: `cargo test --release --features redis,tokio --test redis_batch
 /// -- --ignored --nocapture`. Prints ns per key; asserts nothing about speed.

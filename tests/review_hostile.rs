@@ -146,24 +146,33 @@ fn a_batch_counts_what_its_single_calls_count() {
 }
 
 /// A hostile dump: hits far above S3-FIFO's counter, probation on LRU,
-/// duplicate keys, a TTL that ran out, an entry too heavy; then the store
-/// keeps its invariants.
+/// duplicate keys, a TTL that ran out; then the store keeps its
+/// invariants. With an entry too heavy besides, nothing loads.
 #[test]
 fn a_hostile_dump_loads_within_the_stores_rules() {
-    let mut hot = DumpEntry::new("hot", 5u64);
-    hot.hits = u8::MAX;
-    let mut gone = DumpEntry::new("gone", 6u64);
-    gone.ttl = Some(Duration::from_millis(1));
-    let mut dump =
-        Dump::new(vec![DumpEntry::new("dup", 1), hot, DumpEntry::new("heavy", 1000), gone, DumpEntry::new("dup", 2)]);
-    dump.taken_at_ms -= 10_000;
+    let dump = |heavy: bool| {
+        let mut hot = DumpEntry::new("hot", 5u64);
+        hot.hits = u8::MAX;
+        let mut gone = DumpEntry::new("gone", 6u64);
+        gone.ttl = Some(Duration::from_millis(1));
+        let mut entries = vec![DumpEntry::new("dup", 1), hot, gone, DumpEntry::new("dup", 2)];
+        if heavy {
+            entries.insert(2, DumpEntry::new("heavy", 1000));
+        }
+        let mut dump = Dump::new(entries);
+        dump.taken_at_ms -= 10_000;
+        dump
+    };
     let log: Log = Arc::default();
     let sink = Arc::clone(&log);
     let store = MemoryStore::<u64>::builder(S3FifoPolicy::new(100).unwrap())
         .weigher(|_, v| *v)
         .on_remove(move |key, value, reason| sink.lock().unwrap().push((key.to_string(), value, reason)))
         .build();
-    let stored = store.load(dump).unwrap();
+    assert_eq!(store.load(dump(true)).unwrap_err().kind(), ErrorKind::EntryTooLarge);
+    assert_eq!((store.len(), store.stats().sets, store.stats().total_weight), (0, 0, 0));
+    assert!(log.lock().unwrap().is_empty());
+    let stored = store.load(dump(false)).unwrap();
     assert_eq!(store.len(), 2);
     let values: HashMap<_, _> = store.dump().unwrap().entries.into_iter().map(|e| (e.key, (e.value, e.hits))).collect();
     assert_eq!(values["dup"].0, 2);

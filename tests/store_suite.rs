@@ -347,6 +347,7 @@ suite!(
             bad_tags_change_nothing,
             a_tagged_load_in_flight_stores_nothing,
             a_tagged_refresh_in_flight_stores_nothing,
+            set_many_tags_every_entry,
         ],
     },
     backends: {

@@ -92,6 +92,11 @@ class MemoryStore {
   #misses = 0;
   #latencyTotal = 0;
   #latencySamples = 0;
+  // Tags (12-tags.js): slot id -> its tags (a frozen array), and tag -> the
+  // ids that carry it; both empty until a tagged set. Declared last, after
+  // the fields a hit reads, which keep their places in the object.
+  #tags = new SlotMap();
+  #byTag = new SlotMap();
 
   // Capacity in size (lru-cache's `maxSize` and `sizeCalculation`): the
   // bound, undefined when the store is not sized; the function; each slot's
@@ -185,7 +190,7 @@ class MemoryStore {
       ready: () => {
         if (this.#pending) this.#live();
       },
-      put: (key, value, ttl, meta, fresh) => this.#put(key, value, ttl, meta, true, fresh),
+      put: (key, value, ttl, meta, fresh, tags) => this.#put(key, value, ttl, meta, true, fresh, undefined, tags),
       freshOf: (key) => {
         const id = this.#ids.get(key);
         return id === undefined ? undefined : this.#fresh.get(id);
@@ -465,6 +470,8 @@ class MemoryStore {
     this.#keys = new Array(this.#prealloc);
     this.#meta.clear();
     this.#fresh.clear();
+    this.#tags.clear();
+    this.#byTag.clear();
     this.#placeholders.clear();
   }
 
@@ -495,6 +502,7 @@ class MemoryStore {
     }
     if (this.#meta.size !== 0) this.#meta.delete(id);
     if (this.#fresh.size !== 0) this.#fresh.delete(id);
+    if (this.#tags.size !== 0) untag(this.#tags, this.#byTag, id);
     if (notices !== undefined) notify3(notices, value, key, REASONS[reason]);
   }
 
@@ -566,18 +574,19 @@ class MemoryStore {
     let ttl;
     let meta;
     let size;
+    let tags;
     if (options !== undefined) {
       readSetOptions(options);
-      ({ ttl, meta, size } = setOptions);
+      ({ ttl, meta, size, tags } = setOptions);
     }
-    this.#put(key, value, ttl, meta, undefined, undefined, size);
+    this.#put(key, value, ttl, meta, undefined, undefined, size, tags);
   }
 
   /**
    * Stores `value` under `key` (checked a string) with a ttl in seconds and
    * metadata (a plain copy); throws if refused. `later`: see `#notify`.
    */
-  #put(key, value, ttl, meta, later, fresh, size) {
+  #put(key, value, ttl, meta, later, fresh, size, tags) {
     // The caller's sizeCalculation runs first: if it throws, nothing changed.
     if (this.#maxSize !== undefined) size = this.#sizeOf(key, value, size);
     else if (size !== undefined) throw unsizedError("size");
@@ -612,7 +621,7 @@ class MemoryStore {
     let notices;
     try {
       if (this.#header[0] !== this.#version) this.#view();
-      notices = this.#place(id, key, value, meta, fresh, size);
+      notices = this.#place(id, key, value, meta, fresh, size, tags);
     } catch (error) {
       // Cut short past the probe (V8 may need far more stack to compile or
       // tier up a function than the probe reserves): the engine holds the
@@ -622,6 +631,7 @@ class MemoryStore {
       this.#cutValue = value;
       this.#cutMeta = meta;
       this.#cutFresh = fresh;
+      this.#cutTags = tags;
       this.#cutKey = key;
       this.#cutSize = size;
       this.#pending = true;
@@ -638,6 +648,7 @@ class MemoryStore {
   #cutValue;
   #cutMeta;
   #cutFresh;
+  #cutTags;
   #cutKey;
   #cutSize;
 
@@ -650,7 +661,7 @@ class MemoryStore {
    */
   #finishPlacing() {
     // Forgotten only once done: cut short again, the next call retries.
-    let notices = this.#place(this.#cutId, this.#cutKey, this.#cutValue, this.#cutMeta, this.#cutFresh, this.#cutSize);
+    let notices = this.#place(this.#cutId, this.#cutKey, this.#cutValue, this.#cutMeta, this.#cutFresh, this.#cutSize, this.#cutTags);
     this.#clearCut();
     if (this.#maxSize !== undefined && this.#sizeTotal > this.#maxSize) {
       notices = this.#fit(this.#cutId, this.#time(), notices);
@@ -665,6 +676,7 @@ class MemoryStore {
     this.#cutValue = undefined;
     this.#cutMeta = undefined;
     this.#cutFresh = undefined;
+    this.#cutTags = undefined;
   }
 
   /** What a call rethrows after `error` (and the next call checks the engine: `#repair`). */
@@ -681,7 +693,7 @@ class MemoryStore {
    * Puts the value of the entry just stored in slot `id`, after forgetting
    * what the engine removed for it: the removal notices, for `#notify`.
    */
-  #place(id, key, value, meta, fresh, size) {
+  #place(id, key, value, meta, fresh, size, tags) {
     const removed = this.#removed;
     const n = removed[0];
     let notices;
@@ -708,6 +720,8 @@ class MemoryStore {
     else if (this.#meta.size !== 0) this.#meta.delete(id);
     if (fresh !== undefined) this.#fresh.set(id, fresh);
     else if (this.#fresh.size !== 0) this.#fresh.delete(id);
+    if (this.#tags.size !== 0) untag(this.#tags, this.#byTag, id);
+    if (tags !== undefined) tag(this.#tags, this.#byTag, id, tags);
     // A write moves the key on: a load that began before it stores nothing.
     if (this.#placeholders.size !== 0) this.#placeholders.delete(key);
     // Sized: a replaced entry is in the same slot, its old size still there.
@@ -946,6 +960,10 @@ class MemoryStore {
     begin: (store) => store.#beginWalk(),
     // Throws once disposed; repairs a failed call first (the batch calls, 13-batch.js).
     live: (store) => store.#live(),
+    // A sized store's check of one entry's size (it throws if refused), before a batch writes any.
+    checkSize: (store, key, value, size) => {
+      if (store.#maxSize !== undefined) store.#sizeOf(key, value, size);
+    },
     notify: (store, notices) => store.#notify(notices),
     failed: (store, error) => store.#failed(error),
     liveSlots: (store) => store.#liveSlots(),
@@ -957,7 +975,7 @@ class MemoryStore {
     keys: (store) => store.#keys,
     values: (store) => store.#values,
     placeholders: (store) => store.#placeholders,
-    // For dump and load (12-dump.js): metadata by slot id, the current views
+    // For dump and load (15-dump.js): metadata by slot id, the current views
     // of the access counts and deadlines, the clock, and a plain set.
     meta: (store) => store.#meta,
     views: (store) => {
@@ -966,13 +984,24 @@ class MemoryStore {
     },
     now: (store) => store.#now(),
     byDeadline: (store) => store.#byDeadline,
+    // S3-FIFO's queues: whether a slot is on the small one, and a move to one.
+    queues: (store) => store.#mode === FREQ,
+    probation: (store, id) => store.#store.probation(id),
+    place: (store, id, probation) => {
+      try {
+        store.#store.place(id, probation);
+      } catch (error) {
+        throw store.#failed(error);
+      }
+    },
     put: (store, key, value, ttl, meta, size) => store.#put(key, value, ttl, meta, undefined, undefined, size),
-    // Capacity in size, for the batch calls, dump and load: whether the
-    // store is sized, the sizes by slot, and an entry's size checked as a
-    // set's is (sizeCalculation's run included) before anything is written.
-    maxSize: (store) => store.#maxSize,
-    sizes: (store) => store.#sizes,
+    // A store with maxSize: an entry's size (given, or its sizeCalculation's), checked.
+    sized: (store) => store.#maxSize !== undefined,
     sizeOf: (store, key, value, size) => store.#sizeOf(key, value, size),
+    sizes: (store) => store.#sizes,
+    // Slot id -> tags, and tag -> ids (read only; 12-tags.js).
+    tags: (store) => store.#tags,
+    byTag: (store) => store.#byTag,
   });
 
   /**
@@ -998,6 +1027,7 @@ class MemoryStore {
     this.#fresh.forEach((_, id) => {
       if (this.#keys[id] === undefined) problems.push(`slot ${id}: freshness without an entry`);
     });
+    auditTags(this.#tags, this.#byTag, this.#keys, problems);
     return problems;
   }
 

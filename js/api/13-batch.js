@@ -99,31 +99,27 @@ const batch = {
       checkKey(pairs[i][0]);
       if (pairs[i][1] === undefined) throw undefinedValueError("setMany cannot store");
     }
-    // Read once, so a getter cannot change them between entries.
+    // Read once into a plain copy, checked before any write: a getter
+    // cannot change them between entries. Every option set takes is kept.
     let shared;
-    let size;
     if (options !== undefined) {
-      readSetOptions(options);
-      shared = { ttl: setOptions.ttl, metadata: setOptions.meta };
-      size = setOptions.size;
+      if (typeof options !== "object" || options === null) readSetOptions(options); // throws
+      shared = { ...options };
+      readSetOptions(shared);
+      // The checked copy of the metadata: no getter runs again.
+      if (shared.metadata !== undefined) shared.metadata = setOptions.meta;
     }
-    // Sized: every entry's size (sizeCalculation run once each), checked
-    // before anything is written, so a refused size refuses the batch.
-    let sizes;
-    if (inside.maxSize(this) !== undefined) {
-      sizes = new Array(pairs.length);
-      for (let i = 0; i < pairs.length; i++) sizes[i] = inside.sizeOf(this, pairs[i][0], pairs[i][1], size);
-    } else if (size !== undefined) {
-      throw unsizedError("size");
-    }
+    // A sized store: every entry's size checked first (sizeCalculation then
+    // runs twice per entry), so one too large or refused changes nothing.
+    const size = shared?.size;
+    for (let i = 0; i < pairs.length; i++) inside.checkSize(this, pairs[i][0], pairs[i][1], size);
     inside.live(this);
     const n = pairs.length;
-    const sized = (j) => ({ ttl: shared?.ttl, metadata: shared?.metadata, size: sizes[j] });
     let i = 0;
     try {
-      for (; i < n; i++) this.setSync(pairs[i][0], pairs[i][1], sizes === undefined ? shared : sized(i));
+      for (; i < n; i++) this.setSync(pairs[i][0], pairs[i][1], shared);
     } catch (error) {
-      finishThenThrow(n, i, error, (j) => this.setSync(pairs[j][0], pairs[j][1], sizes === undefined ? shared : sized(j)));
+      finishThenThrow(n, i, error, (j) => this.setSync(pairs[j][0], pairs[j][1], shared));
     }
   },
 

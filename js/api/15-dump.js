@@ -7,9 +7,9 @@
 // milliseconds), coldest entry first. Installed on MemoryStore's prototype
 // below; they reach its state through `inside` (10-store.js).
 
-// The fields of a dumped entry: lru-cache's (`size` is read by a store
-// with maxSize, ignored by one without), then this store's own.
-const DUMP_FIELDS = ["value", "ttl", "start", "size", "metadata", "hits"];
+// The fields of a dumped entry: lru-cache's (`size` counts in a store with
+// maxSize, and is ignored by one without), then this store's own.
+const DUMP_FIELDS = ["value", "ttl", "start", "size", "metadata", "hits", "probation"];
 
 /** A load's error for entry `i` of the array. */
 function dumpError(i, why) {
@@ -20,7 +20,7 @@ function dumpError(i, why) {
  * Checks one [key, entry] pair of a dump, reading each field once: the
  * fields a set needs, or undefined when its TTL ran out by `wallNow`.
  */
-function readDumped(pair, i, wallNow, sized) {
+function readDumped(pair, i, wallNow) {
   if (!Array.isArray(pair) || pair.length !== 2) {
     throw dumpError(i, `must be a [key, entry] pair, got ${describe(pair)}`);
   }
@@ -31,12 +31,8 @@ function readDumped(pair, i, wallNow, sized) {
     throw dumpError(i, `(${shownKey(key)}) must be an object like { value, ttl, start }, got ${describe(entry)}`);
   }
   checkNames(entry, "dump entry", DUMP_FIELDS);
-  const { value, ttl, start, metadata, hits } = entry;
-  const size = sized ? entry.size : undefined;
+  const { value, ttl, start, metadata, hits, probation, size } = entry;
   if (value === undefined) throw dumpError(i, `(${shownKey(key)}) has no value`);
-  if (size !== undefined && !(Number.isSafeInteger(size) && size > 0)) {
-    throw dumpError(i, `(${shownKey(key)}): size must be a positive integer, got ${describe(size)}`);
-  }
   let seconds;
   // lru-cache dumps `ttl: 0` for an entry without one, once any entry had a TTL.
   if (ttl !== undefined && ttl !== 0) {
@@ -55,8 +51,11 @@ function readDumped(pair, i, wallNow, sized) {
   if (hits !== undefined && !(Number.isInteger(hits) && hits >= 0 && hits <= MAX_FREQ)) {
     throw dumpError(i, `(${shownKey(key)}): hits must be an integer from 0 to ${MAX_FREQ}, got ${describe(hits)}`);
   }
+  if (probation !== undefined && typeof probation !== "boolean") {
+    throw dumpError(i, `(${shownKey(key)}): probation must be a boolean, got ${describe(probation)}`);
+  }
   const meta = metadata === undefined ? undefined : copyMetadata(metadata);
-  return { key, value, seconds, meta, hits, size };
+  return { key, value, seconds, meta, hits, probation, size };
 }
 
 /** A TTL in seconds, checked as a set's is. */
@@ -71,7 +70,8 @@ const dumps = {
    * policy would evict first comes first), in lru-cache's format: `value`;
    * for an entry with a TTL, `ttl` (the milliseconds it had left) and
    * `start` (`Date.now()` when the dump was taken); `metadata` if it has
-   * any; under S3-FIFO, `hits` (its access count, 0 to 3) when not 0.
+   * any; under S3-FIFO, `hits` (its access count, 0 to 3) when not 0 and
+   * `probation` (on the small queue).
    * Counts nothing and changes no order; expired entries are left out.
    */
   dump() {
@@ -79,16 +79,20 @@ const dumps = {
     const keys = inside.keys(this);
     const values = inside.values(this);
     const meta = inside.meta(this);
-    const sizes = inside.sizes(this);
     const [freq, deadline] = inside.views(this);
     const now = inside.now(this);
     const wall = Date.now();
     // Listed hottest first (see `entries`): reversed, coldest first. Under
-    // TTLPolicy the soonest to expire goes first, the first set among equals.
-    const order = ids.reverse();
+    // TTLPolicy the soonest to expire goes first, the first set among equals;
+    // under S3FIFOPolicy the small queue, then the main one, oldest first.
+    let order = ids.reverse();
+    const queues = inside.queues(this);
     if (inside.byDeadline(this)) {
       const due = (id) => deadline[id] ?? Infinity;
       order.sort((a, b) => due(a) - due(b));
+    } else if (queues) {
+      const small = order.filter((id) => inside.probation(this, id));
+      order = small.concat(order.filter((id) => !inside.probation(this, id)));
     }
     const out = [];
     for (const id of order) {
@@ -100,11 +104,13 @@ const dumps = {
         entry.ttl = at - now;
         entry.start = wall;
       }
-      if (sizes !== undefined) entry.size = sizes[id];
       const m = meta.get(id);
       if (m !== undefined) entry.metadata = copyJson(m, 0, "");
       const hits = freq.length === 0 ? 0 : freq[id] & FREQ_COUNT;
       if (hits !== 0) entry.hits = hits;
+      if (queues) entry.probation = inside.probation(this, id);
+      const sizes = inside.sizes(this);
+      if (sizes !== undefined && sizes[id] !== undefined) entry.size = sizes[id];
       out[out.length] = [key, entry];
     }
     return out;
@@ -113,15 +119,13 @@ const dumps = {
   /**
    * Stores the [key, entry] pairs of `entries` (a `dump()`'s, or
    * lru-cache's), in order, coldest first: into a store with the same
-   * policy this rebuilds the order (LRUPolicy and TTLPolicy exactly;
-   * S3FIFOPolicy its access counts), into a smaller one the policy evicts
+   * policy this rebuilds the order (each entry at the hot end of its queue,
+   * with its access count), into a smaller one the policy evicts
    * as it would, keeping the hottest. `ttl` (ms) counts from `start`
    * (`Date.now()` ms), so an entry whose TTL ran out meanwhile is skipped;
    * one without `ttl` (or, as lru-cache writes it, `ttl: 0`) gets the policy's. A key already held is replaced.
    * Unlike lru-cache's, `load` does not clear the store first. Every entry
    * is checked before any is stored: bad input throws and changes nothing.
-   * In a sized store each entry is sized first (its `size`, else
-   * sizeCalculation) and one heavier than maxSize is skipped.
    * Returns how many entries it stored.
    */
   load(entries) {
@@ -131,28 +135,21 @@ const dumps = {
     // A disposed or broken store throws here, before anything is read.
     inside.notify(this, inside.begin(this));
     const wall = Date.now();
-    const sized = inside.maxSize(this) !== undefined;
     const checked = [];
+    const sized = inside.sized(this);
     for (let i = 0; i < entries.length; i++) {
-      const entry = readDumped(entries[i], i, wall, sized);
+      const entry = readDumped(entries[i], i, wall);
       if (entry === undefined) continue;
-      if (sized) {
-        // Sized as a set is (the dump's size, else sizeCalculation), before
-        // anything is stored; an entry heavier than maxSize is skipped, as
-        // lru-cache's load and the Rust store's do.
-        try {
-          entry.size = inside.sizeOf(this, entry.key, entry.value, entry.size);
-        } catch (error) {
-          if (error instanceof CacheEntryTooLargeError) continue;
-          throw error;
-        }
-      }
+      // Sized once, before anything is stored: the dump's size, or the
+      // store's sizeCalculation (a bad or too large one throws here).
+      entry.size = sized ? inside.sizeOf(this, entry.key, entry.value, entry.size) : undefined;
       checked[checked.length] = entry;
     }
     let failed = false;
     let error;
     let stored = 0;
-    for (const { key, value, seconds, meta, hits, size } of checked) {
+    const queues = inside.queues(this);
+    for (const { key, value, seconds, meta, hits, probation, size } of checked) {
       try {
         inside.put(this, key, value, seconds, meta, size);
       } catch (e) {
@@ -163,6 +160,8 @@ const dumps = {
       const id = inside.ids(this).get(key);
       if (id === undefined) continue;
       stored++;
+      // S3FIFOPolicy: back on the queue it came from, with its access count.
+      if (queues && probation !== undefined) inside.place(this, id, probation);
       if (hits) {
         const [freq] = inside.views(this);
         if (freq.length !== 0) freq[id] = (freq[id] & ~FREQ_COUNT) | hits;

@@ -67,12 +67,13 @@ function maxSizeOption(value) {
  * the result goes to a shared object, not a fresh one, so `setSync`
  * allocates nothing.
  */
-const setOptions = { ttl: undefined, meta: undefined, size: undefined };
-const SET_OPTIONS = ["ttl", "metadata", "size"];
+const setOptions = { ttl: undefined, meta: undefined, size: undefined, tags: undefined };
+const SET_OPTIONS = ["ttl", "metadata", "size", "tags"];
 function readSetOptions(options) {
   let ttl;
   let metadata;
   let size;
+  let tags;
   if (options !== undefined) {
     if (typeof options !== "object" || options === null) {
       throw new CachePolicyError(`set options must be an object like { ttl, metadata }, got ${describe(options)}`);
@@ -82,10 +83,12 @@ function readSetOptions(options) {
     metadata = options.metadata;
     if (metadata !== undefined) metadata = copyMetadata(metadata);
     size = options.size;
+    tags = readTags(options.tags);
   }
   setOptions.ttl = ttl;
   setOptions.meta = metadata;
   setOptions.size = size;
+  setOptions.tags = tags;
 }
 
 /** Refuses option names not in `allowed` (a misspelt `tll` would otherwise be ignored). */
@@ -97,7 +100,7 @@ function checkNames(options, what, allowed) {
   }
 }
 
-const LOAD_OPTIONS = ["ttl", "metadata", "grace", "softTimeout", "hardTimeout", "retryAfter", "waitUntil", "signal"];
+const LOAD_OPTIONS = ["ttl", "metadata", "tags", "grace", "softTimeout", "hardTimeout", "retryAfter", "waitUntil", "signal"];
 
 /**
  * The options of `getOrSet`, read once each into a fresh object: those of
@@ -108,6 +111,7 @@ function readLoadOptions(options) {
   const o = {
     ttl: undefined,
     meta: undefined,
+    tags: undefined,
     grace: undefined,
     softTimeout: undefined,
     hardTimeout: undefined,
@@ -120,9 +124,10 @@ function readLoadOptions(options) {
     throw new CachePolicyError(`getOrSet options must be an object like { ttl, metadata }, got ${describe(options)}`);
   }
   checkNames(options, "getOrSet", LOAD_OPTIONS);
-  const { ttl, metadata, grace, softTimeout, hardTimeout, retryAfter, waitUntil, signal } = options;
+  const { ttl, metadata, tags, grace, softTimeout, hardTimeout, retryAfter, waitUntil, signal } = options;
   o.ttl = seconds(ttl, "ttl");
   if (metadata !== undefined) o.meta = copyMetadata(metadata);
+  o.tags = readTags(tags);
   o.grace = seconds(grace, "grace");
   o.softTimeout = seconds(softTimeout, "softTimeout");
   o.hardTimeout = seconds(hardTimeout, "hardTimeout");

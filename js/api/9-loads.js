@@ -93,9 +93,10 @@ class Loads {
   }
 
   /** Marks a load of `key` as begun: its token. A newer load of the key replaces it. */
-  #beginLoad(key) {
+  #beginLoad(key, tagged) {
     const token = ++this.#nextToken;
-    this.placeholders.set(key, { token });
+    // A tagged load's placeholder is removed by any invalidateTags (12-tags.js).
+    this.placeholders.set(key, { token, tagged });
     return token;
   }
 
@@ -121,7 +122,7 @@ class Loads {
           if (o.grace === undefined) {
             store.ready();
             const ours = this.#endLoad(key, run.token);
-            if (ok && ours !== undefined) store.put(key, result, o.ttl, o.meta, undefined);
+            if (ok && ours !== undefined) store.put(key, result, o.ttl, o.meta, undefined, o.tags);
           } else {
             this.#finishRefresh(key, run.token, ok, result, o, false);
           }
@@ -160,7 +161,7 @@ class Loads {
       finish(ok, result, run);
     });
     this.#runs.add(run);
-    run.token = this.#beginLoad(key);
+    run.token = this.#beginLoad(key, o.tags !== undefined);
     try {
       if (o.hardTimeout !== undefined) {
         run.timer = this.#timers.set(o.hardTimeout, () => {
@@ -261,7 +262,7 @@ class Loads {
       return;
     }
     const fresh = { freshUntil: store.now() + o.ttl * 1000, refreshing: false, retryAt: 0, failures: 0 };
-    store.put(key, value, o.ttl + o.grace, o.meta, fresh);
+    store.put(key, value, o.ttl + o.grace, o.meta, fresh, o.tags);
   }
 
   /**

@@ -54,7 +54,8 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// address, the most slots a store holds, SHOWN_CHARS (how much of a key an
 /// error message shows), the mask of a slot's access count in its `freq`
 /// byte, the count's ceiling, and the reason codes of the removed buffer:
-/// evicted, expired, replaced]`, then the counter table's layout
+/// evicted, expired, replaced; then the tag limits: MAX_TAGS, MAX_TAG_LEN,
+/// MAX_INVALIDATE_TAGS]`, then the counter table's layout
 /// ([`tables::counter_layout`]: two numbers per figure).
 #[wasm_bindgen]
 pub fn limits() -> Vec<f64> {
@@ -79,6 +80,9 @@ pub fn limits() -> Vec<f64> {
         f64::from(slots::EVICTED),
         f64::from(slots::EXPIRED),
         f64::from(slots::REPLACED),
+        crate::tags::MAX_TAGS as f64,
+        crate::tags::MAX_TAG_LEN as f64,
+        crate::tags::MAX_INVALIDATE_TAGS as f64,
     ];
     tables::counter_layout(&mut limits);
     limits
@@ -403,6 +407,18 @@ impl WasmStore {
             engine.replay(ring);
             engine.list_live().map_or(-1, |n| n as i32)
         })
+    }
+
+    /// Whether live slot `id` is on S3-FIFO's small (probationary) queue.
+    pub fn probation(&self, id: u32) -> bool {
+        self.engine().on_probation(id)
+    }
+
+    /// Moves live slot `id` to the head of S3-FIFO's small queue
+    /// (`probation`) or main queue (a loaded dump's entry); nothing under
+    /// LRU and TTL.
+    pub fn place(&self, id: u32, probation: bool) {
+        self.guarded(|engine| engine.place(id, probation));
     }
 
     /// How many live entries the engine holds (after [`WasmStore::reclaim`]).

@@ -185,3 +185,60 @@ test("a listener that changes the keys array mid-batch changes nothing of the ba
   clock.advance(2000);
   assert.deepEqual(store.getManySync(keys), [undefined, 2], "the keys as they were when checked");
 });
+
+test("setMany reads its options once: a getter cannot make one entry differ", async () => {
+  const store = lru();
+  let reads = 0;
+  const options = {
+    get ttl() {
+      reads++;
+      return reads === 1 ? 60 : 0; // 0 would be refused
+    },
+    metadata: {
+      get n() {
+        return ++reads;
+      },
+    },
+  };
+  store.setManySync(
+    [
+      ["a", 1],
+      ["b", 2],
+    ],
+    options,
+  );
+  assert.deepEqual(store.getManySync(["a", "b"]), [1, 2]);
+  assert.deepEqual(await store.getMetadata("a"), await store.getMetadata("b"), "one metadata for all");
+  assert.ok(store.remainingTtl("b") > 59);
+});
+
+test("a sized store checks every entry's size before a batch writes any", () => {
+  const store = new MemoryStore({
+    policy: new LRUPolicy({ maxSize: 100 }),
+    maxSize: 10,
+    sizeCalculation: (value) => {
+      if (value === "boom") throw new Error("cannot size");
+      return value.length;
+    },
+  });
+  store.setSync("kept", "x");
+  assert.throws(() => store.setManySync([["a", "aa"], ["b", "far too long"]]), CacheError);
+  assert.throws(() => store.setManySync([["a", "aa"], ["b", "boom"]]), /cannot size/);
+  assert.deepEqual(store.keysSync(), ["kept"], "nothing written, nothing evicted");
+  store.setManySync([["a", "aa"], ["b", "bbb"]]);
+  assert.deepEqual(store.getManySync(["a", "b", "kept"]), ["aa", "bbb", "x"]);
+});
+
+test("setMany's options reach each entry whatever set takes (tags here)", async () => {
+  const store = lru();
+  store.setManySync(
+    [
+      ["a", 1],
+      ["b", 2],
+    ],
+    { tags: ["team:7"] },
+  );
+  store.setSync("c", 3);
+  assert.equal(await store.invalidateTags(["team:7"]), 2);
+  assert.deepEqual(store.getManySync(["a", "b", "c"]), [undefined, undefined, 3]);
+});

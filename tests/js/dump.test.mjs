@@ -144,6 +144,25 @@ describe("load", () => {
     }
   });
 
+  test("S3FIFOPolicy into an equal store: each entry back on its queue, in order (random workloads)", () => {
+    for (let seed = 1; seed <= 40; seed++) {
+      const random = rng(seed);
+      const pick = (n) => Math.floor(random() * n);
+      const a = new MemoryStore({ policy: new S3FIFOPolicy({ maxSize: 16 }) });
+      for (let i = 20 + pick(200); i > 0; i--) {
+        const key = `k${pick(30)}`;
+        if (random() < 0.5) a.setSync(key, i);
+        else a.getSync(key);
+      }
+      const dump = a.dump();
+      assert.ok(dump.every(([, e]) => typeof e.probation === "boolean"));
+      const b = new MemoryStore({ policy: new S3FIFOPolicy({ maxSize: 16 }) });
+      b.load(roundTrip(dump));
+      assert.deepEqual(b.keysSync(), a.keysSync(), `seed ${seed}: the same queues, in the same order`);
+      assert.deepEqual(b.dump(), roundTrip(dump), `seed ${seed}: the same dump`);
+    }
+  });
+
   test("into a smaller LRU store: the most recently used", () => {
     const a = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }) });
     for (let i = 0; i < 100; i++) a.setSync(`k${i}`, i);
@@ -222,6 +241,7 @@ describe("load", () => {
       [[good, ["k", { value: 1, ttl: Infinity }]], CachePolicyError],
       [[good, ["k", { value: 1, ttl: 1000, start: "yesterday" }]], CachePolicyError],
       [[good, ["k", { value: 1, hits: 7 }]], CachePolicyError],
+      [[good, ["k", { value: 1, probation: "yes" }]], CachePolicyError],
       [[good, ["k", { value: 1, tll: 1000 }]], CachePolicyError],
       [[good, ["k", { value: 1, metadata: { deep } }]], Error],
       [[good, ["k", { value: 1, metadata: "not an object" }]], Error],
@@ -255,5 +275,29 @@ describe("load", () => {
     store.dispose();
     assert.throws(() => store.dump());
     assert.throws(() => store.load([]));
+  });
+});
+
+describe("load into a store with maxSize", () => {
+  test("sizes: the dump's (lru-cache writes them) or the sizeCalculation's; too large fails first", () => {
+    const a = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }) });
+    for (let i = 0; i < 6; i++) a.setSync(`k${i}`, "x".repeat(i + 1));
+    const sized = () =>
+      new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }), maxSize: 10, sizeCalculation: (v) => v.length });
+    const b = sized();
+    assert.equal(b.load(a.dump()), 6);
+    // Loaded coldest first, LRU evicting for each: k4 (5) left only k3 (4)
+    // beside it, and k5 (6) fits with neither (4 + 5 + 6 > 10).
+    assert.deepEqual(b.keysSync(), ["k5"]);
+    const dumped = Object.fromEntries(b.dump());
+    assert.equal(dumped.k5.size, 6);
+    const c = sized();
+    c.setSync("there", "y");
+    assert.throws(() => c.load([["light", { value: "z" }], ["heavy", { value: "x".repeat(11) }]]));
+    assert.throws(() => c.load([["given", { value: "z", size: -1 }]]));
+    assert.deepEqual(c.keysSync(), ["there"], "nothing changed");
+    // An unsized store ignores lru-cache's sizes.
+    const d = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) });
+    assert.equal(d.load([["k", { value: 1, size: 5 }]]), 1);
   });
 });

@@ -124,13 +124,6 @@ describe("setMany and sizes", () => {
     assert.ok(left > 59 && left <= 60, `ttl left ${left}`);
     assert.equal(store.getStats().totalWeight, 4);
   });
-
-  test("sizeCalculation runs once per entry of setMany", () => {
-    let calls = 0;
-    const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }), maxSize: 10, sizeCalculation: () => ++calls && 1 });
-    store.setManySync([["a", 1], ["b", 2], ["c", 3]]);
-    assert.equal(calls, 3);
-  });
 });
 
 describe("dump and load of a sized store", () => {
@@ -146,24 +139,30 @@ describe("dump and load of a sized store", () => {
     assert.equal(to.getStats().totalWeight, 7);
   });
 
-  test("load of lru-cache's sized dump into a smaller sized store keeps the hottest; an entry heavier than maxSize is skipped", () => {
+  test("load of lru-cache's sized dump into a smaller sized store keeps the hottest", () => {
     const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }), maxSize: 6 });
     const stored = store.load([
       ["cold", { value: 1, size: 4 }],
-      ["huge", { value: 2, size: 7 }],
       ["warm", { value: 3, size: 3 }],
       ["hot", { value: 4, size: 3 }],
     ]);
-    assert.deepEqual(store.getManySync(["cold", "huge", "warm", "hot"]), [undefined, undefined, 3, 4]);
-    assert.equal(stored, 3, "cold was stored, then evicted for warm and hot; huge never was");
+    assert.deepEqual(store.getManySync(["cold", "warm", "hot"]), [undefined, 3, 4]);
+    assert.equal(stored, 3, "cold was stored, then evicted for warm and hot");
     assert.equal(store.getStats().totalWeight, 6);
   });
 
-  test("load into a sized store with a sizeCalculation: an entry too heavy is skipped, the rest load, nothing throws", () => {
+  test("an entry heavier than maxSize (its size or sizeCalculation's) refuses the whole load: nothing stored or counted", () => {
     const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }), maxSize: 10, sizeCalculation: (v) => v });
-    assert.equal(store.load([["a", { value: 1 }], ["b", { value: 50 }], ["c", { value: 2 }]]), 2);
-    assert.deepEqual(store.getManySync(["a", "b", "c"]), [1, undefined, 2]);
-    assert.equal(store.getStats().totalWeight, 3);
+    store.setSync("old", 2);
+    for (const dump of [
+      [["a", { value: 1 }], ["b", { value: 50 }], ["c", { value: 2 }]],
+      [["a", { value: 1, size: 1 }], ["b", { value: 1, size: 11 }]],
+    ]) {
+      assert.throws(() => store.load(dump), { name: "CacheEntryTooLargeError" });
+      assert.deepEqual(store.getManySync(["a", "b", "c", "old"]), [undefined, undefined, undefined, 2]);
+      assert.equal(store.getStats().sets, 1);
+      assert.equal(store.getStats().totalWeight, 2);
+    }
   });
 
   test("a bad size in a dump is refused before anything loads", () => {

@@ -226,3 +226,17 @@ pub async fn a_tagged_refresh_in_flight_stores_nothing<B: Backend>(b: &B) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(store.get("p").await.unwrap(), None, "the refresh that began before the call stored nothing");
 }
+
+pub async fn set_many_tags_every_entry<B: Backend>(b: &B) {
+    let store = b.store(None).await;
+    let entries: Vec<(&str, String)> = (0..20).map(|i| (["a", "b", "c", "d"][i % 4], s("x"))).take(4).collect();
+    store.set_many(entries, tagged(&["batch"])).await.unwrap();
+    let many: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
+    store.set_many(many.iter().map(|k| (k.as_str(), s("v"))).collect(), tagged(&["batch", "more"])).await.unwrap();
+    assert_eq!(store.get_tags("k7").await.unwrap(), tag_list(&["batch", "more"]));
+    let err = store.set_many(vec![("z", s("z"))], tagged(&[""])).await.unwrap_err();
+    assert!(matches!(err, CacheError::Policy(_)), "{err:?}");
+    assert_eq!(store.get("z").await.unwrap(), None);
+    assert_eq!(store.invalidate_tags(&["batch"]).await.unwrap(), 34, "every entry of both batches");
+    assert_eq!(store.size().await.unwrap(), 0);
+}

@@ -7,6 +7,7 @@
 //! `cargo run --release -- trace --list-policies`: the names `--policy` accepts.
 //! `cargo run --release -- memory [--entries N]`: heap bytes per entry, ours against the lru crate.
 //! `cargo run --release -- swr [--quick]`: latency of a stale read with a refresh in flight against a plain hit.
+//! `cargo run --release -- tags [--quick]`: set with 0, 1 and 5 tags, get on tagged and untagged entries.
 
 use std::hint::black_box;
 use std::num::NonZeroUsize;
@@ -17,6 +18,7 @@ use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, S3FifoPolicy, SetOpti
 
 mod memory;
 mod swr;
+mod tags;
 mod trace;
 
 /// One operation of a trace: a key index and whether it is a read.
@@ -259,6 +261,7 @@ fn main() {
         Some("memory") => return memory::main(&args[2..]),
         Some("swr") => return swr::main(&args[2..]),
         Some("churn") => return churn(&args[2..]),
+        Some("tags") => return tags::main(&args[2..]),
         _ => {}
     }
     let quick = args.iter().any(|a| a == "--quick");

@@ -8,6 +8,7 @@
 //!
 //! `cargo run --release -- [--quick] [--out results.json]`
 //! (`--cache FRAGMENT --workload FRAGMENT --repeats N`: one part only, for profilers)
+//! `cargo run --release -- tags [--quick]`: what tags cost a set and a get.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -19,6 +20,8 @@ use std::time::{Duration, Instant};
 use pepperpy_caching::stores::RedisStore;
 use pepperpy_caching::{CacheStore, LruPolicy, SetOptions};
 use redis::aio::ConnectionManager;
+
+mod tags;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -732,6 +735,9 @@ async fn stale_while_revalidate(url: &str, sizes: &Sizes) -> Result<Vec<String>,
 
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("tags") {
+        return tags::main(&args[2..]);
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let value_of = |flag: &str| -> Result<Option<String>, Error> {
         match args.iter().position(|a| a == flag) {

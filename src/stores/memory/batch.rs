@@ -201,6 +201,74 @@ mod tests {
         }
     }
 
+    /// The removal listener hears of everything a batch removed, after the
+    /// batch (it can use the store), with the key and reason a single call
+    /// would give.
+    #[test]
+    fn the_removal_listener_hears_what_a_batch_removed() {
+        use crate::removal::RemovalReason::{self, Deleted, Evicted, Expired, Replaced};
+        use std::sync::{Arc, Mutex, OnceLock, Weak};
+        for shards in [1, 4] {
+            let clock = crate::clock::ManualClock::new();
+            let seen: Arc<Mutex<Vec<(String, u32, RemovalReason)>>> = Arc::default();
+            let home: Arc<OnceLock<Weak<MemoryStore<u32>>>> = Arc::default();
+            let (log, back) = (Arc::clone(&seen), Arc::clone(&home));
+            let store = Arc::new(
+                // Sharded, each shard gets a share of the capacity: room for all.
+                MemoryStore::<u32>::builder(LruPolicy::new(if shards == 1 { 4 } else { 64 }).unwrap())
+                    .clock(clock.clone())
+                    .shards(shards)
+                    .on_remove(move |key: &str, value, reason| {
+                        // Called outside every lock: the store answers.
+                        let store = back.get().and_then(Weak::upgrade).unwrap();
+                        assert!(store.get_many(&[key]).into_inner().is_ok());
+                        log.lock().unwrap().push((key.to_string(), value, reason));
+                    })
+                    .build(),
+            );
+            home.set(Arc::downgrade(&store)).unwrap();
+            let take = || std::mem::take(&mut *seen.lock().unwrap());
+            store.set_many(vec![("a", 1), ("b", 2), ("a", 3)], SetOptions::new()).into_inner().unwrap();
+            assert_eq!(take(), [("a".into(), 1, Replaced)], "{shards} shards");
+            store.delete_many(&["a", "x", "b", "a"]).into_inner().unwrap();
+            let mut gone = take();
+            gone.sort_by(|x, y| x.0.cmp(&y.0));
+            assert_eq!(gone, [("a".into(), 3, Deleted), ("b".into(), 2, Deleted)]);
+            let short = SetOptions::new().ttl(std::time::Duration::from_secs(1));
+            store.set_many(vec![("t", 9)], short).into_inner().unwrap();
+            clock.advance(std::time::Duration::from_secs(2));
+            assert_eq!(store.get_many(&["t"]).into_inner().unwrap(), [None]);
+            assert_eq!(take(), [("t".into(), 9, Expired)]);
+            if shards == 1 {
+                let entries = (0..6).map(|i| (["k0", "k1", "k2", "k3", "k4", "k5"][i], i as u32)).collect();
+                store.set_many(entries, SetOptions::new()).into_inner().unwrap();
+                assert_eq!(take(), [("k0".into(), 0, Evicted), ("k1".into(), 1, Evicted)], "LRU order");
+            }
+        }
+    }
+
+    /// A batch's shared options carry tags and an idle time to each entry
+    /// (the engine's `set`), and a batch read is a read for the idle clock;
+    /// bad tags fail the whole batch.
+    #[test]
+    fn batches_carry_tags_and_idle_times() {
+        use std::time::Duration;
+        let clock = crate::clock::ManualClock::new();
+        let store = MemoryStore::<u32>::builder(S3FifoPolicy::new(1 << 12).unwrap()).clock(clock.clone()).build();
+        let options = SetOptions::new().tags(["team:7"]).idle(Duration::from_secs(10));
+        store.set_many(vec![("a", 1), ("b", 2)], options).into_inner().unwrap();
+        store.set("c", 3, SetOptions::new()).into_inner().unwrap();
+        clock.advance(Duration::from_secs(8));
+        assert_eq!(store.get_many(&["a"]).into_inner().unwrap(), [Some(1)], "a read: 10 s more");
+        clock.advance(Duration::from_secs(8));
+        assert_eq!(store.get_many(&["a", "b", "c"]).into_inner().unwrap(), [Some(1), None, Some(3)], "b sat idle");
+        assert_eq!(store.invalidate_tags(&["team:7"]).into_inner().unwrap(), 1);
+        assert_eq!(store.get_many(&["a", "c"]).into_inner().unwrap(), [None, Some(3)]);
+        let bad = store.set_many(vec![("d", 4), ("e", 5)], SetOptions::new().tags([""]));
+        assert!(matches!(bad.into_inner(), Err(crate::errors::CacheError::Policy(_))));
+        assert_eq!(store.get_many(&["d", "e"]).into_inner().unwrap(), [None, None], "nothing stored");
+    }
+
     /// Expired entries met by a shared-read batch are reclaimed (one more
     /// lock, the write lock, only for shards that had one).
     #[test]

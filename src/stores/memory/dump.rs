@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::MemoryStore;
 use super::engine::{Restored, Snapshot};
-use super::reentry::write;
+use super::reentry::{read, write};
 use crate::errors::Result;
 use crate::key::Key;
 use crate::store::{Metadata, check_metadata, effective_ttl};
@@ -176,11 +176,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     /// clock) is taken off every TTL: an entry whose TTL ran out meanwhile
     /// is skipped. An entry without a TTL gets the policy's default TTL, as
     /// a `set` does. Entries are counted as sets; a removal listener hears
-    /// of what the load replaced or evicted. In a store with a
-    /// [`weigher`](crate::stores::MemoryStoreBuilder::weigher), each entry is
-    /// weighed as a `set` weighs it and the policy evicts to make room; an
-    /// entry heavier than the whole capacity (or its shard's) is skipped and
-    /// not counted in the result, as the policy could not keep it.
+    /// of what the load replaced or evicted.
     ///
     /// ```
     /// use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, stores::{Dump, DumpEntry}};
@@ -230,9 +226,24 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
             let hash = self.hasher.hash_one(entry.key.as_str());
             by_shard[self.shard_index(hash)].push((hash, ttl, entry));
         }
-        let mut stored = 0;
-        for (index, entries) in by_shard.into_iter().enumerate() {
+        // A weighed store: every entry weighed first (under its shard's read
+        // lock, as `set_many` does), so one heavier than the capacity fails
+        // the load before anything changed.
+        for (index, entries) in by_shard.iter().enumerate() {
             if entries.is_empty() {
+                continue;
+            }
+            let engine = read(&self.shards[index]);
+            if engine.weighs() {
+                for (_, _, e) in entries {
+                    engine.check_weight(&e.key, &e.value)?;
+                }
+            }
+        }
+        let mut stored = 0;
+        let mut failed = None;
+        for (index, entries) in by_shard.into_iter().enumerate() {
+            if entries.is_empty() || failed.is_some() {
                 continue;
             }
             let mut removed = Vec::new();
@@ -250,18 +261,22 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
                     hits: e.hits,
                     probation: e.probation,
                 };
-                // An entry heavier than the whole capacity is skipped, as the
-                // policy could not keep it.
-                if let Some(gone) = engine.restore(key, hash, entry) {
-                    removed.push((e.key, gone));
-                    stored += 1;
+                // Fails only if the weigher answers otherwise than when
+                // checked: what was loaded stays, as with `set`s.
+                match engine.restore(key, hash, entry) {
+                    Ok(gone) => removed.push((e.key, gone)),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
                 }
+                stored += 1;
             }
             self.release(engine);
             for (key, gone) in removed {
                 self.dispose_write(gone, &key);
             }
         }
-        Ok(stored)
+        failed.map_or(Ok(stored), Err)
     }
 }

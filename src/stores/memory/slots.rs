@@ -230,6 +230,26 @@ impl SlotEngine {
         }
     }
 
+    /// Whether live slot `id` is on S3-FIFO's small (probationary) queue:
+    /// what a dump records of it (`js/api/15-dump.js`).
+    pub fn on_probation(&self, id: u32) -> bool {
+        self.kind == Kind::S3Fifo && self.is_live(id) && self.list_of(id) == SMALL
+    }
+
+    /// Moves live slot `id` to the head of S3-FIFO's small queue (`probation`)
+    /// or main queue, keeping its access count: how a loaded dump puts an
+    /// entry back on the queue it came from. Nothing under LRU and TTL.
+    pub fn place(&mut self, id: u32, probation: bool) {
+        if self.kind != Kind::S3Fifo || !self.is_live(id) {
+            return;
+        }
+        let to = if probation { SMALL } else { MAIN };
+        self.unlink(self.list_of(id), id);
+        self.push_head(to, id);
+        let count = self.freq[id as usize] & COUNT;
+        self.freq[id as usize] = if probation { count } else { IN_MAIN | count };
+    }
+
     /// Whether `id` is a slot holding an entry.
     #[inline]
     fn is_live(&self, id: u32) -> bool {

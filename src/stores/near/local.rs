@@ -113,6 +113,10 @@ pub(super) enum Scope<'a> {
     Keys(&'a [&'a str]),
     Pattern(&'a str),
     All,
+    /// Entries this instance cannot name (an `invalidate_tags`): nothing is
+    /// taken out here (Redis's invalidations of the removed keys do that),
+    /// but every fill that read Redis before is refused.
+    Unnamed,
 }
 
 impl<V: Clone + Send + Sync + 'static> Shared<V> {
@@ -216,6 +220,7 @@ impl<V: Clone + Send + Sync + 'static> Shared<V> {
                 state.epoch += 2;
                 let _ = self.memory.clear().into_inner();
             }
+            Scope::Unnamed => state.epoch += 2,
         }
     }
 
@@ -370,7 +375,7 @@ mod tests {
     #[test]
     fn local_writes_patterns_flushes_and_a_lost_connection_refuse_fills() {
         let shared = shared();
-        for scope in [Scope::Key("k"), Scope::Pattern("k*"), Scope::All] {
+        for scope in [Scope::Key("k"), Scope::Pattern("k*"), Scope::All, Scope::Unnamed] {
             let t = ticket(&shared, "k");
             shared.forget(&scope);
             assert!(!shared.fill("k", t, 1, None));

@@ -323,7 +323,14 @@ where
     }
 
     async fn invalidate_tags(&self, tags: &[&str]) -> Result<usize> {
-        self.redis.invalidate_tags(tags).await
+        self.shared.reentered("invalidate_tags")?;
+        crate::tags::check_invalidate_tags(tags)?;
+        // Which keys go is known only to Redis: each one it unlinks comes back
+        // as an invalidation, in every process (this one too) tracking the
+        // prefix, which takes it out of memory. The write waits for them, and
+        // refuses every fill that read Redis before it ended.
+        let invalidate = self.redis.invalidate_tags_checked(tags);
+        self.write_through(Scope::Unnamed, invalidate, |_| true).await
     }
 
     async fn get_tags(&self, key: &str) -> Result<Option<Vec<String>>> {

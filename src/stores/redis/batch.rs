@@ -174,7 +174,13 @@ where
         let groups = self.by_bucket(entries.iter().map(|(key, _)| *key));
         let written =
             join_all(groups.iter().map(|(index, positions)| self.write_bucket(*index, entries, positions))).await;
-        written.into_iter().collect()
+        // Tagged entries are listed once written (see `tags.rs`), each, even
+        // when a group failed: listing one that was not written is harmless.
+        let tagged = entries.iter().filter(|(_, encoded)| !encoded.tags.is_empty());
+        let listed =
+            join_all(tagged.map(|(key, encoded)| self.register_written("set_many", *key, &encoded.tags, encoded.ttl)))
+                .await;
+        written.into_iter().chain(listed).collect()
     }
 
     /// Writes the entries at `positions` (all of bucket `index`) in one

@@ -88,6 +88,12 @@ impl<'s> ScriptCall<'s> {
         self.arg(capacity.share).arg(flag(capacity.lru))
     }
 
+    /// The command, for a pipeline of calls of several scripts (whose
+    /// sender loads the scripts Redis does not know).
+    pub fn into_cmd(self) -> Cmd {
+        self.cmd
+    }
+
     /// Sends the call, loading the script first if Redis does not know it.
     pub async fn invoke<T: FromRedisValue>(&self, conn: &mut Conn) -> RedisResult<T> {
         match self.cmd.query_async(conn).await {

@@ -29,6 +29,8 @@ const UPDATE_ATTEMPTS: usize = 32;
 pub(crate) struct EncodedSet {
     pub(super) stored: Vec<u8>,
     pub(super) ttl: Option<u64>,
+    /// The entry's tags, listed after the write (`tags.rs`).
+    pub(super) tags: Vec<String>,
 }
 
 impl<V> RedisStore<V>
@@ -90,15 +92,16 @@ where
     /// bad input before it changes anything of its own).
     pub(crate) fn encode_set(&self, value: &V, options: &SetOptions) -> Result<EncodedSet> {
         let ttl = check_set_options(options, self.default_ttl)?.map(ttl_millis);
-        if !options.tags.is_empty() {
-            return Err(CacheError::Policy("tags are not supported by RedisStore yet".into()));
-        }
-        let stored = format::encode(value, options.metadata.as_ref())?;
-        Ok(EncodedSet { stored, ttl })
+        let stored = format::encode_tagged(value, options.metadata.as_ref(), &options.tags)?;
+        Ok(EncodedSet { stored, ttl, tags: options.tags.clone() })
     }
 
     /// The second half of [`set_checked`](Self::set_checked): the write.
     pub(crate) async fn set_encoded(&self, key: Key<'_>, encoded: EncodedSet) -> Result<()> {
+        if !encoded.tags.is_empty() {
+            // Written, then listed, in one round trip (see `tags.rs`).
+            return self.write_tagged("set", key, &encoded.stored, encoded.ttl, &encoded.tags).await;
+        }
         self.write("set", key, &encoded.stored, encoded.ttl).await
     }
 
@@ -293,12 +296,11 @@ where
 
     async fn invalidate_tags(&self, tags: &[&str]) -> Result<usize> {
         crate::tags::check_invalidate_tags(tags)?;
-        Err(CacheError::Policy("tags are not supported by RedisStore yet".into()))
+        self.invalidate_tags_checked(tags).await
     }
 
     async fn get_tags(&self, key: &str) -> Result<Option<Vec<String>>> {
-        Key::new(key)?;
-        Err(CacheError::Policy("tags are not supported by RedisStore yet".into()))
+        self.get_tags_checked(Key::new(key)?).await
     }
 
     async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {

@@ -3,6 +3,8 @@
 //! ```text
 //! {"v":<the value as JSON>}                      no metadata
 //! {"v":<the value as JSON>,"m":{<metadata>}}     with metadata
+//! {"t":[<tags>],"v":...}                         with tags (before the value,
+//!                                                where a script finds them)
 //! ```
 //!
 //! This module only encodes and decodes; it never does I/O. Every failure is
@@ -30,6 +32,12 @@ struct MetadataOnly {
 }
 
 #[derive(Deserialize)]
+struct TagsOnly {
+    #[serde(default)]
+    t: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
 struct Raw<'a> {
     #[serde(borrow)]
     v: &'a RawValue,
@@ -37,6 +45,8 @@ struct Raw<'a> {
     m: Option<Metadata>,
     #[serde(default)]
     f: Option<u64>,
+    #[serde(default)]
+    t: Option<Vec<String>>,
 }
 
 /// The stored bytes of `value` with `metadata` (an empty map is not stored).
@@ -46,8 +56,20 @@ struct Raw<'a> {
 /// at most 127, envelope included), and NaN or an infinite float anywhere in
 /// the value (serde_json writes them as `null`, so `f64::NAN` would be
 /// unreadable and `Some(f64::NAN)` would read back as `None`).
+// The stores write through `encode_tagged`; this form stays for the tests.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(super) fn encode<V: Serialize + ?Sized>(value: &V, metadata: Option<&Metadata>) -> Result<Vec<u8>> {
-    encode_stamped(value, metadata, None)
+    encode_stamped(value, metadata, None, &[])
+}
+
+/// [`encode`] with the entry's `tags` (checked by the caller; none: the
+/// same bytes as `encode`).
+pub(super) fn encode_tagged<V: Serialize + ?Sized>(
+    value: &V,
+    metadata: Option<&Metadata>,
+    tags: &[String],
+) -> Result<Vec<u8>> {
+    encode_stamped(value, metadata, None, tags)
 }
 
 /// [`encode`], with the `"f"` stamp of an entry stored by `get_or_refresh`
@@ -56,14 +78,20 @@ fn encode_stamped<V: Serialize + ?Sized>(
     value: &V,
     metadata: Option<&Metadata>,
     fresh_until: Option<u64>,
+    tags: &[String],
 ) -> Result<Vec<u8>> {
     let m = metadata.filter(|m| !m.is_empty());
     let mut out = Vec::with_capacity(64);
+    out.push(b'{');
     if let Some(at) = fresh_until {
-        out.extend_from_slice(format!(r#"{{"f":{at},"v":"#).as_bytes());
-    } else {
-        out.extend_from_slice(br#"{"v":"#);
+        out.extend_from_slice(format!(r#""f":{at},"#).as_bytes());
     }
+    if !tags.is_empty() {
+        out.extend_from_slice(br#""t":"#);
+        serde_json::to_writer(&mut out, tags).map_err(|e| encode_error("tags", &e))?;
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""v":"#);
     // The envelope is level 0: the value's own arrays and objects count from 1.
     let mut checked = Checked { depth: 0, nulls: 0 };
     let mut ser = serde_json::Serializer::with_formatter(&mut out, &mut checked);
@@ -153,16 +181,30 @@ pub(super) fn decode_value<V: DeserializeOwned>(key: &str, bytes: &[u8]) -> Resu
     serde_json::from_slice::<ValueOnly<V>>(bytes).map(|e| e.v).map_err(|e| undecodable(key, "value", e))
 }
 
-/// What follows `{"v":` (or `{"f":<digits>,"v":`, a `get_or_refresh` stamp)
-/// up to the closing `}`: the value's text if the document is exactly that
-/// envelope; the caller's parse decides.
+/// What follows `{"v":` (or `{"f":<digits>,"v":`, a `get_or_refresh` stamp,
+/// and/or `"t":<tags>,` before `"v":`) up to the closing `}`: the value's
+/// text if the document is exactly that envelope; the caller's parse decides.
 fn value_text(bytes: &[u8]) -> Option<&[u8]> {
     let rest = bytes.strip_prefix(b"{")?;
     let rest = match rest.strip_prefix(br#""f":"#) {
         Some(stamp) => stamp[stamp_digits(stamp)?..].strip_prefix(b",")?,
         None => rest,
     };
+    let rest = match rest.strip_prefix(br#""t":"#) {
+        // One JSON value (any: the full parse ignores the field's content too), then `,`.
+        Some(tags) => {
+            let mut values = serde_json::Deserializer::from_slice(tags).into_iter::<serde::de::IgnoredAny>();
+            values.next()?.ok()?;
+            tags[values.byte_offset()..].strip_prefix(b",")?
+        }
+        None => rest,
+    };
     rest.strip_prefix(br#""v":"#)?.strip_suffix(b"}")
+}
+
+/// The tags stored in `bytes` (the entry under `key`), empty if none.
+pub(super) fn decode_tags(key: &str, bytes: &[u8]) -> Result<Vec<String>> {
+    serde_json::from_slice::<TagsOnly>(bytes).map(|e| e.t.unwrap_or_default()).map_err(|e| undecodable(key, "tags", e))
 }
 
 /// How many bytes of `stamp` are the digits of a freshness stamp, if they
@@ -199,7 +241,7 @@ pub(super) fn merge_metadata(key: &str, bytes: &[u8], extra: Metadata) -> Result
     let raw: Raw<'_> = serde_json::from_slice(bytes).map_err(|e| undecodable(key, "entry", e))?;
     let mut metadata = raw.m.unwrap_or_default();
     metadata.extend(extra);
-    encode_stamped(&raw.v, Some(&metadata), raw.f)
+    encode_stamped(&raw.v, Some(&metadata), raw.f, raw.t.as_deref().unwrap_or_default())
 }
 
 fn undecodable(key: &str, what: &str, e: serde_json::Error) -> CacheError {
@@ -604,12 +646,14 @@ mod fuzz_tests {
             value in json_value(),
             metadata in proptest::option::of(proptest::collection::btree_map("[a-z]{1,4}", json_value(), 0..4)),
             stamp in proptest::option::of(any::<u64>()),
+            tags in proptest::collection::vec(r#"[a-z\]",:v{}]{1,6}"#, 0..3),
             mutations in proptest::collection::vec(mutation(), 0..4),
         ) {
             let metadata: Option<Metadata> = metadata.map(|m| m.into_iter().collect());
-            let mut bytes = encode_stamped(&value, metadata.as_ref(), stamp).unwrap();
+            let mut bytes = encode_stamped(&value, metadata.as_ref(), stamp, &tags).unwrap();
             // Unmutated, it reads back exactly.
             if mutations.is_empty() {
+                prop_assert_eq!(decode_tags("k", &bytes).unwrap(), tags.clone());
                 prop_assert_eq!(decode_value::<serde_json::Value>("k", &bytes).unwrap(), value.clone());
                 prop_assert_eq!(fresh_until(&bytes), stamp);
                 prop_assert_eq!(decode_metadata("k", &bytes).unwrap(), metadata.clone().unwrap_or_default());

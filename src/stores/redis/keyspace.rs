@@ -165,6 +165,12 @@ impl Keyspace {
         [self.prefix.as_bytes(), self.bucket(key).tag.as_bytes(), b"\xfflock:", key.as_bytes()].concat()
     }
 
+    /// The Redis key of the tag set of `tag` in bucket `index` (see `tags.rs`):
+    /// `prefix + bucket tag + "\xff" + "tag:" + tag`, in the bucket's slot.
+    pub fn tag_set(&self, index: usize, tag: &str) -> Vec<u8> {
+        [self.prefix.as_bytes(), self.buckets[index].tag.as_bytes(), b"\xfftag:", tag.as_bytes()].concat()
+    }
+
     /// The MATCH argument for a SCAN over entries matching `pattern` (all
     /// entries when `None`), of bucket `bucket` only when given (clustered
     /// stores): the escaped prefix, the tag (or `{*}`), and the pattern's

@@ -57,6 +57,8 @@ pub(super) struct StoreAs<'a> {
     pub ttl: Option<u64>,
     pub metadata: Option<&'a Metadata>,
     pub fresh_for: Option<u64>,
+    /// The entry's tags (checked), registered before the placeholder is taken.
+    pub tags: &'a [String],
 }
 
 /// What a loaded value's write is conditional on (see `STORE_LOADED_FN` in
@@ -83,7 +85,7 @@ where
     {
         let ttl = check_set_options(&options, self.default_ttl)?.map(ttl_millis);
         let follow = |stored: Arc<[u8]>| format::decode_value(&key, &stored);
-        let how = StoreAs { ttl, metadata: options.metadata.as_ref(), fresh_for: None };
+        let how = StoreAs { ttl, metadata: options.metadata.as_ref(), fresh_for: None, tags: &options.tags };
         let load = || async move { loader().await.map_err(loader_error) };
         let lead = || self.load_shared(key, load, how);
         // The singleflight runs `lead` (and so the loader) with the key
@@ -115,7 +117,7 @@ where
         loop {
             guard.arm();
             // An error returns with the guard armed: its drop releases.
-            match self.get_or_lock(entry, guard.lock()).await? {
+            match self.get_or_lock(key, entry, guard.lock(), how.tags).await? {
                 Step::Found(stored) => {
                     guard.disarm();
                     return Ok((format::decode_value(&key, &stored)?, stored.into()));
@@ -137,7 +139,8 @@ where
         let loaded = load().await;
         std::mem::forget(unfinished);
         self.counters.record_load(loaded.is_ok(), u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        let stored = match loaded.and_then(|value| Ok((format::encode(&value, how.metadata)?, value))) {
+        let stored = match loaded.and_then(|value| Ok((format::encode_tagged(&value, how.metadata, how.tags)?, value)))
+        {
             Ok((stored, value)) => (stored, value),
             Err(e) => {
                 guard.release().await;
@@ -149,9 +152,13 @@ where
         // Stored only if the placeholder is still ours: nothing wrote,
         // deleted, invalidated or cleared the key, and the lease has not run
         // out. Either way the callers get the loaded value.
-        self.store_loaded(key, Condition::Placeholder(&token), &stored, how).await?;
+        let written = self.store_loaded(key, Condition::Placeholder(&token), &stored, how).await?;
         // Stored, the value replaced the placeholder; refused, it is not ours.
         guard.disarm();
+        if written && !how.tags.is_empty() {
+            // Listed with its placeholder already; this keeps its tag sets as long as the entry.
+            self.register_written("get_or_set", key, how.tags, how.ttl).await?;
+        }
         Ok((value, stored.into()))
     }
 
@@ -204,11 +211,20 @@ where
         Ok(written)
     }
 
-    /// One atomic step: the entry if present, else the placeholder if free.
-    async fn get_or_lock(&self, entry: Entry<'_>, lock: &Lock) -> Result<Step> {
+    /// One atomic step: the entry if present, else the placeholder if free
+    /// (listed in the tag sets of `tags` with it).
+    async fn get_or_lock(&self, key: Key<'_>, entry: Entry<'_>, lock: &Lock, tags: &[String]) -> Result<Step> {
         let mut conn = self.conn.clone();
-        let mut call = ScriptCall::new(&self.scripts.get_or_lock, &[entry.into()], &[]);
-        call.arg(&lock.token).arg(ttl_millis(self.lock_lease));
+        let index = self.space.bucket_index(key);
+        let sets: Vec<Vec<u8>> = tags.iter().map(|tag| self.space.tag_set(index, tag)).collect();
+        let mut keys: Vec<Name<'_>> = vec![entry.into()];
+        keys.extend(sets.iter().map(Name::from));
+        let mut call = ScriptCall::new(&self.scripts.get_or_lock, &keys, &[]);
+        let lease = ttl_millis(self.lock_lease);
+        call.arg(&lock.token).arg(lease);
+        if !tags.is_empty() {
+            call.arg(lease.saturating_add(super::tags::SLACK_MS));
+        }
         let reply: redis::Value = self.round_trip("get_or_set", call.invoke(&mut conn)).await?;
         match reply {
             redis::Value::BulkString(stored) => Ok(Step::Found(stored)),

@@ -29,6 +29,7 @@ mod listen;
 mod load;
 mod refresh;
 mod scripts;
+mod tags;
 mod tls;
 mod walks;
 

@@ -144,6 +144,7 @@ where
             ttl: Some(ttl_millis(options.fresh_for.saturating_add(options.grace))),
             metadata: options.set.metadata.as_ref(),
             fresh_for: Some(ttl_millis(options.fresh_for)),
+            tags: &options.set.tags,
         };
         let started = self.counters.sample_next_get().then(Instant::now);
         // Without LRU bookkeeping the read is plain commands (GET, TIME, GET
@@ -428,7 +429,8 @@ where
         let store = Arc::clone(&self.store);
         store.counters.record_load(loaded.is_ok(), u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
         let entry_options = self.options.entry_options();
-        let stored = loaded.and_then(|value| format::encode(&value, entry_options.metadata.as_ref()));
+        let stored = loaded
+            .and_then(|value| format::encode_tagged(&value, entry_options.metadata.as_ref(), &entry_options.tags));
         self.done = true;
         match stored {
             Ok(stored) => {
@@ -436,10 +438,15 @@ where
                     ttl: entry_options.ttl.map(ttl_millis),
                     metadata: entry_options.metadata.as_ref(),
                     fresh_for: Some(ttl_millis(self.options.fresh_for)),
+                    tags: &entry_options.tags,
                 };
                 let condition = Condition::Refresh { token: &self.token, sha: &sha };
                 // Refused, the script released the lock; failed, the lease ends it.
-                let _ = store.store_loaded(self.key.key(), condition, &stored, how).await;
+                let written = store.store_loaded(self.key.key(), condition, &stored, how).await;
+                if matches!(written, Ok(true)) && !how.tags.is_empty() {
+                    // Listed once written; a failure takes the entry out again (best effort).
+                    let _ = store.register_written("get_or_refresh", self.key.key(), how.tags, how.ttl).await;
+                }
             }
             Err(_) => self.failed().await,
         }

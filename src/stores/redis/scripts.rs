@@ -483,7 +483,11 @@ return 1
 /// living for the lease: any write to the key replaces or deletes it, which
 /// is how the load learns that its value is out of date ([`STORE_LOADED_FN`]).
 ///
-/// KEYS: entry. ARGV: token, lease in ms.
+/// KEYS: entry, then for a tagged load its tag sets (`tags.rs`), which get
+/// the entry's key with the placeholder, atomically: an `invalidate_tags`
+/// from then on finds the placeholder and deletes it.
+/// ARGV: token, lease in ms, and for a tagged load the least TTL of its tag
+/// sets in ms.
 /// Returns the stored bytes, 1 if the placeholder is now the caller's, 0 if
 /// another load holds it, -1 if the key holds something this store did not
 /// write (waiting for it would never end).
@@ -497,6 +501,11 @@ if value then
 end
 redis.call('HSET', KEYS[1], 'load', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+for i = 2, #KEYS do
+  local pttl = redis.call('PTTL', KEYS[i])
+  redis.call('SADD', KEYS[i], KEYS[1])
+  if pttl == -2 or (pttl >= 0 and pttl < tonumber(ARGV[3])) then redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+end
 return 1
 ";
 

@@ -26,7 +26,7 @@ const WALK_RETRY_WAIT: std::time::Duration = std::time::Duration::from_millis(20
 /// (`CLUSTER GETKEYSINSLOT`); a fuller slot is walked with SCAN.
 const SLOT_LIST_MAX: u64 = 10_000;
 /// How many buckets' sizes `size` asks for at once.
-const SIZE_CONCURRENCY: usize = 64;
+pub(super) const SIZE_CONCURRENCY: usize = 64;
 
 impl<V> RedisStore<V>
 where

@@ -97,15 +97,14 @@ impl<V> Engine<V> {
     /// Stores an entry of a snapshot as the hottest of its queue (S3-FIFO:
     /// the small queue if `probation`, else main, with `hits` as its access
     /// count; LRU and TTL: the head of their list), after the key's old
-    /// entry (replaced) and, when the engine is full, the entry the policy
-    /// evicts (as many as its weight needs, in a weighted engine); hands
-    /// back what it removed, or `None` if the entry weighs more than the
-    /// whole capacity (nothing changed: the policy could not keep it).
-    pub fn restore(&mut self, key: Key<'_>, hash: u64, entry: Restored<V>) -> Option<Removals<V>> {
+    /// entry (replaced) and, when the engine is full, the entries the
+    /// policy evicts; hands back what it removed. With a weigher, the entry
+    /// is weighed first: one heavier than the capacity (the caller checked
+    /// it with [`check_weight`](Engine::check_weight)) changes nothing.
+    pub fn restore(&mut self, key: Key<'_>, hash: u64, entry: Restored<V>) -> crate::errors::Result<Removals<V>> {
         let Restored { value, ttl, idle, metadata, hits, probation } = entry;
-        let Ok(weight) = self.weigh(&key, &value) else {
-            return None;
-        };
+        let weighs = self.weighs();
+        let weight = if weighs { self.weigh(&key, &value)? } else { 1 };
         let existing = self.find(hash, &key);
         self.cancel_load(&key, existing);
         let now = self.clock.now();
@@ -118,7 +117,10 @@ impl<V> Engine<V> {
             };
             removed.push(gone);
         }
-        if self.weighs() {
+        if weighs {
+            if !self.evicted_once && !self.fits::<true>(weight, None) {
+                self.resize_for_entries(self.slab.len());
+            }
             self.make_room::<true>(weight, now, &mut removed);
         } else {
             self.make_room::<false>(weight, now, &mut removed);
@@ -134,6 +136,6 @@ impl<V> Engine<V> {
             self.slab[id].freq.store(hits.min(MAX_FREQ), Relaxed);
         }
         self.counters.sets += 1;
-        Some(removed)
+        Ok(removed)
     }
 }

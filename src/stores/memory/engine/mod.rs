@@ -540,7 +540,10 @@ impl<V> Engine<V> {
             self.start_idle(id, idle, ttl_at, now);
             self.reindex_expiry(id, (old_expiry, old_seq), (expires_at, seq));
             // Taken: the entry's tags are settled here (none stays empty below).
-            self.retag(id, std::mem::take(&mut tags));
+            // Tested here, not in `retag`: an untagged store makes no call.
+            if self.tags.is_some() || !tags.is_empty() {
+                self.retag(id, std::mem::take(&mut tags));
+            }
             match self.kind {
                 Kind::S3Fifo => queues::bump(&self.slab[id].freq),
                 Kind::Lru { .. } | Kind::Ttl => self.slab.move_to_head(id),

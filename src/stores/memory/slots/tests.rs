@@ -203,3 +203,41 @@ fn the_header_tells_where_the_deadlines_are() {
     assert_ne!(engine.header[3], 0, "the first deadline made the array");
     assert_eq!(engine.deadline[0], 10_000.0);
 }
+
+/// `place` puts a slot at the head of the queue a dump says it came from,
+/// keeping its access count; `on_probation` reads it back. LRU ignores it.
+#[test]
+fn place_moves_a_slot_to_the_head_of_its_queue() {
+    let mut engine = SlotEngine::new(&S3FifoPolicy::new(100).unwrap().into());
+    let ids: Vec<u32> = (0..5u32).map(|i| engine.set(-1, i, f64::NAN, 0.0, 0.0, 0.0) as u32).collect();
+    let listed = |engine: &mut SlotEngine| {
+        let n = engine.list_live().unwrap();
+        engine.report[..n].to_vec()
+    };
+    let before = listed(&mut engine);
+    assert_eq!(before.len(), 5);
+    engine.freq[ids[2] as usize] |= 2;
+    let was = engine.on_probation(ids[2]);
+    engine.place(ids[2], !was);
+    engine.validate();
+    assert_eq!(engine.on_probation(ids[2]), !was, "moved to the other queue");
+    assert_eq!(engine.freq[ids[2] as usize] & COUNT, 2, "its access count kept");
+    engine.place(ids[0], true);
+    engine.place(ids[1], true);
+    engine.validate();
+    let after = listed(&mut engine);
+    assert_eq!(&after[..2], &[ids[1], ids[0]], "the small queue, newest first");
+    assert!(engine.on_probation(ids[0]) && engine.on_probation(ids[1]));
+    engine.place(ids[0], false);
+    engine.validate();
+    assert!(!engine.on_probation(ids[0]));
+    assert_eq!(listed(&mut engine).len(), 5);
+    // Freed and out-of-range slots, and other policies: nothing happens.
+    engine.place(1_000, true);
+    assert!(!engine.on_probation(1_000));
+    let mut lru = SlotEngine::new(&LruPolicy::new(10).unwrap().into());
+    let id = lru.set(-1, 1, f64::NAN, 0.0, 0.0, 0.0) as u32;
+    lru.place(id, true);
+    lru.validate();
+    assert!(!lru.on_probation(id));
+}

@@ -1,0 +1,168 @@
+// js/api/12-tags.js: a part of the body of bind(wasm) in the built api.mjs
+// (scripts/build-js.sh concatenates js/api/*.js in order; not a module on
+// its own: it uses the names the other parts declare).
+//
+// Tags: the `tags` option of set and getOrSet (the core's rules, its limits
+// read from `limits()`), the index kept beside the keys (slot id -> tags,
+// tag -> ids: MemoryStore#tags and #byTag, cleaned in #drop, #place and
+// #forgetAll, so evictions and expiries the engine reports clean it too),
+// and invalidateTags / getTags. The engine in wasm knows nothing of tags.
+
+/** A Set of slot ids whose methods are the built-ins of load time (see SlotMap). */
+class IdSet extends Set {}
+for (const name of ["add", "delete", "has", "forEach"]) {
+  Object.defineProperty(IdSet.prototype, name, { value: Set.prototype[name], writable: true, configurable: true });
+}
+Object.defineProperty(IdSet.prototype, "size", Object.getOwnPropertyDescriptor(Set.prototype, "size"));
+
+/** A tag's length in bytes of UTF-8 (the core's unit for MAX_TAG_LEN). */
+function utf8Length(text) {
+  // Three bytes a UTF-16 unit at most: short tags need no count.
+  if (text.length * 3 <= MAX_TAG_LEN) return text.length;
+  return encoder.encode(text).length;
+}
+
+/** Throws unless `tag` (at `what`) is a non-empty, well-formed string of at most MAX_TAG_LEN bytes. */
+function checkTag(tag, what) {
+  if (typeof tag !== "string") throw new CachePolicyError(`${what} must be a string, got ${describe(tag)}`);
+  if (tag.length === 0) throw new CachePolicyError("invalid policy: a tag must not be empty");
+  if (!isWellFormed(tag)) throw notUnicode(CachePolicyError, "tag", tag);
+  const bytes = utf8Length(tag);
+  if (bytes > MAX_TAG_LEN) {
+    throw new CachePolicyError(
+      `invalid policy: the tag ${shownKey(tag)} is ${bytes} bytes long, more than the ${MAX_TAG_LEN} a tag may have`,
+    );
+  }
+}
+
+/**
+ * The `tags` option, read once into a frozen copy (undefined when absent or
+ * empty): an array of at most MAX_TAGS tags, none given twice.
+ */
+function readTags(tags) {
+  if (tags === undefined) return undefined;
+  if (!Array.isArray(tags)) throw new CachePolicyError(`tags must be an array of strings, got ${describe(tags)}`);
+  const n = tags.length;
+  if (n > MAX_TAGS) throw new CachePolicyError(`invalid policy: an entry carries at most ${MAX_TAGS} tags, ${n} were given`);
+  if (n === 0) return undefined;
+  const copy = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const tag = tags[i];
+    checkTag(tag, `tags[${i}]`);
+    for (let j = 0; j < i; j++) {
+      if (copy[j] === tag) throw new CachePolicyError(`invalid policy: the tag ${shownKey(tag)} is given twice`);
+    }
+    copy[i] = tag;
+  }
+  return Object.freeze(copy);
+}
+
+/** Files slot `id` under `tags` (it carries none). */
+function tag(tagsOf, byTag, id, tags) {
+  tagsOf.set(id, tags);
+  for (let i = 0; i < tags.length; i++) {
+    const ids = byTag.get(tags[i]);
+    if (ids === undefined) byTag.set(tags[i], new IdSet().add(id));
+    else ids.add(id);
+  }
+}
+
+/** Forgets the tags of slot `id`, if it has any. */
+function untag(tagsOf, byTag, id) {
+  const tags = tagsOf.get(id);
+  if (tags === undefined) return;
+  tagsOf.delete(id);
+  for (let i = 0; i < tags.length; i++) {
+    const ids = byTag.get(tags[i]);
+    if (ids === undefined) continue;
+    ids.delete(id);
+    if (ids.size === 0) byTag.delete(tags[i]);
+  }
+}
+
+/** For the package's tests (MemoryStore's AUDIT): where the tag index disagrees with the entries. */
+function auditTags(tagsOf, byTag, keys, problems) {
+  tagsOf.forEach((tags, id) => {
+    if (keys[id] === undefined) problems.push(`slot ${id}: tags without an entry`);
+    for (const t of tags) if (!byTag.get(t)?.has(id)) problems.push(`slot ${id}: tag ${t} does not list it`);
+  });
+  byTag.forEach((ids, t) => {
+    if (ids.size === 0) problems.push(`tag ${t}: an empty set`);
+    ids.forEach((id) => {
+      if (!tagsOf.get(id)?.includes(t)) problems.push(`tag ${t} lists slot ${id}, which does not carry it`);
+    });
+  });
+}
+
+const tagCalls = {
+  /**
+   * Removes every live entry carrying at least one of `tags`; how many. A
+   * tagged getOrSet load under way stores nothing (its callers still get
+   * the value).
+   */
+  async invalidateTags(tags) {
+    return this.invalidateTagsSync(tags);
+  },
+
+  /** {@link invalidateTags} without the Promise. */
+  invalidateTagsSync(tags) {
+    if (!Array.isArray(tags)) throw new CachePolicyError(`invalidateTags takes an array of tags, got ${describe(tags)}`);
+    const n = tags.length;
+    if (n > MAX_INVALIDATE_TAGS) {
+      throw new CachePolicyError(`invalid policy: invalidateTags takes at most ${MAX_INVALIDATE_TAGS} tags, ${n} were given`);
+    }
+    // Read once each, and all checked before anything changes.
+    const wanted = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const t = tags[i];
+      checkTag(t, `tags[${i}]`);
+      wanted[i] = t;
+    }
+    const notices = inside.begin(this);
+    let removed = 0;
+    try {
+      const byTag = inside.byTag(this);
+      const chosen = [];
+      if (byTag.size !== 0) {
+        // An entry carrying two of the tags (or a tag named twice) is removed once.
+        const seen = new IdSet();
+        const pick = (id) => {
+          if (seen.has(id)) return;
+          seen.add(id);
+          chosen[chosen.length] = id;
+        };
+        for (let i = 0; i < n; i++) byTag.get(wanted[i])?.forEach(pick);
+      }
+      if (chosen.length !== 0) removed = inside.removeSlots(this, chosen, notices);
+      // Tagged loads under way store nothing; cancelled once the removal has happened.
+      const placeholders = inside.placeholders(this);
+      if (placeholders.size !== 0) {
+        const cancelled = [];
+        placeholders.forEach((load, key) => {
+          if (load.tagged) cancelled[cancelled.length] = key;
+        });
+        for (const key of cancelled) placeholders.delete(key);
+      }
+    } catch (error) {
+      inside.notify(this, notices);
+      throw error;
+    }
+    inside.notify(this, notices);
+    return removed;
+  },
+
+  /** The tags of the live entry under `key` (a fresh array, [] when it has none), or undefined. */
+  async getTags(key) {
+    // As getMetadata: no hit or miss counted, an expired entry reclaimed.
+    if (!this.hasSync(key)) return undefined;
+    const tags = inside.tags(this).get(inside.ids(this).get(key));
+    return tags === undefined ? [] : Array.from(tags);
+  },
+};
+
+// Installed as class methods are: not enumerable.
+for (const name of Reflect.ownKeys(tagCalls)) {
+  const descriptor = Object.getOwnPropertyDescriptor(tagCalls, name);
+  descriptor.enumerable = false;
+  Object.defineProperty(MemoryStore.prototype, name, descriptor);
+}

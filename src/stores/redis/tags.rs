@@ -1,0 +1,331 @@
+//! Tags on Redis: a tag set per tag and bucket, listing the entries that
+//! were tagged with it; the tags themselves live in the entry's document
+//! (`{"t":[...],"v":...}`, see `format`), which is the truth.
+//!
+//! - **Layout.** The tag set of `tag` in a bucket is the Redis set
+//!   `prefix + bucket tag + "\xff" + "tag:" + tag` (a name no entry can
+//!   have), whose members are the full Redis keys of the bucket's entries
+//!   tagged with it. On a cluster it shares the bucket's slot with the
+//!   entries, so one script reaches both: no command is ever cross-slot.
+//! - **Set.** A tagged `set` writes the entry as an untagged one is written,
+//!   then adds its key to its tag sets (one script, [`REGISTER`]), the two
+//!   pipelined in that order: one round trip. An untagged `set` is still one `SET`: it leaves the key in the
+//!   tag sets of its old tags, where nothing trusts it (below). Listed after
+//!   the write, a key in a tag set is always one that was written (or a
+//!   load's placeholder, below), so a member whose key is gone is gone for
+//!   good and may be dropped; an `invalidate_tags` that runs between the
+//!   write and the listing runs while the `set` is under way, and the `set`
+//!   takes effect after it. If the listing fails, the entry is unlinked
+//!   again (best effort) and the `set` fails.
+//! - **Invalidate.** `invalidate_tags` runs one script per bucket
+//!   ([`INVALIDATE`]; a cluster's buckets in parallel) that goes through the
+//!   tag sets of the tags, unlinks each member whose document carries one of
+//!   the tags (read from the document, so a key re-set without the tag, or
+//!   with other tags, is left alone) and each load placeholder it finds
+//!   (cancelling that load: its value is stored only while its placeholder
+//!   stands), and deletes the sets. The count is of the live entries it
+//!   unlinked, exact, and costs no walk of the keyspace: the work is the
+//!   size of the tag sets.
+//! - **Loads.** A tagged `get_or_set` (or `get_or_refresh` miss) lists its
+//!   key in the tag sets in the same script that takes the key's placeholder
+//!   (`GET_OR_LOCK`), so an `invalidate_tags` that comes after the load
+//!   began finds the placeholder and deletes it, and the load stores nothing
+//!   (the same mechanism as `invalidate(pattern)`). A load of a key that was
+//!   tagged before may be cancelled so too. A refresh stores only if the
+//!   entry still has the bytes it read, which an invalidation removed; what
+//!   a load or refresh stored is then listed as a `set` is.
+//! - **Memory.** A tag set's TTL is kept at least the longest TTL of the
+//!   entries registered in it (plus [`SLACK_MS`], and the load lease), none
+//!   if one of them has none; and each registration checks two random
+//!   members of each of its sets and removes those whose entry is gone or no
+//!   longer carries the tag (expired, evicted, deleted, re-set), so a set
+//!   holds about its live members, at most about twice that. `clear` and
+//!   `invalidate(pattern)` leave the tag sets (a walk of them would cost a
+//!   second SCAN): their members are then stale, dropped by the TTL, by the
+//!   sampling of the tag's next registrations, or by `invalidate_tags`.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::call::{Name, Report, ScriptCall, flag};
+use super::{RedisStore, format};
+use crate::errors::Result;
+use crate::key::Key;
+use crate::metrics::SharedCounters;
+
+/// How much longer than its entries a tag set lives: a tagged entry is
+/// written after its registration, so its TTL starts a little later.
+pub(super) const SLACK_MS: u64 = 60_000;
+
+/// Whether a stored document carries `tag`: its `"t":[...]` array, which the
+/// store writes right after `{` (or after a `get_or_refresh` stamp
+/// `{"f":<digits>,`) and right before `"v":`. Inside a JSON string every `"`
+/// is escaped, so the first `],"v":` after `"t":[` ends the array.
+const CARRIES_FN: &str = r#"
+local function carries(doc, tag)
+  if type(doc) ~= 'string' then return false end
+  local at = 2
+  if string.sub(doc, 1, 5) == '{"f":' then
+    local comma = string.find(doc, ',', 6, true)
+    if not comma then return false end
+    at = comma + 1
+  end
+  if string.sub(doc, at, at + 4) ~= '"t":[' then return false end
+  local close = string.find(doc, '],"v":', at + 5, true)
+  if not close then return false end
+  local ok, tags = pcall(cjson.decode, string.sub(doc, at + 4, close))
+  if not ok or type(tags) ~= 'table' then return false end
+  for _, t in ipairs(tags) do
+    if t == tag then return true end
+  end
+  return false
+end
+
+-- Whether the member `key` of the tag set of `tag` is still worth keeping:
+-- an entry carrying the tag, or a load's placeholder.
+local function listed(key, tag)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == 'hash' then return true end
+  if kind ~= 'string' then return false end
+  return carries(redis.call('GET', key), tag)
+end
+"#;
+
+/// Registers an entry (or a load's placeholder to come) in its tag sets.
+///
+/// KEYS: the tag sets. ARGV: the entry's Redis key, how long the sets must
+/// live at least in ms ('0': for ever), then the tags (in the order of KEYS).
+/// Returns how many stale members it removed.
+const REGISTER: &str = r"
+local member, ttl = ARGV[1], tonumber(ARGV[2])
+local removed = 0
+for i, set in ipairs(KEYS) do
+  local tag = ARGV[i + 2]
+  for _, other in ipairs(redis.call('SRANDMEMBER', set, 2)) do
+    if other ~= member and not listed(other, tag) then
+      removed = removed + redis.call('SREM', set, other)
+    end
+  end
+  local pttl = redis.call('PTTL', set)
+  redis.call('SADD', set, member)
+  if ttl == 0 then
+    if pttl >= 0 then redis.call('PERSIST', set) end
+  elseif pttl == -2 or (pttl >= 0 and pttl < ttl) then
+    redis.call('PEXPIRE', set, ttl)
+  end
+end
+return removed
+";
+
+/// Removes the entries of one bucket that carry one of the tags, and the
+/// load placeholders listed with them, then the tag sets.
+///
+/// KEYS: for a bounded store the recency and expiry indexes, then the tag
+/// sets. ARGV: "1" if the store is bounded, then the tags (in the order of
+/// the tag sets). Returns how many entries it removed.
+const INVALIDATE: &str = r"
+local first = ARGV[1] == '1' and 3 or 1
+local removed = 0
+for i = first, #KEYS do
+  local tag = ARGV[i - first + 2]
+  for _, key in ipairs(redis.call('SMEMBERS', KEYS[i])) do
+    local kind = redis.call('TYPE', key)['ok']
+    local doomed = kind == 'hash' and redis.call('HEXISTS', key, 'load') == 1
+    if kind == 'string' and carries(redis.call('GET', key), tag) then
+      doomed = true
+      removed = removed + 1
+    end
+    if doomed then
+      redis.call('UNLINK', key)
+      if first == 3 then
+        redis.call('ZREM', KEYS[1], key)
+        redis.call('ZREM', KEYS[2], key)
+      end
+    end
+  end
+  redis.call('UNLINK', KEYS[i])
+end
+return removed
+";
+
+struct TagScripts {
+    register: Script,
+    invalidate: Script,
+}
+
+static SCRIPTS: LazyLock<TagScripts> = LazyLock::new(|| TagScripts {
+    register: Script::new(&[CARRIES_FN, REGISTER].concat()),
+    invalidate: Script::new(&[CARRIES_FN, INVALIDATE].concat()),
+});
+
+impl<V> RedisStore<V>
+where
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Lists `key`'s entry in the tag sets of `tags` (checked, not empty) for
+    /// an entry living `ttl_ms` (`None`: for ever), before it is written.
+    pub(super) async fn register_tags(
+        &self,
+        what: &str,
+        key: Key<'_>,
+        tags: &[String],
+        ttl_ms: Option<u64>,
+    ) -> Result<()> {
+        let index = self.space.bucket_index(key);
+        let sets: Vec<Vec<u8>> = tags.iter().map(|tag| self.space.tag_set(index, tag)).collect();
+        let call = self.register_call(key, &sets, tags, ttl_ms);
+        let mut conn = self.conn.clone();
+        let _: u64 = self.round_trip(what, call.invoke(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// A tagged `set`: the write and the listing of its key in one pipeline
+    /// (one round trip), in that order on the one connection. Counts a set.
+    /// If Redis does not know a script: unbounded, the `SET` ran and only the
+    /// listing is sent again, after loading it; bounded, either may have
+    /// been refused, so both are sent again, in the same order. If the
+    /// pipeline fails otherwise, the entry is unlinked (best effort): an
+    /// entry carrying a tag that no set lists must not stay.
+    pub(super) async fn write_tagged(
+        &self,
+        what: &str,
+        key: Key<'_>,
+        stored: &[u8],
+        ttl: Option<u64>,
+        tags: &[String],
+    ) -> Result<()> {
+        self.check_record(false);
+        let index = self.space.bucket_index(key);
+        let full = self.space.entry(key);
+        let capacity = self.capacity(index);
+        let sets: Vec<Vec<u8>> = tags.iter().map(|tag| self.space.tag_set(index, tag)).collect();
+        let register = self.register_call(key, &sets, tags, ttl);
+        let mut pipe = redis::pipe();
+        if let Some(capacity) = &capacity {
+            let [recency, expiry] = capacity.indexes();
+            let mut call = ScriptCall::new(&self.scripts.set_bounded, &[full.into(), recency, expiry], &[]);
+            call.arg(stored).arg(ttl.unwrap_or(0)).capacity(capacity).arg(flag(self.sample()));
+            pipe.add_command(call.into_cmd());
+        } else {
+            let cmd = pipe.cmd("SET").arg(full).arg(stored);
+            if let Some(ms) = ttl {
+                cmd.arg("PX").arg(ms);
+            }
+        }
+        pipe.add_command(register.into_cmd());
+        let mut conn = self.conn.clone();
+        let send = async {
+            match pipe.query_async::<(redis::Value, u64)>(&mut conn).await {
+                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                    SCRIPTS.register.prepare_invoke().load_async(&mut conn).await?;
+                    if capacity.is_some() {
+                        self.scripts.set_bounded.prepare_invoke().load_async(&mut conn).await?;
+                        return pipe.query_async(&mut conn).await;
+                    }
+                    let again = self.register_call(key, &sets, tags, ttl).into_cmd();
+                    let listed: u64 = again.query_async(&mut conn).await?;
+                    Ok((redis::Value::Okay, listed))
+                }
+                other => other,
+            }
+        };
+        let (written, _) = match self.round_trip(what, send).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                let _ = self.unlink(what, index, &[&full.to_vec()]).await;
+                return Err(error);
+            }
+        };
+        SharedCounters::add(&self.counters.sets, 1);
+        if let Some(capacity) = &capacity {
+            let report = redis::from_redis_value::<(u64, u64, u8)>(written.clone())
+                .map_err(|_| self.unexpected(what, &written))?;
+            self.settle(capacity, Report::new(report)).await;
+        }
+        Ok(())
+    }
+
+    /// The listing script's call for `key` in the tag sets `sets` (of `tags`).
+    fn register_call<'a>(
+        &self,
+        key: Key<'a>,
+        sets: &'a [Vec<u8>],
+        tags: &[String],
+        ttl_ms: Option<u64>,
+    ) -> ScriptCall<'static> {
+        let names: Vec<Name<'_>> = sets.iter().map(Name::from).collect();
+        let mut call = ScriptCall::new(&SCRIPTS.register, &names, &[]);
+        // The set outlives the entry: its TTL starts after the registration,
+        // and a load's entry after its lease at most.
+        let ttl = ttl_ms.map_or(0, |ms| ms.saturating_add(SLACK_MS).saturating_add(super::ttl_millis(self.lock_lease)));
+        call.arg(self.space.entry(key)).arg(ttl);
+        for tag in tags {
+            call.arg(tag.as_str());
+        }
+        call
+    }
+
+    /// Lists `key`'s entry, just written, in the tag
+    /// sets of `tags`. If that fails the entry is unlinked again (best
+    /// effort: a miss is harmless, an entry carrying a tag no set lists is
+    /// not), and the error returned.
+    pub(super) async fn register_written(
+        &self,
+        what: &str,
+        key: Key<'_>,
+        tags: &[String],
+        ttl_ms: Option<u64>,
+    ) -> Result<()> {
+        let Err(error) = self.register_tags(what, key, tags, ttl_ms).await else { return Ok(()) };
+        let full = self.space.entry(key).to_vec();
+        let _ = self.unlink(what, self.space.bucket_index(key), &[&full]).await;
+        Err(error)
+    }
+
+    /// [`CacheStore::invalidate_tags`](crate::store::CacheStore::invalidate_tags)
+    /// on checked tags: one script per bucket, the buckets in parallel. A
+    /// failure part-way may have removed the entries of some buckets: run it again.
+    pub(crate) async fn invalidate_tags_checked(&self, tags: &[&str]) -> Result<usize> {
+        self.check_record(false);
+        let mut unique: Vec<&str> = tags.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        if unique.is_empty() {
+            return Ok(0);
+        }
+        // The buckets `SIZE_CONCURRENCY` at a time (as `size` counts them):
+        // each call's timer starts when it is sent.
+        let buckets: Vec<usize> = (0..self.space.buckets().len()).collect();
+        let mut removed = 0;
+        for chunk in buckets.chunks(super::walks::SIZE_CONCURRENCY) {
+            let calls = chunk.iter().map(|&index| self.invalidate_tags_in(index, &unique));
+            removed += futures_util::future::try_join_all(calls).await?.into_iter().sum::<usize>();
+        }
+        SharedCounters::add(&self.counters.deletes, removed as u64);
+        Ok(removed)
+    }
+
+    /// The part of `invalidate_tags` in bucket `index`: how many entries it removed.
+    async fn invalidate_tags_in(&self, index: usize, tags: &[&str]) -> Result<usize> {
+        let sets: Vec<Vec<u8>> = tags.iter().map(|tag| self.space.tag_set(index, tag)).collect();
+        let capacity = self.capacity(index);
+        let mut names: Vec<Name<'_>> = capacity.as_ref().map_or_else(Vec::new, |c| c.indexes().to_vec());
+        names.extend(sets.iter().map(Name::from));
+        let mut call = ScriptCall::new(&SCRIPTS.invalidate, &names, &[]);
+        call.arg(flag(capacity.is_some()));
+        for tag in tags {
+            call.arg(*tag);
+        }
+        let mut conn = self.conn.clone();
+        self.round_trip("invalidate_tags", call.invoke(&mut conn)).await
+    }
+
+    /// [`CacheStore::get_tags`](crate::store::CacheStore::get_tags) on a checked key.
+    pub(crate) async fn get_tags_checked(&self, key: Key<'_>) -> Result<Option<Vec<String>>> {
+        let stored = self.read("get_tags", self.space.entry(key)).await?;
+        stored.map(|bytes| format::decode_tags(&key, &bytes)).transpose()
+    }
+}
