@@ -292,3 +292,45 @@ function capMemory(bytes, pages) {
   }
   return out;
 }
+
+describe("a removal listener that throws or disposes the store mid-batch", () => {
+  test("throws: every key of the batch is still handled, every notice delivered, the first error thrown", () => {
+    const seen = [];
+    const boom = new Error("listener");
+    const store = new MemoryStore({
+      policy: new LRUPolicy({ maxSize: 2 }),
+      onRemove: (value, key, reason) => {
+        seen.push(`${key}:${reason}`);
+        throw boom;
+      },
+    });
+    store.setManySync([["a", 1], ["b", 2]]);
+    assert.throws(() => store.setManySync([["c", 3], ["d", 4]]), (e) => e === boom);
+    assert.deepEqual(store.keysSync().sort(), ["c", "d"]);
+    assert.deepEqual(seen.splice(0), ["a:evicted", "b:evicted"]);
+    assert.throws(() => store.deleteManySync(["c", "d", "zz"]), (e) => e === boom);
+    assert.equal(store.size, 0);
+    assert.deepEqual(seen.splice(0), ["c:deleted", "d:deleted"]);
+    assert.equal(store.getStats().deletes, 2);
+    assert.deepEqual(store[Symbol.for("pepperpy-caching.audit")](), []);
+  });
+
+  for (const [name, call] of [
+    ["setMany", (s) => s.setManySync([["c", 3], ["d", 4], ["e", 5]])],
+    ["deleteMany", (s) => s.deleteManySync(["a", "b"])],
+    ["load", (s) => s.load([["c", { value: 3 }], ["d", { value: 4 }], ["e", { value: 5 }]])],
+  ]) {
+    test(`disposes the store during ${name}: a CacheError, and every later call says the store is disposed`, () => {
+      const store = new MemoryStore({ policy: new S3FIFOPolicy({ maxSize: 2 }), maxSize: 4, sizeCalculation: () => 2, onRemove: () => store.dispose() });
+      store.setManySync([["a", 1], ["b", 2]]);
+      try {
+        call(store);
+      } catch (error) {
+        assert.ok(error instanceof CacheError, `${error}`);
+      }
+      assert.throws(() => store.getManySync(["a"]), CacheError);
+      assert.throws(() => store.setManySync([["x", 1]]), CacheError);
+      assert.throws(() => store.dump(), CacheError);
+    });
+  }
+});
