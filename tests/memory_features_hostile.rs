@@ -1,8 +1,8 @@
 #![cfg(not(target_arch = "wasm32"))]
-//! A hostile user's review of this session's Rust memory-store features:
-//! a weigher that changes its mind, panics or re-enters the store inside a
-//! batch; each key of a batch counted as its single call would count it;
-//! hostile dumps.
+//! A hostile user's attack on the memory store's weigher, batch calls and
+//! warm restart: a weigher that changes its mind, panics or re-enters the
+//! store inside a batch; each key of a batch counted as its single call
+//! would count it; hostile dumps.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
