@@ -114,7 +114,8 @@ export interface MemoryStoreOptions<V = unknown> {
   clock?: ManualClock;
   /**
    * Capacity in size, as lru-cache's `maxSize`: the most total size the
-   * store holds (a positive integer), beside the policy's `maxSize` (its
+   * store holds (a positive integer, at most half of
+   * `Number.MAX_SAFE_INTEGER`, so the total stays exact), beside the policy's `maxSize` (its
    * most entries, lru-cache's `max`); both hold. Each entry's size is set's
    * `size` option or else `sizeCalculation(value, key)`; one or the other is
    * required for every entry. A set whose size is more than `maxSize` throws

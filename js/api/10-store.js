@@ -26,6 +26,9 @@ function notify3(notices, value, key, reason) {
   notices[n + 2] = reason;
 }
 
+// The largest store maxSize: twice it is still a safe integer.
+const MAX_STORE_SIZE = Math.floor(Number.MAX_SAFE_INTEGER / 2);
+
 const STORE_OPTIONS = ["policy", "clock", "onRemove", "maxSize", "sizeCalculation"];
 
 // How many counters the engine keeps (those with an index in the core's counter table).
@@ -121,6 +124,11 @@ class MemoryStore {
     }
     if (maxSize === undefined) return;
     this.#maxSize = positiveSize(maxSize, "the store's maxSize");
+    // The total can reach maxSize plus one entry's size before evicting:
+    // above this it would not be a safe integer, and would drift.
+    if (this.#maxSize > MAX_STORE_SIZE) {
+      throw new CachePolicyError(`the store's maxSize must be at most ${MAX_STORE_SIZE}, got ${maxSize}`);
+    }
     this.#sizeCalc = sizeCalculation;
     this.#sizes = [];
   }

@@ -99,14 +99,26 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         // or use this store).
         let mut removed: Vec<(Key<'_>, Removals<V>)> = Vec::new();
         let mut orphans = Vec::new();
-        for group in order.chunk_by(|a, b| a.0 == b.0) {
+        let mut failed = Ok(());
+        'groups: for group in order.chunk_by(|a, b| a.0 == b.0) {
             let mut engine = write(&self.shards[group[0].0]);
             for &(_, pos) in group {
                 let (key, hash) = checked[pos];
                 let value = values[pos].take().expect("each position is written once");
                 // Fails only when a shard holds the most entries a slab can
-                // (about 4 billion): what was written stays, as with `set`s.
-                removed.push((key, engine.set(key, hash, value, options.clone())?));
+                // (about 4 billion), or a weigher weighs differently than at
+                // the check: what was written stays, as with `set`s, and
+                // what it removed is still reported below.
+                match engine.set(key, hash, value, options.clone()) {
+                    Ok(gone) => removed.push((key, gone)),
+                    Err(error) => {
+                        failed = Err(error);
+                        if engine.has_orphans() {
+                            orphans.extend(engine.take_orphans());
+                        }
+                        break 'groups;
+                    }
+                }
             }
             if engine.has_orphans() {
                 orphans.extend(engine.take_orphans());
@@ -117,7 +129,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         for (key, gone) in removed {
             self.dispose_write(gone, &key);
         }
-        Ok(())
+        failed
     }
 
     /// [`CacheStore::delete_many`](crate::store::CacheStore::delete_many).

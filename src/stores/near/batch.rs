@@ -38,8 +38,8 @@ where
             vec![None; checked.len()]
         };
         let missing: Vec<usize> = (0..found.len()).filter(|&pos| found[pos].is_none()).collect();
-        SharedCounters::add(&self.own.hits, (found.len() - missing.len()) as u64);
-        SharedCounters::add(&self.own.misses, missing.len() as u64);
+        // Counted once the batch succeeds: a failed batch counts nothing.
+        let (hits, misses) = ((found.len() - missing.len()) as u64, missing.len() as u64);
         if !missing.is_empty() {
             let asking: Vec<Key<'_>> = missing.iter().map(|&pos| checked[pos]).collect();
             // Taken before Redis is read, as `get` does: an invalidation
@@ -57,6 +57,8 @@ where
                 found[missing[i]] = value;
             }
         }
+        SharedCounters::add(&self.own.hits, hits);
+        SharedCounters::add(&self.own.misses, misses);
         let per_key = started.elapsed().as_nanos() / checked.len() as u128;
         self.own.record_latency(u64::try_from(per_key).unwrap_or(u64::MAX));
         Ok(found)

@@ -344,7 +344,9 @@ impl<V> Engine<V> {
         total.add(&self.counters);
         self.reads.add_to(total);
         if self.weigher.is_some() {
-            total.total_weight += self.slab.weight();
+            // Saturating: each shard's total fits in a u64, but a store
+            // whose policy has no bound can hold up to u64::MAX per shard.
+            total.total_weight = total.total_weight.saturating_add(self.slab.weight());
         }
     }
 
