@@ -158,6 +158,8 @@ export interface DumpEntry<V = unknown> {
    * starts again at the load; `ttl` is then what was left of its TTL).
    */
   idle?: number;
+  /** The entry's tags, if it has any (see {@link SetOptions.tags}). */
+  tags?: string[];
 }
 
 /** Options of {@link MemoryStore.set}. */

@@ -357,8 +357,14 @@ fn bad_input_changes_nothing() {
         nested = serde_json::json!([nested]);
     }
     deep.metadata = Some([("m".to_string(), nested)].into_iter().collect());
+    let mut empty_tag = DumpEntry::new("tagged", 6);
+    empty_tag.tags = vec!["ok".to_string(), String::new()];
+    let mut twice = DumpEntry::new("tagged", 7);
+    twice.tags = vec!["a".to_string(), "a".to_string()];
     let cases = [
         (DumpEntry::new("", 9), "an empty key"),
+        (empty_tag, "an empty tag"),
+        (twice, "a tag given twice"),
         (DumpEntry::new("x".repeat(100_000), 9), "a key too long"),
         (zero, "a zero TTL"),
         (deep, "metadata nested too deep"),
@@ -380,6 +386,30 @@ fn bad_input_changes_nothing() {
     assert_eq!(store.load(Dump::new(vec![good, replacing])).unwrap(), 2);
     assert_eq!(live(&store), [("good".to_string(), 2), ("there".to_string(), 3)]);
     assert_eq!(*log.lock().unwrap(), [("there".to_string(), 1, RemovalReason::Replaced)]);
+}
+
+/// Tags go through a dump and a load: read back, found by
+/// `invalidate_tags` after the restart, kept through JSON, and absent from
+/// the JSON of an untagged entry (so older dumps and newer ones read alike).
+#[test]
+fn tags_survive_a_restart() {
+    for policy in [0u8, 1, 2] {
+        let clock = ManualClock::new();
+        let (store, _) = logged(policy_of(policy, 100), &clock);
+        store.set("page:1", 1, SetOptions::new().tags(["user:42", "team:7"])).into_inner().unwrap();
+        store.set("page:2", 2, SetOptions::new().tags(["team:7"])).into_inner().unwrap();
+        store.set("plain", 3, SetOptions::new()).into_inner().unwrap();
+        let dump = store.dump().unwrap();
+        let json = serde_json::to_string(&dump).unwrap();
+        assert_eq!(json.matches("\"tags\"").count(), 2, "{json}");
+        let (restarted, _) = logged(policy_of(policy, 100), &clock);
+        assert_eq!(restarted.load(through_json(dump)).unwrap(), 3);
+        let tags = restarted.get_tags("page:1").into_inner().unwrap();
+        assert_eq!(tags.as_deref(), Some(&["user:42".to_string(), "team:7".to_string()][..]));
+        assert_eq!(restarted.get_tags("plain").into_inner().unwrap(), Some(vec![]));
+        assert_eq!(restarted.invalidate_tags(&["team:7"]).into_inner().unwrap(), 2);
+        assert_eq!(live(&restarted), [("plain".to_string(), 3)]);
+    }
 }
 
 /// The default TTL of a TTL policy applies to an entry dumped without one.

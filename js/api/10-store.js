@@ -1048,8 +1048,8 @@ class MemoryStore {
       }
     },
     // `idle` (seconds) undefined: the policy's, as for a set.
-    put: (store, key, value, ttl, meta, size, idle) =>
-      store.#put(key, value, ttl, meta, undefined, undefined, size, undefined, idle),
+    put: (store, key, value, ttl, meta, size, idle, tags) =>
+      store.#put(key, value, ttl, meta, undefined, undefined, size, tags, idle),
     // A store with maxSize: an entry's size (given, or its sizeCalculation's), checked.
     sized: (store) => store.#maxSize !== undefined,
     sizeOf: (store, key, value, size) => store.#sizeOf(key, value, size),

@@ -9,8 +9,8 @@
 
 // The fields of a dumped entry: lru-cache's (`size` counts in a store with
 // maxSize, and is ignored by one without), then this store's own (`idle`:
-// the time-to-idle in ms).
-const DUMP_FIELDS = ["value", "ttl", "start", "size", "metadata", "hits", "probation", "idle"];
+// the time-to-idle in ms; `tags`: the entry's tags).
+const DUMP_FIELDS = ["value", "ttl", "start", "size", "metadata", "hits", "probation", "idle", "tags"];
 
 /** A load's error for entry `i` of the array. */
 function dumpError(i, why) {
@@ -32,7 +32,7 @@ function readDumped(pair, i, wallNow) {
     throw dumpError(i, `(${shownKey(key)}) must be an object like { value, ttl, start }, got ${describe(entry)}`);
   }
   checkNames(entry, "dump entry", DUMP_FIELDS);
-  const { value, ttl, start, metadata, hits, probation, size, idle } = entry;
+  const { value, ttl, start, metadata, hits, probation, size, idle, tags } = entry;
   if (value === undefined) throw dumpError(i, `(${shownKey(key)}) has no value`);
   // Checked first: an entry skipped for its TTL is still checked.
   let idleSeconds;
@@ -44,6 +44,8 @@ function readDumped(pair, i, wallNow) {
     readSetOptions({ idle: idle / 1000 });
     idleSeconds = setOptions.idle;
   }
+  // The rules of set's `tags`, checked before the TTL too.
+  const tagged = readTags(tags);
   let seconds;
   // lru-cache dumps `ttl: 0` for an entry without one, once any entry had a TTL.
   if (ttl !== undefined && ttl !== 0) {
@@ -66,7 +68,7 @@ function readDumped(pair, i, wallNow) {
     throw dumpError(i, `(${shownKey(key)}): probation must be a boolean, got ${describe(probation)}`);
   }
   const meta = metadata === undefined ? undefined : copyMetadata(metadata);
-  return { key, value, seconds, meta, hits, probation, size, idle: idleSeconds };
+  return { key, value, seconds, meta, hits, probation, size, idle: idleSeconds, tags: tagged };
 }
 
 /** A TTL in seconds, checked as a set's is. */
@@ -84,8 +86,8 @@ const dumps = {
    * any; under S3-FIFO, `hits` (its access count, 0 to 3) when not 0 and
    * `probation` (on the small queue); for an entry with a time-to-idle,
    * `idle` (in ms; `ttl` is then what is left of its TTL, not of its idle
-   * time, and is absent if it has none).
-   * Counts nothing and changes no order; expired entries are left out.
+   * time, and is absent if it has none); `tags` (an array) for a tagged
+   * entry. Counts nothing and changes no order; expired entries are left out.
    */
   dump() {
     const ids = inside.liveSlots(this);
@@ -93,6 +95,7 @@ const dumps = {
     const values = inside.values(this);
     const meta = inside.meta(this);
     const idles = inside.idles(this);
+    const tagsOf = inside.tags(this);
     const [freq, deadline] = inside.views(this);
     const now = inside.now(this);
     const wall = Date.now();
@@ -128,6 +131,8 @@ const dumps = {
       const sizes = inside.sizes(this);
       if (sizes !== undefined && sizes[id] !== undefined) entry.size = sizes[id];
       if (clock !== undefined) entry.idle = clock[0];
+      const tags = tagsOf.size === 0 ? undefined : tagsOf.get(id);
+      if (tags !== undefined) entry.tags = [...tags];
       out[out.length] = [key, entry];
     }
     return out;
@@ -168,9 +173,9 @@ const dumps = {
     let error;
     let stored = 0;
     const queues = inside.queues(this);
-    for (const { key, value, seconds, meta, hits, probation, size, idle } of checked) {
+    for (const { key, value, seconds, meta, hits, probation, size, idle, tags } of checked) {
       try {
-        inside.put(this, key, value, seconds, meta, size, idle);
+        inside.put(this, key, value, seconds, meta, size, idle, tags);
       } catch (e) {
         // The listener's error (the entry is stored), or the engine's: the
         // rest still load, and the first error is thrown at the end.

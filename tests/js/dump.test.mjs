@@ -245,6 +245,12 @@ describe("load", () => {
       [[good, ["k", { value: 1, tll: 1000 }]], CachePolicyError],
       [[good, ["k", { value: 1, metadata: { deep } }]], Error],
       [[good, ["k", { value: 1, metadata: "not an object" }]], Error],
+      [[good, ["k", { value: 1, tags: "user:42" }]], CachePolicyError],
+      [[good, ["k", { value: 1, tags: ["a", "a"] }]], CachePolicyError],
+      [[good, ["k", { value: 1, tags: [""] }]], CachePolicyError],
+      [[good, ["k", { value: 1, tags: [7] }]], CachePolicyError],
+      // An entry whose TTL ran out is skipped, but its tags are checked first.
+      [[good, ["k", { value: 1, ttl: 1, start: 0, tags: [""] }]], CachePolicyError],
     ];
     for (const [input, kind] of cases) {
       assert.throws(() => store.load(input), kind, JSON.stringify(input)?.slice(0, 80));
@@ -252,6 +258,29 @@ describe("load", () => {
       assert.equal(store.getSync("there"), 1);
     }
     assert.deepEqual(log, []);
+  });
+
+  test("tags go through a dump and a load, and invalidateTags finds them after", async () => {
+    for (const policy of [new LRUPolicy({ maxSize: 10 }), new S3FIFOPolicy({ maxSize: 10 }), new TTLPolicy({ ttl: 60, maxSize: 10 })]) {
+      const store = new MemoryStore({ policy });
+      store.setSync("page:1", 1, { tags: ["user:42", "team:7"] });
+      store.setSync("page:2", 2, { tags: ["team:7"] });
+      store.setSync("plain", 3);
+      const dumped = store.dump();
+      const byKey = Object.fromEntries(dumped);
+      assert.deepEqual(byKey["page:1"].tags, ["user:42", "team:7"]);
+      assert.equal("tags" in byKey.plain, false);
+      // The dump's arrays are copies: changing them changes nothing in the store.
+      byKey["page:1"].tags.push("mutated");
+      assert.deepEqual(await store.getTags("page:1"), ["user:42", "team:7"]);
+      byKey["page:1"].tags.pop();
+      const restarted = new MemoryStore({ policy });
+      assert.equal(restarted.load(JSON.parse(JSON.stringify(dumped))), 3);
+      assert.deepEqual(await restarted.getTags("page:1"), ["user:42", "team:7"]);
+      assert.deepEqual(await restarted.getTags("plain"), []);
+      assert.equal(restarted.invalidateTagsSync(["team:7"]), 2);
+      assert.deepEqual(restarted.keysSync(), ["plain"]);
+    }
   });
 
   test("a key already held is replaced, and a throwing listener does not stop the load", () => {

@@ -17,8 +17,8 @@ use crate::store::{Metadata, check_metadata, effective_ttl};
 /// [`MemoryStore::dump`] takes them and [`MemoryStore::load`] puts them
 /// back: serialize it with any serde format (JSON, bincode, ...).
 ///
-/// Fields added later (tags) get serde defaults, so a dump written by this
-/// version still loads.
+/// Fields an entry may lack (TTL, idle time, metadata, tags, ...) get serde
+/// defaults, so a dump written before they existed still loads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Dump<V> {
@@ -53,6 +53,9 @@ pub struct DumpEntry<V> {
     /// Its metadata, if it has any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
+    /// Its tags, in the order set (see [`SetOptions::tags`](crate::store::SetOptions::tags)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// S3-FIFO's access count (0 to 3: reads since it entered its queue, as
     /// far as the policy counts them); 0 under LRU and TTL.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -73,7 +76,16 @@ impl<V> DumpEntry<V> {
     /// An entry with no TTL, no metadata, not yet read: set it up with the
     /// public fields (`ttl`, `metadata`, ...), for a dump made by hand.
     pub fn new(key: impl Into<String>, value: V) -> Self {
-        DumpEntry { key: key.into(), value, ttl: None, idle: None, metadata: None, hits: 0, probation: false }
+        DumpEntry {
+            key: key.into(),
+            value,
+            ttl: None,
+            idle: None,
+            metadata: None,
+            tags: Vec::new(),
+            hits: 0,
+            probation: false,
+        }
     }
 }
 
@@ -95,7 +107,8 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     /// (TTL evicts the soonest to expire; the set order breaks ties); under
     /// S3-FIFO the small queue oldest first, then the main queue oldest
     /// first, each with its access count. Each entry carries the TTL it has
-    /// left and its metadata; expired entries are left out (and reclaimed).
+    /// left, its idle time, its metadata and its tags; expired entries are
+    /// left out (and reclaimed).
     ///
     /// Each shard's lock is taken once, so the dump of a shard is a
     /// consistent snapshot even while other threads write (a store of one
@@ -153,6 +166,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
                     ttl,
                     idle: e.idle,
                     metadata: e.metadata,
+                    tags: e.tags,
                     hits: e.hits,
                     probation: e.probation,
                 };
@@ -202,7 +216,8 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     /// # Errors
     /// Checked for every entry before any is stored, so that a failed load
     /// changes nothing: [`CacheError::Key`](crate::errors::CacheError::Key) for a bad key, `Policy` for a
-    /// zero TTL, `Serialization` for metadata nested too deep, and
+    /// zero TTL or idle time and for bad tags (as [`SetOptions::tags`](crate::store::SetOptions::tags)
+    /// refuses them), `Serialization` for metadata nested too deep, and
     /// `ReentrantValue` as for any call.
     pub fn load(&self, dump: Dump<V>) -> Result<usize> {
         self.reentered("load")?;
@@ -216,6 +231,9 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
             }
             if let Some(metadata) = &entry.metadata {
                 check_metadata(metadata)?;
+            }
+            if !entry.tags.is_empty() {
+                crate::tags::check_entry_tags(&entry.tags)?;
             }
         }
         let down = Duration::from_millis(wall_ms().saturating_sub(dump.taken_at_ms));
@@ -263,6 +281,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
                     ttl,
                     idle: e.idle,
                     metadata: e.metadata,
+                    tags: e.tags,
                     hits: e.hits,
                     probation: e.probation,
                 };

@@ -23,6 +23,8 @@ pub(crate) struct Snapshot<V> {
     /// Its time-to-idle, if it has one.
     pub idle: Option<std::time::Duration>,
     pub metadata: Option<Metadata>,
+    /// Its tags, in the order set.
+    pub tags: Vec<String>,
     /// S3-FIFO's access count (0 to 3; 0 under LRU and TTL).
     pub hits: u8,
     /// On S3-FIFO's small (probationary) queue.
@@ -37,6 +39,8 @@ pub(crate) struct Restored<V> {
     /// Its time-to-idle (checked), or `None` for the policy's.
     pub idle: Option<std::time::Duration>,
     pub metadata: Option<Metadata>,
+    /// Its tags (checked).
+    pub tags: Vec<String>,
     pub hits: u8,
     pub probation: bool,
 }
@@ -78,6 +82,7 @@ impl<V: Clone> Engine<V> {
                     expires_at: idle.map_or(slot.expires_at, |(_, ttl_at)| ttl_at),
                     idle: idle.map(|(idle, _)| idle),
                     metadata: slot.metadata.as_deref().cloned(),
+                    tags: self.tags_of(id),
                     hits: if self.kind == Kind::S3Fifo { slot.freq.load(Relaxed) & MAX_FREQ } else { 0 },
                     probation: list == SMALL,
                 });
@@ -102,7 +107,7 @@ impl<V> Engine<V> {
     /// is weighed first: one heavier than the capacity (the caller checked
     /// it with [`check_weight`](Engine::check_weight)) changes nothing.
     pub fn restore(&mut self, key: Key<'_>, hash: u64, entry: Restored<V>) -> crate::errors::Result<Removals<V>> {
-        let Restored { value, ttl, idle, metadata, hits, probation } = entry;
+        let Restored { value, ttl, idle, metadata, tags, hits, probation } = entry;
         let weighs = self.weighs();
         let weight = if weighs { self.weigh(&key, &value)? } else { 1 };
         let existing = self.find(hash, &key);
@@ -132,6 +137,9 @@ impl<V> Engine<V> {
         let expires_at = idle.map_or(ttl_at, |idle| ttl_at.min(expiry(now, idle)));
         let id = self.insert_new(hash, key, value, metadata.map(Box::new), expires_at, list, weight);
         self.start_idle(id, idle, ttl_at, now);
+        if !tags.is_empty() {
+            self.retag(id, tags);
+        }
         if self.kind == Kind::S3Fifo {
             self.slab[id].freq.store(hits.min(MAX_FREQ), Relaxed);
         }

@@ -117,11 +117,16 @@ impl<V> Engine<V> {
         removed
     }
 
+    /// The tags of slot `id`, in the order set (empty: none).
+    pub(super) fn tags_of(&self, id: u32) -> Vec<String> {
+        let tags = self.tags.as_deref().and_then(|index| index.of_slot.get(&id));
+        tags.map(|tags| tags.iter().map(|t| t.to_string()).collect()).unwrap_or_default()
+    }
+
     /// The tags of the live entry under `key`, in the order set (`None`: no entry).
     pub fn get_tags(&mut self, key: Key<'_>, hash: u64) -> Option<Vec<String>> {
         let id = self.live_slot(key, hash)?;
-        let tags = self.tags.as_deref().and_then(|index| index.of_slot.get(&id));
-        Some(tags.map(|tags| tags.iter().map(|t| t.to_string()).collect()).unwrap_or_default())
+        Some(self.tags_of(id))
     }
 
     /// Panics unless the index describes exactly the live tagged slots.
