@@ -309,6 +309,7 @@ suite!(
             a_set_over_an_expired_entry_replaces_nothing,
             a_bounded_store_reports_what_a_set_replaced,
             batches_report_what_they_remove,
+            tagged_sets_report_what_they_remove,
         ],
         read_through: [
             get_or_set_runs_one_load_for_concurrent_callers,

@@ -132,3 +132,33 @@ pub async fn batches_report_what_they_remove<B: Backend>(b: &B) {
         assert_eq!(store.get_many(&["a", "b"]).await.unwrap(), [None, None]);
     }
 }
+
+/// A tagged `set` reports what it replaced and evicted as an untagged one
+/// does (on Redis it is another write path: the entry and its tag listing
+/// in one round trip), unbounded and under a capacity; `invalidate_tags`
+/// reports what it removed as invalidated.
+pub async fn tagged_sets_report_what_they_remove<B: Backend>(b: &B) {
+    for policy in [None, Some(pepperpy_caching::LruPolicy::new(2).unwrap().into())] {
+        let (listener, log) = logger();
+        let bounded = policy.is_some();
+        let store = b.listened(policy, listener).await;
+        let tagged = || SetOptions::new().tags(["team:7"]);
+        store.set("a", s("1"), tagged()).await.unwrap();
+        assert_eq!(take(&log), [], "a new key replaces nothing");
+        store.set("a", s("2"), tagged()).await.unwrap();
+        assert_eq!(take(&log), [notice("a", "1", RemovalReason::Replaced)], "bounded: {bounded}");
+        if bounded {
+            store.set("b", s("b"), tagged()).await.unwrap();
+            store.set("c", s("c"), tagged()).await.unwrap();
+            assert_eq!(take(&log), [notice("a", "2", RemovalReason::Evicted)]);
+            assert_eq!(store.invalidate_tags(&["team:7"]).await.unwrap(), 2);
+            assert_eq!(
+                take(&log),
+                [notice("b", "b", RemovalReason::Invalidated), notice("c", "c", RemovalReason::Invalidated)]
+            );
+        } else {
+            assert_eq!(store.invalidate_tags(&["team:7"]).await.unwrap(), 1);
+            assert_eq!(take(&log), [notice("a", "2", RemovalReason::Invalidated)]);
+        }
+    }
+}

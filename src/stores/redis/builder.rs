@@ -95,8 +95,9 @@ where
 {
     /// Calls `listener` with the key, the old value and the
     /// [`RemovalReason`](crate::removal::RemovalReason) of what this process removes:
-    /// its `delete` (`Deleted`), `invalidate` (`Invalidated`), `clear`
-    /// (`Cleared`), the entry its `set` replaced (`Replaced`), and the
+    /// its `delete` (`Deleted`), `invalidate` and `invalidate_tags`
+    /// (`Invalidated`), `clear` (`Cleared`), the entry its `set` (tagged or
+    /// not) replaced (`Replaced`), and the
     /// entries a bounded store's capacity script evicted to make room for
     /// that `set` (`Evicted`). Each removal is reported by the process that
     /// made it, once, after its round trip.
@@ -108,9 +109,9 @@ where
     /// `maxmemory` evictions. Values that do not decode (written by
     /// something else) are not reported.
     ///
-    /// With a listener, `delete`, `invalidate`, `clear` and `set` read the
-    /// values they remove in the same script (one round trip still);
-    /// without one nothing changes. The listener runs on the calling task,
+    /// With a listener, `delete`, `invalidate`, `invalidate_tags`, `clear`
+    /// and `set` read the values they remove in the same script (one round
+    /// trip still); without one nothing changes. The listener runs on the calling task,
     /// with no lock held; a panic in it is caught.
     ///
     /// ```no_run

@@ -134,15 +134,24 @@ return removed
 /// the tag sets). Returns how many entries it removed.
 const INVALIDATE: &str = r"
 local first = ARGV[1] == '1' and 3 or 1
+local returning = ARGV[2] == '1'
 local removed = 0
+local gone = {}
 for i = first, #KEYS do
-  local tag = ARGV[i - first + 2]
+  local tag = ARGV[i - first + 3]
   for _, key in ipairs(redis.call('SMEMBERS', KEYS[i])) do
     local kind = redis.call('TYPE', key)['ok']
     local doomed = kind == 'hash' and redis.call('HEXISTS', key, 'load') == 1
-    if kind == 'string' and carries(redis.call('GET', key), tag) then
-      doomed = true
-      removed = removed + 1
+    if kind == 'string' then
+      local doc = redis.call('GET', key)
+      if carries(doc, tag) then
+        doomed = true
+        removed = removed + 1
+        if returning then
+          gone[#gone + 1] = key
+          gone[#gone + 1] = doc
+        end
+      end
     end
     if doomed then
       redis.call('UNLINK', key)
@@ -153,6 +162,10 @@ for i = first, #KEYS do
     end
   end
   redis.call('UNLINK', KEYS[i])
+end
+if returning then
+  table.insert(gone, 1, removed)
+  return gone
 end
 return removed
 ";
@@ -210,44 +223,62 @@ where
         let capacity = self.capacity(index);
         let sets: Vec<Vec<u8>> = tags.iter().map(|tag| self.space.tag_set(index, tag)).collect();
         let register = self.register_call(key, &sets, tags, ttl);
-        let mut pipe = redis::pipe();
-        if let Some(capacity) = &capacity {
+        // With a removal listener, the write is the reporting form of the
+        // same script (what it replaced, and evicted), as an untagged `set`.
+        let listening = self.listening();
+        // The write: a script (bounded, listened, or with an idle time), or a SET.
+        let (write, script) = if let Some(capacity) = &capacity {
             let [recency, expiry] = capacity.indexes();
-            let mut call = ScriptCall::new(&self.scripts.set_bounded, &[full.into(), recency, expiry], &[]);
+            let script = if listening { &self.scripts.set_bounded_returning } else { &self.scripts.set_bounded };
+            let mut call = ScriptCall::new(script, &[full.into(), recency, expiry], &[]);
             call.arg(stored).arg(ttl.unwrap_or(0)).capacity(capacity).arg(flag(self.sample())).arg(idle.unwrap_or(0));
-            pipe.add_command(call.into_cmd());
+            (call.into_cmd(), Some(script))
+        } else if listening {
+            // The idle header too, if any (see `SET_IDLE`).
+            let mut call = ScriptCall::new(&self.scripts.set_returning, &[full.into()], &[]);
+            call.arg(stored).arg(ttl.unwrap_or(0)).arg(idle.unwrap_or(0));
+            (call.into_cmd(), Some(&self.scripts.set_returning))
         } else if let Some(idle) = idle {
             // The idle header is written where Redis's clock is (`SET_IDLE`).
             let mut call = ScriptCall::new(&self.scripts.set_idle, &[full.into()], &[]);
             call.arg(stored).arg(ttl.unwrap_or(0)).arg(idle);
-            pipe.add_command(call.into_cmd());
+            (call.into_cmd(), Some(&self.scripts.set_idle))
         } else {
-            let cmd = pipe.cmd("SET").arg(full).arg(stored);
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(full).arg(stored);
             if let Some(ms) = ttl {
                 cmd.arg("PX").arg(ms);
             }
-        }
-        pipe.add_command(register.into_cmd());
+            (cmd, None)
+        };
+        let register = register.into_cmd();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors().add_command(write.clone()).add_command(register.clone());
         let mut conn = self.conn.clone();
         let send = async {
-            match pipe.query_async::<(redis::Value, u64)>(&mut conn).await {
-                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                    SCRIPTS.register.prepare_invoke().load_async(&mut conn).await?;
-                    // A scripted write (bounded, or with an idle time) may have been refused too.
-                    if capacity.is_some() {
-                        self.scripts.set_bounded.prepare_invoke().load_async(&mut conn).await?;
-                        return pipe.query_async(&mut conn).await;
-                    }
-                    if idle.is_some() {
-                        self.scripts.set_idle.prepare_invoke().load_async(&mut conn).await?;
-                        return pipe.query_async(&mut conn).await;
-                    }
-                    let again = self.register_call(key, &sets, tags, ttl).into_cmd();
-                    let listed: u64 = again.query_async(&mut conn).await?;
-                    Ok((redis::Value::Okay, listed))
-                }
-                other => other,
+            let mut replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+            let [written, listed] = &mut replies[..] else {
+                return Err(redis::RedisError::from((redis::ErrorKind::Parse, "unexpected reply to a tagged write")));
+            };
+            // A part refused for a script Redis did not know (a flushed or
+            // restarted server) is sent again alone once the script is
+            // loaded; the other part ran, and is not sent twice (a write run
+            // twice would report its own value as replaced).
+            let refused = |v: &redis::Value| matches!(v, redis::Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::NoScript));
+            if let (true, Some(script)) = (refused(written), script) {
+                script.prepare_invoke().load_async(&mut conn).await?;
+                *written = write.query_async(&mut conn).await?;
             }
+            if refused(listed) {
+                SCRIPTS.register.prepare_invoke().load_async(&mut conn).await?;
+                *listed = register.query_async(&mut conn).await?;
+            }
+            for reply in [&*written, &*listed] {
+                if let redis::Value::ServerError(e) = reply {
+                    return Err(redis::RedisError::from(e.clone()));
+                }
+            }
+            Ok((written.clone(), ()))
         };
         let (written, _) = match self.round_trip(what, send).await {
             Ok(reply) => reply,
@@ -257,10 +288,26 @@ where
             }
         };
         SharedCounters::add(&self.counters.sets, 1);
-        if let Some(capacity) = &capacity {
-            let report = redis::from_redis_value::<(u64, u64, u8)>(written.clone())
-                .map_err(|_| self.unexpected(what, &written))?;
-            self.settle(capacity, Report::new(report)).await;
+        match (&capacity, listening) {
+            (Some(capacity), true) => {
+                let reply: Vec<redis::Value> =
+                    redis::from_redis_value(written.clone()).map_err(|_| self.unexpected(what, &written))?;
+                let (report, old, evicted) = self.set_reply(what, reply)?;
+                self.settle(capacity, report).await;
+                self.report_replaced(&key, old);
+                self.report_removed(crate::removal::RemovalReason::Evicted, evicted);
+            }
+            (Some(capacity), false) => {
+                let report = redis::from_redis_value::<(u64, u64, u8)>(written.clone())
+                    .map_err(|_| self.unexpected(what, &written))?;
+                self.settle(capacity, Report::new(report)).await;
+            }
+            (None, true) => {
+                let old: Option<Vec<u8>> =
+                    redis::from_redis_value(written.clone()).map_err(|_| self.unexpected(what, &written))?;
+                self.report_replaced(&key, old);
+            }
+            (None, false) => {}
         }
         Ok(())
     }
@@ -332,12 +379,29 @@ where
         let mut names: Vec<Name<'_>> = capacity.as_ref().map_or_else(Vec::new, |c| c.indexes().to_vec());
         names.extend(sets.iter().map(Name::from));
         let mut call = ScriptCall::new(&SCRIPTS.invalidate, &names, &[]);
-        call.arg(flag(capacity.is_some()));
+        // With a removal listener, the script also returns what it removed.
+        let listening = self.listening();
+        call.arg(flag(capacity.is_some())).arg(flag(listening));
         for tag in tags {
             call.arg(*tag);
         }
         let mut conn = self.conn.clone();
-        self.round_trip("invalidate_tags", call.invoke(&mut conn)).await
+        if !listening {
+            return self.round_trip("invalidate_tags", call.invoke(&mut conn)).await;
+        }
+        let reply: Vec<redis::Value> = self.round_trip("invalidate_tags", call.invoke(&mut conn)).await?;
+        let mut items = reply.into_iter();
+        let Some(redis::Value::Int(removed)) = items.next() else {
+            return Err(self.unexpected("invalidate_tags", "no count"));
+        };
+        let mut gone = Vec::new();
+        while let (Some(redis::Value::BulkString(key)), Some(redis::Value::BulkString(doc))) =
+            (items.next(), items.next())
+        {
+            gone.push((key, doc));
+        }
+        self.report_removed(crate::removal::RemovalReason::Invalidated, gone);
+        Ok(usize::try_from(removed).unwrap_or(0))
     }
 
     /// [`CacheStore::get_tags`](crate::store::CacheStore::get_tags) on a checked key.
