@@ -22,13 +22,22 @@ fn limits_are_the_cores() {
     let limits = limits();
     assert_eq!(limits[0], MAX_KEY_LEN as f64);
     assert_eq!(limits[1], MAX_NESTING as f64);
-    // The slot engine's layout, then two numbers per counter (tables.rs).
+    // The slot engine's layout, the tag and idle limits, then two numbers
+    // per counter (tables.rs), which end the vector.
     let n = limits.len() - 2 * crate::metrics::JS_LAYOUT.len();
-    assert_eq!(limits[n - 5], f64::from(slots::COUNT));
-    assert_eq!(limits[n - 4], f64::from(slots::MAX_FREQ));
-    assert_eq!(limits[n - 3], f64::from(slots::EVICTED));
-    assert_eq!(limits[n - 2], f64::from(slots::EXPIRED));
-    assert_eq!(limits[n - 1], f64::from(slots::REPLACED));
+    let tail = &limits[n - 9..n];
+    let expected = [
+        f64::from(slots::COUNT),
+        f64::from(slots::MAX_FREQ),
+        f64::from(slots::EVICTED),
+        f64::from(slots::EXPIRED),
+        f64::from(slots::REPLACED),
+        crate::tags::MAX_TAGS as f64,
+        crate::tags::MAX_TAG_LEN as f64,
+        crate::tags::MAX_INVALIDATE_TAGS as f64,
+        crate::policies::MAX_IDLE.as_secs_f64(),
+    ];
+    assert_eq!(tail, expected);
 }
 
 #[wasm_bindgen_test]
