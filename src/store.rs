@@ -404,7 +404,19 @@ pub(crate) fn effective_ttl(own: Option<Duration>, default: Option<Duration>) ->
 /// Checks the options of a `set` (or `get_or_set`) against the rules every
 /// store shares, and returns the TTL the entry gets. Every store calls this
 /// before writing, so all give the same answer for the same options.
+#[inline]
 pub(crate) fn check_set_options(options: &SetOptions, default_ttl: Option<Duration>) -> Result<Option<Duration>> {
+    // A plain set (no metadata, idle time or tags) checks its TTL only, inline.
+    if options.metadata.is_some() || options.idle.is_some() || !options.tags.is_empty() {
+        check_set_extras(options)?;
+    }
+    effective_ttl(options.ttl, default_ttl)
+}
+
+/// The checks of a set's metadata, idle time and tags (out of line: most
+/// sets carry none).
+#[inline(never)]
+fn check_set_extras(options: &SetOptions) -> Result<()> {
     if let Some(metadata) = &options.metadata {
         check_metadata(metadata)?;
     }
@@ -414,7 +426,7 @@ pub(crate) fn check_set_options(options: &SetOptions, default_ttl: Option<Durati
     if !options.tags.is_empty() {
         crate::tags::check_entry_tags(&options.tags)?;
     }
-    effective_ttl(options.ttl, default_ttl)
+    Ok(())
 }
 
 /// Refuses metadata nested deeper than [`MAX_NESTING`] (the map itself is

@@ -119,6 +119,7 @@ impl<V> Removals<V> {
         self.inline.into_iter().flatten().chain(self.spill)
     }
 
+    #[inline]
     fn push(&mut self, removed: Removed<V>) {
         if self.len < self.inline.len() {
             self.inline[self.len] = Some(removed);
