@@ -695,10 +695,21 @@ impl<V> Engine<V> {
         self.forget_loads_matching(pattern);
         let now = self.now_if_expiring();
         let doomed: Vec<u32> = self.slab.ids().filter(|&id| pattern.matches(&self.slab[id].key)).collect();
+        self.invalidate_slots(doomed, now, false)
+    }
+
+    /// Removes the slots `doomed` (each once) as invalidated (`invalidate`,
+    /// `invalidate_tags`), handing back the live entries; those found
+    /// expired leave as expired. `forget_loads`: the loads of their keys are
+    /// cancelled too.
+    pub(super) fn invalidate_slots(&mut self, doomed: Vec<u32>, now: Nanos, forget_loads: bool) -> Vec<Removed<V>> {
         let mut removed = Vec::with_capacity(doomed.len());
         let mut expired = Vec::new();
         for id in doomed {
             let hash = self.hash(&self.slab[id].key);
+            if forget_loads && !self.loads.is_empty() {
+                self.loads.remove(&*self.slab[id].key);
+            }
             if self.has_expired(id, Some(now)) {
                 expired.push(self.expire(id, hash));
             } else {

@@ -18,7 +18,6 @@ use hashbrown::{HashMap, HashSet};
 use super::slab::Removed;
 use super::{Engine, KeyHasher};
 use crate::key::Key;
-use crate::removal::RemovalReason;
 
 pub(super) struct TagIndex {
     /// Slot -> its tags, in the order they were set.
@@ -97,24 +96,7 @@ impl<V> Engine<V> {
         doomed.sort_unstable();
         doomed.dedup();
         let now = self.now_if_expiring();
-        let mut removed = Vec::with_capacity(doomed.len());
-        let mut expired = Vec::new();
-        for id in doomed {
-            let hash = self.hash(&self.slab[id].key);
-            if !self.loads.is_empty() {
-                self.loads.remove(&*self.slab[id].key);
-            }
-            if self.has_expired(id, Some(now)) {
-                expired.push(self.expire(id, hash));
-            } else {
-                removed.push(self.remove_slot(id, hash, RemovalReason::Invalidated));
-            }
-        }
-        self.counters.deletes += removed.len() as u64;
-        for gone in expired {
-            self.discard(gone);
-        }
-        removed
+        self.invalidate_slots(doomed, now, true)
     }
 
     /// The tags of slot `id`, in the order set (empty: none).
