@@ -327,6 +327,7 @@ suite!(
             get_or_set_hits_are_reads,
             a_zero_or_absurd_idle_time_changes_nothing,
             get_or_refresh_hits_are_reads,
+            idle_entries_with_tags_metadata_and_stamps,
         ],
         refresh: [
             a_fresh_value_is_served_without_a_load,
@@ -350,6 +351,7 @@ suite!(
             a_tagged_load_in_flight_stores_nothing,
             a_tagged_refresh_in_flight_stores_nothing,
             set_many_tags_every_entry,
+            invalidate_tags_at_its_limits,
         ],
     },
     backends: {

@@ -81,12 +81,23 @@ const calls = {
   "updateMetadata": (s) => s.updateMetadata("k0", { more: [1, 2] }),
   "getOrSet": (s, i) => s.getOrSet(KEYS[i % KEYS.length], () => ({ loaded: i }), { ttl: 30 }),
   "getOrSet with grace": (s, i) => s.getOrSet(KEYS[i % KEYS.length], () => ({ loaded: i }), { ttl: 30, grace: 30 }),
+  // Tags and time-to-idle (issue 23): a tagged or idle set and the call that
+  // uses it, by turns, so that each depth finds tagged and idle entries.
+  "setSync with tags and idle": (s, i) =>
+    s.setSync(KEYS[i % KEYS.length], { i }, { tags: [`t${i % 3}`, "all"], idle: 30, ttl: i % 2 ? 60 : undefined }),
+  "invalidateTagsSync": (s, i) =>
+    i % 2 ? s.setSync(KEYS[i % KEYS.length], { i }, { tags: [`t${i % 3}`] }) : s.invalidateTagsSync([`t${i % 3}`, "none", `t${i % 3}`]),
+  "getSync (idle hit)": (s, i) =>
+    i % 2 ? s.setSync(KEYS[i % KEYS.length], { i }, { idle: 30 }) : s.getSync(KEYS[(i - 1) % KEYS.length]),
+  "getTags": (s, i) => (i % 2 ? s.setSync(KEYS[i % KEYS.length], { i }, { tags: ["g"] }) : s.getTags(KEYS[i % KEYS.length])),
+  "getOrSet with tags and idle": (s, i) =>
+    s.getOrSet(KEYS[i % KEYS.length], () => ({ loaded: i }), { ttl: 30, idle: 10, tags: [`t${i % 3}`] }),
 };
 
 // Node 18 dies (exit 7) when a promise is rejected with the stack already
 // exhausted, inside its own rejection tracking: the async call sites are
 // attacked on Node 20 and later only.
-const asyncCalls = new Set(["getMetadata", "updateMetadata", "getOrSet", "getOrSet with grace"]);
+const asyncCalls = new Set(["getMetadata", "updateMetadata", "getOrSet", "getOrSet with grace", "getTags", "getOrSet with tags and idle"]);
 const oldNode = Number(process.versions.node.split(".")[0]) < 20;
 
 describe("a stack overflow at every depth of every call site", () => {
@@ -432,6 +443,55 @@ describe("wasm memory exhausted", () => {
     // The next test needs the memory back.
     big.dispose();
     small.dispose();
+  });
+
+  test("tagged and idle entries in a full memory: invalidateTags either removes them all or changes nothing", async () => {
+    const { bytes, dir } = cappedApi();
+    const { initSync } = await import(join(dir, "init.mjs"));
+    const api = initSync(new WebAssembly.Module(bytes));
+    const removed = [];
+    const tagged = new api.MemoryStore({
+      policy: new api.S3FIFOPolicy({ maxSize: 10_000_000 }),
+      onRemove: (value, key, reason) => removed.push(reason),
+    });
+    let stored = 0;
+    for (;;) {
+      try {
+        tagged.setSync(`${stored}`, stored, { tags: [`t${stored % 7}`, "all"], idle: 600 });
+        stored++;
+      } catch (error) {
+        assert.ok(error instanceof api.CacheBackendError, `refused, not a trap: ${error}`);
+        break;
+      }
+    }
+    assert.ok(stored > 10);
+    assert.deepEqual(tagged[Symbol.for("pepperpy-caching.audit")](), [], "the failed set left no trace");
+    assert.equal(tagged.size, stored);
+    // Each invalidation is whole or nothing, and the store agrees with itself after it.
+    for (const tag of ["t1", "t2", "all"]) {
+      const before = tagged.size;
+      const live = [];
+      for (let i = 0; i < stored; i++) if (tagged.hasSync(`${i}`)) live.push(i);
+      const carrying = tag === "all" ? live.length : live.filter((i) => `t${i % 7}` === tag).length;
+      try {
+        assert.equal(tagged.invalidateTagsSync([tag]), carrying, tag);
+        assert.equal(tagged.size, before - carrying);
+      } catch (error) {
+        assert.ok(error instanceof api.CacheBackendError, `refused, not a trap: ${error}`);
+        assert.equal(tagged.size, before, `${tag}: a refused invalidation changed nothing`);
+      }
+      assert.deepEqual(tagged[Symbol.for("pepperpy-caching.audit")](), [], tag);
+      for (let i = 0; i < stored; i += 97) {
+        const value = tagged.getSync(`${i}`);
+        if (value !== undefined) assert.equal(value, i);
+      }
+    }
+    assert.ok(removed.every((reason) => reason === "invalidated"), `${new Set(removed)}`);
+    tagged.clearSync();
+    tagged.setSync("after", 1, { tags: ["x"], idle: 1 });
+    assert.equal(tagged.getSync("after"), 1);
+    assert.equal(tagged.invalidateTagsSync(["x"]), 1);
+    tagged.dispose();
   });
 
   test("a trap inside the engine: that store starts again empty, says so to onRemove, and works on", async () => {

@@ -149,3 +149,52 @@ pub async fn get_or_refresh_hits_are_reads<B: Backend>(b: &B) {
     assert_eq!(runs.load(Ordering::SeqCst), 2);
     assert!(!store.contains("other").await.unwrap());
 }
+
+pub async fn idle_entries_with_tags_metadata_and_stamps<B: Backend>(b: &B) {
+    let store = Arc::new(b.store(None).await);
+    let tagged = |tags: &[&str]| SetOptions::new().idle(IDLE).tags(tags.iter().copied());
+    // A metadata update and get_tags are not reads; the tags survive the update.
+    store.set("m", s("m"), tagged(&["t"]).metadata(meta(serde_json::json!({ "a": 1 })))).await.unwrap();
+    b.pass(IDLE * 3 / 4).await;
+    assert!(store.update_metadata("m", meta(serde_json::json!({ "b": 2 }))).await.unwrap());
+    assert_eq!(store.get_tags("m").await.unwrap(), Some(vec!["t".to_string()]));
+    b.pass(IDLE * 3 / 4).await;
+    assert_eq!(store.get_tags("m").await.unwrap(), None, "neither call counted as a read");
+    assert_eq!(store.get("m").await.unwrap(), None);
+    // A tagged idle entry read past its idle time is still reached by its tag,
+    // and its metadata update keeps its idle clock.
+    store.set("r", s("r"), tagged(&["t", "u"])).await.unwrap();
+    for _ in 0..4 {
+        b.pass(STEP).await;
+        assert_eq!(store.get("r").await.unwrap(), Some(s("r")));
+    }
+    assert!(store.update_metadata("r", meta(serde_json::json!({ "c": 3 }))).await.unwrap());
+    assert_eq!(store.get("r").await.unwrap(), Some(s("r")));
+    assert_eq!(store.get_metadata("r").await.unwrap().unwrap()["c"], 3);
+    b.pass(GONE).await;
+    assert_eq!(store.get("r").await.unwrap(), None, "the update did not stop the idle clock");
+    store.set("r", s("r2"), tagged(&["t", "u"])).await.unwrap();
+    b.pass(STEP).await;
+    assert_eq!(store.get("r").await.unwrap(), Some(s("r2")));
+    assert_eq!(store.invalidate_tags(&["u"]).await.unwrap(), 1);
+    assert_eq!(store.get("r").await.unwrap(), None);
+    // get_or_set and get_or_refresh with both: the stored entry carries the
+    // tags (behind a freshness stamp and an idle header), idles and is reached by a tag.
+    let v = store.get_or_set("g", || async { s("g") }, tagged(&["t"])).await.unwrap();
+    assert_eq!(v, "g");
+    assert_eq!(store.get_tags("g").await.unwrap(), Some(vec!["t".to_string()]));
+    let options = RefreshOptions::new(Tasks, LONG, LONG).idle(IDLE).tags(["t", "v"]);
+    let runs = Arc::new(AtomicUsize::new(0));
+    assert_eq!(store.get_or_refresh("f", counting(&runs, "f1"), &options).await.unwrap(), "f1");
+    assert_eq!(store.get_tags("f").await.unwrap(), Some(vec!["t".to_string(), "v".to_string()]));
+    assert!(store.update_metadata("f", meta(serde_json::json!({ "d": 4 }))).await.unwrap());
+    b.pass(STEP).await;
+    assert_eq!(store.get_or_refresh("f", counting(&runs, "f2"), &options).await.unwrap(), "f1", "fresh");
+    assert_eq!(store.invalidate_tags(&["v"]).await.unwrap(), 1, "the stamped idle entry carries its tags");
+    assert_eq!(store.get("f").await.unwrap(), None);
+    assert_eq!(store.get("g").await.unwrap(), Some(s("g")));
+    b.pass(GONE).await;
+    assert_eq!(store.invalidate_tags(&["t"]).await.unwrap(), 0, "g idled out: not counted");
+    assert_eq!(store.size().await.unwrap(), 0);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}

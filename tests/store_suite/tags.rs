@@ -240,3 +240,34 @@ pub async fn set_many_tags_every_entry<B: Backend>(b: &B) {
     assert_eq!(store.invalidate_tags(&["batch"]).await.unwrap(), 34, "every entry of both batches");
     assert_eq!(store.size().await.unwrap(), 0);
 }
+
+pub async fn invalidate_tags_at_its_limits<B: Backend>(b: &B) {
+    let store = b.store(None).await;
+    // 40 entries of MAX_TAGS tags each, unicode and long ones among them.
+    let tags_of = |i: usize| -> Vec<String> {
+        (0..MAX_TAGS).map(|j| if j == 0 { format!("ü{i}:{}", "ß".repeat(100)) } else { format!("t{i}:{j}") }).collect()
+    };
+    for i in 0..40 {
+        store.set(&format!("k{i}"), s("v"), SetOptions::new().tags(tags_of(i))).await.unwrap();
+    }
+    assert_eq!(store.get_tags("k7").await.unwrap(), Some(tags_of(7)));
+    // MAX_INVALIDATE_TAGS tags: one tag of each even entry, the same tags
+    // again, and tags nobody carries.
+    let mut wanted: Vec<String> = (0..40).step_by(2).map(|i| tags_of(i)[i % MAX_TAGS].clone()).collect();
+    wanted.extend(wanted.clone());
+    while wanted.len() < MAX_INVALIDATE_TAGS {
+        wanted.push(format!("nobody:{}", wanted.len()));
+    }
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    assert_eq!(store.invalidate_tags(&wanted).await.unwrap(), 20);
+    let left: Vec<String> = (1..40).step_by(2).map(|i| format!("k{i}")).collect();
+    let mut expected = left.clone();
+    expected.sort();
+    assert_eq!(sorted_keys(&store, None).await, expected);
+    assert_eq!(store.invalidate_tags(&wanted).await.unwrap(), 0);
+    // Every tag of the odd entries still reaches them, the long unicode one too.
+    let firsts: Vec<String> = (1..40).step_by(2).map(|i| tags_of(i)[0].clone()).collect();
+    let firsts: Vec<&str> = firsts.iter().map(String::as_str).collect();
+    assert_eq!(store.invalidate_tags(&firsts).await.unwrap(), 20);
+    assert_eq!(store.size().await.unwrap(), 0);
+}
