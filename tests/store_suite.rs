@@ -328,6 +328,7 @@ suite!(
             a_zero_or_absurd_idle_time_changes_nothing,
             get_or_refresh_hits_are_reads,
             idle_entries_with_tags_metadata_and_stamps,
+            get_many_hits_are_reads_and_set_many_gives_idle_times,
         ],
         refresh: [
             a_fresh_value_is_served_without_a_load,

@@ -198,3 +198,27 @@ pub async fn idle_entries_with_tags_metadata_and_stamps<B: Backend>(b: &B) {
     assert_eq!(store.size().await.unwrap(), 0);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+pub async fn get_many_hits_are_reads_and_set_many_gives_idle_times<B: Backend>(b: &B) {
+    // Unbounded, and bounded (on Redis: the index-keeping scripts).
+    for policy in [None, Some(LruPolicy::new(100).unwrap().into())] {
+        get_many_and_set_many_with_idle_times(b, b.store(policy).await).await;
+    }
+}
+
+async fn get_many_and_set_many_with_idle_times<B: Backend>(b: &B, store: B::Store) {
+    store.set_many(vec![("a", s("a")), ("b", s("b"))], SetOptions::new().idle(IDLE).tags(["batch"])).await.unwrap();
+    store.set("c", s("c"), SetOptions::new().idle(IDLE)).await.unwrap();
+    // a and c read by get_many (c twice in one call), b only by contains.
+    for _ in 0..4 {
+        b.pass(STEP).await;
+        let got = store.get_many(&["a", "c", "missing", "c"]).await.unwrap();
+        assert_eq!(got, [Some(s("a")), Some(s("c")), None, Some(s("c"))]);
+    }
+    assert!(!store.contains("b").await.unwrap(), "b was never read: idled out");
+    assert_eq!(store.get_tags("a").await.unwrap(), Some(vec!["batch".to_string()]));
+    b.pass(GONE).await;
+    assert_eq!(store.get_many(&["a", "b", "c"]).await.unwrap(), [None, None, None]);
+    assert_eq!(store.invalidate_tags(&["batch"]).await.unwrap(), 0);
+    assert_eq!(store.size().await.unwrap(), 0);
+}
