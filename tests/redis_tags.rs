@@ -316,3 +316,36 @@ async fn a_tagged_set_after_a_script_flush_is_written_and_listed() {
         assert_eq!(store.size().await.unwrap(), 0, "{prefix}");
     }
 }
+
+/// A `set_many` whose entries another process already reads: an
+/// `invalidate_tags` that begins after a reader saw a tagged entry removes
+/// it, even while the batch is still listing its keys in the tag sets (the
+/// entries are written first, listed after: an invalidation in between
+/// found the sets without them, and they survived it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_of_a_set_many_seen_before_an_invalidation_does_not_survive_it() {
+    let server = RedisServer::start();
+    let writer = leased_store(&server, "many:", None, Duration::from_secs(10)).await;
+    let reader = leased_store(&server, "many:", None, Duration::from_secs(10)).await;
+    let mut survived = Vec::new();
+    for round in 0..20 {
+        let keys: Vec<String> = (0..500).map(|i| format!("r{round}:{i}")).collect();
+        let last = keys[keys.len() - 1].clone();
+        let batch = {
+            let (writer, keys) = (Arc::clone(&writer), keys.clone());
+            tokio::spawn(async move {
+                let entries = keys.iter().map(|k| (k.as_str(), "v".to_string())).collect();
+                writer.set_many(entries, tagged(&["hot"])).await.unwrap();
+            })
+        };
+        // As soon as the last entry is seen, invalidate its tag.
+        while reader.get(&last).await.unwrap().is_none() {}
+        reader.invalidate_tags(&["hot"]).await.unwrap();
+        if reader.get(&last).await.unwrap().is_some() {
+            survived.push(round);
+        }
+        batch.await.unwrap();
+        writer.clear().await.unwrap();
+    }
+    assert!(survived.is_empty(), "seen before invalidate_tags, there after it, in rounds {survived:?}");
+}
