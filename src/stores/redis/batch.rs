@@ -382,16 +382,17 @@ where
         let capacity = self.capacity(index);
         let indexes = capacity.as_ref().map(|capacity| capacity.indexes());
         let declared: &[Name<'_>] = indexes.as_ref().map_or(&[], |indexes| indexes);
-        let script = if self.listening() { &self.scripts.delete_returning } else { &self.scripts.delete };
+        let script = &self.scripts.delete;
+        let listening = self.listening();
         let mut pipe = ScriptPipe::new(script);
         for chunk in full_keys.chunks(DELETE_CHUNK) {
             let page: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
             let mut call = ScriptCall::new(script, declared, &page);
-            call.arg(flag(capacity.is_some()));
+            call.arg(flag(capacity.is_some())).arg(flag(listening));
             pipe.push(call);
         }
         let mut conn = self.conn.clone();
-        if self.listening() {
+        if listening {
             let replies: Vec<Vec<redis::Value>> = self.round_trip("delete_many", pipe.invoke(&mut conn)).await?;
             return Ok(replies.into_iter().map(|reply| self.removed_reply("delete", reply)).sum());
         }

@@ -295,14 +295,13 @@ where
         let indexes = capacity.as_ref().map(Capacity::indexes);
         let declared: &[Name<'_>] = indexes.as_ref().map_or(&[], |indexes| indexes);
         let mut conn = self.conn.clone();
-        if self.listening() {
-            let mut call = ScriptCall::new(&self.scripts.delete_returning, declared, full_keys);
-            call.arg(flag(capacity.is_some()));
+        let listening = self.listening();
+        let mut call = ScriptCall::new(&self.scripts.delete, declared, full_keys);
+        call.arg(flag(capacity.is_some())).arg(flag(listening));
+        if listening {
             let reply: Vec<redis::Value> = self.round_trip(what, call.invoke(&mut conn)).await?;
             return Ok(self.removed_reply(what, reply));
         }
-        let mut call = ScriptCall::new(&self.scripts.delete, declared, full_keys);
-        call.arg(flag(capacity.is_some()));
         self.round_trip(what, call.invoke(&mut conn)).await
     }
 }

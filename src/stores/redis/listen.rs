@@ -47,7 +47,7 @@ pub(super) fn reason_of(what: &str) -> RemovalReason {
 }
 
 impl<V: DeserializeOwned> RedisStore<V> {
-    /// Reads [`DELETE_RETURNING`](super::scripts)'s reply `{removed, key,
+    /// Reads the listened `DELETE` script's reply (see `scripts.rs`) `{removed, key,
     /// bytes, ...}`, reports the entries and returns how many there were.
     pub(super) fn removed_reply(&self, what: &str, reply: Vec<redis::Value>) -> usize {
         let mut items = reply.into_iter();

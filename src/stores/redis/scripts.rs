@@ -518,36 +518,25 @@ return redis.call('ZCARD', KEYS[1]) - 1 - redis.call('ZCOUNT', KEYS[2], '-inf', 
 /// entries (an unbounded store declares only the entries: on a cluster, a
 /// declared key that does not exist makes Redis refuse the script with
 /// TRYAGAIN while the slot migrates).
-/// ARGV: "1" if the store is bounded.
-/// Returns how many entries existed (placeholders are not entries).
+/// ARGV: "1" if the store is bounded; "1" if it has a removal listener.
+/// Returns how many entries existed (placeholders are not entries); with a
+/// listener, `{removed, key, bytes, key, bytes, ...}`: the stored bytes of
+/// each entry it removed as well.
 const DELETE: &str = r"
 local first = ARGV[1] == '1' and 3 or 1
-if #KEYS < first then return 0 end
-local removed = 0
-for i = first, #KEYS do
-  if redis.call('TYPE', KEYS[i])['ok'] == 'string' then removed = removed + 1 end
-end
-redis.call('UNLINK', unpack(KEYS, first))
-if first == 3 then
-  redis.call('ZREM', KEYS[1], unpack(KEYS, 3))
-  redis.call('ZREM', KEYS[2], unpack(KEYS, 3))
-end
-return removed
-";
-
-/// [`DELETE`] for a store with a removal listener: the same, and the stored
-/// bytes of each entry it removed. Returns `{removed, key, bytes, key,
-/// bytes, ...}`.
-const DELETE_RETURNING: &str = r"
-local first = ARGV[1] == '1' and 3 or 1
-if #KEYS < first then return {0} end
+local returning = ARGV[2] == '1'
 local out = {0}
+if #KEYS < first then return returning and out or 0 end
 for i = first, #KEYS do
-  local value = redis.pcall('GET', KEYS[i])
-  if type(value) == 'string' then
+  if returning then
+    local value = redis.pcall('GET', KEYS[i])
+    if type(value) == 'string' then
+      out[1] = out[1] + 1
+      out[#out + 1] = KEYS[i]
+      out[#out + 1] = value
+    end
+  elseif redis.call('TYPE', KEYS[i])['ok'] == 'string' then
     out[1] = out[1] + 1
-    out[#out + 1] = KEYS[i]
-    out[#out + 1] = value
   end
 end
 redis.call('UNLINK', unpack(KEYS, first))
@@ -555,7 +544,8 @@ if first == 3 then
   redis.call('ZREM', KEYS[1], unpack(KEYS, 3))
   redis.call('ZREM', KEYS[2], unpack(KEYS, 3))
 end
-return out
+if returning then return out end
+return out[1]
 ";
 
 /// An unbounded `set` for a store with a removal listener: the entry's old
@@ -731,7 +721,6 @@ pub(super) struct Scripts {
     pub touch_idle: Script,
     pub get_lru_many: Script,
     pub set_bounded_many: Script,
-    pub delete_returning: Script,
     pub set_returning: Script,
     pub set_bounded_returning: Script,
 }
@@ -757,7 +746,6 @@ impl Scripts {
             touch_idle: Script::new(&[NOW_FN, IDLE_FN, TOUCH_IDLE].concat()),
             get_lru_many: Script::new(&[NOW_FN, IDLE_FN, GET_LRU_MANY_HEAD, GET_LRU, GET_LRU_MANY_CALL].concat()),
             set_bounded_many: Script::new(&[NOW_FN, IDLE_FN, INDEX_FN, SET_BOUNDED_FN, SET_BOUNDED_MANY_CALL].concat()),
-            delete_returning: Script::new(DELETE_RETURNING),
             set_returning: Script::new(&[NOW_FN, IDLE_FN, SET_RETURNING].concat()),
             set_bounded_returning: Script::new(
                 &[NOW_FN, IDLE_FN, INDEX_FN, SET_BOUNDED_FN, SET_BOUNDED_RETURNING_CALL].concat(),
