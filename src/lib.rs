@@ -65,6 +65,7 @@ pub mod metrics;
 mod pattern;
 pub mod policies;
 mod refresh;
+mod remote;
 mod removal;
 mod singleflight;
 mod store;

@@ -24,11 +24,12 @@ use serde::de::DeserializeOwned;
 
 use super::call::{Capacity, Name, Report, ScriptCall, flag};
 use super::conn::Conn;
-use super::keyspace::Entry;
-use super::{RedisStore, format, ttl_millis};
+use super::{RedisStore, ttl_millis};
 use crate::errors::{CacheError, ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::SharedCounters;
+use crate::remote::format;
+use crate::remote::keyspace::Entry;
 use crate::singleflight::loader_error;
 use crate::store::{Metadata, SetOptions, check_set_options};
 

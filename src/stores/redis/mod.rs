@@ -23,8 +23,6 @@ mod call;
 mod conn;
 mod entries;
 mod failure;
-mod format;
-mod keyspace;
 mod listen;
 mod load;
 mod refresh;
@@ -45,11 +43,11 @@ use crate::metrics::SharedCounters;
 use crate::policies::Policy;
 use crate::singleflight::SingleFlight;
 
+use crate::remote::keyspace::Keyspace;
 pub use builder::{DEFAULT_CLUSTER_BUCKETS, RedisStoreBuilder};
 use call::{Capacity, Report};
 use conn::Conn;
 use failure::Failure;
-use keyspace::Keyspace;
 use scripts::{SAMPLE_EVERY, Scripts};
 
 // What the near cache (`crate::stores::near`) uses of this module, besides

@@ -23,11 +23,12 @@ use super::call::{ScriptCall, flag};
 use super::failure::{Cause, Failure, backend};
 use super::load::{Condition, Held, Lock, StoreAs, Unlock};
 use super::scripts::UNLOCK;
-use super::{RedisStore, format, ttl_millis};
+use super::{RedisStore, ttl_millis};
 use crate::errors::{CacheError, DynError, ErrorKind, Result};
 use crate::key::{Key, KeyBuf};
 use crate::metrics::SharedCounters;
 use crate::refresh::{RefreshLoader, RefreshOptions, within};
+use crate::remote::format;
 use crate::singleflight::loader_error;
 
 /// What the read of `get_or_refresh` found.
