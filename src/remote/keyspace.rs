@@ -101,6 +101,9 @@ impl Bucket {
     }
 }
 
+/// The buckets of a cluster store unless its builder says otherwise.
+pub(crate) const DEFAULT_BUCKETS: usize = 16;
+
 /// The most buckets a clustered store may have: Redis Cluster's slots.
 pub(crate) const MAX_BUCKETS: usize = 16_384;
 

@@ -39,7 +39,7 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// The buckets of a cluster store unless [`RedisStoreBuilder::buckets`] says
 /// otherwise.
-pub const DEFAULT_CLUSTER_BUCKETS: usize = 16;
+pub const DEFAULT_CLUSTER_BUCKETS: usize = keyspace::DEFAULT_BUCKETS;
 /// How often redis-rs's cluster client retries a command (after `MOVED`,
 /// `TRYAGAIN`, a lost node) within one round trip's timeout.
 const CLUSTER_RETRIES: u32 = 16;

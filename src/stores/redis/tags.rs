@@ -57,9 +57,8 @@ use crate::key::Key;
 use crate::metrics::SharedCounters;
 use crate::remote::{format, scripts};
 
-/// How much longer than its entries a tag set lives: a tagged entry is
-/// written after its registration, so its TTL starts a little later.
-pub(super) const SLACK_MS: u64 = 60_000;
+/// How much longer than its entries a tag set lives (the core's, shared with JS).
+pub(super) use crate::remote::SLACK_MS;
 
 struct TagScripts {
     register: Script,
