@@ -212,6 +212,22 @@ async function evalStats(conns) {
   return { evalsha, eval: evals };
 }
 
+describe("conn() of what is no client", () => {
+  class PolicyError extends Error {}
+  for (const [what, value] of [["null", null], ["undefined", undefined], ["a number", 42], ["a string", "redis://x"], ["an empty object", {}], ["a promise", Promise.resolve()]]) {
+    test(`${what}: the given PolicyError (TypeError by default), nothing sent`, () => {
+      assert.throws(() => conn(value, { PolicyError }), PolicyError);
+      assert.throws(() => conn(value), TypeError);
+    });
+  }
+  test("a bad timeout is refused; a node-redis pool is refused", () => {
+    const fake = { kind: "x", clustered: false, script() {}, command() {}, pipeline() {}, masters() {} };
+    for (const timeout of [-1, Number.NaN, "1000", null]) assert.throws(() => conn(fake, { timeout, PolicyError }), PolicyError);
+    assert.equal(conn(fake, { timeout: 0 }), fake);
+    assert.throws(() => conn(redis5.createClientPool({ url: "redis://127.0.0.1:1" }), { PolicyError }), PolicyError);
+  });
+});
+
 for (const kind of KINDS) {
   describe(`${kind.name}, one server`, () => {
     let server;
