@@ -13,8 +13,9 @@
 //! `{"event":"error","error":{...}}` and exits 1). Each request is one line,
 //! `{"id": 1, "op": "get", "key": "k"}`; requests run concurrently (each in
 //! its own task) and each gets one answer line, `{"id": 1, "ok": true,
-//! "value": ...}` or `{"id": 1, "ok": false, "error": {"kind": "Backend",
-//! "message": "...", "retryable": true}}`. A loader prints
+//! "value": ...}` or `{"id": 1, "ok": false, "error": {"kind": "Connection",
+//! "class": "CacheBackendError", "message": "...", "retryable": true}}` (the
+//! kind, the JS class the npm package throws for it). A loader prints
 //! `{"event": "loaded", "id": 1, "key": "k"}` when it starts, then sleeps
 //! `sleep_ms` and returns `value` (or fails, with `fail: "message"`).
 //!
@@ -58,7 +59,8 @@ fn error_json(e: &CacheError) -> Value {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    json!({ "kind": format!("{:?}", e.kind()), "message": message, "retryable": e.is_retryable() })
+    let kind = e.kind();
+    json!({ "kind": format!("{kind:?}"), "class": kind.js_class(), "message": message, "retryable": e.is_retryable() })
 }
 
 struct Args {

@@ -7,13 +7,19 @@
 //   await rust.call("get", { key: "k" })          // { a: 1 }
 //   rust.loads("k")                               // how many loaders this process ran for "k"
 // A call whose answer is an error rejects with an Error carrying `.kind`
-// (the Rust ErrorKind: "Backend", "Key", "Loader"...) and `.retryable`.
+// (the Rust ErrorKind: "Connection", "Key", "Loader"...), `.className` (the
+// JS class the package throws for it) and `.retryable`.
+// participants() gives the same operations on the JS RedisStore (in this
+// process) once the package has it, so one test covers both languages.
 
 import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
+import * as redis5 from "redis5";
+import IORedis from "ioredis";
+import { conn } from "../../js/redis/clients.js";
 
 const repo = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "../..");
 const targetDir = process.env.CARGO_TARGET_DIR ? resolve(process.env.CARGO_TARGET_DIR) : join(repo, "target");
@@ -82,6 +88,7 @@ export class RustStore {
     else {
       const error = new Error(`${msg.error.kind}: ${msg.error.message}`);
       error.kind = msg.error.kind;
+      error.className = msg.error.class;
       error.retryable = msg.error.retryable;
       waiter.reject(error);
     }
@@ -160,4 +167,137 @@ export async function startRust(t, { urls, cluster = false, prefix, lru, ttlPoli
   }
   if (t) t.after(() => store.close());
   return store;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// The JS RedisStore, if the built package has it (rcore's half of issue 24).
+let js;
+try {
+  js = { ...(await import("pepperpy-caching/redis")), ...(await import("pepperpy-caching")) };
+} catch (e) {
+  js = undefined;
+  process.stderr.write(`[redis-interop] no JS RedisStore in the package (${e.message.split("\n")[0]}): Rust-Rust only\n`);
+}
+
+/** A participant: a store in some process, with the driver's operations. */
+export class Participant {
+  constructor(name) {
+    this.name = name;
+  }
+}
+
+class RustParticipant extends Participant {
+  constructor(name, driver) {
+    super(name);
+    this.driver = driver;
+  }
+  op(op, fields) {
+    return this.driver.call(op, fields);
+  }
+  loads(key) {
+    return this.driver.loads(key);
+  }
+  close() {
+    return this.driver.close();
+  }
+}
+
+/** The JS RedisStore with the driver's operations, in this process. */
+class JsParticipant extends Participant {
+  constructor(name, store) {
+    super(name);
+    this.store = store;
+    this.loaded = [];
+  }
+  loads(key) {
+    return this.loaded.filter((k) => key === undefined || k === key).length;
+  }
+  loader(f) {
+    return async () => {
+      this.loaded.push(f.key);
+      await sleep(f.sleep_ms ?? 0);
+      if (f.fail) throw new Error(f.fail);
+      return f.value;
+    };
+  }
+  /** The operation; an error gets `.className`, its class's name, as the driver's do. */
+  async op(op, f) {
+    try {
+      return await this.run(op, f);
+    } catch (e) {
+      if (e instanceof Error) e.className ??= e.constructor?.name;
+      throw e;
+    }
+  }
+  async run(op, f) {
+    const s = this.store;
+    const secs = (ms) => (ms === undefined ? undefined : ms / 1000);
+    const setOptions = () => ({ ttl: secs(f.ttl_ms), metadata: f.metadata, tags: f.tags, idle: secs(f.idle_ms) });
+    switch (op) {
+      case "set":
+        await s.set(f.key, f.value, setOptions());
+        return null;
+      case "get":
+        return (await s.get(f.key)) ?? null;
+      case "has":
+        return s.has(f.key);
+      case "delete":
+        return s.delete(f.key);
+      case "get_metadata":
+        return (await s.getMetadata(f.key)) ?? null;
+      case "keys":
+        return (await s.keys(f.pattern)).sort();
+      case "size":
+        return s.size();
+      case "clear":
+        await s.clear();
+        return null;
+      case "invalidate":
+        return s.invalidate(f.pattern);
+      case "get_or_set":
+        return s.getOrSet(f.key, this.loader(f), setOptions());
+      case "get_or_refresh":
+        return s.getOrSet(f.key, this.loader(f), { ttl: secs(f.fresh_ms), grace: secs(f.grace_ms), retryAfter: secs(f.retry_ms) });
+      default:
+        throw new Error(`no JS form of ${op}`);
+    }
+  }
+  close() {}
+}
+
+/**
+ * The participants for one test: `rust` Rust processes (default 2), and the
+ * JS store on node-redis and on ioredis when the package has one; all on
+ * `deployment` ({ urls, rootNodes, cluster }) with `options` (prefix, lru,
+ * buckets, leaseMs, responseTimeoutMs: the JS store gets the last as its
+ * Conn's timeout).
+ */
+export async function participants(t, deployment, options, { rust = 2 } = {}) {
+  const rustOptions = { ...options, urls: deployment.urls, cluster: deployment.cluster };
+  const out = [];
+  for (let i = 0; i < rust; i++) out.push(new RustParticipant(`rust-${"abcdefgh"[i]}`, await startRust(t, rustOptions)));
+  if (js !== undefined) {
+    const policy = options.lru !== undefined ? new js.LRUPolicy({ maxSize: options.lru }) : undefined;
+    const timeout = options.responseTimeoutMs;
+    const make = (client) =>
+      new js.RedisStore({ client: timeout === undefined ? client : conn(client, { timeout }), prefix: options.prefix, policy, buckets: options.buckets });
+    const nodeRedis = deployment.cluster
+      ? redis5.createCluster({ rootNodes: deployment.urls.map((url) => ({ url })) })
+      : redis5.createClient({ url: deployment.urls[0] });
+    nodeRedis.on("error", () => {});
+    await nodeRedis.connect();
+    t.after(() => nodeRedis.destroy());
+    out.push(new JsParticipant("js-node-redis", make(nodeRedis)));
+    const io = deployment.cluster ? new IORedis.Cluster(deployment.rootNodes) : new IORedis(deployment.urls[0]);
+    io.on("error", () => {});
+    t.after(() => io.disconnect());
+    out.push(new JsParticipant("js-ioredis", make(io)));
+  }
+  return out;
+}
+
+/** Whether `e` is what the JS package throws as CacheBackendError (from either language). */
+export function isBackendError(e) {
+  return e instanceof Error && e.className === "CacheBackendError";
 }
