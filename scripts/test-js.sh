@@ -4,8 +4,8 @@
 #   tsc --strict             the TypeScript quick start and typings (tests/js/ts), then runs the output
 #   node:test                ESM, CommonJS, memory release (--expose-gc), and the example
 #                            Worker on workerd through miniflare (tests/js/*.test.*)
-#   node:test (Redis)        tests/js/redis-*.test.mjs against real redis-server: the client adapters,
-#                            Rust/JS interop, faults (current Node only)
+#   node:test (Redis)        tests/js/redis-*.test.mjs against real redis-server: the client adapters
+#                            (also in workerd, Deno and Bun), Rust/JS interop, faults (current Node only)
 #   node:test on Node 18     the same package tests on the oldest Node that `engines` claims
 #                            (the Worker tests, workerd*.test.mjs, are left out: miniflare itself needs Node 20),
 #                            and on Node 22 (both from npm packages in tests/consumers)
@@ -89,6 +89,11 @@ run "node --test on Node $("$node22" --version)" '^# pass [0-9]+' '^# fail [0-9]
 if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
   run "node --test (Redis: clients, interop, faults)" '^# pass [0-9]+' '^# fail [0-9]+' \
     node --test --test-concurrency=1 --test-reporter=tap tests/js/redis-*.test.mjs
+  # The client adapters on the other server runtimes the issue names.
+  run "deno test (Redis client adapters)" '[0-9]+ passed' '[0-9]+ failed' \
+    "$bin/deno" test -A --no-check --no-lock tests/js/redis-clients.test.mjs
+  run "bun test (Redis client adapters)" '^ *[0-9]+ pass$' '^ *[0-9]+ fail$' \
+    "$consumer_bin/bun" test --timeout 30000 ./tests/js/redis-clients.test.mjs
 else
   log "redis-server missing: run scripts/setup.sh"; total_fail=$((total_fail + 1)); summary+=("Redis suites: redis-server missing")
 fi
