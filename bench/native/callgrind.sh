@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Instructions per operation, counted by callgrind inside `instr`'s measured loop.
-# usage: bash bench/native/callgrind.sh [--ops N] OP CACHE-FRAGMENT... (OP: get, set, churn)
+# usage: bash bench/native/callgrind.sh [--ops N] [--runs R] OP CACHE-FRAGMENT... (OP: get, set, churn)
 # e.g.   bash bench/native/callgrind.sh get 'S3-FIFO)' quick_cache 'Mutex<lru'
-# Builds bench/native in release first; leaves callgrind.out.<op>.<n> files in $OUT (default /tmp).
+# Each process hashes with a fresh random seed (which keys share a bucket,
+# which the adaptive policy samples), so the count moves from run to run:
+# R runs (default 5) give the mean and the range.
+# Builds bench/native in release first; leaves callgrind.out.<op>.<n>.<run> in $OUT (default /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ops=200000
-if [ "${1:-}" = --ops ]; then ops=$2; shift 2; fi
+runs=5
+while [ "${1:-}" = --ops ] || [ "${1:-}" = --runs ]; do
+  if [ "$1" = --ops ]; then ops=$2; else runs=$2; fi
+  shift 2
+done
 op=$1; shift
 out=${OUT:-/tmp}
 cargo build --quiet --release --manifest-path bench/native/Cargo.toml
@@ -14,10 +21,16 @@ bin=bench/native/target/release/pepperpy-bench-native
 n=0
 for cache in "$@"; do
   n=$((n + 1))
-  file="$out/callgrind.out.$op.$n"
-  valgrind --tool=callgrind --callgrind-out-file="$file" --toggle-collect='*instr*measured*' \
-    "$bin" instr --cache "$cache" --op "$op" --ops "$ops" >/dev/null 2>"$file.log"
-  total=$(grep -E '^(summary|totals):' "$file" | head -1 | awk '{print $2}')
+  counts=()
+  for run in $(seq "$runs"); do
+    file="$out/callgrind.out.$op.$n.$run"
+    valgrind --tool=callgrind --callgrind-out-file="$file" --toggle-collect='*instr*measured*' \
+      "$bin" instr --cache "$cache" --op "$op" --ops "$ops" >"$file.txt" 2>"$file.log"
+    counts+=("$(grep -E '^(summary|totals):' "$file" | head -1 | awk '{print $2}')")
+  done
   name=$("$bin" instr --list | grep -F -m1 -- "$cache")
-  printf '%-42s %8.1f instructions per %s  (%s)\n' "$name" "$(echo "$total / $ops" | bc -l)" "$op" "$file"
+  found=$(sed -n 's/.*, \([0-9]*\) found/\1/p' "$file.txt")
+  printf '%s\n' "${counts[@]}" | awk -v ops="$ops" -v name="$name" -v op="$op" -v found="$found" '
+    { x = $1 / ops; s += x; if (NR == 1 || x < lo) lo = x; if (x > hi) hi = x }
+    END { printf "%-42s %7.1f instructions per %s (%d runs: %.1f-%.1f; last run %.0f%% found)\n", name, s / NR, op, NR, lo, hi, 100 * found / ops }'
 done

@@ -74,7 +74,7 @@ pub fn main(args: &[String]) {
     let (trace, keys) = if op == "churn" {
         (Vec::new(), (0..ops).map(|i| format!("churn:{i}")).collect())
     } else {
-        (zipf_trace(ops, KEY_SPACE, 0.9, 7), keys)
+        (zipf_trace(ops, KEY_SPACE, 0.9, 1), keys)
     };
     let found = measured(&*cache, &keys, &trace, &op);
     println!("{name}: {ops} x {op}, {found} found");
