@@ -13,8 +13,8 @@
 // NAME.cjs: `main` (the package's default entry, by its own name: the same
 // module the application imports, so the error and policy classes are the
 // same classes and `instanceof` works across entries) and `wasm` (the glue),
-// then js/NAME/clients.js (or, until it exists, js/NAME/interim-conn.js),
-// then js/NAME/N-concern.js in order, each with its `export ` keywords
+// then js/NAME/clients.js (the client adapters: `conn(client)`), then
+// js/NAME/N-concern.js in order, each with its `export ` keywords
 // removed (the parts share one scope), then `module.exports` of the names
 // js/NAME/exports.txt lists.
 "use strict";
@@ -53,9 +53,8 @@ fs.writeFileSync(
 // The JS layer.
 const dir = `js/${name}`;
 const files = fs.readdirSync(dir);
-const conn = files.includes("clients.js") ? "clients.js" : files.includes("interim-conn.js") ? "interim-conn.js" : undefined;
-if (conn === undefined) fail(`${dir} has neither clients.js nor interim-conn.js`);
-const parts = [conn, ...files.filter((f) => /^\d+-[a-z-]+\.js$/.test(f)).sort((a, b) => parseInt(a) - parseInt(b))];
+if (!files.includes("clients.js")) fail(`${dir} has no clients.js`);
+const parts = ["clients.js", ...files.filter((f) => /^\d+-[a-z-]+\.js$/.test(f)).sort((a, b) => parseInt(a) - parseInt(b))];
 const names = fs
   .readFileSync(`${dir}/exports.txt`, "utf8")
   .split("\n")

@@ -54,6 +54,8 @@ class RedisStore {
   // The keys whose loaders run in this instance right now (a getOrSet for one
   // of them from inside its loader would wait on itself).
   #loading = new Set();
+  // The keys whose refresh this instance is trying to start or running.
+  #refreshing = new Set();
   // A cluster store's record of its bucket count: checked before the first call.
   #record;
   #c = RedisStore.#zero();
@@ -529,19 +531,21 @@ class RedisStore {
     return found.size;
   }
 
-  // ---- read-through (load.rs)
+  // ---- read-through (load.rs) and stale-while-revalidate (refresh.rs)
 
   /**
    * The live value under `key`, or else the value `loader({ key, signal })`
    * returns or resolves to, stored with `options` and returned. One loader
    * runs per key across every process sharing the store (Rust's too): the
-   * others wait for its value.
+   * others wait for its value. With `grace`, stale-while-revalidate: a value
+   * older than `ttl` is served within the grace period while one refresh
+   * runs in the background, one per key across every process.
    */
   async getOrSet(key, loader, options) {
     checkedKey(key);
     if (typeof loader !== "function") throw new TypeError(`getOrSet's loader must be a function, got ${describe(loader)}`);
     const o = readLoadOptions(options);
-    if (o.grace !== undefined) throw new CachePolicyError("grace is not supported by the JS RedisStore yet");
+    if (o.tags !== undefined) throw new CachePolicyError("tags are not supported by the JS RedisStore yet");
     if (this.#loading.has(key)) {
       throw new CacheReentrantLoadError(
         `the loader of ${shownKey(key)} asked for ${shownKey(key)} itself: a load cannot wait on its own result`,
@@ -549,25 +553,56 @@ class RedisStore {
     }
     const { entry, index } = this.#locate(key);
     if (o.signal?.aborted) throw o.signal.reason;
+    const idle = o.idle ?? this.#defaultIdle;
+    if (o.grace !== undefined) {
+      // Stored to live until the grace ends, stamped fresh for `ttl`.
+      const how = { ttl: o.ttl + o.grace, fresh: o.ttl, idle, metadata: o.metadata, tags: o.tags };
+      return this.#getOrRefresh(key, entry, index, loader, o, how);
+    }
+    const how = { ttl: o.ttl ?? this.#defaultTtl, fresh: 0, idle, metadata: o.metadata, tags: o.tags };
     const joined = this.#flights.get(key);
-    if (joined !== undefined) return this.#follow(key, joined, o.signal);
+    if (joined !== undefined) return this.#follow(key, joined, o);
     const value = await this.get(key);
     if (value !== undefined) return value;
-    const again = this.#flights.get(key);
-    if (again !== undefined) return this.#follow(key, again, o.signal);
-    const flight = this.#loadShared(key, entry, index, loader, o);
+    return this.#lead(key, entry, index, loader, o, how);
+  }
+
+  /** A miss: this instance's load of `key` (one per key: later callers follow it). */
+  async #lead(key, entry, index, loader, o, how) {
+    const joined = this.#flights.get(key);
+    if (joined !== undefined) return this.#follow(key, joined, o);
+    const flight = this.#loadShared(key, entry, index, loader, o, how);
     this.#flights.set(key, flight);
-    try {
-      return (await flight).value;
-    } finally {
+    const done = () => {
       if (this.#flights.get(key) === flight) this.#flights.delete(key);
-    }
+    };
+    flight.then(done, done);
+    return (await this.#within(key, flight, o)).value;
   }
 
   /** A follower of this instance's load: a copy of the value, from the stored bytes. */
-  async #follow(key, flight, signal) {
-    const { bytes } = await (signal === undefined ? flight : abortable(flight, signal));
+  async #follow(key, flight, o) {
+    const { bytes } = await this.#within(key, flight, o);
     return this.#decode(key, bytes);
+  }
+
+  /** `promise`, or this caller's signal's reason, or its softTimeout's CacheTimeoutError (the load goes on). */
+  #within(key, promise, o) {
+    if (o.signal === undefined && o.softTimeout === undefined) return promise;
+    const races = [promise];
+    let timer;
+    if (o.signal !== undefined) races.push(abortable(new Promise(() => {}), o.signal));
+    if (o.softTimeout !== undefined) {
+      races.push(
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new CacheTimeoutError(`the load of ${shownKey(key)} took longer than its softTimeout of ${o.softTimeout / 1000} s`)),
+            o.softTimeout,
+          );
+        }),
+      );
+    }
+    return Promise.race(races).finally(() => clearTimeout(timer));
   }
 
   /**
@@ -575,19 +610,9 @@ class RedisStore {
    * stored it: found, or loaded here under the key's placeholder (the hash
    * `{load = token}` in the entry's own Redis key, for the lease).
    */
-  async #loadShared(key, entry, index, loader, o) {
+  async #loadShared(key, entry, index, loader, o, how) {
     const token = newToken();
     let armed = false;
-    const release = async () => {
-      if (!armed) return;
-      armed = false;
-      // EVAL with the source, never EVALSHA: rare, and it must work in one command.
-      try {
-        await this.#conn.command(["EVAL", SCRIPTS.unlock_load.source, "1", entry, token], entry);
-      } catch {
-        // The lease ends the placeholder anyway.
-      }
-    };
     let pause = POLL_FIRST_MS;
     try {
       for (;;) {
@@ -610,18 +635,28 @@ class RedisStore {
         throw new CacheBackendError(`getOrSet on Redis: unexpected reply ${describe(reply)}`);
       }
       const value = await this.#runLoader(key, loader, o);
-      const stored = core(() => wasm.encode(value, o.metadata, o.tags ?? []));
+      const stored = core(() => wasm.encode(value, how.metadata, how.tags ?? []));
       // Stored only if the placeholder is still ours: nothing wrote, deleted,
       // invalidated or cleared the key, and the lease has not run out.
-      await this.#storeLoaded(key, entry, index, token, stored, o);
+      await this.#storeLoaded(key, entry, index, "p", token, "", stored, how);
       armed = false;
       return { value, bytes: stored };
     } finally {
-      await release();
+      // EVAL with the source, never EVALSHA: rare, and it must work in one command.
+      if (armed) await this.#unlock(SCRIPTS.unlock_load, entry, token);
     }
   }
 
-  /** Runs the loader with its hardTimeout and signal; counts it. */
+  /** Deletes a lock (a placeholder, a refresh lock) if it still holds `token`. Best effort: its lease ends it anyway. */
+  async #unlock(script, lock, token) {
+    try {
+      await this.#conn.command(["EVAL", script.source, "1", lock, token], lock);
+    } catch {
+      // The lease ends it.
+    }
+  }
+
+  /** Runs the loader with its hardTimeout and signal; counts it (loads, loadFailures, totalLoadTime). */
   async #runLoader(key, loader, o) {
     const c = this.#c;
     const controller = new AbortController();
@@ -667,30 +702,191 @@ class RedisStore {
     }
   }
 
-  /** Writes a loaded value if its placeholder is still ours (load.rs `store_loaded`, mode 'p'); whether written. */
-  async #storeLoaded(key, entry, index, token, stored, o) {
+  /**
+   * Writes a loaded value if the load may (load.rs `store_loaded`): mode
+   * "p", a load whose placeholder still holds `token`; mode "r", a refresh
+   * whose lock holds `token` and whose entry still has the bytes of SHA1
+   * `sha`. Whether written.
+   */
+  async #storeLoaded(key, entry, index, mode, token, sha, stored, how) {
     const bound = this.#bound;
-    const ttl = o.ttl ?? this.#defaultTtl;
-    const idle = o.idle ?? this.#defaultIdle;
-    // The refresh lock is declared only where Redis tolerates a declared key
-    // that does not exist (not a cluster, whose migrating slots refuse it).
-    const lock = this.#clustered ? [] : [this.#space.lock(key)];
+    const lock = this.#space.lock(key);
+    // The lock is declared where it is held (mode "r"), or where Redis
+    // tolerates a declared key that does not exist (not a cluster, whose
+    // migrating slots refuse it).
+    const usesLock = mode === "r" || !this.#clustered;
+    const held = usesLock ? [lock] : [];
+    const head = [mode, token, sha, String(how.fresh), stored, String(how.ttl ?? 0)];
     let reply;
     if (bound !== undefined) {
       const sample = this.#setsSeen++ % SAMPLE_EVERY === 0;
       reply = await this.#script(
         "getOrSet",
         SCRIPTS.store_loaded_bounded,
-        [entry, this.#recencyOf(index), this.#expiryOf(index), ...lock],
-        ["p", token, "", "0", stored, String(ttl ?? 0), String(this.#space.share(bound.maxSize, index)), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
+        [entry, this.#recencyOf(index), this.#expiryOf(index), ...held],
+        [...head, String(this.#space.share(bound.maxSize, index)), FLAG(bound.lru), FLAG(sample), String(how.idle ?? 0)],
       );
       await this.#settle(index, reply);
     } else {
-      reply = await this.#script("getOrSet", SCRIPTS.store_loaded, [entry, ...lock], ["p", token, "", "0", stored, String(ttl ?? 0), String(idle ?? 0)]);
+      reply = await this.#script("getOrSet", SCRIPTS.store_loaded, [entry, ...held], [...head, String(how.idle ?? 0)]);
     }
     const written = reply[3] === 1;
+    if (written && !usesLock && how.fresh > 0) {
+      // A fresh value stored on a cluster without declaring the lock: no back-off of an earlier failure stays.
+      try {
+        await this.#conn.command(["DEL", lock], lock);
+      } catch {
+        // A back-off ends by itself.
+      }
+    }
     if (written) this.#c.sets++;
     return written;
+  }
+
+  /** getOrSet with `grace` (refresh.rs `get_or_refresh`). */
+  async #getOrRefresh(key, entry, index, loader, o, how) {
+    const c = this.#c;
+    const lock = this.#space.lock(key);
+    const started = ++c.gets % LATENCY_SAMPLE_EVERY === 1 ? now() : undefined;
+    let found;
+    if (this.#refreshOnGet) {
+      // One script reads, marks the entry used, and takes the lock when due.
+      const token = newToken();
+      try {
+        found = await this.#readFresh(entry, index, lock, token, true);
+      } catch (error) {
+        // It may have taken the lock all the same.
+        await this.#unlock(SCRIPTS.unlock, lock, token);
+        throw error;
+      }
+      found.token = token;
+    } else {
+      found = await this.#readPlain(entry, index, lock);
+    }
+    if (started !== undefined) {
+      c.latencyTotal += now() - started;
+      c.latencySamples++;
+    }
+    if (found.kind === "miss") {
+      c.misses++;
+      return this.#lead(key, entry, index, loader, o, how);
+    }
+    c.hits++;
+    if (found.kind !== "serve" || found.stale) c.staleHits++;
+    let value;
+    try {
+      value = this.#decode(key, found.stored);
+    } catch (error) {
+      if (found.kind === "refresh") await this.#unlock(SCRIPTS.unlock, lock, found.token);
+      throw error;
+    }
+    // The refresh runs with its own signal: this caller going away does not stop it.
+    const refreshOptions = { ...o, signal: undefined };
+    if (found.kind === "refresh") {
+      this.#background(o, this.#refresh(key, entry, index, lock, found, loader, refreshOptions, how));
+    } else if (found.kind === "attempt" && !this.#refreshing.has(key)) {
+      // This instance's one attempt at the key: the script checks again, atomically.
+      this.#refreshing.add(key);
+      const attempt = async () => {
+        try {
+          const token = newToken();
+          let again;
+          try {
+            again = await this.#readFresh(entry, index, lock, token, false);
+          } catch {
+            await this.#unlock(SCRIPTS.unlock, lock, token);
+            return;
+          }
+          if (again.kind === "refresh") {
+            again.token = token;
+            await this.#refresh(key, entry, index, lock, again, loader, refreshOptions, how);
+          }
+        } finally {
+          this.#refreshing.delete(key);
+        }
+      };
+      this.#background(o, attempt());
+    }
+    return value;
+  }
+
+  /** A background task: its errors go nowhere (a refresh's failure backs off), waitUntil keeps a Worker alive for it. */
+  #background(o, task) {
+    const quiet = task.catch(() => {});
+    if (o.waitUntil !== undefined) {
+      try {
+        o.waitUntil(quiet);
+      } catch {
+        // The caller's waitUntil is its own business.
+      }
+    }
+  }
+
+  /** The read script (READ_FRESH): the entry, how fresh, and the refresh lock if this caller is to refresh. */
+  async #readFresh(entry, index, lock, token, markUsed) {
+    const reply = await this.#script("getOrSet", SCRIPTS.read_fresh, [entry, lock, this.#recencyOf(index)], [
+      token,
+      String(this.#lease),
+      FLAG(markUsed && this.#refreshOnGet),
+    ]);
+    if (reply === null) return { kind: "miss" };
+    if (Array.isArray(reply) && reply[0] instanceof Uint8Array) {
+      if (reply[1] === 0 || reply[1] === 1) return { kind: "serve", stored: reply[0], stale: reply[1] === 1 };
+      if (reply[1] === 2) return { kind: "refresh", stored: reply[0], failures: reply[2], sha: text(reply[3]) };
+    }
+    throw new CacheBackendError(`getOrSet on Redis: unexpected reply ${describe(reply)}`);
+  }
+
+  /**
+   * The plain read: GET of the entry, TIME and GET of the refresh lock in
+   * one round trip. Not atomic: it only decides whether to try for the
+   * lock; the script that takes it checks again.
+   */
+  async #readPlain(entry, index, lock) {
+    await this.#ready();
+    let replies;
+    try {
+      replies = await this.#conn.pipeline([
+        { args: ["GET", entry], key: entry },
+        { args: ["TIME"], key: entry },
+        { args: ["GET", lock], key: lock },
+      ]);
+    } catch (error) {
+      throw backendError("getOrSet", error);
+    }
+    const [doc, time, held] = replies;
+    if (doc === null || isWrongType(doc)) return { kind: "miss" };
+    if (doc instanceof Error) throw backendError("getOrSet", doc);
+    if (time instanceof Error) throw backendError("getOrSet", time);
+    // A read: an entry with an idle time is touched.
+    const head = wasm.idleHeader(doc);
+    if (head !== undefined) await this.#touch(entry, index, head);
+    const freshUntil = wasm.freshUntil(doc);
+    if (freshUntil === undefined) return { kind: "serve", stored: doc, stale: false };
+    const nowMs = Number(text(time[0])) * 1000 + Math.floor(Number(text(time[1])) / 1000);
+    if (nowMs < freshUntil) return { kind: "serve", stored: doc, stale: false };
+    const free = held === null || (held instanceof Uint8Array && wasm.backoffOver(held, nowMs));
+    return free ? { kind: "attempt", stored: doc } : { kind: "serve", stored: doc, stale: true };
+  }
+
+  /** A background refresh holding the key's refresh lock: stores what it loads if it still may, or backs off. */
+  async #refresh(key, entry, index, lock, found, loader, o, how) {
+    const c = this.#c;
+    c.refreshes++;
+    let stored;
+    try {
+      const value = await this.#runLoader(key, loader, o);
+      stored = core(() => wasm.encode(value, how.metadata, how.tags ?? []));
+    } catch {
+      c.refreshFailures++;
+      const failures = found.failures + 1;
+      const backoff = wasm.refreshBackoff(o.retryAfter ?? NaN, failures);
+      // Best effort: if Redis does not answer, the lease ends the lock.
+      await this.#script("getOrSet", SCRIPTS.refresh_failed, [lock, entry], [found.token, String(failures), String(backoff)]);
+      return;
+    }
+    // Refused, the script released the lock; failed, the lease ends it.
+    await this.#storeLoaded(key, entry, index, "r", found.token, found.sha, stored, how);
   }
 
   // ---- counters

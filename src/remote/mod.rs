@@ -35,6 +35,14 @@ pub(crate) fn ttl_millis(ttl: Duration) -> u64 {
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
+/// Whether a refresh lock's value is a backoff marker whose retry time has
+/// come (a running refresh's token is not).
+pub(crate) fn backoff_over(held: &[u8], now: u64) -> bool {
+    let Some(rest) = held.strip_prefix(b"backoff:") else { return false };
+    let Some(at) = rest.iter().position(|&b| b == b':').map(|i| &rest[i + 1..]) else { return false };
+    std::str::from_utf8(at).ok().and_then(|at| at.parse::<u64>().ok()).is_some_and(|at| now >= at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +53,13 @@ mod tests {
         assert_eq!(ttl_millis(Duration::from_millis(250)), 250);
         assert_eq!(ttl_millis(Duration::from_micros(250_001)), 251);
         assert_eq!(ttl_millis(Duration::MAX), MAX_TTL_MS as u64);
+    }
+
+    #[test]
+    fn only_a_backoff_whose_time_has_come_frees_the_lock() {
+        assert!(backoff_over(b"backoff:2:1000", 1000));
+        assert!(!backoff_over(b"backoff:2:1000", 999));
+        assert!(!backoff_over(b"0123456789abcdef", u64::MAX), "a running refresh's token");
+        assert!(!backoff_over(b"backoff:2", u64::MAX));
     }
 }

@@ -117,6 +117,13 @@ pub fn refresh_backoff(retry_after_ms: f64, failures: u32) -> f64 {
     ttl_millis(crate::refresh::backoff(retry_after, failures)) as f64
 }
 
+/// Whether a refresh lock holding `held` is a back-off marker whose retry
+/// time has come at `now_ms` (Redis's clock): a refresh may start.
+#[wasm_bindgen(js_name = backoffOver)]
+pub fn backoff_is_over(held: &[u8], now_ms: f64) -> bool {
+    crate::remote::backoff_over(held, now_ms as u64)
+}
+
 /// Checks a key against the rules every store shares (a `CacheKeyError`).
 #[wasm_bindgen(js_name = checkKey)]
 pub fn check_key(key: &str) -> JsResult<()> {

@@ -197,3 +197,221 @@ describe("one key", () => {
     await assert.rejects(store.set("k", 2), CacheBackendError);
   });
 });
+
+describe("capacity (LRU, TTL) shared through Redis's index", () => {
+  test("LRU: two stores on one prefix share maxSize; a read keeps an entry; the least recently used goes", async () => {
+    const prefix = fresh();
+    const a = new RedisStore({ client, prefix, policy: new LRUPolicy({ maxSize: 3 }) });
+    const other = await createClient({ url: server.url }).connect();
+    try {
+      const b = new RedisStore({ client: other, prefix, policy: new LRUPolicy({ maxSize: 3 }) });
+      await a.set("1", 1);
+      await b.set("2", 2);
+      await a.set("3", 3);
+      assert.equal(await b.get("1"), 1, "read by b: the most recently used now");
+      await b.set("4", 4);
+      assert.equal(await a.get("2"), undefined, "2 was the least recently used");
+      assert.equal(await a.size(), 3);
+      assert.deepEqual((await b.keys()).sort(), ["1", "3", "4"]);
+      assert.equal(a.getStats().evictions + b.getStats().evictions, 1);
+      // The index keys hold the byte 0xFF: never listed, never counted.
+      const all = await raw.keys(`${prefix}*`);
+      assert.ok(all.some((k) => k.includes(0xff)), "the index is there");
+    } finally {
+      await other.quit();
+    }
+  });
+
+  test("TTL with a capacity: the soonest to expire goes first", async () => {
+    const prefix = fresh();
+    const store = new RedisStore({ client, prefix, policy: new TTLPolicy({ ttl: 60, maxSize: 2 }) });
+    await store.set("long", 1, { ttl: 100 });
+    await store.set("short", 2, { ttl: 10 });
+    await store.set("new", 3, { ttl: 50 });
+    assert.equal(await store.get("short"), undefined);
+    assert.equal(await store.get("long"), 1);
+    assert.equal(await store.size(), 2);
+  });
+
+  test("a lost index (FLUSH of its keys) is rebuilt from the entries, down to the capacity", async () => {
+    const prefix = fresh();
+    const store = new RedisStore({ client, prefix, policy: new LRUPolicy({ maxSize: 4 }) });
+    for (let i = 0; i < 4; i++) await store.set(`k${i}`, i);
+    for (const key of await raw.keys(`${prefix}*`)) if (key.includes(0xff)) await raw.del(key);
+    // Entries written behind the store's back, over the capacity.
+    await client.set(`${prefix}extra1`, '{"v":1}');
+    await client.set(`${prefix}extra2`, '{"v":2}');
+    await store.set("after", 1);
+    assert.equal(await store.size(), 4);
+    assert.equal((await store.keys()).length, 4);
+    assert.equal(await store.get("after"), 1, "the write that found the index lost stays");
+  });
+});
+
+describe("walks", () => {
+  test("keys, invalidate, clear and size see only the store's entries", async () => {
+    const prefix = fresh();
+    const store = new RedisStore({ client, prefix });
+    const neighbour = new RedisStore({ client, prefix: fresh() });
+    await neighbour.set("user:1", 1);
+    await client.set("nope", "x");
+    for (const key of ["user:1", "user:2", "post:1", "a*b", "[x]"]) await store.set(key, key);
+    await client.hSet(`${prefix}user:3`, "load", "t"); // a load's placeholder: no entry
+    assert.deepEqual((await store.keys()).sort(), ["[x]", "a*b", "post:1", "user:1", "user:2"]);
+    assert.deepEqual((await store.keys("user:*")).sort(), ["user:1", "user:2"]);
+    assert.deepEqual(await store.keys("a\\*b"), ["a*b"]);
+    assert.equal(await store.size(), 5);
+    assert.equal(await store.invalidate("user:*"), 2);
+    assert.equal(await client.exists(`${prefix}user:3`), 0, "the placeholder went too (its load is cancelled)");
+    assert.equal(await store.invalidate("\\[x\\]"), 1);
+    assert.equal(await store.size(), 2);
+    await store.clear();
+    assert.equal(await store.size(), 0);
+    assert.equal(await neighbour.get("user:1"), 1);
+    assert.equal(await client.get("nope"), "x");
+    assert.equal(store.getStats().deletes, 5);
+    const bare = new RedisStore({ client });
+    await assert.rejects(bare.clear(), CachePolicyError);
+    await assert.rejects(bare.invalidate("*"), CachePolicyError);
+    assert.equal(await client.get("nope"), "x");
+  });
+
+  test("a walk over many pages", async () => {
+    const prefix = fresh();
+    const store = new RedisStore({ client, prefix });
+    await Promise.all(Array.from({ length: 2500 }, (_, i) => store.set(`k${i}`, i)));
+    assert.equal(await store.size(), 2500);
+    assert.equal((await store.keys("k1*")).length, 1 + 10 + 100 + 1000);
+    assert.equal(await store.invalidate("k*"), 2500);
+    assert.equal(await store.size(), 0);
+  });
+});
+
+describe("getOrSet", () => {
+  test("a stampede from two stores (two clients) runs one loader; every caller gets the value", async () => {
+    const prefix = fresh();
+    const other = await createClient({ url: server.url }).connect();
+    try {
+      const stores = [new RedisStore({ client, prefix }), new RedisStore({ client: other, prefix })];
+      let runs = 0;
+      const loader = async () => {
+        runs++;
+        await sleep(50);
+        return { loaded: true };
+      };
+      const got = await Promise.all(Array.from({ length: 20 }, (_, i) => stores[i % 2].getOrSet("k", loader)));
+      assert.equal(runs, 1);
+      for (const value of got) assert.deepEqual(value, { loaded: true });
+      assert.notEqual(got[0], got[2], "a follower gets its own copy");
+      assert.equal(await client.get(`${prefix}k`), '{"v":{"loaded":true}}');
+      assert.equal(stores[0].getStats().loads + stores[1].getStats().loads, 1);
+    } finally {
+      await other.quit();
+    }
+  });
+
+  test("a failing loader: its error to every caller, the placeholder removed, the next call loads", async () => {
+    const prefix = fresh();
+    const store = new RedisStore({ client, prefix });
+    const boom = new Error("boom");
+    const calls = await Promise.allSettled([1, 2, 3].map(() => store.getOrSet("k", async () => Promise.reject(boom))));
+    for (const call of calls) assert.equal(call.reason, boom);
+    assert.equal(await client.exists(`${prefix}k`), 0);
+    assert.equal(await store.getOrSet("k", () => 7), 7);
+    assert.equal(store.getStats().loadFailures, 1);
+    await assert.rejects(store.getOrSet("u", () => undefined), CacheSerializationError);
+    await assert.rejects(store.getOrSet("n", () => NaN), CacheSerializationError);
+    assert.equal(await client.exists(`${prefix}n`), 0, "nothing stored, the placeholder removed");
+  });
+
+  test("a write during the load wins: the loaded value is not stored over it", async () => {
+    const prefix = fresh();
+    const store = new RedisStore({ client, prefix });
+    const value = await store.getOrSet("k", async () => {
+      await store.set("k", "written");
+      return "loaded";
+    });
+    assert.equal(value, "loaded");
+    assert.equal(await store.get("k"), "written");
+  });
+
+  test("hardTimeout, softTimeout, signal, re-entrance", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    await assert.rejects(store.getOrSet("slow", () => sleep(500).then(() => 1), { hardTimeout: 0.05 }), main.CacheTimeoutError);
+    assert.equal(await store.getOrSet("slow", () => 2), 2, "the timed-out load's placeholder was released");
+    await assert.rejects(store.getOrSet("soft", () => sleep(200).then(() => 3), { softTimeout: 0.05 }), main.CacheTimeoutError);
+    await sleep(250);
+    assert.equal(await store.get("soft"), 3, "the load went on and stored");
+    const controller = new AbortController();
+    const aborted = store.getOrSet("sig", () => sleep(200).then(() => 4), { signal: controller.signal });
+    controller.abort(new Error("stop"));
+    await assert.rejects(aborted, /stop/);
+    await assert.rejects(
+      store.getOrSet("self", () => store.getOrSet("self", () => 1)),
+      main.CacheReentrantLoadError,
+    );
+    await assert.rejects(store.getOrSet("x", "not a function"), TypeError);
+  });
+
+  test("a load's placeholder is in the Rust store's form, with the lease", async () => {
+    const prefix = fresh();
+    const store = new RedisStore({ client, prefix, lockLease: 2 });
+    let seen;
+    await store.getOrSet("k", async () => {
+      seen = { type: await client.type(`${prefix}k`), pttl: await client.pTTL(`${prefix}k`), fields: await client.hKeys(`${prefix}k`) };
+      return 1;
+    });
+    assert.equal(seen.type, "hash");
+    assert.deepEqual(seen.fields, ["load"]);
+    assert.ok(seen.pttl > 1000 && seen.pttl <= 2000, String(seen.pttl));
+  });
+});
+
+describe("stale-while-revalidate (grace)", () => {
+  test("a stale value is served at once while one refresh runs; then the new value", async () => {
+    for (const policy of [undefined, new LRUPolicy({ maxSize: 100 })]) {
+      const prefix = fresh();
+      const store = new RedisStore({ client, prefix, policy });
+      let version = 0;
+      let runs = 0;
+      const loader = async () => {
+        runs++;
+        await sleep(30);
+        return ++version;
+      };
+      const options = { ttl: 0.3, grace: 10 };
+      assert.equal(await store.getOrSet("k", loader, options), 1);
+      assert.match(await client.get(`${prefix}k`), /^\{"f":\d+,"v":1\}$/, "stamped as the Rust store stamps");
+      await sleep(350);
+      const stale = await Promise.all([1, 2, 3].map(() => store.getOrSet("k", loader, options)));
+      assert.deepEqual(stale, [1, 1, 1], "served stale at once");
+      await sleep(100);
+      assert.equal(await store.getOrSet("k", loader, options), 2, "the refresh stored its value");
+      assert.equal(runs, 2, "one refresh");
+      const stats = store.getStats();
+      assert.equal(stats.refreshes, 1);
+      assert.ok(stats.staleHits >= 3);
+    }
+  });
+
+  test("a failing refresh keeps the stale value and backs off (the lock holds the back-off marker)", async () => {
+    const prefix = fresh();
+    const store = new RedisStore({ client, prefix });
+    await store.getOrSet("k", () => "old", { ttl: 0.05, grace: 10 });
+    await sleep(80);
+    let waited;
+    const value = await store.getOrSet("k", () => Promise.reject(new Error("down")), {
+      ttl: 0.05,
+      grace: 10,
+      retryAfter: 5,
+      waitUntil: (p) => (waited = p),
+    });
+    assert.equal(value, "old");
+    await waited;
+    assert.equal(store.getStats().refreshFailures, 1);
+    const lock = await raw.get(Buffer.concat([Buffer.from(prefix), Buffer.from([0xff]), Buffer.from("lock:k")]));
+    assert.match(String(lock), /^backoff:1:\d+$/);
+    assert.equal(await store.getOrSet("k", () => "new", { ttl: 0.05, grace: 10 }), "old", "no refresh during the back-off");
+    await assert.rejects(store.getOrSet("k", () => 1, { grace: 5 }), CachePolicyError, "grace needs a ttl");
+  });
+});
