@@ -51,11 +51,21 @@ export interface RedisSetOptions {
   metadata?: Record<string, unknown>;
   /** Seconds without a read after which the entry expires. */
   idle?: number;
+  /** Tags for invalidateTags (at most 32, each at most 256 bytes of UTF-8). */
+  tags?: string[];
 }
 
 export interface RedisLoadOptions extends RedisSetOptions {
+  /** Stale-while-revalidate: seconds after `ttl` (the fresh period) during which the stale value is served while one refresh runs (one per key across every process). */
+  grace?: number;
+  /** The back-off after a failed refresh, in seconds, doubling with each failure in a row (needs grace). */
+  retryAfter?: number;
+  /** Seconds after which this caller gets a CacheTimeoutError (the load goes on and stores its value). */
+  softTimeout?: number;
   /** Seconds after which the loader is abandoned (CacheTimeoutError) and its placeholder released. */
   hardTimeout?: number;
+  /** Given the background refresh's promise (Workers: ctx.waitUntil.bind(ctx)). */
+  waitUntil?: (promise: Promise<unknown>) => void;
   /** Stops this caller's wait (not another caller's load). */
   signal?: AbortSignal;
 }
@@ -74,6 +84,10 @@ export declare class RedisStore {
   keys(pattern?: string): Promise<string[]>;
   invalidate(pattern: string): Promise<number>;
   clear(): Promise<void>;
+  /** Removes every entry carrying one of `tags` (in every process's view); how many. */
+  invalidateTags(tags: string[]): Promise<number>;
+  /** The entry's tags ([] when it has none), or undefined. */
+  getTags(key: string): Promise<string[] | undefined>;
   size(): Promise<number>;
   /** One loader per key across every process sharing the store, Rust's included. */
   getOrSet<T>(key: string, loader: (context: { key: string; signal: AbortSignal }) => T | Promise<T>, options?: RedisLoadOptions): Promise<T>;

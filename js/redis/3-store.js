@@ -262,7 +262,8 @@ class RedisStore {
     const ttl = o.ttl ?? this.#defaultTtl;
     const idle = o.idle ?? this.#defaultIdle;
     if (o.tags !== undefined) {
-      throw new CachePolicyError("tags are not supported by the JS RedisStore yet");
+      await this.#writeTagged("set", entry, index, stored, ttl, idle, o.tags);
+      return;
     }
     await this.#write("set", entry, index, stored, ttl, idle);
   }
@@ -289,6 +290,97 @@ class RedisStore {
       await this.#command(what, ttl === undefined ? ["SET", entry, stored] : ["SET", entry, stored, "PX", String(ttl)], entry);
     }
     this.#c.sets++;
+  }
+
+  // ---- tags (tags.rs): a tag set per tag and bucket lists the entries tagged with it
+
+  /** The listing call of `entry` (bucket `index`) in the tag sets of `tags`, for an entry living `ttl` ms (undefined: for ever). */
+  #registerCall(entry, index, tags, ttl) {
+    const sets = tags.map((tag) => this.#space.tagSet(index, tag));
+    // The set outlives the entry: its TTL starts after the registration, and a load's entry after its lease at most.
+    const setTtl = ttl === undefined ? 0 : ttl + SLACK_MS + this.#lease;
+    return { script: SCRIPTS.register_tags, keys: sets, args: [entry, String(setTtl), ...tags] };
+  }
+
+  /**
+   * A tagged write: the write and the listing of its key in one pipeline
+   * (one round trip), in that order. If it fails, the entry is unlinked
+   * (best effort): an entry carrying a tag that no set lists must not stay.
+   */
+  async #writeTagged(what, entry, index, stored, ttl, idle, tags) {
+    await this.#ready();
+    const bound = this.#bound;
+    let write;
+    if (bound !== undefined) {
+      const sample = this.#setsSeen++ % SAMPLE_EVERY === 0;
+      write = {
+        script: SCRIPTS.set_bounded,
+        keys: [entry, this.#recencyOf(index), this.#expiryOf(index)],
+        args: [stored, String(ttl ?? 0), String(this.#space.share(bound.maxSize, index)), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
+      };
+    } else if (idle !== undefined) {
+      write = { script: SCRIPTS.set_idle, keys: [entry], args: [stored, String(ttl ?? 0), String(idle)] };
+    } else {
+      write = { args: ttl === undefined ? ["SET", entry, stored] : ["SET", entry, stored, "PX", String(ttl)], key: entry };
+    }
+    let replies;
+    try {
+      replies = await this.#conn.pipeline([write, this.#registerCall(entry, index, tags, ttl)]);
+      for (const reply of replies) if (reply instanceof Error) throw reply;
+    } catch (error) {
+      await this.#unlink(what, index, [entry]).catch(() => {});
+      throw backendError(what, error);
+    }
+    this.#c.sets++;
+    if (bound !== undefined) await this.#settle(index, replies[0]);
+  }
+
+  /** Lists an entry just written in its tag sets; on failure unlinks it again (best effort) and throws. */
+  async #registerWritten(what, entry, index, tags, ttl) {
+    const call = this.#registerCall(entry, index, tags, ttl);
+    try {
+      await this.#script(what, call.script, call.keys, call.args);
+    } catch (error) {
+      await this.#unlink(what, index, [entry]).catch(() => {});
+      throw error;
+    }
+  }
+
+  /**
+   * Removes every entry carrying one of `tags`, in every process's view:
+   * one script per bucket (a cluster's in parallel). How many it removed.
+   */
+  async invalidateTags(tags) {
+    if (!Array.isArray(tags)) throw new CachePolicyError(`invalidateTags takes an array of tags, got ${describe(tags)}`);
+    const wanted = tags.slice();
+    for (let i = 0; i < wanted.length; i++) {
+      if (typeof wanted[i] !== "string") throw new CachePolicyError(`tags[${i}] must be a string, got ${describe(wanted[i])}`);
+      if (!isWellFormed(wanted[i])) throw new CachePolicyError(`tags[${i}] is not well-formed Unicode (it has a lone surrogate)`);
+    }
+    core(() => wasm.checkInvalidateTags(wanted));
+    const unique = [...new Set(wanted)].sort();
+    if (unique.length === 0) return 0;
+    const bounded = this.#bound !== undefined;
+    let removed = 0;
+    const n = this.#space.bucketCount();
+    for (let from = 0; from < n; from += SIZE_CONCURRENCY) {
+      const calls = [];
+      for (let i = from; i < Math.min(n, from + SIZE_CONCURRENCY); i++) {
+        const sets = unique.map((tag) => this.#space.tagSet(i, tag));
+        const keys = bounded ? [this.#recencyOf(i), this.#expiryOf(i), ...sets] : sets;
+        calls.push(this.#script("invalidateTags", SCRIPTS.invalidate_tags, keys, [FLAG(bounded), "0", ...unique]));
+      }
+      for (const count of await Promise.all(calls)) removed += count;
+    }
+    this.#c.deletes += removed;
+    return removed;
+  }
+
+  /** The tags of the entry under `key` ([] when it has none), or undefined. */
+  async getTags(key) {
+    const { entry } = this.#locate(key);
+    const stored = await this.#read("getTags", entry);
+    return stored === null ? undefined : core(() => wasm.decodeTags(key, stored));
   }
 
   /** Removes the entry under `key`; whether it existed (a load's placeholder is removed, and is no entry). */
@@ -545,7 +637,6 @@ class RedisStore {
     checkedKey(key);
     if (typeof loader !== "function") throw new TypeError(`getOrSet's loader must be a function, got ${describe(loader)}`);
     const o = readLoadOptions(options);
-    if (o.tags !== undefined) throw new CachePolicyError("tags are not supported by the JS RedisStore yet");
     if (this.#loading.has(key)) {
       throw new CacheReentrantLoadError(
         `the loader of ${shownKey(key)} asked for ${shownKey(key)} itself: a load cannot wait on its own result`,
@@ -619,7 +710,11 @@ class RedisStore {
         if (o.signal?.aborted) throw o.signal.reason;
         // From before the attempt: a lost reply may have taken the placeholder all the same.
         armed = true;
-        const reply = await this.#script("getOrSet", SCRIPTS.get_or_lock, [entry], [token, String(this.#lease)]);
+        // A tagged load lists its key in the tag sets with its placeholder, atomically:
+        // an invalidateTags from then on deletes the placeholder, and the load stores nothing.
+        const sets = (how.tags ?? []).map((tag) => this.#space.tagSet(index, tag));
+        const args = sets.length === 0 ? [token, String(this.#lease)] : [token, String(this.#lease), String(this.#lease + SLACK_MS)];
+        const reply = await this.#script("getOrSet", SCRIPTS.get_or_lock, [entry, ...sets], args);
         if (reply === 1) break;
         armed = false;
         if (reply === 0) {
@@ -638,8 +733,10 @@ class RedisStore {
       const stored = core(() => wasm.encode(value, how.metadata, how.tags ?? []));
       // Stored only if the placeholder is still ours: nothing wrote, deleted,
       // invalidated or cleared the key, and the lease has not run out.
-      await this.#storeLoaded(key, entry, index, "p", token, "", stored, how);
+      const written = await this.#storeLoaded(key, entry, index, "p", token, "", stored, how);
       armed = false;
+      // Listed with its placeholder already; this keeps its tag sets as long as the entry.
+      if (written && how.tags !== undefined) await this.#registerWritten("getOrSet", entry, index, how.tags, how.ttl);
       return { value, bytes: stored };
     } finally {
       // EVAL with the source, never EVALSHA: rare, and it must work in one command.
@@ -886,7 +983,8 @@ class RedisStore {
       return;
     }
     // Refused, the script released the lock; failed, the lease ends it.
-    await this.#storeLoaded(key, entry, index, "r", found.token, found.sha, stored, how);
+    const written = await this.#storeLoaded(key, entry, index, "r", found.token, found.sha, stored, how);
+    if (written && how.tags !== undefined) await this.#registerWritten("getOrSet", entry, index, how.tags, how.ttl);
   }
 
   // ---- counters

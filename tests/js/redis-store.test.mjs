@@ -415,3 +415,48 @@ describe("stale-while-revalidate (grace)", () => {
     await assert.rejects(store.getOrSet("k", () => 1, { grace: 5 }), CachePolicyError, "grace needs a ttl");
   });
 });
+
+describe("tags", () => {
+  test("tagged sets and loads; invalidateTags removes them (and cancels a load in flight); getTags", async () => {
+    for (const policy of [undefined, new LRUPolicy({ maxSize: 100 })]) {
+      const prefix = fresh();
+      const store = new RedisStore({ client, prefix, policy });
+      await store.set("a", 1, { tags: ["red", "big"] });
+      await store.set("b", 2, { tags: ["red"], ttl: 60 });
+      await store.set("c", 3, { tags: ["blue"] });
+      await store.set("d", 4);
+      assert.equal(await client.get(`${prefix}a`), '{"t":["red","big"],"v":1}', "the Rust store's tagged form");
+      assert.deepEqual(await store.getTags("a"), ["red", "big"]);
+      assert.deepEqual(await store.getTags("d"), []);
+      assert.equal(await store.getTags("none"), undefined);
+      // Re-set without the tag: the tag set's stale member is left alone.
+      await store.set("b", 2.5);
+      assert.equal(await store.invalidateTags(["red", "red"]), 1);
+      assert.equal(await store.get("a"), undefined);
+      assert.equal(await store.get("b"), 2.5);
+      assert.equal(await store.get("c"), 3);
+      // A tagged load: an invalidateTags while it runs cancels its write.
+      const loaded = await store.getOrSet(
+        "e",
+        async () => {
+          assert.equal(await store.invalidateTags(["blue"]), 1);
+          return 5;
+        },
+        { tags: ["blue"] },
+      );
+      assert.equal(loaded, 5);
+      assert.equal(await store.get("e"), undefined, "the load stored nothing");
+      assert.equal(await store.get("c"), undefined);
+      assert.equal(await store.getOrSet("f", () => 6, { tags: ["green"] }), 6);
+      assert.equal(await store.invalidateTags(["green"]), 1);
+      if (policy !== undefined) assert.equal(await store.size(), 2);
+    }
+    const store = new RedisStore({ client, prefix: fresh() });
+    await assert.rejects(store.set("k", 1, { tags: "red" }), CachePolicyError);
+    await assert.rejects(store.set("k", 1, { tags: ["x".repeat(257)] }), CachePolicyError);
+    await assert.rejects(store.set("k", 1, { tags: ["a", "a"] }), CachePolicyError);
+    await assert.rejects(store.invalidateTags("red"), CachePolicyError);
+    await assert.rejects(store.invalidateTags([""]), CachePolicyError);
+    assert.equal(await store.invalidateTags([]), 0);
+  });
+});
