@@ -81,6 +81,12 @@ export declare class RedisStore {
   has(key: string): Promise<boolean>;
   getMetadata(key: string): Promise<Record<string, unknown> | undefined>;
   updateMetadata(key: string, metadata: Record<string, unknown>): Promise<boolean>;
+  /** The values under `keys` (undefined for each miss), in order: one round trip per bucket. */
+  getMany(keys: string[]): Promise<unknown[]>;
+  /** Stores every [key, value] pair with the same options (all checked first): one round trip per bucket. */
+  setMany(entries: Array<[string, unknown]>, options?: RedisSetOptions): Promise<void>;
+  /** Removes the entries under `keys`; how many existed. */
+  deleteMany(keys: string[]): Promise<number>;
   keys(pattern?: string): Promise<string[]>;
   invalidate(pattern: string): Promise<number>;
   clear(): Promise<void>;

@@ -16,6 +16,10 @@ const UPDATE_ATTEMPTS = 32;
 const SIZE_CONCURRENCY = 64;
 /** The most keys a cluster store's rebuild lists straight from a slot (walks.rs). */
 const SLOT_LIST_MAX = 10000;
+/** The most entries one call of a batch script handles (batch.rs): a script blocks Redis while it runs. */
+const SCRIPT_CHUNK = 100;
+/** The most entries one call of the delete script lists (batch.rs). */
+const DELETE_CHUNK = 1000;
 /** The pauses of a caller waiting on another process's load (load.rs). */
 const POLL_FIRST_MS = 10;
 const POLL_MAX_MS = 50;
@@ -431,6 +435,175 @@ class RedisStore {
       if (written === 1) return true;
     }
     throw new CacheBackendError(`updateMetadata on Redis: the entry changed under every one of ${UPDATE_ATTEMPTS} attempts`);
+  }
+
+  // ---- the batch calls (batch.rs): one round trip per bucket
+
+  /** The keys, checked, with their entries, grouped by bucket: Map index -> positions. */
+  #group(keys, what) {
+    if (!Array.isArray(keys)) throw new CacheKeyError(`${what} takes an array of keys, got ${describe(keys)}`);
+    const located = keys.map((key) => this.#locate(key));
+    const groups = new Map();
+    for (let pos = 0; pos < located.length; pos++) {
+      const list = groups.get(located[pos].index);
+      if (list === undefined) groups.set(located[pos].index, [pos]);
+      else list.push(pos);
+    }
+    return { located, groups };
+  }
+
+  /** The values under `keys` (undefined for each miss), in order. */
+  async getMany(keys) {
+    const { located, groups } = this.#group(keys, "getMany");
+    const list = keys.slice();
+    const out = new Array(list.length).fill(undefined);
+    if (list.length === 0) return out;
+    const started = now();
+    let expired = 0;
+    await Promise.all(
+      [...groups].map(async ([index, positions]) => {
+        const entries = positions.map((pos) => located[pos].entry);
+        let stored;
+        if (this.#refreshOnGet) {
+          stored = [];
+          const calls = [];
+          for (let at = 0; at < entries.length; at += SCRIPT_CHUNK) {
+            const chunk = entries.slice(at, at + SCRIPT_CHUNK);
+            calls.push({ script: SCRIPTS.get_lru_many, keys: [this.#recencyOf(index), this.#expiryOf(index), ...chunk], args: [] });
+          }
+          for (const reply of await this.#pipeline("getMany", calls)) {
+            expired += reply[0];
+            for (let i = 1; i < reply.length; i++) stored.push(reply[i] instanceof Uint8Array ? reply[i] : null);
+          }
+        } else if (this.#defaultIdle !== undefined) {
+          const calls = entries.map((entry) => ({ script: SCRIPTS.get_idle, keys: this.#withExpiry(entry, index), args: [] }));
+          stored = await this.#pipeline("getMany", calls);
+        } else {
+          // MGET answers nil for a load's placeholder (a hash): a miss, as for get.
+          stored = await this.#command("getMany", ["MGET", ...entries], entries[0]);
+          const touches = [];
+          for (let i = 0; i < stored.length; i++) {
+            const head = stored[i] === null ? undefined : wasm.idleHeader(stored[i]);
+            if (head !== undefined) touches.push({ script: SCRIPTS.touch_idle, keys: this.#withExpiry(entries[i], index), args: [head] });
+          }
+          if (touches.length !== 0) await this.#pipeline("getMany", touches);
+        }
+        for (let i = 0; i < positions.length; i++) {
+          if (stored[i] !== null) out[positions[i]] = this.#decode(list[positions[i]], stored[i]);
+        }
+      }),
+    );
+    const c = this.#c;
+    const hits = out.filter((v) => v !== undefined).length;
+    c.hits += hits;
+    c.misses += out.length - hits;
+    c.expirations += expired;
+    c.latencyTotal += (now() - started) / out.length;
+    c.latencySamples++;
+    return out;
+  }
+
+  /** Stores every [key, value] pair with the same options; everything checked and encoded before anything is sent. */
+  async setMany(entries, options) {
+    if (!Array.isArray(entries)) throw new TypeError(`setMany takes an array of [key, value] pairs, got ${describe(entries)}`);
+    const pairs = entries.map((pair, i) => {
+      if (!Array.isArray(pair)) throw new TypeError(`setMany takes [key, value] pairs, got ${describe(pair)} at ${i}`);
+      return [pair[0], pair[1]];
+    });
+    const o = readSetOptions(options);
+    const ttl = o.ttl ?? this.#defaultTtl;
+    const idle = o.idle ?? this.#defaultIdle;
+    const { located, groups } = this.#group(
+      pairs.map(([key]) => key),
+      "setMany",
+    );
+    const stored = pairs.map(([, value]) => {
+      if (value === undefined) throw new CacheSerializationError("setMany cannot store undefined (store null instead)");
+      return core(() => wasm.encode(value, o.metadata, o.tags ?? []));
+    });
+    if (o.tags !== undefined) {
+      // Each written and listed in one pipeline, as a tagged set; every entry tried, the first failure reported.
+      let first;
+      for (let i = 0; i < pairs.length; i++) {
+        try {
+          await this.#writeTagged("setMany", located[i].entry, located[i].index, stored[i], ttl, idle, o.tags);
+        } catch (error) {
+          first ??= error;
+        }
+      }
+      if (first !== undefined) throw first;
+      return;
+    }
+    const bound = this.#bound;
+    const written = await Promise.allSettled(
+      [...groups].map(async ([index, positions]) => {
+        if (bound !== undefined) {
+          const calls = [];
+          for (let at = 0; at < positions.length; at += SCRIPT_CHUNK) {
+            const chunk = positions.slice(at, at + SCRIPT_CHUNK);
+            let samples = "";
+            const args = [];
+            for (const pos of chunk) {
+              samples += FLAG(this.#setsSeen++ % SAMPLE_EVERY === 0);
+              args.push(stored[pos], String(ttl ?? 0), String(idle ?? 0));
+            }
+            calls.push({
+              script: SCRIPTS.set_bounded_many,
+              keys: [this.#recencyOf(index), this.#expiryOf(index), ...chunk.map((pos) => located[pos].entry)],
+              args: [String(this.#space.share(bound.maxSize, index)), FLAG(bound.lru), samples, ...args],
+            });
+          }
+          const replies = await this.#pipeline("setMany", calls);
+          this.#c.sets += positions.length;
+          for (const reply of replies) await this.#settle(index, reply);
+          return;
+        }
+        const calls = positions.map((pos) => {
+          const entry = located[pos].entry;
+          if (idle !== undefined) return { script: SCRIPTS.set_idle, keys: [entry], args: [stored[pos], String(ttl ?? 0), String(idle)] };
+          return { args: ttl === undefined ? ["SET", entry, stored[pos]] : ["SET", entry, stored[pos], "PX", String(ttl)], key: entry };
+        });
+        await this.#pipeline("setMany", calls);
+        this.#c.sets += positions.length;
+      }),
+    );
+    for (const result of written) if (result.status === "rejected") throw result.reason;
+  }
+
+  /** Removes the entries under `keys`; how many existed. */
+  async deleteMany(keys) {
+    // A key listed twice would be counted twice by the script.
+    const unique = Array.isArray(keys) ? [...new Set(keys)] : keys;
+    const { located, groups } = this.#group(unique, "deleteMany");
+    const counts = await Promise.allSettled(
+      [...groups].map(async ([index, positions]) => {
+        let removed = 0;
+        for (let at = 0; at < positions.length; at += DELETE_CHUNK) {
+          const chunk = positions.slice(at, at + DELETE_CHUNK).map((pos) => located[pos].entry);
+          removed += await this.#unlink("deleteMany", index, chunk);
+        }
+        return removed;
+      }),
+    );
+    // What was deleted counts, even when another bucket failed.
+    let removed = 0;
+    for (const count of counts) if (count.status === "fulfilled") removed += count.value;
+    this.#c.deletes += removed;
+    for (const count of counts) if (count.status === "rejected") throw count.reason;
+    return removed;
+  }
+
+  /** Several calls in one round trip; the first error reply (or failure) thrown. */
+  async #pipeline(what, calls) {
+    await this.#ready();
+    let replies;
+    try {
+      replies = await this.#conn.pipeline(calls);
+    } catch (error) {
+      throw backendError(what, error);
+    }
+    for (const reply of replies) if (reply instanceof Error && !isWrongType(reply)) throw backendError(what, reply);
+    return replies.map((reply) => (reply instanceof Error ? null : reply));
   }
 
   // ---- a bounded store's index (walks.rs `settle`, `rebuild_index`)

@@ -460,3 +460,49 @@ describe("tags", () => {
     assert.equal(await store.invalidateTags([]), 0);
   });
 });
+
+describe("time-to-idle", () => {
+  test("an entry read within its idle time lives on; one left alone expires; the Rust store's header", async () => {
+    for (const policy of [undefined, new LRUPolicy({ maxSize: 10 }), new TTLPolicy({ ttl: 60, idle: 0.3 })]) {
+      const prefix = fresh();
+      const store = new RedisStore({ client, prefix, policy });
+      const idle = policy instanceof TTLPolicy ? undefined : 0.3;
+      await store.set("read", 1, { idle });
+      await store.set("left", 2, { idle });
+      assert.match(await client.get(`${prefix}read`), /^\{"i":300,"d":\d+,"v":1\}$/);
+      for (let i = 0; i < 4; i++) {
+        await sleep(120);
+        assert.equal(await store.get("read"), 1, `read ${i}`);
+      }
+      assert.equal(await store.get("left"), undefined, "not read for 480 ms");
+      await assert.rejects(store.set("k", 1, { idle: 0 }), CachePolicyError);
+    }
+  });
+});
+
+describe("batch calls", () => {
+  test("getMany, setMany, deleteMany: one round trip per bucket, the single-key calls' results", async () => {
+    for (const policy of [undefined, new LRUPolicy({ maxSize: 1000 }), new TTLPolicy({ ttl: 60, idle: 30 })]) {
+      const prefix = fresh();
+      const store = new RedisStore({ client, prefix, policy });
+      const pairs = Array.from({ length: 250 }, (_, i) => [`k${i}`, { i }]);
+      await store.setMany(pairs, { ttl: 60 });
+      const doc = await client.get(`${prefix}k7`);
+      if (policy instanceof TTLPolicy) assert.match(doc, /^\{"i":30000,"d":\d+,"v":\{"i":7\}\}$/, "the policy's idle header");
+      else assert.equal(doc, '{"v":{"i":7}}');
+      const got = await store.getMany(["k0", "missing", "k249", "k0"]);
+      assert.deepEqual(got, [{ i: 0 }, undefined, { i: 249 }, { i: 0 }]);
+      assert.equal(store.getStats().hits, 3);
+      assert.equal(store.getStats().misses, 1);
+      assert.equal(await store.deleteMany(["k0", "k1", "missing", "k1"]), 2);
+      assert.equal(await store.size(), 248);
+      await assert.rejects(store.setMany([["ok", 1], ["bad", NaN]]), CacheSerializationError);
+      assert.equal(await store.has("ok"), false, "nothing written when one value is refused");
+      await assert.rejects(store.getMany(["ok", ""]), CacheKeyError);
+      await assert.rejects(store.getMany("k"), CacheKeyError);
+      assert.deepEqual(await store.getMany([]), []);
+      await store.setMany([["t1", 1], ["t2", 2]], { tags: ["batch"] });
+      assert.equal(await store.invalidateTags(["batch"]), 2);
+    }
+  });
+});
