@@ -298,8 +298,16 @@ const REDIS_CLIENTS = (() => {
   function ioredis(client, clustered, timeout) {
     const kind = clustered ? "ioredis-cluster" : "ioredis";
     // A Cluster's own status stays "ready" while one node reconnects: its node clients queue.
-    // "wait": a lazy client not connected yet (a Cluster's node clients are): its first call connects it.
-    const ready = clustered ? undefined : () => client.status === "ready" || client.status === "wait";
+    // Before its first "ready" (retryAttempts 0: a lazy client in "wait", as a
+    // Cluster's node clients are, or one still making its first connection)
+    // its calls wait for that connection; after a loss (retryAttempts counts
+    // the reconnections until "ready" again) they are refused.
+    const ready = clustered
+      ? undefined
+      : () => {
+          const status = client.status;
+          return status === "ready" || (client.retryAttempts === 0 && (status === "wait" || status === "connecting" || status === "connect"));
+        };
     const clock = deadlines(timeout);
     const base = sequential(kind, clustered, (argv) => client.callBuffer(...argv), undefined, timeout, ready, clock);
     const exec = async (calls, build) => {

@@ -337,6 +337,18 @@ for (const kind of KINDS) {
       await within("the thawed server", c.command(["SET", "a", "b"], "a"), 10_000);
     });
 
+    if (kind.kind === "ioredis") {
+      test("a client still making its first connection (new Redis(), not awaited) serves calls once connected", async (t) => {
+        const server = await startServer(t);
+        const client = quiet(new IORedis({ host: "127.0.0.1", port: server.port }));
+        t.after(() => client.disconnect());
+        assert.notEqual(client.status, "ready");
+        const c = conn(client);
+        assert.deepEqual(await c.command(["SET", "first", "1"], "first"), Buffer.from("OK"));
+        assert.deepEqual(await c.pipeline([{ args: ["GET", "first"], key: "first" }]), [Buffer.from("1")]);
+      });
+    }
+
     test("a closed client rejects without .redisError", async (t) => {
       const server = await startServer(t);
       const client = await kind.single(server);
