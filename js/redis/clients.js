@@ -174,7 +174,7 @@ const REDIS_CLIENTS = (() => {
    * call at once and waits for them together. Each call is one promise of
    * ours around the client's (a get is on the hot path).
    */
-  function sequential(kind, clustered, send, masters, timeout, ready, clock = deadlines(timeout)) {
+  function sequential(kind, clustered, send, masters, timeout, ready, clock = deadlines(timeout), onLost = undefined) {
     const isNoScript = (error) => error.redisError === true && String(error.message).startsWith(NOSCRIPT);
     // Sends `argv` (and, for a script refused with NOSCRIPT, `fallback()`'s EVAL).
     const run = (argv, key, fallback, what) =>
@@ -183,14 +183,24 @@ const REDIS_CLIENTS = (() => {
           reject(offline(kind));
           return;
         }
-        const call = clock.add(reject, what);
+        const call = clock.add(
+          onLost === undefined
+            ? reject
+            : (error) => {
+                onLost(key);
+                reject(error);
+              },
+          what,
+        );
         const settle = (r) => {
           clock.remove(call);
           resolve(reply(r));
         };
         const failed = (error) => {
           clock.remove(call);
-          reject(mark(error));
+          const marked = mark(error);
+          if (onLost !== undefined && marked.redisError !== true) onLost(key);
+          reject(marked);
         };
         const sendNow = (a, onError) => {
           let sent;
@@ -281,17 +291,78 @@ const REDIS_CLIENTS = (() => {
     return sequential("node-redis", false, (argv) => client.sendCommand(argv, { typeMapping: V5_TYPES }), undefined, timeout, () => client.isReady);
   }
 
+  /** CRC16 (XMODEM) of `bytes`: Redis Cluster's key hash. */
+  function crc16(bytes) {
+    let crc = 0;
+    for (let i = 0; i < bytes.length; i++) {
+      crc ^= bytes[i] << 8;
+      for (let b = 0; b < 8; b++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    }
+    return crc;
+  }
+
+  /** The Redis Cluster slot of `key` (a string or bytes): the CRC16 of its hash tag if it has one, else of all of it. */
+  function slotOf(key) {
+    const b = typeof key === "string" ? encoder.encode(key) : key;
+    const open = b.indexOf(0x7b);
+    if (open >= 0) {
+      const close = b.indexOf(0x7d, open + 1);
+      if (close > open + 1) return crc16(b.subarray(open + 1, close)) & 0x3fff;
+    }
+    return crc16(b) & 0x3fff;
+  }
+
+  /**
+   * node-redis's cluster client learns a new slot map only from a MOVED or
+   * ASK reply. A master that died (or hangs) gives none: its node client
+   * keeps reconnecting and the calls for its slots wait in that client's
+   * queue, even once a replica has taken over. So after a call on `key`
+   * fails without a Redis error (a timeout, a lost connection), one probe,
+   * at most every 500 ms, sends `EXISTS key` routed by a key of a master the
+   * client's map does not give `key`'s slot to: its MOVED makes the client
+   * read the slot map again (as the Rust store provokes one for redis-rs).
+   */
+  function slotMapRefresher(cluster) {
+    let last = 0;
+    let running = false;
+    return (key) => {
+      if (key === undefined || running || Date.now() - last < 500) return;
+      last = Date.now();
+      let stale;
+      try {
+        stale = cluster.getSlotMaster(slotOf(key));
+      } catch {
+        return;
+      }
+      let probe;
+      for (let i = 0; i < 1000 && probe === undefined; i++) {
+        const candidate = `{pepperpy-probe-${i}}`;
+        const master = cluster.slots?.[slotOf(candidate)]?.master;
+        if (master !== undefined && master !== stale) probe = candidate;
+      }
+      if (probe === undefined) return;
+      running = true;
+      Promise.resolve()
+        .then(() => cluster.sendCommand(probe, false, ["EXISTS", key]))
+        .catch(() => {})
+        .finally(() => {
+          running = false;
+        });
+    };
+  }
+
   function nodeRedisCluster(cluster, v5, timeout) {
     // The cluster writes the slot into the options it is given: one object per call.
     const send = v5
       ? (argv, key) => cluster.sendCommand(key, false, argv, { typeMapping: V5_TYPES })
       : (argv, key) => cluster.sendCommand(key, false, argv, { returnBuffers: true });
+    const onLost = slotMapRefresher(cluster);
     const masters = async () => {
       const nodes = cluster.masters;
       const clients = await Promise.all(nodes.map((node) => cluster.nodeClient(node)));
       return clients.map((c) => (v5 ? nodeRedis5(c, timeout) : nodeRedis4(c, timeout)));
     };
-    return sequential("node-redis-cluster", true, send, masters, timeout);
+    return sequential("node-redis-cluster", true, send, masters, timeout, undefined, deadlines(timeout), onLost);
   }
 
   /** ioredis (Redis or Cluster): `callBuffer` for bytes, a real pipeline for `pipeline`; a Cluster routes by the keys it finds in the arguments. */

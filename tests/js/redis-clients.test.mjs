@@ -454,3 +454,39 @@ describe("a cluster whose every node is killed", () => {
     }
   });
 });
+
+describe("a cluster master killed: failover", () => {
+  test("every cluster kind: calls on its slots fail in time, then succeed once the replica took over (the client learns the new map)", async (t) => {
+    const cluster = await startCluster(t);
+    for (const kind of KINDS) {
+      const client = await kind.cluster(cluster);
+      t.after(() => kind.close(client));
+      const c = conn(client, { timeout: 300 });
+      const key = `{fo}:${kind.name}`;
+      await c.command(["SET", key, "before"], key);
+      await cluster.waitForReplication();
+      const victim = await cluster.masterOf(await cluster.keyslot(key));
+      await victim.kill();
+      const started = Date.now();
+      await within(`${kind.name}: a call on the dead master`, assert.rejects(c.command(["GET", key], key), (e) => e.redisError !== true), 5000);
+      assert.ok(Date.now() - started < 2000);
+      await cluster.waitUntilOk();
+      const deadline = Date.now() + 15_000;
+      let last;
+      for (;;) {
+        try {
+          await c.command(["SET", key, "after"], key);
+          break;
+        } catch (e) {
+          last = e;
+          if (Date.now() > deadline) assert.fail(`${kind.name}: still failing 15 s after the failover: ${last.message}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      assert.deepEqual(await c.command(["GET", key], key), Buffer.from("after"));
+      // The old master comes back as a replica of the new one.
+      await victim.restart();
+      await cluster.waitUntilOk();
+    }
+  });
+});
