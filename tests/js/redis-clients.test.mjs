@@ -329,6 +329,8 @@ for (const kind of KINDS) {
       try {
         const started = Date.now();
         await assert.rejects(c.command(["PING"]), (e) => e.timeout === true && e.redisError !== true);
+        const took = Date.now() - started;
+        assert.ok(took >= 200 && took < 1000, `timed out after ${took} ms (timeout 200 ms)`);
         await assert.rejects(c.pipeline([{ args: ["PING"] }]), (e) => e.timeout === true);
         assert.ok(Date.now() - started < 1500);
       } finally {
