@@ -194,7 +194,8 @@ const REDIS_CLIENTS = (() => {
     // Sends `argv` (and, for a script refused with NOSCRIPT, `fallback()`'s EVAL).
     const run = (argv, key, fallback, what) =>
       new Promise((resolve, reject) => {
-        if (ready !== undefined && !ready()) {
+        const gate = ready === undefined ? true : ready();
+        if (gate === false) {
           reject(offline(kind));
           return;
         }
@@ -227,22 +228,25 @@ const REDIS_CLIENTS = (() => {
           }
           sent.then(settle, onError);
         };
-        sendNow(
-          argv,
-          fallback === undefined
-            ? failed
-            : (error) => {
-                const marked = mark(error);
-                if (!isNoScript(marked)) return failed(marked);
-                let again;
-                try {
-                  again = fallback();
-                } catch (e) {
-                  return failed(e);
-                }
-                sendNow(again, failed);
-              },
-        );
+        const start = () =>
+          sendNow(
+            argv,
+            fallback === undefined
+              ? failed
+              : (error) => {
+                  const marked = mark(error);
+                  if (!isNoScript(marked)) return failed(marked);
+                  let again;
+                  try {
+                    again = fallback();
+                  } catch (e) {
+                    return failed(e);
+                  }
+                  sendNow(again, failed);
+                },
+          );
+        if (gate === true) start();
+        else whenReady(gate, call, start);
       });
     const runScript = (script, keys, extra) => {
       try {
@@ -284,26 +288,69 @@ const REDIS_CLIENTS = (() => {
   }
 
   /**
-   * A client that is not connected right now (a lost server, a reconnection
-   * under way) refuses the call at once rather than let the client queue it:
-   * a queued call would run at the reconnection, after its caller was told it
-   * failed (a set landing over a later write or invalidation).
+   * Calls on a client that is not connected right now (its first connection
+   * or a reconnection under way) are not handed to it, whose offline queue
+   * would keep them and run them at the reconnection, possibly after their
+   * caller was told they failed (a set landing over a later write or
+   * invalidation): they wait here for the client's "ready", within their
+   * timeout, and are sent then, or never. A closed client refuses at once.
+   * `gate()` is `true` (ready: send), `false` (closed) or a promise of ready.
    */
   function offline(kind) {
-    const error = new Error(`the ${kind} client is not connected to Redis (reconnecting, or closed)`);
+    const error = new Error(`the ${kind} client is closed`);
     error.offline = true;
     return error;
+  }
+
+  /** Runs `start` once `gate` resolves, unless the call timed out meanwhile (its deadline gone from the list). */
+  function whenReady(gate, call, start) {
+    gate.then(
+      () => {
+        if (call === undefined || call.prev !== null) start();
+      },
+      () => {},
+    );
+  }
+
+  /** One promise of the client's next "ready" event, shared by the calls that wait. */
+  function readyEvent(client) {
+    let waiting;
+    return () =>
+      (waiting ??= new Promise((resolve) => {
+        client.once("ready", () => {
+          waiting = undefined;
+          resolve();
+        });
+      }));
+  }
+
+  /** node-redis v4/v5: ready, closed (`isOpen` false: never connected, or quit), or wait for "ready". */
+  function nodeRedisGate(client) {
+    const next = readyEvent(client);
+    return () => (client.isReady ? true : client.isOpen ? next() : false);
+  }
+
+  /** ioredis: ready, closed ("end"), or wait for "ready" (a lazy client in "wait", as a Cluster's node clients are, is told to connect). */
+  function ioredisGate(client) {
+    const next = readyEvent(client);
+    return () => {
+      const status = client.status;
+      if (status === "ready") return true;
+      if (status === "end") return false;
+      if (status === "wait") client.connect().catch(() => {});
+      return next();
+    };
   }
 
   /** node-redis v4: `sendCommand(args, { returnBuffers: true })`; a legacy-mode client's promise API is `client.v4`. */
   function nodeRedis4(client, timeout) {
     const target = client.options?.legacyMode && client.v4 ? client.v4 : client;
-    return sequential("node-redis", false, (argv) => target.sendCommand(argv, { returnBuffers: true }), undefined, timeout, () => client.isReady);
+    return sequential("node-redis", false, (argv) => target.sendCommand(argv, { returnBuffers: true }), undefined, timeout, nodeRedisGate(client));
   }
 
   /** node-redis v5 (and later): a type mapping per command for bytes. */
   function nodeRedis5(client, timeout) {
-    return sequential("node-redis", false, (argv) => client.sendCommand(argv, { typeMapping: V5_TYPES }), undefined, timeout, () => client.isReady);
+    return sequential("node-redis", false, (argv) => client.sendCommand(argv, { typeMapping: V5_TYPES }), undefined, timeout, nodeRedisGate(client));
   }
 
   /** CRC16 (XMODEM) of `bytes`: Redis Cluster's key hash. */
@@ -383,21 +430,13 @@ const REDIS_CLIENTS = (() => {
   /** ioredis (Redis or Cluster): `callBuffer` for bytes, a real pipeline for `pipeline`; a Cluster routes by the keys it finds in the arguments. */
   function ioredis(client, clustered, timeout) {
     const kind = clustered ? "ioredis-cluster" : "ioredis";
-    // A Cluster's own status stays "ready" while one node reconnects: its node clients queue.
-    // Before its first "ready" (retryAttempts 0: a lazy client in "wait", as a
-    // Cluster's node clients are, or one still making its first connection)
-    // its calls wait for that connection; after a loss (retryAttempts counts
-    // the reconnections until "ready" again) they are refused.
-    const ready = clustered
-      ? undefined
-      : () => {
-          const status = client.status;
-          return status === "ready" || (client.retryAttempts === 0 && (status === "wait" || status === "connecting" || status === "connect"));
-        };
+    // A Cluster routes each call to a node client of its own (which queues while it reconnects).
+    const ready = clustered ? undefined : ioredisGate(client);
     const clock = deadlines(timeout);
     const base = sequential(kind, clustered, (argv) => client.callBuffer(...argv), undefined, timeout, ready, clock);
     const exec = async (calls, build) => {
-      if (ready !== undefined && !ready()) throw offline(kind);
+      // The first exec waited for ready (below); a second one (NOSCRIPT) goes only on a connected client.
+      if (ready !== undefined && client.status !== "ready") throw new Error(`the ${kind} client lost its connection`);
       const pipe = client.pipeline();
       for (const call of calls) build(pipe, call);
       let results;
@@ -444,17 +483,25 @@ const REDIS_CLIENTS = (() => {
       ...base,
       pipeline: (calls) =>
         new Promise((resolve, reject) => {
+          const gate = ready === undefined ? true : ready();
+          if (gate === false) {
+            reject(offline(kind));
+            return;
+          }
           const call = clock.add(reject, "a pipeline");
-          pipeline(calls).then(
-            (out) => {
-              clock.remove(call);
-              resolve(out);
-            },
-            (error) => {
-              clock.remove(call);
-              reject(error);
-            },
-          );
+          const start = () =>
+            pipeline(calls).then(
+              (out) => {
+                clock.remove(call);
+                resolve(out);
+              },
+              (error) => {
+                clock.remove(call);
+                reject(error);
+              },
+            );
+          if (gate === true) start();
+          else whenReady(gate, call, start);
         }),
       masters: async () => (masters === undefined ? [self] : masters()),
     };

@@ -320,6 +320,24 @@ for (const kind of KINDS) {
       assert.equal(await c.command(["EXISTS", "late"], "late"), 0);
     });
 
+    test("a call made while the client reconnects waits for it (within the timeout) and is sent once, after", async (t) => {
+      const server = await startServer(t);
+      const client = await kind.single(server);
+      t.after(() => kind.close(client));
+      const c = conn(client, { timeout: 8000 });
+      await c.command(["PING"]);
+      await server.kill();
+      await new Promise((r) => setTimeout(r, 100)); // the client has seen the connection go
+      const pending = c.command(["INCR", "n"], "n");
+      const piped = c.pipeline([{ args: ["INCR", "n"], key: "n" }]);
+      await new Promise((r) => setTimeout(r, 300));
+      await server.restart();
+      const results = [await within("the call made during the reconnection", pending, 10_000), ...(await within("the pipeline", piped, 10_000))];
+      assert.deepEqual(results.sort(), [1, 2]);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(await c.command(["GET", "n"], "n"), Buffer.from("2"), "each call ran once");
+    });
+
     test("a frozen server (SIGSTOP): calls time out (.timeout, no .redisError); after SIGCONT they work", async (t) => {
       const server = await startServer(t);
       const client = await kind.single(server);
