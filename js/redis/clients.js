@@ -194,7 +194,7 @@ const REDIS_CLIENTS = (() => {
     // Sends `argv` (and, for a script refused with NOSCRIPT, `fallback()`'s EVAL).
     const run = (argv, key, fallback, what) =>
       new Promise((resolve, reject) => {
-        const gate = ready === undefined ? true : ready();
+        const gate = ready === undefined ? true : ready(key);
         if (gate === false) {
           reject(offline(kind));
           return;
@@ -297,7 +297,7 @@ const REDIS_CLIENTS = (() => {
    * `gate()` is `true` (ready: send), `false` (closed) or a promise of ready.
    */
   function offline(kind) {
-    const error = new Error(`the ${kind} client is closed`);
+    const error = new Error(`the ${kind} client is closed, or has no connection to the node serving the key`);
     error.offline = true;
     return error;
   }
@@ -322,6 +322,37 @@ const REDIS_CLIENTS = (() => {
           resolve();
         });
       }));
+  }
+
+  const nodeGates = new WeakMap();
+  /** The gate of a cluster's node client, made once per node client. */
+  function gateOf(client, make) {
+    let gate = nodeGates.get(client);
+    if (gate === undefined) nodeGates.set(client, (gate = make(client)));
+    return gate;
+  }
+
+  /**
+   * A cluster's gate for a call on `key`: the gate of the node client its
+   * slot map sends the key to (a cluster client keeps one client per node,
+   * each with an offline queue of its own), or open when it has none yet or
+   * that node client is closed (the cluster replaces it; none is reconnecting).
+   */
+  function clusterGate(nodeClient, make) {
+    return (key) => {
+      if (key === undefined) return true;
+      let node;
+      try {
+        node = nodeClient(slotOf(key));
+      } catch {
+        return true;
+      }
+      // false: the map gives the slot a node the client has no connection to (all lost): refused.
+      if (node === false) return false;
+      if (node === undefined || node === null || typeof node.once !== "function") return true;
+      const gate = gateOf(node, make)();
+      return gate === false ? true : gate;
+    };
   }
 
   /** node-redis v4/v5: ready, closed (`isOpen` false: never connected, or quit), or wait for "ready". */
@@ -424,14 +455,46 @@ const REDIS_CLIENTS = (() => {
       const clients = await Promise.all(nodes.map((node) => cluster.nodeClient(node)));
       return clients.map((c) => (v5 ? nodeRedis5(c, timeout) : nodeRedis4(c, timeout)));
     };
-    return sequential("node-redis-cluster", true, send, masters, timeout, undefined, deadlines(timeout), onLost);
+    // The node client of a slot's master, once the cluster made it (v4 and v5: `client`, or a promise of it).
+    const gate = clusterGate((slot) => cluster.slots?.[slot]?.master?.client, nodeRedisGate);
+    return sequential("node-redis-cluster", true, send, masters, timeout, gate, deadlines(timeout), onLost);
   }
 
   /** ioredis (Redis or Cluster): `callBuffer` for bytes, a real pipeline for `pipeline`; a Cluster routes by the keys it finds in the arguments. */
   function ioredis(client, clustered, timeout) {
     const kind = clustered ? "ioredis-cluster" : "ioredis";
-    // A Cluster routes each call to a node client of its own (which queues while it reconnects).
-    const ready = clustered ? undefined : ioredisGate(client);
+    // A Cluster has the same statuses (and offline queue) as a Redis; once
+    // ready, it sends each call to a node client of its own, which queues
+    // while it reconnects: a call waits for both.
+    const own = ioredisGate(client);
+    let refreshed = 0;
+    const node = clustered
+      ? clusterGate((slot) => {
+          const keys = client.slots?.[slot];
+          if (keys === undefined || typeof client.connectionPool?.getInstanceByKey !== "function") return undefined;
+          const instance = client.connectionPool.getInstanceByKey(keys[0]);
+          if (instance !== undefined) return instance;
+          // ioredis drops a node's client when its connection closes and
+          // keeps the calls for that node until it reconnects (after the
+          // caller was told they failed): refused, and the slot map asked for
+          // again (at most every 500 ms), which brings the new master of a
+          // failover, or the nodes back.
+          if (Date.now() - refreshed > 500 && typeof client.refreshSlotsCache === "function") {
+            refreshed = Date.now();
+            try {
+              client.refreshSlotsCache(() => {});
+            } catch {}
+          }
+          return false;
+        }, ioredisGate)
+      : undefined;
+    const ready = !clustered
+      ? own
+      : (key) => {
+          const first = own();
+          if (first !== true) return first;
+          return node(key);
+        };
     const clock = deadlines(timeout);
     const base = sequential(kind, clustered, (argv) => client.callBuffer(...argv), undefined, timeout, ready, clock);
     const exec = async (calls, build) => {
@@ -483,7 +546,9 @@ const REDIS_CLIENTS = (() => {
       ...base,
       pipeline: (calls) =>
         new Promise((resolve, reject) => {
-          const gate = ready === undefined ? true : ready();
+          const first = calls[0];
+          const key = first === undefined ? undefined : first.script !== undefined ? first.keys?.[0] : first.key;
+          const gate = ready === undefined ? true : ready(key === undefined ? undefined : arg(key));
           if (gate === false) {
             reject(offline(kind));
             return;

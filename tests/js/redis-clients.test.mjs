@@ -450,6 +450,34 @@ describe("clusters (3 masters + 3 replicas)", () => {
   }
 });
 
+describe("an ioredis Cluster whose nodes all die and come back", () => {
+  test("a call that timed out while the cluster was down never runs later", async (t) => {
+    const cluster = await startCluster(t);
+    const kind = KINDS.find((k) => k.kind === "ioredis");
+    const client = await kind.cluster(cluster);
+    t.after(() => kind.close(client));
+    const c = conn(client, { timeout: 300 });
+    await c.command(["SET", "{z}ok", "1"], "{z}ok");
+    await Promise.all(cluster.nodes.map((n) => n.kill()));
+    await new Promise((r) => setTimeout(r, 500)); // the client has seen the nodes go
+    await assert.rejects(c.command(["SET", "{z}late", "late"], "{z}late"), (e) => e.redisError !== true);
+    for (const n of cluster.nodes) await n.restart();
+    await cluster.waitUntilOk();
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      try {
+        await c.command(["SET", "{z}probe", "1"], "{z}probe");
+        break;
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await c.command(["GET", "{z}late"], "{z}late"), null, "the SET refused while the cluster was down ran later");
+  });
+});
+
 describe("a cluster whose every node is killed", () => {
   test("every client kind's calls reject within the timeout (no hang), without .redisError", async (t) => {
     const cluster = await startCluster(t);
