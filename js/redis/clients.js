@@ -111,7 +111,8 @@ const REDIS_CLIENTS = (() => {
 
   /**
    * The deadlines of a Conn's calls: `add(reject, what)` when a call starts
-   * (undefined when there is no timeout), `remove(call)` when it settles. A
+   * (`what`: its name, or its arguments, the first naming it; undefined when
+   * there is no timeout), `remove(call)` when it settles. A
    * call still there after `ms` is rejected with a timeout error (no
    * `.redisError`, `.timeout = true`), between `ms` and 1.2 `ms` after it
    * began. This is on every call's path, so it costs a few pointer writes:
@@ -136,7 +137,7 @@ const REDIS_CLIENTS = (() => {
       now = Date.now();
       for (let call = head.next; call !== head && call.deadline <= now; call = head.next) {
         unlink(call);
-        const error = new Error(`${typeof call.what === "function" ? call.what() : call.what}: no answer from Redis within ${ms} ms`);
+        const error = new Error(`${Array.isArray(call.what) ? String(call.what[0]) : call.what}: no answer from Redis within ${ms} ms`);
         error.timeout = true;
         call.reject(error);
       }
@@ -260,7 +261,7 @@ const REDIS_CLIENTS = (() => {
     };
     const runCommand = (argv, key) => {
       try {
-        return run(args(argv), key === undefined ? undefined : arg(key), undefined, () => String(argv[0]));
+        return run(args(argv), key === undefined ? undefined : arg(key), undefined, argv);
       } catch (error) {
         return Promise.reject(error);
       }
