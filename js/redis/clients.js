@@ -109,24 +109,44 @@ const REDIS_CLIENTS = (() => {
     return bytes(String(r));
   }
 
-  /** Runs `send()`; rejects with a timeout error (no `.redisError`) after `ms` if no answer came. */
-  function bounded(send, ms, what) {
-    let sent;
-    try {
-      sent = send();
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    if (!(ms > 0) || ms === Infinity) return sent;
+  /**
+   * The deadlines of a Conn's calls: `add(reject, what)` when a call starts
+   * (undefined when there is no timeout), `remove(call)` when it settles. A
+   * call still there after `ms` is rejected with a timeout error (no
+   * `.redisError`, `.timeout = true`). One timer per Conn, not per call (a
+   * timer and a Promise.race per call cost a third of a pipelined GET):
+   * calls wait in a Set in the order they began, which is the order of their
+   * deadlines, and a tick every tenth of `ms` (at least 5 ms) rejects the
+   * expired ones, so a call fails after between `ms` and 1.1 `ms`. The timer
+   * runs only while calls wait.
+   */
+  function deadlines(ms) {
+    if (!(ms > 0) || ms === Infinity) return { add: () => undefined, remove: () => {} };
+    const waiting = new Set();
+    const tick = Math.max(5, Math.min(ms / 10, 1000));
     let timer;
-    const timeout = new Promise((_, reject) => {
-      timer = setTimeout(() => {
-        const error = new Error(`${what}: no answer from Redis within ${ms} ms`);
+    const expire = () => {
+      const now = Date.now();
+      for (const call of waiting) {
+        if (call.deadline > now) break;
+        waiting.delete(call);
+        const error = new Error(`${typeof call.what === "function" ? call.what() : call.what}: no answer from Redis within ${ms} ms`);
         error.timeout = true;
-        reject(error);
-      }, ms);
-    });
-    return Promise.race([sent, timeout]).finally(() => clearTimeout(timer));
+        call.reject(error);
+      }
+      timer = waiting.size > 0 ? setTimeout(expire, tick) : undefined;
+    };
+    return {
+      add(reject, what) {
+        const call = { deadline: Date.now() + ms, reject, what };
+        waiting.add(call);
+        if (timer === undefined) timer = setTimeout(expire, tick);
+        return call;
+      },
+      remove(call) {
+        waiting.delete(call);
+      },
+    };
   }
 
   function checkScript(script) {
@@ -147,46 +167,92 @@ const REDIS_CLIENTS = (() => {
    * pipelines by itself everything sent in one tick, so `pipeline` sends each
    * call at once and waits for them together.
    */
-  function sequential(kind, clustered, send, masters, timeout, ready) {
-    const raw = async (argv, key) => {
-      if (ready !== undefined && !ready()) throw offline(kind);
+  /**
+   * The Conn of a client whose commands are sent one by one (`send(argv, key)`
+   * resolves to the raw reply or rejects with the client's error): node-redis
+   * pipelines by itself everything sent in one tick, so `pipeline` sends each
+   * call at once and waits for them together. Each call is one promise of
+   * ours around the client's (a get is on the hot path).
+   */
+  function sequential(kind, clustered, send, masters, timeout, ready, clock = deadlines(timeout)) {
+    const isNoScript = (error) => error.redisError === true && String(error.message).startsWith(NOSCRIPT);
+    // Sends `argv` (and, for a script refused with NOSCRIPT, `fallback()`'s EVAL).
+    const run = (argv, key, fallback, what) =>
+      new Promise((resolve, reject) => {
+        if (ready !== undefined && !ready()) {
+          reject(offline(kind));
+          return;
+        }
+        const call = clock.add(reject, what);
+        const settle = (r) => {
+          clock.remove(call);
+          resolve(reply(r));
+        };
+        const failed = (error) => {
+          clock.remove(call);
+          reject(mark(error));
+        };
+        const sendNow = (a, onError) => {
+          let sent;
+          try {
+            sent = send(a, key);
+          } catch (error) {
+            failed(error);
+            return;
+          }
+          sent.then(settle, onError);
+        };
+        sendNow(
+          argv,
+          fallback === undefined
+            ? failed
+            : (error) => {
+                const marked = mark(error);
+                if (!isNoScript(marked)) return failed(marked);
+                let again;
+                try {
+                  again = fallback();
+                } catch (e) {
+                  return failed(e);
+                }
+                sendNow(again, failed);
+              },
+        );
+      });
+    const runScript = (script, keys, extra) => {
       try {
-        return reply(await send(argv, key));
+        checkScript(script);
+        const argv = evalArgs("EVALSHA", script.sha, keys, extra);
+        const key = keys.length > 0 ? argv[3] : undefined;
+        return run(argv, key, () => evalArgs("EVAL", script.source, keys, extra), "EVALSHA");
       } catch (error) {
-        throw mark(error);
+        return Promise.reject(error);
       }
     };
-    const runScript = async (script, keys, extra) => {
-      checkScript(script);
-      const key = keys.length > 0 ? arg(keys[0]) : undefined;
+    const runCommand = (argv, key) => {
       try {
-        return await raw(evalArgs("EVALSHA", script.sha, keys, extra), key);
+        return run(args(argv), key === undefined ? undefined : arg(key), undefined, () => String(argv[0]));
       } catch (error) {
-        if (error.redisError !== true || !String(error.message).startsWith(NOSCRIPT)) throw error;
-        return raw(evalArgs("EVAL", script.source, keys, extra), key);
+        return Promise.reject(error);
       }
     };
-    const runCommand = (argv, key) => raw(args(argv), key === undefined ? undefined : arg(key));
     const one = (call) => (call.script !== undefined ? runScript(call.script, call.keys ?? [], call.args ?? []) : runCommand(call.args, call.key));
+    const keepReplyErrors = (error) => {
+      if (error.redisError === true) return error;
+      throw error;
+    };
     const self = {
       kind,
       clustered,
-      script: (script, keys, extra) => bounded(() => runScript(script, keys, extra), timeout, "EVALSHA"),
-      command: (argv, key) => bounded(() => runCommand(argv, key), timeout, String(argv?.[0] ?? "a command")),
-      pipeline: (calls) =>
-        bounded(
-          () =>
-            Promise.all(
-              calls.map((call) =>
-                one(call).catch((error) => {
-                  if (error.redisError === true) return error;
-                  throw error;
-                }),
-              ),
-            ),
-          timeout,
-          "a pipeline",
-        ),
+      script: runScript,
+      command: runCommand,
+      pipeline: (calls) => {
+        try {
+          return Promise.all(calls.map((call) => one(call).catch(keepReplyErrors)));
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      },
       masters: async () => (masters === undefined ? [self] : masters()),
     };
     return self;
@@ -234,7 +300,8 @@ const REDIS_CLIENTS = (() => {
     // A Cluster's own status stays "ready" while one node reconnects: its node clients queue.
     // "wait": a lazy client not connected yet (a Cluster's node clients are): its first call connects it.
     const ready = clustered ? undefined : () => client.status === "ready" || client.status === "wait";
-    const base = sequential(kind, clustered, (argv) => client.callBuffer(...argv), undefined, timeout, ready);
+    const clock = deadlines(timeout);
+    const base = sequential(kind, clustered, (argv) => client.callBuffer(...argv), undefined, timeout, ready, clock);
     const exec = async (calls, build) => {
       if (ready !== undefined && !ready()) throw offline(kind);
       const pipe = client.pipeline();
@@ -281,7 +348,20 @@ const REDIS_CLIENTS = (() => {
     const masters = clustered ? async () => client.nodes("master").map((node) => ioredis(node, false, timeout)) : undefined;
     const self = {
       ...base,
-      pipeline: (calls) => bounded(() => pipeline(calls), timeout, "a pipeline"),
+      pipeline: (calls) =>
+        new Promise((resolve, reject) => {
+          const call = clock.add(reject, "a pipeline");
+          pipeline(calls).then(
+            (out) => {
+              clock.remove(call);
+              resolve(out);
+            },
+            (error) => {
+              clock.remove(call);
+              reject(error);
+            },
+          );
+        }),
       masters: async () => (masters === undefined ? [self] : masters()),
     };
     return self;

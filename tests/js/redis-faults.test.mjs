@@ -8,11 +8,13 @@
 //   - SIGSTOP: calls time out (CacheBackendError, retryable); after SIGCONT they work;
 //   - FLUSHALL: entries gone for everyone; the next sets rebuild the index;
 //   - maxmemory: allkeys-lru evicts behind the store's back and the capacity
-//     heals; noeviction refuses writes (CacheBackendError) and reads go on.
+//     heals; noeviction refuses writes (CacheBackendError) and reads go on;
+//   - a cluster master killed: calls on its slots fail (CacheBackendError, no
+//     hang) until its replica takes over, then the store serves them by itself.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "./redis-support.mjs";
+import { startCluster, startServer } from "./redis-support.mjs";
 import { buildDriver, isBackendError, participants } from "./redis-interop.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -157,5 +159,38 @@ test("maxmemory with noeviction: a write that does not fit is a CacheBackendErro
     for (let i = 0; i < written; i++) await p.op("delete", { key: `${p.name}:${i}` });
     await p.op("set", { key: `${p.name}:again`, value: "fits" });
     assert.equal(await p.op("get", { key: `${p.name}:again` }), "fits");
+  }
+});
+
+test("a cluster master killed: calls on its slots fail in time, and once its replica took over the store serves them by itself", async (t) => {
+  const cluster = await startCluster(t);
+  const deployment = { urls: cluster.urls, rootNodes: cluster.rootNodes, cluster: true };
+  const all = await participants(t, deployment, { prefix: "failover:", lru: 1000, responseTimeoutMs: TIMEOUT_MS }, { rust: 1 });
+  const keys = Array.from({ length: 48 }, (_, i) => `k${i}`);
+  for (const p of all) for (const key of keys) await p.op("set", { key: `${p.name}:${key}`, value: key });
+  await cluster.waitForReplication();
+  const [victim] = await cluster.masters();
+  await victim.kill();
+  let failed = 0;
+  for (const p of all) {
+    for (const key of keys) {
+      const started = Date.now();
+      try {
+        await p.op("set", { key: `${p.name}:${key}`, value: "during" });
+      } catch (e) {
+        assert.ok(isBackendError(e), `${p.name} ${key}: ${e.className} ${e.message}`);
+        failed++;
+      }
+      assert.ok(Date.now() - started < 3000, `${p.name} ${key}: answered after ${Date.now() - started} ms`);
+    }
+  }
+  assert.ok(failed > 0, "some keys live on the killed master");
+  await cluster.waitUntilOk();
+  for (const p of all) {
+    for (const key of keys) {
+      await eventually(`${p.name} ${key} after the failover`, () => p.op("set", { key: `${p.name}:${key}`, value: "after" }), 20_000);
+      assert.equal(await p.op("get", { key: `${p.name}:${key}` }), "after");
+    }
+    assert.ok((await p.op("size")) >= keys.length);
   }
 });

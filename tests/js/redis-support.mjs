@@ -333,6 +333,23 @@ export class RedisCluster {
     throw new Error(`no master serves slot ${slot}:\n${nodes}`);
   }
 
+  /**
+   * Waits until every replica's link to its master is up and has caught up
+   * (`WAIT 1` on each master): before a test kills or freezes a master, else
+   * a replica whose data is too old never takes over.
+   */
+  async waitForReplication(within = 30_000) {
+    const deadline = Date.now() + within;
+    const masters = await this.masters();
+    for (const node of this.nodes.filter((n) => n.running && !masters.includes(n))) {
+      while (!(await node.cli("INFO", "replication")).includes("master_link_status:up")) {
+        if (Date.now() > deadline) throw new Error(`the replica on port ${node.port} never synced`);
+        await sleep(100);
+      }
+    }
+    for (const master of masters) await master.cli("WAIT", "1", "2000");
+  }
+
   /** The running masters. */
   async masters() {
     const roles = await Promise.all(this.nodes.map(async (n) => (n.running && (await n.cli("ROLE")).startsWith("master") ? n : undefined)));
