@@ -497,17 +497,18 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     }
 
     fn set(&self, key: &str, value: V, options: SetOptions) -> Ready<Result<()>> {
-        ready(self.checked("set", key).and_then(|(key, hash)| {
-            let mut engine = write(self.shard_of(hash));
-            let removed = engine.set(key, hash, value, options);
-            self.release(engine);
-            if self.listener.is_none() {
-                // Dropped here, as it was before there were listeners: no copy.
-                return removed.map(drop);
-            }
-            self.dispose_write(removed?, &key);
-            Ok(())
-        }))
+        let (key, hash) = match self.checked("set", key) {
+            Ok(checked) => checked,
+            Err(e) => return ready(Err(e)),
+        };
+        // What the set removes lands here, in place, and is dropped (or
+        // handed to the listener) after the lock.
+        let mut removed = engine::Removals::new();
+        let mut engine = write(self.shard_of(hash));
+        let result = engine.set_into(key, hash, value, options, &mut removed);
+        self.release(engine);
+        self.dispose_write(removed, &key);
+        ready(result)
     }
 
     fn delete(&self, key: &str) -> Ready<Result<bool>> {

@@ -114,12 +114,25 @@ impl<V> Removals<V> {
         Removals { inline: [const { None }; 2], len: 0, spill: Vec::new() }
     }
 
+    /// Drops the entries, without the call that drops the spill `Vec` when
+    /// it never allocated (a `set` removes two entries at most, nearly always).
+    #[inline(always)]
+    pub fn drop_entries(self) {
+        let Removals { inline, len: _, spill } = self;
+        if spill.capacity() == 0 {
+            // Empty, and no buffer to free: nothing is lost, even if a
+            // value's `Drop` below panics.
+            std::mem::forget(spill);
+        }
+        drop(inline);
+    }
+
     /// The entries, in the order they were removed.
     pub fn into_entries(self) -> impl Iterator<Item = Removed<V>> {
         self.inline.into_iter().flatten().chain(self.spill)
     }
 
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, removed: Removed<V>) {
         if self.len < self.inline.len() {
             self.inline[self.len] = Some(removed);
@@ -466,17 +479,41 @@ impl<V> Engine<V> {
     /// drop once the engine is consistent. Nothing changes when it fails.
     #[inline]
     pub fn set(&mut self, key: Key<'_>, hash: u64, value: V, options: SetOptions) -> Result<Removals<V>> {
+        let mut removed = Removals::new();
+        self.set_into(key, hash, value, options, &mut removed)?;
+        Ok(removed)
+    }
+
+    /// [`set`](Self::set), adding what it removed to `removed` (the caller's,
+    /// which the store drops after the lock: no `Removals` is moved through
+    /// a `Result` on the way). When it fails, `removed` is left as it was.
+    #[inline]
+    pub fn set_into(
+        &mut self,
+        key: Key<'_>,
+        hash: u64,
+        value: V,
+        options: SetOptions,
+        removed: &mut Removals<V>,
+    ) -> Result<()> {
         if self.weigher.is_some() {
-            return self.set_weighed(key, hash, value, options);
+            return self.set_weighed(key, hash, value, options, removed);
         }
-        self.set_as::<false>(key, hash, value, options)
+        self.set_as::<false>(key, hash, value, options, removed)
     }
 
     /// [`set`](Self::set) in an engine with a weigher: out of line, so that
     /// the unweighted `set` carries none of its branches.
     #[inline(never)]
-    fn set_weighed(&mut self, key: Key<'_>, hash: u64, value: V, options: SetOptions) -> Result<Removals<V>> {
-        self.set_as::<true>(key, hash, value, options)
+    fn set_weighed(
+        &mut self,
+        key: Key<'_>,
+        hash: u64,
+        value: V,
+        options: SetOptions,
+        removed: &mut Removals<V>,
+    ) -> Result<()> {
+        self.set_as::<true>(key, hash, value, options, removed)
     }
 
     /// The body of [`set`](Self::set), `WEIGHED` when the engine has a weigher.
@@ -487,7 +524,8 @@ impl<V> Engine<V> {
         hash: u64,
         value: V,
         options: SetOptions,
-    ) -> Result<Removals<V>> {
+        removed: &mut Removals<V>,
+    ) -> Result<()> {
         debug_assert_eq!(hash, self.hash(&key));
         debug_assert_eq!(WEIGHED, self.weigher.is_some());
         let ttl = check_set_options(&options, self.default_ttl)?;
@@ -510,9 +548,8 @@ impl<V> Engine<V> {
         };
         let metadata = options.metadata.map(Box::new);
         let mut tags = options.tags;
-        let mut removed = Removals::new();
         if !self.expiries.is_empty() {
-            self.reclaim_expired(now, RECLAIM_PER_WRITE, &mut removed);
+            self.reclaim_expired(now, RECLAIM_PER_WRITE, removed);
         }
         // The reclaim may have taken the entry under this very key; one it
         // did not reach goes the same way: the key is set as a new one.
@@ -536,7 +573,7 @@ impl<V> Engine<V> {
             // head of the list it was on, as a replaced entry would be.
             let (list, freq) = (self.slab[id].list(), self.slab[id].freq.load(Relaxed));
             removed.push(self.remove_slot(id, hash, RemovalReason::Replaced));
-            self.make_room::<WEIGHED>(weight, now, &mut removed);
+            self.make_room::<WEIGHED>(weight, now, removed);
             let id = self.insert_new(hash, key, value, metadata, expires_at, list, weight);
             if idle.is_some() {
                 self.start_idle(id, idle, ttl_at, now);
@@ -571,7 +608,7 @@ impl<V> Engine<V> {
             removed.push(Removed::replaced(old_value, old_metadata));
         } else if ADAPTIVE_BUILT && self.adaptive.is_some() {
             let full = !self.fits::<WEIGHED>(weight, None)
-                && (self.expiries.is_empty() || !self.reclaim_expired(now, 1, &mut removed));
+                && (self.expiries.is_empty() || !self.reclaim_expired(now, 1, removed));
             let (list, evicted) = self.admit(hash, full);
             if let Some(evicted) = evicted {
                 self.counters.evictions += 1;
@@ -579,14 +616,14 @@ impl<V> Engine<V> {
             }
             // One eviction makes room for an entry of weight 1; a heavier one may need more.
             if WEIGHED {
-                self.make_room::<true>(weight, now, &mut removed);
+                self.make_room::<true>(weight, now, removed);
             }
             let id = self.insert_new(hash, key, value, metadata, expires_at, list, weight);
             if idle.is_some() {
                 self.start_idle(id, idle, ttl_at, now);
             }
         } else {
-            self.make_room::<WEIGHED>(weight, now, &mut removed);
+            self.make_room::<WEIGHED>(weight, now, removed);
             let list = self.classic_list_for(hash);
             let id = self.insert_new(hash, key, value, metadata, expires_at, list, weight);
             if idle.is_some() {
@@ -598,7 +635,7 @@ impl<V> Engine<V> {
             self.retag(id, tags);
         }
         self.counters.sets += 1;
-        Ok(removed)
+        Ok(())
     }
 
     fn take_seq(&mut self) -> u32 {
