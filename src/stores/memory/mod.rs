@@ -765,6 +765,22 @@ mod tests {
         }
     }
 
+    /// A `get` changes two words of its shard: the read lock's state and the
+    /// engine's read counters. Both sit in the shard's first 64-byte line, so
+    /// two threads reading one shard pass one cache line back and forth, not two.
+    #[test]
+    fn the_read_counters_share_the_lock_words_cache_line() {
+        let store = MemoryStore::<u64>::builder(crate::policies::S3FifoPolicy::new(4_000).unwrap()).shards(2).build();
+        for shard in store.shards.iter() {
+            let base = shard as *const Shard<u64> as usize;
+            assert_eq!(base % 64, 0, "a shard starts a cache line");
+            let engine = read(shard);
+            let reads = engine.read_counters_address() - base;
+            let end = reads + std::mem::size_of::<crate::metrics::ReadCounters>();
+            assert!(end <= 64, "the read counters end {end} bytes into the shard, past its first line");
+        }
+    }
+
     #[test]
     fn a_dropped_or_finished_load_leaves_no_placeholder() {
         let store = MemoryStore::<u32>::new(LruPolicy::new(10).unwrap());
