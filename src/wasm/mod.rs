@@ -456,12 +456,10 @@ impl WasmStore {
 /// each value.
 #[wasm_bindgen(js_name = refreshError)]
 pub fn refresh_error(ttl: bool, grace: bool, retry_after: bool) -> JsValue {
-    let message = match (ttl, grace, retry_after) {
-        (false, true, _) => "grace needs a ttl, the period during which a loaded value is fresh",
-        (_, false, true) => "retryAfter applies only with grace",
-        _ => return JsValue::UNDEFINED,
-    };
-    CacheError::Policy(message.into()).to_js()
+    match refresh::js_option_rules(ttl, grace, retry_after) {
+        Some(message) => CacheError::Policy(message.into()).to_js(),
+        None => JsValue::UNDEFINED,
+    }
 }
 
 /// The wait in milliseconds before the next refresh after `failures` failed

@@ -8,6 +8,8 @@
 //! `cargo run --release -- memory [--entries N]`: heap bytes per entry, ours against the lru crate.
 //! `cargo run --release -- swr [--quick]`: latency of a stale read with a refresh in flight against a plain hit.
 //! `cargo run --release -- tags [--quick]`: set with 0, 1 and 5 tags, get on tagged and untagged entries.
+//! `cargo run --release -- instr --cache NAME --op get|set|churn [--ops N]`: one cache, one operation,
+//! for callgrind (see instr.rs for the command line).
 
 use std::hint::black_box;
 use std::num::NonZeroUsize;
@@ -16,6 +18,7 @@ use std::time::Instant;
 
 use pepperpy_caching::{CacheStore, LruPolicy, MemoryStore, S3FifoPolicy, SetOptions, TtlPolicy};
 
+mod instr;
 mod memory;
 mod swr;
 mod tags;
@@ -149,6 +152,9 @@ const CACHES: &[&str] = &[
     "quick_cache::sync::Cache",
 ];
 
+/// The configurations `make` builds beyond [`CACHES`] (churn, hit-ratio curve).
+const EXTRA_CACHES: &[&str] = &["pepperpy MemoryStore (S3-FIFO classic)", "pepperpy MemoryStore (TTL, max_size)"];
+
 fn make(name: &str, capacity: usize) -> Arc<dyn Bench> {
     match name {
         "pepperpy MemoryStore (S3-FIFO)" => Arc::new(Ours(MemoryStore::new(S3FifoPolicy::new(capacity).unwrap()))),
@@ -262,6 +268,7 @@ fn main() {
         Some("swr") => return swr::main(&args[2..]),
         Some("churn") => return churn(&args[2..]),
         Some("tags") => return tags::main(&args[2..]),
+        Some("instr") => return instr::main(&args[2..]),
         _ => {}
     }
     let quick = args.iter().any(|a| a == "--quick");

@@ -210,11 +210,19 @@ impl Mini {
 
     /// One access to `hash` (already counted in `sketch`): a hit bumps its
     /// count, a miss inserts it.
+    #[inline(always)]
     pub fn access(&mut self, hash: u64, sketch: &FrequencySketch) {
         if let Some(e) = self.entries.find_mut(hash, |e| e.0 == hash) {
             e.1 = (e.1 + 1).min(MAX_CLOCK);
             return;
         }
+        self.miss(hash, sketch);
+    }
+
+    /// [`access`](Self::access) of a hash the shadow does not hold: out of
+    /// line, so that a hit (most accesses) does not set up what a miss needs.
+    #[inline(never)]
+    fn miss(&mut self, hash: u64, sketch: &FrequencySketch) {
         self.misses += 1;
         let returning = self.ghost.take(hash);
         let full = self.entries.len() >= self.cap;

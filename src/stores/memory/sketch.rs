@@ -67,12 +67,20 @@ impl FrequencySketch {
 
     /// A new key enters the cache: counts it, first doubling the table if
     /// as many keys were admitted as it is sized for.
+    #[inline]
     pub fn admit(&mut self, hash: u64) {
         self.admitted += 1;
         if self.admitted > self.sized_for && self.sized_for < self.capacity {
-            *self = Self::sized(self.sized_for.saturating_mul(2).min(self.capacity), self.capacity);
+            self.grow();
         }
         self.increment(hash);
+    }
+
+    /// Doubles the table (up to the capacity), forgetting every count.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        *self = Self::sized(self.sized_for.saturating_mul(2).min(self.capacity), self.capacity);
     }
 
     /// Where `hash`'s counters are: the first word of its block, and the
@@ -115,6 +123,7 @@ impl FrequencySketch {
     /// since it was last looked at, handed over in one batch), in one pass
     /// over the four counters: as `n` calls of [`increment`](Self::increment),
     /// except that a halving due in the middle of the batch comes after it.
+    #[inline]
     pub fn increment_by(&mut self, hash: u64, n: u8) {
         let n = u64::from(n.min(MAX_COUNT));
         let (start, bits) = self.place(hash);
@@ -134,6 +143,8 @@ impl FrequencySketch {
 
     /// Halves every counter (the aging step), correcting `size` for the odd
     /// counters' lost halves as Caffeine does.
+    #[cold]
+    #[inline(never)]
     fn halve(&mut self) {
         let mut odd = 0u64;
         for word in self.table.iter_mut() {

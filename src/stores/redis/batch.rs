@@ -30,10 +30,10 @@ use serde::de::DeserializeOwned;
 use super::RedisStore;
 use super::call::{Name, Report, ScriptCall, ScriptPipe, flag};
 use super::entries::EncodedSet;
-use super::format;
 use crate::errors::Result;
 use crate::key::Key;
 use crate::metrics::SharedCounters;
+use crate::remote::format;
 
 /// The most entries one call of the delete script lists (Lua's `unpack`
 /// takes a few thousand at most): a longer batch sends several, pipelined.

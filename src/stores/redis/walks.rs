@@ -8,11 +8,12 @@ use std::collections::HashSet;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::RedisStore;
 use super::call::{Capacity, Report, ScriptCall};
 use super::conn::{self, Node, Topology};
-use super::{RedisStore, keyspace};
 use crate::errors::{CacheError, ErrorKind, Result};
 use crate::pattern::Pattern;
+use crate::remote::keyspace;
 
 /// Keys per SCAN page and per delete.
 const BATCH: usize = 1000;

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::Engine;
 use super::expiry::expiry;
-use super::slab::NEVER;
+use super::slab::{NEVER, Slot};
 use crate::clock::Nanos;
 
 /// The idle bookkeeping of one entry.
@@ -54,7 +54,12 @@ impl<V> Engine<V> {
     /// counted read (`get`, `get_or_set` and `get_or_refresh` hits).
     #[inline(always)]
     pub(super) fn live_read(&self, id: u32, now: Option<Nanos>) -> bool {
-        let slot = &self.slab[id];
+        self.live_read_slot(id, &self.slab[id], now)
+    }
+
+    /// [`live_read`](Self::live_read) of slot `id` (`slot`), which the caller has found.
+    #[inline(always)]
+    pub(super) fn live_read_slot(&self, id: u32, slot: &Slot<V>, now: Option<Nanos>) -> bool {
         let at = slot.expires_at;
         // An entry without a deadline has no idle time either: one compare,
         // as before there were idle times.

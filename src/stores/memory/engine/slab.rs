@@ -145,6 +145,19 @@ pub(super) struct Slab<V> {
     weighted: bool,
 }
 
+impl<V> Slab<V> {
+    /// Slot `id`, without the bounds check of `slab[id]`.
+    ///
+    /// # Safety
+    /// `id` is a slot of this slab (`slab[id]` would not panic).
+    #[inline(always)]
+    pub(super) unsafe fn get_unchecked(&self, id: u32) -> &Slot<V> {
+        debug_assert!((id as usize) < self.slots.len());
+        // SAFETY: the caller's promise.
+        unsafe { self.slots.get_unchecked(id as usize) }
+    }
+}
+
 impl<V> std::ops::Index<u32> for Slab<V> {
     type Output = Slot<V>;
     #[inline(always)]

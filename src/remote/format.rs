@@ -68,13 +68,13 @@ struct Raw<'a> {
 /// unreadable and `Some(f64::NAN)` would read back as `None`).
 // The stores write through `encode_tagged`; this form stays for the tests.
 #[cfg_attr(not(test), allow(dead_code))]
-pub(super) fn encode<V: Serialize + ?Sized>(value: &V, metadata: Option<&Metadata>) -> Result<Vec<u8>> {
+pub(crate) fn encode<V: Serialize + ?Sized>(value: &V, metadata: Option<&Metadata>) -> Result<Vec<u8>> {
     encode_stamped(value, metadata, None, None, &[])
 }
 
 /// [`encode`] with the entry's `tags` (checked by the caller; none: the
 /// same bytes as `encode`).
-pub(super) fn encode_tagged<V: Serialize + ?Sized>(
+pub(crate) fn encode_tagged<V: Serialize + ?Sized>(
     value: &V,
     metadata: Option<&Metadata>,
     tags: &[String],
@@ -182,7 +182,7 @@ impl Formatter for &mut Checked {
 }
 
 /// The value stored in `bytes` (the entry under `key`).
-pub(super) fn decode_value<V: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<V> {
+pub(crate) fn decode_value<V: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<V> {
     // Fast path for the usual `{"v":<value>}`: the value's text alone. It
     // parses only if it is exactly one JSON value, so the document was
     // exactly `{"v":<it>}`; anything else (metadata, other field order) takes
@@ -230,7 +230,7 @@ fn skip_time_field(text: &[u8]) -> Option<&[u8]> {
 /// read that must then move the entry's expiry; `None` for an entry
 /// without one, known by its third byte for the usual `{"v":`.
 #[inline]
-pub(super) fn idle_header(bytes: &[u8]) -> Option<&[u8]> {
+pub(crate) fn idle_header(bytes: &[u8]) -> Option<&[u8]> {
     if bytes.get(2) == Some(&b'v') {
         return None;
     }
@@ -243,7 +243,7 @@ pub(super) fn idle_header(bytes: &[u8]) -> Option<&[u8]> {
 }
 
 /// The tags stored in `bytes` (the entry under `key`), empty if none.
-pub(super) fn decode_tags(key: &str, bytes: &[u8]) -> Result<Vec<String>> {
+pub(crate) fn decode_tags(key: &str, bytes: &[u8]) -> Result<Vec<String>> {
     serde_json::from_slice::<TagsOnly>(bytes).map(|e| e.t.unwrap_or_default()).map_err(|e| undecodable(key, "tags", e))
 }
 
@@ -258,7 +258,7 @@ fn stamp_digits(stamp: &[u8]) -> Option<usize> {
 
 /// When an entry stored by `get_or_refresh` stops being fresh (ms of Redis's
 /// clock), from its `{"f":<ms>,` stamp; `None` for other entries.
-pub(super) fn fresh_until(bytes: &[u8]) -> Option<u64> {
+pub(crate) fn fresh_until(bytes: &[u8]) -> Option<u64> {
     let stamp = bytes.strip_prefix(br#"{"f":"#)?;
     let digits = stamp_digits(stamp)?;
     if stamp.get(digits) != Some(&b',') {
@@ -268,7 +268,7 @@ pub(super) fn fresh_until(bytes: &[u8]) -> Option<u64> {
 }
 
 /// The metadata stored in `bytes` (the entry under `key`), empty if none.
-pub(super) fn decode_metadata(key: &str, bytes: &[u8]) -> Result<Metadata> {
+pub(crate) fn decode_metadata(key: &str, bytes: &[u8]) -> Result<Metadata> {
     serde_json::from_slice::<MetadataOnly>(bytes)
         .map(|e| e.m.unwrap_or_default())
         .map_err(|e| undecodable(key, "metadata", e))
@@ -277,7 +277,7 @@ pub(super) fn decode_metadata(key: &str, bytes: &[u8]) -> Result<Metadata> {
 /// `bytes` with `extra` merged into its metadata (top-level keys replaced).
 /// The value's JSON text is copied byte for byte, never re-encoded, and a
 /// `get_or_refresh` freshness stamp is kept.
-pub(super) fn merge_metadata(key: &str, bytes: &[u8], extra: Metadata) -> Result<Vec<u8>> {
+pub(crate) fn merge_metadata(key: &str, bytes: &[u8], extra: Metadata) -> Result<Vec<u8>> {
     let raw: Raw<'_> = serde_json::from_slice(bytes).map_err(|e| undecodable(key, "entry", e))?;
     let mut metadata = raw.m.unwrap_or_default();
     metadata.extend(extra);
@@ -571,7 +571,8 @@ mod tests {
 /// envelopes cut, flipped and spliced, must give a value or an error, never
 /// a panic or a hang; and the fast path of `decode_value` must agree with
 /// the full parse (it may only be faster).
-#[cfg(test)]
+// proptest is a native dev-dependency.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod fuzz_tests {
     use super::*;
     use proptest::prelude::*;

@@ -1,0 +1,82 @@
+//! `instr --cache NAME --op get|set|churn [--ops N]`: one cache, one kind of
+//! operation, for counting instructions per operation with callgrind.
+//!
+//! The cache (capacity 10,000, the main suite's) is first warmed by two
+//! cache-aside passes of the read-heavy Zipf trace (100,000 keys); then
+//! `measured` runs N operations (default 1,000,000): `get` reads the trace's
+//! keys (hits and misses as the trace gives them), `set` writes them (new
+//! keys evict), `churn` sets N keys never seen before. Only `measured` is
+//! counted when run as
+//!
+//! ```text
+//! valgrind --tool=callgrind --toggle-collect='*instr*measured*' \
+//!     bench/native/target/release/pepperpy-bench-native instr --cache quick_cache --op get
+//! ```
+//!
+//! so the instructions per operation are callgrind's total over N (the `dyn`
+//! call per operation is the same for every cache). `--list` names the caches.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use crate::{Bench, CACHES, Op, make, run, zipf_trace};
+
+const CAPACITY: usize = 10_000;
+const KEY_SPACE: usize = 100_000;
+
+/// The counted loop: out of line, so callgrind's `--toggle-collect` can name it.
+#[inline(never)]
+fn measured(cache: &dyn Bench, keys: &[String], trace: &[Op], op: &str) -> u64 {
+    let mut found = 0u64;
+    match op {
+        "get" => {
+            for o in trace {
+                found += u64::from(cache.get(&keys[o.key as usize]));
+            }
+        }
+        "set" => {
+            for (i, o) in trace.iter().enumerate() {
+                cache.set(&keys[o.key as usize], i as u64);
+            }
+        }
+        // The keys are made before the loop, so only the sets are counted.
+        "churn" => {
+            for (i, key) in keys.iter().enumerate() {
+                cache.set(key, i as u64);
+            }
+        }
+        other => panic!("unknown op {other} (get, set, churn)"),
+    }
+    found
+}
+
+pub fn main(args: &[String]) {
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    if args.iter().any(|a| a == "--list") {
+        for name in CACHES.iter().chain(crate::EXTRA_CACHES) {
+            println!("{name}");
+        }
+        return;
+    }
+    let fragment = value("--cache").expect("--cache NAME (a fragment of a name from --list)");
+    let name = CACHES
+        .iter()
+        .chain(crate::EXTRA_CACHES)
+        .find(|n| n.contains(fragment.as_str()))
+        .unwrap_or_else(|| panic!("no cache named like {fragment} (see --list)"));
+    let op = value("--op").unwrap_or_else(|| "get".into());
+    let ops: usize = value("--ops").map_or(1_000_000, |s| s.parse().unwrap());
+    let keys: Vec<String> = (0..KEY_SPACE).map(|i| format!("key:{i:08}")).collect();
+    let cache: Arc<dyn Bench> = make(name, CAPACITY);
+    let warm = zipf_trace(2 * KEY_SPACE, KEY_SPACE, 0.9, 1);
+    run(&cache, &keys, &warm, 1, true);
+    run(&cache, &keys, &warm, 1, true);
+    let (trace, keys) = if op == "churn" {
+        (Vec::new(), (0..ops).map(|i| format!("churn:{i}")).collect())
+    } else {
+        (zipf_trace(ops, KEY_SPACE, 0.9, 1), keys)
+    };
+    let found = measured(&*cache, &keys, &trace, &op);
+    println!("{name}: {ops} x {op}, {found} found");
+    black_box(cache);
+}

@@ -1,0 +1,427 @@
+// js/redis/clients.js: the client adapters of the JS RedisStore (issue 24).
+//
+// `conn(client)` turns a client the user already has (node-redis v4 or v5,
+// single or `createCluster`; ioredis `Redis` or `Cluster`) into the one
+// interface the store speaks (a Conn; docs in /work/notes/redis-js-contract.md
+// and index.d.ts):
+//   kind, clustered,
+//   script({ sha, source }, keys, args)  EVALSHA, EVAL again on NOSCRIPT
+//   command(args, key?)                  any command, routed by `key` on a cluster
+//   pipeline(calls)                      several calls, one round trip; a reply or an Error each
+//   masters()                            [this], or one unrouted Conn per cluster master
+// Replies are bytes (Buffer), integers (numbers), null, or arrays of them,
+// whatever the client's own decoding (node-redis strings, RESP3 maps,
+// booleans and doubles are brought back to what RESP2 says). An error reply
+// rejects with the client's Error marked `.redisError = true`; a connection
+// failure, a closed client or a timeout rejects with an Error without it.
+//
+// No import: this file is plain ES (Node, Bun, Deno, workerd) and names nothing
+// of the clients' packages; it tells them apart by shape. It is a module of its
+// own (the tests import it) and a part that scripts/build-entry.cjs concatenates
+// into pepperpy-caching/redis: its only top-level names are `conn` and
+// REDIS_CLIENTS, and it throws the package's CachePolicyError when `main` (the
+// default entry) is in scope.
+
+const REDIS_CLIENTS = (() => {
+  const NOSCRIPT = "NOSCRIPT";
+  /** The Rust store's default response timeout (src/stores/redis/builder.rs). */
+  const DEFAULT_TIMEOUT_MS = 1000;
+  const BufferClass = globalThis.Buffer;
+  const encoder = new TextEncoder();
+
+  // node-redis v5: every RESP type the store may meet, as RESP2 bytes
+  // (RESP_TYPES codes of @redis/client: '$', '+', '=', ',', '(', '%', '~').
+  const V5_TYPES = Object.freeze({ 36: BufferClass, 43: BufferClass, 61: BufferClass, 44: String, 40: String, 37: Array, 126: Array });
+
+  /** The class names the clients give an error reply (node-redis: ErrorReply and its SimpleError/BlobError; ioredis: ReplyError). */
+  const REPLY_ERRORS = new Set(["ErrorReply", "SimpleError", "BlobError", "ReplyError", "MultiErrorReply"]);
+
+  function isReplyError(error) {
+    if (!(error instanceof Error)) return false;
+    if (error.redisError === true) return true;
+    for (let p = Object.getPrototypeOf(error); p && p !== Error.prototype; p = Object.getPrototypeOf(p)) {
+      if (REPLY_ERRORS.has(p.constructor?.name)) return true;
+    }
+    return false;
+  }
+
+  /** Marks an error reply (`.redisError = true`) and passes anything else through. */
+  function mark(error) {
+    if (isReplyError(error)) {
+      try {
+        error.redisError = true;
+      } catch {
+        const copy = new Error(error.message);
+        copy.redisError = true;
+        return copy;
+      }
+      return error;
+    }
+    if (error instanceof Error) return error;
+    return new Error(`the Redis client failed: ${String(error)}`);
+  }
+
+  /** An argument as the clients take it: a string, or bytes as a Buffer (ioredis would print a bare Uint8Array as "1,2,3"). */
+  function arg(a) {
+    if (typeof a === "string") return a;
+    if (a instanceof Uint8Array) {
+      if (BufferClass === undefined || BufferClass.isBuffer(a)) return a;
+      return BufferClass.from(a.buffer, a.byteOffset, a.byteLength);
+    }
+    if (typeof a === "number" || typeof a === "bigint") return String(a);
+    throw new TypeError(`a Redis argument must be a string or a Uint8Array, got ${a === null ? "null" : typeof a}`);
+  }
+
+  function args(list) {
+    if (!Array.isArray(list)) throw new TypeError("Redis arguments must be an array");
+    const out = new Array(list.length);
+    for (let i = 0; i < list.length; i++) out[i] = arg(list[i]);
+    return out;
+  }
+
+  function bytes(s) {
+    return BufferClass !== undefined ? BufferClass.from(s, "utf8") : encoder.encode(s);
+  }
+
+  /** A reply in the contract's shape: null | number | bytes | array of them. */
+  function reply(r) {
+    if (r === null || r === undefined) return null;
+    if (typeof r === "number" || r instanceof Uint8Array) return r;
+    if (typeof r === "string") return bytes(r);
+    if (Array.isArray(r)) {
+      for (let i = 0; i < r.length; i++) {
+        const x = r[i];
+        if (!(x instanceof Uint8Array || typeof x === "number" || x === null)) {
+          const out = new Array(r.length);
+          for (let j = 0; j < r.length; j++) out[j] = reply(r[j]);
+          return out;
+        }
+      }
+      return r;
+    }
+    // RESP3 booleans: RESP2 (and a Lua script for a RESP2 client) says 1 and nil.
+    if (r === true) return 1;
+    if (r === false) return null;
+    if (typeof r === "bigint") return Number.isSafeInteger(Number(r)) ? Number(r) : bytes(String(r));
+    if (r instanceof Map) return [...r].flatMap(([k, v]) => [reply(k), reply(v)]);
+    if (r instanceof Set) return [...r].map(reply);
+    if (typeof r === "object") return Object.entries(r).flatMap(([k, v]) => [bytes(k), reply(v)]);
+    return bytes(String(r));
+  }
+
+  /**
+   * The deadlines of a Conn's calls: `add(reject, what)` when a call starts
+   * (undefined when there is no timeout), `remove(call)` when it settles. A
+   * call still there after `ms` is rejected with a timeout error (no
+   * `.redisError`, `.timeout = true`). One timer per Conn, not per call (a
+   * timer and a Promise.race per call cost a third of a pipelined GET):
+   * calls wait in a Set in the order they began, which is the order of their
+   * deadlines, and a tick every tenth of `ms` (at least 5 ms) rejects the
+   * expired ones, so a call fails after between `ms` and 1.1 `ms`. The timer
+   * runs only while calls wait.
+   */
+  function deadlines(ms) {
+    if (!(ms > 0) || ms === Infinity) return { add: () => undefined, remove: () => {} };
+    const waiting = new Set();
+    const tick = Math.max(5, Math.min(ms / 10, 1000));
+    let timer;
+    const expire = () => {
+      const now = Date.now();
+      for (const call of waiting) {
+        if (call.deadline > now) break;
+        waiting.delete(call);
+        const error = new Error(`${typeof call.what === "function" ? call.what() : call.what}: no answer from Redis within ${ms} ms`);
+        error.timeout = true;
+        call.reject(error);
+      }
+      timer = waiting.size > 0 ? setTimeout(expire, tick) : undefined;
+    };
+    return {
+      add(reject, what) {
+        const call = { deadline: Date.now() + ms, reject, what };
+        waiting.add(call);
+        if (timer === undefined) timer = setTimeout(expire, tick);
+        return call;
+      },
+      remove(call) {
+        waiting.delete(call);
+      },
+    };
+  }
+
+  function checkScript(script) {
+    if (script === null || typeof script !== "object" || typeof script.sha !== "string" || typeof script.source !== "string") {
+      throw new TypeError("a script is { sha: string, source: string }");
+    }
+  }
+
+  function evalArgs(name, what, keys, extra) {
+    const k = args(keys);
+    const a = args(extra);
+    return [name, what, String(k.length), ...k, ...a];
+  }
+
+  /**
+   * The Conn of a client whose commands are sent one by one (`send(argv, key)`
+   * resolves to the raw reply or rejects with the client's error): node-redis
+   * pipelines by itself everything sent in one tick, so `pipeline` sends each
+   * call at once and waits for them together.
+   */
+  /**
+   * The Conn of a client whose commands are sent one by one (`send(argv, key)`
+   * resolves to the raw reply or rejects with the client's error): node-redis
+   * pipelines by itself everything sent in one tick, so `pipeline` sends each
+   * call at once and waits for them together. Each call is one promise of
+   * ours around the client's (a get is on the hot path).
+   */
+  function sequential(kind, clustered, send, masters, timeout, ready, clock = deadlines(timeout)) {
+    const isNoScript = (error) => error.redisError === true && String(error.message).startsWith(NOSCRIPT);
+    // Sends `argv` (and, for a script refused with NOSCRIPT, `fallback()`'s EVAL).
+    const run = (argv, key, fallback, what) =>
+      new Promise((resolve, reject) => {
+        if (ready !== undefined && !ready()) {
+          reject(offline(kind));
+          return;
+        }
+        const call = clock.add(reject, what);
+        const settle = (r) => {
+          clock.remove(call);
+          resolve(reply(r));
+        };
+        const failed = (error) => {
+          clock.remove(call);
+          reject(mark(error));
+        };
+        const sendNow = (a, onError) => {
+          let sent;
+          try {
+            sent = send(a, key);
+          } catch (error) {
+            failed(error);
+            return;
+          }
+          sent.then(settle, onError);
+        };
+        sendNow(
+          argv,
+          fallback === undefined
+            ? failed
+            : (error) => {
+                const marked = mark(error);
+                if (!isNoScript(marked)) return failed(marked);
+                let again;
+                try {
+                  again = fallback();
+                } catch (e) {
+                  return failed(e);
+                }
+                sendNow(again, failed);
+              },
+        );
+      });
+    const runScript = (script, keys, extra) => {
+      try {
+        checkScript(script);
+        const argv = evalArgs("EVALSHA", script.sha, keys, extra);
+        const key = keys.length > 0 ? argv[3] : undefined;
+        return run(argv, key, () => evalArgs("EVAL", script.source, keys, extra), "EVALSHA");
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    };
+    const runCommand = (argv, key) => {
+      try {
+        return run(args(argv), key === undefined ? undefined : arg(key), undefined, () => String(argv[0]));
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    };
+    const one = (call) => (call.script !== undefined ? runScript(call.script, call.keys ?? [], call.args ?? []) : runCommand(call.args, call.key));
+    const keepReplyErrors = (error) => {
+      if (error.redisError === true) return error;
+      throw error;
+    };
+    const self = {
+      kind,
+      clustered,
+      script: runScript,
+      command: runCommand,
+      pipeline: (calls) => {
+        try {
+          return Promise.all(calls.map((call) => one(call).catch(keepReplyErrors)));
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      },
+      masters: async () => (masters === undefined ? [self] : masters()),
+    };
+    return self;
+  }
+
+  /**
+   * A client that is not connected right now (a lost server, a reconnection
+   * under way) refuses the call at once rather than let the client queue it:
+   * a queued call would run at the reconnection, after its caller was told it
+   * failed (a set landing over a later write or invalidation).
+   */
+  function offline(kind) {
+    const error = new Error(`the ${kind} client is not connected to Redis (reconnecting, or closed)`);
+    error.offline = true;
+    return error;
+  }
+
+  /** node-redis v4: `sendCommand(args, { returnBuffers: true })`; a legacy-mode client's promise API is `client.v4`. */
+  function nodeRedis4(client, timeout) {
+    const target = client.options?.legacyMode && client.v4 ? client.v4 : client;
+    return sequential("node-redis", false, (argv) => target.sendCommand(argv, { returnBuffers: true }), undefined, timeout, () => client.isReady);
+  }
+
+  /** node-redis v5 (and later): a type mapping per command for bytes. */
+  function nodeRedis5(client, timeout) {
+    return sequential("node-redis", false, (argv) => client.sendCommand(argv, { typeMapping: V5_TYPES }), undefined, timeout, () => client.isReady);
+  }
+
+  function nodeRedisCluster(cluster, v5, timeout) {
+    // The cluster writes the slot into the options it is given: one object per call.
+    const send = v5
+      ? (argv, key) => cluster.sendCommand(key, false, argv, { typeMapping: V5_TYPES })
+      : (argv, key) => cluster.sendCommand(key, false, argv, { returnBuffers: true });
+    const masters = async () => {
+      const nodes = cluster.masters;
+      const clients = await Promise.all(nodes.map((node) => cluster.nodeClient(node)));
+      return clients.map((c) => (v5 ? nodeRedis5(c, timeout) : nodeRedis4(c, timeout)));
+    };
+    return sequential("node-redis-cluster", true, send, masters, timeout);
+  }
+
+  /** ioredis (Redis or Cluster): `callBuffer` for bytes, a real pipeline for `pipeline`; a Cluster routes by the keys it finds in the arguments. */
+  function ioredis(client, clustered, timeout) {
+    const kind = clustered ? "ioredis-cluster" : "ioredis";
+    // A Cluster's own status stays "ready" while one node reconnects: its node clients queue.
+    // "wait": a lazy client not connected yet (a Cluster's node clients are): its first call connects it.
+    const ready = clustered ? undefined : () => client.status === "ready" || client.status === "wait";
+    const clock = deadlines(timeout);
+    const base = sequential(kind, clustered, (argv) => client.callBuffer(...argv), undefined, timeout, ready, clock);
+    const exec = async (calls, build) => {
+      if (ready !== undefined && !ready()) throw offline(kind);
+      const pipe = client.pipeline();
+      for (const call of calls) build(pipe, call);
+      let results;
+      try {
+        results = await pipe.exec();
+      } catch (error) {
+        throw mark(error);
+      }
+      if (!Array.isArray(results) || results.length !== calls.length) {
+        throw new Error("the ioredis pipeline was not run (the client is closed?)");
+      }
+      return results.map(([error, value]) => {
+        if (error == null) return reply(value);
+        const marked = mark(error);
+        if (marked.redisError !== true) throw marked;
+        return marked;
+      });
+    };
+    const argvOf = (call, sha) =>
+      call.script !== undefined ? evalArgs(sha ? "EVALSHA" : "EVAL", sha ? call.script.sha : call.script.source, call.keys ?? [], call.args ?? []) : args(call.args);
+    const pipeline = async (calls) => {
+      for (const call of calls) if (call.script !== undefined) checkScript(call.script);
+      const out = await exec(calls, (pipe, call) => pipe.callBuffer(...argvOf(call, true)));
+      // Calls refused for a script Redis did not know (restart, SCRIPT FLUSH):
+      // none of them ran; they are sent again, in order, with the source.
+      const again = [];
+      calls.forEach((call, i) => {
+        const r = out[i];
+        if (call.script !== undefined && r instanceof Error && String(r.message).startsWith(NOSCRIPT)) again.push(i);
+      });
+      if (again.length > 0) {
+        const retried = await exec(
+          again.map((i) => calls[i]),
+          (pipe, call) => pipe.callBuffer(...argvOf(call, false)),
+        );
+        again.forEach((i, j) => {
+          out[i] = retried[j];
+        });
+      }
+      return out;
+    };
+    const masters = clustered ? async () => client.nodes("master").map((node) => ioredis(node, false, timeout)) : undefined;
+    const self = {
+      ...base,
+      pipeline: (calls) =>
+        new Promise((resolve, reject) => {
+          const call = clock.add(reject, "a pipeline");
+          pipeline(calls).then(
+            (out) => {
+              clock.remove(call);
+              resolve(out);
+            },
+            (error) => {
+              clock.remove(call);
+              reject(error);
+            },
+          );
+        }),
+      masters: async () => (masters === undefined ? [self] : masters()),
+    };
+    return self;
+  }
+
+  function looksLikeConn(c) {
+    return (
+      typeof c.kind === "string" &&
+      typeof c.clustered === "boolean" &&
+      typeof c.script === "function" &&
+      typeof c.command === "function" &&
+      typeof c.pipeline === "function" &&
+      typeof c.masters === "function"
+    );
+  }
+
+  /** The package's CachePolicyError inside pepperpy-caching/redis; TypeError in the module alone. */
+  const DEFAULT_POLICY_ERROR = typeof main !== "undefined" && typeof main?.CachePolicyError === "function" ? main.CachePolicyError : TypeError;
+
+  /**
+   * The Conn of `client`: a node-redis v4/v5 client or cluster, an ioredis
+   * Redis or Cluster, already connected (or connecting: their commands wait
+   * in the client's offline queue, within the timeout); a Conn is returned as it is.
+   * Options: `timeout` (ms, default 1000: the Rust store's response timeout;
+   * 0 for none): a call with no answer by then rejects (`.timeout = true`);
+   * `PolicyError`: the class thrown for something that is no client (the store
+   * passes CachePolicyError; TypeError by default).
+   */
+  function conn(client, { timeout = DEFAULT_TIMEOUT_MS, PolicyError = DEFAULT_POLICY_ERROR } = {}) {
+    if (!(typeof timeout === "number" && timeout >= 0 && !Number.isNaN(timeout))) {
+      throw new PolicyError(`timeout must be a number of milliseconds >= 0, got ${String(timeout)}`);
+    }
+    if (client === null || (typeof client !== "object" && typeof client !== "function")) {
+      throw new PolicyError(`client must be a node-redis or ioredis client, got ${client === null ? "null" : typeof client}`);
+    }
+    if (looksLikeConn(client)) return client;
+    // ioredis: Redis and Cluster say which they are.
+    if (typeof client.callBuffer === "function" && typeof client.pipeline === "function" && typeof client.isCluster === "boolean") {
+      return ioredis(client, client.isCluster, timeout);
+    }
+    if (typeof client.sendCommand === "function") {
+      // node-redis: a cluster has masters and nodeClient; v5 and later have withTypeMapping.
+      const v5 = typeof client.withTypeMapping === "function";
+      if (typeof client.nodeClient === "function" && "masters" in client) return nodeRedisCluster(client, v5, timeout);
+      if ("totalClients" in client) {
+        throw new PolicyError("a node-redis client pool is not supported: pass a client (createClient) or a cluster (createCluster)");
+      }
+      return v5 ? nodeRedis5(client, timeout) : nodeRedis4(client, timeout);
+    }
+    throw new PolicyError("client must be a node-redis (v4, v5: createClient, createCluster) or ioredis (Redis, Cluster) client");
+  }
+
+  return { conn };
+})();
+
+/**
+ * The Conn of `client` (a node-redis v4/v5 client or cluster, an ioredis
+ * Redis or Cluster; a Conn as it is). Options: `timeout` (ms, default 1000;
+ * 0 for none), `PolicyError` (the class thrown for anything else).
+ */
+export function conn(client, options) {
+  return REDIS_CLIENTS.conn(client, options);
+}
