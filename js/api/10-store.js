@@ -635,10 +635,13 @@ class MemoryStore {
       engineTtl = idleMs < ttlMs ? idleMs : ttlMs;
     }
     // Nothing of the caller's runs from here to the end of the call into
-    // wasm. The headroom probe comes first: a stack overflow in `#place`,
-    // after the engine stored the entry, would leave the engine holding an
-    // entry this side has no value for (taking room, missed by getSync).
-    const store = this.#live();
+    // wasm. No headroom probe here (4 calls: 130 instructions, a quarter of
+    // what this side adds to a set): the engine's own probe, inside the
+    // call, has just found room below this frame, and a stack overflow in
+    // `#place` after the engine stored the entry is finished by the next
+    // call (`#finishPlacing`), so the engine never holds an entry this side
+    // has no value for.
+    const store = this.#live(0);
     const existing = this.#ids.get(key);
     let hash = 0;
     if (existing === undefined) {
