@@ -122,6 +122,7 @@ function isWrongType(error) {
 }
 
 const decoder = new TextDecoder();
+const encoder = new TextEncoder();
 /** A reply's bytes as text (a cursor, a type name). */
 function text(reply) {
   if (reply === null || reply === undefined) return "";

@@ -52,6 +52,9 @@ class RedisStore {
   #setsSeen = 0;
   // The bucket index keys, made once each.
   #recency = [];
+  // What precedes the user key in a bucket's entry keys, by bucket.
+  #heads = [];
+  #buckets;
   #expiry = [];
   // This instance's loads in progress, by key: their promise of { value, bytes }.
   #flights = new Map();
@@ -127,6 +130,7 @@ class RedisStore {
       throw new CachePolicyError(`buckets must be in 1..=${MAX_BUCKETS}, got ${describe(buckets)}`);
     }
     this.#space = core(() => new wasm.RedisSpace(prefix, this.#clustered, buckets ?? DEFAULT_BUCKETS, this.#bound?.maxSize));
+    this.#buckets = this.#space.bucketCount();
     this.#lease = lockLease === undefined ? LEASE_MS : millis(lockLease, "lockLease");
     if (wholeDatabase !== undefined && typeof wholeDatabase !== "boolean") {
       throw new CachePolicyError(`wholeDatabase must be a boolean, got ${describe(wholeDatabase)}`);
@@ -200,14 +204,26 @@ class RedisStore {
     return (this.#expiry[i] ??= this.#space.expiry(i));
   }
 
-  /** The checked key's Redis key, and its bucket. */
+  /**
+   * The checked key's Redis key (as text: prefix, bucket tag and key are
+   * UTF-8), and its bucket. The key rules are Rust's: a key that may break
+   * them (empty, or maybe too long in bytes) is checked by the wasm.
+   */
   #locate(key) {
     checkedKey(key);
-    const entry = core(() => this.#space.entry(key));
-    return { entry, index: this.#space.bucketCount() === 1 ? 0 : this.#space.bucketIndex(key) };
+    if (key.length === 0 || key.length * 3 > MAX_KEY_LEN) core(() => wasm.checkKey(key));
+    const index = this.#buckets === 1 ? 0 : this.#space.bucketIndex(key);
+    // What precedes the key in an entry's Redis key, from Rust (Entry::parts).
+    const head = (this.#heads[index] ??= this.#space.entryHead(index));
+    return { entry: head + key, index };
   }
 
+  /** The value stored in `bytes`: its text parsed here when Rust says it reads as it is, else Rust's reading of it. */
   #decode(key, bytes) {
+    // A follower of this instance's load decodes the document its leader stored (text).
+    if (typeof bytes === "string") bytes = encoder.encode(bytes);
+    const start = wasm.valueStart(bytes);
+    if (start >= 0) return JSON.parse(decoder.decode(bytes.subarray(start, bytes.length - 1)));
     return JSON.parse(core(() => wasm.decodeValue(key, bytes)));
   }
 
@@ -725,7 +741,7 @@ class RedisStore {
         // A page's deletes and the next SCAN go out together: one round trip per page.
         const byBucket = new Map();
         for (const [raw, key] of entries) {
-          const index = this.#space.bucketCount() === 1 ? 0 : this.#space.bucketIndex(key);
+          const index = this.#buckets === 1 ? 0 : this.#space.bucketIndex(key);
           const list = byBucket.get(index);
           if (list === undefined) byBucket.set(index, [raw]);
           else list.push(raw);

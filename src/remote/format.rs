@@ -220,6 +220,71 @@ fn value_text(bytes: &[u8]) -> Option<&[u8]> {
     rest.strip_prefix(br#""v":"#)?.strip_suffix(b"}")
 }
 
+/// Where the value's JSON text starts in `bytes` (it ends one byte before
+/// the end: the envelope's `}`), if the document is exactly an envelope
+/// around it (see [`value_text`]) and the text is one JSON value that
+/// [`decode_value`] reads as it is, as `serde_json::Value` (nesting within
+/// serde_json's limit, no lone surrogate escape, numbers it parses): then a
+/// reader in another language may parse that text itself. `None` otherwise
+/// (metadata after the value, another field order, or an error, which
+/// [`decode_value`] reports).
+#[cfg_attr(not(any(test, feature = "js-redis")), allow(dead_code))]
+pub(crate) fn value_start(bytes: &[u8]) -> Option<usize> {
+    let inner = value_text(bytes)?;
+    let mut de = serde_json::Deserializer::from_slice(inner);
+    let Valid = serde::de::Deserialize::deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(bytes.len() - 1 - inner.len())
+}
+
+/// Reads one JSON value and keeps nothing: accepts exactly what reading it
+/// as `serde_json::Value` accepts (serde_json's own checks: its nesting
+/// limit, string escapes, numbers), at the cost of a scan.
+#[cfg_attr(not(any(test, feature = "js-redis")), allow(dead_code))]
+struct Valid;
+
+impl<'de> serde::Deserialize<'de> for Valid {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(ValidVisitor)
+    }
+}
+
+struct ValidVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValidVisitor {
+    type Value = Valid;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Valid, A::Error> {
+        while seq.next_element::<Valid>()?.is_some() {}
+        Ok(Valid)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Valid, A::Error> {
+        while map.next_entry::<Valid, Valid>()?.is_some() {}
+        Ok(Valid)
+    }
+}
+
 /// `text` past the digits of an integer field and its comma.
 fn skip_time_field(text: &[u8]) -> Option<&[u8]> {
     text[stamp_digits(text)?..].strip_prefix(b",")
@@ -448,6 +513,26 @@ mod tests {
         let bytes = encode(&[1, 2], Some(&meta(serde_json::json!({"a": 1})))).unwrap();
         assert_eq!(bytes, br#"{"v":[1,2],"m":{"a":1}}"#);
         assert_eq!(decode_metadata("k", &bytes).unwrap()["a"], 1);
+    }
+
+    #[test]
+    fn the_value_text_is_found_only_where_a_full_read_agrees() {
+        for doc in [r#"{"v":"hi"}"#, r#"{"f":17,"v":[1,{"a":null}]}"#, r#"{"i":5,"d":0,"t":["x"],"v":1.5}"#] {
+            let start = value_start(doc.as_bytes()).expect(doc);
+            let text = &doc[start..doc.len() - 1];
+            let read: serde_json::Value = decode_value("k", doc.as_bytes()).unwrap();
+            assert_eq!(serde_json::from_str::<serde_json::Value>(text).unwrap(), read, "{doc}");
+        }
+        let deep = format!(r#"{{"v":{}1{}}}"#, "[".repeat(130), "]".repeat(130));
+        for doc in
+            [r#"{"v":1,"m":{"a":1}}"#, r#"{"m":{},"v":1}"#, r#"{"v":"\ud800"}"#, r#"{"v":1,}"#, r#"{"v":01}"#, &deep]
+        {
+            assert_eq!(value_start(doc.as_bytes()), None, "{doc}");
+        }
+        assert!(
+            decode_value::<serde_json::Value>("k", br#"{"v":"\ud800"}"#).is_err(),
+            "a lone surrogate: Rust refuses it too"
+        );
     }
 
     #[test]

@@ -190,6 +190,13 @@ impl Keyspace {
         Entry { prefix: &self.prefix, tag: &self.bucket(key).tag, key: key.as_str() }
     }
 
+    /// The Redis key of the entry `key` would have in bucket `index` (the
+    /// JS layer's head of a bucket's entry keys: `key` empty).
+    #[cfg_attr(not(feature = "js-redis"), allow(dead_code))]
+    pub fn entry_of_bucket<'a>(&'a self, index: usize, key: &'a str) -> Entry<'a> {
+        Entry { prefix: &self.prefix, tag: &self.buckets[index].tag, key }
+    }
+
     /// The Redis key of the lock `get_or_refresh` holds while refreshing a
     /// stale `key` (and of its backoff after a failed refresh).
     pub fn lock(&self, key: Key<'_>) -> Vec<u8> {
@@ -283,7 +290,6 @@ impl<'a> Entry<'a> {
 
     /// The three parts whose concatenation is the key (a command writer
     /// copies them straight into its buffer: the redis store's `ToRedisArgs`).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis store's
     #[inline]
     pub fn parts(self) -> [&'a str; 3] {
         [self.prefix, self.tag, self.key]

@@ -149,15 +149,22 @@ pub fn check_pattern(pattern: &str) -> JsResult<()> {
     js(Pattern::new(pattern).map(drop))
 }
 
-/// The stored bytes of `value` with `metadata` (a plain object, or
-/// undefined/null: none) and `tags` (checked; none: the untagged document).
+/// The stored document of `value` with `metadata` (a plain object, or
+/// undefined/null: none) and `tags` (checked; none: the untagged document),
+/// as text (JSON is UTF-8: the client sends the same bytes, and a string
+/// argument costs it less than bytes).
 #[wasm_bindgen]
-pub fn encode(value: JsValue, metadata: JsValue, tags: Vec<String>) -> JsResult<Vec<u8>> {
+pub fn encode(value: JsValue, metadata: JsValue, tags: Vec<String>) -> JsResult<String> {
     let metadata = js(metadata_from_js(metadata))?;
     js(check_entry_tags(&tags))?;
     // The value is serialized straight from JS, in its own key order (as
     // JSON.stringify writes it), through the envelope's own checks.
-    js(format::encode_tagged(&JsJson(value), metadata.as_ref(), &tags))
+    js(format::encode_tagged(&JsJson(value), metadata.as_ref(), &tags).and_then(utf8))
+}
+
+/// serde_json's output as text (always UTF-8).
+fn utf8(bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| CacheError::Serialization(format!("the document is not UTF-8: {e}")))
 }
 
 /// The JSON text of the value stored in `bytes` (the entry under `key`),
@@ -167,6 +174,14 @@ pub fn encode(value: JsValue, metadata: JsValue, tags: Vec<String>) -> JsResult<
 pub fn decode_value(key: &str, bytes: &[u8]) -> JsResult<String> {
     let value: serde_json::Value = js(format::decode_value(key, bytes))?;
     Ok(value.to_string())
+}
+
+/// Where the value's JSON text starts in `bytes` (it ends one byte before
+/// the end), if the JS layer may parse it as it is (`format::value_start`);
+/// -1 otherwise ([`decode_value`] then).
+#[wasm_bindgen(js_name = valueStart)]
+pub fn value_start(bytes: &[u8]) -> i32 {
+    format::value_start(bytes).and_then(|at| i32::try_from(at).ok()).unwrap_or(-1)
 }
 
 /// The JSON text of the metadata stored in `bytes` (`{}` if none).
@@ -187,6 +202,7 @@ pub fn decode_tags(key: &str, bytes: &[u8]) -> JsResult<Vec<String>> {
 #[wasm_bindgen(js_name = mergeMetadata)]
 pub fn merge_metadata(key: &str, bytes: &[u8], extra: JsValue) -> JsResult<Vec<u8>> {
     let extra = js(metadata_from_js(extra))?.unwrap_or_default();
+    // Bytes: the value's text is copied byte for byte, whatever it holds.
     js(format::merge_metadata(key, bytes, extra))
 }
 
@@ -241,6 +257,15 @@ impl WasmSpace {
     /// The Redis key of the entry under `key` (checked).
     pub fn entry(&self, key: &str) -> JsResult<Vec<u8>> {
         Ok(self.space.entry(js(Key::new(key))?).to_vec())
+    }
+
+    /// What comes before the user key in the Redis key of an entry of bucket
+    /// `index`: the prefix and the bucket's tag (`Entry::parts`), as text
+    /// (both are UTF-8), for the JS layer to append checked keys to.
+    #[wasm_bindgen(js_name = entryHead)]
+    pub fn entry_head(&self, index: u32) -> String {
+        let [prefix, tag, _] = self.space.entry_of_bucket(index as usize, "").parts();
+        [prefix, tag].concat()
     }
 
     /// The Redis key of `key`'s refresh lock (checked).

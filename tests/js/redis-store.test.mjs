@@ -506,3 +506,40 @@ describe("batch calls", () => {
     }
   });
 });
+
+describe("hostile", () => {
+  test("keys holding what the store did not write; loaders that throw synchronously; a killed server mid-load", async () => {
+    const prefix = fresh();
+    const store = new RedisStore({ client, prefix });
+    await client.rPush(`${prefix}list`, "x");
+    await client.hSet(`${prefix}hash`, "other", "1");
+    assert.equal(await store.get("list"), undefined, "another type reads as a miss, as in Rust");
+    assert.equal(await store.has("list"), false);
+    await assert.rejects(store.getOrSet("hash", () => 1), CacheBackendError, "a foreign hash: no load waits on it for ever");
+    const sync = new Error("sync");
+    await assert.rejects(
+      store.getOrSet("s", () => {
+        throw sync;
+      }),
+      (e) => e === sync,
+    );
+    assert.equal(await client.exists(`${prefix}s`), 0, "its placeholder released");
+    // A server killed while a loader runs: the load's store fails as CacheBackendError; a restarted server serves again.
+    const own = await startRedis();
+    const c = await createClient({ url: own.url, socket: { reconnectStrategy: () => 50 } }).connect();
+    c.on("error", () => {});
+    try {
+      const s = new RedisStore({ client: c, prefix: "mid:" });
+      await assert.rejects(
+        s.getOrSet("k", async () => {
+          own.stop();
+          await sleep(50);
+          return 1;
+        }),
+        CacheBackendError,
+      );
+    } finally {
+      c.destroy();
+    }
+  });
+});
