@@ -93,7 +93,7 @@ if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
   run "deno test (Redis client adapters)" '[0-9]+ passed' '[0-9]+ failed' \
     "$bin/deno" test -A --no-check --no-lock tests/js/redis-clients.test.mjs
   run "bun test (Redis client adapters)" '^ *[0-9]+ pass$' '^ *[0-9]+ fail$' \
-    "$consumer_bin/bun" test --timeout 30000 ./tests/js/redis-clients.test.mjs
+    "$consumer_bin/bun" test --timeout 120000 ./tests/js/redis-clients.test.mjs
 else
   log "redis-server missing: run scripts/setup.sh"; total_fail=$((total_fail + 1)); summary+=("Redis suites: redis-server missing")
 fi
