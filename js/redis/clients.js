@@ -15,6 +15,20 @@
 // rejects with the client's Error marked `.redisError = true`; a connection
 // failure, a closed client or a timeout rejects with an Error without it.
 //
+// What the clients do not do by themselves, done here:
+// - a timeout per call (default 1000 ms, the Rust store's response timeout;
+//   `.timeout = true`), one timer per Conn;
+// - a call waits for a connecting or reconnecting client's "ready" (within
+//   its timeout) rather than sit in the client's offline queue, which would
+//   run it after its caller was told it failed; on a cluster, for the node
+//   client its key's slot maps to;
+// - after a failover: node-redis learns a new slot map only from MOVED, so a
+//   cluster call that fails without a Redis error provokes one; ioredis's
+//   map is asked for again when it names a node the client dropped;
+// - in a pipeline, the calls Redis refused with NOSCRIPT are sent again with
+//   EVAL after the others (as the Rust store does): only after a restart or
+//   SCRIPT FLUSH can a pipeline's calls run out of order.
+//
 // No import: this file is plain ES (Node, Bun, Deno, workerd) and names nothing
 // of the clients' packages; it tells them apart by shape. It is a module of its
 // own (the tests import it) and a part that scripts/build-entry.cjs concatenates
