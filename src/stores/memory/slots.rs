@@ -544,17 +544,8 @@ impl SlotEngine {
     }
 
     /// Removes up to `limit` expired entries, soonest first, reporting them
-    /// as removed by a set; whether it removed any. Inline up to the empty
-    /// queue's check: a store none of whose entries has a deadline (most
-    /// LRU and S3-FIFO stores) pays no call for it on each set.
-    #[inline]
+    /// as removed by a set; whether it removed any.
     fn reclaim_expired(&mut self, now: f64, limit: usize) -> bool {
-        !self.dues.is_empty() && self.reclaim_queued(now, limit)
-    }
-
-    /// [`reclaim_expired`](Self::reclaim_expired) once some deadline is queued.
-    #[inline(never)]
-    fn reclaim_queued(&mut self, now: f64, limit: usize) -> bool {
         let mut n = 0;
         while n < limit {
             let Some(id) = self.pop_expired(now) else { break };

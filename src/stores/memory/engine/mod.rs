@@ -423,7 +423,8 @@ impl<V> Engine<V> {
     /// The counted read under an exclusive borrow, for every policy (exact
     /// LRU moves the entry to the head of its list); an expired entry is
     /// reclaimed on the spot. `now` is the time if the caller has read it.
-    #[inline]
+    /// Inlined whole: the store's exclusive read path is this call under a lock.
+    #[inline(always)]
     pub fn get_exclusive<R>(
         &mut self,
         key: Key<'_>,

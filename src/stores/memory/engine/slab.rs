@@ -295,8 +295,8 @@ impl<V> Slab<V> {
             .collect()
     }
 
-    /// Moves `id` to the head of its own list.
-    #[inline]
+    /// Moves `id` to the head of its own list (every exact-LRU hit: inlined).
+    #[inline(always)]
     pub(super) fn move_to_head(&mut self, id: u32) {
         let list = self.slots[id as usize].list;
         if self.lists[list as usize].head != id {
