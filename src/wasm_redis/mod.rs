@@ -20,7 +20,7 @@ use crate::key::{Key, MAX_KEY_LEN};
 use crate::pattern::{MAX_PATTERN_LEN, Pattern};
 use crate::policies::{check_idle, ttl_from_secs_f64};
 use crate::remote::keyspace::{self, Keyspace, MAX_BUCKETS};
-use crate::remote::{DEFAULT_LOCK_LEASE, SLACK_MS, format, scripts, ttl_millis};
+use crate::remote::{self, DEFAULT_LOCK_LEASE, SLACK_MS, format, scripts, ttl_millis};
 use crate::store::{MAX_NESTING, Metadata, check_metadata};
 use crate::tags::{MAX_INVALIDATE_TAGS, MAX_TAG_LEN, MAX_TAGS, check_entry_tags, check_invalidate_tags};
 
@@ -40,7 +40,9 @@ fn js<T>(result: Result<T>) -> JsResult<T> {
 /// The limits the JS layer reads once at load: `[MAX_KEY_LEN, MAX_NESTING,
 /// MAX_BUCKETS, SAMPLE_EVERY, MAX_TAGS, MAX_TAG_LEN, MAX_INVALIDATE_TAGS,
 /// MAX_PATTERN_LEN, DEFAULT_BUCKETS, the default lock lease in ms, the tag
-/// sets' SLACK_MS, LATENCY_SAMPLE_EVERY]`.
+/// sets' SLACK_MS, LATENCY_SAMPLE_EVERY, then the walks' and loads' numbers:
+/// WALK_BATCH, UPDATE_ATTEMPTS, SIZE_CONCURRENCY, SLOT_LIST_MAX, POLL_FIRST
+/// and POLL_MAX in ms, SCRIPT_CHUNK, DELETE_CHUNK]`.
 #[wasm_bindgen]
 pub fn limits() -> Vec<f64> {
     [
@@ -56,6 +58,14 @@ pub fn limits() -> Vec<f64> {
         ttl_millis(DEFAULT_LOCK_LEASE),
         SLACK_MS,
         crate::metrics::LATENCY_SAMPLE_EVERY,
+        remote::WALK_BATCH as u64,
+        remote::UPDATE_ATTEMPTS as u64,
+        remote::SIZE_CONCURRENCY as u64,
+        remote::SLOT_LIST_MAX,
+        ttl_millis(remote::POLL_FIRST),
+        ttl_millis(remote::POLL_MAX),
+        remote::SCRIPT_CHUNK as u64,
+        remote::DELETE_CHUNK as u64,
     ]
     .map(|n| n as f64)
     .to_vec()
