@@ -6,7 +6,7 @@
 //! cargo run --example redis_interop --features redis,tokio -- \
 //!     --url redis://127.0.0.1:6379 [--url ... (several: a cluster)] [--cluster]
 //!     [--prefix app:] [--lru N | --ttl-policy SECONDS [--max-size N]]
-//!     [--buckets N] [--lease-ms MS] [--response-timeout-ms MS]
+//!     [--buckets N] [--lease-ms MS] [--response-timeout-ms MS] [--tls-ca CA.pem]
 //! ```
 //!
 //! Once the store is built it prints `{"event":"ready"}` (or
@@ -73,6 +73,8 @@ struct Args {
     buckets: Option<usize>,
     lease_ms: Option<u64>,
     response_timeout_ms: Option<u64>,
+    /// For `rediss://`: the PEM of the CA to trust (read from `--tls-ca`'s file).
+    tls_ca: Option<Vec<u8>>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -86,6 +88,7 @@ fn parse_args() -> Result<Args, String> {
         buckets: None,
         lease_ms: None,
         response_timeout_ms: None,
+        tls_ca: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -104,6 +107,7 @@ fn parse_args() -> Result<Args, String> {
             "--buckets" => args.buckets = Some(number(&value)? as usize),
             "--lease-ms" => args.lease_ms = Some(number(&value)?),
             "--response-timeout-ms" => args.response_timeout_ms = Some(number(&value)?),
+            "--tls-ca" => args.tls_ca = Some(std::fs::read(&value).map_err(|e| format!("--tls-ca {value}: {e}"))?),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -137,6 +141,9 @@ async fn build(args: &Args) -> Result<Store, CacheError> {
     }
     if let Some(ms) = args.response_timeout_ms {
         builder = builder.response_timeout(Duration::from_millis(ms));
+    }
+    if let Some(pem) = &args.tls_ca {
+        builder = builder.tls_root_certificates(pem.clone());
     }
     builder.build().await
 }

@@ -266,10 +266,11 @@ impl Counters {
 /// The counters a read touches, as atomics so that many threads can read one
 /// engine at once (under a read lock). `hits` is `gets - misses`: a hit costs
 /// one increment.
-// On a cache line of their own: every read adds to them, and the engine's
-// other fields, which every read only loads, stay shared between cores.
+// Every read adds to them, so they are kept off the lines of the engine's
+// other fields, which every read only loads: the memory engine puts them
+// first, on the line of its shard's lock word, which every read writes anyway
+// (on a line of their own they cost a second contended line per read).
 #[derive(Debug, Default)]
-#[repr(align(128))]
 pub(crate) struct ReadCounters {
     gets: AtomicU64,
     misses: AtomicU64,

@@ -28,7 +28,7 @@ for cache in "$@"; do
       "$bin" instr --cache "$cache" --op "$op" --ops "$ops" >"$file.txt" 2>"$file.log"
     counts+=("$(grep -E '^(summary|totals):' "$file" | head -1 | awk '{print $2}')")
   done
-  name=$("$bin" instr --list | grep -F -m1 -- "$cache")
+  name=$("$bin" instr --list | grep -F -- "$cache" | sed -n 1p)
   found=$(sed -n 's/.*, \([0-9]*\) found/\1/p' "$file.txt")
   printf '%s\n' "${counts[@]}" | awk -v ops="$ops" -v name="$name" -v op="$op" -v found="$found" '
     { x = $1 / ops; s += x; if (NR == 1 || x < lo) lo = x; if (x > hi) hi = x }

@@ -113,38 +113,53 @@ const REDIS_CLIENTS = (() => {
    * The deadlines of a Conn's calls: `add(reject, what)` when a call starts
    * (undefined when there is no timeout), `remove(call)` when it settles. A
    * call still there after `ms` is rejected with a timeout error (no
-   * `.redisError`, `.timeout = true`). One timer per Conn, not per call (a
-   * timer and a Promise.race per call cost a third of a pipelined GET):
-   * calls wait in a Set in the order they began, which is the order of their
-   * deadlines, and a tick every tenth of `ms` (at least 5 ms) rejects the
-   * expired ones, so a call fails after between `ms` and 1.1 `ms`. The timer
-   * runs only while calls wait.
+   * `.redisError`, `.timeout = true`), between `ms` and 1.2 `ms` after it
+   * began. This is on every call's path, so it costs a few pointer writes:
+   * no timer per call (a timer and a Promise.race per call cost a third of a
+   * pipelined GET; a Set and a Date.now() per call still a fifth). The calls
+   * wait in a doubly linked list in the order they began, which is the order
+   * of their deadlines; one timer per Conn ticks every tenth of `ms` (at
+   * least 5 ms) while calls wait, reads the clock, and rejects the expired
+   * calls from the head. A call's deadline is taken from the clock the last
+   * tick read (at most a tick old, hence one tick added).
    */
   function deadlines(ms) {
     if (!(ms > 0) || ms === Infinity) return { add: () => undefined, remove: () => {} };
-    const waiting = new Set();
     const tick = Math.max(5, Math.min(ms / 10, 1000));
+    // A sentinel: head.next is the oldest call, head.prev the newest.
+    const head = { prev: null, next: null };
+    head.prev = head;
+    head.next = head;
+    let now = 0;
     let timer;
     const expire = () => {
-      const now = Date.now();
-      for (const call of waiting) {
-        if (call.deadline > now) break;
-        waiting.delete(call);
+      now = Date.now();
+      for (let call = head.next; call !== head && call.deadline <= now; call = head.next) {
+        unlink(call);
         const error = new Error(`${typeof call.what === "function" ? call.what() : call.what}: no answer from Redis within ${ms} ms`);
         error.timeout = true;
         call.reject(error);
       }
-      timer = waiting.size > 0 ? setTimeout(expire, tick) : undefined;
+      timer = head.next !== head ? setTimeout(expire, tick) : undefined;
+    };
+    const unlink = (call) => {
+      call.prev.next = call.next;
+      call.next.prev = call.prev;
+      call.prev = call.next = null;
     };
     return {
       add(reject, what) {
-        const call = { deadline: Date.now() + ms, reject, what };
-        waiting.add(call);
-        if (timer === undefined) timer = setTimeout(expire, tick);
+        if (timer === undefined) {
+          now = Date.now();
+          timer = setTimeout(expire, tick);
+        }
+        const call = { prev: head.prev, next: head, deadline: now + ms + tick, reject, what };
+        head.prev.next = call;
+        head.prev = call;
         return call;
       },
       remove(call) {
-        waiting.delete(call);
+        if (call !== undefined && call.prev !== null) unlink(call);
       },
     };
   }
@@ -174,23 +189,34 @@ const REDIS_CLIENTS = (() => {
    * call at once and waits for them together. Each call is one promise of
    * ours around the client's (a get is on the hot path).
    */
-  function sequential(kind, clustered, send, masters, timeout, ready, clock = deadlines(timeout)) {
+  function sequential(kind, clustered, send, masters, timeout, ready, clock = deadlines(timeout), onLost = undefined) {
     const isNoScript = (error) => error.redisError === true && String(error.message).startsWith(NOSCRIPT);
     // Sends `argv` (and, for a script refused with NOSCRIPT, `fallback()`'s EVAL).
     const run = (argv, key, fallback, what) =>
       new Promise((resolve, reject) => {
-        if (ready !== undefined && !ready()) {
+        const gate = ready === undefined ? true : ready();
+        if (gate === false) {
           reject(offline(kind));
           return;
         }
-        const call = clock.add(reject, what);
+        const call = clock.add(
+          onLost === undefined
+            ? reject
+            : (error) => {
+                onLost(key);
+                reject(error);
+              },
+          what,
+        );
         const settle = (r) => {
           clock.remove(call);
           resolve(reply(r));
         };
         const failed = (error) => {
           clock.remove(call);
-          reject(mark(error));
+          const marked = mark(error);
+          if (onLost !== undefined && marked.redisError !== true) onLost(key);
+          reject(marked);
         };
         const sendNow = (a, onError) => {
           let sent;
@@ -202,22 +228,25 @@ const REDIS_CLIENTS = (() => {
           }
           sent.then(settle, onError);
         };
-        sendNow(
-          argv,
-          fallback === undefined
-            ? failed
-            : (error) => {
-                const marked = mark(error);
-                if (!isNoScript(marked)) return failed(marked);
-                let again;
-                try {
-                  again = fallback();
-                } catch (e) {
-                  return failed(e);
-                }
-                sendNow(again, failed);
-              },
-        );
+        const start = () =>
+          sendNow(
+            argv,
+            fallback === undefined
+              ? failed
+              : (error) => {
+                  const marked = mark(error);
+                  if (!isNoScript(marked)) return failed(marked);
+                  let again;
+                  try {
+                    again = fallback();
+                  } catch (e) {
+                    return failed(e);
+                  }
+                  sendNow(again, failed);
+                },
+          );
+        if (gate === true) start();
+        else whenReady(gate, call, start);
       });
     const runScript = (script, keys, extra) => {
       try {
@@ -259,26 +288,129 @@ const REDIS_CLIENTS = (() => {
   }
 
   /**
-   * A client that is not connected right now (a lost server, a reconnection
-   * under way) refuses the call at once rather than let the client queue it:
-   * a queued call would run at the reconnection, after its caller was told it
-   * failed (a set landing over a later write or invalidation).
+   * Calls on a client that is not connected right now (its first connection
+   * or a reconnection under way) are not handed to it, whose offline queue
+   * would keep them and run them at the reconnection, possibly after their
+   * caller was told they failed (a set landing over a later write or
+   * invalidation): they wait here for the client's "ready", within their
+   * timeout, and are sent then, or never. A closed client refuses at once.
+   * `gate()` is `true` (ready: send), `false` (closed) or a promise of ready.
    */
   function offline(kind) {
-    const error = new Error(`the ${kind} client is not connected to Redis (reconnecting, or closed)`);
+    const error = new Error(`the ${kind} client is closed`);
     error.offline = true;
     return error;
+  }
+
+  /** Runs `start` once `gate` resolves, unless the call timed out meanwhile (its deadline gone from the list). */
+  function whenReady(gate, call, start) {
+    gate.then(
+      () => {
+        if (call === undefined || call.prev !== null) start();
+      },
+      () => {},
+    );
+  }
+
+  /** One promise of the client's next "ready" event, shared by the calls that wait. */
+  function readyEvent(client) {
+    let waiting;
+    return () =>
+      (waiting ??= new Promise((resolve) => {
+        client.once("ready", () => {
+          waiting = undefined;
+          resolve();
+        });
+      }));
+  }
+
+  /** node-redis v4/v5: ready, closed (`isOpen` false: never connected, or quit), or wait for "ready". */
+  function nodeRedisGate(client) {
+    const next = readyEvent(client);
+    return () => (client.isReady ? true : client.isOpen ? next() : false);
+  }
+
+  /** ioredis: ready, closed ("end"), or wait for "ready" (a lazy client in "wait", as a Cluster's node clients are, is told to connect). */
+  function ioredisGate(client) {
+    const next = readyEvent(client);
+    return () => {
+      const status = client.status;
+      if (status === "ready") return true;
+      if (status === "end") return false;
+      if (status === "wait") client.connect().catch(() => {});
+      return next();
+    };
   }
 
   /** node-redis v4: `sendCommand(args, { returnBuffers: true })`; a legacy-mode client's promise API is `client.v4`. */
   function nodeRedis4(client, timeout) {
     const target = client.options?.legacyMode && client.v4 ? client.v4 : client;
-    return sequential("node-redis", false, (argv) => target.sendCommand(argv, { returnBuffers: true }), undefined, timeout, () => client.isReady);
+    return sequential("node-redis", false, (argv) => target.sendCommand(argv, { returnBuffers: true }), undefined, timeout, nodeRedisGate(client));
   }
 
   /** node-redis v5 (and later): a type mapping per command for bytes. */
   function nodeRedis5(client, timeout) {
-    return sequential("node-redis", false, (argv) => client.sendCommand(argv, { typeMapping: V5_TYPES }), undefined, timeout, () => client.isReady);
+    return sequential("node-redis", false, (argv) => client.sendCommand(argv, { typeMapping: V5_TYPES }), undefined, timeout, nodeRedisGate(client));
+  }
+
+  /** CRC16 (XMODEM) of `bytes`: Redis Cluster's key hash. */
+  function crc16(bytes) {
+    let crc = 0;
+    for (let i = 0; i < bytes.length; i++) {
+      crc ^= bytes[i] << 8;
+      for (let b = 0; b < 8; b++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    }
+    return crc;
+  }
+
+  /** The Redis Cluster slot of `key` (a string or bytes): the CRC16 of its hash tag if it has one, else of all of it. */
+  function slotOf(key) {
+    const b = typeof key === "string" ? encoder.encode(key) : key;
+    const open = b.indexOf(0x7b);
+    if (open >= 0) {
+      const close = b.indexOf(0x7d, open + 1);
+      if (close > open + 1) return crc16(b.subarray(open + 1, close)) & 0x3fff;
+    }
+    return crc16(b) & 0x3fff;
+  }
+
+  /**
+   * node-redis's cluster client learns a new slot map only from a MOVED or
+   * ASK reply. A master that died (or hangs) gives none: its node client
+   * keeps reconnecting and the calls for its slots wait in that client's
+   * queue, even once a replica has taken over. So after a call on `key`
+   * fails without a Redis error (a timeout, a lost connection), one probe,
+   * at most every 500 ms, sends `EXISTS key` routed by a key of a master the
+   * client's map does not give `key`'s slot to: its MOVED makes the client
+   * read the slot map again (as the Rust store provokes one for redis-rs).
+   */
+  function slotMapRefresher(cluster) {
+    let last = 0;
+    let running = false;
+    return (key) => {
+      if (key === undefined || running || Date.now() - last < 500) return;
+      last = Date.now();
+      let stale;
+      try {
+        stale = cluster.getSlotMaster(slotOf(key));
+      } catch {
+        return;
+      }
+      let probe;
+      for (let i = 0; i < 1000 && probe === undefined; i++) {
+        const candidate = `{pepperpy-probe-${i}}`;
+        const master = cluster.slots?.[slotOf(candidate)]?.master;
+        if (master !== undefined && master !== stale) probe = candidate;
+      }
+      if (probe === undefined) return;
+      running = true;
+      Promise.resolve()
+        .then(() => cluster.sendCommand(probe, false, ["EXISTS", key]))
+        .catch(() => {})
+        .finally(() => {
+          running = false;
+        });
+    };
   }
 
   function nodeRedisCluster(cluster, v5, timeout) {
@@ -286,24 +418,25 @@ const REDIS_CLIENTS = (() => {
     const send = v5
       ? (argv, key) => cluster.sendCommand(key, false, argv, { typeMapping: V5_TYPES })
       : (argv, key) => cluster.sendCommand(key, false, argv, { returnBuffers: true });
+    const onLost = slotMapRefresher(cluster);
     const masters = async () => {
       const nodes = cluster.masters;
       const clients = await Promise.all(nodes.map((node) => cluster.nodeClient(node)));
       return clients.map((c) => (v5 ? nodeRedis5(c, timeout) : nodeRedis4(c, timeout)));
     };
-    return sequential("node-redis-cluster", true, send, masters, timeout);
+    return sequential("node-redis-cluster", true, send, masters, timeout, undefined, deadlines(timeout), onLost);
   }
 
   /** ioredis (Redis or Cluster): `callBuffer` for bytes, a real pipeline for `pipeline`; a Cluster routes by the keys it finds in the arguments. */
   function ioredis(client, clustered, timeout) {
     const kind = clustered ? "ioredis-cluster" : "ioredis";
-    // A Cluster's own status stays "ready" while one node reconnects: its node clients queue.
-    // "wait": a lazy client not connected yet (a Cluster's node clients are): its first call connects it.
-    const ready = clustered ? undefined : () => client.status === "ready" || client.status === "wait";
+    // A Cluster routes each call to a node client of its own (which queues while it reconnects).
+    const ready = clustered ? undefined : ioredisGate(client);
     const clock = deadlines(timeout);
     const base = sequential(kind, clustered, (argv) => client.callBuffer(...argv), undefined, timeout, ready, clock);
     const exec = async (calls, build) => {
-      if (ready !== undefined && !ready()) throw offline(kind);
+      // The first exec waited for ready (below); a second one (NOSCRIPT) goes only on a connected client.
+      if (ready !== undefined && client.status !== "ready") throw new Error(`the ${kind} client lost its connection`);
       const pipe = client.pipeline();
       for (const call of calls) build(pipe, call);
       let results;
@@ -350,17 +483,25 @@ const REDIS_CLIENTS = (() => {
       ...base,
       pipeline: (calls) =>
         new Promise((resolve, reject) => {
+          const gate = ready === undefined ? true : ready();
+          if (gate === false) {
+            reject(offline(kind));
+            return;
+          }
           const call = clock.add(reject, "a pipeline");
-          pipeline(calls).then(
-            (out) => {
-              clock.remove(call);
-              resolve(out);
-            },
-            (error) => {
-              clock.remove(call);
-              reject(error);
-            },
-          );
+          const start = () =>
+            pipeline(calls).then(
+              (out) => {
+                clock.remove(call);
+                resolve(out);
+              },
+              (error) => {
+                clock.remove(call);
+                reject(error);
+              },
+            );
+          if (gate === true) start();
+          else whenReady(gate, call, start);
         }),
       masters: async () => (masters === undefined ? [self] : masters()),
     };

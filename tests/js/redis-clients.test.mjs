@@ -320,6 +320,24 @@ for (const kind of KINDS) {
       assert.equal(await c.command(["EXISTS", "late"], "late"), 0);
     });
 
+    test("a call made while the client reconnects waits for it (within the timeout) and is sent once, after", async (t) => {
+      const server = await startServer(t);
+      const client = await kind.single(server);
+      t.after(() => kind.close(client));
+      const c = conn(client, { timeout: 8000 });
+      await c.command(["PING"]);
+      await server.kill();
+      await new Promise((r) => setTimeout(r, 100)); // the client has seen the connection go
+      const pending = c.command(["INCR", "n"], "n");
+      const piped = c.pipeline([{ args: ["INCR", "n"], key: "n" }]);
+      await new Promise((r) => setTimeout(r, 300));
+      await server.restart();
+      const results = [await within("the call made during the reconnection", pending, 10_000), ...(await within("the pipeline", piped, 10_000))];
+      assert.deepEqual(results.sort(), [1, 2]);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(await c.command(["GET", "n"], "n"), Buffer.from("2"), "each call ran once");
+    });
+
     test("a frozen server (SIGSTOP): calls time out (.timeout, no .redisError); after SIGCONT they work", async (t) => {
       const server = await startServer(t);
       const client = await kind.single(server);
@@ -329,6 +347,8 @@ for (const kind of KINDS) {
       try {
         const started = Date.now();
         await assert.rejects(c.command(["PING"]), (e) => e.timeout === true && e.redisError !== true);
+        const took = Date.now() - started;
+        assert.ok(took >= 200 && took < 1000, `timed out after ${took} ms (timeout 200 ms)`);
         await assert.rejects(c.pipeline([{ args: ["PING"] }]), (e) => e.timeout === true);
         assert.ok(Date.now() - started < 1500);
       } finally {
@@ -336,6 +356,18 @@ for (const kind of KINDS) {
       }
       await within("the thawed server", c.command(["SET", "a", "b"], "a"), 10_000);
     });
+
+    if (kind.kind === "ioredis") {
+      test("a client still making its first connection (new Redis(), not awaited) serves calls once connected", async (t) => {
+        const server = await startServer(t);
+        const client = quiet(new IORedis({ host: "127.0.0.1", port: server.port }));
+        t.after(() => client.disconnect());
+        assert.notEqual(client.status, "ready");
+        const c = conn(client);
+        assert.deepEqual(await c.command(["SET", "first", "1"], "first"), Buffer.from("OK"));
+        assert.deepEqual(await c.pipeline([{ args: ["GET", "first"], key: "first" }]), [Buffer.from("1")]);
+      });
+    }
 
     test("a closed client rejects without .redisError", async (t) => {
       const server = await startServer(t);
@@ -439,6 +471,42 @@ describe("a cluster whose every node is killed", () => {
         await within(`${kind.name}: a call on a dead cluster`, assert.rejects(call(), (e) => e instanceof Error && e.redisError !== true), 5000);
         assert.ok(Date.now() - started < 2000, `${kind.name}: rejected after ${Date.now() - started} ms`);
       }
+    }
+  });
+});
+
+describe("a cluster master killed: failover", () => {
+  test("every cluster kind: calls on its slots fail in time, then succeed once the replica took over (the client learns the new map)", async (t) => {
+    const cluster = await startCluster(t);
+    for (const kind of KINDS) {
+      const client = await kind.cluster(cluster);
+      t.after(() => kind.close(client));
+      const c = conn(client, { timeout: 300 });
+      const key = `{fo}:${kind.name}`;
+      await c.command(["SET", key, "before"], key);
+      await cluster.waitForReplication();
+      const victim = await cluster.masterOf(await cluster.keyslot(key));
+      await victim.kill();
+      const started = Date.now();
+      await within(`${kind.name}: a call on the dead master`, assert.rejects(c.command(["GET", key], key), (e) => e.redisError !== true), 5000);
+      assert.ok(Date.now() - started < 2000);
+      await cluster.waitUntilOk();
+      const deadline = Date.now() + 15_000;
+      let last;
+      for (;;) {
+        try {
+          await c.command(["SET", key, "after"], key);
+          break;
+        } catch (e) {
+          last = e;
+          if (Date.now() > deadline) assert.fail(`${kind.name}: still failing 15 s after the failover: ${last.message}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      assert.deepEqual(await c.command(["GET", key], key), Buffer.from("after"));
+      // The old master comes back as a replica of the new one.
+      await victim.restart();
+      await cluster.waitUntilOk();
     }
   });
 });

@@ -141,7 +141,7 @@ export class RustStore {
  * `buckets`, `leaseMs`, `responseTimeoutMs`. With `t`, closed when the test ends.
  * Rejects with the build error (`.kind`) if the store cannot be built.
  */
-export async function startRust(t, { urls, cluster = false, prefix, lru, ttlPolicy, maxSize, buckets, leaseMs, responseTimeoutMs } = {}) {
+export async function startRust(t, { urls, cluster = false, prefix, lru, ttlPolicy, maxSize, buckets, leaseMs, responseTimeoutMs, tlsCaFile } = {}) {
   const bin = await buildDriver();
   const args = [];
   for (const url of urls) args.push("--url", url);
@@ -153,6 +153,7 @@ export async function startRust(t, { urls, cluster = false, prefix, lru, ttlPoli
   if (buckets !== undefined) args.push("--buckets", String(buckets));
   if (leaseMs !== undefined) args.push("--lease-ms", String(leaseMs));
   if (responseTimeoutMs !== undefined) args.push("--response-timeout-ms", String(responseTimeoutMs));
+  if (tlsCaFile !== undefined) args.push("--tls-ca", tlsCaFile);
   const child = spawn(bin, args, { stdio: ["pipe", "pipe", "pipe"] });
   live.add(child);
   child.stdin.on("error", () => {});
@@ -269,12 +270,13 @@ class JsParticipant extends Participant {
 /**
  * The participants for one test: `rust` Rust processes (default 2), and the
  * JS store on node-redis and on ioredis when the package has one; all on
- * `deployment` ({ urls, rootNodes, cluster }) with `options` (prefix, lru,
+ * `deployment` ({ urls, rootNodes, cluster, tls: { port, ca, caFile } for a
+ * TLS server }) with `options` (prefix, lru,
  * buckets, leaseMs, responseTimeoutMs: the JS store gets the last as its
  * Conn's timeout).
  */
 export async function participants(t, deployment, options, { rust = 2 } = {}) {
-  const rustOptions = { ...options, urls: deployment.urls, cluster: deployment.cluster };
+  const rustOptions = { ...options, urls: deployment.urls, cluster: deployment.cluster, tlsCaFile: deployment.tls?.caFile };
   const out = [];
   for (let i = 0; i < rust; i++) out.push(new RustParticipant(`rust-${"abcdefgh"[i]}`, await startRust(t, rustOptions)));
   if (js !== undefined) {
@@ -282,14 +284,21 @@ export async function participants(t, deployment, options, { rust = 2 } = {}) {
     const timeout = options.responseTimeoutMs;
     const make = (client) =>
       new js.RedisStore({ client: timeout === undefined ? client : conn(client, { timeout }), prefix: options.prefix, policy, buckets: options.buckets });
+    const tls = deployment.tls;
     const nodeRedis = deployment.cluster
       ? redis5.createCluster({ rootNodes: deployment.urls.map((url) => ({ url })) })
-      : redis5.createClient({ url: deployment.urls[0] });
+      : tls
+        ? redis5.createClient({ socket: { host: "127.0.0.1", port: tls.port, tls: true, ca: tls.ca } })
+        : redis5.createClient({ url: deployment.urls[0] });
     nodeRedis.on("error", () => {});
     await nodeRedis.connect();
     t.after(() => nodeRedis.destroy());
     out.push(new JsParticipant("js-node-redis", make(nodeRedis)));
-    const io = deployment.cluster ? new IORedis.Cluster(deployment.rootNodes) : new IORedis(deployment.urls[0]);
+    const io = deployment.cluster
+      ? new IORedis.Cluster(deployment.rootNodes)
+      : tls
+        ? new IORedis({ host: "127.0.0.1", port: tls.port, tls: { ca: tls.ca } })
+        : new IORedis(deployment.urls[0]);
     io.on("error", () => {});
     t.after(() => io.disconnect());
     out.push(new JsParticipant("js-ioredis", make(io)));

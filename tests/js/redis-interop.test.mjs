@@ -3,7 +3,7 @@
 // for every ordered pair of participants: two Rust processes
 // (examples/redis_interop.rs, driven by ./redis-interop.mjs) and, once the
 // package has it, the JS RedisStore (pepperpy-caching/redis) on node-redis
-// and on ioredis. On one redis-server and on a 3+3 cluster.
+// and on ioredis. On one redis-server, on one over TLS, and on a 3+3 cluster.
 //   - what one writes (values, metadata, TTL, unicode keys) the other reads;
 //   - one LRU capacity: their sets together never exceed maxSize, and a read
 //     by one keeps an entry the other wrote;
@@ -13,6 +13,7 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { startCluster, startServer } from "./redis-support.mjs";
 import { buildDriver, participants, startRust } from "./redis-interop.mjs";
 
@@ -183,6 +184,18 @@ describe("the Rust driver", () => {
 suite("one redis-server", async () => {
   const server = await startServer();
   return { urls: [server.url], rootNodes: [{ host: "127.0.0.1", port: server.port }], cluster: false, stop: () => server.stop() };
+});
+
+suite("one redis-server over TLS (a throwaway CA)", async () => {
+  const server = await startServer(undefined, { tls: true });
+  const caFile = join(server.dir, "ca.crt");
+  return {
+    urls: [`rediss://127.0.0.1:${server.tlsPort}`],
+    rootNodes: [],
+    cluster: false,
+    tls: { port: server.tlsPort, ca: server.ca, caFile },
+    stop: () => server.stop(),
+  };
 });
 
 suite("a 3+3 cluster", async () => {

@@ -41,6 +41,8 @@ impl<V> MemoryStore<V> {
     pub(super) fn dispose_write(&self, removed: Removals<V>, key: &str) {
         if self.listener.is_some() {
             self.dispose(removed.into_entries(), key);
+        } else {
+            removed.drop_entries();
         }
     }
 }

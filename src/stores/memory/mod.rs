@@ -497,17 +497,18 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     }
 
     fn set(&self, key: &str, value: V, options: SetOptions) -> Ready<Result<()>> {
-        ready(self.checked("set", key).and_then(|(key, hash)| {
-            let mut engine = write(self.shard_of(hash));
-            let removed = engine.set(key, hash, value, options);
-            self.release(engine);
-            if self.listener.is_none() {
-                // Dropped here, as it was before there were listeners: no copy.
-                return removed.map(drop);
-            }
-            self.dispose_write(removed?, &key);
-            Ok(())
-        }))
+        let (key, hash) = match self.checked("set", key) {
+            Ok(checked) => checked,
+            Err(e) => return ready(Err(e)),
+        };
+        // What the set removes lands here, in place, and is dropped (or
+        // handed to the listener) after the lock.
+        let mut removed = engine::Removals::new();
+        let mut engine = write(self.shard_of(hash));
+        let result = engine.set_into(key, hash, value, options, &mut removed);
+        self.release(engine);
+        self.dispose_write(removed, &key);
+        ready(result)
     }
 
     fn delete(&self, key: &str) -> Ready<Result<bool>> {
@@ -761,6 +762,22 @@ mod tests {
         assert_eq!(store.stats().expirations, 64);
         for shard in store.shards.iter() {
             write(shard).validate();
+        }
+    }
+
+    /// A `get` changes two words of its shard: the read lock's state and the
+    /// engine's read counters. Both sit in the shard's first 64-byte line, so
+    /// two threads reading one shard pass one cache line back and forth, not two.
+    #[test]
+    fn the_read_counters_share_the_lock_words_cache_line() {
+        let store = MemoryStore::<u64>::builder(crate::policies::S3FifoPolicy::new(4_000).unwrap()).shards(2).build();
+        for shard in store.shards.iter() {
+            let base = shard as *const Shard<u64> as usize;
+            assert_eq!(base % 64, 0, "a shard starts a cache line");
+            let engine = read(shard);
+            let reads = engine.read_counters_address() - base;
+            let end = reads + std::mem::size_of::<crate::metrics::ReadCounters>();
+            assert!(end <= 64, "the read counters end {end} bytes into the shard, past its first line");
         }
     }
 

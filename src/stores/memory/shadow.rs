@@ -174,14 +174,61 @@ impl Sampler {
     }
 }
 
+/// The entries of the four shadows, in one table: a sampled access finds
+/// its key once for all of them, not once per shadow.
+struct Entry {
+    hash: u64,
+    /// Bit `i`: shadow `i` holds the key.
+    held: u8,
+    /// Shadow `i`'s CLOCK count of the key (meaningful while it holds it).
+    clocks: [u8; SHADOWS],
+}
+
+/// `clocks` with the count of every shadow in `held` bumped, saturating at
+/// [`MAX_CLOCK`]: the four counts as the bytes of one word (each at most 3,
+/// so adding 1 carries into no other byte).
+#[inline(always)]
+fn bump_held(clocks: [u8; SHADOWS], held: u8) -> [u8; SHADOWS] {
+    const _: () = assert!(MAX_CLOCK == 3 && SHADOWS == 4);
+    // A 1 in the byte of each shadow named in a 4-bit mask.
+    const SPREAD: [u32; 16] = {
+        let mut table = [0u32; 16];
+        let mut mask = 0;
+        while mask < 16 {
+            let mut i = 0;
+            while i < 4 {
+                if mask & (1 << i) != 0 {
+                    table[mask] |= 1 << (8 * i);
+                }
+                i += 1;
+            }
+            mask += 1;
+        }
+        table
+    };
+    let c = u32::from_le_bytes(clocks);
+    // A 1 in each byte that is already 3.
+    let saturated = ((c + 0x0101_0101) & 0x0404_0404) >> 2;
+    (c + (SPREAD[usize::from(held & 15)] & !saturated)).to_le_bytes()
+}
+
+/// The shadows' common table of [`Entry`]s, by hash.
+type Entries = HashTable<Entry>;
+
+/// How many shadows there are: one per [`SETTINGS`].
+const SHADOWS: usize = SETTINGS.len();
+
 /// A miniature S3-FIFO with TinyLFU admission under one [`Setting`]: the
-/// live engine's rules on hashes, without values, TTLs or deletes.
+/// live engine's rules on hashes, without values, TTLs or deletes. Its
+/// entries are the ones of the shared [`Entries`] whose bit `me` is set.
 pub(crate) struct Mini {
     setting: Setting,
+    /// Its bit in [`Entry::held`], its index in [`Entry::clocks`].
+    me: usize,
     cap: usize,
     small_cap: usize,
-    /// (hash, CLOCK count) of the entries held.
-    entries: HashTable<(u64, u8)>,
+    /// The entries it holds.
+    len: usize,
     small: VecDeque<u64>,
     main: VecDeque<u64>,
     ghost: BucketGhost,
@@ -189,13 +236,19 @@ pub(crate) struct Mini {
     pub misses: u64,
 }
 
+/// The entry of `hash`, which some shadow holds.
+fn held(entries: &mut Entries, hash: u64) -> &mut Entry {
+    entries.find_mut(hash, |e| e.hash == hash).expect("a queued hash is held")
+}
+
 impl Mini {
-    pub fn new(setting: Setting, cap: usize) -> Self {
+    pub fn new(setting: Setting, me: usize, cap: usize) -> Self {
         Mini {
             setting,
+            me,
             cap,
             small_cap: setting.small_cap(cap),
-            entries: HashTable::new(),
+            len: 0,
             small: VecDeque::new(),
             main: VecDeque::new(),
             ghost: BucketGhost::new(ghost_size(cap)),
@@ -204,44 +257,45 @@ impl Mini {
         }
     }
 
-    fn clock(&mut self, hash: u64) -> &mut u8 {
-        &mut self.entries.find_mut(hash, |e| e.0 == hash).expect("a queued hash is held").1
+    fn clock<'e>(&self, entries: &'e mut Entries, hash: u64) -> &'e mut u8 {
+        &mut held(entries, hash).clocks[self.me]
     }
 
-    /// One access to `hash` (already counted in `sketch`): a hit bumps its
-    /// count, a miss inserts it.
-    #[inline(always)]
-    pub fn access(&mut self, hash: u64, sketch: &FrequencySketch) {
-        if let Some(e) = self.entries.find_mut(hash, |e| e.0 == hash) {
-            e.1 = (e.1 + 1).min(MAX_CLOCK);
-            return;
+    /// Drops `hash` from this shadow (and from the table if no other holds it).
+    fn forget(&mut self, entries: &mut Entries, hash: u64) {
+        self.len -= 1;
+        let Ok(entry) = entries.find_entry(hash, |e| e.hash == hash) else { unreachable!("a queued hash is held") };
+        let left = entry.get().held & !(1 << self.me);
+        if left == 0 {
+            entry.remove();
+        } else {
+            entry.into_mut().held = left;
         }
-        self.miss(hash, sketch);
     }
 
-    /// [`access`](Self::access) of a hash the shadow does not hold: out of
-    /// line, so that a hit (most accesses) does not set up what a miss needs.
+    /// An access to `hash`, which this shadow does not hold (already counted
+    /// in `sketch`): it is inserted, by the policy's rules.
     #[inline(never)]
-    fn miss(&mut self, hash: u64, sketch: &FrequencySketch) {
+    fn miss(&mut self, entries: &mut Entries, hash: u64, sketch: &FrequencySketch) {
         self.misses += 1;
         let returning = self.ghost.take(hash);
-        let full = self.entries.len() >= self.cap;
+        let full = self.len >= self.cap;
         let to_main = if !full {
             // Before the first eviction, what does not fit in small fills main.
             returning || (!self.evicted_once && self.small.len() >= self.small_cap)
         } else if returning && self.setting.duel && self.main.len() >= self.cap.saturating_sub(self.small_cap).max(1) {
-            let victim = self.main_victim();
+            let victim = self.main_victim(entries);
             if sketch.frequency(hash) > sketch.frequency(victim) {
                 self.main.pop_front();
-                self.entries.find_entry(victim, |e| e.0 == victim).expect("held").remove();
+                self.forget(entries, victim);
                 self.evicted_once = true;
                 true
             } else {
-                self.evict();
+                self.evict(entries);
                 false
             }
         } else {
-            self.evict();
+            self.evict(entries);
             returning
         };
         if to_main {
@@ -249,14 +303,24 @@ impl Mini {
         } else {
             self.small.push_back(hash);
         }
-        self.entries.insert_unique(hash, (hash, 0), |e| e.0);
+        self.len += 1;
+        let bit = 1 << self.me;
+        match entries.find_mut(hash, |e| e.hash == hash) {
+            Some(entry) => {
+                entry.held |= bit;
+                entry.clocks[self.me] = 0;
+            }
+            None => {
+                entries.insert_unique(hash, Entry { hash, held: bit, clocks: [0; SHADOWS] }, |e| e.hash);
+            }
+        }
     }
 
     /// Turns main's CLOCK until its oldest entry has a count of zero: that entry.
-    fn main_victim(&mut self) -> u64 {
+    fn main_victim(&mut self, entries: &mut Entries) -> u64 {
         loop {
             let front = *self.main.front().expect("main is not empty");
-            let clock = self.clock(front);
+            let clock = self.clock(entries, front);
             if *clock == 0 {
                 return front;
             }
@@ -267,29 +331,29 @@ impl Mini {
     }
 
     /// S3-FIFO's eviction of one entry.
-    fn evict(&mut self) {
+    fn evict(&mut self, entries: &mut Entries) {
         self.evicted_once = true;
         let main_cap = self.cap.saturating_sub(self.small_cap).max(1);
         loop {
             if self.main.len() > main_cap || self.small.is_empty() {
                 let Some(front) = self.main.pop_front() else { return };
-                let clock = self.clock(front);
+                let clock = self.clock(entries, front);
                 if *clock > 0 {
                     *clock -= 1;
                     self.main.push_back(front);
                     continue;
                 }
-                self.entries.find_entry(front, |e| e.0 == front).expect("held").remove();
+                self.forget(entries, front);
                 return;
             }
             let front = self.small.pop_front().expect("small is not empty");
-            let clock = self.clock(front);
+            let clock = self.clock(entries, front);
             if *clock >= MOVE_TO_MAIN {
                 *clock = 0;
                 self.main.push_back(front);
                 continue;
             }
-            self.entries.find_entry(front, |e| e.0 == front).expect("held").remove();
+            self.forget(entries, front);
             self.ghost.insert(front);
             return;
         }
@@ -299,6 +363,8 @@ impl Mini {
 /// The four shadows and the choice between them.
 pub(crate) struct Shadows {
     minis: Vec<Mini>,
+    /// Their entries, in one table.
+    entries: Entries,
     /// How often each sampled key was seen: the minis see the same stream,
     /// so one sketch serves the two that duel (and costs one update).
     sketch: FrequencySketch,
@@ -311,7 +377,8 @@ impl Shadows {
     pub fn new(shadow_cap: usize) -> Self {
         let period = PERIOD_PER_ENTRY * shadow_cap as u64;
         Shadows {
-            minis: SETTINGS.iter().map(|&s| Mini::new(s, shadow_cap)).collect(),
+            minis: SETTINGS.iter().enumerate().map(|(i, &s)| Mini::new(s, i, shadow_cap)).collect(),
+            entries: HashTable::new(),
             sketch: FrequencySketch::new(shadow_cap),
             current: 0,
             period,
@@ -328,11 +395,24 @@ impl Shadows {
         SETTINGS[self.current]
     }
 
-    /// One sampled access.
+    /// One sampled access: the key is looked up once for the four shadows;
+    /// each that holds it bumps its count, each that does not takes the miss.
     pub fn access(&mut self, hash: u64) {
         self.sketch.admit(hash);
-        for mini in &mut self.minis {
-            mini.access(hash, &self.sketch);
+        let missed = match self.entries.find_mut(hash, |e| e.hash == hash) {
+            None => (1 << SHADOWS) - 1,
+            Some(entry) => {
+                entry.clocks = bump_held(entry.clocks, entry.held);
+                !entry.held & ((1 << SHADOWS) - 1)
+            }
+        };
+        if missed != 0 {
+            // Each shadow touches only its own bit and count: the order does not matter.
+            for mini in &mut self.minis {
+                if missed & (1 << mini.me) != 0 {
+                    mini.miss(&mut self.entries, hash, &self.sketch);
+                }
+            }
         }
         self.seen += 1;
         if self.seen < self.period {
@@ -347,6 +427,274 @@ impl Shadows {
         // Switch only for a clear gain: fewer misses by more than 1%.
         if best != self.current && best_misses * 100 < current_misses * 99 {
             self.current = best;
+        }
+    }
+}
+
+/// The shadows as they were before they shared one table (a table per
+/// shadow), kept to check that the shared table changes no decision.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod reference {
+    use super::*;
+
+    /// A miniature S3-FIFO with TinyLFU admission under one [`Setting`]: the
+    /// live engine's rules on hashes, without values, TTLs or deletes.
+    pub(super) struct Mini {
+        setting: Setting,
+        cap: usize,
+        small_cap: usize,
+        /// (hash, CLOCK count) of the entries held.
+        entries: HashTable<(u64, u8)>,
+        pub small: VecDeque<u64>,
+        pub main: VecDeque<u64>,
+        ghost: BucketGhost,
+        evicted_once: bool,
+        pub misses: u64,
+    }
+
+    impl Mini {
+        pub fn len(&self) -> usize {
+            self.entries.len()
+        }
+
+        pub fn new(setting: Setting, cap: usize) -> Self {
+            Mini {
+                setting,
+                cap,
+                small_cap: setting.small_cap(cap),
+                entries: HashTable::new(),
+                small: VecDeque::new(),
+                main: VecDeque::new(),
+                ghost: BucketGhost::new(ghost_size(cap)),
+                evicted_once: false,
+                misses: 0,
+            }
+        }
+
+        fn clock(&mut self, hash: u64) -> &mut u8 {
+            &mut self.entries.find_mut(hash, |e| e.0 == hash).expect("a queued hash is held").1
+        }
+
+        /// One access to `hash` (already counted in `sketch`): a hit bumps its
+        /// count, a miss inserts it.
+        #[inline(always)]
+        pub fn access(&mut self, hash: u64, sketch: &FrequencySketch) {
+            if let Some(e) = self.entries.find_mut(hash, |e| e.0 == hash) {
+                e.1 = (e.1 + 1).min(MAX_CLOCK);
+                return;
+            }
+            self.miss(hash, sketch);
+        }
+
+        /// [`access`](Self::access) of a hash the shadow does not hold: out of
+        /// line, so that a hit (most accesses) does not set up what a miss needs.
+        #[inline(never)]
+        fn miss(&mut self, hash: u64, sketch: &FrequencySketch) {
+            self.misses += 1;
+            let returning = self.ghost.take(hash);
+            let full = self.entries.len() >= self.cap;
+            let to_main = if !full {
+                // Before the first eviction, what does not fit in small fills main.
+                returning || (!self.evicted_once && self.small.len() >= self.small_cap)
+            } else if returning
+                && self.setting.duel
+                && self.main.len() >= self.cap.saturating_sub(self.small_cap).max(1)
+            {
+                let victim = self.main_victim();
+                if sketch.frequency(hash) > sketch.frequency(victim) {
+                    self.main.pop_front();
+                    self.entries.find_entry(victim, |e| e.0 == victim).expect("held").remove();
+                    self.evicted_once = true;
+                    true
+                } else {
+                    self.evict();
+                    false
+                }
+            } else {
+                self.evict();
+                returning
+            };
+            if to_main {
+                self.main.push_back(hash);
+            } else {
+                self.small.push_back(hash);
+            }
+            self.entries.insert_unique(hash, (hash, 0), |e| e.0);
+        }
+
+        /// Turns main's CLOCK until its oldest entry has a count of zero: that entry.
+        fn main_victim(&mut self) -> u64 {
+            loop {
+                let front = *self.main.front().expect("main is not empty");
+                let clock = self.clock(front);
+                if *clock == 0 {
+                    return front;
+                }
+                *clock -= 1;
+                self.main.pop_front();
+                self.main.push_back(front);
+            }
+        }
+
+        /// S3-FIFO's eviction of one entry.
+        fn evict(&mut self) {
+            self.evicted_once = true;
+            let main_cap = self.cap.saturating_sub(self.small_cap).max(1);
+            loop {
+                if self.main.len() > main_cap || self.small.is_empty() {
+                    let Some(front) = self.main.pop_front() else { return };
+                    let clock = self.clock(front);
+                    if *clock > 0 {
+                        *clock -= 1;
+                        self.main.push_back(front);
+                        continue;
+                    }
+                    self.entries.find_entry(front, |e| e.0 == front).expect("held").remove();
+                    return;
+                }
+                let front = self.small.pop_front().expect("small is not empty");
+                let clock = self.clock(front);
+                if *clock >= MOVE_TO_MAIN {
+                    *clock = 0;
+                    self.main.push_back(front);
+                    continue;
+                }
+                self.entries.find_entry(front, |e| e.0 == front).expect("held").remove();
+                self.ghost.insert(front);
+                return;
+            }
+        }
+    }
+
+    /// The four shadows and the choice between them.
+    pub(super) struct Shadows {
+        pub minis: Vec<Mini>,
+        /// How often each sampled key was seen: the minis see the same stream,
+        /// so one sketch serves the two that duel (and costs one update).
+        sketch: FrequencySketch,
+        current: usize,
+        period: u64,
+        seen: u64,
+    }
+
+    impl Shadows {
+        pub fn new(shadow_cap: usize) -> Self {
+            let period = PERIOD_PER_ENTRY * shadow_cap as u64;
+            Shadows {
+                minis: SETTINGS.iter().map(|&s| Mini::new(s, shadow_cap)).collect(),
+                sketch: FrequencySketch::new(shadow_cap),
+                current: 0,
+                period,
+                // The first decision comes sooner, as soon as the shadows have
+                // filled about twice: until then the store runs the first setting
+                // whatever the workload (a loop loses a quarter of its hits under
+                // it).
+                seen: period - FIRST_PERIOD_PER_ENTRY * shadow_cap as u64,
+            }
+        }
+
+        /// The setting the live cache should use.
+        pub fn current(&self) -> Setting {
+            SETTINGS[self.current]
+        }
+
+        /// One sampled access.
+        pub fn access(&mut self, hash: u64) {
+            self.sketch.admit(hash);
+            for mini in &mut self.minis {
+                mini.access(hash, &self.sketch);
+            }
+            self.seen += 1;
+            if self.seen < self.period {
+                return;
+            }
+            self.seen = 0;
+            let best = (0..self.minis.len()).min_by_key(|&i| (self.minis[i].misses, i != self.current)).unwrap_or(0);
+            let (best_misses, current_misses) = (self.minis[best].misses, self.minis[self.current].misses);
+            for mini in &mut self.minis {
+                mini.misses = 0;
+            }
+            // Switch only for a clear gain: fewer misses by more than 1%.
+            if best != self.current && best_misses * 100 < current_misses * 99 {
+                self.current = best;
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    fn spread(i: u64) -> u64 {
+        let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    #[test]
+    fn bump_held_bumps_the_held_counts_and_saturates() {
+        for held in 0..16u8 {
+            for word in 0..256u32 {
+                let clocks = [0, 1, 2, 3].map(|i| ((word >> (2 * i)) & 3) as u8);
+                let mut expected = clocks;
+                for (i, clock) in expected.iter_mut().enumerate() {
+                    if held & (1 << i) != 0 {
+                        *clock = (*clock + 1).min(MAX_CLOCK);
+                    }
+                }
+                assert_eq!(bump_held(clocks, held), expected, "{clocks:?} held {held:#06b}");
+            }
+        }
+    }
+
+    /// The shared table is an implementation detail: on every stream each
+    /// shadow misses exactly when its own table did, and the choice follows.
+    #[test]
+    fn one_table_for_the_four_shadows_changes_no_decision() {
+        let mut rng = 0x1234_5678_9ABC_DEF1u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for cap in [1, 2, 7, 64, 300, 1_250] {
+            let mut shared = Shadows::new(cap);
+            let mut separate = reference::Shadows::new(cap);
+            let mut switches = 0;
+            let n = 40 * cap as u64 + 4_000;
+            for step in 0..n {
+                // Phases: a skewed working set, a loop 1.5 x the capacity, a scan.
+                let key = match (step / (n / 4)) % 4 {
+                    0 | 3 => {
+                        let r = next() % 1_000;
+                        (r * r / 1_000) % (3 * cap as u64 + 3)
+                    }
+                    1 => step % (cap as u64 * 3 / 2 + 1),
+                    _ => 1_000_000 + step,
+                };
+                let hash = spread(key);
+                let before = shared.current();
+                shared.access(hash);
+                separate.access(hash);
+                switches += usize::from(before != shared.current());
+                let misses: Vec<u64> = shared.minis.iter().map(|m| m.misses).collect();
+                let expected: Vec<u64> = separate.minis.iter().map(|m| m.misses).collect();
+                assert_eq!(misses, expected, "cap {cap}, step {step}");
+                assert_eq!(shared.current(), separate.current(), "cap {cap}, step {step}");
+                for (mini, reference) in shared.minis.iter().zip(&separate.minis) {
+                    assert_eq!(mini.len, reference.len(), "cap {cap}, step {step}");
+                    assert_eq!((&mini.small, &mini.main), (&reference.small, &reference.main));
+                }
+                let held: usize = shared.entries.iter().map(|e| e.held.count_ones() as usize).sum();
+                assert_eq!(held, shared.minis.iter().map(|m| m.len).sum::<usize>());
+                assert!(shared.entries.iter().all(|e| e.held != 0), "an entry no shadow holds was left");
+            }
+            if cap >= 64 {
+                assert!(switches > 0, "cap {cap}: the streams made the shadows switch at least once");
+            }
         }
     }
 }

@@ -114,12 +114,25 @@ impl<V> Removals<V> {
         Removals { inline: [const { None }; 2], len: 0, spill: Vec::new() }
     }
 
+    /// Drops the entries, without the call that drops the spill `Vec` when
+    /// it never allocated (a `set` removes two entries at most, nearly always).
+    #[inline(always)]
+    pub fn drop_entries(self) {
+        let Removals { inline, len: _, spill } = self;
+        if spill.capacity() == 0 {
+            // Empty, and no buffer to free: nothing is lost, even if a
+            // value's `Drop` below panics.
+            std::mem::forget(spill);
+        }
+        drop(inline);
+    }
+
     /// The entries, in the order they were removed.
     pub fn into_entries(self) -> impl Iterator<Item = Removed<V>> {
         self.inline.into_iter().flatten().chain(self.spill)
     }
 
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, removed: Removed<V>) {
         if self.len < self.inline.len() {
             self.inline[self.len] = Some(removed);
@@ -139,9 +152,24 @@ pub(crate) enum Lookup<R> {
     Expired,
 }
 
+// `repr(C)`, in this order: a `get` counts itself in `reads` (an atomic add)
+// right after taking the shard's read lock, so `reads` comes first and shares
+// the lock word's cache line (the store's shards are 128-byte aligned): one
+// line changes hands between threads reading one shard, not two. The fields a
+// hit reads come next. (The default layout put `reads` 112 bytes in.)
+#[repr(C)]
 pub(crate) struct Engine<V> {
-    slab: Slab<V>,
+    /// First: see above.
+    reads: ReadCounters,
     index: HashTable<u32>,
+    kind: Kind,
+    /// Hits on keys whose hash passes this mask are recorded for the shadows
+    /// (`shadow::sampled`); `u32::MAX` without an adaptive policy.
+    sample_mask: u32,
+    /// The adaptive policy's state (S3-FIFO only, unless made classic).
+    adaptive: Option<AdaptiveBox>,
+    clock: Clock,
+    slab: Slab<V>,
     hasher: KeyHasher,
     /// S3-FIFO's ghost (the classic policy; the adaptive one keeps its own).
     ghost: FifoGhost<u64>,
@@ -165,7 +193,6 @@ pub(crate) struct Engine<V> {
     /// The freshness of the entries `get_or_refresh` stored, by key. Any
     /// other write or removal of the key drops it (the entry is then plain).
     fresh: std::collections::HashMap<u32, Freshness, KeyHasher>,
-    kind: Kind,
     /// The capacity: in entries, or in weight when the engine has a weigher.
     max_size: usize,
     /// Weighs each entry a `set` stores; `None`: every entry weighs 1.
@@ -177,18 +204,11 @@ pub(crate) struct Engine<V> {
     /// The small queue's share of `max_size` (S3-FIFO).
     small_cap: usize,
     climber: Option<Climber>,
-    /// The adaptive policy's state (S3-FIFO only, unless made classic).
-    adaptive: Option<AdaptiveBox>,
-    /// Hits on keys whose hash passes this mask are recorded for the shadows
-    /// (`shadow::sampled`); `u32::MAX` without an adaptive policy.
-    sample_mask: u32,
     /// S3-FIFO fills main directly until the first eviction (libCacheSim's
     /// refinement: what arrives while the cache still has room is kept longer).
     evicted_once: bool,
     default_ttl: Option<std::time::Duration>,
-    clock: Clock,
     pub counters: Counters,
-    reads: ReadCounters,
     /// Whether the store has a removal listener: the entries removed where
     /// no caller takes them (an expired entry a read or a walk found) are
     /// then kept in `orphans` for the store to hand over after the lock,
@@ -466,17 +486,41 @@ impl<V> Engine<V> {
     /// drop once the engine is consistent. Nothing changes when it fails.
     #[inline]
     pub fn set(&mut self, key: Key<'_>, hash: u64, value: V, options: SetOptions) -> Result<Removals<V>> {
+        let mut removed = Removals::new();
+        self.set_into(key, hash, value, options, &mut removed)?;
+        Ok(removed)
+    }
+
+    /// [`set`](Self::set), adding what it removed to `removed` (the caller's,
+    /// which the store drops after the lock: no `Removals` is moved through
+    /// a `Result` on the way). When it fails, `removed` is left as it was.
+    #[inline]
+    pub fn set_into(
+        &mut self,
+        key: Key<'_>,
+        hash: u64,
+        value: V,
+        options: SetOptions,
+        removed: &mut Removals<V>,
+    ) -> Result<()> {
         if self.weigher.is_some() {
-            return self.set_weighed(key, hash, value, options);
+            return self.set_weighed(key, hash, value, options, removed);
         }
-        self.set_as::<false>(key, hash, value, options)
+        self.set_as::<false>(key, hash, value, options, removed)
     }
 
     /// [`set`](Self::set) in an engine with a weigher: out of line, so that
     /// the unweighted `set` carries none of its branches.
     #[inline(never)]
-    fn set_weighed(&mut self, key: Key<'_>, hash: u64, value: V, options: SetOptions) -> Result<Removals<V>> {
-        self.set_as::<true>(key, hash, value, options)
+    fn set_weighed(
+        &mut self,
+        key: Key<'_>,
+        hash: u64,
+        value: V,
+        options: SetOptions,
+        removed: &mut Removals<V>,
+    ) -> Result<()> {
+        self.set_as::<true>(key, hash, value, options, removed)
     }
 
     /// The body of [`set`](Self::set), `WEIGHED` when the engine has a weigher.
@@ -487,7 +531,8 @@ impl<V> Engine<V> {
         hash: u64,
         value: V,
         options: SetOptions,
-    ) -> Result<Removals<V>> {
+        removed: &mut Removals<V>,
+    ) -> Result<()> {
         debug_assert_eq!(hash, self.hash(&key));
         debug_assert_eq!(WEIGHED, self.weigher.is_some());
         let ttl = check_set_options(&options, self.default_ttl)?;
@@ -510,9 +555,8 @@ impl<V> Engine<V> {
         };
         let metadata = options.metadata.map(Box::new);
         let mut tags = options.tags;
-        let mut removed = Removals::new();
         if !self.expiries.is_empty() {
-            self.reclaim_expired(now, RECLAIM_PER_WRITE, &mut removed);
+            self.reclaim_expired(now, RECLAIM_PER_WRITE, removed);
         }
         // The reclaim may have taken the entry under this very key; one it
         // did not reach goes the same way: the key is set as a new one.
@@ -536,7 +580,7 @@ impl<V> Engine<V> {
             // head of the list it was on, as a replaced entry would be.
             let (list, freq) = (self.slab[id].list(), self.slab[id].freq.load(Relaxed));
             removed.push(self.remove_slot(id, hash, RemovalReason::Replaced));
-            self.make_room::<WEIGHED>(weight, now, &mut removed);
+            self.make_room::<WEIGHED>(weight, now, removed);
             let id = self.insert_new(hash, key, value, metadata, expires_at, list, weight);
             if idle.is_some() {
                 self.start_idle(id, idle, ttl_at, now);
@@ -571,7 +615,7 @@ impl<V> Engine<V> {
             removed.push(Removed::replaced(old_value, old_metadata));
         } else if ADAPTIVE_BUILT && self.adaptive.is_some() {
             let full = !self.fits::<WEIGHED>(weight, None)
-                && (self.expiries.is_empty() || !self.reclaim_expired(now, 1, &mut removed));
+                && (self.expiries.is_empty() || !self.reclaim_expired(now, 1, removed));
             let (list, evicted) = self.admit(hash, full);
             if let Some(evicted) = evicted {
                 self.counters.evictions += 1;
@@ -579,14 +623,14 @@ impl<V> Engine<V> {
             }
             // One eviction makes room for an entry of weight 1; a heavier one may need more.
             if WEIGHED {
-                self.make_room::<true>(weight, now, &mut removed);
+                self.make_room::<true>(weight, now, removed);
             }
             let id = self.insert_new(hash, key, value, metadata, expires_at, list, weight);
             if idle.is_some() {
                 self.start_idle(id, idle, ttl_at, now);
             }
         } else {
-            self.make_room::<WEIGHED>(weight, now, &mut removed);
+            self.make_room::<WEIGHED>(weight, now, removed);
             let list = self.classic_list_for(hash);
             let id = self.insert_new(hash, key, value, metadata, expires_at, list, weight);
             if idle.is_some() {
@@ -598,7 +642,7 @@ impl<V> Engine<V> {
             self.retag(id, tags);
         }
         self.counters.sets += 1;
-        Ok(removed)
+        Ok(())
     }
 
     fn take_seq(&mut self) -> u32 {
@@ -844,6 +888,11 @@ impl<V> Engine<V> {
     /// The key hasher, for a model to hash keys as the engine does.
     pub fn hasher_for_tests(&self) -> KeyHasher {
         self.hasher.clone()
+    }
+
+    /// Where the read counters are, to check the layout.
+    pub fn read_counters_address(&self) -> usize {
+        &self.reads as *const ReadCounters as usize
     }
 
     /// The adaptive policy's current setting.
