@@ -29,6 +29,7 @@ const [
   POLL_MAX_MS,
   SCRIPT_CHUNK,
   DELETE_CHUNK,
+  MAX_IDLE_MS,
 ] = wasm.limits();
 const SCAN_COUNT = String(SCAN_BATCH);
 
