@@ -7,8 +7,31 @@
 // the error classes, which are the main entry's own (instanceof works
 // across both entries).
 
-const [MAX_KEY_LEN, MAX_NESTING, MAX_BUCKETS, SAMPLE_EVERY, MAX_TAGS, MAX_TAG_LEN, MAX_INVALIDATE_TAGS, MAX_PATTERN_LEN, DEFAULT_BUCKETS, LEASE_MS, SLACK_MS, LATENCY_SAMPLE_EVERY] =
-  wasm.limits();
+const [
+  MAX_KEY_LEN,
+  MAX_NESTING,
+  MAX_BUCKETS,
+  SAMPLE_EVERY,
+  MAX_TAGS,
+  MAX_TAG_LEN,
+  MAX_INVALIDATE_TAGS,
+  MAX_PATTERN_LEN,
+  DEFAULT_BUCKETS,
+  LEASE_MS,
+  SLACK_MS,
+  LATENCY_SAMPLE_EVERY,
+  // The walks' and loads' numbers (src/remote/mod.rs), as the Rust store uses them.
+  SCAN_BATCH,
+  UPDATE_ATTEMPTS,
+  SIZE_CONCURRENCY,
+  SLOT_LIST_MAX,
+  POLL_FIRST_MS,
+  POLL_MAX_MS,
+  SCRIPT_CHUNK,
+  DELETE_CHUNK,
+  MAX_IDLE_MS,
+] = wasm.limits();
+const SCAN_COUNT = String(SCAN_BATCH);
 
 /** The scripts by name: { name, source, sha } (what a Conn's `script` takes). */
 const SCRIPTS = Object.create(null);

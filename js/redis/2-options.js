@@ -24,13 +24,23 @@ function millis(value, name) {
   if (!(value > 0) || value === Infinity) {
     throw new CachePolicyError(`invalid policy: ${name} must be a positive, finite number of seconds, got ${value}`);
   }
-  return core(() => wasm.ttlMillis(value));
+  return checkedMillis(wasm.ttlMillis(value), value, name);
+}
+
+/** The wasm's milliseconds of `value` seconds, or the error its code stands for (worded here, in JS). */
+function checkedMillis(ms, value, name) {
+  if (ms >= 0) return ms;
+  if (ms === -1) {
+    throw new CachePolicyError(`invalid policy: ${name} must be at least one nanosecond (1e-9 seconds), got ${value}`);
+  }
+  if (ms === -3) throw new CachePolicyError(`invalid policy: ${name} must be at most ${MAX_IDLE_MS / 1000} seconds, got ${value}`);
+  throw new CachePolicyError(`invalid policy: ${name} of ${value} seconds is too large`);
 }
 
 function idleMillis(value, name) {
   if (value === undefined) return undefined;
   millis(value, name);
-  return core(() => wasm.idleMillis(value));
+  return checkedMillis(wasm.idleMillis(value), value, name);
 }
 
 function readTags(tags) {

@@ -8,21 +8,6 @@
 // every entry, the capacity index and the loads.
 
 const STORE_OPTIONS = ["client", "prefix", "policy", "defaultTtl", "buckets", "lockLease", "wholeDatabase"];
-/** Keys per SCAN page. */
-const SCAN_COUNT = "1000";
-/** How often `updateMetadata` retries when the entry keeps changing under it (entries.rs). */
-const UPDATE_ATTEMPTS = 32;
-/** How many buckets' sizes `size` asks for at once (walks.rs). */
-const SIZE_CONCURRENCY = 64;
-/** The most keys a cluster store's rebuild lists straight from a slot (walks.rs). */
-const SLOT_LIST_MAX = 10000;
-/** The most entries one call of a batch script handles (batch.rs): a script blocks Redis while it runs. */
-const SCRIPT_CHUNK = 100;
-/** The most entries one call of the delete script lists (batch.rs). */
-const DELETE_CHUNK = 1000;
-/** The pauses of a caller waiting on another process's load (load.rs). */
-const POLL_FIRST_MS = 10;
-const POLL_MAX_MS = 50;
 
 function isConn(value) {
   return (

@@ -24,6 +24,30 @@ pub(crate) const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(10);
 /// written after its registration, so its TTL starts a little later.
 pub(crate) const SLACK_MS: u64 = 60_000;
 
+/// Keys per SCAN page of a walk (`keys`, `invalidate`, `clear`, `size`, an
+/// index rebuild).
+pub(crate) const WALK_BATCH: usize = 1000;
+/// How often `update_metadata` retries when the entry keeps changing under it.
+pub(crate) const UPDATE_ATTEMPTS: usize = 32;
+/// How many buckets' sizes `size` (and `invalidate_tags`) asks for at once.
+pub(crate) const SIZE_CONCURRENCY: usize = 64;
+/// The most keys a cluster store's rebuild lists straight from a slot
+/// (`CLUSTER GETKEYSINSLOT`); a fuller slot is walked with SCAN.
+pub(crate) const SLOT_LIST_MAX: u64 = 10_000;
+/// The first pause of a caller waiting on another instance's load; each
+/// further pause doubles, up to [`POLL_MAX`].
+pub(crate) const POLL_FIRST: Duration = Duration::from_millis(10);
+/// The longest pause of a caller waiting on another instance's load.
+pub(crate) const POLL_MAX: Duration = Duration::from_millis(50);
+/// The most entries one call of a batch script (LRU reads, bounded sets)
+/// handles: a script blocks Redis while it runs, so a long batch is cut
+/// into calls of at most this many, pipelined (other clients' commands run
+/// between them).
+pub(crate) const SCRIPT_CHUNK: usize = 100;
+/// The most entries one call of the delete script lists (Lua's `unpack`
+/// takes a few thousand at most): a longer batch sends several, pipelined.
+pub(crate) const DELETE_CHUNK: usize = 1_000;
+
 /// Longest TTL sent to Redis, in ms (about 31,700 years): longer ones would
 /// overflow Redis's expiry time and are the same as this in practice.
 pub(crate) const MAX_TTL_MS: u128 = 1_000_000_000_000_000;

@@ -18,9 +18,9 @@ use wasm_bindgen::prelude::*;
 use crate::errors::{CacheError, Result};
 use crate::key::{Key, MAX_KEY_LEN};
 use crate::pattern::{MAX_PATTERN_LEN, Pattern};
-use crate::policies::{check_idle, ttl_from_secs_f64};
+use crate::policies::{MAX_IDLE, check_idle};
 use crate::remote::keyspace::{self, Keyspace, MAX_BUCKETS};
-use crate::remote::{DEFAULT_LOCK_LEASE, SLACK_MS, format, scripts, ttl_millis};
+use crate::remote::{self, DEFAULT_LOCK_LEASE, SLACK_MS, format, scripts, ttl_millis};
 use crate::store::{MAX_NESTING, Metadata, check_metadata};
 use crate::tags::{MAX_INVALIDATE_TAGS, MAX_TAG_LEN, MAX_TAGS, check_entry_tags, check_invalidate_tags};
 
@@ -40,7 +40,9 @@ fn js<T>(result: Result<T>) -> JsResult<T> {
 /// The limits the JS layer reads once at load: `[MAX_KEY_LEN, MAX_NESTING,
 /// MAX_BUCKETS, SAMPLE_EVERY, MAX_TAGS, MAX_TAG_LEN, MAX_INVALIDATE_TAGS,
 /// MAX_PATTERN_LEN, DEFAULT_BUCKETS, the default lock lease in ms, the tag
-/// sets' SLACK_MS, LATENCY_SAMPLE_EVERY]`.
+/// sets' SLACK_MS, LATENCY_SAMPLE_EVERY, then the walks' and loads' numbers:
+/// WALK_BATCH, UPDATE_ATTEMPTS, SIZE_CONCURRENCY, SLOT_LIST_MAX, POLL_FIRST
+/// and POLL_MAX in ms, SCRIPT_CHUNK, DELETE_CHUNK, MAX_IDLE in ms]`.
 #[wasm_bindgen]
 pub fn limits() -> Vec<f64> {
     [
@@ -56,6 +58,15 @@ pub fn limits() -> Vec<f64> {
         ttl_millis(DEFAULT_LOCK_LEASE),
         SLACK_MS,
         crate::metrics::LATENCY_SAMPLE_EVERY,
+        remote::WALK_BATCH as u64,
+        remote::UPDATE_ATTEMPTS as u64,
+        remote::SIZE_CONCURRENCY as u64,
+        remote::SLOT_LIST_MAX,
+        ttl_millis(remote::POLL_FIRST),
+        ttl_millis(remote::POLL_MAX),
+        remote::SCRIPT_CHUNK as u64,
+        remote::DELETE_CHUNK as u64,
+        ttl_millis(MAX_IDLE),
     ]
     .map(|n| n as f64)
     .to_vec()
@@ -80,19 +91,32 @@ pub fn counters() -> String {
     crate::metrics::JS_COUNTERS.into()
 }
 
-/// A TTL (or lease) of `seconds` as Redis gets it: whole milliseconds,
-/// rounded up, capped (`remote::ttl_millis`); a `CachePolicyError` for a
-/// number that is no TTL.
+/// A TTL (or lease) of `seconds` (positive and finite: the JS layer checked)
+/// as Redis gets it: whole milliseconds, rounded up, capped
+/// (`remote::ttl_millis`); -1 if it is no positive duration (under a
+/// nanosecond), -2 if it is too large for one. The JS layer words the
+/// messages: formatting a float here would link Rust's float printer.
 #[wasm_bindgen(js_name = ttlMillis)]
-pub fn ttl_ms(seconds: f64) -> JsResult<f64> {
-    Ok(ttl_millis(js(ttl_from_secs_f64(seconds))?) as f64)
+pub fn ttl_ms(seconds: f64) -> f64 {
+    match std::time::Duration::try_from_secs_f64(seconds) {
+        Ok(ttl) if ttl.is_zero() => -1.0,
+        Ok(ttl) => ttl_millis(ttl) as f64,
+        Err(_) => -2.0,
+    }
 }
 
-/// A time-to-idle of `seconds` in whole milliseconds (the idle rules).
+/// A time-to-idle of `seconds` in whole milliseconds, as [`ttl_ms`], and -3
+/// past the longest (`MAX_IDLE`, the idle rules).
 #[wasm_bindgen(js_name = idleMillis)]
-pub fn idle_ms(seconds: f64) -> JsResult<f64> {
-    let idle = js(check_idle(js(ttl_from_secs_f64(seconds))?))?;
-    Ok(ttl_millis(idle) as f64)
+pub fn idle_ms(seconds: f64) -> f64 {
+    match std::time::Duration::try_from_secs_f64(seconds) {
+        Ok(idle) if idle.is_zero() => -1.0,
+        Ok(idle) => match check_idle(idle) {
+            Ok(idle) => ttl_millis(idle) as f64,
+            Err(_) => -3.0,
+        },
+        Err(_) => -2.0,
+    }
 }
 
 /// A `CachePolicyError` if `getOrSet`'s options break a rule between them

@@ -8,7 +8,7 @@ import { before, after, describe, test } from "node:test";
 import { createClient } from "redis5";
 import * as main from "pepperpy-caching";
 import { RedisStore } from "pepperpy-caching/redis";
-import { startRedis } from "./redis-server.mjs";
+import { startServer } from "./redis-support.mjs";
 
 const { CacheKeyError, CachePatternError, CachePolicyError, CacheSerializationError, CacheBackendError, CacheError, LRUPolicy, TTLPolicy, S3FIFOPolicy } =
   main;
@@ -21,13 +21,13 @@ let n = 0;
 const fresh = () => `t${++n}:`;
 
 before(async () => {
-  server = await startRedis();
+  server = await startServer();
   client = await createClient({ url: server.url }).connect();
   raw = client.withTypeMapping({ 36: Buffer });
 });
 after(async () => {
   await client?.quit();
-  server?.stop();
+  await server?.stop();
 });
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -186,12 +186,12 @@ describe("one key", () => {
   });
 
   test("a server that is gone is a CacheBackendError", async () => {
-    const own = await startRedis();
+    const own = await startServer();
     const c = await createClient({ url: own.url, socket: { reconnectStrategy: false } }).connect();
     c.on("error", () => {});
     const store = new RedisStore({ client: c, prefix: "gone:" });
     await store.set("k", 1);
-    own.stop();
+    await own.kill();
     await sleep(100);
     await assert.rejects(store.get("k"), CacheBackendError);
     await assert.rejects(store.set("k", 2), CacheBackendError);
@@ -525,14 +525,14 @@ describe("hostile", () => {
     );
     assert.equal(await client.exists(`${prefix}s`), 0, "its placeholder released");
     // A server killed while a loader runs: the load's store fails as CacheBackendError; a restarted server serves again.
-    const own = await startRedis();
+    const own = await startServer();
     const c = await createClient({ url: own.url, socket: { reconnectStrategy: () => 50 } }).connect();
     c.on("error", () => {});
     try {
       const s = new RedisStore({ client: c, prefix: "mid:" });
       await assert.rejects(
         s.getOrSet("k", async () => {
-          own.stop();
+          await own.kill();
           await sleep(50);
           return 1;
         }),

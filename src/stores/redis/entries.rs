@@ -23,8 +23,7 @@ use crate::remote::format;
 use crate::remote::keyspace::Entry;
 use crate::store::{CacheStore, Metadata, SetOptions, check_metadata, check_set_options};
 
-/// How often `update_metadata` retries when the entry keeps changing under it.
-const UPDATE_ATTEMPTS: usize = 32;
+use crate::remote::UPDATE_ATTEMPTS;
 
 /// A `set` checked and encoded, not yet written ([`RedisStore::encode_set`]).
 pub(crate) struct EncodedSet {

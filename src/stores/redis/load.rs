@@ -36,10 +36,7 @@ use crate::store::{Metadata, SetOptions, check_set_options};
 /// How long a load's placeholder (and a refresh lock) lives unless its owner
 /// removes it first.
 pub(super) use crate::remote::DEFAULT_LOCK_LEASE;
-/// The first pause of a caller waiting on another instance's load; each
-/// further pause doubles, up to [`POLL_MAX`].
-const POLL_FIRST: Duration = Duration::from_millis(10);
-const POLL_MAX: Duration = Duration::from_millis(50);
+use crate::remote::{POLL_FIRST, POLL_MAX};
 
 /// What [`RedisStore::get_or_lock`] found.
 enum Step {

@@ -254,7 +254,7 @@ where
         // each call's timer starts when it is sent.
         let buckets: Vec<usize> = (0..self.space.buckets().len()).collect();
         let mut removed = 0;
-        for chunk in buckets.chunks(super::walks::SIZE_CONCURRENCY) {
+        for chunk in buckets.chunks(crate::remote::SIZE_CONCURRENCY) {
             let calls = chunk.iter().map(|&index| self.invalidate_tags_in(index, &unique));
             removed += futures_util::future::try_join_all(calls).await?.into_iter().sum::<usize>();
         }
