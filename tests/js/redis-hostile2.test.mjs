@@ -1,0 +1,63 @@
+// A hostile user of the JS RedisStore (pepperpy-caching/redis), round 2:
+// each test is a confirmed bug, asserting the behaviour the store promises
+// (the JS MemoryStore's API, the Rust RedisStore's semantics). Each fails on
+// main 6aa6065 and passes once the bug is fixed.
+import assert from "node:assert/strict";
+import { getEventListeners } from "node:events";
+import { after, before, test } from "node:test";
+import { createClient } from "redis5";
+import * as main from "pepperpy-caching";
+import { RedisStore } from "pepperpy-caching/redis";
+import { startRedis } from "./redis-server.mjs";
+
+const { LRUPolicy, MemoryStore } = main;
+
+let server;
+let client;
+let n = 0;
+const fresh = () => `h2_${++n}:`;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+before(async () => {
+  server = await startRedis();
+  client = await createClient({ url: server.url }).connect();
+});
+after(async () => {
+  await client?.quit();
+  server?.stop();
+});
+
+test("a leader whose signal aborts does not fail the callers waiting on its load (the MemoryStore hands the load over)", async () => {
+  const stores = [
+    ["memory", new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }) })],
+    ["redis", new RedisStore({ client, prefix: fresh() })],
+  ];
+  for (const [name, store] of stores) {
+    const controller = new AbortController();
+    const leader = store.getOrSet("k", () => sleep(200).then(() => "leader's"), { signal: controller.signal });
+    const follower = store.getOrSet("k", () => sleep(10).then(() => "follower's"));
+    await sleep(30);
+    controller.abort(new Error("the leader's caller went away"));
+    await assert.rejects(leader, /went away/, name);
+    // The follower never gave up: it gets a value, not another caller's abort reason.
+    const value = await follower.catch((error) => assert.fail(`${name}: the follower failed with ${error}`));
+    assert.ok(value === "follower's" || value === "leader's", `${name}: ${value}`);
+  }
+});
+
+test("getOrSet's signal listeners are removed when the call ends: a long-lived signal does not collect one per call", async () => {
+  const stores = [
+    ["memory", new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }) })],
+    ["redis", new RedisStore({ client, prefix: fresh() })],
+  ];
+  for (const [name, store] of stores) {
+    // One signal for the whole server's life (a shutdown signal), passed to every call.
+    const shutdown = new AbortController();
+    for (let i = 0; i < 20; i++) {
+      assert.equal(await store.getOrSet(`k${i}`, () => i, { signal: shutdown.signal }), i);
+    }
+    // Followers too.
+    await Promise.all([0, 1, 2].map(() => store.getOrSet("shared", () => sleep(20).then(() => 1), { signal: shutdown.signal })));
+    assert.equal(getEventListeners(shutdown.signal, "abort").length, 0, `${name}: listeners left on the caller's signal`);
+  }
+});
