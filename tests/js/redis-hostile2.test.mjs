@@ -61,3 +61,39 @@ test("getOrSet's signal listeners are removed when the call ends: a long-lived s
     assert.equal(getEventListeners(shutdown.signal, "abort").length, 0, `${name}: listeners left on the caller's signal`);
   }
 });
+
+test("a hole in getMany's or setMany's array is the MemoryStore's typed error, not an internal TypeError; nothing is written", async () => {
+  const prefix = fresh();
+  const redis = new RedisStore({ client, prefix });
+  const memory = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) });
+  // eslint-disable-next-line no-sparse-arrays
+  const holeyKeys = () => [, "a"];
+  // eslint-disable-next-line no-sparse-arrays
+  const holeyPairs = () => [, ["a", 1]];
+  for (const [name, store] of [["memory", memory], ["redis", redis]]) {
+    await assert.rejects(store.getMany(holeyKeys()), main.CacheKeyError, `${name}: getMany with a hole`);
+    await assert.rejects(
+      store.setMany(holeyPairs()),
+      (error) => error instanceof TypeError && /pairs/.test(error.message),
+      `${name}: setMany with a hole`,
+    );
+  }
+  assert.deepEqual(await client.keys(`${prefix}*`), []);
+  assert.equal(redis.getStats().sets, 0);
+});
+
+test("getMany and deleteMany of a non-array throw the MemoryStore's class (TypeError), as setMany does", async () => {
+  const redis = new RedisStore({ client, prefix: fresh() });
+  const memory = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) });
+  for (const [name, store] of [["memory", memory], ["redis", redis]]) {
+    for (const method of ["getMany", "deleteMany"]) {
+      const error = await Promise.resolve()
+        .then(() => store[method]("ab"))
+        .then(
+          () => undefined,
+          (e) => e,
+        );
+      assert.equal(error?.constructor, TypeError, `${name}.${method}("ab") threw ${error}`);
+    }
+  }
+});
