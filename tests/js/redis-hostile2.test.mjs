@@ -97,3 +97,16 @@ test("getMany and deleteMany of a non-array throw the MemoryStore's class (TypeE
     }
   }
 });
+
+test("the response timeout is the user's to set, as the Rust builder's response_timeout: a 32 MB value is not reported failed while Redis stores it", async () => {
+  const prefix = fresh();
+  // The Rust store: RedisStoreBuilder::response_timeout. The JS store has no
+  // such option and a fixed 1000 ms: a set that takes longer is a
+  // CacheBackendError, yet Redis writes the value all the same.
+  const store = new RedisStore({ client, prefix, responseTimeout: 60 });
+  const value = "x".repeat(32 << 20);
+  await store.set("big", value);
+  assert.equal((await store.get("big"))?.length, value.length);
+  await client.del(`${prefix}big`);
+  assert.throws(() => new RedisStore({ client, prefix, responseTimeout: -1 }), main.CachePolicyError);
+});
