@@ -110,3 +110,26 @@ test("the response timeout is the user's to set, as the Rust builder's response_
   await client.del(`${prefix}big`);
   assert.throws(() => new RedisStore({ client, prefix, responseTimeout: -1 }), main.CachePolicyError);
 });
+
+/** `promise`, or a rejection saying it hung for `ms`. */
+function orHang(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: still waiting after ${ms} ms (deadlocked on itself)`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+test("a loader that asks for its own key through another key's loader gets CacheReentrantLoadError, not a deadlock (the MemoryStore's and Rust's rule)", async () => {
+  const stores = [
+    ["memory", new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }) })],
+    ["redis", new RedisStore({ client, prefix: fresh() })],
+  ];
+  for (const [name, store] of stores) {
+    // a's loader asks for b, whose loader asks for a: a waits on b waits on a.
+    const call = store.getOrSet("a", () => store.getOrSet("b", () => store.getOrSet("a", () => 1)));
+    await assert.rejects(orHang(call, 3000, name), (error) => error instanceof main.CacheReentrantLoadError || assert.fail(`${name}: ${error}`));
+  }
+});
