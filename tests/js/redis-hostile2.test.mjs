@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { getEventListeners } from "node:events";
 import { after, before, test } from "node:test";
 import { createClient } from "redis5";
+import IORedis from "ioredis";
 import * as main from "pepperpy-caching";
 import { RedisStore } from "pepperpy-caching/redis";
 import { startRedis } from "./redis-server.mjs";
@@ -131,5 +132,30 @@ test("a loader that asks for its own key through another key's loader gets Cache
     // a's loader asks for b, whose loader asks for a: a waits on b waits on a.
     const call = store.getOrSet("a", () => store.getOrSet("b", () => store.getOrSet("a", () => 1)));
     await assert.rejects(orHang(call, 3000, name), (error) => error instanceof main.CacheReentrantLoadError || assert.fail(`${name}: ${error}`));
+  }
+});
+
+test("an ioredis client with keyPrefix: refused (CachePolicyError), or every call sees the same keys; never a store whose invalidate, invalidateTags, clear and keys silently miss its entries", async () => {
+  const ioredis = new IORedis(server.url, { keyPrefix: "kp:" });
+  try {
+    let store;
+    try {
+      store = new RedisStore({ client: ioredis, prefix: fresh() });
+    } catch (error) {
+      assert.ok(error instanceof main.CachePolicyError, `refused, but with ${error}`);
+      return;
+    }
+    await store.set("tagged", 1, { tags: ["t"] });
+    await store.set("plain", 2);
+    assert.deepEqual((await store.keys()).sort(), ["plain", "tagged"], "keys lists what set wrote");
+    assert.equal(await store.invalidateTags(["t"]), 1, "invalidateTags removes the tagged entry");
+    assert.equal(await store.get("tagged"), undefined);
+    assert.equal(await store.invalidate("pl*"), 1, "invalidate removes the matching entry");
+    assert.equal(await store.get("plain"), undefined);
+    await store.set("again", 3);
+    await store.clear();
+    assert.equal(await store.get("again"), undefined, "clear removes it");
+  } finally {
+    ioredis.disconnect();
   }
 });
