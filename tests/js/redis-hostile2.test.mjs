@@ -159,3 +159,32 @@ test("an ioredis client with keyPrefix: refused (CachePolicyError), or every cal
     ioredis.disconnect();
   }
 });
+
+test("a caller's signal and softTimeout hold while Redis does not answer (SIGSTOP): it leaves at once with its own reason, not a CacheBackendError a second later", async () => {
+  const frozen = await startRedis();
+  const other = await createClient({ url: frozen.url }).connect();
+  try {
+    const store = new RedisStore({ client: other, prefix: fresh() });
+    await store.set("warm", 1);
+    frozen.child.kill("SIGSTOP");
+    try {
+      const controller = new AbortController();
+      const started = Date.now();
+      const call = store.getOrSet("k", () => 1, { signal: controller.signal });
+      setTimeout(() => controller.abort(new Error("the client hung up")), 50);
+      await assert.rejects(call, (error) => /hung up/.test(error.message) || assert.fail(`got ${error}`));
+      assert.ok(Date.now() - started < 500, `left after ${Date.now() - started} ms`);
+      const soft = Date.now();
+      await assert.rejects(
+        store.getOrSet("k2", () => 1, { softTimeout: 0.05 }),
+        (error) => error instanceof main.CacheTimeoutError || assert.fail(`got ${error}`),
+      );
+      assert.ok(Date.now() - soft < 500, `softTimeout of 50 ms left after ${Date.now() - soft} ms`);
+    } finally {
+      frozen.child.kill("SIGCONT");
+    }
+  } finally {
+    await other.quit().catch(() => {});
+    frozen.stop();
+  }
+});
