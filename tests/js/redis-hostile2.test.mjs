@@ -188,3 +188,24 @@ test("a caller's signal and softTimeout hold while Redis does not answer (SIGSTO
     frozen.stop();
   }
 });
+
+test("a value whose reading throws (a Proxy trap, a revoked Proxy) is a CacheSerializationError, as a throwing getter is; nothing is written", async () => {
+  const prefix = fresh();
+  const store = new RedisStore({ client, prefix });
+  const trapped = () => new Proxy({}, { ownKeys() { throw new Error("trap"); } });
+  const revoked = () => {
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    return proxy;
+  };
+  const isSerialization = (what) => (error) => error instanceof main.CacheSerializationError || assert.fail(`${what}: ${error}`);
+  // The reference: a getter that throws is already reported this way.
+  await assert.rejects(store.set("k", { get a() { throw new Error("getter"); } }), isSerialization("getter"));
+  await assert.rejects(store.set("k", trapped()), isSerialization("value"));
+  await assert.rejects(store.set("k", [trapped()]), isSerialization("in an array"));
+  await assert.rejects(store.set("k", 1, { metadata: trapped() }), isSerialization("metadata"));
+  await assert.rejects(store.set("k", revoked()), isSerialization("revoked"));
+  await assert.rejects(store.getOrSet("k", () => trapped()), isSerialization("loaded"));
+  assert.deepEqual(await client.keys(`${prefix}*`), []);
+  assert.equal(store.getStats().sets, 0);
+});
