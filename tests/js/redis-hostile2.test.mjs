@@ -10,6 +10,7 @@ import IORedis from "ioredis";
 import * as main from "pepperpy-caching";
 import { RedisStore } from "pepperpy-caching/redis";
 import { startRedis } from "./redis-server.mjs";
+import { conn } from "../../js/redis/clients.js";
 
 const { LRUPolicy, MemoryStore } = main;
 
@@ -208,4 +209,47 @@ test("a value whose reading throws (a Proxy trap, a revoked Proxy) is a CacheSer
   await assert.rejects(store.getOrSet("k", () => trapped()), isSerialization("loaded"));
   assert.deepEqual(await client.keys(`${prefix}*`), []);
   assert.equal(store.getStats().sets, 0);
+});
+
+test("invalidate/clear failing mid-walk (the connection lost under a page's deletes and the next SCAN) rejects once, and leaves no unhandled rejection to crash the process", async () => {
+  const unhandled = [];
+  const onUnhandled = (error) => unhandled.push(error);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    // A Conn (the store takes one, see the contract) over the real client, whose connection "drops" on demand:
+    // the next SCAN page fails at once, the deletes of the page in hand a moment later.
+    const real = conn(client);
+    let dropped = false;
+    const flaky = {
+      kind: real.kind,
+      clustered: false,
+      script: async (script, keys, args) => {
+        if (dropped) {
+          await sleep(50);
+          throw new Error("connection lost (a delete)");
+        }
+        return real.script(script, keys, args);
+      },
+      command: async (args, key) => {
+        if (dropped && args[0] === "SCAN" && String(args[1]) !== "0") throw new Error("connection lost (a SCAN)");
+        return real.command(args, key);
+      },
+      pipeline: (calls) => real.pipeline(calls),
+      masters: async () => [flaky],
+    };
+    for (const method of ["invalidate", "clear"]) {
+      const prefix = fresh();
+      const store = new RedisStore({ client: flaky, prefix });
+      dropped = false;
+      await store.setMany(Array.from({ length: 3000 }, (_, i) => [`k${i}`, i]));
+      dropped = true;
+      await assert.rejects(method === "invalidate" ? store.invalidate("*") : store.clear(), main.CacheBackendError, method);
+      await sleep(200);
+      assert.deepEqual(unhandled.map(String), [], `${method}: unhandled rejections`);
+      const left = await client.keys(`${prefix}*`);
+      if (left.length !== 0) await client.del(left);
+    }
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
 });
