@@ -1,0 +1,255 @@
+// A hostile user of the JS RedisStore (pepperpy-caching/redis), round 2:
+// each test is a confirmed bug, asserting the behaviour the store promises
+// (the JS MemoryStore's API, the Rust RedisStore's semantics). Each fails on
+// main 6aa6065 and passes once the bug is fixed.
+import assert from "node:assert/strict";
+import { getEventListeners } from "node:events";
+import { after, before, test } from "node:test";
+import { createClient } from "redis5";
+import IORedis from "ioredis";
+import * as main from "pepperpy-caching";
+import { RedisStore } from "pepperpy-caching/redis";
+import { startRedis } from "./redis-server.mjs";
+import { conn } from "../../js/redis/clients.js";
+
+const { LRUPolicy, MemoryStore } = main;
+
+let server;
+let client;
+let n = 0;
+const fresh = () => `h2_${++n}:`;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+before(async () => {
+  server = await startRedis();
+  client = await createClient({ url: server.url }).connect();
+});
+after(async () => {
+  await client?.quit();
+  server?.stop();
+});
+
+test("a leader whose signal aborts does not fail the callers waiting on its load (the MemoryStore hands the load over)", async () => {
+  const stores = [
+    ["memory", new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }) })],
+    ["redis", new RedisStore({ client, prefix: fresh() })],
+  ];
+  for (const [name, store] of stores) {
+    const controller = new AbortController();
+    const leader = store.getOrSet("k", () => sleep(200).then(() => "leader's"), { signal: controller.signal });
+    const follower = store.getOrSet("k", () => sleep(10).then(() => "follower's"));
+    await sleep(30);
+    controller.abort(new Error("the leader's caller went away"));
+    await assert.rejects(leader, /went away/, name);
+    // The follower never gave up: it gets a value, not another caller's abort reason.
+    const value = await follower.catch((error) => assert.fail(`${name}: the follower failed with ${error}`));
+    assert.ok(value === "follower's" || value === "leader's", `${name}: ${value}`);
+  }
+});
+
+test("getOrSet's signal listeners are removed when the call ends: a long-lived signal does not collect one per call", async () => {
+  const stores = [
+    ["memory", new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }) })],
+    ["redis", new RedisStore({ client, prefix: fresh() })],
+  ];
+  for (const [name, store] of stores) {
+    // One signal for the whole server's life (a shutdown signal), passed to every call.
+    const shutdown = new AbortController();
+    for (let i = 0; i < 20; i++) {
+      assert.equal(await store.getOrSet(`k${i}`, () => i, { signal: shutdown.signal }), i);
+    }
+    // Followers too.
+    await Promise.all([0, 1, 2].map(() => store.getOrSet("shared", () => sleep(20).then(() => 1), { signal: shutdown.signal })));
+    assert.equal(getEventListeners(shutdown.signal, "abort").length, 0, `${name}: listeners left on the caller's signal`);
+  }
+});
+
+test("a hole in getMany's or setMany's array is the MemoryStore's typed error, not an internal TypeError; nothing is written", async () => {
+  const prefix = fresh();
+  const redis = new RedisStore({ client, prefix });
+  const memory = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) });
+  // eslint-disable-next-line no-sparse-arrays
+  const holeyKeys = () => [, "a"];
+  // eslint-disable-next-line no-sparse-arrays
+  const holeyPairs = () => [, ["a", 1]];
+  for (const [name, store] of [["memory", memory], ["redis", redis]]) {
+    await assert.rejects(store.getMany(holeyKeys()), main.CacheKeyError, `${name}: getMany with a hole`);
+    await assert.rejects(
+      store.setMany(holeyPairs()),
+      (error) => error instanceof TypeError && /pairs/.test(error.message),
+      `${name}: setMany with a hole`,
+    );
+  }
+  assert.deepEqual(await client.keys(`${prefix}*`), []);
+  assert.equal(redis.getStats().sets, 0);
+});
+
+test("getMany and deleteMany of a non-array throw the MemoryStore's class (TypeError), as setMany does", async () => {
+  const redis = new RedisStore({ client, prefix: fresh() });
+  const memory = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) });
+  for (const [name, store] of [["memory", memory], ["redis", redis]]) {
+    for (const method of ["getMany", "deleteMany"]) {
+      const error = await Promise.resolve()
+        .then(() => store[method]("ab"))
+        .then(
+          () => undefined,
+          (e) => e,
+        );
+      assert.equal(error?.constructor, TypeError, `${name}.${method}("ab") threw ${error}`);
+    }
+  }
+});
+
+test("the response timeout is the user's to set, as the Rust builder's response_timeout: a 32 MB value is not reported failed while Redis stores it", async () => {
+  const prefix = fresh();
+  // The Rust store: RedisStoreBuilder::response_timeout. The JS store has no
+  // such option and a fixed 1000 ms: a set that takes longer is a
+  // CacheBackendError, yet Redis writes the value all the same.
+  const store = new RedisStore({ client, prefix, responseTimeout: 60 });
+  const value = "x".repeat(32 << 20);
+  await store.set("big", value);
+  assert.equal((await store.get("big"))?.length, value.length);
+  await client.del(`${prefix}big`);
+  assert.throws(() => new RedisStore({ client, prefix, responseTimeout: -1 }), main.CachePolicyError);
+});
+
+/** `promise`, or a rejection saying it hung for `ms`. */
+function orHang(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: still waiting after ${ms} ms (deadlocked on itself)`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+test("a loader that asks for its own key through another key's loader gets CacheReentrantLoadError, not a deadlock (the MemoryStore's and Rust's rule)", async () => {
+  const stores = [
+    ["memory", new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }) })],
+    ["redis", new RedisStore({ client, prefix: fresh() })],
+  ];
+  for (const [name, store] of stores) {
+    // a's loader asks for b, whose loader asks for a: a waits on b waits on a.
+    const call = store.getOrSet("a", () => store.getOrSet("b", () => store.getOrSet("a", () => 1)));
+    await assert.rejects(orHang(call, 3000, name), (error) => error instanceof main.CacheReentrantLoadError || assert.fail(`${name}: ${error}`));
+  }
+});
+
+test("an ioredis client with keyPrefix: refused (CachePolicyError), or every call sees the same keys; never a store whose invalidate, invalidateTags, clear and keys silently miss its entries", async () => {
+  const ioredis = new IORedis(server.url, { keyPrefix: "kp:" });
+  try {
+    let store;
+    try {
+      store = new RedisStore({ client: ioredis, prefix: fresh() });
+    } catch (error) {
+      assert.ok(error instanceof main.CachePolicyError, `refused, but with ${error}`);
+      return;
+    }
+    await store.set("tagged", 1, { tags: ["t"] });
+    await store.set("plain", 2);
+    assert.deepEqual((await store.keys()).sort(), ["plain", "tagged"], "keys lists what set wrote");
+    assert.equal(await store.invalidateTags(["t"]), 1, "invalidateTags removes the tagged entry");
+    assert.equal(await store.get("tagged"), undefined);
+    assert.equal(await store.invalidate("pl*"), 1, "invalidate removes the matching entry");
+    assert.equal(await store.get("plain"), undefined);
+    await store.set("again", 3);
+    await store.clear();
+    assert.equal(await store.get("again"), undefined, "clear removes it");
+  } finally {
+    ioredis.disconnect();
+  }
+});
+
+test("a caller's signal and softTimeout hold while Redis does not answer (SIGSTOP): it leaves at once with its own reason, not a CacheBackendError a second later", async () => {
+  const frozen = await startRedis();
+  const other = await createClient({ url: frozen.url }).connect();
+  try {
+    const store = new RedisStore({ client: other, prefix: fresh() });
+    await store.set("warm", 1);
+    frozen.child.kill("SIGSTOP");
+    try {
+      const controller = new AbortController();
+      const started = Date.now();
+      const call = store.getOrSet("k", () => 1, { signal: controller.signal });
+      setTimeout(() => controller.abort(new Error("the client hung up")), 50);
+      await assert.rejects(call, (error) => /hung up/.test(error.message) || assert.fail(`got ${error}`));
+      assert.ok(Date.now() - started < 500, `left after ${Date.now() - started} ms`);
+      const soft = Date.now();
+      await assert.rejects(
+        store.getOrSet("k2", () => 1, { softTimeout: 0.05 }),
+        (error) => error instanceof main.CacheTimeoutError || assert.fail(`got ${error}`),
+      );
+      assert.ok(Date.now() - soft < 500, `softTimeout of 50 ms left after ${Date.now() - soft} ms`);
+    } finally {
+      frozen.child.kill("SIGCONT");
+    }
+  } finally {
+    await other.quit().catch(() => {});
+    frozen.stop();
+  }
+});
+
+test("a value whose reading throws (a Proxy trap, a revoked Proxy) is a CacheSerializationError, as a throwing getter is; nothing is written", async () => {
+  const prefix = fresh();
+  const store = new RedisStore({ client, prefix });
+  const trapped = () => new Proxy({}, { ownKeys() { throw new Error("trap"); } });
+  const revoked = () => {
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    return proxy;
+  };
+  const isSerialization = (what) => (error) => error instanceof main.CacheSerializationError || assert.fail(`${what}: ${error}`);
+  // The reference: a getter that throws is already reported this way.
+  await assert.rejects(store.set("k", { get a() { throw new Error("getter"); } }), isSerialization("getter"));
+  await assert.rejects(store.set("k", trapped()), isSerialization("value"));
+  await assert.rejects(store.set("k", [trapped()]), isSerialization("in an array"));
+  await assert.rejects(store.set("k", 1, { metadata: trapped() }), isSerialization("metadata"));
+  await assert.rejects(store.set("k", revoked()), isSerialization("revoked"));
+  await assert.rejects(store.getOrSet("k", () => trapped()), isSerialization("loaded"));
+  assert.deepEqual(await client.keys(`${prefix}*`), []);
+  assert.equal(store.getStats().sets, 0);
+});
+
+test("invalidate/clear failing mid-walk (the connection lost under a page's deletes and the next SCAN) rejects once, and leaves no unhandled rejection to crash the process", async () => {
+  const unhandled = [];
+  const onUnhandled = (error) => unhandled.push(error);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    // A Conn (the store takes one, see the contract) over the real client, whose connection "drops" on demand:
+    // the next SCAN page fails at once, the deletes of the page in hand a moment later.
+    const real = conn(client);
+    let dropped = false;
+    const flaky = {
+      kind: real.kind,
+      clustered: false,
+      script: async (script, keys, args) => {
+        if (dropped) {
+          await sleep(50);
+          throw new Error("connection lost (a delete)");
+        }
+        return real.script(script, keys, args);
+      },
+      command: async (args, key) => {
+        if (dropped && args[0] === "SCAN" && String(args[1]) !== "0") throw new Error("connection lost (a SCAN)");
+        return real.command(args, key);
+      },
+      pipeline: (calls) => real.pipeline(calls),
+      masters: async () => [flaky],
+    };
+    for (const method of ["invalidate", "clear"]) {
+      const prefix = fresh();
+      const store = new RedisStore({ client: flaky, prefix });
+      dropped = false;
+      await store.setMany(Array.from({ length: 3000 }, (_, i) => [`k${i}`, i]));
+      dropped = true;
+      await assert.rejects(method === "invalidate" ? store.invalidate("*") : store.clear(), main.CacheBackendError, method);
+      await sleep(200);
+      assert.deepEqual(unhandled.map(String), [], `${method}: unhandled rejections`);
+      const left = await client.keys(`${prefix}*`);
+      if (left.length !== 0) await client.del(left);
+    }
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
+});
