@@ -722,6 +722,10 @@ class RedisStore {
     for (;;) {
       const entries = this.#entriesOf(page, pattern);
       const next = cursor === "0" ? undefined : scan(cursor);
+      // If this page's deletes fail first, the walk ends with their error and
+      // never awaits `next`: its rejection must not go unhandled (it would
+      // end a Node process). Awaited below, it still rejects there.
+      next?.catch(() => {});
       if (remove) {
         // A page's deletes and the next SCAN go out together: one round trip per page.
         const byBucket = new Map();

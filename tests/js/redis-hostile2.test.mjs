@@ -9,7 +9,7 @@ import { createClient } from "redis5";
 import IORedis from "ioredis";
 import * as main from "pepperpy-caching";
 import { RedisStore } from "pepperpy-caching/redis";
-import { startRedis } from "./redis-server.mjs";
+import { startServer } from "./redis-support.mjs";
 import { conn } from "../../js/redis/clients.js";
 
 const { LRUPolicy, MemoryStore } = main;
@@ -18,6 +18,8 @@ let server;
 let client;
 let n = 0;
 const fresh = () => `h2_${++n}:`;
+// A redis-server of the test's own (rharness's support module: stopped by the test, or when the process exits).
+const startRedis = () => startServer();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 before(async () => {
@@ -26,7 +28,7 @@ before(async () => {
 });
 after(async () => {
   await client?.quit();
-  server?.stop();
+  await server?.stop();
 });
 
 test("a leader whose signal aborts does not fail the callers waiting on its load (the MemoryStore hands the load over)", async () => {
@@ -186,7 +188,7 @@ test("a caller's signal and softTimeout hold while Redis does not answer (SIGSTO
     }
   } finally {
     await other.quit().catch(() => {});
-    frozen.stop();
+    await frozen.stop();
   }
 });
 
