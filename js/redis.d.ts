@@ -29,7 +29,11 @@ export interface RedisConn {
 }
 
 export interface RedisStoreOptions {
-  /** A connected node-redis (v4, v5, or its cluster) or ioredis (Redis or Cluster) client, or a RedisConn. */
+  /**
+   * A connected node-redis (v4, v5, or its cluster) or ioredis (Redis or Cluster) client, or a RedisConn.
+   * An ioredis client with `keyPrefix` is refused (CachePolicyError): ioredis does not prefix SCAN
+   * patterns or script arguments, so walks and tags would miss the entries; use `prefix` instead.
+   */
   client: unknown;
   /** "" or a name without ':' followed by one ':' (the Rust prefix rule). Default "". */
   prefix?: string;
@@ -43,6 +47,12 @@ export interface RedisStoreOptions {
   lockLease?: number;
   /** Allows invalidate and clear with an empty prefix (the database is the store's alone). */
   wholeDatabase?: boolean;
+  /**
+   * Seconds to wait for each reply from Redis (default 1, as the Rust builder's response_timeout);
+   * a call not answered by then fails with CacheBackendError (Redis may still carry it out).
+   * Positive and finite, else CachePolicyError; not for a RedisConn client (it keeps its own).
+   */
+  responseTimeout?: number;
 }
 
 export interface RedisSetOptions {

@@ -7,7 +7,7 @@
 // Rust store and a JS store with the same prefix, policy and buckets share
 // every entry, the capacity index and the loads.
 
-const STORE_OPTIONS = ["client", "prefix", "policy", "defaultTtl", "buckets", "lockLease", "wholeDatabase"];
+const STORE_OPTIONS = ["client", "prefix", "policy", "defaultTtl", "buckets", "lockLease", "wholeDatabase", "responseTimeout"];
 
 function isConn(value) {
   return (
@@ -73,7 +73,7 @@ class RedisStore {
   }
 
   constructor(options) {
-    const { client, prefix = "", policy, defaultTtl, buckets, lockLease, wholeDatabase } = readOptions(
+    const { client, prefix = "", policy, defaultTtl, buckets, lockLease, wholeDatabase, responseTimeout } = readOptions(
       options,
       "RedisStore",
       STORE_OPTIONS,
@@ -83,7 +83,16 @@ class RedisStore {
     }
     if (typeof prefix !== "string") throw new CachePolicyError(`prefix must be a string, got ${describe(prefix)}`);
     if (!isWellFormed(prefix)) throw new CachePolicyError("prefix is not well-formed Unicode (it has a lone surrogate)");
-    this.#conn = isConn(client) ? client : conn(client);
+    // The Rust builder's response_timeout: seconds, positive (default 1 s, the Conn's own default).
+    const timeout = millis(responseTimeout, "responseTimeout");
+    if (isConn(client)) {
+      if (timeout !== undefined) {
+        throw new CachePolicyError("responseTimeout is for a node-redis or ioredis client: a Conn given as the client keeps its own timeouts");
+      }
+      this.#conn = client;
+    } else {
+      this.#conn = conn(client, timeout === undefined ? undefined : { timeout });
+    }
     this.#clustered = this.#conn.clustered === true;
     this.#prefix = prefix;
     if (policy !== undefined) {

@@ -621,6 +621,17 @@ const REDIS_CLIENTS = (() => {
     if (looksLikeConn(client)) return client;
     // ioredis: Redis and Cluster say which they are.
     if (typeof client.callBuffer === "function" && typeof client.pipeline === "function" && typeof client.isCluster === "boolean") {
+      // ioredis's keyPrefix is put before the keys of a command, not before
+      // SCAN's MATCH nor the entry names scripts take as arguments: walks and
+      // tags would miss every entry, and other processes (Rust's) on the same
+      // store prefix would not see them. (A Cluster copies redisOptions'
+      // keyPrefix into its own options.)
+      const keyPrefix = client.options?.keyPrefix ?? client.options?.redisOptions?.keyPrefix;
+      if (keyPrefix !== undefined && keyPrefix !== null && keyPrefix !== "") {
+        throw new PolicyError(
+          `an ioredis client with keyPrefix (${JSON.stringify(String(keyPrefix))}) is not supported: ioredis does not prefix SCAN patterns or script arguments, so the store's walks and tags would miss its entries; pass a client without keyPrefix and give the store { prefix } instead`,
+        );
+      }
       return ioredis(client, client.isCluster, timeout);
     }
     if (typeof client.sendCommand === "function") {

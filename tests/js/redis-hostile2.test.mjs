@@ -112,7 +112,14 @@ test("the response timeout is the user's to set, as the Rust builder's response_
   await store.set("big", value);
   assert.equal((await store.get("big"))?.length, value.length);
   await client.del(`${prefix}big`);
-  assert.throws(() => new RedisStore({ client, prefix, responseTimeout: -1 }), main.CachePolicyError);
+  for (const bad of [-1, 0, NaN, Infinity, "5", null]) {
+    assert.throws(() => new RedisStore({ client, prefix, responseTimeout: bad }), main.CachePolicyError, String(bad));
+  }
+  // A Conn keeps its own timeouts: refused rather than ignored.
+  assert.throws(() => new RedisStore({ client: conn(client), prefix, responseTimeout: 5 }), main.CachePolicyError);
+  // And a short one is applied: a 32 MB value cannot cross in a millisecond.
+  const hasty = new RedisStore({ client, prefix, responseTimeout: 0.001 });
+  await assert.rejects(hasty.set("big2", value), (error) => error instanceof main.CacheBackendError && /no answer/.test(error.message));
 });
 
 /** `promise`, or a rejection saying it hung for `ms`. */

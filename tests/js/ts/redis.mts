@@ -1,7 +1,10 @@
 // pepperpy-caching/redis's types (js/redis.d.ts) as a user meets them: compiled
 // strictly by tsc (scripts/test-js.sh), with a Conn of its own (no client package needed).
 import { LRUPolicy, CacheError, type CacheStats } from "pepperpy-caching";
-import { RedisStore, type RedisConn, type RedisReply } from "pepperpy-caching/redis";
+import { RedisStore, type RedisConn, type RedisReply, type RedisStoreOptions } from "pepperpy-caching/redis";
+
+// For a node-redis or ioredis client (a RedisConn keeps its own timeouts): seconds.
+export const withTimeout: Omit<RedisStoreOptions, "client"> = { prefix: "app:", responseTimeout: 30 };
 
 const conn: RedisConn = {
   kind: "memory",
