@@ -213,6 +213,34 @@ def traces_section():
     return lines
 
 
+def js_redis_section():
+    """bench/js/redis.mjs: the JS RedisStore against the raw clients, keyv and cache-manager on one server."""
+    suite = load("js-redis")
+    if not suite:
+        return []
+    load_avg = suite.get("load", {})
+    fmt_load = lambda xs: " ".join(f"{x:.2f}" for x in xs or [])
+    lines = ["", "## JS on Redis", ""]
+    lines.append(
+        f"`bench/js/redis.mjs`: get and set of a small object on one local redis-server, median of {suite['rounds']} interleaved rounds; "
+        "\"raw\" is the bare client's GET/SET with JSON.stringify/parse; the last column compares a RedisStore with its own raw client. "
+        f"Load average at the start: {fmt_load(load_avg.get('before'))}; at the end: {fmt_load(load_avg.get('after'))} (2 cores shared with other work)."
+    )
+    rows = list(suite["results"].values())
+    for c in sorted({r["concurrency"] for r in rows}):
+        for op in ("get", "set"):
+            here = [r for r in rows if r["concurrency"] == c and r["op"] == op]
+            if not here:
+                continue
+            raw = {r["base"]: r["opsPerSec"] for r in here if r.get("base")}
+            lines += ["", f"**{op}, concurrency {c}**", "", "| client / store | ops/s (median) | / its raw client |", "| --- | --- | --- |"]
+            for r in here:
+                ratio = f"{r['opsPerSec'] / raw[r['vs']]:.2f}x" if r.get("vs") in raw else "-"
+                name = f"**{r['name']}**" if r.get("vs") else r["name"]
+                lines.append(f"| {name} | {fmt_ops(r['opsPerSec'])} | {ratio} |")
+    return lines
+
+
 def main():
     lines = ["# Benchmark report", "", "Written by `bash scripts/bench.sh`; every figure below comes from one run on this machine.", ""]
     lines += ["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in machine()]
@@ -262,6 +290,8 @@ def main():
         if charts:
             ratio_chart(suite, f"{name}_ratio.png", f"{title}: ours against each peer")
             lines += ["", f"![{name} ratios](charts/{name}_ratio.png)"]
+
+    lines += js_redis_section()
 
     # Figures measured by hand (bench/native -- tags, bench/redis -- tags, bench/js/tags.mjs).
     tags = os.path.join(HERE, "results", "tags.md")

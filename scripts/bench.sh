@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the three benchmark suites (native Rust, JS in Node, Redis), each
+# Runs the benchmark suites (native Rust, JS in Node, Redis, JS on Redis), each
 # measuring pepperpy-caching against its peers in the same run, then writes
 # bench/REPORT.md and the charts in bench/charts/.
 #   scripts/bench.sh           full size (several minutes)
@@ -55,6 +55,9 @@ node bench/js/bench.mjs $quick --out "$results/js.json"
 
 echo "== redis"
 cargo run --quiet --release --manifest-path bench/redis/Cargo.toml -- $quick --out "$results/redis.json"
+
+echo "== JS on redis (RedisStore against the raw clients, keyv, cache-manager)"
+node bench/js/redis.mjs $quick --out "$results/js-redis.json"
 
 [ -n "$quick" ] && exit 0
 

@@ -4,6 +4,8 @@
 #   tsc --strict             the TypeScript quick start and typings (tests/js/ts), then runs the output
 #   node:test                ESM, CommonJS, memory release (--expose-gc), and the example
 #                            Worker on workerd through miniflare (tests/js/*.test.*)
+#   node:test (Redis)        tests/js/redis-*.test.mjs against real redis-server: the client adapters
+#                            (also in workerd, Deno and Bun), Rust/JS interop, faults (current Node only)
 #   node:test on Node 18     the same package tests on the oldest Node that `engines` claims
 #                            (the Worker tests, workerd*.test.mjs, are left out: miniflare itself needs Node 20),
 #                            and on Node 22 (both from npm packages in tests/consumers)
@@ -68,7 +70,8 @@ rm -rf target/js-tests/ts
 tsc_check() { "$bin/tsc" -p tests/js/ts --strict && echo "typecheck: 1 passed"; }
 run "tsc --strict" 'typecheck: [0-9]+ passed' 'error TS[0-9]+' tsc_check
 
-node_tests=(tests/js/*.test.mjs tests/js/*.test.cjs)
+node_tests=()
+for t in tests/js/*.test.mjs tests/js/*.test.cjs; do case $t in tests/js/redis-*) ;; *) node_tests+=("$t") ;; esac; done
 [ -d target/js-tests/ts ] && node_tests+=(target/js-tests/ts/quickstart.mjs target/js-tests/ts/require.cjs)
 run "node --test (ESM, CJS, TS, workerd)" '^# pass [0-9]+' '^# fail [0-9]+' \
   node --expose-gc --test --test-reporter=tap "${node_tests[@]}"
@@ -80,6 +83,20 @@ run "node --test on Node $("$node18" --version)" '^# pass [0-9]+' '^# fail [0-9]
 
 run "node --test on Node $("$node22" --version)" '^# pass [0-9]+' '^# fail [0-9]+' \
   "$node22" --expose-gc --test --test-reporter=tap "${node_tests[@]}"
+
+# The Redis suites (issue 24) start real redis-server processes (single, TLS,
+# a 3+3 cluster), so they run once, on the current Node, one file at a time.
+if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+  run "node --test (Redis: clients, interop, faults)" '^# pass [0-9]+' '^# fail [0-9]+' \
+    node --test --test-concurrency=1 --test-reporter=tap tests/js/redis-*.test.mjs
+  # The client adapters on the other server runtimes the issue names.
+  run "deno test (Redis client adapters)" '[0-9]+ passed' '[0-9]+ failed' \
+    "$bin/deno" test -A --no-check --no-lock tests/js/redis-clients.test.mjs
+  run "bun test (Redis client adapters)" '^ *[0-9]+ pass$' '^ *[0-9]+ fail$' \
+    "$consumer_bin/bun" test --timeout 120000 ./tests/js/redis-clients.test.mjs
+else
+  log "redis-server missing: run scripts/setup.sh"; total_fail=$((total_fail + 1)); summary+=("Redis suites: redis-server missing")
+fi
 
 run "deno test (no permissions)" '[0-9]+ passed' '[0-9]+ failed' \
   "$bin/deno" test --no-lock tests/js/deno/

@@ -46,6 +46,7 @@
 //! | `redis` | `stores::RedisStore` (native targets only, tokio) |
 //! | `tokio` | `TokioRuntime`, to run `get_or_refresh`'s background refreshes and timeouts on tokio |
 //! | `js` | the JS bindings of the npm package, and the JS host's clock and randomness (`wasm32-unknown-unknown` only) |
+//! | `js-redis` | the JS bindings of the npm entry `pepperpy-caching/redis`, a .wasm of their own (`wasm32-unknown-unknown` only) |
 //!
 //! The core compiles to every wasm32 target. Without `js` it exports nothing
 //! and imports nothing from JS; on `wasm32-unknown-unknown` it then has no
@@ -65,6 +66,7 @@ pub mod metrics;
 mod pattern;
 pub mod policies;
 mod refresh;
+mod remote;
 mod removal;
 mod singleflight;
 mod store;
@@ -72,6 +74,8 @@ pub mod stores;
 mod tags;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown", feature = "js"))]
 mod wasm;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown", feature = "js-redis"))]
+mod wasm_redis;
 
 pub use clock::{Clock, ManualClock};
 pub use errors::{CacheError, DynError, ErrorKind, Result};

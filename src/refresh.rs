@@ -230,6 +230,18 @@ impl RefreshOptions {
     }
 }
 
+/// The rules between a JS `getOrSet`'s options (each value checked): `grace`
+/// needs a fresh period (`ttl`), and `retryAfter` needs `grace`. The message
+/// of the first broken, for the bindings of both JS stores.
+#[cfg_attr(not(any(feature = "js", feature = "js-redis")), allow(dead_code))]
+pub(crate) fn js_option_rules(ttl: bool, grace: bool, retry_after: bool) -> Option<&'static str> {
+    match (ttl, grace, retry_after) {
+        (false, true, _) => Some("grace needs a ttl, the period during which a loaded value is fresh"),
+        (_, false, true) => Some("retryAfter applies only with grace"),
+        _ => None,
+    }
+}
+
 /// The wait before retrying a failed refresh unless told otherwise.
 pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 

@@ -37,14 +37,15 @@ fn layer(file: &str) -> Layer {
     let top = |prefix: &str| file == format!("{prefix}.rs") || file.starts_with(&format!("{prefix}/"));
     if file == "lib.rs" {
         Layer::Facade
-    } else if top("wasm") {
+    } else if top("wasm") || top("wasm_redis") {
         Layer::Wasm
     } else if top("stores/redis") || top("stores/near") || top("stores/dyn_store") || file == "stores/mod.rs" {
         Layer::Stores
     } else if let Some(rest) = file.strip_prefix("stores/memory/") {
         let part = rest.split('/').next().unwrap().trim_end_matches(".rs");
         if ENGINE_PARTS.contains(&part) { Layer::Engine } else { Layer::MemoryStore }
-    } else if !file.contains('/') {
+    } else if !file.contains('/') || top("remote") {
+        // `remote/`: the Redis store's format, keyspace and scripts, no I/O.
         Layer::Core
     } else {
         panic!("src/{file} is in no layer: place it in tests/layers.rs (and docs/architecture.md)")

@@ -4,6 +4,8 @@
 //   getSync hit against lru-cache's get;
 //   cache-aside over a Zipf trace (100k keys, capacity 10k): getSync, and
 //     setSync on a miss, against lru-cache; hits of S3FIFOPolicy and LRUPolicy;
+//     the same with awaits, and lru-cache itself behind async functions (the
+//     awaits' own cost, which no store can take off);
 //   async get against cache-manager (its default in-memory store);
 //   import to first get in a fresh Node process, against lru-cache;
 //   memory (RSS) per entry for 1M entries, against lru-cache.
@@ -170,6 +172,16 @@ const line = (name, ours, theirs, unit = "ns/op") => {
         const c = new LRUCache({ max: CAP });
         return { get: (k) => c.get(k), set: (k, v) => c.set(k, v) };
       }),
+      // lru-cache behind async functions: what the awaits alone cost any
+      // promise API over a synchronous peer (the await rows' floor).
+      theirsAsync: fresh(
+        "theirsAsync",
+        () => {
+          const c = new LRUCache({ max: CAP });
+          return { get: async (k) => c.get(k), set: async (k, v) => void c.set(k, v) };
+        },
+        true,
+      ),
     },
     OPS,
   );
@@ -177,6 +189,7 @@ const line = (name, ours, theirs, unit = "ns/op") => {
   line("cache-aside Zipf (S3FIFOPolicy) vs lru-cache", t.s3, t.theirs);
   line("cache-aside Zipf, await get/set (LRUPolicy) vs lru-cache", t.lruAsync, t.theirs);
   line("cache-aside Zipf, await get/set (S3FIFOPolicy) vs lru-cache", t.s3Async, t.theirs);
+  line("cache-aside Zipf, lru-cache behind async get/set vs lru-cache", t.theirsAsync, t.theirs);
   const ours = { hits: hits.lru };
   const s3 = { hits: hits.s3 };
   const lru = { hits: hits.theirs };

@@ -283,9 +283,11 @@ class MemoryStore {
   #hit(id) {
     const mode = this.#mode;
     if (mode === RING) {
-      // A hit on the slot the ring ends with changes no order.
+      // A repeated hit is written again, not compared with the last: the
+      // comparison (a read of the ring) cost more on every hit, 30
+      // instructions of ~400, than the replay of a repeat costs (the engine
+      // passes over a hit on the slot already at the head).
       const n = this.#ringN;
-      if (n !== 0 && this.#ring[n - 1] === id) return;
       // A full ring is replayed before the hit is written, not after: a
       // drain cut short (a stack overflow in the engine's probe) leaves it
       // full, and the next hit retries it, where writing first would have
@@ -635,10 +637,13 @@ class MemoryStore {
       engineTtl = idleMs < ttlMs ? idleMs : ttlMs;
     }
     // Nothing of the caller's runs from here to the end of the call into
-    // wasm. The headroom probe comes first: a stack overflow in `#place`,
-    // after the engine stored the entry, would leave the engine holding an
-    // entry this side has no value for (taking room, missed by getSync).
-    const store = this.#live();
+    // wasm. No headroom probe here (4 calls: 130 instructions, a quarter of
+    // what this side adds to a set): the engine's own probe, inside the
+    // call, has just found room below this frame, and a stack overflow in
+    // `#place` after the engine stored the entry is finished by the next
+    // call (`#finishPlacing`), so the engine never holds an entry this side
+    // has no value for.
+    const store = this.#live(0);
     const existing = this.#ids.get(key);
     let hash = 0;
     if (existing === undefined) {

@@ -14,18 +14,26 @@ const statsSince = new WeakMap();
 // and `engine` (its index in the engine's counters, or -1 when the store
 // keeps or computes it itself).
 const COUNTERS = (() => {
-  // Per figure: unit 0 count / 1 ratio or level (a gauge) / 2 ms, and engine index or -1 (COUNTER_LAYOUT).
-  const units = [["sum", "1"], ["gauge", "1"], ["gauge", "ms"]];
-  return Object.freeze(
-    COUNTER_TEXT.trimEnd()
-      .split("\n")
-      .map((line, i) => {
-        const [field, help] = line.split("\t");
-        const [kind, unit] = units[COUNTER_LAYOUT[2 * i]];
-        const name = field.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
-        return Object.freeze({ name, field, kind, unit, help, engine: COUNTER_LAYOUT[2 * i + 1] });
-      }),
-  );
+  // Per figure: unit 0 count / 1 ratio or level (a gauge) / 2 ms, and engine
+  // index or -1 (COUNTER_LAYOUT). Plain loops and objects: this runs at every
+  // package load, where a regular expression with a replacer and a frozen
+  // object per row cost 0.2 ms (the table is never handed out:
+  // getStats and toOpenTelemetry copy from it).
+  const kinds = ["sum", "gauge", "gauge"];
+  const units = ["1", "1", "ms"];
+  const lines = COUNTER_TEXT.trimEnd().split("\n");
+  const rows = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    const tab = line.indexOf("\t");
+    const field = line.slice(0, tab);
+    // snake_case -> camelCase
+    let name = "";
+    for (let j = 0; j < field.length; j++) name += field[j] === "_" ? field[++j].toUpperCase() : field[j];
+    const unit = COUNTER_LAYOUT[2 * i];
+    rows[i] = { name, field, kind: kinds[unit], unit: units[unit], help: line.slice(tab + 1), engine: COUNTER_LAYOUT[2 * i + 1] };
+  }
+  return rows;
 })();
 // The exported metrics: the sums, then the gauges, each in table order.
 const OTEL_METRICS = [...COUNTERS.filter((c) => c.kind === "sum"), ...COUNTERS.filter((c) => c.kind !== "sum")];

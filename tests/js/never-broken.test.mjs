@@ -171,6 +171,53 @@ test("a set cut short by a stack overflow leaves no entry behind that JS has no 
   }
 });
 
+test("a stack overflow in a call into the engine fails the call before it changes the engine: no entry is lost", () => {
+  // The engine probes the stack before it changes anything (src/wasm/mod.rs
+  // \`probe\`): an overflow inside it is a RangeError with the engine intact.
+  // Without the probe, an overflow half-way through an update leaves the
+  // engine broken, and the store starts again empty ("cleared"). The deepest
+  // chain of calls is a set that grows the engine's arrays: each store here
+  // is one new key short of that (16 entries, no room reserved), and each
+  // depth near the bottom of the stack gets a store of its own.
+  const cleared = [];
+  const pool = Array.from({ length: 400 }, (_, n) => {
+    const store = new MemoryStore({
+      policy: new TTLPolicy({ ttl: 600 }),
+      onRemove: (value, key, reason) => {
+        if (reason === "cleared") cleared.push(key);
+      },
+    });
+    for (let i = 0; i < 16; i++) store.setSync(`k${i}`, i, { ttl: 60 + i });
+    return store;
+  });
+  // Hot first: optimized, the layer's own probe (\`headroom\`) may take less stack.
+  const warm = new MemoryStore({ policy: new TTLPolicy({ ttl: 600, maxSize: 1000 }) });
+  for (let i = 0; i < 200_000; i++) warm.setSync(`w${i % 2000}`, i, { ttl: 60 });
+  let level = 0;
+  let overflowed = 0;
+  const dive = () => {
+    try {
+      dive();
+    } catch {
+      overflowed++;
+    }
+    const store = pool[level++];
+    if (store === undefined) return;
+    try {
+      store.setSync("grows", level, { ttl: 30 });
+    } catch (error) {
+      if (!(error instanceof RangeError)) throw error;
+    }
+  };
+  dive();
+  assert.ok(overflowed > 0);
+  for (const store of pool) {
+    assert.equal(store.getSync("k0"), 0);
+    assert.deepEqual(store[Symbol.for("pepperpy-caching.audit")](), []);
+  }
+  assert.deepEqual(cleared, [], "no store started again empty");
+});
+
 test("a set cut short by a stack overflow is finished before another store's call can overwrite its report", () => {
   // Two small stores: their sets evict, so each set's report of what it
   // removed (a buffer the wasm instance shares between stores) has content.

@@ -23,6 +23,7 @@ import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { startServer } from "./redis-support.mjs";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const work = path.join(repo, "target/readme-blocks");
@@ -53,6 +54,9 @@ let received = [];
 before(async () => {
   fs.rmSync(work, { recursive: true, force: true });
   fs.mkdirSync(work, { recursive: true });
+  // (rcore) The README's JS Redis blocks import node-redis as users do, "redis": the root's redis5.
+  fs.mkdirSync(path.join(work, "node_modules"), { recursive: true });
+  fs.symlinkSync(path.join(repo, "node_modules/redis5"), path.join(work, "node_modules/redis"), "dir");
   otlp = http.createServer((request, response) => {
     let body = "";
     request.on("data", (chunk) => (body += chunk));
@@ -95,7 +99,7 @@ const runner = () => {
 };
 
 for (const block of all.filter((b) => b.lang === "js")) {
-  test(`${block.file}:${block.line} (${block.section.replace(/^#+ /, "")}) runs as written`, async () => {
+  test(`${block.file}:${block.line} (${block.section.replace(/^#+ /, "")}) runs as written`, async (t) => {
     if (/from "pepperpy-caching\/wasm"/.test(block.code)) {
       const consumer = fs.readFileSync(path.join(repo, "tests/consumers/esbuild-init/main.mjs"), "utf8");
       for (const line of block.code.split("\n").filter((l) => l.startsWith("import "))) {
@@ -110,10 +114,12 @@ for (const block of all.filter((b) => b.lang === "js")) {
     fs.writeFileSync(path.join(work, name), block.code);
     received = [];
     const url = `http://127.0.0.1:${otlp.address().port}`;
+    // (rcore) A block of pepperpy-caching/redis gets a redis-server of its own, as REDIS_URL.
+    const redis = /"pepperpy-caching\/redis"/.test(block.code) ? { REDIS_URL: (await startServer(t)).url } : {};
     if (commonjs) {
-      await node([name], {});
+      await node([name], redis);
     } else {
-      await node([runner(), pathToFileURL(path.join(work, name)).href], { OTLP_URL: url });
+      await node([runner(), pathToFileURL(path.join(work, name)).href], { OTLP_URL: url, ...redis });
     }
     if (/toOpenTelemetry/.test(block.code)) {
       assert.equal(received.length, 1, "the Worker posted its metrics once");

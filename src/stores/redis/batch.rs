@@ -30,20 +30,12 @@ use serde::de::DeserializeOwned;
 use super::RedisStore;
 use super::call::{Name, Report, ScriptCall, ScriptPipe, flag};
 use super::entries::EncodedSet;
-use super::format;
 use crate::errors::Result;
 use crate::key::Key;
 use crate::metrics::SharedCounters;
+use crate::remote::format;
 
-/// The most entries one call of the delete script lists (Lua's `unpack`
-/// takes a few thousand at most): a longer batch sends several, pipelined.
-const DELETE_CHUNK: usize = 1_000;
-
-/// The most entries one call of a batch script (LRU reads, bounded sets)
-/// handles: a script blocks Redis while it runs, so a long batch is cut
-/// into calls of at most this many, pipelined (other clients' commands run
-/// between them).
-const SCRIPT_CHUNK: usize = 100;
+use crate::remote::{DELETE_CHUNK, SCRIPT_CHUNK};
 
 impl<V> RedisStore<V>
 where

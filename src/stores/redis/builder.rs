@@ -14,12 +14,12 @@ use serde::de::DeserializeOwned;
 
 use super::conn::{self, Conn, Node, single_client};
 use super::failure::{backend, timed};
-use super::keyspace::{self, Keyspace};
 use super::scripts::Scripts;
 use super::{Record, RedisStore, load, tls};
 use crate::errors::{CacheError, ErrorKind, Result};
 use crate::metrics::SharedCounters;
 use crate::policies::Policy;
+use crate::remote::keyspace::{self, Keyspace, check_cluster_layout};
 use crate::singleflight::SingleFlight;
 
 /// The `maxmemory-policy` settings a bounded store knows how to live with
@@ -39,7 +39,7 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// The buckets of a cluster store unless [`RedisStoreBuilder::buckets`] says
 /// otherwise.
-pub const DEFAULT_CLUSTER_BUCKETS: usize = 16;
+pub const DEFAULT_CLUSTER_BUCKETS: usize = keyspace::DEFAULT_BUCKETS;
 /// How often redis-rs's cluster client retries a command (after `MOVED`,
 /// `TRYAGAIN`, a lost node) within one round trip's timeout.
 const CLUSTER_RETRIES: u32 = 16;
@@ -383,28 +383,6 @@ async fn seed_cause(
     }
 }
 
-/// Checks what only a cluster store needs: a prefix without hash-tag
-/// braces (the store puts its own tag after it), a bucket count Redis
-/// Cluster can place, and a capacity every bucket gets a share of.
-fn check_cluster_layout(prefix: &str, buckets: usize, max_size: Option<usize>) -> Result<()> {
-    if prefix.contains(['{', '}']) {
-        return Err(CacheError::Policy(format!(
-            "the prefix {prefix:?} of a cluster store must not contain '{{' or '}}': the store puts a hash tag \
-             after the prefix to spread entries over the cluster"
-        )));
-    }
-    if !(1..=keyspace::MAX_BUCKETS).contains(&buckets) {
-        return Err(CacheError::Policy(format!("buckets must be in 1..={}, got {buckets}", keyspace::MAX_BUCKETS)));
-    }
-    if let Some(max_size) = max_size.filter(|&max| max < buckets) {
-        return Err(CacheError::Policy(format!(
-            "a capacity of {max_size} cannot be split over {buckets} buckets (each bucket holds its share of \
-             the capacity); use buckets({max_size}) or fewer"
-        )));
-    }
-    Ok(())
-}
-
 /// Records a cluster store's bucket count under its prefix if none is, and
 /// refuses one that differs from the recorded count: two processes that
 /// disagree on it would look for the same key in different places, and one
@@ -416,7 +394,7 @@ pub(super) async fn check_recorded_buckets(
     addr: &str,
     timeout: Duration,
 ) -> Result<()> {
-    let key = [prefix.as_bytes(), b"\xffbuckets"].concat();
+    let key = keyspace::record_key(prefix);
     let exchange = async {
         let _: redis::Value = redis::cmd("SET").arg(&key).arg(count).arg("NX").query_async(conn).await?;
         redis::cmd("GET").arg(&key).query_async::<Option<String>>(conn).await

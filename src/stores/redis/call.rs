@@ -5,7 +5,7 @@
 use redis::{Cmd, FromRedisValue, RedisResult, RedisWrite, Script, ToRedisArgs};
 
 use super::conn::Conn;
-use super::keyspace::{Bucket, Entry};
+use crate::remote::keyspace::{Bucket, Entry};
 
 /// A Redis key a script declares: an entry (written straight from its
 /// parts) or a key the caller holds as bytes (an index, a lock).
@@ -39,6 +39,20 @@ impl ToRedisArgs for Name<'_> {
         match self {
             Name::Entry(entry) => entry.write_redis_args(out),
             Name::Raw(raw) => raw.write_redis_args(out),
+        }
+    }
+}
+
+impl ToRedisArgs for Entry<'_> {
+    /// The key written whole into the command's next argument, from its
+    /// parts (no intermediate string).
+    #[inline]
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        use std::io::Write as _;
+        let mut arg = out.writer_for_next_arg();
+        for part in self.parts() {
+            // Writing to a command buffer cannot fail.
+            let _ = arg.write_all(part.as_bytes());
         }
     }
 }
@@ -175,5 +189,30 @@ impl Report {
     /// `{expired, evicted, lost}`, what `set_bounded` returns.
     pub fn new((expired, evicted, lost): (u64, u64, u8)) -> Self {
         Report { expired, evicted, lost: lost == 1 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::key::Key;
+    use crate::remote::keyspace::{Keyspace, slot};
+
+    #[test]
+    fn entries_are_written_whole_into_commands() {
+        let space = Keyspace::new("app:");
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(space.entry(Key::new("k:1").unwrap()));
+        assert_eq!(
+            cmd.args_iter().nth(1).map(|a| format!("{a:?}")),
+            Some(format!("{:?}", redis::Arg::Simple(&b"app:k:1"[..])))
+        );
+    }
+
+    #[test]
+    fn slots_are_redis_cluster_slots() {
+        use redis::cluster_routing::Slot;
+        for key in ["", "a", "foo", "{user1000}.following", "foo{}{bar}", "foo{{bar}}zap", "{}x", "a{b", "日本{x}"] {
+            assert_eq!(Slot::new(slot(key.as_bytes())), Some(Slot::for_key(key)), "{key:?}");
+        }
     }
 }

@@ -221,7 +221,7 @@ impl Topology {
 /// does not serve it: its `MOVED` reply makes the client refresh. Best
 /// effort, each step bounded by `timeout`.
 async fn nudge(mut conn: Conn, key: Vec<u8>, timeout: Duration) {
-    let slot = super::keyspace::slot(&key);
+    let slot = crate::remote::keyspace::slot(&key);
     // `CLUSTER SLOTS` goes to a random node: a few tries find one that answers.
     for _ in 0..4 {
         let Ok(Ok(topology)) = tokio::time::timeout(timeout, conn.slots()).await else { continue };

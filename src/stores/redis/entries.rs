@@ -13,17 +13,17 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::call::{Capacity, Name, Report, ScriptCall, flag};
-use super::keyspace::Entry;
-use super::{RedisStore, format, ttl_millis};
+use super::{RedisStore, ttl_millis};
 use crate::errors::{CacheError, DynError, ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::{CacheStats, SharedCounters};
 use crate::pattern::Pattern;
 use crate::refresh::{RefreshLoader, RefreshOptions};
+use crate::remote::format;
+use crate::remote::keyspace::Entry;
 use crate::store::{CacheStore, Metadata, SetOptions, check_metadata, check_set_options};
 
-/// How often `update_metadata` retries when the entry keeps changing under it.
-const UPDATE_ATTEMPTS: usize = 32;
+use crate::remote::UPDATE_ATTEMPTS;
 
 /// A `set` checked and encoded, not yet written ([`RedisStore::encode_set`]).
 pub(crate) struct EncodedSet {

@@ -5,7 +5,8 @@
 
 use serde::de::DeserializeOwned;
 
-use super::{RedisStore, format};
+use super::RedisStore;
+use crate::remote::format;
 use crate::removal::{RemovalReason, notify};
 
 impl<V: DeserializeOwned> RedisStore<V> {

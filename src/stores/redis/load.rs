@@ -24,21 +24,19 @@ use serde::de::DeserializeOwned;
 
 use super::call::{Capacity, Name, Report, ScriptCall, flag};
 use super::conn::Conn;
-use super::keyspace::Entry;
-use super::{RedisStore, format, ttl_millis};
+use super::{RedisStore, ttl_millis};
 use crate::errors::{CacheError, ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::SharedCounters;
+use crate::remote::format;
+use crate::remote::keyspace::Entry;
 use crate::singleflight::loader_error;
 use crate::store::{Metadata, SetOptions, check_set_options};
 
 /// How long a load's placeholder (and a refresh lock) lives unless its owner
 /// removes it first.
-pub(super) const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(10);
-/// The first pause of a caller waiting on another instance's load; each
-/// further pause doubles, up to [`POLL_MAX`].
-const POLL_FIRST: Duration = Duration::from_millis(10);
-const POLL_MAX: Duration = Duration::from_millis(50);
+pub(super) use crate::remote::DEFAULT_LOCK_LEASE;
+use crate::remote::{POLL_FIRST, POLL_MAX};
 
 /// What [`RedisStore::get_or_lock`] found.
 enum Step {

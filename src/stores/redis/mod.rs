@@ -23,8 +23,6 @@ mod call;
 mod conn;
 mod entries;
 mod failure;
-mod format;
-mod keyspace;
 mod listen;
 mod load;
 mod refresh;
@@ -45,11 +43,12 @@ use crate::metrics::SharedCounters;
 use crate::policies::Policy;
 use crate::singleflight::SingleFlight;
 
+use crate::remote::keyspace::Keyspace;
+use crate::remote::ttl_millis;
 pub use builder::{DEFAULT_CLUSTER_BUCKETS, RedisStoreBuilder};
 use call::{Capacity, Report};
 use conn::Conn;
 use failure::Failure;
-use keyspace::Keyspace;
 use scripts::{SAMPLE_EVERY, Scripts};
 
 // What the near cache (`crate::stores::near`) uses of this module, besides
@@ -60,9 +59,6 @@ pub(crate) use builder::{check_durations, setters};
 pub(crate) use conn::tracking_client;
 pub(crate) use failure::backend;
 
-/// Longest TTL sent to Redis, in ms (about 31,700 years): longer ones would
-/// overflow Redis's expiry time and are the same as this in practice.
-const MAX_TTL_MS: u128 = 1_000_000_000_000_000;
 /// How often a running cluster store checks the record of its bucket count.
 const RECORD_EVERY: Duration = Duration::from_secs(1);
 
@@ -220,13 +216,6 @@ impl<V> RedisStore<V> {
     }
 }
 
-/// The TTL in whole milliseconds for Redis: rounded up (a TTL is never
-/// shortened to 0), capped at [`MAX_TTL_MS`].
-fn ttl_millis(ttl: Duration) -> u64 {
-    let ms = ttl.as_nanos().div_ceil(1_000_000).min(MAX_TTL_MS);
-    u64::try_from(ms).unwrap_or(u64::MAX)
-}
-
 impl<V> std::fmt::Debug for RedisStore<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
@@ -235,18 +224,5 @@ impl<V> std::fmt::Debug for RedisStore<V> {
             .field("policy", &self.policy)
             .field("lock_lease", &self.lock_lease)
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ttls_round_up_to_whole_milliseconds() {
-        assert_eq!(ttl_millis(Duration::from_nanos(1)), 1);
-        assert_eq!(ttl_millis(Duration::from_millis(250)), 250);
-        assert_eq!(ttl_millis(Duration::from_micros(250_001)), 251);
-        assert_eq!(ttl_millis(Duration::MAX), MAX_TTL_MS as u64);
     }
 }

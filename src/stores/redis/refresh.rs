@@ -23,11 +23,12 @@ use super::call::{ScriptCall, flag};
 use super::failure::{Cause, Failure, backend};
 use super::load::{Condition, Held, Lock, StoreAs, Unlock};
 use super::scripts::UNLOCK;
-use super::{RedisStore, format, ttl_millis};
+use super::{RedisStore, ttl_millis};
 use crate::errors::{CacheError, DynError, ErrorKind, Result};
 use crate::key::{Key, KeyBuf};
 use crate::metrics::SharedCounters;
 use crate::refresh::{RefreshLoader, RefreshOptions, within};
+use crate::remote::{backoff_over, format};
 use crate::singleflight::loader_error;
 
 /// What the read of `get_or_refresh` found.
@@ -497,12 +498,4 @@ where
         };
         runtime.spawn(async move { unfinished.failed().await });
     }
-}
-
-/// Whether a refresh lock's value is a backoff marker whose retry time has
-/// come (a running refresh's token is not).
-fn backoff_over(held: &[u8], now: u64) -> bool {
-    let Some(rest) = held.strip_prefix(b"backoff:") else { return false };
-    let Some(at) = rest.iter().position(|&b| b == b':').map(|i| &rest[i + 1..]) else { return false };
-    std::str::from_utf8(at).ok().and_then(|at| at.parse::<u64>().ok()).is_some_and(|at| now >= at)
 }

@@ -8,7 +8,7 @@
 //!   tagged with it. On a cluster it shares the bucket's slot with the
 //!   entries, so one script reaches both: no command is ever cross-slot.
 //! - **Set.** A tagged `set` writes the entry as an untagged one is written,
-//!   then adds its key to its tag sets (one script, [`REGISTER`]), the two
+//!   then adds its key to its tag sets (one script, `REGISTER` in `remote/scripts.rs`), the two
 //!   pipelined in that order: one round trip. An untagged `set` is still one `SET`: it leaves the key in the
 //!   tag sets of its old tags, where nothing trusts it (below). Listed after
 //!   the write, a key in a tag set is always one that was written (or a
@@ -18,7 +18,7 @@
 //!   takes effect after it. If the listing fails, the entry is unlinked
 //!   again (best effort) and the `set` fails.
 //! - **Invalidate.** `invalidate_tags` runs one script per bucket
-//!   ([`INVALIDATE`]; a cluster's buckets in parallel) that goes through the
+//!   (`INVALIDATE` in `remote/scripts.rs`; a cluster's buckets in parallel) that goes through the
 //!   tag sets of the tags, unlinks each member whose document carries one of
 //!   the tags (read from the document, so a key re-set without the tag, or
 //!   with other tags, is left alone) and each load placeholder it finds
@@ -50,125 +50,15 @@ use redis::Script;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::RedisStore;
 use super::call::{Name, Report, ScriptCall, flag};
-use super::{RedisStore, format};
 use crate::errors::Result;
 use crate::key::Key;
 use crate::metrics::SharedCounters;
+use crate::remote::{format, scripts};
 
-/// How much longer than its entries a tag set lives: a tagged entry is
-/// written after its registration, so its TTL starts a little later.
-pub(super) const SLACK_MS: u64 = 60_000;
-
-/// Whether a stored document carries `tag`: its `"t":[...]` array, which the
-/// store writes right after `{` (or after a `get_or_refresh` stamp
-/// `{"f":<digits>,` and/or a time-to-idle header `"i":<digits>,"d":<digits>,`)
-/// and right before `"v":`. Inside a JSON string every `"` is escaped, so
-/// the first `],"v":` after `"t":[` ends the array.
-const CARRIES_FN: &str = r#"
-local function carries(doc, tag)
-  if type(doc) ~= 'string' then return false end
-  local at = 2
-  if string.sub(doc, 1, 5) == '{"f":' then
-    local comma = string.find(doc, ',', 6, true)
-    if not comma then return false end
-    at = comma + 1
-  end
-  if string.sub(doc, at, at + 3) == '"i":' then
-    local _, last = string.find(doc, '^"i":%d+,"d":%d+,', at)
-    if not last then return false end
-    at = last + 1
-  end
-  if string.sub(doc, at, at + 4) ~= '"t":[' then return false end
-  local close = string.find(doc, '],"v":', at + 5, true)
-  if not close then return false end
-  local ok, tags = pcall(cjson.decode, string.sub(doc, at + 4, close))
-  if not ok or type(tags) ~= 'table' then return false end
-  for _, t in ipairs(tags) do
-    if t == tag then return true end
-  end
-  return false
-end
-
--- Whether the member `key` of the tag set of `tag` is still worth keeping:
--- an entry carrying the tag, or a load's placeholder.
-local function listed(key, tag)
-  local kind = redis.call('TYPE', key)['ok']
-  if kind == 'hash' then return true end
-  if kind ~= 'string' then return false end
-  return carries(redis.call('GET', key), tag)
-end
-"#;
-
-/// Registers an entry (or a load's placeholder to come) in its tag sets.
-///
-/// KEYS: the tag sets. ARGV: the entry's Redis key, how long the sets must
-/// live at least in ms ('0': for ever), then the tags (in the order of KEYS).
-/// Returns how many stale members it removed.
-const REGISTER: &str = r"
-local member, ttl = ARGV[1], tonumber(ARGV[2])
-local removed = 0
-for i, set in ipairs(KEYS) do
-  local tag = ARGV[i + 2]
-  for _, other in ipairs(redis.call('SRANDMEMBER', set, 2)) do
-    if other ~= member and not listed(other, tag) then
-      removed = removed + redis.call('SREM', set, other)
-    end
-  end
-  local pttl = redis.call('PTTL', set)
-  redis.call('SADD', set, member)
-  if ttl == 0 then
-    if pttl >= 0 then redis.call('PERSIST', set) end
-  elseif pttl == -2 or (pttl >= 0 and pttl < ttl) then
-    redis.call('PEXPIRE', set, ttl)
-  end
-end
-return removed
-";
-
-/// Removes the entries of one bucket that carry one of the tags, and the
-/// load placeholders listed with them, then the tag sets.
-///
-/// KEYS: for a bounded store the recency and expiry indexes, then the tag
-/// sets. ARGV: "1" if the store is bounded, then the tags (in the order of
-/// the tag sets). Returns how many entries it removed.
-const INVALIDATE: &str = r"
-local first = ARGV[1] == '1' and 3 or 1
-local returning = ARGV[2] == '1'
-local removed = 0
-local gone = {}
-for i = first, #KEYS do
-  local tag = ARGV[i - first + 3]
-  for _, key in ipairs(redis.call('SMEMBERS', KEYS[i])) do
-    local kind = redis.call('TYPE', key)['ok']
-    local doomed = kind == 'hash' and redis.call('HEXISTS', key, 'load') == 1
-    if kind == 'string' then
-      local doc = redis.call('GET', key)
-      if carries(doc, tag) then
-        doomed = true
-        removed = removed + 1
-        if returning then
-          gone[#gone + 1] = key
-          gone[#gone + 1] = doc
-        end
-      end
-    end
-    if doomed then
-      redis.call('UNLINK', key)
-      if first == 3 then
-        redis.call('ZREM', KEYS[1], key)
-        redis.call('ZREM', KEYS[2], key)
-      end
-    end
-  end
-  redis.call('UNLINK', KEYS[i])
-end
-if returning then
-  table.insert(gone, 1, removed)
-  return gone
-end
-return removed
-";
+/// How much longer than its entries a tag set lives (the core's, shared with JS).
+pub(super) use crate::remote::SLACK_MS;
 
 struct TagScripts {
     register: Script,
@@ -176,8 +66,8 @@ struct TagScripts {
 }
 
 static SCRIPTS: LazyLock<TagScripts> = LazyLock::new(|| TagScripts {
-    register: Script::new(&[CARRIES_FN, REGISTER].concat()),
-    invalidate: Script::new(&[CARRIES_FN, INVALIDATE].concat()),
+    register: Script::new(&scripts::source("register_tags")),
+    invalidate: Script::new(&scripts::source("invalidate_tags")),
 });
 
 impl<V> RedisStore<V>
@@ -364,7 +254,7 @@ where
         // each call's timer starts when it is sent.
         let buckets: Vec<usize> = (0..self.space.buckets().len()).collect();
         let mut removed = 0;
-        for chunk in buckets.chunks(super::walks::SIZE_CONCURRENCY) {
+        for chunk in buckets.chunks(crate::remote::SIZE_CONCURRENCY) {
             let calls = chunk.iter().map(|&index| self.invalidate_tags_in(index, &unique));
             removed += futures_util::future::try_join_all(calls).await?.into_iter().sum::<usize>();
         }

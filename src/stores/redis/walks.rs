@@ -8,25 +8,20 @@ use std::collections::HashSet;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::RedisStore;
 use super::call::{Capacity, Report, ScriptCall};
 use super::conn::{self, Node, Topology};
-use super::{RedisStore, keyspace};
 use crate::errors::{CacheError, ErrorKind, Result};
 use crate::pattern::Pattern;
+use crate::remote::keyspace;
 
-/// Keys per SCAN page and per delete.
-const BATCH: usize = 1000;
+use crate::remote::{SIZE_CONCURRENCY, SLOT_LIST_MAX, WALK_BATCH as BATCH};
 /// How often a walk over a cluster's masters starts again because slots
 /// moved while it ran (or waits for a slot's migration to end), before it
 /// fails: with [`WALK_RETRY_WAIT`], about 8 s of migrations.
 const WALK_ATTEMPTS: usize = 40;
 /// The first wait for a slot's migration to end; later ones are longer.
 const WALK_RETRY_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
-/// The most keys a cluster store's rebuild lists straight from a slot
-/// (`CLUSTER GETKEYSINSLOT`); a fuller slot is walked with SCAN.
-const SLOT_LIST_MAX: u64 = 10_000;
-/// How many buckets' sizes `size` asks for at once.
-pub(super) const SIZE_CONCURRENCY: usize = 64;
 
 impl<V> RedisStore<V>
 where

@@ -28,10 +28,10 @@ use crate::key::Key;
 use crate::pattern::Pattern;
 
 /// What ends every non-empty prefix, and may occur nowhere else in it.
-pub(super) const SEPARATOR: char = ':';
+pub(crate) const SEPARATOR: char = ':';
 
 /// Checks the prefix rule: empty, or a name without `:` followed by `:`.
-pub(super) fn check_prefix(prefix: &str) -> Result<()> {
+pub(crate) fn check_prefix(prefix: &str) -> Result<()> {
     if prefix.is_empty() {
         return Ok(());
     }
@@ -46,7 +46,35 @@ pub(super) fn check_prefix(prefix: &str) -> Result<()> {
     Ok(())
 }
 
-pub(super) struct Keyspace {
+/// Checks what only a cluster store needs: a prefix without hash-tag
+/// braces (the store puts its own tag after it), a bucket count Redis
+/// Cluster can place, and a capacity every bucket gets a share of.
+pub(crate) fn check_cluster_layout(prefix: &str, buckets: usize, max_size: Option<usize>) -> Result<()> {
+    if prefix.contains(['{', '}']) {
+        return Err(CacheError::Policy(format!(
+            "the prefix {prefix:?} of a cluster store must not contain '{{' or '}}': the store puts a hash tag \
+             after the prefix to spread entries over the cluster"
+        )));
+    }
+    if !(1..=MAX_BUCKETS).contains(&buckets) {
+        return Err(CacheError::Policy(format!("buckets must be in 1..={}, got {buckets}", MAX_BUCKETS)));
+    }
+    if let Some(max_size) = max_size.filter(|&max| max < buckets) {
+        return Err(CacheError::Policy(format!(
+            "a capacity of {max_size} cannot be split over {buckets} buckets (each bucket holds its share of \
+             the capacity); use buckets({max_size}) or fewer"
+        )));
+    }
+    Ok(())
+}
+
+/// The Redis key where a cluster store records its bucket count under
+/// `prefix` (every process sharing a prefix must use the same count).
+pub(crate) fn record_key(prefix: &str) -> Vec<u8> {
+    [prefix.as_bytes(), b"\xffbuckets"].concat()
+}
+
+pub(crate) struct Keyspace {
     prefix: Box<str>,
     /// One on a single node; on a cluster, one per bucket (see
     /// [`Keyspace::clustered`]).
@@ -56,7 +84,7 @@ pub(super) struct Keyspace {
 
 /// A part of the keyspace whose keys all share one Redis Cluster slot: its
 /// entries and its two index keys, so that one script can touch them all.
-pub(super) struct Bucket {
+pub(crate) struct Bucket {
     /// `""` on a single node; `{tag}` on a cluster.
     tag: Box<str>,
     /// Sorted set: entry key -> recency (higher is more recent). LRU only.
@@ -73,8 +101,11 @@ impl Bucket {
     }
 }
 
+/// The buckets of a cluster store unless its builder says otherwise.
+pub(crate) const DEFAULT_BUCKETS: usize = 16;
+
 /// The most buckets a clustered store may have: Redis Cluster's slots.
-pub(super) const MAX_BUCKETS: usize = 16_384;
+pub(crate) const MAX_BUCKETS: usize = 16_384;
 
 impl Keyspace {
     /// The keyspace of a store on a single Redis: entries at `prefix + key`.
@@ -159,6 +190,13 @@ impl Keyspace {
         Entry { prefix: &self.prefix, tag: &self.bucket(key).tag, key: key.as_str() }
     }
 
+    /// The Redis key of the entry `key` would have in bucket `index` (the
+    /// JS layer's head of a bucket's entry keys: `key` empty).
+    #[cfg_attr(not(feature = "js-redis"), allow(dead_code))]
+    pub fn entry_of_bucket<'a>(&'a self, index: usize, key: &'a str) -> Entry<'a> {
+        Entry { prefix: &self.prefix, tag: &self.buckets[index].tag, key }
+    }
+
     /// The Redis key of the lock `get_or_refresh` holds while refreshing a
     /// stale `key` (and of its backoff after a failed refresh).
     pub fn lock(&self, key: Key<'_>) -> Vec<u8> {
@@ -221,7 +259,7 @@ impl Keyspace {
 
 /// The Redis Cluster slot of a key: CRC16 (XMODEM) of its hash tag, or of
 /// the whole key if it has none, modulo 16384.
-pub(super) fn slot(key: &[u8]) -> u16 {
+pub(crate) fn slot(key: &[u8]) -> u16 {
     let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
         let inner = &key[open + 1..];
         inner.iter().position(|&b| b == b'}').filter(|&close| close > 0).map(|close| &inner[..close])
@@ -238,28 +276,23 @@ pub(super) fn slot(key: &[u8]) -> u16 {
 
 /// An entry's Redis key, `prefix + tag + key`, as a command argument.
 #[derive(Clone, Copy)]
-pub(super) struct Entry<'a> {
+pub(crate) struct Entry<'a> {
     prefix: &'a str,
     tag: &'a str,
     key: &'a str,
 }
 
-impl Entry<'_> {
+impl<'a> Entry<'a> {
     /// The key as bytes, for the few places that need it owned.
     pub fn to_vec(self) -> Vec<u8> {
         [self.prefix.as_bytes(), self.tag.as_bytes(), self.key.as_bytes()].concat()
     }
-}
 
-impl redis::ToRedisArgs for Entry<'_> {
+    /// The three parts whose concatenation is the key (a command writer
+    /// copies them straight into its buffer: the redis store's `ToRedisArgs`).
     #[inline]
-    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
-        use std::io::Write as _;
-        let mut arg = out.writer_for_next_arg();
-        // Writing to a command buffer cannot fail.
-        let _ = arg.write_all(self.prefix.as_bytes());
-        let _ = arg.write_all(self.tag.as_bytes());
-        let _ = arg.write_all(self.key.as_bytes());
+    pub fn parts(self) -> [&'a str; 3] {
+        [self.prefix, self.tag, self.key]
     }
 }
 
@@ -317,23 +350,10 @@ mod tests {
     }
 
     #[test]
-    fn entries_are_written_whole_into_commands() {
+    fn entries_are_their_parts() {
         let space = Keyspace::new("app:");
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(space.entry(k("k:1")));
-        assert_eq!(
-            cmd.args_iter().nth(1).map(|a| format!("{a:?}")),
-            Some(format!("{:?}", redis::Arg::Simple(&b"app:k:1"[..])))
-        );
+        assert_eq!(space.entry(k("k:1")).parts(), ["app:", "", "k:1"]);
         assert_eq!(space.entry(k("k")).to_vec(), b"app:k");
-    }
-
-    #[test]
-    fn slots_are_redis_cluster_slots() {
-        use redis::cluster_routing::Slot;
-        for key in ["", "a", "foo", "{user1000}.following", "foo{}{bar}", "foo{{bar}}zap", "{}x", "a{b", "日本{x}"] {
-            assert_eq!(Slot::new(slot(key.as_bytes())), Some(Slot::for_key(key)), "{key:?}");
-        }
         // The example of the Redis Cluster specification.
         assert_eq!(slot(b"123456789"), 0x31C3);
     }

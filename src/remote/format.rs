@@ -68,13 +68,13 @@ struct Raw<'a> {
 /// unreadable and `Some(f64::NAN)` would read back as `None`).
 // The stores write through `encode_tagged`; this form stays for the tests.
 #[cfg_attr(not(test), allow(dead_code))]
-pub(super) fn encode<V: Serialize + ?Sized>(value: &V, metadata: Option<&Metadata>) -> Result<Vec<u8>> {
+pub(crate) fn encode<V: Serialize + ?Sized>(value: &V, metadata: Option<&Metadata>) -> Result<Vec<u8>> {
     encode_stamped(value, metadata, None, None, &[])
 }
 
 /// [`encode`] with the entry's `tags` (checked by the caller; none: the
 /// same bytes as `encode`).
-pub(super) fn encode_tagged<V: Serialize + ?Sized>(
+pub(crate) fn encode_tagged<V: Serialize + ?Sized>(
     value: &V,
     metadata: Option<&Metadata>,
     tags: &[String],
@@ -182,7 +182,7 @@ impl Formatter for &mut Checked {
 }
 
 /// The value stored in `bytes` (the entry under `key`).
-pub(super) fn decode_value<V: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<V> {
+pub(crate) fn decode_value<V: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<V> {
     // Fast path for the usual `{"v":<value>}`: the value's text alone. It
     // parses only if it is exactly one JSON value, so the document was
     // exactly `{"v":<it>}`; anything else (metadata, other field order) takes
@@ -220,6 +220,71 @@ fn value_text(bytes: &[u8]) -> Option<&[u8]> {
     rest.strip_prefix(br#""v":"#)?.strip_suffix(b"}")
 }
 
+/// Where the value's JSON text starts in `bytes` (it ends one byte before
+/// the end: the envelope's `}`), if the document is exactly an envelope
+/// around it (see [`value_text`]) and the text is one JSON value that
+/// [`decode_value`] reads as it is, as `serde_json::Value` (nesting within
+/// serde_json's limit, no lone surrogate escape, numbers it parses): then a
+/// reader in another language may parse that text itself. `None` otherwise
+/// (metadata after the value, another field order, or an error, which
+/// [`decode_value`] reports).
+#[cfg_attr(not(any(test, feature = "js-redis")), allow(dead_code))]
+pub(crate) fn value_start(bytes: &[u8]) -> Option<usize> {
+    let inner = value_text(bytes)?;
+    let mut de = serde_json::Deserializer::from_slice(inner);
+    let Valid = serde::de::Deserialize::deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(bytes.len() - 1 - inner.len())
+}
+
+/// Reads one JSON value and keeps nothing: accepts exactly what reading it
+/// as `serde_json::Value` accepts (serde_json's own checks: its nesting
+/// limit, string escapes, numbers), at the cost of a scan.
+#[cfg_attr(not(any(test, feature = "js-redis")), allow(dead_code))]
+struct Valid;
+
+impl<'de> serde::Deserialize<'de> for Valid {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(ValidVisitor)
+    }
+}
+
+struct ValidVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValidVisitor {
+    type Value = Valid;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Valid, A::Error> {
+        while seq.next_element::<Valid>()?.is_some() {}
+        Ok(Valid)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Valid, A::Error> {
+        while map.next_entry::<Valid, Valid>()?.is_some() {}
+        Ok(Valid)
+    }
+}
+
 /// `text` past the digits of an integer field and its comma.
 fn skip_time_field(text: &[u8]) -> Option<&[u8]> {
     text[stamp_digits(text)?..].strip_prefix(b",")
@@ -230,7 +295,7 @@ fn skip_time_field(text: &[u8]) -> Option<&[u8]> {
 /// read that must then move the entry's expiry; `None` for an entry
 /// without one, known by its third byte for the usual `{"v":`.
 #[inline]
-pub(super) fn idle_header(bytes: &[u8]) -> Option<&[u8]> {
+pub(crate) fn idle_header(bytes: &[u8]) -> Option<&[u8]> {
     if bytes.get(2) == Some(&b'v') {
         return None;
     }
@@ -243,7 +308,7 @@ pub(super) fn idle_header(bytes: &[u8]) -> Option<&[u8]> {
 }
 
 /// The tags stored in `bytes` (the entry under `key`), empty if none.
-pub(super) fn decode_tags(key: &str, bytes: &[u8]) -> Result<Vec<String>> {
+pub(crate) fn decode_tags(key: &str, bytes: &[u8]) -> Result<Vec<String>> {
     serde_json::from_slice::<TagsOnly>(bytes).map(|e| e.t.unwrap_or_default()).map_err(|e| undecodable(key, "tags", e))
 }
 
@@ -258,7 +323,7 @@ fn stamp_digits(stamp: &[u8]) -> Option<usize> {
 
 /// When an entry stored by `get_or_refresh` stops being fresh (ms of Redis's
 /// clock), from its `{"f":<ms>,` stamp; `None` for other entries.
-pub(super) fn fresh_until(bytes: &[u8]) -> Option<u64> {
+pub(crate) fn fresh_until(bytes: &[u8]) -> Option<u64> {
     let stamp = bytes.strip_prefix(br#"{"f":"#)?;
     let digits = stamp_digits(stamp)?;
     if stamp.get(digits) != Some(&b',') {
@@ -268,7 +333,7 @@ pub(super) fn fresh_until(bytes: &[u8]) -> Option<u64> {
 }
 
 /// The metadata stored in `bytes` (the entry under `key`), empty if none.
-pub(super) fn decode_metadata(key: &str, bytes: &[u8]) -> Result<Metadata> {
+pub(crate) fn decode_metadata(key: &str, bytes: &[u8]) -> Result<Metadata> {
     serde_json::from_slice::<MetadataOnly>(bytes)
         .map(|e| e.m.unwrap_or_default())
         .map_err(|e| undecodable(key, "metadata", e))
@@ -277,7 +342,7 @@ pub(super) fn decode_metadata(key: &str, bytes: &[u8]) -> Result<Metadata> {
 /// `bytes` with `extra` merged into its metadata (top-level keys replaced).
 /// The value's JSON text is copied byte for byte, never re-encoded, and a
 /// `get_or_refresh` freshness stamp is kept.
-pub(super) fn merge_metadata(key: &str, bytes: &[u8], extra: Metadata) -> Result<Vec<u8>> {
+pub(crate) fn merge_metadata(key: &str, bytes: &[u8], extra: Metadata) -> Result<Vec<u8>> {
     let raw: Raw<'_> = serde_json::from_slice(bytes).map_err(|e| undecodable(key, "entry", e))?;
     let mut metadata = raw.m.unwrap_or_default();
     metadata.extend(extra);
@@ -451,6 +516,26 @@ mod tests {
     }
 
     #[test]
+    fn the_value_text_is_found_only_where_a_full_read_agrees() {
+        for doc in [r#"{"v":"hi"}"#, r#"{"f":17,"v":[1,{"a":null}]}"#, r#"{"i":5,"d":0,"t":["x"],"v":1.5}"#] {
+            let start = value_start(doc.as_bytes()).expect(doc);
+            let text = &doc[start..doc.len() - 1];
+            let read: serde_json::Value = decode_value("k", doc.as_bytes()).unwrap();
+            assert_eq!(serde_json::from_str::<serde_json::Value>(text).unwrap(), read, "{doc}");
+        }
+        let deep = format!(r#"{{"v":{}1{}}}"#, "[".repeat(130), "]".repeat(130));
+        for doc in
+            [r#"{"v":1,"m":{"a":1}}"#, r#"{"m":{},"v":1}"#, r#"{"v":"\ud800"}"#, r#"{"v":1,}"#, r#"{"v":01}"#, &deep]
+        {
+            assert_eq!(value_start(doc.as_bytes()), None, "{doc}");
+        }
+        assert!(
+            decode_value::<serde_json::Value>("k", br#"{"v":"\ud800"}"#).is_err(),
+            "a lone surrogate: Rust refuses it too"
+        );
+    }
+
+    #[test]
     fn merge_keeps_the_value_text_exactly() {
         // A number no f64 holds exactly and keys out of order: a re-encoding would change both.
         let stored = br#"{"v":{"z":123456789012345678901234567890,"a":1.0},"m":{"a":1,"b":2}}"#;
@@ -571,7 +656,8 @@ mod tests {
 /// envelopes cut, flipped and spliced, must give a value or an error, never
 /// a panic or a hang; and the fast path of `decode_value` must agree with
 /// the full parse (it may only be faster).
-#[cfg(test)]
+// proptest is a native dev-dependency.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod fuzz_tests {
     use super::*;
     use proptest::prelude::*;

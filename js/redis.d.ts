@@ -1,0 +1,102 @@
+// pepperpy-caching/redis: RedisStore, the JS face of the Rust RedisStore's
+// keyspace (the same documents, keys and Lua scripts: a Rust process and a
+// JS process with the same prefix, policy and buckets share every entry).
+import type { LRUPolicy, TTLPolicy, CacheStats } from "pepperpy-caching";
+
+/** A reply as a Conn gives it: integers as numbers, strings as bytes. */
+export type RedisReply = null | number | Uint8Array | RedisReply[];
+
+/** A script as a Conn sends it: EVALSHA `sha`, EVAL `source` on NOSCRIPT. */
+export interface RedisScript {
+  readonly name?: string;
+  readonly sha: string;
+  readonly source: string;
+}
+
+/** What a client adapter gives the store (see the README's RedisStore section). */
+export interface RedisConn {
+  readonly kind: string;
+  readonly clustered: boolean;
+  script(script: RedisScript, keys: Array<string | Uint8Array>, args: Array<string | Uint8Array>): Promise<RedisReply>;
+  command(args: Array<string | Uint8Array>, key?: string | Uint8Array): Promise<RedisReply>;
+  pipeline(
+    calls: Array<
+      | { script: RedisScript; keys: Array<string | Uint8Array>; args: Array<string | Uint8Array> }
+      | { args: Array<string | Uint8Array>; key?: string | Uint8Array }
+    >,
+  ): Promise<Array<RedisReply | Error>>;
+  masters(): Promise<RedisConn[]>;
+}
+
+export interface RedisStoreOptions {
+  /** A connected node-redis (v4, v5, or its cluster) or ioredis (Redis or Cluster) client, or a RedisConn. */
+  client: unknown;
+  /** "" or a name without ':' followed by one ':' (the Rust prefix rule). Default "". */
+  prefix?: string;
+  /** Unbounded when omitted. S3FIFOPolicy is refused (as in Rust). */
+  policy?: LRUPolicy | TTLPolicy;
+  /** The TTL in seconds of entries set without one (when the policy gives none). */
+  defaultTtl?: number;
+  /** Cluster only: the buckets entries are spread over (default 16; every process sharing the prefix must agree). */
+  buckets?: number;
+  /** How long a load's placeholder lives unless released, in seconds (default 10). */
+  lockLease?: number;
+  /** Allows invalidate and clear with an empty prefix (the database is the store's alone). */
+  wholeDatabase?: boolean;
+}
+
+export interface RedisSetOptions {
+  /** Seconds. */
+  ttl?: number;
+  metadata?: Record<string, unknown>;
+  /** Seconds without a read after which the entry expires. */
+  idle?: number;
+  /** Tags for invalidateTags (at most 32, each at most 256 bytes of UTF-8). */
+  tags?: string[];
+}
+
+export interface RedisLoadOptions extends RedisSetOptions {
+  /** Stale-while-revalidate: seconds after `ttl` (the fresh period) during which the stale value is served while one refresh runs (one per key across every process). */
+  grace?: number;
+  /** The back-off after a failed refresh, in seconds, doubling with each failure in a row (needs grace). */
+  retryAfter?: number;
+  /** Seconds after which this caller gets a CacheTimeoutError (the load goes on and stores its value). */
+  softTimeout?: number;
+  /** Seconds after which the loader is abandoned (CacheTimeoutError) and its placeholder released. */
+  hardTimeout?: number;
+  /** Given the background refresh's promise (Workers: ctx.waitUntil.bind(ctx)). */
+  waitUntil?: (promise: Promise<unknown>) => void;
+  /** Stops this caller's wait (not another caller's load). */
+  signal?: AbortSignal;
+}
+
+export declare class RedisStore {
+  constructor(options: RedisStoreOptions);
+  readonly prefix: string;
+  /** The value under `key` (decoded from JSON), or undefined. */
+  get(key: string): Promise<unknown>;
+  /** Stores `value`, which must be what JSON holds (no NaN or Infinity; depth at most 100): else CacheSerializationError. */
+  set(key: string, value: unknown, options?: RedisSetOptions): Promise<void>;
+  delete(key: string): Promise<boolean>;
+  has(key: string): Promise<boolean>;
+  getMetadata(key: string): Promise<Record<string, unknown> | undefined>;
+  updateMetadata(key: string, metadata: Record<string, unknown>): Promise<boolean>;
+  /** The values under `keys` (undefined for each miss), in order: one round trip per bucket. */
+  getMany(keys: string[]): Promise<unknown[]>;
+  /** Stores every [key, value] pair with the same options (all checked first): one round trip per bucket. */
+  setMany(entries: Array<[string, unknown]>, options?: RedisSetOptions): Promise<void>;
+  /** Removes the entries under `keys`; how many existed. */
+  deleteMany(keys: string[]): Promise<number>;
+  keys(pattern?: string): Promise<string[]>;
+  invalidate(pattern: string): Promise<number>;
+  clear(): Promise<void>;
+  /** Removes every entry carrying one of `tags` (in every process's view); how many. */
+  invalidateTags(tags: string[]): Promise<number>;
+  /** The entry's tags ([] when it has none), or undefined. */
+  getTags(key: string): Promise<string[] | undefined>;
+  size(): Promise<number>;
+  /** One loader per key across every process sharing the store, Rust's included. */
+  getOrSet<T>(key: string, loader: (context: { key: string; signal: AbortSignal }) => T | Promise<T>, options?: RedisLoadOptions): Promise<T>;
+  getStats(): CacheStats;
+  resetStats(): void;
+}

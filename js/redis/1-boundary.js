@@ -1,0 +1,166 @@
+// js/redis/1-boundary.js: a part of pepperpy-caching/redis (scripts/build-entry.cjs
+// concatenates js/redis/*.js into one module, after `main`, the package's
+// default entry, and `wasm`, the bindings of src/wasm_redis/).
+//
+// What the JS RedisStore takes from Rust, read once: the limits, the Lua
+// scripts with their SHA1s (src/remote/scripts.rs), the counter table, and
+// the error classes, which are the main entry's own (instanceof works
+// across both entries).
+
+const [
+  MAX_KEY_LEN,
+  MAX_NESTING,
+  MAX_BUCKETS,
+  SAMPLE_EVERY,
+  MAX_TAGS,
+  MAX_TAG_LEN,
+  MAX_INVALIDATE_TAGS,
+  MAX_PATTERN_LEN,
+  DEFAULT_BUCKETS,
+  LEASE_MS,
+  SLACK_MS,
+  LATENCY_SAMPLE_EVERY,
+  // The walks' and loads' numbers (src/remote/mod.rs), as the Rust store uses them.
+  SCAN_BATCH,
+  UPDATE_ATTEMPTS,
+  SIZE_CONCURRENCY,
+  SLOT_LIST_MAX,
+  POLL_FIRST_MS,
+  POLL_MAX_MS,
+  SCRIPT_CHUNK,
+  DELETE_CHUNK,
+  MAX_IDLE_MS,
+] = wasm.limits();
+const SCAN_COUNT = String(SCAN_BATCH);
+
+/** The scripts by name: { name, source, sha } (what a Conn's `script` takes). */
+const SCRIPTS = Object.create(null);
+for (const [name, source, sha] of wasm.scripts()) SCRIPTS[name] = Object.freeze({ name, source, sha });
+
+/** getStats's figures, in the core's order, by their JS names. */
+const COUNTER_NAMES = wasm
+  .counters()
+  .trimEnd()
+  .split("\n")
+  .map((line) => line.split("\t")[0].replace(/_([a-z])/g, (_, c) => c.toUpperCase()));
+
+const {
+  CacheError,
+  CacheKeyError,
+  CachePatternError,
+  CachePolicyError,
+  CacheSerializationError,
+  CacheBackendError,
+  CacheReentrantLoadError,
+  CacheTimeoutError,
+  LRUPolicy,
+  TTLPolicy,
+  S3FIFOPolicy,
+} = main;
+
+// The main entry's error classes by name: what the wasm names its errors after.
+const errorClasses = new Map();
+for (const [name, value] of Object.entries(main)) {
+  if (typeof value === "function" && (value === CacheError || value.prototype instanceof CacheError)) {
+    errorClasses.set(name, value);
+  }
+}
+
+/** An error thrown by the wasm (an `Error` named after its class) as that class. */
+function translate(error) {
+  if (error instanceof Error && !(error instanceof CacheError)) {
+    const Class = errorClasses.get(error.name);
+    if (Class !== undefined) return new Class(error.message);
+  }
+  return error;
+}
+
+/** Runs a call into the wasm, its errors as the main entry's classes. */
+function core(thunk) {
+  try {
+    return thunk();
+  } catch (error) {
+    throw translate(error);
+  }
+}
+
+function describe(value) {
+  switch (typeof value) {
+    case "string":
+      return `the string ${JSON.stringify(value.length > 32 ? `${value.slice(0, 32)}...` : value)}`;
+    case "function":
+      return "a function";
+    case "object":
+      if (value === null) return "null";
+      if (Array.isArray(value)) return "an array";
+      return isPlainObject(value) ? "a plain object" : `an object of class ${value.constructor?.name ?? "unknown"}`;
+    default:
+      return String(value);
+  }
+}
+
+function isPlainObject(value) {
+  if (typeof value !== "object" || value === null) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === null || Object.getPrototypeOf(proto) === null;
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+function isWellFormed(text) {
+  return typeof text.isWellFormed === "function" ? text.isWellFormed() : !LONE_SURROGATE.test(text);
+}
+
+function shownKey(key) {
+  return JSON.stringify(key.length > 64 ? `${key.slice(0, 64)}...` : key);
+}
+
+/** A key checked by the rules every store shares (type and Unicode here, the rest in Rust). */
+function checkedKey(key) {
+  if (typeof key !== "string") throw new CacheKeyError(`a key must be a string, got ${describe(key)}`);
+  if (!isWellFormed(key)) {
+    throw new CacheKeyError(`the key ${describe(key)} is not well-formed Unicode (it has a lone surrogate), so it has no UTF-8 form`);
+  }
+  return key;
+}
+
+function checkedPattern(pattern) {
+  if (typeof pattern !== "string") throw new CachePatternError(`a pattern must be a string, got ${describe(pattern)}`);
+  if (!isWellFormed(pattern)) {
+    throw new CachePatternError(`the pattern ${describe(pattern)} is not well-formed Unicode (it has a lone surrogate)`);
+  }
+  core(() => wasm.checkPattern(pattern));
+  return pattern;
+}
+
+/** A failure of the client or the server, as CacheBackendError (a CacheError passes through). */
+function backendError(what, error) {
+  if (error instanceof CacheError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new CacheBackendError(`${what} on Redis: ${message}`, { cause: error });
+}
+
+/** Whether `error` is Redis's WRONGTYPE reply (a load's placeholder where a string was read). */
+function isWrongType(error) {
+  return error instanceof Error && error.redisError === true && String(error.message).startsWith("WRONGTYPE");
+}
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+/** A reply's bytes as text (a cursor, a type name). */
+function text(reply) {
+  if (reply === null || reply === undefined) return "";
+  return typeof reply === "string" ? reply : decoder.decode(reply);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A token no other lock of any process carries: unique, not secret. */
+function newToken() {
+  const c = globalThis.crypto;
+  if (c !== undefined && typeof c.randomUUID === "function") return c.randomUUID().replaceAll("-", "");
+  let out = "";
+  for (let i = 0; i < 4; i++) out += Math.floor(Math.random() * 2 ** 32).toString(16).padStart(8, "0");
+  return out;
+}
+
+const now = typeof performance === "object" && typeof performance.now === "function" ? () => performance.now() : () => Date.now();

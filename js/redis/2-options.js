@@ -1,0 +1,115 @@
+// js/redis/2-options.js: a part of pepperpy-caching/redis (see 1-boundary.js).
+//
+// Options objects, read once each, unknown names refused, with the JS
+// MemoryStore's names, units (seconds) and error classes. The numbers'
+// rules are Rust's (wasm.ttlMillis, wasm.idleMillis, wasm.encode).
+
+function readOptions(options, what, allowed) {
+  if (options === undefined) return {};
+  if (!isPlainObject(options)) throw new CachePolicyError(`${what} options must be a plain object, got ${describe(options)}`);
+  for (const name of Object.keys(options)) {
+    if (!allowed.includes(name)) {
+      throw new CachePolicyError(`unknown ${what} option ${JSON.stringify(name)} (known: ${allowed.join(", ")})`);
+    }
+  }
+  return options;
+}
+
+/** A positive, finite number of seconds under `name` as whole ms for Redis, or undefined. */
+function millis(value, name) {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number") {
+    throw new CachePolicyError(`invalid policy: ${name} must be a number of seconds, got ${describe(value)}`);
+  }
+  if (!(value > 0) || value === Infinity) {
+    throw new CachePolicyError(`invalid policy: ${name} must be a positive, finite number of seconds, got ${value}`);
+  }
+  return checkedMillis(wasm.ttlMillis(value), value, name);
+}
+
+/** The wasm's milliseconds of `value` seconds, or the error its code stands for (worded here, in JS). */
+function checkedMillis(ms, value, name) {
+  if (ms >= 0) return ms;
+  if (ms === -1) {
+    throw new CachePolicyError(`invalid policy: ${name} must be at least one nanosecond (1e-9 seconds), got ${value}`);
+  }
+  if (ms === -3) throw new CachePolicyError(`invalid policy: ${name} must be at most ${MAX_IDLE_MS / 1000} seconds, got ${value}`);
+  throw new CachePolicyError(`invalid policy: ${name} of ${value} seconds is too large`);
+}
+
+function idleMillis(value, name) {
+  if (value === undefined) return undefined;
+  millis(value, name);
+  return checkedMillis(wasm.idleMillis(value), value, name);
+}
+
+function readTags(tags) {
+  if (tags === undefined) return undefined;
+  if (!Array.isArray(tags)) throw new CachePolicyError(`tags must be an array of strings, got ${describe(tags)}`);
+  if (tags.length > MAX_TAGS) {
+    throw new CachePolicyError(`invalid policy: an entry carries at most ${MAX_TAGS} tags, ${tags.length} were given`);
+  }
+  if (tags.length === 0) return undefined;
+  const copy = tags.slice();
+  for (let i = 0; i < copy.length; i++) {
+    if (typeof copy[i] !== "string") throw new CachePolicyError(`tags[${i}] must be a string, got ${describe(copy[i])}`);
+    if (!isWellFormed(copy[i])) throw new CachePolicyError(`tags[${i}] is not well-formed Unicode (it has a lone surrogate)`);
+  }
+  return copy;
+}
+
+function readMetadata(metadata) {
+  if (metadata === undefined) return undefined;
+  if (!isPlainObject(metadata)) {
+    throw new CacheSerializationError(`metadata must be a plain object, got ${describe(metadata)}`);
+  }
+  return metadata;
+}
+
+const SET_OPTIONS = ["ttl", "metadata", "tags", "idle"];
+
+/** `set`'s options: { ttl (ms), metadata, tags, idle (ms) }, read once each. */
+function readSetOptions(options) {
+  if (options === undefined) return { ttl: undefined, metadata: undefined, tags: undefined, idle: undefined };
+  if (typeof options !== "object" || options === null) {
+    throw new CachePolicyError(`set options must be an object like { ttl, metadata }, got ${describe(options)}`);
+  }
+  readOptions(isPlainObject(options) ? options : { ...options }, "set", SET_OPTIONS);
+  const { ttl, metadata, tags, idle } = options;
+  return { ttl: millis(ttl, "ttl"), metadata: readMetadata(metadata), tags: readTags(tags), idle: idleMillis(idle, "idle") };
+}
+
+const LOAD_OPTIONS = ["ttl", "metadata", "tags", "idle", "grace", "softTimeout", "hardTimeout", "retryAfter", "waitUntil", "signal"];
+
+/** `getOrSet`'s options: `set`'s, and stale-while-revalidate's and the load's (ms). */
+function readLoadOptions(options) {
+  const o = readSetOptions(undefined);
+  if (options === undefined) return o;
+  if (typeof options !== "object" || options === null) {
+    throw new CachePolicyError(`getOrSet options must be an object like { ttl, metadata }, got ${describe(options)}`);
+  }
+  readOptions(isPlainObject(options) ? options : { ...options }, "getOrSet", LOAD_OPTIONS);
+  const { ttl, metadata, tags, idle, grace, softTimeout, hardTimeout, retryAfter, waitUntil, signal } = options;
+  o.ttl = millis(ttl, "ttl");
+  o.metadata = readMetadata(metadata);
+  o.tags = readTags(tags);
+  o.idle = idleMillis(idle, "idle");
+  o.grace = millis(grace, "grace");
+  o.softTimeout = millis(softTimeout, "softTimeout");
+  o.hardTimeout = millis(hardTimeout, "hardTimeout");
+  o.retryAfter = millis(retryAfter, "retryAfter");
+  if (o.grace !== undefined || o.retryAfter !== undefined) {
+    // The core's rules (RefreshOptions::check_call), as the memory store's.
+    const error = wasm.refreshError(o.ttl !== undefined, o.grace !== undefined, o.retryAfter !== undefined);
+    if (error !== undefined) throw translate(error);
+  }
+  if (waitUntil !== undefined && typeof waitUntil !== "function") {
+    throw new CachePolicyError(`waitUntil must be a function, like ctx.waitUntil.bind(ctx), got ${describe(waitUntil)}`);
+  }
+  o.waitUntil = waitUntil;
+  if (signal !== undefined && !(typeof AbortSignal === "function" ? signal instanceof AbortSignal : typeof signal?.aborted === "boolean")) {
+    throw new CachePolicyError(`signal must be an AbortSignal, got ${describe(signal)}`);
+  }
+  o.signal = signal;
+  return o;
+}

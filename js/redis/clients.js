@@ -1,0 +1,648 @@
+// js/redis/clients.js: the client adapters of the JS RedisStore (issue 24).
+//
+// `conn(client)` turns a client the user already has (node-redis v4 or v5,
+// single or `createCluster`; ioredis `Redis` or `Cluster`) into the one
+// interface the store speaks (a Conn; docs in /work/notes/redis-js-contract.md
+// and index.d.ts):
+//   kind, clustered,
+//   script({ sha, source }, keys, args)  EVALSHA, EVAL again on NOSCRIPT
+//   command(args, key?)                  any command, routed by `key` on a cluster
+//   pipeline(calls)                      several calls, one round trip; a reply or an Error each
+//   masters()                            [this], or one unrouted Conn per cluster master
+// Replies are bytes (Buffer), integers (numbers), null, or arrays of them,
+// whatever the client's own decoding (node-redis strings, RESP3 maps,
+// booleans and doubles are brought back to what RESP2 says). An error reply
+// rejects with the client's Error marked `.redisError = true`; a connection
+// failure, a closed client or a timeout rejects with an Error without it.
+//
+// What the clients do not do by themselves, done here:
+// - a timeout per call (default 1000 ms, the Rust store's response timeout;
+//   `.timeout = true`), one timer per Conn;
+// - a call waits for a connecting or reconnecting client's "ready" (within
+//   its timeout) rather than sit in the client's offline queue, which would
+//   run it after its caller was told it failed; on a cluster, for the node
+//   client its key's slot maps to;
+// - after a failover: node-redis learns a new slot map only from MOVED, so a
+//   cluster call that fails without a Redis error provokes one; ioredis's
+//   map is asked for again when it names a node the client dropped;
+// - in a pipeline, the calls Redis refused with NOSCRIPT are sent again with
+//   EVAL after the others (as the Rust store does): only after a restart or
+//   SCRIPT FLUSH can a pipeline's calls run out of order.
+//
+// No import: this file is plain ES (Node, Bun, Deno, workerd) and names nothing
+// of the clients' packages; it tells them apart by shape. It is a module of its
+// own (the tests import it) and a part that scripts/build-entry.cjs concatenates
+// into pepperpy-caching/redis: its only top-level names are `conn` and
+// REDIS_CLIENTS, and it throws the package's CachePolicyError when `main` (the
+// default entry) is in scope.
+
+const REDIS_CLIENTS = (() => {
+  const NOSCRIPT = "NOSCRIPT";
+  /** The Rust store's default response timeout (src/stores/redis/builder.rs). */
+  const DEFAULT_TIMEOUT_MS = 1000;
+  const BufferClass = globalThis.Buffer;
+  const encoder = new TextEncoder();
+
+  // node-redis v5: every RESP type the store may meet, as RESP2 bytes
+  // (RESP_TYPES codes of @redis/client: '$', '+', '=', ',', '(', '%', '~').
+  const V5_TYPES = Object.freeze({ 36: BufferClass, 43: BufferClass, 61: BufferClass, 44: String, 40: String, 37: Array, 126: Array });
+
+  /** The class names the clients give an error reply (node-redis: ErrorReply and its SimpleError/BlobError; ioredis: ReplyError). */
+  const REPLY_ERRORS = new Set(["ErrorReply", "SimpleError", "BlobError", "ReplyError", "MultiErrorReply"]);
+
+  function isReplyError(error) {
+    if (!(error instanceof Error)) return false;
+    if (error.redisError === true) return true;
+    for (let p = Object.getPrototypeOf(error); p && p !== Error.prototype; p = Object.getPrototypeOf(p)) {
+      if (REPLY_ERRORS.has(p.constructor?.name)) return true;
+    }
+    return false;
+  }
+
+  /** Marks an error reply (`.redisError = true`) and passes anything else through. */
+  function mark(error) {
+    if (isReplyError(error)) {
+      try {
+        error.redisError = true;
+      } catch {
+        const copy = new Error(error.message);
+        copy.redisError = true;
+        return copy;
+      }
+      return error;
+    }
+    if (error instanceof Error) return error;
+    return new Error(`the Redis client failed: ${String(error)}`);
+  }
+
+  /** An argument as the clients take it: a string, or bytes as a Buffer (ioredis would print a bare Uint8Array as "1,2,3"). */
+  function arg(a) {
+    if (typeof a === "string") return a;
+    if (a instanceof Uint8Array) {
+      if (BufferClass === undefined || BufferClass.isBuffer(a)) return a;
+      return BufferClass.from(a.buffer, a.byteOffset, a.byteLength);
+    }
+    if (typeof a === "number" || typeof a === "bigint") return String(a);
+    throw new TypeError(`a Redis argument must be a string or a Uint8Array, got ${a === null ? "null" : typeof a}`);
+  }
+
+  function args(list) {
+    if (!Array.isArray(list)) throw new TypeError("Redis arguments must be an array");
+    const out = new Array(list.length);
+    for (let i = 0; i < list.length; i++) out[i] = arg(list[i]);
+    return out;
+  }
+
+  function bytes(s) {
+    return BufferClass !== undefined ? BufferClass.from(s, "utf8") : encoder.encode(s);
+  }
+
+  /** A reply in the contract's shape: null | number | bytes | array of them. */
+  function reply(r) {
+    if (r === null || r === undefined) return null;
+    if (typeof r === "number" || r instanceof Uint8Array) return r;
+    if (typeof r === "string") return bytes(r);
+    if (Array.isArray(r)) {
+      for (let i = 0; i < r.length; i++) {
+        const x = r[i];
+        if (!(x instanceof Uint8Array || typeof x === "number" || x === null)) {
+          const out = new Array(r.length);
+          for (let j = 0; j < r.length; j++) out[j] = reply(r[j]);
+          return out;
+        }
+      }
+      return r;
+    }
+    // RESP3 booleans: RESP2 (and a Lua script for a RESP2 client) says 1 and nil.
+    if (r === true) return 1;
+    if (r === false) return null;
+    if (typeof r === "bigint") return Number.isSafeInteger(Number(r)) ? Number(r) : bytes(String(r));
+    if (r instanceof Map) return [...r].flatMap(([k, v]) => [reply(k), reply(v)]);
+    if (r instanceof Set) return [...r].map(reply);
+    if (typeof r === "object") return Object.entries(r).flatMap(([k, v]) => [bytes(k), reply(v)]);
+    return bytes(String(r));
+  }
+
+  /**
+   * The deadlines of a Conn's calls: `add(reject, what)` when a call starts
+   * (`what`: its name, or its arguments, the first naming it; undefined when
+   * there is no timeout), `remove(call)` when it settles. A
+   * call still there after `ms` is rejected with a timeout error (no
+   * `.redisError`, `.timeout = true`), between `ms` and 1.2 `ms` after it
+   * began. This is on every call's path, so it costs a few pointer writes:
+   * no timer per call (a timer and a Promise.race per call cost a third of a
+   * pipelined GET; a Set and a Date.now() per call still a fifth). The calls
+   * wait in a doubly linked list in the order they began, which is the order
+   * of their deadlines; one timer per Conn ticks every tenth of `ms` (at
+   * least 5 ms) while calls wait, reads the clock, and rejects the expired
+   * calls from the head. A call's deadline is taken from the clock the last
+   * tick read (at most a tick old, hence one tick added).
+   */
+  function deadlines(ms) {
+    if (!(ms > 0) || ms === Infinity) return { add: () => undefined, remove: () => {} };
+    const tick = Math.max(5, Math.min(ms / 10, 1000));
+    // A sentinel: head.next is the oldest call, head.prev the newest.
+    const head = { prev: null, next: null };
+    head.prev = head;
+    head.next = head;
+    let now = 0;
+    let timer;
+    const expire = () => {
+      now = Date.now();
+      for (let call = head.next; call !== head && call.deadline <= now; call = head.next) {
+        unlink(call);
+        const error = new Error(`${Array.isArray(call.what) ? String(call.what[0]) : call.what}: no answer from Redis within ${ms} ms`);
+        error.timeout = true;
+        call.reject(error);
+      }
+      timer = head.next !== head ? setTimeout(expire, tick) : undefined;
+    };
+    const unlink = (call) => {
+      call.prev.next = call.next;
+      call.next.prev = call.prev;
+      call.prev = call.next = null;
+    };
+    return {
+      add(reject, what) {
+        if (timer === undefined) {
+          now = Date.now();
+          timer = setTimeout(expire, tick);
+        }
+        const call = { prev: head.prev, next: head, deadline: now + ms + tick, reject, what };
+        head.prev.next = call;
+        head.prev = call;
+        return call;
+      },
+      remove(call) {
+        if (call !== undefined && call.prev !== null) unlink(call);
+      },
+    };
+  }
+
+  function checkScript(script) {
+    if (script === null || typeof script !== "object" || typeof script.sha !== "string" || typeof script.source !== "string") {
+      throw new TypeError("a script is { sha: string, source: string }");
+    }
+  }
+
+  function evalArgs(name, what, keys, extra) {
+    const k = args(keys);
+    const a = args(extra);
+    return [name, what, String(k.length), ...k, ...a];
+  }
+
+  /**
+   * The Conn of a client whose commands are sent one by one (`send(argv, key)`
+   * resolves to the raw reply or rejects with the client's error): node-redis
+   * pipelines by itself everything sent in one tick, so `pipeline` sends each
+   * call at once and waits for them together.
+   */
+  /**
+   * The Conn of a client whose commands are sent one by one (`send(argv, key)`
+   * resolves to the raw reply or rejects with the client's error): node-redis
+   * pipelines by itself everything sent in one tick, so `pipeline` sends each
+   * call at once and waits for them together. Each call is one promise of
+   * ours around the client's (a get is on the hot path).
+   */
+  function sequential(kind, clustered, send, masters, timeout, ready, clock = deadlines(timeout), onLost = undefined) {
+    const isNoScript = (error) => error.redisError === true && String(error.message).startsWith(NOSCRIPT);
+    // Sends `argv` (and, for a script refused with NOSCRIPT, `fallback()`'s EVAL).
+    const run = (argv, key, fallback, what) =>
+      new Promise((resolve, reject) => {
+        const gate = ready === undefined ? true : ready(key);
+        if (gate === false) {
+          reject(offline(kind));
+          return;
+        }
+        const call = clock.add(
+          onLost === undefined
+            ? reject
+            : (error) => {
+                onLost(key);
+                reject(error);
+              },
+          what,
+        );
+        const settle = (r) => {
+          clock.remove(call);
+          resolve(reply(r));
+        };
+        const failed = (error) => {
+          clock.remove(call);
+          const marked = mark(error);
+          if (onLost !== undefined && marked.redisError !== true) onLost(key);
+          reject(marked);
+        };
+        const sendNow = (a, onError) => {
+          let sent;
+          try {
+            sent = send(a, key);
+          } catch (error) {
+            failed(error);
+            return;
+          }
+          sent.then(settle, onError);
+        };
+        const start = () =>
+          sendNow(
+            argv,
+            fallback === undefined
+              ? failed
+              : (error) => {
+                  const marked = mark(error);
+                  if (!isNoScript(marked)) return failed(marked);
+                  let again;
+                  try {
+                    again = fallback();
+                  } catch (e) {
+                    return failed(e);
+                  }
+                  sendNow(again, failed);
+                },
+          );
+        if (gate === true) start();
+        else whenReady(gate, call, start);
+      });
+    const runScript = (script, keys, extra) => {
+      try {
+        checkScript(script);
+        const argv = evalArgs("EVALSHA", script.sha, keys, extra);
+        const key = keys.length > 0 ? argv[3] : undefined;
+        return run(argv, key, () => evalArgs("EVAL", script.source, keys, extra), "EVALSHA");
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    };
+    const runCommand = (argv, key) => {
+      try {
+        return run(args(argv), key === undefined ? undefined : arg(key), undefined, argv);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    };
+    const one = (call) => (call.script !== undefined ? runScript(call.script, call.keys ?? [], call.args ?? []) : runCommand(call.args, call.key));
+    const keepReplyErrors = (error) => {
+      if (error.redisError === true) return error;
+      throw error;
+    };
+    const self = {
+      kind,
+      clustered,
+      script: runScript,
+      command: runCommand,
+      pipeline: (calls) => {
+        try {
+          return Promise.all(calls.map((call) => one(call).catch(keepReplyErrors)));
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      },
+      masters: async () => (masters === undefined ? [self] : masters()),
+    };
+    return self;
+  }
+
+  /**
+   * Calls on a client that is not connected right now (its first connection
+   * or a reconnection under way) are not handed to it, whose offline queue
+   * would keep them and run them at the reconnection, possibly after their
+   * caller was told they failed (a set landing over a later write or
+   * invalidation): they wait here for the client's "ready", within their
+   * timeout, and are sent then, or never. A closed client refuses at once.
+   * `gate()` is `true` (ready: send), `false` (closed) or a promise of ready.
+   */
+  function offline(kind) {
+    const error = new Error(`the ${kind} client is closed, or has no connection to the node serving the key`);
+    error.offline = true;
+    return error;
+  }
+
+  /** Runs `start` once `gate` resolves, unless the call timed out meanwhile (its deadline gone from the list). */
+  function whenReady(gate, call, start) {
+    gate.then(
+      () => {
+        if (call === undefined || call.prev !== null) start();
+      },
+      () => {},
+    );
+  }
+
+  /** One promise of the client's next "ready" event, shared by the calls that wait. */
+  function readyEvent(client) {
+    let waiting;
+    return () =>
+      (waiting ??= new Promise((resolve) => {
+        client.once("ready", () => {
+          waiting = undefined;
+          resolve();
+        });
+      }));
+  }
+
+  const nodeGates = new WeakMap();
+  /** The gate of a cluster's node client, made once per node client. */
+  function gateOf(client, make) {
+    let gate = nodeGates.get(client);
+    if (gate === undefined) nodeGates.set(client, (gate = make(client)));
+    return gate;
+  }
+
+  /**
+   * A cluster's gate for a call on `key`: the gate of the node client its
+   * slot map sends the key to (a cluster client keeps one client per node,
+   * each with an offline queue of its own), or open when it has none yet or
+   * that node client is closed (the cluster replaces it; none is reconnecting).
+   */
+  function clusterGate(nodeClient, make) {
+    return (key) => {
+      if (key === undefined) return true;
+      let node;
+      try {
+        node = nodeClient(slotOf(key));
+      } catch {
+        return true;
+      }
+      // false: the map gives the slot a node the client has no connection to (all lost): refused.
+      if (node === false) return false;
+      if (node === undefined || node === null || typeof node.once !== "function") return true;
+      const gate = gateOf(node, make)();
+      return gate === false ? true : gate;
+    };
+  }
+
+  /** node-redis v4/v5: ready, closed (`isOpen` false: never connected, or quit), or wait for "ready". */
+  function nodeRedisGate(client) {
+    const next = readyEvent(client);
+    return () => (client.isReady ? true : client.isOpen ? next() : false);
+  }
+
+  /** ioredis: ready, closed ("end"), or wait for "ready" (a lazy client in "wait", as a Cluster's node clients are, is told to connect). */
+  function ioredisGate(client) {
+    const next = readyEvent(client);
+    return () => {
+      const status = client.status;
+      if (status === "ready") return true;
+      if (status === "end") return false;
+      if (status === "wait") client.connect().catch(() => {});
+      return next();
+    };
+  }
+
+  /** node-redis v4: `sendCommand(args, { returnBuffers: true })`; a legacy-mode client's promise API is `client.v4`. */
+  function nodeRedis4(client, timeout) {
+    const target = client.options?.legacyMode && client.v4 ? client.v4 : client;
+    return sequential("node-redis", false, (argv) => target.sendCommand(argv, { returnBuffers: true }), undefined, timeout, nodeRedisGate(client));
+  }
+
+  /** node-redis v5 (and later): a type mapping per command for bytes. */
+  function nodeRedis5(client, timeout) {
+    return sequential("node-redis", false, (argv) => client.sendCommand(argv, { typeMapping: V5_TYPES }), undefined, timeout, nodeRedisGate(client));
+  }
+
+  /** CRC16 (XMODEM) of `bytes`: Redis Cluster's key hash. */
+  function crc16(bytes) {
+    let crc = 0;
+    for (let i = 0; i < bytes.length; i++) {
+      crc ^= bytes[i] << 8;
+      for (let b = 0; b < 8; b++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    }
+    return crc;
+  }
+
+  /** The Redis Cluster slot of `key` (a string or bytes): the CRC16 of its hash tag if it has one, else of all of it. */
+  function slotOf(key) {
+    const b = typeof key === "string" ? encoder.encode(key) : key;
+    const open = b.indexOf(0x7b);
+    if (open >= 0) {
+      const close = b.indexOf(0x7d, open + 1);
+      if (close > open + 1) return crc16(b.subarray(open + 1, close)) & 0x3fff;
+    }
+    return crc16(b) & 0x3fff;
+  }
+
+  /**
+   * node-redis's cluster client learns a new slot map only from a MOVED or
+   * ASK reply. A master that died (or hangs) gives none: its node client
+   * keeps reconnecting and the calls for its slots wait in that client's
+   * queue, even once a replica has taken over. So after a call on `key`
+   * fails without a Redis error (a timeout, a lost connection), one probe,
+   * at most every 500 ms, sends `EXISTS key` routed by a key of a master the
+   * client's map does not give `key`'s slot to: its MOVED makes the client
+   * read the slot map again (as the Rust store provokes one for redis-rs).
+   */
+  function slotMapRefresher(cluster) {
+    let last = 0;
+    let running = false;
+    return (key) => {
+      if (key === undefined || running || Date.now() - last < 500) return;
+      last = Date.now();
+      let stale;
+      try {
+        stale = cluster.getSlotMaster(slotOf(key));
+      } catch {
+        return;
+      }
+      let probe;
+      for (let i = 0; i < 1000 && probe === undefined; i++) {
+        const candidate = `{pepperpy-probe-${i}}`;
+        const master = cluster.slots?.[slotOf(candidate)]?.master;
+        if (master !== undefined && master !== stale) probe = candidate;
+      }
+      if (probe === undefined) return;
+      running = true;
+      Promise.resolve()
+        .then(() => cluster.sendCommand(probe, false, ["EXISTS", key]))
+        .catch(() => {})
+        .finally(() => {
+          running = false;
+        });
+    };
+  }
+
+  function nodeRedisCluster(cluster, v5, timeout) {
+    // The cluster writes the slot into the options it is given: one object per call.
+    const send = v5
+      ? (argv, key) => cluster.sendCommand(key, false, argv, { typeMapping: V5_TYPES })
+      : (argv, key) => cluster.sendCommand(key, false, argv, { returnBuffers: true });
+    const onLost = slotMapRefresher(cluster);
+    const masters = async () => {
+      const nodes = cluster.masters;
+      const clients = await Promise.all(nodes.map((node) => cluster.nodeClient(node)));
+      return clients.map((c) => (v5 ? nodeRedis5(c, timeout) : nodeRedis4(c, timeout)));
+    };
+    // The node client of a slot's master, once the cluster made it (v4 and v5: `client`, or a promise of it).
+    const gate = clusterGate((slot) => cluster.slots?.[slot]?.master?.client, nodeRedisGate);
+    return sequential("node-redis-cluster", true, send, masters, timeout, gate, deadlines(timeout), onLost);
+  }
+
+  /** ioredis (Redis or Cluster): `callBuffer` for bytes, a real pipeline for `pipeline`; a Cluster routes by the keys it finds in the arguments. */
+  function ioredis(client, clustered, timeout) {
+    const kind = clustered ? "ioredis-cluster" : "ioredis";
+    // A Cluster has the same statuses (and offline queue) as a Redis; once
+    // ready, it sends each call to a node client of its own, which queues
+    // while it reconnects: a call waits for both.
+    const own = ioredisGate(client);
+    let refreshed = 0;
+    const node = clustered
+      ? clusterGate((slot) => {
+          const keys = client.slots?.[slot];
+          if (keys === undefined || typeof client.connectionPool?.getInstanceByKey !== "function") return undefined;
+          const instance = client.connectionPool.getInstanceByKey(keys[0]);
+          if (instance !== undefined) return instance;
+          // ioredis drops a node's client when its connection closes and
+          // keeps the calls for that node until it reconnects (after the
+          // caller was told they failed): refused, and the slot map asked for
+          // again (at most every 500 ms), which brings the new master of a
+          // failover, or the nodes back.
+          if (Date.now() - refreshed > 500 && typeof client.refreshSlotsCache === "function") {
+            refreshed = Date.now();
+            try {
+              client.refreshSlotsCache(() => {});
+            } catch {}
+          }
+          return false;
+        }, ioredisGate)
+      : undefined;
+    const ready = !clustered
+      ? own
+      : (key) => {
+          const first = own();
+          if (first !== true) return first;
+          return node(key);
+        };
+    const clock = deadlines(timeout);
+    const base = sequential(kind, clustered, (argv) => client.callBuffer(...argv), undefined, timeout, ready, clock);
+    const exec = async (calls, build) => {
+      // The first exec waited for ready (below); a second one (NOSCRIPT) goes only on a connected client.
+      if (ready !== undefined && client.status !== "ready") throw new Error(`the ${kind} client lost its connection`);
+      const pipe = client.pipeline();
+      for (const call of calls) build(pipe, call);
+      let results;
+      try {
+        results = await pipe.exec();
+      } catch (error) {
+        throw mark(error);
+      }
+      if (!Array.isArray(results) || results.length !== calls.length) {
+        throw new Error("the ioredis pipeline was not run (the client is closed?)");
+      }
+      return results.map(([error, value]) => {
+        if (error == null) return reply(value);
+        const marked = mark(error);
+        if (marked.redisError !== true) throw marked;
+        return marked;
+      });
+    };
+    const argvOf = (call, sha) =>
+      call.script !== undefined ? evalArgs(sha ? "EVALSHA" : "EVAL", sha ? call.script.sha : call.script.source, call.keys ?? [], call.args ?? []) : args(call.args);
+    const pipeline = async (calls) => {
+      for (const call of calls) if (call.script !== undefined) checkScript(call.script);
+      const out = await exec(calls, (pipe, call) => pipe.callBuffer(...argvOf(call, true)));
+      // Calls refused for a script Redis did not know (restart, SCRIPT FLUSH):
+      // none of them ran; they are sent again, in order, with the source.
+      const again = [];
+      calls.forEach((call, i) => {
+        const r = out[i];
+        if (call.script !== undefined && r instanceof Error && String(r.message).startsWith(NOSCRIPT)) again.push(i);
+      });
+      if (again.length > 0) {
+        const retried = await exec(
+          again.map((i) => calls[i]),
+          (pipe, call) => pipe.callBuffer(...argvOf(call, false)),
+        );
+        again.forEach((i, j) => {
+          out[i] = retried[j];
+        });
+      }
+      return out;
+    };
+    const masters = clustered ? async () => client.nodes("master").map((node) => ioredis(node, false, timeout)) : undefined;
+    const self = {
+      ...base,
+      pipeline: (calls) =>
+        new Promise((resolve, reject) => {
+          const first = calls[0];
+          const key = first === undefined ? undefined : first.script !== undefined ? first.keys?.[0] : first.key;
+          const gate = ready === undefined ? true : ready(key === undefined ? undefined : arg(key));
+          if (gate === false) {
+            reject(offline(kind));
+            return;
+          }
+          const call = clock.add(reject, "a pipeline");
+          const start = () =>
+            pipeline(calls).then(
+              (out) => {
+                clock.remove(call);
+                resolve(out);
+              },
+              (error) => {
+                clock.remove(call);
+                reject(error);
+              },
+            );
+          if (gate === true) start();
+          else whenReady(gate, call, start);
+        }),
+      masters: async () => (masters === undefined ? [self] : masters()),
+    };
+    return self;
+  }
+
+  function looksLikeConn(c) {
+    return (
+      typeof c.kind === "string" &&
+      typeof c.clustered === "boolean" &&
+      typeof c.script === "function" &&
+      typeof c.command === "function" &&
+      typeof c.pipeline === "function" &&
+      typeof c.masters === "function"
+    );
+  }
+
+  /** The package's CachePolicyError inside pepperpy-caching/redis; TypeError in the module alone. */
+  const DEFAULT_POLICY_ERROR = typeof main !== "undefined" && typeof main?.CachePolicyError === "function" ? main.CachePolicyError : TypeError;
+
+  /**
+   * The Conn of `client`: a node-redis v4/v5 client or cluster, an ioredis
+   * Redis or Cluster, already connected (or connecting: their commands wait
+   * in the client's offline queue, within the timeout); a Conn is returned as it is.
+   * Options: `timeout` (ms, default 1000: the Rust store's response timeout;
+   * 0 for none): a call with no answer by then rejects (`.timeout = true`);
+   * `PolicyError`: the class thrown for something that is no client (the store
+   * passes CachePolicyError; TypeError by default).
+   */
+  function conn(client, { timeout = DEFAULT_TIMEOUT_MS, PolicyError = DEFAULT_POLICY_ERROR } = {}) {
+    if (!(typeof timeout === "number" && timeout >= 0 && !Number.isNaN(timeout))) {
+      throw new PolicyError(`timeout must be a number of milliseconds >= 0, got ${String(timeout)}`);
+    }
+    if (client === null || (typeof client !== "object" && typeof client !== "function")) {
+      throw new PolicyError(`client must be a node-redis or ioredis client, got ${client === null ? "null" : typeof client}`);
+    }
+    if (looksLikeConn(client)) return client;
+    // ioredis: Redis and Cluster say which they are.
+    if (typeof client.callBuffer === "function" && typeof client.pipeline === "function" && typeof client.isCluster === "boolean") {
+      return ioredis(client, client.isCluster, timeout);
+    }
+    if (typeof client.sendCommand === "function") {
+      // node-redis: a cluster has masters and nodeClient; v5 and later have withTypeMapping.
+      const v5 = typeof client.withTypeMapping === "function";
+      if (typeof client.nodeClient === "function" && "masters" in client) return nodeRedisCluster(client, v5, timeout);
+      if ("totalClients" in client) {
+        throw new PolicyError("a node-redis client pool is not supported: pass a client (createClient) or a cluster (createCluster)");
+      }
+      return v5 ? nodeRedis5(client, timeout) : nodeRedis4(client, timeout);
+    }
+    throw new PolicyError("client must be a node-redis (v4, v5: createClient, createCluster) or ioredis (Redis, Cluster) client");
+  }
+
+  return { conn };
+})();
+
+/**
+ * The Conn of `client` (a node-redis v4/v5 client or cluster, an ioredis
+ * Redis or Cluster; a Conn as it is). Options: `timeout` (ms, default 1000;
+ * 0 for none), `PolicyError` (the class thrown for anything else).
+ */
+export function conn(client, options) {
+  return REDIS_CLIENTS.conn(client, options);
+}

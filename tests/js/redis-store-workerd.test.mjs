@@ -1,0 +1,124 @@
+// The JS RedisStore (pepperpy-caching/redis) inside workerd, the Cloudflare
+// Workers runtime (through miniflare, `nodejs_compat`), on node-redis v5 over
+// TCP to a real redis-server: bundled by esbuild with the `workerd` condition
+// as wrangler bundles it, its .wasm files imported as compiled modules (a
+// Worker may not compile wasm from bytes). A Worker request per check.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { Miniflare } from "miniflare";
+import { createClient } from "redis5";
+import { startServer } from "./redis-support.mjs";
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), "../..");
+const esbuild = join(repo, "tests/consumers/node_modules/.bin/esbuild");
+const dir = join(repo, "target/js-tests/redis-store-workerd");
+
+const WORKER = `
+import { createClient } from "redis5";
+import { LRUPolicy, CacheSerializationError } from "pepperpy-caching";
+import { RedisStore } from "pepperpy-caching/redis";
+
+export default {
+  async fetch(request, env, ctx) {
+    const port = Number(new URL(request.url).searchParams.get("port"));
+    const client = createClient({ socket: { host: "127.0.0.1", port, reconnectStrategy: false } });
+    client.on("error", () => {});
+    await client.connect();
+    try {
+      const store = new RedisStore({ client, prefix: "edge:", policy: new LRUPolicy({ maxSize: 100 }) });
+      await store.set("from-worker", { at: "edge" }, { ttl: 60 });
+      let refused = false;
+      try {
+        await store.set("bad", NaN);
+      } catch (e) {
+        refused = e instanceof CacheSerializationError;
+      }
+      let runs = 0;
+      const loaded = await Promise.all([1, 2, 3].map(() => store.getOrSet("loaded", async () => ++runs)));
+      return Response.json({
+        fromNode: await store.get("from-node"),
+        loaded,
+        runs,
+        refused,
+        keys: (await store.keys()).sort(),
+        size: await store.size(),
+      });
+    } finally {
+      await client.quit();
+    }
+  },
+};
+`;
+
+let mf;
+
+before(async () => {
+  assert.ok(existsSync(esbuild), `${esbuild} missing: run scripts/setup.sh (npm ci in tests/consumers)`);
+  mkdirSync(join(dir, "wasm"), { recursive: true });
+  writeFileSync(join(dir, "entry.mjs"), WORKER);
+  await promisify(execFile)(
+    esbuild,
+    [
+      join(dir, "entry.mjs"),
+      "--bundle",
+      "--format=esm",
+      "--platform=node",
+      "--target=es2022",
+      "--conditions=workerd,worker",
+      "--external:*.wasm",
+      "--log-level=error",
+      '--banner:js=import { createRequire as __createRequire } from "node:module"; const require = __createRequire("/");',
+      `--outfile=${join(dir, "worker.mjs")}`,
+    ],
+    { cwd: repo },
+  );
+  // The .wasm imports stay imports ("./wasm/NAME_bg.wasm"): the files beside the bundle, as modules.
+  const pkg = realpathSync(join(repo, "node_modules/pepperpy-caching"));
+  const wasm = ["pepperpy_caching_bg.wasm", "redis_bg.wasm"];
+  for (const file of wasm) copyFileSync(join(pkg, "wasm", file), join(dir, "wasm", file));
+  const bundle = readFileSync(join(dir, "worker.mjs"), "utf8");
+  for (const file of wasm) assert.ok(bundle.includes(`"./wasm/${file}"`), `the bundle imports ./wasm/${file}`);
+  mf = new Miniflare({
+    modulesRoot: dir,
+    modules: [
+      { type: "ESModule", path: join(dir, "worker.mjs"), contents: bundle },
+      ...wasm.map((file) => ({ type: "CompiledWasm", path: join(dir, "wasm", file), contents: readFileSync(join(dir, "wasm", file)) })),
+    ],
+    compatibilityDate: "2026-04-01",
+    compatibilityFlags: ["nodejs_compat"],
+  });
+});
+
+after(async () => {
+  await mf?.dispose();
+});
+
+test("a Worker's RedisStore shares the store of a Node process: entries, one loader, the capacity index", async (t) => {
+  const server = await startServer();
+  const client = await createClient({ url: server.url }).connect();
+  t.after(async () => {
+    client.destroy();
+    await server.stop();
+  });
+  const { RedisStore } = await import("pepperpy-caching/redis");
+  const { LRUPolicy } = await import("pepperpy-caching");
+  const node = new RedisStore({ client, prefix: "edge:", policy: new LRUPolicy({ maxSize: 100 }) });
+  await node.set("from-node", [1, "two"]);
+  const res = await mf.dispatchFetch(`http://worker/?port=${server.port}`);
+  const body = await res.json();
+  assert.equal(res.status, 200, JSON.stringify(body));
+  assert.deepEqual(body.fromNode, [1, "two"]);
+  assert.deepEqual(body.loaded, [1, 1, 1]);
+  assert.equal(body.runs, 1);
+  assert.equal(body.refused, true, "CacheSerializationError, the main entry's class, in workerd too");
+  assert.deepEqual(body.keys, ["from-node", "from-worker", "loaded"]);
+  assert.equal(body.size, 3);
+  assert.deepEqual(await node.get("from-worker"), { at: "edge" });
+  assert.equal(await node.size(), 3, "one capacity index");
+});
