@@ -76,7 +76,12 @@ export interface RedisLoadOptions extends RedisSetOptions {
   hardTimeout?: number;
   /** Given the background refresh's promise (Workers: ctx.waitUntil.bind(ctx)). */
   waitUntil?: (promise: Promise<unknown>) => void;
-  /** Stops this caller's wait (not another caller's load). */
+  /**
+   * Stops this caller's wait at once (even while Redis does not answer). If it was running this
+   * instance's load of the key, the loader's signal aborts and the load passes to one caller of this
+   * instance waiting on it, which runs its own loader (as the MemoryStore's). Listeners are removed
+   * when the call ends.
+   */
   signal?: AbortSignal;
 }
 

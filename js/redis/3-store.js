@@ -824,63 +824,150 @@ class RedisStore {
     checkedKey(key);
     if (typeof loader !== "function") throw new TypeError(`getOrSet's loader must be a function, got ${describe(loader)}`);
     const o = readLoadOptions(options);
-    if (this.#loading.has(key)) {
-      throw new CacheReentrantLoadError(
-        `the loader of ${shownKey(key)} asked for ${shownKey(key)} itself: a load cannot wait on its own result`,
-      );
-    }
+    // A loader asking for its own key, directly or through other keys' loaders, would wait on itself.
+    const chain = LOADING?.getStore();
+    if (this.#loading.has(key) || loadsUnder(chain, this, key)) throw reentrantError(key);
     const { entry, index } = this.#locate(key);
     if (o.signal?.aborted) throw o.signal.reason;
     const idle = o.idle ?? this.#defaultIdle;
-    if (o.grace !== undefined) {
-      // Stored to live until the grace ends, stamped fresh for `ttl`.
-      const how = { ttl: o.ttl + o.grace, fresh: o.ttl, idle, metadata: o.metadata, tags: o.tags };
-      return this.#getOrRefresh(key, entry, index, loader, o, how);
+    const how =
+      o.grace !== undefined
+        ? // Stored to live until the grace ends, stamped fresh for `ttl`.
+          { ttl: o.ttl + o.grace, fresh: o.ttl, idle, metadata: o.metadata, tags: o.tags }
+        : { ttl: o.ttl ?? this.#defaultTtl, fresh: 0, idle, metadata: o.metadata, tags: o.tags };
+    const call = this.#call(key, loader, o, how, chain);
+    try {
+      return await call.race(o.grace !== undefined ? this.#getOrRefresh(key, entry, index, call) : this.#getOrLoad(key, entry, index, call));
+    } finally {
+      call.end();
     }
-    const how = { ttl: o.ttl ?? this.#defaultTtl, fresh: 0, idle, metadata: o.metadata, tags: o.tags };
-    const joined = this.#flights.get(key);
-    if (joined !== undefined) return this.#follow(key, joined, o);
-    const value = await this.get(key);
-    if (value !== undefined) return value;
-    return this.#lead(key, entry, index, loader, o, how);
   }
 
-  /** A miss: this instance's load of `key` (one per key: later callers follow it). */
-  async #lead(key, entry, index, loader, o, how) {
-    const joined = this.#flights.get(key);
-    if (joined !== undefined) return this.#follow(key, joined, o);
-    const flight = this.#loadShared(key, entry, index, loader, o, how);
-    this.#flights.set(key, flight);
-    const done = () => {
-      if (this.#flights.get(key) === flight) this.#flights.delete(key);
-    };
-    flight.then(done, done);
-    return (await this.#within(key, flight, o)).value;
+  /** getOrSet without `grace`: the live value, or this instance's load of the key. */
+  async #getOrLoad(key, entry, index, call) {
+    if (!this.#flights.has(key)) {
+      const value = await this.get(key);
+      if (value !== undefined) return value;
+    }
+    return this.#lead(key, entry, index, call);
   }
 
-  /** A follower of this instance's load: a copy of the value, from the stored bytes. */
-  async #follow(key, flight, o) {
-    const { bytes } = await this.#within(key, flight, o);
-    return this.#decode(key, bytes);
-  }
-
-  /** `promise`, or this caller's signal's reason, or its softTimeout's CacheTimeoutError (the load goes on). */
-  #within(key, promise, o) {
-    if (o.signal === undefined && o.softTimeout === undefined) return promise;
-    const races = [promise];
+  /**
+   * One getOrSet caller: its loader and options, and its way out for the
+   * whole call (its signal, its softTimeout): `race(promise)` rejects with
+   * its reason when it leaves (what it waited on goes on); `end()` removes
+   * its listener and timer.
+   */
+  #call(key, loader, o, how, chain) {
+    const call = { loader, o, how, chain, leave: undefined, resolve: undefined, reject: undefined, race: (p) => p, end: () => {} };
+    if (o.signal === undefined && o.softTimeout === undefined) return call;
     let timer;
-    if (o.signal !== undefined) races.push(abortable(new Promise(() => {}), o.signal));
-    if (o.softTimeout !== undefined) {
-      races.push(
-        new Promise((_, reject) => {
-          timer = setTimeout(
-            () => reject(new CacheTimeoutError(`the load of ${shownKey(key)} took longer than its softTimeout of ${o.softTimeout / 1000} s`)),
-            o.softTimeout,
-          );
-        }),
-      );
+    let onAbort;
+    const gone = new Promise((_, reject) => {
+      const out = (reason, abandon) => {
+        call.end();
+        reject(reason);
+        call.leave?.(reason, abandon);
+      };
+      if (o.signal !== undefined) {
+        onAbort = () => out(o.signal.reason, true);
+        o.signal.addEventListener("abort", onAbort, { once: true });
+      }
+      if (o.softTimeout !== undefined) {
+        timer = setTimeout(
+          () => out(new CacheTimeoutError(`the load of ${shownKey(key)} took longer than its softTimeout of ${o.softTimeout / 1000} s`), false),
+          o.softTimeout,
+        );
+      }
+    });
+    gone.catch(() => {});
+    call.end = () => {
+      clearTimeout(timer);
+      if (onAbort !== undefined) o.signal.removeEventListener("abort", onAbort);
+    };
+    call.race = (promise) => Promise.race([promise, gone]);
+    return call;
+  }
+
+  /**
+   * A miss: `call` joins this instance's load of `key`, or leads a new one
+   * (one per key: later callers wait for it; the leader gets the loaded
+   * value, the others a copy from the stored bytes). A leader that leaves
+   * abandons its run (its loader's signal aborts, its placeholder is
+   * released) and the load passes to one waiter, which runs its own loader,
+   * as the MemoryStore's Flights do.
+   */
+  #lead(key, entry, index, call) {
+    let flight = this.#flights.get(key);
+    const leads = flight === undefined;
+    if (leads) {
+      flight = { key, entry, index, leader: undefined, waiters: new Set(), controller: undefined };
+      this.#flights.set(key, flight);
     }
-    return Promise.race(races).finally(() => clearTimeout(timer));
+    return new Promise((resolve, reject) => {
+      call.resolve = resolve;
+      call.reject = reject;
+      call.leave = (reason, abandon) => this.#leave(flight, call, reason, abandon);
+      if (leads) this.#run(flight, call);
+      else flight.waiters.add(call);
+    });
+  }
+
+  /** Runs `leader`'s load for `flight`, under a signal of the flight's own. */
+  #run(flight, leader) {
+    flight.leader = leader;
+    const controller = new AbortController();
+    flight.controller = controller;
+    // The leader's options, but the flight's signal (the caller's way out is its `race`), and the leader's chain of loads.
+    const o = { ...leader.o, signal: controller.signal, softTimeout: undefined, chain: leader.chain };
+    const land = (ok, result) => {
+      if (flight.controller !== controller) return; // abandoned: a waiter runs the load now
+      flight.controller = undefined;
+      if (this.#flights.get(flight.key) === flight) this.#flights.delete(flight.key);
+      if (ok) leader.resolve(result.value);
+      else leader.reject(result);
+      for (const waiter of flight.waiters) {
+        if (!ok) waiter.reject(result);
+        else {
+          try {
+            waiter.resolve(this.#decode(flight.key, result.bytes));
+          } catch (error) {
+            waiter.reject(error);
+          }
+        }
+      }
+      flight.waiters.clear();
+    };
+    this.#loadShared(flight.key, flight.entry, flight.index, leader.loader, o, leader.how).then(
+      (result) => land(true, result),
+      (error) => land(false, error),
+    );
+  }
+
+  /**
+   * `call` left with `reason` (its rejection is its own `race`'s): a waiter
+   * just goes. A leader whose softTimeout passed leaves its load running (the
+   * other callers, here and in other processes, wait for it, and it stores
+   * its value); a leader whose signal aborted (`abandon`) hands the load over.
+   */
+  #leave(flight, call, reason, abandon) {
+    if (flight.leader !== call) {
+      flight.waiters.delete(call);
+      return;
+    }
+    if (!abandon) return;
+    const controller = flight.controller;
+    if (controller === undefined) return; // the load had ended
+    flight.controller = undefined;
+    // Its loader's signal aborts with the leader's reason, as the MemoryStore's.
+    controller.abort(reason);
+    const [next] = flight.waiters;
+    if (next === undefined) {
+      if (this.#flights.get(flight.key) === flight) this.#flights.delete(flight.key);
+      return;
+    }
+    flight.waiters.delete(next);
+    this.#run(flight, next);
   }
 
   /**
@@ -944,8 +1031,18 @@ class RedisStore {
   async #runLoader(key, loader, o) {
     const c = this.#c;
     const controller = new AbortController();
-    const onAbort = () => controller.abort(o.signal.reason);
-    o.signal?.addEventListener("abort", onAbort, { once: true });
+    let onAbort;
+    const aborted =
+      o.signal === undefined
+        ? undefined
+        : new Promise((_, reject) => {
+            onAbort = () => {
+              controller.abort(o.signal.reason);
+              reject(o.signal.reason);
+            };
+            o.signal.addEventListener("abort", onAbort, { once: true });
+          });
+    aborted?.catch(() => {});
     let timer;
     const started = now();
     c.loads++;
@@ -953,7 +1050,11 @@ class RedisStore {
     try {
       let result;
       try {
-        result = loader({ key, signal: controller.signal });
+        // The loader runs inside its chain of loads (where the host has AsyncLocalStorage): a getOrSet
+        // of this key from any of its async calls, through other keys' loaders too, is refused.
+        const run = () => loader({ key, signal: controller.signal });
+        const up = "chain" in o ? o.chain : LOADING?.getStore();
+        result = LOADING === undefined ? run() : LOADING.run({ store: this, key, up }, run);
       } finally {
         this.#loading.delete(key);
       }
@@ -969,7 +1070,7 @@ class RedisStore {
           }),
         );
       }
-      if (o.signal !== undefined) races.push(abortable(new Promise(() => {}), o.signal));
+      if (aborted !== undefined) races.push(aborted);
       const value = await Promise.race(races);
       if (value === undefined) {
         throw new CacheSerializationError(`the loader of ${shownKey(key)} returned undefined: get() returns undefined for a miss (return null instead)`);
@@ -982,7 +1083,7 @@ class RedisStore {
       throw error;
     } finally {
       clearTimeout(timer);
-      o.signal?.removeEventListener("abort", onAbort);
+      if (onAbort !== undefined) o.signal.removeEventListener("abort", onAbort);
     }
   }
 
@@ -1028,7 +1129,8 @@ class RedisStore {
   }
 
   /** getOrSet with `grace` (refresh.rs `get_or_refresh`). */
-  async #getOrRefresh(key, entry, index, loader, o, how) {
+  async #getOrRefresh(key, entry, index, call) {
+    const { loader, o, how } = call;
     const c = this.#c;
     const lock = this.#space.lock(key);
     const started = ++c.gets % LATENCY_SAMPLE_EVERY === 1 ? now() : undefined;
@@ -1053,7 +1155,7 @@ class RedisStore {
     }
     if (found.kind === "miss") {
       c.misses++;
-      return this.#lead(key, entry, index, loader, o, how);
+      return this.#lead(key, entry, index, call);
     }
     c.hits++;
     if (found.kind !== "serve" || found.stale) c.staleHits++;
@@ -1214,4 +1316,30 @@ function abortable(promise, signal) {
       },
     );
   });
+}
+
+/**
+ * The loads an async call runs inside, where the host has AsyncLocalStorage
+ * (Node, Bun, Deno; not the workerd entry, an ES module without `require`):
+ * a list { store, key, up } of the loaders it is nested in, innermost first.
+ */
+const LOADING = (() => {
+  try {
+    const { AsyncLocalStorage } = typeof require === "function" ? require("node:async_hooks") : {};
+    return typeof AsyncLocalStorage === "function" ? new AsyncLocalStorage() : undefined;
+  } catch {
+    return undefined;
+  }
+})();
+
+/** Whether `chain` (LOADING's) has the loader of `key` in `store`. */
+function loadsUnder(chain, store, key) {
+  for (let at = chain; at !== undefined; at = at.up) if (at.store === store && at.key === key) return true;
+  return false;
+}
+
+function reentrantError(key) {
+  return new CacheReentrantLoadError(
+    `the loader of ${shownKey(key)} asked for ${shownKey(key)} itself (directly or through other keys' loaders): a load cannot wait on its own result`,
+  );
 }
