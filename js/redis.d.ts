@@ -97,11 +97,11 @@ export declare class RedisStore {
   getMetadata(key: string): Promise<Record<string, unknown> | undefined>;
   updateMetadata(key: string, metadata: Record<string, unknown>): Promise<boolean>;
   /** The values under `keys` (undefined for each miss), in order: one round trip per bucket. */
-  getMany(keys: string[]): Promise<unknown[]>;
+  getMany(keys: Iterable<string>): Promise<unknown[]>;
   /** Stores every [key, value] pair with the same options (all checked first): one round trip per bucket. */
-  setMany(entries: Array<[string, unknown]>, options?: RedisSetOptions): Promise<void>;
+  setMany(entries: Iterable<readonly [string, unknown]>, options?: RedisSetOptions): Promise<void>;
   /** Removes the entries under `keys`; how many existed. */
-  deleteMany(keys: string[]): Promise<number>;
+  deleteMany(keys: Iterable<string>): Promise<number>;
   keys(pattern?: string): Promise<string[]>;
   invalidate(pattern: string): Promise<number>;
   clear(): Promise<void>;

@@ -60,7 +60,14 @@ function readTags(tags) {
 
 function readMetadata(metadata) {
   if (metadata === undefined) return undefined;
-  if (!isPlainObject(metadata)) {
+  let plain;
+  try {
+    plain = isPlainObject(metadata);
+  } catch (error) {
+    // A Proxy whose getPrototypeOf trap throws, or a revoked one.
+    throw new CacheSerializationError(`reading the metadata threw: ${error instanceof Error ? error.message : "an exception"}`, { cause: error });
+  }
+  if (!plain) {
     throw new CacheSerializationError(`metadata must be a plain object, got ${describe(metadata)}`);
   }
   return metadata;
@@ -112,4 +119,17 @@ function readLoadOptions(options) {
   }
   o.signal = signal;
   return o;
+}
+
+/**
+ * The batch calls' list: an array (a copy, holes read as undefined) or any
+ * other iterable that is not a string, as the MemoryStore's; else a
+ * TypeError, a programming error (the MemoryStore's class).
+ */
+function listOf(items, what, expected) {
+  if (Array.isArray(items)) return Array.from(items);
+  if (items === null || typeof items !== "object" || typeof items[Symbol.iterator] !== "function") {
+    throw new TypeError(`${what} takes ${expected}, got ${describe(items)}`);
+  }
+  return Array.from(items);
 }

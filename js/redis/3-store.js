@@ -451,21 +451,22 @@ class RedisStore {
 
   /** The keys, checked, with their entries, grouped by bucket: Map index -> positions. */
   #group(keys, what) {
-    if (!Array.isArray(keys)) throw new CacheKeyError(`${what} takes an array of keys, got ${describe(keys)}`);
-    const located = keys.map((key) => this.#locate(key));
+    const list = listOf(keys, what, "an array of keys");
+    // A loop, not map: a hole is a key (undefined: CacheKeyError), as the MemoryStore's.
+    const located = new Array(list.length);
+    for (let pos = 0; pos < list.length; pos++) located[pos] = this.#locate(list[pos]);
     const groups = new Map();
     for (let pos = 0; pos < located.length; pos++) {
       const list = groups.get(located[pos].index);
       if (list === undefined) groups.set(located[pos].index, [pos]);
       else list.push(pos);
     }
-    return { located, groups };
+    return { list, located, groups };
   }
 
   /** The values under `keys` (undefined for each miss), in order. */
   async getMany(keys) {
-    const { located, groups } = this.#group(keys, "getMany");
-    const list = keys.slice();
+    const { list, located, groups } = this.#group(keys, "getMany");
     const out = new Array(list.length).fill(undefined);
     if (list.length === 0) return out;
     const started = now();
@@ -515,11 +516,14 @@ class RedisStore {
 
   /** Stores every [key, value] pair with the same options; everything checked and encoded before anything is sent. */
   async setMany(entries, options) {
-    if (!Array.isArray(entries)) throw new TypeError(`setMany takes an array of [key, value] pairs, got ${describe(entries)}`);
-    const pairs = entries.map((pair, i) => {
+    const list = listOf(entries, "setMany", "an array of [key, value] pairs");
+    // A loop, not map: a hole is no pair (TypeError), as the MemoryStore's.
+    const pairs = new Array(list.length);
+    for (let i = 0; i < list.length; i++) {
+      const pair = list[i];
       if (!Array.isArray(pair)) throw new TypeError(`setMany takes [key, value] pairs, got ${describe(pair)} at ${i}`);
-      return [pair[0], pair[1]];
-    });
+      pairs[i] = [pair[0], pair[1]];
+    }
     const o = readSetOptions(options);
     const ttl = o.ttl ?? this.#defaultTtl;
     const idle = o.idle ?? this.#defaultIdle;
@@ -583,7 +587,7 @@ class RedisStore {
   /** Removes the entries under `keys`; how many existed. */
   async deleteMany(keys) {
     // A key listed twice would be counted twice by the script.
-    const unique = Array.isArray(keys) ? [...new Set(keys)] : keys;
+    const unique = [...new Set(listOf(keys, "deleteMany", "an array of keys"))];
     const { located, groups } = this.#group(unique, "deleteMany");
     const counts = await Promise.allSettled(
       [...groups].map(async ([index, positions]) => {

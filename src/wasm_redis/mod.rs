@@ -420,11 +420,11 @@ fn to_json(value: &JsValue, depth: usize, what: &'static str) -> Result<serde_js
             e.dyn_ref::<js_sys::Error>().map_or_else(|| "an exception".to_string(), |e| String::from(e.message()));
         CacheError::Serialization(format!("reading the {what} threw: {message}"))
     };
-    if js_sys::Array::is_array(value) {
-        let array = js_sys::Array::from(value);
-        let mut items = Vec::with_capacity(array.length() as usize);
-        for i in 0..array.length() {
-            items.push(to_json(&array.get(i), depth + 1, what)?);
+    if try_is_array(value).map_err(thrown)? {
+        let length = array_length(value).map_err(thrown)?;
+        let mut items = Vec::with_capacity(length as usize);
+        for i in 0..length {
+            items.push(to_json(&try_get_index(value, i).map_err(thrown)?, depth + 1, what)?);
         }
         return Ok(Value::Array(items));
     }
@@ -436,13 +436,13 @@ fn to_json(value: &JsValue, depth: usize, what: &'static str) -> Result<serde_js
         }
         return to_json(&replaced, depth, what);
     }
-    if let Some(class) = foreign_class(value) {
+    if let Some(class) = foreign_class(value).map_err(thrown)? {
         return Err(not_json(
             what,
             &format!("an object of class {class} (not a plain object, an array, or one with toJSON)"),
         ));
     }
-    let keys = js_sys::Object::keys(value.unchecked_ref::<js_sys::Object>());
+    let keys = try_keys(value).map_err(thrown)?;
     let mut map = serde_json::Map::new();
     for i in 0..keys.length() {
         let key = keys.get(i);
@@ -506,11 +506,11 @@ impl serde::Serialize for JsJson {
                 e.dyn_ref::<js_sys::Error>().map_or_else(|| "an exception".to_string(), |e| String::from(e.message()));
             S::Error::custom(format!("reading it threw: {message}"))
         };
-        if js_sys::Array::is_array(value) {
-            let array: &js_sys::Array = value.unchecked_ref();
-            let mut seq = serializer.serialize_seq(Some(array.length() as usize))?;
-            for i in 0..array.length() {
-                seq.serialize_element(&JsJson(array.get(i)))?;
+        if try_is_array(value).map_err(thrown)? {
+            let length = array_length(value).map_err(thrown)?;
+            let mut seq = serializer.serialize_seq(Some(length as usize))?;
+            for i in 0..length {
+                seq.serialize_element(&JsJson(try_get_index(value, i).map_err(thrown)?))?;
             }
             return seq.end();
         }
@@ -518,12 +518,12 @@ impl serde::Serialize for JsJson {
         if let Some(f) = to_json_fn.dyn_ref::<js_sys::Function>() {
             return JsJson(f.call0(value).map_err(thrown)?).serialize(serializer);
         }
-        if let Some(class) = foreign_class(value) {
+        if let Some(class) = foreign_class(value).map_err(thrown)? {
             return Err(fail(&format!(
                 "an object of class {class} (not a plain object, an array, or one with toJSON)"
             )));
         }
-        let keys = js_sys::Object::keys(value.unchecked_ref::<js_sys::Object>());
+        let keys = try_keys(value).map_err(thrown)?;
         let mut map = serializer.serialize_map(None)?;
         for i in 0..keys.length() {
             let key = keys.get(i);
@@ -543,18 +543,45 @@ impl serde::Serialize for JsJson {
 
 /// The class of an object that is not plain (its prototype is neither null
 /// nor a prototype whose own is null), for the message refusing it.
-fn foreign_class(value: &JsValue) -> Option<String> {
-    let proto = js_sys::Object::get_prototype_of(value);
-    if proto.is_null() || js_sys::Object::get_prototype_of(&proto).is_null() {
-        return None;
+/// An `Err` if a Proxy's trap threw (or the Proxy is revoked).
+fn foreign_class(value: &JsValue) -> std::result::Result<Option<String>, JsValue> {
+    let proto = try_prototype_of(value)?;
+    if proto.is_null() || try_prototype_of(&proto)?.is_null() {
+        return Ok(None);
     }
-    Some(
+    Ok(Some(
         js_sys::Reflect::get(&proto, &JsValue::from_str("constructor"))
             .ok()
             .and_then(|c| js_sys::Reflect::get(&c, &JsValue::from_str("name")).ok())
             .and_then(|n| n.as_string())
             .unwrap_or_else(|| "unknown".into()),
-    )
+    ))
+}
+
+// The reads of a value to store that can run user code (a Proxy's traps) or
+// throw (a revoked Proxy), imported with `catch`: the exception comes back
+// as an `Err` (then a CacheSerializationError) instead of unwinding through
+// the wasm frames, which would skip their epilogues (the shadow stack
+// pointer) and escape as the user's own error.
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = Array, js_name = isArray, catch)]
+    fn try_is_array(value: &JsValue) -> std::result::Result<bool, JsValue>;
+    #[wasm_bindgen(js_namespace = Object, js_name = keys, catch)]
+    fn try_keys(value: &JsValue) -> std::result::Result<js_sys::Array, JsValue>;
+    #[wasm_bindgen(js_namespace = Object, js_name = getPrototypeOf, catch)]
+    fn try_prototype_of(value: &JsValue) -> std::result::Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_namespace = Reflect, js_name = get, catch)]
+    fn try_get_index(target: &JsValue, index: u32) -> std::result::Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_namespace = Reflect, js_name = get, catch)]
+    fn try_get_name(target: &JsValue, name: &str) -> std::result::Result<JsValue, JsValue>;
+}
+
+/// An array's (or a Proxy of one's) `length`, read as `Array.prototype` methods read it.
+fn array_length(array: &JsValue) -> std::result::Result<u32, JsValue> {
+    let length = try_get_name(array, "length")?.as_f64().unwrap_or(0.0);
+    // An array's own length is a u32; a Proxy may claim anything.
+    Ok(if length.is_finite() && length > 0.0 { length.min(f64::from(u32::MAX)) as u32 } else { 0 })
 }
 
 /// Metadata from JS: `undefined`/`null` is none; else a plain object, checked.

@@ -216,8 +216,19 @@ test("a value whose reading throws (a Proxy trap, a revoked Proxy) is a CacheSer
   await assert.rejects(store.set("k", 1, { metadata: trapped() }), isSerialization("metadata"));
   await assert.rejects(store.set("k", revoked()), isSerialization("revoked"));
   await assert.rejects(store.getOrSet("k", () => trapped()), isSerialization("loaded"));
+  // The other reads of a value: an array's element or length, its prototype; a revoked Proxy as metadata.
+  const arrayGet = new Proxy([1, 2], { get(target, name) { if (name === "0") throw new Error("get"); return Reflect.get(target, name); } });
+  await assert.rejects(store.set("k", { a: arrayGet }), isSerialization("an array's element"));
+  await assert.rejects(store.set("k", new Proxy([], { get() { throw new Error("length"); } })), isSerialization("an array's length"));
+  await assert.rejects(store.set("k", new Proxy({}, { getPrototypeOf() { throw new Error("proto"); } })), isSerialization("prototype"));
+  await assert.rejects(store.set("k", 1, { metadata: revoked() }), isSerialization("revoked metadata"));
+  await assert.rejects(store.set("k", 1, { metadata: { m: trapped() } }), isSerialization("in metadata"));
   assert.deepEqual(await client.keys(`${prefix}*`), []);
   assert.equal(store.getStats().sets, 0);
+  // A Proxy that reads fine is stored as what it reads as, and the store works on after all those throws.
+  await store.set("ok", new Proxy({ a: [1] }, {}));
+  assert.deepEqual(await store.get("ok"), { a: [1] });
+  await store.delete("ok");
 });
 
 test("invalidate/clear failing mid-walk (the connection lost under a page's deletes and the next SCAN) rejects once, and leaves no unhandled rejection to crash the process", async () => {
