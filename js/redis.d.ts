@@ -110,7 +110,12 @@ export declare class RedisStore {
   /** The entry's tags ([] when it has none), or undefined. */
   getTags(key: string): Promise<string[] | undefined>;
   size(): Promise<number>;
-  /** One loader per key across every process sharing the store, Rust's included. */
+  /**
+   * One loader per key across every process sharing the store, Rust's included.
+   * A loader that asks for its own key, directly or through other keys' loaders (a -> b -> a),
+   * gets CacheReentrantLoadError instead of waiting on itself: tracked across `await`s where the
+   * host has AsyncLocalStorage (Node, Bun, Deno); in the workerd entry only before the loader's first `await`.
+   */
   getOrSet<T>(key: string, loader: (context: { key: string; signal: AbortSignal }) => T | Promise<T>, options?: RedisLoadOptions): Promise<T>;
   getStats(): CacheStats;
   resetStats(): void;

@@ -1040,9 +1040,10 @@ class RedisStore {
       o.signal === undefined
         ? undefined
         : new Promise((_, reject) => {
+            // Rejected before the loader hears of it: a loader that settles on its abort must not win the race.
             onAbort = () => {
-              controller.abort(o.signal.reason);
               reject(o.signal.reason);
+              controller.abort(o.signal.reason);
             };
             o.signal.addEventListener("abort", onAbort, { once: true });
           });
@@ -1068,8 +1069,8 @@ class RedisStore {
           new Promise((_, reject) => {
             timer = setTimeout(() => {
               const error = new CacheTimeoutError(`the load of ${shownKey(key)} took longer than its hardTimeout of ${o.hardTimeout / 1000} s`);
-              controller.abort(error);
               reject(error);
+              controller.abort(error);
             }, o.hardTimeout);
           }),
         );

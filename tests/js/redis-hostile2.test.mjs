@@ -273,3 +273,42 @@ test("invalidate/clear failing mid-walk (the connection lost under a page's dele
     process.off("unhandledRejection", onUnhandled);
   }
 });
+
+test("a leader's abort (rfix): its loader's signal aborts with the reason; with no waiter its placeholder is released at once; a softTimeout leader's load goes on for its waiters", async () => {
+  const prefix = fresh();
+  const store = new RedisStore({ client, prefix });
+  // No waiter: the next caller loads at once (not after the 10 s lease).
+  const controller = new AbortController();
+  let seen;
+  const lonely = store.getOrSet("k", ({ signal }) => new Promise((resolve) => {
+    signal.addEventListener("abort", () => {
+      seen = signal.reason;
+      resolve("too late");
+    });
+  }), { signal: controller.signal });
+  await sleep(20);
+  const reason = new Error("gone");
+  controller.abort(reason);
+  await assert.rejects(lonely, /gone/);
+  assert.equal(seen, reason, "the loader's signal carries the leader's reason");
+  const started = Date.now();
+  assert.equal(await store.getOrSet("k", () => "next"), "next");
+  assert.ok(Date.now() - started < 1000, `the next load waited ${Date.now() - started} ms`);
+  assert.equal(await store.get("k"), "next", "the abandoned load stored nothing over it");
+  // Likewise a hardTimeout: a loader that settles when told to stop does not win over the timeout.
+  const obliging = ({ signal }) => new Promise((resolve) => signal.addEventListener("abort", () => resolve("late")));
+  await assert.rejects(store.getOrSet("h", obliging, { hardTimeout: 0.03 }), main.CacheTimeoutError);
+  assert.equal(await store.get("h"), undefined, "the timed-out load stored nothing");
+  // softTimeout: the leader leaves, its loader runs on, the waiter gets its value and it is stored; one loader ran.
+  let runs = 0;
+  const slow = () => {
+    runs++;
+    return sleep(150).then(() => "slow");
+  };
+  const leader = store.getOrSet("s", slow, { softTimeout: 0.03 });
+  const waiter = store.getOrSet("s", slow);
+  await assert.rejects(leader, main.CacheTimeoutError);
+  assert.equal(await waiter, "slow");
+  assert.equal(runs, 1);
+  assert.equal(await store.get("s"), "slow");
+});
