@@ -421,10 +421,10 @@ fn to_json(value: &JsValue, depth: usize, what: &'static str) -> Result<serde_js
         CacheError::Serialization(format!("reading the {what} threw: {message}"))
     };
     if try_is_array(value).map_err(thrown)? {
-        let length = array_length(value).map_err(thrown)?;
-        let mut items = Vec::with_capacity(length as usize);
-        for i in 0..length {
-            items.push(to_json(&try_get_index(value, i).map_err(thrown)?, depth + 1, what)?);
+        let array = try_copy(value).map_err(thrown)?;
+        let mut items = Vec::with_capacity(array.length() as usize);
+        for i in 0..array.length() {
+            items.push(to_json(&array.get(i), depth + 1, what)?);
         }
         return Ok(Value::Array(items));
     }
@@ -507,10 +507,11 @@ impl serde::Serialize for JsJson {
             S::Error::custom(format!("reading it threw: {message}"))
         };
         if try_is_array(value).map_err(thrown)? {
-            let length = array_length(value).map_err(thrown)?;
-            let mut seq = serializer.serialize_seq(Some(length as usize))?;
-            for i in 0..length {
-                seq.serialize_element(&JsJson(try_get_index(value, i).map_err(thrown)?))?;
+            // A copy (its elements read once, in JS): a Proxy's traps or an element's getter throw here, caught.
+            let array = try_copy(value).map_err(thrown)?;
+            let mut seq = serializer.serialize_seq(Some(array.length() as usize))?;
+            for i in 0..array.length() {
+                seq.serialize_element(&JsJson(array.get(i)))?;
             }
             return seq.end();
         }
@@ -571,17 +572,9 @@ extern "C" {
     fn try_keys(value: &JsValue) -> std::result::Result<js_sys::Array, JsValue>;
     #[wasm_bindgen(js_namespace = Object, js_name = getPrototypeOf, catch)]
     fn try_prototype_of(value: &JsValue) -> std::result::Result<JsValue, JsValue>;
-    #[wasm_bindgen(js_namespace = Reflect, js_name = get, catch)]
-    fn try_get_index(target: &JsValue, index: u32) -> std::result::Result<JsValue, JsValue>;
-    #[wasm_bindgen(js_namespace = Reflect, js_name = get, catch)]
-    fn try_get_name(target: &JsValue, name: &str) -> std::result::Result<JsValue, JsValue>;
-}
-
-/// An array's (or a Proxy of one's) `length`, read as `Array.prototype` methods read it.
-fn array_length(array: &JsValue) -> std::result::Result<u32, JsValue> {
-    let length = try_get_name(array, "length")?.as_f64().unwrap_or(0.0);
-    // An array's own length is a u32; a Proxy may claim anything.
-    Ok(if length.is_finite() && length > 0.0 { length.min(f64::from(u32::MAX)) as u32 } else { 0 })
+    /// `Array.prototype.slice.call(value)`: a plain copy of an array (or of a Proxy of one).
+    #[wasm_bindgen(js_namespace = ["Array", "prototype", "slice"], js_name = call, catch)]
+    fn try_copy(value: &JsValue) -> std::result::Result<js_sys::Array, JsValue>;
 }
 
 /// Metadata from JS: `undefined`/`null` is none; else a plain object, checked.
