@@ -22,6 +22,57 @@ function isConn(value) {
 
 const FLAG = (on) => (on ? "1" : "0");
 
+// The fast way to a stored document (the hot path of set): JSON.stringify
+// writes the value's text, and Rust (wasm.encodeText) reads it back and
+// writes the document, by its own rules. It is taken only when the text is
+// the value as the Rust walk (wasm.encode) sees it; anything else goes to
+// that walk, which decides (and refuses with its own words). So the
+// replacer only notices, it judges nothing: a value that is not what its
+// holder holds (a toJSON ran, or NaN, which is not itself), a function, a
+// symbol, a bigint, or an object that is neither an array nor a plain
+// object (JSON.stringify would write those differently, or leave them
+// out), stops it; and it counts the nulls it saw, so that Rust can tell a
+// `null` of the text that was none (an infinity, an undefined in an array).
+const NOT_PLAIN = Symbol("not plain");
+const OBJECT_PROTO = Object.prototype;
+let seenNulls = 0;
+let encodings = 0;
+function plainOnly(key, value) {
+  if (value === null) {
+    seenNulls++;
+    return value;
+  }
+  if (this[key] !== value) throw NOT_PLAIN;
+  const type = typeof value;
+  if (type === "object") {
+    if (!Array.isArray(value)) {
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== OBJECT_PROTO && proto !== null) throw NOT_PLAIN;
+    }
+  } else if (type === "function" || type === "symbol" || type === "bigint") {
+    throw NOT_PLAIN;
+  }
+  return value;
+}
+
+/** The stored document of `value` (text): Rust's, by the fast way when it vouches for it, else by its walk. */
+function encodeEntry(value, metadata, tags) {
+  const turn = ++encodings;
+  seenNulls = 0;
+  let text;
+  try {
+    text = JSON.stringify(value, plainOnly);
+  } catch {
+    text = undefined;
+  }
+  // `turn`: a getter or toJSON that stored something meanwhile reset the count.
+  if (typeof text === "string" && turn === encodings) {
+    const stored = wasm.encodeText(text, seenNulls, metadata, tags);
+    if (stored !== undefined) return stored;
+  }
+  return core(() => wasm.encode(value, metadata, tags));
+}
+
 class RedisStore {
   #conn;
   #space;
@@ -263,7 +314,7 @@ class RedisStore {
     if (value === undefined) {
       throw new CacheSerializationError("set() of undefined: get() returns undefined for a miss (store null instead)");
     }
-    const stored = core(() => wasm.encode(value, o.metadata, o.tags ?? []));
+    const stored = encodeEntry(value, o.metadata, o.tags ?? []);
     const ttl = o.ttl ?? this.#defaultTtl;
     const idle = o.idle ?? this.#defaultIdle;
     if (o.tags !== undefined) {
@@ -520,7 +571,7 @@ class RedisStore {
     );
     const stored = pairs.map(([, value]) => {
       if (value === undefined) throw new CacheSerializationError("setMany cannot store undefined (store null instead)");
-      return core(() => wasm.encode(value, o.metadata, o.tags ?? []));
+      return encodeEntry(value, o.metadata, o.tags ?? []);
     });
     if (o.tags !== undefined) {
       // Each written and listed in one pipeline, as a tagged set; every entry tried, the first failure reported.

@@ -186,6 +186,139 @@ pub fn encode(value: JsValue, metadata: JsValue, tags: Vec<String>) -> JsResult<
     js(format::encode_tagged(&JsJson(value), metadata.as_ref(), &tags).and_then(utf8))
 }
 
+/// The stored document of a value whose `JSON.stringify` text is `text`,
+/// with `metadata` and `tags` as [`encode`] takes them, or `undefined` if
+/// this path cannot vouch for it: then [`encode`] decides (and refuses
+/// with its own words). The JS layer comes here only for a value whose
+/// stringify went through without a `toJSON`, a function, a symbol, a
+/// bigint or a non-plain object (which `JSON.stringify` would write
+/// differently from [`encode`]), and says how many of its values were
+/// `null`: a `null` in `text` that was none (NaN, an infinity, an
+/// `undefined` array element) sends it to [`encode`]. The text is read as
+/// [`JsJson`] would have walked the value: property order kept, whole
+/// numbers up to 2^53 as integers and others as `f64` (JSON.stringify writes
+/// `1e+21`, `1152921504606846976`; serde_json `1e21`, `1.152921504606847e18`),
+/// a lone surrogate refused; the document is written by the same
+/// `format::encode_tagged`, so both paths write the same bytes.
+#[wasm_bindgen(js_name = encodeText)]
+pub fn encode_text(text: &str, nulls: u32, metadata: JsValue, tags: Vec<String>) -> Option<String> {
+    let value: Stringified = serde_json::from_str(text).ok()?;
+    if value.nulls() != nulls {
+        return None;
+    }
+    let metadata = metadata_from_js(metadata).ok()?;
+    check_entry_tags(&tags).ok()?;
+    format::encode_tagged(&value, metadata.as_ref(), &tags).and_then(utf8).ok()
+}
+
+/// A JSON value as [`encode_text`] reads `JSON.stringify`'s text: objects
+/// in their order, numbers by [`JsJson`]'s rule.
+enum Stringified {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Array(Vec<Stringified>),
+    Object(Vec<(String, Stringified)>),
+}
+
+impl Stringified {
+    /// A JS number (the `f64` the text stands for) by [`JsJson`]'s rule.
+    fn number(n: f64) -> Self {
+        if n.fract() == 0.0 && n.abs() <= EXACT { Stringified::Int(n as i64) } else { Stringified::Float(n) }
+    }
+
+    fn nulls(&self) -> u32 {
+        match self {
+            Stringified::Null => 1,
+            Stringified::Array(items) => items.iter().map(Stringified::nulls).sum(),
+            Stringified::Object(fields) => fields.iter().map(|(_, v)| v.nulls()).sum(),
+            _ => 0,
+        }
+    }
+}
+
+/// The largest whole number up to which every whole `f64` is exact (2^53).
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
+impl<'de> serde::Deserialize<'de> for Stringified {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Stringified;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Stringified, E> {
+                Ok(Stringified::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> std::result::Result<Stringified, E> {
+                Ok(Stringified::Bool(b))
+            }
+            // The text's digits stand for one f64 (JSON.stringify writes no
+            // other): rounded to it, then JsJson's rule.
+            fn visit_i64<E>(self, n: i64) -> std::result::Result<Stringified, E> {
+                Ok(Stringified::number(n as f64))
+            }
+            fn visit_u64<E>(self, n: u64) -> std::result::Result<Stringified, E> {
+                Ok(Stringified::number(n as f64))
+            }
+            fn visit_f64<E>(self, n: f64) -> std::result::Result<Stringified, E> {
+                Ok(Stringified::number(n))
+            }
+            fn visit_str<E>(self, s: &str) -> std::result::Result<Stringified, E> {
+                Ok(Stringified::Str(s.to_owned()))
+            }
+            fn visit_string<E>(self, s: String) -> std::result::Result<Stringified, E> {
+                Ok(Stringified::Str(s))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Stringified, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Stringified::Array(items))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Stringified, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(field) = map.next_entry::<String, Stringified>()? {
+                    fields.push(field);
+                }
+                Ok(Stringified::Object(fields))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl serde::Serialize for Stringified {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Stringified::Null => serializer.serialize_unit(),
+            Stringified::Bool(b) => serializer.serialize_bool(*b),
+            Stringified::Int(n) => serializer.serialize_i64(*n),
+            Stringified::Float(n) => serializer.serialize_f64(*n),
+            Stringified::Str(s) => serializer.serialize_str(s),
+            Stringified::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Stringified::Object(fields) => {
+                let mut map = serializer.serialize_map(Some(fields.len()))?;
+                for (name, value) in fields {
+                    map.serialize_entry(name, value)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
 /// serde_json's output as text (always UTF-8).
 fn utf8(bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| CacheError::Serialization(format!("the document is not UTF-8: {e}")))
@@ -386,7 +519,6 @@ fn to_json(value: &JsValue, depth: usize, what: &'static str) -> Result<serde_js
         }
         // Whole numbers as JSON integers (`1`, not `1.0`), as JSON.stringify
         // writes them and as a Rust reader of an integer type needs them.
-        const EXACT: f64 = 9_007_199_254_740_992.0;
         if n.fract() == 0.0 && n.abs() <= EXACT {
             return Ok(Value::from(n as i64));
         }
@@ -478,7 +610,6 @@ impl serde::Serialize for JsJson {
             return serializer.serialize_str(&String::from(text));
         }
         if let Some(n) = value.as_f64() {
-            const EXACT: f64 = 9_007_199_254_740_992.0;
             if n.fract() == 0.0 && n.abs() <= EXACT {
                 return serializer.serialize_i64(n as i64);
             }
