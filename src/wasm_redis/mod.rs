@@ -341,6 +341,17 @@ pub fn value_start(bytes: &[u8]) -> i32 {
     format::value_start(bytes).and_then(|at| i32::try_from(at).ok()).unwrap_or(-1)
 }
 
+/// [`value_start`] of a document without an idle header; -1 for one with
+/// it (or one [`value_start`] refuses): a get that finds none reads its
+/// value with this one call (the header asks for a touch: [`idle_header`]).
+#[wasm_bindgen(js_name = plainStart)]
+pub fn plain_start(bytes: &[u8]) -> i32 {
+    if format::idle_header(bytes).is_some() {
+        return -1;
+    }
+    value_start(bytes)
+}
+
 /// The JSON text of the metadata stored in `bytes` (`{}` if none).
 #[wasm_bindgen(js_name = decodeMetadata)]
 pub fn decode_metadata(key: &str, bytes: &[u8]) -> JsResult<String> {
