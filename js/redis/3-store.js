@@ -22,11 +22,12 @@ function isConn(value) {
 
 const FLAG = (on) => (on ? "1" : "0");
 
-// The fast way to a stored document (the hot path of set): JSON.stringify
-// writes the value's text, and Rust (wasm.encodeText) reads it back and
-// writes the document, by its own rules. It is taken only when the text is
-// the value as the Rust walk (wasm.encode) sees it; anything else goes to
-// that walk, which decides (and refuses with its own words). So the
+// The fast way to a stored document (the hot path of set, without metadata
+// or tags): JSON.stringify writes the value's text, Rust (wasm.plainText)
+// says whether it is byte for byte what Rust would write, and if so the
+// document is Rust's template (wasm.envelope) around it. Anything else goes
+// to the Rust walk (wasm.encode), which decides (and refuses with its own
+// words). So the
 // replacer only notices, it judges nothing: a value that is not what its
 // holder holds (a toJSON ran, or NaN, which is not itself), a function, a
 // symbol, a bigint, or an object that is neither an array nor a plain
@@ -35,6 +36,7 @@ const FLAG = (on) => (on ? "1" : "0");
 // `null` of the text that was none (an infinity, an undefined in an array).
 const NOT_PLAIN = Symbol("not plain");
 const OBJECT_PROTO = Object.prototype;
+const [ENVELOPE_HEAD, ENVELOPE_TAIL] = wasm.envelope();
 let seenNulls = 0;
 let encodings = 0;
 function plainOnly(key, value) {
@@ -57,6 +59,7 @@ function plainOnly(key, value) {
 
 /** The stored document of `value` (text): Rust's, by the fast way when it vouches for it, else by its walk. */
 function encodeEntry(value, metadata, tags) {
+  if (metadata !== undefined || tags.length !== 0) return core(() => wasm.encode(value, metadata, tags));
   const turn = ++encodings;
   seenNulls = 0;
   let text;
@@ -67,8 +70,7 @@ function encodeEntry(value, metadata, tags) {
   }
   // `turn`: a getter or toJSON that stored something meanwhile reset the count.
   if (typeof text === "string" && turn === encodings) {
-    const stored = wasm.encodeText(text, seenNulls, metadata, tags);
-    if (stored !== undefined) return stored;
+    if (wasm.plainText(text, seenNulls)) return ENVELOPE_HEAD + text + ENVELOPE_TAIL;
   }
   return core(() => wasm.encode(value, metadata, tags));
 }

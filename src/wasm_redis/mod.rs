@@ -186,138 +186,119 @@ pub fn encode(value: JsValue, metadata: JsValue, tags: Vec<String>) -> JsResult<
     js(format::encode_tagged(&JsJson(value), metadata.as_ref(), &tags).and_then(utf8))
 }
 
-/// The stored document of a value whose `JSON.stringify` text is `text`,
-/// with `metadata` and `tags` as [`encode`] takes them, or `undefined` if
-/// this path cannot vouch for it: then [`encode`] decides (and refuses
-/// with its own words). The JS layer comes here only for a value whose
-/// stringify went through without a `toJSON`, a function, a symbol, a
-/// bigint or a non-plain object (which `JSON.stringify` would write
-/// differently from [`encode`]), and says how many of its values were
-/// `null`: a `null` in `text` that was none (NaN, an infinity, an
-/// `undefined` array element) sends it to [`encode`]. The text is read as
-/// [`JsJson`] would have walked the value: property order kept, whole
-/// numbers up to 2^53 as integers and others as `f64` (JSON.stringify writes
-/// `1e+21`, `1152921504606846976`; serde_json `1e21`, `1.152921504606847e18`),
-/// a lone surrogate refused; the document is written by the same
-/// `format::encode_tagged`, so both paths write the same bytes.
-#[wasm_bindgen(js_name = encodeText)]
-pub fn encode_text(text: &str, nulls: u32, metadata: JsValue, tags: Vec<String>) -> Option<String> {
-    let value: Stringified = serde_json::from_str(text).ok()?;
-    if value.nulls() != nulls {
-        return None;
-    }
-    let metadata = metadata_from_js(metadata).ok()?;
-    check_entry_tags(&tags).ok()?;
-    format::encode_tagged(&value, metadata.as_ref(), &tags).and_then(utf8).ok()
+/// The stored document of a value with no metadata and no tags, as a
+/// template: what comes before the value's JSON and what after (the JS
+/// layer fills in a text [`plain_text`] vouched for).
+#[wasm_bindgen]
+pub fn envelope() -> JsResult<Vec<String>> {
+    // `format` writes a unit value as `null`, the only `null` of this document.
+    let doc = js(format::encode_tagged(&(), None, &[]).and_then(utf8))?;
+    let (head, tail) = doc.split_once("null").unwrap_or((&doc, ""));
+    Ok(vec![head.to_owned(), tail.to_owned()])
 }
 
-/// A JSON value as [`encode_text`] reads `JSON.stringify`'s text: objects
-/// in their order, numbers by [`JsJson`]'s rule.
-enum Stringified {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    Array(Vec<Stringified>),
-    Object(Vec<(String, Stringified)>),
-}
-
-impl Stringified {
-    /// A JS number (the `f64` the text stands for) by [`JsJson`]'s rule.
-    fn number(n: f64) -> Self {
-        if n.fract() == 0.0 && n.abs() <= EXACT { Stringified::Int(n as i64) } else { Stringified::Float(n) }
-    }
-
-    fn nulls(&self) -> u32 {
-        match self {
-            Stringified::Null => 1,
-            Stringified::Array(items) => items.iter().map(Stringified::nulls).sum(),
-            Stringified::Object(fields) => fields.iter().map(|(_, v)| v.nulls()).sum(),
-            _ => 0,
+/// Whether `text`, the `JSON.stringify` text of a value, is byte for byte
+/// what [`encode`] writes for that value: then the document is
+/// [`envelope`] around it; if not, [`encode`] walks the value (and refuses
+/// it with its own words). The JS layer asks only for a value whose
+/// stringify met no `toJSON`, function, symbol, bigint or object that is
+/// neither an array nor a plain object (which JSON.stringify writes
+/// differently from [`encode`], or leaves out), and says how many of its
+/// values were `null` (`nulls`). Here: no lone surrogate (JSON.stringify
+/// escapes it, [`encode`] refuses it), nested at most [`MAX_NESTING`]
+/// levels, every `null` of the text a null (not NaN, an infinity, an
+/// `undefined` array element), and every number as serde_json writes it by
+/// [`JsJson`]'s rule (JSON.stringify writes `1e+21` and
+/// `1152921504606846976`, serde_json `1e21` and `1.152921504606847e18`).
+#[wasm_bindgen(js_name = plainText)]
+pub fn plain_text(text: &str, nulls: u32) -> bool {
+    let bytes = text.as_bytes();
+    let (mut i, mut depth, mut seen) = (0usize, 0usize, 0u32);
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return false;
+                }
+                i += 1;
+            }
+            b']' | b'}' => {
+                let Some(up) = depth.checked_sub(1) else { return false };
+                depth = up;
+                i += 1;
+            }
+            b',' | b':' => i += 1,
+            b'"' => {
+                i += 1;
+                loop {
+                    match bytes.get(i) {
+                        None => return false,
+                        Some(b'"') => break,
+                        Some(b'\\') => match bytes.get(i + 1) {
+                            // JSON.stringify escapes a lone surrogate (\udXXX, X >= 8): UTF-8 has no form for it.
+                            Some(b'u') => match bytes.get(i + 2..i + 6) {
+                                Some([b'0', b'0', _, _]) => i += 6,
+                                _ => return false,
+                            },
+                            Some(_) => i += 2,
+                            None => return false,
+                        },
+                        // A control character JSON.stringify would have escaped: not its text.
+                        Some(c) if *c < 0x20 => return false,
+                        Some(_) => i += 1,
+                    }
+                }
+                i += 1;
+            }
+            b'n' if bytes[i..].starts_with(b"null") => {
+                seen += 1;
+                i += 4;
+            }
+            b't' if bytes[i..].starts_with(b"true") => i += 4,
+            b'f' if bytes[i..].starts_with(b"false") => i += 5,
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while bytes.get(i).is_some_and(|c| matches!(c, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')) {
+                    i += 1;
+                }
+                if !number_as_written(&text[start..i]) {
+                    return false;
+                }
+            }
+            _ => return false,
         }
     }
+    depth == 0 && seen == nulls
+}
+
+/// Whether serde_json writes the JS number `token` stands for (by
+/// [`JsJson`]'s rule) as `token`.
+fn number_as_written(token: &str) -> bool {
+    let digits = token.strip_prefix('-').unwrap_or(token);
+    // Up to 15 digits, no leading zero: a whole number below 2^53, written as it is.
+    if !digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|c| c.is_ascii_digit()) {
+        return digits == "0" && token == "0" || !digits.starts_with('0');
+    }
+    // serde_json's own parser (float_roundtrip: exact), already in the .wasm (std's is not).
+    let Ok(n) = serde_json::from_str::<f64>(token) else { return false };
+    let mut out = [0u8; 40];
+    let mut writer = &mut out[..];
+    // JsJson's rule: whole numbers up to 2^53 as integers, others as f64.
+    let written = if n.fract() == 0.0 && n.abs() <= EXACT {
+        serde_json::to_writer(&mut writer, &(n as i64))
+    } else {
+        serde_json::to_writer(&mut writer, &n)
+    };
+    if written.is_err() {
+        return false;
+    }
+    let left = writer.len();
+    &out[..out.len() - left] == token.as_bytes()
 }
 
 /// The largest whole number up to which every whole `f64` is exact (2^53).
 const EXACT: f64 = 9_007_199_254_740_992.0;
-
-impl<'de> serde::Deserialize<'de> for Stringified {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Stringified;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("JSON")
-            }
-            fn visit_unit<E>(self) -> std::result::Result<Stringified, E> {
-                Ok(Stringified::Null)
-            }
-            fn visit_bool<E>(self, b: bool) -> std::result::Result<Stringified, E> {
-                Ok(Stringified::Bool(b))
-            }
-            // The text's digits stand for one f64 (JSON.stringify writes no
-            // other): rounded to it, then JsJson's rule.
-            fn visit_i64<E>(self, n: i64) -> std::result::Result<Stringified, E> {
-                Ok(Stringified::number(n as f64))
-            }
-            fn visit_u64<E>(self, n: u64) -> std::result::Result<Stringified, E> {
-                Ok(Stringified::number(n as f64))
-            }
-            fn visit_f64<E>(self, n: f64) -> std::result::Result<Stringified, E> {
-                Ok(Stringified::number(n))
-            }
-            fn visit_str<E>(self, s: &str) -> std::result::Result<Stringified, E> {
-                Ok(Stringified::Str(s.to_owned()))
-            }
-            fn visit_string<E>(self, s: String) -> std::result::Result<Stringified, E> {
-                Ok(Stringified::Str(s))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Stringified, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(Stringified::Array(items))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Stringified, A::Error> {
-                let mut fields = Vec::new();
-                while let Some(field) = map.next_entry::<String, Stringified>()? {
-                    fields.push(field);
-                }
-                Ok(Stringified::Object(fields))
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
-}
-
-impl serde::Serialize for Stringified {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeMap, SerializeSeq};
-        match self {
-            Stringified::Null => serializer.serialize_unit(),
-            Stringified::Bool(b) => serializer.serialize_bool(*b),
-            Stringified::Int(n) => serializer.serialize_i64(*n),
-            Stringified::Float(n) => serializer.serialize_f64(*n),
-            Stringified::Str(s) => serializer.serialize_str(s),
-            Stringified::Array(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(item)?;
-                }
-                seq.end()
-            }
-            Stringified::Object(fields) => {
-                let mut map = serializer.serialize_map(Some(fields.len()))?;
-                for (name, value) in fields {
-                    map.serialize_entry(name, value)?;
-                }
-                map.end()
-            }
-        }
-    }
-}
 
 /// serde_json's output as text (always UTF-8).
 fn utf8(bytes: Vec<u8>) -> Result<String> {

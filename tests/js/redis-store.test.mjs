@@ -72,7 +72,7 @@ describe("one key", () => {
     assert.equal(await client.get(`${prefix}k`), '{"v":"1970-01-01T00:00:00.000Z"}', "toJSON, as JSON.stringify");
   });
 
-  test("set's fast encoding (JSON.stringify read back by Rust) writes the Rust walk's bytes, and refuses what it refuses", async () => {
+  test("set's fast encoding (JSON.stringify's text, vouched for by Rust) writes the Rust walk's bytes, and refuses what it refuses", async () => {
     // wasm.encode is the Rust walk of the value (the reference); set takes
     // the fast way whenever it may, so each value here goes through it or
     // falls back: the bytes must be the walk's either way.
