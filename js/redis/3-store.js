@@ -70,7 +70,7 @@ function encodeEntry(value, metadata, tags) {
   }
   // `turn`: a getter or toJSON that stored something meanwhile reset the count.
   if (typeof text === "string" && turn === encodings) {
-    if (wasm.plainText(text, seenNulls)) return ENVELOPE_HEAD + text + ENVELOPE_TAIL;
+    if (wasm.plainText(encoder.encode(text), seenNulls)) return ENVELOPE_HEAD + text + ENVELOPE_TAIL;
   }
   return core(() => wasm.encode(value, metadata, tags));
 }
