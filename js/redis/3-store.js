@@ -93,6 +93,8 @@ class RedisStore {
   // What precedes the user key in a bucket's entry keys, by bucket.
   #heads = [];
   #buckets;
+  // Each bucket's share of the capacity, as the set script takes it (text), made once each.
+  #shares = [];
   #expiry = [];
   // This instance's loads in progress, by key: their promise of { value, bytes }.
   #flights = new Map();
@@ -342,10 +344,15 @@ class RedisStore {
         what,
         SCRIPTS.set_bounded,
         [entry, this.#recencyOf(index), this.#expiryOf(index)],
-        [stored, String(ttl ?? 0), String(this.#space.share(bound.maxSize, index)), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
+        [stored, String(ttl ?? 0), (this.#shares[index] ??= String(this.#space.share(bound.maxSize, index))), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
       );
       this.#c.sets++;
-      await this.#settle(index, reply);
+      // #settle, without its await unless the index was lost (the usual reply).
+      if (reply[2] === 1) await this.#settle(index, reply);
+      else {
+        this.#c.expirations += reply[0];
+        this.#c.evictions += reply[1];
+      }
       return;
     }
     if (idle !== undefined) {
