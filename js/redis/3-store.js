@@ -208,7 +208,7 @@ class RedisStore {
   }
 
   async #script(what, script, keys, args) {
-    await this.#ready();
+    if (this.#clustered) await this.#ready(); // a single node's is nothing: no await (a tick per call)
     try {
       return await this.#conn.script(script, keys, args);
     } catch (error) {
@@ -217,7 +217,7 @@ class RedisStore {
   }
 
   async #command(what, args, key) {
-    await this.#ready();
+    if (this.#clustered) await this.#ready(); // a single node's is nothing: no await (a tick per call)
     try {
       return await this.#conn.command(args, key);
     } catch (error) {
@@ -227,7 +227,7 @@ class RedisStore {
 
   /** The stored bytes of an entry; null for none, or a load's placeholder (WRONGTYPE). */
   async #read(what, entry) {
-    await this.#ready();
+    if (this.#clustered) await this.#ready(); // a single node's is nothing: no await (a tick per call)
     try {
       return await this.#conn.command(["GET", entry], entry);
     } catch (error) {
