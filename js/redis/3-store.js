@@ -95,6 +95,9 @@ class RedisStore {
   #buckets;
   // Each bucket's share of the capacity, as the set script takes it (text), made once each.
   #shares = [];
+  // #read's handler of a failure, by the name of the call (made once each).
+  #readFailed = Object.create(null);
+  #commandFailed = Object.create(null);
   #expiry = [];
   // This instance's loads in progress, by key: their promise of { value, bytes }.
   #flights = new Map();
@@ -216,24 +219,39 @@ class RedisStore {
     }
   }
 
-  async #command(what, args, key) {
-    if (this.#clustered) await this.#ready(); // a single node's is nothing: no await (a tick per call)
-    try {
-      return await this.#conn.command(args, key);
-    } catch (error) {
+  /** A command, its failure as CacheBackendError (a promise chain, as #read). */
+  #command(what, args, key) {
+    const failed = (this.#commandFailed[what] ??= (error) => {
       throw backendError(what, error);
+    });
+    if (this.#clustered) return this.#ready().then(() => this.#conn.command(args, key)).then(undefined, failed);
+    let sent;
+    try {
+      sent = this.#conn.command(args, key);
+    } catch (error) {
+      return Promise.reject(error).then(undefined, failed);
     }
+    return Promise.resolve(sent).then(undefined, failed);
   }
 
-  /** The stored bytes of an entry; null for none, or a load's placeholder (WRONGTYPE). */
-  async #read(what, entry) {
-    if (this.#clustered) await this.#ready(); // a single node's is nothing: no await (a tick per call)
-    try {
-      return await this.#conn.command(["GET", entry], entry);
-    } catch (error) {
+  /**
+   * The stored bytes of an entry; null for none, or a load's placeholder
+   * (WRONGTYPE). A promise chain rather than an async function: a get's
+   * path has one promise of ours fewer.
+   */
+  #read(what, entry) {
+    const failed = (this.#readFailed[what] ??= (error) => {
       if (isWrongType(error)) return null;
       throw backendError(what, error);
+    });
+    if (this.#clustered) return this.#ready().then(() => this.#conn.command(["GET", entry], entry)).then(undefined, failed);
+    let sent;
+    try {
+      sent = this.#conn.command(["GET", entry], entry);
+    } catch (error) {
+      return Promise.reject(error).then(undefined, failed);
     }
+    return Promise.resolve(sent).then(undefined, failed);
   }
 
   #recencyOf(i) {
