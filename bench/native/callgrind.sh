@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per operation, counted by callgrind inside `instr`'s measured loop.
-# usage: bash bench/native/callgrind.sh [--ops N] [--runs R] OP CACHE-FRAGMENT... (OP: get, set, churn)
+# usage: bash bench/native/callgrind.sh [--ops N] [--runs R] [--capacity C] OP CACHE-FRAGMENT... (OP: get, set, churn)
 # e.g.   bash bench/native/callgrind.sh get 'S3-FIFO)' quick_cache 'Mutex<lru'
 # Each process hashes with a fresh random seed (which keys share a bucket,
 # which the adaptive policy samples), so the count moves from run to run:
@@ -10,8 +10,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ops=200000
 runs=5
-while [ "${1:-}" = --ops ] || [ "${1:-}" = --runs ]; do
-  if [ "$1" = --ops ]; then ops=$2; else runs=$2; fi
+capacity=10000
+while [ "${1:-}" = --ops ] || [ "${1:-}" = --runs ] || [ "${1:-}" = --capacity ]; do
+  case $1 in
+    --ops) ops=$2 ;;
+    --runs) runs=$2 ;;
+    --capacity) capacity=$2 ;;
+  esac
   shift 2
 done
 op=$1; shift
@@ -25,7 +30,7 @@ for cache in "$@"; do
   for run in $(seq "$runs"); do
     file="$out/callgrind.out.$op.$n.$run"
     valgrind --tool=callgrind --callgrind-out-file="$file" --toggle-collect='*instr*measured*' \
-      "$bin" instr --cache "$cache" --op "$op" --ops "$ops" >"$file.txt" 2>"$file.log"
+      "$bin" instr --cache "$cache" --op "$op" --ops "$ops" --capacity "$capacity" >"$file.txt" 2>"$file.log"
     counts+=("$(grep -E '^(summary|totals):' "$file" | head -1 | awk '{print $2}')")
   done
   name=$("$bin" instr --list | grep -F -- "$cache" | sed -n 1p)

@@ -438,12 +438,16 @@ class MemoryStore {
    * too, the next call tries again.
    */
   #repair() {
-    let intact;
-    try {
-      intact = this.#store.intact();
-    } catch (error) {
-      if (error instanceof RangeError) throw error; // no stack to tell: ask again next time
-      intact = false;
+    // A reset cut short (see #reset) is done again: its new engine may be in
+    // place with this side still holding the broken one's entries.
+    let intact = !this.#resetting;
+    if (intact) {
+      try {
+        intact = this.#store.intact();
+      } catch (error) {
+        if (error instanceof RangeError) throw error; // no stack to tell: ask again next time
+        intact = false;
+      }
     }
     if (!intact) {
       try {
@@ -467,6 +471,9 @@ class MemoryStore {
    * is never freed: its memory could not be walked safely.
    */
   #reset() {
+    // Until this side has forgotten the broken engine's entries: a stack
+    // overflow in between leaves the flag, and the next call resets again.
+    this.#resetting = true;
     const broken = this.#store;
     this.#store = new WasmStore(this.#policy, 0);
     this.#ringN = 0;
@@ -480,16 +487,28 @@ class MemoryStore {
     statsSince.set(this, Date.now());
     this.#zeroCounters();
     this.#clearCut();
-    const notices = this.#notices();
-    if (notices !== undefined) this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
+    // The notices are made once, from the entries as they were: a retry
+    // finds this side already emptied and sends these.
+    if (this.#resetNotices === null) {
+      const notices = this.#notices();
+      if (notices !== undefined) this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
+      this.#resetNotices = notices;
+    }
     this.#forgetAll();
     this.#pending = false;
+    const notices = this.#resetNotices;
+    this.#resetNotices = null;
+    this.#resetting = false;
     try {
       this.#notify(notices);
     } catch (error) {
       reportLater(error);
     }
   }
+
+  // A reset under way (#reset), and its removal notices once made (null before).
+  #resetting = false;
+  #resetNotices = null;
 
   #forgetAll() {
     if (this.#sizes !== undefined) {

@@ -542,6 +542,65 @@ describe("wasm memory exhausted", () => {
     tagged.dispose();
   });
 
+  test("a trap inside the engine, then a stack overflow at every depth of the repair: the store starts again empty once, whole", async () => {
+    // The repair replaces the broken engine, then forgets its entries here:
+    // cut short in between (a stack overflow), the next call must finish it,
+    // or JS keeps entries the new engine never had.
+    const { bytes, dir } = cappedApi();
+    const { initSync } = await import(join(dir, "init.mjs"));
+    const api = initSync(new WebAssembly.Module(bytes));
+    const removed = [];
+    const victim = new api.MemoryStore({
+      policy: new api.S3FIFOPolicy({ maxSize: 20_000 }),
+      onRemove: (value, key, reason) => removed.push([key, reason]),
+    });
+    const N = 20_000;
+    for (let i = 0; i < N; i++) victim.setSync(`v${i}`, { i });
+    const hog = new api.MemoryStore({ policy: new api.LRUPolicy({ maxSize: 10_000_000 }) });
+    for (let hogged = 0; ; hogged++) {
+      try {
+        hog.setSync(`hog:${hogged}`, hogged);
+      } catch {
+        break;
+      }
+    }
+    let trapped = false;
+    for (let i = 0; i < 200_000 && !trapped; i++) {
+      try {
+        victim.setSync(`x${i}`, i);
+      } catch (error) {
+        trapped = /trapped/.test(error.message);
+      }
+    }
+    assert.ok(trapped, "a set trapped inside the store");
+    hog.clearSync();
+    const before = removed.length;
+    let done = false;
+    const dive = () => {
+      try {
+        dive();
+      } catch {}
+      if (done) return;
+      try {
+        victim.getSync("v1");
+        done = true;
+      } catch (error) {
+        if (!(error instanceof RangeError)) throw error;
+      }
+    };
+    dive();
+    assert.ok(done);
+    assert.deepEqual(victim[Symbol.for("pepperpy-caching.audit")](), [], "the engine and JS agree");
+    assert.equal(victim.size, 0);
+    const cleared = removed.slice(before).filter(([, reason]) => reason === "cleared").map(([key]) => key);
+    assert.equal(new Set(cleared).size, cleared.length, "each entry left once");
+    assert.ok(cleared.length > 0);
+    victim.setSync("after", 1);
+    assert.equal(victim.getSync("after"), 1);
+    hog.dispose();
+    victim.dispose();
+  });
+
   test("a trap inside the engine: that store starts again empty, says so to onRemove, and works on", async () => {
     const { bytes, dir } = cappedApi();
     const { initSync } = await import(join(dir, "init.mjs"));

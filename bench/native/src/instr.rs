@@ -1,11 +1,13 @@
-//! `instr --cache NAME --op get|set|churn [--ops N]`: one cache, one kind of
-//! operation, for counting instructions per operation with callgrind.
+//! `instr --cache NAME --op get|set|churn [--ops N] [--capacity C]`: one
+//! cache, one kind of operation, for counting instructions per operation
+//! with callgrind.
 //!
-//! The cache (capacity 10,000, the main suite's) is first warmed by two
+//! The cache (capacity C, default 10,000 as in the main suite) is first warmed by two
 //! cache-aside passes of the read-heavy Zipf trace (100,000 keys); then
 //! `measured` runs N operations (default 1,000,000): `get` reads the trace's
 //! keys (hits and misses as the trace gives them), `set` writes them (new
-//! keys evict), `churn` sets N keys never seen before. Only `measured` is
+//! keys evict), `churn` sets N keys never seen before (after 2 x C others,
+//! so that the cache is full and evicting). Only `measured` is
 //! counted when run as
 //!
 //! ```text
@@ -21,7 +23,6 @@ use std::sync::Arc;
 
 use crate::{Bench, CACHES, Op, make, run, zipf_trace};
 
-const CAPACITY: usize = 10_000;
 const KEY_SPACE: usize = 100_000;
 
 /// The counted loop: out of line, so callgrind's `--toggle-collect` can name it.
@@ -66,11 +67,18 @@ pub fn main(args: &[String]) {
         .unwrap_or_else(|| panic!("no cache named like {fragment} (see --list)"));
     let op = value("--op").unwrap_or_else(|| "get".into());
     let ops: usize = value("--ops").map_or(1_000_000, |s| s.parse().unwrap());
+    let capacity: usize = value("--capacity").map_or(10_000, |s| s.parse().unwrap());
     let keys: Vec<String> = (0..KEY_SPACE).map(|i| format!("key:{i:08}")).collect();
-    let cache: Arc<dyn Bench> = make(name, CAPACITY);
+    let cache: Arc<dyn Bench> = make(name, capacity);
     let warm = zipf_trace(2 * KEY_SPACE, KEY_SPACE, 0.9, 1);
     run(&cache, &keys, &warm, 1, true);
     run(&cache, &keys, &warm, 1, true);
+    if op == "churn" {
+        // Steady state: the cache full and evicting (and its tables grown) before the count.
+        for i in 0..2 * capacity {
+            cache.set(&format!("fill:{i}"), i as u64);
+        }
+    }
     let (trace, keys) = if op == "churn" {
         (Vec::new(), (0..ops).map(|i| format!("churn:{i}")).collect())
     } else {
