@@ -22,6 +22,59 @@ function isConn(value) {
 
 const FLAG = (on) => (on ? "1" : "0");
 
+// The fast way to a stored document (the hot path of set, without metadata
+// or tags): JSON.stringify writes the value's text, Rust (wasm.plainText)
+// says whether it is byte for byte what Rust would write, and if so the
+// document is Rust's template (wasm.envelope) around it. Anything else goes
+// to the Rust walk (wasm.encode), which decides (and refuses with its own
+// words). So the
+// replacer only notices, it judges nothing: a value that is not what its
+// holder holds (a toJSON ran, or NaN, which is not itself), a function, a
+// symbol, a bigint, or an object that is neither an array nor a plain
+// object (JSON.stringify would write those differently, or leave them
+// out), stops it; and it counts the nulls it saw, so that Rust can tell a
+// `null` of the text that was none (an infinity, an undefined in an array).
+const NOT_PLAIN = Symbol("not plain");
+const OBJECT_PROTO = Object.prototype;
+const [ENVELOPE_HEAD, ENVELOPE_TAIL] = wasm.envelope();
+let seenNulls = 0;
+let encodings = 0;
+function plainOnly(key, value) {
+  if (value === null) {
+    seenNulls++;
+    return value;
+  }
+  if (this[key] !== value) throw NOT_PLAIN;
+  const type = typeof value;
+  if (type === "object") {
+    if (!Array.isArray(value)) {
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== OBJECT_PROTO && proto !== null) throw NOT_PLAIN;
+    }
+  } else if (type === "function" || type === "symbol" || type === "bigint") {
+    throw NOT_PLAIN;
+  }
+  return value;
+}
+
+/** The stored document of `value` (text): Rust's, by the fast way when it vouches for it, else by its walk. */
+function encodeEntry(value, metadata, tags) {
+  if (metadata !== undefined || tags.length !== 0) return core(() => wasm.encode(value, metadata, tags));
+  const turn = ++encodings;
+  seenNulls = 0;
+  let text;
+  try {
+    text = JSON.stringify(value, plainOnly);
+  } catch {
+    text = undefined;
+  }
+  // `turn`: a getter or toJSON that stored something meanwhile reset the count.
+  if (typeof text === "string" && turn === encodings) {
+    if (wasm.plainText(encoder.encode(text), seenNulls)) return ENVELOPE_HEAD + text + ENVELOPE_TAIL;
+  }
+  return core(() => wasm.encode(value, metadata, tags));
+}
+
 class RedisStore {
   #conn;
   #space;
@@ -40,6 +93,11 @@ class RedisStore {
   // What precedes the user key in a bucket's entry keys, by bucket.
   #heads = [];
   #buckets;
+  // Each bucket's share of the capacity, as the set script takes it (text), made once each.
+  #shares = [];
+  // #read's handler of a failure, by the name of the call (made once each).
+  #readFailed = Object.create(null);
+  #commandFailed = Object.create(null);
   #expiry = [];
   // This instance's loads in progress, by key: their promise of { value, bytes }.
   #flights = new Map();
@@ -162,7 +220,7 @@ class RedisStore {
   }
 
   async #script(what, script, keys, args) {
-    await this.#ready();
+    if (this.#clustered) await this.#ready(); // a single node's is nothing: no await (a tick per call)
     try {
       return await this.#conn.script(script, keys, args);
     } catch (error) {
@@ -170,24 +228,39 @@ class RedisStore {
     }
   }
 
-  async #command(what, args, key) {
-    await this.#ready();
-    try {
-      return await this.#conn.command(args, key);
-    } catch (error) {
+  /** A command, its failure as CacheBackendError (a promise chain, as #read). */
+  #command(what, args, key) {
+    const failed = (this.#commandFailed[what] ??= (error) => {
       throw backendError(what, error);
+    });
+    if (this.#clustered) return this.#ready().then(() => this.#conn.command(args, key)).then(undefined, failed);
+    let sent;
+    try {
+      sent = this.#conn.command(args, key);
+    } catch (error) {
+      return Promise.reject(error).then(undefined, failed);
     }
+    return Promise.resolve(sent).then(undefined, failed);
   }
 
-  /** The stored bytes of an entry; null for none, or a load's placeholder (WRONGTYPE). */
-  async #read(what, entry) {
-    await this.#ready();
-    try {
-      return await this.#conn.command(["GET", entry], entry);
-    } catch (error) {
+  /**
+   * The stored bytes of an entry; null for none, or a load's placeholder
+   * (WRONGTYPE). A promise chain rather than an async function: a get's
+   * path has one promise of ours fewer.
+   */
+  #read(what, entry) {
+    const failed = (this.#readFailed[what] ??= (error) => {
       if (isWrongType(error)) return null;
       throw backendError(what, error);
+    });
+    if (this.#clustered) return this.#ready().then(() => this.#conn.command(["GET", entry], entry)).then(undefined, failed);
+    let sent;
+    try {
+      sent = this.#conn.command(["GET", entry], entry);
+    } catch (error) {
+      return Promise.reject(error).then(undefined, failed);
     }
+    return Promise.resolve(sent).then(undefined, failed);
   }
 
   #recencyOf(i) {
@@ -229,6 +302,7 @@ class RedisStore {
     const c = this.#c;
     const started = ++c.gets % LATENCY_SAMPLE_EVERY === 1 ? now() : undefined;
     let stored = null;
+    let fast;
     let expired = 0;
     if (this.#refreshOnGet) {
       const reply = await this.#script("get", SCRIPTS.get_lru, [entry, this.#recencyOf(index), this.#expiryOf(index)], []);
@@ -240,11 +314,17 @@ class RedisStore {
     } else {
       stored = await this.#read("get", entry);
       if (stored !== null) {
-        const head = wasm.idleHeader(stored);
-        if (head !== undefined) await this.#touch(entry, index, head);
+        // The usual document (no idle header, a value JS may parse as it is): one call into the wasm.
+        const start = wasm.plainStart(stored);
+        if (start >= 0) {
+          fast = JSON.parse(decoder.decode(stored.subarray(start, stored.length - 1)));
+        } else {
+          const head = wasm.idleHeader(stored);
+          if (head !== undefined) await this.#touch(entry, index, head);
+        }
       }
     }
-    const value = stored === null ? undefined : this.#decode(key, stored);
+    const value = stored === null ? undefined : fast !== undefined ? fast : this.#decode(key, stored);
     if (value === undefined) c.misses++;
     else c.hits++;
     c.expirations += expired;
@@ -272,7 +352,7 @@ class RedisStore {
     if (value === undefined) {
       throw new CacheSerializationError("set() of undefined: get() returns undefined for a miss (store null instead)");
     }
-    const stored = core(() => wasm.encode(value, o.metadata, o.tags ?? []));
+    const stored = encodeEntry(value, o.metadata, o.tags ?? []);
     const ttl = o.ttl ?? this.#defaultTtl;
     const idle = o.idle ?? this.#defaultIdle;
     if (o.tags !== undefined) {
@@ -291,10 +371,15 @@ class RedisStore {
         what,
         SCRIPTS.set_bounded,
         [entry, this.#recencyOf(index), this.#expiryOf(index)],
-        [stored, String(ttl ?? 0), String(this.#space.share(bound.maxSize, index)), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
+        [stored, String(ttl ?? 0), (this.#shares[index] ??= String(this.#space.share(bound.maxSize, index))), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
       );
       this.#c.sets++;
-      await this.#settle(index, reply);
+      // #settle, without its await unless the index was lost (the usual reply).
+      if (reply[2] === 1) await this.#settle(index, reply);
+      else {
+        this.#c.expirations += reply[0];
+        this.#c.evictions += reply[1];
+      }
       return;
     }
     if (idle !== undefined) {
@@ -533,7 +618,7 @@ class RedisStore {
     );
     const stored = pairs.map(([, value]) => {
       if (value === undefined) throw new CacheSerializationError("setMany cannot store undefined (store null instead)");
-      return core(() => wasm.encode(value, o.metadata, o.tags ?? []));
+      return encodeEntry(value, o.metadata, o.tags ?? []);
     });
     if (o.tags !== undefined) {
       // Each written and listed in one pipeline, as a tagged set; every entry tried, the first failure reported.

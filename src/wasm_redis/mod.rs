@@ -186,6 +186,123 @@ pub fn encode(value: JsValue, metadata: JsValue, tags: Vec<String>) -> JsResult<
     js(format::encode_tagged(&JsJson(value), metadata.as_ref(), &tags).and_then(utf8))
 }
 
+/// The stored document of a value with no metadata and no tags, as a
+/// template: what comes before the value's JSON and what after (the JS
+/// layer fills in a text [`plain_text`] vouched for).
+#[wasm_bindgen]
+pub fn envelope() -> JsResult<Vec<String>> {
+    // `format` writes a unit value as `null`, the only `null` of this document.
+    let doc = js(format::encode_tagged(&(), None, &[]).and_then(utf8))?;
+    let (head, tail) = doc.split_once("null").unwrap_or((&doc, ""));
+    Ok(vec![head.to_owned(), tail.to_owned()])
+}
+
+/// Whether `text`, the `JSON.stringify` text of a value, is byte for byte
+/// what [`encode`] writes for that value: then the document is
+/// [`envelope`] around it; if not, [`encode`] walks the value (and refuses
+/// it with its own words). The JS layer asks only for a value whose
+/// stringify met no `toJSON`, function, symbol, bigint or object that is
+/// neither an array nor a plain object (which JSON.stringify writes
+/// differently from [`encode`], or leaves out), and says how many of its
+/// values were `null` (`nulls`). Here: no lone surrogate (JSON.stringify
+/// escapes it, [`encode`] refuses it), nested at most [`MAX_NESTING`]
+/// levels, every `null` of the text a null (not NaN, an infinity, an
+/// `undefined` array element), and every number as serde_json writes it by
+/// [`JsJson`]'s rule (JSON.stringify writes `1e+21` and
+/// `1152921504606846976`, serde_json `1e21` and `1.152921504606847e18`).
+///
+/// `text` comes as its UTF-8 bytes: `TextEncoder` copies them faster than
+/// the bindings copy a string.
+#[wasm_bindgen(js_name = plainText)]
+pub fn plain_text(bytes: &[u8], nulls: u32) -> bool {
+    let (mut i, mut depth, mut seen) = (0usize, 0usize, 0u32);
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return false;
+                }
+                i += 1;
+            }
+            b']' | b'}' => {
+                let Some(up) = depth.checked_sub(1) else { return false };
+                depth = up;
+                i += 1;
+            }
+            b',' | b':' => i += 1,
+            b'"' => {
+                i += 1;
+                loop {
+                    match bytes.get(i) {
+                        None => return false,
+                        Some(b'"') => break,
+                        Some(b'\\') => match bytes.get(i + 1) {
+                            // JSON.stringify escapes a lone surrogate (\udXXX, X >= 8): UTF-8 has no form for it.
+                            Some(b'u') => match bytes.get(i + 2..i + 6) {
+                                Some([b'0', b'0', _, _]) => i += 6,
+                                _ => return false,
+                            },
+                            Some(_) => i += 2,
+                            None => return false,
+                        },
+                        // A control character JSON.stringify would have escaped: not its text.
+                        Some(c) if *c < 0x20 => return false,
+                        Some(_) => i += 1,
+                    }
+                }
+                i += 1;
+            }
+            b'n' if bytes[i..].starts_with(b"null") => {
+                seen += 1;
+                i += 4;
+            }
+            b't' if bytes[i..].starts_with(b"true") => i += 4,
+            b'f' if bytes[i..].starts_with(b"false") => i += 5,
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while bytes.get(i).is_some_and(|c| matches!(c, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')) {
+                    i += 1;
+                }
+                // ASCII: the token is text.
+                if !std::str::from_utf8(&bytes[start..i]).is_ok_and(number_as_written) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    depth == 0 && seen == nulls
+}
+
+/// Whether serde_json writes the JS number `token` stands for (by
+/// [`JsJson`]'s rule) as `token`.
+fn number_as_written(token: &str) -> bool {
+    let digits = token.strip_prefix('-').unwrap_or(token);
+    // Up to 15 digits, no leading zero: a whole number below 2^53, written as it is.
+    if !digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|c| c.is_ascii_digit()) {
+        return digits == "0" && token == "0" || !digits.starts_with('0');
+    }
+    // serde_json's own parser (float_roundtrip: exact), already in the .wasm (std's is not).
+    let Ok(n) = serde_json::from_str::<f64>(token) else { return false };
+    let mut out = [0u8; 40];
+    let mut writer = &mut out[..];
+    // JsJson's rule: whole numbers up to 2^53 as integers, others as f64.
+    let written = if n.fract() == 0.0 && n.abs() <= EXACT {
+        serde_json::to_writer(&mut writer, &(n as i64))
+    } else {
+        serde_json::to_writer(&mut writer, &n)
+    };
+    if written.is_err() {
+        return false;
+    }
+    let left = writer.len();
+    &out[..out.len() - left] == token.as_bytes()
+}
+
+/// The largest whole number up to which every whole `f64` is exact (2^53).
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
 /// serde_json's output as text (always UTF-8).
 fn utf8(bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| CacheError::Serialization(format!("the document is not UTF-8: {e}")))
@@ -206,6 +323,17 @@ pub fn decode_value(key: &str, bytes: &[u8]) -> JsResult<String> {
 #[wasm_bindgen(js_name = valueStart)]
 pub fn value_start(bytes: &[u8]) -> i32 {
     format::value_start(bytes).and_then(|at| i32::try_from(at).ok()).unwrap_or(-1)
+}
+
+/// [`value_start`] of a document without an idle header; -1 for one with
+/// it (or one [`value_start`] refuses): a get that finds none reads its
+/// value with this one call (the header asks for a touch: [`idle_header`]).
+#[wasm_bindgen(js_name = plainStart)]
+pub fn plain_start(bytes: &[u8]) -> i32 {
+    if format::idle_header(bytes).is_some() {
+        return -1;
+    }
+    value_start(bytes)
 }
 
 /// The JSON text of the metadata stored in `bytes` (`{}` if none).
@@ -386,7 +514,6 @@ fn to_json(value: &JsValue, depth: usize, what: &'static str) -> Result<serde_js
         }
         // Whole numbers as JSON integers (`1`, not `1.0`), as JSON.stringify
         // writes them and as a Rust reader of an integer type needs them.
-        const EXACT: f64 = 9_007_199_254_740_992.0;
         if n.fract() == 0.0 && n.abs() <= EXACT {
             return Ok(Value::from(n as i64));
         }
@@ -478,7 +605,6 @@ impl serde::Serialize for JsJson {
             return serializer.serialize_str(&String::from(text));
         }
         if let Some(n) = value.as_f64() {
-            const EXACT: f64 = 9_007_199_254_740_992.0;
             if n.fract() == 0.0 && n.abs() <= EXACT {
                 return serializer.serialize_i64(n as i64);
             }

@@ -65,6 +65,27 @@ function suite(name, deploy) {
       }
     });
 
+    test("values JSON.stringify and serde_json write differently, set without metadata (the JS store's fast encoding), read alike", async (t) => {
+      const all = await participants(t, deployment, { prefix: freshPrefix() });
+      const values = [
+        -0, 1e21, -1e21, 1e16, 2 ** 53, 2 ** 53 + 2, -(2 ** 53) - 2, 2 ** 60, 2 ** 64, 5e-324, 1e-7, 1.5e-7, 0.1 + 0.2, 1.7976931348623157e308,
+        "a\u2028b\u2029c", "\u0000\u001f\u007f\"\\/\b\f\n\r\t", "😀 日本",
+        { b: 1, a: 2, 1: 3, 0: 4, nested: [1e21, { x: 2 ** 60 }] }, [null, true, { n: null }],
+        new Date(1732560000123), { at: new Date(0), tojson: { toJSON: () => ({ k: 1e21 }) } },
+      ];
+      for (const [w, r] of pairs(all)) {
+        const tag = `${w.name}>${r.name}`;
+        for (const [i, value] of values.entries()) {
+          const key = `fast:${tag}:${i}`;
+          await w.op("set", { key, value });
+          // What every participant reads: the value as JSON holds it.
+          const expected = JSON.parse(JSON.stringify(value));
+          assert.deepEqual(await r.op("get", { key }), expected, `${tag} value ${i}`);
+          assert.deepEqual(await w.op("get", { key }), expected, `${tag} value ${i}, read by its writer`);
+        }
+      }
+    });
+
     test("one LRU capacity: sets from both never exceed maxSize, the oldest go first, a read by one keeps the other's entry", async (t) => {
       const max = 12;
       // On a cluster, one bucket: the capacity is exact (with several, each bucket keeps its share).

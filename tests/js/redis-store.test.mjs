@@ -4,6 +4,8 @@
 // walks, stats and getOrSet's cross-process load.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import { before, after, describe, test } from "node:test";
 import { createClient } from "redis5";
 import * as main from "pepperpy-caching";
@@ -68,6 +70,64 @@ describe("one key", () => {
     assert.equal(await client.get(`${prefix}k`), '{"v":{"z":1.5,"a":[true,null]}}');
     await store.set("k", new Date(0));
     assert.equal(await client.get(`${prefix}k`), '{"v":"1970-01-01T00:00:00.000Z"}', "toJSON, as JSON.stringify");
+  });
+
+  test("set's fast encoding (JSON.stringify's text, vouched for by Rust) writes the Rust walk's bytes, and refuses what it refuses", async () => {
+    // wasm.encode is the Rust walk of the value (the reference); set takes
+    // the fast way whenever it may, so each value here goes through it or
+    // falls back: the bytes must be the walk's either way.
+    const wasm = createRequire(import.meta.url)(join(dirname(createRequire(import.meta.url).resolve("pepperpy-caching/redis")), "wasm", "redis.cjs"));
+    const prefix = fresh();
+    const store = new RedisStore({ client, prefix });
+    class WithToJSON {
+      toJSON(key) {
+        return { key, at: [1, 2] };
+      }
+    }
+    const good = [
+      -0, 0, 1e21, -1e21, 1e20, 1e16, 5e-324, -5e-324, 2 ** 53, 2 ** 53 + 2, -(2 ** 53) - 2, 2 ** 60, 2 ** 64, 2 ** 70, 1e-7, 1.5e-7, 123e-20,
+      0.1 + 0.2, 1.7976931348623157e308, 123456789012345680000, 12345678901234,
+      "a\u2028b\u2029c", "\u0000\u0001\u001f\u007f\"\\/\b\f\n\r\t", "😀 日本", "",
+      { b: 1, a: 2, 1: 3, 0: 4 }, [1, "x", null, { z: [] }], null, true, false, [undefined, 1], { u: undefined, n: null },
+      Object.assign(Object.create(null), { x: [1e21] }), new Date(1732560000123), { when: new Date(0), list: [new Date(1)] },
+      new WithToJSON(), { inner: new WithToJSON() }, [new WithToJSON()], { toJSON: 1, x: 2 },
+      { get g() { return 5; } }, Object.defineProperty({ a: 1 }, "hidden", { value: 2, enumerable: false }),
+      { [Symbol("s")]: 1, kept: 1 },
+    ];
+    for (const [i, value] of good.entries()) {
+      const expected = wasm.encode(value, undefined, []);
+      await store.set(`g${i}`, value);
+      assert.equal(await client.get(`${prefix}g${i}`), expected, `value ${i}: ${expected}`);
+      await store.set(`m${i}`, value, { metadata: { i }, tags: ["t"] });
+      assert.equal(await client.get(`${prefix}m${i}`), wasm.encode(value, { i }, ["t"]), `value ${i} with metadata and tags`);
+    }
+    await store.setMany(good.map((value, i) => [`s${i}`, value]));
+    for (const [i, value] of good.entries()) assert.equal(await client.get(`${prefix}s${i}`), wasm.encode(value, undefined, []), `setMany ${i}`);
+    // What the walk refuses, set refuses with the walk's words.
+    const cyclic = { a: 1 };
+    cyclic.self = cyclic;
+    let deep = 1;
+    for (let i = 0; i < 101; i++) deep = [deep];
+    const bad = [
+      NaN, Infinity, [1, -Infinity], { x: [NaN] }, { n: null, x: Infinity }, "\ud800", ["ok", "\udfff"], { "\udc00": 1 }, { f: () => 1 }, [() => 1], { s: Symbol("s") },
+      { b: 5n }, new Map([[1, 2]]), new Set([1]), { m: new Map() }, new Uint8Array(2), new Number(1), [new String("x")], cyclic, deep,
+      { toJSON: () => NaN }, { toJSON: () => new Map() }, new (class Point { x = 1; })(),
+      { get boom() { throw new Error("getter"); } },
+    ];
+    for (const [i, value] of bad.entries()) {
+      let walk;
+      try {
+        wasm.encode(value, undefined, []);
+      } catch (error) {
+        walk = error;
+      }
+      assert.ok(walk, `bad ${i} is refused by the walk`);
+      await assert.rejects(store.set(`b${i}`, value), (error) => error instanceof CacheSerializationError && error.message === walk.message, `bad ${i}: ${walk.message}`);
+      assert.equal(await client.exists(`${prefix}b${i}`), 0);
+    }
+    // A toJSON that stores meanwhile (re-entrance) changes nothing.
+    const sneaky = { a: null, b: { toJSON: () => (store.set("inner", [null, null, null]).catch(() => {}), Infinity) } };
+    await assert.rejects(store.set("sneaky", sneaky), CacheSerializationError);
   });
 
   test("it reads what the Rust store writes: stamps, idle headers, tags, other field orders", async () => {
