@@ -1134,6 +1134,8 @@ class RedisStore {
           });
     aborted?.catch(() => {});
     let timer;
+    // This load in the chain of loads its loader's calls run inside; no longer there once it ends.
+    let node;
     const started = now();
     c.loads++;
     this.#loading.add(key);
@@ -1144,7 +1146,8 @@ class RedisStore {
         // of this key from any of its async calls, through other keys' loaders too, is refused.
         const run = () => loader({ key, signal: controller.signal });
         const up = "chain" in o ? o.chain : LOADING?.getStore();
-        result = LOADING === undefined ? run() : LOADING.run({ store: this, key, up }, run);
+        node = LOADING === undefined ? undefined : { store: this, key, up, live: true };
+        result = node === undefined ? run() : LOADING.run(node, run);
       } finally {
         this.#loading.delete(key);
       }
@@ -1174,6 +1177,7 @@ class RedisStore {
     } finally {
       clearTimeout(timer);
       if (onAbort !== undefined) o.signal.removeEventListener("abort", onAbort);
+      if (node !== undefined) node.live = false;
     }
   }
 
@@ -1257,7 +1261,8 @@ class RedisStore {
       throw error;
     }
     // The refresh runs with its own signal: this caller going away does not stop it.
-    const refreshOptions = { ...o, signal: undefined };
+    // Nor is it in this caller's chain of loads: nothing waits on it, so its loader may ask for any key.
+    const refreshOptions = { ...o, signal: undefined, chain: undefined };
     if (found.kind === "refresh") {
       this.#background(o, this.#refresh(key, entry, index, lock, found, loader, refreshOptions, how));
     } else if (found.kind === "attempt" && !this.#refreshing.has(key)) {
@@ -1424,7 +1429,7 @@ const LOADING = (() => {
 
 /** Whether `chain` (LOADING's) has the loader of `key` in `store`. */
 function loadsUnder(chain, store, key) {
-  for (let at = chain; at !== undefined; at = at.up) if (at.store === store && at.key === key) return true;
+  for (let at = chain; at !== undefined; at = at.up) if (at.live && at.store === store && at.key === key) return true;
   return false;
 }
 

@@ -312,3 +312,20 @@ test("a leader's abort (rfix): its loader's signal aborts with the reason; with 
   assert.equal(runs, 1);
   assert.equal(await store.get("s"), "slow");
 });
+
+test("re-entrancy (rfix): only loads still running count; a task a loader left behind may ask for its key once the load is over", async () => {
+  const store = new RedisStore({ client, prefix: fresh() });
+  let later;
+  assert.equal(
+    await store.getOrSet("a", () => {
+      later = sleep(50).then(() => store.getOrSet("a", () => "again"));
+      return "first";
+    }),
+    "first",
+  );
+  assert.equal(await later, "first", "the load of a was over: no CacheReentrantLoadError");
+  // Three keys deep, still refused; and the store is usable after it.
+  const call = store.getOrSet("x", () => store.getOrSet("y", () => store.getOrSet("z", () => store.getOrSet("x", () => 1))));
+  await assert.rejects(call, main.CacheReentrantLoadError);
+  assert.equal(await store.getOrSet("x", () => 2), 2);
+});
