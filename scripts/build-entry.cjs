@@ -64,11 +64,14 @@ const names = fs
   .split("\n")
   .map((l) => l.trim())
   .filter((l) => l && !l.startsWith("#"));
-const body = parts
+// Parts of the default entry's API that every entry shares (one source for
+// how a value is described in an error message and what a plain object is).
+const shared = ["js/api/1-describe.js"];
+const body = [...shared, ...parts.map((f) => `${dir}/${f}`)]
   .map((f) => {
-    const text = fs.readFileSync(`${dir}/${f}`, "utf8");
-    if (/^import /m.test(text)) fail(`${dir}/${f} has an import: the parts share one scope, with \`main\` and \`wasm\``);
-    return `// ---- ${dir}/${f}\n${text.replace(/^export (?=(async )?(function|class|const|let) )/gm, "")}`;
+    const text = fs.readFileSync(f, "utf8");
+    if (/^import /m.test(text)) fail(`${f} has an import: the parts share one scope, with \`main\` and \`wasm\``);
+    return `// ---- ${f}\n${text.replace(/^export (?=(async )?(function|class|const|let) )/gm, "")}`;
   })
   .join("\n");
 const cjs = `"use strict";

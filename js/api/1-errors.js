@@ -59,24 +59,6 @@ function translate(error) {
   return error;
 }
 
-function describe(value) {
-  switch (typeof value) {
-    case "string":
-      return `the string ${JSON.stringify(value.length > 32 ? `${value.slice(0, 32)}...` : value)}`;
-    case "symbol":
-      return value.toString();
-    case "bigint":
-      return `${value}n`;
-    case "function":
-      return "a function";
-    case "object":
-      if (value === null) return "null";
-      if (Array.isArray(value)) return "an array";
-      return isPlainObject(value) ? "a plain object" : `an object of class ${value.constructor?.name ?? "unknown"}`;
-    default:
-      return String(value);
-  }
-}
 
 function keyError(key) {
   return new CacheKeyError(`a key must be a string, got ${describe(key)}`);

@@ -4,12 +4,6 @@
 //
 // Options objects: read once each, unknown names refused, typed errors.
 
-// Plain: made by `{}`, `Object.create(null)` or JSON.parse, also in another realm.
-function isPlainObject(value) {
-  if (typeof value !== "object" || value === null) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === null || Object.getPrototypeOf(proto) === null;
-}
 
 /** Reads an options object, rejecting what is not one and misspelt names. */
 function readOptions(options, what, allowed) {

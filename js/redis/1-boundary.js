@@ -84,26 +84,7 @@ function core(thunk) {
   }
 }
 
-function describe(value) {
-  switch (typeof value) {
-    case "string":
-      return `the string ${JSON.stringify(value.length > 32 ? `${value.slice(0, 32)}...` : value)}`;
-    case "function":
-      return "a function";
-    case "object":
-      if (value === null) return "null";
-      if (Array.isArray(value)) return "an array";
-      return isPlainObject(value) ? "a plain object" : `an object of class ${value.constructor?.name ?? "unknown"}`;
-    default:
-      return String(value);
-  }
-}
 
-function isPlainObject(value) {
-  if (typeof value !== "object" || value === null) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === null || Object.getPrototypeOf(proto) === null;
-}
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 function isWellFormed(text) {
