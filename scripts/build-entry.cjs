@@ -66,7 +66,7 @@ const names = fs
   .filter((l) => l && !l.startsWith("#"));
 // Parts of the default entry's API that every entry shares (one source for
 // how a value is described in an error message and what a plain object is).
-const shared = ["js/api/1-describe.js"];
+const shared = ["js/api/1-shared.js"];
 const body = [...shared, ...parts.map((f) => `${dir}/${f}`)]
   .map((f) => {
     const text = fs.readFileSync(f, "utf8");

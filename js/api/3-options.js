@@ -143,22 +143,6 @@ function readLoadOptions(options) {
   o.softTimeout = seconds(softTimeout, "softTimeout");
   o.hardTimeout = seconds(hardTimeout, "hardTimeout");
   o.retryAfter = seconds(retryAfter, "retryAfter");
-  if (o.grace !== undefined || o.retryAfter !== undefined) {
-    // The core's rules for stale-while-revalidate (src/wasm/mod.rs `refreshError`).
-    const error = wasm.refreshError(o.ttl !== undefined, o.grace !== undefined, o.retryAfter !== undefined);
-    if (error !== undefined) throw translate(error);
-  }
-  if (waitUntil !== undefined && typeof waitUntil !== "function") {
-    throw new CachePolicyError(`waitUntil must be a function, like ctx.waitUntil.bind(ctx), got ${describe(waitUntil)}`);
-  }
-  o.waitUntil = waitUntil;
-  if (signal !== undefined && !isAbortSignal(signal)) {
-    throw new CachePolicyError(`signal must be an AbortSignal, got ${describe(signal)}`);
-  }
-  o.signal = signal;
+  checkLoadCall(o, waitUntil, signal);
   return o;
-}
-
-function isAbortSignal(value) {
-  return typeof AbortSignal === "function" ? value instanceof AbortSignal : typeof value?.aborted === "boolean";
 }

@@ -105,19 +105,7 @@ function readLoadOptions(options) {
   o.softTimeout = millis(softTimeout, "softTimeout");
   o.hardTimeout = millis(hardTimeout, "hardTimeout");
   o.retryAfter = millis(retryAfter, "retryAfter");
-  if (o.grace !== undefined || o.retryAfter !== undefined) {
-    // The core's rules (RefreshOptions::check_call), as the memory store's.
-    const error = wasm.refreshError(o.ttl !== undefined, o.grace !== undefined, o.retryAfter !== undefined);
-    if (error !== undefined) throw translate(error);
-  }
-  if (waitUntil !== undefined && typeof waitUntil !== "function") {
-    throw new CachePolicyError(`waitUntil must be a function, like ctx.waitUntil.bind(ctx), got ${describe(waitUntil)}`);
-  }
-  o.waitUntil = waitUntil;
-  if (signal !== undefined && !(typeof AbortSignal === "function" ? signal instanceof AbortSignal : typeof signal?.aborted === "boolean")) {
-    throw new CachePolicyError(`signal must be an AbortSignal, got ${describe(signal)}`);
-  }
-  o.signal = signal;
+  checkLoadCall(o, waitUntil, signal);
   return o;
 }
 
