@@ -526,16 +526,7 @@ fn to_json(value: &JsValue, depth: usize, what: &'static str) -> Result<serde_js
         return Ok(Value::Null);
     }
     if !value.is_object() {
-        let kind = if value.is_bigint() {
-            "a bigint"
-        } else if value.is_symbol() {
-            "a symbol"
-        } else if value.is_function() {
-            "a function"
-        } else {
-            "a value of an unknown type"
-        };
-        return Err(not_json(what, kind));
+        return Err(not_json(what, not_json_kind(value)));
     }
     if depth >= MAX_NESTING {
         return Err(CacheError::Serialization(format!(
@@ -617,15 +608,7 @@ impl serde::Serialize for JsJson {
             return serializer.serialize_unit();
         }
         if !value.is_object() {
-            return Err(fail(if value.is_bigint() {
-                "a bigint"
-            } else if value.is_symbol() {
-                "a symbol"
-            } else if value.is_function() {
-                "a function"
-            } else {
-                "a value of an unknown type"
-            }));
+            return Err(fail(not_json_kind(value)));
         }
         let thrown = |e: JsValue| {
             let message =
@@ -714,5 +697,19 @@ fn metadata_from_js(value: JsValue) -> Result<Option<Metadata>> {
             Ok(Some(map))
         }
         _ => Err(CacheError::Serialization("metadata must be a plain object".into())),
+    }
+}
+
+/// What a JS value that is neither JSON's scalar nor an object is, for the
+/// message that refuses it (the two value readers above say it alike).
+fn not_json_kind(value: &JsValue) -> &'static str {
+    if value.is_bigint() {
+        "a bigint"
+    } else if value.is_symbol() {
+        "a symbol"
+    } else if value.is_function() {
+        "a function"
+    } else {
+        "a value of an unknown type"
     }
 }
