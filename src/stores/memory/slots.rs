@@ -555,8 +555,17 @@ impl SlotEngine {
     }
 
     /// Removes up to `limit` expired entries, soonest first, reporting them
-    /// as removed by a set; whether it removed any.
+    /// as removed by a set; whether it removed any. With no deadline queued
+    /// (a store without TTLs: every set of an LRU or S3-FIFO store that has
+    /// none) it returns at once, inline, without a call.
+    #[inline]
     fn reclaim_expired(&mut self, now: f64, limit: usize) -> bool {
+        !self.dues.is_empty() && self.reclaim_queued(now, limit)
+    }
+
+    /// [`reclaim_expired`](Self::reclaim_expired) once some deadline is queued.
+    #[inline(never)]
+    fn reclaim_queued(&mut self, now: f64, limit: usize) -> bool {
         let mut n = 0;
         while n < limit {
             let Some(id) = self.pop_expired(now) else { break };
