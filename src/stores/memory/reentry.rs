@@ -60,18 +60,9 @@ impl<G> Held<G> {
             "a value's Clone or Drop called the MemoryStore that was running it, under the lock it needs: \
              this would deadlock"
         );
-        let guard = lock();
-        #[cfg(test)]
-        LOCKS_TAKEN.set(LOCKS_TAKEN.get() + 1);
-        if outer != 0 {
-            nest(outer);
-        }
-        HOLDING.set(me);
-        Held { guard, outer }
+        Self::after(shard, Checked(outer), lock)
     }
-}
 
-impl<G> Held<G> {
     /// [`new`](Self::new) for a call that passed its re-entrancy check
     /// just before: the mark it read then (`checked`) is this thread's mark
     /// still (nothing between the check and the lock runs foreign code), and
