@@ -2,8 +2,8 @@
 // (scripts/build-js.sh concatenates js/api/*.js in order), and a part of
 // every entry with a .wasm of its own (scripts/build-entry.cjs puts it before
 // js/NAME/*.js), so that what every store checks alike is written once: how a value is
-// described in a message, what a plain object is, and getOrSet's rules past
-// its numbers.
+// described in a message, what a plain object is, getOrSet's rules past
+// its numbers, and how a removal listener (`onRemove`) is checked and called.
 
 function describe(value) {
   switch (typeof value) {
@@ -53,4 +53,51 @@ function checkLoadCall(o, waitUntil, signal) {
 
 function isAbortSignal(value) {
   return typeof AbortSignal === "function" ? value instanceof AbortSignal : typeof value?.aborted === "boolean";
+}
+
+/** The `onRemove` option, checked: a function (value, key, reason), or undefined. */
+function checkListener(onRemove) {
+  if (onRemove !== undefined && typeof onRemove !== "function") {
+    throw new CachePolicyError(`onRemove must be a function (value, key, reason), got ${describe(onRemove)}`);
+  }
+  return onRemove;
+}
+
+/**
+ * Calls `listener` with each removal notice of one call (`notices`: value,
+ * key, reason, flat), once the store is consistent. A listener may use the
+ * store; if one throws, the others still run and the first error is thrown
+ * after them: the call itself has completed. With `later` (a load storing
+ * its value: its callers get the value) the error has no caller to go to
+ * and is reported instead (`reportLater`).
+ */
+function deliver(listener, notices, later) {
+  if (notices === undefined || notices.length === 0) return;
+  let failed = false;
+  let error;
+  for (let i = 0; i < notices.length; i += 3) {
+    try {
+      listener(notices[i], notices[i + 1], notices[i + 2]);
+    } catch (e) {
+      if (!failed) [failed, error] = [true, e];
+    }
+  }
+  if (!failed) return;
+  if (later) reportLater(error);
+  else throw error;
+}
+
+const laterQueue = queueMicrotask;
+/**
+ * Surfaces an error that has no caller to go to (an `onRemove` listener's,
+ * thrown while a load stored its value or while a broken engine was
+ * replaced) as the host surfaces an uncaught error: `reportError` where
+ * there is one (browsers, Deno, Workers, Bun), else thrown from a microtask
+ * (Node: `uncaughtException`), as an EventTarget does with its listeners'.
+ */
+function reportLater(error) {
+  laterQueue(() => {
+    if (typeof globalThis.reportError === "function") globalThis.reportError(error);
+    else throw error;
+  });
 }

@@ -358,11 +358,14 @@ return {0, 0, 0, 1}
 /// KEYS: entry, recency index, expiry index, then the refresh lock (on a
 /// cluster only in mode 'r', as for [`STORE_LOADED_CALL`]).
 /// ARGV: mode, token, sha, fresh period in ms, stored bytes, TTL in ms,
-/// max_size, "1" for LRU, "1" to check random members, idle time in ms.
-/// Returns `{expired, evicted, lost, stored}`.
+/// max_size, "1" for LRU, "1" to check random members, idle time in ms,
+/// and "1" for a store with a removal listener.
+/// Returns `{expired, evicted, lost, stored}`; with a listener, then the key
+/// and stored bytes of each entry it evicted.
 const STORE_LOADED_BOUNDED_CALL: &str = r"
 local entry, lock, mode, token = KEYS[1], KEYS[4], ARGV[1], ARGV[2]
 if not may_store_or_release(entry, lock, mode, token, ARGV[3]) then return {0, 0, 0, 0} end
+if ARGV[11] == '1' then evicted_values = {} end
 local now = now_ms()
 local fresh_for = tonumber(ARGV[4])
 local doc = ARGV[5]
@@ -377,7 +380,7 @@ doc = stamped(doc, fresh_for, now)
 if fresh_for > 0 and lock then redis.call('DEL', lock) end
 -- SET replaces the placeholder; the index never listed it, so the key counts as new.
 local expired, evicted, lost = set_bounded(entry, KEYS[2], KEYS[3], doc, ttl, ARGV[7], ARGV[8], ARGV[9], now)
-return {expired, evicted, lost, 1}
+return {expired, evicted, lost, 1, unpack(evicted_values or {})}
 ";
 
 /// Reads an entry under LRU and makes it the most recently used: the next
