@@ -1594,13 +1594,13 @@ function abortable(promise, signal) {
 
 /**
  * The loads an async call runs inside, where the host has AsyncLocalStorage
- * (Node, Bun, Deno; not the workerd entry, an ES module without `require`):
- * a list { store, key, up } of the loaders it is nested in, innermost first.
+ * (Node, Bun, Deno; not the workerd entry: `hostAsyncLocalStorage`, which
+ * scripts/build-entry.cjs declares for each form of the entry): a list
+ * { store, key, up } of the loaders it is nested in, innermost first.
  */
 const LOADING = (() => {
   try {
-    const { AsyncLocalStorage } = typeof require === "function" ? require("node:async_hooks") : {};
-    return typeof AsyncLocalStorage === "function" ? new AsyncLocalStorage() : undefined;
+    return typeof hostAsyncLocalStorage === "function" ? new hostAsyncLocalStorage() : undefined;
   } catch {
     return undefined;
   }
