@@ -1008,11 +1008,20 @@ class RedisStore {
   /** Removes every entry whose key matches the glob `pattern`; how many. */
   async invalidate(pattern) {
     checkedPattern(pattern);
-    this.#checkMayDeleteMany("invalidate");
+    return this.#removeMatching("invalidate", pattern);
+  }
+
+  /**
+   * The deleting walk of `invalidate` and `clear` (`pattern` undefined):
+   * counts what it removed and tells the listener, after the walk, or
+   * (its errors reported, not thrown) when the walk failed part way.
+   */
+  async #removeMatching(what, pattern) {
+    this.#checkMayDeleteMany(what);
     const notices = this.#notices();
     let removed;
     try {
-      removed = await this.#walk("invalidate", pattern, true, undefined, notices);
+      removed = await this.#walk(what, pattern, true, undefined, notices);
     } catch (error) {
       this.#notify(notices, true);
       throw error;
@@ -1032,17 +1041,7 @@ class RedisStore {
 
   /** Removes every entry of the store. */
   async clear() {
-    this.#checkMayDeleteMany("clear");
-    const notices = this.#notices();
-    let removed;
-    try {
-      removed = await this.#walk("clear", undefined, true, undefined, notices);
-    } catch (error) {
-      this.#notify(notices, true);
-      throw error;
-    }
-    this.#c.deletes += removed;
-    this.#notify(notices);
+    await this.#removeMatching("clear", undefined);
   }
 
   /** How many entries the store holds: by the capacity index if bounded, else by a walk. */

@@ -407,6 +407,18 @@ describe("TLS and cluster cells", () => {
     return out;
   }
 
+  /** A load through `store` once it succeeds (within 20 s), or undefined. */
+  async function servedAgain(store) {
+    for (let i = 0; i < 200; i++) {
+      try {
+        return await store.getOrSet("after", () => "back");
+      } catch {
+        await sleep(100);
+      }
+    }
+    return undefined;
+  }
+
   const deep = () => {
     let v = 1;
     for (let i = 0; i < 200; i++) v = [v];
@@ -485,15 +497,7 @@ describe("TLS and cluster cells", () => {
       await assert.rejects(store.invalidate("k*"), (error) => error instanceof main.CacheBackendError || assert.fail(`${cell.name} walk: ${error}`));
       assert.ok(Date.now() - started < 8000, `${cell.name}: the calls took ${Date.now() - started} ms to fail`);
       await tls.restart();
-      let served;
-      for (let i = 0; i < 100 && served === undefined; i++) {
-        try {
-          served = await store.getOrSet("after", () => "back");
-        } catch {
-          await sleep(100);
-        }
-      }
-      assert.equal(served, "back", `${cell.name}: serves again after the restart`);
+      assert.equal(await servedAgain(store), "back", `${cell.name}: serves again after the restart`);
       await store.clear();
     }
   });
@@ -529,15 +533,7 @@ describe("TLS and cluster cells", () => {
       await assert.rejects(load, (error) => error instanceof main.CacheBackendError || assert.fail(`${cell.name} load: ${error}`));
       assert.ok(Date.now() - started < 8000, `${cell.name}: the load took ${Date.now() - started} ms to fail`);
       await cluster.waitUntilOk();
-      let served;
-      for (let i = 0; i < 200 && served === undefined; i++) {
-        try {
-          served = await store.getOrSet("after", () => "back");
-        } catch {
-          await sleep(100);
-        }
-      }
-      assert.equal(served, "back", `${cell.name}: serves again after the failover`);
+      assert.equal(await servedAgain(store), "back", `${cell.name}: serves again after the failover`);
       const seed = await store.get("seed");
       assert.equal(seed, 1, `${cell.name}: the replica had the entry`);
       // Back as a replica of the master that took over: the next cell's victim has a replica too.

@@ -39,10 +39,15 @@ after(async () => {
   await server?.stop();
 });
 
+/** A store of deployment `d` on a fresh prefix with the listener `onRemove`; `more`: other store options. */
+function listened(d, onRemove, more = {}, prefix = fresh()) {
+  return new RedisStore({ client: d.client, prefix, ...d.options, ...more, onRemove });
+}
+
 /** A store with a listener that logs [reason, key, value]; `more`: other store options. */
 function logged(d, more = {}, prefix = fresh()) {
   const seen = [];
-  const store = new RedisStore({ client: d.client, prefix, ...d.options, ...more, onRemove: (value, key, reason) => seen.push([reason, key, value]) });
+  const store = listened(d, (value, key, reason) => seen.push([reason, key, value]), more, prefix);
   return { store, seen, prefix };
 }
 const sorted = (seen) => [...seen].sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
@@ -182,14 +187,9 @@ for (const name of ["single", "cluster"]) {
 
     test("a listener that throws: the call completed (nothing left behind), every notice delivered, the first error thrown", async () => {
       const seen = [];
-      const store = new RedisStore({
-        client: d().client,
-        prefix: fresh(),
-        ...d().options,
-        onRemove: (value, key, reason) => {
-          seen.push(key);
-          throw new Error(`listener ${key}`);
-        },
+      const store = listened(d(), (value, key) => {
+        seen.push(key);
+        throw new Error(`listener ${key}`);
       });
       await store.set("a", 1);
       await assert.rejects(store.delete("a"), /listener a/);
@@ -225,13 +225,8 @@ for (const name of ["single", "cluster"]) {
 
     test("a listener that calls the store: its calls run and see the removal done", async () => {
       const moves = [];
-      const store = new RedisStore({
-        client: d().client,
-        prefix: fresh(),
-        ...d().options,
-        onRemove: (value, key, reason) => {
-          if (reason === "deleted") moves.push(store.has(key).then((has) => store.set(`archived-${key}`, { value, has })));
-        },
+      const store = listened(d(), (value, key, reason) => {
+        if (reason === "deleted") moves.push(store.has(key).then((has) => store.set(`archived-${key}`, { value, has })));
       });
       await store.set("a", "A");
       await store.delete("a");
