@@ -22,58 +22,8 @@ function isConn(value) {
 
 const FLAG = (on) => (on ? "1" : "0");
 
-// The fast way to a stored document (the hot path of set, without metadata
-// or tags): JSON.stringify writes the value's text, Rust (wasm.plainText)
-// says whether it is byte for byte what Rust would write, and if so the
-// document is Rust's template (wasm.envelope) around it. Anything else goes
-// to the Rust walk (wasm.encode), which decides (and refuses with its own
-// words). So the
-// replacer only notices, it judges nothing: a value that is not what its
-// holder holds (a toJSON ran, or NaN, which is not itself), a function, a
-// symbol, a bigint, or an object that is neither an array nor a plain
-// object (JSON.stringify would write those differently, or leave them
-// out), stops it; and it counts the nulls it saw, so that Rust can tell a
-// `null` of the text that was none (an infinity, an undefined in an array).
-const NOT_PLAIN = Symbol("not plain");
-const OBJECT_PROTO = Object.prototype;
-const [ENVELOPE_HEAD, ENVELOPE_TAIL] = wasm.envelope();
-let seenNulls = 0;
-let encodings = 0;
-function plainOnly(key, value) {
-  if (value === null) {
-    seenNulls++;
-    return value;
-  }
-  if (this[key] !== value) throw NOT_PLAIN;
-  const type = typeof value;
-  if (type === "object") {
-    if (!Array.isArray(value)) {
-      const proto = Object.getPrototypeOf(value);
-      if (proto !== OBJECT_PROTO && proto !== null) throw NOT_PLAIN;
-    }
-  } else if (type === "function" || type === "symbol" || type === "bigint") {
-    throw NOT_PLAIN;
-  }
-  return value;
-}
-
-/** The stored document of `value` (text): Rust's, by the fast way when it vouches for it, else by its walk. */
-function encodeEntry(value, metadata, tags) {
-  if (metadata !== undefined || tags.length !== 0) return core(() => wasm.encode(value, metadata, tags));
-  const turn = ++encodings;
-  seenNulls = 0;
-  let text;
-  try {
-    text = JSON.stringify(value, plainOnly);
-  } catch {
-    text = undefined;
-  }
-  // `turn`: a getter or toJSON that stored something meanwhile reset the count.
-  if (typeof text === "string" && turn === encodings) {
-    if (wasm.plainText(encoder.encode(text), seenNulls)) return ENVELOPE_HEAD + text + ENVELOPE_TAIL;
-  }
-  return core(() => wasm.encode(value, metadata, tags));
-}
+// The fast ways to and from a stored document (encodeEntry, plainStartOf,
+// valueText): js/redis/2-hot.js.
 
 class RedisStore {
   #conn;
@@ -292,8 +242,8 @@ class RedisStore {
   #decode(key, bytes) {
     // A follower of this instance's load decodes the document its leader stored (text).
     if (typeof bytes === "string") bytes = encoder.encode(bytes);
-    const start = wasm.valueStart(bytes);
-    if (start >= 0) return JSON.parse(decoder.decode(bytes.subarray(start, bytes.length - 1)));
+    const start = valueStartOf(bytes);
+    if (start >= 0) return JSON.parse(valueText(bytes, start));
     return JSON.parse(core(() => wasm.decodeValue(key, bytes)));
   }
 
@@ -318,9 +268,9 @@ class RedisStore {
       stored = await this.#read("get", entry);
       if (stored !== null) {
         // The usual document (no idle header, a value JS may parse as it is): one call into the wasm.
-        const start = wasm.plainStart(stored);
+        const start = plainStartOf(stored);
         if (start >= 0) {
-          fast = JSON.parse(decoder.decode(stored.subarray(start, stored.length - 1)));
+          fast = JSON.parse(valueText(stored, start));
         } else {
           const head = wasm.idleHeader(stored);
           if (head !== undefined) await this.#touch(entry, index, head);

@@ -231,6 +231,10 @@ fn value_text(bytes: &[u8]) -> Option<&[u8]> {
 #[cfg_attr(not(any(test, feature = "js-redis")), allow(dead_code))]
 pub(crate) fn value_start(bytes: &[u8]) -> Option<usize> {
     let inner = value_text(bytes)?;
+    // The usual value: one pass, no serde (which only confirms, or decides, the rest).
+    if super::plain_json::surely_valid(inner) {
+        return Some(bytes.len() - 1 - inner.len());
+    }
     let mut de = serde_json::Deserializer::from_slice(inner);
     let Valid = serde::de::Deserialize::deserialize(&mut de).ok()?;
     de.end().ok()?;

@@ -15,6 +15,8 @@
 
 use wasm_bindgen::prelude::*;
 
+mod scratch;
+
 use crate::errors::{CacheError, Result};
 use crate::key::{Key, MAX_KEY_LEN};
 use crate::pattern::{MAX_PATTERN_LEN, Pattern};

@@ -1,0 +1,330 @@
+//! A quick yes to "does serde_json read this text as one JSON value?" for
+//! the usual stored values (issue 24 item 4: the JS store's get asks it of
+//! every document it reads, through `format::value_start`).
+//!
+//! [`surely_valid`] answers `true` only for a text serde_json reads as a
+//! `serde_json::Value` without error: one value, no whitespace, nesting of
+//! at most [`MAX_NESTING`] levels, strings of valid UTF-8 with the simple
+//! escapes or a `\u` escape of a code point that is no surrogate, numbers
+//! of at most [`MAX_DIGITS`] digits in each part and exponents of at most
+//! two digits (so finite, whatever the parser). Anything else, valid or
+//! not, is `false`: "ask serde_json", which then decides (and words the
+//! error). One pass over the bytes, no allocation: serde_json's own check
+//! (deserializing into a visitor that keeps nothing) cost about 5x more.
+
+use crate::store::MAX_NESTING;
+
+/// The most digits a number's integer, fraction or exponent part may have
+/// for a quick yes (an exponent: 2): below 10^(MAX_DIGITS + 99), finite.
+const MAX_DIGITS: usize = 100;
+
+/// Whether `text` is surely one JSON value serde_json reads (see the module).
+pub(crate) fn surely_valid(text: &[u8]) -> bool {
+    // Bit d of `in_object`: the container at depth d+1 is an object (else an array).
+    let mut in_object: u128 = 0;
+    let mut depth = 0usize;
+    let mut non_ascii = false;
+    let mut i = 0usize;
+    // Each turn reads one value at `i`, then the punctuation after it.
+    loop {
+        // A value.
+        match text.get(i) {
+            Some(b'{') | Some(b'[') => {
+                let object = text[i] == b'{';
+                if depth >= MAX_NESTING {
+                    return false;
+                }
+                if object {
+                    in_object |= 1 << depth;
+                } else {
+                    in_object &= !(1 << depth);
+                }
+                depth += 1;
+                i += 1;
+                // Empty, or the first key.
+                match (object, text.get(i)) {
+                    (true, Some(b'}')) | (false, Some(b']')) => {
+                        depth -= 1;
+                        i += 1;
+                    }
+                    (true, _) => {
+                        let Some(end) = string(text, i, &mut non_ascii) else { return false };
+                        if text.get(end) != Some(&b':') {
+                            return false;
+                        }
+                        i = end + 1;
+                        continue;
+                    }
+                    (false, _) => continue,
+                }
+            }
+            Some(b'"') => match string(text, i, &mut non_ascii) {
+                Some(end) => i = end,
+                None => return false,
+            },
+            Some(b't') if text[i..].starts_with(b"true") => i += 4,
+            Some(b'f') if text[i..].starts_with(b"false") => i += 5,
+            Some(b'n') if text[i..].starts_with(b"null") => i += 4,
+            Some(b'-' | b'0'..=b'9') => match number(text, i) {
+                Some(end) => i = end,
+                None => return false,
+            },
+            _ => return false,
+        }
+        // What follows a value: the end of its containers, a comma (then a key in an object).
+        loop {
+            if depth == 0 {
+                return i == text.len() && (!non_ascii || std::str::from_utf8(text).is_ok());
+            }
+            let object = in_object & (1 << (depth - 1)) != 0;
+            match (object, text.get(i)) {
+                (true, Some(b'}')) | (false, Some(b']')) => {
+                    depth -= 1;
+                    i += 1;
+                }
+                (_, Some(b',')) => {
+                    i += 1;
+                    if object {
+                        let Some(end) = string(text, i, &mut non_ascii) else { return false };
+                        if text.get(end) != Some(&b':') {
+                            return false;
+                        }
+                        i = end + 1;
+                    }
+                    break;
+                }
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// The end (past the closing quote) of the string starting at `at`, if it
+/// is one serde_json surely reads; marks `non_ascii` (the UTF-8 check is
+/// done once, on the whole text).
+fn string(text: &[u8], at: usize, non_ascii: &mut bool) -> Option<usize> {
+    if text.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut i = at + 1;
+    loop {
+        match *text.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => match *text.get(i + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                b'u' => {
+                    let hex = text.get(i + 2..i + 6)?;
+                    let mut unit = 0u32;
+                    for &h in hex {
+                        unit = unit * 16 + char::from(h).to_digit(16)?;
+                    }
+                    // A surrogate: serde_json pairs it or refuses it; it decides.
+                    if (0xD800..0xE000).contains(&unit) {
+                        return None;
+                    }
+                    i += 6;
+                }
+                _ => return None,
+            },
+            c if c < 0x20 => return None,
+            c => {
+                if c >= 0x80 {
+                    *non_ascii = true;
+                }
+                i += 1;
+            }
+        }
+    }
+}
+
+/// The end of the number starting at `at`, if it is one JSON allows with
+/// at most [`MAX_DIGITS`] digits in its integer and fraction parts and at
+/// most two in its exponent.
+fn number(text: &[u8], at: usize) -> Option<usize> {
+    let digits =
+        |from: usize| text.get(from..).map_or(0, |rest| rest.iter().take_while(|c| c.is_ascii_digit()).count());
+    let mut i = at;
+    if text.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    let whole = digits(i);
+    // No leading zero (`01`), at least one digit.
+    if whole == 0 || whole > MAX_DIGITS || (whole > 1 && text[i] == b'0') {
+        return None;
+    }
+    i += whole;
+    if text.get(i) == Some(&b'.') {
+        let fraction = digits(i + 1);
+        if fraction == 0 || fraction > MAX_DIGITS {
+            return None;
+        }
+        i += 1 + fraction;
+    }
+    if matches!(text.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(text.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let exponent = digits(i);
+        if exponent == 0 || exponent > 2 {
+            return None;
+        }
+        i += exponent;
+    }
+    Some(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// serde_json's answer, the reference.
+    fn serde_reads(text: &[u8]) -> bool {
+        serde_json::from_slice::<serde_json::Value>(text).is_ok()
+    }
+
+    #[test]
+    fn the_usual_values_are_a_quick_yes() {
+        for text in [
+            r#"{"id":5,"name":"user 5","tags":["a","b"],"score":7.5}"#,
+            r#"[]"#,
+            r#"{}"#,
+            r#"[[],{},[{}]]"#,
+            r#""""#,
+            r#""a\"\\\/\b\f\n\r\t\u00e9\uFFFF""#,
+            "\"日本 😀\"",
+            r#"{"a":{"b":[1,-2,0,0.5,-0.25,1e5,1E-5,2.5e+10,null,true,false]}}"#,
+            r#"-0"#,
+            r#"123456789012345678901234567890"#,
+        ] {
+            assert!(surely_valid(text.as_bytes()), "{text}");
+            assert!(serde_reads(text.as_bytes()), "{text}");
+        }
+        let deepest = format!("{}1{}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
+        assert!(surely_valid(deepest.as_bytes()));
+    }
+
+    #[test]
+    fn what_serde_json_refuses_or_may_refuse_is_no_quick_yes() {
+        let deeper = format!("{}1{}", "[".repeat(MAX_NESTING + 1), "]".repeat(MAX_NESTING + 1));
+        let long = format!("1{}", "0".repeat(MAX_DIGITS));
+        for text in [
+            "",
+            " 1",
+            "1 ",
+            "[1, 2]",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "1e400",
+            "1e-400",
+            "1e+",
+            "+1",
+            "NaN",
+            "Infinity",
+            "[1,]",
+            "[,1]",
+            "{\"a\":1,}",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{1:2}",
+            "{\"a\" :1}",
+            "[1}",
+            "{\"a\":1]",
+            "[",
+            "]",
+            "\"",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"\\ud800\"",
+            "\"\\udc00\"",
+            "\"\\ud83d\\ude00\"",
+            "\"a\nb\"",
+            "tru",
+            "nul",
+            "1 2",
+            "[1][2]",
+            "\"\u{7f}\"x",
+            &deeper,
+            &long,
+        ] {
+            assert!(!surely_valid(text.as_bytes()), "{text:?}");
+        }
+        // Invalid UTF-8 in a string.
+        assert!(!surely_valid(b"\"\xff\""));
+        assert!(!surely_valid(b"\"\xc3\""));
+        assert!(!surely_valid(b"[\"\xed\xa0\x80\"]"), "a surrogate's UTF-8 form");
+    }
+}
+
+/// The quick yes must never say yes where serde_json says no.
+// proptest is a native dev-dependency.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod fuzz_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PIECES: &[&str] = &[
+        "{", "}", "[", "]", ",", ":", "\"", "\"a\"", "\\", "\\u", "d800", "dc00", "00e9", "0", "1", "-", ".", "e", "E",
+        "+", "9", "00", "true", "false", "null", " ", "\u{e9}", "\n", "1e99", "1e100", "\\n", "\\x",
+    ];
+
+    fn cases(base: u32) -> u32 {
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(base)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(20_000), ..ProptestConfig::default() })]
+
+        #[test]
+        fn fuzz_spliced_text_yes_only_where_serde_reads(pieces in proptest::collection::vec(0..PIECES.len(), 0..16)) {
+            let text: Vec<u8> = pieces.iter().flat_map(|&p| PIECES[p].bytes()).collect();
+            if surely_valid(&text) {
+                prop_assert!(serde_json::from_slice::<serde_json::Value>(&text).is_ok(), "{}", String::from_utf8_lossy(&text));
+            }
+        }
+
+        #[test]
+        fn fuzz_arbitrary_bytes_yes_only_where_serde_reads(text in proptest::collection::vec(any::<u8>(), 0..40)) {
+            if surely_valid(&text) {
+                prop_assert!(serde_json::from_slice::<serde_json::Value>(&text).is_ok(), "{:?}", text);
+            }
+        }
+
+        #[test]
+        fn fuzz_written_values_are_a_quick_yes(value in json_value()) {
+            // What serde_json writes (compact) is what the stores write: a quick yes unless it has
+            // a surrogate escape (it writes none), a long number or deep nesting (none here).
+            let text = serde_json::to_vec(&value).unwrap();
+            prop_assert!(surely_valid(&text) || has_long_number(&text), "{}", String::from_utf8_lossy(&text));
+        }
+    }
+
+    /// Whether `text` has an exponent of three digits (serde_json writes 1e-300 and 1e+300 so).
+    fn has_long_number(text: &[u8]) -> bool {
+        text.windows(5).any(|w| {
+            let digits = if matches!(w[1], b'-' | b'+') { &w[2..5] } else { &w[1..4] };
+            w[0] == b'e' && digits.iter().all(u8::is_ascii_digit)
+        })
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
+            ".{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(".{0,6}", inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+}

@@ -1,0 +1,169 @@
+// The JS RedisStore's hot path (issue 24 item 4) against a real redis-server:
+// set's fast encoding (a read-once copy of the value, JSON.stringify, Rust's
+// plainText through the scratch buffer) and get's quick read (Rust's
+// plainStart through the scratch buffer, the quick JSON check) must write
+// and read exactly what Rust's walk and reader do, for values around the
+// scratch buffer's size, after the wasm memory grew, and for hostile values.
+import assert from "node:assert/strict";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { before, after, describe, test } from "node:test";
+import { createClient } from "redis5";
+import * as main from "pepperpy-caching";
+import { RedisStore } from "pepperpy-caching/redis";
+import { startServer } from "./redis-support.mjs";
+
+const { CacheSerializationError } = main;
+const require = createRequire(import.meta.url);
+const wasm = require(join(dirname(require.resolve("pepperpy-caching/redis")), "wasm", "redis.cjs"));
+
+let server;
+let client;
+let n = 0;
+const fresh = () => `h${++n}:`;
+
+before(async () => {
+  server = await startServer();
+  client = await createClient({ url: server.url }).connect();
+});
+after(async () => {
+  await client?.quit();
+  await server?.stop();
+});
+
+describe("set's fast encoding", () => {
+  test("reads each property of the value once, as Rust's walk does", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    let reads = 0;
+    const value = {
+      get counted() {
+        reads++;
+        return { nested: [1, 2.5, "x"] };
+      },
+      plain: 1,
+    };
+    await store.set("k", value);
+    assert.equal(reads, 1, "the getter ran once");
+    assert.equal(await client.get(`${store.prefix}k`), '{"v":{"counted":{"nested":[1,2.5,"x"]},"plain":1}}');
+    // A Proxy's traps, likewise: one `get` per property.
+    const gets = new Map();
+    const proxy = new Proxy(
+      { a: 1, b: [true, null] },
+      {
+        get(target, name, receiver) {
+          if (typeof name === "string") gets.set(name, (gets.get(name) ?? 0) + 1);
+          return Reflect.get(target, name, receiver);
+        },
+      },
+    );
+    await store.set("p", proxy);
+    assert.equal(await client.get(`${store.prefix}p`), '{"v":{"a":1,"b":[true,null]}}');
+    assert.equal(gets.get("a"), 1);
+    assert.equal(gets.get("b"), 1);
+  });
+
+  test("a getter that answers differently each time is stored as read once: never a text Rust's walk would refuse", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    let turn = 0;
+    // Plain the first time, a Map after: JSON.stringify would write `{}` for the Map, which the walk refuses.
+    const shifty = {
+      get x() {
+        return turn++ === 0 ? { ok: 1 } : new Map([[1, 2]]);
+      },
+    };
+    await store.set("k", shifty);
+    assert.equal(await client.get(`${store.prefix}k`), '{"v":{"x":{"ok":1}}}');
+    // A function the first time: the copy stops, and the walk decides on its own reading (a 1),
+    // never JSON.stringify's `{}` (which leaves a function out).
+    let calls = 0;
+    const sly = {
+      get f() {
+        return calls++ === 0 ? () => 1 : 1;
+      },
+    };
+    await store.set("f", sly);
+    assert.equal(await client.get(`${store.prefix}f`), '{"v":{"f":1}}');
+    assert.equal(calls, 2, "read by the copy, then by the walk");
+  });
+
+  test("a getter that stores meanwhile (re-entrance) changes neither write", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    let inner;
+    const value = {
+      a: null,
+      get b() {
+        inner ??= store.set("inner", [null, { n: null }]);
+        return [1, null];
+      },
+    };
+    await store.set("outer", value);
+    await inner;
+    assert.equal(await client.get(`${store.prefix}outer`), '{"v":{"a":null,"b":[1,null]}}');
+    assert.equal(await client.get(`${store.prefix}inner`), '{"v":[null,{"n":null}]}');
+  });
+
+  test("values around and past the scratch buffer's size, ASCII or not, are Rust's bytes and read back", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    const size = wasm.scratchLength();
+    const values = [];
+    for (const length of [size - 12, size - 11, size - 10, size, size + 1, 3 * size]) {
+      values.push("a".repeat(length), `${"é".repeat(Math.floor(length / 2))}`, { s: "日".repeat(Math.floor(length / 3)) });
+    }
+    for (const [i, value] of values.entries()) {
+      await store.set(`k${i}`, value);
+      assert.equal(await client.get(`${store.prefix}k${i}`), wasm.encode(value, undefined, []), `value ${i}`);
+      assert.deepEqual(await store.get(`k${i}`), value, `value ${i} reads back`);
+    }
+    assert.deepEqual(await store.getMany(values.map((_, i) => `k${i}`)), values);
+  });
+
+  test("after the wasm memory grew (its views detached), set and get still go through the scratch buffer", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    const memory = wasm.wasmMemory();
+    await store.set("small", { a: [1, 2] });
+    const before = memory.buffer.byteLength;
+    // The walk (metadata) of a large value allocates in the wasm: the memory grows.
+    const big = { blob: "x".repeat(8 * 1024 * 1024) };
+    await store.set("big", big, { metadata: { m: 1 } });
+    assert.ok(memory.buffer.byteLength > before, "the memory grew");
+    for (let i = 0; i < 3; i++) {
+      await store.set(`after${i}`, { i, s: "é" });
+      assert.deepEqual(await store.get(`after${i}`), { i, s: "é" });
+    }
+    assert.deepEqual(await store.get("small"), { a: [1, 2] });
+    assert.equal((await store.get("big")).blob.length, big.blob.length);
+  });
+});
+
+describe("get's quick read", () => {
+  test("reads what Rust reads and refuses what it refuses, whichever check answers", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    const deepest = `${"[".repeat(100)}1${"]".repeat(100)}`;
+    const readable = [
+      ['{"v":{"id":5,"name":"user 5","tags":["a","b"],"score":7.5}}', { id: 5, name: "user 5", tags: ["a", "b"], score: 7.5 }],
+      ['{"v": [1, 2] }', [1, 2]],
+      ['{"v":"\\u00e9\\ud83d\\ude00\\n\\/"}', "é😀\n/"],
+      ['{"v":1e300}', 1e300],
+      ['{"v":1e-400}', 0],
+      ['{"v":-0.0}', -0],
+      [`{"v":1${"0".repeat(120)}}`, 1e120],
+      [`{"v":${deepest}}`, JSON.parse(deepest)],
+      ['{"v":{"a":1,"a":2}}', { a: 2 }],
+      ['{"v":"日本"}', "日本"],
+    ];
+    for (const [doc, value] of readable) {
+      await client.set(`${store.prefix}k`, doc);
+      assert.deepEqual(await store.get("k"), value, doc.slice(0, 60));
+      assert.deepEqual(await store.getMany(["k"]), [value], doc.slice(0, 60));
+    }
+    const refused = ['{"v":"\\ud800"}', '{"v":1e400}', '{"v":[1,]}', '{"v":01}', '{"v":"a\tb"}', `{"v":${"[".repeat(130)}1${"]".repeat(130)}}`];
+    for (const doc of refused) {
+      await client.set(`${store.prefix}k`, doc);
+      await assert.rejects(store.get("k"), CacheSerializationError, doc.slice(0, 60));
+      assert.throws(() => wasm.decodeValue("k", Buffer.from(doc)), (e) => e.name === "CacheSerializationError", `Rust refuses ${doc.slice(0, 60)} too`);
+    }
+    // Bytes that are no UTF-8 inside a string: Rust refuses them, get too.
+    await client.set(`${store.prefix}k`, Buffer.from([...Buffer.from('{"v":"'), 0xff, ...Buffer.from('"}')]));
+    await assert.rejects(store.get("k"), CacheSerializationError);
+  });
+});
