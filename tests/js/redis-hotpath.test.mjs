@@ -102,6 +102,35 @@ describe("set's fast encoding", () => {
     assert.equal(await client.get(`${store.prefix}inner`), '{"v":[null,{"n":null}]}');
   });
 
+  test("numbers of every size and precision are written as the walk writes them", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    // A fixed pseudo-random sequence (xorshift): the same numbers every run.
+    let seed = 0x9e3779b9;
+    const random = () => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) / 2 ** 32;
+    };
+    const bits = new DataView(new ArrayBuffer(8));
+    for (let round = 0; round < 8; round++) {
+      const numbers = [];
+      for (let i = 0; i < 500; i++) {
+        const digits = 1 + Math.floor(random() * 17);
+        const scale = Math.floor(random() * 30) - 12;
+        numbers.push(Number((random() * 10 ** scale).toPrecision(digits)) * (random() < 0.5 ? -1 : 1));
+        bits.setUint32(0, (random() * 2 ** 32) >>> 0);
+        bits.setUint32(4, (random() * 2 ** 32) >>> 0);
+        const any = bits.getFloat64(0);
+        if (Number.isFinite(any)) numbers.push(any);
+      }
+      numbers.push(0.00001, 0.000015, 0.000001, 1e-7, 99999999999999.9, 999999999999999.9, 0.1 + 0.2, 1 / 3);
+      await store.set(`n${round}`, numbers);
+      assert.equal(await client.get(`${store.prefix}n${round}`), wasm.encode(numbers, undefined, []), `round ${round}`);
+      assert.deepEqual(await store.get(`n${round}`), numbers);
+    }
+  });
+
   test("values around and past the scratch buffer's size, ASCII or not, are Rust's bytes and read back", async () => {
     const store = new RedisStore({ client, prefix: fresh() });
     const size = wasm.scratchLength();
