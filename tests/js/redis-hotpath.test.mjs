@@ -102,6 +102,33 @@ describe("set's fast encoding", () => {
     assert.equal(await client.get(`${store.prefix}inner`), '{"v":[null,{"n":null}]}');
   });
 
+  test("shapes the copy leaves to the walk are stored as the walk writes them", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    const ownProto = JSON.parse('{"__proto__":{"x":1},"a":2}');
+    // eslint-disable-next-line no-sparse-arrays
+    const holes = [1, , 3];
+    const arrayWithToJSON = Object.assign([1, 2], { toJSON: () => "replaced" });
+    const proxiedArray = new Proxy([1, { b: [2] }], {});
+    const nullProto = Object.assign(Object.create(null), { z: 1, a: [null] });
+    const shapes = [ownProto, holes, [undefined, null], arrayWithToJSON, { inner: arrayWithToJSON }, proxiedArray, nullProto, { 2: "b", 1: "a", x: 0 }];
+    for (const [i, value] of shapes.entries()) {
+      await store.set(`s${i}`, value);
+      assert.equal(await client.get(`${store.prefix}s${i}`), wasm.encode(value, undefined, []), `shape ${i}`);
+    }
+    // A toJSON on Object.prototype (a polluted realm): every plain object has one, the walk calls it.
+    Object.prototype.toJSON = function () {
+      return "polluted";
+    };
+    try {
+      const value = { a: 1 };
+      const expected = wasm.encode(value, undefined, []);
+      await store.set("polluted", value);
+      assert.equal(await client.get(`${store.prefix}polluted`), expected);
+    } finally {
+      delete Object.prototype.toJSON;
+    }
+  });
+
   test("numbers of every size and precision are written as the walk writes them", async () => {
     const store = new RedisStore({ client, prefix: fresh() });
     // A fixed pseudo-random sequence (xorshift): the same numbers every run.
