@@ -7,7 +7,7 @@
 // Rust store and a JS store with the same prefix, policy and buckets share
 // every entry, the capacity index and the loads.
 
-const STORE_OPTIONS = ["client", "prefix", "policy", "defaultTtl", "buckets", "lockLease", "wholeDatabase", "responseTimeout"];
+const STORE_OPTIONS = ["client", "prefix", "policy", "defaultTtl", "buckets", "lockLease", "wholeDatabase", "responseTimeout", "onRemove"];
 
 function isConn(value) {
   return (
@@ -58,6 +58,8 @@ class RedisStore {
   #refreshing = new Set();
   // A cluster store's record of its bucket count: checked before the first call.
   #record;
+  // The removal listener (value, key, reason), or undefined (see "removals" below).
+  #onRemove;
   #c = RedisStore.#zero();
 
   static #zero() {
@@ -81,7 +83,7 @@ class RedisStore {
   }
 
   constructor(options) {
-    const { client, prefix = "", policy, defaultTtl, buckets, lockLease, wholeDatabase, responseTimeout } = readOptions(
+    const { client, prefix = "", policy, defaultTtl, buckets, lockLease, wholeDatabase, responseTimeout, onRemove } = readOptions(
       options,
       "RedisStore",
       STORE_OPTIONS,
@@ -138,6 +140,7 @@ class RedisStore {
       throw new CachePolicyError(`wholeDatabase must be a boolean, got ${describe(wholeDatabase)}`);
     }
     this.#wholeDatabase = wholeDatabase === true;
+    this.#onRemove = checkListener(onRemove);
   }
 
   /** The prefix of every key of this store. */
@@ -312,6 +315,7 @@ class RedisStore {
     const stored = encodeEntry(value, o.metadata, o.tags ?? []);
     const ttl = o.ttl ?? this.#defaultTtl;
     const idle = o.idle ?? this.#defaultIdle;
+    if (this.#onRemove !== undefined) return this.#setReporting(key, entry, index, stored, ttl, idle, o.tags);
     if (o.tags !== undefined) {
       await this.#writeTagged("set", entry, index, stored, ttl, idle, o.tags);
       return;
@@ -328,6 +332,103 @@ class RedisStore {
       return;
     }
     await this.#write("set", entry, index, stored, ttl, idle);
+  }
+
+  // ---- removals: what this process removes, told to the listener (listen.rs)
+
+  /** The removal notices of one call (value, key, reason, flat), or undefined without a listener. */
+  #notices() {
+    return this.#onRemove === undefined ? undefined : [];
+  }
+
+  /** Calls the listener with the notices (js/api/1-shared.js `deliver`); `later`: its error has no caller (a load, a failed call). */
+  #notify(notices, later) {
+    deliver(this.#onRemove, notices, later);
+  }
+
+  /**
+   * Queues the entries a script removed, `[key, bytes, ...]` from `reply[from]`
+   * (Redis keys and stored bytes), decoded, with `reason`; those that are not
+   * this store's or do not decode (written by something else) are skipped.
+   */
+  #noteRemoved(notices, reason, reply, from) {
+    if (notices === undefined || !Array.isArray(reply)) return;
+    const raws = [];
+    const docs = [];
+    for (let i = from; i + 1 < reply.length; i += 2) {
+      if (reply[i] instanceof Uint8Array && reply[i + 1] instanceof Uint8Array) {
+        raws.push(reply[i]);
+        docs.push(reply[i + 1]);
+      }
+    }
+    if (raws.length === 0) return;
+    const keys = this.#userKeys(raws, undefined);
+    for (let i = 0; i < raws.length; i++) {
+      if (keys[i] === null) continue;
+      let value;
+      try {
+        value = this.#decode(keys[i], docs[i]);
+      } catch {
+        continue;
+      }
+      notices.push(value, keys[i], reason);
+    }
+  }
+
+  /** Queues the value a write of `key` replaced (its stored bytes, or null: none). */
+  #noteReplaced(notices, key, bytes) {
+    if (notices === undefined || !(bytes instanceof Uint8Array)) return;
+    let value;
+    try {
+      value = this.#decode(key, bytes);
+    } catch {
+      return;
+    }
+    notices.push(value, key, "replaced");
+  }
+
+  /**
+   * The write of an entry by the script that also returns what it replaced
+   * and, under a capacity, what it evicted (SET_RETURNING,
+   * SET_BOUNDED_RETURNING_CALL): a call for a Conn.
+   */
+  #returningCall(entry, index, stored, ttl, idle) {
+    const bound = this.#bound;
+    if (bound === undefined) {
+      return { script: SCRIPTS.set_returning, keys: [entry], args: [stored, String(ttl ?? 0), String(idle ?? 0)] };
+    }
+    const sample = this.#setsSeen++ % SAMPLE_EVERY === 0;
+    return {
+      script: SCRIPTS.set_bounded_returning,
+      keys: [entry, this.#recencyOf(index), this.#expiryOf(index)],
+      args: [stored, String(ttl ?? 0), (this.#shares[index] ??= String(this.#space.share(bound.maxSize, index))), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
+    };
+  }
+
+  /** Reads a #returningCall's reply: counts and settles a bounded write, queues the replaced and evicted entries. */
+  async #noteSet(what, notices, key, index, reply) {
+    if (this.#bound === undefined) {
+      this.#noteReplaced(notices, key, reply);
+      return;
+    }
+    if (!Array.isArray(reply) || reply.length < 4) throw new CacheBackendError(`${what} on Redis: unexpected reply ${describe(reply)}`);
+    await this.#settle(index, reply);
+    this.#noteReplaced(notices, key, reply[3]);
+    this.#noteRemoved(notices, "evicted", reply, 4);
+  }
+
+  /** `set` with a listener: the write that returns what it replaced and evicted, then the listener. */
+  async #setReporting(key, entry, index, stored, ttl, idle, tags) {
+    const notices = [];
+    if (tags !== undefined) {
+      await this.#writeTagged("set", entry, index, stored, ttl, idle, tags, notices, key);
+    } else {
+      const call = this.#returningCall(entry, index, stored, ttl, idle);
+      const reply = await this.#script("set", call.script, call.keys, call.args);
+      this.#c.sets++;
+      await this.#noteSet("set", notices, key, index, reply);
+    }
+    this.#notify(notices);
   }
 
   /** Writes an entry's bytes, under the capacity if there is one (entries.rs `write`). */
@@ -374,11 +475,13 @@ class RedisStore {
    * (one round trip), in that order. If it fails, the entry is unlinked
    * (best effort): an entry carrying a tag that no set lists must not stay.
    */
-  async #writeTagged(what, entry, index, stored, ttl, idle, tags) {
+  async #writeTagged(what, entry, index, stored, ttl, idle, tags, notices, key) {
     await this.#ready();
     const bound = this.#bound;
     let write;
-    if (bound !== undefined) {
+    if (notices !== undefined) {
+      write = this.#returningCall(entry, index, stored, ttl, idle);
+    } else if (bound !== undefined) {
       const sample = this.#setsSeen++ % SAMPLE_EVERY === 0;
       write = {
         script: SCRIPTS.set_bounded,
@@ -399,7 +502,8 @@ class RedisStore {
       throw backendError(what, error);
     }
     this.#c.sets++;
-    if (bound !== undefined) await this.#settle(index, replies[0]);
+    if (notices !== undefined) await this.#noteSet(what, notices, key, index, replies[0]);
+    else if (bound !== undefined) await this.#settle(index, replies[0]);
   }
 
   /** Lists an entry just written in its tag sets; on failure unlinks it again (best effort) and throws. */
@@ -428,18 +532,36 @@ class RedisStore {
     const unique = [...new Set(wanted)].sort();
     if (unique.length === 0) return 0;
     const bounded = this.#bound !== undefined;
+    const notices = this.#notices();
     let removed = 0;
     const n = this.#space.bucketCount();
-    for (let from = 0; from < n; from += SIZE_CONCURRENCY) {
-      const calls = [];
-      for (let i = from; i < Math.min(n, from + SIZE_CONCURRENCY); i++) {
-        const sets = unique.map((tag) => this.#space.tagSet(i, tag));
-        const keys = bounded ? [this.#recencyOf(i), this.#expiryOf(i), ...sets] : sets;
-        calls.push(this.#script("invalidateTags", SCRIPTS.invalidate_tags, keys, [FLAG(bounded), "0", ...unique]));
+    try {
+      for (let from = 0; from < n; from += SIZE_CONCURRENCY) {
+        const calls = [];
+        for (let i = from; i < Math.min(n, from + SIZE_CONCURRENCY); i++) {
+          const sets = unique.map((tag) => this.#space.tagSet(i, tag));
+          const keys = bounded ? [this.#recencyOf(i), this.#expiryOf(i), ...sets] : sets;
+          // With a listener the script also returns what it removed: {removed, key, bytes, ...}.
+          calls.push(this.#script("invalidateTags", SCRIPTS.invalidate_tags, keys, [FLAG(bounded), FLAG(notices !== undefined), ...unique]));
+        }
+        const replies = await Promise.allSettled(calls);
+        for (const reply of replies) {
+          if (reply.status !== "fulfilled") continue;
+          if (notices === undefined) removed += reply.value;
+          else {
+            removed += reply.value[0];
+            this.#noteRemoved(notices, "invalidated", reply.value, 1);
+          }
+        }
+        for (const reply of replies) if (reply.status === "rejected") throw reply.reason;
       }
-      for (const count of await Promise.all(calls)) removed += count;
+    } catch (error) {
+      this.#c.deletes += removed;
+      this.#notify(notices, true);
+      throw error;
     }
     this.#c.deletes += removed;
+    this.#notify(notices);
     return removed;
   }
 
@@ -453,22 +575,33 @@ class RedisStore {
   /** Removes the entry under `key`; whether it existed (a load's placeholder is removed, and is no entry). */
   async delete(key) {
     const { entry, index } = this.#locate(key);
-    const existed = (await this.#unlink("delete", index, [entry])) > 0;
+    const notices = this.#notices();
+    const existed = (await this.#unlink("delete", index, [entry], this.#conn, notices, "deleted")) > 0;
     if (existed) this.#c.deletes++;
+    this.#notify(notices);
     return existed;
   }
 
-  /** Deletes entries of bucket `index` (and load placeholders among them); how many entries existed. */
-  async #unlink(what, index, entries, via = this.#conn) {
+  /**
+   * Deletes entries of bucket `index` (and load placeholders among them); how
+   * many entries existed. With `notices`, the script also returns the
+   * removed entries' bytes, queued there with `reason`.
+   */
+  async #unlink(what, index, entries, via = this.#conn, notices = undefined, reason = undefined) {
     if (entries.length === 0) return 0;
     const bounded = this.#bound !== undefined;
     const keys = bounded ? [this.#recencyOf(index), this.#expiryOf(index), ...entries] : entries;
     await this.#ready();
+    let reply;
     try {
-      return await via.script(SCRIPTS.delete, keys, [FLAG(bounded), "0"]);
+      reply = await via.script(SCRIPTS.delete, keys, [FLAG(bounded), FLAG(notices !== undefined)]);
     } catch (error) {
       throw backendError(what, error);
     }
+    if (notices === undefined) return reply;
+    if (!Array.isArray(reply) || typeof reply[0] !== "number") throw new CacheBackendError(`${what} on Redis: unexpected reply ${describe(reply)}`);
+    this.#noteRemoved(notices, reason, reply, 1);
+    return reply[0];
   }
 
   /** Whether a live entry is under `key`. */
@@ -588,22 +721,32 @@ class RedisStore {
       if (value === undefined) throw new CacheSerializationError("setMany cannot store undefined (store null instead)");
       return encodeEntry(value, o.metadata, o.tags ?? []);
     });
+    const notices = this.#notices();
     if (o.tags !== undefined) {
       // Each written and listed in one pipeline, as a tagged set; every entry tried, the first failure reported.
       let first;
       for (let i = 0; i < pairs.length; i++) {
         try {
-          await this.#writeTagged("setMany", located[i].entry, located[i].index, stored[i], ttl, idle, o.tags);
+          await this.#writeTagged("setMany", located[i].entry, located[i].index, stored[i], ttl, idle, o.tags, notices, pairs[i][0]);
         } catch (error) {
           first ??= error;
         }
       }
+      this.#notify(notices, first !== undefined);
       if (first !== undefined) throw first;
       return;
     }
     const bound = this.#bound;
     const written = await Promise.allSettled(
       [...groups].map(async ([index, positions]) => {
+        if (notices !== undefined) {
+          // The scripts that also return what each write replaced and evicted, one pipeline per bucket.
+          const calls = positions.map((pos) => this.#returningCall(located[pos].entry, index, stored[pos], ttl, idle));
+          const replies = await this.#pipeline("setMany", calls);
+          this.#c.sets += positions.length;
+          for (let i = 0; i < positions.length; i++) await this.#noteSet("setMany", notices, pairs[positions[i]][0], index, replies[i]);
+          return;
+        }
         if (bound !== undefined) {
           const calls = [];
           for (let at = 0; at < positions.length; at += SCRIPT_CHUNK) {
@@ -634,7 +777,9 @@ class RedisStore {
         this.#c.sets += positions.length;
       }),
     );
-    for (const result of written) if (result.status === "rejected") throw result.reason;
+    const failed = written.find((result) => result.status === "rejected");
+    this.#notify(notices, failed !== undefined);
+    if (failed !== undefined) throw failed.reason;
   }
 
   /** Removes the entries under `keys`; how many existed. */
@@ -642,21 +787,24 @@ class RedisStore {
     // A key listed twice would be counted twice by the script.
     const unique = [...new Set(listOf(keys, "deleteMany", "an array of keys"))];
     const { located, groups } = this.#group(unique, "deleteMany");
+    const notices = this.#notices();
     const counts = await Promise.allSettled(
       [...groups].map(async ([index, positions]) => {
         let removed = 0;
         for (let at = 0; at < positions.length; at += DELETE_CHUNK) {
           const chunk = positions.slice(at, at + DELETE_CHUNK).map((pos) => located[pos].entry);
-          removed += await this.#unlink("deleteMany", index, chunk);
+          removed += await this.#unlink("deleteMany", index, chunk, this.#conn, notices, "deleted");
         }
         return removed;
       }),
     );
-    // What was deleted counts, even when another bucket failed.
+    // What was deleted counts (and is told), even when another bucket failed.
     let removed = 0;
     for (const count of counts) if (count.status === "fulfilled") removed += count.value;
     this.#c.deletes += removed;
-    for (const count of counts) if (count.status === "rejected") throw count.reason;
+    const failed = counts.find((count) => count.status === "rejected");
+    this.#notify(notices, failed !== undefined);
+    if (failed !== undefined) throw failed.reason;
     return removed;
   }
 
@@ -737,6 +885,14 @@ class RedisStore {
   /** The entries of a page of Redis keys that are this store's and match `pattern`: [raw, key] each. */
   #entriesOf(page, pattern) {
     if (page.length === 0) return [];
+    const keys = this.#userKeys(page, pattern);
+    const out = [];
+    for (let i = 0; i < page.length; i++) if (keys[i] !== null) out.push([page[i], keys[i]]);
+    return out;
+  }
+
+  /** The user key of each Redis key of `page` (bytes), or null where it is not this store's entry matching `pattern`. */
+  #userKeys(page, pattern) {
     let total = 0;
     for (const raw of page) total += raw.length;
     const bytes = new Uint8Array(total);
@@ -747,10 +903,7 @@ class RedisStore {
       at += page[i].length;
       ends[i] = at;
     }
-    const keys = core(() => this.#space.userKeys(bytes, ends, pattern));
-    const out = [];
-    for (let i = 0; i < page.length; i++) if (keys[i] !== null) out.push([page[i], keys[i]]);
-    return out;
+    return core(() => this.#space.userKeys(bytes, ends, pattern));
   }
 
   /**
@@ -758,7 +911,7 @@ class RedisStore {
    * a time, on every master at once; with `remove`, deletes each page and
    * returns how many existed, else adds the user keys to `found`.
    */
-  async #walk(what, pattern, remove, found) {
+  async #walk(what, pattern, remove, found, notices) {
     await this.#ready();
     const match = core(() => this.#space.scanMatch(pattern, undefined));
     let masters;
@@ -767,11 +920,11 @@ class RedisStore {
     } catch (error) {
       throw backendError(what, error);
     }
-    const counts = await Promise.all(masters.map((node) => this.#walkNode(what, node, match, pattern, remove, found)));
+    const counts = await Promise.all(masters.map((node) => this.#walkNode(what, node, match, pattern, remove, found, notices)));
     return counts.reduce((a, b) => a + b, 0);
   }
 
-  async #walkNode(what, node, match, pattern, remove, found) {
+  async #walkNode(what, node, match, pattern, remove, found, notices) {
     const scan = async (cursor) => {
       const args = ["SCAN", cursor, "MATCH", match, "COUNT", SCAN_COUNT];
       // Entries only when listing: a deleting walk removes load placeholders too.
@@ -801,7 +954,8 @@ class RedisStore {
           if (list === undefined) byBucket.set(index, [raw]);
           else list.push(raw);
         }
-        const deleted = await Promise.all([...byBucket].map(([index, raws]) => this.#unlink(what, index, raws, node)));
+        const reason = what === "clear" ? "cleared" : "invalidated";
+        const deleted = await Promise.all([...byBucket].map(([index, raws]) => this.#unlink(what, index, raws, node, notices, reason)));
         for (const n of deleted) removed += n;
       } else {
         for (const [, key] of entries) found.add(key);
@@ -823,8 +977,16 @@ class RedisStore {
   async invalidate(pattern) {
     checkedPattern(pattern);
     this.#checkMayDeleteMany("invalidate");
-    const removed = await this.#walk("invalidate", pattern, true, undefined);
+    const notices = this.#notices();
+    let removed;
+    try {
+      removed = await this.#walk("invalidate", pattern, true, undefined, notices);
+    } catch (error) {
+      this.#notify(notices, true);
+      throw error;
+    }
     this.#c.deletes += removed;
+    this.#notify(notices);
     return removed;
   }
 
@@ -839,8 +1001,16 @@ class RedisStore {
   /** Removes every entry of the store. */
   async clear() {
     this.#checkMayDeleteMany("clear");
-    const removed = await this.#walk("clear", undefined, true, undefined);
+    const notices = this.#notices();
+    let removed;
+    try {
+      removed = await this.#walk("clear", undefined, true, undefined, notices);
+    } catch (error) {
+      this.#notify(notices, true);
+      throw error;
+    }
     this.#c.deletes += removed;
+    this.#notify(notices);
   }
 
   /** How many entries the store holds: by the capacity index if bounded, else by a walk. */
@@ -1064,8 +1234,11 @@ class RedisStore {
       const stored = core(() => wasm.encode(value, how.metadata, how.tags ?? []));
       // Stored only if the placeholder is still ours: nothing wrote, deleted,
       // invalidated or cleared the key, and the lease has not run out.
-      const written = await this.#storeLoaded(key, entry, index, "p", token, "", stored, how);
+      const notices = this.#notices();
+      const written = await this.#storeLoaded(key, entry, index, "p", token, "", stored, how, notices);
       armed = false;
+      // What the value evicted: its callers get the value, a listener's error goes to reportLater.
+      this.#notify(notices, true);
       // Listed with its placeholder already; this keeps its tag sets as long as the entry.
       if (written && how.tags !== undefined) await this.#registerWritten("getOrSet", entry, index, how.tags, how.ttl);
       return { value, bytes: stored };
@@ -1155,7 +1328,7 @@ class RedisStore {
    * whose lock holds `token` and whose entry still has the bytes of SHA1
    * `sha`. Whether written.
    */
-  async #storeLoaded(key, entry, index, mode, token, sha, stored, how) {
+  async #storeLoaded(key, entry, index, mode, token, sha, stored, how, notices) {
     const bound = this.#bound;
     const lock = this.#space.lock(key);
     // The lock is declared where it is held (mode "r"), or where Redis
@@ -1171,9 +1344,11 @@ class RedisStore {
         "getOrSet",
         SCRIPTS.store_loaded_bounded,
         [entry, this.#recencyOf(index), this.#expiryOf(index), ...held],
-        [...head, String(this.#space.share(bound.maxSize, index)), FLAG(bound.lru), FLAG(sample), String(how.idle ?? 0)],
+        [...head, String(this.#space.share(bound.maxSize, index)), FLAG(bound.lru), FLAG(sample), String(how.idle ?? 0), FLAG(notices !== undefined)],
       );
       await this.#settle(index, reply);
+      // With a listener, what it evicted for the value follows: {expired, evicted, lost, stored, key, bytes, ...}.
+      this.#noteRemoved(notices, "evicted", reply, 4);
     } else {
       reply = await this.#script("getOrSet", SCRIPTS.store_loaded, [entry, ...held], [...head, String(how.idle ?? 0)]);
     }
@@ -1335,7 +1510,11 @@ class RedisStore {
       return;
     }
     // Refused, the script released the lock; failed, the lease ends it.
-    const written = await this.#storeLoaded(key, entry, index, "r", found.token, found.sha, stored, how);
+    const notices = this.#notices();
+    const written = await this.#storeLoaded(key, entry, index, "r", found.token, found.sha, stored, how, notices);
+    // Written, it replaced the very bytes the refresh was started on (the script checked their SHA1).
+    if (written) this.#noteReplaced(notices, key, found.stored);
+    this.#notify(notices, true);
     if (written && how.tags !== undefined) await this.#registerWritten("getOrSet", entry, index, how.tags, how.ttl);
   }
 

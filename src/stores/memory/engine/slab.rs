@@ -62,9 +62,9 @@ pub(super) struct Slot<V> {
 impl<V> Slot<V> {
     /// A new entry, on no list yet.
     #[inline]
-    pub(super) fn new(key: &str, value: V, metadata: Option<Box<Metadata>>, expires_at: Nanos, seq: u32) -> Self {
+    pub(super) fn new(key: Box<str>, value: V, metadata: Option<Box<Metadata>>, expires_at: Nanos, seq: u32) -> Self {
         Slot {
-            key: key.into(),
+            key,
             value: Some(value),
             metadata,
             expires_at,
@@ -110,6 +110,15 @@ impl<V> Removed<V> {
             _metadata: metadata,
             reason: RemovalReason::Replaced,
         }
+    }
+
+    /// Takes the key's buffer if the key is `len` bytes long (never for an
+    /// entry a `set` replaced, whose key is left empty), leaving an empty
+    /// key: for a new key of that length, when nobody will be told of this
+    /// entry (the store has no removal listener).
+    #[inline]
+    pub(super) fn take_key_of_len(&mut self, len: usize) -> Option<Box<str>> {
+        (len != 0 && self.key.len() == len).then(|| std::mem::take(&mut self.key))
     }
 
     /// What a removal listener is told: the key (`call_key`, the key of the
