@@ -327,6 +327,7 @@ mod decimal_tests {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod fuzz_tests {
     use super::*;
+    use crate::remote::format::fuzz_tests::json_value;
     use proptest::prelude::*;
 
     const PIECES: &[&str] = &[
@@ -385,24 +386,6 @@ mod fuzz_tests {
         text.windows(5).any(|w| {
             let digits = if matches!(w[1], b'-' | b'+') { &w[2..5] } else { &w[1..4] };
             w[0] == b'e' && digits.iter().all(u8::is_ascii_digit)
-        })
-    }
-
-    fn json_value() -> impl Strategy<Value = serde_json::Value> {
-        let leaf = prop_oneof![
-            Just(serde_json::Value::Null),
-            any::<bool>().prop_map(serde_json::Value::from),
-            any::<i64>().prop_map(serde_json::Value::from),
-            any::<u64>().prop_map(serde_json::Value::from),
-            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
-            ".{0,12}".prop_map(serde_json::Value::from),
-        ];
-        leaf.prop_recursive(4, 32, 6, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
-                proptest::collection::btree_map(".{0,6}", inner, 0..6)
-                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-            ]
         })
     }
 }
