@@ -11,6 +11,7 @@ import { before, after, describe, test } from "node:test";
 import { createClient } from "redis5";
 import * as main from "pepperpy-caching";
 import { RedisStore } from "pepperpy-caching/redis";
+import { conn } from "../../js/redis/clients.js";
 import { startServer } from "./redis-support.mjs";
 
 const { CacheSerializationError } = main;
@@ -174,12 +175,13 @@ describe("set's fast encoding", () => {
   });
 
   test("after the wasm memory grew (its views detached), set and get still go through the scratch buffer", async () => {
-    const store = new RedisStore({ client, prefix: fresh() });
+    // A long response timeout: the large write below is slow on a loaded machine.
+    const store = new RedisStore({ client, prefix: fresh(), responseTimeout: 30 });
     const memory = wasm.wasmMemory();
     await store.set("small", { a: [1, 2] });
     const before = memory.buffer.byteLength;
     // The walk (metadata) of a large value allocates in the wasm: the memory grows.
-    const big = { blob: "x".repeat(8 * 1024 * 1024) };
+    const big = { blob: "x".repeat(4 * memory.buffer.byteLength) };
     await store.set("big", big, { metadata: { m: 1 } });
     assert.ok(memory.buffer.byteLength > before, "the memory grew");
     for (let i = 0; i < 3; i++) {
@@ -221,5 +223,42 @@ describe("get's quick read", () => {
     // Bytes that are no UTF-8 inside a string: Rust refuses them, get too.
     await client.set(`${store.prefix}k`, Buffer.from([...Buffer.from('{"v":"'), 0xff, ...Buffer.from('"}')]));
     await assert.rejects(store.get("k"), CacheSerializationError);
+  });
+});
+
+describe("a Conn call's quick way (a connected client, no script)", () => {
+  test("a client that throws at once, never answers, or answers late: one settlement each, the deadline gone", async () => {
+    // A node-redis v5 lookalike: ready, and sendCommand doing what `next` says.
+    let next;
+    const fake = {
+      isReady: true,
+      isOpen: true,
+      withTypeMapping() {},
+      sendCommand: (argv) => next(argv),
+      once() {},
+      on() {},
+    };
+    const c = conn(fake, { timeout: 50 });
+    next = () => {
+      throw new Error("boom");
+    };
+    await assert.rejects(c.command(["GET", "k"], "k"), (e) => e.message === "boom" && e.redisError !== true);
+    next = () => new Promise(() => {});
+    const started = Date.now();
+    await assert.rejects(c.command(["GET", "k"], "k"), (e) => e.timeout === true && /within 50 ms/.test(e.message));
+    assert.ok(Date.now() - started < 1000);
+    // Answered after its deadline: the caller was told once (the timeout), the late reply changes nothing.
+    let answer;
+    next = () => new Promise((resolve) => (answer = resolve));
+    const late = c.command(["GET", "k"], "k");
+    await assert.rejects(late, (e) => e.timeout === true);
+    answer(Buffer.from("x"));
+    // An error reply is marked, and the next call goes through as usual.
+    next = () => Promise.reject(Object.assign(new Error("ERR bad"), { redisError: true }));
+    await assert.rejects(c.command(["GET", "k"], "k"), (e) => e.redisError === true && e.message === "ERR bad");
+    next = () => Promise.resolve("v");
+    assert.deepEqual(await c.command(["GET", "k"], "k"), Buffer.from("v"));
+    // Nothing is left to time out later (an unhandled rejection would fail the run).
+    await new Promise((r) => setTimeout(r, 150));
   });
 });
