@@ -15,8 +15,7 @@ import { loadavg, cpus } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-import { createClient } from "redis";
-import IORedis from "ioredis";
+import { KEYS, entryOf, keys, rawClients, redisServer, value } from "./redis-setup.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
@@ -29,50 +28,15 @@ const OPS64 = Number(flag("--ops", 20_000));
 const OPS = { 1: Math.max(1000, Math.floor(OPS64 / 8)), 64: OPS64 };
 const CONCURRENCY = flag("--c", "1,64").split(",").map(Number);
 const OPS_KINDS = flag("--only") ? [flag("--only")] : ["get", "set"];
-const KEYS = 1000;
 const pkgDir = resolve(flag("--pkg", join(here, "..", "..", "pkg")));
 
 const pkg = JSON.parse(readFileSync(join(pkgDir, "package.json"), "utf8"));
-const entry = (sub) => {
-  let t = pkg.exports?.[sub];
-  for (let d = 0; t && typeof t === "object" && d < 8; d++) t = t.node ?? t.import ?? t.default;
-  return t;
-};
-const { RedisStore } = await import(pathToFileURL(join(pkgDir, entry("./redis"))).href);
-const { LRUPolicy } = await import(pathToFileURL(join(pkgDir, entry(".") ?? "index.mjs")).href);
+const { RedisStore } = await import(pathToFileURL(join(pkgDir, entryOf(pkg, "./redis"))).href);
+const { LRUPolicy } = await import(pathToFileURL(join(pkgDir, entryOf(pkg, ".") ?? "index.mjs")).href);
 
-let server;
-let url = flag("--url");
-if (url === undefined) {
-  const { startServer } = await import("../../tests/js/redis-support.mjs");
-  server = await startServer();
-  url = server.url;
-}
-
-const keys = Array.from({ length: KEYS }, (_, i) => `k:${String(i).padStart(6, "0")}`);
-const value = (i) => ({ id: i, name: `user ${i}`, tags: ["a", "b"], score: i * 1.5 });
-
-const nodeRedis = createClient({ url });
-nodeRedis.on("error", () => {});
-await nodeRedis.connect();
-const io = new IORedis(url);
-io.on("error", () => {});
-await new Promise((r) => (io.status === "ready" ? r() : io.once("ready", r)));
-
-const rows = [
-  {
-    name: "raw node-redis",
-    base: "node-redis",
-    get: (i) => nodeRedis.get(`raw:${keys[i % KEYS]}`).then((s) => (s === null ? undefined : JSON.parse(s))),
-    set: (i) => nodeRedis.set(`raw:${keys[i % KEYS]}`, JSON.stringify(value(i))),
-  },
-  {
-    name: "raw ioredis",
-    base: "ioredis",
-    get: (i) => io.get(`rio:${keys[i % KEYS]}`).then((s) => (s === null ? undefined : JSON.parse(s))),
-    set: (i) => io.set(`rio:${keys[i % KEYS]}`, JSON.stringify(value(i))),
-  },
-];
+const { url, server } = await redisServer(flag("--url"));
+const { nodeRedis, io, rows: rawRows } = await rawClients(url);
+const rows = rawRows.map((row) => ({ ...row, name: row.base === "node-redis" ? "raw node-redis" : "raw ioredis" }));
 const stores = [
   ["node-redis", "store node-redis", new RedisStore({ client: nodeRedis, prefix: "ps:" })],
   ["ioredis", "store ioredis", new RedisStore({ client: io, prefix: "pi:" })],

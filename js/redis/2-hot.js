@@ -94,11 +94,12 @@ function plainCopy(value, depth) {
       if (depth >= MAX_NESTING) throw NOT_PLAIN;
       if (Array.isArray(value)) {
         const n = value.length;
-        const copy = new Array(n);
+        // Pushed, not preallocated: a holey array takes JSON.stringify off its fast path.
+        const copy = [];
         for (let i = 0; i < n; i++) {
           const item = value[i];
           if (item === undefined) throw NOT_PLAIN;
-          copy[i] = plainCopy(item, depth + 1);
+          copy.push(plainCopy(item, depth + 1));
         }
         return copy;
       }

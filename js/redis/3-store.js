@@ -265,7 +265,14 @@ class RedisStore {
       // Every entry has an idle time: the read and its touch in one script.
       stored = await this.#script("get", SCRIPTS.get_idle, this.#withExpiry(entry, index), []);
     } else {
-      stored = await this.#read("get", entry);
+      // #read, inlined: a get's path has no promise of ours but its own.
+      if (this.#clustered) await this.#ready();
+      try {
+        stored = await this.#conn.command(["GET", entry], entry);
+      } catch (error) {
+        // A load's placeholder (a hash at the key): no entry yet.
+        if (!isWrongType(error)) throw backendError("get", error);
+      }
       if (stored !== null) {
         // The usual document (no idle header, a value JS may parse as it is): one call into the wasm.
         const start = plainStartOf(stored);
@@ -311,6 +318,17 @@ class RedisStore {
     if (this.#onRemove !== undefined) return this.#setReporting(key, entry, index, stored, ttl, idle, o.tags);
     if (o.tags !== undefined) {
       await this.#writeTagged("set", entry, index, stored, ttl, idle, o.tags);
+      return;
+    }
+    if (this.#bound === undefined && idle === undefined) {
+      // #write's usual case, inlined: one SET, and no promise of ours but set's own.
+      if (this.#clustered) await this.#ready();
+      try {
+        await this.#conn.command(ttl === undefined ? ["SET", entry, stored] : ["SET", entry, stored, "PX", String(ttl)], entry);
+      } catch (error) {
+        throw backendError("set", error);
+      }
+      this.#c.sets++;
       return;
     }
     await this.#write("set", entry, index, stored, ttl, idle);

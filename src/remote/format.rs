@@ -662,7 +662,7 @@ mod tests {
 /// the full parse (it may only be faster).
 // proptest is a native dev-dependency.
 #[cfg(all(test, not(target_arch = "wasm32")))]
-mod fuzz_tests {
+pub(crate) mod fuzz_tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -693,11 +693,14 @@ mod fuzz_tests {
         serde_json::from_slice::<ValueOnly<serde_json::Value>>(bytes).ok().map(|e| e.v)
     }
 
-    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    /// Any JSON value (small, nested a few levels), for the fuzz tests of
+    /// what reads and writes documents (here and `plain_json`).
+    pub(crate) fn json_value() -> impl Strategy<Value = serde_json::Value> {
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),
             any::<bool>().prop_map(serde_json::Value::from),
             any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
             any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
             ".{0,12}".prop_map(serde_json::Value::from),
         ];

@@ -174,6 +174,39 @@ fn number(text: &[u8], at: usize) -> Option<usize> {
     Some(i)
 }
 
+/// Whether serde_json writes the `f64` that `token` parses to as `token`
+/// itself, known without parsing: `token` is a decimal `-?I.F` as
+/// JSON.stringify writes a number that is not whole (no exponent, no
+/// trailing zero, no leading zero but a lone `0`), with at most 15
+/// significant digits and, below 1, at most four zeros after the point.
+/// Why: a decimal of at most 15 significant digits (f64's DBL_DIG) is the
+/// only one of at most 15 digits that rounds to its `f64`, so the shortest
+/// digits that read back as that `f64` (what serde_json's writer, ryu,
+/// writes) are its digits; and ryu writes them without an exponent from
+/// 1e-5 up to 1e16 (its `format64`: `-5 < kk <= 16`). `false` means "ask
+/// serde_json" (the caller parses and writes the number).
+pub(crate) fn short_decimal_as_written(token: &[u8]) -> bool {
+    let unsigned = token.strip_prefix(b"-").unwrap_or(token);
+    let Some(dot) = unsigned.iter().position(|&c| c == b'.') else { return false };
+    let (whole, fraction) = (&unsigned[..dot], &unsigned[dot + 1..]);
+    if whole.is_empty() || fraction.is_empty() || fraction.last() == Some(&b'0') {
+        return false;
+    }
+    if !whole.iter().chain(fraction).all(u8::is_ascii_digit) || (whole.len() > 1 && whole[0] == b'0') {
+        return false;
+    }
+    let significant = if whole == b"0" {
+        let zeros = fraction.iter().take_while(|&&c| c == b'0').count();
+        if zeros > 4 {
+            return false;
+        }
+        fraction.len() - zeros
+    } else {
+        whole.len() + fraction.len()
+    };
+    significant <= 15
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,11 +292,42 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod decimal_tests {
+    use super::*;
+
+    /// serde_json's text of the `f64` `token` reads as.
+    fn serde_writes(token: &str) -> String {
+        serde_json::to_string(&token.parse::<f64>().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn short_decimals_are_written_as_they_are_and_others_are_asked() {
+        for token in
+            ["7.5", "-0.25", "0.1", "0.00001", "0.30000000000000004", "123456789.12345", "1.5", "99999999999999.9"]
+        {
+            let quick = short_decimal_as_written(token.as_bytes());
+            let asked = serde_writes(token) == token;
+            assert!(!quick || asked, "{token}: quick yes, serde writes {}", serde_writes(token));
+        }
+        for token in ["7.5", "-0.25", "0.1", "0.00001", "123456789.12345", "99999999999999.9"] {
+            assert!(short_decimal_as_written(token.as_bytes()), "{token}");
+        }
+        // Asked: an exponent, past 15 digits, five zeros after the point, a trailing zero, no fraction.
+        for token in
+            ["1e21", "1.5e-7", "0.30000000000000004", "0.000001", "7.50", "7", "-", ".5", "5.", "01.5", "1.2.3", "1.a"]
+        {
+            assert!(!short_decimal_as_written(token.as_bytes()), "{token}");
+        }
+    }
+}
+
 /// The quick yes must never say yes where serde_json says no.
 // proptest is a native dev-dependency.
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod fuzz_tests {
     use super::*;
+    use crate::remote::format::fuzz_tests::json_value;
     use proptest::prelude::*;
 
     const PIECES: &[&str] = &[
@@ -294,6 +358,21 @@ mod fuzz_tests {
         }
 
         #[test]
+        fn fuzz_short_decimals_are_what_serde_writes(x in any::<f64>(), digits in "[0-9]{1,17}", point in 0usize..17, minus in any::<bool>()) {
+            // What a JS number's text may be: serde's own text of an f64, and decimals made up.
+            let cut = point.min(digits.len() - 1) + 1;
+            let whole = digits[..cut].trim_start_matches('0');
+            let whole = if whole.is_empty() { "0" } else { whole };
+            let made = format!("{}{}.{}", if minus { "-" } else { "" }, whole, &digits[cut..]);
+            for token in [serde_json::to_string(&x).unwrap_or_default(), made] {
+                if short_decimal_as_written(token.as_bytes()) {
+                    let read: f64 = token.parse().unwrap();
+                    prop_assert_eq!(serde_json::to_string(&read).unwrap(), token);
+                }
+            }
+        }
+
+        #[test]
         fn fuzz_written_values_are_a_quick_yes(value in json_value()) {
             // What serde_json writes (compact) is what the stores write: a quick yes unless it has
             // a surrogate escape (it writes none), a long number or deep nesting (none here).
@@ -307,24 +386,6 @@ mod fuzz_tests {
         text.windows(5).any(|w| {
             let digits = if matches!(w[1], b'-' | b'+') { &w[2..5] } else { &w[1..4] };
             w[0] == b'e' && digits.iter().all(u8::is_ascii_digit)
-        })
-    }
-
-    fn json_value() -> impl Strategy<Value = serde_json::Value> {
-        let leaf = prop_oneof![
-            Just(serde_json::Value::Null),
-            any::<bool>().prop_map(serde_json::Value::from),
-            any::<i64>().prop_map(serde_json::Value::from),
-            any::<u64>().prop_map(serde_json::Value::from),
-            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
-            ".{0,12}".prop_map(serde_json::Value::from),
-        ];
-        leaf.prop_recursive(4, 32, 6, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
-                proptest::collection::btree_map(".{0,6}", inner, 0..6)
-                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-            ]
         })
     }
 }

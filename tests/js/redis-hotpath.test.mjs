@@ -11,6 +11,7 @@ import { before, after, describe, test } from "node:test";
 import { createClient } from "redis5";
 import * as main from "pepperpy-caching";
 import { RedisStore } from "pepperpy-caching/redis";
+import { conn } from "../../js/redis/clients.js";
 import { startServer } from "./redis-support.mjs";
 
 const { CacheSerializationError } = main;
@@ -102,6 +103,62 @@ describe("set's fast encoding", () => {
     assert.equal(await client.get(`${store.prefix}inner`), '{"v":[null,{"n":null}]}');
   });
 
+  test("shapes the copy leaves to the walk are stored as the walk writes them", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    const ownProto = JSON.parse('{"__proto__":{"x":1},"a":2}');
+    // eslint-disable-next-line no-sparse-arrays
+    const holes = [1, , 3];
+    const arrayWithToJSON = Object.assign([1, 2], { toJSON: () => "replaced" });
+    const proxiedArray = new Proxy([1, { b: [2] }], {});
+    const nullProto = Object.assign(Object.create(null), { z: 1, a: [null] });
+    const shapes = [ownProto, holes, [undefined, null], arrayWithToJSON, { inner: arrayWithToJSON }, proxiedArray, nullProto, { 2: "b", 1: "a", x: 0 }];
+    for (const [i, value] of shapes.entries()) {
+      await store.set(`s${i}`, value);
+      assert.equal(await client.get(`${store.prefix}s${i}`), wasm.encode(value, undefined, []), `shape ${i}`);
+    }
+    // A toJSON on Object.prototype (a polluted realm): every plain object has one, the walk calls it.
+    Object.prototype.toJSON = function () {
+      return "polluted";
+    };
+    try {
+      const value = { a: 1 };
+      const expected = wasm.encode(value, undefined, []);
+      await store.set("polluted", value);
+      assert.equal(await client.get(`${store.prefix}polluted`), expected);
+    } finally {
+      delete Object.prototype.toJSON;
+    }
+  });
+
+  test("numbers of every size and precision are written as the walk writes them", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    // A fixed pseudo-random sequence (xorshift): the same numbers every run.
+    let seed = 0x9e3779b9;
+    const random = () => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) / 2 ** 32;
+    };
+    const bits = new DataView(new ArrayBuffer(8));
+    for (let round = 0; round < 8; round++) {
+      const numbers = [];
+      for (let i = 0; i < 500; i++) {
+        const digits = 1 + Math.floor(random() * 17);
+        const scale = Math.floor(random() * 30) - 12;
+        numbers.push(Number((random() * 10 ** scale).toPrecision(digits)) * (random() < 0.5 ? -1 : 1));
+        bits.setUint32(0, (random() * 2 ** 32) >>> 0);
+        bits.setUint32(4, (random() * 2 ** 32) >>> 0);
+        const any = bits.getFloat64(0);
+        if (Number.isFinite(any)) numbers.push(any);
+      }
+      numbers.push(0.00001, 0.000015, 0.000001, 1e-7, 99999999999999.9, 999999999999999.9, 0.1 + 0.2, 1 / 3);
+      await store.set(`n${round}`, numbers);
+      assert.equal(await client.get(`${store.prefix}n${round}`), wasm.encode(numbers, undefined, []), `round ${round}`);
+      assert.deepEqual(await store.get(`n${round}`), numbers);
+    }
+  });
+
   test("values around and past the scratch buffer's size, ASCII or not, are Rust's bytes and read back", async () => {
     const store = new RedisStore({ client, prefix: fresh() });
     const size = wasm.scratchLength();
@@ -118,12 +175,13 @@ describe("set's fast encoding", () => {
   });
 
   test("after the wasm memory grew (its views detached), set and get still go through the scratch buffer", async () => {
-    const store = new RedisStore({ client, prefix: fresh() });
+    // A long response timeout: the large write below is slow on a loaded machine.
+    const store = new RedisStore({ client, prefix: fresh(), responseTimeout: 30 });
     const memory = wasm.wasmMemory();
     await store.set("small", { a: [1, 2] });
     const before = memory.buffer.byteLength;
     // The walk (metadata) of a large value allocates in the wasm: the memory grows.
-    const big = { blob: "x".repeat(8 * 1024 * 1024) };
+    const big = { blob: "x".repeat(4 * memory.buffer.byteLength) };
     await store.set("big", big, { metadata: { m: 1 } });
     assert.ok(memory.buffer.byteLength > before, "the memory grew");
     for (let i = 0; i < 3; i++) {
@@ -165,5 +223,42 @@ describe("get's quick read", () => {
     // Bytes that are no UTF-8 inside a string: Rust refuses them, get too.
     await client.set(`${store.prefix}k`, Buffer.from([...Buffer.from('{"v":"'), 0xff, ...Buffer.from('"}')]));
     await assert.rejects(store.get("k"), CacheSerializationError);
+  });
+});
+
+describe("a Conn call's quick way (a connected client, no script)", () => {
+  test("a client that throws at once, never answers, or answers late: one settlement each, the deadline gone", async () => {
+    // A node-redis v5 lookalike: ready, and sendCommand doing what `next` says.
+    let next;
+    const fake = {
+      isReady: true,
+      isOpen: true,
+      withTypeMapping() {},
+      sendCommand: (argv) => next(argv),
+      once() {},
+      on() {},
+    };
+    const c = conn(fake, { timeout: 50 });
+    next = () => {
+      throw new Error("boom");
+    };
+    await assert.rejects(c.command(["GET", "k"], "k"), (e) => e.message === "boom" && e.redisError !== true);
+    next = () => new Promise(() => {});
+    const started = Date.now();
+    await assert.rejects(c.command(["GET", "k"], "k"), (e) => e.timeout === true && /within 50 ms/.test(e.message));
+    assert.ok(Date.now() - started < 1000);
+    // Answered after its deadline: the caller was told once (the timeout), the late reply changes nothing.
+    let answer;
+    next = () => new Promise((resolve) => (answer = resolve));
+    const late = c.command(["GET", "k"], "k");
+    await assert.rejects(late, (e) => e.timeout === true);
+    answer(Buffer.from("x"));
+    // An error reply is marked, and the next call goes through as usual.
+    next = () => Promise.reject(Object.assign(new Error("ERR bad"), { redisError: true }));
+    await assert.rejects(c.command(["GET", "k"], "k"), (e) => e.redisError === true && e.message === "ERR bad");
+    next = () => Promise.resolve("v");
+    assert.deepEqual(await c.command(["GET", "k"], "k"), Buffer.from("v"));
+    // Nothing is left to time out later (an unhandled rejection would fail the run).
+    await new Promise((r) => setTimeout(r, 150));
   });
 });
