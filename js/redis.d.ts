@@ -1,7 +1,7 @@
 // pepperpy-caching/redis: RedisStore, the JS face of the Rust RedisStore's
 // keyspace (the same documents, keys and Lua scripts: a Rust process and a
 // JS process with the same prefix, policy and buckets share every entry).
-import type { LRUPolicy, TTLPolicy, CacheStats } from "pepperpy-caching";
+import type { LRUPolicy, TTLPolicy, CacheStats, RemovalReason } from "pepperpy-caching";
 
 /** A reply as a Conn gives it: integers as numbers, strings as bytes. */
 export type RedisReply = null | number | Uint8Array | RedisReply[];
@@ -53,6 +53,17 @@ export interface RedisStoreOptions {
    * Positive and finite, else CachePolicyError; not for a RedisConn client (it keeps its own).
    */
   responseTimeout?: number;
+  /**
+   * Called with each value this store removed, its key and why, as the MemoryStore's `onRemove`:
+   * `delete`/`deleteMany` ("deleted"), `invalidate`/`invalidateTags` ("invalidated"), `clear` ("cleared"),
+   * the value a `set`/`setMany` or a `getOrSet` refresh replaced ("replaced"), what a bounded store's
+   * capacity script evicted for this store's write or load ("evicted"). Not other processes' calls,
+   * Redis's own TTL expiry (never "expired"), `maxmemory` evictions, or values it cannot decode.
+   * It runs after the round trip that removed the entry and may use the store. If it throws, the other
+   * notices still run and the call, which has completed, rejects with the first error; when no caller
+   * waits (a load or refresh storing its value) the error is reported as uncaught errors are.
+   */
+  onRemove?: (value: unknown, key: string, reason: RemovalReason) => void;
 }
 
 export interface RedisSetOptions {

@@ -9,6 +9,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 bash scripts/setup.sh
 
+echo "== Rust unit tests (native, no features: a memory-only user's build)"
+cargo test --lib
+
 echo "== Rust tests (native, --features redis,tokio)"
 cargo test --features redis,tokio
 

@@ -310,6 +310,7 @@ suite!(
             a_bounded_store_reports_what_a_set_replaced,
             batches_report_what_they_remove,
             tagged_sets_report_what_they_remove,
+            loads_and_refreshes_report_what_they_remove,
         ],
         read_through: [
             get_or_set_runs_one_load_for_concurrent_callers,

@@ -20,10 +20,10 @@ import { loadavg, cpus } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-import { createClient } from "redis";
-import IORedis from "ioredis";
 import { createKeyv } from "@keyv/redis";
 import { createCache } from "cache-manager";
+
+import { KEYS, entryOf, keys, rawClients, redisServer, value } from "./redis-setup.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
@@ -35,16 +35,6 @@ const quick = argv.includes("--quick");
 const pkgDir = resolve(flag("--pkg") ?? join(here, "..", "..", "pkg"));
 const ROUNDS = quick ? 1 : 5;
 const OPS = { 1: quick ? 1000 : 5000, 64: quick ? 4000 : 40_000 };
-const KEYS = 1000;
-
-/** The file a package.json `exports` entry resolves to for Node's import. */
-function entryOf(pkg, sub) {
-  let target = pkg.exports?.[sub];
-  for (let depth = 0; target && typeof target === "object" && depth < 8; depth++) {
-    target = target.node ?? target.import ?? target.default;
-  }
-  return typeof target === "string" ? target : undefined;
-}
 
 async function loadStore() {
   try {
@@ -57,39 +47,14 @@ async function loadStore() {
   }
 }
 
-let server;
-let url = flag("--url");
-if (url === undefined) {
-  const { startServer } = await import("../../tests/js/redis-support.mjs");
-  server = await startServer();
-  url = server.url;
-}
-
-const keys = Array.from({ length: KEYS }, (_, i) => `k:${String(i).padStart(6, "0")}`);
-const value = (i) => ({ id: i, name: `user ${i}`, tags: ["a", "b"], score: i * 1.5 });
-
-const nodeRedis = createClient({ url });
-nodeRedis.on("error", () => {});
-await nodeRedis.connect();
-const io = new IORedis(url);
-io.on("error", () => {});
+const { url, server } = await redisServer(flag("--url"));
+const { nodeRedis, io, rows: rawRows } = await rawClients(url);
 const keyv = createKeyv(url, { namespace: "kv" });
 const cacheManager = createCache({ stores: [createKeyv(url, { namespace: "cm" })] });
 
 // Each row: get(i) and set(i) of key i % KEYS, and which raw row it is compared with.
 const rows = [
-  {
-    name: "node-redis v5 raw GET/SET (+JSON)",
-    base: "node-redis",
-    get: (i) => nodeRedis.get(`raw:${keys[i % KEYS]}`).then((s) => (s === null ? undefined : JSON.parse(s))),
-    set: (i) => nodeRedis.set(`raw:${keys[i % KEYS]}`, JSON.stringify(value(i))),
-  },
-  {
-    name: "ioredis raw GET/SET (+JSON)",
-    base: "ioredis",
-    get: (i) => io.get(`rio:${keys[i % KEYS]}`).then((s) => (s === null ? undefined : JSON.parse(s))),
-    set: (i) => io.set(`rio:${keys[i % KEYS]}`, JSON.stringify(value(i))),
-  },
+  ...rawRows,
   { name: "keyv + @keyv/redis", get: (i) => keyv.get(keys[i % KEYS]), set: (i) => keyv.set(keys[i % KEYS], value(i)) },
   { name: "cache-manager (keyv redis)", get: (i) => cacheManager.get(keys[i % KEYS]), set: (i) => cacheManager.set(keys[i % KEYS], value(i)) },
 ];

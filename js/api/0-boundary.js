@@ -51,7 +51,6 @@ const NO_DEADLINES = new F64(0);
 const NO_COUNTS = new U8(0);
 const NO_RING = new U32(0);
 const { RuntimeError } = WebAssembly;
-const enqueue = queueMicrotask;
 const memoryBuffer = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, "buffer").get;
 const NO_ARGS = [];
 const buffer = () => apply(memoryBuffer, memory, NO_ARGS);
@@ -101,19 +100,7 @@ const HEADROOM = 4;
 // The calls that walk or remove many entries go deeper into the engine.
 const DEEP = 24;
 
-/**
- * Surfaces an error that has no caller to go to (an `onRemove` listener's,
- * thrown while a load stored its value or while a broken engine was
- * replaced) as the host surfaces an uncaught error: `reportError` where
- * there is one (browsers, Deno, Workers, Bun), else thrown from a microtask
- * (Node: `uncaughtException`), as an EventTarget does with its listeners'.
- */
-function reportLater(error) {
-  enqueue(() => {
-    if (typeof globalThis.reportError === "function") globalThis.reportError(error);
-    else throw error;
-  });
-}
+// reportLater: js/api/1-shared.js (the redis entry's store reports there too).
 
 // Why an entry left, by reason code: the engine's codes for what a set
 // removed (from the limits table), then the JS side's own removals.

@@ -5,12 +5,6 @@
 // The error classes (from the core's error table) and the messages the JS
 // layer words itself.
 
-function notUnicode(ErrorClass, what, text) {
-  return new ErrorClass(
-    `${what} ${describe(text)} is not well-formed Unicode (it has a lone surrogate), so it has no UTF-8 form`,
-  );
-}
-
 // The classes are made from the core's error table (src/wasm/tables.rs
 // `tables`: the JS class of each ErrorKind), so the names the wasm
 // exports throw with and the classes here cannot differ. `CacheError` is the

@@ -2,8 +2,11 @@
 // (scripts/build-js.sh concatenates js/api/*.js in order), and a part of
 // every entry with a .wasm of its own (scripts/build-entry.cjs puts it before
 // js/NAME/*.js), so that what every store checks alike is written once: how a value is
-// described in a message, what a plain object is, and getOrSet's rules past
-// its numbers.
+// described in a message, what a plain object is, getOrSet's rules past
+// its numbers, how a removal listener (`onRemove`) is checked and called,
+// and the options' rules (names, seconds, idle times, tags). It uses names
+// each entry declares: the limits (MAX_IDLE_SECONDS, MAX_TAGS, MAX_TAG_LEN),
+// CachePolicyError, isWellFormed, shownKey, encoder.
 
 function describe(value) {
   switch (typeof value) {
@@ -53,4 +56,158 @@ function checkLoadCall(o, waitUntil, signal) {
 
 function isAbortSignal(value) {
   return typeof AbortSignal === "function" ? value instanceof AbortSignal : typeof value?.aborted === "boolean";
+}
+
+/** The `onRemove` option, checked: a function (value, key, reason), or undefined. */
+function checkListener(onRemove) {
+  if (onRemove !== undefined && typeof onRemove !== "function") {
+    throw new CachePolicyError(`onRemove must be a function (value, key, reason), got ${describe(onRemove)}`);
+  }
+  return onRemove;
+}
+
+/**
+ * Calls `listener` with each removal notice of one call (`notices`: value,
+ * key, reason, flat), once the store is consistent. A listener may use the
+ * store; if one throws, the others still run and the first error is thrown
+ * after them: the call itself has completed. With `later` (a load storing
+ * its value: its callers get the value) the error has no caller to go to
+ * and is reported instead (`reportLater`).
+ */
+function deliver(listener, notices, later) {
+  if (notices === undefined || notices.length === 0) return;
+  let failed = false;
+  let error;
+  for (let i = 0; i < notices.length; i += 3) {
+    try {
+      listener(notices[i], notices[i + 1], notices[i + 2]);
+    } catch (e) {
+      if (!failed) [failed, error] = [true, e];
+    }
+  }
+  if (!failed) return;
+  if (later) reportLater(error);
+  else throw error;
+}
+
+const laterQueue = queueMicrotask;
+/**
+ * Surfaces an error that has no caller to go to (an `onRemove` listener's,
+ * thrown while a load stored its value or while a broken engine was
+ * replaced) as the host surfaces an uncaught error: `reportError` where
+ * there is one (browsers, Deno, Workers, Bun), else thrown from a microtask
+ * (Node: `uncaughtException`), as an EventTarget does with its listeners'.
+ */
+function reportLater(error) {
+  laterQueue(() => {
+    if (typeof globalThis.reportError === "function") globalThis.reportError(error);
+    else throw error;
+  });
+}
+
+// ---- options: the rules both stores' option readers share (js/api/3-options.js,
+// js/redis/2-options.js): names, seconds, tags.
+
+/** Reads an options object, rejecting what is not one and misspelt names. */
+function readOptions(options, what, allowed) {
+  if (options === undefined) return {};
+  if (!isPlainObject(options)) {
+    throw new CachePolicyError(`${what} options must be a plain object, got ${describe(options)}`);
+  }
+  checkNames(options, what, allowed);
+  return options;
+}
+
+/** Refuses option names not in `allowed` (a misspelt `tll` would otherwise be ignored). */
+function checkNames(options, what, allowed) {
+  for (const name of Object.keys(options)) {
+    if (!allowed.includes(name)) {
+      throw new CachePolicyError(`unknown ${what} option ${JSON.stringify(name)} (known: ${allowed.join(", ")})`);
+    }
+  }
+}
+
+// Above this a number of seconds does not fit the core's Duration (u64 seconds).
+const MAX_SECONDS = 2 ** 64;
+
+/**
+ * A positive, finite number of seconds under the option `name`, or
+ * undefined. The messages are worded here, in JS: formatting a float inside
+ * the .wasm would link Rust's float printer into it (about 15 KB).
+ */
+function seconds(value, name) {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number") {
+    throw new CachePolicyError(`invalid policy: ${name} must be a number of seconds, got ${describe(value)}`);
+  }
+  if (!(value > 0) || value === Infinity) {
+    throw new CachePolicyError(`invalid policy: ${name} must be a positive, finite number of seconds, got ${value}`);
+  }
+  if (value >= MAX_SECONDS) throw new CachePolicyError(`invalid policy: ${name} of ${value} seconds is too large`);
+  // The core counts whole nanoseconds: less would be a zero it refuses,
+  // and only once a loader has run (getOrSet's grace and retryAfter).
+  if (value < 1e-9) {
+    throw new CachePolicyError(`invalid policy: ${name} must be at least one nanosecond (1e-9 seconds), got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * A time-to-idle in seconds under the option `name` (`seconds`' rules, and
+ * at most the core's MAX_IDLE), or undefined.
+ */
+function idleSeconds(value, name) {
+  const idle = seconds(value, name);
+  if (idle > MAX_IDLE_SECONDS) {
+    throw new CachePolicyError(`invalid policy: ${name} must be at most ${MAX_IDLE_SECONDS} seconds, got ${idle}`);
+  }
+  return idle;
+}
+
+function notUnicode(ErrorClass, what, text) {
+  return new ErrorClass(
+    `${what} ${describe(text)} is not well-formed Unicode (it has a lone surrogate), so it has no UTF-8 form`,
+  );
+}
+
+/** A tag's length in bytes of UTF-8 (the core's unit for MAX_TAG_LEN). */
+function utf8Length(text) {
+  // Three bytes a UTF-16 unit at most: short tags need no count.
+  if (text.length * 3 <= MAX_TAG_LEN) return text.length;
+  return encoder.encode(text).length;
+}
+
+/** Throws unless `tag` (at `what`) is a non-empty, well-formed string of at most MAX_TAG_LEN bytes. */
+function checkTag(tag, what) {
+  if (typeof tag !== "string") throw new CachePolicyError(`${what} must be a string, got ${describe(tag)}`);
+  if (tag.length === 0) throw new CachePolicyError("invalid policy: a tag must not be empty");
+  if (!isWellFormed(tag)) throw notUnicode(CachePolicyError, "tag", tag);
+  const bytes = utf8Length(tag);
+  if (bytes > MAX_TAG_LEN) {
+    throw new CachePolicyError(
+      `invalid policy: the tag ${shownKey(tag)} is ${bytes} bytes long, more than the ${MAX_TAG_LEN} a tag may have`,
+    );
+  }
+}
+
+/**
+ * The `tags` option, read once into a frozen copy (undefined when absent or
+ * empty): an array of at most MAX_TAGS tags, none given twice.
+ */
+function readTags(tags) {
+  if (tags === undefined) return undefined;
+  if (!Array.isArray(tags)) throw new CachePolicyError(`tags must be an array of strings, got ${describe(tags)}`);
+  const n = tags.length;
+  if (n > MAX_TAGS) throw new CachePolicyError(`invalid policy: an entry carries at most ${MAX_TAGS} tags, ${n} were given`);
+  if (n === 0) return undefined;
+  const copy = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const tag = tags[i];
+    checkTag(tag, `tags[${i}]`);
+    for (let j = 0; j < i; j++) {
+      if (copy[j] === tag) throw new CachePolicyError(`invalid policy: the tag ${shownKey(tag)} is given twice`);
+    }
+    copy[i] = tag;
+  }
+  return Object.freeze(copy);
 }

@@ -188,10 +188,7 @@ class MemoryStore {
       this.#now = () => state.now;
       timers = manualTimers(clock);
     }
-    if (onRemove !== undefined && typeof onRemove !== "function") {
-      throw new CachePolicyError(`onRemove must be a function (value, key, reason), got ${describe(onRemove)}`);
-    }
-    this.#onRemove = onRemove;
+    this.#onRemove = checkListener(onRemove);
     this.#loads = new Loads(timers, {
       now: this.#now,
       // A failed call is repaired before a load stores its value.
@@ -623,20 +620,7 @@ class MemoryStore {
    * error has no caller to go to and is reported instead (`reportLater`).
    */
   #notify(notices, later) {
-    if (notices === undefined || notices.length === 0) return;
-    const listener = this.#onRemove;
-    let failed = false;
-    let error;
-    for (let i = 0; i < notices.length; i += 3) {
-      try {
-        listener(notices[i], notices[i + 1], notices[i + 2]);
-      } catch (e) {
-        if (!failed) [failed, error] = [true, e];
-      }
-    }
-    if (!failed) return;
-    if (later) reportLater(error);
-    else throw error;
+    deliver(this.#onRemove, notices, later);
   }
 
   /** The `n` slot ids in the engine's report. */

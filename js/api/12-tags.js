@@ -15,48 +15,6 @@ for (const name of ["add", "delete", "has", "forEach"]) {
 }
 Object.defineProperty(IdSet.prototype, "size", Object.getOwnPropertyDescriptor(Set.prototype, "size"));
 
-/** A tag's length in bytes of UTF-8 (the core's unit for MAX_TAG_LEN). */
-function utf8Length(text) {
-  // Three bytes a UTF-16 unit at most: short tags need no count.
-  if (text.length * 3 <= MAX_TAG_LEN) return text.length;
-  return encoder.encode(text).length;
-}
-
-/** Throws unless `tag` (at `what`) is a non-empty, well-formed string of at most MAX_TAG_LEN bytes. */
-function checkTag(tag, what) {
-  if (typeof tag !== "string") throw new CachePolicyError(`${what} must be a string, got ${describe(tag)}`);
-  if (tag.length === 0) throw new CachePolicyError("invalid policy: a tag must not be empty");
-  if (!isWellFormed(tag)) throw notUnicode(CachePolicyError, "tag", tag);
-  const bytes = utf8Length(tag);
-  if (bytes > MAX_TAG_LEN) {
-    throw new CachePolicyError(
-      `invalid policy: the tag ${shownKey(tag)} is ${bytes} bytes long, more than the ${MAX_TAG_LEN} a tag may have`,
-    );
-  }
-}
-
-/**
- * The `tags` option, read once into a frozen copy (undefined when absent or
- * empty): an array of at most MAX_TAGS tags, none given twice.
- */
-function readTags(tags) {
-  if (tags === undefined) return undefined;
-  if (!Array.isArray(tags)) throw new CachePolicyError(`tags must be an array of strings, got ${describe(tags)}`);
-  const n = tags.length;
-  if (n > MAX_TAGS) throw new CachePolicyError(`invalid policy: an entry carries at most ${MAX_TAGS} tags, ${n} were given`);
-  if (n === 0) return undefined;
-  const copy = new Array(n);
-  for (let i = 0; i < n; i++) {
-    const tag = tags[i];
-    checkTag(tag, `tags[${i}]`);
-    for (let j = 0; j < i; j++) {
-      if (copy[j] === tag) throw new CachePolicyError(`invalid policy: the tag ${shownKey(tag)} is given twice`);
-    }
-    copy[i] = tag;
-  }
-  return Object.freeze(copy);
-}
-
 /** Files slot `id` under `tags` (it carries none). */
 function tag(tagsOf, byTag, id, tags) {
   tagsOf.set(id, tags);

@@ -5,53 +5,6 @@
 // Options objects: read once each, unknown names refused, typed errors.
 
 
-/** Reads an options object, rejecting what is not one and misspelt names. */
-function readOptions(options, what, allowed) {
-  if (options === undefined) return {};
-  if (!isPlainObject(options)) {
-    throw new CachePolicyError(`${what} options must be a plain object, got ${describe(options)}`);
-  }
-  checkNames(options, what, allowed);
-  return options;
-}
-
-// Above this a number of seconds does not fit the core's Duration (u64 seconds).
-const MAX_SECONDS = 2 ** 64;
-
-/**
- * A positive, finite number of seconds under the option `name`, or
- * undefined. The messages are worded here, in JS: formatting a float inside
- * the .wasm would link Rust's float printer into it (about 15 KB).
- */
-function seconds(value, name) {
-  if (value === undefined) return undefined;
-  if (typeof value !== "number") {
-    throw new CachePolicyError(`invalid policy: ${name} must be a number of seconds, got ${describe(value)}`);
-  }
-  if (!(value > 0) || value === Infinity) {
-    throw new CachePolicyError(`invalid policy: ${name} must be a positive, finite number of seconds, got ${value}`);
-  }
-  if (value >= MAX_SECONDS) throw new CachePolicyError(`invalid policy: ${name} of ${value} seconds is too large`);
-  // The core counts whole nanoseconds: less would be a zero it refuses,
-  // and only once a loader has run (getOrSet's grace and retryAfter).
-  if (value < 1e-9) {
-    throw new CachePolicyError(`invalid policy: ${name} must be at least one nanosecond (1e-9 seconds), got ${value}`);
-  }
-  return value;
-}
-
-/**
- * A time-to-idle in seconds under the option `name` (`seconds`' rules, and
- * at most the core's MAX_IDLE), or undefined.
- */
-function idleSeconds(value, name) {
-  const idle = seconds(value, name);
-  if (idle > MAX_IDLE_SECONDS) {
-    throw new CachePolicyError(`invalid policy: ${name} must be at most ${MAX_IDLE_SECONDS} seconds, got ${idle}`);
-  }
-  return idle;
-}
-
 /** A capacity: undefined, or a whole number the core then checks (0 gets its message). */
 function maxSizeOption(value) {
   if (value === undefined) return undefined;
@@ -98,15 +51,6 @@ function readSetOptions(options) {
   setOptions.size = size;
   setOptions.tags = tags;
   setOptions.idle = idle;
-}
-
-/** Refuses option names not in `allowed` (a misspelt `tll` would otherwise be ignored). */
-function checkNames(options, what, allowed) {
-  for (const name of Object.keys(options)) {
-    if (!allowed.includes(name)) {
-      throw new CachePolicyError(`unknown ${what} option ${JSON.stringify(name)} (known: ${allowed.join(", ")})`);
-    }
-  }
 }
 
 const LOAD_OPTIONS = ["ttl", "metadata", "tags", "idle", "grace", "softTimeout", "hardTimeout", "retryAfter", "waitUntil", "signal"];

@@ -32,6 +32,8 @@ const [
   MAX_IDLE_MS,
 ] = wasm.limits();
 const SCAN_COUNT = String(SCAN_BATCH);
+// The idle rule's limit in the MemoryStore's unit (js/api/1-shared.js idleSeconds).
+const MAX_IDLE_SECONDS = MAX_IDLE_MS / 1000;
 
 /** The scripts by name: { name, source, sha } (what a Conn's `script` takes). */
 const SCRIPTS = Object.create(null);
@@ -98,9 +100,7 @@ function shownKey(key) {
 /** A key checked by the rules every store shares (type and Unicode here, the rest in Rust). */
 function checkedKey(key) {
   if (typeof key !== "string") throw new CacheKeyError(`a key must be a string, got ${describe(key)}`);
-  if (!isWellFormed(key)) {
-    throw new CacheKeyError(`the key ${describe(key)} is not well-formed Unicode (it has a lone surrogate), so it has no UTF-8 form`);
-  }
+  if (!isWellFormed(key)) throw notUnicode(CacheKeyError, "the key", key);
   return key;
 }
 

@@ -1,30 +1,15 @@
 // js/redis/2-options.js: a part of pepperpy-caching/redis (see 1-boundary.js).
 //
 // Options objects, read once each, unknown names refused, with the JS
-// MemoryStore's names, units (seconds) and error classes. The numbers'
-// rules are Rust's (wasm.ttlMillis, wasm.idleMillis, wasm.encode).
+// MemoryStore's names, units (seconds), rules and error classes: the
+// rules both stores share (readOptions, seconds, idleSeconds, readTags)
+// are js/api/1-shared.js's; Redis's own (whole ms that fit its clock) are
+// Rust's (wasm.ttlMillis, wasm.idleMillis, wasm.encode).
 
-function readOptions(options, what, allowed) {
-  if (options === undefined) return {};
-  if (!isPlainObject(options)) throw new CachePolicyError(`${what} options must be a plain object, got ${describe(options)}`);
-  for (const name of Object.keys(options)) {
-    if (!allowed.includes(name)) {
-      throw new CachePolicyError(`unknown ${what} option ${JSON.stringify(name)} (known: ${allowed.join(", ")})`);
-    }
-  }
-  return options;
-}
-
-/** A positive, finite number of seconds under `name` as whole ms for Redis, or undefined. */
+/** A positive, finite number of seconds under `name` (the MemoryStore's rules) as whole ms for Redis, or undefined. */
 function millis(value, name) {
   if (value === undefined) return undefined;
-  if (typeof value !== "number") {
-    throw new CachePolicyError(`invalid policy: ${name} must be a number of seconds, got ${describe(value)}`);
-  }
-  if (!(value > 0) || value === Infinity) {
-    throw new CachePolicyError(`invalid policy: ${name} must be a positive, finite number of seconds, got ${value}`);
-  }
-  return checkedMillis(wasm.ttlMillis(value), value, name);
+  return checkedMillis(wasm.ttlMillis(seconds(value, name)), value, name);
 }
 
 /** The wasm's milliseconds of `value` seconds, or the error its code stands for (worded here, in JS). */
@@ -37,25 +22,10 @@ function checkedMillis(ms, value, name) {
   throw new CachePolicyError(`invalid policy: ${name} of ${value} seconds is too large`);
 }
 
+/** A time-to-idle in seconds (the MemoryStore's rules, idleSeconds) as whole ms for Redis, or undefined. */
 function idleMillis(value, name) {
   if (value === undefined) return undefined;
-  millis(value, name);
-  return checkedMillis(wasm.idleMillis(value), value, name);
-}
-
-function readTags(tags) {
-  if (tags === undefined) return undefined;
-  if (!Array.isArray(tags)) throw new CachePolicyError(`tags must be an array of strings, got ${describe(tags)}`);
-  if (tags.length > MAX_TAGS) {
-    throw new CachePolicyError(`invalid policy: an entry carries at most ${MAX_TAGS} tags, ${tags.length} were given`);
-  }
-  if (tags.length === 0) return undefined;
-  const copy = tags.slice();
-  for (let i = 0; i < copy.length; i++) {
-    if (typeof copy[i] !== "string") throw new CachePolicyError(`tags[${i}] must be a string, got ${describe(copy[i])}`);
-    if (!isWellFormed(copy[i])) throw new CachePolicyError(`tags[${i}] is not well-formed Unicode (it has a lone surrogate)`);
-  }
-  return copy;
+  return checkedMillis(wasm.idleMillis(idleSeconds(value, name)), value, name);
 }
 
 function readMetadata(metadata) {

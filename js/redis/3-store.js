@@ -7,7 +7,7 @@
 // Rust store and a JS store with the same prefix, policy and buckets share
 // every entry, the capacity index and the loads.
 
-const STORE_OPTIONS = ["client", "prefix", "policy", "defaultTtl", "buckets", "lockLease", "wholeDatabase", "responseTimeout"];
+const STORE_OPTIONS = ["client", "prefix", "policy", "defaultTtl", "buckets", "lockLease", "wholeDatabase", "responseTimeout", "onRemove"];
 
 function isConn(value) {
   return (
@@ -22,58 +22,8 @@ function isConn(value) {
 
 const FLAG = (on) => (on ? "1" : "0");
 
-// The fast way to a stored document (the hot path of set, without metadata
-// or tags): JSON.stringify writes the value's text, Rust (wasm.plainText)
-// says whether it is byte for byte what Rust would write, and if so the
-// document is Rust's template (wasm.envelope) around it. Anything else goes
-// to the Rust walk (wasm.encode), which decides (and refuses with its own
-// words). So the
-// replacer only notices, it judges nothing: a value that is not what its
-// holder holds (a toJSON ran, or NaN, which is not itself), a function, a
-// symbol, a bigint, or an object that is neither an array nor a plain
-// object (JSON.stringify would write those differently, or leave them
-// out), stops it; and it counts the nulls it saw, so that Rust can tell a
-// `null` of the text that was none (an infinity, an undefined in an array).
-const NOT_PLAIN = Symbol("not plain");
-const OBJECT_PROTO = Object.prototype;
-const [ENVELOPE_HEAD, ENVELOPE_TAIL] = wasm.envelope();
-let seenNulls = 0;
-let encodings = 0;
-function plainOnly(key, value) {
-  if (value === null) {
-    seenNulls++;
-    return value;
-  }
-  if (this[key] !== value) throw NOT_PLAIN;
-  const type = typeof value;
-  if (type === "object") {
-    if (!Array.isArray(value)) {
-      const proto = Object.getPrototypeOf(value);
-      if (proto !== OBJECT_PROTO && proto !== null) throw NOT_PLAIN;
-    }
-  } else if (type === "function" || type === "symbol" || type === "bigint") {
-    throw NOT_PLAIN;
-  }
-  return value;
-}
-
-/** The stored document of `value` (text): Rust's, by the fast way when it vouches for it, else by its walk. */
-function encodeEntry(value, metadata, tags) {
-  if (metadata !== undefined || tags.length !== 0) return core(() => wasm.encode(value, metadata, tags));
-  const turn = ++encodings;
-  seenNulls = 0;
-  let text;
-  try {
-    text = JSON.stringify(value, plainOnly);
-  } catch {
-    text = undefined;
-  }
-  // `turn`: a getter or toJSON that stored something meanwhile reset the count.
-  if (typeof text === "string" && turn === encodings) {
-    if (wasm.plainText(encoder.encode(text), seenNulls)) return ENVELOPE_HEAD + text + ENVELOPE_TAIL;
-  }
-  return core(() => wasm.encode(value, metadata, tags));
-}
+// The fast ways to and from a stored document (encodeEntry, plainStartOf,
+// valueText): js/redis/2-hot.js.
 
 class RedisStore {
   #conn;
@@ -108,6 +58,8 @@ class RedisStore {
   #refreshing = new Set();
   // A cluster store's record of its bucket count: checked before the first call.
   #record;
+  // The removal listener (value, key, reason), or undefined (see "removals" below).
+  #onRemove;
   #c = RedisStore.#zero();
 
   static #zero() {
@@ -131,7 +83,7 @@ class RedisStore {
   }
 
   constructor(options) {
-    const { client, prefix = "", policy, defaultTtl, buckets, lockLease, wholeDatabase, responseTimeout } = readOptions(
+    const { client, prefix = "", policy, defaultTtl, buckets, lockLease, wholeDatabase, responseTimeout, onRemove } = readOptions(
       options,
       "RedisStore",
       STORE_OPTIONS,
@@ -188,6 +140,7 @@ class RedisStore {
       throw new CachePolicyError(`wholeDatabase must be a boolean, got ${describe(wholeDatabase)}`);
     }
     this.#wholeDatabase = wholeDatabase === true;
+    this.#onRemove = checkListener(onRemove);
   }
 
   /** The prefix of every key of this store. */
@@ -289,8 +242,8 @@ class RedisStore {
   #decode(key, bytes) {
     // A follower of this instance's load decodes the document its leader stored (text).
     if (typeof bytes === "string") bytes = encoder.encode(bytes);
-    const start = wasm.valueStart(bytes);
-    if (start >= 0) return JSON.parse(decoder.decode(bytes.subarray(start, bytes.length - 1)));
+    const start = valueStartOf(bytes);
+    if (start >= 0) return JSON.parse(valueText(bytes, start));
     return JSON.parse(core(() => wasm.decodeValue(key, bytes)));
   }
 
@@ -312,12 +265,19 @@ class RedisStore {
       // Every entry has an idle time: the read and its touch in one script.
       stored = await this.#script("get", SCRIPTS.get_idle, this.#withExpiry(entry, index), []);
     } else {
-      stored = await this.#read("get", entry);
+      // #read, inlined: a get's path has no promise of ours but its own.
+      if (this.#clustered) await this.#ready();
+      try {
+        stored = await this.#conn.command(["GET", entry], entry);
+      } catch (error) {
+        // A load's placeholder (a hash at the key): no entry yet.
+        if (!isWrongType(error)) throw backendError("get", error);
+      }
       if (stored !== null) {
         // The usual document (no idle header, a value JS may parse as it is): one call into the wasm.
-        const start = wasm.plainStart(stored);
+        const start = plainStartOf(stored);
         if (start >= 0) {
-          fast = JSON.parse(decoder.decode(stored.subarray(start, stored.length - 1)));
+          fast = JSON.parse(valueText(stored, start));
         } else {
           const head = wasm.idleHeader(stored);
           if (head !== undefined) await this.#touch(entry, index, head);
@@ -355,11 +315,120 @@ class RedisStore {
     const stored = encodeEntry(value, o.metadata, o.tags ?? []);
     const ttl = o.ttl ?? this.#defaultTtl;
     const idle = o.idle ?? this.#defaultIdle;
+    if (this.#onRemove !== undefined) return this.#setReporting(key, entry, index, stored, ttl, idle, o.tags);
     if (o.tags !== undefined) {
       await this.#writeTagged("set", entry, index, stored, ttl, idle, o.tags);
       return;
     }
+    if (this.#bound === undefined && idle === undefined) {
+      // #write's usual case, inlined: one SET, and no promise of ours but set's own.
+      if (this.#clustered) await this.#ready();
+      try {
+        await this.#conn.command(ttl === undefined ? ["SET", entry, stored] : ["SET", entry, stored, "PX", String(ttl)], entry);
+      } catch (error) {
+        throw backendError("set", error);
+      }
+      this.#c.sets++;
+      return;
+    }
     await this.#write("set", entry, index, stored, ttl, idle);
+  }
+
+  // ---- removals: what this process removes, told to the listener (listen.rs)
+
+  /** The removal notices of one call (value, key, reason, flat), or undefined without a listener. */
+  #notices() {
+    return this.#onRemove === undefined ? undefined : [];
+  }
+
+  /** Calls the listener with the notices (js/api/1-shared.js `deliver`); `later`: its error has no caller (a load, a failed call). */
+  #notify(notices, later) {
+    deliver(this.#onRemove, notices, later);
+  }
+
+  /**
+   * Queues the entries a script removed, `[key, bytes, ...]` from `reply[from]`
+   * (Redis keys and stored bytes), decoded, with `reason`; those that are not
+   * this store's or do not decode (written by something else) are skipped.
+   */
+  #noteRemoved(notices, reason, reply, from) {
+    if (notices === undefined || !Array.isArray(reply)) return;
+    const raws = [];
+    const docs = [];
+    for (let i = from; i + 1 < reply.length; i += 2) {
+      if (reply[i] instanceof Uint8Array && reply[i + 1] instanceof Uint8Array) {
+        raws.push(reply[i]);
+        docs.push(reply[i + 1]);
+      }
+    }
+    if (raws.length === 0) return;
+    const keys = this.#userKeys(raws, undefined);
+    for (let i = 0; i < raws.length; i++) {
+      if (keys[i] === null) continue;
+      let value;
+      try {
+        value = this.#decode(keys[i], docs[i]);
+      } catch {
+        continue;
+      }
+      notices.push(value, keys[i], reason);
+    }
+  }
+
+  /** Queues the value a write of `key` replaced (its stored bytes, or null: none). */
+  #noteReplaced(notices, key, bytes) {
+    if (notices === undefined || !(bytes instanceof Uint8Array)) return;
+    let value;
+    try {
+      value = this.#decode(key, bytes);
+    } catch {
+      return;
+    }
+    notices.push(value, key, "replaced");
+  }
+
+  /**
+   * The write of an entry by the script that also returns what it replaced
+   * and, under a capacity, what it evicted (SET_RETURNING,
+   * SET_BOUNDED_RETURNING_CALL): a call for a Conn.
+   */
+  #returningCall(entry, index, stored, ttl, idle) {
+    const bound = this.#bound;
+    if (bound === undefined) {
+      return { script: SCRIPTS.set_returning, keys: [entry], args: [stored, String(ttl ?? 0), String(idle ?? 0)] };
+    }
+    const sample = this.#setsSeen++ % SAMPLE_EVERY === 0;
+    return {
+      script: SCRIPTS.set_bounded_returning,
+      keys: [entry, this.#recencyOf(index), this.#expiryOf(index)],
+      args: [stored, String(ttl ?? 0), (this.#shares[index] ??= String(this.#space.share(bound.maxSize, index))), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
+    };
+  }
+
+  /** Reads a #returningCall's reply: counts and settles a bounded write, queues the replaced and evicted entries. */
+  async #noteSet(what, notices, key, index, reply) {
+    if (this.#bound === undefined) {
+      this.#noteReplaced(notices, key, reply);
+      return;
+    }
+    if (!Array.isArray(reply) || reply.length < 4) throw new CacheBackendError(`${what} on Redis: unexpected reply ${describe(reply)}`);
+    await this.#settle(index, reply);
+    this.#noteReplaced(notices, key, reply[3]);
+    this.#noteRemoved(notices, "evicted", reply, 4);
+  }
+
+  /** `set` with a listener: the write that returns what it replaced and evicted, then the listener. */
+  async #setReporting(key, entry, index, stored, ttl, idle, tags) {
+    const notices = [];
+    if (tags !== undefined) {
+      await this.#writeTagged("set", entry, index, stored, ttl, idle, tags, notices, key);
+    } else {
+      const call = this.#returningCall(entry, index, stored, ttl, idle);
+      const reply = await this.#script("set", call.script, call.keys, call.args);
+      this.#c.sets++;
+      await this.#noteSet("set", notices, key, index, reply);
+    }
+    this.#notify(notices);
   }
 
   /** Writes an entry's bytes, under the capacity if there is one (entries.rs `write`). */
@@ -406,11 +475,13 @@ class RedisStore {
    * (one round trip), in that order. If it fails, the entry is unlinked
    * (best effort): an entry carrying a tag that no set lists must not stay.
    */
-  async #writeTagged(what, entry, index, stored, ttl, idle, tags) {
+  async #writeTagged(what, entry, index, stored, ttl, idle, tags, notices, key) {
     await this.#ready();
     const bound = this.#bound;
     let write;
-    if (bound !== undefined) {
+    if (notices !== undefined) {
+      write = this.#returningCall(entry, index, stored, ttl, idle);
+    } else if (bound !== undefined) {
       const sample = this.#setsSeen++ % SAMPLE_EVERY === 0;
       write = {
         script: SCRIPTS.set_bounded,
@@ -431,7 +502,8 @@ class RedisStore {
       throw backendError(what, error);
     }
     this.#c.sets++;
-    if (bound !== undefined) await this.#settle(index, replies[0]);
+    if (notices !== undefined) await this.#noteSet(what, notices, key, index, replies[0]);
+    else if (bound !== undefined) await this.#settle(index, replies[0]);
   }
 
   /** Lists an entry just written in its tag sets; on failure unlinks it again (best effort) and throws. */
@@ -460,18 +532,36 @@ class RedisStore {
     const unique = [...new Set(wanted)].sort();
     if (unique.length === 0) return 0;
     const bounded = this.#bound !== undefined;
+    const notices = this.#notices();
     let removed = 0;
     const n = this.#space.bucketCount();
-    for (let from = 0; from < n; from += SIZE_CONCURRENCY) {
-      const calls = [];
-      for (let i = from; i < Math.min(n, from + SIZE_CONCURRENCY); i++) {
-        const sets = unique.map((tag) => this.#space.tagSet(i, tag));
-        const keys = bounded ? [this.#recencyOf(i), this.#expiryOf(i), ...sets] : sets;
-        calls.push(this.#script("invalidateTags", SCRIPTS.invalidate_tags, keys, [FLAG(bounded), "0", ...unique]));
+    try {
+      for (let from = 0; from < n; from += SIZE_CONCURRENCY) {
+        const calls = [];
+        for (let i = from; i < Math.min(n, from + SIZE_CONCURRENCY); i++) {
+          const sets = unique.map((tag) => this.#space.tagSet(i, tag));
+          const keys = bounded ? [this.#recencyOf(i), this.#expiryOf(i), ...sets] : sets;
+          // With a listener the script also returns what it removed: {removed, key, bytes, ...}.
+          calls.push(this.#script("invalidateTags", SCRIPTS.invalidate_tags, keys, [FLAG(bounded), FLAG(notices !== undefined), ...unique]));
+        }
+        const replies = await Promise.allSettled(calls);
+        for (const reply of replies) {
+          if (reply.status !== "fulfilled") continue;
+          if (notices === undefined) removed += reply.value;
+          else {
+            removed += reply.value[0];
+            this.#noteRemoved(notices, "invalidated", reply.value, 1);
+          }
+        }
+        for (const reply of replies) if (reply.status === "rejected") throw reply.reason;
       }
-      for (const count of await Promise.all(calls)) removed += count;
+    } catch (error) {
+      this.#c.deletes += removed;
+      this.#notify(notices, true);
+      throw error;
     }
     this.#c.deletes += removed;
+    this.#notify(notices);
     return removed;
   }
 
@@ -485,22 +575,33 @@ class RedisStore {
   /** Removes the entry under `key`; whether it existed (a load's placeholder is removed, and is no entry). */
   async delete(key) {
     const { entry, index } = this.#locate(key);
-    const existed = (await this.#unlink("delete", index, [entry])) > 0;
+    const notices = this.#notices();
+    const existed = (await this.#unlink("delete", index, [entry], this.#conn, notices, "deleted")) > 0;
     if (existed) this.#c.deletes++;
+    this.#notify(notices);
     return existed;
   }
 
-  /** Deletes entries of bucket `index` (and load placeholders among them); how many entries existed. */
-  async #unlink(what, index, entries, via = this.#conn) {
+  /**
+   * Deletes entries of bucket `index` (and load placeholders among them); how
+   * many entries existed. With `notices`, the script also returns the
+   * removed entries' bytes, queued there with `reason`.
+   */
+  async #unlink(what, index, entries, via = this.#conn, notices = undefined, reason = undefined) {
     if (entries.length === 0) return 0;
     const bounded = this.#bound !== undefined;
     const keys = bounded ? [this.#recencyOf(index), this.#expiryOf(index), ...entries] : entries;
     await this.#ready();
+    let reply;
     try {
-      return await via.script(SCRIPTS.delete, keys, [FLAG(bounded), "0"]);
+      reply = await via.script(SCRIPTS.delete, keys, [FLAG(bounded), FLAG(notices !== undefined)]);
     } catch (error) {
       throw backendError(what, error);
     }
+    if (notices === undefined) return reply;
+    if (!Array.isArray(reply) || typeof reply[0] !== "number") throw new CacheBackendError(`${what} on Redis: unexpected reply ${describe(reply)}`);
+    this.#noteRemoved(notices, reason, reply, 1);
+    return reply[0];
   }
 
   /** Whether a live entry is under `key`. */
@@ -620,22 +721,32 @@ class RedisStore {
       if (value === undefined) throw new CacheSerializationError("setMany cannot store undefined (store null instead)");
       return encodeEntry(value, o.metadata, o.tags ?? []);
     });
+    const notices = this.#notices();
     if (o.tags !== undefined) {
       // Each written and listed in one pipeline, as a tagged set; every entry tried, the first failure reported.
       let first;
       for (let i = 0; i < pairs.length; i++) {
         try {
-          await this.#writeTagged("setMany", located[i].entry, located[i].index, stored[i], ttl, idle, o.tags);
+          await this.#writeTagged("setMany", located[i].entry, located[i].index, stored[i], ttl, idle, o.tags, notices, pairs[i][0]);
         } catch (error) {
           first ??= error;
         }
       }
+      this.#notify(notices, first !== undefined);
       if (first !== undefined) throw first;
       return;
     }
     const bound = this.#bound;
     const written = await Promise.allSettled(
       [...groups].map(async ([index, positions]) => {
+        if (notices !== undefined) {
+          // The scripts that also return what each write replaced and evicted, one pipeline per bucket.
+          const calls = positions.map((pos) => this.#returningCall(located[pos].entry, index, stored[pos], ttl, idle));
+          const replies = await this.#pipeline("setMany", calls);
+          this.#c.sets += positions.length;
+          for (let i = 0; i < positions.length; i++) await this.#noteSet("setMany", notices, pairs[positions[i]][0], index, replies[i]);
+          return;
+        }
         if (bound !== undefined) {
           const calls = [];
           for (let at = 0; at < positions.length; at += SCRIPT_CHUNK) {
@@ -666,7 +777,9 @@ class RedisStore {
         this.#c.sets += positions.length;
       }),
     );
-    for (const result of written) if (result.status === "rejected") throw result.reason;
+    const failed = written.find((result) => result.status === "rejected");
+    this.#notify(notices, failed !== undefined);
+    if (failed !== undefined) throw failed.reason;
   }
 
   /** Removes the entries under `keys`; how many existed. */
@@ -674,21 +787,24 @@ class RedisStore {
     // A key listed twice would be counted twice by the script.
     const unique = [...new Set(listOf(keys, "deleteMany", "an array of keys"))];
     const { located, groups } = this.#group(unique, "deleteMany");
+    const notices = this.#notices();
     const counts = await Promise.allSettled(
       [...groups].map(async ([index, positions]) => {
         let removed = 0;
         for (let at = 0; at < positions.length; at += DELETE_CHUNK) {
           const chunk = positions.slice(at, at + DELETE_CHUNK).map((pos) => located[pos].entry);
-          removed += await this.#unlink("deleteMany", index, chunk);
+          removed += await this.#unlink("deleteMany", index, chunk, this.#conn, notices, "deleted");
         }
         return removed;
       }),
     );
-    // What was deleted counts, even when another bucket failed.
+    // What was deleted counts (and is told), even when another bucket failed.
     let removed = 0;
     for (const count of counts) if (count.status === "fulfilled") removed += count.value;
     this.#c.deletes += removed;
-    for (const count of counts) if (count.status === "rejected") throw count.reason;
+    const failed = counts.find((count) => count.status === "rejected");
+    this.#notify(notices, failed !== undefined);
+    if (failed !== undefined) throw failed.reason;
     return removed;
   }
 
@@ -769,6 +885,14 @@ class RedisStore {
   /** The entries of a page of Redis keys that are this store's and match `pattern`: [raw, key] each. */
   #entriesOf(page, pattern) {
     if (page.length === 0) return [];
+    const keys = this.#userKeys(page, pattern);
+    const out = [];
+    for (let i = 0; i < page.length; i++) if (keys[i] !== null) out.push([page[i], keys[i]]);
+    return out;
+  }
+
+  /** The user key of each Redis key of `page` (bytes), or null where it is not this store's entry matching `pattern`. */
+  #userKeys(page, pattern) {
     let total = 0;
     for (const raw of page) total += raw.length;
     const bytes = new Uint8Array(total);
@@ -779,10 +903,7 @@ class RedisStore {
       at += page[i].length;
       ends[i] = at;
     }
-    const keys = core(() => this.#space.userKeys(bytes, ends, pattern));
-    const out = [];
-    for (let i = 0; i < page.length; i++) if (keys[i] !== null) out.push([page[i], keys[i]]);
-    return out;
+    return core(() => this.#space.userKeys(bytes, ends, pattern));
   }
 
   /**
@@ -790,7 +911,7 @@ class RedisStore {
    * a time, on every master at once; with `remove`, deletes each page and
    * returns how many existed, else adds the user keys to `found`.
    */
-  async #walk(what, pattern, remove, found) {
+  async #walk(what, pattern, remove, found, notices) {
     await this.#ready();
     const match = core(() => this.#space.scanMatch(pattern, undefined));
     let masters;
@@ -799,11 +920,11 @@ class RedisStore {
     } catch (error) {
       throw backendError(what, error);
     }
-    const counts = await Promise.all(masters.map((node) => this.#walkNode(what, node, match, pattern, remove, found)));
+    const counts = await Promise.all(masters.map((node) => this.#walkNode(what, node, match, pattern, remove, found, notices)));
     return counts.reduce((a, b) => a + b, 0);
   }
 
-  async #walkNode(what, node, match, pattern, remove, found) {
+  async #walkNode(what, node, match, pattern, remove, found, notices) {
     const scan = async (cursor) => {
       const args = ["SCAN", cursor, "MATCH", match, "COUNT", SCAN_COUNT];
       // Entries only when listing: a deleting walk removes load placeholders too.
@@ -833,7 +954,8 @@ class RedisStore {
           if (list === undefined) byBucket.set(index, [raw]);
           else list.push(raw);
         }
-        const deleted = await Promise.all([...byBucket].map(([index, raws]) => this.#unlink(what, index, raws, node)));
+        const reason = what === "clear" ? "cleared" : "invalidated";
+        const deleted = await Promise.all([...byBucket].map(([index, raws]) => this.#unlink(what, index, raws, node, notices, reason)));
         for (const n of deleted) removed += n;
       } else {
         for (const [, key] of entries) found.add(key);
@@ -854,9 +976,26 @@ class RedisStore {
   /** Removes every entry whose key matches the glob `pattern`; how many. */
   async invalidate(pattern) {
     checkedPattern(pattern);
-    this.#checkMayDeleteMany("invalidate");
-    const removed = await this.#walk("invalidate", pattern, true, undefined);
+    return this.#removeMatching("invalidate", pattern);
+  }
+
+  /**
+   * The deleting walk of `invalidate` and `clear` (`pattern` undefined):
+   * counts what it removed and tells the listener, after the walk, or
+   * (its errors reported, not thrown) when the walk failed part way.
+   */
+  async #removeMatching(what, pattern) {
+    this.#checkMayDeleteMany(what);
+    const notices = this.#notices();
+    let removed;
+    try {
+      removed = await this.#walk(what, pattern, true, undefined, notices);
+    } catch (error) {
+      this.#notify(notices, true);
+      throw error;
+    }
     this.#c.deletes += removed;
+    this.#notify(notices);
     return removed;
   }
 
@@ -870,9 +1009,7 @@ class RedisStore {
 
   /** Removes every entry of the store. */
   async clear() {
-    this.#checkMayDeleteMany("clear");
-    const removed = await this.#walk("clear", undefined, true, undefined);
-    this.#c.deletes += removed;
+    await this.#removeMatching("clear", undefined);
   }
 
   /** How many entries the store holds: by the capacity index if bounded, else by a walk. */
@@ -1096,8 +1233,11 @@ class RedisStore {
       const stored = core(() => wasm.encode(value, how.metadata, how.tags ?? []));
       // Stored only if the placeholder is still ours: nothing wrote, deleted,
       // invalidated or cleared the key, and the lease has not run out.
-      const written = await this.#storeLoaded(key, entry, index, "p", token, "", stored, how);
+      const notices = this.#notices();
+      const written = await this.#storeLoaded(key, entry, index, "p", token, "", stored, how, notices);
       armed = false;
+      // What the value evicted: its callers get the value, a listener's error goes to reportLater.
+      this.#notify(notices, true);
       // Listed with its placeholder already; this keeps its tag sets as long as the entry.
       if (written && how.tags !== undefined) await this.#registerWritten("getOrSet", entry, index, how.tags, how.ttl);
       return { value, bytes: stored };
@@ -1187,7 +1327,7 @@ class RedisStore {
    * whose lock holds `token` and whose entry still has the bytes of SHA1
    * `sha`. Whether written.
    */
-  async #storeLoaded(key, entry, index, mode, token, sha, stored, how) {
+  async #storeLoaded(key, entry, index, mode, token, sha, stored, how, notices) {
     const bound = this.#bound;
     const lock = this.#space.lock(key);
     // The lock is declared where it is held (mode "r"), or where Redis
@@ -1203,9 +1343,11 @@ class RedisStore {
         "getOrSet",
         SCRIPTS.store_loaded_bounded,
         [entry, this.#recencyOf(index), this.#expiryOf(index), ...held],
-        [...head, String(this.#space.share(bound.maxSize, index)), FLAG(bound.lru), FLAG(sample), String(how.idle ?? 0)],
+        [...head, String(this.#space.share(bound.maxSize, index)), FLAG(bound.lru), FLAG(sample), String(how.idle ?? 0), FLAG(notices !== undefined)],
       );
       await this.#settle(index, reply);
+      // With a listener, what it evicted for the value follows: {expired, evicted, lost, stored, key, bytes, ...}.
+      this.#noteRemoved(notices, "evicted", reply, 4);
     } else {
       reply = await this.#script("getOrSet", SCRIPTS.store_loaded, [entry, ...held], [...head, String(how.idle ?? 0)]);
     }
@@ -1367,7 +1509,11 @@ class RedisStore {
       return;
     }
     // Refused, the script released the lock; failed, the lease ends it.
-    const written = await this.#storeLoaded(key, entry, index, "r", found.token, found.sha, stored, how);
+    const notices = this.#notices();
+    const written = await this.#storeLoaded(key, entry, index, "r", found.token, found.sha, stored, how, notices);
+    // Written, it replaced the very bytes the refresh was started on (the script checked their SHA1).
+    if (written) this.#noteReplaced(notices, key, found.stored);
+    this.#notify(notices, true);
     if (written && how.tags !== undefined) await this.#registerWritten("getOrSet", entry, index, how.tags, how.ttl);
   }
 
@@ -1415,13 +1561,13 @@ function abortable(promise, signal) {
 
 /**
  * The loads an async call runs inside, where the host has AsyncLocalStorage
- * (Node, Bun, Deno; not the workerd entry, an ES module without `require`):
- * a list { store, key, up } of the loaders it is nested in, innermost first.
+ * (Node, Bun, Deno; not the workerd entry: `hostAsyncLocalStorage`, which
+ * scripts/build-entry.cjs declares for each form of the entry): a list
+ * { store, key, up } of the loaders it is nested in, innermost first.
  */
 const LOADING = (() => {
   try {
-    const { AsyncLocalStorage } = typeof require === "function" ? require("node:async_hooks") : {};
-    return typeof AsyncLocalStorage === "function" ? new AsyncLocalStorage() : undefined;
+    return typeof hostAsyncLocalStorage === "function" ? new hostAsyncLocalStorage() : undefined;
   } catch {
     return undefined;
   }

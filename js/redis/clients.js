@@ -206,6 +206,13 @@ const REDIS_CLIENTS = (() => {
    */
   function sequential(kind, clustered, send, masters, timeout, ready, clock = deadlines(timeout), onLost = undefined) {
     const isNoScript = (error) => error.redisError === true && String(error.message).startsWith(NOSCRIPT);
+    // A call failed: its deadline removed, its error marked (a lost connection reported).
+    const fail = (call, key, reject, error) => {
+      clock.remove(call);
+      const marked = mark(error);
+      if (onLost !== undefined && marked.redisError !== true) onLost(key);
+      reject(marked);
+    };
     // Sends `argv` (and, for a script refused with NOSCRIPT, `fallback()`'s EVAL).
     const run = (argv, key, fallback, what) =>
       new Promise((resolve, reject) => {
@@ -223,16 +230,29 @@ const REDIS_CLIENTS = (() => {
               },
           what,
         );
+        if (gate === true && fallback === undefined) {
+          // The usual call (a connected client, a plain command): two closures of ours, no more.
+          let sent;
+          try {
+            sent = send(argv, key);
+          } catch (error) {
+            fail(call, key, reject, error);
+            return;
+          }
+          sent.then(
+            (r) => {
+              clock.remove(call);
+              resolve(reply(r));
+            },
+            (error) => fail(call, key, reject, error),
+          );
+          return;
+        }
         const settle = (r) => {
           clock.remove(call);
           resolve(reply(r));
         };
-        const failed = (error) => {
-          clock.remove(call);
-          const marked = mark(error);
-          if (onLost !== undefined && marked.redisError !== true) onLost(key);
-          reject(marked);
-        };
+        const failed = (error) => fail(call, key, reject, error);
         const sendNow = (a, onError) => {
           let sent;
           try {
@@ -388,15 +408,19 @@ const REDIS_CLIENTS = (() => {
     };
   }
 
+  // A single client only reads the options it is given (v5 copies them into its own): one object for every call.
+  const V4_OPTIONS = { returnBuffers: true };
+  const V5_OPTIONS = { typeMapping: V5_TYPES };
+
   /** node-redis v4: `sendCommand(args, { returnBuffers: true })`; a legacy-mode client's promise API is `client.v4`. */
   function nodeRedis4(client, timeout) {
     const target = client.options?.legacyMode && client.v4 ? client.v4 : client;
-    return sequential("node-redis", false, (argv) => target.sendCommand(argv, { returnBuffers: true }), undefined, timeout, nodeRedisGate(client));
+    return sequential("node-redis", false, (argv) => target.sendCommand(argv, V4_OPTIONS), undefined, timeout, nodeRedisGate(client));
   }
 
   /** node-redis v5 (and later): a type mapping per command for bytes. */
   function nodeRedis5(client, timeout) {
-    return sequential("node-redis", false, (argv) => client.sendCommand(argv, { typeMapping: V5_TYPES }), undefined, timeout, nodeRedisGate(client));
+    return sequential("node-redis", false, (argv) => client.sendCommand(argv, V5_OPTIONS), undefined, timeout, nodeRedisGate(client));
   }
 
   /** CRC16 (XMODEM) of `bytes`: Redis Cluster's key hash. */

@@ -231,6 +231,10 @@ fn value_text(bytes: &[u8]) -> Option<&[u8]> {
 #[cfg_attr(not(any(test, feature = "js-redis")), allow(dead_code))]
 pub(crate) fn value_start(bytes: &[u8]) -> Option<usize> {
     let inner = value_text(bytes)?;
+    // The usual value: one pass, no serde (which only confirms, or decides, the rest).
+    if super::plain_json::surely_valid(inner) {
+        return Some(bytes.len() - 1 - inner.len());
+    }
     let mut de = serde_json::Deserializer::from_slice(inner);
     let Valid = serde::de::Deserialize::deserialize(&mut de).ok()?;
     de.end().ok()?;
@@ -658,7 +662,7 @@ mod tests {
 /// the full parse (it may only be faster).
 // proptest is a native dev-dependency.
 #[cfg(all(test, not(target_arch = "wasm32")))]
-mod fuzz_tests {
+pub(crate) mod fuzz_tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -689,11 +693,14 @@ mod fuzz_tests {
         serde_json::from_slice::<ValueOnly<serde_json::Value>>(bytes).ok().map(|e| e.v)
     }
 
-    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    /// Any JSON value (small, nested a few levels), for the fuzz tests of
+    /// what reads and writes documents (here and `plain_json`).
+    pub(crate) fn json_value() -> impl Strategy<Value = serde_json::Value> {
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),
             any::<bool>().prop_map(serde_json::Value::from),
             any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
             any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
             ".{0,12}".prop_map(serde_json::Value::from),
         ];

@@ -12,6 +12,9 @@
 
 pub(crate) mod format;
 pub(crate) mod keyspace;
+// The quick check of a stored value's text (the JS store's read path).
+#[cfg_attr(not(any(test, feature = "js-redis")), allow(dead_code))]
+pub(crate) mod plain_json;
 pub(crate) mod scripts;
 
 use std::time::Duration;

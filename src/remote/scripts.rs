@@ -49,12 +49,7 @@ pub(crate) const SAMPLE_EVERY: u64 = 8;
 /// is filed again under its real deadline instead of being reclaimed.
 const SET_BOUNDED_FN: &str = r"
 local function set_bounded(entry, recency, expiry, doc, ttl_arg, max_arg, lru_arg, sample, now, idle_arg)
-local idle = tonumber(idle_arg or '0') or 0
-if idle > 0 then
-  local px
-  doc, px = idle_doc(doc, idle, tonumber(ttl_arg), now)
-  ttl_arg = string.format('%d', px)
-end
+doc, ttl_arg = with_idle(doc, tonumber(idle_arg or '0') or 0, ttl_arg, now)
 local ttl = tonumber(ttl_arg)
 local max_size = tonumber(max_arg)
 local lru = lru_arg == '1'
@@ -148,9 +143,13 @@ end
 /// (`touch`), and its member of a bounded store's expiry index with it.
 ///
 /// `idle_doc(doc, idle, ttl, now)`: the document with its header, and its
-/// first expiry in ms from now. `touch(entry, doc, expiry)`: moves the
-/// expiry of an entry just read as `doc` if it has a header (`expiry`, the
-/// expiry index, or nil).
+/// first expiry in ms from now. `with_idle(doc, idle, ttl, now)`: the same
+/// for every write, a TTL and an expiry as text ('0': none), and without an
+/// idle time (`idle` 0) the document and TTL as they are (`now`: nil for
+/// Redis's clock, read only if needed). `set_px(entry, doc, px)`: the
+/// `SET`, with `PX` unless `px` is '0'. `touch(entry, doc, expiry)`: moves
+/// the expiry of an entry just read as `doc` if it has a header (`expiry`,
+/// the expiry index, or nil).
 const IDLE_FN: &str = r#"
 local function idle_doc(doc, idle, ttl, now)
   local at = 0
@@ -160,6 +159,20 @@ local function idle_doc(doc, idle, ttl, now)
     if ttl < idle then px = ttl end
   end
   return '{"i":' .. string.format('%d', idle) .. ',"d":' .. string.format('%d', at) .. ',' .. string.sub(doc, 2), px
+end
+
+local function with_idle(doc, idle, ttl, now)
+  if idle <= 0 then return doc, ttl end
+  local with, px = idle_doc(doc, idle, tonumber(ttl), now or now_ms())
+  return with, string.format('%d', px)
+end
+
+local function set_px(entry, doc, px)
+  if px ~= '0' then
+    redis.call('SET', entry, doc, 'PX', px)
+  else
+    redis.call('SET', entry, doc)
+  end
 end
 
 local function touch(entry, doc, expiry)
@@ -229,26 +242,25 @@ const SET_BOUNDED_CALL: &str = r"
 return {set_bounded(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], now_ms(), ARGV[6])}
 ";
 
-/// A `set` with an idle time without a capacity: the header of
+/// The write of an entry without a capacity, the body of the scripts
+/// `set_idle` (then `return 1`) and `set_returning` (after [`READ_OLD`],
+/// then `return old`) of [`TABLE`]: with an idle time, the header of
 /// [`IDLE_FN`] and the sooner of TTL and idle time as the expiry. An idle
 /// time of 0 is a plain `SET` (with `PX` if there is a TTL): a batch sends
-/// its entries with and without one through this script alike.
+/// its entries with and without one through `set_idle` alike.
 ///
 /// KEYS: entry. ARGV: stored bytes, TTL in ms (0: none), idle time in ms.
-const SET_IDLE: &str = r"
-local doc, px = ARGV[1], ARGV[2]
-local idle = tonumber(ARGV[3])
-if idle > 0 then
-  local ms
-  doc, ms = idle_doc(doc, idle, tonumber(px), now_ms())
-  px = string.format('%d', ms)
-end
-if px ~= '0' then
-  redis.call('SET', KEYS[1], doc, 'PX', px)
-else
-  redis.call('SET', KEYS[1], doc)
-end
-return 1
+const WRITE_ENTRY: &str = r"
+local doc, px = with_idle(ARGV[1], tonumber(ARGV[3] or '0') or 0, ARGV[2], nil)
+set_px(KEYS[1], doc, px)
+";
+
+/// The head of the scripts that report what a write replaced: the entry's
+/// old stored bytes in `old` (false if it had none, or a load's
+/// placeholder), read before the write. KEYS[1]: the entry.
+const READ_OLD: &str = r"
+local old = redis.pcall('GET', KEYS[1])
+if type(old) ~= 'string' then old = false end
 ";
 
 /// A read of an entry that may have an idle time, in one round trip: the
@@ -331,24 +343,13 @@ const STORE_LOADED_CALL: &str = r"
 local entry, lock, mode, token = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 if not may_store_or_release(entry, lock, mode, token, ARGV[3]) then return {0, 0, 0, 0} end
 local fresh_for = tonumber(ARGV[4])
-local doc = ARGV[5]
-local px = ARGV[6]
-local idle = tonumber(ARGV[7] or '0') or 0
-if idle > 0 then
-  local ms
-  doc, ms = idle_doc(doc, idle, tonumber(px), now_ms())
-  px = string.format('%d', ms)
-end
+local doc, px = with_idle(ARGV[5], tonumber(ARGV[7] or '0') or 0, ARGV[6], nil)
 if fresh_for > 0 then
   doc = stamped(doc, fresh_for, now_ms())
   -- A fresh value: no refresh runs, no backoff stays.
   if lock then redis.call('DEL', lock) end
 end
-if px ~= '0' then
-  redis.call('SET', entry, doc, 'PX', px)
-else
-  redis.call('SET', entry, doc)
-end
+set_px(entry, doc, px)
 return {0, 0, 0, 1}
 ";
 
@@ -358,26 +359,22 @@ return {0, 0, 0, 1}
 /// KEYS: entry, recency index, expiry index, then the refresh lock (on a
 /// cluster only in mode 'r', as for [`STORE_LOADED_CALL`]).
 /// ARGV: mode, token, sha, fresh period in ms, stored bytes, TTL in ms,
-/// max_size, "1" for LRU, "1" to check random members, idle time in ms.
-/// Returns `{expired, evicted, lost, stored}`.
+/// max_size, "1" for LRU, "1" to check random members, idle time in ms,
+/// and "1" for a store with a removal listener.
+/// Returns `{expired, evicted, lost, stored}`; with a listener, then the key
+/// and stored bytes of each entry it evicted.
 const STORE_LOADED_BOUNDED_CALL: &str = r"
 local entry, lock, mode, token = KEYS[1], KEYS[4], ARGV[1], ARGV[2]
 if not may_store_or_release(entry, lock, mode, token, ARGV[3]) then return {0, 0, 0, 0} end
+if ARGV[11] == '1' then evicted_values = {} end
 local now = now_ms()
 local fresh_for = tonumber(ARGV[4])
-local doc = ARGV[5]
-local idle = tonumber(ARGV[10] or '0') or 0
-local ttl = ARGV[6]
-if idle > 0 then
-  local px
-  doc, px = idle_doc(doc, idle, tonumber(ttl), now)
-  ttl = string.format('%d', px)
-end
+local doc, ttl = with_idle(ARGV[5], tonumber(ARGV[10] or '0') or 0, ARGV[6], now)
 doc = stamped(doc, fresh_for, now)
 if fresh_for > 0 and lock then redis.call('DEL', lock) end
 -- SET replaces the placeholder; the index never listed it, so the key counts as new.
 local expired, evicted, lost = set_bounded(entry, KEYS[2], KEYS[3], doc, ttl, ARGV[7], ARGV[8], ARGV[9], now)
-return {expired, evicted, lost, 1}
+return {expired, evicted, lost, 1, unpack(evicted_values or {})}
 ";
 
 /// Reads an entry under LRU and makes it the most recently used: the next
@@ -552,35 +549,12 @@ if returning then return out end
 return out[1]
 ";
 
-/// An unbounded `set` for a store with a removal listener: the entry's old
-/// stored bytes (false if it had none, or a load's placeholder), then the
-/// write. KEYS: entry. ARGV: bytes, TTL in ms ('0': none), idle time in ms
-/// ('0': none; else the entry gets its header as [`SET_IDLE`] writes it).
-const SET_RETURNING: &str = r"
-local old = redis.pcall('GET', KEYS[1])
-if type(old) ~= 'string' then old = false end
-local doc, px = ARGV[1], ARGV[2]
-local idle = tonumber(ARGV[3] or '0') or 0
-if idle > 0 then
-  local ms
-  doc, ms = idle_doc(doc, idle, tonumber(px), now_ms())
-  px = string.format('%d', ms)
-end
-if px ~= '0' then
-  redis.call('SET', KEYS[1], doc, 'PX', px)
-else
-  redis.call('SET', KEYS[1], doc)
-end
-return old
-";
-
-/// [`SET_BOUNDED_CALL`] for a store with a removal listener: also the
-/// entry's old stored bytes (false if none), then the key and stored bytes
-/// of each entry it evicted: `{expired, evicted, lost, old, key, bytes, ...}`.
-/// ARGV: as [`SET_BOUNDED_CALL`]'s (the idle time included).
+/// [`SET_BOUNDED_CALL`] for a store with a removal listener, after
+/// [`READ_OLD`]: also the entry's old stored bytes (false if none), then
+/// the key and stored bytes of each entry it evicted: `{expired, evicted,
+/// lost, old, key, bytes, ...}`. ARGV: as [`SET_BOUNDED_CALL`]'s (the idle
+/// time included).
 const SET_BOUNDED_RETURNING_CALL: &str = r"
-local old = redis.pcall('GET', KEYS[1])
-if type(old) ~= 'string' then old = false end
 evicted_values = {}
 local expired, evicted, lost =
   set_bounded(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], now_ms(), ARGV[6])
@@ -834,13 +808,13 @@ pub(crate) const TABLE: [(&str, &[&str]); 22] = [
     ("store_loaded_bounded", &[NOW_FN, IDLE_FN, INDEX_FN, SET_BOUNDED_FN, STORE_LOADED_FN, STORE_LOADED_BOUNDED_CALL]),
     ("read_fresh", &[NOW_FN, IDLE_FN, READ_FRESH]),
     ("refresh_failed", &[NOW_FN, REFRESH_FAILED]),
-    ("set_idle", &[NOW_FN, IDLE_FN, SET_IDLE]),
+    ("set_idle", &[NOW_FN, IDLE_FN, WRITE_ENTRY, "return 1\n"]),
     ("get_idle", &[NOW_FN, IDLE_FN, GET_IDLE]),
     ("touch_idle", &[NOW_FN, IDLE_FN, TOUCH_IDLE]),
     ("get_lru_many", &[NOW_FN, IDLE_FN, GET_LRU_MANY_HEAD, GET_LRU, GET_LRU_MANY_CALL]),
     ("set_bounded_many", &[NOW_FN, IDLE_FN, INDEX_FN, SET_BOUNDED_FN, SET_BOUNDED_MANY_CALL]),
-    ("set_returning", &[NOW_FN, IDLE_FN, SET_RETURNING]),
-    ("set_bounded_returning", &[NOW_FN, IDLE_FN, INDEX_FN, SET_BOUNDED_FN, SET_BOUNDED_RETURNING_CALL]),
+    ("set_returning", &[NOW_FN, IDLE_FN, READ_OLD, WRITE_ENTRY, "return old\n"]),
+    ("set_bounded_returning", &[NOW_FN, IDLE_FN, INDEX_FN, SET_BOUNDED_FN, READ_OLD, SET_BOUNDED_RETURNING_CALL]),
     ("unlock_load", &[UNLOCK_LOAD]),
     ("unlock", &[UNLOCK]),
     ("register_tags", &[CARRIES_FN, REGISTER]),
@@ -886,6 +860,33 @@ pub(crate) fn table() -> Vec<ScriptText> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run of this many lines of Lua (blank lines and bare `end`s not
+    /// counted) found in two parts of [`TABLE`], or twice in one, is a near
+    /// copy: it belongs in a part (or a Lua function) of its own.
+    const COPIED_RUN: usize = 4;
+
+    #[test]
+    fn no_part_repeats_another_parts_lines() {
+        let mut parts: Vec<&str> = TABLE.iter().flat_map(|(_, parts)| parts.iter().copied()).collect();
+        parts.sort_unstable();
+        parts.dedup();
+        let mut seen: std::collections::HashMap<Vec<&str>, usize> = std::collections::HashMap::new();
+        let mut copies = Vec::new();
+        for (at, part) in parts.iter().enumerate() {
+            let lines: Vec<&str> = part
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && *line != "end" && !line.starts_with("--"))
+                .collect();
+            for run in lines.windows(COPIED_RUN) {
+                if let Some(first) = seen.insert(run.to_vec(), at) {
+                    copies.push(format!("{run:#?} in parts {first} and {at}"));
+                }
+            }
+        }
+        assert!(copies.is_empty(), "near copies in the script table:\n{}", copies.join("\n"));
+    }
 
     #[test]
     fn every_script_is_named_once_and_hashed_as_redis_does() {

@@ -15,6 +15,8 @@
 
 use wasm_bindgen::prelude::*;
 
+mod scratch;
+
 use crate::errors::{CacheError, Result};
 use crate::key::{Key, MAX_KEY_LEN};
 use crate::pattern::{MAX_PATTERN_LEN, Pattern};
@@ -282,6 +284,10 @@ fn number_as_written(token: &str) -> bool {
     // Up to 15 digits, no leading zero: a whole number below 2^53, written as it is.
     if !digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|c| c.is_ascii_digit()) {
         return digits == "0" && token == "0" || !digits.starts_with('0');
+    }
+    // A short decimal (7.5, 0.25): known without parsing (its proof: remote/plain_json.rs).
+    if crate::remote::plain_json::short_decimal_as_written(token.as_bytes()) {
+        return true;
     }
     // serde_json's own parser (float_roundtrip: exact), already in the .wasm (std's is not).
     let Ok(n) = serde_json::from_str::<f64>(token) else { return false };

@@ -162,3 +162,33 @@ pub async fn tagged_sets_report_what_they_remove<B: Backend>(b: &B) {
         }
     }
 }
+
+/// What a read-through load stores may evict (a bounded store reports it as
+/// a `set`'s), and a stale-while-revalidate refresh that stores its value
+/// replaced the stale one: both reported, the refresh's from its task.
+pub async fn loads_and_refreshes_report_what_they_remove<B: Backend>(b: &B) {
+    let (listener, log) = logger();
+    let store = b.listened(Some(pepperpy_caching::LruPolicy::new(1).unwrap().into()), listener).await;
+    store.set("old", s("o"), SetOptions::new()).await.unwrap();
+    let loaded = store.get_or_set("k", || async { s("loaded") }, SetOptions::new()).await;
+    assert_eq!(loaded.unwrap(), "loaded");
+    assert_eq!(take(&log), [notice("old", "o", RemovalReason::Evicted)]);
+
+    let (listener, log) = logger();
+    let store = Arc::new(b.listened(None, listener).await);
+    let options = super::refresh::Tasks;
+    let options = pepperpy_caching::RefreshOptions::new(options, SHORT, std::time::Duration::from_secs(60));
+    let v = |value: &'static str| move || async move { Ok::<_, std::io::Error>(s(value)) };
+    assert_eq!(store.get_or_refresh("r", v("v1"), &options).await.unwrap(), "v1");
+    assert_eq!(take(&log), [], "a first load replaces nothing");
+    b.pass(PASS).await;
+    assert_eq!(store.get_or_refresh("r", v("v2"), &options).await.unwrap(), "v1", "stale, served at once");
+    super::support::within("the refresh to report", async {
+        while log.lock().unwrap().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(take(&log), [notice("r", "v1", RemovalReason::Replaced)]);
+    assert_eq!(store.get("r").await.unwrap(), Some(s("v2")));
+}

@@ -285,7 +285,7 @@ where
             self.try_round_trip(what, pipe.invoke::<Vec<(u64, u64, u8)>>(&mut conn)).await
         } else if positions.iter().any(|&pos| entries[pos].1.idle.is_some()) {
             // Entries with an idle time get their header where Redis's clock
-            // is (`SET_IDLE`, which writes the others as `SET` does).
+            // is (`set_idle`, which writes the others as `SET` does).
             let script = &self.scripts.set_idle;
             let mut pipe = ScriptPipe::new(script);
             for &pos in positions {

@@ -97,21 +97,24 @@ where
     /// [`RemovalReason`](crate::removal::RemovalReason) of what this process removes:
     /// its `delete` (`Deleted`), `invalidate` and `invalidate_tags`
     /// (`Invalidated`), `clear` (`Cleared`), the entry its `set` (tagged or
-    /// not) replaced (`Replaced`), and the
+    /// not) replaced (`Replaced`), the stale value a `get_or_refresh`
+    /// refresh replaced (`Replaced`, from the refresh's task), and the
     /// entries a bounded store's capacity script evicted to make room for
-    /// that `set` (`Evicted`). Each removal is reported by the process that
-    /// made it, once, after its round trip.
+    /// that `set` or for the value a load or refresh stored (`Evicted`). Each
+    /// removal is reported by the process that made it, once, after its
+    /// round trip.
     ///
     /// It cannot see what it did not do: Redis's own expiry of a TTL (no
-    /// `Expired`, and the expired entries the capacity scripts reclaim are
-    /// counted in `stats`, not reported), what `get_or_set` and
-    /// `get_or_refresh` store, other processes' calls, and Redis's
-    /// `maxmemory` evictions. Values that do not decode (written by
-    /// something else) are not reported.
+    /// `Expired`: an expired entry is gone before any script meets it; the
+    /// members the capacity scripts reclaim for them are counted in
+    /// `stats`, not reported), other processes' calls, Redis's `maxmemory`
+    /// evictions, and what the rebuild of a lost capacity index evicts.
+    /// Values that do not decode (written by something else) are not
+    /// reported.
     ///
-    /// With a listener, `delete`, `invalidate`, `invalidate_tags`, `clear`
-    /// and `set` read the values they remove in the same script (one round
-    /// trip still); without one nothing changes. The listener runs on the calling task,
+    /// With a listener, `delete`, `invalidate`, `invalidate_tags`, `clear`,
+    /// `set` and a bounded store's loads read the values they remove in the
+    /// same script (one round trip still); without one nothing changes. The listener runs on the calling task,
     /// with no lock held; a panic in it is caught.
     ///
     /// ```no_run

@@ -257,7 +257,7 @@ where
             return Ok(());
         }
         if self.listening() {
-            // The idle header too, if any (see `SET_IDLE`).
+            // The idle header too, if any (see `WRITE_ENTRY`).
             let mut call = ScriptCall::new(&self.scripts.set_returning, &[full.into()], &[]);
             call.arg(stored).arg(ttl.unwrap_or(0)).arg(idle.unwrap_or(0));
             let old: Option<Vec<u8>> = self.round_trip(what, call.invoke(&mut conn)).await?;

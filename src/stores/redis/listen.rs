@@ -98,6 +98,34 @@ impl<V: DeserializeOwned> RedisStore<V> {
     }
 }
 
+/// What a bounded `store_loaded` with a listener reports: `(expired,
+/// evicted, lost, written)` and the evicted entries' keys and bytes.
+type LoadedReply = ((u64, u64, u8, u8), Vec<(Vec<u8>, Vec<u8>)>);
+
+impl<V: DeserializeOwned> RedisStore<V> {
+    /// Reads `STORE_LOADED_BOUNDED_CALL`'s reply with a listener
+    /// `{expired, evicted, lost, written, key, bytes, ...}`.
+    pub(super) fn loaded_reply(&self, what: &str, reply: Vec<redis::Value>) -> crate::errors::Result<LoadedReply> {
+        let int = |v: Option<&redis::Value>| match v {
+            Some(redis::Value::Int(n)) => Some(u64::try_from(*n).unwrap_or(0)),
+            _ => None,
+        };
+        let (Some(expired), Some(evicted), Some(lost), Some(written)) =
+            (int(reply.first()), int(reply.get(1)), int(reply.get(2)), int(reply.get(3)))
+        else {
+            return Err(self.unexpected(what, redis::Value::Array(reply)));
+        };
+        let mut rest = reply.into_iter().skip(4);
+        let mut gone = Vec::new();
+        while let (Some(redis::Value::BulkString(key)), Some(redis::Value::BulkString(bytes))) =
+            (rest.next(), rest.next())
+        {
+            gone.push((key, bytes));
+        }
+        Ok(((expired, evicted, u8::from(lost == 1), u8::from(written == 1)), gone))
+    }
+}
+
 impl<V: serde::Serialize + DeserializeOwned + Send + Sync + 'static> RedisStore<V> {
     /// `set_many`'s write of one bucket for a store with a listener: the
     /// same pipeline, of the scripts that also return what they replaced and

@@ -198,11 +198,20 @@ where
         }
         call.arg(how.idle.unwrap_or(0));
         let mut conn = self.conn.clone();
-        let (expired, evicted, lost, written): (u64, u64, u8, u8) =
-            self.round_trip(what, call.invoke(&mut conn)).await?;
+        // With a listener, a bounded write also returns what it evicted.
+        let listening = capacity.is_some() && self.listening();
+        let ((expired, evicted, lost, written), gone) = if listening {
+            call.arg(flag(true));
+            let reply: Vec<redis::Value> = self.round_trip(what, call.invoke(&mut conn)).await?;
+            self.loaded_reply(what, reply)?
+        } else {
+            let counts: (u64, u64, u8, u8) = self.round_trip(what, call.invoke(&mut conn)).await?;
+            (counts, Vec::new())
+        };
         if let Some(capacity) = &capacity {
             self.settle(capacity, Report::new((expired, evicted, lost))).await;
         }
+        self.report_removed(crate::removal::RemovalReason::Evicted, gone);
         if written == 1 && !uses_lock && how.fresh_for.is_some_and(|ms| ms > 0) {
             clear_backoff(self, what, &lock).await;
         }

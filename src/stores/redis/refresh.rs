@@ -58,8 +58,16 @@ enum Start<V>
 where
     V: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    Locked { token: String, failures: u32, sha: String },
+    Locked { token: String, failures: u32, sha: Seen },
     Try(Claim<V>),
+}
+
+/// The entry a refresh started on: the SHA1 of its bytes (the condition of
+/// its write) and, for a store with a removal listener, the bytes
+/// themselves: a refresh that writes replaced exactly them, and reports so.
+struct Seen {
+    sha: String,
+    old: Option<Vec<u8>>,
 }
 
 /// This instance's one attempt at a key's refresh; released when dropped.
@@ -200,6 +208,7 @@ where
                 let Some(held) = &mut guard else { unreachable!("only the script takes the lock") };
                 let token = held.lock().token.clone();
                 // The refresh owns the lock from here (see below).
+                let sha = Seen { sha, old: self.listening().then(|| stored.clone()) };
                 (stored, Some(Start::Locked { token, failures, sha }))
             }
             Found::Attempt { stored } => {
@@ -257,7 +266,7 @@ where
     /// Tries for the refresh lock of a stale `key` (the read script, which
     /// checks again, atomically): its token, the failures so far and the
     /// SHA1 of the entry's bytes if taken.
-    async fn try_refresh_lock(&self, key: Key<'_>) -> Option<(String, u32, String)> {
+    async fn try_refresh_lock(&self, key: Key<'_>) -> Option<(String, u32, Seen)> {
         let mut guard = Held::new(Unlock {
             lock: Lock::new(self.space.lock(key)),
             conn: self.conn.clone(),
@@ -269,7 +278,10 @@ where
         let found = self.read_fresh(key, guard.lock(), false).await.ok()?;
         guard.disarm();
         match found {
-            Found::Refresh { failures, sha, .. } => Some((guard.lock().token.clone(), failures, sha)),
+            Found::Refresh { failures, sha, stored } => {
+                let old = self.listening().then_some(stored);
+                Some((guard.lock().token.clone(), failures, Seen { sha, old }))
+            }
             _ => None,
         }
     }
@@ -431,7 +443,7 @@ where
     V: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     /// Stores what the refresh loaded, if it still may, or backs off.
-    async fn finish(mut self, loaded: Result<V>, started: Instant, sha: String) {
+    async fn finish(mut self, loaded: Result<V>, started: Instant, seen: Seen) {
         let store = Arc::clone(&self.store);
         store.counters.record_load(loaded.is_ok(), u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
         let entry_options = self.options.entry_options();
@@ -447,9 +459,12 @@ where
                     idle: entry_options.idle.or(store.default_idle).map(ttl_millis),
                     tags: &entry_options.tags,
                 };
-                let condition = Condition::Refresh { token: &self.token, sha: &sha };
+                let condition = Condition::Refresh { token: &self.token, sha: &seen.sha };
                 // Refused, the script released the lock; failed, the lease ends it.
                 let written = store.store_loaded(self.key.key(), condition, &stored, how).await;
+                if matches!(written, Ok(true)) {
+                    store.report_replaced(&self.key.key(), seen.old);
+                }
                 if matches!(written, Ok(true)) && !how.tags.is_empty() {
                     // Listed once written; a failure takes the entry out again (best effort).
                     let _ = store.register_written("get_or_refresh", self.key.key(), how.tags, how.ttl).await;

@@ -124,12 +124,12 @@ where
             call.arg(stored).arg(ttl.unwrap_or(0)).capacity(capacity).arg(flag(self.sample())).arg(idle.unwrap_or(0));
             (call.into_cmd(), Some(script))
         } else if listening {
-            // The idle header too, if any (see `SET_IDLE`).
+            // The idle header too, if any (see `WRITE_ENTRY`).
             let mut call = ScriptCall::new(&self.scripts.set_returning, &[full.into()], &[]);
             call.arg(stored).arg(ttl.unwrap_or(0)).arg(idle.unwrap_or(0));
             (call.into_cmd(), Some(&self.scripts.set_returning))
         } else if let Some(idle) = idle {
-            // The idle header is written where Redis's clock is (`SET_IDLE`).
+            // The idle header is written where Redis's clock is (`WRITE_ENTRY`).
             let mut call = ScriptCall::new(&self.scripts.set_idle, &[full.into()], &[]);
             call.arg(stored).arg(ttl.unwrap_or(0)).arg(idle);
             (call.into_cmd(), Some(&self.scripts.set_idle))

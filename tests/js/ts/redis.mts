@@ -1,6 +1,6 @@
 // pepperpy-caching/redis's types (js/redis.d.ts) as a user meets them: compiled
 // strictly by tsc (scripts/test-js.sh), with a Conn of its own (no client package needed).
-import { LRUPolicy, CacheError, type CacheStats } from "pepperpy-caching";
+import { LRUPolicy, CacheError, type CacheStats, type RemovalReason } from "pepperpy-caching";
 import { RedisStore, type RedisConn, type RedisReply, type RedisStoreOptions } from "pepperpy-caching/redis";
 
 // For a node-redis or ioredis client (a RedisConn keeps its own timeouts): seconds.
@@ -14,6 +14,16 @@ const conn: RedisConn = {
   pipeline: async (calls) => calls.map((): RedisReply => null),
   masters: async () => [conn],
 };
+
+// onRemove: the MemoryStore's listener shape, its reasons typed.
+export const listened = new RedisStore({
+  client: conn,
+  prefix: "app:",
+  onRemove: (value: unknown, key: string, reason: RemovalReason) => {
+    const known: "evicted" | "expired" | "deleted" | "replaced" | "invalidated" | "cleared" = reason;
+    void [value, key.length, known];
+  },
+});
 
 export async function typed(): Promise<number> {
   const store = new RedisStore({ client: conn, prefix: "app:", policy: new LRUPolicy({ maxSize: 10 }), defaultTtl: 60 });

@@ -135,7 +135,7 @@ impl<V> Engine<V> {
         // An idle time starts again at the load, as if the entry had just been read.
         let idle = idle.or(self.default_idle);
         let expires_at = idle.map_or(ttl_at, |idle| ttl_at.min(expiry(now, idle)));
-        let id = self.insert_new(hash, key, value, metadata.map(Box::new), expires_at, list, weight);
+        let id = self.insert_new(hash, key, value, metadata.map(Box::new), expires_at, list, weight, &mut removed);
         self.start_idle(id, idle, ttl_at, now);
         if !tags.is_empty() {
             self.retag(id, tags);

@@ -100,7 +100,7 @@ proptest! {
             match *op {
                 Op::Insert(list) => {
                     let weight = if weighted { value * 37 % 11 } else { 1 };
-                    let id = slab.insert(Slot::new("k", value, None, NEVER, 0), list, weight);
+                    let id = slab.insert(Slot::new("k".into(), value, None, NEVER, 0), list, weight);
                     prop_assert!(!reference.values.contains_key(&id), "step {}: {} reused while live", step, id);
                     reference.lists[list as usize].push_front(id);
                     reference.values.insert(id, value);

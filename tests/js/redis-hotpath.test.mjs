@@ -1,0 +1,264 @@
+// The JS RedisStore's hot path (issue 24 item 4) against a real redis-server:
+// set's fast encoding (a read-once copy of the value, JSON.stringify, Rust's
+// plainText through the scratch buffer) and get's quick read (Rust's
+// plainStart through the scratch buffer, the quick JSON check) must write
+// and read exactly what Rust's walk and reader do, for values around the
+// scratch buffer's size, after the wasm memory grew, and for hostile values.
+import assert from "node:assert/strict";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { before, after, describe, test } from "node:test";
+import { createClient } from "redis5";
+import * as main from "pepperpy-caching";
+import { RedisStore } from "pepperpy-caching/redis";
+import { conn } from "../../js/redis/clients.js";
+import { startServer } from "./redis-support.mjs";
+
+const { CacheSerializationError } = main;
+const require = createRequire(import.meta.url);
+const wasm = require(join(dirname(require.resolve("pepperpy-caching/redis")), "wasm", "redis.cjs"));
+
+let server;
+let client;
+let n = 0;
+const fresh = () => `h${++n}:`;
+
+before(async () => {
+  server = await startServer();
+  client = await createClient({ url: server.url }).connect();
+});
+after(async () => {
+  await client?.quit();
+  await server?.stop();
+});
+
+describe("set's fast encoding", () => {
+  test("reads each property of the value once, as Rust's walk does", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    let reads = 0;
+    const value = {
+      get counted() {
+        reads++;
+        return { nested: [1, 2.5, "x"] };
+      },
+      plain: 1,
+    };
+    await store.set("k", value);
+    assert.equal(reads, 1, "the getter ran once");
+    assert.equal(await client.get(`${store.prefix}k`), '{"v":{"counted":{"nested":[1,2.5,"x"]},"plain":1}}');
+    // A Proxy's traps, likewise: one `get` per property.
+    const gets = new Map();
+    const proxy = new Proxy(
+      { a: 1, b: [true, null] },
+      {
+        get(target, name, receiver) {
+          if (typeof name === "string") gets.set(name, (gets.get(name) ?? 0) + 1);
+          return Reflect.get(target, name, receiver);
+        },
+      },
+    );
+    await store.set("p", proxy);
+    assert.equal(await client.get(`${store.prefix}p`), '{"v":{"a":1,"b":[true,null]}}');
+    assert.equal(gets.get("a"), 1);
+    assert.equal(gets.get("b"), 1);
+  });
+
+  test("a getter that answers differently each time is stored as read once: never a text Rust's walk would refuse", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    let turn = 0;
+    // Plain the first time, a Map after: JSON.stringify would write `{}` for the Map, which the walk refuses.
+    const shifty = {
+      get x() {
+        return turn++ === 0 ? { ok: 1 } : new Map([[1, 2]]);
+      },
+    };
+    await store.set("k", shifty);
+    assert.equal(await client.get(`${store.prefix}k`), '{"v":{"x":{"ok":1}}}');
+    // A function the first time: the copy stops, and the walk decides on its own reading (a 1),
+    // never JSON.stringify's `{}` (which leaves a function out).
+    let calls = 0;
+    const sly = {
+      get f() {
+        return calls++ === 0 ? () => 1 : 1;
+      },
+    };
+    await store.set("f", sly);
+    assert.equal(await client.get(`${store.prefix}f`), '{"v":{"f":1}}');
+    assert.equal(calls, 2, "read by the copy, then by the walk");
+  });
+
+  test("a getter that stores meanwhile (re-entrance) changes neither write", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    let inner;
+    const value = {
+      a: null,
+      get b() {
+        inner ??= store.set("inner", [null, { n: null }]);
+        return [1, null];
+      },
+    };
+    await store.set("outer", value);
+    await inner;
+    assert.equal(await client.get(`${store.prefix}outer`), '{"v":{"a":null,"b":[1,null]}}');
+    assert.equal(await client.get(`${store.prefix}inner`), '{"v":[null,{"n":null}]}');
+  });
+
+  test("shapes the copy leaves to the walk are stored as the walk writes them", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    const ownProto = JSON.parse('{"__proto__":{"x":1},"a":2}');
+    // eslint-disable-next-line no-sparse-arrays
+    const holes = [1, , 3];
+    const arrayWithToJSON = Object.assign([1, 2], { toJSON: () => "replaced" });
+    const proxiedArray = new Proxy([1, { b: [2] }], {});
+    const nullProto = Object.assign(Object.create(null), { z: 1, a: [null] });
+    const shapes = [ownProto, holes, [undefined, null], arrayWithToJSON, { inner: arrayWithToJSON }, proxiedArray, nullProto, { 2: "b", 1: "a", x: 0 }];
+    for (const [i, value] of shapes.entries()) {
+      await store.set(`s${i}`, value);
+      assert.equal(await client.get(`${store.prefix}s${i}`), wasm.encode(value, undefined, []), `shape ${i}`);
+    }
+    // A toJSON on Object.prototype (a polluted realm): every plain object has one, the walk calls it.
+    Object.prototype.toJSON = function () {
+      return "polluted";
+    };
+    try {
+      const value = { a: 1 };
+      const expected = wasm.encode(value, undefined, []);
+      await store.set("polluted", value);
+      assert.equal(await client.get(`${store.prefix}polluted`), expected);
+    } finally {
+      delete Object.prototype.toJSON;
+    }
+  });
+
+  test("numbers of every size and precision are written as the walk writes them", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    // A fixed pseudo-random sequence (xorshift): the same numbers every run.
+    let seed = 0x9e3779b9;
+    const random = () => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) / 2 ** 32;
+    };
+    const bits = new DataView(new ArrayBuffer(8));
+    for (let round = 0; round < 8; round++) {
+      const numbers = [];
+      for (let i = 0; i < 500; i++) {
+        const digits = 1 + Math.floor(random() * 17);
+        const scale = Math.floor(random() * 30) - 12;
+        numbers.push(Number((random() * 10 ** scale).toPrecision(digits)) * (random() < 0.5 ? -1 : 1));
+        bits.setUint32(0, (random() * 2 ** 32) >>> 0);
+        bits.setUint32(4, (random() * 2 ** 32) >>> 0);
+        const any = bits.getFloat64(0);
+        if (Number.isFinite(any)) numbers.push(any);
+      }
+      numbers.push(0.00001, 0.000015, 0.000001, 1e-7, 99999999999999.9, 999999999999999.9, 0.1 + 0.2, 1 / 3);
+      await store.set(`n${round}`, numbers);
+      assert.equal(await client.get(`${store.prefix}n${round}`), wasm.encode(numbers, undefined, []), `round ${round}`);
+      assert.deepEqual(await store.get(`n${round}`), numbers);
+    }
+  });
+
+  test("values around and past the scratch buffer's size, ASCII or not, are Rust's bytes and read back", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    const size = wasm.scratchLength();
+    const values = [];
+    for (const length of [size - 12, size - 11, size - 10, size, size + 1, 3 * size]) {
+      values.push("a".repeat(length), `${"é".repeat(Math.floor(length / 2))}`, { s: "日".repeat(Math.floor(length / 3)) });
+    }
+    for (const [i, value] of values.entries()) {
+      await store.set(`k${i}`, value);
+      assert.equal(await client.get(`${store.prefix}k${i}`), wasm.encode(value, undefined, []), `value ${i}`);
+      assert.deepEqual(await store.get(`k${i}`), value, `value ${i} reads back`);
+    }
+    assert.deepEqual(await store.getMany(values.map((_, i) => `k${i}`)), values);
+  });
+
+  test("after the wasm memory grew (its views detached), set and get still go through the scratch buffer", async () => {
+    // A long response timeout: the large write below is slow on a loaded machine.
+    const store = new RedisStore({ client, prefix: fresh(), responseTimeout: 30 });
+    const memory = wasm.wasmMemory();
+    await store.set("small", { a: [1, 2] });
+    const before = memory.buffer.byteLength;
+    // The walk (metadata) of a large value allocates in the wasm: the memory grows.
+    const big = { blob: "x".repeat(4 * memory.buffer.byteLength) };
+    await store.set("big", big, { metadata: { m: 1 } });
+    assert.ok(memory.buffer.byteLength > before, "the memory grew");
+    for (let i = 0; i < 3; i++) {
+      await store.set(`after${i}`, { i, s: "é" });
+      assert.deepEqual(await store.get(`after${i}`), { i, s: "é" });
+    }
+    assert.deepEqual(await store.get("small"), { a: [1, 2] });
+    assert.equal((await store.get("big")).blob.length, big.blob.length);
+  });
+});
+
+describe("get's quick read", () => {
+  test("reads what Rust reads and refuses what it refuses, whichever check answers", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    const deepest = `${"[".repeat(100)}1${"]".repeat(100)}`;
+    const readable = [
+      ['{"v":{"id":5,"name":"user 5","tags":["a","b"],"score":7.5}}', { id: 5, name: "user 5", tags: ["a", "b"], score: 7.5 }],
+      ['{"v": [1, 2] }', [1, 2]],
+      ['{"v":"\\u00e9\\ud83d\\ude00\\n\\/"}', "é😀\n/"],
+      ['{"v":1e300}', 1e300],
+      ['{"v":1e-400}', 0],
+      ['{"v":-0.0}', -0],
+      [`{"v":1${"0".repeat(120)}}`, 1e120],
+      [`{"v":${deepest}}`, JSON.parse(deepest)],
+      ['{"v":{"a":1,"a":2}}', { a: 2 }],
+      ['{"v":"日本"}', "日本"],
+    ];
+    for (const [doc, value] of readable) {
+      await client.set(`${store.prefix}k`, doc);
+      assert.deepEqual(await store.get("k"), value, doc.slice(0, 60));
+      assert.deepEqual(await store.getMany(["k"]), [value], doc.slice(0, 60));
+    }
+    const refused = ['{"v":"\\ud800"}', '{"v":1e400}', '{"v":[1,]}', '{"v":01}', '{"v":"a\tb"}', `{"v":${"[".repeat(130)}1${"]".repeat(130)}}`];
+    for (const doc of refused) {
+      await client.set(`${store.prefix}k`, doc);
+      await assert.rejects(store.get("k"), CacheSerializationError, doc.slice(0, 60));
+      assert.throws(() => wasm.decodeValue("k", Buffer.from(doc)), (e) => e.name === "CacheSerializationError", `Rust refuses ${doc.slice(0, 60)} too`);
+    }
+    // Bytes that are no UTF-8 inside a string: Rust refuses them, get too.
+    await client.set(`${store.prefix}k`, Buffer.from([...Buffer.from('{"v":"'), 0xff, ...Buffer.from('"}')]));
+    await assert.rejects(store.get("k"), CacheSerializationError);
+  });
+});
+
+describe("a Conn call's quick way (a connected client, no script)", () => {
+  test("a client that throws at once, never answers, or answers late: one settlement each, the deadline gone", async () => {
+    // A node-redis v5 lookalike: ready, and sendCommand doing what `next` says.
+    let next;
+    const fake = {
+      isReady: true,
+      isOpen: true,
+      withTypeMapping() {},
+      sendCommand: (argv) => next(argv),
+      once() {},
+      on() {},
+    };
+    const c = conn(fake, { timeout: 50 });
+    next = () => {
+      throw new Error("boom");
+    };
+    await assert.rejects(c.command(["GET", "k"], "k"), (e) => e.message === "boom" && e.redisError !== true);
+    next = () => new Promise(() => {});
+    const started = Date.now();
+    await assert.rejects(c.command(["GET", "k"], "k"), (e) => e.timeout === true && /within 50 ms/.test(e.message));
+    assert.ok(Date.now() - started < 1000);
+    // Answered after its deadline: the caller was told once (the timeout), the late reply changes nothing.
+    let answer;
+    next = () => new Promise((resolve) => (answer = resolve));
+    const late = c.command(["GET", "k"], "k");
+    await assert.rejects(late, (e) => e.timeout === true);
+    answer(Buffer.from("x"));
+    // An error reply is marked, and the next call goes through as usual.
+    next = () => Promise.reject(Object.assign(new Error("ERR bad"), { redisError: true }));
+    await assert.rejects(c.command(["GET", "k"], "k"), (e) => e.redisError === true && e.message === "ERR bad");
+    next = () => Promise.resolve("v");
+    assert.deepEqual(await c.command(["GET", "k"], "k"), Buffer.from("v"));
+    // Nothing is left to time out later (an unhandled rejection would fail the run).
+    await new Promise((r) => setTimeout(r, 150));
+  });
+});
