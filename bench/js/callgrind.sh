@@ -3,8 +3,10 @@
 # the count of a run of 1M operations less that of 200k, over the 800k
 # between (start-up, the trace and warm-up cancel out). Node runs with
 # --single-threaded (no background compiler or GC threads, whose share
-# otherwise moves the count by 10%). Two runs of one package agree within
-# about 1%; a time ratio on this shared machine moves by 30%.
+# otherwise moves the count by 10%) and V8's hash and random seeds fixed
+# (a new string hash seed per process reorders the Maps' probe chains, which
+# moved one package's count by up to 10% between runs). Two runs of one
+# package agree within about 2%; a time ratio on this shared machine moves by 30%.
 #   usage: bash bench/js/callgrind.sh WORKLOAD PACKAGE...
 #   e.g.   bash bench/js/callgrind.sh asideLRU lru-cache "$PWD/pkg"
 set -euo pipefail
