@@ -84,7 +84,8 @@ class MemoryStore {
   // How a hit tells the engine: RING (exact LRU: the access ring), FREQ
   // (S3-FIFO: the slot's access count), or nothing (TTL, LRU without refreshOnGet).
   #mode = 0;
-  // Views of the engine's memory (`#view`), valid while #header[0] is #version.
+  // Views of the engine's memory (`#view`), valid while #header[0] is #version
+  // (a hit under LRU or S3-FIFO trusts the ring's and counts' bounds instead: `#unview`).
   #header = new U32(0);
   #version = -1;
   #counters = NO_DEADLINES;
