@@ -10,15 +10,15 @@
 //! smaller) and the live cache takes the setting of the one that missed
 //! least over the last period, if it beat the current one by more than 1%.
 //!
-//! The shadows are fed on the write path and in batches ([`Sampler`]): a
-//! `set` feeds its own key, and hits of sampled keys are pushed by readers
-//! into a small lossy buffer that the next `set` drains, or, when it is full,
-//! the reader that finds it full (64 at a time, if no other thread is
-//! feeding the shadows then). Keys are their 64-bit hashes.
+//! The shadows are fed on the write path only ([`Sampler`]): a `set` feeds
+//! its own key, and hits of sampled keys are pushed by readers into a small
+//! lossy buffer that the next `set` drains. A reader never feeds the shadows:
+//! when the buffer is full its hit is dropped (a read-only loop pays a load
+//! and a compare per sampled hit, not a shadow access). Keys are their
+//! 64-bit hashes.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, PoisonError, TryLockError};
 
 use hashbrown::HashTable;
 
@@ -71,8 +71,12 @@ const SHADOW_MIN: usize = 1024;
 const PERIOD_PER_ENTRY: u64 = 8;
 /// The first decision after this many x a shadow's capacity.
 const FIRST_PERIOD_PER_ENTRY: u64 = 2;
-/// The hit buffer's cells.
-const BUFFER: usize = 64;
+/// The hit buffer's cells, at least: it holds one shadow's capacity of hits
+/// (so a run of hits between two writes of the leader shard, up to a whole
+/// shadow's worth of keys, reaches the shadows in full; with 64 or 256 cells
+/// a loop's long runs of hits were dropped and the shadows never saw the
+/// duel win it).
+const BUFFER_MIN: usize = 64;
 
 /// The sample mask for a cache of `cap` entries: a key is sampled when
 /// `(hash >> 32) & mask == 0`; and the shadows' capacity.
@@ -96,31 +100,30 @@ pub(crate) fn sampled(hash: u64, mask: u32) -> bool {
 /// racing for a cell may overwrite each other's; the shadows then see a few
 /// hits fewer, all of them alike.
 pub(crate) struct HitBuffer {
-    cells: [AtomicU64; BUFFER],
+    cells: Box<[AtomicU64]>,
     len: AtomicU32,
 }
 
 impl HitBuffer {
-    pub fn new() -> Self {
-        HitBuffer { cells: [const { AtomicU64::new(0) }; BUFFER], len: AtomicU32::new(0) }
+    /// A buffer of `cells` hits (at most `u32::MAX`).
+    pub fn new(cells: usize) -> Self {
+        HitBuffer { cells: (0..cells).map(|_| AtomicU64::new(0)).collect(), len: AtomicU32::new(0) }
     }
 
-    /// Records a hit; whether there was room.
+    /// Records a hit, if there is room.
     #[inline]
-    pub fn push(&self, hash: u64) -> bool {
+    pub fn push(&self, hash: u64) {
         let n = self.len.load(Relaxed) as usize;
-        if n < BUFFER {
-            self.cells[n].store(hash, Relaxed);
+        if let Some(cell) = self.cells.get(n) {
+            cell.store(hash, Relaxed);
             self.len.store(n as u32 + 1, Relaxed);
-            return true;
         }
-        false
     }
 
     /// Hands every recorded hit to `f`, oldest first, and empties the buffer
     /// (readers pushing meanwhile may lose their hit, or see it twice).
     pub fn drain(&self, mut f: impl FnMut(u64)) {
-        let n = (self.len.load(Relaxed) as usize).min(BUFFER);
+        let n = (self.len.load(Relaxed) as usize).min(self.cells.len());
         for cell in &self.cells[..n] {
             f(cell.load(Relaxed));
         }
@@ -131,41 +134,27 @@ impl HitBuffer {
 /// The shadows and the buffer of sampled hits that feeds them.
 pub(crate) struct Sampler {
     hits: HitBuffer,
-    // A reader that finds the buffer full feeds the shadows itself, if it can
-    // take this lock at once; the writer (holding the engine exclusively)
-    // reaches them without locking.
-    shadows: Mutex<Shadows>,
+    // Reached only by the writer (holding the engine exclusively).
+    shadows: Shadows,
 }
 
 impl Sampler {
     pub fn new(shadow_cap: usize) -> Self {
-        Sampler { hits: HitBuffer::new(), shadows: Mutex::new(Shadows::new(shadow_cap)) }
+        let cells = shadow_cap.clamp(BUFFER_MIN, 1 << 16);
+        Sampler { hits: HitBuffer::new(cells), shadows: Shadows::new(shadow_cap) }
     }
 
-    /// A hit on a sampled key, from a reader.
+    /// A hit on a sampled key, from a reader: appended to the buffer, or
+    /// dropped when it is full (the next write drains it).
     #[inline]
     pub fn record_hit(&self, hash: u64) {
-        if !self.hits.push(hash) {
-            self.drain_full(hash);
-        }
-    }
-
-    #[cold]
-    fn drain_full(&self, hash: u64) {
-        let mut shadows = match self.shadows.try_lock() {
-            Ok(shadows) => shadows,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            // Another reader is feeding them: this hit is lost.
-            Err(TryLockError::WouldBlock) => return,
-        };
-        self.hits.drain(|h| shadows.access(h));
         self.hits.push(hash);
     }
 
     /// A write of `hash` (sampled or not): feeds the buffered hits, then the
     /// write if its key is sampled under `mask`; the setting to use.
     pub fn record_write(&mut self, hash: u64, mask: u32) -> Setting {
-        let shadows = self.shadows.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let shadows = &mut self.shadows;
         self.hits.drain(|h| shadows.access(h));
         if sampled(hash, mask) {
             shadows.access(hash);
@@ -638,6 +627,41 @@ mod reference {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+
+    /// The get path's share of the shadow work is one append to the lossy
+    /// buffer: a reader that finds it full drops its hit and never feeds
+    /// the shadows itself; the next write feeds them what the buffer holds.
+    #[test]
+    fn readers_only_append_and_the_writer_feeds_the_shadows() {
+        let mut sampler = Sampler::new(SHADOW_MIN);
+        let start = sampler.shadows.seen;
+        let cells = sampler.hits.cells.len() as u64;
+        assert_eq!(cells, SHADOW_MIN as u64, "a shadow's capacity of cells");
+        // One full buffer and as many again: readers of a read-only loop.
+        for i in 0..2 * cells {
+            sampler.record_hit(spread(i));
+        }
+        assert_eq!(sampler.shadows.seen, start, "a reader fed the shadows");
+        assert_eq!(sampler.hits.len.load(Relaxed) as usize, cells as usize);
+        // A write of a sampled key (mask 0 samples every key): the buffered
+        // hits, the first `cells` in order, nothing of the dropped ones, then
+        // the write.
+        sampler.record_write(spread(0), 0);
+        assert_eq!(sampler.shadows.seen, start + cells + 1, "the buffered hits and the write");
+        let mut reference = Shadows::new(SHADOW_MIN);
+        (0..cells).for_each(|i| reference.access(spread(i)));
+        reference.access(spread(0));
+        let held = |s: &Shadows| {
+            let mut held: Vec<(u64, u8)> = s.entries.iter().map(|e| (e.hash, e.held)).collect();
+            held.sort_unstable();
+            held
+        };
+        assert_eq!(held(&sampler.shadows), held(&reference));
+        assert_eq!(sampler.hits.len.load(Relaxed), 0, "drained");
+        // A write whose key is not sampled under the mask feeds nothing more.
+        sampler.record_write(u64::MAX, u32::MAX);
+        assert_eq!(sampler.shadows.seen, start + cells + 1);
+    }
 
     fn spread(i: u64) -> u64 {
         let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
