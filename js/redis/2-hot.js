@@ -71,6 +71,8 @@ function plainTextOf(text, nulls) {
 // nulls it copied, so that Rust can tell a `null` of the text that was none.
 const NOT_PLAIN = Symbol("not plain");
 const OBJECT_PROTO = Object.prototype;
+const ARRAY_PROTO = Array.prototype;
+const hasOwn = Object.hasOwn ?? ((object, key) => OBJECT_PROTO.hasOwnProperty.call(object, key));
 const [ENVELOPE_HEAD, ENVELOPE_TAIL] = wasm.envelope();
 let copiedNulls = 0;
 let encodings = 0;
@@ -100,6 +102,8 @@ function plainCopy(value, depth) {
           const item = value[i];
           if (item === undefined) throw NOT_PLAIN;
           copy.push(plainCopy(item, depth + 1));
+          // An accessor for this index on Array.prototype or Object.prototype took the push.
+          if (!hasOwn(copy, i)) throw NOT_PLAIN;
         }
         return copy;
       }
@@ -115,6 +119,8 @@ function plainCopy(value, depth) {
         // An own "__proto__" would set the copy's prototype.
         if (key === "__proto__") throw NOT_PLAIN;
         copy[key] = plainCopy(item, depth + 1);
+        // An accessor of that name on Object.prototype took the assignment.
+        if (!hasOwn(copy, key)) throw NOT_PLAIN;
       }
       return copy;
     }
@@ -123,16 +129,49 @@ function plainCopy(value, depth) {
   }
 }
 
+/**
+ * Reading the value threw `error` (a getter, a Proxy trap): refused as the
+ * walk refuses it, in its words (a value whose one reading throws that,
+ * walked by Rust), without reading the value again, which might answer then.
+ */
+function refuseThrown(error) {
+  core(() =>
+    wasm.encode(
+      {
+        get thrown() {
+          throw error;
+        },
+      },
+      undefined,
+      [],
+    ),
+  );
+  // Not reached: the walk refuses a value whose reading throws.
+  throw error;
+}
+
 /** The stored document of `value` (text): Rust's, by the fast way when it vouches for it, else by its walk. */
 function encodeEntry(value, metadata, tags) {
   if (metadata !== undefined || tags.length !== 0) return core(() => wasm.encode(value, metadata, tags));
+  // A toJSON on Array.prototype or Object.prototype (a polyfill, a logger):
+  // the copy would inherit it, where the walk calls only the value's own.
+  if ("toJSON" in ARRAY_PROTO) return core(() => wasm.encode(value, metadata, tags));
   const turn = ++encodings;
   copiedNulls = 0;
-  let text;
+  let copy;
   try {
-    text = JSON.stringify(plainCopy(value, 0));
-  } catch {
-    text = undefined;
+    copy = plainCopy(value, 0);
+  } catch (error) {
+    if (error !== NOT_PLAIN) refuseThrown(error);
+    copy = NOT_PLAIN;
+  }
+  let text;
+  if (copy !== NOT_PLAIN) {
+    try {
+      text = JSON.stringify(copy);
+    } catch {
+      text = undefined;
+    }
   }
   // `turn`: a getter that stored something meanwhile reset the count.
   if (typeof text === "string" && turn === encodings && plainTextOf(text, copiedNulls)) return ENVELOPE_HEAD + text + ENVELOPE_TAIL;

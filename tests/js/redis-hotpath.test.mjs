@@ -193,6 +193,98 @@ describe("set's fast encoding", () => {
   });
 });
 
+/** set of `make()` stores the walk's document (wasm.encode), or is refused with the walk's words and writes nothing. */
+async function matchesWalk(make, what) {
+  const store = new RedisStore({ client, prefix: fresh() });
+  let expected;
+  let refusal;
+  try {
+    expected = wasm.encode(make(), undefined, []);
+  } catch (error) {
+    refusal = error.message;
+  }
+  let thrown;
+  try {
+    await store.set("k", make());
+  } catch (error) {
+    thrown = error;
+  }
+  const stored = await client.get(`${store.prefix}k`);
+  if (refusal !== undefined) {
+    assert.ok(thrown instanceof CacheSerializationError && thrown.message.includes(refusal), `${what}: ${thrown} vs the walk's ${refusal}`);
+    assert.equal(stored, null, `${what}: nothing written`);
+  } else {
+    assert.equal(thrown, undefined, `${what}: ${thrown}`);
+    assert.equal(stored, expected, `${what}: the walk's document`);
+  }
+}
+
+// Found by the hostile review (rreview's tests/js/redis-hostile3.test.mjs, session 8): the copy is a
+// `{}` or `[]`, which inherits from the realm's prototypes where the value itself may not.
+describe("set's fast encoding on a realm with polluted prototypes", () => {
+  test("a toJSON on Array.prototype or Object.prototype: the walk's document, not the inherited toJSON's", async () => {
+    Array.prototype.toJSON = () => "X";
+    try {
+      await matchesWalk(() => [1, 2], "[1,2] with Array.prototype.toJSON");
+      await matchesWalk(() => ({ a: [1, 2] }), "{a:[1,2]} with Array.prototype.toJSON");
+    } finally {
+      delete Array.prototype.toJSON;
+    }
+    Object.defineProperty(Object.prototype, "toJSON", { value: () => "Y", configurable: true, writable: true });
+    try {
+      await matchesWalk(() => Object.assign(Object.create(null), { a: 1 }), "null-prototype {a:1}");
+      await matchesWalk(() => ({ a: 1 }), "{a:1} with Object.prototype.toJSON");
+    } finally {
+      delete Object.prototype.toJSON;
+    }
+  });
+
+  test("an accessor on Object.prototype or Array.prototype does not swallow a property or an element of the copy", async () => {
+    Object.defineProperty(Object.prototype, "a", { set() {}, get: () => undefined, configurable: true });
+    try {
+      await matchesWalk(() => ({ a: 1, b: 2 }), "{a:1,b:2} with an Object.prototype accessor `a`");
+    } finally {
+      delete Object.prototype.a;
+    }
+    // An index accessor breaks the clients themselves (they push into arrays): a Conn that records what set sends.
+    const sent = [];
+    const recorder = {
+      kind: "recorder",
+      clustered: false,
+      command: async (args) => void sent.push(args[2]),
+      script: async () => null,
+      pipeline: async () => [],
+      masters: async () => [recorder],
+    };
+    const store = new RedisStore({ client: recorder, prefix: "r:" });
+    const expected = wasm.encode([1, 2, 3], undefined, []);
+    Object.defineProperty(Array.prototype, "1", { set() {}, get: () => undefined, configurable: true });
+    try {
+      await store.set("k", [1, 2, 3]);
+    } finally {
+      delete Array.prototype[1];
+    }
+    assert.deepEqual(sent, [expected], "[1,2,3] with an Array.prototype accessor `1`");
+  });
+
+  test("a getter that throws once: the set is refused with the walk's words, the getter read once, nothing written", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    let reads = 0;
+    const value = {
+      get x() {
+        if (reads++ === 0) throw new Error("closed");
+        return 1;
+      },
+    };
+    await assert.rejects(store.set("k", value), (e) => e instanceof CacheSerializationError && /reading it threw: closed/.test(e.message));
+    assert.equal(reads, 1);
+    assert.equal(await client.get(`${store.prefix}k`), null);
+    // A Proxy trap likewise, and a thrown non-Error: the walk's words for it.
+    const trapped = new Proxy({}, { ownKeys() { throw "no keys"; } });
+    await matchesWalk(() => trapped, "a Proxy whose ownKeys throws a string");
+  });
+});
+
 describe("get's quick read", () => {
   test("reads what Rust reads and refuses what it refuses, whichever check answers", async () => {
     const store = new RedisStore({ client, prefix: fresh() });
