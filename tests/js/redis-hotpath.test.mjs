@@ -74,17 +74,27 @@ describe("set's fast encoding", () => {
     };
     await store.set("k", shifty);
     assert.equal(await client.get(`${store.prefix}k`), '{"v":{"x":{"ok":1}}}');
-    // A function the first time: the copy stops, and the walk decides on its own reading (a 1),
-    // never JSON.stringify's `{}` (which leaves a function out).
+    // A function the first time: the walk decides on that reading (a function: refused), never
+    // reading the getter again (a 1 then), nor JSON.stringify's `{}` (which leaves a function out).
     let calls = 0;
     const sly = {
       get f() {
         return calls++ === 0 ? () => 1 : 1;
       },
     };
-    await store.set("f", sly);
-    assert.equal(await client.get(`${store.prefix}f`), '{"v":{"f":1}}');
-    assert.equal(calls, 2, "read by the copy, then by the walk");
+    await assert.rejects(store.set("f", sly), (e) => e instanceof CacheSerializationError && /function/.test(e.message));
+    assert.equal(calls, 1, "read once, by the copy");
+    assert.equal(await client.exists(`${store.prefix}f`), 0);
+    // Inside an object the copy keeps as read (a class instance), the walk reads for the first time.
+    let inner = 0;
+    class Box {
+      get v() {
+        inner++;
+        return 1;
+      }
+    }
+    await assert.rejects(store.set("box", { b: new Box() }), CacheSerializationError);
+    assert.equal(inner, 0, "the walk refuses the instance without reading it");
   });
 
   test("a getter that stores meanwhile (re-entrance) changes neither write", async () => {
