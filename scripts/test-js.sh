@@ -89,11 +89,13 @@ run "node --test on Node $("$node22" --version)" '^# pass [0-9]+' '^# fail [0-9]
 if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
   run "node --test (Redis: clients, interop, faults)" '^# pass [0-9]+' '^# fail [0-9]+' \
     node --test --test-concurrency=1 --test-reporter=tap tests/js/redis-*.test.mjs
-  # The client adapters on the other server runtimes the issue names.
-  run "deno test (Redis client adapters)" '[0-9]+ passed' '[0-9]+ failed' \
-    "$bin/deno" test -A --no-check --no-lock tests/js/redis-clients.test.mjs
-  run "bun test (Redis client adapters)" '^ *[0-9]+ pass$' '^ *[0-9]+ fail$' \
-    "$consumer_bin/bun" test --timeout 120000 ./tests/js/redis-clients.test.mjs
+  # The client adapters and the store on the other server runtimes the issue
+  # names (Deno loads the entry's `deno` form, redis-deno.mjs).
+  redis_runtimes=(tests/js/redis-clients.test.mjs tests/js/redis-store.test.mjs tests/js/redis-removals.test.mjs tests/js/redis-options.test.mjs)
+  run "deno test (Redis clients and store)" '[0-9]+ passed' '[0-9]+ failed' \
+    "$bin/deno" test -A --no-check --no-lock "${redis_runtimes[@]}"
+  run "bun test (Redis clients and store)" '^ *[0-9]+ pass$' '^ *[0-9]+ fail$' \
+    "$consumer_bin/bun" test --timeout 120000 "${redis_runtimes[@]/#/./}"
 else
   log "redis-server missing: run scripts/setup.sh"; total_fail=$((total_fail + 1)); summary+=("Redis suites: redis-server missing")
 fi

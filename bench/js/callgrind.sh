@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 work=$1
 shift
 count() {
-  valgrind --tool=callgrind --callgrind-out-file=/dev/null node --single-threaded workload.mjs "$work" "$1" "$2" 2>&1 >/dev/null |
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null node --single-threaded --hash-seed=42 --random-seed=42 workload.mjs "$work" "$1" "$2" 2>&1 >/dev/null |
     grep -o 'Collected : [0-9]*' | awk '{print $3}'
 }
 for pkg in "$@"; do

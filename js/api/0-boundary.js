@@ -49,6 +49,7 @@ const U8 = Uint8Array;
 const F64 = Float64Array;
 const NO_DEADLINES = new F64(0);
 const NO_COUNTS = new U8(0);
+const NO_RING = new U32(0);
 const { RuntimeError } = WebAssembly;
 const memoryBuffer = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, "buffer").get;
 const NO_ARGS = [];

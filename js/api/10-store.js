@@ -88,7 +88,7 @@ class MemoryStore {
   #header = new U32(0);
   #version = -1;
   #counters = NO_DEADLINES;
-  #ring = new U32(0);
+  #ring = NO_RING;
   #ringN = 0;
   #removed = new U32(0);
   #freq = new U8(0);
@@ -247,18 +247,78 @@ class MemoryStore {
     }
   }
 
-  /** getSync without the latency sampling (which calls this: no recursion on the hot path). */
+  /**
+   * getSync without the latency sampling (which calls this: no recursion on
+   * the hot path). The views' version is checked only where the deadline is
+   * read, or where a hit writes nothing: the ring's and the access counts'
+   * own bounds check stands for it (see `#unview`).
+   */
   #read(key) {
     const id = this.#ids.get(key);
     if (id === undefined) return this.#missed(key, id);
-    // Also false while a failed call awaits repair (`#failed` clears the version).
-    if (this.#header[0] !== this.#version) return this.#stale(key);
     if (this.#expiring) {
+      // Also false while a failed call awaits repair (`#failed` clears the version).
+      if (this.#header[0] !== this.#version) return this.#stale(key);
       const now = this.#now();
       if (this.#deadline[id] <= now) return this.#missed(key, id);
       if (this.#idling) this.#idleRead(id, now);
     }
-    this.#hit(id);
+    // Tells the engine of the hit: in the access ring (exact LRU, replayed by
+    // the engine before anything that evicts, reorders or lists) or in the
+    // slot's access count (S3-FIFO). Out of a view's bounds means its memory
+    // grew (a detached view has length 0), a failed call awaits repair or
+    // the store was disposed (`#unview` empties the views), or the ring is
+    // full: `#slowHit` sorts these out.
+    const mode = this.#mode;
+    if (mode === RING) {
+      // A repeated hit is written again, not compared with the last: the
+      // comparison (a read of the ring) cost more on every hit, 30
+      // instructions of ~400, than the replay of a repeat costs (the engine
+      // passes over a hit on the slot already at the head).
+      const ring = this.#ring;
+      const n = this.#ringN;
+      if (n >= ring.length) return this.#slowHit(key, id);
+      ring[n] = id;
+      this.#ringN = n + 1;
+    } else if (mode === FREQ) {
+      // The access count, in the byte's FREQ_COUNT bits, saturates at
+      // MAX_FREQ (the engine keeps the slot's queue in another bit).
+      const freq = this.#freq;
+      if (id >= freq.length) return this.#slowHit(key, id);
+      const f = freq[id];
+      if ((f & FREQ_COUNT) < MAX_FREQ) freq[id] = f + 1;
+    } else if (this.#header[0] !== this.#version) {
+      // Nothing to write (TTL, LRU without refreshOnGet): the version still
+      // stops a read after dispose or before a repair.
+      return this.#stale(key);
+    }
+    return this.#values[id];
+  }
+
+  /** Tells the engine of a hit on slot `id` when the views are current (getOrSet, after `#live`). */
+  #hit(id) {
+    if (this.#mode === RING) {
+      if (this.#ringN === RING_LEN) this.#drain();
+      this.#ring[this.#ringN++] = id;
+    } else if (this.#mode === FREQ) {
+      const f = this.#freq[id];
+      if ((f & FREQ_COUNT) < MAX_FREQ) this.#freq[id] = f + 1;
+    }
+  }
+
+  /**
+   * A hit on live slot `id` whose view was out of bounds: stale views or
+   * a call to repair first (`#stale` reads again), else a full ring,
+   * replayed before the hit is written: a drain cut short (a stack
+   * overflow in the engine's probe) leaves it full, and the next hit
+   * retries it, where writing first would have run past the ring's end.
+   */
+  #slowHit(key, id) {
+    if (this.#header[0] !== this.#version) return this.#stale(key);
+    if (this.#mode === RING && this.#ringN === RING_LEN && this.#ring.length === RING_LEN) {
+      this.#drain();
+      this.#ring[this.#ringN++] = id;
+    }
     return this.#values[id];
   }
 
@@ -274,29 +334,6 @@ class MemoryStore {
     const idle = now + clock[0];
     const deadline = idle < clock[1] ? idle : clock[1];
     if (deadline > this.#deadline[id]) this.#deadline[id] = deadline;
-  }
-
-  /** Tells the engine of a hit on slot `id` (the views are current). */
-  #hit(id) {
-    const mode = this.#mode;
-    if (mode === RING) {
-      // A repeated hit is written again, not compared with the last: the
-      // comparison (a read of the ring) cost more on every hit, 30
-      // instructions of ~400, than the replay of a repeat costs (the engine
-      // passes over a hit on the slot already at the head).
-      const n = this.#ringN;
-      // A full ring is replayed before the hit is written, not after: a
-      // drain cut short (a stack overflow in the engine's probe) leaves it
-      // full, and the next hit retries it, where writing first would have
-      // run past the ring's end and lost every hit until the next write.
-      if (n === RING_LEN) this.#drain();
-      this.#ring[this.#ringN++] = id;
-    } else if (mode === FREQ) {
-      // The access count, in the byte's FREQ_COUNT bits, saturates at
-      // MAX_FREQ (the engine keeps the slot's queue in another bit).
-      const f = this.#freq[id];
-      if ((f & FREQ_COUNT) < MAX_FREQ) this.#freq[id] = f + 1;
-    }
   }
 
   /** Replays the full access ring. */
@@ -379,7 +416,22 @@ class MemoryStore {
   #locate() {
     const store = this.#store;
     this.#at = { header: store.header(), counters: store.counters(), ring: store.ring(), removed: store.removed() };
+    this.#unview();
+  }
+
+  /**
+   * Marks the views out of date, and empties the two a hit writes without
+   * checking the version (the ring and the access counts, see `#read`): a
+   * hit then finds itself out of bounds and takes the slow way, which
+   * repairs or takes new views first. Any call that may move the engine's
+   * arrays (a set, clear) takes new views right after it, so between calls
+   * a view in bounds is a current one, or one whose memory grew (detached:
+   * length 0).
+   */
+  #unview() {
     this.#version = -1;
+    this.#ring = NO_RING;
+    this.#freq = NO_COUNTS;
   }
 
   /**
@@ -685,6 +737,8 @@ class MemoryStore {
       this.#cutSize = size;
       this.#pending = true;
       this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
       throw error;
     }
     if (this.#maxSize !== undefined && this.#sizeTotal > this.#maxSize) notices = this.#fit(id, now, notices);
@@ -737,7 +791,7 @@ class MemoryStore {
   #failed(error) {
     wasmThrew();
     this.#pending = true;
-    this.#version = -1;
+    this.#unview();
     return error instanceof RuntimeError
       ? new CacheBackendError(`the wasm engine trapped: ${error.message}`, { cause: error })
       : error;
@@ -1004,6 +1058,8 @@ class MemoryStore {
     try {
       this.#store.clear();
       this.#ringN = 0;
+      // Its arrays are new (and empty): no hit may write to the old ones.
+      this.#unview();
     } catch (error) {
       throw this.#failed(error);
     }
@@ -1156,7 +1212,7 @@ class MemoryStore {
     this.#values = [];
     this.#keys = [];
     this.#header = new U32(0);
-    this.#version = -1;
+    this.#unview();
     try {
       this.#store.free();
     } catch {

@@ -976,11 +976,20 @@ class RedisStore {
   /** Removes every entry whose key matches the glob `pattern`; how many. */
   async invalidate(pattern) {
     checkedPattern(pattern);
-    this.#checkMayDeleteMany("invalidate");
+    return this.#removeMatching("invalidate", pattern);
+  }
+
+  /**
+   * The deleting walk of `invalidate` and `clear` (`pattern` undefined):
+   * counts what it removed and tells the listener, after the walk, or
+   * (its errors reported, not thrown) when the walk failed part way.
+   */
+  async #removeMatching(what, pattern) {
+    this.#checkMayDeleteMany(what);
     const notices = this.#notices();
     let removed;
     try {
-      removed = await this.#walk("invalidate", pattern, true, undefined, notices);
+      removed = await this.#walk(what, pattern, true, undefined, notices);
     } catch (error) {
       this.#notify(notices, true);
       throw error;
@@ -1000,17 +1009,7 @@ class RedisStore {
 
   /** Removes every entry of the store. */
   async clear() {
-    this.#checkMayDeleteMany("clear");
-    const notices = this.#notices();
-    let removed;
-    try {
-      removed = await this.#walk("clear", undefined, true, undefined, notices);
-    } catch (error) {
-      this.#notify(notices, true);
-      throw error;
-    }
-    this.#c.deletes += removed;
-    this.#notify(notices);
+    await this.#removeMatching("clear", undefined);
   }
 
   /** How many entries the store holds: by the capacity index if bounded, else by a walk. */
@@ -1562,13 +1561,13 @@ function abortable(promise, signal) {
 
 /**
  * The loads an async call runs inside, where the host has AsyncLocalStorage
- * (Node, Bun, Deno; not the workerd entry, an ES module without `require`):
- * a list { store, key, up } of the loaders it is nested in, innermost first.
+ * (Node, Bun, Deno; not the workerd entry: `hostAsyncLocalStorage`, which
+ * scripts/build-entry.cjs declares for each form of the entry): a list
+ * { store, key, up } of the loaders it is nested in, innermost first.
  */
 const LOADING = (() => {
   try {
-    const { AsyncLocalStorage } = typeof require === "function" ? require("node:async_hooks") : {};
-    return typeof AsyncLocalStorage === "function" ? new AsyncLocalStorage() : undefined;
+    return typeof hostAsyncLocalStorage === "function" ? new hostAsyncLocalStorage() : undefined;
   } catch {
     return undefined;
   }

@@ -4,12 +4,12 @@
 // main 6aa6065 and passes once the bug is fixed.
 import assert from "node:assert/strict";
 import { getEventListeners } from "node:events";
-import { after, before, test } from "node:test";
-import { createClient } from "redis5";
+import { after, before, describe, test } from "node:test";
+import { createClient, createCluster } from "redis5";
 import IORedis from "ioredis";
 import * as main from "pepperpy-caching";
 import { RedisStore } from "pepperpy-caching/redis";
-import { startServer } from "./redis-support.mjs";
+import { startCluster, startServer } from "./redis-support.mjs";
 import { conn } from "../../js/redis/clients.js";
 
 const { LRUPolicy, MemoryStore } = main;
@@ -328,4 +328,218 @@ test("re-entrancy (rfix): only loads still running count; a task a loader left b
   const call = store.getOrSet("x", () => store.getOrSet("y", () => store.getOrSet("z", () => store.getOrSet("x", () => 1))));
   await assert.rejects(call, main.CacheReentrantLoadError);
   assert.equal(await store.getOrSet("x", () => 2), 2);
+});
+
+// ---- The same hostile input over TLS and on a 3+3 cluster, with node-redis v5 and
+// ioredis (session 8): bad keys, values and options leave nothing written, not even
+// a bounded store's index or a load's placeholder; a value Rust refuses is refused
+// alike; a server (a cluster master) killed mid-call fails the call in bounded time
+// with CacheBackendError, and the store serves again once the server is back.
+describe("TLS and cluster cells", () => {
+  let tls;
+  let cluster;
+  const clients = [];
+  const quiet = (c) => {
+    c.on("error", () => {});
+    clients.push(c);
+    return c;
+  };
+  const cells = [
+    {
+      name: "TLS, node-redis v5",
+      connect: () => quiet(createClient({ socket: { host: "127.0.0.1", port: tls.tlsPort, tls: true, ca: tls.ca, reconnectStrategy: 50 } })).connect(),
+      nodes: async () => [tls],
+    },
+    {
+      name: "TLS, ioredis",
+      connect: async () => {
+        const c = quiet(new IORedis({ host: "127.0.0.1", port: tls.tlsPort, tls: { ca: tls.ca }, lazyConnect: true }));
+        await c.connect();
+        return c;
+      },
+      nodes: async () => [tls],
+    },
+    {
+      name: "cluster, node-redis v5",
+      connect: async () => {
+        const c = quiet(createCluster({ rootNodes: cluster.urls.map((url) => ({ url })) }));
+        await c.connect();
+        return c;
+      },
+      nodes: () => cluster.masters(),
+      cluster: true,
+    },
+    {
+      name: "cluster, ioredis",
+      connect: async () => {
+        const c = quiet(new IORedis.Cluster(cluster.rootNodes, { lazyConnect: true }));
+        await c.connect();
+        return c;
+      },
+      nodes: () => cluster.masters(),
+      cluster: true,
+    },
+  ];
+
+  before(async () => {
+    tls = await startServer(undefined, { tls: true });
+    cluster = await startCluster();
+  });
+  after(async () => {
+    for (const c of clients) {
+      try {
+        c.disconnect();
+      } catch {
+        // closed already
+      }
+    }
+    await cluster?.stop();
+    await tls?.stop();
+  });
+
+  /** Every key holding `prefix` on the cell's servers (entries, indexes, placeholders, tag sets). */
+  async function leftovers(cell, prefix) {
+    const out = [];
+    for (const node of await cell.nodes()) {
+      const keys = (await node.cli("--scan", "--pattern", `*${prefix}*`)).split("\n").filter(Boolean);
+      out.push(...keys);
+    }
+    return out;
+  }
+
+  /** A load through `store` once it succeeds (within 20 s), or undefined. */
+  async function servedAgain(store) {
+    for (let i = 0; i < 200; i++) {
+      try {
+        return await store.getOrSet("after", () => "back");
+      } catch {
+        await sleep(100);
+      }
+    }
+    return undefined;
+  }
+
+  const deep = () => {
+    let v = 1;
+    for (let i = 0; i < 200; i++) v = [v];
+    return v;
+  };
+  const cyclic = () => {
+    const o = {};
+    o.self = o;
+    return o;
+  };
+
+  for (const cell of cells) {
+    test(`${cell.name}: bad keys, values and options are typed errors, and nothing is written (bounded or not, set, setMany, getOrSet)`, async () => {
+      const client = await cell.connect();
+      for (const policy of [undefined, new LRUPolicy({ maxSize: 10 })]) {
+        const prefix = fresh();
+        const store = new RedisStore({ client, prefix, ...(policy === undefined ? {} : { policy }), ...(cell.cluster ? { buckets: 2 } : {}) });
+        const refused = async (call, Class, what) => {
+          await assert.rejects(call, (error) => error instanceof Class || assert.fail(`${cell.name} ${what}: ${error}`));
+        };
+        for (const key of ["", 1, null, "\uD800", "k".repeat(9000)]) {
+          await refused(store.set(key, 1), main.CacheKeyError, `key ${String(key).slice(0, 9)}`);
+          await refused(store.getOrSet(key, () => 1), main.CacheKeyError, `load key ${String(key).slice(0, 9)}`);
+        }
+        // Values Rust refuses: what JSON cannot hold, and what it could but the Rust store would not read back.
+        for (const [what, value] of [["NaN", NaN], ["Infinity", [Infinity]], ["bigint", 1n], ["deep", deep()], ["cyclic", cyclic()], ["lone surrogate", "a\uDC00"], ["Map", new Map([[1, 2]])], ["undefined", undefined]]) {
+          await refused(store.set("k", value), main.CacheSerializationError, what);
+          await refused(store.setMany([["a", 1], ["b", value]]), main.CacheSerializationError, `setMany ${what}`);
+        }
+        for (const options of [{ ttl: -1 }, { ttl: "1" }, { tll: 1 }, { tags: ["a", "a"] }, { tags: ["x".repeat(300)] }, { idle: 0 }, 7]) {
+          await refused(store.set("k", 1, options), main.CachePolicyError, JSON.stringify(options));
+          await refused(store.setMany([["a", 1]], options), main.CachePolicyError, `setMany ${JSON.stringify(options)}`);
+        }
+        await refused(store.set("k", 1, { metadata: [1] }), main.CacheSerializationError, "metadata");
+        for (const options of [{ grace: 1 }, { ttl: 1, retryAfter: 1 }, { softTimeout: 0 }, { signal: {} }]) {
+          await refused(store.getOrSet("k", () => 1, options), main.CachePolicyError, `getOrSet ${JSON.stringify(options)}`);
+        }
+        await refused(store.setMany([["a", 1], [2, 1]]), main.CacheKeyError, "setMany key");
+        assert.deepEqual(await leftovers(cell, prefix), [], `${cell.name}: nothing written`);
+        assert.equal(store.getStats().sets, 0);
+        // The store works after all that.
+        await store.set("ok", { fine: true });
+        assert.deepEqual(await store.get("ok"), { fine: true });
+        await store.clear();
+      }
+    });
+
+    test(`${cell.name}: a loader whose value Rust refuses fails every caller with CacheSerializationError, its placeholder released, and the next load runs at once`, async () => {
+      const client = await cell.connect();
+      const prefix = fresh();
+      const store = new RedisStore({ client, prefix, policy: new LRUPolicy({ maxSize: 10 }), ...(cell.cluster ? { buckets: 2 } : {}) });
+      const other = new RedisStore({ client, prefix, policy: new LRUPolicy({ maxSize: 10 }), ...(cell.cluster ? { buckets: 2 } : {}) });
+      const leader = store.getOrSet("k", () => sleep(30).then(() => NaN));
+      const follower = store.getOrSet("k", () => 2);
+      await assert.rejects(leader, main.CacheSerializationError);
+      await assert.rejects(follower, main.CacheSerializationError);
+      const started = Date.now();
+      assert.equal(await other.getOrSet("k", () => "next"), "next");
+      assert.ok(Date.now() - started < 1000, `${cell.name}: the next load waited ${Date.now() - started} ms`);
+      await store.clear();
+    });
+  }
+
+  test("TLS: a server killed mid-call (a load storing, a set, a walk) fails each call with CacheBackendError in bounded time; restarted, the store serves again", async () => {
+    for (const cell of cells.filter((c) => !c.cluster)) {
+      const client = await cell.connect();
+      const prefix = fresh();
+      const store = new RedisStore({ client, prefix, policy: new LRUPolicy({ maxSize: 100 }) });
+      await store.setMany(Array.from({ length: 50 }, (_, i) => [`k${i}`, i]));
+      const load = store.getOrSet("loaded", () => sleep(200).then(() => "late"));
+      await sleep(50);
+      await tls.kill();
+      const started = Date.now();
+      await assert.rejects(load, (error) => error instanceof main.CacheBackendError || assert.fail(`${cell.name} load: ${error}`));
+      await assert.rejects(store.set("k", 1), (error) => error instanceof main.CacheBackendError || assert.fail(`${cell.name} set: ${error}`));
+      await assert.rejects(store.invalidate("k*"), (error) => error instanceof main.CacheBackendError || assert.fail(`${cell.name} walk: ${error}`));
+      assert.ok(Date.now() - started < 8000, `${cell.name}: the calls took ${Date.now() - started} ms to fail`);
+      await tls.restart();
+      assert.equal(await servedAgain(store), "back", `${cell.name}: serves again after the restart`);
+      await store.clear();
+    }
+  });
+
+  test("cluster: the master of a store's bucket killed mid-load fails the call with CacheBackendError in bounded time; after the failover the store serves again", async () => {
+    for (const cell of cells.filter((c) => c.cluster)) {
+      const client = await cell.connect();
+      const prefix = fresh();
+      // One bucket: every key of the store on one master, the one killed.
+      const store = new RedisStore({ client, prefix, buckets: 1, policy: new LRUPolicy({ maxSize: 100 }) });
+      await store.set("seed", 1);
+      await cluster.waitForReplication();
+      // The master of the bucket's slot: the one holding the entry (the bucket-count record may live elsewhere).
+      const holders = [];
+      for (const node of await cluster.masters()) {
+        if ((await node.cli("--scan", "--pattern", `*${prefix}*seed`)).trim() !== "") holders.push(node);
+      }
+      assert.equal(holders.length, 1, `${cell.name}: one master holds the bucket`);
+      // Its replica has the entry (waitForReplication's WAIT, from a connection of its own, waits for no write).
+      const masters = await cluster.masters();
+      const replicated = async () => {
+        for (const node of cluster.nodes.filter((n) => n.running && !masters.includes(n))) {
+          if ((await node.cli("--scan", "--pattern", `*${prefix}*seed`)).trim() !== "") return true;
+        }
+        return false;
+      };
+      for (let i = 0; i < 100 && !(await replicated()); i++) await sleep(100);
+      assert.ok(await replicated(), `${cell.name}: a replica has the entry`);
+      const load = store.getOrSet("loaded", () => sleep(200).then(() => "late"));
+      await sleep(50);
+      await holders[0].kill();
+      const started = Date.now();
+      await assert.rejects(load, (error) => error instanceof main.CacheBackendError || assert.fail(`${cell.name} load: ${error}`));
+      assert.ok(Date.now() - started < 8000, `${cell.name}: the load took ${Date.now() - started} ms to fail`);
+      await cluster.waitUntilOk();
+      assert.equal(await servedAgain(store), "back", `${cell.name}: serves again after the failover`);
+      const seed = await store.get("seed");
+      assert.equal(seed, 1, `${cell.name}: the replica had the entry`);
+      // Back as a replica of the master that took over: the next cell's victim has a replica too.
+      await holders[0].restart();
+      await cluster.waitUntilOk();
+      await cluster.waitForReplication();
+    }
+  });
 });

@@ -39,10 +39,15 @@ after(async () => {
   await server?.stop();
 });
 
+/** A store of deployment `d` on a fresh prefix with the listener `onRemove`; `more`: other store options. */
+function listened(d, onRemove, more = {}, prefix = fresh()) {
+  return new RedisStore({ client: d.client, prefix, ...d.options, ...more, onRemove });
+}
+
 /** A store with a listener that logs [reason, key, value]; `more`: other store options. */
 function logged(d, more = {}, prefix = fresh()) {
   const seen = [];
-  const store = new RedisStore({ client: d.client, prefix, ...d.options, ...more, onRemove: (value, key, reason) => seen.push([reason, key, value]) });
+  const store = listened(d, (value, key, reason) => seen.push([reason, key, value]), more, prefix);
   return { store, seen, prefix };
 }
 const sorted = (seen) => [...seen].sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
@@ -182,14 +187,9 @@ for (const name of ["single", "cluster"]) {
 
     test("a listener that throws: the call completed (nothing left behind), every notice delivered, the first error thrown", async () => {
       const seen = [];
-      const store = new RedisStore({
-        client: d().client,
-        prefix: fresh(),
-        ...d().options,
-        onRemove: (value, key, reason) => {
-          seen.push(key);
-          throw new Error(`listener ${key}`);
-        },
+      const store = listened(d(), (value, key) => {
+        seen.push(key);
+        throw new Error(`listener ${key}`);
       });
       await store.set("a", 1);
       await assert.rejects(store.delete("a"), /listener a/);
@@ -225,13 +225,8 @@ for (const name of ["single", "cluster"]) {
 
     test("a listener that calls the store: its calls run and see the removal done", async () => {
       const moves = [];
-      const store = new RedisStore({
-        client: d().client,
-        prefix: fresh(),
-        ...d().options,
-        onRemove: (value, key, reason) => {
-          if (reason === "deleted") moves.push(store.has(key).then((has) => store.set(`archived-${key}`, { value, has })));
-        },
+      const store = listened(d(), (value, key, reason) => {
+        if (reason === "deleted") moves.push(store.has(key).then((has) => store.set(`archived-${key}`, { value, has })));
       });
       await store.set("a", "A");
       await store.delete("a");
@@ -240,6 +235,62 @@ for (const name of ["single", "cluster"]) {
     });
   });
 }
+
+test("concurrency: stores of two processes deleting and replacing the same keys at once report each removed value once, across both listeners", async () => {
+  for (const d of deployments) {
+    const seen = [];
+    const prefix = fresh();
+    const onRemove = (value, key, reason) => seen.push([reason, key, value]);
+    const [a, b] = [listened(d, onRemove, {}, prefix), listened(d, onRemove, {}, prefix)];
+    const keys = Array.from({ length: 20 }, (_, i) => `k${i}`);
+    await a.setMany(keys.map((key) => [key, `${key}:0`]));
+    // Each key deleted by both at once: the script reads and unlinks atomically, one of them reports it.
+    await Promise.all(keys.flatMap((key) => [a.delete(key), b.delete(key)]));
+    assert.deepEqual(sorted(seen), sorted(keys.map((key) => ["deleted", key, `${key}:0`])), d.name);
+    seen.length = 0;
+    // Sets racing on each key: every value but the last standing is reported replaced, once.
+    await Promise.all(keys.flatMap((key) => [1, 2, 3].map((n) => (n % 2 ? a : b).set(key, `${key}:${n}`))));
+    for (const key of keys) {
+      const standing = await a.get(key);
+      const replaced = seen.filter(([, k]) => k === key).map(([reason, , value]) => (assert.equal(reason, "replaced"), value));
+      assert.deepEqual([...replaced, standing].sort(), [`${key}:1`, `${key}:2`, `${key}:3`], `${d.name} ${key}`);
+    }
+    await a.clear();
+  }
+});
+
+test("a walk that fails part way (the connection lost): the entries it did remove are still told, and the call rejects with CacheBackendError", async () => {
+  const { conn } = await import("../../js/redis/clients.js");
+  const real = conn(deployments[0].client);
+  let dropped = false;
+  let deletes = 0;
+  const flaky = {
+    kind: real.kind,
+    clustered: false,
+    // The first page's deletes go through, then the connection "drops".
+    script: async (script, keys, args) => {
+      if (dropped && script.name === "delete" && ++deletes > 1) throw new Error("connection lost (a delete)");
+      return real.script(script, keys, args);
+    },
+    command: (args, key) => real.command(args, key),
+    pipeline: (calls) => real.pipeline(calls),
+    masters: async () => [flaky],
+  };
+  const seen = [];
+  const store = new RedisStore({ client: flaky, prefix: fresh(), onRemove: (value, key, reason) => seen.push([reason, key, value]) });
+  await store.setMany(Array.from({ length: 3000 }, (_, i) => [`k${i}`, i]));
+  dropped = true;
+  await assert.rejects(store.clear(), main.CacheBackendError);
+  assert.ok(seen.length > 0 && seen.length < 3000, `told of the first page only: ${seen.length}`);
+  for (const [reason, key, value] of seen) {
+    assert.equal(reason, "cleared");
+    assert.equal(key, `k${value}`);
+    assert.equal(await store.has(key), false, `${key} told removed, and removed`);
+  }
+  dropped = false;
+  await store.clear();
+  assert.equal(seen.length, 3000, "the rest told by the clear that finished");
+});
 
 test("a bad onRemove is refused as the MemoryStore refuses it: same class, same message", async () => {
   const messages = [];

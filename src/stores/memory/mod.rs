@@ -48,7 +48,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, RwLock};
 
 use engine::{Engine, KeyHasher, Lookup, Weigher};
-use reentry::{read, write};
+use reentry::{Checked, read, read_after, write, write_after};
 
 use crate::clock::Clock;
 use crate::errors::{DynError, Result};
@@ -402,9 +402,16 @@ impl<V> MemoryStore<V> {
     /// come from inside a value's `Clone` or `Drop` run by this store.
     #[inline(always)]
     fn checked<'k>(&self, call: &'static str, key: &'k str) -> Result<(Key<'k>, u64)> {
-        self.reentered(call)?;
+        self.checked_for_lock(call, key).map(|(key, hash, _)| (key, hash))
+    }
+
+    /// [`checked`](Self::checked), with the re-entrancy mark it read for
+    /// the one lock the call takes next (`get`, `set`).
+    #[inline(always)]
+    fn checked_for_lock<'k>(&self, call: &'static str, key: &'k str) -> Result<(Key<'k>, u64, Checked)> {
+        let checked = self.check_reentry(call)?;
         let key = Key::new(key)?;
-        Ok((key, self.hasher.hash_one(&*key)))
+        Ok((key, self.hasher.hash_one(&*key), checked))
     }
 
     /// Sums what `f` reports for every shard. What the engines set aside
@@ -440,11 +447,23 @@ impl<V: Clone> MemoryStore<V> {
     /// `get` of a checked key with its hash.
     #[inline(always)]
     fn get_hashed(&self, key: Key<'_>, hash: u64) -> Option<V> {
+        self.get_after(key, hash, None)
+    }
+
+    /// [`get_hashed`](Self::get_hashed), taking the lock with the mark the
+    /// call's check read if it has it.
+    #[inline(always)]
+    fn get_after(&self, key: Key<'_>, hash: u64, checked: Option<Checked>) -> Option<V> {
         if !self.shared_reads {
-            return self.get_exclusive(key, hash);
+            return self.get_exclusive(key, hash, checked);
         }
         let shard = self.shard_of(hash);
-        let found = read(shard).get_shared(key, hash, None, V::clone);
+        let engine = match checked {
+            Some(checked) => read_after(shard, checked),
+            None => read(shard),
+        };
+        let found = engine.get_shared(key, hash, None, V::clone);
+        drop(engine);
         match found {
             Lookup::Hit(value) => Some(value),
             Lookup::Miss => None,
@@ -458,8 +477,15 @@ impl<V: Clone> MemoryStore<V> {
     /// `get` under the shard's exclusive lock (exact LRU), out of line so
     /// that the shared read path stays small.
     #[inline(never)]
-    fn get_exclusive(&self, key: Key<'_>, hash: u64) -> Option<V> {
-        self.on_shard(hash, |engine| engine.get_exclusive(key, hash, None, V::clone))
+    fn get_exclusive(&self, key: Key<'_>, hash: u64, checked: Option<Checked>) -> Option<V> {
+        let shard = self.shard_of(hash);
+        let mut engine = match checked {
+            Some(checked) => write_after(shard, checked),
+            None => write(shard),
+        };
+        let found = engine.get_exclusive(key, hash, None, V::clone);
+        self.release(engine);
+        found
     }
 
     /// Reclaims the expired entry a shared read found: off the hit path, which
@@ -493,18 +519,18 @@ impl<V> std::fmt::Debug for MemoryStore<V> {
 impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     #[inline]
     fn get(&self, key: &str) -> Ready<Result<Option<V>>> {
-        ready(self.checked("get", key).map(|(key, hash)| self.get_hashed(key, hash)))
+        ready(self.checked_for_lock("get", key).map(|(key, hash, checked)| self.get_after(key, hash, Some(checked))))
     }
 
     fn set(&self, key: &str, value: V, options: SetOptions) -> Ready<Result<()>> {
-        let (key, hash) = match self.checked("set", key) {
+        let (key, hash, checked) = match self.checked_for_lock("set", key) {
             Ok(checked) => checked,
             Err(e) => return ready(Err(e)),
         };
         // What the set removes lands here, in place, and is dropped (or
         // handed to the listener) after the lock.
         let mut removed = engine::Removals::new();
-        let mut engine = write(self.shard_of(hash));
+        let mut engine = write_after(self.shard_of(hash), checked);
         let result = engine.set_into(key, hash, value, options, &mut removed);
         self.release(engine);
         self.dispose_write(removed, &key);

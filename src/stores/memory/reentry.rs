@@ -60,6 +60,19 @@ impl<G> Held<G> {
             "a value's Clone or Drop called the MemoryStore that was running it, under the lock it needs: \
              this would deadlock"
         );
+        Self::after(shard, Checked(outer), lock)
+    }
+
+    /// [`new`](Self::new) for a call that passed its re-entrancy check
+    /// just before: the mark it read then (`checked`) is this thread's mark
+    /// still (nothing between the check and the lock runs foreign code), and
+    /// it names none of this store's shards, so it is neither read nor
+    /// checked again (a `get` and a `set` read the thread-local once, not twice).
+    #[inline(always)]
+    fn after<V>(shard: &Shard<V>, checked: Checked, lock: impl FnOnce() -> G) -> Self {
+        let me = shard as *const Shard<V> as usize;
+        let outer = checked.0;
+        debug_assert_eq!(HOLDING.get(), outer, "the mark changed between the check and the lock");
         let guard = lock();
         #[cfg(test)]
         LOCKS_TAKEN.set(LOCKS_TAKEN.get() + 1);
@@ -70,6 +83,13 @@ impl<G> Held<G> {
         Held { guard, outer }
     }
 }
+
+/// The mark (the shard lock this thread held, 0 for none) that a call's
+/// re-entrancy check read and found to name none of the store's shards
+/// ([`MemoryStore::check_reentry`]). Taken by value by the one lock the call
+/// takes next ([`read_after`], [`write_after`]): neither `Copy` nor `Clone`,
+/// so it cannot outlive that moment.
+pub(super) struct Checked(usize);
 
 impl<G> Drop for Held<G> {
     #[inline(always)]
@@ -115,11 +135,20 @@ impl<V> MemoryStore<V> {
     /// doing the same the other way round).
     #[inline(always)]
     pub(super) fn reentered(&self, call: &'static str) -> Result<()> {
+        self.check_reentry(call).map(drop)
+    }
+
+    /// [`reentered`](Self::reentered), handing on the mark it read for the
+    /// lock the call takes next ([`read_after`], [`write_after`]).
+    #[inline(always)]
+    pub(super) fn check_reentry(&self, call: &'static str) -> Result<Checked> {
         let shards = self.shards.as_ptr_range();
-        if holding(|held| shards.contains(&(held as *const Shard<V>))) {
+        let innermost = HOLDING.get();
+        let held = |held: usize| shards.contains(&(held as *const Shard<V>));
+        if innermost != 0 && (held(innermost) || holding_further_up(held)) {
             return Err(CacheError::ReentrantValue { call });
         }
-        Ok(())
+        Ok(Checked(innermost))
     }
 
     /// [`reentered`](Self::reentered) for the calls that return no `Result`.
@@ -140,4 +169,16 @@ pub(super) fn write<V>(shard: &Shard<V>) -> Held<RwLockWriteGuard<'_, Engine<V>>
 #[inline(always)]
 pub(super) fn read<V>(shard: &Shard<V>) -> Held<RwLockReadGuard<'_, Engine<V>>> {
     Held::new(shard, || shard.0.read().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// [`write`] right after the call's re-entrancy check (see [`Held::after`]).
+#[inline(always)]
+pub(super) fn write_after<V>(shard: &Shard<V>, checked: Checked) -> Held<RwLockWriteGuard<'_, Engine<V>>> {
+    Held::after(shard, checked, || shard.0.write().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// [`read`] right after the call's re-entrancy check (see [`Held::after`]).
+#[inline(always)]
+pub(super) fn read_after<V>(shard: &Shard<V>, checked: Checked) -> Held<RwLockReadGuard<'_, Engine<V>>> {
+    Held::after(shard, checked, || shard.0.read().unwrap_or_else(PoisonError::into_inner))
 }

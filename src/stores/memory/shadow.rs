@@ -241,6 +241,12 @@ fn held(entries: &mut Entries, hash: u64) -> &mut Entry {
     entries.find_mut(hash, |e| e.hash == hash).expect("a queued hash is held")
 }
 
+/// [`held`], as a table entry (to update or remove).
+fn held_entry(entries: &mut Entries, hash: u64) -> hashbrown::hash_table::OccupiedEntry<'_, Entry> {
+    let Ok(entry) = entries.find_entry(hash, |e| e.hash == hash) else { unreachable!("a queued hash is held") };
+    entry
+}
+
 impl Mini {
     pub fn new(setting: Setting, me: usize, cap: usize) -> Self {
         Mini {
@@ -263,8 +269,12 @@ impl Mini {
 
     /// Drops `hash` from this shadow (and from the table if no other holds it).
     fn forget(&mut self, entries: &mut Entries, hash: u64) {
+        self.forget_entry(held_entry(entries, hash));
+    }
+
+    /// [`forget`](Self::forget) of an entry found already.
+    fn forget_entry(&mut self, entry: hashbrown::hash_table::OccupiedEntry<'_, Entry>) {
         self.len -= 1;
-        let Ok(entry) = entries.find_entry(hash, |e| e.hash == hash) else { unreachable!("a queued hash is held") };
         let left = entry.get().held & !(1 << self.me);
         if left == 0 {
             entry.remove();
@@ -335,25 +345,28 @@ impl Mini {
         self.evicted_once = true;
         let main_cap = self.cap.saturating_sub(self.small_cap).max(1);
         loop {
+            // Each entry looked at is found once: for its count, and to forget it.
             if self.main.len() > main_cap || self.small.is_empty() {
                 let Some(front) = self.main.pop_front() else { return };
-                let clock = self.clock(entries, front);
+                let mut entry = held_entry(entries, front);
+                let clock = &mut entry.get_mut().clocks[self.me];
                 if *clock > 0 {
                     *clock -= 1;
                     self.main.push_back(front);
                     continue;
                 }
-                self.forget(entries, front);
+                self.forget_entry(entry);
                 return;
             }
             let front = self.small.pop_front().expect("small is not empty");
-            let clock = self.clock(entries, front);
+            let mut entry = held_entry(entries, front);
+            let clock = &mut entry.get_mut().clocks[self.me];
             if *clock >= MOVE_TO_MAIN {
                 *clock = 0;
                 self.main.push_back(front);
                 continue;
             }
-            self.forget(entries, front);
+            self.forget_entry(entry);
             self.ghost.insert(front);
             return;
         }

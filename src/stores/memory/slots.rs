@@ -207,27 +207,38 @@ impl SlotEngine {
     pub fn replay(&mut self, n: usize) {
         // `move_to_head` on MAIN, written out over the fields: this runs
         // once per exact-LRU hit, and the loop is most of what a hit costs.
+        // The list's ends stay in locals, and every index is checked by a
+        // comparison that skips rather than panics (a link is a live slot's
+        // id, always in range: the checks only keep the loop safe Rust).
+        let len = self.prev.len().min(self.next.len());
+        let (prev, next) = (&mut self.prev[..len], &mut self.next[..len]);
         let main = &mut self.lists[MAIN as usize];
-        let (prev, next) = (&mut self.prev[..], &mut self.next[..]);
+        let (mut head, mut tail) = (main.head, main.tail);
         for &id in &self.ring[..n.min(RING_LEN)] {
             let i = id as usize;
-            // Exact LRU has only MAIN: a live slot is on it.
-            if i >= prev.len() || prev[i] == FREED || main.head == id {
+            // Exact LRU has only MAIN: a live slot is on it, and one that is
+            // not its head has a predecessor.
+            if i >= len || id == head {
                 continue;
             }
-            // Not the head, so it has a predecessor.
-            let (p, nx) = (prev[i], next[i]);
+            let p = prev[i];
+            let nx = next[i];
+            let h = head as usize;
+            if p as usize >= len || h >= len {
+                continue; // a free slot (`FREED`, out of range): the hit was on an entry since removed
+            }
             next[p as usize] = nx;
-            if nx != NIL {
-                prev[nx as usize] = p;
+            if let Some(after) = prev.get_mut(nx as usize) {
+                *after = p;
             } else {
-                main.tail = p;
+                tail = p;
             }
             prev[i] = NIL;
-            next[i] = main.head;
-            prev[main.head as usize] = id;
-            main.head = id;
+            next[i] = head;
+            prev[h] = id;
+            head = id;
         }
+        (main.head, main.tail) = (head, tail);
     }
 
     /// Whether live slot `id` is on S3-FIFO's small (probationary) queue:

@@ -284,7 +284,12 @@ impl<V> Engine<V> {
             let setting = match (&mut adaptive.sampler, &adaptive.shared) {
                 (Some(sampler), shared) => {
                     let setting = sampler.record_write(hash, self.sample_mask);
-                    if let Some(shared) = shared {
+                    // Published when it changes (the followers start from
+                    // the first setting, as the leader does): no search of
+                    // the table on every write.
+                    if setting != adaptive.setting
+                        && let Some(shared) = shared
+                    {
                         shared.store(shadow::index_of(setting), Relaxed);
                     }
                     setting

@@ -305,13 +305,33 @@ impl<V> Slab<V> {
     }
 
     /// Moves `id` to the head of its own list (every exact-LRU hit: inlined).
+    ///
+    /// Written out rather than as `unlink` + `push_head`: the list's length
+    /// and weight stay as they are, the slot is indexed once, and a slot
+    /// that is not the head has a `prev` (fewer bounds checks and branches
+    /// on every LRU hit; the slab model test drives it against a `VecDeque`).
     #[inline(always)]
     pub(super) fn move_to_head(&mut self, id: u32) {
-        let list = self.slots[id as usize].list;
-        if self.lists[list as usize].head != id {
-            self.unlink(list, id);
-            self.push_head(list, id);
+        let Slab { slots, lists, .. } = self;
+        let slot = &slots[id as usize];
+        let (list, prev, next) = (slot.list, slot.prev, slot.next);
+        let l = &mut lists[list as usize];
+        let old_head = l.head;
+        if old_head == id {
+            return;
         }
+        // Not the head: it has a previous slot, and the old head is another slot.
+        slots[prev as usize].next = next;
+        if next != NIL {
+            slots[next as usize].prev = prev;
+        } else {
+            l.tail = prev;
+        }
+        slots[old_head as usize].prev = id;
+        let slot = &mut slots[id as usize];
+        slot.prev = NIL;
+        slot.next = old_head;
+        l.head = id;
     }
 
     /// Moves `id` from its list to the head of `list`.
