@@ -57,54 +57,77 @@ function plainTextOf(text, nulls) {
 }
 
 // The fast way to a stored document (the hot path of set, without metadata
-// or tags): a copy of the value made of what JSON.stringify and Rust's walk
-// write alike (plain objects, arrays, strings, finite numbers, booleans,
-// null), each property read once, as the walk reads it; JSON.stringify of
-// that copy (no replacer: with one, V8 leaves its fast path and the call
-// costs twice as much); Rust (wasm.plainText) says whether that text is byte
-// for byte what it would write, and if so the document is Rust's template
-// (wasm.envelope) around it. Anything else goes to the Rust walk
-// (wasm.encode), which decides (and refuses with its own words). So the copy
-// only notices, it judges nothing: a function, a symbol, a bigint, NaN or an
-// infinity, an undefined array element, an object with a toJSON, or one
-// that is neither an array nor a plain object, stops it; and it counts the
-// nulls it copied, so that Rust can tell a `null` of the text that was none.
-const NOT_PLAIN = Symbol("not plain");
+// or tags): a copy of the value, each property read once, as the walk reads
+// it; JSON.stringify of that copy (no replacer: with one, V8 leaves its fast
+// path and the call costs twice as much); Rust (wasm.plainText) says whether
+// that text is byte for byte what it would write, and if so the document is
+// Rust's template (wasm.envelope) around it. Anything else goes to the Rust
+// walk (wasm.encode) of the copy, which decides (and refuses with its own
+// words). So the copy only notices, it judges nothing: a function, a symbol,
+// a bigint, NaN or an infinity, an undefined array element, an object with a
+// toJSON, or one that is neither an array nor a plain object, is kept as it
+// was read and sends the copy to the walk; and the copy counts the nulls it
+// copied, so that Rust can tell a `null` of the text that was none.
 const OBJECT_PROTO = Object.prototype;
+const ARRAY_PROTO = Array.prototype;
+const hasOwn = Object.hasOwn ?? ((object, key) => OBJECT_PROTO.hasOwnProperty.call(object, key));
 const [ENVELOPE_HEAD, ENVELOPE_TAIL] = wasm.envelope();
 let copiedNulls = 0;
+let copiedOther = false;
 let encodings = 0;
 
-/** `value` as plain data JSON.stringify writes as Rust's walk does, `depth` levels down; throws NOT_PLAIN at anything else. */
+/** An own, enumerable data property, whatever the prototypes say (the rare path: an inherited setter took the assignment, or "__proto__"). */
+function defineOwn(object, key, value) {
+  Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
+/**
+ * `value` copied `depth` levels down, each property read once: plain
+ * objects and arrays as fresh ones, other values as they are. What
+ * JSON.stringify would not write as the walk does (NaN or an infinity, an
+ * undefined array element, a function, a symbol, a bigint, an object with a
+ * toJSON or that is neither an array nor a plain object, nesting past
+ * MAX_NESTING) is kept as read and marks the copy (`copiedOther`): the walk
+ * then decides on the copy, so it sees what this read, and reads only what
+ * this did not (inside a kept object).
+ */
 function plainCopy(value, depth) {
   switch (typeof value) {
     case "string":
     case "boolean":
       return value;
     case "number":
-      // NaN and the infinities: JSON.stringify writes null, the walk refuses.
-      if (value - value !== 0) throw NOT_PLAIN;
+      if (value - value !== 0) copiedOther = true;
       return value;
     case "object": {
       if (value === null) {
         copiedNulls++;
         return null;
       }
-      // Past the walk's nesting (a cycle included): the walk refuses it.
-      if (depth >= MAX_NESTING) throw NOT_PLAIN;
+      if (depth >= MAX_NESTING) {
+        copiedOther = true;
+        return value;
+      }
       if (Array.isArray(value)) {
         const n = value.length;
         // Pushed, not preallocated: a holey array takes JSON.stringify off its fast path.
         const copy = [];
         for (let i = 0; i < n; i++) {
           const item = value[i];
-          if (item === undefined) throw NOT_PLAIN;
-          copy.push(plainCopy(item, depth + 1));
+          let copied;
+          if (item === undefined) copiedOther = true;
+          else copied = plainCopy(item, depth + 1);
+          copy.push(copied);
+          // An accessor for this index on Array.prototype or Object.prototype took the push.
+          if (!hasOwn(copy, i)) defineOwn(copy, i, copied);
         }
         return copy;
       }
       const proto = Object.getPrototypeOf(value);
-      if ((proto !== OBJECT_PROTO && proto !== null) || typeof value.toJSON === "function") throw NOT_PLAIN;
+      if ((proto !== OBJECT_PROTO && proto !== null) || typeof value.toJSON === "function") {
+        copiedOther = true;
+        return value;
+      }
       const keys = Object.keys(value);
       const copy = {};
       for (let i = 0; i < keys.length; i++) {
@@ -112,29 +135,65 @@ function plainCopy(value, depth) {
         const item = value[key];
         // Left out, as JSON.stringify and the walk leave it out.
         if (item === undefined) continue;
-        // An own "__proto__" would set the copy's prototype.
-        if (key === "__proto__") throw NOT_PLAIN;
-        copy[key] = plainCopy(item, depth + 1);
+        const copied = plainCopy(item, depth + 1);
+        // "__proto__" would set the copy's prototype; an accessor of that name on Object.prototype would take the assignment.
+        if (key !== "__proto__") copy[key] = copied;
+        if (!hasOwn(copy, key)) defineOwn(copy, key, copied);
       }
       return copy;
     }
     default:
-      throw NOT_PLAIN;
+      copiedOther = true;
+      return value;
   }
+}
+
+/**
+ * Reading the value threw `error` (a getter, a Proxy trap): refused as the
+ * walk refuses it, in its words (a value whose one reading throws that,
+ * walked by Rust), without reading the value again, which might answer then.
+ */
+function refuseThrown(error) {
+  core(() =>
+    wasm.encode(
+      {
+        get thrown() {
+          throw error;
+        },
+      },
+      undefined,
+      [],
+    ),
+  );
+  // Not reached: the walk refuses a value whose reading throws.
+  throw error;
 }
 
 /** The stored document of `value` (text): Rust's, by the fast way when it vouches for it, else by its walk. */
 function encodeEntry(value, metadata, tags) {
   if (metadata !== undefined || tags.length !== 0) return core(() => wasm.encode(value, metadata, tags));
+  // A toJSON on Array.prototype or Object.prototype (a polyfill, a logger):
+  // the copy would inherit it, where the walk calls only the value's own.
+  if ("toJSON" in ARRAY_PROTO) return core(() => wasm.encode(value, metadata, tags));
   const turn = ++encodings;
   copiedNulls = 0;
-  let text;
+  copiedOther = false;
+  let copy;
   try {
-    text = JSON.stringify(plainCopy(value, 0));
-  } catch {
-    text = undefined;
+    copy = plainCopy(value, 0);
+  } catch (error) {
+    refuseThrown(error);
   }
-  // `turn`: a getter that stored something meanwhile reset the count.
-  if (typeof text === "string" && turn === encodings && plainTextOf(text, copiedNulls)) return ENVELOPE_HEAD + text + ENVELOPE_TAIL;
-  return core(() => wasm.encode(value, metadata, tags));
+  // `turn`: a getter that stored something meanwhile reset the counts.
+  if (!copiedOther && turn === encodings) {
+    let text;
+    try {
+      text = JSON.stringify(copy);
+    } catch {
+      text = undefined;
+    }
+    if (typeof text === "string" && plainTextOf(text, copiedNulls)) return ENVELOPE_HEAD + text + ENVELOPE_TAIL;
+  }
+  // The walk decides, on what the copy read.
+  return core(() => wasm.encode(copy, metadata, tags));
 }

@@ -74,17 +74,27 @@ describe("set's fast encoding", () => {
     };
     await store.set("k", shifty);
     assert.equal(await client.get(`${store.prefix}k`), '{"v":{"x":{"ok":1}}}');
-    // A function the first time: the copy stops, and the walk decides on its own reading (a 1),
-    // never JSON.stringify's `{}` (which leaves a function out).
+    // A function the first time: the walk decides on that reading (a function: refused), never
+    // reading the getter again (a 1 then), nor JSON.stringify's `{}` (which leaves a function out).
     let calls = 0;
     const sly = {
       get f() {
         return calls++ === 0 ? () => 1 : 1;
       },
     };
-    await store.set("f", sly);
-    assert.equal(await client.get(`${store.prefix}f`), '{"v":{"f":1}}');
-    assert.equal(calls, 2, "read by the copy, then by the walk");
+    await assert.rejects(store.set("f", sly), (e) => e instanceof CacheSerializationError && /function/.test(e.message));
+    assert.equal(calls, 1, "read once, by the copy");
+    assert.equal(await client.exists(`${store.prefix}f`), 0);
+    // Inside an object the copy keeps as read (a class instance), the walk reads for the first time.
+    let inner = 0;
+    class Box {
+      get v() {
+        inner++;
+        return 1;
+      }
+    }
+    await assert.rejects(store.set("box", { b: new Box() }), CacheSerializationError);
+    assert.equal(inner, 0, "the walk refuses the instance without reading it");
   });
 
   test("a getter that stores meanwhile (re-entrance) changes neither write", async () => {
@@ -190,6 +200,98 @@ describe("set's fast encoding", () => {
     }
     assert.deepEqual(await store.get("small"), { a: [1, 2] });
     assert.equal((await store.get("big")).blob.length, big.blob.length);
+  });
+});
+
+/** set of `make()` stores the walk's document (wasm.encode), or is refused with the walk's words and writes nothing. */
+async function matchesWalk(make, what) {
+  const store = new RedisStore({ client, prefix: fresh() });
+  let expected;
+  let refusal;
+  try {
+    expected = wasm.encode(make(), undefined, []);
+  } catch (error) {
+    refusal = error.message;
+  }
+  let thrown;
+  try {
+    await store.set("k", make());
+  } catch (error) {
+    thrown = error;
+  }
+  const stored = await client.get(`${store.prefix}k`);
+  if (refusal !== undefined) {
+    assert.ok(thrown instanceof CacheSerializationError && thrown.message.includes(refusal), `${what}: ${thrown} vs the walk's ${refusal}`);
+    assert.equal(stored, null, `${what}: nothing written`);
+  } else {
+    assert.equal(thrown, undefined, `${what}: ${thrown}`);
+    assert.equal(stored, expected, `${what}: the walk's document`);
+  }
+}
+
+// Found by the hostile review (rreview's tests/js/redis-hostile3.test.mjs, session 8): the copy is a
+// `{}` or `[]`, which inherits from the realm's prototypes where the value itself may not.
+describe("set's fast encoding on a realm with polluted prototypes", () => {
+  test("a toJSON on Array.prototype or Object.prototype: the walk's document, not the inherited toJSON's", async () => {
+    Array.prototype.toJSON = () => "X";
+    try {
+      await matchesWalk(() => [1, 2], "[1,2] with Array.prototype.toJSON");
+      await matchesWalk(() => ({ a: [1, 2] }), "{a:[1,2]} with Array.prototype.toJSON");
+    } finally {
+      delete Array.prototype.toJSON;
+    }
+    Object.defineProperty(Object.prototype, "toJSON", { value: () => "Y", configurable: true, writable: true });
+    try {
+      await matchesWalk(() => Object.assign(Object.create(null), { a: 1 }), "null-prototype {a:1}");
+      await matchesWalk(() => ({ a: 1 }), "{a:1} with Object.prototype.toJSON");
+    } finally {
+      delete Object.prototype.toJSON;
+    }
+  });
+
+  test("an accessor on Object.prototype or Array.prototype does not swallow a property or an element of the copy", async () => {
+    Object.defineProperty(Object.prototype, "a", { set() {}, get: () => undefined, configurable: true });
+    try {
+      await matchesWalk(() => ({ a: 1, b: 2 }), "{a:1,b:2} with an Object.prototype accessor `a`");
+    } finally {
+      delete Object.prototype.a;
+    }
+    // An index accessor breaks the clients themselves (they push into arrays): a Conn that records what set sends.
+    const sent = [];
+    const recorder = {
+      kind: "recorder",
+      clustered: false,
+      command: async (args) => void sent.push(args[2]),
+      script: async () => null,
+      pipeline: async () => [],
+      masters: async () => [recorder],
+    };
+    const store = new RedisStore({ client: recorder, prefix: "r:" });
+    const expected = wasm.encode([1, 2, 3], undefined, []);
+    Object.defineProperty(Array.prototype, "1", { set() {}, get: () => undefined, configurable: true });
+    try {
+      await store.set("k", [1, 2, 3]);
+    } finally {
+      delete Array.prototype[1];
+    }
+    assert.deepEqual(sent, [expected], "[1,2,3] with an Array.prototype accessor `1`");
+  });
+
+  test("a getter that throws once: the set is refused with the walk's words, the getter read once, nothing written", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    let reads = 0;
+    const value = {
+      get x() {
+        if (reads++ === 0) throw new Error("closed");
+        return 1;
+      },
+    };
+    await assert.rejects(store.set("k", value), (e) => e instanceof CacheSerializationError && /reading it threw: closed/.test(e.message));
+    assert.equal(reads, 1);
+    assert.equal(await client.get(`${store.prefix}k`), null);
+    // A Proxy trap likewise, and a thrown non-Error: the walk's words for it.
+    const trapped = new Proxy({}, { ownKeys() { throw "no keys"; } });
+    await matchesWalk(() => trapped, "a Proxy whose ownKeys throws a string");
   });
 });
 
