@@ -522,13 +522,7 @@ class RedisStore {
    * one script per bucket (a cluster's in parallel). How many it removed.
    */
   async invalidateTags(tags) {
-    if (!Array.isArray(tags)) throw new CachePolicyError(`invalidateTags takes an array of tags, got ${describe(tags)}`);
-    const wanted = tags.slice();
-    for (let i = 0; i < wanted.length; i++) {
-      if (typeof wanted[i] !== "string") throw new CachePolicyError(`tags[${i}] must be a string, got ${describe(wanted[i])}`);
-      if (!isWellFormed(wanted[i])) throw new CachePolicyError(`tags[${i}] is not well-formed Unicode (it has a lone surrogate)`);
-    }
-    core(() => wasm.checkInvalidateTags(wanted));
+    const wanted = readInvalidateTags(tags);
     const unique = [...new Set(wanted)].sort();
     if (unique.length === 0) return 0;
     const bounded = this.#bound !== undefined;
@@ -621,8 +615,7 @@ class RedisStore {
   /** Merges `metadata` into the entry's (top-level keys replaced); whether the entry exists. */
   async updateMetadata(key, metadata) {
     const { entry } = this.#locate(key);
-    const update = readMetadata(metadata) ?? {};
-    core(() => wasm.encode(null, update, []));
+    const update = copyMetadata(metadata);
     for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
       const current = await this.#read("updateMetadata", entry);
       if (current === null) return false;
