@@ -457,6 +457,45 @@ describe("options: the MemoryStore's rules, classes and messages", () => {
   });
 });
 
+describe("the other methods' refusals: the MemoryStore's words", () => {
+  // FAILS (bug 5, words only: same classes). Refusals both stores make of
+  // the same bad argument, worded differently: invalidateTags's too-long tag
+  // (the RedisStore's comes from Rust's check_invalidate, with "(300 bytes)
+  // is 300 bytes long", not js/api/1-shared.js checkTag's), setMany of
+  // undefined, a loader that returned undefined, and a lone-surrogate key in
+  // deleteMany (here the MemoryStore's "key the string" is the odd one out:
+  // every other key message says "the key"). Expected: one wording each, as
+  // 7112a7e did for the options.
+  test("same bad argument, same message", async () => {
+    const memory = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }) });
+    const redis = new RedisStore({ client, prefix: fresh() });
+    const calls = {
+      "invalidateTags of a 300-byte tag": (s) => s.invalidateTags(["x".repeat(300)]),
+      "setMany of [key] (undefined value)": (s) => s.setMany([["a"]]),
+      "setMany of a string": (s) => s.setMany("ab"),
+      "a loader returning undefined": (s) => s.getOrSet("k", async () => undefined),
+      "deleteMany of a lone-surrogate key": (s) => s.deleteMany(["a", "\uD800"]),
+    };
+    const mismatches = [];
+    for (const [what, call] of Object.entries(calls)) {
+      const words = async (store) => {
+        try {
+          await call(store);
+          return "accepted";
+        } catch (error) {
+          return `${error.constructor.name}: ${error.message}`;
+        }
+      };
+      const fromMemory = await words(memory);
+      const fromRedis = await words(redis);
+      assert.notEqual(fromMemory, "accepted", what);
+      assert.equal(fromRedis.split(":")[0], fromMemory.split(":")[0], `${what}: the same class`);
+      if (fromRedis !== fromMemory) mismatches.push(`${what}: memory "${fromMemory}" / redis "${fromRedis}"`);
+    }
+    assert.deepEqual(mismatches, []);
+  });
+});
+
 describe("onRemove: the MemoryStore's notices for the same calls", () => {
   // Held: the listener runs before the awaited call resolves, may re-enter
   // the store on the same key (its calls see the removal done), and a throw
@@ -502,6 +541,36 @@ describe("onRemove: the MemoryStore's notices for the same calls", () => {
       'replaced b="boom"',
       'set threw listener, b="next"',
     ]);
+  });
+
+  // Held: a listener that throws on what a load evicted: getOrSet's callers
+  // get the value, and the error is reported as uncaught (js/redis.d.ts:
+  // "when no caller waits (a load or refresh storing its value) the error is
+  // reported as uncaught errors are"), in Node an uncaughtException. Run in
+  // a child process: the test runner would take the uncaught error as its own.
+  test("a listener throwing on a load's eviction: the caller gets the value, the error is uncaught", async () => {
+    const { execFile } = await import("node:child_process");
+    const { promisify } = await import("node:util");
+    const script = `
+      import { createClient } from "redis5";
+      import { LRUPolicy } from "pepperpy-caching";
+      import { RedisStore } from "pepperpy-caching/redis";
+      const client = await createClient({ url: process.env.URL }).connect();
+      process.on("uncaughtException", (e) => console.log("uncaught " + e.message));
+      const store = new RedisStore({ client, prefix: process.env.PREFIX, policy: new LRUPolicy({ maxSize: 1 }),
+        onRemove: (v, k, r) => { throw new Error("listener " + r + " " + k); } });
+      await store.set("a", 1);
+      console.log("loaded " + await store.getOrSet("b", async () => 2));
+      console.log("a " + await store.get("a"));
+      await new Promise((r) => setTimeout(r, 50));
+      await client.quit();
+    `;
+    const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script], {
+      cwd: dirname(new URL(import.meta.url).pathname),
+      env: { ...process.env, URL: server.url, PREFIX: fresh() },
+      timeout: 20_000,
+    });
+    assert.deepEqual(stdout.trim().split("\n").sort(), ["a undefined", "loaded 2", "uncaught listener evicted a"].sort());
   });
 
   // Probes that held (single node): duplicates in batches, tagged replaces,
