@@ -24,11 +24,11 @@ import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { before, after, describe, test } from "node:test";
-import { createClient } from "redis5";
+import { createClient, createCluster } from "redis5";
 import Redis from "ioredis";
 import * as main from "pepperpy-caching";
 import { RedisStore } from "pepperpy-caching/redis";
-import { startServer } from "./redis-support.mjs";
+import { startCluster, startServer } from "./redis-support.mjs";
 
 const { CacheError, MemoryStore, LRUPolicy } = main;
 const require = createRequire(import.meta.url);
@@ -552,7 +552,7 @@ describe("onRemove: the MemoryStore's notices for the same calls", () => {
     const { execFile } = await import("node:child_process");
     const { promisify } = await import("node:util");
     const script = `
-      import { createClient } from "redis5";
+      import { createClient, createCluster } from "redis5";
       import { LRUPolicy } from "pepperpy-caching";
       import { RedisStore } from "pepperpy-caching/redis";
       const client = await createClient({ url: process.env.URL }).connect();
@@ -643,4 +643,69 @@ describe("onRemove: the MemoryStore's notices for the same calls", () => {
       assert.deepEqual(results[1], results[0], what);
     }
   });
+});
+
+// Held on a 3+3 cluster (16 buckets, node-redis and ioredis): batches over
+// many buckets with duplicates, glob invalidation, clear and tags give the
+// MemoryStore's notices and results.
+test("onRemove on a cluster: the MemoryStore's notices for batches over every bucket", async (t) => {
+  const cluster = await startCluster();
+  const nr = createCluster({ rootNodes: cluster.urls.map((url) => ({ url })) });
+  nr.on("error", () => {});
+  await nr.connect();
+  const ioc = new Redis.Cluster(cluster.rootNodes, { lazyConnect: true });
+  ioc.on("error", () => {});
+  await ioc.connect();
+  // The clients first, then the servers (an ioredis Cluster left open retries for ever).
+  t.after(async () => {
+    await nr.quit().catch(() => {});
+    ioc.disconnect();
+    await cluster.stop();
+  });
+  const keys = Array.from({ length: 40 }, (_, i) => `key${i}`);
+  const runs = {
+    "deleteMany with every key twice": async (s) => {
+      await s.setMany(keys.map((k, i) => [k, i]));
+      return await s.deleteMany([...keys, ...keys]);
+    },
+    "setMany with every key twice": async (s) => {
+      await s.setMany(keys.map((k, i) => [k, i]));
+      await s.setMany([...keys, ...keys].map((k, i) => [k, i]));
+      return await s.getMany(keys);
+    },
+    invalidate: async (s) => {
+      await s.setMany(keys.map((k, i) => [k, i]));
+      return await s.invalidate("key1*");
+    },
+    "clear, then its tags": async (s) => {
+      await s.setMany(
+        keys.map((k, i) => [k, i]),
+        { tags: ["t"] },
+      );
+      await s.clear();
+      return await s.invalidateTags(["t"]);
+    },
+    invalidateTags: async (s) => {
+      await s.setMany(
+        keys.map((k, i) => [k, i]),
+        { tags: ["t"] },
+      );
+      return await s.invalidateTags(["t", "t2"]);
+    },
+  };
+  for (const [name, c] of [
+    ["node-redis", nr],
+    ["ioredis", ioc],
+  ]) {
+    for (const [what, run] of Object.entries(runs)) {
+      const out = [];
+      for (const make of [(o) => new MemoryStore({ policy: new LRUPolicy({ maxSize: 1000 }), ...o }), (o) => new RedisStore({ client: c, prefix: fresh(), ...o })]) {
+        const seen = [];
+        const store = make({ onRemove: (v, k, r) => seen.push(`${r} ${k}=${v}`) });
+        out.push({ result: await run(store), seen: seen.sort() });
+      }
+      assert.ok(out[0].seen.length > 0, `${what}: something removed`);
+      assert.deepEqual(out[1], out[0], `${name} ${what}`);
+    }
+  }
 });
