@@ -80,6 +80,8 @@ async function matchesWalk(make, what) {
   } else {
     assert.equal(thrown, undefined, `${what}: ${thrown}`);
     assert.equal(stored, expected, `${what}: the fast path's document is the walk's`);
+    // And JS reads back what Rust's reader reads.
+    assert.deepEqual(await store.get("k"), JSON.parse(wasm.decodeValue("k", Buffer.from(expected))), `${what}: read back`);
   }
 }
 
@@ -256,8 +258,10 @@ describe("set's fast encoding vs Rust's walk", () => {
       "strings like null": () => ["null", "nul", null],
       "escapes as text": () => ["\\u0000", "\\", '"', "\b\f\n\r\t", "/"],
       empties: () => [{}, [], ""],
-      "just under the scratch": () => "x".repeat(64 * 1024 - 8),
-      "just over the scratch": () => "x".repeat(64 * 1024 - 7),
+      // JSON.stringify's text exactly the scratch's 64 KiB, and one more.
+      "text the scratch's length": () => "x".repeat(64 * 1024 - 2),
+      "text one past the scratch": () => "x".repeat(64 * 1024 - 1),
+      "a null at the scratch's end": () => ["x".repeat(64 * 1024 - 10), null],
       "UTF-8 over the scratch, UTF-16 under": () => "é".repeat(40_000),
       "another realm's object": () => runInNewContext("({a:[1,{b:2}]})"),
       "another realm's array": () => runInNewContext("[1,2]"),
@@ -361,7 +365,11 @@ describe("get's quick read vs Rust's reader", () => {
       '{"f":1.5,"v":1}',
       '{"t":"notarray","v":1}',
       '{"v":{"a":1,"a":2}}',
-      `{"v":"${"y".repeat(64 * 1024)}"}`,
+      // Documents of the scratch's 64 KiB, one less and one more.
+      `{"v":"${"y".repeat(64 * 1024 - 9)}"}`,
+      `{"v":"${"y".repeat(64 * 1024 - 8)}"}`,
+      `{"v":"${"y".repeat(64 * 1024 - 7)}"}`,
+      `{"v":"${"y".repeat(64 * 1024 - 9)}\\u0000"}`,
     ];
     for (let i = 0; i < docs.length; i++) {
       const key = `k${i}`;
