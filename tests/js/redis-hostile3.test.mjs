@@ -24,11 +24,11 @@ import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { before, after, describe, test } from "node:test";
-import { createClient } from "redis5";
+import { createClient, createCluster } from "redis5";
 import Redis from "ioredis";
 import * as main from "pepperpy-caching";
 import { RedisStore } from "pepperpy-caching/redis";
-import { startServer } from "./redis-support.mjs";
+import { startCluster, startServer } from "./redis-support.mjs";
 
 const { CacheError, MemoryStore, LRUPolicy } = main;
 const require = createRequire(import.meta.url);
@@ -80,6 +80,8 @@ async function matchesWalk(make, what) {
   } else {
     assert.equal(thrown, undefined, `${what}: ${thrown}`);
     assert.equal(stored, expected, `${what}: the fast path's document is the walk's`);
+    // And JS reads back what Rust's reader reads.
+    assert.deepEqual(await store.get("k"), JSON.parse(wasm.decodeValue("k", Buffer.from(expected))), `${what}: read back`);
   }
 }
 
@@ -256,8 +258,10 @@ describe("set's fast encoding vs Rust's walk", () => {
       "strings like null": () => ["null", "nul", null],
       "escapes as text": () => ["\\u0000", "\\", '"', "\b\f\n\r\t", "/"],
       empties: () => [{}, [], ""],
-      "just under the scratch": () => "x".repeat(64 * 1024 - 8),
-      "just over the scratch": () => "x".repeat(64 * 1024 - 7),
+      // JSON.stringify's text exactly the scratch's 64 KiB, and one more.
+      "text the scratch's length": () => "x".repeat(64 * 1024 - 2),
+      "text one past the scratch": () => "x".repeat(64 * 1024 - 1),
+      "a null at the scratch's end": () => ["x".repeat(64 * 1024 - 10), null],
       "UTF-8 over the scratch, UTF-16 under": () => "é".repeat(40_000),
       "another realm's object": () => runInNewContext("({a:[1,{b:2}]})"),
       "another realm's array": () => runInNewContext("[1,2]"),
@@ -361,7 +365,11 @@ describe("get's quick read vs Rust's reader", () => {
       '{"f":1.5,"v":1}',
       '{"t":"notarray","v":1}',
       '{"v":{"a":1,"a":2}}',
-      `{"v":"${"y".repeat(64 * 1024)}"}`,
+      // Documents of the scratch's 64 KiB, one less and one more.
+      `{"v":"${"y".repeat(64 * 1024 - 9)}"}`,
+      `{"v":"${"y".repeat(64 * 1024 - 8)}"}`,
+      `{"v":"${"y".repeat(64 * 1024 - 7)}"}`,
+      `{"v":"${"y".repeat(64 * 1024 - 9)}\\u0000"}`,
     ];
     for (let i = 0; i < docs.length; i++) {
       const key = `k${i}`;
@@ -457,6 +465,45 @@ describe("options: the MemoryStore's rules, classes and messages", () => {
   });
 });
 
+describe("the other methods' refusals: the MemoryStore's words", () => {
+  // FAILS (bug 5, words only: same classes). Refusals both stores make of
+  // the same bad argument, worded differently: invalidateTags's too-long tag
+  // (the RedisStore's comes from Rust's check_invalidate, with "(300 bytes)
+  // is 300 bytes long", not js/api/1-shared.js checkTag's), setMany of
+  // undefined, a loader that returned undefined, and a lone-surrogate key in
+  // deleteMany (here the MemoryStore's "key the string" is the odd one out:
+  // every other key message says "the key"). Expected: one wording each, as
+  // 7112a7e did for the options.
+  test("same bad argument, same message", async () => {
+    const memory = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100 }) });
+    const redis = new RedisStore({ client, prefix: fresh() });
+    const calls = {
+      "invalidateTags of a 300-byte tag": (s) => s.invalidateTags(["x".repeat(300)]),
+      "setMany of [key] (undefined value)": (s) => s.setMany([["a"]]),
+      "setMany of a string": (s) => s.setMany("ab"),
+      "a loader returning undefined": (s) => s.getOrSet("k", async () => undefined),
+      "deleteMany of a lone-surrogate key": (s) => s.deleteMany(["a", "\uD800"]),
+    };
+    const mismatches = [];
+    for (const [what, call] of Object.entries(calls)) {
+      const words = async (store) => {
+        try {
+          await call(store);
+          return "accepted";
+        } catch (error) {
+          return `${error.constructor.name}: ${error.message}`;
+        }
+      };
+      const fromMemory = await words(memory);
+      const fromRedis = await words(redis);
+      assert.notEqual(fromMemory, "accepted", what);
+      assert.equal(fromRedis.split(":")[0], fromMemory.split(":")[0], `${what}: the same class`);
+      if (fromRedis !== fromMemory) mismatches.push(`${what}: memory "${fromMemory}" / redis "${fromRedis}"`);
+    }
+    assert.deepEqual(mismatches, []);
+  });
+});
+
 describe("onRemove: the MemoryStore's notices for the same calls", () => {
   // Held: the listener runs before the awaited call resolves, may re-enter
   // the store on the same key (its calls see the removal done), and a throw
@@ -502,6 +549,36 @@ describe("onRemove: the MemoryStore's notices for the same calls", () => {
       'replaced b="boom"',
       'set threw listener, b="next"',
     ]);
+  });
+
+  // Held: a listener that throws on what a load evicted: getOrSet's callers
+  // get the value, and the error is reported as uncaught (js/redis.d.ts:
+  // "when no caller waits (a load or refresh storing its value) the error is
+  // reported as uncaught errors are"), in Node an uncaughtException. Run in
+  // a child process: the test runner would take the uncaught error as its own.
+  test("a listener throwing on a load's eviction: the caller gets the value, the error is uncaught", async () => {
+    const { execFile } = await import("node:child_process");
+    const { promisify } = await import("node:util");
+    const script = `
+      import { createClient, createCluster } from "redis5";
+      import { LRUPolicy } from "pepperpy-caching";
+      import { RedisStore } from "pepperpy-caching/redis";
+      const client = await createClient({ url: process.env.URL }).connect();
+      process.on("uncaughtException", (e) => console.log("uncaught " + e.message));
+      const store = new RedisStore({ client, prefix: process.env.PREFIX, policy: new LRUPolicy({ maxSize: 1 }),
+        onRemove: (v, k, r) => { throw new Error("listener " + r + " " + k); } });
+      await store.set("a", 1);
+      console.log("loaded " + await store.getOrSet("b", async () => 2));
+      console.log("a " + await store.get("a"));
+      await new Promise((r) => setTimeout(r, 50));
+      await client.quit();
+    `;
+    const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script], {
+      cwd: dirname(new URL(import.meta.url).pathname),
+      env: { ...process.env, URL: server.url, PREFIX: fresh() },
+      timeout: 20_000,
+    });
+    assert.deepEqual(stdout.trim().split("\n").sort(), ["a undefined", "loaded 2", "uncaught listener evicted a"].sort());
   });
 
   // Probes that held (single node): duplicates in batches, tagged replaces,
@@ -574,4 +651,69 @@ describe("onRemove: the MemoryStore's notices for the same calls", () => {
       assert.deepEqual(results[1], results[0], what);
     }
   });
+});
+
+// Held on a 3+3 cluster (16 buckets, node-redis and ioredis): batches over
+// many buckets with duplicates, glob invalidation, clear and tags give the
+// MemoryStore's notices and results.
+test("onRemove on a cluster: the MemoryStore's notices for batches over every bucket", async (t) => {
+  const cluster = await startCluster();
+  const nr = createCluster({ rootNodes: cluster.urls.map((url) => ({ url })) });
+  nr.on("error", () => {});
+  await nr.connect();
+  const ioc = new Redis.Cluster(cluster.rootNodes, { lazyConnect: true });
+  ioc.on("error", () => {});
+  await ioc.connect();
+  // The clients first, then the servers (an ioredis Cluster left open retries for ever).
+  t.after(async () => {
+    await nr.quit().catch(() => {});
+    ioc.disconnect();
+    await cluster.stop();
+  });
+  const keys = Array.from({ length: 40 }, (_, i) => `key${i}`);
+  const runs = {
+    "deleteMany with every key twice": async (s) => {
+      await s.setMany(keys.map((k, i) => [k, i]));
+      return await s.deleteMany([...keys, ...keys]);
+    },
+    "setMany with every key twice": async (s) => {
+      await s.setMany(keys.map((k, i) => [k, i]));
+      await s.setMany([...keys, ...keys].map((k, i) => [k, i]));
+      return await s.getMany(keys);
+    },
+    invalidate: async (s) => {
+      await s.setMany(keys.map((k, i) => [k, i]));
+      return await s.invalidate("key1*");
+    },
+    "clear, then its tags": async (s) => {
+      await s.setMany(
+        keys.map((k, i) => [k, i]),
+        { tags: ["t"] },
+      );
+      await s.clear();
+      return await s.invalidateTags(["t"]);
+    },
+    invalidateTags: async (s) => {
+      await s.setMany(
+        keys.map((k, i) => [k, i]),
+        { tags: ["t"] },
+      );
+      return await s.invalidateTags(["t", "t2"]);
+    },
+  };
+  for (const [name, c] of [
+    ["node-redis", nr],
+    ["ioredis", ioc],
+  ]) {
+    for (const [what, run] of Object.entries(runs)) {
+      const out = [];
+      for (const make of [(o) => new MemoryStore({ policy: new LRUPolicy({ maxSize: 1000 }), ...o }), (o) => new RedisStore({ client: c, prefix: fresh(), ...o })]) {
+        const seen = [];
+        const store = make({ onRemove: (v, k, r) => seen.push(`${r} ${k}=${v}`) });
+        out.push({ result: await run(store), seen: seen.sort() });
+      }
+      assert.ok(out[0].seen.length > 0, `${what}: something removed`);
+      assert.deepEqual(out[1], out[0], `${name} ${what}`);
+    }
+  }
 });
