@@ -54,6 +54,19 @@ function isPlainObject(value) {
   return proto === null || Object.getPrototypeOf(proto) === null;
 }
 
+/** A value that cannot be stored (`what`: "cannot store", "the loader returned"...): undefined, a miss's answer. */
+function undefinedValueError(what) {
+  return new CacheSerializationError(`${what} undefined: get() returns undefined for a miss (store null instead)`);
+}
+
+/** An iterable (not a string) as an array; else a TypeError, a programming error. */
+function iterableOrThrow(items, what, expected) {
+  if (items === null || typeof items !== "object" || typeof items[Symbol.iterator] !== "function") {
+    throw new TypeError(`${what} takes ${expected}, got ${describe(items)}`);
+  }
+  return Array.from(items);
+}
+
 /**
  * getOrSet's rules past the numbers (`o` holds them, in the store's unit):
  * stale-while-revalidate's, from the core (`refreshError`: RefreshOptions'

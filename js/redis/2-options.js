@@ -75,9 +75,5 @@ function readLoadOptions(options) {
  * TypeError, a programming error (the MemoryStore's class).
  */
 function listOf(items, what, expected) {
-  if (Array.isArray(items)) return Array.from(items);
-  if (items === null || typeof items !== "object" || typeof items[Symbol.iterator] !== "function") {
-    throw new TypeError(`${what} takes ${expected}, got ${describe(items)}`);
-  }
-  return Array.from(items);
+  return Array.isArray(items) ? Array.from(items) : iterableOrThrow(items, what, expected);
 }

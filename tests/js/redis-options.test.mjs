@@ -372,3 +372,40 @@ test("a key or a pattern with a lone surrogate: the same class and message from 
   }
   assert.deepEqual(calls, []);
 });
+
+test("the same bad argument gets the same words, whichever is checked first (set, setMany, getOrSet's loader, deleteMany)", async () => {
+  const memory = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) });
+  const { conn, calls } = recording();
+  const redis = new RedisStore({ client: conn, prefix: "p:" });
+  const cases = {
+    "set of undefined": (s) => s.set("k", undefined),
+    "set of undefined with a bad option": (s) => s.set("k", undefined, { ttl: -1 }),
+    "set of undefined under a bad key": (s) => s.set("", undefined),
+    "setMany of [key]": (s) => s.setMany([["a"]]),
+    "setMany of a string": (s) => s.setMany("ab"),
+    "setMany of 5": (s) => s.setMany(5),
+    "setMany: an undefined value before a bad key": (s) => s.setMany([["a", undefined], [lone, 1]]),
+    "setMany: a bad key before an undefined value": (s) => s.setMany([["a", 1], [lone, 1], ["b", undefined]]),
+    "setMany: an undefined value and a bad option": (s) => s.setMany([["a", undefined]], { ttl: -1 }),
+    "setMany: a bad option, good pairs": (s) => s.setMany([["a", 1]], { ttl: -1 }),
+    "deleteMany of a lone-surrogate key": (s) => s.deleteMany(["a", lone]),
+    "getMany of null": (s) => s.getMany(null),
+    "invalidateTags of a 300-byte tag": (s) => s.invalidateTags(["x".repeat(300)]),
+  };
+  // A list that is no list is a TypeError (a programming error) in both: any class here.
+  const outcome = async (call) => {
+    try {
+      await call();
+      return "accepted";
+    } catch (error) {
+      return `${error.constructor.name}: ${error.message}`;
+    }
+  };
+  for (const [what, call] of Object.entries(cases)) {
+    const fromMemory = await outcome(() => call(memory));
+    assert.notEqual(fromMemory, "accepted", what);
+    assert.equal(await outcome(() => call(redis)), fromMemory, what);
+    assert.deepEqual(calls, [], `${what}: nothing sent`);
+  }
+  assert.equal(memory.size, 0);
+});
