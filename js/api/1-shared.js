@@ -88,7 +88,12 @@ function checkLoadCall(o, waitUntil, signal) {
 }
 
 function isAbortSignal(value) {
-  return typeof AbortSignal === "function" ? value instanceof AbortSignal : typeof value?.aborted === "boolean";
+  try {
+    return typeof AbortSignal === "function" ? value instanceof AbortSignal : typeof value?.aborted === "boolean";
+  } catch {
+    // A Proxy whose getPrototypeOf (or get) trap throws: no AbortSignal.
+    return false;
+  }
 }
 
 /** The `onRemove` option, checked: a function (value, key, reason), or undefined. */

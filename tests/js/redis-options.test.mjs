@@ -312,6 +312,11 @@ test("an options object that is a Proxy whose getPrototypeOf trap throws: the Me
     await refusal(() => memory.set("k", 1, trapProto({ tll: 1 }))).then((m) => m.replace(/ \(known: .*\)$/, "")),
   );
   assert.deepEqual(calls, []);
+  // A `signal` that is such a Proxy: not an AbortSignal, the same CachePolicyError.
+  const signalMemory = await refusal(() => memory.getOrSet("k4", () => 1, { signal: trapProto({}) }));
+  assert.match(signalMemory, /^CachePolicyError: signal must be an AbortSignal, got an object whose prototype/);
+  assert.equal(await refusal(() => redis.getOrSet("k4", () => 1, { signal: trapProto({}) })), signalMemory);
+  assert.deepEqual(calls, []);
   // The stores' and the policies' own options read the prototype (a plain
   // object only): a CachePolicyError, the same words.
   const fromMemory = await refusal(() => new MemoryStore(trapProto({ policy: new LRUPolicy({ maxSize: 1 }) })));
