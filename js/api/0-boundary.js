@@ -31,12 +31,6 @@ const { WasmPattern } = wasm;
 const SAMPLE_MASK = LATENCY_SAMPLE_EVERY - 1;
 const memory = wasm.wasmMemory();
 const encoder = new TextEncoder();
-// Whether `text` has no lone surrogate. String.prototype.isWellFormed is
-// ES2024 (Node 20); Node 18 and older browsers get the regular expression.
-const isWellFormed =
-  typeof String.prototype.isWellFormed === "function"
-    ? (text) => text.isWellFormed()
-    : (text) => !/\p{Cs}/u.test(text);
 // What runs between a store call and the bookkeeping it needs on this side
 // (forgetting the ids the engine freed, placing a value) uses only these,
 // taken when the package loads: a global or prototype method a user

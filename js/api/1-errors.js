@@ -62,10 +62,6 @@ function patternError(pattern) {
   return new CachePatternError(`a pattern must be a string, got ${describe(pattern)}`);
 }
 
-function undefinedValueError(what) {
-  return new CacheSerializationError(`${what} undefined: get() returns undefined for a miss (store null instead)`);
-}
-
 function reentrantError(key) {
   return new CacheReentrantLoadError(
     `the loader of ${shownKey(key)} asked for ${shownKey(key)} itself: a load cannot wait on its own result`,

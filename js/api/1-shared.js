@@ -2,11 +2,25 @@
 // (scripts/build-js.sh concatenates js/api/*.js in order), and a part of
 // every entry with a .wasm of its own (scripts/build-entry.cjs puts it before
 // js/NAME/*.js), so that what every store checks alike is written once: how a value is
-// described in a message, what a plain object is, getOrSet's rules past
-// its numbers, how a removal listener (`onRemove`) is checked and called,
-// and the options' rules (names, seconds, idle times, tags). It uses names
-// each entry declares: the limits (MAX_IDLE_SECONDS, MAX_TAGS, MAX_TAG_LEN),
-// CachePolicyError, isWellFormed, shownKey, encoder.
+// described in a message and a key shown, what a plain object and a
+// well-formed string are, getOrSet's rules past its numbers, how a removal
+// listener (`onRemove`) is checked and called, the options' rules (names,
+// seconds, idle times, tags, invalidateTags' list) and metadata's (copyMetadata).
+// It uses names each entry declares: the limits (MAX_IDLE_SECONDS, MAX_TAGS,
+// MAX_TAG_LEN, MAX_INVALIDATE_TAGS, MAX_NESTING, SHOWN_CHARS), the error
+// classes, encoder.
+
+// Whether `text` has no lone surrogate. String.prototype.isWellFormed is
+// ES2024 (Node 20); Node 18 and older browsers get the regular expression.
+const isWellFormed =
+  typeof String.prototype.isWellFormed === "function"
+    ? (text) => text.isWellFormed()
+    : (text) => !/\p{Cs}/u.test(text);
+
+/** How a key is shown in an error message: its first SHOWN_CHARS characters (the core's). */
+function shownKey(key) {
+  return JSON.stringify(key.length > SHOWN_CHARS ? `${key.slice(0, SHOWN_CHARS)}...` : key);
+}
 
 function describe(value) {
   switch (typeof value) {
@@ -21,7 +35,13 @@ function describe(value) {
     case "object":
       if (value === null) return "null";
       if (Array.isArray(value)) return "an array";
-      return isPlainObject(value) ? "a plain object" : `an object of class ${value.constructor?.name ?? "unknown"}`;
+      try {
+        return isPlainObject(value) ? "a plain object" : `an object of class ${value.constructor?.name ?? "unknown"}`;
+      } catch {
+        // A Proxy whose getPrototypeOf or get trap throws, or a revoked one:
+        // describing a bad argument must not throw something else.
+        return "an object whose prototype or constructor cannot be read (a Proxy?)";
+      }
     default:
       return String(value);
   }
@@ -32,6 +52,19 @@ function isPlainObject(value) {
   if (typeof value !== "object" || value === null) return false;
   const proto = Object.getPrototypeOf(value);
   return proto === null || Object.getPrototypeOf(proto) === null;
+}
+
+/** A value that cannot be stored (`what`: "cannot store", "the loader returned"...): undefined, a miss's answer. */
+function undefinedValueError(what) {
+  return new CacheSerializationError(`${what} undefined: get() returns undefined for a miss (store null instead)`);
+}
+
+/** An iterable (not a string) as an array; else a TypeError, a programming error. */
+function iterableOrThrow(items, what, expected) {
+  if (items === null || typeof items !== "object" || typeof items[Symbol.iterator] !== "function") {
+    throw new TypeError(`${what} takes ${expected}, got ${describe(items)}`);
+  }
+  return Array.from(items);
 }
 
 /**
@@ -55,7 +88,12 @@ function checkLoadCall(o, waitUntil, signal) {
 }
 
 function isAbortSignal(value) {
-  return typeof AbortSignal === "function" ? value instanceof AbortSignal : typeof value?.aborted === "boolean";
+  try {
+    return typeof AbortSignal === "function" ? value instanceof AbortSignal : typeof value?.aborted === "boolean";
+  } catch {
+    // A Proxy whose getPrototypeOf (or get) trap throws: no AbortSignal.
+    return false;
+  }
 }
 
 /** The `onRemove` option, checked: a function (value, key, reason), or undefined. */
@@ -111,7 +149,13 @@ function reportLater(error) {
 /** Reads an options object, rejecting what is not one and misspelt names. */
 function readOptions(options, what, allowed) {
   if (options === undefined) return {};
-  if (!isPlainObject(options)) {
+  let plain = false;
+  try {
+    plain = isPlainObject(options);
+  } catch {
+    // A Proxy whose getPrototypeOf trap throws: not a plain object (describe says so).
+  }
+  if (!plain) {
     throw new CachePolicyError(`${what} options must be a plain object, got ${describe(options)}`);
   }
   checkNames(options, what, allowed);
@@ -210,4 +254,100 @@ function readTags(tags) {
     copy[i] = tag;
   }
   return Object.freeze(copy);
+}
+
+/**
+ * invalidateTags' list, read once into a copy: an array of at most
+ * MAX_INVALIDATE_TAGS tags, each as `checkTag` wants it (duplicates allowed).
+ */
+function readInvalidateTags(tags) {
+  if (!Array.isArray(tags)) throw new CachePolicyError(`invalidateTags takes an array of tags, got ${describe(tags)}`);
+  const n = tags.length;
+  if (n > MAX_INVALIDATE_TAGS) {
+    throw new CachePolicyError(`invalid policy: invalidateTags takes at most ${MAX_INVALIDATE_TAGS} tags, ${n} were given`);
+  }
+  const wanted = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const tag = tags[i];
+    checkTag(tag, `tags[${i}]`);
+    wanted[i] = tag;
+  }
+  return wanted;
+}
+
+// ---- metadata: plain copies of JSON values (no getter of the caller's runs
+// twice), nested at most MAX_NESTING levels, as in the core. Both stores
+// refuse the same metadata with these words before anything is written.
+
+/**
+ * A fresh copy of `metadata` made only of plain objects, arrays and JSON
+ * primitives, reading each property of the caller's object exactly once.
+ * Only the copy reaches wasm (or Redis): no getter or Proxy of the caller's
+ * can run inside a store call, where it could see a half-done call or throw
+ * through it. Anything else is refused with the path to it. What the
+ * caller's object throws while it is read (a getter, a Proxy's trap, a
+ * revoked Proxy) is a CacheSerializationError too, the thrown error its
+ * `cause` (as the RedisStore reports a value whose reading throws), and
+ * nothing changes.
+ */
+function copyMetadata(metadata) {
+  try {
+    if (!isPlainObject(metadata)) {
+      throw new CacheSerializationError(`metadata must be a plain object, got ${describe(metadata)}`);
+    }
+    return copyJson(metadata, 0, "");
+  } catch (error) {
+    if (error instanceof CacheError) throw error;
+    const why = error instanceof Error ? error.message : describe(error);
+    throw new CacheSerializationError(`reading the metadata threw: ${why}`, { cause: error });
+  }
+}
+
+function copyJson(value, depth, path) {
+  switch (typeof value) {
+    case "string":
+      if (!isWellFormed(value)) throw notJson(path, "a string that is not well-formed Unicode (a lone surrogate)");
+      return value;
+    case "boolean":
+      return value;
+    case "number":
+      if (Number.isFinite(value)) return value;
+      break;
+    case "object": {
+      if (value === null) return null;
+      // The metadata object is level 1, as in the core (MAX_NESTING).
+      if (depth >= MAX_NESTING) {
+        throw notJson(path, `nesting deeper than ${MAX_NESTING} levels (is it circular?)`);
+      }
+      if (Array.isArray(value)) {
+        const n = value.length;
+        const out = new Array(n);
+        for (let i = 0; i < n; i++) out[i] = copyJson(value[i], depth + 1, `${path}[${i}]`);
+        return out;
+      }
+      if (!isPlainObject(value)) break;
+      if (Object.getOwnPropertySymbols(value).length > 0) throw notJson(path, "an object with symbol keys");
+      const out = {};
+      for (const key of Object.keys(value)) {
+        const at = /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+        if (!isWellFormed(key)) throw notJson(path + at, "a key that is not well-formed Unicode (a lone surrogate)");
+        // defineProperty, not assignment: a key "__proto__" stays data.
+        Object.defineProperty(out, key, {
+          value: copyJson(value[key], depth + 1, path + at),
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      }
+      return out;
+    }
+  }
+  throw notJson(path, describe(value));
+}
+
+function notJson(path, why) {
+  return new CacheSerializationError(
+    `metadata${path} cannot be stored: metadata holds only JSON values ` +
+      `(plain objects, arrays, strings, finite numbers, booleans, null), got ${why}`,
+  );
 }

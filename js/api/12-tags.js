@@ -64,18 +64,9 @@ const tagCalls = {
 
   /** {@link invalidateTags} without the Promise. */
   invalidateTagsSync(tags) {
-    if (!Array.isArray(tags)) throw new CachePolicyError(`invalidateTags takes an array of tags, got ${describe(tags)}`);
-    const n = tags.length;
-    if (n > MAX_INVALIDATE_TAGS) {
-      throw new CachePolicyError(`invalid policy: invalidateTags takes at most ${MAX_INVALIDATE_TAGS} tags, ${n} were given`);
-    }
-    // Read once each, and all checked before anything changes.
-    const wanted = new Array(n);
-    for (let i = 0; i < n; i++) {
-      const t = tags[i];
-      checkTag(t, `tags[${i}]`);
-      wanted[i] = t;
-    }
+    // Read once each, and all checked before anything changes (the rule both stores share).
+    const wanted = readInvalidateTags(tags);
+    const n = wanted.length;
     const notices = inside.begin(this);
     let removed = 0;
     try {

@@ -26,14 +26,6 @@ function checkedKeys(store, keys, what) {
   return list;
 }
 
-/** An iterable (not a string) as an array; else a TypeError, a programming error. */
-function iterableOrThrow(items, what, expected) {
-  if (items === null || typeof items !== "object" || typeof items[Symbol.iterator] !== "function") {
-    throw new TypeError(`${what} takes ${expected}, got ${describe(items)}`);
-  }
-  return Array.from(items);
-}
-
 /**
  * After `step(failed)` threw `error`: runs `step(i)` for the rest, then
  * throws that first error. A removal listener's error (or a trap) does not

@@ -94,8 +94,3 @@ function matching(pattern, keys) {
     matcher.free();
   }
 }
-
-/** How a key is shown in an error message. */
-function shownKey(key) {
-  return JSON.stringify(key.length > SHOWN_CHARS ? `${key.slice(0, SHOWN_CHARS)}...` : key);
-}

@@ -30,6 +30,8 @@ const [
   SCRIPT_CHUNK,
   DELETE_CHUNK,
   MAX_IDLE_MS,
+  // How many characters of a key a message shows (js/api/1-shared.js shownKey).
+  SHOWN_CHARS,
 ] = wasm.limits();
 const SCAN_COUNT = String(SCAN_BATCH);
 // The idle rule's limit in the MemoryStore's unit (js/api/1-shared.js idleSeconds).
@@ -87,28 +89,16 @@ function core(thunk) {
 }
 
 
-
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-function isWellFormed(text) {
-  return typeof text.isWellFormed === "function" ? text.isWellFormed() : !LONE_SURROGATE.test(text);
-}
-
-function shownKey(key) {
-  return JSON.stringify(key.length > 64 ? `${key.slice(0, 64)}...` : key);
-}
-
 /** A key checked by the rules every store shares (type and Unicode here, the rest in Rust). */
 function checkedKey(key) {
   if (typeof key !== "string") throw new CacheKeyError(`a key must be a string, got ${describe(key)}`);
-  if (!isWellFormed(key)) throw notUnicode(CacheKeyError, "the key", key);
+  if (!isWellFormed(key)) throw notUnicode(CacheKeyError, "key", key);
   return key;
 }
 
 function checkedPattern(pattern) {
   if (typeof pattern !== "string") throw new CachePatternError(`a pattern must be a string, got ${describe(pattern)}`);
-  if (!isWellFormed(pattern)) {
-    throw new CachePatternError(`the pattern ${describe(pattern)} is not well-formed Unicode (it has a lone surrogate)`);
-  }
+  if (!isWellFormed(pattern)) throw notUnicode(CachePatternError, "pattern", pattern);
   core(() => wasm.checkPattern(pattern));
   return pattern;
 }

@@ -2,8 +2,8 @@
 //
 // Options objects, read once each, unknown names refused, with the JS
 // MemoryStore's names, units (seconds), rules and error classes: the
-// rules both stores share (readOptions, seconds, idleSeconds, readTags)
-// are js/api/1-shared.js's; Redis's own (whole ms that fit its clock) are
+// rules both stores share (checkNames, seconds, idleSeconds, readTags,
+// copyMetadata) are js/api/1-shared.js's; Redis's own (whole ms that fit its clock) are
 // Rust's (wasm.ttlMillis, wasm.idleMillis, wasm.encode).
 
 /** A positive, finite number of seconds under `name` (the MemoryStore's rules) as whole ms for Redis, or undefined. */
@@ -28,21 +28,6 @@ function idleMillis(value, name) {
   return checkedMillis(wasm.idleMillis(idleSeconds(value, name)), value, name);
 }
 
-function readMetadata(metadata) {
-  if (metadata === undefined) return undefined;
-  let plain;
-  try {
-    plain = isPlainObject(metadata);
-  } catch (error) {
-    // A Proxy whose getPrototypeOf trap throws, or a revoked one.
-    throw new CacheSerializationError(`reading the metadata threw: ${error instanceof Error ? error.message : "an exception"}`, { cause: error });
-  }
-  if (!plain) {
-    throw new CacheSerializationError(`metadata must be a plain object, got ${describe(metadata)}`);
-  }
-  return metadata;
-}
-
 const SET_OPTIONS = ["ttl", "metadata", "tags", "idle"];
 
 /** `set`'s options: { ttl (ms), metadata, tags, idle (ms) }, read once each. */
@@ -51,9 +36,14 @@ function readSetOptions(options) {
   if (typeof options !== "object" || options === null) {
     throw new CachePolicyError(`set options must be an object like { ttl, metadata }, got ${describe(options)}`);
   }
-  readOptions(isPlainObject(options) ? options : { ...options }, "set", SET_OPTIONS);
+  // As the MemoryStore's: any object, its own names checked (no prototype read: a Proxy's trap may throw).
+  checkNames(options, "set", SET_OPTIONS);
   const { ttl, metadata, tags, idle } = options;
-  return { ttl: millis(ttl, "ttl"), metadata: readMetadata(metadata), tags: readTags(tags), idle: idleMillis(idle, "idle") };
+  // The MemoryStore's order (js/api/3-options.js): of two bad options, the same one is named.
+  const o = { ttl: millis(ttl, "ttl"), idle: idleMillis(idle, "idle"), metadata: undefined, tags: undefined };
+  if (metadata !== undefined) o.metadata = copyMetadata(metadata);
+  o.tags = readTags(tags);
+  return o;
 }
 
 const LOAD_OPTIONS = ["ttl", "metadata", "tags", "idle", "grace", "softTimeout", "hardTimeout", "retryAfter", "waitUntil", "signal"];
@@ -65,12 +55,12 @@ function readLoadOptions(options) {
   if (typeof options !== "object" || options === null) {
     throw new CachePolicyError(`getOrSet options must be an object like { ttl, metadata }, got ${describe(options)}`);
   }
-  readOptions(isPlainObject(options) ? options : { ...options }, "getOrSet", LOAD_OPTIONS);
+  checkNames(options, "getOrSet", LOAD_OPTIONS);
   const { ttl, metadata, tags, idle, grace, softTimeout, hardTimeout, retryAfter, waitUntil, signal } = options;
   o.ttl = millis(ttl, "ttl");
-  o.metadata = readMetadata(metadata);
-  o.tags = readTags(tags);
   o.idle = idleMillis(idle, "idle");
+  if (metadata !== undefined) o.metadata = copyMetadata(metadata);
+  o.tags = readTags(tags);
   o.grace = millis(grace, "grace");
   o.softTimeout = millis(softTimeout, "softTimeout");
   o.hardTimeout = millis(hardTimeout, "hardTimeout");
@@ -85,9 +75,5 @@ function readLoadOptions(options) {
  * TypeError, a programming error (the MemoryStore's class).
  */
 function listOf(items, what, expected) {
-  if (Array.isArray(items)) return Array.from(items);
-  if (items === null || typeof items !== "object" || typeof items[Symbol.iterator] !== "function") {
-    throw new TypeError(`${what} takes ${expected}, got ${describe(items)}`);
-  }
-  return Array.from(items);
+  return Array.isArray(items) ? Array.from(items) : iterableOrThrow(items, what, expected);
 }

@@ -307,11 +307,11 @@ class RedisStore {
 
   /** Stores `value` under `key` with { ttl, metadata, tags, idle }. */
   async set(key, value, options) {
+    // The MemoryStore's order: the key's type, the value, the rest of the key, then the options.
+    if (value === undefined && typeof key === "string") throw undefinedValueError("cannot store");
     const { entry, index } = this.#locate(key);
+    if (value === undefined) throw undefinedValueError("cannot store");
     const o = readSetOptions(options);
-    if (value === undefined) {
-      throw new CacheSerializationError("set() of undefined: get() returns undefined for a miss (store null instead)");
-    }
     const stored = encodeEntry(value, o.metadata, o.tags ?? []);
     const ttl = o.ttl ?? this.#defaultTtl;
     const idle = o.idle ?? this.#defaultIdle;
@@ -522,13 +522,7 @@ class RedisStore {
    * one script per bucket (a cluster's in parallel). How many it removed.
    */
   async invalidateTags(tags) {
-    if (!Array.isArray(tags)) throw new CachePolicyError(`invalidateTags takes an array of tags, got ${describe(tags)}`);
-    const wanted = tags.slice();
-    for (let i = 0; i < wanted.length; i++) {
-      if (typeof wanted[i] !== "string") throw new CachePolicyError(`tags[${i}] must be a string, got ${describe(wanted[i])}`);
-      if (!isWellFormed(wanted[i])) throw new CachePolicyError(`tags[${i}] is not well-formed Unicode (it has a lone surrogate)`);
-    }
-    core(() => wasm.checkInvalidateTags(wanted));
+    const wanted = readInvalidateTags(tags);
     const unique = [...new Set(wanted)].sort();
     if (unique.length === 0) return 0;
     const bounded = this.#bound !== undefined;
@@ -621,8 +615,7 @@ class RedisStore {
   /** Merges `metadata` into the entry's (top-level keys replaced); whether the entry exists. */
   async updateMetadata(key, metadata) {
     const { entry } = this.#locate(key);
-    const update = readMetadata(metadata) ?? {};
-    core(() => wasm.encode(null, update, []));
+    const update = copyMetadata(metadata);
     for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
       const current = await this.#read("updateMetadata", entry);
       if (current === null) return false;
@@ -635,12 +628,19 @@ class RedisStore {
 
   // ---- the batch calls (batch.rs): one round trip per bucket
 
-  /** The keys, checked, with their entries, grouped by bucket: Map index -> positions. */
-  #group(keys, what) {
+  /**
+   * The keys, checked, with their entries, grouped by bucket: Map index ->
+   * positions. `check(pos)`, if given, runs after each key is checked (the
+   * caller's check of what goes with it, in the MemoryStore's order).
+   */
+  #group(keys, what, check) {
     const list = listOf(keys, what, "an array of keys");
     // A loop, not map: a hole is a key (undefined: CacheKeyError), as the MemoryStore's.
     const located = new Array(list.length);
-    for (let pos = 0; pos < list.length; pos++) located[pos] = this.#locate(list[pos]);
+    for (let pos = 0; pos < list.length; pos++) {
+      located[pos] = this.#locate(list[pos]);
+      check?.(pos);
+    }
     const groups = new Map();
     for (let pos = 0; pos < located.length; pos++) {
       const list = groups.get(located[pos].index);
@@ -702,7 +702,7 @@ class RedisStore {
 
   /** Stores every [key, value] pair with the same options; everything checked and encoded before anything is sent. */
   async setMany(entries, options) {
-    const list = listOf(entries, "setMany", "an array of [key, value] pairs");
+    const list = listOf(entries, "setMany", "[key, value] pairs");
     // A loop, not map: a hole is no pair (TypeError), as the MemoryStore's.
     const pairs = new Array(list.length);
     for (let i = 0; i < list.length; i++) {
@@ -710,17 +710,18 @@ class RedisStore {
       if (!Array.isArray(pair)) throw new TypeError(`setMany takes [key, value] pairs, got ${describe(pair)} at ${i}`);
       pairs[i] = [pair[0], pair[1]];
     }
-    const o = readSetOptions(options);
-    const ttl = o.ttl ?? this.#defaultTtl;
-    const idle = o.idle ?? this.#defaultIdle;
+    // The MemoryStore's order: each key then its value, then the options.
     const { located, groups } = this.#group(
       pairs.map(([key]) => key),
       "setMany",
+      (pos) => {
+        if (pairs[pos][1] === undefined) throw undefinedValueError("setMany cannot store");
+      },
     );
-    const stored = pairs.map(([, value]) => {
-      if (value === undefined) throw new CacheSerializationError("setMany cannot store undefined (store null instead)");
-      return encodeEntry(value, o.metadata, o.tags ?? []);
-    });
+    const o = readSetOptions(options);
+    const ttl = o.ttl ?? this.#defaultTtl;
+    const idle = o.idle ?? this.#defaultIdle;
+    const stored = pairs.map(([, value]) => encodeEntry(value, o.metadata, o.tags ?? []));
     const notices = this.#notices();
     if (o.tags !== undefined) {
       // Each written and listed in one pipeline, as a tagged set; every entry tried, the first failure reported.
@@ -1306,7 +1307,7 @@ class RedisStore {
       if (aborted !== undefined) races.push(aborted);
       const value = await Promise.race(races);
       if (value === undefined) {
-        throw new CacheSerializationError(`the loader of ${shownKey(key)} returned undefined: get() returns undefined for a miss (return null instead)`);
+        throw undefinedValueError("the loader returned");
       }
       c.totalLoadTime += now() - started;
       return value;

@@ -24,7 +24,7 @@ use crate::policies::{MAX_IDLE, check_idle};
 use crate::remote::keyspace::{self, Keyspace, MAX_BUCKETS};
 use crate::remote::{self, DEFAULT_LOCK_LEASE, SLACK_MS, format, scripts, ttl_millis};
 use crate::store::{MAX_NESTING, Metadata, check_metadata};
-use crate::tags::{MAX_INVALIDATE_TAGS, MAX_TAG_LEN, MAX_TAGS, check_entry_tags, check_invalidate_tags};
+use crate::tags::{MAX_INVALIDATE_TAGS, MAX_TAG_LEN, MAX_TAGS, check_entry_tags};
 
 type JsResult<T> = std::result::Result<T, JsValue>;
 
@@ -44,7 +44,8 @@ fn js<T>(result: Result<T>) -> JsResult<T> {
 /// MAX_PATTERN_LEN, DEFAULT_BUCKETS, the default lock lease in ms, the tag
 /// sets' SLACK_MS, LATENCY_SAMPLE_EVERY, then the walks' and loads' numbers:
 /// WALK_BATCH, UPDATE_ATTEMPTS, SIZE_CONCURRENCY, SLOT_LIST_MAX, POLL_FIRST
-/// and POLL_MAX in ms, SCRIPT_CHUNK, DELETE_CHUNK, MAX_IDLE in ms]`.
+/// and POLL_MAX in ms, SCRIPT_CHUNK, DELETE_CHUNK, MAX_IDLE in ms, and how
+/// many characters of a key an error message shows (SHOWN_CHARS)]`.
 #[wasm_bindgen]
 pub fn limits() -> Vec<f64> {
     [
@@ -69,6 +70,7 @@ pub fn limits() -> Vec<f64> {
         remote::SCRIPT_CHUNK as u64,
         remote::DELETE_CHUNK as u64,
         ttl_millis(MAX_IDLE),
+        crate::errors::SHOWN_CHARS as u64,
     ]
     .map(|n| n as f64)
     .to_vec()
@@ -154,12 +156,6 @@ pub fn backoff_is_over(held: &[u8], now_ms: f64) -> bool {
 #[wasm_bindgen(js_name = checkKey)]
 pub fn check_key(key: &str) -> JsResult<()> {
     js(Key::new(key).map(drop))
-}
-
-/// Checks the tags of an `invalidateTags` call.
-#[wasm_bindgen(js_name = checkInvalidateTags)]
-pub fn check_invalidate(tags: Vec<String>) -> JsResult<()> {
-    js(check_invalidate_tags(&tags))
 }
 
 /// Whether `key` matches the glob `pattern` (as Redis matches; checked: a
