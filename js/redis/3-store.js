@@ -9,6 +9,8 @@
 
 const STORE_OPTIONS = ["client", "prefix", "policy", "defaultTtl", "buckets", "lockLease", "wholeDatabase", "responseTimeout", "onRemove"];
 
+const HOT = REDIS_CLIENTS.HOT;
+
 function isConn(value) {
   return (
     value !== null &&
@@ -27,6 +29,8 @@ const FLAG = (on) => (on ? "1" : "0");
 
 class RedisStore {
   #conn;
+  /** The Conn's hot call (clients.js `sequential`), on a single node, for a Conn `conn` made; else undefined. */
+  #hot;
   #space;
   #prefix;
   #clustered;
@@ -102,6 +106,8 @@ class RedisStore {
       this.#conn = client;
     } else {
       this.#conn = conn(client, timeout === undefined ? undefined : { timeout });
+      // The hot call of a Conn `conn` made (never read from a Conn the user gave).
+      if (this.#conn.clustered !== true) this.#hot = this.#conn[HOT];
     }
     this.#clustered = this.#conn.clustered === true;
     this.#prefix = prefix;
@@ -250,41 +256,63 @@ class RedisStore {
   // ---- the calls on one key (entries.rs)
 
   /** The value under `key`, or undefined. */
-  async get(key) {
-    const { entry, index } = this.#locate(key);
+  get(key) {
+    const hot = this.#hotGet();
+    if (hot === undefined) return this.#getScripted(key);
+    // The usual get (one GET on a single node): the Conn's hot call, and no promise but get's own.
+    let located;
+    try {
+      located = this.#locate(key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const { entry, index } = located;
     const c = this.#c;
     const started = ++c.gets % LATENCY_SAMPLE_EVERY === 1 ? now() : undefined;
-    let stored = null;
-    let fast;
-    let expired = 0;
-    if (this.#refreshOnGet) {
-      const reply = await this.#script("get", SCRIPTS.get_lru, [entry, this.#recencyOf(index), this.#expiryOf(index)], []);
-      if (typeof reply === "number") expired = reply;
-      else stored = reply;
-    } else if (this.#defaultIdle !== undefined) {
-      // Every entry has an idle time: the read and its touch in one script.
-      stored = await this.#script("get", SCRIPTS.get_idle, this.#withExpiry(entry, index), []);
-    } else {
-      // #read, inlined: a get's path has no promise of ours but its own.
-      if (this.#clustered) await this.#ready();
-      try {
-        stored = await this.#conn.command(["GET", entry], entry);
-      } catch (error) {
-        // A load's placeholder (a hash at the key): no entry yet.
-        if (!isWrongType(error)) throw backendError("get", error);
-      }
-      if (stored !== null) {
-        // The usual document (no idle header, a value JS may parse as it is): one call into the wasm.
-        const start = plainStartOf(stored);
-        if (start >= 0) {
-          fast = JSON.parse(valueText(stored, start));
-        } else {
-          const head = wasm.idleHeader(stored);
-          if (head !== undefined) await this.#touch(entry, index, head);
+    return new Promise((resolve, reject) => {
+      const done = (stored) => {
+        try {
+          resolve(this.#gotten(key, entry, index, stored, started));
+        } catch (error) {
+          reject(error);
         }
+      };
+      const failed = (error) => {
+        // A load's placeholder (a hash at the key): no entry yet.
+        if (isWrongType(error)) done(null);
+        else reject(backendError("get", error));
+      };
+      const argv = ["GET", entry];
+      if (!hot(argv, entry, done, failed)) this.#conn.command(argv, entry).then(done, failed);
+    });
+  }
+
+  /** The Conn's hot call when a get is one GET (a single node, no recency, no idle default, a Conn of `conn`'s), else undefined. */
+  #hotGet() {
+    if (this.#refreshOnGet || this.#defaultIdle !== undefined) return undefined;
+    return this.#hot;
+  }
+
+  /** A GET's reply read: the value (or a promise of it, when the entry has an idle header to touch), counted. */
+  #gotten(key, entry, index, stored, started) {
+    let fast;
+    if (stored !== null) {
+      // The usual document (no idle header, a value JS may parse as it is): one call into the wasm.
+      const start = plainStartOf(stored);
+      if (start >= 0) {
+        fast = JSON.parse(valueText(stored, start));
+      } else {
+        const head = wasm.idleHeader(stored);
+        if (head !== undefined) return this.#touch(entry, index, head).then(() => this.#counted(key, stored, undefined, 0, started));
       }
     }
+    return this.#counted(key, stored, fast, 0, started);
+  }
+
+  /** The value of a get that read `stored` (`fast`: its value when already parsed), its counters and latency sample added. */
+  #counted(key, stored, fast, expired, started) {
     const value = stored === null ? undefined : fast !== undefined ? fast : this.#decode(key, stored);
+    const c = this.#c;
     if (value === undefined) c.misses++;
     else c.hits++;
     c.expirations += expired;
@@ -293,6 +321,34 @@ class RedisStore {
       c.latencySamples++;
     }
     return value;
+  }
+
+  /** get through the Conn's promises: a script (recency, idle), a cluster, or a Conn given as the client. */
+  async #getScripted(key) {
+    const { entry, index } = this.#locate(key);
+    const c = this.#c;
+    const started = ++c.gets % LATENCY_SAMPLE_EVERY === 1 ? now() : undefined;
+    let stored = null;
+    let expired = 0;
+    if (this.#refreshOnGet) {
+      const reply = await this.#script("get", SCRIPTS.get_lru, [entry, this.#recencyOf(index), this.#expiryOf(index)], []);
+      if (typeof reply === "number") expired = reply;
+      else stored = reply;
+      return this.#counted(key, stored, undefined, expired, started);
+    }
+    if (this.#defaultIdle !== undefined) {
+      // Every entry has an idle time: the read and its touch in one script.
+      stored = await this.#script("get", SCRIPTS.get_idle, this.#withExpiry(entry, index), []);
+      return this.#counted(key, stored, undefined, 0, started);
+    }
+    if (this.#clustered) await this.#ready();
+    try {
+      stored = await this.#conn.command(["GET", entry], entry);
+    } catch (error) {
+      // A load's placeholder (a hash at the key): no entry yet.
+      if (!isWrongType(error)) throw backendError("get", error);
+    }
+    return this.#gotten(key, entry, index, stored, started);
   }
 
   /** The entry's key, then a bounded store's expiry index (the idle scripts' KEYS). */
@@ -306,22 +362,48 @@ class RedisStore {
   }
 
   /** Stores `value` under `key` with { ttl, metadata, tags, idle }. */
-  async set(key, value, options) {
-    // The MemoryStore's order: the key's type, the value, the rest of the key, then the options.
-    if (value === undefined && typeof key === "string") throw undefinedValueError("cannot store");
-    const { entry, index } = this.#locate(key);
-    if (value === undefined) throw undefinedValueError("cannot store");
-    const o = readSetOptions(options);
-    const stored = encodeEntry(value, o.metadata, o.tags ?? []);
+  set(key, value, options) {
+    let entry;
+    let index;
+    let o;
+    let stored;
+    try {
+      // The MemoryStore's order: the key's type, the value, the rest of the key, then the options.
+      if (value === undefined && typeof key === "string") throw undefinedValueError("cannot store");
+      ({ entry, index } = this.#locate(key));
+      if (value === undefined) throw undefinedValueError("cannot store");
+      o = readSetOptions(options);
+      stored = encodeEntry(value, o.metadata, o.tags ?? []);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const ttl = o.ttl ?? this.#defaultTtl;
     const idle = o.idle ?? this.#defaultIdle;
-    if (this.#onRemove !== undefined) return this.#setReporting(key, entry, index, stored, ttl, idle, o.tags);
-    if (o.tags !== undefined) {
-      await this.#writeTagged("set", entry, index, stored, ttl, idle, o.tags);
+    const hot = this.#hot;
+    if (hot === undefined || this.#onRemove !== undefined || o.tags !== undefined || this.#bound !== undefined || idle !== undefined) {
+      return this.#setRest(key, entry, index, stored, ttl, idle, o.tags);
+    }
+    // The usual set (one SET on a single node): the Conn's hot call, and no promise but set's own.
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        this.#c.sets++;
+        resolve();
+      };
+      const failed = (error) => reject(backendError("set", error));
+      const argv = ttl === undefined ? ["SET", entry, stored] : ["SET", entry, stored, "PX", String(ttl)];
+      if (!hot(argv, entry, done, failed)) this.#conn.command(argv, entry).then(done, failed);
+    });
+  }
+
+  /** set's other ways: with a listener, tags, a capacity or an idle time, on a cluster, or through a Conn given as the client. */
+  async #setRest(key, entry, index, stored, ttl, idle, tags) {
+    if (this.#onRemove !== undefined) return this.#setReporting(key, entry, index, stored, ttl, idle, tags);
+    if (tags !== undefined) {
+      await this.#writeTagged("set", entry, index, stored, ttl, idle, tags);
       return;
     }
     if (this.#bound === undefined && idle === undefined) {
-      // #write's usual case, inlined: one SET, and no promise of ours but set's own.
+      // #write's usual case, inlined: one SET.
       if (this.#clustered) await this.#ready();
       try {
         await this.#conn.command(ttl === undefined ? ["SET", entry, stored] : ["SET", entry, stored, "PX", String(ttl)], entry);

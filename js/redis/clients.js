@@ -138,6 +138,9 @@ const REDIS_CLIENTS = (() => {
    * calls from the head. A call's deadline is taken from the clock the last
    * tick read (at most a tick old, hence one tick added).
    */
+  /** The key of a Conn's hot-path call (`sequential`), on the Conns `conn` makes only. */
+  const HOT = Symbol("pepperpy-caching hot call");
+
   function deadlines(ms) {
     if (!(ms > 0) || ms === Infinity) return { add: () => undefined, remove: () => {} };
     const tick = Math.max(5, Math.min(ms / 10, 1000));
@@ -305,9 +308,47 @@ const REDIS_CLIENTS = (() => {
       if (error.redisError === true) return error;
       throw error;
     };
+    // The store's hot path (a get's GET, a set's SET on a connected single
+    // node): `argv` (strings, as the clients take them) sent at once, then
+    // `onReply(reply)` or `onError(error)`, once, within the deadline, and
+    // no promise of ours: the caller's is the only one (a wrapper promise
+    // and its callbacks cost about a tenth of a pipelined GET). Returns
+    // false, having done nothing, when the client is not ready or the Conn
+    // is a cluster's: the caller then takes `command`.
+    const hot = (argv, key, onReply, onError) => {
+      if (onLost !== undefined || (ready !== undefined && ready(key) !== true)) return false;
+      const call = clock.add(onError, argv);
+      let sent;
+      try {
+        sent = send(argv, key);
+      } catch (error) {
+        clock.remove(call);
+        onError(mark(error));
+        return true;
+      }
+      sent.then(
+        (r) => {
+          // Timed out meanwhile: its caller was told.
+          if (call !== undefined) {
+            if (call.prev === null) return;
+            clock.remove(call);
+          }
+          onReply(reply(r));
+        },
+        (error) => {
+          if (call !== undefined) {
+            if (call.prev === null) return;
+            clock.remove(call);
+          }
+          onError(mark(error));
+        },
+      );
+      return true;
+    };
     const self = {
       kind,
       clustered,
+      [HOT]: hot,
       script: runScript,
       command: runCommand,
       pipeline: (calls) => {
@@ -670,7 +711,7 @@ const REDIS_CLIENTS = (() => {
     throw new PolicyError("client must be a node-redis (v4, v5: createClient, createCluster) or ioredis (Redis, Cluster) client");
   }
 
-  return { conn };
+  return { conn, HOT };
 })();
 
 /**

@@ -5,6 +5,7 @@
 // and read exactly what Rust's walk and reader do, for values around the
 // scratch buffer's size, after the wasm memory grew, and for hostile values.
 import assert from "node:assert/strict";
+import { createHook } from "node:async_hooks";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { before, after, describe, test } from "node:test";
@@ -14,7 +15,7 @@ import { RedisStore } from "pepperpy-caching/redis";
 import { conn } from "../../js/redis/clients.js";
 import { startServer } from "./redis-support.mjs";
 
-const { CacheSerializationError } = main;
+const { CacheBackendError, CacheSerializationError } = main;
 const require = createRequire(import.meta.url);
 const wasm = require(join(dirname(require.resolve("pepperpy-caching/redis")), "wasm", "redis.cjs"));
 
@@ -362,5 +363,140 @@ describe("a Conn call's quick way (a connected client, no script)", () => {
     assert.deepEqual(await c.command(["GET", "k"], "k"), Buffer.from("v"));
     // Nothing is left to time out later (an unhandled rejection would fail the run).
     await new Promise((r) => setTimeout(r, 150));
+  });
+});
+
+describe("a store's get and set on the Conn's hot call (one GET or SET on a single node)", () => {
+  /** A node-redis v5 lookalike, ready, whose sendCommand does what `next(argv)` says. */
+  const lookalike = (next) => ({
+    isReady: true,
+    isOpen: true,
+    withTypeMapping() {},
+    sendCommand: (argv) => next.current(argv),
+    once() {},
+    on() {},
+  });
+
+  /** The promises made while `call()` runs (synchronously: the ones it starts with). */
+  const promisesMadeBy = (call) => {
+    let made = 0;
+    const hook = createHook({
+      init(_id, type) {
+        if (type === "PROMISE") made++;
+      },
+    }).enable();
+    let result;
+    try {
+      result = call();
+    } finally {
+      hook.disable();
+    }
+    return { made, result };
+  };
+
+  test("get and set make one promise of their own over the client's (before: an async function's, a wrapper's and its then's)", async () => {
+    const docs = new Map();
+    const next = {
+      current: (argv) => {
+        if (argv[0] === "SET") docs.set(argv[1], Buffer.from(argv[2]));
+        return Promise.resolve(argv[0] === "GET" ? (docs.get(argv[1]) ?? null) : "OK");
+      },
+    };
+    const fake = lookalike(next);
+    const store = new RedisStore({ client: fake, prefix: "p:" });
+    await store.set("k", { a: 1 });
+    // What the raw client costs: its promise and the caller's then.
+    const raw = promisesMadeBy(() => fake.sendCommand(["GET", "p:k"]).then((b) => JSON.parse(b)));
+    await raw.result;
+    const set = promisesMadeBy(() => store.set("k", { a: 2 }));
+    assert.equal(await set.result, undefined);
+    const get = promisesMadeBy(() => store.get("k"));
+    assert.deepEqual(await get.result, { a: 2 });
+    const miss = promisesMadeBy(() => store.get("none"));
+    assert.equal(await miss.result, undefined);
+    assert.ok(raw.made >= 2, `raw ${raw.made}`);
+    for (const [name, { made }] of Object.entries({ set, get, miss })) {
+      assert.ok(made <= raw.made + 1, `${name} made ${made} promises, the raw client ${raw.made}`);
+    }
+    assert.deepEqual([store.getStats().hits, store.getStats().misses, store.getStats().sets], [1, 1, 2]);
+  });
+
+  test("a client that throws, never answers, answers late or refuses: each get and set settles once, counted only when it succeeded", async () => {
+    const docs = new Map();
+    const store = new RedisStore({ client: lookalike({ current: () => Promise.resolve(null) }), prefix: "p:" });
+    const next = { current: undefined };
+    const fakeStore = new RedisStore({ client: lookalike(next), prefix: "p:", responseTimeout: 0.05 });
+    next.current = () => {
+      throw new Error("boom");
+    };
+    await assert.rejects(fakeStore.get("k"), (e) => e instanceof CacheBackendError && /boom/.test(e.message));
+    await assert.rejects(fakeStore.set("k", 1), (e) => e instanceof CacheBackendError && /boom/.test(e.message));
+    // No answer: the deadline refuses, a late answer changes nothing (no hit, no set counted, no second settlement).
+    const answers = [];
+    next.current = () => new Promise((resolve) => answers.push(resolve));
+    await assert.rejects(fakeStore.get("k"), (e) => e instanceof CacheBackendError && /within 50 ms/.test(e.message));
+    await assert.rejects(fakeStore.set("k", 1), (e) => e instanceof CacheBackendError && /within 50 ms/.test(e.message));
+    docs.set("p:k", Buffer.from('{"v":1,"value":1}'));
+    for (const answer of answers) answer(answer === answers[0] ? Buffer.from('{"v":1,"value":1}') : "OK");
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual([fakeStore.getStats().hits, fakeStore.getStats().misses, fakeStore.getStats().sets], [0, 0, 0]);
+    // An error reply: CacheBackendError; WRONGTYPE (a load's placeholder) reads as a miss.
+    next.current = () => Promise.reject(Object.assign(new Error("ERR bad"), { redisError: true }));
+    await assert.rejects(fakeStore.get("k"), (e) => e instanceof CacheBackendError && /ERR bad/.test(e.message));
+    await assert.rejects(fakeStore.set("k", 1), (e) => e instanceof CacheBackendError && /ERR bad/.test(e.message));
+    next.current = () => Promise.reject(Object.assign(new Error("WRONGTYPE Operation against a key holding the wrong kind of value"), { redisError: true }));
+    assert.equal(await fakeStore.get("k"), undefined);
+    // A document Rust refuses: the walk's error, no hit counted.
+    next.current = () => Promise.resolve(Buffer.from("not a document"));
+    await assert.rejects(fakeStore.get("k"));
+    // Bad input: refused before any call, as a rejection (never a throw).
+    let calls = 0;
+    next.current = () => {
+      calls++;
+      return Promise.resolve("OK");
+    };
+    const bad = fakeStore.get(42);
+    assert.ok(bad instanceof Promise);
+    await assert.rejects(bad, main.CacheKeyError);
+    await assert.rejects(fakeStore.set("k", undefined));
+    await assert.rejects(fakeStore.set("k", () => 1), CacheSerializationError);
+    await assert.rejects(fakeStore.set("k", 1, { ttl: -1 }));
+    assert.equal(calls, 0);
+    assert.deepEqual([fakeStore.getStats().hits, fakeStore.getStats().misses, fakeStore.getStats().sets], [0, 1, 0]);
+    assert.equal(await store.get("k"), undefined);
+    // Nothing is left to time out later (an unhandled rejection would fail the run).
+    await new Promise((r) => setTimeout(r, 150));
+  });
+
+  test("a client not ready yet: get and set wait for its ready event (the hot call declines), then go through", async () => {
+    let ready = false;
+    let onReady;
+    const docs = new Map();
+    const fake = {
+      get isReady() {
+        return ready;
+      },
+      isOpen: true,
+      withTypeMapping() {},
+      sendCommand: (argv) => {
+        assert.ok(ready, "sent before ready");
+        if (argv[0] === "SET") docs.set(argv[1], Buffer.from(argv[2]));
+        return Promise.resolve(argv[0] === "GET" ? (docs.get(argv[1]) ?? null) : "OK");
+      },
+      once: (event, f) => {
+        if (event === "ready") onReady = f;
+      },
+      on() {},
+    };
+    const store = new RedisStore({ client: fake, prefix: "p:" });
+    const set = store.set("k", [1, 2]);
+    const get = store.get("k");
+    await new Promise((r) => setTimeout(r, 10));
+    ready = true;
+    onReady();
+    await set;
+    // Sent in the order they were called: the get reads the set's value.
+    assert.deepEqual(await get, [1, 2]);
+    assert.deepEqual(store.getStats().sets, 1);
   });
 });
