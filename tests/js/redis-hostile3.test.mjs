@@ -21,18 +21,16 @@
 // owners (rharness: the hot path; rcore: options); the others are probes
 // that held and check something real.
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { before, after, describe, test } from "node:test";
 import { createClient, createCluster } from "redis5";
 import Redis from "ioredis";
 import * as main from "pepperpy-caching";
 import { RedisStore } from "pepperpy-caching/redis";
+import { matchesWalk, wasm } from "./redis-walk.mjs";
 import { startCluster, startServer } from "./redis-support.mjs";
 
 const { CacheError, MemoryStore, LRUPolicy } = main;
-const require = createRequire(import.meta.url);
-const wasm = require(join(dirname(require.resolve("pepperpy-caching/redis")), "wasm", "redis.cjs"));
 
 let server;
 let client;
@@ -52,39 +50,6 @@ after(async () => {
   await server?.stop();
 });
 
-/**
- * Stores `make()` with a plain set (the fast path) and asks Rust's walk
- * (wasm.encode, no metadata, no tags) for the same value: the document must
- * be the walk's, or the set refused with the walk's message and nothing written.
- */
-async function matchesWalk(make, what) {
-  const store = new RedisStore({ client, prefix: fresh() });
-  let expected;
-  let refusal;
-  try {
-    expected = wasm.encode(make(), undefined, []);
-  } catch (error) {
-    refusal = error.message;
-  }
-  let thrown;
-  try {
-    await store.set("k", make());
-  } catch (error) {
-    thrown = error;
-  }
-  const stored = await client.get(`${store.prefix}k`);
-  if (refusal !== undefined) {
-    assert.ok(thrown instanceof CacheError, `${what}: refused as the walk refuses it (${refusal}), got ${thrown}`);
-    assert.ok(thrown.message.includes(refusal), `${what}: ${thrown.message} vs the walk's ${refusal}`);
-    assert.equal(stored, null, `${what}: nothing written`);
-  } else {
-    assert.equal(thrown, undefined, `${what}: ${thrown}`);
-    assert.equal(stored, expected, `${what}: the fast path's document is the walk's`);
-    // And JS reads back what Rust's reader reads.
-    assert.deepEqual(await store.get("k"), JSON.parse(wasm.decodeValue("k", Buffer.from(expected))), `${what}: read back`);
-  }
-}
-
 describe("set's fast encoding vs Rust's walk", () => {
   // FAILS (bug 1). The fast path copies an array into a fresh Array and
   // JSON.stringifies the copy, which calls a `toJSON` the copy inherits
@@ -98,8 +63,8 @@ describe("set's fast encoding vs Rust's walk", () => {
       return "X";
     };
     try {
-      await matchesWalk(() => [1, 2], "[1,2] with Array.prototype.toJSON");
-      await matchesWalk(() => ({ a: [1, 2] }), "{a:[1,2]} with Array.prototype.toJSON");
+      await matchesWalk(client, fresh(), () => [1, 2], "[1,2] with Array.prototype.toJSON");
+      await matchesWalk(client, fresh(), () => ({ a: [1, 2] }), "{a:[1,2]} with Array.prototype.toJSON");
     } finally {
       delete Array.prototype.toJSON;
     }
@@ -118,7 +83,7 @@ describe("set's fast encoding vs Rust's walk", () => {
       writable: true,
     });
     try {
-      await matchesWalk(() => Object.assign(Object.create(null), { a: 1 }), "null-prototype {a:1}");
+      await matchesWalk(client, fresh(), () => Object.assign(Object.create(null), { a: 1 }), "null-prototype {a:1}");
     } finally {
       delete Object.prototype.toJSON;
     }
@@ -132,7 +97,7 @@ describe("set's fast encoding vs Rust's walk", () => {
   test("an accessor on Object.prototype does not swallow a property of the copy", async () => {
     Object.defineProperty(Object.prototype, "a", { set() {}, get: () => undefined, configurable: true });
     try {
-      await matchesWalk(() => ({ a: 1, b: 2 }), "{a:1,b:2} with an Object.prototype accessor `a`");
+      await matchesWalk(client, fresh(), () => ({ a: 1, b: 2 }), "{a:1,b:2} with an Object.prototype accessor `a`");
     } finally {
       delete Object.prototype.a;
     }
@@ -266,7 +231,7 @@ describe("set's fast encoding vs Rust's walk", () => {
       "another realm's object": () => runInNewContext("({a:[1,{b:2}]})"),
       "another realm's array": () => runInNewContext("[1,2]"),
     };
-    for (const [what, make] of Object.entries(cases)) await matchesWalk(make, what);
+    for (const [what, make] of Object.entries(cases)) await matchesWalk(client, fresh(), make, what);
   });
 
   test("a getter that stores (a huge value: the wasm memory grows) into the same store during the copy", async () => {

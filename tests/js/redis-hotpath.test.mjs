@@ -6,18 +6,15 @@
 // scratch buffer's size, after the wasm memory grew, and for hostile values.
 import assert from "node:assert/strict";
 import { createHook } from "node:async_hooks";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
 import { before, after, describe, test } from "node:test";
 import { createClient } from "redis5";
 import * as main from "pepperpy-caching";
 import { RedisStore } from "pepperpy-caching/redis";
 import { conn } from "../../js/redis/clients.js";
+import { matchesWalk, wasm } from "./redis-walk.mjs";
 import { startServer } from "./redis-support.mjs";
 
 const { CacheBackendError, CacheSerializationError } = main;
-const require = createRequire(import.meta.url);
-const wasm = require(join(dirname(require.resolve("pepperpy-caching/redis")), "wasm", "redis.cjs"));
 
 let server;
 let client;
@@ -204,47 +201,21 @@ describe("set's fast encoding", () => {
   });
 });
 
-/** set of `make()` stores the walk's document (wasm.encode), or is refused with the walk's words and writes nothing. */
-async function matchesWalk(make, what) {
-  const store = new RedisStore({ client, prefix: fresh() });
-  let expected;
-  let refusal;
-  try {
-    expected = wasm.encode(make(), undefined, []);
-  } catch (error) {
-    refusal = error.message;
-  }
-  let thrown;
-  try {
-    await store.set("k", make());
-  } catch (error) {
-    thrown = error;
-  }
-  const stored = await client.get(`${store.prefix}k`);
-  if (refusal !== undefined) {
-    assert.ok(thrown instanceof CacheSerializationError && thrown.message.includes(refusal), `${what}: ${thrown} vs the walk's ${refusal}`);
-    assert.equal(stored, null, `${what}: nothing written`);
-  } else {
-    assert.equal(thrown, undefined, `${what}: ${thrown}`);
-    assert.equal(stored, expected, `${what}: the walk's document`);
-  }
-}
-
 // Found by the hostile review (rreview's tests/js/redis-hostile3.test.mjs, session 8): the copy is a
 // `{}` or `[]`, which inherits from the realm's prototypes where the value itself may not.
 describe("set's fast encoding on a realm with polluted prototypes", () => {
   test("a toJSON on Array.prototype or Object.prototype: the walk's document, not the inherited toJSON's", async () => {
     Array.prototype.toJSON = () => "X";
     try {
-      await matchesWalk(() => [1, 2], "[1,2] with Array.prototype.toJSON");
-      await matchesWalk(() => ({ a: [1, 2] }), "{a:[1,2]} with Array.prototype.toJSON");
+      await matchesWalk(client, fresh(), () => [1, 2], "[1,2] with Array.prototype.toJSON");
+      await matchesWalk(client, fresh(), () => ({ a: [1, 2] }), "{a:[1,2]} with Array.prototype.toJSON");
     } finally {
       delete Array.prototype.toJSON;
     }
     Object.defineProperty(Object.prototype, "toJSON", { value: () => "Y", configurable: true, writable: true });
     try {
-      await matchesWalk(() => Object.assign(Object.create(null), { a: 1 }), "null-prototype {a:1}");
-      await matchesWalk(() => ({ a: 1 }), "{a:1} with Object.prototype.toJSON");
+      await matchesWalk(client, fresh(), () => Object.assign(Object.create(null), { a: 1 }), "null-prototype {a:1}");
+      await matchesWalk(client, fresh(), () => ({ a: 1 }), "{a:1} with Object.prototype.toJSON");
     } finally {
       delete Object.prototype.toJSON;
     }
@@ -253,7 +224,7 @@ describe("set's fast encoding on a realm with polluted prototypes", () => {
   test("an accessor on Object.prototype or Array.prototype does not swallow a property or an element of the copy", async () => {
     Object.defineProperty(Object.prototype, "a", { set() {}, get: () => undefined, configurable: true });
     try {
-      await matchesWalk(() => ({ a: 1, b: 2 }), "{a:1,b:2} with an Object.prototype accessor `a`");
+      await matchesWalk(client, fresh(), () => ({ a: 1, b: 2 }), "{a:1,b:2} with an Object.prototype accessor `a`");
     } finally {
       delete Object.prototype.a;
     }
@@ -292,7 +263,7 @@ describe("set's fast encoding on a realm with polluted prototypes", () => {
     assert.equal(await client.get(`${store.prefix}k`), null);
     // A Proxy trap likewise, and a thrown non-Error: the walk's words for it.
     const trapped = new Proxy({}, { ownKeys() { throw "no keys"; } });
-    await matchesWalk(() => trapped, "a Proxy whose ownKeys throws a string");
+    await matchesWalk(client, fresh(), () => trapped, "a Proxy whose ownKeys throws a string");
   });
 });
 
