@@ -455,6 +455,33 @@ describe("wasm memory exhausted", () => {
     return { bytes: capMemory(bytes, 64), dir };
   }
 
+  // Another store (the hog) takes the memory until a set finds no room (refused
+  // with CacheBackendError, not a trap); then new keys in `victim` make S3-FIFO
+  // evict and remember the evicted keys' hashes in its ghost, whose table grows
+  // without asking: that traps inside the engine. Returns the hog.
+  function hogThenTrap(api, victim) {
+    const hog = new api.MemoryStore({ policy: new api.LRUPolicy({ maxSize: 10_000_000 }) });
+    for (let hogged = 0; ; hogged++) {
+      try {
+        hog.setSync(`hog:${hogged}`, hogged);
+      } catch (error) {
+        assert.ok(error instanceof api.CacheBackendError, `refused: ${error}`);
+        break;
+      }
+    }
+    let trapped = false;
+    for (let i = 0; i < 200_000 && !trapped; i++) {
+      try {
+        victim.setSync(`x${i}`, i);
+      } catch (error) {
+        assert.ok(error instanceof api.CacheBackendError, `a CacheBackendError: ${error}`);
+        trapped = /trapped/.test(error.message);
+      }
+    }
+    assert.ok(trapped, "a set trapped inside the store");
+    return hog;
+  }
+
   test("stores fill a capped memory: the call that finds no room fails, every store stays usable", async () => {
     const { bytes, dir } = cappedApi();
     const { initSync } = await import(join(dir, "init.mjs"));
@@ -556,23 +583,7 @@ describe("wasm memory exhausted", () => {
     });
     const N = 20_000;
     for (let i = 0; i < N; i++) victim.setSync(`v${i}`, { i });
-    const hog = new api.MemoryStore({ policy: new api.LRUPolicy({ maxSize: 10_000_000 }) });
-    for (let hogged = 0; ; hogged++) {
-      try {
-        hog.setSync(`hog:${hogged}`, hogged);
-      } catch {
-        break;
-      }
-    }
-    let trapped = false;
-    for (let i = 0; i < 200_000 && !trapped; i++) {
-      try {
-        victim.setSync(`x${i}`, i);
-      } catch (error) {
-        trapped = /trapped/.test(error.message);
-      }
-    }
-    assert.ok(trapped, "a set trapped inside the store");
+    const hog = hogThenTrap(api, victim);
     hog.clearSync();
     const before = removed.length;
     let done = false;
@@ -613,30 +624,7 @@ describe("wasm memory exhausted", () => {
     const N = 20_000;
     for (let i = 0; i < N; i++) victim.setSync(`v${i}`, { i }, { metadata: { i } });
     const statsBefore = victim.getStats();
-    // Another store takes the memory, until a set finds no room (refused, not a trap).
-    const hog = new api.MemoryStore({ policy: new api.LRUPolicy({ maxSize: 10_000_000 }) });
-    let hogged = 0;
-    for (;;) {
-      try {
-        hog.setSync(`hog:${hogged}`, hogged);
-        hogged++;
-      } catch (error) {
-        assert.ok(error instanceof api.CacheBackendError, `refused: ${error}`);
-        break;
-      }
-    }
-    // New keys make S3-FIFO evict, and remember the evicted keys' hashes
-    // in its ghost, whose table grows without asking: that traps inside.
-    let trapped = false;
-    for (let i = 0; i < 200_000 && !trapped; i++) {
-      try {
-        victim.setSync(`x${i}`, i);
-      } catch (error) {
-        assert.ok(error instanceof api.CacheBackendError, `a CacheBackendError: ${error}`);
-        trapped = /trapped/.test(error.message);
-      }
-    }
-    assert.ok(trapped, "a set trapped inside the store");
+    const hog = hogThenTrap(api, victim);
     const cleared = () => removed.filter(([, , reason]) => reason === "cleared").map(([key]) => key);
     // The next call replaces the engine (or, with no memory even for an
     // empty one, fails): no value is served from the broken engine.
@@ -647,7 +635,7 @@ describe("wasm memory exhausted", () => {
       assert.deepEqual(cleared(), [], "nothing left yet");
     }
     // With memory back, the next call starts the store again, empty.
-    const hogSize = hogged;
+    const hogSize = hog.size;
     hog.clearSync();
     assert.equal(victim.size, 0);
     // Every entry left as "cleared", once; the engine and JS agree.
@@ -681,23 +669,7 @@ describe("wasm memory exhausted", () => {
       },
     });
     for (let i = 0; i < 20_000; i++) victim.setSync(`v${i}`, i);
-    const hog = new api.MemoryStore({ policy: new api.LRUPolicy({ maxSize: 10_000_000 }) });
-    for (let i = 0; ; i++) {
-      try {
-        hog.setSync(`hog:${i}`, i);
-      } catch {
-        break;
-      }
-    }
-    let trapped = false;
-    for (let i = 0; i < 200_000 && !trapped; i++) {
-      try {
-        victim.setSync(`x${i}`, i);
-      } catch (error) {
-        trapped = /trapped/.test(error.message);
-      }
-    }
-    assert.ok(trapped, "a set trapped inside the store");
+    const hog = hogThenTrap(api, victim);
     hog.dispose();
     disposeOnClear = true;
     // The set's first step replaces the engine and tells the listener, which disposes the store.
