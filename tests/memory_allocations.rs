@@ -59,10 +59,14 @@ fn churn(store: &MemoryStore<u64>, prefix: &str, n: u64) -> u64 {
 
 fn stores() -> Vec<(&'static str, MemoryStore<u64>)> {
     vec![
-        ("S3-FIFO", MemoryStore::new(S3FifoPolicy::new(2_000).unwrap())),
+        // A fixed shard count: the default follows the machine's CPUs.
+        ("S3-FIFO, 8 shards", MemoryStore::builder(S3FifoPolicy::new(2_000).unwrap()).shards(8).build()),
         ("S3-FIFO, 1 shard", MemoryStore::builder(S3FifoPolicy::new(2_000).unwrap()).shards(1).build()),
-        ("S3-FIFO classic", MemoryStore::new(S3FifoPolicy::new(2_000).unwrap().adaptive(false))),
-        ("LRU", MemoryStore::new(LruPolicy::new(2_000).unwrap())),
+        (
+            "S3-FIFO classic, 8 shards",
+            MemoryStore::builder(S3FifoPolicy::new(2_000).unwrap().adaptive(false)).shards(8).build(),
+        ),
+        ("LRU, 8 shards", MemoryStore::builder(LruPolicy::new(2_000).unwrap()).shards(8).build()),
     ]
 }
 
@@ -122,7 +126,9 @@ fn a_listener_still_gets_every_evicted_key_whole() {
     for adaptive in [true, false] {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
+        // One shard: exactly 100 held whatever the machine's CPU count.
         let store = MemoryStore::builder(S3FifoPolicy::new(100).unwrap().adaptive(adaptive))
+            .shards(1)
             .on_remove(move |key: &str, value: u64, reason| {
                 assert_eq!(reason, RemovalReason::Evicted);
                 log.lock().unwrap().push((key.to_string(), value));
