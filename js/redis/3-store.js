@@ -24,6 +24,9 @@ function isConn(value) {
 
 const FLAG = (on) => (on ? "1" : "0");
 
+/** A plain SET of a stored document, with its TTL in ms (PX) when it has one. */
+const setArgv = (entry, stored, ttl) => (ttl === undefined ? ["SET", entry, stored] : ["SET", entry, stored, "PX", String(ttl)]);
+
 // The fast ways to and from a stored document (encodeEntry, plainStartOf,
 // valueText): js/redis/2-hot.js.
 
@@ -390,7 +393,7 @@ class RedisStore {
         resolve();
       };
       const failed = (error) => reject(backendError("set", error));
-      const argv = ttl === undefined ? ["SET", entry, stored] : ["SET", entry, stored, "PX", String(ttl)];
+      const argv = setArgv(entry, stored, ttl);
       if (!hot(argv, entry, done, failed)) this.#conn.command(argv, entry).then(done, failed);
     });
   }
@@ -406,7 +409,7 @@ class RedisStore {
       // #write's usual case, inlined: one SET.
       if (this.#clustered) await this.#ready();
       try {
-        await this.#conn.command(ttl === undefined ? ["SET", entry, stored] : ["SET", entry, stored, "PX", String(ttl)], entry);
+        await this.#conn.command(setArgv(entry, stored, ttl), entry);
       } catch (error) {
         throw backendError("set", error);
       }
@@ -537,7 +540,7 @@ class RedisStore {
       // The idle header holds the TTL deadline on Redis's clock: a script.
       await this.#script(what, SCRIPTS.set_idle, [entry], [stored, String(ttl ?? 0), String(idle)]);
     } else {
-      await this.#command(what, ttl === undefined ? ["SET", entry, stored] : ["SET", entry, stored, "PX", String(ttl)], entry);
+      await this.#command(what, setArgv(entry, stored, ttl), entry);
     }
     this.#c.sets++;
   }
@@ -573,7 +576,7 @@ class RedisStore {
     } else if (idle !== undefined) {
       write = { script: SCRIPTS.set_idle, keys: [entry], args: [stored, String(ttl ?? 0), String(idle)] };
     } else {
-      write = { args: ttl === undefined ? ["SET", entry, stored] : ["SET", entry, stored, "PX", String(ttl)], key: entry };
+      write = { args: setArgv(entry, stored, ttl), key: entry };
     }
     let replies;
     try {
@@ -854,7 +857,7 @@ class RedisStore {
         const calls = positions.map((pos) => {
           const entry = located[pos].entry;
           if (idle !== undefined) return { script: SCRIPTS.set_idle, keys: [entry], args: [stored[pos], String(ttl ?? 0), String(idle)] };
-          return { args: ttl === undefined ? ["SET", entry, stored[pos]] : ["SET", entry, stored[pos], "PX", String(ttl)], key: entry };
+          return { args: setArgv(entry, stored[pos], ttl), key: entry };
         });
         await this.#pipeline("setMany", calls);
         this.#c.sets += positions.length;

@@ -316,7 +316,7 @@ const REDIS_CLIENTS = (() => {
     // false, having done nothing, when the client is not ready or the Conn
     // is a cluster's: the caller then takes `command`.
     const hot = (argv, key, onReply, onError) => {
-      if (onLost !== undefined || (ready !== undefined && ready(key) !== true)) return false;
+      if (clustered || onLost !== undefined || (ready !== undefined && ready(key) !== true)) return false;
       const call = clock.add(onError, argv);
       let sent;
       try {

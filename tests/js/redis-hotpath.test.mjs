@@ -31,6 +31,32 @@ after(async () => {
 });
 
 describe("set's fast encoding", () => {
+  test("a plain value is written and read on the fast path: Rust's walk and reader are not called (they are for a value with metadata)", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    const calls = { encode: 0, decodeValue: 0 };
+    const original = { encode: wasm.encode, decodeValue: wasm.decodeValue };
+    for (const name of Object.keys(calls)) {
+      wasm[name] = function (...args) {
+        calls[name]++;
+        return original[name].apply(this, args);
+      };
+    }
+    try {
+      // The control: the walk writes a value with metadata, and the reader reads it back.
+      await store.set("m", { a: 1 }, { metadata: { by: "test" } });
+      assert.equal(calls.encode, 1, "a value with metadata goes to the walk (the counters see the store's calls)");
+      assert.deepEqual(await store.get("m"), { a: 1 });
+      const value = { a: [1, "x", null, 2.5], b: { c: true } };
+      const before = { ...calls };
+      await store.set("k", value);
+      assert.deepEqual(await store.get("k"), value);
+      assert.deepEqual(calls, before, "neither the walk nor the reader ran for a plain value");
+      assert.equal(await client.get(`${store.prefix}k`), original.encode(value, undefined, []), "and the document is the walk's");
+    } finally {
+      Object.assign(wasm, original);
+    }
+  });
+
   test("reads each property of the value once, as Rust's walk does", async () => {
     const store = new RedisStore({ client, prefix: fresh() });
     let reads = 0;
