@@ -23,20 +23,41 @@ function scratchView() {
   return scratch;
 }
 
-/** Rust's plainStart of a stored document: where its value's text starts if JS may parse it as it is and it has no idle header, else -1. */
-function plainStartOf(bytes) {
-  const n = bytes.length;
-  if (n > SCRATCH_LENGTH) return wasm.plainStart(bytes);
+/** Copies `bytes` into the scratch buffer if they fit it: whether they did. */
+function intoScratch(bytes) {
+  if (bytes.length > SCRATCH_LENGTH) return false;
   scratchView().set(bytes);
-  return wasm.plainStartIn(n);
+  return true;
 }
 
-/** Rust's valueStart of a stored document (plainStartOf, an idle header allowed). */
-function valueStartOf(bytes) {
+/**
+ * Rust's plainStart of a stored document: where its value's text starts if
+ * JS may parse it as it is and it has no idle header, else -1. Its bytes are
+ * left in the scratch buffer when they fit (`inScratch` of the calls below).
+ */
+function plainStartOf(bytes) {
+  return intoScratch(bytes) ? wasm.plainStartIn(bytes.length) : wasm.plainStart(bytes);
+}
+
+/** Rust's idleHeader of a stored document (`inScratch`: its bytes are in the scratch buffer already). */
+function idleHeaderOf(bytes, inScratch) {
+  return inScratch ? wasm.idleHeaderIn(bytes.length) : wasm.idleHeader(bytes);
+}
+
+/**
+ * The value of the stored document `bytes` under `key`: its text parsed
+ * here when Rust's valueStart says JS may, else Rust's reading of it
+ * (decodeValue, which refuses what the Rust store refuses). `inScratch`: its
+ * bytes are in the scratch buffer already (plainStartOf put them there and
+ * nothing wrote it since); else they are copied into the wasm once, into the
+ * scratch buffer when they fit.
+ */
+function decodeDocument(key, bytes, inScratch) {
   const n = bytes.length;
-  if (n > SCRATCH_LENGTH) return wasm.valueStart(bytes);
-  scratchView().set(bytes);
-  return wasm.valueStartIn(n);
+  const copied = inScratch || intoScratch(bytes);
+  const start = copied ? wasm.valueStartIn(n) : wasm.valueStart(bytes);
+  if (start >= 0) return JSON.parse(valueText(bytes, start));
+  return JSON.parse(core(() => (copied ? wasm.decodeValueIn(key, n) : wasm.decodeValue(key, bytes))));
 }
 
 const NodeBuffer = globalThis.Buffer;
