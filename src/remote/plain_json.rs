@@ -211,8 +211,9 @@ pub(crate) fn short_decimal_as_written(token: &[u8]) -> bool {
 /// for byte what the wasm walk (`encode` in src/wasm_redis) writes for that
 /// value, `nulls` being how many of its values were `null`: no lone
 /// surrogate (JSON.stringify escapes it, the walk refuses it), nested at
-/// most [`MAX_NESTING`] levels, every `null` of the text a null (not NaN,
-/// an infinity, an `undefined` array element), and every number as
+/// most [`MAX_NESTING`] levels, every `null` of the text a null (not NaN or
+/// an infinity; the JS layer counts an `undefined` array element, which both
+/// write as `null`, as one), and every number as
 /// serde_json writes it ([`number_as_written`]). The JS layer asks only for
 /// a value whose stringify met no `toJSON`, function, symbol, bigint or
 /// object that is neither an array nor a plain object.

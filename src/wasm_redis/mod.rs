@@ -205,8 +205,9 @@ pub fn envelope() -> JsResult<Vec<String>> {
 /// differently from [`encode`], or leaves out), and says how many of its
 /// values were `null` (`nulls`). Here: no lone surrogate (JSON.stringify
 /// escapes it, [`encode`] refuses it), nested at most [`MAX_NESTING`]
-/// levels, every `null` of the text a null (not NaN, an infinity, an
-/// `undefined` array element), and every number as serde_json writes it by
+/// levels, every `null` of the text a null (not NaN or an infinity; an
+/// `undefined` array element, which both write as `null`, counts as one),
+/// and every number as serde_json writes it by
 /// [`JsJson`]'s rule (JSON.stringify writes `1152921504606846976`,
 /// serde_json `1.152921504606847e+18`). The check itself:
 /// `remote::plain_json::plain_text` (tested there against serde_json).

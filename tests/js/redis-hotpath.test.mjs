@@ -164,6 +164,72 @@ describe("set's fast encoding", () => {
     }
   });
 
+  test("a toJSON that is a getter is read once (was twice: by the copy, then by the walk), and its toJSON's result stored as the walk stores it", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    let reads = 0;
+    const make = () => ({
+      get toJSON() {
+        reads++;
+        return function () {
+          return { by: "toJSON", self: this.plain };
+        };
+      },
+      plain: 1,
+    });
+    reads = 0;
+    const expected = wasm.encode(make(), undefined, []);
+    assert.equal(reads, 1, "the walk alone reads it once");
+    assert.equal(expected, '{"v":{"by":"toJSON","self":1}}');
+    for (const [name, value, doc] of [
+      ["top", make(), expected],
+      ["nested", { inner: make() }, '{"v":{"inner":{"by":"toJSON","self":1}}}'],
+      ["in an array", [make()], '{"v":[{"by":"toJSON","self":1}]}'],
+    ]) {
+      reads = 0;
+      await store.set(name, value);
+      assert.equal(reads, 1, `${name}: the getter ran once`);
+      assert.equal(await client.get(`${store.prefix}${name}`), doc, name);
+    }
+    // A toJSON that is no function is a property as any other: read once too.
+    let dataReads = 0;
+    const data = {
+      get toJSON() {
+        dataReads++;
+        return 5;
+      },
+      b: 1,
+    };
+    await store.set("data", data);
+    assert.equal(dataReads, 1);
+    assert.equal(await client.get(`${store.prefix}data`), '{"v":{"toJSON":5,"b":1}}');
+  });
+
+  test("undefined array elements and holes take the fast path (both write null), a long sparse array too; the document is the walk's", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    const original = wasm.encode;
+    let walks = 0;
+    wasm.encode = function (...args) {
+      walks++;
+      return original.apply(this, args);
+    };
+    try {
+      // eslint-disable-next-line no-sparse-arrays
+      const shapes = [[undefined], [1, , 3], [null, undefined, [undefined, { a: undefined, b: null }]], new Array(100_000)];
+      for (const [i, value] of shapes.entries()) {
+        await store.set(`u${i}`, value);
+        assert.equal(await client.get(`${store.prefix}u${i}`), original(value, undefined, []), `shape ${i}`);
+        assert.deepEqual(await store.get(`u${i}`), JSON.parse(JSON.stringify(value)), `shape ${i} read back`);
+      }
+      assert.equal(walks, 0, "none went to the walk");
+      // What the copy still sends to the walk: NaN where JSON.stringify writes null (the walk refuses it).
+      await assert.rejects(store.set("nan", [undefined, NaN]), CacheSerializationError);
+      assert.equal(walks, 1);
+      assert.equal(await client.get(`${store.prefix}nan`), null);
+    } finally {
+      wasm.encode = original;
+    }
+  });
+
   test("numbers of every size and precision are written as the walk writes them", async () => {
     const store = new RedisStore({ client, prefix: fresh() });
     // A fixed pseudo-random sequence (xorshift): the same numbers every run.
