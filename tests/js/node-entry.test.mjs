@@ -1,6 +1,8 @@
 // Issue 19, import to first get: what Node itself loads. `import
-// "pepperpy-caching"` in Node resolves to node.mjs (the "node-addons"
-// condition, which Node sets and bundlers do not), which loads inline.cjs with
+// "pepperpy-caching"` in Node resolves to node.mjs (the "node", "module-sync"
+// and "node-addons" conditions together: Node 20.19+ and 22.12+ set all three;
+// webpack sets "module-sync" and Bun "node-addons", never both, and esbuild,
+// Rollup, Jest neither), which loads inline.cjs with
 // Node's own `require` (no pass through the ES module translator, one instance
 // for import and require); and in Node the nodejs glue reads the .wasm beside
 // it instead of decoding wasm/bytes.cjs's base64, falling back to those bytes
@@ -33,9 +35,12 @@ const works = `
   const bytesLoaded = Object.keys(require.cache).some((f) => f.endsWith(path.join("wasm", "bytes.cjs")));
 `;
 
+// Node sets "module-sync" where it can require an ES module (20.19+, 22.12+).
+const moduleSync = process.features.require_module === true;
+
 test("import resolves to node.mjs in Node, and to inline.mjs under --no-addons; one instance with require either way", () => {
   for (const [flags, entry] of [
-    [[], "node.mjs"],
+    [[], moduleSync ? "node.mjs" : "inline.mjs"],
     [["--no-addons"], "inline.mjs"],
   ]) {
     const got = node(
@@ -61,7 +66,7 @@ test("pepperpy-caching/inline resolves to node.mjs too, the same instance as the
     const b = await import("pepperpy-caching");
     console.log(JSON.stringify([import.meta.resolve("pepperpy-caching/inline").split("/").pop(), a.MemoryStore === b.MemoryStore]));
   `);
-  assert.deepEqual(got, ["node.mjs", true]);
+  assert.deepEqual(got, [moduleSync ? "node.mjs" : "inline.mjs", true]);
 });
 
 const hasBuiltinModule = typeof process.getBuiltinModule === "function";
