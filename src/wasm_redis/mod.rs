@@ -99,27 +99,27 @@ pub fn counters() -> String {
 /// A TTL (or lease) of `seconds` (positive and finite: the JS layer checked)
 /// as Redis gets it: whole milliseconds, rounded up, capped
 /// (`remote::ttl_millis`); -1 if it is no positive duration (under a
-/// nanosecond), -2 if it is too large for one. The JS layer words the
-/// messages: formatting a float here would link Rust's float printer.
+/// nanosecond), -2 if it is too large for one (or not a number). The JS
+/// layer words the messages: formatting a float here would link Rust's
+/// float printer.
 #[wasm_bindgen(js_name = ttlMillis)]
 pub fn ttl_ms(seconds: f64) -> f64 {
-    match std::time::Duration::try_from_secs_f64(seconds) {
-        Ok(ttl) if ttl.is_zero() => -1.0,
-        Ok(ttl) => ttl_millis(ttl) as f64,
-        Err(_) => -2.0,
-    }
+    millis(seconds, Some)
 }
 
 /// A time-to-idle of `seconds` in whole milliseconds, as [`ttl_ms`], and -3
 /// past the longest (`MAX_IDLE`, the idle rules).
 #[wasm_bindgen(js_name = idleMillis)]
 pub fn idle_ms(seconds: f64) -> f64 {
+    millis(seconds, |idle| check_idle(idle).ok())
+}
+
+/// `seconds` as a positive `Duration` that passes `rule`, in whole
+/// milliseconds; -1, -2 or -3 as [`ttl_ms`] and [`idle_ms`] say.
+fn millis(seconds: f64, rule: impl FnOnce(std::time::Duration) -> Option<std::time::Duration>) -> f64 {
     match std::time::Duration::try_from_secs_f64(seconds) {
-        Ok(idle) if idle.is_zero() => -1.0,
-        Ok(idle) => match check_idle(idle) {
-            Ok(idle) => ttl_millis(idle) as f64,
-            Err(_) => -3.0,
-        },
+        Ok(duration) if duration.is_zero() => -1.0,
+        Ok(duration) => rule(duration).map_or(-3.0, |duration| ttl_millis(duration) as f64),
         Err(_) => -2.0,
     }
 }
