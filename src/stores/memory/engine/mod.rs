@@ -972,6 +972,17 @@ impl<V> Engine<V> {
         self.adaptive.as_ref().is_some_and(|a| a.sampler.is_some())
     }
 
+    /// Runs `setting` from now on, its shadows (if it has any) holding to it
+    /// too, as after a weighted engine's first fill.
+    pub fn start_from_setting_for_tests(&mut self, setting: super::shadow::Setting) {
+        let adaptive = self.adaptive.as_mut().expect("an adaptive policy");
+        adaptive.setting = setting;
+        if let Some(sampler) = &mut adaptive.sampler {
+            sampler.start_from(setting);
+        }
+        self.small_cap = setting.small_cap(self.max_size);
+    }
+
     /// Entries held, expired or not.
     pub fn raw_len(&self) -> usize {
         self.slab.len()
