@@ -385,10 +385,7 @@ impl<V> Engine<V> {
     /// has one; whether to time it.
     #[inline(always)]
     fn count_shared_get(&self) -> bool {
-        match self.lanes.count() {
-            Some(before) => crate::metrics::sampled(before),
-            None => self.reads.count_get(),
-        }
+        self.lanes.count(|| self.reads.count_get())
     }
 
     /// The gets and misses so far.
