@@ -187,19 +187,19 @@ mod tests {
     #[test]
     fn an_exited_threads_lane_is_freed_for_the_next_thread() {
         let column = LaneColumn::single();
-        // Three times as many threads, one after the other, as there are
-        // lanes: if an exiting thread kept its lane, all but the first
-        // LANES would count on the shared counter. (Other tests' threads
-        // may hold a few lanes meanwhile: hence not all of them.)
+        // Four times as many threads, one after the other, as there are
+        // lanes: if an exiting thread kept its lane, at most LANES of them
+        // would count on a lane (other tests' threads may hold some lanes
+        // for a while, so not all of them need to find one).
         let mut on_lanes = 0;
-        for _ in 0..(3 * LANES) {
+        for _ in 0..(4 * LANES) {
             let mut shared = false;
             std::thread::scope(|scope| {
                 scope.spawn(|| column.count(|| std::mem::replace(&mut shared, true)));
             });
             on_lanes += u32::from(!shared);
         }
-        assert!(on_lanes >= 2 * LANES as u32, "{on_lanes} of {} threads found a free lane", 3 * LANES);
+        assert!(on_lanes > LANES as u32, "{on_lanes} of {} threads found a free lane", 4 * LANES);
         assert_eq!(column.total(), u64::from(on_lanes), "every lane's count kept across owners");
     }
 
