@@ -9,16 +9,41 @@ use crate::errors::{CacheError, Result};
 /// The longest key accepted, in bytes of UTF-8.
 pub const MAX_KEY_LEN: usize = 8 * 1024;
 
-/// A key that passed the key rules: non-empty, at most [`MAX_KEY_LEN`] bytes.
+/// The one character no key and no Redis prefix may contain: U+FFFF, a
+/// Unicode noncharacter (UTF-8 `EF BF BF`), reserved for the Redis stores'
+/// internal keys (capacity indexes, refresh locks, tag sets:
+/// `prefix + "\u{FFFF}" + name`). A key holding it is a
+/// [`CacheError::Key`] in every store, so that no entry can ever have an
+/// internal key's name, and every byte of every key the stores write is
+/// UTF-8 (which a REST client's JSON body can carry).
+///
+/// ```
+/// use pepperpy_caching::{CacheError, CacheStore, LruPolicy, MemoryStore, RESERVED_KEY_CHAR};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store: MemoryStore<i32> = MemoryStore::new(LruPolicy::new(10).unwrap());
+/// let key = format!("a{RESERVED_KEY_CHAR}b");
+/// assert!(matches!(store.set(&key, 1).await, Err(CacheError::Key { .. })));
+/// assert!(store.set("a\u{FFFE}b", 1).await.is_ok(), "only U+FFFF is reserved");
+/// # }
+/// ```
+pub const RESERVED_KEY_CHAR: char = '\u{FFFF}';
+
+/// [`RESERVED_KEY_CHAR`] in UTF-8.
+pub(crate) const RESERVED_UTF8: &[u8; 3] = b"\xef\xbf\xbf";
+
+/// A key that passed the key rules: non-empty, at most [`MAX_KEY_LEN`] bytes,
+/// without [`RESERVED_KEY_CHAR`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Key<'a>(&'a str);
 
 impl<'a> Key<'a> {
     /// Checks `key` against the rules every store shares. Inlined: it runs on
-    /// every call, and the valid case is two comparisons.
+    /// every call, and the valid case is two comparisons and one `memchr`
+    /// for the byte `0xEF` (found in no ASCII key).
     #[inline]
     pub(crate) fn new(key: &'a str) -> Result<Self> {
-        if key.is_empty() || key.len() > MAX_KEY_LEN { Err(key_error(key)) } else { Ok(Key(key)) }
+        if key.is_empty() || key.len() > MAX_KEY_LEN || has_reserved(key) { Err(key_error(key)) } else { Ok(Key(key)) }
     }
 
     /// The key's text, for the lifetime of the borrowed string (deref gives
@@ -58,11 +83,31 @@ impl std::ops::Deref for Key<'_> {
     }
 }
 
+/// Whether `text` holds [`RESERVED_KEY_CHAR`]: `0xEF` leads only U+E000 to
+/// U+FFFF, so an ASCII (or Latin, CJK ...) key costs one `memchr`.
+#[inline]
+pub(crate) fn has_reserved(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    memchr::memchr(RESERVED_UTF8[0], bytes).is_some_and(|at| reserved_from(bytes, at))
+}
+
+#[cold]
+#[inline(never)]
+fn reserved_from(bytes: &[u8], at: usize) -> bool {
+    memchr::memmem::find(&bytes[at..], RESERVED_UTF8).is_some()
+}
+
 #[cold]
 #[inline(never)]
 fn key_error(key: &str) -> CacheError {
     if key.is_empty() {
         CacheError::key(key, "a key must not be empty")
+    } else if has_reserved(key) {
+        CacheError::key(
+            key,
+            "a key must not contain U+FFFF: that character is reserved for the Redis stores' internal keys \
+             (RESERVED_KEY_CHAR)",
+        )
     } else {
         CacheError::key(key, format!("{} bytes is longer than the limit of {MAX_KEY_LEN} bytes", key.len()))
     }
@@ -82,6 +127,16 @@ mod tests {
         assert!(Key::new("a*b?[c]\\ \n é 😀").is_ok());
         assert_eq!(&*Key::new("user:1").unwrap(), "user:1");
         assert_eq!(Key::new("user:1").unwrap().as_str(), "user:1");
+        // U+FFFF, anywhere, is refused; its neighbours are keys.
+        for bad in ["\u{FFFF}", "a\u{FFFF}", "\u{FFFF}b", "日\u{FFFF}本", "\u{E000}\u{FFFF}"] {
+            let err = Key::new(bad).unwrap_err();
+            assert!(matches!(err, CacheError::Key { .. }), "{bad:?}");
+            assert!(err.to_string().contains("U+FFFF is reserved") || err.to_string().contains("U+FFFF"), "{err}");
+        }
+        for ok in ["\u{FFFE}", "\u{FFFD}", "\u{EFFF}", "\u{E000}", "\u{FEFF}x", "\u{10FFFF}", "\u{1FFFF}", "ÿ"] {
+            assert!(Key::new(ok).is_ok(), "{ok:?}");
+        }
+        assert_eq!(RESERVED_KEY_CHAR.to_string().as_bytes(), RESERVED_UTF8);
         let owned = KeyBuf::from(Key::new("user:1").unwrap());
         assert_eq!(owned.key(), Key::new("user:1").unwrap());
     }

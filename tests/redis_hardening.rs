@@ -154,15 +154,16 @@ async fn a_lost_index_is_rebuilt_by_the_next_set() {
     let mut conn = server.admin().await;
     let ttl = TtlPolicy::new(Duration::from_secs(600)).unwrap().with_max_size(100).unwrap();
     for (prefix, policy, index) in [
-        ("lost:", Policy::from(LruPolicy::new(100).unwrap()), "lost:\u{ff}lru"),
-        ("lostt:", Policy::from(ttl), "lostt:\u{ff}expiry"),
+        ("lost:", Policy::from(LruPolicy::new(100).unwrap()), "lost:\u{FFFF}lru"),
+        ("lostt:", Policy::from(ttl), "lostt:\u{FFFF}expiry"),
     ] {
         let s: RedisStore<u32> = store(&server, prefix, Some(policy)).await;
         for i in 0..100 {
             s.set(&format!("old{i}"), i, SetOptions::new()).await.unwrap();
         }
         // The index key as the store names it: prefix, 0xFF, name (not UTF-8).
-        let raw_index = [prefix.as_bytes(), b"\xff", index.split('\u{ff}').nth(1).unwrap().as_bytes()].concat();
+        let raw_index =
+            [prefix.as_bytes(), "\u{FFFF}".as_bytes(), index.split('\u{FFFF}').nth(1).unwrap().as_bytes()].concat();
         let removed: usize = redis::cmd("DEL").arg(&raw_index).query_async(&mut conn).await.unwrap();
         assert_eq!(removed, 1, "{prefix}: the index was where the docs say");
         // A longer TTL than the old entries', so that under TTL too the old are first to go.
@@ -455,7 +456,7 @@ async fn the_capacity_holds_when_the_index_is_lost_under_concurrent_writers() {
         let a: Arc<RedisStore<u32>> = Arc::new(store(&server, prefix, Some(policy.clone())).await);
         let b: Arc<RedisStore<u32>> = Arc::new(store(&server, prefix, Some(policy)).await);
         let stop = Arc::new(AtomicBool::new(false));
-        let raw_index = [prefix.as_bytes(), b"\xff", index.as_bytes()].concat();
+        let raw_index = [prefix.as_bytes(), "\u{FFFF}".as_bytes(), index.as_bytes()].concat();
         let deleter = {
             let stop = Arc::clone(&stop);
             let mut conn = server.admin().await;
