@@ -198,6 +198,22 @@ describe("the store over REST", () => {
     assert.deepEqual((await store.keys()).sort(), ["p:1", "u:1"]);
     assert.equal(await store.invalidate("u:*"), 1);
     assert.equal(await store.size(), 1);
+    // The batch calls, metadata updates, tags read back, idle times, a removal listener: every script path over REST.
+    const removed = [];
+    const bounded = new RedisStore({ client: upstash(), prefix: fresh(), policy: new LRUPolicy({ maxSize: 3 }), onRemove: (v, k, r) => removed.push(`${k}:${r}`) });
+    await bounded.setMany([["a", 1], ["b", 2], ["c", 3]], { tags: ["batch"], idle: 60 });
+    assert.deepEqual(await bounded.getMany(["a", "b", "x", "c"]), [1, 2, undefined, 3]);
+    assert.equal(await bounded.updateMetadata("a", { n: 1 }), true);
+    assert.deepEqual(await bounded.getMetadata("a"), { n: 1 });
+    assert.deepEqual(await bounded.getTags("b"), ["batch"]);
+    await bounded.set("d", 4); // evicts one of a, b, c
+    const kept = (await bounded.keys()).sort();
+    assert.equal(kept.length, 3);
+    const evicted = ["a", "b", "c"].filter((k) => !kept.includes(k));
+    assert.deepEqual(removed, [`${evicted[0]}:evicted`]);
+    assert.equal(await bounded.deleteMany([...kept, "zz"]), 3);
+    assert.equal(await bounded.size(), 0);
+    assert.deepEqual(removed.slice(1).sort(), kept.map((k) => `${k}:deleted`));
     await store.clear();
     assert.equal(await store.size(), 0);
     const left = (await rawKeys(prefix)).map(String);
