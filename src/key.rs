@@ -18,13 +18,14 @@ pub const MAX_KEY_LEN: usize = 8 * 1024;
 /// UTF-8 (which a REST client's JSON body can carry).
 ///
 /// ```
-/// use pepperpy_caching::{CacheError, CacheStore, LruPolicy, MemoryStore, RESERVED_KEY_CHAR};
+/// use pepperpy_caching::{CacheError, CacheStore, LruPolicy, MemoryStore, RESERVED_KEY_CHAR, SetOptions};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let store: MemoryStore<i32> = MemoryStore::new(LruPolicy::new(10).unwrap());
 /// let key = format!("a{RESERVED_KEY_CHAR}b");
-/// assert!(matches!(store.set(&key, 1).await, Err(CacheError::Key { .. })));
-/// assert!(store.set("a\u{FFFE}b", 1).await.is_ok(), "only U+FFFF is reserved");
+/// let err = store.set(&key, 1, SetOptions::new()).await.unwrap_err();
+/// assert!(matches!(err, CacheError::Key { .. }), "{err}");
+/// assert!(store.set("a\u{FFFE}b", 1, SetOptions::new()).await.is_ok(), "only U+FFFF is reserved");
 /// # }
 /// ```
 pub const RESERVED_KEY_CHAR: char = '\u{FFFF}';
