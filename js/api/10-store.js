@@ -264,12 +264,22 @@ class MemoryStore {
       if (this.#deadline[id] <= now) return this.#missed(key, id);
       if (this.#idling) this.#idleRead(id, now);
     }
-    // Tells the engine of the hit: in the access ring (exact LRU, replayed by
-    // the engine before anything that evicts, reorders or lists) or in the
-    // slot's access count (S3-FIFO). Out of a view's bounds means its memory
-    // grew (a detached view has length 0), a failed call awaits repair or
-    // the store was disposed (`#unview` empties the views), or the ring is
-    // full: `#slowHit` sorts these out.
+    if (!this.#tell(id)) return this.#slowHit(key, id);
+    return this.#values[id];
+  }
+
+  /**
+   * Tells the engine of a hit on slot `id` (the one place a hit is
+   * written): in the access ring (exact LRU, replayed by the engine before
+   * anything that evicts, reorders or lists) or in the slot's access count
+   * (S3-FIFO). False, with nothing written, when the view is out of its
+   * bounds: its memory grew (a detached view has length 0), a failed call
+   * awaits repair or the store was disposed (`#unview` empties the views),
+   * or the ring is full. A store whose hits write nothing (TTL, LRU without
+   * refreshOnGet) checks the views' version instead, which stops a read
+   * after dispose or before a repair.
+   */
+  #tell(id) {
     const mode = this.#mode;
     if (mode === RING) {
       // A repeated hit is written again, not compared with the last: the
@@ -278,32 +288,27 @@ class MemoryStore {
       // passes over a hit on the slot already at the head).
       const ring = this.#ring;
       const n = this.#ringN;
-      if (n >= ring.length) return this.#slowHit(key, id);
+      if (n >= ring.length) return false;
       ring[n] = id;
       this.#ringN = n + 1;
     } else if (mode === FREQ) {
       // The access count, in the byte's FREQ_COUNT bits, saturates at
       // MAX_FREQ (the engine keeps the slot's queue in another bit).
       const freq = this.#freq;
-      if (id >= freq.length) return this.#slowHit(key, id);
+      if (id >= freq.length) return false;
       const f = freq[id];
       if ((f & FREQ_COUNT) < MAX_FREQ) freq[id] = f + 1;
     } else if (this.#header[0] !== this.#version) {
-      // Nothing to write (TTL, LRU without refreshOnGet): the version still
-      // stops a read after dispose or before a repair.
-      return this.#stale(key);
+      return false;
     }
-    return this.#values[id];
+    return true;
   }
 
-  /** Tells the engine of a hit on slot `id` when the views are current (getOrSet, after `#live`). */
+  /** Tells the engine of a hit on slot `id` when the views are current (getOrSet, after `#live`): a full ring is replayed first. */
   #hit(id) {
-    if (this.#mode === RING) {
-      if (this.#ringN === RING_LEN) this.#drain();
-      this.#ring[this.#ringN++] = id;
-    } else if (this.#mode === FREQ) {
-      const f = this.#freq[id];
-      if ((f & FREQ_COUNT) < MAX_FREQ) this.#freq[id] = f + 1;
+    if (!this.#tell(id)) {
+      this.#drain();
+      this.#tell(id);
     }
   }
 
@@ -318,7 +323,7 @@ class MemoryStore {
     if (this.#header[0] !== this.#version) return this.#stale(key);
     if (this.#mode === RING && this.#ringN === RING_LEN && this.#ring.length === RING_LEN) {
       this.#drain();
-      this.#ring[this.#ringN++] = id;
+      this.#tell(id);
     }
     return this.#values[id];
   }

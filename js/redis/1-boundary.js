@@ -15,7 +15,8 @@ const [
   MAX_TAGS,
   MAX_TAG_LEN,
   MAX_INVALIDATE_TAGS,
-  MAX_PATTERN_LEN,
+  // MAX_PATTERN_LEN: a pattern's length is checked by wasm.checkPattern (checkedPattern), not here.
+  ,
   DEFAULT_BUCKETS,
   LEASE_MS,
   SLACK_MS,

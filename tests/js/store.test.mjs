@@ -28,7 +28,8 @@ async function snapshot(store) {
 
 describe("entry points", () => {
   test("import resolves to the Node build, which require shares", () => {
-    assert.match(import.meta.resolve("pepperpy-caching"), /\/inline\.mjs$/);
+    // node.mjs: Node's own import (the "node-addons" condition; tests/js/node-entry.test.mjs).
+    assert.match(import.meta.resolve("pepperpy-caching"), /\/node\.mjs$/);
     const require = createRequire(import.meta.url);
     const cjs = require("pepperpy-caching");
     assert.equal(cjs.MemoryStore, MemoryStore, "one instance for import and require");

@@ -273,12 +273,13 @@ impl<V> Engine<V> {
     /// shard takes the leader's latest choice.
     #[inline(always)]
     pub(super) fn adapt_before_write(&mut self, hash: u64) {
-        if let Some(climber) = &mut self.climber {
-            let (gets, misses) = self.reads.totals();
-            if let Some(small) = climber.adapt(gets, misses, self.small_cap, self.max_size) {
-                self.small_cap = small;
-                self.ghost.set_cap(self.ghost_entries(small));
-            }
+        // The totals sum the thread lanes: only for a climber (classic S3-FIFO).
+        if let Some((gets, misses)) = self.climber.is_some().then(|| self.read_totals())
+            && let Some(climber) = &mut self.climber
+            && let Some(small) = climber.adapt(gets, misses, self.small_cap, self.max_size)
+        {
+            self.small_cap = small;
+            self.ghost.set_cap(self.ghost_entries(small));
         }
         if ADAPTIVE_BUILT && let Some(adaptive) = &mut self.adaptive {
             let setting = match (&mut adaptive.sampler, &adaptive.shared) {
