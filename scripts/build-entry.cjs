@@ -23,7 +23,8 @@
 // NAME.cjs: `main` (the package's default entry, by its own name: the same
 // module the application imports, so the error and policy classes are the
 // same classes and `instanceof` works across entries) and `wasm` (the glue),
-// then js/NAME/clients.js (the client adapters: `conn(client)`), then
+// then js/NAME/clients.js (the client adapters: `conn(client)`) and
+// js/NAME/clients-rest.js if there is one (the REST client's), then
 // js/NAME/N-concern.js in order, each with its `export ` keywords
 // removed (the parts share one scope), then `module.exports` of the names
 // js/NAME/exports.txt lists. Each form declares `hostAsyncLocalStorage`,
@@ -72,7 +73,8 @@ fs.writeFileSync(
 const dir = `js/${name}`;
 const files = fs.readdirSync(dir);
 if (!files.includes("clients.js")) fail(`${dir} has no clients.js`);
-const parts = ["clients.js", ...files.filter((f) => /^\d+-[a-z-]+\.js$/.test(f)).sort((a, b) => parseInt(a) - parseInt(b))];
+// clients-rest.js (the REST client's adapter, which clients.js's `conn` calls) right after.
+const parts = ["clients.js", ...(files.includes("clients-rest.js") ? ["clients-rest.js"] : []), ...files.filter((f) => /^\d+-[a-z-]+\.js$/.test(f)).sort((a, b) => parseInt(a) - parseInt(b))];
 const names = fs
   .readFileSync(`${dir}/exports.txt`, "utf8")
   .split("\n")

@@ -7,7 +7,7 @@
 // listener (`onRemove`) is checked and called, the options' rules (names,
 // seconds, idle times, tags, invalidateTags' list) and metadata's (copyMetadata).
 // It uses names each entry declares: the limits (MAX_IDLE_SECONDS, MAX_TAGS,
-// MAX_TAG_LEN, MAX_INVALIDATE_TAGS, MAX_NESTING, SHOWN_CHARS), the error
+// MAX_TAG_LEN, MAX_INVALIDATE_TAGS, MAX_NESTING, SHOWN_CHARS, RESERVED_KEY_CHAR), the error
 // classes, encoder.
 
 // Whether `text` has no lone surrogate. String.prototype.isWellFormed is
@@ -16,6 +16,16 @@ const isWellFormed =
   typeof String.prototype.isWellFormed === "function"
     ? (text) => text.isWellFormed()
     : (text) => !/\p{Cs}/u.test(text);
+
+/**
+ * Whether `text` holds the one character no key (and no Redis prefix) may
+ * hold: the core's RESERVED_KEY_CHAR, U+FFFF, the marker of the Redis stores'
+ * internal keys (each entry reads its code from its wasm's `limits()` into
+ * RESERVED_KEY_CHAR). The verdict's message is then the core's.
+ */
+function holdsReserved(text) {
+  return text.indexOf(RESERVED_KEY_CHAR) !== -1;
+}
 
 /** How a key is shown in an error message: its first SHOWN_CHARS characters (the core's). */
 function shownKey(key) {
