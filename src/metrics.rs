@@ -21,7 +21,7 @@ pub const LATENCY_SAMPLE_EVERY: u64 = 32;
 /// Whether the `get` that comes after `gets` others is timed: the rule of
 /// [`LATENCY_SAMPLE_EVERY`], for every counter type.
 #[inline]
-fn sampled(gets: u64) -> bool {
+pub(crate) fn sampled(gets: u64) -> bool {
     gets.is_multiple_of(LATENCY_SAMPLE_EVERY)
 }
 
@@ -324,10 +324,16 @@ impl ReadCounters {
         (self.gets.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
     }
 
-    /// Adds these counts to `total`.
-    pub fn add_to(&self, total: &mut Counters) {
+    /// Adds `n` gets counted elsewhere (under an exclusive borrow).
+    pub fn add_gets(&mut self, n: u64) {
+        *self.gets.get_mut() += n;
+    }
+
+    /// Adds these counts, and `more_gets` counted elsewhere (the memory
+    /// engine's per-thread lanes), to `total`.
+    pub fn add_to(&self, total: &mut Counters, more_gets: u64) {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let (gets, misses) = (read(&self.gets), read(&self.misses));
+        let (gets, misses) = (read(&self.gets).wrapping_add(more_gets), read(&self.misses));
         total.hits += gets.saturating_sub(misses);
         total.misses += misses;
         total.latency_ns = total.latency_ns.saturating_add(read(&self.latency_ns));

@@ -56,7 +56,8 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// byte, the count's ceiling, and the reason codes of the removed buffer:
 /// evicted, expired, replaced; then the tag limits: MAX_TAGS, MAX_TAG_LEN,
 /// MAX_INVALIDATE_TAGS; then the longest time-to-idle in seconds
-/// ([`MAX_IDLE`](crate::policies::MAX_IDLE))]`, then the counter table's layout
+/// ([`MAX_IDLE`](crate::policies::MAX_IDLE)), the code point no key may hold
+/// ([`RESERVED_KEY_CHAR`](crate::RESERVED_KEY_CHAR))]`, then the counter table's layout
 /// ([`tables::counter_layout`]: two numbers per figure).
 #[wasm_bindgen]
 pub fn limits() -> Vec<f64> {
@@ -85,6 +86,7 @@ pub fn limits() -> Vec<f64> {
         crate::tags::MAX_TAG_LEN as f64,
         crate::tags::MAX_INVALIDATE_TAGS as f64,
         crate::policies::MAX_IDLE.as_secs_f64(),
+        f64::from(u32::from(crate::key::RESERVED_KEY_CHAR)),
     ];
     tables::counter_layout(&mut limits);
     limits

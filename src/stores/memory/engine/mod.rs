@@ -45,6 +45,7 @@
 mod dump;
 mod expiry;
 mod idle;
+mod lanes;
 mod loads;
 mod queues;
 mod slab;
@@ -70,6 +71,7 @@ use crate::store::{Metadata, SetOptions, check_metadata, check_set_options};
 
 pub(crate) use dump::{Restored, Snapshot};
 pub(crate) use expiry::RECLAIM_PER_WRITE;
+pub(crate) use lanes::LaneColumn;
 pub(crate) use loads::Freshly;
 pub(crate) use queues::{Climber, MAX_FREQ, MOVE_TO_MAIN};
 // The slot engine's (the JS store's) S3-FIFO sizes its ghost the same way.
@@ -169,6 +171,9 @@ pub(crate) struct Engine<V> {
     /// First: see above.
     reads: ReadCounters,
     index: HashTable<u32>,
+    /// The gets of shared reads, on the reading thread's lane (`lanes.rs`);
+    /// `reads` holds the rest (threads without a lane, exclusive reads).
+    lanes: LaneColumn,
     kind: Kind,
     /// Hits on keys whose hash passes this mask are recorded for the shadows
     /// (`shadow::sampled`); `u32::MAX` without an adaptive policy.
@@ -261,6 +266,7 @@ impl<V> Engine<V> {
             clock,
             counters: Counters::default(),
             reads: ReadCounters::default(),
+            lanes: LaneColumn::single(),
             listening: false,
             orphans: Vec::new(),
         };
@@ -365,12 +371,33 @@ impl<V> Engine<V> {
     pub fn reset_stats(&mut self) {
         self.counters = Counters::default();
         self.reads = ReadCounters::default();
+        self.lanes.reset();
+    }
+
+    /// Counts this engine's shared reads on `lanes` (its column of the
+    /// store's table) from now on; the gets counted so far stay counted.
+    pub fn count_reads_on(&mut self, lanes: LaneColumn) {
+        self.reads.add_gets(self.lanes.total());
+        self.lanes = lanes;
+    }
+
+    /// Counts one `get` under a shared borrow, on this thread's lane if it
+    /// has one; whether to time it.
+    #[inline(always)]
+    fn count_shared_get(&self) -> bool {
+        self.lanes.count(|| self.reads.count_get())
+    }
+
+    /// The gets and misses so far.
+    fn read_totals(&self) -> (u64, u64) {
+        let (gets, misses) = self.reads.totals();
+        (gets.wrapping_add(self.lanes.total()), misses)
     }
 
     /// Adds the counters to `total`, to sum the shards of a store.
     pub fn add_counters_to(&self, total: &mut Counters) {
         total.add(&self.counters);
-        self.reads.add_to(total);
+        self.reads.add_to(total, self.lanes.total());
         if self.weigher.is_some() {
             // Saturating: each shard's total fits in a u64, but a store
             // whose policy has no bound can hold up to u64::MAX per shard.
@@ -401,7 +428,7 @@ impl<V> Engine<V> {
     /// `now` is the time if the caller has read it already.
     #[inline(always)]
     pub fn get_shared<R>(&self, key: Key<'_>, hash: u64, now: Option<Nanos>, read: impl FnOnce(&V) -> R) -> Lookup<R> {
-        let started = self.reads.count_get().then(|| now.unwrap_or_else(|| self.clock.now()));
+        let started = self.count_shared_get().then(|| now.unwrap_or_else(|| self.clock.now()));
         let lookup = match self.find_slot(hash, &key) {
             None => Lookup::Miss,
             Some((id, slot)) if !self.live_read_slot(id, slot, now.or(started)) => Lookup::Expired,
@@ -922,6 +949,11 @@ impl<V> Engine<V> {
         self.hasher.clone()
     }
 
+    /// The gets counted on the shard's shared counter (not on a thread's lane).
+    pub fn shared_gets_for_tests(&self) -> u64 {
+        self.reads.totals().0
+    }
+
     /// Where the read counters are, to check the layout.
     pub fn read_counters_address(&self) -> usize {
         &self.reads as *const ReadCounters as usize
@@ -935,6 +967,17 @@ impl<V> Engine<V> {
     /// Whether this engine runs shadow caches of its own.
     pub fn runs_shadows(&self) -> bool {
         self.adaptive.as_ref().is_some_and(|a| a.sampler.is_some())
+    }
+
+    /// Runs `setting` from now on, its shadows (if it has any) holding to it
+    /// too, as after a weighted engine's first fill.
+    pub fn start_from_setting_for_tests(&mut self, setting: super::shadow::Setting) {
+        let adaptive = self.adaptive.as_mut().expect("an adaptive policy");
+        adaptive.setting = setting;
+        if let Some(sampler) = &mut adaptive.sampler {
+            sampler.start_from(setting);
+        }
+        self.small_cap = setting.small_cap(self.max_size);
     }
 
     /// Entries held, expired or not.
