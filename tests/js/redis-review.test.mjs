@@ -136,3 +136,24 @@ test("held: sparse/odd arrays and toJSON getters store the walk's document", asy
   }
   assert.ok(reads > 0);
 });
+
+// A toJSON (called by Rust's walk, from inside the wasm) that sets into the
+// same store, whose value has a toJSON of its own (a nested walk): both
+// documents are the walk's.
+test("held: a toJSON that re-enters the store's set (a nested walk) stores both documents", async () => {
+  const prefix = fresh();
+  const store = new RedisStore({ client, prefix });
+  let inner;
+  const outer = {
+    a: {
+      toJSON() {
+        inner = store.set("inner", { b: { toJSON: () => [1, undefined] }, c: [, 2] });
+        return { ok: [undefined, 3] };
+      },
+    },
+  };
+  await store.set("outer", outer);
+  await inner;
+  assert.deepEqual(await store.get("outer"), { a: { ok: [null, 3] } });
+  assert.deepEqual(await store.get("inner"), { b: [1, null], c: [null, 2] });
+});
