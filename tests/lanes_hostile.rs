@@ -112,7 +112,10 @@ fn gets_from_thread_local_destructors_are_counted() {
             .map(|t| {
                 let (store, done) = (Arc::clone(&store), Arc::clone(&done));
                 std::thread::spawn(move || {
-                    let read_first = (t + round) % 2 == 0;
+                    // 0: reads, then registers the destructor; 1: the reverse;
+                    // 2: reads only in the destructor (claims its lane there).
+                    let how = (t + round) % 3;
+                    let read_first = how == 0;
                     if read_first {
                         // Claims a lane before the destructor is registered.
                         let (h, m) = read(&store, t, 10);
@@ -121,7 +124,7 @@ fn gets_from_thread_local_destructors_are_counted() {
                     ON_EXIT.with(|slot| {
                         *slot.borrow_mut() = Some(ReadOnExit { store: Arc::clone(&store), done: Arc::clone(&done) })
                     });
-                    if !read_first {
+                    if how == 1 {
                         // Claims a lane after the destructor is registered.
                         let (h, m) = read(&store, t, 5);
                         done.fetch_add(h + m, Ordering::Relaxed);
