@@ -36,7 +36,7 @@ async fn store(server: &RedisServer, policy: Option<Policy>, lease: Duration) ->
 const LONG_LEASE: Duration = Duration::from_secs(60);
 
 fn lock_key(key: &str) -> Vec<u8> {
-    [PREFIX.as_bytes(), b"\xfflock:", key.as_bytes()].concat()
+    [PREFIX.as_bytes(), "\u{FFFF}lock:".as_bytes(), key.as_bytes()].concat()
 }
 
 async fn lock_value(conn: &mut MultiplexedConnection, key: &str) -> Option<String> {

@@ -510,9 +510,10 @@ class MemoryStore {
       } catch (error) {
         throw this.#failed(error); // no memory even for an empty engine
       }
-    } else if (this.#cutKey !== undefined) {
+    } else {
       if (this.#header[0] !== this.#version) this.#view();
-      this.#finishPlacing();
+      if (this.#cutKey !== undefined) this.#finishPlacing();
+      if (this.#reclaimCut !== 0) this.#finishReclaim();
     }
     this.#pending = false;
   }
@@ -542,6 +543,7 @@ class MemoryStore {
     statsSince.set(this, Date.now());
     this.#zeroCounters();
     this.#clearCut();
+    this.#reclaimCut = 0;
     // The notices are made once, from the entries as they were: a retry
     // finds this side already emptied and sends these.
     if (this.#resetNotices === null) {
@@ -645,8 +647,39 @@ class MemoryStore {
     }
     if (n < 0) throw noRoom();
     if (n === 0) return;
+    try {
+      const ids = this.#report(n);
+      for (let i = 0; i < n; i++) this.#drop(ids[i], EXPIRED, notices);
+    } catch (error) {
+      // Cut short after the engine freed the slots (reading its report and
+      // forgetting them can need more stack than the call's headroom
+      // reserved): the next call forgets the rest first (`#finishReclaim`;
+      // the notices made so far are the cut call's to send). Plain field
+      // writes: no call.
+      this.#reclaimCut = n;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
+      throw error;
+    }
+  }
+
+  // How many slots a reclaim cut short had freed in the engine (0: none),
+  // their ids still in the engine's report (only this store's calls write
+  // it, and each repairs first).
+  #reclaimCut = 0;
+
+  /** Forgets the slots a reclaim cut short had freed (see `#reclaim`); their notices go out. */
+  #finishReclaim() {
+    const n = this.#reclaimCut;
+    const notices = this.#notices();
     const ids = this.#report(n);
+    // Cut short again, the next call retries: `#drop` of a forgotten id does nothing.
     for (let i = 0; i < n; i++) this.#drop(ids[i], EXPIRED, notices);
+    this.#reclaimCut = 0;
+    // The cut call already threw to its caller: a listener's error is reported.
+    this.#notify(notices, true);
   }
 
   /** The live slot under `key` at `now`, counting nothing; reclaims it if expired. */

@@ -688,7 +688,11 @@ const REDIS_CLIENTS = (() => {
       }
       return v5 ? nodeRedis5(client, timeout) : nodeRedis4(client, timeout);
     }
-    throw new PolicyError("client must be a node-redis (v4, v5: createClient, createCluster) or ioredis (Redis, Cluster) client");
+    // @upstash/redis (REST): js/redis/clients-rest.js, in scope inside pepperpy-caching/redis.
+    if (typeof REDIS_REST !== "undefined" && REDIS_REST.isRest(client)) return REDIS_REST.rest(client, timeout, PolicyError);
+    throw new PolicyError(
+      "client must be a node-redis (v4, v5: createClient, createCluster), ioredis (Redis, Cluster) or @upstash/redis (Redis) client",
+    );
   }
 
   return { conn, HOT };

@@ -46,7 +46,8 @@ fn js<T>(result: Result<T>) -> JsResult<T> {
 /// sets' SLACK_MS, LATENCY_SAMPLE_EVERY, then the walks' and loads' numbers:
 /// WALK_BATCH, UPDATE_ATTEMPTS, SIZE_CONCURRENCY, SLOT_LIST_MAX, POLL_FIRST
 /// and POLL_MAX in ms, SCRIPT_CHUNK, DELETE_CHUNK, MAX_IDLE in ms, and how
-/// many characters of a key an error message shows (SHOWN_CHARS)]`.
+/// many characters of a key an error message shows (SHOWN_CHARS), the code
+/// point no key and no prefix may hold (RESERVED_KEY_CHAR, U+FFFF)]`.
 #[wasm_bindgen]
 pub fn limits() -> Vec<f64> {
     [
@@ -72,6 +73,7 @@ pub fn limits() -> Vec<f64> {
         remote::DELETE_CHUNK as u64,
         ttl_millis(MAX_IDLE),
         crate::errors::SHOWN_CHARS as u64,
+        u64::from(u32::from(crate::key::RESERVED_KEY_CHAR)),
     ]
     .map(|n| n as f64)
     .to_vec()
