@@ -120,3 +120,32 @@ test("held: Node 18 and Node 22 load the package, one instance for import and re
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// Expected: the redis entry's glue reads wasm/redis_bg.wasm the same way
+// (scripts/wasm-from-file.cjs): a file of the right length damaged where the
+// check does not sample falls back to the inlined bytes and the entry loads.
+// Actual: a CompileError from the import.
+test("the redis entry: its .wasm damaged off the sampled bytes, the entry still loads", () => {
+  const dir = project((copy) => {
+    const file = path.join(copy, "wasm", "redis_bg.wasm");
+    const bytes = fs.readFileSync(file);
+    bytes.write("xyz", 1, "latin1");
+    fs.writeFileSync(file, bytes);
+  });
+  try {
+    let got;
+    try {
+      const out = execFileSync(process.execPath, ["--input-type=module", "-e", 'const { RedisStore } = await import("pepperpy-caching/redis"); console.log(JSON.stringify(typeof RedisStore));'], {
+        cwd: dir,
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      got = JSON.parse(out.trim().split("\n").pop());
+    } catch (error) {
+      got = String(error.stderr).split("\n").find((l) => /Error/.test(l)) ?? String(error);
+    }
+    assert.equal(got, "function");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
