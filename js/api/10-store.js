@@ -239,8 +239,10 @@ class MemoryStore {
    * (S3-FIFO). No call into wasm.
    */
   getSync(key) {
-    if ((++this.#gets & SAMPLE_MASK) === 0) return this.#timedGet(key);
+    // The sampled get inside the try too: a stack overflow at its call
+    // (before its body runs) must also take the get back.
     try {
+      if ((++this.#gets & SAMPLE_MASK) === 0) return this.#timedGet(key);
       return this.#read(key);
     } catch (error) {
       this.#gets--; // a call that fails counts nothing
@@ -353,18 +355,18 @@ class MemoryStore {
     this.#ringN = 0;
   }
 
-  // One get in LATENCY_SAMPLE_EVERY is timed (on the store's clock) for `avgGetLatency`.
+  // One get in LATENCY_SAMPLE_EVERY is timed (on the store's clock) for
+  // `avgGetLatency`. A get that throws here is taken back by getSync, so
+  // nothing may throw once the read is done (it has counted its miss).
   #timedGet(key) {
-    let started;
-    let value;
+    const started = this.#now();
+    const value = this.#read(key);
+    let elapsed;
     try {
-      started = this.#now();
-      value = this.#read(key);
-    } catch (error) {
-      this.#gets--; // a call that fails counts nothing
-      throw error;
+      elapsed = this.#now() - started;
+    } catch {
+      return value; // no stack left to read the clock again: the get stands, untimed
     }
-    const elapsed = this.#now() - started;
     if (!this.#disposed) {
       this.#latencyTotal += elapsed > 0 ? elapsed : 0;
       this.#latencySamples++;
