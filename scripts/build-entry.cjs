@@ -41,15 +41,13 @@ const fail = (what) => {
 
 // The glue: the same rewrite as the default entry's nodejs glue (build-js.sh).
 let glue = fs.readFileSync(`${stage}/${name}.js`, "utf8");
-const read = /^const wasmPath = .*\nconst wasmBytes = require\('fs'\)\.readFileSync\(wasmPath\);$/m;
-if (!read.test(glue)) fail("the nodejs glue no longer reads the .wasm as expected: update scripts/build-entry.cjs");
 // (jsimport, issue 19) In Node the glue reads wasm/NAME_bg.wasm beside it
 // instead of decoding NAME_bytes.cjs (scripts/wasm-from-file.cjs): it must be
 // the same bytes as this build's, which the web build's file is (checked).
 const nodeWasm = fs.readFileSync(`${stage}/${name}_bg.wasm`);
 if (!nodeWasm.equals(fs.readFileSync(`${webStage}/${name}_bg.wasm`))) fail("the nodejs and web builds' .wasm differ: the nodejs glue reads the web build's file in Node");
-const fromFile = require("./wasm-from-file.cjs").wasmFromFileSource(nodeWasm, `${name}_bg.wasm`);
-glue = glue.replace(read, `${fromFile}const wasmBytes = wasmFromFile() ?? require('./${name}_bytes.cjs');`);
+glue = require("./wasm-from-file.cjs").rewriteGlue(glue, nodeWasm, `${name}_bg.wasm`, `${name}_bytes.cjs`);
+if (glue === null) fail("the nodejs glue no longer reads and compiles the .wasm as expected: update scripts/build-entry.cjs");
 if (/\b(TextEncoder|TextDecoder)\s*=/.test(glue)) fail("the nodejs glue no longer leaves TextEncoder and TextDecoder free");
 glue = glue.replace(/^\/\* @ts-self-types=.*\n/, "");
 glue =

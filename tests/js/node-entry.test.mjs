@@ -122,7 +122,7 @@ test("the unchanged copy reads its .wasm from disk (the control for the cases be
   assert.deepEqual(inCopy(() => {}), [true, false, true, false]);
 });
 
-test("a .wasm that is missing, unreadable, of another length or of other bytes: the inlined bytes instead", () => {
+test("a .wasm that is missing, unreadable, of another length or of other bytes, or that does not compile: the inlined bytes instead", () => {
   const cases = {
     missing: (file) => fs.rmSync(file),
     "a directory": (file) => {
@@ -138,6 +138,11 @@ test("a .wasm that is missing, unreadable, of another length or of other bytes: 
       fs.writeFileSync(file, bytes);
     },
     empty: (file) => fs.writeFileSync(file, ""),
+    "the same length and sample, but no wasm (its magic number broken)": (file) => {
+      const bytes = fs.readFileSync(file);
+      bytes[1] ^= 0xff; // not a sampled byte: the file passes the check, then fails to compile
+      fs.writeFileSync(file, bytes);
+    },
   };
   for (const [name, change] of Object.entries(cases)) {
     assert.deepEqual(inCopy((dir) => wasmFiles(dir).forEach(change)), [true, true, true, true], name);
