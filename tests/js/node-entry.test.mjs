@@ -75,6 +75,18 @@ test("pepperpy-caching/inline resolves to node.mjs too, the same instance as the
   assert.deepEqual(got, [moduleSync ? "node.mjs" : "inline.mjs", true]);
 });
 
+test("pepperpy-caching/redis: import resolves to redis-node.mjs in Node, the same instance as require", () => {
+  const got = node(`
+    import { createRequire } from "node:module";
+    const require = createRequire(import.meta.url);
+    const esm = await import("pepperpy-caching/redis");
+    const cjs = require("pepperpy-caching/redis");
+    console.log(JSON.stringify([import.meta.resolve("pepperpy-caching/redis").split("/").pop(), esm.RedisStore === cjs.RedisStore,
+      Object.keys(esm).sort().join() === Object.keys(cjs).sort().join()]));
+  `);
+  assert.deepEqual(got, [moduleSync ? "redis-node.mjs" : "redis.mjs", true, true]);
+});
+
 const hasBuiltinModule = typeof process.getBuiltinModule === "function";
 
 test("Node reads the .wasm from disk: wasm/bytes.cjs (and the redis entry's redis_bytes.cjs) never loaded", { skip: !hasBuiltinModule && "no process.getBuiltinModule (Node < 20.16)" }, () => {
