@@ -40,7 +40,14 @@ impl<V> DerefMut for StrEngine<V> {
 
 impl<V> StrEngine<V> {
     pub fn new(policy: Policy, clock: Clock) -> Self {
-        StrEngine(Engine::with_hasher(policy, clock, KeyHasher::default()))
+        StrEngine::with_hasher(policy, clock, KeyHasher::default())
+    }
+
+    /// An engine hashing as `hasher` does: two engines that must behave
+    /// alike step by step need one hasher, since the adaptive policy's shadow
+    /// caches sample keys by their hash.
+    pub fn with_hasher(policy: Policy, clock: Clock, hasher: KeyHasher) -> Self {
+        StrEngine(Engine::with_hasher(policy, clock, hasher))
     }
 
     fn key<'k>(&self, key: &'k str) -> Result<(Key<'k>, u64)> {
