@@ -62,10 +62,14 @@ const REDIS_REST = (() => {
     );
   }
 
-  /** Bytes of a base64 reply string (the client's "OK" comes as it is: no base64 text has two characters). */
+  /**
+   * Bytes of a base64 reply string. A string that is no (padded) base64 is a
+   * status Upstash sent as it is ("OK", as the client itself expects; maybe
+   * TYPE's "string"): its text, as the client reads it.
+   */
   function fromBase64(s) {
     if (s === "OK") return OK.slice();
-    if (!BASE64.test(s)) throw badReply(`a reply string that is not base64 (${JSON.stringify(s.slice(0, 40))})`);
+    if (!BASE64.test(s)) return encoder.encode(s);
     if (BufferClass !== undefined) return BufferClass.from(s, "base64");
     if (typeof Uint8Array.fromBase64 === "function") return Uint8Array.fromBase64(s);
     const bin = atob(s);
