@@ -119,34 +119,10 @@ const fail = (what) => {
 };
 const read = /^const wasmPath = .*\nconst wasmBytes = require\('fs'\)\.readFileSync\(wasmPath\);$/m;
 if (!read.test(glue)) fail("reads the .wasm as expected");
-// (jsimport, issue 19) In Node (20.16+, 22.3+: process.getBuiltinModule)
-// the glue reads the .wasm beside it, wasm/pepperpy_caching_bg.wasm (the same
-// bytes: checked below), in 0.1 ms, and never loads bytes.cjs, whose 109 KB of
-// base64 cost 0.5-0.75 ms to parse and decode. A bundle (no such file beside
-// it: __dirname is the bundle's), Node 18, Bun without getBuiltinModule, a
-// host whose `process` is not Node's, or a file of another build (its length
-// and a sample of its bytes are checked) take the inlined bytes as before.
-// No free \`process\` (Parcel would bundle a polyfill for it).
-const wasmFile = fs.readFileSync(process.env.PKG_WASM);
-const sampleSum = (bytes) => {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i += 1021) h = Math.imul(h ^ bytes[i], 0x01000193) >>> 0;
-  return h;
-};
-const fromFile = `function wasmFromFile() {
-  try {
-    const host = globalThis.process;
-    if (typeof host !== "object" || host === null || typeof host.getBuiltinModule !== "function" || typeof __dirname !== "string") return undefined;
-    const bytes = host.getBuiltinModule("fs").readFileSync(__dirname + "/pepperpy_caching_bg.wasm");
-    if (bytes.length !== ${wasmFile.length}) return undefined;
-    let h = 0x811c9dc5;
-    for (let i = 0; i < bytes.length; i += 1021) h = Math.imul(h ^ bytes[i], 0x01000193) >>> 0;
-    return h === ${sampleSum(wasmFile)} ? bytes : undefined;
-  } catch {
-    return undefined;
-  }
-}
-`;
+// (jsimport, issue 19) In Node the glue reads the .wasm beside it instead of
+// decoding bytes.cjs (scripts/wasm-from-file.cjs says where and why not).
+const { wasmFromFileSource } = require(`${process.env.PKG_ROOT}/scripts/wasm-from-file.cjs`);
+const fromFile = wasmFromFileSource(fs.readFileSync(process.env.PKG_WASM), "pepperpy_caching_bg.wasm");
 glue = glue.replace(read, `${fromFile}const wasmBytes = wasmFromFile() ?? require('./bytes.cjs');`);
 if (/\b(TextEncoder|TextDecoder)\s*=/.test(glue)) fail("leaves the names TextEncoder and TextDecoder free");
 glue = glue.replace(/^\/\* @ts-self-types=.*\n/, "");

@@ -171,3 +171,95 @@ fn updates_of_held_keys_allocate_nothing() {
         assert_eq!(store.get(key).into_inner().unwrap(), Some(4));
     }
 }
+
+/// A full store whose entries expire one at a time: each `set` of a new key
+/// reclaims the one expired entry (no live entry is evicted) and stores the
+/// new key in its buffer, so the churn allocates nothing; every new key
+/// reads back whole with its own value, and no expired key comes back.
+#[test]
+fn a_new_key_takes_the_buffer_of_the_expired_entry_reclaimed_for_it() {
+    let ms = std::time::Duration::from_millis;
+    for (name, policy) in [
+        ("LRU", pepperpy_caching::Policy::from(LruPolicy::new(1_000).unwrap())),
+        ("S3-FIFO", S3FifoPolicy::new(1_000).unwrap().into()),
+        ("S3-FIFO classic", S3FifoPolicy::new(1_000).unwrap().adaptive(false).into()),
+    ] {
+        let clock = pepperpy_caching::ManualClock::new();
+        let store = MemoryStore::<u64>::builder(policy).shards(1).clock(clock.clone()).build();
+        let n = 1_000u64;
+        // Full, the i-th entry expiring i + 1 ms from now.
+        for i in 0..n {
+            store.set(&format!("old:{i:06}"), i, SetOptions::new().ttl(ms(i + 1))).into_inner().unwrap();
+        }
+        let keys: Vec<String> = (0..n).map(|i| format!("new:{i:06}")).collect();
+        let before = allocations();
+        for (i, key) in keys.iter().enumerate() {
+            clock.advance(ms(1));
+            store.set(key, i as u64, SetOptions::new()).into_inner().unwrap();
+        }
+        let made = allocations() - before;
+        assert!(made < n / 20, "{name}: {made} allocations for {n} sets that each reclaimed an expired entry");
+        let stats = store.stats();
+        assert_eq!((stats.expirations, stats.evictions), (n, 0), "{name}: each set reclaimed one expired entry");
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(store.get(key).into_inner().unwrap(), Some(i as u64), "{name}: {key}");
+        }
+        for i in 0..n {
+            assert_eq!(store.get(&format!("old:{i:06}")).into_inner().unwrap(), None, "{name}");
+        }
+        let mut held = store.keys(None).into_inner().unwrap();
+        held.sort();
+        assert_eq!(held, keys, "{name}");
+    }
+}
+
+/// Many entries expired at once: a `set` reclaims up to eight of them, and
+/// the new key takes one of their buffers only if as long; a listener gets
+/// every expired key whole (its buffers are never taken), and the new keys,
+/// of several lengths, read back whole.
+#[test]
+fn expired_entries_reclaimed_in_a_batch_keep_their_keys_and_lend_their_buffers() {
+    let ms = std::time::Duration::from_millis;
+    for listening in [false, true] {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let clock = pepperpy_caching::ManualClock::new();
+        let mut builder = MemoryStore::<u64>::builder(S3FifoPolicy::new(300).unwrap()).shards(1).clock(clock.clone());
+        if listening {
+            builder = builder.on_remove(move |key: &str, value: u64, reason| {
+                assert_eq!(reason, RemovalReason::Expired);
+                log.lock().unwrap().push((key.to_string(), value));
+            });
+        }
+        let store = builder.build();
+        for i in 0..300u64 {
+            store.set(&format!("e{i:05}"), i, SetOptions::new().ttl(ms(10))).into_inner().unwrap();
+        }
+        clock.advance(ms(10));
+        // Keys as long as the expired ones (6 bytes), shorter and longer.
+        let keys: Vec<String> = (0..100u64)
+            .map(|i| match i % 3 {
+                0 => format!("n{i:05}"),
+                1 => format!("s{i}"),
+                _ => format!("long-key-{i:08}"),
+            })
+            .collect();
+        for (i, key) in keys.iter().enumerate() {
+            store.set(key, i as u64, SetOptions::new()).into_inner().unwrap();
+        }
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(store.get(key).into_inner().unwrap(), Some(i as u64), "{key}");
+        }
+        let mut held = store.keys(None).into_inner().unwrap();
+        held.sort();
+        let mut expected = keys.clone();
+        expected.sort();
+        assert_eq!(held, expected, "listening {listening}: the new keys and nothing expired");
+        if listening {
+            let mut seen = seen.lock().unwrap().clone();
+            seen.sort();
+            let expired: Vec<(String, u64)> = (0..300u64).map(|i| (format!("e{i:05}"), i)).collect();
+            assert_eq!(seen, expired, "every expired key reported whole, once");
+        }
+    }
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per operation, counted by callgrind inside `instr`'s measured loop.
-# usage: bash bench/native/callgrind.sh [--ops N] [--runs R] [--capacity C] OP CACHE-FRAGMENT... (OP: get, set, churn)
+# usage: bash bench/native/callgrind.sh [--ops N] [--runs R] [--capacity C] OP CACHE-FRAGMENT... (OP: get, set, update, churn)
 # e.g.   bash bench/native/callgrind.sh get 'S3-FIFO)' quick_cache 'Mutex<lru'
 # Each process hashes with a fresh random seed (which keys share a bucket,
 # which the adaptive policy samples), so the count moves from run to run:

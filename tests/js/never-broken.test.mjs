@@ -652,3 +652,37 @@ describe("wasm memory exhausted", () => {
     assert.throws(() => victim.getSync("after"), (error) => error instanceof api.CacheError && /disposed/.test(error.message));
   });
 });
+
+test("a walk that reclaims expired entries, cut by a stack overflow at every depth: the engine and JS agree", () => {
+  // A walk (keys, entries, invalidate, size) first has the engine reclaim
+  // what expired, then reads the report of it: cut in between, the engine
+  // has freed entries JS still holds. Each policy, with and without a
+  // listener (its notices are made in between), on every depth.
+  for (const make of [
+    (clock, onRemove) => new MemoryStore({ policy: new S3FIFOPolicy({ maxSize: 33, ttl: 0.05 }), clock, onRemove }),
+    (clock, onRemove) => new MemoryStore({ policy: new LRUPolicy({ maxSize: 33, ttl: 0.05 }), clock, onRemove }),
+    (clock, onRemove) => new MemoryStore({ policy: new TTLPolicy({ ttl: 0.05, maxSize: 33 }), clock, onRemove }),
+  ]) {
+    for (const listening of [false, true]) {
+      for (const walk of ["keysSync", "invalidateSync", "clearSync"]) {
+        const clock = new ManualClock();
+        const removed = [];
+        const store = make(clock, listening ? (value, key, reason) => removed.push(`${key} ${reason}`) : undefined);
+        for (let i = 0; i < 30; i++) store.setSync(`k${i}`, i);
+        clock.advance(100); // every entry expired, none reclaimed yet
+        // Bound methods: compiled already (see atEveryStackDepth), their
+        // first argument fixed (the depth's number comes after it).
+        const call = store[walk].bind(store, walk === "invalidateSync" ? "k*" : undefined);
+        const dove = atEveryStackDepth(call, { untilDone: true });
+        assert.ok(dove.done && dove.overflowed > 0);
+        assert.deepEqual(store[Symbol.for("pepperpy-caching.audit")](), [], `${walk}: the engine and JS agree`);
+        assert.deepEqual(store.keysSync(), []);
+        // No entry's notice twice, though the reclaim that freed it was cut
+        // short (a notice a stack overflow cuts off is not sent again).
+        assert.equal(new Set(removed).size, removed.length, walk);
+        assert.ok(removed.every((notice) => notice.endsWith(" expired")));
+        store.dispose();
+      }
+    }
+  }
+});

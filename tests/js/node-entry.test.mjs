@@ -1,6 +1,8 @@
 // Issue 19, import to first get: what Node itself loads. `import
-// "pepperpy-caching"` in Node resolves to node.mjs (the "node-addons"
-// condition, which Node sets and bundlers do not), which loads inline.cjs with
+// "pepperpy-caching"` in Node resolves to node.mjs (the "node", "module-sync"
+// and "node-addons" conditions together: Node 20.19+ and 22.12+ set all three;
+// webpack sets "module-sync" and Bun "node-addons", never both, and esbuild,
+// Rollup, Jest neither), which loads inline.cjs with
 // Node's own `require` (no pass through the ES module translator, one instance
 // for import and require); and in Node the nodejs glue reads the .wasm beside
 // it instead of decoding wasm/bytes.cjs's base64, falling back to those bytes
@@ -15,6 +17,7 @@ import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
 const require = createRequire(import.meta.url);
+const { STRIDE } = require("../../scripts/wasm-from-file.cjs");
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 const pkg = path.dirname(fs.realpathSync(require.resolve("pepperpy-caching/package.json")));
 
@@ -31,11 +34,19 @@ const works = `
   s.setSync("a", 1); s.setSync("b", 2); s.setSync("c", 3);
   const ok = s.getSync("a") === undefined && s.getSync("c") === 3 && s.getStats().evictions === 1;
   const bytesLoaded = Object.keys(require.cache).some((f) => f.endsWith(path.join("wasm", "bytes.cjs")));
+  // The redis entry's glue does the same with its own .wasm (instantiated as
+  // the entry loads: a wrong module would throw here).
+  const redis = require("pepperpy-caching/redis");
+  const redisOk = typeof redis.RedisStore === "function";
+  const redisBytesLoaded = Object.keys(require.cache).some((f) => f.endsWith(path.join("wasm", "redis_bytes.cjs")));
 `;
+
+// Node sets "module-sync" where it can require an ES module (20.19+, 22.12+).
+const moduleSync = process.features.require_module === true;
 
 test("import resolves to node.mjs in Node, and to inline.mjs under --no-addons; one instance with require either way", () => {
   for (const [flags, entry] of [
-    [[], "node.mjs"],
+    [[], moduleSync ? "node.mjs" : "inline.mjs"],
     [["--no-addons"], "inline.mjs"],
   ]) {
     const got = node(
@@ -61,12 +72,12 @@ test("pepperpy-caching/inline resolves to node.mjs too, the same instance as the
     const b = await import("pepperpy-caching");
     console.log(JSON.stringify([import.meta.resolve("pepperpy-caching/inline").split("/").pop(), a.MemoryStore === b.MemoryStore]));
   `);
-  assert.deepEqual(got, ["node.mjs", true]);
+  assert.deepEqual(got, [moduleSync ? "node.mjs" : "inline.mjs", true]);
 });
 
 const hasBuiltinModule = typeof process.getBuiltinModule === "function";
 
-test("Node reads the .wasm from disk: wasm/bytes.cjs is never loaded", { skip: !hasBuiltinModule && "no process.getBuiltinModule (Node < 20.16)" }, () => {
+test("Node reads the .wasm from disk: wasm/bytes.cjs (and the redis entry's redis_bytes.cjs) never loaded", { skip: !hasBuiltinModule && "no process.getBuiltinModule (Node < 20.16)" }, () => {
   for (const how of ["import", "require"]) {
     const got = node(`
       import path from "node:path";
@@ -74,9 +85,9 @@ test("Node reads the .wasm from disk: wasm/bytes.cjs is never loaded", { skip: !
       const require = createRequire(import.meta.url);
       const { MemoryStore, LRUPolicy } = ${how === "import" ? 'await import("pepperpy-caching")' : 'require("pepperpy-caching")'};
       ${works}
-      console.log(JSON.stringify([ok, bytesLoaded]));
+      console.log(JSON.stringify([ok, bytesLoaded, redisOk, redisBytesLoaded]));
     `);
-    assert.deepEqual(got, [true, false], how);
+    assert.deepEqual(got, [true, false, true, false], how);
   }
 });
 
@@ -95,7 +106,7 @@ function inCopy(change, setup = "") {
       ${setup}
       const { MemoryStore, LRUPolicy } = await import("pepperpy-caching");
       ${works}
-      console.log(JSON.stringify([ok, bytesLoaded]));
+      console.log(JSON.stringify([ok, bytesLoaded, redisOk, redisBytesLoaded]));
       `,
       { cwd: dir },
     );
@@ -104,31 +115,32 @@ function inCopy(change, setup = "") {
   }
 }
 
-const wasmFile = (dir) => path.join(dir, "wasm", "pepperpy_caching_bg.wasm");
+// Each case changes both entries' .wasm files the same way.
+const wasmFiles = (dir) => [path.join(dir, "wasm", "pepperpy_caching_bg.wasm"), path.join(dir, "wasm", "redis_bg.wasm")];
 
 test("the unchanged copy reads its .wasm from disk (the control for the cases below)", { skip: !hasBuiltinModule && "no process.getBuiltinModule" }, () => {
-  assert.deepEqual(inCopy(() => {}), [true, false]);
+  assert.deepEqual(inCopy(() => {}), [true, false, true, false]);
 });
 
 test("a .wasm that is missing, unreadable, of another length or of other bytes: the inlined bytes instead", () => {
   const cases = {
-    missing: (dir) => fs.rmSync(wasmFile(dir)),
-    "a directory": (dir) => {
-      fs.rmSync(wasmFile(dir));
-      fs.mkdirSync(wasmFile(dir));
+    missing: (file) => fs.rmSync(file),
+    "a directory": (file) => {
+      fs.rmSync(file);
+      fs.mkdirSync(file);
     },
-    "one byte shorter": (dir) => fs.truncateSync(wasmFile(dir), fs.statSync(wasmFile(dir)).size - 1),
-    "one byte longer": (dir) => fs.appendFileSync(wasmFile(dir), Buffer.from([0])),
-    "the same length, another build's bytes": (dir) => {
-      const bytes = fs.readFileSync(wasmFile(dir));
-      // The bytes the check samples (every 1021st): another build of the same length differs there.
-      for (let i = 0; i < bytes.length; i += 1) bytes[i] ^= i % 1021 === 0 ? 0xff : 0;
-      fs.writeFileSync(wasmFile(dir), bytes);
+    "one byte shorter": (file) => fs.truncateSync(file, fs.statSync(file).size - 1),
+    "one byte longer": (file) => fs.appendFileSync(file, Buffer.from([0])),
+    "the same length, another build's bytes": (file) => {
+      const bytes = fs.readFileSync(file);
+      // The bytes the check samples: another build of the same length differs there.
+      for (let i = 0; i < bytes.length; i += STRIDE) bytes[i] ^= 0xff;
+      fs.writeFileSync(file, bytes);
     },
-    empty: (dir) => fs.writeFileSync(wasmFile(dir), ""),
+    empty: (file) => fs.writeFileSync(file, ""),
   };
   for (const [name, change] of Object.entries(cases)) {
-    assert.deepEqual(inCopy(change), [true, true], name);
+    assert.deepEqual(inCopy((dir) => wasmFiles(dir).forEach(change)), [true, true, true, true], name);
   }
 });
 
@@ -142,6 +154,6 @@ test("a host without process.getBuiltinModule, or whose process throws, takes th
       Object.defineProperty(globalThis, "process", { configurable: true, get() { return new Proxy(real, { get() { throw new Error("trap"); } }); } });`,
   };
   for (const [name, setup] of Object.entries(hosts)) {
-    assert.deepEqual(inCopy(() => {}, setup), [true, true], name);
+    assert.deepEqual(inCopy(() => {}, setup), [true, true, true, true], name);
   }
 });

@@ -21,6 +21,16 @@ let client;
 let n = 0;
 const fresh = () => `h${++n}:`;
 
+/** A node-redis v5 lookalike, ready, whose sendCommand does what `next.current(argv)` says. */
+const lookalike = (next) => ({
+  isReady: true,
+  isOpen: true,
+  withTypeMapping() {},
+  sendCommand: (argv) => next.current(argv),
+  once() {},
+  on() {},
+});
+
 before(async () => {
   server = await startServer();
   client = await createClient({ url: server.url }).connect();
@@ -432,35 +442,27 @@ describe("get's quick read", () => {
 
 describe("a Conn call's quick way (a connected client, no script)", () => {
   test("a client that throws at once, never answers, or answers late: one settlement each, the deadline gone", async () => {
-    // A node-redis v5 lookalike: ready, and sendCommand doing what `next` says.
-    let next;
-    const fake = {
-      isReady: true,
-      isOpen: true,
-      withTypeMapping() {},
-      sendCommand: (argv) => next(argv),
-      once() {},
-      on() {},
-    };
+    const next = { current: undefined };
+    const fake = lookalike(next);
     const c = conn(fake, { timeout: 50 });
-    next = () => {
+    next.current = () => {
       throw new Error("boom");
     };
     await assert.rejects(c.command(["GET", "k"], "k"), (e) => e.message === "boom" && e.redisError !== true);
-    next = () => new Promise(() => {});
+    next.current = () => new Promise(() => {});
     const started = Date.now();
     await assert.rejects(c.command(["GET", "k"], "k"), (e) => e.timeout === true && /within 50 ms/.test(e.message));
     assert.ok(Date.now() - started < 1000);
     // Answered after its deadline: the caller was told once (the timeout), the late reply changes nothing.
     let answer;
-    next = () => new Promise((resolve) => (answer = resolve));
+    next.current = () => new Promise((resolve) => (answer = resolve));
     const late = c.command(["GET", "k"], "k");
     await assert.rejects(late, (e) => e.timeout === true);
     answer(Buffer.from("x"));
     // An error reply is marked, and the next call goes through as usual.
-    next = () => Promise.reject(Object.assign(new Error("ERR bad"), { redisError: true }));
+    next.current = () => Promise.reject(Object.assign(new Error("ERR bad"), { redisError: true }));
     await assert.rejects(c.command(["GET", "k"], "k"), (e) => e.redisError === true && e.message === "ERR bad");
-    next = () => Promise.resolve("v");
+    next.current = () => Promise.resolve("v");
     assert.deepEqual(await c.command(["GET", "k"], "k"), Buffer.from("v"));
     // Nothing is left to time out later (an unhandled rejection would fail the run).
     await new Promise((r) => setTimeout(r, 150));
@@ -468,15 +470,8 @@ describe("a Conn call's quick way (a connected client, no script)", () => {
 
   test("the hot call with timeouts off (timeout 0 or Infinity): replies, errors and a late reply each settle once, nothing is timed out", async () => {
     for (const timeout of [0, Infinity]) {
-      let next;
-      const fake = {
-        isReady: true,
-        isOpen: true,
-        withTypeMapping() {},
-        sendCommand: (argv) => next(argv),
-        once() {},
-        on() {},
-      };
+      const next = { current: undefined };
+      const fake = lookalike(next);
       const c = conn(fake, { timeout });
       const hot = c[Object.getOwnPropertySymbols(c).find((s) => typeof c[s] === "function")];
       assert.equal(typeof hot, "function", "a Conn conn made has its hot call");
@@ -498,20 +493,20 @@ describe("a Conn call's quick way (a connected client, no script)", () => {
           );
           assert.equal(sent, true, "a ready single client takes the call");
         });
-      next = () => Promise.resolve("v");
+      next.current = () => Promise.resolve("v");
       assert.deepEqual(await call(["GET", "k"]), ["reply", Buffer.from("v")]);
-      next = () => {
+      next.current = () => {
         throw new Error("boom");
       };
       const [thrownKind, thrown] = await call(["GET", "k"]);
       assert.equal(thrownKind, "error");
       assert.ok(thrown.message === "boom" && thrown.redisError !== true);
-      next = () => Promise.reject(Object.assign(new Error("ERR bad"), { redisError: true }));
+      next.current = () => Promise.reject(Object.assign(new Error("ERR bad"), { redisError: true }));
       const [refusedKind, refused] = await call(["GET", "k"]);
       assert.ok(refusedKind === "error" && refused.redisError === true && refused.message === "ERR bad");
       // No deadline: a reply after what would have been the default timeout's tick still arrives, once.
       let answer;
-      next = () => new Promise((resolve) => (answer = resolve));
+      next.current = () => new Promise((resolve) => (answer = resolve));
       const late = call(["GET", "k"]);
       await new Promise((r) => setTimeout(r, 30));
       answer(Buffer.from("late"));
@@ -523,16 +518,6 @@ describe("a Conn call's quick way (a connected client, no script)", () => {
 });
 
 describe("a store's get and set on the Conn's hot call (one GET or SET on a single node)", () => {
-  /** A node-redis v5 lookalike, ready, whose sendCommand does what `next(argv)` says. */
-  const lookalike = (next) => ({
-    isReady: true,
-    isOpen: true,
-    withTypeMapping() {},
-    sendCommand: (argv) => next.current(argv),
-    once() {},
-    on() {},
-  });
-
   /** The promises made while `call()` runs (synchronously: the ones it starts with). */
   const promisesMadeBy = (call) => {
     let made = 0;

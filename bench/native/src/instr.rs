@@ -6,7 +6,7 @@
 //! cache-aside passes of the read-heavy Zipf trace (100,000 keys); then
 //! `measured` runs N operations (default 1,000,000): `get` reads the trace's
 //! keys (hits and misses as the trace gives them), `set` writes them (new
-//! keys evict), `churn` sets N keys never seen before (after 2 x C others,
+//! keys evict), `update` writes only the ones the cache holds, `churn` sets N keys never seen before (after 2 x C others,
 //! so that the cache is full and evicting). Only `measured` is
 //! counted when run as
 //!
@@ -35,7 +35,9 @@ fn measured(cache: &dyn Bench, keys: &[String], trace: &[Op], op: &str) -> u64 {
                 found += u64::from(cache.get(&keys[o.key as usize]));
             }
         }
-        "set" => {
+        // `update`'s trace holds only keys the cache holds (found before the
+        // loop): the update path alone, no admission, no eviction.
+        "set" | "update" => {
             for (i, o) in trace.iter().enumerate() {
                 cache.set(&keys[o.key as usize], i as u64);
             }
@@ -46,7 +48,7 @@ fn measured(cache: &dyn Bench, keys: &[String], trace: &[Op], op: &str) -> u64 {
                 cache.set(key, i as u64);
             }
         }
-        other => panic!("unknown op {other} (get, set, churn)"),
+        other => panic!("unknown op {other} (get, set, update, churn)"),
     }
     found
 }
@@ -81,6 +83,11 @@ pub fn main(args: &[String]) {
     }
     let (trace, keys) = if op == "churn" {
         (Vec::new(), (0..ops).map(|i| format!("churn:{i}")).collect())
+    } else if op == "update" {
+        // The held keys of the Zipf trace, in its order, `ops` of them.
+        let held: Vec<Op> =
+            zipf_trace(4 * ops, KEY_SPACE, 0.9, 1).into_iter().filter(|o| cache.get(&keys[o.key as usize])).collect();
+        (held.into_iter().take(ops).collect(), keys)
     } else {
         (zipf_trace(ops, KEY_SPACE, 0.9, 1), keys)
     };

@@ -737,6 +737,62 @@ mod tests {
         assert!(ratio > 0.55, "a frozen main holds most of the loop (LRU: none of it): {ratio}");
     }
 
+    /// A weighted store sizes its adaptive state for the entries it holds
+    /// when it first fills: new shadows, the setting kept. The new shadows
+    /// start from that setting, not from the first one, or the next write
+    /// would switch the store back to the first setting without evidence.
+    #[test]
+    fn a_weighted_store_keeps_its_adaptive_setting_when_it_first_fills() {
+        let store = MemoryStore::<u64>::builder(crate::policies::S3FifoPolicy::new(1_000_000).unwrap())
+            .shards(1)
+            .weigher(|_, v: &u64| *v)
+            .build();
+        let setting = || read(&store.shards[0]).adaptive_setting().unwrap();
+        let initial = setting();
+        // Until it fills, the shadows model 1,024 entries: a loop of 3,000
+        // keys, every one held by the store, thrashes them, and the duel
+        // with a 1% small queue wins it.
+        for _ in 0..40 {
+            for i in 0..3_000 {
+                store.set(&format!("k{i}"), 1, SetOptions::new()).into_inner().unwrap();
+            }
+        }
+        let chosen = setting();
+        assert_ne!(chosen, initial, "the shadows switched before the store filled");
+        // The first fill: an entry that does not fit beside the 3,000.
+        store.set("heavy", 1_000_000 - 1_000, SetOptions::new()).into_inner().unwrap();
+        assert!(store.stats().evictions > 0, "the store made room");
+        for i in 0..10 {
+            store.set(&format!("n{i}"), 1, SetOptions::new()).into_inner().unwrap();
+        }
+        assert_eq!(setting(), chosen, "the setting chosen before the fill is kept");
+    }
+
+    /// The shards agree on the adaptive setting from the start, whichever
+    /// setting the leader starts from (the leader publishes only changes).
+    #[test]
+    fn followers_start_from_the_leaders_setting_whatever_it_is() {
+        let policy: Policy = crate::policies::S3FifoPolicy::new(4_000).unwrap().into();
+        let hasher = KeyHasher::default();
+        let new = || Engine::<u32>::with_hasher(policy.clone(), Clock::system(), hasher.clone());
+        for start in crate::stores::memory::shadow::SETTINGS {
+            let shared = Arc::new(std::sync::atomic::AtomicU8::new(0));
+            let (mut leader, mut follower) = (new(), new());
+            leader.start_from_setting_for_tests(start);
+            leader.share_setting(&shared, true);
+            follower.share_setting(&shared, false);
+            assert_eq!(follower.adaptive_setting(), Some(start));
+            // Writes change nothing: the leader's shadows hold to their start.
+            for i in 0..100 {
+                let key = format!("k{i}");
+                let (key, hash) = (Key::new(&key).unwrap(), hasher.hash_one(key.as_str()));
+                leader.set(key, hash, i, SetOptions::new()).unwrap().drop_entries();
+                follower.set(key, hash, i, SetOptions::new()).unwrap().drop_entries();
+            }
+            assert_eq!((leader.adaptive_setting(), follower.adaptive_setting()), (Some(start), Some(start)));
+        }
+    }
+
     /// Reads of idle entries from many threads at once, under the shards'
     /// read locks (S3-FIFO), while the clock moves and other keys are
     /// written: every read is recorded (the latest wins), so entries read

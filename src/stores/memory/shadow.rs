@@ -144,6 +144,13 @@ impl Sampler {
         Sampler { hits: HitBuffer::new(cells), shadows: Shadows::new(shadow_cap) }
     }
 
+    /// Makes `setting` the one the shadows hold to until they find a better
+    /// one (new shadows start from the first of [`SETTINGS`]; a cache that
+    /// already runs another, and starts new shadows, keeps it).
+    pub fn start_from(&mut self, setting: Setting) {
+        self.shadows.current = usize::from(index_of(setting));
+    }
+
     /// A hit on a sampled key, from a reader: appended to the buffer, or
     /// dropped when it is full (the next write drains it).
     #[inline]

@@ -385,10 +385,7 @@ impl<V> Engine<V> {
     /// has one; whether to time it.
     #[inline(always)]
     fn count_shared_get(&self) -> bool {
-        match self.lanes.count() {
-            Some(before) => crate::metrics::sampled(before),
-            None => self.reads.count_get(),
-        }
+        self.lanes.count(|| self.reads.count_get())
     }
 
     /// The gets and misses so far.
@@ -970,6 +967,17 @@ impl<V> Engine<V> {
     /// Whether this engine runs shadow caches of its own.
     pub fn runs_shadows(&self) -> bool {
         self.adaptive.as_ref().is_some_and(|a| a.sampler.is_some())
+    }
+
+    /// Runs `setting` from now on, its shadows (if it has any) holding to it
+    /// too, as after a weighted engine's first fill.
+    pub fn start_from_setting_for_tests(&mut self, setting: super::shadow::Setting) {
+        let adaptive = self.adaptive.as_mut().expect("an adaptive policy");
+        adaptive.setting = setting;
+        if let Some(sampler) = &mut adaptive.sampler {
+            sampler.start_from(setting);
+        }
+        self.small_cap = setting.small_cap(self.max_size);
     }
 
     /// Entries held, expired or not.

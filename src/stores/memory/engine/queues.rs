@@ -223,10 +223,13 @@ impl<V> Engine<V> {
         {
             adaptive.setting = old.setting;
             adaptive.shared = old.shared.clone();
-            if old.sampler.is_none() {
-                adaptive.sampler = None;
-            } else {
-                self.sample_mask = mask;
+            match &mut adaptive.sampler {
+                // The new shadows go on from the setting the store runs.
+                Some(sampler) if old.sampler.is_some() => {
+                    sampler.start_from(old.setting);
+                    self.sample_mask = mask;
+                }
+                _ => adaptive.sampler = None,
             }
             self.adaptive = Some(adaptive);
         } else if let Some(climber) = &mut self.climber {
@@ -239,13 +242,21 @@ impl<V> Engine<V> {
     /// adaptive setting in `shared`: the `leader` runs the shadow caches and
     /// publishes their choice, the others drop theirs and follow it (one set
     /// of shadows per store, whatever the shard count). No effect on other
-    /// policies. Call after [`limit_max_size`](Self::limit_max_size).
+    /// policies. Call after [`limit_max_size`](Self::limit_max_size), on the
+    /// leader before the others (they start from the setting it publishes).
     pub fn share_setting(&mut self, shared: &Arc<AtomicU8>, leader: bool) {
         if ADAPTIVE_BUILT && let Some(adaptive) = &mut self.adaptive {
             adaptive.shared = Some(Arc::clone(shared));
-            if !leader {
+            if leader {
+                // The leader publishes a setting only when it changes: the
+                // one it starts from is published here, whatever it is.
+                shared.store(shadow::index_of(adaptive.setting), Relaxed);
+            } else {
                 adaptive.sampler = None;
                 self.sample_mask = u32::MAX;
+                // Followers start from the leader's setting (it is set up first).
+                adaptive.setting = shadow::SETTINGS[usize::from(shared.load(Relaxed))];
+                self.small_cap = adaptive.setting.small_cap(self.max_size);
             }
         }
     }
@@ -285,9 +296,9 @@ impl<V> Engine<V> {
             let setting = match (&mut adaptive.sampler, &adaptive.shared) {
                 (Some(sampler), shared) => {
                     let setting = sampler.record_write(hash, self.sample_mask);
-                    // Published when it changes (the followers start from
-                    // the first setting, as the leader does): no search of
-                    // the table on every write.
+                    // Published when it changes (`share_setting` published
+                    // the one the leader started from, and the followers
+                    // took it): no search of the table on every write.
                     if setting != adaptive.setting
                         && let Some(shared) = shared
                     {
