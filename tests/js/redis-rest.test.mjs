@@ -343,6 +343,7 @@ describe("failures are CacheBackendError, within the deadline", () => {
       [200, { result: "not a pipeline" }],
       [200, [{}]],
       [200, [{ result: { not: "a reply" } }]],
+      [200, [{ result: "%%%not base64" }]],
     ]) {
       endpoint.respond(status, body);
       try {
