@@ -117,13 +117,11 @@ const fail = (what) => {
   console.error(`[build-js] the nodejs glue no longer ${what}: update scripts/build-js.sh`);
   process.exit(1);
 };
-const read = /^const wasmPath = .*\nconst wasmBytes = require\('fs'\)\.readFileSync\(wasmPath\);$/m;
-if (!read.test(glue)) fail("reads the .wasm as expected");
 // (jsimport, issue 19) In Node the glue reads the .wasm beside it instead of
 // decoding bytes.cjs (scripts/wasm-from-file.cjs says where and why not).
-const { wasmFromFileSource } = require(`${process.env.PKG_ROOT}/scripts/wasm-from-file.cjs`);
-const fromFile = wasmFromFileSource(fs.readFileSync(process.env.PKG_WASM), "pepperpy_caching_bg.wasm");
-glue = glue.replace(read, `${fromFile}const wasmBytes = wasmFromFile() ?? require('./bytes.cjs');`);
+const { rewriteGlue } = require(`${process.env.PKG_ROOT}/scripts/wasm-from-file.cjs`);
+glue = rewriteGlue(glue, fs.readFileSync(process.env.PKG_WASM), "pepperpy_caching_bg.wasm", "bytes.cjs");
+if (glue === null) fail("reads and compiles the .wasm as expected");
 if (/\b(TextEncoder|TextDecoder)\s*=/.test(glue)) fail("leaves the names TextEncoder and TextDecoder free");
 glue = glue.replace(/^\/\* @ts-self-types=.*\n/, "");
 glue =

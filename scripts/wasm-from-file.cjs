@@ -1,18 +1,19 @@
-// scripts/wasm-from-file.cjs: the source of `wasmFromFile()`, which a nodejs
-// glue of the package (wasm/pepperpy_caching.cjs, wasm/NAME.cjs) calls before
-// its inlined bytes (issue 19, import to first get). In Node (20.16+, 22.3+:
-// process.getBuiltinModule) it reads the .wasm beside the glue, FILE in wasm/
-// (the web build's, the same bytes: each build script checks), in 0.1-0.4 ms,
-// so the glue never loads the base64 module, whose parse and decode cost
-// 0.5-0.75 ms (the default entry's 109 KB) to 1.5 ms (redis's 383 KB).
-// Anywhere else it gives undefined and the glue takes the inlined bytes as
-// before: a bundle (no such file beside it), Node 18, Bun without
-// getBuiltinModule, a host whose `process` is not Node's or throws, a file
-// missing or of another build (its length and a sample of its bytes are
-// checked against WASM's). The directory is `module.path`, which Node's (and
-// Jest's) CommonJS modules have and a bundle's module objects do not:
-// `__dirname` is a literal that bun build bakes in (the build machine's
-// path). No free `process` (Parcel would bundle a polyfill for it).
+// scripts/wasm-from-file.cjs: the nodejs glues of the package
+// (wasm/pepperpy_caching.cjs, wasm/NAME.cjs) get their module from
+// `wasmModuleFromFile()` before their inlined bytes (issue 19, import to first
+// get). In Node (20.16+, 22.3+: process.getBuiltinModule) it reads the .wasm
+// beside the glue, FILE in wasm/ (the web build's, the same bytes: each build
+// script checks), in 0.1-0.4 ms, so the glue never loads the base64 module,
+// whose parse and decode cost 0.5-0.75 ms (the default entry's 109 KB) to
+// 1.5 ms (redis's 383 KB). Anywhere else it gives undefined and the glue
+// compiles the inlined bytes as before: a bundle (no such file beside it),
+// Node 18, Bun without getBuiltinModule, a host whose `process` is not Node's
+// or throws, a file missing, of another build (its length and a sample of its
+// bytes are checked against the build's), or that does not compile. The
+// directory is `module.path`, which Node's (and Jest's) CommonJS modules have
+// and a bundle's module objects do not: `__dirname` is a literal that bun
+// build bakes in (the build machine's path). No free `process` (Parcel would
+// bundle a polyfill for it).
 "use strict";
 
 // FNV-1a over every 1021st byte: cheap in a cold process (80 reads for 81 KB).
@@ -23,10 +24,10 @@ const sample = (bytes) => {
   return h;
 };
 
-/** The JS source of `function wasmFromFile()` for the .wasm `wasm` (a Buffer), named `file` beside the glue. */
+/** The JS source of `function wasmModuleFromFile()` for the .wasm `wasm` (a Buffer), named `file` beside the glue. */
 function wasmFromFileSource(wasm, file) {
   if (!/^[\w.-]+\.wasm$/.test(file)) throw new Error(`wasm-from-file: not a plain file name: ${file}`);
-  return `function wasmFromFile() {
+  return `function wasmModuleFromFile() {
   try {
     const host = globalThis.process;
     const dir = typeof module === "object" && module !== null ? module.path : undefined;
@@ -35,7 +36,7 @@ function wasmFromFileSource(wasm, file) {
     if (bytes.length !== ${wasm.length}) return undefined;
     let h = 0x811c9dc5;
     for (let i = 0; i < bytes.length; i += ${STRIDE}) h = Math.imul(h ^ bytes[i], 0x01000193) >>> 0;
-    return h === ${sample(wasm)} ? bytes : undefined;
+    return h === ${sample(wasm)} ? new WebAssembly.Module(bytes) : undefined;
   } catch {
     return undefined;
   }
@@ -43,4 +44,21 @@ function wasmFromFileSource(wasm, file) {
 `;
 }
 
-module.exports = { wasmFromFileSource, STRIDE };
+// How wasm-bindgen's nodejs glue reads and compiles its .wasm.
+const READ =
+  /^const wasmPath = .*\nconst wasmBytes = require\('fs'\)\.readFileSync\(wasmPath\);\nconst wasmModule = new WebAssembly\.Module\(wasmBytes\);$/m;
+
+/**
+ * `glue` (wasm-bindgen's nodejs glue) with its module from `file` beside it in
+ * Node, else compiled from `bytesModule` (the base64 module beside it); null
+ * if the glue no longer reads and compiles its .wasm as expected.
+ */
+function rewriteGlue(glue, wasm, file, bytesModule) {
+  if (!READ.test(glue)) return null;
+  return glue.replace(
+    READ,
+    () => `${wasmFromFileSource(wasm, file)}const wasmModule = wasmModuleFromFile() ?? new WebAssembly.Module(require('./${bytesModule}'));`,
+  );
+}
+
+module.exports = { rewriteGlue, STRIDE };

@@ -140,8 +140,14 @@ function plainCopy(value, depth) {
           // An undefined element (or a hole): JSON.stringify and the walk both write null, counted as one.
           if (item === undefined) copiedNulls++;
           else copied = plainCopy(item, depth + 1);
-          copy.push(copied);
-          // An accessor for this index on Array.prototype or Object.prototype took the push.
+          // An accessor for this index on Array.prototype or Object.prototype takes
+          // the push (a setter) or refuses it (getter-only: a TypeError, strict
+          // mode): the element is then defined, as the walk's copy defines it.
+          try {
+            copy.push(copied);
+          } catch {
+            // Defined below.
+          }
           if (!hasOwn(copy, i)) defineOwn(copy, i, copied);
         }
         return copy;
@@ -166,8 +172,16 @@ function plainCopy(value, depth) {
         // Left out, as JSON.stringify and the walk leave it out.
         if (item === undefined) continue;
         const copied = plainCopy(item, depth + 1);
-        // "__proto__" would set the copy's prototype; an accessor of that name on Object.prototype would take the assignment.
-        if (key !== "__proto__") copy[key] = copied;
+        // "__proto__" would set the copy's prototype; an accessor of that name on
+        // Object.prototype takes the assignment (a setter) or refuses it
+        // (getter-only: a TypeError, strict mode): then it is defined.
+        if (key !== "__proto__") {
+          try {
+            copy[key] = copied;
+          } catch {
+            // Defined below.
+          }
+        }
         if (!hasOwn(copy, key)) defineOwn(copy, key, copied);
       }
       return copy;

@@ -25,6 +25,20 @@ function isConn(value) {
 const FLAG = (on) => (on ? "1" : "0");
 
 /**
+ * `list[i]`, made by `make(i)` the first time: an own element only, so an
+ * index accessor on Array.prototype or Object.prototype (a polyfill, a
+ * hostile library) is never read as a cached key or number, nor can it
+ * refuse the caching (defined, not assigned).
+ */
+function cachedAt(list, i, make) {
+  const cached = list[i];
+  if (cached !== undefined && hasOwn(list, i)) return cached;
+  const made = make(i);
+  defineOwn(list, i, made);
+  return made;
+}
+
+/**
  * A GET's failure: null when Redis answered WRONGTYPE (a load's
  * placeholder, a hash at the key: no entry yet, a miss), else thrown as
  * CacheBackendError of `what`.
@@ -59,6 +73,8 @@ class RedisStore {
   #recency = [];
   // What precedes the user key in a bucket's entry keys, by bucket.
   #heads = [];
+  // A single node's (one bucket's) head, made once in the constructor: get's and set's key without a lookup.
+  #head0;
   #buckets;
   // Each bucket's share of the capacity, as the set script takes it (text), made once each.
   #shares = [];
@@ -154,6 +170,7 @@ class RedisStore {
     }
     this.#space = core(() => new wasm.RedisSpace(prefix, this.#clustered, buckets ?? DEFAULT_BUCKETS, this.#bound?.maxSize));
     this.#buckets = this.#space.bucketCount();
+    if (this.#buckets === 1) this.#head0 = this.#space.entryHead(0);
     this.#lease = lockLease === undefined ? LEASE_MS : millis(lockLease, "lockLease");
     if (wholeDatabase !== undefined && typeof wholeDatabase !== "boolean") {
       throw new CachePolicyError(`wholeDatabase must be a boolean, got ${describe(wholeDatabase)}`);
@@ -228,11 +245,11 @@ class RedisStore {
   }
 
   #recencyOf(i) {
-    return (this.#recency[i] ??= this.#space.recency(i));
+    return cachedAt(this.#recency, i, (j) => this.#space.recency(j));
   }
 
   #expiryOf(i) {
-    return (this.#expiry[i] ??= this.#space.expiry(i));
+    return cachedAt(this.#expiry, i, (j) => this.#space.expiry(j));
   }
 
   /**
@@ -245,7 +262,7 @@ class RedisStore {
     if (key.length === 0 || key.length * 3 > MAX_KEY_LEN) core(() => wasm.checkKey(key));
     const index = this.#buckets === 1 ? 0 : this.#space.bucketIndex(key);
     // What precedes the key in an entry's Redis key, from Rust (Entry::parts).
-    const head = (this.#heads[index] ??= this.#space.entryHead(index));
+    const head = index === 0 && this.#head0 !== undefined ? this.#head0 : cachedAt(this.#heads, index, (j) => this.#space.entryHead(j));
     return { entry: head + key, index };
   }
 
@@ -486,7 +503,7 @@ class RedisStore {
     return {
       script: SCRIPTS.set_bounded_returning,
       keys: [entry, this.#recencyOf(index), this.#expiryOf(index)],
-      args: [stored, String(ttl ?? 0), (this.#shares[index] ??= String(this.#space.share(bound.maxSize, index))), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
+      args: [stored, String(ttl ?? 0), cachedAt(this.#shares, index, (j) => String(this.#space.share(bound.maxSize, j))), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
     };
   }
 
@@ -525,7 +542,7 @@ class RedisStore {
         what,
         SCRIPTS.set_bounded,
         [entry, this.#recencyOf(index), this.#expiryOf(index)],
-        [stored, String(ttl ?? 0), (this.#shares[index] ??= String(this.#space.share(bound.maxSize, index))), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
+        [stored, String(ttl ?? 0), cachedAt(this.#shares, index, (j) => String(this.#space.share(bound.maxSize, j))), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
       );
       this.#c.sets++;
       // #settle, without its await unless the index was lost (the usual reply).

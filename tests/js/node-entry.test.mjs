@@ -75,6 +75,18 @@ test("pepperpy-caching/inline resolves to node.mjs too, the same instance as the
   assert.deepEqual(got, [moduleSync ? "node.mjs" : "inline.mjs", true]);
 });
 
+test("pepperpy-caching/redis: import resolves to redis-node.mjs in Node, the same instance as require", () => {
+  const got = node(`
+    import { createRequire } from "node:module";
+    const require = createRequire(import.meta.url);
+    const esm = await import("pepperpy-caching/redis");
+    const cjs = require("pepperpy-caching/redis");
+    console.log(JSON.stringify([import.meta.resolve("pepperpy-caching/redis").split("/").pop(), esm.RedisStore === cjs.RedisStore,
+      Object.keys(esm).sort().join() === Object.keys(cjs).sort().join()]));
+  `);
+  assert.deepEqual(got, [moduleSync ? "redis-node.mjs" : "redis.mjs", true, true]);
+});
+
 const hasBuiltinModule = typeof process.getBuiltinModule === "function";
 
 test("Node reads the .wasm from disk: wasm/bytes.cjs (and the redis entry's redis_bytes.cjs) never loaded", { skip: !hasBuiltinModule && "no process.getBuiltinModule (Node < 20.16)" }, () => {
@@ -122,7 +134,7 @@ test("the unchanged copy reads its .wasm from disk (the control for the cases be
   assert.deepEqual(inCopy(() => {}), [true, false, true, false]);
 });
 
-test("a .wasm that is missing, unreadable, of another length or of other bytes: the inlined bytes instead", () => {
+test("a .wasm that is missing, unreadable, of another length or of other bytes, or that does not compile: the inlined bytes instead", () => {
   const cases = {
     missing: (file) => fs.rmSync(file),
     "a directory": (file) => {
@@ -138,6 +150,11 @@ test("a .wasm that is missing, unreadable, of another length or of other bytes: 
       fs.writeFileSync(file, bytes);
     },
     empty: (file) => fs.writeFileSync(file, ""),
+    "the same length and sample, but no wasm (its magic number broken)": (file) => {
+      const bytes = fs.readFileSync(file);
+      bytes[1] ^= 0xff; // not a sampled byte: the file passes the check, then fails to compile
+      fs.writeFileSync(file, bytes);
+    },
   };
   for (const [name, change] of Object.entries(cases)) {
     assert.deepEqual(inCopy((dir) => wasmFiles(dir).forEach(change)), [true, true, true, true], name);

@@ -369,6 +369,24 @@ describe("set's fast encoding on a realm with polluted prototypes", () => {
   });
 });
 
+describe("the store's caches under a polluted prototype", () => {
+  test("an index accessor on Object.prototype is never read as a cached key head (the entry lands under its own key, was under the accessor's)", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    Object.defineProperty(Object.prototype, "0", { configurable: true, get: () => "hijacked:" });
+    let pending;
+    try {
+      // The synchronous part of a fresh store's first set (its caches are made there).
+      pending = store.set("k", [1, 2]);
+    } finally {
+      delete Object.prototype[0];
+    }
+    await pending;
+    assert.equal(await client.get(`${store.prefix}k`), '{"v":[1,2]}');
+    assert.equal(await client.exists("hijacked:k"), 0);
+    assert.deepEqual(await store.get("k"), [1, 2]);
+  });
+});
+
 describe("get's quick read", () => {
   test("reads what Rust reads and refuses what it refuses, whichever check answers", async () => {
     const store = new RedisStore({ client, prefix: fresh() });
