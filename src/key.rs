@@ -88,9 +88,17 @@ impl std::ops::Deref for Key<'_> {
 /// set can start it, so an ASCII key costs an AND per 8 bytes (1.5-2 ns for
 /// a 10-30 byte key, measured; a `memchr` for `0xEF` took 3-4 ns); a key with
 /// other bytes takes the `memchr` (`0xEF` leads only U+E000 to U+FFFF).
-#[inline]
+// Out of line on wasm32: there keys are checked off the hot path (the JS
+// layers check them first), and a copy at every call site grew each .wasm.
+#[cfg_attr(not(target_arch = "wasm32"), inline)]
+#[cfg_attr(target_arch = "wasm32", inline(never))]
 pub(crate) fn has_reserved(text: &str) -> bool {
     let bytes = text.as_bytes();
+    // On wasm32 a plain loop: the least code (the JS layers check keys first,
+    // so this is off the hot path; memchr's iterator grew the .wasm by ~800 B).
+    if cfg!(target_arch = "wasm32") {
+        return bytes.windows(3).any(|w| w == RESERVED_UTF8);
+    }
     let mut chunks = bytes.chunks_exact(8);
     let mut ascii = true;
     for chunk in &mut chunks {
@@ -109,8 +117,8 @@ pub(crate) fn has_reserved(text: &str) -> bool {
 #[cold]
 #[inline(never)]
 fn reserved_in(bytes: &[u8]) -> bool {
-    memchr::memchr(RESERVED_UTF8[0], bytes)
-        .is_some_and(|at| memchr::memmem::find(&bytes[at..], RESERVED_UTF8).is_some())
+    // memchr_iter, not memmem: its searcher would grow every .wasm by a few KB.
+    memchr::memchr_iter(RESERVED_UTF8[0], bytes).any(|at| bytes[at..].starts_with(RESERVED_UTF8))
 }
 
 #[cold]
@@ -119,11 +127,7 @@ fn key_error(key: &str) -> CacheError {
     if key.is_empty() {
         CacheError::key(key, "a key must not be empty")
     } else if has_reserved(key) {
-        CacheError::key(
-            key,
-            "a key must not contain U+FFFF: that character is reserved for the Redis stores' internal keys \
-             (RESERVED_KEY_CHAR)",
-        )
+        CacheError::key(key, "U+FFFF is reserved (the Redis stores' internal keys)")
     } else {
         CacheError::key(key, format!("{} bytes is longer than the limit of {MAX_KEY_LEN} bytes", key.len()))
     }

@@ -62,10 +62,19 @@ const REDIS_REST = (() => {
     );
   }
 
-  /** Bytes of a base64 reply string (the client's "OK" comes as it is: no base64 text has two characters). */
-  function fromBase64(s) {
+  /**
+   * Bytes of a base64 reply string. "OK" is a status Upstash sends as it is
+   * (as the client itself expects); with `status` (TYPE's reply), so is a
+   * type's name that is no (padded) base64 ("string", "hash"), read as its text.
+   * Anything else that is no base64 is the endpoint's fault.
+   */
+  function fromBase64(s, status) {
     if (s === "OK") return OK.slice();
-    if (!BASE64.test(s)) throw badReply(`a reply string that is not base64 (${JSON.stringify(s.slice(0, 40))})`);
+    if (!BASE64.test(s)) {
+      // A type's name ("string", "hash", "none"), nothing else.
+      if (status && /^[A-Za-z][\w-]*$/.test(s)) return encoder.encode(s);
+      throw badReply(`a reply string that is not base64 (${JSON.stringify(s.slice(0, 40))})`);
+    }
     if (BufferClass !== undefined) return BufferClass.from(s, "base64");
     if (typeof Uint8Array.fromBase64 === "function") return Uint8Array.fromBase64(s);
     const bin = atob(s);
@@ -75,17 +84,36 @@ const REDIS_REST = (() => {
   }
 
   /** A reply in the contract's shape: null | number | bytes | array of them. */
-  function decode(r) {
+  function decode(r, status = false) {
     if (r === null) return null;
     if (typeof r === "number") return r;
-    if (typeof r === "string") return fromBase64(r);
-    if (Array.isArray(r)) return r.map(decode);
+    if (typeof r === "string") return fromBase64(r, status);
+    if (Array.isArray(r)) return r.map((x) => decode(x));
     throw badReply(`a reply of type ${typeof r}`);
   }
 
   function badReply(what) {
     return new Error(`the REST endpoint sent ${what}: is it an Upstash REST endpoint, and does it honour Upstash-Encoding: base64?`);
   }
+
+  // What Redis answers to each plain command the store sends: a reply of
+  // another type is the endpoint's fault (CacheBackendError through the store),
+  // never read as a document or a count.
+  const isBytes = (r) => r instanceof Uint8Array;
+  const isBulk = (r) => r === null || isBytes(r);
+  const isInt = (r) => typeof r === "number" && Number.isInteger(r);
+  const listOf = (ok) => (r) => Array.isArray(r) && r.every(ok);
+  const SHAPES = new Map([
+    ["GET", isBulk],
+    ["SET", isBulk],
+    ["TYPE", isBytes],
+    ["MGET", listOf(isBulk)],
+    ["DEL", isInt],
+    ["EXISTS", isInt],
+    ["ZREM", isInt],
+    ["TIME", (r) => Array.isArray(r) && r.length === 2 && r.every(isBytes)],
+    ["SCAN", (r) => Array.isArray(r) && r.length === 2 && isBytes(r[0]) && listOf(isBytes)(r[1])],
+  ]);
 
   /** An argument as JSON carries it: a string (bytes must be UTF-8). */
   function arg(a) {
@@ -194,11 +222,11 @@ const REDIS_REST = (() => {
           if (!Array.isArray(body) || body.length !== commands.length) {
             throw badReply(`${Array.isArray(body) ? `${body.length} replies` : "no list of replies"} to a pipeline of ${commands.length}`);
           }
-          return body.map((entry) => {
+          return body.map((entry, i) => {
             if (entry === null || typeof entry !== "object") throw badReply("a pipeline entry that is no object");
             if (entry.error !== undefined && entry.error !== null) return replyError(entry.error);
             if (!("result" in entry)) throw badReply("a pipeline entry without result or error");
-            return decode(entry.result);
+            return decode(entry.result, String(commands[i][0]).toUpperCase() === "TYPE");
           });
         },
         (error) => {
@@ -214,6 +242,10 @@ const REDIS_REST = (() => {
       const again = [];
       for (let i = 0; i < calls.length; i++) {
         const r = out[i];
+        const shape = calls[i].shape;
+        if (shape !== undefined && !(r instanceof Error) && !shape(r)) {
+          throw badReply(`a reply of the wrong type to ${calls[i].argv[0]} (${Array.isArray(r) ? "a list" : r === null ? "nil" : typeof r})`);
+        }
         if (calls[i].fallback !== undefined && r instanceof Error && r.message.startsWith(NOSCRIPT)) again.push(i);
       }
       if (again.length > 0) {
@@ -234,7 +266,8 @@ const REDIS_REST = (() => {
         const extra = call.args ?? [];
         return { argv: evalArgs("EVALSHA", script.sha, keys, extra), fallback: () => evalArgs("EVAL", script.source, keys, extra) };
       }
-      return { argv: argv(call.args) };
+      const args = argv(call.args);
+      return { argv: args, shape: args.length > 0 ? SHAPES.get(args[0].toUpperCase()) : undefined };
     };
 
     const single = (call) => {

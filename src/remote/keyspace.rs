@@ -4,7 +4,7 @@
 //! Entries are at `prefix + key` (strings; while a `get_or_set` load of a
 //! missing key runs, its placeholder, a hash, is there instead). The
 //! store's internal keys are `prefix + MARKER + name`, where `MARKER` is
-//! U+FFFF ([`RESERVED_KEY_CHAR`], UTF-8 `EF BF BF`): the two index keys of a
+//! U+FFFF ([`RESERVED_KEY_CHAR`](crate::key::RESERVED_KEY_CHAR), UTF-8 `EF BF BF`): the two index keys of a
 //! bounded store (`lru`, `expiry`), the refresh lock of `get_or_refresh` for
 //! a key (`lock:` + key), a tag's set (`tag:` + tag), a cluster store's
 //! bucket count (`buckets`), a near cache's markers (`near:...`). The key
@@ -30,23 +30,22 @@
 //! (CVE-2022-36021, CVE-2024-31228).
 
 use crate::errors::{CacheError, Result};
-use crate::key::{Key, RESERVED_KEY_CHAR, RESERVED_UTF8, has_reserved};
+use crate::key::{Key, RESERVED_UTF8, has_reserved};
 use crate::pattern::Pattern;
 
 /// What ends every non-empty prefix, and may occur nowhere else in it.
 pub(crate) const SEPARATOR: char = ':';
 
 /// What follows a store's prefix (and bucket tag) in each of its internal
-/// keys: [`RESERVED_KEY_CHAR`] in UTF-8.
+/// keys: [`RESERVED_KEY_CHAR`](crate::key::RESERVED_KEY_CHAR) in UTF-8.
 pub(crate) const MARKER: &[u8] = RESERVED_UTF8;
 
 /// Checks the prefix rule: empty, or a name without `:` followed by `:`;
-/// never [`RESERVED_KEY_CHAR`].
+/// never [`RESERVED_KEY_CHAR`](crate::key::RESERVED_KEY_CHAR).
 pub(crate) fn check_prefix(prefix: &str) -> Result<()> {
     if has_reserved(prefix) {
         return Err(CacheError::Policy(format!(
-            "the prefix {prefix:?} must not contain U+FFFF: that character is reserved for the store's internal \
-             keys (RESERVED_KEY_CHAR {RESERVED_KEY_CHAR:?})"
+            "the prefix {prefix:?} must not contain U+FFFF: it is reserved for the internal keys"
         )));
     }
     if prefix.is_empty() {

