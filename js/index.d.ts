@@ -288,7 +288,8 @@ export interface CacheStats {
  * very object that was `set` (as `Map` and lru-cache do), so mutating it
  * mutates the cached entry. Any value but `undefined` can be stored.
  *
- * Keys are non-empty strings of at most 8 KiB of UTF-8. Anything else throws
+ * Keys are non-empty strings of at most 8 KiB of UTF-8 without U+FFFF (reserved
+ * for the Redis stores' internal keys, in every store). Anything else throws
  * (or, from the async methods, rejects with) a {@link CacheKeyError}. A call
  * that is refused leaves the store exactly as it was; after a trap inside
  * the wasm engine the store starts again empty (see the package README).
@@ -476,7 +477,7 @@ export declare class MemoryStore<V = unknown> {
 // tests/js/error-table.test.mjs checks that these are exactly those.
 /** The base of every error the store throws. */
 export declare class CacheError extends Error {}
-/** A key that is not a string, is empty, or is longer than 8 KiB of UTF-8. */
+/** A key that is not a string, is empty, is longer than 8 KiB of UTF-8, or holds U+FFFF (reserved). */
 export declare class CacheKeyError extends CacheError {}
 /** A glob pattern that is not a string or is too long. */
 export declare class CachePatternError extends CacheError {}

@@ -30,12 +30,14 @@ export interface RedisConn {
 
 export interface RedisStoreOptions {
   /**
-   * A connected node-redis (v4, v5, or its cluster) or ioredis (Redis or Cluster) client, or a RedisConn.
+   * A connected node-redis (v4, v5, or its cluster) or ioredis (Redis or Cluster) client, an
+   * @upstash/redis `Redis` (REST, made with { url, token }: one made with a custom Requester is
+   * refused, CachePolicyError), or a RedisConn.
    * An ioredis client with `keyPrefix` is refused (CachePolicyError): ioredis does not prefix SCAN
    * patterns or script arguments, so walks and tags would miss the entries; use `prefix` instead.
    */
   client: unknown;
-  /** "" or a name without ':' followed by one ':' (the Rust prefix rule). Default "". */
+  /** "" or a name without ':' (nor U+FFFF) followed by one ':' (the Rust prefix rule). Default "". */
   prefix?: string;
   /** Unbounded when omitted. S3FIFOPolicy is refused (as in Rust). */
   policy?: LRUPolicy | TTLPolicy;

@@ -2,7 +2,8 @@
 // entry with a .wasm of its own (wasm-pack.toml [[entry]]; scripts/build-js.sh
 // runs this after wasm-pack and wasm-opt built STAGE/NAME_bg.wasm and its
 // nodejs glue STAGE/NAME.js). Writes into OUT (pkg/):
-//   wasm/NAME.cjs        the glue, its bytes from wasm/NAME_bytes.cjs, not a file beside it
+//   wasm/NAME.cjs        the glue: in Node its bytes from wasm/NAME_bg.wasm beside it,
+//                        elsewhere (bundles) from wasm/NAME_bytes.cjs
 //   wasm/NAME_bytes.cjs  the .wasm as base64
 //   NAME.cjs             js/NAME/*.js concatenated into one CommonJS module (see below)
 //   NAME.mjs             `import` of it: the CommonJS module itself, so `import` and
@@ -22,7 +23,8 @@
 // NAME.cjs: `main` (the package's default entry, by its own name: the same
 // module the application imports, so the error and policy classes are the
 // same classes and `instanceof` works across entries) and `wasm` (the glue),
-// then js/NAME/clients.js (the client adapters: `conn(client)`), then
+// then js/NAME/clients.js (the client adapters: `conn(client)`) and
+// js/NAME/clients-rest.js if there is one (the REST client's), then
 // js/NAME/N-concern.js in order, each with its `export ` keywords
 // removed (the parts share one scope), then `module.exports` of the names
 // js/NAME/exports.txt lists. Each form declares `hostAsyncLocalStorage`,
@@ -42,7 +44,13 @@ const fail = (what) => {
 let glue = fs.readFileSync(`${stage}/${name}.js`, "utf8");
 const read = /^const wasmPath = .*\nconst wasmBytes = require\('fs'\)\.readFileSync\(wasmPath\);$/m;
 if (!read.test(glue)) fail("the nodejs glue no longer reads the .wasm as expected: update scripts/build-entry.cjs");
-glue = glue.replace(read, `const wasmBytes = require('./${name}_bytes.cjs');`);
+// (jsimport, issue 19) In Node the glue reads wasm/NAME_bg.wasm beside it
+// instead of decoding NAME_bytes.cjs (scripts/wasm-from-file.cjs): it must be
+// the same bytes as this build's, which the web build's file is (checked).
+const nodeWasm = fs.readFileSync(`${stage}/${name}_bg.wasm`);
+if (!nodeWasm.equals(fs.readFileSync(`${webStage}/${name}_bg.wasm`))) fail("the nodejs and web builds' .wasm differ: the nodejs glue reads the web build's file in Node");
+const fromFile = require("./wasm-from-file.cjs").wasmFromFileSource(nodeWasm, `${name}_bg.wasm`);
+glue = glue.replace(read, `${fromFile}const wasmBytes = wasmFromFile() ?? require('./${name}_bytes.cjs');`);
 if (/\b(TextEncoder|TextDecoder)\s*=/.test(glue)) fail("the nodejs glue no longer leaves TextEncoder and TextDecoder free");
 glue = glue.replace(/^\/\* @ts-self-types=.*\n/, "");
 glue =
@@ -65,7 +73,8 @@ fs.writeFileSync(
 const dir = `js/${name}`;
 const files = fs.readdirSync(dir);
 if (!files.includes("clients.js")) fail(`${dir} has no clients.js`);
-const parts = ["clients.js", ...files.filter((f) => /^\d+-[a-z-]+\.js$/.test(f)).sort((a, b) => parseInt(a) - parseInt(b))];
+// clients-rest.js (the REST client's adapter, which clients.js's `conn` calls) right after.
+const parts = ["clients.js", ...(files.includes("clients-rest.js") ? ["clients-rest.js"] : []), ...files.filter((f) => /^\d+-[a-z-]+\.js$/.test(f)).sort((a, b) => parseInt(a) - parseInt(b))];
 const names = fs
   .readFileSync(`${dir}/exports.txt`, "utf8")
   .split("\n")

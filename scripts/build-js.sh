@@ -89,7 +89,12 @@ done
 
 # The web build's .wasm ships as a file; the nodejs build's is inlined below
 # (wasm-bindgen emits the same bytes for both, but each glue gets its own).
+# The nodejs glue reads that file in Node (below): they must be the same bytes.
 cp "$stage/web/pepperpy_caching_bg.wasm" "$out_dir/wasm/pepperpy_caching_bg.wasm"
+if ! cmp -s "$stage/web/pepperpy_caching_bg.wasm" "$stage/nodejs/pepperpy_caching_bg.wasm"; then
+  log "the nodejs and web builds' .wasm differ: the nodejs glue reads the web build's file in Node (update scripts/build-js.sh)"
+  exit 1
+fi
 # The web glue (ES module, init/initSync): the browser, workerd, Deno and init entries.
 # Its first line points Deno at a .d.ts the package does not ship (the types are index.d.ts).
 sed '1{/@ts-self-types/d}' "$stage/web/pepperpy_caching.js" > "$out_dir/wasm/pepperpy_caching.mjs"
@@ -114,7 +119,11 @@ const fail = (what) => {
 };
 const read = /^const wasmPath = .*\nconst wasmBytes = require\('fs'\)\.readFileSync\(wasmPath\);$/m;
 if (!read.test(glue)) fail("reads the .wasm as expected");
-glue = glue.replace(read, "const wasmBytes = require('./bytes.cjs');");
+// (jsimport, issue 19) In Node the glue reads the .wasm beside it instead of
+// decoding bytes.cjs (scripts/wasm-from-file.cjs says where and why not).
+const { wasmFromFileSource } = require(`${process.env.PKG_ROOT}/scripts/wasm-from-file.cjs`);
+const fromFile = wasmFromFileSource(fs.readFileSync(process.env.PKG_WASM), "pepperpy_caching_bg.wasm");
+glue = glue.replace(read, `${fromFile}const wasmBytes = wasmFromFile() ?? require('./bytes.cjs');`);
 if (/\b(TextEncoder|TextDecoder)\s*=/.test(glue)) fail("leaves the names TextEncoder and TextDecoder free");
 glue = glue.replace(/^\/\* @ts-self-types=.*\n/, "");
 glue =
@@ -212,7 +221,7 @@ JS
 # js/api/N-concern.js are the parts of the body of `bind(wasm)`, in order;
 # they are concatenated into the one api.mjs (no import at run time). From
 # the one list js/api/exports.txt come the API object it returns and the
-# export list of each entry that re-exports it (inline.mjs, web.mjs,
+# export list of each entry that re-exports it (inline.mjs, node.mjs, web.mjs,
 # workerd.mjs, deno.mjs: their sources hold an empty list, marked); the
 # types (index.d.ts) must declare each export: checked here.
 node - "$out_dir/api.mjs" "$out_dir" <<'JS'
@@ -244,7 +253,7 @@ const bound = (function bound(wasm) {
 const tail = `\n  return {\n${names.map((n) => `    ${n},`).join("\n")}\n  };\n});\n`;
 fs.writeFileSync(out, head + body + tail);
 const marker = "export const { /* the names in js/api/exports.txt: scripts/build-js.sh writes them here */ }";
-for (const entry of ["inline.mjs", "web.mjs", "workerd.mjs", "deno.mjs"]) {
+for (const entry of ["inline.mjs", "node.mjs", "web.mjs", "workerd.mjs", "deno.mjs"]) {
   const text = fs.readFileSync(`js/${entry}`, "utf8");
   if (text.split(marker).length !== 2) {
     console.error(`[build-js] js/${entry} must hold its export list once, as \`${marker}\``);
@@ -262,7 +271,7 @@ JS
 # --- end of api.mjs from js/api/ ---
 
 # The hand-written layer. api.cjs is api.mjs with its one `export` rewritten.
-# (inline.mjs, web.mjs, workerd.mjs and deno.mjs were written above, with their export lists.)
+# (inline.mjs, node.mjs, web.mjs, workerd.mjs and deno.mjs were written above, with their export lists.)
 cp js/inline.cjs js/init.mjs js/text.cjs js/text.mjs js/inflate.mjs "$out_dir/"
 PKG_VERSION=$version node - "$out_dir" <<'JS'
 const fs = require("node:fs");

@@ -24,8 +24,8 @@ pub(crate) const SHOWN_CHARS: usize = 64;
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CacheError {
-    /// The key is empty or longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes
-    /// (`CacheKeyError` in JS).
+    /// The key is empty, longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes
+    /// or holds [`RESERVED_KEY_CHAR`](crate::RESERVED_KEY_CHAR) (`CacheKeyError` in JS).
     #[error("invalid cache key {key}: {reason}")]
     Key {
         /// The key as given, shortened and quoted for display.

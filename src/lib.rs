@@ -86,7 +86,7 @@ pub use policies::{LruPolicy, MAX_IDLE, Policy, S3FifoPolicy, TtlPolicy};
 pub use refresh::TokioRuntime;
 pub use refresh::{BoxFuture, RefreshLoader, RefreshOptions, Runtime};
 pub use removal::{RemovalListener, RemovalReason};
-pub use store::{CacheStore, MAX_KEY_LEN, Metadata, SetOptions};
+pub use store::{CacheStore, MAX_KEY_LEN, Metadata, RESERVED_KEY_CHAR, SetOptions};
 pub use stores::MemoryStore;
 pub use stores::dyn_store::{DynCacheStore, DynFuture, DynLoader, DynRefreshLoader};
 pub use tags::{MAX_INVALIDATE_TAGS, MAX_TAG_LEN, MAX_TAGS};

@@ -8,7 +8,7 @@ use crate::errors::{CacheError, DynError, Result};
 use crate::metrics::CacheStats;
 use crate::refresh::{RefreshLoader, RefreshOptions};
 
-pub use crate::key::MAX_KEY_LEN;
+pub use crate::key::{MAX_KEY_LEN, RESERVED_KEY_CHAR};
 /// The deepest nesting of arrays and objects accepted in metadata (the
 /// metadata object itself is level 1) by every store, and in values by
 /// `RedisStore`: JSON readers limit nesting (serde_json reads at most 127
@@ -121,8 +121,8 @@ impl SetOptions {
 /// The async interface every store implements, so application code can be
 /// generic over the backend and move from memory to Redis unchanged.
 ///
-/// Keys are non-empty UTF-8 strings of at most [`MAX_KEY_LEN`] bytes; anything
-/// else is [`CacheError::Key`]. Patterns use Redis glob syntax (see
+/// Keys are non-empty UTF-8 strings of at most [`MAX_KEY_LEN`] bytes without
+/// [`RESERVED_KEY_CHAR`] (U+FFFF); anything else is [`CacheError::Key`]. Patterns use Redis glob syntax (see
 /// [`Pattern`](crate::Pattern)). A call that fails on bad input changes
 /// nothing: no entry, no counter.
 ///

@@ -661,7 +661,8 @@ fn a_value_whose_drop_calls_the_cache_gets_an_error_not_a_deadlock() {
 async fn markers(server: &RedisServer) -> Vec<Vec<u8>> {
     let mut admin = server.admin().await;
     let all: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query_async(&mut admin).await.unwrap();
-    let mut markers: Vec<_> = all.into_iter().filter(|k| k.windows(6).any(|w| w == b"\xffnear:")).collect();
+    let mut markers: Vec<_> =
+        all.into_iter().filter(|k| k.windows(8).any(|w| w == "\u{FFFF}near:".as_bytes())).collect();
     markers.sort();
     markers
 }

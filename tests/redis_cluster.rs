@@ -363,7 +363,7 @@ async fn a_lost_bucket_index_is_rebuilt_from_its_master() {
     let mut lost = 0;
     for (node, keys) in cluster.raw_keys(b"heal:").await {
         let mut admin = cluster.nodes[node].admin().await;
-        for key in keys.iter().filter(|k| k.ends_with(b"\xfflru")) {
+        for key in keys.iter().filter(|k| k.ends_with("\u{FFFF}lru".as_bytes())) {
             let _: () = redis::cmd("DEL").arg(key).query_async(&mut admin).await.unwrap();
             lost += 1;
         }

@@ -183,7 +183,7 @@ async fn a_master_restarted_empty_is_healed() {
         store.set(&format!("k{i}"), format!("v{i}"), SetOptions::new()).await.unwrap();
     }
     // The master holding the record of the bucket count.
-    let victim = cluster.master_of_key(b"rs:\xffbuckets").await;
+    let victim = cluster.master_of_key("rs:\u{FFFF}buckets".as_bytes()).await;
     // Restart at once, before the cluster fails it over: it comes back with
     // its cluster config (nodes.conf) and no data.
     cluster.nodes[victim].stop();

@@ -23,7 +23,8 @@ async fn dbsize(conn: &mut MultiplexedConnection) -> usize {
 /// Every Redis key under `prefix` that is an entry (not an index key).
 async fn entries_under(conn: &mut MultiplexedConnection, prefix: &str) -> Vec<Vec<u8>> {
     let keys = support::scan(conn, format!("{prefix}*").as_bytes()).await;
-    keys.into_iter().filter(|k| std::str::from_utf8(k).is_ok()).collect()
+    // Internal keys (indexes, locks, tag sets) hold U+FFFF, which no entry's key may.
+    keys.into_iter().filter(|k| std::str::from_utf8(k).is_ok_and(|k| !k.contains('\u{FFFF}'))).collect()
 }
 
 /// Metadata `{"a": value}`.
@@ -154,15 +155,16 @@ async fn a_lost_index_is_rebuilt_by_the_next_set() {
     let mut conn = server.admin().await;
     let ttl = TtlPolicy::new(Duration::from_secs(600)).unwrap().with_max_size(100).unwrap();
     for (prefix, policy, index) in [
-        ("lost:", Policy::from(LruPolicy::new(100).unwrap()), "lost:\u{ff}lru"),
-        ("lostt:", Policy::from(ttl), "lostt:\u{ff}expiry"),
+        ("lost:", Policy::from(LruPolicy::new(100).unwrap()), "lost:\u{FFFF}lru"),
+        ("lostt:", Policy::from(ttl), "lostt:\u{FFFF}expiry"),
     ] {
         let s: RedisStore<u32> = store(&server, prefix, Some(policy)).await;
         for i in 0..100 {
             s.set(&format!("old{i}"), i, SetOptions::new()).await.unwrap();
         }
-        // The index key as the store names it: prefix, 0xFF, name (not UTF-8).
-        let raw_index = [prefix.as_bytes(), b"\xff", index.split('\u{ff}').nth(1).unwrap().as_bytes()].concat();
+        // The index key as the store names it: prefix, U+FFFF, name.
+        let raw_index =
+            [prefix.as_bytes(), "\u{FFFF}".as_bytes(), index.split('\u{FFFF}').nth(1).unwrap().as_bytes()].concat();
         let removed: usize = redis::cmd("DEL").arg(&raw_index).query_async(&mut conn).await.unwrap();
         assert_eq!(removed, 1, "{prefix}: the index was where the docs say");
         // A longer TTL than the old entries', so that under TTL too the old are first to go.
@@ -455,7 +457,7 @@ async fn the_capacity_holds_when_the_index_is_lost_under_concurrent_writers() {
         let a: Arc<RedisStore<u32>> = Arc::new(store(&server, prefix, Some(policy.clone())).await);
         let b: Arc<RedisStore<u32>> = Arc::new(store(&server, prefix, Some(policy)).await);
         let stop = Arc::new(AtomicBool::new(false));
-        let raw_index = [prefix.as_bytes(), b"\xff", index.as_bytes()].concat();
+        let raw_index = [prefix.as_bytes(), "\u{FFFF}".as_bytes(), index.as_bytes()].concat();
         let deleter = {
             let stop = Arc::clone(&stop);
             let mut conn = server.admin().await;

@@ -36,7 +36,7 @@ async fn store(server: &RedisServer, policy: Option<Policy>, lease: Duration) ->
 const LONG_LEASE: Duration = Duration::from_secs(60);
 
 fn lock_key(key: &str) -> Vec<u8> {
-    [PREFIX.as_bytes(), b"\xfflock:", key.as_bytes()].concat()
+    [PREFIX.as_bytes(), "\u{FFFF}lock:".as_bytes(), key.as_bytes()].concat()
 }
 
 async fn lock_value(conn: &mut MultiplexedConnection, key: &str) -> Option<String> {
@@ -459,4 +459,46 @@ async fn refreshed_entries_read_as_usual_and_keep_their_freshness() {
     assert!(matches!(a.get_or_refresh("k", never, &zero).await, Err(CacheError::Policy(_))));
     assert!(matches!(a.get_or_refresh("", never, &options).await, Err(CacheError::Key { .. })));
     assert_eq!(a.stats().hits + a.stats().misses, 0);
+}
+
+/// A refresh whose script Redis forgot (SCRIPT FLUSH, a restart) still
+/// writes through EVAL and still reports the value it replaced to a
+/// listener, bounded or not; a listened unbounded `get_or_set` of a missing
+/// key reports nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listened_refresh_after_a_script_flush_reports_what_it_replaced() {
+    use pepperpy_caching::RemovalReason;
+    use std::sync::Mutex;
+    let server = RedisServer::start();
+    for policy in [None, Some(Policy::from(LruPolicy::new(100).unwrap()))] {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        let store = Arc::new(
+            support::redis_builder(&server, PREFIX, policy.clone())
+                .lock_lease(LONG_LEASE)
+                .on_remove(move |key: &str, value: String, reason| {
+                    sink.lock().unwrap().push((key.to_owned(), value, reason))
+                })
+                .build()
+                .await
+                .unwrap(),
+        );
+        store.clear().await.unwrap();
+        log.lock().unwrap().clear();
+        let options = RefreshOptions::new(TokioRuntime, FRESH, GRACE);
+        let loaded = store.get_or_set("fresh", || async { "loaded".to_owned() }, SetOptions::new()).await;
+        assert_eq!(loaded.unwrap(), "loaded");
+        let runs = Arc::new(AtomicUsize::new(0));
+        assert_eq!(store.get_or_refresh("k", counting(&runs, "v1"), &options).await.unwrap(), "v1");
+        assert!(log.lock().unwrap().is_empty(), "loads of missing keys replace nothing ({policy:?})");
+        tokio::time::sleep(FRESH + Duration::from_millis(100)).await;
+        let mut conn = server.admin().await;
+        redis::cmd("SCRIPT").arg("FLUSH").exec_async(&mut conn).await.unwrap();
+        assert_eq!(store.get_or_refresh("k", counting(&runs, "v2"), &options).await.unwrap(), "v1", "stale");
+        until_no_refresh_runs(&mut conn, "k").await;
+        until_value(&store, "k", "v2").await;
+        let removed = log.lock().unwrap().clone();
+        assert_eq!(removed, [("k".to_owned(), "v1".to_owned(), RemovalReason::Replaced)], "{policy:?}");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
 }

@@ -106,10 +106,10 @@ async fn the_stored_form_and_the_tag_sets_memory() {
     let doc: String = redis::cmd("GET").arg("mem:k").query_async(&mut conn).await.unwrap();
     assert_eq!(doc, r#"{"t":["a\"b","c"],"v":1}"#);
     // The tag set lives at least as long as its entry, not for ever.
-    let ttl = pttl(&mut conn, b"mem:\xfftag:c").await;
+    let ttl = pttl(&mut conn, "mem:\u{FFFF}tag:c".as_bytes()).await;
     assert!((100_000..=100_000 + 60_000 + 10_000).contains(&ttl), "{ttl}");
     store.set("forever", 2, tagged(&["c"])).await.unwrap();
-    assert_eq!(pttl(&mut conn, b"mem:\xfftag:c").await, -1, "an entry without a TTL keeps its tag set");
+    assert_eq!(pttl(&mut conn, "mem:\u{FFFF}tag:c".as_bytes()).await, -1, "an entry without a TTL keeps its tag set");
     // update_metadata keeps the tags.
     assert!(store.update_metadata("k", support::meta(serde_json::json!({"m": 1}))).await.unwrap());
     assert_eq!(store.get_tags("k").await.unwrap(), Some(vec!["a\"b".into(), "c".into()]));
@@ -125,15 +125,15 @@ async fn the_stored_form_and_the_tag_sets_memory() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     // (The registrations so far have sampled some away already.)
-    let before = scard(&mut conn, b"mem:\xfftag:busy").await;
+    let before = scard(&mut conn, "mem:\u{FFFF}tag:busy".as_bytes()).await;
     assert!(before >= 60, "the stale members are there until cleaned: {before}");
     for round in 0..400 {
         store.set("live", round, tagged(&["busy"])).await.unwrap();
     }
-    let left = scard(&mut conn, b"mem:\xfftag:busy").await;
+    let left = scard(&mut conn, "mem:\u{FFFF}tag:busy".as_bytes()).await;
     assert!(left < 40 && left < before / 3, "stale members are dropped by sampling: {left} left of {before}");
     assert_eq!(store.invalidate_tags(&["busy"]).await.unwrap(), 1, "only the live one counts");
-    assert_eq!(scard(&mut conn, b"mem:\xfftag:busy").await, 0, "the set is gone with the invalidation");
+    assert_eq!(scard(&mut conn, "mem:\u{FFFF}tag:busy".as_bytes()).await, 0, "the set is gone with the invalidation");
 }
 
 #[tokio::test]
@@ -152,9 +152,9 @@ async fn hostile_documents_under_the_prefix_are_not_miscounted() {
     ] {
         let raw = format!("hostile:{key}");
         redis::cmd("SET").arg(&raw).arg(doc).exec_async(&mut conn).await.unwrap();
-        redis::cmd("SADD").arg(b"hostile:\xfftag:t").arg(&raw).exec_async(&mut conn).await.unwrap();
+        redis::cmd("SADD").arg("hostile:\u{FFFF}tag:t".as_bytes()).arg(&raw).exec_async(&mut conn).await.unwrap();
     }
-    redis::cmd("SADD").arg(b"hostile:\xfftag:t").arg("hostile:list").exec_async(&mut conn).await.unwrap();
+    redis::cmd("SADD").arg("hostile:\u{FFFF}tag:t".as_bytes()).arg("hostile:list").exec_async(&mut conn).await.unwrap();
     redis::cmd("RPUSH").arg("hostile:list").arg("x").exec_async(&mut conn).await.unwrap();
     assert_eq!(store.invalidate_tags(&["t"]).await.unwrap(), 1, "only the real one");
     for key in ["hostile:foreign", "hostile:broken", "hostile:text", "hostile:quoted", "hostile:list"] {
@@ -163,7 +163,12 @@ async fn hostile_documents_under_the_prefix_are_not_miscounted() {
     }
     // "quoted" carries one tag whose text holds `],"v":`: read as the tag it is.
     let odd = "x\"],\"v\":";
-    redis::cmd("SADD").arg(b"hostile:\xfftag:x\"],\"v\":").arg("hostile:quoted").exec_async(&mut conn).await.unwrap();
+    redis::cmd("SADD")
+        .arg("hostile:\u{FFFF}tag:x\"],\"v\":".as_bytes())
+        .arg("hostile:quoted")
+        .exec_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(store.get_tags("quoted").await.unwrap(), Some(vec![odd.to_string()]));
     assert_eq!(store.invalidate_tags(&["x\""]).await.unwrap(), 0, "no prefix of it");
     assert_eq!(store.invalidate_tags(&[odd]).await.unwrap(), 1);

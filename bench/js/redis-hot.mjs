@@ -6,9 +6,12 @@
 // side's cost, the figure that decides the ratio once the client's core is
 // the bottleneck, and much steadier than ops/s on a shared machine).
 //
-//   node redis-hot.mjs [--rounds 9] [--ops 20000] [--only get|set] [--c 1,64] [--lru] [--pkg DIR] [--url URL]
+//   node redis-hot.mjs [--rounds 9] [--ops 20000] [--only get|set] [--c 1,64] [--lru] [--pkg DIR] [--base DIR] [--url URL]
 //
 // Without --url it starts its own redis-server (tests/js/redis-support.mjs).
+// --base DIR: an A/B, the store of another build of the package (DIR: its
+// pkg/, copied before the change) in the same process and rounds, rows
+// "base store ...", each against its raw client as the others.
 
 import { readFileSync } from "node:fs";
 import { loadavg, cpus } from "node:os";
@@ -30,9 +33,15 @@ const CONCURRENCY = flag("--c", "1,64").split(",").map(Number);
 const OPS_KINDS = flag("--only") ? [flag("--only")] : ["get", "set"];
 const pkgDir = resolve(flag("--pkg", join(here, "..", "..", "pkg")));
 
-const pkg = JSON.parse(readFileSync(join(pkgDir, "package.json"), "utf8"));
-const { RedisStore } = await import(pathToFileURL(join(pkgDir, entryOf(pkg, "./redis"))).href);
-const { LRUPolicy } = await import(pathToFileURL(join(pkgDir, entryOf(pkg, ".") ?? "index.mjs")).href);
+/** The RedisStore and LRUPolicy of the package built in `dir`. */
+async function classesOf(dir) {
+  const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
+  const { RedisStore } = await import(pathToFileURL(join(dir, entryOf(pkg, "./redis"))).href);
+  const { LRUPolicy } = await import(pathToFileURL(join(dir, entryOf(pkg, ".") ?? "index.mjs")).href);
+  return { RedisStore, LRUPolicy };
+}
+const { RedisStore, LRUPolicy } = await classesOf(pkgDir);
+const baseDir = flag("--base");
 
 const { url, server } = await redisServer(flag("--url"));
 const { nodeRedis, io, rows: rawRows } = await rawClients(url);
@@ -41,6 +50,11 @@ const stores = [
   ["node-redis", "store node-redis", new RedisStore({ client: nodeRedis, prefix: "ps:" })],
   ["ioredis", "store ioredis", new RedisStore({ client: io, prefix: "pi:" })],
 ];
+if (baseDir !== undefined) {
+  const { RedisStore: BaseStore } = await classesOf(resolve(baseDir));
+  stores.push(["node-redis", "base store node-redis", new BaseStore({ client: nodeRedis, prefix: "bs:" })]);
+  stores.push(["ioredis", "base store ioredis", new BaseStore({ client: io, prefix: "bi:" })]);
+}
 if (argv.includes("--lru")) stores.push(["node-redis", "store node-redis LRU", new RedisStore({ client: nodeRedis, prefix: "pl:", policy: new LRUPolicy({ maxSize: 10_000 }) })]);
 for (const [base, name, store] of stores) rows.push({ name, vs: base, get: (i) => store.get(keys[i % KEYS]), set: (i) => store.set(keys[i % KEYS], value(i)) });
 
@@ -82,7 +96,7 @@ for (const c of CONCURRENCY) {
     for (const row of rows) {
       const vs = row.vs ? rows.find((r) => r.base === row.vs).name : undefined;
       const ratio = vs ? `  ${(rate(row.name) / rate(vs)).toFixed(2)}x ops/s, ${(cpu(row.name) / cpu(vs)).toFixed(2)}x CPU/op` : "";
-      console.log(`  ${row.name.padEnd(22)} ${Math.round(rate(row.name)).toLocaleString("en-US").padStart(9)} ops/s ${cpu(row.name).toFixed(2).padStart(6)} µs CPU/op${ratio}`);
+      console.log(`  ${row.name.padEnd(26)} ${Math.round(rate(row.name)).toLocaleString("en-US").padStart(9)} ops/s ${cpu(row.name).toFixed(2).padStart(6)} µs CPU/op${ratio}`);
     }
   }
 }

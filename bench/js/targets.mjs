@@ -7,7 +7,8 @@
 //     the same with awaits, and lru-cache itself behind async functions (the
 //     awaits' own cost, which no store can take off);
 //   async get against cache-manager (its default in-memory store);
-//   import to first get in a fresh Node process, against lru-cache;
+//   import (and require) to first get in a fresh Node process, each package
+//     by its name, against lru-cache;
 //   memory (RSS) per entry for 1M entries, against lru-cache.
 //
 //   node targets.mjs [--quick] [--pkg DIR]
@@ -18,7 +19,8 @@ import { spawnSync } from "node:child_process";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { createRequire } from "node:module";
-import { loadavg, cpus } from "node:os";
+import { loadavg, cpus, tmpdir } from "node:os";
+import { mkdtempSync, mkdirSync, symlinkSync, realpathSync, rmSync } from "node:fs";
 
 import { LRUCache } from "lru-cache";
 import { createCache } from "cache-manager";
@@ -224,28 +226,48 @@ const line = (name, ours, theirs, unit = "ns/op") => {
   line("async get hit vs cache-manager get", a, b);
 }
 
-// 4. Import to first get, fresh processes (median of 9).
+// 4. Import to first get, fresh processes: each package imported by its name
+// from a project that has both in node_modules, as an application does, so
+// Node picks the entry its `exports` give it (ours: node.mjs for `import`,
+// inline.cjs for `require`; lru-cache: its ES module build for `import`, its
+// CommonJS build for `require`). Until session 9 this row imported our
+// inline.mjs and lru-cache's CommonJS file by path: lru-cache then paid Node's
+// ES-module-to-CommonJS translation (2-4 ms) that its own `import` never does.
+// Ours and theirs alternate process by process (a change of load hits both);
+// the median of IMPORTS processes each.
 {
-  const require = createRequire(import.meta.url);
-  const lruEntry = pathToFileURL(require.resolve("lru-cache")).href;
-  const cold = (code) => {
-    const ms = [];
-    for (let i = 0; i < 9; i++) {
-      const out = spawnSync(process.execPath, ["--input-type=module", "-e", code], { encoding: "utf8" });
-      ms.push(Number(out.stdout.trim()));
+  const IMPORTS = quick ? 9 : 21;
+  const project = mkdtempSync(join(tmpdir(), "pepperpy-import-"));
+  mkdirSync(join(project, "node_modules"));
+  symlinkSync(pkgDir, join(project, "node_modules", "pepperpy-caching"));
+  symlinkSync(realpathSync(join(here, "node_modules", "lru-cache")), join(project, "node_modules", "lru-cache"));
+  const cold = (codes) => {
+    const ms = codes.map(() => []);
+    for (let i = 0; i < IMPORTS; i++) {
+      codes.forEach((code, c) => {
+        const out = spawnSync(process.execPath, ["--input-type=module", "-e", code], { cwd: project, encoding: "utf8" });
+        if (out.status !== 0) throw new Error(`import bench failed: ${out.stderr}`);
+        ms[c].push(Number(out.stdout.trim()));
+      });
     }
-    ms.sort((a, b) => a - b);
-    return ms[4];
+    return ms.map(median);
   };
-  const ours = cold(
-    `const t = performance.now(); const { MemoryStore, LRUPolicy } = await import(${JSON.stringify(entry)});` +
-      ` const s = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) }); s.getSync("k"); console.log(performance.now() - t);`,
-  );
-  const theirs = cold(
-    `const t = performance.now(); const { LRUCache } = await import(${JSON.stringify(lruEntry)});` +
-      ` const c = new LRUCache({ max: 10 }); c.get("k"); console.log(performance.now() - t);`,
-  );
-  line("import to first get (ms, median of 9 processes)", ours, theirs, "ms");
+  const timed = (body) => `const t = performance.now(); ${body} console.log(performance.now() - t);`;
+  const ourGet = ` const s = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) }); s.getSync("k");`;
+  const theirGet = ` const c = new LRUCache({ max: 10 }); c.get("k");`;
+  const require = `const { createRequire } = await import("node:module"); const require = createRequire(process.cwd() + "/");`;
+  try {
+    const [ours, theirs, oursCjs, theirsCjs] = cold([
+      timed(`const { MemoryStore, LRUPolicy } = await import("pepperpy-caching");${ourGet}`),
+      timed(`const { LRUCache } = await import("lru-cache");${theirGet}`),
+      `${require} ${timed(`const { MemoryStore, LRUPolicy } = require("pepperpy-caching");${ourGet}`)}`,
+      `${require} ${timed(`const { LRUCache } = require("lru-cache");${theirGet}`)}`,
+    ]);
+    line(`import to first get (ms, median of ${IMPORTS} processes)`, ours, theirs, "ms");
+    line(`require to first get (ms, median of ${IMPORTS} processes)`, oursCjs, theirsCjs, "ms");
+  } finally {
+    rmSync(project, { recursive: true, force: true });
+  }
 }
 
 // 5. Memory per entry: RSS growth for 1M entries, in a fresh process each.

@@ -20,11 +20,14 @@ const [
   BATCH_KEYS, BATCH_BYTES, BATCH_BYTES_AT, BATCH_ENDS_AT, BATCH_RESULTS_AT, MAX_SLOTS, SHOWN_CHARS,
   FREQ_COUNT, MAX_FREQ, EVICTED, EXPIRED, REPLACED,
   MAX_TAGS, MAX_TAG_LEN, MAX_INVALIDATE_TAGS, MAX_IDLE_SECONDS,
+  // The code point no key may hold (U+FFFF: the Redis stores' internal keys; js/api/1-shared.js).
+  RESERVED_KEY_CODE,
   // Then, per figure of the counter table, its unit and engine index (7-otel.js).
   ...COUNTER_LAYOUT
 ] = wasm.limits();
 // The core's tables as text (src/wasm/tables.rs `tables`): the counter table
 // (a line per figure: Rust name, tab, help), a NUL, the error classes (a line each).
+const RESERVED_KEY_CHAR = String.fromCharCode(RESERVED_KEY_CODE);
 const [COUNTER_TEXT, ERROR_TEXT] = wasm.tables().split("\0");
 const { WasmPattern } = wasm;
 // The latency sample is taken when the get count is a multiple of it (a power of two).

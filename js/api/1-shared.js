@@ -7,7 +7,7 @@
 // listener (`onRemove`) is checked and called, the options' rules (names,
 // seconds, idle times, tags, invalidateTags' list) and metadata's (copyMetadata).
 // It uses names each entry declares: the limits (MAX_IDLE_SECONDS, MAX_TAGS,
-// MAX_TAG_LEN, MAX_INVALIDATE_TAGS, MAX_NESTING, SHOWN_CHARS), the error
+// MAX_TAG_LEN, MAX_INVALIDATE_TAGS, MAX_NESTING, SHOWN_CHARS, RESERVED_KEY_CHAR), the error
 // classes, encoder.
 
 // Whether `text` has no lone surrogate. String.prototype.isWellFormed is
@@ -16,6 +16,16 @@ const isWellFormed =
   typeof String.prototype.isWellFormed === "function"
     ? (text) => text.isWellFormed()
     : (text) => !/\p{Cs}/u.test(text);
+
+/**
+ * Whether `text` holds the one character no key (and no Redis prefix) may
+ * hold: the core's RESERVED_KEY_CHAR, U+FFFF, the marker of the Redis stores'
+ * internal keys (each entry reads its code from its wasm's `limits()` into
+ * RESERVED_KEY_CHAR). The verdict's message is then the core's.
+ */
+function holdsReserved(text) {
+  return text.indexOf(RESERVED_KEY_CHAR) !== -1;
+}
 
 /** How a key is shown in an error message: its first SHOWN_CHARS characters (the core's). */
 function shownKey(key) {
@@ -65,6 +75,23 @@ function iterableOrThrow(items, what, expected) {
     throw new TypeError(`${what} takes ${expected}, got ${describe(items)}`);
   }
   return Array.from(items);
+}
+
+/**
+ * A batch call's list, the one rule of both stores (MemoryStore's
+ * js/api/13-batch.js, RedisStore's): an array is copied by index, up to the
+ * length it has when the call starts (a hole read as undefined; neither its
+ * iterator nor its species asked), so what is checked is what is used,
+ * whatever a getter or a listener does to it meanwhile; any other iterable
+ * that is not a string goes through its iterator; anything else is a
+ * TypeError (`what` takes `expected`).
+ */
+function listOf(items, what, expected) {
+  if (!Array.isArray(items)) return iterableOrThrow(items, what, expected);
+  const n = items.length;
+  const list = [];
+  for (let i = 0; i < n; i++) list.push(items[i]);
+  return list;
 }
 
 /**
@@ -303,10 +330,39 @@ function copyMetadata(metadata) {
   }
 }
 
+/**
+ * copyMetadata's copy of `value` (`depth` levels down, the metadata object
+ * at 0); what it refuses is a CacheSerializationError naming the path to it
+ * after `path`. The path is put together only for an error, while the
+ * refusal goes back up (copyJsonAt): the usual metadata builds no text.
+ */
 function copyJson(value, depth, path) {
+  try {
+    return copyJsonAt(value, depth);
+  } catch (error) {
+    if (error instanceof NotJson) throw notJson(path + error.path, error.why);
+    throw error;
+  }
+}
+
+/** A value metadata cannot hold, on its way up to copyJson: `path` grows by a step in each frame it leaves. */
+class NotJson {
+  constructor(why) {
+    this.why = why;
+    this.path = "";
+  }
+}
+
+/** `error` with the step into `step` put before its path, when it is a NotJson; thrown on. */
+function fromStep(error, step) {
+  if (error instanceof NotJson) error.path = step() + error.path;
+  return error;
+}
+
+function copyJsonAt(value, depth) {
   switch (typeof value) {
     case "string":
-      if (!isWellFormed(value)) throw notJson(path, "a string that is not well-formed Unicode (a lone surrogate)");
+      if (!isWellFormed(value)) throw new NotJson("a string that is not well-formed Unicode (a lone surrogate)");
       return value;
     case "boolean":
       return value;
@@ -316,33 +372,40 @@ function copyJson(value, depth, path) {
     case "object": {
       if (value === null) return null;
       // The metadata object is level 1, as in the core (MAX_NESTING).
-      if (depth >= MAX_NESTING) {
-        throw notJson(path, `nesting deeper than ${MAX_NESTING} levels (is it circular?)`);
-      }
+      if (depth >= MAX_NESTING) throw new NotJson(`nesting deeper than ${MAX_NESTING} levels (is it circular?)`);
       if (Array.isArray(value)) {
         const n = value.length;
         const out = new Array(n);
-        for (let i = 0; i < n; i++) out[i] = copyJson(value[i], depth + 1, `${path}[${i}]`);
+        for (let i = 0; i < n; i++) {
+          try {
+            out[i] = copyJsonAt(value[i], depth + 1);
+          } catch (error) {
+            throw fromStep(error, () => `[${i}]`);
+          }
+        }
         return out;
       }
       if (!isPlainObject(value)) break;
-      if (Object.getOwnPropertySymbols(value).length > 0) throw notJson(path, "an object with symbol keys");
+      if (Object.getOwnPropertySymbols(value).length > 0) throw new NotJson("an object with symbol keys");
       const out = {};
       for (const key of Object.keys(value)) {
-        const at = /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
-        if (!isWellFormed(key)) throw notJson(path + at, "a key that is not well-formed Unicode (a lone surrogate)");
-        // defineProperty, not assignment: a key "__proto__" stays data.
-        Object.defineProperty(out, key, {
-          value: copyJson(value[key], depth + 1, path + at),
-          enumerable: true,
-          writable: true,
-          configurable: true,
-        });
+        try {
+          if (!isWellFormed(key)) throw new NotJson("a key that is not well-formed Unicode (a lone surrogate)");
+          // defineProperty, not assignment: a key "__proto__" stays data.
+          Object.defineProperty(out, key, {
+            value: copyJsonAt(value[key], depth + 1),
+            enumerable: true,
+            writable: true,
+            configurable: true,
+          });
+        } catch (error) {
+          throw fromStep(error, () => (/^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`));
+        }
       }
       return out;
     }
   }
-  throw notJson(path, describe(value));
+  throw new NotJson(describe(value));
 }
 
 function notJson(path, why) {

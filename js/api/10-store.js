@@ -239,8 +239,10 @@ class MemoryStore {
    * (S3-FIFO). No call into wasm.
    */
   getSync(key) {
-    if ((++this.#gets & SAMPLE_MASK) === 0) return this.#timedGet(key);
+    // The sampled get inside the try too: a stack overflow at its call
+    // (before its body runs) must also take the get back.
     try {
+      if ((++this.#gets & SAMPLE_MASK) === 0) return this.#timedGet(key);
       return this.#read(key);
     } catch (error) {
       this.#gets--; // a call that fails counts nothing
@@ -264,12 +266,22 @@ class MemoryStore {
       if (this.#deadline[id] <= now) return this.#missed(key, id);
       if (this.#idling) this.#idleRead(id, now);
     }
-    // Tells the engine of the hit: in the access ring (exact LRU, replayed by
-    // the engine before anything that evicts, reorders or lists) or in the
-    // slot's access count (S3-FIFO). Out of a view's bounds means its memory
-    // grew (a detached view has length 0), a failed call awaits repair or
-    // the store was disposed (`#unview` empties the views), or the ring is
-    // full: `#slowHit` sorts these out.
+    if (!this.#tell(id)) return this.#slowHit(key, id);
+    return this.#values[id];
+  }
+
+  /**
+   * Tells the engine of a hit on slot `id` (the one place a hit is
+   * written): in the access ring (exact LRU, replayed by the engine before
+   * anything that evicts, reorders or lists) or in the slot's access count
+   * (S3-FIFO). False, with nothing written, when the view is out of its
+   * bounds: its memory grew (a detached view has length 0), a failed call
+   * awaits repair or the store was disposed (`#unview` empties the views),
+   * or the ring is full. A store whose hits write nothing (TTL, LRU without
+   * refreshOnGet) checks the views' version instead, which stops a read
+   * after dispose or before a repair.
+   */
+  #tell(id) {
     const mode = this.#mode;
     if (mode === RING) {
       // A repeated hit is written again, not compared with the last: the
@@ -278,32 +290,27 @@ class MemoryStore {
       // passes over a hit on the slot already at the head).
       const ring = this.#ring;
       const n = this.#ringN;
-      if (n >= ring.length) return this.#slowHit(key, id);
+      if (n >= ring.length) return false;
       ring[n] = id;
       this.#ringN = n + 1;
     } else if (mode === FREQ) {
       // The access count, in the byte's FREQ_COUNT bits, saturates at
       // MAX_FREQ (the engine keeps the slot's queue in another bit).
       const freq = this.#freq;
-      if (id >= freq.length) return this.#slowHit(key, id);
+      if (id >= freq.length) return false;
       const f = freq[id];
       if ((f & FREQ_COUNT) < MAX_FREQ) freq[id] = f + 1;
     } else if (this.#header[0] !== this.#version) {
-      // Nothing to write (TTL, LRU without refreshOnGet): the version still
-      // stops a read after dispose or before a repair.
-      return this.#stale(key);
+      return false;
     }
-    return this.#values[id];
+    return true;
   }
 
-  /** Tells the engine of a hit on slot `id` when the views are current (getOrSet, after `#live`). */
+  /** Tells the engine of a hit on slot `id` when the views are current (getOrSet, after `#live`): a full ring is replayed first. */
   #hit(id) {
-    if (this.#mode === RING) {
-      if (this.#ringN === RING_LEN) this.#drain();
-      this.#ring[this.#ringN++] = id;
-    } else if (this.#mode === FREQ) {
-      const f = this.#freq[id];
-      if ((f & FREQ_COUNT) < MAX_FREQ) this.#freq[id] = f + 1;
+    if (!this.#tell(id)) {
+      this.#drain();
+      this.#tell(id);
     }
   }
 
@@ -318,7 +325,7 @@ class MemoryStore {
     if (this.#header[0] !== this.#version) return this.#stale(key);
     if (this.#mode === RING && this.#ringN === RING_LEN && this.#ring.length === RING_LEN) {
       this.#drain();
-      this.#ring[this.#ringN++] = id;
+      this.#tell(id);
     }
     return this.#values[id];
   }
@@ -348,18 +355,18 @@ class MemoryStore {
     this.#ringN = 0;
   }
 
-  // One get in LATENCY_SAMPLE_EVERY is timed (on the store's clock) for `avgGetLatency`.
+  // One get in LATENCY_SAMPLE_EVERY is timed (on the store's clock) for
+  // `avgGetLatency`. A get that throws here is taken back by getSync, so
+  // nothing may throw once the read is done (it has counted its miss).
   #timedGet(key) {
-    let started;
-    let value;
+    const started = this.#now();
+    const value = this.#read(key);
+    let elapsed;
     try {
-      started = this.#now();
-      value = this.#read(key);
-    } catch (error) {
-      this.#gets--; // a call that fails counts nothing
-      throw error;
+      elapsed = this.#now() - started;
+    } catch {
+      return value; // no stack left to read the clock again: the get stands, untimed
     }
-    const elapsed = this.#now() - started;
     if (!this.#disposed) {
       this.#latencyTotal += elapsed > 0 ? elapsed : 0;
       this.#latencySamples++;
@@ -505,9 +512,10 @@ class MemoryStore {
       } catch (error) {
         throw this.#failed(error); // no memory even for an empty engine
       }
-    } else if (this.#cutKey !== undefined) {
+    } else {
       if (this.#header[0] !== this.#version) this.#view();
-      this.#finishPlacing();
+      if (this.#cutKey !== undefined) this.#finishPlacing();
+      if (this.#reclaimCut !== 0) this.#finishReclaim();
     }
     this.#pending = false;
   }
@@ -537,6 +545,7 @@ class MemoryStore {
     statsSince.set(this, Date.now());
     this.#zeroCounters();
     this.#clearCut();
+    this.#reclaimCut = 0;
     // The notices are made once, from the entries as they were: a retry
     // finds this side already emptied and sends these.
     if (this.#resetNotices === null) {
@@ -640,8 +649,39 @@ class MemoryStore {
     }
     if (n < 0) throw noRoom();
     if (n === 0) return;
+    try {
+      const ids = this.#report(n);
+      for (let i = 0; i < n; i++) this.#drop(ids[i], EXPIRED, notices);
+    } catch (error) {
+      // Cut short after the engine freed the slots (reading its report and
+      // forgetting them can need more stack than the call's headroom
+      // reserved): the next call forgets the rest first (`#finishReclaim`;
+      // the notices made so far are the cut call's to send). Plain field
+      // writes: no call.
+      this.#reclaimCut = n;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
+      throw error;
+    }
+  }
+
+  // How many slots a reclaim cut short had freed in the engine (0: none),
+  // their ids still in the engine's report (only this store's calls write
+  // it, and each repairs first).
+  #reclaimCut = 0;
+
+  /** Forgets the slots a reclaim cut short had freed (see `#reclaim`); their notices go out. */
+  #finishReclaim() {
+    const n = this.#reclaimCut;
+    const notices = this.#notices();
     const ids = this.#report(n);
+    // Cut short again, the next call retries: `#drop` of a forgotten id does nothing.
     for (let i = 0; i < n; i++) this.#drop(ids[i], EXPIRED, notices);
+    this.#reclaimCut = 0;
+    // The cut call already threw to its caller: a listener's error is reported.
+    this.#notify(notices, true);
   }
 
   /** The live slot under `key` at `now`, counting nothing; reclaims it if expired. */

@@ -16,8 +16,8 @@
  * store holds was checked when it was stored.
  */
 function checkedKeys(store, keys, what) {
-  // A copy: what is checked is what is used, whatever a listener does to `keys` meanwhile.
-  const list = Array.isArray(keys) ? keys.slice() : iterableOrThrow(keys, what, "an array of keys");
+  // A copy (listOf): what is checked is what is used, whatever a listener does to `keys` meanwhile.
+  const list = listOf(keys, what, "an array of keys");
   const ids = inside.ids(store);
   for (let i = 0; i < list.length; i++) {
     const key = list[i];
@@ -79,7 +79,7 @@ const batch = {
 
   /** {@link setMany} without the Promise. */
   setManySync(entries, options) {
-    const list = Array.isArray(entries) ? entries : iterableOrThrow(entries, "setMany", "[key, value] pairs");
+    const list = listOf(entries, "setMany", "[key, value] pairs");
     // Each pair read once, so what is checked is what is stored.
     const pairs = new Array(list.length);
     for (let i = 0; i < list.length; i++) {

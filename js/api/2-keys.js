@@ -9,11 +9,11 @@
 // Up to this many UTF-16 units, a well-formed key has at most MAX_KEY_LEN bytes of UTF-8.
 const SAFE_KEY_UNITS = Math.floor(MAX_KEY_LEN / 3);
 
-/** Checks `key` as the core would (a non-empty string of at most MAX_KEY_LEN bytes of UTF-8). */
+/** Checks `key` as the core would (a non-empty string of at most MAX_KEY_LEN bytes of UTF-8, without RESERVED_KEY_CHAR). */
 function checkKey(key) {
   if (typeof key !== "string") throw keyError(key);
   const n = key.length;
-  if (n !== 0 && n <= SAFE_KEY_UNITS && isWellFormed(key)) return;
+  if (n !== 0 && n <= SAFE_KEY_UNITS && isWellFormed(key) && !holdsReserved(key)) return;
   if (!isWellFormed(key)) throw notUnicode(CacheKeyError, "key", key);
   // The core's own message (and verdict) for an empty or long key.
   const error = wasm.keyError(key);

@@ -15,7 +15,8 @@ const [
   MAX_TAGS,
   MAX_TAG_LEN,
   MAX_INVALIDATE_TAGS,
-  MAX_PATTERN_LEN,
+  // MAX_PATTERN_LEN: a pattern's length is checked by wasm.checkPattern (checkedPattern), not here.
+  ,
   DEFAULT_BUCKETS,
   LEASE_MS,
   SLACK_MS,
@@ -32,8 +33,11 @@ const [
   MAX_IDLE_MS,
   // How many characters of a key a message shows (js/api/1-shared.js shownKey).
   SHOWN_CHARS,
+  // The code point no key and no prefix may hold (U+FFFF, the internal keys' marker; js/api/1-shared.js).
+  RESERVED_KEY_CODE,
 ] = wasm.limits();
 const SCAN_COUNT = String(SCAN_BATCH);
+const RESERVED_KEY_CHAR = String.fromCharCode(RESERVED_KEY_CODE);
 // The idle rule's limit in the MemoryStore's unit (js/api/1-shared.js idleSeconds).
 const MAX_IDLE_SECONDS = MAX_IDLE_MS / 1000;
 
@@ -93,6 +97,8 @@ function core(thunk) {
 function checkedKey(key) {
   if (typeof key !== "string") throw new CacheKeyError(`a key must be a string, got ${describe(key)}`);
   if (!isWellFormed(key)) throw notUnicode(CacheKeyError, "key", key);
+  // U+FFFF (the internal keys' marker): the core's verdict and message.
+  if (holdsReserved(key)) core(() => wasm.checkKey(key));
   return key;
 }
 

@@ -23,20 +23,41 @@ function scratchView() {
   return scratch;
 }
 
-/** Rust's plainStart of a stored document: where its value's text starts if JS may parse it as it is and it has no idle header, else -1. */
-function plainStartOf(bytes) {
-  const n = bytes.length;
-  if (n > SCRATCH_LENGTH) return wasm.plainStart(bytes);
+/** Copies `bytes` into the scratch buffer if they fit it: whether they did. */
+function intoScratch(bytes) {
+  if (bytes.length > SCRATCH_LENGTH) return false;
   scratchView().set(bytes);
-  return wasm.plainStartIn(n);
+  return true;
 }
 
-/** Rust's valueStart of a stored document (plainStartOf, an idle header allowed). */
-function valueStartOf(bytes) {
+/**
+ * Rust's plainStart of a stored document: where its value's text starts if
+ * JS may parse it as it is and it has no idle header, else -1. Its bytes are
+ * left in the scratch buffer when they fit (`inScratch` of the calls below).
+ */
+function plainStartOf(bytes) {
+  return intoScratch(bytes) ? wasm.plainStartIn(bytes.length) : wasm.plainStart(bytes);
+}
+
+/** Rust's idleHeader of a stored document (`inScratch`: its bytes are in the scratch buffer already). */
+function idleHeaderOf(bytes, inScratch) {
+  return inScratch ? wasm.idleHeaderIn(bytes.length) : wasm.idleHeader(bytes);
+}
+
+/**
+ * The value of the stored document `bytes` under `key`: its text parsed
+ * here when Rust's valueStart says JS may, else Rust's reading of it
+ * (decodeValue, which refuses what the Rust store refuses). `inScratch`: its
+ * bytes are in the scratch buffer already (plainStartOf put them there and
+ * nothing wrote it since); else they are copied into the wasm once, into the
+ * scratch buffer when they fit.
+ */
+function decodeDocument(key, bytes, inScratch) {
   const n = bytes.length;
-  if (n > SCRATCH_LENGTH) return wasm.valueStart(bytes);
-  scratchView().set(bytes);
-  return wasm.valueStartIn(n);
+  const copied = inScratch || intoScratch(bytes);
+  const start = copied ? wasm.valueStartIn(n) : wasm.valueStart(bytes);
+  if (start >= 0) return JSON.parse(valueText(bytes, start));
+  return JSON.parse(core(() => (copied ? wasm.decodeValueIn(key, n) : wasm.decodeValue(key, bytes))));
 }
 
 const NodeBuffer = globalThis.Buffer;
@@ -64,10 +85,11 @@ function plainTextOf(text, nulls) {
 // Rust's template (wasm.envelope) around it. Anything else goes to the Rust
 // walk (wasm.encode) of the copy, which decides (and refuses with its own
 // words). So the copy only notices, it judges nothing: a function, a symbol,
-// a bigint, NaN or an infinity, an undefined array element, an object with a
-// toJSON, or one that is neither an array nor a plain object, is kept as it
-// was read and sends the copy to the walk; and the copy counts the nulls it
-// copied, so that Rust can tell a `null` of the text that was none.
+// a bigint, NaN or an infinity, an object with a toJSON (the toJSON read
+// once, kept), or one that is neither an array nor a plain object, is kept
+// as it was read and sends the copy to the walk; and the copy counts the
+// nulls it copied (an undefined array element, or a hole, is one: both
+// write null), so that Rust can tell a `null` of the text that was none.
 const OBJECT_PROTO = Object.prototype;
 const ARRAY_PROTO = Array.prototype;
 const hasOwn = Object.hasOwn ?? ((object, key) => OBJECT_PROTO.hasOwnProperty.call(object, key));
@@ -84,9 +106,9 @@ function defineOwn(object, key, value) {
 /**
  * `value` copied `depth` levels down, each property read once: plain
  * objects and arrays as fresh ones, other values as they are. What
- * JSON.stringify would not write as the walk does (NaN or an infinity, an
- * undefined array element, a function, a symbol, a bigint, an object with a
- * toJSON or that is neither an array nor a plain object, nesting past
+ * JSON.stringify would not write as the walk does (NaN or an infinity, a
+ * function, a symbol, a bigint, an object with a toJSON or that is neither
+ * an array nor a plain object, nesting past
  * MAX_NESTING) is kept as read and marks the copy (`copiedOther`): the walk
  * then decides on the copy, so it sees what this read, and reads only what
  * this did not (inside a kept object).
@@ -114,8 +136,9 @@ function plainCopy(value, depth) {
         const copy = [];
         for (let i = 0; i < n; i++) {
           const item = value[i];
-          let copied;
-          if (item === undefined) copiedOther = true;
+          let copied = null;
+          // An undefined element (or a hole): JSON.stringify and the walk both write null, counted as one.
+          if (item === undefined) copiedNulls++;
           else copied = plainCopy(item, depth + 1);
           copy.push(copied);
           // An accessor for this index on Array.prototype or Object.prototype took the push.
@@ -124,15 +147,22 @@ function plainCopy(value, depth) {
         return copy;
       }
       const proto = Object.getPrototypeOf(value);
-      if ((proto !== OBJECT_PROTO && proto !== null) || typeof value.toJSON === "function") {
+      if (proto !== OBJECT_PROTO && proto !== null) {
         copiedOther = true;
         return value;
+      }
+      // Read once (a getter, a Proxy's trap): the walk calls what this read, and the keys below reuse it.
+      const toJSON = value.toJSON;
+      if (typeof toJSON === "function") {
+        copiedOther = true;
+        // The walk calls a toJSON with the object as `this`: this one calls the one read, on `value`.
+        return { toJSON: () => toJSON.call(value) };
       }
       const keys = Object.keys(value);
       const copy = {};
       for (let i = 0; i < keys.length; i++) {
         const key = keys[i];
-        const item = value[key];
+        const item = key === "toJSON" ? toJSON : value[key];
         // Left out, as JSON.stringify and the walk leave it out.
         if (item === undefined) continue;
         const copied = plainCopy(item, depth + 1);

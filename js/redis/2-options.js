@@ -68,12 +68,3 @@ function readLoadOptions(options) {
   checkLoadCall(o, waitUntil, signal);
   return o;
 }
-
-/**
- * The batch calls' list: an array (a copy, holes read as undefined) or any
- * other iterable that is not a string, as the MemoryStore's; else a
- * TypeError, a programming error (the MemoryStore's class).
- */
-function listOf(items, what, expected) {
-  return Array.isArray(items) ? Array.from(items) : iterableOrThrow(items, what, expected);
-}

@@ -24,11 +24,21 @@ function isConn(value) {
 
 const FLAG = (on) => (on ? "1" : "0");
 
+/**
+ * A GET's failure: null when Redis answered WRONGTYPE (a load's
+ * placeholder, a hash at the key: no entry yet, a miss), else thrown as
+ * CacheBackendError of `what`.
+ */
+function missOnWrongType(what, error) {
+  if (isWrongType(error)) return null;
+  throw backendError(what, error);
+}
+
 /** A plain SET of a stored document, with its TTL in ms (PX) when it has one. */
 const setArgv = (entry, stored, ttl) => (ttl === undefined ? ["SET", entry, stored] : ["SET", entry, stored, "PX", String(ttl)]);
 
 // The fast ways to and from a stored document (encodeEntry, plainStartOf,
-// valueText): js/redis/2-hot.js.
+// decodeDocument): js/redis/2-hot.js.
 
 class RedisStore {
   #conn;
@@ -190,35 +200,27 @@ class RedisStore {
     }
   }
 
-  /** A command, its failure as CacheBackendError (a promise chain, as #read). */
+  /**
+   * A command, its failure as CacheBackendError. A promise chain rather
+   * than an async function: a call's path has one promise of ours fewer.
+   */
   #command(what, args, key) {
-    const failed = (this.#commandFailed[what] ??= (error) => {
+    return this.#send(args, key, (this.#commandFailed[what] ??= (error) => {
       throw backendError(what, error);
-    });
+    }));
+  }
+
+  /** The stored bytes of an entry; null for none, or a load's placeholder (missOnWrongType). */
+  #read(what, entry) {
+    return this.#send(["GET", entry], entry, (this.#readFailed[what] ??= (error) => missOnWrongType(what, error)));
+  }
+
+  /** `args` sent (after a cluster store's #ready), its failure through `failed`. */
+  #send(args, key, failed) {
     if (this.#clustered) return this.#ready().then(() => this.#conn.command(args, key)).then(undefined, failed);
     let sent;
     try {
       sent = this.#conn.command(args, key);
-    } catch (error) {
-      return Promise.reject(error).then(undefined, failed);
-    }
-    return Promise.resolve(sent).then(undefined, failed);
-  }
-
-  /**
-   * The stored bytes of an entry; null for none, or a load's placeholder
-   * (WRONGTYPE). A promise chain rather than an async function: a get's
-   * path has one promise of ours fewer.
-   */
-  #read(what, entry) {
-    const failed = (this.#readFailed[what] ??= (error) => {
-      if (isWrongType(error)) return null;
-      throw backendError(what, error);
-    });
-    if (this.#clustered) return this.#ready().then(() => this.#conn.command(["GET", entry], entry)).then(undefined, failed);
-    let sent;
-    try {
-      sent = this.#conn.command(["GET", entry], entry);
     } catch (error) {
       return Promise.reject(error).then(undefined, failed);
     }
@@ -250,10 +252,7 @@ class RedisStore {
   /** The value stored in `bytes`: its text parsed here when Rust says it reads as it is, else Rust's reading of it. */
   #decode(key, bytes) {
     // A follower of this instance's load decodes the document its leader stored (text).
-    if (typeof bytes === "string") bytes = encoder.encode(bytes);
-    const start = valueStartOf(bytes);
-    if (start >= 0) return JSON.parse(valueText(bytes, start));
-    return JSON.parse(core(() => wasm.decodeValue(key, bytes)));
+    return decodeDocument(key, typeof bytes === "string" ? encoder.encode(bytes) : bytes, false);
   }
 
   // ---- the calls on one key (entries.rs)
@@ -281,12 +280,16 @@ class RedisStore {
         }
       };
       const failed = (error) => {
-        // A load's placeholder (a hash at the key): no entry yet.
-        if (isWrongType(error)) done(null);
-        else reject(backendError("get", error));
+        let stored;
+        try {
+          stored = missOnWrongType("get", error);
+        } catch (refused) {
+          reject(refused);
+          return;
+        }
+        done(stored);
       };
-      const argv = ["GET", entry];
-      if (!hot(argv, entry, done, failed)) this.#conn.command(argv, entry).then(done, failed);
+      if (!hot(["GET", entry], entry, done, failed)) this.#read("get", entry).then(done, reject);
     });
   }
 
@@ -305,8 +308,11 @@ class RedisStore {
       if (start >= 0) {
         fast = JSON.parse(valueText(stored, start));
       } else {
-        const head = wasm.idleHeader(stored);
-        if (head !== undefined) return this.#touch(entry, index, head).then(() => this.#counted(key, stored, undefined, 0, started));
+        // An idle header, or a document only Rust reads: read where plainStartOf left its bytes (the scratch buffer, when they fit), not copied again.
+        const inScratch = stored.length <= SCRATCH_LENGTH;
+        const head = idleHeaderOf(stored, inScratch);
+        fast = decodeDocument(key, stored, inScratch);
+        if (head !== undefined) return this.#touch(entry, index, head).then(() => this.#counted(key, stored, fast, 0, started));
       }
     }
     return this.#counted(key, stored, fast, 0, started);
@@ -344,13 +350,7 @@ class RedisStore {
       stored = await this.#script("get", SCRIPTS.get_idle, this.#withExpiry(entry, index), []);
       return this.#counted(key, stored, undefined, 0, started);
     }
-    if (this.#clustered) await this.#ready();
-    try {
-      stored = await this.#conn.command(["GET", entry], entry);
-    } catch (error) {
-      // A load's placeholder (a hash at the key): no entry yet.
-      if (!isWrongType(error)) throw backendError("get", error);
-    }
+    stored = await this.#read("get", entry);
     return this.#gotten(key, entry, index, stored, started);
   }
 

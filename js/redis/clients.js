@@ -123,6 +123,9 @@ const REDIS_CLIENTS = (() => {
     return bytes(String(r));
   }
 
+  /** The key of a Conn's hot-path call (`sequential`), on the Conns `conn` makes only. */
+  const HOT = Symbol("pepperpy-caching hot call");
+
   /**
    * The deadlines of a Conn's calls: `add(reject, what)` when a call starts
    * (`what`: its name, or its arguments, the first naming it; undefined when
@@ -138,9 +141,6 @@ const REDIS_CLIENTS = (() => {
    * calls from the head. A call's deadline is taken from the clock the last
    * tick read (at most a tick old, hence one tick added).
    */
-  /** The key of a Conn's hot-path call (`sequential`), on the Conns `conn` makes only. */
-  const HOT = Symbol("pepperpy-caching hot call");
-
   function deadlines(ms) {
     if (!(ms > 0) || ms === Infinity) return { add: () => undefined, remove: () => {} };
     const tick = Math.max(5, Math.min(ms / 10, 1000));
@@ -198,12 +198,6 @@ const REDIS_CLIENTS = (() => {
    * The Conn of a client whose commands are sent one by one (`send(argv, key)`
    * resolves to the raw reply or rejects with the client's error): node-redis
    * pipelines by itself everything sent in one tick, so `pipeline` sends each
-   * call at once and waits for them together.
-   */
-  /**
-   * The Conn of a client whose commands are sent one by one (`send(argv, key)`
-   * resolves to the raw reply or rejects with the client's error): node-redis
-   * pipelines by itself everything sent in one tick, so `pipeline` sends each
    * call at once and waits for them together. Each call is one promise of
    * ours around the client's (a get is on the hot path).
    */
@@ -215,6 +209,30 @@ const REDIS_CLIENTS = (() => {
       const marked = mark(error);
       if (onLost !== undefined && marked.redisError !== true) onLost(key);
       reject(marked);
+    };
+    // Sends `argv` at once, then `onReply(reply)` or `onError(error)` once, unless
+    // its deadline `call` (undefined: none) already rejected: the usual call's
+    // way, `run`'s and the hot call's.
+    const sendOnce = (argv, key, call, onReply, onError) => {
+      let sent;
+      try {
+        sent = send(argv, key);
+      } catch (error) {
+        fail(call, key, onError, error);
+        return;
+      }
+      sent.then(
+        (r) => {
+          // Timed out meanwhile: its caller was told; a late reply is dropped.
+          if (call !== undefined && call.prev === null) return;
+          clock.remove(call);
+          onReply(reply(r));
+        },
+        (error) => {
+          if (call !== undefined && call.prev === null) return;
+          fail(call, key, onError, error);
+        },
+      );
     };
     // Sends `argv` (and, for a script refused with NOSCRIPT, `fallback()`'s EVAL).
     const run = (argv, key, fallback, what) =>
@@ -235,20 +253,7 @@ const REDIS_CLIENTS = (() => {
         );
         if (gate === true && fallback === undefined) {
           // The usual call (a connected client, a plain command): two closures of ours, no more.
-          let sent;
-          try {
-            sent = send(argv, key);
-          } catch (error) {
-            fail(call, key, reject, error);
-            return;
-          }
-          sent.then(
-            (r) => {
-              clock.remove(call);
-              resolve(reply(r));
-            },
-            (error) => fail(call, key, reject, error),
-          );
+          sendOnce(argv, key, call, resolve, reject);
           return;
         }
         const settle = (r) => {
@@ -317,32 +322,7 @@ const REDIS_CLIENTS = (() => {
     // is a cluster's: the caller then takes `command`.
     const hot = (argv, key, onReply, onError) => {
       if (clustered || onLost !== undefined || (ready !== undefined && ready(key) !== true)) return false;
-      const call = clock.add(onError, argv);
-      let sent;
-      try {
-        sent = send(argv, key);
-      } catch (error) {
-        clock.remove(call);
-        onError(mark(error));
-        return true;
-      }
-      sent.then(
-        (r) => {
-          // Timed out meanwhile: its caller was told.
-          if (call !== undefined) {
-            if (call.prev === null) return;
-            clock.remove(call);
-          }
-          onReply(reply(r));
-        },
-        (error) => {
-          if (call !== undefined) {
-            if (call.prev === null) return;
-            clock.remove(call);
-          }
-          onError(mark(error));
-        },
-      );
+      sendOnce(argv, key, clock.add(onError, argv), onReply, onError);
       return true;
     };
     const self = {
@@ -708,7 +688,11 @@ const REDIS_CLIENTS = (() => {
       }
       return v5 ? nodeRedis5(client, timeout) : nodeRedis4(client, timeout);
     }
-    throw new PolicyError("client must be a node-redis (v4, v5: createClient, createCluster) or ioredis (Redis, Cluster) client");
+    // @upstash/redis (REST): js/redis/clients-rest.js, in scope inside pepperpy-caching/redis.
+    if (typeof REDIS_REST !== "undefined" && REDIS_REST.isRest(client)) return REDIS_REST.rest(client, timeout, PolicyError);
+    throw new PolicyError(
+      "client must be a node-redis (v4, v5: createClient, createCluster), ioredis (Redis, Cluster) or @upstash/redis (Redis) client",
+    );
   }
 
   return { conn, HOT };

@@ -2,12 +2,18 @@
 //! to it.
 //!
 //! Entries are at `prefix + key` (strings; while a `get_or_set` load of a
-//! missing key runs, its placeholder, a hash, is there instead). The two
-//! index keys of a bounded store are `prefix + "\xff" + name`, and the
-//! refresh lock of `get_or_refresh` for a key is
-//! `prefix + "\xff" + "lock:" + key`: a prefix and a key are UTF-8 and `0xFF`
-//! never occurs in UTF-8, so no entry of this or any other store (with any
-//! UTF-8 prefix) can ever have one of those names.
+//! missing key runs, its placeholder, a hash, is there instead). The
+//! store's internal keys are `prefix + MARKER + name`, where `MARKER` is
+//! U+FFFF ([`RESERVED_KEY_CHAR`], UTF-8 `EF BF BF`): the two index keys of a
+//! bounded store (`lru`, `expiry`), the refresh lock of `get_or_refresh` for
+//! a key (`lock:` + key), a tag's set (`tag:` + tag), a cluster store's
+//! bucket count (`buckets`), a near cache's markers (`near:...`). The key
+//! rule ([`Key`]) and the prefix rule ([`check_prefix`]) refuse U+FFFF, so
+//! no entry of this or any other store can ever have one of those names; and
+//! every byte of every key is UTF-8, which a REST client (a JSON body of
+//! strings) can send. (Until 0.2 the marker was the byte `0xFF`, which no
+//! JSON string can carry; keys an earlier version left with it are not
+//! read any more.)
 //!
 //! A store's keys are kept apart from every other store's by the prefix rule
 //! ([`check_prefix`]): a non-empty prefix is a name without `:` followed by
@@ -24,14 +30,25 @@
 //! (CVE-2022-36021, CVE-2024-31228).
 
 use crate::errors::{CacheError, Result};
-use crate::key::Key;
+use crate::key::{Key, RESERVED_KEY_CHAR, RESERVED_UTF8, has_reserved};
 use crate::pattern::Pattern;
 
 /// What ends every non-empty prefix, and may occur nowhere else in it.
 pub(crate) const SEPARATOR: char = ':';
 
-/// Checks the prefix rule: empty, or a name without `:` followed by `:`.
+/// What follows a store's prefix (and bucket tag) in each of its internal
+/// keys: [`RESERVED_KEY_CHAR`] in UTF-8.
+pub(crate) const MARKER: &[u8] = RESERVED_UTF8;
+
+/// Checks the prefix rule: empty, or a name without `:` followed by `:`;
+/// never [`RESERVED_KEY_CHAR`].
 pub(crate) fn check_prefix(prefix: &str) -> Result<()> {
+    if has_reserved(prefix) {
+        return Err(CacheError::Policy(format!(
+            "the prefix {prefix:?} must not contain U+FFFF: that character is reserved for the store's internal \
+             keys (RESERVED_KEY_CHAR {RESERVED_KEY_CHAR:?})"
+        )));
+    }
     if prefix.is_empty() {
         return Ok(());
     }
@@ -71,7 +88,7 @@ pub(crate) fn check_cluster_layout(prefix: &str, buckets: usize, max_size: Optio
 /// The Redis key where a cluster store records its bucket count under
 /// `prefix` (every process sharing a prefix must use the same count).
 pub(crate) fn record_key(prefix: &str) -> Vec<u8> {
-    [prefix.as_bytes(), b"\xffbuckets"].concat()
+    [prefix.as_bytes(), MARKER, b"buckets"].concat()
 }
 
 pub(crate) struct Keyspace {
@@ -96,7 +113,7 @@ pub(crate) struct Bucket {
 
 impl Bucket {
     fn new(prefix: &str, tag: String) -> Self {
-        let internal = |name: &str| [prefix.as_bytes(), tag.as_bytes(), b"\xff", name.as_bytes()].concat();
+        let internal = |name: &str| [prefix.as_bytes(), tag.as_bytes(), MARKER, name.as_bytes()].concat();
         Bucket { recency: internal("lru"), expiry: internal("expiry"), tag: tag.into() }
     }
 }
@@ -200,13 +217,13 @@ impl Keyspace {
     /// The Redis key of the lock `get_or_refresh` holds while refreshing a
     /// stale `key` (and of its backoff after a failed refresh).
     pub fn lock(&self, key: Key<'_>) -> Vec<u8> {
-        [self.prefix.as_bytes(), self.bucket(key).tag.as_bytes(), b"\xfflock:", key.as_bytes()].concat()
+        [self.prefix.as_bytes(), self.bucket(key).tag.as_bytes(), MARKER, b"lock:", key.as_bytes()].concat()
     }
 
     /// The Redis key of the tag set of `tag` in bucket `index` (see `tags.rs`):
-    /// `prefix + bucket tag + "\xff" + "tag:" + tag`, in the bucket's slot.
+    /// `prefix + bucket tag + MARKER + "tag:" + tag`, in the bucket's slot.
     pub fn tag_set(&self, index: usize, tag: &str) -> Vec<u8> {
-        [self.prefix.as_bytes(), self.buckets[index].tag.as_bytes(), b"\xfftag:", tag.as_bytes()].concat()
+        [self.prefix.as_bytes(), self.buckets[index].tag.as_bytes(), MARKER, b"tag:", tag.as_bytes()].concat()
     }
 
     /// The MATCH argument for a SCAN over entries matching `pattern` (all
@@ -308,10 +325,21 @@ mod tests {
     fn internal_keys_are_never_entries() {
         let space = Keyspace::new("app:");
         let bucket = &space.buckets()[0];
-        assert_eq!(bucket.recency, b"app:\xfflru");
+        assert_eq!(bucket.recency, "app:\u{FFFF}lru".as_bytes());
         assert_eq!(space.user_key(&bucket.recency, None).map(Key::as_str), None);
         assert_eq!(space.user_key(&bucket.expiry, None).map(Key::as_str), None);
-        assert_eq!(space.lock(k("k")), b"app:\xfflock:k");
+        assert_eq!(space.lock(k("k")), "app:\u{FFFF}lock:k".as_bytes());
+        assert_eq!(record_key("app:"), "app:\u{FFFF}buckets".as_bytes());
+        assert_eq!(space.tag_set(0, "t"), "app:\u{FFFF}tag:t".as_bytes());
+        assert_eq!(space.user_key(&space.tag_set(0, "t"), None).map(Key::as_str), None);
+        assert_eq!(space.user_key(&record_key("app:"), None).map(Key::as_str), None);
+        // Every internal key is UTF-8 (a REST client's JSON body carries it).
+        for internal in [&bucket.recency, &bucket.expiry, &space.lock(k("k")), &record_key("app:")] {
+            assert!(std::str::from_utf8(internal).is_ok(), "{internal:?}");
+        }
+        // Keys an earlier version wrote with the byte 0xFF are not this version's
+        // entries either (they are not UTF-8).
+        assert_eq!(space.user_key(b"app:\xfflru", None).map(Key::as_str), None);
         assert_eq!(space.user_key(&space.lock(k("k")), None).map(Key::as_str), None);
         assert_eq!(space.user_key(b"app:", None).map(Key::as_str), None, "the prefix alone is no entry");
         assert_eq!(space.user_key(b"other:x", None).map(Key::as_str), None);
@@ -323,7 +351,7 @@ mod tests {
         for ok in ["", "a:", "myapp.sessions:", "{tag}:", "a*[:", "日本:", "\\:"] {
             assert!(check_prefix(ok).is_ok(), "{ok:?}");
         }
-        for bad in [":", "a", "a:b:", "a::", ":a:", "app_", "a:b"] {
+        for bad in [":", "a", "a:b:", "a::", ":a:", "app_", "a:b", "\u{FFFF}:", "a\u{FFFF}:", "\u{FFFF}"] {
             assert!(matches!(check_prefix(bad), Err(CacheError::Policy(_))), "{bad:?}");
         }
     }

@@ -207,6 +207,110 @@ pub(crate) fn short_decimal_as_written(token: &[u8]) -> bool {
     significant <= 15
 }
 
+/// Whether `text` (UTF-8), the `JSON.stringify` text of a value, is byte
+/// for byte what the wasm walk (`encode` in src/wasm_redis) writes for that
+/// value, `nulls` being how many of its values were `null`: no lone
+/// surrogate (JSON.stringify escapes it, the walk refuses it), nested at
+/// most [`MAX_NESTING`] levels, every `null` of the text a null (not NaN or
+/// an infinity; the JS layer counts an `undefined` array element, which both
+/// write as `null`, as one), and every number as
+/// serde_json writes it ([`number_as_written`]). The JS layer asks only for
+/// a value whose stringify met no `toJSON`, function, symbol, bigint or
+/// object that is neither an array nor a plain object.
+pub(crate) fn plain_text(bytes: &[u8], nulls: u32) -> bool {
+    let (mut i, mut depth, mut seen) = (0usize, 0usize, 0u32);
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return false;
+                }
+                i += 1;
+            }
+            b']' | b'}' => {
+                let Some(up) = depth.checked_sub(1) else { return false };
+                depth = up;
+                i += 1;
+            }
+            b',' | b':' => i += 1,
+            b'"' => {
+                i += 1;
+                loop {
+                    match bytes.get(i) {
+                        None => return false,
+                        Some(b'"') => break,
+                        Some(b'\\') => match bytes.get(i + 1) {
+                            // JSON.stringify escapes a lone surrogate (\udXXX, X >= 8): UTF-8 has no form for it.
+                            Some(b'u') => match bytes.get(i + 2..i + 6) {
+                                Some([b'0', b'0', _, _]) => i += 6,
+                                _ => return false,
+                            },
+                            Some(_) => i += 2,
+                            None => return false,
+                        },
+                        // A control character JSON.stringify would have escaped: not its text.
+                        Some(c) if *c < 0x20 => return false,
+                        Some(_) => i += 1,
+                    }
+                }
+                i += 1;
+            }
+            b'n' if bytes[i..].starts_with(b"null") => {
+                seen += 1;
+                i += 4;
+            }
+            b't' if bytes[i..].starts_with(b"true") => i += 4,
+            b'f' if bytes[i..].starts_with(b"false") => i += 5,
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while bytes.get(i).is_some_and(|c| matches!(c, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')) {
+                    i += 1;
+                }
+                // ASCII: the token is text.
+                if !std::str::from_utf8(&bytes[start..i]).is_ok_and(number_as_written) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    depth == 0 && seen == nulls
+}
+
+/// Whether serde_json writes the JS number `token` stands for as `token`,
+/// by the wasm walk's rule (`JsJson` in src/wasm_redis: a whole number up
+/// to 2^53 as an integer, any other as an `f64`).
+pub(crate) fn number_as_written(token: &str) -> bool {
+    let digits = token.strip_prefix('-').unwrap_or(token);
+    // Up to 15 digits, no leading zero: a whole number below 2^53, written as it is.
+    if !digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|c| c.is_ascii_digit()) {
+        return digits == "0" && token == "0" || !digits.starts_with('0');
+    }
+    // A short decimal (7.5, 0.25): known without parsing (its proof: remote/plain_json.rs).
+    if short_decimal_as_written(token.as_bytes()) {
+        return true;
+    }
+    // serde_json's own parser (float_roundtrip: exact), already in the .wasm (std's is not).
+    let Ok(n) = serde_json::from_str::<f64>(token) else { return false };
+    let mut out = [0u8; 40];
+    let mut writer = &mut out[..];
+    // JsJson's rule: whole numbers up to 2^53 as integers, others as f64.
+    let written = if n.fract() == 0.0 && n.abs() <= EXACT {
+        serde_json::to_writer(&mut writer, &(n as i64))
+    } else {
+        serde_json::to_writer(&mut writer, &n)
+    };
+    if written.is_err() {
+        return false;
+    }
+    let left = writer.len();
+    &out[..out.len() - left] == token.as_bytes()
+}
+
+/// The largest whole number up to which every whole `f64` is exact (2^53).
+pub(crate) const EXACT: f64 = 9_007_199_254_740_992.0;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +426,108 @@ mod decimal_tests {
     }
 }
 
+#[cfg(test)]
+mod plain_text_tests {
+    use super::*;
+
+    /// The walk's text of the number `n` (a whole one up to 2^53 as an integer, else serde_json's f64).
+    fn walk_writes(n: f64) -> String {
+        if n.fract() == 0.0 && n.abs() <= EXACT {
+            serde_json::to_string(&(n as i64)).unwrap()
+        } else {
+            serde_json::to_string(&n).unwrap()
+        }
+    }
+
+    #[test]
+    fn a_number_is_yes_exactly_where_the_walk_writes_it_as_it_is() {
+        // JSON.stringify's texts of numbers: yes where serde_json writes the number read the same.
+        for token in [
+            "0",
+            "-1",
+            "7",
+            "123456789012345",
+            "9007199254740992",
+            "9007199254740993",
+            "7.5",
+            "-0.25",
+            "0.1",
+            "1e+21",
+            "1e21",
+            "1.5e-7",
+            "5e-324",
+            "1.7976931348623157e+308",
+            "1152921504606846976",
+            "0.30000000000000004",
+            "100000000000000000000",
+            "1e-7",
+            "-0",
+            "0.000001",
+        ] {
+            let read: f64 = token.parse().unwrap();
+            assert_eq!(
+                number_as_written(token),
+                walk_writes(read) == token,
+                "{token}: the walk writes {}",
+                walk_writes(read)
+            );
+        }
+        // JSON.stringify's forms serde_json writes otherwise.
+        for token in ["1152921504606846976", "100000000000000000000", "-0", "1e21"] {
+            assert!(!number_as_written(token), "{token}");
+        }
+        for token in ["7", "-0.25", "1e+21", "1.5e-7", "5e-324"] {
+            assert!(number_as_written(token), "{token}");
+        }
+        // No numbers at all.
+        for token in ["00", "01", "1.", ".5", "1e", "--1", "1e400", "", "-", "+1", "1e+"] {
+            assert!(!number_as_written(token), "{token:?}");
+        }
+    }
+
+    #[test]
+    fn stringify_texts_the_walk_writes_alike_are_yes() {
+        for (text, nulls) in [
+            (r#"{"a":1,"b":[true,false,null],"c":{"d":"x\"\\\n\u001f"}}"#, 1),
+            (r#"[]"#, 0),
+            (r#""日本 😀""#, 0),
+            (r#"[null,null]"#, 2),
+            (r#"{"a":-0.5,"b":1e+21,"c":0.1}"#, 0),
+        ] {
+            assert!(plain_text(text.as_bytes(), nulls), "{text}");
+            assert!(serde_json::from_str::<serde_json::Value>(text).is_ok(), "{text}");
+        }
+        let deepest = format!("{}1{}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
+        assert!(plain_text(deepest.as_bytes(), 0));
+    }
+
+    #[test]
+    fn what_the_walk_writes_otherwise_or_refuses_is_no() {
+        let deeper = format!("{}1{}", "[".repeat(MAX_NESTING + 1), "]".repeat(MAX_NESTING + 1));
+        for (text, nulls) in [
+            // A null of the text that was no null (NaN, an infinity, an undefined element): the count differs.
+            ("[null]", 0),
+            ("[1]", 1),
+            // A lone surrogate, escaped by JSON.stringify: the walk refuses it.
+            (r#""\ud800""#, 0),
+            (r#""\udfff""#, 0),
+            // A raw control character: JSON.stringify escapes it, so this is no text of it.
+            ("\"a\u{1}b\"", 0),
+            ("[1e21]", 0),
+            ("[1152921504606846976]", 0),
+            ("[1", 0),
+            ("1]", 0),
+            ("\"open", 0),
+            ("\"a\\", 0),
+            ("undefined", 0),
+            ("nul", 0),
+            (&deeper, 0),
+        ] {
+            assert!(!plain_text(text.as_bytes(), nulls), "{text:?} {nulls}");
+        }
+    }
+}
+
 /// The quick yes must never say yes where serde_json says no.
 // proptest is a native dev-dependency.
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -373,11 +579,90 @@ mod fuzz_tests {
         }
 
         #[test]
+        fn fuzz_number_as_written_only_where_serde_writes_it_so(x in any::<f64>(), int in any::<i64>(), digits in "[0-9]{1,20}", point in 0usize..21, exp in -330i32..330, minus in any::<bool>()) {
+            // Tokens JSON.stringify may write (serde's own f64 text, integers, made-up decimals, exponents
+            // with and without '+') and near misses: a yes must be serde_json's text of the number read.
+            let sign = if minus { "-" } else { "" };
+            let cut = point.min(digits.len());
+            let tokens = [
+                serde_json::to_string(&x).unwrap_or_default(),
+                int.to_string(),
+                format!("{sign}{digits}"),
+                format!("{sign}{}.{}", &digits[..cut], &digits[cut..]),
+                format!("{sign}{}e{exp}", &digits[..1]),
+                format!("{sign}{}e+{exp}", &digits[..1]),
+                format!("{x:e}"),
+            ];
+            for token in tokens {
+                if number_as_written(&token) {
+                    let read: f64 = serde_json::from_str(&token).unwrap();
+                    let written = if read.fract() == 0.0 && read.abs() <= EXACT {
+                        serde_json::to_string(&(read as i64)).unwrap()
+                    } else {
+                        serde_json::to_string(&read).unwrap()
+                    };
+                    prop_assert_eq!(written, token);
+                }
+            }
+        }
+
+        #[test]
+        fn fuzz_plain_text_yes_only_for_the_walks_text_with_those_nulls(pieces in proptest::collection::vec(0..PIECES.len(), 0..16), nulls in 0u32..3) {
+            // plainText judges JSON.stringify's texts, one JSON value each: of the texts serde_json
+            // reads, a yes must have those nulls and (without objects, whose keys it may reorder) be
+            // byte for byte what the walk writes for that value.
+            let text: Vec<u8> = pieces.iter().flat_map(|&p| PIECES[p].bytes()).collect();
+            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&text)
+                && plain_text(&text, nulls)
+            {
+                prop_assert_eq!(count_nulls(&value), nulls, "{}", String::from_utf8_lossy(&text));
+                if !text.contains(&b'{') {
+                    prop_assert_eq!(serde_json::to_vec(&walk_form(&value)).unwrap(), text);
+                }
+            }
+        }
+
+        #[test]
+        fn fuzz_the_walks_text_is_plain(value in json_value()) {
+            // What the walk writes (serde_json, whole numbers up to 2^53 as integers): a yes, with its nulls.
+            let text = serde_json::to_vec(&walk_form(&value)).unwrap();
+            prop_assert!(plain_text(&text, count_nulls(&value)), "{}", String::from_utf8_lossy(&text));
+        }
+
+        #[test]
         fn fuzz_written_values_are_a_quick_yes(value in json_value()) {
             // What serde_json writes (compact) is what the stores write: a quick yes unless it has
             // a surrogate escape (it writes none), a long number or deep nesting (none here).
             let text = serde_json::to_vec(&value).unwrap();
             prop_assert!(surely_valid(&text) || has_long_number(&text), "{}", String::from_utf8_lossy(&text));
+        }
+    }
+
+    /// The `null`s of `value`, as the JS copy counts them.
+    fn count_nulls(value: &serde_json::Value) -> u32 {
+        match value {
+            serde_json::Value::Null => 1,
+            serde_json::Value::Array(items) => items.iter().map(count_nulls).sum(),
+            serde_json::Value::Object(map) => map.values().map(count_nulls).sum(),
+            _ => 0,
+        }
+    }
+
+    /// `value` with its numbers as the walk writes them (a whole f64 up to 2^53 as an integer).
+    fn walk_form(value: &serde_json::Value) -> serde_json::Value {
+        match value {
+            // A JS number is an f64: an i64 or u64 past 2^53 is the f64 nearest it.
+            serde_json::Value::Number(n) => {
+                let f = n.as_f64().unwrap_or_default();
+                if f.fract() == 0.0 && f.abs() <= EXACT {
+                    serde_json::Value::from(f as i64)
+                } else {
+                    serde_json::Value::from(f)
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().map(walk_form).collect(),
+            serde_json::Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), walk_form(v))).collect(),
+            _ => value.clone(),
         }
     }
 

@@ -56,7 +56,8 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// byte, the count's ceiling, and the reason codes of the removed buffer:
 /// evicted, expired, replaced; then the tag limits: MAX_TAGS, MAX_TAG_LEN,
 /// MAX_INVALIDATE_TAGS; then the longest time-to-idle in seconds
-/// ([`MAX_IDLE`](crate::policies::MAX_IDLE))]`, then the counter table's layout
+/// ([`MAX_IDLE`](crate::policies::MAX_IDLE)), the code point no key may hold
+/// ([`RESERVED_KEY_CHAR`](crate::RESERVED_KEY_CHAR))]`, then the counter table's layout
 /// ([`tables::counter_layout`]: two numbers per figure).
 #[wasm_bindgen]
 pub fn limits() -> Vec<f64> {
@@ -85,6 +86,7 @@ pub fn limits() -> Vec<f64> {
         crate::tags::MAX_TAG_LEN as f64,
         crate::tags::MAX_INVALIDATE_TAGS as f64,
         crate::policies::MAX_IDLE.as_secs_f64(),
+        f64::from(u32::from(crate::key::RESERVED_KEY_CHAR)),
     ];
     tables::counter_layout(&mut limits);
     limits
@@ -236,28 +238,61 @@ pub struct WasmStore {
     busy: Cell<bool>,
 }
 
-/// How many wasm frames must fit on the stack before a call starts changing
-/// the engine: the chain of calls a set makes while it changes it. A deeper
-/// chain runs only when an array or the ghost's table grows (rare: they grow
-/// geometrically, and bounded stores reserve theirs up front); an overflow
-/// there makes the store start again empty. Each probe frame costs about
-/// 2.5 ns a call (24 frames measured 60-80 ns a set). A leaner probe (a call
-/// and a subtraction a frame, nothing in memory, 14 frames; 60 fewer
-/// instructions a cache-aside op) passed on Node 20 but failed Node 22's
-/// stress test (tests/js/stress.test.mjs seed 1: after a dive the engine
-/// held none of a store's 30 entries and JS all of them; it passed with
-/// `--no-liftoff`): these frames are the ones the battery passes with.
-const PROBE_FRAMES: u32 = 8;
-
-/// Recurses `depth` frames: a stack overflow here (a `RangeError` in JS)
-/// comes before the call has changed anything.
-#[inline(never)]
-fn probe(depth: u32) -> u32 {
-    if depth == 0 {
-        return 0;
-    }
-    std::hint::black_box(probe(std::hint::black_box(depth) - 1)).wrapping_add(1)
+/// The type of one of `probe_wide`'s arguments (see `probe_frame!`).
+macro_rules! probe_word {
+    ($w:tt) => {
+        u32
+    };
 }
+
+/// `probe` and its callee, with one argument for each token given.
+macro_rules! probe_frame {
+    ($($w:tt)*) => {
+        /// Fails with a stack overflow (a `RangeError` in JS) before a call
+        /// into the engine has changed anything, unless the native stack
+        /// holds what the chain of calls a set makes needs: one call of
+        /// `probe_wide` with this many arguments, which V8 passes on the
+        /// native stack (all but the first few, 8 bytes each, pushed by the
+        /// caller: one instruction each), through a pointer neither LLVM nor
+        /// wasm-opt sees through (so no argument is dropped as unused); the
+        /// callee's own check of the stack, at its entry, is where it fails.
+        /// It replaced a recursion of 8 frames with a `black_box` each (~40
+        /// instructions a frame, 40% of a wasm set's samples): an empty
+        /// guarded call 430 -> 237 instructions (callgrind), and as much
+        /// stack or more on Node 18, 20 and 22, Liftoff and TurboFan alike
+        /// (`node bench/js/stack-reach.cjs`: 64 words reach 8-17 depths of
+        /// its recursion where the 8 frames reached 7-13; 32 words fell
+        /// short). A lean recursion (a call and a subtraction a frame, 12-14
+        /// frames) had failed Node 22's stress test (tests/js/stress.test.mjs
+        /// seed 1); the battery passes with this one (stress seeds 1-6 on
+        /// Node 18, 20, 22, also --liftoff-only and --no-liftoff).
+        #[inline(never)]
+        fn probe() -> u32 {
+            let wide: fn(u32, $(probe_word!($w)),*) -> u32 = std::hint::black_box(probe_wide);
+            let x = std::hint::black_box(0u32);
+            wide(x, $({ let _: probe_word!($w); x }),*)
+        }
+
+        /// The callee of `probe`: its arguments reserved the stack. It
+        /// has a call (never made: `x` is 0), so that it is no leaf: V8
+        /// checks the stack at the entry of a function that calls, and
+        /// leaves the check out of a leaf (seen: a leaf callee reserved
+        /// nothing once optimized).
+        #[inline(never)]
+        #[allow(clippy::too_many_arguments)]
+        fn probe_wide(x: u32, $(_: probe_word!($w)),*) -> u32 {
+            if x != 0 {
+                return probe();
+            }
+            0
+        }
+    };
+}
+
+probe_frame!(
+    w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w
+    w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w
+);
 
 #[wasm_bindgen]
 impl WasmStore {
@@ -277,7 +312,7 @@ impl WasmStore {
     /// call the stack cannot hold fails before it changes anything.
     #[inline]
     fn guarded<T>(&self, f: impl FnOnce(&mut SlotEngine) -> T) -> T {
-        probe(PROBE_FRAMES);
+        probe();
         self.busy.set(true);
         let out = f(self.engine());
         self.busy.set(false);
@@ -332,16 +367,23 @@ impl WasmStore {
     /// Address of the report: the ids the last listing call found, or room
     /// for the `n` ids the JS layer then writes for [`WasmStore::remove_reported`].
     /// Null when the memory has no room for `n` ids.
+    ///
+    /// With `n` 0 it only reads the address, without the probe: the JS layer
+    /// asks right after a call that changed the engine (a reclaim), with no
+    /// more stack than that call's probe left it; a probe here could fail
+    /// where nothing else would, and cut the layer off from what the engine
+    /// just removed (tests/js/never-broken.test.mjs, "a walk that reclaims").
     pub fn report(&self, n: usize) -> *mut u32 {
+        if n == 0 {
+            return self.engine().report.as_mut_ptr();
+        }
         self.guarded(|engine| {
             let report = &mut engine.report;
-            if n > 0 {
-                report.clear();
-                if report.try_reserve(n).is_err() {
-                    return std::ptr::null_mut();
-                }
-                report.resize(n, u32::MAX);
+            report.clear();
+            if report.try_reserve(n).is_err() {
+                return std::ptr::null_mut();
             }
+            report.resize(n, u32::MAX);
             report.as_mut_ptr()
         })
     }

@@ -25,7 +25,7 @@ fn limits_are_the_cores() {
     // The slot engine's layout, the tag and idle limits, then two numbers
     // per counter (tables.rs), which end the vector.
     let n = limits.len() - 2 * crate::metrics::JS_LAYOUT.len();
-    let tail = &limits[n - 9..n];
+    let tail = &limits[n - 10..n];
     let expected = [
         f64::from(slots::COUNT),
         f64::from(slots::MAX_FREQ),
@@ -36,6 +36,7 @@ fn limits_are_the_cores() {
         crate::tags::MAX_TAG_LEN as f64,
         crate::tags::MAX_INVALIDATE_TAGS as f64,
         crate::policies::MAX_IDLE.as_secs_f64(),
+        f64::from(u32::from(crate::key::RESERVED_KEY_CHAR)),
     ];
     assert_eq!(tail, expected);
 }

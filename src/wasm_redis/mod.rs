@@ -22,6 +22,7 @@ use crate::key::{Key, MAX_KEY_LEN};
 use crate::pattern::{MAX_PATTERN_LEN, Pattern};
 use crate::policies::{MAX_IDLE, check_idle};
 use crate::remote::keyspace::{self, Keyspace, MAX_BUCKETS};
+use crate::remote::plain_json::EXACT;
 use crate::remote::{self, DEFAULT_LOCK_LEASE, SLACK_MS, format, scripts, ttl_millis};
 use crate::store::{MAX_NESTING, Metadata, check_metadata};
 use crate::tags::{MAX_INVALIDATE_TAGS, MAX_TAG_LEN, MAX_TAGS, check_entry_tags};
@@ -45,7 +46,8 @@ fn js<T>(result: Result<T>) -> JsResult<T> {
 /// sets' SLACK_MS, LATENCY_SAMPLE_EVERY, then the walks' and loads' numbers:
 /// WALK_BATCH, UPDATE_ATTEMPTS, SIZE_CONCURRENCY, SLOT_LIST_MAX, POLL_FIRST
 /// and POLL_MAX in ms, SCRIPT_CHUNK, DELETE_CHUNK, MAX_IDLE in ms, and how
-/// many characters of a key an error message shows (SHOWN_CHARS)]`.
+/// many characters of a key an error message shows (SHOWN_CHARS), the code
+/// point no key and no prefix may hold (RESERVED_KEY_CHAR, U+FFFF)]`.
 #[wasm_bindgen]
 pub fn limits() -> Vec<f64> {
     [
@@ -71,6 +73,7 @@ pub fn limits() -> Vec<f64> {
         remote::DELETE_CHUNK as u64,
         ttl_millis(MAX_IDLE),
         crate::errors::SHOWN_CHARS as u64,
+        u64::from(u32::from(crate::key::RESERVED_KEY_CHAR)),
     ]
     .map(|n| n as f64)
     .to_vec()
@@ -98,27 +101,27 @@ pub fn counters() -> String {
 /// A TTL (or lease) of `seconds` (positive and finite: the JS layer checked)
 /// as Redis gets it: whole milliseconds, rounded up, capped
 /// (`remote::ttl_millis`); -1 if it is no positive duration (under a
-/// nanosecond), -2 if it is too large for one. The JS layer words the
-/// messages: formatting a float here would link Rust's float printer.
+/// nanosecond), -2 if it is too large for one (or not a number). The JS
+/// layer words the messages: formatting a float here would link Rust's
+/// float printer.
 #[wasm_bindgen(js_name = ttlMillis)]
 pub fn ttl_ms(seconds: f64) -> f64 {
-    match std::time::Duration::try_from_secs_f64(seconds) {
-        Ok(ttl) if ttl.is_zero() => -1.0,
-        Ok(ttl) => ttl_millis(ttl) as f64,
-        Err(_) => -2.0,
-    }
+    millis(seconds, Some)
 }
 
 /// A time-to-idle of `seconds` in whole milliseconds, as [`ttl_ms`], and -3
 /// past the longest (`MAX_IDLE`, the idle rules).
 #[wasm_bindgen(js_name = idleMillis)]
 pub fn idle_ms(seconds: f64) -> f64 {
+    millis(seconds, |idle| check_idle(idle).ok())
+}
+
+/// `seconds` as a positive `Duration` that passes `rule`, in whole
+/// milliseconds; -1, -2 or -3 as [`ttl_ms`] and [`idle_ms`] say.
+fn millis(seconds: f64, rule: impl FnOnce(std::time::Duration) -> Option<std::time::Duration>) -> f64 {
     match std::time::Duration::try_from_secs_f64(seconds) {
-        Ok(idle) if idle.is_zero() => -1.0,
-        Ok(idle) => match check_idle(idle) {
-            Ok(idle) => ttl_millis(idle) as f64,
-            Err(_) => -3.0,
-        },
+        Ok(duration) if duration.is_zero() => -1.0,
+        Ok(duration) => rule(duration).map_or(-3.0, |duration| ttl_millis(duration) as f64),
         Err(_) => -2.0,
     }
 }
@@ -204,106 +207,19 @@ pub fn envelope() -> JsResult<Vec<String>> {
 /// differently from [`encode`], or leaves out), and says how many of its
 /// values were `null` (`nulls`). Here: no lone surrogate (JSON.stringify
 /// escapes it, [`encode`] refuses it), nested at most [`MAX_NESTING`]
-/// levels, every `null` of the text a null (not NaN, an infinity, an
-/// `undefined` array element), and every number as serde_json writes it by
-/// [`JsJson`]'s rule (JSON.stringify writes `1e+21` and
-/// `1152921504606846976`, serde_json `1e21` and `1.152921504606847e18`).
+/// levels, every `null` of the text a null (not NaN or an infinity; an
+/// `undefined` array element, which both write as `null`, counts as one),
+/// and every number as serde_json writes it by
+/// [`JsJson`]'s rule (JSON.stringify writes `1152921504606846976`,
+/// serde_json `1.152921504606847e+18`). The check itself:
+/// `remote::plain_json::plain_text` (tested there against serde_json).
 ///
 /// `text` comes as its UTF-8 bytes: `TextEncoder` copies them faster than
 /// the bindings copy a string.
 #[wasm_bindgen(js_name = plainText)]
 pub fn plain_text(bytes: &[u8], nulls: u32) -> bool {
-    let (mut i, mut depth, mut seen) = (0usize, 0usize, 0u32);
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return false;
-                }
-                i += 1;
-            }
-            b']' | b'}' => {
-                let Some(up) = depth.checked_sub(1) else { return false };
-                depth = up;
-                i += 1;
-            }
-            b',' | b':' => i += 1,
-            b'"' => {
-                i += 1;
-                loop {
-                    match bytes.get(i) {
-                        None => return false,
-                        Some(b'"') => break,
-                        Some(b'\\') => match bytes.get(i + 1) {
-                            // JSON.stringify escapes a lone surrogate (\udXXX, X >= 8): UTF-8 has no form for it.
-                            Some(b'u') => match bytes.get(i + 2..i + 6) {
-                                Some([b'0', b'0', _, _]) => i += 6,
-                                _ => return false,
-                            },
-                            Some(_) => i += 2,
-                            None => return false,
-                        },
-                        // A control character JSON.stringify would have escaped: not its text.
-                        Some(c) if *c < 0x20 => return false,
-                        Some(_) => i += 1,
-                    }
-                }
-                i += 1;
-            }
-            b'n' if bytes[i..].starts_with(b"null") => {
-                seen += 1;
-                i += 4;
-            }
-            b't' if bytes[i..].starts_with(b"true") => i += 4,
-            b'f' if bytes[i..].starts_with(b"false") => i += 5,
-            b'-' | b'0'..=b'9' => {
-                let start = i;
-                while bytes.get(i).is_some_and(|c| matches!(c, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')) {
-                    i += 1;
-                }
-                // ASCII: the token is text.
-                if !std::str::from_utf8(&bytes[start..i]).is_ok_and(number_as_written) {
-                    return false;
-                }
-            }
-            _ => return false,
-        }
-    }
-    depth == 0 && seen == nulls
+    crate::remote::plain_json::plain_text(bytes, nulls)
 }
-
-/// Whether serde_json writes the JS number `token` stands for (by
-/// [`JsJson`]'s rule) as `token`.
-fn number_as_written(token: &str) -> bool {
-    let digits = token.strip_prefix('-').unwrap_or(token);
-    // Up to 15 digits, no leading zero: a whole number below 2^53, written as it is.
-    if !digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|c| c.is_ascii_digit()) {
-        return digits == "0" && token == "0" || !digits.starts_with('0');
-    }
-    // A short decimal (7.5, 0.25): known without parsing (its proof: remote/plain_json.rs).
-    if crate::remote::plain_json::short_decimal_as_written(token.as_bytes()) {
-        return true;
-    }
-    // serde_json's own parser (float_roundtrip: exact), already in the .wasm (std's is not).
-    let Ok(n) = serde_json::from_str::<f64>(token) else { return false };
-    let mut out = [0u8; 40];
-    let mut writer = &mut out[..];
-    // JsJson's rule: whole numbers up to 2^53 as integers, others as f64.
-    let written = if n.fract() == 0.0 && n.abs() <= EXACT {
-        serde_json::to_writer(&mut writer, &(n as i64))
-    } else {
-        serde_json::to_writer(&mut writer, &n)
-    };
-    if written.is_err() {
-        return false;
-    }
-    let left = writer.len();
-    &out[..out.len() - left] == token.as_bytes()
-}
-
-/// The largest whole number up to which every whole `f64` is exact (2^53).
-const EXACT: f64 = 9_007_199_254_740_992.0;
 
 /// serde_json's output as text (always UTF-8).
 fn utf8(bytes: Vec<u8>) -> Result<String> {

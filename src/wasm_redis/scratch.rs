@@ -63,6 +63,23 @@ pub fn value_start_in(len: u32) -> i32 {
     with_scratch(len, -1, super::value_start)
 }
 
+/// [`super::idle_header`] of the document in the first `len` bytes of the
+/// scratch buffer (a get's document that [`plain_start_in`] declined, still
+/// there: read without a second copy); none also if `len` is past it.
+#[wasm_bindgen(js_name = idleHeaderIn)]
+pub fn idle_header_in(len: u32) -> Option<Vec<u8>> {
+    with_scratch(len, None, super::idle_header)
+}
+
+/// [`super::decode_value`] of the document in the first `len` bytes of the
+/// scratch buffer (the entry under `key`); if `len` is past it, the error
+/// of an empty document (the JS layer never passes one: it copies only
+/// what fits).
+#[wasm_bindgen(js_name = decodeValueIn)]
+pub fn decode_value_in(key: &str, len: u32) -> super::JsResult<String> {
+    SCRATCH.with(|s| super::decode_value(key, s.borrow().get(..len as usize).unwrap_or_default()))
+}
+
 /// [`super::plain_text`] of the UTF-8 text the JS layer wrote into the first
 /// `len` bytes of the scratch buffer; false also if `len` is past it.
 #[wasm_bindgen(js_name = plainTextIn)]

@@ -13,7 +13,7 @@ const js = new URL("../../js/", import.meta.url);
 const pkg = new URL(`file://${fs.realpathSync(require.resolve("pepperpy-caching/package.json"))}`);
 
 test("every entry file exports exactly the API", () => {
-  for (const file of ["inline.mjs", "web.mjs", "deno.mjs", "workerd.mjs"]) {
+  for (const file of ["inline.mjs", "node.mjs", "web.mjs", "deno.mjs", "workerd.mjs"]) {
     const text = fs.readFileSync(new URL(file, pkg), "utf8");
     const list = text.match(/export const \{([^}]*)\}/);
     assert.ok(list, `${file}: an export list`);

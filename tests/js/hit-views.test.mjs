@@ -5,15 +5,35 @@
 // clear, dispose) and check that the hit still reaches the engine.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { realpathSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
 import { MemoryStore, LRUPolicy, S3FIFOPolicy } from "pepperpy-caching";
 
 const AUDIT = Symbol.for("pepperpy-caching.audit");
 
-/** Grows the one wasm memory every store shares (its views detach): a big store's arrays, then freed. */
+// The wasm instance the stores above run in (the glue `pepperpy-caching` loads in Node).
+const require = createRequire(import.meta.url);
+const glue = require(join(realpathSync(join(require.resolve("pepperpy-caching/package.json"), "..")), "wasm/pepperpy_caching.cjs"));
+
+/**
+ * Grows the one wasm memory every store shares (its views detach): stores
+ * whose arrays take the free memory until it has to grow, then freed (the
+ * next call finds that room free again and takes more).
+ */
 function growMemory() {
-  const big = new MemoryStore({ policy: new LRUPolicy({ maxSize: 1 << 22 }) });
-  for (let i = 0; i < 1000; i++) big.setSync(`big:${i}`, i);
-  big.dispose();
+  const memory = glue.wasmMemory();
+  const before = memory.buffer;
+  const size = before.byteLength;
+  const made = [];
+  while (memory.buffer === before && made.length < 10_000) {
+    const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 1 << 16 }) });
+    store.setSync("big", 1);
+    made.push(store);
+  }
+  for (const store of made) store.dispose();
+  assert.ok(memory.buffer.byteLength > size, `the memory grew (${size} bytes, then ${memory.buffer.byteLength})`);
+  assert.equal(before.byteLength, 0, "the views taken before it are detached");
 }
 
 /** An exact-LRU store of 3 that reports what it evicts. */

@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { readFileSync, realpathSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { capMemory } from "./support.mjs";
-import { MemoryStore, LRUPolicy, S3FIFOPolicy, TTLPolicy, ManualClock, CacheError } from "pepperpy-caching";
+import { capMemory, atEveryStackDepth } from "./support.mjs";
+import { MemoryStore, LRUPolicy, S3FIFOPolicy, TTLPolicy, ManualClock, CacheError, CacheSerializationError } from "pepperpy-caching";
 
 // Taken before any test replaces them.
 const defineProperty = Object.defineProperty;
@@ -106,29 +106,16 @@ describe("a stack overflow at every depth of every call site", () => {
     test(name, { skip: oldNode && asyncCalls.has(name) && "Node 18 cannot survive the attack itself" }, async () => {
       for (const [kind, store] of Object.entries(stores())) {
         fill(store);
-        let i = 0;
-        let overflowed = 0;
         const pending = [];
-        // Recurses until the stack is exhausted, then makes the call at every
-        // depth on the way back up: near the bottom it overflows somewhere
-        // inside, at every point it can.
-        const dive = () => {
-          try {
-            dive();
-          } catch {
-            overflowed++;
-          }
-          try {
+        const { calls } = atEveryStackDepth(
+          (i) => {
             // No call here that could itself overflow: the promise is awaited later.
-            pending[pending.length] = call(store, i++);
-          } catch (error) {
-            if (!(error instanceof RangeError) && !(error instanceof CacheError)) throw error;
-          }
-        };
-        dive();
+            pending[pending.length] = call(store, i);
+          },
+          { tolerate: (error) => error instanceof CacheError, warm: true },
+        );
         await Promise.allSettled(pending.filter((p) => p instanceof Promise));
-        assert.ok(overflowed > 0, "the stack did overflow");
-        assert.ok(i > 1000);
+        assert.ok(calls > 1000);
         consistent(store);
         await usable(store);
         assert.ok(kind);
@@ -147,21 +134,13 @@ test("a set cut short by a stack overflow leaves no entry behind that JS has no 
   };
   for (const [kind, store] of Object.entries(big)) {
     for (const options of [undefined, { ttl: 60, metadata: { a: 1 } }]) {
-      let i = 0;
-      let refused = 0;
-      const dive = () => {
-        try {
-          dive();
-        } catch {}
-        try {
-          store.setSync(`dive:${i++}`, i, options);
-        } catch (error) {
-          if (!(error instanceof RangeError)) throw error;
-          refused++;
-        }
-      };
-      dive();
-      assert.ok(refused > 0, "some sets overflowed");
+      const { calls: i, overflowed } = atEveryStackDepth((n) => store.setSync(`dive:${n}`, n + 1, options), {
+        warm: true,
+        // The stack can also run out while the metadata is copied: that is
+        // reported as what the reading threw (copyMetadata), before any change.
+        tolerate: (error) => error instanceof CacheSerializationError && error.cause instanceof RangeError,
+      });
+      assert.ok(overflowed > 0, "some sets overflowed");
       assert.deepEqual(store[Symbol.for("pepperpy-caching.audit")](), [], `${kind}: the engine and JS agree`);
       for (let k = 0; k < i; k++) {
         if (!store.hasSync(`dive:${k}`)) assert.equal(store.getSync(`dive:${k}`), undefined);
@@ -193,24 +172,8 @@ test("a stack overflow in a call into the engine fails the call before it change
   // Hot first: optimized, the layer's own probe (\`headroom\`) may take less stack.
   const warm = new MemoryStore({ policy: new TTLPolicy({ ttl: 600, maxSize: 1000 }) });
   for (let i = 0; i < 200_000; i++) warm.setSync(`w${i % 2000}`, i, { ttl: 60 });
-  let level = 0;
-  let overflowed = 0;
-  const dive = () => {
-    try {
-      dive();
-    } catch {
-      overflowed++;
-    }
-    const store = pool[level++];
-    if (store === undefined) return;
-    try {
-      store.setSync("grows", level, { ttl: 30 });
-    } catch (error) {
-      if (!(error instanceof RangeError)) throw error;
-    }
-  };
-  dive();
-  assert.ok(overflowed > 0);
+  const { overflowed } = atEveryStackDepth((level) => pool[level]?.setSync("grows", level + 1, { ttl: 30 }), { warm: true });
+  assert.ok(overflowed > 0, "some sets overflowed");
   for (const store of pool) {
     assert.equal(store.getSync("k0"), 0);
     assert.deepEqual(store[Symbol.for("pepperpy-caching.audit")](), []);
@@ -229,25 +192,22 @@ test("a set cut short by a stack overflow is finished before another store's cal
     });
   const a = make("a");
   const b = make("b");
-  let i = 0;
   let cut = 0;
-  const dive = () => {
-    try {
-      dive();
-    } catch {}
-    const n = i++;
-    // One frame up from where `a` was cut, `b` goes first: on the way back
-    // up, a call of `b` comes between `a`'s cut set and `a`'s next call.
-    for (const [name, store] of [["b", b], ["a", a]]) {
-      try {
-        store.setSync(`${name}:${n}`, n);
-      } catch (error) {
-        if (!(error instanceof RangeError)) throw error;
-        cut++;
+  atEveryStackDepth(
+    (n) => {
+      // One frame up from where `a` was cut, `b` goes first: on the way back
+      // up, a call of `b` comes between `a`'s cut set and `a`'s next call.
+      for (const [name, store] of [["b", b], ["a", a]]) {
+        try {
+          store.setSync(`${name}:${n}`, n);
+        } catch (error) {
+          if (!(error instanceof RangeError)) throw error;
+          cut++;
+        }
       }
-    }
-  };
-  dive();
+    },
+    { warm: true },
+  );
   assert.ok(cut > 0, "some sets overflowed");
   a.setSync("a:last", -1);
   b.setSync("b:last", -1);
@@ -586,21 +546,33 @@ describe("wasm memory exhausted", () => {
     const hog = hogThenTrap(api, victim);
     hog.clearSync();
     const before = removed.length;
-    let done = false;
-    const dive = () => {
-      try {
-        dive();
-      } catch {}
-      if (done) return;
-      try {
-        victim.getSync("v1");
-        done = true;
-      } catch (error) {
-        if (!(error instanceof RangeError)) throw error;
-      }
-    };
-    dive();
-    assert.ok(done);
+    // The repair asks the engine whether it is intact (`intact`), then
+    // replaces it and locates the new one (`header`, once per engine): more
+    // than one of these during the dive means an overflow landed inside the
+    // repair, after it began, and the next call began it again. The
+    // wrappers run once first, so that none is compiled inside the dive.
+    const { WasmStore } = await import(join(dir, "wasm/pepperpy_caching.mjs"));
+    const original = { intact: WasmStore.prototype.intact, header: WasmStore.prototype.header };
+    const steps = { intact: 0, header: 0 };
+    for (const name of ["intact", "header"]) {
+      WasmStore.prototype[name] = function (...args) {
+        steps[name]++;
+        return original[name].apply(this, args);
+      };
+      assert.throws(() => WasmStore.prototype[name].call(null));
+      steps[name] = 0;
+    }
+    let dove;
+    try {
+      // A bound method: compiled already (a closure compiled on its first
+      // call fails to compile at the depths where the repair could be cut).
+      dove = atEveryStackDepth(victim.getSync.bind(victim, "v1"), { untilDone: true });
+    } finally {
+      Object.assign(WasmStore.prototype, original);
+    }
+    assert.ok(dove.done);
+    assert.ok(dove.overflowed > 0);
+    assert.ok(steps.intact + steps.header >= 3, `an overflow landed inside the repair (${JSON.stringify(steps)})`);
     assert.deepEqual(victim[Symbol.for("pepperpy-caching.audit")](), [], "the engine and JS agree");
     assert.equal(victim.size, 0);
     const cleared = removed.slice(before).filter(([, reason]) => reason === "cleared").map(([key]) => key);
@@ -679,4 +651,38 @@ describe("wasm memory exhausted", () => {
     );
     assert.throws(() => victim.getSync("after"), (error) => error instanceof api.CacheError && /disposed/.test(error.message));
   });
+});
+
+test("a walk that reclaims expired entries, cut by a stack overflow at every depth: the engine and JS agree", () => {
+  // A walk (keys, entries, invalidate, size) first has the engine reclaim
+  // what expired, then reads the report of it: cut in between, the engine
+  // has freed entries JS still holds. Each policy, with and without a
+  // listener (its notices are made in between), on every depth.
+  for (const make of [
+    (clock, onRemove) => new MemoryStore({ policy: new S3FIFOPolicy({ maxSize: 33, ttl: 0.05 }), clock, onRemove }),
+    (clock, onRemove) => new MemoryStore({ policy: new LRUPolicy({ maxSize: 33, ttl: 0.05 }), clock, onRemove }),
+    (clock, onRemove) => new MemoryStore({ policy: new TTLPolicy({ ttl: 0.05, maxSize: 33 }), clock, onRemove }),
+  ]) {
+    for (const listening of [false, true]) {
+      for (const walk of ["keysSync", "invalidateSync", "clearSync"]) {
+        const clock = new ManualClock();
+        const removed = [];
+        const store = make(clock, listening ? (value, key, reason) => removed.push(`${key} ${reason}`) : undefined);
+        for (let i = 0; i < 30; i++) store.setSync(`k${i}`, i);
+        clock.advance(100); // every entry expired, none reclaimed yet
+        // Bound methods: compiled already (see atEveryStackDepth), their
+        // first argument fixed (the depth's number comes after it).
+        const call = store[walk].bind(store, walk === "invalidateSync" ? "k*" : undefined);
+        const dove = atEveryStackDepth(call, { untilDone: true });
+        assert.ok(dove.done && dove.overflowed > 0);
+        assert.deepEqual(store[Symbol.for("pepperpy-caching.audit")](), [], `${walk}: the engine and JS agree`);
+        assert.deepEqual(store.keysSync(), []);
+        // No entry's notice twice, though the reclaim that freed it was cut
+        // short (a notice a stack overflow cuts off is not sent again).
+        assert.equal(new Set(removed).size, removed.length, walk);
+        assert.ok(removed.every((notice) => notice.endsWith(" expired")));
+        store.dispose();
+      }
+    }
+  }
 });

@@ -24,6 +24,7 @@ import http from "node:http";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { startServer } from "./redis-support.mjs";
+import { startEndpoint } from "./upstash-endpoint.mjs";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const work = path.join(repo, "target/readme-blocks");
@@ -116,6 +117,12 @@ for (const block of all.filter((b) => b.lang === "js")) {
     const url = `http://127.0.0.1:${otlp.address().port}`;
     // (rcore) A block of pepperpy-caching/redis gets a redis-server of its own, as REDIS_URL.
     const redis = /"pepperpy-caching\/redis"/.test(block.code) ? { REDIS_URL: (await startServer(t)).url } : {};
+    // (rest) A block of @upstash/redis gets a local Upstash REST endpoint in front of that server.
+    if (/"@upstash\/redis"/.test(block.code)) {
+      const endpoint = await startEndpoint({ redisUrl: redis.REDIS_URL });
+      t.after(() => endpoint.stop());
+      Object.assign(redis, { UPSTASH_REDIS_REST_URL: endpoint.url, UPSTASH_REDIS_REST_TOKEN: endpoint.token, UPSTASH_DISABLE_TELEMETRY: "1" });
+    }
     if (commonjs) {
       await node([name], redis);
     } else {

@@ -86,6 +86,40 @@ test("a hole in getMany's or setMany's array is the MemoryStore's typed error, n
   assert.equal(redis.getStats().sets, 0);
 });
 
+test("both stores read a batch's array alike: by index, up to its length at the call (its own iterator not asked; a getter that grows it adds nothing)", async () => {
+  const prefix = fresh();
+  const redis = new RedisStore({ client, prefix });
+  const memory = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) });
+  for (const [name, store] of [["memory", memory], ["redis", redis]]) {
+    await store.setMany([["a", 1], ["b", 2]]);
+    // An array whose own iterator says something else: its elements are the list.
+    const keys = ["a"];
+    keys[Symbol.iterator] = function* () {
+      yield "b";
+    };
+    assert.deepEqual(await store.getMany(keys), [1], `${name}: getMany read the array's elements`);
+    // A pair whose reading grows the array: the list is what the array held when the call began.
+    const pairs = [];
+    Object.defineProperty(pairs, 0, {
+      get() {
+        pairs.push(["late", 3]);
+        return ["c", 4];
+      },
+      enumerable: true,
+      configurable: true,
+    });
+    pairs.length = 1;
+    await store.setMany(pairs);
+    assert.deepEqual(await store.getMany(["c", "late"]), [4, undefined], `${name}: setMany stored what the array held`);
+    const gone = ["a"];
+    gone[Symbol.iterator] = function* () {
+      yield "b";
+    };
+    assert.equal(await store.deleteMany(gone), 1, name);
+    assert.deepEqual(await store.getMany(["a", "b"]), [undefined, 2], `${name}: deleteMany removed the array's element`);
+  }
+});
+
 test("getMany and deleteMany of a non-array throw the MemoryStore's class (TypeError), as setMany does", async () => {
   const redis = new RedisStore({ client, prefix: fresh() });
   const memory = new MemoryStore({ policy: new LRUPolicy({ maxSize: 10 }) });

@@ -21,6 +21,16 @@ let client;
 let n = 0;
 const fresh = () => `h${++n}:`;
 
+/** A node-redis v5 lookalike, ready, whose sendCommand does what `next.current(argv)` says. */
+const lookalike = (next) => ({
+  isReady: true,
+  isOpen: true,
+  withTypeMapping() {},
+  sendCommand: (argv) => next.current(argv),
+  once() {},
+  on() {},
+});
+
 before(async () => {
   server = await startServer();
   client = await createClient({ url: server.url }).connect();
@@ -161,6 +171,72 @@ describe("set's fast encoding", () => {
       assert.equal(await client.get(`${store.prefix}polluted`), expected);
     } finally {
       delete Object.prototype.toJSON;
+    }
+  });
+
+  test("a toJSON that is a getter is read once (was twice: by the copy, then by the walk), and its toJSON's result stored as the walk stores it", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    let reads = 0;
+    const make = () => ({
+      get toJSON() {
+        reads++;
+        return function () {
+          return { by: "toJSON", self: this.plain };
+        };
+      },
+      plain: 1,
+    });
+    reads = 0;
+    const expected = wasm.encode(make(), undefined, []);
+    assert.equal(reads, 1, "the walk alone reads it once");
+    assert.equal(expected, '{"v":{"by":"toJSON","self":1}}');
+    for (const [name, value, doc] of [
+      ["top", make(), expected],
+      ["nested", { inner: make() }, '{"v":{"inner":{"by":"toJSON","self":1}}}'],
+      ["in an array", [make()], '{"v":[{"by":"toJSON","self":1}]}'],
+    ]) {
+      reads = 0;
+      await store.set(name, value);
+      assert.equal(reads, 1, `${name}: the getter ran once`);
+      assert.equal(await client.get(`${store.prefix}${name}`), doc, name);
+    }
+    // A toJSON that is no function is a property as any other: read once too.
+    let dataReads = 0;
+    const data = {
+      get toJSON() {
+        dataReads++;
+        return 5;
+      },
+      b: 1,
+    };
+    await store.set("data", data);
+    assert.equal(dataReads, 1);
+    assert.equal(await client.get(`${store.prefix}data`), '{"v":{"toJSON":5,"b":1}}');
+  });
+
+  test("undefined array elements and holes take the fast path (both write null), a long sparse array too; the document is the walk's", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    const original = wasm.encode;
+    let walks = 0;
+    wasm.encode = function (...args) {
+      walks++;
+      return original.apply(this, args);
+    };
+    try {
+      // eslint-disable-next-line no-sparse-arrays
+      const shapes = [[undefined], [1, , 3], [null, undefined, [undefined, { a: undefined, b: null }]], new Array(100_000)];
+      for (const [i, value] of shapes.entries()) {
+        await store.set(`u${i}`, value);
+        assert.equal(await client.get(`${store.prefix}u${i}`), original(value, undefined, []), `shape ${i}`);
+        assert.deepEqual(await store.get(`u${i}`), JSON.parse(JSON.stringify(value)), `shape ${i} read back`);
+      }
+      assert.equal(walks, 0, "none went to the walk");
+      // What the copy still sends to the walk: NaN where JSON.stringify writes null (the walk refuses it).
+      await assert.rejects(store.set("nan", [undefined, NaN]), CacheSerializationError);
+      assert.equal(walks, 1);
+      assert.equal(await client.get(`${store.prefix}nan`), null);
+    } finally {
+      wasm.encode = original;
     }
   });
 
@@ -324,56 +400,124 @@ describe("get's quick read", () => {
     await client.set(`${store.prefix}k`, Buffer.from([...Buffer.from('{"v":"'), 0xff, ...Buffer.from('"}')]));
     await assert.rejects(store.get("k"), CacheSerializationError);
   });
+
+  test("a document plainStart declines (metadata, an idle header, a refused one) is copied into the wasm once: read where the scratch buffer holds it", async () => {
+    const store = new RedisStore({ client, prefix: fresh() });
+    // The calls that take the document's bytes as an argument (a malloc and a copy each).
+    const copying = ["plainStart", "valueStart", "idleHeader", "decodeValue"];
+    const original = Object.fromEntries(copying.map((name) => [name, wasm[name]]));
+    const calls = [];
+    for (const name of copying) {
+      wasm[name] = function (...args) {
+        calls.push(name);
+        return original[name].apply(this, args);
+      };
+    }
+    try {
+      await store.set("meta", { a: [1, 2.5] }, { metadata: { by: "t" } });
+      await store.set("idle", { b: "x" }, { idle: 60 });
+      await client.set(`${store.prefix}foreign`, '{"v":{"a":1,"a":2},"z":1}');
+      await client.set(`${store.prefix}bad`, '{"v":1e400,"m":{}}');
+      calls.length = 0;
+      assert.deepEqual(await store.get("meta"), { a: [1, 2.5] });
+      assert.deepEqual(await store.get("idle"), { b: "x" });
+      assert.deepEqual(await store.get("foreign"), { a: 2 });
+      await assert.rejects(store.get("bad"), CacheSerializationError);
+      assert.deepEqual(calls, [], "no call took the bytes again");
+      // Longer than the scratch buffer: the copying calls, none twice.
+      const big = "é".repeat(40_000);
+      await store.set("big", big, { metadata: { by: "t" } });
+      calls.length = 0;
+      assert.equal(await store.get("big"), big);
+      assert.equal(calls[0], "plainStart");
+      assert.equal(new Set(calls).size, calls.length, calls.join());
+    } finally {
+      Object.assign(wasm, original);
+    }
+    // The idle entry was touched: its TTL is the idle time again.
+    const pttl = await client.pTTL(`${store.prefix}idle`);
+    assert.ok(pttl > 50_000 && pttl <= 60_000, `pttl ${pttl}`);
+  });
 });
 
 describe("a Conn call's quick way (a connected client, no script)", () => {
   test("a client that throws at once, never answers, or answers late: one settlement each, the deadline gone", async () => {
-    // A node-redis v5 lookalike: ready, and sendCommand doing what `next` says.
-    let next;
-    const fake = {
-      isReady: true,
-      isOpen: true,
-      withTypeMapping() {},
-      sendCommand: (argv) => next(argv),
-      once() {},
-      on() {},
-    };
+    const next = { current: undefined };
+    const fake = lookalike(next);
     const c = conn(fake, { timeout: 50 });
-    next = () => {
+    next.current = () => {
       throw new Error("boom");
     };
     await assert.rejects(c.command(["GET", "k"], "k"), (e) => e.message === "boom" && e.redisError !== true);
-    next = () => new Promise(() => {});
+    next.current = () => new Promise(() => {});
     const started = Date.now();
     await assert.rejects(c.command(["GET", "k"], "k"), (e) => e.timeout === true && /within 50 ms/.test(e.message));
     assert.ok(Date.now() - started < 1000);
     // Answered after its deadline: the caller was told once (the timeout), the late reply changes nothing.
     let answer;
-    next = () => new Promise((resolve) => (answer = resolve));
+    next.current = () => new Promise((resolve) => (answer = resolve));
     const late = c.command(["GET", "k"], "k");
     await assert.rejects(late, (e) => e.timeout === true);
     answer(Buffer.from("x"));
     // An error reply is marked, and the next call goes through as usual.
-    next = () => Promise.reject(Object.assign(new Error("ERR bad"), { redisError: true }));
+    next.current = () => Promise.reject(Object.assign(new Error("ERR bad"), { redisError: true }));
     await assert.rejects(c.command(["GET", "k"], "k"), (e) => e.redisError === true && e.message === "ERR bad");
-    next = () => Promise.resolve("v");
+    next.current = () => Promise.resolve("v");
     assert.deepEqual(await c.command(["GET", "k"], "k"), Buffer.from("v"));
     // Nothing is left to time out later (an unhandled rejection would fail the run).
     await new Promise((r) => setTimeout(r, 150));
   });
+
+  test("the hot call with timeouts off (timeout 0 or Infinity): replies, errors and a late reply each settle once, nothing is timed out", async () => {
+    for (const timeout of [0, Infinity]) {
+      const next = { current: undefined };
+      const fake = lookalike(next);
+      const c = conn(fake, { timeout });
+      const hot = c[Object.getOwnPropertySymbols(c).find((s) => typeof c[s] === "function")];
+      assert.equal(typeof hot, "function", "a Conn conn made has its hot call");
+      /** The hot call of `argv`, as a promise of ["reply", r] or ["error", e]; every settlement recorded in `seen`. */
+      const seen = [];
+      const call = (argv) =>
+        new Promise((resolve) => {
+          const sent = hot(
+            argv,
+            argv[1],
+            (r) => {
+              seen.push("reply");
+              resolve(["reply", r]);
+            },
+            (e) => {
+              seen.push("error");
+              resolve(["error", e]);
+            },
+          );
+          assert.equal(sent, true, "a ready single client takes the call");
+        });
+      next.current = () => Promise.resolve("v");
+      assert.deepEqual(await call(["GET", "k"]), ["reply", Buffer.from("v")]);
+      next.current = () => {
+        throw new Error("boom");
+      };
+      const [thrownKind, thrown] = await call(["GET", "k"]);
+      assert.equal(thrownKind, "error");
+      assert.ok(thrown.message === "boom" && thrown.redisError !== true);
+      next.current = () => Promise.reject(Object.assign(new Error("ERR bad"), { redisError: true }));
+      const [refusedKind, refused] = await call(["GET", "k"]);
+      assert.ok(refusedKind === "error" && refused.redisError === true && refused.message === "ERR bad");
+      // No deadline: a reply after what would have been the default timeout's tick still arrives, once.
+      let answer;
+      next.current = () => new Promise((resolve) => (answer = resolve));
+      const late = call(["GET", "k"]);
+      await new Promise((r) => setTimeout(r, 30));
+      answer(Buffer.from("late"));
+      assert.deepEqual(await late, ["reply", Buffer.from("late")]);
+      await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(seen, ["reply", "error", "error", "reply"], `timeout ${timeout}`);
+    }
+  });
 });
 
 describe("a store's get and set on the Conn's hot call (one GET or SET on a single node)", () => {
-  /** A node-redis v5 lookalike, ready, whose sendCommand does what `next(argv)` says. */
-  const lookalike = (next) => ({
-    isReady: true,
-    isOpen: true,
-    withTypeMapping() {},
-    sendCommand: (argv) => next.current(argv),
-    once() {},
-    on() {},
-  });
-
   /** The promises made while `call()` runs (synchronously: the ones it starts with). */
   const promisesMadeBy = (call) => {
     let made = 0;

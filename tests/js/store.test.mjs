@@ -28,7 +28,8 @@ async function snapshot(store) {
 
 describe("entry points", () => {
   test("import resolves to the Node build, which require shares", () => {
-    assert.match(import.meta.resolve("pepperpy-caching"), /\/inline\.mjs$/);
+    // node.mjs where Node sets "module-sync" (20.19+, 22.12+; tests/js/node-entry.test.mjs), else inline.mjs.
+    assert.match(import.meta.resolve("pepperpy-caching"), process.features.require_module === true ? /\/node\.mjs$/ : /\/inline\.mjs$/);
     const require = createRequire(import.meta.url);
     const cjs = require("pepperpy-caching");
     assert.equal(cjs.MemoryStore, MemoryStore, "one instance for import and require");

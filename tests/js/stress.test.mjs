@@ -11,6 +11,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { MemoryStore, LRUPolicy, S3FIFOPolicy, TTLPolicy, ManualClock } from "pepperpy-caching";
+import { atEveryStackDepth } from "./support.mjs";
 
 const AUDIT = Symbol.for("pepperpy-caching.audit");
 
@@ -297,28 +298,14 @@ async function run(seed, steps) {
         () => s.store.keysSync(),
         () => s.store.hasSync(key),
       ];
-      let done = false;
-      let overflowed = 0;
-      const dive = () => {
-        try {
-          dive();
-        } catch {}
-        if (done) return;
-        try {
-          calls[kind]();
-          done = true;
-        } catch (error) {
-          if (!(error instanceof RangeError)) throw error;
-          overflowed++;
-        }
-      };
       s.diving = true;
+      let dove;
       try {
-        dive();
+        dove = atEveryStackDepth(calls[kind], { untilDone: true });
       } finally {
         s.diving = false;
       }
-      assert.ok(done && overflowed > 0);
+      assert.ok(dove.done && dove.overflowed > 0);
       s.resync(step);
     } else if (op < 94) {
       s.store.resetStats();
@@ -363,22 +350,9 @@ test("exact LRU: a drain of the full access ring cut short by a stack overflow l
     for (const key of ["a", "b", "c"]) store.setSync(key, key);
     for (let i = 0; i < filled; i++) store.getSync(i % 2 === 0 ? "b" : "a");
     // Order now (most recent first): a or b, then the other, then c.
-    let done = false;
-    const dive = () => {
-      try {
-        dive();
-      } catch {}
-      if (done) return;
-      try {
-        assert.equal(store.getSync("c"), "c");
-        done = true;
-      } catch (error) {
-        if (!(error instanceof RangeError)) throw error;
-        overflowed++;
-      }
-    };
-    dive();
-    assert.ok(done);
+    const dove = atEveryStackDepth(() => assert.equal(store.getSync("c"), "c"), { untilDone: true });
+    assert.ok(dove.done);
+    overflowed += dove.overflowed;
     const other = filled % 2 === 0 ? "b" : "a"; // of a and b, the one hit longest ago
     assert.equal(store.getSync(other), other);
     assert.deepEqual(store.keysSync(), [other, "c", other === "a" ? "b" : "a"], `after ${filled} hits`);

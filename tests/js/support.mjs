@@ -72,3 +72,53 @@ export function capMemory(bytes, pages) {
   }
   return out;
 }
+
+/**
+ * Recurses until the stack overflows, then makes `call(n)` (n = 0, 1, ...)
+ * at each depth on the way back up, the deepest first: near the bottom of
+ * the stack each call overflows somewhere inside, at every point it can.
+ * A RangeError from `call` (the stack) is counted; any other error is thrown
+ * (from however deep it came), unless `tolerate(error)` passes over it.
+ * With `untilDone`, the calls stop at the first that returns. With `warm`,
+ * `call(-1)` runs once first, with the whole stack, and what it throws is
+ * passed over: a function compiled on its first call needs far more stack
+ * to compile than to run, and near the bottom every depth below the first
+ * where `call` could compile would be lost (seen: ~400 depths, the whole
+ * band where a set overflows inside). Returns how many calls were made (the
+ * warm one not counted), how many overflowed, and whether one returned.
+ */
+export function atEveryStackDepth(call, { untilDone = false, tolerate, warm = false } = {}) {
+  const state = { calls: 0, overflowed: 0, done: false };
+  // The bookkeeping, out of the recursion's frame (the step between two depths tried).
+  const attempt = (warming) => {
+    if (warming) return;
+    const n = state.calls++;
+    try {
+      call(n);
+      if (untilDone) state.done = true;
+    } catch (error) {
+      if (error instanceof RangeError) state.overflowed++;
+      else if (tolerate === undefined || !tolerate(error)) throw error;
+    }
+  };
+  const dive = (warming) => {
+    if (warming) return;
+    try {
+      dive();
+    } catch (error) {
+      // The recursion's own overflow, or a deeper call's: only the stack is passed over.
+      if (!(error instanceof RangeError)) throw error;
+    }
+    if (!state.done) attempt();
+  };
+  // Compiled with the stack to do it (see `warm`).
+  attempt(true);
+  dive(true);
+  if (warm) {
+    try {
+      call(-1);
+    } catch {}
+  }
+  dive();
+  return state;
+}

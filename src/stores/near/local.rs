@@ -229,7 +229,7 @@ impl<V: Clone + Send + Sync + 'static> Shared<V> {
         let mut state = self.lock();
         for key in keys {
             let Value::BulkString(full) = key else { continue };
-            // Index and lock keys (with a 0xFF byte) and other prefixes are
+            // Index and lock keys (with U+FFFF, which no key holds) and other prefixes are
             // never in memory.
             let Some(key) = full.strip_prefix(&*self.prefix).and_then(|k| std::str::from_utf8(k).ok()) else {
                 continue;
@@ -366,6 +366,7 @@ mod tests {
         shared.forget_redis_keys(&[
             Value::BulkString(format!("p:{other}").into_bytes()),
             Value::BulkString(b"q:k".to_vec()),
+            Value::BulkString("p:\u{FFFF}lru".as_bytes().to_vec()),
             Value::BulkString(b"p:\xfflru".to_vec()),
             Value::BulkString(b"p:".to_vec()),
         ]);
@@ -425,6 +426,7 @@ mod tests {
                 "[a-c]{0,2}".prop_map(|k| format!("p:{k}").into_bytes()),
                 proptest::collection::vec(any::<u8>(), 0..8),
                 Just(b"p:\xff".to_vec()),
+                Just("p:\u{FFFF}lock:a".as_bytes().to_vec()),
                 Just(b"p:".to_vec()),
             ]
         }

@@ -57,9 +57,12 @@ end
 return n
 ";
 
-/// This instance's marker key names: `prefix + "\xffnear:" + token + ":" + i`.
+/// This instance's marker key names: `prefix + MARKER + "near:" + token + ":" + i`
+/// (MARKER: U+FFFF, see `remote::keyspace`).
 pub(super) fn sentinel_names(prefix: &[u8], token: u64) -> Vec<Vec<u8>> {
-    (0..SENTINELS).map(|i| [prefix, b"\xffnear:", format!("{token:016x}:{i}").as_bytes()].concat()).collect()
+    (0..SENTINELS)
+        .map(|i| [prefix, crate::remote::keyspace::MARKER, b"near:", format!("{token:016x}:{i}").as_bytes()].concat())
+        .collect()
 }
 
 impl Link {
@@ -100,7 +103,7 @@ impl Link {
 }
 
 impl Link {
-    /// Writes this instance's marker keys (`prefix + "\xffnear:" + a random
+    /// Writes this instance's marker keys (`prefix + MARKER + "near:" + a random
     /// token + ":" + i`, names no entry can have and no walk of the prefix
     /// lists), in one transaction.
     async fn mark_database(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {

@@ -3,7 +3,7 @@
 //! (`{"t":[...],"v":...}`, see `format`), which is the truth.
 //!
 //! - **Layout.** The tag set of `tag` in a bucket is the Redis set
-//!   `prefix + bucket tag + "\xff" + "tag:" + tag` (a name no entry can
+//!   `prefix + bucket tag + "\u{FFFF}" + "tag:" + tag` (a name no entry can
 //!   have), whose members are the full Redis keys of the bucket's entries
 //!   tagged with it. On a cluster it shares the bucket's slot with the
 //!   entries, so one script reaches both: no command is ever cross-slot.

@@ -1,0 +1,133 @@
+// The JS RedisStore over REST inside workerd (the Cloudflare Workers runtime,
+// through miniflare): a Worker with @upstash/redis's Cloudflare build, over
+// fetch to a local Upstash REST endpoint (./upstash-endpoint.mjs) in front of a
+// real redis-server, shares one store with a Node process on node-redis (TCP).
+// Bundled by esbuild with the `workerd` condition as wrangler bundles it, the
+// .wasm files imported as compiled modules; no `nodejs_compat`: REST needs
+// only fetch.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { Miniflare } from "miniflare";
+import { createClient } from "redis5";
+import { startServer } from "./redis-support.mjs";
+import { startEndpoint } from "./upstash-endpoint.mjs";
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), "../..");
+const esbuild = join(repo, "tests/consumers/node_modules/.bin/esbuild");
+const dir = join(repo, "target/js-tests/redis-rest-workerd");
+
+const WORKER = `
+import { Redis } from "@upstash/redis/cloudflare";
+import { LRUPolicy, CacheKeyError, CacheBackendError } from "pepperpy-caching";
+import { RedisStore } from "pepperpy-caching/redis";
+
+export default {
+  async fetch(request) {
+    const params = new URL(request.url).searchParams;
+    const redis = new Redis({ url: params.get("url"), token: params.get("token"), enableTelemetry: false });
+    const store = new RedisStore({ client: redis, prefix: "edge:", policy: new LRUPolicy({ maxSize: 100 }) });
+    await store.set("from-worker", { at: "edge", text: "日本😀" }, { ttl: 60, metadata: { by: "worker" } });
+    let badKey = false;
+    try {
+      await store.set("a\\uFFFFb", 1);
+    } catch (e) {
+      badKey = e instanceof CacheKeyError;
+    }
+    let runs = 0;
+    const loaded = await Promise.all([1, 2, 3].map(() => store.getOrSet("loaded", async () => ++runs)));
+    const wrong = new RedisStore({ client: new Redis({ url: params.get("url"), token: "wrong", enableTelemetry: false }), prefix: "edge:" });
+    let refused = "";
+    try {
+      await wrong.get("from-node");
+    } catch (e) {
+      refused = e instanceof CacheBackendError ? "CacheBackendError" : String(e);
+    }
+    return Response.json({
+      fromNode: await store.get("from-node"),
+      loaded,
+      runs,
+      badKey,
+      refused,
+      keys: (await store.keys()).sort(),
+      size: await store.size(),
+    });
+  },
+};
+`;
+
+let mf;
+
+before(async () => {
+  assert.ok(existsSync(esbuild), `${esbuild} missing: run scripts/setup.sh (npm ci in tests/consumers)`);
+  mkdirSync(join(dir, "wasm"), { recursive: true });
+  writeFileSync(join(dir, "entry.mjs"), WORKER);
+  await promisify(execFile)(
+    esbuild,
+    [
+      join(dir, "entry.mjs"),
+      "--bundle",
+      "--format=esm",
+      "--platform=neutral",
+      "--main-fields=module,main",
+      "--target=es2022",
+      "--conditions=workerd,worker",
+      "--external:*.wasm",
+      "--external:node:*",
+      "--log-level=error",
+      `--outfile=${join(dir, "worker.mjs")}`,
+    ],
+    { cwd: repo },
+  );
+  const pkg = realpathSync(join(repo, "node_modules/pepperpy-caching"));
+  const wasm = ["pepperpy_caching_bg.wasm", "redis_bg.wasm"];
+  for (const file of wasm) copyFileSync(join(pkg, "wasm", file), join(dir, "wasm", file));
+  const bundle = readFileSync(join(dir, "worker.mjs"), "utf8");
+  mf = new Miniflare({
+    modulesRoot: dir,
+    modules: [
+      { type: "ESModule", path: join(dir, "worker.mjs"), contents: bundle },
+      ...wasm.map((file) => ({ type: "CompiledWasm", path: join(dir, "wasm", file), contents: readFileSync(join(dir, "wasm", file)) })),
+    ],
+    compatibilityDate: "2026-04-01",
+  });
+});
+
+after(async () => {
+  await mf?.dispose();
+});
+
+test("a Worker's RedisStore over @upstash/redis (fetch) shares the store of a Node process on TCP", async (t) => {
+  const server = await startServer();
+  const endpoint = await startEndpoint({ redisUrl: server.url });
+  const client = await createClient({ url: server.url }).connect();
+  t.after(async () => {
+    client.destroy();
+    await endpoint.stop();
+    await server.stop();
+  });
+  const { RedisStore } = await import("pepperpy-caching/redis");
+  const { LRUPolicy } = await import("pepperpy-caching");
+  const node = new RedisStore({ client, prefix: "edge:", policy: new LRUPolicy({ maxSize: 100 }) });
+  await node.set("from-node", [1, "two", { u: "é" }]);
+  const res = await mf.dispatchFetch(`http://worker/?url=${encodeURIComponent(endpoint.url)}&token=${endpoint.token}`);
+  const text = await res.text();
+  assert.equal(res.status, 200, text);
+  const body = JSON.parse(text);
+  assert.deepEqual(body.fromNode, [1, "two", { u: "é" }]);
+  assert.deepEqual(body.loaded, [1, 1, 1]);
+  assert.equal(body.runs, 1);
+  assert.equal(body.badKey, true, "U+FFFF refused in workerd too");
+  assert.equal(body.refused, "CacheBackendError", "a wrong token");
+  assert.deepEqual(body.keys, ["from-node", "from-worker", "loaded"]);
+  assert.equal(body.size, 3);
+  assert.deepEqual(await node.get("from-worker"), { at: "edge", text: "日本😀" });
+  assert.deepEqual(await node.getMetadata("from-worker"), { by: "worker" });
+  assert.equal(await node.size(), 3, "one capacity index");
+  assert.ok(endpoint.requests.some((r) => r.path === "/pipeline" && r.headers["upstash-encoding"] === "base64"), "the Worker went through the endpoint");
+});
