@@ -27,6 +27,7 @@
 //! reads.
 
 use std::cell::Cell;
+use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -105,6 +106,7 @@ fn claim() -> u8 {
 
 /// One shard's counts on one lane: its misses, then its hits (indexed by
 /// whether the `get` hit, so that counting one takes no branch).
+#[repr(C)]
 struct Pair([AtomicU64; 2]);
 
 impl Pair {
@@ -117,7 +119,7 @@ impl Pair {
     }
 }
 
-#[repr(align(64))]
+#[repr(C, align(64))]
 struct Line([Pair; PER_LINE]);
 
 /// The lanes of up to [`PER_LINE`] shards: a cache line per lane, a pair of
@@ -127,10 +129,20 @@ type Group = [Line; LANES];
 /// One shard's column of a store's lanes: the hits and misses its readers
 /// counted.
 pub(crate) struct LaneColumn {
-    group: Arc<Group>,
-    /// This shard's pair in each of the group's lines (below [`PER_LINE`]).
-    slot: usize,
+    /// Keeps the group (which `first` points into) alive.
+    _group: Arc<Group>,
+    /// This shard's pair in the group's first line; its pair on lane `n` is
+    /// `n` lines on. Kept as a pointer so that a read finds its pair with a
+    /// shift and an add.
+    first: NonNull<Pair>,
 }
+
+// SAFETY: `first` points into the group the column holds (an `Arc` of
+// atomics, `Send` and `Sync`): sharing or moving the column shares or moves
+// no more than an `&Group` would.
+unsafe impl Send for LaneColumn {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for LaneColumn {}
 
 /// Where a shared `get` is counted, once its lookup has ended: this thread's
 /// lane, or the shard's shared counters for a thread without one.
@@ -190,7 +202,13 @@ impl LaneColumn {
                     Line(std::array::from_fn(|_| Pair([AtomicU64::new(0), AtomicU64::new(0)])))
                 })));
             }
-            LaneColumn { group: Arc::clone(group.as_ref().expect("made at slot 0")), slot }
+            let group: Arc<Group> = Arc::clone(group.as_ref().expect("made at slot 0"));
+            // From a reference to the whole group, so the pointer may reach
+            // every line of it; `repr(C)` places line `n` at `n` lines in and
+            // the pair `slot` at `slot` pairs into a line.
+            // SAFETY: `slot` < PER_LINE: the pair stays inside line 0.
+            let first = unsafe { NonNull::from(&*group).cast::<Pair>().add(slot) };
+            LaneColumn { _group: group, first }
         })
     }
 
@@ -202,8 +220,11 @@ impl LaneColumn {
     /// This shard's pair on `lane` (below [`LANES`]).
     #[inline(always)]
     fn pair(&self, lane: usize) -> &Pair {
-        // Masked: no bounds check on the hit path (`slot` < PER_LINE, a power of two).
-        &self.group[lane].0[self.slot & (PER_LINE - 1)]
+        debug_assert!(lane < LANES);
+        // SAFETY: `first` is this shard's pair in line 0 of the group the
+        // column holds (so it lives as long as `self`), and `lane` lines on
+        // (`lane` < LANES, the group's length) is its pair in line `lane`.
+        unsafe { self.first.byte_add(lane * std::mem::size_of::<Line>()).as_ref() }
     }
 
     /// Opens a shared `get` on this thread's lane, to count it once its
@@ -319,6 +340,28 @@ mod tests {
         assert!(on_lanes > LANES as u64, "{on_lanes} of {} threads found a free lane", 4 * LANES);
         let (hits, misses) = column.totals();
         assert_eq!(hits + misses, on_lanes, "every lane's count kept across owners");
+    }
+
+    #[test]
+    fn every_column_and_lane_has_a_pair_of_its_own() {
+        let columns: Vec<LaneColumn> = LaneColumn::table(9).collect();
+        let mut seen = std::collections::HashSet::new();
+        for (c, column) in columns.iter().enumerate() {
+            for lane in 0..LANES {
+                let pair = column.pair(lane);
+                assert!(seen.insert(pair as *const Pair as usize), "column {c} lane {lane} shares a pair");
+                // Its own line: columns of one group share a line per lane.
+                let line = &column._group[lane] as *const Line as usize;
+                let at = pair as *const Pair as usize - line;
+                assert_eq!(at, (c % PER_LINE) * std::mem::size_of::<Pair>(), "column {c} lane {lane}");
+                pair.hits().store((c * LANES + lane) as u64, Relaxed);
+                pair.misses().store(1, Relaxed);
+            }
+        }
+        for (c, column) in columns.iter().enumerate() {
+            let want: u64 = (0..LANES).map(|lane| (c * LANES + lane) as u64).sum();
+            assert_eq!(column.totals(), (want, LANES as u64), "column {c} reads back its own counts");
+        }
     }
 
     #[test]
