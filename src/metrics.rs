@@ -264,15 +264,17 @@ impl Counters {
 }
 
 /// The counters a read touches, as atomics so that many threads can read one
-/// engine at once (under a read lock). `hits` is `gets - misses`: a hit costs
-/// one increment.
+/// engine at once (under a read lock). A `get` is counted once its lookup has
+/// ended, as a hit or as a miss, never before it: each figure read from them
+/// only grows while gets run (a `hits` of `gets - misses` would count a miss
+/// in flight as a hit, then take it back).
 // Every read adds to them, so they are kept off the lines of the engine's
 // other fields, which every read only loads: the memory engine puts them
 // first, on the line of its shard's lock word, which every read writes anyway
 // (on a line of their own they cost a second contended line per read).
 #[derive(Debug, Default)]
 pub(crate) struct ReadCounters {
-    gets: AtomicU64,
+    hits: AtomicU64,
     misses: AtomicU64,
     latency_ns: AtomicU64,
     samples: AtomicU64,
@@ -284,13 +286,13 @@ impl ReadCounters {
     /// Whether the next `get` should be timed.
     #[inline]
     pub fn sample_next_get(&self) -> bool {
-        sampled(self.gets.load(Ordering::Relaxed))
+        sampled(self.hits.load(Ordering::Relaxed).wrapping_add(self.misses.load(Ordering::Relaxed)))
     }
 
-    /// Counts one `get` (from a thread holding a shared borrow); whether to time it.
+    /// That `get` hit (from a thread holding a shared borrow).
     #[inline]
-    pub fn count_get(&self) -> bool {
-        sampled(self.gets.fetch_add(1, Ordering::Relaxed))
+    pub fn count_hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
     }
 
     /// That `get` missed.
@@ -308,8 +310,9 @@ impl ReadCounters {
     /// One `get`, under an exclusive borrow: plain increments.
     #[inline]
     pub fn count_exclusive(&mut self, hit: bool) {
-        *self.gets.get_mut() += 1;
-        if !hit {
+        if hit {
+            *self.hits.get_mut() += 1;
+        } else {
             *self.misses.get_mut() += 1;
         }
     }
@@ -319,23 +322,23 @@ impl ReadCounters {
         self.samples.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The gets and misses so far.
+    /// The hits and misses so far.
     pub fn totals(&self) -> (u64, u64) {
-        (self.gets.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
     }
 
-    /// Adds `n` gets counted elsewhere (under an exclusive borrow).
-    pub fn add_gets(&mut self, n: u64) {
-        *self.gets.get_mut() += n;
+    /// Adds hits and misses counted elsewhere (under an exclusive borrow).
+    pub fn add(&mut self, (hits, misses): (u64, u64)) {
+        *self.hits.get_mut() = self.hits.get_mut().wrapping_add(hits);
+        *self.misses.get_mut() = self.misses.get_mut().wrapping_add(misses);
     }
 
-    /// Adds these counts, and `more_gets` counted elsewhere (the memory
-    /// engine's per-thread lanes), to `total`.
-    pub fn add_to(&self, total: &mut Counters, more_gets: u64) {
+    /// Adds these counts, and the hits and misses counted elsewhere (the
+    /// memory engine's per-thread lanes), to `total`.
+    pub fn add_to(&self, total: &mut Counters, (more_hits, more_misses): (u64, u64)) {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let (gets, misses) = (read(&self.gets).wrapping_add(more_gets), read(&self.misses));
-        total.hits += gets.saturating_sub(misses);
-        total.misses += misses;
+        total.hits += read(&self.hits).wrapping_add(more_hits);
+        total.misses += read(&self.misses).wrapping_add(more_misses);
         total.latency_ns = total.latency_ns.saturating_add(read(&self.latency_ns));
         total.samples += read(&self.samples);
         total.stale_hits += read(&self.stale_hits);

@@ -221,3 +221,43 @@ fn hits_read_while_gets_run_never_go_back() {
     });
     assert_eq!(back, None, "(hits, misses) went back while only misses ran");
 }
+
+// Expected (reads2, the fix's own attack): hits and misses mixed, on 20
+// threads at once (past the 16 lanes: some count on the shards' shared
+// counters), on a store of 4 shards: read concurrently, hits, misses and
+// gets never go back; once the gets stop, stats equal the gets made.
+#[test]
+fn hits_misses_and_gets_past_sixteen_threads_never_go_back() {
+    let store = store(4);
+    let stop = AtomicBool::new(false);
+    let (hits, misses) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut back = None;
+    std::thread::scope(|scope| {
+        for t in 0..20u64 {
+            let (store, stop, hits, misses) = (&store, &stop, &hits, &misses);
+            scope.spawn(move || {
+                let mut i = t * 13;
+                while !stop.load(Ordering::Relaxed) {
+                    // Keys past 100 miss: a third of the gets.
+                    let (h, m) = read(store, i, 7);
+                    hits.fetch_add(h, Ordering::Relaxed);
+                    misses.fetch_add(m, Ordering::Relaxed);
+                    i += 7;
+                }
+            });
+        }
+        let mut last = (0, 0);
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_millis(1500) {
+            let now = counts(&store);
+            if now.0 < last.0 || now.1 < last.1 || now.0 + now.1 < last.0 + last.1 {
+                back = Some((last, now));
+                break;
+            }
+            last = now;
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(back, None, "(hits, misses) went back while gets ran");
+    assert_eq!(counts(&store), (hits.into_inner(), misses.into_inner()), "exact once the gets stopped");
+}

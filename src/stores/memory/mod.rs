@@ -895,8 +895,8 @@ mod tests {
         assert_eq!(store.stats().hits, 1);
     }
 
-    /// A `get` changes the read lock's state, and a miss (or a thread
-    /// without a lane of its own) the engine's read counters. Both sit in the
+    /// A `get` changes the read lock's state, and a thread
+    /// without a lane of its own the engine's read counters. Both sit in the
     /// shard's first 64-byte line, so two threads reading one shard pass one
     /// cache line back and forth, not two.
     #[test]

@@ -7,19 +7,32 @@
 //! took a third (the shard's shared `gets` counter), and on two threads that
 //! counter kept its cache line moving.
 //!
+//! A lane counts hits and misses, each once its lookup has ended, never a
+//! `get` before its lookup: `stats()` reads every counter it reports as a sum
+//! of counters that only grow, so each figure only grows while gets run (a
+//! `hits` of `gets - misses`, counted before and after the lookup, showed a
+//! miss in flight as a hit and then took it back: a Prometheus counter that
+//! goes back reads as a reset). The two loads at the start say, from the
+//! lane's `hits + misses`, whether to time the `get`; the store at the end
+//! adds one to the one of them it was.
+//!
 //! A thread claims a lane (one of [`LANES`], process-wide) at its first
 //! shared `get` and frees it when it exits; only the lane's owner writes it,
-//! so its counts are exact, and [`LaneColumn::total`] sums them. Threads past
+//! so its counts are exact, and [`LaneColumn::totals`] sums them. Threads past
 //! the first [`LANES`] at once (and a thread counting from a thread-local
 //! destructor, after its own lane was freed) count on the shard's shared
-//! counter, as every thread did before. Every 8 shards of a store share a
-//! group of lanes (1 KB), a cache line per lane with one counter per shard in
-//! it, so a thread writes only its own lines whichever shard it reads.
+//! counters, as every thread did before. Every 4 shards of a store share a
+//! group of lanes (1 KB), a cache line per lane with a hit and a miss counter
+//! per shard in it, so a thread writes only its own lines whichever shard it
+//! reads.
 
 use std::cell::Cell;
+use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::metrics::ReadCounters;
 
 /// How many threads at once count on lanes of their own.
 pub(crate) const LANES: usize = 16;
@@ -30,8 +43,8 @@ const UNCLAIMED: u8 = u8::MAX;
 /// its lane was freed as it exits).
 const SHARED: u8 = LANES as u8;
 
-/// Counters per cache line.
-const PER_LINE: usize = 8;
+/// Shards per cache line (a hit and a miss counter each).
+const PER_LINE: usize = 4;
 
 thread_local! {
     /// This thread's lane (below [`LANES`]), or [`UNCLAIMED`] / [`SHARED`].
@@ -58,9 +71,18 @@ impl Drop for Release {
     }
 }
 
-/// Claims a free lane for this thread, or [`SHARED`] if there is none.
+/// The lane of a thread that found none in [`LANE`]: claims one at its first
+/// read; [`SHARED`] if it has none.
 #[cold]
 #[inline(never)]
+fn unclaimed() -> u8 {
+    match LANE.get() {
+        UNCLAIMED => claim(),
+        lane => lane,
+    }
+}
+
+/// Claims a free lane for this thread, or [`SHARED`] if there is none.
 fn claim() -> u8 {
     let mut claimed = CLAIMED.lock().unwrap_or_else(PoisonError::into_inner);
     let Some(lane) = claimed.iter().position(|taken| !taken) else {
@@ -82,18 +104,90 @@ fn claim() -> u8 {
     lane
 }
 
-#[repr(align(64))]
-struct Line([AtomicU64; PER_LINE]);
+/// One shard's counts on one lane: its misses, then its hits (indexed by
+/// whether the `get` hit, so that counting one takes no branch).
+#[repr(C)]
+struct Pair([AtomicU64; 2]);
 
-/// The lanes of up to [`PER_LINE`] shards: a cache line per lane, a counter
-/// per shard in it.
+impl Pair {
+    fn misses(&self) -> &AtomicU64 {
+        &self.0[0]
+    }
+
+    fn hits(&self) -> &AtomicU64 {
+        &self.0[1]
+    }
+}
+
+#[repr(C, align(64))]
+struct Line([Pair; PER_LINE]);
+
+/// The lanes of up to [`PER_LINE`] shards: a cache line per lane, a pair of
+/// counters per shard in it.
 type Group = [Line; LANES];
 
-/// One shard's column of a store's lanes: the gets its readers counted.
+/// One shard's column of a store's lanes: the hits and misses its readers
+/// counted.
 pub(crate) struct LaneColumn {
-    group: Arc<Group>,
-    /// This shard's counter in each of the group's lines (below [`PER_LINE`]).
-    slot: usize,
+    /// Keeps the group (which `first` points into) alive.
+    _group: Arc<Group>,
+    /// This shard's pair in the group's first line; its pair on lane `n` is
+    /// `n` lines on. Kept as a pointer so that a read finds its pair with a
+    /// shift and an add.
+    first: NonNull<Pair>,
+}
+
+// SAFETY: `first` points into the group the column holds (an `Arc` of
+// atomics, `Send` and `Sync`): sharing or moving the column shares or moves
+// no more than an `&Group` would.
+unsafe impl Send for LaneColumn {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for LaneColumn {}
+
+/// Where a shared `get` is counted, once its lookup has ended: this thread's
+/// lane, or the shard's shared counters for a thread without one.
+pub(crate) trait Tally {
+    /// Whether to time this `get`: every
+    /// [`LATENCY_SAMPLE_EVERY`](crate::metrics::LATENCY_SAMPLE_EVERY)th,
+    /// hits and misses alike.
+    fn sampled(&self) -> bool;
+
+    /// Counts the `get`, as a hit or a miss.
+    fn close(self, hit: bool);
+}
+
+impl Tally for &ReadCounters {
+    #[inline(always)]
+    fn sampled(&self) -> bool {
+        self.sample_next_get()
+    }
+
+    #[inline(always)]
+    fn close(self, hit: bool) {
+        if hit { self.count_hit() } else { self.count_miss() }
+    }
+}
+
+/// A shared `get` on this thread's lane, opened before its lookup and closed
+/// (counted) after it. Only this thread writes the lane. One pointer, so it
+/// stays in a register across the lookup.
+pub(crate) struct LaneRead<'a> {
+    pair: &'a Pair,
+}
+
+impl Tally for LaneRead<'_> {
+    #[inline(always)]
+    fn sampled(&self) -> bool {
+        crate::metrics::sampled(self.pair.0[0].load(Relaxed).wrapping_add(self.pair.0[1].load(Relaxed)))
+    }
+
+    /// A plain load and store (only this thread writes the lane, so they
+    /// are exact).
+    #[inline(always)]
+    fn close(self, hit: bool) {
+        let counter = &self.pair.0[usize::from(hit)];
+        counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
+    }
 }
 
 impl LaneColumn {
@@ -104,9 +198,17 @@ impl LaneColumn {
         (0..shards).map(move |column| {
             let slot = column % PER_LINE;
             if slot == 0 {
-                group = Some(Arc::new(std::array::from_fn(|_| Line(std::array::from_fn(|_| AtomicU64::new(0))))));
+                group = Some(Arc::new(std::array::from_fn(|_| {
+                    Line(std::array::from_fn(|_| Pair([AtomicU64::new(0), AtomicU64::new(0)])))
+                })));
             }
-            LaneColumn { group: Arc::clone(group.as_ref().expect("made at slot 0")), slot }
+            let group: Arc<Group> = Arc::clone(group.as_ref().expect("made at slot 0"));
+            // From a reference to the whole group, so the pointer may reach
+            // every line of it; `repr(C)` places line `n` at `n` lines in and
+            // the pair `slot` at `slot` pairs into a line.
+            // SAFETY: `slot` < PER_LINE: the pair stays inside line 0.
+            let first = unsafe { NonNull::from(&*group).cast::<Pair>().add(slot) };
+            LaneColumn { _group: group, first }
         })
     }
 
@@ -115,49 +217,46 @@ impl LaneColumn {
         LaneColumn::table(1).next().expect("one column")
     }
 
-    /// This shard's counter on `lane` (below [`LANES`]).
+    /// This shard's pair on `lane` (below [`LANES`]).
     #[inline(always)]
-    fn cell(&self, lane: usize) -> &AtomicU64 {
-        // Masked: no bounds check on the hit path (`slot` < PER_LINE, a power of two).
-        &self.group[lane].0[self.slot & (PER_LINE - 1)]
+    fn pair(&self, lane: usize) -> &Pair {
+        debug_assert!(lane < LANES);
+        // SAFETY: `first` is this shard's pair in line 0 of the group the
+        // column holds (so it lives as long as `self`), and `lane` lines on
+        // (`lane` < LANES, the group's length) is its pair in line `lane`.
+        unsafe { self.first.byte_add(lane * std::mem::size_of::<Line>()).as_ref() }
     }
 
-    /// Counts one `get` on this thread's lane; whether to time it (every
-    /// [`LATENCY_SAMPLE_EVERY`](crate::metrics::LATENCY_SAMPLE_EVERY)th get
-    /// of the thread on the shard). A thread without a lane counts with
-    /// `shared` (the shard's shared counter), which says whether to time it.
+    /// Opens a shared `get` on this thread's lane, to count it once its
+    /// lookup has ended; `None` for a thread without a lane, which counts on
+    /// the shard's shared counters.
     #[inline(always)]
-    pub fn count(&self, shared: impl FnOnce() -> bool) -> bool {
+    pub fn open(&self) -> Option<LaneRead<'_>> {
         // One compare for the path every read takes: a claimed lane.
-        let lane = usize::from(LANE.get());
+        let mut lane = usize::from(LANE.get());
         if lane >= LANES {
-            return self.count_unclaimed(shared);
+            lane = usize::from(unclaimed());
+            if lane >= LANES {
+                return None;
+            }
         }
-        // Only this thread writes this lane: a load and a store are exact.
-        let cell = self.cell(lane);
-        let n = cell.load(Relaxed);
-        cell.store(n + 1, Relaxed);
-        crate::metrics::sampled(n)
+        Some(LaneRead { pair: self.pair(lane) })
     }
 
-    /// [`count`](Self::count) for a thread without a lane: claims one at its
-    /// first read.
-    #[cold]
-    #[inline(never)]
-    fn count_unclaimed(&self, shared: impl FnOnce() -> bool) -> bool {
-        if LANE.get() == UNCLAIMED && usize::from(claim()) < LANES { self.count(shared) } else { shared() }
-    }
-
-    /// The gets counted on every lane.
-    pub fn total(&self) -> u64 {
-        (0..LANES).map(|lane| self.cell(lane).load(Relaxed)).fold(0, u64::wrapping_add)
+    /// The hits and the misses counted on every lane.
+    pub fn totals(&self) -> (u64, u64) {
+        (0..LANES).map(|lane| self.pair(lane)).fold((0, 0), |(hits, misses), pair| {
+            (hits.wrapping_add(pair.hits().load(Relaxed)), misses.wrapping_add(pair.misses().load(Relaxed)))
+        })
     }
 
     /// Sets the column back to zero (no reader of the shard runs: the
     /// caller holds it exclusively).
     pub fn reset(&mut self) {
         for lane in 0..LANES {
-            self.cell(lane).store(0, Relaxed);
+            let pair = self.pair(lane);
+            pair.hits().store(0, Relaxed);
+            pair.misses().store(0, Relaxed);
         }
     }
 }
@@ -166,22 +265,62 @@ impl LaneColumn {
 mod tests {
     use super::*;
 
+    /// One `get` on `column` (a hit or a miss), as the engine counts it; on
+    /// `shared` for a thread without a lane. Whether it counted on a lane.
+    fn count(column: &LaneColumn, hit: bool, shared: &AtomicU64) -> bool {
+        match column.open() {
+            Some(read) => {
+                read.close(hit);
+                true
+            }
+            None => {
+                shared.fetch_add(1, Relaxed);
+                false
+            }
+        }
+    }
+
     #[test]
-    fn each_thread_counts_on_its_own_lane_and_the_total_is_exact() {
-        let columns: Vec<LaneColumn> = LaneColumn::table(3).collect();
-        let shared = AtomicU64::new(0);
+    fn each_thread_counts_on_its_own_lane_and_the_totals_are_exact() {
+        let columns: Vec<LaneColumn> = LaneColumn::table(5).collect();
+        let (shared_hits, shared_misses) = (AtomicU64::new(0), AtomicU64::new(0));
         std::thread::scope(|scope| {
             for t in 0..(LANES + 4) {
-                let (columns, shared) = (&columns, &shared);
+                let (columns, shared_hits, shared_misses) = (&columns, &shared_hits, &shared_misses);
                 scope.spawn(move || {
                     for i in 0..1_000 {
-                        columns[(t + i) % 3].count(|| shared.fetch_add(1, Relaxed) == 0);
+                        // One get in three misses.
+                        let hit = i % 3 != 0;
+                        count(&columns[(t + i) % 5], hit, if hit { shared_hits } else { shared_misses });
                     }
                 });
             }
         });
-        let sum: u64 = columns.iter().map(LaneColumn::total).sum();
-        assert_eq!(sum + shared.load(Relaxed), (LANES as u64 + 4) * 1_000, "every count, once");
+        let (hits, misses) =
+            columns.iter().map(LaneColumn::totals).fold((0, 0), |(h, m), (hits, misses)| (h + hits, m + misses));
+        let threads = LANES as u64 + 4;
+        assert_eq!(hits + shared_hits.load(Relaxed), threads * 666, "every hit, once");
+        assert_eq!(misses + shared_misses.load(Relaxed), threads * 334, "every miss, once");
+    }
+
+    #[test]
+    fn the_lane_samples_every_nth_get_hit_or_miss() {
+        let column = LaneColumn::single();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let every = crate::metrics::LATENCY_SAMPLE_EVERY;
+                let Some(first) = column.open() else { return };
+                assert!(first.sampled(), "the first get is timed");
+                first.close(false);
+                let mut sampled = 0;
+                for i in 1..(4 * every) {
+                    let read = column.open().expect("this thread's lane");
+                    sampled += u64::from(read.sampled());
+                    read.close(i % 2 == 0);
+                }
+                assert_eq!(sampled, 3, "one get in {every}, hits and misses alike");
+            });
+        });
     }
 
     #[test]
@@ -191,28 +330,51 @@ mod tests {
         // lanes: if an exiting thread kept its lane, at most LANES of them
         // would count on a lane (other tests' threads may hold some lanes
         // for a while, so not all of them need to find one).
+        let shared = AtomicU64::new(0);
         let mut on_lanes = 0;
-        for _ in 0..(4 * LANES) {
-            let mut shared = false;
+        for t in 0..(4 * LANES) {
             std::thread::scope(|scope| {
-                scope.spawn(|| column.count(|| std::mem::replace(&mut shared, true)));
+                on_lanes += u64::from(scope.spawn(|| count(&column, t % 2 == 0, &shared)).join().unwrap());
             });
-            on_lanes += u32::from(!shared);
         }
-        assert!(on_lanes > LANES as u32, "{on_lanes} of {} threads found a free lane", 4 * LANES);
-        assert_eq!(column.total(), u64::from(on_lanes), "every lane's count kept across owners");
+        assert!(on_lanes > LANES as u64, "{on_lanes} of {} threads found a free lane", 4 * LANES);
+        let (hits, misses) = column.totals();
+        assert_eq!(hits + misses, on_lanes, "every lane's count kept across owners");
+    }
+
+    #[test]
+    fn every_column_and_lane_has_a_pair_of_its_own() {
+        let columns: Vec<LaneColumn> = LaneColumn::table(9).collect();
+        let mut seen = std::collections::HashSet::new();
+        for (c, column) in columns.iter().enumerate() {
+            for lane in 0..LANES {
+                let pair = column.pair(lane);
+                assert!(seen.insert(pair as *const Pair as usize), "column {c} lane {lane} shares a pair");
+                // Its own line: columns of one group share a line per lane.
+                let line = &column._group[lane] as *const Line as usize;
+                let at = pair as *const Pair as usize - line;
+                assert_eq!(at, (c % PER_LINE) * std::mem::size_of::<Pair>(), "column {c} lane {lane}");
+                pair.hits().store((c * LANES + lane) as u64, Relaxed);
+                pair.misses().store(1, Relaxed);
+            }
+        }
+        for (c, column) in columns.iter().enumerate() {
+            let want: u64 = (0..LANES).map(|lane| (c * LANES + lane) as u64).sum();
+            assert_eq!(column.totals(), (want, LANES as u64), "column {c} reads back its own counts");
+        }
     }
 
     #[test]
     fn reset_zeroes_one_column_only() {
         let mut columns: Vec<LaneColumn> = LaneColumn::table(9).collect();
-        for column in &columns {
-            column.count(|| false);
+        let shared = AtomicU64::new(0);
+        for (i, column) in columns.iter().enumerate() {
+            count(column, i % 2 == 0, &shared);
         }
-        let on_lanes = columns.iter().filter(|c| c.total() == 1).count();
+        let on_lanes = columns.iter().filter(|c| c.totals().0 + c.totals().1 == 1).count();
         columns[8].reset();
-        assert_eq!(columns[8].total(), 0);
-        let kept = columns[..8].iter().filter(|c| c.total() == 1).count();
+        assert_eq!(columns[8].totals(), (0, 0));
+        let kept = columns[..8].iter().filter(|c| c.totals().0 + c.totals().1 == 1).count();
         assert_eq!(kept, on_lanes.min(8), "the other shards keep their counts");
     }
 }

@@ -137,8 +137,9 @@ impl<V> Engine<V> {
             Some(state) if state.refreshing || now < state.retry_at => true,
             Some(_) => return None,
         };
-        // Counted as `get_shared` counts a hit.
-        let sampled = self.reads.count_get();
+        // Counted as `get_shared` counts a hit of a thread without a lane.
+        let sampled = self.reads.sample_next_get();
+        self.reads.count_hit();
         self.touch(&slot.freq, hash);
         let value = slot.value().clone();
         if sampled {

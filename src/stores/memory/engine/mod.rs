@@ -72,6 +72,7 @@ use crate::store::{Metadata, SetOptions, check_metadata, check_set_options};
 pub(crate) use dump::{Restored, Snapshot};
 pub(crate) use expiry::RECLAIM_PER_WRITE;
 pub(crate) use lanes::LaneColumn;
+use lanes::Tally;
 pub(crate) use loads::Freshly;
 pub(crate) use queues::{Climber, MAX_FREQ, MOVE_TO_MAIN};
 // The slot engine's (the JS store's) S3-FIFO sizes its ghost the same way.
@@ -161,8 +162,8 @@ pub(crate) enum Lookup<R> {
     Expired,
 }
 
-// `repr(C)`, in this order: a `get` counts itself in `reads` (an atomic add)
-// right after taking the shard's read lock, so `reads` comes first and shares
+// `repr(C)`, in this order: a `get` of a thread without a lane counts itself
+// in `reads` (an atomic add) under the shard's read lock, so `reads` comes first and shares
 // the lock word's cache line (the store's shards are 128-byte aligned): one
 // line changes hands between threads reading one shard, not two. The fields a
 // hit reads come next. (The default layout put `reads` 112 bytes in.)
@@ -171,8 +172,8 @@ pub(crate) struct Engine<V> {
     /// First: see above.
     reads: ReadCounters,
     index: HashTable<u32>,
-    /// The gets of shared reads, on the reading thread's lane (`lanes.rs`);
-    /// `reads` holds the rest (threads without a lane, exclusive reads).
+    /// The hits and misses of shared reads, on the reading thread's lane
+    /// (`lanes.rs`); `reads` holds the rest (threads without a lane, exclusive reads).
     lanes: LaneColumn,
     kind: Kind,
     /// Hits on keys whose hash passes this mask are recorded for the shadows
@@ -377,27 +378,21 @@ impl<V> Engine<V> {
     /// Counts this engine's shared reads on `lanes` (its column of the
     /// store's table) from now on; the gets counted so far stay counted.
     pub fn count_reads_on(&mut self, lanes: LaneColumn) {
-        self.reads.add_gets(self.lanes.total());
+        self.reads.add(self.lanes.totals());
         self.lanes = lanes;
-    }
-
-    /// Counts one `get` under a shared borrow, on this thread's lane if it
-    /// has one; whether to time it.
-    #[inline(always)]
-    fn count_shared_get(&self) -> bool {
-        self.lanes.count(|| self.reads.count_get())
     }
 
     /// The gets and misses so far.
     fn read_totals(&self) -> (u64, u64) {
-        let (gets, misses) = self.reads.totals();
-        (gets.wrapping_add(self.lanes.total()), misses)
+        let ((hits, misses), (lane_hits, lane_misses)) = (self.reads.totals(), self.lanes.totals());
+        let misses = misses.wrapping_add(lane_misses);
+        (hits.wrapping_add(lane_hits).wrapping_add(misses), misses)
     }
 
     /// Adds the counters to `total`, to sum the shards of a store.
     pub fn add_counters_to(&self, total: &mut Counters) {
         total.add(&self.counters);
-        self.reads.add_to(total, self.lanes.total());
+        self.reads.add_to(total, self.lanes.totals());
         if self.weigher.is_some() {
             // Saturating: each shard's total fits in a u64, but a store
             // whose policy has no bound can hold up to u64::MAX per shard.
@@ -428,7 +423,39 @@ impl<V> Engine<V> {
     /// `now` is the time if the caller has read it already.
     #[inline(always)]
     pub fn get_shared<R>(&self, key: Key<'_>, hash: u64, now: Option<Nanos>, read: impl FnOnce(&V) -> R) -> Lookup<R> {
-        let started = self.count_shared_get().then(|| now.unwrap_or_else(|| self.clock.now()));
+        match self.lanes.open() {
+            Some(lane) => self.get_counted(lane, key, hash, now, read),
+            None => self.get_shared_without_lane(key, hash, now, read),
+        }
+    }
+
+    /// [`get_shared`](Self::get_shared) for a thread without a lane (past
+    /// the first [`LANES`](lanes::LANES) at once): counted on the shard's
+    /// shared counters.
+    #[cold]
+    #[inline(never)]
+    fn get_shared_without_lane<R>(
+        &self,
+        key: Key<'_>,
+        hash: u64,
+        now: Option<Nanos>,
+        read: impl FnOnce(&V) -> R,
+    ) -> Lookup<R> {
+        self.get_counted(&self.reads, key, hash, now, read)
+    }
+
+    /// The lookup of [`get_shared`](Self::get_shared), counted on `tally`
+    /// once it has ended (as a hit or a miss), never before: see `lanes.rs`.
+    #[inline(always)]
+    fn get_counted<R>(
+        &self,
+        tally: impl Tally,
+        key: Key<'_>,
+        hash: u64,
+        now: Option<Nanos>,
+        read: impl FnOnce(&V) -> R,
+    ) -> Lookup<R> {
+        let started = tally.sampled().then(|| now.unwrap_or_else(|| self.clock.now()));
         let lookup = match self.find_slot(hash, &key) {
             None => Lookup::Miss,
             Some((id, slot)) if !self.live_read_slot(id, slot, now.or(started)) => Lookup::Expired,
@@ -437,9 +464,7 @@ impl<V> Engine<V> {
                 Lookup::Hit(read(slot.value()))
             }
         };
-        if !matches!(lookup, Lookup::Hit(_)) {
-            self.reads.count_miss();
-        }
+        tally.close(matches!(lookup, Lookup::Hit(_)));
         if let Some(started) = started {
             self.record_latency_since(started);
         }
@@ -949,9 +974,10 @@ impl<V> Engine<V> {
         self.hasher.clone()
     }
 
-    /// The gets counted on the shard's shared counter (not on a thread's lane).
+    /// The gets counted on the shard's shared counters (not on a thread's lane).
     pub fn shared_gets_for_tests(&self) -> u64 {
-        self.reads.totals().0
+        let (hits, misses) = self.reads.totals();
+        hits + misses
     }
 
     /// Where the read counters are, to check the layout.
