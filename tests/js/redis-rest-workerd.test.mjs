@@ -8,19 +8,11 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-import { Miniflare } from "miniflare";
 import { createClient } from "redis5";
 import { startServer } from "./redis-support.mjs";
+import { redisEntryWorker } from "./workerd-support.mjs";
 import { startEndpoint } from "./upstash-endpoint.mjs";
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), "../..");
-const esbuild = join(repo, "tests/consumers/node_modules/.bin/esbuild");
-const dir = join(repo, "target/js-tests/redis-rest-workerd");
 
 const WORKER = `
 import { Redis } from "@upstash/redis/cloudflare";
@@ -64,37 +56,10 @@ export default {
 let mf;
 
 before(async () => {
-  assert.ok(existsSync(esbuild), `${esbuild} missing: run scripts/setup.sh (npm ci in tests/consumers)`);
-  mkdirSync(join(dir, "wasm"), { recursive: true });
-  writeFileSync(join(dir, "entry.mjs"), WORKER);
-  await promisify(execFile)(
-    esbuild,
-    [
-      join(dir, "entry.mjs"),
-      "--bundle",
-      "--format=esm",
-      "--platform=neutral",
-      "--main-fields=module,main",
-      "--target=es2022",
-      "--conditions=workerd,worker",
-      "--external:*.wasm",
-      "--external:node:*",
-      "--log-level=error",
-      `--outfile=${join(dir, "worker.mjs")}`,
-    ],
-    { cwd: repo },
-  );
-  const pkg = realpathSync(join(repo, "node_modules/pepperpy-caching"));
-  const wasm = ["pepperpy_caching_bg.wasm", "redis_bg.wasm"];
-  for (const file of wasm) copyFileSync(join(pkg, "wasm", file), join(dir, "wasm", file));
-  const bundle = readFileSync(join(dir, "worker.mjs"), "utf8");
-  mf = new Miniflare({
-    modulesRoot: dir,
-    modules: [
-      { type: "ESModule", path: join(dir, "worker.mjs"), contents: bundle },
-      ...wasm.map((file) => ({ type: "CompiledWasm", path: join(dir, "wasm", file), contents: readFileSync(join(dir, "wasm", file)) })),
-    ],
-    compatibilityDate: "2026-04-01",
+  mf = await redisEntryWorker({
+    name: "redis-rest-workerd",
+    source: WORKER,
+    esbuildArgs: ["--platform=neutral", "--main-fields=module,main", "--external:node:*"],
   });
 });
 
