@@ -103,9 +103,11 @@ async fn redis_selects(conn: &mut redis::aio::MultiplexedConnection, prefix: &st
     let mut found = BTreeSet::new();
     for raw in support::scan(conn, scan_match.as_bytes()).await {
         let rest = raw.strip_prefix(prefix.as_bytes()).expect("SCAN returned a key outside the prefix");
-        // The store's own index keys are not UTF-8; the prefix alone is no entry.
+        // The store's own index keys hold U+FFFF (`RESERVED_KEY_CHAR`), which
+        // no key may; the prefix alone is no entry.
         if let Ok(key) = std::str::from_utf8(rest)
             && !key.is_empty()
+            && !key.contains(pepperpy_caching::RESERVED_KEY_CHAR)
         {
             found.insert(key.to_string());
         }
