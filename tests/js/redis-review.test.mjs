@@ -6,9 +6,8 @@
 import assert from "node:assert/strict";
 import { before, after, test } from "node:test";
 import { createClient } from "redis5";
-import { CacheSerializationError } from "pepperpy-caching";
 import { RedisStore } from "pepperpy-caching/redis";
-import { matchesWalk, wasm } from "./redis-walk.mjs";
+import { matchesWalk } from "./redis-walk.mjs";
 import { startServer } from "./redis-support.mjs";
 
 let server;
@@ -26,43 +25,19 @@ after(async () => {
 });
 
 /**
- * Stores `make()` (plain set, the fast path) and asks Rust's walk for it with
- * `key` defined on `proto` as `descriptor` only for the synchronous part of
- * the set (the copy and the encoding run there; node-redis and the test
- * runner must not see the accessor): the document must be the walk's, or the
- * set refused with the walk's words and nothing written.
+ * matchesWalk with `key` defined on `proto` as `descriptor` only for the
+ * synchronous part of the set (the copy and the encoding run there;
+ * node-redis and the test runner must not see the accessor).
  */
-async function matchesWalkUnder(proto, key, descriptor, make, what) {
-  const prefix = fresh();
-  const store = new RedisStore({ client, prefix });
-  let expected;
-  let refusal;
-  let pending;
-  Object.defineProperty(proto, key, { configurable: true, ...descriptor });
-  try {
+function matchesWalkUnder(proto, key, descriptor, make, what) {
+  return matchesWalk(client, fresh(), make, what, (run) => {
+    Object.defineProperty(proto, key, { configurable: true, ...descriptor });
     try {
-      expected = wasm.encode(make(), undefined, []);
-    } catch (error) {
-      refusal = error.message;
+      run();
+    } finally {
+      delete proto[key];
     }
-    pending = store.set("k", make());
-  } finally {
-    delete proto[key];
-  }
-  let thrown;
-  try {
-    await pending;
-  } catch (error) {
-    thrown = error;
-  }
-  const stored = await client.get(`${prefix}k`);
-  if (refusal !== undefined) {
-    assert.ok(thrown instanceof CacheSerializationError && thrown.message.includes(refusal), `${what}: ${thrown} vs the walk's ${refusal}`);
-    assert.equal(stored, null, `${what}: nothing written`);
-  } else {
-    assert.equal(thrown, undefined, `${what}: the walk stores ${expected}, the set threw ${thrown}`);
-    assert.equal(stored, expected, `${what}: the fast path's document is the walk's`);
-  }
+  });
 }
 
 // Expected: a getter-only accessor for an index on Array.prototype (a polyfill,

@@ -16,20 +16,31 @@ export const wasm = require(join(dirname(require.resolve("pepperpy-caching/redis
  * under `prefix`, and asks Rust's walk (wasm.encode, no metadata, no tags)
  * for the same value: the document must be the walk's and read back as
  * Rust's reader reads it, or the set refused with the walk's words and
- * nothing written.
+ * nothing written. `during(run)`, if given, runs the synchronous part (the
+ * walk and the start of the set, where the copy and the encoding happen)
+ * inside whatever set-up it needs, such as a prototype accessor installed
+ * and removed around it.
  */
-export async function matchesWalk(client, prefix, make, what) {
+export async function matchesWalk(client, prefix, make, what, during = (run) => run()) {
   const store = new RedisStore({ client, prefix });
   let expected;
   let refusal;
-  try {
-    expected = wasm.encode(make(), undefined, []);
-  } catch (error) {
-    refusal = error.message;
-  }
+  let pending;
+  during(() => {
+    try {
+      expected = wasm.encode(make(), undefined, []);
+    } catch (error) {
+      refusal = error.message;
+    }
+    try {
+      pending = store.set("k", make());
+    } catch (error) {
+      pending = Promise.reject(error);
+    }
+  });
   let thrown;
   try {
-    await store.set("k", make());
+    await pending;
   } catch (error) {
     thrown = error;
   }
