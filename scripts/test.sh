@@ -13,7 +13,8 @@ echo "== Rust unit tests (native, no features: a memory-only user's build)"
 cargo test --lib
 
 echo "== Rust tests (native, --features redis,tokio)"
-cargo test --features redis,tokio
+# Every test binary runs even after one fails, so one run shows every failure.
+cargo test --no-fail-fast --features redis,tokio
 
 # The fuzz tests (every test named fuzz_*: the Redis envelope decoder and the
 # push messages on arbitrary and mutated input, the glob matcher against
