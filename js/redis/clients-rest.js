@@ -43,6 +43,8 @@ const REDIS_REST = (() => {
   const encoder = new TextEncoder();
   const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
   const OK = encoder.encode("OK");
+  /** Redis's own type names (TYPE's replies). */
+  const TYPE_NAMES = new Set(["string", "list", "set", "zset", "hash", "stream", "none", "vectorset"]);
 
   /** Whether `client` is an @upstash/redis `Redis` (any platform build): its HTTP layer at `.client`, its own command methods. */
   function isRest(client) {
@@ -70,9 +72,12 @@ const REDIS_REST = (() => {
    */
   function fromBase64(s, status) {
     if (s === "OK") return OK.slice();
+    // A type's name sent as it is: before the base64 test, which "hash",
+    // "list", "none" and "zset" (4 letters) would pass as junk bytes. (No
+    // base64 form of a type's name is itself one: "string" is "c3RyaW5n".)
+    if (status && TYPE_NAMES.has(s)) return encoder.encode(s);
     if (!BASE64.test(s)) {
-      // A type's name ("string", "hash", "none"), nothing else.
-      if (status && /^[A-Za-z][\w-]*$/.test(s)) return encoder.encode(s);
+      if (status && /^[A-Za-z][\w-]*$/.test(s)) return encoder.encode(s); // a module's type ("ReJSON-RL")
       throw badReply(`a reply string that is not base64 (${JSON.stringify(s.slice(0, 40))})`);
     }
     if (BufferClass !== undefined) return BufferClass.from(s, "base64");
@@ -192,12 +197,16 @@ const REDIS_REST = (() => {
       let controller;
       let timer;
       let expired;
+      // Rejects the call when the deadline passes, whatever the client still
+      // does (its retries wait out a backoff no abort interrupts).
+      let rejectNow;
       if (timeout > 0 && timeout !== Infinity) {
         controller = new AbortController();
         timer = setTimeout(() => {
           expired = new Error(`${commands[0][0]}: no answer from the REST endpoint within ${timeout} ms`);
           expired.timeout = true;
           controller.abort(expired);
+          rejectNow?.(expired);
         }, timeout);
       }
       const done = () => {
@@ -215,7 +224,7 @@ const REDIS_REST = (() => {
         done();
         return Promise.reject(failure(error));
       }
-      return Promise.resolve(sent).then(
+      const answer = Promise.resolve(sent).then(
         (body) => {
           done();
           if (expired !== undefined) throw expired;
@@ -234,6 +243,11 @@ const REDIS_REST = (() => {
           throw expired ?? failure(error);
         },
       );
+      if (controller === undefined) return answer;
+      return new Promise((resolve, reject) => {
+        rejectNow = reject;
+        answer.then(resolve, reject);
+      });
     };
 
     /** Sends `calls` ({ argv, fallback? }) in one pipeline, then the scripts refused with NOSCRIPT again with EVAL, in one more. */

@@ -335,6 +335,18 @@ describe("failures are CacheBackendError, within the deadline", () => {
     assert.equal(await store.get("k"), 1);
   });
 
+  test("an endpoint that is not there, while the client backs off between retries: rejected at the deadline, not after the backoff", async () => {
+    // @upstash/redis retries a failed fetch after exp(i) * 50 ms (50, 136, 369,
+    // 1004 ms): at 600 ms it sleeps until ~1560 ms, which no abort interrupts.
+    const port = await freePort();
+    const client = new Redis({ url: `http://127.0.0.1:${port}`, token: "t", enableTelemetry: false });
+    const store = new RedisStore({ client, prefix: fresh(), responseTimeout: 0.6 });
+    const start = Date.now();
+    await assert.rejects(store.get("k"), (e) => e instanceof CacheBackendError && /600 ms/.test(e.message));
+    const took = Date.now() - start;
+    assert.ok(took >= 550 && took < 1300, `${took} ms`);
+  });
+
   test("an endpoint that answers 500, or no JSON (a proxy's error page)", async () => {
     const store = new RedisStore({ client: upstash({ retry: false }), prefix: fresh() });
     for (const [status, body] of [
