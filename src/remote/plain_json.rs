@@ -296,8 +296,8 @@ pub(crate) fn number_as_written(token: &str) -> bool {
     let mut out = [0u8; 40];
     let mut writer = &mut out[..];
     // JsJson's rule: whole numbers up to 2^53 as integers, others as f64.
-    let written = if n.fract() == 0.0 && n.abs() <= EXACT {
-        serde_json::to_writer(&mut writer, &(n as i64))
+    let written = if let Some(i) = js_integer(n) {
+        serde_json::to_writer(&mut writer, &i)
     } else {
         serde_json::to_writer(&mut writer, &n)
     };
@@ -309,7 +309,15 @@ pub(crate) fn number_as_written(token: &str) -> bool {
 }
 
 /// The largest whole number up to which every whole `f64` is exact (2^53).
-pub(crate) const EXACT: f64 = 9_007_199_254_740_992.0;
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
+/// JsJson's number rule (how a JS number is written, as JSON.stringify and a
+/// Rust reader of an integer type need it): a whole number up to 2^53 as an
+/// integer, `None` for any other number (written as an f64).
+#[inline]
+pub(crate) fn js_integer(n: f64) -> Option<i64> {
+    (n.fract() == 0.0 && n.abs() <= EXACT).then_some(n as i64)
+}
 
 #[cfg(test)]
 mod tests {

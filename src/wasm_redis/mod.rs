@@ -22,7 +22,7 @@ use crate::key::{Key, MAX_KEY_LEN};
 use crate::pattern::{MAX_PATTERN_LEN, Pattern};
 use crate::policies::{MAX_IDLE, check_idle};
 use crate::remote::keyspace::{self, Keyspace, MAX_BUCKETS};
-use crate::remote::plain_json::EXACT;
+use crate::remote::plain_json::js_integer;
 use crate::remote::{self, DEFAULT_LOCK_LEASE, SLACK_MS, format, scripts, ttl_millis};
 use crate::store::{MAX_NESTING, Metadata, check_metadata};
 use crate::tags::{MAX_INVALIDATE_TAGS, MAX_TAG_LEN, MAX_TAGS, check_entry_tags};
@@ -432,8 +432,8 @@ fn to_json(value: &JsValue, depth: usize, what: &'static str) -> Result<serde_js
         }
         // Whole numbers as JSON integers (`1`, not `1.0`), as JSON.stringify
         // writes them and as a Rust reader of an integer type needs them.
-        if n.fract() == 0.0 && n.abs() <= EXACT {
-            return Ok(Value::from(n as i64));
+        if let Some(i) = js_integer(n) {
+            return Ok(Value::from(i));
         }
         return Ok(serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number));
     }
@@ -514,8 +514,8 @@ impl serde::Serialize for JsJson {
             return serializer.serialize_str(&String::from(text));
         }
         if let Some(n) = value.as_f64() {
-            if n.fract() == 0.0 && n.abs() <= EXACT {
-                return serializer.serialize_i64(n as i64);
+            if let Some(i) = js_integer(n) {
+                return serializer.serialize_i64(i);
             }
             return serializer.serialize_f64(n);
         }
