@@ -240,14 +240,22 @@ pub(crate) fn plain_text(bytes: &[u8], nulls: u32) -> bool {
                     match bytes.get(i) {
                         None => return false,
                         Some(b'"') => break,
+                        // Only the escapes both JSON.stringify and serde_json write: `\"`, `\\`, the
+                        // five short ones, and `\u00xx` (lowercase) for any other control character.
+                        // Anything else (`\/`, `\u00e9`, a lone surrogate's `\udXXX`, which the walk
+                        // refuses) is no text of JSON.stringify's that the walk writes alike.
                         Some(b'\\') => match bytes.get(i + 1) {
-                            // JSON.stringify escapes a lone surrogate (\udXXX, X >= 8): UTF-8 has no form for it.
+                            Some(b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
                             Some(b'u') => match bytes.get(i + 2..i + 6) {
-                                Some([b'0', b'0', _, _]) => i += 6,
+                                Some(&[b'0', b'0', high @ (b'0' | b'1'), low])
+                                    if matches!(low, b'0'..=b'9' | b'a'..=b'f')
+                                        && !matches!((high, low), (b'0', b'8' | b'9' | b'a' | b'c' | b'd')) =>
+                                {
+                                    i += 6
+                                }
                                 _ => return false,
                             },
-                            Some(_) => i += 2,
-                            None => return false,
+                            _ => return false,
                         },
                         // A control character JSON.stringify would have escaped: not its text.
                         Some(c) if *c < 0x20 => return false,
@@ -519,6 +527,12 @@ mod plain_text_tests {
             // A lone surrogate, escaped by JSON.stringify: the walk refuses it.
             (r#""\ud800""#, 0),
             (r#""\udfff""#, 0),
+            // Escapes JSON.stringify never writes (serde_json reads them; the walk writes the character).
+            (r#""\u00e9""#, 0),
+            (r#""\u001F""#, 0),
+            (r#""\u000a""#, 0),
+            (r#""\u0041""#, 0),
+            (r#""a\/b""#, 0),
             // A raw control character: JSON.stringify escapes it, so this is no text of it.
             ("\"a\u{1}b\"", 0),
             ("[1e21]", 0),
@@ -546,7 +560,8 @@ mod fuzz_tests {
 
     const PIECES: &[&str] = &[
         "{", "}", "[", "]", ",", ":", "\"", "\"a\"", "\\", "\\u", "d800", "dc00", "00e9", "0", "1", "-", ".", "e", "E",
-        "+", "9", "00", "true", "false", "null", " ", "\u{e9}", "\n", "1e99", "1e100", "\\n", "\\x",
+        "+", "9", "00", "true", "false", "null", " ", "\u{e9}", "\n", "1e99", "1e100", "\\n", "\\x", "/", "001f",
+        "0008", "00E9",
     ];
 
     fn cases(base: u32) -> u32 {
