@@ -454,6 +454,7 @@ impl<V> Engine<V> {
     /// Hands the hits slot `id` gathered since it was last looked at to the
     /// sketch (hashing its key, unless `hash` is given, only if there were
     /// any), keeping its CLOCK count; the count, and the hash if it has it.
+    #[inline(always)]
     fn flush_hits(&mut self, id: u32, hash: Option<u64>) -> (u8, Option<u64>) {
         let freq = self.slab[id].freq.load(Relaxed);
         let pending = freq >> PENDING_SHIFT;
