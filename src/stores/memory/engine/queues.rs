@@ -500,12 +500,14 @@ impl<V> Engine<V> {
                 return Some(self.remove_slot(id, hash, RemovalReason::Evicted));
             }
             let id = small.tail;
-            let hash = self.hash(&self.slab[id].key);
-            let (clock, _) = self.flush_hits(id, Some(hash));
+            // Hashed only if it had hits to hand over or leaves (an entry
+            // moving to main needs no hash otherwise).
+            let (clock, hash) = self.flush_hits(id, None);
             if clock >= MOVE_TO_MAIN {
                 self.slab[id].freq.store(0, Relaxed);
                 self.slab.move_to(id, MAIN);
             } else {
+                let hash = hash.unwrap_or_else(|| self.hash(&self.slab[id].key));
                 self.adaptive.as_mut().expect("the adaptive policy").ghost.insert(hash);
                 return Some(self.remove_slot(id, hash, RemovalReason::Evicted));
             }
