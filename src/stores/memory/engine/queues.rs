@@ -163,7 +163,14 @@ pub(super) struct Adaptive {
     /// [`shadow::SETTINGS`]): the first shard's shadows choose it, the
     /// others read it on their writes.
     shared: Option<Arc<AtomicU8>>,
+    /// A follower's last reading of `shared`, whose setting it runs;
+    /// [`UNREAD`] until it reads one (and after anything else sets
+    /// `setting`): a write that finds `shared` unchanged stops there.
+    followed: u8,
 }
+
+/// [`Adaptive::followed`] before a reading.
+const UNREAD: u8 = u8::MAX;
 
 /// Whether the adaptive policy is built: not on wasm32, for the npm
 /// package's size budget (stores there run the classic policy). Every use of
@@ -185,8 +192,15 @@ impl Adaptive {
             sampler: Some(Sampler::new(shadow_cap)),
             setting: shadow::SETTINGS[0],
             shared: None,
+            followed: UNREAD,
         };
         Some((Box::new(adaptive), mask))
+    }
+
+    /// After `setting` was set other than from `shared`: the next write of
+    /// a follower reads `shared` in full.
+    pub(super) fn forget_followed(&mut self) {
+        self.followed = UNREAD;
     }
 
     #[cfg(target_arch = "wasm32")]
@@ -289,6 +303,7 @@ impl<V> Engine<V> {
                 self.sample_mask = u32::MAX;
                 // Followers start from the leader's setting (it is set up first).
                 adaptive.setting = shadow::SETTINGS[usize::from(shared.load(Relaxed))];
+                adaptive.forget_followed();
                 self.small_cap = adaptive.setting.small_cap(self.max_size);
             }
         }
@@ -344,7 +359,15 @@ impl<V> Engine<V> {
                     }
                     setting
                 }
-                (None, Some(shared)) => shadow::SETTINGS[usize::from(shared.load(Relaxed))],
+                (None, Some(shared)) => {
+                    let index = shared.load(Relaxed);
+                    // Unchanged since this follower last read it: nearly every write.
+                    if index == adaptive.followed {
+                        return;
+                    }
+                    adaptive.followed = index;
+                    shadow::SETTINGS[usize::from(index)]
+                }
                 (None, None) => adaptive.setting,
             };
             if setting != adaptive.setting {
@@ -528,6 +551,9 @@ impl<V> Engine<V> {
         self.ghost.validate();
         if let Some(adaptive) = &self.adaptive {
             assert_eq!(self.small_cap, adaptive.setting.small_cap(self.max_size));
+            assert!(
+                adaptive.followed == UNREAD || adaptive.setting == shadow::SETTINGS[usize::from(adaptive.followed)]
+            );
             for list in [SMALL, MAIN] {
                 for id in self.slab.iter(list) {
                     let freq = self.slab[id].freq.load(Relaxed);
