@@ -529,10 +529,29 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
             Ok(checked) => checked,
             Err(e) => return ready(Err(e)),
         };
+        let mut engine = write_after(self.shard_of(hash), checked);
+        // The common case first: a new value for a key held, plain options.
+        let value =
+            if options.ttl.is_none() && options.idle.is_none() && options.metadata.is_none() && options.tags.is_empty()
+            {
+                match engine.update_plain(key, hash, value) {
+                    Ok((old_value, old_metadata)) => {
+                        self.release(engine);
+                        if self.listener.is_some() {
+                            self.dispose(Some(engine::Removed::replaced(old_value, old_metadata)), &key);
+                        } else {
+                            drop((old_value, old_metadata));
+                        }
+                        return ready(Ok(()));
+                    }
+                    Err(value) => value,
+                }
+            } else {
+                value
+            };
         // What the set removes lands here, in place, and is dropped (or
         // handed to the listener) after the lock.
         let mut removed = engine::Removals::new();
-        let mut engine = write_after(self.shard_of(hash), checked);
         let result = engine.set_into(key, hash, value, options, &mut removed);
         self.release(engine);
         self.dispose_write(removed, &key);

@@ -153,6 +153,10 @@ impl<V> Removals<V> {
     }
 }
 
+/// The value (`Some`: a live slot's) and metadata an update replaced
+/// ([`Engine::update_plain`]).
+pub(crate) type Replaced<V> = (Option<V>, Option<Box<Metadata>>);
+
 /// What a shared read found.
 pub(crate) enum Lookup<R> {
     Hit(R),
@@ -567,6 +571,50 @@ impl<V> Engine<V> {
             return self.set_weighed(key, hash, value, options, removed);
         }
         self.set_as::<false>(key, hash, value, options, removed)
+    }
+
+    /// The common `set`: a new value for a key held, with plain options (no
+    /// TTL, idle time, metadata or tags of its own), in an engine where no
+    /// entry expires (no expiry filed: the entry's is `NEVER` and it is not
+    /// idle), with no default TTL or idle time, no weigher and no tag index.
+    /// Does what [`set_into`](Self::set_into) does then, without the tests
+    /// and moves that change nothing (the options taken apart, the clock,
+    /// the reclaim, the expiry index, the tags, a [`Removals`]): the old
+    /// value and metadata, for the caller to drop or hand on after the lock
+    /// (as [`Removed::replaced`]). Anything
+    /// else (a new key, any option or expiry) hands `value` back untouched,
+    /// with nothing changed, for `set_into`.
+    #[inline(always)]
+    pub fn update_plain(&mut self, key: Key<'_>, hash: u64, value: V) -> std::result::Result<Replaced<V>, V> {
+        if self.weigher.is_some()
+            || !self.expiries.is_empty()
+            || self.default_ttl.is_some()
+            || self.default_idle.is_some()
+            || self.tags.is_some()
+        {
+            return Err(value);
+        }
+        let Some(id) = self.find(hash, &key) else { return Err(value) };
+        // Without an expiry filed no live entry expires, and none is idle
+        // (an idle entry files its deadline); the test costs one load.
+        if self.slab[id].idle {
+            return Err(value);
+        }
+        debug_assert!(self.slab[id].list() != FREE && self.slab[id].expires_at == NEVER);
+        // As `set_as`: the load in flight, then the adaptive policy's write.
+        self.cancel_load(&key, Some(id));
+        self.adapt_before_write(hash);
+        let seq = self.take_seq();
+        let slot = &mut self.slab[id];
+        slot.seq = seq;
+        let old_value = slot.value.replace(value);
+        let old_metadata = slot.metadata.take();
+        match self.kind {
+            Kind::S3Fifo => queues::bump(&self.slab[id].freq),
+            Kind::Lru { .. } | Kind::Ttl => self.slab.move_to_head(id),
+        }
+        self.counters.sets += 1;
+        Ok((old_value, old_metadata))
     }
 
     /// [`set`](Self::set) in an engine with a weigher: out of line, so that
