@@ -62,7 +62,7 @@ use hashbrown::HashTable;
 
 use crate::clock::{Clock, Nanos};
 use crate::errors::{CacheError, Result, shown};
-use crate::key::Key;
+use crate::key::{Key, LookupKey};
 use crate::metrics::{Counters, ReadCounters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
@@ -164,6 +164,9 @@ pub(crate) enum Lookup<R> {
     /// An expired entry: a miss, which the caller should reclaim under an
     /// exclusive borrow ([`Engine::reclaim_if_expired`]).
     Expired,
+    /// A miss of a [`Probe`](crate::key::Probe) that fails the key rules:
+    /// nothing was counted (never for a [`Key`]).
+    Refused,
 }
 
 // `repr(C)`, in this order: a `get` of a thread without a lane counts itself
@@ -426,7 +429,13 @@ impl<V> Engine<V> {
     /// bits, the adaptive policy's lossy hit buffer and the read counters.
     /// `now` is the time if the caller has read it already.
     #[inline(always)]
-    pub fn get_shared<R>(&self, key: Key<'_>, hash: u64, now: Option<Nanos>, read: impl FnOnce(&V) -> R) -> Lookup<R> {
+    pub fn get_shared<'k, R>(
+        &self,
+        key: impl LookupKey<'k>,
+        hash: u64,
+        now: Option<Nanos>,
+        read: impl FnOnce(&V) -> R,
+    ) -> Lookup<R> {
         match self.lanes.open() {
             Some(lane) => self.get_counted(lane, key, hash, now, read),
             None => self.get_shared_without_lane(key, hash, now, read),
@@ -438,9 +447,9 @@ impl<V> Engine<V> {
     /// shared counters.
     #[cold]
     #[inline(never)]
-    fn get_shared_without_lane<R>(
+    fn get_shared_without_lane<'k, R>(
         &self,
-        key: Key<'_>,
+        key: impl LookupKey<'k>,
         hash: u64,
         now: Option<Nanos>,
         read: impl FnOnce(&V) -> R,
@@ -451,16 +460,19 @@ impl<V> Engine<V> {
     /// The lookup of [`get_shared`](Self::get_shared), counted on `tally`
     /// once it has ended (as a hit or a miss), never before: see `lanes.rs`.
     #[inline(always)]
-    fn get_counted<R>(
+    fn get_counted<'k, R>(
         &self,
         tally: impl Tally,
-        key: Key<'_>,
+        key: impl LookupKey<'k>,
         hash: u64,
         now: Option<Nanos>,
         read: impl FnOnce(&V) -> R,
     ) -> Lookup<R> {
         let started = tally.sampled().then(|| now.unwrap_or_else(|| self.clock.now()));
         let lookup = match self.find_slot(hash, &key) {
+            // A key found passed the rules when it was set; a miss checks
+            // the rest of them (a `Probe`) before anything is counted.
+            None if !key.passes() => return Lookup::Refused,
             None => Lookup::Miss,
             Some((id, slot)) if !self.live_read_slot(id, slot, now.or(started)) => Lookup::Expired,
             Some((_, slot)) => {
@@ -498,7 +510,7 @@ impl<V> Engine<V> {
         if self.reads_are_shared() {
             return match self.get_shared(key, hash, now, read) {
                 Lookup::Hit(r) => Some(r),
-                Lookup::Miss => None,
+                Lookup::Miss | Lookup::Refused => None,
                 Lookup::Expired => {
                     self.reclaim_if_expired(key, hash);
                     None
