@@ -51,7 +51,7 @@ function missOnWrongType(what, error) {
 /** A plain SET of a stored document, with its TTL in ms (PX) when it has one. */
 const setArgv = (entry, stored, ttl) => (ttl === undefined ? ["SET", entry, stored] : ["SET", entry, stored, "PX", String(ttl)]);
 
-// The fast ways to and from a stored document (encodeEntry, plainStartOf,
+// The fast ways to and from a stored document (encodeEntry, intoScratch,
 // decodeDocument): js/redis/2-hot.js.
 
 class RedisStore {
@@ -269,7 +269,7 @@ class RedisStore {
   /** The value stored in `bytes`: its text parsed here when Rust says it reads as it is, else Rust's reading of it. */
   #decode(key, bytes) {
     // A follower of this instance's load decodes the document its leader stored (text).
-    return decodeDocument(key, typeof bytes === "string" ? encoder.encode(bytes) : bytes, false);
+    return decodeDocument(key, bytes, -1);
   }
 
   // ---- the calls on one key (entries.rs)
@@ -321,14 +321,16 @@ class RedisStore {
     let fast;
     if (stored !== null) {
       // The usual document (no idle header, a value JS may parse as it is): one call into the wasm.
-      const start = plainStartOf(stored);
+      // Its bytes into the wasm once (the scratch buffer), for every call below.
+      const n = intoScratch(stored);
+      const start = wasm.plainStartIn(n);
       if (start >= 0) {
-        fast = JSON.parse(valueText(stored, start));
+        releaseScratch();
+        fast = JSON.parse(valueText(stored, start, n));
       } else {
-        // An idle header, or a document only Rust reads: read where plainStartOf left its bytes (the scratch buffer, when they fit), not copied again.
-        const inScratch = stored.length <= SCRATCH_LENGTH;
-        const head = idleHeaderOf(stored, inScratch);
-        fast = decodeDocument(key, stored, inScratch);
+        // An idle header, or a document only Rust reads (decodeDocument gives the scratch buffer back).
+        const head = wasm.idleHeaderIn(n);
+        fast = decodeDocument(key, stored, n);
         if (head !== undefined) return this.#touch(entry, index, head).then(() => this.#counted(key, stored, fast, 0, started));
       }
     }
