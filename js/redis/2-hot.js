@@ -142,11 +142,6 @@ let copiedNulls = 0;
 let copiedOther = false;
 let encodings = 0;
 
-/** An own, enumerable data property, whatever the prototypes say (the rare path: an inherited setter took the assignment, or "__proto__"). */
-function defineOwn(object, key, value) {
-  Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
-}
-
 /**
  * `value` copied `depth` levels down, each property read once: plain
  * objects and arrays as fresh ones, other values as they are. What
