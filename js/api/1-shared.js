@@ -18,6 +18,16 @@ const isWellFormed =
     : (text) => !/\p{Cs}/u.test(text);
 
 /**
+ * Gives `object` the own, enumerable, writable data property `key` holding
+ * `value`: defined, not assigned, so a key "__proto__" stays data and an
+ * accessor on a prototype (a polyfill, a hostile library) neither takes
+ * nor refuses it.
+ */
+function defineOwn(object, key, value) {
+  Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
+/**
  * Whether `text` holds the one character no key (and no Redis prefix) may
  * hold: the core's RESERVED_KEY_CHAR, U+FFFF, the marker of the Redis stores'
  * internal keys (each entry reads its code from its wasm's `limits()` into
@@ -391,13 +401,7 @@ function copyJsonAt(value, depth) {
       for (const key of Object.keys(value)) {
         try {
           if (!isWellFormed(key)) throw new NotJson("a key that is not well-formed Unicode (a lone surrogate)");
-          // defineProperty, not assignment: a key "__proto__" stays data.
-          Object.defineProperty(out, key, {
-            value: copyJsonAt(value[key], depth + 1),
-            enumerable: true,
-            writable: true,
-            configurable: true,
-          });
+          defineOwn(out, key, copyJsonAt(value[key], depth + 1));
         } catch (error) {
           throw fromStep(error, () => (/^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`));
         }

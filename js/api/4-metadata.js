@@ -11,8 +11,7 @@ function merged(base, update) {
   for (const source of [base, update]) {
     if (source === undefined) continue;
     for (const key of Object.keys(source)) {
-      // defineProperty, not assignment: a key "__proto__" stays data.
-      Object.defineProperty(out, key, { value: source[key], enumerable: true, writable: true, configurable: true });
+      defineOwn(out, key, source[key]);
     }
   }
   return out;

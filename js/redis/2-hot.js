@@ -10,71 +10,115 @@
 // length: no malloc, copy and free per call as a `&[u8]` argument costs,
 // and no TextEncoder.encode, which allocates a fresh buffer each time (about
 // a microsecond in Node 20, more than a pipelined SET's share of the round
-// trip). Inputs longer than the buffer take the allocating calls.
+// trip). A stored document longer than the buffer is read in a longer one,
+// made for it and given back (fitScratch); a longer text to check takes the
+// allocating call.
 
 const SCRATCH_LENGTH = wasm.scratchLength();
-const SCRATCH_AT = wasm.scratchAddress();
 const WASM_MEMORY = wasm.wasmMemory();
-let scratch = new Uint8Array(WASM_MEMORY.buffer, SCRATCH_AT, SCRATCH_LENGTH);
+// The scratch buffer's place and length: SCRATCH_LENGTH, but while a longer document is read there (fitScratch).
+let scratchAt = wasm.scratchAddress();
+let scratchLength = SCRATCH_LENGTH;
+let scratch = new Uint8Array(WASM_MEMORY.buffer, scratchAt, scratchLength);
 
 /** The view of the scratch buffer, made again after the wasm memory grew (which detaches the old one: length 0). */
 function scratchView() {
-  if (scratch.length === 0) scratch = new Uint8Array(WASM_MEMORY.buffer, SCRATCH_AT, SCRATCH_LENGTH);
+  if (scratch.length === 0) scratch = new Uint8Array(WASM_MEMORY.buffer, scratchAt, scratchLength);
   return scratch;
 }
 
-/** Copies `bytes` into the scratch buffer if they fit it: whether they did. */
-function intoScratch(bytes) {
-  if (bytes.length > SCRATCH_LENGTH) return false;
-  scratchView().set(bytes);
-  return true;
+/** Makes the scratch buffer `length` bytes long (SCRATCH_LENGTH if less): Rust's scratchFit, which moves it. */
+function fitScratch(length) {
+  scratchAt = wasm.scratchFit(length);
+  scratchLength = Math.max(length, SCRATCH_LENGTH);
+  scratch = new Uint8Array(WASM_MEMORY.buffer, scratchAt, scratchLength);
+}
+
+/** Gives back a scratch buffer made longer for one document (intoScratch), once that is read. */
+function releaseScratch() {
+  if (scratchLength !== SCRATCH_LENGTH) fitScratch(0);
 }
 
 /**
- * Rust's plainStart of a stored document: where its value's text starts if
- * JS may parse it as it is and it has no idle header, else -1. Its bytes are
- * left in the scratch buffer when they fit (`inScratch` of the calls below).
+ * Bytes, or a text's UTF-8 (encodeInto writes them there directly), put
+ * into the scratch buffer: their length, or -1 for a text whose UTF-8 does
+ * not fit (then it is read by the allocating call). Bytes always go in:
+ * longer than SCRATCH_LENGTH, the buffer is made longer for them (give it
+ * back with releaseScratch). A stored document (`doc` below) is its bytes,
+ * or its text (its UTF-8 is the stored bytes).
  */
-function plainStartOf(bytes) {
-  return intoScratch(bytes) ? wasm.plainStartIn(bytes.length) : wasm.plainStart(bytes);
+function intoScratch(doc) {
+  if (typeof doc !== "string") {
+    if (doc.length > scratchLength) fitScratch(doc.length);
+    scratchView().set(doc);
+    return doc.length;
+  }
+  if (doc.length > scratchLength) return -1;
+  const { read, written } = encoder.encodeInto(doc, scratchView());
+  return read === doc.length ? written : -1;
 }
 
-/** Rust's idleHeader of a stored document (`inScratch`: its bytes are in the scratch buffer already). */
-function idleHeaderOf(bytes, inScratch) {
-  return inScratch ? wasm.idleHeaderIn(bytes.length) : wasm.idleHeader(bytes);
+/** A stored document's bytes (`doc`: as intoScratch takes it). */
+function bytesOf(doc) {
+  return typeof doc === "string" ? encoder.encode(doc) : doc;
 }
 
 /**
- * The value of the stored document `bytes` under `key`: its text parsed
- * here when Rust's valueStart says JS may, else Rust's reading of it
- * (decodeValue, which refuses what the Rust store refuses). `inScratch`: its
- * bytes are in the scratch buffer already (plainStartOf put them there and
- * nothing wrote it since); else they are copied into the wasm once, into the
- * scratch buffer when they fit.
+ * The value of the stored document `doc` (bytes, or a text whose UTF-8 is
+ * them) under `key`: its text parsed here when Rust's valueStart says JS
+ * may, else Rust's reading of it (decodeValue, which refuses what the Rust
+ * store refuses). `n`: its bytes are in the scratch buffer already
+ * (intoScratch's answer, nothing wrote it since), or -1: then they go into
+ * the wasm once.
  */
-function decodeDocument(key, bytes, inScratch) {
-  const n = bytes.length;
-  const copied = inScratch || intoScratch(bytes);
-  const start = copied ? wasm.valueStartIn(n) : wasm.valueStart(bytes);
-  if (start >= 0) return JSON.parse(valueText(bytes, start));
-  return JSON.parse(core(() => (copied ? wasm.decodeValueIn(key, n) : wasm.decodeValue(key, bytes))));
+function decodeDocument(key, doc, n) {
+  if (n < 0) n = intoScratch(doc);
+  if (n < 0) {
+    doc = bytesOf(doc);
+    n = intoScratch(doc);
+  }
+  try {
+    const start = wasm.valueStartIn(n);
+    if (start >= 0) return JSON.parse(valueText(doc, start, n));
+    return JSON.parse(core(() => wasm.decodeValueIn(key, n)));
+  } finally {
+    releaseScratch();
+  }
 }
 
 const NodeBuffer = globalThis.Buffer;
 
-/** The value's JSON text in a document from `start` (its last byte is the envelope's `}`): a Buffer's own decoder where there is one. */
-function valueText(bytes, start) {
-  if (NodeBuffer !== undefined && bytes instanceof NodeBuffer) return bytes.toString("utf8", start, bytes.length - 1);
-  return decoder.decode(bytes.subarray(start, bytes.length - 1));
+/**
+ * The value's JSON text in a stored document from byte `start` (its last
+ * byte is the envelope's `}`; `n`: the document's byte length, or -1): a
+ * slice of a text, a Buffer's own decoder where there is one.
+ */
+function valueText(doc, start, n) {
+  if (typeof doc === "string") return doc.slice(n === doc.length ? start : charIndex(doc, start), doc.length - 1);
+  if (NodeBuffer !== undefined && doc instanceof NodeBuffer) return doc.toString("utf8", start, doc.length - 1);
+  return decoder.decode(doc.subarray(start, doc.length - 1));
+}
+
+/** The index in `text` (well-formed) of the character whose UTF-8 starts at byte `at` of the text's UTF-8. */
+function charIndex(text, at) {
+  let i = 0;
+  for (let bytes = 0; bytes < at; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c < 0xdc00 && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      // A surrogate pair: one character, four bytes.
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return i;
 }
 
 /** Rust's plainText of `text` (JSON.stringify's), through the scratch buffer when its UTF-8 fits. */
 function plainTextOf(text, nulls) {
-  if (text.length <= SCRATCH_LENGTH) {
-    const { read, written } = encoder.encodeInto(text, scratchView());
-    if (read === text.length) return wasm.plainTextIn(written, nulls);
-  }
-  return wasm.plainText(encoder.encode(text), nulls);
+  const n = intoScratch(text);
+  return n >= 0 ? wasm.plainTextIn(n, nulls) : wasm.plainText(encoder.encode(text), nulls);
 }
 
 // The fast way to a stored document (the hot path of set, without metadata
@@ -97,11 +141,6 @@ const [ENVELOPE_HEAD, ENVELOPE_TAIL] = wasm.envelope();
 let copiedNulls = 0;
 let copiedOther = false;
 let encodings = 0;
-
-/** An own, enumerable data property, whatever the prototypes say (the rare path: an inherited setter took the assignment, or "__proto__"). */
-function defineOwn(object, key, value) {
-  Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
-}
 
 /**
  * `value` copied `depth` levels down, each property read once: plain

@@ -25,18 +25,18 @@ function isConn(value) {
 const FLAG = (on) => (on ? "1" : "0");
 
 /**
- * `list[i]`, made by `make(i)` the first time: an own element only, so an
- * index accessor on Array.prototype or Object.prototype (a polyfill, a
- * hostile library) is never read as a cached key or number, nor can it
- * refuse the caching (defined, not assigned).
+ * `table[i]`, made by `make(i)` the first time. `table` is a cache() (an
+ * object without a prototype), so an index accessor on Array.prototype or
+ * Object.prototype (a polyfill, a hostile library) is never read as a
+ * cached key or number, nor can it take or refuse the caching.
  */
-function cachedAt(list, i, make) {
-  const cached = list[i];
-  if (cached !== undefined && hasOwn(list, i)) return cached;
-  const made = make(i);
-  defineOwn(list, i, made);
-  return made;
+function cachedAt(table, i, make) {
+  const cached = table[i];
+  return cached !== undefined ? cached : (table[i] = make(i));
 }
+
+/** A table for cachedAt: no prototype. */
+const cache = () => Object.create(null);
 
 /**
  * A GET's failure: null when Redis answered WRONGTYPE (a load's
@@ -51,7 +51,7 @@ function missOnWrongType(what, error) {
 /** A plain SET of a stored document, with its TTL in ms (PX) when it has one. */
 const setArgv = (entry, stored, ttl) => (ttl === undefined ? ["SET", entry, stored] : ["SET", entry, stored, "PX", String(ttl)]);
 
-// The fast ways to and from a stored document (encodeEntry, plainStartOf,
+// The fast ways to and from a stored document (encodeEntry, intoScratch,
 // decodeDocument): js/redis/2-hot.js.
 
 class RedisStore {
@@ -70,18 +70,16 @@ class RedisStore {
   #lease;
   #setsSeen = 0;
   // The bucket index keys, made once each.
-  #recency = [];
+  #recency = cache();
   // What precedes the user key in a bucket's entry keys, by bucket.
-  #heads = [];
-  // A single node's (one bucket's) head, made once in the constructor: get's and set's key without a lookup.
-  #head0;
+  #heads = cache();
   #buckets;
   // Each bucket's share of the capacity, as the set script takes it (text), made once each.
-  #shares = [];
+  #shares = cache();
   // #read's handler of a failure, by the name of the call (made once each).
   #readFailed = Object.create(null);
   #commandFailed = Object.create(null);
-  #expiry = [];
+  #expiry = cache();
   // This instance's loads in progress, by key: their promise of { value, bytes }.
   #flights = new Map();
   // The keys whose loaders run in this instance right now (a getOrSet for one
@@ -170,7 +168,6 @@ class RedisStore {
     }
     this.#space = core(() => new wasm.RedisSpace(prefix, this.#clustered, buckets ?? DEFAULT_BUCKETS, this.#bound?.maxSize));
     this.#buckets = this.#space.bucketCount();
-    if (this.#buckets === 1) this.#head0 = this.#space.entryHead(0);
     this.#lease = lockLease === undefined ? LEASE_MS : millis(lockLease, "lockLease");
     if (wholeDatabase !== undefined && typeof wholeDatabase !== "boolean") {
       throw new CachePolicyError(`wholeDatabase must be a boolean, got ${describe(wholeDatabase)}`);
@@ -262,14 +259,14 @@ class RedisStore {
     if (key.length === 0 || key.length * 3 > MAX_KEY_LEN) core(() => wasm.checkKey(key));
     const index = this.#buckets === 1 ? 0 : this.#space.bucketIndex(key);
     // What precedes the key in an entry's Redis key, from Rust (Entry::parts).
-    const head = index === 0 && this.#head0 !== undefined ? this.#head0 : cachedAt(this.#heads, index, (j) => this.#space.entryHead(j));
+    const head = cachedAt(this.#heads, index, (j) => this.#space.entryHead(j));
     return { entry: head + key, index };
   }
 
   /** The value stored in `bytes`: its text parsed here when Rust says it reads as it is, else Rust's reading of it. */
   #decode(key, bytes) {
     // A follower of this instance's load decodes the document its leader stored (text).
-    return decodeDocument(key, typeof bytes === "string" ? encoder.encode(bytes) : bytes, false);
+    return decodeDocument(key, bytes, -1);
   }
 
   // ---- the calls on one key (entries.rs)
@@ -321,14 +318,16 @@ class RedisStore {
     let fast;
     if (stored !== null) {
       // The usual document (no idle header, a value JS may parse as it is): one call into the wasm.
-      const start = plainStartOf(stored);
+      // Its bytes into the wasm once (the scratch buffer), for every call below.
+      const n = intoScratch(stored);
+      const start = wasm.plainStartIn(n);
       if (start >= 0) {
-        fast = JSON.parse(valueText(stored, start));
+        releaseScratch();
+        fast = JSON.parse(valueText(stored, start, n));
       } else {
-        // An idle header, or a document only Rust reads: read where plainStartOf left its bytes (the scratch buffer, when they fit), not copied again.
-        const inScratch = stored.length <= SCRATCH_LENGTH;
-        const head = idleHeaderOf(stored, inScratch);
-        fast = decodeDocument(key, stored, inScratch);
+        // An idle header, or a document only Rust reads (decodeDocument gives the scratch buffer back).
+        const head = wasm.idleHeaderIn(n);
+        fast = decodeDocument(key, stored, n);
         if (head !== undefined) return this.#touch(entry, index, head).then(() => this.#counted(key, stored, fast, 0, started));
       }
     }
@@ -418,22 +417,8 @@ class RedisStore {
   /** set's other ways: with a listener, tags, a capacity or an idle time, on a cluster, or through a Conn given as the client. */
   async #setRest(key, entry, index, stored, ttl, idle, tags) {
     if (this.#onRemove !== undefined) return this.#setReporting(key, entry, index, stored, ttl, idle, tags);
-    if (tags !== undefined) {
-      await this.#writeTagged("set", entry, index, stored, ttl, idle, tags);
-      return;
-    }
-    if (this.#bound === undefined && idle === undefined) {
-      // #write's usual case, inlined: one SET.
-      if (this.#clustered) await this.#ready();
-      try {
-        await this.#conn.command(setArgv(entry, stored, ttl), entry);
-      } catch (error) {
-        throw backendError("set", error);
-      }
-      this.#c.sets++;
-      return;
-    }
-    await this.#write("set", entry, index, stored, ttl, idle);
+    if (tags !== undefined) await this.#writeTagged("set", entry, index, stored, ttl, idle, tags);
+    else await this.#write("set", entry, index, stored, ttl, idle);
   }
 
   // ---- removals: what this process removes, told to the listener (listen.rs)
@@ -503,8 +488,32 @@ class RedisStore {
     return {
       script: SCRIPTS.set_bounded_returning,
       keys: [entry, this.#recencyOf(index), this.#expiryOf(index)],
-      args: [stored, String(ttl ?? 0), cachedAt(this.#shares, index, (j) => String(this.#space.share(bound.maxSize, j))), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
+      args: [stored, String(ttl ?? 0), this.#shareOf(index), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
     };
+  }
+
+  /** Bucket `index`'s share of a bounded store's capacity (as the scripts take it). */
+  #shareOf(index) {
+    return cachedAt(this.#shares, index, (j) => String(this.#space.share(this.#bound.maxSize, j)));
+  }
+
+  /**
+   * The write of an entry (entries.rs `write`), a call for a Conn: under a
+   * capacity the bounded script, with an idle time the idle script (its
+   * header holds the TTL deadline on Redis's clock), else one SET.
+   */
+  #writeCall(entry, index, stored, ttl, idle) {
+    const bound = this.#bound;
+    if (bound !== undefined) {
+      const sample = this.#setsSeen++ % SAMPLE_EVERY === 0;
+      return {
+        script: SCRIPTS.set_bounded,
+        keys: [entry, this.#recencyOf(index), this.#expiryOf(index)],
+        args: [stored, String(ttl ?? 0), this.#shareOf(index), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
+      };
+    }
+    if (idle !== undefined) return { script: SCRIPTS.set_idle, keys: [entry], args: [stored, String(ttl ?? 0), String(idle)] };
+    return { args: setArgv(entry, stored, ttl), key: entry };
   }
 
   /** Reads a #returningCall's reply: counts and settles a bounded write, queues the replaced and evicted entries. */
@@ -533,33 +542,23 @@ class RedisStore {
     this.#notify(notices);
   }
 
-  /** Writes an entry's bytes, under the capacity if there is one (entries.rs `write`). */
+  /** Writes an entry's bytes, under the capacity if there is one (#writeCall). */
   async #write(what, entry, index, stored, ttl, idle) {
-    const bound = this.#bound;
-    if (bound !== undefined) {
-      const sample = this.#setsSeen++ % SAMPLE_EVERY === 0;
-      const reply = await this.#script(
-        what,
-        SCRIPTS.set_bounded,
-        [entry, this.#recencyOf(index), this.#expiryOf(index)],
-        [stored, String(ttl ?? 0), cachedAt(this.#shares, index, (j) => String(this.#space.share(bound.maxSize, j))), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
-      );
+    const call = this.#writeCall(entry, index, stored, ttl, idle);
+    if (call.script === undefined) {
+      await this.#command(what, call.args, call.key);
       this.#c.sets++;
-      // #settle, without its await unless the index was lost (the usual reply).
-      if (reply[2] === 1) await this.#settle(index, reply);
-      else {
-        this.#c.expirations += reply[0];
-        this.#c.evictions += reply[1];
-      }
       return;
     }
-    if (idle !== undefined) {
-      // The idle header holds the TTL deadline on Redis's clock: a script.
-      await this.#script(what, SCRIPTS.set_idle, [entry], [stored, String(ttl ?? 0), String(idle)]);
-    } else {
-      await this.#command(what, setArgv(entry, stored, ttl), entry);
-    }
+    const reply = await this.#script(what, call.script, call.keys, call.args);
     this.#c.sets++;
+    if (this.#bound === undefined) return;
+    // #settle, without its await unless the index was lost (the usual reply).
+    if (reply[2] === 1) await this.#settle(index, reply);
+    else {
+      this.#c.expirations += reply[0];
+      this.#c.evictions += reply[1];
+    }
   }
 
   // ---- tags (tags.rs): a tag set per tag and bucket lists the entries tagged with it
@@ -580,21 +579,7 @@ class RedisStore {
   async #writeTagged(what, entry, index, stored, ttl, idle, tags, notices, key) {
     await this.#ready();
     const bound = this.#bound;
-    let write;
-    if (notices !== undefined) {
-      write = this.#returningCall(entry, index, stored, ttl, idle);
-    } else if (bound !== undefined) {
-      const sample = this.#setsSeen++ % SAMPLE_EVERY === 0;
-      write = {
-        script: SCRIPTS.set_bounded,
-        keys: [entry, this.#recencyOf(index), this.#expiryOf(index)],
-        args: [stored, String(ttl ?? 0), String(this.#space.share(bound.maxSize, index)), FLAG(bound.lru), FLAG(sample), String(idle ?? 0)],
-      };
-    } else if (idle !== undefined) {
-      write = { script: SCRIPTS.set_idle, keys: [entry], args: [stored, String(ttl ?? 0), String(idle)] };
-    } else {
-      write = { args: setArgv(entry, stored, ttl), key: entry };
-    }
+    const write = notices !== undefined ? this.#returningCall(entry, index, stored, ttl, idle) : this.#writeCall(entry, index, stored, ttl, idle);
     let replies;
     try {
       replies = await this.#conn.pipeline([write, this.#registerCall(entry, index, tags, ttl)]);
@@ -863,7 +848,7 @@ class RedisStore {
             calls.push({
               script: SCRIPTS.set_bounded_many,
               keys: [this.#recencyOf(index), this.#expiryOf(index), ...chunk.map((pos) => located[pos].entry)],
-              args: [String(this.#space.share(bound.maxSize, index)), FLAG(bound.lru), samples, ...args],
+              args: [this.#shareOf(index), FLAG(bound.lru), samples, ...args],
             });
           }
           const replies = await this.#pipeline("setMany", calls);
@@ -945,7 +930,7 @@ class RedisStore {
     const expiry = this.#expiryOf(index);
     const adopt = async (page) => {
       const [, evicted, expired, lost] = await this.#conn.script(SCRIPTS.adopt, [recency, expiry, ...page], [
-        String(this.#space.share(bound.maxSize, index)),
+        this.#shareOf(index),
         FLAG(bound.lru),
       ]);
       this.#c.evictions += evicted;
@@ -1446,7 +1431,7 @@ class RedisStore {
         "getOrSet",
         SCRIPTS.store_loaded_bounded,
         [entry, this.#recencyOf(index), this.#expiryOf(index), ...held],
-        [...head, String(this.#space.share(bound.maxSize, index)), FLAG(bound.lru), FLAG(sample), String(how.idle ?? 0), FLAG(notices !== undefined)],
+        [...head, this.#shareOf(index), FLAG(bound.lru), FLAG(sample), String(how.idle ?? 0), FLAG(notices !== undefined)],
       );
       await this.#settle(index, reply);
       // With a listener, what it evicted for the value follows: {expired, evicted, lost, stored, key, bytes, ...}.

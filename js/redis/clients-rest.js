@@ -189,11 +189,13 @@ const REDIS_REST = (() => {
     const http = rawRequester(client.client, PolicyError);
 
     /**
-     * Sends `commands` (arrays of strings) as one POST /pipeline; resolves to
-     * one entry per command: its decoded reply, or an Error (`.redisError`).
-     * Rejects on a failure of the endpoint or the deadline.
+     * Sends `calls` ({ argv: an array of strings, type: whether it is TYPE,
+     * whose reply is a name }) as one POST /pipeline; resolves to one entry
+     * per call: its decoded reply, or an Error (`.redisError`). Rejects on a
+     * failure of the endpoint or the deadline.
      */
-    const send = (commands) => {
+    const send = (calls) => {
+      const commands = calls.map((c) => c.argv);
       let controller;
       let timer;
       let expired;
@@ -235,7 +237,7 @@ const REDIS_REST = (() => {
             if (entry === null || typeof entry !== "object") throw badReply("a pipeline entry that is no object");
             if (entry.error !== undefined && entry.error !== null) return replyError(entry.error);
             if (!("result" in entry)) throw badReply("a pipeline entry without result or error");
-            return decode(entry.result, String(commands[i][0]).toUpperCase() === "TYPE");
+            return decode(entry.result, calls[i].type === true);
           });
         },
         (error) => {
@@ -252,7 +254,7 @@ const REDIS_REST = (() => {
 
     /** Sends `calls` ({ argv, fallback? }) in one pipeline, then the scripts refused with NOSCRIPT again with EVAL, in one more. */
     const run = async (calls) => {
-      const out = await send(calls.map((c) => c.argv));
+      const out = await send(calls);
       const again = [];
       for (let i = 0; i < calls.length; i++) {
         const r = out[i];
@@ -263,7 +265,7 @@ const REDIS_REST = (() => {
         if (calls[i].fallback !== undefined && r instanceof Error && r.message.startsWith(NOSCRIPT)) again.push(i);
       }
       if (again.length > 0) {
-        const replies = await send(again.map((i) => calls[i].fallback()));
+        const replies = await send(again.map((i) => ({ argv: calls[i].fallback() })));
         again.forEach((i, j) => {
           out[i] = replies[j];
         });
@@ -281,7 +283,9 @@ const REDIS_REST = (() => {
         return { argv: evalArgs("EVALSHA", script.sha, keys, extra), fallback: () => evalArgs("EVAL", script.source, keys, extra) };
       }
       const args = argv(call.args);
-      return { argv: args, shape: args.length > 0 ? SHAPES.get(args[0].toUpperCase()) : undefined };
+      // The command's name, upper-cased once per call.
+      const name = args.length > 0 ? args[0].toUpperCase() : undefined;
+      return { argv: args, shape: name === undefined ? undefined : SHAPES.get(name), type: name === "TYPE" };
     };
 
     const single = (call) => {

@@ -237,17 +237,17 @@ pub fn decode_value(key: &str, bytes: &[u8]) -> JsResult<String> {
 
 /// Where the value's JSON text starts in `bytes` (it ends one byte before
 /// the end), if the JS layer may parse it as it is (`format::value_start`);
-/// -1 otherwise ([`decode_value`] then).
-#[wasm_bindgen(js_name = valueStart)]
-pub fn value_start(bytes: &[u8]) -> i32 {
+/// -1 otherwise ([`decode_value`] then). The JS layer calls it on the
+/// scratch buffer (`valueStartIn`).
+fn value_start(bytes: &[u8]) -> i32 {
     format::value_start(bytes).and_then(|at| i32::try_from(at).ok()).unwrap_or(-1)
 }
 
 /// [`value_start`] of a document without an idle header; -1 for one with
 /// it (or one [`value_start`] refuses): a get that finds none reads its
 /// value with this one call (the header asks for a touch: [`idle_header`]).
-#[wasm_bindgen(js_name = plainStart)]
-pub fn plain_start(bytes: &[u8]) -> i32 {
+/// The JS layer calls it on the scratch buffer (`plainStartIn`).
+fn plain_start(bytes: &[u8]) -> i32 {
     if format::idle_header(bytes).is_some() {
         return -1;
     }

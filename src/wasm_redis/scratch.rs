@@ -11,8 +11,10 @@
 //! reply's bytes) and passes only the length. The buffer never moves once
 //! made (a grown memory keeps its addresses; the JS view is remade when
 //! the memory's `ArrayBuffer` changes), and holds at most [`SCRATCH_LEN`]
-//! bytes: longer inputs take the allocating calls
-//! (`plainText`/`plainStart`), whose copy is then the smaller cost.
+//! bytes, unless made longer for one document ([`scratch_fit`]: a stored
+//! document goes into the wasm once, whatever its length); a longer text
+//! takes the allocating call (`plainText`), whose copy is then the smaller
+//! cost.
 
 use std::cell::RefCell;
 
@@ -24,7 +26,26 @@ pub const SCRATCH_LEN: usize = 64 * 1024;
 
 thread_local! {
     // The wasm is single-threaded: one buffer, made on first use.
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_LEN]);
+}
+
+/// Makes the scratch buffer `len` bytes long, or [`SCRATCH_LEN`] if `len`
+/// is less: a document longer than [`SCRATCH_LEN`] is read there too (one
+/// copy into the wasm instead of one per call), and the JS layer gives the
+/// longer buffer back ([`SCRATCH_LEN`] again) once it is read. Its address,
+/// which changes when its length does (the JS layer makes its view again).
+#[wasm_bindgen(js_name = scratchFit)]
+pub fn scratch_fit(len: u32) -> u32 {
+    let len = (len as usize).max(SCRATCH_LEN);
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() != len {
+            // A fresh buffer (not a resize, which would copy the old bytes), the old one freed.
+            *s = Vec::new();
+            *s = vec![0; len];
+        }
+        s.as_ptr() as u32
+    })
 }
 
 /// The address of the scratch buffer in the wasm memory (`wasmMemory()`),
@@ -87,7 +108,8 @@ pub fn plain_text_in(len: u32, nulls: u32) -> bool {
     with_scratch(len, false, |bytes| super::plain_text(bytes, nulls))
 }
 
-/// [`SCRATCH_LEN`], for the JS layer (read once at load).
+/// [`SCRATCH_LEN`], for the JS layer (read once at load): the scratch
+/// buffer's length but while [`scratch_fit`] made it longer.
 #[wasm_bindgen(js_name = scratchLength)]
 pub fn scratch_length() -> u32 {
     // 64 KiB: fits.

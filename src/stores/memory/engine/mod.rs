@@ -76,6 +76,8 @@ use lanes::Tally;
 pub(crate) use loads::Freshly;
 pub(crate) use queues::{Climber, MAX_FREQ, MOVE_TO_MAIN};
 // The slot engine's (the JS store's) S3-FIFO sizes its ghost the same way.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub(crate) use queues::TOTALS_READ;
 #[cfg(any(test, all(target_arch = "wasm32", target_os = "unknown", feature = "js")))]
 pub(crate) use queues::ghost_cap;
 pub(crate) use slab::Removed;
