@@ -87,6 +87,11 @@ function decodeDocument(key, doc, n) {
 }
 
 const NodeBuffer = globalThis.Buffer;
+// A Buffer's decoders without toString's checks of its arguments (in Node 20,
+// `toString("utf8", start, end)` costs twice `utf8Slice(start, end)`, which
+// it calls); toString where a Buffer has none.
+const UTF8_SLICE = typeof NodeBuffer?.prototype.utf8Slice === "function" ? NodeBuffer.prototype.utf8Slice : undefined;
+const LATIN1_SLICE = typeof NodeBuffer?.prototype.latin1Slice === "function" ? NodeBuffer.prototype.latin1Slice : undefined;
 
 /**
  * The value's JSON text in a stored document from byte `start` (its last
@@ -95,7 +100,9 @@ const NodeBuffer = globalThis.Buffer;
  */
 function valueText(doc, start, n) {
   if (typeof doc === "string") return doc.slice(n === doc.length ? start : charIndex(doc, start), doc.length - 1);
-  if (NodeBuffer !== undefined && doc instanceof NodeBuffer) return doc.toString("utf8", start, doc.length - 1);
+  if (NodeBuffer !== undefined && doc instanceof NodeBuffer) {
+    return UTF8_SLICE !== undefined ? UTF8_SLICE.call(doc, start, doc.length - 1) : doc.toString("utf8", start, doc.length - 1);
+  }
   return decoder.decode(doc.subarray(start, doc.length - 1));
 }
 
@@ -188,7 +195,9 @@ function quickValue(bytes) {
 
 /** `bytes[from..to]`, printable ASCII, as text. */
 function asciiText(bytes, from, to) {
-  if (NodeBuffer !== undefined && bytes instanceof NodeBuffer) return bytes.toString("latin1", from, to);
+  if (NodeBuffer !== undefined && bytes instanceof NodeBuffer) {
+    return LATIN1_SLICE !== undefined ? LATIN1_SLICE.call(bytes, from, to) : bytes.toString("latin1", from, to);
+  }
   return decoder.decode(bytes.subarray(from, to));
 }
 let copiedNulls = 0;
