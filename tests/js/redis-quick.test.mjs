@@ -17,15 +17,22 @@ const CASES = Number(process.env.QUICK_CASES ?? 20_000);
 const SEED = Number(process.env.QUICK_SEED ?? 0x5eed);
 const [HEAD, TAIL] = wasm.envelope();
 
-/** A node-redis v5 lookalike, ready, whose GET answers `doc.current` (bytes). */
-function lookalike(doc) {
+/**
+ * A node-redis v5 lookalike, ready, whose GET answers `doc.current`: a
+ * Buffer, as node-redis does, or (`plain`) a plain Uint8Array, as the bytes
+ * of a client outside Node (no Buffer's decoder).
+ */
+function lookalike(doc, plain = false) {
   return {
     isReady: true,
     isOpen: true,
     withTypeMapping() {},
     once() {},
     on() {},
-    sendCommand: (argv) => Promise.resolve(argv[0] === "GET" ? Buffer.from(doc.current) : Buffer.from("OK")),
+    sendCommand: (argv) => {
+      if (argv[0] !== "GET") return Promise.resolve(Buffer.from("OK"));
+      return Promise.resolve(plain ? new Uint8Array(doc.current) : Buffer.from(doc.current));
+    },
   };
 }
 
@@ -76,7 +83,7 @@ function generator(random) {
   const piece = () =>
     pick([
       "a", "e", "E", "x1", "é", "\u00ff", "€", "😀", " ", "\t", "\\n", "\\\"", "\\\\", "\\/", "\\u00e9", "\\ud800", "\\udbff\\udfff",
-      "\\u0000", "\\x", "\u0001", "\u007f", "\u2028", "1e5", "\\", "\"", "{", "[",
+      "\\u0000", "\\x", "\u0001", "\u007f", "\u2028", "\ufeff", "\ufffd", "\u0080", "\u{10ffff}", "1e5", "\\", "\"", "{", "[",
     ]);
   const string = () => '"' + Array.from({ length: int(8) }, piece).join("") + '"';
   const space = () => (random() < 0.9 ? "" : pick([" ", "  ", "\t", "\n", "\r"]));
@@ -129,7 +136,8 @@ function documents(random, text) {
 describe("get's quick yes (no wasm call) against Rust's plainStart", () => {
   test(`every document read without the wasm is one Rust reads as plain, and reads as Rust reads it (${CASES} generated documents, seed ${SEED})`, async () => {
     const doc = { current: Buffer.from(HEAD + "1" + TAIL) };
-    const store = new RedisStore({ client: lookalike(doc), prefix: "q:" });
+    // Buffers and plain Uint8Arrays, alternately.
+    const stores = [new RedisStore({ client: lookalike(doc), prefix: "q:" }), new RedisStore({ client: lookalike(doc, true), prefix: "q:" })];
     let asked = 0;
     wasm.plainStartIn = function (...args) {
       asked++;
@@ -146,13 +154,13 @@ describe("get's quick yes (no wasm call) against Rust's plainStart", () => {
         const before = asked;
         let got;
         try {
-          got = { value: await store.get("k") };
+          got = { value: await stores[i % 2].get("k") };
         } catch (error) {
           got = { error };
         }
         const skipped = asked === before;
         const rust = rustReading(bytes);
-        const shown = `case ${i} (seed ${SEED}): ${JSON.stringify(bytes.toString("latin1").slice(0, 200))}`;
+        const shown = `case ${i} (seed ${SEED}, ${i % 2 ? "Uint8Array" : "Buffer"}): ${JSON.stringify(bytes.toString("latin1").slice(0, 200))}`;
         if (rust.start >= 0) plain++;
         if (skipped) {
           quick++;
@@ -177,7 +185,7 @@ describe("get's quick yes (no wasm call) against Rust's plainStart", () => {
 
   test("the documents where JSON.parse and serde_json differ go to Rust, and read as it reads them", async () => {
     const doc = { current: undefined };
-    const store = new RedisStore({ client: lookalike(doc), prefix: "q:" });
+    const stores = [new RedisStore({ client: lookalike(doc), prefix: "q:" }), new RedisStore({ client: lookalike(doc, true), prefix: "q:" })];
     const docs = [
       '{"v":1e400}',
       '{"v":-1E400}',
@@ -193,22 +201,35 @@ describe("get's quick yes (no wasm call) against Rust's plainStart", () => {
       '{"v":"\xc0\xaf"}',
       '{"v":"a\tb"}',
       '{"v":"\u0001"}',
+      // A BOM before the value (a decoder drops it by default), broken and extreme UTF-8.
+      '{"v":\xef\xbb\xbf1}',
+      '{"v":\xef\xbb\xbf"x"}',
+      '{"v":"\xf4\x90\x80\x80"}',
+      '{"v":"\xf0\x8f\xbf\xbf"}',
+      '{"v":"\xe0\x9f\xbf"}',
+      '{"v":"\xed\xbf\xbf"}',
+      '{"v":"\xc1\xbf"}',
+      '{"v":"\xc2"}',
+      '{"v":"\x80"}',
+      '{"v":"\xf4\x8f\xbf\xbf\xef\xbf\xbd"}',
     ];
     for (const text of docs) {
-      const bytes = Buffer.from(text, "latin1");
-      doc.current = bytes;
-      let got;
-      try {
-        got = { value: await store.get("k") };
-      } catch (error) {
-        got = { error };
-      }
-      const rust = rustReading(bytes);
-      if (rust.error !== undefined) {
-        assert.ok(got.error instanceof main.CacheSerializationError, `${text.slice(0, 40)}: ${got.error ?? JSON.stringify(got.value)}`);
-        assert.equal(got.error.message, rust.error.message);
-      } else {
-        assert.deepEqual(got, { value: rust.value }, text.slice(0, 40));
+      for (const store of stores) {
+        const bytes = Buffer.from(text, "latin1");
+        doc.current = bytes;
+        let got;
+        try {
+          got = { value: await store.get("k") };
+        } catch (error) {
+          got = { error };
+        }
+        const rust = rustReading(bytes);
+        if (rust.error !== undefined) {
+          assert.ok(got.error instanceof main.CacheSerializationError, `${text.slice(0, 40)}: ${got.error ?? JSON.stringify(got.value)}`);
+          assert.equal(got.error.message, rust.error.message);
+        } else {
+          assert.deepEqual(got, { value: rust.value }, text.slice(0, 40));
+        }
       }
     }
     // And the plain ones take the quick way: the wasm is not asked.
@@ -218,13 +239,20 @@ describe("get's quick yes (no wasm call) against Rust's plainStart", () => {
       return original.plainStartIn.apply(this, args);
     };
     try {
-      for (const value of [1, -0.5, "user 1", { id: 1, name: "user 1", tags: ["a", "b"], score: 1.5 }, [null, true, false], { __proto__: null, x: "" }]) {
+      const ascii = [1, -0.5, "user 1", { id: 1, name: "user 1", tags: ["a", "b"], score: 1.5 }, [null, true, false, "x y"], { __proto__: null, x: "" }];
+      for (const value of ascii) {
         doc.current = Buffer.from(HEAD + JSON.stringify(value) + TAIL);
-        assert.deepEqual(await store.get("k"), JSON.parse(JSON.stringify(value)));
+        for (const store of stores) assert.deepEqual(await store.get("k"), JSON.parse(JSON.stringify(value)));
       }
+      assert.equal(asked, 0, "a plain ASCII document is read without the wasm");
+      // Past ASCII: Rust's plainStart decides (the quick yes is for ASCII only).
+      for (const value of [{ id: 1, name: "usér 1", tags: ["a", "€"] }, ["😀\u2028", "\ufeff"]]) {
+        doc.current = Buffer.from(HEAD + JSON.stringify(value) + TAIL);
+        for (const store of stores) assert.deepEqual(await store.get("k"), value);
+      }
+      assert.equal(asked, 4, "a document past ASCII is Rust's to read");
     } finally {
       wasm.plainStartIn = original.plainStartIn;
     }
-    assert.equal(asked, 0, "a plain ASCII document is read without the wasm");
   });
 });
