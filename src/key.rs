@@ -56,6 +56,75 @@ impl<'a> Key<'a> {
     }
 }
 
+/// A key for a look-up, checked for its length only: the rest of the rules
+/// (no [`RESERVED_KEY_CHAR`]) are checked only if the look-up misses
+/// ([`LookupKey::passes`]). A key the store holds passed every rule when it
+/// was set (only a [`Key`] gets in), so a hit needs no check; a miss checks
+/// before it counts anything, so a refused key still changes nothing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Probe<'a>(&'a str);
+
+impl<'a> Probe<'a> {
+    /// The length rules of [`Key::new`] (two comparisons).
+    #[inline]
+    pub(crate) fn new(key: &'a str) -> Result<Self> {
+        if key.is_empty() || key.len() > MAX_KEY_LEN { Err(key_error(key)) } else { Ok(Probe(key)) }
+    }
+
+    /// The error [`Key::new`] gives this key (for a probe that did not
+    /// [pass](LookupKey::passes)).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn error(self) -> CacheError {
+        key_error(self.0)
+    }
+}
+
+impl std::ops::Deref for Probe<'_> {
+    type Target = str;
+
+    #[inline]
+    fn deref(&self) -> &str {
+        self.0
+    }
+}
+
+/// What a look-up takes: a [`Key`], checked in full, or a [`Probe`],
+/// checked in full only on a miss.
+pub(crate) trait LookupKey<'a>: Copy + std::ops::Deref<Target = str> {
+    /// Whether the key passes every key rule: for a [`Key`] always (a
+    /// constant, no code); for a [`Probe`] the rules it has not met yet.
+    fn passes(self) -> bool;
+
+    /// The key as a [`Key`], once an entry was found under it: a held key
+    /// passed every rule when it was set.
+    fn found(self) -> Key<'a>;
+}
+
+impl<'a> LookupKey<'a> for Key<'a> {
+    #[inline(always)]
+    fn passes(self) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn found(self) -> Key<'a> {
+        self
+    }
+}
+
+impl<'a> LookupKey<'a> for Probe<'a> {
+    #[inline(always)]
+    fn passes(self) -> bool {
+        !has_reserved(self.0)
+    }
+
+    #[inline(always)]
+    fn found(self) -> Key<'a> {
+        Key(self.0)
+    }
+}
+
 /// A [`Key`] that owns its text: for what outlives the call that checked it
 /// (a background refresh), so the key is never checked again.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -218,9 +218,16 @@ impl RedisCluster {
 
     /// Lets every master's replica catch up (replication is asynchronous)
     /// before a test kills or freezes a master.
+    /// A replica still in its first sync answers `WAIT` with 0: under load
+    /// that can last seconds, and a master stopped then cannot be failed
+    /// over (its replica was never in sync), so ask again until it is.
     pub fn wait_for_replication(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
         for (node, _) in self.keys_per_master() {
-            self.node_cli(node, &["WAIT", "1", "2000"]);
+            while self.node_cli(node, &["WAIT", "1", "2000"]).trim() != "1" {
+                assert!(Instant::now() < deadline, "node {node}'s replica did not acknowledge within 60 s");
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 

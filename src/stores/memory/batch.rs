@@ -61,7 +61,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
                     let (key, hash) = checked[pos];
                     match engine.get_shared(key, hash, None, V::clone) {
                         Lookup::Hit(value) => found[pos] = Some(value),
-                        Lookup::Miss => {}
+                        Lookup::Miss | Lookup::Refused => {}
                         Lookup::Expired => expired.push(pos),
                     }
                 }

@@ -52,7 +52,7 @@ use reentry::{Checked, read, read_after, write, write_after};
 
 use crate::clock::Clock;
 use crate::errors::{DynError, Result};
-use crate::key::Key;
+use crate::key::{Key, LookupKey, Probe};
 use crate::metrics::{CacheStats, Counters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
@@ -468,11 +468,38 @@ impl<V: Clone> MemoryStore<V> {
         drop(engine);
         match found {
             Lookup::Hit(value) => Some(value),
-            Lookup::Miss => None,
+            // `Refused` only for a `Probe`.
+            Lookup::Miss | Lookup::Refused => None,
             Lookup::Expired => {
                 self.reclaim(key, hash);
                 None
             }
+        }
+    }
+
+    /// `get`: the key is looked up before it is checked for U+FFFF (only
+    /// its length is checked first), and checked only on a miss, before the
+    /// miss is counted ([`Probe`]): a key held passed every rule when it was
+    /// set. A refused key changes nothing, as before.
+    #[inline(always)]
+    fn get_probed(&self, key: &str) -> Result<Option<V>> {
+        let checked = self.check_reentry("get")?;
+        let probe = Probe::new(key)?;
+        let hash = self.hasher.hash_one(&*probe);
+        if !self.shared_reads {
+            return Ok(self.get_exclusive(Key::new(key)?, hash, Some(checked)));
+        }
+        let engine = read_after(self.shard_of(hash), checked);
+        let found = engine.get_shared(probe, hash, None, V::clone);
+        drop(engine);
+        match found {
+            Lookup::Hit(value) => Ok(Some(value)),
+            Lookup::Miss => Ok(None),
+            Lookup::Expired => {
+                self.reclaim(probe.found(), hash);
+                Ok(None)
+            }
+            Lookup::Refused => Err(probe.error()),
         }
     }
 
@@ -521,7 +548,7 @@ impl<V> std::fmt::Debug for MemoryStore<V> {
 impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     #[inline]
     fn get(&self, key: &str) -> Ready<Result<Option<V>>> {
-        ready(self.checked_for_lock("get", key).map(|(key, hash, checked)| self.get_after(key, hash, Some(checked))))
+        ready(self.get_probed(key))
     }
 
     fn set(&self, key: &str, value: V, options: SetOptions) -> Ready<Result<()>> {
@@ -529,10 +556,29 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
             Ok(checked) => checked,
             Err(e) => return ready(Err(e)),
         };
+        let mut engine = write_after(self.shard_of(hash), checked);
+        // The common case first: a new value for a key held, plain options.
+        let value =
+            if options.ttl.is_none() && options.idle.is_none() && options.metadata.is_none() && options.tags.is_empty()
+            {
+                match engine.update_plain(key, hash, value) {
+                    Ok((old_value, old_metadata)) => {
+                        self.release(engine);
+                        if self.listener.is_some() {
+                            self.dispose(Some(engine::Removed::replaced(old_value, old_metadata)), &key);
+                        } else {
+                            drop((old_value, old_metadata));
+                        }
+                        return ready(Ok(()));
+                    }
+                    Err(value) => value,
+                }
+            } else {
+                value
+            };
         // What the set removes lands here, in place, and is dropped (or
         // handed to the listener) after the lock.
         let mut removed = engine::Removals::new();
-        let mut engine = write_after(self.shard_of(hash), checked);
         let result = engine.set_into(key, hash, value, options, &mut removed);
         self.release(engine);
         self.dispose_write(removed, &key);

@@ -148,7 +148,9 @@ fn apply_model(m: &mut Model, op: &Op) -> Answer {
     match op {
         Op::Set { key, value, ttl_secs, meta: md, idle_secs } => {
             let (gets, misses) = (m.stats.hits + m.stats.misses, m.stats.misses);
-            if let Some(small) = m.climber.adapt(gets, misses, m.small_cap, m.max) {
+            if m.climber.due()
+                && let Some(small) = m.climber.adapt(gets, misses, m.small_cap, m.max)
+            {
                 m.small_cap = small;
                 m.main_cap = m.max.saturating_sub(small).max(1);
                 m.ghost_cap = ghost_cap(small, m.max);
@@ -324,4 +326,39 @@ fn the_climber_moves_the_small_queue_towards_the_better_hit_rate() {
     assert!(settled.iter().all(|&s| (20..=60).contains(&s)), "hovers near the best size: {settled:?}");
     // A reset of the counters starts a new period instead of underflowing.
     assert_eq!(c.adapt(10, 5, small, max), None);
+}
+
+/// The climber sums the shard's get counts (every thread lane) once every
+/// 64 writes at most, not on every write; and still decides when a period
+/// has passed.
+#[test]
+fn the_climber_reads_the_get_counts_once_every_64_writes() {
+    use super::engine::TOTALS_READ;
+    let max = 1_000;
+    let mut engine =
+        StrEngine::<u32>::new(S3FifoPolicy::new(max).unwrap().adaptive(false).into(), ManualClock::new().into());
+    let before = TOTALS_READ.get();
+    for i in 0..6_400u32 {
+        engine.set(&format!("k{}", i % 2_000), i, Default::default()).unwrap();
+    }
+    assert_eq!(TOTALS_READ.get() - before, 100, "one look every 64 writes");
+    // A period of gets (20 x capacity) is seen within 64 writes of its end.
+    let small = engine.small_cap_for_tests();
+    for _ in 0..20_000 {
+        engine.get("k1").unwrap();
+    }
+    let mut writes = 0;
+    while engine.small_cap_for_tests() == small {
+        engine.set("k1", 0, Default::default()).unwrap();
+        writes += 1;
+        assert!(writes <= 64, "no decision after {writes} writes past a period");
+    }
+    // A small capacity looks more often: every 1/64 of its period.
+    let mut engine =
+        StrEngine::<u32>::new(S3FifoPolicy::new(10).unwrap().adaptive(false).into(), ManualClock::new().into());
+    let before = TOTALS_READ.get();
+    for i in 0..300u32 {
+        engine.set(&format!("k{}", i % 20), i, Default::default()).unwrap();
+    }
+    assert_eq!(TOTALS_READ.get() - before, 100, "every 3 writes for a period of 200 gets");
 }

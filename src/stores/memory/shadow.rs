@@ -124,6 +124,10 @@ impl HitBuffer {
     /// (readers pushing meanwhile may lose their hit, or see it twice).
     pub fn drain(&self, mut f: impl FnMut(u64)) {
         let n = (self.len.load(Relaxed) as usize).min(self.cells.len());
+        if n == 0 {
+            // Nearly every write of a write-heavy load: no store to a line readers write.
+            return;
+        }
         for cell in &self.cells[..n] {
             f(cell.load(Relaxed));
         }

@@ -116,7 +116,22 @@ impl FrequencySketch {
     /// Counts one more occurrence of `hash`.
     #[inline]
     pub fn increment(&mut self, hash: u64) {
-        self.increment_by(hash, 1);
+        // `increment_by(hash, 1)` without its clamps: each of the four
+        // counters gains one unless it is saturated (every new key and every
+        // shadow access comes here; a test checks both give the same table).
+        let (start, bits) = self.place(hash);
+        let block: &mut [u64; 8] = (&mut self.table[start..start + 8]).try_into().expect("a block is eight words");
+        let mut added = 0;
+        for row in 0..4 {
+            let (word, shift) = Self::lane(bits, row);
+            let add = u64::from((block[word] >> shift) & 0xF != u64::from(MAX_COUNT));
+            block[word] += add << shift;
+            added |= add;
+        }
+        self.size += added;
+        if self.size >= self.sample_size {
+            self.halve();
+        }
     }
 
     /// Counts `n` more occurrences of `hash` (the hits an entry gathered

@@ -290,7 +290,10 @@ impl SlotEngine {
             return -2;
         }
         self.removed[0] = 0;
+        // Looks when the memory engine's climber does (`Climber::due`), so
+        // that both decide alike.
         if let Some(climber) = &mut self.climber
+            && climber.due()
             && let Some(small) = climber.adapt(gets as u64, misses as u64, self.small_cap, self.max_size)
         {
             self.small_cap = small;

@@ -247,7 +247,9 @@ impl Model {
         if self.rule == Rule::S3Fifo {
             let (gets, misses) = (self.stats.hits + self.stats.misses, self.stats.misses);
             let max = self.max as usize;
-            if let Some(small) = self.climber.adapt(gets, misses, self.small_cap, max) {
+            if self.climber.due()
+                && let Some(small) = self.climber.adapt(gets, misses, self.small_cap, max)
+            {
                 self.small_cap = small;
                 self.trim_ghost();
             }

@@ -62,7 +62,7 @@ use hashbrown::HashTable;
 
 use crate::clock::{Clock, Nanos};
 use crate::errors::{CacheError, Result, shown};
-use crate::key::Key;
+use crate::key::{Key, LookupKey};
 use crate::metrics::{Counters, ReadCounters};
 use crate::pattern::Pattern;
 use crate::policies::Policy;
@@ -76,6 +76,8 @@ use lanes::Tally;
 pub(crate) use loads::Freshly;
 pub(crate) use queues::{Climber, MAX_FREQ, MOVE_TO_MAIN};
 // The slot engine's (the JS store's) S3-FIFO sizes its ghost the same way.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub(crate) use queues::TOTALS_READ;
 #[cfg(any(test, all(target_arch = "wasm32", target_os = "unknown", feature = "js")))]
 pub(crate) use queues::ghost_cap;
 pub(crate) use slab::Removed;
@@ -153,6 +155,10 @@ impl<V> Removals<V> {
     }
 }
 
+/// The value (`Some`: a live slot's) and metadata an update replaced
+/// ([`Engine::update_plain`]).
+pub(crate) type Replaced<V> = (Option<V>, Option<Box<Metadata>>);
+
 /// What a shared read found.
 pub(crate) enum Lookup<R> {
     Hit(R),
@@ -160,6 +166,9 @@ pub(crate) enum Lookup<R> {
     /// An expired entry: a miss, which the caller should reclaim under an
     /// exclusive borrow ([`Engine::reclaim_if_expired`]).
     Expired,
+    /// A miss of a [`Probe`](crate::key::Probe) that fails the key rules:
+    /// nothing was counted (never for a [`Key`]).
+    Refused,
 }
 
 // `repr(C)`, in this order: a `get` of a thread without a lane counts itself
@@ -422,7 +431,13 @@ impl<V> Engine<V> {
     /// bits, the adaptive policy's lossy hit buffer and the read counters.
     /// `now` is the time if the caller has read it already.
     #[inline(always)]
-    pub fn get_shared<R>(&self, key: Key<'_>, hash: u64, now: Option<Nanos>, read: impl FnOnce(&V) -> R) -> Lookup<R> {
+    pub fn get_shared<'k, R>(
+        &self,
+        key: impl LookupKey<'k>,
+        hash: u64,
+        now: Option<Nanos>,
+        read: impl FnOnce(&V) -> R,
+    ) -> Lookup<R> {
         match self.lanes.open() {
             Some(lane) => self.get_counted(lane, key, hash, now, read),
             None => self.get_shared_without_lane(key, hash, now, read),
@@ -434,9 +449,9 @@ impl<V> Engine<V> {
     /// shared counters.
     #[cold]
     #[inline(never)]
-    fn get_shared_without_lane<R>(
+    fn get_shared_without_lane<'k, R>(
         &self,
-        key: Key<'_>,
+        key: impl LookupKey<'k>,
         hash: u64,
         now: Option<Nanos>,
         read: impl FnOnce(&V) -> R,
@@ -447,16 +462,19 @@ impl<V> Engine<V> {
     /// The lookup of [`get_shared`](Self::get_shared), counted on `tally`
     /// once it has ended (as a hit or a miss), never before: see `lanes.rs`.
     #[inline(always)]
-    fn get_counted<R>(
+    fn get_counted<'k, R>(
         &self,
         tally: impl Tally,
-        key: Key<'_>,
+        key: impl LookupKey<'k>,
         hash: u64,
         now: Option<Nanos>,
         read: impl FnOnce(&V) -> R,
     ) -> Lookup<R> {
         let started = tally.sampled().then(|| now.unwrap_or_else(|| self.clock.now()));
         let lookup = match self.find_slot(hash, &key) {
+            // A key found passed the rules when it was set; a miss checks
+            // the rest of them (a `Probe`) before anything is counted.
+            None if !key.passes() => return Lookup::Refused,
             None => Lookup::Miss,
             Some((id, slot)) if !self.live_read_slot(id, slot, now.or(started)) => Lookup::Expired,
             Some((_, slot)) => {
@@ -494,7 +512,7 @@ impl<V> Engine<V> {
         if self.reads_are_shared() {
             return match self.get_shared(key, hash, now, read) {
                 Lookup::Hit(r) => Some(r),
-                Lookup::Miss => None,
+                Lookup::Miss | Lookup::Refused => None,
                 Lookup::Expired => {
                     self.reclaim_if_expired(key, hash);
                     None
@@ -567,6 +585,50 @@ impl<V> Engine<V> {
             return self.set_weighed(key, hash, value, options, removed);
         }
         self.set_as::<false>(key, hash, value, options, removed)
+    }
+
+    /// The common `set`: a new value for a key held, with plain options (no
+    /// TTL, idle time, metadata or tags of its own), in an engine where no
+    /// entry expires (no expiry filed: the entry's is `NEVER` and it is not
+    /// idle), with no default TTL or idle time, no weigher and no tag index.
+    /// Does what [`set_into`](Self::set_into) does then, without the tests
+    /// and moves that change nothing (the options taken apart, the clock,
+    /// the reclaim, the expiry index, the tags, a [`Removals`]): the old
+    /// value and metadata, for the caller to drop or hand on after the lock
+    /// (as [`Removed::replaced`]). Anything
+    /// else (a new key, any option or expiry) hands `value` back untouched,
+    /// with nothing changed, for `set_into`.
+    #[inline(always)]
+    pub fn update_plain(&mut self, key: Key<'_>, hash: u64, value: V) -> std::result::Result<Replaced<V>, V> {
+        if self.weigher.is_some()
+            || !self.expiries.is_empty()
+            || self.default_ttl.is_some()
+            || self.default_idle.is_some()
+            || self.tags.is_some()
+        {
+            return Err(value);
+        }
+        let Some(id) = self.find(hash, &key) else { return Err(value) };
+        // Without an expiry filed no live entry expires, and none is idle
+        // (an idle entry files its deadline); the test costs one load.
+        if self.slab[id].idle {
+            return Err(value);
+        }
+        debug_assert!(self.slab[id].list() != FREE && self.slab[id].expires_at == NEVER);
+        // As `set_as`: the load in flight, then the adaptive policy's write.
+        self.cancel_load(&key, Some(id));
+        self.adapt_before_write(hash);
+        let seq = self.take_seq();
+        let slot = &mut self.slab[id];
+        slot.seq = seq;
+        let old_value = slot.value.replace(value);
+        let old_metadata = slot.metadata.take();
+        match self.kind {
+            Kind::S3Fifo => queues::bump(&self.slab[id].freq),
+            Kind::Lru { .. } | Kind::Ttl => self.slab.move_to_head(id),
+        }
+        self.counters.sets += 1;
+        Ok((old_value, old_metadata))
     }
 
     /// [`set`](Self::set) in an engine with a weigher: out of line, so that

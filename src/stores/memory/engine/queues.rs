@@ -57,7 +57,17 @@ pub(crate) struct Climber {
     step: usize,
     initial_step: usize,
     down: bool,
+    /// Writes left until [`due`](Self::due) says yes again.
+    countdown: u32,
 }
+
+/// The climber looks at the get counts at most once every this many writes
+/// (fewer for a small capacity, see [`Climber::due`]): summing them reads
+/// every thread lane of the shard (16 cache lines), about 95 instructions,
+/// which on every write was a sixth of a classic `set`. A decision then
+/// comes at most this many writes after its period's last get, against a
+/// period of 20 x capacity gets.
+const WRITES_PER_LOOK: u64 = 64;
 
 impl Climber {
     pub(crate) fn new(max: usize) -> Self {
@@ -70,7 +80,24 @@ impl Climber {
             step,
             initial_step: step,
             down: true,
+            countdown: 0,
         }
+    }
+
+    /// Whether this write should read the get counts and call
+    /// [`adapt`](Self::adapt): once every [`WRITES_PER_LOOK`] writes, or
+    /// every 1/64 of a period for a period shorter than 4,096 gets (a small
+    /// capacity still decides about when its period ends). The first write
+    /// looks.
+    #[inline(always)]
+    pub(crate) fn due(&mut self) -> bool {
+        if self.countdown > 0 {
+            self.countdown -= 1;
+            return false;
+        }
+        // At least 1: a period of zero gets looks on every write.
+        self.countdown = (self.period / 64).clamp(1, WRITES_PER_LOOK) as u32 - 1;
+        true
     }
 
     /// Given the engine's get and miss counts so far, the small queue's new
@@ -109,6 +136,12 @@ impl Climber {
         let most = (max * 8 / 10).max(1);
         Some(if self.down { small.saturating_sub(self.step).max(1) } else { small.saturating_add(self.step).min(most) })
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many times this thread's writes summed the get counts for the climber.
+    pub(crate) static TOTALS_READ: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// The ghost's size for a small queue of `small` entries.
@@ -284,13 +317,18 @@ impl<V> Engine<V> {
     /// shard takes the leader's latest choice.
     #[inline(always)]
     pub(super) fn adapt_before_write(&mut self, hash: u64) {
-        // The totals sum the thread lanes: only for a climber (classic S3-FIFO).
-        if let Some((gets, misses)) = self.climber.is_some().then(|| self.read_totals())
-            && let Some(climber) = &mut self.climber
-            && let Some(small) = climber.adapt(gets, misses, self.small_cap, self.max_size)
-        {
-            self.small_cap = small;
-            self.ghost.set_cap(self.ghost_entries(small));
+        // The totals sum the thread lanes: only for a climber (classic
+        // S3-FIFO), and only on the writes it looks at.
+        if self.climber.as_mut().is_some_and(Climber::due) {
+            #[cfg(test)]
+            TOTALS_READ.set(TOTALS_READ.get() + 1);
+            let (gets, misses) = self.read_totals();
+            if let Some(climber) = &mut self.climber
+                && let Some(small) = climber.adapt(gets, misses, self.small_cap, self.max_size)
+            {
+                self.small_cap = small;
+                self.ghost.set_cap(self.ghost_entries(small));
+            }
         }
         if ADAPTIVE_BUILT && let Some(adaptive) = &mut self.adaptive {
             let setting = match (&mut adaptive.sampler, &adaptive.shared) {
@@ -416,6 +454,7 @@ impl<V> Engine<V> {
     /// Hands the hits slot `id` gathered since it was last looked at to the
     /// sketch (hashing its key, unless `hash` is given, only if there were
     /// any), keeping its CLOCK count; the count, and the hash if it has it.
+    #[inline(always)]
     fn flush_hits(&mut self, id: u32, hash: Option<u64>) -> (u8, Option<u64>) {
         let freq = self.slab[id].freq.load(Relaxed);
         let pending = freq >> PENDING_SHIFT;
@@ -461,16 +500,24 @@ impl<V> Engine<V> {
                 return Some(self.remove_slot(id, hash, RemovalReason::Evicted));
             }
             let id = small.tail;
-            let hash = self.hash(&self.slab[id].key);
-            let (clock, _) = self.flush_hits(id, Some(hash));
+            // Hashed only if it had hits to hand over or leaves (an entry
+            // moving to main needs no hash otherwise).
+            let (clock, hash) = self.flush_hits(id, None);
             if clock >= MOVE_TO_MAIN {
                 self.slab[id].freq.store(0, Relaxed);
                 self.slab.move_to(id, MAIN);
             } else {
+                let hash = hash.unwrap_or_else(|| self.hash(&self.slab[id].key));
                 self.adaptive.as_mut().expect("the adaptive policy").ghost.insert(hash);
                 return Some(self.remove_slot(id, hash, RemovalReason::Evicted));
             }
         }
+    }
+
+    /// The small queue's capacity now.
+    #[cfg(all(test, not(target_arch = "wasm32")))]
+    pub(crate) fn small_cap_for_tests(&self) -> usize {
+        self.small_cap
     }
 
     /// Panics unless the policy's state is within its bounds: the ghost,

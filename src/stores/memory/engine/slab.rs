@@ -103,7 +103,7 @@ pub(crate) struct Removed<V> {
 impl<V> Removed<V> {
     /// The old value and metadata of an entry a `set` replaced (the key
     /// stays: it is the key of that `set`, and is left empty here).
-    pub(super) fn replaced(value: Option<V>, metadata: Option<Box<Metadata>>) -> Self {
+    pub(crate) fn replaced(value: Option<V>, metadata: Option<Box<Metadata>>) -> Self {
         Removed {
             key: Box::default(),
             value: value.expect("a live slot holds a value"),
