@@ -247,8 +247,10 @@ pub(crate) struct Engine<V> {
 
 impl<V> Engine<V> {
     /// An engine hashing keys with `hasher` (shards of one store share theirs,
-    /// so the store hashes a key once, for its shard and its engine).
-    pub fn with_hasher(policy: Policy, clock: Clock, hasher: KeyHasher) -> Self {
+    /// so the store hashes a key once, for its shard and its engine), counting
+    /// its shared reads on `lanes` (its column of the store's table, or
+    /// [`LaneColumn::single`] for an engine alone).
+    pub fn with_hasher(policy: Policy, clock: Clock, hasher: KeyHasher, lanes: LaneColumn) -> Self {
         let kind = match &policy {
             Policy::Lru(p) => Kind::Lru { refresh_on_get: p.refreshes_on_get() },
             Policy::Ttl(_) => Kind::Ttl,
@@ -282,7 +284,7 @@ impl<V> Engine<V> {
             clock,
             counters: Counters::default(),
             reads: ReadCounters::default(),
-            lanes: LaneColumn::single(),
+            lanes,
             listening: false,
             orphans: Vec::new(),
         };
@@ -388,13 +390,6 @@ impl<V> Engine<V> {
         self.counters = Counters::default();
         self.reads = ReadCounters::default();
         self.lanes.reset();
-    }
-
-    /// Counts this engine's shared reads on `lanes` (its column of the
-    /// store's table) from now on; the gets counted so far stay counted.
-    pub fn count_reads_on(&mut self, lanes: LaneColumn) {
-        self.reads.add(self.lanes.totals());
-        self.lanes = lanes;
     }
 
     /// The gets and misses so far.
