@@ -362,3 +362,43 @@ fn the_climber_reads_the_get_counts_once_every_64_writes() {
         assert!(writes <= 64, "no decision after {writes} writes past a period");
     }
 }
+
+/// `reset_stats` after a period of hits, then a period of misses: the
+/// climber starts a new period from the reset, never takes more misses than
+/// gets since its marks (which underflowed, `attempt to subtract with
+/// overflow` inside `set` under the shard's lock, and every later set too;
+/// a wrapped, huge hit count in release). Found by the session 10 review.
+#[test]
+fn the_climber_starts_over_after_reset_stats_from_all_hits_to_all_misses() {
+    use crate::store::{CacheStore, SetOptions};
+    use crate::stores::memory::MemoryStore;
+    let store = MemoryStore::<u64>::builder(S3FifoPolicy::new(16).unwrap().adaptive(false)).shards(1).build();
+    for i in 0..16u64 {
+        store.set(&format!("k{i}"), i, SetOptions::new()).into_inner().unwrap();
+    }
+    // A period (20 x 16 gets) of hits, then a write: the climber keeps these totals.
+    for i in 0..400u64 {
+        assert!(store.get(&format!("k{}", i % 16)).into_inner().unwrap().is_some());
+    }
+    store.set("k0", 0, SetOptions::new()).into_inner().unwrap();
+    store.reset_stats();
+    // More misses than the gets the climber kept, and a period more.
+    for i in 0..800u64 {
+        assert!(store.get(&format!("absent{i}")).into_inner().unwrap().is_none());
+    }
+    for (key, value) in [("k1", 1), ("k2", 2)] {
+        let set = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.set(key, value, SetOptions::new()).into_inner()
+        }));
+        assert!(matches!(set, Ok(Ok(()))), "the set of {key} after reset_stats: {set:?}");
+        assert_eq!(store.get(key).into_inner().unwrap(), Some(value));
+    }
+    // The climber itself (the JS slot engine's counts come from JS, which
+    // may reset them unseen): more misses than gets since its marks is a
+    // reset, not a period.
+    let mut c = Climber::new(16);
+    assert!(c.adapt(400, 0, 2, 16).is_some(), "a period of hits");
+    assert_eq!(c.adapt(800, 800, 2, 16), None, "800 misses in 400 gets: counted from a reset");
+    let small = c.adapt(1_200, 1_200, 2, 16).expect("a period after the reset");
+    assert!((1..=12).contains(&small));
+}

@@ -529,6 +529,10 @@ impl SlotEngine {
     #[cfg(target_arch = "wasm32")] // the JS store only
     pub fn reset_counters(&mut self) {
         self.counters = [0.0; COUNTERS];
+        // The JS layer's gets and misses start from zero too.
+        if let Some(climber) = &mut self.climber {
+            climber.forget_counts();
+        }
     }
 
     fn free_slot(&mut self, id: u32) {

@@ -390,6 +390,9 @@ impl<V> Engine<V> {
         self.counters = Counters::default();
         self.reads = ReadCounters::default();
         self.lanes.reset();
+        if let Some(climber) = &mut self.climber {
+            climber.forget_counts();
+        }
     }
 
     /// The gets and misses so far.

@@ -116,9 +116,18 @@ impl Climber {
         self.period = 20u64.saturating_mul(entries as u64);
     }
 
+    /// The get and miss counters went back to zero (`reset_stats`): the
+    /// current period starts over from zero, with no period to compare with.
+    pub(crate) fn forget_counts(&mut self) {
+        (self.last_gets, self.last_misses, self.prev) = (0, 0, None);
+    }
+
     pub(crate) fn adapt(&mut self, gets: u64, misses: u64, small: usize, max: usize) -> Option<usize> {
-        // Counters reset by `reset_stats`: start a new period from here.
-        if gets < self.last_gets || misses < self.last_misses {
+        // Counters reset by `reset_stats` (which also calls `forget_counts`;
+        // the JS slot engine's counts come from JS): start a new period
+        // from here. More misses than gets since the marks can only follow a
+        // reset the totals outgrew (all hits before it, all misses after).
+        if gets < self.last_gets || misses < self.last_misses || misses - self.last_misses > gets - self.last_gets {
             (self.last_gets, self.last_misses, self.prev) = (gets, misses, None);
             return None;
         }
