@@ -1057,6 +1057,7 @@ impl<V> Engine<V> {
     pub fn start_from_setting_for_tests(&mut self, setting: super::shadow::Setting) {
         let adaptive = self.adaptive.as_mut().expect("an adaptive policy");
         adaptive.setting = setting;
+        adaptive.forget_followed();
         if let Some(sampler) = &mut adaptive.sampler {
             sampler.start_from(setting);
         }
