@@ -149,8 +149,9 @@ const [ENVELOPE_HEAD, ENVELOPE_TAIL] = wasm.envelope();
 // get's quick yes (quickValue): Rust's template as bytes, and its bounds.
 const QUICK_HEAD = encoder.encode(ENVELOPE_HEAD);
 const QUICK_TAIL = encoder.encode(ENVELOPE_TAIL);
-// serde_json's nesting limit is 128, and a number overflows an f64 only past 308 digits.
-const QUICK_MAX_OPEN = 100;
+// At most MAX_NESTING levels with the envelope's own (the core's limit, below
+// serde_json's 128); a number overflows an f64 only past 308 digits.
+const QUICK_MAX_OPEN = MAX_NESTING - 1;
 const QUICK_MAX_DIGITS = 300;
 
 /**
@@ -161,8 +162,8 @@ const QUICK_MAX_DIGITS = 300;
  * text that JSON.parse reads and that is printable ASCII without a
  * backslash (no escape, so no lone surrogate; no byte that is not UTF-8),
  * with no exponent and no run of more than 300 digits (no number out of an
- * f64's range) and at most 100 brackets (within serde_json's nesting
- * limit): serde_json reads such a text as JSON.parse does, so plainStart
+ * f64's range) and fewer than MAX_NESTING brackets (within the core's
+ * nesting limit): serde_json reads such a text as JSON.parse does, so plainStart
  * says yes to it (tests/js/redis-quick.test.mjs checks that on generated,
  * mutated and foreign documents).
  */

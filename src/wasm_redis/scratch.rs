@@ -37,15 +37,14 @@ thread_local! {
 #[wasm_bindgen(js_name = scratchFit)]
 pub fn scratch_fit(len: u32) -> u32 {
     let len = (len as usize).max(SCRATCH_LEN);
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() != len {
-            // A fresh buffer (not a resize, which would copy the old bytes), the old one freed.
-            *s = Vec::new();
-            *s = vec![0; len];
-        }
-        s.as_ptr() as u32
-    })
+    if SCRATCH.with(|s| s.borrow().len()) != len {
+        // A fresh buffer (not a resize, which would copy the old bytes), made
+        // before the old one is let go: if the allocation fails (a trap), the
+        // old buffer is still there, where the JS layer's view points.
+        let fresh = vec![0; len];
+        SCRATCH.with(|s| *s.borrow_mut() = fresh);
+    }
+    SCRATCH.with(|s| s.borrow().as_ptr() as u32)
 }
 
 /// The address of the scratch buffer in the wasm memory (`wasmMemory()`),

@@ -3,6 +3,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { MemoryStore, LRUPolicy, TTLPolicy, S3FIFOPolicy, ManualClock, CachePolicyError, CacheKeyError } from "pepperpy-caching";
+import { rng } from "./support.mjs";
 
 /** A store whose removals are logged as "reason key=value". */
 function logged(policy, clock) {
@@ -13,18 +14,6 @@ function logged(policy, clock) {
     onRemove: (value, key, reason) => log.push(`${reason} ${key}=${value}`),
   });
   return { store, log };
-}
-
-/** A small deterministic PRNG (mulberry32). */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The dump as read back from JSON, as if loaded the moment it was taken (no `start`: no downtime). */

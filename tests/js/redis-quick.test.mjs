@@ -12,6 +12,7 @@ import { describe, test } from "node:test";
 import * as main from "pepperpy-caching";
 import { RedisStore } from "pepperpy-caching/redis";
 import { wasm } from "./redis-walk.mjs";
+import { rng } from "./support.mjs";
 
 const CASES = Number(process.env.QUICK_CASES ?? 20_000);
 const SEED = Number(process.env.QUICK_SEED ?? 0x5eed);
@@ -55,16 +56,24 @@ function rustReading(bytes) {
   }
 }
 
-/** A seeded PRNG (mulberry32). */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** What `store.get("k")` gave: { value } or { error }. */
+async function outcome(store) {
+  try {
+    return { value: await store.get("k") };
+  } catch (error) {
+    return { error };
+  }
+}
+
+/** `got` (an outcome) is `rust`'s reading: its value, or its refusal's class and words. */
+function readsAsRust(got, rust, shown) {
+  if (rust.error !== undefined) {
+    assert.ok(got.error instanceof main.CacheSerializationError, `${shown}: ${got.error ?? JSON.stringify(got.value)}`);
+    assert.equal(got.error.message, rust.error.message, shown);
+  } else {
+    assert.equal(got.error, undefined, `${shown}: ${got.error}`);
+    assert.deepEqual(got.value, rust.value, shown);
+  }
 }
 
 /** Generated JSON-ish texts: mostly JSON, with the forms where JSON.parse and serde_json differ, and junk. */
@@ -143,7 +152,7 @@ describe("get's quick yes (no wasm call) against Rust's plainStart", () => {
       asked++;
       return original.plainStartIn.apply(this, args);
     };
-    const random = prng(SEED);
+    const random = rng(SEED);
     const text = generator(random);
     let quick = 0;
     let plain = 0;
@@ -152,12 +161,7 @@ describe("get's quick yes (no wasm call) against Rust's plainStart", () => {
         const bytes = documents(random, text());
         doc.current = bytes;
         const before = asked;
-        let got;
-        try {
-          got = { value: await stores[i % 2].get("k") };
-        } catch (error) {
-          got = { error };
-        }
+        const got = await outcome(stores[i % 2]);
         const skipped = asked === before;
         const rust = rustReading(bytes);
         const shown = `case ${i} (seed ${SEED}, ${i % 2 ? "Uint8Array" : "Buffer"}): ${JSON.stringify(bytes.toString("latin1").slice(0, 200))}`;
@@ -166,13 +170,7 @@ describe("get's quick yes (no wasm call) against Rust's plainStart", () => {
           quick++;
           assert.equal(rust.start, Buffer.byteLength(HEAD), `a quick yes Rust does not give: ${shown}`);
         }
-        if (rust.error !== undefined) {
-          assert.ok(got.error instanceof main.CacheSerializationError, `${shown}: ${got.error ?? JSON.stringify(got.value)}`);
-          assert.equal(got.error.message, rust.error.message, shown);
-        } else {
-          assert.equal(got.error, undefined, `${shown}: ${got.error}`);
-          assert.deepEqual(got.value, rust.value, shown);
-        }
+        readsAsRust(got, rust, shown);
       }
     } finally {
       wasm.plainStartIn = original.plainStartIn;
@@ -217,19 +215,7 @@ describe("get's quick yes (no wasm call) against Rust's plainStart", () => {
       for (const store of stores) {
         const bytes = Buffer.from(text, "latin1");
         doc.current = bytes;
-        let got;
-        try {
-          got = { value: await store.get("k") };
-        } catch (error) {
-          got = { error };
-        }
-        const rust = rustReading(bytes);
-        if (rust.error !== undefined) {
-          assert.ok(got.error instanceof main.CacheSerializationError, `${text.slice(0, 40)}: ${got.error ?? JSON.stringify(got.value)}`);
-          assert.equal(got.error.message, rust.error.message);
-        } else {
-          assert.deepEqual(got, { value: rust.value }, text.slice(0, 40));
-        }
+        readsAsRust(await outcome(store), rustReading(bytes), JSON.stringify(text.slice(0, 40)));
       }
     }
     // And the plain ones take the quick way: the wasm is not asked.
