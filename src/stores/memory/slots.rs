@@ -197,7 +197,7 @@ impl SlotEngine {
     }
 
     /// How many live entries there are (expired ones not yet reclaimed included).
-    #[cfg(target_arch = "wasm32")] // the JS store only
+    #[cfg(any(test, target_arch = "wasm32"))] // the JS store (and the tests)
     pub fn live(&self) -> usize {
         self.live
     }
@@ -283,7 +283,7 @@ impl SlotEngine {
         let deadline = if ttl == f64::INFINITY { f64::INFINITY } else { now + ttl };
         let views = (self.freq.as_ptr(), self.deadline.as_ptr(), self.prev.len(), self.timed);
         // Room first, so that a set the memory cannot hold changes nothing.
-        if !self.reserve(existing.is_none() && self.free == NIL, deadline != f64::INFINITY) {
+        if !self.reserve(existing.is_none(), deadline != f64::INFINITY) {
             if views != (self.freq.as_ptr(), self.deadline.as_ptr(), self.prev.len(), self.timed) {
                 self.publish();
             }
@@ -342,9 +342,11 @@ impl SlotEngine {
     }
 
     /// Reserves what a set needs (a new slot in every array, a deadline and
-    /// its queue entry): whether the memory had room. Allocates the deadline
-    /// arrays at the first deadline.
-    fn reserve(&mut self, new_slot: bool, deadline: bool) -> bool {
+    /// its queue entry, and for a new key in a full S3-FIFO store the ghost's
+    /// room for the hash it evicts): whether the memory had room. Allocates
+    /// the deadline arrays at the first deadline.
+    fn reserve(&mut self, new_key: bool, deadline: bool) -> bool {
+        let new_slot = new_key && self.free == NIL;
         let n = usize::from(new_slot);
         let len = self.prev.len();
         if deadline && !self.timed {
@@ -362,6 +364,25 @@ impl SlotEngine {
             && (!s3 || (self.freq.try_reserve(n).is_ok() && self.hash.try_reserve(n).is_ok()))
             && (!self.timed || (self.deadline.try_reserve(n).is_ok() && self.seq.try_reserve(n).is_ok()))
             && (!deadline || self.dues.try_reserve(1).is_ok())
+            && (!s3 || !new_key || self.live < self.max_size || self.ghost.try_reserve_one())
+    }
+
+    /// The room a [`set`](Self::set) with these arguments needs, reserved
+    /// ahead of it (the JS store does it before it marks the engine busy:
+    /// an allocation is the deepest part of a set, and one cut short by a
+    /// stack overflow must find the engine unchanged): whether the memory
+    /// had room. The set then allocates nothing; it reserves again (then
+    /// a few comparisons) and fails with -2 if this failed.
+    #[cfg(any(test, target_arch = "wasm32"))] // the JS store (and the tests)
+    pub fn prepare_set(&mut self, existing: i64, ttl: f64) -> bool {
+        let existing = u32::try_from(existing).ok().filter(|&id| self.is_live(id));
+        let ttl = if ttl.is_nan() { self.default_ttl } else { ttl };
+        let views = (self.freq.as_ptr(), self.deadline.as_ptr(), self.prev.len(), self.timed);
+        let room = self.reserve(existing.is_none(), ttl != f64::INFINITY);
+        if views != (self.freq.as_ptr(), self.deadline.as_ptr(), self.prev.len(), self.timed) {
+            self.publish();
+        }
+        room
     }
 
     fn push_removed(&mut self, id: u32, reason: u32) {
@@ -463,6 +484,15 @@ impl SlotEngine {
         self.counters[DELETES] += n as f64;
         self.report = ids;
         n
+    }
+
+    /// Room in the report for `n` ids, reserved ahead of a call that fills
+    /// it, as [`prepare_set`](Self::prepare_set) does (its contents stay):
+    /// whether the memory had room. Without it, the call reserves as before.
+    #[cfg(any(test, target_arch = "wasm32"))] // the JS store (and the tests)
+    pub fn prepare_report(&mut self, n: usize) -> bool {
+        let len = self.report.len();
+        n <= self.report.capacity() || self.report.try_reserve(n - len).is_ok()
     }
 
     /// Reclaims every entry expired by `now`; their ids in the report.
@@ -656,6 +686,16 @@ impl SlotEngine {
     /// over for the oldest set. `id * 4 + reason` (as `f64`: ids go past
     /// `i32`), or -1 when no other entry is left; counts an eviction or an
     /// expiration.
+    /// The room an [`evict`](Self::evict) needs (S3-FIFO: one more hash in
+    /// the ghost), reserved ahead of it as [`prepare_set`](Self::prepare_set)
+    /// does. Without it, the ghost allocates as before.
+    #[cfg(target_arch = "wasm32")] // the JS store only
+    pub fn prepare_evict(&mut self) {
+        if self.kind == Kind::S3Fifo {
+            let _ = self.ghost.try_reserve_one();
+        }
+    }
+
     pub fn evict(&mut self, now: f64, protect: u32) -> f64 {
         let encode = |id: u32, reason: u32| f64::from(id) * 4.0 + f64::from(reason);
         if let Some(id) = self.pop_expired(now) {
