@@ -327,12 +327,6 @@ impl ReadCounters {
         (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
     }
 
-    /// Adds hits and misses counted elsewhere (under an exclusive borrow).
-    pub fn add(&mut self, (hits, misses): (u64, u64)) {
-        *self.hits.get_mut() = self.hits.get_mut().wrapping_add(hits);
-        *self.misses.get_mut() = self.misses.get_mut().wrapping_add(misses);
-    }
-
     /// Adds these counts, and the hits and misses counted elsewhere (the
     /// memory engine's per-thread lanes), to `total`.
     pub fn add_to(&self, total: &mut Counters, (more_hits, more_misses): (u64, u64)) {

@@ -116,15 +116,19 @@ async fn the_stored_form_and_the_tag_sets_memory() {
 
     // Entries that leave (deleted, re-set without the tag, expired) are cleaned from the set
     // by the registrations that follow: it does not grow with the keys ever tagged.
-    for i in 0..200 {
-        store.set(&format!("gone:{i}"), i, tagged(&["busy"]).ttl(Duration::from_millis(50))).await.unwrap();
-    }
     for i in 0..100 {
         store.set(&format!("re-set:{i}"), i, tagged(&["busy"])).await.unwrap();
         store.set(&format!("re-set:{i}"), i, SetOptions::new()).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // (The registrations so far have sampled some away already.)
+    // The expiring ones last, with a TTL longer than their loop on a loaded machine: while
+    // they are registered they are live (each registration samples the set and drops what
+    // has left), and no registration runs between their expiry and `before`.
+    for i in 0..200 {
+        store.set(&format!("gone:{i}"), i, tagged(&["busy"]).ttl(Duration::from_secs(2))).await.unwrap();
+    }
+    // Past the last one's expiry: all 200 are stale before the rounds below sample the set.
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    // (The registrations so far have sampled some re-set ones away already.)
     let before = scard(&mut conn, "mem:\u{FFFF}tag:busy".as_bytes()).await;
     assert!(before >= 60, "the stale members are there until cleaned: {before}");
     for round in 0..400 {

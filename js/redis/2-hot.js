@@ -87,6 +87,11 @@ function decodeDocument(key, doc, n) {
 }
 
 const NodeBuffer = globalThis.Buffer;
+// A Buffer's decoders without toString's checks of its arguments (in Node 20,
+// `toString("utf8", start, end)` costs twice `utf8Slice(start, end)`, which
+// it calls); toString where a Buffer has none.
+const UTF8_SLICE = typeof NodeBuffer?.prototype.utf8Slice === "function" ? NodeBuffer.prototype.utf8Slice : undefined;
+const LATIN1_SLICE = typeof NodeBuffer?.prototype.latin1Slice === "function" ? NodeBuffer.prototype.latin1Slice : undefined;
 
 /**
  * The value's JSON text in a stored document from byte `start` (its last
@@ -95,7 +100,9 @@ const NodeBuffer = globalThis.Buffer;
  */
 function valueText(doc, start, n) {
   if (typeof doc === "string") return doc.slice(n === doc.length ? start : charIndex(doc, start), doc.length - 1);
-  if (NodeBuffer !== undefined && doc instanceof NodeBuffer) return doc.toString("utf8", start, doc.length - 1);
+  if (NodeBuffer !== undefined && doc instanceof NodeBuffer) {
+    return UTF8_SLICE !== undefined ? UTF8_SLICE.call(doc, start, doc.length - 1) : doc.toString("utf8", start, doc.length - 1);
+  }
   return decoder.decode(doc.subarray(start, doc.length - 1));
 }
 
@@ -138,6 +145,61 @@ const OBJECT_PROTO = Object.prototype;
 const ARRAY_PROTO = Array.prototype;
 const hasOwn = Object.hasOwn ?? ((object, key) => OBJECT_PROTO.hasOwnProperty.call(object, key));
 const [ENVELOPE_HEAD, ENVELOPE_TAIL] = wasm.envelope();
+
+// get's quick yes (quickValue): Rust's template as bytes, and its bounds.
+const QUICK_HEAD = encoder.encode(ENVELOPE_HEAD);
+const QUICK_TAIL = encoder.encode(ENVELOPE_TAIL);
+// serde_json's nesting limit is 128, and a number overflows an f64 only past 308 digits.
+const QUICK_MAX_OPEN = 100;
+const QUICK_MAX_DIGITS = 300;
+
+/**
+ * The value of a stored document that is surely plain, or undefined: a
+ * conservative quick yes to Rust's plainStart, which decides every other
+ * document (the wasm call and the copy into it cost as much as the rest of
+ * a get). Yes only for Rust's envelope template (wasm.envelope) around a
+ * text that JSON.parse reads and that is printable ASCII without a
+ * backslash (no escape, so no lone surrogate; no byte that is not UTF-8),
+ * with no exponent and no run of more than 300 digits (no number out of an
+ * f64's range) and at most 100 brackets (within serde_json's nesting
+ * limit): serde_json reads such a text as JSON.parse does, so plainStart
+ * says yes to it (tests/js/redis-quick.test.mjs checks that on generated,
+ * mutated and foreign documents).
+ */
+function quickValue(bytes) {
+  const n = bytes.length - QUICK_TAIL.length;
+  const h = QUICK_HEAD.length;
+  if (n <= h) return undefined;
+  for (let i = 0; i < h; i++) if (bytes[i] !== QUICK_HEAD[i]) return undefined;
+  for (let i = 0; i < QUICK_TAIL.length; i++) if (bytes[n + i] !== QUICK_TAIL[i]) return undefined;
+  let digits = 0;
+  let open = 0;
+  for (let i = h; i < n; i++) {
+    const b = bytes[i];
+    if (b >= 0x30 && b <= 0x39) {
+      if (++digits > QUICK_MAX_DIGITS) return undefined;
+      continue;
+    }
+    // Not printable ASCII, a backslash, or an exponent (an e or E after a digit).
+    if (b < 0x20 || b > 0x7e || b === 0x5c || ((b | 0x20) === 0x65 && digits !== 0)) return undefined;
+    if ((b === 0x5b || b === 0x7b) && ++open > QUICK_MAX_OPEN) return undefined;
+    digits = 0;
+  }
+  try {
+    return JSON.parse(asciiText(bytes, h, n));
+  } catch {
+    // Rust decides (and refuses with its words).
+    return undefined;
+  }
+}
+
+/** `bytes[from..to]`, printable ASCII, as text. */
+function asciiText(bytes, from, to) {
+  if (NodeBuffer !== undefined && bytes instanceof NodeBuffer) {
+    return LATIN1_SLICE !== undefined ? LATIN1_SLICE.call(bytes, from, to) : bytes.toString("latin1", from, to);
+  }
+  return decoder.decode(bytes.subarray(from, to));
+}
 let copiedNulls = 0;
 let copiedOther = false;
 let encodings = 0;

@@ -316,8 +316,9 @@ class RedisStore {
   /** A GET's reply read: the value (or a promise of it, when the entry has an idle header to touch), counted. */
   #gotten(key, entry, index, stored, started) {
     let fast;
-    if (stored !== null) {
-      // The usual document (no idle header, a value JS may parse as it is): one call into the wasm.
+    if (stored !== null) fast = quickValue(stored);
+    if (stored !== null && fast === undefined) {
+      // A document the quick yes leaves to Rust: one call into the wasm when it is plain.
       // Its bytes into the wasm once (the scratch buffer), for every call below.
       const n = intoScratch(stored);
       const start = wasm.plainStartIn(n);

@@ -454,13 +454,14 @@ describe("get's quick read", () => {
         const big = "é".repeat(40_000);
         const size = wasm.scratchLength();
         await store.set("big", big, { metadata: { by: "t" } });
-        await store.set("bigPlain", ["x".repeat(size), 1.5]);
+        // Plain, but not ASCII: Rust's plainStart answers (an ASCII one is read without the wasm: redis-quick.test.mjs).
+        await store.set("bigPlain", ["é".repeat(size / 2 + 8), 1.5]);
         await store.set("bigIdle", { s: "y".repeat(size) }, { idle: 60 });
         await client.set(`${store.prefix}bigBad`, `{"v":[${"1,".repeat(size)}1e400]}`);
         calls.length = 0;
         for (const [key, expected] of [
           ["big", big],
-          ["bigPlain", ["x".repeat(size), 1.5]],
+          ["bigPlain", ["é".repeat(size / 2 + 8), 1.5]],
           ["bigIdle", { s: "y".repeat(size) }],
           ["meta", { a: [1, 2.5] }],
         ]) {

@@ -295,8 +295,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
         let shards: Box<[Shard<V>]> = (0..count)
             .zip(engine::LaneColumn::table(count))
             .map(|(i, lanes)| {
-                let mut engine = Engine::with_hasher(self.policy.clone(), self.clock.clone(), hasher.clone());
-                engine.count_reads_on(lanes);
+                let mut engine = Engine::with_hasher(self.policy.clone(), self.clock.clone(), hasher.clone(), lanes);
                 if let Some(weigher) = &self.weigher {
                     engine.weigh_with(Arc::clone(weigher));
                 }
@@ -483,12 +482,14 @@ impl<V: Clone> MemoryStore<V> {
     /// set. A refused key changes nothing, as before.
     #[inline(always)]
     fn get_probed(&self, key: &str) -> Result<Option<V>> {
+        if !self.shared_reads {
+            // Exact LRU: checked first, as every other call.
+            let (key, hash, checked) = self.checked_for_lock("get", key)?;
+            return Ok(self.get_exclusive(key, hash, Some(checked)));
+        }
         let checked = self.check_reentry("get")?;
         let probe = Probe::new(key)?;
         let hash = self.hasher.hash_one(&*probe);
-        if !self.shared_reads {
-            return Ok(self.get_exclusive(Key::new(key)?, hash, Some(checked)));
-        }
         let engine = read_after(self.shard_of(hash), checked);
         let found = engine.get_shared(probe, hash, None, V::clone);
         drop(engine);
@@ -820,7 +821,9 @@ mod tests {
     fn followers_start_from_the_leaders_setting_whatever_it_is() {
         let policy: Policy = crate::policies::S3FifoPolicy::new(4_000).unwrap().into();
         let hasher = KeyHasher::default();
-        let new = || Engine::<u32>::with_hasher(policy.clone(), Clock::system(), hasher.clone());
+        let new = || {
+            Engine::<u32>::with_hasher(policy.clone(), Clock::system(), hasher.clone(), engine::LaneColumn::single())
+        };
         for start in crate::stores::memory::shadow::SETTINGS {
             let shared = Arc::new(std::sync::atomic::AtomicU8::new(0));
             let (mut leader, mut follower) = (new(), new());

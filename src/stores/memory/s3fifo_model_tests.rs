@@ -329,22 +329,30 @@ fn the_climber_moves_the_small_queue_towards_the_better_hit_rate() {
 }
 
 /// The climber sums the shard's get counts (every thread lane) once every
-/// 64 writes at most, not on every write; and still decides when a period
-/// has passed.
+/// 64 writes at most for a large capacity, not on every write; and still
+/// decides when a period has passed. A small capacity looks on every write.
 #[test]
 fn the_climber_reads_the_get_counts_once_every_64_writes() {
     use super::engine::TOTALS_READ;
-    let max = 1_000;
-    let mut engine =
-        StrEngine::<u32>::new(S3FifoPolicy::new(max).unwrap().adaptive(false).into(), ManualClock::new().into());
-    let before = TOTALS_READ.get();
-    for i in 0..6_400u32 {
-        engine.set(&format!("k{}", i % 2_000), i, Default::default()).unwrap();
-    }
-    assert_eq!(TOTALS_READ.get() - before, 100, "one look every 64 writes");
-    // A period of gets (20 x capacity) is seen within 64 writes of its end.
+    let looks = |max: usize, writes: u32| {
+        let policy = S3FifoPolicy::new(max).unwrap().adaptive(false);
+        let mut engine = StrEngine::<u32>::new(policy.into(), ManualClock::new().into());
+        let before = TOTALS_READ.get();
+        for i in 0..writes {
+            engine.set(&format!("k{}", i % 2_000), i, Default::default()).unwrap();
+        }
+        (TOTALS_READ.get() - before, engine)
+    };
+    // A period of 20 x 20,000 gets: a look every 64 writes.
+    let (n, mut engine) = looks(20_000, 6_400);
+    assert_eq!(n, 100, "one look every 64 writes");
+    // A period of 20 x 1,000 gets: every 20,000 / 4,096 = 4 writes.
+    assert_eq!(looks(1_000, 400).0, 100, "one look every 4 writes");
+    // A period of at most 4,096 gets: every write, as before.
+    assert_eq!(looks(204, 300).0, 300, "a look on every write");
+    // A period of gets is seen within 64 writes of its end.
     let small = engine.small_cap_for_tests();
-    for _ in 0..20_000 {
+    for _ in 0..400_000 {
         engine.get("k1").unwrap();
     }
     let mut writes = 0;
@@ -353,12 +361,4 @@ fn the_climber_reads_the_get_counts_once_every_64_writes() {
         writes += 1;
         assert!(writes <= 64, "no decision after {writes} writes past a period");
     }
-    // A small capacity looks more often: every 1/64 of its period.
-    let mut engine =
-        StrEngine::<u32>::new(S3FifoPolicy::new(10).unwrap().adaptive(false).into(), ManualClock::new().into());
-    let before = TOTALS_READ.get();
-    for i in 0..300u32 {
-        engine.set(&format!("k{}", i % 20), i, Default::default()).unwrap();
-    }
-    assert_eq!(TOTALS_READ.get() - before, 100, "every 3 writes for a period of 200 gets");
 }

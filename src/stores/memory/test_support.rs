@@ -47,7 +47,7 @@ impl<V> StrEngine<V> {
     /// alike step by step need one hasher, since the adaptive policy's shadow
     /// caches sample keys by their hash.
     pub fn with_hasher(policy: Policy, clock: Clock, hasher: KeyHasher) -> Self {
-        StrEngine(Engine::with_hasher(policy, clock, hasher))
+        StrEngine(Engine::with_hasher(policy, clock, hasher, super::engine::LaneColumn::single()))
     }
 
     fn key<'k>(&self, key: &'k str) -> Result<(Key<'k>, u64)> {

@@ -21,7 +21,8 @@
 //! so its counts are exact, and [`LaneColumn::totals`] sums them. Threads past
 //! the first [`LANES`] at once (and a thread counting from a thread-local
 //! destructor, after its own lane was freed) count on the shard's shared
-//! counters, as every thread did before. Every 4 shards of a store share a
+//! counters, as every thread did before; a thread that found no lane free
+//! tries again at its first `get` after some thread freed one. Every 4 shards of a store share a
 //! group of lanes (1 KB), a cache line per lane with a hit and a miss counter
 //! per shard in it, so a thread writes only its own lines whichever shard it
 //! reads.
@@ -39,23 +40,34 @@ pub(crate) const LANES: usize = 16;
 
 /// This thread's lane: not yet claimed.
 const UNCLAIMED: u8 = u8::MAX;
-/// This thread counts on the shards' shared counters (no lane was free, or
-/// its lane was freed as it exits).
+/// This thread counts on the shards' shared counters for good (its lane
+/// was freed as it exits, or it could not register the release).
 const SHARED: u8 = LANES as u8;
+/// No lane was free at this thread's last try: it counts on the shared
+/// counters, and tries again once a lane has been freed since ([`FREED`]).
+const FULL: u8 = LANES as u8 + 1;
 
 /// Shards per cache line (a hit and a miss counter each).
 const PER_LINE: usize = 4;
 
 thread_local! {
-    /// This thread's lane (below [`LANES`]), or [`UNCLAIMED`] / [`SHARED`].
+    /// This thread's lane (below [`LANES`]), or [`UNCLAIMED`] / [`SHARED`] / [`FULL`].
     /// No destructor: readable for the whole life of the thread.
     static LANE: Cell<u8> = const { Cell::new(UNCLAIMED) };
     /// Frees this thread's lane when it exits (touched once, when it claims one).
     static RELEASE: Release = const { Release };
+    /// [`FREED`] when this thread last found no free lane ([`FULL`]).
+    static SEEN_FREED: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Which lanes threads hold (claimed and freed off the read path).
 static CLAIMED: Mutex<[bool; LANES]> = Mutex::new([false; LANES]);
+
+/// How many lanes have been freed (written under [`CLAIMED`]'s lock): a
+/// [`FULL`] thread tries again when it has moved, so a thread that started
+/// while every lane was taken does not count on the shared counters for
+/// the rest of its life. One load a `get` for such a thread, none for others.
+static FREED: AtomicU64 = AtomicU64::new(0);
 
 struct Release;
 
@@ -66,29 +78,36 @@ impl Drop for Release {
         // shared counters: the lane may be someone else's from now on.
         LANE.set(SHARED);
         if usize::from(lane) < LANES {
-            CLAIMED.lock().unwrap_or_else(PoisonError::into_inner)[usize::from(lane)] = false;
+            let mut claimed = CLAIMED.lock().unwrap_or_else(PoisonError::into_inner);
+            claimed[usize::from(lane)] = false;
+            FREED.fetch_add(1, Relaxed);
         }
     }
 }
 
 /// The lane of a thread that found none in [`LANE`]: claims one at its first
-/// read; [`SHARED`] if it has none.
+/// read, or at a read after a lane was freed if none was free before;
+/// [`SHARED`] or [`FULL`] if it has none.
 #[cold]
 #[inline(never)]
 fn unclaimed() -> u8 {
     match LANE.get() {
         UNCLAIMED => claim(),
+        FULL if FREED.load(Relaxed) != SEEN_FREED.get() => claim(),
         lane => lane,
     }
 }
 
-/// Claims a free lane for this thread, or [`SHARED`] if there is none.
+/// Claims a free lane for this thread: [`FULL`] if there is none,
+/// [`SHARED`] if the thread is past registering its release.
 fn claim() -> u8 {
     let mut claimed = CLAIMED.lock().unwrap_or_else(PoisonError::into_inner);
     let Some(lane) = claimed.iter().position(|taken| !taken) else {
+        // Read under the lock: a lane freed after this scan moves it.
+        SEEN_FREED.set(FREED.load(Relaxed));
         drop(claimed);
-        LANE.set(SHARED);
-        return SHARED;
+        LANE.set(FULL);
+        return FULL;
     };
     // The release must be registered, or the lane would never be freed:
     // a thread already past its thread-local destructors takes none.
@@ -212,7 +231,9 @@ impl LaneColumn {
         })
     }
 
-    /// A table of one column, for an engine of its own.
+    /// A table of one column, for an engine of its own (the engine's tests:
+    /// a store gives each engine its column of one table).
+    #[cfg(test)]
     pub fn single() -> LaneColumn {
         LaneColumn::table(1).next().expect("one column")
     }
@@ -321,6 +342,54 @@ mod tests {
                 assert_eq!(sampled, 3, "one get in {every}, hits and misses alike");
             });
         });
+    }
+
+    #[test]
+    fn a_thread_that_found_no_free_lane_takes_one_once_one_is_freed() {
+        use std::sync::mpsc;
+        use std::sync::{Condvar, Mutex as StdMutex};
+        let column = LaneColumn::single();
+        // Holders take lanes and keep them until `done`; the first thread
+        // that finds none free (the late one) waits too, then retries.
+        let done = (StdMutex::new(false), Condvar::new());
+        let wait_done = || {
+            let mut finished = done.0.lock().unwrap();
+            while !*finished {
+                finished = done.1.wait(finished).unwrap();
+            }
+        };
+        let (tx, rx) = mpsc::channel();
+        let late_found_one = std::thread::scope(|scope| {
+            let mut late = None;
+            // Other tests' threads may hold lanes, or free them, meanwhile:
+            // spawn until one thread finds none (at most LANES holders of ours).
+            for _ in 0..(4 * LANES) {
+                let tx = tx.clone();
+                let (column, wait_done) = (&column, &wait_done);
+                let handle = scope.spawn(move || {
+                    let got = column.open().is_some();
+                    tx.send(got).unwrap();
+                    wait_done();
+                    if got {
+                        return true;
+                    }
+                    // Every holder of ours is exiting and frees its lane.
+                    (0..100_000).any(|_| {
+                        std::thread::yield_now();
+                        column.open().is_some()
+                    })
+                });
+                if !rx.recv().unwrap() {
+                    late = Some(handle);
+                    break;
+                }
+            }
+            let late = late.expect("a thread past the lanes held found none free");
+            *done.0.lock().unwrap() = true;
+            done.1.notify_all();
+            late.join().unwrap()
+        });
+        assert!(late_found_one, "the late thread took a lane once the holders had freed theirs");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! began before it stores nothing, and the freshness of the entries
 //! `get_or_refresh` stored, with the reads that consult it.
 
+use super::lanes::Tally;
+use super::slab::Slot;
 use super::{Engine, Removals};
 use crate::clock::{Nanos, duration_nanos};
 use crate::errors::Result;
@@ -137,20 +139,35 @@ impl<V> Engine<V> {
             Some(state) if state.refreshing || now < state.retry_at => true,
             Some(_) => return None,
         };
-        // Counted as `get_shared` counts a hit of a thread without a lane.
-        let sampled = self.reads.sample_next_get();
-        self.reads.count_hit();
-        self.touch(&slot.freq, hash);
-        let value = slot.value().clone();
-        if sampled {
-            self.reads.record_latency(self.clock.now().saturating_sub(now));
-        }
+        // Counted as `get_shared` counts a hit: on this thread's lane (the
+        // shard's shared counters for a thread without one).
+        let value = match self.lanes.open() {
+            Some(lane) => self.fresh_hit(lane, slot, hash, now),
+            None => self.fresh_hit(&self.reads, slot, hash, now),
+        };
         Some(if stale {
             self.reads.count_stale_hit();
             Freshly::Stale { value, refresh: false }
         } else {
             Freshly::Fresh(value)
         })
+    }
+
+    /// The value of a hit of [`get_fresh_shared`](Self::get_fresh_shared)
+    /// at `now`, counted on `tally` once it is read (as `get_shared` counts).
+    #[inline(always)]
+    fn fresh_hit(&self, tally: impl Tally, slot: &Slot<V>, hash: u64, now: Nanos) -> V
+    where
+        V: Clone,
+    {
+        let sampled = tally.sampled();
+        self.touch(&slot.freq, hash);
+        let value = slot.value().clone();
+        tally.close(true);
+        if sampled {
+            self.reads.record_latency(self.clock.now().saturating_sub(now));
+        }
+        value
     }
 
     /// Stores what a load for `get_or_refresh` produced (if its placeholder
@@ -194,5 +211,38 @@ impl<V> Engine<V> {
             _ => {}
         }
         Ok(Removals::new())
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::super::{Engine, KeyHasher, LaneColumn};
+    use super::Freshly;
+    use crate::clock::Clock;
+    use crate::key::Key;
+    use crate::store::SetOptions;
+
+    /// `get_or_refresh`'s shared read counts its hit on the reading thread's
+    /// lane, as `get` does, not with an atomic add on the shard's shared
+    /// counter (whose cache line every reading thread writes).
+    #[test]
+    fn a_shared_fresh_hit_counts_on_the_threads_lane() {
+        let policy = crate::policies::S3FifoPolicy::new(10).unwrap().into();
+        let mut engine =
+            Engine::<u32>::with_hasher(policy, Clock::system(), KeyHasher::default(), LaneColumn::single());
+        let key = Key::new("k").unwrap();
+        let hash = engine.hash(&key);
+        engine.set(key, hash, 7, SetOptions::new()).unwrap();
+        // A thread has a lane unless 16 others hold one at once (other tests'
+        // threads may): then the shared counter is right, and only the total is checked.
+        let has_lane = engine.lanes.open().is_some();
+        for n in 1..=40 {
+            assert!(matches!(engine.get_fresh_shared(key, hash), Some(Freshly::Fresh(7))));
+            if has_lane {
+                assert_eq!(engine.reads.totals(), (0, 0), "the shared counters stay untouched");
+                assert_eq!(engine.lanes.totals(), (n, 0));
+            }
+            assert_eq!(engine.stats().hits, n);
+        }
     }
 }

@@ -241,8 +241,10 @@ pub(crate) struct Engine<V> {
 
 impl<V> Engine<V> {
     /// An engine hashing keys with `hasher` (shards of one store share theirs,
-    /// so the store hashes a key once, for its shard and its engine).
-    pub fn with_hasher(policy: Policy, clock: Clock, hasher: KeyHasher) -> Self {
+    /// so the store hashes a key once, for its shard and its engine), counting
+    /// its shared reads on `lanes` (its column of the store's table, or
+    /// [`LaneColumn::single`] for an engine alone).
+    pub fn with_hasher(policy: Policy, clock: Clock, hasher: KeyHasher, lanes: LaneColumn) -> Self {
         let kind = match &policy {
             Policy::Lru(p) => Kind::Lru { refresh_on_get: p.refreshes_on_get() },
             Policy::Ttl(_) => Kind::Ttl,
@@ -276,7 +278,7 @@ impl<V> Engine<V> {
             clock,
             counters: Counters::default(),
             reads: ReadCounters::default(),
-            lanes: LaneColumn::single(),
+            lanes,
             listening: false,
             orphans: Vec::new(),
         };
@@ -382,13 +384,6 @@ impl<V> Engine<V> {
         self.counters = Counters::default();
         self.reads = ReadCounters::default();
         self.lanes.reset();
-    }
-
-    /// Counts this engine's shared reads on `lanes` (its column of the
-    /// store's table) from now on; the gets counted so far stay counted.
-    pub fn count_reads_on(&mut self, lanes: LaneColumn) {
-        self.reads.add(self.lanes.totals());
-        self.lanes = lanes;
     }
 
     /// The gets and misses so far.
@@ -1062,6 +1057,7 @@ impl<V> Engine<V> {
     pub fn start_from_setting_for_tests(&mut self, setting: super::shadow::Setting) {
         let adaptive = self.adaptive.as_mut().expect("an adaptive policy");
         adaptive.setting = setting;
+        adaptive.forget_followed();
         if let Some(sampler) = &mut adaptive.sampler {
             sampler.start_from(setting);
         }

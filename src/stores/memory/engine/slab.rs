@@ -245,8 +245,11 @@ impl<V> Slab<V> {
         let id = if self.free != NIL {
             let id = self.free;
             self.free = self.slots[id as usize].next;
-            // The old slot holds nothing that could panic on drop.
-            self.slots[id as usize] = slot;
+            // A free slot holds nothing to drop (`remove` took its key,
+            // value and metadata): overwritten without its drop glue.
+            let old = std::mem::replace(&mut self.slots[id as usize], slot);
+            debug_assert!(old.key.is_empty() && old.value.is_none() && old.metadata.is_none());
+            std::mem::forget(old);
             id
         } else {
             self.slots.push(slot);
