@@ -424,7 +424,7 @@ impl WasmStore {
             |engine| engine.prepare_set(i64::from(existing), ttl),
             |engine, room| {
                 engine.replay(ring);
-                if room { engine.set(i64::from(existing), hash, ttl, now, gets, misses) as i32 } else { -2 }
+                if room { engine.set_reserved(i64::from(existing), hash, ttl, now, gets, misses) as i32 } else { -2 }
             },
         )
     }

@@ -273,8 +273,20 @@ impl SlotEngine {
     /// are the store's read counters (S3-FIFO sizes its queues by them).
     /// Returns the slot id, -1 when the engine holds the most slots it can, or
     /// -2 when the memory has no room (then nothing changed); what it removed
-    /// is in [`removed`](Self::removed).
+    /// is in [`removed`](Self::removed). (The binding calls its two steps
+    /// itself, the first before it marks the engine busy: src/wasm/mod.rs.)
+    #[cfg(test)]
     pub fn set(&mut self, existing: i64, hash: u32, ttl: f64, now: f64, gets: f64, misses: f64) -> i64 {
+        // Room first, so that a set the memory cannot hold changes nothing.
+        if !self.prepare_set(existing, ttl) {
+            return -2;
+        }
+        self.set_reserved(existing, hash, ttl, now, gets, misses)
+    }
+
+    /// [`set`](Self::set) once [`prepare_set`](Self::prepare_set) with the
+    /// same `existing` and `ttl` has reserved its room: it allocates nothing.
+    pub fn set_reserved(&mut self, existing: i64, hash: u32, ttl: f64, now: f64, gets: f64, misses: f64) -> i64 {
         let existing = u32::try_from(existing).ok().filter(|&id| self.is_live(id));
         if existing.is_none() && self.free == NIL && self.prev.len() >= MAX_SLOTS {
             return -1;
@@ -282,13 +294,6 @@ impl SlotEngine {
         let ttl = if ttl.is_nan() { self.default_ttl } else { ttl };
         let deadline = if ttl == f64::INFINITY { f64::INFINITY } else { now + ttl };
         let views = (self.freq.as_ptr(), self.deadline.as_ptr(), self.prev.len(), self.timed);
-        // Room first, so that a set the memory cannot hold changes nothing.
-        if !self.reserve(existing.is_none(), deadline != f64::INFINITY) {
-            if views != (self.freq.as_ptr(), self.deadline.as_ptr(), self.prev.len(), self.timed) {
-                self.publish();
-            }
-            return -2;
-        }
         self.removed[0] = 0;
         // Looks when the memory engine's climber does (`Climber::due`), so
         // that both decide alike.
@@ -373,9 +378,11 @@ impl SlotEngine {
     /// stack overflow must find the engine unchanged): whether the memory
     /// had room. The set then allocates nothing; it reserves again (then
     /// a few comparisons) and fails with -2 if this failed.
-    #[cfg(any(test, target_arch = "wasm32"))] // the JS store (and the tests)
     pub fn prepare_set(&mut self, existing: i64, ttl: f64) -> bool {
         let existing = u32::try_from(existing).ok().filter(|&id| self.is_live(id));
+        if existing.is_none() && self.free == NIL && self.prev.len() >= MAX_SLOTS {
+            return true; // the set refuses it (-1): nothing to reserve
+        }
         let ttl = if ttl.is_nan() { self.default_ttl } else { ttl };
         let views = (self.freq.as_ptr(), self.deadline.as_ptr(), self.prev.len(), self.timed);
         let room = self.reserve(existing.is_none(), ttl != f64::INFINITY);

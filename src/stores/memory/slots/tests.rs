@@ -57,7 +57,8 @@ impl Js {
         // by a stack overflow inside the set would leave it half-done).
         assert!(self.engine.prepare_set(existing, ttl));
         let before = capacities(&self.engine);
-        let id = self.engine.set(existing, hash, ttl, now, (self.hits + self.misses) as f64, self.misses as f64);
+        let id =
+            self.engine.set_reserved(existing, hash, ttl, now, (self.hits + self.misses) as f64, self.misses as f64);
         assert_eq!(capacities(&self.engine), before, "the set allocated after its room was reserved");
         assert!(id >= 0);
         let removed = self.engine.removed.clone();
