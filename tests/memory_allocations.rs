@@ -7,6 +7,10 @@
 //! the evicted key): churn of keys of one length allocates nothing. The
 //! keys must still read back byte for byte, and a store with a listener
 //! must still hand the evicted keys over whole.
+//!
+//! Native only: the JS package's wasm has a global allocator of its own
+//! (src/wasm/alloc.rs).
+#![cfg(not(all(target_arch = "wasm32", feature = "js")))]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -71,12 +71,13 @@ const stackPointer = wasm.wasmExports().__stack_pointer;
 const restingStack = stackPointer?.value;
 // Reading the global costs as much as a whole set (~85 ns, a call into the
 // engine's C++), so it is read only after a call into wasm threw: every
-// path that catches such an error calls `wasmThrew` (store calls through
-// #failed, the others through translate and matching).
+// catch around such a call sets `stackMoved` first, as a plain write, never
+// through a call: the catch may have no stack left for one (a call cut short
+// deep in the engine unwinds to a frame that had just enough for the call
+// into wasm, and a function's first call also compiles it), and a call that
+// failed there would leave the pointer below its resting place for good
+// (tests/js/stack-leak.test.mjs: ~1.5 KB a store, until the instance traps).
 let stackMoved = false;
-function wasmThrew() {
-  stackMoved = true;
-}
 // It runs before a store call, where a replaced getter could only fail
 // the call, not split it: the plain property is enough.
 function unwind() {

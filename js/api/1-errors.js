@@ -44,8 +44,8 @@ const CacheEntryTooLargeError = tableClass("CacheEntryTooLargeError");
 
 // The policy constructors throw plain `Error`s named after the class they stand for.
 function translate(error) {
-  // It came from a call into wasm (see wasmThrew).
-  wasmThrew();
+  // It came from a call into wasm: the catch that calls this set `stackMoved` first.
+  stackMoved = true;
   if (error instanceof Error && !(error instanceof CacheError)) {
     const Class = errorClasses.get(error.name);
     if (Class !== undefined) return new Class(error.message);

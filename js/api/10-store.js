@@ -161,6 +161,12 @@ class MemoryStore {
         got = store.evict(this.#ringN, now, id);
         this.#ringN = 0;
       } catch (error) {
+        // Plain writes first: no stack may be left for a call here (see `#failed`).
+        stackMoved = true;
+        this.#pending = true;
+        this.#version = -1;
+        this.#ring = NO_RING;
+        this.#freq = NO_COUNTS;
         throw this.#failed(error);
       }
       if (got < 0) break;
@@ -220,7 +226,7 @@ class MemoryStore {
       this.#locate();
       reorders = this.#store.hitsReorder();
     } catch (error) {
-      wasmThrew();
+      stackMoved = true; // a plain write: see `stackMoved`
       throw error;
     }
     this.#view();
@@ -350,6 +356,12 @@ class MemoryStore {
       unwind();
       this.#store.replay(this.#ringN);
     } catch (error) {
+      // Plain writes first: no stack may be left for a call here (see `#failed`).
+      stackMoved = true;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
     this.#ringN = 0;
@@ -409,6 +421,12 @@ class MemoryStore {
       this.#store.expire(this.#ringN, id);
       this.#ringN = 0;
     } catch (error) {
+      // Plain writes first: no stack may be left for a call here (see `#failed`).
+      stackMoved = true;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
     this.#drop(id, EXPIRED, notices);
@@ -510,6 +528,12 @@ class MemoryStore {
       try {
         this.#reset();
       } catch (error) {
+        // Plain writes first: no stack may be left for a call here (see `#failed`).
+        stackMoved = true;
+        this.#pending = true;
+        this.#version = -1;
+        this.#ring = NO_RING;
+        this.#freq = NO_COUNTS;
         throw this.#failed(error); // no memory even for an empty engine
       }
     } else {
@@ -645,6 +669,12 @@ class MemoryStore {
       n = this.#store.reclaim(this.#ringN, now);
       this.#ringN = 0;
     } catch (error) {
+      // Plain writes first: no stack may be left for a call here (see `#failed`).
+      stackMoved = true;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
     if (n < 0) throw noRoom();
@@ -751,6 +781,12 @@ class MemoryStore {
       id = store.set(this.#ringN, existing ?? -1, hash, engineTtl, now, this.#gets, this.#misses);
       this.#ringN = 0;
     } catch (error) {
+      // Plain writes first: no stack may be left for a call here (see `#failed`).
+      stackMoved = true;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
     if (id < 0) {
@@ -828,9 +864,16 @@ class MemoryStore {
     this.#cutTags = undefined;
   }
 
-  /** What a call rethrows after `error` (and the next call checks the engine: `#repair`). */
+  /**
+   * What a call rethrows after `error` (and the next call checks the engine:
+   * `#repair`). Each catch that calls it has already made its writes (the
+   * stack moved, a repair pending, the views out of date) as plain writes:
+   * the call itself may fail for want of stack, and a call cut short whose
+   * state it did not mark would leave the shadow stack pointer off and a
+   * half-changed engine unchecked.
+   */
   #failed(error) {
-    wasmThrew();
+    stackMoved = true;
     this.#pending = true;
     this.#unview();
     return error instanceof RuntimeError
@@ -899,6 +942,12 @@ class MemoryStore {
       existed = store.remove(this.#ringN, id, now);
       this.#ringN = 0;
     } catch (error) {
+      // Plain writes first: no stack may be left for a call here (see `#failed`).
+      stackMoved = true;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
     const notices = this.#notices();
@@ -1060,6 +1109,12 @@ class MemoryStore {
         n = this.#store.list(this.#ringN);
         this.#ringN = 0;
       } catch (error) {
+        // Plain writes first: no stack may be left for a call here (see `#failed`).
+        stackMoved = true;
+        this.#pending = true;
+        this.#version = -1;
+        this.#ring = NO_RING;
+        this.#freq = NO_COUNTS;
         throw this.#failed(error);
       }
       if (n < 0) throw noRoom();
@@ -1076,6 +1131,12 @@ class MemoryStore {
     try {
       at = this.#store.report(n);
     } catch (error) {
+      // Plain writes first: no stack may be left for a call here (see `#failed`).
+      stackMoved = true;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
     if (at === 0) throw noRoom();
@@ -1088,6 +1149,12 @@ class MemoryStore {
       this.#store.removeReported(this.#ringN);
       this.#ringN = 0;
     } catch (error) {
+      // Plain writes first: no stack may be left for a call here (see `#failed`).
+      stackMoved = true;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
     for (let i = 0; i < n; i++) this.#drop(ids[i], INVALIDATED, notices);
@@ -1102,6 +1169,12 @@ class MemoryStore {
       // Its arrays are new (and empty): no hit may write to the old ones.
       this.#unview();
     } catch (error) {
+      // Plain writes first: no stack may be left for a call here (see `#failed`).
+      stackMoved = true;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
     if (notices !== undefined) {
@@ -1149,6 +1222,12 @@ class MemoryStore {
       try {
         store.#store.place(id, probation);
       } catch (error) {
+        // Plain writes first: no stack may be left for a call here (see `#failed`).
+        stackMoved = true;
+        store.#pending = true;
+        store.#version = -1;
+        store.#ring = NO_RING;
+        store.#freq = NO_COUNTS;
         throw store.#failed(error);
       }
     },
@@ -1232,6 +1311,12 @@ class MemoryStore {
     try {
       store.resetCounters();
     } catch (error) {
+      // Plain writes first: no stack may be left for a call here (see `#failed`).
+      stackMoved = true;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
     this.#zeroCounters();

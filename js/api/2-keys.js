@@ -45,13 +45,19 @@ function matching(pattern, keys) {
   try {
     matcher = new WasmPattern(pattern);
   } catch (error) {
+    stackMoved = true; // a plain write: see `stackMoved`
     throw translate(error);
   }
   try {
     const kind = matcher.kind();
     const out = [];
     if (kind !== 0) {
-      const literal = kind === 1 ? pattern.replace(/\*+$/, "") : pattern;
+      // The prefix before the trailing stars, without a RegExp: one compiled
+      // on its first use at the end of the stack aborts the process (V8:
+      // "RegExpCompiler Allocation failed - process out of memory").
+      let end = pattern.length;
+      if (kind === 1) while (end > 0 && pattern.charCodeAt(end - 1) === 42) end--;
+      const literal = pattern.slice(0, end);
       for (let i = 0; i < keys.length; i++) {
         if (kind === 3 || (kind === 1 ? keys[i].startsWith(literal) : keys[i] === literal)) out[out.length] = i;
       }
@@ -88,7 +94,7 @@ function matching(pattern, keys) {
     if (n > 0) flush();
     return out;
   } catch (error) {
-    wasmThrew();
+    stackMoved = true; // a plain write: see `stackMoved`
     throw error;
   } finally {
     matcher.free();

@@ -11,6 +11,7 @@ function call(thunk) {
   try {
     return thunk();
   } catch (error) {
+    stackMoved = true; // a plain write: see `stackMoved`
     throw translate(error);
   }
 }

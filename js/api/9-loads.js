@@ -280,7 +280,7 @@ class Loads {
     try {
       wait = wasm.refreshBackoff(o.retryAfter ?? NaN, state.failures);
     } catch (error) {
-      wasmThrew();
+      stackMoved = true; // a plain write: see `stackMoved`
       throw error;
     }
     state.retryAt = this.#store.now() + wait;

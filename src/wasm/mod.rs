@@ -294,6 +294,9 @@ probe_frame!(
     w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w
 );
 
+// After `probe_frame!`, which it uses (a macro is in scope below its definition).
+mod alloc;
+
 #[wasm_bindgen]
 impl WasmStore {
     /// An empty store run by `policy`.
@@ -315,6 +318,24 @@ impl WasmStore {
         probe();
         self.busy.set(true);
         let out = f(self.engine());
+        self.busy.set(false);
+        out
+    }
+
+    /// [`guarded`](Self::guarded) with a first step, `prepare`, run after
+    /// the probe but before the engine is marked busy: it may only reserve
+    /// memory (an allocation, the deepest thing a call does, cut short by a
+    /// stack overflow there leaves the engine as it was, and intact).
+    #[inline]
+    fn guarded_after<P, T>(
+        &self,
+        prepare: impl FnOnce(&mut SlotEngine) -> P,
+        f: impl FnOnce(&mut SlotEngine, P) -> T,
+    ) -> T {
+        probe();
+        let prepared = prepare(self.engine());
+        self.busy.set(true);
+        let out = f(self.engine(), prepared);
         self.busy.set(false);
         out
     }
@@ -377,15 +398,19 @@ impl WasmStore {
         if n == 0 {
             return self.engine().report.as_mut_ptr();
         }
-        self.guarded(|engine| {
-            let report = &mut engine.report;
-            report.clear();
-            if report.try_reserve(n).is_err() {
-                return std::ptr::null_mut();
-            }
-            report.resize(n, u32::MAX);
-            report.as_mut_ptr()
-        })
+        // The room first, outside the busy mark (see `guarded_after`).
+        self.guarded_after(
+            |engine| engine.prepare_report(n),
+            |engine, room| {
+                let report = &mut engine.report;
+                report.clear();
+                if !room {
+                    return std::ptr::null_mut();
+                }
+                report.resize(n, u32::MAX);
+                report.as_mut_ptr()
+            },
+        )
     }
 
     /// Stores an entry in slot `existing` (the key's live slot) or, when it is
@@ -394,17 +419,21 @@ impl WasmStore {
     /// the most slots it can. What it removed is in the removed buffer.
     #[allow(clippy::too_many_arguments)]
     pub fn set(&self, ring: usize, existing: i32, hash: u32, ttl: f64, now: f64, gets: f64, misses: f64) -> i32 {
-        self.guarded(|engine| {
-            engine.replay(ring);
-            engine.set(i64::from(existing), hash, ttl, now, gets, misses) as i32
-        })
+        // The room first, outside the busy mark (see `guarded_after`).
+        self.guarded_after(
+            |engine| engine.prepare_set(i64::from(existing), ttl),
+            |engine, room| {
+                engine.replay(ring);
+                if room { engine.set_reserved(i64::from(existing), hash, ttl, now, gets, misses) as i32 } else { -2 }
+            },
+        )
     }
 
     /// Frees one entry for the JS store's `maxSize`: an expired one, else
     /// the policy's victim, never slot `protect` (the entry just set;
     /// `u32::MAX` for none). `id * 4 + reason`, or -1 when no other is left.
     pub fn evict(&self, ring: usize, now: f64, protect: u32) -> f64 {
-        self.guarded(|engine| {
+        self.guarded_after(SlotEngine::prepare_evict, |engine, ()| {
             engine.replay(ring);
             engine.evict(now, protect)
         })
@@ -443,19 +472,28 @@ impl WasmStore {
     /// Reclaims every entry expired by `now`: how many, their ids in the
     /// report; -1 when the memory has no room for the report.
     pub fn reclaim(&self, ring: usize, now: f64) -> i32 {
-        self.guarded(|engine| {
-            engine.replay(ring);
-            engine.reclaim(now).map_or(-1, |n| n as i32)
-        })
+        // Room to report every live entry first (see `guarded_after`): the
+        // reclaim then allocates nothing between the slots it frees (it asks
+        // for room for one more before each pop, the last one included).
+        self.guarded_after(
+            |engine| engine.prepare_report(engine.live() + 1),
+            |engine, _| {
+                engine.replay(ring);
+                engine.reclaim(now).map_or(-1, |n| n as i32)
+            },
+        )
     }
 
     /// The live slots in the policy's order: how many, their ids in the
     /// report (-1 when the memory has no room for it). Call after [`WasmStore::reclaim`].
     pub fn list(&self, ring: usize) -> i32 {
-        self.guarded(|engine| {
-            engine.replay(ring);
-            engine.list_live().map_or(-1, |n| n as i32)
-        })
+        self.guarded_after(
+            |engine| engine.prepare_report(engine.live()),
+            |engine, _| {
+                engine.replay(ring);
+                engine.list_live().map_or(-1, |n| n as i32)
+            },
+        )
     }
 
     /// Whether live slot `id` is on S3-FIFO's small (probationary) queue.

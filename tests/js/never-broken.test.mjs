@@ -416,9 +416,23 @@ describe("wasm memory exhausted", () => {
   }
 
   // Another store (the hog) takes the memory until a set finds no room (refused
-  // with CacheBackendError, not a trap); then new keys in `victim` make S3-FIFO
-  // evict and remember the evicted keys' hashes in its ghost, whose table grows
-  // without asking: that traps inside the engine. Returns the hog.
+  // with CacheBackendError, not a trap); then new keys in `victim` (see
+  // `sizedVictim`) make S3-FIFO evict for the store's maxSize and remember the
+  // evicted keys' hashes in its ghost, whose table grows without asking: that
+  // traps inside the engine. (A set reserves the ghost's room before it
+  // changes anything and is refused instead; the eviction for a store's
+  // maxSize still allocates inside the engine.) Returns the hog.
+  // An S3-FIFO store whose evictions are the store's (maxSize in entries of
+  // size 1, below the policy's), so that they run through the engine's evict.
+  function sizedVictim(api, onRemove) {
+    return new api.MemoryStore({
+      policy: new api.S3FIFOPolicy({ maxSize: 40_000 }),
+      maxSize: 20_000,
+      sizeCalculation: () => 1,
+      onRemove,
+    });
+  }
+
   function hogThenTrap(api, victim) {
     const hog = new api.MemoryStore({ policy: new api.LRUPolicy({ maxSize: 10_000_000 }) });
     for (let hogged = 0; ; hogged++) {
@@ -537,10 +551,7 @@ describe("wasm memory exhausted", () => {
     const { initSync } = await import(join(dir, "init.mjs"));
     const api = initSync(new WebAssembly.Module(bytes));
     const removed = [];
-    const victim = new api.MemoryStore({
-      policy: new api.S3FIFOPolicy({ maxSize: 20_000 }),
-      onRemove: (value, key, reason) => removed.push([key, reason]),
-    });
+    const victim = sizedVictim(api, (value, key, reason) => removed.push([key, reason]));
     const N = 20_000;
     for (let i = 0; i < N; i++) victim.setSync(`v${i}`, { i });
     const hog = hogThenTrap(api, victim);
@@ -589,10 +600,7 @@ describe("wasm memory exhausted", () => {
     const { initSync } = await import(join(dir, "init.mjs"));
     const api = initSync(new WebAssembly.Module(bytes));
     const removed = [];
-    const victim = new api.MemoryStore({
-      policy: new api.S3FIFOPolicy({ maxSize: 20_000 }),
-      onRemove: (value, key, reason) => removed.push([key, value, reason]),
-    });
+    const victim = sizedVictim(api, (value, key, reason) => removed.push([key, value, reason]));
     const N = 20_000;
     for (let i = 0; i < N; i++) victim.setSync(`v${i}`, { i }, { metadata: { i } });
     const statsBefore = victim.getStats();
@@ -634,11 +642,8 @@ describe("wasm memory exhausted", () => {
     const { initSync } = await import(join(dir, "init.mjs"));
     const api = initSync(new WebAssembly.Module(bytes));
     let disposeOnClear = false;
-    const victim = new api.MemoryStore({
-      policy: new api.S3FIFOPolicy({ maxSize: 20_000 }),
-      onRemove: (value, key, reason) => {
-        if (disposeOnClear && reason === "cleared") victim.dispose();
-      },
+    const victim = sizedVictim(api, (value, key, reason) => {
+      if (disposeOnClear && reason === "cleared") victim.dispose();
     });
     for (let i = 0; i < 20_000; i++) victim.setSync(`v${i}`, i);
     const hog = hogThenTrap(api, victim);

@@ -70,6 +70,25 @@ impl<H: GhostHash> FifoGhost<H> {
         Self::file(&mut self.index, &self.queue, self.front, seq);
     }
 
+    /// Makes room for one [`insert`](Self::insert), so that it allocates
+    /// nothing: whether the memory had room. The JS store's engine reserves
+    /// this before a call changes anything (an allocation cut short half-way
+    /// through a set, by a stack overflow or the memory exhausted, would
+    /// leave the engine half-updated). `insert` only removes before it adds
+    /// one cell and one index entry (a removal never takes the table's room:
+    /// hashbrown counts room, not tombstones, down).
+    #[cfg(any(test, all(target_arch = "wasm32", target_os = "unknown", feature = "js")))] // the slot engine
+    pub(crate) fn try_reserve_one(&mut self) -> bool {
+        if self.cap == 0 {
+            return true;
+        }
+        if self.queue.try_reserve(1).is_err() {
+            return false;
+        }
+        let (queue, front) = (&self.queue, self.front);
+        self.index.try_reserve(1, |&s| Self::hash_at(queue, front, s).table_hash()).is_ok()
+    }
+
     /// Files the cell `seq` of `queue` in `index`. The one insert into the
     /// table, so that one growth path (hashbrown's `reserve_rehash`, 1.6 KB
     /// of wasm per hasher closure) is compiled, not one per call site.
@@ -128,6 +147,13 @@ impl<H: GhostHash> FifoGhost<H> {
         if self.queue.len() > 2 * cap.max(1) {
             self.compact();
         }
+    }
+
+    /// The capacity of its queue and the bytes its table holds (a test sees
+    /// whether a call allocated: a removal lowers the table's `capacity`).
+    #[cfg(test)]
+    pub(crate) fn capacities(&self) -> [usize; 2] {
+        [self.queue.capacity(), self.index.allocation_size()]
     }
 
     /// Panics unless the ghost is within its bounds.

@@ -197,7 +197,7 @@ impl SlotEngine {
     }
 
     /// How many live entries there are (expired ones not yet reclaimed included).
-    #[cfg(target_arch = "wasm32")] // the JS store only
+    #[cfg(any(test, target_arch = "wasm32"))] // the JS store (and the tests)
     pub fn live(&self) -> usize {
         self.live
     }
@@ -273,8 +273,20 @@ impl SlotEngine {
     /// are the store's read counters (S3-FIFO sizes its queues by them).
     /// Returns the slot id, -1 when the engine holds the most slots it can, or
     /// -2 when the memory has no room (then nothing changed); what it removed
-    /// is in [`removed`](Self::removed).
+    /// is in [`removed`](Self::removed). (The binding calls its two steps
+    /// itself, the first before it marks the engine busy: src/wasm/mod.rs.)
+    #[cfg(test)]
     pub fn set(&mut self, existing: i64, hash: u32, ttl: f64, now: f64, gets: f64, misses: f64) -> i64 {
+        // Room first, so that a set the memory cannot hold changes nothing.
+        if !self.prepare_set(existing, ttl) {
+            return -2;
+        }
+        self.set_reserved(existing, hash, ttl, now, gets, misses)
+    }
+
+    /// [`set`](Self::set) once [`prepare_set`](Self::prepare_set) with the
+    /// same `existing` and `ttl` has reserved its room: it allocates nothing.
+    pub fn set_reserved(&mut self, existing: i64, hash: u32, ttl: f64, now: f64, gets: f64, misses: f64) -> i64 {
         let existing = u32::try_from(existing).ok().filter(|&id| self.is_live(id));
         if existing.is_none() && self.free == NIL && self.prev.len() >= MAX_SLOTS {
             return -1;
@@ -282,13 +294,6 @@ impl SlotEngine {
         let ttl = if ttl.is_nan() { self.default_ttl } else { ttl };
         let deadline = if ttl == f64::INFINITY { f64::INFINITY } else { now + ttl };
         let views = (self.freq.as_ptr(), self.deadline.as_ptr(), self.prev.len(), self.timed);
-        // Room first, so that a set the memory cannot hold changes nothing.
-        if !self.reserve(existing.is_none() && self.free == NIL, deadline != f64::INFINITY) {
-            if views != (self.freq.as_ptr(), self.deadline.as_ptr(), self.prev.len(), self.timed) {
-                self.publish();
-            }
-            return -2;
-        }
         self.removed[0] = 0;
         // Looks when the memory engine's climber does (`Climber::due`), so
         // that both decide alike.
@@ -342,9 +347,11 @@ impl SlotEngine {
     }
 
     /// Reserves what a set needs (a new slot in every array, a deadline and
-    /// its queue entry): whether the memory had room. Allocates the deadline
-    /// arrays at the first deadline.
-    fn reserve(&mut self, new_slot: bool, deadline: bool) -> bool {
+    /// its queue entry, and for a new key in a full S3-FIFO store the ghost's
+    /// room for the hash it evicts): whether the memory had room. Allocates
+    /// the deadline arrays at the first deadline.
+    fn reserve(&mut self, new_key: bool, deadline: bool) -> bool {
+        let new_slot = new_key && self.free == NIL;
         let n = usize::from(new_slot);
         let len = self.prev.len();
         if deadline && !self.timed {
@@ -362,6 +369,27 @@ impl SlotEngine {
             && (!s3 || (self.freq.try_reserve(n).is_ok() && self.hash.try_reserve(n).is_ok()))
             && (!self.timed || (self.deadline.try_reserve(n).is_ok() && self.seq.try_reserve(n).is_ok()))
             && (!deadline || self.dues.try_reserve(1).is_ok())
+            && (!s3 || !new_key || self.live < self.max_size || self.ghost.try_reserve_one())
+    }
+
+    /// The room a [`set`](Self::set) with these arguments needs, reserved
+    /// ahead of it (the JS store does it before it marks the engine busy:
+    /// an allocation is the deepest part of a set, and one cut short by a
+    /// stack overflow must find the engine unchanged): whether the memory
+    /// had room. The set then allocates nothing; it reserves again (then
+    /// a few comparisons) and fails with -2 if this failed.
+    pub fn prepare_set(&mut self, existing: i64, ttl: f64) -> bool {
+        let existing = u32::try_from(existing).ok().filter(|&id| self.is_live(id));
+        if existing.is_none() && self.free == NIL && self.prev.len() >= MAX_SLOTS {
+            return true; // the set refuses it (-1): nothing to reserve
+        }
+        let ttl = if ttl.is_nan() { self.default_ttl } else { ttl };
+        let views = (self.freq.as_ptr(), self.deadline.as_ptr(), self.prev.len(), self.timed);
+        let room = self.reserve(existing.is_none(), ttl != f64::INFINITY);
+        if views != (self.freq.as_ptr(), self.deadline.as_ptr(), self.prev.len(), self.timed) {
+            self.publish();
+        }
+        room
     }
 
     fn push_removed(&mut self, id: u32, reason: u32) {
@@ -463,6 +491,15 @@ impl SlotEngine {
         self.counters[DELETES] += n as f64;
         self.report = ids;
         n
+    }
+
+    /// Room in the report for `n` ids, reserved ahead of a call that fills
+    /// it, as [`prepare_set`](Self::prepare_set) does (its contents stay):
+    /// whether the memory had room. Without it, the call reserves as before.
+    #[cfg(any(test, target_arch = "wasm32"))] // the JS store (and the tests)
+    pub fn prepare_report(&mut self, n: usize) -> bool {
+        let len = self.report.len();
+        n <= self.report.capacity() || self.report.try_reserve(n - len).is_ok()
     }
 
     /// Reclaims every entry expired by `now`; their ids in the report.
@@ -660,6 +697,16 @@ impl SlotEngine {
     /// over for the oldest set. `id * 4 + reason` (as `f64`: ids go past
     /// `i32`), or -1 when no other entry is left; counts an eviction or an
     /// expiration.
+    /// The room an [`evict`](Self::evict) needs (S3-FIFO: one more hash in
+    /// the ghost), reserved ahead of it as [`prepare_set`](Self::prepare_set)
+    /// does. Without it, the ghost allocates as before.
+    #[cfg(target_arch = "wasm32")] // the JS store only
+    pub fn prepare_evict(&mut self) {
+        if self.kind == Kind::S3Fifo {
+            let _ = self.ghost.try_reserve_one();
+        }
+    }
+
     pub fn evict(&mut self, now: f64, protect: u32) -> f64 {
         let encode = |id: u32, reason: u32| f64::from(id) * 4.0 + f64::from(reason);
         if let Some(id) = self.pop_expired(now) {

@@ -52,7 +52,14 @@ impl Js {
             ttl = ttl_ms.min(idle as f64);
             (idle as f64, now + ttl_ms)
         });
-        let id = self.engine.set(existing, hash, ttl, now, (self.hits + self.misses) as f64, self.misses as f64);
+        // As the JS store's wasm binding does (src/wasm/mod.rs): the room
+        // first, then a set that allocates nothing (an allocation cut short
+        // by a stack overflow inside the set would leave it half-done).
+        assert!(self.engine.prepare_set(existing, ttl));
+        let before = capacities(&self.engine);
+        let id =
+            self.engine.set_reserved(existing, hash, ttl, now, (self.hits + self.misses) as f64, self.misses as f64);
+        assert_eq!(capacities(&self.engine), before, "the set allocated after its room was reserved");
         assert!(id >= 0);
         let removed = self.engine.removed.clone();
         for i in 0..removed[0] as usize {
@@ -117,13 +124,38 @@ impl Js {
     fn keys(&mut self, now: f64) -> Vec<String> {
         self.engine.replay(self.ring);
         self.ring = 0;
+        // The room first, as the binding does: the reclaim and the listing allocate nothing.
+        assert!(self.engine.prepare_report(self.engine.live() + 1));
+        let before = capacities(&self.engine);
         self.engine.reclaim(now).unwrap();
+        assert_eq!(capacities(&self.engine), before, "the reclaim allocated after its room was reserved");
         for id in self.engine.report.clone() {
             self.forget(id);
         }
+        assert!(self.engine.prepare_report(self.engine.live()));
+        let before = capacities(&self.engine);
         self.engine.list_live().unwrap();
+        assert_eq!(capacities(&self.engine), before, "the listing allocated after its room was reserved");
         self.engine.report.iter().map(|&id| self.keys[id as usize].clone().unwrap()).collect()
     }
+}
+
+/// The capacity of every buffer the engine grows: equal before and after a
+/// call, the call allocated nothing.
+fn capacities(engine: &SlotEngine) -> Vec<usize> {
+    let e = engine;
+    let mut all = vec![
+        e.freq.capacity(),
+        e.prev.capacity(),
+        e.next.capacity(),
+        e.deadline.capacity(),
+        e.seq.capacity(),
+        e.hash.capacity(),
+        e.dues.capacity(),
+        e.report.capacity(),
+    ];
+    all.extend(e.ghost.capacities());
+    all
 }
 
 fn run(policy: Policy, seed: u64, steps: usize, keys: u64) {
