@@ -353,8 +353,17 @@ impl WasmStore {
     /// True, unless a call was cut short while it was changing the engine
     /// (see [`WasmStore::guarded`]). The JS layer asks after a call failed,
     /// and replaces a store found half-updated.
+    ///
+    /// An intact engine first publishes its arrays' places again if a call
+    /// cut short before the busy mark moved one without publishing it
+    /// (see `SlotEngine::publish_if_moved`): the JS layer takes new views
+    /// after it asked (the version moved).
     pub fn intact(&self) -> bool {
-        !self.busy.get()
+        if self.busy.get() {
+            return false;
+        }
+        self.engine().publish_if_moved();
+        true
     }
 
     /// Whether a hit reorders (exact LRU): the JS layer then records hits in the ring.

@@ -556,6 +556,27 @@ impl SlotEngine {
         self.publish();
     }
 
+    /// Publishes the per-slot arrays' places again if they moved since
+    /// the header last said (see [`publish`](Self::publish)). A call cut
+    /// short after an allocation moved an array and before it published
+    /// leaves the engine sound but the header naming freed memory, which
+    /// the JS layer's views would then read and write: `prepare_set` runs
+    /// before the binding marks the engine busy and moves the arrays one
+    /// by one, each allocation behind its own probe, and a later one with
+    /// a deeper chain (the full S3-FIFO store's ghost: hashbrown's
+    /// `reserve_rehash`) can fail its probe where the earlier ones passed
+    /// (tests/js/views-moved.test.mjs). Whether it published.
+    #[cfg(target_arch = "wasm32")] // the JS store only
+    pub fn publish_if_moved(&mut self) -> bool {
+        let deadline = if self.timed { self.deadline.as_ptr() as usize as u32 } else { 0 };
+        let freq = if self.kind == Kind::S3Fifo { self.freq.as_ptr() as usize as u32 } else { 0 };
+        let moved = self.header[1..] != [self.prev.len() as u32, freq, deadline];
+        if moved {
+            self.publish();
+        }
+        moved
+    }
+
     /// Tells the JS layer where the per-slot arrays are now (see `header`).
     pub fn publish(&mut self) {
         let deadline = if self.timed { self.deadline.as_ptr() as usize as u32 } else { 0 };
