@@ -550,7 +550,9 @@ class MemoryStore {
    * consistent; its error, with no caller to go to, is reported), the
    * counters start again from zero, and the loads under way will not
    * store their values (their callers still get them). The broken engine
-   * is never freed: its memory could not be walked safely.
+   * is freed where wasm-bindgen lets it be (its buffers given back; nothing
+   * in it is read): an engine a trapped call still borrows refuses, and
+   * stays unfreed.
    */
   #reset() {
     // Until this side has forgotten the broken engine's entries: a stack
