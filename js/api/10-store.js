@@ -550,9 +550,9 @@ class MemoryStore {
    * consistent; its error, with no caller to go to, is reported), the
    * counters start again from zero, and the loads under way will not
    * store their values (their callers still get them). The broken engine
-   * is freed where wasm-bindgen lets it be (its buffers given back; nothing
-   * in it is read): an engine a trapped call still borrows refuses, and
-   * stays unfreed.
+   * is freed where wasm-bindgen lets it be; one that a call cut short
+   * inside wasm still borrows (wasm-bindgen never gives that borrow back)
+   * refuses, and its memory is leaked.
    */
   #reset() {
     // Until this side has forgotten the broken engine's entries: a stack
@@ -566,7 +566,9 @@ class MemoryStore {
     try {
       broken.free();
     } catch {
-      // Still borrowed by the trapped call: wasm-bindgen keeps it, unfreed.
+      // Still borrowed by the call cut short (wasm-bindgen's borrow is never
+      // given back): it stays, unfreed. A free cut short moved the stack too.
+      stackMoved = true;
     }
     statsSince.set(this, Date.now());
     this.#zeroCounters();
@@ -1344,7 +1346,10 @@ class MemoryStore {
     try {
       this.#store.free();
     } catch {
-      // Left borrowed by a trap: the engine's memory is then leaked, not reused.
+      // Left borrowed by a call cut short inside wasm (a trap or a stack
+      // overflow: wasm-bindgen's borrow is never given back), the engine's
+      // memory is leaked, not reused. A free cut short moved the stack too.
+      stackMoved = true;
     }
   }
 }
