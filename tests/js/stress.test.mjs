@@ -11,21 +11,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { MemoryStore, LRUPolicy, S3FIFOPolicy, TTLPolicy, ManualClock } from "pepperpy-caching";
-import { atEveryStackDepth } from "./support.mjs";
+import { atEveryStackDepth, rng } from "./support.mjs";
 
 const AUDIT = Symbol.for("pepperpy-caching.audit");
-
-/** mulberry32: a small seeded generator. */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A store under test with its model. */
 class Subject {
