@@ -32,6 +32,8 @@ mod adaptive_model_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod model_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
+mod plain_path_tests;
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod s3fifo_model_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod weight_model_tests;
@@ -572,6 +574,20 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
                         }
                         return ready(Ok(()));
                     }
+                    // A new key: stored on the short path too, unless the engine is at `MAX_SLOTS`.
+                    Err((value, true)) => match engine.insert_plain(key, hash, value) {
+                        Ok(evicted) => {
+                            self.release(engine);
+                            // Dropped (or handed to the listener) after the lock.
+                            if self.listener.is_some() {
+                                self.dispose(evicted, &key);
+                            } else {
+                                drop(evicted);
+                            }
+                            return ready(Ok(()));
+                        }
+                        Err(value) => (value, true),
+                    },
                     // `absent`: it missed the key, which `set_into_known` then does not look up again.
                     Err(back) => back,
                 }
