@@ -689,6 +689,7 @@ impl<V> Engine<V> {
         if self.slab.is_full() {
             return Err(value);
         }
+        self.prefetch_admission(hash);
         // As `set_as`: the load in flight, the adaptive policy's write, then
         // the admission (the list, and the victim if the engine is full).
         self.cancel_load(&key, None);
@@ -733,6 +734,7 @@ impl<V> Engine<V> {
         let slab = &self.slab;
         let hasher = &self.hasher;
         self.index.insert_unique(hash, id, |&i| hasher.hash_one(&*slab[i].key));
+        self.prefetch_next_victim();
         Ok(Some(evicted))
     }
 

@@ -394,6 +394,30 @@ impl<V> Engine<V> {
         }
     }
 
+    /// A new key with `hash` is about to be admitted: starts loading the
+    /// adaptive policy's sketch block and ghost bucket for it (each nearly
+    /// always a cache miss in a large store), so that those loads run while
+    /// the rest of the write does.
+    #[inline(always)]
+    pub(super) fn prefetch_admission(&self, hash: u64) {
+        if ADAPTIVE_BUILT && let Some(adaptive) = &self.adaptive {
+            adaptive.sketch.prefetch(hash);
+            adaptive.ghost.prefetch(hash);
+        }
+    }
+
+    /// After an eviction: starts loading the key of the entry the next
+    /// eviction most likely takes (the tail of small under S3-FIFO, of main
+    /// otherwise), which it must hash: the eviction has just linked that
+    /// entry's slot as its list's tail, so reading where its key is costs no
+    /// miss, and the next write finds the key's bytes in the cache.
+    #[inline(always)]
+    pub(super) fn prefetch_next_victim(&self) {
+        let small = self.slab.list(SMALL);
+        let tail = if self.kind == Kind::S3Fifo && small.len > 0 { small.tail } else { self.slab.list(MAIN).tail };
+        self.slab.prefetch_key(tail);
+    }
+
     /// The list a new key with `hash` goes on under the classic policies:
     /// under S3-FIFO, main for a key the ghost remembers, else small (main
     /// is filled directly until the first eviction); main for the others.

@@ -383,6 +383,15 @@ impl<V> Slab<V> {
         l.head = id;
     }
 
+    /// Starts loading the first bytes of slot `id`'s key (if `id` is a
+    /// slot) into the CPU's cache, for a read of them soon.
+    #[inline(always)]
+    pub(super) fn prefetch_key(&self, id: u32) {
+        if let Some(slot) = self.slots.get(id as usize) {
+            crate::stores::memory::sketch::prefetch(slot.key.as_ptr());
+        }
+    }
+
     /// Moves `id` from its list to the head of `list`.
     #[inline]
     pub(super) fn move_to(&mut self, id: u32, list: u8) {
