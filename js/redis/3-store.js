@@ -7,9 +7,10 @@
 // Rust store and a JS store with the same prefix, policy and buckets share
 // every entry, the capacity index and the loads.
 
-const STORE_OPTIONS = ["client", "prefix", "policy", "defaultTtl", "buckets", "lockLease", "wholeDatabase", "responseTimeout", "onRemove"];
+const STORE_OPTIONS = ["client", "prefix", "policy", "defaultTtl", "buckets", "lockLease", "wholeDatabase", "responseTimeout", "onRemove", "batch"];
 
 const HOT = REDIS_CLIENTS.HOT;
+const HOT_GET = REDIS_CLIENTS.HOT_GET;
 
 function isConn(value) {
   return (
@@ -58,6 +59,8 @@ class RedisStore {
   #conn;
   /** The Conn's hot call (clients.js `sequential`), on a single node, for a Conn `conn` made; else undefined. */
   #hot;
+  /** The Conn's batched get (clients.js `batcher`: the plain gets of one tick as one MGET), unless `batch: false`; else undefined. */
+  #batched;
   #space;
   #prefix;
   #clustered;
@@ -114,7 +117,7 @@ class RedisStore {
   }
 
   constructor(options) {
-    const { client, prefix = "", policy, defaultTtl, buckets, lockLease, wholeDatabase, responseTimeout, onRemove } = readOptions(
+    const { client, prefix = "", policy, defaultTtl, buckets, lockLease, wholeDatabase, responseTimeout, onRemove, batch } = readOptions(
       options,
       "RedisStore",
       STORE_OPTIONS,
@@ -126,6 +129,7 @@ class RedisStore {
     if (!isWellFormed(prefix)) throw new CachePolicyError("prefix is not well-formed Unicode (it has a lone surrogate)");
     // The Rust builder's response_timeout: seconds, positive (default 1 s, the Conn's own default).
     const timeout = millis(responseTimeout, "responseTimeout");
+    if (batch !== undefined && typeof batch !== "boolean") throw new CachePolicyError(`batch must be a boolean, got ${describe(batch)}`);
     if (isConn(client)) {
       if (timeout !== undefined) {
         throw new CachePolicyError("responseTimeout is for a node-redis or ioredis client: a Conn given as the client keeps its own timeouts");
@@ -134,7 +138,10 @@ class RedisStore {
     } else {
       this.#conn = conn(client, timeout === undefined ? undefined : { timeout });
       // The hot call of a Conn `conn` made (never read from a Conn the user gave).
-      if (this.#conn.clustered !== true) this.#hot = this.#conn[HOT];
+      if (this.#conn.clustered !== true) {
+        this.#hot = this.#conn[HOT];
+        if (batch !== false && this.#hot !== undefined) this.#batched = this.#conn[HOT_GET];
+      }
     }
     this.#clustered = this.#conn.clustered === true;
     this.#prefix = prefix;
@@ -303,7 +310,9 @@ class RedisStore {
         }
         done(stored);
       };
-      if (!hot(["GET", entry], entry, done, failed)) this.#read("get", entry).then(done, reject);
+      const batched = this.#batched;
+      const sent = batched !== undefined ? batched(entry, done, failed) : hot(["GET", entry], entry, done, failed);
+      if (!sent) this.#read("get", entry).then(done, reject);
     });
   }
 

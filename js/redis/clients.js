@@ -125,6 +125,114 @@ const REDIS_CLIENTS = (() => {
 
   /** The key of a Conn's hot-path call (`sequential`), on the Conns `conn` makes only. */
   const HOT = Symbol("pepperpy-caching hot call");
+  /** The key of a Conn's batched get (`sequential` on a single node): see `batcher`. */
+  const HOT_GET = Symbol("pepperpy-caching batched get");
+
+  /** The most keys one MGET of a batch asks for; the get that fills a batch sends it at once. */
+  const BATCH_LIMIT = 128;
+
+  /**
+   * The gets of one tick as one command (issue 24 item 4): on a single node,
+   * the store's plain gets (one GET each) issued in the same tick are sent
+   * together at its end (a microtask) as one MGET, or a GET when there is
+   * one, and each caller is answered with its key's reply. Redis pays its
+   * per-command cost once for the batch, the client encodes and parses one
+   * command, one reply and one promise.
+   *
+   * One batcher per client, shared by every Conn `conn` makes on it (every
+   * store on that client), whose every other command goes through `send`
+   * here, which sends a pending batch first: so the calls of those stores
+   * reach Redis in the order they were made (a get then a set of one key in
+   * the same tick reads the old value, as on the raw client). A command
+   * that code sends on the client itself in between is not seen: it goes
+   * before the batch (the store's `batch: false` sends each get at once).
+   *
+   * Each caller keeps its own deadline (its Conn's clock: `call`), its
+   * own reply, and its own error: a connection failure or an error reply of
+   * the batch's command rejects every caller still waiting with it. MGET
+   * answers nil for a key that holds no string (a hash: a load's
+   * placeholder), where GET answers WRONGTYPE, which the store reads as a
+   * miss: the same miss. `send(argv, key)`: the client's own sending.
+   */
+  function batcher(send) {
+    // The batch being gathered: its keys, and per key [call, clock, onReply, onError] flat; null when none.
+    let keys = null;
+    let waiters = null;
+    // Each waiter still waiting (not timed out): `answer(i, reply)` or its error.
+    const each = (list, settle) => {
+      let thrown;
+      let threw = false;
+      for (let i = 0; i < list.length; i += 4) {
+        const call = list[i];
+        // Timed out meanwhile: its caller was told; a late reply is dropped.
+        if (call !== undefined && call.prev === null) continue;
+        list[i + 1].remove(call);
+        try {
+          settle(i >> 2, list[i + 2], list[i + 3]);
+        } catch (error) {
+          if (!threw) thrown = error;
+          threw = true;
+        }
+      }
+      if (threw) throw thrown;
+    };
+    const flush = () => {
+      if (keys === null) return;
+      const k = keys;
+      const w = waiters;
+      keys = waiters = null;
+      const failAll = (error) => {
+        const marked = mark(error);
+        each(w, (_, onReply, onError) => onError(marked));
+      };
+      let sent;
+      try {
+        sent = k.length === 1 ? send(["GET", k[0]], k[0]) : send(["MGET", ...k], k[0]);
+      } catch (error) {
+        failAll(error);
+        return;
+      }
+      if (k.length === 1) {
+        sent.then((r) => each(w, (_, onReply) => onReply(reply(r))), failAll);
+        return;
+      }
+      sent.then((r) => {
+        if (!Array.isArray(r) || r.length !== k.length) {
+          failAll(new Error(`MGET of ${k.length} keys answered ${Array.isArray(r) ? `${r.length} values` : "no array"}`));
+          return;
+        }
+        each(w, (i, onReply) => onReply(reply(r[i])));
+      }, failAll);
+    };
+    return {
+      /** `key`'s GET, in the batch of this tick: then `onReply(reply)` or `onError(error)`, unless `call` (of `clock`) timed out. */
+      get(key, clock, call, onReply, onError) {
+        if (keys === null) {
+          keys = [key];
+          waiters = [call, clock, onReply, onError];
+          queueMicrotask(flush);
+          return;
+        }
+        keys.push(key);
+        waiters.push(call, clock, onReply, onError);
+        if (keys.length >= BATCH_LIMIT) flush();
+      },
+      /** Any other command: the pending batch sent first. */
+      send(argv, key) {
+        if (keys !== null) flush();
+        return send(argv, key);
+      },
+      flush,
+    };
+  }
+
+  const batchers = new WeakMap();
+  /** The batcher of `client` (made with `send` the first time), shared by the Conns made on it. */
+  function batcherOf(client, send) {
+    let b = batchers.get(client);
+    if (b === undefined) batchers.set(client, (b = batcher(send)));
+    return b;
+  }
 
   /**
    * The deadlines of a Conn's calls: `add(reject, what)` when a call starts
@@ -201,7 +309,7 @@ const REDIS_CLIENTS = (() => {
    * call at once and waits for them together. Each call is one promise of
    * ours around the client's (a get is on the hot path).
    */
-  function sequential(kind, clustered, send, masters, timeout, ready, clock = deadlines(timeout), onLost = undefined) {
+  function sequential(kind, clustered, send, masters, timeout, ready, clock = deadlines(timeout), onLost = undefined, batch = undefined) {
     const isNoScript = (error) => error.redisError === true && String(error.message).startsWith(NOSCRIPT);
     // A call failed: its deadline removed, its error marked (a lost connection reported).
     const fail = (call, key, reject, error) => {
@@ -325,10 +433,20 @@ const REDIS_CLIENTS = (() => {
       sendOnce(argv, key, clock.add(onError, argv), onReply, onError);
       return true;
     };
+    // The store's plain get on a single node: the batch of this tick (`batcher`), within this Conn's deadline. False as `hot`.
+    const hotGet =
+      batch === undefined
+        ? undefined
+        : (key, onReply, onError) => {
+            if (ready !== undefined && ready(key) !== true) return false;
+            batch.get(key, clock, clock.add(onError, "GET"), onReply, onError);
+            return true;
+          };
     const self = {
       kind,
       clustered,
       [HOT]: hot,
+      [HOT_GET]: hotGet,
       script: runScript,
       command: runCommand,
       pipeline: (calls) => {
@@ -436,12 +554,14 @@ const REDIS_CLIENTS = (() => {
   /** node-redis v4: `sendCommand(args, { returnBuffers: true })`; a legacy-mode client's promise API is `client.v4`. */
   function nodeRedis4(client, timeout) {
     const target = client.options?.legacyMode && client.v4 ? client.v4 : client;
-    return sequential("node-redis", false, (argv) => target.sendCommand(argv, V4_OPTIONS), undefined, timeout, nodeRedisGate(client));
+    const batch = batcherOf(client, (argv) => target.sendCommand(argv, V4_OPTIONS));
+    return sequential("node-redis", false, batch.send, undefined, timeout, nodeRedisGate(client), undefined, undefined, batch);
   }
 
   /** node-redis v5 (and later): a type mapping per command for bytes. */
   function nodeRedis5(client, timeout) {
-    return sequential("node-redis", false, (argv) => client.sendCommand(argv, V5_OPTIONS), undefined, timeout, nodeRedisGate(client));
+    const batch = batcherOf(client, (argv) => client.sendCommand(argv, V5_OPTIONS));
+    return sequential("node-redis", false, batch.send, undefined, timeout, nodeRedisGate(client), undefined, undefined, batch);
   }
 
   /** CRC16 (XMODEM) of `bytes`: Redis Cluster's key hash. */
@@ -556,10 +676,14 @@ const REDIS_CLIENTS = (() => {
           return node(key);
         };
     const clock = deadlines(timeout);
-    const base = sequential(kind, clustered, (argv) => client.callBuffer(...argv), undefined, timeout, ready, clock);
+    // A single node's gets of one tick are batched (`batcher`); a Cluster's each go as one GET.
+    const batch = clustered ? undefined : batcherOf(client, (argv) => client.callBuffer(...argv));
+    const base = sequential(kind, clustered, batch === undefined ? (argv) => client.callBuffer(...argv) : batch.send, undefined, timeout, ready, clock, undefined, batch);
     const exec = async (calls, build) => {
       // The first exec waited for ready (below); a second one (NOSCRIPT) goes only on a connected client.
       if (ready !== undefined && client.status !== "ready") throw new Error(`the ${kind} client lost its connection`);
+      // A batch of gets made before this pipeline goes first.
+      batch?.flush();
       const pipe = client.pipeline();
       for (const call of calls) build(pipe, call);
       let results;
@@ -695,7 +819,7 @@ const REDIS_CLIENTS = (() => {
     );
   }
 
-  return { conn, HOT };
+  return { conn, HOT, HOT_GET };
 })();
 
 /**
