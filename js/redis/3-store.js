@@ -11,6 +11,7 @@ const STORE_OPTIONS = ["client", "prefix", "policy", "defaultTtl", "buckets", "l
 
 const HOT = REDIS_CLIENTS.HOT;
 const HOT_GET = REDIS_CLIENTS.HOT_GET;
+const HOT_SET = REDIS_CLIENTS.HOT_SET;
 
 function isConn(value) {
   return (
@@ -61,6 +62,8 @@ class RedisStore {
   #hot;
   /** The Conn's batched get (clients.js `batcher`: the plain gets of one tick as one MGET), unless `batch: false`; else undefined. */
   #batched;
+  /** The Conn's batched set without a TTL (MSET), as #batched. */
+  #batchedSet;
   #space;
   #prefix;
   #clustered;
@@ -140,7 +143,10 @@ class RedisStore {
       // The hot call of a Conn `conn` made (never read from a Conn the user gave).
       if (this.#conn.clustered !== true) {
         this.#hot = this.#conn[HOT];
-        if (batch !== false && this.#hot !== undefined) this.#batched = this.#conn[HOT_GET];
+        if (batch !== false && this.#hot !== undefined) {
+          this.#batched = this.#conn[HOT_GET];
+          this.#batchedSet = this.#conn[HOT_SET];
+        }
       }
     }
     this.#clustered = this.#conn.clustered === true;
@@ -419,6 +425,8 @@ class RedisStore {
         resolve();
       };
       const failed = (error) => reject(backendError("set", error));
+      const batched = this.#batchedSet;
+      if (ttl === undefined && batched !== undefined && batched(entry, stored, done, failed)) return;
       const argv = setArgv(entry, stored, ttl);
       if (!hot(argv, entry, done, failed)) this.#conn.command(argv, entry).then(done, failed);
     });

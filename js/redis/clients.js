@@ -127,6 +127,8 @@ const REDIS_CLIENTS = (() => {
   const HOT = Symbol("pepperpy-caching hot call");
   /** The key of a Conn's batched get (`sequential` on a single node): see `batcher`. */
   const HOT_GET = Symbol("pepperpy-caching batched get");
+  /** The key of a Conn's batched set (`sequential` on a single node): see `batcher`. */
+  const HOT_SET = Symbol("pepperpy-caching batched set");
 
   /** The most keys one MGET of a batch asks for; the get that fills a batch sends it at once. */
   const BATCH_LIMIT = 128;
@@ -155,20 +157,26 @@ const REDIS_CLIENTS = (() => {
    * miss: the same miss. `send(argv, key)`: the client's own sending.
    */
   function batcher(send) {
-    // The batch being gathered: its keys, and per key [call, clock, onReply, onError] flat; null when none.
-    let keys = null;
-    let waiters = null;
-    // Each waiter still waiting (not timed out): `answer(i, reply)` or its error.
-    const each = (list, settle) => {
+    // The batch being gathered: its command ("GET", "SET" or undefined: none)
+    // and its calls, a list of { key, value, call, clock, onReply, onError,
+    // next } (object literals, and arrays made only when it is sent, by
+    // definition: an index accessor on Array.prototype or Object.prototype,
+    // a polyfill's or a hostile library's, takes nothing from a call).
+    let kind;
+    let head = null;
+    let tail = null;
+    let count = 0;
+    // Each call of the list from `first` still waiting (not timed out) settled by `settle(i, w)`.
+    const each = (first, settle) => {
       let thrown;
       let threw = false;
-      for (let i = 0; i < list.length; i += 4) {
-        const call = list[i];
+      for (let w = first, i = 0; w !== null; w = w.next, i++) {
+        const call = w.call;
         // Timed out meanwhile: its caller was told; a late reply is dropped.
         if (call !== undefined && call.prev === null) continue;
-        list[i + 1].remove(call);
+        w.clock.remove(call);
         try {
-          settle(i >> 2, list[i + 2], list[i + 3]);
+          settle(i, w);
         } catch (error) {
           if (!threw) thrown = error;
           threw = true;
@@ -176,50 +184,86 @@ const REDIS_CLIENTS = (() => {
       }
       if (threw) throw thrown;
     };
+    /** The batch's command: GET or SET for one call, else MGET or MSET of every key (and value). */
+    const argvOf = (first, n, isGet) => {
+      if (n === 1) return isGet ? ["GET", first.key] : ["SET", first.key, first.value];
+      let w = first;
+      let value = false;
+      return Array.from({ length: isGet ? n + 1 : 2 * n + 1 }, (_, i) => {
+        if (i === 0) return isGet ? "MGET" : "MSET";
+        if (value) {
+          value = false;
+          const v = w.value;
+          w = w.next;
+          return v;
+        }
+        const k = w.key;
+        if (isGet) w = w.next;
+        else value = true;
+        return k;
+      });
+    };
     const flush = () => {
-      if (keys === null) return;
-      const k = keys;
-      const w = waiters;
-      keys = waiters = null;
+      if (head === null) return;
+      const first = head;
+      const n = count;
+      const isGet = kind === "GET";
+      kind = undefined;
+      head = tail = null;
+      count = 0;
       const failAll = (error) => {
         const marked = mark(error);
-        each(w, (_, onReply, onError) => onError(marked));
+        each(first, (_, w) => w.onError(marked));
       };
       let sent;
       try {
-        sent = k.length === 1 ? send(["GET", k[0]], k[0]) : send(["MGET", ...k], k[0]);
+        sent = send(argvOf(first, n, isGet), first.key);
       } catch (error) {
         failAll(error);
         return;
       }
-      if (k.length === 1) {
-        sent.then((r) => each(w, (_, onReply) => onReply(reply(r))), failAll);
+      if (n === 1 || !isGet) {
+        sent.then((r) => {
+          const answer = reply(r);
+          each(first, (_, w) => w.onReply(answer));
+        }, failAll);
         return;
       }
       sent.then((r) => {
-        if (!Array.isArray(r) || r.length !== k.length) {
-          failAll(new Error(`MGET of ${k.length} keys answered ${Array.isArray(r) ? `${r.length} values` : "no array"}`));
+        if (!Array.isArray(r) || r.length !== n) {
+          failAll(new Error(`MGET of ${n} keys answered ${Array.isArray(r) ? `${r.length} values` : "no array"}`));
           return;
         }
-        each(w, (i, onReply) => onReply(reply(r[i])));
+        each(first, (i, w) => w.onReply(reply(r[i])));
       }, failAll);
+    };
+    /** Adds a call to the batch of `command` (another pending one is sent first; a full one is sent at once). */
+    const join = (command, key, value, call, clock, onReply, onError) => {
+      if (head !== null && kind !== command) flush();
+      const w = { key, value, call, clock, onReply, onError, next: null };
+      if (head === null) {
+        kind = command;
+        head = tail = w;
+        count = 1;
+        queueMicrotask(flush);
+        return;
+      }
+      tail.next = w;
+      tail = w;
+      if (++count >= BATCH_LIMIT) flush();
     };
     return {
       /** `key`'s GET, in the batch of this tick: then `onReply(reply)` or `onError(error)`, unless `call` (of `clock`) timed out. */
       get(key, clock, call, onReply, onError) {
-        if (keys === null) {
-          keys = [key];
-          waiters = [call, clock, onReply, onError];
-          queueMicrotask(flush);
-          return;
-        }
-        keys.push(key);
-        waiters.push(call, clock, onReply, onError);
-        if (keys.length >= BATCH_LIMIT) flush();
+        join("GET", key, undefined, call, clock, onReply, onError);
+      },
+      /** The SET of `value` (no TTL) at `key`, in the batch of this tick (MSET): as `get`. */
+      set(key, value, clock, call, onReply, onError) {
+        join("SET", key, value, call, clock, onReply, onError);
       },
       /** Any other command: the pending batch sent first. */
       send(argv, key) {
-        if (keys !== null) flush();
+        if (head !== null) flush();
         return send(argv, key);
       },
       flush,
@@ -442,11 +486,21 @@ const REDIS_CLIENTS = (() => {
             batch.get(key, clock, clock.add(onError, "GET"), onReply, onError);
             return true;
           };
+    // The store's plain set without a TTL: as hotGet, in a batch of sets (MSET).
+    const hotSet =
+      batch === undefined
+        ? undefined
+        : (key, value, onReply, onError) => {
+            if (ready !== undefined && ready(key) !== true) return false;
+            batch.set(key, value, clock, clock.add(onError, "SET"), onReply, onError);
+            return true;
+          };
     const self = {
       kind,
       clustered,
       [HOT]: hot,
       [HOT_GET]: hotGet,
+      [HOT_SET]: hotSet,
       script: runScript,
       command: runCommand,
       pipeline: (calls) => {
@@ -819,7 +873,7 @@ const REDIS_CLIENTS = (() => {
     );
   }
 
-  return { conn, HOT, HOT_GET };
+  return { conn, HOT, HOT_GET, HOT_SET };
 })();
 
 /**

@@ -58,8 +58,10 @@ after(async () => {
 async function commands() {
   const info = await admin.info("commandstats");
   const calls = (name) => Number(new RegExp(`^cmdstat_${name}:calls=(\\d+)`, "m").exec(info)?.[1] ?? 0);
-  return { get: calls("get"), mget: calls("mget") };
+  return { get: calls("get"), mget: calls("mget"), set: calls("set"), mset: calls("mset") };
 }
+/** commands() without the zeros. */
+const ran = async () => Object.fromEntries(Object.entries(await commands()).filter(([, v]) => v !== 0));
 const reset = () => admin.sendCommand(["CONFIG", "RESETSTAT"]);
 
 /** The outcome of each promise: ["ok", value] or ["error", class name, message]. */
@@ -89,15 +91,48 @@ for (const kind of KINDS) {
       const wanted = Array.from({ length: 64 }, (_, i) => (i < 40 ? { i, s: `v${i}` } : undefined));
       await reset();
       assert.deepEqual(await Promise.all(wanted.map((_, i) => store.get(`k${i}`))), wanted);
-      assert.deepEqual(await commands(), { get: 0, mget: 1 }, "64 gets in one tick: one MGET");
+      assert.deepEqual(await ran(), { mget: 1 }, "64 gets in one tick: one MGET");
       await reset();
       assert.deepEqual(await store.get("k3"), { i: 3, s: "v3" });
-      assert.deepEqual(await commands(), { get: 1, mget: 0 }, "a lone get: one GET (no MGET of one key)");
+      assert.deepEqual(await ran(), { get: 1 }, "a lone get: one GET (no MGET of one key)");
       await reset();
       assert.deepEqual(await Promise.all(wanted.map((_, i) => plain.get(`k${i}`))), wanted);
-      assert.deepEqual(await commands(), { get: 64, mget: 0 }, "batch: false: one GET per get");
+      assert.deepEqual(await ran(), { get: 64 }, "batch: false: one GET per get");
       assert.deepEqual(statsOf(store), { hits: 41, misses: 24, sets: 40, deletes: 0 });
       assert.deepEqual(statsOf(plain), { hits: 40, misses: 24, sets: 0, deletes: 0 });
+    });
+
+    test("the sets of one tick without a TTL are one MSET, a lone set a SET; a set with a TTL is a SET PX of its own; with batch: false one SET each", async () => {
+      const prefix = fresh();
+      const store = new RedisStore({ client, prefix });
+      const plain = new RedisStore({ client, prefix: fresh(), batch: false });
+      await reset();
+      await Promise.all(Array.from({ length: 64 }, (_, i) => store.set(`k${i}`, { i })));
+      assert.deepEqual(await ran(), { mset: 1 }, "64 sets in one tick: one MSET");
+      assert.deepEqual(await store.getMany(["k0", "k63", "k64"]), [{ i: 0 }, { i: 63 }, undefined]);
+      assert.equal(await admin.pTTL(`${prefix}k5`), -1, "no TTL");
+      await reset();
+      await store.set("lone", 1);
+      assert.deepEqual(await ran(), { set: 1 }, "a lone set: one SET");
+      await reset();
+      // Sets with a TTL go each as a SET PX, and cut the batch: before them one MSET, after them another.
+      await Promise.all([store.set("a", 1), store.set("b", 2), store.set("t", 3, { ttl: 60 }), store.set("c", 4), store.set("d", 5)]);
+      assert.deepEqual(await ran(), { set: 1, mset: 2 });
+      const ttl = await admin.pTTL(`${prefix}t`);
+      assert.ok(ttl > 55_000 && ttl <= 60_000, `TTL ${ttl}`);
+      assert.deepEqual(await store.getMany(["a", "b", "t", "c", "d"]), [1, 2, 3, 4, 5]);
+      // The same key twice in one batch: the later set wins, as with two SETs.
+      await Promise.all([store.set("same", "first"), store.set("same", "second")]);
+      assert.equal(await store.get("same"), "second");
+      await reset();
+      await Promise.all(Array.from({ length: 64 }, (_, i) => plain.set(`k${i}`, { i })));
+      assert.deepEqual(await ran(), { set: 64 }, "batch: false: one SET per set");
+      assert.equal(store.getStats().sets, 64 + 1 + 5 + 2, "each set counted");
+      // A value Rust refuses: that set rejects before anything is sent, the others of the tick are written.
+      const mixed = await outcomes([store.set("x", 1), store.set("y", NaN), store.set("z", 3)]);
+      assert.deepEqual(mixed[0], ["ok", undefined]);
+      assert.equal(mixed[1][1], CacheSerializationError.name);
+      assert.deepEqual(await store.getMany(["x", "y", "z"]), [1, undefined, 3]);
     });
 
     test("each caller gets its own key's answer, as with one GET each: a placeholder or another type is a miss, a refused document fails only its own get", async () => {
@@ -117,7 +152,7 @@ for (const kind of KINDS) {
       const keys = ["hit", "miss", "placeholder", "meta", "foreign", "idle", "list", "wide", "badjson", "ttl", "hit"];
       await reset();
       const got = await outcomes(keys.map((k) => batched.get(k)));
-      assert.deepEqual(await commands(), { get: 0, mget: 1 });
+      assert.deepEqual(await ran(), { mget: 1 });
       assert.deepEqual(got, await outcomes(keys.map((k) => plain.get(k))), "the same answers as one GET per get");
       assert.deepEqual(got[0], ["ok", { a: [1, 2.5, "x"] }]);
       assert.deepEqual(got[2], ["ok", undefined], "a load's placeholder (a hash) is a miss");
@@ -152,6 +187,13 @@ for (const kind of KINDS) {
         "get, clear, get": (s) => [s.get("k"), s.clear(), s.get("k")],
         "get, invalidate, get": (s) => [s.get("k"), s.invalidate("*"), s.get("k")],
         "get, has, getMany": (s) => [s.get("k"), s.has("k"), s.getMany(["k", "j"])],
+        "set, set, get": (s) => [s.set("k", 2), s.set("k", 3), s.get("k")],
+        "set, get, set, get": (s) => [s.set("k", 2), s.get("k"), s.set("k", 3), s.get("k")],
+        "set, set with a TTL, get": (s) => [s.set("k", 2), s.set("k", 3, { ttl: 60 }), s.get("k")],
+        "set with a TTL, set, get": (s) => [s.set("k", 2, { ttl: 60 }), s.set("k", 3), s.get("k")],
+        "set, delete, get": (s) => [s.set("k", 2), s.delete("k"), s.get("k")],
+        "set, another store's get, get": (s, o) => [s.set("k", 2), o.get("k"), s.get("k")],
+        "set, getMany, setMany, get": (s) => [s.set("k", 2), s.getMany(["k"]), s.setMany([["k", 3]]), s.get("k")],
       };
       for (const [name, calls] of Object.entries(scenarios)) {
         const answers = [];
@@ -169,16 +211,42 @@ for (const kind of KINDS) {
       }
     });
 
+    test("getter-only index accessors on Array.prototype and Object.prototype while the calls are made (a polyfill, a hostile library) take nothing from a batch", async () => {
+      const prefix = fresh();
+      const store = new RedisStore({ client, prefix });
+      await store.set("a", "A");
+      // Made before the accessors are (they would refuse this list's own pushes).
+      const polluted = Array.from({ length: 24 }, (_, i) => [i % 2 ? Array.prototype : Object.prototype, String(i >> 1)]);
+      /** The calls `calls()` makes (synchronously: the batch is sent at the end of the tick, when the accessors are gone). */
+      const under = (calls) => {
+        try {
+          for (const [proto, i] of polluted) Object.defineProperty(proto, i, { configurable: true, get: () => "hijacked" });
+          return outcomes(calls());
+        } finally {
+          for (const [proto, i] of polluted) delete proto[i];
+        }
+      };
+      const sets = await under(() => [store.set("c", [1, 2]), store.set("d", { x: 1 }), store.set("e", "E"), store.set("f", 1), store.set("g", 2), store.set("h", 3)]);
+      assert.deepEqual(sets, Array.from({ length: 6 }, () => ["ok", undefined]));
+      const gets = await under(() => ["a", "b", "c", "d", "e", "f", "g", "h"].map((k) => store.get(k)));
+      assert.deepEqual(gets.map(([, v]) => v), ["A", undefined, [1, 2], { x: 1 }, "E", 1, 2, 3]);
+      assert.equal(await admin.exists("hijacked"), 0);
+    });
+
     test("at most 128 keys a command: a larger batch is sent in parts, a last key alone as a GET", async () => {
       const prefix = fresh();
       const store = new RedisStore({ client, prefix });
       await store.setMany(Array.from({ length: 300 }, (_, i) => [`k${i}`, i]));
       await reset();
       assert.deepEqual(await Promise.all(Array.from({ length: 300 }, (_, i) => store.get(`k${i}`))), Array.from({ length: 300 }, (_, i) => i));
-      assert.deepEqual(await commands(), { get: 0, mget: 3 }, "128 + 128 + 44");
+      assert.deepEqual(await ran(), { mget: 3 }, "128 + 128 + 44");
       await reset();
       assert.deepEqual(await Promise.all(Array.from({ length: 257 }, (_, i) => store.get(`k${i}`))), Array.from({ length: 257 }, (_, i) => i));
-      assert.deepEqual(await commands(), { get: 1, mget: 2 }, "128 + 128 + 1");
+      assert.deepEqual(await ran(), { get: 1, mget: 2 }, "128 + 128 + 1");
+      await reset();
+      await Promise.all(Array.from({ length: 257 }, (_, i) => store.set(`k${i}`, -i - 1)));
+      assert.deepEqual(await ran(), { set: 1, mset: 2 }, "sets: 128 + 128 + 1");
+      assert.deepEqual(await store.getMany(Array.from({ length: 257 }, (_, i) => `k${i}`)), Array.from({ length: 257 }, (_, i) => -i - 1));
     });
 
     test("stats count each get: hits, misses, and its latency (which includes the wait for the end of the tick)", async () => {
@@ -227,8 +295,11 @@ describe("batched gets under faults", () => {
         const started = Date.now();
         const quickGets = [quick.get("a"), quick.get("b")].map((p) => p.then(() => "resolved", (e) => [e.constructor.name, Date.now() - started, e.message]));
         const patientGets = [patient.get("a"), patient.get("b"), patient.get("c")];
-        const [qa, qb] = await within("the quick callers' deadline", Promise.all(quickGets), 3000);
-        for (const q of [qa, qb]) {
+        // The sets of that tick, one MSET for both stores.
+        const quickSets = [quick.set("q1", 1), quick.set("q2", 2)].map((p) => p.then(() => "resolved", (e) => [e.constructor.name, Date.now() - started, e.message]));
+        const patientSets = [patient.set("p1", 1), patient.set("p2", 2)];
+        const quickOnes = await within("the quick callers' deadline", Promise.all([...quickGets, ...quickSets]), 3000);
+        for (const q of quickOnes) {
           assert.equal(q[0], CacheBackendError.name);
           assert.match(q[2], /within 150 ms/);
           assert.ok(q[1] >= 140 && q[1] < 1500, `rejected after ${q[1]} ms`);
@@ -236,10 +307,13 @@ describe("batched gets under faults", () => {
         await new Promise((r) => setTimeout(r, 200));
         own.thaw();
         assert.deepEqual(await within("the patient callers", Promise.all(patientGets)), ["A", "B", undefined]);
+        assert.deepEqual(await within("the patient sets", Promise.all(patientSets)), [undefined, undefined]);
         const qs = quick.getStats();
-        assert.deepEqual([qs.hits, qs.misses], [0, 0], "a get that timed out counts no hit or miss; the late reply is dropped");
+        assert.deepEqual([qs.hits, qs.misses, qs.sets], [0, 0, 0], "a call that timed out counts nothing; the late reply is dropped");
         const ps = patient.getStats();
-        assert.deepEqual([ps.hits, ps.misses], [2, 1]);
+        assert.deepEqual([ps.hits, ps.misses, ps.sets], [2, 1, 4]);
+        // The timed-out sets were written once the server answered (as a timed-out SET may be): the caller was told it failed.
+        assert.deepEqual(await patient.getMany(["q1", "q2", "p1", "p2"]), [1, 2, 1, 2]);
       } finally {
         own.thaw();
         await kind.close(client);
@@ -253,7 +327,7 @@ describe("batched gets under faults", () => {
         const store = new RedisStore({ client, prefix: fresh(), responseTimeout: 2 });
         await store.set("a", "A");
         own.freeze();
-        const gets = outcomes(Array.from({ length: 10 }, (_, i) => store.get(i % 2 ? "a" : `none${i}`)));
+        const gets = outcomes([...Array.from({ length: 10 }, (_, i) => store.get(i % 2 ? "a" : `none${i}`)), store.set("s1", 1), store.set("s2", 2)]);
         await new Promise((r) => setTimeout(r, 50));
         // Killed while stopped, so that it never answers (kill() would SIGCONT it first).
         process.kill(own.pid, "SIGKILL");
@@ -261,7 +335,7 @@ describe("batched gets under faults", () => {
         const got = await within("the callers of a killed server", gets, 5000);
         for (const g of got) assert.equal(g[1], CacheBackendError.name, JSON.stringify(g));
         const s = store.getStats();
-        assert.deepEqual([s.hits, s.misses], [0, 0]);
+        assert.deepEqual([s.hits, s.misses, s.sets], [0, 0, 1]);
         await own.restart();
         // The client reconnects by itself; a get then reads (the data went with the killed server).
         const deadline = Date.now() + 10_000;
@@ -285,14 +359,41 @@ describe("batched gets under faults", () => {
       }
     });
 
+    test(`${kind.name}: an error reply to a batch's command (OOM) rejects each of its callers with CacheBackendError, and only them`, async (t) => {
+      const own = await startServer(t);
+      const client = await kind.open(own.port);
+      try {
+        const store = new RedisStore({ client, prefix: fresh() });
+        await store.set("a", "A");
+        await own.cli("CONFIG", "SET", "maxmemory-policy", "noeviction");
+        await own.cli("CONFIG", "SET", "maxmemory", "1");
+        const got = await outcomes([store.get("a"), store.set("s1", 1), store.set("s2", 2), store.set("s3", 3), store.get("a"), store.get("b")]);
+        assert.deepEqual(got[0], ["ok", "A"]);
+        for (const g of got.slice(1, 4)) {
+          assert.equal(g[1], CacheBackendError.name, JSON.stringify(g));
+          assert.match(g[2], /OOM/);
+        }
+        assert.deepEqual(got.slice(4), [["ok", "A"], ["ok", undefined]]);
+        await own.cli("CONFIG", "SET", "maxmemory", "0");
+        assert.deepEqual(await store.getMany(["s1", "s2", "s3"]), [undefined, undefined, undefined]);
+        assert.equal(store.getStats().sets, 1);
+      } finally {
+        await kind.close(client);
+      }
+    });
+
     test(`${kind.name}: a client closed in the tick of a batch rejects its callers with CacheBackendError (none hangs)`, async () => {
       const client = await kind.open(server.port, { reconnectStrategy: false });
       const store = new RedisStore({ client, prefix: fresh() });
       await store.set("a", "A");
-      const gets = outcomes([store.get("a"), store.get("b"), store.get("a")]);
+      const gets = outcomes([store.get("a"), store.get("b"), store.get("a"), store.set("c", 1), store.set("d", 1)]);
       await kind.close(client);
       const got = await within("the callers of a closed client", gets, 3000);
-      for (const g of got) assert.equal(g[1], CacheBackendError.name, JSON.stringify(g));
+      // The gets were sent when the first set joined (a batch of another kind goes first): answered, or refused by the closing client.
+      const wanted = ["A", undefined, "A"];
+      got.slice(0, 3).forEach((g, i) => assert.ok(g[1] === CacheBackendError.name || (g[0] === "ok" && g[1] === wanted[i]), JSON.stringify(g)));
+      // The sets, still pending at the close: refused.
+      for (const g of got.slice(3)) assert.equal(g[1], CacheBackendError.name, JSON.stringify(g));
     });
   }
 });
