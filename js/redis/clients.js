@@ -166,6 +166,10 @@ const REDIS_CLIENTS = (() => {
     let head = null;
     let tail = null;
     let count = 0;
+    // The batch commands Redis refused (an ACL without MGET or MSET, a renamed
+    // command): their calls then go one by one, as with batch: false.
+    const refused = { GET: false, SET: false };
+    const isRefusal = (error) => error.redisError === true && /^(NOPERM|ERR unknown command)/.test(String(error.message));
     // Each call of the list from `first` still waiting (not timed out) settled by `settle(i, w)`.
     const each = (first, settle) => {
       let thrown;
@@ -183,6 +187,27 @@ const REDIS_CLIENTS = (() => {
         }
       }
       if (threw) throw thrown;
+    };
+    /** One call sent alone (its GET or SET), answered as in a batch. */
+    const single = (w, command) => {
+      const settle = (ok, value) => {
+        const call = w.call;
+        if (call !== undefined && call.prev === null) return;
+        w.clock.remove(call);
+        if (ok) w.onReply(reply(value));
+        else w.onError(mark(value));
+      };
+      let sent;
+      try {
+        sent = send(command === "GET" ? ["GET", w.key] : ["SET", w.key, w.value], w.key);
+      } catch (error) {
+        settle(false, error);
+        return;
+      }
+      sent.then(
+        (r) => settle(true, r),
+        (error) => settle(false, error),
+      );
     };
     /** The batch's command: GET or SET for one call, else MGET or MSET of every key (and value). */
     const argvOf = (first, n, isGet) => {
@@ -211,8 +236,18 @@ const REDIS_CLIENTS = (() => {
       kind = undefined;
       head = tail = null;
       count = 0;
+      const command = isGet ? "GET" : "SET";
       const failAll = (error) => {
         const marked = mark(error);
+        if (n > 1 && isRefusal(marked)) {
+          // MGET or MSET refused (none of it ran): this batch's calls, and the
+          // later ones of its kind, go one by one. (A call of another kind made
+          // after this batch was sent and before the refusal came may now reach
+          // Redis before these: once per client, on a server that refuses.)
+          refused[command] = true;
+          for (let w = first; w !== null; w = w.next) if (w.call === undefined || w.call.prev !== null) single(w, command);
+          return;
+        }
         each(first, (_, w) => w.onError(marked));
       };
       let sent;
@@ -241,6 +276,10 @@ const REDIS_CLIENTS = (() => {
     const join = (command, key, value, call, clock, onReply, onError) => {
       if (head !== null && kind !== command) flush();
       const w = { key, value, call, clock, onReply, onError, next: null };
+      if (refused[command]) {
+        single(w, command);
+        return;
+      }
       if (head === null) {
         kind = command;
         head = tail = w;

@@ -25,14 +25,19 @@ const quiet = (client) => {
   return client;
 };
 
+// open(port, { reconnect: false, username, password }): a connected client.
+const nodeRedisOptions = (port, { reconnect = true, username, password } = {}) => ({
+  socket: { host: "127.0.0.1", port, ...(reconnect ? {} : { reconnectStrategy: false }) },
+  ...(username === undefined ? {} : { username, password }),
+});
 const KINDS = [
-  { name: "node-redis v4", open: (port, opts = {}) => quiet(redis4.createClient({ socket: { host: "127.0.0.1", port, ...opts } })).connect(), close: (c) => c.disconnect() },
-  { name: "node-redis v5", open: (port, opts = {}) => quiet(redis5.createClient({ socket: { host: "127.0.0.1", port, ...opts } })).connect(), close: (c) => c.destroy() },
-  { name: "node-redis v5 RESP3", open: (port, opts = {}) => quiet(redis5.createClient({ RESP: 3, socket: { host: "127.0.0.1", port, ...opts } })).connect(), close: (c) => c.destroy() },
+  { name: "node-redis v4", open: (port, o) => quiet(redis4.createClient(nodeRedisOptions(port, o))).connect(), close: (c) => c.disconnect() },
+  { name: "node-redis v5", open: (port, o) => quiet(redis5.createClient(nodeRedisOptions(port, o))).connect(), close: (c) => c.destroy() },
+  { name: "node-redis v5 RESP3", open: (port, o) => quiet(redis5.createClient({ RESP: 3, ...nodeRedisOptions(port, o) })).connect(), close: (c) => c.destroy() },
   {
     name: "ioredis",
-    open: async (port, opts = {}) => {
-      const client = quiet(new IORedis({ host: "127.0.0.1", port, lazyConnect: true, ...(opts.reconnectStrategy === false ? { retryStrategy: () => null } : {}) }));
+    open: async (port, { reconnect = true, username, password } = {}) => {
+      const client = quiet(new IORedis({ host: "127.0.0.1", port, lazyConnect: true, username, password, ...(reconnect ? {} : { retryStrategy: () => null }) }));
       await client.connect();
       return client;
     },
@@ -382,8 +387,30 @@ describe("batched gets under faults", () => {
       }
     });
 
+    test(`${kind.name}: a user whose ACL refuses MGET and MSET: the refused batch is sent again one call at a time, and later calls go one by one`, async (t) => {
+      const own = await startServer(t);
+      await own.cli("ACL", "SETUSER", "limited", "on", ">secret", "~*", "&*", "+@all", "-mget", "-mset");
+      const client = await kind.open(own.port, { username: "limited", password: "secret" });
+      try {
+        const store = new RedisStore({ client, prefix: fresh() });
+        assert.deepEqual(await outcomes([store.set("a", 1), store.set("b", 2), store.set("c", 3)]), [["ok", undefined], ["ok", undefined], ["ok", undefined]]);
+        assert.deepEqual(await Promise.all(["a", "b", "c", "d"].map((k) => store.get(k))), [1, 2, 3, undefined]);
+        await Promise.all([store.set("a", 10), store.set("b", 20)]);
+        assert.deepEqual(await Promise.all(["a", "b"].map((k) => store.get(k))), [10, 20]);
+        const stats = await own.cli("INFO", "commandstats");
+        const calls = (name) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+        const rejected = (name) => Number(new RegExp(`cmdstat_${name}:.*rejected_calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+        assert.deepEqual([rejected("mget"), rejected("mset")], [1, 1], "each refused once, then never sent again");
+        assert.deepEqual([calls("mget"), calls("mset")], [0, 0]);
+        assert.equal(calls("get"), 6);
+        assert.deepEqual(statsOf(store), { hits: 5, misses: 1, sets: 5, deletes: 0 });
+      } finally {
+        await kind.close(client);
+      }
+    });
+
     test(`${kind.name}: a client closed in the tick of a batch rejects its callers with CacheBackendError (none hangs)`, async () => {
-      const client = await kind.open(server.port, { reconnectStrategy: false });
+      const client = await kind.open(server.port, { reconnect: false });
       const store = new RedisStore({ client, prefix: fresh() });
       await store.set("a", "A");
       const gets = outcomes([store.get("a"), store.get("b"), store.get("a"), store.set("c", 1), store.set("d", 1)]);
