@@ -130,28 +130,30 @@ const REDIS_CLIENTS = (() => {
   /** The key of a Conn's batched set (`sequential` on a single node): see `batcher`. */
   const HOT_SET = Symbol("pepperpy-caching batched set");
 
-  /** The most keys one MGET of a batch asks for; the get that fills a batch sends it at once. */
+  /** The most calls one batch sends as one command (MGET, MSET); the call that fills a batch sends it at once. */
   const BATCH_LIMIT = 128;
 
   /**
-   * The gets of one tick as one command (issue 24 item 4): on a single node,
-   * the store's plain gets (one GET each) issued in the same tick are sent
-   * together at its end (a microtask) as one MGET, or a GET when there is
-   * one, and each caller is answered with its key's reply. Redis pays its
-   * per-command cost once for the batch, the client encodes and parses one
-   * command, one reply and one promise.
+   * The gets and sets of one tick as one command (issue 24 item 4): on a
+   * single node, the store's plain gets (one GET each) made in the same tick
+   * are sent together at its end (a microtask) as one MGET, its plain sets
+   * without a TTL as one MSET, a lone one as its GET or SET, at most
+   * BATCH_LIMIT calls a command; each caller is answered with its key's
+   * reply. Redis pays its per-command cost once for the batch, and the
+   * client encodes and parses one command and one reply, with one promise.
    *
    * One batcher per client, shared by every Conn `conn` makes on it (every
    * store on that client), whose every other command goes through `send`
-   * here, which sends a pending batch first: so the calls of those stores
-   * reach Redis in the order they were made (a get then a set of one key in
-   * the same tick reads the old value, as on the raw client). A command
-   * that code sends on the client itself in between is not seen: it goes
-   * before the batch (the store's `batch: false` sends each get at once).
+   * here, which sends a pending batch first (as does a call of the other
+   * kind): so the calls of those stores reach Redis in the order they were
+   * made (a get then a set of one key in the same tick reads the old value,
+   * as on the raw client). A command that code sends on the client itself in
+   * between is not seen: it goes before the batch (the store's `batch:
+   * false` sends each call at once).
    *
-   * Each caller keeps its own deadline (its Conn's clock: `call`), its
-   * own reply, and its own error: a connection failure or an error reply of
-   * the batch's command rejects every caller still waiting with it. MGET
+   * Each caller keeps its own deadline (its Conn's clock: `call`), its own
+   * reply, and its own error: a connection failure or an error reply to the
+   * batch's command rejects every caller still waiting with it. MGET
    * answers nil for a key that holds no string (a hash: a load's
    * placeholder), where GET answers WRONGTYPE, which the store reads as a
    * miss: the same miss. `send(argv, key)`: the client's own sending.
@@ -769,13 +771,13 @@ const REDIS_CLIENTS = (() => {
           return node(key);
         };
     const clock = deadlines(timeout);
-    // A single node's gets of one tick are batched (`batcher`); a Cluster's each go as one GET.
+    // A single node's gets and sets of one tick are batched (`batcher`); a Cluster's go one by one.
     const batch = clustered ? undefined : batcherOf(client, (argv) => client.callBuffer(...argv));
     const base = sequential(kind, clustered, batch === undefined ? (argv) => client.callBuffer(...argv) : batch.send, undefined, timeout, ready, clock, undefined, batch);
     const exec = async (calls, build) => {
       // The first exec waited for ready (below); a second one (NOSCRIPT) goes only on a connected client.
       if (ready !== undefined && client.status !== "ready") throw new Error(`the ${kind} client lost its connection`);
-      // A batch of gets made before this pipeline goes first.
+      // A batch (gets, sets) made before this pipeline goes first.
       batch?.flush();
       const pipe = client.pipeline();
       for (const call of calls) build(pipe, call);
