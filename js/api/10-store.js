@@ -47,7 +47,10 @@ const RING = 1;
 const FREQ = 2;
 
 class MemoryStore {
-  #store;
+  // The engine's number (see NO_ENGINE), and the cell the garbage collector's
+  // release of it reads (`engineCells`): both written together.
+  #store = NO_ENGINE;
+  #cell = { n: NO_ENGINE };
   // How many slots the arrays were made with (see the constructor).
   #prealloc = 0;
   #ids = new SlotMap();
@@ -158,7 +161,7 @@ class MemoryStore {
     while (this.#sizeTotal > this.#maxSize) {
       let got;
       try {
-        got = store.evict(this.#ringN, now, id);
+        got = WasmEngines.evict(store, this.#ringN, now, id);
         this.#ringN = 0;
       } catch (error) {
         // Plain writes first: no stack may be left for a call here (see `#failed`).
@@ -221,10 +224,13 @@ class MemoryStore {
     this.#values = new Array(this.#prealloc);
     this.#keys = new Array(this.#prealloc);
     let reorders;
+    // Registered before the engine is made: a constructor that fails after
+    // it leaves the engine to the garbage collector's release.
+    engineCells?.register(this, this.#cell);
     try {
-      this.#store = new WasmStore(wasmPolicy, this.#prealloc);
+      this.#store = this.#cell.n = WasmEngines.create(wasmPolicy, this.#prealloc);
       this.#locate();
-      reorders = this.#store.hitsReorder();
+      reorders = WasmEngines.hitsReorder(this.#store);
     } catch (error) {
       stackMoved = true; // a plain write: see `stackMoved`
       throw error;
@@ -354,7 +360,7 @@ class MemoryStore {
   #drain() {
     try {
       unwind();
-      this.#store.replay(this.#ringN);
+      WasmEngines.replay(this.#store, this.#ringN);
     } catch (error) {
       // Plain writes first: no stack may be left for a call here (see `#failed`).
       stackMoved = true;
@@ -418,7 +424,7 @@ class MemoryStore {
   #expire(id, notices) {
     try {
       unwind();
-      this.#store.expire(this.#ringN, id);
+      WasmEngines.expire(this.#store, this.#ringN, id);
       this.#ringN = 0;
     } catch (error) {
       // Plain writes first: no stack may be left for a call here (see `#failed`).
@@ -441,7 +447,7 @@ class MemoryStore {
   /** The engine's addresses, asked once per engine. */
   #locate() {
     const store = this.#store;
-    this.#at = { header: store.header(), counters: store.counters(), ring: store.ring(), removed: store.removed() };
+    this.#at = { header: WasmEngines.header(store), counters: WasmEngines.counters(store), ring: WasmEngines.ring(store), removed: WasmEngines.removed(store) };
     this.#unview();
   }
 
@@ -518,7 +524,7 @@ class MemoryStore {
     let intact = !this.#resetting;
     if (intact) {
       try {
-        intact = this.#store.intact();
+        intact = WasmEngines.intact(this.#store);
       } catch (error) {
         if (error instanceof RangeError) throw error; // no stack to tell: ask again next time
         intact = false;
@@ -550,26 +556,25 @@ class MemoryStore {
    * consistent; its error, with no caller to go to, is reported), the
    * counters start again from zero, and the loads under way will not
    * store their values (their callers still get them). The broken engine
-   * is freed where wasm-bindgen lets it be; one that a call cut short
-   * inside wasm still borrows (wasm-bindgen never gives that borrow back)
-   * refuses, and its memory is leaked.
+   * is released before the new one is made (its memory is the new one's to
+   * take); a release cut short is finished by a later call (`orphans`).
    */
   #reset() {
     // Until this side has forgotten the broken engine's entries: a stack
     // overflow in between leaves the flag, and the next call resets again.
     this.#resetting = true;
     const broken = this.#store;
-    this.#store = new WasmStore(this.#policy, 0);
+    if (broken !== NO_ENGINE) {
+      // Plain writes: listed for release before this store lets go of it.
+      orphans[orphans.length] = broken;
+      this.#store = this.#cell.n = NO_ENGINE;
+      stackMoved = true;
+    }
+    freeOrphans();
+    this.#store = this.#cell.n = WasmEngines.create(this.#policy, 0);
     this.#ringN = 0;
     this.#locate();
     this.#view();
-    try {
-      broken.free();
-    } catch {
-      // Still borrowed by the call cut short (wasm-bindgen's borrow is never
-      // given back): it stays, unfreed. A free cut short moved the stack too.
-      stackMoved = true;
-    }
     statsSince.set(this, Date.now());
     this.#zeroCounters();
     this.#clearCut();
@@ -663,14 +668,14 @@ class MemoryStore {
 
   /** The `n` slot ids in the engine's report. */
   #report(n) {
-    return new U32(buffer(), this.#store.report(0), n);
+    return new U32(buffer(), WasmEngines.report(this.#store, 0), n);
   }
 
   /** Forgets the ids of the entries that expired by `now`. */
   #reclaim(now, notices) {
     let n;
     try {
-      n = this.#store.reclaim(this.#ringN, now);
+      n = WasmEngines.reclaim(this.#store, this.#ringN, now);
       this.#ringN = 0;
     } catch (error) {
       // Plain writes first: no stack may be left for a call here (see `#failed`).
@@ -782,7 +787,7 @@ class MemoryStore {
     }
     let id;
     try {
-      id = store.set(this.#ringN, existing ?? -1, hash, engineTtl, now, this.#gets, this.#misses);
+      id = WasmEngines.set(store, this.#ringN, existing ?? -1, hash, engineTtl, now, this.#gets, this.#misses);
       this.#ringN = 0;
     } catch (error) {
       // Plain writes first: no stack may be left for a call here (see `#failed`).
@@ -943,7 +948,7 @@ class MemoryStore {
     if (id === undefined) return false;
     let existed;
     try {
-      existed = store.remove(this.#ringN, id, now);
+      existed = WasmEngines.remove(store, this.#ringN, id, now);
       this.#ringN = 0;
     } catch (error) {
       // Plain writes first: no stack may be left for a call here (see `#failed`).
@@ -1110,7 +1115,7 @@ class MemoryStore {
     try {
       let n;
       try {
-        n = this.#store.list(this.#ringN);
+        n = WasmEngines.list(this.#store, this.#ringN);
         this.#ringN = 0;
       } catch (error) {
         // Plain writes first: no stack may be left for a call here (see `#failed`).
@@ -1133,7 +1138,7 @@ class MemoryStore {
     const n = slots.length;
     let at;
     try {
-      at = this.#store.report(n);
+      at = WasmEngines.report(this.#store, n);
     } catch (error) {
       // Plain writes first: no stack may be left for a call here (see `#failed`).
       stackMoved = true;
@@ -1150,7 +1155,7 @@ class MemoryStore {
     const ids = new U32(n);
     ids.set(room);
     try {
-      this.#store.removeReported(this.#ringN);
+      WasmEngines.removeReported(this.#store, this.#ringN);
       this.#ringN = 0;
     } catch (error) {
       // Plain writes first: no stack may be left for a call here (see `#failed`).
@@ -1168,7 +1173,7 @@ class MemoryStore {
   /** Removes every entry, queuing their notices. */
   #clearAll(notices) {
     try {
-      this.#store.clear();
+      WasmEngines.clear(this.#store);
       this.#ringN = 0;
       // Its arrays are new (and empty): no hit may write to the old ones.
       this.#unview();
@@ -1221,10 +1226,10 @@ class MemoryStore {
     idles: (store) => store.#idles,
     // S3-FIFO's queues: whether a slot is on the small one, and a move to one.
     queues: (store) => store.#mode === FREQ,
-    probation: (store, id) => store.#store.probation(id),
+    probation: (store, id) => WasmEngines.probation(store.#store, id),
     place: (store, id, probation) => {
       try {
-        store.#store.place(id, probation);
+        WasmEngines.place(store.#store, id, probation);
       } catch (error) {
         // Plain writes first: no stack may be left for a call here (see `#failed`).
         stackMoved = true;
@@ -1257,7 +1262,7 @@ class MemoryStore {
     const ids = this.#liveSlots();
     const problems = [];
     if (ids.length !== this.#ids.size) problems.push(`the engine holds ${ids.length} entries, JS ${this.#ids.size}`);
-    if (this.#store.live() !== ids.length) problems.push(`the engine counts ${this.#store.live()} live entries, lists ${ids.length}`);
+    if (WasmEngines.live(this.#store) !== ids.length) problems.push(`the engine counts ${WasmEngines.live(this.#store)} live entries, lists ${ids.length}`);
     for (const id of ids) {
       const key = this.#keys[id];
       if (key === undefined) problems.push(`slot ${id}: no key on the JS side`);
@@ -1313,7 +1318,7 @@ class MemoryStore {
   resetStats() {
     const store = this.#live();
     try {
-      store.resetCounters();
+      WasmEngines.resetCounters(store);
     } catch (error) {
       // Plain writes first: no stack may be left for a call here (see `#failed`).
       stackMoved = true;
@@ -1343,14 +1348,11 @@ class MemoryStore {
     this.#keys = [];
     this.#header = new U32(0);
     this.#unview();
-    try {
-      this.#store.free();
-    } catch {
-      // Left borrowed by a call cut short inside wasm (a trap or a stack
-      // overflow: wasm-bindgen's borrow is never given back), the engine's
-      // memory is leaked, not reused. A free cut short moved the stack too.
-      stackMoved = true;
-    }
+    // Whatever a call cut short left it in, the engine is released (a
+    // release cut short is finished by a later call: `orphans`).
+    const engine = this.#store;
+    this.#store = this.#cell.n = NO_ENGINE;
+    releaseEngine(engine);
   }
 }
 
