@@ -173,9 +173,21 @@ class MemoryStore {
         throw this.#failed(error);
       }
       if (got < 0) break;
-      if (notices === undefined) notices = this.#notices();
       const reason = got % 4;
-      this.#drop((got - reason) / 4, reason, notices);
+      try {
+        if (notices === undefined) notices = this.#notices();
+        this.#drop((got - reason) / 4, reason, notices);
+      } catch (error) {
+        // Cut short after the engine freed the slot: the next call finishes
+        // forgetting it (`#finishDrop`). Plain field writes: no call.
+        this.#dropId = (got - reason) / 4;
+        this.#dropReason = reason;
+        this.#pending = true;
+        this.#version = -1;
+        this.#ring = NO_RING;
+        this.#freq = NO_COUNTS;
+        throw error;
+      }
     }
     return notices;
   }
@@ -435,7 +447,19 @@ class MemoryStore {
       this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
-    this.#drop(id, EXPIRED, notices);
+    try {
+      this.#drop(id, EXPIRED, notices);
+    } catch (error) {
+      // Cut short after the engine freed the slot: the next call finishes
+      // forgetting it (`#finishDrop`). Plain field writes: no call.
+      this.#dropId = id;
+      this.#dropReason = EXPIRED;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
+      throw error;
+    }
   }
 
   // The JS half of the engine: views of its memory, the repair after a failed
@@ -544,6 +568,8 @@ class MemoryStore {
       }
     } else {
       if (this.#header[0] !== this.#version) this.#view();
+      if (this.#dropId >= 0 || this.#dropIds !== undefined) this.#finishDrop();
+      if (this.#clearing) this.#finishClear();
       if (this.#cutKey !== undefined) this.#finishPlacing();
       if (this.#reclaimCut !== 0) this.#finishReclaim();
     }
@@ -579,6 +605,9 @@ class MemoryStore {
     this.#zeroCounters();
     this.#clearCut();
     this.#reclaimCut = 0;
+    this.#dropId = -1;
+    this.#dropIds = undefined;
+    this.#clearing = false;
     // The notices are made once, from the entries as they were: a retry
     // finds this side already emptied and sends these.
     if (this.#resetNotices === null) {
@@ -632,13 +661,14 @@ class MemoryStore {
    */
   #drop(id, reason, notices) {
     const key = this.#keys[id];
-    const value = this.#values[id];
     if (key === undefined) return;
+    const value = this.#values[id];
     // Every live slot's key maps to it (a new mapping is made only after
     // the drops of the set that made it), so no lookup is needed first.
+    // Each step can be done again (a stack overflow may cut this anywhere:
+    // `#finishDrop` runs it again), and the key and value are forgotten
+    // last, with no call after them: until then, this slot is not done.
     this.#ids.delete(key);
-    this.#values[id] = undefined;
-    this.#keys[id] = undefined;
     if (this.#sizes !== undefined) {
       this.#sizeTotal -= this.#sizes[id] ?? 0;
       this.#sizes[id] = 0;
@@ -648,6 +678,8 @@ class MemoryStore {
     if (this.#idling) this.#idles.delete(id);
     if (this.#tags.size !== 0) untag(this.#tags, this.#byTag, id);
     if (notices !== undefined) notify3(notices, value, key, REASONS[reason]);
+    this.#values[id] = undefined;
+    this.#keys[id] = undefined;
   }
 
   /** The removal notices of one call, or undefined without a listener. */
@@ -721,6 +753,34 @@ class MemoryStore {
     this.#reclaimCut = 0;
     // The cut call already threw to its caller: a listener's error is reported.
     this.#notify(notices, true);
+  }
+
+  // A slot (or slots) the engine freed whose forgetting here (`#drop`) a
+  // stack overflow cut short, and why (deleteSync, an expired entry's
+  // read, an eviction for maxSize, invalidate): -1 and undefined for none.
+  #dropId = -1;
+  #dropIds;
+  #dropReason = 0;
+  // Set from the engine's clear until this side has forgotten every entry.
+  #clearing = false;
+
+  /** Finishes forgetting the slots a cut `#drop` left (see `#dropId`); their notices go out. */
+  #finishDrop() {
+    const notices = this.#notices();
+    // Cut short again, the next call retries: each step of `#drop` can be done again.
+    if (this.#dropId >= 0) this.#drop(this.#dropId, this.#dropReason, notices);
+    const ids = this.#dropIds;
+    if (ids !== undefined) for (let i = 0; i < ids.length; i++) this.#drop(ids[i], this.#dropReason, notices);
+    this.#dropId = -1;
+    this.#dropIds = undefined;
+    // The cut call already threw to its caller: a listener's error is reported.
+    this.#notify(notices, true);
+  }
+
+  /** Forgets every entry after the engine's clear was cut short here (see `#clearAll`). */
+  #finishClear() {
+    this.#forgetAll();
+    this.#clearing = false;
   }
 
   /** The live slot under `key` at `now`, counting nothing; reclaims it if expired. */
@@ -959,8 +1019,21 @@ class MemoryStore {
       this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
-    const notices = this.#notices();
-    this.#drop(id, existed ? DELETED : EXPIRED, notices);
+    let notices;
+    try {
+      notices = this.#notices();
+      this.#drop(id, existed ? DELETED : EXPIRED, notices);
+    } catch (error) {
+      // Cut short after the engine freed the slot: the next call finishes
+      // forgetting it (`#finishDrop`). Plain field writes: no call.
+      this.#dropId = id;
+      this.#dropReason = existed ? DELETED : EXPIRED;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
+      throw error;
+    }
     this.#notify(notices);
     return existed;
   }
@@ -1166,7 +1239,20 @@ class MemoryStore {
       this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
-    for (let i = 0; i < n; i++) this.#drop(ids[i], INVALIDATED, notices);
+    try {
+      for (let i = 0; i < n; i++) this.#drop(ids[i], INVALIDATED, notices);
+    } catch (error) {
+      // Cut short after the engine freed the slots: the next call finishes
+      // forgetting them (`#finishDrop`; those forgotten here have their
+      // notices in `notices`, which the caller sends). Plain field writes.
+      this.#dropIds = ids;
+      this.#dropReason = INVALIDATED;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
+      throw error;
+    }
     return n;
   }
 
@@ -1175,6 +1261,8 @@ class MemoryStore {
     try {
       WasmEngines.clear(this.#store);
       this.#ringN = 0;
+      // Until this side has forgotten every entry too (`#finishClear`).
+      this.#clearing = true;
       // Its arrays are new (and empty): no hit may write to the old ones.
       this.#unview();
     } catch (error) {
@@ -1186,10 +1274,21 @@ class MemoryStore {
       this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
-    if (notices !== undefined) {
-      this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
+    try {
+      if (notices !== undefined) {
+        this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
+      }
+      this.#forgetAll();
+    } catch (error) {
+      // Cut short after the engine emptied: the next call forgets the rest
+      // (`#finishClear`). The notices made so far are the caller's to send.
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
+      throw error;
     }
-    this.#forgetAll();
+    this.#clearing = false;
   }
 
   // (A static field's initializer rather than a static block: ES2022's
