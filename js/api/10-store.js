@@ -1438,20 +1438,32 @@ class MemoryStore {
    * Calling it again does nothing.
    */
   dispose() {
+    // First, with plain writes only (a stack overflow may cut what follows,
+    // and a second dispose() does nothing more): no hit reads the engine's
+    // memory again (the views out of bounds), and the engine is listed for
+    // release (`orphans`), so a dispose cut short leaks nothing of it.
+    this.#version = -1;
+    this.#ring = NO_RING;
+    this.#freq = NO_COUNTS;
+    this.#header = NO_RING;
+    const engine = this.#store;
+    if (engine !== NO_ENGINE) {
+      this.#store = this.#cell.n = NO_ENGINE;
+      orphans[orphans.length] = engine;
+      stackMoved = true;
+    }
     if (this.#disposed) return;
     this.#disposed = true;
+    try {
+      freeOrphans();
+    } catch {
+      // No stack even to begin: the next `unwind` releases it.
+    }
     // Each load and refresh ends as failed: every flight settles with it.
     this.#loads.dispose(disposedError());
     this.#forgetAll();
     this.#values = [];
     this.#keys = [];
-    this.#header = new U32(0);
-    this.#unview();
-    // Whatever a call cut short left it in, the engine is released (a
-    // release cut short is finished by a later call: `orphans`).
-    const engine = this.#store;
-    this.#store = this.#cell.n = NO_ENGINE;
-    releaseEngine(engine);
   }
 }
 
