@@ -26,6 +26,7 @@ mod hasher;
 mod listen;
 mod reentry;
 mod refresh;
+mod shard;
 // proptest is a native dev-dependency.
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod adaptive_model_tests;
@@ -47,11 +48,12 @@ pub use dump::{Dump, DumpEntry};
 
 use std::future::{Future, Ready, ready};
 use std::hash::BuildHasher;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use engine::{Engine, KeyHasher, Lookup, Weigher};
 use listen::Locked;
-use reentry::{Checked, read, read_after, write, write_after};
+use reentry::{Checked, lane_after, read, read_after, write, write_after};
+use shard::Shard;
 
 use crate::clock::Clock;
 use crate::errors::{DynError, Result};
@@ -124,11 +126,6 @@ pub struct MemoryStore<V> {
     /// Whether the engines weigh their entries (`MemoryStoreBuilder::weigher`).
     weighs: bool,
 }
-
-/// One engine on its own cache lines, so two threads working on neighbouring
-/// shards do not slow each other down through false sharing.
-#[repr(align(128))]
-struct Shard<V>(RwLock<Engine<V>>);
 
 /// The most shards a store is split into.
 pub const MAX_SHARDS: usize = 1 << 10;
@@ -298,7 +295,8 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
         let shards: Box<[Shard<V>]> = (0..count)
             .zip(engine::LaneColumn::table(count))
             .map(|(i, lanes)| {
-                let mut engine = Engine::with_hasher(self.policy.clone(), self.clock.clone(), hasher.clone(), lanes);
+                let mut engine =
+                    Engine::with_hasher(self.policy.clone(), self.clock.clone(), hasher.clone(), lanes.clone());
                 if let Some(weigher) = &self.weigher {
                     engine.weigh_with(Arc::clone(weigher));
                 }
@@ -312,7 +310,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
                 if self.listener.is_some() {
                     engine.keep_orphans();
                 }
-                Shard(RwLock::new(engine))
+                Shard::new(engine, lanes)
             })
             .collect();
         let shared_reads = read(&shards[0]).reads_are_shared();
@@ -517,24 +515,54 @@ impl<V: Clone> MemoryStore<V> {
     #[inline(always)]
     fn get_probed(&self, key: &str) -> Result<Option<V>> {
         if !self.shared_reads {
-            // Exact LRU: checked first, as every other call.
-            let (key, hash, checked) = self.checked_for_lock("get", key)?;
-            return Ok(self.get_exclusive(key, hash, Some(checked)));
+            return self.get_checked_exclusive(key);
         }
         let checked = self.check_reentry("get")?;
         let probe = Probe::new(key)?;
         let hash = self.hasher.hash_one(&*probe);
-        let engine = read_after(self.shard_of(hash), checked);
-        let found = engine.get_shared(probe, hash, None, V::clone);
-        drop(engine);
+        let shard = self.shard_of(hash);
+        // On this thread's lane, without the lock (`shard.rs`), or under the read lock.
+        let found = match lane_after(shard, checked) {
+            Ok((engine, entered)) => engine.get_entered(entered, probe, hash, V::clone),
+            Err(checked) => Self::get_locked(shard, checked, probe, hash),
+        };
         match found {
             Lookup::Hit(value) => Ok(Some(value)),
             Lookup::Miss => Ok(None),
+            rare => self.get_rare(rare, probe, hash),
+        }
+    }
+
+    /// [`get_probed`](Self::get_probed) under exact LRU (exclusive reads):
+    /// the key checked first, as every other call does.
+    #[inline(never)]
+    fn get_checked_exclusive(&self, key: &str) -> Result<Option<V>> {
+        let (key, hash, checked) = self.checked_for_lock("get", key)?;
+        Ok(self.get_exclusive(key, hash, Some(checked)))
+    }
+
+    /// [`get_probed`](Self::get_probed)'s read under the shard's read lock
+    /// (a thread without a lane, or a writer holds the shard): out of line,
+    /// so that the lane read keeps its registers.
+    #[cold]
+    #[inline(never)]
+    fn get_locked(shard: &Shard<V>, checked: Checked, probe: Probe<'_>, hash: u64) -> Lookup<V> {
+        read_after(shard, checked).get_shared(probe, hash, None, V::clone)
+    }
+
+    /// What [`get_probed`](Self::get_probed) does after an expired entry
+    /// (reclaims it) or a refused key (its error).
+    #[cold]
+    #[inline(never)]
+    fn get_rare(&self, found: Lookup<V>, probe: Probe<'_>, hash: u64) -> Result<Option<V>> {
+        match found {
             Lookup::Expired => {
                 self.reclaim(probe.found(), hash);
                 Ok(None)
             }
             Lookup::Refused => Err(probe.error()),
+            Lookup::Hit(value) => Ok(Some(value)),
+            Lookup::Miss => Ok(None),
         }
     }
 

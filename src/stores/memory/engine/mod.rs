@@ -71,8 +71,8 @@ use crate::store::{Metadata, SetOptions, check_metadata, check_set_options};
 
 pub(crate) use dump::{Restored, Snapshot};
 pub(crate) use expiry::RECLAIM_PER_WRITE;
-pub(crate) use lanes::LaneColumn;
 use lanes::Tally;
+pub(crate) use lanes::{Entered, LaneColumn};
 pub(crate) use loads::Freshly;
 pub(crate) use queues::{Climber, MAX_FREQ, MOVE_TO_MAIN};
 // The slot engine's (the JS store's) S3-FIFO sizes its ghost the same way.
@@ -448,6 +448,19 @@ impl<V> Engine<V> {
             Some(lane) => self.get_counted(lane, key, hash, now, read),
             None => self.get_shared_without_lane(key, hash, now, read),
         }
+    }
+
+    /// [`get_shared`](Self::get_shared) for a read begun on this thread's
+    /// lane without the shard's lock ([`LaneColumn::enter`]), which it ends.
+    #[inline(always)]
+    pub fn get_entered<'k, R>(
+        &self,
+        entered: Entered<'_>,
+        key: impl LookupKey<'k>,
+        hash: u64,
+        read: impl FnOnce(&V) -> R,
+    ) -> Lookup<R> {
+        self.get_counted(entered, key, hash, None, read)
     }
 
     /// [`get_shared`](Self::get_shared) for a thread without a lane (past
