@@ -254,6 +254,35 @@ for (const kind of KINDS) {
       assert.deepEqual(await store.getMany(Array.from({ length: 257 }, (_, i) => `k${i}`)), Array.from({ length: 257 }, (_, i) => -i - 1));
     });
 
+    test("many callers in a loop (set, get, delete, a set with a TTL, each awaited): every caller reads its own last write, whatever batch its calls fell in", async () => {
+      const prefix = fresh();
+      const store = new RedisStore({ client, prefix });
+      const workers = 48;
+      const rounds = 40;
+      const seen = [];
+      await Promise.all(
+        Array.from({ length: workers }, async (_, w) => {
+          const key = `w${w}`;
+          for (let r = 0; r < rounds; r++) {
+            const value = { w, r, pad: "x".repeat((w * 7 + r) % 50) };
+            if ((w + r) % 5 === 0) await store.set(key, value, { ttl: 60 });
+            else await store.set(key, value);
+            const got = await store.get(key);
+            if (JSON.stringify(got) !== JSON.stringify(value)) seen.push([key, r, got]);
+            if ((w + r) % 7 === 0) {
+              await store.delete(key);
+              const gone = await store.get(key);
+              if (gone !== undefined) seen.push([key, r, "after delete", gone]);
+            }
+          }
+        }),
+      );
+      assert.deepEqual(seen, []);
+      const s = store.getStats();
+      assert.equal(s.sets, workers * rounds);
+      assert.equal(s.hits, workers * rounds);
+    });
+
     test("stats count each get: hits, misses, and its latency (which includes the wait for the end of the tick)", async () => {
       const prefix = fresh();
       const store = new RedisStore({ client, prefix });
