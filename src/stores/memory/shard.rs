@@ -70,8 +70,7 @@ impl<V> Shard<V> {
         #[cfg(test)]
         RW_LOCKS.set(RW_LOCKS.get() + 1);
         let lock = self.lock.read().unwrap_or_else(PoisonError::into_inner);
-        // SAFETY: the read lock is held: no writer holds `&mut` (see `write`).
-        ReadGuard { engine: unsafe { &*self.engine.get() }, _lock: lock }
+        ReadGuard { shard: self, _lock: lock }
     }
 
     /// The engine, exclusively, under the write lock, once no lane read is
@@ -88,10 +87,7 @@ impl<V> Shard<V> {
             self.writer.store(true, SeqCst);
             self.lanes.wait_for_readers();
         }
-        // SAFETY: the write lock excludes every other writer and every read
-        // under the lock; the flag is up and no lane read is in progress, and
-        // none begins until the guard lowers it.
-        WriteGuard { shard: self, engine: unsafe { &mut *self.engine.get() }, _lock: lock }
+        WriteGuard { shard: self, _lock: lock }
     }
 
     /// Begins a lane read of the engine ([`LaneColumn::enter`]): `None`
@@ -112,7 +108,7 @@ impl<V> Shard<V> {
 
 /// The engine, shared, under the shard's read lock.
 pub(super) struct ReadGuard<'a, V> {
-    engine: &'a Engine<V>,
+    shard: &'a Shard<V>,
     _lock: RwLockReadGuard<'a, ()>,
 }
 
@@ -120,14 +116,15 @@ impl<V> std::ops::Deref for ReadGuard<'_, V> {
     type Target = Engine<V>;
     #[inline(always)]
     fn deref(&self) -> &Engine<V> {
-        self.engine
+        // SAFETY: the read lock is held: no writer holds `&mut` (see `write`).
+        unsafe { &*self.shard.engine.get() }
     }
 }
 
-/// The engine, exclusively, under the shard's write lock.
+/// The engine, exclusively, under the shard's write lock (the flag up and
+/// no lane read in progress: see [`Shard::write`]).
 pub(super) struct WriteGuard<'a, V> {
     shard: &'a Shard<V>,
-    engine: &'a mut Engine<V>,
     _lock: RwLockWriteGuard<'a, ()>,
 }
 
@@ -145,14 +142,19 @@ impl<V> std::ops::Deref for WriteGuard<'_, V> {
     type Target = Engine<V>;
     #[inline(always)]
     fn deref(&self) -> &Engine<V> {
-        self.engine
+        // SAFETY: the write lock is held (see `deref_mut`).
+        unsafe { &*self.shard.engine.get() }
     }
 }
 
 impl<V> std::ops::DerefMut for WriteGuard<'_, V> {
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut Engine<V> {
-        self.engine
+        // SAFETY: the write lock excludes every other writer and every read
+        // under the lock; the flag is up and no lane read is in progress, and
+        // none begins until the guard lowers it. The `&mut` borrows the
+        // guard, so it ends before the guard does.
+        unsafe { &mut *self.shard.engine.get() }
     }
 }
 

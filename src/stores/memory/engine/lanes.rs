@@ -372,7 +372,16 @@ impl LaneColumn {
     /// spins, then yields.
     #[inline]
     pub fn wait_for_readers(&self) {
-        let mut active = ACTIVE.load(SeqCst);
+        // Not this thread's own lane: a call from inside its own lane read
+        // of the shard is refused before it locks (`reentry.rs`). A thread
+        // without a lane clears a bit no lane has (16 and up: the shift
+        // wraps at 32).
+        let own = 1u32.wrapping_shl(u32::from(LANE.get()));
+        debug_assert!(
+            usize::from(LANE.get()) >= LANES || self.pair(usize::from(LANE.get())).hits().load(Relaxed) & READING == 0,
+            "a writer inside its own lane read of the shard"
+        );
+        let mut active = ACTIVE.load(SeqCst) & !own;
         while active != 0 {
             let lane = active.trailing_zeros() as usize;
             active &= active - 1;
