@@ -595,7 +595,13 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
                         if self.listener.is_some() {
                             self.dispose(Some(engine::Removed::replaced(old_value, old_metadata)), &key);
                         } else {
-                            drop((old_value, old_metadata));
+                            // The metadata's drop glue is a call even for `None`, the common case.
+                            if old_metadata.is_some() {
+                                drop(old_metadata);
+                            } else {
+                                std::mem::forget(old_metadata);
+                            }
+                            drop(old_value);
                         }
                         return ready(Ok(()));
                     }
