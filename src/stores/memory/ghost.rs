@@ -58,6 +58,15 @@ impl BucketGhost {
         *b = (*b >> 32) | (u128::from(fingerprint(hash)) << 96);
     }
 
+    /// Starts loading the bucket of `hash` into the CPU's cache, for a
+    /// [`take`](Self::take) of it soon (see `FrequencySketch::prefetch`).
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u64) {
+        if !self.table.is_empty() {
+            super::sketch::prefetch(self.table.as_ptr().wrapping_add(bucket_of(hash, self.buckets)));
+        }
+    }
+
     /// Whether `hash` is remembered; forgets it if so.
     pub fn take(&mut self, hash: u64) -> bool {
         if self.table.is_empty() {

@@ -3,7 +3,8 @@
 //! Admission Policy", ACM TOS 2017), laid out as Caffeine's `FrequencySketch`:
 //! 4-bit counters, sixteen to a `u64`, four counters per key, all four in one
 //! 64-byte block of eight words (one cache miss per key, as Caffeine's
-//! current layout: row i uses word 2i or 2i+1 of the block), and every
+//! current layout: row i uses word 2i or 2i+1 of the block; the blocks are
+//! aligned to 64 bytes, so that a block is one cache line, not two), and every
 //! counter halved once `10 x capacity` increments have been counted, so that
 //! what was popular long ago fades.
 //!
@@ -29,10 +30,15 @@ pub(super) const START: usize = 4096;
 /// The most entries a sketch is sized for (a 4 GiB table).
 const MOST: usize = 1 << 30;
 
+/// Eight words: one key's four counters, on one cache line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C, align(64))]
+struct Block([u64; 8]);
+
 #[derive(Clone, Debug)]
 pub(crate) struct FrequencySketch {
-    table: Box<[u64]>,
-    /// Blocks (of eight words) minus one.
+    table: Box<[Block]>,
+    /// Blocks minus one.
     mask: usize,
     /// The entries the table is sized for now, and at most.
     sized_for: usize,
@@ -55,7 +61,7 @@ impl FrequencySketch {
     fn sized(sized_for: usize, capacity: usize) -> Self {
         let words = (sized_for.max(2).next_power_of_two() / 2).max(8);
         FrequencySketch {
-            table: vec![0; words].into_boxed_slice(),
+            table: vec![Block::default(); words / 8].into_boxed_slice(),
             mask: words / 8 - 1,
             sized_for,
             capacity,
@@ -83,11 +89,11 @@ impl FrequencySketch {
         *self = Self::sized(self.sized_for.saturating_mul(2).min(self.capacity), self.capacity);
     }
 
-    /// Where `hash`'s counters are: the first word of its block, and the
-    /// bits that pick a word and a counter in it for each row.
+    /// Where `hash`'s counters are: its block, and the bits that pick a
+    /// word and a counter in it for each row.
     #[inline(always)]
     fn place(&self, hash: u64) -> (usize, u32) {
-        let block = ((hash ^ (hash >> 32)) as usize & self.mask) << 3;
+        let block = (hash ^ (hash >> 32)) as usize & self.mask;
         // Another mix of the hash picks the words and the counters in them.
         (block, (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32)
     }
@@ -103,8 +109,8 @@ impl FrequencySketch {
     /// The estimated count of `hash` (at most [`MAX_COUNT`]): never below the
     /// true count since the last halving, halved with it.
     pub fn frequency(&self, hash: u64) -> u8 {
-        let (start, bits) = self.place(hash);
-        let block: &[u64; 8] = self.table[start..start + 8].try_into().expect("a block is eight words");
+        let (at, bits) = self.place(hash);
+        let block = &self.table[at].0;
         let mut min = u64::from(MAX_COUNT);
         for row in 0..4 {
             let (word, shift) = Self::lane(bits, row);
@@ -113,14 +119,22 @@ impl FrequencySketch {
         min as u8
     }
 
+    /// Starts loading the block `hash` counts in into the CPU's cache, for
+    /// an [`admit`](Self::admit) of it soon: a new key's block is nearly
+    /// always a cache miss in a large sketch.
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u64) {
+        prefetch(self.table.as_ptr().wrapping_add(self.place(hash).0));
+    }
+
     /// Counts one more occurrence of `hash`.
     #[inline]
     pub fn increment(&mut self, hash: u64) {
         // `increment_by(hash, 1)` without its clamps: each of the four
         // counters gains one unless it is saturated (every new key and every
         // shadow access comes here; a test checks both give the same table).
-        let (start, bits) = self.place(hash);
-        let block: &mut [u64; 8] = (&mut self.table[start..start + 8]).try_into().expect("a block is eight words");
+        let (at, bits) = self.place(hash);
+        let block = &mut self.table[at].0;
         let mut added = 0;
         for row in 0..4 {
             let (word, shift) = Self::lane(bits, row);
@@ -141,8 +155,8 @@ impl FrequencySketch {
     #[inline]
     pub fn increment_by(&mut self, hash: u64, n: u8) {
         let n = u64::from(n.min(MAX_COUNT));
-        let (start, bits) = self.place(hash);
-        let block: &mut [u64; 8] = (&mut self.table[start..start + 8]).try_into().expect("a block is eight words");
+        let (at, bits) = self.place(hash);
+        let block = &mut self.table[at].0;
         let mut added = 0;
         for row in 0..4 {
             let (word, shift) = Self::lane(bits, row);
@@ -162,7 +176,7 @@ impl FrequencySketch {
     #[inline(never)]
     fn halve(&mut self) {
         let mut odd = 0u64;
-        for word in self.table.iter_mut() {
+        for word in self.table.iter_mut().flat_map(|block| block.0.iter_mut()) {
             odd += u64::from((*word & ONE_MASK).count_ones());
             *word = (*word >> 1) & RESET_MASK;
         }
@@ -172,15 +186,35 @@ impl FrequencySketch {
     /// Forgets every count.
     #[cfg(test)]
     pub fn clear(&mut self) {
-        self.table.fill(0);
+        self.table.fill(Block::default());
         self.size = 0;
     }
 
     /// Heap bytes.
     #[cfg(test)]
     pub fn heap_bytes(&self) -> usize {
-        self.table.len() * 8
+        self.table.len() * 64
     }
+
+    /// Where the table is (its blocks must be on cache-line boundaries).
+    #[cfg(test)]
+    pub fn table_address(&self) -> usize {
+        self.table.as_ptr() as usize
+    }
+}
+
+/// Asks the CPU to start loading the cache line at `at` (a hint: it changes
+/// nothing any code reads; nothing on targets without the instruction).
+#[inline(always)]
+pub(crate) fn prefetch<T>(at: *const T) {
+    // SAFETY: SSE is in every x86_64 target's baseline, and a prefetch reads
+    // nothing: any address, even an invalid one, is allowed.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
 
 #[cfg(test)]
@@ -214,6 +248,23 @@ mod tests {
         // Most keys never seen read as (near) zero: the sketch is not saturated.
         let zero = (10_000..11_000u64).filter(|&i| s.frequency(spread(i)) == 0).count();
         assert!(zero > 700, "{zero} of 1000 unseen keys read zero");
+    }
+
+    #[test]
+    fn every_block_is_one_cache_line() {
+        // A block across two lines cost a new key two cache misses (churn:
+        // 1.9 a key in callgrind's cache simulation, against 1.0 aligned).
+        let mut sketches: Vec<FrequencySketch> =
+            [1, 64, 100, 1_000, 4_096, 100_000, 1 << 20].into_iter().map(FrequencySketch::new).collect();
+        let mut grown = FrequencySketch::new(usize::MAX);
+        for i in 0..(START as u64 + 1) {
+            grown.admit(spread(i));
+        }
+        sketches.push(grown.clone());
+        sketches.push(grown);
+        for s in &sketches {
+            assert_eq!(s.table_address() % 64, 0, "a sketch of {} bytes", s.heap_bytes());
+        }
     }
 
     #[test]

@@ -55,7 +55,37 @@ impl<V> StrEngine<V> {
         Ok((key, self.0.hash(&key)))
     }
 
+    /// As the store's `set`: a `set` with plain options tries the short
+    /// paths first ([`Engine::update_plain`] for a key held,
+    /// [`Engine::insert_plain`] for a new one), then the full one.
     pub fn set(&mut self, key: &str, value: V, options: SetOptions) -> Result<()> {
+        let (key, hash) = self.key(key)?;
+        let plain =
+            options.ttl.is_none() && options.idle.is_none() && options.metadata.is_none() && options.tags.is_empty();
+        let (value, absent) = if plain {
+            match self.0.update_plain(key, hash, value) {
+                Ok(replaced) => {
+                    drop(replaced);
+                    return Ok(());
+                }
+                Err((value, true)) => match self.0.insert_plain(key, hash, value) {
+                    Ok(evicted) => {
+                        drop(evicted);
+                        return Ok(());
+                    }
+                    Err(value) => (value, true),
+                },
+                Err(back) => back,
+            }
+        } else {
+            (value, false)
+        };
+        let mut removed = Removals::new();
+        self.0.set_into_known(key, hash, value, options, &mut removed, absent)
+    }
+
+    /// `set` on the full path alone ([`Engine::set`]), whatever the options.
+    pub fn set_full(&mut self, key: &str, value: V, options: SetOptions) -> Result<()> {
         let (key, hash) = self.key(key)?;
         self.0.set(key, hash, value, options).map(drop)
     }

@@ -678,6 +678,85 @@ impl<V> Engine<V> {
         Ok((old_value, old_metadata))
     }
 
+    /// The common `set` of a new key: right after [`update_plain`] missed
+    /// `key` under this same borrow (it handed back `(value, true)`: plain
+    /// options, in an engine where nothing expires, with no default TTL or
+    /// idle time, no weigher and no tag index), stores it as
+    /// [`set_into`](Self::set_into) would then, without the tests and moves
+    /// that change nothing there (the options taken apart, the clock, the
+    /// reclaim, the expiry index, the tags, a [`Removals`]), and with the
+    /// entry evicted for it, if any, replaced in place: the new entry takes
+    /// the victim's slot (no trip through the free list) and, when the store
+    /// has no listener and the two keys are as long, the victim's key buffer
+    /// (churn then allocates nothing). The entry evicted, for the caller to
+    /// drop or hand to the listener after the lock; `value` back, with
+    /// nothing changed, if the engine holds [`MAX_SLOTS`] entries (for
+    /// `set_into`'s error).
+    ///
+    /// [`update_plain`]: Self::update_plain
+    #[inline(always)]
+    pub fn insert_plain(&mut self, key: Key<'_>, hash: u64, value: V) -> std::result::Result<Option<Removed<V>>, V> {
+        debug_assert!(
+            self.weigher.is_none()
+                && self.expiries.is_empty()
+                && self.default_ttl.is_none()
+                && self.default_idle.is_none()
+                && self.tags.is_none()
+        );
+        // (Not `find`, which the tests count.)
+        debug_assert!(self.index.find(hash, |&id| same_key(&self.slab[id].key, &key)).is_none());
+        if self.slab.is_full() {
+            return Err(value);
+        }
+        self.prefetch_admission(hash);
+        // As `set_as`: the load in flight, the adaptive policy's write, then
+        // the admission (the list, and the victim if the engine is full).
+        self.cancel_load(&key, None);
+        self.adapt_before_write(hash);
+        let full = self.slab.len() >= self.max_size;
+        let (list, victim) = if ADAPTIVE_BUILT && self.adaptive.is_some() {
+            self.admit_victim(hash, full)
+        } else {
+            // The victim first, then the list: S3-FIFO's ghost takes the
+            // victim's hash before it is asked for the new key's.
+            let victim = if full { self.victim() } else { None };
+            (self.classic_list_for(hash), victim)
+        };
+        self.counters.sets += 1;
+        let Some((id, victim_hash)) = victim else {
+            self.insert_fresh(hash, Box::from(&*key), value, None, NEVER, list, 1);
+            return Ok(None);
+        };
+        self.counters.evictions += 1;
+        // What `remove_slot` does besides the slab: out of the index under
+        // the victim's key, its freshness and idle clock gone (nothing
+        // expires here: no expiry filed, no tag index).
+        self.unindex(id, victim_hash);
+        if !self.fresh.is_empty() {
+            self.fresh.remove(&id);
+        }
+        if !self.idles.is_empty() {
+            self.stop_idle(id);
+        }
+        debug_assert_eq!(self.slab[id].expires_at, NEVER);
+        // The new key in the victim's buffer if they are as long (with a
+        // listener, the victim's key is the listener's).
+        let slot = &mut self.slab[id];
+        let key = if !self.listening && slot.key.len() == key.len() {
+            overwrite(&mut slot.key, &key);
+            None
+        } else {
+            Some(Box::from(&*key))
+        };
+        let seq = self.take_seq();
+        let evicted = self.slab.replace(id, key, value, seq, list, 1, RemovalReason::Evicted);
+        let slab = &self.slab;
+        let hasher = &self.hasher;
+        self.index.insert_unique(hash, id, |&i| hasher.hash_one(&*slab[i].key));
+        self.prefetch_next_victim();
+        Ok(Some(evicted))
+    }
+
     /// [`set`](Self::set) in an engine with a weigher: out of line, so that
     /// the unweighted `set` carries none of its branches.
     #[inline(never)]
@@ -875,13 +954,29 @@ impl<V> Engine<V> {
         weight: u64,
         removed: &mut Removals<V>,
     ) -> u32 {
-        let seq = self.take_seq();
         // With a listener, every removed key is the listener's.
         let recycled = if self.listening { None } else { removed.take_key_of_len(key.len()) };
         let key = match recycled {
             Some(buffer) => refill(buffer, &key),
             None => Box::from(&*key),
         };
+        self.insert_fresh(hash, key, value, metadata, expires_at, list, weight)
+    }
+
+    /// [`insert_new`](Self::insert_new) with the key's buffer made.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn insert_fresh(
+        &mut self,
+        hash: u64,
+        key: Box<str>,
+        value: V,
+        metadata: Option<Box<Metadata>>,
+        expires_at: Nanos,
+        list: u8,
+        weight: u64,
+    ) -> u32 {
+        let seq = self.take_seq();
         let id = self.slab.insert(Slot::new(key, value, metadata, expires_at, seq), list, weight);
         let slab = &self.slab;
         let hasher = &self.hasher;
@@ -1010,9 +1105,7 @@ impl<V> Engine<V> {
     /// Takes slot `id` (filed under `hash`) out of every structure and frees
     /// it; its entry, leaving for `reason`.
     fn remove_slot(&mut self, id: u32, hash: u64, reason: RemovalReason) -> Removed<V> {
-        if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
-            entry.remove();
-        }
+        self.unindex(id, hash);
         let slot = &self.slab[id];
         self.reindex_expiry(id, (slot.expires_at, slot.seq), (NEVER, 0));
         if !self.fresh.is_empty() {
@@ -1025,6 +1118,36 @@ impl<V> Engine<V> {
             index.untag(id);
         }
         self.slab.remove(id, reason)
+    }
+}
+
+impl<V> Engine<V> {
+    /// Takes slot `id`, filed under `hash`, out of the index.
+    #[inline(always)]
+    fn unindex(&mut self, id: u32, hash: u64) {
+        if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
+            entry.remove();
+        }
+    }
+}
+
+/// Writes `key` over `buffer`, a key exactly as long (a key an eviction
+/// just freed), with no allocation.
+#[inline(always)]
+fn overwrite(buffer: &mut str, key: &str) {
+    debug_assert_eq!(buffer.len(), key.len());
+    // SAFETY: the bytes written are all of `key`'s, valid UTF-8, and the
+    // buffer is exactly as long: it holds valid UTF-8 when the borrow ends.
+    let bytes = unsafe { buffer.as_bytes_mut() };
+    let (from, n) = (key.as_bytes(), bytes.len());
+    if (8..=16).contains(&n) {
+        // Most keys: two overlapping words, not a call to `memcpy`.
+        let word = |at: usize| -> [u8; 8] { from[at..at + 8].try_into().expect("8 bytes") };
+        let (head, tail) = (word(0), word(n - 8));
+        bytes[..8].copy_from_slice(&head);
+        bytes[n - 8..].copy_from_slice(&tail);
+    } else {
+        bytes.copy_from_slice(from);
     }
 }
 

@@ -394,6 +394,30 @@ impl<V> Engine<V> {
         }
     }
 
+    /// A new key with `hash` is about to be admitted: starts loading the
+    /// adaptive policy's sketch block and ghost bucket for it (each nearly
+    /// always a cache miss in a large store), so that those loads run while
+    /// the rest of the write does.
+    #[inline(always)]
+    pub(super) fn prefetch_admission(&self, hash: u64) {
+        if ADAPTIVE_BUILT && let Some(adaptive) = &self.adaptive {
+            adaptive.sketch.prefetch(hash);
+            adaptive.ghost.prefetch(hash);
+        }
+    }
+
+    /// After an eviction: starts loading the key of the entry the next
+    /// eviction most likely takes (the tail of small under S3-FIFO, of main
+    /// otherwise), which it must hash: the eviction has just linked that
+    /// entry's slot as its list's tail, so reading where its key is costs no
+    /// miss, and the next write finds the key's bytes in the cache.
+    #[inline(always)]
+    pub(super) fn prefetch_next_victim(&self) {
+        let small = self.slab.list(SMALL);
+        let tail = if self.kind == Kind::S3Fifo && small.len > 0 { small.tail } else { self.slab.list(MAIN).tail };
+        self.slab.prefetch_key(tail);
+    }
+
     /// The list a new key with `hash` goes on under the classic policies:
     /// under S3-FIFO, main for a key the ghost remembers, else small (main
     /// is filled directly until the first eviction); main for the others.
@@ -409,6 +433,17 @@ impl<V> Engine<V> {
     /// Makes room for one entry, by the policy's rule.
     #[inline(always)]
     pub(super) fn evict_one(&mut self) -> Option<Removed<V>> {
+        let (id, hash) = self.victim()?;
+        Some(self.remove_slot(id, hash, RemovalReason::Evicted))
+    }
+
+    /// The entry the policy's rule evicts next (its slot and the hash it is
+    /// filed under), with the policy's bookkeeping of that eviction done (the
+    /// queues turned, the ghost told): the caller takes it out at once, by
+    /// [`remove_slot`](Self::remove_slot) or by putting a new entry in its
+    /// place ([`insert_plain`](Self::insert_plain)).
+    #[inline(always)]
+    pub(super) fn victim(&mut self) -> Option<(u32, u64)> {
         let id = match self.kind {
             Kind::Lru { .. } => self.slab.list(MAIN).tail,
             Kind::Ttl => {
@@ -416,14 +451,13 @@ impl<V> Engine<V> {
                 self.settle();
                 self.expiries.first().map_or(self.slab.list(MAIN).tail, |&(_, _, id)| id)
             }
-            Kind::S3Fifo if ADAPTIVE_BUILT && self.adaptive.is_some() => return self.evict_adaptive(),
-            Kind::S3Fifo => return self.evict_s3fifo(),
+            Kind::S3Fifo if ADAPTIVE_BUILT && self.adaptive.is_some() => return self.adaptive_victim(),
+            Kind::S3Fifo => return self.s3fifo_victim(),
         };
         if id == NIL {
             return None;
         }
-        let hash = self.hash(&self.slab[id].key);
-        Some(self.remove_slot(id, hash, RemovalReason::Evicted))
+        Some((id, self.hash(&self.slab[id].key)))
     }
 
     /// S3-FIFO (Yang et al., SOSP 2023): new keys enter the small queue; its
@@ -431,7 +465,8 @@ impl<V> Engine<V> {
     /// leaves and its hash goes to the ghost (a key found in the ghost enters
     /// main directly). Main is a CLOCK with 2-bit counters: its oldest entry
     /// goes round again with its count lowered while the count is not zero.
-    fn evict_s3fifo(&mut self) -> Option<Removed<V>> {
+    /// The victim, as [`victim`](Self::victim).
+    fn s3fifo_victim(&mut self) -> Option<(u32, u64)> {
         self.evicted_once = true;
         let main_cap = self.max_size.saturating_sub(self.small_cap).max(1);
         loop {
@@ -454,7 +489,7 @@ impl<V> Engine<V> {
                 if !from_main {
                     self.ghost.insert(hash);
                 }
-                return Some(self.remove_slot(id, hash, RemovalReason::Evicted));
+                return Some((id, hash));
             }
         }
     }
@@ -469,6 +504,14 @@ impl<V> Engine<V> {
     /// starts in small like a new one. Every other new key starts in small,
     /// except that main is filled directly until the first eviction.
     pub(super) fn admit(&mut self, hash: u64, full: bool) -> (u8, Option<Removed<V>>) {
+        let (list, victim) = self.admit_victim(hash, full);
+        (list, victim.map(|(id, hash)| self.remove_slot(id, hash, RemovalReason::Evicted)))
+    }
+
+    /// [`admit`](Self::admit), handing back the victim (its slot and hash)
+    /// in place, for the caller to take out at once, as [`victim`](Self::victim).
+    #[inline(always)]
+    pub(super) fn admit_victim(&mut self, hash: u64, full: bool) -> (u8, Option<(u32, u64)>) {
         let adaptive = self.adaptive.as_mut().expect("the adaptive policy");
         adaptive.sketch.admit(hash);
         let returning = adaptive.ghost.take(hash);
@@ -484,11 +527,11 @@ impl<V> Engine<V> {
             let sketch = &self.adaptive.as_ref().expect("the adaptive policy").sketch;
             if sketch.frequency(hash) > sketch.frequency(victim_hash) {
                 self.evicted_once = true;
-                return (MAIN, Some(self.remove_slot(victim, victim_hash, RemovalReason::Evicted)));
+                return (MAIN, Some((victim, victim_hash)));
             }
-            return (SMALL, self.evict_adaptive());
+            return (SMALL, self.adaptive_victim());
         }
-        (if returning { MAIN } else { SMALL }, self.evict_adaptive())
+        (if returning { MAIN } else { SMALL }, self.adaptive_victim())
     }
 
     /// Hands the hits slot `id` gathered since it was last looked at to the
@@ -522,12 +565,13 @@ impl<V> Engine<V> {
         }
     }
 
-    /// S3-FIFO's eviction under the adaptive policy: as [`evict_s3fifo`],
+    /// S3-FIFO's eviction under the adaptive policy: as [`s3fifo_victim`],
     /// with the hits an entry gathered handed to the sketch whenever the
-    /// eviction looks at it, and the fixed-size ghost.
+    /// eviction looks at it, and the fixed-size ghost. The victim, as
+    /// [`victim`](Self::victim).
     ///
-    /// [`evict_s3fifo`]: Self::evict_s3fifo
-    fn evict_adaptive(&mut self) -> Option<Removed<V>> {
+    /// [`s3fifo_victim`]: Self::s3fifo_victim
+    fn adaptive_victim(&mut self) -> Option<(u32, u64)> {
         self.evicted_once = true;
         let main_cap = self.max_size.saturating_sub(self.small_cap).max(1);
         loop {
@@ -536,8 +580,7 @@ impl<V> Engine<V> {
                 if self.slab.list(MAIN).len == 0 {
                     return None;
                 }
-                let (id, hash) = self.main_victim();
-                return Some(self.remove_slot(id, hash, RemovalReason::Evicted));
+                return Some(self.main_victim());
             }
             let id = small.tail;
             // Hashed only if it had hits to hand over or leaves (an entry
@@ -549,7 +592,7 @@ impl<V> Engine<V> {
             } else {
                 let hash = hash.unwrap_or_else(|| self.hash(&self.slab[id].key));
                 self.adaptive.as_mut().expect("the adaptive policy").ghost.insert(hash);
-                return Some(self.remove_slot(id, hash, RemovalReason::Evicted));
+                return Some((id, hash));
             }
         }
     }

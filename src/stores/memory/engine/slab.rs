@@ -290,6 +290,52 @@ impl<V> Slab<V> {
         removed
     }
 
+    /// Makes live slot `id` a new entry weighing `weight` at the head of
+    /// `list` (`value`, no metadata, no expiry, `seq`, its counts at zero,
+    /// not idle), handing back the entry it held, leaving for `reason`: what
+    /// [`remove`](Self::remove) then [`insert`](Self::insert) do when the
+    /// insert takes the slot the remove freed (an eviction for a new key),
+    /// without the round trip through the free list. Its key becomes `key`,
+    /// or with `None` stays the buffer the slot holds (which the caller has
+    /// just written the new key into; the entry handed back then has an
+    /// empty key).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn replace(
+        &mut self,
+        id: u32,
+        key: Option<Box<str>>,
+        value: V,
+        seq: u32,
+        list: u8,
+        weight: u64,
+        reason: RemovalReason,
+    ) -> Removed<V> {
+        debug_assert!(self.weighted || weight == 1);
+        let from = self.slots[id as usize].list;
+        debug_assert!(from != FREE, "slot {id} is live");
+        self.unlink(from, id);
+        self.lists[from as usize].weight -= self.weight_of(id);
+        if self.weighted {
+            self.weights[id as usize] = weight;
+        }
+        let slot = &mut self.slots[id as usize];
+        let removed = Removed {
+            key: key.map_or_else(Box::default, |key| std::mem::replace(&mut slot.key, key)),
+            value: slot.value.replace(value).expect("a live slot holds a value"),
+            _metadata: slot.metadata.take(),
+            reason,
+        };
+        slot.expires_at = NEVER;
+        slot.seq = seq;
+        *slot.freq.get_mut() = 0;
+        slot.idle = false;
+        slot.list = list;
+        self.push_head(list, id);
+        self.lists[list as usize].weight += weight;
+        removed
+    }
+
     /// Empties the slab, handing back the live entries for the caller to
     /// drop once the rest of the engine is consistent.
     pub(super) fn take_all(&mut self, reason: RemovalReason) -> Vec<Removed<V>> {
@@ -335,6 +381,15 @@ impl<V> Slab<V> {
         slot.prev = NIL;
         slot.next = old_head;
         l.head = id;
+    }
+
+    /// Starts loading the first bytes of slot `id`'s key (if `id` is a
+    /// slot) into the CPU's cache, for a read of them soon.
+    #[inline(always)]
+    pub(super) fn prefetch_key(&self, id: u32) {
+        if let Some(slot) = self.slots.get(id as usize) {
+            crate::stores::memory::sketch::prefetch(slot.key.as_ptr());
+        }
     }
 
     /// Moves `id` from its list to the head of `list`.

@@ -15,6 +15,9 @@ enum Op {
     Insert(u8),
     /// Removes the `n`th live entry (modulo the count).
     Remove(usize),
+    /// A new entry at the head of list `1` in place of the `n`th live entry
+    /// (an eviction for a new key).
+    Replace(usize, u8),
     /// Moves the `n`th live entry to the head of its own list.
     MoveToHead(usize),
     /// Moves the `n`th live entry to the head of list `1`.
@@ -30,6 +33,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0u8..2).prop_map(Op::Insert),
         3 => any::<usize>().prop_map(Op::Remove),
+        3 => (any::<usize>(), 0u8..2).prop_map(|(n, l)| Op::Replace(n, l)),
         2 => any::<usize>().prop_map(Op::MoveToHead),
         2 => (any::<usize>(), 0u8..2).prop_map(|(n, l)| Op::MoveTo(n, l)),
         2 => (0u8..2).prop_map(Op::Rotate),
@@ -100,7 +104,8 @@ proptest! {
             match *op {
                 Op::Insert(list) => {
                     let weight = if weighted { value * 37 % 11 } else { 1 };
-                    let id = slab.insert(Slot::new("k".into(), value, None, NEVER, 0), list, weight);
+                    let id = slab.insert(Slot::new(format!("i{value}").into(), value, None, NEVER, 0), list, weight);
+                    slab[id].freq.store(3, std::sync::atomic::Ordering::Relaxed);
                     prop_assert!(!reference.values.contains_key(&id), "step {}: {} reused while live", step, id);
                     reference.lists[list as usize].push_front(id);
                     reference.values.insert(id, value);
@@ -112,6 +117,25 @@ proptest! {
                         reference.unlink(id);
                         reference.values.remove(&id);
                         reference.weights.remove(&id);
+                    }
+                }
+                Op::Replace(n, list) => {
+                    if let Some(id) = reference.nth(n) {
+                        let weight = if weighted { value * 37 % 11 } else { 1 };
+                        // A new key's buffer every other time, else the slot's own.
+                        let key = value.is_multiple_of(2).then(|| format!("k{value}").into_boxed_str());
+                        let old_key = slab[id].key.clone();
+                        let old = slab.replace(id, key.clone(), value, 7, list, weight, crate::removal::RemovalReason::Evicted);
+                        let (removed_key, old_value, reason) = old.into_notice("");
+                        let expected_key = if key.is_some() { old_key.clone() } else { Box::default() };
+                        prop_assert_eq!((removed_key, old_value, reason), (expected_key, reference.values[&id], crate::removal::RemovalReason::Evicted));
+                        prop_assert_eq!(&slab[id].key, &key.unwrap_or(old_key));
+                        prop_assert_eq!((slab[id].seq, slab[id].expires_at, slab[id].idle), (7, NEVER, false));
+                        prop_assert_eq!(slab[id].freq.load(std::sync::atomic::Ordering::Relaxed), 0);
+                        reference.unlink(id);
+                        reference.lists[list as usize].push_front(id);
+                        reference.values.insert(id, value);
+                        reference.weights.insert(id, weight);
                     }
                 }
                 Op::Reweigh(n, weight) => {
