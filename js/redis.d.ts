@@ -66,6 +66,16 @@ export interface RedisStoreOptions {
    * waits (a load or refresh storing its value) the error is reported as uncaught errors are.
    */
   onRemove?: (value: unknown, key: string, reason: RemovalReason) => void;
+  /**
+   * Default true: on a single node (node-redis or ioredis, not a cluster or a RedisConn), the plain
+   * `get`s made in one tick are sent together at its end as one MGET (a lone one as a GET), and the
+   * plain `set`s without a TTL as one MSET, at most 128 keys a command; each call keeps its own
+   * answer, error, deadline and stats, and the store's calls keep their order (any other call sends a
+   * pending batch first). A command your code sends on the same client itself in that tick (`quit()`
+   * included) goes before the batch. `false`: each `get` and `set` is sent when it is made.
+   * A boolean, else CachePolicyError.
+   */
+  batch?: boolean;
 }
 
 export interface RedisSetOptions {

@@ -91,7 +91,7 @@ if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
     node --test --test-concurrency=1 --test-reporter=tap tests/js/redis-*.test.mjs
   # The client adapters and the store on the other server runtimes the issue
   # names (Deno loads the entry's `deno` form, redis-deno.mjs).
-  redis_runtimes=(tests/js/redis-clients.test.mjs tests/js/redis-store.test.mjs tests/js/redis-removals.test.mjs tests/js/redis-options.test.mjs tests/js/redis-rest.test.mjs)
+  redis_runtimes=(tests/js/redis-clients.test.mjs tests/js/redis-store.test.mjs tests/js/redis-batch.test.mjs tests/js/redis-removals.test.mjs tests/js/redis-options.test.mjs tests/js/redis-rest.test.mjs)
   run "deno test (Redis clients and store)" '[0-9]+ passed' '[0-9]+ failed' \
     "$bin/deno" test -A --no-check --no-lock "${redis_runtimes[@]}"
   run "bun test (Redis clients and store)" '^ *[0-9]+ pass$' '^ *[0-9]+ fail$' \

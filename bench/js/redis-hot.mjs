@@ -6,7 +6,7 @@
 // side's cost, the figure that decides the ratio once the client's core is
 // the bottleneck, and much steadier than ops/s on a shared machine).
 //
-//   node redis-hot.mjs [--rounds 9] [--ops 20000] [--only get|set] [--c 1,64] [--lru] [--pkg DIR] [--base DIR] [--url URL]
+//   node redis-hot.mjs [--rounds 9] [--ops 20000] [--only get|set] [--c 1,64] [--lru] [--unbatched] [--pkg DIR] [--base DIR] [--url URL]
 //
 // Without --url it starts its own redis-server (tests/js/redis-support.mjs).
 // --base DIR: an A/B, the store of another build of the package (DIR: its
@@ -50,6 +50,11 @@ const stores = [
   ["node-redis", "store node-redis", new RedisStore({ client: nodeRedis, prefix: "ps:" })],
   ["ioredis", "store ioredis", new RedisStore({ client: io, prefix: "pi:" })],
 ];
+// --unbatched: the store with batch: false too (one GET or SET per call: its own cost per call).
+if (argv.includes("--unbatched")) {
+  stores.push(["node-redis", "store node-redis unbatched", new RedisStore({ client: nodeRedis, prefix: "pu:", batch: false })]);
+  stores.push(["ioredis", "store ioredis unbatched", new RedisStore({ client: io, prefix: "pv:", batch: false })]);
+}
 if (baseDir !== undefined) {
   const { RedisStore: BaseStore } = await classesOf(resolve(baseDir));
   stores.push(["node-redis", "base store node-redis", new BaseStore({ client: nodeRedis, prefix: "bs:" })]);
@@ -96,7 +101,7 @@ for (const c of CONCURRENCY) {
     for (const row of rows) {
       const vs = row.vs ? rows.find((r) => r.base === row.vs).name : undefined;
       const ratio = vs ? `  ${(rate(row.name) / rate(vs)).toFixed(2)}x ops/s, ${(cpu(row.name) / cpu(vs)).toFixed(2)}x CPU/op` : "";
-      console.log(`  ${row.name.padEnd(26)} ${Math.round(rate(row.name)).toLocaleString("en-US").padStart(9)} ops/s ${cpu(row.name).toFixed(2).padStart(6)} µs CPU/op${ratio}`);
+      console.log(`  ${row.name.padEnd(28)} ${Math.round(rate(row.name)).toLocaleString("en-US").padStart(9)} ops/s ${cpu(row.name).toFixed(2).padStart(6)} µs CPU/op${ratio}`);
     }
   }
 }

@@ -10,14 +10,14 @@
 //   usage: node [flags] bench/js/stack-reach.cjs PKGDIR
 const { resolve } = require("node:path");
 const glue = require(resolve(process.argv[2] ?? "pkg", "wasm/pepperpy_caching.cjs"));
-const store = new glue.WasmStore(glue.WasmPolicy.lru(1000, undefined, true), 100);
+const store = glue.WasmEngines.create(glue.WasmPolicy.lru(1000, undefined, true), 100);
 
 function reach() {
   let failed = 0;
   let done = false;
   const attempt = () => {
     try {
-      store.replay(0);
+      glue.WasmEngines.replay(store, 0);
       done = true;
     } catch (error) {
       if (!(error instanceof RangeError)) throw error;

@@ -34,7 +34,7 @@ for cache in "$@"; do
     counts+=("$(grep -E '^(summary|totals):' "$file" | head -1 | awk '{print $2}')")
   done
   name=$("$bin" instr --list | grep -F -- "$cache" | sed -n 1p)
-  found=$(sed -n 's/.*, \([0-9]*\) found/\1/p' "$file.txt")
+  found=$(sed -n 's/.*, \([0-9]*\) found.*/\1/p' "$file.txt")
   printf '%s\n' "${counts[@]}" | awk -v ops="$ops" -v name="$name" -v op="$op" -v found="$found" '
     { x = $1 / ops; s += x; if (NR == 1 || x < lo) lo = x; if (x > hi) hi = x }
     END { printf "%-42s %7.1f instructions per %s (%d runs: %.1f-%.1f; last run %.0f%% found)\n", name, s / NR, op, NR, lo, hi, 100 * found / ops }'

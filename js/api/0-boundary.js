@@ -7,7 +7,7 @@
 // stack guards (a trap or an overflow must never split a call), and the
 // reasons the engine reports removals with.
 
-const { WasmStore, WasmPolicy } = wasm;
+const { WasmEngines, WasmPolicy } = wasm;
 
 // The engine in wasm knows entries by slot id only: keys, values and
 // metadata live here (keys in a Map to slot ids, values and metadata in
@@ -79,12 +79,62 @@ const restingStack = stackPointer?.value;
 // (tests/js/stack-leak.test.mjs: ~1.5 KB a store, until the instance traps).
 let stackMoved = false;
 // It runs before a store call, where a replaced getter could only fail
-// the call, not split it: the plain property is enough.
+// the call, not split it: the plain property is enough. Engines whose
+// release is still to do (`orphans`) are released first: `stackMoved` is
+// also set while there are any.
 function unwind() {
   if (!stackMoved) return;
-  stackMoved = false;
+  if (orphans.length !== 0) freeOrphans();
+  stackMoved = orphans.length !== 0;
   if (stackPointer !== undefined && stackPointer.value !== restingStack) stackPointer.value = restingStack;
 }
+
+// A store's engine is a number in the wasm's table (WasmEngines: no
+// wasm-bindgen object, whose borrow flag a call cut short would leave taken,
+// refusing its free for good). NO_ENGINE is none: released, or not made yet.
+const NO_ENGINE = 0xffffffff;
+// Engines to release: a store disposed, or one whose broken engine was
+// replaced (#reset), lists its engine here with a plain write, then
+// releases the list; a release cut short (a stack overflow) leaves its
+// number listed, and the next `unwind` releases it (a release frees the
+// engine whatever state a call left it in; see src/wasm/mod.rs).
+const orphans = [];
+
+/** Releases the listed engines; cut short, it leaves the rest listed and `stackMoved` set. */
+function freeOrphans() {
+  try {
+    for (let n = orphans.length; n !== 0; n = orphans.length) {
+      WasmEngines.release(orphans[n - 1]);
+      orphans.length = n - 1;
+    }
+  } catch {
+    stackMoved = true;
+  }
+}
+
+/** Lists engine `n` for release and releases the list (see `orphans`); never throws. */
+function releaseEngine(n) {
+  if (n === NO_ENGINE) return;
+  orphans[orphans.length] = n;
+  stackMoved = true;
+  try {
+    freeOrphans();
+  } catch {
+    // No stack even to begin: the engine stays listed, for the next `unwind`.
+  }
+}
+
+// The engine of a store that was garbage collected without dispose():
+// each store registers a cell { n } with its engine's number (a reset
+// changes it; dispose sets NO_ENGINE), and its engine is released here.
+const engineCells =
+  typeof FinalizationRegistry === "function"
+    ? new FinalizationRegistry((cell) => {
+        const n = cell.n;
+        cell.n = NO_ENGINE;
+        releaseEngine(n);
+      })
+    : undefined;
 
 /**
  * Throws RangeError unless a few more frames fit on the stack: called

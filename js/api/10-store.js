@@ -47,7 +47,10 @@ const RING = 1;
 const FREQ = 2;
 
 class MemoryStore {
-  #store;
+  // The engine's number (see NO_ENGINE), and the cell the garbage collector's
+  // release of it reads (`engineCells`): both written together.
+  #store = NO_ENGINE;
+  #cell = { n: NO_ENGINE };
   // How many slots the arrays were made with (see the constructor).
   #prealloc = 0;
   #ids = new SlotMap();
@@ -158,7 +161,7 @@ class MemoryStore {
     while (this.#sizeTotal > this.#maxSize) {
       let got;
       try {
-        got = store.evict(this.#ringN, now, id);
+        got = WasmEngines.evict(store, this.#ringN, now, id);
         this.#ringN = 0;
       } catch (error) {
         // Plain writes first: no stack may be left for a call here (see `#failed`).
@@ -170,9 +173,21 @@ class MemoryStore {
         throw this.#failed(error);
       }
       if (got < 0) break;
-      if (notices === undefined) notices = this.#notices();
       const reason = got % 4;
-      this.#drop((got - reason) / 4, reason, notices);
+      try {
+        if (notices === undefined) notices = this.#notices();
+        this.#drop((got - reason) / 4, reason, notices);
+      } catch (error) {
+        // Cut short after the engine freed the slot: the next call finishes
+        // forgetting it (`#finishDrop`). Plain field writes: no call.
+        this.#dropId = (got - reason) / 4;
+        this.#dropReason = reason;
+        this.#pending = true;
+        this.#version = -1;
+        this.#ring = NO_RING;
+        this.#freq = NO_COUNTS;
+        throw error;
+      }
     }
     return notices;
   }
@@ -221,10 +236,13 @@ class MemoryStore {
     this.#values = new Array(this.#prealloc);
     this.#keys = new Array(this.#prealloc);
     let reorders;
+    // Registered before the engine is made: a constructor that fails after
+    // it leaves the engine to the garbage collector's release.
+    engineCells?.register(this, this.#cell);
     try {
-      this.#store = new WasmStore(wasmPolicy, this.#prealloc);
+      this.#store = this.#cell.n = WasmEngines.create(wasmPolicy, this.#prealloc);
       this.#locate();
-      reorders = this.#store.hitsReorder();
+      reorders = WasmEngines.hitsReorder(this.#store);
     } catch (error) {
       stackMoved = true; // a plain write: see `stackMoved`
       throw error;
@@ -354,7 +372,7 @@ class MemoryStore {
   #drain() {
     try {
       unwind();
-      this.#store.replay(this.#ringN);
+      WasmEngines.replay(this.#store, this.#ringN);
     } catch (error) {
       // Plain writes first: no stack may be left for a call here (see `#failed`).
       stackMoved = true;
@@ -418,7 +436,7 @@ class MemoryStore {
   #expire(id, notices) {
     try {
       unwind();
-      this.#store.expire(this.#ringN, id);
+      WasmEngines.expire(this.#store, this.#ringN, id);
       this.#ringN = 0;
     } catch (error) {
       // Plain writes first: no stack may be left for a call here (see `#failed`).
@@ -429,7 +447,19 @@ class MemoryStore {
       this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
-    this.#drop(id, EXPIRED, notices);
+    try {
+      this.#drop(id, EXPIRED, notices);
+    } catch (error) {
+      // Cut short after the engine freed the slot: the next call finishes
+      // forgetting it (`#finishDrop`). Plain field writes: no call.
+      this.#dropId = id;
+      this.#dropReason = EXPIRED;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
+      throw error;
+    }
   }
 
   // The JS half of the engine: views of its memory, the repair after a failed
@@ -441,7 +471,7 @@ class MemoryStore {
   /** The engine's addresses, asked once per engine. */
   #locate() {
     const store = this.#store;
-    this.#at = { header: store.header(), counters: store.counters(), ring: store.ring(), removed: store.removed() };
+    this.#at = { header: WasmEngines.header(store), counters: WasmEngines.counters(store), ring: WasmEngines.ring(store), removed: WasmEngines.removed(store) };
     this.#unview();
   }
 
@@ -518,7 +548,7 @@ class MemoryStore {
     let intact = !this.#resetting;
     if (intact) {
       try {
-        intact = this.#store.intact();
+        intact = WasmEngines.intact(this.#store);
       } catch (error) {
         if (error instanceof RangeError) throw error; // no stack to tell: ask again next time
         intact = false;
@@ -538,6 +568,8 @@ class MemoryStore {
       }
     } else {
       if (this.#header[0] !== this.#version) this.#view();
+      if (this.#dropId >= 0 || this.#dropIds !== undefined) this.#finishDrop();
+      if (this.#clearing) this.#finishClear();
       if (this.#cutKey !== undefined) this.#finishPlacing();
       if (this.#reclaimCut !== 0) this.#finishReclaim();
     }
@@ -550,30 +582,32 @@ class MemoryStore {
    * consistent; its error, with no caller to go to, is reported), the
    * counters start again from zero, and the loads under way will not
    * store their values (their callers still get them). The broken engine
-   * is freed where wasm-bindgen lets it be; one that a call cut short
-   * inside wasm still borrows (wasm-bindgen never gives that borrow back)
-   * refuses, and its memory is leaked.
+   * is released before the new one is made (its memory is the new one's to
+   * take); a release cut short is finished by a later call (`orphans`).
    */
   #reset() {
     // Until this side has forgotten the broken engine's entries: a stack
     // overflow in between leaves the flag, and the next call resets again.
     this.#resetting = true;
     const broken = this.#store;
-    this.#store = new WasmStore(this.#policy, 0);
+    if (broken !== NO_ENGINE) {
+      // Plain writes: listed for release before this store lets go of it.
+      orphans[orphans.length] = broken;
+      this.#store = this.#cell.n = NO_ENGINE;
+      stackMoved = true;
+    }
+    freeOrphans();
+    this.#store = this.#cell.n = WasmEngines.create(this.#policy, 0);
     this.#ringN = 0;
     this.#locate();
     this.#view();
-    try {
-      broken.free();
-    } catch {
-      // Still borrowed by the call cut short (wasm-bindgen's borrow is never
-      // given back): it stays, unfreed. A free cut short moved the stack too.
-      stackMoved = true;
-    }
     statsSince.set(this, Date.now());
     this.#zeroCounters();
     this.#clearCut();
     this.#reclaimCut = 0;
+    this.#dropId = -1;
+    this.#dropIds = undefined;
+    this.#clearing = false;
     // The notices are made once, from the entries as they were: a retry
     // finds this side already emptied and sends these.
     if (this.#resetNotices === null) {
@@ -627,13 +661,14 @@ class MemoryStore {
    */
   #drop(id, reason, notices) {
     const key = this.#keys[id];
-    const value = this.#values[id];
     if (key === undefined) return;
+    const value = this.#values[id];
     // Every live slot's key maps to it (a new mapping is made only after
     // the drops of the set that made it), so no lookup is needed first.
+    // Each step can be done again (a stack overflow may cut this anywhere:
+    // `#finishDrop` runs it again), and the key and value are forgotten
+    // last, with no call after them: until then, this slot is not done.
     this.#ids.delete(key);
-    this.#values[id] = undefined;
-    this.#keys[id] = undefined;
     if (this.#sizes !== undefined) {
       this.#sizeTotal -= this.#sizes[id] ?? 0;
       this.#sizes[id] = 0;
@@ -643,6 +678,8 @@ class MemoryStore {
     if (this.#idling) this.#idles.delete(id);
     if (this.#tags.size !== 0) untag(this.#tags, this.#byTag, id);
     if (notices !== undefined) notify3(notices, value, key, REASONS[reason]);
+    this.#values[id] = undefined;
+    this.#keys[id] = undefined;
   }
 
   /** The removal notices of one call, or undefined without a listener. */
@@ -663,14 +700,14 @@ class MemoryStore {
 
   /** The `n` slot ids in the engine's report. */
   #report(n) {
-    return new U32(buffer(), this.#store.report(0), n);
+    return new U32(buffer(), WasmEngines.report(this.#store, 0), n);
   }
 
   /** Forgets the ids of the entries that expired by `now`. */
   #reclaim(now, notices) {
     let n;
     try {
-      n = this.#store.reclaim(this.#ringN, now);
+      n = WasmEngines.reclaim(this.#store, this.#ringN, now);
       this.#ringN = 0;
     } catch (error) {
       // Plain writes first: no stack may be left for a call here (see `#failed`).
@@ -716,6 +753,34 @@ class MemoryStore {
     this.#reclaimCut = 0;
     // The cut call already threw to its caller: a listener's error is reported.
     this.#notify(notices, true);
+  }
+
+  // A slot (or slots) the engine freed whose forgetting here (`#drop`) a
+  // stack overflow cut short, and why (deleteSync, an expired entry's
+  // read, an eviction for maxSize, invalidate): -1 and undefined for none.
+  #dropId = -1;
+  #dropIds;
+  #dropReason = 0;
+  // Set from the engine's clear until this side has forgotten every entry.
+  #clearing = false;
+
+  /** Finishes forgetting the slots a cut `#drop` left (see `#dropId`); their notices go out. */
+  #finishDrop() {
+    const notices = this.#notices();
+    // Cut short again, the next call retries: each step of `#drop` can be done again.
+    if (this.#dropId >= 0) this.#drop(this.#dropId, this.#dropReason, notices);
+    const ids = this.#dropIds;
+    if (ids !== undefined) for (let i = 0; i < ids.length; i++) this.#drop(ids[i], this.#dropReason, notices);
+    this.#dropId = -1;
+    this.#dropIds = undefined;
+    // The cut call already threw to its caller: a listener's error is reported.
+    this.#notify(notices, true);
+  }
+
+  /** Forgets every entry after the engine's clear was cut short here (see `#clearAll`). */
+  #finishClear() {
+    this.#forgetAll();
+    this.#clearing = false;
   }
 
   /** The live slot under `key` at `now`, counting nothing; reclaims it if expired. */
@@ -782,7 +847,7 @@ class MemoryStore {
     }
     let id;
     try {
-      id = store.set(this.#ringN, existing ?? -1, hash, engineTtl, now, this.#gets, this.#misses);
+      id = WasmEngines.set(store, this.#ringN, existing ?? -1, hash, engineTtl, now, this.#gets, this.#misses);
       this.#ringN = 0;
     } catch (error) {
       // Plain writes first: no stack may be left for a call here (see `#failed`).
@@ -943,7 +1008,7 @@ class MemoryStore {
     if (id === undefined) return false;
     let existed;
     try {
-      existed = store.remove(this.#ringN, id, now);
+      existed = WasmEngines.remove(store, this.#ringN, id, now);
       this.#ringN = 0;
     } catch (error) {
       // Plain writes first: no stack may be left for a call here (see `#failed`).
@@ -954,8 +1019,21 @@ class MemoryStore {
       this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
-    const notices = this.#notices();
-    this.#drop(id, existed ? DELETED : EXPIRED, notices);
+    let notices;
+    try {
+      notices = this.#notices();
+      this.#drop(id, existed ? DELETED : EXPIRED, notices);
+    } catch (error) {
+      // Cut short after the engine freed the slot: the next call finishes
+      // forgetting it (`#finishDrop`). Plain field writes: no call.
+      this.#dropId = id;
+      this.#dropReason = existed ? DELETED : EXPIRED;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
+      throw error;
+    }
     this.#notify(notices);
     return existed;
   }
@@ -1110,7 +1188,7 @@ class MemoryStore {
     try {
       let n;
       try {
-        n = this.#store.list(this.#ringN);
+        n = WasmEngines.list(this.#store, this.#ringN);
         this.#ringN = 0;
       } catch (error) {
         // Plain writes first: no stack may be left for a call here (see `#failed`).
@@ -1133,7 +1211,7 @@ class MemoryStore {
     const n = slots.length;
     let at;
     try {
-      at = this.#store.report(n);
+      at = WasmEngines.report(this.#store, n);
     } catch (error) {
       // Plain writes first: no stack may be left for a call here (see `#failed`).
       stackMoved = true;
@@ -1150,7 +1228,7 @@ class MemoryStore {
     const ids = new U32(n);
     ids.set(room);
     try {
-      this.#store.removeReported(this.#ringN);
+      WasmEngines.removeReported(this.#store, this.#ringN);
       this.#ringN = 0;
     } catch (error) {
       // Plain writes first: no stack may be left for a call here (see `#failed`).
@@ -1161,15 +1239,30 @@ class MemoryStore {
       this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
-    for (let i = 0; i < n; i++) this.#drop(ids[i], INVALIDATED, notices);
+    try {
+      for (let i = 0; i < n; i++) this.#drop(ids[i], INVALIDATED, notices);
+    } catch (error) {
+      // Cut short after the engine freed the slots: the next call finishes
+      // forgetting them (`#finishDrop`; those forgotten here have their
+      // notices in `notices`, which the caller sends). Plain field writes.
+      this.#dropIds = ids;
+      this.#dropReason = INVALIDATED;
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
+      throw error;
+    }
     return n;
   }
 
   /** Removes every entry, queuing their notices. */
   #clearAll(notices) {
     try {
-      this.#store.clear();
+      WasmEngines.clear(this.#store);
       this.#ringN = 0;
+      // Until this side has forgotten every entry too (`#finishClear`).
+      this.#clearing = true;
       // Its arrays are new (and empty): no hit may write to the old ones.
       this.#unview();
     } catch (error) {
@@ -1181,10 +1274,21 @@ class MemoryStore {
       this.#freq = NO_COUNTS;
       throw this.#failed(error);
     }
-    if (notices !== undefined) {
-      this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
+    try {
+      if (notices !== undefined) {
+        this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
+      }
+      this.#forgetAll();
+    } catch (error) {
+      // Cut short after the engine emptied: the next call forgets the rest
+      // (`#finishClear`). The notices made so far are the caller's to send.
+      this.#pending = true;
+      this.#version = -1;
+      this.#ring = NO_RING;
+      this.#freq = NO_COUNTS;
+      throw error;
     }
-    this.#forgetAll();
+    this.#clearing = false;
   }
 
   // (A static field's initializer rather than a static block: ES2022's
@@ -1221,10 +1325,10 @@ class MemoryStore {
     idles: (store) => store.#idles,
     // S3-FIFO's queues: whether a slot is on the small one, and a move to one.
     queues: (store) => store.#mode === FREQ,
-    probation: (store, id) => store.#store.probation(id),
+    probation: (store, id) => WasmEngines.probation(store.#store, id),
     place: (store, id, probation) => {
       try {
-        store.#store.place(id, probation);
+        WasmEngines.place(store.#store, id, probation);
       } catch (error) {
         // Plain writes first: no stack may be left for a call here (see `#failed`).
         stackMoved = true;
@@ -1257,7 +1361,7 @@ class MemoryStore {
     const ids = this.#liveSlots();
     const problems = [];
     if (ids.length !== this.#ids.size) problems.push(`the engine holds ${ids.length} entries, JS ${this.#ids.size}`);
-    if (this.#store.live() !== ids.length) problems.push(`the engine counts ${this.#store.live()} live entries, lists ${ids.length}`);
+    if (WasmEngines.live(this.#store) !== ids.length) problems.push(`the engine counts ${WasmEngines.live(this.#store)} live entries, lists ${ids.length}`);
     for (const id of ids) {
       const key = this.#keys[id];
       if (key === undefined) problems.push(`slot ${id}: no key on the JS side`);
@@ -1313,7 +1417,7 @@ class MemoryStore {
   resetStats() {
     const store = this.#live();
     try {
-      store.resetCounters();
+      WasmEngines.resetCounters(store);
     } catch (error) {
       // Plain writes first: no stack may be left for a call here (see `#failed`).
       stackMoved = true;
@@ -1334,23 +1438,32 @@ class MemoryStore {
    * Calling it again does nothing.
    */
   dispose() {
+    // First, with plain writes only (a stack overflow may cut what follows,
+    // and a second dispose() does nothing more): no hit reads the engine's
+    // memory again (the views out of bounds), and the engine is listed for
+    // release (`orphans`), so a dispose cut short leaks nothing of it.
+    this.#version = -1;
+    this.#ring = NO_RING;
+    this.#freq = NO_COUNTS;
+    this.#header = NO_RING;
+    const engine = this.#store;
+    if (engine !== NO_ENGINE) {
+      this.#store = this.#cell.n = NO_ENGINE;
+      orphans[orphans.length] = engine;
+      stackMoved = true;
+    }
     if (this.#disposed) return;
     this.#disposed = true;
+    try {
+      freeOrphans();
+    } catch {
+      // No stack even to begin: the next `unwind` releases it.
+    }
     // Each load and refresh ends as failed: every flight settles with it.
     this.#loads.dispose(disposedError());
     this.#forgetAll();
     this.#values = [];
     this.#keys = [];
-    this.#header = new U32(0);
-    this.#unview();
-    try {
-      this.#store.free();
-    } catch {
-      // Left borrowed by a call cut short inside wasm (a trap or a stack
-      // overflow: wasm-bindgen's borrow is never given back), the engine's
-      // memory is leaked, not reused. A free cut short moved the stack too.
-      stackMoved = true;
-    }
   }
 }
 

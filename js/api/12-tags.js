@@ -29,13 +29,15 @@ function tag(tagsOf, byTag, id, tags) {
 function untag(tagsOf, byTag, id) {
   const tags = tagsOf.get(id);
   if (tags === undefined) return;
-  tagsOf.delete(id);
+  // The slot's own list last: cut short (a stack overflow), this is run
+  // again from the start (MemoryStore#finishDrop) and each step can be.
   for (let i = 0; i < tags.length; i++) {
     const ids = byTag.get(tags[i]);
     if (ids === undefined) continue;
     ids.delete(id);
     if (ids.size === 0) byTag.delete(tags[i]);
   }
+  tagsOf.delete(id);
 }
 
 /** For the package's tests (MemoryStore's AUDIT): where the tag index disagrees with the entries. */

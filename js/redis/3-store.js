@@ -7,9 +7,11 @@
 // Rust store and a JS store with the same prefix, policy and buckets share
 // every entry, the capacity index and the loads.
 
-const STORE_OPTIONS = ["client", "prefix", "policy", "defaultTtl", "buckets", "lockLease", "wholeDatabase", "responseTimeout", "onRemove"];
+const STORE_OPTIONS = ["client", "prefix", "policy", "defaultTtl", "buckets", "lockLease", "wholeDatabase", "responseTimeout", "onRemove", "batch"];
 
 const HOT = REDIS_CLIENTS.HOT;
+const HOT_GET = REDIS_CLIENTS.HOT_GET;
+const HOT_SET = REDIS_CLIENTS.HOT_SET;
 
 function isConn(value) {
   return (
@@ -58,6 +60,10 @@ class RedisStore {
   #conn;
   /** The Conn's hot call (clients.js `sequential`), on a single node, for a Conn `conn` made; else undefined. */
   #hot;
+  /** The Conn's batched get (clients.js `batcher`: the plain gets of one tick as one MGET), unless `batch: false`; else undefined. */
+  #batched;
+  /** The Conn's batched set without a TTL (MSET), as #batched. */
+  #batchedSet;
   #space;
   #prefix;
   #clustered;
@@ -114,7 +120,7 @@ class RedisStore {
   }
 
   constructor(options) {
-    const { client, prefix = "", policy, defaultTtl, buckets, lockLease, wholeDatabase, responseTimeout, onRemove } = readOptions(
+    const { client, prefix = "", policy, defaultTtl, buckets, lockLease, wholeDatabase, responseTimeout, onRemove, batch } = readOptions(
       options,
       "RedisStore",
       STORE_OPTIONS,
@@ -126,6 +132,7 @@ class RedisStore {
     if (!isWellFormed(prefix)) throw new CachePolicyError("prefix is not well-formed Unicode (it has a lone surrogate)");
     // The Rust builder's response_timeout: seconds, positive (default 1 s, the Conn's own default).
     const timeout = millis(responseTimeout, "responseTimeout");
+    if (batch !== undefined && typeof batch !== "boolean") throw new CachePolicyError(`batch must be a boolean, got ${describe(batch)}`);
     if (isConn(client)) {
       if (timeout !== undefined) {
         throw new CachePolicyError("responseTimeout is for a node-redis or ioredis client: a Conn given as the client keeps its own timeouts");
@@ -134,7 +141,13 @@ class RedisStore {
     } else {
       this.#conn = conn(client, timeout === undefined ? undefined : { timeout });
       // The hot call of a Conn `conn` made (never read from a Conn the user gave).
-      if (this.#conn.clustered !== true) this.#hot = this.#conn[HOT];
+      if (this.#conn.clustered !== true) {
+        this.#hot = this.#conn[HOT];
+        if (batch !== false && this.#hot !== undefined) {
+          this.#batched = this.#conn[HOT_GET];
+          this.#batchedSet = this.#conn[HOT_SET];
+        }
+      }
     }
     this.#clustered = this.#conn.clustered === true;
     this.#prefix = prefix;
@@ -303,7 +316,9 @@ class RedisStore {
         }
         done(stored);
       };
-      if (!hot(["GET", entry], entry, done, failed)) this.#read("get", entry).then(done, reject);
+      const batched = this.#batched;
+      const sent = batched !== undefined ? batched(entry, done, failed) : hot(["GET", entry], entry, done, failed);
+      if (!sent) this.#read("get", entry).then(done, reject);
     });
   }
 
@@ -410,6 +425,8 @@ class RedisStore {
         resolve();
       };
       const failed = (error) => reject(backendError("set", error));
+      const batched = this.#batchedSet;
+      if (ttl === undefined && batched !== undefined && batched(entry, stored, done, failed)) return;
       const argv = setArgv(entry, stored, ttl);
       if (!hot(argv, entry, done, failed)) this.#conn.command(argv, entry).then(done, failed);
     });

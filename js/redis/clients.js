@@ -125,6 +125,199 @@ const REDIS_CLIENTS = (() => {
 
   /** The key of a Conn's hot-path call (`sequential`), on the Conns `conn` makes only. */
   const HOT = Symbol("pepperpy-caching hot call");
+  /** The key of a Conn's batched get (`sequential` on a single node): see `batcher`. */
+  const HOT_GET = Symbol("pepperpy-caching batched get");
+  /** The key of a Conn's batched set (`sequential` on a single node): see `batcher`. */
+  const HOT_SET = Symbol("pepperpy-caching batched set");
+
+  /** The most calls one batch sends as one command (MGET, MSET); the call that fills a batch sends it at once. */
+  const BATCH_LIMIT = 128;
+
+  /**
+   * The gets and sets of one tick as one command (issue 24 item 4): on a
+   * single node, the store's plain gets (one GET each) made in the same tick
+   * are sent together at its end (a microtask) as one MGET, its plain sets
+   * without a TTL as one MSET, a lone one as its GET or SET, at most
+   * BATCH_LIMIT calls a command; each caller is answered with its key's
+   * reply. Redis pays its per-command cost once for the batch, and the
+   * client encodes and parses one command and one reply, with one promise.
+   *
+   * One batcher per client, shared by every Conn `conn` makes on it (every
+   * store on that client), whose every other command goes through `send`
+   * here, which sends a pending batch first (as does a call of the other
+   * kind): so the calls of those stores reach Redis in the order they were
+   * made (a get then a set of one key in the same tick reads the old value,
+   * as on the raw client). A command that code sends on the client itself in
+   * between is not seen: it goes before the batch (the store's `batch:
+   * false` sends each call at once).
+   *
+   * Each caller keeps its own deadline (its Conn's clock: `call`), its own
+   * reply, and its own error: a connection failure or an error reply to the
+   * batch's command rejects every caller still waiting with it. MGET
+   * answers nil for a key that holds no string (a hash: a load's
+   * placeholder), where GET answers WRONGTYPE, which the store reads as a
+   * miss: the same miss. `send(argv, key)`: the client's own sending.
+   */
+  function batcher(send) {
+    // The batch being gathered: its command ("GET", "SET" or undefined: none)
+    // and its calls, a list of { key, value, call, clock, onReply, onError,
+    // next } (object literals, and arrays made only when it is sent, by
+    // definition: an index accessor on Array.prototype or Object.prototype,
+    // a polyfill's or a hostile library's, takes nothing from a call).
+    let kind;
+    let head = null;
+    let tail = null;
+    let count = 0;
+    // The batch commands Redis refused (an ACL without MGET or MSET, a renamed
+    // command): their calls then go one by one, as with batch: false.
+    const refused = { GET: false, SET: false };
+    const isRefusal = (error) => error.redisError === true && /^(NOPERM|ERR unknown command)/.test(String(error.message));
+    // Each call of the list from `first` still waiting (not timed out) settled by `settle(i, w)`.
+    const each = (first, settle) => {
+      let thrown;
+      let threw = false;
+      for (let w = first, i = 0; w !== null; w = w.next, i++) {
+        const call = w.call;
+        // Timed out meanwhile: its caller was told; a late reply is dropped.
+        if (call !== undefined && call.prev === null) continue;
+        w.clock.remove(call);
+        try {
+          settle(i, w);
+        } catch (error) {
+          if (!threw) thrown = error;
+          threw = true;
+        }
+      }
+      if (threw) throw thrown;
+    };
+    /** One call sent alone (its GET or SET), answered as in a batch. */
+    const single = (w, command) => {
+      const settle = (ok, value) => {
+        const call = w.call;
+        if (call !== undefined && call.prev === null) return;
+        w.clock.remove(call);
+        if (ok) w.onReply(reply(value));
+        else w.onError(mark(value));
+      };
+      let sent;
+      try {
+        sent = send(command === "GET" ? ["GET", w.key] : ["SET", w.key, w.value], w.key);
+      } catch (error) {
+        settle(false, error);
+        return;
+      }
+      sent.then(
+        (r) => settle(true, r),
+        (error) => settle(false, error),
+      );
+    };
+    /** The batch's command: GET or SET for one call, else MGET or MSET of every key (and value). */
+    const argvOf = (first, n, isGet) => {
+      if (n === 1) return isGet ? ["GET", first.key] : ["SET", first.key, first.value];
+      let w = first;
+      let value = false;
+      return Array.from({ length: isGet ? n + 1 : 2 * n + 1 }, (_, i) => {
+        if (i === 0) return isGet ? "MGET" : "MSET";
+        if (value) {
+          value = false;
+          const v = w.value;
+          w = w.next;
+          return v;
+        }
+        const k = w.key;
+        if (isGet) w = w.next;
+        else value = true;
+        return k;
+      });
+    };
+    const flush = () => {
+      if (head === null) return;
+      const first = head;
+      const n = count;
+      const isGet = kind === "GET";
+      kind = undefined;
+      head = tail = null;
+      count = 0;
+      const command = isGet ? "GET" : "SET";
+      const failAll = (error) => {
+        const marked = mark(error);
+        if (n > 1 && isRefusal(marked)) {
+          // MGET or MSET refused (none of it ran): this batch's calls, and the
+          // later ones of its kind, go one by one. (A call of another kind made
+          // after this batch was sent and before the refusal came may now reach
+          // Redis before these: once per client, on a server that refuses.)
+          refused[command] = true;
+          for (let w = first; w !== null; w = w.next) if (w.call === undefined || w.call.prev !== null) single(w, command);
+          return;
+        }
+        each(first, (_, w) => w.onError(marked));
+      };
+      let sent;
+      try {
+        sent = send(argvOf(first, n, isGet), first.key);
+      } catch (error) {
+        failAll(error);
+        return;
+      }
+      if (n === 1 || !isGet) {
+        sent.then((r) => {
+          const answer = reply(r);
+          each(first, (_, w) => w.onReply(answer));
+        }, failAll);
+        return;
+      }
+      sent.then((r) => {
+        if (!Array.isArray(r) || r.length !== n) {
+          failAll(new Error(`MGET of ${n} keys answered ${Array.isArray(r) ? `${r.length} values` : "no array"}`));
+          return;
+        }
+        each(first, (i, w) => w.onReply(reply(r[i])));
+      }, failAll);
+    };
+    /** Adds a call to the batch of `command` (another pending one is sent first; a full one is sent at once). */
+    const join = (command, key, value, call, clock, onReply, onError) => {
+      if (head !== null && kind !== command) flush();
+      const w = { key, value, call, clock, onReply, onError, next: null };
+      if (refused[command]) {
+        single(w, command);
+        return;
+      }
+      if (head === null) {
+        kind = command;
+        head = tail = w;
+        count = 1;
+        queueMicrotask(flush);
+        return;
+      }
+      tail.next = w;
+      tail = w;
+      if (++count >= BATCH_LIMIT) flush();
+    };
+    return {
+      /** `key`'s GET, in the batch of this tick: then `onReply(reply)` or `onError(error)`, unless `call` (of `clock`) timed out. */
+      get(key, clock, call, onReply, onError) {
+        join("GET", key, undefined, call, clock, onReply, onError);
+      },
+      /** The SET of `value` (no TTL) at `key`, in the batch of this tick (MSET): as `get`. */
+      set(key, value, clock, call, onReply, onError) {
+        join("SET", key, value, call, clock, onReply, onError);
+      },
+      /** Any other command: the pending batch sent first. */
+      send(argv, key) {
+        if (head !== null) flush();
+        return send(argv, key);
+      },
+      flush,
+    };
+  }
+
+  const batchers = new WeakMap();
+  /** The batcher of `client` (made with `send` the first time), shared by the Conns made on it. */
+  function batcherOf(client, send) {
+    let b = batchers.get(client);
+    if (b === undefined) batchers.set(client, (b = batcher(send)));
+    return b;
+  }
 
   /**
    * The deadlines of a Conn's calls: `add(reject, what)` when a call starts
@@ -201,7 +394,7 @@ const REDIS_CLIENTS = (() => {
    * call at once and waits for them together. Each call is one promise of
    * ours around the client's (a get is on the hot path).
    */
-  function sequential(kind, clustered, send, masters, timeout, ready, clock = deadlines(timeout), onLost = undefined) {
+  function sequential(kind, clustered, send, masters, timeout, ready, clock = deadlines(timeout), onLost = undefined, batch = undefined) {
     const isNoScript = (error) => error.redisError === true && String(error.message).startsWith(NOSCRIPT);
     // A call failed: its deadline removed, its error marked (a lost connection reported).
     const fail = (call, key, reject, error) => {
@@ -325,10 +518,30 @@ const REDIS_CLIENTS = (() => {
       sendOnce(argv, key, clock.add(onError, argv), onReply, onError);
       return true;
     };
+    // The store's plain get on a single node: the batch of this tick (`batcher`), within this Conn's deadline. False as `hot`.
+    const hotGet =
+      batch === undefined
+        ? undefined
+        : (key, onReply, onError) => {
+            if (ready !== undefined && ready(key) !== true) return false;
+            batch.get(key, clock, clock.add(onError, "GET"), onReply, onError);
+            return true;
+          };
+    // The store's plain set without a TTL: as hotGet, in a batch of sets (MSET).
+    const hotSet =
+      batch === undefined
+        ? undefined
+        : (key, value, onReply, onError) => {
+            if (ready !== undefined && ready(key) !== true) return false;
+            batch.set(key, value, clock, clock.add(onError, "SET"), onReply, onError);
+            return true;
+          };
     const self = {
       kind,
       clustered,
       [HOT]: hot,
+      [HOT_GET]: hotGet,
+      [HOT_SET]: hotSet,
       script: runScript,
       command: runCommand,
       pipeline: (calls) => {
@@ -436,12 +649,14 @@ const REDIS_CLIENTS = (() => {
   /** node-redis v4: `sendCommand(args, { returnBuffers: true })`; a legacy-mode client's promise API is `client.v4`. */
   function nodeRedis4(client, timeout) {
     const target = client.options?.legacyMode && client.v4 ? client.v4 : client;
-    return sequential("node-redis", false, (argv) => target.sendCommand(argv, V4_OPTIONS), undefined, timeout, nodeRedisGate(client));
+    const batch = batcherOf(client, (argv) => target.sendCommand(argv, V4_OPTIONS));
+    return sequential("node-redis", false, batch.send, undefined, timeout, nodeRedisGate(client), undefined, undefined, batch);
   }
 
   /** node-redis v5 (and later): a type mapping per command for bytes. */
   function nodeRedis5(client, timeout) {
-    return sequential("node-redis", false, (argv) => client.sendCommand(argv, V5_OPTIONS), undefined, timeout, nodeRedisGate(client));
+    const batch = batcherOf(client, (argv) => client.sendCommand(argv, V5_OPTIONS));
+    return sequential("node-redis", false, batch.send, undefined, timeout, nodeRedisGate(client), undefined, undefined, batch);
   }
 
   /** CRC16 (XMODEM) of `bytes`: Redis Cluster's key hash. */
@@ -556,10 +771,14 @@ const REDIS_CLIENTS = (() => {
           return node(key);
         };
     const clock = deadlines(timeout);
-    const base = sequential(kind, clustered, (argv) => client.callBuffer(...argv), undefined, timeout, ready, clock);
+    // A single node's gets and sets of one tick are batched (`batcher`); a Cluster's go one by one.
+    const batch = clustered ? undefined : batcherOf(client, (argv) => client.callBuffer(...argv));
+    const base = sequential(kind, clustered, batch === undefined ? (argv) => client.callBuffer(...argv) : batch.send, undefined, timeout, ready, clock, undefined, batch);
     const exec = async (calls, build) => {
       // The first exec waited for ready (below); a second one (NOSCRIPT) goes only on a connected client.
       if (ready !== undefined && client.status !== "ready") throw new Error(`the ${kind} client lost its connection`);
+      // A batch (gets, sets) made before this pipeline goes first.
+      batch?.flush();
       const pipe = client.pipeline();
       for (const call of calls) build(pipe, call);
       let results;
@@ -695,7 +914,7 @@ const REDIS_CLIENTS = (() => {
     );
   }
 
-  return { conn, HOT };
+  return { conn, HOT, HOT_GET, HOT_SET };
 })();
 
 /**

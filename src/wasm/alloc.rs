@@ -53,3 +53,26 @@ unsafe impl GlobalAlloc for Probed {
 
 #[global_allocator]
 static ALLOCATOR: Probed = Probed;
+
+/// A probe as wide as this allocator's and a store call's together, for a
+/// call that allocates or frees many times and must not be cut short
+/// between two of them (an engine made or released:
+/// `WasmEngines::create` and `release`): each allocation inside it, a few
+/// frames deeper, then finds the room its own probe asks for.
+mod deep {
+    probe_frame!(
+        w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w
+        w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w
+        w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w
+        w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w
+        w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w
+    );
+
+    /// The probe (see the module above).
+    #[inline(always)]
+    pub(in crate::wasm) fn deep_probe() {
+        probe();
+    }
+}
+
+pub(super) use deep::deep_probe;

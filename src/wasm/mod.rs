@@ -4,7 +4,7 @@
 //! of these exports; their names are not a public contract) keeps the keys,
 //! values and metadata; what it asks of wasm is what the Rust core owns: the
 //! policies' checks ([`WasmPolicy`]), the eviction and expiry engine, addressed
-//! by slot id only ([`WasmStore`], over `SlotEngine`), the glob matcher over
+//! by slot id only ([`WasmEngines`], over `SlotEngine`), the glob matcher over
 //! batches of keys ([`WasmPattern`]), and the limits table ([`limits`]).
 //!
 //! A hit does not call in here at all: the JS layer reads and writes the
@@ -12,12 +12,14 @@
 //! arrays over the wasm memory (the pointers below). Every argument of a
 //! store call is a number, and nothing here calls a JS global, so no code a
 //! user can reach runs inside a call: a call can only end early by a trap
-//! (stack overflow, memory exhausted). The methods take `&self` over an
-//! [`UnsafeCell`], so a trap cannot leave a borrow flag set that would refuse
-//! every later call. A call first makes sure the stack holds it, then marks
-//! the engine busy while it changes it: a trap that leaves the mark is what
-//! [`WasmStore::intact`] reports, and the JS layer then replaces that
-//! store's engine.
+//! (stack overflow, memory exhausted). A store's engine is a number into a
+//! table here, not a wasm-bindgen object: such an object's borrow flag, left
+//! taken by a call that trapped, would refuse its free for good (the engine's
+//! memory leaked). The engine sits in an [`UnsafeCell`] for the same reason.
+//! A call first makes sure the stack holds it, then marks the engine busy
+//! while it changes it: a trap that leaves the mark is what
+//! [`WasmEngines::intact`] reports, and the JS layer then releases that
+//! engine and makes the store a new one.
 
 mod errors;
 mod host;
@@ -228,16 +230,6 @@ impl WasmPolicy {
     }
 }
 
-/// The store's engine, addressed by slot id (see `SlotEngine`). Calls that
-/// can evict, reorder, remove or list first replay the first `ring` hits of
-/// the access ring (the JS layer's count since the last call).
-#[wasm_bindgen]
-pub struct WasmStore {
-    engine: UnsafeCell<SlotEngine>,
-    /// Set while a call may be changing the engine (see [`WasmStore::guarded`]).
-    busy: Cell<bool>,
-}
-
 /// The type of one of `probe_wide`'s arguments (see `probe_frame!`).
 macro_rules! probe_word {
     ($w:tt) => {
@@ -297,21 +289,18 @@ probe_frame!(
 // After `probe_frame!`, which it uses (a macro is in scope below its definition).
 mod alloc;
 
-#[wasm_bindgen]
-impl WasmStore {
-    /// An empty store run by `policy`.
-    /// Room for `preallocate` slots is reserved where the memory has it.
-    #[wasm_bindgen(constructor)]
-    pub fn new(policy: &WasmPolicy, preallocate: usize) -> WasmStore {
-        let mut engine = SlotEngine::new(&policy.0);
-        engine.preallocate(preallocate);
-        engine.publish();
-        WasmStore { engine: UnsafeCell::new(engine), busy: Cell::new(false) }
-    }
+/// One store's engine, addressed by slot id (see `SlotEngine`), in the
+/// table of engines ([`WasmEngines`]).
+struct Engine {
+    engine: UnsafeCell<SlotEngine>,
+    /// Set while a call may be changing the engine (see [`Engine::guarded`]).
+    busy: Cell<bool>,
+}
 
+impl Engine {
     /// Runs `f` on the engine, marked busy: a trap inside `f` (a stack
     /// overflow, memory exhausted where nothing reserved it) leaves the mark,
-    /// and [`WasmStore::intact`] then says so. The probe first, so that a
+    /// and [`WasmEngines::intact`] then says so. The probe first, so that a
     /// call the stack cannot hold fails before it changes anything.
     #[inline]
     fn guarded<T>(&self, f: impl FnOnce(&mut SlotEngine) -> T) -> T {
@@ -343,80 +332,173 @@ impl WasmStore {
     #[inline]
     #[allow(clippy::mut_from_ref)]
     fn engine(&self) -> &mut SlotEngine {
-        // SAFETY: a wasm instance has one thread, and no method here calls
-        // into JS (or into another method) while it holds this reference, so
+        // SAFETY: a wasm instance has one thread, and no function here calls
+        // into JS (or into another export) while it holds this reference, so
         // it is the only one alive. A trap abandons it without unwinding,
         // which an UnsafeCell, unlike a RefCell, survives.
         unsafe { &mut *self.engine.get() }
     }
+}
 
-    /// True, unless a call was cut short while it was changing the engine
-    /// (see [`WasmStore::guarded`]). The JS layer asks after a call failed,
-    /// and replaces a store found half-updated.
+/// The engines of the instance's stores, by number: a store's number
+/// indexes `engines`; a released number waits in `free` for the next store.
+struct Table {
+    engines: Vec<Option<Box<Engine>>>,
+    /// Released numbers. Its capacity is kept at least `engines.len()`, so
+    /// that a release never allocates.
+    free: Vec<u32>,
+}
+
+/// [`Table`] as a static.
+struct Engines(UnsafeCell<Table>);
+
+// SAFETY: the `js` bindings are built for wasm32-unknown-unknown without
+// the atomics feature: the instance has one thread.
+unsafe impl Sync for Engines {}
+
+static ENGINES: Engines = Engines(UnsafeCell::new(Table { engines: Vec::new(), free: Vec::new() }));
+
+/// The table. No export holds it across a call into another export or
+/// into JS (none calls either), so a reference is the only one alive.
+#[inline]
+#[allow(clippy::mut_from_ref)]
+fn table() -> &'static mut Table {
+    // SAFETY: see above; one thread (see `Engines`).
+    unsafe { &mut *ENGINES.0.get() }
+}
+
+/// Engine number `n`: a number the JS layer was given by
+/// [`WasmEngines::create`] and has not released; any other traps.
+#[inline]
+fn engine(n: u32) -> &'static Engine {
+    match table().engines.get(n as usize) {
+        Some(Some(engine)) => engine,
+        _ => std::arch::wasm32::unreachable(),
+    }
+}
+
+/// The JS stores' engines, addressed by number (static functions only: no
+/// wasm-bindgen object). A wasm-bindgen object keeps a borrow flag that a
+/// call cut short inside wasm (a trap, a stack overflow) never gives back,
+/// and that object could never be freed again (each such store leaked its
+/// whole engine); a number holds no borrow: [`release`](Self::release)
+/// frees the engine whatever a call left behind. Calls that can evict,
+/// reorder, remove or list first replay the first `ring` hits of the access
+/// ring (the JS layer's count since the last call).
+#[wasm_bindgen]
+pub struct WasmEngines {}
+
+#[wasm_bindgen]
+impl WasmEngines {
+    /// A new empty engine run by `policy`: its number. Room for
+    /// `preallocate` slots is reserved where the memory has it.
+    pub fn create(policy: &WasmPolicy, preallocate: usize) -> u32 {
+        // The deep probe: an allocation cut short would leak what it made so far.
+        alloc::deep_probe();
+        let mut engine = SlotEngine::new(&policy.0);
+        engine.preallocate(preallocate);
+        engine.publish();
+        let engine = Box::new(Engine { engine: UnsafeCell::new(engine), busy: Cell::new(false) });
+        let table = table();
+        if let Some(n) = table.free.pop() {
+            table.engines[n as usize] = Some(engine);
+            return n;
+        }
+        // Room for every number in `free` first (see `Table::free`).
+        let n = table.engines.len();
+        table.free.reserve(n + 1);
+        table.engines.push(Some(engine));
+        n as u32
+    }
+
+    /// Frees engine `n` and everything it holds, whatever state a call cut
+    /// short left it in (its arrays are each whole: an allocation is never
+    /// cut half-way, `alloc.rs`). Nothing for a number not in use. Out of
+    /// the table first: a release cut short (by a stack overflow while it
+    /// frees) leaks the rest of that engine, never frees it twice, and
+    /// its number is then never given out again.
+    pub fn release(n: u32) {
+        alloc::deep_probe();
+        let table = table();
+        let Some(Some(engine)) = table.engines.get_mut(n as usize).map(Option::take) else {
+            return;
+        };
+        drop(engine);
+        // Never allocates: see `Table::free`.
+        table.free.push(n);
+    }
+
+    /// True, unless a call was cut short while it was changing engine `n`
+    /// (see [`Engine::guarded`]) or `n` is no engine. The JS layer asks after
+    /// a call failed, and replaces an engine found half-updated.
     ///
     /// An intact engine first publishes its arrays' places again if a call
     /// cut short before the busy mark moved one without publishing it
     /// (see `SlotEngine::publish_if_moved`): the JS layer takes new views
     /// after it asked (the version moved).
-    pub fn intact(&self) -> bool {
-        if self.busy.get() {
+    pub fn intact(n: u32) -> bool {
+        let Some(Some(engine)) = table().engines.get(n as usize) else {
+            return false;
+        };
+        if engine.busy.get() {
             return false;
         }
-        self.engine().publish_if_moved();
+        engine.engine().publish_if_moved();
         true
     }
 
     /// Whether a hit reorders (exact LRU): the JS layer then records hits in the ring.
     #[wasm_bindgen(js_name = hitsReorder)]
-    pub fn hits_reorder(&self) -> bool {
-        self.engine().hits_reorder()
+    pub fn hits_reorder(n: u32) -> bool {
+        engine(n).engine().hits_reorder()
     }
 
     /// Address of `[version, slots, freq address, deadline address or 0]`:
     /// the version moves whenever the per-slot arrays moved or grew (take
     /// new views then). Its own address never changes.
-    pub fn header(&self) -> *const u32 {
-        self.engine().header.as_ptr()
+    pub fn header(n: u32) -> *const u32 {
+        engine(n).engine().header.as_ptr()
     }
 
     /// Address of the engine's counters: `[sets, deletes, evictions, expirations]` (f64).
-    pub fn counters(&self) -> *const f64 {
-        self.engine().counters.as_ptr()
+    pub fn counters(n: u32) -> *const f64 {
+        engine(n).engine().counters.as_ptr()
     }
 
     /// Address of the access ring (`RING_LEN` u32 slot ids).
-    pub fn ring(&self) -> *const u32 {
-        self.engine().ring.as_ptr()
+    pub fn ring(n: u32) -> *const u32 {
+        engine(n).engine().ring.as_ptr()
     }
 
     /// Address of the removed buffer: `[count, id, reason, ...]` of the last set.
-    pub fn removed(&self) -> *const u32 {
-        self.engine().removed.as_ptr()
+    pub fn removed(n: u32) -> *const u32 {
+        engine(n).engine().removed.as_ptr()
     }
 
     /// Address of the report: the ids the last listing call found, or room
-    /// for the `n` ids the JS layer then writes for [`WasmStore::remove_reported`].
-    /// Null when the memory has no room for `n` ids.
+    /// for the `len` ids the JS layer then writes for [`WasmEngines::remove_reported`].
+    /// Null when the memory has no room for `len` ids.
     ///
-    /// With `n` 0 it only reads the address, without the probe: the JS layer
+    /// With `len` 0 it only reads the address, without the probe: the JS layer
     /// asks right after a call that changed the engine (a reclaim), with no
     /// more stack than that call's probe left it; a probe here could fail
     /// where nothing else would, and cut the layer off from what the engine
     /// just removed (tests/js/never-broken.test.mjs, "a walk that reclaims").
-    pub fn report(&self, n: usize) -> *mut u32 {
-        if n == 0 {
-            return self.engine().report.as_mut_ptr();
+    pub fn report(n: u32, len: usize) -> *mut u32 {
+        let engine = engine(n);
+        if len == 0 {
+            return engine.engine().report.as_mut_ptr();
         }
         // The room first, outside the busy mark (see `guarded_after`).
-        self.guarded_after(
-            |engine| engine.prepare_report(n),
+        engine.guarded_after(
+            |engine| engine.prepare_report(len),
             |engine, room| {
                 let report = &mut engine.report;
                 report.clear();
                 if !room {
                     return std::ptr::null_mut();
                 }
-                report.resize(n, u32::MAX);
+                report.resize(len, u32::MAX);
                 report.as_mut_ptr()
             },
         )
@@ -427,9 +509,9 @@ impl WasmStore {
     /// (`NaN`: the policy's default). The slot id; -1 when the store holds
     /// the most slots it can. What it removed is in the removed buffer.
     #[allow(clippy::too_many_arguments)]
-    pub fn set(&self, ring: usize, existing: i32, hash: u32, ttl: f64, now: f64, gets: f64, misses: f64) -> i32 {
+    pub fn set(n: u32, ring: usize, existing: i32, hash: u32, ttl: f64, now: f64, gets: f64, misses: f64) -> i32 {
         // The room first, outside the busy mark (see `guarded_after`).
-        self.guarded_after(
+        engine(n).guarded_after(
             |engine| engine.prepare_set(i64::from(existing), ttl),
             |engine, room| {
                 engine.replay(ring);
@@ -441,29 +523,29 @@ impl WasmStore {
     /// Frees one entry for the JS store's `maxSize`: an expired one, else
     /// the policy's victim, never slot `protect` (the entry just set;
     /// `u32::MAX` for none). `id * 4 + reason`, or -1 when no other is left.
-    pub fn evict(&self, ring: usize, now: f64, protect: u32) -> f64 {
-        self.guarded_after(SlotEngine::prepare_evict, |engine, ()| {
+    pub fn evict(n: u32, ring: usize, now: f64, protect: u32) -> f64 {
+        engine(n).guarded_after(SlotEngine::prepare_evict, |engine, ()| {
             engine.replay(ring);
             engine.evict(now, protect)
         })
     }
 
     /// Replays the first `ring` hits of the access ring (it was full).
-    pub fn replay(&self, ring: usize) {
-        self.guarded(|engine| engine.replay(ring));
+    pub fn replay(n: u32, ring: usize) {
+        engine(n).guarded(|engine| engine.replay(ring));
     }
 
     /// Frees slot `id`, whose deadline the JS layer found passed.
-    pub fn expire(&self, ring: usize, id: u32) {
-        self.guarded(|engine| {
+    pub fn expire(n: u32, ring: usize, id: u32) {
+        engine(n).guarded(|engine| {
             engine.replay(ring);
             engine.expire(id);
         });
     }
 
     /// Frees slot `id` (`delete`): whether it held a live entry at `now`.
-    pub fn remove(&self, ring: usize, id: u32, now: f64) -> bool {
-        self.guarded(|engine| {
+    pub fn remove(n: u32, ring: usize, id: u32, now: f64) -> bool {
+        engine(n).guarded(|engine| {
             engine.replay(ring);
             engine.remove(id, now)
         })
@@ -471,8 +553,8 @@ impl WasmStore {
 
     /// Frees the slots the JS layer wrote into the report (`invalidate`): how many were live.
     #[wasm_bindgen(js_name = removeReported)]
-    pub fn remove_reported(&self, ring: usize) -> usize {
-        self.guarded(|engine| {
+    pub fn remove_reported(n: u32, ring: usize) -> usize {
+        engine(n).guarded(|engine| {
             engine.replay(ring);
             engine.remove_reported()
         })
@@ -480,11 +562,11 @@ impl WasmStore {
 
     /// Reclaims every entry expired by `now`: how many, their ids in the
     /// report; -1 when the memory has no room for the report.
-    pub fn reclaim(&self, ring: usize, now: f64) -> i32 {
+    pub fn reclaim(n: u32, ring: usize, now: f64) -> i32 {
         // Room to report every live entry first (see `guarded_after`): the
         // reclaim then allocates nothing between the slots it frees (it asks
         // for room for one more before each pop, the last one included).
-        self.guarded_after(
+        engine(n).guarded_after(
             |engine| engine.prepare_report(engine.live() + 1),
             |engine, _| {
                 engine.replay(ring);
@@ -494,9 +576,9 @@ impl WasmStore {
     }
 
     /// The live slots in the policy's order: how many, their ids in the
-    /// report (-1 when the memory has no room for it). Call after [`WasmStore::reclaim`].
-    pub fn list(&self, ring: usize) -> i32 {
-        self.guarded_after(
+    /// report (-1 when the memory has no room for it). Call after [`WasmEngines::reclaim`].
+    pub fn list(n: u32, ring: usize) -> i32 {
+        engine(n).guarded_after(
             |engine| engine.prepare_report(engine.live()),
             |engine, _| {
                 engine.replay(ring);
@@ -506,31 +588,31 @@ impl WasmStore {
     }
 
     /// Whether live slot `id` is on S3-FIFO's small (probationary) queue.
-    pub fn probation(&self, id: u32) -> bool {
-        self.engine().on_probation(id)
+    pub fn probation(n: u32, id: u32) -> bool {
+        engine(n).engine().on_probation(id)
     }
 
     /// Moves live slot `id` to the head of S3-FIFO's small queue
     /// (`probation`) or main queue (a loaded dump's entry); nothing under
     /// LRU and TTL.
-    pub fn place(&self, id: u32, probation: bool) {
-        self.guarded(|engine| engine.place(id, probation));
+    pub fn place(n: u32, id: u32, probation: bool) {
+        engine(n).guarded(|engine| engine.place(id, probation));
     }
 
-    /// How many live entries the engine holds (after [`WasmStore::reclaim`]).
-    pub fn live(&self) -> usize {
-        self.engine().live()
+    /// How many live entries the engine holds (after [`WasmEngines::reclaim`]).
+    pub fn live(n: u32) -> usize {
+        engine(n).engine().live()
     }
 
-    /// Removes every entry. Call after [`WasmStore::reclaim`].
-    pub fn clear(&self) {
-        self.guarded(SlotEngine::clear);
+    /// Removes every entry. Call after [`WasmEngines::reclaim`].
+    pub fn clear(n: u32) {
+        engine(n).guarded(SlotEngine::clear);
     }
 
     /// Sets the engine's counters back to zero.
     #[wasm_bindgen(js_name = resetCounters)]
-    pub fn reset_counters(&self) {
-        self.guarded(SlotEngine::reset_counters);
+    pub fn reset_counters(n: u32) {
+        engine(n).guarded(SlotEngine::reset_counters);
     }
 }
 

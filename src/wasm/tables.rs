@@ -14,7 +14,7 @@ use crate::metrics::{JS_COUNTERS, JS_LAYOUT, Unit};
 use crate::stores::memory::slots;
 
 /// The counters the slot engine keeps itself, by [`CacheStats`] field, with
-/// their index in its counters array (`WasmStore::counters`); the JS store
+/// their index in its counters array (`WasmEngines::counters`); the JS store
 /// keeps the others.
 ///
 /// [`CacheStats`]: crate::metrics::CacheStats

@@ -71,3 +71,32 @@ impl crate::refresh::Runtime for NoRuntime {
         Box::pin(std::future::pending())
     }
 }
+
+#[wasm_bindgen_test]
+fn an_engine_is_a_number_released_whatever_a_call_left_and_its_number_given_again() {
+    let policy = WasmPolicy::lru(8.0, None, Some(true)).unwrap();
+    let a = WasmEngines::create(&policy, 8);
+    let b = WasmEngines::create(&policy, 8);
+    assert_ne!(a, b);
+    assert!(WasmEngines::intact(a) && WasmEngines::intact(b));
+    assert_eq!(WasmEngines::set(a, 0, -1, 1, f64::NAN, 0.0, 0.0, 0.0), 0);
+    assert_eq!(WasmEngines::live(a), 1);
+    // A call cut short while it changed the engine leaves it busy: not
+    // intact, and still released (no borrow is left taken anywhere).
+    engine(a).busy.set(true);
+    assert!(!WasmEngines::intact(a));
+    WasmEngines::release(a);
+    assert!(!WasmEngines::intact(a), "a released number is no engine");
+    // Released again, or never made: nothing.
+    WasmEngines::release(a);
+    WasmEngines::release(u32::MAX);
+    assert!(!WasmEngines::intact(u32::MAX));
+    // The number is given to the next engine, which starts empty and intact.
+    let c = WasmEngines::create(&policy, 0);
+    assert_eq!(c, a);
+    assert!(WasmEngines::intact(c));
+    assert_eq!(WasmEngines::live(c), 0);
+    assert_eq!(WasmEngines::live(b), 0, "the other engine is untouched");
+    WasmEngines::release(b);
+    WasmEngines::release(c);
+}

@@ -32,8 +32,14 @@ export default {
       }
       let runs = 0;
       const loaded = await Promise.all([1, 2, 3].map(() => store.getOrSet("loaded", async () => ++runs)));
+      // A store without recency: the gets and sets of one tick batched (MGET, MSET), in order.
+      const plain = new RedisStore({ client, prefix: "plain:" });
+      await Promise.all([plain.set("a", 1), plain.set("b", 2)]);
+      const [before] = await Promise.all([plain.get("a"), plain.set("a", 3)]);
+      const batched = [before, ...(await Promise.all(["a", "b", "c"].map((k) => plain.get(k))))];
       return Response.json({
         fromNode: await store.get("from-node"),
+        batched,
         loaded,
         runs,
         refused,
@@ -80,6 +86,10 @@ test("a Worker's RedisStore shares the store of a Node process: entries, one loa
   const body = await res.json();
   assert.equal(res.status, 200, JSON.stringify(body));
   assert.deepEqual(body.fromNode, [1, "two"]);
+  assert.deepEqual(body.batched, [1, 3, 2, null], "batched gets and sets in workerd: each its own answer, in order");
+  const stats = await client.info("commandstats");
+  assert.match(stats, /^cmdstat_mget:calls=[1-9]/m, "the gets of one tick were one MGET");
+  assert.match(stats, /^cmdstat_mset:calls=[1-9]/m, "the sets of one tick were one MSET");
   assert.deepEqual(body.loaded, [1, 1, 1]);
   assert.equal(body.runs, 1);
   assert.equal(body.refused, true, "CacheSerializationError, the main entry's class, in workerd too");

@@ -283,7 +283,7 @@ mod tests {
         let (locks, got) = locks_taken_by(|| store.get_many(&["a", "b", "c"]).into_inner().unwrap());
         assert_eq!(got, [None, None, Some(3)]);
         assert_eq!(locks, 2, "the read lock, then the write lock to reclaim");
-        assert_eq!(store.shards[0].0.read().unwrap().raw_len(), 1, "the expired entries are gone");
+        assert_eq!(super::super::reentry::read(&store.shards[0]).raw_len(), 1, "the expired entries are gone");
         let stats = store.stats();
         assert_eq!((stats.hits, stats.misses, stats.expirations), (1, 2, 2), "{stats:?}");
     }

@@ -4,15 +4,14 @@
 //! engine is consistent. A store without a listener drops it there instead:
 //! its hot paths pay one test of an empty `Vec` (the orphans) at most.
 
-use std::sync::RwLockWriteGuard;
-
 use super::MemoryStore;
-use super::engine::{Engine, Removals, Removed};
+use super::engine::{Removals, Removed};
 use super::reentry::Held;
+use super::shard::WriteGuard;
 use crate::removal::notify;
 
 /// A shard's engine under its exclusive lock.
-pub(super) type Locked<'a, V> = Held<RwLockWriteGuard<'a, Engine<V>>>;
+pub(super) type Locked<'a, V> = Held<WriteGuard<'a, V>>;
 
 impl<V> MemoryStore<V> {
     /// Releases `engine`'s lock, then hands what it set aside (expired

@@ -26,6 +26,7 @@ mod hasher;
 mod listen;
 mod reentry;
 mod refresh;
+mod shard;
 // proptest is a native dev-dependency.
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod adaptive_model_tests;
@@ -47,11 +48,12 @@ pub use dump::{Dump, DumpEntry};
 
 use std::future::{Future, Ready, ready};
 use std::hash::BuildHasher;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use engine::{Engine, KeyHasher, Lookup, Weigher};
 use listen::Locked;
-use reentry::{Checked, read, read_after, write, write_after};
+use reentry::{Checked, lane_after, read, read_after, write, write_after};
+use shard::Shard;
 
 use crate::clock::Clock;
 use crate::errors::{DynError, Result};
@@ -124,11 +126,6 @@ pub struct MemoryStore<V> {
     /// Whether the engines weigh their entries (`MemoryStoreBuilder::weigher`).
     weighs: bool,
 }
-
-/// One engine on its own cache lines, so two threads working on neighbouring
-/// shards do not slow each other down through false sharing.
-#[repr(align(128))]
-struct Shard<V>(RwLock<Engine<V>>);
 
 /// The most shards a store is split into.
 pub const MAX_SHARDS: usize = 1 << 10;
@@ -312,7 +309,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
                 if self.listener.is_some() {
                     engine.keep_orphans();
                 }
-                Shard(RwLock::new(engine))
+                Shard::new(engine)
             })
             .collect();
         let shared_reads = read(&shards[0]).reads_are_shared();
@@ -517,24 +514,54 @@ impl<V: Clone> MemoryStore<V> {
     #[inline(always)]
     fn get_probed(&self, key: &str) -> Result<Option<V>> {
         if !self.shared_reads {
-            // Exact LRU: checked first, as every other call.
-            let (key, hash, checked) = self.checked_for_lock("get", key)?;
-            return Ok(self.get_exclusive(key, hash, Some(checked)));
+            return self.get_checked_exclusive(key);
         }
         let checked = self.check_reentry("get")?;
         let probe = Probe::new(key)?;
         let hash = self.hasher.hash_one(&*probe);
-        let engine = read_after(self.shard_of(hash), checked);
-        let found = engine.get_shared(probe, hash, None, V::clone);
-        drop(engine);
+        let shard = self.shard_of(hash);
+        // On this thread's lane, without the lock (`shard.rs`), or under the read lock.
+        let found = match lane_after(shard, checked) {
+            Ok((engine, entered)) => engine.get_entered(entered, probe, hash, V::clone),
+            Err(checked) => Self::get_locked(shard, checked, probe, hash),
+        };
         match found {
             Lookup::Hit(value) => Ok(Some(value)),
             Lookup::Miss => Ok(None),
+            rare => self.get_rare(rare, probe, hash),
+        }
+    }
+
+    /// [`get_probed`](Self::get_probed) under exact LRU (exclusive reads):
+    /// the key checked first, as every other call does.
+    #[inline(never)]
+    fn get_checked_exclusive(&self, key: &str) -> Result<Option<V>> {
+        let (key, hash, checked) = self.checked_for_lock("get", key)?;
+        Ok(self.get_exclusive(key, hash, Some(checked)))
+    }
+
+    /// [`get_probed`](Self::get_probed)'s read under the shard's read lock
+    /// (a thread without a lane, or a writer holds the shard): out of line,
+    /// so that the lane read keeps its registers.
+    #[cold]
+    #[inline(never)]
+    fn get_locked(shard: &Shard<V>, checked: Checked, probe: Probe<'_>, hash: u64) -> Lookup<V> {
+        read_after(shard, checked).get_shared(probe, hash, None, V::clone)
+    }
+
+    /// What [`get_probed`](Self::get_probed) does after an expired entry
+    /// (reclaims it) or a refused key (its error).
+    #[cold]
+    #[inline(never)]
+    fn get_rare(&self, found: Lookup<V>, probe: Probe<'_>, hash: u64) -> Result<Option<V>> {
+        match found {
             Lookup::Expired => {
                 self.reclaim(probe.found(), hash);
                 Ok(None)
             }
             Lookup::Refused => Err(probe.error()),
+            Lookup::Hit(value) => Ok(Some(value)),
+            Lookup::Miss => Ok(None),
         }
     }
 
@@ -602,7 +629,13 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
                         if self.listener.is_some() {
                             self.dispose(Some(engine::Removed::replaced(old_value, old_metadata)), &key);
                         } else {
-                            drop((old_value, old_metadata));
+                            // The metadata's drop glue is a call even for `None`, the common case.
+                            if old_metadata.is_some() {
+                                drop(old_metadata);
+                            } else {
+                                std::mem::forget(old_metadata);
+                            }
+                            drop(old_value);
                         }
                         return ready(Ok(()));
                     }
@@ -1007,12 +1040,13 @@ mod tests {
         assert_eq!(store.stats().hits, 1);
     }
 
-    /// A `get` changes the read lock's state, and a thread
-    /// without a lane of its own the engine's read counters. Both sit in the
-    /// shard's first 64-byte line, so two threads reading one shard pass one
-    /// cache line back and forth, not two.
+    /// A lane read reads the shard's writer flag and its lanes' pointer, a
+    /// thread without a lane changes the read lock's state and the engine's
+    /// read counters: all of them sit in the shard's first 64-byte line, so
+    /// a `get` begins on one line of the shard, and two threads reading one
+    /// shard without lanes pass one line back and forth, not two.
     #[test]
-    fn the_read_counters_share_the_lock_words_cache_line() {
+    fn the_lock_the_flag_the_lanes_and_the_read_counters_share_a_cache_line() {
         let store = MemoryStore::<u64>::builder(crate::policies::S3FifoPolicy::new(4_000).unwrap()).shards(2).build();
         for shard in store.shards.iter() {
             let base = shard as *const Shard<u64> as usize;
@@ -1021,6 +1055,7 @@ mod tests {
             let reads = engine.read_counters_address() - base;
             let end = reads + std::mem::size_of::<crate::metrics::ReadCounters>();
             assert!(end <= 64, "the read counters end {end} bytes into the shard, past its first line");
+            assert!(shard.first_line_fields_end() - base <= reads, "the lock, flag and lanes come before them");
         }
     }
 

@@ -4,8 +4,9 @@
 //! shard, and [`MemoryStore::reentered`] refuses a call that would need it.
 
 use std::cell::Cell;
-use std::sync::{PoisonError, RwLockReadGuard, RwLockWriteGuard};
 
+use super::engine::Entered;
+use super::shard::{ReadGuard, WriteGuard};
 use super::{Engine, MemoryStore, Shard};
 use crate::errors::{CacheError, Result};
 
@@ -159,26 +160,41 @@ impl<V> MemoryStore<V> {
     }
 }
 
-// The engine finishes its bookkeeping before it runs a value's `Drop`, and a
-// panicking `Clone` changes nothing, so a poisoned lock is still consistent.
+// The locks themselves (and the lane reads) are `shard.rs`'s.
 #[inline(always)]
-pub(super) fn write<V>(shard: &Shard<V>) -> Held<RwLockWriteGuard<'_, Engine<V>>> {
-    Held::new(shard, || shard.0.write().unwrap_or_else(PoisonError::into_inner))
+pub(super) fn write<V>(shard: &Shard<V>) -> Held<WriteGuard<'_, V>> {
+    Held::new(shard, || shard.write())
 }
 
 #[inline(always)]
-pub(super) fn read<V>(shard: &Shard<V>) -> Held<RwLockReadGuard<'_, Engine<V>>> {
-    Held::new(shard, || shard.0.read().unwrap_or_else(PoisonError::into_inner))
+pub(super) fn read<V>(shard: &Shard<V>) -> Held<ReadGuard<'_, V>> {
+    Held::new(shard, || shard.read())
 }
 
 /// [`write`] right after the call's re-entrancy check (see [`Held::after`]).
 #[inline(always)]
-pub(super) fn write_after<V>(shard: &Shard<V>, checked: Checked) -> Held<RwLockWriteGuard<'_, Engine<V>>> {
-    Held::after(shard, checked, || shard.0.write().unwrap_or_else(PoisonError::into_inner))
+pub(super) fn write_after<V>(shard: &Shard<V>, checked: Checked) -> Held<WriteGuard<'_, V>> {
+    Held::after(shard, checked, || shard.write())
 }
 
 /// [`read`] right after the call's re-entrancy check (see [`Held::after`]).
 #[inline(always)]
-pub(super) fn read_after<V>(shard: &Shard<V>, checked: Checked) -> Held<RwLockReadGuard<'_, Engine<V>>> {
-    Held::after(shard, checked, || shard.0.read().unwrap_or_else(PoisonError::into_inner))
+pub(super) fn read_after<V>(shard: &Shard<V>, checked: Checked) -> Held<ReadGuard<'_, V>> {
+    Held::after(shard, checked, || shard.read())
+}
+
+/// A lane read of the shard ([`Shard::enter`]) right after the call's
+/// re-entrancy check, marked as a lock is (a value's `Clone` calling back
+/// into the store is refused: a write from inside would wait for this very
+/// read); the mark back if the thread cannot read on its lane now, for
+/// [`read_after`].
+#[inline(always)]
+pub(super) fn lane_after<V>(
+    shard: &Shard<V>,
+    checked: Checked,
+) -> std::result::Result<(Held<&Engine<V>>, Entered<'_>), Checked> {
+    match shard.enter() {
+        Some((engine, entered)) => Ok((Held::after(shard, checked, || engine), entered)),
+        None => Err(checked),
+    }
 }

@@ -5,6 +5,8 @@ import { RedisStore, type RedisConn, type RedisReply, type RedisStoreOptions } f
 
 // For a node-redis or ioredis client (a RedisConn keeps its own timeouts): seconds.
 export const withTimeout: Omit<RedisStoreOptions, "client"> = { prefix: "app:", responseTimeout: 30 };
+// One GET or SET per call (no batching of one tick's calls).
+export const unbatched: Omit<RedisStoreOptions, "client"> = { prefix: "app:", batch: false };
 
 const conn: RedisConn = {
   kind: "memory",

@@ -26,11 +26,24 @@
 //! group of lanes (1 KB), a cache line per lane with a hit and a miss counter
 //! per shard in it, so a thread writes only its own lines whichever shard it
 //! reads.
+//!
+//! A lane is also a thread's read lock on a shard ([`LaneHandle::enter`]):
+//! the top bit of its hit counter ([`READING`]), set with one atomic add on
+//! the thread's own cache line, says the thread is reading the shard; a
+//! writer, holding the shard's lock, raises the shard's writer flag and
+//! waits until no lane claimed by a thread has the bit
+//! ([`LaneHandle::wait_for_readers`]). A `get` then takes one atomic
+//! read-modify-write on a line no other thread writes, instead of a read
+//! lock's two on a line every reader of the shard writes (two threads
+//! reading one shard moved that line back and forth twice a `get`).
 
 use std::cell::Cell;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{self, Acquire, Relaxed, SeqCst};
+
+/// Ends a lane read (`Ordering::Release`; `Release` below is the lane's release on thread exit).
+const END: Ordering = Ordering::Release;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::metrics::ReadCounters;
@@ -49,6 +62,11 @@ const FULL: u8 = LANES as u8 + 1;
 
 /// Shards per cache line (a hit and a miss counter each).
 const PER_LINE: usize = 4;
+
+/// The bit of a lane's hit counter that says its thread is reading the
+/// shard without the shard's lock ([`LaneHandle::enter`]); the count is the
+/// other 63 bits (2^63 gets are centuries away).
+const READING: u64 = 1 << 63;
 
 thread_local! {
     /// This thread's lane (below [`LANES`]), or [`UNCLAIMED`] / [`SHARED`] / [`FULL`].
@@ -69,6 +87,12 @@ static CLAIMED: Mutex<[bool; LANES]> = Mutex::new([false; LANES]);
 /// the rest of its life. One load a `get` for such a thread, none for others.
 static FREED: AtomicU64 = AtomicU64::new(0);
 
+/// The lanes claimed by a thread, one bit each (changed under [`CLAIMED`]'s
+/// lock): the only lanes a writer must look at ([`LaneHandle::wait_for_readers`]).
+/// A thread sets its bit before its first read on the lane, with an order
+/// that every writer's look sees (`SeqCst`).
+static ACTIVE: AtomicU32 = AtomicU32::new(0);
+
 struct Release;
 
 impl Drop for Release {
@@ -80,6 +104,8 @@ impl Drop for Release {
         if usize::from(lane) < LANES {
             let mut claimed = CLAIMED.lock().unwrap_or_else(PoisonError::into_inner);
             claimed[usize::from(lane)] = false;
+            // The thread is reading no shard (it is exiting): its bit goes.
+            ACTIVE.fetch_and(!(1 << lane), SeqCst);
             FREED.fetch_add(1, Relaxed);
         }
     }
@@ -117,6 +143,8 @@ fn claim() -> u8 {
         return SHARED;
     }
     claimed[lane] = true;
+    // Before this thread's first read on the lane (see `ACTIVE`).
+    ACTIVE.fetch_or(1 << lane, SeqCst);
     drop(claimed);
     let lane = lane as u8;
     LANE.set(lane);
@@ -135,6 +163,11 @@ impl Pair {
 
     fn hits(&self) -> &AtomicU64 {
         &self.0[1]
+    }
+
+    /// The hits counted, without the [`READING`] bit.
+    fn hit_count(&self) -> u64 {
+        self.hits().load(Relaxed) & !READING
     }
 }
 
@@ -162,6 +195,21 @@ pub(crate) struct LaneColumn {
 unsafe impl Send for LaneColumn {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for LaneColumn {}
+
+/// A column's pairs without the column's hold on them (one pointer): the
+/// shard's way to its lanes for the lane reads and the writer's wait
+/// (`shard.rs`), next to its lock. Valid while the column it came from
+/// lives: the shard keeps it beside the engine that owns that column, and
+/// both go together.
+#[derive(Clone, Copy)]
+pub(crate) struct LaneHandle {
+    first: NonNull<Pair>,
+}
+
+// SAFETY: as for `LaneColumn` (a pointer into a group of atomics).
+unsafe impl Send for LaneHandle {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for LaneHandle {}
 
 /// Where a shared `get` is counted, once its lookup has ended: this thread's
 /// lane, or the shard's shared counters for a thread without one.
@@ -206,6 +254,45 @@ impl Tally for LaneRead<'_> {
     fn close(self, hit: bool) {
         let counter = &self.pair.0[usize::from(hit)];
         counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+}
+
+/// A `get` reading a shard without its lock, on this thread's lane
+/// ([`LaneHandle::enter`]): the lane's [`READING`] bit is set until it is
+/// closed (counted) or dropped (a value's `Clone` panicked: nothing is
+/// counted, as under a lock).
+pub(crate) struct Entered<'a> {
+    pair: &'a Pair,
+    /// The hit count when the read began (the bit clear).
+    hits: u64,
+}
+
+impl Tally for Entered<'_> {
+    #[inline(always)]
+    fn sampled(&self) -> bool {
+        crate::metrics::sampled(self.hits.wrapping_add(self.pair.misses().load(Relaxed)))
+    }
+
+    /// Counts the `get` and ends the read: the store that clears the bit
+    /// releases everything the read did to the writer waiting for it.
+    #[inline(always)]
+    fn close(self, hit: bool) {
+        let (pair, hits) = (self.pair, self.hits);
+        std::mem::forget(self);
+        if hit {
+            pair.hits().store(hits.wrapping_add(1) & !READING, END);
+        } else {
+            let misses = pair.misses();
+            misses.store(misses.load(Relaxed).wrapping_add(1), Relaxed);
+            pair.hits().store(hits, END);
+        }
+    }
+}
+
+impl Drop for Entered<'_> {
+    /// A read cut short (a panic in a value's `Clone`): it ends uncounted.
+    fn drop(&mut self) {
+        self.pair.hits().store(self.hits, END);
     }
 }
 
@@ -264,10 +351,15 @@ impl LaneColumn {
         Some(LaneRead { pair: self.pair(lane) })
     }
 
+    /// The handle of this column, for its shard (see [`LaneHandle`]).
+    pub fn handle(&self) -> LaneHandle {
+        LaneHandle { first: self.first }
+    }
+
     /// The hits and the misses counted on every lane.
     pub fn totals(&self) -> (u64, u64) {
         (0..LANES).map(|lane| self.pair(lane)).fold((0, 0), |(hits, misses), pair| {
-            (hits.wrapping_add(pair.hits().load(Relaxed)), misses.wrapping_add(pair.misses().load(Relaxed)))
+            (hits.wrapping_add(pair.hit_count()), misses.wrapping_add(pair.misses().load(Relaxed)))
         })
     }
 
@@ -278,6 +370,87 @@ impl LaneColumn {
             let pair = self.pair(lane);
             pair.hits().store(0, Relaxed);
             pair.misses().store(0, Relaxed);
+        }
+    }
+}
+
+impl LaneHandle {
+    /// This shard's pair on `lane` (below [`LANES`]).
+    #[inline(always)]
+    fn pair(&self, lane: usize) -> &Pair {
+        debug_assert!(lane < LANES);
+        // SAFETY: as `LaneColumn::pair`: the column this handle came from
+        // lives (see `LaneHandle`).
+        unsafe { self.first.byte_add(lane * std::mem::size_of::<Line>()).as_ref() }
+    }
+
+    /// Begins a `get` of this shard without its lock, on this thread's
+    /// lane: `None` if the thread has no lane, or if a writer holds the
+    /// shard (`writer`, raised by [`wait_for_readers`](Self::wait_for_readers)'s
+    /// caller before it looks): the caller then takes the shard's read lock.
+    /// Until the returned read is closed or dropped, no writer of the shard
+    /// runs.
+    #[inline(always)]
+    pub fn enter<'a>(&'a self, writer: &AtomicBool) -> Option<Entered<'a>> {
+        let lane = usize::from(LANE.get());
+        if lane >= LANES {
+            return None;
+        }
+        let pair = self.pair(lane);
+        // One atomic add on this thread's own line (the bit is clear: only
+        // this thread sets it, and it clears it before it returns). `SeqCst`
+        // with the writer's flag and its look at the lanes: either the
+        // writer sees the bit and waits, or this read sees the flag.
+        let hits = pair.hits().fetch_add(READING, SeqCst);
+        debug_assert_eq!(hits & READING, 0, "a lane read inside a lane read of the same shard");
+        let entered = Entered { pair, hits };
+        if writer.load(SeqCst) {
+            // Dropped: the bit is cleared, nothing is counted.
+            return None;
+        }
+        Some(entered)
+    }
+
+    /// Waits until no thread reads this shard on its lane: called by a
+    /// writer that holds the shard's lock and has raised its writer flag
+    /// (`SeqCst`), so no lane read begins until it lowers it. Only the
+    /// lanes threads hold are looked at; a read in progress ends without
+    /// waiting on anything (unless a value's `Clone` blocks), so the wait
+    /// spins, then yields.
+    #[inline]
+    pub fn wait_for_readers(&self) {
+        // Not this thread's own lane: a call from inside its own lane read
+        // of the shard is refused before it locks (`reentry.rs`). A thread
+        // without a lane clears a bit no lane has (16 and up: the shift
+        // wraps at 32).
+        let own = 1u32.wrapping_shl(u32::from(LANE.get()));
+        debug_assert!(
+            usize::from(LANE.get()) >= LANES || self.pair(usize::from(LANE.get())).hits().load(Relaxed) & READING == 0,
+            "a writer inside its own lane read of the shard"
+        );
+        let mut active = ACTIVE.load(SeqCst) & !own;
+        while active != 0 {
+            let lane = active.trailing_zeros() as usize;
+            active &= active - 1;
+            let hits = self.pair(lane).hits();
+            if hits.load(SeqCst) & READING != 0 {
+                wait_for_lane(hits);
+            }
+        }
+    }
+}
+
+/// Waits for the read in progress on a lane (its [`READING`] bit) to end.
+#[cold]
+#[inline(never)]
+fn wait_for_lane(hits: &AtomicU64) {
+    let mut spins = 0u32;
+    while hits.load(Acquire) & READING != 0 {
+        if spins < 100 {
+            spins += 1;
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
         }
     }
 }

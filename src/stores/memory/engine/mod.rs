@@ -71,8 +71,8 @@ use crate::store::{Metadata, SetOptions, check_metadata, check_set_options};
 
 pub(crate) use dump::{Restored, Snapshot};
 pub(crate) use expiry::RECLAIM_PER_WRITE;
-pub(crate) use lanes::LaneColumn;
 use lanes::Tally;
+pub(crate) use lanes::{Entered, LaneColumn, LaneHandle};
 pub(crate) use loads::Freshly;
 pub(crate) use queues::{Climber, MAX_FREQ, MOVE_TO_MAIN};
 // The slot engine's (the JS store's) S3-FIFO sizes its ghost the same way.
@@ -373,6 +373,12 @@ impl<V> Engine<V> {
         Ok(weight)
     }
 
+    /// The handle of the lanes this engine counts on, for its shard's lane
+    /// reads (valid while the engine lives).
+    pub fn lane_handle(&self) -> LaneHandle {
+        self.lanes.handle()
+    }
+
     /// Whether a `get` hit leaves every shared order alone, so reads can go
     /// through [`get_shared`](Self::get_shared) under a read lock.
     pub fn reads_are_shared(&self) -> bool {
@@ -448,6 +454,19 @@ impl<V> Engine<V> {
             Some(lane) => self.get_counted(lane, key, hash, now, read),
             None => self.get_shared_without_lane(key, hash, now, read),
         }
+    }
+
+    /// [`get_shared`](Self::get_shared) for a read begun on this thread's
+    /// lane without the shard's lock ([`LaneHandle::enter`]), which it ends.
+    #[inline(always)]
+    pub fn get_entered<'k, R>(
+        &self,
+        entered: Entered<'_>,
+        key: impl LookupKey<'k>,
+        hash: u64,
+        read: impl FnOnce(&V) -> R,
+    ) -> Lookup<R> {
+        self.get_counted(entered, key, hash, None, read)
     }
 
     /// [`get_shared`](Self::get_shared) for a thread without a lane (past
