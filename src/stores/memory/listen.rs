@@ -21,7 +21,7 @@ impl<V> MemoryStore<V> {
         // One place where the lock is released, whatever the branch: with
         // two, LLVM put the guard's drop out of line (~20 instructions a `set`).
         let orphans = if engine.has_orphans() { Some(engine.take_orphans()) } else { None };
-        drop(engine);
+        engine.unlock();
         if let Some(orphans) = orphans {
             self.dispose(orphans, "");
         }

@@ -92,6 +92,23 @@ impl<G> Held<G> {
 /// so it cannot outlive that moment.
 pub(super) struct Checked(usize);
 
+impl<'a, V> Held<super::shard::WriteGuard<'a, V>> {
+    /// What dropping it does (the mark restored, then the write lock
+    /// released), inlined: see [`WriteGuard::unlock`](super::shard::WriteGuard::unlock).
+    #[inline(always)]
+    pub(super) fn unlock(self) {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again: the guard is moved
+        // out of it once (first, so that a panic below still releases it).
+        let guard = unsafe { std::ptr::read(&this.guard) };
+        if this.outer != 0 {
+            unnest();
+        }
+        HOLDING.set(this.outer);
+        guard.unlock();
+    }
+}
+
 impl<G> Drop for Held<G> {
     #[inline(always)]
     fn drop(&mut self) {
