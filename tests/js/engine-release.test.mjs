@@ -61,10 +61,9 @@ for (const name of SITES) {
 test("a cut delete tells the listener of the removal once, when the next call finishes it", () => {
   for (let pad = 0; pad < 32; pad++) {
     const removed = [];
-    const store = new MemoryStore({
-      policy: new LRUPolicy({ maxSize: 16 }),
-      onRemove: (_v, key, reason) => removed.push(`${key} ${reason}`),
-    });
+    // A bound built-in (value, key, reason pushed): no frame of its own that
+    // the dive could cut (a listener cut at its entry loses its notice by its own failure).
+    const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 16 }), onRemove: Array.prototype.push.bind(removed) });
     store.setSync("victim", 1, { tags: ["a", "b", "c"], metadata: { m: 1 } });
     store.setSync("other", 2);
     const args = new Array(pad).fill(0);
@@ -73,7 +72,9 @@ test("a cut delete tells the listener of the removal once, when the next call fi
     assert.ok(dove.done);
     // Whether the completing call or a repair told it, once by the next call.
     assert.equal(store.size, 0);
-    assert.deepEqual(removed.filter((r) => r.startsWith("victim")), ["victim deleted"], `pad ${pad}`);
+    const told = [];
+    for (let i = 0; i < removed.length; i += 3) if (removed[i + 1] === "victim") told.push(removed[i + 2]);
+    assert.deepEqual(told, ["deleted"], `pad ${pad}`);
     store.dispose();
   }
 });
