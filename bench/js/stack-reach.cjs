@@ -38,6 +38,6 @@ function reach() {
 }
 
 const cold = Array.from({ length: 5 }, reach);
-for (let i = 0; i < 200_000; i++) store.replay(0);
+for (let i = 0; i < 200_000; i++) glue.WasmEngines.replay(store, 0);
 const hot = Array.from({ length: 5 }, reach);
 console.log(`${process.version} ${process.execArgv.join(" ")}: cold ${cold.join(" ")}, hot ${hot.join(" ")}`);

@@ -1258,11 +1258,20 @@ class MemoryStore {
 
   /** Removes every entry, queuing their notices. */
   #clearAll(notices) {
+    // The notices first, while nothing has changed (cut short here, the call
+    // changed nothing); moved to the caller's list with plain writes as soon
+    // as the engine has emptied, so a cut after that loses none of them.
+    let told;
+    if (notices !== undefined) {
+      told = [];
+      this.#ids.forEach((id, key) => notify3(told, this.#values[id], key, "cleared"));
+    }
     try {
       WasmEngines.clear(this.#store);
       this.#ringN = 0;
       // Until this side has forgotten every entry too (`#finishClear`).
       this.#clearing = true;
+      if (told !== undefined) for (let i = 0; i < told.length; i++) notices[notices.length] = told[i];
       // Its arrays are new (and empty): no hit may write to the old ones.
       this.#unview();
     } catch (error) {
@@ -1275,13 +1284,10 @@ class MemoryStore {
       throw this.#failed(error);
     }
     try {
-      if (notices !== undefined) {
-        this.#ids.forEach((id, key) => notify3(notices, this.#values[id], key, "cleared"));
-      }
       this.#forgetAll();
     } catch (error) {
       // Cut short after the engine emptied: the next call forgets the rest
-      // (`#finishClear`). The notices made so far are the caller's to send.
+      // (`#finishClear`); the caller sends the notices.
       this.#pending = true;
       this.#version = -1;
       this.#ring = NO_RING;

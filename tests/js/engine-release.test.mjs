@@ -61,10 +61,9 @@ for (const name of SITES) {
 test("a cut delete tells the listener of the removal once, when the next call finishes it", () => {
   for (let pad = 0; pad < 32; pad++) {
     const removed = [];
-    const store = new MemoryStore({
-      policy: new LRUPolicy({ maxSize: 16 }),
-      onRemove: (_v, key, reason) => removed.push(`${key} ${reason}`),
-    });
+    // A bound built-in (value, key, reason pushed): no frame of its own that
+    // the dive could cut (a listener cut at its entry loses its notice by its own failure).
+    const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 16 }), onRemove: Array.prototype.push.bind(removed) });
     store.setSync("victim", 1, { tags: ["a", "b", "c"], metadata: { m: 1 } });
     store.setSync("other", 2);
     const args = new Array(pad).fill(0);
@@ -73,7 +72,9 @@ test("a cut delete tells the listener of the removal once, when the next call fi
     assert.ok(dove.done);
     // Whether the completing call or a repair told it, once by the next call.
     assert.equal(store.size, 0);
-    assert.deepEqual(removed.filter((r) => r.startsWith("victim")), ["victim deleted"], `pad ${pad}`);
+    const told = [];
+    for (let i = 0; i < removed.length; i += 3) if (removed[i + 1] === "victim") told.push(removed[i + 2]);
+    assert.deepEqual(told, ["deleted"], `pad ${pad}`);
     store.dispose();
   }
 });
@@ -82,7 +83,7 @@ test("a store disposed at every stack depth, or made at every depth, gives its e
   // Bounded stores reserve their arrays when made (100,000 slots: ~800 KB an engine).
   const make = () => new MemoryStore({ policy: new S3FIFOPolicy({ maxSize: 100_000, ttl: 60 }) });
   const grown = [];
-  for (let round = 0; round < 24; round++) {
+  for (let round = 0; round < 32; round++) {
     const stores = [];
     for (let i = 0; i < 8; i++) {
       const store = make();
@@ -103,15 +104,17 @@ test("a store disposed at every stack depth, or made at every depth, gives its e
       globalThis.gc();
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
-    if (round === 3 || round === 23) grown.push(memory.buffer.byteLength);
+    if (round === 7 || round === 31) grown.push(memory.buffer.byteLength);
   }
-  assert.ok(grown[1] <= grown[0] + (1 << 20), `wasm memory after 4 rounds ${grown[0]} B, after 24 ${grown[1]} B`);
+  // Two MiB of slack: the allocator's high-water mark settles over the first
+  // rounds (seen: +1.4 MB up to round 9, then flat for 80); a leak is ~1.3 MB an engine, each round.
+  assert.ok(grown[1] <= grown[0] + (2 << 20), `wasm memory after 8 rounds ${grown[0]} B, after 32 ${grown[1]} B`);
 });
 
 test("stores cut short inside wasm, then dropped without dispose, are released by the garbage collector", async (t) => {
   if (typeof globalThis.gc !== "function") return t.skip("run with node --expose-gc");
   const grown = [];
-  for (let round = 0; round < 24; round++) {
+  for (let round = 0; round < 32; round++) {
     for (let i = 0; i < 4; i++) {
       const store = new MemoryStore({ policy: new LRUPolicy({ maxSize: 100_000 }) });
       for (let k = 0; k < 5000; k++) store.setSync(`k${k}`, k);
@@ -120,9 +123,11 @@ test("stores cut short inside wasm, then dropped without dispose, are released b
     }
     globalThis.gc();
     await new Promise((resolve) => setTimeout(resolve, 5));
-    if (round === 3 || round === 23) grown.push(memory.buffer.byteLength);
+    if (round === 7 || round === 31) grown.push(memory.buffer.byteLength);
   }
-  assert.ok(grown[1] <= grown[0] + (1 << 20), `wasm memory after 4 rounds ${grown[0]} B, after 24 ${grown[1]} B`);
+  // Two MiB of slack: the allocator's high-water mark settles over the first
+  // rounds (seen: +1.4 MB up to round 9, then flat for 80); a leak is ~1.3 MB an engine, each round.
+  assert.ok(grown[1] <= grown[0] + (2 << 20), `wasm memory after 8 rounds ${grown[0]} B, after 32 ${grown[1]} B`);
 });
 
 test("a capped instance: stores made until the memory is full, disposed, then as many made again", async () => {
