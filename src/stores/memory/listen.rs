@@ -20,8 +20,10 @@ impl<V> MemoryStore<V> {
     pub(super) fn release(&self, mut engine: Locked<'_, V>) {
         if engine.has_orphans() {
             let orphans = engine.take_orphans();
-            drop(engine);
+            engine.unlock();
             self.dispose(orphans, "");
+        } else {
+            engine.unlock();
         }
     }
 

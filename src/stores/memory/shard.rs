@@ -145,6 +145,14 @@ pub(super) struct WriteGuard<'a, V> {
     _lock: RwLockWriteGuard<'a, ()>,
 }
 
+impl<V> WriteGuard<'_, V> {
+    /// Lowers the flag and releases the lock (what dropping it does).
+    #[inline(always)]
+    pub fn unlock(self) {
+        drop(self);
+    }
+}
+
 impl<V> Drop for WriteGuard<'_, V> {
     /// Lowers the writer flag (under the lock, released after: the fields drop after this).
     #[inline(always)]
