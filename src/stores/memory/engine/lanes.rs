@@ -267,16 +267,18 @@ pub(crate) struct Entered<'a> {
     hits: u64,
 }
 
-impl Tally for Entered<'_> {
+impl Entered<'_> {
+    /// Whether to time this `get` (as [`Tally::sampled`]).
     #[inline(always)]
-    fn sampled(&self) -> bool {
+    pub fn sampled(&self) -> bool {
         crate::metrics::sampled(self.hits.wrapping_add(self.pair.misses().load(Relaxed)))
     }
 
     /// Counts the `get` and ends the read: the store that clears the bit
-    /// releases everything the read did to the writer waiting for it.
+    /// releases everything the read did to the writer waiting for it, so
+    /// the caller holds no reference into the engine any more.
     #[inline(always)]
-    fn close(self, hit: bool) {
+    pub fn close(self, hit: bool) {
         let (pair, hits) = (self.pair, self.hits);
         std::mem::forget(self);
         if hit {
