@@ -274,10 +274,9 @@ pub(crate) struct Entered<'a> {
     hits: u64,
 }
 
-impl Entered<'_> {
-    /// Whether to time this `get` (as [`Tally::sampled`]).
+impl Tally for Entered<'_> {
     #[inline(always)]
-    pub fn sampled(&self) -> bool {
+    fn sampled(&self) -> bool {
         crate::metrics::sampled(self.hits.wrapping_add(self.pair.misses().load(Relaxed)))
     }
 
@@ -285,7 +284,7 @@ impl Entered<'_> {
     /// releases everything the read did to the writer waiting for it, so
     /// the caller holds no reference into the engine any more.
     #[inline(always)]
-    pub fn close(self, hit: bool) {
+    fn close(self, hit: bool) {
         let (pair, hits) = (self.pair, self.hits);
         std::mem::forget(self);
         if hit {

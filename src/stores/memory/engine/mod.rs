@@ -458,7 +458,7 @@ impl<V> Engine<V> {
 
     /// [`get_shared`](Self::get_shared) for a read begun on this thread's
     /// lane without the shard's lock ([`LaneHandle::enter`]), which it ends
-    /// ([`Entered::close`]) as the last thing it does with the engine: a
+    /// (`Tally::close`) as the last thing it does with the engine: a
     /// writer may change the engine from then on, so the latency sample is
     /// recorded before, and what it returns is owned.
     #[inline(always)]
@@ -469,17 +469,7 @@ impl<V> Engine<V> {
         hash: u64,
         read: impl FnOnce(&V) -> R,
     ) -> Lookup<R> {
-        let started = entered.sampled().then(|| self.clock.now());
-        let lookup = self.find_shared(key, hash, started, read);
-        if matches!(lookup, Lookup::Refused) {
-            // Not counted: the read ends with `entered` dropped.
-            return lookup;
-        }
-        if let Some(started) = started {
-            self.record_latency_since(started);
-        }
-        entered.close(matches!(lookup, Lookup::Hit(_)));
-        lookup
+        self.get_counted(entered, key, hash, None, read)
     }
 
     /// [`get_shared`](Self::get_shared) for a thread without a lane (past
@@ -499,6 +489,10 @@ impl<V> Engine<V> {
 
     /// The lookup of [`get_shared`](Self::get_shared), counted on `tally`
     /// once it has ended (as a hit or a miss), never before: see `lanes.rs`.
+    /// Counting is the last thing it does with the engine (for a lane read,
+    /// it ends the read: a writer may change the engine from then on), so
+    /// the latency sample is recorded first; a refused key is not counted
+    /// (the tally is dropped).
     #[inline(always)]
     fn get_counted<'k, R>(
         &self,
@@ -513,10 +507,10 @@ impl<V> Engine<V> {
         if matches!(lookup, Lookup::Refused) {
             return lookup;
         }
-        tally.close(matches!(lookup, Lookup::Hit(_)));
         if let Some(started) = started {
             self.record_latency_since(started);
         }
+        tally.close(matches!(lookup, Lookup::Hit(_)));
         lookup
     }
 
