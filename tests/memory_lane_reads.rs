@@ -15,20 +15,12 @@ use std::time::Duration;
 
 use pepperpy_caching::{CacheError, CacheStore, MemoryStore, S3FifoPolicy, SetOptions, TtlPolicy};
 
+#[path = "support/deadline.rs"]
+mod deadline;
+
 /// Runs `body` on its own thread; fails if it panics or runs for more than 20 s.
 fn within_20s(what: &str, body: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        body();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(()) => handle.join().unwrap(),
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("{what}: no answer within 20 s"),
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-            std::panic::resume_unwind(handle.join().expect_err("the body panicked"))
-        }
-    }
+    deadline::on_thread_within(what, Duration::from_secs(20), body);
 }
 
 /// A value of many words, all equal: a clone that overlaps a write of the

@@ -18,22 +18,12 @@ use pepperpy_caching::{
     CacheError, CacheStore, LruPolicy, ManualClock, MemoryStore, Policy, S3FifoPolicy, SetOptions, TtlPolicy,
 };
 
+#[path = "support/deadline.rs"]
+mod deadline;
+
 /// Runs `body` on its own thread; fails if it panics or runs for more than 10 s.
 fn within_10s(what: &str, body: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        body();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(()) => handle.join().unwrap(),
-        // The thread is left blocked: the test binary ends with the test run.
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("{what}: deadlocked (no answer within 10 s)"),
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-            let payload = handle.join().expect_err("the body panicked");
-            std::panic::resume_unwind(payload)
-        }
-    }
+    deadline::on_thread_within(what, Duration::from_secs(10), body);
 }
 
 /// What a value's callback does with the store, and what it got.

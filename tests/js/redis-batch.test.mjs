@@ -254,6 +254,35 @@ for (const kind of KINDS) {
       assert.deepEqual(await store.getMany(Array.from({ length: 257 }, (_, i) => `k${i}`)), Array.from({ length: 257 }, (_, i) => -i - 1));
     });
 
+    test("many callers in a loop (set, get, delete, a set with a TTL, each awaited): every caller reads its own last write, whatever batch its calls fell in", async () => {
+      const prefix = fresh();
+      const store = new RedisStore({ client, prefix });
+      const workers = 48;
+      const rounds = 40;
+      const seen = [];
+      await Promise.all(
+        Array.from({ length: workers }, async (_, w) => {
+          const key = `w${w}`;
+          for (let r = 0; r < rounds; r++) {
+            const value = { w, r, pad: "x".repeat((w * 7 + r) % 50) };
+            if ((w + r) % 5 === 0) await store.set(key, value, { ttl: 60 });
+            else await store.set(key, value);
+            const got = await store.get(key);
+            if (JSON.stringify(got) !== JSON.stringify(value)) seen.push([key, r, got]);
+            if ((w + r) % 7 === 0) {
+              await store.delete(key);
+              const gone = await store.get(key);
+              if (gone !== undefined) seen.push([key, r, "after delete", gone]);
+            }
+          }
+        }),
+      );
+      assert.deepEqual(seen, []);
+      const s = store.getStats();
+      assert.equal(s.sets, workers * rounds);
+      assert.equal(s.hits, workers * rounds);
+    });
+
     test("stats count each get: hits, misses, and its latency (which includes the wait for the end of the tick)", async () => {
       const prefix = fresh();
       const store = new RedisStore({ client, prefix });
@@ -430,4 +459,74 @@ test("batch must be a boolean", () => {
   for (const bad of [1, "no", null, {}]) assert.throws(() => new RedisStore({ client, batch: bad }), CachePolicyError);
   assert.ok(new RedisStore({ client, batch: false }));
   assert.ok(new RedisStore({ client, batch: true }));
+});
+
+describe("batched calls on a client that misbehaves (a node-redis v5 lookalike)", () => {
+  /** A ready node-redis v5 lookalike whose sendCommand is `next.current(argv)`; `sent` lists each argv. */
+  const lookalike = (next, sent = []) => ({
+    isReady: true,
+    isOpen: true,
+    withTypeMapping() {},
+    sendCommand: (argv) => {
+      sent.push(argv);
+      return next.current(argv);
+    },
+    once() {},
+    on() {},
+  });
+  const doc = (v) => Buffer.from(JSON.stringify({ v }));
+
+  test("a client that throws, answers the wrong number of values, or no array, or rejects with a non-Error: every caller of the batch a CacheBackendError, nothing counted", async () => {
+    const next = { current: undefined };
+    const sent = [];
+    const store = new RedisStore({ client: lookalike(next, sent), prefix: "p:" });
+    const three = () => outcomes([store.get("a"), store.get("b"), store.get("c")]);
+    const failedAll = (got, pattern) => {
+      for (const g of got) {
+        assert.equal(g[1], CacheBackendError.name, JSON.stringify(g));
+        assert.match(g[2], pattern);
+      }
+    };
+    next.current = () => {
+      throw new Error("boom");
+    };
+    failedAll(await three(), /boom/);
+    next.current = (argv) => Promise.resolve(argv.slice(2).map(() => doc(1)));
+    failedAll(await three(), /MGET of 3 keys answered 2 values/);
+    next.current = () => Promise.resolve(doc(1));
+    failedAll(await three(), /MGET of 3 keys answered no array/);
+    next.current = () => Promise.reject("a string");
+    failedAll(await three(), /a string/);
+    failedAll(await outcomes([store.set("a", 1), store.set("b", 2)]), /a string/);
+    const s = store.getStats();
+    assert.deepEqual([s.hits, s.misses, s.sets], [0, 0, 0]);
+    assert.deepEqual(
+      sent.map((argv) => argv[0]),
+      ["MGET", "MGET", "MGET", "MGET", "MSET"],
+      "one command a batch",
+    );
+    // Then a good answer: each its own value.
+    next.current = (argv) => Promise.resolve(argv.slice(1).map((k) => (k === "p:b" ? null : doc(k))));
+    assert.deepEqual(await Promise.all([store.get("a"), store.get("b"), store.get("c")]), ["p:a", undefined, "p:c"]);
+  });
+
+  test("an answer after the deadline is dropped: each caller settles once, by its deadline, and a batch that answers in time is unaffected", async () => {
+    const next = { current: undefined };
+    const store = new RedisStore({ client: lookalike(next), prefix: "p:", responseTimeout: 0.05 });
+    const answers = [];
+    next.current = () => new Promise((resolve) => answers.push(resolve));
+    const late = outcomes([store.get("a"), store.get("b"), store.set("c", 1)]);
+    const got = await late;
+    for (const g of got) assert.match(g[2], /within 50 ms/);
+    // The late replies: dropped (no second settlement, nothing counted).
+    answers[0]([doc(1), doc(2)]);
+    answers[1](Buffer.from("OK"));
+    await new Promise((r) => setTimeout(r, 20));
+    const s = store.getStats();
+    assert.deepEqual([s.hits, s.misses, s.sets], [0, 0, 0]);
+    next.current = (argv) => Promise.resolve(argv[0] === "MGET" ? [doc(1), null] : Buffer.from("OK"));
+    assert.deepEqual(await Promise.all([store.get("a"), store.get("b")]), [1, undefined]);
+    // Nothing is left to time out later.
+    await new Promise((r) => setTimeout(r, 120));
+  });
 });

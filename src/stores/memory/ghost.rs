@@ -32,14 +32,16 @@ pub(super) fn buckets_for(cap: usize) -> usize {
     cap.div_ceil(4)
 }
 
+/// Four fingerprints, oldest in lane 0; 0 marks an empty lane.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C, align(16))]
+struct Bucket([u32; 4]);
+
 #[derive(Clone, Debug)]
 pub(crate) struct BucketGhost {
-    /// Four lanes of 32 bits each, oldest in the low lane.
-    table: Vec<u128>,
+    table: Vec<Bucket>,
     buckets: usize,
 }
-
-const LANE: u128 = 0xFFFF_FFFF;
 
 impl BucketGhost {
     pub fn new(cap: usize) -> Self {
@@ -47,15 +49,23 @@ impl BucketGhost {
     }
 
     /// Remembers `hash`, forgetting the oldest key of its bucket.
+    #[inline]
     pub fn insert(&mut self, hash: u64) {
-        if self.buckets == 0 {
-            return;
-        }
         if self.table.is_empty() {
-            self.table = vec![0; self.buckets];
+            if self.buckets == 0 {
+                return;
+            }
+            self.allocate();
         }
-        let b = &mut self.table[bucket_of(hash, self.buckets)];
-        *b = (*b >> 32) | (u128::from(fingerprint(hash)) << 96);
+        let b = &mut self.table[bucket_of(hash, self.buckets)].0;
+        *b = [b[1], b[2], b[3], fingerprint(hash)];
+    }
+
+    /// The table, at the first insert (out of line: once in a ghost's life).
+    #[cold]
+    #[inline(never)]
+    fn allocate(&mut self) {
+        self.table = vec![Bucket::default(); self.buckets];
     }
 
     /// Starts loading the bucket of `hash` into the CPU's cache, for a
@@ -67,25 +77,29 @@ impl BucketGhost {
         }
     }
 
-    /// Whether `hash` is remembered; forgets it if so.
+    /// Whether `hash` is remembered; forgets it if so (the oldest lane
+    /// holding its fingerprint, if two do).
+    #[inline]
     pub fn take(&mut self, hash: u64) -> bool {
         if self.table.is_empty() {
             return false;
         }
-        let fp = u128::from(fingerprint(hash));
-        let b = &mut self.table[bucket_of(hash, self.buckets)];
-        for lane in 0..4 {
-            let shift = lane * 32;
-            if (*b >> shift) & LANE == fp {
-                *b &= !(LANE << shift);
-                return true;
-            }
+        let fp = fingerprint(hash);
+        let b = &mut self.table[bucket_of(hash, self.buckets)].0;
+        // The four lanes compared at once (no branch per lane).
+        let found = u32::from(b[0] == fp)
+            | u32::from(b[1] == fp) << 1
+            | u32::from(b[2] == fp) << 2
+            | u32::from(b[3] == fp) << 3;
+        if found == 0 {
+            return false;
         }
-        false
+        b[found.trailing_zeros() as usize] = 0;
+        true
     }
 
     pub fn clear(&mut self) {
-        self.table.fill(0);
+        self.table.fill(Bucket::default());
     }
 
     /// Heap bytes.

@@ -18,9 +18,11 @@ impl<V> MemoryStore<V> {
     /// entries a read or a walk found) to the listener.
     #[inline(always)]
     pub(super) fn release(&self, mut engine: Locked<'_, V>) {
-        if engine.has_orphans() {
-            let orphans = engine.take_orphans();
-            drop(engine);
+        // One place where the lock is released, whatever the branch: with
+        // two, LLVM put the guard's drop out of line (~20 instructions a `set`).
+        let orphans = if engine.has_orphans() { Some(engine.take_orphans()) } else { None };
+        drop(engine);
+        if let Some(orphans) = orphans {
             self.dispose(orphans, "");
         }
     }

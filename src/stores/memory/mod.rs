@@ -295,8 +295,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
         let shards: Box<[Shard<V>]> = (0..count)
             .zip(engine::LaneColumn::table(count))
             .map(|(i, lanes)| {
-                let mut engine =
-                    Engine::with_hasher(self.policy.clone(), self.clock.clone(), hasher.clone(), lanes.clone());
+                let mut engine = Engine::with_hasher(self.policy.clone(), self.clock.clone(), hasher.clone(), lanes);
                 if let Some(weigher) = &self.weigher {
                     engine.weigh_with(Arc::clone(weigher));
                 }
@@ -310,7 +309,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
                 if self.listener.is_some() {
                     engine.keep_orphans();
                 }
-                Shard::new(engine, lanes)
+                Shard::new(engine)
             })
             .collect();
         let shared_reads = read(&shards[0]).reads_are_shared();
@@ -630,7 +629,13 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
                         if self.listener.is_some() {
                             self.dispose(Some(engine::Removed::replaced(old_value, old_metadata)), &key);
                         } else {
-                            drop((old_value, old_metadata));
+                            // The metadata's drop glue is a call even for `None`, the common case.
+                            if old_metadata.is_some() {
+                                drop(old_metadata);
+                            } else {
+                                std::mem::forget(old_metadata);
+                            }
+                            drop(old_value);
                         }
                         return ready(Ok(()));
                     }
@@ -1035,12 +1040,13 @@ mod tests {
         assert_eq!(store.stats().hits, 1);
     }
 
-    /// A `get` changes the read lock's state, and a thread
-    /// without a lane of its own the engine's read counters. Both sit in the
-    /// shard's first 64-byte line, so two threads reading one shard pass one
-    /// cache line back and forth, not two.
+    /// A lane read reads the shard's writer flag and its lanes' pointer, a
+    /// thread without a lane changes the read lock's state and the engine's
+    /// read counters: all of them sit in the shard's first 64-byte line, so
+    /// a `get` begins on one line of the shard, and two threads reading one
+    /// shard without lanes pass one line back and forth, not two.
     #[test]
-    fn the_read_counters_share_the_lock_words_cache_line() {
+    fn the_lock_the_flag_the_lanes_and_the_read_counters_share_a_cache_line() {
         let store = MemoryStore::<u64>::builder(crate::policies::S3FifoPolicy::new(4_000).unwrap()).shards(2).build();
         for shard in store.shards.iter() {
             let base = shard as *const Shard<u64> as usize;
@@ -1049,6 +1055,7 @@ mod tests {
             let reads = engine.read_counters_address() - base;
             let end = reads + std::mem::size_of::<crate::metrics::ReadCounters>();
             assert!(end <= 64, "the read counters end {end} bytes into the shard, past its first line");
+            assert!(shard.first_line_fields_end() - base <= reads, "the lock, flag and lanes come before them");
         }
     }
 

@@ -4,7 +4,7 @@
 //! A `get` of a thread with a lane (`engine/lanes.rs`) reads the engine
 //! without the lock: it marks its lane (one atomic add on a cache line only
 //! it writes) and checks the shard's writer flag
-//! ([`LaneColumn::enter`]). Every other access takes the lock: reads
+//! ([`LaneHandle::enter`]). Every other access takes the lock: reads
 //! shared ([`Shard::read`]), writes exclusive ([`Shard::write`]). A writer,
 //! once it holds the lock, raises the writer flag and waits for the lane
 //! reads in progress to end; a lane read that finds the flag up takes the
@@ -20,7 +20,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Release, SeqCst};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::engine::{Engine, Entered, LaneColumn};
+use super::engine::{Engine, Entered, LaneHandle};
 
 #[cfg(test)]
 thread_local! {
@@ -41,8 +41,10 @@ pub(super) struct Shard<V> {
     /// Whether `get` reads this shard on lanes (every policy whose reads
     /// change no order: see [`Engine::reads_are_shared`]).
     lane_reads: bool,
-    /// The shard's column of the lanes (the engine counts on the same).
-    lanes: LaneColumn,
+    /// The engine's lanes (it counts its reads on them), one pointer: with
+    /// the fields above and the engine's read counters, the shard's first
+    /// cache line.
+    lanes: LaneHandle,
     engine: UnsafeCell<Engine<V>>,
 }
 
@@ -53,13 +55,14 @@ pub(super) struct Shard<V> {
 unsafe impl<V> Sync for Shard<V> where Engine<V>: Send + Sync {}
 
 impl<V> Shard<V> {
-    /// A shard running `engine`, whose shared reads count on `lanes`.
-    pub fn new(engine: Engine<V>, lanes: LaneColumn) -> Self {
+    /// A shard running `engine`.
+    pub fn new(engine: Engine<V>) -> Self {
         Shard {
             lock: RwLock::new(()),
             writer: AtomicBool::new(false),
             lane_reads: engine.reads_are_shared(),
-            lanes,
+            // The engine owns the column, and lives as long as the shard.
+            lanes: engine.lane_handle(),
             engine: UnsafeCell::new(engine),
         }
     }
@@ -70,8 +73,7 @@ impl<V> Shard<V> {
         #[cfg(test)]
         RW_LOCKS.set(RW_LOCKS.get() + 1);
         let lock = self.lock.read().unwrap_or_else(PoisonError::into_inner);
-        // SAFETY: the read lock is held: no writer holds `&mut` (see `write`).
-        ReadGuard { engine: unsafe { &*self.engine.get() }, _lock: lock }
+        ReadGuard { shard: self, _lock: lock }
     }
 
     /// The engine, exclusively, under the write lock, once no lane read is
@@ -84,17 +86,14 @@ impl<V> Shard<V> {
         RW_LOCKS.set(RW_LOCKS.get() + 1);
         let lock = self.lock.write().unwrap_or_else(PoisonError::into_inner);
         if self.lane_reads {
-            // `SeqCst`, before the look at the lanes: see `LaneColumn::enter`.
+            // `SeqCst`, before the look at the lanes: see `LaneHandle::enter`.
             self.writer.store(true, SeqCst);
             self.lanes.wait_for_readers();
         }
-        // SAFETY: the write lock excludes every other writer and every read
-        // under the lock; the flag is up and no lane read is in progress, and
-        // none begins until the guard lowers it.
-        WriteGuard { shard: self, engine: unsafe { &mut *self.engine.get() }, _lock: lock }
+        WriteGuard { shard: self, _lock: lock }
     }
 
-    /// Begins a lane read of the engine ([`LaneColumn::enter`]): `None`
+    /// Begins a lane read of the engine ([`LaneHandle::enter`]): `None`
     /// (take [`read`](Self::read)) for a thread without a lane, a shard
     /// without lane reads, or while a writer holds the shard.
     #[inline(always)]
@@ -110,9 +109,23 @@ impl<V> Shard<V> {
     }
 }
 
+#[cfg(test)]
+impl<V> Shard<V> {
+    /// The address just past the lock, the flag and the lanes' handle.
+    pub fn first_line_fields_end(&self) -> usize {
+        let ends = [
+            &self.lock as *const RwLock<()> as usize + std::mem::size_of::<RwLock<()>>(),
+            &self.writer as *const AtomicBool as usize + 1,
+            &self.lane_reads as *const bool as usize + 1,
+            &self.lanes as *const LaneHandle as usize + std::mem::size_of::<LaneHandle>(),
+        ];
+        ends.into_iter().max().unwrap_or(0)
+    }
+}
+
 /// The engine, shared, under the shard's read lock.
 pub(super) struct ReadGuard<'a, V> {
-    engine: &'a Engine<V>,
+    shard: &'a Shard<V>,
     _lock: RwLockReadGuard<'a, ()>,
 }
 
@@ -120,14 +133,15 @@ impl<V> std::ops::Deref for ReadGuard<'_, V> {
     type Target = Engine<V>;
     #[inline(always)]
     fn deref(&self) -> &Engine<V> {
-        self.engine
+        // SAFETY: the read lock is held: no writer holds `&mut` (see `write`).
+        unsafe { &*self.shard.engine.get() }
     }
 }
 
-/// The engine, exclusively, under the shard's write lock.
+/// The engine, exclusively, under the shard's write lock (the flag up and
+/// no lane read in progress: see [`Shard::write`]).
 pub(super) struct WriteGuard<'a, V> {
     shard: &'a Shard<V>,
-    engine: &'a mut Engine<V>,
     _lock: RwLockWriteGuard<'a, ()>,
 }
 
@@ -145,14 +159,19 @@ impl<V> std::ops::Deref for WriteGuard<'_, V> {
     type Target = Engine<V>;
     #[inline(always)]
     fn deref(&self) -> &Engine<V> {
-        self.engine
+        // SAFETY: the write lock is held (see `deref_mut`).
+        unsafe { &*self.shard.engine.get() }
     }
 }
 
 impl<V> std::ops::DerefMut for WriteGuard<'_, V> {
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut Engine<V> {
-        self.engine
+        // SAFETY: the write lock excludes every other writer and every read
+        // under the lock; the flag is up and no lane read is in progress, and
+        // none begins until the guard lowers it. The `&mut` borrows the
+        // guard, so it ends before the guard does.
+        unsafe { &mut *self.shard.engine.get() }
     }
 }
 

@@ -27,12 +27,12 @@
 //! per shard in it, so a thread writes only its own lines whichever shard it
 //! reads.
 //!
-//! A lane is also a thread's read lock on a shard ([`LaneColumn::enter`]):
+//! A lane is also a thread's read lock on a shard ([`LaneHandle::enter`]):
 //! the top bit of its hit counter ([`READING`]), set with one atomic add on
 //! the thread's own cache line, says the thread is reading the shard; a
 //! writer, holding the shard's lock, raises the shard's writer flag and
 //! waits until no lane claimed by a thread has the bit
-//! ([`LaneColumn::wait_for_readers`]). A `get` then takes one atomic
+//! ([`LaneHandle::wait_for_readers`]). A `get` then takes one atomic
 //! read-modify-write on a line no other thread writes, instead of a read
 //! lock's two on a line every reader of the shard writes (two threads
 //! reading one shard moved that line back and forth twice a `get`).
@@ -64,7 +64,7 @@ const FULL: u8 = LANES as u8 + 1;
 const PER_LINE: usize = 4;
 
 /// The bit of a lane's hit counter that says its thread is reading the
-/// shard without the shard's lock ([`LaneColumn::enter`]); the count is the
+/// shard without the shard's lock ([`LaneHandle::enter`]); the count is the
 /// other 63 bits (2^63 gets are centuries away).
 const READING: u64 = 1 << 63;
 
@@ -88,7 +88,7 @@ static CLAIMED: Mutex<[bool; LANES]> = Mutex::new([false; LANES]);
 static FREED: AtomicU64 = AtomicU64::new(0);
 
 /// The lanes claimed by a thread, one bit each (changed under [`CLAIMED`]'s
-/// lock): the only lanes a writer must look at ([`LaneColumn::wait_for_readers`]).
+/// lock): the only lanes a writer must look at ([`LaneHandle::wait_for_readers`]).
 /// A thread sets its bit before its first read on the lane, with an order
 /// that every writer's look sees (`SeqCst`).
 static ACTIVE: AtomicU32 = AtomicU32::new(0);
@@ -179,8 +179,7 @@ struct Line([Pair; PER_LINE]);
 type Group = [Line; LANES];
 
 /// One shard's column of a store's lanes: the hits and misses its readers
-/// counted. Clones share the counters (the shard's lock reads them too).
-#[derive(Clone)]
+/// counted.
 pub(crate) struct LaneColumn {
     /// Keeps the group (which `first` points into) alive.
     _group: Arc<Group>,
@@ -196,6 +195,21 @@ pub(crate) struct LaneColumn {
 unsafe impl Send for LaneColumn {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for LaneColumn {}
+
+/// A column's pairs without the column's hold on them (one pointer): the
+/// shard's way to its lanes for the lane reads and the writer's wait
+/// (`shard.rs`), next to its lock. Valid while the column it came from
+/// lives: the shard keeps it beside the engine that owns that column, and
+/// both go together.
+#[derive(Clone, Copy)]
+pub(crate) struct LaneHandle {
+    first: NonNull<Pair>,
+}
+
+// SAFETY: as for `LaneColumn` (a pointer into a group of atomics).
+unsafe impl Send for LaneHandle {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for LaneHandle {}
 
 /// Where a shared `get` is counted, once its lookup has ended: this thread's
 /// lane, or the shard's shared counters for a thread without one.
@@ -244,7 +258,7 @@ impl Tally for LaneRead<'_> {
 }
 
 /// A `get` reading a shard without its lock, on this thread's lane
-/// ([`LaneColumn::enter`]): the lane's [`READING`] bit is set until it is
+/// ([`LaneHandle::enter`]): the lane's [`READING`] bit is set until it is
 /// closed (counted) or dropped (a value's `Clone` panicked: nothing is
 /// counted, as under a lock).
 pub(crate) struct Entered<'a> {
@@ -337,6 +351,39 @@ impl LaneColumn {
         Some(LaneRead { pair: self.pair(lane) })
     }
 
+    /// The handle of this column, for its shard (see [`LaneHandle`]).
+    pub fn handle(&self) -> LaneHandle {
+        LaneHandle { first: self.first }
+    }
+
+    /// The hits and the misses counted on every lane.
+    pub fn totals(&self) -> (u64, u64) {
+        (0..LANES).map(|lane| self.pair(lane)).fold((0, 0), |(hits, misses), pair| {
+            (hits.wrapping_add(pair.hit_count()), misses.wrapping_add(pair.misses().load(Relaxed)))
+        })
+    }
+
+    /// Sets the column back to zero (no reader of the shard runs: the
+    /// caller holds it exclusively).
+    pub fn reset(&mut self) {
+        for lane in 0..LANES {
+            let pair = self.pair(lane);
+            pair.hits().store(0, Relaxed);
+            pair.misses().store(0, Relaxed);
+        }
+    }
+}
+
+impl LaneHandle {
+    /// This shard's pair on `lane` (below [`LANES`]).
+    #[inline(always)]
+    fn pair(&self, lane: usize) -> &Pair {
+        debug_assert!(lane < LANES);
+        // SAFETY: as `LaneColumn::pair`: the column this handle came from
+        // lives (see `LaneHandle`).
+        unsafe { self.first.byte_add(lane * std::mem::size_of::<Line>()).as_ref() }
+    }
+
     /// Begins a `get` of this shard without its lock, on this thread's
     /// lane: `None` if the thread has no lane, or if a writer holds the
     /// shard (`writer`, raised by [`wait_for_readers`](Self::wait_for_readers)'s
@@ -372,7 +419,16 @@ impl LaneColumn {
     /// spins, then yields.
     #[inline]
     pub fn wait_for_readers(&self) {
-        let mut active = ACTIVE.load(SeqCst);
+        // Not this thread's own lane: a call from inside its own lane read
+        // of the shard is refused before it locks (`reentry.rs`). A thread
+        // without a lane clears a bit no lane has (16 and up: the shift
+        // wraps at 32).
+        let own = 1u32.wrapping_shl(u32::from(LANE.get()));
+        debug_assert!(
+            usize::from(LANE.get()) >= LANES || self.pair(usize::from(LANE.get())).hits().load(Relaxed) & READING == 0,
+            "a writer inside its own lane read of the shard"
+        );
+        let mut active = ACTIVE.load(SeqCst) & !own;
         while active != 0 {
             let lane = active.trailing_zeros() as usize;
             active &= active - 1;
@@ -380,23 +436,6 @@ impl LaneColumn {
             if hits.load(SeqCst) & READING != 0 {
                 wait_for_lane(hits);
             }
-        }
-    }
-
-    /// The hits and the misses counted on every lane.
-    pub fn totals(&self) -> (u64, u64) {
-        (0..LANES).map(|lane| self.pair(lane)).fold((0, 0), |(hits, misses), pair| {
-            (hits.wrapping_add(pair.hit_count()), misses.wrapping_add(pair.misses().load(Relaxed)))
-        })
-    }
-
-    /// Sets the column back to zero (no reader of the shard runs: the
-    /// caller holds it exclusively).
-    pub fn reset(&mut self) {
-        for lane in 0..LANES {
-            let pair = self.pair(lane);
-            pair.hits().store(0, Relaxed);
-            pair.misses().store(0, Relaxed);
         }
     }
 }

@@ -72,7 +72,7 @@ use crate::store::{Metadata, SetOptions, check_metadata, check_set_options};
 pub(crate) use dump::{Restored, Snapshot};
 pub(crate) use expiry::RECLAIM_PER_WRITE;
 use lanes::Tally;
-pub(crate) use lanes::{Entered, LaneColumn};
+pub(crate) use lanes::{Entered, LaneColumn, LaneHandle};
 pub(crate) use loads::Freshly;
 pub(crate) use queues::{Climber, MAX_FREQ, MOVE_TO_MAIN};
 // The slot engine's (the JS store's) S3-FIFO sizes its ghost the same way.
@@ -373,6 +373,12 @@ impl<V> Engine<V> {
         Ok(weight)
     }
 
+    /// The handle of the lanes this engine counts on, for its shard's lane
+    /// reads (valid while the engine lives).
+    pub fn lane_handle(&self) -> LaneHandle {
+        self.lanes.handle()
+    }
+
     /// Whether a `get` hit leaves every shared order alone, so reads can go
     /// through [`get_shared`](Self::get_shared) under a read lock.
     pub fn reads_are_shared(&self) -> bool {
@@ -451,7 +457,7 @@ impl<V> Engine<V> {
     }
 
     /// [`get_shared`](Self::get_shared) for a read begun on this thread's
-    /// lane without the shard's lock ([`LaneColumn::enter`]), which it ends.
+    /// lane without the shard's lock ([`LaneHandle::enter`]), which it ends.
     #[inline(always)]
     pub fn get_entered<'k, R>(
         &self,
