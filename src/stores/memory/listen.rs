@@ -19,7 +19,8 @@ impl<V> MemoryStore<V> {
     #[inline(always)]
     pub(super) fn release(&self, mut engine: Locked<'_, V>) {
         // One place where the lock is released, whatever the branch: with
-        // two, LLVM put the guard's drop out of line (~20 instructions a `set`).
+        // two, LLVM put the guard's drop out of line (~20 instructions a
+        // `set`); `unlock` is that drop, inlined.
         let orphans = if engine.has_orphans() { Some(engine.take_orphans()) } else { None };
         engine.unlock();
         if let Some(orphans) = orphans {

@@ -537,7 +537,10 @@ impl<V: Clone> MemoryStore<V> {
     #[inline(never)]
     fn get_checked_exclusive(&self, key: &str) -> Result<Option<V>> {
         let (key, hash, checked) = self.checked_for_lock("get", key)?;
-        Ok(self.get_exclusive(key, hash, Some(checked)))
+        let mut engine = write_after(self.shard_of(hash), checked);
+        let found = engine.get_exclusive(key, hash, None, V::clone);
+        self.release(engine);
+        Ok(found)
     }
 
     /// [`get_probed`](Self::get_probed)'s read under the shard's read lock

@@ -109,7 +109,7 @@ impl<V> Shard<V> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 impl<V> Shard<V> {
     /// The address just past the lock, the flag and the lanes' handle.
     pub fn first_line_fields_end(&self) -> usize {

@@ -187,6 +187,13 @@ pub(crate) struct LaneColumn {
     /// `n` lines on. Kept as a pointer so that a read finds its pair with a
     /// shift and an add.
     first: NonNull<Pair>,
+    /// The counts of every lane (hits, misses) at the last
+    /// [`reset`](Self::reset), which the totals leave out; `None` before
+    /// any. A reset never writes the lanes: a lane read the writer passed
+    /// over (its mark set just after the writer looked) ends after the
+    /// writer, and its count, stored from what it read at the start, would
+    /// put back a count the reset had zeroed.
+    base: Option<Box<[(u64, u64); LANES]>>,
 }
 
 // SAFETY: `first` points into the group the column holds (an `Arc` of
@@ -274,7 +281,8 @@ impl Tally for Entered<'_> {
     }
 
     /// Counts the `get` and ends the read: the store that clears the bit
-    /// releases everything the read did to the writer waiting for it.
+    /// releases everything the read did to the writer waiting for it, so
+    /// the caller holds no reference into the engine any more.
     #[inline(always)]
     fn close(self, hit: bool) {
         let (pair, hits) = (self.pair, self.hits);
@@ -290,9 +298,15 @@ impl Tally for Entered<'_> {
 }
 
 impl Drop for Entered<'_> {
-    /// A read cut short (a panic in a value's `Clone`): it ends uncounted.
+    /// A read that ends uncounted: backed out (the writer flag was up), cut
+    /// short (a panic in a value's `Clone`), or refused. Only the bit is
+    /// cleared, atomically: a read backing out may have been passed over by
+    /// the writer (which looked at the lane before the bit was set) and the
+    /// writer may be `reset_stats`, which zeroes the lane meanwhile; storing
+    /// the count read at the start would undo that reset.
+    #[cold]
     fn drop(&mut self) {
-        self.pair.hits().store(self.hits, END);
+        self.pair.hits().fetch_and(!READING, END);
     }
 }
 
@@ -314,7 +328,7 @@ impl LaneColumn {
             // the pair `slot` at `slot` pairs into a line.
             // SAFETY: `slot` < PER_LINE: the pair stays inside line 0.
             let first = unsafe { NonNull::from(&*group).cast::<Pair>().add(slot) };
-            LaneColumn { _group: group, first }
+            LaneColumn { _group: group, first, base: None }
         })
     }
 
@@ -356,21 +370,25 @@ impl LaneColumn {
         LaneHandle { first: self.first }
     }
 
-    /// The hits and the misses counted on every lane.
+    /// The hits and the misses counted on every lane since the last
+    /// [`reset`](Self::reset).
     pub fn totals(&self) -> (u64, u64) {
-        (0..LANES).map(|lane| self.pair(lane)).fold((0, 0), |(hits, misses), pair| {
-            (hits.wrapping_add(pair.hit_count()), misses.wrapping_add(pair.misses().load(Relaxed)))
+        (0..LANES).fold((0u64, 0u64), |(hits, misses), lane| {
+            let pair = self.pair(lane);
+            let (h, m) = (pair.hit_count(), pair.misses().load(Relaxed));
+            let (h0, m0) = self.base.as_ref().map_or((0, 0), |base| base[lane]);
+            (hits.wrapping_add(h.wrapping_sub(h0)), misses.wrapping_add(m.wrapping_sub(m0)))
         })
     }
 
-    /// Sets the column back to zero (no reader of the shard runs: the
-    /// caller holds it exclusively).
+    /// Counts from zero again: the counts now become the base the totals
+    /// leave out (the caller holds the shard exclusively; see `base`).
     pub fn reset(&mut self) {
-        for lane in 0..LANES {
+        let now: [(u64, u64); LANES] = std::array::from_fn(|lane| {
             let pair = self.pair(lane);
-            pair.hits().store(0, Relaxed);
-            pair.misses().store(0, Relaxed);
-        }
+            (pair.hit_count(), pair.misses().load(Relaxed))
+        });
+        self.base = Some(Box::new(now));
     }
 }
 

@@ -457,7 +457,10 @@ impl<V> Engine<V> {
     }
 
     /// [`get_shared`](Self::get_shared) for a read begun on this thread's
-    /// lane without the shard's lock ([`LaneHandle::enter`]), which it ends.
+    /// lane without the shard's lock ([`LaneHandle::enter`]), which it ends
+    /// (`Tally::close`) as the last thing it does with the engine: a
+    /// writer may change the engine from then on, so the latency sample is
+    /// recorded before, and what it returns is owned.
     #[inline(always)]
     pub fn get_entered<'k, R>(
         &self,
@@ -486,6 +489,10 @@ impl<V> Engine<V> {
 
     /// The lookup of [`get_shared`](Self::get_shared), counted on `tally`
     /// once it has ended (as a hit or a miss), never before: see `lanes.rs`.
+    /// Counting is the last thing it does with the engine (for a lane read,
+    /// it ends the read: a writer may change the engine from then on), so
+    /// the latency sample is recorded first; a refused key is not counted
+    /// (the tally is dropped).
     #[inline(always)]
     fn get_counted<'k, R>(
         &self,
@@ -496,22 +503,38 @@ impl<V> Engine<V> {
         read: impl FnOnce(&V) -> R,
     ) -> Lookup<R> {
         let started = tally.sampled().then(|| now.unwrap_or_else(|| self.clock.now()));
-        let lookup = match self.find_slot(hash, &key) {
+        let lookup = self.find_shared(key, hash, now.or(started), read);
+        if matches!(lookup, Lookup::Refused) {
+            return lookup;
+        }
+        if let Some(started) = started {
+            self.record_latency_since(started);
+        }
+        tally.close(matches!(lookup, Lookup::Hit(_)));
+        lookup
+    }
+
+    /// The look-up of a shared read, counted by the caller: a hit bumps the
+    /// entry and hands its value to `read`. `now` is the time if known.
+    #[inline(always)]
+    fn find_shared<'k, R>(
+        &self,
+        key: impl LookupKey<'k>,
+        hash: u64,
+        now: Option<Nanos>,
+        read: impl FnOnce(&V) -> R,
+    ) -> Lookup<R> {
+        match self.find_slot(hash, &key) {
             // A key found passed the rules when it was set; a miss checks
             // the rest of them (a `Probe`) before anything is counted.
-            None if !key.passes() => return Lookup::Refused,
+            None if !key.passes() => Lookup::Refused,
             None => Lookup::Miss,
-            Some((id, slot)) if !self.live_read_slot(id, slot, now.or(started)) => Lookup::Expired,
+            Some((id, slot)) if !self.live_read_slot(id, slot, now) => Lookup::Expired,
             Some((_, slot)) => {
                 self.touch(&slot.freq, hash);
                 Lookup::Hit(read(slot.value()))
             }
-        };
-        tally.close(matches!(lookup, Lookup::Hit(_)));
-        if let Some(started) = started {
-            self.record_latency_since(started);
         }
-        lookup
     }
 
     /// Adds one sampled `get` that started at `started` (one in 32: off the
