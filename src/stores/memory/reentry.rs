@@ -119,25 +119,6 @@ impl<G> Drop for Held<G> {
     }
 }
 
-impl<V> Held<WriteGuard<'_, V>> {
-    /// Drops the mark, then the lock, as dropping the guard does, but
-    /// inlined: the drop glue, which every write path shares, stayed a call
-    /// (about 25 instructions a write, exact LRU's `get` included).
-    #[inline(always)]
-    pub(super) fn unlock(self) {
-        let this = std::mem::ManuallyDrop::new(self);
-        let outer = this.outer;
-        // SAFETY: `this` is neither used nor dropped again: the guard is
-        // moved out of it once, and dropped below.
-        let guard = unsafe { std::ptr::read(&this.guard) };
-        if outer != 0 {
-            unnest();
-        }
-        HOLDING.set(outer);
-        guard.unlock();
-    }
-}
-
 #[cold]
 #[inline(never)]
 fn nest(outer: usize) {
