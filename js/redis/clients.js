@@ -168,10 +168,81 @@ const REDIS_CLIENTS = (() => {
     let head = null;
     let tail = null;
     let count = 0;
-    // The batch commands Redis refused (an ACL without MGET or MSET, a renamed
-    // command): their calls then go one by one, as with batch: false.
-    const refused = { GET: false, SET: false };
-    const isRefusal = (error) => error.redisError === true && /^(NOPERM|ERR unknown command)/.test(String(error.message));
+    // Whether each batch command may be sent: true (a batch of it answered),
+    // false (never: the server is cluster-enabled, INFO was refused, or Redis
+    // refused that command: an ACL without MGET or MSET, a renamed command;
+    // its calls then go one by one, as with batch: false), undefined (not
+    // known yet: the next batch of it is a probe).
+    const allowed = { GET: undefined, SET: undefined };
+    // Whether `INFO cluster` was asked (once per client, before the first batch).
+    let asked = false;
+    // While a probe (that INFO, or the first MGET or MSET) is unanswered: the
+    // later calls and commands, in order (thunks); else null. So a refused
+    // probe's calls are sent again one by one BEFORE anything made after them.
+    let gate = null;
+    const isRefusal = (error) => error.redisError === true && /^(NOPERM|ERR unknown command|CROSSSLOT)/.test(String(error.message));
+    /** The probe answered: the calls that waited go, in order (until another probe starts: the rest wait again). */
+    const open = () => {
+      const waiting = gate;
+      gate = null;
+      let thrown;
+      let threw = false;
+      for (let i = 0; i < waiting.length; i++) {
+        if (gate !== null) {
+          for (let j = i; j < waiting.length; j++) gate.push(waiting[j]);
+          break;
+        }
+        try {
+          waiting[i]();
+        } catch (error) {
+          if (!threw) thrown = error;
+          threw = true;
+        }
+      }
+      if (threw) throw thrown;
+    };
+    /** Asks `INFO cluster` (calls wait meanwhile): batches only on a server that says cluster_enabled:0. */
+    const ask = () => {
+      asked = true;
+      gate = [];
+      const done = (r) => {
+        const text = r instanceof Uint8Array ? new TextDecoder().decode(r) : "";
+        if (!/^cluster_enabled:0\s*$/m.test(text)) allowed.GET = allowed.SET = false;
+        open();
+      };
+      const failed = (error) => {
+        // Refused (an ACL without INFO, a renamed INFO): never batch. Not
+        // answered (a lost connection): ask again before the next batch.
+        if (mark(error).redisError === true) allowed.GET = allowed.SET = false;
+        else asked = false;
+        open();
+      };
+      let sent;
+      try {
+        sent = send(["INFO", "cluster"]);
+      } catch (error) {
+        failed(error);
+        return;
+      }
+      sent.then((r) => done(reply(r)), failed);
+    };
+    /** `fn()` (a command's sending) after any pending batch; while a probe is unanswered, once it is (its promise then). */
+    const later = (fn) => {
+      if (gate === null && head !== null) flush();
+      if (gate === null) return fn();
+      return new Promise((resolve, reject) => {
+        gate.push(() => {
+          let p;
+          try {
+            p = later(fn);
+          } catch (error) {
+            reject(error);
+            return;
+          }
+          p.then(resolve, reject);
+        });
+      });
+    };
     // Each call of the list from `first` still waiting (not timed out) settled by `settle(i, w)`.
     const each = (first, settle) => {
       let thrown;
@@ -239,31 +310,54 @@ const REDIS_CLIENTS = (() => {
       head = tail = null;
       count = 0;
       const command = isGet ? "GET" : "SET";
-      const failAll = (error) => {
-        const marked = mark(error);
-        if (n > 1 && isRefusal(marked)) {
-          // MGET or MSET refused (none of it ran): this batch's calls, and the
-          // later ones of its kind, go one by one. (A call of another kind made
-          // after this batch was sent and before the refusal came may now reach
-          // Redis before these: once per client, on a server that refuses.)
-          refused[command] = true;
-          for (let w = first; w !== null; w = w.next) if (w.call === undefined || w.call.prev !== null) single(w, command);
+      // The first MGET (MSET) on this client is a probe: later calls wait for its answer.
+      const probe = n > 1 && allowed[command] === undefined;
+      // After a probe's callers are answered: the waiting calls go.
+      const opened = (settle) => {
+        if (!probe) {
+          settle();
           return;
         }
-        each(first, (_, w) => w.onError(marked));
+        try {
+          settle();
+        } finally {
+          open();
+        }
       };
+      const failAll = (error) =>
+        opened(() => {
+          const marked = mark(error);
+          if (n > 1 && isRefusal(marked)) {
+            // MGET or MSET refused (none of it ran): this batch's calls, and the
+            // later ones of its kind, go one by one, these first (a probe's
+            // refusal: before anything made after them, which waited). A
+            // refusal after that command was once answered (an ACL changed at
+            // runtime) may let a call made after the batch pass these.
+            allowed[command] = false;
+            for (let w = first; w !== null; w = w.next) if (w.call === undefined || w.call.prev !== null) single(w, command);
+            return;
+          }
+          each(first, (_, w) => w.onError(marked));
+        });
       let sent;
       try {
         sent = send(argvOf(first, n, isGet), first.key);
       } catch (error) {
+        if (probe) gate = [];
         failAll(error);
         return;
       }
+      if (probe) gate = [];
       if (n === 1 || !isGet) {
-        sent.then((r) => {
-          const answer = reply(r);
-          each(first, (_, w) => w.onReply(answer));
-        }, failAll);
+        sent.then(
+          (r) =>
+            opened(() => {
+              if (probe) allowed[command] = true;
+              const answer = reply(r);
+              each(first, (_, w) => w.onReply(answer));
+            }),
+          failAll,
+        );
         return;
       }
       sent.then((r) => {
@@ -271,14 +365,25 @@ const REDIS_CLIENTS = (() => {
           failAll(new Error(`MGET of ${n} keys answered ${Array.isArray(r) ? `${r.length} values` : "no array"}`));
           return;
         }
-        each(first, (i, w) => w.onReply(reply(r[i])));
+        opened(() => {
+          if (probe) allowed[command] = true;
+          each(first, (i, w) => w.onReply(reply(r[i])));
+        });
       }, failAll);
     };
     /** Adds a call to the batch of `command` (another pending one is sent first; a full one is sent at once). */
     const join = (command, key, value, call, clock, onReply, onError) => {
-      if (head !== null && kind !== command) flush();
+      if (gate === null && head !== null && kind !== command) flush();
+      if (gate === null && !asked) ask();
+      if (gate !== null) {
+        // A probe is unanswered: this call waits (dropped if it timed out meanwhile: its caller was told).
+        gate.push(() => {
+          if (call === undefined || call.prev !== null) join(command, key, value, call, clock, onReply, onError);
+        });
+        return;
+      }
       const w = { key, value, call, clock, onReply, onError, next: null };
-      if (refused[command]) {
+      if (allowed[command] === false) {
         single(w, command);
         return;
       }
@@ -304,10 +409,10 @@ const REDIS_CLIENTS = (() => {
       },
       /** Any other command: the pending batch sent first. */
       send(argv, key) {
-        if (head !== null) flush();
-        return send(argv, key);
+        return later(() => send(argv, key));
       },
-      flush,
+      /** `fn()` (a pipeline's sending: a promise) after the pending batch, and after any unanswered probe. */
+      later,
     };
   }
 
@@ -777,13 +882,15 @@ const REDIS_CLIENTS = (() => {
     const exec = async (calls, build) => {
       // The first exec waited for ready (below); a second one (NOSCRIPT) goes only on a connected client.
       if (ready !== undefined && client.status !== "ready") throw new Error(`the ${kind} client lost its connection`);
-      // A batch (gets, sets) made before this pipeline goes first.
-      batch?.flush();
-      const pipe = client.pipeline();
-      for (const call of calls) build(pipe, call);
+      const run = () => {
+        const pipe = client.pipeline();
+        for (const call of calls) build(pipe, call);
+        return pipe.exec();
+      };
       let results;
       try {
-        results = await pipe.exec();
+        // A batch (gets, sets) made before this pipeline goes first (and a probe's answer is waited for).
+        results = await (batch === undefined ? run() : batch.later(run));
       } catch (error) {
         throw mark(error);
       }
