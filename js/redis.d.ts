@@ -72,7 +72,11 @@ export interface RedisStoreOptions {
    * plain `set`s without a TTL as one MSET, at most 128 keys a command; each call keeps its own
    * answer, error, deadline and stats, and the store's calls keep their order (any other call sends a
    * pending batch first). A command your code sends on the same client itself in that tick (`quit()`
-   * included) goes before the batch. `false`: each `get` and `set` is sent when it is made.
+   * included) goes before the batch: await the calls before `quit()` (a batch pending at the close
+   * rejects its calls with CacheBackendError). Never on a server in cluster mode or one that refuses
+   * `INFO` (asked once a client, before its first batch); the client's first MGET and MSET are probes
+   * (later calls wait for them; a refused one's calls go one by one first, and that command is never
+   * batched there again). `false`: each `get` and `set` is sent when it is made.
    * A boolean, else CachePolicyError.
    */
   batch?: boolean;

@@ -157,6 +157,14 @@ const REDIS_CLIENTS = (() => {
    * answers nil for a key that holds no string (a hash: a load's
    * placeholder), where GET answers WRONGTYPE, which the store reads as a
    * miss: the same miss. `send(argv, key)`: the client's own sending.
+   *
+   * Probes (review4j): before the first batch, one `INFO cluster` (a
+   * cluster-enabled server, even one owning every slot, refuses an MGET of
+   * keys in different slots: CROSSSLOT; INFO refused: unsure, so never
+   * batch); then the first MGET and the first MSET. While a probe is
+   * unanswered every later call and command on the client waits here (in
+   * order: `gate`), so a refused probe's calls, re-sent one by one, still
+   * run before anything made after them. Once per client and kind.
    */
   function batcher(send) {
     // The batch being gathered: its command ("GET", "SET" or undefined: none)
