@@ -238,7 +238,13 @@ const REDIS_CLIENTS = (() => {
     const later = (fn) => {
       if (gate === null && head !== null) flush();
       if (gate === null) return fn();
-      return new Promise((resolve, reject) => {
+      return waitFor(fn);
+    };
+    /** The batcher's `send` while a probe is unanswered (apart, as `wait`). */
+    const waitToSend = (argv, key) => waitFor(() => send(argv, key));
+    /** `later`'s promise while a probe is unanswered. */
+    const waitFor = (fn) =>
+      new Promise((resolve, reject) => {
         gate.push(() => {
           let p;
           try {
@@ -250,7 +256,6 @@ const REDIS_CLIENTS = (() => {
           p.then(resolve, reject);
         });
       });
-    };
     // Each call of the list from `first` still waiting (not timed out) settled by `settle(i, w)`.
     const each = (first, settle) => {
       let thrown;
@@ -379,15 +384,18 @@ const REDIS_CLIENTS = (() => {
         });
       }, failAll);
     };
+    /** A probe is unanswered: this call waits (dropped if it timed out meanwhile: its caller was told). Apart from `join`, whose arguments a closure there would make every call allocate. */
+    const wait = (command, key, value, call, clock, onReply, onError) => {
+      gate.push(() => {
+        if (call === undefined || call.prev !== null) join(command, key, value, call, clock, onReply, onError);
+      });
+    };
     /** Adds a call to the batch of `command` (another pending one is sent first; a full one is sent at once). */
     const join = (command, key, value, call, clock, onReply, onError) => {
       if (gate === null && head !== null && kind !== command) flush();
       if (gate === null && !asked) ask();
       if (gate !== null) {
-        // A probe is unanswered: this call waits (dropped if it timed out meanwhile: its caller was told).
-        gate.push(() => {
-          if (call === undefined || call.prev !== null) join(command, key, value, call, clock, onReply, onError);
-        });
+        wait(command, key, value, call, clock, onReply, onError);
         return;
       }
       const w = { key, value, call, clock, onReply, onError, next: null };
@@ -417,7 +425,9 @@ const REDIS_CLIENTS = (() => {
       },
       /** Any other command: the pending batch sent first. */
       send(argv, key) {
-        return later(() => send(argv, key));
+        if (gate === null && head !== null) flush();
+        if (gate === null) return send(argv, key);
+        return waitToSend(argv, key);
       },
       /** `fn()` (a pipeline's sending: a promise) after the pending batch, and after any unanswered probe. */
       later,
