@@ -439,6 +439,22 @@ describe("batched gets under faults", () => {
       }
     });
 
+    test(`${kind.name}: a user whose ACL refuses INFO (cluster mode unknown): never batched, every call answered one by one, in order`, async (t) => {
+      const own = await startServer(t);
+      await own.cli("ACL", "SETUSER", "limited", "on", ">secret", "~*", "&*", "+@all", "-info");
+      const client = await kind.open(own.port, { username: "limited", password: "secret" });
+      try {
+        const store = new RedisStore({ client, prefix: fresh() });
+        assert.deepEqual(await outcomes([store.set("a", 1), store.set("b", 2), store.get("a"), store.set("a", 3), store.get("a")]), [["ok", undefined], ["ok", undefined], ["ok", 1], ["ok", undefined], ["ok", 3]]);
+        assert.deepEqual(await Promise.all(["a", "b", "c"].map((k) => store.get(k))), [3, 2, undefined]);
+        const stats = await own.cli("INFO", "commandstats");
+        const calls = (name) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+        assert.deepEqual([calls("mget"), calls("mset"), calls("get"), calls("set")], [0, 0, 5, 3]);
+      } finally {
+        await kind.close(client);
+      }
+    });
+
     test(`${kind.name}: a client closed in the tick of a batch rejects its callers with CacheBackendError (none hangs)`, async () => {
       const client = await kind.open(server.port, { reconnect: false });
       const store = new RedisStore({ client, prefix: fresh() });
