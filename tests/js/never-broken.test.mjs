@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync, realpathSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { capMemory, atEveryStackDepth } from "./support.mjs";
+import { capMemory, atEveryStackDepth, hogThenTrap } from "./support.mjs";
 import { MemoryStore, LRUPolicy, S3FIFOPolicy, TTLPolicy, ManualClock, CacheError, CacheSerializationError } from "pepperpy-caching";
 
 // Taken before any test replaces them.
@@ -433,28 +433,6 @@ describe("wasm memory exhausted", () => {
     });
   }
 
-  function hogThenTrap(api, victim) {
-    const hog = new api.MemoryStore({ policy: new api.LRUPolicy({ maxSize: 10_000_000 }) });
-    for (let hogged = 0; ; hogged++) {
-      try {
-        hog.setSync(`hog:${hogged}`, hogged);
-      } catch (error) {
-        assert.ok(error instanceof api.CacheBackendError, `refused: ${error}`);
-        break;
-      }
-    }
-    let trapped = false;
-    for (let i = 0; i < 200_000 && !trapped; i++) {
-      try {
-        victim.setSync(`x${i}`, i);
-      } catch (error) {
-        assert.ok(error instanceof api.CacheBackendError, `a CacheBackendError: ${error}`);
-        trapped = /trapped/.test(error.message);
-      }
-    }
-    assert.ok(trapped, "a set trapped inside the store");
-    return hog;
-  }
 
   test("stores fill a capped memory: the call that finds no room fails, every store stays usable", async () => {
     const { bytes, dir } = cappedApi();

@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { readFileSync, realpathSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { capMemory } from "./support.mjs";
+import { capMemory, hogThenTrap } from "./support.mjs";
 
 function cappedBytes() {
   const require = createRequire(import.meta.url);
@@ -38,25 +38,7 @@ test("trap-and-reset cycles in a capped memory: the reset store holds as much af
   fill("v");
   assert.equal(victim.size, N);
   for (let cycle = 0; cycle < 4; cycle++) {
-    const hog = new api.MemoryStore({ policy: new api.LRUPolicy({ maxSize: 10_000_000 }) });
-    for (let hogged = 0; ; hogged++) {
-      try {
-        hog.setSync(`hog:${hogged}`, hogged);
-      } catch (error) {
-        assert.ok(error instanceof api.CacheBackendError, `refused: ${error}`);
-        break;
-      }
-    }
-    let trapped = false;
-    for (let i = 0; i < 200_000 && !trapped; i++) {
-      try {
-        victim.setSync(`x${cycle}:${i}`, i);
-      } catch (error) {
-        assert.ok(error instanceof api.CacheBackendError, `a CacheBackendError: ${error}`);
-        trapped = /trapped/.test(error.message);
-      }
-    }
-    assert.ok(trapped, `cycle ${cycle}: a set trapped inside the store`);
+    const hog = hogThenTrap(api, victim, `x${cycle}:`);
     hog.dispose();
     // The memory is back: the victim resets (empty) and fills again.
     try {

@@ -134,3 +134,32 @@ export function rng(seed) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * In a memory-capped instance (`capMemory`): a hog store takes every byte it
+ * can (its last set refused with CacheBackendError), then sets on `victim`
+ * (keys `${tag}${i}`) until one traps inside the store. Returns the hog,
+ * whose dispose() gives the memory back.
+ */
+export function hogThenTrap(api, victim, tag = "x") {
+  const hog = new api.MemoryStore({ policy: new api.LRUPolicy({ maxSize: 10_000_000 }) });
+  for (let hogged = 0; ; hogged++) {
+    try {
+      hog.setSync(`hog:${hogged}`, hogged);
+    } catch (error) {
+      assert.ok(error instanceof api.CacheBackendError, `refused: ${error}`);
+      break;
+    }
+  }
+  let trapped = false;
+  for (let i = 0; i < 200_000 && !trapped; i++) {
+    try {
+      victim.setSync(`${tag}${i}`, i);
+    } catch (error) {
+      assert.ok(error instanceof api.CacheBackendError, `a CacheBackendError: ${error}`);
+      trapped = /trapped/.test(error.message);
+    }
+  }
+  assert.ok(trapped, `${tag}: a set trapped inside the store`);
+  return hog;
+}
